@@ -1,0 +1,54 @@
+"""Typed exceptions: every error the library raises derives from :class:`AsmEmailError`."""
+
+from __future__ import annotations
+
+
+class AsmEmailError(Exception):
+    """Base class of every error raised by asm_email_rules."""
+
+
+class MessageParseError(AsmEmailError):
+    """Raw bytes could not be turned into an :class:`~asm_email_rules.model.InboundEmail`."""
+
+    def __init__(self, reason: str, *, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class ConfigError(AsmEmailError):
+    """A configuration file or value is invalid; the message names the file and key."""
+
+    def __init__(self, message: str, *, source: str = "", key: str = "") -> None:
+        self.source = source
+        self.key = key
+        where = ":".join(part for part in (source, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class RepositoryError(AsmEmailError):
+    """The store refused an operation (missing record, constraint, schema mismatch)."""
+
+
+class NotFoundError(RepositoryError):
+    """A call, task, request or person that an action names does not exist."""
+
+
+class SendError(AsmEmailError):
+    """Sending a reply failed; ``code`` is the SMTP reply code when there was one."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(f"{code} {message}" if code is not None else message)
+
+
+class PermanentSendError(SendError):
+    """The server refused the reply for good (5xx, including the spec's 501/503/550/553)."""
+
+
+class TransientSendError(SendError):
+    """The reply may succeed later (4xx, connection failure, timeout)."""
+
+
+class MailboxError(AsmEmailError):
+    """A mailbox (IMAP, POP3, Maildir) could not be read or changed."""

@@ -1,0 +1,281 @@
+"""Values that flow through the pipeline: the parsed message, people, and helpdesk records.
+
+All are frozen, slotted ``attrs`` classes: safe to share, hash and compare in tests.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import attrs
+
+
+@attrs.frozen
+class Attachment:
+    """One attached file as received; ``data`` holds the decoded bytes."""
+
+    filename: str
+    content_type: str
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    inline: bool = False
+    content_id: str | None = None
+
+    @property
+    def size(self) -> int:
+        """Decoded size in bytes."""
+        return len(self.data)
+
+
+class LimitKind(enum.Enum):
+    """Which intake limit a message went over."""
+
+    TOTAL_SIZE = "total_size"
+    HEADER_COUNT = "header_count"
+    LINE_LENGTH = "line_length"
+    MIME_DEPTH = "mime_depth"
+    PART_COUNT = "part_count"
+    ATTACHMENT_SIZE = "attachment_size"
+
+
+@attrs.frozen
+class LimitViolation:
+    """A limit that was exceeded, with what was done about it (``dropped`` / ``truncated``)."""
+
+    kind: LimitKind
+    limit: int
+    actual: int
+    detail: str = ""
+
+
+@attrs.frozen
+class InboundEmail:
+    """A received message, decoded into the few things the rules look at.
+
+    ``sender`` is the addr-spec of ``From`` (empty when there is none); ``return_path`` is
+    ``None`` when the header is absent and ``""`` for the null path ``<>``.
+    ``headers`` keeps every header as a decoded ``(name, value)`` pair in message order, for
+    classification. ``notes`` records anything intake had to repair (charset fallbacks, broken
+    encoded-words), so a decision can say so.
+    """
+
+    sender: str
+    subject: str = ""
+    body: str = ""
+    sender_name: str = ""
+    message_id: str | None = None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    return_path: str | None = None
+    reply_to: tuple[str, ...] = ()
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    date: datetime | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body_html: str | None = None
+    body_source: str = "text/plain"
+    attachments: tuple[Attachment, ...] = ()
+    notes: tuple[str, ...] = ()
+    limit_violations: tuple[LimitViolation, ...] = ()
+    raw_sha256: str = ""
+    raw_size: int = 0
+
+    def header(self, name: str) -> str | None:
+        """First value of header ``name`` (case-insensitive), or ``None``."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    def header_all(self, name: str) -> tuple[str, ...]:
+        """Every value of header ``name`` (case-insensitive), in message order."""
+        wanted = name.lower()
+        return tuple(value for key, value in self.headers if key.lower() == wanted)
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """Message-IDs this mail replies to: In-Reply-To first, then References newest first."""
+        seen: dict[str, None] = {}
+        for mid in (*self.in_reply_to, *reversed(self.references)):
+            seen.setdefault(mid, None)
+        return tuple(seen)
+
+
+class PersonCase(enum.Enum):
+    """The spec's person cases for the sender's address (case 3 is the spec's missing one)."""
+
+    UNKNOWN = "unknown"  # case 1
+    ANALYST_ONLY = "analyst_only"  # case 2
+    USER_ONLY = "user_only"  # case 3
+    ANALYST_AND_USER = "analyst_and_user"  # case 4
+
+    @property
+    def is_analyst(self) -> bool:
+        """True when the person holds the analyst flag."""
+        return self in (PersonCase.ANALYST_ONLY, PersonCase.ANALYST_AND_USER)
+
+    @property
+    def is_user(self) -> bool:
+        """True when the person holds the User flag."""
+        return self in (PersonCase.USER_ONLY, PersonCase.ANALYST_AND_USER)
+
+    @property
+    def is_known(self) -> bool:
+        """True when the address matched a person record."""
+        return self is not PersonCase.UNKNOWN
+
+
+@attrs.frozen
+class Person:
+    """A person record; ``analyst_can_reopen``/``user_can_reopen`` are their roles' rights."""
+
+    id: int
+    email: str
+    name: str = ""
+    is_analyst: bool = False
+    is_user: bool = False
+    can_take_over: bool = False
+    analyst_can_reopen: bool = False
+    user_can_reopen: bool = False
+
+    @property
+    def case(self) -> PersonCase:
+        """The person case this record puts its address in."""
+        if self.is_analyst and self.is_user:
+            return PersonCase.ANALYST_AND_USER
+        if self.is_analyst:
+            return PersonCase.ANALYST_ONLY
+        if self.is_user:
+            return PersonCase.USER_ONLY
+        return PersonCase.UNKNOWN
+
+
+class EntityKind(enum.Enum):
+    """The three kinds of record an email can address."""
+
+    CALL = "call"
+    TASK = "task"
+    REQUEST = "request"
+
+
+@attrs.frozen
+class EntityRef:
+    """A reference to a call, task/approval or request by number."""
+
+    kind: EntityKind
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.kind.value} {self.number}"
+
+
+class CallStatus(enum.Enum):
+    """Whether a call is open or closed."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@attrs.frozen
+class Call:
+    """A call (ticket). ``owner_id`` is the assigned analyst; ``user_id`` the call's User."""
+
+    number: int
+    status: CallStatus = CallStatus.OPEN
+    user_id: int | None = None
+    owner_id: int | None = None
+    group: str = ""
+    partition: str = ""
+    description: str = ""
+    logging_analyst_id: int | None = None
+    updated: bool = False
+    last_update: datetime | None = None
+
+
+class TaskKind(enum.Enum):
+    """Plain tasks and the two approval kinds the spec names."""
+
+    TASK = "task"
+    APPROVAL = "approval"
+    USER_APPROVAL = "user_approval"
+
+    @property
+    def is_approval(self) -> bool:
+        """True for standard and User Approval Tasks."""
+        return self is not TaskKind.TASK
+
+
+class TaskStatus(enum.Enum):
+    """Task life cycle; approvals move from PENDING to APPROVED or REJECTED."""
+
+    OPEN = "open"
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    COMPLETED = "completed"
+
+
+@attrs.frozen
+class Task:
+    """A task or approval. ``approver_ids`` are those allowed to approve or reject it."""
+
+    number: int
+    kind: TaskKind = TaskKind.TASK
+    status: TaskStatus = TaskStatus.OPEN
+    request_number: int | None = None
+    owner_id: int | None = None
+    approver_ids: tuple[int, ...] = ()
+    forwarded_ids: tuple[int, ...] = ()
+    group: str = ""
+    partition: str = ""
+    description: str = ""
+    updated: bool = False
+    last_update: datetime | None = None
+
+
+class RequestStatus(enum.Enum):
+    """Whether a request is open or closed."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@attrs.frozen
+class Request:
+    """A request (a workflow made of tasks)."""
+
+    number: int
+    status: RequestStatus = RequestStatus.OPEN
+    owner_id: int | None = None
+    forwarded_ids: tuple[int, ...] = ()
+    group: str = ""
+    partition: str = ""
+    description: str = ""
+    updated: bool = False
+    last_update: datetime | None = None
+
+
+@attrs.frozen
+class SummaryItem:
+    """One line of a [My...] summary."""
+
+    ref: EntityRef
+    state: str
+    description: str
+    last_update: datetime | None
+    assignee: str
+
+
+@attrs.frozen
+class OutgoingEmail:
+    """A reply ready to send. Header values here never contain CR or LF."""
+
+    to: str
+    subject: str
+    body: str
+    sender: str = ""
+    message_id: str = ""
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    extra_headers: tuple[tuple[str, str], ...] = ()

@@ -1,0 +1,192 @@
+"""The ports a host plugs into: storage (Repository), transport (Mailer) and Mailbox.
+
+Small structural protocols: any object with these methods works, no base class needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from asm_email_rules.model import (
+    Attachment,
+    Call,
+    EntityRef,
+    OutgoingEmail,
+    Person,
+    Request,
+    SummaryItem,
+    Task,
+)
+from asm_email_rules.settings import CallTemplate, ReopenAssignment
+
+
+@runtime_checkable
+class Directory(Protocol):
+    """Read access to person records (the CMDB's people)."""
+
+    def persons_by_address(self, address: str) -> Sequence[Person]:
+        """Every person whose email matches ``address`` case-insensitively, lowest id first."""
+        ...
+
+    def get_person(self, person_id: int) -> Person | None:
+        """The person with this id, or ``None``."""
+        ...
+
+
+@runtime_checkable
+class Repository(Directory, Protocol):
+    """Everything the rules read and write. Writes happen only inside :meth:`transaction`."""
+
+    # -- reads ------------------------------------------------------------------------------
+    def get_call(self, number: int) -> Call | None:
+        """The call with this number, or ``None``."""
+        ...
+
+    def get_task(self, number: int) -> Task | None:
+        """The task or approval with this number, or ``None``."""
+        ...
+
+    def get_request(self, number: int) -> Request | None:
+        """The request with this number, or ``None``."""
+        ...
+
+    def summary(self, kind: str, person_id: int, limit: int) -> tuple[list[SummaryItem], int]:
+        """Items of a summary (``calls``, ``requests`` or ``tasks``) newest first, and the total.
+
+        ``calls``: open calls the person owns. ``requests`` and ``tasks``: items the person
+        is working on, has forwarded, or has been forwarded (tasks include approvals).
+        """
+        ...
+
+    def entity_for_message_id(self, message_id: str) -> EntityRef | None:
+        """The record one of our own sent Message-IDs was about, or ``None``."""
+        ...
+
+    def is_processed(self, mailbox: str, message_id: str, sha256: str) -> bool:
+        """True when this message (Message-ID and content hash) was already acted on."""
+        ...
+
+    def replies_sent_since(self, address: str, since: datetime) -> int:
+        """How many replies went to ``address`` since ``since`` (for the reply budget)."""
+        ...
+
+    def is_token_used(self, token_id: str) -> bool:
+        """True when this approval token was already spent."""
+        ...
+
+    # -- writes (inside a transaction) --------------------------------------------------------
+    def transaction(self) -> AbstractContextManager[None]:
+        """One unit of work: commits on normal exit, rolls everything back on an exception."""
+        ...
+
+    def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
+        """A new person record (flagged as a User when ``is_user``)."""
+        ...
+
+    def set_user_flag(self, person_id: int) -> None:
+        """Select the User flag on an existing person."""
+        ...
+
+    def create_call(
+        self,
+        *,
+        template: CallTemplate,
+        user_id: int | None,
+        logging_analyst_id: int | None,
+        description: str,
+        now: datetime,
+    ) -> Call:
+        """Log a call with the next available number and the template's properties."""
+        ...
+
+    def add_history(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
+        """Append a history entry to a call, task or request."""
+        ...
+
+    def add_note(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
+        """Add a note to a record (used on closed calls, which keep their state)."""
+        ...
+
+    def attach(
+        self, ref: EntityRef, attachment: Attachment, security_profile: str, now: datetime
+    ) -> None:
+        """Attach a file as an object, with its history entry, under ``security_profile``."""
+        ...
+
+    def mark_updated(self, ref: EntityRef) -> None:
+        """Set the note icon that tells the handling analyst the record changed."""
+        ...
+
+    def close_call(self, number: int, by: str, now: datetime) -> None:
+        """Close an open call."""
+        ...
+
+    def reopen_call(self, number: int, assignment: ReopenAssignment, now: datetime) -> None:
+        """Reopen a closed call and assign it as ``assignment`` says."""
+        ...
+
+    def set_task_status(self, number: int, status: str, by: str, now: datetime) -> None:
+        """Approve or reject an approval task (``approved`` / ``rejected``)."""
+        ...
+
+    def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
+        """Queue a notification to the record's assigned analyst or group."""
+        ...
+
+    def record_processed(
+        self,
+        mailbox: str,
+        message_id: str,
+        sha256: str,
+        decision_json: str,
+        now: datetime,
+    ) -> None:
+        """Write the ledger entry that makes a retry of this message a no-op."""
+        ...
+
+    def record_sent(
+        self, message_id: str, ref: EntityRef | None, to: str, now: datetime
+    ) -> None:
+        """Remember a Message-ID we sent (threading, reply budget)."""
+        ...
+
+    def use_token(self, token_id: str, now: datetime) -> None:
+        """Spend an approval token so a replay does nothing."""
+        ...
+
+
+@runtime_checkable
+class Mailer(Protocol):
+    """Sends replies. Raises PermanentSendError or TransientSendError with the SMTP code."""
+
+    def send(self, message: OutgoingEmail) -> None:
+        """Deliver ``message`` or raise a :class:`~asm_email_rules.errors.SendError`."""
+        ...
+
+
+@runtime_checkable
+class Mailbox(Protocol):
+    """A source of raw messages that can delete or set aside what it handed out."""
+
+    def list_ids(self) -> Iterator[str]:
+        """Ids of the messages waiting, oldest first; valid until :meth:`close`."""
+        ...
+
+    def fetch(self, message_id: str) -> bytes:
+        """The raw bytes of one message."""
+        ...
+
+    def delete(self, message_id: str) -> None:
+        """Remove a processed message (takes effect at the latest on :meth:`close`)."""
+        ...
+
+    def quarantine(self, message_id: str, reason: str) -> None:
+        """Move a message aside so it is neither lost nor processed again."""
+        ...
+
+    def close(self) -> None:
+        """Commit deletions and release the connection."""
+        ...

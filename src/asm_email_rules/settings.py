@@ -1,0 +1,97 @@
+"""Every option of the spec as a typed setting: per mailbox and system-wide.
+
+Defaults are the spec's "not selected" state, except where DESIGN.md chose otherwise.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+import attrs
+
+FATAL_SMTP_CODES: tuple[int, ...] = (501, 503, 550, 553)
+"""The SMTP codes the spec calls "permanent and fatal"."""
+
+
+@attrs.frozen
+class CallTemplate:
+    """The call template of a mailbox: the properties every logged call starts with."""
+
+    name: str = "Default"
+    partition: str = ""
+    call_screen_set: str = ""
+    ipk_status: str = ""
+    ipk_stream: str = ""
+    assigned_analyst_id: int | None = None
+    assigned_group: str = ""
+
+
+class ReopenAssignment(enum.Enum):
+    """Who a reopened call goes to ("depends on the setting chosen in the Email Settings")."""
+
+    KEEP = "keep"  # the analyst and group it had when it closed
+    GROUP = "group"  # its group, with no analyst
+    TEMPLATE = "template"  # the mailbox call template's analyst and group
+
+
+@attrs.frozen
+class Limits:
+    """Intake caps against huge or hostile mail; over a cap is a recorded violation."""
+
+    max_total_size: int = 25 * 1024 * 1024
+    max_header_count: int = 1000
+    max_header_bytes: int = 256 * 1024
+    max_line_length: int = 100_000
+    max_mime_depth: int = 20
+    max_part_count: int = 500
+    max_attachment_size: int = 15 * 1024 * 1024
+    max_subject_length: int = 2000
+
+
+@attrs.frozen
+class MailboxSettings:
+    """Options of one incoming email account (the spec's "incoming email server")."""
+
+    name: str = "default"
+    addresses: tuple[str, ...] = ()
+    call_template: CallTemplate = CallTemplate()
+    default_logging_analyst_id: int | None = None
+    create_calls_anonymously: bool = False
+    update_calls_anonymously: bool = False
+    close_calls_anonymously: bool = False
+    log_new_call_on_invalid_number: bool = False
+    update_closed_calls: bool = False
+    reopen_closed_calls: bool = False
+    use_linked_analyst: bool = False
+    auto_reply: bool = False
+    partition: str | None = None
+    reply_templates: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    separators: tuple[str, ...] = ()
+    trusted_authserv_id: str | None = None
+    require_approval_token: bool = False
+
+    def is_own_address(self, address: str) -> bool:
+        """True when ``address`` is one of this mailbox's own addresses."""
+        wanted = address.casefold()
+        return any(wanted == own.casefold() for own in self.addresses)
+
+
+@attrs.frozen
+class SystemSettings:
+    """System-wide options (System Administration, Messaging, Email Settings)."""
+
+    truncate_incoming_emails: bool = False
+    email_at_update_via_email_in: bool = False
+    unspecified_profile_name: str = "Unspecified"
+    self_service_reopen_closed_calls: bool = False
+    reopen_assignment: ReopenAssignment = ReopenAssignment.KEEP
+    fatal_smtp_codes: tuple[int, ...] = FATAL_SMTP_CODES
+    summary_limit: int = 50
+    reply_marker: str = "##- Please type your reply above this line -##"
+    reply_budget_per_hour: int = 20
+    max_reply_age_days: int = 7
+    max_send_attempts: int = 5
+    approval_token_secret: str | None = None
+    loop_header: str = "X-ASM-Email-Rules-Loop"
+    limits: Limits = Limits()
