@@ -279,3 +279,50 @@ class OutgoingEmail:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+class EntryKind(enum.Enum):
+    """What a line in a record's log is."""
+
+    HISTORY = "history"
+    NOTE = "note"
+    ATTACHMENT = "attachment"
+    NOTIFICATION = "notification"
+    STATUS = "status"
+
+
+@attrs.frozen
+class LogEntry:
+    """One line in a record's log: history, note, attached object, notification or status."""
+
+    ref: EntityRef
+    kind: EntryKind
+    text: str
+    author: str = ""
+    security_profile: str | None = None
+    at: datetime | None = None
+
+
+class ReplyStatus(enum.Enum):
+    """Where the reply of a processed message stands."""
+
+    NONE = "none"  # the decision had no reply
+    PENDING = "pending"  # recorded, not yet accepted by the SMTP server
+    SENT = "sent"
+    FAILED = "failed"  # refused for good (permanent code) or out of attempts
+    SUPPRESSED = "suppressed"  # reply budget, loop guard or age limit held it back
+
+
+@attrs.frozen
+class LedgerEntry:
+    """The record that a message was acted on, with its reply's delivery state."""
+
+    mailbox: str
+    message_id: str
+    sha256: str
+    decision_json: str
+    reply: OutgoingEmail | None
+    reply_status: ReplyStatus
+    attempts: int = 0
+    last_error: str = ""
+    processed_at: datetime | None = None

@@ -14,13 +14,17 @@ from asm_email_rules.model import (
     Attachment,
     Call,
     EntityRef,
+    LedgerEntry,
+    LogEntry,
     OutgoingEmail,
     Person,
+    ReplyStatus,
     Request,
     SummaryItem,
     Task,
+    TaskStatus,
 )
-from asm_email_rules.settings import CallTemplate, ReopenAssignment
+from asm_email_rules.settings import CallTemplate
 
 
 @runtime_checkable
@@ -65,8 +69,12 @@ class Repository(Directory, Protocol):
         """The record one of our own sent Message-IDs was about, or ``None``."""
         ...
 
-    def is_processed(self, mailbox: str, message_id: str, sha256: str) -> bool:
-        """True when this message (Message-ID and content hash) was already acted on."""
+    def ledger_entry(self, mailbox: str, message_id: str, sha256: str) -> LedgerEntry | None:
+        """The ledger entry of this message (Message-ID and content hash), or ``None``."""
+        ...
+
+    def entries(self, ref: EntityRef) -> Sequence[LogEntry]:
+        """The log of a record (history, notes, objects, notifications), oldest first."""
         ...
 
     def replies_sent_since(self, address: str, since: datetime) -> int:
@@ -124,12 +132,12 @@ class Repository(Directory, Protocol):
         """Close an open call."""
         ...
 
-    def reopen_call(self, number: int, assignment: ReopenAssignment, now: datetime) -> None:
-        """Reopen a closed call and assign it as ``assignment`` says."""
+    def reopen_call(self, number: int, owner_id: int | None, group: str, now: datetime) -> None:
+        """Reopen a closed call and assign it to ``owner_id`` and ``group``."""
         ...
 
-    def set_task_status(self, number: int, status: str, by: str, now: datetime) -> None:
-        """Approve or reject an approval task (``approved`` / ``rejected``)."""
+    def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
+        """Approve or reject an approval task."""
         ...
 
     def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
@@ -142,19 +150,56 @@ class Repository(Directory, Protocol):
         message_id: str,
         sha256: str,
         decision_json: str,
+        reply: OutgoingEmail | None,
         now: datetime,
     ) -> None:
-        """Write the ledger entry that makes a retry of this message a no-op."""
+        """Write the ledger entry that makes a retry of this message a no-op.
+
+        ``reply`` is stored with status PENDING (or NONE when there is no reply) so that a
+        crash or a transient SMTP failure after the commit never loses it.
+        """
         ...
 
-    def record_sent(
-        self, message_id: str, ref: EntityRef | None, to: str, now: datetime
+    def set_reply_status(
+        self,
+        mailbox: str,
+        message_id: str,
+        sha256: str,
+        status: ReplyStatus,
+        *,
+        attempts: int,
+        error: str = "",
     ) -> None:
+        """Record the outcome of a send attempt for a ledger entry."""
+        ...
+
+    def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:
         """Remember a Message-ID we sent (threading, reply budget)."""
         ...
 
     def use_token(self, token_id: str, now: datetime) -> None:
         """Spend an approval token so a replay does nothing."""
+        ...
+
+
+@runtime_checkable
+class SeedableRepository(Repository, Protocol):
+    """A repository that tests, demos and the conformance kit can fill with given records."""
+
+    def put_person(self, person: Person) -> None:
+        """Insert or replace a person record as given (id included)."""
+        ...
+
+    def put_call(self, call: Call) -> None:
+        """Insert or replace a call as given (number included)."""
+        ...
+
+    def put_task(self, task: Task) -> None:
+        """Insert or replace a task or approval as given."""
+        ...
+
+    def put_request(self, request: Request) -> None:
+        """Insert or replace a request as given."""
         ...
 
 

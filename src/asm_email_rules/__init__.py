@@ -1,0 +1,1 @@
+"""asm_email_rules: incoming-email rules for service desks."""
