@@ -1,0 +1,1 @@
+"""Adapters: real storage, transport and mailbox implementations of the protocols."""
