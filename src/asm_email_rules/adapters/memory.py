@@ -1,0 +1,490 @@
+"""The in-memory reference repository: plain dicts, an undo journal for transactions.
+
+This is the behaviour every other :class:`~asm_email_rules.protocols.SeedableRepository`
+is measured against by the conformance kit in :mod:`asm_email_rules.testing`.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import attrs
+
+from asm_email_rules.errors import NotFoundError, RepositoryError
+from asm_email_rules.model import (
+    Attachment,
+    Call,
+    CallStatus,
+    EntityKind,
+    EntityRef,
+    EntryKind,
+    LedgerEntry,
+    LogEntry,
+    OutgoingEmail,
+    Person,
+    ReplyStatus,
+    Request,
+    RequestStatus,
+    SummaryItem,
+    Task,
+    TaskStatus,
+)
+from asm_email_rules.settings import CallTemplate
+
+__all__ = [
+    "SUMMARY_DESCRIPTION_LENGTH",
+    "SUMMARY_KINDS",
+    "TASK_DONE_STATUSES",
+    "InMemoryRepository",
+    "address_key",
+    "message_id_key",
+    "short_description",
+    "to_utc",
+]
+
+log = logging.getLogger(__name__)
+
+SUMMARY_KINDS: tuple[str, ...] = ("calls", "requests", "tasks")
+"""The summary kinds :meth:`InMemoryRepository.summary` accepts."""
+
+SUMMARY_DESCRIPTION_LENGTH = 80
+"""Longest description a summary line carries."""
+
+TASK_DONE_STATUSES: frozenset[TaskStatus] = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.APPROVED, TaskStatus.REJECTED}
+)
+"""Task states that drop a task or approval out of the tasks summary."""
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+_T = TypeVar("_T")
+
+
+def address_key(address: str) -> str:
+    """The form addresses are compared in: NFKC, then case-folded (no plus-folding)."""
+    return unicodedata.normalize("NFKC", address).strip().casefold()
+
+
+def message_id_key(message_id: str) -> str:
+    """A Message-ID without surrounding whitespace and angle brackets, so both forms match."""
+    text = message_id.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    return text
+
+
+def to_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime; a naive value is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _opt_utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else to_utc(moment)
+
+
+def short_description(description: str) -> str:
+    """The first non-blank line of ``description``, cut to 80 characters, for a summary."""
+    for line in description.splitlines():
+        text = line.strip()
+        if text:
+            return text[:SUMMARY_DESCRIPTION_LENGTH].rstrip()
+    return ""
+
+
+_Record = Call | Task | Request
+
+
+def _newest_first(records: list[_T], last_update: Callable[[_T], datetime | None]) -> None:
+    """Sort in place: latest ``last_update`` first, ``None`` last, ties by number descending."""
+    records.sort(key=lambda r: getattr(r, "number", 0), reverse=True)
+    records.sort(
+        key=lambda r: (
+            last_update(r) is not None,
+            last_update(r) or datetime.min.replace(tzinfo=UTC),
+        ),
+        reverse=True,
+    )
+
+
+@attrs.frozen
+class _Sent:
+    ref: EntityRef | None
+    recipient_key: str
+    at: datetime
+
+
+class InMemoryRepository:
+    """A :class:`~asm_email_rules.protocols.SeedableRepository` kept in dicts (one thread).
+
+    ``transaction()`` journals every write and undoes the journal, newest first, when the
+    block raises, so a failed unit of work leaves nothing behind; cost is proportional to the
+    writes made, not to the size of the store. A nested ``transaction()`` joins the outer one.
+    Writes outside any transaction are allowed and take effect at once.
+    """
+
+    def __init__(self) -> None:
+        self._persons: dict[int, Person] = {}
+        self._calls: dict[int, Call] = {}
+        self._tasks: dict[int, Task] = {}
+        self._requests: dict[int, Request] = {}
+        self._entries: dict[EntityRef, list[tuple[LogEntry, Attachment | None]]] = {}
+        self._ledger: dict[tuple[str, str, str], LedgerEntry] = {}
+        self._sent: dict[str, _Sent] = {}
+        self._tokens: dict[str, datetime] = {}
+        self._counters: dict[str, int] = {"next_call_number": 1, "next_person_id": 1}
+        self._undo: list[Callable[[], object]] | None = None
+
+    # -- journal --------------------------------------------------------------------------
+    def _set(self, table: dict[_K, _V], key: _K, value: _V) -> None:
+        """Write ``table[key]``, remembering how to undo it inside a transaction."""
+        if self._undo is not None:
+            if key in table:
+                old = table[key]
+                self._undo.append(lambda: table.__setitem__(key, old))
+            else:
+                self._undo.append(lambda: table.__delitem__(key))
+        table[key] = value
+
+    def _append(self, items: list[_T], item: _T) -> None:
+        """Append to ``items``, remembering how to undo it inside a transaction."""
+        if self._undo is not None:
+            self._undo.append(lambda: items.pop())
+        items.append(item)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One unit of work: kept on normal exit, every write undone when the block raises."""
+        if self._undo is not None:
+            yield  # nested: part of the outer unit of work
+            return
+        self._undo = []
+        try:
+            yield
+        except BaseException:
+            undo, self._undo = self._undo, None
+            for step in reversed(undo):
+                step()
+            log.debug("in-memory transaction rolled back", extra={"undone": len(undo)})
+            raise
+        self._undo = None
+
+    # -- directory --------------------------------------------------------------------------
+    def persons_by_address(self, address: str) -> Sequence[Person]:
+        """Every person whose email matches ``address`` case-insensitively, lowest id first."""
+        wanted = address_key(address)
+        found = [p for p in self._persons.values() if address_key(p.email) == wanted]
+        found.sort(key=lambda p: p.id)
+        return found
+
+    def get_person(self, person_id: int) -> Person | None:
+        """The person with this id, or ``None``."""
+        return self._persons.get(person_id)
+
+    # -- reads ------------------------------------------------------------------------------
+    def get_call(self, number: int) -> Call | None:
+        """The call with this number, or ``None``."""
+        return self._calls.get(number)
+
+    def get_task(self, number: int) -> Task | None:
+        """The task or approval with this number, or ``None``."""
+        return self._tasks.get(number)
+
+    def get_request(self, number: int) -> Request | None:
+        """The request with this number, or ``None``."""
+        return self._requests.get(number)
+
+    def summary(self, kind: str, person_id: int, limit: int) -> tuple[list[SummaryItem], int]:
+        """Items of a summary (``calls``, ``requests`` or ``tasks``) newest first, and the total.
+
+        ``calls``: open calls the person owns. ``requests``: open requests the person owns or
+        was forwarded. ``tasks``: tasks and approvals the person owns, may approve or was
+        forwarded, unless completed, approved or rejected.
+        """
+        records: list[_Record]
+        ref_kind: EntityKind
+        if kind == "calls":
+            ref_kind = EntityKind.CALL
+            records = [
+                c
+                for c in self._calls.values()
+                if c.status is CallStatus.OPEN and c.owner_id == person_id
+            ]
+        elif kind == "requests":
+            ref_kind = EntityKind.REQUEST
+            records = [
+                r
+                for r in self._requests.values()
+                if r.status is not RequestStatus.CLOSED
+                and (r.owner_id == person_id or person_id in r.forwarded_ids)
+            ]
+        elif kind == "tasks":
+            ref_kind = EntityKind.TASK
+            records = [
+                t
+                for t in self._tasks.values()
+                if t.status not in TASK_DONE_STATUSES
+                and (
+                    t.owner_id == person_id
+                    or person_id in t.approver_ids
+                    or person_id in t.forwarded_ids
+                )
+            ]
+        else:
+            raise RepositoryError(f"unknown summary kind {kind!r}; expected one of {SUMMARY_KINDS}")
+        _newest_first(records, lambda r: r.last_update)
+        items = [self._summary_item(ref_kind, r) for r in records[: max(limit, 0)]]
+        return items, len(records)
+
+    def _summary_item(self, kind: EntityKind, record: _Record) -> SummaryItem:
+        owner = None if record.owner_id is None else self._persons.get(record.owner_id)
+        assignee = (owner.name or owner.email) if owner is not None else record.group
+        return SummaryItem(
+            ref=EntityRef(kind, record.number),
+            state=record.status.value,
+            description=short_description(record.description),
+            last_update=record.last_update,
+            assignee=assignee,
+        )
+
+    def entity_for_message_id(self, message_id: str) -> EntityRef | None:
+        """The record one of our own sent Message-IDs was about, or ``None``."""
+        sent = self._sent.get(message_id_key(message_id))
+        return None if sent is None else sent.ref
+
+    def ledger_entry(self, mailbox: str, message_id: str, sha256: str) -> LedgerEntry | None:
+        """The ledger entry of this message (Message-ID and content hash), or ``None``."""
+        return self._ledger.get((mailbox, message_id, sha256))
+
+    def entries(self, ref: EntityRef) -> Sequence[LogEntry]:
+        """The log of a record (history, notes, objects, notifications), oldest first."""
+        return [entry for entry, _ in self._entries.get(ref, ())]
+
+    def attachments(self, ref: EntityRef) -> Sequence[Attachment]:
+        """The files attached to a record, oldest first, with their bytes (not in the protocol)."""
+        return [att for _, att in self._entries.get(ref, ()) if att is not None]
+
+    def replies_sent_since(self, address: str, since: datetime) -> int:
+        """How many replies went to ``address`` at or after ``since`` (for the reply budget)."""
+        wanted, start = address_key(address), to_utc(since)
+        return sum(1 for s in self._sent.values() if s.recipient_key == wanted and s.at >= start)
+
+    def is_token_used(self, token_id: str) -> bool:
+        """True when this approval token was already spent."""
+        return token_id in self._tokens
+
+    # -- seeding ----------------------------------------------------------------------------
+    def put_person(self, person: Person) -> None:
+        """Insert or replace a person record as given (id included)."""
+        self._set(self._persons, person.id, person)
+
+    def put_call(self, call: Call) -> None:
+        """Insert or replace a call as given (number included); datetimes become UTC."""
+        self._set(
+            self._calls, call.number, attrs.evolve(call, last_update=_opt_utc(call.last_update))
+        )
+
+    def put_task(self, task: Task) -> None:
+        """Insert or replace a task or approval as given; datetimes become UTC."""
+        self._set(
+            self._tasks, task.number, attrs.evolve(task, last_update=_opt_utc(task.last_update))
+        )
+
+    def put_request(self, request: Request) -> None:
+        """Insert or replace a request as given; datetimes become UTC."""
+        fixed = attrs.evolve(request, last_update=_opt_utc(request.last_update))
+        self._set(self._requests, request.number, fixed)
+
+    # -- writes -----------------------------------------------------------------------------
+    def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
+        """A new person record with the next free id (flagged as a User when ``is_user``)."""
+        top = max(self._persons, default=0)
+        person_id = max(self._counters["next_person_id"], top + 1)
+        person = Person(id=person_id, email=email, name=name, is_user=is_user)
+        self._set(self._persons, person_id, person)
+        self._set(self._counters, "next_person_id", person_id + 1)
+        return person
+
+    def set_user_flag(self, person_id: int) -> None:
+        """Select the User flag on an existing person."""
+        person = self._persons.get(person_id)
+        if person is None:
+            raise NotFoundError(f"person {person_id} does not exist")
+        self._set(self._persons, person_id, attrs.evolve(person, is_user=True))
+
+    def create_call(
+        self,
+        *,
+        template: CallTemplate,
+        user_id: int | None,
+        logging_analyst_id: int | None,
+        description: str,
+        now: datetime,
+    ) -> Call:
+        """Log an open call with the next number (above every existing one, never reused)."""
+        top = max(self._calls, default=0)
+        number = max(self._counters["next_call_number"], top + 1)
+        call = Call(
+            number=number,
+            status=CallStatus.OPEN,
+            user_id=user_id,
+            owner_id=template.assigned_analyst_id,
+            group=template.assigned_group,
+            partition=template.partition,
+            description=description,
+            logging_analyst_id=logging_analyst_id,
+            updated=False,
+            last_update=to_utc(now),
+        )
+        self._set(self._calls, number, call)
+        self._set(self._counters, "next_call_number", number + 1)
+        return call
+
+    def _record(self, ref: EntityRef) -> _Record:
+        record: _Record | None
+        if ref.kind is EntityKind.CALL:
+            record = self._calls.get(ref.number)
+        elif ref.kind is EntityKind.TASK:
+            record = self._tasks.get(ref.number)
+        else:
+            record = self._requests.get(ref.number)
+        if record is None:
+            raise NotFoundError(f"{ref} does not exist")
+        return record
+
+    def _change(self, ref: EntityRef, **changes: Any) -> None:
+        """Replace the record ``ref`` with a copy carrying ``changes``."""
+        record = self._record(ref)
+        if isinstance(record, Call):
+            self._set(self._calls, ref.number, attrs.evolve(record, **changes))
+        elif isinstance(record, Task):
+            self._set(self._tasks, ref.number, attrs.evolve(record, **changes))
+        else:
+            self._set(self._requests, ref.number, attrs.evolve(record, **changes))
+
+    def _log(self, entry: LogEntry, attachment: Attachment | None = None) -> None:
+        if entry.ref not in self._entries:
+            self._set(self._entries, entry.ref, [])
+        self._append(self._entries[entry.ref], (entry, attachment))
+
+    def add_history(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
+        """Append a history entry to a call, task or request (its last update becomes ``now``)."""
+        self._record(ref)
+        at = to_utc(now)
+        self._log(LogEntry(ref, EntryKind.HISTORY, text, author=author, at=at))
+        self._change(ref, last_update=at)
+
+    def add_note(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
+        """Add a note to a record (used on closed calls, which keep their state)."""
+        self._record(ref)
+        at = to_utc(now)
+        self._log(LogEntry(ref, EntryKind.NOTE, text, author=author, at=at))
+        self._change(ref, last_update=at)
+
+    def attach(
+        self, ref: EntityRef, attachment: Attachment, security_profile: str, now: datetime
+    ) -> None:
+        """Attach a file (bytes kept) as an object; its log line names the file and profile."""
+        self._record(ref)
+        at = to_utc(now)
+        entry = LogEntry(
+            ref, EntryKind.ATTACHMENT, attachment.filename, security_profile=security_profile, at=at
+        )
+        self._log(entry, attachment)
+        self._change(ref, last_update=at)
+
+    def mark_updated(self, ref: EntityRef) -> None:
+        """Set the note icon that tells the handling analyst the record changed."""
+        self._change(ref, updated=True)
+
+    def close_call(self, number: int, by: str, now: datetime) -> None:
+        """Close an open call; closing one that is already closed is refused."""
+        ref = EntityRef(EntityKind.CALL, number)
+        call = self._record(ref)
+        if call.status is not CallStatus.OPEN:
+            raise RepositoryError(f"{ref} is already closed")
+        at = to_utc(now)
+        self._log(LogEntry(ref, EntryKind.STATUS, "closed", author=by, at=at))
+        self._change(ref, status=CallStatus.CLOSED, last_update=at)
+
+    def reopen_call(self, number: int, owner_id: int | None, group: str, now: datetime) -> None:
+        """Reopen a closed call and assign it to ``owner_id`` and ``group``."""
+        ref = EntityRef(EntityKind.CALL, number)
+        call = self._record(ref)
+        if call.status is not CallStatus.CLOSED:
+            raise RepositoryError(f"{ref} is not closed")
+        at = to_utc(now)
+        self._log(LogEntry(ref, EntryKind.STATUS, "reopened", at=at))
+        self._change(ref, status=CallStatus.OPEN, owner_id=owner_id, group=group, last_update=at)
+
+    def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
+        """Set a task's or approval's status (approve, reject, complete)."""
+        ref = EntityRef(EntityKind.TASK, number)
+        self._record(ref)
+        at = to_utc(now)
+        self._log(LogEntry(ref, EntryKind.STATUS, status.value, author=by, at=at))
+        self._change(ref, status=status, last_update=at)
+
+    def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
+        """Queue a notification to the record's assigned analyst or group."""
+        self._record(ref)
+        self._log(LogEntry(ref, EntryKind.NOTIFICATION, text, at=to_utc(now)))
+
+    def record_processed(
+        self,
+        mailbox: str,
+        message_id: str,
+        sha256: str,
+        decision_json: str,
+        reply: OutgoingEmail | None,
+        now: datetime,
+    ) -> None:
+        """Write the ledger entry (reply PENDING, or NONE without one); a second is refused."""
+        key = (mailbox, message_id, sha256)
+        if key in self._ledger:
+            raise RepositoryError(
+                f"message {message_id!r} ({sha256}) already recorded in {mailbox!r}"
+            )
+        entry = LedgerEntry(
+            mailbox=mailbox,
+            message_id=message_id,
+            sha256=sha256,
+            decision_json=decision_json,
+            reply=reply,
+            reply_status=ReplyStatus.NONE if reply is None else ReplyStatus.PENDING,
+            processed_at=to_utc(now),
+        )
+        self._set(self._ledger, key, entry)
+
+    def set_reply_status(
+        self,
+        mailbox: str,
+        message_id: str,
+        sha256: str,
+        status: ReplyStatus,
+        *,
+        attempts: int,
+        error: str = "",
+    ) -> None:
+        """Record the outcome of a send attempt for a ledger entry."""
+        key = (mailbox, message_id, sha256)
+        entry = self._ledger.get(key)
+        if entry is None:
+            raise NotFoundError(f"no ledger entry for {message_id!r} ({sha256}) in {mailbox!r}")
+        changed = attrs.evolve(entry, reply_status=status, attempts=attempts, last_error=error)
+        self._set(self._ledger, key, changed)
+
+    def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:
+        """Remember a Message-ID we sent (threading, reply budget); the same id replaces."""
+        self._set(self._sent, message_id_key(message_id), _Sent(ref, address_key(to), to_utc(now)))
+
+    def use_token(self, token_id: str, now: datetime) -> None:
+        """Spend an approval token; spending it again keeps the first time."""
+        if token_id not in self._tokens:
+            self._set(self._tokens, token_id, to_utc(now))
