@@ -1,0 +1,337 @@
+"""Turn an :class:`~asm_email_rules.model.OutgoingEmail` into the bytes we hand to SMTP.
+
+Every header line is written by this module from validated text: values holding CR, LF, NUL or
+any other control or line-break character are refused, text that is not plain printable ASCII
+is sent as RFC 2047 encoded-words, and callers cannot override the headers we set. Header
+injection is therefore impossible by construction, not by escaping after the fact.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import unicodedata
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from asm_email_rules.errors import AsmEmailError
+from asm_email_rules.model import OutgoingEmail
+
+__all__ = [
+    "AUTO_SUBMITTED",
+    "RESERVED_HEADERS",
+    "HeaderInjectionError",
+    "OutgoingMessageError",
+    "check_header_text",
+    "format_header_field",
+    "make_message_id",
+    "normalize_msg_id",
+    "render_outgoing",
+    "sanitize_header_text",
+]
+
+AUTO_SUBMITTED = "auto-replied"
+"""Our ``Auto-Submitted`` value (RFC 3834 section 5): every reply we send is automatic."""
+
+RESERVED_HEADERS: frozenset[str] = frozenset(
+    {
+        "to",
+        "cc",
+        "bcc",
+        "from",
+        "sender",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "auto-submitted",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "return-path",
+    }
+)
+"""Header names (lower case) that ``extra_headers`` may not set: we write them ourselves."""
+
+_FOLD_AT = 78  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
+_HARD_LIMIT = 998  # RFC 5322 2.1.1: lines MUST be at most 998 characters
+_EW_PREFIX = "=?utf-8?b?"
+_EW_SUFFIX = "?="
+_EW_MAX_BYTES = 45  # 45 bytes -> 60 base64 chars -> 72-char encoded-word (RFC 2047 max 75)
+_FIELD_NAME_RE = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII except ':'
+_MSG_ID_BODY_RE = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")  # printable ASCII without '<' '>' SP
+_ATOM_PHRASE_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
+_KIND_RE = re.compile(r"[a-z][a-z0-9_]*")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_MAX_MSG_ID = 900  # longer ids could not be written on one legal line
+
+
+class OutgoingMessageError(AsmEmailError, ValueError):
+    """An outgoing message cannot be rendered (bad address, bad Message-ID, bad text)."""
+
+
+class HeaderInjectionError(OutgoingMessageError):
+    """A header name or value would break out of its field (CR, LF, NUL or other controls)."""
+
+
+def _is_unsafe(char: str) -> bool:
+    """True for characters that must never reach a header: controls (TAB aside), line breaks."""
+    if char == "\t":
+        return False
+    category = unicodedata.category(char)
+    return category in ("Cc", "Zl", "Zp") or category == "Cs"
+
+
+def check_header_text(field: str, value: str) -> None:
+    """Raise :class:`HeaderInjectionError` when ``value`` holds CR, LF, NUL or another control.
+
+    Unicode line and paragraph separators (U+2028, U+2029, U+0085) and lone surrogates are
+    refused too: they are line breaks to some consumers or cannot be encoded at all.
+    """
+    for index, char in enumerate(value):
+        if _is_unsafe(char):
+            raise HeaderInjectionError(
+                f"header {field!r} holds the forbidden character U+{ord(char):04X} "
+                f"at position {index}"
+            )
+
+
+def sanitize_header_text(text: str, max_length: int = 1000) -> str:
+    """``text`` made safe for a header: every control or line break becomes a space.
+
+    For text we generate ourselves (error messages, quarantine reasons), where refusing would
+    lose information; echoed input in replies goes through :func:`check_header_text` instead.
+    """
+    cleaned = "".join(" " if _is_unsafe(char) else char for char in text[:max_length])
+    return _squash_spaces(cleaned)
+
+
+def _squash_spaces(value: str) -> str:
+    """Runs of spaces and tabs become one space; leading and trailing ones go."""
+    return " ".join(part for part in value.replace("\t", " ").split(" ") if part)
+
+
+def _normalize_text(field: str, value: str) -> str:
+    check_header_text(field, value)
+    return _squash_spaces(value)
+
+
+def _encoded_words(text: str) -> list[str]:
+    """``text`` as UTF-8 base64 encoded-words, each whole characters and at most 75 chars."""
+    words: list[str] = []
+    chunk: list[bytes] = []
+    size = 0
+    for char in text:
+        data = char.encode("utf-8")
+        if size + len(data) > _EW_MAX_BYTES and chunk:
+            words.append(_EW_PREFIX + base64.b64encode(b"".join(chunk)).decode() + _EW_SUFFIX)
+            chunk, size = [], 0
+        chunk.append(data)
+        size += len(data)
+    if chunk:
+        words.append(_EW_PREFIX + base64.b64encode(b"".join(chunk)).decode() + _EW_SUFFIX)
+    return words
+
+
+def _fold(name: str, tokens: Iterable[str]) -> str:
+    """Join ``tokens`` with single spaces, folding before a token when a line would pass 78."""
+    lines: list[str] = []
+    current = f"{name}:"
+    for token in tokens:
+        if len(current) + 1 + len(token) > _FOLD_AT and current != f"{name}:":
+            lines.append(current)
+            current = " " + token
+        else:
+            current += " " + token
+    lines.append(current)
+    return "\r\n".join(lines)
+
+
+def _needs_encoding(value: str) -> bool:
+    if "=?" in value or not value.isascii():
+        return True
+    # A word that cannot fit a legal line is encoded, so it can be split across lines.
+    return any(len(word) > _HARD_LIMIT - 80 for word in value.split(" "))
+
+
+def format_header_field(name: str, value: str) -> str:
+    """One folded header field ``Name: value`` (no final CRLF) for free text.
+
+    Plain printable ASCII is written as is; anything else (non-ASCII, text that would read as
+    an encoded-word, over-long words) is written as UTF-8 encoded-words. Spaces and tabs are
+    squashed to single spaces, so the field reads back exactly as normalised here.
+    """
+    if not _FIELD_NAME_RE.fullmatch(name):
+        raise HeaderInjectionError(f"invalid header name {name!r}")
+    text = _normalize_text(name, value)
+    if not text:
+        return f"{name}:"
+    if _needs_encoding(text):
+        return _fold(name, _encoded_words(text))
+    return _fold(name, text.split(" "))
+
+
+def normalize_msg_id(value: str) -> str | None:
+    """``value`` as ``<left@right>``, or ``None`` when it is not a usable Message-ID.
+
+    Angle brackets are added when missing. CR, LF, NUL or other controls raise
+    :class:`HeaderInjectionError`, since they can only come from a bug or an attack.
+    """
+    check_header_text("message id", value)
+    text = value.strip(" \t")
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    if len(text) > _MAX_MSG_ID or not _MSG_ID_BODY_RE.fullmatch(text):
+        return None
+    return f"<{text}>"
+
+
+def make_message_id(kind: str, number: int | None, host: str, random_token: str) -> str:
+    """Our Message-ID, ``<asm.{kind}-{number}.{random}@{host}>`` (no ``-{number}`` without one).
+
+    Randomness is the caller's (pass ``secrets.token_hex(8)``), so tests can pin it.
+    """
+    if not _KIND_RE.fullmatch(kind):
+        raise OutgoingMessageError(f"invalid Message-ID kind {kind!r}")
+    if number is not None and (isinstance(number, bool) or number < 0):
+        raise OutgoingMessageError(f"invalid record number {number!r}")
+    if not _TOKEN_RE.fullmatch(random_token):
+        raise OutgoingMessageError(f"invalid Message-ID random token {random_token!r}")
+    if len(host) > 253 or not _HOST_RE.fullmatch(host):
+        raise OutgoingMessageError(f"invalid Message-ID host {host!r}")
+    label = kind if number is None else f"{kind}-{number}"
+    return f"<asm.{label}.{random_token}@{host}>"
+
+
+def _addr_spec(field: str, value: str) -> str:
+    """Validate a bare addr-spec (ASCII, with a domain) and return it."""
+    check_header_text(field, value)
+    text = value.strip(" \t")
+    if not text or text == "<>":
+        raise OutgoingMessageError(f"{field}: empty address")
+    if not text.isascii():
+        raise OutgoingMessageError(f"{field}: non-ASCII address {text!r} needs SMTPUTF8")
+    try:
+        address = Address(addr_spec=text)
+    except (ValueError, IndexError) as exc:
+        raise OutgoingMessageError(f"{field}: invalid address {text!r}: {exc}") from exc
+    if not address.username or not address.domain:
+        raise OutgoingMessageError(f"{field}: address {text!r} needs a local part and a domain")
+    return address.addr_spec
+
+
+def parse_sender(value: str) -> tuple[str, str]:
+    """``(display_name, addr_spec)`` of a From value, given as ``addr`` or ``Name <addr>``."""
+    check_header_text("From", value)
+    text = value.strip(" \t")
+    if text.endswith(">") and "<" in text:
+        name, _, addr = text[:-1].rpartition("<")
+        name = name.strip(" \t")
+        if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
+            name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return _normalize_text("From", name), _addr_spec("From", addr)
+    return "", _addr_spec("From", text)
+
+
+def _from_field(display_name: str, addr_spec: str) -> str:
+    if not display_name:
+        return f"From: {addr_spec}"
+    if "=?" not in display_name and display_name.isascii():
+        if _ATOM_PHRASE_RE.fullmatch(display_name):
+            phrase = display_name.split(" ")
+        else:
+            escaped = display_name.replace("\\", "\\\\").replace('"', '\\"')
+            phrase = [f'"{escaped}"']
+    else:
+        phrase = _encoded_words(display_name)
+    return _fold("From", [*phrase, f"<{addr_spec}>"])
+
+
+def _references(values: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for value in values:
+        mid = normalize_msg_id(value)
+        if mid is not None:
+            seen.setdefault(mid, None)
+    return list(seen)
+
+
+def render_outgoing(
+    message: OutgoingEmail,
+    *,
+    now: datetime | None = None,
+    default_sender: str = "",
+    random_token: str | None = None,
+) -> bytes:
+    """The wire form (CRLF, 7-bit) of ``message`` with our threading and RFC 3834 headers.
+
+    ``now`` gives the Date (default: the current UTC time); ``default_sender`` is the From used
+    when the message has none. A message without a Message-ID gets
+    ``<asm.reply.{random}@{sender domain}>``. Raises :class:`OutgoingMessageError` (or its
+    :class:`HeaderInjectionError`) when any value cannot be written safely.
+    """
+    display_name, sender = parse_sender(message.sender or default_sender or "")
+    to = _addr_spec("To", message.to)
+    when = now if now is not None else datetime.now(UTC)
+    if when.tzinfo is None:
+        raise OutgoingMessageError("the Date needs a timezone-aware datetime")
+
+    if message.message_id:
+        message_id = normalize_msg_id(message.message_id)
+        if message_id is None:
+            raise OutgoingMessageError(f"invalid Message-ID {message.message_id!r}")
+    else:
+        token = random_token if random_token is not None else secrets.token_hex(8)
+        host = sender.rpartition("@")[2]
+        if not _HOST_RE.fullmatch(host):
+            host = "asm.invalid"  # an address literal cannot be a Message-ID host
+        message_id = make_message_id("reply", None, host, token)
+    in_reply_to = _references([message.in_reply_to] if message.in_reply_to else [])
+    references = _references(message.references)
+
+    fields = [
+        _from_field(display_name, sender),
+        f"To: {to}",
+        format_header_field("Subject", message.subject),
+        f"Date: {format_datetime(when)}",
+        f"Message-ID: {message_id}",
+    ]
+    if in_reply_to:
+        fields.append(f"In-Reply-To: {in_reply_to[0]}")
+    if references:
+        fields.append(_fold("References", references))
+    fields.append(f"Auto-Submitted: {AUTO_SUBMITTED}")
+    for name, value in message.extra_headers:
+        if name.lower() in RESERVED_HEADERS:
+            raise HeaderInjectionError(f"extra header {name!r} would override one we set")
+        fields.append(format_header_field(name, value))
+
+    check_body(message.body)
+    msg = EmailMessage(policy=_POLICY)
+    for field in fields:
+        name, _, value = field.partition(":")
+        msg.set_raw(name, value.lstrip(" "))
+    msg.set_content(message.body, charset="utf-8")
+    return msg.as_bytes(policy=_POLICY)
+
+
+def check_body(body: str) -> None:
+    """Refuse a body that cannot be encoded as UTF-8 (lone surrogates)."""
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise OutgoingMessageError(f"body is not encodable as UTF-8: {exc.reason}") from exc
+
+
+# 7-bit transfer encodings (quoted-printable or base64 for UTF-8 text) and no refolding of the
+# fields written above: they are already folded and only hold printable ASCII.
+_POLICY = policy.SMTP.clone(cte_type="7bit", refold_source="none")

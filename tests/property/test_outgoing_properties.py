@@ -1,0 +1,150 @@
+"""Property: whatever text we are given, the rendered reply reads back with exactly our headers."""
+
+from __future__ import annotations
+
+import re
+import string
+from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asm_email_rules.model import OutgoingEmail
+from asm_email_rules.outgoing import (
+    HeaderInjectionError,
+    OutgoingMessageError,
+    check_header_text,
+    render_outgoing,
+)
+
+NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+FORBIDDEN = "\r\n\x00"
+ID_CHARS = string.ascii_letters + string.digits + ".-_$!#%+"
+
+_ids = st.builds(
+    lambda left, right: f"<{left}@{right}>",
+    st.text(ID_CHARS, min_size=1, max_size=120),
+    st.text(ID_CHARS, min_size=1, max_size=40),
+)
+_names = st.text(string.ascii_letters + "-", min_size=1, max_size=20).map(lambda s: "X-" + s)
+
+
+def _squash(text: str) -> str:
+    """The documented normalisation: runs of spaces and tabs become one space, ends trimmed."""
+    return " ".join(part for part in text.replace("\t", " ").split(" ") if part)
+
+
+def _reparse(raw: bytes) -> list[tuple[str, str]]:
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    assert not msg.defects
+    return [(name, str(value)) for name, value in msg.items()]
+
+
+def _is_clean(text: str) -> bool:
+    try:
+        check_header_text("t", text)
+    except HeaderInjectionError:
+        return False
+    return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    subject=st.text(max_size=300),
+    body=st.text(st.characters(exclude_categories=["Cs"]), max_size=400),
+    in_reply_to=st.one_of(st.none(), _ids),
+    references=st.lists(_ids, max_size=6, unique=True),
+    extras=st.lists(st.tuples(_names, st.text(max_size=80)), max_size=3, unique_by=lambda t: t[0]),
+)
+def test_reparsed_headers_are_exactly_ours(
+    subject: str,
+    body: str,
+    in_reply_to: str | None,
+    references: list[str],
+    extras: list[tuple[str, str]],
+) -> None:
+    message = OutgoingEmail(
+        to="user@example.org",
+        subject=subject,
+        body=body,
+        sender="Service Desk <desk@asm.example>",
+        message_id="<asm.call-7.abc@asm.example>",
+        in_reply_to=in_reply_to,
+        references=tuple(references),
+        extra_headers=tuple(extras),
+    )
+    values = [subject, *(value for _, value in extras)]
+    if not all(_is_clean(value) for value in values):
+        try:
+            render_outgoing(message, now=NOW)
+        except HeaderInjectionError:
+            return
+        raise AssertionError("a control character was accepted in a header")
+
+    raw = render_outgoing(message, now=NOW)
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert raw.isascii()
+    expected = [
+        ("From", "Service Desk <desk@asm.example>"),
+        ("To", "user@example.org"),
+        ("Subject", _squash(subject)),
+        ("Date", "Mon, 06 May 2024 07:08:09 +0000"),
+        ("Message-ID", "<asm.call-7.abc@asm.example>"),
+    ]
+    if in_reply_to:
+        expected.append(("In-Reply-To", in_reply_to))
+    if references:
+        expected.append(("References", " ".join(references)))
+    expected.append(("Auto-Submitted", "auto-replied"))
+    expected.extend((name, _squash(value)) for name, value in extras)
+    headers = _reparse(raw)
+    assert headers[: len(expected)] == expected
+    assert [name for name, _ in headers[len(expected) :]] == [
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "MIME-Version",
+    ]
+    content = BytesParser(policy=policy.default).parsebytes(raw).get_content()
+    assert content.replace("\r\n", "\n") == _as_lines(body)
+
+
+def _as_lines(body: str) -> str:
+    """The body as the reader sees it: CR, LF and CRLF line ends as LF, ending with one."""
+    lines = re.split(r"\r\n|\r|\n", body)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return "".join(line + "\n" for line in lines) or "\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prefix=st.text(max_size=30),
+    bad=st.sampled_from(FORBIDDEN),
+    suffix=st.text(max_size=30),
+    where=st.sampled_from(["subject", "to", "sender", "in_reply_to", "reference", "extra"]),
+)
+def test_cr_lf_nul_anywhere_is_refused(prefix: str, bad: str, suffix: str, where: str) -> None:
+    value = prefix + bad + suffix
+    fields: dict[str, object] = {
+        "to": "user@example.org",
+        "subject": "ok",
+        "body": "ok",
+        "sender": "desk@asm.example",
+        "message_id": "<asm.reply.x@asm.example>",
+    }
+    if where == "reference":
+        fields["references"] = (value,)
+    elif where == "extra":
+        fields["extra_headers"] = (("X-Test", value),)
+    else:
+        fields[where] = value
+    message = OutgoingEmail(**fields)  # type: ignore[arg-type]
+    try:
+        raw = render_outgoing(message, now=NOW)
+    except HeaderInjectionError:
+        return
+    except OutgoingMessageError as exc:  # pragma: no cover - would be a wrong error type
+        raise AssertionError(f"wrong error type: {exc!r}") from exc
+    raise AssertionError(f"rendered despite a forbidden character: {raw[:200]!r}")
