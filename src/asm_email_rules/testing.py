@@ -1,0 +1,799 @@
+"""Conformance kit: prove a host's repository behaves as the in-memory reference does.
+
+Run :func:`check_repository` with a factory of fresh repositories, or parametrise a test over
+:func:`repository_checks` so each check is its own test. Needs no pytest: a check raises
+``AssertionError`` with a message that says what was expected and what came back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from asm_email_rules.errors import NotFoundError, RepositoryError
+from asm_email_rules.model import (
+    Attachment,
+    Call,
+    CallStatus,
+    EntityKind,
+    EntityRef,
+    EntryKind,
+    OutgoingEmail,
+    Person,
+    ReplyStatus,
+    Request,
+    RequestStatus,
+    Task,
+    TaskKind,
+    TaskStatus,
+)
+from asm_email_rules.protocols import SeedableRepository
+from asm_email_rules.settings import CallTemplate
+
+__all__ = ["Check", "check_repository", "repository_checks"]
+
+T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+"""The fixed clock every check starts from (aware UTC, as repositories return)."""
+
+
+@attrs.frozen
+class Check:
+    """One conformance check: ``run`` raises ``AssertionError`` when the repository fails it."""
+
+    name: str
+    doc: str
+    run: Callable[[SeedableRepository], None]
+
+
+_CHECKS: list[Check] = []
+
+
+def _check(run: Callable[[SeedableRepository], None]) -> Callable[[SeedableRepository], None]:
+    """Register ``run`` as a check named after the function, documented by its docstring."""
+    _CHECKS.append(Check(run.__name__.removeprefix("check_"), (run.__doc__ or "").strip(), run))
+    return run
+
+
+def repository_checks() -> list[Check]:
+    """Every repository check, in a stable order."""
+    return list(_CHECKS)
+
+
+def check_repository(factory: Callable[[], SeedableRepository]) -> list[tuple[str, str]]:
+    """Run every check on a fresh repository from ``factory``; the failures as (name, message)."""
+    failures: list[tuple[str, str]] = []
+    for check in repository_checks():
+        try:
+            check.run(factory())
+        except AssertionError as exc:
+            failures.append((check.name, str(exc) or "assertion failed"))
+        except Exception as exc:
+            failures.append((check.name, f"raised {type(exc).__name__}: {exc}"))
+    return failures
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+def _equal(actual: object, expected: object, what: str) -> None:
+    if actual != expected:
+        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def _raises(
+    error: type[Exception], what: str, action: Callable[[], object], repo: SeedableRepository
+) -> None:
+    """``action`` (run in its own transaction) must raise ``error``."""
+    try:
+        with repo.transaction():
+            action()
+    except error:
+        return
+    except Exception as exc:
+        raise AssertionError(
+            f"{what}: expected {error.__name__}, got {type(exc).__name__}: {exc}"
+        ) from exc
+    raise AssertionError(f"{what}: expected {error.__name__}, nothing was raised")
+
+
+def _seed(repo: SeedableRepository, *records: Person | Call | Task | Request) -> None:
+    with repo.transaction():
+        for record in records:
+            if isinstance(record, Person):
+                repo.put_person(record)
+            elif isinstance(record, Call):
+                repo.put_call(record)
+            elif isinstance(record, Task):
+                repo.put_task(record)
+            else:
+                repo.put_request(record)
+
+
+def _at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def _call(number: int, **fields: Any) -> Call:
+    return Call(number=number, **fields)
+
+
+ANALYST = Person(id=11, email="Ann.Analyst@Example.COM", name="Ann Analyst", is_analyst=True)
+OTHER = Person(id=12, email="bob@example.com", name="Bob Other", is_analyst=True)
+USER = Person(id=13, email="uma@example.com", name="Uma User", is_user=True)
+
+REPLY = OutgoingEmail(
+    to="uma@example.com",
+    subject="Call 7 has been logged [CALL#7]",
+    body="Thank you.\nÅ line with ünïcödé.",
+    sender="desk@example.com",
+    message_id="<asm.call-7.abc@example.com>",
+    in_reply_to="<m1@example.com>",
+    references=("<m0@example.com>", "<m1@example.com>"),
+    extra_headers=(("Auto-Submitted", "auto-replied"), ("X-Test", "1")),
+)
+
+
+# -- directory --------------------------------------------------------------------------------
+@_check
+def check_persons_by_address_case_insensitive(repo: SeedableRepository) -> None:
+    """persons_by_address matches the whole address whatever its letter case."""
+    _seed(repo, ANALYST, OTHER)
+    found = [p.id for p in repo.persons_by_address("ann.analyst@example.com")]
+    _equal(found, [ANALYST.id], "persons_by_address('ann.analyst@example.com')")
+    found = [p.id for p in repo.persons_by_address("ANN.ANALYST@EXAMPLE.COM")]
+    _equal(found, [ANALYST.id], "persons_by_address('ANN.ANALYST@EXAMPLE.COM')")
+    _equal(list(repo.persons_by_address("nobody@example.com")), [], "unknown address")
+    _equal(list(repo.persons_by_address("analyst@example.com")), [], "partial address")
+
+
+@_check
+def check_persons_by_address_lowest_id_first(repo: SeedableRepository) -> None:
+    """Several persons with one address come back lowest id first."""
+    _seed(
+        repo,
+        Person(id=30, email="Shared@example.com", name="Thirty"),
+        Person(id=10, email="shared@EXAMPLE.com", name="Ten"),
+        Person(id=20, email="SHARED@example.com", name="Twenty"),
+        OTHER,
+    )
+    found = [p.id for p in repo.persons_by_address("shared@example.com")]
+    _equal(found, [10, 20, 30], "ids of persons sharing an address")
+
+
+@_check
+def check_get_unknown_is_none(repo: SeedableRepository) -> None:
+    """get_person / get_call / get_task / get_request return None for unknown ids."""
+    _seed(repo, ANALYST, _call(1), Task(number=1), Request(number=1))
+    _equal(repo.get_person(999), None, "get_person(999)")
+    _equal(repo.get_call(999), None, "get_call(999)")
+    _equal(repo.get_task(999), None, "get_task(999)")
+    _equal(repo.get_request(999), None, "get_request(999)")
+    _equal(list(repo.entries(EntityRef(EntityKind.CALL, 999))), [], "entries of call 999")
+
+
+@_check
+def check_put_get_round_trip(repo: SeedableRepository) -> None:
+    """put_* then get_* gives back exactly the record put, every field included."""
+    person = Person(
+        id=5,
+        email="p@example.com",
+        name="Pat Ünïcode",
+        is_analyst=True,
+        is_user=True,
+        can_take_over=True,
+        analyst_can_reopen=True,
+        user_can_reopen=True,
+    )
+    call = Call(
+        number=42,
+        status=CallStatus.CLOSED,
+        user_id=13,
+        owner_id=11,
+        group="Service Desk",
+        partition="EU",
+        description="Printer\nsecond line",
+        logging_analyst_id=12,
+        updated=True,
+        last_update=_at(5),
+    )
+    task = Task(
+        number=77,
+        kind=TaskKind.USER_APPROVAL,
+        status=TaskStatus.PENDING,
+        request_number=9,
+        owner_id=11,
+        approver_ids=(13, 12),
+        forwarded_ids=(12, 11),
+        group="Approvers",
+        partition="EU",
+        description="Approve laptop",
+        updated=True,
+        last_update=_at(6),
+    )
+    request = Request(
+        number=9,
+        status=RequestStatus.OPEN,
+        owner_id=11,
+        forwarded_ids=(13, 12),
+        group="Requests",
+        partition="EU",
+        description="New starter",
+        updated=False,
+        last_update=None,
+    )
+    _seed(repo, person, call, task, request)
+    _equal(repo.get_person(5), person, "get_person after put_person")
+    _equal(repo.get_call(42), call, "get_call after put_call")
+    _equal(repo.get_task(77), task, "get_task after put_task")
+    _equal(repo.get_request(9), request, "get_request after put_request")
+    changed = attrs.evolve(task, approver_ids=(11,), forwarded_ids=(), status=TaskStatus.OPEN)
+    _seed(repo, changed, attrs.evolve(person, name="Renamed"))
+    _equal(repo.get_task(77), changed, "get_task after replacing the task")
+    _equal(repo.get_person(5), attrs.evolve(person, name="Renamed"), "person after replacing")
+
+
+# -- persons ----------------------------------------------------------------------------------
+@_check
+def check_create_person(repo: SeedableRepository) -> None:
+    """create_person gives new unique ids (not clashing with seeded ones) and the User flag."""
+    _seed(repo, ANALYST, OTHER)
+    with repo.transaction():
+        first = repo.create_person("new.one@example.com", "New One", is_user=True)
+        second = repo.create_person("new.two@example.com", "New Two", is_user=False)
+    ids = {first.id, second.id}
+    _expect(len(ids) == 2, f"create_person gave the same id twice: {first.id}")
+    _expect(not ids & {ANALYST.id, OTHER.id}, f"create_person reused a seeded id: {sorted(ids)}")
+    _equal(
+        (first.email, first.name, first.is_user), ("new.one@example.com", "New One", True), "first"
+    )
+    _equal(second.is_user, False, "is_user of a person created with is_user=False")
+    _equal(first.is_analyst, False, "is_analyst of a created person")
+    _equal(repo.get_person(first.id), first, "get_person of the created person")
+    _equal(repo.get_person(second.id), second, "get_person of the second created person")
+    found = [p.id for p in repo.persons_by_address("NEW.ONE@example.com")]
+    _equal(found, [first.id], "persons_by_address finds the created person")
+
+
+@_check
+def check_set_user_flag(repo: SeedableRepository) -> None:
+    """set_user_flag selects the User flag and leaves the other fields alone."""
+    _seed(repo, ANALYST)
+    with repo.transaction():
+        repo.set_user_flag(ANALYST.id)
+    _equal(repo.get_person(ANALYST.id), attrs.evolve(ANALYST, is_user=True), "person after flag")
+    _raises(NotFoundError, "set_user_flag(999)", lambda: repo.set_user_flag(999), repo)
+
+
+# -- calls ------------------------------------------------------------------------------------
+@_check
+def check_create_call(repo: SeedableRepository) -> None:
+    """create_call: next number above every existing one, template fields, open, user, logger."""
+    _seed(repo, ANALYST, USER, _call(500, description="old"))
+    template = CallTemplate(
+        name="Mail", partition="EU", assigned_analyst_id=ANALYST.id, assigned_group="Service Desk"
+    )
+    with repo.transaction():
+        call = repo.create_call(
+            template=template,
+            user_id=USER.id,
+            logging_analyst_id=OTHER.id,
+            description="Printer jammed\nDetails",
+            now=_at(1),
+        )
+    _expect(call.number > 500, f"new call number {call.number} is not above existing call 500")
+    expected = Call(
+        number=call.number,
+        status=CallStatus.OPEN,
+        user_id=USER.id,
+        owner_id=ANALYST.id,
+        group="Service Desk",
+        partition="EU",
+        description="Printer jammed\nDetails",
+        logging_analyst_id=OTHER.id,
+        updated=False,
+        last_update=_at(1),
+    )
+    _equal(call, expected, "call returned by create_call")
+    _equal(repo.get_call(call.number), expected, "get_call of the created call")
+    with repo.transaction():
+        second = repo.create_call(
+            template=CallTemplate(),
+            user_id=None,
+            logging_analyst_id=None,
+            description="",
+            now=_at(2),
+        )
+    _expect(second.number > call.number, f"second call {second.number} not above {call.number}")
+    _equal((second.owner_id, second.group), (None, ""), "owner and group from an empty template")
+    _seed(repo, _call(900))
+    with repo.transaction():
+        third = repo.create_call(
+            template=CallTemplate(),
+            user_id=None,
+            logging_analyst_id=None,
+            description="",
+            now=_at(3),
+        )
+    _expect(third.number > 900, f"call {third.number} created after call 900 was put")
+
+
+@_check
+def check_log_entries_in_order(repo: SeedableRepository) -> None:
+    """History, notes, attachments and notifications appear through entries(), oldest first."""
+    ref = EntityRef(EntityKind.CALL, 3)
+    other = EntityRef(EntityKind.CALL, 4)
+    _seed(repo, _call(3, owner_id=ANALYST.id), _call(4))
+    attachment = Attachment("log.txt", "text/plain", b"\x00\x01binary\xff")
+    with repo.transaction():
+        repo.add_history(ref, "First update", "uma@example.com", _at(1))
+        repo.add_note(ref, "A note", "Ann Analyst", _at(2))
+        repo.attach(ref, attachment, "Unspecified", _at(3))
+        repo.record_notification(ref, "Call 3 was updated by email", _at(4))
+        repo.add_history(other, "Elsewhere", "x", _at(5))
+    entries = list(repo.entries(ref))
+    _equal([e.kind for e in entries][:2], [EntryKind.HISTORY, EntryKind.NOTE], "first kinds")
+    _equal(entries[0].text, "First update", "history text")
+    _equal(entries[0].author, "uma@example.com", "history author")
+    _equal(entries[0].at, _at(1), "history time")
+    _equal(entries[0].ref, ref, "entry ref")
+    _equal((entries[1].text, entries[1].author), ("A note", "Ann Analyst"), "note")
+    attached = [e for e in entries if e.kind is EntryKind.ATTACHMENT]
+    _expect(len(attached) == 1, f"expected one ATTACHMENT entry, got {entries!r}")
+    _expect("log.txt" in attached[0].text, f"attachment entry does not name the file: {attached}")
+    _equal(attached[0].security_profile, "Unspecified", "attachment security profile")
+    _equal(entries[-1].kind, EntryKind.NOTIFICATION, "last entry kind")
+    _equal(entries[-1].text, "Call 3 was updated by email", "notification text")
+    kinds = [e.kind for e in entries]
+    _expect(
+        kinds.index(EntryKind.NOTE) < kinds.index(EntryKind.ATTACHMENT),
+        f"entries out of order: {kinds}",
+    )
+    _equal([e.text for e in repo.entries(other)], ["Elsewhere"], "entries of another call")
+    stored = getattr(repo, "attachments", None)
+    if callable(stored):  # optional accessor: the bytes must be kept exactly
+        _equal(list(stored(ref)), [attachment], "attachments(ref)")
+
+
+@_check
+def check_entries_on_tasks_and_requests(repo: SeedableRepository) -> None:
+    """add_history works on tasks and requests too, each record keeping its own log."""
+    _seed(repo, _call(5), Task(number=5), Request(number=5))
+    task, request = EntityRef(EntityKind.TASK, 5), EntityRef(EntityKind.REQUEST, 5)
+    with repo.transaction():
+        repo.add_history(task, "task text", "a", _at(1))
+        repo.add_history(request, "request text", "b", _at(2))
+    _equal([e.text for e in repo.entries(task)], ["task text"], "task log")
+    _equal([e.text for e in repo.entries(request)], ["request text"], "request log")
+    _equal(list(repo.entries(EntityRef(EntityKind.CALL, 5))), [], "call 5 log")
+
+
+@_check
+def check_mark_updated(repo: SeedableRepository) -> None:
+    """mark_updated sets the updated flag on calls, tasks and requests."""
+    _seed(repo, _call(1), Task(number=2), Request(number=3))
+    with repo.transaction():
+        repo.mark_updated(EntityRef(EntityKind.CALL, 1))
+        repo.mark_updated(EntityRef(EntityKind.TASK, 2))
+        repo.mark_updated(EntityRef(EntityKind.REQUEST, 3))
+    call, task, request = repo.get_call(1), repo.get_task(2), repo.get_request(3)
+    _expect(call is not None and call.updated, f"call not marked updated: {call}")
+    _expect(task is not None and task.updated, f"task not marked updated: {task}")
+    _expect(request is not None and request.updated, f"request not marked updated: {request}")
+
+
+@_check
+def check_close_and_reopen_call(repo: SeedableRepository) -> None:
+    """close_call closes; reopen_call opens again and assigns the given owner and group."""
+    _seed(repo, ANALYST, OTHER, _call(8, owner_id=ANALYST.id, group="Desk", description="d"))
+    with repo.transaction():
+        repo.close_call(8, "Ann Analyst", _at(1))
+    call = repo.get_call(8)
+    _expect(call is not None and call.status is CallStatus.CLOSED, f"not closed: {call}")
+    with repo.transaction():
+        repo.reopen_call(8, OTHER.id, "Second Line", _at(2))
+    call = repo.get_call(8)
+    _expect(call is not None, "call 8 vanished after reopen")
+    assert call is not None
+    _equal(call.status, CallStatus.OPEN, "status after reopen")
+    _equal((call.owner_id, call.group), (OTHER.id, "Second Line"), "owner and group after reopen")
+    _equal(call.description, "d", "description after reopen")
+    with repo.transaction():
+        repo.close_call(8, "x", _at(3))
+        repo.reopen_call(8, None, "Desk", _at(4))
+    call = repo.get_call(8)
+    _equal(call and (call.owner_id, call.group), (None, "Desk"), "reopen with no analyst")
+
+
+@_check
+def check_close_and_reopen_refuse_wrong_state(repo: SeedableRepository) -> None:
+    """Closing a closed call or reopening an open one raises RepositoryError, changing nothing."""
+    _seed(repo, _call(1, status=CallStatus.CLOSED), _call(2, owner_id=11, group="Desk"))
+    _raises(
+        RepositoryError, "close_call on a closed call", lambda: repo.close_call(1, "x", T0), repo
+    )
+    _raises(
+        RepositoryError,
+        "reopen_call on an open call",
+        lambda: repo.reopen_call(2, None, "Other", T0),
+        repo,
+    )
+    _equal(repo.get_call(2), _call(2, owner_id=11, group="Desk"), "open call after refused reopen")
+
+
+@_check
+def check_set_task_status(repo: SeedableRepository) -> None:
+    """set_task_status changes a task's status and nothing else about it."""
+    task = Task(number=4, kind=TaskKind.APPROVAL, status=TaskStatus.PENDING, approver_ids=(11,))
+    _seed(repo, task, Task(number=5, kind=TaskKind.APPROVAL, status=TaskStatus.PENDING))
+    with repo.transaction():
+        repo.set_task_status(4, TaskStatus.APPROVED, "Ann Analyst", _at(1))
+        repo.set_task_status(5, TaskStatus.REJECTED, "Ann Analyst", _at(1))
+    after = repo.get_task(4)
+    _expect(after is not None, "task 4 vanished")
+    assert after is not None
+    _equal(after.status, TaskStatus.APPROVED, "status of approved task")
+    _equal((after.kind, after.approver_ids), (task.kind, task.approver_ids), "other task fields")
+    rejected = repo.get_task(5)
+    _equal(rejected and rejected.status, TaskStatus.REJECTED, "status of rejected task")
+
+
+def _writes_on(
+    repo: SeedableRepository, ref: EntityRef, attachment: Attachment
+) -> list[tuple[str, Callable[[], object]]]:
+    """Every write that names a record, aimed at ``ref``, with a label."""
+    return [
+        (f"add_history({ref})", lambda: repo.add_history(ref, "t", "a", T0)),
+        (f"add_note({ref})", lambda: repo.add_note(ref, "t", "a", T0)),
+        (f"attach({ref})", lambda: repo.attach(ref, attachment, "Unspecified", T0)),
+        (f"mark_updated({ref})", lambda: repo.mark_updated(ref)),
+        (f"record_notification({ref})", lambda: repo.record_notification(ref, "t", T0)),
+    ]
+
+
+@_check
+def check_unknown_numbers_raise_not_found(repo: SeedableRepository) -> None:
+    """Every write that names a missing call, task, request or person raises NotFoundError."""
+    _seed(repo, _call(1), Task(number=1), Request(number=1))
+    attachment = Attachment("a.txt", "text/plain", b"a")
+    for kind in EntityKind:
+        for what, action in _writes_on(repo, EntityRef(kind, 404), attachment):
+            _raises(NotFoundError, what, action, repo)
+    _raises(NotFoundError, "close_call(404)", lambda: repo.close_call(404, "x", T0), repo)
+    _raises(NotFoundError, "reopen_call(404)", lambda: repo.reopen_call(404, None, "", T0), repo)
+    _raises(
+        NotFoundError,
+        "set_task_status(404)",
+        lambda: repo.set_task_status(404, TaskStatus.APPROVED, "x", T0),
+        repo,
+    )
+    _raises(NotFoundError, "set_user_flag(404)", lambda: repo.set_user_flag(404), repo)
+    _raises(
+        NotFoundError,
+        "set_reply_status of a missing ledger entry",
+        lambda: repo.set_reply_status("box", "<m@x>", "00", ReplyStatus.SENT, attempts=1),
+        repo,
+    )
+    _equal(repo.get_call(404), None, "call 404 after failed writes")
+
+
+# -- summaries ---------------------------------------------------------------------------------
+@_check
+def check_summary_calls(repo: SeedableRepository) -> None:
+    """summary('calls') lists the open calls the person owns, newest first, limited, with total."""
+    _seed(
+        repo,
+        ANALYST,
+        OTHER,
+        _call(1, owner_id=ANALYST.id, last_update=_at(10), description="One\nmore text"),
+        _call(2, owner_id=ANALYST.id, last_update=_at(30), description="Two"),
+        _call(3, owner_id=ANALYST.id, last_update=None, description="Three"),
+        _call(4, owner_id=ANALYST.id, last_update=_at(20), description="x" * 200),
+        _call(5, owner_id=ANALYST.id, status=CallStatus.CLOSED, last_update=_at(40)),
+        _call(6, owner_id=OTHER.id, last_update=_at(50)),
+        _call(7, owner_id=None, group="Desk", last_update=_at(60)),
+        _call(8, owner_id=ANALYST.id, last_update=_at(10), description="Eight"),
+    )
+    items, total = repo.summary("calls", ANALYST.id, 50)
+    _equal(total, 5, "total of open calls owned by the analyst")
+    _equal([i.ref.number for i in items], [2, 4, 8, 1, 3], "order (newest first, ties by number)")
+    _equal({i.ref.kind for i in items}, {EntityKind.CALL}, "kinds of summary refs")
+    first = items[0]
+    _equal((first.state, first.description, first.last_update), ("open", "Two", _at(30)), "item")
+    _equal(first.assignee, "Ann Analyst", "assignee of an owned call (the owner's name)")
+    by_number = {i.ref.number: i for i in items}
+    _equal(by_number[1].description, "One", "description is the first line only")
+    long = by_number[4].description
+    _expect(len(long) <= 80, f"description longer than 80 characters: {len(long)}")
+    _expect(long.startswith("x" * 70), f"long description lost its start: {long!r}")
+    _equal(by_number[3].last_update, None, "last_update of a never-updated call")
+    items, total = repo.summary("calls", ANALYST.id, 2)
+    _equal(([i.ref.number for i in items], total), ([2, 4], 5), "limited to 2, total still 5")
+    items, total = repo.summary("calls", 999, 10)
+    _equal((items, total), ([], 0), "summary for a person owning nothing")
+
+
+@_check
+def check_summary_requests(repo: SeedableRepository) -> None:
+    """summary('requests') has requests owned by, or forwarded to, the person; not closed ones."""
+    _seed(
+        repo,
+        ANALYST,
+        OTHER,
+        Request(number=1, owner_id=ANALYST.id, last_update=_at(1), description="Mine"),
+        Request(number=2, owner_id=OTHER.id, forwarded_ids=(ANALYST.id,), last_update=_at(3)),
+        Request(
+            number=3, owner_id=None, group="Desk", forwarded_ids=(ANALYST.id,), last_update=_at(2)
+        ),
+        Request(number=4, owner_id=ANALYST.id, status=RequestStatus.CLOSED, last_update=_at(9)),
+        Request(number=5, owner_id=OTHER.id, last_update=_at(8)),
+    )
+    items, total = repo.summary("requests", ANALYST.id, 50)
+    _equal([i.ref for i in items], [EntityRef(EntityKind.REQUEST, n) for n in (2, 3, 1)], "refs")
+    _equal(total, 3, "total requests")
+    assignees = {i.ref.number: i.assignee for i in items}
+    _equal(assignees, {2: "Bob Other", 3: "Desk", 1: "Ann Analyst"}, "assignee (owner, else group)")
+    _equal(items[0].state, "open", "state of a request")
+    items, total = repo.summary("requests", OTHER.id, 1)
+    _equal(([i.ref.number for i in items], total), ([5], 2), "other person's requests, limit 1")
+
+
+@_check
+def check_summary_tasks(repo: SeedableRepository) -> None:
+    """summary('tasks') has tasks and approvals owned, to approve or forwarded; not finished."""
+    _seed(
+        repo,
+        ANALYST,
+        OTHER,
+        Task(number=1, owner_id=ANALYST.id, last_update=_at(1)),
+        Task(
+            number=2,
+            kind=TaskKind.APPROVAL,
+            status=TaskStatus.PENDING,
+            approver_ids=(OTHER.id, ANALYST.id),
+            owner_id=OTHER.id,
+            last_update=_at(5),
+        ),
+        Task(number=3, owner_id=OTHER.id, forwarded_ids=(ANALYST.id,), last_update=_at(3)),
+        Task(number=4, owner_id=ANALYST.id, status=TaskStatus.COMPLETED, last_update=_at(9)),
+        Task(
+            number=5,
+            kind=TaskKind.APPROVAL,
+            status=TaskStatus.APPROVED,
+            approver_ids=(ANALYST.id,),
+            last_update=_at(9),
+        ),
+        Task(
+            number=6,
+            kind=TaskKind.USER_APPROVAL,
+            status=TaskStatus.REJECTED,
+            approver_ids=(ANALYST.id,),
+            last_update=_at(9),
+        ),
+        Task(number=7, owner_id=OTHER.id, last_update=_at(9)),
+        Task(number=8, owner_id=ANALYST.id, group="Desk", last_update=None),
+    )
+    items, total = repo.summary("tasks", ANALYST.id, 50)
+    _equal([i.ref.number for i in items], [2, 3, 1, 8], "tasks in the analyst's summary")
+    _equal(total, 4, "total tasks")
+    _equal({i.ref.kind for i in items}, {EntityKind.TASK}, "kinds of task summary refs")
+    _equal(items[0].state, "pending", "state of a pending approval")
+    _equal(items[0].assignee, "Bob Other", "assignee of a task owned by someone else")
+    items, total = repo.summary("tasks", ANALYST.id, 0)
+    _equal((items, total), ([], 4), "limit 0 gives no items but the total")
+
+
+# -- transactions ------------------------------------------------------------------------------
+class _AbandonError(Exception):
+    """Raised inside a transaction to abandon it."""
+
+
+def _write_everything(repo: SeedableRepository) -> tuple[int, int]:
+    """One write of every kind; the new call number and person id."""
+    ref = EntityRef(EntityKind.CALL, 1)
+    person = repo.create_person("new@example.com", "New", is_user=True)
+    repo.put_person(Person(id=99, email="put@example.com"))
+    repo.set_user_flag(ANALYST.id)
+    call = repo.create_call(
+        template=CallTemplate(assigned_group="Desk"),
+        user_id=person.id,
+        logging_analyst_id=None,
+        description="new",
+        now=_at(1),
+    )
+    repo.put_call(_call(77))
+    repo.put_task(Task(number=78))
+    repo.put_request(Request(number=79))
+    repo.add_history(ref, "h", "a", _at(1))
+    repo.add_note(ref, "n", "a", _at(1))
+    repo.attach(ref, Attachment("f.bin", "application/octet-stream", b"123"), "Unspecified", _at(1))
+    repo.record_notification(ref, "note", _at(1))
+    repo.mark_updated(ref)
+    repo.close_call(1, "a", _at(2))
+    repo.set_task_status(2, TaskStatus.APPROVED, "a", _at(2))
+    repo.mark_updated(EntityRef(EntityKind.REQUEST, 3))
+    repo.record_processed("box", "<m@x>", "ab", "{}", REPLY, _at(2))
+    repo.record_sent("<sent@x>", ref, "uma@example.com", _at(2))
+    repo.use_token("tok-1", _at(2))
+    return call.number, person.id
+
+
+def _seed_for_rollback(repo: SeedableRepository) -> tuple[Call, Task, Request]:
+    call = _call(1, owner_id=ANALYST.id, last_update=T0)
+    task = Task(number=2, kind=TaskKind.APPROVAL, status=TaskStatus.PENDING, last_update=T0)
+    request = Request(number=3, last_update=T0)
+    _seed(repo, ANALYST, call, task, request)
+    return call, task, request
+
+
+def _assert_untouched(
+    repo: SeedableRepository, seeded: tuple[Call, Task, Request], numbers: tuple[int, int]
+) -> None:
+    call, task, request = seeded
+    call_number, person_id = numbers
+    ref = EntityRef(EntityKind.CALL, 1)
+    _equal(repo.get_call(call_number), None, "call created in the rolled-back transaction")
+    _equal(repo.get_call(77), None, "call put in the rolled-back transaction")
+    _equal(repo.get_task(78), None, "task put in the rolled-back transaction")
+    _equal(repo.get_request(79), None, "request put in the rolled-back transaction")
+    _equal(repo.get_person(person_id), None, "person created in the rolled-back transaction")
+    _equal(repo.get_person(99), None, "person put in the rolled-back transaction")
+    _equal(list(repo.persons_by_address("new@example.com")), [], "created person by address")
+    _equal(repo.get_person(ANALYST.id), ANALYST, "person whose User flag was set")
+    _equal(repo.get_call(1), call, "call changed in the rolled-back transaction")
+    _equal(repo.get_task(2), task, "task changed in the rolled-back transaction")
+    _equal(repo.get_request(3), request, "request changed in the rolled-back transaction")
+    _equal(list(repo.entries(ref)), [], "log entries written in the rolled-back transaction")
+    _equal(repo.ledger_entry("box", "<m@x>", "ab"), None, "ledger entry")
+    _equal(repo.entity_for_message_id("<sent@x>"), None, "sent Message-ID")
+    _equal(repo.replies_sent_since("uma@example.com", T0), 0, "replies counted")
+    _equal(repo.is_token_used("tok-1"), False, "token spent in the rolled-back transaction")
+
+
+@_check
+def check_transaction_rollback_leaves_no_trace(repo: SeedableRepository) -> None:
+    """An exception inside transaction() undoes every write made in it, of every kind."""
+    seeded = _seed_for_rollback(repo)
+    numbers = (0, 0)
+    try:
+        with repo.transaction():
+            numbers = _write_everything(repo)
+            raise _AbandonError
+    except _AbandonError:
+        pass
+    else:
+        raise AssertionError("transaction() swallowed the exception raised inside it")
+    _assert_untouched(repo, seeded, numbers)
+
+
+@_check
+def check_nested_transaction_joins_outer(repo: SeedableRepository) -> None:
+    """A nested transaction() is part of the outer one: the outer failure undoes it too."""
+    seeded = _seed_for_rollback(repo)
+    numbers = (0, 0)
+    try:
+        with repo.transaction():
+            with repo.transaction():
+                numbers = _write_everything(repo)
+            raise _AbandonError
+    except _AbandonError:
+        pass
+    _assert_untouched(repo, seeded, numbers)
+
+
+@_check
+def check_transaction_commit_keeps_writes(repo: SeedableRepository) -> None:
+    """A transaction that ends normally keeps every write made in it."""
+    _seed_for_rollback(repo)
+    with repo.transaction():
+        call_number, person_id = _write_everything(repo)
+    _expect(repo.get_call(call_number) is not None, "created call lost after commit")
+    _expect(repo.get_person(person_id) is not None, "created person lost after commit")
+    call = repo.get_call(1)
+    _equal(call and (call.status, call.updated), (CallStatus.CLOSED, True), "call 1 after commit")
+    _equal(len(repo.entries(EntityRef(EntityKind.CALL, 1))) >= 4, True, "entries after commit")
+    _expect(repo.ledger_entry("box", "<m@x>", "ab") is not None, "ledger entry lost after commit")
+    _equal(repo.is_token_used("tok-1"), True, "token after commit")
+
+
+# -- ledger, sent messages, tokens ----------------------------------------------------------------
+@_check
+def check_ledger_round_trip(repo: SeedableRepository) -> None:
+    """ledger_entry is None before record_processed, then holds the decision and the reply."""
+    _equal(repo.ledger_entry("box", "<m@x>", "ab"), None, "ledger entry before recording")
+    decision = '{"rule": "R1", "text": "ünïcödé"}'
+    with repo.transaction():
+        repo.record_processed("box", "<m@x>", "ab", decision, REPLY, _at(3))
+        repo.record_processed("box", "<quiet@x>", "cd", "{}", None, _at(4))
+    entry = repo.ledger_entry("box", "<m@x>", "ab")
+    _expect(entry is not None, "ledger entry missing after record_processed")
+    assert entry is not None
+    _equal(entry.reply, REPLY, "reply stored in the ledger")
+    _equal(entry.reply_status, ReplyStatus.PENDING, "reply status of a new entry with a reply")
+    _equal(entry.decision_json, decision, "decision_json")
+    _equal((entry.attempts, entry.last_error), (0, ""), "attempts and error of a new entry")
+    _equal(entry.processed_at, _at(3), "processed_at")
+    _equal((entry.mailbox, entry.message_id, entry.sha256), ("box", "<m@x>", "ab"), "key")
+    quiet = repo.ledger_entry("box", "<quiet@x>", "cd")
+    _equal(quiet and (quiet.reply, quiet.reply_status), (None, ReplyStatus.NONE), "no reply")
+    _equal(repo.ledger_entry("box", "<m@x>", "other"), None, "same Message-ID, other content")
+    _equal(repo.ledger_entry("other", "<m@x>", "ab"), None, "same message, other mailbox")
+
+
+@_check
+def check_record_processed_twice_is_refused(repo: SeedableRepository) -> None:
+    """A second record_processed for the same message raises RepositoryError (no double acting)."""
+    with repo.transaction():
+        repo.record_processed("box", "<m@x>", "ab", "{}", None, T0)
+    _raises(
+        RepositoryError,
+        "record_processed twice",
+        lambda: repo.record_processed("box", "<m@x>", "ab", "{}", REPLY, _at(1)),
+        repo,
+    )
+    entry = repo.ledger_entry("box", "<m@x>", "ab")
+    _equal(entry and entry.reply_status, ReplyStatus.NONE, "first ledger entry kept")
+
+
+@_check
+def check_set_reply_status(repo: SeedableRepository) -> None:
+    """set_reply_status updates status, attempts and error, keeping the reply."""
+    with repo.transaction():
+        repo.record_processed("box", "<m@x>", "ab", "{}", REPLY, T0)
+        repo.set_reply_status(
+            "box", "<m@x>", "ab", ReplyStatus.PENDING, attempts=1, error="451 try later"
+        )
+    entry = repo.ledger_entry("box", "<m@x>", "ab")
+    _equal(
+        entry and (entry.reply_status, entry.attempts, entry.last_error),
+        (ReplyStatus.PENDING, 1, "451 try later"),
+        "after a transient failure",
+    )
+    with repo.transaction():
+        repo.set_reply_status("box", "<m@x>", "ab", ReplyStatus.SENT, attempts=2)
+    entry = repo.ledger_entry("box", "<m@x>", "ab")
+    _equal(
+        entry and (entry.reply_status, entry.attempts, entry.last_error, entry.reply),
+        (ReplyStatus.SENT, 2, "", REPLY),
+        "after sending",
+    )
+
+
+@_check
+def check_sent_messages(repo: SeedableRepository) -> None:
+    """record_sent feeds entity_for_message_id and replies_sent_since (window respected)."""
+    call = EntityRef(EntityKind.CALL, 7)
+    task = EntityRef(EntityKind.TASK, 8)
+    with repo.transaction():
+        repo.record_sent("<asm.call-7.a@example.com>", call, "Uma@Example.com", _at(0))
+        repo.record_sent("<asm.task-8.b@example.com>", task, "uma@example.com", _at(30))
+        repo.record_sent("<asm.none.c@example.com>", None, "uma@example.com", _at(60))
+        repo.record_sent("<asm.call-7.d@example.com>", call, "bob@example.com", _at(60))
+    _equal(repo.entity_for_message_id("<asm.call-7.a@example.com>"), call, "call Message-ID")
+    _equal(repo.entity_for_message_id("<asm.task-8.b@example.com>"), task, "task Message-ID")
+    _equal(repo.entity_for_message_id("<asm.none.c@example.com>"), None, "Message-ID without ref")
+    _equal(repo.entity_for_message_id("<unknown@example.com>"), None, "unknown Message-ID")
+    _equal(repo.replies_sent_since("uma@example.com", _at(-1)), 3, "all replies to uma")
+    _equal(repo.replies_sent_since("UMA@example.com", _at(30)), 2, "since 30 minutes (inclusive)")
+    _equal(repo.replies_sent_since("uma@example.com", _at(31)), 1, "since 31 minutes")
+    _equal(repo.replies_sent_since("uma@example.com", _at(61)), 0, "since after the last one")
+    _equal(repo.replies_sent_since("bob@example.com", _at(0)), 1, "replies to bob")
+    _equal(repo.replies_sent_since("nobody@example.com", _at(-1)), 0, "replies to nobody")
+
+
+@_check
+def check_tokens(repo: SeedableRepository) -> None:
+    """use_token spends a token once for all; others stay unused."""
+    _equal(repo.is_token_used("tok-1"), False, "token before use")
+    with repo.transaction():
+        repo.use_token("tok-1", T0)
+    _equal(repo.is_token_used("tok-1"), True, "token after use")
+    _equal(repo.is_token_used("tok-2"), False, "another token")
+    with repo.transaction():
+        repo.use_token("tok-1", _at(1))  # a replay must not fail
+    _equal(repo.is_token_used("tok-1"), True, "token after a replayed use")
