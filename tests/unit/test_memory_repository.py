@@ -1,0 +1,197 @@
+"""The in-memory reference repository passes the conformance kit, and the kit catches faults."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from asm_email_rules.adapters.memory import InMemoryRepository, short_description
+from asm_email_rules.errors import RepositoryError
+from asm_email_rules.model import Call, EntityKind, EntityRef, Person
+from asm_email_rules.protocols import Repository, SeedableRepository
+from asm_email_rules.settings import CallTemplate
+from asm_email_rules.testing import Check, check_repository, repository_checks
+
+CHECKS = repository_checks()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.name for c in CHECKS])
+def test_conformance(check: Check) -> None:
+    check.run(InMemoryRepository())
+
+
+def test_is_a_seedable_repository() -> None:
+    repo = InMemoryRepository()
+    assert isinstance(repo, SeedableRepository)
+    assert isinstance(repo, Repository)
+
+
+def test_check_repository_reports_no_failures_for_the_reference() -> None:
+    assert check_repository(InMemoryRepository) == []
+
+
+def test_checks_have_unique_names_and_docs() -> None:
+    names = [c.name for c in CHECKS]
+    assert len(names) == len(set(names))
+    assert all(c.doc for c in CHECKS)
+    assert "transaction_rollback_leaves_no_trace" in names
+
+
+# -- the kit must fail repositories that misbehave ---------------------------------------------
+class CaseSensitiveLookup(InMemoryRepository):
+    def persons_by_address(self, address: str) -> Sequence[Person]:
+        return [p for p in super().persons_by_address(address) if p.email == address]
+
+
+class NoRollback(InMemoryRepository):
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield
+
+
+class ReusesCallNumbers(InMemoryRepository):
+    def create_call(
+        self,
+        *,
+        template: CallTemplate,
+        user_id: int | None,
+        logging_analyst_id: int | None,
+        description: str,
+        now: datetime,
+    ) -> Call:
+        call = Call(number=1, description=description, last_update=now)
+        self.put_call(call)
+        return call
+
+
+class OldestFirstSummary(InMemoryRepository):
+    def summary(self, kind: str, person_id: int, limit: int) -> tuple[list, int]:  # type: ignore[type-arg]
+        items, total = super().summary(kind, person_id, 10_000)
+        return list(reversed(items))[:limit], total
+
+
+class ForgetsAttachmentBytes(InMemoryRepository):
+    def attachments(self, ref: EntityRef) -> Sequence:  # type: ignore[type-arg]
+        return []
+
+
+@pytest.mark.parametrize(
+    ("broken", "failing"),
+    [
+        (CaseSensitiveLookup, "persons_by_address_case_insensitive"),
+        (NoRollback, "transaction_rollback_leaves_no_trace"),
+        (NoRollback, "nested_transaction_joins_outer"),
+        (ReusesCallNumbers, "create_call"),
+        (OldestFirstSummary, "summary_calls"),
+        (ForgetsAttachmentBytes, "log_entries_in_order"),
+    ],
+)
+def test_kit_catches_a_broken_repository(broken: type[InMemoryRepository], failing: str) -> None:
+    failures = dict(check_repository(broken))
+    assert failing in failures
+    assert failures[failing]  # a message a host developer can act on
+
+
+def test_kit_reports_unexpected_exceptions_with_their_type() -> None:
+    class Exploding(InMemoryRepository):
+        def is_token_used(self, token_id: str) -> bool:
+            raise KeyError(token_id)
+
+    failures = dict(check_repository(Exploding))
+    assert failures["tokens"].startswith("raised KeyError")
+
+
+def test_testing_module_imports_without_pytest() -> None:
+    code = (
+        "import sys; sys.modules['pytest'] = None; "
+        "import asm_email_rules.testing as t; t.repository_checks()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
+
+
+# -- reference specifics ----------------------------------------------------------------------
+def test_datetimes_come_back_in_utc() -> None:
+    repo = InMemoryRepository()
+    local = datetime(2024, 5, 1, 11, 0, tzinfo=timezone(timedelta(hours=2)))
+    repo.put_call(Call(number=1, last_update=local))
+    repo.put_call(Call(number=2, last_update=datetime(2024, 5, 1, 9, 0)))  # naive: taken as UTC
+    first, second = repo.get_call(1), repo.get_call(2)
+    assert first is not None
+    assert first.last_update is not None
+    assert first.last_update.tzinfo is UTC
+    assert first.last_update == datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+    assert second is not None
+    assert second.last_update == datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+
+
+def test_message_ids_match_with_or_without_angle_brackets() -> None:
+    repo = InMemoryRepository()
+    ref = EntityRef(EntityKind.CALL, 3)
+    repo.record_sent("<asm.call-3.x@example.com>", ref, "a@example.com", datetime.now(UTC))
+    assert repo.entity_for_message_id("asm.call-3.x@example.com") == ref
+    assert repo.entity_for_message_id(" <asm.call-3.x@example.com> ") == ref
+
+
+def test_addresses_match_after_nfkc() -> None:
+    repo = InMemoryRepository()
+    repo.put_person(Person(id=1, email="ann@example.com"))
+    assert [p.id for p in repo.persons_by_address("ＡＮＮ@example.com")] == [1]
+
+
+def test_unknown_summary_kind_is_refused() -> None:
+    with pytest.raises(RepositoryError, match="unknown summary kind"):
+        InMemoryRepository().summary("approvals?", 1, 10)
+
+
+def test_inner_exception_caught_by_caller_keeps_the_joined_writes() -> None:
+    repo = InMemoryRepository()
+    with repo.transaction():
+        repo.put_person(Person(id=1, email="a@example.com"))
+
+        def inner() -> None:
+            with repo.transaction():
+                repo.put_person(Person(id=2, email="b@example.com"))
+                raise ValueError("inner")
+
+        with pytest.raises(ValueError, match="inner"):
+            inner()
+    assert repo.get_person(1) is not None
+    assert repo.get_person(2) is not None  # joined, not a savepoint
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        ("Printer jammed\nsecond line", "Printer jammed"),
+        ("\n\n  padded  \nnext", "padded"),
+        ("", ""),
+        ("y" * 200, "y" * 80),
+    ],
+)
+def test_short_description(description: str, expected: str) -> None:
+    assert short_description(description) == expected
+
+
+def test_rollback_restores_one_record_among_many() -> None:
+    repo = InMemoryRepository()
+    for n in range(1, 5_001):
+        repo.put_call(Call(number=n))
+
+    def failing_unit_of_work() -> None:
+        with repo.transaction():
+            repo.put_call(Call(number=5, description="changed"))
+            repo.put_call(Call(number=5, description="changed twice"))
+            repo.put_call(Call(number=6_000))
+            raise RuntimeError("abandon")
+
+    with pytest.raises(RuntimeError, match="abandon"):
+        failing_unit_of_work()
+    assert repo.get_call(5) == Call(number=5)
+    assert repo.get_call(6_000) is None
+    repo.put_call(Call(number=7, description="after"))  # no transaction left open
+    assert repo.get_call(7) == Call(number=7, description="after")
