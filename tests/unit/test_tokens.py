@@ -146,7 +146,7 @@ def _raw(token: str) -> bytearray:
     return bytearray(base64.b32decode(token.upper() + "=" * (-len(token) % 8)))
 
 
-def _text(raw: bytes) -> str:
+def _text(raw: bytes | bytearray) -> str:
     return base64.b32encode(bytes(raw)).decode().rstrip("=").lower()
 
 
