@@ -211,7 +211,7 @@ def _joinable(key: str, nxt: str) -> bool:
 def _pairs(statement: list[_Token]) -> list[tuple[str, str]]:
     """Read ``key=value`` pairs; a value runs over adjacent words and ``=`` (``b=abc=``)."""
     pairs: list[tuple[str, str]] = []
-    key: str | None = None
+    key: list[str] = []  # pieces of a key written with spaces; joined once, so linear
     i = 0
     n = len(statement)
     while i < n:
@@ -219,25 +219,22 @@ def _pairs(statement: list[_Token]) -> list[tuple[str, str]]:
         if tok.kind is _Kind.WORD:
             if tok.quoted:
                 raise _MalformedError("quoted key")
-            if key is None:
-                key = tok.text
-            elif _joinable(key, tok.text):
-                key += tok.text
-            else:
+            if key and not _joinable(key[-1], tok.text):
                 raise _MalformedError("stray word")
+            key.append(tok.text)
             i += 1
             continue
         # "=": needs a key before and a word after
-        if key is None or i + 1 >= n or statement[i + 1].kind is not _Kind.WORD:
+        if not key or i + 1 >= n or statement[i + 1].kind is not _Kind.WORD:
             raise _MalformedError("dangling '='")
         parts = [statement[i + 1].text]
         i += 2
         while i < n and not statement[i].spaced:
             parts.append(statement[i].text)
             i += 1
-        pairs.append((key, "".join(parts)))
-        key = None
-    if key is not None:
+        pairs.append(("".join(key), "".join(parts)))
+        key = []
+    if key:
         raise _MalformedError("key without value")
     return pairs
 

@@ -140,7 +140,11 @@ def test_oversized_value_is_not_parsed() -> None:
 def test_parser_is_linear_on_deep_nesting_and_long_input() -> None:
     nested = "mx; dkim=pass " + "(" * 30_000 + ")" * 30_000 + " header.d=example.com"
     many = "mx" + "; spf=pass smtp.mailfrom=example.com" * 1500
+    spaced_key = "mx; dkim=pass header" + " ." * 30_000 + "d=example.com"
+    escapes = 'mx; dkim=pass reason="' + "\\x" * 20_000 + '"'
     start = time.perf_counter()
+    assert parse_authentication_results(spaced_key) is None  # "header....d" is not a property name
+    assert parse_authentication_results(escapes) is not None
     assert parse_authentication_results(nested) is not None
     parsed = parse_authentication_results(many)
     assert parsed is not None
