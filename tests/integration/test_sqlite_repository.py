@@ -1,0 +1,391 @@
+"""The SQLite repository: the conformance kit, plus behaviour on real database files."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asm_email_rules.adapters import sqlite as sqlite_adapter
+from asm_email_rules.adapters.memory import InMemoryRepository
+from asm_email_rules.adapters.sqlite import MIGRATIONS, SqliteRepository
+from asm_email_rules.errors import RepositoryError
+from asm_email_rules.model import (
+    Attachment,
+    Call,
+    CallStatus,
+    EntityKind,
+    EntityRef,
+    Person,
+    Request,
+    RequestStatus,
+    Task,
+    TaskKind,
+    TaskStatus,
+)
+from asm_email_rules.protocols import SeedableRepository
+from asm_email_rules.settings import CallTemplate
+from asm_email_rules.testing import Check, check_repository, repository_checks
+
+CHECKS = repository_checks()
+NOW = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.name for c in CHECKS])
+def test_conformance_in_memory_database(check: Check) -> None:
+    with SqliteRepository() as repo:
+        check.run(repo)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.name for c in CHECKS])
+def test_conformance_on_a_file(check: Check, tmp_path: Path) -> None:
+    with SqliteRepository(tmp_path / "helpdesk.db") as repo:
+        check.run(repo)
+
+
+def test_is_a_seedable_repository() -> None:
+    with SqliteRepository() as repo:
+        assert isinstance(repo, SeedableRepository)
+
+
+def test_check_repository_reports_no_failures() -> None:
+    assert check_repository(SqliteRepository) == []
+
+
+def _new_call(repo: SqliteRepository, description: str = "d") -> Call:
+    with repo.transaction():
+        return repo.create_call(
+            template=CallTemplate(assigned_group="Desk"),
+            user_id=None,
+            logging_analyst_id=None,
+            description=description,
+            now=NOW,
+        )
+
+
+# -- files ------------------------------------------------------------------------------------
+def test_data_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "helpdesk.db"
+    attachment = Attachment("scan.pdf", "application/pdf", bytes(range(256)) * 64, content_id="x1")
+    with SqliteRepository(path) as repo:
+        call = _new_call(repo, "Printer jammed")
+        ref = EntityRef(EntityKind.CALL, call.number)
+        with repo.transaction():
+            repo.put_person(Person(id=7, email="Ann@Example.com", name="Ann", is_analyst=True))
+            repo.put_task(Task(number=3, kind=TaskKind.APPROVAL, approver_ids=(7, 2)))
+            repo.attach(ref, attachment, "Confidential", NOW)
+            repo.record_sent("<asm.call-1.z@example.com>", ref, "ann@example.com", NOW)
+            repo.use_token("tok", NOW)
+    with SqliteRepository(path) as repo:
+        assert repo.get_call(call.number) == call
+        assert [p.id for p in repo.persons_by_address("ann@example.com")] == [7]
+        task = repo.get_task(3)
+        assert task is not None
+        assert task.approver_ids == (7, 2)
+        assert repo.attachments(ref) == [attachment]
+        assert [e.security_profile for e in repo.entries(ref)] == ["Confidential"]
+        assert repo.entity_for_message_id("<asm.call-1.z@example.com>") == ref
+        assert repo.is_token_used("tok")
+        assert _new_call(repo).number == call.number + 1
+
+
+def test_call_numbers_are_never_reused(tmp_path: Path) -> None:
+    path = tmp_path / "helpdesk.db"
+    with SqliteRepository(path) as repo:
+        first = _new_call(repo)
+        second = _new_call(repo)
+    raw = sqlite3.connect(path)  # a host removes the newest call behind our back
+    with raw:
+        raw.execute("DELETE FROM calls WHERE number = ?", (second.number,))
+    raw.close()
+    with SqliteRepository(path) as repo:
+        third = _new_call(repo)
+        repo.put_call(Call(number=1000))
+        fourth = _new_call(repo)
+    assert (first.number, second.number, third.number, fourth.number) == (1, 2, 3, 1001)
+
+
+def test_fresh_file_is_migrated_to_the_latest_version(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    with SqliteRepository(path) as repo:
+        assert repo.schema_version == len(MIGRATIONS)
+    raw = sqlite3.connect(path)
+    tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    raw.close()
+    assert {
+        "persons",
+        "calls",
+        "tasks",
+        "task_approvers",
+        "task_forwarded",
+        "requests",
+        "request_forwarded",
+        "log_entries",
+        "attachments",
+        "ledger",
+        "sent_messages",
+        "used_tokens",
+        "counters",
+    } <= tables
+
+
+def test_a_version_1_file_is_upgraded_and_keeps_its_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v1.db"
+    with SqliteRepository(path) as repo:
+        assert repo.schema_version == 1
+        call = _new_call(repo, "kept across the upgrade")
+    extra = ("ALTER TABLE calls ADD COLUMN priority INTEGER NOT NULL DEFAULT 3",)
+    monkeypatch.setattr(sqlite_adapter, "MIGRATIONS", (*MIGRATIONS, extra))
+    with SqliteRepository(path) as repo:
+        assert repo.schema_version == len(MIGRATIONS) + 1
+        assert repo.get_call(call.number) == call
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT priority FROM calls").fetchall() == [(3,)]
+    raw.close()
+
+
+def test_a_failing_migration_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v1.db"
+    SqliteRepository(path).close()
+    broken = ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL")
+    monkeypatch.setattr(sqlite_adapter, "MIGRATIONS", (*MIGRATIONS, broken))
+    with pytest.raises(RepositoryError, match="SQLite error"):
+        SqliteRepository(path)
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone() == (1,)
+    assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchall() == []
+    raw.close()
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    SqliteRepository(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA user_version = 99")
+    raw.close()
+    with pytest.raises(RepositoryError, match=r"schema version 99 is newer .* upgrade"):
+        SqliteRepository(path)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"this is plain text, not SQLite\n" * 100)
+    with pytest.raises(RepositoryError):
+        SqliteRepository(path)
+
+
+def test_files_use_wal_and_foreign_keys(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    with SqliteRepository(path):
+        raw = sqlite3.connect(path)
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        raw.close()
+    with SqliteRepository(path) as repo, pytest.raises(RepositoryError, match="FOREIGN KEY"):
+        repo._execute("INSERT INTO task_approvers VALUES (404, 0, 1)")
+
+
+# -- concurrency and crashes --------------------------------------------------------------------
+def test_reader_sees_committed_data_while_a_writer_holds_a_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    with SqliteRepository(path) as writer, SqliteRepository(path) as reader:
+        committed = _new_call(writer, "committed")
+        with writer.transaction():
+            pending = writer.create_call(
+                template=CallTemplate(),
+                user_id=None,
+                logging_analyst_id=None,
+                description="not yet committed",
+                now=NOW,
+            )
+            writer.add_history(EntityRef(EntityKind.CALL, committed.number), "h", "a", NOW)
+            assert reader.get_call(committed.number) == committed  # not blocked, last commit
+            assert reader.get_call(pending.number) is None
+            assert reader.entries(EntityRef(EntityKind.CALL, committed.number)) == []
+        assert reader.get_call(pending.number) == pending
+
+
+def test_a_second_writer_waits_then_gives_up(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    with SqliteRepository(path) as first, SqliteRepository(path, timeout=0.1) as second:
+        with first.transaction():
+            first.use_token("a", NOW)
+            with pytest.raises(RepositoryError, match="locked"), second.transaction():
+                pass
+        with second.transaction():  # free again once the first committed
+            second.use_token("b", NOW)
+        assert first.is_token_used("b")
+
+
+def _dump(path: Path) -> list[str]:
+    raw = sqlite3.connect(path)
+    try:
+        return list(raw.iterdump())
+    finally:
+        raw.close()
+
+
+def _seed_file(path: Path) -> None:
+    with SqliteRepository(path) as repo:
+        call = _new_call(repo)
+        with repo.transaction():
+            repo.put_person(Person(id=1, email="a@example.com"))
+            repo.add_history(EntityRef(EntityKind.CALL, call.number), "first", "a", NOW)
+
+
+def test_an_interrupted_transaction_leaves_the_file_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    _seed_file(path)
+    before = _dump(path)
+
+    def interrupted() -> None:
+        with SqliteRepository(path) as repo, repo.transaction():
+            call = repo.create_call(
+                template=CallTemplate(),
+                user_id=None,
+                logging_analyst_id=None,
+                description="lost",
+                now=NOW,
+            )
+            repo.attach(
+                EntityRef(EntityKind.CALL, call.number),
+                Attachment("a.bin", "application/octet-stream", b"x" * 10_000),
+                "Unspecified",
+                NOW,
+            )
+            repo.record_processed("box", "<m@x>", "ab", "{}", None, NOW)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert _dump(path) == before
+
+
+def test_a_process_killed_mid_transaction_leaves_the_file_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    _seed_file(path)
+    before = _dump(path)
+    script = textwrap.dedent(
+        f"""
+        import os
+        from datetime import datetime, UTC
+        from asm_email_rules.adapters.sqlite import SqliteRepository
+        from asm_email_rules.model import Person
+        from asm_email_rules.settings import CallTemplate
+        repo = SqliteRepository({str(path)!r})
+        with repo.transaction():
+            repo.put_person(Person(id=2, email="b@example.com"))
+            repo.create_call(template=CallTemplate(), user_id=None, logging_analyst_id=None,
+                             description="lost", now=datetime.now(UTC))
+            repo.use_token("tok", datetime.now(UTC))
+            os._exit(3)  # no commit, no rollback, no cleanup: a crash
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert result.returncode == 3, result.stderr.decode()
+    assert _dump(path) == before
+    with SqliteRepository(path) as repo:
+        assert repo.get_person(2) is None
+        assert not repo.is_token_used("tok")
+        assert _new_call(repo).number == 2
+
+
+def test_writes_outside_a_transaction_autocommit(tmp_path: Path) -> None:
+    path = tmp_path / "auto.db"
+    with SqliteRepository(path) as writer, SqliteRepository(path) as reader:
+        writer.put_task(Task(number=5, approver_ids=(1, 2, 3)))
+        writer.use_token("t", NOW)
+        task = reader.get_task(5)
+        assert task is not None
+        assert task.approver_ids == (1, 2, 3)
+        assert reader.is_token_used("t")
+
+
+def test_datetimes_are_stored_as_iso_utc_text(tmp_path: Path) -> None:
+    path = tmp_path / "dates.db"
+    local = datetime(2024, 5, 1, 13, 30, tzinfo=timezone(timedelta(hours=2)))
+    with SqliteRepository(path) as repo:
+        repo.put_call(Call(number=1, last_update=local))
+        stored = repo.get_call(1)
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT last_update FROM calls").fetchone() == (
+        "2024-05-01T11:30:00.000000+00:00",
+    )
+    raw.close()
+    assert stored is not None
+    assert stored.last_update == local
+    assert stored.last_update is not None
+    assert stored.last_update.tzinfo is UTC
+
+
+# -- same observable behaviour as the reference ------------------------------------------------
+_people = st.integers(min_value=1, max_value=4)
+_moments = st.one_of(
+    st.none(), st.integers(min_value=0, max_value=5).map(lambda m: NOW + timedelta(minutes=m))
+)
+_records = st.one_of(
+    st.builds(
+        Call,
+        number=st.integers(1, 8),
+        status=st.sampled_from(CallStatus),
+        owner_id=st.one_of(st.none(), _people),
+        group=st.sampled_from(["", "Desk"]),
+        description=st.text(max_size=100),
+        last_update=_moments,
+    ),
+    st.builds(
+        Task,
+        number=st.integers(1, 8),
+        kind=st.sampled_from(TaskKind),
+        status=st.sampled_from(TaskStatus),
+        owner_id=st.one_of(st.none(), _people),
+        approver_ids=st.lists(_people, max_size=3, unique=True).map(tuple),
+        forwarded_ids=st.lists(_people, max_size=3, unique=True).map(tuple),
+        last_update=_moments,
+    ),
+    st.builds(
+        Request,
+        number=st.integers(1, 8),
+        status=st.sampled_from(RequestStatus),
+        owner_id=st.one_of(st.none(), _people),
+        forwarded_ids=st.lists(_people, max_size=3, unique=True).map(tuple),
+        group=st.sampled_from(["", "Desk"]),
+        last_update=_moments,
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=st.lists(_records, max_size=20), limit=st.integers(0, 5))
+def test_summaries_match_the_reference(records: list[Call | Task | Request], limit: int) -> None:
+    reference, sqlite_repo = InMemoryRepository(), SqliteRepository()
+    try:
+        for repo in (reference, sqlite_repo):
+            with repo.transaction():
+                for person_id in range(1, 5):
+                    repo.put_person(
+                        Person(id=person_id, email=f"p{person_id}@x", name=f"P{person_id}")
+                    )
+                for record in records:
+                    if isinstance(record, Call):
+                        repo.put_call(record)
+                    elif isinstance(record, Task):
+                        repo.put_task(record)
+                    else:
+                        repo.put_request(record)
+        for kind in ("calls", "requests", "tasks"):
+            for person_id in range(1, 5):
+                expected = reference.summary(kind, person_id, limit)
+                assert sqlite_repo.summary(kind, person_id, limit) == expected
+    finally:
+        sqlite_repo.close()
