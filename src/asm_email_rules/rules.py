@@ -1,0 +1,1342 @@
+"""The decision tables and ``decide``: facts x settings -> Decision. Pure: no I/O, no clock.
+
+Every rule of the spec is a row: named conditions -> an outcome, with the sentence it
+implements. ``decide`` evaluates the conditions once, finds the first matching row of the
+table for the command, and builds the actions and the reply that outcome stands for.
+``docs/decision-tables.md`` is rendered from these rows (``render_tables_markdown``).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import attrs
+
+from asm_email_rules.classify import MailKind
+from asm_email_rules.model import (
+    Call,
+    CallStatus,
+    EntityKind,
+    EntityRef,
+    InboundEmail,
+    Person,
+    PersonCase,
+    Request,
+    SummaryItem,
+    Task,
+    TaskStatus,
+)
+from asm_email_rules.replies import render
+from asm_email_rules.sender import SenderResolution
+from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
+from asm_email_rules.subject import CommandKind, SubjectCommand
+
+NEW_CALL = EntityRef(EntityKind.CALL, 0)
+"""Stands for "the call this decision logs" in actions that follow a LogCall."""
+
+
+# --------------------------------------------------------------------------------------------
+# Actions: what to do, as values. ``kind`` names the action in JSON and docs.
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class CreateUser:
+    """Create a person record flagged as a User for an unknown address."""
+
+    kind: ClassVar[str] = "create_user"
+    address: str
+    name: str
+
+
+@attrs.frozen
+class SetUserFlag:
+    """Select the User flag on an analyst who logs a call by email."""
+
+    kind: ClassVar[str] = "set_user_flag"
+    person_id: int
+
+
+@attrs.frozen
+class LogCall:
+    """Log a call from the template; ``user_id`` None means the user this decision creates."""
+
+    kind: ClassVar[str] = "log_call"
+    user_id: int | None
+    logging_analyst_id: int | None
+    template: str
+    description: str
+
+
+@attrs.frozen
+class AddHistory:
+    """Add the email's text to a record's history."""
+
+    kind: ClassVar[str] = "add_history"
+    ref: EntityRef
+    text: str
+    author: str
+
+
+@attrs.frozen
+class AddNote:
+    """Add the email's text as a note (closed calls keep their state)."""
+
+    kind: ClassVar[str] = "add_note"
+    ref: EntityRef
+    text: str
+    author: str
+
+
+@attrs.frozen
+class AttachObjects:
+    """Attach the email's files as objects under a security profile."""
+
+    kind: ClassVar[str] = "attach_objects"
+    ref: EntityRef
+    filenames: tuple[str, ...]
+    security_profile: str
+
+
+@attrs.frozen
+class MarkUpdated:
+    """Set the note icon on the record in the Outstanding window."""
+
+    kind: ClassVar[str] = "mark_updated"
+    ref: EntityRef
+
+
+@attrs.frozen
+class NotifyAssignee:
+    """Email the assigned analyst or group that the record was updated by email."""
+
+    kind: ClassVar[str] = "notify_assignee"
+    ref: EntityRef
+
+
+@attrs.frozen
+class CloseCall:
+    """Close an open call."""
+
+    kind: ClassVar[str] = "close_call"
+    number: int
+    by: str
+
+
+@attrs.frozen
+class ReopenCall:
+    """Reopen a closed call and assign it."""
+
+    kind: ClassVar[str] = "reopen_call"
+    number: int
+    owner_id: int | None
+    group: str
+
+
+@attrs.frozen
+class ApproveTask:
+    """Approve a pending approval task."""
+
+    kind: ClassVar[str] = "approve_task"
+    number: int
+    by: str
+
+
+@attrs.frozen
+class RejectTask:
+    """Reject a pending approval task."""
+
+    kind: ClassVar[str] = "reject_task"
+    number: int
+    by: str
+
+
+@attrs.frozen
+class SpendToken:
+    """Mark an approval token used so a replay does nothing."""
+
+    kind: ClassVar[str] = "spend_token"
+    token_id: str
+
+
+@attrs.frozen
+class SendSummary:
+    """Send a [My...] summary to the analyst who asked."""
+
+    kind: ClassVar[str] = "send_summary"
+    what: str
+    person_id: int
+    items: int
+    total: int
+
+
+@attrs.frozen
+class Discard:
+    """Do nothing with the message except record why (it is then deleted)."""
+
+    kind: ClassVar[str] = "discard"
+    reason: str
+
+
+Action = (
+    CreateUser
+    | SetUserFlag
+    | LogCall
+    | AddHistory
+    | AddNote
+    | AttachObjects
+    | MarkUpdated
+    | NotifyAssignee
+    | CloseCall
+    | ReopenCall
+    | ApproveTask
+    | RejectTask
+    | SpendToken
+    | SendSummary
+    | Discard
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Facts in, Decision out
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Facts:
+    """Everything ``decide`` looks at, gathered beforehand (the only reads happen there).
+
+    ``authenticated`` / ``token_ok`` are None when the mailbox does not require them.
+    ``replies_to_us`` is True when the mail answers one of our messages (thread or marker).
+    """
+
+    email: InboundEmail
+    command: SubjectCommand
+    sender: SenderResolution
+    now: datetime
+    mail_kind: MailKind = MailKind.NORMAL
+    mail_kind_reasons: tuple[str, ...] = ()
+    bounce_permanent: bool = False
+    may_auto_reply: bool = True
+    call: Call | None = None
+    task: Task | None = None
+    request: Request | None = None
+    in_partition: bool = True
+    summary_items: tuple[SummaryItem, ...] = ()
+    summary_total: int = 0
+    replies_last_hour: int = 0
+    replies_to_us: bool = False
+    authenticated: bool | None = None
+    auth_reason: str = ""
+    token_ok: bool | None = None
+    token_reason: str = ""
+    token_id: str | None = None
+
+
+@attrs.frozen
+class Reply:
+    """The reply to send: recipient, subject, body, the record it is about and its template."""
+
+    to: str
+    subject: str
+    body: str
+    template_id: str
+    ref: EntityRef | None = None
+
+
+class Outcome(enum.Enum):
+    """What a table row decides."""
+
+    CONTINUE = "continue"
+    DISCARD = "discard"
+    LOG_CALL = "log_call"
+    LOG_NEW_USER = "log_new_user"
+    LOG_DEFAULT_ANALYST = "log_default_analyst"
+    LOG_LINKED_ANALYST = "log_linked_analyst"
+    UPDATE_CALL = "update_call"
+    REOPEN_CALL = "reopen_call"
+    NOTE_CLOSED_CALL = "note_closed_call"
+    REPLY_CLOSED_NOT_UPDATED = "reply_closed_not_updated"
+    CLOSE_CALL = "close_call"
+    REPLY_ALREADY_CLOSED = "reply_already_closed"
+    REFUSE_PERMISSION = "refuse_permission"
+    REFUSE_UNAUTHENTICATED = "refuse_unauthenticated"
+    REFUSE_TOKEN = "refuse_token"
+    APPROVE_OR_REJECT = "approve_or_reject"
+    REPLY_NOT_IDENTIFIED = "reply_not_identified"
+    REPLY_NOT_APPROVAL = "reply_not_approval"
+    REPLY_NOT_PENDING = "reply_not_pending"
+    REPLY_CONFLICT = "reply_conflict"
+    UPDATE_TASK = "update_task"
+    UPDATE_REQUEST = "update_request"
+    SEND_SUMMARY = "send_summary"
+    REPLY_ANALYSTS_ONLY = "reply_analysts_only"
+
+
+@attrs.frozen
+class Row:
+    """One rule: when every named condition has the given value, ``outcome`` follows."""
+
+    id: str
+    when: Mapping[str, object]
+    outcome: Outcome
+    spec: str
+
+    def matches(self, conditions: Mapping[str, object]) -> bool:
+        """True when every condition of this row holds in ``conditions``."""
+        return all(conditions.get(name) == value for name, value in self.when.items())
+
+
+@attrs.frozen
+class Decision:
+    """What to do with one message and why: a value, printable and JSON-able."""
+
+    rule: str
+    spec: str
+    outcome: Outcome
+    mail_kind: MailKind
+    command: SubjectCommand
+    person_case: PersonCase
+    person_id: int | None
+    actions: tuple[Action, ...]
+    reply: Reply | None
+    reasons: tuple[str, ...]
+    conditions: tuple[tuple[str, object], ...] = ()
+    reply_suppressed: str = ""
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """Every row that fired, in order (a route to the log-call table fires two)."""
+        return tuple(self.rule.split(" > "))
+
+    def action_kinds(self) -> tuple[str, ...]:
+        """The kinds of the actions, in order (handy in tests and logs)."""
+        return tuple(action.kind for action in self.actions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: mail kind, command, person case, actions, reply and reasons."""
+        return {
+            "rule": self.rule,
+            "spec": self.spec,
+            "outcome": self.outcome.value,
+            "mail_kind": self.mail_kind.value,
+            "command": {
+                "kind": self.command.kind.value,
+                "number": self.command.number,
+                "source": self.command.source.value,
+                "matched": self.command.matched,
+                "ignored": list(self.command.ignored),
+            },
+            "person_case": self.person_case.value,
+            "person_id": self.person_id,
+            "actions": [_action_dict(action) for action in self.actions],
+            "reply": None
+            if self.reply is None
+            else {
+                "to": self.reply.to,
+                "subject": self.reply.subject,
+                "body": self.reply.body,
+                "template": self.reply.template_id,
+            },
+            "reply_suppressed": self.reply_suppressed or None,
+            "reasons": list(self.reasons),
+            "conditions": {name: _jsonable(value) for name, value in self.conditions},
+        }
+
+    def to_json(self) -> str:
+        """The decision as one JSON object."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+    def explain(self) -> str:
+        """A short human explanation: the rule, its spec sentence, the actions and the reply."""
+        lines = [
+            f"rule {self.rule}: {self.outcome.value}",
+            f"  spec: {self.spec}",
+            f"  mail: {self.mail_kind.value}; command: {self.command.kind.value}"
+            + (f" #{self.command.number}" if self.command.number is not None else "")
+            + f"; sender: {self.person_case.value}",
+        ]
+        lines += [f"  action: {_describe(action)}" for action in self.actions]
+        if self.reply is not None:
+            lines.append(f"  reply to {self.reply.to}: {self.reply.subject}")
+        elif self.reply_suppressed:
+            lines.append(f"  reply suppressed: {self.reply_suppressed}")
+        else:
+            lines.append("  no reply")
+        lines += [f"  why: {reason}" for reason in self.reasons]
+        return "\n".join(lines)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, EntityRef):
+        return {"kind": value.kind.value, "number": value.number}
+    if isinstance(value, tuple):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _action_dict(action: Action) -> dict[str, object]:
+    fields = attrs.asdict(action, recurse=False)
+    return {"kind": action.kind, **{name: _jsonable(value) for name, value in fields.items()}}
+
+
+def _describe(action: Action) -> str:
+    fields = ", ".join(
+        f"{name}={_jsonable(value)!r}"
+        for name, value in attrs.asdict(action, recurse=False).items()
+        if name not in ("text", "description")
+    )
+    return f"{action.kind}({fields})"
+
+
+# --------------------------------------------------------------------------------------------
+# The tables
+# --------------------------------------------------------------------------------------------
+
+_O = Outcome
+
+GATE: tuple[Row, ...] = (
+    Row(
+        "GATE-1",
+        {"kind": "bounce", "bounce_permanent": True},
+        _O.DISCARD,
+        "ASM Core considers SMTP error numbers 501, 503, 550 and 553 to be permanent and fatal "
+        "errors. ... it will immediately delete this message (DESIGN 4: and any 5.x.x)",
+    ),
+    Row(
+        "GATE-2",
+        {"kind": "bounce"},
+        _O.DISCARD,
+        "DESIGN 4: a delivery report never logs a call; a delay notice is recorded and deleted",
+    ),
+    Row(
+        "GATE-3",
+        {"kind": "own_mail"},
+        _O.DISCARD,
+        "DESIGN 4: mail from our own addresses or carrying our loop header is a loop",
+    ),
+    Row("GATE-4", {}, _O.CONTINUE, "Every other message goes on to its command's table"),
+)
+
+LOG_CALL: tuple[Row, ...] = (
+    Row(
+        "LOG-1",
+        {"automatic": True},
+        _O.DISCARD,
+        "DESIGN 4: auto-replies and machine-generated mail never log a call",
+    ),
+    Row(
+        "LOG-2",
+        {"case": "unknown", "create_anon": True},
+        _O.LOG_NEW_USER,
+        "Case 1: ... and Create New Calls Anonymously is selected for the incoming email "
+        "account, a new User record is created ... The logging analyst is set to the analyst "
+        "specified in the Default Logging Analyst field",
+    ),
+    Row(
+        "LOG-3",
+        {"case": "unknown"},
+        _O.DISCARD,
+        "If the Create New Calls Anonymously option is not selected for the incoming email "
+        "account, a call is not created.",
+    ),
+    Row(
+        "LOG-4",
+        {"case": "analyst_only", "use_linked": True},
+        _O.LOG_LINKED_ANALYST,
+        "Case 2: If the Use Linked Analyst option is selected for the incoming email account, "
+        "the logging analyst is set to the person who sent the email. (and: the User flag will "
+        "be selected on the analyst's person record)",
+    ),
+    Row(
+        "LOG-5",
+        {"case": "analyst_only"},
+        _O.LOG_DEFAULT_ANALYST,
+        "Case 2: If the Use Linked Analyst option is not selected ..., the logging analyst is "
+        "set to the analyst specified in the Default Logging Analyst field (and: the User flag "
+        "will be selected on the analyst's person record)",
+    ),
+    Row(
+        "LOG-6",
+        {"case": "user_only"},
+        _O.LOG_DEFAULT_ANALYST,
+        "Case 3 (DESIGN 4): logged with the person as User; the logging analyst is always the "
+        "Default Logging Analyst",
+    ),
+    Row(
+        "LOG-7",
+        {"case": "analyst_and_user", "use_linked": True},
+        _O.LOG_LINKED_ANALYST,
+        "Case 4: If the Use Linked Analyst option is selected for the incoming email account, "
+        "the logging analyst is set to the person who sent the email.",
+    ),
+    Row(
+        "LOG-8",
+        {"case": "analyst_and_user"},
+        _O.LOG_DEFAULT_ANALYST,
+        "Case 4: If the Use Linked Analyst option is not selected ..., the logging analyst is "
+        "set to the analyst specified in the Default Logging Analyst field",
+    ),
+)
+
+UPDATE_CALL: tuple[Row, ...] = (
+    Row(
+        "UC-1",
+        {"found": False, "log_on_invalid": True},
+        _O.LOG_CALL,
+        "... but it does not recognize the call number specified in the subject line, it logs "
+        "a new call if the incoming email account has the Log New Call on Invalid Number option",
+    ),
+    Row(
+        "UC-2",
+        {"found": False},
+        _O.DISCARD,
+        "However, if Log New Call on Invalid Number is not selected, ASM Core ignores the email "
+        "and the person who sent the incoming email is not notified.",
+    ),
+    Row(
+        "UC-3",
+        {"known": False, "update_anon": False},
+        _O.DISCARD,
+        "... but it does not recognize the sender's email address, it ignores the email.",
+    ),
+    Row(
+        "UC-4",
+        {"closed": False},
+        _O.UPDATE_CALL,
+        "The body of the incoming email is added to the history of the specified call. (and: "
+        "However, if the Update Calls Anonymously option is selected ..., the call is updated.)",
+    ),
+    Row(
+        "UC-5",
+        {"automatic": True},
+        _O.DISCARD,
+        "DESIGN 4: auto-replies and machine-generated mail never reopen or note a closed call",
+    ),
+    Row(
+        "UC-6",
+        {"bulk": True, "update_closed": True},
+        _O.NOTE_CLOSED_CALL,
+        "DESIGN 4b: list and bulk mail may update but never reopen",
+    ),
+    Row(
+        "UC-7",
+        {"bulk": True},
+        _O.DISCARD,
+        "DESIGN 4b: list and bulk mail never reopen a call",
+    ),
+    Row(
+        "UC-8",
+        {"reopen_option": True, "self_service_reopen": True, "role_reopen": True},
+        _O.REOPEN_CALL,
+        "... the specified call is closed, and the Reopen Closed Calls option is selected on "
+        "the incoming email server, this will reopen the call in ASM Core and add the details "
+        "of the email as a note to the call. (DESIGN 4: reopen wins when all its conditions hold)",
+    ),
+    Row(
+        "UC-9",
+        {"update_closed": True},
+        _O.NOTE_CLOSED_CALL,
+        "If Update Closed Calls is selected on the incoming email server, the call remains "
+        "closed but a note is added to the call with the details of the email.",
+    ),
+    Row(
+        "UC-10",
+        {},
+        _O.REPLY_CLOSED_NOT_UPDATED,
+        "If Update Closed Calls is not selected, the call remains closed and the following "
+        "message is sent back to the sender of the email: \u201cCall No xyz is already closed "
+        "and has not been updated.\u201d",
+    ),
+)
+
+CLOSE: tuple[Row, ...] = (
+    Row("CL-1", {"automatic": True}, _O.DISCARD, "DESIGN 4: automatic mail never closes a call"),
+    Row("CL-2", {"bulk": True}, _O.DISCARD, "DESIGN 4b: list and bulk mail never close a call"),
+    Row(
+        "CL-3",
+        {"found": False, "log_on_invalid": True},
+        _O.LOG_CALL,
+        "A call will also be logged if the email matches a recognized subject line but has an "
+        "invalid call number and the Log New Call on Invalid Number option is selected",
+    ),
+    Row(
+        "CL-4",
+        {"found": False},
+        _O.DISCARD,
+        "If Log New Call on Invalid Number is not selected, the email will be discarded and "
+        "the person who sent the email will not be notified.",
+    ),
+    Row(
+        "CL-5",
+        {"known": False, "close_anon": False},
+        _O.DISCARD,
+        "If the Close Calls Anonymously option is not selected in the incoming email account, "
+        "a call cannot be closed by an email sent from an unrecognized address (DESIGN 4b: no "
+        "reply to unknown senders)",
+    ),
+    Row(
+        "CL-6",
+        {"authenticated": False},
+        _O.REFUSE_UNAUTHENTICATED,
+        "Issue 5: with a trusted authserv-id set, closing requires dmarc=pass or aligned dkim",
+    ),
+    Row(
+        "CL-7",
+        {"closed": True},
+        _O.REPLY_ALREADY_CLOSED,
+        "The square brackets are required and It must be a valid open call number. (DESIGN 4: "
+        "a closed call gets a reply, no new call)",
+    ),
+    Row(
+        "CL-8",
+        {"known": False},
+        _O.CLOSE_CALL,
+        "(Close Calls Anonymously selected) The call you specified will be closed and a return "
+        "email will be sent to you to confirm the closure.",
+    ),
+    Row(
+        "CL-9",
+        {"call_user": True},
+        _O.CLOSE_CALL,
+        "If the sender is flagged as a User only, the call will only be closed if the same "
+        "User is specified in the User field of the call. (DESIGN 4b: so may a person with both "
+        "flags)",
+    ),
+    Row(
+        "CL-10",
+        {"owner": True},
+        _O.CLOSE_CALL,
+        "If the sender is a ASM Core analyst, the call will be closed if they own the call",
+    ),
+    Row(
+        "CL-11",
+        {"take_over": True},
+        _O.CLOSE_CALL,
+        "... or have Take Over rights as part of their IPK Management security role.",
+    ),
+    Row(
+        "CL-12",
+        {},
+        _O.REFUSE_PERMISSION,
+        "Otherwise, a return email with the following message will be sent: \u201cReason: "
+        "Insufficient Permission\u201d.",
+    ),
+)
+
+APPROVAL: tuple[Row, ...] = (
+    Row(
+        "AP-1",
+        {"automatic": True},
+        _O.DISCARD,
+        "DESIGN 4: automatic mail never approves or rejects",
+    ),
+    Row(
+        "AP-2",
+        {"bulk": True},
+        _O.DISCARD,
+        "DESIGN 4b: list and bulk mail never approve or reject",
+    ),
+    Row(
+        "AP-3",
+        {"known": False},
+        _O.REPLY_NOT_IDENTIFIED,
+        "If the email address is not recognized, the Approval Task is not approved and a return "
+        "email is sent, stating that the sender has not been identified. (DESIGN 4b: likewise "
+        "for reject)",
+    ),
+    Row(
+        "AP-4",
+        {"found": False},
+        _O.LOG_CALL,
+        "If the email matches a recognized subject line but has an invalid request or task "
+        "number, a call is always logged",
+    ),
+    Row(
+        "AP-5",
+        {"conflict": True},
+        _O.REPLY_CONFLICT,
+        "DESIGN 4: conflicting commands on one number ([APPROVE#1] [REJECT#1]) do nothing and "
+        "say why",
+    ),
+    Row(
+        "AP-6",
+        {"approval": False},
+        _O.REPLY_NOT_APPROVAL,
+        "This includes standard Approval Tasks as well as User Approval Tasks. (DESIGN 4b: a "
+        "task that is not an approval gets a reply and nothing changes)",
+    ),
+    Row(
+        "AP-7",
+        {"approver": False},
+        _O.REFUSE_PERMISSION,
+        "DESIGN 4b: only an approver of that task may act; anyone else recognised gets "
+        "\u201cReason: Insufficient Permission\u201d",
+    ),
+    Row(
+        "AP-8",
+        {"pending": False},
+        _O.REPLY_NOT_PENDING,
+        "DESIGN 4b / issue 5: an approval no longer pending is not changed again; the reply "
+        "says its state",
+    ),
+    Row(
+        "AP-9",
+        {"authenticated": False},
+        _O.REFUSE_UNAUTHENTICATED,
+        "Issue 5: with a trusted authserv-id set, approving and rejecting require dmarc=pass",
+    ),
+    Row(
+        "AP-10",
+        {"token_ok": False},
+        _O.REFUSE_TOKEN,
+        "Issue 5: with approval tokens required, a missing, foreign, expired or replayed token "
+        "does nothing",
+    ),
+    Row(
+        "AP-11",
+        {},
+        _O.APPROVE_OR_REJECT,
+        "If a task has been successfully approved through incoming email, a return email with "
+        "the subject \u201cTask <Task Number> has been successfully approved\u201d is sent "
+        "(rejected: \u201cTask <Approval Task Number> has been successfully rejected\u201d)",
+    ),
+)
+
+UPDATE_TASK: tuple[Row, ...] = (
+    Row(
+        "UT-1",
+        {"found": False},
+        _O.LOG_CALL,
+        "If the email matches a recognized subject line but has an invalid request or task "
+        "number, a call is always logged",
+    ),
+    Row(
+        "UT-2",
+        {"known": False},
+        _O.DISCARD,
+        "DESIGN 4b: no anonymous option exists for tasks, so unknown senders are ignored",
+    ),
+    Row(
+        "UT-3",
+        {},
+        _O.UPDATE_TASK,
+        "The body of the incoming email is added to the history of the specified task or "
+        "approval. ... a return email message is sent with the subject \u201cTask/Approval "
+        "<Task/Approval Number> has been updated\u201d",
+    ),
+)
+
+UPDATE_REQUEST: tuple[Row, ...] = (
+    Row(
+        "UR-1",
+        {"found": False},
+        _O.LOG_CALL,
+        "If receives an incoming email with a subject heading used to update a request, but it "
+        "does not recognize the request number specified in the subject line, it will log a "
+        "new call",
+    ),
+    Row(
+        "UR-2",
+        {"known": False},
+        _O.DISCARD,
+        "DESIGN 4b: no anonymous option exists for requests, so unknown senders are ignored",
+    ),
+    Row(
+        "UR-3",
+        {},
+        _O.UPDATE_REQUEST,
+        "The body of the incoming email is added to the history of the specified request. ... "
+        "a return email message is sent with the subject \u201cRequest <Request Number> has "
+        "been updated\u201d",
+    ),
+)
+
+SUMMARY: tuple[Row, ...] = (
+    Row("SU-1", {"automatic": True}, _O.DISCARD, "DESIGN 4: automatic mail gets no summary"),
+    Row("SU-2", {"bulk": True}, _O.DISCARD, "DESIGN 4b: list and bulk mail get no summary"),
+    Row(
+        "SU-3",
+        {"known": False},
+        _O.DISCARD,
+        "DESIGN 4b: an unknown sender asking for a summary gets nothing",
+    ),
+    Row(
+        "SU-4",
+        {"analyst": False},
+        _O.REPLY_ANALYSTS_ONLY,
+        "A support analyst can check a summary ... (DESIGN 4b: a recognised non-analyst gets "
+        "one line saying summaries are for analysts)",
+    ),
+    Row(
+        "SU-5",
+        {},
+        _O.SEND_SUMMARY,
+        "A return email is sent to that support analyst with a summary of all the requests "
+        "(tasks and approvals; calls) they are working on, have forwarded, or have been "
+        "forwarded.",
+    ),
+)
+
+TABLES: Mapping[str, tuple[Row, ...]] = {
+    "gate": GATE,
+    "log_call": LOG_CALL,
+    "update_call": UPDATE_CALL,
+    "close": CLOSE,
+    "approval": APPROVAL,
+    "update_task": UPDATE_TASK,
+    "update_request": UPDATE_REQUEST,
+    "summary": SUMMARY,
+}
+"""Every table, by name, in the order the docs list them."""
+
+CONDITIONS: Mapping[str, str] = {
+    "kind": "the mail kind from classification (normal, auto_reply, bounce, list, own_mail...)",
+    "bounce_permanent": "the bounce reports a permanent failure (5.x.x or 501/503/550/553)",
+    "automatic": "auto-reply or machine-generated mail",
+    "bulk": "mailing-list or bulk mail",
+    "case": "the sender's person case (unknown, analyst_only, user_only, analyst_and_user)",
+    "known": "the sender's address belongs to an analyst or User",
+    "analyst": "the sender holds the analyst flag",
+    "found": "the referenced call/task/request exists (in the mailbox's partition)",
+    "closed": "the referenced call is closed",
+    "create_anon": "mailbox: Create New Calls Anonymously",
+    "update_anon": "mailbox: Update Calls Anonymously",
+    "close_anon": "mailbox: Close Calls Anonymously",
+    "log_on_invalid": "mailbox: Log New Call on Invalid Number",
+    "update_closed": "mailbox: Update Closed Calls",
+    "reopen_option": "mailbox: Reopen Closed Calls",
+    "use_linked": "mailbox: Use Linked Analyst",
+    "self_service_reopen": "system: Self Service Portal has Reopen Closed Calls enabled",
+    "role_reopen": "the sender's security role (analyst or User) may reopen closed calls",
+    "call_user": "the sender is flagged as a User and is the call's User",
+    "owner": "the sender is an analyst who owns (is assigned) the call",
+    "take_over": "the sender is an analyst with Take Over rights",
+    "authenticated": "sender authentication passed, or is not required by the mailbox",
+    "conflict": "the subject both approves and rejects the same task",
+    "approval": "the task is a standard or User Approval Task",
+    "approver": "the sender is an approver of the task",
+    "pending": "the approval task is still pending",
+    "token_ok": "a valid unused approval token was given, or tokens are not required",
+}
+"""What each condition name means (rendered in the docs)."""
+
+_TABLE_FOR: Mapping[CommandKind, str] = {
+    CommandKind.NONE: "log_call",
+    CommandKind.UPDATE_CALL: "update_call",
+    CommandKind.CLOSE: "close",
+    CommandKind.APPROVE: "approval",
+    CommandKind.REJECT: "approval",
+    CommandKind.CONFLICT: "approval",
+    CommandKind.UPDATE_TASK: "update_task",
+    CommandKind.UPDATE_REQUEST: "update_request",
+    CommandKind.MY_CALLS: "summary",
+    CommandKind.MY_REQUESTS: "summary",
+    CommandKind.MY_TASKS: "summary",
+    CommandKind.MY_APPROVALS: "summary",
+}
+
+
+def first_match(table: tuple[Row, ...], conditions: Mapping[str, object]) -> Row:
+    """The first row of ``table`` whose conditions hold (every table ends in a catch-all)."""
+    for row in table:
+        if row.matches(conditions):
+            return row
+    raise AssertionError("decision table without a catch-all row")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------------------------
+# decide
+# --------------------------------------------------------------------------------------------
+
+
+def evaluate_conditions(
+    facts: Facts, mailbox: MailboxSettings, system: SystemSettings
+) -> dict[str, object]:
+    """Compute every named condition of the tables from the facts and settings."""
+    person = facts.sender.person
+    case = facts.sender.case
+    call = facts.call
+    task = facts.task
+    target = {
+        EntityKind.CALL: call,
+        EntityKind.TASK: task,
+        EntityKind.REQUEST: facts.request,
+    }
+    ref = facts.command.ref
+    found = ref is not None and target[ref.kind] is not None and facts.in_partition
+    is_analyst = case.is_analyst
+    role_reopen = person is not None and (
+        (case.is_analyst and person.analyst_can_reopen) or (case.is_user and person.user_can_reopen)
+    )
+    approver = person is not None and task is not None and person.id in task.approver_ids
+    return {
+        "kind": facts.mail_kind.value,
+        "bounce_permanent": facts.bounce_permanent,
+        "automatic": facts.mail_kind in (MailKind.AUTO_REPLY, MailKind.AUTO_GENERATED),
+        "bulk": facts.mail_kind is MailKind.LIST,
+        "case": case.value,
+        "known": case.is_known,
+        "analyst": is_analyst,
+        "found": found,
+        "closed": call is not None and call.status is CallStatus.CLOSED,
+        "create_anon": mailbox.create_calls_anonymously,
+        "update_anon": mailbox.update_calls_anonymously,
+        "close_anon": mailbox.close_calls_anonymously,
+        "log_on_invalid": mailbox.log_new_call_on_invalid_number,
+        "update_closed": mailbox.update_closed_calls,
+        "reopen_option": mailbox.reopen_closed_calls,
+        "use_linked": mailbox.use_linked_analyst,
+        "self_service_reopen": system.self_service_reopen_closed_calls,
+        "role_reopen": role_reopen,
+        "call_user": person is not None
+        and case.is_user
+        and call is not None
+        and call.user_id == person.id,
+        "owner": person is not None
+        and is_analyst
+        and call is not None
+        and call.owner_id == person.id,
+        "take_over": person is not None and is_analyst and person.can_take_over,
+        "authenticated": facts.authenticated is not False,
+        "conflict": facts.command.kind is CommandKind.CONFLICT,
+        "approval": task is not None and task.kind.is_approval,
+        "approver": approver,
+        "pending": task is not None and task.status is TaskStatus.PENDING,
+        "token_ok": facts.token_ok is not False,
+    }
+
+
+@attrs.frozen
+class _Plan:
+    """What an outcome builder returns: actions, the reply to send (if any) and reasons."""
+
+    actions: tuple[Action, ...] = ()
+    reply_template: str | None = None
+    reply_params: Mapping[str, object] = attrs.field(factory=dict)
+    reply_ref: EntityRef | None = None
+    reasons: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class _Context:
+    facts: Facts
+    mailbox: MailboxSettings
+    system: SystemSettings
+
+    @property
+    def author(self) -> str:
+        person = self.facts.sender.person
+        if person is None:
+            return f"anonymous ({self.facts.email.sender})"
+        return f"{person.name} <{person.email}>" if person.name else person.email
+
+    @property
+    def number(self) -> int:
+        number = self.facts.command.number
+        assert number is not None
+        return number
+
+    def history_text(self) -> tuple[str, tuple[str, ...]]:
+        """The text to add to a record: the reply part only when truncation applies."""
+        body = self.facts.email.body
+        if not (self.system.truncate_incoming_emails and self.facts.replies_to_us):
+            return body, ()
+        from asm_email_rules.truncate import TruncationMethod, truncate_reply
+
+        cut = truncate_reply(
+            body, marker=self.system.reply_marker, separators=self.mailbox.separators
+        )
+        if cut.method is TruncationMethod.KEPT_WHOLE:
+            return body, ("truncation would leave nothing; the whole body was kept",)
+        if cut.method is TruncationMethod.NONE:
+            return body, ("Truncate Incoming Emails is on but no quoted history was found",)
+        return cut.kept, (
+            f"Truncate Incoming Emails: only the reply portion was kept ({cut.method.value}: "
+            f"{cut.detail})",
+        )
+
+    def attach(self, ref: EntityRef) -> tuple[Action, ...]:
+        files = tuple(attachment.filename for attachment in self.facts.email.attachments)
+        if not files:
+            return ()
+        return (AttachObjects(ref, files, self.system.unspecified_profile_name),)
+
+    def update(self, ref: EntityRef, *, note: bool = False) -> tuple[tuple[Action, ...], tuple[str, ...]]:
+        text, reasons = self.history_text()
+        entry: Action = (
+            AddNote(ref, text, self.author) if note else AddHistory(ref, text, self.author)
+        )
+        actions: tuple[Action, ...] = (entry, *self.attach(ref), MarkUpdated(ref))
+        return actions, reasons
+
+
+def _log_call(ctx: _Context, logging: str) -> _Plan:
+    facts = ctx.facts
+    person = facts.sender.person
+    mailbox = ctx.mailbox
+    actions: list[Action] = []
+    reasons: list[str] = []
+    if person is None:
+        actions.append(CreateUser(facts.email.sender, facts.email.sender_name))
+        user_id: int | None = None
+    else:
+        user_id = person.id
+        if not person.is_user:
+            actions.append(SetUserFlag(person.id))
+            reasons.append("the analyst is not yet a User: the User flag is selected")
+    if logging == "linked" and person is not None:
+        analyst: int | None = person.id
+    else:
+        analyst = mailbox.default_logging_analyst_id
+        if analyst is None and person is not None and person.is_analyst:
+            analyst = person.id
+            reasons.append("no Default Logging Analyst is set: the sending analyst logs the call")
+    description = facts.email.body
+    if not description.strip():
+        description = facts.email.subject
+        reasons.append("the body is empty: the subject is the description")
+    actions.append(LogCall(user_id, analyst, mailbox.call_template.name, description))
+    actions.extend(ctx.attach(NEW_CALL))
+    return _Plan(
+        tuple(actions),
+        "call_logged" if mailbox.auto_reply else None,
+        reply_ref=NEW_CALL,
+        reasons=tuple(reasons),
+    )
+
+
+def _update_call(ctx: _Context) -> _Plan:
+    ref = EntityRef(EntityKind.CALL, ctx.number)
+    actions, reasons = ctx.update(ref)
+    if ctx.system.email_at_update_via_email_in:
+        actions = (*actions, NotifyAssignee(ref))
+    template = "call_updated" if ctx.mailbox.auto_reply else None
+    if template is None:
+        reasons = (*reasons, "auto-reply is off for this mailbox: no reply")
+    return _Plan(actions, template, {"number": ctx.number}, ref, reasons)
+
+
+def _reopen(ctx: _Context) -> _Plan:
+    call = ctx.facts.call
+    assert call is not None
+    template = ctx.mailbox.call_template
+    assignment = ctx.system.reopen_assignment
+    if assignment is ReopenAssignment.TEMPLATE:
+        owner, group = template.assigned_analyst_id, template.assigned_group
+    elif assignment is ReopenAssignment.GROUP:
+        owner, group = None, call.group
+    else:
+        owner, group = call.owner_id, call.group
+    ref = EntityRef(EntityKind.CALL, call.number)
+    update, reasons = ctx.update(ref, note=True)
+    return _Plan(
+        (ReopenCall(call.number, owner, group), *update),
+        "call_reopened",
+        {"number": call.number},
+        ref,
+        (*reasons, f"reopened and assigned by the '{assignment.value}' setting"),
+    )
+
+
+def _note_closed(ctx: _Context) -> _Plan:
+    ref = EntityRef(EntityKind.CALL, ctx.number)
+    actions, reasons = ctx.update(ref, note=True)
+    return _Plan(actions, "closed_call_updated", {"number": ctx.number}, ref, reasons)
+
+
+def _reply(template: str, **params: object) -> Callable[[_Context], _Plan]:
+    def build(ctx: _Context) -> _Plan:
+        values: dict[str, object] = {"number": ctx.facts.command.number, **params}
+        return _Plan(reply_template=template, reply_params=values, reply_ref=ctx.facts.command.ref)
+
+    return build
+
+
+def _close(ctx: _Context) -> _Plan:
+    ref = EntityRef(EntityKind.CALL, ctx.number)
+    return _Plan((CloseCall(ctx.number, ctx.author),), "call_closed", {"number": ctx.number}, ref)
+
+
+def _verb(ctx: _Context) -> str:
+    return "rejected" if ctx.facts.command.kind is CommandKind.REJECT else "approved"
+
+
+def _what(ctx: _Context) -> str:
+    ref = ctx.facts.command.ref
+    return "Call" if ref is None or ref.kind is EntityKind.CALL else "Task"
+
+
+def _approval_reply(template: str) -> Callable[[_Context], _Plan]:
+    def build(ctx: _Context) -> _Plan:
+        task = ctx.facts.task
+        params: dict[str, object] = {
+            "number": ctx.number,
+            "verb": _verb(ctx),
+            "state": task.status.value if task is not None else "",
+            "what": _what(ctx),
+            "detail": ctx.facts.auth_reason
+            if template == "not_authenticated"
+            else ctx.facts.token_reason,
+            "action": "close a call" if _what(ctx) == "Call" else f"be {_verb(ctx)}",
+        }
+        return _Plan(
+            reply_template=template, reply_params=params, reply_ref=ctx.facts.command.ref
+        )
+
+    return build
+
+
+def _approve(ctx: _Context) -> _Plan:
+    by = ctx.author
+    action: Action = (
+        RejectTask(ctx.number, by)
+        if ctx.facts.command.kind is CommandKind.REJECT
+        else ApproveTask(ctx.number, by)
+    )
+    actions: tuple[Action, ...] = (action,)
+    if ctx.facts.token_id is not None and ctx.facts.token_ok:
+        actions = (*actions, SpendToken(ctx.facts.token_id))
+    template = "task_rejected" if ctx.facts.command.kind is CommandKind.REJECT else "task_approved"
+    ref = EntityRef(EntityKind.TASK, ctx.number)
+    return _Plan(actions, template, {"number": ctx.number}, ref)
+
+
+def _update_task(ctx: _Context) -> _Plan:
+    ref = EntityRef(EntityKind.TASK, ctx.number)
+    actions, reasons = ctx.update(ref)
+    return _Plan(actions, "task_updated", {"number": ctx.number}, ref, reasons)
+
+
+def _update_request(ctx: _Context) -> _Plan:
+    ref = EntityRef(EntityKind.REQUEST, ctx.number)
+    actions, reasons = ctx.update(ref)
+    return _Plan(actions, "request_updated", {"number": ctx.number}, ref, reasons)
+
+
+_SUMMARY_WHAT: Mapping[CommandKind, str] = {
+    CommandKind.MY_CALLS: "calls",
+    CommandKind.MY_REQUESTS: "requests",
+    CommandKind.MY_TASKS: "tasks and approvals",
+    CommandKind.MY_APPROVALS: "tasks and approvals",
+}
+
+
+def format_summary(items: tuple[SummaryItem, ...], total: int) -> str:
+    """One line per item (reference, state, description, last update, assignee), newest first."""
+    if not items:
+        return "You have no open items."
+    lines = []
+    for item in items:
+        when = item.last_update.strftime("%Y-%m-%d %H:%M") if item.last_update else "-"
+        token = f"[{item.ref.kind.value.upper()}#{item.ref.number}]"
+        lines.append(
+            f"{token}  {item.state}  {item.description}  {when}  {item.assignee or '-'}".rstrip()
+        )
+    if total > len(items):
+        lines.append(f"... and {total - len(items)} more")
+    return "\n".join(lines)
+
+
+def _summary(ctx: _Context) -> _Plan:
+    person = ctx.facts.sender.person
+    assert person is not None
+    what = _SUMMARY_WHAT[ctx.facts.command.kind]
+    items = ctx.facts.summary_items
+    action = SendSummary(what, person.id, len(items), ctx.facts.summary_total)
+    body = format_summary(items, ctx.facts.summary_total)
+    return _Plan((action,), "summary", {"what": what, "summary": body})
+
+
+def _analysts_only(ctx: _Context) -> _Plan:
+    return _Plan(
+        reply_template="summary_analysts_only",
+        reply_params={"what": _SUMMARY_WHAT[ctx.facts.command.kind]},
+    )
+
+
+_BUILDERS: Mapping[Outcome, Callable[[_Context], _Plan]] = {
+    _O.DISCARD: lambda ctx: _Plan(),
+    _O.LOG_NEW_USER: lambda ctx: _log_call(ctx, "default"),
+    _O.LOG_DEFAULT_ANALYST: lambda ctx: _log_call(ctx, "default"),
+    _O.LOG_LINKED_ANALYST: lambda ctx: _log_call(ctx, "linked"),
+    _O.UPDATE_CALL: _update_call,
+    _O.REOPEN_CALL: _reopen,
+    _O.NOTE_CLOSED_CALL: _note_closed,
+    _O.REPLY_CLOSED_NOT_UPDATED: _reply("closed_call_not_updated"),
+    _O.CLOSE_CALL: _close,
+    _O.REPLY_ALREADY_CLOSED: _reply("close_already_closed"),
+    _O.REFUSE_PERMISSION: _approval_reply("insufficient_permission"),
+    _O.REFUSE_UNAUTHENTICATED: _approval_reply("not_authenticated"),
+    _O.REFUSE_TOKEN: _approval_reply("bad_token"),
+    _O.APPROVE_OR_REJECT: _approve,
+    _O.REPLY_NOT_IDENTIFIED: _approval_reply("sender_not_identified"),
+    _O.REPLY_NOT_APPROVAL: _approval_reply("not_an_approval"),
+    _O.REPLY_NOT_PENDING: _approval_reply("approval_not_pending"),
+    _O.REPLY_CONFLICT: _reply("approval_conflict"),
+    _O.UPDATE_TASK: _update_task,
+    _O.UPDATE_REQUEST: _update_request,
+    _O.SEND_SUMMARY: _summary,
+    _O.REPLY_ANALYSTS_ONLY: _analysts_only,
+}
+
+
+def reply_address(email: InboundEmail, person: Person | None) -> str:
+    """Where a reply goes: the identified person's stored address, else Return-Path, else From.
+
+    Returns "" for the null return path ``<>``: nothing is ever sent there.
+    """
+    if person is not None:
+        return person.email
+    if email.return_path is not None:
+        return email.return_path
+    return email.sender
+
+
+def _suppression(
+    facts: Facts, to: str, mailbox: MailboxSettings, system: SystemSettings
+) -> str:
+    """Why a planned reply must not go out, or "" when it may."""
+    if not facts.may_auto_reply:
+        return f"no reply to {facts.mail_kind.value} mail (RFC 3834)"
+    if not to:
+        return "the return path is null (<>): nothing is sent there"
+    if mailbox.is_own_address(to):
+        return "the reply would go to one of our own addresses (loop guard)"
+    date = facts.email.date
+    if date is not None and date.tzinfo is not None and facts.now.tzinfo is not None:
+        if facts.now - date > timedelta(days=system.max_reply_age_days):
+            return f"the message is older than {system.max_reply_age_days} days: no reply"
+    if facts.replies_last_hour >= system.reply_budget_per_hour:
+        return (
+            f"reply budget: {facts.replies_last_hour} replies to {to} in the last hour "
+            f"(limit {system.reply_budget_per_hour})"
+        )
+    return ""
+
+
+def _base_reasons(facts: Facts) -> list[str]:
+    reasons: list[str] = list(facts.mail_kind_reasons)
+    command = facts.command
+    if command.kind is CommandKind.NONE:
+        reasons.append("the subject is not recognised")
+    else:
+        reasons.append(
+            f"the subject asks {command.kind.value}"
+            + (f" #{command.number}" if command.number is not None else "")
+            + f" ({command.source.value}: {command.matched!r})"
+        )
+    if command.ignored:
+        reasons.append(f"outranked tokens ignored: {', '.join(command.ignored)}")
+    if command.normalised:
+        reasons.append("the subject was NFKC-normalised before matching")
+    if facts.sender.ambiguous:
+        person = facts.sender.person
+        reasons.append(
+            f"{facts.sender.matches} person records share {facts.sender.address}; "
+            f"the lowest id ({person.id if person else '-'}) was chosen"
+        )
+    if not facts.in_partition:
+        reasons.append("the referenced record is outside this mailbox's partition")
+    if facts.authenticated is not None:
+        reasons.append(f"sender authentication: {facts.auth_reason}")
+    if facts.token_ok is not None:
+        reasons.append(f"approval token: {facts.token_reason}")
+    reasons.extend(facts.email.notes)
+    reasons.extend(
+        f"limit {violation.kind.value}: {violation.actual} > {violation.limit} {violation.detail}"
+        .rstrip()
+        for violation in facts.email.limit_violations
+    )
+    return reasons
+
+
+def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> Decision:
+    """Decide what to do with one message. Pure: the same facts give the same Decision."""
+    conditions = evaluate_conditions(facts, mailbox, system)
+    fired: list[Row] = [first_match(GATE, conditions)]
+    if fired[0].outcome is _O.CONTINUE:
+        fired.append(first_match(TABLES[_TABLE_FOR[facts.command.kind]], conditions))
+        if fired[-1].outcome is _O.LOG_CALL:
+            fired.append(first_match(LOG_CALL, conditions))
+    row = fired[-1]
+    ctx = _Context(facts, mailbox, system)
+    plan = _BUILDERS[row.outcome](ctx)
+    reasons = _base_reasons(facts)
+    if len(fired) > 2:
+        reasons.append(f"{fired[1].id}: the number is not valid, so the mail logs a call")
+    reasons.extend(plan.reasons)
+    actions = plan.actions
+    if not actions:
+        actions = (Discard(f"{row.id}: {row.outcome.value}"),)
+    reply: Reply | None = None
+    suppressed = ""
+    if plan.reply_template is not None:
+        to = reply_address(facts.email, facts.sender.person)
+        suppressed = _suppression(facts, to, mailbox, system)
+        if not suppressed:
+            text = render(plan.reply_template, plan.reply_params, mailbox.reply_templates)
+            reply = Reply(to, text.subject, text.body, plan.reply_template, plan.reply_ref)
+    person = facts.sender.person
+    return Decision(
+        rule=" > ".join(item.id for item in fired[1:] or fired),
+        spec=row.spec,
+        outcome=row.outcome,
+        mail_kind=facts.mail_kind,
+        command=facts.command,
+        person_case=facts.sender.case,
+        person_id=person.id if person is not None else None,
+        actions=actions,
+        reply=reply,
+        reasons=tuple(reasons),
+        conditions=tuple(sorted(conditions.items())),
+        reply_suppressed=suppressed,
+    )
+
+
+def render_tables_markdown() -> str:
+    """The decision tables as Markdown: one table per command family, first match wins."""
+    out = [
+        "# Decision tables",
+        "",
+        "Generated from `asm_email_rules.rules` by `python -m asm_email_rules.rules`; a test "
+        "fails when this file is stale. In each table the first row whose conditions all hold "
+        "fires; an empty cell means \"any\". `log_call` is also reached from any row whose "
+        "outcome is `log_call` (an invalid number).",
+        "",
+        "## Conditions",
+        "",
+        "| condition | meaning |",
+        "|---|---|",
+    ]
+    out += [f"| `{name}` | {meaning} |" for name, meaning in CONDITIONS.items()]
+    for name, table in TABLES.items():
+        columns = list(dict.fromkeys(key for row in table for key in row.when))
+        out += ["", f"## {name}", ""]
+        out.append("| row | " + " | ".join(f"`{c}`" for c in columns) + " | outcome | spec |")
+        out.append("|---" * (len(columns) + 3) + "|")
+        for row in table:
+            cells = [_cell(row.when.get(column, "")) for column in columns]
+            spec = row.spec.replace("|", "\\|")
+            out.append(
+                f"| {row.id} | " + " | ".join(cells) + f" | `{row.outcome.value}` | {spec} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def _cell(value: object) -> str:
+    if value == "":
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"`{value}`"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(render_tables_markdown(), end="")

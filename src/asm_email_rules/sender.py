@@ -1,0 +1,60 @@
+"""Resolve the sender's address into the spec's person case."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+
+import attrs
+
+from asm_email_rules.model import Person, PersonCase
+
+
+def normalise_address(address: str) -> str:
+    """The comparison form of an address: NFKC, trimmed, case-folded (no plus-folding)."""
+    return unicodedata.normalize("NFKC", address).strip().casefold()
+
+
+@attrs.frozen
+class SenderResolution:
+    """Who sent the mail: the person case, the person chosen and how many records matched."""
+
+    address: str
+    case: PersonCase
+    person: Person | None = None
+    matches: int = 0
+
+    @property
+    def ambiguous(self) -> bool:
+        """True when several person records share the address (the lowest id was chosen)."""
+        return self.matches > 1
+
+    @property
+    def known(self) -> bool:
+        """True when the address belongs to a person record flagged analyst or User."""
+        return self.case.is_known
+
+
+def resolve_sender(address: str, persons: Iterable[Person]) -> SenderResolution:
+    """Find the person records whose email is ``address``; the lowest id wins.
+
+    A record with neither the analyst nor the User flag does not identify anyone: the spec
+    only knows Users and analysts, so such an address is case 1 (unknown).
+    """
+    wanted = normalise_address(address)
+    if not wanted:
+        return SenderResolution(address=address, case=PersonCase.UNKNOWN)
+    matching = sorted(
+        (
+            person
+            for person in persons
+            if normalise_address(person.email) == wanted and person.case.is_known
+        ),
+        key=lambda person: person.id,
+    )
+    if not matching:
+        return SenderResolution(address=address, case=PersonCase.UNKNOWN)
+    chosen = matching[0]
+    return SenderResolution(
+        address=address, case=chosen.case, person=chosen, matches=len(matching)
+    )

@@ -1,0 +1,142 @@
+"""Spec: "Logging a Call with Email" and the four person cases."""
+
+from __future__ import annotations
+
+from asm_email_rules.model import EntityKind, EntryKind
+from asm_email_rules.sample import ALICE, BOB, DANA, TEMPLATE, UMA
+
+from .conftest import Desk
+
+
+def test_unrecognised_subject_logs_a_call(desk: Desk) -> None:
+    """"If the messaging service picks up an incoming email but does not recognize the email's
+    subject line, ASM Core will log a call based on the details of that email." """
+    decision = desk.mail("My monitor flickers", body="It flickers since Monday.")
+    assert decision.rule == "LOG-6"
+    call = desk.newest_call()
+    assert call.number == 103
+    assert call.user_id == UMA.id
+    assert call.description.strip() == "It flickers since Monday."
+
+
+def test_next_number_body_description_and_template_properties(desk: Desk) -> None:
+    """"The next available number is assigned to that call and the body of the email is
+    automatically entered as the description." / "The call will use the call template
+    specified for the mail server that picked up the incoming email." """
+    desk.mail("Keyboard", body="Keys stick.")
+    desk.mail("Mouse", body="Mouse is dead.")
+    first, second = desk.call(103), desk.call(104)
+    assert (first.description.strip(), second.description.strip()) == ("Keys stick.", "Mouse is dead.")
+    assert second.partition == TEMPLATE.partition
+    assert second.owner_id == TEMPLATE.assigned_analyst_id
+    assert second.group == TEMPLATE.assigned_group
+
+
+def test_case1_unknown_sender_with_create_anonymously_creates_a_user(desk: Desk) -> None:
+    """Case 1: "a new User record is created (that is, a new person record flagged as a User)
+    and the call is logged with this User specified in the User field. The logging analyst is
+    set to the analyst specified in the Default Logging Analyst field" """
+    desk.set(create_calls_anonymously=True)
+    decision = desk.mail("Help", sender="Nina New <nina@else.example>")
+    assert decision.rule == "LOG-2"
+    assert decision.action_kinds()[:2] == ("create_user", "log_call")
+    (person,) = desk.repo.persons_by_address("nina@else.example")
+    assert person.is_user and not person.is_analyst
+    call = desk.newest_call()
+    assert call.user_id == person.id
+    assert call.logging_analyst_id == DANA.id
+
+
+def test_case1_unknown_sender_without_create_anonymously_logs_nothing(desk: Desk) -> None:
+    """"If the Create New Calls Anonymously option is not selected for the incoming email
+    account, a call is not created." """
+    decision = desk.mail("Help", sender="nina@else.example")
+    assert decision.rule == "LOG-3"
+    assert desk.repo.get_call(103) is None
+    assert desk.repo.persons_by_address("nina@else.example") == []
+    assert desk.replies == []
+
+
+def test_case2_analyst_only_default_logging_analyst(desk: Desk) -> None:
+    """Case 2: "If the Use Linked Analyst option is not selected ..., the logging analyst is set
+    to the analyst specified in the Default Logging Analyst field" and "the call is logged
+    with this person specified in the User field" """
+    decision = desk.mail("Server down", sender=ALICE.email)
+    assert decision.rule == "LOG-5"
+    call = desk.newest_call()
+    assert (call.user_id, call.logging_analyst_id) == (ALICE.id, DANA.id)
+
+
+def test_case2_analyst_only_linked_analyst(desk: Desk) -> None:
+    """Case 2: "If the Use Linked Analyst option is selected for the incoming email account,
+    the logging analyst is set to the person who sent the email." """
+    desk.set(use_linked_analyst=True)
+    desk.mail("Server down", sender=ALICE.email)
+    call = desk.newest_call()
+    assert (call.user_id, call.logging_analyst_id) == (ALICE.id, ALICE.id)
+
+
+def test_case2_analyst_gets_user_flag(desk: Desk) -> None:
+    """"If an analyst logs a call by incoming email and he is not already a User, the User flag
+    will be selected on the analyst's person record" """
+    decision = desk.mail("Server down", sender=ALICE.email)
+    assert "set_user_flag" in decision.action_kinds()
+    person = desk.repo.get_person(ALICE.id)
+    assert person is not None and person.is_user and person.is_analyst
+
+
+def test_case3_user_only_always_default_logging_analyst(desk: Desk) -> None:
+    """Case 3 (missing from the spec; DESIGN 4): the logging analyst is always the Default
+    Logging Analyst, whatever Use Linked Analyst says."""
+    desk.set(use_linked_analyst=True)
+    decision = desk.mail("Printer", sender=UMA.email)
+    assert decision.rule == "LOG-6"
+    call = desk.newest_call()
+    assert (call.user_id, call.logging_analyst_id) == (UMA.id, DANA.id)
+    assert "set_user_flag" not in decision.action_kinds()
+
+
+def test_case4_analyst_and_user_default_and_linked(desk: Desk) -> None:
+    """Case 4: the person is the User; the logging analyst is the Default Logging Analyst
+    without Use Linked Analyst and the sender with it."""
+    decision = desk.mail("Laptop", sender=BOB.email)
+    assert decision.rule == "LOG-8"
+    assert desk.newest_call().logging_analyst_id == DANA.id
+    desk.set(use_linked_analyst=True)
+    decision = desk.mail("Laptop again", sender=BOB.email)
+    assert decision.rule == "LOG-7"
+    assert desk.newest_call().logging_analyst_id == BOB.id
+    assert "set_user_flag" not in decision.action_kinds()
+
+
+def test_attachments_use_the_unspecified_profile(desk: Desk) -> None:
+    """"Any objects attached to an incoming email will use the Unspecified security profile when
+    added as an object on the logged call. The history entry that is recorded about attaching
+    this object will also use the Unspecified security profile." """
+    desk.mail("Screenshot", attachments=[("error.png", b"\x89PNG-data")])
+    entries = desk.entries(EntityKind.CALL, desk.newest_call().number)
+    attached = [item for item in entries if item.kind is EntryKind.ATTACHMENT]
+    assert [item.security_profile for item in attached] == ["Unspecified"]
+    assert "error.png" in attached[0].text
+
+
+def test_renamed_unspecified_profile_is_used(desk: Desk) -> None:
+    """"If you have renamed the Unspecified profile, that name will be reflected instead." """
+    desk.set_system(unspecified_profile_name="Public")
+    desk.mail("Screenshot", attachments=[("error.png", b"data")])
+    entries = desk.entries(EntityKind.CALL, desk.newest_call().number)
+    assert {item.security_profile for item in entries if item.kind is EntryKind.ATTACHMENT} == {
+        "Public"
+    }
+
+
+def test_logged_call_acknowledged_only_with_auto_reply(desk: Desk) -> None:
+    """DESIGN 4b: "Call <n> has been logged" is a routine acknowledgement under the auto-reply
+    switch, and carries [CALL#n] so follow-ups thread."""
+    desk.mail("No reply please")
+    assert desk.replies == []
+    desk.set(auto_reply=True)
+    desk.mail("Reply please")
+    (reply,) = desk.replies
+    assert reply.subject == "Call 104 has been logged [CALL#104]"
+    assert reply.to == UMA.email

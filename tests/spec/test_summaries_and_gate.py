@@ -1,0 +1,95 @@
+"""Spec: the four summaries, and the mail that never reaches the command tables."""
+
+from __future__ import annotations
+
+from asm_email_rules.sample import ALICE, UMA
+
+from .conftest import Desk
+
+
+def test_my_calls_lists_the_analysts_calls(desk: Desk) -> None:
+    """"A support analyst can check a summary of their calls by sending an email ... with the
+    following subject: [MyCalls]" (DESIGN 4b: the open calls the analyst owns)"""
+    decision = desk.mail("[MyCalls]", sender=ALICE.email)
+    assert decision.rule == "SU-5"
+    (reply,) = desk.replies
+    assert "[CALL#100]" in reply.body
+    assert "[CALL#101]" not in reply.body  # closed
+    assert "[CALL#102]" not in reply.body  # Bob's
+    assert reply.to == ALICE.email
+
+
+def test_my_requests(desk: Desk) -> None:
+    """"A return email is sent to that support analyst with a summary of all the requests they
+    are working on, have forwarded, or have been forwarded." """
+    desk.mail("[MyRequests]", sender=ALICE.email)
+    assert "[REQUEST#700]" in desk.replies[0].body
+
+
+def test_my_tasks_and_my_approvals_share_one_summary(desk: Desk) -> None:
+    """"[MyTasks] [MyApprovals] A return email is sent to that support analyst with a summary of
+    all the tasks and approvals they are working on" """
+    desk.mail("[MyTasks]", sender=ALICE.email)
+    desk.mail("[MyApprovals]", sender=ALICE.email)
+    first, second = desk.replies
+    assert first.body == second.body
+    assert "[TASK#500]" in first.body and "[TASK#502]" in first.body
+
+
+def test_summary_for_a_user_says_analysts_only(desk: Desk) -> None:
+    """DESIGN 4b: a recognised non-analyst gets one line saying summaries are for analysts."""
+    assert desk.mail("[MyCalls]", sender=UMA.email).rule == "SU-4"
+    (reply,) = desk.replies
+    assert "analysts only" in reply.body
+    assert "[CALL#" not in reply.body
+
+
+def test_summary_for_an_unknown_sender_sends_nothing(desk: Desk) -> None:
+    """DESIGN 4b: an unknown sender gets nothing (no data, no backscatter)."""
+    assert desk.mail("[MyCalls]", sender="stranger@else.example").rule == "SU-3"
+    assert desk.replies == []
+
+
+def test_out_of_office_never_logs_a_call(desk: Desk) -> None:
+    """DESIGN 4 / RFC 3834: auto-replies never log, close or reopen calls and get no reply."""
+    desk.set(auto_reply=True, create_calls_anonymously=True)
+    decision = desk.mail(
+        "Out of Office: Printer", headers=[("Auto-Submitted", "auto-replied")]
+    )
+    assert decision.rule == "LOG-1"
+    assert desk.repo.get_call(103) is None
+    assert desk.replies == []
+
+
+def test_automatic_mail_never_closes(desk: Desk) -> None:
+    """DESIGN 4: automatic mail never closes a call."""
+    decision = desk.mail(
+        "[CLOSE#100]", sender=UMA.email, headers=[("Auto-Submitted", "auto-generated")]
+    )
+    assert decision.rule == "CL-1"
+
+
+def test_list_mail_updates_without_reply_but_never_approves(desk: Desk) -> None:
+    """DESIGN 4b: list and bulk mail may update but never approve; no auto-reply to it."""
+    desk.set(auto_reply=True)
+    decision = desk.mail("[CALL#100] digest", headers=[("List-Id", "<staff.corp.example>")])
+    assert decision.rule == "UC-4"
+    assert decision.reply is None
+    decision = desk.mail(
+        "[APPROVE#500]", sender=ALICE.email, headers=[("Precedence", "bulk")]
+    )
+    assert decision.rule == "AP-2"
+    assert desk.replies == []
+
+
+def test_x_auto_response_suppress_alone_is_real_mail(desk: Desk) -> None:
+    """DESIGN 4: X-Auto-Response-Suppress is not a sign of automatic mail."""
+    decision = desk.mail("Printer", headers=[("X-Auto-Response-Suppress", "All")])
+    assert decision.rule == "LOG-6"
+
+
+def test_own_mail_is_a_loop(desk: Desk) -> None:
+    """DESIGN 4: mail from our own address is never acted on."""
+    decision = desk.mail("Call 100 has been updated", sender="helpdesk@desk.example")
+    assert decision.rule == "GATE-3"
+    assert desk.repo.get_call(103) is None
