@@ -31,6 +31,7 @@ __all__ = [
     "format_header_field",
     "make_message_id",
     "normalize_msg_id",
+    "parse_sender",
     "render_outgoing",
     "sanitize_header_text",
 ]

@@ -1,0 +1,180 @@
+"""SMTP :class:`~asm_email_rules.protocols.Mailer` on :mod:`smtplib`, with typed failures.
+
+Replies 5xx become :class:`PermanentSendError` (the spec's 501, 503, 550 and 553 among them),
+4xx and network trouble become :class:`TransientSendError`, so the caller knows whether to retry.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import smtplib
+import ssl
+from datetime import datetime
+
+import attrs
+
+from asm_email_rules.errors import PermanentSendError, SendError, TransientSendError
+from asm_email_rules.model import OutgoingEmail
+from asm_email_rules.outgoing import OutgoingMessageError, parse_sender, render_outgoing
+
+__all__ = ["Security", "SmtpConfig", "SmtpMailer", "error_for_code"]
+
+log = logging.getLogger(__name__)
+
+
+class Security(enum.Enum):
+    """How a connection is protected: none, upgraded by STARTTLS/STLS, or TLS from the start."""
+
+    PLAIN = "plain"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+def _security(value: Security | str) -> Security:
+    return value if isinstance(value, Security) else Security(value)
+
+
+@attrs.frozen
+class SmtpConfig:
+    """Where and how to send. ``envelope_sender`` empty means the reply's From; ``"<>"`` is null.
+
+    ``ssl_context`` defaults to :func:`ssl.create_default_context` (certificate and host name
+    checked). AUTH is used when ``username`` is set.
+    """
+
+    host: str
+    port: int = 25
+    security: Security = attrs.field(default=Security.STARTTLS, converter=_security)
+    username: str = ""
+    password: str = attrs.field(default="", repr=False)
+    timeout: float = 30.0
+    envelope_sender: str = ""
+    local_hostname: str | None = None
+    default_sender: str = ""
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+
+    def context(self) -> ssl.SSLContext:
+        """The TLS context to use: the configured one or a verifying default."""
+        return self.ssl_context if self.ssl_context is not None else ssl.create_default_context()
+
+
+def error_for_code(code: int, text: str, *, during: str = "") -> SendError:
+    """The typed error for an SMTP reply code: 5xx permanent, 4xx transient (RFC 5321 4.2.1).
+
+    A 552 to RCPT means "too many recipients" and is transient (RFC 5321 4.5.3.1.10).
+    Codes outside 400-599 (smtplib uses -1 for a garbled reply) are transient with no code.
+    """
+    message = f"{during}: {text}" if during else text
+    if 500 <= code <= 599 and not (code == 552 and during == "RCPT"):
+        return PermanentSendError(message, code=code)
+    if 400 <= code <= 599:
+        return TransientSendError(message, code=code)
+    return TransientSendError(f"{message} (unexpected reply code {code})")
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
+class SmtpMailer:
+    """Sends each reply over a fresh SMTP session (replies are rare; no pooling needed)."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"SmtpMailer({self.config.host}:{self.config.port}, {self.config.security.value})"
+
+    def send(self, message: OutgoingEmail, *, now: datetime | None = None) -> None:
+        """Deliver ``message`` to its one recipient or raise a typed :class:`SendError`."""
+        recipient = message.to.strip()
+        if not recipient or recipient == "<>":
+            raise PermanentSendError("no recipient (empty or null path): not sending")
+        try:
+            raw = render_outgoing(message, now=now, default_sender=self.config.default_sender)
+            _, from_addr = parse_sender(message.sender or self.config.default_sender)
+        except OutgoingMessageError as exc:
+            raise PermanentSendError(f"reply cannot be rendered: {exc}") from exc
+        envelope = self.config.envelope_sender or from_addr
+        if envelope == "<>":
+            envelope = ""
+        where = f"SMTP {self.config.host}:{self.config.port}"
+        try:
+            self._deliver(envelope, recipient, raw)
+        except SendError as exc:
+            log.warning(
+                "reply not sent",
+                extra={"smtp_server": where, "to": recipient, "code": exc.code, "error": str(exc)},
+            )
+            raise
+        log.info("reply sent", extra={"smtp_server": where, "to": recipient})
+
+    def _connect(self) -> smtplib.SMTP:
+        cfg = self.config
+        if cfg.security is Security.TLS:
+            return smtplib.SMTP_SSL(
+                cfg.host,
+                cfg.port,
+                local_hostname=cfg.local_hostname,
+                timeout=cfg.timeout,
+                context=cfg.context(),
+            )
+        client = smtplib.SMTP(
+            cfg.host, cfg.port, local_hostname=cfg.local_hostname, timeout=cfg.timeout
+        )
+        if cfg.security is Security.STARTTLS:
+            client.ehlo()
+            client.starttls(context=cfg.context())
+            client.ehlo()
+        return client
+
+    def _deliver(self, envelope: str, recipient: str, raw: bytes) -> None:
+        where = f"SMTP {self.config.host}:{self.config.port}"
+        client: smtplib.SMTP | None = None
+        try:
+            client = self._connect()
+            if self.config.username:
+                client.login(self.config.username, self.config.password)
+            client.sendmail(envelope, [recipient], raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = exc.recipients.get(recipient, next(iter(exc.recipients.values())))
+            raise error_for_code(
+                code, f"{where} refused {recipient}: {_text(text)}", during="RCPT"
+            ) from exc
+        except smtplib.SMTPAuthenticationError as exc:
+            # Our credentials, not the reply, are at fault: retry once the operator fixes them.
+            raise TransientSendError(
+                f"{where} authentication failed: {_text(exc.smtp_error)}", code=exc.smtp_code
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise TransientSendError(f"{where} lacks a needed extension: {exc}") from exc
+        except smtplib.SMTPSenderRefused as exc:
+            raise error_for_code(
+                exc.smtp_code, f"{where} refused sender: {_text(exc.smtp_error)}", during="MAIL"
+            ) from exc
+        except smtplib.SMTPDataError as exc:
+            raise error_for_code(
+                exc.smtp_code,
+                f"{where} refused the message: {_text(exc.smtp_error)}",
+                during="DATA",
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise error_for_code(exc.smtp_code, f"{where}: {_text(exc.smtp_error)}") from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            raise TransientSendError(f"{where} closed the connection: {exc}") from exc
+        except smtplib.SMTPException as exc:
+            raise TransientSendError(f"{where}: {exc}") from exc
+        except (OSError, ssl.SSLError) as exc:  # refused, unreachable, timeout, TLS failure
+            raise TransientSendError(f"{where} unreachable: {exc}") from exc
+        finally:
+            if client is not None:
+                _quit(client)
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    """End the session politely; a failure here cannot change what the server accepted."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
