@@ -1,0 +1,544 @@
+"""The host configuration: one TOML file for the store, the system, SMTP and the mail accounts.
+
+:func:`load_config` validates every key (types, ranges, choices, unknown keys) and raises
+:class:`~asm_email_rules.errors.ConfigError` naming the file, the dotted key and the problem.
+Passwords may be given inline or as the name of an environment variable (``password_env``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import os
+import re
+import ssl
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+from asm_email_rules.adapters.smtp import Security, SmtpConfig
+from asm_email_rules.errors import ConfigError
+from asm_email_rules.replies import CATALOGUE
+from asm_email_rules.settings import (
+    FATAL_SMTP_CODES,
+    CallTemplate,
+    Limits,
+    MailboxSettings,
+    ReopenAssignment,
+    SystemSettings,
+)
+
+__all__ = [
+    "AccountConfig",
+    "Config",
+    "Protocol",
+    "Security",
+    "load_config",
+    "parse_config",
+]
+
+_E = TypeVar("_E", bound=enum.Enum)
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class Protocol(enum.Enum):
+    """How an account's mail is read."""
+
+    IMAP = "imap"
+    POP3 = "pop3"
+    MAILDIR = "maildir"
+
+
+_DEFAULT_PORTS: Mapping[tuple[Protocol, Security], int] = {
+    (Protocol.IMAP, Security.PLAIN): 143,
+    (Protocol.IMAP, Security.STARTTLS): 143,
+    (Protocol.IMAP, Security.TLS): 993,
+    (Protocol.POP3, Security.PLAIN): 110,
+    (Protocol.POP3, Security.STARTTLS): 110,
+    (Protocol.POP3, Security.TLS): 995,
+}
+_SMTP_PORTS: Mapping[Security, int] = {
+    Security.PLAIN: 25,
+    Security.STARTTLS: 587,
+    Security.TLS: 465,
+}
+
+
+@attrs.frozen
+class AccountConfig:
+    """One incoming mail account: where to read mail and the mailbox settings the rules use."""
+
+    name: str
+    protocol: Protocol
+    mailbox: MailboxSettings
+    host: str = ""
+    port: int = 0
+    security: Security = Security.TLS
+    username: str = ""
+    password: str = attrs.field(default="", repr=False)
+    password_env: str = ""
+    folder: str = "INBOX"
+    quarantine_folder: str = "Quarantine"
+    path: Path | None = None
+    interval_seconds: float = 60.0
+    active: bool = True
+    max_messages_per_session: int = 100
+    timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class Config:
+    """A loaded configuration file; ``source`` is the file it came from."""
+
+    store: Path
+    system: SystemSettings
+    smtp: SmtpConfig | None
+    accounts: tuple[AccountConfig, ...]
+    source: Path | None = None
+
+    def account(self, name: str | None = None) -> AccountConfig:
+        """The account called ``name``, or the first one when ``name`` is None."""
+        if name is None:
+            if not self.accounts:
+                raise ConfigError("no [[accounts]] configured", source=str(self.source or ""))
+            return self.accounts[0]
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        known = ", ".join(a.name for a in self.accounts) or "none"
+        raise ConfigError(
+            f"no account named {name!r} (configured: {known})", source=str(self.source or "")
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return names.get(type(value), type(value).__name__)
+
+
+class _Table:
+    """One TOML table being read: typed getters that name the key on error, then ``finish``."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, source: str) -> None:
+        self.data = data
+        self.path = path
+        self.source = source
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def fail(self, name: str, message: str) -> ConfigError:
+        return ConfigError(message, source=self.source, key=self.key(name))
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def _get(self, name: str) -> Any:
+        self.used.add(name)
+        return self.data.get(name)
+
+    def _typed(self, name: str, default: Any, check: Callable[[Any], bool], what: str) -> Any:
+        value = self._get(name)
+        if value is None:
+            return default
+        if not check(value):
+            raise self.fail(name, f"must be {what}, got {_type_name(value)} {value!r}")
+        return value
+
+    def string(self, name: str, default: str = "", *, required: bool = False) -> str:
+        if required and name not in self.data:
+            raise self.fail(name, "is required")
+        value: str = self._typed(name, default, lambda v: isinstance(v, str), "a string")
+        return value
+
+    def optional_string(self, name: str) -> str | None:
+        value = self.string(name, "")
+        return value or None
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value: bool = self._typed(name, default, lambda v: isinstance(v, bool), "true or false")
+        return value
+
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
+        def ok(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        value: int = self._typed(name, default, ok, "an integer")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            span = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise self.fail(name, f"must be {span}, got {value}")
+        return value
+
+    def optional_integer(self, name: str, *, minimum: int = 0) -> int | None:
+        if name not in self.data:
+            self.used.add(name)
+            return None
+        return self.integer(name, 0, minimum=minimum)
+
+    def number(self, name: str, default: float, *, minimum_exclusive: float = 0.0) -> float:
+        def ok(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool)
+
+        value = float(self._typed(name, default, ok, "a number"))
+        if value <= minimum_exclusive:
+            raise self.fail(name, f"must be greater than {minimum_exclusive:g}, got {value:g}")
+        return value
+
+    def choice(self, name: str, enum_type: type[_E], default: _E) -> _E:
+        raw = self.string(name, default.value)
+        try:
+            return enum_type(raw.lower())
+        except ValueError:
+            choices = ", ".join(repr(m.value) for m in enum_type)
+            raise self.fail(name, f"must be one of {choices}, got {raw!r}") from None
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        value = self._get(name)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(name, f"must be an array of strings, got {value!r}")
+        return tuple(value)
+
+    def integers(self, name: str, default: tuple[int, ...], lo: int, hi: int) -> tuple[int, ...]:
+        value = self._get(name)
+        if value is None:
+            return default
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value
+        ):
+            raise self.fail(name, f"must be an array of integers from {lo} to {hi}, got {value!r}")
+        return tuple(value)
+
+    def table(self, name: str) -> _Table:
+        value = self._get(name)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.fail(name, f"must be a table, got {_type_name(value)}")
+        return _Table(value, self.key(name), self.source)
+
+    def optional_table(self, name: str) -> _Table | None:
+        return self.table(name) if name in self.data else None
+
+    def secret(self, name: str, env_name: str) -> str:
+        """``name`` inline, or the environment variable named by ``env_name``; not both."""
+        if name in self.data and env_name in self.data:
+            raise self.fail(env_name, f"give either {name} or {env_name}, not both")
+        inline = self.string(name)
+        variable = self.string(env_name)
+        if not variable:
+            return inline
+        value = os.environ.get(variable)
+        if value is None:
+            raise self.fail(env_name, f"environment variable {variable!r} is not set")
+        return value
+
+    def finish(self) -> None:
+        """Refuse keys nobody read: a typo must not silently fall back to a default."""
+        for name in self.data:
+            if name not in self.used:
+                close = difflib.get_close_matches(name, sorted(self.used), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.fail(name, f"unknown key{hint}")
+
+
+def _ssl_context(table: _Table) -> ssl.SSLContext | None:
+    """A verifying TLS context trusting ``ca_file`` (for private CAs), or None for the default."""
+    ca_file = table.string("ca_file")
+    if not ca_file:
+        return None
+    path = _resolve(ca_file, Path(table.source).parent)
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise table.fail("ca_file", f"cannot load CA certificates from {path}: {exc}") from exc
+
+
+def _resolve(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+# --------------------------------------------------------------------------------------------
+# sections
+# --------------------------------------------------------------------------------------------
+
+
+def _limits(table: _Table) -> Limits:
+    defaults = Limits()
+    values = {
+        field.name: table.integer(field.name, getattr(defaults, field.name), minimum=1)
+        for field in attrs.fields(Limits)
+    }
+    table.finish()
+    return Limits(**values)
+
+
+def _system(table: _Table) -> SystemSettings:
+    d = SystemSettings()
+    secret = table.secret("approval_token_secret", "approval_token_secret_env")
+    system = SystemSettings(
+        truncate_incoming_emails=table.boolean(
+            "truncate_incoming_emails", d.truncate_incoming_emails
+        ),
+        email_at_update_via_email_in=table.boolean(
+            "email_at_update_via_email_in", d.email_at_update_via_email_in
+        ),
+        unspecified_profile_name=table.string(
+            "unspecified_profile_name", d.unspecified_profile_name
+        ),
+        self_service_reopen_closed_calls=table.boolean(
+            "self_service_reopen_closed_calls", d.self_service_reopen_closed_calls
+        ),
+        reopen_assignment=table.choice("reopen_assignment", ReopenAssignment, d.reopen_assignment),
+        fatal_smtp_codes=table.integers("fatal_smtp_codes", FATAL_SMTP_CODES, 500, 599),
+        summary_limit=table.integer("summary_limit", d.summary_limit, minimum=1),
+        reply_marker=table.string("reply_marker", d.reply_marker),
+        reply_budget_per_hour=table.integer(
+            "reply_budget_per_hour", d.reply_budget_per_hour, minimum=0
+        ),
+        max_reply_age_days=table.integer("max_reply_age_days", d.max_reply_age_days, minimum=0),
+        max_send_attempts=table.integer("max_send_attempts", d.max_send_attempts, minimum=1),
+        approval_token_secret=secret or None,
+        loop_header=table.string("loop_header", d.loop_header),
+        limits=_limits(table.table("limits")),
+    )
+    if not system.unspecified_profile_name.strip():
+        raise table.fail("unspecified_profile_name", "must not be empty")
+    if not re.fullmatch(r"[!-9;-~]+", system.loop_header):
+        raise table.fail("loop_header", f"must be a header field name, got {system.loop_header!r}")
+    table.finish()
+    return system
+
+
+def _smtp(table: _Table) -> SmtpConfig:
+    security = table.choice("security", Security, Security.STARTTLS)
+    host = table.string("host", required=True)
+    if not host:
+        raise table.fail("host", "must not be empty")
+    config = SmtpConfig(
+        host=host,
+        port=table.integer("port", _SMTP_PORTS[security], minimum=1, maximum=65535),
+        security=security,
+        username=table.string("username"),
+        password=table.secret("password", "password_env"),
+        timeout=table.number("timeout", 30.0),
+        envelope_sender=table.string("envelope_sender"),
+        local_hostname=table.optional_string("local_hostname"),
+        default_sender=table.string("default_sender"),
+        ssl_context=_ssl_context(table),
+    )
+    table.finish()
+    return config
+
+
+def _call_template(table: _Table) -> CallTemplate:
+    d = CallTemplate()
+    template = CallTemplate(
+        name=table.string("name", d.name),
+        partition=table.string("partition", d.partition),
+        call_screen_set=table.string("call_screen_set", d.call_screen_set),
+        ipk_status=table.string("ipk_status", d.ipk_status),
+        ipk_stream=table.string("ipk_stream", d.ipk_stream),
+        assigned_analyst_id=table.optional_integer("assigned_analyst_id", minimum=1),
+        assigned_group=table.string("assigned_group", d.assigned_group),
+    )
+    table.finish()
+    return template
+
+
+def _reply_templates(table: _Table) -> dict[str, str]:
+    templates: dict[str, str] = {}
+    for name in list(table.data):
+        template_id, _, part = name.rpartition(".")
+        if template_id not in CATALOGUE or part not in ("subject", "body"):
+            close = difflib.get_close_matches(
+                name, [f"{t}.{p}" for t in CATALOGUE for p in ("subject", "body")], n=1
+            )
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise table.fail(
+                f'"{name}"', f"unknown reply template; keys are <id>.subject or <id>.body{hint}"
+            )
+        templates[name] = table.string(name)
+    table.finish()
+    return templates
+
+
+def _mailbox(table: _Table, name: str) -> MailboxSettings:
+    d = MailboxSettings()
+    addresses = table.strings("addresses")
+    if not addresses:
+        raise table.fail("addresses", "must list at least one address of this mailbox")
+    for address in addresses:
+        if address.count("@") != 1 or any(c.isspace() for c in address):
+            raise table.fail("addresses", f"{address!r} is not an email address")
+    separators = table.strings("separators")
+    if any(not s.strip() for s in separators):
+        raise table.fail("separators", "separators must not be empty")
+    mailbox = MailboxSettings(
+        name=name,
+        addresses=addresses,
+        call_template=_call_template(table.table("call_template")),
+        default_logging_analyst_id=table.optional_integer(
+            "default_logging_analyst_id", minimum=1
+        ),
+        create_calls_anonymously=table.boolean(
+            "create_calls_anonymously", d.create_calls_anonymously
+        ),
+        update_calls_anonymously=table.boolean(
+            "update_calls_anonymously", d.update_calls_anonymously
+        ),
+        close_calls_anonymously=table.boolean("close_calls_anonymously", d.close_calls_anonymously),
+        log_new_call_on_invalid_number=table.boolean(
+            "log_new_call_on_invalid_number", d.log_new_call_on_invalid_number
+        ),
+        update_closed_calls=table.boolean("update_closed_calls", d.update_closed_calls),
+        reopen_closed_calls=table.boolean("reopen_closed_calls", d.reopen_closed_calls),
+        use_linked_analyst=table.boolean("use_linked_analyst", d.use_linked_analyst),
+        auto_reply=table.boolean("auto_reply", d.auto_reply),
+        partition=table.optional_string("partition"),
+        reply_templates=_reply_templates(table.table("reply_templates")),
+        separators=separators,
+        trusted_authserv_id=table.optional_string("trusted_authserv_id"),
+        require_approval_token=table.boolean("require_approval_token", d.require_approval_token),
+    )
+    table.finish()
+    return mailbox
+
+
+_ONLY_FOR: Mapping[str, tuple[Protocol, ...]] = {
+    "host": (Protocol.IMAP, Protocol.POP3),
+    "port": (Protocol.IMAP, Protocol.POP3),
+    "security": (Protocol.IMAP, Protocol.POP3),
+    "username": (Protocol.IMAP, Protocol.POP3),
+    "password": (Protocol.IMAP, Protocol.POP3),
+    "password_env": (Protocol.IMAP, Protocol.POP3),
+    "timeout": (Protocol.IMAP, Protocol.POP3),
+    "ca_file": (Protocol.IMAP, Protocol.POP3),
+    "folder": (Protocol.IMAP,),
+    "quarantine_folder": (Protocol.IMAP, Protocol.MAILDIR),
+    "path": (Protocol.MAILDIR,),
+}
+
+
+def _account(table: _Table, base: Path) -> AccountConfig:
+    name = table.string("name", required=True)
+    if not _NAME_RE.fullmatch(name):
+        raise table.fail(
+            "name", f"must be 1-64 letters, digits, '.', '_' or '-' (got {name!r})"
+        )
+    protocol = table.choice("protocol", Protocol, Protocol.IMAP)
+    if "protocol" not in table.data:
+        raise table.fail("protocol", "is required (imap, pop3 or maildir)")
+    for key, protocols in _ONLY_FOR.items():
+        if key in table.data and protocol not in protocols:
+            allowed = " and ".join(p.value for p in protocols)
+            raise table.fail(key, f"applies only to {allowed} accounts, not {protocol.value}")
+    security = table.choice("security", Security, Security.TLS)
+    host = table.string("host")
+    path: Path | None = None
+    if protocol is Protocol.MAILDIR:
+        raw_path = table.string("path", required=True)
+        if not raw_path:
+            raise table.fail("path", "must not be empty")
+        path = _resolve(raw_path, base)
+    elif not host:
+        raise table.fail("host", f"is required for {protocol.value} accounts")
+    default_port = _DEFAULT_PORTS.get((protocol, security), 0)
+    default_quarantine = ".Quarantine" if protocol is Protocol.MAILDIR else "Quarantine"
+    account = AccountConfig(
+        name=name,
+        protocol=protocol,
+        host=host,
+        port=table.integer("port", default_port, minimum=1, maximum=65535)
+        if protocol is not Protocol.MAILDIR
+        else 0,
+        security=security,
+        username=table.string("username"),
+        password=table.secret("password", "password_env"),
+        password_env=table.string("password_env"),
+        folder=table.string("folder", "INBOX"),
+        quarantine_folder=table.string("quarantine_folder", default_quarantine),
+        path=path,
+        interval_seconds=table.number("interval_seconds", 60.0),
+        active=table.boolean("active", True),
+        max_messages_per_session=table.integer("max_messages_per_session", 100, minimum=1),
+        timeout=table.number("timeout", 30.0),
+        ssl_context=_ssl_context(table),
+        mailbox=_mailbox(table.table("mailbox"), name),
+    )
+    if protocol is not Protocol.MAILDIR and not account.username:
+        raise table.fail("username", f"is required for {protocol.value} accounts")
+    if not account.folder:
+        raise table.fail("folder", "must not be empty")
+    if not account.quarantine_folder:
+        raise table.fail("quarantine_folder", "must not be empty")
+    table.finish()
+    return account
+
+
+def parse_config(data: Mapping[str, Any], source: Path) -> Config:
+    """Validate already-parsed TOML ``data``; relative paths resolve against ``source``'s folder."""
+    label = str(source)
+    base = source.parent
+    root = _Table(data, "", label)
+    store = root.string("store", required=True)
+    if not store:
+        raise root.fail("store", "must name the SQLite file")
+    system = _system(root.table("system"))
+    smtp_table = root.optional_table("smtp")
+    smtp = _smtp(smtp_table) if smtp_table is not None else None
+    raw_accounts = root._get("accounts")
+    if raw_accounts is None:
+        raw_accounts = []
+    if not isinstance(raw_accounts, list) or not all(isinstance(a, dict) for a in raw_accounts):
+        raise root.fail("accounts", "must be an array of tables ([[accounts]])")
+    accounts: list[AccountConfig] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_accounts):
+        table = _Table(raw, f"accounts[{index}]", label)
+        account = _account(table, base)
+        if account.name in seen:
+            raise table.fail("name", f"duplicate account name {account.name!r}")
+        seen.add(account.name)
+        accounts.append(account)
+    root.finish()
+    return Config(
+        store=_resolve(store, base),
+        system=system,
+        smtp=smtp,
+        accounts=tuple(accounts),
+        source=source,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML configuration file. Raises ConfigError naming file and key."""
+    source = Path(path).expanduser().resolve()
+    try:
+        with source.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=str(source)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=str(source)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=str(source)) from None
+    return parse_config(data, source)
