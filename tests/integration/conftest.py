@@ -26,6 +26,7 @@ import pytest
 
 HOST = "127.0.0.1"
 PASSWORD = "secret"
+USERS = 200  # fresh mail users available to tests (one each)
 
 
 def free_port() -> int:
@@ -188,10 +189,14 @@ def smtp_server() -> Iterator[SmtpFactory]:
             def authenticator(
                 server: Any, session: Any, envelope: Any, mechanism: str, data: Any
             ) -> Any:
-                ok = isinstance(data, LoginPassword) and (
-                    data.login.decode(),
-                    data.password.decode(),
-                ) == auth
+                ok = (
+                    isinstance(data, LoginPassword)
+                    and (
+                        data.login.decode(),
+                        data.password.decode(),
+                    )
+                    == auth
+                )
                 return AuthResult(success=ok, handled=False)
 
             kwargs.update(
@@ -223,6 +228,7 @@ listen = {host}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 default_internal_user = dovecot
 default_internal_group = dovecot
 default_login_user = dovenull
@@ -241,6 +247,11 @@ userdb {{
 namespace inbox {{
   inbox = yes
   separator = /
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -275,10 +286,9 @@ class Dovecot:
 
     def new_user(self) -> str:
         """A fresh mail user (password :data:`PASSWORD`) with an empty mailbox."""
-        name = f"user{next(self._counter)}"
-        with (self.root / "passwd").open("a", encoding="utf-8") as passwd:
-            passwd.write(f"{name}:{{PLAIN}}{PASSWORD}\n")
-        return name
+        number = next(self._counter)
+        assert number <= USERS, "raise USERS in conftest.py"
+        return f"user{number}"
 
     def _imap(self, user: str) -> imaplib.IMAP4:
         client = imaplib.IMAP4(self.host, self.imap_port, timeout=5)
@@ -310,12 +320,24 @@ class Dovecot:
         finally:
             client.logout()
 
+    def flags(self, user: str, folder: str = "INBOX") -> list[str]:
+        """The flags of every message in ``folder``, oldest first, as IMAP writes them."""
+        client = self._imap(user)
+        try:
+            client.select(f'"{folder}"', readonly=True)
+            _, data = client.fetch("1:*", "(FLAGS)")
+            return [d.decode() for d in data if isinstance(d, bytes)]
+        finally:
+            client.logout()
+
     def log(self) -> str:
         path = self.root / "dovecot.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
 
-def _wait_for_greeting(host: str, port: int, expected: bytes, process: subprocess.Popen[bytes]) -> bool:
+def _wait_for_greeting(
+    host: str, port: int, expected: bytes, process: subprocess.Popen[bytes]
+) -> bool:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -342,7 +364,11 @@ def dovecot() -> Iterator[Dovecot]:
         (root / sub).mkdir()
     mail_user, mail_group = "nobody", "nogroup"  # Dovecot refuses to run mail as root
     shutil.chown(root / "mail", mail_user, mail_group)
-    (root / "passwd").write_text(f"test:{{PLAIN}}{PASSWORD}\n", encoding="utf-8")
+    # Every user exists from the start: Dovecot re-reads a changed passwd file only lazily.
+    users = ["test", *(f"user{n}" for n in range(1, USERS + 1))]
+    (root / "passwd").write_text(
+        "".join(f"{user}:{{PLAIN}}{PASSWORD}\n" for user in users), encoding="utf-8"
+    )
     (root / "passwd").chmod(0o644)
     imap_port, pop3_port = free_port(), free_port()
     conf = root / "dovecot.conf"

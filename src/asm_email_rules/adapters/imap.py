@@ -1,0 +1,293 @@
+"""IMAP :class:`~asm_email_rules.protocols.Mailbox` on :mod:`imaplib` (RFC 9051 / 3501).
+
+Ids are UIDs of the selected folder. Fetching uses ``BODY.PEEK[]`` so nothing is marked
+``\\Seen``; deleting sets ``\\Deleted`` and the expunge happens on :meth:`ImapMailbox.close`
+(``UID EXPUNGE`` with UIDPLUS, so only our own marks are removed). Quarantine files the message
+in a separate folder, by default as a copy that carries the reason in a header.
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import logging
+import re
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from types import TracebackType
+from typing import Any
+
+import attrs
+
+from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
+from asm_email_rules.adapters.smtp import Security
+from asm_email_rules.errors import MailboxError
+
+__all__ = ["QUARANTINE_HEADER", "ImapConfig", "ImapMailbox", "Security", "annotate"]
+
+log = logging.getLogger(__name__)
+
+_UID_RE = re.compile(rb"\bUID (\d+)")
+_FLAGS_RE = re.compile(rb"\bFLAGS \(([^)]*)\)")
+_DATE_RE = re.compile(rb'\bINTERNALDATE ("[^"]*")')
+_ATOM_RE = re.compile(r"[A-Za-z0-9!#$&'+,./:;<=>?@^_`|~-]+")
+
+
+def _security(value: Security | str) -> Security:
+    return value if isinstance(value, Security) else Security(value)
+
+
+@attrs.frozen
+class ImapConfig:
+    """Where the mailbox is. ``quarantine_annotate`` stores a copy with the reason header.
+
+    With ``quarantine_annotate=False`` the message is moved untouched (``UID MOVE``, or
+    ``UID COPY`` + ``\\Deleted`` on servers without MOVE) and the reason is only logged.
+    """
+
+    host: str
+    port: int = 993
+    security: Security = attrs.field(default=Security.TLS, converter=_security)
+    username: str = ""
+    password: str = attrs.field(default="", repr=False)
+    folder: str = "INBOX"
+    quarantine_folder: str = "Quarantine"
+    quarantine_annotate: bool = True
+    timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+
+    def context(self) -> ssl.SSLContext:
+        """The TLS context to use: the configured one or a verifying default."""
+        return self.ssl_context if self.ssl_context is not None else ssl.create_default_context()
+
+
+def encode_mailbox_name(name: str) -> str:
+    """``name`` as an IMAP astring in modified UTF-7 (RFC 3501 5.1.3), quoted when needed."""
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            data = "".join(pending).encode("utf-16-be")
+            out.append("&" + base64.b64encode(data).decode().rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for char in name:
+        if " " <= char <= "~":
+            flush()
+            out.append("&-" if char == "&" else char)
+        else:
+            pending.append(char)
+    flush()
+    text = "".join(out)
+    if _ATOM_RE.fullmatch(text) and text.upper() != "NIL":
+        return text
+    return _quoted(text)
+
+
+def _quoted(text: str) -> str:
+    """An IMAP quoted string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ImapMailbox:
+    """One IMAP folder as a :class:`~asm_email_rules.protocols.Mailbox`; connects on first use."""
+
+    def __init__(self, config: ImapConfig) -> None:
+        self.config = config
+        self._imap: imaplib.IMAP4 | None = None
+        self._capabilities: frozenset[str] = frozenset()
+        self._deleted: set[str] = set()
+        self._quarantine_ready = False
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        return f"ImapMailbox({cfg.host}:{cfg.port}, folder={cfg.folder!r})"
+
+    def __enter__(self) -> ImapMailbox:
+        self._client()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except MailboxError:
+            log.warning("IMAP close failed while handling another error", exc_info=True)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        cfg = self.config
+        return f"IMAP {cfg.host}:{cfg.port} folder {cfg.folder!r}"
+
+    def _call(self, action: str, func: Callable[[], tuple[str, Any]]) -> list[Any]:
+        """Run one imaplib call; any failure or non-OK answer becomes a MailboxError."""
+        try:
+            status, data = func()
+        except (imaplib.IMAP4.error, OSError) as exc:
+            raise MailboxError(f"{self._where()}: {action} failed: {exc}") from exc
+        if status != "OK":
+            detail = b" ".join(d for d in data or () if isinstance(d, bytes)).decode(
+                "utf-8", "replace"
+            )
+            raise MailboxError(f"{self._where()}: {action} refused: {status} {detail}")
+        return list(data or ())
+
+    def _connect(self) -> imaplib.IMAP4:
+        cfg = self.config
+        if cfg.security is Security.TLS:
+            return imaplib.IMAP4_SSL(
+                cfg.host, cfg.port, ssl_context=cfg.context(), timeout=cfg.timeout
+            )
+        client = imaplib.IMAP4(cfg.host, cfg.port, timeout=cfg.timeout)
+        if cfg.security is Security.STARTTLS:
+            client.starttls(ssl_context=cfg.context())
+        return client
+
+    def _client(self) -> imaplib.IMAP4:
+        if self._imap is not None:
+            return self._imap
+        cfg = self.config
+        try:
+            client = self._connect()
+        except (imaplib.IMAP4.error, OSError) as exc:
+            raise MailboxError(f"{self._where()}: cannot connect: {exc}") from exc
+        self._imap = client
+        try:
+            user = cfg.username if _ATOM_RE.fullmatch(cfg.username) else _quoted(cfg.username)
+            self._call("LOGIN", lambda: client.login(user, cfg.password))
+            caps = self._call("CAPABILITY", client.capability)
+            self._capabilities = frozenset(
+                b" ".join(c for c in caps if isinstance(c, bytes)).decode().upper().split()
+            )
+            self._call("SELECT", lambda: client.select(encode_mailbox_name(cfg.folder)))
+        except MailboxError:
+            self._drop()
+            raise
+        log.debug("IMAP session open", extra={"imap_server": self._where()})
+        return client
+
+    def _drop(self) -> None:
+        """Forget the connection without any protocol exchange."""
+        client, self._imap = self._imap, None
+        self._deleted.clear()
+        self._quarantine_ready = False
+        if client is not None:
+            with suppress(imaplib.IMAP4.error, OSError):
+                client.shutdown()
+
+    def _uid(self, action: str, command: str, *args: str) -> list[object]:
+        client = self._client()
+        return self._call(action, lambda: client.uid(command, *args))
+
+    # -- Mailbox protocol -------------------------------------------------------------------
+
+    def list_ids(self) -> Iterator[str]:
+        """UIDs not marked ``\\Deleted``, oldest (lowest UID) first."""
+        data = self._uid("UID SEARCH", "SEARCH", "UNDELETED")
+        words = b" ".join(d for d in data if isinstance(d, bytes)).split()
+        uids = sorted(int(w) for w in words if w.isdigit())
+        return iter([str(uid) for uid in uids if str(uid) not in self._deleted])
+
+    def _fetch(self, message_id: str, items: str) -> tuple[bytes, bytes]:
+        """``(response line, literal)`` of a UID FETCH for exactly this UID."""
+        if not message_id.isdigit():
+            raise MailboxError(f"{self._where()}: {message_id!r} is not a UID")
+        data = self._uid(f"UID FETCH {message_id}", "FETCH", message_id, items)
+        for part in data:
+            if isinstance(part, tuple) and len(part) == 2:
+                head, body = part
+                match = _UID_RE.search(head)
+                if match is not None and match.group(1).decode() == message_id:
+                    return head, body
+        raise MailboxError(f"{self._where()}: no message with UID {message_id}")
+
+    def fetch(self, message_id: str) -> bytes:
+        """The exact bytes of the message (``BODY.PEEK[]``: the ``\\Seen`` flag is untouched)."""
+        return self._fetch(message_id, "(BODY.PEEK[])")[1]
+
+    def delete(self, message_id: str) -> None:
+        """Mark ``\\Deleted`` now; :meth:`close` expunges it."""
+        self._uid(f"UID STORE {message_id}", "STORE", message_id, "+FLAGS.SILENT", r"(\Deleted)")
+        self._deleted.add(message_id)
+
+    def quarantine(self, message_id: str, reason: str) -> None:
+        """File the message in the quarantine folder (created when missing) and drop it here."""
+        client = self._client()
+        target = encode_mailbox_name(self.config.quarantine_folder)
+        self._ensure_quarantine(target)
+        if self.config.quarantine_annotate:
+            head, raw = self._fetch(message_id, "(FLAGS INTERNALDATE BODY.PEEK[])")
+            flags = _FLAGS_RE.search(head)
+            kept = [
+                f
+                for f in (flags.group(1).decode().split() if flags else [])
+                if f.lower() not in (r"\recent", r"\deleted")
+            ]
+            date = _DATE_RE.search(head)
+            self._call(
+                f"APPEND to {self.config.quarantine_folder!r}",
+                lambda: client.append(
+                    target,
+                    f"({' '.join(kept)})" if kept else None,
+                    date.group(1).decode() if date else None,
+                    annotate(raw, reason),
+                ),
+            )
+            self.delete(message_id)
+        elif "MOVE" in self._capabilities:
+            self._uid(f"UID MOVE {message_id}", "MOVE", message_id, target)
+            self._deleted.add(message_id)
+        else:
+            self._uid(f"UID COPY {message_id}", "COPY", message_id, target)
+            self.delete(message_id)
+        log.info(
+            "message quarantined",
+            extra={"imap_server": self._where(), "uid": message_id, "reason": reason},
+        )
+
+    def _ensure_quarantine(self, target: str) -> None:
+        if self._quarantine_ready:
+            return
+        client = self._client()
+        listed = self._call("LIST", lambda: client.list('""', target))
+        if not any(item for item in listed if item):
+            self._call(f"CREATE {self.config.quarantine_folder!r}", lambda: client.create(target))
+        self._quarantine_ready = True
+
+    def append(self, raw: bytes, folder: str | None = None) -> str | None:
+        """Store ``raw`` in ``folder`` (default: ours); the new UID when the server says it."""
+        client = self._client()
+        name = encode_mailbox_name(folder or self.config.folder)
+        data = self._call("APPEND", lambda: client.append(name, None, None, raw))
+        text = b" ".join(d for d in data if isinstance(d, bytes))
+        match = re.search(rb"APPENDUID \d+ (\d+)", text)
+        return match.group(1).decode() if match else None
+
+    def close(self) -> None:
+        """Expunge what we deleted (only ours with UIDPLUS), then log out. Safe to repeat."""
+        client = self._imap
+        if client is None:
+            return
+        try:
+            if self._deleted:
+                uids = ",".join(sorted(self._deleted, key=int))
+                if "UIDPLUS" in self._capabilities:
+                    self._call("UID EXPUNGE", lambda: client.uid("EXPUNGE", uids))
+                else:
+                    self._call("EXPUNGE", client.expunge)
+        finally:
+            with suppress(imaplib.IMAP4.error, OSError):
+                client.logout()  # answers BYE; nothing left to check
+            self._imap = None
+            self._deleted.clear()
+            self._quarantine_ready = False

@@ -1,0 +1,218 @@
+"""POP3 :class:`~asm_email_rules.protocols.Mailbox` on :mod:`poplib` (RFC 1939).
+
+Ids are UIDL values. ``DELE`` only marks a message: the server removes it when the session
+ends with ``QUIT`` (:meth:`Pop3Mailbox.close`). A session that breaks, or is ended with
+:meth:`Pop3Mailbox.abort`, deletes nothing, so processing is at-least-once. POP3 has no folders:
+a quarantined message stays on the server and its UIDL joins :attr:`Pop3Mailbox.skip_ids`,
+which the caller persists and passes back next time so it is not listed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import poplib
+import ssl
+from collections.abc import Collection, Iterator
+from contextlib import suppress
+from types import TracebackType
+
+import attrs
+
+from asm_email_rules.adapters.smtp import Security
+from asm_email_rules.errors import MailboxError
+
+__all__ = ["MAX_LINE", "Pop3Config", "Pop3Mailbox", "Security"]
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 1_000_000
+"""Longest line we accept from the server; poplib's own limit (2048) breaks on real mail."""
+
+
+def _security(value: Security | str) -> Security:
+    return value if isinstance(value, Security) else Security(value)
+
+
+@attrs.frozen
+class Pop3Config:
+    """Where the mailbox is and how to log in (USER/PASS)."""
+
+    host: str
+    port: int = 995
+    security: Security = attrs.field(default=Security.TLS, converter=_security)
+    username: str = ""
+    password: str = attrs.field(default="", repr=False)
+    timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+
+    def context(self) -> ssl.SSLContext:
+        """The TLS context to use: the configured one or a verifying default."""
+        return self.ssl_context if self.ssl_context is not None else ssl.create_default_context()
+
+
+def _read_line(client: poplib.POP3) -> tuple[bytes, int]:
+    """One server line without its line end, allowing lines up to :data:`MAX_LINE`."""
+    line = client.file.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise poplib.error_proto("line too long")
+    if not line:
+        raise poplib.error_proto("-ERR EOF")
+    octets = len(line)
+    if line.endswith(b"\r\n"):
+        return line[:-2], octets
+    return line.rstrip(b"\n"), octets
+
+
+class _Pop3(poplib.POP3):
+    def _getline(self) -> tuple[bytes, int]:
+        return _read_line(self)
+
+
+class _Pop3Ssl(poplib.POP3_SSL):
+    def _getline(self) -> tuple[bytes, int]:
+        return _read_line(self)
+
+
+class Pop3Mailbox:
+    """A POP3 maildrop as a mailbox; connects on first use, commits deletions on close."""
+
+    def __init__(self, config: Pop3Config, skip_ids: Collection[str] = ()) -> None:
+        self.config = config
+        self._skip: set[str] = set(skip_ids)
+        self.quarantined: dict[str, str] = {}
+        """UIDLs quarantined in this session and why (also added to :attr:`skip_ids`)."""
+        self._pop: poplib.POP3 | None = None
+        self._numbers: dict[str, int] = {}
+        self._deleted: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Pop3Mailbox({self.config.host}:{self.config.port})"
+
+    def __enter__(self) -> Pop3Mailbox:
+        self._client()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except MailboxError:
+            log.warning("POP3 QUIT failed while handling another error", exc_info=True)
+
+    @property
+    def skip_ids(self) -> frozenset[str]:
+        """UIDLs never to list: those given at construction plus those quarantined since."""
+        return frozenset(self._skip)
+
+    def _where(self) -> str:
+        return f"POP3 {self.config.host}:{self.config.port}"
+
+    def _connect(self) -> poplib.POP3:
+        cfg = self.config
+        if cfg.security is Security.TLS:
+            return _Pop3Ssl(cfg.host, cfg.port, timeout=cfg.timeout, context=cfg.context())
+        client = _Pop3(cfg.host, cfg.port, timeout=cfg.timeout)
+        if cfg.security is Security.STARTTLS:
+            client.stls(context=cfg.context())
+        return client
+
+    def _client(self) -> poplib.POP3:
+        if self._pop is not None:
+            return self._pop
+        cfg = self.config
+        try:
+            client = self._connect()
+        except (poplib.error_proto, OSError) as exc:
+            raise MailboxError(f"{self._where()}: cannot connect: {exc}") from exc
+        try:
+            client.user(cfg.username)
+            client.pass_(cfg.password)
+            _, listing, _ = client.uidl()
+        except (poplib.error_proto, OSError) as exc:
+            with suppress(OSError):
+                client.close()
+            raise MailboxError(f"{self._where()}: login or UIDL failed: {exc}") from exc
+        numbers: dict[str, int] = {}
+        for entry in listing:
+            number, _, uidl = entry.decode("ascii", "replace").partition(" ")
+            if number.isdigit() and uidl:
+                numbers.setdefault(uidl.strip(), int(number))
+        self._pop, self._numbers = client, numbers
+        return client
+
+    def list_ids(self) -> Iterator[str]:
+        """UIDLs in maildrop order (oldest first), without skipped or deleted ones."""
+        self._client()
+        ordered = sorted(self._numbers.items(), key=lambda item: item[1])
+        return iter([u for u, _ in ordered if u not in self._skip and u not in self._deleted])
+
+    def _number(self, message_id: str) -> int:
+        self._client()
+        number = self._numbers.get(message_id)
+        if number is None or message_id in self._deleted:
+            raise MailboxError(f"{self._where()}: no message with UIDL {message_id!r}")
+        return number
+
+    def fetch(self, message_id: str) -> bytes:
+        """The message as sent by RETR, dot-unstuffed, with CRLF line ends."""
+        number = self._number(message_id)
+        try:
+            _, lines, _ = self._client().retr(number)
+        except (poplib.error_proto, OSError) as exc:
+            raise MailboxError(f"{self._where()}: RETR {number} failed: {exc}") from exc
+        return b"".join(line + b"\r\n" for line in lines)
+
+    def delete(self, message_id: str) -> None:
+        """Mark for deletion (DELE); takes effect only at :meth:`close`. Unknown ids are ignored."""
+        if message_id in self._deleted:
+            return
+        self._client()
+        number = self._numbers.get(message_id)
+        if number is None:
+            log.debug("POP3 delete of an unknown UIDL", extra={"uidl": message_id})
+            return
+        try:
+            self._client().dele(number)
+        except (poplib.error_proto, OSError) as exc:
+            raise MailboxError(f"{self._where()}: DELE {number} failed: {exc}") from exc
+        self._deleted.add(message_id)
+
+    def quarantine(self, message_id: str, reason: str) -> None:
+        """Leave the message on the server and stop listing it (see :attr:`skip_ids`)."""
+        self._skip.add(message_id)
+        self.quarantined[message_id] = reason
+        log.info(
+            "message quarantined (kept on server)",
+            extra={"pop3_server": self._where(), "uidl": message_id, "reason": reason},
+        )
+
+    def close(self) -> None:
+        """QUIT: the server now removes what we deleted. Safe to repeat."""
+        client, self._pop = self._pop, None
+        deleted = len(self._deleted)
+        self._numbers, self._deleted = {}, set()
+        if client is None:
+            return
+        try:
+            client.quit()
+        except (poplib.error_proto, OSError) as exc:
+            with suppress(OSError):
+                client.close()
+            raise MailboxError(
+                f"{self._where()}: QUIT failed, {deleted} deletion(s) may not be committed: {exc}"
+            ) from exc
+
+    def abort(self) -> None:
+        """Drop the connection without QUIT: by POP3's rules nothing marked is deleted."""
+        client, self._pop = self._pop, None
+        self._numbers, self._deleted = {}, set()
+        if client is not None:
+            with suppress(OSError):
+                client.close()

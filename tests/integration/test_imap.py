@@ -1,0 +1,141 @@
+"""ImapMailbox against a real Dovecot started on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from email import policy
+from email.parser import BytesParser
+from typing import TYPE_CHECKING
+
+import pytest
+
+from asm_email_rules.adapters.imap import QUARANTINE_HEADER, ImapConfig, ImapMailbox
+from asm_email_rules.errors import MailboxError
+from asm_email_rules.protocols import Mailbox
+
+if TYPE_CHECKING:
+    from conftest import Dovecot
+
+pytestmark = pytest.mark.integration
+
+
+def _config(dovecot: Dovecot, user: str, **changes: object) -> ImapConfig:
+    fields: dict[str, object] = {
+        "host": dovecot.host,
+        "port": dovecot.imap_port,
+        "security": "plain",
+        "username": user,
+        "password": "secret",
+        "timeout": 5,
+    }
+    fields.update(changes)
+    return ImapConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_list_fetch_delete_quarantine_then_reconnect(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    sent = [make_message(n) for n in (1, 2, 3)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        assert isinstance(box, Mailbox)
+        ids = list(box.list_ids())
+        assert len(ids) == 3
+        assert [box.fetch(uid) for uid in ids] == sent
+        box.delete(ids[0])
+        box.quarantine(ids[1], "parse error: bad\r\nheader")
+        assert list(box.list_ids()) == [ids[2]]
+
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        remaining = list(box.list_ids())
+        assert [box.fetch(uid) for uid in remaining] == [sent[2]]
+
+    [quarantined] = dovecot.messages(mail_user, "Quarantine")
+    assert quarantined.endswith(sent[1])  # the original bytes, untouched, after our header
+    msg = BytesParser(policy=policy.default).parsebytes(quarantined)
+    assert msg[QUARANTINE_HEADER] == "parse error: bad header"
+    assert msg["Message-ID"] == "<m2@example.org>"
+
+
+def test_fetch_does_not_mark_seen(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    dovecot.append(mail_user, make_message(1))
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        [uid] = box.list_ids()
+        box.fetch(uid)
+    [flags] = dovecot.flags(mail_user)
+    assert "FLAGS" in flags
+    assert "\\Seen" not in flags
+
+
+def test_close_without_delete_keeps_everything(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    dovecot.append(mail_user, make_message(1))
+    box = ImapMailbox(_config(dovecot, mail_user))
+    assert len(list(box.list_ids())) == 1
+    box.close()
+    box.close()  # repeated close is harmless
+    assert len(dovecot.messages(mail_user)) == 1
+
+
+def test_quarantine_by_move_keeps_the_exact_bytes(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    raw = make_message(7)
+    dovecot.append(mail_user, raw)
+    config = _config(dovecot, mail_user, quarantine_annotate=False, quarantine_folder="Held aside")
+    with ImapMailbox(config) as box:
+        [uid] = box.list_ids()
+        box.quarantine(uid, "too big")
+    assert dovecot.messages(mail_user) == []
+    assert dovecot.messages(mail_user, "Held aside") == [raw]
+
+
+def test_quarantine_by_copy_when_the_server_lacks_move(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    raw = make_message(8)
+    dovecot.append(mail_user, raw)
+    with ImapMailbox(_config(dovecot, mail_user, quarantine_annotate=False)) as box:
+        [uid] = box.list_ids()
+        box._capabilities = box._capabilities - {"MOVE"}
+        box.quarantine(uid, "loop")
+    assert dovecot.messages(mail_user) == []
+    assert dovecot.messages(mail_user, "Quarantine") == [raw]
+
+
+def test_append_helper_returns_the_new_uid(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        uid = box.append(make_message(1))
+        assert uid is not None
+        assert list(box.list_ids()) == [uid]
+
+
+def test_bad_password_is_a_mailbox_error_naming_the_server(
+    dovecot: Dovecot, mail_user: str
+) -> None:
+    box = ImapMailbox(_config(dovecot, mail_user, password="wrong"))
+    with pytest.raises(MailboxError, match=rf"IMAP {dovecot.host}:{dovecot.imap_port}.*LOGIN"):
+        list(box.list_ids())
+
+
+def test_missing_folder_is_a_mailbox_error(dovecot: Dovecot, mail_user: str) -> None:
+    with pytest.raises(MailboxError, match="No-Such-Folder"):
+        ImapMailbox(_config(dovecot, mail_user, folder="No-Such-Folder")).__enter__()
+
+
+def test_connection_refused_is_a_mailbox_error(unused_port: int) -> None:
+    box = ImapMailbox(ImapConfig(host="127.0.0.1", port=unused_port, security="plain", timeout=2))
+    with pytest.raises(MailboxError, match="cannot connect"):
+        list(box.list_ids())
+
+
+def test_unknown_uid_is_a_mailbox_error(dovecot: Dovecot, mail_user: str) -> None:
+    with ImapMailbox(_config(dovecot, mail_user)) as box, pytest.raises(MailboxError, match="999"):
+        box.fetch("999")

@@ -1,0 +1,82 @@
+"""MaildirMailbox on a temporary folder: immediate deletes, Maildir++ quarantine with reason."""
+
+from __future__ import annotations
+
+import mailbox
+from collections.abc import Callable
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, MaildirMailbox, annotate
+from asm_email_rules.errors import MailboxError
+from asm_email_rules.protocols import Mailbox
+
+pytestmark = pytest.mark.integration
+
+
+def test_list_fetch_delete_quarantine_then_reopen(
+    tmp_path: Path, make_message: Callable[..., bytes]
+) -> None:
+    sent = [make_message(n) for n in (1, 2, 3)]
+    with MaildirMailbox(tmp_path / "Maildir") as box:
+        assert isinstance(box, Mailbox)
+        keys = [box.add(raw) for raw in sent]
+        assert list(box.list_ids()) == keys
+        assert [box.fetch(key) for key in keys] == sent
+        box.delete(keys[0])
+        box.quarantine(keys[1], "loop detected:\nsame Message-ID")
+        assert list(box.list_ids()) == [keys[2]]
+
+    reopened = MaildirMailbox(tmp_path / "Maildir")
+    assert [reopened.fetch(key) for key in reopened.list_ids()] == [sent[2]]
+
+    folder = tmp_path / "Maildir" / ".Quarantine"
+    assert (folder / "maildirfolder").exists()  # a Maildir++ sub-folder mail clients show
+    held = mailbox.Maildir(folder, factory=None)
+    [quarantined] = [held.get_bytes(key) for key in held.keys()]  # noqa: SIM118
+    assert quarantined.endswith(sent[1])
+    msg = BytesParser(policy=policy.default).parsebytes(quarantined)
+    assert msg[QUARANTINE_HEADER] == "loop detected: same Message-ID"
+
+
+def test_new_and_cur_are_both_listed_in_delivery_order(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / "cur" / "1700000002.M1P1.host:2,S").write_bytes(b"Subject: b\n\nsecond\n")
+    (root / "new" / "1700000001.M1P1.host").write_bytes(b"Subject: a\n\nfirst\n")
+    (root / "tmp" / "1700000000.M1P1.host").write_bytes(b"Subject: t\n\nbeing delivered\n")
+    box = MaildirMailbox(root)
+    assert [box.fetch(key) for key in box.list_ids()] == [
+        b"Subject: a\n\nfirst\n",
+        b"Subject: b\n\nsecond\n",
+    ]
+
+
+def test_delete_is_idempotent_and_unknown_fetch_is_an_error(tmp_path: Path) -> None:
+    box = MaildirMailbox(tmp_path / "Maildir")
+    key = box.add(b"Subject: x\n\nbody\n")
+    box.delete(key)
+    box.delete(key)
+    with pytest.raises(MailboxError, match="no message"):
+        box.fetch(key)
+    with pytest.raises(MailboxError, match="no message"):
+        box.quarantine(key, "gone")
+
+
+def test_quarantine_keeps_lf_messages_in_lf(tmp_path: Path) -> None:
+    raw = b"Subject: lf\n\nbody\n"
+    assert annotate(raw, "why") == b"X-ASM-Quarantine-Reason: why\n" + raw
+    assert annotate(raw.replace(b"\n", b"\r\n"), "why").startswith(
+        b"X-ASM-Quarantine-Reason: why\r\nSubject"
+    )
+
+
+def test_unusable_path_is_a_mailbox_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(MailboxError, match="cannot open"):
+        MaildirMailbox(blocker / "Maildir")

@@ -1,0 +1,120 @@
+"""Pop3Mailbox against a real Dovecot: deletions commit only on QUIT, quarantine is a skip list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+
+from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
+from asm_email_rules.errors import MailboxError
+from asm_email_rules.protocols import Mailbox
+
+if TYPE_CHECKING:
+    from conftest import Dovecot
+
+pytestmark = pytest.mark.integration
+
+
+def _config(dovecot: Dovecot, user: str, **changes: object) -> Pop3Config:
+    fields: dict[str, object] = {
+        "host": dovecot.host,
+        "port": dovecot.pop3_port,
+        "security": "plain",
+        "username": user,
+        "password": "secret",
+        "timeout": 5,
+    }
+    fields.update(changes)
+    return Pop3Config(**fields)  # type: ignore[arg-type]
+
+
+def test_list_fetch_delete_quarantine_then_reconnect(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    sent = [make_message(n) for n in (1, 2, 3)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+
+    box = Pop3Mailbox(_config(dovecot, mail_user))
+    assert isinstance(box, Mailbox)
+    ids = list(box.list_ids())
+    assert len(ids) == 3
+    assert [box.fetch(uidl) for uidl in ids] == sent
+    box.delete(ids[0])
+    box.quarantine(ids[1], "cannot parse")
+    assert list(box.list_ids()) == [ids[2]]
+    assert box.quarantined == {ids[1]: "cannot parse"}
+    box.close()
+
+    # The quarantined one is still on the server: the caller passes the skip list back.
+    assert dovecot.messages(mail_user) == sent[1:]
+    with Pop3Mailbox(_config(dovecot, mail_user), skip_ids=box.skip_ids) as again:
+        assert list(again.list_ids()) == [ids[2]]
+    with Pop3Mailbox(_config(dovecot, mail_user)) as unaware:
+        assert list(unaware.list_ids()) == ids[1:]
+
+
+def test_an_aborted_session_deletes_nothing(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    for n in (1, 2):
+        dovecot.append(mail_user, make_message(n))
+    box = Pop3Mailbox(_config(dovecot, mail_user))
+    for uidl in list(box.list_ids()):
+        box.delete(uidl)
+    assert list(box.list_ids()) == []
+    box.abort()  # the connection drops without QUIT
+    assert len(dovecot.messages(mail_user)) == 2
+
+
+def test_an_error_inside_the_with_block_still_commits_what_was_deleted(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    for n in (1, 2):
+        dovecot.append(mail_user, make_message(n))
+
+    def process_first_then_fail() -> None:
+        with Pop3Mailbox(_config(dovecot, mail_user)) as box:
+            box.delete(next(box.list_ids()))
+            raise RuntimeError("processing the second message failed")
+
+    with pytest.raises(RuntimeError):
+        process_first_then_fail()
+    assert dovecot.messages(mail_user) == [make_message(2)]
+
+
+def test_long_lines_and_dot_lines_come_back_exactly(dovecot: Dovecot, mail_user: str) -> None:
+    raw = (
+        b"From: a@example.org\r\nSubject: long\r\n\r\n"
+        + b"y" * 5000
+        + b"\r\n.\r\n..two dots\r\n.leading dot\r\nend\r\n"
+    )
+    dovecot.append(mail_user, raw)
+    with Pop3Mailbox(_config(dovecot, mail_user)) as box:
+        [uidl] = box.list_ids()
+        assert box.fetch(uidl) == raw
+
+
+def test_bad_password_is_a_mailbox_error_naming_the_server(
+    dovecot: Dovecot, mail_user: str
+) -> None:
+    box = Pop3Mailbox(_config(dovecot, mail_user, password="wrong"))
+    with pytest.raises(MailboxError, match=rf"POP3 {dovecot.host}:{dovecot.pop3_port}"):
+        list(box.list_ids())
+
+
+def test_connection_refused_is_a_mailbox_error(unused_port: int) -> None:
+    box = Pop3Mailbox(Pop3Config(host="127.0.0.1", port=unused_port, security="plain", timeout=2))
+    with pytest.raises(MailboxError, match="cannot connect"):
+        list(box.list_ids())
+
+
+def test_unknown_uidl_cannot_be_fetched_and_delete_ignores_it(
+    dovecot: Dovecot, mail_user: str
+) -> None:
+    with Pop3Mailbox(_config(dovecot, mail_user)) as box:
+        box.delete("no-such-uidl")
+        with pytest.raises(MailboxError, match="no-such-uidl"):
+            box.fetch("no-such-uidl")
