@@ -53,19 +53,18 @@ class Truncation:
 
 # --------------------------------------------------------------------------- vocabulary
 
-# Words that end an attribution ("<who> wrote:"), Latin-script ones need a word boundary.
-_END_WORDS_LATIN = (
-    r"wrote|schrieb|geschrieben|a\s+écrit|escribió|escribio|escreveu|ha\s+scritto|scrisse"
-    r"|schreef|geschreven|skrev|skriver|kirjoitti|napisał\(a\)|napisała|napisał|napisal"
-    r"|napsal\(a\)|napsala|napsal|yazdı|írta|đã\s+viết|scrie|a\s+scris"
-    r"|написал\(а\)|написала|написал|написав\(ла\)|написав|έγραψε"
+# Words that end an attribution ("<who> wrote:"); matched as whole words near the end.
+_END_WORDS_TEXT = (
+    "wrote schrieb geschrieben escribió escribio escreveu scrisse schreef geschreven skrev "
+    "skriver kirjoitti napisał napisała napisal napsal napsala yazdı írta scrie написал "
+    "написала написав έγραψε"
 )
-_END_WORDS_CJK = r"写道|寫道|のメッセージ|は書きました|님이\s*작성|작성"
-# "<end word>:" or "<end word> <name> <addr>:" (the tail form must end with a colon).
-_END_TAIL = r"(?:\s*[:：]?|\s+[^:：]{1,150}[:：])\s*$"
-_END_LATIN_RE = re.compile(rf"(?<![^\W\d_])(?:{_END_WORDS_LATIN}){_END_TAIL}", re.IGNORECASE)
-_END_CJK_RE = re.compile(rf"(?:{_END_WORDS_CJK}){_END_TAIL}")
-_ON_SENT_RE = re.compile(r"^On\s.{0,250}\bsent\s*:\s*$", re.IGNORECASE)
+_END_WORDS = frozenset(_END_WORDS_TEXT.split())
+_END_PAIRS = frozenset((("a", "écrit"), ("ha", "scritto"), ("đã", "viết"), ("a", "scris")))
+_END_CJK = ("写道", "寫道", "のメッセージ", "は書きました", "작성")
+#: characters after the end word ("<name> <addr>:") an attribution may still carry
+_END_TAIL_MAX = 150
+_WORD_RE = re.compile(r"[^\W\d_]+")
 # Words that open an attribution; used to split "reply On <date> ... wrote:" lines.
 _START_WORDS = r"On|Am|Le|El|Em|Il|Op|Den|På|Vào|Dnia|Dne|W\s+dniu"
 _START_RE = re.compile(rf"(?:{_START_WORDS})\s")
@@ -270,9 +269,32 @@ def _deco_strip(text: str) -> tuple[str, bool]:
 
 
 def _end_match(text: str) -> bool:
-    """True when ``text`` ends like an attribution ("... wrote:", "... a écrit :", ...)."""
-    tail = text[-220:]
-    return bool(_END_LATIN_RE.search(tail) or _END_CJK_RE.search(tail) or _ON_SENT_RE.match(text))
+    """True when ``text`` ends like an attribution ("... wrote:", "... a écrit :", ...).
+
+    Either the end word is the last word, or it is followed by a colon-free "<name> <addr>"
+    tail of at most ``_END_TAIL_MAX`` characters and the text ends with a colon.
+    """
+    low = text[-(_END_TAIL_MAX + 60) :].casefold().rstrip()
+    ends_colon = low[-1:] in (":", "：")
+    core = low.rstrip(" \t:：")
+    cut = max(core.rfind(":"), core.rfind("："))
+    seg = core[cut + 1 :]  # the colon-free end of the text
+    if any(w in seg for w in _END_CJK):
+        pos = max(seg.rfind(w) + len(w) for w in _END_CJK)
+        return pos == len(seg) or (ends_colon and len(seg) - pos <= _END_TAIL_MAX)
+    words = list(_WORD_RE.finditer(seg))
+    if words and words[-1].group() == "sent" and low.startswith("on "):
+        return True
+    for idx in range(len(words) - 1, -1, -1):
+        m = words[idx]
+        if len(seg) - m.end() > _END_TAIL_MAX:
+            break
+        w = m.group()
+        hit = w in _END_WORDS or (idx > 0 and (words[idx - 1].group(), w) in _END_PAIRS)
+        if hit:
+            tail = seg[m.end() :].strip(" \t()aа")  # "napisał(a)", "написал(а)"
+            return not tail or ends_colon
+    return False
 
 
 def _has_evidence(text: str) -> bool:
@@ -280,16 +302,20 @@ def _has_evidence(text: str) -> bool:
     return "@" in text or any(ch.isdigit() for ch in text)
 
 
+_COLON_ENDS = (":", "：", ": ", ":  ", ":\t", "： ")
+_ATTR_LAST_CHARS = frozenset(":：>-_=*~")
+
+
 def _classify_attribution(text: str) -> str | None:
     """Return "strong", "weak" or None for a (joined) candidate attribution text."""
-    if len(text) > _MAX_PROBE:
-        return None
+    if len(text) > _MAX_PROBE or text[-1] not in _ATTR_LAST_CHARS:
+        return None  # cheap filter: attributions end with ":", ">" or decoration dashes
     core, decorated = _deco_strip(text)
     if not core:
         return None
-    if _end_match(core):
-        ends_colon = core[-1] in ":："
-        if _has_evidence(core) and (ends_colon or decorated):
+    ends_colon = core[-1] in ":："
+    if (ends_colon or decorated) and _end_match(core):
+        if _has_evidence(core):
             return "strong"
         if decorated and len(core.split()) <= 8:
             return "strong"
@@ -365,7 +391,10 @@ def _starts_later(st: list[str], i: int, j: int) -> bool:
 
 def _header_label(stripped: str) -> str | None:
     """Category of a header label line ("From:", "*Von:*", "De :", ...), else None."""
-    m = _HEADER_LABEL_RE.match(stripped[:60])
+    head = stripped[:60]
+    if ":" not in head and "：" not in head:
+        return None
+    m = _HEADER_LABEL_RE.match(head)
     if m is None:
         return None
     return _HEADER_LABELS.get(" ".join(m.group(1).split()).casefold())
@@ -402,6 +431,8 @@ def _header_block_at(st: list[str], i: int) -> int | None:
 def _is_separator(stripped: str) -> bool:
     """An "-----Original Message-----" / forward separator or intro line."""
     if len(stripped) < 5 or len(stripped) > 120:
+        return False
+    if stripped[0] not in "-_=*" and stripped[-1] not in "-_=*:：":
         return False
     core, decorated = _deco_strip(stripped)
     low = core.rstrip(" :：").casefold()
@@ -456,6 +487,10 @@ def _split_shared_line(line: str) -> tuple[str, str] | None:
 # --------------------------------------------------------------------------- heuristic
 
 _T, _B, _Q, _A, _H, _S = "T", "B", "Q", "A", "H", "S"
+#: a single text line between two quoted lines: a wrapped link inside the quote
+_SANDWICH_RE = re.compile(r"(?<=Q)T(?=Q)")
+#: attribution and/or quoted lines (with blanks and wrapped lines between), then blank lines
+_BLOCK_RE = re.compile(r"[AQ](?:[AQBc]*[AQ])?B*")
 
 
 @attrs.frozen
@@ -470,18 +505,34 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     """Classify lines and keep only the new reply text (see module docstring)."""
     n = len(lines)
     st = [ln.strip() for ln in lines]
-    roles = [_B if not s else (_Q if _is_quoted(s) else _T) for s in st]
+    roles = [_B if not s else (_Q if s[0] == ">" else _T) for s in st]
     reasons: list[str] = []
 
     # 1. Find splitters: soft ones (followed by a quote block) and the first hard cut.
+    #    Only candidate lines are examined: a splitter's last line ends with ":", ">" or
+    #    decoration; header/separator lines have an early colon or start with decoration.
+    tail_ok = [bool(s) and s[-1] in _ATTR_LAST_CHARS for s in st]
+    tail_ok += [False, False, False]
+    candidates = [
+        k
+        for k, s in enumerate(st)
+        if s
+        and s[0] != ">"
+        and (
+            tail_ok[k]
+            or tail_ok[k + 1]
+            or tail_ok[k + 2]
+            or s[0] in "-_=*"
+            or ":" in s[:60]
+            or "：" in s[:60]
+            or _START_RE.match(s)
+        )
+    ]
     cut = n
-    seen_text = False
-    i = 0
-    while i < n:
-        if roles[i] != _T:
-            if roles[i] == _Q:
-                seen_text = True
-            i += 1
+    lead = _next_nonblank(st, 0)  # first line of the message proper (after own headers)
+    resume = 0
+    for i in candidates:
+        if i < resume or roles[i] != _T:
             continue
         s = st[i]
         kind = ""
@@ -504,28 +555,23 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
                     kind = "attribution"
                     end, strength = att
         if not kind:
-            seen_text = True
-            i += 1
             continue
         nxt = _next_nonblank(st, end)
         if nxt < n and roles[nxt] == _Q:
-            for k in range(i, end):
-                roles[k] = _A
+            roles[i:end] = _A * (end - i)
             reasons.append(f"{kind} at line {i + 1} introduces a quote block")
-            i = end
+            resume = end
             continue
         if kind == "attribution" and strength != "strong":
-            seen_text = True
-            i += 1
             continue
-        if not seen_text and kind in ("header block", "separator") and nxt < n:
+        if i == lead and kind in ("header block", "separator") and nxt < n:
             # Headers of the message itself (a forward without comment): drop them, go on.
             while end < n and st[end]:
                 end += 1
-            for k in range(i, end):
-                roles[k] = _H
+            roles[i:end] = _H * (end - i)
             reasons.append(f"leading {kind} at line {i + 1} dropped")
-            i = end
+            resume = end
+            lead = _next_nonblank(st, end)
             continue
         cut = i
         if kind == "header block":
@@ -537,103 +583,57 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
         reasons.append(f"{kind} at line {cut + 1}: {st[cut][:60]!r}; history follows")
         break
 
-    # 2. Quote blocks (attribution + quoted lines + wrapped link lines + trailing blanks).
-    last_text = -1
-    for k in range(cut):
-        if roles[k] == _T:
-            last_text = k
-    blocks: list[tuple[int, int]] = []
-    i = 0
-    while i < cut:
-        if roles[i] not in (_Q, _A):
-            i += 1
-            continue
-        start = i
-        has_attr = False
-        nq = 0
-        last = i
-        j = i
-        while j < cut:
-            r = roles[j]
-            if r == _A:
-                has_attr = True
-                last = j
-            elif r == _Q:
-                nq += 1
-                last = j
-            elif r == _T and 0 < j < n - 1 and roles[j - 1] == _Q and roles[j + 1] == _Q:
-                last = j  # a link or wrapped line inside the quote
-            elif r != _B:
-                break
-            j += 1
-        end = last + 1
-        while end < cut and roles[end] == _B:
-            end += 1
-        trailing = last_text < end  # nothing but blanks and history after it
-        if has_attr or nq >= 2 or trailing:
-            blocks.append((start, end))
-        i = end
-    in_block = [False] * n
-    for b0, b1 in blocks:
-        for k in range(b0, b1):
-            in_block[k] = True
+    # 2. Quote blocks (attribution + quoted lines + wrapped link lines + trailing blanks),
+    #    found with regexes over a one-letter-per-line role string (no backtracking blow-up).
+    rs = _SANDWICH_RE.sub("c", "".join(roles[:cut]))
+    last_text = rs.rfind(_T)
+    ev = list(rs)
+    nblocks = 0
+    for m in _BLOCK_RE.finditer(rs):
+        seg = m.group()
+        b0, b1 = m.span()
+        if _A in seg or seg.count(_Q) >= 2 or last_text < b1:
+            ev[b0:b1] = "X" * (b1 - b0)
+            nblocks += 1
+    # Outside qualified blocks every non-blank, non-header line is reply text.
+    ev = [("T" if c in "TcQA" else c) for c in ev]
 
     # 3. Signature / list-footer blocks ("-- ", "____") when asked to strip signatures.
-    is_sig = [False] * n
     if strip_signature:
-        i = 0
-        while i < cut:
-            if not in_block[i] and roles[i] == _T and _is_sig_delimiter(st[i]):
-                j = i
+        k = 0
+        while k < cut:
+            if ev[k] == "T" and st[k][:2] in ("--", "__") and _is_sig_delimiter(st[k]):
+                j = k
                 count = 0
-                while j < cut and not in_block[j] and count <= _MAX_SIG_LINES:
+                while j < cut and ev[j] != "X" and count <= _MAX_SIG_LINES:
                     if st[j]:
                         count += 1
                     j += 1
                 if count <= _MAX_SIG_LINES:
-                    for k in range(i, j):
-                        is_sig[k] = True
-                    reasons.append(f"signature block at line {i + 1}")
-                    i = j
+                    ev[k:j] = _S * (j - k)
+                    reasons.append(f"signature block at line {k + 1}")
+                    k = j
                     continue
-            i += 1
+            k += 1
 
     # 4. Text chunks vs quote blocks: interleaved (inline) replies keep the quotes between.
-    events: list[tuple[str, int, int]] = []
-    for k in range(cut):
-        if in_block[k]:
-            ev = "Q"
-        elif roles[k] == _T and not is_sig[k]:
-            ev = "T"
-        else:
-            continue
-        if events and events[-1][0] == ev:
-            events[-1] = (ev, events[-1][1], k + 1)
-        else:
-            events.append((ev, k, k + 1))
-    kinds = [e[0] for e in events]
-    inline = any(
-        kinds[x] == "T" and "Q" in kinds[:x] and "Q" in kinds[x + 1 :] for x in range(len(kinds))
-    )
-    keep = [False] * n
+    evs = "".join(ev)
+    first_x, last_x = evs.find("X"), evs.rfind("X")
+    inline = first_x >= 0 and "T" in evs[first_x:last_x]
     if inline:
-        last_t = max(e[2] for e in events if e[0] == "T")
-        for k in range(last_t):
-            keep[k] = roles[k] != _H and not is_sig[k]
+        last_t = evs.rfind("T") + 1
+        keep = [c not in "HS" for c in evs[:last_t]]
         reasons.append("interleaved reply: quotes between reply lines kept")
     else:
-        drop_tail: tuple[int, int] | None = None
-        if cut < n and len(events) >= 3 and kinds[-1] == "T" and kinds[0] == "T":
-            drop_tail = (events[-1][1], events[-1][2])
-            reasons.append(f"text at line {drop_tail[0] + 1} lies between quotes and history")
-        for k in range(cut):
-            if in_block[k] or is_sig[k] or roles[k] == _H:
-                continue
-            if drop_tail is not None and drop_tail[0] <= k < drop_tail[1]:
-                continue
-            keep[k] = True
-        if blocks:
-            reasons.append(f"{len(blocks)} quote block(s) removed")
+        keep = [c in "TB" for c in evs]
+        if cut < n and first_x >= 0 and evs.find("T") < first_x and evs.find("T", last_x) >= 0:
+            # T X T <history>: the text after the quote belongs to the older messages.
+            tail = evs.find("T", last_x)
+            keep[tail:] = [False] * (len(keep) - tail)
+            reasons.append(f"text at line {tail + 1} lies between quotes and history")
+        if nblocks:
+            reasons.append(f"{nblocks} quote block(s) removed")
+    keep.extend([False] * (n - len(keep)))
 
     # 5. Signature mode: trim device lines, "-Name" lines and valediction blocks at the end.
     if strip_signature:
@@ -726,13 +726,21 @@ def truncate_reply(
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     raw_lines = text.split("\n")
     # Split "reply On <date>, X wrote:" lines so the reply part can be kept.
-    lines: list[str] = []
-    for line in raw_lines:
-        split = _split_shared_line(line) if line.rstrip().endswith((":", "：")) else None
-        if split is None:
-            lines.append(line)
-        else:
-            lines.extend(split)
+    lines = raw_lines
+    shared = [
+        (k, sp)
+        for k, ln in enumerate(raw_lines)
+        if ln.endswith(_COLON_ENDS) and (sp := _split_shared_line(ln)) is not None
+    ]
+    if shared:
+        lines = []
+        prev = 0
+        for k, (prefix, suffix) in shared:
+            lines.extend(raw_lines[prev:k])
+            lines.append(prefix)
+            lines.append(suffix)
+            prev = k + 1
+        lines.extend(raw_lines[prev:])
 
     method = TruncationMethod.HEURISTIC
     details: list[str] = []
@@ -752,8 +760,11 @@ def truncate_reply(
         elided_head = lines[hit[0] :]
 
     result = _heuristic(region, strip_signature)
-    kept_lines = _trim_blank_ends([ln for ln, k in zip(region, result.keep, strict=True) if k])
-    elided_lines = [ln for ln, k in zip(region, result.keep, strict=True) if not k]
+    kept_lines: list[str] = []
+    elided_lines: list[str] = []
+    for ln, k in zip(region, result.keep, strict=True):
+        (kept_lines if k else elided_lines).append(ln)
+    kept_lines = _trim_blank_ends(kept_lines)
     elided_lines.extend(elided_head)
     details.extend(result.reasons)
     kept = "\n".join(kept_lines)
