@@ -311,9 +311,7 @@ def apply(
 
         for action in decision.actions:
             if isinstance(action, CreateUser):
-                new_person = repository.create_person(
-                    action.address, action.name, is_user=True
-                ).id
+                new_person = repository.create_person(action.address, action.name, is_user=True).id
             elif isinstance(action, SetUserFlag):
                 repository.set_user_flag(action.person_id)
             elif isinstance(action, LogCall):
@@ -358,9 +356,7 @@ def apply(
             ref = reply.ref
             if ref == NEW_CALL:
                 ref = EntityRef(EntityKind.CALL, new_call) if new_call is not None else None
-                text = render(
-                    reply.template_id, {"number": new_call}, mailbox.reply_templates
-                )
+                text = render(reply.template_id, {"number": new_call}, mailbox.reply_templates)
                 reply = attrs.evolve(reply, subject=text.subject, body=text.body)
             outgoing = build_reply_email(
                 reply, email, mailbox, system, ref=ref, random_token=random_token()

@@ -478,7 +478,7 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-8",
-        {"case": "analyst_and_user"},
+        {},
         _O.LOG_DEFAULT_ANALYST,
         "Case 4: If the Use Linked Analyst option is not selected ..., the logging analyst is "
         "set to the analyst specified in the Default Logging Analyst field",
@@ -533,6 +533,18 @@ UPDATE_CALL: tuple[Row, ...] = (
     ),
     Row(
         "UC-8",
+        {
+            "reopen_option": True,
+            "self_service_reopen": True,
+            "role_reopen": True,
+            "authenticated": False,
+        },
+        _O.REFUSE_UNAUTHENTICATED,
+        "Issue 5: with a trusted authserv-id set, reopening requires dmarc=pass or aligned dkim; "
+        "nothing changes and the reply says why",
+    ),
+    Row(
+        "UC-9",
         {"reopen_option": True, "self_service_reopen": True, "role_reopen": True},
         _O.REOPEN_CALL,
         "... the specified call is closed, and the Reopen Closed Calls option is selected on "
@@ -540,14 +552,14 @@ UPDATE_CALL: tuple[Row, ...] = (
         "of the email as a note to the call. (DESIGN 4: reopen wins when all its conditions hold)",
     ),
     Row(
-        "UC-9",
+        "UC-10",
         {"update_closed": True},
         _O.NOTE_CLOSED_CALL,
         "If Update Closed Calls is selected on the incoming email server, the call remains "
         "closed but a note is added to the call with the details of the email.",
     ),
     Row(
-        "UC-10",
+        "UC-11",
         {},
         _O.REPLY_CLOSED_NOT_UPDATED,
         "If Update Closed Calls is not selected, the call remains closed and the following "
@@ -968,7 +980,9 @@ class _Context:
             return ()
         return (AttachObjects(ref, files, self.system.unspecified_profile_name),)
 
-    def update(self, ref: EntityRef, *, note: bool = False) -> tuple[tuple[Action, ...], tuple[str, ...]]:
+    def update(
+        self, ref: EntityRef, *, note: bool = False
+    ) -> tuple[tuple[Action, ...], tuple[str, ...]]:
         text, reasons = self.history_text()
         entry: Action = (
             AddNote(ref, text, self.author) if note else AddHistory(ref, text, self.author)
@@ -1084,13 +1098,20 @@ def _approval_reply(template: str) -> Callable[[_Context], _Plan]:
             "detail": ctx.facts.auth_reason
             if template == "not_authenticated"
             else ctx.facts.token_reason,
-            "action": "close a call" if _what(ctx) == "Call" else f"be {_verb(ctx)}",
+            "action": _refused_action(ctx),
         }
-        return _Plan(
-            reply_template=template, reply_params=params, reply_ref=ctx.facts.command.ref
-        )
+        return _Plan(reply_template=template, reply_params=params, reply_ref=ctx.facts.command.ref)
 
     return build
+
+
+def _refused_action(ctx: _Context) -> str:
+    kind = ctx.facts.command.kind
+    if kind is CommandKind.CLOSE:
+        return "close the call"
+    if kind is CommandKind.UPDATE_CALL:
+        return "reopen the call"
+    return f"be {_verb(ctx)}"
 
 
 def _approve(ctx: _Context) -> _Plan:
@@ -1199,9 +1220,7 @@ def reply_address(email: InboundEmail, person: Person | None) -> str:
     return email.sender
 
 
-def _suppression(
-    facts: Facts, to: str, mailbox: MailboxSettings, system: SystemSettings
-) -> str:
+def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: SystemSettings) -> str:
     """Why a planned reply must not go out, or "" when it may."""
     if not facts.may_auto_reply:
         return f"no reply to {facts.mail_kind.value} mail (RFC 3834)"
@@ -1210,9 +1229,13 @@ def _suppression(
     if mailbox.is_own_address(to):
         return "the reply would go to one of our own addresses (loop guard)"
     date = facts.email.date
-    if date is not None and date.tzinfo is not None and facts.now.tzinfo is not None:
-        if facts.now - date > timedelta(days=system.max_reply_age_days):
-            return f"the message is older than {system.max_reply_age_days} days: no reply"
+    if (
+        date is not None
+        and date.tzinfo is not None
+        and facts.now.tzinfo is not None
+        and facts.now - date > timedelta(days=system.max_reply_age_days)
+    ):
+        return f"the message is older than {system.max_reply_age_days} days: no reply"
     if facts.replies_last_hour >= system.reply_budget_per_hour:
         return (
             f"reply budget: {facts.replies_last_hour} replies to {to} in the last hour "
@@ -1250,8 +1273,7 @@ def _base_reasons(facts: Facts) -> list[str]:
         reasons.append(f"approval token: {facts.token_reason}")
     reasons.extend(facts.email.notes)
     reasons.extend(
-        f"limit {violation.kind.value}: {violation.actual} > {violation.limit} {violation.detail}"
-        .rstrip()
+        f"limit {violation.kind.value}: {violation.actual} > {violation.limit} {violation.detail}".rstrip()
         for violation in facts.email.limit_violations
     )
     return reasons
@@ -1307,7 +1329,7 @@ def render_tables_markdown() -> str:
         "",
         "Generated from `asm_email_rules.rules` by `python -m asm_email_rules.rules`; a test "
         "fails when this file is stale. In each table the first row whose conditions all hold "
-        "fires; an empty cell means \"any\". `log_call` is also reached from any row whose "
+        'fires; an empty cell means "any". `log_call` is also reached from any row whose '
         "outcome is `log_call` (an invalid number).",
         "",
         "## Conditions",

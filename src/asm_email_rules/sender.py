@@ -55,6 +55,4 @@ def resolve_sender(address: str, persons: Iterable[Person]) -> SenderResolution:
     if not matching:
         return SenderResolution(address=address, case=PersonCase.UNKNOWN)
     chosen = matching[0]
-    return SenderResolution(
-        address=address, case=chosen.case, person=chosen, matches=len(matching)
-    )
+    return SenderResolution(address=address, case=chosen.case, person=chosen, matches=len(matching))

@@ -55,8 +55,7 @@ _SUMMARIES = frozenset(
 )
 _UPDATES = frozenset({CommandKind.UPDATE_CALL, CommandKind.UPDATE_TASK, CommandKind.UPDATE_REQUEST})
 _COMMANDS = frozenset(
-    {CommandKind.CLOSE, CommandKind.APPROVE, CommandKind.REJECT, CommandKind.CONFLICT}
-    | _SUMMARIES
+    {CommandKind.CLOSE, CommandKind.APPROVE, CommandKind.REJECT, CommandKind.CONFLICT} | _SUMMARIES
 )
 
 _ENTITY_OF: dict[CommandKind, EntityKind] = {

@@ -10,7 +10,7 @@ from .conftest import Desk
 
 
 def test_user_only_closes_own_call_and_gets_confirmation(desk: Desk) -> None:
-    """"If the sender is flagged as a User only, the call will only be closed if the same User
+    """ "If the sender is flagged as a User only, the call will only be closed if the same User
     is specified in the User field of the call." / "The call you specified will be closed and a
     return email will be sent to you to confirm the closure." """
     decision = desk.mail("[CLOSE#100]", sender=UMA.email)
@@ -31,19 +31,19 @@ def test_user_only_cannot_close_someone_elses_call(desk: Desk) -> None:
 
 
 def test_analyst_owner_closes(desk: Desk) -> None:
-    """"If the sender is a ASM Core analyst, the call will be closed if they own the call" """
+    """ "If the sender is a ASM Core analyst, the call will be closed if they own the call" """
     assert desk.mail("[CLOSE#100]", sender=ALICE.email).rule == "CL-10"
     assert desk.call(100).status is CallStatus.CLOSED
 
 
 def test_analyst_with_take_over_closes(desk: Desk) -> None:
-    """"... or have Take Over rights as part of their IPK Management security role." """
+    """ "... or have Take Over rights as part of their IPK Management security role." """
     assert desk.mail("[CLOSE#100]", sender=TOM.email).rule == "CL-11"
     assert desk.call(100).status is CallStatus.CLOSED
 
 
 def test_analyst_without_rights_gets_insufficient_permission(desk: Desk) -> None:
-    """"Otherwise, a return email with the following message will be sent: "Reason:
+    """ "Otherwise, a return email with the following message will be sent: "Reason:
     Insufficient Permission"." """
     decision = desk.mail("[CLOSE#102]", sender=ALICE.email)
     assert decision.rule == "CL-12"
@@ -59,7 +59,7 @@ def test_person_with_both_flags_closes_as_the_calls_user(desk: Desk) -> None:
 
 
 def test_unknown_sender_cannot_close_without_close_anonymously(desk: Desk) -> None:
-    """"If the Close Calls Anonymously option is not selected in the incoming email account, a
+    """ "If the Close Calls Anonymously option is not selected in the incoming email account, a
     call cannot be closed by an email sent from an unrecognized address" """
     decision = desk.mail("[CLOSE#100]", sender="stranger@else.example")
     assert decision.rule == "CL-5"
@@ -75,7 +75,7 @@ def test_unknown_sender_closes_with_close_anonymously(desk: Desk) -> None:
 
 
 def test_close_already_closed_call(desk: Desk) -> None:
-    """"It must be a valid open call number." A closed call: a reply, no new call (DESIGN 4)."""
+    """ "It must be a valid open call number." A closed call: a reply, no new call (DESIGN 4)."""
     decision = desk.mail("[CLOSE#101]", sender=ALICE.email)
     assert decision.rule == "CL-7"
     assert desk.repo.get_call(103) is None
@@ -84,7 +84,7 @@ def test_close_already_closed_call(desk: Desk) -> None:
 
 
 def test_close_unknown_call_follows_the_invalid_number_option(desk: Desk) -> None:
-    """"A call will also be logged if the email matches a recognized subject line but has an
+    """ "A call will also be logged if the email matches a recognized subject line but has an
     invalid call number and the Log New Call on Invalid Number option is selected" """
     assert desk.mail("[CLOSE#999]", sender=ALICE.email).rule == "CL-4"
     assert desk.repo.get_call(103) is None
@@ -104,13 +104,13 @@ def _reopen_ready(desk: Desk) -> None:
 
 
 def test_reopen_when_every_condition_holds(desk: Desk) -> None:
-    """"If you send an email with the call number in the subject line, in a recognized format,
+    """ "If you send an email with the call number in the subject line, in a recognized format,
     the specified call is closed, and the Reopen Closed Calls option is selected on the incoming
     email server, this will reopen the call in ASM Core and add the details of the email as a
     note to the call." """
     _reopen_ready(desk)
     decision = desk.mail("[CALL#101] it is back", body="VPN drops again")
-    assert decision.rule == "UC-8"
+    assert decision.rule == "UC-9"
     call = desk.call(101)
     assert call.status is CallStatus.OPEN
     assert call.owner_id == ALICE.id
@@ -119,33 +119,33 @@ def test_reopen_when_every_condition_holds(desk: Desk) -> None:
 
 
 def test_reopen_needs_the_role_right(desk: Desk) -> None:
-    """"You must also have reopen closed calls enabled on the Analysts security role and the
+    """ "You must also have reopen closed calls enabled on the Analysts security role and the
     User security role." Without it, Update Closed Calls applies instead."""
     _reopen_ready(desk)
     decision = desk.mail("[CALL#101]", sender=ALICE.email)
-    assert decision.rule == "UC-9"
+    assert decision.rule == "UC-10"
     assert desk.call(101).status is CallStatus.CLOSED
 
 
 def test_reopen_needs_the_self_service_setting(desk: Desk) -> None:
-    """"The Self Service Portal must also have Reopen Closed Calls enabled in the Self Service
+    """ "The Self Service Portal must also have Reopen Closed Calls enabled in the Self Service
     Portal Administrative settings." """
     _reopen_ready(desk)
     desk.set_system(self_service_reopen_closed_calls=False)
-    assert desk.mail("[CALL#101]").rule == "UC-9"
-    assert desk.call(101).status is CallStatus.CLOSED
-
-
-def test_reopen_needs_the_mailbox_option(desk: Desk) -> None:
-    """"... and the Reopen Closed Calls option is selected on the incoming email server" """
-    _reopen_ready(desk)
-    desk.set(reopen_closed_calls=False, update_closed_calls=False)
     assert desk.mail("[CALL#101]").rule == "UC-10"
     assert desk.call(101).status is CallStatus.CLOSED
 
 
+def test_reopen_needs_the_mailbox_option(desk: Desk) -> None:
+    """ "... and the Reopen Closed Calls option is selected on the incoming email server" """
+    _reopen_ready(desk)
+    desk.set(reopen_closed_calls=False, update_closed_calls=False)
+    assert desk.mail("[CALL#101]").rule == "UC-11"
+    assert desk.call(101).status is CallStatus.CLOSED
+
+
 def test_reopen_assignment_follows_the_email_setting(desk: Desk) -> None:
-    """"The analyst or group assigned to the call depends on the setting chosen in the Email
+    """ "The analyst or group assigned to the call depends on the setting chosen in the Email
     Settings." """
     _reopen_ready(desk)
     desk.set_system(reopen_assignment=ReopenAssignment.GROUP)

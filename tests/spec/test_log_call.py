@@ -9,7 +9,7 @@ from .conftest import Desk
 
 
 def test_unrecognised_subject_logs_a_call(desk: Desk) -> None:
-    """"If the messaging service picks up an incoming email but does not recognize the email's
+    """ "If the messaging service picks up an incoming email but does not recognize the email's
     subject line, ASM Core will log a call based on the details of that email." """
     decision = desk.mail("My monitor flickers", body="It flickers since Monday.")
     assert decision.rule == "LOG-6"
@@ -20,13 +20,16 @@ def test_unrecognised_subject_logs_a_call(desk: Desk) -> None:
 
 
 def test_next_number_body_description_and_template_properties(desk: Desk) -> None:
-    """"The next available number is assigned to that call and the body of the email is
+    """ "The next available number is assigned to that call and the body of the email is
     automatically entered as the description." / "The call will use the call template
     specified for the mail server that picked up the incoming email." """
     desk.mail("Keyboard", body="Keys stick.")
     desk.mail("Mouse", body="Mouse is dead.")
     first, second = desk.call(103), desk.call(104)
-    assert (first.description.strip(), second.description.strip()) == ("Keys stick.", "Mouse is dead.")
+    assert (first.description.strip(), second.description.strip()) == (
+        "Keys stick.",
+        "Mouse is dead.",
+    )
     assert second.partition == TEMPLATE.partition
     assert second.owner_id == TEMPLATE.assigned_analyst_id
     assert second.group == TEMPLATE.assigned_group
@@ -41,14 +44,15 @@ def test_case1_unknown_sender_with_create_anonymously_creates_a_user(desk: Desk)
     assert decision.rule == "LOG-2"
     assert decision.action_kinds()[:2] == ("create_user", "log_call")
     (person,) = desk.repo.persons_by_address("nina@else.example")
-    assert person.is_user and not person.is_analyst
+    assert person.is_user
+    assert not person.is_analyst
     call = desk.newest_call()
     assert call.user_id == person.id
     assert call.logging_analyst_id == DANA.id
 
 
 def test_case1_unknown_sender_without_create_anonymously_logs_nothing(desk: Desk) -> None:
-    """"If the Create New Calls Anonymously option is not selected for the incoming email
+    """ "If the Create New Calls Anonymously option is not selected for the incoming email
     account, a call is not created." """
     decision = desk.mail("Help", sender="nina@else.example")
     assert decision.rule == "LOG-3"
@@ -77,12 +81,14 @@ def test_case2_analyst_only_linked_analyst(desk: Desk) -> None:
 
 
 def test_case2_analyst_gets_user_flag(desk: Desk) -> None:
-    """"If an analyst logs a call by incoming email and he is not already a User, the User flag
+    """ "If an analyst logs a call by incoming email and he is not already a User, the User flag
     will be selected on the analyst's person record" """
     decision = desk.mail("Server down", sender=ALICE.email)
     assert "set_user_flag" in decision.action_kinds()
     person = desk.repo.get_person(ALICE.id)
-    assert person is not None and person.is_user and person.is_analyst
+    assert person is not None
+    assert person.is_user
+    assert person.is_analyst
 
 
 def test_case3_user_only_always_default_logging_analyst(desk: Desk) -> None:
@@ -110,7 +116,7 @@ def test_case4_analyst_and_user_default_and_linked(desk: Desk) -> None:
 
 
 def test_attachments_use_the_unspecified_profile(desk: Desk) -> None:
-    """"Any objects attached to an incoming email will use the Unspecified security profile when
+    """ "Any objects attached to an incoming email will use the Unspecified security profile when
     added as an object on the logged call. The history entry that is recorded about attaching
     this object will also use the Unspecified security profile." """
     desk.mail("Screenshot", attachments=[("error.png", b"\x89PNG-data")])
@@ -121,7 +127,7 @@ def test_attachments_use_the_unspecified_profile(desk: Desk) -> None:
 
 
 def test_renamed_unspecified_profile_is_used(desk: Desk) -> None:
-    """"If you have renamed the Unspecified profile, that name will be reflected instead." """
+    """ "If you have renamed the Unspecified profile, that name will be reflected instead." """
     desk.set_system(unspecified_profile_name="Public")
     desk.mail("Screenshot", attachments=[("error.png", b"data")])
     entries = desk.entries(EntityKind.CALL, desk.newest_call().number)

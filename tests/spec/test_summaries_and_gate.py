@@ -8,7 +8,7 @@ from .conftest import Desk
 
 
 def test_my_calls_lists_the_analysts_calls(desk: Desk) -> None:
-    """"A support analyst can check a summary of their calls by sending an email ... with the
+    """ "A support analyst can check a summary of their calls by sending an email ... with the
     following subject: [MyCalls]" (DESIGN 4b: the open calls the analyst owns)"""
     decision = desk.mail("[MyCalls]", sender=ALICE.email)
     assert decision.rule == "SU-5"
@@ -20,20 +20,21 @@ def test_my_calls_lists_the_analysts_calls(desk: Desk) -> None:
 
 
 def test_my_requests(desk: Desk) -> None:
-    """"A return email is sent to that support analyst with a summary of all the requests they
+    """ "A return email is sent to that support analyst with a summary of all the requests they
     are working on, have forwarded, or have been forwarded." """
     desk.mail("[MyRequests]", sender=ALICE.email)
     assert "[REQUEST#700]" in desk.replies[0].body
 
 
 def test_my_tasks_and_my_approvals_share_one_summary(desk: Desk) -> None:
-    """"[MyTasks] [MyApprovals] A return email is sent to that support analyst with a summary of
+    """ "[MyTasks] [MyApprovals] A return email is sent to that support analyst with a summary of
     all the tasks and approvals they are working on" """
     desk.mail("[MyTasks]", sender=ALICE.email)
     desk.mail("[MyApprovals]", sender=ALICE.email)
     first, second = desk.replies
     assert first.body == second.body
-    assert "[TASK#500]" in first.body and "[TASK#502]" in first.body
+    assert "[TASK#500]" in first.body
+    assert "[TASK#502]" in first.body
 
 
 def test_summary_for_a_user_says_analysts_only(desk: Desk) -> None:
@@ -53,9 +54,7 @@ def test_summary_for_an_unknown_sender_sends_nothing(desk: Desk) -> None:
 def test_out_of_office_never_logs_a_call(desk: Desk) -> None:
     """DESIGN 4 / RFC 3834: auto-replies never log, close or reopen calls and get no reply."""
     desk.set(auto_reply=True, create_calls_anonymously=True)
-    decision = desk.mail(
-        "Out of Office: Printer", headers=[("Auto-Submitted", "auto-replied")]
-    )
+    decision = desk.mail("Out of Office: Printer", headers=[("Auto-Submitted", "auto-replied")])
     assert decision.rule == "LOG-1"
     assert desk.repo.get_call(103) is None
     assert desk.replies == []
@@ -75,9 +74,7 @@ def test_list_mail_updates_without_reply_but_never_approves(desk: Desk) -> None:
     decision = desk.mail("[CALL#100] digest", headers=[("List-Id", "<staff.corp.example>")])
     assert decision.rule == "UC-4"
     assert decision.reply is None
-    decision = desk.mail(
-        "[APPROVE#500]", sender=ALICE.email, headers=[("Precedence", "bulk")]
-    )
+    decision = desk.mail("[APPROVE#500]", sender=ALICE.email, headers=[("Precedence", "bulk")])
     assert decision.rule == "AP-2"
     assert desk.replies == []
 

@@ -9,7 +9,7 @@ from .conftest import Desk
 
 
 def test_approve_standard_approval(desk: Desk) -> None:
-    """"If a task has been successfully approved through incoming email, a return email with
+    """ "If a task has been successfully approved through incoming email, a return email with
     the subject "Task <Task Number> has been successfully approved" is sent" """
     decision = desk.mail("[APPROVE#500]", sender=ALICE.email)
     assert decision.rule == "AP-11"
@@ -19,13 +19,13 @@ def test_approve_standard_approval(desk: Desk) -> None:
 
 
 def test_approve_user_approval_task(desk: Desk) -> None:
-    """"This includes standard Approval Tasks as well as User Approval Tasks." """
+    """ "This includes standard Approval Tasks as well as User Approval Tasks." """
     assert desk.mail("Re: [APPROVE#501]", sender=UMA.email).rule == "AP-11"
     assert desk.task(501).status is TaskStatus.APPROVED
 
 
 def test_reject_approval(desk: Desk) -> None:
-    """"If an Approval task has been successfully rejected through incoming email, a return
+    """ "If an Approval task has been successfully rejected through incoming email, a return
     email with the subject "Task <Approval Task Number> has been successfully rejected" is
     sent." """
     desk.mail("[REJECT#500]", sender=ALICE.email)
@@ -34,7 +34,7 @@ def test_reject_approval(desk: Desk) -> None:
 
 
 def test_unknown_sender_cannot_approve_and_is_told(desk: Desk) -> None:
-    """"If the email address is not recognized, the Approval Task is not approved and a return
+    """ "If the email address is not recognized, the Approval Task is not approved and a return
     email is sent, stating that the sender has not been identified." """
     decision = desk.mail("[APPROVE#500]", sender="stranger@else.example")
     assert decision.rule == "AP-3"
@@ -73,7 +73,7 @@ def test_approval_no_longer_pending_is_not_changed(desk: Desk) -> None:
 
 
 def test_invalid_task_number_always_logs_a_call(desk: Desk) -> None:
-    """"If the email matches a recognized subject line but has an invalid request or task
+    """ "If the email matches a recognized subject line but has an invalid request or task
     number, a call is always logged (whether Log New Call on Invalid Number is selected or
     not" """
     assert desk.mail("[APPROVE#999]", sender=ALICE.email).rules == ("AP-4", "LOG-5")
@@ -90,11 +90,15 @@ def test_conflicting_commands_do_nothing(desk: Desk) -> None:
 
 
 def test_update_task(desk: Desk) -> None:
-    """"The body of the incoming email is added to the history of the specified task or
+    """ "The body of the incoming email is added to the history of the specified task or
     approval." / "a return email message is sent with the subject "Task/Approval
     <Task/Approval Number> has been updated" """
-    decision = desk.mail("[TASK#502] imaging done", sender=ALICE.email, body="Done at 3pm",
-                         attachments=[("log.txt", b"ok")])
+    decision = desk.mail(
+        "[TASK#502] imaging done",
+        sender=ALICE.email,
+        body="Done at 3pm",
+        attachments=[("log.txt", b"ok")],
+    )
     assert decision.rule == "UT-3"
     assert desk.texts(EntityKind.TASK, 502, EntryKind.HISTORY) == ["Done at 3pm\n"]
     assert desk.texts(EntityKind.TASK, 502, EntryKind.ATTACHMENT) == ["log.txt"]
@@ -115,7 +119,7 @@ def test_update_task_unknown_sender_ignored(desk: Desk) -> None:
 
 
 def test_update_request(desk: Desk) -> None:
-    """"The body of the incoming email is added to the history of the specified request." /
+    """ "The body of the incoming email is added to the history of the specified request." /
     "a return email message is sent with the subject "Request <Request Number> has been
     updated" """
     decision = desk.mail("Request 700 has been updated", sender=ALICE.email, body="Ordered")
@@ -125,11 +129,14 @@ def test_update_request(desk: Desk) -> None:
 
 
 def test_update_request_truncates_replies_to_us(desk: Desk) -> None:
-    """"If the incoming email is a reply to an outgoing email from the system, and Truncate
+    """ "If the incoming email is a reply to an outgoing email from the system, and Truncate
     Incoming Emails is selected in System Administration, only the reply portion of the email
     is added to the history of the request." """
     desk.set_system(truncate_incoming_emails=True)
-    body = "Ordered today.\n\n-----Original Message-----\nFrom: helpdesk@desk.example\n\nRequest 700 has been updated.\n"
+    body = (
+        "Ordered today.\n\n-----Original Message-----\nFrom: helpdesk@desk.example\n\n"
+        "Request 700 has been updated.\n"
+    )
     desk.mail("RE: Request 700 has been updated", sender=ALICE.email, body=body)
     assert [t.strip() for t in desk.texts(EntityKind.REQUEST, 700, EntryKind.HISTORY)] == [
         "Ordered today."

@@ -17,7 +17,7 @@ On Thu, 26 Nov 2026 at 10:00, Helpdesk <helpdesk@desk.example> wrote:
 
 
 def test_update_adds_body_to_history_and_marks_updated(desk: Desk) -> None:
-    """"The body of the incoming email is added to the history of the specified call." and
+    """ "The body of the incoming email is added to the history of the specified call." and
     "a note icon is added to the specified call in the Calls Outstanding window" """
     decision = desk.mail("[CALL#100] more detail", body="It jams on A3 only.")
     assert decision.rule == "UC-4"
@@ -26,7 +26,7 @@ def test_update_adds_body_to_history_and_marks_updated(desk: Desk) -> None:
 
 
 def test_update_attaches_files(desk: Desk) -> None:
-    """"If there are any attachments to the email, they are attached to the call as objects" """
+    """ "If there are any attachments to the email, they are attached to the call as objects" """
     desk.mail("Call 100 has been updated", attachments=[("jam.jpg", b"jpeg")])
     attached = desk.repo.attachments(EntityRef(EntityKind.CALL, 100))
     assert [a.filename for a in attached] == ["jam.jpg"]
@@ -34,7 +34,7 @@ def test_update_attaches_files(desk: Desk) -> None:
 
 
 def test_update_reply_only_with_auto_reply(desk: Desk) -> None:
-    """"a return email message is sent with the subject "Call <Call Number> has been updated"
+    """ "a return email message is sent with the subject "Call <Call Number> has been updated"
     ... if auto-reply has been enabled for that incoming email server" """
     decision = desk.mail("[CALL#100]")
     assert decision.reply is None
@@ -47,7 +47,7 @@ def test_update_reply_only_with_auto_reply(desk: Desk) -> None:
 
 
 def test_truncation_keeps_only_the_reply_portion(desk: Desk) -> None:
-    """"If the incoming email is a reply to an outgoing email from the system, and Truncate
+    """ "If the incoming email is a reply to an outgoing email from the system, and Truncate
     Incoming Emails is selected in System Administration, only the reply portion of the email
     is added to the history of the call." """
     desk.set_system(truncate_incoming_emails=True)
@@ -74,7 +74,7 @@ def test_no_truncation_when_not_a_reply_to_us(desk: Desk) -> None:
 
 
 def test_notification_with_email_at_update_via_email_in(desk: Desk) -> None:
-    """"To have email notifications sent to the assigned analyst or group when a call is
+    """ "To have email notifications sent to the assigned analyst or group when a call is
     updated by incoming email, ensure that the Email at Update via Email In option is
     selected" """
     desk.mail("[CALL#100] one")
@@ -86,7 +86,7 @@ def test_notification_with_email_at_update_via_email_in(desk: Desk) -> None:
 
 
 def test_invalid_call_number_logs_a_call_with_the_option(desk: Desk) -> None:
-    """"it logs a new call if the incoming email account has the Log New Call on Invalid Number
+    """ "it logs a new call if the incoming email account has the Log New Call on Invalid Number
     option" """
     desk.set(log_new_call_on_invalid_number=True)
     decision = desk.mail("[CALL#999] where is my call", body="Lost call")
@@ -95,7 +95,7 @@ def test_invalid_call_number_logs_a_call_with_the_option(desk: Desk) -> None:
 
 
 def test_invalid_call_number_discarded_silently_without_the_option(desk: Desk) -> None:
-    """"if Log New Call on Invalid Number is not selected, ASM Core ignores the email and the
+    """ "if Log New Call on Invalid Number is not selected, ASM Core ignores the email and the
     person who sent the incoming email is not notified." """
     desk.set(auto_reply=True)
     decision = desk.mail("[CALL#999] where is my call")
@@ -105,7 +105,7 @@ def test_invalid_call_number_discarded_silently_without_the_option(desk: Desk) -
 
 
 def test_unknown_sender_update_ignored(desk: Desk) -> None:
-    """"but it does not recognize the sender's email address, it ignores the email." """
+    """ "but it does not recognize the sender's email address, it ignores the email." """
     desk.set(auto_reply=True)
     decision = desk.mail("[CALL#100]", sender="stranger@else.example", body="spam")
     assert decision.rule == "UC-3"
@@ -114,7 +114,7 @@ def test_unknown_sender_update_ignored(desk: Desk) -> None:
 
 
 def test_unknown_sender_update_with_update_anonymously(desk: Desk) -> None:
-    """"However, if the Update Calls Anonymously option is selected for the incoming email
+    """ "However, if the Update Calls Anonymously option is selected for the incoming email
     account, the call is updated." (DESIGN 4b: no person record; author "anonymous (...)")"""
     desk.set(update_calls_anonymously=True)
     decision = desk.mail("[CALL#100]", sender="stranger@else.example", body="extra info")
@@ -125,12 +125,12 @@ def test_unknown_sender_update_with_update_anonymously(desk: Desk) -> None:
 
 
 def test_closed_call_with_update_closed_calls_gets_a_note(desk: Desk) -> None:
-    """"If Update Closed Calls is selected on the incoming email server, the call remains
+    """ "If Update Closed Calls is selected on the incoming email server, the call remains
     closed but a note is added to the call with the details of the email. The sender of the
     email also receives the following message: "Call No xyz has been updated by ASM Core." """
     desk.set(update_closed_calls=True)
     decision = desk.mail("[CALL#101] still broken", body="VPN dropped again")
-    assert decision.rule == "UC-9"
+    assert decision.rule == "UC-10"
     assert desk.call(101).status is CallStatus.CLOSED
     assert desk.texts(EntityKind.CALL, 101, EntryKind.NOTE) == ["VPN dropped again\n"]
     (reply,) = desk.replies
@@ -139,11 +139,11 @@ def test_closed_call_with_update_closed_calls_gets_a_note(desk: Desk) -> None:
 
 
 def test_closed_call_without_update_closed_calls_is_not_updated(desk: Desk) -> None:
-    """"If Update Closed Calls is not selected, the call remains closed and the following
+    """ "If Update Closed Calls is not selected, the call remains closed and the following
     message is sent back to the sender of the email: "Call No xyz is already closed and has
     not been updated." """
     decision = desk.mail("[CALL#101] still broken")
-    assert decision.rule == "UC-10"
+    assert decision.rule == "UC-11"
     assert desk.call(101).status is CallStatus.CLOSED
     assert desk.entries(EntityKind.CALL, 101) == []
     (reply,) = desk.replies

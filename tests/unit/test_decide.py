@@ -1,0 +1,203 @@
+"""decide() as a pure function: facts in, Decision out, no store and no network."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from asm_email_rules.classify import MailKind
+from asm_email_rules.model import Call, CallStatus, InboundEmail, Task, TaskKind, TaskStatus
+from asm_email_rules.rules import Facts, Outcome, decide
+from asm_email_rules.sample import ALICE, UMA, sample_mailbox
+from asm_email_rules.sender import resolve_sender
+from asm_email_rules.settings import SystemSettings
+from asm_email_rules.subject import parse_subject
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+PEOPLE = (ALICE, UMA)
+MAILBOX = sample_mailbox(auto_reply=True)
+SYSTEM = SystemSettings()
+OPEN_CALL = Call(100, user_id=UMA.id, owner_id=ALICE.id)
+APPROVAL = Task(500, TaskKind.APPROVAL, TaskStatus.PENDING, approver_ids=(ALICE.id,))
+
+
+def facts(subject: str, sender: str = UMA.email, **extra: Any) -> Facts:
+    email_fields = extra.pop("email", {})
+    email = InboundEmail(sender=sender, subject=subject, body="text", **email_fields)
+    return Facts(
+        email=email,
+        command=parse_subject(subject),
+        sender=resolve_sender(sender, PEOPLE),
+        now=NOW,
+        **extra,
+    )
+
+
+def test_decide_is_pure_and_deterministic() -> None:
+    given = facts("[CLOSE#100]", call=OPEN_CALL)
+    assert decide(given, MAILBOX, SYSTEM) == decide(given, MAILBOX, SYSTEM)
+
+
+def test_close_decision_names_row_spec_actions_and_reply() -> None:
+    decision = decide(facts("[CLOSE#100]", call=OPEN_CALL), MAILBOX, SYSTEM)
+    assert decision.rule == "CL-9"
+    assert decision.outcome is Outcome.CLOSE_CALL
+    assert decision.action_kinds() == ("close_call",)
+    assert decision.reply is not None
+    assert decision.reply.to == UMA.email
+    assert decision.reply.subject == "Call 100 has been closed"
+    assert "User field of the call" in decision.spec
+
+
+def test_json_has_the_documented_keys() -> None:
+    decision = decide(facts("[CLOSE#100]", call=OPEN_CALL), MAILBOX, SYSTEM)
+    data = json.loads(decision.to_json())
+    assert {"mail_kind", "command", "person_case", "actions", "reply", "reasons"} <= set(data)
+    assert data["command"] == {
+        "kind": "close",
+        "number": 100,
+        "source": "bracket",
+        "matched": "[CLOSE#100]",
+        "ignored": [],
+    }
+    assert data["actions"] == [
+        {"kind": "close_call", "number": 100, "by": "Uma User <uma@corp.example>"}
+    ]
+    assert data["reply"]["subject"] == "Call 100 has been closed"
+
+
+def test_explain_is_readable() -> None:
+    text = decide(facts("[CLOSE#100]", call=OPEN_CALL), MAILBOX, SYSTEM).explain()
+    assert text.splitlines()[0] == "rule CL-9: close_call"
+    assert "reply to uma@corp.example: Call 100 has been closed" in text
+
+
+def test_unknown_sender_reply_goes_to_return_path_not_from() -> None:
+    given = facts(
+        "[APPROVE#500]",
+        sender="x@else.example",
+        task=APPROVAL,
+        email={"return_path": "bounces@else.example"},
+    )
+    decision = decide(given, MAILBOX, SYSTEM)
+    assert decision.rule == "AP-3"
+    assert decision.reply is not None
+    assert decision.reply.to == "bounces@else.example"
+
+
+def test_known_sender_reply_goes_to_the_stored_address_not_the_header() -> None:
+    """A forged From of a known person: the result goes to the person, not the forger."""
+    given = facts("[MyCalls]", sender="ALICE@desk.example", email={"reply_to": ("evil@x.example",)})
+    decision = decide(given, MAILBOX, SYSTEM)
+    assert decision.reply is not None
+    assert decision.reply.to == ALICE.email
+
+
+def test_null_return_path_gets_no_reply() -> None:
+    given = facts(
+        "[APPROVE#500]", sender="x@else.example", task=APPROVAL, email={"return_path": ""}
+    )
+    decision = decide(given, MAILBOX, SYSTEM)
+    assert decision.reply is None
+    assert "null" in decision.reply_suppressed
+
+
+def test_reply_budget_suppresses_replies() -> None:
+    budget = SYSTEM.reply_budget_per_hour
+    decision = decide(
+        facts("[CLOSE#100]", call=OPEN_CALL, replies_last_hour=budget), MAILBOX, SYSTEM
+    )
+    assert decision.reply is None
+    assert decision.reply_suppressed.startswith("reply budget")
+    assert decision.action_kinds() == ("close_call",)  # the action itself still happens
+
+
+def test_old_mail_gets_no_reply() -> None:
+    old = NOW - timedelta(days=SYSTEM.max_reply_age_days + 1)
+    decision = decide(facts("[CLOSE#100]", call=OPEN_CALL, email={"date": old}), MAILBOX, SYSTEM)
+    assert decision.reply is None
+    assert "older than" in decision.reply_suppressed
+
+
+def test_no_reply_to_automatic_mail() -> None:
+    given = facts("[CALL#100]", call=OPEN_CALL, mail_kind=MailKind.LIST, may_auto_reply=False)
+    decision = decide(given, MAILBOX, SYSTEM)
+    assert decision.rule == "UC-4"
+    assert decision.reply is None
+    assert "RFC 3834" in decision.reply_suppressed
+
+
+def test_permanent_bounce_is_discarded_without_reply() -> None:
+    given = facts(
+        "Undelivered", mail_kind=MailKind.BOUNCE, bounce_permanent=True, may_auto_reply=False
+    )
+    decision = decide(given, MAILBOX, SYSTEM)
+    assert decision.rule == "GATE-1"
+    assert decision.action_kinds() == ("discard",)
+    assert decision.reply is None
+
+
+def test_unauthenticated_close_is_refused_with_reason() -> None:
+    given = facts(
+        "[CLOSE#100]",
+        call=OPEN_CALL,
+        authenticated=False,
+        auth_reason="dmarc=fail for corp.example",
+    )
+    decision = decide(given, MAILBOX, SYSTEM)
+    assert decision.rule == "CL-6"
+    assert decision.action_kinds() == ("discard",)
+    assert decision.reply is not None
+    assert "dmarc=fail for corp.example" in decision.reply.body
+
+
+def test_token_refusal_and_spend() -> None:
+    refused = decide(
+        facts(
+            "[APPROVE#500]",
+            sender=ALICE.email,
+            task=APPROVAL,
+            token_ok=False,
+            token_reason="expired",
+        ),
+        MAILBOX,
+        SYSTEM,
+    )
+    assert refused.rule == "AP-10"
+    assert refused.action_kinds() == ("discard",)
+    accepted = decide(
+        facts(
+            "[APPROVE#500-abc]",
+            sender=ALICE.email,
+            task=APPROVAL,
+            token_ok=True,
+            token_id="500-2-abc",
+        ),
+        MAILBOX,
+        SYSTEM,
+    )
+    assert accepted.action_kinds() == ("approve_task", "spend_token")
+
+
+def test_partition_outside_mailbox_is_an_invalid_number() -> None:
+    mailbox = attrs.evolve(MAILBOX, log_new_call_on_invalid_number=True)
+    decision = decide(facts("[CALL#100]", call=OPEN_CALL, in_partition=False), mailbox, SYSTEM)
+    assert decision.rules == ("UC-1", "LOG-6")
+    assert decision.action_kinds()[0] == "log_call"
+
+
+def test_closed_call_closed_state_reply_has_number() -> None:
+    closed = attrs.evolve(OPEN_CALL, status=CallStatus.CLOSED)
+    decision = decide(facts("[CALL#100]", call=closed), MAILBOX, SYSTEM)
+    assert decision.reply is not None
+    assert decision.reply.subject == "Call No 100 is already closed and has not been updated."
+
+
+def test_reply_templates_are_overridable_per_mailbox() -> None:
+    mailbox = attrs.evolve(MAILBOX, reply_templates={"call_closed.subject": "Fermé: appel $number"})
+    decision = decide(facts("[CLOSE#100]", call=OPEN_CALL), mailbox, SYSTEM)
+    assert decision.reply is not None
+    assert decision.reply.subject == "Fermé: appel 100"
