@@ -1272,10 +1272,9 @@ def _base_reasons(facts: Facts) -> list[str]:
     if facts.token_ok is not None:
         reasons.append(f"approval token: {facts.token_reason}")
     reasons.extend(facts.email.notes)
-    reasons.extend(
-        f"limit {violation.kind.value}: {violation.actual} > {violation.limit} {violation.detail}".rstrip()
-        for violation in facts.email.limit_violations
-    )
+    for violation in facts.email.limit_violations:
+        over = f"limit {violation.kind.value}: {violation.actual} > {violation.limit}"
+        reasons.append(f"{over} {violation.detail}".rstrip())
     return reasons
 
 
