@@ -133,7 +133,7 @@ class ImapMailbox:
         """Run one imaplib call; any failure or non-OK answer becomes a MailboxError."""
         try:
             status, data = func()
-        except (imaplib.IMAP4.error, OSError) as exc:
+        except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
             raise MailboxError(f"{self._where()}: {action} failed: {exc}") from exc
         if status != "OK":
             detail = b" ".join(d for d in data or () if isinstance(d, bytes)).decode(
@@ -159,7 +159,7 @@ class ImapMailbox:
         cfg = self.config
         try:
             client = self._connect()
-        except (imaplib.IMAP4.error, OSError) as exc:
+        except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
             raise MailboxError(f"{self._where()}: cannot connect: {exc}") from exc
         self._imap = client
         try:

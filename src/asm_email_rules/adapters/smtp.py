@@ -165,6 +165,8 @@ class SmtpMailer:
             raise TransientSendError(f"{where} closed the connection: {exc}") from exc
         except smtplib.SMTPException as exc:
             raise TransientSendError(f"{where}: {exc}") from exc
+        except UnicodeError as exc:  # smtplib sends AUTH credentials as ASCII only
+            raise TransientSendError(f"{where}: credentials must be ASCII: {exc}") from exc
         except (OSError, ssl.SSLError) as exc:  # refused, unreachable, timeout, TLS failure
             raise TransientSendError(f"{where} unreachable: {exc}") from exc
         finally:
