@@ -57,16 +57,19 @@ class Truncation:
 _END_WORDS_TEXT = (
     "wrote schrieb geschrieben escribió escribio escreveu scrisse schreef geschreven skrev "
     "skriver kirjoitti napisał napisała napisal napsal napsala yazdı írta scrie написал "
-    "написала написав έγραψε"
+    "написала написав έγραψε écrit scritto viết scris"
 )
 _END_WORDS = frozenset(_END_WORDS_TEXT.split())
-_END_PAIRS = frozenset((("a", "écrit"), ("ha", "scritto"), ("đã", "viết"), ("a", "scris")))
 _END_CJK = ("写道", "寫道", "のメッセージ", "は書きました", "작성")
 #: characters after the end word ("<name> <addr>:") an attribution may still carry
 _END_TAIL_MAX = 150
-_WORD_RE = re.compile(r"[^\W\d_]+")
+_EVIDENCE_RE = re.compile(r"[@\d]")
+_END_SEARCH_RE = re.compile("|".join(sorted(_END_WORDS, key=len, reverse=True)))
 # Words that open an attribution; used to split "reply On <date> ... wrote:" lines.
 _START_WORDS = r"On|Am|Le|El|Em|Il|Op|Den|På|Vào|Dnia|Dne|W\s+dniu"
+_START_PREFIXES = frozenset(
+    ("On", "Am", "Le", "El", "Em", "Il", "Op", "De", "På", "Và", "Dn", "W ")
+)
 _START_RE = re.compile(rf"(?:{_START_WORDS})\s")
 _DATE_START_RE = re.compile(r"\d{1,4}[./\-年 ]")
 _MIDLINE_START_RE = re.compile(rf"(?<=[\s\-])(?:{_START_WORDS})\s")
@@ -278,28 +281,31 @@ def _end_match(text: str) -> bool:
     ends_colon = low[-1:] in (":", "：")
     core = low.rstrip(" \t:：")
     cut = max(core.rfind(":"), core.rfind("："))
-    seg = core[cut + 1 :]  # the colon-free end of the text
-    if any(w in seg for w in _END_CJK):
-        pos = max(seg.rfind(w) + len(w) for w in _END_CJK)
-        return pos == len(seg) or (ends_colon and len(seg) - pos <= _END_TAIL_MAX)
-    words = list(_WORD_RE.finditer(seg))
-    if words and words[-1].group() == "sent" and low.startswith("on "):
+    seg = core[cut + 1 :][-(_END_TAIL_MAX + 30) :]  # the colon-free end of the text
+    for w in _END_CJK:
+        pos = seg.rfind(w)
+        if pos >= 0:
+            pos += len(w)
+            return pos == len(seg) or (ends_colon and len(seg) - pos <= _END_TAIL_MAX)
+    if seg.endswith("sent") and low.startswith("on "):
         return True
-    for idx in range(len(words) - 1, -1, -1):
-        m = words[idx]
-        if len(seg) - m.end() > _END_TAIL_MAX:
-            break
-        w = m.group()
-        hit = w in _END_WORDS or (idx > 0 and (words[idx - 1].group(), w) in _END_PAIRS)
-        if hit:
-            tail = seg[m.end() :].strip(" \t()aа")  # "napisał(a)", "написал(а)"
-            return not tail or ends_colon
-    return False
+    last = None
+    for m in _END_SEARCH_RE.finditer(seg):
+        start = m.start()
+        if start == 0 or not seg[start - 1].isalpha():
+            last = m
+    if last is None:
+        return False
+    tail = seg[last.end() :]
+    if tail[:1].isalpha():
+        return False  # "wroteXYZ": not a whole word
+    tail = tail.strip(" \t()aа")  # "napisał(a)", "написал(а)"
+    return not tail or (ends_colon and len(tail) <= _END_TAIL_MAX)
 
 
 def _has_evidence(text: str) -> bool:
     """A date/time digit or an address: what separates a real attribution from prose."""
-    return "@" in text or any(ch.isdigit() for ch in text)
+    return _EVIDENCE_RE.search(text) is not None
 
 
 _COLON_ENDS = (":", "：", ": ", ":  ", ":\t", "： ")
@@ -345,8 +351,8 @@ def _attribution_at(st: list[str], i: int) -> tuple[int, str] | None:
     j = i
     while j < n and j < i + _MAX_ATTR_LINES:
         piece = st[j]
-        if not piece or (j > i and _is_quoted(piece)):
-            break
+        if not piece or (j > i and (_is_quoted(piece) or acc[-1] in ".!?")):
+            break  # a first line ending a sentence is prose, not the start of an attribution
         acc = _join_piece(acc, piece)
         if len(acc) > _MAX_PROBE:
             return None
@@ -472,7 +478,7 @@ def _split_shared_line(line: str) -> tuple[str, str] | None:
     s = line.strip()
     if not s or len(s) > _MAX_PROBE or s[-1] not in ":：" or _is_quoted(s):
         return None
-    if _START_RE.match(s.lstrip(" -")) or not _end_match(s):
+    if _START_RE.match(s.lstrip(" -")) or not _has_evidence(s):
         return None
     m = _MIDLINE_START_RE.search(s)
     if m is None:
@@ -525,7 +531,7 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
             or s[0] in "-_=*"
             or ":" in s[:60]
             or "：" in s[:60]
-            or _START_RE.match(s)
+            or (s[:2] in _START_PREFIXES and _START_RE.match(s))
         )
     ]
     cut = n
