@@ -1,0 +1,260 @@
+"""HTML mail body -> readable plain text, in one linear pass.
+
+Paragraphs and blocks become lines, ``<br>`` a line break, list items ``- `` lines, blockquotes
+``> `` lines, links ``text (url)``; script, style and title are dropped; entities are decoded.
+The tokenizer is our own (``html.parser`` on CPython 3.11 is quadratic on unclosed tags such as
+``<a <a <a ...`` and raises on ``<![`` junk); entity decoding uses the stdlib ``html.unescape``.
+"""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+__all__ = ["html_to_text"]
+
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:_-]*)")
+_ATTR = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]*))?""")
+_WS = re.compile(r"[ \t\r\n\f\v]+")
+_RAW_END = {
+    name: re.compile(rf"</{name}\s*>", re.IGNORECASE) for name in ("script", "style", "title")
+}
+_BLOCK = frozenset(
+    [
+        "address",
+        "article",
+        "aside",
+        "center",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tbody",
+        "thead",
+        "tfoot",
+        "tr",
+        "ul",
+    ]
+)
+_PARAGRAPH = frozenset(
+    [
+        "p",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "table",
+        "ul",
+        "ol",
+        "dl",
+        "pre",
+        "blockquote",
+    ]
+)
+_MAX_BLANK = 1
+_MAX_QUOTE = 20  # deeper quotes are shown at this depth (keeps the output linear)
+_MAX_INDENT = 10
+
+
+class _Writer:
+    """Collects lines; knows the blockquote depth, list depth, pre mode and open links."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.cur: list[str] = []
+        self.quote = 0
+        self.lists: list[str] = []
+        self.pre = 0
+        self.links: list[tuple[str, list[str]]] = []
+
+    def prefix(self) -> str:
+        return "> " * min(self.quote, _MAX_QUOTE)
+
+    def text(self, data: str) -> None:
+        if not data:
+            return
+        data = unescape(data)
+        if self.pre:
+            pieces = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            for piece in pieces[:-1]:
+                self.cur.append(piece)
+                self.newline(force=True, keep=True)
+            data = pieces[-1]
+        else:
+            data = _WS.sub(" ", data)
+        self.cur.append(data)
+        for _, words in self.links:
+            words.append(data)
+
+    def newline(self, force: bool = False, keep: bool = False) -> None:
+        """End the current line; an empty one is only kept when ``force`` (``<br>``, pre)."""
+        line = "".join(self.cur)
+        self.cur = []
+        line = " ".join(line.split()) if not keep else line.rstrip()
+        if not line and not force:
+            return
+        if not line:
+            self.blank()
+            return
+        self.lines.append(self.prefix() + line)
+
+    def blank(self) -> None:
+        """Add an empty line unless the text already ends with enough of them."""
+        empty = self.prefix().rstrip()
+        run = 0
+        for line in reversed(self.lines):
+            if line.strip("> ") or run > _MAX_BLANK:
+                break
+            run += 1
+        if self.lines and run < _MAX_BLANK:
+            self.lines.append(empty)
+
+    def paragraph(self) -> None:
+        self.newline()
+        self.blank()
+
+
+def _attrs(text: str) -> dict[str, str]:
+    """Attribute names (lower case) to decoded values."""
+    out: dict[str, str] = {}
+    for match in _ATTR.finditer(text):
+        value = match.group(2) or ""
+        if value[:1] in ('"', "'"):
+            value = value[1:-1]
+        out.setdefault(match.group(1).lower(), unescape(value))
+    return out
+
+
+def _start(w: _Writer, name: str, attr_text: str) -> None:
+    if name == "br":
+        w.newline(force=True)
+    elif name == "blockquote":
+        w.paragraph()
+        w.quote += 1
+    elif name in ("ul", "ol"):
+        w.newline()
+        w.lists.append(name)
+    elif name == "li":
+        w.newline()
+        w.cur.append("  " * min(max(len(w.lists) - 1, 0), _MAX_INDENT) + "- ")
+    elif name == "a":
+        if w.links:
+            _end(w, "a")  # HTML closes an open link when another starts
+        w.links.append((_attrs(attr_text).get("href", "").strip(), []))
+    elif name in ("td", "th"):
+        w.cur.append(" ")
+    elif name in _PARAGRAPH:
+        w.paragraph()
+        if name == "pre":
+            w.pre += 1
+    elif name in _BLOCK:
+        w.newline()
+
+
+def _end(w: _Writer, name: str) -> None:
+    if name == "blockquote":
+        w.newline()
+        w.quote = max(w.quote - 1, 0)
+        if w.lines and not w.lines[-1].strip("> "):
+            w.lines[-1] = w.prefix().rstrip()
+        else:
+            w.blank()
+    elif name in ("ul", "ol"):
+        w.newline()
+        if w.lists:
+            w.lists.pop()
+        if not w.lists:
+            w.blank()
+    elif name == "a" and w.links:
+        href, words = w.links.pop()
+        label = " ".join("".join(words).split())
+        if href and not href.startswith(("#", "javascript:")):
+            bare = href[7:] if href.lower().startswith("mailto:") else href
+            if not label:
+                w.cur.append(href)
+            elif label not in (href, bare):
+                w.cur.append(f" ({href})")
+    elif name == "pre":
+        w.newline(keep=True)
+        w.pre = max(w.pre - 1, 0)
+        w.blank()
+    elif name in _PARAGRAPH:
+        w.paragraph()
+    elif name in _BLOCK:
+        w.newline()
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text of an HTML document or fragment (linear in its length)."""
+    w = _Writer()
+    i = 0
+    n = len(html)
+    next_gt = -1
+    while i < n:
+        lt = html.find("<", i)
+        if lt < 0:
+            w.text(html[i:])
+            break
+        if lt > i:
+            w.text(html[i:lt])
+        if html.startswith("<!--", lt):
+            end = html.find("-->", lt + 4)
+            if end < 0:
+                break
+            i = end + 3
+            continue
+        if next_gt < lt:
+            next_gt = html.find(">", lt)
+            if next_gt < 0:
+                w.text(html[lt:])
+                break
+        match = _TAG.match(html, lt)
+        if match is None:
+            if html[lt + 1 : lt + 2] in ("!", "?"):
+                i = next_gt + 1  # doctype, CDATA opener, processing instruction
+            else:
+                w.text("<")
+                i = lt + 1
+            continue
+        closing = match.group(1) == "/"
+        name = match.group(2).lower()
+        attr_text = html[match.end() : next_gt]
+        i = next_gt + 1
+        if closing:
+            _end(w, name)
+        elif name in _RAW_END:
+            found = _RAW_END[name].search(html, i)
+            if found is None:
+                break
+            i = found.end()
+        else:
+            _start(w, name, attr_text)
+    w.newline()
+    while w.lines and not w.lines[-1].strip("> "):
+        w.lines.pop()
+    while w.lines and not w.lines[0].strip("> "):
+        w.lines.pop(0)
+    return "\n".join(w.lines)
