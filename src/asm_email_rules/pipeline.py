@@ -31,7 +31,7 @@ from asm_email_rules.model import (
     SummaryItem,
     TaskStatus,
 )
-from asm_email_rules.outgoing import make_message_id
+from asm_email_rules.outgoing import OutgoingMessageError, make_message_id, normalize_msg_id
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.replies import render
 from asm_email_rules.rules import (
@@ -250,6 +250,16 @@ def _host(mailbox: MailboxSettings) -> str:
     return "asm-email-rules.invalid"
 
 
+def _safe_message_id(message_id: str | None) -> str | None:
+    """The id in canonical form when it can go into a header of ours, else None (dropped)."""
+    if not message_id:
+        return None
+    try:
+        return normalize_msg_id(message_id)
+    except OutgoingMessageError:
+        return None
+
+
 def build_reply_email(
     reply: Reply,
     email: InboundEmail,
@@ -271,15 +281,18 @@ def build_reply_email(
     message_id = make_message_id(
         kind, ref.number if ref is not None else None, _host(mailbox), random_token
     )
-    references = email.references + ((email.message_id,) if email.message_id else ())
+    in_reply_to = _safe_message_id(email.message_id)
+    references = tuple(
+        mid for mid in map(_safe_message_id, email.references[-19:]) if mid is not None
+    ) + ((in_reply_to,) if in_reply_to else ())
     return OutgoingEmail(
         to=reply.to,
         subject=subject,
         body=body,
         sender=mailbox.addresses[0] if mailbox.addresses else "",
         message_id=message_id,
-        in_reply_to=email.message_id,
-        references=references[-20:],
+        in_reply_to=in_reply_to,
+        references=references,
         extra_headers=((system.loop_header, mailbox.name),),
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -1220,12 +1221,22 @@ def reply_address(email: InboundEmail, person: Person | None) -> str:
     return email.sender
 
 
+_ADDRESS = re.compile(r"[!-~]{1,64}@[A-Za-z0-9.\[\]:-]{1,255}", re.ASCII)
+
+
+def _sendable_address(address: str) -> bool:
+    """True for a plain ASCII addr-spec we can hand to SMTP (no controls, spaces or brackets)."""
+    return _ADDRESS.fullmatch(address) is not None and "<" not in address and ">" not in address
+
+
 def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: SystemSettings) -> str:
     """Why a planned reply must not go out, or "" when it may."""
     if not facts.may_auto_reply:
         return f"no reply to {facts.mail_kind.value} mail (RFC 3834)"
     if not to:
         return "the return path is null (<>): nothing is sent there"
+    if not _sendable_address(to):
+        return f"the reply address {to!r} is not a deliverable ASCII address"
     if mailbox.is_own_address(to):
         return "the reply would go to one of our own addresses (loop guard)"
     date = facts.email.date
