@@ -326,8 +326,12 @@ def _classify_attribution(text: str) -> str | None:
         if decorated and len(core.split()) <= 8:
             return "strong"
         return "weak"
-    # Gmail-style "<date> <name> <addr>:" with no verb (also the Japanese form).
-    if core[0].isdigit() and "@" in core and core[-1] in ":：>":
+    # Gmail-style "<date> <name> <addr>:" with no verb (Japanese, Russian, ... forms).
+    if (
+        "@" in core
+        and (core[-1] == ">" or core.endswith((">:", ">：")))
+        and _has_evidence(core.replace("@", ""))
+    ):
         return "weak"
     return None
 
@@ -348,6 +352,7 @@ def _attribution_at(st: list[str], i: int) -> tuple[int, str] | None:
     if len(first) > _MAX_PROBE or _is_quoted(first):
         return None
     acc = ""
+    weak: tuple[int, str] | None = None
     j = i
     while j < n and j < i + _MAX_ATTR_LINES:
         piece = st[j]
@@ -355,13 +360,17 @@ def _attribution_at(st: list[str], i: int) -> tuple[int, str] | None:
             break  # a first line ending a sentence is prose, not the start of an attribution
         acc = _join_piece(acc, piece)
         if len(acc) > _MAX_PROBE:
-            return None
+            break
         kind = _classify_attribution(acc)
         if kind is not None:
             if j > i and _starts_later(st, i + 1, j):
-                return None  # line i is reply text; the attribution starts below it
-            return j + 1, kind
+                return weak  # line i is reply text; the attribution starts below it
+            if kind == "strong":
+                return j + 1, kind
+            weak = weak or (j + 1, kind)  # a longer join may still end with "wrote:"
         j += 1
+    if weak is not None:
+        return weak
     # "On <date> <name>" whose address / verb follow after blank lines (Polymail).
     if _START_RE.match(first) and _has_evidence(first):
         acc = first

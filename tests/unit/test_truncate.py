@@ -1,0 +1,336 @@
+"""Reply truncation: each cut a helpdesk user would notice, one behaviour per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from asm_email_rules.truncate import Truncation, TruncationMethod, truncate_reply
+
+MARKER = "##- Please type your reply above this line -##"
+
+
+def _kept(body: str, **kwargs: object) -> str:
+    return truncate_reply(body, **kwargs).kept  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- attributions
+
+ATTRIBUTIONS = {
+    "en": "On Mon, 3 May 2021 at 10:00, Bob Smith <bob@example.com> wrote:",
+    "de": "Am Mo., 3. Mai 2021 um 10:00 Uhr schrieb Bob Smith <bob@example.com>:",
+    "fr": "Le lun. 3 mai 2021 à 10:00, Bob Smith <bob@example.com> a écrit :",
+    "es": "El lun, 3 may 2021 a las 10:00, Bob Smith (<bob@example.com>) escribió:",
+    "pt": "Em seg., 3 de mai. de 2021 às 10:00, Bob Smith <bob@example.com> escreveu:",
+    "it": "Il giorno lun 3 mag 2021 alle ore 10:00 Bob Smith <bob@example.com> ha scritto:",
+    "nl": "Op ma 3 mei 2021 om 10:00 schreef Bob Smith <bob@example.com>:",
+    "nl-long": "Op 3 mei 2021, om 10:00 heeft Bob Smith <bob@example.com> het volgende geschreven:",
+    "da": "Den 3. maj 2021 kl. 10.00 skrev Bob Smith <bob@example.com>:",
+    "sv": "mån 3 maj 2021 kl. 10:00 skrev Bob Smith <bob@example.com>:",
+    "no": "På 3. mai 2021 kl. 10:00 skrev Bob Smith (bob@example.com):",
+    "pl": "Dnia 3 maja 2021 10:00 Bob Smith <bob@example.com> napisał(a):",
+    "pl-w-dniu": "W dniu 3 maja 2021 10:00 użytkownik Bob Smith <bob@example.com> napisał:",
+    "ru": "3 мая 2021 г., в 10:00, Bob Smith <bob@example.com> написал(а):",
+    "uk": "3 травня 2021 р. о 10:00 Bob Smith <bob@example.com> написав:",
+    "cs": "Dne po 3. 5. 2021 10:00 uživatel Bob Smith <bob@example.com> napsal:",
+    "zh": "在 2021年5月3日 10:00，Bob Smith <bob@example.com> 写道：",
+    "ja": "2021年5月3日(月) 10:00 Bob Smith <bob@example.com>のメッセージ:",
+    "vi": "Vào 10:00 3 tháng 5, 2021, Bob Smith <bob@example.com> đã viết:",
+    "gmail-date": "2021-05-03 10:00 GMT+02:00 Bob Smith <bob@example.com>:",
+}
+
+
+@pytest.mark.parametrize("lang", sorted(ATTRIBUTIONS))
+def test_attribution_and_quote_are_cut_in_every_language(lang: str) -> None:
+    body = f"My answer.\n\n{ATTRIBUTIONS[lang]}\n> the old question\n> second line\n"
+    result = truncate_reply(body)
+    assert result.kept == "My answer."
+    assert ATTRIBUTIONS[lang] in result.elided
+    assert result.method is TruncationMethod.HEURISTIC
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "da", "no", "pl-w-dniu", "vi"])
+def test_attribution_followed_by_unquoted_history_is_cut(lang: str) -> None:
+    body = f"My answer.\n\n{ATTRIBUTIONS[lang]}\n\nThe old message, not quoted.\n"
+    assert _kept(body) == "My answer."
+
+
+def test_attribution_split_over_three_lines() -> None:
+    body = (
+        "Done.\n\nOn Dec 16, 2011, at 12:47 PM, Corey Donohoe\n<reply@example.com>\nwrote:\n\n"
+        "> old text\n"
+    )
+    assert _kept(body) == "Done."
+
+
+def test_attribution_with_quoted_printable_soft_break() -> None:
+    body = "Done.\n\nOn Mon, Jun 3, 2024 at 12:53 AM Cody Hart <c@example.com> w=\nrote:\n\nold\n"
+    assert _kept(body) == "Done."
+
+
+def test_reply_sharing_a_line_with_the_attribution_is_kept() -> None:
+    result = truncate_reply("reply--- On Wed, Apr 4, 2012 at 3:59 PM, me@example.com wrote:\n> Hi")
+    assert result.kept == "reply"
+    assert result.elided.startswith("On Wed, Apr 4, 2012")
+
+
+def test_unknown_language_attribution_costs_one_line_not_the_history() -> None:
+    body = "My answer.\n\nXyzzy 3.5.2021 plugh Bob:\n> old question\n> more\n"
+    result = truncate_reply(body)
+    assert result.kept == "My answer.\n\nXyzzy 3.5.2021 plugh Bob:"
+    assert "> old question" in result.elided
+
+
+def test_sentence_mentioning_wrote_is_not_an_attribution() -> None:
+    body = "Ok.\n\nOn Monday I wrote:\nthis text is still mine\n"
+    assert truncate_reply(body).method is TruncationMethod.NONE
+    assert _kept(body) == body.strip()
+
+
+def test_line_starting_with_on_is_kept() -> None:
+    body = "Blah-blah-blah\nOn blah-blah-blah"
+    assert _kept(body) == body
+
+
+# --------------------------------------------------------------------------- header blocks
+
+HEADER_BLOCKS = {
+    "en": "From: Bob <bob@example.com>\nSent: Monday, May 3, 2021 10:00\nTo: Support\nSubject: Hi",
+    "de": "Von: Bob <bob@example.com>\nGesendet: Montag, 3. Mai 2021\nAn: Support\nBetreff: Hi",
+    "fr": "De : Bob <bob@example.com>\nEnvoyé : lundi 3 mai 2021\nÀ : Support\nObjet : Hi",
+    "it": "Da: Bob <bob@example.com>\nInviato: lunedì 3 maggio 2021\nA: Support\nOggetto: Hi",
+    "da": "Fra: Bob <bob@example.com>\nSendt: 3. maj 2021 10:00\nTil: Support\nEmne: Hi",
+    "sv": "Från: Bob <bob@example.com>\nSkickat: den 3 maj 2021\nTill: Support\nÄmne: Hi",
+    "pl": "Od: Bob <bob@example.com>\nWysłano: 3 maja 2021\nDo: Support\nTemat: Hi",
+    "nl": "Van: Bob <bob@example.com>\nVerzonden: 3 mei 2021\nAan: Support\nOnderwerp: Hi",
+    "fi": "Lähettäjä: Bob <bob@example.com>\nLähetetty: 3. toukokuuta\nAihe: Hi",
+    "ru": "От: Bob <bob@example.com>\nОтправлено: 3 мая 2021\nКому: Support\nТема: Hi",
+    "bold": "*From:* Bob <bob@example.com>\n*Sent:* Monday\n*To:* Support\n*Subject:* Hi",
+    "date-first": "Date: Wed, 16 May 2012 00:15:02 -0600\nTo: support@example.com",
+}
+
+
+@pytest.mark.parametrize("lang", sorted(HEADER_BLOCKS))
+def test_outlook_header_block_cuts_the_history(lang: str) -> None:
+    body = f"Please check.\n\n{HEADER_BLOCKS[lang]}\n\nThe original message.\n"
+    result = truncate_reply(body)
+    assert result.kept == "Please check."
+    assert "The original message." in result.elided
+
+
+def test_rule_line_before_a_header_block_goes_with_it() -> None:
+    body = "Outlook reply\n________________________________\nFrom: A <a@x.com>\nSent: Mon\nTo: B\n"
+    result = truncate_reply(body)
+    assert result.kept == "Outlook reply"
+    assert result.elided.startswith("____")
+
+
+def test_labels_that_are_not_mail_headers_are_kept() -> None:
+    body = "Invitation:\n\nDate: Wednesday 3, October 2011\nTime: 7 : 00am\nAddress: 130 Fox St\n"
+    assert _kept(body) == body.strip()
+
+
+def test_leading_header_block_of_the_message_itself_is_dropped() -> None:
+    body = "Od: Jan <jan@example.com>\nWysłano: 1 marca 2023\nTemat: Test\n\nCześć Anno,\nJak?\n"
+    assert _kept(body) == "Cześć Anno,\nJak?"
+
+
+# --------------------------------------------------------------------------- separators
+
+
+@pytest.mark.parametrize(
+    "separator",
+    [
+        "-----Original Message-----",
+        "----- Original Message -----",
+        "-----Ursprüngliche Nachricht-----",
+        "-----Oprindelig meddelelse-----",
+        "-----Message d'origine-----",
+        "-----Mensaje original-----",
+        "---------- Forwarded message ---------",
+        "-------- Message transféré --------",
+        "---------- Vidarebefordrat meddelande ----------",
+        "Begin forwarded message:",
+        "Début du message réexpédié :",
+    ],
+)
+def test_original_message_and_forward_separators_cut(separator: str) -> None:
+    result = truncate_reply(f"Test reply\n\n{separator}\n\nolder text\n")
+    assert result.kept == "Test reply"
+    assert separator in result.elided
+
+
+def test_decorated_line_without_separator_keyword_is_kept() -> None:
+    body = "Please enter feedback below.\n\n------ Enter Feedback Below ------\n\nGreat service.\n"
+    assert _kept(body) == body.strip()
+
+
+# ------------------------------------------------ marker and operator separators
+
+
+def test_marker_line_cuts_first_and_removes_the_attribution_above_it() -> None:
+    body = (
+        "Thanks, fixed.\n\nOn Mon, 3 May 2021 at 10:00, Helpdesk <hd@example.com> wrote:\n"
+        f"> {MARKER}\n> Your call 123 was updated.\n"
+    )
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == "Thanks, fixed."
+    assert result.method is TruncationMethod.MARKER
+    assert MARKER in result.elided
+    assert "marker" in result.detail
+
+
+def test_marker_beats_operator_separators() -> None:
+    body = f"Answer\nCUT\nmore\n{MARKER}\nold"
+    result = truncate_reply(body, marker=MARKER, separators=["CUT"])
+    assert result.method is TruncationMethod.MARKER
+    assert result.kept == "Answer\nCUT\nmore"
+
+
+def test_operator_separator_cuts_at_the_first_line_containing_it() -> None:
+    result = truncate_reply("Looks good\n=== CUT HERE ===\nold stuff\n", separators=["cut here"])
+    assert result.kept == "Looks good"
+    assert result.method is TruncationMethod.SEPARATOR
+    assert result.elided == "=== CUT HERE ===\nold stuff"
+
+
+def test_reply_below_the_marker_keeps_the_whole_body() -> None:
+    body = f"{MARKER}\nmy reply typed below the marker"
+    result = truncate_reply(body, marker=MARKER)
+    assert result.method is TruncationMethod.KEPT_WHOLE
+    assert result.kept == body
+    assert result.elided == ""
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def test_signature_kept_unless_asked() -> None:
+    body = "Hello\n\n-- \nBob\nACME Ltd\n"
+    assert _kept(body) == "Hello\n\n-- \nBob\nACME Ltd"
+    stripped = truncate_reply(body, strip_signature=True)
+    assert stripped.kept == "Hello"
+    assert "ACME Ltd" in stripped.elided
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "Sent from my iPhone",
+        "Sent from my Verizon Wireless BlackBerry",
+        "Envoyé de mon iPhone",
+        "Von meinem iPhone gesendet",
+        "Enviado desde mi iPhone",
+        "Get Outlook for Android",
+    ],
+)
+def test_device_line_stripped_only_in_signature_mode(device: str) -> None:
+    body = f"Here is another email\n\n{device}\n"
+    assert _kept(body, strip_signature=True) == "Here is another email"
+    assert device in _kept(body)
+
+
+def test_sent_from_sentence_is_not_a_device_line() -> None:
+    body = "Here is another email\n\nSent from my desk, is much easier then my mobile phone."
+    assert _kept(body, strip_signature=True) == body
+
+
+def test_hyphen_lists_are_never_signatures() -> None:
+    body = "Items:\n- one\n- two\n-three"
+    assert _kept(body, strip_signature=True) == body
+
+
+def test_dash_name_signature_and_list_footer_stripped() -> None:
+    body = "Question?\n\n-Abhishek Kona\n\n\n____________\nriak-users mailing list\nhttp://x\n"
+    assert _kept(body, strip_signature=True) == "Question?"
+
+
+def test_closing_valediction_block_stripped_in_signature_mode() -> None:
+    body = "Hej,\n\nSvar.\n\nMed venlig hilsen\nAnders Andersen\n"
+    assert _kept(body, strip_signature=True) == "Hej,\n\nSvar."
+    assert _kept(body) == body.strip()
+
+
+def test_valediction_followed_by_more_text_is_kept() -> None:
+    body = "Regards,\nthe new prices are attached and the details follow in this long paragraph."
+    assert _kept(body, strip_signature=True) == body
+
+
+def test_signature_delimiter_inside_a_line_is_text() -> None:
+    body = "And here is a fix -- this is not a signature.\n\nkthxbai"
+    assert _kept(body, strip_signature=True) == body
+
+
+# --------------------------------------------------------------------------- quote blocks
+
+
+def test_inline_reply_keeps_quotes_between_reply_lines() -> None:
+    body = (
+        "On Tue, Apr 29, 2014 at 4:22 PM, Dev <dev@example.com> wrote:\n\n> question one\n>\n\n"
+        "answer one\n\n> question two\n\nanswer two\n\n> old signature\n> more\n"
+    )
+    result = truncate_reply(body)
+    assert result.kept.endswith("answer two")
+    assert "> question two" in result.kept
+    assert "> old signature" in result.elided
+    assert "interleaved" in result.detail
+
+
+def test_bottom_post_keeps_only_the_reply() -> None:
+    body = "On 04/19/2011 07:10 AM, Roman wrote:\n\n>\n> Test\nTest reply"
+    assert _kept(body) == "Test reply"
+
+
+def test_text_after_the_quote_is_kept_when_nothing_older_follows() -> None:
+    body = "Test reply\n\nOn 04/19/2011 07:10 AM, Roman wrote:\n\n> Test\n\nRegards, Roman"
+    assert _kept(body) == "Test reply\n\nRegards, Roman"
+
+
+def test_quote_without_attribution_goes() -> None:
+    assert _kept("Hello\n\n> Subject: Test\n> From: bob@example.com\n>\n> Hi") == "Hello"
+
+
+def test_single_quoted_looking_line_inside_text_is_kept() -> None:
+    body = "Visit us now...\n>>> >>>  http://www.domain.com <<<\nVisit our site above"
+    assert _kept(body) == body
+
+
+def test_wrapped_link_line_inside_a_quote_does_not_make_an_inline_reply() -> None:
+    body = "Blah\n\nOn Mon, 24 Sep 2012 at 3:46 PM, bob wrote:\n\n> View (http://x/a\n_b=3)\n>\n"
+    assert _kept(body) == "Blah"
+
+
+# --------------------------------------------------------------------------- whole-body cases
+
+
+def test_only_quoted_text_keeps_the_whole_body() -> None:
+    body = "> only quoted\n> text"
+    result = truncate_reply(body)
+    assert result.method is TruncationMethod.KEPT_WHOLE
+    assert result.kept == body
+    assert "whole body kept" in result.detail
+
+
+def test_plain_message_is_untouched() -> None:
+    result = truncate_reply("Just a question about my laptop.\n")
+    assert result == Truncation(
+        kept="Just a question about my laptop.",
+        elided="",
+        method=TruncationMethod.NONE,
+        detail="no quoted history found",
+    )
+
+
+def test_crlf_is_normalised() -> None:
+    result = truncate_reply("Hi\r\n\r\nOn Mon, 3 May 2021, Bob <b@example.com> wrote:\r\n> hi\r\n")
+    assert result.kept == "Hi"
+    assert "\r" not in result.elided
+
+
+def test_method_values_are_lowercase_strings() -> None:
+    assert {m.value for m in TruncationMethod} == {
+        "marker",
+        "separator",
+        "heuristic",
+        "none",
+        "kept_whole",
+    }
