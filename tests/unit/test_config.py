@@ -1,0 +1,299 @@
+"""The TOML configuration: a valid file loads into typed settings, every mistake names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+
+from asm_email_rules.config import MailProtocol, load_config
+from asm_email_rules.errors import ConfigError
+from asm_email_rules.settings import (
+    CallTemplate,
+    Limits,
+    MailboxSettings,
+    ReopenAssignment,
+    SystemSettings,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "config.toml"
+
+VALID = """\
+store = "data/helpdesk.sqlite3"
+
+[system]
+truncate_incoming_emails = true
+reopen_assignment = "group"
+max_send_attempts = 3
+fatal_smtp_codes = [550, 553]
+
+[system.limits]
+max_part_count = 50
+
+[smtp]
+host = "smtp.example.org"
+security = "tls"
+username = "desk"
+password = "s3cret"
+
+[[accounts]]
+name = "helpdesk"
+protocol = "imap"
+host = "imap.example.org"
+username = "desk"
+password_env = "TEST_ASM_IMAP_PASSWORD"
+quarantine_folder = "Junk/Quarantine"
+interval_seconds = 15
+max_messages_per_session = 7
+
+[accounts.mailbox]
+addresses = ["helpdesk@example.org", "support@example.org"]
+default_logging_analyst_id = 1
+create_calls_anonymously = true
+update_closed_calls = true
+partition = "Default"
+separators = ["-----Original Message-----"]
+
+[accounts.mailbox.call_template]
+name = "Email call"
+assigned_analyst_id = 2
+assigned_group = "Service Desk"
+
+[accounts.mailbox.reply_templates]
+"call_updated.subject" = "Your call $number was updated"
+
+[[accounts]]
+name = "local"
+protocol = "maildir"
+path = "Maildir"
+active = false
+
+[accounts.mailbox]
+addresses = ["local@example.org"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _imap_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_ASM_IMAP_PASSWORD", "from-the-environment")
+
+
+def test_valid_file_loads_into_typed_settings(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    assert config.store == tmp_path / "data" / "helpdesk.sqlite3"
+    assert config.system.truncate_incoming_emails is True
+    assert config.system.reopen_assignment is ReopenAssignment.GROUP
+    assert config.system.fatal_smtp_codes == (550, 553)
+    assert config.system.limits.max_part_count == 50
+    assert config.smtp is not None
+    assert (config.smtp.port, config.smtp.security.value) == (465, "tls")
+    imap, local = config.accounts
+    assert imap.protocol is MailProtocol.IMAP
+    assert (imap.port, imap.interval_seconds, imap.max_messages_per_session) == (993, 15.0, 7)
+    assert imap.quarantine_folder == "Junk/Quarantine"
+    assert imap.mailbox.name == "helpdesk"
+    assert imap.mailbox.addresses == ("helpdesk@example.org", "support@example.org")
+    assert imap.mailbox.create_calls_anonymously
+    assert imap.mailbox.update_closed_calls
+    assert not imap.mailbox.update_calls_anonymously
+    assert imap.mailbox.partition == "Default"
+    assert imap.mailbox.call_template.assigned_analyst_id == 2
+    assert imap.mailbox.reply_templates == {"call_updated.subject": "Your call $number was updated"}
+    assert local.path == tmp_path / "Maildir"
+    assert local.active is False
+    assert local.quarantine_folder == ".Quarantine"
+    assert config.account("local") is local
+
+
+def test_password_comes_from_the_named_environment_variable(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    assert config.accounts[0].password == "from-the-environment"
+    assert "from-the-environment" not in repr(config)
+
+
+def test_missing_environment_variable_names_key_and_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_ASM_IMAP_PASSWORD")
+    path = write(tmp_path, VALID)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "accounts[0].password_env" in message
+    assert "TEST_ASM_IMAP_PASSWORD" in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "what"),
+    [
+        (
+            "interval_seconds = 15",
+            "interval_seconds = 0",
+            "accounts[0].interval_seconds",
+            "greater",
+        ),
+        (
+            'host = "imap.example.org"',
+            'host = "imap.example.org"\nport = "143"',
+            "accounts[0].port",
+            "integer",
+        ),
+        (
+            'host = "imap.example.org"',
+            'host = "imap.example.org"\nport = 70000',
+            "accounts[0].port",
+            "between 1 and 65535",
+        ),
+        ('protocol = "maildir"', 'protocol = "mbox"', "accounts[1].protocol", "'imap'"),
+        ('security = "tls"', 'security = "ssl"', "smtp.security", "'starttls'"),
+        (
+            'reopen_assignment = "group"',
+            'reopen_assignment = "nobody"',
+            "system.reopen_assignment",
+            "'keep'",
+        ),
+        ("max_part_count = 50", "max_part_count = 0", "system.limits.max_part_count", ">= 1"),
+        (
+            "fatal_smtp_codes = [550, 553]",
+            "fatal_smtp_codes = [250]",
+            "system.fatal_smtp_codes",
+            "500 to 599",
+        ),
+        (
+            "create_calls_anonymously = true",
+            'create_calls_anonymously = "yes"',
+            "accounts[0].mailbox.create_calls_anonymously",
+            "true or false",
+        ),
+        (
+            'addresses = ["local@example.org"]',
+            "addresses = []",
+            "accounts[1].mailbox.addresses",
+            "at least one",
+        ),
+        (
+            'addresses = ["local@example.org"]',
+            'addresses = ["not an address"]',
+            "accounts[1].mailbox.addresses",
+            "not an email address",
+        ),
+        (
+            "assigned_analyst_id = 2",
+            'assigned_analyst_id = "Alice"',
+            "accounts[0].mailbox.call_template.assigned_analyst_id",
+            "integer",
+        ),
+        (
+            '"call_updated.subject"',
+            '"call_updatd.subject"',
+            'accounts[0].mailbox.reply_templates."call_updatd.subject"',
+            "call_updated.subject",
+        ),
+        ('name = "local"', 'name = "helpdesk"', "accounts[1].name", "duplicate"),
+        ('name = "local"', 'name = "my desk"', "accounts[1].name", "letters, digits"),
+        (
+            'path = "Maildir"',
+            'path = "Maildir"\nhost = "x"',
+            "accounts[1].host",
+            "only to imap and pop3",
+        ),
+        ('path = "Maildir"', "", "accounts[1].path", "required"),
+        ('username = "desk"\npassword_env', "password_env", "accounts[0].username", "required"),
+        (
+            'password = "s3cret"',
+            'password = "s3cret"\npassword_env = "X"',
+            "smtp.password_env",
+            "not both",
+        ),
+        ('store = "data/helpdesk.sqlite3"', "", "store", "required"),
+        (
+            "max_messages_per_session = 7",
+            "max_messages_per_session = 0",
+            "accounts[0].max_messages_per_session",
+            ">= 1",
+        ),
+    ],
+)
+def test_each_mistake_names_file_key_and_problem(
+    tmp_path: Path, old: str, new: str, key: str, what: str
+) -> None:
+    assert old in VALID
+    path = write(tmp_path, VALID.replace(old, new, 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{key}: "), message
+    assert what in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "hint"),
+    [
+        (
+            "max_send_attempts = 3",
+            "max_send_atempts = 3",
+            "system.max_send_atempts",
+            "max_send_attempts",
+        ),
+        ("interval_seconds = 15", "intervall = 15", "accounts[0].intervall", "interval_seconds"),
+        (
+            "update_closed_calls = true",
+            "update_closed_call = true",
+            "accounts[0].mailbox.update_closed_call",
+            "update_closed_calls",
+        ),
+        ('store = "data', 'stor = "x"\nstore = "data', "stor", "store"),
+    ],
+)
+def test_typos_are_unknown_keys_with_a_suggestion(
+    tmp_path: Path, old: str, new: str, key: str, hint: str
+) -> None:
+    path = write(tmp_path, VALID.replace(old, new, 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{key}: unknown key"), message
+    assert f"did you mean {hint!r}" in message
+
+
+def test_invalid_toml_and_missing_file_name_the_file(tmp_path: Path) -> None:
+    bad = write(tmp_path, 'store = "x"\n[system\n')
+    with pytest.raises(ConfigError, match="not valid TOML") as caught:
+        load_config(bad)
+    assert str(bad) in str(caught.value)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_unknown_account_name_lists_the_configured_ones(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    with pytest.raises(ConfigError, match="helpdesk, local"):
+        config.account("sales")
+
+
+def test_examples_config_documents_every_key_and_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ASM_IMAP_PASSWORD", "ASM_SMTP_PASSWORD", "ASM_POP3_PASSWORD"):
+        monkeypatch.setenv(name, "example")
+    config = load_config(EXAMPLE)
+    assert [a.name for a in config.accounts] == ["helpdesk", "field-team", "local"]
+    assert [a.protocol for a in config.accounts] == list(MailProtocol)
+    assert config.smtp is not None
+    text = EXAMPLE.read_text(encoding="utf-8")
+    # every mailbox and system option is mentioned (commented or set)
+    tables = {"call_template", "limits", "reply_templates"}
+    for cls in (MailboxSettings, SystemSettings, CallTemplate, Limits):
+        for field in attrs.fields(cls):
+            if field.name in tables or (field.name == "name" and cls is MailboxSettings):
+                continue
+            assert f"{field.name} =" in text, f"{cls.__name__}.{field.name} not documented"
+    for table in ("[system.limits]", "[accounts.mailbox.call_template]", "[smtp]"):
+        assert table in text
+    assert "[accounts.mailbox.reply_templates]" in text
