@@ -64,6 +64,7 @@ _END_CJK = ("写道", "寫道", "のメッセージ", "は書きました", "작
 #: characters after the end word ("<name> <addr>:") an attribution may still carry
 _END_TAIL_MAX = 150
 _EVIDENCE_RE = re.compile(r"[@\d]")
+_TIME_RE = re.compile(r"\d[:.]\d\d")
 _END_SEARCH_RE = re.compile("|".join(sorted(_END_WORDS, key=len, reverse=True)))
 # Words that open an attribution; used to split "reply On <date> ... wrote:" lines.
 _START_WORDS = r"On|Am|Le|El|Em|Il|Op|Den|På|Vào|Dnia|Dne|W\s+dniu"
@@ -321,7 +322,7 @@ def _classify_attribution(text: str) -> str | None:
         return None
     ends_colon = core[-1] in ":："
     if (ends_colon or decorated) and _end_match(core):
-        if _has_evidence(core):
+        if "@" in core or _TIME_RE.search(core) or (_START_RE.match(core) and _has_evidence(core)):
             return "strong"
         if decorated and len(core.split()) <= 8:
             return "strong"
@@ -438,7 +439,7 @@ def _header_block_at(st: list[str], i: int) -> int | None:
                 cats.add(cat)
                 last = j
         j += 1
-    if len(cats) >= 2 and cats & {_FROM, _DATE, _SUBJECT}:
+    if len(cats) >= 2 and cats & {_FROM, _DATE}:
         return last + 1
     return None
 

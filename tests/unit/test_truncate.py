@@ -86,6 +86,11 @@ def test_sentence_mentioning_wrote_is_not_an_attribution() -> None:
     assert _kept(body) == body.strip()
 
 
+def test_prose_ending_in_wrote_with_a_date_is_not_a_hard_cut() -> None:
+    body = "Ok.\n\nThe vendor wrote back on 3 May:\nWe will ship next week."
+    assert _kept(body) == body
+
+
 def test_line_starting_with_on_is_kept() -> None:
     body = "Blah-blah-blah\nOn blah-blah-blah"
     assert _kept(body) == body
@@ -127,6 +132,11 @@ def test_rule_line_before_a_header_block_goes_with_it() -> None:
 def test_labels_that_are_not_mail_headers_are_kept() -> None:
     body = "Invitation:\n\nDate: Wednesday 3, October 2011\nTime: 7 : 00am\nAddress: 130 Fox St\n"
     assert _kept(body) == body.strip()
+
+
+def test_to_and_subject_lines_without_from_or_date_are_kept() -> None:
+    body = "Please forward:\nTo: IT dept\nSubject: broken printer\nThe printer is broken."
+    assert _kept(body) == body
 
 
 def test_leading_header_block_of_the_message_itself_is_dropped() -> None:
