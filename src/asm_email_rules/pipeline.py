@@ -366,15 +366,15 @@ def apply(
         outgoing: OutgoingEmail | None = None
         if decision.reply is not None:
             reply = decision.reply
-            ref = reply.ref
-            if ref == NEW_CALL:
-                ref = EntityRef(EntityKind.CALL, new_call) if new_call is not None else None
+            reply_ref = reply.ref
+            if reply_ref == NEW_CALL:
+                reply_ref = EntityRef(EntityKind.CALL, new_call) if new_call is not None else None
                 text = render(reply.template_id, {"number": new_call}, mailbox.reply_templates)
                 reply = attrs.evolve(reply, subject=text.subject, body=text.body)
             outgoing = build_reply_email(
-                reply, email, mailbox, system, ref=ref, random_token=random_token()
+                reply, email, mailbox, system, ref=reply_ref, random_token=random_token()
             )
-            repository.record_sent(outgoing.message_id, ref, outgoing.to, now)
+            repository.record_sent(outgoing.message_id, reply_ref, outgoing.to, now)
         repository.record_processed(
             mailbox.name,
             email.message_id or "",

@@ -303,13 +303,12 @@ def parse_subject(subject: str) -> SubjectCommand:
         phrase = _phrase_command(stripped)
         if phrase is not None:
             found.append(phrase)
-    flags = {
-        "reply": reply,
-        "forward": forward,
-        "normalised": normalised != subject,
-        "stripped": stripped,
-    }
-    if not found:
-        return attrs.evolve(NO_COMMAND, **flags)
-    winner, others = _choose(found)
-    return attrs.evolve(winner, ignored=tuple(other.matched for other in others), **flags)
+    winner, others = _choose(found) if found else (NO_COMMAND, [])
+    return attrs.evolve(
+        winner,
+        ignored=tuple(other.matched for other in others),
+        reply=reply,
+        forward=forward,
+        normalised=normalised != subject,
+        stripped=stripped,
+    )

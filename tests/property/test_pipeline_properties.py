@@ -56,7 +56,8 @@ MULTIPART = (
     b"From: alice@desk.example\r\nTo: helpdesk@desk.example\r\nSubject: [APPROVE#500]\r\n"
     b"Message-ID: <m1@desk.example>\r\nMIME-Version: 1.0\r\n"
     b'Content-Type: multipart/mixed; boundary="XYZ"\r\n\r\n--XYZ\r\n'
-    b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+    b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
     b"\r\nApproved =E9 ok=\r\n now\r\n--XYZ\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
     b"<p>Hi<br>there</p><blockquote>old</blockquote>\r\n--XYZ\r\n"
     b'Content-Type: application/pdf; name="q.pdf"\r\nContent-Disposition: attachment; '
