@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from asm_email_rules.auth import AuthVerdict, authenticate_sender
-from asm_email_rules.classify import classify
+from asm_email_rules.classify import Classification, classify
 from asm_email_rules.errors import PermanentSendError, SendError
 from asm_email_rules.intake import parse_message
 from asm_email_rules.model import (
@@ -106,6 +106,23 @@ def _in_partition(record_partition: str | None, mailbox: MailboxSettings) -> boo
     return mailbox.partition is None or record_partition == mailbox.partition
 
 
+def _bounce_summary(classification: Classification, system: SystemSettings) -> str:
+    """One sentence on a delivery report: action, status, SMTP code and whether it is fatal."""
+    bounce = classification.bounce
+    if bounce is None:
+        return ""
+    parts = [f"action {bounce.action or '-'}", f"status {bounce.status or '-'}"]
+    if bounce.smtp_code is not None:
+        parts.append(f"SMTP {bounce.smtp_code}")
+    text = "delivery report: " + ", ".join(parts)
+    if bounce.fatal_code:
+        codes = "/".join(str(code) for code in system.fatal_smtp_codes)
+        text += f" (one of the spec's permanent and fatal codes {codes})"
+    elif bounce.permanent:
+        text += " (permanent failure)"
+    return text
+
+
 def _domain(address: str) -> str:
     return address.rpartition("@")[2]
 
@@ -178,6 +195,7 @@ def gather_facts(
         mail_kind=classification.kind,
         mail_kind_reasons=classification.reasons,
         bounce_permanent=classification.bounce is not None and classification.bounce.permanent,
+        bounce_summary=_bounce_summary(classification, system),
         may_auto_reply=classification.may_auto_reply,
         call=call,
         task=task,

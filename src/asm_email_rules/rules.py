@@ -222,6 +222,7 @@ class Facts:
     mail_kind: MailKind = MailKind.NORMAL
     mail_kind_reasons: tuple[str, ...] = ()
     bounce_permanent: bool = False
+    bounce_summary: str = ""
     may_auto_reply: bool = True
     call: Call | None = None
     task: Task | None = None
@@ -1257,6 +1258,8 @@ def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: System
 
 def _base_reasons(facts: Facts) -> list[str]:
     reasons: list[str] = list(facts.mail_kind_reasons)
+    if facts.bounce_summary:
+        reasons.append(facts.bounce_summary)
     command = facts.command
     if command.kind is CommandKind.NONE:
         reasons.append("the subject is not recognised")
