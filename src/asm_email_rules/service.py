@@ -141,9 +141,14 @@ class PollingService:
         """Remember the message in the ledger (so it is never retried), then move it aside."""
         self._store_failures.pop((account.name, sha), None)
         try:
-            if self.repository.ledger_entry(account.name, "", sha) is None:
+            if self.repository.ledger_entry(account.mailbox.name, "", sha) is None:
                 self.repository.record_processed(
-                    account.name, "", sha, json.dumps({"quarantined": reason}), None, self.now()
+                    account.mailbox.name,
+                    "",
+                    sha,
+                    json.dumps({"quarantined": reason}),
+                    None,
+                    self.now(),
                 )
         except RepositoryError:
             log.exception(
@@ -167,7 +172,7 @@ class PollingService:
             "reply_status": "",
             "disposition": "",
         }
-        known = self.repository.ledger_entry(account.name, "", sha)
+        known = self.repository.ledger_entry(account.mailbox.name, "", sha)
         if known is not None and _is_quarantine_record(known.decision_json):
             reason = json.loads(known.decision_json)["quarantined"]
             mailbox.quarantine(key, f"quarantined before: {reason}")
@@ -227,7 +232,7 @@ class PollingService:
         elif result.disposition is Disposition.RETRY:
             counts.retried += 1
         else:
-            entry = self.repository.ledger_entry(account.name, message_id, sha)
+            entry = self.repository.ledger_entry(account.mailbox.name, message_id, sha)
             detail = entry.last_error if entry is not None else "reply could not be sent"
             mailbox.quarantine(key, f"reply not sent: {detail}")
             counts.quarantined += 1
@@ -259,7 +264,7 @@ class PollingService:
         while stop is None or not stop.is_set():
             try:
                 more = self._session(account, seen, counts, stop)
-            except (MailboxError, _StoreUnavailableError, OSError) as exc:
+            except (MailboxError, RepositoryError, _StoreUnavailableError, OSError) as exc:
                 counts.errors += 1
                 counts.last_error = str(exc)
                 log.error(
@@ -350,13 +355,15 @@ class PollingService:
             for account in active:
                 if stop.is_set():
                     break
-                if time.monotonic() >= due[account.name]:
+                if time.monotonic() < due[account.name]:
+                    continue
+                try:
                     report = self.poll_account(account, stop)
-                    due[account.name] = time.monotonic() + account.interval_seconds
-                    log.info(
-                        "account polled",
-                        extra={"account": account.name, **attrs.asdict(report)},
-                    )
+                except Exception:  # a bug must not end the service; the account is retried
+                    log.exception("account poll crashed", extra={"account": account.name})
+                else:
+                    log.info("account polled", extra=attrs.asdict(report))
+                due[account.name] = time.monotonic() + account.interval_seconds
             stop.wait(max(0.0, min(due.values()) - time.monotonic()))
         log.info("polling service stopped")
 

@@ -1,0 +1,468 @@
+"""The polling service on a real SQLite store and a real Maildir (files in tmp_path).
+
+Covers the dispositions (delete, retry, quarantine), the ledger that makes a crash harmless,
+session limits, inactive and unreachable accounts, stopping, and the per-message log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, MaildirMailbox
+from asm_email_rules.adapters.recording import RecordingMailer
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.errors import MailboxError
+from asm_email_rules.model import CallStatus, EntityKind, EntityRef, ReplyStatus, TaskStatus
+from asm_email_rules.protocols import Mailbox
+from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
+from asm_email_rules.service import PollingService
+from asm_email_rules.settings import SystemSettings
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def make_raw(subject: str, sender: str, body: str, message_id: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = DESK_ADDRESS
+    msg["Subject"] = subject
+    msg["Date"] = "Fri, 27 Nov 2026 11:00:00 +0000"
+    msg["Message-ID"] = message_id
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+NEW_CALL = make_raw("Printer on fire", "uma@corp.example", "Smoke from tray 2.", "<new@c.example>")
+UPDATE_100 = make_raw("[CALL#100] more", "uma@corp.example", "Jammed again.", "<upd@c.example>")
+APPROVE_500 = make_raw("[APPROVE#500]", "alice@desk.example", "Approved.", "<appr@c.example>")
+GARBAGE = b" \r\n\r\n"
+
+
+def sha(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def account(path: Path, name: str = "helpdesk", **fields: Any) -> AccountConfig:
+    return AccountConfig(
+        name=name,
+        protocol=MailProtocol.MAILDIR,
+        mailbox=sample_mailbox(name=name, auto_reply=True),
+        path=path,
+        **fields,
+    )
+
+
+@attrs.define
+class Desk:
+    """A store, a Maildir, a recording mailer and the service over them."""
+
+    tmp: Path
+    store: SqliteRepository
+    maildir: MaildirMailbox
+    mailer: RecordingMailer
+    system: SystemSettings
+    accounts: tuple[AccountConfig, ...]
+    opened: list[str] = attrs.field(factory=list)
+
+    def factory(self, acct: AccountConfig) -> Mailbox:
+        self.opened.append(acct.name)
+        assert acct.path is not None
+        return MaildirMailbox(acct.path, quarantine_folder=acct.quarantine_folder)
+
+    def service(self, **kwargs: Any) -> PollingService:
+        config = Config(
+            store=self.tmp / "store.sqlite3",
+            system=self.system,
+            smtp=None,
+            accounts=self.accounts,
+        )
+        return PollingService(
+            config,
+            self.store,
+            self.mailer,
+            kwargs.pop("factory", self.factory),
+            now=lambda: NOW,
+            **kwargs,
+        )
+
+    def deliver(self, *raws: bytes) -> list[str]:
+        return [self.maildir.add(raw) for raw in raws]
+
+    def waiting(self) -> int:
+        return len(list(self.maildir.list_ids()))
+
+    def quarantined(self) -> list[bytes]:
+        box = self.tmp / "Maildir" / ".Quarantine"
+        if not box.exists():
+            return []
+        folder = MaildirMailbox(box)
+        return [folder.fetch(key) for key in folder.list_ids()]
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Desk]:
+    store = SqliteRepository(tmp_path / "store.sqlite3")
+    seed_sample_desk(store)
+    maildir = MaildirMailbox(tmp_path / "Maildir")
+    yield Desk(
+        tmp=tmp_path,
+        store=store,
+        maildir=maildir,
+        mailer=RecordingMailer(),
+        system=SystemSettings(max_send_attempts=3),
+        accounts=(account(tmp_path / "Maildir"),),
+    )
+    store.close()
+
+
+def calls_described(store: SqliteRepository, text: str) -> int:
+    """How many calls carry ``text`` in their description (numbers start after the seed)."""
+    found = 0
+    for number in range(100, 200):
+        call = store.get_call(number)
+        if call is not None and text in call.description:
+            found += 1
+    return found
+
+
+def test_good_messages_are_applied_replied_to_and_deleted(desk: Desk) -> None:
+    desk.deliver(NEW_CALL, UPDATE_100, APPROVE_500)
+    report = desk.service().poll_once()
+    assert report["helpdesk"].processed == 3
+    assert report["helpdesk"].quarantined == 0
+    assert desk.waiting() == 0
+    assert calls_described(desk.store, "Smoke from tray 2.") == 1
+    history = [e.text for e in desk.store.entries(EntityRef(EntityKind.CALL, 100))]
+    assert any("Jammed again." in text for text in history)
+    task = desk.store.get_task(500)
+    assert task is not None
+    assert task.status is TaskStatus.APPROVED
+    subjects = sorted(m.subject for m in desk.mailer.sent)
+    assert "Task 500 has been successfully approved [TASK#500]" in subjects
+    assert "Call 100 has been updated [CALL#100]" in subjects
+
+
+def test_garbage_is_quarantined_with_its_reason_and_the_others_processed(desk: Desk) -> None:
+    desk.deliver(GARBAGE, NEW_CALL, APPROVE_500)
+    report = desk.service().poll_once()["helpdesk"]
+    assert (report.processed, report.quarantined, report.errors) == (2, 1, 0)
+    assert desk.waiting() == 0
+    [kept] = desk.quarantined()
+    assert kept.startswith(QUARANTINE_HEADER.encode() + b": cannot parse")
+    assert kept.endswith(GARBAGE)
+    entry = desk.store.ledger_entry("helpdesk", "", sha(GARBAGE))
+    assert entry is not None
+    assert "quarantined" in json.loads(entry.decision_json)
+
+
+class KeepingMailbox:
+    """A POP3-like mailbox in memory: quarantine cannot move mail, it only leaves it."""
+
+    def __init__(self, messages: dict[str, bytes]) -> None:
+        self.messages = messages
+        self.quarantine_calls: list[tuple[str, str]] = []
+
+    def list_ids(self) -> Iterator[str]:
+        return iter(sorted(self.messages))
+
+    def fetch(self, message_id: str) -> bytes:
+        return self.messages[message_id]
+
+    def delete(self, message_id: str) -> None:
+        del self.messages[message_id]
+
+    def quarantine(self, message_id: str, reason: str) -> None:
+        self.quarantine_calls.append((message_id, reason))
+
+    def close(self) -> None:
+        pass
+
+
+class ExplodingStore:
+    """Wraps the store; logging a call whose description mentions 'explode' raises."""
+
+    def __init__(self, inner: SqliteRepository) -> None:
+        self.inner = inner
+        self.create_calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def create_call(self, **kwargs: Any) -> Any:
+        self.create_calls += 1
+        if "explode" in kwargs["description"]:
+            raise RuntimeError("simulated bug in the store")
+        return self.inner.create_call(**kwargs)
+
+
+def test_a_message_that_fails_to_process_is_quarantined_once_and_skipped_after(
+    desk: Desk,
+) -> None:
+    bomb = make_raw("Help", "uma@corp.example", "please explode", "<bomb@c.example>")
+    box = KeepingMailbox({"1": bomb, "2": NEW_CALL})
+    store = ExplodingStore(desk.store)
+    config = Config(desk.tmp / "s", desk.system, None, desk.accounts)
+    service = PollingService(config, store, desk.mailer, lambda _: box, now=lambda: NOW)  # type: ignore[arg-type]
+    first = service.poll_once()["helpdesk"]
+    assert (first.processed, first.quarantined) == (1, 1)
+    assert box.quarantine_calls[0][0] == "1"
+    assert "RuntimeError: simulated bug in the store" in box.quarantine_calls[0][1]
+    assert list(box.messages) == ["1"]  # the good one was deleted, the bad one left (POP3)
+    attempts = store.create_calls
+    second = service.poll_once()["helpdesk"]
+    assert (second.processed, second.quarantined) == (0, 1)
+    assert store.create_calls == attempts  # not processed again: skipped through the ledger
+    assert "quarantined before" in box.quarantine_calls[1][1]
+
+
+def test_transient_send_failure_keeps_the_message_then_quarantines_it(desk: Desk) -> None:
+    desk.mailer.fail_with = 451
+    desk.deliver(NEW_CALL)
+    service = desk.service()
+    first = service.poll_once()["helpdesk"]
+    assert (first.processed, first.retried) == (1, 1)
+    assert desk.waiting() == 1
+    second = service.poll_once()["helpdesk"]
+    assert (second.duplicates, second.retried) == (1, 1)
+    assert desk.waiting() == 1
+    third = service.poll_once()["helpdesk"]  # max_send_attempts = 3
+    assert third.quarantined == 1
+    assert desk.waiting() == 0
+    [kept] = desk.quarantined()
+    assert b"reply not sent: gave up after 3 attempts" in kept
+    assert calls_described(desk.store, "Smoke from tray 2.") == 1  # acted on once only
+    import hashlib
+
+    entry = desk.store.ledger_entry(
+        "helpdesk", "<new@c.example>", hashlib.sha256(NEW_CALL).hexdigest()
+    )
+    assert entry is not None
+    assert (entry.reply_status, entry.attempts) == (ReplyStatus.FAILED, 3)
+
+
+def test_transient_failure_then_recovery_sends_the_stored_reply_once(desk: Desk) -> None:
+    desk.mailer.fail_with = 421
+    desk.deliver(UPDATE_100)
+    service = desk.service()
+    service.poll_once()
+    desk.mailer.fail_with = None
+    report = service.poll_once()["helpdesk"]
+    assert report.duplicates == 1
+    assert desk.waiting() == 0
+    assert [m.subject for m in desk.mailer.sent] == ["Call 100 has been updated [CALL#100]"]
+    history = [e.text for e in desk.store.entries(EntityRef(EntityKind.CALL, 100))]
+    assert sum("Jammed again." in text for text in history) == 1
+
+
+def test_permanent_send_failure_deletes_and_records_failed(desk: Desk) -> None:
+    desk.mailer.fail_with = 550
+    desk.deliver(APPROVE_500)
+    report = desk.service().poll_once()["helpdesk"]
+    assert (report.processed, report.retried, report.quarantined) == (1, 0, 0)
+    assert desk.waiting() == 0
+    import hashlib
+
+    entry = desk.store.ledger_entry(
+        "helpdesk", "<appr@c.example>", hashlib.sha256(APPROVE_500).hexdigest()
+    )
+    assert entry is not None
+    assert entry.reply_status is ReplyStatus.FAILED
+    assert "550" in entry.last_error
+
+
+def test_session_limit_commits_and_reconnects_for_the_rest(desk: Desk) -> None:
+    desk.accounts = (account(desk.tmp / "Maildir", max_messages_per_session=2),)
+    raws = [
+        make_raw(f"Issue {n}", "uma@corp.example", f"problem number {n}", f"<i{n}@c.example>")
+        for n in range(5)
+    ]
+    desk.deliver(*raws)
+    report = desk.service().poll_once()["helpdesk"]
+    assert report.processed == 5
+    assert report.sessions == 3
+    assert desk.opened == ["helpdesk"] * 3
+    assert desk.waiting() == 0
+
+
+def test_inactive_accounts_are_skipped_and_a_broken_one_does_not_stop_the_rest(
+    desk: Desk,
+) -> None:
+    desk.accounts = (
+        account(desk.tmp / "Off", name="off", active=False),
+        account(desk.tmp / "Broken", name="broken"),
+        account(desk.tmp / "Maildir"),
+    )
+
+    def factory(acct: AccountConfig) -> Mailbox:
+        if acct.name == "broken":
+            raise MailboxError("IMAP imap.example.org:993: cannot connect: refused")
+        return desk.factory(acct)
+
+    desk.deliver(NEW_CALL)
+    report = desk.service(factory=factory).poll_once()
+    assert report["off"].skipped
+    assert report["broken"].errors == 1
+    assert "cannot connect" in report["broken"].last_error
+    assert report["helpdesk"].processed == 1
+    assert "off" not in desk.opened
+
+
+def test_stop_event_finishes_the_message_in_hand_and_leaves_the_rest(desk: Desk) -> None:
+    desk.deliver(NEW_CALL, UPDATE_100, APPROVE_500)
+    stop = threading.Event()
+
+    class StoppingMaildir(MaildirMailbox):
+        def delete(self, message_id: str) -> None:
+            super().delete(message_id)
+            stop.set()  # SIGTERM arrives while the first message is being handled
+
+    service = desk.service(factory=lambda a: StoppingMaildir(a.path))
+    report = service.poll_once(stop)
+    assert report["helpdesk"].processed == 1
+    assert desk.waiting() == 2
+    service.run(stop)  # returns at once: already stopped
+
+
+def test_run_polls_until_stopped(desk: Desk) -> None:
+    desk.deliver(NEW_CALL)
+    stop = threading.Event()
+
+    class StopAfterSession(MaildirMailbox):
+        def close(self) -> None:
+            super().close()
+            stop.set()  # the signal handler's job in the CLI
+
+    service = desk.service(factory=lambda a: StopAfterSession(a.path))
+    timer = threading.Timer(10, stop.set)  # safety net: never hang the suite
+    timer.start()
+    try:
+        service.run(stop)
+    finally:
+        timer.cancel()
+    assert desk.waiting() == 0
+    assert calls_described(desk.store, "Smoke from tray 2.") == 1
+
+
+def test_one_structured_log_line_per_message(desk: Desk, caplog: pytest.LogCaptureFixture) -> None:
+    desk.deliver(APPROVE_500)
+    with caplog.at_level(logging.INFO, logger="asm_email_rules.service"):
+        desk.service().poll_once()
+    [record] = [r for r in caplog.records if r.getMessage() == "message handled"]
+    fields = vars(record)
+    assert fields["account"] == "helpdesk"
+    assert fields["message_id"] == "<appr@c.example>"
+    assert fields["rule"] == "AP-11"
+    assert fields["outcome"] == "approve_or_reject"
+    assert fields["reply_status"] == "sent"
+    assert fields["disposition"] == "delete"
+    assert isinstance(fields["elapsed_ms"], float)
+
+
+# --------------------------------------------------------------------------------------------
+# crash between apply and delete: a child process is killed, the parent polls again
+# --------------------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from asm_email_rules.adapters.maildir import MaildirMailbox
+    from asm_email_rules.adapters.sqlite import SqliteRepository
+    from asm_email_rules.config import AccountConfig, Config, MailProtocol
+    from asm_email_rules.sample import sample_mailbox
+    from asm_email_rules.service import PollingService
+    from asm_email_rules.settings import SystemSettings
+
+    root, kill_at = Path(sys.argv[1]), sys.argv[2]
+
+    class FileMailer:
+        def send(self, message):
+            if kill_at == "send":
+                os.kill(os.getpid(), signal.SIGKILL)
+            with open(root / "sent.jsonl", "a") as out:
+                out.write(json.dumps({"to": message.to, "subject": message.subject}) + "\\n")
+
+    class DyingMaildir(MaildirMailbox):
+        def delete(self, message_id):
+            os.kill(os.getpid(), signal.SIGKILL)  # after apply, commit and send
+
+    account = AccountConfig(
+        name="helpdesk",
+        protocol=MailProtocol.MAILDIR,
+        mailbox=sample_mailbox(auto_reply=True),
+        path=root / "Maildir",
+    )
+    config = Config(root / "store.sqlite3", SystemSettings(), None, (account,))
+    store = SqliteRepository(config.store)
+    service = PollingService(
+        config, store, FileMailer(), lambda a: DyingMaildir(a.path),
+        now=lambda: datetime(2026, 11, 27, 12, 0, tzinfo=UTC),
+    )
+    service.poll_once()
+    sys.exit(0)  # never reached
+    """
+)
+
+
+class FileMailer:
+    """The parent's mailer: appends to the same file the child used."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def send(self, message: Any) -> None:
+        with self.path.open("a") as out:
+            out.write(json.dumps({"to": message.to, "subject": message.subject}) + "\n")
+
+
+@pytest.mark.parametrize("kill_at", ["delete", "send"])
+def test_killed_between_apply_and_delete_never_acts_twice(desk: Desk, kill_at: str) -> None:
+    desk.deliver(NEW_CALL)
+    script = desk.tmp / "child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    child = subprocess.run(
+        [sys.executable, str(script), str(desk.tmp), kill_at],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == -9, child.stderr.decode()
+    assert desk.waiting() == 1  # the message survived the crash
+    assert calls_described(desk.store, "Smoke from tray 2.") == 1  # applied and committed
+
+    sent = desk.tmp / "sent.jsonl"
+    service = PollingService(
+        Config(desk.tmp / "store.sqlite3", desk.system, None, desk.accounts),
+        desk.store,
+        FileMailer(sent),
+        desk.factory,
+        now=lambda: NOW,
+    )
+    report = service.poll_once()["helpdesk"]
+    assert report.duplicates == 1
+    assert report.processed == 0
+    assert desk.waiting() == 0
+    assert calls_described(desk.store, "Smoke from tray 2.") == 1
+    lines = sent.read_text().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["subject"].endswith("has been logged [CALL#103]")
+    call = desk.store.get_call(103)
+    assert call is not None
+    assert call.status is CallStatus.OPEN
