@@ -1,0 +1,227 @@
+"""The command line: what a user sees from each command, and the documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.cli import demo_inbox, main
+from asm_email_rules.model import TaskStatus
+from asm_email_rules.sample import seed_sample_desk
+
+INBOX = Path(__file__).resolve().parents[2] / "src" / "asm_email_rules" / "demo_inbox"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_demo_lists_every_inbox_message_with_its_rule_and_reply(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "demo")
+    assert code == 0, err
+    names = [name for name, _ in demo_inbox()]
+    assert len(names) >= 17
+    for name in names:
+        assert name in out
+    for expected in (
+        "LOG-2",  # unknown sender, anonymous call creation
+        "LOG-6",  # user only
+        "UC-4",  # update call 100
+        "UC-10",  # closed call 101 gets a note
+        "CL-9",  # its user closes call 100
+        "AP-11",  # approve / reject
+        "SU-5",  # summaries
+        "Call No 101 has been updated by ASM Core.",
+        "Task 500 has been successfully approved",
+        "Task 501 has been successfully rejected",
+        "Reason: Insufficient Permission",
+        "Request 700 has been updated",
+        "Task/Approval 502 has been updated",
+    ):
+        assert expected in out, expected
+    assert "auto_reply=on" in out  # the header says which options are on
+
+
+def test_demo_json_gives_each_decision(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "demo", "--json")
+    assert code == 0
+    rows = {row["file"]: row for row in json.loads(out)}
+    bounce = rows["18-bounce-550-user-unknown.eml"]
+    assert bounce["replies"] == []
+    assert "log_call" not in [a["kind"] for a in bounce["decision"]["actions"]]
+    ooo = rows["17-out-of-office.eml"]
+    assert ooo["replies"] == []
+    assert ooo["decision"]["mail_kind"] == "auto_reply"
+
+
+def test_demo_reads_another_inbox_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "only.eml").write_bytes((INBOX / "10-approve-task-500.eml").read_bytes())
+    code, out, _ = run(capsys, "demo", "--inbox", str(tmp_path))
+    assert code == 0
+    assert "only.eml" in out
+    assert "01-unknown-sender" not in out
+
+
+def test_explain_json_has_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "explain", str(INBOX / "10-approve-task-500.eml"), "--json")
+    assert code == 0
+    data = json.loads(out)
+    for key in ("mail_kind", "command", "person_case", "actions", "reply", "reasons"):
+        assert key in data
+    assert data["command"]["kind"] == "approve"
+    assert data["person_case"] == "analyst_only"
+    assert data["reply"]["to"] == "alice@desk.example"
+    assert data["reply"]["subject"] == "Task 500 has been successfully approved"
+    assert data["reply"]["body"]
+
+
+def test_explain_text_says_why_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = tmp_path / "desk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    code, out, _ = run(
+        capsys, "explain", str(INBOX / "10-approve-task-500.eml"), "--store", str(store)
+    )
+    assert code == 0
+    assert "rule AP-11" in out
+    assert "why:" in out
+    with SqliteRepository(store) as repo:
+        task = repo.get_task(500)
+        assert task is not None
+        assert task.status is TaskStatus.PENDING
+
+
+def test_explain_unparseable_message_prints_error_json_and_exits_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.eml"
+    empty.write_bytes(b"   \r\n")
+    code, out, _ = run(capsys, "explain", str(empty), "--json")
+    assert code == 1
+    assert "error" in json.loads(out)
+    code, out, err = run(capsys, "explain", str(empty))
+    assert code == 1
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "cannot parse" in err
+
+
+def test_bad_config_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('store = "s.sqlite3"\n[system]\nmax_send_atempts = 2\n', encoding="utf-8")
+    code, out, err = run(capsys, "poll", "--once", "--config", str(config))
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert "system.max_send_atempts" in lines[0]
+    assert str(config) in lines[0]
+    assert "Traceback" not in err
+
+
+def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "process", "x.eml")  # --config missing
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "--config" in err
+    code, _, err = run(capsys, "frobnicate")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["demo", "explain", "process", "poll", "truncate", "init"])
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0
+    assert f"asm-email-rules {command}" in out
+
+
+def test_init_writes_a_loadable_config_and_an_empty_store_and_refuses_to_overwrite(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "desk"
+    code, out, _ = run(capsys, "init", str(target))
+    assert code == 0
+    assert (target / "config.toml").is_file()
+    with SqliteRepository(target / "helpdesk.sqlite3") as repo:
+        assert repo.get_call(100) is None  # empty, not seeded
+    before = (target / "config.toml").read_text()
+    code, _, err = run(capsys, "init", str(target))
+    assert code == 2
+    assert "already exists" in err
+    assert (target / "config.toml").read_text() == before
+    # the written config works: poll its (empty) Maildir once
+    code, out, err = run(capsys, "poll", "--once", "--config", str(target / "config.toml"))
+    assert code == 0, err
+    assert "helpdesk: processed 0" in out
+
+
+def test_process_applies_to_the_store_and_records_replies_without_smtp(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run(capsys, "init", str(tmp_path))
+    config = tmp_path / "config.toml"
+    text = config.read_text().replace(
+        'addresses = ["helpdesk@example.org"]', 'addresses = ["helpdesk@desk.example"]'
+    )
+    config.write_text(text)
+    with SqliteRepository(tmp_path / "helpdesk.sqlite3") as repo:
+        seed_sample_desk(repo)
+    approve = str(INBOX / "10-approve-task-500.eml")
+    code, out, err = run(capsys, "process", approve, "--config", str(config))
+    assert code == 0, err
+    assert "rule AP-11" in out
+    assert "Task 500 has been successfully approved" in out
+    assert "not sent" in err
+    with SqliteRepository(tmp_path / "helpdesk.sqlite3") as repo:
+        task = repo.get_task(500)
+        assert task is not None
+        assert task.status is TaskStatus.APPROVED
+    code, out, _ = run(capsys, "process", approve, "--config", str(config))
+    assert code == 0
+    assert "already processed" in out
+    empty = tmp_path / "empty.eml"
+    empty.write_bytes(b"")
+    code, _, err = run(capsys, "process", str(empty), "--config", str(config))
+    assert code == 1
+    assert "empty message" in err
+
+
+def test_truncate_prints_the_kept_reply(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "truncate", str(INBOX / "05-update-call-100.eml"))
+    assert code == 0
+    assert "The printer jammed again" in out
+    assert "wrote:" not in out
+    assert "Please type your reply" not in out
+
+
+def test_python_dash_m_runs_the_demo() -> None:
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "asm_email_rules", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "AP-11" in result.stdout
+    assert "18-bounce-550-user-unknown.eml" in result.stdout
