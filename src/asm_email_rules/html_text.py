@@ -89,6 +89,7 @@ class _Writer:
         self.lists: list[str] = []
         self.pre = 0
         self.links: list[tuple[str, list[str]]] = []
+        self.item = ""
 
     def prefix(self) -> str:
         return "> " * min(self.quote, _MAX_QUOTE)
@@ -114,6 +115,9 @@ class _Writer:
         line = "".join(self.cur)
         self.cur = []
         line = " ".join(line.split()) if not keep else line.rstrip()
+        if line and self.item:
+            line = self.item + line
+        self.item = ""
         if not line and not force:
             return
         if not line:
@@ -159,7 +163,7 @@ def _start(w: _Writer, name: str, attr_text: str) -> None:
         w.lists.append(name)
     elif name == "li":
         w.newline()
-        w.cur.append("  " * min(max(len(w.lists) - 1, 0), _MAX_INDENT) + "- ")
+        w.item = "  " * min(max(len(w.lists) - 1, 0), _MAX_INDENT) + "- "
     elif name == "a":
         if w.links:
             _end(w, "a")  # HTML closes an open link when another starts

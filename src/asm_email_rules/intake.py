@@ -65,6 +65,7 @@ _MAX_ADDRESSES = 1000  # addresses kept per address header
 _MAX_MIME_HEADER = (
     8192  # Content-Type/-Disposition given to compat32 (its param parser is quadratic)
 )
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n"
 _MAX_DATE = 200  # characters of Date given to dateutil
 _EXTENSIONS = {
     "text/plain": ".txt",
@@ -574,6 +575,8 @@ class _Intake:
         assert part.meta is not None
         cte = str(part.meta.get("content-transfer-encoding", "")).strip().lower()
         if cte == "base64":
+            if data.translate(None, _B64_ALPHABET):
+                self.notes.append(f"{what}: invalid characters in base64 ignored")
             try:
                 return binascii.a2b_base64(data)
             except binascii.Error:

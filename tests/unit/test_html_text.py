@@ -1,0 +1,73 @@
+"""Unit tests of html_to_text: readable text from HTML mail bodies."""
+
+from __future__ import annotations
+
+import pytest
+
+from asm_email_rules.html_text import html_to_text
+
+
+def test_paragraphs_and_line_breaks() -> None:
+    assert html_to_text("<p>One</p><p>Two<br>Three</p>") == "One\n\nTwo\nThree"
+
+
+def test_whitespace_is_collapsed_outside_pre() -> None:
+    assert html_to_text("<div>  many\n   spaces\there </div>") == "many spaces here"
+
+
+def test_lists_become_dash_items_and_nest() -> None:
+    html = "<ul><li>a</li><li>b<ul><li>c</li></ul></li></ul><p>after</p>"
+    assert html_to_text(html) == "- a\n- b\n  - c\n\nafter"
+
+
+def test_blockquotes_become_quoted_lines() -> None:
+    html = "<p>Reply</p><blockquote><p>old</p><blockquote>older</blockquote></blockquote><p>x</p>"
+    assert html_to_text(html) == "Reply\n\n> old\n>\n> > older\n\nx"
+
+
+def test_links_keep_their_url() -> None:
+    html = '<a href="https://x.example/a?b=1&amp;c=2">the guide</a>'
+    assert html_to_text(html) == "the guide (https://x.example/a?b=1&c=2)"
+
+
+def test_link_whose_text_is_the_url_is_not_doubled() -> None:
+    assert html_to_text('<a href="mailto:a@b.example">a@b.example</a>') == "a@b.example"
+    assert html_to_text('<a href="https://x.example">https://x.example</a>') == "https://x.example"
+    assert html_to_text('<a href="#top">top</a>') == "top"
+
+
+def test_script_style_title_and_comments_are_dropped() -> None:
+    html = (
+        "<html><head><title>T</title><style>p {color: red}</style></head>"
+        "<body><!--[if mso]>hidden<![endif]--><script>alert('x<p>')</script>Visible</body></html>"
+    )
+    assert html_to_text(html) == "Visible"
+
+
+def test_entities_are_decoded() -> None:
+    assert html_to_text("Fish &amp; chips &lt;3 &#8364;5 &eacute;") == "Fish & chips <3 €5 é"
+
+
+def test_pre_keeps_its_layout() -> None:
+    assert html_to_text("<pre>  a\n    b</pre>") == "  a\n    b"
+
+
+def test_table_cells_are_separated() -> None:
+    html = "<table><tr><td>Name</td><td>Jane</td></tr><tr><td>Id</td><td>7</td></tr></table>"
+    assert html_to_text(html) == "Name Jane\nId 7"
+
+
+def test_stray_angle_brackets_are_text() -> None:
+    assert html_to_text("a < b and c > d") == "a < b and c > d"
+
+
+@pytest.mark.parametrize("unit", ["<a ", "<![", "</", "<blockquote>", "<a href=x>t", "&#", "<!"])
+def test_hostile_markup_is_handled_quickly(unit: str) -> None:
+    # CPython 3.11's html.parser is quadratic on "<a <a ..." and raises on "<![" junk.
+    text = html_to_text(unit * 20_000)
+    assert isinstance(text, str)
+
+
+def test_deep_quotes_are_capped() -> None:
+    text = html_to_text("<blockquote>" * 100 + "deep")
+    assert text == "> " * 20 + "deep"

@@ -1,0 +1,521 @@
+"""Unit tests of intake: raw bytes to InboundEmail (headers, bodies, attachments, limits)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime
+from email import policy
+
+import pytest
+
+from asm_email_rules import intake
+from asm_email_rules.errors import MessageParseError
+from asm_email_rules.intake import (
+    decode_header_text,
+    parse_address,
+    parse_message,
+    parse_msg_ids,
+)
+from asm_email_rules.model import LimitKind
+from asm_email_rules.settings import Limits
+
+
+def mail(*headers: str, body: str | bytes = "Hello\n") -> bytes:
+    """A message with CRLF line ends from header lines and a body."""
+    head = "\r\n".join(headers).encode("utf-8") + b"\r\n\r\n"
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return head + data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+PLAIN = mail(
+    "Return-Path: <jane@example.com>",
+    "From: Jane Doe <jane@example.com>",
+    "To: Service Desk <help@desk.example>",
+    "Subject: Printer on floor 3 is broken",
+    "Date: Tue, 04 Mar 2025 09:15:00 +0000",
+    "Message-ID: <CAB123@mail.example.com>",
+    "MIME-Version: 1.0",
+    "Content-Type: text/plain; charset=utf-8",
+    body="Hi,\nthe printer jams.\nJane\n",
+)
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_plain_message_fields() -> None:
+    email = parse_message(PLAIN)
+    assert email.sender == "jane@example.com"
+    assert email.sender_name == "Jane Doe"
+    assert email.subject == "Printer on floor 3 is broken"
+    assert email.body == "Hi,\nthe printer jams.\nJane\n"
+    assert email.body_source == "text/plain"
+    assert email.body_html is None
+    assert email.message_id == "<CAB123@mail.example.com>"
+    assert email.to == ("help@desk.example",)
+    assert email.return_path == "jane@example.com"
+    assert email.date == datetime(2025, 3, 4, 9, 15, tzinfo=UTC)
+    assert email.raw_sha256 == hashlib.sha256(PLAIN).hexdigest()
+    assert email.raw_size == len(PLAIN)
+    assert email.header("subject") == "Printer on floor 3 is broken"
+    assert ("MIME-Version", "1.0") in email.headers
+    assert email.notes == ()
+    assert email.limit_violations == ()
+
+
+def test_not_bytes_and_empty_input_raise_parse_error() -> None:
+    with pytest.raises(MessageParseError):
+        parse_message("From: a@b.c\r\n\r\nhi")  # type: ignore[arg-type]
+    with pytest.raises(MessageParseError):
+        parse_message(b"")
+
+
+def test_unexpected_failure_is_wrapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(self: object) -> None:
+        raise KeyError("internal")
+
+    monkeypatch.setattr(intake._Intake, "run", boom)
+    with pytest.raises(MessageParseError, match="KeyError"):
+        parse_message(PLAIN)
+
+
+# --------------------------------------------------------------------------- sender identity
+
+
+def test_cve_2023_27043_address_is_not_misread() -> None:
+    raw = mail("From: alice@evil.example <bob@good.example>", "Subject: approve")
+    email = parse_message(raw)
+    assert email.sender == ""  # neither the forged alice nor a guess
+    assert any("From has no valid address" in note for note in email.notes)
+
+
+def test_quoted_display_name_with_at_sign_uses_the_real_address() -> None:
+    email = parse_message(mail('From: "alice@evil.example" <bob@good.example>'))
+    assert email.sender == "bob@good.example"
+    assert email.sender_name == "alice@evil.example"
+
+
+def test_several_from_addresses_leave_sender_empty() -> None:
+    email = parse_message(mail("From: a@x.example, b@y.example"))
+    assert email.sender == ""
+    assert any("2 addresses" in note for note in email.notes)
+
+
+def test_missing_from_is_noted() -> None:
+    email = parse_message(mail("Subject: no sender"))
+    assert email.sender == ""
+    assert any("no From header" in note for note in email.notes)
+
+
+def test_reply_to_and_sender_headers_never_identify_the_actor() -> None:
+    raw = mail(
+        "From: Real <real@example.com>",
+        "Sender: agent@list.example",
+        "Reply-To: other@example.com",
+    )
+    email = parse_message(raw)
+    assert email.sender == "real@example.com"
+    assert email.reply_to == ("other@example.com",)
+
+
+def test_encoded_display_name_and_comment_forms() -> None:
+    email = parse_message(mail("From: =?utf-8?B?w4lyaWM=?= Dupont <eric@example.fr>"))
+    assert (email.sender, email.sender_name) == ("eric@example.fr", "Éric Dupont")
+    assert parse_message(mail("From: bob@x.example (Bob)")).sender == "bob@x.example"
+
+
+def test_to_and_cc_lists_with_quoted_commas_and_groups() -> None:
+    raw = mail(
+        'To: "Doe, John" <john@x.example>, team: a@y.example, b@y.example;',
+        "Cc: <c@z.example>",
+    )
+    email = parse_message(raw)
+    assert email.to == ("john@x.example", "a@y.example", "b@y.example")
+    assert email.cc == ("c@z.example",)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Jane Doe <jane@example.com>",
+        '"Doe, Jane" <jane@example.com>',
+        "jane.doe+tag@mail.example.co.uk",
+        "  <x@y.example>  ",
+        "O'Brien <ob@example.ie>",
+    ],
+)
+def test_fast_path_agrees_with_header_registry(value: str) -> None:
+    header = policy.default.header_factory("From", value)
+    (address,) = header.addresses
+    assert parse_address(value) == (address.display_name, address.addr_spec)
+
+
+def test_registry_crash_input_is_no_address() -> None:
+    # policy.default raises IndexError on this value; it must just not be an address.
+    assert parse_address("bob@") is None
+    assert parse_message(mail("From: bob@")).sender == ""
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("Return-Path: <>", ""),
+        ("Return-Path: <bounce@x.example>", "bounce@x.example"),
+    ],
+)
+def test_return_path(header: str | None, expected: str | None) -> None:
+    headers = ["From: a@b.example"] + ([header] if header else [])
+    assert parse_message(mail(*headers)).return_path == expected
+
+
+# --------------------------------------------------------------------------- header decoding
+
+
+def test_subject_adjacent_encoded_words_join_split_characters() -> None:
+    # "é" is split across two encoded-words; whitespace between them disappears.
+    raw = mail("From: a@b.example", "Subject: =?utf-8?Q?R=C3?= =?utf-8?Q?=A9union?= [CALL#12]")
+    assert parse_message(raw).subject == "Réunion [CALL#12]"
+
+
+def test_encoded_command_token_is_decoded() -> None:
+    raw = mail("From: a@b.example", "Subject: =?UTF-8?B?W0FQUFJPVkUjNTgzN10=?=")
+    assert parse_message(raw).subject == "[APPROVE#5837]"
+
+
+def test_broken_encoded_word_kept_as_text_and_noted() -> None:
+    raw = mail("From: a@b.example", "Subject: Hello =?utf-8?B?###?= world")
+    email = parse_message(raw)
+    assert email.subject == "Hello =?utf-8?B?###?= world"
+    assert any("broken encoded-word" in note for note in email.notes)
+
+
+def test_encoded_word_cannot_inject_line_breaks() -> None:
+    raw = mail("From: a@b.example", "Subject: =?utf-8?Q?a=0D=0ABcc:_evil@x.example?=")
+    subject = parse_message(raw).subject
+    assert "\r" not in subject
+    assert "\n" not in subject
+    assert subject == "a Bcc: evil@x.example"
+
+
+def test_folded_subject_is_unfolded() -> None:
+    raw = mail("From: a@b.example", "Subject: a long\r\n  folded\r\n\tsubject")
+    assert parse_message(raw).subject == "a long folded subject"
+
+
+def test_unknown_charset_in_encoded_word_falls_back() -> None:
+    email = parse_message(mail("From: a@b.example", "Subject: =?x-klingon?Q?caf=C3=A9?="))
+    assert email.subject == "café"
+    assert any("x-klingon" in note for note in email.notes)
+
+
+def test_raw_utf8_header_is_decoded() -> None:
+    raw = b"From: a@b.example\r\nSubject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nhi\r\n"
+    email = parse_message(raw)
+    assert email.subject == "Grüße"
+    assert email.notes == ()
+
+
+def test_raw_legacy_8bit_header_falls_back_with_note() -> None:
+    raw = b"From: a@b.example\r\nSubject: caf\xe9 \x80\r\n\r\nhi\r\n"
+    email = parse_message(raw)
+    assert email.subject == "café €"
+    assert any("windows-1252" in note for note in email.notes)
+
+
+def test_decode_header_text_direct() -> None:
+    assert decode_header_text("=?iso-8859-1?q?p=F6stal?=") == "pöstal"
+    assert decode_header_text("x\x00y\x07z") == "xyz"
+
+
+# --------------------------------------------------------------------------- msg-ids and date
+
+
+def test_msg_ids_keep_brackets_and_skip_comments() -> None:
+    assert parse_msg_ids("<a@b> (was <not@this>)") == ("<a@b>",)
+    assert parse_msg_ids("<p0@h>\r\n <p1@h>  <p2@h>") == ("<p0@h>", "<p1@h>", "<p2@h>")
+    assert parse_msg_ids("bare-id@host.example") == ("<bare-id@host.example>",)
+    assert parse_msg_ids("") == ()
+
+
+def test_thread_headers_are_parsed() -> None:
+    raw = mail(
+        "From: a@b.example",
+        "In-Reply-To: <asm.call-12.x@desk.example> (our reply)",
+        "References: <root@x.example>\r\n <asm.call-12.x@desk.example>",
+    )
+    email = parse_message(raw)
+    assert email.in_reply_to == ("<asm.call-12.x@desk.example>",)
+    assert email.references == ("<root@x.example>", "<asm.call-12.x@desk.example>")
+    assert email.thread_ids[0] == "<asm.call-12.x@desk.example>"
+
+
+def test_lenient_date_is_read_with_a_note() -> None:
+    email = parse_message(mail("From: a@b.example", "Date: 2025-03-04 09:15:00"))
+    assert email.date == datetime(2025, 3, 4, 9, 15)
+    assert any("not RFC 5322" in note for note in email.notes)
+
+
+def test_garbage_date_is_none_with_a_note() -> None:
+    email = parse_message(mail("From: a@b.example", "Date: the day after tomorrow-ish ???"))
+    assert email.date is None
+    assert any("could not be parsed" in note for note in email.notes)
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+def multipart(boundary: str, *parts: str) -> str:
+    inner = "".join(f"--{boundary}\n{part}\n" for part in parts)
+    return f"This is a multi-part message.\n{inner}--{boundary}--\n"
+
+
+def test_alternative_uses_plain_and_keeps_html() -> None:
+    body = multipart(
+        "alt",
+        "Content-Type: text/plain; charset=utf-8\n\nPlain version",
+        "Content-Type: text/html; charset=utf-8\n\n<p>HTML <b>version</b></p>",
+    )
+    raw = mail(
+        "From: a@b.example", 'Content-Type: multipart/alternative; boundary="alt"', body=body
+    )
+    email = parse_message(raw)
+    assert email.body == "Plain version"
+    assert email.body_source == "text/plain"
+    assert email.body_html == "<p>HTML <b>version</b></p>"
+
+
+def test_html_only_mail_becomes_readable_text() -> None:
+    html = (
+        "<html><head><style>p{color:red}</style></head><body>"
+        "<p>Dear desk,</p><p>please reset my password&nbsp;&amp; unlock.</p>"
+        '<ul><li>user: jdoe</li><li>see <a href="https://wiki.example/pw">guide</a></li></ul>'
+        "</body></html>"
+    )
+    raw = mail("From: a@b.example", "Content-Type: text/html; charset=utf-8", body=html)
+    email = parse_message(raw)
+    assert email.body_source == "text/html"
+    assert email.body_html == html
+    assert email.body == (
+        "Dear desk,\n\nplease reset my password & unlock.\n\n"
+        "- user: jdoe\n- see guide (https://wiki.example/pw)"
+    )
+
+
+def test_no_text_part_gives_source_none() -> None:
+    raw = mail("From: a@b.example", "Content-Type: image/png", body="PNG")
+    email = parse_message(raw)
+    assert email.body_source == "none"
+    assert email.body == ""
+    assert [a.content_type for a in email.attachments] == ["image/png"]
+
+
+def test_quoted_printable_body_and_crlf_normalised() -> None:
+    raw = mail(
+        "From: a@b.example",
+        "Content-Type: text/plain; charset=iso-8859-1",
+        "Content-Transfer-Encoding: quoted-printable",
+        body="Gr=FC=DFe,\nsoft=\n break\n",
+    )
+    assert parse_message(raw).body == "Grüße,\nsoft break\n"
+
+
+def test_unknown_charset_body_falls_back_to_utf8_then_cp1252() -> None:
+    raw = mail("From: a@b.example", "Content-Type: text/plain; charset=x-unknown", body="café")
+    email = parse_message(raw)
+    assert email.body == "café"
+    assert "charset 'x-unknown' unknown; decoded as utf-8" in email.notes[0]
+    raw = mail("From: a@b.example", "Content-Type: text/plain; charset=x-unknown", body=b"caf\xe9")
+    email = parse_message(raw)
+    assert email.body == "café"
+    assert "decoded as windows-1252" in email.notes[0]
+
+
+def test_bad_base64_body_does_not_crash() -> None:
+    raw = mail(
+        "From: a@b.example",
+        "Content-Type: text/plain",
+        "Content-Transfer-Encoding: base64",
+        body="SGVsbG8gd29ybGQ!!!x",
+    )
+    email = parse_message(raw)
+    assert email.body.startswith("Hello world")
+    assert any("base64" in note for note in email.notes)
+
+
+# --------------------------------------------------------------------------- attachments
+
+
+def test_rfc2231_filename_with_continuations() -> None:
+    body = multipart(
+        "m",
+        "Content-Type: text/plain\n\nSee attached.",
+        "Content-Type: application/pdf\n"
+        "Content-Disposition: attachment;\n"
+        " filename*0*=utf-8''%E2%82%AC%20ra;\n filename*1=tes.pdf\n"
+        "Content-Transfer-Encoding: base64\n\n" + base64.b64encode(b"%PDF-1.4").decode(),
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=m", body=body)
+    (attachment,) = parse_message(raw).attachments
+    assert attachment.filename == "€ rates.pdf"
+    assert attachment.data == b"%PDF-1.4"
+    assert attachment.content_type == "application/pdf"
+
+
+def test_rfc2047_filename_as_outlook_sends_it() -> None:
+    body = multipart(
+        "m",
+        "Content-Type: text/plain\n\nx",
+        'Content-Type: application/octet-stream; name="=?utf-8?B?w6ljaGVj?="\n\ndata',
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=m", body=body)
+    assert parse_message(raw).attachments[0].filename == "échec"
+
+
+def test_forwarded_message_is_kept_as_eml() -> None:
+    inner = "From: boss@x.example\nSubject: Quarterly numbers\n\nSee below."
+    body = multipart(
+        "fw",
+        "Content-Type: text/plain\n\nFYI, forwarding.",
+        "Content-Type: message/rfc822\n\n" + inner,
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=fw", body=body)
+    email = parse_message(raw)
+    assert email.body == "FYI, forwarding."
+    (attachment,) = email.attachments
+    assert attachment.filename == "Quarterly numbers.eml"
+    assert attachment.content_type == "message/rfc822"
+    assert attachment.data == inner.replace("\n", "\r\n").encode()
+
+
+def test_winmail_dat_kept_as_is() -> None:
+    tnef = b"\x78\x9f\x3e\x22\x00\x00binary"
+    body = multipart(
+        "t",
+        "Content-Type: text/plain\n\nbody",
+        'Content-Type: application/ms-tnef; name="winmail.dat"\n'
+        "Content-Transfer-Encoding: base64\n\n" + base64.b64encode(tnef).decode(),
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=t", body=body)
+    (attachment,) = parse_message(raw).attachments
+    assert (attachment.filename, attachment.data) == ("winmail.dat", tnef)
+
+
+def test_text_part_with_filename_is_an_attachment_and_inline_image_keeps_cid() -> None:
+    body = multipart(
+        "r",
+        'Content-Type: text/plain\nContent-Disposition: attachment; filename="log.txt"\n\nERR 1',
+        "Content-Type: text/plain\n\nThe real body",
+        "Content-Type: image/png\nContent-Disposition: inline\nContent-ID: <img1@x>\n\nPNG",
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/related; boundary=r", body=body)
+    email = parse_message(raw)
+    assert email.body == "The real body"
+    log, image = email.attachments
+    assert (log.filename, log.data) == ("log.txt", b"ERR 1")
+    assert image.inline
+    assert image.content_id == "<img1@x>"
+    assert image.filename == "part-3.png"
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def nested(depth: int) -> bytes:
+    head = (
+        "From: a@b.example\r\nSubject: deep\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n"
+    )
+    opening = "".join(
+        f"--b{i}\r\nContent-Type: multipart/mixed; boundary=b{i + 1}\r\n\r\n" for i in range(depth)
+    )
+    leaf = f"--b{depth}\r\nContent-Type: text/plain\r\n\r\ndeep body\r\n"
+    closing = "".join(f"--b{i}--\r\n" for i in range(depth, -1, -1))
+    return (head + opening + leaf + closing).encode()
+
+
+def test_deep_nesting_5000_levels_is_a_violation_not_a_recursion_error() -> None:
+    email = parse_message(nested(5000))
+    (violation,) = email.limit_violations
+    assert violation.kind is LimitKind.MIME_DEPTH
+    assert violation.limit == 20
+    assert violation.actual == 5001
+    assert email.subject == "deep"
+    assert email.body == ""
+
+
+def test_nesting_within_the_limit_reaches_the_body() -> None:
+    email = parse_message(nested(10))
+    assert email.limit_violations == ()
+    assert email.body == "deep body"
+
+
+def test_oversized_attachment_is_dropped_and_the_rest_kept() -> None:
+    big = base64.encodebytes(b"x" * 5000).decode()
+    body = multipart(
+        "m",
+        "Content-Type: text/plain\n\nsee attachment",
+        'Content-Type: application/zip; name="big.zip"\nContent-Transfer-Encoding: base64\n\n'
+        + big,
+        'Content-Type: text/csv; name="small.csv"\n\na,b',
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=m", body=body)
+    email = parse_message(raw, limits=Limits(max_attachment_size=1000))
+    assert email.body == "see attachment"
+    assert [a.filename for a in email.attachments] == ["small.csv"]
+    (violation,) = email.limit_violations
+    assert violation.kind is LimitKind.ATTACHMENT_SIZE
+    assert violation.actual >= 5000
+    assert any("big.zip" in note for note in email.notes)
+
+
+def test_too_many_parts_keeps_the_first_n() -> None:
+    parts = [f'Content-Type: text/csv; name="f{i}.csv"\n\n{i}' for i in range(10)]
+    body = multipart("m", "Content-Type: text/plain\n\nbody", *parts)
+    raw = mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=m", body=body)
+    email = parse_message(raw, limits=Limits(max_part_count=3))
+    assert email.body == "body"
+    assert [a.filename for a in email.attachments] == ["f0.csv", "f1.csv"]
+    (violation,) = email.limit_violations
+    assert (violation.kind, violation.limit, violation.actual) == (LimitKind.PART_COUNT, 3, 11)
+
+
+def test_over_total_size_keeps_headers_only() -> None:
+    raw = mail("From: a@b.example", "Subject: huge", body="x" * 5000)
+    email = parse_message(raw, limits=Limits(max_total_size=1000))
+    assert (email.sender, email.subject, email.body) == ("a@b.example", "huge", "")
+    assert email.limit_violations[0].kind is LimitKind.TOTAL_SIZE
+    assert email.raw_size == len(raw)
+
+
+def test_too_many_headers_keeps_the_first_n() -> None:
+    headers = ["From: a@b.example", *(f"X-Spam-{i}: {i}" for i in range(50))]
+    email = parse_message(mail(*headers), limits=Limits(max_header_count=10))
+    assert len(email.headers) == 10
+    violation = email.limit_violations[0]
+    assert (violation.kind, violation.actual) == (LimitKind.HEADER_COUNT, 51)
+
+
+def test_header_bytes_limit() -> None:
+    headers = ["From: a@b.example", *(f"X-Pad-{i}: {'p' * 90}" for i in range(100))]
+    email = parse_message(mail(*headers), limits=Limits(max_header_bytes=2000))
+    assert email.sender == "a@b.example"
+    assert len(email.headers) < 30
+    assert email.limit_violations[0].kind is LimitKind.HEADER_COUNT
+
+
+def test_overlong_lines_are_cut() -> None:
+    raw = mail("From: a@b.example", f"Subject: {'s' * 500}", body="short\n" + ">" * 3000 + "\n")
+    email = parse_message(raw, limits=Limits(max_line_length=200))
+    assert email.body.split("\n")[1] == ">" * 200
+    assert len(email.subject) <= 200
+    violation = email.limit_violations[0]
+    assert violation.kind is LimitKind.LINE_LENGTH
+    assert violation.actual >= 3000
+
+
+def test_huge_address_list_is_bounded() -> None:
+    to = ", ".join(f"User {i} <u{i}@x.example>" for i in range(3000))
+    email = parse_message(mail("From: a@b.example", f"To: {to}"))
+    assert len(email.to) == 1000
+    assert any("more than 1000 addresses" in note for note in email.notes)
