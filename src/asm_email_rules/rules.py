@@ -435,7 +435,7 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-2",
-        {"case": "unknown", "create_anon": True},
+        {"case": "unknown", "create_anon": True, "has_address": True},
         _O.LOG_NEW_USER,
         "Case 1: ... and Create New Calls Anonymously is selected for the incoming email "
         "account, a new User record is created ... The logging analyst is set to the analyst "
@@ -446,7 +446,7 @@ LOG_CALL: tuple[Row, ...] = (
         {"case": "unknown"},
         _O.DISCARD,
         "If the Create New Calls Anonymously option is not selected for the incoming email "
-        "account, a call is not created.",
+        "account, a call is not created. (DESIGN 4: nor when From holds no usable address)",
     ),
     Row(
         "LOG-4",
@@ -817,6 +817,7 @@ CONDITIONS: Mapping[str, str] = {
     "bulk": "mailing-list or bulk mail",
     "case": "the sender's person case (unknown, analyst_only, user_only, analyst_and_user)",
     "known": "the sender's address belongs to an analyst or User",
+    "has_address": "From holds one usable address (a new User record needs one)",
     "analyst": "the sender holds the analyst flag",
     "found": "the referenced call/task/request exists (in the mailbox's partition)",
     "closed": "the referenced call is closed",
@@ -897,6 +898,7 @@ def evaluate_conditions(
         "bulk": facts.mail_kind is MailKind.LIST,
         "case": case.value,
         "known": case.is_known,
+        "has_address": bool(facts.email.sender.strip()),
         "analyst": is_analyst,
         "found": found,
         "closed": call is not None and call.status is CallStatus.CLOSED,

@@ -201,3 +201,10 @@ def test_reply_templates_are_overridable_per_mailbox() -> None:
     decision = decide(facts("[CLOSE#100]", call=OPEN_CALL), mailbox, SYSTEM)
     assert decision.reply is not None
     assert decision.reply.subject == "Fermé: appel 100"
+
+
+def test_no_user_record_for_mail_without_a_from_address() -> None:
+    mailbox = attrs.evolve(MAILBOX, create_calls_anonymously=True)
+    decision = decide(facts("Help", sender=""), mailbox, SYSTEM)
+    assert decision.rule == "LOG-3"
+    assert decision.action_kinds() == ("discard",)
