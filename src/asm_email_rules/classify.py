@@ -113,9 +113,9 @@ _OOO_PHRASES = (
     "自動応答",
     "不在",
 )
+_OOO_ALTERNATIVES = "|".join(re.escape(p) for p in _OOO_PHRASES)
 _OOO_SUBJECT = re.compile(
-    r"\s*(?:\[\s*)?(" + "|".join(re.escape(p) for p in _OOO_PHRASES) + r")\s*(?:\]\s*)?(?:[:：]|$)",
-    re.IGNORECASE,
+    rf"\s*(?:\[\s*({_OOO_ALTERNATIVES})\s*\]|({_OOO_ALTERNATIVES})\s*(?:[:：]|$))", re.IGNORECASE
 )
 _BOUNCE_SUBJECT = re.compile(
     r"\s*(?:undeliverable|undelivered mail|delivery status notification|mail delivery failed"
@@ -385,7 +385,8 @@ def _classify(
         generated.append("Content-Type: multipart/report; report-type=disposition-notification")
     ooo = _OOO_SUBJECT.match(email.subject)
     if ooo is not None:
-        replies.append(f"Subject starts with {ooo.group(1)!r} (out-of-office subject)")
+        phrase = ooo.group(1) or ooo.group(2)
+        replies.append(f"Subject starts with {phrase!r} (out-of-office subject)")
 
     precedence = email.header("Precedence")
     if precedence is not None and precedence.strip().lower() in ("bulk", "junk", "list"):
