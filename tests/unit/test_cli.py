@@ -40,6 +40,7 @@ def test_demo_lists_every_inbox_message_with_its_rule_and_reply(
         "UC-10",  # closed call 101 gets a note
         "CL-9",  # its user closes call 100
         "AP-11",  # approve / reject
+        "GATE-1",  # the 550 bounce is deleted at once
         "SU-5",  # summaries
         "Call No 101 has been updated by ASM Core.",
         "Task 500 has been successfully approved",
