@@ -630,7 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("file", metavar="FILE.eml")
     explain.add_argument("--config", metavar="F", help="configuration file (mailbox settings)")
     explain.add_argument("--store", metavar="DB", help="SQLite store to read (default: config's)")
-    explain.add_argument("--account", metavar="NAME", help="account whose settings to use")
+    explain.add_argument(
+        "--account", metavar="NAME", help="account whose settings to use (default: the first)"
+    )
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(handler=_cmd_explain)
 
@@ -642,7 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     proc.add_argument("files", metavar="FILE.eml", nargs="+")
     proc.add_argument("--config", metavar="F", required=True, help="configuration file")
-    proc.add_argument("--account", metavar="NAME", help="account whose settings to use")
+    proc.add_argument(
+        "--account", metavar="NAME", help="account whose settings to use (default: the first)"
+    )
     proc.set_defaults(handler=_cmd_process)
 
     poll = commands.add_parser(
