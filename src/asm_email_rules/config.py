@@ -34,7 +34,7 @@ from asm_email_rules.settings import (
 __all__ = [
     "AccountConfig",
     "Config",
-    "Protocol",
+    "MailProtocol",
     "Security",
     "load_config",
     "parse_config",
@@ -44,7 +44,7 @@ _E = TypeVar("_E", bound=enum.Enum)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-class Protocol(enum.Enum):
+class MailProtocol(enum.Enum):
     """How an account's mail is read."""
 
     IMAP = "imap"
@@ -52,13 +52,13 @@ class Protocol(enum.Enum):
     MAILDIR = "maildir"
 
 
-_DEFAULT_PORTS: Mapping[tuple[Protocol, Security], int] = {
-    (Protocol.IMAP, Security.PLAIN): 143,
-    (Protocol.IMAP, Security.STARTTLS): 143,
-    (Protocol.IMAP, Security.TLS): 993,
-    (Protocol.POP3, Security.PLAIN): 110,
-    (Protocol.POP3, Security.STARTTLS): 110,
-    (Protocol.POP3, Security.TLS): 995,
+_DEFAULT_PORTS: Mapping[tuple[MailProtocol, Security], int] = {
+    (MailProtocol.IMAP, Security.PLAIN): 143,
+    (MailProtocol.IMAP, Security.STARTTLS): 143,
+    (MailProtocol.IMAP, Security.TLS): 993,
+    (MailProtocol.POP3, Security.PLAIN): 110,
+    (MailProtocol.POP3, Security.STARTTLS): 110,
+    (MailProtocol.POP3, Security.TLS): 995,
 }
 _SMTP_PORTS: Mapping[Security, int] = {
     Security.PLAIN: 25,
@@ -72,7 +72,7 @@ class AccountConfig:
     """One incoming mail account: where to read mail and the mailbox settings the rules use."""
 
     name: str
-    protocol: Protocol
+    protocol: MailProtocol
     mailbox: MailboxSettings
     host: str = ""
     port: int = 0
@@ -396,9 +396,7 @@ def _mailbox(table: _Table, name: str) -> MailboxSettings:
         name=name,
         addresses=addresses,
         call_template=_call_template(table.table("call_template")),
-        default_logging_analyst_id=table.optional_integer(
-            "default_logging_analyst_id", minimum=1
-        ),
+        default_logging_analyst_id=table.optional_integer("default_logging_analyst_id", minimum=1),
         create_calls_anonymously=table.boolean(
             "create_calls_anonymously", d.create_calls_anonymously
         ),
@@ -423,28 +421,26 @@ def _mailbox(table: _Table, name: str) -> MailboxSettings:
     return mailbox
 
 
-_ONLY_FOR: Mapping[str, tuple[Protocol, ...]] = {
-    "host": (Protocol.IMAP, Protocol.POP3),
-    "port": (Protocol.IMAP, Protocol.POP3),
-    "security": (Protocol.IMAP, Protocol.POP3),
-    "username": (Protocol.IMAP, Protocol.POP3),
-    "password": (Protocol.IMAP, Protocol.POP3),
-    "password_env": (Protocol.IMAP, Protocol.POP3),
-    "timeout": (Protocol.IMAP, Protocol.POP3),
-    "ca_file": (Protocol.IMAP, Protocol.POP3),
-    "folder": (Protocol.IMAP,),
-    "quarantine_folder": (Protocol.IMAP, Protocol.MAILDIR),
-    "path": (Protocol.MAILDIR,),
+_ONLY_FOR: Mapping[str, tuple[MailProtocol, ...]] = {
+    "host": (MailProtocol.IMAP, MailProtocol.POP3),
+    "port": (MailProtocol.IMAP, MailProtocol.POP3),
+    "security": (MailProtocol.IMAP, MailProtocol.POP3),
+    "username": (MailProtocol.IMAP, MailProtocol.POP3),
+    "password": (MailProtocol.IMAP, MailProtocol.POP3),
+    "password_env": (MailProtocol.IMAP, MailProtocol.POP3),
+    "timeout": (MailProtocol.IMAP, MailProtocol.POP3),
+    "ca_file": (MailProtocol.IMAP, MailProtocol.POP3),
+    "folder": (MailProtocol.IMAP,),
+    "quarantine_folder": (MailProtocol.IMAP, MailProtocol.MAILDIR),
+    "path": (MailProtocol.MAILDIR,),
 }
 
 
 def _account(table: _Table, base: Path) -> AccountConfig:
     name = table.string("name", required=True)
     if not _NAME_RE.fullmatch(name):
-        raise table.fail(
-            "name", f"must be 1-64 letters, digits, '.', '_' or '-' (got {name!r})"
-        )
-    protocol = table.choice("protocol", Protocol, Protocol.IMAP)
+        raise table.fail("name", f"must be 1-64 letters, digits, '.', '_' or '-' (got {name!r})")
+    protocol = table.choice("protocol", MailProtocol, MailProtocol.IMAP)
     if "protocol" not in table.data:
         raise table.fail("protocol", "is required (imap, pop3 or maildir)")
     for key, protocols in _ONLY_FOR.items():
@@ -454,7 +450,7 @@ def _account(table: _Table, base: Path) -> AccountConfig:
     security = table.choice("security", Security, Security.TLS)
     host = table.string("host")
     path: Path | None = None
-    if protocol is Protocol.MAILDIR:
+    if protocol is MailProtocol.MAILDIR:
         raw_path = table.string("path", required=True)
         if not raw_path:
             raise table.fail("path", "must not be empty")
@@ -462,13 +458,13 @@ def _account(table: _Table, base: Path) -> AccountConfig:
     elif not host:
         raise table.fail("host", f"is required for {protocol.value} accounts")
     default_port = _DEFAULT_PORTS.get((protocol, security), 0)
-    default_quarantine = ".Quarantine" if protocol is Protocol.MAILDIR else "Quarantine"
+    default_quarantine = ".Quarantine" if protocol is MailProtocol.MAILDIR else "Quarantine"
     account = AccountConfig(
         name=name,
         protocol=protocol,
         host=host,
         port=table.integer("port", default_port, minimum=1, maximum=65535)
-        if protocol is not Protocol.MAILDIR
+        if protocol is not MailProtocol.MAILDIR
         else 0,
         security=security,
         username=table.string("username"),
@@ -484,7 +480,7 @@ def _account(table: _Table, base: Path) -> AccountConfig:
         ssl_context=_ssl_context(table),
         mailbox=_mailbox(table.table("mailbox"), name),
     )
-    if protocol is not Protocol.MAILDIR and not account.username:
+    if protocol is not MailProtocol.MAILDIR and not account.username:
         raise table.fail("username", f"is required for {protocol.value} accounts")
     if not account.folder:
         raise table.fail("folder", "must not be empty")
