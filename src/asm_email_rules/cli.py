@@ -564,6 +564,13 @@ assigned_group = "Service Desk"
 """
 
 
+def _cmd_tables(args: argparse.Namespace) -> int:
+    from asm_email_rules.rules import render_tables_markdown
+
+    print(render_tables_markdown(), end="")
+    return EXIT_OK
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
     from asm_email_rules.adapters.sqlite import SqliteRepository
 
@@ -682,6 +689,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("dir", metavar="DIR")
     init.set_defaults(handler=_cmd_init)
+
+    tables = commands.add_parser(
+        "tables",
+        help="print the decision tables as Markdown (docs/decision-tables.md)",
+        description="Print every decision table: its rows, conditions, outcomes and the spec "
+        "sentence each row implements.",
+    )
+    tables.set_defaults(handler=_cmd_tables)
     return parser
 
 

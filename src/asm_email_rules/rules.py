@@ -1342,7 +1342,7 @@ def render_tables_markdown() -> str:
     out = [
         "# Decision tables",
         "",
-        "Generated from `asm_email_rules.rules` by `python -m asm_email_rules.rules`; a test "
+        "Generated from `asm_email_rules.rules` by `asm-email-rules tables`; a test "
         "fails when this file is stale. In each table the first row whose conditions all hold "
         'fires; an empty cell means "any". `log_call` is also reached from any row whose '
         "outcome is `log_call` (an invalid number).",
@@ -1373,7 +1373,3 @@ def _cell(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return f"`{value}`"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(render_tables_markdown(), end="")

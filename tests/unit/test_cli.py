@@ -226,3 +226,10 @@ def test_python_dash_m_runs_the_demo() -> None:
     assert result.returncode == 0, result.stderr
     assert "AP-11" in result.stdout
     assert "18-bounce-550-user-unknown.eml" in result.stdout
+
+
+def test_tables_prints_the_generated_decision_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    from asm_email_rules.rules import render_tables_markdown
+
+    assert main(["tables"]) == 0
+    assert capsys.readouterr().out == render_tables_markdown()

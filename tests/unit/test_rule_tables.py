@@ -61,5 +61,5 @@ def test_every_outcome_has_a_builder() -> None:
 
 def test_docs_decision_tables_are_current() -> None:
     """docs/decision-tables.md is generated from the rows; regenerate with
-    `python -m asm_email_rules.rules > docs/decision-tables.md`."""
+    `asm-email-rules tables > docs/decision-tables.md`."""
     assert DOCS.read_text(encoding="utf-8") == rules.render_tables_markdown()
