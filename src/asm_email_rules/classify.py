@@ -189,10 +189,10 @@ def _code_and_status(text: str) -> tuple[int | None, str | None]:
     )
 
 
-def _original_message_id(email: InboundEmail) -> str | None:
+def _original_message_id(email: InboundEmail, heads: dict[str, str]) -> str | None:
     """Message-ID of the returned message: DSN field, attached original, or quoted headers."""
     for name in ("Original-Message-ID", "X-Original-Message-ID"):
-        value = email.header(name)
+        value = heads.get(name.lower())
         if value:
             ids = parse_msg_ids(value)
             if ids:
@@ -258,11 +258,15 @@ def _bounce_info(
 
 
 def _bounce(
-    email: InboundEmail, from_daemon: bool, null_path: bool, fatal_codes: Sequence[int]
+    email: InboundEmail,
+    heads: dict[str, str],
+    from_daemon: bool,
+    null_path: bool,
+    fatal_codes: Sequence[int],
 ) -> tuple[BounceInfo | None, list[str]]:
     """Bounce details and reasons, or ``(None, [])`` when the mail is not a delivery report."""
     reasons: list[str] = []
-    content_type = email.header("Content-Type") or ""
+    content_type = heads.get("content-type") or ""
     report = content_type.split(";", 1)[0].strip().lower() == "multipart/report"
     report_type = _param(content_type, "report-type") if report else None
     dsn_part = next((a for a in email.attachments if a.content_type in _REPORT_TYPES), None)
@@ -281,10 +285,10 @@ def _bounce(
         if code is None and status is None:
             code, status = _code_and_status(email.body[:_BODY_SCAN])
         info = _bounce_info(
-            action, status, code, diagnostic, _original_message_id(email), fatal_codes
+            action, status, code, diagnostic, _original_message_id(email, heads), fatal_codes
         )
         return info, reasons
-    ndr_header = email.header("X-MS-Exchange-Message-Is-Ndr")
+    ndr_header = heads.get("x-ms-exchange-message-is-ndr")
     if ndr_header is not None:
         reasons.append("X-MS-Exchange-Message-Is-Ndr present (Exchange NDR)")
     if not (from_daemon or null_path or ndr_header is not None):
@@ -303,7 +307,9 @@ def _bounce(
         line_start = email.body.rfind("\n", 0, _diag_pos(email.body, code, status)) + 1
         line_end = email.body.find("\n", line_start)
         diagnostic = email.body[line_start : line_end if line_end >= 0 else None].strip()
-    info = _bounce_info(None, status, code, diagnostic, _original_message_id(email), fatal_codes)
+    info = _bounce_info(
+        None, status, code, diagnostic, _original_message_id(email, heads), fatal_codes
+    )
     return info, reasons
 
 
@@ -340,6 +346,9 @@ def _classify(
     loop_header: str,
     fatal_codes: Sequence[int],
 ) -> Classification:
+    heads: dict[str, str] = {}
+    for key, field in email.headers:
+        heads.setdefault(key.lower(), field)
     own: list[str] = []
     replies: list[str] = []
     generated: list[str] = []
@@ -348,7 +357,7 @@ def _classify(
     sender = _fold(email.sender)
     if sender and sender in {_fold(a) for a in own_addresses}:
         own.append(f"From: {email.sender} is one of our own addresses")
-    loop = email.header(loop_header)
+    loop = heads.get(loop_header.lower())
     if loop is not None:
         own.append(f"{loop_header}: {loop} (our loop header)")
 
@@ -359,9 +368,9 @@ def _classify(
         generated.append(f"From: {email.sender} (mailer daemon / postmaster)")
     if null_path:
         generated.append("Return-Path: <> (null return path)")
-    bounce, bounce_reasons = _bounce(email, from_daemon, null_path, fatal_codes)
+    bounce, bounce_reasons = _bounce(email, heads, from_daemon, null_path, fatal_codes)
 
-    auto_submitted = email.header("Auto-Submitted")
+    auto_submitted = heads.get("auto-submitted")
     if auto_submitted is not None:
         token = auto_submitted.split(";", 1)[0].strip().lower()
         if token == "auto-replied":
@@ -369,7 +378,7 @@ def _classify(
         elif token != "no":
             generated.append(f"Auto-Submitted: {auto_submitted} (RFC 3834)")
     for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
-        value = email.header(name)
+        value = heads.get(name.lower())
         if value is not None and value.strip().lower() not in ("no", "false", "0"):
             replies.append(f"{name}: {value}")
     for name in (
@@ -377,10 +386,10 @@ def _classify(
         "X-MS-Exchange-Generated-Message-Source",
         "X-Loop",
     ):
-        value = email.header(name)
+        value = heads.get(name.lower())
         if value is not None:
             generated.append(f"{name}: {value}")
-    content_type = email.header("Content-Type") or ""
+    content_type = heads.get("content-type") or ""
     if _param(content_type, "report-type") == "disposition-notification":
         generated.append("Content-Type: multipart/report; report-type=disposition-notification")
     ooo = _OOO_SUBJECT.match(email.subject)
@@ -388,7 +397,7 @@ def _classify(
         phrase = ooo.group(1) or ooo.group(2)
         replies.append(f"Subject starts with {phrase!r} (out-of-office subject)")
 
-    precedence = email.header("Precedence")
+    precedence = heads.get("precedence")
     if precedence is not None and precedence.strip().lower() in ("bulk", "junk", "list"):
         lists.append(f"Precedence: {precedence.strip()}")
     for name, value in email.headers:
@@ -396,7 +405,7 @@ def _classify(
             lists.append(f"{name}: {value[:200]} (RFC 2369/2919 list header)")
             break
 
-    suppress = email.header("X-Auto-Response-Suppress") or ""
+    suppress = heads.get("x-auto-response-suppress") or ""
     tokens = {t.strip().lower() for t in suppress.split(",")}
     suppressed = bool(tokens & {"all", "autoreply", "oof"})
 

@@ -14,12 +14,12 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from email import policy as email_policy
 from email.errors import InvalidHeaderDefect
 from email.message import Message
 from email.policy import compat32
-from email.utils import parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, parsedate_to_datetime
 
 import attrs
 from dateutil import parser as date_parser
@@ -41,9 +41,27 @@ _LOG = logging.getLogger(__name__)
 
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ADDRESS_SPECIALS = re.compile(r'["(:;\\]')
+_HEADER_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
+_HEADER_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+):([^\n]*\n(?:[ \t][^\n]*\n)*)")
+_MSGID = re.compile(r"<([^<>]*)>")
+_RFC5322_DATE = re.compile(
+    r"\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
+    r"\s+([+-])(\d{2})(\d{2})(?:\s|$)"
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 _LINE_BREAKS = re.compile(r"[\t\r\n]")
 _SPACES = re.compile(r"\s+")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*(?:"|$)|[^;]*)')
+_QUOTED_PAIR = re.compile(r"\\(.)")
 _B64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _SIMPLE_ADDR = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -210,7 +228,57 @@ def decode_header_text(value: str, notes: list[str] | None = None, what: str = "
 
 def _clean(text: str) -> str:
     """CR, LF and TAB become spaces; other control characters are removed."""
+    found = _ANY_CONTROL.search(text)
+    if found is None:
+        return text
+    if found.group() == "\t":  # the common case: a folded header's tab
+        text = text.replace("\t", " ")
+        if _ANY_CONTROL.search(text, found.start()) is None:
+            return text
     return _CONTROL.sub("", _LINE_BREAKS.sub(" ", text))
+
+
+# --------------------------------------------------------------------------- MIME parameters
+
+
+def _mime_params(value: str | None, default: str) -> tuple[str, dict[str, str]]:
+    """Lower-cased type and parameters of Content-Type / Content-Disposition.
+
+    A regex reads the plain form; values with RFC 2231 ``name*`` parameters go through the
+    stdlib ``compat32`` parser (continuations and charsets). The value is length-capped before.
+    """
+    if value is None:
+        return default, {}
+    head, _, rest = value.partition(";")
+    kind = head.strip().lower()
+    if default and kind.count("/") != 1:
+        kind = default
+    if not rest:
+        return kind, {}
+    if "*" not in rest:
+        params: dict[str, str] = {}
+        for match in _PARAM.finditer(";" + rest):
+            raw_value = match.group(2).strip()
+            if raw_value.startswith('"'):
+                raw_value = (
+                    raw_value[1:-1]
+                    if raw_value.endswith('"') and len(raw_value) > 1
+                    else raw_value[1:]
+                )
+                if "\\" in raw_value:
+                    raw_value = _QUOTED_PAIR.sub(r"\1", raw_value)
+            params.setdefault(match.group(1).lower(), raw_value)
+        return kind, params
+    meta = Message(policy=compat32)
+    meta["content-type"] = "x/x;" + rest
+    out: dict[str, str] = {}
+    try:
+        pairs = meta.get_params(header="content-type") or []
+    except Exception:  # defensive: stdlib parameter parsing on hostile input
+        pairs = []
+    for name, param in pairs[1:]:
+        out.setdefault(str(name).lower(), str(collapse_rfc2231_value(param)))
+    return kind, out
 
 
 # --------------------------------------------------------------------------- addresses
@@ -218,6 +286,9 @@ def _clean(text: str) -> str:
 
 def _split_addresses(value: str) -> Iterator[str]:
     """Split an address list at top-level commas (quotes, comments, <> respected); drop groups."""
+    if _ADDRESS_SPECIALS.search(value) is None:
+        yield from value.split(",")
+        return
     start = 0
     depth = 0
     quoted = False
@@ -320,6 +391,14 @@ def parse_msg_ids(value: str) -> tuple[str, ...]:
 
     A value with no ``<...>`` but bare ``left@right`` words yields those words in brackets.
     """
+    if "(" not in value and "<" in value:
+        found = _MSGID.findall(value)
+        if found and value.count("<") == len(found):
+            return tuple(
+                f"<{''.join(mid.split())}>" if " " in mid or "\t" in mid else f"<{mid}>"
+                for mid in found
+                if mid.strip()
+            )
     ids: list[str] = []
     i = 0
     n = len(value)
@@ -370,7 +449,11 @@ class _Part:
     children: list[_Part] = attrs.Factory(list)
     ctype: str = "text/plain"
     boundary: str | None = None
-    meta: Message | None = None
+    params: dict[str, str] = attrs.Factory(dict)
+    disposition: str | None = None
+    filename: str = ""
+    cte: str = ""
+    content_id: str | None = None
 
 
 @attrs.define
@@ -405,6 +488,34 @@ class _Intake:
 
     def read_headers(self, pos: int, top: bool) -> tuple[list[tuple[bytes, bytes]], int]:
         """Header fields from ``pos`` to the blank line (or first non-header line); body start."""
+        if top and not self.cut_at:
+            fast = self.read_headers_fast()
+            if fast is not None:
+                return fast
+        return self.read_headers_slow(pos, top)
+
+    def read_headers_fast(self) -> tuple[list[tuple[bytes, bytes]], int] | None:
+        """The top-level header in one regex pass when it is well formed and within the limits."""
+        raw = self.raw
+        blank = _BLANK_LINE.search(raw, 0, self.limits.max_header_bytes + 2)
+        if blank is None or raw[:1] in (b" ", b"\t", b"\r", b"\n"):
+            return None
+        block = raw[: blank.start() + 1]
+        if _HEADER_BLOCK.fullmatch(block) is None:
+            return None  # a line that is not a header field: let the careful reader decide
+        fields = _HEADER_FIELD.findall(block)
+        if len(fields) > self.limits.max_header_count:
+            return None
+        out = [
+            (name, value.replace(b"\r\n", b"").replace(b"\n", b"").strip(b" \t"))
+            if value.count(b"\n") > 1
+            else (name, value.strip(b" \t\r\n"))
+            for name, value in fields
+        ]
+        return out, blank.end()
+
+    def read_headers_slow(self, pos: int, top: bool) -> tuple[list[tuple[bytes, bytes]], int]:
+        """Header fields line by line, applying the count, size and line-length limits."""
         raw = self.raw
         n = len(raw)
         limits = self.limits
@@ -470,18 +581,25 @@ class _Intake:
         """Read a part's headers at ``pos`` and attach it to ``parent`` if within the limits."""
         headers, body_start = self.read_headers(pos, top=parent is None)
         part = _Part(headers, body_start, len(self.raw), depth)
-        meta = Message(policy=compat32)
-        if parent is not None and parent.ctype == "multipart/digest":
-            meta.set_default_type("message/rfc822")
+        mime: dict[str, str] = {}
         for name, value in headers:
+            if not name[:8].lower().startswith(b"content-"):
+                continue
             lname = name.decode("ascii").lower()
-            if lname in _MIME_HEADERS:
-                text = _header_bytes_to_str(value[:_MAX_MIME_HEADER], lname, self.notes)
-                meta[lname] = text
-        part.meta = meta
-        part.ctype = meta.get_content_type()
+            if lname in _MIME_HEADERS and lname not in mime:
+                mime[lname] = _header_bytes_to_str(value[:_MAX_MIME_HEADER], lname, self.notes)
+        default = "text/plain"
+        if parent is not None and parent.ctype == "multipart/digest":
+            default = "message/rfc822"
+        part.ctype, part.params = _mime_params(mime.get("content-type"), default)
+        disposition, disp_params = _mime_params(mime.get("content-disposition"), "")
+        part.disposition = disposition or None
+        part.filename = disp_params.get("filename") or part.params.get("name") or ""
+        part.cte = mime.get("content-transfer-encoding", "").strip().lower()
+        cid = mime.get("content-id")
+        part.content_id = (_clean(cid).strip() or None) if cid is not None else None
         if part.ctype.startswith("multipart/"):
-            boundary = meta.get_boundary()
+            boundary = part.params.get("boundary", "").rstrip()
             if boundary:
                 part.boundary = boundary
             else:
@@ -572,8 +690,7 @@ class _Intake:
     def transfer_decode(self, part: _Part, what: str) -> bytes:
         """Body bytes of a leaf with its Content-Transfer-Encoding undone (never raises)."""
         data = self.raw[part.body_start : part.body_end]
-        assert part.meta is not None
-        cte = str(part.meta.get("content-transfer-encoding", "")).strip().lower()
+        cte = part.cte
         if cte == "base64":
             if data.translate(None, _B64_ALPHABET):
                 self.notes.append(f"{what}: invalid characters in base64 ignored")
@@ -595,13 +712,8 @@ class _Intake:
 
     def text_of(self, part: _Part, what: str) -> str:
         """Decoded text of a text part, line endings normalised to ``\\n``."""
-        assert part.meta is not None
         data = self.transfer_decode(part, what)
-        charset = part.meta.get_param("charset")
-        cs = charset if isinstance(charset, str) else None
-        if isinstance(charset, tuple):
-            cs = str(charset[2])
-        text = decode_bytes(data, cs, what, self.notes)
+        text = decode_bytes(data, part.params.get("charset"), what, self.notes)
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if self.cut_at:
@@ -675,9 +787,8 @@ class _Intake:
         html: str | None = None
         attachments: list[Attachment] = []
         for number, part in enumerate(self.leaves(root), start=1):
-            assert part.meta is not None
             ctype = part.ctype
-            disposition = part.meta.get_content_disposition()
+            disposition = part.disposition
             filename = self.filename(part)
             is_attachment = disposition == "attachment" or bool(filename)
             what = f"part {number} ({ctype})"
@@ -703,20 +814,14 @@ class _Intake:
 
     def filename(self, part: _Part) -> str:
         """Attachment filename (RFC 2231 and RFC 2047 decoded, control chars removed) or ""."""
-        assert part.meta is not None
-        try:
-            name = part.meta.get_filename()
-        except Exception:  # defensive: compat32 parameter parsing on hostile input
-            name = None
-        if not name:
+        if not part.filename:
             return ""
-        return decode_header_text(str(name), self.notes, "filename").strip()
+        return decode_header_text(part.filename, self.notes, "filename").strip()
 
     def attachment(
         self, part: _Part, number: int, filename: str, disposition: str | None, what: str
     ) -> Attachment | None:
         """An Attachment for a leaf, or None when it is over the size limit (noted)."""
-        assert part.meta is not None
         limit = self.limits.max_attachment_size
         encoded = part.body_end - part.body_start
         if encoded * 3 // 4 > limit * 11 // 10 + 1024:
@@ -728,8 +833,7 @@ class _Intake:
             return None
         if not filename:
             filename = self.default_name(part, number, data)
-        cid = part.meta.get("content-id")
-        content_id = _clean(str(cid)).strip() or None if cid is not None else None
+        content_id = part.content_id
         return Attachment(
             filename=filename,
             content_type=part.ctype,
@@ -765,15 +869,26 @@ class _Intake:
         pairs: list[tuple[str, str]] = []
         first: dict[str, str] = {}
         counts: dict[str, int] = {}
+        append = pairs.append
         for name_b, value_b in headers:
             name = name_b.decode("ascii")
             lname = name.lower()
-            value = _header_bytes_to_str(value_b, name, notes)
-            counts[lname] = counts.get(lname, 0) + 1
-            first.setdefault(lname, value)
-            pairs.append((name, decode_header_text(value, notes, name)))
+            try:
+                value = value_b.decode("ascii")
+            except UnicodeDecodeError:
+                value = _header_bytes_to_str(value_b, name, notes)
+            if lname in first:
+                counts[lname] = counts.get(lname, 1) + 1
+            else:
+                first[lname] = value
+            if "=?" in value:
+                append((name, decode_header_text(value, notes, name)))
+            elif _ANY_CONTROL.search(value) is not None:
+                append((name, _clean(value)))
+            else:
+                append((name, value))
         for lname in ("from", "subject", "message-id", "date"):
-            if counts.get(lname, 0) > 1:
+            if lname in counts:
                 notes.append(f"{counts[lname]} {lname!r} headers; the first one used")
         out: dict[str, object] = {"headers": tuple(pairs)}
         sender, sender_name = "", ""
@@ -854,6 +969,24 @@ def _parse_date(value: str | None, notes: list[str]) -> datetime | None:
     """RFC 5322 date, else a bounded dateutil parse, else None (noted)."""
     if value is None:
         return None
+    quick = _RFC5322_DATE.match(value)
+    if quick is not None and (quick.group(7) == "+" or quick.group(8, 9) != ("00", "00")):
+        day, month, year, hour, minute, second, sign, zh, zm = quick.groups()
+        month_number = _MONTHS.get(month.lower())
+        if month_number is not None:
+            offset = timedelta(hours=int(zh), minutes=int(zm))
+            try:
+                return datetime(
+                    int(year),
+                    month_number,
+                    int(day),
+                    int(hour),
+                    int(minute),
+                    int(second or 0),
+                    tzinfo=timezone(-offset if sign == "-" else offset),
+                )
+            except ValueError:
+                pass
     text = " ".join(_clean(value).split())
     try:
         return parsedate_to_datetime(text)
