@@ -7,6 +7,7 @@ reason names the header (or subject) and the value that matched, so a decision c
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -145,8 +146,15 @@ def _fold(address: str) -> str:
     return unicodedata.normalize("NFKC", address).casefold().strip()
 
 
+@functools.lru_cache(maxsize=64)
+def _own_set(addresses: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(_fold(a) for a in addresses)
+
+
 def _param(value: str, name: str) -> str | None:
     """A parameter of a structured header value (``report-type`` of Content-Type)."""
+    if name not in value.lower():
+        return None
     match = re.search(
         rf"(?:^|;)\s*{re.escape(name)}\s*=\s*(?:\"([^\"]*)\"|([^;\s]*))", value, re.IGNORECASE
     )
@@ -347,15 +355,20 @@ def _classify(
     fatal_codes: Sequence[int],
 ) -> Classification:
     heads: dict[str, str] = {}
+    list_header: tuple[str, str] | None = None
     for key, field in email.headers:
-        heads.setdefault(key.lower(), field)
+        lower = key.lower()
+        if lower not in heads:
+            heads[lower] = field
+            if list_header is None and lower.startswith("list-"):
+                list_header = (key, field)
     own: list[str] = []
     replies: list[str] = []
     generated: list[str] = []
     lists: list[str] = []
 
     sender = _fold(email.sender)
-    if sender and sender in {_fold(a) for a in own_addresses}:
+    if sender and sender in _own_set(tuple(own_addresses)):
         own.append(f"From: {email.sender} is one of our own addresses")
     loop = heads.get(loop_header.lower())
     if loop is not None:
@@ -400,10 +413,8 @@ def _classify(
     precedence = heads.get("precedence")
     if precedence is not None and precedence.strip().lower() in ("bulk", "junk", "list"):
         lists.append(f"Precedence: {precedence.strip()}")
-    for name, value in email.headers:
-        if name.lower().startswith("list-"):
-            lists.append(f"{name}: {value[:200]} (RFC 2369/2919 list header)")
-            break
+    if list_header is not None:
+        lists.append(f"{list_header[0]}: {list_header[1][:200]} (RFC 2369/2919 list header)")
 
     suppress = heads.get("x-auto-response-suppress") or ""
     tokens = {t.strip().lower() for t in suppress.split(",")}
