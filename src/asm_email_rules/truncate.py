@@ -27,6 +27,8 @@ _MAX_ATTR_LINES = 3
 _MAX_ATTR_WINDOW = 6
 #: Lines after a header label scanned for the other labels of an Outlook header block.
 _HEADER_WINDOW = 8
+#: Reasons listed in ``Truncation.detail`` before the rest is summarised as a count.
+_MAX_REASONS = 8
 #: Non-blank lines a "-- " / "____" signature or list footer may have at most.
 _MAX_SIG_LINES = 15
 
@@ -615,6 +617,7 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     ev = [("T" if c in "TcQA" else c) for c in ev]
 
     # 3. Signature / list-footer blocks ("-- ", "____") when asked to strip signatures.
+    sig_blocks = 0
     if strip_signature:
         k = 0
         while k < cut:
@@ -622,12 +625,16 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
                 j = k
                 count = 0
                 while j < cut and ev[j] != "X" and count <= _MAX_SIG_LINES:
+                    if j > k and st[j][:2] in ("--", "__") and _is_sig_delimiter(st[j]):
+                        break  # the next delimiter starts its own block
                     if st[j]:
                         count += 1
                     j += 1
                 if count <= _MAX_SIG_LINES:
                     ev[k:j] = _S * (j - k)
-                    reasons.append(f"signature block at line {k + 1}")
+                    if not sig_blocks:
+                        reasons.append(f"signature block at line {k + 1}")
+                    sig_blocks += 1
                     k = j
                     continue
             k += 1
@@ -782,7 +789,9 @@ def truncate_reply(
         (kept_lines if k else elided_lines).append(ln)
     kept_lines = _trim_blank_ends(kept_lines)
     elided_lines.extend(elided_head)
-    details.extend(result.reasons)
+    details.extend(result.reasons[:_MAX_REASONS])
+    if len(result.reasons) > _MAX_REASONS:
+        details.append(f"{len(result.reasons) - _MAX_REASONS} more cuts")
     kept = "\n".join(kept_lines)
     if not kept.strip():
         _LOG.debug("truncation would leave nothing; keeping the whole body")
