@@ -56,6 +56,7 @@ _MONTHS = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
     )
 }
+_FIELD_START = re.compile(rb"\n[^ \t\r\n]")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _LINE_BREAKS = re.compile(r"[\t\r\n]")
 _SPACES = re.compile(r"\s+")
@@ -85,6 +86,7 @@ _MAX_MIME_HEADER = (
 )
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n"
 _MAX_DATE = 200  # characters of Date given to dateutil
+_MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
 _EXTENSIONS = {
     "text/plain": ".txt",
     "text/html": ".html",
@@ -525,6 +527,18 @@ class _Intake:
         dropped = 0
         over_bytes = False
         while pos < n:
+            if pos - start > limits.max_header_bytes or (
+                count >= limits.max_header_count and raw[pos] not in (32, 9)
+            ):
+                # budget spent: skip to the end of the header section at C speed
+                blank = _BLANK_LINE.search(raw, max(pos - 1, 0))
+                stop = blank.end() if blank is not None else n
+                extra = len(_FIELD_START.findall(raw, max(pos - 1, 0), stop))
+                dropped += extra
+                count += extra
+                over_bytes = over_bytes or stop - start > limits.max_header_bytes
+                pos = stop
+                break
             nl = raw.find(b"\n", pos)
             end = n if nl < 0 else nl + 1
             first = raw[pos]
@@ -532,7 +546,7 @@ class _Intake:
                 pos = end
                 break
             if first in (32, 9):
-                if fields and not dropped:
+                if fields:
                     fields[-1][1].append(raw[pos:end])
                 pos = end
                 continue
@@ -543,21 +557,16 @@ class _Intake:
                     continue
                 break
             count += 1
-            if pos - start > limits.max_header_bytes:
-                over_bytes = True
-            if count > limits.max_header_count or over_bytes:
-                dropped += 1
-            else:
-                fields.append((raw[pos:colon], [raw[colon + 1 : end]]))
+            fields.append((raw[pos:colon], [raw[colon + 1 : end]]))
             pos = end
-        if dropped and (top or count > limits.max_header_count):
+        if (dropped or over_bytes) and (top or count > limits.max_header_count or over_bytes):
             if over_bytes:
                 self.violate(
                     LimitKind.HEADER_COUNT,
                     limits.max_header_bytes,
                     pos - start,
                     f"header section over {limits.max_header_bytes} bytes; "
-                    f"{dropped} later header(s) dropped",
+                    f"the rest of it ({dropped} header field(s) more) dropped",
                 )
             else:
                 self.violate(
@@ -676,8 +685,10 @@ class _Intake:
                 continue
             child = self.make_part(min(line_end + 1, n), level.part.depth + 1, level.part)
             level.current = child
-            if child.boundary is not None:
-                push(child)
+            if self.part_count > self.limits.max_part_count:
+                break  # every later part is dropped: no need to read on
+            if child.boundary is not None and child.kept:
+                push(child)  # a part too deep stays opaque: its own boundaries are not tracked
             pos = max(child.body_start - 1, line_end)
             if pos >= n:
                 break
@@ -769,14 +780,14 @@ class _Intake:
                     LimitKind.MIME_DEPTH,
                     limits.max_mime_depth,
                     self.max_depth,
-                    f"parts nested deeper than {limits.max_mime_depth} ignored",
+                    f"parts nested deeper than {limits.max_mime_depth} ignored (not read further)",
                 )
             if self.part_count > limits.max_part_count:
                 self.violate(
                     LimitKind.PART_COUNT,
                     limits.max_part_count,
                     self.part_count,
-                    f"only the first {limits.max_part_count} parts kept",
+                    f"only the first {limits.max_part_count} parts kept; the rest not read",
                 )
             body, body_html, source, attachments = self.contents(root)
         return self.build(raw, fields, body, body_html, source, attachments)
@@ -806,7 +817,12 @@ class _Intake:
         if plain is not None:
             return plain, html, "text/plain", attachments
         if html is not None:
-            text = html_to_text(html)
+            if len(html) > _MAX_HTML_TEXT:
+                self.notes.append(
+                    f"HTML body of {len(html)} characters: only the first {_MAX_HTML_TEXT} "
+                    "converted to text"
+                )
+            text = html_to_text(html[:_MAX_HTML_TEXT])
             if self.cut_at:
                 text = _cut_lines(text, self.cut_at)
             return text, html, "text/html", attachments

@@ -1,0 +1,138 @@
+"""Adversarial inputs of doubling size up to 10 MB: ``python benchmarks/intake_linear.py``.
+
+Each family is parsed and classified (and its subject parsed, when that module exists) at
+sizes doubling from 64 KiB to 10 MB; the script prints seconds per size and the ratio to the
+previous size (about 2 means linear, about 4 quadratic) and flags any input over 2 s.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from asm_email_rules.classify import classify
+from asm_email_rules.intake import parse_message
+
+try:
+    from asm_email_rules.subject import parse_subject
+except ImportError:  # written by another engineer; optional here
+    parse_subject = None  # type: ignore[assignment]
+
+HEAD = b"From: Jane <jane@example.com>\r\nMessage-ID: <m@example.com>\r\n"
+MAX = 10 * 1024 * 1024
+BUDGET = 2.0
+
+
+def repeat(unit: bytes, size: int) -> bytes:
+    return unit * max(1, size // len(unit))
+
+
+def folded_header(size: int) -> bytes:
+    return HEAD + b"Subject: start\r\n" + repeat(b" folded line\r\n", size) + b"\r\nbody\r\n"
+
+
+def address_list(size: int) -> bytes:
+    addresses = repeat(b"User Name <user@example.com>, ", size)
+    return HEAD + b"To: " + addresses + b"last@example.com\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+def encoded_subject(size: int) -> bytes:
+    return HEAD + b"Subject: " + repeat(b"=?utf-8?B?w6lk?= ", size) + b"\r\n\r\nbody\r\n"
+
+
+def broken_encoded_subject(size: int) -> bytes:
+    return HEAD + b"Subject: " + repeat(b"=?utf-8?q?=?= =?x?B?###?=", size) + b"\r\n\r\nbody\r\n"
+
+
+def re_prefixes(size: int) -> bytes:
+    return HEAD + b"Subject: " + repeat(b"Re: ", size) + b"[CALL#12]\r\n\r\nbody\r\n"
+
+
+def deep_nesting(size: int) -> bytes:
+    unit_len = len(b"--b0000000\r\nContent-Type: multipart/mixed; boundary=b0000000\r\n\r\n")
+    depth = max(1, size // unit_len)
+    parts = [HEAD, b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"]
+    parts.extend(
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+        for i in range(depth)
+    )
+    parts.append(b"--b%d\r\nContent-Type: text/plain\r\n\r\nbody\r\n" % depth)
+    return b"".join(parts)
+
+
+def many_parts(size: int) -> bytes:
+    body = repeat(b"--p\r\nContent-Type: text/csv; name=a.csv\r\n\r\na,b\r\n", size)
+    return HEAD + b"Content-Type: multipart/mixed; boundary=p\r\n\r\n" + body + b"--p--\r\n"
+
+
+def one_big_header(size: int) -> bytes:
+    return HEAD + b"X-Big: " + b"a" * size + b"\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+def quote_line(size: int) -> bytes:
+    return HEAD + b"Subject: hi\r\n\r\nreply\r\n" + b">" * size + b"\r\n"
+
+
+def html_tag_soup(size: int) -> bytes:
+    head = HEAD + b"Content-Type: text/html\r\n\r\n"
+    return head + repeat(b"<blockquote><a href=x>t<li><p>&amp;<a ", size)
+
+
+def html_lines(size: int) -> bytes:
+    head = HEAD + b"Content-Type: text/html\r\n\r\n"
+    return head + repeat(b"<blockquote><p>quoted <a href='https://x.example'>x</a><br>\r\n", size)
+
+
+def many_references(size: int) -> bytes:
+    return HEAD + b"References: " + repeat(b"<a@b> (c) ", size) + b"\r\n\r\nbody\r\n"
+
+
+FAMILIES: list[tuple[str, Callable[[int], bytes]]] = [
+    ("10^5 folded header lines", folded_header),
+    ("addresses in To", address_list),
+    ("encoded-word subject", encoded_subject),
+    ("broken encoded-words", broken_encoded_subject),
+    ("'Re: ' prefixes", re_prefixes),
+    ("deep multipart nesting", deep_nesting),
+    ("many parts", many_parts),
+    ("one huge header", one_big_header),
+    ("a line of '>'", quote_line),
+    ("HTML tag soup body", html_tag_soup),
+    ("HTML body with many lines", html_lines),
+    ("References with comments", many_references),
+]
+
+
+def run(raw: bytes) -> float:
+    start = time.perf_counter()
+    email = parse_message(raw)
+    classify(email)
+    if parse_subject is not None:
+        parse_subject(email.subject)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    sizes = [64 * 1024 << i for i in range(8)] + [MAX]
+    slow = 0
+    for name, make in FAMILIES:
+        print(f"\n== {name}")
+        previous = None
+        for size in sizes:
+            raw = make(size)
+            seconds = min(run(raw), run(raw)) if len(raw) < 1_000_000 else run(raw)
+            ratio = f"x{seconds / previous:5.2f}" if previous else "      "
+            flag = "  OVER 2 s" if seconds > BUDGET else ""
+            print(f"  {len(raw):>10,} bytes  {seconds * 1e3:9.1f} ms  {ratio}{flag}")
+            slow += seconds > BUDGET
+            previous = seconds
+    print(f"\n{slow} input(s) over {BUDGET} s")
+    return 1 if slow else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
