@@ -700,21 +700,22 @@ class _Intake:
 
     def transfer_decode(self, part: _Part, what: str) -> bytes:
         """Body bytes of a leaf with its Content-Transfer-Encoding undone (never raises)."""
-        data = self.raw[part.body_start : part.body_end]
         cte = part.cte
         if cte == "base64":
-            if data.translate(None, _B64_ALPHABET):
+            view = memoryview(self.raw)[part.body_start : part.body_end]
+            if _has_invalid_base64(self.raw, part.body_start, part.body_end):
                 self.notes.append(f"{what}: invalid characters in base64 ignored")
             try:
-                return binascii.a2b_base64(data)
+                return binascii.a2b_base64(view)
             except binascii.Error:
-                cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+                cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", view)
                 cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
                 self.notes.append(f"{what}: invalid base64 repaired (trailing bits dropped)")
                 try:
                     return binascii.a2b_base64(cleaned)
                 except binascii.Error:
                     return b""
+        data = self.raw[part.body_start : part.body_end]
         if cte == "quoted-printable":
             return binascii.a2b_qp(data)
         if cte and cte not in ("7bit", "8bit", "binary"):
@@ -757,7 +758,7 @@ class _Intake:
                 "message over the size limit: headers kept, body and attachments dropped",
             )
         if len(raw) > limits.max_line_length:
-            longest = max(map(len, raw.split(b"\n")))
+            longest = _longest_line(raw)
             if longest > limits.max_line_length:
                 self.cut_at = limits.max_line_length
                 self.violate(
@@ -971,6 +972,29 @@ class _Intake:
             raw_sha256=hashlib.sha256(raw).hexdigest(),
             raw_size=len(raw),
         )
+
+
+def _has_invalid_base64(raw: bytes, start: int, end: int) -> bool:
+    """True when ``raw[start:end]`` holds bytes outside base64 and whitespace (1 MiB pieces)."""
+    step = 1 << 20
+    return any(
+        raw[offset : min(offset + step, end)].translate(None, _B64_ALPHABET)
+        for offset in range(start, end, step)
+    )
+
+
+def _longest_line(raw: bytes) -> int:
+    """Length of the longest line, read in 1 MiB pieces so memory stays small (linear)."""
+    longest = carry = 0
+    step = 1 << 20
+    for offset in range(0, len(raw), step):
+        lines = raw[offset : offset + step].split(b"\n")
+        if len(lines) == 1:
+            carry += len(lines[0])
+            continue
+        longest = max(longest, carry + len(lines[0]), max(map(len, lines[1:-1]), default=0))
+        carry = len(lines[-1])
+    return max(longest, carry)
 
 
 def _cut_lines(text: str, limit: int) -> str:
