@@ -650,9 +650,7 @@ class _Intake:
         push(root)
         pos = max(root.body_start - 1, 0)
         while levels:
-            i = raw.find(b"\n--", pos) if pos or not raw.startswith(b"--") else -1
-            if pos == 0 and raw.startswith(b"--"):
-                i = -1  # a boundary as the very first byte is handled by the header reader
+            i = raw.find(b"\n--", pos)  # root.body_start >= 1: a header precedes any boundary
             if i < 0:
                 break
             line_start = i + 1
