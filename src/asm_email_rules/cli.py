@@ -17,7 +17,6 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -36,6 +35,7 @@ from asm_email_rules.model import OutgoingEmail, ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Repository
 from asm_email_rules.rules import Decision
+from asm_email_rules.sample import DEMO_MAILBOX_OPTIONS, DEMO_NOW, DEMO_SYSTEM, demo_inbox
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 if TYPE_CHECKING:
@@ -59,17 +59,6 @@ EXIT_TRANSPORT = 3
 
 PROG = "asm-email-rules"
 
-DEMO_MAILBOX_OPTIONS: dict[str, bool] = {
-    "auto_reply": True,
-    "create_calls_anonymously": True,
-    "update_closed_calls": True,
-    "log_new_call_on_invalid_number": True,
-}
-"""The sample mailbox options the demo (and ``explain`` without a config) switch on."""
-
-DEMO_SYSTEM = SystemSettings(truncate_incoming_emails=True)
-DEMO_NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-"""The demo's fixed clock: the sample desk's mail is dated that morning."""
 
 _STANDARD_RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -136,15 +125,6 @@ def _setup_logging(level: int, as_json: bool) -> logging.Handler:
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def demo_inbox() -> list[tuple[str, bytes]]:
-    """The demo messages shipped inside the package, by file name."""
-    folder = resources.files("asm_email_rules").joinpath("demo_inbox")
-    found = [
-        (item.name, item.read_bytes()) for item in folder.iterdir() if item.name.endswith(".eml")
-    ]
-    return sorted(found)
 
 
 def _read_inbox(path: Path) -> list[tuple[str, bytes]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 import attrs
@@ -17,7 +18,7 @@ from asm_email_rules.model import (
     TaskStatus,
 )
 from asm_email_rules.protocols import SeedableRepository
-from asm_email_rules.settings import CallTemplate, MailboxSettings
+from asm_email_rules.settings import CallTemplate, MailboxSettings, SystemSettings
 
 DESK_ADDRESS = "helpdesk@desk.example"
 
@@ -129,3 +130,25 @@ def seed_sample_desk(repository: SeedableRepository) -> None:
         repository.put_task(task)
     for request in REQUESTS:
         repository.put_request(request)
+
+
+DEMO_MAILBOX_OPTIONS: dict[str, bool] = {
+    "auto_reply": True,
+    "create_calls_anonymously": True,
+    "update_closed_calls": True,
+    "log_new_call_on_invalid_number": True,
+}
+"""The sample mailbox options the demo (and ``explain`` without a config) switch on."""
+
+DEMO_SYSTEM = SystemSettings(truncate_incoming_emails=True)
+DEMO_NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+"""The demo's fixed clock: the sample desk's mail is dated that morning."""
+
+
+def demo_inbox() -> list[tuple[str, bytes]]:
+    """The demo messages shipped inside the package, by file name."""
+    folder = resources.files("asm_email_rules").joinpath("demo_inbox")
+    found = [
+        (item.name, item.read_bytes()) for item in folder.iterdir() if item.name.endswith(".eml")
+    ]
+    return sorted(found)

@@ -797,3 +797,60 @@ def check_tokens(repo: SeedableRepository) -> None:
     with repo.transaction():
         repo.use_token("tok-1", _at(1))  # a replay must not fail
     _equal(repo.is_token_used("tok-1"), True, "token after a replayed use")
+
+
+def _demo_run(repo: SeedableRepository) -> list[tuple[str, str, tuple[str, ...], str, str]]:
+    """Run the shipped demo inbox through the whole pipeline on ``repo``; one row per message."""
+    from asm_email_rules.adapters.recording import RecordingMailer
+    from asm_email_rules.pipeline import process
+    from asm_email_rules.sample import (
+        DEMO_MAILBOX_OPTIONS,
+        DEMO_NOW,
+        DEMO_SYSTEM,
+        demo_inbox,
+        sample_mailbox,
+        seed_sample_desk,
+    )
+
+    seed_sample_desk(repo)
+    mailbox = sample_mailbox(**DEMO_MAILBOX_OPTIONS)
+    mailer = RecordingMailer()
+    counter = iter(range(1_000_000))
+    rows = []
+    for name, raw in demo_inbox():
+        before = len(mailer.sent)
+        result = process(
+            raw,
+            repo,
+            mailer,
+            mailbox,
+            DEMO_SYSTEM,
+            DEMO_NOW,
+            random_token=lambda: f"{next(counter):016x}",
+        )
+        decision = result.decision
+        _expect(decision is not None, f"{name}: processed as a duplicate on first delivery")
+        assert decision is not None
+        reply = mailer.sent[before] if len(mailer.sent) > before else None
+        rows.append(
+            (
+                name,
+                decision.rule,
+                decision.action_kinds(),
+                reply.subject if reply else "",
+                reply.body if reply else "",
+            )
+        )
+    return rows
+
+
+@_check
+def check_demo_inbox_decides_like_the_reference(repo: SeedableRepository) -> None:
+    """End to end: the shipped demo inbox gives the same rules, actions and replies
+    (summaries included) on this repository as on the in-memory reference."""
+    from asm_email_rules.adapters.memory import InMemoryRepository
+
+    expected = _demo_run(InMemoryRepository())
+    actual = _demo_run(repo)
+    for want, got in zip(expected, actual, strict=True):
+        _equal(got, want, f"demo message {want[0]}")
