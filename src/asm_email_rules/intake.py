@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import functools
 import hashlib
 import logging
 import re
@@ -106,6 +107,7 @@ _EXTENSIONS = {
 # --------------------------------------------------------------------------- text decoding
 
 
+@functools.lru_cache(maxsize=256)
 def _codec(name: str | None) -> str | None:
     """Python codec name for a MIME charset, or None when unknown or not a text codec."""
     if not name:
@@ -589,14 +591,26 @@ class _Intake:
     def make_part(self, pos: int, depth: int, parent: _Part | None) -> _Part:
         """Read a part's headers at ``pos`` and attach it to ``parent`` if within the limits."""
         headers, body_start = self.read_headers(pos, top=parent is None)
-        part = _Part(headers, body_start, len(self.raw), depth)
         mime: dict[str, str] = {}
         for name, value in headers:
             if not name[:8].lower().startswith(b"content-"):
                 continue
             lname = name.decode("ascii").lower()
             if lname in _MIME_HEADERS and lname not in mime:
-                mime[lname] = _header_bytes_to_str(value[:_MAX_MIME_HEADER], lname, self.notes)
+                mime[lname] = _header_bytes_to_str(value, lname, self.notes)
+        return self.new_part(headers, body_start, depth, parent, mime)
+
+    def new_part(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        body_start: int,
+        depth: int,
+        parent: _Part | None,
+        mime: dict[str, str],
+    ) -> _Part:
+        """A part from its headers (``mime``: first Content-* values, lower-case names)."""
+        part = _Part(headers, body_start, len(self.raw), depth)
+        mime = {key: value[:_MAX_MIME_HEADER] for key, value in mime.items()}
         default = "text/plain"
         if parent is not None and parent.ctype == "multipart/digest":
             default = "message/rfc822"
@@ -765,8 +779,10 @@ class _Intake:
                     longest,
                     f"header values and text lines truncated to {limits.max_line_length}",
                 )
-        root = self.make_part(0, 0, None)
-        fields = self.decode_fields(root.headers)
+        headers, body_start = self.read_headers(0, top=True)
+        fields, first = self.decode_fields(headers)
+        mime = {key: first[key] for key in _MIME_HEADERS if key in first}
+        root = self.new_part(headers, body_start, 0, None, mime)
         body = ""
         body_html: str | None = None
         source = "none"
@@ -878,8 +894,10 @@ class _Intake:
 
     # -- header fields ------------------------------------------------------------------
 
-    def decode_fields(self, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
-        """Decoded header pairs and the identity/thread fields of the top-level header."""
+    def decode_fields(
+        self, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[dict[str, object], dict[str, str]]:
+        """Decoded identity/thread fields and header pairs; and each header's first raw value."""
         notes = self.notes
         pairs: list[tuple[str, str]] = []
         first: dict[str, str] = {}
@@ -936,7 +954,7 @@ class _Intake:
         out["in_reply_to"] = parse_msg_ids(first.get("in-reply-to", ""))
         out["references"] = parse_msg_ids(first.get("references", ""))
         out["date"] = _parse_date(first.get("date"), notes)
-        return out
+        return out, first
 
     def build(
         self,
@@ -1051,7 +1069,7 @@ def parse_message(raw: bytes, *, limits: Limits = Limits()) -> InboundEmail:  # 
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise MessageParseError("input is not bytes", detail=type(raw).__name__)
     data = bytes(raw)
-    if not data.strip():
+    if not data or data.isspace():
         raise MessageParseError("empty message")
     try:
         return _Intake(data, limits).run()
