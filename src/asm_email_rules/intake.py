@@ -564,7 +564,7 @@ class _Intake:
         if (dropped or over_bytes) and (top or count > limits.max_header_count or over_bytes):
             if over_bytes:
                 self.violate(
-                    LimitKind.HEADER_COUNT,
+                    LimitKind.HEADER_BYTES,
                     limits.max_header_bytes,
                     pos - start,
                     f"header section over {limits.max_header_bytes} bytes; "
@@ -946,7 +946,12 @@ class _Intake:
         subject = decode_header_text(first.get("subject", ""), notes, "Subject")
         subject = " ".join(subject.split())
         if len(subject) > self.limits.max_subject_length:
-            notes.append(f"subject cut to {self.limits.max_subject_length} characters")
+            self.violate(
+                LimitKind.SUBJECT_LENGTH,
+                self.limits.max_subject_length,
+                len(subject),
+                "subject cut to the limit",
+            )
             subject = subject[: self.limits.max_subject_length]
         out["subject"] = subject
         mids = parse_msg_ids(first.get("message-id", ""))

@@ -32,6 +32,8 @@ class LimitKind(enum.Enum):
 
     TOTAL_SIZE = "total_size"
     HEADER_COUNT = "header_count"
+    HEADER_BYTES = "header_bytes"
+    SUBJECT_LENGTH = "subject_length"
     LINE_LENGTH = "line_length"
     MIME_DEPTH = "mime_depth"
     PART_COUNT = "part_count"

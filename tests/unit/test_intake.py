@@ -501,7 +501,20 @@ def test_header_bytes_limit() -> None:
     email = parse_message(mail(*headers), limits=Limits(max_header_bytes=2000))
     assert email.sender == "a@b.example"
     assert len(email.headers) < 30
-    assert email.limit_violations[0].kind is LimitKind.HEADER_COUNT
+    assert email.limit_violations[0].kind is LimitKind.HEADER_BYTES
+
+
+def test_overlong_subject_is_cut_and_reported() -> None:
+    email = parse_message(
+        mail("From: a@b.example", f"Subject: {'s' * 500}"), limits=Limits(max_subject_length=100)
+    )
+    assert email.subject == "s" * 100
+    (violation,) = email.limit_violations
+    assert (violation.kind, violation.limit, violation.actual) == (
+        LimitKind.SUBJECT_LENGTH,
+        100,
+        500,
+    )
 
 
 def test_overlong_lines_are_cut() -> None:
