@@ -733,19 +733,44 @@ def _trim_blank_ends(parts: list[str]) -> list[str]:
     return parts[a:b]
 
 
+MAX_SCAN_CHARS = 256 * 1024
+"""How much of a body is examined for the reply boundary (a reply is found near the top)."""
+
+
 def truncate_reply(
     body: str,
     *,
     marker: str | None = None,
     separators: Sequence[str] = (),
     strip_signature: bool = False,
+    max_scan_chars: int = MAX_SCAN_CHARS,
 ) -> Truncation:
     """Keep the new reply text of ``body`` and say what was cut and why.
 
     Cut order: the first line containing ``marker``, else the first line containing one of
     ``separators``, then the quote/attribution heuristic on what is left. If the cut would leave
-    nothing, the whole body is kept (method ``KEPT_WHOLE``).
+    nothing, the whole body is kept (method ``KEPT_WHOLE``). Only the first ``max_scan_chars``
+    characters are examined, so a huge body costs no more than a large one; when a boundary is
+    found there, everything after the examined start counts as quoted history.
     """
+    if len(body) <= max_scan_chars:
+        return _truncate_all(body, marker, separators, strip_signature)
+    end = body.rfind("\n", 0, max_scan_chars)
+    end = max_scan_chars if end <= 0 else end
+    head = _truncate_all(body[:end], marker, separators, strip_signature)
+    note = f"only the first {end} of {len(body)} characters were examined"
+    if head.method in (TruncationMethod.NONE, TruncationMethod.KEPT_WHOLE):
+        return Truncation(body, "", head.method, f"{head.detail}; {note}")
+    rest = body[end:].replace("\r\n", "\n").replace("\r", "\n")
+    return Truncation(
+        head.kept, head.elided + rest, head.method, f"{head.detail}; {note}, the rest elided"
+    )
+
+
+def _truncate_all(
+    body: str, marker: str | None, separators: Sequence[str], strip_signature: bool
+) -> Truncation:
+    """:func:`truncate_reply` on the whole of ``body``."""
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     raw_lines = text.split("\n")
     # Split "reply On <date>, X wrote:" lines so the reply part can be kept.

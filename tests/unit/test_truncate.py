@@ -344,3 +344,21 @@ def test_method_values_are_lowercase_strings() -> None:
         "none",
         "kept_whole",
     }
+
+
+def test_huge_bodies_are_examined_from_the_start_only() -> None:
+    """A reply boundary near the top is found in a body of megabytes; the rest is history."""
+    history = "> old line\n" * 200_000
+    body = "New answer.\n\nOn Mon, 2 Nov 2026, Bob <bob@x.example> wrote:\n" + history
+    cut = truncate_reply(body, max_scan_chars=4096)
+    assert cut.kept == "New answer."
+    assert cut.elided.endswith("> old line\n")
+    assert "only the first" in cut.detail
+    assert len(cut.kept) + len(cut.elided) >= len(body) - 10
+
+
+def test_huge_body_without_a_boundary_is_kept_whole() -> None:
+    body = "word\n" * 100_000
+    cut = truncate_reply(body, max_scan_chars=4096)
+    assert cut.kept == body
+    assert cut.method in (TruncationMethod.NONE, TruncationMethod.KEPT_WHOLE)
