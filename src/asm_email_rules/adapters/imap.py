@@ -15,11 +15,11 @@ import re
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from types import TracebackType
 from typing import Any
 
 import attrs
 
+from asm_email_rules.adapters._session import ServerSession
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
 from asm_email_rules.adapters.smtp import Security
 from asm_email_rules.errors import MailboxError
@@ -91,7 +91,7 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class ImapMailbox:
+class ImapMailbox(ServerSession):
     """One IMAP folder as a :class:`~asm_email_rules.protocols.Mailbox`; connects on first use."""
 
     def __init__(self, config: ImapConfig) -> None:
@@ -104,24 +104,6 @@ class ImapMailbox:
     def __repr__(self) -> str:
         cfg = self.config
         return f"ImapMailbox({cfg.host}:{cfg.port}, folder={cfg.folder!r})"
-
-    def __enter__(self) -> ImapMailbox:
-        self._client()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except MailboxError:
-            log.warning("IMAP close failed while handling another error", exc_info=True)
 
     # -- plumbing ---------------------------------------------------------------------------
 

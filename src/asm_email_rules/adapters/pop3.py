@@ -14,10 +14,10 @@ import poplib
 import ssl
 from collections.abc import Collection, Iterator
 from contextlib import suppress
-from types import TracebackType
 
 import attrs
 
+from asm_email_rules.adapters._session import ServerSession
 from asm_email_rules.adapters.smtp import Security
 from asm_email_rules.errors import MailboxError
 
@@ -73,7 +73,7 @@ class _Pop3Ssl(poplib.POP3_SSL):
         return _read_line(self)
 
 
-class Pop3Mailbox:
+class Pop3Mailbox(ServerSession):
     """A POP3 maildrop as a mailbox; connects on first use, commits deletions on close."""
 
     def __init__(self, config: Pop3Config, skip_ids: Collection[str] = ()) -> None:
@@ -87,24 +87,6 @@ class Pop3Mailbox:
 
     def __repr__(self) -> str:
         return f"Pop3Mailbox({self.config.host}:{self.config.port})"
-
-    def __enter__(self) -> Pop3Mailbox:
-        self._client()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except MailboxError:
-            log.warning("POP3 QUIT failed while handling another error", exc_info=True)
 
     @property
     def skip_ids(self) -> frozenset[str]:
