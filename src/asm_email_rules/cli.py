@@ -11,6 +11,7 @@ import argparse
 import itertools
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -716,6 +717,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not an error; silence the final flush.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
     finally:
         logger = logging.getLogger("asm_email_rules")
         logger.removeHandler(handler)

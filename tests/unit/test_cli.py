@@ -233,3 +233,20 @@ def test_tables_prints_the_generated_decision_tables(capsys: pytest.CaptureFixtu
 
     assert main(["tables"]) == 0
     assert capsys.readouterr().out == render_tables_markdown()
+
+
+def test_demo_piped_into_head_exits_cleanly() -> None:
+    """`asm-email-rules demo | head` must not end in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        f"{sys.executable} -m asm_email_rules demo | head -n 2",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert len(done.stdout.splitlines()) == 2
+    assert "Traceback" not in done.stderr
