@@ -7,7 +7,6 @@ is measured against by the conformance kit in :mod:`asm_email_rules.testing`.
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from asm_email_rules.model import (
     Task,
     TaskStatus,
 )
+from asm_email_rules.sender import normalise_address
 from asm_email_rules.settings import CallTemplate
 
 __all__ = [
@@ -65,9 +65,8 @@ _V = TypeVar("_V")
 _T = TypeVar("_T")
 
 
-def address_key(address: str) -> str:
-    """The form addresses are compared in: NFKC, then case-folded (no plus-folding)."""
-    return unicodedata.normalize("NFKC", address).strip().casefold()
+address_key = normalise_address
+"""The form addresses are compared in (the rules' own: NFKC, trimmed, case-folded)."""
 
 
 def message_id_key(message_id: str) -> str:
