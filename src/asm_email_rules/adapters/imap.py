@@ -21,7 +21,7 @@ import attrs
 
 from asm_email_rules.adapters._session import ServerSession
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
-from asm_email_rules.adapters.smtp import Security
+from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import MailboxError
 
 __all__ = ["QUARANTINE_HEADER", "ImapConfig", "ImapMailbox", "Security", "annotate"]
@@ -34,10 +34,6 @@ _DATE_RE = re.compile(rb'\bINTERNALDATE ("[^"]*")')
 _ATOM_RE = re.compile(r"[A-Za-z0-9!#$&'+,./:;<=>?@^_`|~-]+")
 
 
-def _security(value: Security | str) -> Security:
-    return value if isinstance(value, Security) else Security(value)
-
-
 @attrs.frozen
 class ImapConfig:
     """Where the mailbox is. ``quarantine_annotate`` stores a copy with the reason header.
@@ -48,7 +44,7 @@ class ImapConfig:
 
     host: str
     port: int = 993
-    security: Security = attrs.field(default=Security.TLS, converter=_security)
+    security: Security = attrs.field(default=Security.TLS, converter=as_security)
     username: str = ""
     password: str = attrs.field(default="", repr=False)
     folder: str = "INBOX"

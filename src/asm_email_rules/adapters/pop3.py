@@ -18,7 +18,7 @@ from contextlib import suppress
 import attrs
 
 from asm_email_rules.adapters._session import ServerSession
-from asm_email_rules.adapters.smtp import Security
+from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import MailboxError
 
 __all__ = ["MAX_LINE", "Pop3Config", "Pop3Mailbox", "Security"]
@@ -29,17 +29,13 @@ MAX_LINE = 1_000_000
 """Longest line we accept from the server; poplib's own limit (2048) breaks on real mail."""
 
 
-def _security(value: Security | str) -> Security:
-    return value if isinstance(value, Security) else Security(value)
-
-
 @attrs.frozen
 class Pop3Config:
     """Where the mailbox is and how to log in (USER/PASS)."""
 
     host: str
     port: int = 995
-    security: Security = attrs.field(default=Security.TLS, converter=_security)
+    security: Security = attrs.field(default=Security.TLS, converter=as_security)
     username: str = ""
     password: str = attrs.field(default="", repr=False)
     timeout: float = 30.0
