@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import attrs
@@ -88,6 +88,21 @@ class _Counts:
 
     def freeze(self, account: str) -> AccountReport:
         return AccountReport(account, **attrs.asdict(self))
+
+
+def _list_keys(mailbox: Mailbox) -> Iterator[str]:
+    """``mailbox.list_keys()``; a host mailbox written before the rename may only have
+    ``list_ids``: it still works, with a DeprecationWarning."""
+    if not hasattr(mailbox, "list_keys") and hasattr(mailbox, "list_ids"):
+        warnings.warn(
+            f"{type(mailbox).__name__}.list_ids() is deprecated: name it list_keys() "
+            "(the Mailbox protocol's methods take mailbox keys, not Message-IDs)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        keys: Iterator[str] = mailbox.list_ids()
+        return keys
+    return mailbox.list_keys()
 
 
 def _log_fields(account: AccountConfig, key: str, sha256: str) -> dict[str, object]:
@@ -326,7 +341,7 @@ class PollingService:
         handled = 0
         left_over = False
         try:
-            for key in mailbox.list_ids():
+            for key in _list_keys(mailbox):
                 if key in seen:
                     continue
                 if stop is not None and stop.is_set():
