@@ -8,275 +8,78 @@ table for the command, and builds the actions and the reply that outcome stands 
 
 from __future__ import annotations
 
-import enum
-import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from datetime import timedelta
 
 import attrs
 
+from asm_email_rules.actions import (
+    NEW_CALL,
+    Action,
+    AddHistory,
+    AddNote,
+    ApproveTask,
+    AttachObjects,
+    CloseCall,
+    CreateUser,
+    Discard,
+    LogCall,
+    MarkUpdated,
+    NotifyAssignee,
+    RejectTask,
+    ReopenCall,
+    SendSummary,
+    SetUserFlag,
+    SpendToken,
+)
 from asm_email_rules.classify import MailKind
+from asm_email_rules.decision import Decision, Facts, Outcome, Reply
 from asm_email_rules.model import (
-    Call,
     CallStatus,
     EntityKind,
     EntityRef,
     InboundEmail,
     Person,
-    PersonCase,
-    Request,
     SummaryItem,
-    Task,
     TaskStatus,
 )
 from asm_email_rules.replies import render
-from asm_email_rules.sender import SenderResolution
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
-from asm_email_rules.subject import CommandKind, SubjectCommand
+from asm_email_rules.subject import CommandKind
 
-NEW_CALL = EntityRef(EntityKind.CALL, 0)
-"""Stands for "the call this decision logs" in actions that follow a LogCall."""
-
-
-# --------------------------------------------------------------------------------------------
-# Actions: what to do, as values. ``kind`` names the action in JSON and docs.
-# --------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class CreateUser:
-    """Create a person record flagged as a User for an unknown address."""
-
-    kind: ClassVar[str] = "create_user"
-    address: str
-    name: str
-
-
-@attrs.frozen
-class SetUserFlag:
-    """Select the User flag on an analyst who logs a call by email."""
-
-    kind: ClassVar[str] = "set_user_flag"
-    person_id: int
-
-
-@attrs.frozen
-class LogCall:
-    """Log a call from the template; ``user_id`` None means the user this decision creates."""
-
-    kind: ClassVar[str] = "log_call"
-    user_id: int | None
-    logging_analyst_id: int | None
-    template: str
-    description: str
-
-
-@attrs.frozen
-class AddHistory:
-    """Add the email's text to a record's history."""
-
-    kind: ClassVar[str] = "add_history"
-    ref: EntityRef
-    text: str
-    author: str
-
-
-@attrs.frozen
-class AddNote:
-    """Add the email's text as a note (closed calls keep their state)."""
-
-    kind: ClassVar[str] = "add_note"
-    ref: EntityRef
-    text: str
-    author: str
-
-
-@attrs.frozen
-class AttachObjects:
-    """Attach the email's files as objects under a security profile."""
-
-    kind: ClassVar[str] = "attach_objects"
-    ref: EntityRef
-    filenames: tuple[str, ...]
-    security_profile: str
-
-
-@attrs.frozen
-class MarkUpdated:
-    """Set the note icon on the record in the Outstanding window."""
-
-    kind: ClassVar[str] = "mark_updated"
-    ref: EntityRef
-
-
-@attrs.frozen
-class NotifyAssignee:
-    """Email the assigned analyst or group that the record was updated by email."""
-
-    kind: ClassVar[str] = "notify_assignee"
-    ref: EntityRef
-
-
-@attrs.frozen
-class CloseCall:
-    """Close an open call."""
-
-    kind: ClassVar[str] = "close_call"
-    number: int
-    by: str
-
-
-@attrs.frozen
-class ReopenCall:
-    """Reopen a closed call and assign it."""
-
-    kind: ClassVar[str] = "reopen_call"
-    number: int
-    owner_id: int | None
-    group: str
-
-
-@attrs.frozen
-class ApproveTask:
-    """Approve a pending approval task."""
-
-    kind: ClassVar[str] = "approve_task"
-    number: int
-    by: str
-
-
-@attrs.frozen
-class RejectTask:
-    """Reject a pending approval task."""
-
-    kind: ClassVar[str] = "reject_task"
-    number: int
-    by: str
-
-
-@attrs.frozen
-class SpendToken:
-    """Mark an approval token used so a replay does nothing."""
-
-    kind: ClassVar[str] = "spend_token"
-    token_id: str
-
-
-@attrs.frozen
-class SendSummary:
-    """Send a [My...] summary to the analyst who asked."""
-
-    kind: ClassVar[str] = "send_summary"
-    what: str
-    person_id: int
-    items: int
-    total: int
-
-
-@attrs.frozen
-class Discard:
-    """Do nothing with the message except record why (it is then deleted)."""
-
-    kind: ClassVar[str] = "discard"
-    reason: str
-
-
-Action = (
-    CreateUser
-    | SetUserFlag
-    | LogCall
-    | AddHistory
-    | AddNote
-    | AttachObjects
-    | MarkUpdated
-    | NotifyAssignee
-    | CloseCall
-    | ReopenCall
-    | ApproveTask
-    | RejectTask
-    | SpendToken
-    | SendSummary
-    | Discard
-)
-
-
-# --------------------------------------------------------------------------------------------
-# Facts in, Decision out
-# --------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Facts:
-    """Everything ``decide`` looks at, gathered beforehand (the only reads happen there).
-
-    ``authenticated`` / ``token_ok`` are None when the mailbox does not require them.
-    ``replies_to_us`` is True when the mail answers one of our messages (thread or marker).
-    """
-
-    email: InboundEmail
-    command: SubjectCommand
-    sender: SenderResolution
-    now: datetime
-    mail_kind: MailKind = MailKind.NORMAL
-    mail_kind_reasons: tuple[str, ...] = ()
-    bounce_permanent: bool = False
-    bounce_summary: str = ""
-    may_auto_reply: bool = True
-    call: Call | None = None
-    task: Task | None = None
-    request: Request | None = None
-    in_partition: bool = True
-    summary_items: tuple[SummaryItem, ...] = ()
-    summary_total: int = 0
-    replies_last_hour: int = 0
-    replies_to_us: bool = False
-    authenticated: bool | None = None
-    auth_reason: str = ""
-    token_ok: bool | None = None
-    token_reason: str = ""
-    token_id: str | None = None
-
-
-@attrs.frozen
-class Reply:
-    """The reply to send: recipient, subject, body, the record it is about and its template."""
-
-    to: str
-    subject: str
-    body: str
-    template_id: str
-    ref: EntityRef | None = None
-
-
-class Outcome(enum.Enum):
-    """What a table row decides."""
-
-    CONTINUE = "continue"
-    DISCARD = "discard"
-    LOG_CALL = "log_call"
-    LOG_NEW_USER = "log_new_user"
-    LOG_DEFAULT_ANALYST = "log_default_analyst"
-    LOG_LINKED_ANALYST = "log_linked_analyst"
-    UPDATE_CALL = "update_call"
-    REOPEN_CALL = "reopen_call"
-    NOTE_CLOSED_CALL = "note_closed_call"
-    REPLY_CLOSED_NOT_UPDATED = "reply_closed_not_updated"
-    CLOSE_CALL = "close_call"
-    REPLY_ALREADY_CLOSED = "reply_already_closed"
-    REFUSE_PERMISSION = "refuse_permission"
-    REFUSE_UNAUTHENTICATED = "refuse_unauthenticated"
-    REFUSE_TOKEN = "refuse_token"
-    APPROVE_OR_REJECT = "approve_or_reject"
-    REPLY_NOT_IDENTIFIED = "reply_not_identified"
-    REPLY_NOT_APPROVAL = "reply_not_approval"
-    REPLY_NOT_PENDING = "reply_not_pending"
-    REPLY_CONFLICT = "reply_conflict"
-    UPDATE_TASK = "update_task"
-    UPDATE_REQUEST = "update_request"
-    SEND_SUMMARY = "send_summary"
-    REPLY_ANALYSTS_ONLY = "reply_analysts_only"
+__all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from actions.py, decision.py
+    "CONDITIONS",
+    "NEW_CALL",
+    "TABLES",
+    "Action",
+    "AddHistory",
+    "AddNote",
+    "ApproveTask",
+    "AttachObjects",
+    "CloseCall",
+    "CreateUser",
+    "Decision",
+    "Discard",
+    "Facts",
+    "LogCall",
+    "MarkUpdated",
+    "NotifyAssignee",
+    "Outcome",
+    "RejectTask",
+    "ReopenCall",
+    "Reply",
+    "Row",
+    "SendSummary",
+    "SetUserFlag",
+    "SpendToken",
+    "decide",
+    "evaluate_conditions",
+    "first_match",
+    "format_summary",
+    "render_tables_markdown",
+    "reply_address",
+]
 
 
 @attrs.frozen
@@ -291,110 +94,6 @@ class Row:
     def matches(self, conditions: Mapping[str, object]) -> bool:
         """True when every condition of this row holds in ``conditions``."""
         return all(conditions.get(name) == value for name, value in self.when.items())
-
-
-@attrs.frozen
-class Decision:
-    """What to do with one message and why: a value, printable and JSON-able."""
-
-    rule: str
-    spec: str
-    outcome: Outcome
-    mail_kind: MailKind
-    command: SubjectCommand
-    person_case: PersonCase
-    person_id: int | None
-    actions: tuple[Action, ...]
-    reply: Reply | None
-    reasons: tuple[str, ...]
-    conditions: tuple[tuple[str, object], ...] = ()
-    reply_suppressed: str = ""
-
-    @property
-    def rules(self) -> tuple[str, ...]:
-        """Every row that fired, in order (a route to the log-call table fires two)."""
-        return tuple(self.rule.split(" > "))
-
-    def action_kinds(self) -> tuple[str, ...]:
-        """The kinds of the actions, in order (handy in tests and logs)."""
-        return tuple(action.kind for action in self.actions)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: mail kind, command, person case, actions, reply and reasons."""
-        return {
-            "rule": self.rule,
-            "spec": self.spec,
-            "outcome": self.outcome.value,
-            "mail_kind": self.mail_kind.value,
-            "command": {
-                "kind": self.command.kind.value,
-                "number": self.command.number,
-                "source": self.command.source.value,
-                "matched": self.command.matched,
-                "ignored": list(self.command.ignored),
-            },
-            "person_case": self.person_case.value,
-            "person_id": self.person_id,
-            "actions": [_action_dict(action) for action in self.actions],
-            "reply": None
-            if self.reply is None
-            else {
-                "to": self.reply.to,
-                "subject": self.reply.subject,
-                "body": self.reply.body,
-                "template": self.reply.template_id,
-            },
-            "reply_suppressed": self.reply_suppressed or None,
-            "reasons": list(self.reasons),
-            "conditions": {name: _jsonable(value) for name, value in self.conditions},
-        }
-
-    def to_json(self) -> str:
-        """The decision as one JSON object."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
-
-    def explain(self) -> str:
-        """A short human explanation: the rule, its spec sentence, the actions and the reply."""
-        lines = [
-            f"rule {self.rule}: {self.outcome.value}",
-            f"  spec: {self.spec}",
-            f"  mail: {self.mail_kind.value}; command: {self.command.kind.value}"
-            + (f" #{self.command.number}" if self.command.number is not None else "")
-            + f"; sender: {self.person_case.value}",
-        ]
-        lines += [f"  action: {_describe(action)}" for action in self.actions]
-        if self.reply is not None:
-            lines.append(f"  reply to {self.reply.to}: {self.reply.subject}")
-        elif self.reply_suppressed:
-            lines.append(f"  reply suppressed: {self.reply_suppressed}")
-        else:
-            lines.append("  no reply")
-        lines += [f"  why: {reason}" for reason in self.reasons]
-        return "\n".join(lines)
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, EntityRef):
-        return {"kind": value.kind.value, "number": value.number}
-    if isinstance(value, tuple):
-        return [_jsonable(item) for item in value]
-    return value
-
-
-def _action_dict(action: Action) -> dict[str, object]:
-    fields = attrs.asdict(action, recurse=False)
-    return {"kind": action.kind, **{name: _jsonable(value) for name, value in fields.items()}}
-
-
-def _describe(action: Action) -> str:
-    fields = ", ".join(
-        f"{name}={_jsonable(value)!r}"
-        for name, value in attrs.asdict(action, recurse=False).items()
-        if name not in ("text", "description")
-    )
-    return f"{action.kind}({fields})"
 
 
 # --------------------------------------------------------------------------------------------
