@@ -8,6 +8,7 @@ table for the command, and builds the actions and the reply that outcome stands 
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -41,6 +42,7 @@ from asm_email_rules.model import (
     EntityRef,
     InboundEmail,
     Person,
+    PersonCase,
     SummaryItem,
     TaskStatus,
 )
@@ -105,20 +107,20 @@ _O = Outcome
 GATE: tuple[Row, ...] = (
     Row(
         "GATE-1",
-        {"kind": "bounce", "bounce_permanent": True},
+        {"kind": MailKind.BOUNCE, "bounce_permanent": True},
         _O.DISCARD,
         "ASM Core considers SMTP error numbers 501, 503, 550 and 553 to be permanent and fatal "
         "errors. ... it will immediately delete this message (DESIGN 4: and any 5.x.x)",
     ),
     Row(
         "GATE-2",
-        {"kind": "bounce"},
+        {"kind": MailKind.BOUNCE},
         _O.DISCARD,
         "DESIGN 4: a delivery report never logs a call; a delay notice is recorded and deleted",
     ),
     Row(
         "GATE-3",
-        {"kind": "own_mail"},
+        {"kind": MailKind.OWN_MAIL},
         _O.DISCARD,
         "DESIGN 4: mail from our own addresses or carrying our loop header is a loop",
     ),
@@ -134,7 +136,7 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-2",
-        {"case": "unknown", "create_anon": True, "has_address": True},
+        {"case": PersonCase.UNKNOWN, "create_anon": True, "has_address": True},
         _O.LOG_NEW_USER,
         "Case 1: ... and Create New Calls Anonymously is selected for the incoming email "
         "account, a new User record is created ... The logging analyst is set to the analyst "
@@ -142,14 +144,14 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-3",
-        {"case": "unknown"},
+        {"case": PersonCase.UNKNOWN},
         _O.DISCARD,
         "If the Create New Calls Anonymously option is not selected for the incoming email "
         "account, a call is not created. (DESIGN 4: nor when From holds no usable address)",
     ),
     Row(
         "LOG-4",
-        {"case": "analyst_only", "use_linked": True},
+        {"case": PersonCase.ANALYST_ONLY, "use_linked": True},
         _O.LOG_LINKED_ANALYST,
         "Case 2: If the Use Linked Analyst option is selected for the incoming email account, "
         "the logging analyst is set to the person who sent the email. (and: the User flag will "
@@ -157,7 +159,7 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-5",
-        {"case": "analyst_only"},
+        {"case": PersonCase.ANALYST_ONLY},
         _O.LOG_DEFAULT_ANALYST,
         "Case 2: If the Use Linked Analyst option is not selected ..., the logging analyst is "
         "set to the analyst specified in the Default Logging Analyst field (and: the User flag "
@@ -165,14 +167,14 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-6",
-        {"case": "user_only"},
+        {"case": PersonCase.USER_ONLY},
         _O.LOG_DEFAULT_ANALYST,
         "Case 3 (DESIGN 4): logged with the person as User; the logging analyst is always the "
         "Default Logging Analyst",
     ),
     Row(
         "LOG-7",
-        {"case": "analyst_and_user", "use_linked": True},
+        {"case": PersonCase.ANALYST_AND_USER, "use_linked": True},
         _O.LOG_LINKED_ANALYST,
         "Case 4: If the Use Linked Analyst option is selected for the incoming email account, "
         "the logging analyst is set to the person who sent the email.",
@@ -509,38 +511,6 @@ TABLES: Mapping[str, tuple[Row, ...]] = {
 }
 """Every table, by name, in the order the docs list them."""
 
-CONDITIONS: Mapping[str, str] = {
-    "kind": "the mail kind from classification (normal, auto_reply, bounce, list, own_mail...)",
-    "bounce_permanent": "the bounce reports a permanent failure (5.x.x or 501/503/550/553)",
-    "automatic": "auto-reply or machine-generated mail",
-    "bulk": "mailing-list or bulk mail",
-    "case": "the sender's person case (unknown, analyst_only, user_only, analyst_and_user)",
-    "known": "the sender's address belongs to an analyst or User",
-    "has_address": "From holds one usable address (a new User record needs one)",
-    "analyst": "the sender holds the analyst flag",
-    "found": "the referenced call/task/request exists (in the mailbox's partition)",
-    "closed": "the referenced call is closed",
-    "create_anon": "mailbox: Create New Calls Anonymously",
-    "update_anon": "mailbox: Update Calls Anonymously",
-    "close_anon": "mailbox: Close Calls Anonymously",
-    "log_on_invalid": "mailbox: Log New Call on Invalid Number",
-    "update_closed": "mailbox: Update Closed Calls",
-    "reopen_option": "mailbox: Reopen Closed Calls",
-    "use_linked": "mailbox: Use Linked Analyst",
-    "self_service_reopen": "system: Self Service Portal has Reopen Closed Calls enabled",
-    "role_reopen": "the sender's security role (analyst or User) may reopen closed calls",
-    "call_user": "the sender is flagged as a User and is the call's User",
-    "owner": "the sender is an analyst who owns (is assigned) the call",
-    "take_over": "the sender is an analyst with Take Over rights",
-    "authenticated": "sender authentication passed, or is not required by the mailbox",
-    "conflict": "the subject both approves and rejects the same task",
-    "approval": "the task is a standard or User Approval Task",
-    "approver": "the sender is an approver of the task",
-    "pending": "the approval task is still pending",
-    "token_ok": "a valid unused approval token was given, or tokens are not required",
-}
-"""What each condition name means (rendered in the docs)."""
-
 _TABLE_FOR: Mapping[CommandKind, str] = {
     CommandKind.NONE: "log_call",
     CommandKind.UPDATE_CALL: "update_call",
@@ -566,66 +536,276 @@ def first_match(table: tuple[Row, ...], conditions: Mapping[str, object]) -> Row
 
 
 # --------------------------------------------------------------------------------------------
-# decide
+# The conditions: each named once, with its meaning and how it is computed
 # --------------------------------------------------------------------------------------------
+
+Compute = Callable[[Facts, MailboxSettings, SystemSettings], object]
+"""How a condition is computed: facts x mailbox settings x system settings -> its value."""
+
+_YES_NO: tuple[object, ...] = (True, False)
+
+
+@attrs.frozen
+class Condition:
+    """One named condition of the tables.
+
+    ``meaning`` is the sentence the docs print; ``compute`` reads it off the facts and settings;
+    ``values`` are the values it takes, the only ones a table row may ask for (rows are checked
+    against them when this module is imported).
+    """
+
+    name: str
+    meaning: str
+    compute: Compute = attrs.field(eq=False, repr=False)
+    values: tuple[object, ...] = _YES_NO
+
+
+def _found(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    ref = facts.command.ref
+    if ref is None or not facts.in_partition:
+        return False
+    records = {
+        EntityKind.CALL: facts.call,
+        EntityKind.TASK: facts.task,
+        EntityKind.REQUEST: facts.request,
+    }
+    record: object = records[ref.kind]
+    return record is not None
+
+
+def _role_reopen(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    person, case = facts.sender.person, facts.sender.case
+    return person is not None and (
+        (case.is_analyst and person.analyst_can_reopen) or (case.is_user and person.user_can_reopen)
+    )
+
+
+def _call_user(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    person, call = facts.sender.person, facts.call
+    return (
+        person is not None
+        and facts.sender.case.is_user
+        and call is not None
+        and call.user_id == person.id
+    )
+
+
+def _owner(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    person, call = facts.sender.person, facts.call
+    return (
+        person is not None
+        and facts.sender.case.is_analyst
+        and call is not None
+        and call.owner_id == person.id
+    )
+
+
+def _take_over(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    person = facts.sender.person
+    return person is not None and facts.sender.case.is_analyst and person.can_take_over
+
+
+def _approver(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    person, task = facts.sender.person, facts.task
+    return person is not None and task is not None and person.id in task.approver_ids
+
+
+_AUTOMATIC = frozenset({MailKind.AUTO_REPLY, MailKind.AUTO_GENERATED})
+
+CONDITIONS: tuple[Condition, ...] = (
+    Condition(
+        "kind",
+        "the mail kind from classification (normal, auto_reply, bounce, list, own_mail...)",
+        lambda facts, mailbox, system: facts.mail_kind,
+        tuple(MailKind),
+    ),
+    Condition(
+        "bounce_permanent",
+        "the bounce reports a permanent failure (5.x.x or 501/503/550/553)",
+        lambda facts, mailbox, system: facts.bounce_permanent,
+    ),
+    Condition(
+        "automatic",
+        "auto-reply or machine-generated mail",
+        lambda facts, mailbox, system: facts.mail_kind in _AUTOMATIC,
+    ),
+    Condition(
+        "bulk",
+        "mailing-list or bulk mail",
+        lambda facts, mailbox, system: facts.mail_kind is MailKind.LIST,
+    ),
+    Condition(
+        "case",
+        "the sender's person case (unknown, analyst_only, user_only, analyst_and_user)",
+        lambda facts, mailbox, system: facts.sender.case,
+        tuple(PersonCase),
+    ),
+    Condition(
+        "known",
+        "the sender's address belongs to an analyst or User",
+        lambda facts, mailbox, system: facts.sender.case.is_known,
+    ),
+    Condition(
+        "has_address",
+        "From holds one usable address (a new User record needs one)",
+        lambda facts, mailbox, system: bool(facts.email.sender.strip()),
+    ),
+    Condition(
+        "analyst",
+        "the sender holds the analyst flag",
+        lambda facts, mailbox, system: facts.sender.case.is_analyst,
+    ),
+    Condition(
+        "found",
+        "the referenced call/task/request exists (in the mailbox's partition)",
+        _found,
+    ),
+    Condition(
+        "closed",
+        "the referenced call is closed",
+        lambda facts, mailbox, system: (
+            facts.call is not None and facts.call.status is CallStatus.CLOSED
+        ),
+    ),
+    Condition(
+        "create_anon",
+        "mailbox: Create New Calls Anonymously",
+        lambda facts, mailbox, system: mailbox.create_calls_anonymously,
+    ),
+    Condition(
+        "update_anon",
+        "mailbox: Update Calls Anonymously",
+        lambda facts, mailbox, system: mailbox.update_calls_anonymously,
+    ),
+    Condition(
+        "close_anon",
+        "mailbox: Close Calls Anonymously",
+        lambda facts, mailbox, system: mailbox.close_calls_anonymously,
+    ),
+    Condition(
+        "log_on_invalid",
+        "mailbox: Log New Call on Invalid Number",
+        lambda facts, mailbox, system: mailbox.log_new_call_on_invalid_number,
+    ),
+    Condition(
+        "update_closed",
+        "mailbox: Update Closed Calls",
+        lambda facts, mailbox, system: mailbox.update_closed_calls,
+    ),
+    Condition(
+        "reopen_option",
+        "mailbox: Reopen Closed Calls",
+        lambda facts, mailbox, system: mailbox.reopen_closed_calls,
+    ),
+    Condition(
+        "use_linked",
+        "mailbox: Use Linked Analyst",
+        lambda facts, mailbox, system: mailbox.use_linked_analyst,
+    ),
+    Condition(
+        "self_service_reopen",
+        "system: Self Service Portal has Reopen Closed Calls enabled",
+        lambda facts, mailbox, system: system.self_service_reopen_closed_calls,
+    ),
+    Condition(
+        "role_reopen",
+        "the sender's security role (analyst or User) may reopen closed calls",
+        _role_reopen,
+    ),
+    Condition(
+        "call_user",
+        "the sender is flagged as a User and is the call's User",
+        _call_user,
+    ),
+    Condition(
+        "owner",
+        "the sender is an analyst who owns (is assigned) the call",
+        _owner,
+    ),
+    Condition(
+        "take_over",
+        "the sender is an analyst with Take Over rights",
+        _take_over,
+    ),
+    Condition(
+        "authenticated",
+        "sender authentication passed, or is not required by the mailbox",
+        lambda facts, mailbox, system: facts.authenticated is not False,
+    ),
+    Condition(
+        "conflict",
+        "the subject both approves and rejects the same task",
+        lambda facts, mailbox, system: facts.command.kind is CommandKind.CONFLICT,
+    ),
+    Condition(
+        "approval",
+        "the task is a standard or User Approval Task",
+        lambda facts, mailbox, system: facts.task is not None and facts.task.kind.is_approval,
+    ),
+    Condition(
+        "approver",
+        "the sender is an approver of the task",
+        _approver,
+    ),
+    Condition(
+        "pending",
+        "the approval task is still pending",
+        lambda facts, mailbox, system: (
+            facts.task is not None and facts.task.status is TaskStatus.PENDING
+        ),
+    ),
+    Condition(
+        "token_ok",
+        "a valid unused approval token was given, or tokens are not required",
+        lambda facts, mailbox, system: facts.token_ok is not False,
+    ),
+)
+"""Every condition the tables may name: the only list (docs, checks and evaluation use it)."""
 
 
 def evaluate_conditions(
     facts: Facts, mailbox: MailboxSettings, system: SystemSettings
 ) -> dict[str, object]:
-    """Compute every named condition of the tables from the facts and settings."""
-    person = facts.sender.person
-    case = facts.sender.case
-    call = facts.call
-    task = facts.task
-    target = {
-        EntityKind.CALL: call,
-        EntityKind.TASK: task,
-        EntityKind.REQUEST: facts.request,
-    }
-    ref = facts.command.ref
-    found = ref is not None and target[ref.kind] is not None and facts.in_partition
-    is_analyst = case.is_analyst
-    role_reopen = person is not None and (
-        (case.is_analyst and person.analyst_can_reopen) or (case.is_user and person.user_can_reopen)
-    )
-    approver = person is not None and task is not None and person.id in task.approver_ids
-    return {
-        "kind": facts.mail_kind.value,
-        "bounce_permanent": facts.bounce_permanent,
-        "automatic": facts.mail_kind in (MailKind.AUTO_REPLY, MailKind.AUTO_GENERATED),
-        "bulk": facts.mail_kind is MailKind.LIST,
-        "case": case.value,
-        "known": case.is_known,
-        "has_address": bool(facts.email.sender.strip()),
-        "analyst": is_analyst,
-        "found": found,
-        "closed": call is not None and call.status is CallStatus.CLOSED,
-        "create_anon": mailbox.create_calls_anonymously,
-        "update_anon": mailbox.update_calls_anonymously,
-        "close_anon": mailbox.close_calls_anonymously,
-        "log_on_invalid": mailbox.log_new_call_on_invalid_number,
-        "update_closed": mailbox.update_closed_calls,
-        "reopen_option": mailbox.reopen_closed_calls,
-        "use_linked": mailbox.use_linked_analyst,
-        "self_service_reopen": system.self_service_reopen_closed_calls,
-        "role_reopen": role_reopen,
-        "call_user": person is not None
-        and case.is_user
-        and call is not None
-        and call.user_id == person.id,
-        "owner": person is not None
-        and is_analyst
-        and call is not None
-        and call.owner_id == person.id,
-        "take_over": person is not None and is_analyst and person.can_take_over,
-        "authenticated": facts.authenticated is not False,
-        "conflict": facts.command.kind is CommandKind.CONFLICT,
-        "approval": task is not None and task.kind.is_approval,
-        "approver": approver,
-        "pending": task is not None and task.status is TaskStatus.PENDING,
-        "token_ok": facts.token_ok is not False,
-    }
+    """Compute every condition of :data:`CONDITIONS` from the facts and settings, by name."""
+    return {condition.name: condition.compute(facts, mailbox, system) for condition in CONDITIONS}
+
+
+def check_tables(tables: Mapping[str, tuple[Row, ...]], conditions: tuple[Condition, ...]) -> None:
+    """Refuse rows that name an unknown condition or ask for a value it never takes.
+
+    Raises ``ValueError`` (unknown name, value outside the condition's values, a table without
+    a final catch-all row) or ``TypeError`` (a value of the wrong type, e.g. the string
+    ``"bounce"`` where the condition takes a :class:`MailKind`). Run once at import time.
+    """
+    by_name = {condition.name: condition for condition in conditions}
+    for table_name, table in tables.items():
+        if not table or table[-1].when:
+            raise ValueError(f"table {table_name!r} does not end with a catch-all row")
+        for row in table:
+            for name, value in row.when.items():
+                condition = by_name.get(name)
+                if condition is None:
+                    raise ValueError(
+                        f"row {row.id} of table {table_name!r} names the unknown condition "
+                        f"{name!r}; known: {', '.join(sorted(by_name))}"
+                    )
+                types = {type(known) for known in condition.values}
+                if type(value) not in types:
+                    raise TypeError(
+                        f"row {row.id}: condition {name!r} takes "
+                        f"{' or '.join(sorted(t.__name__ for t in types))}, "
+                        f"not {type(value).__name__} ({value!r})"
+                    )
+                if value not in condition.values:
+                    raise ValueError(f"row {row.id}: condition {name!r} never takes {value!r}")
+
+
+check_tables(TABLES, CONDITIONS)
+
+
+# --------------------------------------------------------------------------------------------
+# decide
+# --------------------------------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -1051,7 +1231,7 @@ def render_tables_markdown() -> str:
         "| condition | meaning |",
         "|---|---|",
     ]
-    out += [f"| `{name}` | {meaning} |" for name, meaning in CONDITIONS.items()]
+    out += [f"| `{c.name}` | {c.meaning} |" for c in CONDITIONS]
     for name, table in TABLES.items():
         columns = list(dict.fromkeys(key for row in table for key in row.when))
         out += ["", f"## {name}", ""]
@@ -1071,4 +1251,6 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, enum.Enum):
+        return f"`{value.value}`"
     return f"`{value}`"
