@@ -27,6 +27,7 @@ from dateutil import parser as date_parser
 
 from asm_email_rules.errors import MessageParseError
 from asm_email_rules.html_text import html_to_text
+from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, LimitViolation
 from asm_email_rules.settings import Limits
 
@@ -121,17 +122,20 @@ def _codec(name: str | None) -> str | None:
     return info.name
 
 
-def decode_bytes(data: bytes, charset: str | None, what: str, notes: list[str]) -> str:
+def decode_bytes(data: bytes, charset: str | None, what: str, notes: list[IntakeNote]) -> str:
     """Decode with the declared charset, then UTF-8, windows-1252, latin-1; note each fallback."""
     codec = _codec(charset)
     if codec is not None:
         try:
             return data.decode(codec)
         except (UnicodeDecodeError, LookupError, ValueError):
+            kind = IntakeNoteKind.UNDECODABLE_BYTES
             problem = f"{what}: bytes invalid in declared charset {charset!r}"
     elif charset:
+        kind = IntakeNoteKind.UNKNOWN_CHARSET
         problem = f"{what}: charset {charset!r} unknown"
     else:
+        kind = IntakeNoteKind.UNDECLARED_8BIT_TEXT
         problem = ""
     try:
         text = data.decode("utf-8")
@@ -139,7 +143,7 @@ def decode_bytes(data: bytes, charset: str | None, what: str, notes: list[str]) 
         pass
     else:
         if problem:
-            notes.append(f"{problem}; decoded as utf-8")
+            notes.append(IntakeNote(kind, f"{problem}; decoded as utf-8"))
         return text
     try:
         text = data.decode("windows-1252")
@@ -147,11 +151,12 @@ def decode_bytes(data: bytes, charset: str | None, what: str, notes: list[str]) 
     except UnicodeDecodeError:
         text = data.decode("latin-1", errors="replace")
         used = "latin-1"
-    notes.append(f"{problem or what + ': no charset and not utf-8'}; decoded as {used}")
+    problem = problem or f"{what}: no charset and not utf-8"
+    notes.append(IntakeNote(kind, f"{problem}; decoded as {used}"))
     return text
 
 
-def _header_bytes_to_str(value: bytes, name: str, notes: list[str]) -> str:
+def _header_bytes_to_str(value: bytes, name: str, notes: list[IntakeNote]) -> str:
     """Raw header bytes to text: ASCII, else UTF-8 (RFC 6532), else a noted legacy fallback."""
     try:
         return value.decode("ascii")
@@ -165,7 +170,12 @@ def _header_bytes_to_str(value: bytes, name: str, notes: list[str]) -> str:
         text, used = value.decode("windows-1252"), "windows-1252"
     except UnicodeDecodeError:
         text, used = value.decode("latin-1"), "latin-1"
-    notes.append(f"header {name!r} has 8-bit bytes that are not utf-8; decoded as {used}")
+    notes.append(
+        IntakeNote(
+            IntakeNoteKind.NON_UTF8_HEADER,
+            f"header {name!r} has 8-bit bytes that are not utf-8; decoded as {used}",
+        )
+    )
     return text
 
 
@@ -184,13 +194,15 @@ def _decode_word(charset: str, enc: str, text: str) -> bytes | None:
     return binascii.a2b_qp(text.encode("ascii", "replace"), header=True)
 
 
-def decode_header_text(value: str, notes: list[str] | None = None, what: str = "header") -> str:
+def decode_header_text(
+    value: str, notes: list[IntakeNote] | None = None, what: str = "header"
+) -> str:
     """Decode RFC 2047 encoded-words (broken ones stay as text) and turn control chars to spaces.
 
     Adjacent encoded-words in one charset are joined before decoding (a character may be split
     across them); whitespace between encoded-words is dropped (RFC 2047 section 6.2).
     """
-    sink: list[str] = notes if notes is not None else []
+    sink: list[IntakeNote] = notes if notes is not None else []
     if "=?" not in value:
         return _clean(value)
     out: list[str] = []
@@ -216,7 +228,11 @@ def decode_header_text(value: str, notes: list[str] | None = None, what: str = "
             out.append(gap)
         if data is None:
             flush()
-            sink.append(f"{what}: broken encoded-word kept as text")
+            sink.append(
+                IntakeNote(
+                    IntakeNoteKind.BROKEN_ENCODED_WORD, f"{what}: broken encoded-word kept as text"
+                )
+            )
             out.append(match.group(0))
             after_word = False
             continue
@@ -354,17 +370,22 @@ def parse_address(piece: str) -> tuple[str, str] | None:
 
 
 def parse_address_list(
-    value: str, notes: list[str] | None = None, what: str = "To"
+    value: str, notes: list[IntakeNote] | None = None, what: str = "To"
 ) -> list[tuple[str, str]]:
     """Every valid mailbox of an address header, at most 1000, one bounded registry call each."""
     found: list[tuple[str, str]] = []
-    sink: list[str] = notes if notes is not None else []
+    sink: list[IntakeNote] = notes if notes is not None else []
     bad = 0
     for piece in _split_addresses(value):
         if not piece.strip():
             continue
         if len(found) >= _MAX_ADDRESSES:
-            sink.append(f"{what}: more than {_MAX_ADDRESSES} addresses; the rest ignored")
+            sink.append(
+                IntakeNote(
+                    IntakeNoteKind.TOO_MANY_ADDRESSES,
+                    f"{what}: more than {_MAX_ADDRESSES} addresses; the rest ignored",
+                )
+            )
             break
         parsed = parse_address(piece)
         if parsed is None:
@@ -372,7 +393,12 @@ def parse_address_list(
         else:
             found.append(parsed)
     if bad:
-        sink.append(f"{what}: {bad} address(es) could not be parsed and were ignored")
+        sink.append(
+            IntakeNote(
+                IntakeNoteKind.INVALID_ADDRESS,
+                f"{what}: {bad} address(es) could not be parsed and were ignored",
+            )
+        )
     return found
 
 
@@ -476,11 +502,15 @@ class _Intake:
     def __init__(self, raw: bytes, limits: Limits) -> None:
         self.raw = raw
         self.limits = limits
-        self.notes: list[str] = []
+        self.notes: list[IntakeNote] = []
         self.violations: dict[LimitKind, LimitViolation] = {}
         self.cut_at = 0
         self.part_count = 0
         self.max_depth = 0
+
+    def note(self, kind: IntakeNoteKind, detail: str) -> None:
+        """Record a repair intake made."""
+        self.notes.append(IntakeNote(kind, detail))
 
     def violate(self, kind: LimitKind, limit: int, actual: int, detail: str) -> None:
         """Record a limit violation (the largest ``actual`` per kind)."""
@@ -626,7 +656,10 @@ class _Intake:
             if boundary:
                 part.boundary = boundary
             else:
-                self.notes.append(f"{part.ctype} part without boundary read as text")
+                self.note(
+                    IntakeNoteKind.NO_BOUNDARY_IN_MULTIPART,
+                    f"{part.ctype} part without boundary read as text",
+                )
                 part.ctype = "text/plain"
         if depth > self.max_depth:
             self.max_depth = depth
@@ -716,13 +749,19 @@ class _Intake:
         if cte == "base64":
             view = memoryview(self.raw)[part.body_start : part.body_end]
             if _has_invalid_base64(self.raw, part.body_start, part.body_end):
-                self.notes.append(f"{what}: invalid characters in base64 ignored")
+                self.note(
+                    IntakeNoteKind.INVALID_BASE64_CHARACTERS,
+                    f"{what}: invalid characters in base64 ignored",
+                )
             try:
                 return binascii.a2b_base64(view)
             except binascii.Error:
                 cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", view)
                 cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
-                self.notes.append(f"{what}: invalid base64 repaired (trailing bits dropped)")
+                self.note(
+                    IntakeNoteKind.INVALID_BASE64_LENGTH,
+                    f"{what}: invalid base64 repaired (trailing bits dropped)",
+                )
                 try:
                     return binascii.a2b_base64(cleaned)
                 except binascii.Error:
@@ -731,7 +770,10 @@ class _Intake:
         if cte == "quoted-printable":
             return binascii.a2b_qp(data)
         if cte and cte not in ("7bit", "8bit", "binary"):
-            self.notes.append(f"{what}: transfer encoding {cte!r} unknown; kept as is")
+            self.note(
+                IntakeNoteKind.UNKNOWN_TRANSFER_ENCODING,
+                f"{what}: transfer encoding {cte!r} unknown; kept as is",
+            )
         return data
 
     def text_of(self, part: _Part, what: str) -> str:
@@ -833,9 +875,10 @@ class _Intake:
             return plain, html, "text/plain", attachments
         if html is not None:
             if len(html) > _MAX_HTML_TEXT:
-                self.notes.append(
+                self.note(
+                    IntakeNoteKind.HTML_BODY_CUT,
                     f"HTML body of {len(html)} characters: only the first {_MAX_HTML_TEXT} "
-                    "converted to text"
+                    "converted to text",
                 )
             text = html_to_text(html[:_MAX_HTML_TEXT])
             if self.cut_at:
@@ -889,7 +932,10 @@ class _Intake:
 
     def drop_attachment(self, name: str, limit: int, size: int) -> None:
         """Record an attachment dropped for size."""
-        self.notes.append(f"attachment {name!r} ({size} bytes) dropped: over {limit} bytes")
+        self.note(
+            IntakeNoteKind.ATTACHMENT_DROPPED,
+            f"attachment {name!r} ({size} bytes) dropped: over {limit} bytes",
+        )
         self.violate(LimitKind.ATTACHMENT_SIZE, limit, size, f"{name} dropped")
 
     # -- header fields ------------------------------------------------------------------
@@ -922,20 +968,34 @@ class _Intake:
                 append((name, value))
         for lname in ("from", "subject", "message-id", "date"):
             if lname in counts:
-                notes.append(f"{counts[lname]} {lname!r} headers; the first one used")
+                notes.append(
+                    IntakeNote(
+                        IntakeNoteKind.DUPLICATE_HEADER,
+                        f"{counts[lname]} {lname!r} headers; the first one used",
+                    )
+                )
         out: dict[str, object] = {"headers": tuple(pairs)}
         sender, sender_name = "", ""
         from_value = first.get("from")
         if from_value is None:
-            notes.append("no From header; sender unknown")
+            notes.append(IntakeNote(IntakeNoteKind.MISSING_FROM, "no From header; sender unknown"))
         else:
             found = parse_address_list(from_value, notes, "From")
             if len(found) == 1:
                 sender_name, sender = found[0]
             elif found:
-                notes.append(f"From has {len(found)} addresses; sender unknown")
+                notes.append(
+                    IntakeNote(
+                        IntakeNoteKind.MULTIPLE_FROM_ADDRESSES,
+                        f"From has {len(found)} addresses; sender unknown",
+                    )
+                )
             else:
-                notes.append("From has no valid address; sender unknown")
+                notes.append(
+                    IntakeNote(
+                        IntakeNoteKind.INVALID_FROM, "From has no valid address; sender unknown"
+                    )
+                )
         out["sender"], out["sender_name"] = sender, sender_name
         for lname in ("reply-to", "to", "cc"):
             listed = first.get(lname)
@@ -1026,7 +1086,7 @@ def _cut_lines(text: str, limit: int) -> str:
     return "\n".join(line[:limit] for line in lines)
 
 
-def _parse_date(value: str | None, notes: list[str]) -> datetime | None:
+def _parse_date(value: str | None, notes: list[IntakeNote]) -> datetime | None:
     """RFC 5322 date, else a bounded dateutil parse, else None (noted)."""
     if value is None:
         return None
@@ -1059,9 +1119,14 @@ def _parse_date(value: str | None, notes: list[str]) -> datetime | None:
         except (ValueError, OverflowError, TypeError, LookupError):
             parsed = None
         if parsed is not None:
-            notes.append(f"Date {text[:80]!r} is not RFC 5322; read leniently")
+            notes.append(
+                IntakeNote(
+                    IntakeNoteKind.LENIENT_DATE,
+                    f"Date {text[:80]!r} is not RFC 5322; read leniently",
+                )
+            )
             return parsed
-    notes.append(f"Date {text[:80]!r} could not be parsed")
+    notes.append(IntakeNote(IntakeNoteKind.INVALID_DATE, f"Date {text[:80]!r} could not be parsed"))
     return None
 
 
