@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from asm_email_rules.intake import parse_msg_ids
+from asm_email_rules.header_values import parse_msg_ids
 from asm_email_rules.model import InboundEmail
 from asm_email_rules.settings import FATAL_SMTP_CODES
 
