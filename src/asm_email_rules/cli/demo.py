@@ -16,10 +16,10 @@ import attrs
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.bootstrap import open_sample_store
 from asm_email_rules.cli._common import EXIT_OK, demo_mailbox, print_table, read_inbox, reply_dict
+from asm_email_rules.decision import Decision
 from asm_email_rules.errors import MessageParseError
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.pipeline import process
-from asm_email_rules.rules import Decision
 from asm_email_rules.sample import DEMO_MAILBOX_OPTIONS, DEMO_NOW, DEMO_SYSTEM, demo_inbox
 
 NAME = "demo"
