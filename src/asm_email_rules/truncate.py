@@ -348,17 +348,17 @@ def _join_piece(acc: str, piece: str) -> str:
     return acc + " " + piece
 
 
-def _attribution_at(st: list[str], i: int) -> tuple[int, str] | None:
+def _attribution_at(stripped: list[str], i: int) -> tuple[int, str] | None:
     """Find an attribution starting at line ``i``: (end index exclusive, strength)."""
-    n = len(st)
-    first = st[i]
+    n = len(stripped)
+    first = stripped[i]
     if len(first) > _MAX_PROBE or _is_quoted(first):
         return None
     acc = ""
     weak: tuple[int, str] | None = None
     j = i
     while j < n and j < i + _MAX_ATTR_LINES:
-        piece = st[j]
+        piece = stripped[j]
         if not piece or (j > i and (_is_quoted(piece) or acc[-1] in ".!?")):
             break  # a first line ending a sentence is prose, not the start of an attribution
         acc = _join_piece(acc, piece)
@@ -366,7 +366,7 @@ def _attribution_at(st: list[str], i: int) -> tuple[int, str] | None:
             break
         kind = _classify_attribution(acc)
         if kind is not None:
-            if j > i and _starts_later(st, i + 1, j):
+            if j > i and _starts_later(stripped, i + 1, j):
                 return weak  # line i is reply text; the attribution starts below it
             if kind == "strong":
                 return j + 1, kind
@@ -380,7 +380,7 @@ def _attribution_at(st: list[str], i: int) -> tuple[int, str] | None:
         pieces = 1
         j = i + 1
         while j < n and j < i + _MAX_ATTR_WINDOW and pieces < 5:
-            piece = st[j]
+            piece = stripped[j]
             j += 1
             if not piece:
                 continue
@@ -395,15 +395,15 @@ def _attribution_at(st: list[str], i: int) -> tuple[int, str] | None:
     return None
 
 
-def _starts_later(st: list[str], i: int, j: int) -> bool:
+def _starts_later(stripped: list[str], i: int, j: int) -> bool:
     """True when lines ``i..j`` already form an attribution without the line above them."""
-    above = st[i - 1]
-    plausible = bool(_START_RE.match(st[i]) or _DATE_START_RE.match(st[i]))
+    above = stripped[i - 1]
+    plausible = bool(_START_RE.match(stripped[i]) or _DATE_START_RE.match(stripped[i]))
     if not plausible and (_has_evidence(above) or _START_RE.match(above)):
         return False
     acc = ""
     for k in range(i, j + 1):
-        acc = _join_piece(acc, st[k])
+        acc = _join_piece(acc, stripped[k])
     return _classify_attribution(acc) is not None
 
 
@@ -418,30 +418,30 @@ def _header_label(stripped: str) -> str | None:
     return _HEADER_LABELS.get(" ".join(m.group(1).split()).casefold())
 
 
-def _header_block_at(st: list[str], i: int) -> int | None:
+def _header_block_at(stripped: list[str], i: int) -> int | None:
     """If an Outlook-style header block starts at ``i``, return the index after its last label."""
-    if len(st[i]) > 2000 or _header_label(st[i]) is None:
+    if len(stripped[i]) > 2000 or _header_label(stripped[i]) is None:
         return None
-    cats: set[str] = set()
+    labels_seen: set[str] = set()
     last = i
     blanks = 0
-    n = len(st)
+    n = len(stripped)
     j = i
     while j < n and j < i + _HEADER_WINDOW:
-        s = st[j]
-        if not s:
+        text = stripped[j]
+        if not text:
             blanks += 1
             if blanks >= 3:
                 break
         else:
-            if _is_quoted(s):
+            if _is_quoted(text):
                 break
-            cat = _header_label(s)
-            if cat is not None:
-                cats.add(cat)
+            label = _header_label(text)
+            if label is not None:
+                labels_seen.add(label)
                 last = j
         j += 1
-    if len(cats) >= 2 and cats & {_FROM, _DATE}:
+    if len(labels_seen) >= 2 and labels_seen & {_FROM, _DATE}:
         return last + 1
     return None
 
