@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import attrs
 
-from asm_email_rules.model import EntityKind, EntityRef
+from asm_email_rules.model import EntityKind, EntityRef, SummaryKind
 
 __all__ = [
     "NEW_CALL",
@@ -161,7 +161,7 @@ class SendSummary:
     """Send a [My...] summary to the analyst who asked."""
 
     kind: ClassVar[str] = "send_summary"
-    what: str
+    what: SummaryKind
     person_id: int
     items: int
     total: int

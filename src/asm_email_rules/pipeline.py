@@ -67,12 +67,6 @@ _UPDATE_FOR: dict[EntityKind, CommandKind] = {
     EntityKind.TASK: CommandKind.UPDATE_TASK,
     EntityKind.REQUEST: CommandKind.UPDATE_REQUEST,
 }
-_SUMMARY_KIND: dict[CommandKind, str] = {
-    CommandKind.MY_CALLS: "calls",
-    CommandKind.MY_REQUESTS: "requests",
-    CommandKind.MY_TASKS: "tasks",
-    CommandKind.MY_APPROVALS: "tasks",
-}
 
 
 def _thread_command(
@@ -163,7 +157,7 @@ def gather_facts(
             partition = request.partition if request else None
     items: tuple[SummaryItem, ...] = ()
     total = 0
-    summary_kind = _SUMMARY_KIND.get(command.kind)
+    summary_kind = command.kind.summary_kind
     if summary_kind is not None and person is not None and sender.case.is_analyst:
         found, total = repository.summary(summary_kind, person.id, system.summary_limit)
         items = tuple(found)

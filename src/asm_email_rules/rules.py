@@ -44,11 +44,12 @@ from asm_email_rules.model import (
     Person,
     PersonCase,
     SummaryItem,
+    SummaryKind,
     TaskStatus,
 )
 from asm_email_rules.replies import render
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
-from asm_email_rules.subject import CommandKind
+from asm_email_rules.subject import CommandKind, bracket_token
 
 __all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from actions.py, decision.py
     "CONDITIONS",
@@ -1024,12 +1025,10 @@ def _update_request(ctx: _Context) -> _Plan:
     return _Plan(actions, "request_updated", {"number": ctx.number}, ref, reasons)
 
 
-_SUMMARY_WHAT: Mapping[CommandKind, str] = {
-    CommandKind.MY_CALLS: "calls",
-    CommandKind.MY_REQUESTS: "requests",
-    CommandKind.MY_TASKS: "tasks and approvals",
-    CommandKind.MY_APPROVALS: "tasks and approvals",
-}
+def _summary_kind(ctx: _Context) -> SummaryKind:
+    kind = ctx.facts.command.kind.summary_kind
+    assert kind is not None, "the summary table only sees [My...] commands"
+    return kind
 
 
 def format_summary(items: tuple[SummaryItem, ...], total: int) -> str:
@@ -1039,7 +1038,7 @@ def format_summary(items: tuple[SummaryItem, ...], total: int) -> str:
     lines = []
     for item in items:
         when = item.last_update.strftime("%Y-%m-%d %H:%M") if item.last_update else "-"
-        token = f"[{item.ref.kind.value.upper()}#{item.ref.number}]"
+        token = bracket_token(item.ref)
         lines.append(
             f"{token}  {item.state}  {item.description}  {when}  {item.assignee or '-'}".rstrip()
         )
@@ -1051,17 +1050,17 @@ def format_summary(items: tuple[SummaryItem, ...], total: int) -> str:
 def _summary(ctx: _Context) -> _Plan:
     person = ctx.facts.sender.person
     assert person is not None
-    what = _SUMMARY_WHAT[ctx.facts.command.kind]
+    kind = _summary_kind(ctx)
     items = ctx.facts.summary_items
-    action = SendSummary(what, person.id, len(items), ctx.facts.summary_total)
+    action = SendSummary(kind, person.id, len(items), ctx.facts.summary_total)
     body = format_summary(items, ctx.facts.summary_total)
-    return _Plan((action,), "summary", {"what": what, "summary": body})
+    return _Plan((action,), "summary", {"what": kind.label, "summary": body})
 
 
 def _analysts_only(ctx: _Context) -> _Plan:
     return _Plan(
         reply_template="summary_analysts_only",
-        reply_params={"what": _SUMMARY_WHAT[ctx.facts.command.kind]},
+        reply_params={"what": _summary_kind(ctx).label},
     )
 
 
