@@ -9,12 +9,12 @@ from __future__ import annotations
 import enum
 import functools
 import re
-import unicodedata
 from collections.abc import Sequence
 
 import attrs
 
-from asm_email_rules.intake import parse_msg_ids
+from asm_email_rules.addresses import normalise_address
+from asm_email_rules.header_values import parse_msg_ids
 from asm_email_rules.model import InboundEmail
 from asm_email_rules.settings import FATAL_SMTP_CODES
 
@@ -142,13 +142,9 @@ _ORIGINAL_TYPES = (
 )
 
 
-def _fold(address: str) -> str:
-    return unicodedata.normalize("NFKC", address).casefold().strip()
-
-
 @functools.lru_cache(maxsize=64)
 def _own_set(addresses: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(_fold(a) for a in addresses)
+    return frozenset(normalise_address(a) for a in addresses)
 
 
 def _param(value: str, name: str) -> str | None:
@@ -367,7 +363,7 @@ def _classify(
     generated: list[str] = []
     lists: list[str] = []
 
-    sender = _fold(email.sender)
+    sender = normalise_address(email.sender)
     if sender and sender in _own_set(tuple(own_addresses)):
         own.append(f"From: {email.sender} is one of our own addresses")
     loop = heads.get(loop_header.lower())

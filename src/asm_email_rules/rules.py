@@ -1287,7 +1287,7 @@ def _base_reasons(facts: Facts) -> list[str]:
         reasons.append(f"sender authentication: {facts.auth_reason}")
     if facts.token_ok is not None:
         reasons.append(f"approval token: {facts.token_reason}")
-    reasons.extend(facts.email.notes)
+    reasons.extend(str(note) for note in facts.email.notes)
     for violation in facts.email.limit_violations:
         over = f"limit {violation.kind.value}: {violation.actual} > {violation.limit}"
         reasons.append(f"{over} {violation.detail}".rstrip())
