@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -26,6 +27,9 @@ from asm_email_rules.errors import MailboxError, MessageParseError, NotFoundErro
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, process
 from asm_email_rules.protocols import Mailbox, Mailer, Repository
+
+if TYPE_CHECKING:
+    from asm_email_rules.adapters.oauth import OAuth2Login
 
 __all__ = [
     "AccountReport",
@@ -379,6 +383,19 @@ class _AdapterFactory:
     def __init__(self) -> None:
         self._pop3_skip: dict[str, frozenset[str]] = {}
         self._pop3_open: dict[str, object] = {}
+        self._logins: dict[str, OAuth2Login] = {}
+
+    def _oauth2(self, account: AccountConfig) -> OAuth2Login | None:
+        """The account's OAuth2 login, kept across sessions so its token cache lives on."""
+        if account.oauth2 is None:
+            return None
+        from asm_email_rules.adapters.oauth import OAuth2Login
+
+        login = self._logins.get(account.name)
+        if login is None:
+            login = OAuth2Login.from_settings(account.oauth2)
+            self._logins[account.name] = login
+        return login
 
     def __call__(self, account: AccountConfig) -> Mailbox:
         if account.protocol is MailProtocol.MAILDIR:
@@ -396,6 +413,7 @@ class _AdapterFactory:
                     security=account.security,
                     username=account.username,
                     password=account.password,
+                    oauth2=self._oauth2(account),
                     folder=account.folder,
                     quarantine_folder=account.quarantine_folder,
                     timeout=account.timeout,
@@ -414,6 +432,7 @@ class _AdapterFactory:
                 security=account.security,
                 username=account.username,
                 password=account.password,
+                oauth2=self._oauth2(account),
                 timeout=account.timeout,
                 ssl_context=account.ssl_context,
             ),

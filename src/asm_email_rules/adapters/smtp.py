@@ -24,6 +24,7 @@ from asm_email_rules.errors import (
 )
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.outgoing import OutgoingMessageError, parse_sender, render_outgoing
+from asm_email_rules.signin import OAuth2Settings
 
 __all__ = ["Security", "SmtpConfig", "SmtpMailer", "error_for_code"]
 
@@ -49,7 +50,8 @@ class SmtpConfig:
     ``ssl_context`` defaults to :func:`ssl.create_default_context` (certificate and host name
     checked). AUTH is used when ``username`` is set: with ``password`` (smtplib's choice of
     CRAM-MD5, PLAIN or LOGIN), or, when ``oauth2`` is set, ``AUTH XOAUTH2`` / ``OAUTHBEARER``
-    (RFC 4954, RFC 7628) with a token from ``oauth2.tokens``. A refused sign-in raises
+    (RFC 4954, RFC 7628) with a token from ``oauth2.tokens`` (settings are turned into a login,
+    with its token cache, once per :class:`SmtpMailer`). A refused sign-in raises
     :class:`~asm_email_rules.errors.SendAuthenticationError` (transient: the reply waits).
     """
 
@@ -63,7 +65,7 @@ class SmtpConfig:
     local_hostname: str | None = None
     default_sender: str = ""
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
-    oauth2: OAuth2Login | None = None
+    oauth2: OAuth2Login | OAuth2Settings | None = None
 
     def context(self) -> ssl.SSLContext:
         """The TLS context to use: the configured one or a verifying default."""
@@ -93,6 +95,11 @@ class SmtpMailer:
 
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
+        self._oauth2 = (
+            OAuth2Login.from_settings(config.oauth2)
+            if isinstance(config.oauth2, OAuth2Settings)
+            else config.oauth2
+        )
 
     def __repr__(self) -> str:
         return f"SmtpMailer({self.config.host}:{self.config.port}, {self.config.security.value})"
@@ -192,7 +199,7 @@ class SmtpMailer:
     def _sign_in(self, client: smtplib.SMTP) -> None:
         """AUTH with the password (smtplib picks the mechanism) or with an OAuth2 token."""
         cfg = self.config
-        login = cfg.oauth2
+        login = self._oauth2
         if login is None:
             client.login(cfg.username, cfg.password)
             return
