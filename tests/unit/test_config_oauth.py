@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,20 @@ def test_plain_http_token_url_is_allowed_on_loopback_only(tmp_path: Path) -> Non
     )
     config = load(tmp_path, loopback)
     assert config.accounts[0].oauth2.source.token_url.startswith("http://127.0.0.1")
+
+
+def test_the_configurations_in_docs_oauth_md_load(tmp_path: Path) -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "oauth.md"
+    blocks = re.findall(r"```toml\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    full = [block for block in blocks if "[[accounts]]" in block]
+    assert len(full) == 2  # Microsoft 365 and Google Workspace
+    for block in full:
+        text = block.replace("/etc/asm-email-rules/", "").replace("/var/lib/asm-email-rules/", "")
+        for name in re.findall(r'_file = "([^"]+)"', text):
+            (tmp_path / name).write_text("from-a-file\n", encoding="utf-8")
+        path = tmp_path / "config.toml"
+        path.write_text('store = "desk.sqlite3"\n' + text, encoding="utf-8")
+        config = load_config(path)
+        assert config.smtp is not None
+        assert config.smtp.oauth2 is not None
+        assert config.accounts[0].auth is AuthMethod.OAUTH2
