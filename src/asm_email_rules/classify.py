@@ -350,67 +350,22 @@ def _classify(
     loop_header: str,
     fatal_codes: Sequence[int],
 ) -> Classification:
-    heads: dict[str, str] = {}
-    list_header: tuple[str, str] | None = None
-    for key, field in email.headers:
-        lower = key.lower()
-        if lower not in heads:
-            heads[lower] = field
-            if list_header is None and lower.startswith("list-"):
-                list_header = (key, field)
-    own: list[str] = []
-    replies: list[str] = []
-    generated: list[str] = []
-    lists: list[str] = []
-
+    """Gather the reasons for each kind, then pick the kind by precedence."""
+    heads, list_header = _first_headers(email)
     sender = normalise_address(email.sender)
-    if sender and sender in _own_set(tuple(own_addresses)):
-        own.append(f"From: {email.sender} is one of our own addresses")
-    loop = heads.get(loop_header.lower())
-    if loop is not None:
-        own.append(f"{loop_header}: {loop} (our loop header)")
-
+    own = _own_mail_reasons(email, sender, heads, own_addresses, loop_header)
     local = sender.rpartition("@")[0] if "@" in sender else sender
     from_daemon = local in _DAEMONS
     null_path = email.return_path == ""
+    generated: list[str] = []
     if from_daemon:
         generated.append(f"From: {email.sender} (mailer daemon / postmaster)")
     if null_path:
         generated.append("Return-Path: <> (null return path)")
     bounce, bounce_reasons = _bounce(email, heads, from_daemon, null_path, fatal_codes)
-
-    auto_submitted = heads.get("auto-submitted")
-    if auto_submitted is not None:
-        token = auto_submitted.split(";", 1)[0].strip().lower()
-        if token == "auto-replied":
-            replies.append(f"Auto-Submitted: {auto_submitted} (RFC 3834)")
-        elif token != "no":
-            generated.append(f"Auto-Submitted: {auto_submitted} (RFC 3834)")
-    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
-        value = heads.get(name.lower())
-        if value is not None and value.strip().lower() not in ("no", "false", "0"):
-            replies.append(f"{name}: {value}")
-    for name in (
-        "X-MS-Exchange-Inbox-Rules-Loop",
-        "X-MS-Exchange-Generated-Message-Source",
-        "X-Loop",
-    ):
-        value = heads.get(name.lower())
-        if value is not None:
-            generated.append(f"{name}: {value}")
-    content_type = heads.get("content-type") or ""
-    if _param(content_type, "report-type") == "disposition-notification":
-        generated.append("Content-Type: multipart/report; report-type=disposition-notification")
-    ooo = _OOO_SUBJECT.match(email.subject)
-    if ooo is not None:
-        phrase = ooo.group(1) or ooo.group(2)
-        replies.append(f"Subject starts with {phrase!r} (out-of-office subject)")
-
-    precedence = heads.get("precedence")
-    if precedence is not None and precedence.strip().lower() in ("bulk", "junk", "list"):
-        lists.append(f"Precedence: {precedence.strip()}")
-    if list_header is not None:
-        lists.append(f"{list_header[0]}: {list_header[1][:200]} (RFC 2369/2919 list header)")
+    replies, automatic = _automatic_reasons(email, heads)
+    generated.extend(automatic)
+    lists = _list_reasons(heads, list_header)
 
     suppress = heads.get("x-auto-response-suppress") or ""
     tokens = {t.strip().lower() for t in suppress.split(",")}
@@ -441,3 +396,77 @@ def _classify(
         bounce=bounce,
         auto_reply_suppressed=suppressed,
     )
+
+
+def _first_headers(email: InboundEmail) -> tuple[dict[str, str], tuple[str, str] | None]:
+    """Each header's first value (lower-case names); and the first ``List-*`` header."""
+    heads: dict[str, str] = {}
+    list_header: tuple[str, str] | None = None
+    for key, field in email.headers:
+        lower = key.lower()
+        if lower not in heads:
+            heads[lower] = field
+            if list_header is None and lower.startswith("list-"):
+                list_header = (key, field)
+    return heads, list_header
+
+
+def _own_mail_reasons(
+    email: InboundEmail,
+    sender: str,
+    heads: dict[str, str],
+    own_addresses: Sequence[str],
+    loop_header: str,
+) -> list[str]:
+    """Signs of our own mail: From is an own address, or our loop header is present."""
+    own: list[str] = []
+    if sender and sender in _own_set(tuple(own_addresses)):
+        own.append(f"From: {email.sender} is one of our own addresses")
+    loop = heads.get(loop_header.lower())
+    if loop is not None:
+        own.append(f"{loop_header}: {loop} (our loop header)")
+    return own
+
+
+def _automatic_reasons(email: InboundEmail, heads: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Signs of an auto-reply, and signs of other automatic mail (RFC 3834 and vendor headers)."""
+    replies: list[str] = []
+    generated: list[str] = []
+    auto_submitted = heads.get("auto-submitted")
+    if auto_submitted is not None:
+        token = auto_submitted.split(";", 1)[0].strip().lower()
+        if token == "auto-replied":
+            replies.append(f"Auto-Submitted: {auto_submitted} (RFC 3834)")
+        elif token != "no":
+            generated.append(f"Auto-Submitted: {auto_submitted} (RFC 3834)")
+    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
+        value = heads.get(name.lower())
+        if value is not None and value.strip().lower() not in ("no", "false", "0"):
+            replies.append(f"{name}: {value}")
+    for name in (
+        "X-MS-Exchange-Inbox-Rules-Loop",
+        "X-MS-Exchange-Generated-Message-Source",
+        "X-Loop",
+    ):
+        value = heads.get(name.lower())
+        if value is not None:
+            generated.append(f"{name}: {value}")
+    content_type = heads.get("content-type") or ""
+    if _param(content_type, "report-type") == "disposition-notification":
+        generated.append("Content-Type: multipart/report; report-type=disposition-notification")
+    ooo = _OOO_SUBJECT.match(email.subject)
+    if ooo is not None:
+        phrase = ooo.group(1) or ooo.group(2)
+        replies.append(f"Subject starts with {phrase!r} (out-of-office subject)")
+    return replies, generated
+
+
+def _list_reasons(heads: dict[str, str], list_header: tuple[str, str] | None) -> list[str]:
+    """Signs of list or bulk mail: Precedence bulk/junk/list, or an RFC 2369/2919 header."""
+    lists: list[str] = []
+    precedence = heads.get("precedence")
+    if precedence is not None and precedence.strip().lower() in ("bulk", "junk", "list"):
+        lists.append(f"Precedence: {precedence.strip()}")
+    if list_header is not None:
+        lists.append(f"{list_header[0]}: {list_header[1][:200]} (RFC 2369/2919 list header)")
+    return lists

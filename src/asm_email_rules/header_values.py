@@ -289,9 +289,9 @@ def parse_msg_ids(value: str) -> tuple[str, ...]:
                 ids.append(f"<{inner}>")
             i = end + 1
         else:
-            nxt = value.find("<", i)
-            par = value.find("(", i)
-            stops = [p for p in (nxt, par) if p >= 0]
+            next_angle = value.find("<", i)
+            next_comment = value.find("(", i)
+            stops = [p for p in (next_angle, next_comment) if p >= 0]
             i = min(stops) if stops else n
     if not ids:
         ids = [f"<{word.strip('<>')}>" for word in value.split() if "@" in word.strip("<>")]

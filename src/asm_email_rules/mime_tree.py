@@ -161,29 +161,35 @@ class MimeReader:
             fields.append((raw[pos:colon], [raw[colon + 1 : end]]))
             pos = end
         if (dropped or over_bytes) and (top or count > limits.max_header_count or over_bytes):
-            if over_bytes:
-                self.violate(
-                    LimitKind.HEADER_BYTES,
-                    limits.max_header_bytes,
-                    pos - start,
-                    f"header section over {limits.max_header_bytes} bytes; "
-                    f"the rest of it ({dropped} header field(s) more) dropped",
-                )
-            else:
-                self.violate(
-                    LimitKind.HEADER_COUNT,
-                    limits.max_header_count,
-                    count,
-                    f"{dropped} header(s) after the first {limits.max_header_count} dropped",
-                )
-        out: list[tuple[bytes, bytes]] = []
-        for name, pieces in fields:
-            value = b"".join(pieces) if len(pieces) > 1 else pieces[0]
-            value = value.replace(b"\r\n", b"").replace(b"\n", b"").strip(b" \t\r")
-            if self.cut_at and len(value) > self.cut_at:
-                value = value[: self.cut_at]
-            out.append((name, value))
-        return out, pos
+            self.record_header_limit(over_bytes, pos - start, count, dropped)
+        return [(name, self.unfold(pieces)) for name, pieces in fields], pos
+
+    def record_header_limit(self, over_bytes: bool, size: int, count: int, dropped: int) -> None:
+        """Record the header-bytes (``size`` bytes) or header-count limit a section crossed."""
+        limits = self.limits
+        if over_bytes:
+            self.violate(
+                LimitKind.HEADER_BYTES,
+                limits.max_header_bytes,
+                size,
+                f"header section over {limits.max_header_bytes} bytes; "
+                f"the rest of it ({dropped} header field(s) more) dropped",
+            )
+        else:
+            self.violate(
+                LimitKind.HEADER_COUNT,
+                limits.max_header_count,
+                count,
+                f"{dropped} header(s) after the first {limits.max_header_count} dropped",
+            )
+
+    def unfold(self, pieces: list[bytes]) -> bytes:
+        """A field value from its physical lines: line breaks removed, cut to the line limit."""
+        value = b"".join(pieces) if len(pieces) > 1 else pieces[0]
+        value = value.replace(b"\r\n", b"").replace(b"\n", b"").strip(b" \t\r")
+        if self.cut_at and len(value) > self.cut_at:
+            value = value[: self.cut_at]
+        return value
 
     # -- MIME -----------------------------------------------------------------------------
 
