@@ -32,6 +32,7 @@ from asm_email_rules.adapters.oauth import OAuth2Login, TokenProvider
 from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
 from asm_email_rules.adapters.smtp import SmtpConfig, SmtpMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.bootstrap import bootstrap
 from asm_email_rules.config import load_config
 from asm_email_rules.errors import (
     AuthenticationError,
@@ -41,7 +42,6 @@ from asm_email_rules.errors import (
 )
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.sample import DESK_ADDRESS, seed_sample_desk
-from asm_email_rules.service import PollingService, make_mailer, open_mailbox
 from asm_email_rules.signin import (
     ClientCredentialsGrant,
     FileTokens,
@@ -170,8 +170,8 @@ def test_imap_client_credentials_token_opens_the_mailbox(
     raw = message(1)
     oauth_dovecot.deliver(user, raw, 1)
     with imap(oauth_dovecot, user, login(client_credentials(endpoint, user), mechanism)) as box:
-        [uid] = box.list_ids()
-        assert box.fetch(uid) == raw
+        [key] = box.list_keys()
+        assert box.fetch(key) == raw
     assert endpoint.grants[-1] == "client_credentials"
 
 
@@ -182,8 +182,8 @@ def test_pop3_refresh_token_opens_the_maildrop(
     raw = message(2)
     oauth_dovecot.deliver(user, raw, 2)
     with pop3(oauth_dovecot, user, login(refresh_grant(endpoint, user), mechanism)) as box:
-        [uidl] = box.list_ids()
-        assert box.fetch(uidl) == raw
+        [key] = box.list_keys()
+        assert box.fetch(key) == raw
     assert endpoint.grants[-1] == "refresh_token"
 
 
@@ -209,7 +209,7 @@ def test_expired_token_is_refused_with_server_user_and_mechanism(
     opener = imap if protocol == "imap" else pop3
     box = opener(oauth_dovecot, user, login(FileTokens(path), mechanism))
     with pytest.raises(MailboxAuthenticationError) as caught:
-        box.list_ids()
+        box.list_keys()
     error = caught.value
     port = oauth_dovecot.imap_port if protocol == "imap" else oauth_dovecot.pop3_port
     assert error.server == f"{protocol.upper()} {HOST}:{port}"
@@ -233,7 +233,7 @@ def test_wrong_token_is_refused(
     path.write_text("not-a-token-anyone-issued", encoding="utf-8")
     opener = imap if protocol == "imap" else pop3
     with pytest.raises(AuthenticationError, match=r"sign-in as .* with XOAUTH2 failed: refused"):
-        opener(oauth_dovecot, user, login(FileTokens(path))).list_ids()
+        opener(oauth_dovecot, user, login(FileTokens(path))).list_keys()
 
 
 def test_token_of_another_mailbox_is_refused(
@@ -243,7 +243,7 @@ def test_token_of_another_mailbox_is_refused(
     # mailbox permission): an app allowed into one mailbox cannot open another.
     spec = client_credentials(endpoint, "someone-else@example.test")
     with pytest.raises(MailboxAuthenticationError, match="refused"):
-        imap(oauth_dovecot, user, login(spec)).list_ids()
+        imap(oauth_dovecot, user, login(spec)).list_keys()
 
 
 def test_endpoint_refusing_the_client_secret_is_a_sign_in_error(
@@ -252,7 +252,7 @@ def test_endpoint_refusing_the_client_secret_is_a_sign_in_error(
     good = client_credentials(endpoint, user)
     bad = ClientCredentialsGrant(good.token_url, good.client_id, "wrong-secret")
     with pytest.raises(MailboxAuthenticationError) as caught:
-        imap(oauth_dovecot, user, login(bad)).list_ids()
+        imap(oauth_dovecot, user, login(bad)).list_keys()
     text = str(caught.value)
     assert "no access token" in text
     assert "invalid_client" in text
@@ -270,13 +270,13 @@ def test_cached_token_revoked_early_is_replaced_after_one_refusal(
 ) -> None:
     oauth2 = login(refresh_grant(endpoint, user))
     with imap(oauth_dovecot, user, oauth2) as box:
-        assert list(box.list_ids()) == []
+        assert list(box.list_keys()) == []
     first = oauth2.tokens.token().value  # still cached: no new grant
     assert oauth2.tokens.fetches == 1
     endpoint.expire(first)  # revoked at the server before its announced expiry
 
     with imap(oauth_dovecot, user, oauth2) as box:
-        assert list(box.list_ids()) == []
+        assert list(box.list_keys()) == []
     assert oauth2.tokens.fetches == 2
     second = oauth2.tokens.token().value
     assert second != first
@@ -294,7 +294,7 @@ def test_rotated_refresh_token_is_written_back_to_its_file(
         grant.token_url, grant.client_id, grant.client_secret, refresh_token_file=path
     )
     with pop3(oauth_dovecot, user, login(spec)) as box:
-        assert list(box.list_ids()) == []
+        assert list(box.list_keys()) == []
     rotated = path.read_text(encoding="utf-8").strip()
     assert rotated != grant.refresh_token
     assert rotated in endpoint.refresh  # the one the server will accept next time
@@ -347,8 +347,8 @@ def test_reply_goes_out_signed_in_with_a_token(
             security="plain",
             username=DESK_ADDRESS,
             timeout=5,
-            oauth2=login(spec),
-        )
+        ),
+        oauth2=login(spec),
     )
     mailer.send(REPLY)
     [(signed_in_as, raw)] = handler.received
@@ -371,8 +371,8 @@ def test_smtp_refusal_is_a_transient_sign_in_error(
             security="plain",
             username=DESK_ADDRESS,
             timeout=5,
-            oauth2=login(FileTokens(path)),
-        )
+        ),
+        oauth2=login(FileTokens(path)),
     )
     with pytest.raises(SendAuthenticationError) as caught:
         mailer.send(REPLY)
@@ -468,8 +468,8 @@ def test_token_expiring_between_two_polls_is_renewed_before_the_second(
     endpoint.ttl = 2.0  # every token lives two seconds
     grants_before = len(endpoint.grants)
 
-    with SqliteRepository(store) as repo:
-        service = PollingService(config, repo, make_mailer(config), open_mailbox())
+    with bootstrap(config) as wiring:  # what `asm-email-rules poll` runs
+        service = wiring.service
         oauth_dovecot.deliver(user, message(31), 31)
         first = service.poll_once()
         time.sleep(2.2)  # the first tokens have now expired at the server

@@ -6,15 +6,13 @@ Replies 5xx become :class:`PermanentSendError` (the spec's 501, 503, 550 and 553
 
 from __future__ import annotations
 
-import enum
 import logging
 import smtplib
 import ssl
 from datetime import datetime
 
-import attrs
-
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
+from asm_email_rules.connection import Security, SmtpConfig
 from asm_email_rules.errors import (
     PermanentSendError,
     SendAuthenticationError,
@@ -24,52 +22,10 @@ from asm_email_rules.errors import (
 )
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.outgoing import OutgoingMessageError, parse_sender, render_outgoing
-from asm_email_rules.signin import OAuth2Settings
 
 __all__ = ["Security", "SmtpConfig", "SmtpMailer", "error_for_code"]
 
 log = logging.getLogger(__name__)
-
-
-class Security(enum.Enum):
-    """How a connection is protected: none, upgraded by STARTTLS/STLS, or TLS from the start."""
-
-    PLAIN = "plain"
-    STARTTLS = "starttls"
-    TLS = "tls"
-
-
-def _security(value: Security | str) -> Security:
-    return value if isinstance(value, Security) else Security(value)
-
-
-@attrs.frozen
-class SmtpConfig:
-    """Where and how to send. ``envelope_sender`` empty means the reply's From; ``"<>"`` is null.
-
-    ``ssl_context`` defaults to :func:`ssl.create_default_context` (certificate and host name
-    checked). AUTH is used when ``username`` is set: with ``password`` (smtplib's choice of
-    CRAM-MD5, PLAIN or LOGIN), or, when ``oauth2`` is set, ``AUTH XOAUTH2`` / ``OAUTHBEARER``
-    (RFC 4954, RFC 7628) with a token from ``oauth2.tokens`` (settings are turned into a login,
-    with its token cache, once per :class:`SmtpMailer`). A refused sign-in raises
-    :class:`~asm_email_rules.errors.SendAuthenticationError` (transient: the reply waits).
-    """
-
-    host: str
-    port: int = 25
-    security: Security = attrs.field(default=Security.STARTTLS, converter=_security)
-    username: str = ""
-    password: str = attrs.field(default="", repr=False)
-    timeout: float = 30.0
-    envelope_sender: str = ""
-    local_hostname: str | None = None
-    default_sender: str = ""
-    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
-    oauth2: OAuth2Login | OAuth2Settings | None = None
-
-    def context(self) -> ssl.SSLContext:
-        """The TLS context to use: the configured one or a verifying default."""
-        return self.ssl_context if self.ssl_context is not None else ssl.create_default_context()
 
 
 def error_for_code(code: int, text: str, *, during: str = "") -> SendError:
@@ -91,15 +47,19 @@ def _text(raw: bytes | str) -> str:
 
 
 class SmtpMailer:
-    """Sends each reply over a fresh SMTP session (replies are rare; no pooling needed)."""
+    """Sends each reply over a fresh SMTP session (replies are rare; no pooling needed).
 
-    def __init__(self, config: SmtpConfig) -> None:
+    OAuth2 sign-in (``AUTH XOAUTH2`` / ``OAUTHBEARER``, RFC 4954 and RFC 7628) uses ``oauth2``
+    when given, else a login built once from ``config.oauth2``; either way its token cache
+    lives as long as the mailer. A refused sign-in raises
+    :class:`~asm_email_rules.errors.SendAuthenticationError` (transient: the reply waits).
+    """
+
+    def __init__(self, config: SmtpConfig, *, oauth2: OAuth2Login | None = None) -> None:
         self.config = config
-        self._oauth2 = (
-            OAuth2Login.from_settings(config.oauth2)
-            if isinstance(config.oauth2, OAuth2Settings)
-            else config.oauth2
-        )
+        if oauth2 is None and config.oauth2 is not None:
+            oauth2 = OAuth2Login.from_settings(config.oauth2)
+        self._oauth2 = oauth2
 
     def __repr__(self) -> str:
         return f"SmtpMailer({self.config.host}:{self.config.port}, {self.config.security.value})"
