@@ -274,7 +274,7 @@ def run_oauth_dovecot(
     binary: str, endpoint: TokenEndpoint, imap_port: int, pop3_port: int
 ) -> Iterator[OAuthDovecot | str]:
     """Start Dovecot; yields the server, or the start-up log (a str) when it did not start."""
-    from conftest import _wait_for_greeting  # the integration suite's own helper
+    from loopback import _wait_for_greeting  # the integration suite's own helper
 
     root = Path(tempfile.mkdtemp(prefix="asm-dvo-"))  # short: unix socket paths are limited
     root.chmod(0o755)

@@ -73,7 +73,7 @@ def _default_ttl(endpoint: TokenEndpoint) -> None:
 
 @pytest.fixture(scope="module")
 def oauth_dovecot(endpoint: TokenEndpoint) -> Iterator[OAuthDovecot]:
-    from conftest import _missing, free_port
+    from loopback import _missing, free_port
 
     binary = shutil.which("dovecot") or next(
         (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if Path(p).exists()), None
@@ -324,7 +324,7 @@ def test_rotated_refresh_token_is_written_back_to_its_file(
 @pytest.fixture
 def xoauth2_smtp(endpoint: TokenEndpoint) -> Iterator[tuple[int, XOAuth2Handler]]:
     from aiosmtpd.controller import Controller
-    from conftest import free_port
+    from loopback import free_port
 
     handler = XOAuth2Handler(endpoint)
     port = free_port()
