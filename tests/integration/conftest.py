@@ -20,6 +20,9 @@ from typing import Any
 import attrs
 import pytest
 from loopback import HOST, _missing, _wait_for_greeting, free_port
+from postgres_fixtures import new_database, pg_cluster, pg_database, pg_database_name
+
+__all__ = ["new_database", "pg_cluster", "pg_database", "pg_database_name"]  # PostgreSQL fixtures
 
 PASSWORD = "secret"
 USERS = 200  # fresh mail users available to tests (one each)
