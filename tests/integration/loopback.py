@@ -1,8 +1,8 @@
 """Loopback helpers shared by the integration tests and their server fixtures.
 
 A module of its own (not ``conftest``): pytest puts every test folder on ``sys.path``, so a
-``from conftest import ...`` finds whichever folder's conftest comes first (the PostgreSQL
-folder has its own), while this name is unique.
+``from conftest import ...`` may find another folder's conftest (a subfolder with its own
+conftest shadows it), while this name is unique.
 """
 
 from __future__ import annotations
