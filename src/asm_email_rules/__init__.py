@@ -5,6 +5,7 @@ The four verbs of the core are ``parse_message``, ``parse_subject``, ``resolve_s
 """
 
 from asm_email_rules.classify import Classification, MailKind, classify
+from asm_email_rules.decision import Decision, Facts, Outcome, Reply
 from asm_email_rules.errors import (
     AsmEmailError,
     ConfigError,
@@ -41,7 +42,7 @@ from asm_email_rules.pipeline import (
     process,
 )
 from asm_email_rules.protocols import Directory, Mailbox, Mailer, Repository, SeedableRepository
-from asm_email_rules.rules import Decision, Facts, Outcome, Reply, decide
+from asm_email_rules.rules import decide
 from asm_email_rules.sender import SenderResolution, resolve_sender
 from asm_email_rules.settings import (
     CallTemplate,

@@ -132,20 +132,10 @@ def _tokenize(value: str) -> tuple[list[_Token], bool]:
             spaced = True
             i += 1
         elif ch == "(":
-            depth = 1
-            i += 1
-            while i < n and depth:
-                c = value[i]
-                if c == "\\":
-                    i += 2
-                    continue
-                if c == "(":
-                    depth += 1
-                elif c == ")":
-                    depth -= 1
-                i += 1
-            if depth:
+            after = _comment_end(value, i)
+            if after is None:
                 return tokens, False
+            i = after
             spaced = True
         elif ch == ")":
             return tokens, False
@@ -154,36 +144,67 @@ def _tokenize(value: str) -> tuple[list[_Token], bool]:
             spaced = False
             i += 1
         else:
-            # A word: adjacent runs of atom characters and quoted strings, e.g. "a b"@example.com
-            parts: list[str] = []
-            quoted = False
-            while i < n and (value[i] == '"' or value[i] not in _SPECIALS):
-                if value[i] == '"':
-                    quoted = True
-                    i += 1
-                    start = i
-                    chunk: list[str] = []
-                    while i < n and value[i] != '"':
-                        if value[i] == "\\" and i + 1 < n:
-                            chunk.append(value[start:i])
-                            chunk.append(value[i + 1])
-                            i += 2
-                            start = i
-                        else:
-                            i += 1
-                    if i >= n:
-                        return tokens, False
-                    chunk.append(value[start:i])
-                    parts.append("".join(chunk))
-                    i += 1
-                else:
-                    start = i
-                    while i < n and value[i] not in _SPECIALS:
-                        i += 1
-                    parts.append(value[start:i])
-            tokens.append(_Token(_Kind.WORD, "".join(parts), quoted=quoted, spaced=spaced))
+            word = _read_word(value, i)
+            if word is None:
+                return tokens, False
+            text, quoted, i = word
+            tokens.append(_Token(_Kind.WORD, text, quoted=quoted, spaced=spaced))
             spaced = False
     return tokens, True
+
+
+def _comment_end(value: str, i: int) -> int | None:
+    """Index after the (nested) comment opening at ``value[i]``, or None when it is unclosed."""
+    n = len(value)
+    depth = 1
+    i += 1
+    while i < n and depth:
+        c = value[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        i += 1
+    return None if depth else i
+
+
+def _read_word(value: str, i: int) -> tuple[str, bool, int] | None:
+    """The word at ``i``: its text, whether it had a quoted string, and the index after it.
+
+    A word is adjacent runs of atom characters and quoted strings, e.g. ``"a b"@example.com``;
+    None when a quoted string is not closed.
+    """
+    n = len(value)
+    parts: list[str] = []
+    quoted = False
+    while i < n and (value[i] == '"' or value[i] not in _SPECIALS):
+        if value[i] == '"':
+            quoted = True
+            i += 1
+            start = i
+            chunk: list[str] = []
+            while i < n and value[i] != '"':
+                if value[i] == "\\" and i + 1 < n:
+                    chunk.append(value[start:i])
+                    chunk.append(value[i + 1])
+                    i += 2
+                    start = i
+                else:
+                    i += 1
+            if i >= n:
+                return None
+            chunk.append(value[start:i])
+            parts.append("".join(chunk))
+            i += 1
+        else:
+            start = i
+            while i < n and value[i] not in _SPECIALS:
+                i += 1
+            parts.append(value[start:i])
+    return "".join(parts), quoted, i
 
 
 # -- parser -------------------------------------------------------------------------------------
@@ -203,9 +224,9 @@ def _split_statements(tokens: list[_Token]) -> list[list[_Token]]:
     return statements
 
 
-def _joinable(key: str, nxt: str) -> bool:
+def _joinable(key: str, following: str) -> bool:
     """True when two words belong to one key written with spaces, as in ``header . from``."""
-    return key.endswith((".", "/")) or nxt.startswith((".", "/"))
+    return key.endswith((".", "/")) or following.startswith((".", "/"))
 
 
 def _pairs(statement: list[_Token]) -> list[tuple[str, str]]:

@@ -23,13 +23,13 @@ from __future__ import annotations
 import enum
 import functools
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 
 import attrs
 
 from asm_email_rules import classify_text as text
-from asm_email_rules.intake import parse_msg_ids
+from asm_email_rules.addresses import normalise_address
+from asm_email_rules.header_values import parse_msg_ids
 from asm_email_rules.model import Attachment, InboundEmail
 from asm_email_rules.settings import FATAL_SMTP_CODES
 from asm_email_rules.subject import strip_prefixes
@@ -310,13 +310,9 @@ def _diag_pos(body: str, code: int | None, status: str | None) -> int:
 # --------------------------------------------------------------------------- sender analysis
 
 
-def _fold(address: str) -> str:
-    return unicodedata.normalize("NFKC", address).casefold().strip()
-
-
 @functools.lru_cache(maxsize=64)
 def _own_set(addresses: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(_fold(a) for a in addresses)
+    return frozenset(normalise_address(a) for a in addresses)
 
 
 _ADDRESS = re.compile(r"<?([^<>\s\"@,;]{1,128})@[^<>\s\",;]{1,255}>?")
@@ -371,7 +367,7 @@ def _split_address(value: str) -> tuple[str, str]:
     match = _ADDRESS.search(value[:2000])
     if match is None:
         return "", ""
-    address = _fold(match.group(0).strip("<>"))
+    address = normalise_address(match.group(0).strip("<>"))
     local, _, domain = address.rpartition("@")
     return local, domain
 
@@ -393,7 +389,7 @@ def _sender_signals(email: InboundEmail) -> list[Signal]:
     """Clues from From: who the sender claims to be (one source: it counts once)."""
     signals: list[Signal] = []
     raw_from = email.header("From") or ""
-    local = _fold(email.sender).rpartition("@")[0] if "@" in email.sender else ""
+    local = normalise_address(email.sender).rpartition("@")[0] if "@" in email.sender else ""
     if not local:
         local = _split_address(raw_from)[0]
     name = email.sender_name or raw_from.partition("<")[0]
@@ -461,7 +457,7 @@ def _envelope_signals(email: InboundEmail) -> list[Signal]:
                 specific=False,
             )
         ]
-    local = _fold(path).rpartition("@")[0] if "@" in path else _fold(path)
+    local = normalise_address(path).rpartition("@")[0] if "@" in path else normalise_address(path)
     if local in _DAEMON_LOCAL:
         return [
             Signal(
@@ -1050,7 +1046,7 @@ def _classify(
     )
 
     own: list[str] = []
-    sender = _fold(email.sender)
+    sender = normalise_address(email.sender)
     if sender and sender in _own_set(tuple(own_addresses)):
         own.append(f"From: {email.sender} is one of our own addresses")
     loop = heads.get(loop_header.lower())

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from asm_email_rules.adapters.smtp import Security, SmtpConfig
+from asm_email_rules.connection import Security, SmtpConfig
 from asm_email_rules.errors import ConfigError
 from asm_email_rules.replies import CATALOGUE
 from asm_email_rules.settings import (

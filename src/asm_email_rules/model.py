@@ -10,6 +10,8 @@ from datetime import datetime
 
 import attrs
 
+from asm_email_rules.intake_notes import IntakeNote
+
 
 @attrs.frozen
 class Attachment:
@@ -58,7 +60,8 @@ class InboundEmail:
     ``None`` when the header is absent and ``""`` for the null path ``<>``.
     ``headers`` keeps every header as a decoded ``(name, value)`` pair in message order, for
     classification. ``notes`` records anything intake had to repair (charset fallbacks, broken
-    encoded-words), so a decision can say so.
+    encoded-words), each a typed :class:`~asm_email_rules.intake_notes.IntakeNote`, so a
+    decision can say so.
     """
 
     sender: str
@@ -77,7 +80,7 @@ class InboundEmail:
     body_html: str | None = None
     body_source: str = "text/plain"
     attachments: tuple[Attachment, ...] = ()
-    notes: tuple[str, ...] = ()
+    notes: tuple[IntakeNote, ...] = ()
     limit_violations: tuple[LimitViolation, ...] = ()
     raw_sha256: str = ""
     raw_size: int = 0

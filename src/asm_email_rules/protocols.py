@@ -214,21 +214,27 @@ class Mailer(Protocol):
 
 @runtime_checkable
 class Mailbox(Protocol):
-    """A source of raw messages that can delete or set aside what it handed out."""
+    """A source of raw messages that can delete or set aside what it handed out.
 
-    def list_ids(self) -> Iterator[str]:
-        """Ids of the messages waiting, oldest first; valid until :meth:`close`."""
+    Messages are named by their *mailbox key*: whatever addresses a message in this mailbox
+    (an IMAP UID, a POP3 UIDL, a Maildir key), never the Message-ID header field. ``list_keys``
+    was once called ``list_ids``: the polling service still accepts a mailbox that only has the
+    old name (with a DeprecationWarning), and the bundled mailboxes still answer to it.
+    """
+
+    def list_keys(self) -> Iterator[str]:
+        """Keys of the messages waiting, oldest first; valid until :meth:`close`."""
         ...
 
-    def fetch(self, message_id: str) -> bytes:
-        """The raw bytes of one message."""
+    def fetch(self, key: str) -> bytes:
+        """The raw bytes of the message with this key."""
         ...
 
-    def delete(self, message_id: str) -> None:
+    def delete(self, key: str) -> None:
         """Remove a processed message (takes effect at the latest on :meth:`close`)."""
         ...
 
-    def quarantine(self, message_id: str, reason: str) -> None:
+    def quarantine(self, key: str, reason: str) -> None:
         """Move a message aside so it is neither lost nor processed again."""
         ...
 

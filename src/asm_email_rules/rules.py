@@ -9,274 +9,79 @@ table for the command, and builds the actions and the reply that outcome stands 
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from datetime import timedelta
 
 import attrs
 
+from asm_email_rules.actions import (
+    NEW_CALL,
+    Action,
+    AddHistory,
+    AddNote,
+    ApproveTask,
+    AttachObjects,
+    CloseCall,
+    CreateUser,
+    Discard,
+    LogCall,
+    MarkUpdated,
+    NotifyAssignee,
+    RejectTask,
+    ReopenCall,
+    SendSummary,
+    SetUserFlag,
+    SpendToken,
+)
 from asm_email_rules.classify import MailKind
+from asm_email_rules.decision import Decision, Facts, Outcome, Reply
 from asm_email_rules.model import (
-    Call,
     CallStatus,
     EntityKind,
     EntityRef,
     InboundEmail,
     Person,
     PersonCase,
-    Request,
     SummaryItem,
-    Task,
     TaskStatus,
 )
 from asm_email_rules.replies import render
-from asm_email_rules.sender import SenderResolution
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
-from asm_email_rules.subject import CommandKind, SubjectCommand
+from asm_email_rules.subject import CommandKind
 
-NEW_CALL = EntityRef(EntityKind.CALL, 0)
-"""Stands for "the call this decision logs" in actions that follow a LogCall."""
-
-
-# --------------------------------------------------------------------------------------------
-# Actions: what to do, as values. ``kind`` names the action in JSON and docs.
-# --------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class CreateUser:
-    """Create a person record flagged as a User for an unknown address."""
-
-    kind: ClassVar[str] = "create_user"
-    address: str
-    name: str
-
-
-@attrs.frozen
-class SetUserFlag:
-    """Select the User flag on an analyst who logs a call by email."""
-
-    kind: ClassVar[str] = "set_user_flag"
-    person_id: int
-
-
-@attrs.frozen
-class LogCall:
-    """Log a call from the template; ``user_id`` None means the user this decision creates."""
-
-    kind: ClassVar[str] = "log_call"
-    user_id: int | None
-    logging_analyst_id: int | None
-    template: str
-    description: str
-
-
-@attrs.frozen
-class AddHistory:
-    """Add the email's text to a record's history."""
-
-    kind: ClassVar[str] = "add_history"
-    ref: EntityRef
-    text: str
-    author: str
-
-
-@attrs.frozen
-class AddNote:
-    """Add the email's text as a note (closed calls keep their state)."""
-
-    kind: ClassVar[str] = "add_note"
-    ref: EntityRef
-    text: str
-    author: str
-
-
-@attrs.frozen
-class AttachObjects:
-    """Attach the email's files as objects under a security profile."""
-
-    kind: ClassVar[str] = "attach_objects"
-    ref: EntityRef
-    filenames: tuple[str, ...]
-    security_profile: str
-
-
-@attrs.frozen
-class MarkUpdated:
-    """Set the note icon on the record in the Outstanding window."""
-
-    kind: ClassVar[str] = "mark_updated"
-    ref: EntityRef
-
-
-@attrs.frozen
-class NotifyAssignee:
-    """Email the assigned analyst or group that the record was updated by email."""
-
-    kind: ClassVar[str] = "notify_assignee"
-    ref: EntityRef
-
-
-@attrs.frozen
-class CloseCall:
-    """Close an open call."""
-
-    kind: ClassVar[str] = "close_call"
-    number: int
-    by: str
-
-
-@attrs.frozen
-class ReopenCall:
-    """Reopen a closed call and assign it."""
-
-    kind: ClassVar[str] = "reopen_call"
-    number: int
-    owner_id: int | None
-    group: str
-
-
-@attrs.frozen
-class ApproveTask:
-    """Approve a pending approval task."""
-
-    kind: ClassVar[str] = "approve_task"
-    number: int
-    by: str
-
-
-@attrs.frozen
-class RejectTask:
-    """Reject a pending approval task."""
-
-    kind: ClassVar[str] = "reject_task"
-    number: int
-    by: str
-
-
-@attrs.frozen
-class SpendToken:
-    """Mark an approval token used so a replay does nothing."""
-
-    kind: ClassVar[str] = "spend_token"
-    token_id: str
-
-
-@attrs.frozen
-class SendSummary:
-    """Send a [My...] summary to the analyst who asked."""
-
-    kind: ClassVar[str] = "send_summary"
-    what: str
-    person_id: int
-    items: int
-    total: int
-
-
-@attrs.frozen
-class Discard:
-    """Do nothing with the message except record why (it is then deleted)."""
-
-    kind: ClassVar[str] = "discard"
-    reason: str
-
-
-Action = (
-    CreateUser
-    | SetUserFlag
-    | LogCall
-    | AddHistory
-    | AddNote
-    | AttachObjects
-    | MarkUpdated
-    | NotifyAssignee
-    | CloseCall
-    | ReopenCall
-    | ApproveTask
-    | RejectTask
-    | SpendToken
-    | SendSummary
-    | Discard
-)
-
-
-# --------------------------------------------------------------------------------------------
-# Facts in, Decision out
-# --------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Facts:
-    """Everything ``decide`` looks at, gathered beforehand (the only reads happen there).
-
-    ``authenticated`` / ``token_ok`` are None when the mailbox does not require them.
-    ``replies_to_us`` is True when the mail answers one of our messages (thread or marker).
-    """
-
-    email: InboundEmail
-    command: SubjectCommand
-    sender: SenderResolution
-    now: datetime
-    mail_kind: MailKind = MailKind.NORMAL
-    mail_kind_reasons: tuple[str, ...] = ()
-    bounce_permanent: bool = False
-    bounce_summary: str = ""
-    may_auto_reply: bool = True
-    call: Call | None = None
-    task: Task | None = None
-    request: Request | None = None
-    in_partition: bool = True
-    summary_items: tuple[SummaryItem, ...] = ()
-    summary_total: int = 0
-    replies_last_hour: int = 0
-    replies_to_us: bool = False
-    authenticated: bool | None = None
-    auth_reason: str = ""
-    token_ok: bool | None = None
-    token_reason: str = ""
-    token_id: str | None = None
-
-
-@attrs.frozen
-class Reply:
-    """The reply to send: recipient, subject, body, the record it is about and its template."""
-
-    to: str
-    subject: str
-    body: str
-    template_id: str
-    ref: EntityRef | None = None
-
-
-class Outcome(enum.Enum):
-    """What a table row decides."""
-
-    CONTINUE = "continue"
-    DISCARD = "discard"
-    LOG_CALL = "log_call"
-    LOG_NEW_USER = "log_new_user"
-    LOG_DEFAULT_ANALYST = "log_default_analyst"
-    LOG_LINKED_ANALYST = "log_linked_analyst"
-    UPDATE_CALL = "update_call"
-    REOPEN_CALL = "reopen_call"
-    NOTE_CLOSED_CALL = "note_closed_call"
-    REPLY_CLOSED_NOT_UPDATED = "reply_closed_not_updated"
-    CLOSE_CALL = "close_call"
-    REPLY_ALREADY_CLOSED = "reply_already_closed"
-    REFUSE_PERMISSION = "refuse_permission"
-    REFUSE_UNAUTHENTICATED = "refuse_unauthenticated"
-    REFUSE_TOKEN = "refuse_token"
-    APPROVE_OR_REJECT = "approve_or_reject"
-    REPLY_NOT_IDENTIFIED = "reply_not_identified"
-    REPLY_NOT_APPROVAL = "reply_not_approval"
-    REPLY_NOT_PENDING = "reply_not_pending"
-    REPLY_CONFLICT = "reply_conflict"
-    UPDATE_TASK = "update_task"
-    UPDATE_REQUEST = "update_request"
-    SEND_SUMMARY = "send_summary"
-    REPLY_ANALYSTS_ONLY = "reply_analysts_only"
+__all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from actions.py, decision.py
+    "CONDITIONS",
+    "NEW_CALL",
+    "TABLES",
+    "Action",
+    "AddHistory",
+    "AddNote",
+    "ApproveTask",
+    "AttachObjects",
+    "CloseCall",
+    "CreateUser",
+    "Decision",
+    "Discard",
+    "Facts",
+    "LogCall",
+    "MarkUpdated",
+    "NotifyAssignee",
+    "Outcome",
+    "RejectTask",
+    "ReopenCall",
+    "Reply",
+    "Row",
+    "SendSummary",
+    "SetUserFlag",
+    "SpendToken",
+    "decide",
+    "evaluate_conditions",
+    "first_match",
+    "format_summary",
+    "render_tables_markdown",
+    "reply_address",
+]
 
 
 @attrs.frozen
@@ -293,110 +98,6 @@ class Row:
         return all(conditions.get(name) == value for name, value in self.when.items())
 
 
-@attrs.frozen
-class Decision:
-    """What to do with one message and why: a value, printable and JSON-able."""
-
-    rule: str
-    spec: str
-    outcome: Outcome
-    mail_kind: MailKind
-    command: SubjectCommand
-    person_case: PersonCase
-    person_id: int | None
-    actions: tuple[Action, ...]
-    reply: Reply | None
-    reasons: tuple[str, ...]
-    conditions: tuple[tuple[str, object], ...] = ()
-    reply_suppressed: str = ""
-
-    @property
-    def rules(self) -> tuple[str, ...]:
-        """Every row that fired, in order (a route to the log-call table fires two)."""
-        return tuple(self.rule.split(" > "))
-
-    def action_kinds(self) -> tuple[str, ...]:
-        """The kinds of the actions, in order (handy in tests and logs)."""
-        return tuple(action.kind for action in self.actions)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: mail kind, command, person case, actions, reply and reasons."""
-        return {
-            "rule": self.rule,
-            "spec": self.spec,
-            "outcome": self.outcome.value,
-            "mail_kind": self.mail_kind.value,
-            "command": {
-                "kind": self.command.kind.value,
-                "number": self.command.number,
-                "source": self.command.source.value,
-                "matched": self.command.matched,
-                "ignored": list(self.command.ignored),
-            },
-            "person_case": self.person_case.value,
-            "person_id": self.person_id,
-            "actions": [_action_dict(action) for action in self.actions],
-            "reply": None
-            if self.reply is None
-            else {
-                "to": self.reply.to,
-                "subject": self.reply.subject,
-                "body": self.reply.body,
-                "template": self.reply.template_id,
-            },
-            "reply_suppressed": self.reply_suppressed or None,
-            "reasons": list(self.reasons),
-            "conditions": {name: _jsonable(value) for name, value in self.conditions},
-        }
-
-    def to_json(self) -> str:
-        """The decision as one JSON object."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
-
-    def explain(self) -> str:
-        """A short human explanation: the rule, its spec sentence, the actions and the reply."""
-        lines = [
-            f"rule {self.rule}: {self.outcome.value}",
-            f"  spec: {self.spec}",
-            f"  mail: {self.mail_kind.value}; command: {self.command.kind.value}"
-            + (f" #{self.command.number}" if self.command.number is not None else "")
-            + f"; sender: {self.person_case.value}",
-        ]
-        lines += [f"  action: {_describe(action)}" for action in self.actions]
-        if self.reply is not None:
-            lines.append(f"  reply to {self.reply.to}: {self.reply.subject}")
-        elif self.reply_suppressed:
-            lines.append(f"  reply suppressed: {self.reply_suppressed}")
-        else:
-            lines.append("  no reply")
-        lines += [f"  why: {reason}" for reason in self.reasons]
-        return "\n".join(lines)
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, EntityRef):
-        return {"kind": value.kind.value, "number": value.number}
-    if isinstance(value, tuple):
-        return [_jsonable(item) for item in value]
-    return value
-
-
-def _action_dict(action: Action) -> dict[str, object]:
-    fields = attrs.asdict(action, recurse=False)
-    return {"kind": action.kind, **{name: _jsonable(value) for name, value in fields.items()}}
-
-
-def _describe(action: Action) -> str:
-    fields = ", ".join(
-        f"{name}={_jsonable(value)!r}"
-        for name, value in attrs.asdict(action, recurse=False).items()
-        if name not in ("text", "description")
-    )
-    return f"{action.kind}({fields})"
-
-
 # --------------------------------------------------------------------------------------------
 # The tables
 # --------------------------------------------------------------------------------------------
@@ -406,20 +107,20 @@ _O = Outcome
 GATE: tuple[Row, ...] = (
     Row(
         "GATE-1",
-        {"kind": "bounce", "bounce_permanent": True},
+        {"kind": MailKind.BOUNCE, "bounce_permanent": True},
         _O.DISCARD,
         "ASM Core considers SMTP error numbers 501, 503, 550 and 553 to be permanent and fatal "
         "errors. ... it will immediately delete this message (DESIGN 4: and any 5.x.x)",
     ),
     Row(
         "GATE-2",
-        {"kind": "bounce"},
+        {"kind": MailKind.BOUNCE},
         _O.DISCARD,
         "DESIGN 4: a delivery report never logs a call; a delay notice is recorded and deleted",
     ),
     Row(
         "GATE-3",
-        {"kind": "own_mail"},
+        {"kind": MailKind.OWN_MAIL},
         _O.DISCARD,
         "DESIGN 4: mail from our own addresses or carrying our loop header is a loop",
     ),
@@ -435,7 +136,7 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-2",
-        {"case": "unknown", "create_anon": True, "has_address": True},
+        {"case": PersonCase.UNKNOWN, "create_anon": True, "has_address": True},
         _O.LOG_NEW_USER,
         "Case 1: ... and Create New Calls Anonymously is selected for the incoming email "
         "account, a new User record is created ... The logging analyst is set to the analyst "
@@ -443,14 +144,14 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-3",
-        {"case": "unknown"},
+        {"case": PersonCase.UNKNOWN},
         _O.DISCARD,
         "If the Create New Calls Anonymously option is not selected for the incoming email "
         "account, a call is not created. (DESIGN 4: nor when From holds no usable address)",
     ),
     Row(
         "LOG-4",
-        {"case": "analyst_only", "use_linked": True},
+        {"case": PersonCase.ANALYST_ONLY, "use_linked": True},
         _O.LOG_LINKED_ANALYST,
         "Case 2: If the Use Linked Analyst option is selected for the incoming email account, "
         "the logging analyst is set to the person who sent the email. (and: the User flag will "
@@ -458,7 +159,7 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-5",
-        {"case": "analyst_only"},
+        {"case": PersonCase.ANALYST_ONLY},
         _O.LOG_DEFAULT_ANALYST,
         "Case 2: If the Use Linked Analyst option is not selected ..., the logging analyst is "
         "set to the analyst specified in the Default Logging Analyst field (and: the User flag "
@@ -466,14 +167,14 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-6",
-        {"case": "user_only"},
+        {"case": PersonCase.USER_ONLY},
         _O.LOG_DEFAULT_ANALYST,
         "Case 3 (DESIGN 4): logged with the person as User; the logging analyst is always the "
         "Default Logging Analyst",
     ),
     Row(
         "LOG-7",
-        {"case": "analyst_and_user", "use_linked": True},
+        {"case": PersonCase.ANALYST_AND_USER, "use_linked": True},
         _O.LOG_LINKED_ANALYST,
         "Case 4: If the Use Linked Analyst option is selected for the incoming email account, "
         "the logging analyst is set to the person who sent the email.",
@@ -810,38 +511,6 @@ TABLES: Mapping[str, tuple[Row, ...]] = {
 }
 """Every table, by name, in the order the docs list them."""
 
-CONDITIONS: Mapping[str, str] = {
-    "kind": "the mail kind from classification (normal, auto_reply, bounce, list, own_mail...)",
-    "bounce_permanent": "the bounce reports a permanent failure (5.x.x or 501/503/550/553)",
-    "automatic": "auto-reply or machine-generated mail",
-    "bulk": "mailing-list or bulk mail",
-    "case": "the sender's person case (unknown, analyst_only, user_only, analyst_and_user)",
-    "known": "the sender's address belongs to an analyst or User",
-    "has_address": "From holds one usable address (a new User record needs one)",
-    "analyst": "the sender holds the analyst flag",
-    "found": "the referenced call/task/request exists (in the mailbox's partition)",
-    "closed": "the referenced call is closed",
-    "create_anon": "mailbox: Create New Calls Anonymously",
-    "update_anon": "mailbox: Update Calls Anonymously",
-    "close_anon": "mailbox: Close Calls Anonymously",
-    "log_on_invalid": "mailbox: Log New Call on Invalid Number",
-    "update_closed": "mailbox: Update Closed Calls",
-    "reopen_option": "mailbox: Reopen Closed Calls",
-    "use_linked": "mailbox: Use Linked Analyst",
-    "self_service_reopen": "system: Self Service Portal has Reopen Closed Calls enabled",
-    "role_reopen": "the sender's security role (analyst or User) may reopen closed calls",
-    "call_user": "the sender is flagged as a User and is the call's User",
-    "owner": "the sender is an analyst who owns (is assigned) the call",
-    "take_over": "the sender is an analyst with Take Over rights",
-    "authenticated": "sender authentication passed, or is not required by the mailbox",
-    "conflict": "the subject both approves and rejects the same task",
-    "approval": "the task is a standard or User Approval Task",
-    "approver": "the sender is an approver of the task",
-    "pending": "the approval task is still pending",
-    "token_ok": "a valid unused approval token was given, or tokens are not required",
-}
-"""What each condition name means (rendered in the docs)."""
-
 _TABLE_FOR: Mapping[CommandKind, str] = {
     CommandKind.NONE: "log_call",
     CommandKind.UPDATE_CALL: "update_call",
@@ -867,66 +536,276 @@ def first_match(table: tuple[Row, ...], conditions: Mapping[str, object]) -> Row
 
 
 # --------------------------------------------------------------------------------------------
-# decide
+# The conditions: each named once, with its meaning and how it is computed
 # --------------------------------------------------------------------------------------------
+
+Compute = Callable[[Facts, MailboxSettings, SystemSettings], object]
+"""How a condition is computed: facts x mailbox settings x system settings -> its value."""
+
+_YES_NO: tuple[object, ...] = (True, False)
+
+
+@attrs.frozen
+class Condition:
+    """One named condition of the tables.
+
+    ``meaning`` is the sentence the docs print; ``compute`` reads it off the facts and settings;
+    ``values`` are the values it takes, the only ones a table row may ask for (rows are checked
+    against them when this module is imported).
+    """
+
+    name: str
+    meaning: str
+    compute: Compute = attrs.field(eq=False, repr=False)
+    values: tuple[object, ...] = _YES_NO
+
+
+def _found(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    ref = facts.command.ref
+    if ref is None or not facts.in_partition:
+        return False
+    records = {
+        EntityKind.CALL: facts.call,
+        EntityKind.TASK: facts.task,
+        EntityKind.REQUEST: facts.request,
+    }
+    record: object = records[ref.kind]
+    return record is not None
+
+
+def _role_reopen(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    person, case = facts.sender.person, facts.sender.case
+    return person is not None and (
+        (case.is_analyst and person.analyst_can_reopen) or (case.is_user and person.user_can_reopen)
+    )
+
+
+def _call_user(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    person, call = facts.sender.person, facts.call
+    return (
+        person is not None
+        and facts.sender.case.is_user
+        and call is not None
+        and call.user_id == person.id
+    )
+
+
+def _owner(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    person, call = facts.sender.person, facts.call
+    return (
+        person is not None
+        and facts.sender.case.is_analyst
+        and call is not None
+        and call.owner_id == person.id
+    )
+
+
+def _take_over(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    person = facts.sender.person
+    return person is not None and facts.sender.case.is_analyst and person.can_take_over
+
+
+def _approver(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    person, task = facts.sender.person, facts.task
+    return person is not None and task is not None and person.id in task.approver_ids
+
+
+_AUTOMATIC = frozenset({MailKind.AUTO_REPLY, MailKind.AUTO_GENERATED})
+
+CONDITIONS: tuple[Condition, ...] = (
+    Condition(
+        "kind",
+        "the mail kind from classification (normal, auto_reply, bounce, list, own_mail...)",
+        lambda facts, mailbox, system: facts.mail_kind,
+        tuple(MailKind),
+    ),
+    Condition(
+        "bounce_permanent",
+        "the bounce reports a permanent failure (5.x.x or 501/503/550/553)",
+        lambda facts, mailbox, system: facts.bounce_permanent,
+    ),
+    Condition(
+        "automatic",
+        "auto-reply or machine-generated mail",
+        lambda facts, mailbox, system: facts.mail_kind in _AUTOMATIC,
+    ),
+    Condition(
+        "bulk",
+        "mailing-list or bulk mail",
+        lambda facts, mailbox, system: facts.mail_kind is MailKind.LIST,
+    ),
+    Condition(
+        "case",
+        "the sender's person case (unknown, analyst_only, user_only, analyst_and_user)",
+        lambda facts, mailbox, system: facts.sender.case,
+        tuple(PersonCase),
+    ),
+    Condition(
+        "known",
+        "the sender's address belongs to an analyst or User",
+        lambda facts, mailbox, system: facts.sender.case.is_known,
+    ),
+    Condition(
+        "has_address",
+        "From holds one usable address (a new User record needs one)",
+        lambda facts, mailbox, system: bool(facts.email.sender.strip()),
+    ),
+    Condition(
+        "analyst",
+        "the sender holds the analyst flag",
+        lambda facts, mailbox, system: facts.sender.case.is_analyst,
+    ),
+    Condition(
+        "found",
+        "the referenced call/task/request exists (in the mailbox's partition)",
+        _found,
+    ),
+    Condition(
+        "closed",
+        "the referenced call is closed",
+        lambda facts, mailbox, system: (
+            facts.call is not None and facts.call.status is CallStatus.CLOSED
+        ),
+    ),
+    Condition(
+        "create_anon",
+        "mailbox: Create New Calls Anonymously",
+        lambda facts, mailbox, system: mailbox.create_calls_anonymously,
+    ),
+    Condition(
+        "update_anon",
+        "mailbox: Update Calls Anonymously",
+        lambda facts, mailbox, system: mailbox.update_calls_anonymously,
+    ),
+    Condition(
+        "close_anon",
+        "mailbox: Close Calls Anonymously",
+        lambda facts, mailbox, system: mailbox.close_calls_anonymously,
+    ),
+    Condition(
+        "log_on_invalid",
+        "mailbox: Log New Call on Invalid Number",
+        lambda facts, mailbox, system: mailbox.log_new_call_on_invalid_number,
+    ),
+    Condition(
+        "update_closed",
+        "mailbox: Update Closed Calls",
+        lambda facts, mailbox, system: mailbox.update_closed_calls,
+    ),
+    Condition(
+        "reopen_option",
+        "mailbox: Reopen Closed Calls",
+        lambda facts, mailbox, system: mailbox.reopen_closed_calls,
+    ),
+    Condition(
+        "use_linked",
+        "mailbox: Use Linked Analyst",
+        lambda facts, mailbox, system: mailbox.use_linked_analyst,
+    ),
+    Condition(
+        "self_service_reopen",
+        "system: Self Service Portal has Reopen Closed Calls enabled",
+        lambda facts, mailbox, system: system.self_service_reopen_closed_calls,
+    ),
+    Condition(
+        "role_reopen",
+        "the sender's security role (analyst or User) may reopen closed calls",
+        _role_reopen,
+    ),
+    Condition(
+        "call_user",
+        "the sender is flagged as a User and is the call's User",
+        _call_user,
+    ),
+    Condition(
+        "owner",
+        "the sender is an analyst who owns (is assigned) the call",
+        _owner,
+    ),
+    Condition(
+        "take_over",
+        "the sender is an analyst with Take Over rights",
+        _take_over,
+    ),
+    Condition(
+        "authenticated",
+        "sender authentication passed, or is not required by the mailbox",
+        lambda facts, mailbox, system: facts.authenticated is not False,
+    ),
+    Condition(
+        "conflict",
+        "the subject both approves and rejects the same task",
+        lambda facts, mailbox, system: facts.command.kind is CommandKind.CONFLICT,
+    ),
+    Condition(
+        "approval",
+        "the task is a standard or User Approval Task",
+        lambda facts, mailbox, system: facts.task is not None and facts.task.kind.is_approval,
+    ),
+    Condition(
+        "approver",
+        "the sender is an approver of the task",
+        _approver,
+    ),
+    Condition(
+        "pending",
+        "the approval task is still pending",
+        lambda facts, mailbox, system: (
+            facts.task is not None and facts.task.status is TaskStatus.PENDING
+        ),
+    ),
+    Condition(
+        "token_ok",
+        "a valid unused approval token was given, or tokens are not required",
+        lambda facts, mailbox, system: facts.token_ok is not False,
+    ),
+)
+"""Every condition the tables may name: the only list (docs, checks and evaluation use it)."""
 
 
 def evaluate_conditions(
     facts: Facts, mailbox: MailboxSettings, system: SystemSettings
 ) -> dict[str, object]:
-    """Compute every named condition of the tables from the facts and settings."""
-    person = facts.sender.person
-    case = facts.sender.case
-    call = facts.call
-    task = facts.task
-    target = {
-        EntityKind.CALL: call,
-        EntityKind.TASK: task,
-        EntityKind.REQUEST: facts.request,
-    }
-    ref = facts.command.ref
-    found = ref is not None and target[ref.kind] is not None and facts.in_partition
-    is_analyst = case.is_analyst
-    role_reopen = person is not None and (
-        (case.is_analyst and person.analyst_can_reopen) or (case.is_user and person.user_can_reopen)
-    )
-    approver = person is not None and task is not None and person.id in task.approver_ids
-    return {
-        "kind": facts.mail_kind.value,
-        "bounce_permanent": facts.bounce_permanent,
-        "automatic": facts.mail_kind in (MailKind.AUTO_REPLY, MailKind.AUTO_GENERATED),
-        "bulk": facts.mail_kind is MailKind.LIST,
-        "case": case.value,
-        "known": case.is_known,
-        "has_address": bool(facts.email.sender.strip()),
-        "analyst": is_analyst,
-        "found": found,
-        "closed": call is not None and call.status is CallStatus.CLOSED,
-        "create_anon": mailbox.create_calls_anonymously,
-        "update_anon": mailbox.update_calls_anonymously,
-        "close_anon": mailbox.close_calls_anonymously,
-        "log_on_invalid": mailbox.log_new_call_on_invalid_number,
-        "update_closed": mailbox.update_closed_calls,
-        "reopen_option": mailbox.reopen_closed_calls,
-        "use_linked": mailbox.use_linked_analyst,
-        "self_service_reopen": system.self_service_reopen_closed_calls,
-        "role_reopen": role_reopen,
-        "call_user": person is not None
-        and case.is_user
-        and call is not None
-        and call.user_id == person.id,
-        "owner": person is not None
-        and is_analyst
-        and call is not None
-        and call.owner_id == person.id,
-        "take_over": person is not None and is_analyst and person.can_take_over,
-        "authenticated": facts.authenticated is not False,
-        "conflict": facts.command.kind is CommandKind.CONFLICT,
-        "approval": task is not None and task.kind.is_approval,
-        "approver": approver,
-        "pending": task is not None and task.status is TaskStatus.PENDING,
-        "token_ok": facts.token_ok is not False,
-    }
+    """Compute every condition of :data:`CONDITIONS` from the facts and settings, by name."""
+    return {condition.name: condition.compute(facts, mailbox, system) for condition in CONDITIONS}
+
+
+def check_tables(tables: Mapping[str, tuple[Row, ...]], conditions: tuple[Condition, ...]) -> None:
+    """Refuse rows that name an unknown condition or ask for a value it never takes.
+
+    Raises ``ValueError`` (unknown name, value outside the condition's values, a table without
+    a final catch-all row) or ``TypeError`` (a value of the wrong type, e.g. the string
+    ``"bounce"`` where the condition takes a :class:`MailKind`). Run once at import time.
+    """
+    by_name = {condition.name: condition for condition in conditions}
+    for table_name, table in tables.items():
+        if not table or table[-1].when:
+            raise ValueError(f"table {table_name!r} does not end with a catch-all row")
+        for row in table:
+            for name, value in row.when.items():
+                condition = by_name.get(name)
+                if condition is None:
+                    raise ValueError(
+                        f"row {row.id} of table {table_name!r} names the unknown condition "
+                        f"{name!r}; known: {', '.join(sorted(by_name))}"
+                    )
+                types = {type(known) for known in condition.values}
+                if type(value) not in types:
+                    raise TypeError(
+                        f"row {row.id}: condition {name!r} takes "
+                        f"{' or '.join(sorted(t.__name__ for t in types))}, "
+                        f"not {type(value).__name__} ({value!r})"
+                    )
+                if value not in condition.values:
+                    raise ValueError(f"row {row.id}: condition {name!r} never takes {value!r}")
+
+
+check_tables(TABLES, CONDITIONS)
+
+
+# --------------------------------------------------------------------------------------------
+# decide
+# --------------------------------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -1287,7 +1166,7 @@ def _base_reasons(facts: Facts) -> list[str]:
         reasons.append(f"sender authentication: {facts.auth_reason}")
     if facts.token_ok is not None:
         reasons.append(f"approval token: {facts.token_reason}")
-    reasons.extend(facts.email.notes)
+    reasons.extend(str(note) for note in facts.email.notes)
     for violation in facts.email.limit_violations:
         over = f"limit {violation.kind.value}: {violation.actual} > {violation.limit}"
         reasons.append(f"{over} {violation.detail}".rstrip())
@@ -1352,7 +1231,7 @@ def render_tables_markdown() -> str:
         "| condition | meaning |",
         "|---|---|",
     ]
-    out += [f"| `{name}` | {meaning} |" for name, meaning in CONDITIONS.items()]
+    out += [f"| `{c.name}` | {c.meaning} |" for c in CONDITIONS]
     for name, table in TABLES.items():
         columns = list(dict.fromkeys(key for row in table for key in row.when))
         out += ["", f"## {name}", ""]
@@ -1372,4 +1251,6 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, enum.Enum):
+        return f"`{value.value}`"
     return f"`{value}`"

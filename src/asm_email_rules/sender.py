@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 
 import attrs
 
+from asm_email_rules.addresses import normalise_address
 from asm_email_rules.model import Person, PersonCase
 
-
-def normalise_address(address: str) -> str:
-    """The comparison form of an address: NFKC, trimmed, case-folded (no plus-folding)."""
-    return unicodedata.normalize("NFKC", address).strip().casefold()
+__all__ = ["SenderResolution", "normalise_address", "resolve_sender"]
 
 
 @attrs.frozen

@@ -16,25 +16,19 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import attrs
 
-from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.config import AccountConfig, Config
 from asm_email_rules.errors import MailboxError, MessageParseError, NotFoundError, RepositoryError
 from asm_email_rules.model import ReplyStatus
-from asm_email_rules.pipeline import Disposition, process
+from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailbox, Mailer, Repository
 
-__all__ = [
-    "AccountReport",
-    "MailboxFactory",
-    "PollReport",
-    "PollingService",
-    "make_mailer",
-    "open_mailbox",
-]
+__all__ = ["AccountReport", "MailboxFactory", "PollReport", "PollingService"]
 
 log = logging.getLogger("asm_email_rules.service")
 
@@ -96,6 +90,51 @@ class _Counts:
         return AccountReport(account, **attrs.asdict(self))
 
 
+def _list_keys(mailbox: Mailbox) -> Iterator[str]:
+    """``mailbox.list_keys()``; a host mailbox written before the rename may only have
+    ``list_ids``: it still works, with a DeprecationWarning."""
+    if not hasattr(mailbox, "list_keys") and hasattr(mailbox, "list_ids"):
+        warnings.warn(
+            f"{type(mailbox).__name__}.list_ids() is deprecated: name it list_keys() "
+            "(the Mailbox protocol's methods take mailbox keys, not Message-IDs)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        keys: Iterator[str] = mailbox.list_ids()
+        return keys
+    return mailbox.list_keys()
+
+
+def _log_fields(account: AccountConfig, key: str, sha256: str) -> dict[str, object]:
+    """The fields of the per-message log line, in their fixed order, before any is known."""
+    return {
+        "account": account.name,
+        "mailbox_key": key,
+        "sha256": sha256,
+        "message_id": "",
+        "rule": "",
+        "outcome": "",
+        "reply_status": "",
+        "disposition": "",
+    }
+
+
+@attrs.define
+class _InHand:
+    """The message being handled: where it is, its content hash, the counters, the log line."""
+
+    account: AccountConfig
+    mailbox: Mailbox
+    key: str
+    sha256: str
+    counts: _Counts
+    started: float
+    fields: dict[str, object] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.fields = _log_fields(self.account, self.key, self.sha256)
+
+
 class _StoreUnavailableError(Exception):
     """The store failed in a way that is not this message's fault: stop and retry later."""
 
@@ -135,10 +174,74 @@ class PollingService:
 
     # -- one message ------------------------------------------------------------------------
 
-    def _quarantine(
-        self, account: AccountConfig, mailbox: Mailbox, key: str, sha: str, reason: str
+    def _handle(self, account: AccountConfig, mailbox: Mailbox, key: str, counts: _Counts) -> None:
+        """Fetch, process and dispose of one message; raises only MailboxError or store outage."""
+        started = time.monotonic()
+        raw = mailbox.fetch(key)
+        message = _InHand(account, mailbox, key, hashlib.sha256(raw).hexdigest(), counts, started)
+        if self._quarantined_before(message):
+            return
+        result = self._process(message, raw)
+        if result is not None:
+            self._dispose(message, result)
+
+    def _quarantined_before(self, message: _InHand) -> bool:
+        """Set aside again, without processing, a message the ledger says was quarantined."""
+        known = self.repository.ledger_entry(message.account.mailbox.name, "", message.sha256)
+        if known is None or not _is_quarantine_record(known.decision_json):
+            return False
+        reason = json.loads(known.decision_json)["quarantined"]
+        message.mailbox.quarantine(message.key, f"quarantined before: {reason}")
+        message.counts.quarantined += 1
+        message.fields.update(outcome="quarantined before", disposition="quarantine")
+        self._log(message, logging.DEBUG)
+        return True
+
+    def _process(self, message: _InHand, raw: bytes) -> ProcessResult | None:
+        """Run the rules; a failure that is the message's fault quarantines it (None returned).
+
+        A store failure that is not (locked, read-only, full) raises _StoreUnavailableError so
+        the account backs off, until the same message has failed ``max_send_attempts`` times.
+        """
+        try:
+            return process(
+                raw,
+                self.repository,
+                self.mailer,
+                message.account.mailbox,
+                self.config.system,
+                self.now(),
+                random_token=self.random_token,
+            )
+        except MessageParseError as exc:
+            reason = f"cannot parse: {exc}"
+            self._set_aside(message, reason, "unparseable", str(exc), logging.WARNING)
+        except RepositoryError as exc:
+            if not isinstance(exc, NotFoundError) and not self._store_failed(message):
+                raise _StoreUnavailableError(str(exc)) from exc
+            reason = f"processing failed: {exc}"
+            self._set_aside(message, reason, "failed", str(exc), logging.ERROR)
+        except Exception as exc:  # one bad message must never stop the others
+            log.exception(
+                "processing a message failed",
+                extra={"account": message.account.name, "sha256": message.sha256},
+            )
+            reason = f"processing failed: {type(exc).__name__}: {exc}"
+            self._set_aside(message, reason, "failed", reason, logging.ERROR)
+        return None
+
+    def _set_aside(
+        self, message: _InHand, reason: str, outcome: str, error: str, level: int
     ) -> None:
+        """Quarantine a message that could not be processed, count it and log why."""
+        self._quarantine(message, reason)
+        message.counts.quarantined += 1
+        message.fields.update(outcome=outcome, disposition="quarantine", error=error)
+        self._log(message, level)
+
+    def _quarantine(self, message: _InHand, reason: str) -> None:
         """Remember the message in the ledger (so it is never retried), then move it aside."""
+        account, sha = message.account, message.sha256
         self._store_failures.pop((account.name, sha), None)
         try:
             if self.repository.ledger_entry(account.mailbox.name, "", sha) is None:
@@ -155,68 +258,14 @@ class PollingService:
                 "could not record a quarantined message in the ledger",
                 extra={"account": account.name, "sha256": sha},
             )
-        mailbox.quarantine(key, reason)
+        message.mailbox.quarantine(message.key, reason)
 
-    def _handle(self, account: AccountConfig, mailbox: Mailbox, key: str, counts: _Counts) -> None:
-        """Fetch, process and dispose of one message; raises only MailboxError or store outage."""
-        started = time.monotonic()
-        raw = mailbox.fetch(key)
-        sha = hashlib.sha256(raw).hexdigest()
-        fields: dict[str, object] = {
-            "account": account.name,
-            "mailbox_key": key,
-            "sha256": sha,
-            "message_id": "",
-            "rule": "",
-            "outcome": "",
-            "reply_status": "",
-            "disposition": "",
-        }
-        known = self.repository.ledger_entry(account.mailbox.name, "", sha)
-        if known is not None and _is_quarantine_record(known.decision_json):
-            reason = json.loads(known.decision_json)["quarantined"]
-            mailbox.quarantine(key, f"quarantined before: {reason}")
-            counts.quarantined += 1
-            fields.update(outcome="quarantined before", disposition="quarantine")
-            self._log(fields, started, logging.DEBUG)
-            return
-        try:
-            result = process(
-                raw,
-                self.repository,
-                self.mailer,
-                account.mailbox,
-                self.config.system,
-                self.now(),
-                random_token=self.random_token,
-            )
-        except MessageParseError as exc:
-            self._quarantine(account, mailbox, key, sha, f"cannot parse: {exc}")
-            counts.quarantined += 1
-            fields.update(outcome="unparseable", disposition="quarantine", error=str(exc))
-            self._log(fields, started, logging.WARNING)
-            return
-        except RepositoryError as exc:
-            if isinstance(exc, NotFoundError) or self._store_failed(account, sha):
-                self._quarantine(account, mailbox, key, sha, f"processing failed: {exc}")
-                counts.quarantined += 1
-                fields.update(outcome="failed", disposition="quarantine", error=str(exc))
-                self._log(fields, started, logging.ERROR)
-                return
-            raise _StoreUnavailableError(str(exc)) from exc
-        except Exception as exc:  # one bad message must never stop the others
-            log.exception(
-                "processing a message failed", extra={"account": account.name, "sha256": sha}
-            )
-            reason = f"processing failed: {type(exc).__name__}: {exc}"
-            self._quarantine(account, mailbox, key, sha, reason)
-            counts.quarantined += 1
-            fields.update(outcome="failed", disposition="quarantine", error=reason)
-            self._log(fields, started, logging.ERROR)
-            return
-        self._store_failures.pop((account.name, sha), None)
+    def _dispose(self, message: _InHand, result: ProcessResult) -> None:
+        """Delete, keep (retry) or quarantine a processed message, as its result says."""
+        account, counts = message.account, message.counts
+        self._store_failures.pop((account.name, message.sha256), None)
         message_id = result.email.message_id or ""
-        fields.update(
+        message.fields.update(
             message_id=message_id,
             rule=result.decision.rule if result.decision else "",
             outcome=result.decision.outcome.value if result.decision else "duplicate",
@@ -228,27 +277,28 @@ class PollingService:
         else:
             counts.processed += 1
         if result.disposition is Disposition.DELETE:
-            mailbox.delete(key)
+            message.mailbox.delete(message.key)
         elif result.disposition is Disposition.RETRY:
             counts.retried += 1
         else:
-            entry = self.repository.ledger_entry(account.mailbox.name, message_id, sha)
+            entry = self.repository.ledger_entry(account.mailbox.name, message_id, message.sha256)
             detail = entry.last_error if entry is not None else "reply could not be sent"
-            mailbox.quarantine(key, f"reply not sent: {detail}")
+            message.mailbox.quarantine(message.key, f"reply not sent: {detail}")
             counts.quarantined += 1
         troubled = result.reply_status is ReplyStatus.FAILED
         troubled = troubled or result.disposition is not Disposition.DELETE
-        self._log(fields, started, logging.WARNING if troubled else logging.INFO)
+        self._log(message, logging.WARNING if troubled else logging.INFO)
 
-    def _store_failed(self, account: AccountConfig, sha: str) -> bool:
+    def _store_failed(self, message: _InHand) -> bool:
         """Count a store failure for this message; True once it has failed too often."""
-        key = (account.name, sha)
+        key = (message.account.name, message.sha256)
         self._store_failures[key] = self._store_failures.get(key, 0) + 1
         return self._store_failures[key] >= self.config.system.max_send_attempts
 
-    def _log(self, fields: dict[str, object], started: float, level: int) -> None:
-        fields["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
-        log.log(level, "message handled", extra=fields)
+    def _log(self, message: _InHand, level: int) -> None:
+        """The one structured line per message handled (its fields: see _InHand)."""
+        message.fields["elapsed_ms"] = round((time.monotonic() - message.started) * 1000, 1)
+        log.log(level, "message handled", extra=message.fields)
 
     # -- one account ------------------------------------------------------------------------
 
@@ -291,7 +341,7 @@ class PollingService:
         handled = 0
         left_over = False
         try:
-            for key in mailbox.list_ids():
+            for key in _list_keys(mailbox):
                 if key in seen:
                     continue
                 if stop is not None and stop.is_set():
@@ -369,69 +419,27 @@ class PollingService:
 
 
 # --------------------------------------------------------------------------------------------
-# real adapters from the configuration
+# deprecated names: the wiring moved to asm_email_rules.bootstrap
 # --------------------------------------------------------------------------------------------
 
-
-class _AdapterFactory:
-    """Opens the configured adapter for an account; remembers POP3 skip lists between sessions."""
-
-    def __init__(self) -> None:
-        self._pop3_skip: dict[str, frozenset[str]] = {}
-        self._pop3_open: dict[str, object] = {}
-
-    def __call__(self, account: AccountConfig) -> Mailbox:
-        if account.protocol is MailProtocol.MAILDIR:
-            from asm_email_rules.adapters.maildir import MaildirMailbox
-
-            assert account.path is not None
-            return MaildirMailbox(account.path, quarantine_folder=account.quarantine_folder)
-        if account.protocol is MailProtocol.IMAP:
-            from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
-
-            return ImapMailbox(
-                ImapConfig(
-                    host=account.host,
-                    port=account.port,
-                    security=account.security,
-                    username=account.username,
-                    password=account.password,
-                    folder=account.folder,
-                    quarantine_folder=account.quarantine_folder,
-                    timeout=account.timeout,
-                    ssl_context=account.ssl_context,
-                )
-            )
-        from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
-
-        previous = self._pop3_open.get(account.name)
-        if isinstance(previous, Pop3Mailbox):
-            self._pop3_skip[account.name] = previous.skip_ids
-        mailbox = Pop3Mailbox(
-            Pop3Config(
-                host=account.host,
-                port=account.port,
-                security=account.security,
-                username=account.username,
-                password=account.password,
-                timeout=account.timeout,
-                ssl_context=account.ssl_context,
-            ),
-            skip_ids=self._pop3_skip.get(account.name, frozenset()),
-        )
-        self._pop3_open[account.name] = mailbox
-        return mailbox
+_MOVED_TO_BOOTSTRAP = {"make_mailer": "make_mailer", "open_mailbox": "mailbox_factory"}
 
 
-def open_mailbox() -> MailboxFactory:
-    """A mailbox factory for the real adapters (IMAP, POP3, Maildir) the accounts name."""
-    return _AdapterFactory()
+def __getattr__(name: str) -> object:
+    """``make_mailer`` and ``open_mailbox`` still work here, with a DeprecationWarning.
 
+    They build adapters from the configuration, which is the composition root's job; use
+    :func:`asm_email_rules.bootstrap.make_mailer` and
+    :func:`asm_email_rules.bootstrap.mailbox_factory`.
+    """
+    target = _MOVED_TO_BOOTSTRAP.get(name)
+    if target is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"asm_email_rules.service.{name} is deprecated; use asm_email_rules.bootstrap.{target}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from asm_email_rules import bootstrap  # deferred: bootstrap imports this module
 
-def make_mailer(config: Config) -> Mailer | None:
-    """The SMTP mailer of the configuration, or None when it has no [smtp] section."""
-    if config.smtp is None:
-        return None
-    from asm_email_rules.adapters.smtp import SmtpMailer
-
-    return SmtpMailer(config.smtp)
+    return getattr(bootstrap, target)

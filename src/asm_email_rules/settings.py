@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from asm_email_rules.addresses import normalise_address
+
 FATAL_SMTP_CODES: tuple[int, ...] = (501, 503, 550, 553)
 """The SMTP codes the spec calls "permanent and fatal"."""
 
@@ -72,9 +74,13 @@ class MailboxSettings:
     require_approval_token: bool = False
 
     def is_own_address(self, address: str) -> bool:
-        """True when ``address`` is one of this mailbox's own addresses."""
-        wanted = address.casefold()
-        return any(wanted == own.casefold() for own in self.addresses)
+        """True when ``address`` is one of this mailbox's own addresses.
+
+        Compared in :func:`~asm_email_rules.addresses.normalise_address` form (DESIGN 4b:
+        whole address, after NFKC, case-insensitive; no plus-address folding).
+        """
+        wanted = normalise_address(address)
+        return any(wanted == normalise_address(own) for own in self.addresses)
 
 
 @attrs.frozen

@@ -330,6 +330,13 @@ def verify_approval_token(
             TokenStatus.BAD_SIGNATURE, None, "the approval token's signature does not match"
         )
     token_id = _token_id(decoded.task_number, decoded.approver_id, decoded.nonce)
+    return _check_issue(decoded, token_id, task_number, approver_id, now)
+
+
+def _check_issue(
+    decoded: _Decoded, token_id: str, task_number: int, approver_id: int, now: datetime
+) -> TokenCheck:
+    """A correctly signed token checked against the task, the approver and the time."""
     if decoded.task_number != task_number:
         return TokenCheck(
             TokenStatus.WRONG_TASK,

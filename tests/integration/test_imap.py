@@ -41,15 +41,15 @@ def test_list_fetch_delete_quarantine_then_reconnect(
 
     with ImapMailbox(_config(dovecot, mail_user)) as box:
         assert isinstance(box, Mailbox)
-        ids = list(box.list_ids())
+        ids = list(box.list_keys())
         assert len(ids) == 3
         assert [box.fetch(uid) for uid in ids] == sent
         box.delete(ids[0])
         box.quarantine(ids[1], "parse error: bad\r\nheader")
-        assert list(box.list_ids()) == [ids[2]]
+        assert list(box.list_keys()) == [ids[2]]
 
     with ImapMailbox(_config(dovecot, mail_user)) as box:
-        remaining = list(box.list_ids())
+        remaining = list(box.list_keys())
         assert [box.fetch(uid) for uid in remaining] == [sent[2]]
 
     [quarantined] = dovecot.messages(mail_user, "Quarantine")
@@ -64,7 +64,7 @@ def test_fetch_does_not_mark_seen(
 ) -> None:
     dovecot.append(mail_user, make_message(1))
     with ImapMailbox(_config(dovecot, mail_user)) as box:
-        [uid] = box.list_ids()
+        [uid] = box.list_keys()
         box.fetch(uid)
     [flags] = dovecot.flags(mail_user)
     assert "FLAGS" in flags
@@ -76,7 +76,7 @@ def test_close_without_delete_keeps_everything(
 ) -> None:
     dovecot.append(mail_user, make_message(1))
     box = ImapMailbox(_config(dovecot, mail_user))
-    assert len(list(box.list_ids())) == 1
+    assert len(list(box.list_keys())) == 1
     box.close()
     box.close()  # repeated close is harmless
     assert len(dovecot.messages(mail_user)) == 1
@@ -89,7 +89,7 @@ def test_quarantine_by_move_keeps_the_exact_bytes(
     dovecot.append(mail_user, raw)
     config = _config(dovecot, mail_user, quarantine_annotate=False, quarantine_folder="Held aside")
     with ImapMailbox(config) as box:
-        [uid] = box.list_ids()
+        [uid] = box.list_keys()
         box.quarantine(uid, "too big")
     assert dovecot.messages(mail_user) == []
     assert dovecot.messages(mail_user, "Held aside") == [raw]
@@ -101,7 +101,7 @@ def test_quarantine_by_copy_when_the_server_lacks_move(
     raw = make_message(8)
     dovecot.append(mail_user, raw)
     with ImapMailbox(_config(dovecot, mail_user, quarantine_annotate=False)) as box:
-        [uid] = box.list_ids()
+        [uid] = box.list_keys()
         box._capabilities = box._capabilities - {"MOVE"}
         box.quarantine(uid, "loop")
     assert dovecot.messages(mail_user) == []
@@ -114,7 +114,7 @@ def test_append_helper_returns_the_new_uid(
     with ImapMailbox(_config(dovecot, mail_user)) as box:
         uid = box.append(make_message(1))
         assert uid is not None
-        assert list(box.list_ids()) == [uid]
+        assert list(box.list_keys()) == [uid]
 
 
 def test_bad_password_is_a_mailbox_error_naming_the_server(
@@ -122,7 +122,7 @@ def test_bad_password_is_a_mailbox_error_naming_the_server(
 ) -> None:
     box = ImapMailbox(_config(dovecot, mail_user, password="wrong"))
     with pytest.raises(MailboxError, match=rf"IMAP {dovecot.host}:{dovecot.imap_port}.*LOGIN"):
-        list(box.list_ids())
+        list(box.list_keys())
 
 
 def test_missing_folder_is_a_mailbox_error(dovecot: Dovecot, mail_user: str) -> None:
@@ -133,7 +133,7 @@ def test_missing_folder_is_a_mailbox_error(dovecot: Dovecot, mail_user: str) -> 
 def test_connection_refused_is_a_mailbox_error(unused_port: int) -> None:
     box = ImapMailbox(ImapConfig(host="127.0.0.1", port=unused_port, security="plain", timeout=2))
     with pytest.raises(MailboxError, match="cannot connect"):
-        list(box.list_ids())
+        list(box.list_keys())
 
 
 def test_unknown_uid_is_a_mailbox_error(dovecot: Dovecot, mail_user: str) -> None:

@@ -24,14 +24,14 @@ def test_list_fetch_delete_quarantine_then_reopen(
     with MaildirMailbox(tmp_path / "Maildir") as box:
         assert isinstance(box, Mailbox)
         keys = [box.add(raw) for raw in sent]
-        assert list(box.list_ids()) == keys
+        assert list(box.list_keys()) == keys
         assert [box.fetch(key) for key in keys] == sent
         box.delete(keys[0])
         box.quarantine(keys[1], "loop detected:\nsame Message-ID")
-        assert list(box.list_ids()) == [keys[2]]
+        assert list(box.list_keys()) == [keys[2]]
 
     reopened = MaildirMailbox(tmp_path / "Maildir")
-    assert [reopened.fetch(key) for key in reopened.list_ids()] == [sent[2]]
+    assert [reopened.fetch(key) for key in reopened.list_keys()] == [sent[2]]
 
     folder = tmp_path / "Maildir" / ".Quarantine"
     assert (folder / "maildirfolder").exists()  # a Maildir++ sub-folder mail clients show
@@ -50,7 +50,7 @@ def test_new_and_cur_are_both_listed_in_delivery_order(tmp_path: Path) -> None:
     (root / "new" / "1700000001.M1P1.host").write_bytes(b"Subject: a\n\nfirst\n")
     (root / "tmp" / "1700000000.M1P1.host").write_bytes(b"Subject: t\n\nbeing delivered\n")
     box = MaildirMailbox(root)
-    assert [box.fetch(key) for key in box.list_ids()] == [
+    assert [box.fetch(key) for key in box.list_keys()] == [
         b"Subject: a\n\nfirst\n",
         b"Subject: b\n\nsecond\n",
     ]

@@ -39,21 +39,21 @@ def test_list_fetch_delete_quarantine_then_reconnect(
 
     box = Pop3Mailbox(_config(dovecot, mail_user))
     assert isinstance(box, Mailbox)
-    ids = list(box.list_ids())
+    ids = list(box.list_keys())
     assert len(ids) == 3
     assert [box.fetch(uidl) for uidl in ids] == sent
     box.delete(ids[0])
     box.quarantine(ids[1], "cannot parse")
-    assert list(box.list_ids()) == [ids[2]]
+    assert list(box.list_keys()) == [ids[2]]
     assert box.quarantined == {ids[1]: "cannot parse"}
     box.close()
 
     # The quarantined one is still on the server: the caller passes the skip list back.
     assert dovecot.messages(mail_user) == sent[1:]
     with Pop3Mailbox(_config(dovecot, mail_user), skip_ids=box.skip_ids) as again:
-        assert list(again.list_ids()) == [ids[2]]
+        assert list(again.list_keys()) == [ids[2]]
     with Pop3Mailbox(_config(dovecot, mail_user)) as unaware:
-        assert list(unaware.list_ids()) == ids[1:]
+        assert list(unaware.list_keys()) == ids[1:]
 
 
 def test_an_aborted_session_deletes_nothing(
@@ -62,9 +62,9 @@ def test_an_aborted_session_deletes_nothing(
     for n in (1, 2):
         dovecot.append(mail_user, make_message(n))
     box = Pop3Mailbox(_config(dovecot, mail_user))
-    for uidl in list(box.list_ids()):
+    for uidl in list(box.list_keys()):
         box.delete(uidl)
-    assert list(box.list_ids()) == []
+    assert list(box.list_keys()) == []
     box.abort()  # the connection drops without QUIT
     assert len(dovecot.messages(mail_user)) == 2
 
@@ -77,7 +77,7 @@ def test_an_error_inside_the_with_block_still_commits_what_was_deleted(
 
     def process_first_then_fail() -> None:
         with Pop3Mailbox(_config(dovecot, mail_user)) as box:
-            box.delete(next(box.list_ids()))
+            box.delete(next(box.list_keys()))
             raise RuntimeError("processing the second message failed")
 
     with pytest.raises(RuntimeError):
@@ -93,7 +93,7 @@ def test_long_lines_and_dot_lines_come_back_exactly(dovecot: Dovecot, mail_user:
     )
     dovecot.append(mail_user, raw)
     with Pop3Mailbox(_config(dovecot, mail_user)) as box:
-        [uidl] = box.list_ids()
+        [uidl] = box.list_keys()
         assert box.fetch(uidl) == raw
 
 
@@ -102,13 +102,13 @@ def test_bad_password_is_a_mailbox_error_naming_the_server(
 ) -> None:
     box = Pop3Mailbox(_config(dovecot, mail_user, password="wrong"))
     with pytest.raises(MailboxError, match=rf"POP3 {dovecot.host}:{dovecot.pop3_port}"):
-        list(box.list_ids())
+        list(box.list_keys())
 
 
 def test_connection_refused_is_a_mailbox_error(unused_port: int) -> None:
     box = Pop3Mailbox(Pop3Config(host="127.0.0.1", port=unused_port, security="plain", timeout=2))
     with pytest.raises(MailboxError, match="cannot connect"):
-        list(box.list_ids())
+        list(box.list_keys())
 
 
 def test_unknown_uidl_cannot_be_fetched_and_delete_ignores_it(

@@ -250,3 +250,101 @@ def test_demo_piped_into_head_exits_cleanly() -> None:
     )
     assert len(done.stdout.splitlines()) == 2
     assert "Traceback" not in done.stderr
+
+
+def test_each_command_module_declares_its_own_parser_and_runner() -> None:
+    import argparse
+
+    from asm_email_rules.cli import COMMANDS, build_parser
+
+    names = [command.NAME for command in COMMANDS]
+    assert names == ["demo", "explain", "process", "poll", "truncate", "init", "tables"]
+    for command in COMMANDS:
+        assert callable(command.add_parser)
+        assert callable(command.run)
+    subparsers = next(
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    assert list(subparsers.choices) == names
+    for name, command in zip(names, COMMANDS, strict=True):
+        assert subparsers.choices[name].get_default("handler") is command.run
+
+
+def test_no_exit_code_row_is_shadowed_by_an_earlier_base_class() -> None:
+    from asm_email_rules.cli import EXIT_CODES
+
+    kinds = [kind for kind, _, _ in EXIT_CODES]
+    for index, kind in enumerate(kinds):
+        for earlier in kinds[:index]:
+            assert not issubclass(kind, earlier), f"{kind.__name__} is caught as {earlier}"
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        ("ConfigError", 2, "asm-email-rules: configuration error: bad"),
+        ("MessageParseError", 1, "asm-email-rules: cannot parse the message: bad"),
+        ("MailboxError", 3, "asm-email-rules: mailbox error: bad"),
+        ("RepositoryError", 1, "asm-email-rules: RepositoryError: bad"),
+        ("PermanentSendError", 1, "asm-email-rules: PermanentSendError: bad"),
+    ],
+)
+def test_a_library_error_becomes_its_exit_code_and_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    error: str,
+    code: int,
+    line: str,
+) -> None:
+    from asm_email_rules import errors
+    from asm_email_rules.cli import tables
+
+    def fail(args: object) -> int:
+        raise getattr(errors, error)("bad")
+
+    monkeypatch.setattr(tables, "render_tables_markdown", lambda: fail(None))
+    assert main(["tables"]) == code
+    assert capsys.readouterr().err.strip() == line
+
+
+def test_ctrl_c_exits_130(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asm_email_rules.cli import tables
+
+    def interrupted() -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tables, "render_tables_markdown", interrupted)
+    assert main(["tables"]) == 130
+    assert capsys.readouterr().err.strip() == "asm-email-rules: interrupted"
+
+
+def test_init_writes_the_packaged_starter_config_which_agrees_with_the_reference_example(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """One starter (package data); examples/config.toml is the reference with every key."""
+    import tomllib
+
+    from asm_email_rules.cli.init import starter_config
+
+    packaged = INBOX.parent / "data" / "config.toml"
+    assert starter_config() == packaged.read_text(encoding="utf-8")
+    run(capsys, "init", str(tmp_path))
+    assert (tmp_path / "config.toml").read_text(encoding="utf-8") == starter_config()
+    reference = tomllib.loads((INBOX.parents[2] / "examples" / "config.toml").read_text())
+    starter = tomllib.loads(starter_config())
+
+    def same_keys(start: dict[str, object], ref: dict[str, object], where: str) -> None:
+        for key, value in start.items():
+            assert key in ref, f"{where}{key} is in the starter but not in examples/config.toml"
+            if isinstance(value, dict):
+                same_keys(value, ref[key], f"{where}{key}.")  # type: ignore[arg-type]
+
+    same_keys({k: v for k, v in starter.items() if k != "accounts"}, reference, "")
+    # the starter's account is a Maildir; the reference documents every account key on its
+    # first (IMAP) account and the Maildir-only "path" on its maildir one
+    maildir = next(a for a in reference["accounts"] if a["protocol"] == "maildir")
+    same_keys(starter["accounts"][0], {**reference["accounts"][0], "path": maildir["path"]}, "")

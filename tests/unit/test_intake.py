@@ -17,8 +17,14 @@ from asm_email_rules.intake import (
     parse_message,
     parse_msg_ids,
 )
+from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 from asm_email_rules.model import LimitKind
 from asm_email_rules.settings import Limits
+
+
+def kinds(notes: tuple[IntakeNote, ...]) -> list[IntakeNoteKind]:
+    """The kinds of intake notes, in order."""
+    return [note.kind for note in notes]
 
 
 def mail(*headers: str, body: str | bytes = "Hello\n") -> bytes:
@@ -87,7 +93,7 @@ def test_cve_2023_27043_address_is_not_misread() -> None:
     raw = mail("From: alice@evil.example <bob@good.example>", "Subject: approve")
     email = parse_message(raw)
     assert email.sender == ""  # neither the forged alice nor a guess
-    assert any("From has no valid address" in note for note in email.notes)
+    assert IntakeNoteKind.INVALID_FROM in kinds(email.notes)
 
 
 def test_quoted_display_name_with_at_sign_uses_the_real_address() -> None:
@@ -99,13 +105,14 @@ def test_quoted_display_name_with_at_sign_uses_the_real_address() -> None:
 def test_several_from_addresses_leave_sender_empty() -> None:
     email = parse_message(mail("From: a@x.example, b@y.example"))
     assert email.sender == ""
-    assert any("2 addresses" in note for note in email.notes)
+    assert kinds(email.notes) == [IntakeNoteKind.MULTIPLE_FROM_ADDRESSES]
+    assert str(email.notes[0]) == "From has 2 addresses; sender unknown"
 
 
 def test_missing_from_is_noted() -> None:
     email = parse_message(mail("Subject: no sender"))
     assert email.sender == ""
-    assert any("no From header" in note for note in email.notes)
+    assert kinds(email.notes) == [IntakeNoteKind.MISSING_FROM]
 
 
 def test_reply_to_and_sender_headers_never_identify_the_actor() -> None:
@@ -188,7 +195,7 @@ def test_broken_encoded_word_kept_as_text_and_noted() -> None:
     raw = mail("From: a@b.example", "Subject: Hello =?utf-8?B?###?= world")
     email = parse_message(raw)
     assert email.subject == "Hello =?utf-8?B?###?= world"
-    assert any("broken encoded-word" in note for note in email.notes)
+    assert kinds(email.notes) == [IntakeNoteKind.BROKEN_ENCODED_WORD]
 
 
 def test_encoded_word_cannot_inject_line_breaks() -> None:
@@ -207,7 +214,11 @@ def test_folded_subject_is_unfolded() -> None:
 def test_unknown_charset_in_encoded_word_falls_back() -> None:
     email = parse_message(mail("From: a@b.example", "Subject: =?x-klingon?Q?caf=C3=A9?="))
     assert email.subject == "café"
-    assert any("x-klingon" in note for note in email.notes)
+    assert email.notes == (
+        IntakeNote(
+            IntakeNoteKind.UNKNOWN_CHARSET, "Subject: charset 'x-klingon' unknown; decoded as utf-8"
+        ),
+    )
 
 
 def test_raw_utf8_header_is_decoded() -> None:
@@ -221,7 +232,12 @@ def test_raw_legacy_8bit_header_falls_back_with_note() -> None:
     raw = b"From: a@b.example\r\nSubject: caf\xe9 \x80\r\n\r\nhi\r\n"
     email = parse_message(raw)
     assert email.subject == "café €"
-    assert any("windows-1252" in note for note in email.notes)
+    assert email.notes == (
+        IntakeNote(
+            IntakeNoteKind.NON_UTF8_HEADER,
+            "header 'Subject' has 8-bit bytes that are not utf-8; decoded as windows-1252",
+        ),
+    )
 
 
 def test_decode_header_text_direct() -> None:
@@ -254,13 +270,13 @@ def test_thread_headers_are_parsed() -> None:
 def test_lenient_date_is_read_with_a_note() -> None:
     email = parse_message(mail("From: a@b.example", "Date: 2025-03-04 09:15:00"))
     assert email.date == datetime(2025, 3, 4, 9, 15)
-    assert any("not RFC 5322" in note for note in email.notes)
+    assert kinds(email.notes) == [IntakeNoteKind.LENIENT_DATE]
 
 
 def test_garbage_date_is_none_with_a_note() -> None:
     email = parse_message(mail("From: a@b.example", "Date: the day after tomorrow-ish ???"))
     assert email.date is None
-    assert any("could not be parsed" in note for note in email.notes)
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_DATE]
 
 
 # --------------------------------------------------------------------------- bodies
@@ -325,11 +341,21 @@ def test_unknown_charset_body_falls_back_to_utf8_then_cp1252() -> None:
     raw = mail("From: a@b.example", "Content-Type: text/plain; charset=x-unknown", body="café")
     email = parse_message(raw)
     assert email.body == "café"
-    assert "charset 'x-unknown' unknown; decoded as utf-8" in email.notes[0]
+    assert email.notes == (
+        IntakeNote(
+            IntakeNoteKind.UNKNOWN_CHARSET,
+            "part 1 (text/plain): charset 'x-unknown' unknown; decoded as utf-8",
+        ),
+    )
     raw = mail("From: a@b.example", "Content-Type: text/plain; charset=x-unknown", body=b"caf\xe9")
     email = parse_message(raw)
     assert email.body == "café"
-    assert "decoded as windows-1252" in email.notes[0]
+    assert email.notes == (
+        IntakeNote(
+            IntakeNoteKind.UNKNOWN_CHARSET,
+            "part 1 (text/plain): charset 'x-unknown' unknown; decoded as windows-1252",
+        ),
+    )
 
 
 def test_bad_base64_body_does_not_crash() -> None:
@@ -341,7 +367,7 @@ def test_bad_base64_body_does_not_crash() -> None:
     )
     email = parse_message(raw)
     assert email.body.startswith("Hello world")
-    assert any("base64" in note for note in email.notes)
+    assert IntakeNoteKind.INVALID_BASE64_CHARACTERS in kinds(email.notes)
 
 
 # --------------------------------------------------------------------------- attachments
@@ -466,7 +492,12 @@ def test_oversized_attachment_is_dropped_and_the_rest_kept() -> None:
     (violation,) = email.limit_violations
     assert violation.kind is LimitKind.ATTACHMENT_SIZE
     assert violation.actual >= 5000
-    assert any("big.zip" in note for note in email.notes)
+    assert email.notes == (
+        IntakeNote(
+            IntakeNoteKind.ATTACHMENT_DROPPED,
+            f"attachment 'big.zip' ({violation.actual} bytes) dropped: over 1000 bytes",
+        ),
+    )
 
 
 def test_too_many_parts_keeps_the_first_n() -> None:
@@ -531,4 +562,4 @@ def test_huge_address_list_is_bounded() -> None:
     to = ", ".join(f"User {i} <u{i}@x.example>" for i in range(3000))
     email = parse_message(mail("From: a@b.example", f"To: {to}"))
     assert len(email.to) == 1000
-    assert any("more than 1000 addresses" in note for note in email.notes)
+    assert kinds(email.notes) == [IntakeNoteKind.TOO_MANY_ADDRESSES]

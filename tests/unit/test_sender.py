@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from asm_email_rules.model import Person, PersonCase
-from asm_email_rules.sender import resolve_sender
+from asm_email_rules.classify import MailKind, classify
+from asm_email_rules.model import InboundEmail, Person, PersonCase
+from asm_email_rules.sender import normalise_address, resolve_sender
+from asm_email_rules.settings import MailboxSettings
 
 ANALYST = Person(1, "a@x.example", is_analyst=True)
 USER = Person(2, "u@x.example", is_user=True)
@@ -42,3 +44,19 @@ def test_several_matches_lowest_id_wins_and_is_recorded() -> None:
 
 def test_empty_address_is_unknown() -> None:
     assert resolve_sender("", [ANALYST]).case is PersonCase.UNKNOWN
+
+
+def test_addresses_are_folded_one_way_everywhere() -> None:
+    """DESIGN 4b: "Addresses match case-insensitively (whole address, after NFKC; no
+    plus-address folding)" - sender lookup, own-address checks and classification agree."""
+    variant = " Ｄｅｓｋ@Example.COM "  # full-width letters, upper case, padding
+    assert normalise_address(variant) == "desk@example.com"
+    desk = Person(9, "desk@example.com", is_analyst=True)
+    assert resolve_sender(variant, [desk]).person == desk
+    mailbox = MailboxSettings(addresses=("desk@example.com",))
+    assert mailbox.is_own_address(variant)
+    own = classify(InboundEmail(sender=variant), own_addresses=mailbox.addresses)
+    assert own.kind is MailKind.OWN_MAIL
+    # no plus-address folding: a sub-address is another address
+    assert not mailbox.is_own_address("desk+x@example.com")
+    assert resolve_sender("desk+x@example.com", [desk]).case is PersonCase.UNKNOWN

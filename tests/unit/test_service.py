@@ -104,14 +104,14 @@ class Desk:
         return [self.maildir.add(raw) for raw in raws]
 
     def waiting(self) -> int:
-        return len(list(self.maildir.list_ids()))
+        return len(list(self.maildir.list_keys()))
 
     def quarantined(self) -> list[bytes]:
         box = self.tmp / "Maildir" / ".Quarantine"
         if not box.exists():
             return []
         folder = MaildirMailbox(box)
-        return [folder.fetch(key) for key in folder.list_ids()]
+        return [folder.fetch(key) for key in folder.list_keys()]
 
 
 @pytest.fixture
@@ -177,17 +177,17 @@ class KeepingMailbox:
         self.messages = messages
         self.quarantine_calls: list[tuple[str, str]] = []
 
-    def list_ids(self) -> Iterator[str]:
+    def list_keys(self) -> Iterator[str]:
         return iter(sorted(self.messages))
 
-    def fetch(self, message_id: str) -> bytes:
-        return self.messages[message_id]
+    def fetch(self, key: str) -> bytes:
+        return self.messages[key]
 
-    def delete(self, message_id: str) -> None:
-        del self.messages[message_id]
+    def delete(self, key: str) -> None:
+        del self.messages[key]
 
-    def quarantine(self, message_id: str, reason: str) -> None:
-        self.quarantine_calls.append((message_id, reason))
+    def quarantine(self, key: str, reason: str) -> None:
+        self.quarantine_calls.append((key, reason))
 
     def close(self) -> None:
         pass
@@ -327,8 +327,8 @@ def test_stop_event_finishes_the_message_in_hand_and_leaves_the_rest(desk: Desk)
     stop = threading.Event()
 
     class StoppingMaildir(MaildirMailbox):
-        def delete(self, message_id: str) -> None:
-            super().delete(message_id)
+        def delete(self, key: str) -> None:
+            super().delete(key)
             stop.set()  # SIGTERM arrives while the first message is being handled
 
     service = desk.service(factory=lambda a: StoppingMaildir(a.path))
@@ -400,7 +400,7 @@ CHILD = textwrap.dedent(
                 out.write(json.dumps({"to": message.to, "subject": message.subject}) + "\\n")
 
     class DyingMaildir(MaildirMailbox):
-        def delete(self, message_id):
+        def delete(self, key):
             os.kill(os.getpid(), signal.SIGKILL)  # after apply, commit and send
 
     account = AccountConfig(
@@ -466,3 +466,59 @@ def test_killed_between_apply_and_delete_never_acts_twice(desk: Desk, kill_at: s
     call = desk.store.get_call(103)
     assert call is not None
     assert call.status is CallStatus.OPEN
+
+
+# --------------------------------------------------------------------------------------------
+# compatibility: names from before the Mailbox methods took a "key"
+# --------------------------------------------------------------------------------------------
+
+
+class OldStyleMailbox:
+    """A host mailbox written against the old protocol: ``list_ids`` instead of ``list_keys``."""
+
+    def __init__(self, messages: dict[str, bytes]) -> None:
+        self.messages = messages
+
+    def list_ids(self) -> Iterator[str]:
+        return iter(sorted(self.messages))
+
+    def fetch(self, message_id: str) -> bytes:
+        return self.messages[message_id]
+
+    def delete(self, message_id: str) -> None:
+        del self.messages[message_id]
+
+    def quarantine(self, message_id: str, reason: str) -> None:
+        raise AssertionError(f"nothing should be quarantined: {reason}")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_host_mailbox_with_the_old_list_ids_name_is_still_polled(desk: Desk) -> None:
+    box = OldStyleMailbox({"1": NEW_CALL})
+    config = Config(desk.tmp / "s", desk.system, None, desk.accounts)
+    service = PollingService(config, desk.store, desk.mailer, lambda _: box, now=lambda: NOW)  # type: ignore[arg-type, return-value]
+    with pytest.warns(DeprecationWarning, match="list_keys"):
+        report = service.poll_once()["helpdesk"]
+    assert report.processed == 1
+    assert box.messages == {}
+    assert calls_described(desk.store, "Smoke from tray 2.") == 1
+
+
+def test_the_bundled_mailboxes_still_answer_to_list_ids(desk: Desk) -> None:
+    keys = desk.deliver(NEW_CALL, UPDATE_100)
+    with pytest.warns(DeprecationWarning, match="list_keys"):
+        assert list(desk.maildir.list_ids()) == list(desk.maildir.list_keys()) == keys
+
+
+def test_service_wiring_names_moved_to_bootstrap_still_resolve_with_a_warning() -> None:
+    import asm_email_rules.service as service_module
+    from asm_email_rules import bootstrap
+
+    with pytest.warns(DeprecationWarning, match=r"bootstrap\.make_mailer"):
+        assert service_module.make_mailer is bootstrap.make_mailer  # type: ignore[attr-defined]
+    with pytest.warns(DeprecationWarning, match=r"bootstrap\.mailbox_factory"):
+        assert service_module.open_mailbox is bootstrap.mailbox_factory  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        service_module.no_such_name  # type: ignore[attr-defined]  # noqa: B018

@@ -1,8 +1,11 @@
-"""Context-manager support shared by the mailboxes that hold a server connection."""
+"""What the bundled mailboxes share: the deprecated ``list_ids`` name, and ``with`` support for
+the ones that hold a server connection."""
 
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 
@@ -11,7 +14,28 @@ from asm_email_rules.errors import MailboxError
 log = logging.getLogger(__name__)
 
 
-class ServerSession:
+class KeyedMailbox:
+    """Gives a mailbox with :meth:`list_keys` the old name ``list_ids`` (deprecated).
+
+    The Mailbox methods take mailbox keys (UID, UIDL, Maildir key), not Message-IDs, so
+    ``list_ids`` became ``list_keys``; callers of the old name get the same keys and a warning.
+    """
+
+    def list_keys(self) -> Iterator[str]:
+        """The keys of the messages waiting, oldest first."""
+        raise NotImplementedError
+
+    def list_ids(self) -> Iterator[str]:
+        """Deprecated: use :meth:`list_keys` (same result)."""
+        warnings.warn(
+            f"{type(self).__name__}.list_ids() is deprecated; use list_keys()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.list_keys()
+
+
+class ServerSession(KeyedMailbox):
     """``with`` connects on entry and closes on exit.
 
     A close that fails while another error is already propagating is logged, not raised, so the

@@ -1,6 +1,6 @@
 """IMAP :class:`~asm_email_rules.protocols.Mailbox` on :mod:`imaplib` (RFC 9051 / 3501).
 
-Ids are UIDs of the selected folder. Fetching uses ``BODY.PEEK[]`` so nothing is marked
+Mailbox keys are the UIDs of the selected folder. Fetching uses ``BODY.PEEK[]`` so nothing is marked
 ``\\Seen``; deleting sets ``\\Deleted`` and the expunge happens on :meth:`ImapMailbox.close`
 (``UID EXPUNGE`` with UIDPLUS, so only our own marks are removed). Quarantine files the message
 in a separate folder, by default as a copy that carries the reason in a header.
@@ -21,7 +21,7 @@ import attrs
 
 from asm_email_rules.adapters._session import ServerSession
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
-from asm_email_rules.adapters.smtp import Security
+from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import MailboxError
 
 __all__ = ["QUARANTINE_HEADER", "ImapConfig", "ImapMailbox", "Security", "annotate"]
@@ -34,10 +34,6 @@ _DATE_RE = re.compile(rb'\bINTERNALDATE ("[^"]*")')
 _ATOM_RE = re.compile(r"[A-Za-z0-9!#$&'+,./:;<=>?@^_`|~-]+")
 
 
-def _security(value: Security | str) -> Security:
-    return value if isinstance(value, Security) else Security(value)
-
-
 @attrs.frozen
 class ImapConfig:
     """Where the mailbox is. ``quarantine_annotate`` stores a copy with the reason header.
@@ -48,7 +44,7 @@ class ImapConfig:
 
     host: str
     port: int = 993
-    security: Security = attrs.field(default=Security.TLS, converter=_security)
+    security: Security = attrs.field(default=Security.TLS, converter=as_security)
     username: str = ""
     password: str = attrs.field(default="", repr=False)
     folder: str = "INBOX"
@@ -173,42 +169,42 @@ class ImapMailbox(ServerSession):
 
     # -- Mailbox protocol -------------------------------------------------------------------
 
-    def list_ids(self) -> Iterator[str]:
+    def list_keys(self) -> Iterator[str]:
         """UIDs not marked ``\\Deleted``, oldest (lowest UID) first."""
         data = self._uid("UID SEARCH", "SEARCH", "UNDELETED")
         words = b" ".join(d for d in data if isinstance(d, bytes)).split()
         uids = sorted(int(w) for w in words if w.isdigit())
         return iter([str(uid) for uid in uids if str(uid) not in self._deleted])
 
-    def _fetch(self, message_id: str, items: str) -> tuple[bytes, bytes]:
+    def _fetch(self, key: str, items: str) -> tuple[bytes, bytes]:
         """``(response line, literal)`` of a UID FETCH for exactly this UID."""
-        if not message_id.isdigit():
-            raise MailboxError(f"{self._where()}: {message_id!r} is not a UID")
-        data = self._uid(f"UID FETCH {message_id}", "FETCH", message_id, items)
+        if not key.isdigit():
+            raise MailboxError(f"{self._where()}: {key!r} is not a UID")
+        data = self._uid(f"UID FETCH {key}", "FETCH", key, items)
         for part in data:
             if isinstance(part, tuple) and len(part) == 2:
                 head, body = part
                 match = _UID_RE.search(head)
-                if match is not None and match.group(1).decode() == message_id:
+                if match is not None and match.group(1).decode() == key:
                     return head, body
-        raise MailboxError(f"{self._where()}: no message with UID {message_id}")
+        raise MailboxError(f"{self._where()}: no message with UID {key}")
 
-    def fetch(self, message_id: str) -> bytes:
+    def fetch(self, key: str) -> bytes:
         """The exact bytes of the message (``BODY.PEEK[]``: the ``\\Seen`` flag is untouched)."""
-        return self._fetch(message_id, "(BODY.PEEK[])")[1]
+        return self._fetch(key, "(BODY.PEEK[])")[1]
 
-    def delete(self, message_id: str) -> None:
+    def delete(self, key: str) -> None:
         """Mark ``\\Deleted`` now; :meth:`close` expunges it."""
-        self._uid(f"UID STORE {message_id}", "STORE", message_id, "+FLAGS.SILENT", r"(\Deleted)")
-        self._deleted.add(message_id)
+        self._uid(f"UID STORE {key}", "STORE", key, "+FLAGS.SILENT", r"(\Deleted)")
+        self._deleted.add(key)
 
-    def quarantine(self, message_id: str, reason: str) -> None:
+    def quarantine(self, key: str, reason: str) -> None:
         """File the message in the quarantine folder (created when missing) and drop it here."""
         client = self._client()
         target = encode_mailbox_name(self.config.quarantine_folder)
         self._ensure_quarantine(target)
         if self.config.quarantine_annotate:
-            head, raw = self._fetch(message_id, "(FLAGS INTERNALDATE BODY.PEEK[])")
+            head, raw = self._fetch(key, "(FLAGS INTERNALDATE BODY.PEEK[])")
             flags = _FLAGS_RE.search(head)
             kept = [
                 f
@@ -225,16 +221,16 @@ class ImapMailbox(ServerSession):
                     annotate(raw, reason),
                 ),
             )
-            self.delete(message_id)
+            self.delete(key)
         elif "MOVE" in self._capabilities:
-            self._uid(f"UID MOVE {message_id}", "MOVE", message_id, target)
-            self._deleted.add(message_id)
+            self._uid(f"UID MOVE {key}", "MOVE", key, target)
+            self._deleted.add(key)
         else:
-            self._uid(f"UID COPY {message_id}", "COPY", message_id, target)
-            self.delete(message_id)
+            self._uid(f"UID COPY {key}", "COPY", key, target)
+            self.delete(key)
         log.info(
             "message quarantined",
-            extra={"imap_server": self._where(), "uid": message_id, "reason": reason},
+            extra={"imap_server": self._where(), "uid": key, "reason": reason},
         )
 
     def _ensure_quarantine(self, target: str) -> None:

@@ -1,7 +1,7 @@
 """Maildir :class:`~asm_email_rules.protocols.Mailbox` on :class:`mailbox.Maildir`.
 
-Ids are Maildir keys. Deleting unlinks the file at once. Quarantine stores the message in a
-Maildir++ sub-folder (``.Quarantine``) with the reason in a leading
+Mailbox keys are Maildir keys. Deleting unlinks the file at once. Quarantine stores the message
+in a Maildir++ sub-folder (``.Quarantine``) with the reason in a leading
 ``X-ASM-Quarantine-Reason`` header, then removes the original: the copy is written first, so a
 crash in between leaves a duplicate, never a loss.
 """
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+from asm_email_rules.adapters._session import KeyedMailbox
 from asm_email_rules.errors import MailboxError
 from asm_email_rules.outgoing import format_header_field, sanitize_header_text
 
@@ -49,7 +50,7 @@ def _order(key: str) -> tuple[int, int, str]:
     return (int(match.group(1)), int(match.group(2) or 0), key)
 
 
-class MaildirMailbox:
+class MaildirMailbox(KeyedMailbox):
     """A Maildir folder (``new`` and ``cur``) as a mailbox; folders are created as needed."""
 
     def __init__(self, path: str | Path, quarantine_folder: str = ".Quarantine") -> None:
@@ -74,7 +75,7 @@ class MaildirMailbox:
     ) -> None:
         self.close()
 
-    def list_ids(self) -> Iterator[str]:
+    def list_keys(self) -> Iterator[str]:
         """Keys of the messages in ``new`` and ``cur``, oldest delivery first."""
         try:
             keys = sorted(self._maildir.keys(), key=_order)
@@ -82,21 +83,21 @@ class MaildirMailbox:
             raise MailboxError(f"Maildir {self.path}: cannot list: {exc}") from exc
         return iter(keys)
 
-    def fetch(self, message_id: str) -> bytes:
+    def fetch(self, key: str) -> bytes:
         """The exact bytes of the message file."""
         try:
-            return self._maildir.get_bytes(message_id)
+            return self._maildir.get_bytes(key)
         except KeyError as exc:
-            raise MailboxError(f"Maildir {self.path}: no message {message_id!r}") from exc
+            raise MailboxError(f"Maildir {self.path}: no message {key!r}") from exc
         except OSError as exc:
-            raise MailboxError(f"Maildir {self.path}: cannot read {message_id!r}: {exc}") from exc
+            raise MailboxError(f"Maildir {self.path}: cannot read {key!r}: {exc}") from exc
 
-    def delete(self, message_id: str) -> None:
+    def delete(self, key: str) -> None:
         """Remove the message file now; a message already gone is not an error."""
         try:
-            self._maildir.discard(message_id)
+            self._maildir.discard(key)
         except OSError as exc:
-            raise MailboxError(f"Maildir {self.path}: cannot delete {message_id!r}: {exc}") from exc
+            raise MailboxError(f"Maildir {self.path}: cannot delete {key!r}: {exc}") from exc
 
     def _quarantine_box(self) -> mailbox.Maildir:
         name = self.quarantine_folder.lstrip(".")
@@ -109,22 +110,20 @@ class MaildirMailbox:
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot create folder .{name}: {exc}") from exc
 
-    def quarantine(self, message_id: str, reason: str) -> None:
+    def quarantine(self, key: str, reason: str) -> None:
         """Copy the message, with the reason header, into the quarantine folder; then remove it."""
-        raw = self.fetch(message_id)
+        raw = self.fetch(key)
         box = self._quarantine_box()
         try:
             new_key = box.add(annotate(raw, reason))
-            self._maildir.discard(message_id)
+            self._maildir.discard(key)
         except OSError as exc:
-            raise MailboxError(
-                f"Maildir {self.path}: cannot quarantine {message_id!r}: {exc}"
-            ) from exc
+            raise MailboxError(f"Maildir {self.path}: cannot quarantine {key!r}: {exc}") from exc
         log.info(
             "message quarantined",
             extra={
                 "maildir": str(self.path),
-                "key": message_id,
+                "key": key,
                 "new_key": new_key,
                 "reason": reason,
             },

@@ -1,6 +1,6 @@
 """POP3 :class:`~asm_email_rules.protocols.Mailbox` on :mod:`poplib` (RFC 1939).
 
-Ids are UIDL values. ``DELE`` only marks a message: the server removes it when the session
+Mailbox keys are UIDL values. ``DELE`` only marks a message: the server removes it when the session
 ends with ``QUIT`` (:meth:`Pop3Mailbox.close`). A session that breaks, or is ended with
 :meth:`Pop3Mailbox.abort`, deletes nothing, so processing is at-least-once. POP3 has no folders:
 a quarantined message stays on the server and its UIDL joins :attr:`Pop3Mailbox.skip_ids`,
@@ -18,7 +18,7 @@ from contextlib import suppress
 import attrs
 
 from asm_email_rules.adapters._session import ServerSession
-from asm_email_rules.adapters.smtp import Security
+from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import MailboxError
 
 __all__ = ["MAX_LINE", "Pop3Config", "Pop3Mailbox", "Security"]
@@ -29,17 +29,13 @@ MAX_LINE = 1_000_000
 """Longest line we accept from the server; poplib's own limit (2048) breaks on real mail."""
 
 
-def _security(value: Security | str) -> Security:
-    return value if isinstance(value, Security) else Security(value)
-
-
 @attrs.frozen
 class Pop3Config:
     """Where the mailbox is and how to log in (USER/PASS)."""
 
     host: str
     port: int = 995
-    security: Security = attrs.field(default=Security.TLS, converter=_security)
+    security: Security = attrs.field(default=Security.TLS, converter=as_security)
     username: str = ""
     password: str = attrs.field(default="", repr=False)
     timeout: float = 30.0
@@ -129,50 +125,50 @@ class Pop3Mailbox(ServerSession):
         self._pop, self._numbers = client, numbers
         return client
 
-    def list_ids(self) -> Iterator[str]:
+    def list_keys(self) -> Iterator[str]:
         """UIDLs in maildrop order (oldest first), without skipped or deleted ones."""
         self._client()
         ordered = sorted(self._numbers.items(), key=lambda item: item[1])
         return iter([u for u, _ in ordered if u not in self._skip and u not in self._deleted])
 
-    def _number(self, message_id: str) -> int:
+    def _number(self, key: str) -> int:
         self._client()
-        number = self._numbers.get(message_id)
-        if number is None or message_id in self._deleted:
-            raise MailboxError(f"{self._where()}: no message with UIDL {message_id!r}")
+        number = self._numbers.get(key)
+        if number is None or key in self._deleted:
+            raise MailboxError(f"{self._where()}: no message with UIDL {key!r}")
         return number
 
-    def fetch(self, message_id: str) -> bytes:
+    def fetch(self, key: str) -> bytes:
         """The message as sent by RETR, dot-unstuffed, with CRLF line ends."""
-        number = self._number(message_id)
+        number = self._number(key)
         try:
             _, lines, _ = self._client().retr(number)
         except (poplib.error_proto, OSError) as exc:
             raise MailboxError(f"{self._where()}: RETR {number} failed: {exc}") from exc
         return b"".join(line + b"\r\n" for line in lines)
 
-    def delete(self, message_id: str) -> None:
+    def delete(self, key: str) -> None:
         """Mark for deletion (DELE); takes effect only at :meth:`close`. Unknown ids are ignored."""
-        if message_id in self._deleted:
+        if key in self._deleted:
             return
         self._client()
-        number = self._numbers.get(message_id)
+        number = self._numbers.get(key)
         if number is None:
-            log.debug("POP3 delete of an unknown UIDL", extra={"uidl": message_id})
+            log.debug("POP3 delete of an unknown UIDL", extra={"uidl": key})
             return
         try:
             self._client().dele(number)
         except (poplib.error_proto, OSError) as exc:
             raise MailboxError(f"{self._where()}: DELE {number} failed: {exc}") from exc
-        self._deleted.add(message_id)
+        self._deleted.add(key)
 
-    def quarantine(self, message_id: str, reason: str) -> None:
+    def quarantine(self, key: str, reason: str) -> None:
         """Leave the message on the server and stop listing it (see :attr:`skip_ids`)."""
-        self._skip.add(message_id)
-        self.quarantined[message_id] = reason
+        self._skip.add(key)
+        self.quarantined[key] = reason
         log.info(
             "message quarantined (kept on server)",
-            extra={"pop3_server": self._where(), "uidl": message_id, "reason": reason},
+            extra={"pop3_server": self._where(), "uidl": key, "reason": reason},
         )
 
     def close(self) -> None:

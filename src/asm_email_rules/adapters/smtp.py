@@ -6,14 +6,12 @@ Replies 5xx become :class:`PermanentSendError` (the spec's 501, 503, 550 and 553
 
 from __future__ import annotations
 
-import enum
 import logging
 import smtplib
 import ssl
 from datetime import datetime
 
-import attrs
-
+from asm_email_rules.connection import Security, SmtpConfig
 from asm_email_rules.errors import PermanentSendError, SendError, TransientSendError
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.outgoing import OutgoingMessageError, parse_sender, render_outgoing
@@ -21,42 +19,6 @@ from asm_email_rules.outgoing import OutgoingMessageError, parse_sender, render_
 __all__ = ["Security", "SmtpConfig", "SmtpMailer", "error_for_code"]
 
 log = logging.getLogger(__name__)
-
-
-class Security(enum.Enum):
-    """How a connection is protected: none, upgraded by STARTTLS/STLS, or TLS from the start."""
-
-    PLAIN = "plain"
-    STARTTLS = "starttls"
-    TLS = "tls"
-
-
-def _security(value: Security | str) -> Security:
-    return value if isinstance(value, Security) else Security(value)
-
-
-@attrs.frozen
-class SmtpConfig:
-    """Where and how to send. ``envelope_sender`` empty means the reply's From; ``"<>"`` is null.
-
-    ``ssl_context`` defaults to :func:`ssl.create_default_context` (certificate and host name
-    checked). AUTH is used when ``username`` is set.
-    """
-
-    host: str
-    port: int = 25
-    security: Security = attrs.field(default=Security.STARTTLS, converter=_security)
-    username: str = ""
-    password: str = attrs.field(default="", repr=False)
-    timeout: float = 30.0
-    envelope_sender: str = ""
-    local_hostname: str | None = None
-    default_sender: str = ""
-    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
-
-    def context(self) -> ssl.SSLContext:
-        """The TLS context to use: the configured one or a verifying default."""
-        return self.ssl_context if self.ssl_context is not None else ssl.create_default_context()
 
 
 def error_for_code(code: int, text: str, *, during: str = "") -> SendError:

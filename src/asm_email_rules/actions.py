@@ -1,0 +1,194 @@
+"""The actions a Decision holds: what to do, as small frozen values (no behaviour).
+
+``kind`` names each action in JSON, logs and docs. :func:`asm_email_rules.applying.apply`
+carries them out with a ``match`` over :data:`Action` that ends in ``typing.assert_never``, so
+a new action that nobody applies is a type error, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+
+from asm_email_rules.model import EntityKind, EntityRef
+
+__all__ = [
+    "NEW_CALL",
+    "Action",
+    "AddHistory",
+    "AddNote",
+    "ApproveTask",
+    "AttachObjects",
+    "CloseCall",
+    "CreateUser",
+    "Discard",
+    "LogCall",
+    "MarkUpdated",
+    "NotifyAssignee",
+    "RejectTask",
+    "ReopenCall",
+    "SendSummary",
+    "SetUserFlag",
+    "SpendToken",
+]
+
+NEW_CALL = EntityRef(EntityKind.CALL, 0)
+"""Stands for "the call this decision logs" in actions that follow a LogCall."""
+
+
+@attrs.frozen
+class CreateUser:
+    """Create a person record flagged as a User for an unknown address."""
+
+    kind: ClassVar[str] = "create_user"
+    address: str
+    name: str
+
+
+@attrs.frozen
+class SetUserFlag:
+    """Select the User flag on an analyst who logs a call by email."""
+
+    kind: ClassVar[str] = "set_user_flag"
+    person_id: int
+
+
+@attrs.frozen
+class LogCall:
+    """Log a call from the template; ``user_id`` None means the user this decision creates."""
+
+    kind: ClassVar[str] = "log_call"
+    user_id: int | None
+    logging_analyst_id: int | None
+    template: str
+    description: str
+
+
+@attrs.frozen
+class AddHistory:
+    """Add the email's text to a record's history."""
+
+    kind: ClassVar[str] = "add_history"
+    ref: EntityRef
+    text: str
+    author: str
+
+
+@attrs.frozen
+class AddNote:
+    """Add the email's text as a note (closed calls keep their state)."""
+
+    kind: ClassVar[str] = "add_note"
+    ref: EntityRef
+    text: str
+    author: str
+
+
+@attrs.frozen
+class AttachObjects:
+    """Attach the email's files as objects under a security profile."""
+
+    kind: ClassVar[str] = "attach_objects"
+    ref: EntityRef
+    filenames: tuple[str, ...]
+    security_profile: str
+
+
+@attrs.frozen
+class MarkUpdated:
+    """Set the note icon on the record in the Outstanding window."""
+
+    kind: ClassVar[str] = "mark_updated"
+    ref: EntityRef
+
+
+@attrs.frozen
+class NotifyAssignee:
+    """Email the assigned analyst or group that the record was updated by email."""
+
+    kind: ClassVar[str] = "notify_assignee"
+    ref: EntityRef
+
+
+@attrs.frozen
+class CloseCall:
+    """Close an open call."""
+
+    kind: ClassVar[str] = "close_call"
+    number: int
+    by: str
+
+
+@attrs.frozen
+class ReopenCall:
+    """Reopen a closed call and assign it."""
+
+    kind: ClassVar[str] = "reopen_call"
+    number: int
+    owner_id: int | None
+    group: str
+
+
+@attrs.frozen
+class ApproveTask:
+    """Approve a pending approval task."""
+
+    kind: ClassVar[str] = "approve_task"
+    number: int
+    by: str
+
+
+@attrs.frozen
+class RejectTask:
+    """Reject a pending approval task."""
+
+    kind: ClassVar[str] = "reject_task"
+    number: int
+    by: str
+
+
+@attrs.frozen
+class SpendToken:
+    """Mark an approval token used so a replay does nothing."""
+
+    kind: ClassVar[str] = "spend_token"
+    token_id: str
+
+
+@attrs.frozen
+class SendSummary:
+    """Send a [My...] summary to the analyst who asked."""
+
+    kind: ClassVar[str] = "send_summary"
+    what: str
+    person_id: int
+    items: int
+    total: int
+
+
+@attrs.frozen
+class Discard:
+    """Do nothing with the message except record why (it is then deleted)."""
+
+    kind: ClassVar[str] = "discard"
+    reason: str
+
+
+Action = (
+    CreateUser
+    | SetUserFlag
+    | LogCall
+    | AddHistory
+    | AddNote
+    | AttachObjects
+    | MarkUpdated
+    | NotifyAssignee
+    | CloseCall
+    | ReopenCall
+    | ApproveTask
+    | RejectTask
+    | SpendToken
+    | SendSummary
+    | Discard
+)

@@ -1,0 +1,225 @@
+"""The composition root: the one place that builds the store, the mailer, the mailboxes and the
+polling service from a :class:`~asm_email_rules.config.Config`.
+
+The command line, the demo and hosts that run the bundled service call :func:`bootstrap` (or
+the single builders below); everything else in the library receives its Repository, Mailer and
+mailbox factory as arguments and never imports an adapter (DESIGN section 1)::
+
+    with bootstrap(load_config("config.toml")) as wiring:
+        report = wiring.service.poll_once()
+
+A host that brings its own store or mailer passes it in; :func:`bootstrap` then wires only what
+is missing, and closes only what it opened.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import attrs
+
+from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.errors import ConfigError, RepositoryError
+from asm_email_rules.protocols import Mailbox, Mailer, Repository, SeedableRepository
+from asm_email_rules.sample import seed_sample_desk
+from asm_email_rules.service import MailboxFactory, PollingService
+
+if TYPE_CHECKING:
+    from asm_email_rules.adapters.sqlite import SqliteRepository
+
+__all__ = [
+    "FROM_CONFIG",
+    "Wiring",
+    "bootstrap",
+    "mailbox_factory",
+    "make_mailer",
+    "open_sample_store",
+    "open_store",
+]
+
+
+class _FromConfig(enum.Enum):
+    FROM_CONFIG = "from the configuration"
+
+
+FROM_CONFIG = _FromConfig.FROM_CONFIG
+"""``bootstrap(mailer=FROM_CONFIG)`` (the default): the SMTP mailer of the ``[smtp]`` section."""
+
+
+def open_store(path: Path, *, must_exist: bool = False) -> SqliteRepository:
+    """The SQLite store at ``path`` (created with the current schema unless ``must_exist``).
+
+    Raises ConfigError naming the file when it is missing (``must_exist``) or cannot be opened
+    (locked, not a database, a newer schema): for the operator it is a configuration problem.
+    """
+    from asm_email_rules.adapters.sqlite import SqliteRepository
+
+    if must_exist and not path.exists():
+        raise ConfigError(
+            "store not found (create one with `asm-email-rules init`)", source=str(path)
+        )
+    try:
+        return SqliteRepository(path)
+    except RepositoryError as exc:
+        raise ConfigError(f"cannot open the store: {exc}", source=str(path)) from None
+
+
+def open_sample_store(path: Path | None = None) -> SeedableRepository:
+    """A store seeded with the sample desk (:mod:`asm_email_rules.sample`).
+
+    In memory when ``path`` is None; else a SQLite file at ``path`` (the demo uses a temporary
+    one so it runs the same code as production). The caller closes a SQLite store.
+    """
+    repository: SeedableRepository
+    if path is None:
+        from asm_email_rules.adapters.memory import InMemoryRepository
+
+        repository = InMemoryRepository()
+    else:
+        repository = open_store(path)
+    seed_sample_desk(repository)
+    return repository
+
+
+def make_mailer(config: Config) -> Mailer | None:
+    """The SMTP mailer of the configuration, or None when it has no ``[smtp]`` section
+    (replies are then recorded in the store as pending and not sent)."""
+    if config.smtp is None:
+        return None
+    from asm_email_rules.adapters.smtp import SmtpMailer
+
+    return SmtpMailer(config.smtp)
+
+
+class _ConfiguredMailboxes:
+    """Opens the adapter an account names; remembers POP3 skip lists between sessions."""
+
+    def __init__(self) -> None:
+        self._pop3_skip: dict[str, frozenset[str]] = {}
+        self._pop3_open: dict[str, object] = {}
+
+    def __call__(self, account: AccountConfig) -> Mailbox:
+        if account.protocol is MailProtocol.MAILDIR:
+            return _maildir(account)
+        if account.protocol is MailProtocol.IMAP:
+            return _imap(account)
+        return self._pop3(account)
+
+    def _pop3(self, account: AccountConfig) -> Mailbox:
+        from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
+
+        previous = self._pop3_open.get(account.name)
+        if isinstance(previous, Pop3Mailbox):
+            self._pop3_skip[account.name] = previous.skip_ids
+        mailbox = Pop3Mailbox(
+            Pop3Config(
+                host=account.host,
+                port=account.port,
+                security=account.security,
+                username=account.username,
+                password=account.password,
+                timeout=account.timeout,
+                ssl_context=account.ssl_context,
+            ),
+            skip_ids=self._pop3_skip.get(account.name, frozenset()),
+        )
+        self._pop3_open[account.name] = mailbox
+        return mailbox
+
+
+def _maildir(account: AccountConfig) -> Mailbox:
+    from asm_email_rules.adapters.maildir import MaildirMailbox
+
+    assert account.path is not None  # config requires path for maildir accounts
+    return MaildirMailbox(account.path, quarantine_folder=account.quarantine_folder)
+
+
+def _imap(account: AccountConfig) -> Mailbox:
+    from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
+
+    return ImapMailbox(
+        ImapConfig(
+            host=account.host,
+            port=account.port,
+            security=account.security,
+            username=account.username,
+            password=account.password,
+            folder=account.folder,
+            quarantine_folder=account.quarantine_folder,
+            timeout=account.timeout,
+            ssl_context=account.ssl_context,
+        )
+    )
+
+
+def mailbox_factory() -> MailboxFactory:
+    """A mailbox factory for the bundled adapters (IMAP, POP3, Maildir) the accounts name.
+
+    Each call of the factory opens a fresh session. Keep one factory per service: it carries
+    the POP3 skip lists (quarantined UIDLs) from one session to the next.
+    """
+    return _ConfiguredMailboxes()
+
+
+@attrs.define
+class Wiring:
+    """What :func:`bootstrap` built: use ``service``, or the parts; ``close`` when done.
+
+    A ``with`` block closes the store on exit, if :func:`bootstrap` opened it.
+    """
+
+    config: Config
+    repository: Repository
+    mailer: Mailer | None
+    mailbox_factory: MailboxFactory
+    service: PollingService
+    owns_repository: bool = False
+
+    def close(self) -> None:
+        """Close the store when bootstrap opened it (a host's own store is left open)."""
+        close = getattr(self.repository, "close", None)
+        if self.owns_repository and close is not None:
+            close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def bootstrap(
+    config: Config,
+    *,
+    repository: Repository | None = None,
+    mailer: Mailer | _FromConfig | None = FROM_CONFIG,
+    mailboxes: MailboxFactory | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+) -> Wiring:
+    """Wire the polling service from ``config``, taking any part the host passes instead.
+
+    ``repository``: default the SQLite store of ``config.store`` (created when missing).
+    ``mailer``: default :func:`make_mailer`; None records replies as pending without sending.
+    ``mailboxes``: default :func:`mailbox_factory`. ``now`` and ``random_token`` go to the
+    service (tests pass fixed ones). Raises ConfigError when the store cannot be opened.
+    """
+    owns = repository is None
+    store = open_store(config.store) if repository is None else repository
+    chosen_mailer = make_mailer(config) if isinstance(mailer, _FromConfig) else mailer
+    factory = mailboxes if mailboxes is not None else mailbox_factory()
+    service = PollingService(
+        config, store, chosen_mailer, factory, now=now, random_token=random_token
+    )
+    return Wiring(config, store, chosen_mailer, factory, service, owns_repository=owns)

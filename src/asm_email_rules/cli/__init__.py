@@ -1,0 +1,143 @@
+"""The ``asm-email-rules`` command line: demo, explain, process, poll, truncate, init and tables.
+
+One module per command, each with ``add_parser(subparsers)`` (its options, next to its code)
+and ``run(args) -> int``. Exit codes: 0 success; 1 a message could not be parsed or processed;
+2 usage or configuration error (including a store that cannot be opened); 3 a mailbox or the
+SMTP server failed; 130 interrupted. Errors are one line on stderr, never a traceback:
+:data:`EXIT_CODES` maps each exception type to its code and message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
+
+from asm_email_rules.cli import demo, explain, init, poll, process, tables, truncate
+from asm_email_rules.cli._common import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_MESSAGE,
+    EXIT_OK,
+    EXIT_TRANSPORT,
+    PROG,
+    Parser,
+    UsageError,
+)
+from asm_email_rules.errors import AsmEmailError, ConfigError, MailboxError, MessageParseError
+from asm_email_rules.logs import JsonFormatter as JsonFormatter  # importable here as before
+from asm_email_rules.logs import KeyValueFormatter as KeyValueFormatter
+from asm_email_rules.logs import install_handler, remove_handler
+from asm_email_rules.sample import DEMO_MAILBOX_OPTIONS, DEMO_NOW, demo_inbox
+
+__all__ = [
+    "DEMO_MAILBOX_OPTIONS",
+    "DEMO_NOW",
+    "EXIT_CONFIG",
+    "EXIT_MESSAGE",
+    "EXIT_OK",
+    "EXIT_TRANSPORT",
+    "demo_inbox",
+    "main",
+]
+
+COMMANDS: tuple[ModuleType, ...] = (demo, explain, process, poll, truncate, init, tables)
+"""The commands in the order ``--help`` lists them."""
+
+EXIT_CODES: tuple[tuple[type[BaseException], int, Callable[[BaseException], str]], ...] = (
+    (UsageError, EXIT_CONFIG, lambda exc: f"{PROG}: {exc}"),
+    (ConfigError, EXIT_CONFIG, lambda exc: f"{PROG}: configuration error: {exc}"),
+    (MessageParseError, EXIT_MESSAGE, lambda exc: f"{PROG}: cannot parse the message: {exc}"),
+    (MailboxError, EXIT_TRANSPORT, lambda exc: f"{PROG}: mailbox error: {exc}"),
+    (AsmEmailError, EXIT_MESSAGE, lambda exc: f"{PROG}: {type(exc).__name__}: {exc}"),
+    (KeyboardInterrupt, EXIT_INTERRUPTED, lambda exc: f"{PROG}: interrupted"),
+)
+"""Exception type -> exit code and the one stderr line; the first row that matches wins, so a
+subclass comes before its base (a test checks that no row is shadowed)."""
+
+_HANDLED = tuple(kind for kind, _, _ in EXIT_CODES)
+
+
+def exit_code_for(exc: BaseException) -> tuple[int, str]:
+    """The exit code and stderr line for ``exc`` (one of the :data:`EXIT_CODES` types)."""
+    for kind, code, describe in EXIT_CODES:
+        if isinstance(exc, kind):
+            return code, describe(exc)
+    raise TypeError(f"no exit code for {type(exc).__name__}") from exc
+
+
+def _version() -> str:
+    try:
+        return version("asm-email-rules")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per module of :data:`COMMANDS`."""
+    parser = Parser(
+        prog=PROG,
+        description="Incoming-email rules for service desks.",
+        epilog="Exit codes: 0 ok; 1 a message could not be parsed or processed; "
+        "2 usage or configuration error; 3 mailbox or SMTP failure.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--log-json", action="store_true", help="log one JSON object per line (stderr)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
+    """The parsed arguments, or the exit code when parsing ended the run (usage, --help)."""
+    try:
+        return parser.parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_CONFIG
+
+
+def _silence_stdout() -> None:
+    """The reader went away (``... | head``): point stdout at /dev/null for the final flush."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
+    parser = build_parser()
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+    level = logging.INFO if args.verbose else getattr(args, "log_level", logging.WARNING)
+    handler = install_handler(sys.stderr, level, as_json=args.log_json)
+    try:
+        code: int = args.handler(args)
+        return code
+    except _HANDLED as exc:
+        code, line = exit_code_for(exc)
+        print(line, file=sys.stderr)
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OK
+    finally:
+        remove_handler(handler)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

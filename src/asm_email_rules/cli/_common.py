@@ -1,0 +1,92 @@
+"""What the commands share: exit codes, the usage error, file reading and table printing."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from asm_email_rules.config import Config, load_config
+from asm_email_rules.model import OutgoingEmail
+from asm_email_rules.sample import DEMO_MAILBOX_OPTIONS, DEMO_SYSTEM, sample_mailbox
+from asm_email_rules.settings import MailboxSettings, SystemSettings
+
+PROG = "asm-email-rules"
+
+EXIT_OK = 0
+EXIT_MESSAGE = 1
+EXIT_CONFIG = 2
+EXIT_TRANSPORT = 3
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A command-line usage mistake (argparse would exit; we want one line and code 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises :class:`UsageError` instead of printing and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of ``path``; UsageError (exit 2) when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_inbox(path: Path) -> list[tuple[str, bytes]]:
+    """Every ``*.eml`` of the folder ``path`` as (file name, bytes), sorted by name."""
+    if not path.is_dir():
+        raise UsageError(f"--inbox {path}: not a folder")
+    found = sorted((p.name, p.read_bytes()) for p in path.glob("*.eml") if p.is_file())
+    if not found:
+        raise UsageError(f"--inbox {path}: no .eml files")
+    return found
+
+
+def demo_mailbox() -> MailboxSettings:
+    """The sample mailbox with the options the demo switches on."""
+    return sample_mailbox(**DEMO_MAILBOX_OPTIONS)
+
+
+def settings_for(
+    args: argparse.Namespace,
+) -> tuple[Config | None, MailboxSettings, SystemSettings]:
+    """The configuration and the account's settings of ``--config``/``--account``, or the demo
+    mailbox and system (and no configuration) without ``--config``."""
+    if not args.config:
+        if getattr(args, "account", None):
+            raise UsageError("--account needs --config")
+        return None, demo_mailbox(), DEMO_SYSTEM
+    config = load_config(args.config)
+    account = config.account(args.account)
+    return config, account.mailbox, config.system
+
+
+def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """Left-aligned columns, the first row as a header underlined with dashes."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        print("  ".join(cells).rstrip(), file=out)
+        if index == 0:
+            print("  ".join("-" * width for width in widths), file=out)
+
+
+def reply_dict(reply: OutgoingEmail | None) -> dict[str, Any] | None:
+    """The JSON shape of a reply in command output: to, subject, body, Message-IDs."""
+    if reply is None:
+        return None
+    return {
+        "to": reply.to,
+        "subject": reply.subject,
+        "body": reply.body,
+        "message_id": reply.message_id,
+        "in_reply_to": reply.in_reply_to,
+    }

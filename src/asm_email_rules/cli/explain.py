@@ -1,0 +1,70 @@
+"""``asm-email-rules explain FILE.eml``: the decision for one message and why; changes nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asm_email_rules.bootstrap import open_sample_store, open_store
+from asm_email_rules.cli._common import EXIT_MESSAGE, EXIT_OK, read_file, settings_for
+from asm_email_rules.config import Config
+from asm_email_rules.errors import MessageParseError
+from asm_email_rules.pipeline import explain
+from asm_email_rules.protocols import Repository
+
+NAME = "explain"
+
+
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    """Declare ``explain`` and its options."""
+    parser = commands.add_parser(
+        NAME,
+        help="dry run: print the decision for one message and why",
+        description="Decide what would happen to FILE.eml without changing anything. Without "
+        "--config and --store the sample desk and the demo mailbox options are used.",
+    )
+    parser.add_argument("file", metavar="FILE.eml")
+    parser.add_argument("--config", metavar="F", help="configuration file (mailbox settings)")
+    parser.add_argument("--store", metavar="DB", help="SQLite store to read (default: config's)")
+    parser.add_argument(
+        "--account", metavar="NAME", help="account whose settings to use (default: the first)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the decision as JSON")
+    parser.set_defaults(handler=run)
+
+
+def _store(args: argparse.Namespace, config: Config | None) -> Repository:
+    """``--store``, else the configuration's store, else the sample desk in memory."""
+    if args.store:
+        return open_store(Path(args.store), must_exist=True)
+    if config is not None:
+        return open_store(config.store, must_exist=True)
+    return open_sample_store()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the decision (text or ``--json``); exit 1 when the message cannot be parsed."""
+    raw = read_file(Path(args.file))
+    config, mailbox, system = settings_for(args)
+    repository = _store(args, config)
+    try:
+        decision = explain(raw, repository, mailbox, system, datetime.now(UTC))
+    except MessageParseError as exc:
+        if args.json:
+            print(json.dumps({"error": f"cannot parse: {exc}"}))
+            return EXIT_MESSAGE
+        raise
+    finally:
+        close = getattr(repository, "close", None)
+        if close is not None:
+            close()
+    if args.json:
+        print(decision.to_json())
+    else:
+        store = args.store or (str(config.store) if config else "the sample desk (in memory)")
+        print(f"dry run of {args.file} against {store}, mailbox {mailbox.name}: nothing changed")
+        print(decision.explain())
+    return EXIT_OK

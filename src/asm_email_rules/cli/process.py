@@ -1,0 +1,114 @@
+"""``asm-email-rules process FILE.eml ...``: apply messages to the configured store and reply."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asm_email_rules.bootstrap import make_mailer, open_store
+from asm_email_rules.cli._common import (
+    EXIT_MESSAGE,
+    EXIT_OK,
+    EXIT_TRANSPORT,
+    PROG,
+    UsageError,
+    read_file,
+)
+from asm_email_rules.config import AccountConfig, Config, load_config
+from asm_email_rules.errors import AsmEmailError, MessageParseError
+from asm_email_rules.model import ReplyStatus
+from asm_email_rules.pipeline import Disposition, ProcessResult, process
+from asm_email_rules.protocols import Mailer, Repository
+
+NAME = "process"
+
+
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    """Declare ``process`` and its options."""
+    parser = commands.add_parser(
+        NAME,
+        help="apply messages to the configured store and send the replies",
+        description="Run each FILE.eml through the rules against the configured store; "
+        "replies go out through [smtp] (or are recorded as pending without it).",
+    )
+    parser.add_argument("files", metavar="FILE.eml", nargs="+")
+    parser.add_argument("--config", metavar="F", required=True, help="configuration file")
+    parser.add_argument(
+        "--account", metavar="NAME", help="account whose settings to use (default: the first)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Process every file; exit 1 if one could not be processed, 3 if a reply was not sent."""
+    config = load_config(args.config)
+    account = config.account(args.account)
+    mailer = make_mailer(config)
+    if mailer is None:
+        print(
+            "no [smtp] section: replies are recorded in the store as pending, not sent",
+            file=sys.stderr,
+        )
+    repository = open_store(config.store)
+    code = EXIT_OK
+    try:
+        for name in args.files:
+            code = max(code, _process_file(name, config, account, repository, mailer))
+    finally:
+        repository.close()
+    return code
+
+
+def _process_file(
+    name: str,
+    config: Config,
+    account: AccountConfig,
+    repository: Repository,
+    mailer: Mailer | None,
+) -> int:
+    """Process one file and print what happened; its exit code (0, 1 or 3)."""
+    try:
+        raw = read_file(Path(name))
+        result = process(raw, repository, mailer, account.mailbox, config.system, datetime.now(UTC))
+    except (MessageParseError, UsageError) as exc:
+        print(f"{PROG}: {name}: {exc}", file=sys.stderr)
+        return EXIT_MESSAGE
+    except AsmEmailError as exc:
+        print(f"{PROG}: {name}: processing failed: {exc}", file=sys.stderr)
+        return EXIT_MESSAGE
+    print(describe_result(name, result))
+    for line in _reply_lines(result, repository, account, mailer is None):
+        print(f"  {line}")
+    if mailer is not None and (
+        result.reply_status is ReplyStatus.FAILED or result.disposition is not Disposition.DELETE
+    ):
+        return EXIT_TRANSPORT
+    return EXIT_OK
+
+
+def describe_result(name: str, result: ProcessResult) -> str:
+    """One line: the rule and outcome (or duplicate), the reply status, the disposition."""
+    if result.duplicate:
+        what = "already processed (ledger): nothing done again"
+    else:
+        assert result.decision is not None  # a result that is not a duplicate has a decision
+        what = f"rule {result.decision.rule}: {result.decision.outcome.value}"
+    return f"{name}: {what}; reply {result.reply_status.value}; {result.disposition.value}"
+
+
+def _reply_lines(
+    result: ProcessResult, repository: Repository, account: AccountConfig, recorded: bool
+) -> Iterator[str]:
+    entry = repository.ledger_entry(
+        account.mailbox.name, result.email.message_id or "", result.email.raw_sha256
+    )
+    if entry is None or entry.reply is None:
+        return
+    state = "recorded (not sent)" if recorded else entry.reply_status.value
+    yield f"reply {state} to {entry.reply.to}: {entry.reply.subject}"
+    if entry.last_error:
+        yield f"error: {entry.last_error}"

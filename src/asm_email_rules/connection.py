@@ -1,0 +1,56 @@
+"""How we reach mail servers: the TLS mode and the SMTP settings, as plain values.
+
+Both the configuration (:mod:`asm_email_rules.config`) and the adapters
+(:mod:`asm_email_rules.adapters.smtp`, ``imap``, ``pop3``) use these, so they live here rather
+than in an adapter: the core never imports ``adapters`` (DESIGN section 1). Nothing here opens
+a connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import ssl
+
+import attrs
+
+__all__ = ["Security", "SmtpConfig", "as_security"]
+
+
+class Security(enum.Enum):
+    """How a connection is protected: none, upgraded by STARTTLS/STLS, or TLS from the start."""
+
+    PLAIN = "plain"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+def as_security(value: Security | str) -> Security:
+    """``value`` as a :class:`Security` (``"plain"``, ``"starttls"`` or ``"tls"`` accepted).
+
+    Raises ValueError for any other string.
+    """
+    return value if isinstance(value, Security) else Security(value)
+
+
+@attrs.frozen
+class SmtpConfig:
+    """Where and how to send. ``envelope_sender`` empty means the reply's From; ``"<>"`` is null.
+
+    ``ssl_context`` defaults to :func:`ssl.create_default_context` (certificate and host name
+    checked). AUTH is used when ``username`` is set.
+    """
+
+    host: str
+    port: int = 25
+    security: Security = attrs.field(default=Security.STARTTLS, converter=as_security)
+    username: str = ""
+    password: str = attrs.field(default="", repr=False)
+    timeout: float = 30.0
+    envelope_sender: str = ""
+    local_hostname: str | None = None
+    default_sender: str = ""
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+
+    def context(self) -> ssl.SSLContext:
+        """The TLS context to use: the configured one or a verifying default."""
+        return self.ssl_context if self.ssl_context is not None else ssl.create_default_context()

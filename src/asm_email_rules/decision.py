@@ -1,0 +1,207 @@
+"""Facts in, Decision out: the values around ``decide`` and their JSON and explain rendering.
+
+``Facts`` is everything ``decide`` looks at (gathered beforehand: the only reads happen there);
+a ``Decision`` says what to do with one message and why: the rows that fired, the spec
+sentence, the actions, the complete reply and the reasons. Both are plain frozen values.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from asm_email_rules.actions import Action
+from asm_email_rules.classify import MailKind
+from asm_email_rules.model import (
+    Call,
+    EntityRef,
+    InboundEmail,
+    PersonCase,
+    Request,
+    SummaryItem,
+    Task,
+)
+from asm_email_rules.sender import SenderResolution
+from asm_email_rules.subject import SubjectCommand
+
+__all__ = ["Decision", "Facts", "Outcome", "Reply"]
+
+
+@attrs.frozen
+class Facts:
+    """Everything ``decide`` looks at, gathered beforehand (the only reads happen there).
+
+    ``authenticated`` / ``token_ok`` are None when the mailbox does not require them.
+    ``replies_to_us`` is True when the mail answers one of our messages (thread or marker).
+    """
+
+    email: InboundEmail
+    command: SubjectCommand
+    sender: SenderResolution
+    now: datetime
+    mail_kind: MailKind = MailKind.NORMAL
+    mail_kind_reasons: tuple[str, ...] = ()
+    bounce_permanent: bool = False
+    bounce_summary: str = ""
+    may_auto_reply: bool = True
+    call: Call | None = None
+    task: Task | None = None
+    request: Request | None = None
+    in_partition: bool = True
+    summary_items: tuple[SummaryItem, ...] = ()
+    summary_total: int = 0
+    replies_last_hour: int = 0
+    replies_to_us: bool = False
+    authenticated: bool | None = None
+    auth_reason: str = ""
+    token_ok: bool | None = None
+    token_reason: str = ""
+    token_id: str | None = None
+
+
+@attrs.frozen
+class Reply:
+    """The reply to send: recipient, subject, body, the record it is about and its template."""
+
+    to: str
+    subject: str
+    body: str
+    template_id: str
+    ref: EntityRef | None = None
+
+
+class Outcome(enum.Enum):
+    """What a table row decides."""
+
+    CONTINUE = "continue"
+    DISCARD = "discard"
+    LOG_CALL = "log_call"
+    LOG_NEW_USER = "log_new_user"
+    LOG_DEFAULT_ANALYST = "log_default_analyst"
+    LOG_LINKED_ANALYST = "log_linked_analyst"
+    UPDATE_CALL = "update_call"
+    REOPEN_CALL = "reopen_call"
+    NOTE_CLOSED_CALL = "note_closed_call"
+    REPLY_CLOSED_NOT_UPDATED = "reply_closed_not_updated"
+    CLOSE_CALL = "close_call"
+    REPLY_ALREADY_CLOSED = "reply_already_closed"
+    REFUSE_PERMISSION = "refuse_permission"
+    REFUSE_UNAUTHENTICATED = "refuse_unauthenticated"
+    REFUSE_TOKEN = "refuse_token"
+    APPROVE_OR_REJECT = "approve_or_reject"
+    REPLY_NOT_IDENTIFIED = "reply_not_identified"
+    REPLY_NOT_APPROVAL = "reply_not_approval"
+    REPLY_NOT_PENDING = "reply_not_pending"
+    REPLY_CONFLICT = "reply_conflict"
+    UPDATE_TASK = "update_task"
+    UPDATE_REQUEST = "update_request"
+    SEND_SUMMARY = "send_summary"
+    REPLY_ANALYSTS_ONLY = "reply_analysts_only"
+
+
+@attrs.frozen
+class Decision:
+    """What to do with one message and why: a value, printable and JSON-able."""
+
+    rule: str
+    spec: str
+    outcome: Outcome
+    mail_kind: MailKind
+    command: SubjectCommand
+    person_case: PersonCase
+    person_id: int | None
+    actions: tuple[Action, ...]
+    reply: Reply | None
+    reasons: tuple[str, ...]
+    conditions: tuple[tuple[str, object], ...] = ()
+    reply_suppressed: str = ""
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """Every row that fired, in order (a route to the log-call table fires two)."""
+        return tuple(self.rule.split(" > "))
+
+    def action_kinds(self) -> tuple[str, ...]:
+        """The kinds of the actions, in order (handy in tests and logs)."""
+        return tuple(action.kind for action in self.actions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: mail kind, command, person case, actions, reply and reasons."""
+        return {
+            "rule": self.rule,
+            "spec": self.spec,
+            "outcome": self.outcome.value,
+            "mail_kind": self.mail_kind.value,
+            "command": {
+                "kind": self.command.kind.value,
+                "number": self.command.number,
+                "source": self.command.source.value,
+                "matched": self.command.matched,
+                "ignored": list(self.command.ignored),
+            },
+            "person_case": self.person_case.value,
+            "person_id": self.person_id,
+            "actions": [_action_dict(action) for action in self.actions],
+            "reply": None
+            if self.reply is None
+            else {
+                "to": self.reply.to,
+                "subject": self.reply.subject,
+                "body": self.reply.body,
+                "template": self.reply.template_id,
+            },
+            "reply_suppressed": self.reply_suppressed or None,
+            "reasons": list(self.reasons),
+            "conditions": {name: _jsonable(value) for name, value in self.conditions},
+        }
+
+    def to_json(self) -> str:
+        """The decision as one JSON object."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+    def explain(self) -> str:
+        """A short human explanation: the rule, its spec sentence, the actions and the reply."""
+        lines = [
+            f"rule {self.rule}: {self.outcome.value}",
+            f"  spec: {self.spec}",
+            f"  mail: {self.mail_kind.value}; command: {self.command.kind.value}"
+            + (f" #{self.command.number}" if self.command.number is not None else "")
+            + f"; sender: {self.person_case.value}",
+        ]
+        lines += [f"  action: {_describe(action)}" for action in self.actions]
+        if self.reply is not None:
+            lines.append(f"  reply to {self.reply.to}: {self.reply.subject}")
+        elif self.reply_suppressed:
+            lines.append(f"  reply suppressed: {self.reply_suppressed}")
+        else:
+            lines.append("  no reply")
+        lines += [f"  why: {reason}" for reason in self.reasons]
+        return "\n".join(lines)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, EntityRef):
+        return {"kind": value.kind.value, "number": value.number}
+    if isinstance(value, tuple):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _action_dict(action: Action) -> dict[str, object]:
+    fields = attrs.asdict(action, recurse=False)
+    return {"kind": action.kind, **{name: _jsonable(value) for name, value in fields.items()}}
+
+
+def _describe(action: Action) -> str:
+    fields = ", ".join(
+        f"{name}={_jsonable(value)!r}"
+        for name, value in attrs.asdict(action, recurse=False).items()
+        if name not in ("text", "description")
+    )
+    return f"{action.kind}({fields})"

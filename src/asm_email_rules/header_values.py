@@ -1,0 +1,345 @@
+"""Header field values: charsets, RFC 2047 encoded-words, MIME parameters, msg-ids and dates.
+
+Each reader is linear in its input and total: what it cannot read is kept as text, dropped or
+``None``, and every repair is recorded as an :class:`~asm_email_rules.intake_notes.IntakeNote`
+in the ``notes`` list the caller passes.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import functools
+import re
+from datetime import datetime, timedelta, timezone
+from email.message import Message
+from email.policy import compat32
+from email.utils import collapse_rfc2231_value, parsedate_to_datetime
+
+from dateutil import parser as date_parser
+
+from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
+
+__all__ = [
+    "clean_text",
+    "decode_bytes",
+    "decode_header_text",
+    "header_bytes_to_str",
+    "mime_params",
+    "parse_date",
+    "parse_msg_ids",
+]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MSGID = re.compile(r"<([^<>]*)>")
+_RFC5322_DATE = re.compile(
+    r"\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
+    r"\s+([+-])(\d{2})(\d{2})(?:\s|$)"
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+_LINE_BREAKS = re.compile(r"[\t\r\n]")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*(?:"|$)|[^;]*)')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+_B64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_MAX_DATE = 200  # characters of Date given to dateutil
+
+
+# --------------------------------------------------------------------------- text decoding
+
+
+@functools.lru_cache(maxsize=256)
+def _codec(name: str | None) -> str | None:
+    """Python codec name for a MIME charset, or None when unknown or not a text codec."""
+    if not name:
+        return None
+    try:
+        info = codecs.lookup(name.strip().strip('"').lower())
+    except (LookupError, ValueError, TypeError):
+        return None
+    if not getattr(info, "_is_text_encoding", True):
+        return None
+    return info.name
+
+
+def decode_bytes(data: bytes, charset: str | None, what: str, notes: list[IntakeNote]) -> str:
+    """Decode with the declared charset, then UTF-8, windows-1252, latin-1; note each fallback."""
+    codec = _codec(charset)
+    if codec is not None:
+        try:
+            return data.decode(codec)
+        except (UnicodeDecodeError, LookupError, ValueError):
+            kind = IntakeNoteKind.UNDECODABLE_BYTES
+            problem = f"{what}: bytes invalid in declared charset {charset!r}"
+    elif charset:
+        kind = IntakeNoteKind.UNKNOWN_CHARSET
+        problem = f"{what}: charset {charset!r} unknown"
+    else:
+        kind = IntakeNoteKind.UNDECLARED_8BIT_TEXT
+        problem = ""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if problem:
+            notes.append(IntakeNote(kind, f"{problem}; decoded as utf-8"))
+        return text
+    try:
+        text = data.decode("windows-1252")
+        used = "windows-1252"
+    except UnicodeDecodeError:
+        text = data.decode("latin-1", errors="replace")
+        used = "latin-1"
+    problem = problem or f"{what}: no charset and not utf-8"
+    notes.append(IntakeNote(kind, f"{problem}; decoded as {used}"))
+    return text
+
+
+def header_bytes_to_str(value: bytes, name: str, notes: list[IntakeNote]) -> str:
+    """Raw header bytes to text: ASCII, else UTF-8 (RFC 6532), else a noted legacy fallback."""
+    try:
+        return value.decode("ascii")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        text, used = value.decode("windows-1252"), "windows-1252"
+    except UnicodeDecodeError:
+        text, used = value.decode("latin-1"), "latin-1"
+    notes.append(
+        IntakeNote(
+            IntakeNoteKind.NON_UTF8_HEADER,
+            f"header {name!r} has 8-bit bytes that are not utf-8; decoded as {used}",
+        )
+    )
+    return text
+
+
+def _decode_word(charset: str, enc: str, text: str) -> bytes | None:
+    """Bytes of one encoded-word, or None when its base64 is broken."""
+    if enc in "bB":
+        if not _B64_TEXT.fullmatch(text):
+            return None
+        core = text.rstrip("=")
+        if len(core) % 4 == 1:
+            return None
+        try:
+            return binascii.a2b_base64(core + "=" * (-len(core) % 4))
+        except binascii.Error:
+            return None
+    return binascii.a2b_qp(text.encode("ascii", "replace"), header=True)
+
+
+def decode_header_text(
+    value: str, notes: list[IntakeNote] | None = None, what: str = "header"
+) -> str:
+    """Decode RFC 2047 encoded-words (broken ones stay as text) and turn control chars to spaces.
+
+    Adjacent encoded-words in one charset are joined before decoding (a character may be split
+    across them); whitespace between encoded-words is dropped (RFC 2047 section 6.2).
+    """
+    sink: list[IntakeNote] = notes if notes is not None else []
+    if "=?" not in value:
+        return clean_text(value)
+    out: list[str] = []
+    pending: bytearray = bytearray()
+    pending_cs = ""
+    last_end = 0
+    after_word = False
+
+    def flush() -> None:
+        nonlocal pending, pending_cs
+        if pending_cs:
+            out.append(decode_bytes(bytes(pending), pending_cs, what, sink))
+        pending = bytearray()
+        pending_cs = ""
+
+    for match in _ENCODED_WORD.finditer(value):
+        gap = value[last_end : match.start()]
+        last_end = match.end()
+        charset = match.group(1).split("*", 1)[0]
+        data = _decode_word(charset, match.group(2), match.group(3))
+        if not (after_word and gap.strip() == ""):
+            flush()
+            out.append(gap)
+        if data is None:
+            flush()
+            sink.append(
+                IntakeNote(
+                    IntakeNoteKind.BROKEN_ENCODED_WORD, f"{what}: broken encoded-word kept as text"
+                )
+            )
+            out.append(match.group(0))
+            after_word = False
+            continue
+        if pending_cs and charset.lower() != pending_cs.lower():
+            flush()
+        pending_cs = charset
+        pending += data
+        after_word = True
+    flush()
+    out.append(value[last_end:])
+    return clean_text("".join(out))
+
+
+def clean_text(text: str) -> str:
+    """CR, LF and TAB become spaces; other control characters are removed."""
+    found = _ANY_CONTROL.search(text)
+    if found is None:
+        return text
+    if found.group() == "\t":  # the common case: a folded header's tab
+        text = text.replace("\t", " ")
+        if _ANY_CONTROL.search(text, found.start()) is None:
+            return text
+    return _CONTROL.sub("", _LINE_BREAKS.sub(" ", text))
+
+
+# --------------------------------------------------------------------------- MIME parameters
+
+
+def mime_params(value: str | None, default: str) -> tuple[str, dict[str, str]]:
+    """Lower-cased type and parameters of Content-Type / Content-Disposition.
+
+    A regex reads the plain form; values with RFC 2231 ``name*`` parameters go through the
+    stdlib ``compat32`` parser (continuations and charsets). The value is length-capped before.
+    """
+    if value is None:
+        return default, {}
+    head, _, rest = value.partition(";")
+    kind = head.strip().lower()
+    if default and kind.count("/") != 1:
+        kind = default
+    if not rest:
+        return kind, {}
+    if "*" not in rest:
+        params: dict[str, str] = {}
+        for match in _PARAM.finditer(";" + rest):
+            raw_value = match.group(2).strip()
+            if raw_value.startswith('"'):
+                raw_value = (
+                    raw_value[1:-1]
+                    if raw_value.endswith('"') and len(raw_value) > 1
+                    else raw_value[1:]
+                )
+                if "\\" in raw_value:
+                    raw_value = _QUOTED_PAIR.sub(r"\1", raw_value)
+            params.setdefault(match.group(1).lower(), raw_value)
+        return kind, params
+    meta = Message(policy=compat32)
+    meta["content-type"] = "x/x;" + rest
+    out: dict[str, str] = {}
+    try:
+        pairs = meta.get_params(header="content-type") or []
+    except Exception:  # defensive: stdlib parameter parsing on hostile input
+        pairs = []
+    for name, param in pairs[1:]:
+        out.setdefault(str(name).lower(), str(collapse_rfc2231_value(param)))
+    return kind, out
+
+
+# --------------------------------------------------------------------------- msg-ids
+
+
+def parse_msg_ids(value: str) -> tuple[str, ...]:
+    """Message-IDs in a header as ``<left@right>`` tokens, skipping comments; linear scan.
+
+    A value with no ``<...>`` but bare ``left@right`` words yields those words in brackets.
+    """
+    if "(" not in value and "<" in value:
+        found = _MSGID.findall(value)
+        if found and value.count("<") == len(found):
+            return tuple(
+                f"<{''.join(mid.split())}>" if " " in mid or "\t" in mid else f"<{mid}>"
+                for mid in found
+                if mid.strip()
+            )
+    ids: list[str] = []
+    i = 0
+    n = len(value)
+    depth = 0
+    while i < n:
+        ch = value[i]
+        if depth:
+            if ch == "\\":
+                i += 1
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+            i += 1
+        elif ch == "(":
+            depth = 1
+            i += 1
+        elif ch == "<":
+            end = value.find(">", i + 1)
+            if end < 0:
+                break
+            inner = "".join(value[i + 1 : end].split())
+            if inner and "<" not in inner:
+                ids.append(f"<{inner}>")
+            i = end + 1
+        else:
+            next_angle = value.find("<", i)
+            next_comment = value.find("(", i)
+            stops = [p for p in (next_angle, next_comment) if p >= 0]
+            i = min(stops) if stops else n
+    if not ids:
+        ids = [f"<{word.strip('<>')}>" for word in value.split() if "@" in word.strip("<>")]
+    return tuple(ids)
+
+
+# --------------------------------------------------------------------------- dates
+
+
+def parse_date(value: str | None, notes: list[IntakeNote]) -> datetime | None:
+    """RFC 5322 date, else a bounded dateutil parse, else None (noted)."""
+    if value is None:
+        return None
+    quick = _RFC5322_DATE.match(value)
+    if quick is not None and (quick.group(7) == "+" or quick.group(8, 9) != ("00", "00")):
+        day, month, year, hour, minute, second, sign, zh, zm = quick.groups()
+        month_number = _MONTHS.get(month.lower())
+        if month_number is not None:
+            offset = timedelta(hours=int(zh), minutes=int(zm))
+            try:
+                return datetime(
+                    int(year),
+                    month_number,
+                    int(day),
+                    int(hour),
+                    int(minute),
+                    int(second or 0),
+                    tzinfo=timezone(-offset if sign == "-" else offset),
+                )
+            except ValueError:
+                pass
+    text = " ".join(clean_text(value).split())
+    try:
+        return parsedate_to_datetime(text)
+    except (ValueError, TypeError, IndexError, OverflowError):
+        pass
+    if len(text) <= _MAX_DATE:
+        try:
+            parsed = date_parser.parse(text)
+        except (ValueError, OverflowError, TypeError, LookupError):
+            parsed = None
+        if parsed is not None:
+            notes.append(
+                IntakeNote(
+                    IntakeNoteKind.LENIENT_DATE,
+                    f"Date {text[:80]!r} is not RFC 5322; read leniently",
+                )
+            )
+            return parsed
+    notes.append(IntakeNote(IntakeNoteKind.INVALID_DATE, f"Date {text[:80]!r} could not be parsed"))
+    return None

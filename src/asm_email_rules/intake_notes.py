@@ -1,0 +1,75 @@
+"""Typed intake notes: what intake had to repair in a message, as a kind and a readable detail.
+
+Modelled on the standard library's ``email.errors`` defect classes: a program (or a test)
+tells notes apart by their :class:`IntakeNoteKind`; a person reads ``str(note)``, which is the
+detail, e.g. ``part 1 (text/plain): charset 'x-unknown' unknown; decoded as utf-8``. A note
+never means the message is refused: intake repaired or dropped something and carried on.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+__all__ = ["IntakeNote", "IntakeNoteKind"]
+
+
+class IntakeNoteKind(enum.Enum):
+    """What intake repaired. Names follow ``email.errors`` where the stdlib has the defect."""
+
+    # text and charsets (RFC 2045 section 4 charset parameter, RFC 2047, RFC 6532)
+    UNKNOWN_CHARSET = "unknown_charset"
+    """The declared charset is not known; the bytes were decoded with a fallback codec."""
+    UNDECODABLE_BYTES = "undecodable_bytes"
+    """Bytes invalid in the declared charset; decoded with a fallback codec."""
+    UNDECLARED_8BIT_TEXT = "undeclared_8bit_text"
+    """8-bit text with no charset that is not UTF-8; decoded as windows-1252 or latin-1."""
+    NON_UTF8_HEADER = "non_utf8_header"
+    """Raw 8-bit header bytes that are not UTF-8 (RFC 6532); decoded as a legacy charset."""
+    BROKEN_ENCODED_WORD = "broken_encoded_word"
+    """An RFC 2047 encoded-word whose base64 is broken; kept as text."""
+    # header fields (RFC 5322 section 3.6)
+    DUPLICATE_HEADER = "duplicate_header"
+    """A field that may occur once (From, Subject, Message-ID, Date) occurs again; first used."""
+    MISSING_FROM = "missing_from"
+    """No From field: the sender is unknown."""
+    MULTIPLE_FROM_ADDRESSES = "multiple_from_addresses"
+    """From lists several mailboxes: the sender is unknown."""
+    INVALID_FROM = "invalid_from"
+    """From has no valid mailbox (e.g. the CVE-2023-27043 shape): the sender is unknown."""
+    INVALID_ADDRESS = "invalid_address"
+    """Some addresses of an address field could not be parsed and were ignored."""
+    TOO_MANY_ADDRESSES = "too_many_addresses"
+    """An address field lists more addresses than intake keeps; the rest were ignored."""
+    LENIENT_DATE = "lenient_date"
+    """Date is not RFC 5322 (section 3.3) but was read leniently."""
+    INVALID_DATE = "invalid_date"
+    """Date could not be read at all: the date is unknown."""
+    # MIME structure and transfer encodings (RFC 2045, RFC 2046)
+    NO_BOUNDARY_IN_MULTIPART = "no_boundary_in_multipart"
+    """A multipart part without a boundary parameter, read as text/plain."""
+    INVALID_BASE64_CHARACTERS = "invalid_base64_characters"
+    """Characters outside the base64 alphabet in a base64 body; ignored."""
+    INVALID_BASE64_LENGTH = "invalid_base64_length"
+    """A base64 body that does not decode as is; repaired by dropping the trailing bits."""
+    UNKNOWN_TRANSFER_ENCODING = "unknown_transfer_encoding"
+    """A Content-Transfer-Encoding intake does not know; the body kept as is."""
+    HTML_BODY_CUT = "html_body_cut"
+    """An HTML-only body too long to convert whole: only its start became the text body."""
+    ATTACHMENT_DROPPED = "attachment_dropped"
+    """An attachment over the size limit was dropped (a limit violation is recorded too)."""
+
+
+@attrs.frozen
+class IntakeNote:
+    """One repair intake made: its kind and a detail naming the field, part or value.
+
+    ``str(note)`` is the detail, as explain and the logs show it.
+    """
+
+    kind: IntakeNoteKind
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail

@@ -1,0 +1,395 @@
+"""The MIME tree of one message, split in one linear pass, and the bodies of its leaf parts.
+
+:class:`MimeReader` reads header sections (a fast regex pass for a well-formed top-level
+header, a careful line-by-line reader otherwise), finds the parts by ``bytes.find`` on boundary
+lines without recursion (RFC 2046 section 5.1), and undoes Content-Transfer-Encodings
+(RFC 2045 section 6). It enforces the structural :class:`~asm_email_rules.settings.Limits`
+(header count and bytes, MIME depth, part count) as it goes, recording limit violations and
+intake notes instead of raising.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Iterator
+
+import attrs
+
+from asm_email_rules.header_values import clean_text, header_bytes_to_str, mime_params
+from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
+from asm_email_rules.model import LimitKind, LimitViolation
+from asm_email_rules.settings import Limits
+
+__all__ = ["MIME_HEADERS", "MimePart", "MimeReader", "cut_lines", "longest_line"]
+
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+_HEADER_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
+_HEADER_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+):([^\n]*\n(?:[ \t][^\n]*\n)*)")
+_FIELD_START = re.compile(rb"\n[^ \t\r\n]")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+MIME_HEADERS = frozenset(
+    {"content-type", "content-disposition", "content-transfer-encoding", "content-id"}
+)
+#: characters of Content-Type/-Disposition read (compat32's parameter parser is quadratic)
+_MAX_MIME_HEADER = 8192
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n"
+
+
+@attrs.define
+class MimePart:
+    """One MIME part found by the scanner: header pairs and the byte range of its body."""
+
+    headers: list[tuple[bytes, bytes]]
+    body_start: int
+    body_end: int
+    depth: int
+    kept: bool = True
+    children: list[MimePart] = attrs.Factory(list)
+    ctype: str = "text/plain"
+    boundary: str | None = None
+    params: dict[str, str] = attrs.Factory(dict)
+    disposition: str | None = None
+    filename: str = ""
+    cte: str = ""
+    content_id: str | None = None
+
+
+@attrs.define
+class _Level:
+    """An open multipart: its boundary and the part currently being read inside it."""
+
+    boundary: bytes
+    part: MimePart
+    previous: int | None
+    current: MimePart | None = None
+
+
+class MimeReader:
+    """State of reading one message's MIME tree: the raw bytes, the limits, notes, violations."""
+
+    def __init__(self, raw: bytes, limits: Limits) -> None:
+        self.raw = raw
+        self.limits = limits
+        self.notes: list[IntakeNote] = []
+        self.violations: dict[LimitKind, LimitViolation] = {}
+        self.cut_at = 0
+        self.part_count = 0
+        self.max_depth = 0
+
+    def note(self, kind: IntakeNoteKind, detail: str) -> None:
+        """Record a repair intake made."""
+        self.notes.append(IntakeNote(kind, detail))
+
+    def violate(self, kind: LimitKind, limit: int, actual: int, detail: str) -> None:
+        """Record a limit violation (the largest ``actual`` per kind)."""
+        old = self.violations.get(kind)
+        if old is None or actual > old.actual:
+            self.violations[kind] = LimitViolation(kind, limit, actual, detail)
+
+    # -- headers ------------------------------------------------------------------------
+
+    def read_headers(self, pos: int, top: bool) -> tuple[list[tuple[bytes, bytes]], int]:
+        """Header fields from ``pos`` to the blank line (or first non-header line); body start."""
+        if top and not self.cut_at:
+            fast = self.read_headers_fast()
+            if fast is not None:
+                return fast
+        return self.read_headers_slow(pos, top)
+
+    def read_headers_fast(self) -> tuple[list[tuple[bytes, bytes]], int] | None:
+        """The top-level header in one regex pass when it is well formed and within the limits."""
+        raw = self.raw
+        blank = _BLANK_LINE.search(raw, 0, self.limits.max_header_bytes + 2)
+        if blank is None or raw[:1] in (b" ", b"\t", b"\r", b"\n"):
+            return None
+        block = raw[: blank.start() + 1]
+        if _HEADER_BLOCK.fullmatch(block) is None:
+            return None  # a line that is not a header field: let the careful reader decide
+        fields = _HEADER_FIELD.findall(block)
+        if len(fields) > self.limits.max_header_count:
+            return None
+        out = [
+            (name, value.replace(b"\r\n", b"").replace(b"\n", b"").strip(b" \t"))
+            if value.count(b"\n") > 1
+            else (name, value.strip(b" \t\r\n"))
+            for name, value in fields
+        ]
+        return out, blank.end()
+
+    def read_headers_slow(self, pos: int, top: bool) -> tuple[list[tuple[bytes, bytes]], int]:
+        """Header fields line by line, applying the count, size and line-length limits."""
+        raw = self.raw
+        n = len(raw)
+        limits = self.limits
+        fields: list[tuple[bytes, list[bytes]]] = []
+        start = pos
+        count = 0
+        dropped = 0
+        over_bytes = False
+        while pos < n:
+            if pos - start > limits.max_header_bytes or (
+                count >= limits.max_header_count and raw[pos] not in (32, 9)
+            ):
+                # budget spent: skip to the end of the header section at C speed
+                blank = _BLANK_LINE.search(raw, max(pos - 1, 0))
+                stop = blank.end() if blank is not None else n
+                extra = len(_FIELD_START.findall(raw, max(pos - 1, 0), stop))
+                dropped += extra
+                count += extra
+                over_bytes = over_bytes or stop - start > limits.max_header_bytes
+                pos = stop
+                break
+            nl = raw.find(b"\n", pos)
+            end = n if nl < 0 else nl + 1
+            first = raw[pos]
+            if first in (10, 13) and raw[pos:end].strip(b"\r\n") == b"":
+                pos = end
+                break
+            if first in (32, 9):
+                if fields:
+                    fields[-1][1].append(raw[pos:end])
+                pos = end
+                continue
+            colon = raw.find(b":", pos, end)
+            if colon <= pos or not _FIELD_NAME.fullmatch(raw, pos, colon):
+                if not fields and raw.startswith(b"From ", pos):
+                    pos = end  # mbox "From " line
+                    continue
+                break
+            count += 1
+            fields.append((raw[pos:colon], [raw[colon + 1 : end]]))
+            pos = end
+        if (dropped or over_bytes) and (top or count > limits.max_header_count or over_bytes):
+            self.record_header_limit(over_bytes, pos - start, count, dropped)
+        return [(name, self.unfold(pieces)) for name, pieces in fields], pos
+
+    def record_header_limit(self, over_bytes: bool, size: int, count: int, dropped: int) -> None:
+        """Record the header-bytes (``size`` bytes) or header-count limit a section crossed."""
+        limits = self.limits
+        if over_bytes:
+            self.violate(
+                LimitKind.HEADER_BYTES,
+                limits.max_header_bytes,
+                size,
+                f"header section over {limits.max_header_bytes} bytes; "
+                f"the rest of it ({dropped} header field(s) more) dropped",
+            )
+        else:
+            self.violate(
+                LimitKind.HEADER_COUNT,
+                limits.max_header_count,
+                count,
+                f"{dropped} header(s) after the first {limits.max_header_count} dropped",
+            )
+
+    def unfold(self, pieces: list[bytes]) -> bytes:
+        """A field value from its physical lines: line breaks removed, cut to the line limit."""
+        value = b"".join(pieces) if len(pieces) > 1 else pieces[0]
+        value = value.replace(b"\r\n", b"").replace(b"\n", b"").strip(b" \t\r")
+        if self.cut_at and len(value) > self.cut_at:
+            value = value[: self.cut_at]
+        return value
+
+    # -- MIME -----------------------------------------------------------------------------
+
+    def make_part(self, pos: int, depth: int, parent: MimePart | None) -> MimePart:
+        """Read a part's headers at ``pos`` and attach it to ``parent`` if within the limits."""
+        headers, body_start = self.read_headers(pos, top=parent is None)
+        mime: dict[str, str] = {}
+        for name, value in headers:
+            if not name[:8].lower().startswith(b"content-"):
+                continue
+            lname = name.decode("ascii").lower()
+            if lname in MIME_HEADERS and lname not in mime:
+                mime[lname] = header_bytes_to_str(value, lname, self.notes)
+        return self.new_part(headers, body_start, depth, parent, mime)
+
+    def new_part(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        body_start: int,
+        depth: int,
+        parent: MimePart | None,
+        mime: dict[str, str],
+    ) -> MimePart:
+        """A part from its headers (``mime``: first Content-* values, lower-case names)."""
+        part = MimePart(headers, body_start, len(self.raw), depth)
+        mime = {key: value[:_MAX_MIME_HEADER] for key, value in mime.items()}
+        default = "text/plain"
+        if parent is not None and parent.ctype == "multipart/digest":
+            default = "message/rfc822"
+        part.ctype, part.params = mime_params(mime.get("content-type"), default)
+        disposition, disp_params = mime_params(mime.get("content-disposition"), "")
+        part.disposition = disposition or None
+        part.filename = disp_params.get("filename") or part.params.get("name") or ""
+        part.cte = mime.get("content-transfer-encoding", "").strip().lower()
+        cid = mime.get("content-id")
+        part.content_id = (clean_text(cid).strip() or None) if cid is not None else None
+        if part.ctype.startswith("multipart/"):
+            boundary = part.params.get("boundary", "").rstrip()
+            if boundary:
+                part.boundary = boundary
+            else:
+                self.note(
+                    IntakeNoteKind.NO_BOUNDARY_IN_MULTIPART,
+                    f"{part.ctype} part without boundary read as text",
+                )
+                part.ctype = "text/plain"
+        if depth > self.max_depth:
+            self.max_depth = depth
+        if parent is not None:
+            if not parent.kept or depth > self.limits.max_mime_depth:
+                part.kept = False
+            else:
+                self.part_count += 1
+                if self.part_count > self.limits.max_part_count:
+                    part.kept = False
+                else:
+                    parent.children.append(part)
+        return part
+
+    def scan(self, root: MimePart) -> None:
+        """Split the multipart tree in one pass over the boundary lines (no recursion)."""
+        raw = self.raw
+        n = len(raw)
+        levels: list[_Level] = []
+        index: dict[bytes, int] = {}
+
+        def push(part: MimePart) -> None:
+            assert part.boundary is not None
+            key = part.boundary.encode("utf-8", "surrogateescape")
+            levels.append(_Level(key, part, index.get(key)))
+            index[key] = len(levels) - 1
+
+        def pop() -> None:
+            level = levels.pop()
+            if level.previous is None:
+                del index[level.boundary]
+            else:
+                index[level.boundary] = level.previous
+
+        push(root)
+        pos = max(root.body_start - 1, 0)
+        while levels:
+            i = raw.find(b"\n--", pos)  # root.body_start >= 1: a header precedes any boundary
+            if i < 0:
+                break
+            line_start = i + 1
+            nl = raw.find(b"\n", line_start)
+            line_end = n if nl < 0 else nl
+            token = raw[line_start + 2 : line_end].rstrip(b" \t\r")
+            k = index.get(token)
+            closing = False
+            if k is None and token.endswith(b"--"):
+                k = index.get(token[:-2])
+                closing = k is not None
+            if k is None:
+                pos = line_end
+                continue
+            end = i - 1 if i > 0 and raw[i - 1] == 13 else i
+            while len(levels) - 1 > k:
+                level = levels[-1]
+                if level.current is not None:
+                    level.current.body_end = max(end, level.current.body_start)
+                level.part.body_end = max(end, level.part.body_start)
+                pop()
+            level = levels[k]
+            if level.current is not None:
+                level.current.body_end = max(end, level.current.body_start)
+                level.current = None
+            if closing:
+                level.part.body_end = max(end, level.part.body_start)
+                pop()
+                pos = line_end
+                continue
+            child = self.make_part(min(line_end + 1, n), level.part.depth + 1, level.part)
+            level.current = child
+            if self.part_count > self.limits.max_part_count:
+                break  # every later part is dropped: no need to read on
+            if child.boundary is not None and child.kept:
+                push(child)  # a part too deep stays opaque: its own boundaries are not tracked
+            pos = max(child.body_start - 1, line_end)
+            if pos >= n:
+                break
+        for level in levels:
+            if level.current is not None:
+                level.current.body_end = n
+
+    # -- leaves ---------------------------------------------------------------------------
+
+    def transfer_decode(self, part: MimePart, what: str) -> bytes:
+        """Body bytes of a leaf with its Content-Transfer-Encoding undone (never raises)."""
+        cte = part.cte
+        if cte == "base64":
+            view = memoryview(self.raw)[part.body_start : part.body_end]
+            if _has_invalid_base64(self.raw, part.body_start, part.body_end):
+                self.note(
+                    IntakeNoteKind.INVALID_BASE64_CHARACTERS,
+                    f"{what}: invalid characters in base64 ignored",
+                )
+            try:
+                return binascii.a2b_base64(view)
+            except binascii.Error:
+                cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", view)
+                cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+                self.note(
+                    IntakeNoteKind.INVALID_BASE64_LENGTH,
+                    f"{what}: invalid base64 repaired (trailing bits dropped)",
+                )
+                try:
+                    return binascii.a2b_base64(cleaned)
+                except binascii.Error:
+                    return b""
+        data = self.raw[part.body_start : part.body_end]
+        if cte == "quoted-printable":
+            return binascii.a2b_qp(data)
+        if cte and cte not in ("7bit", "8bit", "binary"):
+            self.note(
+                IntakeNoteKind.UNKNOWN_TRANSFER_ENCODING,
+                f"{what}: transfer encoding {cte!r} unknown; kept as is",
+            )
+        return data
+
+    def leaves(self, root: MimePart) -> Iterator[MimePart]:
+        """Kept leaf parts in document order (iterative walk)."""
+        stack = [root]
+        while stack:
+            part = stack.pop()
+            if part.boundary is None:
+                yield part
+            else:
+                stack.extend(reversed(part.children))
+
+    # -- the whole message ----------------------------------------------------------------
+
+
+def _has_invalid_base64(raw: bytes, start: int, end: int) -> bool:
+    """True when ``raw[start:end]`` holds bytes outside base64 and whitespace (1 MiB pieces)."""
+    step = 1 << 20
+    return any(
+        raw[offset : min(offset + step, end)].translate(None, _B64_ALPHABET)
+        for offset in range(start, end, step)
+    )
+
+
+def longest_line(raw: bytes) -> int:
+    """Length of the longest line, read in 1 MiB pieces so memory stays small (linear)."""
+    longest = carry = 0
+    step = 1 << 20
+    for offset in range(0, len(raw), step):
+        lines = raw[offset : offset + step].split(b"\n")
+        if len(lines) == 1:
+            carry += len(lines[0])
+            continue
+        longest = max(longest, carry + len(lines[0]), max(map(len, lines[1:-1]), default=0))
+        carry = len(lines[-1])
+    return max(longest, carry)
+
+
+def cut_lines(text: str, limit: int) -> str:
+    """Cut every line of ``text`` to ``limit`` characters (linear)."""
+    lines = text.split("\n")
+    if max(map(len, lines)) <= limit:
+        return text
+    return "\n".join(line[:limit] for line in lines)

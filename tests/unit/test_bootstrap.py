@@ -1,0 +1,96 @@
+"""The composition root: what bootstrap builds from a configuration, and what it leaves alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asm_email_rules.adapters.maildir import MaildirMailbox
+from asm_email_rules.adapters.memory import InMemoryRepository
+from asm_email_rules.adapters.recording import RecordingMailer
+from asm_email_rules.adapters.smtp import SmtpMailer
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.bootstrap import (
+    bootstrap,
+    mailbox_factory,
+    make_mailer,
+    open_sample_store,
+    open_store,
+)
+from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.connection import SmtpConfig
+from asm_email_rules.errors import ConfigError, RepositoryError
+from asm_email_rules.sample import sample_mailbox
+from asm_email_rules.settings import SystemSettings
+
+
+def config(tmp_path: Path, *, smtp: SmtpConfig | None = None) -> Config:
+    account = AccountConfig(
+        name="helpdesk",
+        protocol=MailProtocol.MAILDIR,
+        mailbox=sample_mailbox(),
+        path=tmp_path / "Maildir",
+    )
+    return Config(tmp_path / "store.sqlite3", SystemSettings(), smtp, (account,))
+
+
+def test_bootstrap_opens_the_configured_store_and_closes_it_on_exit(tmp_path: Path) -> None:
+    with bootstrap(config(tmp_path)) as wiring:
+        assert isinstance(wiring.repository, SqliteRepository)
+        assert wiring.mailer is None  # no [smtp]: replies are recorded, not sent
+        assert wiring.service.poll_once()["helpdesk"].processed == 0
+    assert (tmp_path / "store.sqlite3").is_file()
+    with pytest.raises(RepositoryError, match="closed database"):
+        wiring.repository.get_call(100)
+
+
+def test_bootstrap_uses_what_the_host_passes_and_leaves_its_store_open(tmp_path: Path) -> None:
+    store = InMemoryRepository()
+    mailer = RecordingMailer()
+    with bootstrap(config(tmp_path), repository=store, mailer=mailer) as wiring:
+        assert wiring.repository is store
+        assert wiring.service.repository is store
+        assert wiring.service.mailer is mailer
+    assert not (tmp_path / "store.sqlite3").exists()  # nothing opened behind the host's back
+    assert store.get_call(100) is None  # still usable
+
+
+def test_make_mailer_is_the_smtp_section_or_none(tmp_path: Path) -> None:
+    assert make_mailer(config(tmp_path)) is None
+    mailer = make_mailer(config(tmp_path, smtp=SmtpConfig(host="smtp.example.org")))
+    assert isinstance(mailer, SmtpMailer)
+    assert mailer.config.host == "smtp.example.org"
+
+
+def test_open_store_that_must_exist_names_the_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.sqlite3"
+    with pytest.raises(ConfigError, match="store not found") as caught:
+        open_store(missing, must_exist=True)
+    assert str(missing) in str(caught.value)
+    assert not missing.exists()
+
+
+def test_a_store_that_cannot_be_opened_is_a_configuration_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ConfigError, match="cannot open the store"):
+        open_store(junk)
+
+
+def test_the_sample_store_holds_the_sample_desk(tmp_path: Path) -> None:
+    in_memory = open_sample_store()
+    assert in_memory.get_call(100) is not None
+    on_disk = open_sample_store(tmp_path / "demo.sqlite3")
+    assert isinstance(on_disk, SqliteRepository)
+    assert on_disk.get_task(500) is not None
+    on_disk.close()
+
+
+def test_the_mailbox_factory_opens_the_account_s_maildir(tmp_path: Path) -> None:
+    account = config(tmp_path).accounts[0]
+    box = mailbox_factory()(account)
+    assert isinstance(box, MaildirMailbox)
+    assert box.path == tmp_path / "Maildir"
+    assert list(box.list_keys()) == []
+    box.close()
