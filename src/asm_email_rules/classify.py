@@ -139,6 +139,7 @@ _CODE_AFTER_WORD = re.compile(
     r"(?:smtp;|said:|error|returned|code|reply:)\W{0,4}([45]\d\d)\b", re.IGNORECASE
 )
 _LEADING_CODE = re.compile(r"\s*#?([245]\d\d)\b")
+_LINE_CODE = re.compile(r"^[ \t]{0,8}([45]\d\d)[ -]{1,3}[A-Za-z<#]", re.MULTILINE)
 _MSGID_LINE = re.compile(r"^\s*message-id\s*:\s*(<[^>\r\n]{1,500}>)", re.IGNORECASE | re.MULTILINE)
 _BODY_SCAN = 65536
 _REPORT_PARTS = ("message/delivery-status", "message/global-delivery-status")
@@ -192,7 +193,9 @@ def _code_and_status(report: str) -> tuple[int | None, str | None]:
     match = _CODE_WITH_STATUS.search(report)
     if match is not None:
         return int(match.group(1)), match.group(2)
-    code_match = _LEADING_CODE.match(report) or _CODE_AFTER_WORD.search(report)
+    code_match = (
+        _LEADING_CODE.match(report) or _CODE_AFTER_WORD.search(report) or _LINE_CODE.search(report)
+    )
     status_match = _FAILURE_STATUS.search(report)
     return (
         int(code_match.group(1)) if code_match else None,
@@ -352,6 +355,14 @@ _ROBOT_PREFIXES = (
     "daemon",
     "monitor",
 )
+_NOREPLY_LOCAL = re.compile(
+    r"^(?:" + "|".join(rf"{'[-_.+]?'.join(w)}" for w in _NOREPLY_WORDS) + r")"
+    r"|(?:" + "|".join(rf"{'[-_.+]?'.join(w)}" for w in _NOREPLY_WORDS) + r")$"
+)
+_ROBOT_LOCAL = re.compile(
+    r"(?:^|[-_.+])(?:(?:" + "|".join(sorted(_ROBOT_WORDS)) + r")(?:$|[-_.+])"
+    r"|(?:" + "|".join(_ROBOT_PREFIXES) + r"))"
+)
 # System accounts that only scripts send from (a web server's PHP mail(), a cron job).
 _SCRIPT_ACCOUNTS = frozenset({"www-data", "wwwrun", "apache", "nginx", "httpd", "nobody", "www"})
 _LIST_LOCAL = re.compile(
@@ -360,6 +371,25 @@ _LIST_LOCAL = re.compile(
 )
 _QUOTED_LOCAL = re.compile(r"\"[^\"@\r\n]{1,64}\"@")
 _LIST_DOMAIN = re.compile(r"^(?:lists?|listserv|mailman|groups)\.")
+# Quick tests that say "nothing to see" for most people's addresses and names.
+_LOCAL_HINT = re.compile(
+    "|".join(
+        [
+            "^(?:"
+            + "|".join(re.escape(w) for w in sorted(_DAEMON_LOCAL | _POSTMASTER_LOCAL))
+            + "|"
+            + "|".join(re.escape(w) for w in sorted(_SCRIPT_ACCOUNTS))
+            + ")$",
+            _DELIVERY_SYSTEM.pattern,
+            _NOREPLY_LOCAL.pattern,
+            _ROBOT_LOCAL.pattern,
+            _LIST_LOCAL.pattern,
+        ]
+    )
+)
+_NAME_HINT = re.compile(
+    "|".join(p.pattern for p in (_DAEMON_NAME, _POSTMASTER_NAME, _NOREPLY_NAME)), re.IGNORECASE
+)
 
 
 def _split_address(value: str) -> tuple[str, str]:
@@ -374,13 +404,11 @@ def _split_address(value: str) -> tuple[str, str]:
 
 def _robot_local(local: str) -> str | None:
     """Why a local part names a machine ("noreply", "notifications", "alerts"), or None."""
-    compact = re.sub(r"[-_.+]", "", local)
-    if any(compact.startswith(w) or compact.endswith(w) for w in _NOREPLY_WORDS):
+    if _NOREPLY_LOCAL.search(local):
         return "a no-reply address"
     if local in _SCRIPT_ACCOUNTS:
         return "a system account that scripts send from"
-    words = [w for w in re.split(r"[-_.+]", local) if w]
-    if any(w in _ROBOT_WORDS or w.startswith(_ROBOT_PREFIXES) for w in words):
+    if _ROBOT_LOCAL.search(local):
         return "a robot's address"
     return None
 
@@ -393,6 +421,12 @@ def _sender_signals(email: InboundEmail) -> list[Signal]:
     if not local:
         local = _split_address(raw_from)[0]
     name = email.sender_name or raw_from.partition("<")[0]
+    if (
+        _LOCAL_HINT.search(local) is None
+        and _NAME_HINT.search(name[:200]) is None
+        and '"@' not in raw_from[:400]
+    ):
+        return []  # the common case: a person's address, decided by two quick searches
     shown = email.sender or raw_from.strip()[:120]
     if local in _DAEMON_LOCAL or _DAEMON_NAME.search(name[:200]):
         signals.append(
@@ -457,7 +491,8 @@ def _envelope_signals(email: InboundEmail) -> list[Signal]:
                 specific=False,
             )
         ]
-    local = normalise_address(path).rpartition("@")[0] if "@" in path else normalise_address(path)
+    folded = path.strip().lower()
+    local = folded.rpartition("@")[0] if "@" in folded else folded
     if local in _DAEMON_LOCAL:
         return [
             Signal(
@@ -518,7 +553,17 @@ _BULK_HEADERS = (
     "x-pm-message-id",
     "x-csa-complaints",
 )
-_LIST_HEADER_NAMES = frozenset(_LIST_HEADERS)
+_SIGNAL_HEADERS = frozenset(
+    {
+        *_AUTOREPLY_HEADERS,
+        *_LIST_HEADERS,
+        *_LOOP_HEADERS,
+        *_BULK_HEADERS,
+        *("auto-submitted", "x-apple-action", "precedence", "sender", "x-mailer"),
+        *("x-ms-exchange-generated-message-source", "x-ms-exchange-inbox-rules-loop"),
+        *("x-ms-exchange-message-is-ndr", "x-failed-recipients", "x-cron-env"),
+    }
+)
 # Mail libraries of programs and scripts (web forms, reports, alerts), not of mail clients.
 _SCRIPTED_MAILER = re.compile(
     r"\bphpmailer\b|^php/?[0-9]|\bswift ?mailer\b|\bzend[_ ]mail\b|\bmime::lite\b"
@@ -530,10 +575,23 @@ _EMPTY_GROUP = re.compile(r"^[ \t]*\"?[^:<>@,\"]{1,100}\"?[ \t]*:[ \t]*;[ \t]*$"
 
 
 def _header_signals(
-    email: InboundEmail, heads: dict[str, str], names: dict[str, str]
+    heads: dict[str, str], names: dict[str, str], list_key: str | None
 ) -> list[Signal]:
     """Clues from headers: RFC 3834, Precedence, RFC 2369/2919 list fields, vendor marks."""
     signals: list[Signal] = []
+    to = heads.get("to")
+    if to is not None and ";" in to and _EMPTY_GROUP.match(to[:300]):
+        signals.append(
+            Signal(
+                "To",
+                MailKind.LIST,
+                WEAK,
+                f"To: {to[:120]} (an empty group: undisclosed bulk recipients)",
+                specific=False,
+            )
+        )
+    if list_key is None and heads.keys().isdisjoint(_SIGNAL_HEADERS):
+        return signals  # the common case: none of the headers below is present
     auto_submitted = heads.get("auto-submitted")
     if auto_submitted is not None:
         token = auto_submitted.split(";", 1)[0].strip().lower()
@@ -599,8 +657,9 @@ def _header_signals(
                     "Precedence", MailKind.AUTO_REPLY, STRONG, f"Precedence: {precedence.strip()}"
                 )
             )
-    for key, value in heads.items():
-        if key.startswith("list-") or key in _LIST_HEADER_NAMES:
+    for key in (list_key, *_LIST_HEADERS):
+        value = heads.get(key) if key is not None else None
+        if key is not None and value is not None:
             signals.append(
                 Signal(
                     "list header",
@@ -673,17 +732,6 @@ def _header_signals(
                     specific=False,
                 )
             )
-    to = heads.get("to")
-    if to is not None and _EMPTY_GROUP.match(to[:300]):
-        signals.append(
-            Signal(
-                "To",
-                MailKind.LIST,
-                WEAK,
-                f"To: {to[:120]} (an empty group: undisclosed bulk recipients)",
-                specific=False,
-            )
-        )
     generated = heads.get("x-ms-exchange-generated-message-source")
     if generated is not None and "mailbox rules" not in generated.lower():
         signals.append(
@@ -745,8 +793,10 @@ def _structure_signals(
     email: InboundEmail, heads: dict[str, str]
 ) -> tuple[list[Signal], str | None]:
     """Clues from report types and attached parts; also the DSN text when there is one."""
-    signals: list[Signal] = []
     content_type = heads.get("content-type") or ""
+    if not email.attachments and "report" not in content_type.lower():
+        return [], None
+    signals: list[Signal] = []
     is_report = content_type.split(";", 1)[0].strip().lower() == "multipart/report"
     report_type = _param(content_type, "report-type") if is_report else None
     types = {a.content_type for a in email.attachments}
@@ -869,7 +919,7 @@ def _structure_signals(
 
 def _subject_signals(subject: str) -> list[Signal]:
     """Clues from the subject (one weak source; a forwarded subject gives none)."""
-    if strip_prefixes(subject[: text.SUBJECT_WINDOW])[2]:
+    if not text.subject_may_signal(subject) or strip_prefixes(subject[: text.SUBJECT_WINDOW])[2]:
         return []
     signals: list[Signal] = []
     dmarc = text.dmarc_report_subject(subject)
@@ -950,7 +1000,7 @@ def _body_signals(email: InboundEmail) -> list[Signal]:
             Signal("body", MailKind.BOUNCE, WEAK, f"body reads like a delivery report: {failure!r}")
         )
     features = text.auto_reply_features(region)
-    if len(features) >= 2 and set(features) - {"return", "contact"}:
+    if len(features) >= 2 and set(features) - {"return", "contact", "confirmation"}:
         quoted = ", ".join(f"{name} {phrase!r}" for name, phrase in features.items())
         signals.append(
             Signal("body", MailKind.AUTO_REPLY, WEAK, f"body reads like an auto-reply: {quoted}")
@@ -1030,11 +1080,14 @@ def _classify(
 ) -> Classification:
     heads: dict[str, str] = {}
     names: dict[str, str] = {}
+    list_key: str | None = None
     for key, field in email.headers:
         lower = key.lower()
         if lower not in heads:
             heads[lower] = field
             names[lower] = key
+            if list_key is None and lower.startswith("list-"):
+                list_key = lower
 
     suppress = heads.get("x-auto-response-suppress") or ""
     suppressed = bool(
@@ -1065,7 +1118,7 @@ def _classify(
     structure, report = _structure_signals(email, heads)
     signals = [
         *structure,
-        *_header_signals(email, heads, names),
+        *_header_signals(heads, names, list_key),
         *_envelope_signals(email),
         *_sender_signals(email),
         *_subject_signals(email.subject),

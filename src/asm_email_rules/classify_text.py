@@ -35,6 +35,7 @@ __all__ = [
     "list_footer",
     "notice_phrase",
     "report_subject",
+    "subject_may_signal",
 ]
 
 BODY_WINDOW = 16384
@@ -74,9 +75,13 @@ def _trie_pattern(node: _Trie) -> str:
 
 
 def _search(pattern: re.Pattern[str], text: str) -> str | None:
-    """The matched text with blank runs as single spaces; ``text`` is searched lower-cased."""
-    match = pattern.search(text.lower())
-    return None if match is None else " ".join(match.group(0).split())
+    """The matched text (blank runs as single spaces); ``text`` is searched lower-cased."""
+    low = text.lower()
+    match = pattern.search(low)
+    if match is None:
+        return None
+    found = text[match.start() : match.end()] if len(low) == len(text) else match.group(0)
+    return " ".join(found.split())
 
 
 # --------------------------------------------------------------------------- body region
@@ -490,8 +495,11 @@ _DELAY_SUBJECT = re.compile(
 def bounce_subject(subject: str) -> str | None:
     """A delivery-failure phrase anywhere in the subject ("Undeliverable:", "Returned mail"),
     or a delay warning ("Warning: message 1abc-00 delayed 24 hours")."""
-    window = subject[:SUBJECT_WINDOW]
-    return _search(_BOUNCE_SUBJECT, window) or _search(_DELAY_SUBJECT, window)
+    window = subject[:SUBJECT_WINDOW].lower()
+    found = _search(_BOUNCE_SUBJECT, window)
+    if found is None and "warning" in window:
+        found = _search(_DELAY_SUBJECT, window)
+    return found
 
 
 # --------------------------------------------------------------------------- auto-replies
@@ -584,13 +592,11 @@ _AUTO_REPLY_SUBJECT_PHRASES = (
 )
 _AUTO_REPLY_SUBJECT = re.compile(
     r"[ \t]*(?:\[[ \t]*(?P<bracketed>" + _alternation(_AUTO_REPLY_SUBJECT_PHRASES) + r")[ \t]*\]"
-    r"|(?P<prefixed>" + _alternation(_AUTO_REPLY_SUBJECT_PHRASES) + r")[ \t]*(?:[:：]|$))",
-    re.IGNORECASE,
+    r"|(?P<prefixed>" + _alternation(_AUTO_REPLY_SUBJECT_PHRASES) + r")[ \t]*(?:[:：]|$))"
 )
 # "Jane Doe is out of the office" (Lotus Notes), anywhere in the subject.
 _OUT_OF_OFFICE_ANYWHERE = re.compile(
-    r"\bis (?:currently )?(?:out of (?:the )?office|on (?:vacation|holiday|leave)|away)\b",
-    re.IGNORECASE,
+    r"\bis (?:currently )?(?:out of (?:the )?office|on (?:vacation|holiday|leave)|away)\b"
 )
 _SUBJECT_TAG = re.compile(r"[ \t]*\[[^\]\n]{1,40}\][ \t]*")
 
@@ -600,28 +606,46 @@ def auto_reply_subject(subject: str) -> str | None:
     tags such as a ticket number) followed by a colon, alone, or in brackets; or a Lotus-style
     "... is out of the office". "Out of office tomorrow, who covers?" does not match.
     """
-    text = subject[:SUBJECT_WINDOW]
+    original = subject[:SUBJECT_WINDOW]
+    text = original.lower()
+    if len(text) != len(original):  # a few letters lower-case to two characters
+        original = text
     position = 0
     for _ in range(3):  # "[Ticket#1] [EXT] AutoReply: ..."
         tag = _SUBJECT_TAG.match(text, position)
         if tag is None:
             break
-        bracketed = _AUTO_REPLY_SUBJECT.match(tag.group(0))
-        if bracketed is not None:
-            return " ".join(bracketed.group(0).split())
+        if _AUTO_REPLY_SUBJECT.match(tag.group(0)) is not None:
+            return " ".join(original[tag.start() : tag.end()].split())
         position = tag.end()
     match = _AUTO_REPLY_SUBJECT.match(text, position)
     if match is not None:
-        return (match.group("bracketed") or match.group("prefixed")).strip()
-    return _search(_OUT_OF_OFFICE_ANYWHERE, text)
+        group = "bracketed" if match.group("bracketed") is not None else "prefixed"
+        return original[match.start(group) : match.end(group)].strip()
+    return _search(_OUT_OF_OFFICE_ANYWHERE, original) if "is " in text else None
 
 
-_CHALLENGE_SUBJECT = re.compile(
-    r"(?:please )?(?:confirm|verify) (?:your|that you sent|the) (?:e-?mail|message|address|sender)"
-    r"|(?:sender|address|e-?mail|spam) (?:verification|confirmation) (?:request|required|needed)"
-    r"|verification required|authori[sz]ation required|challenge[- ]response",
-    re.IGNORECASE,
+_CHALLENGE_SUBJECTS = (
+    "please confirm your message",
+    "please confirm your email",
+    "please confirm your e-mail",
+    "confirm your message",
+    "confirm your email address",
+    "verify your email",
+    "verify your e-mail",
+    "verify your message",
+    "please verify your message",
+    "sender verification",
+    "address verification",
+    "email verification required",
+    "spam verification",
+    "verification required",
+    "authorization required",
+    "authorisation required",
+    "challenge-response",
+    "challenge response",
 )
+_CHALLENGE_SUBJECT = re.compile(_alternation(_CHALLENGE_SUBJECTS))
 
 
 def challenge_subject(subject: str) -> str | None:
@@ -923,7 +947,7 @@ _TICKET_ACK = (
     "obrigado pelo",
     "recebemos",
 )
-_CHALLENGE = (
+_CHALLENGE_VERIFY = (
     "verify that you are a human",
     "verify you are a human",
     "confirm that you are a human",
@@ -931,21 +955,27 @@ _CHALLENGE = (
     "prove you are a human",
     "you are a real person",
     "you are human",
+    "not a robot",
     "sender verification",
     "address verification",
-    "to have your message delivered",
-    "to complete delivery",
-    "to complete the delivery",
-    "held pending",
-    "awaiting your confirmation",
     "whitelist",
     "white list",
     "spam protection",
     "anti-spam",
     "antispam",
+    "spam filter",
+)
+_CHALLENGE_ACTION = (
+    "to have your message delivered",
+    "to complete delivery",
+    "to complete the delivery",
+    "held pending",
+    "awaiting your confirmation",
+    "until you confirm",
     "click the link",
     "click on the link",
     "click the following link",
+    "click here",
 )
 _AUTO_REPLY_FEATURES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(_alternation(phrases)))
@@ -955,7 +985,8 @@ _AUTO_REPLY_FEATURES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("contact", _CONTACT),
         ("limited", _LIMITED),
         ("acknowledgement", _TICKET_ACK),
-        ("challenge", _CHALLENGE),
+        ("challenge", _CHALLENGE_VERIFY),
+        ("confirmation", _CHALLENGE_ACTION),
     )
 )
 
@@ -966,7 +997,8 @@ def auto_reply_features(text: str) -> dict[str, str]:
     Keys: ``absence`` ("I am out of the office"), ``return`` ("back on Monday"), ``contact``
     ("for urgent matters please contact"), ``limited`` ("limited access to email", "this is
     an automatic reply"), ``acknowledgement`` (a ticket system's "we have received your
-    message"), ``challenge`` ("verify that you are a human"); values are the matched phrase.
+    message"), ``challenge`` ("verify that you are a human") and ``confirmation`` ("click
+    the link to have your message delivered"); values are the matched phrase.
     One feature alone is ordinary prose; an auto-reply shows two or more.
     """
     found: dict[str, str] = {}
@@ -1137,7 +1169,8 @@ _DIGEST_SUBJECT = re.compile(
 
 def digest_subject(subject: str) -> str | None:
     """A list digest subject ("Users Digest, Vol 12, Issue 3"; "Ppp digest, Vol 1 #2")."""
-    return _search(_DIGEST_SUBJECT, subject[:SUBJECT_WINDOW])
+    window = subject[:SUBJECT_WINDOW].lower()
+    return _search(_DIGEST_SUBJECT, window) if "digest" in window else None
 
 
 # RFC 7489 7.2.1.1: "Report Domain: <domain> Submitter: <domain> Report-ID: <id>".
@@ -1152,7 +1185,8 @@ _DMARC_NAME = re.compile(
 
 def dmarc_report_subject(subject: str) -> str | None:
     """The subject RFC 7489 7.2.1.1 prescribes for a DMARC aggregate report."""
-    return _search(_DMARC_SUBJECT, subject[:SUBJECT_WINDOW])
+    window = subject[:SUBJECT_WINDOW].lower()
+    return _search(_DMARC_SUBJECT, window) if "submitter" in window else None
 
 
 def dmarc_report_name(filename: str) -> bool:
@@ -1160,14 +1194,39 @@ def dmarc_report_name(filename: str) -> bool:
     return _DMARC_NAME.match(filename[:600]) is not None
 
 
-_REPORT_SUBJECT = re.compile(
-    r"\b(?:abuse report|complaint about message|spam complaint|spam report|feedback report"
-    r"|email feedback report|fbl report|dmarc (?:aggregate|failure|forensic) report"
-    r"|report domain)\b",
-    re.IGNORECASE,
+_REPORT_SUBJECTS = (
+    "abuse report",
+    "complaint about message",
+    "spam complaint",
+    "spam report",
+    "feedback report",
+    "fbl report",
+    "dmarc aggregate report",
+    "dmarc failure report",
+    "dmarc forensic report",
 )
+_REPORT_SUBJECT = re.compile(_alternation(_REPORT_SUBJECTS))
 
 
 def report_subject(subject: str) -> str | None:
     """A complaint / feedback-loop report subject ("complaint about message from 192.0.2.1")."""
     return _search(_REPORT_SUBJECT, subject[:SUBJECT_WINDOW])
+
+
+# Every word any subject matcher above needs, for one quick "could anything match?" test.
+_SUBJECT_KEYWORDS = re.compile(
+    _alternation(
+        (
+            *_AUTO_REPLY_SUBJECT_PHRASES,
+            *_BOUNCE_SUBJECTS,
+            *_CHALLENGE_SUBJECTS,
+            *_REPORT_SUBJECTS,
+            *("digest", "submitter", "warning", "out of", "vacation", "leave"),
+        )
+    )
+)
+
+
+def subject_may_signal(subject: str) -> bool:
+    """False when no subject matcher can match (most subjects): one trie search."""
+    return _SUBJECT_KEYWORDS.search(subject[:SUBJECT_WINDOW].lower()) is not None

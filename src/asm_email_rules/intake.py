@@ -104,11 +104,17 @@ class _Contents:
     attachments: tuple[Attachment, ...] = ()
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
 class _Intake(MimeReader):
     """One parse: the MIME reader's state plus picking the body and decoding the fields."""
 
     def run(self) -> InboundEmail:
         """Parse the whole message."""
+        if self.raw.startswith(_UTF8_BOM):  # saved by an editor: the headers start after it
+            self.raw = self.raw[len(_UTF8_BOM) :]
+            self.note(IntakeNoteKind.BYTE_ORDER_MARK, "a UTF-8 byte order mark before the header")
         headers_only = self.check_message_limits()
         headers, body_start = self.read_headers(0, top=True)
         fields, first = self.decode_fields(headers)
