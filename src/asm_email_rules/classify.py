@@ -658,16 +658,16 @@ def _header_signals(
                 )
             )
     for key in (list_key, *_LIST_HEADERS):
-        value = heads.get(key) if key is not None else None
-        if key is not None and value is not None:
+        field = heads.get(key) if key is not None else None
+        if key is not None and field is not None:
             signals.append(
                 Signal(
                     "list header",
                     MailKind.LIST,
                     STRONG,
-                    f"{names[key]}: {value[:200]} (RFC 2369/2919 list header)"
+                    f"{names[key]}: {field[:200]} (RFC 2369/2919 list header)"
                     if key.startswith("list-")
-                    else f"{names[key]}: {value[:200]} (list manager header)",
+                    else f"{names[key]}: {field[:200]} (list manager header)",
                 )
             )
             break
