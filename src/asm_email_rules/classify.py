@@ -657,17 +657,17 @@ def _header_signals(
                     "Precedence", MailKind.AUTO_REPLY, STRONG, f"Precedence: {precedence.strip()}"
                 )
             )
-    for key in (list_key, *_LIST_HEADERS):
-        field = heads.get(key) if key is not None else None
-        if key is not None and field is not None:
+    for list_name in (list_key, *_LIST_HEADERS) if list_key else _LIST_HEADERS:
+        list_field = heads.get(list_name)
+        if list_field is not None:
             signals.append(
                 Signal(
                     "list header",
                     MailKind.LIST,
                     STRONG,
-                    f"{names[key]}: {field[:200]} (RFC 2369/2919 list header)"
-                    if key.startswith("list-")
-                    else f"{names[key]}: {field[:200]} (list manager header)",
+                    f"{names[list_name]}: {list_field[:200]} (RFC 2369/2919 list header)"
+                    if list_name.startswith("list-")
+                    else f"{names[list_name]}: {list_field[:200]} (list manager header)",
                 )
             )
             break
