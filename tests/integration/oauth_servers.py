@@ -78,9 +78,10 @@ class TokenEndpoint:
             self.refresh[token] = (client_id, username)
         return token
 
-    def issue_access_token(self, username: str, *, ttl: float | None = None) -> str:
-        """An access token minted directly (for the command and file sources)."""
-        token = "at-" + secrets.token_urlsafe(16)
+    def issue_access_token(self, username: str, *, ttl: float | None = None, size: int = 16) -> str:
+        """An access token minted directly (for the command and file sources); ``size`` random
+        bytes (Microsoft's tokens are JWTs of 1500 characters and more)."""
+        token = "at-" + secrets.token_urlsafe(size)
         with self.lock:
             self.access[token] = Issued(username, time.time() + (ttl or self.ttl), "direct")
         return token

@@ -187,6 +187,22 @@ def test_pop3_refresh_token_opens_the_maildrop(
     assert endpoint.grants[-1] == "refresh_token"
 
 
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_token_as_long_as_microsofts_signs_in(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, tmp_path: Path, protocol: str
+) -> None:
+    # POP3 (RFC 5034 4): an AUTH line with the initial response may not pass 255 octets, so a
+    # long token is sent after the server's "+"; IMAP sends it as a continuation line.
+    token = endpoint.issue_access_token(user, size=1500)
+    assert len(token) > 2000
+    path = tmp_path / "token"
+    path.write_text(token, encoding="utf-8")
+    opener = imap if protocol == "imap" else pop3
+    with opener(oauth_dovecot, user, login(FileTokens(path))) as box:
+        assert list(box.list_keys()) == []
+    assert endpoint.introspected[-1] == (token, True)
+
+
 # --------------------------------------------------------------------------------------------
 # refused tokens: a clear error, never the token
 # --------------------------------------------------------------------------------------------
