@@ -13,7 +13,7 @@ from asm_email_rules.adapters.postgres import PostgresRepository
 from asm_email_rules.model import OutgoingEmail
 
 if TYPE_CHECKING:
-    from conftest import PgDatabase
+    from postgres_fixtures import PgDatabase
 
 pytestmark = pytest.mark.integration
 
