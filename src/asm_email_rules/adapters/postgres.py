@@ -1187,14 +1187,17 @@ class PostgresRepository:
     ) -> OutboxEntry | None:
         """Claim a PENDING, due reply that no other sender holds; None when it cannot be.
 
-        One conditional ``UPDATE``: a second sender racing for the row waits for the first
-        one's commit, re-reads the row and finds it claimed.
+        The row is picked with ``FOR UPDATE SKIP LOCKED``: a sender racing another one for
+        the same reply does not wait for the other's lock, it gets None at once (the other
+        is claiming it, or finishing it), and claims are never blocked by long transactions.
         """
         row = self._one(
             "UPDATE ledger SET claimed_by = %(owner)s, claimed_until = %(until)s"
+            " WHERE reply_message_id = (SELECT reply_message_id FROM ledger"
             " WHERE reply_message_id = %(id)s AND reply_status = 'pending'"
             " AND next_attempt_at <= %(at)s AND (claimed_by IN ('', %(owner)s)"
             " OR claimed_until IS NULL OR claimed_until <= %(at)s)"
+            " FOR UPDATE SKIP LOCKED)"
             f" RETURNING {self._OUTBOX_COLUMNS}",
             {
                 "owner": owner,
