@@ -6,7 +6,7 @@ seeded with the same desk, a fresh copy of the same Maildirs, the pollers starte
 and the time until every account is drained. It prints messages per second, the speed-up over
 one process on the same store, and the time the pollers spent waiting for the database's locks:
 
-- PostgreSQL: sampled every 5 ms from ``pg_stat_activity`` (backends whose ``wait_event_type``
+- PostgreSQL: sampled every 20 ms from ``pg_stat_activity`` (backends whose ``wait_event_type``
   is ``Lock``), so it is the server's own view, summed over the pollers' connections;
 - SQLite: measured in each poller around ``BEGIN IMMEDIATE`` (SQLite has one write lock per
   file; a second writer waits for it in its busy handler), summed over the pollers.
@@ -241,7 +241,7 @@ def worker(config_path: str) -> None:
 class LockSampler(threading.Thread):
     """Sums, every ``interval`` s, the pollers' PostgreSQL backends waiting for a lock."""
 
-    def __init__(self, conninfo: str, password: str, interval: float = 0.005) -> None:
+    def __init__(self, conninfo: str, password: str, interval: float = 0.02) -> None:
         super().__init__(daemon=True)
         import psycopg
 
