@@ -115,12 +115,20 @@ class _Contents:
     attachments: tuple[Attachment, ...] = ()
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
 class _Intake(MimeReader):
     """One parse: the MIME reader's state plus picking the body and decoding the fields."""
 
+    received: bytes  # the bytes as received (``raw`` may drop a leading byte order mark)
+
     def run(self) -> InboundEmail:
         """Parse the whole message."""
-        original = self.raw
+        self.received = self.raw  # size and hash are of the bytes as received
+        if self.raw.startswith(_UTF8_BOM):  # saved by an editor: the headers start after it
+            self.raw = self.raw[len(_UTF8_BOM) :]
+            self.note(IntakeNoteKind.BYTE_ORDER_MARK, "a UTF-8 byte order mark before the header")
         self.normalise_line_ends()
         headers_only = self.check_message_limits()
         headers, body_start = self.read_headers(0, top=True)
@@ -133,7 +141,7 @@ class _Intake(MimeReader):
                 self.scan(root)
             self.check_tree_limits()
             contents = self.contents(root)
-        return self.build(fields, contents, original)
+        return self.build(fields, contents)
 
     def normalise_line_ends(self) -> None:
         """Read bare CR line ends (old Mac mail, broken gateways) as line breaks.
@@ -347,8 +355,8 @@ class _Intake(MimeReader):
             subject = subject[:limit]
         return subject
 
-    def build(self, fields: HeaderFields, contents: _Contents, original: bytes) -> InboundEmail:
-        """Assemble the InboundEmail value (``original``: the raw bytes as received)."""
+    def build(self, fields: HeaderFields, contents: _Contents) -> InboundEmail:
+        """Assemble the InboundEmail value."""
         return InboundEmail(
             sender=fields.sender,
             subject=fields.subject,
@@ -371,8 +379,8 @@ class _Intake(MimeReader):
             attachments=contents.attachments,
             notes=tuple(dict.fromkeys(self.notes)),
             limit_violations=tuple(self.violations.values()),
-            raw_sha256=hashlib.sha256(original).hexdigest(),
-            raw_size=len(original),
+            raw_sha256=hashlib.sha256(self.received).hexdigest(),
+            raw_size=len(self.received),
         )
 
 

@@ -35,6 +35,8 @@ class IntakeNoteKind(enum.Enum):
     """The declared charset was missing or wrong; the text was read in the charset detected."""
     BARE_CR_LINE_ENDS = "bare_cr_line_ends"
     """Lines ended by a bare CR (not CRLF, RFC 5322 section 2.3): each read as a line break."""
+    BYTE_ORDER_MARK = "byte_order_mark"
+    """The message starts with a UTF-8 byte order mark (not part of RFC 5322); dropped."""
     # header fields (RFC 5322 section 3.6)
     DUPLICATE_HEADER = "duplicate_header"
     """A field that may occur once (From, Subject, Message-ID, Date) occurs again; first used."""

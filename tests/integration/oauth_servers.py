@@ -31,8 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from loopback import HOST, _wait_for_greeting
 
-HOST = "127.0.0.1"
+
+def wait_for_greeting(port: int, expected: bytes, process: subprocess.Popen[bytes]) -> bool:
+    """True once the server on loopback ``port`` greets with ``expected`` (10 s at most)."""
+    return _wait_for_greeting(HOST, port, expected, process)
 
 
 @attrs.define
@@ -274,8 +278,6 @@ def run_oauth_dovecot(
     binary: str, endpoint: TokenEndpoint, imap_port: int, pop3_port: int
 ) -> Iterator[OAuthDovecot | str]:
     """Start Dovecot; yields the server, or the start-up log (a str) when it did not start."""
-    from conftest import _wait_for_greeting  # the integration suite's own helper
-
     root = Path(tempfile.mkdtemp(prefix="asm-dvo-"))  # short: unix socket paths are limited
     root.chmod(0o755)
     for sub in ("run", "state", "mail"):
@@ -294,8 +296,8 @@ def run_oauth_dovecot(
     process = subprocess.Popen([binary, "-c", str(conf), "-F"], stdout=output, stderr=output)
     server = OAuthDovecot(imap_port=imap_port, pop3_port=pop3_port, root=root)
     try:
-        ready = _wait_for_greeting(HOST, imap_port, b"* OK", process) and _wait_for_greeting(
-            HOST, pop3_port, b"+OK", process
+        ready = wait_for_greeting(imap_port, b"* OK", process) and wait_for_greeting(
+            pop3_port, b"+OK", process
         )
         if not ready:
             output.flush()
