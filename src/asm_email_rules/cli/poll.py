@@ -60,6 +60,8 @@ def _print_report(report: PollReport) -> None:
             f"{account.quarantined}, errors {account.errors}"
             + (f" (last: {account.last_error})" if account.last_error else "")
         )
+        if account.discarded:
+            print(f"  {account.discard_summary()}")
 
 
 def _run_until_signalled(service: PollingService, stop: threading.Event) -> None:
