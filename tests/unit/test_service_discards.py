@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-from hashlib import sha256
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
