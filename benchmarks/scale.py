@@ -226,7 +226,14 @@ def worker(config_path: str) -> None:
             processed += sum(a.processed for a in report.accounts)
             errors += sum(a.errors for a in report.accounts)
             if done == 0:
-                break
+                left = sum(
+                    len(os.listdir(Path(str(a.path)) / sub))
+                    for a in config.accounts
+                    for sub in ("new", "cur")
+                )
+                if left == 0:
+                    break
+                time.sleep(0.05)  # another poller holds the accounts with mail left
     repository.close()
     elapsed = time.perf_counter() - started
     print(json.dumps({"processed": processed, "errors": errors, "elapsed": elapsed,
@@ -296,6 +303,8 @@ def run_pollers(
     folder: Path,
     sampler: LockSampler | None,
     cluster: Any = None,
+    *,
+    share: bool = False,
 ) -> dict[str, float]:
     """Start ``pollers`` processes on a split of the accounts; wall time, CPU, lock waits."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -305,7 +314,7 @@ def run_pollers(
         accounts = "".join(
             ACCOUNT_TOML.format(n=n, path=maildirs / f"desk{n}")
             for n in range(ACCOUNTS)
-            if n % pollers == index
+            if share or n % pollers == index
         )
         config = folder / f"poller{index}.toml"
         config.write_text(f"{store_lines}\n[system]\n{accounts}", encoding="utf-8")
@@ -360,6 +369,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--runs", default="1,2,4", help="poller counts, comma-separated")
     parser.add_argument("--stores", default="sqlite,postgresql")
+    parser.add_argument(
+        "--share",
+        action="store_true",
+        help="every poller gets every account and the store's account leases share them out "
+        "(PostgreSQL only; default: each poller its own accounts)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -402,7 +417,10 @@ def main() -> None:
                             f'store = "{conninfo}"\nstore_password_env = "ASM_SCALE_DB_PASSWORD"'
                         )
                         sampler = LockSampler(conninfo, cluster.password)
-                    result = run_pollers(lines, pollers, maildirs, run_dir, sampler, cluster)
+                    share = args.share and store == "postgresql"
+                    result = run_pollers(
+                        lines, pollers, maildirs, run_dir, sampler, cluster, share=share
+                    )
                     rows.append((store, pollers, result))
                     print(
                         f"  {store:10} {pollers} poller(s): {result['processed']:.0f} processed"
