@@ -113,9 +113,8 @@ def find_ledger_entry(
     """The ledger entry of ``email`` in ``mailbox``, or None when it was never recorded.
 
     Looks it up by :func:`ledger_key`; then, when that differs, by the hash of the raw bytes,
-    which keyed the entries written before the key left the trace fields out (schema 3 of the
-    SQLite and PostgreSQL stores): a message still in a mailbox from before an upgrade stays a
-    duplicate. Raises what the repository raises.
+    which keyed the entries that earlier versions of the library wrote: a message still in a
+    mailbox from before an upgrade stays a duplicate. Raises what the repository raises.
     """
     message_id, sha256 = ledger_key(email)
     entry = repository.ledger_entry(mailbox, message_id, sha256)
