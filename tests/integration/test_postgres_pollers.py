@@ -202,13 +202,18 @@ def test_four_pollers_share_eight_accounts_through_kills(
     pollers = Pollers(config, tmp_path)
     started = time.monotonic()
     pollers.processes = [pollers.start() for _ in range(POLLERS)]
+    # One kill each time another 1/13 of the backlog is drained, a random moment later, so the
+    # kills fall across the whole run, in the middle of the work (victims and moments seeded).
+    marks = [MESSAGES * (k + 1) // (KILLS + 1) for k in range(KILLS)]
     kills = 0
-    deadline = started + 240
+    deadline = started + 300
     while time.monotonic() < deadline:
-        time.sleep(rnd.uniform(0.3, 1.5) if kills < KILLS else 0.2)
-        if _left(root) == 0 and _pending(conn) == 0:
+        time.sleep(0.05)
+        left = _left(root)
+        if left == 0 and _pending(conn) == 0:
             break
-        if kills < KILLS:
+        if kills < KILLS and MESSAGES - left >= marks[kills]:
+            time.sleep(rnd.uniform(0.0, 0.5))
             victim = rnd.randrange(POLLERS)
             pollers.processes[victim].kill()
             pollers.processes[victim].wait()
