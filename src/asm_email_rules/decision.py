@@ -20,10 +20,13 @@ from asm_email_rules.model import (
     Call,
     EntityKind,
     EntityRef,
+    Group,
     InboundEmail,
     NewCall,
+    Person,
     PersonCase,
     Request,
+    SecurityRole,
     SummaryItem,
     Task,
 )
@@ -40,6 +43,11 @@ class Facts:
 
     ``authenticated`` / ``token_ok`` are None when the mailbox does not require them.
     ``replies_to_us`` is True when the mail answers one of our messages (thread or marker).
+    ``analyst_role`` / ``user_role`` are the security roles the sender's record names (None
+    when it names none or the store has no such role). ``notify_people`` / ``notify_groups``
+    are the persons and groups a notification about the referenced call may go to (its
+    assigned analyst and group, and the template's for a reopen), read only when Email at
+    Update via Email In is on.
     """
 
     email: InboundEmail
@@ -64,6 +72,10 @@ class Facts:
     token_ok: bool | None = None
     token_reason: str = ""
     token_id: str | None = None
+    analyst_role: SecurityRole | None = None
+    user_role: SecurityRole | None = None
+    notify_people: tuple[Person, ...] = ()
+    notify_groups: tuple[Group, ...] = ()
 
 
 @attrs.frozen
@@ -119,6 +131,7 @@ class Outcome(enum.Enum):
     DISCARD = "discard"
     LOG_CALL = "log_call"
     LOG_NEW_USER = "log_new_user"
+    LOG_CONTACT_AS_USER = "log_contact_as_user"
     LOG_DEFAULT_ANALYST = "log_default_analyst"
     LOG_LINKED_ANALYST = "log_linked_analyst"
     UPDATE_CALL = "update_call"
@@ -143,7 +156,11 @@ class Outcome(enum.Enum):
 
 @attrs.frozen
 class Decision:
-    """What to do with one message and why: a value, printable and JSON-able."""
+    """What to do with one message and why: a value, printable and JSON-able.
+
+    ``reply`` goes to the sender; ``notifications`` are the other mails the decision sends
+    (the email to a call's assigned analyst or group at Update via Email In), each complete.
+    """
 
     rule: str
     spec: str
@@ -157,6 +174,7 @@ class Decision:
     reasons: tuple[str, ...]
     conditions: tuple[tuple[str, object], ...] = ()
     reply_suppressed: str = ""
+    notifications: tuple[Reply, ...] = ()
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -193,6 +211,15 @@ class Decision:
                 "template": self.reply.template_id,
             },
             "reply_suppressed": self.reply_suppressed or None,
+            "notifications": [
+                {
+                    "to": item.to,
+                    "subject": item.subject,
+                    "body": item.body,
+                    "template": item.template_id,
+                }
+                for item in self.notifications
+            ],
             "reasons": list(self.reasons),
             "conditions": {name: _jsonable(value) for name, value in self.conditions},
         }
@@ -219,6 +246,9 @@ class Decision:
             lines.append(f"  reply suppressed: {self.reply_suppressed}")
         else:
             lines.append("  no reply")
+        for item in self.notifications:
+            lines.append(f"  notification to {item.to}: {item.subject}")
+            lines += [f"  | {line}".rstrip() for line in item.body.splitlines()]
         lines += [f"  why: {reason}" for reason in self.reasons]
         return "\n".join(lines)
 

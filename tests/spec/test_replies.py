@@ -78,10 +78,11 @@ def test_apply_refuses_an_action_it_does_not_know_and_writes_nothing(desk: Desk)
     write of the decision, and the ledger entry) is rolled back."""
     raw = make_raw("[CLOSE#100]", sender="uma@corp.example", message_id="<x@y>")
     decision = explain(raw, desk.repo, desk.mailbox, desk.system, NOW)
-    assert decision.action_kinds() == ("close_call",)
+    assert decision.action_kinds() == ("add_history", "close_call")
     bogus = attrs.evolve(decision, actions=(*decision.actions, _Unheard()))  # type: ignore[arg-type]
     email = InboundEmail(sender="uma@corp.example", subject="[CLOSE#100]", message_id="<x@y>")
     with pytest.raises(AssertionError):
         apply(bogus, email, desk.repo, desk.mailbox, desk.system, NOW)
     assert desk.call(100).status is CallStatus.OPEN
+    assert desk.entries(EntityKind.CALL, 100) == []  # the history entry is rolled back too
     assert desk.repo.ledger_entry(desk.mailbox.name, "<x@y>", "") is None
