@@ -129,14 +129,14 @@ def process(
         status, disposition = existing.reply_status, Disposition.DELETE
         if mailer is not None:
             status, disposition = send_pending(existing, repository, mailer, system)
-        notes, disposition = _send_notifications(
+        resent, disposition = _send_notifications(
             _notification_entries(repository, mailbox, email),
             repository,
             mailer,
             system,
             disposition,
         )
-        return ProcessResult(email, None, True, status, disposition, notification_statuses=notes)
+        return ProcessResult(email, None, True, status, disposition, notification_statuses=resent)
     facts = gather_facts(email, repository, mailbox, system, now)
     decision = decide(facts, mailbox, system)
     result = apply(decision, email, repository, mailbox, system, now, random_token=random_token)

@@ -134,6 +134,7 @@ def test_fresh_file_is_migrated_to_the_latest_version(tmp_path: Path) -> None:
         "sent_messages",
         "used_tokens",
         "counters",
+        "leases",
         "task_forwarded_by",
         "request_forwarded_by",
         "security_roles",
