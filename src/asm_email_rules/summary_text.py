@@ -120,6 +120,16 @@ _GREETING_RE = re.compile(
     + r")(?![\w])",
     re.IGNORECASE,
 )
+_HEAD_RE = re.compile(r"[^\W\d_]+")
+
+
+def _first_word(text: str) -> str:
+    match = _HEAD_RE.match(text)
+    return match.group(0).casefold() if match else ""
+
+
+_FIRST_WORDS = frozenset(_first_word(greeting) for greeting in _GREETINGS)
+"""The first word of every greeting: a line starting otherwise is checked no further."""
 _WORD_RE = re.compile(r"[^\W\d_][\w.'’-]*")
 _TRAILING = ",!:;.。、！ \t"
 _MARKER_RE = re.compile(r"^#{1,3}-.*-#{1,3}$")
@@ -138,8 +148,12 @@ def is_greeting(line: str) -> bool:
     "all" unless the line ends in a comma, colon or exclamation mark ("Hello world" says
     something; "Hello world," greets). Lines over 120 characters are never greetings.
     """
+    if len(line) > 4 * _PROBE:
+        return False
     text = unicodedata.normalize("NFKC", line).strip()
     if not text or len(text) > _PROBE:
+        return False
+    if _first_word(text) not in _FIRST_WORDS:
         return False
     match = _GREETING_RE.match(text)
     if match is None:
@@ -157,14 +171,23 @@ def is_greeting(line: str) -> bool:
     return all(word[0].isupper() or word.lower() in _ADDRESSEES for word in words)
 
 
+_SCAN_CHARS = 20_000
+"""Only the start of a text is searched: a summary line needs its first words, nothing more."""
+
+_SCAN_LINES = 200
+"""At most this many lines are looked at before giving up on finding one that says something."""
+
+
 def first_line_that_says_something(text: str, *, marker: str = "") -> str:
     """The first line of ``text`` that is not blank, a greeting, ``marker`` or a rule.
 
     When every line is one of those, the first non-blank line (so a record with text never
     shows as empty); "" for a text with no visible character. Stripped of surrounding space.
+    Only the first 20,000 characters and 200 lines are searched (a line running past them is
+    cut there), so the cost is bounded whatever the size of the text.
     """
     fallback = ""
-    for raw in text.splitlines():
+    for raw in text[:_SCAN_CHARS].splitlines()[:_SCAN_LINES]:
         line = raw.strip()
         if not line:
             continue
