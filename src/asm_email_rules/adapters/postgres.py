@@ -1131,11 +1131,6 @@ class PostgresRepository:
         if cursor.rowcount == 0:
             raise NotFoundError(f"person {person_id} does not exist")
 
-    _CALL_COLUMNS = (
-        "status, user_id, owner_id, group_name, partition, description, logging_analyst_id,"
-        " updated, last_update"
-    )
-
     def create_call(
         self,
         *,
@@ -1174,10 +1169,14 @@ class PostgresRepository:
             call.logging_analyst_id,
             call.updated,
             call.last_update,
+            call.call_screen_set,
+            call.ipk_status,
+            call.ipk_stream,
+            call.subject,
         )
         row = self._one(
-            f"INSERT INTO calls (number, {self._CALL_COLUMNS})"
-            " SELECT n.v, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+            f"INSERT INTO calls ({self._CALL_COLUMNS})"
+            " SELECT n.v, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
             " FROM (SELECT nextval('call_numbers') AS v, (SELECT MAX(number) FROM calls) AS top)"
             " AS n WHERE n.top IS NULL OR n.v > n.top RETURNING number",
             values,
