@@ -23,6 +23,7 @@ import attrs
 
 from asm_email_rules.actions import (
     Action,
+    AddAutomaticEntry,
     AddHistory,
     AddNote,
     ApproveTask,
@@ -42,6 +43,7 @@ from asm_email_rules.actions import (
 )
 from asm_email_rules.decision import Decision, Reply
 from asm_email_rules.gather import domain_of
+from asm_email_rules.ledger_key import ledger_key
 from asm_email_rules.model import (
     EntityKind,
     EntityRef,
@@ -206,6 +208,9 @@ class _Writes:
                 self.new_call = call.number
             case AddHistory():
                 repository.add_history(self.record(action.ref), action.text, action.author, now)
+            case AddAutomaticEntry():
+                author = f"{action.author} (automatic reply)"
+                repository.add_history(self.record(action.ref), action.text, author, now)
             case AddNote():
                 repository.add_note(self.record(action.ref), action.text, action.author, now)
             case AttachObjects():
@@ -269,13 +274,9 @@ def apply(
             ref = reply.ref
             assert not isinstance(ref, NewCall)
             repository.record_sent(outgoing.message_id, ref, outgoing.to, now)
+        message_id, sha256 = ledger_key(email)
         repository.record_processed(
-            mailbox.name,
-            email.message_id or "",
-            email.raw_sha256,
-            decision.to_json(),
-            outgoing,
-            now,
+            mailbox.name, message_id, sha256, decision.to_json(), outgoing, now
         )
         notifications = tuple(
             build_notification_email(item, mailbox, system, random_token=random_token())
@@ -284,12 +285,9 @@ def apply(
         for index, notification in enumerate(notifications):
             repository.record_processed(
                 mailbox.name,
-                email.message_id or "",
-                notification_key(email.raw_sha256, index),
-                json.dumps(
-                    {"notification_of": email.raw_sha256, "to": notification.to},
-                    ensure_ascii=False,
-                ),
+                message_id,
+                notification_key(sha256, index),
+                json.dumps({"notification_of": sha256, "to": notification.to}, ensure_ascii=False),
                 notification,
                 now,
             )

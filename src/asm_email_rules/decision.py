@@ -41,13 +41,16 @@ __all__ = ["Decision", "Facts", "Outcome", "Reply"]
 class Facts:
     """Everything ``decide`` looks at, gathered beforehand (the only reads happen there).
 
-    ``authenticated`` / ``token_ok`` are None when the mailbox does not require them.
+    ``authenticated`` / ``token_ok`` are None when the mailbox does not require them (two
+    From headers make ``authenticated`` False for the privileged commands, DESIGN 4).
     ``replies_to_us`` is True when the mail answers one of our messages (thread or marker).
     ``analyst_role`` / ``user_role`` are the security roles the sender's record names (None
     when it names none or the store has no such role). ``notify_people`` / ``notify_groups``
     are the persons and groups a notification about the referenced call may go to (its
     assigned analyst and group, and the template's for a reopen), read only when Email at
     Update via Email In is on.
+    ``sender_reasons`` say how the acting or contact person was chosen when it is not simply
+    From (Sender for a From with several mailboxes; Reply-To for a web-form mailbox).
     """
 
     email: InboundEmail
@@ -57,6 +60,7 @@ class Facts:
     mail_kind: MailKind = MailKind.NORMAL
     mail_kind_reasons: tuple[str, ...] = ()
     bounce_permanent: bool = False
+    bounce_status_class: int | None = None
     bounce_summary: str = ""
     may_auto_reply: bool = True
     call: Call | None = None
@@ -76,6 +80,7 @@ class Facts:
     user_role: SecurityRole | None = None
     notify_people: tuple[Person, ...] = ()
     notify_groups: tuple[Group, ...] = ()
+    sender_reasons: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -135,6 +140,7 @@ class Outcome(enum.Enum):
     LOG_DEFAULT_ANALYST = "log_default_analyst"
     LOG_LINKED_ANALYST = "log_linked_analyst"
     UPDATE_CALL = "update_call"
+    AUTOMATIC_ENTRY = "automatic_entry"
     REOPEN_CALL = "reopen_call"
     NOTE_CLOSED_CALL = "note_closed_call"
     REPLY_CLOSED_NOT_UPDATED = "reply_closed_not_updated"
@@ -160,6 +166,10 @@ class Decision:
 
     ``reply`` goes to the sender; ``notifications`` are the other mails the decision sends
     (the email to a call's assigned analyst or group at Update via Email In), each complete.
+    ``status_class`` is a bounce's RFC 3463 class (5 permanent, 4 delay), else None.
+    ``discard_reason`` names, in a few words, why a message that is neither acted on nor
+    answered was dropped ("auto-reply", "unknown sender without Create New Calls
+    Anonymously"); it is "" for every other decision (issue 9: nothing dropped in silence).
     """
 
     rule: str
@@ -175,6 +185,8 @@ class Decision:
     conditions: tuple[tuple[str, object], ...] = ()
     reply_suppressed: str = ""
     notifications: tuple[Reply, ...] = ()
+    status_class: int | None = None
+    discard_reason: str = ""
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -192,6 +204,8 @@ class Decision:
             "spec": self.spec,
             "outcome": self.outcome.value,
             "mail_kind": self.mail_kind.value,
+            "status_class": self.status_class,
+            "discard_reason": self.discard_reason or None,
             "command": {
                 "kind": self.command.kind.value,
                 "number": self.command.number,
@@ -234,7 +248,9 @@ class Decision:
         lines = [
             f"rule {self.rule}: {self.outcome.value}",
             f"  spec: {self.spec}",
-            f"  mail: {self.mail_kind.value}; command: {self.command.kind.value}"
+            f"  mail: {self.mail_kind.value}"
+            + (f" (status class {self.status_class})" if self.status_class is not None else "")
+            + f"; command: {self.command.kind.value}"
             + (f" #{self.command.number}" if self.command.number is not None else "")
             + f"; sender: {self.person_case.value}",
         ]
@@ -249,6 +265,8 @@ class Decision:
         for item in self.notifications:
             lines.append(f"  notification to {item.to}: {item.subject}")
             lines += [f"  | {line}".rstrip() for line in item.body.splitlines()]
+        if self.discard_reason:
+            lines.append(f"  discarded: {self.discard_reason}")
         lines += [f"  why: {reason}" for reason in self.reasons]
         return "\n".join(lines)
 

@@ -28,6 +28,7 @@ from asm_email_rules.applying import (
 from asm_email_rules.decision import Decision
 from asm_email_rules.gather import gather_facts
 from asm_email_rules.intake import parse_message
+from asm_email_rules.ledger_key import find_ledger_entry, ledger_key
 from asm_email_rules.model import InboundEmail, LedgerEntry, ReplyStatus
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.rules import decide, reply_address
@@ -70,8 +71,9 @@ def _notification_entries(
     """The ledger entries of the notifications this message recorded, in order."""
     found: list[LedgerEntry] = []
     while True:
-        key = notification_key(email.raw_sha256, len(found))
-        entry = repository.ledger_entry(mailbox.name, email.message_id or "", key)
+        message_id, sha256 = ledger_key(email)
+        key = notification_key(sha256, len(found))
+        entry = repository.ledger_entry(mailbox.name, message_id, key)
         if entry is None:
             return found
         found.append(entry)
@@ -124,7 +126,7 @@ def process(
     """
     email = parse_message(raw, limits=system.limits)
     message_id = email.message_id or ""
-    existing = repository.ledger_entry(mailbox.name, message_id, email.raw_sha256)
+    existing = find_ledger_entry(repository, mailbox.name, email)
     if existing is not None:
         status, disposition = existing.reply_status, Disposition.DELETE
         if mailer is not None:
@@ -143,7 +145,7 @@ def process(
     status = ReplyStatus.NONE if result.reply is None else ReplyStatus.PENDING
     disposition = Disposition.DELETE
     if result.reply is not None and mailer is not None:
-        entry = repository.ledger_entry(mailbox.name, message_id, email.raw_sha256)
+        entry = find_ledger_entry(repository, mailbox.name, email)
         if entry is not None:
             status, disposition = send_pending(entry, repository, mailer, system)
     notes: tuple[ReplyStatus, ...] = ()
@@ -164,6 +166,7 @@ def process(
             "outcome": decision.outcome.value,
             "reply_status": status.value,
             "notifications": [note.value for note in notes],
+            "discard_reason": decision.discard_reason,
         },
     )
     return ProcessResult(

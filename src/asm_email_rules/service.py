@@ -31,6 +31,7 @@ from asm_email_rules.errors import (
     RepositoryError,
     StoreUnavailableError,
 )
+from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailbox, Mailer, Repository
@@ -58,6 +59,9 @@ class AccountReport:
     ``processed``: acted on for the first time; ``duplicates``: already in the ledger (a crash
     or retry), acknowledged without acting again; ``retried``: kept because the reply hit a
     transient failure; ``quarantined``: set aside; ``errors``: mailbox or store failures.
+    ``discarded``: of the processed messages, those neither acted on nor answered, counted by
+    reason (``(("auto-reply", 9), ...)``, most frequent first; issue 9: nothing is dropped in
+    silence).
     ``backoff_seconds``: how long the account now waits before its next try because our side
     failed (the store unavailable), 0 when it is healthy.
     """
@@ -72,6 +76,15 @@ class AccountReport:
     skipped: bool = False
     last_error: str = ""
     backoff_seconds: float = 0.0
+    discarded: tuple[tuple[str, int], ...] = ()
+
+    def discard_summary(self) -> str:
+        """ "12 discarded: auto-reply (9), unknown sender without ... (3)", or "" for none."""
+        total = sum(count for _, count in self.discarded)
+        if not total:
+            return ""
+        parts = ", ".join(f"{reason} ({count})" for reason, count in self.discarded)
+        return f"{total} discarded: {parts}"
 
 
 @attrs.frozen
@@ -100,9 +113,13 @@ class _Counts:
     errors: int = 0
     sessions: int = 0
     last_error: str = ""
+    discarded: dict[str, int] = attrs.field(factory=dict)
 
     def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
-        return AccountReport(account, **attrs.asdict(self), backoff_seconds=backoff_seconds)
+        fields = attrs.asdict(self)
+        by_count = sorted(self.discarded.items(), key=lambda item: (-item[1], item[0]))
+        fields["discarded"] = tuple(by_count)
+        return AccountReport(account, **fields, backoff_seconds=backoff_seconds)
 
 
 def _list_keys(mailbox: Mailbox) -> Iterator[str]:
@@ -131,6 +148,7 @@ def _log_fields(account: AccountConfig, key: str, sha256: str) -> dict[str, obje
         "outcome": "",
         "reply_status": "",
         "disposition": "",
+        "discard_reason": "",
     }
 
 
@@ -347,23 +365,27 @@ class PollingService:
         account, counts = message.account, message.counts
         self._store_failures.pop((account.name, message.sha256), None)
         message_id = result.email.message_id or ""
+        discard_reason = result.decision.discard_reason if result.decision else ""
         message.fields.update(
             message_id=message_id,
             rule=result.decision.rule if result.decision else "",
             outcome=result.decision.outcome.value if result.decision else "duplicate",
             reply_status=result.reply_status.value,
             disposition=result.disposition.value,
+            discard_reason=discard_reason,
         )
         if result.duplicate:
             counts.duplicates += 1
         else:
             counts.processed += 1
+            if discard_reason:
+                counts.discarded[discard_reason] = counts.discarded.get(discard_reason, 0) + 1
         if result.disposition is Disposition.DELETE:
             message.mailbox.delete(message.key)
         elif result.disposition is Disposition.RETRY:
             counts.retried += 1
         else:
-            entry = self.repository.ledger_entry(account.mailbox.name, message_id, message.sha256)
+            entry = find_ledger_entry(self.repository, account.mailbox.name, result.email)
             detail = entry.last_error if entry is not None else "reply could not be sent"
             message.mailbox.quarantine(message.key, f"reply not sent: {detail}")
             counts.quarantined += 1
@@ -544,7 +566,9 @@ class PollingService:
                 except Exception:  # a bug must not end the service; the account is retried
                     log.exception("account poll crashed", extra={"account": account.name})
                 else:
-                    log.info("account polled", extra=attrs.asdict(report))
+                    fields = attrs.asdict(report)
+                    fields["discarded"] = report.discard_summary()
+                    log.info("account polled", extra=fields)
                 wait = max(
                     account.interval_seconds, self.backoff(account.name).seconds_left(self.now())
                 )

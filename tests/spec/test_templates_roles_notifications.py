@@ -14,6 +14,7 @@ import pytest
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.applying import notification_key
+from asm_email_rules.ledger_key import ledger_key
 from asm_email_rules.model import (
     Call,
     CallStatus,
@@ -212,7 +213,7 @@ def test_the_notification_goes_through_the_outbox_like_a_reply(desk: Desk) -> No
     first = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
     assert first.notification_statuses == (ReplyStatus.PENDING,)
     assert first.disposition is Disposition.RETRY
-    key = notification_key(first.email.raw_sha256, 0)
+    key = notification_key(ledger_key(first.email)[1], 0)
     stored = desk.repo.ledger_entry(desk.mailbox.name, "<n1@corp.example>", key)
     assert stored is not None
     assert stored.reply is not None
