@@ -323,6 +323,16 @@ class ImapMailbox(ServerSession):
         match = re.search(rb"APPENDUID \d+ (\d+)", text)
         return match.group(1).decode() if match else None
 
+    def abort(self) -> None:
+        """Log out without expunging: the messages marked ``\\Deleted`` stay in the folder."""
+        client = self._imap
+        self._imap = None
+        self._deleted.clear()
+        self._quarantine_ready = False
+        if client is not None:
+            with suppress(imaplib.IMAP4.error, OSError):
+                client.logout()
+
     def close(self) -> None:
         """Expunge what we deleted (only ours with UIDPLUS), then log out. Safe to repeat."""
         client = self._imap
