@@ -23,8 +23,15 @@ from datetime import UTC, datetime
 
 import attrs
 
+from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.config import AccountConfig, Config
-from asm_email_rules.errors import MailboxError, MessageParseError, NotFoundError, RepositoryError
+from asm_email_rules.errors import (
+    MailboxError,
+    MessageParseError,
+    NotFoundError,
+    RepositoryError,
+    StoreUnavailableError,
+)
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailbox, Mailer, Repository
@@ -47,6 +54,8 @@ class AccountReport:
     ``processed``: acted on for the first time; ``duplicates``: already in the ledger (a crash
     or retry), acknowledged without acting again; ``retried``: kept because the reply hit a
     transient failure; ``quarantined``: set aside; ``errors``: mailbox or store failures.
+    ``backoff_seconds``: how long the account now waits before its next try because our side
+    failed (the store unavailable), 0 when it is healthy.
     """
 
     account: str
@@ -58,6 +67,7 @@ class AccountReport:
     sessions: int = 0
     skipped: bool = False
     last_error: str = ""
+    backoff_seconds: float = 0.0
 
 
 @attrs.frozen
@@ -87,8 +97,8 @@ class _Counts:
     sessions: int = 0
     last_error: str = ""
 
-    def freeze(self, account: str) -> AccountReport:
-        return AccountReport(account, **attrs.asdict(self))
+    def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
+        return AccountReport(account, **attrs.asdict(self), backoff_seconds=backoff_seconds)
 
 
 def _list_keys(mailbox: Mailbox) -> Iterator[str]:
@@ -136,8 +146,8 @@ class _InHand:
         self.fields = _log_fields(self.account, self.key, self.sha256)
 
 
-class _StoreUnavailableError(Exception):
-    """The store failed in a way that is not this message's fault: stop and retry later."""
+class _RetryLaterError(Exception):
+    """A host store refused this message (a plain RepositoryError): stop, retry it later."""
 
 
 def _is_quarantine_record(decision_json: str) -> bool:
@@ -152,7 +162,8 @@ class PollingService:
     """Polls the configured accounts; one instance per store and mailer.
 
     ``now`` and ``random_token`` are injected so tests are deterministic. With ``mailer`` None
-    the replies are recorded in the store as pending and not sent.
+    the replies are recorded in the store as pending and not sent. ``backoff`` is how an account
+    waits after our side failed (default: from ``config.system``).
     """
 
     def __init__(
@@ -164,6 +175,7 @@ class PollingService:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+        backoff: BackoffPolicy | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -172,6 +184,11 @@ class PollingService:
         self.now = now
         self.random_token = random_token
         self._store_failures: dict[tuple[str, str], int] = {}
+        if backoff is None:
+            system = config.system
+            backoff = BackoffPolicy(system.backoff_initial_seconds, system.backoff_max_seconds)
+        self._backoff_policy = backoff
+        self._backoff: dict[str, Backoff] = {}
 
     # -- one message ------------------------------------------------------------------------
 
@@ -201,8 +218,11 @@ class PollingService:
     def _process(self, message: _InHand, raw: bytes) -> ProcessResult | None:
         """Run the rules; a failure that is the message's fault quarantines it (None returned).
 
-        A store failure that is not (locked, read-only, full) raises _StoreUnavailableError so
-        the account backs off, until the same message has failed ``max_send_attempts`` times.
+        :class:`StoreUnavailableError` (the store locked, read-only, full: our failure) goes up
+        untouched: the account backs off and the message is never counted against. A plain
+        :class:`RepositoryError` from a host store raises _RetryLaterError (stop, retry next
+        time) until the same message has failed ``max_send_attempts`` times; then it is
+        quarantined.
         """
         try:
             return process(
@@ -217,9 +237,11 @@ class PollingService:
         except MessageParseError as exc:
             reason = f"cannot parse: {exc}"
             self._set_aside(message, reason, "unparseable", str(exc), logging.WARNING)
+        except StoreUnavailableError:
+            raise
         except RepositoryError as exc:
             if not isinstance(exc, NotFoundError) and not self._store_failed(message):
-                raise _StoreUnavailableError(str(exc)) from exc
+                raise _RetryLaterError(str(exc)) from exc
             reason = f"processing failed: {exc}"
             self._set_aside(message, reason, "failed", str(exc), logging.ERROR)
         except Exception as exc:  # one bad message must never stop the others
@@ -312,10 +334,16 @@ class PollingService:
             return AccountReport(account.name, skipped=True)
         counts = _Counts()
         seen: set[str] = set()
+        completed = False
         while stop is None or not stop.is_set():
             try:
                 more = self._session(account, seen, counts, stop)
-            except (MailboxError, RepositoryError, _StoreUnavailableError, OSError) as exc:
+            except StoreUnavailableError as exc:
+                counts.errors += 1
+                counts.last_error = str(exc)
+                self._account_failed(account, "store unavailable", exc)
+                break
+            except (MailboxError, RepositoryError, _RetryLaterError, OSError) as exc:
                 counts.errors += 1
                 counts.last_error = str(exc)
                 log.error(
@@ -325,9 +353,53 @@ class PollingService:
                 )
                 break
             if not more:
+                completed = True
                 break
         self._end_smtp_session()
-        return counts.freeze(account.name)
+        if completed:
+            self._account_succeeded(account)
+        return counts.freeze(account.name, self.backoff(account.name).seconds_left(self.now()))
+
+    # -- backoff: our failures are the account's, not the message's --------------------------
+
+    def backoff(self, account: str) -> Backoff:
+        """The backoff state of the account called ``account`` (healthy if never failed)."""
+        return self._backoff.get(account, Backoff(self._backoff_policy))
+
+    def _account_failed(self, account: AccountConfig, kind: str, exc: Exception) -> None:
+        """Back the account off after our side failed; one WARNING per change of state."""
+        before = self.backoff(account.name)
+        after = before.failure(kind, str(exc), self.now())
+        self._backoff[account.name] = after
+        extra = {
+            "account": account.name,
+            "error": str(exc),
+            "failures": after.failures,
+            "retry_in_s": after.delay,
+        }
+        if change(before, after) is None:
+            log.debug("account still backing off: %s: %s", kind, exc, extra=extra)
+            return
+        log.warning(
+            "account backing off: %s: %s; next try in %.0f s at the earliest (no message is "
+            "blamed or quarantined for it)",
+            kind,
+            exc,
+            after.delay,
+            extra=extra,
+        )
+
+    def _account_succeeded(self, account: AccountConfig) -> None:
+        """End a backoff after a complete poll; one INFO line when the account recovers."""
+        before = self._backoff.pop(account.name, None)
+        if before is None or change(before, before.success()) != "recovered":
+            return
+        log.info(
+            "account recovered after %d failure(s): %s",
+            before.failures,
+            before.kind,
+            extra={"account": account.name, "failures": before.failures, "since": before.since},
+        )
 
     def _end_smtp_session(self) -> None:
         """End the mailer's SMTP session at the end of a pass (a mailer that keeps one open
@@ -453,7 +525,10 @@ class PollingService:
                     log.exception("account poll crashed", extra={"account": account.name})
                 else:
                     log.info("account polled", extra=attrs.asdict(report))
-                due[account.name] = time.monotonic() + account.interval_seconds
+                wait = max(
+                    account.interval_seconds, self.backoff(account.name).seconds_left(self.now())
+                )
+                due[account.name] = time.monotonic() + wait
             stop.wait(max(0.0, min(due.values()) - time.monotonic()))
         log.info("polling service stopped")
 
