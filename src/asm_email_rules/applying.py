@@ -218,7 +218,7 @@ def apply(
             mailbox.name,
             email.message_id or "",
             email.raw_sha256,
-            decision.to_json(),
+            decision.to_ledger_json(),
             outgoing,
             now,
         )

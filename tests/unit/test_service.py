@@ -612,3 +612,25 @@ def test_the_mailer_session_ends_once_per_pass_after_the_replies(desk: Desk) -> 
     assert report.processed == 3
     assert report.sessions == 2
     assert events == ["send", "send", "send", "close"]
+
+
+def test_the_body_is_stored_once_in_the_store(desk: Desk) -> None:
+    # Issue 10/14: the body lives in the record (a new call's description, an update's history
+    # entry); the ledger's decision record says how long it was instead of repeating it.
+    body = "The projector in room 4 shows only purple since the update. " * 20
+    desk.deliver(make_raw("Projector purple", "uma@corp.example", body, "<p1@c.example>"))
+    desk.deliver(make_raw("[CALL#100] again", "uma@corp.example", body, "<p2@c.example>"))
+    assert desk.service().poll_once()["helpdesk"].processed == 2
+    where = "%projector in room 4%"
+    in_calls = desk.store._one("SELECT COUNT(*) FROM calls WHERE description LIKE ?", (where,))
+    in_log = desk.store._one("SELECT COUNT(*) FROM log_entries WHERE text LIKE ?", (where,))
+    in_ledger = desk.store._one(
+        "SELECT COUNT(*) FROM ledger WHERE decision_json LIKE ? OR reply_json LIKE ?",
+        (where, where),
+    )
+    assert (in_calls[0], in_log[0], in_ledger[0]) == (1, 1, 0)
+    row = desk.store._one("SELECT decision_json FROM ledger WHERE message_id = '<p1@c.example>'")
+    record = json.loads(row[0])
+    [log_call] = [a for a in record["actions"] if a["kind"] == "log_call"]
+    assert set(log_call["description"]) == {"chars"}
+    assert set(record["reply"]["body"]) == {"chars"}
