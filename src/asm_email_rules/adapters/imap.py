@@ -3,9 +3,14 @@
 Mailbox keys are the UIDs of the selected folder. Fetching uses ``BODY.PEEK[]`` so nothing is marked
 ``\\Seen``, several listed messages per ``UID FETCH`` (a batch bounded in count and in bytes);
 deleting sets ``\\Deleted``, for several messages per ``UID STORE``, and the expunge happens on
-:meth:`ImapMailbox.close` (``UID EXPUNGE`` with UIDPLUS, so only our own marks are removed).
+:meth:`ImapMailbox.close` (``UID EXPUNGE`` with UIDPLUS, so only our own marks are removed;
+without UIDPLUS a plain ``EXPUNGE`` only when no other message is marked ``\\Deleted``).
 Quarantine files the message in a separate folder, by default as a copy that carries the
 reason in a header.
+
+A session that died after marking messages ``\\Deleted`` leaves them in the folder:
+:meth:`ImapMailbox.deleted_keys` lists them and :meth:`ImapMailbox.expunge` removes those the
+caller knows are done (the polling service asks its ledger at the start of each session).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import suppress
 from typing import Any
 
@@ -52,8 +57,8 @@ class ImapConfig:
 
     Batches: a fetch brings the next ``batch_messages`` listed messages at most, and no more
     than ``batch_bytes`` of them (by ``RFC822.SIZE``; a larger message comes alone), so the
-    bytes held at once stay bounded; ``\\Deleted`` marks go out ``store_batch`` at a time
-    (and all on :meth:`ImapMailbox.close`, before the expunge).
+    bytes held at once stay bounded; ``\\Deleted`` marks go out on :meth:`ImapMailbox.close`,
+    ``store_batch`` UIDs per ``UID STORE`` (servers bound the length of a command line).
     """
 
     host: str
@@ -69,7 +74,7 @@ class ImapConfig:
     oauth2: OAuth2Login | None = None
     batch_messages: int = 20
     batch_bytes: int = 1 << 20
-    store_batch: int = 50
+    store_batch: int = 100
 
     def context(self) -> ssl.SSLContext:
         """The TLS context to use: the configured one or a verifying default."""
@@ -340,22 +345,25 @@ class ImapMailbox(ServerSession):
         return raw
 
     def delete(self, key: str) -> None:
-        """Mark ``\\Deleted`` (several marks per ``UID STORE``); :meth:`close` expunges it."""
+        """Hide the message now; :meth:`close` marks it ``\\Deleted`` (``store_batch`` UIDs per
+        ``UID STORE``) and expunges it.
+
+        Nothing reaches the server before :meth:`close`, so the polling service can make its
+        store durable first: a message is never marked while its record could still be lost.
+        """
         if not key.isdigit():
             raise MailboxError(f"{self._where()}: {key!r} is not a UID")
         self._deleted.add(key)
         self._fetched.pop(key, None)
         self._unflagged.append(key)
-        if len(self._unflagged) >= self.config.store_batch:
-            self._flag_deleted()
 
     def _flag_deleted(self) -> None:
-        """Send the ``\\Deleted`` marks not sent yet, in one ``UID STORE``."""
-        if not self._unflagged:
-            return
-        uids = ",".join(self._unflagged)
-        self._uid(f"UID STORE {uids}", "STORE", uids, "+FLAGS.SILENT", r"(\Deleted)")
-        self._unflagged.clear()
+        """Send the ``\\Deleted`` marks not sent yet, ``store_batch`` UIDs per ``UID STORE``."""
+        size = max(1, self.config.store_batch)
+        while self._unflagged:
+            uids = ",".join(self._unflagged[:size])
+            self._uid(f"UID STORE {uids}", "STORE", uids, "+FLAGS.SILENT", r"(\Deleted)")
+            del self._unflagged[:size]
 
     def quarantine(self, key: str, reason: str) -> None:
         """File the message in the quarantine folder (created when missing) and drop it here."""
@@ -419,8 +427,55 @@ class ImapMailbox(ServerSession):
             with suppress(imaplib.IMAP4.error, OSError):
                 client.logout()
 
+    def _search_uids(self, criterion: str) -> list[str]:
+        data = self._uid(f"UID SEARCH {criterion}", "SEARCH", criterion)
+        words = b" ".join(d for d in data if isinstance(d, bytes)).split()
+        return [str(uid) for uid in sorted(int(w) for w in words if w.isdigit())]
+
+    def deleted_keys(self) -> Iterator[str]:
+        """UIDs marked ``\\Deleted`` and not expunged, oldest first, other than this session's
+        own deletions: what a session that died (or another client) left behind."""
+        return iter([uid for uid in self._search_uids("DELETED") if uid not in self._deleted])
+
+    def expunge(self, keys: Collection[str]) -> int:
+        """Remove now the messages ``keys`` (UIDs marked ``\\Deleted``); how many went.
+
+        With UIDPLUS: ``UID EXPUNGE`` of exactly ``keys`` (RFC 4315), so a message someone
+        else marked ``\\Deleted`` stays. Without it a plain ``EXPUNGE`` removes every marked
+        message, so it runs only when the marked ones are all ``keys`` or this session's own
+        deletions; otherwise nothing is removed (0, logged). Raises MailboxError.
+        """
+        wanted = sorted({key for key in keys if key.isdigit()}, key=int)
+        if not wanted:
+            return 0
+        client = self._client()
+        self._flag_deleted()  # this session's marks first: a plain EXPUNGE takes them too
+        if "UIDPLUS" in self._capabilities:
+            uids = ",".join(wanted)
+            self._call("UID EXPUNGE", lambda: client.uid("EXPUNGE", uids))
+            return len(wanted)
+        if not self._expunge_is_safe(set(wanted)):
+            return 0
+        self._call("EXPUNGE", client.expunge)
+        self._deleted.clear()  # a plain EXPUNGE removed this session's deletions too
+        return len(wanted)
+
+    def _expunge_is_safe(self, also: set[str]) -> bool:
+        """Without UIDPLUS: True when every ``\\Deleted`` message is ours to remove."""
+        marked = set(self._search_uids("DELETED"))
+        others = marked - self._deleted - also
+        if others:
+            log.warning(
+                "IMAP server without UIDPLUS: not expunging, since %d message(s) marked "
+                "\\Deleted by someone else would go too",
+                len(others),
+                extra={"imap_server": self._where(), "uids": sorted(others, key=int)},
+            )
+        return not others
+
     def close(self) -> None:
-        """Expunge what we deleted (only ours with UIDPLUS), then log out. Safe to repeat."""
+        """Expunge what we deleted (only ours: ``UID EXPUNGE`` with UIDPLUS, else ``EXPUNGE``
+        when no other message is marked ``\\Deleted``), then log out. Safe to repeat."""
         client = self._imap
         if client is None:
             return
@@ -430,7 +485,7 @@ class ImapMailbox(ServerSession):
                 uids = ",".join(sorted(self._deleted, key=int))
                 if "UIDPLUS" in self._capabilities:
                     self._call("UID EXPUNGE", lambda: client.uid("EXPUNGE", uids))
-                else:
+                elif self._expunge_is_safe(set()):
                     self._call("EXPUNGE", client.expunge)
         finally:
             with suppress(imaplib.IMAP4.error, OSError):
