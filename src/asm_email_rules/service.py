@@ -10,6 +10,7 @@ that cannot move mail (POP3) skips it from then on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -31,10 +32,11 @@ from asm_email_rules.errors import (
     RepositoryError,
     StoreUnavailableError,
 )
+from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
-from asm_email_rules.protocols import Mailbox, Mailer, Repository
+from asm_email_rules.protocols import ExpungingMailbox, Mailbox, Mailer, Repository
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 __all__ = ["AccountReport", "HostMailbox", "MailboxFactory", "PollReport", "PollingService"]
@@ -63,7 +65,9 @@ class AccountReport:
     reason (``(("auto-reply", 9), ...)``, most frequent first; issue 9: nothing is dropped in
     silence).
     ``backoff_seconds``: how long the account now waits before its next try because our side
-    failed (the store unavailable), 0 when it is healthy.
+    failed (the store unavailable), 0 when it is healthy. ``expunged``: messages a previous
+    session marked deleted but did not remove (IMAP ``\\Deleted`` after a crash), removed at
+    the start of a session because the ledger says they are done.
     """
 
     account: str
@@ -77,6 +81,7 @@ class AccountReport:
     last_error: str = ""
     backoff_seconds: float = 0.0
     discarded: tuple[tuple[str, int], ...] = ()
+    expunged: int = 0
 
     def discard_summary(self) -> str:
         """ "12 discarded: auto-reply (9), unknown sender without ... (3)", or "" for none."""
@@ -114,6 +119,7 @@ class _Counts:
     sessions: int = 0
     last_error: str = ""
     discarded: dict[str, int] = attrs.field(factory=dict)
+    expunged: int = 0
 
     def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
         fields = attrs.asdict(self)
@@ -387,7 +393,7 @@ class PollingService:
         else:
             entry = find_ledger_entry(self.repository, account.mailbox.name, result.email)
             detail = entry.last_error if entry is not None else "reply could not be sent"
-            message.mailbox.quarantine(message.key, f"reply not sent: {detail}")
+            self._quarantine(message, f"reply not sent: {detail}")  # recorded: POP3 keeps it
             counts.quarantined += 1
         troubled = result.reply_status is ReplyStatus.FAILED
         troubled = troubled or result.disposition is not Disposition.DELETE
@@ -436,6 +442,7 @@ class PollingService:
             if not more:
                 completed = True
                 break
+        self._end_smtp_session()
         if completed:
             self._account_succeeded(account)
         return counts.freeze(account.name, self.backoff(account.name).seconds_left(self.now()))
@@ -481,6 +488,17 @@ class PollingService:
             extra={"account": account.name, "failures": before.failures, "since": before.since},
         )
 
+    def _end_smtp_session(self) -> None:
+        """End the mailer's SMTP session at the end of a pass (a mailer that keeps one open
+        between replies, such as :class:`~asm_email_rules.adapters.smtp.SmtpMailer`, has
+        ``close``); a failure here cannot change what the server accepted."""
+        close = getattr(self.mailer, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # the replies are recorded already; nothing to undo
+                log.warning("ending the SMTP session failed", exc_info=True)
+
     def _session(
         self,
         account: AccountConfig,
@@ -495,6 +513,8 @@ class PollingService:
         handled = 0
         left_over = False
         try:
+            if isinstance(mailbox, ExpungingMailbox):
+                self._expunge_leftovers(account, mailbox, counts)
             for key in _list_keys(mailbox):
                 if key in seen:
                     continue
@@ -520,17 +540,77 @@ class PollingService:
                     if failures >= _MAX_MAILBOX_ERRORS:
                         raise
         finally:
-            try:
-                mailbox.close()
-            except MailboxError as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                log.error(
-                    "closing the mailbox failed: %s",
-                    exc,
-                    extra={"account": account.name, "error": str(exc)},
-                )
+            self._end_session(account, mailbox, counts)
         return left_over
+
+    def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> None:
+        """Make the store durable, then let the mailbox's deletions take effect (close).
+
+        A store that commits lazily (SQLite in WAL mode with ``synchronous=NORMAL``) is synced
+        once here rather than on every commit, and before any message leaves the mailbox, so
+        a power loss can never lose a message whose record was not on disk yet. When the sync
+        fails the mailbox is abandoned without deleting anything (``abort``, where it has one).
+        """
+        sync = getattr(self.repository, "sync", None)
+        try:
+            if callable(sync):
+                sync()
+        except RepositoryError as exc:
+            counts.errors += 1
+            counts.last_error = str(exc)
+            log.error(
+                "the store could not be made durable; the mailbox keeps its messages: %s",
+                exc,
+                extra={"account": account.name, "error": str(exc)},
+            )
+            abort = getattr(mailbox, "abort", None)
+            if callable(abort):
+                with contextlib.suppress(MailboxError):
+                    abort()
+                return
+        try:
+            mailbox.close()
+        except MailboxError as exc:
+            counts.errors += 1
+            counts.last_error = str(exc)
+            log.error(
+                "closing the mailbox failed: %s",
+                exc,
+                extra={"account": account.name, "error": str(exc)},
+            )
+
+    def _expunge_leftovers(
+        self, account: AccountConfig, mailbox: ExpungingMailbox, counts: _Counts
+    ) -> None:
+        """Remove the messages a previous session marked deleted and the ledger says are done.
+
+        A session that died between marking and expunging (IMAP ``\\Deleted``) leaves them in
+        the folder, hidden from :meth:`~Mailbox.list_keys`. Each is fetched and looked up: a
+        ledger entry (its decision was applied and recorded) or a quarantine record means it
+        is done and goes; one the ledger does not know (marked by a person, say) is left alone.
+        """
+        done = [key for key in mailbox.deleted_keys() if self._is_done(account, mailbox, key)]
+        if not done:
+            return
+        removed = mailbox.expunge(done)
+        counts.expunged += removed
+        log.info(
+            "expunged %d message(s) a previous session had deleted",
+            removed,
+            extra={"account": account.name, "mailbox_keys": done},
+        )
+
+    def _is_done(self, account: AccountConfig, mailbox: Mailbox, key: str) -> bool:
+        """True when the ledger knows the message ``key``: processed, or quarantined."""
+        raw = mailbox.fetch(key)
+        name = account.mailbox.name
+        if self.repository.ledger_entry(name, "", hashlib.sha256(raw).hexdigest()) is not None:
+            return True  # quarantined before (these bytes may not even parse)
+        try:
+            email = parse_message(raw, limits=self.config.system.limits)
+        except MessageParseError:
+            return False
+        return find_ledger_entry(self.repository, name, email) is not None
 
     # -- all accounts -----------------------------------------------------------------------
 
