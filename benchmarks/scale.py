@@ -11,8 +11,10 @@ one process on the same store, and the time the pollers spent waiting for the da
 - SQLite: measured in each poller around ``BEGIN IMMEDIATE`` (SQLite has one write lock per
   file; a second writer waits for it in its busy handler), summed over the pollers.
 
-Both stores commit durably (SQLite ``synchronous=FULL`` in WAL mode; PostgreSQL with ``fsync``
-and ``synchronous_commit`` on), so neither gets its speed by losing data on a power cut. The
+Both stores are durable as the service uses them: each commit is safe from a crash of the
+process at once, and the service flushes the store (``sync()``: one fsync, or one WAL flush)
+once per mailbox session before the session's deletions take effect (PostgreSQL runs with
+``fsync`` on), so neither gets its speed by losing mail on a power cut. The
 PostgreSQL server is a throwaway cluster on loopback (:mod:`asm_email_rules.adapters.
 postgres_cluster`), on the same two cores as the pollers.
 
