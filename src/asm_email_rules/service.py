@@ -11,7 +11,6 @@ that cannot move mail (POP3) skips it from then on.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 import threading
@@ -27,6 +26,7 @@ from asm_email_rules.errors import MailboxError, MessageParseError, NotFoundErro
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailbox, Mailer, Repository
+from asm_email_rules.quarantine import quarantine_reason, set_aside
 
 __all__ = ["AccountReport", "MailboxFactory", "PollReport", "PollingService"]
 
@@ -127,6 +127,7 @@ class _InHand:
     mailbox: Mailbox
     key: str
     sha256: str
+    raw: bytes
     counts: _Counts
     started: float
     fields: dict[str, object] = attrs.field(init=False)
@@ -137,14 +138,6 @@ class _InHand:
 
 class _StoreUnavailableError(Exception):
     """The store failed in a way that is not this message's fault: stop and retry later."""
-
-
-def _is_quarantine_record(decision_json: str) -> bool:
-    try:
-        data = json.loads(decision_json)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and "quarantined" in data
 
 
 class PollingService:
@@ -178,7 +171,8 @@ class PollingService:
         """Fetch, process and dispose of one message; raises only MailboxError or store outage."""
         started = time.monotonic()
         raw = mailbox.fetch(key)
-        message = _InHand(account, mailbox, key, hashlib.sha256(raw).hexdigest(), counts, started)
+        sha256 = hashlib.sha256(raw).hexdigest()
+        message = _InHand(account, mailbox, key, sha256, raw, counts, started)
         if self._quarantined_before(message):
             return
         result = self._process(message, raw)
@@ -187,10 +181,9 @@ class PollingService:
 
     def _quarantined_before(self, message: _InHand) -> bool:
         """Set aside again, without processing, a message the ledger says was quarantined."""
-        known = self.repository.ledger_entry(message.account.mailbox.name, "", message.sha256)
-        if known is None or not _is_quarantine_record(known.decision_json):
+        reason = quarantine_reason(self.repository, message.account.mailbox.name, message.sha256)
+        if reason is None:
             return False
-        reason = json.loads(known.decision_json)["quarantined"]
         message.mailbox.quarantine(message.key, f"quarantined before: {reason}")
         message.counts.quarantined += 1
         message.fields.update(outcome="quarantined before", disposition="quarantine")
@@ -240,22 +233,23 @@ class PollingService:
         self._log(message, level)
 
     def _quarantine(self, message: _InHand, reason: str) -> None:
-        """Remember the message in the ledger (so it is never retried), then move it aside."""
+        """Remember the message in the ledger (so it is never retried) and keep a copy in the
+        store's quarantine, then move it aside in the mailbox."""
         account, sha = message.account, message.sha256
         self._store_failures.pop((account.name, sha), None)
         try:
-            if self.repository.ledger_entry(account.mailbox.name, "", sha) is None:
-                self.repository.record_processed(
-                    account.mailbox.name,
-                    "",
-                    sha,
-                    json.dumps({"quarantined": reason}),
-                    None,
-                    self.now(),
-                )
+            set_aside(
+                self.repository,
+                account.mailbox.name,
+                message.raw,
+                reason,
+                self.now(),
+                source=account.protocol.value,
+                mailbox_key=message.key,
+            )
         except RepositoryError:
             log.exception(
-                "could not record a quarantined message in the ledger",
+                "could not record a quarantined message in the store",
                 extra={"account": account.name, "sha256": sha},
             )
         message.mailbox.quarantine(message.key, reason)
@@ -283,7 +277,7 @@ class PollingService:
         else:
             entry = self.repository.ledger_entry(account.mailbox.name, message_id, message.sha256)
             detail = entry.last_error if entry is not None else "reply could not be sent"
-            message.mailbox.quarantine(message.key, f"reply not sent: {detail}")
+            self._quarantine(message, f"reply not sent: {detail}")
             counts.quarantined += 1
         troubled = result.reply_status is ReplyStatus.FAILED
         troubled = troubled or result.disposition is not Disposition.DELETE
