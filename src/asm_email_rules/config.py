@@ -132,10 +132,13 @@ def _type_name(value: object) -> str:
 class _Table:
     """One TOML table being read: typed getters that name the key on error, then ``finish``."""
 
-    def __init__(self, data: Mapping[str, Any], path: str, source: str) -> None:
+    def __init__(
+        self, data: Mapping[str, Any], path: str, source: str, *, secrets: bool = True
+    ) -> None:
         self.data = data
         self.path = path
         self.source = source
+        self.secrets = secrets
         self.used: set[str] = set()
 
     def key(self, name: str) -> str:
@@ -232,7 +235,7 @@ class _Table:
             value = {}
         if not isinstance(value, dict):
             raise self.fail(name, f"must be a table, got {_type_name(value)}")
-        return _Table(value, self.key(name), self.source)
+        return _Table(value, self.key(name), self.source, secrets=self.secrets)
 
     def optional_table(self, name: str) -> _Table | None:
         return self.table(name) if name in self.data else None
@@ -245,6 +248,8 @@ class _Table:
         variable = self.string(env_name)
         if not variable:
             return inline
+        if not self.secrets:  # a dry run needs no password: the variable may be unset
+            return ""
         value = os.environ.get(variable)
         if value is None:
             raise self.fail(env_name, f"environment variable {variable!r} is not set")
@@ -490,11 +495,15 @@ def _account(table: _Table, base: Path) -> AccountConfig:
     return account
 
 
-def parse_config(data: Mapping[str, Any], source: Path) -> Config:
-    """Validate already-parsed TOML ``data``; relative paths resolve against ``source``'s folder."""
+def parse_config(data: Mapping[str, Any], source: Path, *, secrets: bool = True) -> Config:
+    """Validate already-parsed TOML ``data``; relative paths resolve against ``source``'s folder.
+
+    With ``secrets=False`` passwords named by ``password_env`` are not read (they stay empty and
+    an unset variable is no error): for dry runs such as ``explain``, which sign in nowhere.
+    """
     label = str(source)
     base = source.parent
-    root = _Table(data, "", label)
+    root = _Table(data, "", label, secrets=secrets)
     store = root.string("store", required=True)
     if not store:
         raise root.fail("store", "must name the SQLite file")
@@ -509,7 +518,7 @@ def parse_config(data: Mapping[str, Any], source: Path) -> Config:
     accounts: list[AccountConfig] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_accounts):
-        table = _Table(raw, f"accounts[{index}]", label)
+        table = _Table(raw, f"accounts[{index + 1}]", label, secrets=secrets)
         account = _account(table, base)
         if account.name in seen:
             raise table.fail("name", f"duplicate account name {account.name!r}")
@@ -525,8 +534,12 @@ def parse_config(data: Mapping[str, Any], source: Path) -> Config:
     )
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a TOML configuration file. Raises ConfigError naming file and key."""
+def load_config(path: str | os.PathLike[str], *, secrets: bool = True) -> Config:
+    """Read and validate a TOML configuration file. Raises ConfigError naming file and key.
+
+    Accounts are named ``accounts[1]``, ``accounts[2]``, ... in errors, counting from 1 as
+    the file does. ``secrets=False``: see :func:`parse_config`.
+    """
     source = Path(path).expanduser().resolve()
     try:
         with source.open("rb") as handle:
@@ -537,4 +550,4 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"cannot read: {exc.strerror or exc}", source=str(source)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", source=str(source)) from None
-    return parse_config(data, source)
+    return parse_config(data, source, secrets=secrets)

@@ -1,9 +1,10 @@
-"""The ``asm-email-rules`` command line: demo, explain, process, poll, truncate, init and tables.
+"""The ``asm-email-rules`` command line: one sub-command per module (see :data:`COMMANDS`).
 
 One module per command, each with ``add_parser(subparsers)`` (its options, next to its code)
 and ``run(args) -> int``. Exit codes: 0 success; 1 a message could not be parsed or processed;
 2 usage or configuration error (including a store that cannot be opened); 3 a mailbox or the
-SMTP server failed; 130 interrupted. Errors are one line on stderr, never a traceback:
+SMTP server failed; 130 interrupted; ``deliver`` alone answers 0 or 75 (``EX_TEMPFAIL``) for
+the mail server. Errors are one line on stderr, never a traceback:
 :data:`EXIT_CODES` maps each exception type to its code and message.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
-from asm_email_rules.cli import demo, explain, init, poll, process, tables, truncate
+from asm_email_rules.cli import deliver, demo, explain, init, poll, process, tables, truncate
 from asm_email_rules.cli._common import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -45,7 +46,16 @@ __all__ = [
     "main",
 ]
 
-COMMANDS: tuple[ModuleType, ...] = (demo, explain, process, poll, truncate, init, tables)
+COMMANDS: tuple[ModuleType, ...] = (
+    demo,
+    explain,
+    process,
+    deliver,
+    poll,
+    truncate,
+    init,
+    tables,
+)
 """The commands in the order ``--help`` lists them."""
 
 EXIT_CODES: tuple[tuple[type[BaseException], int, Callable[[BaseException], str]], ...] = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -32,8 +33,19 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
-def read_file(path: Path) -> bytes:
-    """The bytes of ``path``; UsageError (exit 2) when it cannot be read."""
+STDIN = "-"
+"""The file name that means standard input (``explain -``, ``process -``)."""
+
+
+def read_file(path: Path | str) -> bytes:
+    """The bytes of ``path`` (standard input for ``-``); UsageError (exit 2) when it cannot be
+    read."""
+    if str(path) == STDIN:
+        try:
+            return sys.stdin.buffer.read()
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"standard input: cannot read: {exc}") from None
+    path = Path(path)
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -56,15 +68,16 @@ def demo_mailbox() -> MailboxSettings:
 
 
 def settings_for(
-    args: argparse.Namespace,
+    args: argparse.Namespace, *, secrets: bool = True
 ) -> tuple[Config | None, MailboxSettings, SystemSettings]:
     """The configuration and the account's settings of ``--config``/``--account``, or the demo
-    mailbox and system (and no configuration) without ``--config``."""
+    mailbox and system (and no configuration) without ``--config``. ``secrets=False`` for dry
+    runs: passwords are not read (see :func:`~asm_email_rules.config.load_config`)."""
     if not args.config:
         if getattr(args, "account", None):
             raise UsageError("--account needs --config")
         return None, demo_mailbox(), DEMO_SYSTEM
-    config = load_config(args.config)
+    config = load_config(args.config, secrets=secrets)
     account = config.account(args.account)
     return config, account.mailbox, config.system
 
