@@ -8,6 +8,7 @@ from asm_email_rules.classify import Classification, MailKind, classify
 from asm_email_rules.decision import Decision, Facts, Outcome, Reply
 from asm_email_rules.errors import (
     AsmEmailError,
+    AuthenticationError,
     ConfigError,
     MailboxError,
     MessageParseError,
@@ -15,6 +16,7 @@ from asm_email_rules.errors import (
     PermanentSendError,
     RepositoryError,
     SendError,
+    TokenError,
     TransientSendError,
 )
 from asm_email_rules.intake import parse_message
@@ -57,6 +59,7 @@ from asm_email_rules.truncate import Truncation, TruncationMethod, truncate_repl
 __all__ = [
     "AsmEmailError",
     "Attachment",
+    "AuthenticationError",
     "Call",
     "CallStatus",
     "CallTemplate",
@@ -97,6 +100,7 @@ __all__ = [
     "Task",
     "TaskKind",
     "TaskStatus",
+    "TokenError",
     "TransientSendError",
     "Truncation",
     "TruncationMethod",

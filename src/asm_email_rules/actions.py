@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import attrs
 
-from asm_email_rules.model import EntityKind, EntityRef
+from asm_email_rules.model import NEW_CALL, EntityRef, NewCall, SummaryKind
 
 __all__ = [
     "NEW_CALL",
@@ -31,10 +31,12 @@ __all__ = [
     "SendSummary",
     "SetUserFlag",
     "SpendToken",
+    "Target",
 ]
 
-NEW_CALL = EntityRef(EntityKind.CALL, 0)
-"""Stands for "the call this decision logs" in actions that follow a LogCall."""
+Target = EntityRef | NewCall
+"""The record an action is about: an existing one, or :data:`NEW_CALL`, the call this
+decision logs (its number exists only once ``apply`` has carried out the ``LogCall``)."""
 
 
 @attrs.frozen
@@ -70,7 +72,7 @@ class AddHistory:
     """Add the email's text to a record's history."""
 
     kind: ClassVar[str] = "add_history"
-    ref: EntityRef
+    ref: Target
     text: str
     author: str
 
@@ -80,7 +82,7 @@ class AddNote:
     """Add the email's text as a note (closed calls keep their state)."""
 
     kind: ClassVar[str] = "add_note"
-    ref: EntityRef
+    ref: Target
     text: str
     author: str
 
@@ -90,7 +92,7 @@ class AttachObjects:
     """Attach the email's files as objects under a security profile."""
 
     kind: ClassVar[str] = "attach_objects"
-    ref: EntityRef
+    ref: Target
     filenames: tuple[str, ...]
     security_profile: str
 
@@ -100,7 +102,7 @@ class MarkUpdated:
     """Set the note icon on the record in the Outstanding window."""
 
     kind: ClassVar[str] = "mark_updated"
-    ref: EntityRef
+    ref: Target
 
 
 @attrs.frozen
@@ -108,7 +110,7 @@ class NotifyAssignee:
     """Email the assigned analyst or group that the record was updated by email."""
 
     kind: ClassVar[str] = "notify_assignee"
-    ref: EntityRef
+    ref: Target
 
 
 @attrs.frozen
@@ -161,7 +163,7 @@ class SendSummary:
     """Send a [My...] summary to the analyst who asked."""
 
     kind: ClassVar[str] = "send_summary"
-    what: str
+    what: SummaryKind
     person_id: int
     items: int
     total: int

@@ -31,6 +31,7 @@ from asm_email_rules.sample import seed_sample_desk
 from asm_email_rules.service import MailboxFactory, PollingService
 
 if TYPE_CHECKING:
+    from asm_email_rules.adapters.oauth import OAuth2Login
     from asm_email_rules.adapters.sqlite import SqliteRepository
 
 __all__ = [
@@ -103,13 +104,26 @@ class _ConfiguredMailboxes:
     def __init__(self) -> None:
         self._pop3_skip: dict[str, frozenset[str]] = {}
         self._pop3_open: dict[str, object] = {}
+        self._logins: dict[str, OAuth2Login] = {}
 
     def __call__(self, account: AccountConfig) -> Mailbox:
         if account.protocol is MailProtocol.MAILDIR:
             return _maildir(account)
         if account.protocol is MailProtocol.IMAP:
-            return _imap(account)
+            return _imap(account, self._oauth2(account))
         return self._pop3(account)
+
+    def _oauth2(self, account: AccountConfig) -> OAuth2Login | None:
+        """The account's OAuth2 login, kept across sessions so its token cache lives on."""
+        if account.oauth2 is None:
+            return None
+        from asm_email_rules.adapters.oauth import OAuth2Login
+
+        login = self._logins.get(account.name)
+        if login is None:
+            login = OAuth2Login.from_settings(account.oauth2)
+            self._logins[account.name] = login
+        return login
 
     def _pop3(self, account: AccountConfig) -> Mailbox:
         from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
@@ -124,6 +138,7 @@ class _ConfiguredMailboxes:
                 security=account.security,
                 username=account.username,
                 password=account.password,
+                oauth2=self._oauth2(account),
                 timeout=account.timeout,
                 ssl_context=account.ssl_context,
             ),
@@ -140,7 +155,7 @@ def _maildir(account: AccountConfig) -> Mailbox:
     return MaildirMailbox(account.path, quarantine_folder=account.quarantine_folder)
 
 
-def _imap(account: AccountConfig) -> Mailbox:
+def _imap(account: AccountConfig, oauth2: OAuth2Login | None) -> Mailbox:
     from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
 
     return ImapMailbox(
@@ -150,6 +165,7 @@ def _imap(account: AccountConfig) -> Mailbox:
             security=account.security,
             username=account.username,
             password=account.password,
+            oauth2=oauth2,
             folder=account.folder,
             quarantine_folder=account.quarantine_folder,
             timeout=account.timeout,

@@ -11,8 +11,10 @@ import difflib
 import enum
 import os
 import re
+import shlex
 import ssl
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +31,17 @@ from asm_email_rules.settings import (
     MailboxSettings,
     ReopenAssignment,
     SystemSettings,
+)
+from asm_email_rules.signin import (
+    AuthMethod,
+    ClientAuth,
+    ClientCredentialsGrant,
+    CommandTokens,
+    FileTokens,
+    OAuth2Settings,
+    RefreshTokenGrant,
+    SaslMechanism,
+    TokenSourceSpec,
 )
 
 __all__ = [
@@ -80,6 +93,8 @@ class AccountConfig:
     username: str = ""
     password: str = attrs.field(default="", repr=False)
     password_env: str = ""
+    auth: AuthMethod = AuthMethod.PASSWORD
+    oauth2: OAuth2Settings | None = None
     folder: str = "INBOX"
     quarantine_folder: str = "Quarantine"
     path: Path | None = None
@@ -255,6 +270,30 @@ class _Table:
             raise self.fail(env_name, f"environment variable {variable!r} is not set")
         return value
 
+    def secret_from(self, name: str, *, required: bool) -> tuple[str, Path | None]:
+        """``name`` inline, from ``name_env`` or from ``name_file``: at most one of the three.
+
+        Returns ``(value, None)``, or ``("", path)`` for a file (read by whoever needs it).
+        """
+        given = [k for k in (name, f"{name}_env", f"{name}_file") if k in self.data]
+        if len(given) > 1:
+            raise self.fail(given[1], f"give only one of {', '.join(given)}")
+        if not given:
+            self.used.update((name, f"{name}_env", f"{name}_file"))
+            if required:
+                raise self.fail(name, f"is required (or {name}_env, or {name}_file)")
+            return "", None
+        key = given[0]
+        if key.endswith("_file"):
+            raw = self.string(key)
+            if not raw:
+                raise self.fail(key, "must not be empty")
+            return "", _resolve(raw, Path(self.source).parent)
+        value = self.secret(name, f"{name}_env")
+        if not value and self.secrets:
+            raise self.fail(key, "must not be empty")
+        return value, None
+
     def finish(self) -> None:
         """Refuse keys nobody read: a typo must not silently fall back to a default."""
         for name in self.data:
@@ -333,17 +372,149 @@ def _system(table: _Table) -> SystemSettings:
     return system
 
 
+_OAUTH2_SOURCES = ("command", "file", "client_credentials", "refresh_token")
+_OAUTH2_KEYS: Mapping[str, tuple[str, ...]] = {
+    "command": ("command",),
+    "path": ("file",),
+    "timeout": ("command", "client_credentials", "refresh_token"),
+    "token_url": ("client_credentials", "refresh_token"),
+    "client_id": ("client_credentials", "refresh_token"),
+    "client_secret": ("client_credentials", "refresh_token"),
+    "client_secret_env": ("client_credentials", "refresh_token"),
+    "client_secret_file": ("client_credentials", "refresh_token"),
+    "client_auth": ("client_credentials", "refresh_token"),
+    "scope": ("client_credentials", "refresh_token"),
+    "refresh_token": ("refresh_token",),
+    "refresh_token_env": ("refresh_token",),
+    "refresh_token_file": ("refresh_token",),
+}
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _token_url(table: _Table) -> str:
+    """The token endpoint: https, or plain http on loopback only (test endpoints)."""
+    url = table.string("token_url", required=True)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+        return url
+    if parts.scheme != "https" or not parts.hostname:
+        raise table.fail(
+            "token_url", f"must be an https:// URL (plain http only on loopback), got {url!r}"
+        )
+    return url
+
+
+def _client_secret(table: _Table, *, required: bool) -> str:
+    value, path = table.secret_from("client_secret", required=required)
+    if path is None or not table.secrets:  # a dry run reads no secret files
+        return value
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise table.fail("client_secret_file", f"cannot read {path}: {exc.strerror}") from None
+    if not secret:
+        raise table.fail("client_secret_file", f"{path} is empty")
+    return secret
+
+
+def _token_source(table: _Table, source: str) -> TokenSourceSpec:
+    if source == "command":
+        raw = table._get("command")
+        if isinstance(raw, str):
+            try:
+                argv = tuple(shlex.split(raw))
+            except ValueError as exc:
+                raise table.fail("command", f"cannot be split into words: {exc}") from None
+        elif isinstance(raw, list) and all(isinstance(a, str) for a in raw):
+            argv = tuple(raw)
+        else:
+            raise table.fail("command", "is required: a string or an array of strings")
+        if not argv or not argv[0]:
+            raise table.fail("command", "must name a program")
+        return CommandTokens(argv, timeout=table.number("timeout", 30.0))
+    if source == "file":
+        raw_path = table.string("path", required=True)
+        if not raw_path:
+            raise table.fail("path", "must not be empty")
+        return FileTokens(_resolve(raw_path, Path(table.source).parent))
+    token_url = _token_url(table)
+    client_id = table.string("client_id", required=True)
+    if not client_id:
+        raise table.fail("client_id", "must not be empty")
+    client_auth = {"post": ClientAuth.POST, "basic": ClientAuth.BASIC}
+    auth_name = table.string("client_auth", "post")
+    if auth_name not in client_auth:
+        raise table.fail("client_auth", f"must be 'post' or 'basic', got {auth_name!r}")
+    scope = table.string("scope")
+    timeout = table.number("timeout", 30.0)
+    if source == "client_credentials":
+        return ClientCredentialsGrant(
+            token_url=token_url,
+            client_id=client_id,
+            client_secret=_client_secret(table, required=True),
+            scope=scope,
+            client_auth=client_auth[auth_name],
+            timeout=timeout,
+        )
+    refresh_token, refresh_file = table.secret_from("refresh_token", required=True)
+    return RefreshTokenGrant(
+        token_url=token_url,
+        client_id=client_id,
+        client_secret=_client_secret(table, required=False),
+        refresh_token=refresh_token,
+        refresh_token_file=refresh_file,
+        scope=scope,
+        client_auth=client_auth[auth_name],
+        timeout=timeout,
+    )
+
+
+def _oauth2(table: _Table) -> OAuth2Settings:
+    """An ``oauth2`` section: the SASL mechanism and where tokens come from."""
+    mechanism = table.choice("mechanism", SaslMechanism, SaslMechanism.XOAUTH2)
+    source = table.string("source", required=True)
+    if source not in _OAUTH2_SOURCES:
+        choices = ", ".join(repr(s) for s in _OAUTH2_SOURCES)
+        raise table.fail("source", f"must be one of {choices}, got {source!r}")
+    for key, sources in _OAUTH2_KEYS.items():
+        if key in table.data and source not in sources:
+            raise table.fail(key, f"does not apply to source = {source!r}")
+    settings = OAuth2Settings(_token_source(table, source), mechanism)
+    table.finish()
+    return settings
+
+
+def _auth(table: _Table) -> tuple[AuthMethod, OAuth2Settings | None]:
+    """``auth`` and its ``oauth2`` section: required with oauth2, refused with a password."""
+    auth = table.choice("auth", AuthMethod, AuthMethod.PASSWORD)
+    section = table.optional_table("oauth2")
+    if auth is AuthMethod.PASSWORD:
+        if section is not None:
+            raise table.fail("oauth2", 'applies only with auth = "oauth2"')
+        return auth, None
+    for key in ("password", "password_env"):
+        if key in table.data:
+            raise table.fail(key, 'does not apply with auth = "oauth2"')
+    if section is None:
+        raise table.fail("oauth2", 'is required with auth = "oauth2" (the token source)')
+    if not table.data.get("username"):
+        raise table.fail("username", 'is required with auth = "oauth2" (the mailbox address)')
+    return auth, _oauth2(section)
+
+
 def _smtp(table: _Table) -> SmtpConfig:
     security = table.choice("security", Security, Security.STARTTLS)
     host = table.string("host", required=True)
     if not host:
         raise table.fail("host", "must not be empty")
+    _, oauth2 = _auth(table)
     config = SmtpConfig(
         host=host,
         port=table.integer("port", _SMTP_PORTS[security], minimum=1, maximum=65535),
         security=security,
         username=table.string("username"),
         password=table.secret("password", "password_env"),
+        oauth2=oauth2,
         timeout=table.number("timeout", 30.0),
         envelope_sender=table.string("envelope_sender"),
         local_hostname=table.optional_string("local_hostname"),
@@ -433,6 +604,8 @@ _ONLY_FOR: Mapping[str, tuple[MailProtocol, ...]] = {
     "username": (MailProtocol.IMAP, MailProtocol.POP3),
     "password": (MailProtocol.IMAP, MailProtocol.POP3),
     "password_env": (MailProtocol.IMAP, MailProtocol.POP3),
+    "auth": (MailProtocol.IMAP, MailProtocol.POP3),
+    "oauth2": (MailProtocol.IMAP, MailProtocol.POP3),
     "timeout": (MailProtocol.IMAP, MailProtocol.POP3),
     "ca_file": (MailProtocol.IMAP, MailProtocol.POP3),
     "folder": (MailProtocol.IMAP,),
@@ -464,6 +637,7 @@ def _account(table: _Table, base: Path) -> AccountConfig:
         raise table.fail("host", f"is required for {protocol.value} accounts")
     default_port = _DEFAULT_PORTS.get((protocol, security), 0)
     default_quarantine = ".Quarantine" if protocol is MailProtocol.MAILDIR else "Quarantine"
+    auth, oauth2 = _auth(table)
     account = AccountConfig(
         name=name,
         protocol=protocol,
@@ -475,6 +649,8 @@ def _account(table: _Table, base: Path) -> AccountConfig:
         username=table.string("username"),
         password=table.secret("password", "password_env"),
         password_env=table.string("password_env"),
+        auth=auth,
+        oauth2=oauth2,
         folder=table.string("folder", "INBOX"),
         quarantine_folder=table.string("quarantine_folder", default_quarantine),
         path=path,

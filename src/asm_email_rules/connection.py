@@ -13,6 +13,8 @@ import ssl
 
 import attrs
 
+from asm_email_rules.signin import OAuth2Settings
+
 __all__ = ["Security", "SmtpConfig", "as_security"]
 
 
@@ -37,7 +39,8 @@ class SmtpConfig:
     """Where and how to send. ``envelope_sender`` empty means the reply's From; ``"<>"`` is null.
 
     ``ssl_context`` defaults to :func:`ssl.create_default_context` (certificate and host name
-    checked). AUTH is used when ``username`` is set.
+    checked). AUTH is used when ``username`` is set: with ``password``, or, when ``oauth2`` is
+    set, with an OAuth2 token (SASL XOAUTH2 / OAUTHBEARER) from the source it describes.
     """
 
     host: str
@@ -50,6 +53,7 @@ class SmtpConfig:
     local_hostname: str | None = None
     default_sender: str = ""
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+    oauth2: OAuth2Settings | None = None
 
     def context(self) -> ssl.SSLContext:
         """The TLS context to use: the configured one or a verifying default."""

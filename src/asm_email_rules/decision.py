@@ -18,13 +18,16 @@ from asm_email_rules.actions import Action
 from asm_email_rules.classify import MailKind
 from asm_email_rules.model import (
     Call,
+    EntityKind,
     EntityRef,
     InboundEmail,
+    NewCall,
     PersonCase,
     Request,
     SummaryItem,
     Task,
 )
+from asm_email_rules.replies import Text, join_text
 from asm_email_rules.sender import SenderResolution
 from asm_email_rules.subject import SubjectCommand
 
@@ -65,13 +68,48 @@ class Facts:
 
 @attrs.frozen
 class Reply:
-    """The reply to send: recipient, subject, body, the record it is about and its template."""
+    """The complete reply, exactly the mail that goes out: recipient, subject (the spec's
+    words plus the record's bracket token), body (our marker line first), its template and
+    the record it is about. Sending adds only the headers of the moment (Message-ID, Date)
+    and the threading and From headers taken from the inbound mail and the mailbox.
+
+    For a new call the number does not exist yet: ``ref`` is :data:`NEW_CALL` and the text
+    holds it where the number goes. :attr:`subject` and :attr:`body` show it as
+    "(new call)"; ``apply`` calls :meth:`for_call` once the call is logged.
+    """
 
     to: str
-    subject: str
-    body: str
+    subject_text: Text
+    body_text: Text
     template_id: str
-    ref: EntityRef | None = None
+    ref: EntityRef | NewCall | None = None
+
+    @property
+    def subject(self) -> str:
+        """The subject line (a new call's number shown as "(new call)")."""
+        return join_text(self.subject_text)
+
+    @property
+    def body(self) -> str:
+        """The body text (a new call's number shown as "(new call)")."""
+        return join_text(self.body_text)
+
+    @property
+    def awaits_call_number(self) -> bool:
+        """True while the reply names a call that ``apply`` has yet to log."""
+        return isinstance(self.ref, NewCall) or any(
+            isinstance(part, NewCall) for part in (*self.subject_text, *self.body_text)
+        )
+
+    def for_call(self, number: int) -> Reply:
+        """This reply with the new call's ``number`` filled in wherever it goes."""
+        ref = EntityRef(EntityKind.CALL, number) if isinstance(self.ref, NewCall) else self.ref
+        return attrs.evolve(
+            self,
+            subject_text=(join_text(self.subject_text, number),),
+            body_text=(join_text(self.body_text, number),),
+            ref=ref,
+        )
 
 
 class Outcome(enum.Enum):
@@ -164,7 +202,8 @@ class Decision:
         return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
 
     def explain(self) -> str:
-        """A short human explanation: the rule, its spec sentence, the actions and the reply."""
+        """A short human explanation: the rule, its spec sentence, the actions, the complete
+        reply (recipient, subject, then its body lines after ``|``) and the reasons."""
         lines = [
             f"rule {self.rule}: {self.outcome.value}",
             f"  spec: {self.spec}",
@@ -175,6 +214,7 @@ class Decision:
         lines += [f"  action: {_describe(action)}" for action in self.actions]
         if self.reply is not None:
             lines.append(f"  reply to {self.reply.to}: {self.reply.subject}")
+            lines += [f"  | {line}".rstrip() for line in self.reply.body.splitlines()]
         elif self.reply_suppressed:
             lines.append(f"  reply suppressed: {self.reply_suppressed}")
         else:
@@ -188,6 +228,8 @@ def _jsonable(value: object) -> object:
         return value.value
     if isinstance(value, EntityRef):
         return {"kind": value.kind.value, "number": value.number}
+    if isinstance(value, NewCall):
+        return {"kind": value.kind.value, "number": None}
     if isinstance(value, tuple):
         return [_jsonable(item) for item in value]
     return value

@@ -52,3 +52,42 @@ class TransientSendError(SendError):
 
 class MailboxError(AsmEmailError):
     """A mailbox (IMAP, POP3, Maildir) could not be read or changed."""
+
+
+class TokenError(AsmEmailError):
+    """No OAuth2 access token could be had: the token endpoint, command or file failed.
+
+    The message names the source (token URL, command or file) and the reason the endpoint gave
+    (``invalid_client``, ``invalid_grant``, ...); it never contains a token or a secret.
+    """
+
+
+class AuthenticationError(AsmEmailError):
+    """A server refused to sign us in (wrong password, refused or expired OAuth2 token).
+
+    Our credentials, not any message, are at fault. ``server`` is ``"IMAP host:port"`` (or POP3,
+    SMTP), ``user`` the name we signed in as, ``mechanism`` the SASL mechanism or ``LOGIN``;
+    the message names all three and never contains the password or token.
+    """
+
+    server: str = ""
+    user: str = ""
+    mechanism: str = ""
+
+
+class MailboxAuthenticationError(AuthenticationError, MailboxError):
+    """An IMAP or POP3 server refused our sign-in; a :class:`MailboxError` for the service."""
+
+    def __init__(self, message: str, *, server: str, user: str, mechanism: str) -> None:
+        super().__init__(message)
+        self.server, self.user, self.mechanism = server, user, mechanism
+
+
+class SendAuthenticationError(AuthenticationError, TransientSendError):
+    """The SMTP server refused our sign-in; transient: the reply is sent once this is fixed."""
+
+    def __init__(
+        self, message: str, *, server: str, user: str, mechanism: str, code: int | None = None
+    ) -> None:
+        TransientSendError.__init__(self, message, code=code)
+        self.server, self.user, self.mechanism = server, user, mechanism

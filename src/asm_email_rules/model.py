@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import ClassVar
 
 import attrs
 
@@ -175,6 +176,24 @@ class EntityRef:
         return f"{self.kind.value} {self.number}"
 
 
+@attrs.frozen
+class NewCall:
+    """Stands for the call a decision logs, whose number exists only once ``apply`` logs it.
+
+    Actions that follow a ``LogCall`` name it as their record, and the acknowledgement carries
+    it where the call number goes; ``apply`` fills in the number. Shown as "(new call)".
+    """
+
+    kind: ClassVar[EntityKind] = EntityKind.CALL
+
+    def __str__(self) -> str:
+        return "(new call)"
+
+
+NEW_CALL = NewCall()
+"""The one :class:`NewCall` placeholder."""
+
+
 class CallStatus(enum.Enum):
     """Whether a call is open or closed."""
 
@@ -259,6 +278,23 @@ class Request:
     description: str = ""
     updated: bool = False
     last_update: datetime | None = None
+
+
+class SummaryKind(enum.StrEnum):
+    """The three summaries a repository lists (``[MyTasks]`` and ``[MyApprovals]`` share one).
+
+    A ``str`` enum, so a repository written against the plain strings ``"calls"``,
+    ``"requests"`` and ``"tasks"`` keeps working.
+    """
+
+    CALLS = "calls"  # open calls the person owns
+    REQUESTS = "requests"  # requests the person owns or was forwarded
+    TASKS = "tasks"  # tasks and approvals the person owns, may approve or was forwarded
+
+    @property
+    def label(self) -> str:
+        """How a reply names this summary ("Summary of your tasks and approvals")."""
+        return "tasks and approvals" if self is SummaryKind.TASKS else self.value
 
 
 @attrs.frozen

@@ -21,6 +21,7 @@ from asm_email_rules.model import (
     ReplyStatus,
     Request,
     SummaryItem,
+    SummaryKind,
     Task,
     TaskStatus,
 )
@@ -57,11 +58,15 @@ class Repository(Directory, Protocol):
         """The request with this number, or ``None``."""
         ...
 
-    def summary(self, kind: str, person_id: int, limit: int) -> tuple[list[SummaryItem], int]:
-        """Items of a summary (``calls``, ``requests`` or ``tasks``) newest first, and the total.
+    def summary(
+        self, kind: SummaryKind, person_id: int, limit: int
+    ) -> tuple[list[SummaryItem], int]:
+        """Items of a summary newest first (at most ``limit``), and the total count.
 
-        ``calls``: open calls the person owns. ``requests`` and ``tasks``: items the person
+        ``CALLS``: open calls the person owns. ``REQUESTS`` and ``TASKS``: items the person
         is working on, has forwarded, or has been forwarded (tasks include approvals).
+        :class:`SummaryKind` is a ``str`` enum, so an implementation comparing with
+        ``"calls"``, ``"requests"`` and ``"tasks"`` conforms too.
         """
         ...
 

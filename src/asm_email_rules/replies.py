@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from asm_email_rules.model import NewCall
+
 
 @attrs.frozen
 class ReplyText:
@@ -135,6 +137,13 @@ CATALOGUE: Mapping[str, ReplyText] = {
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
+_SPACES = re.compile(r"\s+")
+
+Part = str | NewCall
+"""A piece of reply text: literal text, or the :data:`NEW_CALL` placeholder for a number."""
+
+Text = tuple[Part, ...]
+"""Reply text in parts; adjacent literal parts are always merged."""
 
 
 def single_line(text: str) -> str:
@@ -142,13 +151,70 @@ def single_line(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
+def join_text(parts: Text, number: int | None = None) -> str:
+    """``parts`` as one string: the placeholder shown as "(new call)", or as ``number``."""
+    return "".join(
+        part if isinstance(part, str) else str(part if number is None else number) for part in parts
+    )
+
+
+def merge_text(*parts: Part) -> Text:
+    """``parts`` with adjacent literal pieces joined and empty ones dropped."""
+    merged: list[Part] = []
+    for part in parts:
+        if isinstance(part, str):
+            if not part:
+                continue
+            if merged and isinstance(merged[-1], str):
+                merged[-1] += part
+                continue
+        merged.append(part)
+    return tuple(merged)
+
+
+def single_line_text(parts: Text) -> Text:
+    """:func:`single_line` over text in parts: controls become spaces, runs of white space one
+    space, and the ends are trimmed (the placeholder counts as a word)."""
+    cleaned = [
+        _SPACES.sub(" ", _CONTROL.sub(" ", part)) if isinstance(part, str) else part
+        for part in merge_text(*parts)
+    ]
+    if cleaned and isinstance(cleaned[0], str):
+        cleaned[0] = cleaned[0].lstrip()
+    if cleaned and isinstance(cleaned[-1], str):
+        cleaned[-1] = cleaned[-1].rstrip()
+    return merge_text(*cleaned)
+
+
+def substitute(template: str, values: Mapping[str, Part]) -> Text:
+    """``string.Template(template).safe_substitute(values)`` keeping a placeholder value typed.
+
+    Same grammar and semantics: ``$name`` and ``${name}`` are replaced, ``$$`` is a dollar,
+    unknown names and stray dollars are left as written; nothing reaches attributes or code.
+    """
+    parts: list[Part] = []
+    position = 0
+    for match in string.Template.pattern.finditer(template):
+        parts.append(template[position : match.start()])
+        position = match.end()
+        name = match.group("named") or match.group("braced")
+        if name is not None and name in values:
+            parts.append(values[name])
+        elif match.group("escaped") is not None:
+            parts.append("$")
+        else:
+            parts.append(match.group(0))
+    parts.append(template[position:])
+    return merge_text(*parts)
+
+
 @attrs.frozen
 class RenderedReply:
-    """A reply text with its template id, ready to address."""
+    """A reply text with its template id, ready to address; text in parts (see :data:`Text`)."""
 
     template_id: str
-    subject: str
-    body: str
+    subject: Text
+    body: Text
 
 
 def render(
@@ -158,13 +224,16 @@ def render(
 ) -> RenderedReply:
     """Fill a catalogue entry (or its per-mailbox override) with ``params``.
 
-    Unknown placeholders are left as written; the subject is always a single line.
+    Unknown placeholders are left as written; the subject is always a single line. A
+    :data:`NEW_CALL` value stays a typed part of the text until the call number exists.
     """
     entry = CATALOGUE[template_id]
     overrides = overrides or {}
     subject_template = overrides.get(f"{template_id}.subject", entry.subject)
     body_template = overrides.get(f"{template_id}.body", entry.body)
-    values = {key: str(value) for key, value in params.items()}
-    subject = string.Template(subject_template).safe_substitute(values)
-    body = string.Template(body_template).safe_substitute(values)
-    return RenderedReply(template_id, single_line(subject), body)
+    values: dict[str, Part] = {
+        key: value if isinstance(value, NewCall) else str(value) for key, value in params.items()
+    }
+    subject = single_line_text(substitute(subject_template, values))
+    body = substitute(body_template, values)
+    return RenderedReply(template_id, subject, body)

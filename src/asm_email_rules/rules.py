@@ -33,6 +33,7 @@ from asm_email_rules.actions import (
     SendSummary,
     SetUserFlag,
     SpendToken,
+    Target,
 )
 from asm_email_rules.classify import MailKind
 from asm_email_rules.decision import Decision, Facts, Outcome, Reply
@@ -41,14 +42,16 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     InboundEmail,
+    NewCall,
     Person,
     PersonCase,
     SummaryItem,
+    SummaryKind,
     TaskStatus,
 )
-from asm_email_rules.replies import render
+from asm_email_rules.replies import Text, merge_text, render
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
-from asm_email_rules.subject import CommandKind
+from asm_email_rules.subject import CommandKind, bracket_token, bracket_token_parts
 
 __all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from actions.py, decision.py
     "CONDITIONS",
@@ -75,6 +78,7 @@ __all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from acti
     "SendSummary",
     "SetUserFlag",
     "SpendToken",
+    "compose_reply",
     "decide",
     "evaluate_conditions",
     "first_match",
@@ -815,7 +819,7 @@ class _Plan:
     actions: tuple[Action, ...] = ()
     reply_template: str | None = None
     reply_params: Mapping[str, object] = attrs.field(factory=dict)
-    reply_ref: EntityRef | None = None
+    reply_ref: Target | None = None
     reasons: tuple[str, ...] = ()
 
 
@@ -857,14 +861,14 @@ class _Context:
             f"{cut.detail})",
         )
 
-    def attach(self, ref: EntityRef) -> tuple[Action, ...]:
+    def attach(self, ref: Target) -> tuple[Action, ...]:
         files = tuple(attachment.filename for attachment in self.facts.email.attachments)
         if not files:
             return ()
         return (AttachObjects(ref, files, self.system.unspecified_profile_name),)
 
     def update(
-        self, ref: EntityRef, *, note: bool = False
+        self, ref: Target, *, note: bool = False
     ) -> tuple[tuple[Action, ...], tuple[str, ...]]:
         text, reasons = self.history_text()
         entry: Action = (
@@ -904,7 +908,8 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
     return _Plan(
         tuple(actions),
         "call_logged" if mailbox.auto_reply else None,
-        reply_ref=NEW_CALL,
+        {"number": NEW_CALL},
+        NEW_CALL,
         reasons=tuple(reasons),
     )
 
@@ -1024,12 +1029,10 @@ def _update_request(ctx: _Context) -> _Plan:
     return _Plan(actions, "request_updated", {"number": ctx.number}, ref, reasons)
 
 
-_SUMMARY_WHAT: Mapping[CommandKind, str] = {
-    CommandKind.MY_CALLS: "calls",
-    CommandKind.MY_REQUESTS: "requests",
-    CommandKind.MY_TASKS: "tasks and approvals",
-    CommandKind.MY_APPROVALS: "tasks and approvals",
-}
+def _summary_kind(ctx: _Context) -> SummaryKind:
+    kind = ctx.facts.command.kind.summary_kind
+    assert kind is not None, "the summary table only sees [My...] commands"
+    return kind
 
 
 def format_summary(items: tuple[SummaryItem, ...], total: int) -> str:
@@ -1039,7 +1042,7 @@ def format_summary(items: tuple[SummaryItem, ...], total: int) -> str:
     lines = []
     for item in items:
         when = item.last_update.strftime("%Y-%m-%d %H:%M") if item.last_update else "-"
-        token = f"[{item.ref.kind.value.upper()}#{item.ref.number}]"
+        token = bracket_token(item.ref)
         lines.append(
             f"{token}  {item.state}  {item.description}  {when}  {item.assignee or '-'}".rstrip()
         )
@@ -1051,17 +1054,17 @@ def format_summary(items: tuple[SummaryItem, ...], total: int) -> str:
 def _summary(ctx: _Context) -> _Plan:
     person = ctx.facts.sender.person
     assert person is not None
-    what = _SUMMARY_WHAT[ctx.facts.command.kind]
+    kind = _summary_kind(ctx)
     items = ctx.facts.summary_items
-    action = SendSummary(what, person.id, len(items), ctx.facts.summary_total)
+    action = SendSummary(kind, person.id, len(items), ctx.facts.summary_total)
     body = format_summary(items, ctx.facts.summary_total)
-    return _Plan((action,), "summary", {"what": what, "summary": body})
+    return _Plan((action,), "summary", {"what": kind.label, "summary": body})
 
 
 def _analysts_only(ctx: _Context) -> _Plan:
     return _Plan(
         reply_template="summary_analysts_only",
-        reply_params={"what": _SUMMARY_WHAT[ctx.facts.command.kind]},
+        reply_params={"what": _summary_kind(ctx).label},
     )
 
 
@@ -1137,6 +1140,35 @@ def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: System
     return ""
 
 
+def compose_reply(
+    to: str,
+    template_id: str,
+    params: Mapping[str, object],
+    ref: Target | None,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+) -> Reply:
+    """The complete reply: the catalogue text (or the mailbox's override) filled in, the
+    record's bracket token after the subject, and our marker line first in the body.
+
+    DESIGN 4 "Replies we send": the spec's subjects exactly, plus the entity's bracket token;
+    every reply starts with our marker line, so truncation finds the sender's part of an answer.
+    """
+    text = render(template_id, params, mailbox.reply_templates)
+    subject = text.subject
+    if ref is not None:
+        token: Text = (
+            bracket_token_parts(ref.kind, ref)
+            if isinstance(ref, NewCall)
+            else (bracket_token(ref),)
+        )
+        subject = merge_text(*subject, " ", *token)
+    body = text.body
+    if system.reply_marker:
+        body = merge_text(f"{system.reply_marker}\n\n", *body, "\n")
+    return Reply(to, subject, body, template_id, ref)
+
+
 def _base_reasons(facts: Facts) -> list[str]:
     reasons: list[str] = list(facts.mail_kind_reasons)
     if facts.bounce_summary:
@@ -1197,8 +1229,9 @@ def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> De
         to = reply_address(facts.email, facts.sender.person)
         suppressed = _suppression(facts, to, mailbox, system)
         if not suppressed:
-            text = render(plan.reply_template, plan.reply_params, mailbox.reply_templates)
-            reply = Reply(to, text.subject, text.body, plan.reply_template, plan.reply_ref)
+            reply = compose_reply(
+                to, plan.reply_template, plan.reply_params, plan.reply_ref, mailbox, system
+            )
     person = facts.sender.person
     return Decision(
         rule=" > ".join(item.id for item in fired[1:] or fired),

@@ -9,10 +9,11 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
+from typing import TypeVar
 
 import attrs
 
-from asm_email_rules.model import EntityKind, EntityRef
+from asm_email_rules.model import EntityKind, EntityRef, NewCall, SummaryKind
 
 MAX_NUMBER_DIGITS = 12
 """Longer digit runs are not reference numbers (a 40-digit "number" is not recognised)."""
@@ -40,6 +41,11 @@ class CommandKind(enum.Enum):
         return self in _SUMMARIES
 
     @property
+    def summary_kind(self) -> SummaryKind | None:
+        """The summary a [My...] command asks for; None for every other kind."""
+        return _SUMMARY_OF.get(self)
+
+    @property
     def is_update(self) -> bool:
         """True for references that update a call, task/approval or request."""
         return self in _UPDATES
@@ -50,9 +56,13 @@ class CommandKind(enum.Enum):
         return self in _COMMANDS
 
 
-_SUMMARIES = frozenset(
-    {CommandKind.MY_CALLS, CommandKind.MY_REQUESTS, CommandKind.MY_TASKS, CommandKind.MY_APPROVALS}
-)
+_SUMMARY_OF: dict[CommandKind, SummaryKind] = {
+    CommandKind.MY_CALLS: SummaryKind.CALLS,
+    CommandKind.MY_REQUESTS: SummaryKind.REQUESTS,
+    CommandKind.MY_TASKS: SummaryKind.TASKS,
+    CommandKind.MY_APPROVALS: SummaryKind.TASKS,
+}
+_SUMMARIES = frozenset(_SUMMARY_OF)
 _UPDATES = frozenset({CommandKind.UPDATE_CALL, CommandKind.UPDATE_TASK, CommandKind.UPDATE_REQUEST})
 _COMMANDS = frozenset(
     {CommandKind.CLOSE, CommandKind.APPROVE, CommandKind.REJECT, CommandKind.CONFLICT} | _SUMMARIES
@@ -217,6 +227,24 @@ _PHRASE_KIND: dict[str, CommandKind] = {
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+_Number = TypeVar("_Number", int, NewCall)
+
+
+def bracket_token_parts(kind: EntityKind, number: _Number) -> tuple[str, _Number, str]:
+    """The bracket token of a record, ``[CALL#12]``, as (opening, number, closing).
+
+    The one place the token is formatted (every reply we send carries one; summaries list
+    them); in parts so a new call's number can stay a :class:`NewCall` placeholder until
+    it exists. ``parse_subject`` reads the same tokens back.
+    """
+    return f"[{kind.value.upper()}#", number, "]"
+
+
+def bracket_token(ref: EntityRef) -> str:
+    """The bracket token of ``ref`` as text: ``[CALL#12]``, ``[TASK#500]``, ``[REQUEST#7]``."""
+    opening, number, closing = bracket_token_parts(ref.kind, ref.number)
+    return f"{opening}{number}{closing}"
 
 
 def normalise_subject(subject: str) -> str:

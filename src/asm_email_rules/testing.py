@@ -26,6 +26,7 @@ from asm_email_rules.model import (
     ReplyStatus,
     Request,
     RequestStatus,
+    SummaryKind,
     Task,
     TaskKind,
     TaskStatus,
@@ -499,7 +500,7 @@ def check_summary_calls(repo: SeedableRepository) -> None:
         _call(7, owner_id=None, group="Desk", last_update=_at(60)),
         _call(8, owner_id=ANALYST.id, last_update=_at(10), description="Eight"),
     )
-    items, total = repo.summary("calls", ANALYST.id, 50)
+    items, total = repo.summary(SummaryKind.CALLS, ANALYST.id, 50)
     _equal(total, 5, "total of open calls owned by the analyst")
     _equal([i.ref.number for i in items], [2, 4, 8, 1, 3], "order (newest first, ties by number)")
     _equal({i.ref.kind for i in items}, {EntityKind.CALL}, "kinds of summary refs")
@@ -512,9 +513,9 @@ def check_summary_calls(repo: SeedableRepository) -> None:
     _expect(len(long) <= 80, f"description longer than 80 characters: {len(long)}")
     _expect(long.startswith("x" * 70), f"long description lost its start: {long!r}")
     _equal(by_number[3].last_update, None, "last_update of a never-updated call")
-    items, total = repo.summary("calls", ANALYST.id, 2)
+    items, total = repo.summary(SummaryKind.CALLS, ANALYST.id, 2)
     _equal(([i.ref.number for i in items], total), ([2, 4], 5), "limited to 2, total still 5")
-    items, total = repo.summary("calls", 999, 10)
+    items, total = repo.summary(SummaryKind.CALLS, 999, 10)
     _equal((items, total), ([], 0), "summary for a person owning nothing")
 
 
@@ -533,13 +534,13 @@ def check_summary_requests(repo: SeedableRepository) -> None:
         Request(number=4, owner_id=ANALYST.id, status=RequestStatus.CLOSED, last_update=_at(9)),
         Request(number=5, owner_id=OTHER.id, last_update=_at(8)),
     )
-    items, total = repo.summary("requests", ANALYST.id, 50)
+    items, total = repo.summary(SummaryKind.REQUESTS, ANALYST.id, 50)
     _equal([i.ref for i in items], [EntityRef(EntityKind.REQUEST, n) for n in (2, 3, 1)], "refs")
     _equal(total, 3, "total requests")
     assignees = {i.ref.number: i.assignee for i in items}
     _equal(assignees, {2: "Bob Other", 3: "Desk", 1: "Ann Analyst"}, "assignee (owner, else group)")
     _equal(items[0].state, "open", "state of a request")
-    items, total = repo.summary("requests", OTHER.id, 1)
+    items, total = repo.summary(SummaryKind.REQUESTS, OTHER.id, 1)
     _equal(([i.ref.number for i in items], total), ([5], 2), "other person's requests, limit 1")
 
 
@@ -578,13 +579,13 @@ def check_summary_tasks(repo: SeedableRepository) -> None:
         Task(number=7, owner_id=OTHER.id, last_update=_at(9)),
         Task(number=8, owner_id=ANALYST.id, group="Desk", last_update=None),
     )
-    items, total = repo.summary("tasks", ANALYST.id, 50)
+    items, total = repo.summary(SummaryKind.TASKS, ANALYST.id, 50)
     _equal([i.ref.number for i in items], [2, 3, 1, 8], "tasks in the analyst's summary")
     _equal(total, 4, "total tasks")
     _equal({i.ref.kind for i in items}, {EntityKind.TASK}, "kinds of task summary refs")
     _equal(items[0].state, "pending", "state of a pending approval")
     _equal(items[0].assignee, "Bob Other", "assignee of a task owned by someone else")
-    items, total = repo.summary("tasks", ANALYST.id, 0)
+    items, total = repo.summary(SummaryKind.TASKS, ANALYST.id, 0)
     _equal((items, total), ([], 4), "limit 0 gives no items but the total")
 
 

@@ -4,6 +4,8 @@ Cuts, in order: our own reply marker line, operator-configured separator lines, 
 line-classifying heuristic (``>`` quote blocks, attributions in many languages, Outlook header
 blocks, "Original Message" / forward separators), optionally followed by signature stripping.
 Every step looks at each line a bounded number of times, so the whole pass is linear.
+The vocabulary and the line tests (what an attribution, header label or signature looks like)
+live in :mod:`~asm_email_rules.reply_lines`; this module holds the steps that use them.
 """
 
 from __future__ import annotations
@@ -15,18 +17,26 @@ from collections.abc import Sequence
 
 import attrs
 
+from asm_email_rules.reply_lines import (
+    ATTR_LAST_CHARS,
+    COLON_ENDS,
+    NAME_SIGNATURE_RE,
+    START_PREFIXES,
+    START_RE,
+    attribution_at,
+    header_block_at,
+    is_device_line,
+    is_rule,
+    is_separator,
+    is_sig_delimiter,
+    is_valediction,
+    split_shared_line,
+)
+
 __all__ = ["Truncation", "TruncationMethod", "truncate_reply"]
 
 _LOG = logging.getLogger(__name__)
 
-#: Lines longer than this are never attributions, header lines or separators.
-_MAX_PROBE = 300
-#: Physical lines an attribution may span (a small constant keeps the pass linear).
-_MAX_ATTR_LINES = 3
-#: Wider window for "On <date> <name>" whose address and "wrote:" come after blank lines.
-_MAX_ATTR_WINDOW = 6
-#: Lines after a header label scanned for the other labels of an Outlook header block.
-_HEADER_WINDOW = 8
 #: Reasons listed in ``Truncation.detail`` before the rest is summarised as a count.
 _MAX_REASONS = 8
 #: Non-blank lines a "-- " / "____" signature or list footer may have at most.
@@ -51,455 +61,6 @@ class Truncation:
     elided: str
     method: TruncationMethod
     detail: str
-
-
-# --------------------------------------------------------------------------- vocabulary
-
-# Words that end an attribution ("<who> wrote:"); matched as whole words near the end.
-_END_WORDS_TEXT = (
-    "wrote schrieb geschrieben escribió escribio escreveu scrisse schreef geschreven skrev "
-    "skriver kirjoitti napisał napisała napisal napsal napsala yazdı írta scrie написал "
-    "написала написав έγραψε écrit scritto viết scris"
-)
-_END_WORDS = frozenset(_END_WORDS_TEXT.split())
-_END_CJK = ("写道", "寫道", "のメッセージ", "は書きました", "작성")
-#: characters after the end word ("<name> <addr>:") an attribution may still carry
-_END_TAIL_MAX = 150
-_EVIDENCE_RE = re.compile(r"[@\d]")
-_TIME_RE = re.compile(r"\d[:.]\d\d")
-_END_SEARCH_RE = re.compile("|".join(sorted(_END_WORDS, key=len, reverse=True)))
-# Words that open an attribution; used to split "reply On <date> ... wrote:" lines.
-_START_WORDS = r"On|Am|Le|El|Em|Il|Op|Den|På|Vào|Dnia|Dne|W\s+dniu"
-_START_PREFIXES = frozenset(
-    ("On", "Am", "Le", "El", "Em", "Il", "Op", "De", "På", "Và", "Dn", "W ")
-)
-_START_RE = re.compile(rf"(?:{_START_WORDS})\s")
-_DATE_START_RE = re.compile(r"\d{1,4}[./\-年 ]")
-_MIDLINE_START_RE = re.compile(rf"(?<=[\s\-])(?:{_START_WORDS})\s")
-
-_FROM, _DATE, _TO, _CC, _SUBJECT = "from", "date", "to", "cc", "subject"
-_HEADER_LABELS: dict[str, str] = {}
-for _cat, _words in (
-    (
-        _FROM,
-        "from von de da fra från od van lähettäjä от від fram feladó kimden expéditeur "
-        "remitente mittente afzender avsändare nadawca odesílatel 发件人 寄件者 差出人 送信者 "
-        "从 từ",
-    ),
-    (
-        _DATE,
-        "sent date gesendet datum envoyé enviado enviada inviato verzonden sendt skickat "
-        "wysłano wysłane data odesláno отправлено дата надіслано lähetetty päivämäärä "
-        "发送时间 日期 日付 送信日時 gönderildi tarih dátum elküldve ngày",
-    ),
-    (
-        _TO,
-        "to an à a para per aan til till do komu кому vastaanottaja 收件人 宛先 đến kime "
-        "címzett pour destinataire",
-    ),
-    (_CC, "cc kopie kopia копия 抄送 bcc"),
-    (
-        _SUBJECT,
-        "subject betreff objet asunto assunto oggetto onderwerp emne ämne temat předmět тема "
-        "aihe 主题 主題 件名 konu tárgy sujet",
-    ),
-):
-    for _w in _words.split():
-        _HEADER_LABELS[_w] = _cat
-for _phrase, _cat in (
-    ("envoyé le", _DATE),
-    ("ngày gửi", _DATE),
-    ("chủ đề", _SUBJECT),
-    ("reply-to", _TO),
-    ("répondre à", _TO),
-    ("gesendet am", _DATE),
-):
-    _HEADER_LABELS[_phrase] = _cat
-_HEADER_LABEL_RE = re.compile(
-    r"[ \t]{0,8}\*{0,2}([^\W\d_][^:：*\n]{0,24}?)[ \t]*\*{0,2}[ \t]*[:：]"
-)
-
-_SEPARATOR_KEYWORDS = (
-    "original message",
-    "original",
-    "reply message",
-    "forwarded",
-    "message d'origine",
-    "message transféré",
-    "message réexpédié",
-    "nachricht",
-    "weitergeleitet",
-    "oprindelig",
-    "videresendt",
-    "opprinnelig",
-    "ursprungligt",
-    "vidarebefordrat",
-    "mensaje",
-    "mensagem",
-    "messaggio",
-    "bericht",
-    "viesti",
-    "zpráva",
-    "wiadomość",
-    "сообщение",
-    "повідомлення",
-    "原始邮件",
-    "转发",
-    "元のメッセージ",
-    "転送",
-    "thư gốc",
-    "tin nhắn",
-)
-_FORWARD_INTROS = frozenset(
-    (
-        "begin forwarded message",
-        "forwarded message",
-        "début du message réexpédié",
-        "début du message transféré",
-        "message transféré",
-        "anfang der weitergeleiteten nachricht",
-        "weitergeleitete nachricht",
-        "inicio del mensaje reenviado",
-        "mensaje reenviado",
-        "início da mensagem reencaminhada",
-        "mensagem encaminhada",
-        "messaggio inoltrato",
-        "inizio messaggio inoltrato",
-        "doorgestuurd bericht",
-        "begin doorgestuurd bericht",
-        "videresendt meddelelse",
-        "videresendt melding",
-        "vidarebefordrat meddelande",
-        "välitetty viesti",
-        "przekazana wiadomość",
-        "пересылаемое сообщение",
-    )
-)
-
-_DEVICE_RE = re.compile(
-    r"(?:sent\s+from\s+my|sent\s+with|sent\s+from\s+(?:outlook|mail|yahoo|samsung|aol)"
-    r"|get\s+outlook\s+for|envoyé\s+de\s+mon|envoyé\s+depuis\s+mon|von\s+meinem"
-    r"|gesendet\s+von\s+meinem|enviado\s+desde\s+mi|enviado\s+do\s+meu|enviado\s+de\s+meu"
-    r"|inviato\s+da(?:l)?\s+mio|verzonden\s+met|verzonden\s+vanaf\s+mijn|verstuurd\s+vanaf"
-    r"|sendt\s+fra\s+min|skickat\s+från\s+min|wysłane\s+z\s+mojego|отправлено\s+с\s+моего"
-    r"|надіслано\s+з\s+мого|odesláno\s+z\s+mého|lähetetty\s+iphonesta)\b",
-    re.IGNORECASE,
-)
-_VALEDICTIONS = frozenset(
-    (
-        "regards",
-        "best regards",
-        "kind regards",
-        "warm regards",
-        "best wishes",
-        "many thanks",
-        "thanks",
-        "thank you",
-        "thanks & regards",
-        "thanks and regards",
-        "cheers",
-        "best",
-        "br",
-        "sincerely",
-        "yours",
-        "yours truly",
-        "yours sincerely",
-        "mvh",
-        "med venlig hilsen",
-        "venlig hilsen",
-        "de bedste hilsner",
-        "hilsen",
-        "kh",
-        "kærlig hilsen",
-        "med vennlig hilsen",
-        "vennlig hilsen",
-        "med vänlig hälsning",
-        "vänliga hälsningar",
-        "vänlig hälsning",
-        "hälsningar",
-        "pozdrawiam",
-        "z poważaniem",
-        "z powazaniem",
-        "pozdrowienia",
-        "mit freundlichen grüßen",
-        "mit freundlichen grüssen",
-        "freundliche grüße",
-        "viele grüße",
-        "beste grüße",
-        "liebe grüße",
-        "grüße",
-        "gruß",
-        "mfg",
-        "lg",
-        "vg",
-        "cordialement",
-        "bien cordialement",
-        "bien à vous",
-        "salutations",
-        "saludos",
-        "un saludo",
-        "atentamente",
-        "atenciosamente",
-        "abraços",
-        "cordiali saluti",
-        "distinti saluti",
-        "saluti",
-        "met vriendelijke groet",
-        "met vriendelijke groeten",
-        "vriendelijke groet",
-        "groeten",
-        "groet",
-        "mvg",
-        "с уважением",
-        "з повагою",
-        "s pozdravem",
-        "ystävällisin terveisin",
-        "terveisin",
-    )
-)
-_NAME_SIG_RE = re.compile(r"[-/][^\W\d_][\w.'’]*(?:[ \t]+[\w.'’-]+){0,3}")
-
-
-# --------------------------------------------------------------------------- line tests
-
-
-def _is_quoted(stripped_left: str) -> bool:
-    """A ``>``-quoted line (leading whitespace already removed)."""
-    return stripped_left.startswith(">")
-
-
-def _deco_strip(text: str) -> tuple[str, bool]:
-    """Strip decoration dashes/underscores from both ends; report whether there were any."""
-    core = text.strip(" \t-_=*~")
-    return core, len(core) + 4 <= len(text.strip())
-
-
-def _end_match(text: str) -> bool:
-    """True when ``text`` ends like an attribution ("... wrote:", "... a écrit :", ...).
-
-    Either the end word is the last word, or it is followed by a colon-free "<name> <addr>"
-    tail of at most ``_END_TAIL_MAX`` characters and the text ends with a colon.
-    """
-    low = text[-(_END_TAIL_MAX + 60) :].casefold().rstrip()
-    ends_colon = low[-1:] in (":", "：")
-    core = low.rstrip(" \t:：")
-    cut = max(core.rfind(":"), core.rfind("："))
-    seg = core[cut + 1 :][-(_END_TAIL_MAX + 30) :]  # the colon-free end of the text
-    for w in _END_CJK:
-        pos = seg.rfind(w)
-        if pos >= 0:
-            pos += len(w)
-            return pos == len(seg) or (ends_colon and len(seg) - pos <= _END_TAIL_MAX)
-    if seg.endswith("sent") and low.startswith("on "):
-        return True
-    last = None
-    for m in _END_SEARCH_RE.finditer(seg):
-        start = m.start()
-        if start == 0 or not seg[start - 1].isalpha():
-            last = m
-    if last is None:
-        return False
-    tail = seg[last.end() :]
-    if tail[:1].isalpha():
-        return False  # "wroteXYZ": not a whole word
-    tail = tail.strip(" \t()aа")  # "napisał(a)", "написал(а)"
-    return not tail or (ends_colon and len(tail) <= _END_TAIL_MAX)
-
-
-def _has_evidence(text: str) -> bool:
-    """A date/time digit or an address: what separates a real attribution from prose."""
-    return _EVIDENCE_RE.search(text) is not None
-
-
-_COLON_ENDS = (":", "：", ": ", ":  ", ":\t", "： ")
-_ATTR_LAST_CHARS = frozenset(":：>-_=*~")
-
-
-def _classify_attribution(text: str) -> str | None:
-    """Return "strong", "weak" or None for a (joined) candidate attribution text."""
-    if len(text) > _MAX_PROBE or text[-1] not in _ATTR_LAST_CHARS:
-        return None  # cheap filter: attributions end with ":", ">" or decoration dashes
-    core, decorated = _deco_strip(text)
-    if not core:
-        return None
-    ends_colon = core[-1] in ":："
-    if (ends_colon or decorated) and _end_match(core):
-        if "@" in core or _TIME_RE.search(core) or (_START_RE.match(core) and _has_evidence(core)):
-            return "strong"
-        if decorated and len(core.split()) <= 8:
-            return "strong"
-        return "weak"
-    # Gmail-style "<date> <name> <addr>:" with no verb (Japanese, Russian, ... forms).
-    if (
-        "@" in core
-        and (core[-1] == ">" or core.endswith((">:", ">：")))
-        and _has_evidence(core.replace("@", ""))
-    ):
-        return "weak"
-    return None
-
-
-def _join_piece(acc: str, piece: str) -> str:
-    """Join attribution fragments; a trailing "=" is a quoted-printable soft break."""
-    if not acc:
-        return piece
-    if acc.endswith("="):
-        return acc[:-1] + piece
-    return acc + " " + piece
-
-
-def _attribution_at(stripped: list[str], i: int) -> tuple[int, str] | None:
-    """Find an attribution starting at line ``i``: (end index exclusive, strength)."""
-    n = len(stripped)
-    first = stripped[i]
-    if len(first) > _MAX_PROBE or _is_quoted(first):
-        return None
-    acc = ""
-    weak: tuple[int, str] | None = None
-    j = i
-    while j < n and j < i + _MAX_ATTR_LINES:
-        piece = stripped[j]
-        if not piece or (j > i and (_is_quoted(piece) or acc[-1] in ".!?")):
-            break  # a first line ending a sentence is prose, not the start of an attribution
-        acc = _join_piece(acc, piece)
-        if len(acc) > _MAX_PROBE:
-            break
-        kind = _classify_attribution(acc)
-        if kind is not None:
-            if j > i and _starts_later(stripped, i + 1, j):
-                return weak  # line i is reply text; the attribution starts below it
-            if kind == "strong":
-                return j + 1, kind
-            weak = weak or (j + 1, kind)  # a longer join may still end with "wrote:"
-        j += 1
-    if weak is not None:
-        return weak
-    # "On <date> <name>" whose address / verb follow after blank lines (Polymail).
-    if _START_RE.match(first) and _has_evidence(first):
-        acc = first
-        pieces = 1
-        j = i + 1
-        while j < n and j < i + _MAX_ATTR_WINDOW and pieces < 5:
-            piece = stripped[j]
-            j += 1
-            if not piece:
-                continue
-            if _START_RE.match(piece):
-                return None
-            acc = _join_piece(acc, piece)
-            pieces += 1
-            if len(acc) > _MAX_PROBE:
-                return None
-            if _classify_attribution(acc) == "strong":
-                return j, "strong"
-    return None
-
-
-def _starts_later(stripped: list[str], i: int, j: int) -> bool:
-    """True when lines ``i..j`` already form an attribution without the line above them."""
-    above = stripped[i - 1]
-    plausible = bool(_START_RE.match(stripped[i]) or _DATE_START_RE.match(stripped[i]))
-    if not plausible and (_has_evidence(above) or _START_RE.match(above)):
-        return False
-    acc = ""
-    for k in range(i, j + 1):
-        acc = _join_piece(acc, stripped[k])
-    return _classify_attribution(acc) is not None
-
-
-def _header_label(stripped: str) -> str | None:
-    """Category of a header label line ("From:", "*Von:*", "De :", ...), else None."""
-    head = stripped[:60]
-    if ":" not in head and "：" not in head:
-        return None
-    m = _HEADER_LABEL_RE.match(head)
-    if m is None:
-        return None
-    return _HEADER_LABELS.get(" ".join(m.group(1).split()).casefold())
-
-
-def _header_block_at(stripped: list[str], i: int) -> int | None:
-    """If an Outlook-style header block starts at ``i``, return the index after its last label."""
-    if len(stripped[i]) > 2000 or _header_label(stripped[i]) is None:
-        return None
-    labels_seen: set[str] = set()
-    last = i
-    blanks = 0
-    n = len(stripped)
-    j = i
-    while j < n and j < i + _HEADER_WINDOW:
-        text = stripped[j]
-        if not text:
-            blanks += 1
-            if blanks >= 3:
-                break
-        else:
-            if _is_quoted(text):
-                break
-            label = _header_label(text)
-            if label is not None:
-                labels_seen.add(label)
-                last = j
-        j += 1
-    if len(labels_seen) >= 2 and labels_seen & {_FROM, _DATE}:
-        return last + 1
-    return None
-
-
-def _is_separator(stripped: str) -> bool:
-    """An "-----Original Message-----" / forward separator or intro line."""
-    if len(stripped) < 5 or len(stripped) > 120:
-        return False
-    if stripped[0] not in "-_=*" and stripped[-1] not in "-_=*:：":
-        return False
-    core, decorated = _deco_strip(stripped)
-    low = core.rstrip(" :：").casefold()
-    framed = decorated and (stripped[0] in "-_=*" or stripped[-1] in "-_=*")
-    if framed and len(low) <= 60 and any(k in low for k in _SEPARATOR_KEYWORDS):
-        return True
-    return stripped[-1] in ":：" and low in _FORWARD_INTROS
-
-
-def _is_rule(stripped: str) -> bool:
-    """A line of dashes, underscores or equals signs (at least five)."""
-    return len(stripped) >= 5 and not stripped.strip("-_=")
-
-
-def _is_sig_delimiter(stripped: str) -> bool:
-    """ "-- " signature delimiter or an underscore rule opening a list footer."""
-    return stripped == "--" or (len(stripped) >= 2 and not stripped.strip("_"))
-
-
-def _is_device_line(stripped: str) -> bool:
-    """ "Sent from my iPhone" and translations (short, no clause after a comma)."""
-    if len(stripped) > 80 or "," in stripped:
-        return False
-    m = _DEVICE_RE.match(stripped)
-    return m is not None and len(stripped[m.end() :].split()) <= 6
-
-
-def _is_valediction(stripped: str) -> bool:
-    """ "Regards," / "Mvh" / "Pozdrawiam," and the like, alone on a line."""
-    if len(stripped) > 40:
-        return False
-    return stripped.rstrip(" ,.!:;").casefold() in _VALEDICTIONS
-
-
-def _split_shared_line(line: str) -> tuple[str, str] | None:
-    """Split "reply On <date>, X wrote:" into the reply and the attribution."""
-    s = line.strip()
-    if not s or len(s) > _MAX_PROBE or s[-1] not in ":：" or _is_quoted(s):
-        return None
-    if _START_RE.match(s.lstrip(" -")) or not _has_evidence(s):
-        return None
-    m = _MIDLINE_START_RE.search(s)
-    if m is None:
-        return None
-    prefix = s[: m.start()].rstrip(" -\t")
-    suffix = s[m.start() :]
-    if not prefix or not _has_evidence(suffix) or _classify_attribution(suffix) != "strong":
-        return None
-    return prefix, suffix
 
 
 # --------------------------------------------------------------------------- heuristic
@@ -560,7 +121,7 @@ def _splitter_candidates(stripped: list[str]) -> list[int]:
     A splitter's last line ends with ":", ">" or decoration; header and separator lines have an
     early colon or start with decoration; attributions may start with an opening word.
     """
-    tail_ok = [bool(text) and text[-1] in _ATTR_LAST_CHARS for text in stripped]
+    tail_ok = [bool(text) and text[-1] in ATTR_LAST_CHARS for text in stripped]
     tail_ok += [False, False, False]
     return [
         k
@@ -574,25 +135,25 @@ def _splitter_candidates(stripped: list[str]) -> list[int]:
             or text[0] in "-_=*"
             or ":" in text[:60]
             or "：" in text[:60]
-            or (text[:2] in _START_PREFIXES and _START_RE.match(text))
+            or (text[:2] in START_PREFIXES and START_RE.match(text))
         )
     ]
 
 
 def _splitter_at(stripped: list[str], i: int) -> _Splitter | None:
     """The separator (with the header block after it), header block or attribution at ``i``."""
-    if _is_separator(stripped[i]):
+    if is_separator(stripped[i]):
         end = i + 1
         header_line = _next_nonblank(stripped, end)
         if header_line < len(stripped):
-            header_end = _header_block_at(stripped, header_line)
+            header_end = header_block_at(stripped, header_line)
             if header_end is not None:
                 end = header_end
         return _Splitter("separator", end)
-    header_end = _header_block_at(stripped, i)
+    header_end = header_block_at(stripped, i)
     if header_end is not None:
         return _Splitter("header block", header_end)
-    attribution = _attribution_at(stripped, i)
+    attribution = attribution_at(stripped, i)
     if attribution is not None:
         end, strength = attribution
         return _Splitter("attribution", end, strength)
@@ -644,7 +205,7 @@ def _rule_above(stripped: list[str], i: int) -> int:
     back = i - 1
     while back >= 0 and back >= i - 4 and not stripped[back]:
         back -= 1
-    if back >= 0 and _is_rule(stripped[back]):
+    if back >= 0 and is_rule(stripped[back]):
         return back
     return i
 
@@ -690,7 +251,7 @@ def _mark_signature_blocks(
 
 def _starts_signature(text: str) -> bool:
     """True for a "-- " / "____" signature delimiter line."""
-    return text[:2] in ("--", "__") and _is_sig_delimiter(text)
+    return text[:2] in ("--", "__") and is_sig_delimiter(text)
 
 
 def _signature_end(stripped: list[str], verdicts: list[str], start: int, cut: int) -> int | None:
@@ -754,12 +315,12 @@ def _trim_tail(stripped: list[str], keep: list[bool], reasons: list[str]) -> Non
     while kept:
         last = kept[-1]
         text = stripped[last]
-        if _is_device_line(text):
+        if is_device_line(text):
             keep[last] = False
             kept.pop()
             reasons.append(f"device line at line {last + 1}")
             continue
-        if _NAME_SIG_RE.fullmatch(text) and len(text) <= 40 and len(kept) >= 2:
+        if NAME_SIGNATURE_RE.fullmatch(text) and len(text) <= 40 and len(kept) >= 2:
             previous = stripped[kept[-2]]
             if not previous.startswith(("-", "/", "*", "•")):
                 keep[last] = False
@@ -784,7 +345,7 @@ def _closing_valediction(stripped: list[str], kept: list[int]) -> int:
     """
     window = kept[-4:]
     for pos, k in enumerate(window):
-        if _is_valediction(stripped[k]) and all(len(stripped[x]) <= 40 for x in window[pos + 1 :]):
+        if is_valediction(stripped[k]) and all(len(stripped[x]) <= 40 for x in window[pos + 1 :]):
             found = len(kept) - len(window) + pos
             tail_count = len(kept) - found - 1
             return found if 1 <= tail_count <= 3 else -1
@@ -856,7 +417,7 @@ def _split_shared_lines(raw_lines: list[str]) -> list[str]:
     shared = [
         (k, split)
         for k, line in enumerate(raw_lines)
-        if line.endswith(_COLON_ENDS) and (split := _split_shared_line(line)) is not None
+        if line.endswith(COLON_ENDS) and (split := split_shared_line(line)) is not None
     ]
     if not shared:
         return raw_lines

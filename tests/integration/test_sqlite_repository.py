@@ -26,6 +26,7 @@ from asm_email_rules.model import (
     Person,
     Request,
     RequestStatus,
+    SummaryKind,
     Task,
     TaskKind,
     TaskStatus,
@@ -386,7 +387,7 @@ def test_summaries_match_the_reference(records: list[Call | Task | Request], lim
                         repo.put_task(record)
                     else:
                         repo.put_request(record)
-        for kind in ("calls", "requests", "tasks"):
+        for kind in SummaryKind:
             for person_id in range(1, 5):
                 expected = reference.summary(kind, person_id, limit)
                 assert sqlite_repo.summary(kind, person_id, limit) == expected

@@ -84,7 +84,7 @@ def test_explain_json_has_the_documented_keys(capsys: pytest.CaptureFixture[str]
     assert data["command"]["kind"] == "approve"
     assert data["person_case"] == "analyst_only"
     assert data["reply"]["to"] == "alice@desk.example"
-    assert data["reply"]["subject"] == "Task 500 has been successfully approved"
+    assert data["reply"]["subject"] == "Task 500 has been successfully approved [TASK#500]"
     assert data["reply"]["body"]
 
 

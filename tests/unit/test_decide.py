@@ -9,7 +9,17 @@ from typing import Any
 import attrs
 
 from asm_email_rules.classify import MailKind
-from asm_email_rules.model import Call, CallStatus, InboundEmail, Task, TaskKind, TaskStatus
+from asm_email_rules.model import (
+    NEW_CALL,
+    Call,
+    CallStatus,
+    EntityKind,
+    EntityRef,
+    InboundEmail,
+    Task,
+    TaskKind,
+    TaskStatus,
+)
 from asm_email_rules.rules import Facts, Outcome, decide
 from asm_email_rules.sample import ALICE, UMA, sample_mailbox
 from asm_email_rules.sender import resolve_sender
@@ -48,7 +58,7 @@ def test_close_decision_names_row_spec_actions_and_reply() -> None:
     assert decision.action_kinds() == ("close_call",)
     assert decision.reply is not None
     assert decision.reply.to == UMA.email
-    assert decision.reply.subject == "Call 100 has been closed"
+    assert decision.reply.subject == "Call 100 has been closed [CALL#100]"
     assert "User field of the call" in decision.spec
 
 
@@ -66,13 +76,14 @@ def test_json_has_the_documented_keys() -> None:
     assert data["actions"] == [
         {"kind": "close_call", "number": 100, "by": "Uma User <uma@corp.example>"}
     ]
-    assert data["reply"]["subject"] == "Call 100 has been closed"
+    assert data["reply"]["subject"] == "Call 100 has been closed [CALL#100]"
 
 
 def test_explain_is_readable() -> None:
     text = decide(facts("[CLOSE#100]", call=OPEN_CALL), MAILBOX, SYSTEM).explain()
     assert text.splitlines()[0] == "rule CL-9: close_call"
-    assert "reply to uma@corp.example: Call 100 has been closed" in text
+    assert "reply to uma@corp.example: Call 100 has been closed [CALL#100]" in text
+    assert "  | Call 100 has been closed." in text.splitlines()
 
 
 def test_unknown_sender_reply_goes_to_return_path_not_from() -> None:
@@ -193,14 +204,17 @@ def test_closed_call_closed_state_reply_has_number() -> None:
     closed = attrs.evolve(OPEN_CALL, status=CallStatus.CLOSED)
     decision = decide(facts("[CALL#100]", call=closed), MAILBOX, SYSTEM)
     assert decision.reply is not None
-    assert decision.reply.subject == "Call No 100 is already closed and has not been updated."
+    assert (
+        decision.reply.subject
+        == "Call No 100 is already closed and has not been updated. [CALL#100]"
+    )
 
 
 def test_reply_templates_are_overridable_per_mailbox() -> None:
     mailbox = attrs.evolve(MAILBOX, reply_templates={"call_closed.subject": "Fermé: appel $number"})
     decision = decide(facts("[CLOSE#100]", call=OPEN_CALL), mailbox, SYSTEM)
     assert decision.reply is not None
-    assert decision.reply.subject == "Fermé: appel 100"
+    assert decision.reply.subject == "Fermé: appel 100 [CALL#100]"
 
 
 def test_no_user_record_for_mail_without_a_from_address() -> None:
@@ -208,3 +222,43 @@ def test_no_user_record_for_mail_without_a_from_address() -> None:
     decision = decide(facts("Help", sender=""), mailbox, SYSTEM)
     assert decision.rule == "LOG-3"
     assert decision.action_kinds() == ("discard",)
+
+
+def test_the_reply_is_complete_token_marker_subject_and_body() -> None:
+    """DESIGN 4 "Replies we send": the spec's subject plus the bracket token; our marker line
+    first in the body. decide renders all of it, so the Decision's reply is the mail."""
+    decision = decide(facts("[CLOSE#100]", call=OPEN_CALL), MAILBOX, SYSTEM)
+    assert decision.reply is not None
+    assert decision.reply.subject == "Call 100 has been closed [CALL#100]"
+    assert decision.reply.body == f"{SYSTEM.reply_marker}\n\nCall 100 has been closed.\n"
+    assert not decision.reply.awaits_call_number
+
+
+def test_a_new_calls_number_is_a_placeholder_shown_as_new_call() -> None:
+    decision = decide(facts("Printer on fire"), MAILBOX, SYSTEM)
+    reply = decision.reply
+    assert reply is not None
+    assert reply.ref == NEW_CALL
+    assert reply.awaits_call_number
+    assert reply.subject == "Call (new call) has been logged [CALL#(new call)]"
+    assert "Call (new call) has been logged." in reply.body
+    assert "$number" not in decision.explain()
+    assert "reply to uma@corp.example: Call (new call) has been logged [CALL#(new call)]" in (
+        decision.explain()
+    )
+    filled = reply.for_call(104)
+    assert filled.subject == "Call 104 has been logged [CALL#104]"
+    assert filled.body == reply.body.replace("(new call)", "104")
+    assert filled.ref == EntityRef(EntityKind.CALL, 104)
+    assert not filled.awaits_call_number
+    assert json.loads(decision.to_json())["reply"]["subject"] == reply.subject
+
+
+def test_an_operator_template_mentioning_new_call_keeps_its_words() -> None:
+    """The placeholder is typed, not the text "(new call)": an override that says it is kept."""
+    mailbox = attrs.evolve(
+        MAILBOX, reply_templates={"call_logged.body": "Your (new call) is number $number; $$5"}
+    )
+    reply = decide(facts("Printer on fire"), mailbox, SYSTEM).reply
+    assert reply is not None
+    assert reply.for_call(7).body.endswith("Your (new call) is number 7; $5\n")

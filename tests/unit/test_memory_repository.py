@@ -12,7 +12,7 @@ import pytest
 
 from asm_email_rules.adapters.memory import InMemoryRepository, short_description
 from asm_email_rules.errors import RepositoryError
-from asm_email_rules.model import Call, EntityKind, EntityRef, Person
+from asm_email_rules.model import Call, EntityKind, EntityRef, Person, SummaryKind
 from asm_email_rules.protocols import Repository, SeedableRepository
 from asm_email_rules.settings import CallTemplate
 from asm_email_rules.testing import Check, check_repository, repository_checks
@@ -141,6 +141,18 @@ def test_addresses_match_after_nfkc() -> None:
     repo = InMemoryRepository()
     repo.put_person(Person(id=1, email="ann@example.com"))
     assert [p.id for p in repo.persons_by_address("ＡＮＮ@example.com")] == [1]
+
+
+def test_summary_kinds_are_one_enum_and_the_plain_strings_still_work() -> None:
+    """A host calling summary("calls") as before gets what SummaryKind.CALLS gets."""
+    repo = InMemoryRepository()
+    repo.put_person(Person(id=1, email="ann@example.com", is_analyst=True))
+    repo.put_call(Call(7, owner_id=1))
+    for kind in SummaryKind:
+        assert repo.summary(kind.value, 1, 10) == repo.summary(kind, 1, 10)  # type: ignore[arg-type]
+    assert [item.ref for item in repo.summary(SummaryKind.CALLS, 1, 10)[0]] == [
+        EntityRef(EntityKind.CALL, 7)
+    ]
 
 
 def test_unknown_summary_kind_is_refused() -> None:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from asm_email_rules.model import EntityKind, EntityRef
-from asm_email_rules.subject import CommandKind, MatchSource, parse_subject, strip_prefixes
+from asm_email_rules.model import EntityKind, EntityRef, SummaryKind
+from asm_email_rules.subject import (
+    CommandKind,
+    MatchSource,
+    bracket_token,
+    parse_subject,
+    strip_prefixes,
+)
 
 
 @pytest.mark.parametrize(
@@ -132,3 +138,22 @@ def test_control_characters_never_reach_the_result() -> None:
     parsed = parse_subject("Call 5\r\nBcc: victim@example.com")
     assert "\n" not in parsed.stripped
     assert parsed.kind is CommandKind.UPDATE_CALL
+
+
+@pytest.mark.parametrize("kind", list(EntityKind))
+def test_the_bracket_token_we_format_is_the_one_we_parse(kind: EntityKind) -> None:
+    """DESIGN 4: every reply we send carries the record's bracket token, and the sender's
+    reply to it is recognised as an update of that record."""
+    ref = EntityRef(kind, 4711)
+    token = bracket_token(ref)
+    assert token == f"[{kind.value.upper()}#4711]"
+    assert parse_subject(f"Re: Something has been updated {token}").ref == ref
+
+
+def test_summary_commands_name_their_summary_kind() -> None:
+    assert CommandKind.MY_CALLS.summary_kind is SummaryKind.CALLS
+    assert CommandKind.MY_REQUESTS.summary_kind is SummaryKind.REQUESTS
+    assert CommandKind.MY_TASKS.summary_kind is SummaryKind.TASKS
+    assert CommandKind.MY_APPROVALS.summary_kind is SummaryKind.TASKS
+    assert SummaryKind.TASKS.label == "tasks and approvals"
+    assert all(kind.summary_kind is None for kind in CommandKind if not kind.is_summary)

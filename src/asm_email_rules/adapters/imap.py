@@ -21,8 +21,9 @@ import attrs
 
 from asm_email_rules.adapters._session import ServerSession
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
+from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, as_security
-from asm_email_rules.errors import MailboxError
+from asm_email_rules.errors import MailboxAuthenticationError, MailboxError, TokenError
 
 __all__ = ["QUARANTINE_HEADER", "ImapConfig", "ImapMailbox", "Security", "annotate"]
 
@@ -36,7 +37,12 @@ _ATOM_RE = re.compile(r"[A-Za-z0-9!#$&'+,./:;<=>?@^_`|~-]+")
 
 @attrs.frozen
 class ImapConfig:
-    """Where the mailbox is. ``quarantine_annotate`` stores a copy with the reason header.
+    """Where the mailbox is and how to sign in. ``quarantine_annotate`` stores a copy with the
+    reason header.
+
+    Sign-in is ``LOGIN`` with ``username`` and ``password``, or, when ``oauth2`` is set,
+    ``AUTHENTICATE XOAUTH2`` / ``OAUTHBEARER`` (RFC 7628) as ``username`` with a token from
+    ``oauth2.tokens`` (``password`` is then unused).
 
     With ``quarantine_annotate=False`` the message is moved untouched (``UID MOVE``, or
     ``UID COPY`` + ``\\Deleted`` on servers without MOVE) and the reason is only logged.
@@ -52,6 +58,7 @@ class ImapConfig:
     quarantine_annotate: bool = True
     timeout: float = 30.0
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+    oauth2: OAuth2Login | None = None
 
     def context(self) -> ssl.SSLContext:
         """The TLS context to use: the configured one or a verifying default."""
@@ -80,6 +87,12 @@ def encode_mailbox_name(name: str) -> str:
     if _ATOM_RE.fullmatch(text) and text.upper() != "NIL":
         return text
     return _quoted(text)
+
+
+def _error_text(exc: BaseException) -> str:
+    """An imaplib error as text (imaplib passes the server's bytes through)."""
+    arg = exc.args[0] if exc.args else ""
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
 
 
 def _quoted(text: str) -> str:
@@ -141,8 +154,7 @@ class ImapMailbox(ServerSession):
             raise MailboxError(f"{self._where()}: cannot connect: {exc}") from exc
         self._imap = client
         try:
-            user = cfg.username if _ATOM_RE.fullmatch(cfg.username) else _quoted(cfg.username)
-            self._call("LOGIN", lambda: client.login(user, cfg.password))
+            self._sign_in(client)
             caps = self._call("CAPABILITY", client.capability)
             self._capabilities = frozenset(
                 b" ".join(c for c in caps if isinstance(c, bytes)).decode().upper().split()
@@ -153,6 +165,66 @@ class ImapMailbox(ServerSession):
             raise
         log.debug("IMAP session open", extra={"imap_server": self._where()})
         return client
+
+    def _sign_in(self, client: imaplib.IMAP4) -> None:
+        """LOGIN with the password, or AUTHENTICATE with an OAuth2 token (retried once).
+
+        A refusal raises :class:`MailboxAuthenticationError` naming server, user and mechanism.
+        """
+        cfg = self.config
+        login = cfg.oauth2
+        where = f"IMAP {cfg.host}:{cfg.port}"
+        mechanism = "LOGIN" if login is None else login.mechanism.sasl_name
+
+        def failed(detail: str) -> MailboxAuthenticationError:
+            return MailboxAuthenticationError(
+                f"{where}: sign-in as {cfg.username!r} with {mechanism} failed: {detail}",
+                server=where,
+                user=cfg.username,
+                mechanism=mechanism,
+            )
+
+        if login is None:
+            user = cfg.username if _ATOM_RE.fullmatch(cfg.username) else _quoted(cfg.username)
+            try:
+                client.login(user, cfg.password)
+            except imaplib.IMAP4.abort as exc:
+                raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
+            except imaplib.IMAP4.error as exc:
+                raise failed(f"refused: {_error_text(exc)}") from exc
+            except (OSError, UnicodeError) as exc:
+                raise MailboxError(f"{where}: LOGIN failed: {exc}") from exc
+            return
+        if f"AUTH={mechanism}" not in client.capabilities:
+            offered = sorted(c[5:] for c in client.capabilities if c.startswith("AUTH="))
+            raise failed(
+                f"the server does not offer it (it offers: {', '.join(offered) or 'none'})"
+            )
+
+        def attempt(response: bytes) -> str | None:
+            challenges: list[bytes] = []
+
+            def answer(challenge: bytes) -> bytes:
+                challenges.append(challenge)
+                return response if len(challenges) == 1 else error_reply(login.mechanism)
+
+            try:
+                client.authenticate(mechanism, answer)
+            except imaplib.IMAP4.abort as exc:
+                raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
+            except imaplib.IMAP4.error as exc:
+                said = error_detail(challenges[1]) if len(challenges) > 1 else ""
+                return _error_text(exc) + (f" ({said})" if said else "")
+            except OSError as exc:
+                raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
+            return None
+
+        try:
+            refusal = sign_in(login, cfg.username, attempt, cfg.host, cfg.port)
+        except TokenError as exc:
+            raise failed(f"no access token: {exc}") from exc
+        if refusal is not None:
+            raise failed(f"refused: {refusal}")
 
     def _drop(self) -> None:
         """Forget the connection without any protocol exchange."""

@@ -12,10 +12,20 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 import attrs
 
+from asm_email_rules.adapters._repository import (
+    SUMMARY_DESCRIPTION_LENGTH,
+    SUMMARY_KINDS,
+    TASK_DONE_STATUSES,
+    address_key,
+    message_id_key,
+    short_description,
+    summary_kind,
+    to_utc,
+)
 from asm_email_rules.errors import NotFoundError, RepositoryError
 from asm_email_rules.model import (
     Attachment,
@@ -32,11 +42,11 @@ from asm_email_rules.model import (
     Request,
     RequestStatus,
     SummaryItem,
+    SummaryKind,
     Task,
     TaskStatus,
 )
 from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState
-from asm_email_rules.sender import normalise_address
 from asm_email_rules.settings import CallTemplate
 
 __all__ = [
@@ -52,52 +62,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SUMMARY_KINDS: tuple[str, ...] = ("calls", "requests", "tasks")
-"""The summary kinds :meth:`InMemoryRepository.summary` accepts."""
-
-SUMMARY_DESCRIPTION_LENGTH = 80
-"""Longest description a summary line carries."""
-
-TASK_DONE_STATUSES: frozenset[TaskStatus] = frozenset(
-    {TaskStatus.COMPLETED, TaskStatus.APPROVED, TaskStatus.REJECTED}
-)
-"""Task states that drop a task or approval out of the tasks summary."""
-
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 _T = TypeVar("_T")
 
 
-address_key = normalise_address
-"""The form addresses are compared in (the rules' own: NFKC, trimmed, case-folded)."""
-
-
-def message_id_key(message_id: str) -> str:
-    """A Message-ID without surrounding whitespace and angle brackets, so both forms match."""
-    text = message_id.strip()
-    if text.startswith("<") and text.endswith(">"):
-        text = text[1:-1].strip()
-    return text
-
-
-def to_utc(moment: datetime) -> datetime:
-    """``moment`` as an aware UTC datetime; a naive value is taken to be UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
 def _opt_utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else to_utc(moment)
-
-
-def short_description(description: str) -> str:
-    """The first non-blank line of ``description``, cut to 80 characters, for a summary."""
-    for line in description.splitlines():
-        text = line.strip()
-        if text:
-            return text[:SUMMARY_DESCRIPTION_LENGTH].rstrip()
-    return ""
 
 
 _Record = Call | Task | Request
@@ -203,44 +174,48 @@ class InMemoryRepository:
         """The request with this number, or ``None``."""
         return self._requests.get(number)
 
-    def summary(self, kind: str, person_id: int, limit: int) -> tuple[list[SummaryItem], int]:
-        """Items of a summary (``calls``, ``requests`` or ``tasks``) newest first, and the total.
+    def summary(
+        self, kind: SummaryKind, person_id: int, limit: int
+    ) -> tuple[list[SummaryItem], int]:
+        """Items of a summary (calls, requests or tasks) newest first, and the total.
 
-        ``calls``: open calls the person owns. ``requests``: open requests the person owns or
-        was forwarded. ``tasks``: tasks and approvals the person owns, may approve or was
-        forwarded, unless completed, approved or rejected.
+        ``CALLS``: open calls the person owns. ``REQUESTS``: open requests the person owns or
+        was forwarded. ``TASKS``: tasks and approvals the person owns, may approve or was
+        forwarded, unless completed, approved or rejected. Raises :class:`RepositoryError`
+        for an unknown kind.
         """
         records: list[_Record]
         ref_kind: EntityKind
-        if kind == "calls":
-            ref_kind = EntityKind.CALL
-            records = [
-                c
-                for c in self._calls.values()
-                if c.status is CallStatus.OPEN and c.owner_id == person_id
-            ]
-        elif kind == "requests":
-            ref_kind = EntityKind.REQUEST
-            records = [
-                r
-                for r in self._requests.values()
-                if r.status is not RequestStatus.CLOSED
-                and (r.owner_id == person_id or person_id in r.forwarded_ids)
-            ]
-        elif kind == "tasks":
-            ref_kind = EntityKind.TASK
-            records = [
-                t
-                for t in self._tasks.values()
-                if t.status not in TASK_DONE_STATUSES
-                and (
-                    t.owner_id == person_id
-                    or person_id in t.approver_ids
-                    or person_id in t.forwarded_ids
-                )
-            ]
-        else:
-            raise RepositoryError(f"unknown summary kind {kind!r}; expected one of {SUMMARY_KINDS}")
+        match summary_kind(kind):
+            case SummaryKind.CALLS:
+                ref_kind = EntityKind.CALL
+                records = [
+                    c
+                    for c in self._calls.values()
+                    if c.status is CallStatus.OPEN and c.owner_id == person_id
+                ]
+            case SummaryKind.REQUESTS:
+                ref_kind = EntityKind.REQUEST
+                records = [
+                    r
+                    for r in self._requests.values()
+                    if r.status is not RequestStatus.CLOSED
+                    and (r.owner_id == person_id or person_id in r.forwarded_ids)
+                ]
+            case SummaryKind.TASKS:
+                ref_kind = EntityKind.TASK
+                records = [
+                    t
+                    for t in self._tasks.values()
+                    if t.status not in TASK_DONE_STATUSES
+                    and (
+                        t.owner_id == person_id
+                        or person_id in t.approver_ids
+                        or person_id in t.forwarded_ids
+                    )
+                ]
+            case unknown:
+                assert_never(unknown)
         _newest_first(records, lambda r: r.last_update)
         items = [self._summary_item(ref_kind, r) for r in records[: max(limit, 0)]]
         return items, len(records)

@@ -9,6 +9,7 @@ which the caller persists and passes back next time so it is not listed again.
 
 from __future__ import annotations
 
+import base64
 import logging
 import poplib
 import ssl
@@ -18,8 +19,9 @@ from contextlib import suppress
 import attrs
 
 from asm_email_rules.adapters._session import ServerSession
+from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, as_security
-from asm_email_rules.errors import MailboxError
+from asm_email_rules.errors import MailboxAuthenticationError, MailboxError, TokenError
 
 __all__ = ["MAX_LINE", "Pop3Config", "Pop3Mailbox", "Security"]
 
@@ -28,10 +30,18 @@ log = logging.getLogger(__name__)
 MAX_LINE = 1_000_000
 """Longest line we accept from the server; poplib's own limit (2048) breaks on real mail."""
 
+MAX_COMMAND = 255
+"""Longest AUTH command line with an initial response (RFC 5034 4); longer ones go after ``+``."""
+
 
 @attrs.frozen
 class Pop3Config:
-    """Where the mailbox is and how to log in (USER/PASS)."""
+    """Where the mailbox is and how to sign in.
+
+    ``USER``/``PASS`` with ``username`` and ``password``, or, when ``oauth2`` is set,
+    ``AUTH XOAUTH2`` / ``OAUTHBEARER`` (RFC 5034, RFC 7628) as ``username`` with a token from
+    ``oauth2.tokens`` (``password`` is then unused).
+    """
 
     host: str
     port: int = 995
@@ -40,6 +50,7 @@ class Pop3Config:
     password: str = attrs.field(default="", repr=False)
     timeout: float = 30.0
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+    oauth2: OAuth2Login | None = None
 
     def context(self) -> ssl.SSLContext:
         """The TLS context to use: the configured one or a verifying default."""
@@ -57,6 +68,42 @@ def _read_line(client: poplib.POP3) -> tuple[bytes, int]:
     if line.endswith(b"\r\n"):
         return line[:-2], octets
     return line.rstrip(b"\n"), octets
+
+
+def _error_text(exc: BaseException) -> str:
+    """A poplib error as text (poplib passes the server's bytes through)."""
+    arg = exc.args[0] if exc.args else ""
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _sasl_mechanisms(client: poplib.POP3) -> list[str] | None:
+    """The SASL mechanisms CAPA lists (RFC 2449), or None when the server does not say."""
+    try:
+        capabilities = client.capa()
+    except (poplib.error_proto, OSError):
+        return None
+    if "SASL" not in capabilities:
+        return None
+    return [m.upper() for m in capabilities["SASL"]]
+
+
+def _command(client: poplib.POP3, line: str) -> bytes:
+    """Send one command line and read the one-line answer (``+OK``, ``-ERR`` or ``+ ...``)."""
+    client.sock.sendall(line.encode("ascii") + b"\r\n")
+    reply, _ = _read_line(client)
+    return reply
+
+
+def _is_continuation(reply: bytes) -> bool:
+    """A SASL challenge line (``+`` or ``+ <base64>``, RFC 5034), not ``+OK``."""
+    return reply == b"+" or reply.startswith(b"+ ")
+
+
+def _unbase64(data: bytes) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:
+        return b""
 
 
 class _Pop3(poplib.POP3):
@@ -104,19 +151,21 @@ class Pop3Mailbox(ServerSession):
     def _client(self) -> poplib.POP3:
         if self._pop is not None:
             return self._pop
-        cfg = self.config
         try:
             client = self._connect()
         except (poplib.error_proto, OSError) as exc:
             raise MailboxError(f"{self._where()}: cannot connect: {exc}") from exc
         try:
-            client.user(cfg.username)
-            client.pass_(cfg.password)
+            self._sign_in(client)
             _, listing, _ = client.uidl()
+        except MailboxError:
+            with suppress(OSError):
+                client.close()
+            raise
         except (poplib.error_proto, OSError) as exc:
             with suppress(OSError):
                 client.close()
-            raise MailboxError(f"{self._where()}: login or UIDL failed: {exc}") from exc
+            raise MailboxError(f"{self._where()}: UIDL failed: {_error_text(exc)}") from exc
         numbers: dict[str, int] = {}
         for entry in listing:
             number, _, uidl = entry.decode("ascii", "replace").partition(" ")
@@ -124,6 +173,68 @@ class Pop3Mailbox(ServerSession):
                 numbers.setdefault(uidl.strip(), int(number))
         self._pop, self._numbers = client, numbers
         return client
+
+    def _sign_in(self, client: poplib.POP3) -> None:
+        """USER/PASS, or AUTH with an OAuth2 token (retried once with a fresh token).
+
+        A refusal raises :class:`MailboxAuthenticationError` naming server, user and mechanism.
+        """
+        cfg = self.config
+        login = cfg.oauth2
+        where = self._where()
+        mechanism = "USER/PASS" if login is None else login.mechanism.sasl_name
+
+        def failed(detail: str) -> MailboxAuthenticationError:
+            return MailboxAuthenticationError(
+                f"{where}: sign-in as {cfg.username!r} with {mechanism} failed: {detail}",
+                server=where,
+                user=cfg.username,
+                mechanism=mechanism,
+            )
+
+        if login is None:
+            try:
+                client.user(cfg.username)
+                client.pass_(cfg.password)
+            except poplib.error_proto as exc:
+                raise failed(f"refused: {_error_text(exc)}") from exc
+            except OSError as exc:
+                raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
+            return
+        sasl = _sasl_mechanisms(client)
+        if sasl is not None and mechanism not in sasl:
+            raise failed(f"the server does not offer it (it offers: {' '.join(sasl) or 'none'})")
+
+        def attempt(response: bytes) -> str | None:
+            encoded = base64.b64encode(response).decode("ascii")
+            try:
+                line = f"AUTH {mechanism} {encoded}"
+                if len(line) + 2 <= MAX_COMMAND:
+                    reply = _command(client, line)
+                else:
+                    reply = _command(client, f"AUTH {mechanism}")
+                    if _is_continuation(reply):
+                        reply = _command(client, encoded)
+                if _is_continuation(reply):
+                    # the error challenge (RFC 7628 3.2.2): answer it and the -ERR follows
+                    said = error_detail(_unbase64(reply[1:].strip()))
+                    answer = base64.b64encode(error_reply(login.mechanism)).decode("ascii")
+                    reply = _command(client, answer)
+                    if not reply.startswith(b"+OK"):
+                        text = reply.decode("utf-8", "replace")
+                        return text + (f" ({said})" if said else "")
+            except (poplib.error_proto, OSError) as exc:
+                raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
+            if reply.startswith(b"+OK"):
+                return None
+            return reply.decode("utf-8", "replace")
+
+        try:
+            refusal = sign_in(login, cfg.username, attempt, cfg.host, cfg.port)
+        except TokenError as exc:
+            raise failed(f"no access token: {exc}") from exc
+        if refusal is not None:
+            raise failed(f"refused: {refusal}")
 
     def list_keys(self) -> Iterator[str]:
         """UIDLs in maildrop order (oldest first), without skipped or deleted ones."""

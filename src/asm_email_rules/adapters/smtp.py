@@ -11,8 +11,15 @@ import smtplib
 import ssl
 from datetime import datetime
 
+from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, SmtpConfig
-from asm_email_rules.errors import PermanentSendError, SendError, TransientSendError
+from asm_email_rules.errors import (
+    PermanentSendError,
+    SendAuthenticationError,
+    SendError,
+    TokenError,
+    TransientSendError,
+)
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.outgoing import OutgoingMessageError, parse_sender, render_outgoing
 
@@ -40,10 +47,19 @@ def _text(raw: bytes | str) -> str:
 
 
 class SmtpMailer:
-    """Sends each reply over a fresh SMTP session (replies are rare; no pooling needed)."""
+    """Sends each reply over a fresh SMTP session (replies are rare; no pooling needed).
 
-    def __init__(self, config: SmtpConfig) -> None:
+    OAuth2 sign-in (``AUTH XOAUTH2`` / ``OAUTHBEARER``, RFC 4954 and RFC 7628) uses ``oauth2``
+    when given, else a login built once from ``config.oauth2``; either way its token cache
+    lives as long as the mailer. A refused sign-in raises
+    :class:`~asm_email_rules.errors.SendAuthenticationError` (transient: the reply waits).
+    """
+
+    def __init__(self, config: SmtpConfig, *, oauth2: OAuth2Login | None = None) -> None:
         self.config = config
+        if oauth2 is None and config.oauth2 is not None:
+            oauth2 = OAuth2Login.from_settings(config.oauth2)
+        self._oauth2 = oauth2
 
     def __repr__(self) -> str:
         return f"SmtpMailer({self.config.host}:{self.config.port}, {self.config.security.value})"
@@ -97,7 +113,7 @@ class SmtpMailer:
         try:
             client = self._connect()
             if self.config.username:
-                client.login(self.config.username, self.config.password)
+                self._sign_in(client)
             client.sendmail(envelope, [recipient], raw)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(recipient, next(iter(exc.recipients.values())))
@@ -106,8 +122,13 @@ class SmtpMailer:
             ) from exc
         except smtplib.SMTPAuthenticationError as exc:
             # Our credentials, not the reply, are at fault: retry once the operator fixes them.
-            raise TransientSendError(
-                f"{where} authentication failed: {_text(exc.smtp_error)}", code=exc.smtp_code
+            user = self.config.username
+            raise SendAuthenticationError(
+                f"{where}: sign-in as {user!r} failed: {_text(exc.smtp_error)}",
+                server=where,
+                user=user,
+                mechanism="password",
+                code=exc.smtp_code,
             ) from exc
         except smtplib.SMTPNotSupportedError as exc:
             raise TransientSendError(f"{where} lacks a needed extension: {exc}") from exc
@@ -134,6 +155,55 @@ class SmtpMailer:
         finally:
             if client is not None:
                 _quit(client)
+
+    def _sign_in(self, client: smtplib.SMTP) -> None:
+        """AUTH with the password (smtplib picks the mechanism) or with an OAuth2 token."""
+        cfg = self.config
+        login = self._oauth2
+        if login is None:
+            client.login(cfg.username, cfg.password)
+            return
+        where = f"SMTP {cfg.host}:{cfg.port}"
+        mechanism = login.mechanism.sasl_name
+
+        def failed(detail: str, code: int | None = None) -> SendAuthenticationError:
+            return SendAuthenticationError(
+                f"{where}: sign-in as {cfg.username!r} with {mechanism} failed: {detail}",
+                server=where,
+                user=cfg.username,
+                mechanism=mechanism,
+                code=code,
+            )
+
+        client.ehlo_or_helo_if_needed()
+        offered = client.esmtp_features.get("auth", "").upper().split()
+        if mechanism not in offered:
+            raise failed(f"the server does not offer it (it offers: {' '.join(offered) or 'none'})")
+        codes: list[int] = []
+
+        def attempt(response: bytes) -> str | None:
+            challenges: list[bytes] = []
+
+            def answer(challenge: bytes | None = None) -> str:
+                if challenge is None:
+                    return response.decode("ascii")
+                challenges.append(challenge)
+                return error_reply(login.mechanism).decode("ascii")
+
+            try:
+                client.auth(mechanism, answer)
+            except smtplib.SMTPAuthenticationError as exc:
+                codes.append(exc.smtp_code)
+                said = error_detail(challenges[0]) if challenges else ""
+                return _text(exc.smtp_error) + (f" ({said})" if said else "")
+            return None
+
+        try:
+            refusal = sign_in(login, cfg.username, attempt, cfg.host, cfg.port)
+        except TokenError as exc:
+            raise failed(f"no access token: {exc}") from exc
+        if refusal is not None:
+            raise failed(f"refused: {refusal}", codes[-1] if codes else None)
 
 
 def _quit(client: smtplib.SMTP) -> None:

@@ -18,16 +18,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, assert_never
 
 import attrs
 
-from asm_email_rules.adapters.memory import (
-    SUMMARY_KINDS,
+from asm_email_rules.adapters._repository import (
     TASK_DONE_STATUSES,
     address_key,
     message_id_key,
     short_description,
+    summary_kind,
     to_utc,
 )
 from asm_email_rules.errors import NotFoundError, RepositoryError
@@ -46,6 +46,7 @@ from asm_email_rules.model import (
     Request,
     RequestStatus,
     SummaryItem,
+    SummaryKind,
     Task,
     TaskKind,
     TaskStatus,
@@ -503,34 +504,40 @@ class SqliteRepository:
                 last_update=_moment(row[7]),
             )
 
-    def summary(self, kind: str, person_id: int, limit: int) -> tuple[list[SummaryItem], int]:
-        """Items of a summary (``calls``, ``requests`` or ``tasks``) newest first, and the total.
+    def summary(
+        self, kind: SummaryKind, person_id: int, limit: int
+    ) -> tuple[list[SummaryItem], int]:
+        """Items of a summary (calls, requests or tasks) newest first, and the total.
 
-        ``calls``: open calls the person owns. ``requests``: open requests the person owns or
-        was forwarded. ``tasks``: tasks and approvals the person owns, may approve or was
-        forwarded, unless completed, approved or rejected.
+        ``CALLS``: open calls the person owns. ``REQUESTS``: open requests the person owns or
+        was forwarded. ``TASKS``: tasks and approvals the person owns, may approve or was
+        forwarded, unless completed, approved or rejected. Raises :class:`RepositoryError`
+        for an unknown kind.
         """
-        if kind == "calls":
-            ref_kind, table = EntityKind.CALL, "calls"
-            where = "r.owner_id = :p AND r.status = 'open'"
-        elif kind == "requests":
-            ref_kind, table = EntityKind.REQUEST, "requests"
-            where = (
-                "r.number IN (SELECT number FROM requests WHERE owner_id = :p"
-                " UNION SELECT request_number FROM request_forwarded WHERE person_id = :p)"
-                " AND r.status != 'closed'"
-            )
-        elif kind == "tasks":
-            ref_kind, table = EntityKind.TASK, "tasks"
-            done = ", ".join(f"'{status.value}'" for status in sorted(TASK_DONE_STATUSES, key=str))
-            where = (
-                "r.number IN (SELECT number FROM tasks WHERE owner_id = :p"
-                " UNION SELECT task_number FROM task_approvers WHERE person_id = :p"
-                " UNION SELECT task_number FROM task_forwarded WHERE person_id = :p)"
-                f" AND r.status NOT IN ({done})"
-            )
-        else:
-            raise RepositoryError(f"unknown summary kind {kind!r}; expected one of {SUMMARY_KINDS}")
+        match summary_kind(kind):
+            case SummaryKind.CALLS:
+                ref_kind, table = EntityKind.CALL, "calls"
+                where = "r.owner_id = :p AND r.status = 'open'"
+            case SummaryKind.REQUESTS:
+                ref_kind, table = EntityKind.REQUEST, "requests"
+                where = (
+                    "r.number IN (SELECT number FROM requests WHERE owner_id = :p"
+                    " UNION SELECT request_number FROM request_forwarded WHERE person_id = :p)"
+                    " AND r.status != 'closed'"
+                )
+            case SummaryKind.TASKS:
+                ref_kind, table = EntityKind.TASK, "tasks"
+                done = ", ".join(
+                    f"'{status.value}'" for status in sorted(TASK_DONE_STATUSES, key=str)
+                )
+                where = (
+                    "r.number IN (SELECT number FROM tasks WHERE owner_id = :p"
+                    " UNION SELECT task_number FROM task_approvers WHERE person_id = :p"
+                    " UNION SELECT task_number FROM task_forwarded WHERE person_id = :p)"
+                    f" AND r.status NOT IN ({done})"
+                )
+            case unknown:
+                assert_never(unknown)
         params = {"p": person_id, "limit": max(limit, 0)}
         with self._snapshot():
             total = int(self._one(f"SELECT COUNT(*) FROM {table} r WHERE {where}", params)[0])

@@ -1,0 +1,79 @@
+"""What every repository adapter shares: lookup keys, UTC times and summary rules.
+
+The in-memory reference and the SQLite adapter both use these, so they compare addresses and
+Message-IDs, store times and shape summary lines the same way (the conformance kit in
+:mod:`asm_email_rules.testing` checks that they do).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from asm_email_rules.errors import RepositoryError
+from asm_email_rules.model import SummaryKind, TaskStatus
+from asm_email_rules.sender import normalise_address
+
+__all__ = [
+    "SUMMARY_DESCRIPTION_LENGTH",
+    "SUMMARY_KINDS",
+    "TASK_DONE_STATUSES",
+    "address_key",
+    "message_id_key",
+    "short_description",
+    "summary_kind",
+    "to_utc",
+]
+
+SUMMARY_KINDS: tuple[SummaryKind, ...] = tuple(SummaryKind)
+"""The summary kinds a repository's ``summary`` accepts."""
+
+SUMMARY_DESCRIPTION_LENGTH = 80
+"""Longest description a summary line carries."""
+
+TASK_DONE_STATUSES: frozenset[TaskStatus] = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.APPROVED, TaskStatus.REJECTED}
+)
+"""Task states that drop a task or approval out of the tasks summary."""
+
+
+address_key = normalise_address
+"""The form addresses are compared in (the rules' own: NFKC, trimmed, case-folded)."""
+
+
+def message_id_key(message_id: str) -> str:
+    """A Message-ID without surrounding whitespace and angle brackets, so both forms match."""
+    text = message_id.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    return text
+
+
+def to_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime; a naive value is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def short_description(description: str) -> str:
+    """The first non-blank line of ``description``, cut to 80 characters, for a summary."""
+    for line in description.splitlines():
+        text = line.strip()
+        if text:
+            return text[:SUMMARY_DESCRIPTION_LENGTH].rstrip()
+    return ""
+
+
+def summary_kind(kind: str) -> SummaryKind:
+    """``kind`` as a :class:`SummaryKind` (the plain strings work too).
+
+    Raises :class:`RepositoryError` for anything else: a host passing an unknown kind gets a
+    typed error, not an empty summary.
+    """
+    try:
+        return SummaryKind(kind)
+    except ValueError:
+        expected = ", ".join(k.value for k in SUMMARY_KINDS)
+        raise RepositoryError(
+            f"unknown summary kind {kind!r}; expected one of {expected}"
+        ) from None

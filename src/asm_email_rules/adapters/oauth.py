@@ -1,0 +1,504 @@
+"""OAuth2 sign-in for the IMAP, POP3 and SMTP adapters: tokens and SASL responses.
+
+* Token sources (:mod:`asm_email_rules.signin` describes them): a command, a file, the
+  client-credentials grant and the refresh-token grant. The two grants use ``authlib`` (the
+  optional extra ``asm-email-rules[oauth]``), imported only when a grant is used.
+* :class:`TokenProvider` caches the access token and fetches a new one before it expires
+  (five minutes before, or halfway through a shorter lifetime).
+* :func:`initial_response` builds the SASL ``XOAUTH2`` and ``OAUTHBEARER`` (RFC 7628) client
+  responses; :func:`sign_in` tries a token, and after a refusal drops it from the cache and
+  tries once more with a fresh one (a token revoked or expired early costs one refusal, not an
+  outage).
+
+Tokens and secrets never reach a log line, an exception message or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+
+from asm_email_rules.errors import TokenError
+from asm_email_rules.signin import (
+    ClientCredentialsGrant,
+    CommandTokens,
+    FileTokens,
+    OAuth2Settings,
+    RefreshTokenGrant,
+    SaslMechanism,
+    TokenSourceSpec,
+)
+
+__all__ = [
+    "OAUTHBEARER_ABORT",
+    "AccessToken",
+    "OAuth2Login",
+    "TokenProvider",
+    "TokenSource",
+    "error_detail",
+    "error_reply",
+    "initial_response",
+    "make_source",
+    "oauthbearer_response",
+    "sign_in",
+    "xoauth2_response",
+]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+"""Seconds since the epoch (``time.time``); injected in tests."""
+
+REFRESH_MARGIN = 300.0
+"""Seconds before expiry at which a cached token is replaced (at most half its lifetime)."""
+
+OAUTHBEARER_ABORT = b"\x01"
+"""The client's answer to an OAUTHBEARER error challenge (RFC 7628 3.2.3: a lone ``%x01``)."""
+
+# RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_MAX_OUTPUT = 1_000_000
+
+
+@attrs.frozen
+class AccessToken:
+    """A bearer token and when it stops working (Unix seconds; None when unknown).
+
+    A token whose expiry is unknown is not cached: its source is asked again at every sign-in.
+    """
+
+    value: str = attrs.field(repr=False)
+    expires_at: float | None = None
+
+
+class TokenSource(Protocol):
+    """Fetches a fresh access token; raises :class:`~asm_email_rules.errors.TokenError`."""
+
+    def fetch(self) -> AccessToken:
+        """A new token from the source (never a cached one)."""
+        ...
+
+    def describe(self) -> str:
+        """Where tokens come from, for error messages (no secrets)."""
+        ...
+
+
+def _checked(value: str, where: str) -> str:
+    """``value`` when it has the shape of a bearer token (RFC 6750 2.1); else TokenError."""
+    token = value.strip()
+    if not token:
+        raise TokenError(f"{where}: gave an empty access token")
+    if not _B64TOKEN_RE.fullmatch(token):
+        raise TokenError(f"{where}: gave something that is not a bearer token (RFC 6750 2.1)")
+    return token
+
+
+def _expiry(data: dict[str, Any], now: float, where: str) -> float | None:
+    """``expires_at`` from a token response's ``expires_in`` (RFC 6749 5.1) or ``expires_at``."""
+    for key, base in (("expires_in", now), ("expires_at", 0.0)):
+        raw = data.get(key)
+        if raw is None:
+            continue
+        try:
+            return base + float(raw)
+        except (TypeError, ValueError):
+            raise TokenError(f"{where}: {key} is not a number") from None
+    return None
+
+
+def _parse_output(text: str, now: float, where: str) -> AccessToken:
+    """A bare token, or JSON ``{"access_token": ..., "expires_in"|"expires_at": ...}``."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError:
+            raise TokenError(f"{where}: output starts with '{{' but is not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
+            raise TokenError(f"{where}: JSON output has no access_token string")
+        return AccessToken(_checked(data["access_token"], where), _expiry(data, now, where))
+    first = next((line for line in stripped.splitlines() if line.strip()), "")
+    return AccessToken(_checked(first, where))
+
+
+class CommandTokenSource:
+    """Runs :class:`~asm_email_rules.signin.CommandTokens` (no shell) and reads its output."""
+
+    def __init__(self, spec: CommandTokens, *, clock: Clock = time.time) -> None:
+        self.spec = spec
+        self._clock = clock
+
+    def describe(self) -> str:
+        return f"token command {self.spec.argv[0]!r}"
+
+    def fetch(self) -> AccessToken:
+        where = self.describe()
+        try:
+            done = subprocess.run(
+                list(self.spec.argv),
+                capture_output=True,
+                timeout=self.spec.timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise TokenError(f"{where}: no answer within {self.spec.timeout:g} s") from None
+        except OSError as exc:
+            raise TokenError(f"{where}: cannot run: {exc.strerror or exc}") from None
+        if done.returncode != 0:
+            errors = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            said = f": {errors[-1][:200]}" if errors else ""
+            raise TokenError(f"{where}: exited with status {done.returncode}{said}")
+        return _parse_output(
+            done.stdout[:_MAX_OUTPUT].decode("utf-8", "replace"), self._clock(), where
+        )
+
+
+class FileTokenSource:
+    """Reads :class:`~asm_email_rules.signin.FileTokens`."""
+
+    def __init__(self, spec: FileTokens, *, clock: Clock = time.time) -> None:
+        self.spec = spec
+        self._clock = clock
+
+    def describe(self) -> str:
+        return f"token file {str(self.spec.path)!r}"
+
+    def fetch(self) -> AccessToken:
+        where = self.describe()
+        try:
+            with self.spec.path.open("rb") as handle:
+                text = handle.read(_MAX_OUTPUT).decode("utf-8", "replace")
+        except OSError as exc:
+            raise TokenError(f"{where}: cannot read: {exc.strerror or exc}") from None
+        return _parse_output(text, self._clock(), where)
+
+
+def _session(client_id: str, client_secret: str, auth_method: str, scope: str) -> Any:
+    try:
+        from authlib.integrations.requests_client import OAuth2Session
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise TokenError(
+            "OAuth2 grants need the authlib package: pip install 'asm-email-rules[oauth]'"
+        ) from None
+    return OAuth2Session(
+        client_id,
+        client_secret or None,
+        token_endpoint_auth_method=auth_method,
+        scope=scope or None,
+    )
+
+
+def _grant_errors() -> tuple[type[BaseException], ...]:
+    """What authlib and requests raise for a refused or failed token request."""
+    from authlib.common.errors import AuthlibBaseError
+    from requests import RequestException
+
+    return (AuthlibBaseError, RequestException, ValueError, KeyError, TypeError)
+
+
+def _describe_error(exc: BaseException) -> str:
+    """The OAuth error code and description (RFC 6749 5.2), or the network failure."""
+    error = getattr(exc, "error", None)
+    if isinstance(error, str) and error:
+        description = getattr(exc, "description", None)
+        return f"{error}: {description}" if description else error
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _token_from_response(data: Any, now: float, where: str) -> tuple[AccessToken, str | None]:
+    if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
+        raise TokenError(f"{where}: the response has no access_token")
+    token_type = str(data.get("token_type", "bearer")).lower()
+    if token_type != "bearer":
+        raise TokenError(f"{where}: token_type {token_type!r} is not Bearer")
+    # expires_in first: authlib adds an expires_at from time.time(), not from our clock.
+    refresh = data.get("refresh_token")
+    return (
+        AccessToken(_checked(data["access_token"], where), _expiry(data, now, where)),
+        refresh if isinstance(refresh, str) and refresh else None,
+    )
+
+
+class ClientCredentialsSource:
+    """The client-credentials grant (RFC 6749 4.4) through authlib."""
+
+    def __init__(self, spec: ClientCredentialsGrant, *, clock: Clock = time.time) -> None:
+        self.spec = spec
+        self._clock = clock
+
+    def describe(self) -> str:
+        return f"token endpoint {self.spec.token_url} (client_credentials)"
+
+    def fetch(self) -> AccessToken:
+        spec, where = self.spec, self.describe()
+        session = _session(spec.client_id, spec.client_secret, spec.client_auth.value, spec.scope)
+        now = self._clock()
+        try:
+            with session:
+                data = session.fetch_token(
+                    spec.token_url,
+                    grant_type="client_credentials",
+                    timeout=spec.timeout,
+                )
+        except _grant_errors() as exc:
+            raise TokenError(f"{where}: {_describe_error(exc)}") from None
+        token, _ = _token_from_response(data, now, where)
+        return token
+
+
+class RefreshTokenSource:
+    """The refresh-token grant (RFC 6749 6) through authlib; follows refresh-token rotation."""
+
+    def __init__(self, spec: RefreshTokenGrant, *, clock: Clock = time.time) -> None:
+        self.spec = spec
+        self._clock = clock
+        self._refresh_token = spec.refresh_token
+
+    def describe(self) -> str:
+        return f"token endpoint {self.spec.token_url} (refresh_token)"
+
+    def _current(self) -> str:
+        path = self.spec.refresh_token_file
+        if self._refresh_token or path is None:
+            return self._refresh_token
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise TokenError(
+                f"{self.describe()}: cannot read refresh token file {str(path)!r}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        if not value:
+            raise TokenError(f"{self.describe()}: refresh token file {str(path)!r} is empty")
+        self._refresh_token = value
+        return value
+
+    def _keep(self, new: str) -> None:
+        """Remember a rotated refresh token, in its file too when it came from one."""
+        self._refresh_token = new
+        path = self.spec.refresh_token_file
+        if path is None:
+            return
+        try:
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".refresh-", text=True)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(new + "\n")
+            os.replace(temp, path)
+        except OSError as exc:
+            log.warning(
+                "cannot write the new refresh token back to its file; it is kept in memory",
+                extra={"path": str(path), "error": exc.strerror or str(exc)},
+            )
+
+    def fetch(self) -> AccessToken:
+        spec, where = self.spec, self.describe()
+        refresh_token = self._current()
+        if not refresh_token:
+            raise TokenError(f"{where}: no refresh token configured")
+        session = _session(spec.client_id, spec.client_secret, spec.client_auth.value, spec.scope)
+        now = self._clock()
+        try:
+            with session:
+                data = session.refresh_token(
+                    spec.token_url, refresh_token=refresh_token, timeout=spec.timeout
+                )
+        except _grant_errors() as exc:
+            raise TokenError(f"{where}: {_describe_error(exc)}") from None
+        token, rotated = _token_from_response(data, now, where)
+        if rotated is not None and rotated != refresh_token:
+            self._keep(rotated)
+        return token
+
+
+def make_source(spec: TokenSourceSpec, *, clock: Clock = time.time) -> TokenSource:
+    """The token source a :data:`~asm_email_rules.signin.TokenSourceSpec` describes."""
+    match spec:
+        case CommandTokens():
+            return CommandTokenSource(spec, clock=clock)
+        case FileTokens():
+            return FileTokenSource(spec, clock=clock)
+        case ClientCredentialsGrant():
+            return ClientCredentialsSource(spec, clock=clock)
+        case RefreshTokenGrant():
+            return RefreshTokenSource(spec, clock=clock)
+
+
+class TokenProvider:
+    """Hands out access tokens from one source: cached, replaced before they expire.
+
+    A cached token is replaced :data:`REFRESH_MARGIN` seconds before its expiry, or halfway
+    through its lifetime when that is shorter. Thread-safe: one provider may serve an IMAP
+    account and SMTP at once.
+    """
+
+    def __init__(
+        self, source: TokenSource, *, clock: Clock = time.time, margin: float = REFRESH_MARGIN
+    ) -> None:
+        self.source = source
+        self._clock = clock
+        self._margin = margin
+        self._lock = threading.Lock()
+        self._cached: AccessToken | None = None
+        self._renew_at = 0.0
+        self.fetches = 0
+        """How many times the source was asked (for reports and tests)."""
+
+    def __repr__(self) -> str:
+        return f"TokenProvider({self.source.describe()})"
+
+    @classmethod
+    def from_spec(cls, spec: TokenSourceSpec, *, clock: Clock = time.time) -> TokenProvider:
+        """A provider for the source ``spec`` describes."""
+        return cls(make_source(spec, clock=clock), clock=clock)
+
+    def token(self) -> AccessToken:
+        """A token that is not about to expire; fetched from the source when needed."""
+        with self._lock:
+            now = self._clock()
+            if self._cached is not None and now < self._renew_at:
+                return self._cached
+            token = self.source.fetch()
+            self.fetches += 1
+            if token.expires_at is not None and token.expires_at > now:
+                lifetime = token.expires_at - now
+                self._cached = token
+                self._renew_at = token.expires_at - min(self._margin, lifetime / 2)
+            else:
+                self._cached = None
+            log.debug(
+                "access token fetched",
+                extra={"token_source": self.source.describe(), "expires_at": token.expires_at},
+            )
+            return token
+
+    def invalidate(self, token: AccessToken) -> None:
+        """Forget ``token`` (the server refused it) so the next :meth:`token` fetches anew."""
+        with self._lock:
+            if self._cached is not None and self._cached.value == token.value:
+                self._cached = None
+
+
+@attrs.frozen
+class OAuth2Login:
+    """OAuth2 sign-in for an adapter: the SASL mechanism and where tokens come from.
+
+    Keep one per account for the life of the program: the provider's cache is what saves a
+    token request per poll.
+    """
+
+    tokens: TokenProvider = attrs.field(eq=False)
+    mechanism: SaslMechanism = SaslMechanism.XOAUTH2
+
+    @classmethod
+    def from_settings(cls, settings: OAuth2Settings, *, clock: Clock = time.time) -> OAuth2Login:
+        """The login described by configuration ``settings``."""
+        return cls(TokenProvider.from_spec(settings.source, clock=clock), settings.mechanism)
+
+
+# --------------------------------------------------------------------------------------------
+# SASL
+# --------------------------------------------------------------------------------------------
+
+
+def _sasl_safe(value: str, what: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(f"{what} must not contain control characters")
+    return value
+
+
+def xoauth2_response(user: str, token: str) -> bytes:
+    """``user=U^Aauth=Bearer T^A^A`` (Google's and Microsoft's XOAUTH2 initial response)."""
+    user = _sasl_safe(user, "user")
+    token = _sasl_safe(token, "token")
+    return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+def oauthbearer_response(user: str, token: str, host: str = "", port: int = 0) -> bytes:
+    """The OAUTHBEARER initial client response (RFC 7628 3.1).
+
+    ``gs2-header kvsep *kvpair kvsep``: ``n,a=<user>,`` (``=`` and ``,`` in the user escaped as
+    ``=3D`` and ``=2C``, RFC 5801), then ``host=``, ``port=`` when known and ``auth=Bearer T``,
+    each ended by ``%x01``, and a final ``%x01``.
+    """
+    user = _sasl_safe(user, "user")
+    token = _sasl_safe(token, "token")
+    saslname = user.replace("=", "=3D").replace(",", "=2C")
+    pairs = []
+    if host:
+        pairs.append(f"host={_sasl_safe(host, 'host')}")
+    if port:
+        pairs.append(f"port={port}")
+    pairs.append(f"auth=Bearer {token}")
+    return (f"n,a={saslname}," + "\x01" + "".join(p + "\x01" for p in pairs) + "\x01").encode()
+
+
+def initial_response(
+    mechanism: SaslMechanism, user: str, token: str, host: str = "", port: int = 0
+) -> bytes:
+    """The client's first SASL message for ``mechanism``."""
+    if mechanism is SaslMechanism.OAUTHBEARER:
+        return oauthbearer_response(user, token, host, port)
+    return xoauth2_response(user, token)
+
+
+def error_reply(mechanism: SaslMechanism) -> bytes:
+    """What the client sends after the server's error challenge: empty, or ``%x01`` (RFC 7628)."""
+    return OAUTHBEARER_ABORT if mechanism is SaslMechanism.OAUTHBEARER else b""
+
+
+def error_detail(challenge: bytes) -> str:
+    """The ``status`` (and ``scope``) of a server's JSON error challenge, or ``""``.
+
+    Both XOAUTH2 and OAUTHBEARER (RFC 7628 3.2.2) servers answer a bad token with a JSON object
+    such as ``{"status":"invalid_token","scope":"..."}`` before refusing.
+    """
+    try:
+        data = json.loads(challenge.decode("utf-8", "replace"))
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    parts = [f"{key} {data[key]}" for key in ("status", "scope") if isinstance(data.get(key), str)]
+    return ", ".join(parts)
+
+
+Attempt = Callable[[bytes], str | None]
+"""Sends one initial response; returns None when signed in, else the server's refusal text."""
+
+
+def sign_in(
+    login: OAuth2Login, user: str, attempt: Attempt, host: str = "", port: int = 0
+) -> str | None:
+    """Sign in with a token; after a refusal, once more with a freshly fetched token.
+
+    Returns None when signed in, else the server's last refusal (the caller raises its typed
+    :class:`~asm_email_rules.errors.AuthenticationError`). Raises
+    :class:`~asm_email_rules.errors.TokenError` when no token can be had.
+    """
+    refusal: str | None = None
+    for _ in range(2):
+        token = login.tokens.token()
+        try:
+            response = initial_response(login.mechanism, user, token.value, host, port)
+        except ValueError as exc:
+            raise TokenError(f"cannot build the SASL response: {exc}") from None
+        refusal = attempt(response)
+        if refusal is None:
+            return None
+        login.tokens.invalidate(token)
+        log.info(
+            "OAuth2 token refused; trying once more with a new one",
+            extra={"user": user, "mechanism": login.mechanism.sasl_name},
+        )
+    return refusal

@@ -1,0 +1,225 @@
+"""Apply a Decision: every write it stands for, in one transaction with its ledger entry.
+
+The only writes of the flow happen here. The reply was composed in full by ``decide``; this
+step fills in a new call's number, adds the headers of the moment (our Message-ID, threading,
+From and loop headers) and stores it with the ledger entry, still unsent: ``send_pending``
+sends it after the commit (:mod:`asm_email_rules.send`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import assert_never
+
+import attrs
+
+from asm_email_rules.actions import (
+    Action,
+    AddHistory,
+    AddNote,
+    ApproveTask,
+    AttachObjects,
+    CloseCall,
+    CreateUser,
+    Discard,
+    LogCall,
+    MarkUpdated,
+    NotifyAssignee,
+    RejectTask,
+    ReopenCall,
+    SendSummary,
+    SetUserFlag,
+    SpendToken,
+    Target,
+)
+from asm_email_rules.decision import Decision, Reply
+from asm_email_rules.gather import domain_of
+from asm_email_rules.model import (
+    EntityKind,
+    EntityRef,
+    InboundEmail,
+    NewCall,
+    OutgoingEmail,
+    TaskStatus,
+)
+from asm_email_rules.outgoing import OutgoingMessageError, make_message_id, normalize_msg_id
+from asm_email_rules.protocols import Repository
+from asm_email_rules.settings import MailboxSettings, SystemSettings
+
+__all__ = ["ApplyResult", "apply", "build_reply_email"]
+
+
+@attrs.frozen
+class ApplyResult:
+    """What apply did: the call it logged (if any) and the reply it recorded (if any)."""
+
+    new_call_number: int | None
+    reply: OutgoingEmail | None
+    new_person_id: int | None = None
+
+
+def _host(mailbox: MailboxSettings) -> str:
+    for address in mailbox.addresses:
+        host = domain_of(address)
+        if host:
+            return host
+    return "asm-email-rules.invalid"
+
+
+def _safe_message_id(message_id: str | None) -> str | None:
+    """The id in canonical form when it can go into a header of ours, else None (dropped)."""
+    if not message_id:
+        return None
+    try:
+        return normalize_msg_id(message_id)
+    except OutgoingMessageError:
+        return None
+
+
+def build_reply_email(
+    reply: Reply,
+    email: InboundEmail,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+    *,
+    random_token: str,
+) -> OutgoingEmail:
+    """The outgoing message for a complete reply: its recipient, subject and body as they are,
+    plus our Message-ID (``<asm.{kind}-{number}.{random}@{host}>``, DESIGN 4), In-Reply-To and
+    References (the last 19 of the inbound mail's, then its own id), From and our loop header.
+
+    Raises ``ValueError`` when the reply still waits for a new call's number
+    (:meth:`Reply.for_call` first).
+    """
+    ref = reply.ref
+    if isinstance(ref, NewCall) or reply.awaits_call_number:
+        raise ValueError("the reply names a new call whose number is not filled in yet")
+    kind = ref.kind.value if ref is not None else "reply"
+    message_id = make_message_id(
+        kind, ref.number if ref is not None else None, _host(mailbox), random_token
+    )
+    in_reply_to = _safe_message_id(email.message_id)
+    references = tuple(
+        mid for mid in map(_safe_message_id, email.references[-19:]) if mid is not None
+    ) + ((in_reply_to,) if in_reply_to else ())
+    return OutgoingEmail(
+        to=reply.to,
+        subject=reply.subject,
+        body=reply.body,
+        sender=mailbox.addresses[0] if mailbox.addresses else "",
+        message_id=message_id,
+        in_reply_to=in_reply_to,
+        references=references,
+        extra_headers=((system.loop_header, mailbox.name),),
+    )
+
+
+@attrs.define
+class _Writes:
+    """Carries out actions in order, remembering the person and call they create."""
+
+    repository: Repository
+    email: InboundEmail
+    mailbox: MailboxSettings
+    now: datetime
+    new_person: int | None = None
+    new_call: int | None = None
+
+    def record(self, ref: Target) -> EntityRef:
+        """The record an action names, with the new call's number once it exists."""
+        if isinstance(ref, NewCall):
+            assert self.new_call is not None, "an action names the new call before LogCall"
+            return EntityRef(EntityKind.CALL, self.new_call)
+        return ref
+
+    def do(self, action: Action) -> None:
+        """One action's writes. mypy checks the match covers every action of the union."""
+        repository, now = self.repository, self.now
+        match action:
+            case CreateUser():
+                person = repository.create_person(action.address, action.name, is_user=True)
+                self.new_person = person.id
+            case SetUserFlag():
+                repository.set_user_flag(action.person_id)
+            case LogCall():
+                user_id = action.user_id if action.user_id is not None else self.new_person
+                call = repository.create_call(
+                    template=self.mailbox.call_template,
+                    user_id=user_id,
+                    logging_analyst_id=action.logging_analyst_id,
+                    description=action.description,
+                    now=now,
+                )
+                self.new_call = call.number
+            case AddHistory():
+                repository.add_history(self.record(action.ref), action.text, action.author, now)
+            case AddNote():
+                repository.add_note(self.record(action.ref), action.text, action.author, now)
+            case AttachObjects():
+                for attachment in self.email.attachments:
+                    repository.attach(
+                        self.record(action.ref), attachment, action.security_profile, now
+                    )
+            case MarkUpdated():
+                repository.mark_updated(self.record(action.ref))
+            case NotifyAssignee():
+                ref = self.record(action.ref)
+                text = f"{ref.kind.value.capitalize()} {ref.number} was updated by email"
+                repository.record_notification(ref, text, now)
+            case CloseCall():
+                repository.close_call(action.number, action.by, now)
+            case ReopenCall():
+                repository.reopen_call(action.number, action.owner_id, action.group, now)
+            case ApproveTask():
+                repository.set_task_status(action.number, TaskStatus.APPROVED, action.by, now)
+            case RejectTask():
+                repository.set_task_status(action.number, TaskStatus.REJECTED, action.by, now)
+            case SpendToken():
+                repository.use_token(action.token_id, now)
+            case SendSummary() | Discard():
+                pass  # nothing to write: the reply and the ledger entry carry them
+            case _:
+                assert_never(action)
+
+
+def apply(
+    decision: Decision,
+    email: InboundEmail,
+    repository: Repository,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+    now: datetime,
+    *,
+    random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+) -> ApplyResult:
+    """Carry out every write of ``decision`` and record it in the ledger, in one transaction.
+
+    The reply is stored (status PENDING) but not sent: :func:`~asm_email_rules.send.send_pending`
+    sends it after the commit, so a failed send never undoes the actions and is retried instead.
+    An exception from the repository rolls back every write of the decision.
+    """
+    with repository.transaction():
+        writes = _Writes(repository, email, mailbox, now)
+        for action in decision.actions:
+            writes.do(action)
+        outgoing: OutgoingEmail | None = None
+        reply = decision.reply
+        if reply is not None:
+            if reply.awaits_call_number:
+                assert writes.new_call is not None, "a reply names a new call nobody logged"
+                reply = reply.for_call(writes.new_call)
+            outgoing = build_reply_email(reply, email, mailbox, system, random_token=random_token())
+            ref = reply.ref
+            assert not isinstance(ref, NewCall)
+            repository.record_sent(outgoing.message_id, ref, outgoing.to, now)
+        repository.record_processed(
+            mailbox.name,
+            email.message_id or "",
+            email.raw_sha256,
+            decision.to_json(),
+            outgoing,
+            now,
+        )
+    return ApplyResult(writes.new_call, outgoing, writes.new_person)

@@ -1,0 +1,203 @@
+"""Gather facts: everything ``decide`` looks at, read before it runs (the only reads).
+
+Classification, the subject command (with the thread key applied), the sender's person
+case, the referenced record, summary items, the reply budget count, sender authentication
+and the approval token are all read here, so ``decide`` stays pure.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import attrs
+
+from asm_email_rules.auth import AuthVerdict, authenticate_sender
+from asm_email_rules.classify import Classification, classify
+from asm_email_rules.decision import Facts
+from asm_email_rules.model import EntityKind, InboundEmail, Person, SummaryItem
+from asm_email_rules.protocols import Repository
+from asm_email_rules.rules import reply_address
+from asm_email_rules.sender import resolve_sender
+from asm_email_rules.settings import MailboxSettings, SystemSettings
+from asm_email_rules.subject import CommandKind, MatchSource, SubjectCommand, parse_subject
+from asm_email_rules.tokens import TokenStatus, verify_approval_token
+
+__all__ = ["domain_of", "gather_facts"]
+
+_UPDATE_FOR: dict[EntityKind, CommandKind] = {
+    EntityKind.CALL: CommandKind.UPDATE_CALL,
+    EntityKind.TASK: CommandKind.UPDATE_TASK,
+    EntityKind.REQUEST: CommandKind.UPDATE_REQUEST,
+}
+
+
+def _thread_command(
+    email: InboundEmail, command: SubjectCommand, repository: Repository
+) -> tuple[SubjectCommand, bool]:
+    """Apply the thread key: a reply to one of our Message-IDs updates what that mail was about.
+
+    Commands outrank the thread; the thread outranks subject references. The flag says whether
+    the mail answers one of our messages at all.
+    """
+    for message_id in email.thread_ids:
+        ref = repository.entity_for_message_id(message_id)
+        if ref is None:
+            continue
+        if command.kind.is_command:
+            return command, True
+        ignored = command.ignored + ((command.matched,) if command.matched else ())
+        threaded = attrs.evolve(
+            command,
+            kind=_UPDATE_FOR[ref.kind],
+            number=ref.number,
+            source=MatchSource.THREAD,
+            matched=message_id,
+            ignored=ignored,
+        )
+        return threaded, True
+    return command, False
+
+
+def _in_partition(record_partition: str | None, mailbox: MailboxSettings) -> bool:
+    return mailbox.partition is None or record_partition == mailbox.partition
+
+
+def _bounce_summary(classification: Classification, system: SystemSettings) -> str:
+    """One sentence on a delivery report: action, status, SMTP code and whether it is fatal."""
+    bounce = classification.bounce
+    if bounce is None:
+        return ""
+    parts = [f"action {bounce.action or '-'}", f"status {bounce.status or '-'}"]
+    if bounce.smtp_code is not None:
+        parts.append(f"SMTP {bounce.smtp_code}")
+    text = "delivery report: " + ", ".join(parts)
+    if bounce.fatal_code:
+        codes = "/".join(str(code) for code in system.fatal_smtp_codes)
+        text += f" (one of the spec's permanent and fatal codes {codes})"
+    elif bounce.permanent:
+        text += " (permanent failure)"
+    return text
+
+
+def domain_of(address: str) -> str:
+    """The domain of an addr-spec (after the last ``@``; "" without one)."""
+    return address.rpartition("@")[2]
+
+
+def gather_facts(
+    email: InboundEmail,
+    repository: Repository,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+    now: datetime,
+) -> Facts:
+    """Read everything ``decide`` needs; the only place the rules touch the repository."""
+    classification = classify(
+        email,
+        own_addresses=mailbox.addresses,
+        loop_header=system.loop_header,
+        fatal_codes=system.fatal_smtp_codes,
+    )
+    command, replies_to_us = _thread_command(email, parse_subject(email.subject), repository)
+    if system.reply_marker and system.reply_marker in email.body:
+        replies_to_us = True
+    if command.reply and command.kind.is_update:
+        replies_to_us = True
+    sender = resolve_sender(email.sender, repository.persons_by_address(email.sender))
+    person = sender.person
+    ref = command.ref
+    call = task = request = None
+    partition: str | None = None
+    if ref is not None:
+        if ref.kind is EntityKind.CALL:
+            call = repository.get_call(ref.number)
+            partition = call.partition if call else None
+        elif ref.kind is EntityKind.TASK:
+            task = repository.get_task(ref.number)
+            partition = task.partition if task else None
+        else:
+            request = repository.get_request(ref.number)
+            partition = request.partition if request else None
+    items: tuple[SummaryItem, ...] = ()
+    total = 0
+    summary_kind = command.kind.summary_kind
+    if summary_kind is not None and person is not None and sender.case.is_analyst:
+        found, total = repository.summary(summary_kind, person.id, system.summary_limit)
+        items = tuple(found)
+    to = reply_address(email, person)
+    recent = repository.replies_sent_since(to, now - timedelta(hours=1)) if to else 0
+    authenticated: bool | None = None
+    auth_reason = ""
+    if mailbox.trusted_authserv_id and command.kind in (
+        CommandKind.CLOSE,
+        CommandKind.APPROVE,
+        CommandKind.REJECT,
+        CommandKind.UPDATE_CALL,
+    ):
+        verdict = authenticate_sender(
+            email.header_all("Authentication-Results"),
+            authserv_id=mailbox.trusted_authserv_id,
+            from_domain=domain_of(email.sender),
+        )
+        authenticated = verdict.verdict is AuthVerdict.PASS
+        auth_reason = verdict.reason
+    token_ok, token_reason, token_id = _check_token(
+        command, person, repository, mailbox, system, now
+    )
+    return Facts(
+        email=email,
+        command=command,
+        sender=sender,
+        now=now,
+        mail_kind=classification.kind,
+        mail_kind_reasons=classification.reasons,
+        bounce_permanent=classification.bounce is not None and classification.bounce.permanent,
+        bounce_summary=_bounce_summary(classification, system),
+        may_auto_reply=classification.may_auto_reply,
+        call=call,
+        task=task,
+        request=request,
+        in_partition=_in_partition(partition, mailbox) if ref is not None else True,
+        summary_items=items,
+        summary_total=total,
+        replies_last_hour=recent,
+        replies_to_us=replies_to_us,
+        authenticated=authenticated,
+        auth_reason=auth_reason,
+        token_ok=token_ok,
+        token_reason=token_reason,
+        token_id=token_id,
+    )
+
+
+def _check_token(
+    command: SubjectCommand,
+    person: Person | None,
+    repository: Repository,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+    now: datetime,
+) -> tuple[bool | None, str, str | None]:
+    """Verify the approval token when the mailbox requires one; None when not required."""
+    if not mailbox.require_approval_token or command.kind not in (
+        CommandKind.APPROVE,
+        CommandKind.REJECT,
+    ):
+        return None, "", None
+    if command.token is None:
+        return False, "no approval token in the subject", None
+    if person is None or command.number is None or not system.approval_token_secret:
+        return False, "the token cannot be checked for this sender", None
+    check = verify_approval_token(
+        system.approval_token_secret,
+        command.token,
+        task_number=command.number,
+        approver_id=person.id,
+        now=now,
+        action=command.kind.value,
+    )
+    if check.status is not TokenStatus.VALID:
+        return False, check.reason, None
+    if check.token_id is not None and repository.is_token_used(check.token_id):
+        return False, "this approval token was already used", None
+    return True, check.reason, check.token_id

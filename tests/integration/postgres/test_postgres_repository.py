@@ -1,0 +1,623 @@
+"""The PostgreSQL repository on a real server: the conformance kit, then what SQLite does not show.
+
+Every test gets a fresh database in the session's throwaway cluster (``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asm_email_rules.adapters import postgres as postgres_adapter
+from asm_email_rules.adapters.memory import InMemoryRepository
+from asm_email_rules.adapters.postgres import MIGRATIONS, PostgresRepository, describe_conninfo
+from asm_email_rules.errors import RepositoryError
+from asm_email_rules.model import (
+    Attachment,
+    Call,
+    CallStatus,
+    EntityKind,
+    EntityRef,
+    Person,
+    Request,
+    RequestStatus,
+    Task,
+    TaskKind,
+    TaskStatus,
+)
+from asm_email_rules.protocols import SeedableRepository
+from asm_email_rules.settings import CallTemplate
+from asm_email_rules.testing import Check, check_repository, repository_checks
+
+if TYPE_CHECKING:
+    from conftest import PgDatabase
+
+pytestmark = pytest.mark.integration
+
+CHECKS = repository_checks()
+NOW = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+TABLES = (
+    "persons",
+    "calls",
+    "tasks",
+    "task_approvers",
+    "task_forwarded",
+    "requests",
+    "request_forwarded",
+    "log_entries",
+    "attachments",
+    "ledger",
+    "sent_messages",
+    "used_tokens",
+)
+
+
+def _open(db: PgDatabase, **kwargs: Any) -> PostgresRepository:
+    kwargs.setdefault("schema", db.schema)
+    kwargs.setdefault("password", db.password)
+    return PostgresRepository(db.conninfo, **kwargs)
+
+
+@pytest.fixture
+def repo(pg_database: PgDatabase) -> Iterator[PostgresRepository]:
+    with _open(pg_database) as repository:
+        yield repository
+
+
+def _raw(db: PgDatabase) -> psycopg.Connection[Any]:
+    """A plain connection (as a host or an operator's psql would have) on the test's schema."""
+    conn = psycopg.connect(db.conninfo, password=db.password, autocommit=True)
+    conn.execute(f"SET search_path TO {db.schema}")
+    return conn
+
+
+def _dump(db: PgDatabase) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in a stable order."""
+    with _raw(db) as conn:
+        return {
+            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in TABLES
+        }
+
+
+def _new_call(repo: PostgresRepository, description: str = "d") -> Call:
+    with repo.transaction():
+        return repo.create_call(
+            template=CallTemplate(assigned_group="Desk"),
+            user_id=None,
+            logging_analyst_id=None,
+            description=description,
+            now=NOW,
+        )
+
+
+# -- the conformance kit ------------------------------------------------------------------------
+@pytest.mark.parametrize("check", CHECKS, ids=[c.name for c in CHECKS])
+def test_conformance(check: Check, repo: PostgresRepository) -> None:
+    check.run(repo)
+
+
+def test_is_a_seedable_repository(repo: PostgresRepository) -> None:
+    assert isinstance(repo, SeedableRepository)
+
+
+def test_check_repository_reports_no_failures(
+    new_database: Callable[[], PgDatabase],
+) -> None:
+    opened: list[PostgresRepository] = []
+
+    def factory() -> PostgresRepository:
+        opened.append(_open(new_database()))
+        return opened[-1]
+
+    try:
+        assert check_repository(factory) == []
+    finally:
+        for repository in opened:
+            repository.close()
+
+
+# -- schema -------------------------------------------------------------------------------------
+def test_a_fresh_database_is_migrated_to_the_latest_version(pg_database: PgDatabase) -> None:
+    with _open(pg_database) as repo:
+        assert repo.schema_version == len(MIGRATIONS)
+    with _raw(pg_database) as conn:
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (pg_database.schema,)
+            ).fetchall()
+        }
+        versions = conn.execute("SELECT version FROM asm_schema_version").fetchall()
+    assert {*TABLES, "asm_schema_version"} <= tables
+    assert versions == [(v,) for v in range(1, len(MIGRATIONS) + 1)]
+
+
+def test_data_survives_reopening(pg_database: PgDatabase) -> None:
+    attachment = Attachment("scan.pdf", "application/pdf", bytes(range(256)) * 64, content_id="x1")
+    with _open(pg_database) as repo:
+        call = _new_call(repo, "Printer jammed")
+        ref = EntityRef(EntityKind.CALL, call.number)
+        with repo.transaction():
+            repo.put_person(Person(id=7, email="Ann@Example.com", name="Ann", is_analyst=True))
+            repo.put_task(Task(number=3, kind=TaskKind.APPROVAL, approver_ids=(7, 2)))
+            repo.attach(ref, attachment, "Confidential", NOW)
+            repo.record_sent("<asm.call-1.z@example.com>", ref, "ann@example.com", NOW)
+            repo.use_token("tok", NOW)
+    with _open(pg_database) as repo:
+        assert repo.schema_version == len(MIGRATIONS)
+        assert repo.get_call(call.number) == call
+        assert [p.id for p in repo.persons_by_address("ann@example.com")] == [7]
+        task = repo.get_task(3)
+        assert task is not None
+        assert task.approver_ids == (7, 2)
+        assert repo.attachments(ref) == [attachment]
+        assert [e.security_profile for e in repo.entries(ref)] == ["Confidential"]
+        assert repo.entity_for_message_id("<asm.call-1.z@example.com>") == ref
+        assert repo.is_token_used("tok")
+        assert _new_call(repo).number == call.number + 1
+
+
+def test_call_numbers_are_never_reused_and_pass_calls_made_behind_our_back(
+    repo: PostgresRepository, pg_database: PgDatabase
+) -> None:
+    first, second = _new_call(repo), _new_call(repo)
+    with _raw(pg_database) as conn:  # a host removes the newest call, then adds one of its own
+        conn.execute("DELETE FROM calls WHERE number = %s", (second.number,))
+        conn.execute("INSERT INTO calls (number, status) VALUES (40, 'open')")
+    third = _new_call(repo)
+    repo.put_call(Call(number=1000))
+    fourth = _new_call(repo)
+    repo.put_call(Call(number=5_000_000))  # far ahead: closed in one step, not 5 M draws
+    fifth = _new_call(repo)
+    assert (first.number, second.number, third.number, fourth.number, fifth.number) == (
+        1,
+        2,
+        41,
+        1001,
+        5_000_001,
+    )
+
+
+def test_person_ids_pass_seeded_ones(repo: PostgresRepository) -> None:
+    repo.put_person(Person(id=3, email="three@example.com"))
+    created = [repo.create_person(f"p{n}@example.com", "", is_user=True).id for n in range(3)]
+    assert created == [4, 5, 6]
+
+
+def test_a_new_migration_upgrades_and_keeps_the_data(
+    pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _open(pg_database) as repo:
+        call = _new_call(repo, "kept across the upgrade")
+    extra = ("ALTER TABLE calls ADD COLUMN priority integer NOT NULL DEFAULT 3",)
+    monkeypatch.setattr(postgres_adapter, "MIGRATIONS", (*MIGRATIONS, extra))
+    with _open(pg_database) as repo:
+        assert repo.schema_version == len(MIGRATIONS) + 1
+        assert repo.get_call(call.number) == call
+    with _raw(pg_database) as conn:
+        assert conn.execute("SELECT priority FROM calls").fetchall() == [(3,)]
+
+
+def test_a_failing_migration_changes_nothing(
+    pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _open(pg_database).close()
+    broken = ("CREATE TABLE half_done (x integer)", "THIS IS NOT SQL")
+    monkeypatch.setattr(postgres_adapter, "MIGRATIONS", (*MIGRATIONS, broken))
+    with pytest.raises(RepositoryError, match="syntax error"):
+        _open(pg_database)
+    with _raw(pg_database) as conn:
+        assert conn.execute("SELECT MAX(version) FROM asm_schema_version").fetchone() == (
+            len(MIGRATIONS),
+        )
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
+
+
+def test_a_newer_schema_is_refused(pg_database: PgDatabase) -> None:
+    _open(pg_database).close()
+    with _raw(pg_database) as conn:
+        conn.execute("INSERT INTO asm_schema_version (version) VALUES (99)")
+    with pytest.raises(RepositoryError, match=r"schema version 99 is newer .* upgrade"):
+        _open(pg_database)
+
+
+def test_processes_starting_at_once_migrate_once(pg_database: PgDatabase) -> None:
+    """Eight pollers started together on an empty database: one migrates, all open it."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            _open(pg_database).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with _raw(pg_database) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM asm_schema_version").fetchone() == (
+            len(MIGRATIONS),
+        )
+
+
+def test_own_schema(pg_database: PgDatabase) -> None:
+    """``schema=`` keeps our tables apart from a host's own in one database."""
+    with _open(pg_database, schema=f"{pg_database.schema}_desk") as repo:
+        call = _new_call(repo)
+    with _open(pg_database, schema=f"{pg_database.schema}_desk") as repo:
+        assert repo.get_call(call.number) == call
+    with _open(pg_database) as repo:
+        assert repo.get_call(call.number) is None
+    with _raw(pg_database) as conn:
+        assert conn.execute(f"SELECT to_regclass('{pg_database.schema}_desk.calls')").fetchone()
+        assert conn.execute("SELECT to_regclass('public.calls')").fetchone() == (None,)
+
+
+# -- errors name the server and the database, never the password ---------------------------------
+def test_a_wrong_password_names_server_and_database_not_the_password(
+    pg_database: PgDatabase,
+) -> None:
+    secret = "Wr0ng-s3cret-pw"
+    with pytest.raises(RepositoryError) as caught:
+        _open(pg_database, password=secret)
+    text = str(caught.value)
+    port = pg_database.cluster.port
+    assert f"PostgreSQL server 127.0.0.1:{port}, database {pg_database.name}" in text
+    assert "password authentication failed" in text
+    assert secret not in text
+    assert caught.value.__cause__ is None  # the driver's own exception is not chained along
+
+
+def test_a_password_inside_the_url_is_never_shown(pg_database: PgDatabase) -> None:
+    secret = pg_database.password
+    url = pg_database.conninfo.replace("asm@", f"asm:{secret}@")
+    with PostgresRepository(url, schema=pg_database.schema) as repo:
+        assert secret not in repr(repo)
+        assert secret not in repo.where
+    missing = url.rsplit("/", 1)[0] + "/no_such_database"
+    with pytest.raises(RepositoryError, match="database no_such_database") as caught:
+        PostgresRepository(missing, schema=pg_database.schema)
+    assert secret not in str(caught.value)
+
+
+def test_an_unreachable_server_is_a_repository_error(unused_port: int) -> None:
+    with pytest.raises(RepositoryError, match=rf"127\.0\.0\.1:{unused_port}, database desk"):
+        PostgresRepository(f"postgresql://asm@127.0.0.1:{unused_port}/desk", password="pw")
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "expected"),
+    [
+        ("postgresql://u:pw@db.example:6543/desk", "server db.example:6543, database desk"),
+        ("host=10.0.0.5 dbname=desk user=u password=pw", "server 10.0.0.5:5432, database desk"),
+        ("postgresql:///desk?host=/run/pg", "server /run/pg:5432, database desk"),
+        ("postgresql://u:pw@[broken", "(unparseable connection string)"),
+    ],
+)
+def test_describe_conninfo_never_shows_a_password(conninfo: str, expected: str) -> None:
+    assert describe_conninfo(conninfo) == f"PostgreSQL {expected}"
+    assert "pw" not in describe_conninfo(conninfo)
+
+
+# -- transactions, concurrency, crashes ----------------------------------------------------------
+def test_reader_sees_committed_data_while_a_writer_holds_a_transaction(
+    pg_database: PgDatabase,
+) -> None:
+    with _open(pg_database) as writer, _open(pg_database) as reader:
+        committed = _new_call(writer, "committed")
+        with writer.transaction():
+            pending = writer.create_call(
+                template=CallTemplate(),
+                user_id=None,
+                logging_analyst_id=None,
+                description="not yet committed",
+                now=NOW,
+            )
+            writer.add_history(EntityRef(EntityKind.CALL, committed.number), "h", "a", NOW)
+            assert reader.get_call(committed.number) == committed  # not blocked, last commit
+            assert reader.get_call(pending.number) is None
+            assert reader.entries(EntityRef(EntityKind.CALL, committed.number)) == []
+        assert reader.get_call(pending.number) == pending
+
+
+def test_a_second_writer_on_the_same_call_waits_then_gives_up(pg_database: PgDatabase) -> None:
+    with _open(pg_database) as first, _open(pg_database, timeout=0.2) as second:
+        call = _new_call(first)
+        ref = EntityRef(EntityKind.CALL, call.number)
+        with first.transaction():
+            first.add_history(ref, "first", "a", NOW)
+            with pytest.raises(RepositoryError, match="lock timeout"), second.transaction():
+                second.close_call(call.number, "b", NOW)
+        with second.transaction():  # free again once the first committed
+            second.close_call(call.number, "b", NOW)
+        assert [e.text for e in first.entries(ref)] == ["first", "closed"]
+
+
+def test_writers_on_different_records_do_not_wait_for_each_other(
+    pg_database: PgDatabase,
+) -> None:
+    """Unlike SQLite's one database lock: two pollers log calls and update others at once."""
+    with _open(pg_database) as first, _open(pg_database, timeout=0.2) as second:
+        one, two = _new_call(first), _new_call(first)
+        with first.transaction():
+            first.add_history(EntityRef(EntityKind.CALL, one.number), "by first", "a", NOW)
+            new_by_first = first.create_person("a@example.com", "A", is_user=True)
+            with second.transaction():  # would time out if it waited for the first
+                second.add_history(EntityRef(EntityKind.CALL, two.number), "by second", "b", NOW)
+                new_by_second = second.create_person("b@example.com", "B", is_user=True)
+                third = _new_call(second)
+        assert new_by_first.id != new_by_second.id
+        assert third.number == two.number + 1
+
+
+def test_concurrent_call_numbers_are_distinct(pg_database: PgDatabase) -> None:
+    numbers: list[int] = []
+    lock = threading.Lock()
+
+    def log_calls() -> None:
+        with _open(pg_database) as repository:
+            for _ in range(25):
+                call = _new_call(repository)
+                with lock:
+                    numbers.append(call.number)
+
+    threads = [threading.Thread(target=log_calls) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(numbers) == list(range(1, 101))
+
+
+def test_a_refused_ledger_entry_leaves_the_transaction_usable(repo: PostgresRepository) -> None:
+    """As in SQLite, the refusal does not poison the unit of work the caller is in."""
+    repo.record_processed("box", "<m@x>", "ab", "{}", None, NOW)
+    with repo.transaction():
+        with pytest.raises(RepositoryError, match="already recorded"):
+            repo.record_processed("box", "<m@x>", "ab", "{}", None, NOW)
+        repo.use_token("after", NOW)
+    assert repo.is_token_used("after")
+
+
+def test_two_transactions_recording_one_message_act_once(pg_database: PgDatabase) -> None:
+    """The ledger's key holds across connections: the second commit is refused, rolled back."""
+    with _open(pg_database) as first, _open(pg_database) as second:
+        outcome: list[str] = []
+
+        def second_records() -> None:
+            try:
+                with second.transaction():
+                    second.use_token("second-was-here", NOW)
+                    second.record_processed("box", "<m@x>", "ab", "{}", None, NOW)
+                outcome.append("committed")
+            except RepositoryError:
+                outcome.append("refused")
+
+        with first.transaction():
+            first.record_processed("box", "<m@x>", "ab", "{}", None, NOW)
+            waiting = threading.Thread(target=second_records)
+            waiting.start()
+            waiting.join(0.3)
+            assert waiting.is_alive()  # blocked on the first's uncommitted key
+        waiting.join()
+        assert outcome == ["refused"]
+        assert not first.is_token_used("second-was-here")
+
+
+def _seed(repo: PostgresRepository) -> None:
+    call = _new_call(repo)
+    with repo.transaction():
+        repo.put_person(Person(id=1, email="a@example.com"))
+        repo.add_history(EntityRef(EntityKind.CALL, call.number), "first", "a", NOW)
+
+
+def test_an_interrupted_transaction_leaves_the_database_unchanged(
+    repo: PostgresRepository, pg_database: PgDatabase
+) -> None:
+    _seed(repo)
+    before = _dump(pg_database)
+
+    def interrupted() -> None:
+        with repo.transaction():
+            call = repo.create_call(
+                template=CallTemplate(),
+                user_id=None,
+                logging_analyst_id=None,
+                description="lost",
+                now=NOW,
+            )
+            repo.attach(
+                EntityRef(EntityKind.CALL, call.number),
+                Attachment("a.bin", "application/octet-stream", b"x" * 10_000),
+                "Unspecified",
+                NOW,
+            )
+            repo.record_processed("box", "<m@x>", "ab", "{}", None, NOW)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert _dump(pg_database) == before
+
+
+def test_a_process_killed_mid_transaction_leaves_the_database_unchanged(
+    repo: PostgresRepository, pg_database: PgDatabase
+) -> None:
+    _seed(repo)
+    before = _dump(pg_database)
+    script = textwrap.dedent(
+        f"""
+        import os
+        from datetime import datetime, UTC
+        from asm_email_rules.adapters.postgres import PostgresRepository
+        from asm_email_rules.model import Person
+        from asm_email_rules.settings import CallTemplate
+        repo = PostgresRepository({pg_database.conninfo!r}, password={pg_database.password!r},
+                                  schema={pg_database.schema!r})
+        with repo.transaction():
+            repo.put_person(Person(id=2, email="b@example.com"))
+            repo.create_call(template=CallTemplate(), user_id=None, logging_analyst_id=None,
+                             description="lost", now=datetime.now(UTC))
+            repo.use_token("tok", datetime.now(UTC))
+            os._exit(3)  # no commit, no rollback, no cleanup: a crash
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert result.returncode == 3, result.stderr.decode()
+    assert _dump(pg_database) == before
+    assert repo.get_person(2) is None
+    assert not repo.is_token_used("tok")
+
+
+def test_writes_outside_a_transaction_autocommit(pg_database: PgDatabase) -> None:
+    with _open(pg_database) as writer, _open(pg_database) as reader:
+        writer.put_task(Task(number=5, approver_ids=(1, 2, 3)))
+        writer.use_token("t", NOW)
+        task = reader.get_task(5)
+        assert task is not None
+        assert task.approver_ids == (1, 2, 3)
+        assert reader.is_token_used("t")
+
+
+def test_a_lost_connection_is_reopened_outside_a_transaction(
+    repo: PostgresRepository, pg_database: PgDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    call = _new_call(repo)
+
+    def kill_our_sessions() -> None:
+        with _raw(pg_database) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'asm-email-rules' AND pid <> pg_backend_pid()"
+            )
+
+    kill_our_sessions()
+    with pytest.raises(RepositoryError, match="database asm_tests"):
+        repo.get_call(call.number)  # the first use finds the connection dead
+    assert repo.get_call(call.number) == call  # and the next one reconnects
+    assert "reconnecting" in caplog.text
+
+    def cut_off() -> None:
+        with repo.transaction():
+            repo.add_history(EntityRef(EntityKind.CALL, call.number), "lost", "a", NOW)
+            kill_our_sessions()
+            repo.use_token("lost", NOW)  # never half-written into a new session
+
+    with pytest.raises(RepositoryError):
+        cut_off()
+    assert not repo.is_token_used("lost")
+    assert repo.entries(EntityRef(EntityKind.CALL, call.number)) == []
+
+
+def test_datetimes_are_stored_as_utc_timestamps(
+    repo: PostgresRepository, pg_database: PgDatabase
+) -> None:
+    local = datetime(2024, 5, 1, 13, 30, tzinfo=timezone(timedelta(hours=2)))
+    repo.put_call(Call(number=1, last_update=local))
+    stored = repo.get_call(1)
+    with _raw(pg_database) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        assert conn.execute("SELECT last_update::text FROM calls").fetchone() == (
+            "2024-05-01 11:30:00+00",
+        )
+    assert stored is not None
+    assert stored.last_update == local
+    assert stored.last_update is not None
+    assert stored.last_update.tzinfo is UTC
+
+
+def test_nul_characters_are_stored_as_replacement_characters(repo: PostgresRepository) -> None:
+    """PostgreSQL text cannot hold NUL: a message carrying one is still stored, not refused."""
+    ref = EntityRef(EntityKind.CALL, _new_call(repo, "before\x00after").number)
+    with repo.transaction():
+        repo.add_history(ref, "a\x00b", "x\x00y", NOW)
+    call = repo.get_call(ref.number)
+    assert call is not None
+    assert call.description == "before\ufffdafter"
+    [entry] = repo.entries(ref)
+    assert (entry.text, entry.author) == ("a\ufffdb", "x\ufffdy")
+
+
+# -- same observable behaviour as the reference ------------------------------------------------
+_people = st.integers(min_value=1, max_value=4)
+_moments = st.one_of(
+    st.none(), st.integers(min_value=0, max_value=5).map(lambda m: NOW + timedelta(minutes=m))
+)
+_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+_records = st.one_of(
+    st.builds(
+        Call,
+        number=st.integers(1, 8),
+        status=st.sampled_from(CallStatus),
+        owner_id=st.one_of(st.none(), _people),
+        group=st.sampled_from(["", "Desk"]),
+        description=_text,
+        last_update=_moments,
+    ),
+    st.builds(
+        Task,
+        number=st.integers(1, 8),
+        kind=st.sampled_from(TaskKind),
+        status=st.sampled_from(TaskStatus),
+        owner_id=st.one_of(st.none(), _people),
+        approver_ids=st.lists(_people, max_size=3, unique=True).map(tuple),
+        forwarded_ids=st.lists(_people, max_size=3, unique=True).map(tuple),
+        last_update=_moments,
+    ),
+    st.builds(
+        Request,
+        number=st.integers(1, 8),
+        status=st.sampled_from(RequestStatus),
+        owner_id=st.one_of(st.none(), _people),
+        forwarded_ids=st.lists(_people, max_size=3, unique=True).map(tuple),
+        group=st.sampled_from(["", "Desk"]),
+        last_update=_moments,
+    ),
+)
+
+
+def test_summaries_match_the_reference(repo: PostgresRepository, pg_database: PgDatabase) -> None:
+    raw = _raw(pg_database)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(records=st.lists(_records, max_size=20), limit=st.integers(0, 5))
+    def compare(records: list[Call | Task | Request], limit: int) -> None:
+        for table in TABLES:
+            raw.execute(f"DELETE FROM {table}")
+        reference = InMemoryRepository()
+        for store in (reference, repo):
+            with store.transaction():
+                for person_id in range(1, 5):
+                    store.put_person(
+                        Person(id=person_id, email=f"p{person_id}@x", name=f"P{person_id}")
+                    )
+                for record in records:
+                    if isinstance(record, Call):
+                        store.put_call(record)
+                    elif isinstance(record, Task):
+                        store.put_task(record)
+                    else:
+                        store.put_request(record)
+        for kind in ("calls", "requests", "tasks"):
+            for person_id in range(1, 5):
+                expected = reference.summary(kind, person_id, limit)
+                assert repo.summary(kind, person_id, limit) == expected
+
+    with raw:
+        compare()

@@ -1,0 +1,504 @@
+"""OAuth2 sign-in against real servers on loopback: Dovecot with an oauth2 passdb (IMAP, POP3),
+aiosmtpd with XOAUTH2, and a token endpoint for both grants that Dovecot introspects.
+
+What a desk at Microsoft 365 or Google Workspace needs: a token from the client-credentials or
+refresh-token grant opens the mailbox; an expired or wrong token is refused with an error that
+names server, user and mechanism (never the token); a cached token revoked early costs one
+refusal and a fresh token, not a failed poll; a token that expires between two polls of a
+long-running service is replaced before the second poll signs in.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from oauth_servers import (
+    HOST,
+    OAuthDovecot,
+    TokenEndpoint,
+    XOAuth2Handler,
+    run_oauth_dovecot,
+    serve,
+)
+
+from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
+from asm_email_rules.adapters.oauth import OAuth2Login, TokenProvider
+from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
+from asm_email_rules.adapters.smtp import SmtpConfig, SmtpMailer
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.bootstrap import bootstrap
+from asm_email_rules.config import load_config
+from asm_email_rules.errors import (
+    AuthenticationError,
+    MailboxAuthenticationError,
+    SendAuthenticationError,
+    TransientSendError,
+)
+from asm_email_rules.model import OutgoingEmail
+from asm_email_rules.sample import DESK_ADDRESS, seed_sample_desk
+from asm_email_rules.signin import (
+    ClientCredentialsGrant,
+    FileTokens,
+    RefreshTokenGrant,
+    SaslMechanism,
+    TokenSourceSpec,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    # aiosmtpd warns that AUTH without TLS is unsafe: these servers listen on loopback only
+    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS"),
+]
+
+MECHANISMS = [SaslMechanism.XOAUTH2, SaslMechanism.OAUTHBEARER]
+_users = iter(range(1, 10_000))
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[TokenEndpoint]:
+    with serve(TokenEndpoint(clients={}, subjects={})) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _default_ttl(endpoint: TokenEndpoint) -> None:
+    endpoint.ttl = 3600.0
+
+
+@pytest.fixture(scope="module")
+def oauth_dovecot(endpoint: TokenEndpoint) -> Iterator[OAuthDovecot]:
+    from conftest import _missing, free_port
+
+    binary = shutil.which("dovecot") or next(
+        (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if Path(p).exists()), None
+    )
+    if binary is None:
+        _missing("the dovecot binary")
+    with run_oauth_dovecot(binary, endpoint, free_port(), free_port()) as server:
+        if isinstance(server, str):
+            pytest.fail(f"dovecot with the oauth2 passdb did not start:\n{server}")
+        yield server
+
+
+@pytest.fixture
+def user() -> str:
+    """A fresh mailbox address (Dovecot creates the mailbox on first sign-in or delivery)."""
+    return f"desk{next(_users)}@example.test"
+
+
+def register_app(endpoint: TokenEndpoint, user: str) -> tuple[str, str]:
+    """A client id and secret whose client-credentials tokens open ``user``'s mailbox."""
+    client_id, secret = f"app-for-{user}", f"secret-of-{user}"
+    endpoint.clients[client_id] = secret
+    endpoint.subjects[client_id] = user
+    return client_id, secret
+
+
+def client_credentials(endpoint: TokenEndpoint, user: str) -> ClientCredentialsGrant:
+    client_id, secret = register_app(endpoint, user)
+    return ClientCredentialsGrant(
+        endpoint.token_url, client_id, secret, scope="https://outlook.office365.com/.default"
+    )
+
+
+def refresh_grant(endpoint: TokenEndpoint, user: str) -> RefreshTokenGrant:
+    client_id, secret = register_app(endpoint, user)
+    return RefreshTokenGrant(
+        endpoint.token_url,
+        client_id,
+        secret,
+        refresh_token=endpoint.issue_refresh_token(client_id, user),
+    )
+
+
+def login(spec: TokenSourceSpec, mechanism: SaslMechanism = SaslMechanism.XOAUTH2) -> OAuth2Login:
+    return OAuth2Login(TokenProvider.from_spec(spec), mechanism)
+
+
+def imap(server: OAuthDovecot, user: str, oauth2: OAuth2Login) -> ImapMailbox:
+    return ImapMailbox(
+        ImapConfig(
+            host=HOST,
+            port=server.imap_port,
+            security="plain",
+            username=user,
+            timeout=5,
+            oauth2=oauth2,
+        )
+    )
+
+
+def pop3(server: OAuthDovecot, user: str, oauth2: OAuth2Login) -> Pop3Mailbox:
+    return Pop3Mailbox(
+        Pop3Config(
+            host=HOST,
+            port=server.pop3_port,
+            security="plain",
+            username=user,
+            timeout=5,
+            oauth2=oauth2,
+        )
+    )
+
+
+def message(number: int, sender: str = "uma@corp.example") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = DESK_ADDRESS
+    msg["Subject"] = f"Printer {number} is out of toner"
+    msg["Date"] = "Fri, 27 Nov 2026 11:00:00 +0000"
+    msg["Message-ID"] = f"<oauth-{number}@corp.example>"
+    msg.set_content(f"Printer {number} needs toner.")
+    return msg.as_bytes(policy=policy.SMTP)
+
+
+# --------------------------------------------------------------------------------------------
+# IMAP and POP3: a valid token signs in
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS, ids=lambda m: m.value)
+def test_imap_client_credentials_token_opens_the_mailbox(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, mechanism: SaslMechanism
+) -> None:
+    raw = message(1)
+    oauth_dovecot.deliver(user, raw, 1)
+    with imap(oauth_dovecot, user, login(client_credentials(endpoint, user), mechanism)) as box:
+        [key] = box.list_keys()
+        assert box.fetch(key) == raw
+    assert endpoint.grants[-1] == "client_credentials"
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS, ids=lambda m: m.value)
+def test_pop3_refresh_token_opens_the_maildrop(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, mechanism: SaslMechanism
+) -> None:
+    raw = message(2)
+    oauth_dovecot.deliver(user, raw, 2)
+    with pop3(oauth_dovecot, user, login(refresh_grant(endpoint, user), mechanism)) as box:
+        [key] = box.list_keys()
+        assert box.fetch(key) == raw
+    assert endpoint.grants[-1] == "refresh_token"
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_token_as_long_as_microsofts_signs_in(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, tmp_path: Path, protocol: str
+) -> None:
+    # POP3 (RFC 5034 4): an AUTH line with the initial response may not pass 255 octets, so a
+    # long token is sent after the server's "+"; IMAP sends it as a continuation line.
+    token = endpoint.issue_access_token(user, size=1500)
+    assert len(token) > 2000
+    path = tmp_path / "token"
+    path.write_text(token, encoding="utf-8")
+    opener = imap if protocol == "imap" else pop3
+    with opener(oauth_dovecot, user, login(FileTokens(path))) as box:
+        assert list(box.list_keys()) == []
+    assert endpoint.introspected[-1] == (token, True)
+
+
+# --------------------------------------------------------------------------------------------
+# refused tokens: a clear error, never the token
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+@pytest.mark.parametrize("mechanism", MECHANISMS, ids=lambda m: m.value)
+def test_expired_token_is_refused_with_server_user_and_mechanism(
+    endpoint: TokenEndpoint,
+    oauth_dovecot: OAuthDovecot,
+    user: str,
+    tmp_path: Path,
+    protocol: str,
+    mechanism: SaslMechanism,
+) -> None:
+    token = endpoint.issue_access_token(user)
+    endpoint.expire(token)
+    path = tmp_path / "token"
+    path.write_text(token + "\n", encoding="utf-8")
+    opener = imap if protocol == "imap" else pop3
+    box = opener(oauth_dovecot, user, login(FileTokens(path), mechanism))
+    with pytest.raises(MailboxAuthenticationError) as caught:
+        box.list_keys()
+    error = caught.value
+    port = oauth_dovecot.imap_port if protocol == "imap" else oauth_dovecot.pop3_port
+    assert error.server == f"{protocol.upper()} {HOST}:{port}"
+    assert (error.user, error.mechanism) == (user, mechanism.sasl_name)
+    text = str(error)
+    assert f"{protocol.upper()} {HOST}:{port}" in text
+    assert user in text
+    assert mechanism.sasl_name in text
+    assert "refused" in text
+    assert "b'" not in text  # the server's words, not Python bytes
+    assert token not in text
+    # a refusal is retried once with a fresh token: the file is read again, still expired
+    assert [live for t, live in endpoint.introspected if t == token] == [False, False]
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_wrong_token_is_refused(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, tmp_path: Path, protocol: str
+) -> None:
+    path = tmp_path / "token"
+    path.write_text("not-a-token-anyone-issued", encoding="utf-8")
+    opener = imap if protocol == "imap" else pop3
+    with pytest.raises(AuthenticationError, match=r"sign-in as .* with XOAUTH2 failed: refused"):
+        opener(oauth_dovecot, user, login(FileTokens(path))).list_keys()
+
+
+def test_token_of_another_mailbox_is_refused(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str
+) -> None:
+    # Dovecot compares the SASL user with the token's username (as Exchange does with the
+    # mailbox permission): an app allowed into one mailbox cannot open another.
+    spec = client_credentials(endpoint, "someone-else@example.test")
+    with pytest.raises(MailboxAuthenticationError, match="refused"):
+        imap(oauth_dovecot, user, login(spec)).list_keys()
+
+
+def test_endpoint_refusing_the_client_secret_is_a_sign_in_error(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str
+) -> None:
+    good = client_credentials(endpoint, user)
+    bad = ClientCredentialsGrant(good.token_url, good.client_id, "wrong-secret")
+    with pytest.raises(MailboxAuthenticationError) as caught:
+        imap(oauth_dovecot, user, login(bad)).list_keys()
+    text = str(caught.value)
+    assert "no access token" in text
+    assert "invalid_client" in text
+    assert endpoint.token_url in text
+    assert "wrong-secret" not in text
+
+
+# --------------------------------------------------------------------------------------------
+# cache, retry once, rotation
+# --------------------------------------------------------------------------------------------
+
+
+def test_cached_token_revoked_early_is_replaced_after_one_refusal(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str
+) -> None:
+    oauth2 = login(refresh_grant(endpoint, user))
+    with imap(oauth_dovecot, user, oauth2) as box:
+        assert list(box.list_keys()) == []
+    first = oauth2.tokens.token().value  # still cached: no new grant
+    assert oauth2.tokens.fetches == 1
+    endpoint.expire(first)  # revoked at the server before its announced expiry
+
+    with imap(oauth_dovecot, user, oauth2) as box:
+        assert list(box.list_keys()) == []
+    assert oauth2.tokens.fetches == 2
+    second = oauth2.tokens.token().value
+    assert second != first
+    used = [(t, live) for t, live in endpoint.introspected if t in (first, second)]
+    assert used == [(first, True), (first, False), (second, True)]
+
+
+def test_rotated_refresh_token_is_written_back_to_its_file(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, tmp_path: Path
+) -> None:
+    grant = refresh_grant(endpoint, user)
+    path = tmp_path / "refresh_token"
+    path.write_text(grant.refresh_token + "\n", encoding="utf-8")
+    spec = RefreshTokenGrant(
+        grant.token_url, grant.client_id, grant.client_secret, refresh_token_file=path
+    )
+    with pop3(oauth_dovecot, user, login(spec)) as box:
+        assert list(box.list_keys()) == []
+    rotated = path.read_text(encoding="utf-8").strip()
+    assert rotated != grant.refresh_token
+    assert rotated in endpoint.refresh  # the one the server will accept next time
+
+
+# --------------------------------------------------------------------------------------------
+# SMTP with XOAUTH2
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def xoauth2_smtp(endpoint: TokenEndpoint) -> Iterator[tuple[int, XOAuth2Handler]]:
+    from aiosmtpd.controller import Controller
+    from conftest import free_port
+
+    handler = XOAuth2Handler(endpoint)
+    port = free_port()
+    controller = Controller(
+        handler,
+        hostname=HOST,
+        port=port,
+        auth_require_tls=False,  # loopback only; without it AUTH is not even offered
+        auth_required=True,
+        auth_exclude_mechanism=["LOGIN", "PLAIN"],
+    )
+    controller.start()
+    try:
+        yield port, handler
+    finally:
+        controller.stop()
+
+
+REPLY = OutgoingEmail(
+    to="uma@corp.example",
+    subject="Call 7 has been logged [CALL#7]",
+    body="Your call is 7.\n",
+    sender=f"Service Desk <{DESK_ADDRESS}>",
+)
+
+
+def test_reply_goes_out_signed_in_with_a_token(
+    endpoint: TokenEndpoint, xoauth2_smtp: tuple[int, XOAuth2Handler]
+) -> None:
+    port, handler = xoauth2_smtp
+    spec = client_credentials(endpoint, DESK_ADDRESS)
+    mailer = SmtpMailer(
+        SmtpConfig(
+            host=HOST,
+            port=port,
+            security="plain",
+            username=DESK_ADDRESS,
+            timeout=5,
+        ),
+        oauth2=login(spec),
+    )
+    mailer.send(REPLY)
+    [(signed_in_as, raw)] = handler.received
+    assert signed_in_as == DESK_ADDRESS
+    assert b"Call 7 has been logged [CALL#7]" in raw
+
+
+def test_smtp_refusal_is_a_transient_sign_in_error(
+    endpoint: TokenEndpoint, xoauth2_smtp: tuple[int, XOAuth2Handler], tmp_path: Path
+) -> None:
+    port, handler = xoauth2_smtp
+    path = tmp_path / "token"
+    token = endpoint.issue_access_token(DESK_ADDRESS)
+    endpoint.expire(token)
+    path.write_text(token, encoding="utf-8")
+    mailer = SmtpMailer(
+        SmtpConfig(
+            host=HOST,
+            port=port,
+            security="plain",
+            username=DESK_ADDRESS,
+            timeout=5,
+        ),
+        oauth2=login(FileTokens(path)),
+    )
+    with pytest.raises(SendAuthenticationError) as caught:
+        mailer.send(REPLY)
+    error = caught.value
+    assert isinstance(error, TransientSendError)  # the reply waits; it is not the reply's fault
+    assert (error.server, error.mechanism, error.code) == (f"SMTP {HOST}:{port}", "XOAUTH2", 535)
+    assert DESK_ADDRESS in str(error)
+    assert token not in str(error)
+    assert handler.refusals == 2  # tried, refused, retried once with the file read again
+    assert handler.received == []
+
+
+# --------------------------------------------------------------------------------------------
+# the polling service from a config file: a token that expires between two polls
+# --------------------------------------------------------------------------------------------
+
+CONFIG = """\
+store = "{store}"
+
+[smtp]
+host = "{host}"
+port = {smtp_port}
+security = "plain"
+username = "{desk}"
+timeout = 10
+auth = "oauth2"
+
+[smtp.oauth2]
+source = "client_credentials"
+token_url = "{token_url}"
+client_id = "{smtp_client}"
+client_secret_env = "TEST_OAUTH_SMTP_SECRET"
+scope = "https://outlook.office365.com/.default"
+
+[[accounts]]
+name = "google"
+protocol = "imap"
+host = "{host}"
+port = {imap_port}
+security = "plain"
+username = "{user}"
+timeout = 10
+auth = "oauth2"
+
+[accounts.oauth2]
+mechanism = "oauthbearer"
+source = "refresh_token"
+token_url = "{token_url}"
+client_id = "{imap_client}"
+client_secret_env = "TEST_OAUTH_IMAP_SECRET"
+refresh_token_file = "refresh_token"
+
+[accounts.mailbox]
+addresses = ["{desk}"]
+default_logging_analyst_id = 1
+auto_reply = true
+"""
+
+
+def test_token_expiring_between_two_polls_is_renewed_before_the_second(
+    endpoint: TokenEndpoint,
+    oauth_dovecot: OAuthDovecot,
+    xoauth2_smtp: tuple[int, XOAuth2Handler],
+    user: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    smtp_port, handler = xoauth2_smtp
+    imap_client, imap_secret = register_app(endpoint, user)
+    smtp_client, smtp_secret = register_app(endpoint, DESK_ADDRESS)
+    monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
+    monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", smtp_secret)
+    (tmp_path / "refresh_token").write_text(endpoint.issue_refresh_token(imap_client, user))
+    store = tmp_path / "desk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    path = tmp_path / "config.toml"
+    path.write_text(
+        CONFIG.format(
+            store=store.name,
+            host=HOST,
+            smtp_port=smtp_port,
+            imap_port=oauth_dovecot.imap_port,
+            desk=DESK_ADDRESS,
+            user=user,
+            token_url=endpoint.token_url,
+            imap_client=imap_client,
+            smtp_client=smtp_client,
+        ),
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    endpoint.ttl = 2.0  # every token lives two seconds
+    grants_before = len(endpoint.grants)
+
+    with bootstrap(config) as wiring:  # what `asm-email-rules poll` runs
+        service = wiring.service
+        oauth_dovecot.deliver(user, message(31), 31)
+        first = service.poll_once()
+        time.sleep(2.2)  # the first tokens have now expired at the server
+        oauth_dovecot.deliver(user, message(32), 32)
+        second = service.poll_once()
+
+    assert (first.total("processed"), second.total("processed")) == (1, 1)
+    assert (first.total("errors"), second.total("errors")) == (0, 0)
+    # each poll fetched a new IMAP token (refresh grant) and a new SMTP token, before signing
+    # in: no expired token was ever offered to the servers
+    assert (
+        sorted(endpoint.grants[grants_before:])
+        == ["client_credentials"] * 2 + ["refresh_token"] * 2
+    )
+    assert all(live for _, live in endpoint.introspected[-4:])
+    assert [user for user, _ in handler.received] == [DESK_ADDRESS, DESK_ADDRESS]

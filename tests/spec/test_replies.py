@@ -1,0 +1,87 @@
+"""DESIGN 4 "Replies we send": the Decision's reply is exactly the mail that goes out."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from asm_email_rules.adapters.memory import InMemoryRepository
+from asm_email_rules.adapters.recording import RecordingMailer
+from asm_email_rules.applying import apply
+from asm_email_rules.model import CallStatus, EntityKind, EntityRef, InboundEmail
+from asm_email_rules.pipeline import explain, process
+from asm_email_rules.sample import (
+    DEMO_NOW,
+    DEMO_SYSTEM,
+    demo_inbox,
+    sample_mailbox,
+    seed_sample_desk,
+)
+
+from .conftest import NOW, Desk, make_raw
+
+
+def test_explain_shows_exactly_the_mail_that_is_sent() -> None:
+    """ "the spec's subjects exactly, plus the entity's bracket token" and our marker line:
+    for every message of the demo inbox, the reply ``explain`` prints is the reply sent
+    (recipient, subject, body), apart from a new call's number, which exists only once the
+    call is logged and which explain shows as "(new call)"."""
+    repo = InMemoryRepository()
+    seed_sample_desk(repo)
+    mailbox, mailer = sample_mailbox(auto_reply=True), RecordingMailer()
+    compared = new_calls = 0
+    for name, raw in demo_inbox():
+        dry = explain(raw, repo, mailbox, DEMO_SYSTEM, DEMO_NOW)
+        sent_before = len(mailer.sent)
+        result = process(raw, repo, mailer, mailbox, DEMO_SYSTEM, DEMO_NOW)
+        assert result.decision == dry, name
+        if dry.reply is None:
+            assert len(mailer.sent) == sent_before, name
+            continue
+        (sent,) = mailer.sent[sent_before:]
+        expected = dry.reply
+        if expected.awaits_call_number:
+            assert "(new call)" in expected.subject
+            assert result.new_call_number is not None
+            expected = expected.for_call(result.new_call_number)
+            new_calls += 1
+            assert f"[CALL#{result.new_call_number}]" in sent.subject
+        assert (sent.to, sent.subject, sent.body) == (expected.to, expected.subject, expected.body)
+        assert sent.body.startswith(DEMO_SYSTEM.reply_marker)
+        compared += 1
+    assert compared >= 5, "the demo inbox should exercise several kinds of reply"
+    assert new_calls >= 1, "and at least one new call's acknowledgement"
+
+
+def test_a_new_call_acknowledgement_names_the_logged_call(desk: Desk) -> None:
+    """DESIGN 4b: "Call <n> has been logged" carries [CALL#n], filled in once n exists."""
+    desk.set(auto_reply=True)
+    decision = desk.mail("Projector is dead")
+    assert decision.reply is not None
+    assert decision.reply.subject == "Call (new call) has been logged [CALL#(new call)]"
+    (sent,) = desk.replies
+    number = desk.newest_call().number
+    assert sent.subject == f"Call {number} has been logged [CALL#{number}]"
+    assert sent.message_id.startswith(f"<asm.call-{number}.")
+    assert desk.repo.entity_for_message_id(sent.message_id) == EntityRef(EntityKind.CALL, number)
+
+
+@attrs.frozen
+class _Unheard:
+    """An action no version of apply knows."""
+
+    kind = "unheard_of"
+
+
+def test_apply_refuses_an_action_it_does_not_know_and_writes_nothing(desk: Desk) -> None:
+    """An unknown action is never silently ignored: apply fails and its transaction (every
+    write of the decision, and the ledger entry) is rolled back."""
+    raw = make_raw("[CLOSE#100]", sender="uma@corp.example", message_id="<x@y>")
+    decision = explain(raw, desk.repo, desk.mailbox, desk.system, NOW)
+    assert decision.action_kinds() == ("close_call",)
+    bogus = attrs.evolve(decision, actions=(*decision.actions, _Unheard()))  # type: ignore[arg-type]
+    email = InboundEmail(sender="uma@corp.example", subject="[CLOSE#100]", message_id="<x@y>")
+    with pytest.raises(AssertionError):
+        apply(bogus, email, desk.repo, desk.mailbox, desk.system, NOW)
+    assert desk.call(100).status is CallStatus.OPEN
+    assert desk.repo.ledger_entry(desk.mailbox.name, "<x@y>", "") is None
