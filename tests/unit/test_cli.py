@@ -147,7 +147,8 @@ def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.parametrize(
-    "command", ["demo", "explain", "process", "deliver", "poll", "truncate", "init"]
+    "command",
+    ["demo", "explain", "process", "deliver", "poll", "truncate", "init", "people", "calls"],
 )
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, out, _ = run(capsys, command, "--help")
@@ -260,7 +261,18 @@ def test_each_command_module_declares_its_own_parser_and_runner() -> None:
     from asm_email_rules.cli import COMMANDS, build_parser
 
     names = [command.NAME for command in COMMANDS]
-    assert names == ["demo", "explain", "process", "deliver", "poll", "truncate", "init", "tables"]
+    assert names == [
+        "init",
+        "people",
+        "poll",
+        "deliver",
+        "process",
+        "explain",
+        "calls",
+        "demo",
+        "truncate",
+        "tables",
+    ]
     for command in COMMANDS:
         assert callable(command.add_parser)
         assert callable(command.run)

@@ -1002,6 +1002,10 @@ class SqliteRepository:
         rows = self._execute(f"SELECT {self._PERSON_COLUMNS} FROM persons ORDER BY id").fetchall()
         return [self._person(row) for row in rows]
 
+    def next_person_id(self) -> int:
+        """The id a new person gets: one more than the highest in use (1 in an empty store)."""
+        return int(self._one("SELECT COALESCE(MAX(id), 0) + 1 FROM persons")[0])
+
     def list_calls(
         self, *, status: CallStatus | None = None, limit: int = 50
     ) -> tuple[list[Call], int]:

@@ -18,7 +18,18 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
-from asm_email_rules.cli import deliver, demo, explain, init, poll, process, tables, truncate
+from asm_email_rules.cli import (
+    calls,
+    deliver,
+    demo,
+    explain,
+    init,
+    people,
+    poll,
+    process,
+    tables,
+    truncate,
+)
 from asm_email_rules.cli._common import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -47,13 +58,15 @@ __all__ = [
 ]
 
 COMMANDS: tuple[ModuleType, ...] = (
-    demo,
-    explain,
-    process,
-    deliver,
-    poll,
-    truncate,
     init,
+    people,
+    poll,
+    deliver,
+    process,
+    explain,
+    calls,
+    demo,
+    truncate,
     tables,
 )
 """The commands in the order ``--help`` lists them."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import Config, load_config
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.sample import DEMO_MAILBOX_OPTIONS, DEMO_SYSTEM, sample_mailbox
@@ -80,6 +81,20 @@ def settings_for(
     config = load_config(args.config, secrets=secrets)
     account = config.account(args.account)
     return config, account.mailbox, config.system
+
+
+def store_for(args: argparse.Namespace) -> SqliteRepository:
+    """The SQLite store of ``--store``, else of ``--config``'s ``store`` (it must exist).
+
+    The configuration is read without its secrets: these commands sign in nowhere.
+    """
+    from asm_email_rules.bootstrap import open_store
+
+    if getattr(args, "store", None):
+        return open_store(Path(args.store), must_exist=True)
+    if not getattr(args, "config", None):
+        raise UsageError("say which store: --config F or --store DB")
+    return open_store(load_config(args.config, secrets=False).store, must_exist=True)
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
