@@ -1,9 +1,15 @@
 """The decision tables and ``decide``: facts x settings -> Decision. Pure: no I/O, no clock.
 
 Every rule of the spec is a row: named conditions -> an outcome, with the sentence it
-implements. ``decide`` evaluates the conditions once, finds the first matching row of the
-table for the command, and builds the actions and the reply that outcome stands for.
+implements. Each condition is one :class:`Condition` record (name, meaning, how it is
+computed, the values it takes); rows are checked against them when this module is imported.
+``decide`` evaluates the conditions once, finds the first matching row of the table for the
+command, and builds the actions and the complete reply that outcome stands for.
 ``docs/decision-tables.md`` is rendered from these rows (``render_tables_markdown``).
+
+This module is one machine (tables, conditions, builders, decide), kept whole on purpose, as
+h11 keeps its rules in ``_state.py``; the values it produces live in ``actions.py`` and
+``decision.py``.
 """
 
 from __future__ import annotations

@@ -17,22 +17,56 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
+import pytest
 
 HOST = "127.0.0.1"
+
+# Self-contained on purpose: ``from conftest import ...`` resolves to whichever conftest.py
+# pytest imported last under that name (tests/integration/postgres has one too).
+
+
+def free_port() -> int:
+    """A TCP port that was free on loopback a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def missing(what: str) -> NoReturn:
+    """Skip locally, but fail in CI, where a missing server would hide broken adapters."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required in CI")
+    pytest.skip(f"{what} is not installed")
+
+
+def wait_for_greeting(port: int, expected: bytes, process: subprocess.Popen[bytes]) -> bool:
+    """True once the server on ``port`` greets with ``expected`` (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        with suppress(OSError), socket.create_connection((HOST, port), timeout=1) as sock:
+            if sock.recv(64).startswith(expected):
+                return True
+        time.sleep(0.05)
+    return False
 
 
 @attrs.define
@@ -274,8 +308,6 @@ def run_oauth_dovecot(
     binary: str, endpoint: TokenEndpoint, imap_port: int, pop3_port: int
 ) -> Iterator[OAuthDovecot | str]:
     """Start Dovecot; yields the server, or the start-up log (a str) when it did not start."""
-    from conftest import _wait_for_greeting  # the integration suite's own helper
-
     root = Path(tempfile.mkdtemp(prefix="asm-dvo-"))  # short: unix socket paths are limited
     root.chmod(0o755)
     for sub in ("run", "state", "mail"):
@@ -294,8 +326,8 @@ def run_oauth_dovecot(
     process = subprocess.Popen([binary, "-c", str(conf), "-F"], stdout=output, stderr=output)
     server = OAuthDovecot(imap_port=imap_port, pop3_port=pop3_port, root=root)
     try:
-        ready = _wait_for_greeting(HOST, imap_port, b"* OK", process) and _wait_for_greeting(
-            HOST, pop3_port, b"+OK", process
+        ready = wait_for_greeting(imap_port, b"* OK", process) and wait_for_greeting(
+            pop3_port, b"+OK", process
         )
         if not ready:
             output.flush()

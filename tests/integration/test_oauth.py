@@ -23,6 +23,8 @@ from oauth_servers import (
     OAuthDovecot,
     TokenEndpoint,
     XOAuth2Handler,
+    free_port,
+    missing,
     run_oauth_dovecot,
     serve,
 )
@@ -73,13 +75,11 @@ def _default_ttl(endpoint: TokenEndpoint) -> None:
 
 @pytest.fixture(scope="module")
 def oauth_dovecot(endpoint: TokenEndpoint) -> Iterator[OAuthDovecot]:
-    from conftest import _missing, free_port
-
     binary = shutil.which("dovecot") or next(
         (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if Path(p).exists()), None
     )
     if binary is None:
-        _missing("the dovecot binary")
+        missing("the dovecot binary")
     with run_oauth_dovecot(binary, endpoint, free_port(), free_port()) as server:
         if isinstance(server, str):
             pytest.fail(f"dovecot with the oauth2 passdb did not start:\n{server}")
@@ -324,7 +324,6 @@ def test_rotated_refresh_token_is_written_back_to_its_file(
 @pytest.fixture
 def xoauth2_smtp(endpoint: TokenEndpoint) -> Iterator[tuple[int, XOAuth2Handler]]:
     from aiosmtpd.controller import Controller
-    from conftest import free_port
 
     handler = XOAuth2Handler(endpoint)
     port = free_port()

@@ -516,17 +516,17 @@ class SqliteRepository:
         """
         match summary_kind(kind):
             case SummaryKind.CALLS:
-                ref_kind, table = EntityKind.CALL, "calls"
+                ref_kind = EntityKind.CALL
                 where = "r.owner_id = :p AND r.status = 'open'"
             case SummaryKind.REQUESTS:
-                ref_kind, table = EntityKind.REQUEST, "requests"
+                ref_kind = EntityKind.REQUEST
                 where = (
                     "r.number IN (SELECT number FROM requests WHERE owner_id = :p"
                     " UNION SELECT request_number FROM request_forwarded WHERE person_id = :p)"
                     " AND r.status != 'closed'"
                 )
             case SummaryKind.TASKS:
-                ref_kind, table = EntityKind.TASK, "tasks"
+                ref_kind = EntityKind.TASK
                 done = ", ".join(
                     f"'{status.value}'" for status in sorted(TASK_DONE_STATUSES, key=str)
                 )
@@ -538,6 +538,7 @@ class SqliteRepository:
                 )
             case unknown:
                 assert_never(unknown)
+        table = _RECORD_TABLES[ref_kind]
         params = {"p": person_id, "limit": max(limit, 0)}
         with self._snapshot():
             total = int(self._one(f"SELECT COUNT(*) FROM {table} r WHERE {where}", params)[0])
