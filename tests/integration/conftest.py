@@ -23,6 +23,9 @@ from typing import Any, NoReturn
 
 import attrs
 import pytest
+from postgres_fixtures import new_database, pg_cluster, pg_database, pg_database_name
+
+__all__ = ["new_database", "pg_cluster", "pg_database", "pg_database_name"]  # PostgreSQL fixtures
 
 HOST = "127.0.0.1"
 PASSWORD = "secret"

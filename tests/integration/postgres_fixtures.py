@@ -1,5 +1,8 @@
 """A real PostgreSQL for the PostgreSQL store's tests: one throwaway cluster per test session.
 
+The fixtures are imported into ``conftest.py`` (a module of its own keeps them together
+without a second ``conftest`` module, which other tests import by that name).
+
 The cluster (initdb into a temporary folder, 127.0.0.1 on a free port, its own unix socket
 folder, fsync off) starts once, in about 2 s, with one database; each test that asks for
 ``pg_database`` gets a new empty schema in it (a schema costs a millisecond, a database a
@@ -18,8 +21,6 @@ import attrs
 import pytest
 
 from asm_email_rules.adapters.postgres_cluster import ClusterError, TemporaryCluster, find_bindir
-
-pytestmark = pytest.mark.integration
 
 _SCHEMAS = itertools.count(1)
 

@@ -1,6 +1,6 @@
 """The PostgreSQL repository on a real server: the conformance kit, then what SQLite does not show.
 
-Every test gets a fresh database in the session's throwaway cluster (``conftest.py``).
+Every test gets a fresh schema in the session's throwaway cluster (``postgres_fixtures.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from asm_email_rules.settings import CallTemplate
 from asm_email_rules.testing import Check, check_repository, repository_checks
 
 if TYPE_CHECKING:
-    from conftest import PgDatabase
+    from postgres_fixtures import PgDatabase
 
 pytestmark = pytest.mark.integration
 
