@@ -9,42 +9,23 @@ from __future__ import annotations
 
 import imaplib
 import itertools
-import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import attrs
 import pytest
+from loopback import HOST, _missing, _wait_for_greeting, free_port
 from postgres_fixtures import new_database, pg_cluster, pg_database, pg_database_name
 
 __all__ = ["new_database", "pg_cluster", "pg_database", "pg_database_name"]  # PostgreSQL fixtures
 
-HOST = "127.0.0.1"
 PASSWORD = "secret"
 USERS = 200  # fresh mail users available to tests (one each)
-
-
-def free_port() -> int:
-    """A TCP port that was free on loopback a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _missing(what: str) -> NoReturn:
-    """Skip locally, but fail in CI, where a missing server would hide broken adapters."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required in CI")
-    pytest.skip(f"{what} is not installed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,20 +317,6 @@ class Dovecot:
     def log(self) -> str:
         path = self.root / "dovecot.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-
-
-def _wait_for_greeting(
-    host: str, port: int, expected: bytes, process: subprocess.Popen[bytes]
-) -> bool:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        with suppress(OSError), socket.create_connection((host, port), timeout=1) as sock:
-            if sock.recv(64).startswith(expected):
-                return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="session")

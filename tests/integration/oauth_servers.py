@@ -17,56 +17,26 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import attrs
-import pytest
-
-HOST = "127.0.0.1"
-
-# Self-contained on purpose: ``from conftest import ...`` resolves to whichever conftest.py
-# pytest imported last under that name (tests/integration/postgres has one too).
-
-
-def free_port() -> int:
-    """A TCP port that was free on loopback a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def missing(what: str) -> NoReturn:
-    """Skip locally, but fail in CI, where a missing server would hide broken adapters."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required in CI")
-    pytest.skip(f"{what} is not installed")
+from loopback import HOST, _wait_for_greeting
 
 
 def wait_for_greeting(port: int, expected: bytes, process: subprocess.Popen[bytes]) -> bool:
-    """True once the server on ``port`` greets with ``expected`` (10 s at most)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        with suppress(OSError), socket.create_connection((HOST, port), timeout=1) as sock:
-            if sock.recv(64).startswith(expected):
-                return True
-        time.sleep(0.05)
-    return False
+    """True once the server on loopback ``port`` greets with ``expected`` (10 s at most)."""
+    return _wait_for_greeting(HOST, port, expected, process)
 
 
 @attrs.define

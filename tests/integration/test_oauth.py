@@ -18,13 +18,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from loopback import HOST, free_port
+from loopback import _missing as missing
 from oauth_servers import (
-    HOST,
     OAuthDovecot,
     TokenEndpoint,
     XOAuth2Handler,
-    free_port,
-    missing,
     run_oauth_dovecot,
     serve,
 )
