@@ -18,7 +18,6 @@ import os
 import pwd
 import shutil
 import smtplib
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from typing import TypeVar
 
 import attrs
 import pytest
+from loopback import HOST, free_port
+from loopback import _missing as missing
 
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.sample import seed_sample_desk
@@ -37,16 +38,6 @@ from asm_email_rules.sample import seed_sample_desk
 pytestmark = pytest.mark.integration
 
 _T = TypeVar("_T")
-
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A TCP port that was free on loopback a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 MAIN_CF = """\
@@ -129,11 +120,8 @@ auto_reply = true
 
 
 def _postfix_missing() -> None:
-    reason = "postfix is not installed (apt-get install postfix)"
     if shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}: required in CI")
-        pytest.skip(reason)
+        missing("Postfix (apt-get install postfix)")
     if os.geteuid() != 0:
         if os.environ.get("CI") == "true":
             pytest.fail("the Postfix test needs root (CI runs as root)")
