@@ -104,11 +104,20 @@ class _Contents:
     attachments: tuple[Attachment, ...] = ()
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
 class _Intake(MimeReader):
     """One parse: the MIME reader's state plus picking the body and decoding the fields."""
 
+    received: bytes  # the bytes as received (``raw`` may drop a leading byte order mark)
+
     def run(self) -> InboundEmail:
         """Parse the whole message."""
+        self.received = self.raw  # size and hash are of the bytes as received
+        if self.raw.startswith(_UTF8_BOM):  # saved by an editor: the headers start after it
+            self.raw = self.raw[len(_UTF8_BOM) :]
+            self.note(IntakeNoteKind.BYTE_ORDER_MARK, "a UTF-8 byte order mark before the header")
         headers_only = self.check_message_limits()
         headers, body_start = self.read_headers(0, top=True)
         fields, first = self.decode_fields(headers)
@@ -327,8 +336,8 @@ class _Intake(MimeReader):
             attachments=contents.attachments,
             notes=tuple(dict.fromkeys(self.notes)),
             limit_violations=tuple(self.violations.values()),
-            raw_sha256=hashlib.sha256(self.raw).hexdigest(),
-            raw_size=len(self.raw),
+            raw_sha256=hashlib.sha256(self.received).hexdigest(),
+            raw_size=len(self.received),
         )
 
 

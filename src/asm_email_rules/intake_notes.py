@@ -29,6 +29,8 @@ class IntakeNoteKind(enum.Enum):
     """Raw 8-bit header bytes that are not UTF-8 (RFC 6532); decoded as a legacy charset."""
     BROKEN_ENCODED_WORD = "broken_encoded_word"
     """An RFC 2047 encoded-word whose base64 is broken; kept as text."""
+    BYTE_ORDER_MARK = "byte_order_mark"
+    """The message starts with a UTF-8 byte order mark (not part of RFC 5322); dropped."""
     # header fields (RFC 5322 section 3.6)
     DUPLICATE_HEADER = "duplicate_header"
     """A field that may occur once (From, Subject, Message-ID, Date) occurs again; first used."""

@@ -1,0 +1,1232 @@
+"""What the words of an automatic message look like: subject and body phrase tables.
+
+The text half of :mod:`asm_email_rules.classify`. Each matcher answers one question about a
+subject or a body ("does it read like a delivery failure?", "like an out-of-office reply?") and
+returns the phrase that matched, so a classification can quote its evidence. The tables cover
+the templates of the common mail servers and clients in many languages; peers that use the same
+kind of tables: BMC's excluded-subject list, Discourse's localized out-of-office subjects,
+osTicket's bounce phrases, sisimai's MTA templates (see ``shared/research``).
+
+Text never decides alone: :mod:`classify` counts a subject match or a body match as one *weak*
+signal each, and a message needs two independent signals (or one strong header) to be automatic.
+
+Every function is linear: the body is cut to :data:`BODY_WINDOW` characters first, patterns are
+literal alternations or bounded character classes (no nested quantifiers), and each is searched
+once over the window.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "BODY_WINDOW",
+    "SUBJECT_WINDOW",
+    "auto_reply_features",
+    "auto_reply_subject",
+    "body_region",
+    "bounce_subject",
+    "challenge_subject",
+    "delay_phrase",
+    "digest_subject",
+    "dmarc_report_name",
+    "dmarc_report_subject",
+    "failure_phrase",
+    "list_footer",
+    "notice_phrase",
+    "report_subject",
+    "subject_may_signal",
+]
+
+BODY_WINDOW = 16384
+"""Characters of the body examined (templates put their telling sentences first)."""
+SUBJECT_WINDOW = 300
+"""Characters of the subject examined."""
+
+
+_Trie = dict[str, "_Trie"]
+
+
+def _alternation(phrases: tuple[str, ...]) -> str:
+    """A regex matching any of ``phrases`` (lower case), built as a character trie.
+
+    A trie makes a failed match at a position cost one or two character tests instead of one
+    test per phrase, so a table of hundreds of phrases scans a body in linear time. A space in
+    a phrase matches any run of one to eight blanks (templates wrap lines anywhere).
+    """
+    trie: _Trie = {}
+    for phrase in {p.lower() for p in phrases}:
+        node = trie
+        for char in phrase:
+            node = node.setdefault(char, {})
+        node[""] = {}
+    return _trie_pattern(trie)
+
+
+def _trie_pattern(node: _Trie) -> str:
+    branches = []
+    for char in sorted(k for k in node if k):
+        atom = r"[ \t\r\n]{1,8}" if char == " " else re.escape(char)
+        branches.append(atom + _trie_pattern(node[char]))
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return "(?:" + body + ")?" if "" in node else body
+
+
+def _search(pattern: re.Pattern[str], text: str) -> str | None:
+    """The matched text (blank runs as single spaces); ``text`` is searched lower-cased."""
+    low = text.lower()
+    match = pattern.search(low)
+    if match is None:
+        return None
+    found = text[match.start() : match.end()] if len(low) == len(text) else match.group(0)
+    return " ".join(found.split())
+
+
+# --------------------------------------------------------------------------- body region
+
+_FORWARD_MARKER = re.compile(
+    r"^[ \t]*(?:-{2,}[ \t]*(?:original message|forwarded message|original-nachricht"
+    r"|ursprüngliche nachricht|weitergeleitete nachricht|message d'origine|message transféré"
+    r"|mensaje original|mensaje reenviado|messaggio originale|messaggio inoltrato"
+    r"|oorspronkelijk bericht|doorgestuurd bericht|mensagem original|mensagem encaminhada"
+    r"|ursprungligt meddelande|vidarebefordrat meddelande|oprindelig meddelelse"
+    r"|videresendt meddelelse|opprinnelig melding|videresendt melding|alkuperäinen viesti"
+    r"|wiadomość oryginalna|wiadomość przekazana|původní zpráva|přeposlaná zpráva"
+    r"|eredeti üzenet|исходное сообщение|пересланное сообщение|orijinal ileti"
+    r"|iletilen ileti|原始邮件|转发的邮件|原始郵件|轉寄的郵件|元のメッセージ|転送メッセージ"
+    r"|원본 메시지|전달된 메시지)"
+    r"|begin forwarded message|anfang der weitergeleiteten|début du message réexpédié"
+    r"|inizio messaggio inoltrato|comienzo del mensaje reenviado)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_QUOTED_LINE = re.compile(r"^[ \t]{0,3}>", re.MULTILINE)
+# An Outlook-style header block that opens quoted or forwarded history.
+_HEADER_BLOCK = re.compile(
+    r"^[ \t*]*(?:from|von|de|da|van|från|fra|od|от|差出人|发件人|寄件者)[ \t*]*:[^\n]{1,300}\n"
+    r"(?:[^\n]{0,300}\n){0,2}[ \t*]*(?:sent|date|gesendet|datum|envoyé|date|enviado|fecha"
+    r"|inviato|data|verzonden|skickat|sendt|wysłano|отправлено|送信日時|发送时间|寄件日期)"
+    r"[ \t*]*:",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def body_region(body: str) -> str:
+    """The part of the body a sender wrote: the first :data:`BODY_WINDOW` characters, cut at
+    the first forward marker, quoted line or Outlook header block.
+
+    A person who forwards a bounce or an out-of-office reply wrote a message of their own; the
+    forwarded text must not make theirs automatic.
+    """
+    window = body[:BODY_WINDOW]
+    end = len(window)
+    for pattern in (_FORWARD_MARKER, _QUOTED_LINE, _HEADER_BLOCK):
+        match = pattern.search(window, 0, end)
+        if match is not None:
+            end = match.start()
+    return window[:end]
+
+
+# --------------------------------------------------------------------------- delivery failures
+
+_FAILURE_PHRASES = (
+    # English MTA and gateway templates
+    "could not be delivered",
+    "couldn't be delivered",
+    "could not deliver",
+    "couldn't deliver",
+    "cannot be delivered",
+    "can't be delivered",
+    "can not be delivered",
+    "was not delivered",
+    "wasn't delivered",
+    "were not delivered",
+    "not been delivered",
+    "has not yet been delivered",
+    "not yet been delivered",
+    "was undeliverable",
+    "is undeliverable",
+    "message undeliverable",
+    "undeliverable message",
+    "delivery has failed",
+    "delivery failed",
+    "delivery failure",
+    "delivery to the following recipient",
+    "did not reach the following recipient",
+    "didn't reach the following recipient",
+    "did not reach some or all of the intended recipients",
+    "failed permanently",
+    "permanent error",
+    "permanent fatal error",
+    "permanent failure",
+    "temporary failure",
+    "unable to deliver",
+    "undelivered mail",
+    "returned mail",
+    "mail delivery failed",
+    "mail delivery failure",
+    "message delivery failure",
+    "delivery status notification",
+    "the following addresses had",
+    "following recipients was rejected",
+    "following recipients were rejected",
+    "following recipient was rejected",
+    "recipients was rejected",
+    "recipient address rejected",
+    "your message was rejected",
+    "message was rejected",
+    "was rejected and discarded",
+    "has been rejected",
+    "was blocked",
+    "has been blocked",
+    "user unknown",
+    "unknown user",
+    "unknown recipient",
+    "no such user",
+    "no such recipient",
+    "invalid recipient",
+    "invalid user address",
+    "invalid address",
+    "recipient not found",
+    "mailbox unavailable",
+    "mailbox not found",
+    "mailbox is full",
+    "mailbox full",
+    "mailbox is disabled",
+    "over quota",
+    "quota exceeded",
+    "exceeded storage",
+    "host or domain name not found",
+    "domain name not found",
+    "host not found",
+    "not listed in the domino directory",
+    "not listed in domino directory",
+    "not listed in public name",
+    "this is the mail system at host",
+    "this is the qmail-send program",
+    "i'm sorry to have to inform you",
+    "i am sorry to have to inform you",
+    "this message was created automatically by mail delivery software",
+    "mail delivery software",
+    "the original message was received at",
+    "message could not be",
+    "there was an error delivering your mail",
+    "error delivering your mail",
+    "delivery attempts will continue",
+    "will continue to retry",
+    "will be retried",
+    "still trying",
+    "message is delayed",
+    "has been delayed",
+    "delayed delivery",
+    "not delivered to",
+    "virus was found",
+    "contained a virus",
+    "infected with",
+    "was quarantined",
+    # German
+    "konnte nicht zugestellt werden",
+    "nicht zugestellt",
+    "unzustellbar",
+    "zustellung fehlgeschlagen",
+    "nicht zustellbar",
+    "empfänger unbekannt",
+    "postfach voll",
+    "postfach ist voll",
+    "konnte nicht ausgeliefert werden",
+    # French
+    "n'a pas pu être remis",
+    "n'a pas pu être distribué",
+    "n'a pas été remis",
+    "non remis",
+    "non distribuable",
+    "échec de la remise",
+    "échec de remise",
+    "impossible de remettre",
+    "impossible de distribuer",
+    "destinataire inconnu",
+    "adresse inconnue",
+    # Spanish
+    "no se pudo entregar",
+    "no se puede entregar",
+    "no ha podido ser entregado",
+    "no pudo ser entregado",
+    "no entregado",
+    "error de entrega",
+    "fallo en la entrega",
+    "destinatario desconocido",
+    # Italian
+    "non è stato possibile recapitare",
+    "non è stato possibile consegnare",
+    "impossibile recapitare",
+    "impossibile consegnare",
+    "mancato recapito",
+    "non recapitabile",
+    "non consegnato",
+    "destinatario sconosciuto",
+    # Portuguese
+    "não pôde ser entregue",
+    "não foi possível entregar",
+    "não foi entregue",
+    "não entregue",
+    "falha na entrega",
+    "falha de entrega",
+    # Dutch
+    "kon niet worden afgeleverd",
+    "kon niet worden bezorgd",
+    "kan niet worden bezorgd",
+    "niet afgeleverd",
+    "niet bezorgd",
+    "onbestelbaar",
+    # Nordic
+    "kunde inte levereras",
+    "kunne ikke leveres",
+    "kunne ikke afleveres",
+    "ei voitu toimittaa",
+    "ei voitu perille",
+    # Polish, Czech, Slovak, Hungarian, Romanian
+    "nie można dostarczyć",
+    "nie został dostarczony",
+    "nie została dostarczona",
+    "nie dostarczono",
+    "niedostarczalna",
+    "nelze doručit",
+    "nebyla doručena",
+    "nebola doručená",
+    "nem kézbesíthető",
+    "nem sikerült kézbesíteni",
+    "nu a putut fi livrat",
+    # Russian, Ukrainian, Turkish, Greek
+    "не может быть доставлено",
+    "не может быть доставлен",
+    "не удалось доставить",
+    "не доставлено",
+    "недоставлен",
+    "не вдалося доставити",
+    "teslim edilemedi",
+    "iletilemedi",
+    "δεν ήταν δυνατή η παράδοση",
+    # Japanese, Chinese, Korean
+    "配信できませんでした",
+    "送信できませんでした",
+    "届きませんでした",
+    "配送できませんでした",
+    "配信に失敗",
+    "送信に失敗",
+    "宛先不明",
+    "メールボックスが一杯",
+    "无法投递",
+    "投递失败",
+    "无法送达",
+    "未能送达",
+    "发送失败",
+    "退信",
+    "無法傳遞",
+    "無法投遞",
+    "傳送失敗",
+    "전달되지 못했",
+    "전송되지 못했",
+    "배달 실패",
+    "전송 실패",
+)
+_FAILURE = re.compile(_alternation(_FAILURE_PHRASES))
+# A 4xx/5xx SMTP reply next to an enhanced status code, or after words a server's diagnostic
+# uses ("smtp; 550", "said: 550", "remote host returned 550"); not a bare "error 500".
+_FAILURE_CODE = re.compile(
+    r"(?<![0-9.])[45][0-9][0-9][ -]#?[45]\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9])"
+    r"|(?:smtp;?|said:|host returned|server returned|remote host|remote server|diagnostic-code:)"
+    r"[ \t]{0,4}[^\n]{0,40}?(?<![0-9])[45][0-9][0-9](?![0-9])",
+    re.IGNORECASE,
+)
+
+
+def failure_phrase(text: str) -> str | None:
+    """A delivery-failure (or delay) sentence or a server's 4xx/5xx diagnostic in ``text``."""
+    return _search(_FAILURE, text) or _search(_FAILURE_CODE, text)
+
+
+_DELAY_PHRASES = (
+    "delayed",
+    "delay",
+    "has not yet been delivered",
+    "not yet been delivered",
+    "not been delivered yet",
+    "delivery attempts will continue",
+    "will continue to retry",
+    "will continue trying",
+    "will be retried",
+    "will retry",
+    "still trying",
+    "still being retried",
+    "is still in the queue",
+    "could not send message for past",
+    "temporarily deferred",
+    "deferred",
+    "no action is required on your part",
+    "verzögert",
+    "noch nicht zugestellt",
+    "retardé",
+    "retardée",
+    "pas encore été remis",
+    "retrasado",
+    "todavía no se ha entregado",
+    "ritardat",
+    "non è ancora stato recapitato",
+    "vertraagd",
+    "nog niet afgeleverd",
+    "atrasad",
+    "försenad",
+    "forsinket",
+    "opóźnion",
+    "zpožděn",
+    "задерж",
+    "遅延",
+    "延迟",
+    "延遲",
+    "지연",
+)
+_DELAY = re.compile(_alternation(_DELAY_PHRASES))
+
+
+def delay_phrase(text: str) -> str | None:
+    """A phrase saying delivery is only delayed and will be retried (status class 4)."""
+    return _search(_DELAY, text)
+
+
+_BOUNCE_SUBJECTS = (
+    "undeliverable",
+    "undelivered",
+    "undeliverable mail",
+    "undelivered mail returned to sender",
+    "delivery status notification",
+    "delivery notification",
+    "delivery report",
+    "delivery failure",
+    "delivery failed",
+    "delivery has failed",
+    "delivery problem",
+    "delivery delayed",
+    "delayed mail",
+    "delivery delay",
+    "message delayed",
+    "mail delivery failed",
+    "mail delivery failure",
+    "mail delivery system",
+    "mail delivery subsystem",
+    "message delivery failure",
+    "non-delivery",
+    "nondeliverable",
+    "non deliverable",
+    "returned mail",
+    "returned to sender",
+    "return to sender",
+    "failure notice",
+    "failure delivery",
+    "mail system error",
+    "mail error",
+    "bounce notification",
+    "bounced mail",
+    "email bounce",
+    "mail could not be delivered",
+    "message could not be delivered",
+    "could not be delivered",
+    "not delivered",
+    "warning: could not send message",
+    "message not delivered",
+    "virus detected",
+    "virus found",
+    "virus alert",
+    "unzustellbar",
+    "nicht zustellbar",
+    "nicht zugestellt",
+    "zustellungsfehler",
+    "non remis",
+    "non distribuable",
+    "échec de remise",
+    "échec de la remise",
+    "no se puede entregar",
+    "no se pudo entregar",
+    "mensaje no entregado",
+    "no entregado",
+    "non recapitabile",
+    "mancato recapito",
+    "impossibile recapitare",
+    "não entregue",
+    "mensagem não entregue",
+    "onbestelbaar",
+    "niet afgeleverd",
+    "kan niet worden bezorgd",
+    "olevererbart",
+    "kunde inte levereras",
+    "ikke leverbar",
+    "kunne ikke leveres",
+    "niedostarczalna",
+    "nie dostarczono",
+    "nedoručitelné",
+    "nedoručitelná",
+    "kézbesíthetetlen",
+    "недоставлен",
+    "не доставлено",
+    "iletilemedi",
+    "teslim edilemedi",
+    "メールエラー",
+    "配信エラー",
+    "送信エラー",
+    "エラー通知",
+    "未配達",
+    "配信不能",
+    "返送",
+    "退信",
+    "投递失败",
+    "未送达",
+    "無法傳遞",
+    "반송",
+)
+_BOUNCE_SUBJECT = re.compile(_alternation(_BOUNCE_SUBJECTS))
+
+
+# Exim / Sendmail delay warnings: "Warning: message 1abc-00 delayed 24 hours".
+_DELAY_SUBJECT = re.compile(
+    r"^[ \t]*warning:[ \t]+message[ \t]+[^ \t]{1,80}[ \t]+delayed\b", re.IGNORECASE
+)
+
+
+def bounce_subject(subject: str) -> str | None:
+    """A delivery-failure phrase anywhere in the subject ("Undeliverable:", "Returned mail"),
+    or a delay warning ("Warning: message 1abc-00 delayed 24 hours")."""
+    window = subject[:SUBJECT_WINDOW].lower()
+    found = _search(_BOUNCE_SUBJECT, window)
+    if found is None and "warning" in window:
+        found = _search(_DELAY_SUBJECT, window)
+    return found
+
+
+# --------------------------------------------------------------------------- auto-replies
+
+# Localised out-of-office subjects (Outlook's ~40 display languages, Gmail, Apple, Notes...).
+_AUTO_REPLY_SUBJECT_PHRASES = (
+    "out of office",
+    "out of the office",
+    "ooo",
+    "automatic reply",
+    "auto reply",
+    "auto-reply",
+    "autoreply",
+    "auto response",
+    "auto-response",
+    "autoresponse",
+    "autorespons",
+    "automatic response",
+    "automated response",
+    "automated reply",
+    "auto",
+    "away",
+    "on vacation",
+    "vacation",
+    "vacation reply",
+    "absence",
+    "absent",
+    "abwesenheitsnotiz",
+    "abwesenheit",
+    "abwesend",
+    "automatische antwort",
+    "außer haus",
+    "ausser haus",
+    "réponse automatique",
+    "reponse automatique",
+    "respuesta automática",
+    "respuesta automatica",
+    "fuera de la oficina",
+    "ausente",
+    "risposta automatica",
+    "fuori sede",
+    "fuori ufficio",
+    "resposta automática",
+    "resposta automàtica",
+    "ausência",
+    "automatisch antwoord",
+    "afwezig",
+    "automatiskt svar",
+    "automatisk svar",
+    "autosvar",
+    "frånvaro",
+    "fravær",
+    "automaattinen vastaus",
+    "poissa",
+    "automatyczna odpowiedź",
+    "odpowiedź automatyczna",
+    "poza biurem",
+    "automatická odpověď",
+    "automatická odpoveď",
+    "automatikus válasz",
+    "răspuns automat",
+    "automatski odgovor",
+    "samodejni odgovor",
+    "automātiskā atbilde",
+    "automatinis atsakymas",
+    "automaatvastus",
+    "erantzun automatikoa",
+    "автоматический ответ",
+    "автоответ",
+    "автоматична відповідь",
+    "автоматичен отговор",
+    "αυτόματη απάντηση",
+    "otomatik yanıt",
+    "otomatik cevap",
+    "תשובה אוטומטית",
+    "رد تلقائي",
+    "trả lời tự động",
+    "ตอบกลับอัตโนมัติ",
+    "balasan otomatis",
+    "balasan automatik",
+    "स्वचालित उत्तर",
+    "自动回复",
+    "自動回覆",
+    "自動回复",
+    "自動応答",
+    "自動返信",
+    "不在",
+    "자동 회신",
+    "자동 응답",
+)
+_AUTO_REPLY_SUBJECT = re.compile(
+    r"[ \t]*(?:\[[ \t]*(?P<bracketed>" + _alternation(_AUTO_REPLY_SUBJECT_PHRASES) + r")[ \t]*\]"
+    r"|(?P<prefixed>" + _alternation(_AUTO_REPLY_SUBJECT_PHRASES) + r")[ \t]*(?:[:：]|$))"
+)
+# "Jane Doe is out of the office" (Lotus Notes), anywhere in the subject.
+_OUT_OF_OFFICE_ANYWHERE = re.compile(
+    r"\bis (?:currently )?(?:out of (?:the )?office|on (?:vacation|holiday|leave)|away)\b"
+)
+_SUBJECT_TAG = re.compile(r"[ \t]*\[[^\]\n]{1,40}\][ \t]*")
+
+
+def auto_reply_subject(subject: str) -> str | None:
+    """An out-of-office / autoresponder subject: the phrase *starts* the subject (after bracket
+    tags such as a ticket number) followed by a colon, alone, or in brackets; or a Lotus-style
+    "... is out of the office". "Out of office tomorrow, who covers?" does not match.
+    """
+    original = subject[:SUBJECT_WINDOW]
+    text = original.lower()
+    if len(text) != len(original):  # a few letters lower-case to two characters
+        original = text
+    position = 0
+    for _ in range(3):  # "[Ticket#1] [EXT] AutoReply: ..."
+        tag = _SUBJECT_TAG.match(text, position)
+        if tag is None:
+            break
+        if _AUTO_REPLY_SUBJECT.match(tag.group(0)) is not None:
+            return " ".join(original[tag.start() : tag.end()].split())
+        position = tag.end()
+    match = _AUTO_REPLY_SUBJECT.match(text, position)
+    if match is not None:
+        group = "bracketed" if match.group("bracketed") is not None else "prefixed"
+        return original[match.start(group) : match.end(group)].strip()
+    return _search(_OUT_OF_OFFICE_ANYWHERE, original) if "is " in text else None
+
+
+_CHALLENGE_SUBJECTS = (
+    "please confirm your message",
+    "please confirm your email",
+    "please confirm your e-mail",
+    "confirm your message",
+    "confirm your email address",
+    "verify your email",
+    "verify your e-mail",
+    "verify your message",
+    "please verify your message",
+    "sender verification",
+    "address verification",
+    "email verification required",
+    "spam verification",
+    "verification required",
+    "authorization required",
+    "authorisation required",
+    "challenge-response",
+    "challenge response",
+)
+_CHALLENGE_SUBJECT = re.compile(_alternation(_CHALLENGE_SUBJECTS))
+
+
+def challenge_subject(subject: str) -> str | None:
+    """A challenge-response subject ("Please confirm your message")."""
+    return _search(_CHALLENGE_SUBJECT, subject[:SUBJECT_WINDOW])
+
+
+# Out-of-office and autoresponder bodies, by feature. A body reads like an auto-reply when at
+# least two different features match ("I am out of the office" + "back on Monday").
+_ABSENCE = (
+    "out of the office",
+    "out of office",
+    "out of the country",
+    "away from the office",
+    "away from my desk",
+    "away from my computer",
+    "i am away",
+    "i'm away",
+    "i am currently away",
+    "i'm currently away",
+    "i am out",
+    "i'm out",
+    "i am currently out",
+    "i'm currently out",
+    "i am absent",
+    "i will be away",
+    "i will be out",
+    "i'll be out",
+    "i'll be away",
+    "i will be traveling",
+    "i will be travelling",
+    "i am traveling",
+    "i am travelling",
+    "on annual leave",
+    "on parental leave",
+    "on maternity leave",
+    "on paternity leave",
+    "on sick leave",
+    "on leave",
+    "on vacation",
+    "on holiday",
+    "on holidays",
+    "on business travel",
+    "no longer with",
+    "no longer employed",
+    "no longer works",
+    "no longer working",
+    "is no longer in use",
+    "no longer in use",
+    "no longer monitored",
+    "no longer active",
+    "nicht im büro",
+    "außer haus",
+    "ausser haus",
+    "abwesend",
+    "im urlaub",
+    "in urlaub",
+    "nicht erreichbar",
+    "absent du bureau",
+    "absente du bureau",
+    "je suis absent",
+    "je suis absente",
+    "en congé",
+    "en congés",
+    "en vacances",
+    "fuera de la oficina",
+    "estoy fuera",
+    "estaré fuera",
+    "estaré ausente",
+    "de vacaciones",
+    "fuori ufficio",
+    "fuori sede",
+    "sono assente",
+    "sarò assente",
+    "in ferie",
+    "niet op kantoor",
+    "afwezig",
+    "met vakantie",
+    "fora do escritório",
+    "estarei ausente",
+    "estou ausente",
+    "de férias",
+    "är inte på kontoret",
+    "frånvarande",
+    "på semester",
+    "ikke på kontoret",
+    "er på ferie",
+    "er fraværende",
+    "poissa toimistolta",
+    "lomalla",
+    "poza biurem",
+    "na urlopie",
+    "nieobecn",
+    "mimo kancelář",
+    "na dovolené",
+    "szabadságon",
+    "в отпуске",
+    "вне офиса",
+    "отсутствую",
+    "у відпустці",
+    "izindeyim",
+    "ofis dışında",
+    "不在にして",
+    "休暇",
+    "出張",
+    "休假",
+    "不在办公室",
+    "外出",
+    "出差",
+    "휴가",
+    "부재",
+)
+_RETURN = (
+    "until",
+    "till",
+    "through",
+    "return on",
+    "returning on",
+    "returning to the office",
+    "return to the office",
+    "back on",
+    "back in the office",
+    "back at work",
+    "back in office",
+    "be back",
+    "upon my return",
+    "on my return",
+    "when i return",
+    "when i get back",
+    "after my return",
+    "bis zum",
+    "bis einschließlich",
+    "zurück",
+    "wieder im büro",
+    "wieder erreichbar",
+    "ab dem",
+    "de retour",
+    "jusqu'au",
+    "à mon retour",
+    "hasta el",
+    "a mi regreso",
+    "regresaré",
+    "regreso",
+    "fino al",
+    "al mio rientro",
+    "rientrerò",
+    "rientro",
+    "tot en met",
+    "terug op",
+    "ben terug",
+    "até",
+    "no meu regresso",
+    "retorno",
+    "tillbaka",
+    "tilbake",
+    "tilbage",
+    "asti",
+    "do dnia",
+    "po powrocie",
+    "powrócę",
+    "vrátím",
+    "до ",
+    "вернусь",
+    "kadar",
+    "戻り",
+    "まで",
+    "回来",
+    "返回",
+    "복귀",
+)
+_CONTACT = (
+    "urgent",
+    "pressing",
+    "immediate assistance",
+    "immediate attention",
+    "emergency",
+    "please contact",
+    "please reach out",
+    "in my absence",
+    "my colleague",
+    "colleague",
+    "dringend",
+    "in dringenden fällen",
+    "wenden sie sich",
+    "kollegen",
+    "kollegin",
+    "vertretung",
+    "urgence",
+    "collègue",
+    "veuillez contacter",
+    "urgente",
+    "compañero",
+    "compañera",
+    "contacte con",
+    "collega",
+    "contattare",
+    "dringende",
+    "collega's",
+    "neem contact op",
+    "colega",
+    "kontakta",
+    "kollega",
+    "kontakt",
+    "pilne",
+    "naléhavé",
+    "срочн",
+    "коллег",
+    "acil",
+    "緊急",
+    "紧急",
+    "急用",
+    "긴급",
+)
+_LIMITED = (
+    "limited access",
+    "intermittent access",
+    "limited e-mail access",
+    "limited email access",
+    "no access to email",
+    "no access to e-mail",
+    "without access to email",
+    "will respond",
+    "will reply",
+    "will get back to you",
+    "respond to your e-mail",
+    "respond to your email",
+    "respond to your message",
+    "reply to your message",
+    "this is an automatic reply",
+    "this is an automated reply",
+    "this is an automatic response",
+    "this is an automated response",
+    "this is an automatic message",
+    "this is an automated message",
+    "automatic reply",
+    "automated reply",
+    "auto-reply",
+    "autoreply",
+    "eingeschränkt",
+    "keinen zugriff",
+    "automatische antwort",
+    "accès limité",
+    "réponse automatique",
+    "acceso limitado",
+    "respuesta automática",
+    "accesso limitato",
+    "risposta automatica",
+    "beperkte toegang",
+    "automatisch antwoord",
+    "acesso limitado",
+    "resposta automática",
+    "begränsad tillgång",
+    "automatiskt svar",
+    "ograniczony dostęp",
+    "automatyczna odpowiedź",
+    "ограниченный доступ",
+    "автоматический ответ",
+    "自動返信",
+    "自动回复",
+    "自動回覆",
+)
+_TICKET_ACK = (
+    "we have received your",
+    "we've received your",
+    "we received your",
+    "has been received",
+    "your request has been",
+    "your ticket",
+    "ticket number",
+    "ticket #",
+    "ticket id",
+    "case number",
+    "reference number",
+    "a ticket has been created",
+    "a ticket has been opened",
+    "a support ticket",
+    "thank you for contacting",
+    "thanks for contacting",
+    "thank you for your e-mail",
+    "thank you for your email",
+    "thank you for your message",
+    "thank you for your enquiry",
+    "thank you for your inquiry",
+    "we will get back to you",
+    "we will respond",
+    "we will reply",
+    "one of our",
+    "vielen dank für ihre",
+    "ihre anfrage",
+    "ticketnummer",
+    "merci pour votre",
+    "nous avons bien reçu",
+    "gracias por su",
+    "hemos recibido",
+    "grazie per",
+    "abbiamo ricevuto",
+    "bedankt voor",
+    "wij hebben uw",
+    "obrigado pelo",
+    "recebemos",
+)
+_CHALLENGE_VERIFY = (
+    "verify that you are a human",
+    "verify you are a human",
+    "confirm that you are a human",
+    "confirm you are a human",
+    "prove you are a human",
+    "you are a real person",
+    "you are human",
+    "not a robot",
+    "sender verification",
+    "address verification",
+    "whitelist",
+    "white list",
+    "spam protection",
+    "anti-spam",
+    "antispam",
+    "spam filter",
+)
+_CHALLENGE_ACTION = (
+    "to have your message delivered",
+    "to complete delivery",
+    "to complete the delivery",
+    "held pending",
+    "awaiting your confirmation",
+    "until you confirm",
+    "click the link",
+    "click on the link",
+    "click the following link",
+    "click here",
+)
+_AUTO_REPLY_FEATURES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(_alternation(phrases)))
+    for name, phrases in (
+        ("absence", _ABSENCE),
+        ("return", _RETURN),
+        ("contact", _CONTACT),
+        ("limited", _LIMITED),
+        ("acknowledgement", _TICKET_ACK),
+        ("challenge", _CHALLENGE_VERIFY),
+        ("confirmation", _CHALLENGE_ACTION),
+    )
+)
+
+
+def auto_reply_features(text: str) -> dict[str, str]:
+    """Which features of an out-of-office / autoresponder / challenge text ``text`` shows.
+
+    Keys: ``absence`` ("I am out of the office"), ``return`` ("back on Monday"), ``contact``
+    ("for urgent matters please contact"), ``limited`` ("limited access to email", "this is
+    an automatic reply"), ``acknowledgement`` (a ticket system's "we have received your
+    message"), ``challenge`` ("verify that you are a human") and ``confirmation`` ("click
+    the link to have your message delivered"); values are the matched phrase.
+    One feature alone is ordinary prose; an auto-reply shows two or more.
+    """
+    found: dict[str, str] = {}
+    for name, pattern in _AUTO_REPLY_FEATURES:
+        phrase = _search(pattern, text)
+        if phrase is not None:
+            found[name] = phrase
+    return found
+
+
+# --------------------------------------------------------------------------- notices
+
+_NOTICE_PHRASES = (
+    "do not reply",
+    "don't reply",
+    "please do not respond",
+    "do not respond to this",
+    "do-not-reply",
+    "no-reply",
+    "noreply",
+    "replies to this email",
+    "replies to this e-mail",
+    "replies to this message",
+    "this mailbox is not monitored",
+    "this inbox is not monitored",
+    "this address is not monitored",
+    "unmonitored",
+    "this is an automated message",
+    "this is an automated email",
+    "this is an automated e-mail",
+    "this is an automated notification",
+    "this is an automatic message",
+    "this is an automatic email",
+    "this is an automatic notification",
+    "this message was sent automatically",
+    "this email was sent automatically",
+    "this e-mail was sent automatically",
+    "this message was automatically generated",
+    "this email was automatically generated",
+    "this is a system generated",
+    "system-generated",
+    "system generated",
+    "computer generated",
+    "automatically generated",
+    "auto-generated",
+    "generated automatically",
+    "sent from an unmonitored",
+    "this notification was sent",
+    "you are receiving this notification",
+    "you are receiving this email because",
+    "you are receiving this e-mail because",
+    "you received this email because",
+    "you have received this email because",
+    "you received this notification",
+    "bitte antworten sie nicht",
+    "nicht auf diese e-mail",
+    "nicht auf diese nachricht",
+    "automatisch erstellt",
+    "automatisch generiert",
+    "automatisch versendet",
+    "automatisch gegenereerd",
+    "niet beantwoorden",
+    "ne pas répondre",
+    "ne répondez pas",
+    "généré automatiquement",
+    "envoyé automatiquement",
+    "no responda",
+    "no responder",
+    "generado automáticamente",
+    "enviado automáticamente",
+    "non rispondere",
+    "generata automaticamente",
+    "generato automaticamente",
+    "não responda",
+    "gerado automaticamente",
+    "svara inte",
+    "ikke svar",
+    "nie odpowiadaj",
+    "wygenerowana automatycznie",
+    "neodpovídejte",
+    "не отвечайте",
+    "сгенерировано автоматически",
+    "автоматически",
+    "yanıtlamayınız",
+    "返信しないで",
+    "返信いただけません",
+    "返信できません",
+    "自動送信",
+    "自動配信",
+    "请勿回复",
+    "請勿回覆",
+    "自动发送",
+    "系统自动",
+    "회신하지 마",
+)
+_NOTICE = re.compile(_alternation(_NOTICE_PHRASES))
+
+
+def notice_phrase(text: str) -> str | None:
+    """A machine notice's footer: "please do not reply", "this is an automated message"."""
+    return _search(_NOTICE, text)
+
+
+_LIST_FOOTER_PHRASES = (
+    "mailing list submissions",
+    "mailing list",
+    "to unsubscribe",
+    "unsubscribe from this list",
+    "unsubscribe",
+    "you are subscribed",
+    "you are receiving this because you",
+    "you received this message because you are subscribed",
+    "manage your subscription",
+    "no longer wish to receive",
+    "no longer want to receive",
+    "nicht mehr erhalten",
+    "ne plus recevoir",
+    "ne souhaitez plus recevoir",
+    "no desea recibir",
+    "ya no desea recibir",
+    "non desideri più ricevere",
+    "non desideri ricevere",
+    "niet langer ontvangen",
+    "não deseja mais receber",
+    "update your preferences",
+    "email preferences",
+    "abbestellen",
+    "abmelden",
+    "newsletter",
+    "se désabonner",
+    "se désinscrire",
+    "désinscription",
+    "darse de baja",
+    "darte de baja",
+    "cancelar suscripción",
+    "disiscriviti",
+    "cancellare l'iscrizione",
+    "uitschrijven",
+    "afmelden",
+    "descadastrar",
+    "cancelar inscrição",
+    "avregistrera",
+    "avslutt abonnement",
+    "wypisz się",
+    "odhlásit",
+    "отписаться",
+    "配信停止",
+    "退订",
+    "取消订阅",
+    "수신거부",
+)
+_LIST_FOOTER = re.compile(_alternation(_LIST_FOOTER_PHRASES))
+
+
+def list_footer(text: str) -> str | None:
+    """A list or newsletter masthead/footer ("To unsubscribe", "mailing list submissions")."""
+    return _search(_LIST_FOOTER, text)
+
+
+# --------------------------------------------------------------------------- report subjects
+
+_DIGEST_SUBJECT = re.compile(
+    r"\bdigest,? vol(?:ume)?\.? ?[0-9]{1,6}\b|\bdigest (?:number|no\.?) ?[0-9]{1,6}\b"
+    r"|\bdigest [0-9]{1,6}(?:\.[0-9]{1,6})?\b",
+    re.IGNORECASE,
+)
+
+
+def digest_subject(subject: str) -> str | None:
+    """A list digest subject ("Users Digest, Vol 12, Issue 3"; "Ppp digest, Vol 1 #2")."""
+    window = subject[:SUBJECT_WINDOW].lower()
+    return _search(_DIGEST_SUBJECT, window) if "digest" in window else None
+
+
+# RFC 7489 7.2.1.1: "Report Domain: <domain> Submitter: <domain> Report-ID: <id>".
+_DMARC_SUBJECT = re.compile(r"report[ -]?domain:[^\n]{1,300}?submitter:", re.IGNORECASE)
+# RFC 7489 7.2.1.1: "receiver "!" policy-domain "!" begin-timestamp "!" end-timestamp ...".
+_DMARC_NAME = re.compile(
+    r"^[A-Za-z0-9.-]{1,253}![A-Za-z0-9.-]{1,253}![0-9]{6,12}![0-9]{6,12}(?:![^.]{0,64})?"
+    r"\.(?:xml|zip|gz|xml\.gz)$",
+    re.IGNORECASE,
+)
+
+
+def dmarc_report_subject(subject: str) -> str | None:
+    """The subject RFC 7489 7.2.1.1 prescribes for a DMARC aggregate report."""
+    window = subject[:SUBJECT_WINDOW].lower()
+    return _search(_DMARC_SUBJECT, window) if "submitter" in window else None
+
+
+def dmarc_report_name(filename: str) -> bool:
+    """True for a DMARC aggregate report file name (``receiver!domain!begin!end.zip``)."""
+    return _DMARC_NAME.match(filename[:600]) is not None
+
+
+_REPORT_SUBJECTS = (
+    "abuse report",
+    "complaint about message",
+    "spam complaint",
+    "spam report",
+    "feedback report",
+    "fbl report",
+    "dmarc aggregate report",
+    "dmarc failure report",
+    "dmarc forensic report",
+)
+_REPORT_SUBJECT = re.compile(_alternation(_REPORT_SUBJECTS))
+
+
+def report_subject(subject: str) -> str | None:
+    """A complaint / feedback-loop report subject ("complaint about message from 192.0.2.1")."""
+    return _search(_REPORT_SUBJECT, subject[:SUBJECT_WINDOW])
+
+
+# Every word any subject matcher above needs, for one quick "could anything match?" test.
+_SUBJECT_KEYWORDS = re.compile(
+    _alternation(
+        (
+            *_AUTO_REPLY_SUBJECT_PHRASES,
+            *_BOUNCE_SUBJECTS,
+            *_CHALLENGE_SUBJECTS,
+            *_REPORT_SUBJECTS,
+            *("digest", "submitter", "warning", "out of", "vacation", "leave"),
+        )
+    )
+)
+
+
+def subject_may_signal(subject: str) -> bool:
+    """False when no subject matcher can match (most subjects): one trie search."""
+    return _SUBJECT_KEYWORDS.search(subject[:SUBJECT_WINDOW].lower()) is not None

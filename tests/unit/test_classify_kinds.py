@@ -1,0 +1,506 @@
+"""Issue 9, "Robots taken for people" and "People taken for robots": one test per kind.
+
+Every input is written here (no corpus file, no personal data); each is a kind the issue names,
+shaped like the mail of that kind, so the test checks the kind and not one sample of it.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from asm_email_rules.classify import MailKind, classify
+from asm_email_rules.intake import parse_message
+from asm_email_rules.model import InboundEmail
+
+
+def mail(*headers: str, body: str = "Hello\n") -> InboundEmail:
+    raw = "\r\n".join(headers) + "\r\n\r\n" + body.replace("\n", "\r\n")
+    return parse_message(raw.encode("utf-8"))
+
+
+def kind_of(*headers: str, body: str = "Hello\n") -> MailKind:
+    return classify(mail(*headers, body=body)).kind
+
+
+# =========================================================================== robots
+
+ARF = """\
+--arf
+Content-Type: text/plain; charset=us-ascii
+
+This is an email abuse report for an email message received from IP 192.0.2.7.
+
+--arf
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ExampleFBL/1.0
+Version: 1
+Original-Mail-From: <help@desk.example>
+Source-IP: 192.0.2.7
+
+--arf
+Content-Type: text/rfc822-headers
+
+From: help@desk.example
+Subject: Call 12 has been logged
+
+--arf--
+"""
+
+
+def test_feedback_report_is_machine_mail() -> None:
+    result = classify(
+        mail(
+            "From: fbl@isp.example",
+            "To: abuse@desk.example",
+            "Subject: FW: Call 12 has been logged",
+            "MIME-Version: 1.0",
+            'Content-Type: multipart/report; report-type=feedback-report; boundary="arf"',
+            body=ARF,
+        )
+    )
+    assert result.kind is MailKind.AUTO_GENERATED
+    assert result.reasons[0] == "feedback report (RFC 5965 ARF: abuse/complaint report)"
+
+
+def test_feedback_report_part_without_report_type() -> None:
+    # Some reporters send multipart/mixed with the message/feedback-report part only.
+    assert (
+        kind_of(
+            "From: Complaints <complaints@isp.example>",
+            "Subject: Abuse report",
+            "MIME-Version: 1.0",
+            'Content-Type: multipart/mixed; boundary="arf"',
+            body=ARF,
+        )
+        is MailKind.AUTO_GENERATED
+    )
+
+
+def test_hotmail_style_complaint_without_feedback_report() -> None:
+    body = (
+        "--jmrp\nContent-Type: message/rfc822\nContent-Disposition: inline\n\n"
+        "X-HmXmrOriginalRecipient: someone@mail.example\n"
+        "From: Service Desk <help@desk.example>\nSubject: Call 3 has been updated\n\n"
+        "Call 3 has been updated.\n--jmrp--\n"
+    )
+    result = classify(
+        mail(
+            "From: staff@webmail.example",
+            "Subject: complaint about message from 192.0.2.44",
+            "MIME-Version: 1.0",
+            'Content-Type: multipart/mixed; boundary="jmrp"',
+            body=body,
+        )
+    )
+    assert result.kind is MailKind.AUTO_GENERATED
+    assert any("X-HmXmrOriginalRecipient" in reason for reason in result.reasons)
+
+
+def test_dmarc_aggregate_report() -> None:
+    archive = base64.encodebytes(b"PK\x03\x04 not really a zip").decode("ascii")
+    name = "mx.example.net!desk.example!1735689600!1735775999.zip"
+    result = classify(
+        mail(
+            "From: noreply-dmarc-support via Desk <reports@desk.example>",
+            "Subject: Report domain: desk.example Submitter: mx.example.net Report-ID: 1234567890",
+            "MIME-Version: 1.0",
+            f'Content-Type: application/zip; name="{name}"',
+            f'Content-Disposition: attachment; filename="{name}"',
+            "Content-Transfer-Encoding: base64",
+            body=archive,
+        )
+    )
+    assert result.kind is MailKind.AUTO_GENERATED
+    assert any("DMARC aggregate report" in reason for reason in result.reasons)
+
+
+@pytest.mark.parametrize(
+    ("sender", "subject", "footer"),
+    [
+        (
+            "Cloud Alerts <no-reply@notifications.cloud.example>",
+            "AWS Notification Message",
+            "Please do not reply directly to this email.",
+        ),
+        (
+            "CRM <donotreply@crm.example>",
+            "New lead assigned to you",
+            "This is an automated message. Replies to this email are not monitored.",
+        ),
+        (
+            "Monitoring <alerts@monitor.example>",
+            "[CRITICAL] disk full on web-01",
+            "This notification was sent by the monitoring system.",
+        ),
+        (
+            "Survey <surveys-noreply@survey.example>",
+            "How did we do?",
+            "This email was sent automatically, please do not reply.",
+        ),
+        (
+            "Benachrichtigung <benachrichtigung@bank.example>",
+            "Ihre Überweisung",
+            "Dies ist eine automatisch erstellte Nachricht. Bitte antworten Sie nicht.",
+        ),
+        (
+            "Notificaciones <notificaciones@banco.example>",
+            "Transferencia recibida",
+            "Este correo fue generado automáticamente, por favor no responda.",
+        ),
+    ],
+)
+def test_no_reply_notices(sender: str, subject: str, footer: str) -> None:
+    # A robot's address (weak) and a notice footer (weak): machine mail.
+    result = classify(
+        mail(f"From: {sender}", f"Subject: {subject}", body=f"Details follow.\n\n{footer}\n")
+    )
+    assert result.kind is MailKind.AUTO_GENERATED
+    assert any(reason.startswith("body reads like a machine notice") for reason in result.reasons)
+
+
+def test_no_reply_address_alone_is_not_enough() -> None:
+    result = classify(mail("From: no-reply@shop.example", "Subject: Your question", body="Hi.\n"))
+    assert result.kind is MailKind.NORMAL
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        # Lotus Notes / HCL Domino
+        (
+            "AUTO: Jane Roe is out of the office (returning 10/03/2025)",
+            "I am out of the office until 10/03/2025.\n\nI will respond to your message when"
+            " I return.",
+        ),
+        # challenge-response
+        (
+            "Please confirm your message",
+            "Hello, I protect my mailbox with a spam protection system. To have your message"
+            " delivered, please click the link below to verify that you are a human.",
+        ),
+        # a ticket system's own acknowledgement
+        (
+            "[Ticket#2025030410000021] AutoReply: Printer broken",
+            "Thank you for contacting us. Your ticket number is 2025030410000021; we will get"
+            " back to you as soon as we can.",
+        ),
+        (
+            "Automated Response: Re: Call 12 has been logged",
+            "We have received your message. This is an automated response.",
+        ),
+    ],
+)
+def test_auto_replies_without_rfc3834_header(subject: str, body: str) -> None:
+    result = classify(
+        mail("From: Jane Roe <jane.roe@example.com>", f"Subject: {subject}", body=body + "\n")
+    )
+    assert result.kind is MailKind.AUTO_REPLY
+
+
+def test_automated_response_from_a_no_reply_robot_is_an_auto_reply() -> None:
+    # Issue 9: answering it made the robot answer back, and each round logged a call.
+    result = classify(
+        mail(
+            "From: Support <no-reply@vendor.example>",
+            "Subject: Automated Response: Re: Call 12 has been logged",
+            body="Your request has been received.\n",
+        )
+    )
+    assert result.kind is MailKind.AUTO_REPLY
+    assert not result.may_auto_reply
+
+
+# --------------------------------------------------------------------------- text bounces
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status_class"),
+    [
+        (  # a carrier's SMS gateway: post_master, a "Re:" subject, no DSN
+            ("From: post_master@sms.carrier.example", "Subject: Re:Call 12 has been logged"),
+            "Error: Invalid user address\n\nError message below:\n"
+            "550 - Requested action not taken: no such user here\n",
+            5,
+        ),
+        (  # "Mail.Delivery.System@" and a multipart/report with no delivery-status part
+            (
+                "From: Mail Delivery System <Mail.Delivery.System@mx.example.net>",
+                "Subject: Delivery status notification",
+            ),
+            "Delivery to the following recipients failed permanently:\n\n"
+            "SMTP:RCPT host 192.0.2.8: 553 5.3.0 <ghost@example.net>... No such user here\n",
+            5,
+        ),
+        (  # an antivirus gateway
+            ("From: antivirus@gateway.example.net", "Subject: Virus found in message"),
+            "The message you sent to ghost@example.net was not delivered because it"
+            " contained a virus.\n",
+            5,
+        ),
+        (  # a delay advisory (no code at all)
+            ("From: postmaster@mx.example.net", "Subject: Delivery delayed: Call 12"),
+            "Your message has not yet been delivered. The server will continue to retry"
+            " for 4 days.\n",
+            4,
+        ),
+        (  # a report whose text starts with blank lines
+            ("From: MAILER-DAEMON@mx.example.net", "Subject: Returned mail"),
+            "\n\n\n   ----- The following addresses had permanent fatal errors -----\n"
+            "<ghost@example.net>\n    (reason: 550 5.1.1 User unknown)\n",
+            5,
+        ),
+        (  # Japanese carrier NDR from a no-reply address
+            ("From: no-reply@mail.carrier.example", "Subject: メールエラー通知"),
+            "送信先のメールボックスが一杯のため、送信できませんでした。\n",
+            5,
+        ),
+        (  # German gateway
+            ("From: Mailsystem <mailsystem@example.de>", "Subject: Unzustellbar: Anfrage"),
+            "Ihre Nachricht konnte nicht zugestellt werden.\nEmpfänger unbekannt.\n",
+            5,
+        ),
+    ],
+)
+def test_plain_text_delivery_failures(
+    headers: tuple[str, ...], body: str, status_class: int
+) -> None:
+    result = classify(mail(*headers, body=body))
+    assert result.kind is MailKind.BOUNCE
+    assert result.bounce is not None
+    assert result.bounce.status_class == status_class
+    assert result.bounce.permanent is (status_class == 5)
+
+
+def test_exim_delay_warning_with_auto_replied_is_a_delay_bounce() -> None:
+    result = classify(
+        mail(
+            "Return-Path: <>",
+            "Auto-Submitted: auto-replied",
+            "From: Mail Delivery System <Mailer-Daemon@mx.example.net>",
+            "Subject: Warning: message 1tHxyz-000abc-7Q delayed 24 hours",
+            body=(
+                "This message was created automatically by mail delivery software.\n"
+                "A message that you sent has not yet been delivered to one or more of its\n"
+                "recipients after more than 24 hours on the queue on mx.example.net.\n\n"
+                "  ghost@example.net\n    host mail.example.net [192.0.2.9]\n"
+                "    SMTP error from remote mail server after RCPT TO:<ghost@example.net>:\n"
+                "    451 Temporary local problem - please try later\n\n"
+                "No action is required on your part. Delivery attempts will continue for\n"
+                "some time, and this warning may be repeated at intervals.\n"
+            ),
+        )
+    )
+    assert result.kind is MailKind.BOUNCE
+    assert result.bounce is not None
+    assert (result.bounce.status_class, result.bounce.smtp_code) == (4, 451)
+    assert not result.bounce.permanent
+
+
+def test_dsn_status_class_follows_status_over_action() -> None:
+    # A soft bounce: Action says failed, Status says 4.x.x (RFC 3463 class 4: persistent
+    # transient failure).
+    body = (
+        "--r\nContent-Type: text/plain\n\nDelivery failed.\n"
+        "--r\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n"
+        "Final-Recipient: rfc822; full@example.net\nAction: failed\nStatus: 4.2.2\n"
+        "--r--\n"
+    )
+    result = classify(
+        mail(
+            "From: MAILER-DAEMON@mx.example.net",
+            "Subject: Undelivered Mail Returned to Sender",
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="r"',
+            body=body,
+        )
+    )
+    assert result.bounce is not None
+    assert (result.bounce.action, result.bounce.status_class) == ("failed", 4)
+
+
+def test_success_dsn_is_not_a_bounce() -> None:
+    body = (
+        "--r\nContent-Type: text/plain\n\nYour message was delivered.\n"
+        "--r\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n"
+        "Final-Recipient: rfc822; bob@example.net\nAction: delivered\nStatus: 2.0.0\n"
+        "--r--\n"
+    )
+    result = classify(
+        mail(
+            "From: MAILER-DAEMON@mx.example.net",
+            "Subject: Successful Mail Delivery Report",
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="r"',
+            body=body,
+        )
+    )
+    assert result.kind is MailKind.AUTO_GENERATED
+    assert result.bounce is None
+
+
+# --------------------------------------------------------------------------- lists
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        (("From: Alice <alice@example.org>", "Mailing-List: contact help@groups.example"), "Hi"),
+        (
+            (
+                "From: Alice <alice@example.org>",
+                "Sender: owner-users@lists.example.org",
+                "Subject: Re: kernel panic",
+            ),
+            "Hi",
+        ),
+        (
+            (
+                "From: Alice <alice@example.org>",
+                "Sender: Discussion list <USERS-L@LISTSERV.EXAMPLE.EDU>",
+            ),
+            "Hi",
+        ),
+        (
+            (
+                "From: users-request@lists.example.org",
+                "Subject: Users Digest, Vol 12, Issue 3",
+                "X-Mailer: Mailman",
+            ),
+            "Send Users mailing list submissions to\n\tusers@lists.example.org\n",
+        ),
+        (("From: Alice <alice@example.org>", "Precedence: bulk"), "Hi"),
+    ],
+)
+def test_list_mail_by_each_marker(headers: tuple[str, ...], body: str) -> None:
+    assert kind_of(*headers, body=body + "\n") is MailKind.LIST
+
+
+# =========================================================================== people
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Out of Office: my calendar shows the wrong hours",
+        "Absence: how do I record my parental leave?",
+        "Automatic reply: how do I turn it off in Outlook?",
+    ],
+)
+def test_person_asking_about_out_of_office_settings(subject: str) -> None:
+    result = classify(
+        mail(
+            "From: Jane Roe <jane.roe@example.com>",
+            "To: help@desk.example",
+            f"Subject: {subject}",
+            body="Hello,\n\nsince the update the setting does not stick. Can you help?\n\nJane\n",
+        )
+    )
+    assert result.kind is MailKind.NORMAL
+    assert result.may_auto_reply
+
+
+def test_mail_forwarded_by_the_senders_inbox_rule_is_a_person() -> None:
+    result = classify(
+        mail(
+            "From: Jane Roe <jane.roe@example.com>",
+            "To: help@desk.example",
+            "Subject: FW: VPN does not connect",
+            "X-MS-Exchange-Inbox-Rules-Loop: jane.roe@example.com",
+            "X-MS-Exchange-Generated-Message-Source: Mailbox Rules Agent",
+            body="The VPN client says 'server unreachable' since this morning.\n",
+        )
+    )
+    assert result.kind is MailKind.NORMAL
+    assert any("inbox rule" in reason for reason in result.reasons)
+
+
+def test_person_writing_from_a_postmaster_address() -> None:
+    result = classify(
+        mail(
+            "From: Bob Admin <postmaster@example.com>",
+            "Subject: Please enjoy this long link",
+            body="Hi team, here is the link we talked about.\n",
+        )
+    )
+    assert result.kind is MailKind.NORMAL
+
+
+def test_person_forwarding_a_bounce_is_a_person() -> None:
+    result = classify(
+        mail(
+            "From: Jane Roe <jane.roe@example.com>",
+            "Subject: Fwd: Undeliverable: Quarterly report",
+            body=(
+                "Why does this keep bouncing?\n\n"
+                "---------- Forwarded message ---------\n"
+                "From: postmaster@example.net\n"
+                "Delivery has failed to these recipients or groups:\n"
+                "550 5.1.1 User unknown\n"
+            ),
+        )
+    )
+    assert result.kind is MailKind.NORMAL
+
+
+@pytest.mark.parametrize(
+    ("sender", "body"),
+    [
+        ("Monitoring <nagios@monitor.example>", "PROBLEM: disk /var on web-01 is CRITICAL\n"),
+        ("Web form <www-data@web.example>", "Name: Jane Roe\nMessage: my laptop is broken\n"),
+    ],
+)
+def test_auto_generated_alerts_and_forms_are_machine_mail(sender: str, body: str) -> None:
+    # Classified as machine mail; DESIGN 4: such mail still logs calls (decide), no replies.
+    result = classify(
+        mail(f"From: {sender}", "Subject: Alert", "Auto-Submitted: auto-generated", body=body)
+    )
+    assert result.kind is MailKind.AUTO_GENERATED
+    assert not result.may_auto_reply
+
+
+def test_evidence_is_returned_with_weights() -> None:
+    result = classify(
+        mail("From: no-reply@cloud.example", "Subject: Notice", body="Please do not reply.\n")
+    )
+    assert result.kind is MailKind.AUTO_GENERATED
+    assert result.score == 2
+    assert sorted((s.source, s.weight) for s in result.evidence) == [("body", 1), ("sender", 1)]
+
+
+def test_body_is_not_read_when_nothing_else_points_at_a_machine() -> None:
+    # A person pasting bounce text into a message: the body alone is one weak signal at most.
+    result = classify(
+        mail(
+            "From: Jane Roe <jane.roe@example.com>",
+            "Subject: mail to Bob fails",
+            body="I get 'Delivery has failed: 550 5.1.1 user unknown'. Please check.\n",
+        )
+    )
+    assert result.kind is MailKind.NORMAL
+    assert result.evidence == ()
+
+
+def test_report_saved_with_a_byte_order_mark_is_still_read() -> None:
+    raw = (
+        "\ufeffFrom: fbl@isp.example\r\nSubject: FW: Call 12\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="arf"\r\n\r\n'
+        + ARF.replace("\n", "\r\n")
+    ).encode("utf-8")
+    email = parse_message(raw)
+    assert email.sender == "fbl@isp.example"
+    assert [note.kind.value for note in email.notes] == ["byte_order_mark"]
+    assert classify(email).kind is MailKind.AUTO_GENERATED
+
+
+def test_adversarial_bodies_stay_fast() -> None:
+    import time
+
+    lines = ["-" * 5000, "From: x\nSent: y", "smtp; " * 800, "550 " * 2000, "> quoted"]
+    for line in lines:
+        body = (line + "\n") * (400_000 // (len(line) + 1))
+        email = mail("From: no-reply@cloud.example", "Subject: Undeliverable", body=body)
+        start = time.perf_counter()
+        classify(email)
+        assert time.perf_counter() - start < 0.5, line[:20]
