@@ -367,3 +367,51 @@ class LedgerEntry:
     attempts: int = 0
     last_error: str = ""
     processed_at: datetime | None = None
+
+
+@attrs.frozen
+class OutboxEntry:
+    """A reply in the store's outbox: the reply a ledger entry recorded, and its delivery state.
+
+    DESIGN 4, "Replies are an outbox": the reply is stored with the decision in one
+    transaction and sent afterwards by whoever holds its *claim* (``claimed_by`` until
+    ``claimed_until``), so two pollers never send it twice. ``reply.message_id`` (our own
+    Message-ID, kept across every attempt and resend) names the entry.
+
+    ``mailbox``, ``message_id`` and ``sha256`` are the key of the ledger entry the reply
+    belongs to (``message_id`` is the *incoming* message's). ``queued_at`` is when the reply
+    was recorded or last requeued by an operator: the retry window (``reply_retry_hours``)
+    counts from it. ``next_attempt_at`` is the earliest time a sender may try it again;
+    ``attempts`` counts the send attempts finished so far; ``last_error`` is the last failure
+    ("" when none); ``sent_at`` is when the SMTP server accepted it. Times are aware UTC.
+    """
+
+    reply: OutgoingEmail
+    mailbox: str
+    message_id: str
+    sha256: str
+    status: ReplyStatus
+    queued_at: datetime
+    next_attempt_at: datetime
+    attempts: int = 0
+    last_error: str = ""
+    claimed_by: str = ""
+    claimed_until: datetime | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def reply_message_id(self) -> str:
+        """Our reply's Message-ID, the name of this outbox entry."""
+        return self.reply.message_id
+
+
+@attrs.frozen
+class Lease:
+    """Who holds a named lease (an account, DESIGN 4 "One poller per account") and until when.
+
+    A lease whose ``expires`` is at or before the current time is free for anyone to take.
+    """
+
+    name: str
+    owner: str
+    expires: datetime

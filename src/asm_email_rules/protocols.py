@@ -5,7 +5,7 @@ Small structural protocols: any object with these methods works, no base class n
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -14,8 +14,10 @@ from asm_email_rules.model import (
     Attachment,
     Call,
     EntityRef,
+    Lease,
     LedgerEntry,
     LogEntry,
+    OutboxEntry,
     OutgoingEmail,
     Person,
     ReplyStatus,
@@ -43,7 +45,8 @@ class Directory(Protocol):
 
 @runtime_checkable
 class Repository(Directory, Protocol):
-    """Everything the rules read and write. Writes happen only inside :meth:`transaction`."""
+    """Everything the rules read and write. Writes happen only inside :meth:`transaction`,
+    except the outbox and lease writes, each of which is a small unit of work of its own."""
 
     # -- reads ------------------------------------------------------------------------------
     def get_call(self, number: int) -> Call | None:
@@ -88,6 +91,93 @@ class Repository(Directory, Protocol):
 
     def is_token_used(self, token_id: str) -> bool:
         """True when this approval token was already spent."""
+        ...
+
+    # -- reply outbox: reads ------------------------------------------------------------------
+    def outbox_entry(self, reply_message_id: str) -> OutboxEntry | None:
+        """The outbox entry of our reply with this Message-ID (angle brackets optional)."""
+        ...
+
+    def due_replies(
+        self, now: datetime, *, mailbox: str | None = None, limit: int = 100
+    ) -> Sequence[OutboxEntry]:
+        """Replies a sender may try at ``now``: PENDING, ``next_attempt_at <= now``, and not
+        claimed, or claimed until a moment at or before ``now`` (a sender that died).
+
+        At most ``limit`` entries, the longest due first (``next_attempt_at``, then
+        ``queued_at``, then the reply's Message-ID); only ``mailbox``'s when given. A read: to
+        send one, :meth:`claim_reply` it first.
+        """
+        ...
+
+    def list_replies(
+        self,
+        statuses: Collection[ReplyStatus] | None = None,
+        *,
+        mailbox: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[OutboxEntry]:
+        """Outbox entries with one of ``statuses`` (every reply when None), newest
+        ``queued_at`` first (then the reply's Message-ID), at most ``limit``; only
+        ``mailbox``'s when given. For operators (``asm-email-rules replies list``)."""
+        ...
+
+    # -- reply outbox and leases: writes (each is atomic on its own) ---------------------------
+    def claim_reply(
+        self, reply_message_id: str, owner: str, now: datetime, until: datetime
+    ) -> OutboxEntry | None:
+        """Claim a reply for sending: ``owner`` holds it until ``until``.
+
+        Succeeds, atomically, only when the reply is PENDING, due (``next_attempt_at <= now``)
+        and not claimed by another owner until after ``now``; the claimed entry comes back.
+        Otherwise nothing changes and None comes back (sent, failed, not due, claimed by a
+        live sender, unknown). The claim is what keeps two pollers from sending one reply:
+        a sender sends only what it claimed (DESIGN 4, "Replies are an outbox").
+        """
+        ...
+
+    def finish_reply(
+        self,
+        reply_message_id: str,
+        owner: str,
+        status: ReplyStatus,
+        now: datetime,
+        *,
+        error: str = "",
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """Record the outcome of one send attempt by the holder of the claim, and release it.
+
+        ``status`` is SENT (``sent_at`` becomes ``now``), FAILED (for good) or PENDING (try
+        again at ``next_attempt_at``, which is then required). ``attempts`` goes up by one and
+        ``last_error`` becomes ``error``; the ledger entry's ``reply_status`` follows. Returns
+        False, changing nothing, when ``owner`` no longer holds the claim (it expired and
+        another sender took the reply over). Raises ``ValueError`` for PENDING without
+        ``next_attempt_at`` or any other status.
+        """
+        ...
+
+    def requeue_reply(self, reply_message_id: str, now: datetime) -> OutboxEntry:
+        """Put a FAILED reply back in the outbox: PENDING, due at ``now``, ``queued_at`` =
+        ``now`` (a new retry window), no claim, attempts and error kept for the record.
+
+        Raises NotFoundError for an unknown Message-ID and RepositoryError for a reply that
+        is not FAILED (pending replies are queued already; a sent one is not sent twice).
+        """
+        ...
+
+    def acquire_lease(self, name: str, owner: str, now: datetime, until: datetime) -> Lease:
+        """Take or renew the lease ``name`` for ``owner`` until ``until``, atomically.
+
+        Succeeds when nobody holds it, ``owner`` holds it already (a renewal), or its holder's
+        lease expired at or before ``now`` (a take-over). Returns the lease as it stands
+        afterwards: ``lease.owner == owner`` means it is ours; else it names the holder and
+        when its lease ends (DESIGN 4, "One poller per account").
+        """
+        ...
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give up the lease ``name`` if ``owner`` holds it (else nothing happens)."""
         ...
 
     # -- writes (inside a transaction) --------------------------------------------------------
@@ -161,7 +251,9 @@ class Repository(Directory, Protocol):
         """Write the ledger entry that makes a retry of this message a no-op.
 
         ``reply`` is stored with status PENDING (or NONE when there is no reply) so that a
-        crash or a transient SMTP failure after the commit never loses it.
+        crash or a transient SMTP failure after the commit never loses it: it enters the
+        outbox, queued and due at ``now``, unclaimed. Its Message-ID names it from then on
+        and is unique in the outbox.
         """
         ...
 
@@ -175,7 +267,11 @@ class Repository(Directory, Protocol):
         attempts: int,
         error: str = "",
     ) -> None:
-        """Record the outcome of a send attempt for a ledger entry."""
+        """Record the outcome of a send attempt for a ledger entry (the outbox entry follows).
+
+        Kept for hosts that send replies themselves; the bundled sender uses
+        :meth:`claim_reply` and :meth:`finish_reply`, which two pollers cannot race on.
+        """
         ...
 
     def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:

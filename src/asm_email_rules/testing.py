@@ -621,6 +621,7 @@ def _write_everything(repo: SeedableRepository) -> tuple[int, int]:
     repo.record_processed("box", "<m@x>", "ab", "{}", REPLY, _at(2))
     repo.record_sent("<sent@x>", ref, "uma@example.com", _at(2))
     repo.use_token("tok-1", _at(2))
+    repo.acquire_lease("account:box", "poller-a", _at(2), _at(9))
     return call.number, person.id
 
 
@@ -654,6 +655,9 @@ def _assert_untouched(
     _equal(repo.entity_for_message_id("<sent@x>"), None, "sent Message-ID")
     _equal(repo.replies_sent_since("uma@example.com", T0), 0, "replies counted")
     _equal(repo.is_token_used("tok-1"), False, "token spent in the rolled-back transaction")
+    _equal(repo.outbox_entry(REPLY.message_id), None, "reply queued in the rolled-back transaction")
+    lease = repo.acquire_lease("account:box", "poller-b", _at(3), _at(4))
+    _equal(lease.owner, "poller-b", "lease taken in the rolled-back transaction")
 
 
 @_check
@@ -798,6 +802,263 @@ def check_tokens(repo: SeedableRepository) -> None:
     with repo.transaction():
         repo.use_token("tok-1", _at(1))  # a replay must not fail
     _equal(repo.is_token_used("tok-1"), True, "token after a replayed use")
+
+
+# -- reply outbox and leases (DESIGN 4: "Replies are an outbox", "One poller per account") -----
+def _reply(number: int, minute: int = 0) -> OutgoingEmail:
+    """A distinct reply (its own Message-ID) for message ``number``."""
+    return attrs.evolve(
+        REPLY,
+        subject=f"Call {number} has been logged [CALL#{number}]",
+        message_id=f"<asm.call-{number}.r{minute:04d}@example.com>",
+    )
+
+
+def _queue(
+    repo: SeedableRepository, number: int, minute: int, mailbox: str = "box"
+) -> OutgoingEmail:
+    """Record message ``number`` at ``_at(minute)`` with a reply; the reply."""
+    reply = _reply(number, minute)
+    with repo.transaction():
+        repo.record_processed(
+            mailbox, f"<in-{number}@x>", f"sha-{number}", "{}", reply, _at(minute)
+        )
+    return reply
+
+
+def _ids(entries: object) -> list[str]:
+    return [e.reply.message_id for e in entries]  # type: ignore[attr-defined]
+
+
+@_check
+def check_outbox_holds_the_reply_recorded_with_the_decision(repo: SeedableRepository) -> None:
+    """record_processed puts the reply in the outbox: PENDING, queued and due at once,
+    unclaimed, named by its Message-ID (with or without angle brackets)."""
+    _equal(repo.outbox_entry(REPLY.message_id), None, "outbox entry before recording")
+    with repo.transaction():
+        repo.record_processed("box", "<m@x>", "ab", "{}", REPLY, _at(3))
+        repo.record_processed("box", "<quiet@x>", "cd", "{}", None, _at(3))
+    entry = repo.outbox_entry(REPLY.message_id)
+    _expect(entry is not None, "the reply recorded with the decision is not in the outbox")
+    assert entry is not None
+    _equal(entry.reply, REPLY, "reply in the outbox")
+    _equal((entry.mailbox, entry.message_id, entry.sha256), ("box", "<m@x>", "ab"), "ledger key")
+    _equal(entry.status, ReplyStatus.PENDING, "status of a new outbox entry")
+    _equal((entry.queued_at, entry.next_attempt_at), (_at(3), _at(3)), "queued and due at")
+    _equal((entry.attempts, entry.last_error), (0, ""), "attempts and error of a new entry")
+    _equal((entry.claimed_by, entry.claimed_until, entry.sent_at), ("", None, None), "claim")
+    bare = REPLY.message_id.strip("<>")
+    _equal(repo.outbox_entry(bare), entry, "outbox entry looked up without angle brackets")
+    _equal(repo.outbox_entry("<unknown@example.com>"), None, "unknown reply Message-ID")
+    _equal(_ids(repo.list_replies()), [REPLY.message_id], "a message without reply queues none")
+
+
+@_check
+def check_due_replies(repo: SeedableRepository) -> None:
+    """due_replies lists PENDING replies due at a time, longest due first, by mailbox, limited,
+    leaving out replies a live sender has claimed."""
+    first = _queue(repo, 1, 0)
+    second = _queue(repo, 2, 5)
+    other_box = _queue(repo, 3, 1, mailbox="other")
+    _equal(_ids(repo.due_replies(_at(-1))), [], "due before anything was queued")
+    _equal(_ids(repo.due_replies(_at(1))), [first.message_id, other_box.message_id], "due at 1")
+    due = _ids(repo.due_replies(_at(5)))
+    _equal(due, [first.message_id, other_box.message_id, second.message_id], "due at 5")
+    _equal(
+        _ids(repo.due_replies(_at(9), mailbox="box")), [first.message_id, second.message_id], "box"
+    )
+    _equal(_ids(repo.due_replies(_at(9), limit=1)), [first.message_id], "limit 1")
+    claimed = repo.claim_reply(first.message_id, "poller-a", _at(6), _at(8))
+    _expect(claimed is not None, "claim_reply of a due, unclaimed reply failed")
+    due = _ids(repo.due_replies(_at(7)))
+    _equal(due, [other_box.message_id, second.message_id], "due while one is claimed")
+    due = _ids(repo.due_replies(_at(8)))
+    _equal(due[0], first.message_id, "a reply whose claim expired is due again, first")
+    _expect(
+        repo.claim_reply(other_box.message_id, "a", _at(8), _at(9)) is not None,
+        "claim_reply of a due, unclaimed reply failed",
+    )
+    repo.finish_reply(other_box.message_id, "a", ReplyStatus.SENT, _at(8))
+    _equal(_ids(repo.due_replies(_at(9))), [first.message_id, second.message_id], "sent is not due")
+
+
+@_check
+def check_claim_reply_keeps_other_senders_out(repo: SeedableRepository) -> None:
+    """claim_reply: one sender at a time until the claim expires; not before the reply is
+    due; never a sent reply; the holder may claim again (renew)."""
+    reply = _queue(repo, 1, 0)
+    later = _reply(2, 0)
+    with repo.transaction():
+        repo.record_processed("box", "<in-2@x>", "sha-2", "{}", later, _at(0))
+    _equal(repo.claim_reply("<unknown@x>", "a", _at(1), _at(5)), None, "claim of an unknown id")
+    entry = repo.claim_reply(reply.message_id, "poller-a", _at(1), _at(5))
+    _expect(entry is not None, "claim_reply of a due, unclaimed reply failed")
+    assert entry is not None
+    _equal((entry.claimed_by, entry.claimed_until), ("poller-a", _at(5)), "the claim returned")
+    _equal(entry.reply, reply, "the claimed entry carries the reply")
+    _equal(
+        repo.claim_reply(reply.message_id, "poller-b", _at(4), _at(9)),
+        None,
+        "a second sender's claim while the first one's is live",
+    )
+    again = repo.claim_reply(reply.message_id, "poller-a", _at(4), _at(7))
+    _equal(again and again.claimed_until, _at(7), "the holder renewing its claim")
+    taken = repo.claim_reply(reply.message_id, "poller-b", _at(7), _at(12))
+    _equal(taken and taken.claimed_by, "poller-b", "a claim taken over once the first expired")
+    _expect(
+        repo.finish_reply(
+            later.message_id, "x", ReplyStatus.PENDING, _at(1), next_attempt_at=_at(30)
+        )
+        is False,
+        "finish_reply without a claim reported success",
+    )
+    entry = repo.claim_reply(later.message_id, "x", _at(1), _at(2))
+    _expect(entry is not None, "claim of the second reply failed")
+    repo.finish_reply(later.message_id, "x", ReplyStatus.PENDING, _at(1), next_attempt_at=_at(30))
+    _equal(repo.claim_reply(later.message_id, "x", _at(29), _at(31)), None, "claim before due")
+    _expect(repo.claim_reply(later.message_id, "x", _at(30), _at(31)) is not None, "claim when due")
+    repo.finish_reply(later.message_id, "x", ReplyStatus.SENT, _at(30))
+    _equal(repo.claim_reply(later.message_id, "y", _at(90), _at(91)), None, "claim of a sent reply")
+
+
+@_check
+def check_finish_reply(repo: SeedableRepository) -> None:
+    """finish_reply records an attempt for the claim holder only (attempts, error, next try,
+    sent time), releases the claim, and the ledger entry's reply status follows."""
+    reply = _queue(repo, 1, 0)
+    repo.claim_reply(reply.message_id, "poller-a", _at(1), _at(5))
+    _equal(
+        repo.finish_reply(reply.message_id, "poller-b", ReplyStatus.SENT, _at(2)),
+        False,
+        "finish_reply by a sender that does not hold the claim",
+    )
+    entry = repo.outbox_entry(reply.message_id)
+    _equal(entry and (entry.status, entry.attempts), (ReplyStatus.PENDING, 0), "after a refusal")
+    done = repo.finish_reply(
+        reply.message_id,
+        "poller-a",
+        ReplyStatus.PENDING,
+        _at(2),
+        error="451 4.3.0 try later",
+        next_attempt_at=_at(4),
+    )
+    _equal(done, True, "finish_reply by the holder")
+    entry = repo.outbox_entry(reply.message_id)
+    assert entry is not None
+    _equal(
+        (entry.status, entry.attempts, entry.last_error, entry.next_attempt_at),
+        (ReplyStatus.PENDING, 1, "451 4.3.0 try later", _at(4)),
+        "after a temporary failure",
+    )
+    _equal((entry.claimed_by, entry.claimed_until), ("", None), "claim released")
+    ledger = repo.ledger_entry("box", "<in-1@x>", "sha-1")
+    _equal(
+        ledger and (ledger.reply_status, ledger.attempts, ledger.last_error),
+        (ReplyStatus.PENDING, 1, "451 4.3.0 try later"),
+        "ledger entry after a temporary failure",
+    )
+    repo.claim_reply(reply.message_id, "poller-b", _at(4), _at(6))
+    _equal(repo.finish_reply(reply.message_id, "poller-b", ReplyStatus.SENT, _at(5)), True, "sent")
+    entry = repo.outbox_entry(reply.message_id)
+    _equal(
+        entry and (entry.status, entry.attempts, entry.last_error, entry.sent_at),
+        (ReplyStatus.SENT, 2, "", _at(5)),
+        "after the SMTP server accepted it",
+    )
+    ledger = repo.ledger_entry("box", "<in-1@x>", "sha-1")
+    _equal(ledger and ledger.reply_status, ReplyStatus.SENT, "ledger entry after sending")
+    _equal(
+        repo.finish_reply(reply.message_id, "poller-b", ReplyStatus.FAILED, _at(6)),
+        False,
+        "a second finish of a sent reply",
+    )
+    _raises(
+        ValueError,
+        "finish_reply(PENDING) without next_attempt_at",
+        lambda: repo.finish_reply(reply.message_id, "poller-b", ReplyStatus.PENDING, _at(6)),
+        repo,
+    )
+
+
+@_check
+def check_requeue_failed_reply(repo: SeedableRepository) -> None:
+    """requeue_reply puts a FAILED reply back (PENDING, due now, new retry window, attempts
+    kept); a pending or sent reply is refused, an unknown one is not found."""
+    reply = _queue(repo, 1, 0)
+    repo.claim_reply(reply.message_id, "a", _at(1), _at(2))
+    repo.finish_reply(reply.message_id, "a", ReplyStatus.FAILED, _at(1), error="gave up")
+    _raises(
+        NotFoundError,
+        "requeue of an unknown reply",
+        lambda: repo.requeue_reply("<no@x>", _at(2)),
+        repo,
+    )
+    entry = repo.requeue_reply(reply.message_id, _at(60))
+    _equal(
+        (entry.status, entry.queued_at, entry.next_attempt_at, entry.attempts, entry.last_error),
+        (ReplyStatus.PENDING, _at(60), _at(60), 1, "gave up"),
+        "requeued reply",
+    )
+    _equal(entry.reply, reply, "the requeued reply keeps its Message-ID and text")
+    _equal(_ids(repo.due_replies(_at(60))), [reply.message_id], "requeued reply is due")
+    ledger = repo.ledger_entry("box", "<in-1@x>", "sha-1")
+    _equal(ledger and ledger.reply_status, ReplyStatus.PENDING, "ledger entry after requeue")
+    _raises(
+        RepositoryError,
+        "requeue of a pending reply",
+        lambda: repo.requeue_reply(reply.message_id, _at(61)),
+        repo,
+    )
+    repo.claim_reply(reply.message_id, "a", _at(61), _at(62))
+    repo.finish_reply(reply.message_id, "a", ReplyStatus.SENT, _at(61))
+    _raises(
+        RepositoryError,
+        "requeue of a sent reply",
+        lambda: repo.requeue_reply(reply.message_id, _at(62)),
+        repo,
+    )
+
+
+@_check
+def check_list_replies(repo: SeedableRepository) -> None:
+    """list_replies filters by status and mailbox, newest queued first, at most ``limit``."""
+    old = _queue(repo, 1, 0)
+    failed = _queue(repo, 2, 1)
+    new = _queue(repo, 3, 2, mailbox="other")
+    repo.claim_reply(failed.message_id, "a", _at(3), _at(4))
+    repo.finish_reply(failed.message_id, "a", ReplyStatus.FAILED, _at(3), error="550 no such user")
+    everything = [new.message_id, failed.message_id, old.message_id]
+    _equal(_ids(repo.list_replies()), everything, "every reply, newest first")
+    _equal(_ids(repo.list_replies([ReplyStatus.FAILED])), [failed.message_id], "failed only")
+    pending = [ReplyStatus.PENDING]
+    _equal(_ids(repo.list_replies(pending)), [new.message_id, old.message_id], "pending only")
+    _equal(_ids(repo.list_replies(pending, mailbox="box")), [old.message_id], "pending in box")
+    _equal(_ids(repo.list_replies(limit=2)), everything[:2], "limit 2")
+    _equal(_ids(repo.list_replies([ReplyStatus.SENT])), [], "none sent")
+    [entry] = repo.list_replies([ReplyStatus.FAILED])
+    _equal((entry.last_error, entry.attempts), ("550 no such user", 1), "failed entry listed")
+
+
+@_check
+def check_leases(repo: SeedableRepository) -> None:
+    """acquire_lease: one owner at a time; renewals; take-over once expired; release lets
+    the next owner in at once; leases of different names are independent."""
+    lease = repo.acquire_lease("account:a", "poller-1", _at(0), _at(2))
+    _equal((lease.name, lease.owner, lease.expires), ("account:a", "poller-1", _at(2)), "first")
+    held = repo.acquire_lease("account:a", "poller-2", _at(1), _at(3))
+    _equal((held.owner, held.expires), ("poller-1", _at(2)), "a second owner while it is held")
+    renewed = repo.acquire_lease("account:a", "poller-1", _at(1), _at(4))
+    _equal((renewed.owner, renewed.expires), ("poller-1", _at(4)), "renewed by its holder")
+    other = repo.acquire_lease("account:b", "poller-2", _at(1), _at(3))
+    _equal(other.owner, "poller-2", "a lease of another name")
+    taken = repo.acquire_lease("account:a", "poller-2", _at(4), _at(6))
+    _equal((taken.owner, taken.expires), ("poller-2", _at(6)), "taken over once expired")
+    repo.release_lease("account:a", "poller-1")  # not the holder: nothing happens
+    held = repo.acquire_lease("account:a", "poller-3", _at(5), _at(7))
+    _equal(held.owner, "poller-2", "after a release by someone who does not hold it")
+    repo.release_lease("account:a", "poller-2")
+    mine = repo.acquire_lease("account:a", "poller-3", _at(5), _at(7))
+    _equal(mine.owner, "poller-3", "taken at once after its holder released it")
 
 
 def _demo_run(repo: SeedableRepository) -> list[tuple[str, str, tuple[str, ...], str, str]]:

@@ -134,6 +134,7 @@ def test_fresh_file_is_migrated_to_the_latest_version(tmp_path: Path) -> None:
         "sent_messages",
         "used_tokens",
         "counters",
+        "leases",
         "quarantine",
     } <= tables
 
@@ -142,8 +143,8 @@ def test_a_version_1_file_is_upgraded_and_keeps_its_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "v1.db"
-    with monkeypatch.context() as first_release:
-        first_release.setattr(sqlite_adapter, "MIGRATIONS", MIGRATIONS[:1])
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_adapter, "MIGRATIONS", MIGRATIONS[:1])
         with SqliteRepository(path) as repo:
             assert repo.schema_version == 1
             call = _new_call(repo, "kept across the upgrade")

@@ -8,11 +8,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 
+import attrs
 import pytest
 
 from asm_email_rules.adapters.memory import InMemoryRepository, short_description
 from asm_email_rules.errors import RepositoryError
-from asm_email_rules.model import Call, EntityKind, EntityRef, Person, SummaryKind
+from asm_email_rules.model import (
+    Call,
+    EntityKind,
+    EntityRef,
+    Lease,
+    OutboxEntry,
+    OutgoingEmail,
+    Person,
+    ReplyStatus,
+    SummaryKind,
+)
 from asm_email_rules.protocols import Repository, SeedableRepository
 from asm_email_rules.settings import CallTemplate
 from asm_email_rules.testing import Check, check_repository, repository_checks
@@ -80,9 +91,84 @@ class ForgetsAttachmentBytes(InMemoryRepository):
         return []
 
 
+class ClaimIgnoresOtherSenders(InMemoryRepository):
+    """Hands a reply to whoever asks: two pollers would both send it."""
+
+    def claim_reply(
+        self, reply_message_id: str, owner: str, now: datetime, until: datetime
+    ) -> OutboxEntry | None:
+        entry = self.outbox_entry(reply_message_id)
+        if entry is None or entry.status is not ReplyStatus.PENDING:
+            return None
+        entry = attrs.evolve(entry, claimed_by=owner, claimed_until=until)
+        self._set_outbox(entry)
+        return entry
+
+
+class FinishWithoutClaim(InMemoryRepository):
+    """Records an outcome from a sender that lost its claim (its resend would be recorded twice)."""
+
+    def finish_reply(
+        self,
+        reply_message_id: str,
+        owner: str,
+        status: ReplyStatus,
+        now: datetime,
+        *,
+        error: str = "",
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        entry = self.outbox_entry(reply_message_id)
+        if entry is not None and entry.claimed_by:
+            owner = entry.claimed_by
+        return super().finish_reply(
+            reply_message_id, owner, status, now, error=error, next_attempt_at=next_attempt_at
+        )
+
+
+class DueIncludesClaimed(InMemoryRepository):
+    """Lists replies another sender is sending right now as due."""
+
+    def due_replies(
+        self, now: datetime, *, mailbox: str | None = None, limit: int = 100
+    ) -> Sequence[OutboxEntry]:
+        due = self.list_replies([ReplyStatus.PENDING], mailbox=mailbox, limit=10_000)
+        found = sorted((e for e in due if e.next_attempt_at <= now), key=lambda e: e.queued_at)
+        return found[:limit]
+
+
+class LeaseAlwaysGranted(InMemoryRepository):
+    """Gives an account's lease to every poller that asks."""
+
+    def acquire_lease(self, name: str, owner: str, now: datetime, until: datetime) -> Lease:
+        return Lease(name, owner, until)
+
+
+class ForgetsTheOutbox(InMemoryRepository):
+    """Keeps the ledger entry but drops the reply from the outbox (it would never be sent)."""
+
+    def record_processed(
+        self,
+        mailbox: str,
+        message_id: str,
+        sha256: str,
+        decision_json: str,
+        reply: OutgoingEmail | None,
+        now: datetime,
+    ) -> None:
+        super().record_processed(mailbox, message_id, sha256, decision_json, reply, now)
+        if reply is not None:
+            del self._outbox[reply.message_id.strip("<>")]
+
+
 @pytest.mark.parametrize(
     ("broken", "failing"),
     [
+        (ClaimIgnoresOtherSenders, "claim_reply_keeps_other_senders_out"),
+        (FinishWithoutClaim, "finish_reply"),
+        (DueIncludesClaimed, "due_replies"),
+        (LeaseAlwaysGranted, "leases"),
+        (ForgetsTheOutbox, "outbox_holds_the_reply_recorded_with_the_decision"),
         (CaseSensitiveLookup, "persons_by_address_case_insensitive"),
         (NoRollback, "transaction_rollback_leaves_no_trace"),
         (NoRollback, "nested_transaction_joins_outer"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from asm_email_rules.errors import RepositoryError
-from asm_email_rules.model import SummaryKind, TaskStatus
+from asm_email_rules.model import ReplyStatus, SummaryKind, TaskStatus
 from asm_email_rules.sender import normalise_address
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "SUMMARY_KINDS",
     "TASK_DONE_STATUSES",
     "address_key",
+    "check_finish",
     "message_id_key",
     "short_description",
     "summary_kind",
@@ -77,3 +78,15 @@ def summary_kind(kind: str) -> SummaryKind:
         raise RepositoryError(
             f"unknown summary kind {kind!r}; expected one of {expected}"
         ) from None
+
+
+def check_finish(status: ReplyStatus, next_attempt_at: datetime | None) -> None:
+    """Refuse a ``finish_reply`` outcome that makes no sense, before touching the store.
+
+    Raises ``ValueError`` unless ``status`` is SENT, FAILED, or PENDING with a
+    ``next_attempt_at`` (a retry needs to know when).
+    """
+    if status is ReplyStatus.PENDING and next_attempt_at is None:
+        raise ValueError("finish_reply(PENDING) needs next_attempt_at: when to try again")
+    if status not in (ReplyStatus.SENT, ReplyStatus.FAILED, ReplyStatus.PENDING):
+        raise ValueError(f"finish_reply takes SENT, FAILED or PENDING, not {status.name}")

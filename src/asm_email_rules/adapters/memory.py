@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar, assert_never
@@ -21,6 +21,7 @@ from asm_email_rules.adapters._repository import (
     SUMMARY_KINDS,
     TASK_DONE_STATUSES,
     address_key,
+    check_finish,
     message_id_key,
     short_description,
     summary_kind,
@@ -34,8 +35,10 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     EntryKind,
+    Lease,
     LedgerEntry,
     LogEntry,
+    OutboxEntry,
     OutgoingEmail,
     Person,
     ReplyStatus,
@@ -86,6 +89,16 @@ def _newest_first(records: list[_T], last_update: Callable[[_T], datetime | None
     )
 
 
+def _claimed_by_another(entry: OutboxEntry, owner: str, now: datetime) -> bool:
+    """True while a sender other than ``owner`` holds a live claim on ``entry``."""
+    return (
+        bool(entry.claimed_by)
+        and entry.claimed_by != owner
+        and entry.claimed_until is not None
+        and entry.claimed_until > now
+    )
+
+
 @attrs.frozen
 class _Sent:
     ref: EntityRef | None
@@ -111,6 +124,8 @@ class InMemoryRepository:
         self._ledger: dict[tuple[str, str, str], LedgerEntry] = {}
         self._sent: dict[str, _Sent] = {}
         self._tokens: dict[str, datetime] = {}
+        self._outbox: dict[str, OutboxEntry] = {}
+        self._leases: dict[str, Lease] = {}
         self._counters: dict[str, int] = {"next_call_number": 1, "next_person_id": 1}
         self._quarantine: dict[int, QuarantinedMessage] = {}
         self._undo: list[Callable[[], object]] | None = None
@@ -256,6 +271,45 @@ class InMemoryRepository:
     def is_token_used(self, token_id: str) -> bool:
         """True when this approval token was already spent."""
         return token_id in self._tokens
+
+    # -- reply outbox: reads ------------------------------------------------------------------
+    def outbox_entry(self, reply_message_id: str) -> OutboxEntry | None:
+        """The outbox entry of our reply with this Message-ID (angle brackets optional)."""
+        return self._outbox.get(message_id_key(reply_message_id))
+
+    def due_replies(
+        self, now: datetime, *, mailbox: str | None = None, limit: int = 100
+    ) -> Sequence[OutboxEntry]:
+        """PENDING replies due at ``now`` and not under a live claim, the longest due first."""
+        at = to_utc(now)
+        due = [
+            entry
+            for entry in self._outbox.values()
+            if entry.status is ReplyStatus.PENDING
+            and entry.next_attempt_at <= at
+            and not _claimed_by_another(entry, "", at)
+            and (mailbox is None or entry.mailbox == mailbox)
+        ]
+        due.sort(key=lambda e: (e.next_attempt_at, e.queued_at, message_id_key(e.reply_message_id)))
+        return due[: max(limit, 0)]
+
+    def list_replies(
+        self,
+        statuses: Collection[ReplyStatus] | None = None,
+        *,
+        mailbox: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[OutboxEntry]:
+        """Outbox entries with one of ``statuses`` (all when None), newest queued first."""
+        found = [
+            entry
+            for entry in self._outbox.values()
+            if (statuses is None or entry.status in statuses)
+            and (mailbox is None or entry.mailbox == mailbox)
+        ]
+        found.sort(key=lambda e: message_id_key(e.reply_message_id), reverse=True)
+        found.sort(key=lambda e: e.queued_at, reverse=True)
+        return found[: max(limit, 0)]
 
     # -- seeding ----------------------------------------------------------------------------
     def put_person(self, person: Person) -> None:
@@ -429,6 +483,9 @@ class InMemoryRepository:
             raise RepositoryError(
                 f"message {message_id!r} ({sha256}) already recorded in {mailbox!r}"
             )
+        at = to_utc(now)
+        if reply is not None and message_id_key(reply.message_id) in self._outbox:
+            raise RepositoryError(f"reply {reply.message_id!r} is in the outbox already")
         entry = LedgerEntry(
             mailbox=mailbox,
             message_id=message_id,
@@ -436,9 +493,20 @@ class InMemoryRepository:
             decision_json=decision_json,
             reply=reply,
             reply_status=ReplyStatus.NONE if reply is None else ReplyStatus.PENDING,
-            processed_at=to_utc(now),
+            processed_at=at,
         )
         self._set(self._ledger, key, entry)
+        if reply is not None:
+            queued = OutboxEntry(
+                reply=reply,
+                mailbox=mailbox,
+                message_id=message_id,
+                sha256=sha256,
+                status=ReplyStatus.PENDING,
+                queued_at=at,
+                next_attempt_at=at,
+            )
+            self._set(self._outbox, message_id_key(reply.message_id), queued)
 
     def set_reply_status(
         self,
@@ -457,6 +525,114 @@ class InMemoryRepository:
             raise NotFoundError(f"no ledger entry for {message_id!r} ({sha256}) in {mailbox!r}")
         changed = attrs.evolve(entry, reply_status=status, attempts=attempts, last_error=error)
         self._set(self._ledger, key, changed)
+        if entry.reply is not None:
+            reply_key = message_id_key(entry.reply.message_id)
+            queued = self._outbox.get(reply_key)
+            if queued is not None:
+                queued = attrs.evolve(queued, status=status, attempts=attempts, last_error=error)
+                self._set(self._outbox, reply_key, queued)
+
+    # -- reply outbox and leases: writes ------------------------------------------------------
+    def _set_outbox(self, entry: OutboxEntry) -> None:
+        """Store an outbox entry and keep its ledger entry's reply state in step."""
+        self._set(self._outbox, message_id_key(entry.reply_message_id), entry)
+        key = (entry.mailbox, entry.message_id, entry.sha256)
+        ledger = self._ledger.get(key)
+        if ledger is not None:
+            self._set(
+                self._ledger,
+                key,
+                attrs.evolve(
+                    ledger,
+                    reply_status=entry.status,
+                    attempts=entry.attempts,
+                    last_error=entry.last_error,
+                ),
+            )
+
+    def claim_reply(
+        self, reply_message_id: str, owner: str, now: datetime, until: datetime
+    ) -> OutboxEntry | None:
+        """Claim a PENDING, due reply that no other sender holds; None when it cannot be."""
+        entry = self._outbox.get(message_id_key(reply_message_id))
+        at = to_utc(now)
+        if (
+            entry is None
+            or entry.status is not ReplyStatus.PENDING
+            or entry.next_attempt_at > at
+            or _claimed_by_another(entry, owner, at)
+        ):
+            return None
+        claimed = attrs.evolve(entry, claimed_by=owner, claimed_until=to_utc(until))
+        self._set_outbox(claimed)
+        return claimed
+
+    def finish_reply(
+        self,
+        reply_message_id: str,
+        owner: str,
+        status: ReplyStatus,
+        now: datetime,
+        *,
+        error: str = "",
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """Record one attempt's outcome if ``owner`` holds the claim; release the claim."""
+        check_finish(status, next_attempt_at)
+        entry = self._outbox.get(message_id_key(reply_message_id))
+        if entry is None or entry.status is not ReplyStatus.PENDING or entry.claimed_by != owner:
+            return False
+        at = to_utc(now)
+        finished = attrs.evolve(
+            entry,
+            status=status,
+            attempts=entry.attempts + 1,
+            last_error=error,
+            claimed_by="",
+            claimed_until=None,
+            sent_at=at if status is ReplyStatus.SENT else entry.sent_at,
+            next_attempt_at=to_utc(next_attempt_at) if next_attempt_at else entry.next_attempt_at,
+        )
+        self._set_outbox(finished)
+        return True
+
+    def requeue_reply(self, reply_message_id: str, now: datetime) -> OutboxEntry:
+        """Put a FAILED reply back in the outbox, due at ``now`` with a new retry window."""
+        entry = self._outbox.get(message_id_key(reply_message_id))
+        if entry is None:
+            raise NotFoundError(f"no reply {reply_message_id!r} in the outbox")
+        if entry.status is not ReplyStatus.FAILED:
+            raise RepositoryError(
+                f"reply {reply_message_id!r} is {entry.status.value}, not failed: not requeued"
+            )
+        at = to_utc(now)
+        queued = attrs.evolve(
+            entry,
+            status=ReplyStatus.PENDING,
+            queued_at=at,
+            next_attempt_at=at,
+            claimed_by="",
+            claimed_until=None,
+        )
+        self._set_outbox(queued)
+        return queued
+
+    def acquire_lease(self, name: str, owner: str, now: datetime, until: datetime) -> Lease:
+        """Take or renew the lease ``name`` unless another owner holds it past ``now``."""
+        held = self._leases.get(name)
+        if held is not None and held.owner != owner and held.expires > to_utc(now):
+            return held
+        lease = Lease(name, owner, to_utc(until))
+        self._set(self._leases, name, lease)
+        return lease
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give up the lease ``name`` if ``owner`` holds it."""
+        held = self._leases.get(name)
+        if held is not None and held.owner == owner:
+            if self._undo is not None:
+                self._undo.append(lambda: self._leases.__setitem__(name, held))
+            del self._leases[name]
 
     def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:
         """Remember a Message-ID we sent (threading, reply budget); the same id replaces."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
@@ -50,6 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the PostgreSQL store needs psycopg 3: pip install 'asm-email-rules[postgres]'"
     ) from exc
 
+from asm_email_rules.adapters._repository import check_finish
 from asm_email_rules.adapters.memory import (
     SUMMARY_KINDS,
     TASK_DONE_STATUSES,
@@ -67,8 +68,10 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     EntryKind,
+    Lease,
     LedgerEntry,
     LogEntry,
+    OutboxEntry,
     OutgoingEmail,
     Person,
     ReplyStatus,
@@ -227,7 +230,31 @@ _V1: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V2: Migration = (
+    # The reply outbox lives in the ledger row that recorded the reply (as in SQLite); our
+    # reply's Message-ID, without angle brackets, names it.
+    "ALTER TABLE ledger ADD COLUMN reply_message_id text",
+    "ALTER TABLE ledger ADD COLUMN queued_at timestamptz",
+    "ALTER TABLE ledger ADD COLUMN next_attempt_at timestamptz",
+    "ALTER TABLE ledger ADD COLUMN claimed_by text NOT NULL DEFAULT ''",
+    "ALTER TABLE ledger ADD COLUMN claimed_until timestamptz",
+    "ALTER TABLE ledger ADD COLUMN sent_at timestamptz",
+    """UPDATE ledger SET
+        reply_message_id = btrim(btrim(reply_json::json ->> 'message_id'), '<>'),
+        queued_at = COALESCE(processed_at, 'epoch'),
+        next_attempt_at = COALESCE(processed_at, 'epoch')
+        WHERE reply_json IS NOT NULL""",
+    "CREATE UNIQUE INDEX ledger_by_reply ON ledger (reply_message_id)"
+    " WHERE reply_message_id IS NOT NULL",
+    "CREATE INDEX ledger_replies_due ON ledger (next_attempt_at) WHERE reply_status = 'pending'",
+    """CREATE TABLE leases (
+        name text PRIMARY KEY,
+        owner text NOT NULL,
+        expires timestamptz NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
 
 _RECORD_TABLES: dict[EntityKind, str] = {
@@ -726,6 +753,73 @@ class PostgresRepository:
         """True when this approval token was already spent."""
         return self._one("SELECT 1 FROM used_tokens WHERE token_id = %s", (token_id,)) is not None
 
+    # -- reply outbox: reads ------------------------------------------------------------------
+    _OUTBOX_COLUMNS = (
+        "reply_json, mailbox, message_id, sha256, reply_status, queued_at, next_attempt_at,"
+        " attempts, last_error, claimed_by, claimed_until, sent_at"
+    )
+
+    @staticmethod
+    def _outbox(row: Any) -> OutboxEntry:
+        return OutboxEntry(
+            reply=reply_from_json(row[0]),
+            mailbox=row[1],
+            message_id=row[2],
+            sha256=row[3],
+            status=ReplyStatus(row[4]),
+            queued_at=to_utc(row[5]),
+            next_attempt_at=to_utc(row[6]),
+            attempts=row[7],
+            last_error=row[8],
+            claimed_by=row[9],
+            claimed_until=_opt_utc(row[10]),
+            sent_at=_opt_utc(row[11]),
+        )
+
+    def outbox_entry(self, reply_message_id: str) -> OutboxEntry | None:
+        """The outbox entry of our reply with this Message-ID (angle brackets optional)."""
+        row = self._one(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger WHERE reply_message_id = %s",
+            (message_id_key(reply_message_id),),
+        )
+        return None if row is None else self._outbox(row)
+
+    def due_replies(
+        self, now: datetime, *, mailbox: str | None = None, limit: int = 100
+    ) -> Sequence[OutboxEntry]:
+        """PENDING replies due at ``now`` and not under a live claim, the longest due first."""
+        rows = self._execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger"
+            " WHERE reply_status = 'pending' AND next_attempt_at <= %(at)s"
+            " AND (claimed_by = '' OR claimed_until IS NULL OR claimed_until <= %(at)s)"
+            " AND (%(mailbox)s::text IS NULL OR mailbox = %(mailbox)s)"
+            " ORDER BY next_attempt_at, queued_at, reply_message_id LIMIT %(limit)s",
+            {"at": to_utc(now), "mailbox": mailbox, "limit": max(limit, 0)},
+        ).fetchall()
+        return [self._outbox(row) for row in rows]
+
+    def list_replies(
+        self,
+        statuses: Collection[ReplyStatus] | None = None,
+        *,
+        mailbox: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[OutboxEntry]:
+        """Outbox entries with one of ``statuses`` (all when None), newest queued first."""
+        rows = self._execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger WHERE reply_message_id IS NOT NULL"
+            " AND (%(all)s OR reply_status = ANY(%(statuses)s::text[]))"
+            " AND (%(mailbox)s::text IS NULL OR mailbox = %(mailbox)s)"
+            " ORDER BY queued_at DESC, reply_message_id DESC LIMIT %(limit)s",
+            {
+                "all": statuses is None,
+                "statuses": [status.value for status in (statuses or ())],
+                "mailbox": mailbox,
+                "limit": max(limit, 0),
+            },
+        ).fetchall()
+        return [self._outbox(row) for row in rows]
+
     # -- seeding ----------------------------------------------------------------------------
     def put_person(self, person: Person) -> None:
         """Insert or replace a person record as given (id included)."""
@@ -1044,10 +1138,11 @@ class PostgresRepository:
         refused when it commits.
         """
         status = ReplyStatus.NONE if reply is None else ReplyStatus.PENDING
+        queued = None if reply is None else to_utc(now)
         row = self._one(
             "INSERT INTO ledger (mailbox, message_id, sha256, decision_json, reply_json,"
-            " reply_status, attempts, last_error, processed_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, 0, '', %s)"
+            " reply_status, attempts, last_error, processed_at, reply_message_id, queued_at,"
+            " next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, 0, '', %s, %s, %s, %s)"
             " ON CONFLICT (mailbox, message_id, sha256) DO NOTHING RETURNING 1",
             (
                 mailbox,
@@ -1057,6 +1152,9 @@ class PostgresRepository:
                 None if reply is None else reply_to_json(reply),
                 status.value,
                 to_utc(now),
+                None if reply is None else message_id_key(reply.message_id),
+                queued,
+                queued,
             ),
         )
         if row is None:
@@ -1082,6 +1180,107 @@ class PostgresRepository:
         )
         if cursor.rowcount == 0:
             raise NotFoundError(f"no ledger entry for {message_id!r} ({sha256}) in {mailbox!r}")
+
+    # -- reply outbox and leases: writes ------------------------------------------------------
+    def claim_reply(
+        self, reply_message_id: str, owner: str, now: datetime, until: datetime
+    ) -> OutboxEntry | None:
+        """Claim a PENDING, due reply that no other sender holds; None when it cannot be.
+
+        One conditional ``UPDATE``: a second sender racing for the row waits for the first
+        one's commit, re-reads the row and finds it claimed.
+        """
+        row = self._one(
+            "UPDATE ledger SET claimed_by = %(owner)s, claimed_until = %(until)s"
+            " WHERE reply_message_id = %(id)s AND reply_status = 'pending'"
+            " AND next_attempt_at <= %(at)s AND (claimed_by IN ('', %(owner)s)"
+            " OR claimed_until IS NULL OR claimed_until <= %(at)s)"
+            f" RETURNING {self._OUTBOX_COLUMNS}",
+            {
+                "owner": owner,
+                "until": to_utc(until),
+                "id": message_id_key(reply_message_id),
+                "at": to_utc(now),
+            },
+        )
+        return None if row is None else self._outbox(row)
+
+    def finish_reply(
+        self,
+        reply_message_id: str,
+        owner: str,
+        status: ReplyStatus,
+        now: datetime,
+        *,
+        error: str = "",
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """Record one attempt's outcome if ``owner`` holds the claim; release the claim."""
+        check_finish(status, next_attempt_at)
+        row = self._one(
+            "UPDATE ledger SET reply_status = %(status)s, attempts = attempts + 1,"
+            " last_error = %(error)s, claimed_by = '', claimed_until = NULL,"
+            " sent_at = CASE WHEN %(sent)s THEN %(at)s ELSE sent_at END,"
+            " next_attempt_at = COALESCE(%(next)s, next_attempt_at)"
+            " WHERE reply_message_id = %(id)s AND reply_status = 'pending'"
+            " AND claimed_by = %(owner)s RETURNING 1",
+            {
+                "status": status.value,
+                "error": error,
+                "sent": status is ReplyStatus.SENT,
+                "at": to_utc(now),
+                "next": None if next_attempt_at is None else to_utc(next_attempt_at),
+                "id": message_id_key(reply_message_id),
+                "owner": owner,
+            },
+        )
+        return row is not None
+
+    def requeue_reply(self, reply_message_id: str, now: datetime) -> OutboxEntry:
+        """Put a FAILED reply back in the outbox, due at ``now`` with a new retry window."""
+        key = message_id_key(reply_message_id)
+        with self.transaction():
+            row = self._one(
+                "SELECT reply_status FROM ledger WHERE reply_message_id = %s FOR UPDATE", (key,)
+            )
+            if row is None:
+                raise NotFoundError(f"no reply {reply_message_id!r} in the outbox")
+            if row[0] != ReplyStatus.FAILED.value:
+                raise RepositoryError(
+                    f"reply {reply_message_id!r} is {row[0]}, not failed: not requeued"
+                )
+            row = self._one(
+                "UPDATE ledger SET reply_status = 'pending', queued_at = %(at)s,"
+                " next_attempt_at = %(at)s, claimed_by = '', claimed_until = NULL"
+                f" WHERE reply_message_id = %(id)s RETURNING {self._OUTBOX_COLUMNS}",
+                {"at": to_utc(now), "id": key},
+            )
+        return self._outbox(row)
+
+    def acquire_lease(self, name: str, owner: str, now: datetime, until: datetime) -> Lease:
+        """Take or renew the lease ``name`` unless another owner holds it past ``now``.
+
+        One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``: two pollers asking at once are
+        serialised on the row, and the second sees the first one's lease.
+        """
+        for _ in range(3):  # the holder may release between our upsert and our read
+            row = self._one(
+                "INSERT INTO leases (name, owner, expires) VALUES (%(name)s, %(owner)s, %(until)s)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " expires = excluded.expires"
+                " WHERE leases.owner = excluded.owner OR leases.expires <= %(at)s"
+                " RETURNING owner, expires",
+                {"name": name, "owner": owner, "until": to_utc(until), "at": to_utc(now)},
+            )
+            if row is None:
+                row = self._one("SELECT owner, expires FROM leases WHERE name = %s", (name,))
+            if row is not None:
+                return Lease(name, row[0], to_utc(row[1]))
+        raise RepositoryError(f"{self._where}: lease {name!r} changed hands three times at once")
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give up the lease ``name`` if ``owner`` holds it."""
+        self._execute("DELETE FROM leases WHERE name = %s AND owner = %s", (name, owner))
 
     def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:
         """Remember a Message-ID we sent (threading, reply budget); the same id replaces."""

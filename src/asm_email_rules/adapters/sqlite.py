@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
@@ -25,6 +25,7 @@ import attrs
 from asm_email_rules.adapters._repository import (
     TASK_DONE_STATUSES,
     address_key,
+    check_finish,
     message_id_key,
     short_description,
     summary_kind,
@@ -38,8 +39,10 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     EntryKind,
+    Lease,
     LedgerEntry,
     LogEntry,
+    OutboxEntry,
     OutgoingEmail,
     Person,
     ReplyStatus,
@@ -193,7 +196,33 @@ _V1: Migration = (
     "INSERT INTO counters (name, value) VALUES ('next_call_number', 1)",
 )
 
+_EPOCH = "1970-01-01T00:00:00.000000+00:00"
+
 _V2: Migration = (
+    # The reply outbox lives in the ledger row that recorded the reply (one source of truth
+    # for its state); our reply's Message-ID names it, without angle brackets.
+    "ALTER TABLE ledger ADD COLUMN reply_message_id TEXT",
+    "ALTER TABLE ledger ADD COLUMN queued_at TEXT",
+    "ALTER TABLE ledger ADD COLUMN next_attempt_at TEXT",
+    "ALTER TABLE ledger ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE ledger ADD COLUMN claimed_until TEXT",
+    "ALTER TABLE ledger ADD COLUMN sent_at TEXT",
+    f"""UPDATE ledger SET
+        reply_message_id = trim(trim(json_extract(reply_json, '$.message_id')), '<>'),
+        queued_at = COALESCE(processed_at, '{_EPOCH}'),
+        next_attempt_at = COALESCE(processed_at, '{_EPOCH}')
+        WHERE reply_json IS NOT NULL""",
+    "CREATE UNIQUE INDEX ledger_by_reply ON ledger (reply_message_id)"
+    " WHERE reply_message_id IS NOT NULL",
+    "CREATE INDEX ledger_replies_due ON ledger (next_attempt_at) WHERE reply_status = 'pending'",
+    """CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires TEXT NOT NULL
+    )""",
+)
+
+_V3: Migration = (
     f"""CREATE TABLE quarantine (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         account TEXT NOT NULL,
@@ -211,7 +240,7 @@ _V2: Migration = (
 )
 """The store's quarantine (:mod:`asm_email_rules.quarantine`)."""
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 """Schema steps; the file's ``PRAGMA user_version`` is how many of them it has applied."""
 
 _RECORD_TABLES: dict[EntityKind, str] = {
@@ -639,6 +668,69 @@ class SqliteRepository:
         )
         return int(row[0])
 
+    _OUTBOX_COLUMNS = (
+        "reply_json, mailbox, message_id, sha256, reply_status, queued_at, next_attempt_at,"
+        " attempts, last_error, claimed_by, claimed_until, sent_at"
+    )
+
+    @staticmethod
+    def _outbox(row: Any) -> OutboxEntry:
+        return OutboxEntry(
+            reply=reply_from_json(row[0]),
+            mailbox=row[1],
+            message_id=row[2],
+            sha256=row[3],
+            status=ReplyStatus(row[4]),
+            queued_at=to_utc(datetime.fromisoformat(row[5])),
+            next_attempt_at=to_utc(datetime.fromisoformat(row[6])),
+            attempts=row[7],
+            last_error=row[8],
+            claimed_by=row[9],
+            claimed_until=_moment(row[10]),
+            sent_at=_moment(row[11]),
+        )
+
+    def outbox_entry(self, reply_message_id: str) -> OutboxEntry | None:
+        """The outbox entry of our reply with this Message-ID (angle brackets optional)."""
+        row = self._one(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger WHERE reply_message_id = ?",
+            (message_id_key(reply_message_id),),
+        )
+        return None if row is None else self._outbox(row)
+
+    def due_replies(
+        self, now: datetime, *, mailbox: str | None = None, limit: int = 100
+    ) -> Sequence[OutboxEntry]:
+        """PENDING replies due at ``now`` and not under a live claim, the longest due first."""
+        at = _text(now)
+        rows = self._execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger"
+            " WHERE reply_status = 'pending' AND next_attempt_at <= ?"
+            " AND (claimed_by = '' OR claimed_until IS NULL OR claimed_until <= ?)"
+            " AND (? IS NULL OR mailbox = ?)"
+            " ORDER BY next_attempt_at, queued_at, reply_message_id LIMIT ?",
+            (at, at, mailbox, mailbox, max(limit, 0)),
+        ).fetchall()
+        return [self._outbox(row) for row in rows]
+
+    def list_replies(
+        self,
+        statuses: Collection[ReplyStatus] | None = None,
+        *,
+        mailbox: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[OutboxEntry]:
+        """Outbox entries with one of ``statuses`` (all when None), newest queued first."""
+        wanted = [status.value for status in (statuses or ())]
+        marks = ", ".join("?" for _ in wanted) or "NULL"
+        rows = self._execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger WHERE reply_message_id IS NOT NULL"
+            f" AND (? OR reply_status IN ({marks})) AND (? IS NULL OR mailbox = ?)"
+            " ORDER BY queued_at DESC, reply_message_id DESC LIMIT ?",
+            (statuses is None, *wanted, mailbox, mailbox, max(limit, 0)),
+        ).fetchall()
+        return [self._outbox(row) for row in rows]
+
     def is_token_used(self, token_id: str) -> bool:
         """True when this approval token was already spent."""
         return self._one("SELECT 1 FROM used_tokens WHERE token_id = ?", (token_id,)) is not None
@@ -934,11 +1026,12 @@ class SqliteRepository:
     ) -> None:
         """Write the ledger entry (reply PENDING, or NONE without one); a second is refused."""
         status = ReplyStatus.NONE if reply is None else ReplyStatus.PENDING
+        queued = None if reply is None else _text(now)
         try:
             self._conn.execute(
                 "INSERT INTO ledger (mailbox, message_id, sha256, decision_json, reply_json,"
-                " reply_status, attempts, last_error, processed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 0, '', ?)",
+                " reply_status, attempts, last_error, processed_at, reply_message_id,"
+                " queued_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?)",
                 (
                     mailbox,
                     message_id,
@@ -947,9 +1040,16 @@ class SqliteRepository:
                     None if reply is None else reply_to_json(reply),
                     status.value,
                     _text(now),
+                    None if reply is None else message_id_key(reply.message_id),
+                    queued,
+                    queued,
                 ),
             )
         except sqlite3.IntegrityError as exc:
+            if "reply_message_id" in str(exc) and reply is not None:
+                raise RepositoryError(
+                    f"reply {reply.message_id!r} is in the outbox already"
+                ) from exc
             raise RepositoryError(
                 f"message {message_id!r} ({sha256}) already recorded in {mailbox!r}"
             ) from exc
@@ -974,6 +1074,91 @@ class SqliteRepository:
         )
         if cursor.rowcount == 0:
             raise NotFoundError(f"no ledger entry for {message_id!r} ({sha256}) in {mailbox!r}")
+
+    # -- reply outbox and leases: writes ------------------------------------------------------
+    def claim_reply(
+        self, reply_message_id: str, owner: str, now: datetime, until: datetime
+    ) -> OutboxEntry | None:
+        """Claim a PENDING, due reply that no other sender holds; None when it cannot be."""
+        key, at = message_id_key(reply_message_id), _text(now)
+        with self.transaction():
+            cursor = self._execute(
+                "UPDATE ledger SET claimed_by = ?, claimed_until = ?"
+                " WHERE reply_message_id = ? AND reply_status = 'pending'"
+                " AND next_attempt_at <= ?"
+                " AND (claimed_by IN ('', ?) OR claimed_until IS NULL OR claimed_until <= ?)",
+                (owner, _text(until), key, at, owner, at),
+            )
+            if cursor.rowcount == 0:
+                return None
+            return self.outbox_entry(key)
+
+    def finish_reply(
+        self,
+        reply_message_id: str,
+        owner: str,
+        status: ReplyStatus,
+        now: datetime,
+        *,
+        error: str = "",
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """Record one attempt's outcome if ``owner`` holds the claim; release the claim."""
+        check_finish(status, next_attempt_at)
+        cursor = self._execute(
+            "UPDATE ledger SET reply_status = ?, attempts = attempts + 1, last_error = ?,"
+            " claimed_by = '', claimed_until = NULL,"
+            " sent_at = CASE WHEN ? THEN ? ELSE sent_at END,"
+            " next_attempt_at = COALESCE(?, next_attempt_at)"
+            " WHERE reply_message_id = ? AND reply_status = 'pending' AND claimed_by = ?",
+            (
+                status.value,
+                error,
+                status is ReplyStatus.SENT,
+                _text(now),
+                _opt_text(next_attempt_at),
+                message_id_key(reply_message_id),
+                owner,
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def requeue_reply(self, reply_message_id: str, now: datetime) -> OutboxEntry:
+        """Put a FAILED reply back in the outbox, due at ``now`` with a new retry window."""
+        key, at = message_id_key(reply_message_id), _text(now)
+        with self.transaction():
+            row = self._one("SELECT reply_status FROM ledger WHERE reply_message_id = ?", (key,))
+            if row is None:
+                raise NotFoundError(f"no reply {reply_message_id!r} in the outbox")
+            if row[0] != ReplyStatus.FAILED.value:
+                raise RepositoryError(
+                    f"reply {reply_message_id!r} is {row[0]}, not failed: not requeued"
+                )
+            self._execute(
+                "UPDATE ledger SET reply_status = 'pending', queued_at = ?, next_attempt_at = ?,"
+                " claimed_by = '', claimed_until = NULL WHERE reply_message_id = ?",
+                (at, at, key),
+            )
+            entry = self.outbox_entry(key)
+        assert entry is not None
+        return entry
+
+    def acquire_lease(self, name: str, owner: str, now: datetime, until: datetime) -> Lease:
+        """Take or renew the lease ``name`` unless another owner holds it past ``now``."""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO leases (name, owner, expires) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " expires = excluded.expires"
+                " WHERE leases.owner = excluded.owner OR leases.expires <= ?",
+                (name, owner, _text(until), _text(now)),
+            )
+            row = self._one("SELECT owner, expires FROM leases WHERE name = ?", (name,))
+        return Lease(name, row[0], to_utc(datetime.fromisoformat(row[1])))
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give up the lease ``name`` if ``owner`` holds it."""
+        self._execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
 
     def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:
         """Remember a Message-ID we sent (threading, reply budget); the same id replaces."""
