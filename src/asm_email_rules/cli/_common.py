@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from asm_email_rules.adapters.sqlite import SqliteRepository
-from asm_email_rules.config import Config, load_config
+from asm_email_rules.config import Config, load_config, store_location
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.sample import DEMO_MAILBOX_OPTIONS, DEMO_SYSTEM, sample_mailbox
 from asm_email_rules.settings import MailboxSettings, SystemSettings
@@ -91,10 +91,19 @@ def store_for(args: argparse.Namespace) -> SqliteRepository:
     from asm_email_rules.bootstrap import open_store
 
     if getattr(args, "store", None):
-        return open_store(Path(args.store), must_exist=True)
-    if not getattr(args, "config", None):
+        location = store_location(args.store, Path.cwd())
+    elif getattr(args, "config", None):
+        location = load_config(args.config, secrets=False).store
+    else:
         raise UsageError("say which store: --config F or --store DB")
-    return open_store(load_config(args.config, secrets=False).store, must_exist=True)
+    if not isinstance(location, Path):
+        raise UsageError(
+            "this command works on the bundled SQLite store; a PostgreSQL store is your own "
+            "to manage (see docs/storage.md)"
+        )
+    store = open_store(location, must_exist=True)
+    assert isinstance(store, SqliteRepository)  # a Path always opens SQLite
+    return store
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:

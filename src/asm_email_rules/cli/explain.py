@@ -11,7 +11,7 @@ from typing import Any
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.bootstrap import open_sample_store, open_store
 from asm_email_rules.cli._common import EXIT_MESSAGE, EXIT_OK, STDIN, read_file, settings_for
-from asm_email_rules.config import Config
+from asm_email_rules.config import Config, store_location
 from asm_email_rules.errors import MessageParseError
 from asm_email_rules.pipeline import explain
 from asm_email_rules.protocols import Repository
@@ -30,7 +30,11 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("file", metavar="FILE.eml", help="the message (- for standard input)")
     parser.add_argument("--config", metavar="F", help="configuration file (mailbox settings)")
-    parser.add_argument("--store", metavar="DB", help="SQLite store to read (default: config's)")
+    parser.add_argument(
+        "--store",
+        metavar="DB",
+        help="store to read: a SQLite file or a postgresql:// URL (default: config's)",
+    )
     parser.add_argument(
         "--account", metavar="NAME", help="account whose settings to use (default: the first)"
     )
@@ -43,9 +47,9 @@ def _store(args: argparse.Namespace, config: Config | None) -> tuple[Repository,
     name for the output. A configured store that does not exist yet is an empty one (nothing
     is created: this is a dry run)."""
     if args.store:
-        return open_store(Path(args.store), must_exist=True), args.store
+        return open_store(store_location(args.store, Path.cwd()), must_exist=True), args.store
     if config is not None:
-        if not config.store.exists():
+        if isinstance(config.store, Path) and not config.store.exists():
             empty = f"an empty store ({config.store} does not exist yet)"
             return InMemoryRepository(), empty
         return open_store(config.store, must_exist=True), str(config.store)
