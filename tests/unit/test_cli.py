@@ -148,7 +148,18 @@ def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -
 
 @pytest.mark.parametrize(
     "command",
-    ["demo", "explain", "process", "deliver", "poll", "truncate", "init", "people", "calls"],
+    [
+        "demo",
+        "explain",
+        "process",
+        "deliver",
+        "poll",
+        "truncate",
+        "init",
+        "people",
+        "calls",
+        "check",
+    ],
 )
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, out, _ = run(capsys, command, "--help")
@@ -264,6 +275,7 @@ def test_each_command_module_declares_its_own_parser_and_runner() -> None:
     assert names == [
         "init",
         "people",
+        "check",
         "poll",
         "deliver",
         "process",

@@ -107,14 +107,32 @@ class SmtpMailer:
             client.ehlo()
         return client
 
-    def _deliver(self, envelope: str, recipient: str, raw: bytes) -> None:
+    def verify(self) -> str:
+        """Connect, sign in (when ``username`` is set) and quit, sending nothing.
+
+        For ``asm-email-rules check``. Returns what was checked, in words; raises the same
+        typed :class:`SendError` as :meth:`send` (a refused sign-in is a
+        :class:`~asm_email_rules.errors.SendAuthenticationError`).
+        """
+        self._deliver("", "", None)
+        where = f"SMTP {self.config.host}:{self.config.port} ({self.config.security.value})"
+        if not self.config.username:
+            return f"{where}: connected (no sign-in configured)"
+        how = self._oauth2.mechanism.sasl_name if self._oauth2 is not None else "password"
+        return f"{where}: signed in as {self.config.username} ({how})"
+
+    def _deliver(self, envelope: str, recipient: str, raw: bytes | None) -> None:
+        """One session: connect, sign in, send ``raw`` (or only NOOP when it is None), quit."""
         where = f"SMTP {self.config.host}:{self.config.port}"
         client: smtplib.SMTP | None = None
         try:
             client = self._connect()
             if self.config.username:
                 self._sign_in(client)
-            client.sendmail(envelope, [recipient], raw)
+            if raw is None:
+                client.noop()
+            else:
+                client.sendmail(envelope, [recipient], raw)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(recipient, next(iter(exc.recipients.values())))
             raise error_for_code(

@@ -20,6 +20,7 @@ from types import ModuleType
 
 from asm_email_rules.cli import (
     calls,
+    check,
     deliver,
     demo,
     explain,
@@ -60,6 +61,7 @@ __all__ = [
 COMMANDS: tuple[ModuleType, ...] = (
     init,
     people,
+    check,
     poll,
     deliver,
     process,

@@ -16,6 +16,7 @@ from typing import Any
 
 from asm_email_rules.bootstrap import make_mailer, open_store
 from asm_email_rules.cli._common import PROG
+from asm_email_rules.cli.poll import refuse_misconfigured
 from asm_email_rules.config import load_config
 from asm_email_rules.delivery import EX_TEMPFAIL, Verdict, deliver_message
 
@@ -62,6 +63,7 @@ def _deliver(args: argparse.Namespace, raw: bytes) -> int:
     mailer = make_mailer(config)
     repository = open_store(config.store, must_exist=True)
     try:
+        refuse_misconfigured(config, repository)
         outcome = deliver_message(
             raw, repository, mailer, account.mailbox, config.system, datetime.now(UTC)
         )

@@ -10,8 +10,11 @@ from typing import Any
 
 from asm_email_rules.bootstrap import bootstrap
 from asm_email_rules.cli._common import EXIT_OK, EXIT_TRANSPORT
-from asm_email_rules.config import load_config
+from asm_email_rules.cli.check import settings_findings
+from asm_email_rules.config import Config, load_config
+from asm_email_rules.desk_check import Level
 from asm_email_rules.errors import ConfigError
+from asm_email_rules.protocols import Repository
 from asm_email_rules.service import PollingService, PollReport
 
 NAME = "poll"
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not any(account.active for account in config.accounts):
         raise ConfigError("no active [[accounts]] to poll", source=str(config.source or ""))
     with bootstrap(config) as wiring:
+        refuse_misconfigured(config, wiring.repository)
         if wiring.mailer is None:
             log.warning("no [smtp] section: replies are recorded in the store as pending, not sent")
         stop = threading.Event()
@@ -47,6 +51,19 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_TRANSPORT if report.total("errors") else EXIT_OK
         _run_until_signalled(wiring.service, stop)
         return EXIT_OK
+
+
+def refuse_misconfigured(config: Config, repository: Repository) -> None:
+    """Log the settings' warnings; raise ConfigError on the first error (ids naming nobody or
+    a non-analyst), so the service never runs with a desk that logs calls wrongly."""
+    findings = settings_findings(config, repository)
+    errors = [finding for finding in findings if finding.level is Level.ERROR]
+    if errors:
+        more = f" (and {len(errors) - 1} more: see `asm-email-rules check`)" if errors[1:] else ""
+        first = errors[0]
+        raise ConfigError(f"{first.where}: {first.message}{more}", source=str(config.source or ""))
+    for finding in findings:
+        log.warning("%s: %s", finding.where, finding.message)
 
 
 def _print_report(report: PollReport) -> None:
