@@ -743,8 +743,13 @@ def _store(root: _Table, text: str, base: Path) -> Path | PostgresStore:
         raise root.fail(
             "store_password", "must not be written here: use store_password_env or _file"
         )
-    password, path = root.secret_from("store_password", required=False)
-    if path is not None and root.secrets:
+    # The store's password is read even for dry runs: explain reads the store.
+    reading, root.secrets = root.secrets, True
+    try:
+        password, path = root.secret_from("store_password", required=False)
+    finally:
+        root.secrets = reading
+    if path is not None:
         try:
             password = path.read_text(encoding="utf-8").strip()
         except OSError as exc:

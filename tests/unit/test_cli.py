@@ -281,6 +281,7 @@ def test_each_command_module_declares_its_own_parser_and_runner() -> None:
         "process",
         "explain",
         "calls",
+        "quarantine",
         "demo",
         "truncate",
         "tables",

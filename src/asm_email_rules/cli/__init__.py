@@ -28,6 +28,7 @@ from asm_email_rules.cli import (
     people,
     poll,
     process,
+    quarantine,
     tables,
     truncate,
 )
@@ -67,6 +68,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     process,
     explain,
     calls,
+    quarantine,
     demo,
     truncate,
     tables,
