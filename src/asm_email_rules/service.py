@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 
 import attrs
 
+from asm_email_rules.actions import Discard
 from asm_email_rules.config import AccountConfig, Config
+from asm_email_rules.decision import Outcome
 from asm_email_rules.errors import MailboxError, MessageParseError, NotFoundError, RepositoryError
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
@@ -46,6 +48,8 @@ class AccountReport:
     ``processed``: acted on for the first time; ``duplicates``: already in the ledger (a crash
     or retry), acknowledged without acting again; ``retried``: kept because the reply hit a
     transient failure; ``quarantined``: set aside; ``errors``: mailbox or store failures.
+    Among the processed: ``discarded`` by a rule (nothing acted, no reply), and
+    ``suppressed``, whose reply the reply budget, the loop guard or the age limit held back.
     """
 
     account: str
@@ -54,6 +58,8 @@ class AccountReport:
     retried: int = 0
     quarantined: int = 0
     errors: int = 0
+    discarded: int = 0
+    suppressed: int = 0
     sessions: int = 0
     skipped: bool = False
     last_error: str = ""
@@ -83,6 +89,8 @@ class _Counts:
     retried: int = 0
     quarantined: int = 0
     errors: int = 0
+    discarded: int = 0
+    suppressed: int = 0
     sessions: int = 0
     last_error: str = ""
 
@@ -270,6 +278,7 @@ class PollingService:
             counts.duplicates += 1
         else:
             counts.processed += 1
+        noteworthy = self._note_discard_or_suppression(message, result)
         if result.disposition is Disposition.DELETE:
             message.mailbox.delete(message.key)
         elif result.disposition is Disposition.RETRY:
@@ -279,9 +288,28 @@ class PollingService:
             detail = entry.last_error if entry is not None else "reply could not be sent"
             self._quarantine(message, f"reply not sent: {detail}")
             counts.quarantined += 1
-        troubled = result.reply_status is ReplyStatus.FAILED
+        troubled = result.reply_status is ReplyStatus.FAILED or noteworthy
         troubled = troubled or result.disposition is not Disposition.DELETE
         self._log(message, logging.WARNING if troubled else logging.INFO)
+
+    @staticmethod
+    def _note_discard_or_suppression(message: _InHand, result: ProcessResult) -> bool:
+        """Count a discard or a held-back reply and put its reason in the log line; True when
+        there was one (the line is then a WARNING: the sender gets nothing and should not)."""
+        decision = result.decision
+        if decision is None:
+            return False
+        noteworthy = False
+        if decision.outcome is Outcome.DISCARD:
+            message.counts.discarded += 1
+            why = [a.reason for a in decision.actions if isinstance(a, Discard)]
+            message.fields["discarded"] = "; ".join([*why, *decision.reasons[-1:]])
+            noteworthy = True
+        if decision.reply_suppressed:
+            message.counts.suppressed += 1
+            message.fields["reply_suppressed"] = decision.reply_suppressed
+            noteworthy = True
+        return noteworthy
 
     def _store_failed(self, message: _InHand) -> bool:
         """Count a store failure for this message; True once it has failed too often."""

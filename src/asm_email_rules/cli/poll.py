@@ -74,7 +74,8 @@ def _print_report(report: PollReport) -> None:
         print(
             f"{account.account}: processed {account.processed}, duplicates "
             f"{account.duplicates}, retried {account.retried}, quarantined "
-            f"{account.quarantined}, errors {account.errors}"
+            f"{account.quarantined}, errors {account.errors}; discarded {account.discarded}, "
+            f"replies held back {account.suppressed}"
             + (f" (last: {account.last_error})" if account.last_error else "")
         )
 
