@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import attrs
 
 from asm_email_rules.actions import Discard
+from asm_email_rules.backoff import Backoff, BackoffPolicy, Change
 from asm_email_rules.config import AccountConfig, Config
 from asm_email_rules.decision import Outcome
 from asm_email_rules.errors import MailboxError, MessageParseError, NotFoundError, RepositoryError
@@ -63,6 +64,7 @@ class AccountReport:
     sessions: int = 0
     skipped: bool = False
     last_error: str = ""
+    mailbox_failed: bool = False
 
 
 @attrs.frozen
@@ -93,6 +95,7 @@ class _Counts:
     suppressed: int = 0
     sessions: int = 0
     last_error: str = ""
+    mailbox_failed: bool = False
 
     def freeze(self, account: str) -> AccountReport:
         return AccountReport(account, **attrs.asdict(self))
@@ -172,6 +175,7 @@ class PollingService:
         self.now = now
         self.random_token = random_token
         self._store_failures: dict[tuple[str, str], int] = {}
+        self._backoff: dict[str, Backoff] = {}
 
     # -- one message ------------------------------------------------------------------------
 
@@ -325,10 +329,19 @@ class PollingService:
     # -- one account ------------------------------------------------------------------------
 
     def poll_account(
-        self, account: AccountConfig, stop: threading.Event | None = None
+        self,
+        account: AccountConfig,
+        stop: threading.Event | None = None,
+        *,
+        log_failure: bool = True,
     ) -> AccountReport:
         """Poll one account until its mailbox is empty (in sessions of at most
-        ``max_messages_per_session``), or until ``stop`` is set; never raises."""
+        ``max_messages_per_session``), or until ``stop`` is set; never raises.
+
+        A mailbox that cannot be reached or signed in to ends the poll with
+        ``mailbox_failed`` set in the report. The failure is logged at ERROR unless
+        ``log_failure`` is False (:meth:`run` logs changes of state instead).
+        """
         if not account.active:
             return AccountReport(account.name, skipped=True)
         counts = _Counts()
@@ -339,11 +352,13 @@ class PollingService:
             except (MailboxError, RepositoryError, _StoreUnavailableError, OSError) as exc:
                 counts.errors += 1
                 counts.last_error = str(exc)
-                log.error(
-                    "account poll failed; retrying next interval: %s",
-                    exc,
-                    extra={"account": account.name, "error": str(exc)},
-                )
+                counts.mailbox_failed = isinstance(exc, MailboxError | OSError)
+                if log_failure:
+                    log.error(
+                        "account poll failed: %s",
+                        exc,
+                        extra={"account": account.name, "error": str(exc)},
+                    )
                 break
             if not more:
                 break
@@ -414,8 +429,12 @@ class PollingService:
     def run(self, stop: threading.Event) -> None:
         """Poll each active account on its own interval until ``stop`` is set.
 
-        The message in hand is finished before stopping; an account that fails is retried at
-        its next interval.
+        The message in hand is finished before stopping. An account whose mailbox cannot be
+        reached or signed in to backs off: its next attempt waits its interval, then twice
+        that, and so on up to an hour (:mod:`asm_email_rules.backoff`), so a wrong password
+        does not lock the account; one log line says when it starts failing, fails
+        differently or persistently, and when it recovers. :attr:`persistently_failing`
+        names the accounts still failing when it stops.
         """
         active = [account for account in self.config.accounts if account.active]
         if not active:
@@ -429,15 +448,58 @@ class PollingService:
                     break
                 if time.monotonic() < due[account.name]:
                     continue
+                due[account.name] = time.monotonic() + account.interval_seconds
                 try:
-                    report = self.poll_account(account, stop)
+                    report = self.poll_account(account, stop, log_failure=False)
                 except Exception:  # a bug must not end the service; the account is retried
                     log.exception("account poll crashed", extra={"account": account.name})
-                else:
-                    log.info("account polled", extra=attrs.asdict(report))
-                due[account.name] = time.monotonic() + account.interval_seconds
+                    continue
+                log.info("account polled", extra=attrs.asdict(report))
+                retry_at = self._note_mailbox_state(account, report)
+                if retry_at is not None:
+                    due[account.name] = retry_at
             stop.wait(max(0.0, min(due.values()) - time.monotonic()))
         log.info("polling service stopped")
+
+    @property
+    def persistently_failing(self) -> tuple[str, ...]:
+        """Accounts whose mailbox has failed persistently (3 times running) and not yet
+        recovered: the command line exits non-zero when the service stops with any."""
+        return tuple(name for name, state in self._backoff.items() if state.persistent)
+
+    def _note_mailbox_state(self, account: AccountConfig, report: AccountReport) -> float | None:
+        """Update the account's back-off; log a change of state; the next attempt's time when
+        it is backing off (None: at its interval)."""
+        state = self._backoff.get(account.name) or Backoff(_policy_for(account))
+        now = time.monotonic()
+        if report.mailbox_failed:
+            state, change = state.failure(now, report.last_error)
+        else:
+            state, change = state.success()
+        self._backoff[account.name] = state
+        fields = {
+            "account": account.name,
+            "failures": state.failures,
+            "error": state.last_error,
+        }
+        if change is Change.RECOVERED:
+            log.warning("account recovered: its mailbox answers again", extra=fields)
+        elif change is not None:
+            log.error(
+                "account %s; next attempt in %ds: %s",
+                change.value,
+                round(state.delay),
+                state.last_error,
+                extra={**fields, "retry_in_s": round(state.delay)},
+            )
+        return state.retry_at if state.failing else None
+
+
+def _policy_for(account: AccountConfig) -> BackoffPolicy:
+    """An account waits its interval after the first failure, doubling up to an hour (or its
+    interval, when that is longer)."""
+    interval = account.interval_seconds
+    return BackoffPolicy(initial=interval, cap=max(interval, 3600.0))
 
 
 # --------------------------------------------------------------------------------------------

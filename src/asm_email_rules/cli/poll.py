@@ -50,6 +50,14 @@ def run(args: argparse.Namespace) -> int:
             _print_report(report)
             return EXIT_TRANSPORT if report.total("errors") else EXIT_OK
         _run_until_signalled(wiring.service, stop)
+        failing = wiring.service.persistently_failing
+        if failing:
+            log.error(
+                "stopped while accounts were failing persistently: %s",
+                ", ".join(failing),
+                extra={"accounts": list(failing)},
+            )
+            return EXIT_TRANSPORT
         return EXIT_OK
 
 
