@@ -617,6 +617,30 @@ def _reply_templates(table: _Table) -> dict[str, str]:
     return templates
 
 
+DEFAULT_FROM_NAME = "Service Desk"
+"""The display name of our replies' From when the configuration does not set ``from_name``."""
+
+
+def _from_name(table: _Table) -> str:
+    name = table.string("from_name", DEFAULT_FROM_NAME)
+    if any(not c.isprintable() for c in name):
+        raise table.fail("from_name", "must be one line of printable text")
+    return name.strip()
+
+
+def _reply_subject(table: _Table) -> str:
+    template = table.string("reply_subject", MailboxSettings().reply_subject)
+    if "$token" not in template:
+        raise table.fail(
+            "reply_subject",
+            "must contain $token (the [CALL#n] token answers are matched by), e.g. "
+            '"$subject $token"',
+        )
+    if any(not c.isprintable() for c in template):
+        raise table.fail("reply_subject", "must be one line of printable text")
+    return template
+
+
 def _mailbox(table: _Table, name: str) -> MailboxSettings:
     d = MailboxSettings()
     addresses = table.strings("addresses")
@@ -652,6 +676,8 @@ def _mailbox(table: _Table, name: str) -> MailboxSettings:
         separators=separators,
         trusted_authserv_id=table.optional_string("trusted_authserv_id"),
         require_approval_token=table.boolean("require_approval_token", d.require_approval_token),
+        from_name=_from_name(table),
+        reply_subject=_reply_subject(table),
     )
     table.finish()
     return mailbox

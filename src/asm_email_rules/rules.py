@@ -55,7 +55,7 @@ from asm_email_rules.model import (
     SummaryKind,
     TaskStatus,
 )
-from asm_email_rules.replies import Text, merge_text, render
+from asm_email_rules.replies import Text, merge_text, place_token, render
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
 from asm_email_rules.subject import CommandKind, bracket_token, bracket_token_parts
 
@@ -1155,7 +1155,8 @@ def compose_reply(
     system: SystemSettings,
 ) -> Reply:
     """The complete reply: the catalogue text (or the mailbox's override) filled in, the
-    record's bracket token after the subject, and our marker line first in the body.
+    record's bracket token placed by ``mailbox.reply_subject`` (after the subject by default),
+    and our marker line first in the body.
 
     DESIGN 4 "Replies we send": the spec's subjects exactly, plus the entity's bracket token;
     every reply starts with our marker line, so truncation finds the sender's part of an answer.
@@ -1168,7 +1169,7 @@ def compose_reply(
             if isinstance(ref, NewCall)
             else (bracket_token(ref),)
         )
-        subject = merge_text(*subject, " ", *token)
+        subject = place_token(mailbox.reply_subject, subject, token)
     body = text.body
     if system.reply_marker:
         body = merge_text(f"{system.reply_marker}\n\n", *body, "\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from email.utils import formataddr
 
 import attrs
 
@@ -53,7 +54,13 @@ class Limits:
 
 @attrs.frozen
 class MailboxSettings:
-    """Options of one incoming email account (the spec's "incoming email server")."""
+    """Options of one incoming email account (the spec's "incoming email server").
+
+    ``from_name`` is the display name of our replies' From (``Service Desk
+    <helpdesk@example.org>``). ``reply_subject`` places the record's bracket token (``[CALL#12]``)
+    in a reply's subject: ``$subject`` is the reply's subject text, ``$token`` the token; the
+    token is what lets an answer that lost its In-Reply-To still find its call.
+    """
 
     name: str = "default"
     addresses: tuple[str, ...] = ()
@@ -72,6 +79,18 @@ class MailboxSettings:
     separators: tuple[str, ...] = ()
     trusted_authserv_id: str | None = None
     require_approval_token: bool = False
+    from_name: str = ""
+    reply_subject: str = "$subject $token"
+
+    @property
+    def reply_from(self) -> str:
+        """The From of our replies: ``from_name <first address>``, or the bare address when
+        ``from_name`` is empty (empty when the mailbox has no address)."""
+        if not self.addresses:
+            return ""
+        if not self.from_name:
+            return self.addresses[0]
+        return formataddr((self.from_name, self.addresses[0]))
 
     def is_own_address(self, address: str) -> bool:
         """True when ``address`` is one of this mailbox's own addresses.

@@ -8,7 +8,9 @@ ready (store locked or down) so the mail server retries, never a traceback."
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -163,3 +165,32 @@ def test_explain_needs_no_password_and_no_existing_store(
     code, _, err = run(capsys, monkeypatch, APPROVE, "process", "-", "--config", str(config))
     assert code == 2
     assert "ASM_SMTP_PASSWORD" in err
+
+
+def test_the_reply_from_has_a_display_name_and_the_token_goes_where_configured(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 11, item 8: "the reply From has no display name; the [CALL#n] token appended to
+    # every reply subject is undocumented and cannot be templated".
+    text = desk.read_text().replace(
+        'from_name = "Service Desk"',
+        'from_name = "ACME IT Desk"\nreply_subject = "$token $subject"',
+    )
+    desk.write_text(text)
+    raw = (
+        b"From: Alice Analyst <alice@desk.example>\r\nTo: helpdesk@desk.example\r\n"
+        b"Subject: Keyboard sticky\r\nMessage-ID: <kb@desk.example>\r\n\r\nKeys stick.\r\n"
+    )
+    code, out, err = run(capsys, monkeypatch, raw, "deliver", "--config", str(desk))
+    assert code == 0, err
+    assert "rule LOG-5" in out
+    with SqliteRepository(desk.parent / "helpdesk.sqlite3") as repo:
+        entry = repo.ledger_entry("helpdesk", "<kb@desk.example>", hashlib.sha256(raw).hexdigest())
+    assert entry is not None
+    assert entry.reply is not None
+    assert entry.reply.sender == "ACME IT Desk <helpdesk@desk.example>"
+    assert re.fullmatch(r"\[CALL#\d+\] .+", entry.reply.subject), entry.reply.subject
+    desk.write_text(text.replace('"$token $subject"', '"$subject"'))
+    code, _, err = run(capsys, monkeypatch, raw, "deliver", "--config", str(desk))
+    assert code == 75
+    assert "reply_subject: must contain $token" in err

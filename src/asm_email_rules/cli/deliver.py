@@ -63,7 +63,7 @@ def _deliver(args: argparse.Namespace, raw: bytes) -> int:
     mailer = make_mailer(config)
     repository = open_store(config.store, must_exist=True)
     try:
-        refuse_misconfigured(config, repository)
+        refuse_misconfigured(config, repository, warn=False)
         outcome = deliver_message(
             raw, repository, mailer, account.mailbox, config.system, datetime.now(UTC)
         )

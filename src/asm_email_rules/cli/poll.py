@@ -61,16 +61,17 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
-def refuse_misconfigured(config: Config, repository: Repository) -> None:
+def refuse_misconfigured(config: Config, repository: Repository, *, warn: bool = True) -> None:
     """Log the settings' warnings; raise ConfigError on the first error (ids naming nobody or
-    a non-analyst), so the service never runs with a desk that logs calls wrongly."""
+    a non-analyst), so the service never runs with a desk that logs calls wrongly.
+    ``warn=False`` (``deliver``, run once per message) skips the warnings."""
     findings = settings_findings(config, repository)
     errors = [finding for finding in findings if finding.level is Level.ERROR]
     if errors:
         more = f" (and {len(errors) - 1} more: see `asm-email-rules check`)" if errors[1:] else ""
         first = errors[0]
         raise ConfigError(f"{first.where}: {first.message}{more}", source=str(config.source or ""))
-    for finding in findings:
+    for finding in findings if warn else ():
         log.warning("%s: %s", finding.where, finding.message)
 
 
