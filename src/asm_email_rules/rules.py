@@ -42,7 +42,7 @@ from asm_email_rules.actions import (
     Target,
 )
 from asm_email_rules.classify import MailKind
-from asm_email_rules.decision import Decision, Facts, Outcome, Reply
+from asm_email_rules.decision import Decision, Facts, Outcome, Reply, for_operators
 from asm_email_rules.model import (
     CallStatus,
     EntityKind,
@@ -1279,7 +1279,7 @@ def render_tables_markdown() -> str:
         out.append("|---" * (len(columns) + 3) + "|")
         for row in table:
             cells = [_cell(row.when.get(column, "")) for column in columns]
-            spec = row.spec.replace("|", "\\|")
+            spec = for_operators(row.spec).replace("|", "\\|")
             out.append(
                 f"| {row.id} | " + " | ".join(cells) + f" | `{row.outcome.value}` | {spec} |"
             )

@@ -194,3 +194,19 @@ def test_the_reply_from_has_a_display_name_and_the_token_goes_where_configured(
     code, _, err = run(capsys, monkeypatch, raw, "deliver", "--config", str(desk))
     assert code == 75
     assert "reply_subject: must contain $token" in err
+
+
+def test_operator_output_never_cites_the_design_document(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Issue 11, item 8: "operator output cites 'DESIGN 4'" (a document operators do not have).
+    for message in sorted(INBOX.glob("*.eml")):
+        for extra in ((), ("--json",)):
+            assert main(["explain", str(message), *extra]) == 0
+            out, _ = capsys.readouterr()
+            assert "DESIGN" not in out, message.name
+    assert main(["explain", str(INBOX / "04-analyst-and-user-logs-call.eml")]) == 0
+    assert main(["tables"]) == 0
+    out, _ = capsys.readouterr()
+    assert "DESIGN" not in out
+    assert "beyond the spec" in out

@@ -5,6 +5,7 @@ in the ledger JSON)", and item 4: the starter desk deleted every message "with I
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,21 @@ def test_a_reply_held_back_by_the_budget_is_a_warning_and_is_counted(
     [held] = [line for line in err.splitlines() if "reply_suppressed=" in line]
     assert " WARNING " in held
     assert "budget" in held
+
+
+def test_log_json_and_verbose_work_after_the_command_too(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 11, item 8: "``poll --log-json`` is refused (must precede the subcommand)".
+    code = main(["poll", "--once", "--config", str(desk), "--log-json"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert {line["level"] for line in lines} <= {"INFO", "WARNING"}
+    assert any("every message will be discarded" in line["message"] for line in lines)
+    code = main(["--log-json", "poll", "--once", "--config", str(desk)])
+    _, err = capsys.readouterr()
+    assert code == 0
+    assert all(line.startswith("{") for line in err.splitlines())
+    code = main(["people", "list", "--config", str(desk), "-v"])
+    assert code == 0

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
+from typing import Any
 
 from asm_email_rules.cli import (
     calls,
@@ -120,7 +121,26 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    _everywhere(subparsers)
     return parser
+
+
+def _everywhere(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """``-v`` and ``--log-json`` after the command too (``poll --once --log-json``), in every
+    command and action; given before the command they work as always."""
+    for sub in subparsers.choices.values():
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log at INFO"
+        )
+        sub.add_argument(
+            "--log-json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="log one JSON object per line (stderr)",
+        )
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _everywhere(action)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
