@@ -16,6 +16,7 @@ from asm_email_rules.errors import (
     PermanentSendError,
     RepositoryError,
     SendError,
+    StoreUnavailableError,
     TokenError,
     TransientSendError,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "SeedableRepository",
     "SendError",
     "SenderResolution",
+    "StoreUnavailableError",
     "SubjectCommand",
     "SystemSettings",
     "Task",

@@ -1,121 +1,138 @@
-"""Exponential, capped back-off after repeated failures, as a plain value (no clock, no I/O).
+"""Exponential, capped backoff for one account: a small frozen value and its state changes.
 
-Issue 11, item 5: "A wrong password retries every interval forever with no backoff (account
-lockout risk)". The polling service keeps one :class:`Backoff` per account for sign-in and
-connection failures: each failure doubles the wait before the next attempt, up to a cap; a
-success ends it. Each transition also says whether the state *changed*
-(:class:`Change`), so the caller logs one line per change instead of one per attempt.
+DESIGN 4, "Nothing is lost": a failure of our own side (the store locked, read-only or full;
+the SMTP server or the mailbox server down; a refused sign-in) is never blamed on a message.
+The *account* backs off instead: the first failure waits ``policy.initial`` seconds, each
+further one ``policy.factor`` times longer, never more than ``policy.maximum``; the first
+success ends it. The value is pure (time comes in as ``now``), so the polling service, the
+sign-in code and tests share it, and a test drives it with a fake clock.
 
-Times are seconds on any monotonic clock the caller chooses (``time.monotonic()``)::
+Logging once per change of state: :func:`change` compares two states and names the change
+(``"started"``, ``"changed"`` for a failure of another kind, ``"recovered"``), or returns None
+when the account just failed again the same way, which deserves no new warning.
 
-    backoff = Backoff(BackoffPolicy(initial=60, cap=3600))
-    backoff, change = backoff.failure(now, "IMAP ...: sign-in refused")  # STARTED_FAILING
-    backoff.ready(now + 30)      # False: the next attempt is due at now + 60
-    backoff, change = backoff.failure(now + 60, "same error")            # None: no new state
-    backoff.delay                # 120.0
-    backoff, change = backoff.success()                                  # RECOVERED
+>>> from datetime import UTC, datetime
+>>> now = datetime(2026, 1, 1, tzinfo=UTC)
+>>> b = Backoff().failure("store unavailable", "database is locked", now)
+>>> b.delay, b.retry_at == now + timedelta(seconds=15)
+(15.0, True)
+>>> b.failure("store unavailable", "database is locked", now).delay
+30.0
+>>> change(b, b.success())
+'recovered'
 """
 
 from __future__ import annotations
 
-import enum
-import math
+from datetime import datetime, timedelta
+from typing import Literal
 
 import attrs
 
-__all__ = ["Backoff", "BackoffPolicy", "Change"]
+__all__ = ["Backoff", "BackoffChange", "BackoffPolicy", "change"]
+
+BackoffChange = Literal["started", "changed", "recovered"]
+"""What :func:`change` reports: the account started backing off, now fails for another kind of
+reason, or recovered."""
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0 seconds, got {value!r}")
 
 
 @attrs.frozen
 class BackoffPolicy:
-    """How long to wait after ``n`` consecutive failures: ``initial * factor**(n-1)``, at most
-    ``cap`` seconds. After ``persistent_after`` consecutive failures the failure counts as
-    persistent (the service then exits non-zero when stopped)."""
+    """How long to wait after ``n`` failures in a row: ``initial * factor ** (n - 1)`` seconds,
+    at most ``maximum``. Defaults: 15 s, doubling, capped at 15 minutes.
 
-    initial: float = 60.0
+    Raises ``ValueError`` for a non-positive ``initial`` or ``maximum`` or a ``factor`` below 1.
+    """
+
+    initial: float = attrs.field(default=15.0, validator=_positive)
+    maximum: float = attrs.field(default=900.0, validator=_positive)
     factor: float = 2.0
-    cap: float = 3600.0
-    persistent_after: int = 3
 
     def __attrs_post_init__(self) -> None:
-        if self.initial <= 0 or self.factor < 1 or self.cap < self.initial:
-            raise ValueError(
-                f"back-off needs initial > 0, factor >= 1 and cap >= initial, got {self!r}"
-            )
-        if self.persistent_after < 1:
-            raise ValueError(f"persistent_after must be 1 or more, got {self.persistent_after}")
+        if self.factor < 1:
+            raise ValueError(f"factor must be >= 1, got {self.factor!r}")
 
     def delay(self, failures: int) -> float:
-        """Seconds to wait after ``failures`` consecutive failures (0 for none)."""
+        """Seconds to wait after ``failures`` failures in a row (0 for none)."""
         if failures <= 0:
             return 0.0
-        if self.factor == 1:
-            return self.initial
-        # compare logarithms, not powers: a week-long outage must not overflow a float
-        if (failures - 1) * math.log(self.factor) >= math.log(self.cap / self.initial):
-            return self.cap
-        return self.initial * self.factor ** (failures - 1)
-
-
-class Change(enum.Enum):
-    """A change of state worth one log line."""
-
-    STARTED_FAILING = "started failing"
-    ERROR_CHANGED = "failing differently"
-    BECAME_PERSISTENT = "failing persistently"
-    RECOVERED = "recovered"
+        delay = self.initial
+        for _ in range(failures - 1):  # a loop, not a power: it stops at the cap, no overflow
+            delay *= self.factor
+            if delay >= self.maximum:
+                return self.maximum
+        return min(delay, self.maximum)
 
 
 @attrs.frozen
 class Backoff:
-    """The failure state of one thing that is retried (an account, a store).
+    """One account's backoff state; :meth:`failure` and :meth:`success` return the next state.
 
-    ``failures`` counts consecutive failures; ``retry_at`` is when the next attempt may run
-    (None while healthy); ``last_error`` the latest failure's text.
+    ``failures``: failures in a row (0: healthy). ``kind``: what failed, a short fixed phrase
+    (``"store unavailable"``, ``"sign-in refused"``...) compared by :func:`change`; ``detail``:
+    the last error's text. ``since``: when the first failure of the run happened; ``retry_at``:
+    the earliest moment to try again. Times are whatever ``now`` the caller passes (aware UTC in
+    this library).
     """
 
     policy: BackoffPolicy = BackoffPolicy()
     failures: int = 0
-    retry_at: float | None = None
-    last_error: str = ""
+    kind: str = ""
+    detail: str = ""
+    since: datetime | None = None
+    retry_at: datetime | None = None
 
     @property
-    def failing(self) -> bool:
-        """True after a failure and until the next success."""
+    def backing_off(self) -> bool:
+        """True after a failure, until the next success."""
         return self.failures > 0
 
     @property
-    def persistent(self) -> bool:
-        """True after ``policy.persistent_after`` consecutive failures."""
-        return self.failures >= self.policy.persistent_after
-
-    @property
     def delay(self) -> float:
-        """Seconds between the latest failure and the next attempt (0 while healthy)."""
+        """Seconds between the last failure and :attr:`retry_at` (0 when healthy)."""
         return self.policy.delay(self.failures)
 
-    def ready(self, now: float) -> bool:
-        """True when an attempt may run at ``now``."""
-        return self.retry_at is None or now >= self.retry_at
-
-    def failure(self, now: float, error: str) -> tuple[Backoff, Change | None]:
-        """The state after a failure at ``now``, and the change worth logging (or None)."""
+    def failure(self, kind: str, detail: str, now: datetime) -> Backoff:
+        """The state after one more failure at ``now``: wait longer, up to the cap."""
         failures = self.failures + 1
-        after = attrs.evolve(
+        return attrs.evolve(
             self,
             failures=failures,
-            retry_at=now + self.policy.delay(failures),
-            last_error=error,
+            kind=kind,
+            detail=detail,
+            since=self.since if self.since is not None else now,
+            retry_at=now + timedelta(seconds=self.policy.delay(failures)),
         )
-        if not self.failing:
-            return after, Change.STARTED_FAILING
-        if after.persistent and not self.persistent:
-            return after, Change.BECAME_PERSISTENT
-        if error != self.last_error:
-            return after, Change.ERROR_CHANGED
-        return after, None
 
-    def success(self) -> tuple[Backoff, Change | None]:
-        """The state after a success: healthy; RECOVERED when it was failing."""
-        healthy = Backoff(self.policy)
-        return healthy, (Change.RECOVERED if self.failing else None)
+    def success(self) -> Backoff:
+        """The healthy state (same policy): the next failure starts again at ``initial``."""
+        return Backoff(self.policy)
+
+    def ready(self, now: datetime) -> bool:
+        """True when the account may be tried at ``now`` (healthy, or its wait is over)."""
+        return self.retry_at is None or now >= self.retry_at
+
+    def seconds_left(self, now: datetime) -> float:
+        """Seconds from ``now`` until :attr:`retry_at` (0 when it may be tried now)."""
+        if self.retry_at is None:
+            return 0.0
+        return max(0.0, (self.retry_at - now).total_seconds())
+
+
+def change(before: Backoff, after: Backoff) -> BackoffChange | None:
+    """The change of state from ``before`` to ``after`` worth one log line, or None.
+
+    ``"started"``: healthy, now failing; ``"changed"``: failing, now for another ``kind`` of
+    reason; ``"recovered"``: failing, now healthy. A repeat of the same kind of failure (only
+    the wait grows) and staying healthy are no change.
+    """
+    if not before.backing_off:
+        return "started" if after.backing_off else None
+    if not after.backing_off:
+        return "recovered"
+    return "changed" if after.kind != before.kind else None

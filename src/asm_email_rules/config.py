@@ -420,10 +420,20 @@ def _system(table: _Table) -> SystemSettings:
         ),
         max_reply_age_days=table.integer("max_reply_age_days", d.max_reply_age_days, minimum=0),
         max_send_attempts=table.integer("max_send_attempts", d.max_send_attempts, minimum=1),
+        backoff_initial_seconds=table.number("backoff_initial_seconds", d.backoff_initial_seconds),
+        backoff_max_seconds=table.number("backoff_max_seconds", d.backoff_max_seconds),
+        ledger_retention_days=table.integer(
+            "ledger_retention_days", d.ledger_retention_days, minimum=0
+        ),
         approval_token_secret=secret or None,
         loop_header=table.string("loop_header", d.loop_header),
         limits=_limits(table.table("limits")),
     )
+    if system.backoff_max_seconds < system.backoff_initial_seconds:
+        raise table.fail(
+            "backoff_max_seconds",
+            f"must be at least backoff_initial_seconds ({system.backoff_initial_seconds})",
+        )
     if not system.unspecified_profile_name.strip():
         raise table.fail("unspecified_profile_name", "must not be empty")
     if not re.fullmatch(r"[!-9;-~]+", system.loop_header):

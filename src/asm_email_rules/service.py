@@ -22,10 +22,17 @@ from datetime import UTC, datetime
 import attrs
 
 from asm_email_rules.actions import Discard
-from asm_email_rules.backoff import Backoff, BackoffPolicy, Change
+from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.config import AccountConfig, Config
 from asm_email_rules.decision import Outcome
-from asm_email_rules.errors import MailboxError, MessageParseError, NotFoundError, RepositoryError
+from asm_email_rules.errors import (
+    AuthenticationError,
+    MailboxError,
+    MessageParseError,
+    NotFoundError,
+    RepositoryError,
+    StoreUnavailableError,
+)
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailbox, Mailer, Repository
@@ -37,6 +44,10 @@ log = logging.getLogger("asm_email_rules.service")
 
 MailboxFactory = Callable[[AccountConfig], Mailbox]
 """Opens the mailbox of an account (a fresh session each call)."""
+
+PERSISTENT_FAILURES = 3
+"""Failures in a row after which an account's failure is persistent: logged at ERROR, and
+``poll`` exits non-zero (3) when the service is stopped while it lasts."""
 
 _MAX_MAILBOX_ERRORS = 3
 """Consecutive mailbox failures after which a session is abandoned until the next interval."""
@@ -51,6 +62,9 @@ class AccountReport:
     transient failure; ``quarantined``: set aside; ``errors``: mailbox or store failures.
     Among the processed: ``discarded`` by a rule (nothing acted, no reply), and
     ``suppressed``, whose reply the reply budget, the loop guard or the age limit held back.
+    ``backoff_seconds``: how long the account now waits before its next try because our side
+    failed (the store unavailable, the mailbox unreachable or refusing our sign-in), 0 when it
+    is healthy.
     """
 
     account: str
@@ -64,7 +78,7 @@ class AccountReport:
     sessions: int = 0
     skipped: bool = False
     last_error: str = ""
-    mailbox_failed: bool = False
+    backoff_seconds: float = 0.0
 
 
 @attrs.frozen
@@ -95,10 +109,9 @@ class _Counts:
     suppressed: int = 0
     sessions: int = 0
     last_error: str = ""
-    mailbox_failed: bool = False
 
-    def freeze(self, account: str) -> AccountReport:
-        return AccountReport(account, **attrs.asdict(self))
+    def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
+        return AccountReport(account, **attrs.asdict(self), backoff_seconds=backoff_seconds)
 
 
 def _list_keys(mailbox: Mailbox) -> Iterator[str]:
@@ -147,15 +160,16 @@ class _InHand:
         self.fields = _log_fields(self.account, self.key, self.sha256)
 
 
-class _StoreUnavailableError(Exception):
-    """The store failed in a way that is not this message's fault: stop and retry later."""
+class _RetryLaterError(Exception):
+    """A host store refused this message (a plain RepositoryError): stop, retry it later."""
 
 
 class PollingService:
     """Polls the configured accounts; one instance per store and mailer.
 
     ``now`` and ``random_token`` are injected so tests are deterministic. With ``mailer`` None
-    the replies are recorded in the store as pending and not sent.
+    the replies are recorded in the store as pending and not sent. ``backoff`` is how an account
+    waits after our side failed (default: from ``config.system``).
     """
 
     def __init__(
@@ -167,6 +181,7 @@ class PollingService:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+        backoff: BackoffPolicy | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -175,6 +190,11 @@ class PollingService:
         self.now = now
         self.random_token = random_token
         self._store_failures: dict[tuple[str, str], int] = {}
+        if backoff is None:
+            system = config.system
+            backoff = BackoffPolicy(system.backoff_initial_seconds, system.backoff_max_seconds)
+        self._backoff_policy = backoff
+        self._single_pass = False
         self._backoff: dict[str, Backoff] = {}
 
     # -- one message ------------------------------------------------------------------------
@@ -205,8 +225,11 @@ class PollingService:
     def _process(self, message: _InHand, raw: bytes) -> ProcessResult | None:
         """Run the rules; a failure that is the message's fault quarantines it (None returned).
 
-        A store failure that is not (locked, read-only, full) raises _StoreUnavailableError so
-        the account backs off, until the same message has failed ``max_send_attempts`` times.
+        :class:`StoreUnavailableError` (the store locked, read-only, full: our failure) goes up
+        untouched: the account backs off and the message is never counted against. A plain
+        :class:`RepositoryError` from a host store raises _RetryLaterError (stop, retry next
+        time) until the same message has failed ``max_send_attempts`` times; then it is
+        quarantined.
         """
         try:
             return process(
@@ -221,9 +244,11 @@ class PollingService:
         except MessageParseError as exc:
             reason = f"cannot parse: {exc}"
             self._set_aside(message, reason, "unparseable", str(exc), logging.WARNING)
+        except StoreUnavailableError:
+            raise
         except RepositoryError as exc:
             if not isinstance(exc, NotFoundError) and not self._store_failed(message):
-                raise _StoreUnavailableError(str(exc)) from exc
+                raise _RetryLaterError(str(exc)) from exc
             reason = f"processing failed: {exc}"
             self._set_aside(message, reason, "failed", str(exc), logging.ERROR)
         except Exception as exc:  # one bad message must never stop the others
@@ -329,40 +354,106 @@ class PollingService:
     # -- one account ------------------------------------------------------------------------
 
     def poll_account(
-        self,
-        account: AccountConfig,
-        stop: threading.Event | None = None,
-        *,
-        log_failure: bool = True,
+        self, account: AccountConfig, stop: threading.Event | None = None
     ) -> AccountReport:
         """Poll one account until its mailbox is empty (in sessions of at most
         ``max_messages_per_session``), or until ``stop`` is set; never raises.
 
-        A mailbox that cannot be reached or signed in to ends the poll with
-        ``mailbox_failed`` set in the report. The failure is logged at ERROR unless
-        ``log_failure`` is False (:meth:`run` logs changes of state instead).
+        Our side failing (the store unavailable, the mailbox unreachable or refusing our
+        sign-in) backs the account off (:meth:`backoff`); a complete poll ends that.
         """
         if not account.active:
             return AccountReport(account.name, skipped=True)
         counts = _Counts()
         seen: set[str] = set()
+        completed = False
         while stop is None or not stop.is_set():
             try:
                 more = self._session(account, seen, counts, stop)
-            except (MailboxError, RepositoryError, _StoreUnavailableError, OSError) as exc:
+            except (StoreUnavailableError, MailboxError, OSError) as exc:
                 counts.errors += 1
                 counts.last_error = str(exc)
-                counts.mailbox_failed = isinstance(exc, MailboxError | OSError)
-                if log_failure:
-                    log.error(
-                        "account poll failed: %s",
-                        exc,
-                        extra={"account": account.name, "error": str(exc)},
-                    )
+                self._account_failed(account, _failure_kind(exc), exc)
+                break
+            except (RepositoryError, _RetryLaterError) as exc:
+                counts.errors += 1
+                counts.last_error = str(exc)
+                log.error(
+                    "account poll failed: %s",
+                    exc,
+                    extra={"account": account.name, "error": str(exc)},
+                )
                 break
             if not more:
+                completed = True
                 break
-        return counts.freeze(account.name)
+        if completed:
+            self._account_succeeded(account)
+        return counts.freeze(account.name, self.backoff(account.name).seconds_left(self.now()))
+
+    # -- backoff: our failures are the account's, not the message's --------------------------
+
+    def backoff(self, account: str) -> Backoff:
+        """The backoff state of the account called ``account`` (healthy if never failed)."""
+        return self._backoff.get(account, Backoff(self._backoff_policy))
+
+    def _account_failed(self, account: AccountConfig, kind: str, exc: Exception) -> None:
+        """Back the account off after our side failed; one WARNING per change of state."""
+        before = self.backoff(account.name)
+        after = before.failure(kind, str(exc), self.now())
+        self._backoff[account.name] = after
+        extra = {
+            "account": account.name,
+            "error": str(exc),
+            "failures": after.failures,
+            "retry_in_s": after.delay,
+        }
+        if self._single_pass:  # poll --once: there is no next try to announce
+            log.error("account poll failed: %s: %s", kind, exc, extra=extra)
+            return
+        if after.failures == PERSISTENT_FAILURES:
+            log.error(
+                "account failing persistently: %s: %s (%d failures in a row since %s); next "
+                "try in %.0f s at the earliest",
+                kind,
+                exc,
+                after.failures,
+                after.since.isoformat() if after.since else "-",
+                after.delay,
+                extra=extra,
+            )
+            return
+        if change(before, after) is None:
+            log.debug("account still backing off: %s: %s", kind, exc, extra=extra)
+            return
+        log.warning(
+            "account backing off: %s: %s; next try in %.0f s at the earliest (no message is "
+            "blamed or quarantined for it)",
+            kind,
+            exc,
+            after.delay,
+            extra=extra,
+        )
+
+    @property
+    def persistently_failing(self) -> tuple[str, ...]:
+        """Accounts that failed :data:`PERSISTENT_FAILURES` times in a row and have not
+        recovered: ``poll`` exits non-zero when the service stops with any."""
+        return tuple(
+            name for name, state in self._backoff.items() if state.failures >= PERSISTENT_FAILURES
+        )
+
+    def _account_succeeded(self, account: AccountConfig) -> None:
+        """End a backoff after a complete poll; one INFO line when the account recovers."""
+        before = self._backoff.pop(account.name, None)
+        if before is None or change(before, before.success()) != "recovered":
+            return
+        log.info(
+            "account recovered after %d failure(s): %s",
+            before.failures,
+            before.kind,
+            extra={"account": account.name, "failures": before.failures, "since": before.since},
+        )
 
     def _session(
         self,
@@ -418,23 +509,29 @@ class PollingService:
     # -- all accounts -----------------------------------------------------------------------
 
     def poll_once(self, stop: threading.Event | None = None) -> PollReport:
-        """Poll every account once (inactive ones are reported as skipped)."""
+        """Poll every account once (inactive ones are reported as skipped). A failure is
+        logged as such, with no talk of a next try: there is none."""
         reports = []
-        for account in self.config.accounts:
-            if stop is not None and stop.is_set():
-                break
-            reports.append(self.poll_account(account, stop))
+        self._single_pass = True
+        try:
+            for account in self.config.accounts:
+                if stop is not None and stop.is_set():
+                    break
+                reports.append(self.poll_account(account, stop))
+        finally:
+            self._single_pass = False
         return PollReport(tuple(reports))
 
     def run(self, stop: threading.Event) -> None:
         """Poll each active account on its own interval until ``stop`` is set.
 
-        The message in hand is finished before stopping. An account whose mailbox cannot be
-        reached or signed in to backs off: its next attempt waits its interval, then twice
-        that, and so on up to an hour (:mod:`asm_email_rules.backoff`), so a wrong password
-        does not lock the account; one log line says when it starts failing, fails
-        differently or persistently, and when it recovers. :attr:`persistently_failing`
-        names the accounts still failing when it stops.
+        The message in hand is finished before stopping. An account whose store or mailbox
+        fails (unreachable, sign-in refused) backs off: the waits grow from
+        ``system.backoff_initial_seconds`` to ``system.backoff_max_seconds`` (never shorter
+        than its interval), so a wrong password does not get the account locked; one log line
+        says when it starts failing, fails another way, fails persistently
+        (:data:`PERSISTENT_FAILURES`) and recovers. :attr:`persistently_failing` names the
+        accounts still failing when it stops.
         """
         active = [account for account in self.config.accounts if account.active]
         if not active:
@@ -450,56 +547,26 @@ class PollingService:
                     continue
                 due[account.name] = time.monotonic() + account.interval_seconds
                 try:
-                    report = self.poll_account(account, stop, log_failure=False)
+                    report = self.poll_account(account, stop)
                 except Exception:  # a bug must not end the service; the account is retried
                     log.exception("account poll crashed", extra={"account": account.name})
-                    continue
-                log.info("account polled", extra=attrs.asdict(report))
-                retry_at = self._note_mailbox_state(account, report)
-                if retry_at is not None:
-                    due[account.name] = retry_at
+                else:
+                    log.info("account polled", extra=attrs.asdict(report))
+                wait = max(
+                    account.interval_seconds, self.backoff(account.name).seconds_left(self.now())
+                )
+                due[account.name] = time.monotonic() + wait
             stop.wait(max(0.0, min(due.values()) - time.monotonic()))
         log.info("polling service stopped")
 
-    @property
-    def persistently_failing(self) -> tuple[str, ...]:
-        """Accounts whose mailbox has failed persistently (3 times running) and not yet
-        recovered: the command line exits non-zero when the service stops with any."""
-        return tuple(name for name, state in self._backoff.items() if state.persistent)
 
-    def _note_mailbox_state(self, account: AccountConfig, report: AccountReport) -> float | None:
-        """Update the account's back-off; log a change of state; the next attempt's time when
-        it is backing off (None: at its interval)."""
-        state = self._backoff.get(account.name) or Backoff(_policy_for(account))
-        now = time.monotonic()
-        if report.mailbox_failed:
-            state, change = state.failure(now, report.last_error)
-        else:
-            state, change = state.success()
-        self._backoff[account.name] = state
-        fields = {
-            "account": account.name,
-            "failures": state.failures,
-            "error": state.last_error,
-        }
-        if change is Change.RECOVERED:
-            log.warning("account recovered: its mailbox answers again", extra=fields)
-        elif change is not None:
-            log.error(
-                "account %s; next attempt in %ds: %s",
-                change.value,
-                round(state.delay),
-                state.last_error,
-                extra={**fields, "retry_in_s": round(state.delay)},
-            )
-        return state.retry_at if state.failing else None
-
-
-def _policy_for(account: AccountConfig) -> BackoffPolicy:
-    """An account waits its interval after the first failure, doubling up to an hour (or its
-    interval, when that is longer)."""
-    interval = account.interval_seconds
-    return BackoffPolicy(initial=interval, cap=max(interval, 3600.0))
+def _failure_kind(exc: BaseException) -> str:
+    """The short phrase a backoff compares: what of ours failed."""
+    if isinstance(exc, StoreUnavailableError):
+        return "store unavailable"
+    if isinstance(exc, AuthenticationError):
+        return "sign-in refused"
+    return "mailbox unreachable"
 
 
 # --------------------------------------------------------------------------------------------

@@ -86,6 +86,12 @@ def _print_report(report: PollReport) -> None:
             f"{account.quarantined}, errors {account.errors}; discarded {account.discarded}, "
             f"replies held back {account.suppressed}"
             + (f" (last: {account.last_error})" if account.last_error else "")
+            + (
+                f"; backing off {account.backoff_seconds:.0f} s: our side failed, no message "
+                "was blamed for it"
+                if account.backoff_seconds
+                else ""
+            )
         )
 
 
