@@ -508,11 +508,15 @@ class PollingService:
 
     # -- all accounts -----------------------------------------------------------------------
 
-    def poll_once(self, stop: threading.Event | None = None) -> PollReport:
-        """Poll every account once (inactive ones are reported as skipped). A failure is
-        logged as such, with no talk of a next try: there is none."""
+    def poll_once(self, stop: threading.Event | None = None, *, final: bool = False) -> PollReport:
+        """Poll every account once (inactive ones are reported as skipped).
+
+        ``final``: no further pass follows (``poll --once``), so a failure is logged as
+        ``account poll failed`` with no talk of a next try; a host that calls this in its own
+        loop leaves it False and gets the backoff lines of :meth:`run`.
+        """
         reports = []
-        self._single_pass = True
+        self._single_pass = final
         try:
             for account in self.config.accounts:
                 if stop is not None and stop.is_set():

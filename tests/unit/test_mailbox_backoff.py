@@ -122,3 +122,24 @@ def test_sigterm_after_persistent_failures_exits_non_zero(tmp_path: Path) -> Non
     assert "account failing persistently" in err
     assert "stopped while accounts were failing persistently: desk" in err
     assert err.count("account backing off: mailbox unreachable") == 1
+
+
+def test_poll_once_says_the_poll_failed_and_promises_no_retry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 11, item 8: "``--once`` says 'retrying next interval'" although it then exits.
+    from asm_email_rules.cli import main
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'store = "s.sqlite3"\n[[accounts]]\nname = "desk"\nprotocol = "imap"\n'
+        'host = "127.0.0.1"\nport = 9\nsecurity = "plain"\nusername = "desk"\n'
+        'password = "x"\ntimeout = 1\n[accounts.mailbox]\naddresses = ["desk@example.org"]\n',
+        encoding="utf-8",
+    )
+    code = main(["poll", "--once", "--config", str(config)])
+    _, err = capsys.readouterr()
+    assert code == 3
+    assert "account poll failed: mailbox unreachable: IMAP 127.0.0.1:9" in err
+    assert "retrying" not in err
+    assert "next try" not in err

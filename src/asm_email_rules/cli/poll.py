@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             log.warning("no [smtp] section: replies are recorded in the store as pending, not sent")
         stop = threading.Event()
         if args.once:
-            report = wiring.service.poll_once(stop)
+            report = wiring.service.poll_once(stop, final=True)
             _print_report(report)
             return EXIT_TRANSPORT if report.total("errors") else EXIT_OK
         _run_until_signalled(wiring.service, stop)
