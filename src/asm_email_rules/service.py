@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 
 import attrs
 
-from asm_email_rules.actions import Discard
 from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.config import AccountConfig, Config
-from asm_email_rules.decision import Outcome
+from asm_email_rules.decision import Outcome, for_operators
 from asm_email_rules.errors import (
     AuthenticationError,
     MailboxError,
@@ -331,8 +330,8 @@ class PollingService:
         noteworthy = False
         if decision.outcome is Outcome.DISCARD:
             message.counts.discarded += 1
-            why = [a.reason for a in decision.actions if isinstance(a, Discard)]
-            message.fields["discarded"] = "; ".join([*why, *decision.reasons[-1:]])
+            # the rule's own words say why (the spec sentence, or ours beyond it)
+            message.fields["discarded"] = _shorten(for_operators(decision.spec), 300)
             noteworthy = True
         if decision.reply_suppressed:
             message.counts.suppressed += 1
@@ -562,6 +561,10 @@ class PollingService:
                 due[account.name] = time.monotonic() + wait
             stop.wait(max(0.0, min(due.values()) - time.monotonic()))
         log.info("polling service stopped")
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _failure_kind(exc: BaseException) -> str:

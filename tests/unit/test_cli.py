@@ -174,6 +174,7 @@ def test_init_writes_a_loadable_config_and_an_empty_store_and_refuses_to_overwri
     code, out, _ = run(capsys, "init", str(target))
     assert code == 0
     assert (target / "config.toml").is_file()
+    assert (target / "Maildir" / "new").is_dir()  # the starter account's mailbox, ready to fill
     with SqliteRepository(target / "helpdesk.sqlite3") as repo:
         assert repo.get_call(100) is None  # empty, not seeded
     before = (target / "config.toml").read_text()

@@ -42,6 +42,7 @@ def test_a_discard_is_a_warning_with_its_reason_and_is_counted(
     assert "outcome=discard" in line
     assert "discarded=" in line
     assert "LOG-3" in line
+    assert "Create New Calls Anonymously" in line  # the rule's own words say why
 
 
 def test_a_reply_held_back_by_the_budget_is_a_warning_and_is_counted(
