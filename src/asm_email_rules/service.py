@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 import attrs
 
 from asm_email_rules.backoff import Backoff, BackoffPolicy, change
+from asm_email_rules.classify import MailKind
 from asm_email_rules.config import AccountConfig, Config
-from asm_email_rules.decision import Outcome, for_operators
 from asm_email_rules.errors import (
     AuthenticationError,
     MailboxError,
@@ -59,8 +59,13 @@ class AccountReport:
     ``processed``: acted on for the first time; ``duplicates``: already in the ledger (a crash
     or retry), acknowledged without acting again; ``retried``: kept because the reply hit a
     transient failure; ``quarantined``: set aside; ``errors``: mailbox or store failures.
-    Among the processed: ``discarded`` by a rule (nothing acted, no reply), and
-    ``suppressed``, whose reply the reply budget, the loop guard or the age limit held back.
+    ``discarded``: of the processed messages, those neither acted on nor answered, counted by
+    reason (``(("auto-reply", 9), ...)``, most frequent first; issue 9: nothing is dropped in
+    silence).
+    ``suppressed``: of the processed messages, those whose reply the reply budget, the loop
+    guard or the age limit held back. A held-back reply, or a discarded message a person wrote
+    (not an auto-reply or a bounce), makes the message's log line a WARNING with its reason
+    (``reply_suppressed=``, ``discard_reason=``).
     ``backoff_seconds``: how long the account now waits before its next try because our side
     failed (the store unavailable, the mailbox unreachable or refusing our sign-in), 0 when it
     is healthy.
@@ -72,12 +77,20 @@ class AccountReport:
     retried: int = 0
     quarantined: int = 0
     errors: int = 0
-    discarded: int = 0
     suppressed: int = 0
     sessions: int = 0
     skipped: bool = False
     last_error: str = ""
     backoff_seconds: float = 0.0
+    discarded: tuple[tuple[str, int], ...] = ()
+
+    def discard_summary(self) -> str:
+        """ "12 discarded: auto-reply (9), unknown sender without ... (3)", or "" for none."""
+        total = sum(count for _, count in self.discarded)
+        if not total:
+            return ""
+        parts = ", ".join(f"{reason} ({count})" for reason, count in self.discarded)
+        return f"{total} discarded: {parts}"
 
 
 @attrs.frozen
@@ -104,13 +117,16 @@ class _Counts:
     retried: int = 0
     quarantined: int = 0
     errors: int = 0
-    discarded: int = 0
     suppressed: int = 0
     sessions: int = 0
     last_error: str = ""
+    discarded: dict[str, int] = attrs.field(factory=dict)
 
     def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
-        return AccountReport(account, **attrs.asdict(self), backoff_seconds=backoff_seconds)
+        fields = attrs.asdict(self)
+        by_count = sorted(self.discarded.items(), key=lambda item: (-item[1], item[0]))
+        fields["discarded"] = tuple(by_count)
+        return AccountReport(account, **fields, backoff_seconds=backoff_seconds)
 
 
 def _list_keys(mailbox: Mailbox) -> Iterator[str]:
@@ -139,6 +155,7 @@ def _log_fields(account: AccountConfig, key: str, sha256: str) -> dict[str, obje
         "outcome": "",
         "reply_status": "",
         "disposition": "",
+        "discard_reason": "",
     }
 
 
@@ -295,18 +312,26 @@ class PollingService:
         account, counts = message.account, message.counts
         self._store_failures.pop((account.name, message.sha256), None)
         message_id = result.email.message_id or ""
+        discard_reason = result.decision.discard_reason if result.decision else ""
         message.fields.update(
             message_id=message_id,
             rule=result.decision.rule if result.decision else "",
             outcome=result.decision.outcome.value if result.decision else "duplicate",
             reply_status=result.reply_status.value,
             disposition=result.disposition.value,
+            discard_reason=discard_reason,
         )
         if result.duplicate:
             counts.duplicates += 1
         else:
             counts.processed += 1
-        noteworthy = self._note_discard_or_suppression(message, result)
+            if discard_reason:
+                counts.discarded[discard_reason] = counts.discarded.get(discard_reason, 0) + 1
+        held_back = self._note_suppression(message, result)
+        # A person's mail that the desk ignores is a WARNING (they hear nothing back); an
+        # auto-reply or a bounce ignored as designed is not.
+        ignored_person = bool(discard_reason) and _from_a_person(result)
+        noteworthy = ignored_person or held_back
         if result.disposition is Disposition.DELETE:
             message.mailbox.delete(message.key)
         elif result.disposition is Disposition.RETRY:
@@ -321,23 +346,15 @@ class PollingService:
         self._log(message, logging.WARNING if troubled else logging.INFO)
 
     @staticmethod
-    def _note_discard_or_suppression(message: _InHand, result: ProcessResult) -> bool:
-        """Count a discard or a held-back reply and put its reason in the log line; True when
-        there was one (the line is then a WARNING: the sender gets nothing and should not)."""
+    def _note_suppression(message: _InHand, result: ProcessResult) -> bool:
+        """Count a reply held back (budget, loop guard, age) and put why in the log line; True
+        when there was one (the line is then a WARNING: the sender hears nothing)."""
         decision = result.decision
-        if decision is None:
+        if decision is None or not decision.reply_suppressed:
             return False
-        noteworthy = False
-        if decision.outcome is Outcome.DISCARD:
-            message.counts.discarded += 1
-            # the rule's own words say why (the spec sentence, or ours beyond it)
-            message.fields["discarded"] = _shorten(for_operators(decision.spec), 300)
-            noteworthy = True
-        if decision.reply_suppressed:
-            message.counts.suppressed += 1
-            message.fields["reply_suppressed"] = decision.reply_suppressed
-            noteworthy = True
-        return noteworthy
+        message.counts.suppressed += 1
+        message.fields["reply_suppressed"] = decision.reply_suppressed
+        return True
 
     def _store_failed(self, message: _InHand) -> bool:
         """Count a store failure for this message; True once it has failed too often."""
@@ -554,7 +571,9 @@ class PollingService:
                 except Exception:  # a bug must not end the service; the account is retried
                     log.exception("account poll crashed", extra={"account": account.name})
                 else:
-                    log.info("account polled", extra=attrs.asdict(report))
+                    fields = attrs.asdict(report)
+                    fields["discarded"] = report.discard_summary()
+                    log.info("account polled", extra=fields)
                 wait = max(
                     account.interval_seconds, self.backoff(account.name).seconds_left(self.now())
                 )
@@ -563,8 +582,8 @@ class PollingService:
         log.info("polling service stopped")
 
 
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _from_a_person(result: ProcessResult) -> bool:
+    return result.decision is not None and result.decision.mail_kind is MailKind.NORMAL
 
 
 def _failure_kind(exc: BaseException) -> str:

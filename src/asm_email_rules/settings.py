@@ -56,6 +56,11 @@ class Limits:
 class MailboxSettings:
     """Options of one incoming email account (the spec's "incoming email server").
 
+    Beyond the spec's options: ``calls_from_machine_mail`` (default on) lets
+    machine-generated mail log and update calls, never with a reply or a command; off, it is
+    discarded with its reason. ``contact_from_reply_to`` (web-form mailboxes) makes the User of
+    a new call the Reply-To person instead of the From robot.
+
     ``from_name`` is the display name of our replies' From (``Service Desk
     <helpdesk@example.org>``). ``reply_subject`` places the record's bracket token (``[CALL#12]``)
     in a reply's subject: ``$subject`` is the reply's subject text, ``$token`` the token; the
@@ -79,6 +84,8 @@ class MailboxSettings:
     separators: tuple[str, ...] = ()
     trusted_authserv_id: str | None = None
     require_approval_token: bool = False
+    calls_from_machine_mail: bool = True
+    contact_from_reply_to: bool = False
     from_name: str = ""
     reply_subject: str = "$subject $token"
 

@@ -36,13 +36,14 @@ def test_a_discard_is_a_warning_with_its_reason_and_is_counted(
     code = main(["poll", "--once", "--config", str(desk)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "processed 1, duplicates 0, retried 0, quarantined 0, errors 0; discarded 1" in out
+    assert "processed 1, duplicates 0, retried 0, quarantined 0, errors 0" in out
+    assert "  1 discarded: " in out
     [line] = [line for line in err.splitlines() if "message handled" in line]
     assert " WARNING " in line
     assert "outcome=discard" in line
-    assert "discarded=" in line
+    assert "discard_reason=" in line
     assert "LOG-3" in line
-    assert "Create New Calls Anonymously" in line  # the rule's own words say why
+    assert "Create New Calls Anonymously" in line  # says why
 
 
 def test_a_reply_held_back_by_the_budget_is_a_warning_and_is_counted(
@@ -62,7 +63,7 @@ def test_a_reply_held_back_by_the_budget_is_a_warning_and_is_counted(
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "processed 2" in out
-    assert "replies held back 1" in out
+    assert "  1 replies held back" in out
     [held] = [line for line in err.splitlines() if "reply_suppressed=" in line]
     assert " WARNING " in held
     assert "budget" in held

@@ -83,8 +83,7 @@ def _print_report(report: PollReport) -> None:
         print(
             f"{account.account}: processed {account.processed}, duplicates "
             f"{account.duplicates}, retried {account.retried}, quarantined "
-            f"{account.quarantined}, errors {account.errors}; discarded {account.discarded}, "
-            f"replies held back {account.suppressed}"
+            f"{account.quarantined}, errors {account.errors}"
             + (f" (last: {account.last_error})" if account.last_error else "")
             + (
                 f"; backing off {account.backoff_seconds:.0f} s: our side failed, no message "
@@ -93,6 +92,10 @@ def _print_report(report: PollReport) -> None:
                 else ""
             )
         )
+        if account.discarded:
+            print(f"  {account.discard_summary()}")
+        if account.suppressed:
+            print(f"  {account.suppressed} replies held back (reply budget, loop guard or age)")
 
 
 def _run_until_signalled(service: PollingService, stop: threading.Event) -> None:
