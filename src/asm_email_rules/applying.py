@@ -37,6 +37,7 @@ from asm_email_rules.actions import (
 )
 from asm_email_rules.decision import Decision, Reply
 from asm_email_rules.gather import domain_of
+from asm_email_rules.ledger_key import ledger_key
 from asm_email_rules.model import (
     EntityKind,
     EntityRef,
@@ -218,12 +219,8 @@ def apply(
             ref = reply.ref
             assert not isinstance(ref, NewCall)
             repository.record_sent(outgoing.message_id, ref, outgoing.to, now)
+        message_id, sha256 = ledger_key(email)
         repository.record_processed(
-            mailbox.name,
-            email.message_id or "",
-            email.raw_sha256,
-            decision.to_json(),
-            outgoing,
-            now,
+            mailbox.name, message_id, sha256, decision.to_json(), outgoing, now
         )
     return ApplyResult(writes.new_call, outgoing, writes.new_person)

@@ -81,6 +81,9 @@ class InboundEmail:
     anything intake had to repair (charset fallbacks, broken encoded-words), each a typed
     :class:`~asm_email_rules.intake_notes.IntakeNote`, so a decision can say so. Every text
     field is valid Unicode: it always encodes as UTF-8 (no lone surrogates).
+    ``raw_sha256`` is the SHA-256 of the bytes as received; ``ledger_sha256`` that of the same
+    bytes without the trace header fields relays add (:mod:`~asm_email_rules.ledger_key`): with
+    the Message-ID, the ledger key (DESIGN 4, "Nothing is lost"). Empty when not computed.
     """
 
     sender: str
@@ -103,6 +106,7 @@ class InboundEmail:
     limit_violations: tuple[LimitViolation, ...] = ()
     raw_sha256: str = ""
     raw_size: int = 0
+    ledger_sha256: str = ""
     from_mailboxes: tuple[NamedAddress, ...] = ()
     sender_mailbox: NamedAddress | None = None
     reply_to_mailboxes: tuple[NamedAddress, ...] = ()

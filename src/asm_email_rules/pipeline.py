@@ -22,6 +22,7 @@ from asm_email_rules.applying import ApplyResult, apply, build_reply_email
 from asm_email_rules.decision import Decision
 from asm_email_rules.gather import gather_facts
 from asm_email_rules.intake import parse_message
+from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import InboundEmail, ReplyStatus
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.rules import decide, reply_address
@@ -76,7 +77,7 @@ def process(
     """
     email = parse_message(raw, limits=system.limits)
     message_id = email.message_id or ""
-    existing = repository.ledger_entry(mailbox.name, message_id, email.raw_sha256)
+    existing = find_ledger_entry(repository, mailbox.name, email)
     if existing is not None:
         status, disposition = existing.reply_status, Disposition.DELETE
         if mailer is not None:
@@ -88,7 +89,7 @@ def process(
     status = ReplyStatus.NONE if result.reply is None else ReplyStatus.PENDING
     disposition = Disposition.DELETE
     if result.reply is not None and mailer is not None:
-        entry = repository.ledger_entry(mailbox.name, message_id, email.raw_sha256)
+        entry = find_ledger_entry(repository, mailbox.name, email)
         if entry is not None:
             status, disposition = send_pending(entry, repository, mailer, system)
     logger.info(

@@ -32,6 +32,7 @@ from asm_email_rules.errors import (
     RepositoryError,
     StoreUnavailableError,
 )
+from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailbox, Mailer, Repository
@@ -337,7 +338,7 @@ class PollingService:
         elif result.disposition is Disposition.RETRY:
             counts.retried += 1
         else:
-            entry = self.repository.ledger_entry(account.mailbox.name, message_id, message.sha256)
+            entry = find_ledger_entry(self.repository, account.mailbox.name, result.email)
             detail = entry.last_error if entry is not None else "reply could not be sent"
             self._quarantine(message, f"reply not sent: {detail}")
             counts.quarantined += 1

@@ -1116,3 +1116,36 @@ def check_demo_inbox_decides_like_the_reference(repo: SeedableRepository) -> Non
     actual = _demo_run(repo)
     for want, got in zip(expected, actual, strict=True):
         _equal(got, want, f"demo message {want[0]}")
+
+
+@_check
+def check_redelivery_is_a_duplicate_and_a_reused_message_id_is_not(
+    repo: SeedableRepository,
+) -> None:
+    """End to end, the ledger key (DESIGN 4): a message delivered again with one more
+    ``Received`` header is a duplicate and acts once; another message reusing its Message-ID
+    acts again. The store must keep both entries (same Message-ID, other content hash)."""
+    from asm_email_rules.adapters.recording import RecordingMailer
+    from asm_email_rules.pipeline import process
+    from asm_email_rules.sample import DEMO_NOW, DEMO_SYSTEM, sample_mailbox, seed_sample_desk
+
+    seed_sample_desk(repo)
+    mailbox = sample_mailbox(auto_reply=True)
+    mailer = RecordingMailer()
+    raw = (
+        b"From: Uma <uma@corp.example>\r\nTo: helpdesk@desk.example\r\n"
+        b"Subject: [CALL#100] toner\r\nMessage-ID: <kit-redelivery@corp.example>\r\n\r\n"
+        b"The toner is empty.\r\n"
+    )
+    relayed = b"Received: from backup-mx.example by mx.example; Fri, 1 May 2024 09:00 +0000\r\n"
+    runs = [
+        process(message, repo, mailer, mailbox, DEMO_SYSTEM, DEMO_NOW)
+        for message in (raw, relayed + raw, raw.replace(b"is empty", b"is leaking"))
+    ]
+    _equal([run.duplicate for run in runs], [False, True, False], "duplicate flags")
+    texts = [e.text.strip() for e in repo.entries(EntityRef(EntityKind.CALL, 100))]
+    _equal(
+        [text for text in texts if "toner" in text.lower()],
+        ["The toner is empty.", "The toner is leaking."],
+        "history entries of call 100",
+    )

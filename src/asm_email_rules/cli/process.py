@@ -19,6 +19,7 @@ from asm_email_rules.cli._common import (
 )
 from asm_email_rules.config import AccountConfig, Config, load_config
 from asm_email_rules.errors import AsmEmailError, MessageParseError
+from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailer, Repository
@@ -106,9 +107,7 @@ def describe_result(name: str, result: ProcessResult) -> str:
 def _reply_lines(
     result: ProcessResult, repository: Repository, account: AccountConfig, recorded: bool
 ) -> Iterator[str]:
-    entry = repository.ledger_entry(
-        account.mailbox.name, result.email.message_id or "", result.email.raw_sha256
-    )
+    entry = find_ledger_entry(repository, account.mailbox.name, result.email)
     if entry is None or entry.reply is None:
         return
     state = "recorded (not sent)" if recorded else entry.reply_status.value
