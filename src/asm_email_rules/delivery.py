@@ -25,6 +25,7 @@ from datetime import datetime
 import attrs
 
 from asm_email_rules.errors import MessageParseError, NotFoundError, RepositoryError
+from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.quarantine import QuarantineStore, quarantine_reason, set_aside
@@ -144,9 +145,7 @@ def _verdict(
     if result.disposition is Disposition.RETRY:
         return Delivered(Verdict.TRY_LATER, f"{detail}: the reply will be retried", result)
     if result.disposition is Disposition.QUARANTINE:
-        entry = repository.ledger_entry(
-            mailbox.name, result.email.message_id or "", result.email.raw_sha256
-        )
+        entry = find_ledger_entry(repository, mailbox.name, result.email)
         error = entry.last_error if entry is not None and entry.last_error else "gave up"
         quarantined = _set_aside(repository, mailbox, raw, f"reply not sent: {error}", now)
         return attrs.evolve(quarantined, result=result)
