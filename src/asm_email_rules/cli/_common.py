@@ -10,7 +10,8 @@ from typing import Any, NoReturn, TextIO
 
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import Config, load_config, store_location
-from asm_email_rules.model import OutgoingEmail
+from asm_email_rules.model import OutgoingEmail, Person
+from asm_email_rules.protocols import SeedableRepository
 from asm_email_rules.sample import DEMO_MAILBOX_OPTIONS, DEMO_SYSTEM, sample_mailbox
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
@@ -93,7 +94,7 @@ def store_for(args: argparse.Namespace) -> SqliteRepository:
     if getattr(args, "store", None):
         location = store_location(args.store, Path.cwd())
     elif getattr(args, "config", None):
-        location = load_config(args.config, secrets=False).store
+        location = load_config(args.config, secrets=False).require_store()
     else:
         raise UsageError("say which store: --config F or --store DB")
     if not isinstance(location, Path):
@@ -104,6 +105,16 @@ def store_for(args: argparse.Namespace) -> SqliteRepository:
     store = open_store(location, must_exist=True)
     assert isinstance(store, SqliteRepository)  # a Path always opens SQLite
     return store
+
+
+def every_person(repository: SeedableRepository) -> list[Person]:
+    """Every person of the store, lowest id first (``list_persons`` a page at a time)."""
+    people: list[Person] = []
+    while True:
+        page = list(repository.list_persons(after=people[-1].id if people else 0, limit=500))
+        if not page:
+            return people
+        people.extend(page)
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:

@@ -75,7 +75,7 @@ def run_list(args: argparse.Namespace) -> int:
         raise UsageError("--limit must be 1 or more")
     status = CallStatus(args.status) if args.status else None
     with store_for(args) as repo:
-        calls, total = repo.list_calls(status=status, limit=args.limit)
+        calls, total = repo.recent_calls(status=status, limit=args.limit)
         if args.json:
             print(json.dumps([_call_dict(c) for c in calls], ensure_ascii=False, indent=2))
             return EXIT_OK

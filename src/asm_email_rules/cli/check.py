@@ -13,11 +13,11 @@ import argparse
 from typing import Any
 
 from asm_email_rules.bootstrap import mailbox_factory, make_mailer, open_store
-from asm_email_rules.cli._common import EXIT_CONFIG, EXIT_OK, EXIT_TRANSPORT
+from asm_email_rules.cli._common import EXIT_CONFIG, EXIT_OK, EXIT_TRANSPORT, every_person
 from asm_email_rules.config import AccountConfig, Config, MailProtocol, load_config
 from asm_email_rules.desk_check import Finding, Level, check_mailbox
 from asm_email_rules.errors import AsmEmailError, MailboxError, SendError
-from asm_email_rules.protocols import Repository
+from asm_email_rules.protocols import Repository, SeedableRepository
 from asm_email_rules.quarantine import QuarantineStore
 
 __all__ = ["account_label", "known_senders", "settings_findings"]
@@ -59,24 +59,22 @@ def settings_findings(config: Config, repository: Repository) -> list[Finding]:
 
 
 def known_senders(repository: Repository) -> int | None:
-    """How many people are analysts or Users; None when the store cannot list people."""
-    list_persons = getattr(repository, "list_persons", None)
-    if list_persons is None:
+    """How many people are analysts or Users (the rules know nobody else); None for a host's
+    store that cannot list its people."""
+    if not isinstance(repository, SeedableRepository):
         return None
-    return sum(1 for person in list_persons() if person.is_analyst or person.is_user)
+    return sum(1 for person in every_person(repository) if person.is_analyst or person.is_user)
 
 
-def _store_summary(repository: Repository) -> str:
+def _store_summary(repository: SeedableRepository) -> str:
     parts = [f"schema {getattr(repository, 'schema_version', '?')}"]
-    list_persons = getattr(repository, "list_persons", None)
-    if list_persons is not None:
-        people = list(list_persons())
-        analysts = sum(1 for p in people if p.is_analyst)
-        users = sum(1 for p in people if p.is_user)
-        parts.append(f"{len(people)} people ({analysts} analysts, {users} Users)")
-    list_calls = getattr(repository, "list_calls", None)
-    if list_calls is not None:
-        _, total = list_calls(limit=1)
+    people = every_person(repository)
+    analysts = sum(1 for p in people if p.is_analyst)
+    users = sum(1 for p in people if p.is_user)
+    parts.append(f"{len(people)} people ({analysts} analysts, {users} Users)")
+    recent_calls = getattr(repository, "recent_calls", None)
+    if recent_calls is not None:
+        _, total = recent_calls(limit=1)
         parts.append(f"{total} calls")
     if isinstance(repository, QuarantineStore):
         parts.append(f"{len(repository.quarantined())} held in quarantine")
@@ -97,7 +95,8 @@ def _sign_in(account: AccountConfig) -> str:
     where = (
         f"Maildir {account.path}"
         if account.protocol is MailProtocol.MAILDIR
-        else f"{account.protocol.value.upper()} {account.host}:{account.port} as {account.username}"
+        else f"{account.protocol.value.upper() if account.protocol else 'host mailbox'} "
+        f"{account.host}:{account.port} as {account.username}"
     )
     return f"{where}: {waiting} message{'s' if waiting != 1 else ''} waiting"
 
@@ -112,9 +111,10 @@ def run(args: argparse.Namespace) -> int:
         f"{len(active)} active; {smtp})"
     )
     code = EXIT_OK
-    repository = open_store(config.store, must_exist=True)
+    store = config.require_store()
+    repository = open_store(store, must_exist=True)
     try:
-        print(f"store {config.store}: {_store_summary(repository)}")
+        print(f"store {store}: {_store_summary(repository)}")
         findings = settings_findings(config, repository)
     finally:
         repository.close()

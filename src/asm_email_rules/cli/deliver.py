@@ -61,7 +61,7 @@ def _deliver(args: argparse.Namespace, raw: bytes) -> int:
     config = load_config(args.config)
     account = config.account(args.account)
     mailer = make_mailer(config)
-    repository = open_store(config.store, must_exist=True)
+    repository = open_store(config.require_store(), must_exist=True)
     try:
         refuse_misconfigured(config, repository, warn=False)
         outcome = deliver_message(

@@ -49,10 +49,11 @@ def _store(args: argparse.Namespace, config: Config | None) -> tuple[Repository,
     if args.store:
         return open_store(store_location(args.store, Path.cwd()), must_exist=True), args.store
     if config is not None:
-        if isinstance(config.store, Path) and not config.store.exists():
-            empty = f"an empty store ({config.store} does not exist yet)"
+        store = config.require_store()
+        if isinstance(store, Path) and not store.exists():
+            empty = f"an empty store ({store} does not exist yet)"
             return InMemoryRepository(), empty
-        return open_store(config.store, must_exist=True), str(config.store)
+        return open_store(store, must_exist=True), str(store)
     return open_sample_store(), "the sample desk (in memory)"
 
 

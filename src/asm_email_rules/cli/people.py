@@ -28,7 +28,14 @@ from typing import Any
 import attrs
 
 from asm_email_rules.adapters.sqlite import SqliteRepository
-from asm_email_rules.cli._common import EXIT_OK, UsageError, print_table, read_file, store_for
+from asm_email_rules.cli._common import (
+    EXIT_OK,
+    UsageError,
+    every_person,
+    print_table,
+    read_file,
+    store_for,
+)
 from asm_email_rules.model import Person
 
 NAME = "people"
@@ -209,7 +216,7 @@ def run_set(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     """Every person as a table, or JSON."""
     with _open(args) as repo:
-        people = list(repo.list_persons())
+        people = every_person(repo)
     if args.json:
         print(json.dumps([attrs.asdict(p) for p in people], ensure_ascii=False, indent=2))
         return EXIT_OK

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             "no [smtp] section: replies are recorded in the store as pending, not sent",
             file=sys.stderr,
         )
-    repository = open_store(config.store)
+    repository = open_store(config.require_store())
     code = EXIT_OK
     try:
         for name in args.files:
