@@ -176,7 +176,7 @@ class Postfix:
 
     def calls(self) -> list[str]:
         with SqliteRepository(self.store) as repo:
-            calls, _ = repo.list_calls(limit=100)
+            calls = repo.list_calls(limit=100)
         return [call.description for call in calls]
 
 
@@ -288,12 +288,12 @@ def test_mail_sent_to_postfix_becomes_a_call_and_a_locked_store_defers_it(
     postfix.send(_mail("Laptop battery swollen", "The battery bulges."), "alice@desk.example")
     descriptions = _wait_for(
         lambda: [d for d in postfix.calls() if "battery bulges" in d],
-        30,
+        90,
         "the first call",
         postfix.log,
     )
     assert descriptions, postfix.log()
-    _wait_for(lambda: "Mail queue is empty" in postfix.queue(), 30, "an empty queue", postfix.log)
+    _wait_for(lambda: "Mail queue is empty" in postfix.queue(), 90, "an empty queue", postfix.log)
     assert "status=sent (delivered via asmdesk service" in postfix.log()
 
     # 2. a locked store: deliver exits 75, Postfix keeps the message and says why
@@ -305,7 +305,7 @@ def test_mail_sent_to_postfix_becomes_a_call_and_a_locked_store_defers_it(
             lambda: (lambda q: q if "helpdesk@desk.test" in q and "(" in q else "")(
                 postfix.queue()
             ),
-            60,
+            120,
             "Postfix to defer the message",
             postfix.log,
         )
@@ -319,8 +319,8 @@ def test_mail_sent_to_postfix_becomes_a_call_and_a_locked_store_defers_it(
     # 3. the store is free again: the retry (forced now) delivers it, once
     postfix.flush()
     _wait_for(
-        lambda: [d for d in postfix.calls() if "Smoke" in d], 60, "the retried call", postfix.log
+        lambda: [d for d in postfix.calls() if "Smoke" in d], 120, "the retried call", postfix.log
     )
-    _wait_for(lambda: "Mail queue is empty" in postfix.queue(), 30, "an empty queue", postfix.log)
+    _wait_for(lambda: "Mail queue is empty" in postfix.queue(), 90, "an empty queue", postfix.log)
     assert len([d for d in postfix.calls() if "Smoke" in d]) == 1
     assert "Traceback" not in postfix.log()
