@@ -94,6 +94,8 @@ def _print_report(report: PollReport) -> None:
         )
         if account.discarded:
             print(f"  {account.discard_summary()}")
+        if account.expunged:
+            print(f"  expunged {account.expunged} message(s) a previous session had deleted")
         if account.suppressed:
             print(f"  {account.suppressed} replies held back (reply budget, loop guard or age)")
 
