@@ -41,6 +41,7 @@ class LimitKind(enum.Enum):
     MIME_DEPTH = "mime_depth"
     PART_COUNT = "part_count"
     ATTACHMENT_SIZE = "attachment_size"
+    BODY_SIZE = "body_size"
 
 
 @attrs.frozen
