@@ -57,12 +57,10 @@ from asm_email_rules.protocols import Repository
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 __all__ = [
-    "LEDGER_TEXT_CHARS",
     "ApplyResult",
     "apply",
     "build_notification_email",
     "build_reply_email",
-    "ledger_json",
     "notification_key",
 ]
 
@@ -246,31 +244,6 @@ class _Writes:
                 assert_never(action)
 
 
-LEDGER_TEXT_CHARS = 200
-"""How much of an action's message text the ledger's copy of a decision keeps."""
-
-_MESSAGE_TEXTS = ("description", "text")
-
-
-def ledger_json(decision: Decision) -> str:
-    """The decision as the ledger keeps it: :meth:`Decision.to_json`, except that the message
-    text an action carries (a new call's ``description``, a history entry's or a note's
-    ``text``) is cut to its first :data:`LEDGER_TEXT_CHARS` characters, with the full length
-    beside it (``"description_chars": 24117248``).
-
-    The text itself is stored once, in the record the action wrote (issue 10: the body was kept
-    twice, in the call and in the ledger); the ledger entry still says what was done and why.
-    """
-    data = decision.to_dict()
-    for action in data["actions"]:
-        for field in _MESSAGE_TEXTS:
-            value = action.get(field)
-            if isinstance(value, str) and len(value) > LEDGER_TEXT_CHARS:
-                action[field] = value[:LEDGER_TEXT_CHARS]
-                action[f"{field}_chars"] = len(value)
-    return json.dumps(data, ensure_ascii=False, sort_keys=True)
-
-
 def apply(
     decision: Decision,
     email: InboundEmail,
@@ -303,7 +276,7 @@ def apply(
             repository.record_sent(outgoing.message_id, ref, outgoing.to, now)
         message_id, sha256 = ledger_key(email)
         repository.record_processed(
-            mailbox.name, message_id, sha256, ledger_json(decision), outgoing, now
+            mailbox.name, message_id, sha256, decision.to_ledger_json(), outgoing, now
         )
         notifications = tuple(
             build_notification_email(item, mailbox, system, random_token=random_token())

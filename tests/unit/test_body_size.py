@@ -116,7 +116,7 @@ def test_the_ledger_keeps_the_decision_without_the_body_the_call_holds_it() -> N
     entry = store.ledger_entry(mailbox.name, "<long@corp.example>", result.email.ledger_sha256)
     assert entry is not None
     assert len(entry.decision_json) < 4000  # the rule, reasons and conditions; not the body
-    assert '"description_chars": 355000' in entry.decision_json
+    assert '"description": {"chars": 355000}' in entry.decision_json
 
 
 def test_polling_a_24_mb_text_of_emoji_peaks_below_3x_its_size(tmp_path: Path) -> None:
