@@ -70,6 +70,8 @@ def _print_report(report: PollReport) -> None:
             print(f"  {account.discard_summary()}")
         if account.expunged:
             print(f"  expunged {account.expunged} message(s) a previous session had deleted")
+        if account.pruned:
+            print(f"  ledger: {account.pruned} entries past ledger_retention_days forgotten")
 
 
 def _run_until_signalled(service: PollingService, stop: threading.Event) -> None:
