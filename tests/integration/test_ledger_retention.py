@@ -170,12 +170,12 @@ def test_a_sighting_writes_seen_at_at_most_once_a_day(store: SqliteRepository) -
     assert seen() == (T0 + 2 * DAY).isoformat(timespec="microseconds")
 
 
-def test_a_schema_3_file_gets_seen_at_and_its_entries_age_from_processed_at(
+def test_a_schema_4_file_gets_seen_at_and_its_entries_age_from_processed_at(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "v3.db"
+    path = tmp_path / "v4.db"
     with monkeypatch.context() as patch:
-        patch.setattr(sqlite_adapter, "MIGRATIONS", MIGRATIONS[:3])
+        patch.setattr(sqlite_adapter, "MIGRATIONS", MIGRATIONS[:4])
         with SqliteRepository(path) as old:
             old.record_processed("box", "<a@x>", "a", "{}", None, T0)
             old.record_processed("box", "<b@x>", "b", "{}", None, T0 + 100 * DAY)
