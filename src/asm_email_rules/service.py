@@ -1,11 +1,15 @@
 """The polling service: read every active account, run each message through the rules, dispose.
 
-Per message: fetch, hash, :func:`~asm_email_rules.pipeline.process` (parse, decide, apply and
-record in one transaction, send the reply), then delete, keep (transient reply failure) or
-quarantine it. The ledger (mailbox + Message-ID + SHA-256) makes a crash anywhere in between
-harmless: the next poll acknowledges the message without acting twice. A message that cannot be
-parsed or processed is quarantined with its error and remembered in the ledger, so a mailbox
-that cannot move mail (POP3) skips it from then on.
+Per account: take the account's lease in the store (DESIGN 4, "One poller per account": a
+second poller logs that it waits, and takes over once the lease expires), then per message:
+fetch, hash, :func:`~asm_email_rules.pipeline.process` (parse, decide, apply and record in one
+transaction with the reply, which enters the outbox), then delete or quarantine it. After each
+session the replies due are sent from the outbox (:func:`~asm_email_rules.send.send_due`),
+each claimed first, so a reply is never sent twice and a temporary SMTP failure never holds a
+message in the mailbox. The ledger (mailbox + Message-ID + SHA-256) makes a crash anywhere in
+between harmless: the next poll acknowledges the message without acting twice. A message that
+cannot be parsed or processed is quarantined with its error and remembered in the ledger, so
+a mailbox that cannot move mail (POP3) skips it from then on.
 """
 
 from __future__ import annotations
@@ -18,17 +22,24 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import attrs
 
 from asm_email_rules.config import AccountConfig, Config
 from asm_email_rules.errors import MailboxError, MessageParseError, NotFoundError, RepositoryError
-from asm_email_rules.model import ReplyStatus
+from asm_email_rules.model import Lease, ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailbox, Mailer, Repository
+from asm_email_rules.send import OutboxReport, SendResult, default_owner, send_due
 
-__all__ = ["AccountReport", "MailboxFactory", "PollReport", "PollingService"]
+__all__ = [
+    "ACCOUNT_LEASE_PREFIX",
+    "AccountReport",
+    "MailboxFactory",
+    "PollReport",
+    "PollingService",
+]
 
 log = logging.getLogger("asm_email_rules.service")
 
@@ -38,14 +49,23 @@ MailboxFactory = Callable[[AccountConfig], Mailbox]
 _MAX_MAILBOX_ERRORS = 3
 """Consecutive mailbox failures after which a session is abandoned until the next interval."""
 
+ACCOUNT_LEASE_PREFIX = "account:"
+"""Account leases are named ``account:<account name>`` in the store."""
+
 
 @attrs.frozen
 class AccountReport:
     """What one poll of one account did.
 
     ``processed``: acted on for the first time; ``duplicates``: already in the ledger (a crash
-    or retry), acknowledged without acting again; ``retried``: kept because the reply hit a
-    transient failure; ``quarantined``: set aside; ``errors``: mailbox or store failures.
+    or retry), acknowledged without acting again; ``retried``: kept in the mailbox to try again
+    later; ``quarantined``: set aside; ``errors``: mailbox or store failures.
+
+    Replies sent from the outbox in this pass: ``replies_sent`` (accepted),
+    ``replies_deferred`` (temporary failure, tried again later), ``replies_failed`` (refused
+    for good, or given up after ``reply_retry_hours``: ``asm-email-rules replies list``).
+    ``waiting``: another poller holds the account (``lease_holder``, until ``lease_until``);
+    nothing was read.
     """
 
     account: str
@@ -57,6 +77,12 @@ class AccountReport:
     sessions: int = 0
     skipped: bool = False
     last_error: str = ""
+    replies_sent: int = 0
+    replies_deferred: int = 0
+    replies_failed: int = 0
+    waiting: bool = False
+    lease_holder: str = ""
+    lease_until: datetime | None = None
 
 
 @attrs.frozen
@@ -85,9 +111,20 @@ class _Counts:
     errors: int = 0
     sessions: int = 0
     last_error: str = ""
+    replies_sent: int = 0
+    replies_deferred: int = 0
+    replies_failed: int = 0
 
     def freeze(self, account: str) -> AccountReport:
         return AccountReport(account, **attrs.asdict(self))
+
+    def add_replies(self, report: OutboxReport) -> None:
+        self.replies_sent += report.count(SendResult.SENT)
+        self.replies_deferred += report.count(SendResult.DEFERRED)
+        self.replies_failed += report.count(SendResult.GAVE_UP, SendResult.REFUSED)
+        for outcome in report.outcomes:
+            if outcome.result is not SendResult.SENT and outcome.error:
+                self.last_error = f"reply to {outcome.to}: {outcome.error}"
 
 
 def _list_keys(mailbox: Mailbox) -> Iterator[str]:
@@ -139,6 +176,10 @@ class _StoreUnavailableError(Exception):
     """The store failed in a way that is not this message's fault: stop and retry later."""
 
 
+class _LeaseLostError(Exception):
+    """Another poller took the account over (our lease expired): stop working it at once."""
+
+
 def _is_quarantine_record(decision_json: str) -> bool:
     try:
         data = json.loads(decision_json)
@@ -151,7 +192,9 @@ class PollingService:
     """Polls the configured accounts; one instance per store and mailer.
 
     ``now`` and ``random_token`` are injected so tests are deterministic. With ``mailer`` None
-    the replies are recorded in the store as pending and not sent.
+    the replies are recorded in the store's outbox as pending and not sent. ``owner`` names
+    this poller in the account leases and reply claims it takes (default
+    :func:`~asm_email_rules.send.default_owner`: host, process id and a random part).
     """
 
     def __init__(
@@ -163,6 +206,7 @@ class PollingService:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+        owner: str | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -170,7 +214,10 @@ class PollingService:
         self.mailbox_factory = mailbox_factory
         self.now = now
         self.random_token = random_token
+        self.owner = owner or default_owner()
         self._store_failures: dict[tuple[str, str], int] = {}
+        self._renew_at: dict[str, datetime] = {}
+        self._waiting: dict[str, str] = {}
 
     # -- one message ------------------------------------------------------------------------
 
@@ -207,11 +254,12 @@ class PollingService:
             return process(
                 raw,
                 self.repository,
-                self.mailer,
+                None,  # the reply goes to the outbox; _send_replies sends it after the session
                 message.account.mailbox,
                 self.config.system,
                 self.now(),
                 random_token=self.random_token,
+                owner=self.owner,
             )
         except MessageParseError as exc:
             reason = f"cannot parse: {exc}"
@@ -306,26 +354,150 @@ class PollingService:
         self, account: AccountConfig, stop: threading.Event | None = None
     ) -> AccountReport:
         """Poll one account until its mailbox is empty (in sessions of at most
-        ``max_messages_per_session``), or until ``stop`` is set; never raises."""
+        ``max_messages_per_session``), or until ``stop`` is set, and send its due replies;
+        never raises. Another poller holding the account's lease: nothing is read, and the
+        report says ``waiting``."""
         if not account.active:
             return AccountReport(account.name, skipped=True)
         counts = _Counts()
+        try:
+            holder = self._take_lease(account)
+        except RepositoryError as exc:
+            self._account_error(account, counts, exc)
+            return counts.freeze(account.name)
+        if holder is not None:
+            report = counts.freeze(account.name)
+            return attrs.evolve(
+                report, waiting=True, lease_holder=holder.owner, lease_until=holder.expires
+            )
+        try:
+            self._work(account, counts, stop)
+        finally:
+            self._release_lease(account)
+        return counts.freeze(account.name)
+
+    def _work(self, account: AccountConfig, counts: _Counts, stop: threading.Event | None) -> None:
+        """Sessions until the mailbox is empty, each followed by sending the replies due."""
         seen: set[str] = set()
         while stop is None or not stop.is_set():
+            more = False
             try:
                 more = self._session(account, seen, counts, stop)
-            except (MailboxError, RepositoryError, _StoreUnavailableError, OSError) as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                log.error(
-                    "account poll failed; retrying next interval: %s",
-                    exc,
-                    extra={"account": account.name, "error": str(exc)},
+            except (
+                MailboxError,
+                RepositoryError,
+                _StoreUnavailableError,
+                _LeaseLostError,
+                OSError,
+            ) as exc:
+                self._account_error(account, counts, exc)
+                if not isinstance(exc, MailboxError | OSError):
+                    return  # the store failed or the lease is gone: no sending either
+            if not self._send_replies(account, counts, stop) or not more:
+                return
+
+    def _account_error(self, account: AccountConfig, counts: _Counts, exc: Exception) -> None:
+        counts.errors += 1
+        counts.last_error = str(exc)
+        log.error(
+            "account poll failed; retrying next interval: %s",
+            exc,
+            extra={"account": account.name, "error": str(exc)},
+        )
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    def _send_replies(
+        self, account: AccountConfig, counts: _Counts, stop: threading.Event | None
+    ) -> bool:
+        """Send the account's due replies until none is left, the server fails temporarily,
+        ``stop`` is set or the lease is lost; False when the account's work must stop."""
+        if self.mailer is None:
+            return True
+
+        def keep_going() -> bool:
+            return (stop is None or not stop.is_set()) and self._renew(account)
+
+        batch = max(1, account.max_messages_per_session)
+        try:
+            while True:
+                report = send_due(
+                    self.repository,
+                    self.mailer,
+                    self.config.system,
+                    owner=self.owner,
+                    clock=self.now,
+                    mailbox=account.mailbox.name,
+                    limit=batch,
+                    keep_going=keep_going,
                 )
-                break
-            if not more:
-                break
-        return counts.freeze(account.name)
+                counts.add_replies(report)
+                if report.stopped_early or not report.outcomes or not keep_going():
+                    break
+        except RepositoryError as exc:
+            self._account_error(account, counts, exc)
+            return False
+        return self._still_held(account)
+
+    # -- the account lease ----------------------------------------------------------------------
+
+    def _lease_name(self, account: AccountConfig) -> str:
+        return f"{ACCOUNT_LEASE_PREFIX}{account.name}"
+
+    def _take_lease(self, account: AccountConfig) -> Lease | None:
+        """Take (or renew) the account's lease; None when we hold it, else the holder's lease.
+
+        Logs once when we start waiting for another poller, and once when we take over.
+        """
+        now = self.now()
+        ttl = timedelta(seconds=self.config.system.lease_seconds)
+        lease = self.repository.acquire_lease(self._lease_name(account), self.owner, now, now + ttl)
+        fields = {"account": account.name, "owner": self.owner}
+        if lease.owner != self.owner:
+            if self._waiting.get(account.name) != lease.owner:
+                log.warning(
+                    "account is being polled by another poller; waiting until its lease "
+                    "expires or it lets go",
+                    extra={**fields, "holder": lease.owner, "until": lease.expires.isoformat()},
+                )
+            self._waiting[account.name] = lease.owner
+            return lease
+        previous = self._waiting.pop(account.name, None)
+        if previous is not None:
+            log.warning(
+                "account taken over from another poller", extra={**fields, "previous": previous}
+            )
+        self._renew_at[account.name] = now + ttl / 3
+        return None
+
+    def _renew(self, account: AccountConfig) -> bool:
+        """Renew the lease when a third of it has passed; False when another poller has it."""
+        if self.now() < self._renew_at.get(account.name, self.now()):
+            return True
+        return self._still_held(account, force=True)
+
+    def _still_held(self, account: AccountConfig, *, force: bool = False) -> bool:
+        if not force and self.now() < self._renew_at.get(account.name, self.now()):
+            return True
+        holder = self._take_lease(account)
+        if holder is None:
+            return True
+        log.error(
+            "lost the account's lease to another poller (ours expired while working): "
+            "stopping at once",
+            extra={"account": account.name, "owner": self.owner, "holder": holder.owner},
+        )
+        return False
+
+    def _release_lease(self, account: AccountConfig) -> None:
+        self._renew_at.pop(account.name, None)
+        try:
+            self.repository.release_lease(self._lease_name(account), self.owner)
+        except RepositoryError:
+            log.exception(
+                "could not release the account's lease (it expires by itself)",
+                extra={"account": account.name},
+            )
 
     def _session(
         self,
@@ -349,6 +521,8 @@ class PollingService:
                 if handled >= account.max_messages_per_session:
                     left_over = True
                     break
+                if not self._renew(account):
+                    raise _LeaseLostError("another poller took the account over")
                 seen.add(key)
                 handled += 1
                 try:

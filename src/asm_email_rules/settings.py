@@ -85,7 +85,14 @@ class MailboxSettings:
 
 @attrs.frozen
 class SystemSettings:
-    """System-wide options (System Administration, Messaging, Email Settings)."""
+    """System-wide options (System Administration, Messaging, Email Settings).
+
+    Ours, for sending and polling (DESIGN 4): ``reply_retry_hours`` is how long a reply that
+    meets temporary SMTP failures (4xx, no answer) is retried, with exponential backoff,
+    before it is given up and recorded as failed. ``lease_seconds`` is how long a poller's
+    hold on an account, and a sender's claim on a reply, last without renewal: a poller that
+    died is taken over, and its reply in flight resent, once that time has passed.
+    """
 
     truncate_incoming_emails: bool = False
     email_at_update_via_email_in: bool = False
@@ -98,6 +105,8 @@ class SystemSettings:
     reply_budget_per_hour: int = 20
     max_reply_age_days: int = 7
     max_send_attempts: int = 5
+    reply_retry_hours: float = 24.0
+    lease_seconds: float = 120.0
     approval_token_secret: str | None = None
     loop_header: str = "X-ASM-Email-Rules-Loop"
     limits: Limits = Limits()

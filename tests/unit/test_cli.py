@@ -258,7 +258,7 @@ def test_each_command_module_declares_its_own_parser_and_runner() -> None:
     from asm_email_rules.cli import COMMANDS, build_parser
 
     names = [command.NAME for command in COMMANDS]
-    assert names == ["demo", "explain", "process", "poll", "truncate", "init", "tables"]
+    assert names == ["demo", "explain", "process", "poll", "replies", "truncate", "init", "tables"]
     for command in COMMANDS:
         assert callable(command.add_parser)
         assert callable(command.run)

@@ -1,10 +1,13 @@
-"""The ``asm-email-rules`` command line: demo, explain, process, poll, truncate, init and tables.
+"""The ``asm-email-rules`` command line: demo, explain, process, poll, replies, truncate, init
+and tables.
 
 One module per command, each with ``add_parser(subparsers)`` (its options, next to its code)
 and ``run(args) -> int``. Exit codes: 0 success; 1 a message could not be parsed or processed;
 2 usage or configuration error (including a store that cannot be opened); 3 a mailbox or the
-SMTP server failed; 130 interrupted. Errors are one line on stderr, never a traceback:
-:data:`EXIT_CODES` maps each exception type to its code and message.
+SMTP server failed (a reply deferred); 4 a reply failed for good (refused, or given up after
+``reply_retry_hours``: see ``replies list --failed``); 130 interrupted. Errors are one line
+on stderr, never a traceback: :data:`EXIT_CODES` maps each exception type to its code and
+message.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
-from asm_email_rules.cli import demo, explain, init, poll, process, tables, truncate
+from asm_email_rules.cli import demo, explain, init, poll, process, replies, tables, truncate
 from asm_email_rules.cli._common import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     EXIT_MESSAGE,
     EXIT_OK,
+    EXIT_REPLIES_FAILED,
     EXIT_TRANSPORT,
     PROG,
     Parser,
@@ -40,12 +44,22 @@ __all__ = [
     "EXIT_CONFIG",
     "EXIT_MESSAGE",
     "EXIT_OK",
+    "EXIT_REPLIES_FAILED",
     "EXIT_TRANSPORT",
     "demo_inbox",
     "main",
 ]
 
-COMMANDS: tuple[ModuleType, ...] = (demo, explain, process, poll, truncate, init, tables)
+COMMANDS: tuple[ModuleType, ...] = (
+    demo,
+    explain,
+    process,
+    poll,
+    replies,
+    truncate,
+    init,
+    tables,
+)
 """The commands in the order ``--help`` lists them."""
 
 EXIT_CODES: tuple[tuple[type[BaseException], int, Callable[[BaseException], str]], ...] = (
@@ -83,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Incoming-email rules for service desks.",
         epilog="Exit codes: 0 ok; 1 a message could not be parsed or processed; "
-        "2 usage or configuration error; 3 mailbox or SMTP failure.",
+        "2 usage or configuration error; 3 mailbox or SMTP failure; "
+        "4 a reply failed for good (see `replies list --failed`).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
