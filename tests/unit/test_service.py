@@ -588,3 +588,90 @@ def test_service_wiring_names_moved_to_bootstrap_still_resolve_with_a_warning() 
         assert service_module.open_mailbox is bootstrap.mailbox_factory  # type: ignore[attr-defined]
     with pytest.raises(AttributeError):
         service_module.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+
+
+# --------------------------------------------------------------------------------------------
+# one poller per account (DESIGN 4): the account lease
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_second_poller_waits_while_the_first_holds_the_account_then_takes_over(
+    desk: Desk, caplog: pytest.LogCaptureFixture
+) -> None:
+    desk.deliver(NEW_CALL)
+    second_store = SqliteRepository(desk.tmp / "store.sqlite3")
+    try:
+        first = desk.service(owner="first")
+        second = PollingService(
+            Config(desk.tmp / "store.sqlite3", desk.system, None, desk.accounts),
+            second_store,
+            desk.mailer,
+            desk.factory,
+            now=desk.clock,
+            owner="second",
+        )
+        lease = desk.store.acquire_lease(
+            "account:helpdesk", "first", desk.clock(), desk.clock() + timedelta(minutes=2)
+        )
+        assert lease.owner == "first"  # the first poller is in the middle of its pass
+        with caplog.at_level(logging.WARNING, logger="asm_email_rules.service"):
+            waiting = second.poll_once()["helpdesk"]
+            second.poll_once()  # still waiting: no second warning
+        assert (waiting.waiting, waiting.lease_holder, waiting.processed) == (True, "first", 0)
+        assert waiting.lease_until == NOW + timedelta(minutes=2)
+        assert desk.waiting() == 1
+        assert [r.getMessage() for r in caplog.records].count(
+            "account is being polled by another poller; waiting until its lease expires or "
+            "it lets go"
+        ) == 1
+        desk.clock.advance(minutes=2)  # the first poller died: its lease expires
+        with caplog.at_level(logging.WARNING, logger="asm_email_rules.service"):
+            taken = second.poll_once()["helpdesk"]
+        assert (taken.waiting, taken.processed, taken.replies_sent) == (False, 1, 1)
+        assert "account taken over from another poller" in caplog.text
+        # a pass releases the lease at its end: the first poller is back at once
+        assert first.poll_once()["helpdesk"].waiting is False
+    finally:
+        second_store.close()
+
+
+def test_the_lease_is_renewed_while_working_and_a_lost_lease_stops_the_pass(
+    desk: Desk,
+) -> None:
+    raws = [make_raw(f"Issue {n}", "uma@corp.example", f"n {n}", f"<l{n}@c>") for n in range(6)]
+    desk.deliver(*raws)
+    renewals: list[str] = []
+    thief = {"at": 4}
+
+    class SlowMaildir(MaildirMailbox):
+        """Each message takes a minute of (fake) time; during the 4th, another poller takes
+        the account over."""
+
+        def fetch(self, key: str) -> bytes:
+            desk.clock.advance(minutes=1)
+            thief["at"] -= 1
+            if thief["at"] == 0:
+                desk.store.release_lease("account:helpdesk", "me")
+                desk.store.acquire_lease(
+                    "account:helpdesk", "thief", desk.clock(), desk.clock() + timedelta(hours=1)
+                )
+            lease = desk.store.acquire_lease("account:helpdesk", "probe", desk.clock(), NOW)
+            renewals.append(lease.owner)
+            return super().fetch(key)
+
+    service = desk.service(factory=lambda a: SlowMaildir(a.path), owner="me")
+    report = service.poll_once()["helpdesk"]
+    assert renewals[:3] == ["me", "me", "me"]  # held for 3 minutes with a 2-minute lease
+    # taken during the 4th message; the check before the 5th stops the pass (the ledger keeps
+    # the 4th from being acted on twice should the thief fetch it too)
+    assert report.processed == 4
+    assert report.errors == 1
+    assert "another poller took the account over" in report.last_error
+    assert desk.waiting() == 2
+
+
+def test_reply_retry_delays_double_up_to_an_hour() -> None:
+    from asm_email_rules.send import retry_delay
+
+    minutes = [retry_delay(n).total_seconds() / 60 for n in range(1, 10)]
+    assert minutes == [1, 2, 4, 8, 16, 32, 60, 60, 60]
