@@ -3,6 +3,14 @@
 Reading is bounded: an address list is split at top-level commas by a linear scan, and each
 piece goes alone to the stdlib ``policy.default`` header registry (which is quadratic on long
 lists and would otherwise be the slowest part of intake).
+
+Reading is lenient where real mail breaks RFC 5322 without ambiguity: a display name with an
+unquoted comma (``Joe Foo, PhD <joe.foo@example.org>``) is one mailbox named ``Joe Foo, PhD``,
+not an invalid ``Joe Foo`` and a mailbox named ``PhD``. A piece that has no ``@`` and no angle
+brackets cannot be a mailbox of its own, so it is read as the start of the display name of the
+``name <addr>`` piece after it (each such repair is noted as ``LENIENT_ADDRESS``). A piece with
+an ``@`` outside angle brackets is never merged: ``alice@evil.example <bob@good.example>``
+(CVE-2023-27043) stays invalid.
 """
 
 from __future__ import annotations
@@ -13,13 +21,14 @@ from collections.abc import Iterator
 from email import policy as email_policy
 from email.errors import InvalidHeaderDefect
 
-from asm_email_rules.header_values import clean_text
+from asm_email_rules.header_values import clean_text, decode_header_text
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 
 __all__ = [
     "normalise_address",
     "parse_address",
     "parse_address_list",
+    "plain_display_name",
     "return_path_address",
 ]
 
@@ -34,6 +43,9 @@ _SIMPLE_MAILBOX = re.compile(
     + r")>\s*"
 )
 _SIMPLE_BARE = re.compile(r"\s*(?P<a>" + _SIMPLE_ADDR.pattern + r")\s*")
+#: a display name the registry refuses (broken quotes, undecodable encoded-words, specials)
+#: in front of one plain angle address; no "@" in the name, so never the CVE-2023-27043 shape
+_LENIENT_MAILBOX = re.compile(r"(?P<n>[^<>@]*)<(?P<a>" + _SIMPLE_ADDR.pattern + r")>\s*")
 _MAX_PIECE = 2048  # one address given to the (quadratic) header registry
 _MAX_ADDRESSES = 1000  # addresses kept per address header
 
@@ -88,7 +100,10 @@ def parse_address(piece: str) -> tuple[str, str] | None:
 
     A strict regex covers the unambiguous common forms first; anything else goes to the
     ``policy.default`` registry, and a registry result with an invalid-address defect (the
-    CVE-2023-27043 shape ``a@evil <b@good>``) counts as no address.
+    CVE-2023-27043 shape ``a@evil <b@good>``) counts as no address. When the registry refuses
+    a piece that is a display name without ``@`` in front of one plain ``<addr-spec>`` (an
+    unbalanced quote, an encoded-word it cannot decode, specials such as ``Dr. Joe (IT)``), the
+    name is read as written and the address kept.
     """
     simple = _SIMPLE_MAILBOX.fullmatch(piece)
     if simple is not None:
@@ -104,22 +119,54 @@ def parse_address(piece: str) -> tuple[str, str] | None:
         addresses = header.addresses
         defects = header.defects
     except Exception:  # the registry raises IndexError and others on some garbage
-        return None
+        return _lenient_mailbox(piece)
     if len(addresses) != 1 or any(isinstance(d, InvalidHeaderDefect) for d in defects):
-        return None
+        return _lenient_mailbox(piece)
     address = addresses[0]
     if not address.username or not address.domain:
+        return _lenient_mailbox(piece)
+    return clean_text(str(address.display_name)), clean_text(str(address.addr_spec))
+
+
+def _lenient_mailbox(piece: str) -> tuple[str, str] | None:
+    """``(name, addr)`` of ``<name without @> <plain addr-spec>``, else None."""
+    found = _LENIENT_MAILBOX.fullmatch(piece)
+    if found is None:
         return None
-    return clean_text(str(address.display_name)), str(address.addr_spec)
+    return plain_display_name(found.group("n")), found.group("a")
+
+
+def _is_name_fragment(piece: str) -> bool:
+    """True for a list piece that can only be part of a display name (no ``@``, no ``<>``)."""
+    return "@" not in piece and "<" not in piece and ">" not in piece
+
+
+def plain_display_name(text: str) -> str:
+    """A display name written without address syntax, as a person reads it.
+
+    RFC 2047 encoded-words decoded, the double quotes of quoted strings and their backslash
+    escapes removed, whitespace runs as one space; e.g. ``"Foo", Joe`` -> ``Foo, Joe``.
+    """
+    text = decode_header_text(text)
+    if '"' in text:
+        text = re.sub(r"\\(.)", r"\1", text.replace('"', ""))
+    return " ".join(text.split())
 
 
 def parse_address_list(
     value: str, notes: list[IntakeNote] | None = None, what: str = "To"
 ) -> list[tuple[str, str]]:
-    """Every valid mailbox of an address header, at most 1000, one bounded registry call each."""
+    """Every valid mailbox of an address header, at most 1000, one bounded registry call each.
+
+    Returns ``(display_name, addr_spec)`` pairs in order. Pieces that can only be the start of
+    a display name with an unquoted comma are joined to the ``name <addr>`` piece after them
+    (noted as ``LENIENT_ADDRESS``); other pieces that do not parse are noted as
+    ``INVALID_ADDRESS`` and ignored.
+    """
     found: list[tuple[str, str]] = []
     sink: list[IntakeNote] = notes if notes is not None else []
     bad = 0
+    fragments: list[str] = []  # pieces that can only start the next mailbox's display name
     for piece in _split_addresses(value):
         if not piece.strip():
             continue
@@ -131,11 +178,26 @@ def parse_address_list(
                 )
             )
             break
+        if _is_name_fragment(piece) and len(piece) <= _MAX_PIECE:
+            fragments.append(piece)
+            continue
         parsed = parse_address(piece)
-        if parsed is None:
-            bad += 1
-        else:
+        if parsed is not None and fragments and "<" in piece:
+            # "Joe Foo, PhD <joe@x>": the fragments start this mailbox's display name.
+            name = plain_display_name(",".join([*fragments, piece[: piece.rfind("<")]]))
+            sink.append(
+                IntakeNote(
+                    IntakeNoteKind.LENIENT_ADDRESS,
+                    f"{what}: display name {name[:80]!r} has an unquoted comma; read as one name",
+                )
+            )
+            parsed = (name, parsed[1])
+            fragments = []
+        bad += len(fragments) + (parsed is None)
+        fragments = []
+        if parsed is not None:
             found.append(parsed)
+    bad += len(fragments)
     if bad:
         sink.append(
             IntakeNote(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Self
 
 import attrs
 
-from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.config import AccountConfig, Config, MailProtocol, PostgresStore
 from asm_email_rules.errors import ConfigError, RepositoryError
 from asm_email_rules.protocols import Mailbox, Mailer, Repository, SeedableRepository
 from asm_email_rules.sample import seed_sample_desk
@@ -32,6 +32,7 @@ from asm_email_rules.service import MailboxFactory, PollingService
 
 if TYPE_CHECKING:
     from asm_email_rules.adapters.oauth import OAuth2Login
+    from asm_email_rules.adapters.postgres import PostgresRepository
     from asm_email_rules.adapters.sqlite import SqliteRepository
 
 __all__ = [
@@ -53,29 +54,51 @@ FROM_CONFIG = _FromConfig.FROM_CONFIG
 """``bootstrap(mailer=FROM_CONFIG)`` (the default): the SMTP mailer of the ``[smtp]`` section."""
 
 
-def open_store(path: Path, *, must_exist: bool = False) -> SqliteRepository:
-    """The SQLite store at ``path`` (created with the current schema unless ``must_exist``).
+def open_store(
+    location: Path | PostgresStore, *, must_exist: bool = False
+) -> SqliteRepository | PostgresRepository:
+    """The store ``location`` names: a SQLite file, or a PostgreSQL database.
 
-    Raises ConfigError naming the file when it is missing (``must_exist``) or cannot be opened
-    (locked, not a database, a newer schema): for the operator it is a configuration problem.
+    A SQLite file is created with the current schema unless ``must_exist``. A PostgreSQL
+    database must exist (we never create databases); its tables are created or migrated on
+    opening. Raises ConfigError naming the file or the server and database (never the
+    password) when the store is missing (``must_exist``), cannot be opened (locked, not a
+    database, unreachable, login refused, a newer schema), or psycopg is not installed.
     """
+    if isinstance(location, PostgresStore):
+        return _open_postgres(location)
     from asm_email_rules.adapters.sqlite import SqliteRepository
 
-    if must_exist and not path.exists():
+    if must_exist and not location.exists():
         raise ConfigError(
-            "store not found (create one with `asm-email-rules init`)", source=str(path)
+            "store not found (create one with `asm-email-rules init`)", source=str(location)
         )
     try:
-        return SqliteRepository(path)
+        return SqliteRepository(location)
     except RepositoryError as exc:
-        raise ConfigError(f"cannot open the store: {exc}", source=str(path)) from None
+        raise ConfigError(f"cannot open the store: {exc}", source=str(location)) from None
 
 
-def open_sample_store(path: Path | None = None) -> SeedableRepository:
+def _open_postgres(store: PostgresStore) -> PostgresRepository:
+    try:
+        from asm_email_rules.adapters.postgres import PostgresRepository
+    except ImportError:
+        raise ConfigError(
+            "the PostgreSQL store needs psycopg: pip install 'asm-email-rules[postgres]'",
+            source=str(store),
+        ) from None
+    try:
+        return PostgresRepository(store.url, password=store.password, schema=store.schema)
+    except RepositoryError as exc:
+        raise ConfigError(f"cannot open the store: {exc}") from None
+
+
+def open_sample_store(path: Path | PostgresStore | None = None) -> SeedableRepository:
     """A store seeded with the sample desk (:mod:`asm_email_rules.sample`).
 
-    In memory when ``path`` is None; else a SQLite file at ``path`` (the demo uses a temporary
-    one so it runs the same code as production). The caller closes a SQLite store.
+    In memory when ``path`` is None; else the store at ``path``: a SQLite file (the demo uses a
+    temporary one so it runs the same code as production) or a PostgreSQL database. The caller
+    closes it.
     """
     repository: SeedableRepository
     if path is None:
@@ -226,7 +249,8 @@ def bootstrap(
 ) -> Wiring:
     """Wire the polling service from ``config``, taking any part the host passes instead.
 
-    ``repository``: default the SQLite store of ``config.store`` (created when missing).
+    ``repository``: default the store of ``config.store`` (a SQLite file, created when
+    missing, or a PostgreSQL database).
     ``mailer``: default :func:`make_mailer`; None records replies as pending without sending.
     ``mailboxes``: default :func:`mailbox_factory`. ``now`` and ``random_token`` go to the
     service (tests pass fixed ones). Raises ConfigError when the store cannot be opened.

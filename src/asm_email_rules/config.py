@@ -106,10 +106,70 @@ class AccountConfig:
 
 
 @attrs.frozen
-class Config:
-    """A loaded configuration file; ``source`` is the file it came from."""
+class PostgresStore:
+    """``store = "postgresql://USER@HOST:PORT/DATABASE"``: a PostgreSQL database as the store.
 
-    store: Path
+    ``url`` never holds a password (the loader refuses one); ``password`` comes from
+    ``store_password_env`` or ``store_password_file`` (``None``: libpq's own sources, such as
+    ``PGPASSWORD`` or ``~/.pgpass``) and is left out of ``repr``. ``schema`` is
+    ``store_schema``. ``str()`` names the server and the database, for messages and logs.
+    """
+
+    url: str
+    password: str | None = attrs.field(default=None, repr=False)
+    schema: str | None = None
+
+    def __str__(self) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        query = urllib.parse.parse_qs(parts.query)
+        host = parts.hostname or query.get("host", ["local socket"])[0]
+        port = parts.port or query.get("port", ["5432"])[0]
+        database = parts.path.lstrip("/") or query.get("dbname", ["(default)"])[0]
+        return f"PostgreSQL server {host}:{port}, database {database}"
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+"""URL schemes that make ``store`` a PostgreSQL database rather than a SQLite file."""
+
+
+def store_location(text: str, base: Path, *, source: str = "") -> Path | PostgresStore:
+    """``text`` as a store: a ``postgresql://`` URL, else a SQLite file relative to ``base``.
+
+    Raises ConfigError (key ``store``, file ``source``) when a URL carries a password (it would
+    end up in logs and process lists: give it with ``store_password_env`` or
+    ``store_password_file``), names no database, or is malformed.
+    """
+    scheme = text.split(":", 1)[0].lower() if "://" in text else ""
+    if scheme not in POSTGRES_SCHEMES:
+        return _resolve(text, base)
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError(message, source=source, key="store")
+
+    try:
+        parts = urllib.parse.urlsplit(text)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise fail(f"not a valid PostgreSQL URL: {exc}") from None
+    query = urllib.parse.parse_qs(parts.query)
+    if parts.password is not None or "password" in query:
+        raise fail(
+            "the URL must not hold the password; "
+            "give it with store_password_env or store_password_file"
+        )
+    if not parts.path.lstrip("/") and "dbname" not in query:
+        raise fail("the PostgreSQL URL names no database (postgresql://HOST/DATABASE)")
+    return PostgresStore(text)
+
+
+@attrs.frozen
+class Config:
+    """A loaded configuration file; ``source`` is the file it came from.
+
+    ``store`` is the SQLite file, or a :class:`PostgresStore` for a ``postgresql://`` URL.
+    """
+
+    store: Path | PostgresStore
     system: SystemSettings
     smtp: SmtpConfig | None
     accounts: tuple[AccountConfig, ...]
@@ -357,10 +417,20 @@ def _system(table: _Table) -> SystemSettings:
         max_send_attempts=table.integer("max_send_attempts", d.max_send_attempts, minimum=1),
         reply_retry_hours=table.number("reply_retry_hours", d.reply_retry_hours),
         lease_seconds=table.number("lease_seconds", d.lease_seconds),
+        backoff_initial_seconds=table.number("backoff_initial_seconds", d.backoff_initial_seconds),
+        backoff_max_seconds=table.number("backoff_max_seconds", d.backoff_max_seconds),
+        ledger_retention_days=table.integer(
+            "ledger_retention_days", d.ledger_retention_days, minimum=0
+        ),
         approval_token_secret=secret or None,
         loop_header=table.string("loop_header", d.loop_header),
         limits=_limits(table.table("limits")),
     )
+    if system.backoff_max_seconds < system.backoff_initial_seconds:
+        raise table.fail(
+            "backoff_max_seconds",
+            f"must be at least backoff_initial_seconds ({system.backoff_initial_seconds})",
+        )
     if not system.unspecified_profile_name.strip():
         raise table.fail("unspecified_profile_name", "must not be empty")
     if not re.fullmatch(r"[!-9;-~]+", system.loop_header):
@@ -668,14 +738,41 @@ def _account(table: _Table, base: Path) -> AccountConfig:
     return account
 
 
+def _store(root: _Table, text: str, base: Path) -> Path | PostgresStore:
+    """Top-level ``store``; for PostgreSQL also ``store_password_env|_file``, ``store_schema``."""
+    store = store_location(text, base, source=root.source)
+    if isinstance(store, Path):
+        for key in ("store_password_env", "store_password_file", "store_schema"):
+            if key in root.data:
+                raise root.fail(key, "is only for a PostgreSQL store (store = 'postgresql://...')")
+        return store
+    if "store_password" in root.data:
+        raise root.fail(
+            "store_password", "must not be written here: use store_password_env or _file"
+        )
+    password, path = root.secret_from("store_password", required=False)
+    if path is not None:
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise root.fail("store_password_file", f"cannot read {path}: {exc}") from None
+        if not password:
+            raise root.fail("store_password_file", f"{path} is empty")
+    schema = root.string("store_schema") or None
+    if schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
+        raise root.fail("store_schema", "must be a plain SQL name (letters, digits, _)")
+    return attrs.evolve(store, password=password or None, schema=schema)
+
+
 def parse_config(data: Mapping[str, Any], source: Path) -> Config:
     """Validate already-parsed TOML ``data``; relative paths resolve against ``source``'s folder."""
     label = str(source)
     base = source.parent
     root = _Table(data, "", label)
-    store = root.string("store", required=True)
-    if not store:
-        raise root.fail("store", "must name the SQLite file")
+    store_text = root.string("store", required=True)
+    if not store_text:
+        raise root.fail("store", "must name the SQLite file or a postgresql:// URL")
+    store = _store(root, store_text, base)
     system = _system(root.table("system"))
     smtp_table = root.optional_table("smtp")
     smtp = _smtp(smtp_table) if smtp_table is not None else None
@@ -695,7 +792,7 @@ def parse_config(data: Mapping[str, Any], source: Path) -> Config:
         accounts.append(account)
     root.finish()
     return Config(
-        store=_resolve(store, base),
+        store=store,
         system=system,
         smtp=smtp,
         accounts=tuple(accounts),

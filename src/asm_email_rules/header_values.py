@@ -14,7 +14,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from email.message import Message
 from email.policy import compat32
-from email.utils import collapse_rfc2231_value, parsedate_to_datetime
+from email.utils import parsedate_to_datetime, unquote
 
 from dateutil import parser as date_parser
 
@@ -31,7 +31,17 @@ __all__ = [
 ]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: control characters, and lone surrogates (not text: they cannot be encoded as UTF-8)
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: Python codecs that are not MIME charsets (escape codecs and the like): read as unknown
+_NOT_CHARSETS = frozenset(
+    {"unicode_escape", "raw_unicode_escape", "punycode", "idna", "undefined", "mbcs", "oem"}
+)
+#: codecs whose strict decoding can never give a lone surrogate: the UTF-8/16/32 decoders reject
+#: them, single-byte tables and the CJK codecs map to assigned characters; others are checked
+_SURROGATE_FREE = frozenset({"utf-8", "ascii", "utf-16", "utf-32", "utf-16-le", "utf-16-be"})
+_SURROGATE_FREE_PREFIXES = ("iso8859", "cp", "mac", "koi8", "latin", "windows", "tis", "shift")
 _MSGID = re.compile(r"<([^<>]*)>")
 _RFC5322_DATE = re.compile(
     r"\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
@@ -63,9 +73,22 @@ def _codec(name: str | None) -> str | None:
         info = codecs.lookup(name.strip().strip('"').lower())
     except (LookupError, ValueError, TypeError):
         return None
-    if not getattr(info, "_is_text_encoding", True):
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
         return None
     return info.name
+
+
+def _without_surrogates(text: str, what: str, charset: str, notes: list[IntakeNote]) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (noted), so it encodes as UTF-8."""
+    if _SURROGATE.search(text) is None:
+        return text
+    notes.append(
+        IntakeNote(
+            IntakeNoteKind.SURROGATES_REPLACED,
+            f"{what}: charset {charset!r} gave lone surrogates; replaced with U+FFFD",
+        )
+    )
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def decode_bytes(data: bytes, charset: str | None, what: str, notes: list[IntakeNote]) -> str:
@@ -73,10 +96,14 @@ def decode_bytes(data: bytes, charset: str | None, what: str, notes: list[Intake
     codec = _codec(charset)
     if codec is not None:
         try:
-            return data.decode(codec)
+            text = data.decode(codec)
         except (UnicodeDecodeError, LookupError, ValueError):
             kind = IntakeNoteKind.UNDECODABLE_BYTES
             problem = f"{what}: bytes invalid in declared charset {charset!r}"
+        else:
+            if codec in _SURROGATE_FREE or codec.startswith(_SURROGATE_FREE_PREFIXES):
+                return text
+            return _without_surrogates(text, what, codec, notes)
     elif charset:
         kind = IntakeNoteKind.UNKNOWN_CHARSET
         problem = f"{what}: charset {charset!r} unknown"
@@ -193,7 +220,11 @@ def decode_header_text(
 
 
 def clean_text(text: str) -> str:
-    """CR, LF and TAB become spaces; other control characters are removed."""
+    """CR, LF and TAB become spaces; other control characters are removed.
+
+    Lone surrogates (which some codecs and the stdlib header registry produce from broken
+    bytes) become U+FFFD, so the text always encodes as UTF-8.
+    """
     found = _ANY_CONTROL.search(text)
     if found is None:
         return text
@@ -201,6 +232,8 @@ def clean_text(text: str) -> str:
         text = text.replace("\t", " ")
         if _ANY_CONTROL.search(text, found.start()) is None:
             return text
+    if _SURROGATE.search(text, found.start()) is not None:
+        text = _SURROGATE.sub("\ufffd", text)
     return _CONTROL.sub("", _LINE_BREAKS.sub(" ", text))
 
 
@@ -243,8 +276,21 @@ def mime_params(value: str | None, default: str) -> tuple[str, dict[str, str]]:
     except Exception:  # defensive: stdlib parameter parsing on hostile input
         pairs = []
     for name, param in pairs[1:]:
-        out.setdefault(str(name).lower(), str(collapse_rfc2231_value(param)))
+        out.setdefault(str(name).lower(), _rfc2231_value(param))
     return kind, out
+
+
+def _rfc2231_value(param: str | tuple[str | None, str | None, str]) -> str:
+    """A parameter value from ``get_params``: RFC 2231 ``charset''text`` decoded like a body.
+
+    Replaces ``email.utils.collapse_rfc2231_value``, which raises on codecs that are not
+    charsets (``idna``) and passes lone surrogates through (``utf-7``).
+    """
+    if not isinstance(param, tuple):
+        return clean_text(unquote(str(param)))
+    charset, _, text = param
+    data = str(text).encode("raw-unicode-escape")
+    return clean_text(decode_bytes(data, charset or "us-ascii", "parameter", []))
 
 
 # --------------------------------------------------------------------------- msg-ids

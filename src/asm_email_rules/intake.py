@@ -24,7 +24,12 @@ from datetime import datetime
 
 import attrs
 
-from asm_email_rules.addresses import parse_address, parse_address_list, return_path_address
+from asm_email_rules.addresses import (
+    parse_address,
+    parse_address_list,
+    plain_display_name,
+    return_path_address,
+)
 from asm_email_rules.errors import MessageParseError
 from asm_email_rules.header_values import (
     clean_text,
@@ -37,7 +42,7 @@ from asm_email_rules.header_values import (
 from asm_email_rules.html_text import html_to_text
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 from asm_email_rules.mime_tree import MIME_HEADERS, MimePart, MimeReader, cut_lines, longest_line
-from asm_email_rules.model import Attachment, InboundEmail, LimitKind
+from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_BARE_CR = re.compile(rb"\r(?!\n)")
 _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
 #: header fields RFC 5322 section 3.6 allows once; a repeat is noted and the first one used
 _SINGLE_FIELDS = ("from", "subject", "message-id", "date")
@@ -77,12 +83,17 @@ class HeaderFields:
 
     ``headers`` keeps each field as a decoded ``(name, value)`` pair in message order; the
     address tuples hold addr-specs; ``sender`` is ``""`` unless From has exactly one valid
-    mailbox; ``return_path`` is ``None`` without the field and ``""`` for the null path ``<>``.
+    mailbox; ``sender_name`` is that mailbox's display name, or the name of a From that has a
+    name and no address; ``return_path`` is ``None`` without the field and ``""`` for the null
+    path ``<>``. The ``*_mailboxes`` fields keep the display names (see ``InboundEmail``).
     """
 
     headers: tuple[tuple[str, str], ...]
     sender: str
     sender_name: str
+    from_mailboxes: tuple[NamedAddress, ...]
+    sender_mailbox: NamedAddress | None
+    reply_to_mailboxes: tuple[NamedAddress, ...]
     reply_to: tuple[str, ...]
     to: tuple[str, ...]
     cc: tuple[str, ...]
@@ -118,6 +129,7 @@ class _Intake(MimeReader):
         if self.raw.startswith(_UTF8_BOM):  # saved by an editor: the headers start after it
             self.raw = self.raw[len(_UTF8_BOM) :]
             self.note(IntakeNoteKind.BYTE_ORDER_MARK, "a UTF-8 byte order mark before the header")
+        self.normalise_line_ends()
         headers_only = self.check_message_limits()
         headers, body_start = self.read_headers(0, top=True)
         fields, first = self.decode_fields(headers)
@@ -130,6 +142,28 @@ class _Intake(MimeReader):
             self.check_tree_limits()
             contents = self.contents(root)
         return self.build(fields, contents)
+
+    def normalise_line_ends(self) -> None:
+        """Read bare CR line ends (old Mac mail, broken gateways) as line breaks.
+
+        RFC 5322 section 2.3 allows CR only in CRLF. When the top header section (at most
+        ``max_header_bytes``) holds a CR that is not part of a CRLF, the message was written
+        with bare-CR or mixed line ends: every bare CR in it becomes LF, so its headers,
+        boundaries and text lines are found. Only the header section is probed, so a well-formed
+        message costs one short scan; text parts have their own line ends normalised anyway.
+        """
+        raw = self.raw
+        limit = self.limits.max_header_bytes
+        end = raw.find(b"\n\r\n", 0, limit)
+        if end < 0:
+            end = raw.find(b"\n\n", 0, limit)
+        if _BARE_CR.search(raw, 0, limit if end < 0 else end + 1) is None:
+            return
+        bare = raw.count(b"\r") - raw.count(b"\r\n")
+        self.raw = _BARE_CR.sub(b"\n", raw)
+        self.note(
+            IntakeNoteKind.BARE_CR_LINE_ENDS, f"{bare} bare CR line end(s) read as line breaks"
+        )
 
     def check_message_limits(self) -> bool:
         """Check the total size and the longest line; True when only the header is to be read."""
@@ -287,14 +321,20 @@ class _Intake(MimeReader):
         """The decoded header fields; and each field's first value as text (lower-case names)."""
         notes = self.notes
         pairs, first = _decode_pairs(headers, notes)
-        sender_name, sender = _sender_of(first.get("from"), notes)
+        from_mailboxes = _mailboxes(first.get("from"), "From", notes)
+        sender_name, sender = _sender_of(first.get("from"), from_mailboxes, notes)
+        sender_field = _mailboxes(first.get("sender"), "Sender", notes)
+        reply_to = _mailboxes(first.get("reply-to"), "Reply-To", notes)
         return_path = first.get("return-path")
         message_ids = parse_msg_ids(first.get("message-id", ""))
         fields = HeaderFields(
             headers=pairs,
             sender=sender,
             sender_name=sender_name,
-            reply_to=_addr_specs(first.get("reply-to"), "reply-to", notes),
+            from_mailboxes=from_mailboxes,
+            sender_mailbox=sender_field[0] if len(sender_field) == 1 else None,
+            reply_to_mailboxes=reply_to,
+            reply_to=tuple(mailbox.address for mailbox in reply_to),
             to=_addr_specs(first.get("to"), "to", notes),
             cc=_addr_specs(first.get("cc"), "cc", notes),
             return_path=None if return_path is None else return_path_address(return_path),
@@ -322,6 +362,9 @@ class _Intake(MimeReader):
             subject=fields.subject,
             body=contents.body,
             sender_name=fields.sender_name,
+            from_mailboxes=fields.from_mailboxes,
+            sender_mailbox=fields.sender_mailbox,
+            reply_to_mailboxes=fields.reply_to_mailboxes,
             message_id=fields.message_id,
             in_reply_to=fields.in_reply_to,
             references=fields.references,
@@ -380,14 +423,26 @@ def _decode_pairs(
     return tuple(pairs), first
 
 
-def _sender_of(from_value: str | None, notes: list[IntakeNote]) -> tuple[str, str]:
-    """``(display_name, addr_spec)`` of From when it has exactly one valid mailbox, else blanks."""
+def _mailboxes(value: str | None, what: str, notes: list[IntakeNote]) -> tuple[NamedAddress, ...]:
+    """Every valid mailbox of an address field (``()`` when the field is absent or empty)."""
+    if not value:
+        return ()
+    return tuple(NamedAddress(addr, name) for name, addr in parse_address_list(value, notes, what))
+
+
+def _sender_of(
+    from_value: str | None, found: tuple[NamedAddress, ...], notes: list[IntakeNote]
+) -> tuple[str, str]:
+    """``(display_name, addr_spec)`` of From when it has exactly one valid mailbox.
+
+    A From with a display name and no address at all gives ``(name, "")``; anything else
+    gives blanks. Each case without a sender is noted.
+    """
     if from_value is None:
         notes.append(IntakeNote(IntakeNoteKind.MISSING_FROM, "no From header; sender unknown"))
         return "", ""
-    found = parse_address_list(from_value, notes, "From")
     if len(found) == 1:
-        return found[0]
+        return found[0].name, found[0].address
     if found:
         notes.append(
             IntakeNote(
@@ -395,10 +450,20 @@ def _sender_of(from_value: str | None, notes: list[IntakeNote]) -> tuple[str, st
                 f"From has {len(found)} addresses; sender unknown",
             )
         )
-    else:
-        notes.append(
-            IntakeNote(IntakeNoteKind.INVALID_FROM, "From has no valid address; sender unknown")
-        )
+        return "", ""
+    if "@" not in from_value:
+        name = plain_display_name(from_value.replace("<>", " "))
+        if name:
+            notes.append(
+                IntakeNote(
+                    IntakeNoteKind.FROM_WITHOUT_ADDRESS,
+                    f"From has a name ({name[:80]!r}) but no address; sender unknown",
+                )
+            )
+            return name, ""
+    notes.append(
+        IntakeNote(IntakeNoteKind.INVALID_FROM, "From has no valid address; sender unknown")
+    )
     return "", ""
 
 

@@ -44,6 +44,19 @@ class LimitKind(enum.Enum):
 
 
 @attrs.frozen
+class NamedAddress:
+    """One mailbox of an address field (RFC 5322 section 3.4): its addr-spec and display name.
+
+    ``address`` is the addr-spec as written (compare with
+    :func:`~asm_email_rules.addresses.normalise_address`); ``name`` is the decoded display name,
+    ``""`` when there is none.
+    """
+
+    address: str
+    name: str = ""
+
+
+@attrs.frozen
 class LimitViolation:
     """A limit that was exceeded, with what was done about it (``dropped`` / ``truncated``)."""
 
@@ -60,9 +73,14 @@ class InboundEmail:
     ``sender`` is the addr-spec of ``From`` (empty when there is none); ``return_path`` is
     ``None`` when the header is absent and ``""`` for the null path ``<>``.
     ``headers`` keeps every header as a decoded ``(name, value)`` pair in message order, for
-    classification. ``notes`` records anything intake had to repair (charset fallbacks, broken
-    encoded-words), each a typed :class:`~asm_email_rules.intake_notes.IntakeNote`, so a
-    decision can say so.
+    classification. ``from_mailboxes`` holds every mailbox of the (first) From field, so a From
+    with several authors is still known (``sender`` stays ``""`` then); ``sender_mailbox`` is the
+    Sender field's mailbox (RFC 5322 section 3.6.2: who sent a message several people wrote),
+    ``None`` when absent or not one valid mailbox; ``reply_to_mailboxes`` are the Reply-To
+    mailboxes with their names (``reply_to`` holds the same addr-specs). ``notes`` records
+    anything intake had to repair (charset fallbacks, broken encoded-words), each a typed
+    :class:`~asm_email_rules.intake_notes.IntakeNote`, so a decision can say so. Every text
+    field is valid Unicode: it always encodes as UTF-8 (no lone surrogates).
     """
 
     sender: str
@@ -85,6 +103,9 @@ class InboundEmail:
     limit_violations: tuple[LimitViolation, ...] = ()
     raw_sha256: str = ""
     raw_size: int = 0
+    from_mailboxes: tuple[NamedAddress, ...] = ()
+    sender_mailbox: NamedAddress | None = None
+    reply_to_mailboxes: tuple[NamedAddress, ...] = ()
 
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or ``None``."""

@@ -26,8 +26,15 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
+from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.config import AccountConfig, Config
-from asm_email_rules.errors import MailboxError, MessageParseError, NotFoundError, RepositoryError
+from asm_email_rules.errors import (
+    MailboxError,
+    MessageParseError,
+    NotFoundError,
+    RepositoryError,
+    StoreUnavailableError,
+)
 from asm_email_rules.model import Lease, ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailbox, Mailer, Repository
@@ -66,6 +73,8 @@ class AccountReport:
     for good, or given up after ``reply_retry_hours``: ``asm-email-rules replies list``).
     ``waiting``: another poller holds the account (``lease_holder``, until ``lease_until``);
     nothing was read.
+    ``backoff_seconds``: how long the account now waits before its next try because our side
+    failed (the store unavailable), 0 when it is healthy.
     """
 
     account: str
@@ -83,6 +92,7 @@ class AccountReport:
     waiting: bool = False
     lease_holder: str = ""
     lease_until: datetime | None = None
+    backoff_seconds: float = 0.0
 
 
 @attrs.frozen
@@ -115,8 +125,8 @@ class _Counts:
     replies_deferred: int = 0
     replies_failed: int = 0
 
-    def freeze(self, account: str) -> AccountReport:
-        return AccountReport(account, **attrs.asdict(self))
+    def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
+        return AccountReport(account, **attrs.asdict(self), backoff_seconds=backoff_seconds)
 
     def add_replies(self, report: OutboxReport) -> None:
         self.replies_sent += report.count(SendResult.SENT)
@@ -172,8 +182,8 @@ class _InHand:
         self.fields = _log_fields(self.account, self.key, self.sha256)
 
 
-class _StoreUnavailableError(Exception):
-    """The store failed in a way that is not this message's fault: stop and retry later."""
+class _RetryLaterError(Exception):
+    """A host store refused this message (a plain RepositoryError): stop, retry it later."""
 
 
 class _LeaseLostError(Exception):
@@ -195,6 +205,8 @@ class PollingService:
     the replies are recorded in the store's outbox as pending and not sent. ``owner`` names
     this poller in the account leases and reply claims it takes (default
     :func:`~asm_email_rules.send.default_owner`: host, process id and a random part).
+    ``backoff`` is how an account waits after our side failed (default: from
+    ``config.system``).
     """
 
     def __init__(
@@ -207,6 +219,7 @@ class PollingService:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_token: Callable[[], str] = lambda: secrets.token_hex(8),
         owner: str | None = None,
+        backoff: BackoffPolicy | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -218,6 +231,11 @@ class PollingService:
         self._store_failures: dict[tuple[str, str], int] = {}
         self._renew_at: dict[str, datetime] = {}
         self._waiting: dict[str, str] = {}
+        if backoff is None:
+            system = config.system
+            backoff = BackoffPolicy(system.backoff_initial_seconds, system.backoff_max_seconds)
+        self._backoff_policy = backoff
+        self._backoff: dict[str, Backoff] = {}
 
     # -- one message ------------------------------------------------------------------------
 
@@ -247,8 +265,11 @@ class PollingService:
     def _process(self, message: _InHand, raw: bytes) -> ProcessResult | None:
         """Run the rules; a failure that is the message's fault quarantines it (None returned).
 
-        A store failure that is not (locked, read-only, full) raises _StoreUnavailableError so
-        the account backs off, until the same message has failed ``max_send_attempts`` times.
+        :class:`StoreUnavailableError` (the store locked, read-only, full: our failure) goes up
+        untouched: the account backs off and the message is never counted against. A plain
+        :class:`RepositoryError` from a host store raises _RetryLaterError (stop, retry next
+        time) until the same message has failed ``max_send_attempts`` times; then it is
+        quarantined.
         """
         try:
             return process(
@@ -264,9 +285,11 @@ class PollingService:
         except MessageParseError as exc:
             reason = f"cannot parse: {exc}"
             self._set_aside(message, reason, "unparseable", str(exc), logging.WARNING)
+        except StoreUnavailableError:
+            raise
         except RepositoryError as exc:
             if not isinstance(exc, NotFoundError) and not self._store_failed(message):
-                raise _StoreUnavailableError(str(exc)) from exc
+                raise _RetryLaterError(str(exc)) from exc
             reason = f"processing failed: {exc}"
             self._set_aside(message, reason, "failed", str(exc), logging.ERROR)
         except Exception as exc:  # one bad message must never stop the others
@@ -362,39 +385,64 @@ class PollingService:
         counts = _Counts()
         try:
             holder = self._take_lease(account)
+        except StoreUnavailableError as exc:
+            self._store_unavailable(account, counts, exc)
+            return self._freeze(account, counts)
         except RepositoryError as exc:
             self._account_error(account, counts, exc)
-            return counts.freeze(account.name)
+            return self._freeze(account, counts)
         if holder is not None:
-            report = counts.freeze(account.name)
             return attrs.evolve(
-                report, waiting=True, lease_holder=holder.owner, lease_until=holder.expires
+                self._freeze(account, counts),
+                waiting=True,
+                lease_holder=holder.owner,
+                lease_until=holder.expires,
             )
         try:
-            self._work(account, counts, stop)
+            completed = self._work(account, counts, stop)
         finally:
             self._release_lease(account)
-        return counts.freeze(account.name)
+        if completed:
+            self._account_succeeded(account)
+        return self._freeze(account, counts)
 
-    def _work(self, account: AccountConfig, counts: _Counts, stop: threading.Event | None) -> None:
-        """Sessions until the mailbox is empty, each followed by sending the replies due."""
+    def _freeze(self, account: AccountConfig, counts: _Counts) -> AccountReport:
+        return counts.freeze(account.name, self.backoff(account.name).seconds_left(self.now()))
+
+    def _work(self, account: AccountConfig, counts: _Counts, stop: threading.Event | None) -> bool:
+        """Sessions until the mailbox is empty, each followed by sending the replies due; True
+        when the mailbox was read to the end without a failure."""
         seen: set[str] = set()
         while stop is None or not stop.is_set():
-            more = False
+            more, failed = False, False
             try:
                 more = self._session(account, seen, counts, stop)
+            except StoreUnavailableError as exc:
+                self._store_unavailable(account, counts, exc)
+                return False  # no sending either: the outbox is in the store
             except (
                 MailboxError,
                 RepositoryError,
-                _StoreUnavailableError,
+                _RetryLaterError,
                 _LeaseLostError,
                 OSError,
             ) as exc:
                 self._account_error(account, counts, exc)
                 if not isinstance(exc, MailboxError | OSError):
-                    return  # the store failed or the lease is gone: no sending either
-            if not self._send_replies(account, counts, stop) or not more:
-                return
+                    return False  # the store refused, or the lease is gone: no sending either
+                failed = True  # the mailbox failed: the replies due still go out
+            if not self._send_replies(account, counts, stop):
+                return False
+            if failed or not more:
+                return not failed
+        return False
+
+    def _store_unavailable(
+        self, account: AccountConfig, counts: _Counts, exc: StoreUnavailableError
+    ) -> None:
+        counts.errors += 1
+        counts.last_error = str(exc)
+        self._account_failed(account, "store unavailable", exc)
 
     def _account_error(self, account: AccountConfig, counts: _Counts, exc: Exception) -> None:
         counts.errors += 1
@@ -434,6 +482,9 @@ class PollingService:
                 counts.add_replies(report)
                 if report.stopped_early or not report.outcomes or not keep_going():
                     break
+        except StoreUnavailableError as exc:
+            self._store_unavailable(account, counts, exc)
+            return False
         except RepositoryError as exc:
             self._account_error(account, counts, exc)
             return False
@@ -498,6 +549,47 @@ class PollingService:
                 "could not release the account's lease (it expires by itself)",
                 extra={"account": account.name},
             )
+
+    # -- backoff: our failures are the account's, not the message's --------------------------
+
+    def backoff(self, account: str) -> Backoff:
+        """The backoff state of the account called ``account`` (healthy if never failed)."""
+        return self._backoff.get(account, Backoff(self._backoff_policy))
+
+    def _account_failed(self, account: AccountConfig, kind: str, exc: Exception) -> None:
+        """Back the account off after our side failed; one WARNING per change of state."""
+        before = self.backoff(account.name)
+        after = before.failure(kind, str(exc), self.now())
+        self._backoff[account.name] = after
+        extra = {
+            "account": account.name,
+            "error": str(exc),
+            "failures": after.failures,
+            "retry_in_s": after.delay,
+        }
+        if change(before, after) is None:
+            log.debug("account still backing off: %s: %s", kind, exc, extra=extra)
+            return
+        log.warning(
+            "account backing off: %s: %s; next try in %.0f s at the earliest (no message is "
+            "blamed or quarantined for it)",
+            kind,
+            exc,
+            after.delay,
+            extra=extra,
+        )
+
+    def _account_succeeded(self, account: AccountConfig) -> None:
+        """End a backoff after a complete poll; one INFO line when the account recovers."""
+        before = self._backoff.pop(account.name, None)
+        if before is None or change(before, before.success()) != "recovered":
+            return
+        log.info(
+            "account recovered after %d failure(s): %s",
+            before.failures,
+            before.kind,
+            extra={"account": account.name, "failures": before.failures, "since": before.since},
+        )
 
     def _session(
         self,
@@ -587,7 +679,10 @@ class PollingService:
                     log.exception("account poll crashed", extra={"account": account.name})
                 else:
                     log.info("account polled", extra=attrs.asdict(report))
-                due[account.name] = time.monotonic() + account.interval_seconds
+                wait = max(
+                    account.interval_seconds, self.backoff(account.name).seconds_left(self.now())
+                )
+                due[account.name] = time.monotonic() + wait
             stop.wait(max(0.0, min(due.values()) - time.monotonic()))
         log.info("polling service stopped")
 

@@ -92,6 +92,11 @@ class SystemSettings:
     before it is given up and recorded as failed. ``lease_seconds`` is how long a poller's
     hold on an account, and a sender's claim on a reply, last without renewal: a poller that
     died is taken over, and its reply in flight resent, once that time has passed.
+    ``backoff_initial_seconds`` and ``backoff_max_seconds`` are how an
+    account backs off when our side fails (the store locked, read-only or full): the first wait,
+    doubled at each failure in a row up to the cap (DESIGN 4, "Nothing is lost").
+    ``ledger_retention_days`` is how long the ledger remembers a message after it was last seen
+    in a mailbox (0: for ever); a message still in a mailbox is never forgotten.
     """
 
     truncate_incoming_emails: bool = False
@@ -107,6 +112,9 @@ class SystemSettings:
     max_send_attempts: int = 5
     reply_retry_hours: float = 24.0
     lease_seconds: float = 120.0
+    backoff_initial_seconds: float = 15.0
+    backoff_max_seconds: float = 900.0
+    ledger_retention_days: int = 90
     approval_token_secret: str | None = None
     loop_header: str = "X-ASM-Email-Rules-Loop"
     limits: Limits = Limits()

@@ -13,23 +13,15 @@ server binaries or psycopg the tests skip locally and fail under ``CI=true``.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Iterator
-from typing import NoReturn
 
 import attrs
 import pytest
+from loopback import _missing
 
 from asm_email_rules.adapters.postgres_cluster import ClusterError, TemporaryCluster, find_bindir
 
 _SCHEMAS = itertools.count(1)
-
-
-def _missing(what: str) -> NoReturn:
-    """Skip locally, but fail in CI, where a missing server would hide a broken adapter."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required in CI")
-    pytest.skip(f"{what} is not installed")
 
 
 @attrs.frozen

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from asm_email_rules.adapters import postgres as postgres_adapter
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.postgres import MIGRATIONS, PostgresRepository, describe_conninfo
-from asm_email_rules.errors import RepositoryError
+from asm_email_rules.errors import RepositoryError, StoreUnavailableError
 from asm_email_rules.model import (
     Attachment,
     Call,
@@ -215,8 +215,9 @@ def test_a_failing_migration_changes_nothing(
     _open(pg_database).close()
     broken = ("CREATE TABLE half_done (x integer)", "THIS IS NOT SQL")
     monkeypatch.setattr(postgres_adapter, "MIGRATIONS", (*MIGRATIONS, broken))
-    with pytest.raises(RepositoryError, match="syntax error"):
+    with pytest.raises(RepositoryError, match="syntax error") as caught:
         _open(pg_database)
+    assert not isinstance(caught.value, StoreUnavailableError)  # a bug, not an outage
     with _raw(pg_database) as conn:
         assert conn.execute("SELECT MAX(version) FROM asm_schema_version").fetchone() == (
             len(MIGRATIONS),
@@ -297,7 +298,8 @@ def test_a_password_inside_the_url_is_never_shown(pg_database: PgDatabase) -> No
 
 
 def test_an_unreachable_server_is_a_repository_error(unused_port: int) -> None:
-    with pytest.raises(RepositoryError, match=rf"127\.0\.0\.1:{unused_port}, database desk"):
+    # an outage, not a refusal: the polling service backs the account off (DESIGN 4)
+    with pytest.raises(StoreUnavailableError, match=rf"127\.0\.0\.1:{unused_port}, database desk"):
         PostgresRepository(f"postgresql://asm@127.0.0.1:{unused_port}/desk", password="pw")
 
 
@@ -342,7 +344,7 @@ def test_a_second_writer_on_the_same_call_waits_then_gives_up(pg_database: PgDat
         ref = EntityRef(EntityKind.CALL, call.number)
         with first.transaction():
             first.add_history(ref, "first", "a", NOW)
-            with pytest.raises(RepositoryError, match="lock timeout"), second.transaction():
+            with pytest.raises(StoreUnavailableError, match="lock timeout"), second.transaction():
                 second.close_call(call.number, "b", NOW)
         with second.transaction():  # free again once the first committed
             second.close_call(call.number, "b", NOW)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -136,3 +137,82 @@ def test_classify_never_raises(
     result = classify(email, own_addresses=own, fatal_codes=codes)
     assert result.reasons
     assert result.may_auto_reply == (not result.automatic and not result.auto_reply_suppressed)
+
+
+# --------------------------------------------------------------------------- text is text
+
+
+def str_fields(value: object, path: str = "email") -> list[tuple[str, str]]:
+    """Every ``str`` inside a parsed message (attrs fields, tuples, notes), with its path."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, tuple | list):
+        return [item for k, v in enumerate(value) for item in str_fields(v, f"{path}[{k}]")]
+    if attrs.has(type(value)):
+        return [
+            item
+            for field in attrs.fields(type(value))
+            for item in str_fields(getattr(value, field.name), f"{path}.{field.name}")
+        ]
+    return []
+
+
+def assert_all_text_encodes(email: InboundEmail) -> None:
+    for path, text in str_fields(email):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # pragma: no cover - the failure being guarded
+            raise AssertionError(f"{path} holds {text!r}: {exc}") from exc
+
+
+CHARSETS = st.sampled_from(
+    [
+        "utf-8", "us-ascii", "iso-8859-1", "windows-1252", "utf-7", "utf-16", "utf-32",
+        "x-unknown", "unicode_escape", "raw-unicode-escape", "punycode", "idna", "rot13",
+        "iso-2022-jp", "shift_jis", "koi8-r", "",
+    ]
+)  # fmt: skip
+ENCODINGS = st.sampled_from(["7bit", "8bit", "quoted-printable", "base64", "x-uuencode"])
+B64 = st.binary(max_size=40).map(lambda data: base64.b64encode(data).decode("ascii"))
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> bytes:
+    """A message whose charsets, encoded-words, filenames and bodies are all drawn."""
+    charset = draw(CHARSETS)
+    word = f"=?{draw(CHARSETS) or 'utf-7'}?B?{draw(B64)}?="
+    name = (
+        f"=?{draw(CHARSETS) or 'utf-8'}?Q?{draw(st.sampled_from(['+2AA-', '=FF=FE', 'caf=E9']))}?="
+    )
+    body = draw(st.binary(max_size=200))
+    cte = draw(ENCODINGS)
+    if cte == "base64":
+        body = base64.encodebytes(body)
+    filename = draw(st.sampled_from(["a+2AA-", "%ff%fe", "%ED%A0%80", "plain.txt"]))
+    disposition = f"attachment; filename*={draw(CHARSETS) or 'utf-7'}''{filename}"
+    head = (
+        f"From: {name} <a@b.example>\r\nSender: {word} <s@b.example>\r\nSubject: {word}\r\n"
+        f"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+        f"--b\r\nContent-Type: text/plain; charset={charset}\r\n"
+        f"Content-Transfer-Encoding: {cte}\r\n\r\n"
+    ).encode("ascii")
+    tail = (
+        f"\r\n--b\r\nContent-Type: text/html; charset={draw(CHARSETS)}\r\n\r\n"
+        "<p>&#xd800;&#55296;x</p>\r\n"
+        f"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: {disposition}"
+        "\r\n\r\ndata\r\n--b--\r\n"
+    ).encode("ascii")
+    return head + body + tail
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(messages())
+def test_every_text_field_encodes_as_utf8(raw: bytes) -> None:
+    assert_all_text_encodes(parse_message(raw))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000))
+def test_every_text_field_of_arbitrary_bytes_encodes_as_utf8(raw: bytes) -> None:
+    if raw.strip():
+        assert_all_text_encodes(parse_message(raw))

@@ -18,7 +18,7 @@ from asm_email_rules.intake import (
     parse_msg_ids,
 )
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
-from asm_email_rules.model import LimitKind
+from asm_email_rules.model import LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
 
 
@@ -158,6 +158,79 @@ def test_fast_path_agrees_with_header_registry(value: str) -> None:
     assert parse_address(value) == (address.display_name, address.addr_spec)
 
 
+# Issue 9, "Senders lost": an unquoted comma in the only mailbox's display name.
+def test_unquoted_comma_keeps_the_whole_display_name() -> None:
+    email = parse_message(mail("From: Joe Foo, PhD <joe.foo@example.org>"))
+    assert (email.sender, email.sender_name) == ("joe.foo@example.org", "Joe Foo, PhD")
+    assert email.from_mailboxes == (NamedAddress("joe.foo@example.org", "Joe Foo, PhD"),)
+    assert kinds(email.notes) == [IntakeNoteKind.LENIENT_ADDRESS]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Müller, Hans Dr. <hans@example.de>", [("Müller, Hans Dr.", "hans@example.de")]),
+        ("=?utf-8?Q?M=C3=BCller?=, Hans <h@example.de>", [("Müller, Hans", "h@example.de")]),
+        (
+            "Smith, John <john@x.example>, Doe, Jane <jane@x.example>",
+            [("Smith, John", "john@x.example"), ("Doe, Jane", "jane@x.example")],
+        ),
+        (
+            '"Doe, Jane" <jane@x.example>, Roe, R. <r@x.example>',
+            [("Doe, Jane", "jane@x.example"), ("Roe, R.", "r@x.example")],
+        ),
+        ("Dr. Joe Q. Public <joe@x.example>", [("Dr. Joe Q. Public", "joe@x.example")]),
+        ('"Joe Public <joe@x.example>', [("Joe Public", "joe@x.example")]),
+        ("[External] Help Desk <help@x.example>", [("[External] Help Desk", "help@x.example")]),
+    ],
+)
+def test_lenient_display_names_around_one_address(
+    value: str, expected: list[tuple[str, str]]
+) -> None:
+    assert intake.parse_address_list(value) == expected
+
+
+def test_lenient_reading_never_merges_an_address_into_a_name() -> None:
+    # The CVE-2023-27043 shape stays invalid; a bare address after a name stays bare.
+    assert intake.parse_address_list("alice@evil.example <bob@good.example>") == []
+    assert intake.parse_address_list("Evil, alice@evil.example <bob@good.example>") == []
+    assert intake.parse_address_list("Joe, joe@x.example") == [("", "joe@x.example")]
+
+
+def test_from_with_a_name_and_no_address_keeps_the_name_and_reply_to() -> None:
+    email = parse_message(mail("From: Joe Foo", "Reply-To: Joe Foo <joe.foo@example.org>"))
+    assert (email.sender, email.sender_name) == ("", "Joe Foo")
+    assert email.from_mailboxes == ()
+    assert email.reply_to == ("joe.foo@example.org",)
+    assert email.reply_to_mailboxes == (NamedAddress("joe.foo@example.org", "Joe Foo"),)
+    assert IntakeNoteKind.FROM_WITHOUT_ADDRESS in kinds(email.notes)
+    assert IntakeNoteKind.INVALID_FROM not in kinds(email.notes)
+
+
+def test_from_with_two_authors_keeps_both_and_the_sender_field() -> None:
+    email = parse_message(
+        mail(
+            "From: Ann Lee <ann@example.org>, Bo Kim <bo@example.org>",
+            "Sender: Ann Lee <ann@example.org>",
+        )
+    )
+    assert email.sender == ""  # who acts is decided from Sender (RFC 5322 3.6.2), not here
+    assert email.from_mailboxes == (
+        NamedAddress("ann@example.org", "Ann Lee"),
+        NamedAddress("bo@example.org", "Bo Kim"),
+    )
+    assert email.sender_mailbox == NamedAddress("ann@example.org", "Ann Lee")
+    assert kinds(email.notes) == [IntakeNoteKind.MULTIPLE_FROM_ADDRESSES]
+
+
+def test_sender_field_that_is_not_one_mailbox_is_none() -> None:
+    assert (
+        parse_message(mail("From: a@x.example", "Sender: a@x.example, b@x.example")).sender_mailbox
+        is None
+    )
+    assert parse_message(mail("From: a@x.example")).sender_mailbox is None
+
+
 def test_registry_crash_input_is_no_address() -> None:
     # policy.default raises IndexError on this value; it must just not be an address.
     assert parse_address("bob@") is None
@@ -175,6 +248,49 @@ def test_registry_crash_input_is_no_address() -> None:
 def test_return_path(header: str | None, expected: str | None) -> None:
     headers = ["From: a@b.example"] + ([header] if header else [])
     assert parse_message(mail(*headers)).return_path == expected
+
+
+# --------------------------------------------------------------------------- line ends
+
+
+# Issue 9, "Senders lost": a message with bare-CR line ends was "no usable address".
+def test_bare_cr_line_ends_are_line_breaks() -> None:
+    raw = (
+        b"From: Joe Foo <joe@example.org>\rSubject: Printer\rMessage-ID: <cr@example.org>\r"
+        b"Content-Type: text/plain\r\rFirst line\rSecond line\r"
+    )
+    email = parse_message(raw)
+    assert (email.sender, email.subject, email.message_id) == (
+        "joe@example.org",
+        "Printer",
+        "<cr@example.org>",
+    )
+    assert email.body == "First line\nSecond line\n"
+    assert kinds(email.notes) == [IntakeNoteKind.BARE_CR_LINE_ENDS]
+    assert email.raw_size == len(raw)
+    assert email.raw_sha256 == hashlib.sha256(raw).hexdigest()
+
+
+def test_mixed_line_ends_in_headers_and_multipart() -> None:
+    raw = (
+        b"From: Joe <joe@example.org>\r\nSubject: Mixed\rTo: help@desk.example\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r"
+        b"--b\rContent-Type: text/plain\r\n\nHello\r\nthere\rend\n"
+        b"--b\r\nContent-Type: text/csv; name=a.csv\r\ra,b\r"
+        b"--b--\r"
+    )
+    email = parse_message(raw)
+    assert (email.sender, email.subject, email.to) == (
+        "joe@example.org",
+        "Mixed",
+        ("help@desk.example",),
+    )
+    assert email.body == "Hello\nthere\nend"
+    assert [(a.filename, a.data) for a in email.attachments] == [("a.csv", b"a,b")]
+
+
+def test_crlf_message_is_not_rewritten() -> None:
+    assert IntakeNoteKind.BARE_CR_LINE_ENDS not in kinds(parse_message(PLAIN).notes)
 
 
 # --------------------------------------------------------------------------- header decoding
@@ -356,6 +472,47 @@ def test_unknown_charset_body_falls_back_to_utf8_then_cp1252() -> None:
             "part 1 (text/plain): charset 'x-unknown' unknown; decoded as windows-1252",
         ),
     )
+
+
+# Issue 9 (a crash found by hypothesis): text with lone surrogates broke the SQLite store.
+def test_unknown_charset_bytes_give_valid_unicode_with_a_note() -> None:
+    raw = mail("From: a@b.example", "Content-Type: text/plain; charset=x-unknown", body=b"\xff\xfe")
+    email = parse_message(raw)
+    assert email.body == "\xff\xfe".encode("latin-1").decode("windows-1252")  # "ÿþ"
+    email.body.encode("utf-8")
+    assert kinds(email.notes) == [IntakeNoteKind.UNKNOWN_CHARSET]
+
+
+@pytest.mark.parametrize(
+    ("charset", "data"),
+    [("utf-7", b"a+2AA-b"), ("unicode_escape", b"a\\ud800b"), ("raw-unicode-escape", b"a\\ud800b")],
+)
+def test_codecs_that_give_lone_surrogates_never_leak_them(charset: str, data: bytes) -> None:
+    raw = mail(
+        "From: =?utf-7?Q?+2AA-?= <a@b.example>",
+        "Subject: =?utf-7?Q?x+2AA-?=",
+        f"Content-Type: text/plain; charset={charset}",
+        body=data,
+    )
+    email = parse_message(raw)
+    for text in (email.body, email.subject, email.sender_name, *(v for _, v in email.headers)):
+        text.encode("utf-8")
+    assert email.body.startswith("a")
+    assert email.body.endswith("b")
+    assert "\ufffd" in email.subject
+    assert email.sender == "a@b.example"
+    assert IntakeNoteKind.SURROGATES_REPLACED in kinds(email.notes) or charset != "utf-7"
+
+
+def test_rfc2231_filename_in_utf7_has_no_surrogates() -> None:
+    body = multipart(
+        "m",
+        "Content-Type: text/plain\n\nbody",
+        "Content-Type: text/plain\nContent-Disposition: attachment; filename*=utf-7''a+2AA-\n\nx",
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=m", body=body)
+    (attachment,) = parse_message(raw).attachments
+    assert attachment.filename == "a\ufffd"
 
 
 def test_bad_base64_body_does_not_crash() -> None:

@@ -60,7 +60,7 @@ from asm_email_rules.adapters.memory import (
     to_utc,
 )
 from asm_email_rules.adapters.sqlite import reply_from_json, reply_to_json
-from asm_email_rules.errors import NotFoundError, RepositoryError
+from asm_email_rules.errors import NotFoundError, RepositoryError, StoreUnavailableError
 from asm_email_rules.model import (
     Attachment,
     Call,
@@ -356,8 +356,17 @@ class PostgresRepository:
         return text
 
     def _error(self, what: str, exc: BaseException) -> RepositoryError:
+        """The typed error for a psycopg failure: :class:`StoreUnavailableError` when the server
+        cannot work right now (connection lost or refused, disk full, out of memory, lock or
+        statement timeout, shutdown, a serialization failure or deadlock, a read-only
+        transaction: psycopg's ``OperationalError`` and ``InterfaceError``, SQLSTATE 25006),
+        else a plain :class:`RepositoryError`."""
         detail = self._secret_free(str(exc).strip()) or type(exc).__name__
-        return RepositoryError(f"{self._where}: {what}: {detail}")
+        unavailable = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) or (
+            getattr(exc, "sqlstate", None) == "25006"
+        )
+        kind = StoreUnavailableError if unavailable else RepositoryError
+        return kind(f"{self._where}: {what}: {detail}")
 
     @property
     def _lock_timeout(self) -> str:

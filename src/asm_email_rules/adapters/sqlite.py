@@ -30,7 +30,7 @@ from asm_email_rules.adapters._repository import (
     summary_kind,
     to_utc,
 )
-from asm_email_rules.errors import NotFoundError, RepositoryError
+from asm_email_rules.errors import NotFoundError, RepositoryError, StoreUnavailableError
 from asm_email_rules.model import (
     Attachment,
     Call,
@@ -230,6 +230,38 @@ _RECORD_TABLES: dict[EntityKind, str] = {
 }
 
 
+_UNAVAILABLE_CODES = frozenset(
+    {
+        5,  # SQLITE_BUSY: another writer holds the lock past our timeout
+        6,  # SQLITE_LOCKED
+        7,  # SQLITE_NOMEM
+        8,  # SQLITE_READONLY: read-only file, folder or file system
+        9,  # SQLITE_INTERRUPT
+        10,  # SQLITE_IOERR
+        11,  # SQLITE_CORRUPT
+        13,  # SQLITE_FULL: disk full (or max_page_count reached)
+        14,  # SQLITE_CANTOPEN
+        15,  # SQLITE_PROTOCOL
+        26,  # SQLITE_NOTADB
+    }
+)
+"""Primary SQLite result codes that mean the store, not the message, is at fault."""
+
+
+def _store_error(where: str, what: str, exc: sqlite3.Error) -> RepositoryError:
+    """The typed error for a ``sqlite3`` failure: :class:`StoreUnavailableError` when the
+    database cannot work right now (locked, read-only, full, I/O error, corrupt: the primary
+    result codes in ``_UNAVAILABLE_CODES``, or an ``OperationalError`` without a code), else a
+    plain :class:`RepositoryError` (a constraint, a bug in a query)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    unavailable = code is None and isinstance(exc, sqlite3.OperationalError)
+    if code is not None and (code & 0xFF) in _UNAVAILABLE_CODES:
+        unavailable = True
+    name = getattr(exc, "sqlite_errorname", "")
+    message = f"{where}: {what}: {exc}" + (f" ({name})" if name else "")
+    return (StoreUnavailableError if unavailable else RepositoryError)(message)
+
+
 def _text(moment: datetime) -> str:
     """Fixed-width ISO-8601 UTC text, so SQL text order is time order."""
     return to_utc(moment).isoformat(timespec="microseconds")
@@ -289,7 +321,7 @@ class SqliteRepository:
         try:
             self._conn = sqlite3.connect(self._path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
-            raise RepositoryError(f"{self._path}: cannot open SQLite database: {exc}") from exc
+            raise _store_error(self._path, "cannot open SQLite database", exc) from exc
         try:
             self._configure(timeout)
             self._migrate()
@@ -357,7 +389,7 @@ class SqliteRepository:
         try:
             return self._conn.execute(sql, params)
         except sqlite3.Error as exc:
-            raise RepositoryError(f"{self._path}: SQLite error: {exc}") from exc
+            raise _store_error(self._path, "SQLite error", exc) from exc
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         return self._execute(sql, params).fetchone()
@@ -385,7 +417,7 @@ class SqliteRepository:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise RepositoryError(f"{self._path}: commit failed: {exc}") from exc
+            raise _store_error(self._path, "commit failed", exc) from exc
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
@@ -1034,7 +1066,7 @@ class SqliteRepository:
                 f"message {message_id!r} ({sha256}) already recorded in {mailbox!r}"
             ) from exc
         except sqlite3.Error as exc:
-            raise RepositoryError(f"{self._path}: SQLite error: {exc}") from exc
+            raise _store_error(self._path, "SQLite error", exc) from exc
 
     def set_reply_status(
         self,

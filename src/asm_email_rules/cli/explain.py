@@ -10,7 +10,7 @@ from typing import Any
 
 from asm_email_rules.bootstrap import open_sample_store, open_store
 from asm_email_rules.cli._common import EXIT_MESSAGE, EXIT_OK, read_file, settings_for
-from asm_email_rules.config import Config
+from asm_email_rules.config import Config, store_location
 from asm_email_rules.errors import MessageParseError
 from asm_email_rules.pipeline import explain
 from asm_email_rules.protocols import Repository
@@ -28,7 +28,11 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("file", metavar="FILE.eml")
     parser.add_argument("--config", metavar="F", help="configuration file (mailbox settings)")
-    parser.add_argument("--store", metavar="DB", help="SQLite store to read (default: config's)")
+    parser.add_argument(
+        "--store",
+        metavar="DB",
+        help="store to read: a SQLite file or a postgresql:// URL (default: config's)",
+    )
     parser.add_argument(
         "--account", metavar="NAME", help="account whose settings to use (default: the first)"
     )
@@ -39,7 +43,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 def _store(args: argparse.Namespace, config: Config | None) -> Repository:
     """``--store``, else the configuration's store, else the sample desk in memory."""
     if args.store:
-        return open_store(Path(args.store), must_exist=True)
+        return open_store(store_location(args.store, Path.cwd()), must_exist=True)
     if config is not None:
         return open_store(config.store, must_exist=True)
     return open_sample_store()

@@ -1,14 +1,24 @@
-"""``asm-email-rules init DIR``: a starter config.toml and an empty store, never overwriting."""
+"""``asm-email-rules init DIR``: a starter config.toml and an empty store, never overwriting.
+
+With ``--store postgresql://USER@HOST/DATABASE`` the store is that PostgreSQL database instead
+of a SQLite file in DIR: its tables are created (the database itself must exist), and the
+config names where the password comes from (``--store-password-env`` or
+``--store-password-file``), never the password.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.bootstrap import open_store
 from asm_email_rules.cli._common import EXIT_OK, PROG, UsageError
+from asm_email_rules.config import PostgresStore, parse_config, store_location
 
 NAME = "init"
 
@@ -19,9 +29,21 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         NAME,
         help="write a sample config.toml and an empty store into DIR",
         description="Write DIR/config.toml (a commented sample) and an empty SQLite store "
-        "DIR/helpdesk.sqlite3. Existing files are never overwritten.",
+        "DIR/helpdesk.sqlite3, or, with --store, create the tables in a PostgreSQL database. "
+        "Existing files are never overwritten.",
     )
     parser.add_argument("dir", metavar="DIR")
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="a PostgreSQL database, postgresql://USER@HOST:PORT/DATABASE (no password in it)",
+    )
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--store-password-env", metavar="VAR", help="environment variable holding its password"
+    )
+    secret.add_argument("--store-password-file", metavar="FILE", help="file holding its password")
+    parser.add_argument("--store-schema", metavar="NAME", help="schema for our tables")
     parser.set_defaults(handler=run)
 
 
@@ -35,20 +57,67 @@ def starter_config() -> str:
     return data.read_text(encoding="utf-8")
 
 
+_STORE_LINES = re.compile(r"^# The SQLite store[^\n]*\nstore = [^\n]*\n", re.MULTILINE)
+
+
+def postgres_config(args: argparse.Namespace) -> str:
+    """The starter config with its ``store`` lines naming the PostgreSQL database of ``args``."""
+    lines = [
+        "# The PostgreSQL store (people, calls, tasks, requests, the processed-message ledger),",
+        "# which any number of pollers on any number of hosts may share. No password here.",
+        f"store = {json.dumps(args.store)}",
+    ]
+    if args.store_password_env:
+        lines.append(f"store_password_env = {json.dumps(args.store_password_env)}")
+    if args.store_password_file:
+        path = str(Path(args.store_password_file).expanduser().resolve())
+        lines.append(f"store_password_file = {json.dumps(path)}")
+    if args.store_schema:
+        lines.append(f"store_schema = {json.dumps(args.store_schema)}")
+    text, found = _STORE_LINES.subn("\n".join(lines) + "\n", starter_config(), count=1)
+    if not found:  # pragma: no cover - guards the packaged template against edits
+        raise RuntimeError("the starter config has no store line to replace")
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
-    """Write the two files; exit 2 when either exists or the folder cannot be written."""
+    """Write the config and create the store; exit 2 when a file exists, the folder cannot be
+    written, or the PostgreSQL store cannot be opened (nothing is written then)."""
     folder = Path(args.dir)
     config_path = folder / "config.toml"
+    if args.store is None:
+        for option in ("store_password_env", "store_password_file", "store_schema"):
+            if getattr(args, option):
+                raise UsageError(f"--{option.replace('_', '-')} needs --store")
+        return _init_sqlite(folder, config_path)
+    if not isinstance(store_location(args.store, folder), PostgresStore):
+        raise UsageError("--store must be a postgresql:// URL (the default is a SQLite file)")
+    if config_path.exists():
+        raise UsageError(f"{config_path} already exists: not overwriting")
+    text = postgres_config(args)
+    config = parse_config(tomllib.loads(text), config_path.resolve())
+    open_store(config.store).close()  # creates or migrates our tables; ConfigError if it fails
+    _write(folder, config_path, text)
+    print(f"wrote {config_path}; the store is {config.store} (tables created)")
+    print(f"next: edit the config, then `{PROG} poll --once --config {config_path}`")
+    return EXIT_OK
+
+
+def _init_sqlite(folder: Path, config_path: Path) -> int:
     store_path = folder / "helpdesk.sqlite3"
     for path in (config_path, store_path):
         if path.exists():
             raise UsageError(f"{path} already exists: not overwriting")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(starter_config(), encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{folder}: cannot write: {exc.strerror or exc}") from None
-    SqliteRepository(store_path).close()
+    _write(folder, config_path, starter_config())
+    open_store(store_path).close()
     print(f"wrote {config_path} and an empty store {store_path}")
     print(f"next: edit the config, then `{PROG} poll --once --config {config_path}`")
     return EXIT_OK
+
+
+def _write(folder: Path, config_path: Path, text: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{folder}: cannot write: {exc.strerror or exc}") from None
