@@ -16,6 +16,7 @@ from asm_email_rules.model import NEW_CALL, EntityRef, NewCall, SummaryKind
 __all__ = [
     "NEW_CALL",
     "Action",
+    "AddAutomaticEntry",
     "AddHistory",
     "AddNote",
     "ApproveTask",
@@ -72,6 +73,20 @@ class AddHistory:
     """Add the email's text to a record's history."""
 
     kind: ClassVar[str] = "add_history"
+    ref: Target
+    text: str
+    author: str
+
+
+@attrs.frozen
+class AddAutomaticEntry:
+    """Add an auto-reply to the history of the record it answers, as an automatic entry.
+
+    DESIGN 4: "away until Monday" helps the analyst, so an out-of-office reply to one of our
+    messages is kept; it marks nothing as updated, notifies nobody and gets no reply.
+    """
+
+    kind: ClassVar[str] = "add_automatic_entry"
     ref: Target
     text: str
     author: str
@@ -182,6 +197,7 @@ Action = (
     | SetUserFlag
     | LogCall
     | AddHistory
+    | AddAutomaticEntry
     | AddNote
     | AttachObjects
     | MarkUpdated

@@ -17,6 +17,7 @@ import attrs
 
 from asm_email_rules.actions import (
     Action,
+    AddAutomaticEntry,
     AddHistory,
     AddNote,
     ApproveTask,
@@ -155,6 +156,9 @@ class _Writes:
                 self.new_call = call.number
             case AddHistory():
                 repository.add_history(self.record(action.ref), action.text, action.author, now)
+            case AddAutomaticEntry():
+                author = f"{action.author} (automatic reply)"
+                repository.add_history(self.record(action.ref), action.text, author, now)
             case AddNote():
                 repository.add_note(self.record(action.ref), action.text, action.author, now)
             case AttachObjects():

@@ -659,6 +659,8 @@ def _mailbox(table: _Table, name: str) -> MailboxSettings:
         separators=separators,
         trusted_authserv_id=table.optional_string("trusted_authserv_id"),
         require_approval_token=table.boolean("require_approval_token", d.require_approval_token),
+        calls_from_machine_mail=table.boolean("calls_from_machine_mail", d.calls_from_machine_mail),
+        contact_from_reply_to=table.boolean("contact_from_reply_to", d.contact_from_reply_to),
     )
     table.finish()
     return mailbox

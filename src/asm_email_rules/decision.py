@@ -38,8 +38,11 @@ __all__ = ["Decision", "Facts", "Outcome", "Reply"]
 class Facts:
     """Everything ``decide`` looks at, gathered beforehand (the only reads happen there).
 
-    ``authenticated`` / ``token_ok`` are None when the mailbox does not require them.
+    ``authenticated`` / ``token_ok`` are None when the mailbox does not require them (two
+    From headers make ``authenticated`` False for the privileged commands, DESIGN 4).
     ``replies_to_us`` is True when the mail answers one of our messages (thread or marker).
+    ``sender_reasons`` say how the acting or contact person was chosen when it is not simply
+    From (Sender for a From with several mailboxes; Reply-To for a web-form mailbox).
     """
 
     email: InboundEmail
@@ -49,6 +52,7 @@ class Facts:
     mail_kind: MailKind = MailKind.NORMAL
     mail_kind_reasons: tuple[str, ...] = ()
     bounce_permanent: bool = False
+    bounce_status_class: int | None = None
     bounce_summary: str = ""
     may_auto_reply: bool = True
     call: Call | None = None
@@ -64,6 +68,7 @@ class Facts:
     token_ok: bool | None = None
     token_reason: str = ""
     token_id: str | None = None
+    sender_reasons: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -122,6 +127,7 @@ class Outcome(enum.Enum):
     LOG_DEFAULT_ANALYST = "log_default_analyst"
     LOG_LINKED_ANALYST = "log_linked_analyst"
     UPDATE_CALL = "update_call"
+    AUTOMATIC_ENTRY = "automatic_entry"
     REOPEN_CALL = "reopen_call"
     NOTE_CLOSED_CALL = "note_closed_call"
     REPLY_CLOSED_NOT_UPDATED = "reply_closed_not_updated"
@@ -143,7 +149,13 @@ class Outcome(enum.Enum):
 
 @attrs.frozen
 class Decision:
-    """What to do with one message and why: a value, printable and JSON-able."""
+    """What to do with one message and why: a value, printable and JSON-able.
+
+    ``status_class`` is a bounce's RFC 3463 class (5 permanent, 4 delay), else None.
+    ``discard_reason`` names, in a few words, why a message that is neither acted on nor
+    answered was dropped ("auto-reply", "unknown sender without Create New Calls
+    Anonymously"); it is "" for every other decision (issue 9: nothing dropped in silence).
+    """
 
     rule: str
     spec: str
@@ -157,6 +169,8 @@ class Decision:
     reasons: tuple[str, ...]
     conditions: tuple[tuple[str, object], ...] = ()
     reply_suppressed: str = ""
+    status_class: int | None = None
+    discard_reason: str = ""
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -174,6 +188,8 @@ class Decision:
             "spec": self.spec,
             "outcome": self.outcome.value,
             "mail_kind": self.mail_kind.value,
+            "status_class": self.status_class,
+            "discard_reason": self.discard_reason or None,
             "command": {
                 "kind": self.command.kind.value,
                 "number": self.command.number,
@@ -207,7 +223,9 @@ class Decision:
         lines = [
             f"rule {self.rule}: {self.outcome.value}",
             f"  spec: {self.spec}",
-            f"  mail: {self.mail_kind.value}; command: {self.command.kind.value}"
+            f"  mail: {self.mail_kind.value}"
+            + (f" (status class {self.status_class})" if self.status_class is not None else "")
+            + f"; command: {self.command.kind.value}"
             + (f" #{self.command.number}" if self.command.number is not None else "")
             + f"; sender: {self.person_case.value}",
         ]
@@ -219,6 +237,8 @@ class Decision:
             lines.append(f"  reply suppressed: {self.reply_suppressed}")
         else:
             lines.append("  no reply")
+        if self.discard_reason:
+            lines.append(f"  discarded: {self.discard_reason}")
         lines += [f"  why: {reason}" for reason in self.reasons]
         return "\n".join(lines)
 

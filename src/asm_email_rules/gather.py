@@ -17,7 +17,12 @@ from asm_email_rules.decision import Facts
 from asm_email_rules.model import EntityKind, InboundEmail, Person, SummaryItem
 from asm_email_rules.protocols import Repository
 from asm_email_rules.rules import reply_address
-from asm_email_rules.sender import resolve_sender
+from asm_email_rules.sender import (
+    actor_address,
+    contact_address,
+    has_two_from_headers,
+    resolve_sender,
+)
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 from asm_email_rules.subject import CommandKind, MatchSource, SubjectCommand, parse_subject
 from asm_email_rules.tokens import TokenStatus, verify_approval_token
@@ -103,7 +108,14 @@ def gather_facts(
         replies_to_us = True
     if command.reply and command.kind.is_update:
         replies_to_us = True
-    sender = resolve_sender(email.sender, repository.persons_by_address(email.sender))
+    identity, why = actor_address(email)
+    sender_reasons = (why,) if why else ()
+    if mailbox.contact_from_reply_to and email.reply_to and command.kind is CommandKind.NONE:
+        identity = email.reply_to[0]
+        sender_reasons = (
+            f"web-form mailbox (contact_from_reply_to): the caller is Reply-To {identity}",
+        )
+    sender = resolve_sender(identity, repository.persons_by_address(identity))
     person = sender.person
     ref = command.ref
     call = task = request = None
@@ -124,20 +136,25 @@ def gather_facts(
     if summary_kind is not None and person is not None and sender.case.is_analyst:
         found, total = repository.summary(summary_kind, person.id, system.summary_limit)
         items = tuple(found)
-    to = reply_address(email, person)
-    recent = repository.replies_sent_since(to, now - timedelta(hours=1)) if to else 0
+    since = now - timedelta(hours=1)
+    recipients = {reply_address(email, person), contact_address(email)} - {""}
+    recent = max((repository.replies_sent_since(to, since) for to in recipients), default=0)
     authenticated: bool | None = None
     auth_reason = ""
-    if mailbox.trusted_authserv_id and command.kind in (
+    privileged = command.kind in (
         CommandKind.CLOSE,
         CommandKind.APPROVE,
         CommandKind.REJECT,
         CommandKind.UPDATE_CALL,
-    ):
+    )
+    if privileged and has_two_from_headers(email):
+        authenticated = False
+        auth_reason = "two From headers: nobody is authenticated (DESIGN 4)"
+    elif privileged and mailbox.trusted_authserv_id:
         verdict = authenticate_sender(
             email.header_all("Authentication-Results"),
             authserv_id=mailbox.trusted_authserv_id,
-            from_domain=domain_of(email.sender),
+            from_domain=domain_of(identity),
         )
         authenticated = verdict.verdict is AuthVerdict.PASS
         auth_reason = verdict.reason
@@ -152,6 +169,9 @@ def gather_facts(
         mail_kind=classification.kind,
         mail_kind_reasons=classification.reasons,
         bounce_permanent=classification.bounce is not None and classification.bounce.permanent,
+        bounce_status_class=(
+            classification.bounce.status_class if classification.bounce is not None else None
+        ),
         bounce_summary=_bounce_summary(classification, system),
         may_auto_reply=classification.may_auto_reply,
         call=call,
@@ -167,6 +187,7 @@ def gather_facts(
         token_ok=token_ok,
         token_reason=token_reason,
         token_id=token_id,
+        sender_reasons=sender_reasons,
     )
 
 

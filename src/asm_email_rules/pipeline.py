@@ -111,6 +111,7 @@ def process(
             "rule": decision.rule,
             "outcome": decision.outcome.value,
             "reply_status": status.value,
+            "discard_reason": decision.discard_reason,
         },
     )
     return ProcessResult(

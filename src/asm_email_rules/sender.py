@@ -1,4 +1,11 @@
-"""Resolve the sender's address into the spec's person case."""
+"""Who sent a message: the actor (who may act), the contact address, and the person case.
+
+DESIGN 4 separates *who may act* from *where acknowledgements go*. The actor is the
+addr-spec of From; when From names several mailboxes, ``Sender`` names the one who sent it
+(RFC 5322 3.6.2). Two From headers authenticate nobody. Reply-To never identifies the actor;
+it is the *contact address*: where acknowledgements go and the address of a User created for
+a new call when the mailbox is fed by a web form (``contact_from_reply_to``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,51 @@ from collections.abc import Iterable
 
 import attrs
 
-from asm_email_rules.addresses import normalise_address
-from asm_email_rules.model import Person, PersonCase
+from asm_email_rules.addresses import normalise_address, parse_address_list
+from asm_email_rules.intake_notes import IntakeNoteKind
+from asm_email_rules.model import InboundEmail, Person, PersonCase
 
-__all__ = ["SenderResolution", "normalise_address", "resolve_sender"]
+__all__ = [
+    "SenderResolution",
+    "actor_address",
+    "contact_address",
+    "has_two_from_headers",
+    "normalise_address",
+    "resolve_sender",
+]
+
+
+def actor_address(email: InboundEmail) -> tuple[str, str]:
+    """``(address, reason)`` of who sent the mail: From's one mailbox; when From names several
+    mailboxes, the one mailbox of ``Sender`` (RFC 5322 3.6.2: "the mailbox of the agent
+    responsible for the actual transmission"). ``("", "")`` when there is none.
+    """
+    if email.sender:
+        return email.sender, ""
+    if not any(note.kind is IntakeNoteKind.MULTIPLE_FROM_ADDRESSES for note in email.notes):
+        return "", ""
+    sender = email.header("Sender")
+    if sender is None:
+        return "", ""
+    found = parse_address_list(sender[:2000])
+    if len(found) != 1:
+        return "", ""
+    address = found[0][1]
+    return address, (
+        f"From names several authors: Sender {address} is the one who sent it (RFC 5322 3.6.2)"
+    )
+
+
+def contact_address(email: InboundEmail) -> str:
+    """Where acknowledgements go: the first Reply-To address, else the actor (DESIGN 4)."""
+    if email.reply_to:
+        return email.reply_to[0]
+    return actor_address(email)[0]
+
+
+def has_two_from_headers(email: InboundEmail) -> bool:
+    """True when the message carries more than one From header: nobody is authenticated."""
+    return len(email.header_all("From")) > 1
 
 
 @attrs.frozen

@@ -67,6 +67,9 @@ class AccountReport:
     ``processed``: acted on for the first time; ``duplicates``: already in the ledger (a crash
     or retry), acknowledged without acting again; ``retried``: kept in the mailbox to try again
     later; ``quarantined``: set aside; ``errors``: mailbox or store failures.
+    ``discarded``: of the processed messages, those neither acted on nor answered, counted by
+    reason (``(("auto-reply", 9), ...)``, most frequent first; issue 9: nothing is dropped in
+    silence).
 
     Replies sent from the outbox in this pass: ``replies_sent`` (accepted),
     ``replies_deferred`` (temporary failure, tried again later), ``replies_failed`` (refused
@@ -93,6 +96,15 @@ class AccountReport:
     lease_holder: str = ""
     lease_until: datetime | None = None
     backoff_seconds: float = 0.0
+    discarded: tuple[tuple[str, int], ...] = ()
+
+    def discard_summary(self) -> str:
+        """ "12 discarded: auto-reply (9), unknown sender without ... (3)", or "" for none."""
+        total = sum(count for _, count in self.discarded)
+        if not total:
+            return ""
+        parts = ", ".join(f"{reason} ({count})" for reason, count in self.discarded)
+        return f"{total} discarded: {parts}"
 
 
 @attrs.frozen
@@ -124,9 +136,13 @@ class _Counts:
     replies_sent: int = 0
     replies_deferred: int = 0
     replies_failed: int = 0
+    discarded: dict[str, int] = attrs.field(factory=dict)
 
     def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
-        return AccountReport(account, **attrs.asdict(self), backoff_seconds=backoff_seconds)
+        fields = attrs.asdict(self)
+        by_count = sorted(self.discarded.items(), key=lambda item: (-item[1], item[0]))
+        fields["discarded"] = tuple(by_count)
+        return AccountReport(account, **fields, backoff_seconds=backoff_seconds)
 
     def add_replies(self, report: OutboxReport) -> None:
         self.replies_sent += report.count(SendResult.SENT)
@@ -163,6 +179,7 @@ def _log_fields(account: AccountConfig, key: str, sha256: str) -> dict[str, obje
         "outcome": "",
         "reply_status": "",
         "disposition": "",
+        "discard_reason": "",
     }
 
 
@@ -336,17 +353,21 @@ class PollingService:
         account, counts = message.account, message.counts
         self._store_failures.pop((account.name, message.sha256), None)
         message_id = result.email.message_id or ""
+        discard_reason = result.decision.discard_reason if result.decision else ""
         message.fields.update(
             message_id=message_id,
             rule=result.decision.rule if result.decision else "",
             outcome=result.decision.outcome.value if result.decision else "duplicate",
             reply_status=result.reply_status.value,
             disposition=result.disposition.value,
+            discard_reason=discard_reason,
         )
         if result.duplicate:
             counts.duplicates += 1
         else:
             counts.processed += 1
+            if discard_reason:
+                counts.discarded[discard_reason] = counts.discarded.get(discard_reason, 0) + 1
         if result.disposition is Disposition.DELETE:
             message.mailbox.delete(message.key)
         elif result.disposition is Disposition.RETRY:
@@ -678,7 +699,9 @@ class PollingService:
                 except Exception:  # a bug must not end the service; the account is retried
                     log.exception("account poll crashed", extra={"account": account.name})
                 else:
-                    log.info("account polled", extra=attrs.asdict(report))
+                    fields = attrs.asdict(report)
+                    fields["discarded"] = report.discard_summary()
+                    log.info("account polled", extra=fields)
                 wait = max(
                     account.interval_seconds, self.backoff(account.name).seconds_left(self.now())
                 )

@@ -53,7 +53,13 @@ class Limits:
 
 @attrs.frozen
 class MailboxSettings:
-    """Options of one incoming email account (the spec's "incoming email server")."""
+    """Options of one incoming email account (the spec's "incoming email server").
+
+    Beyond the spec's options (DESIGN 4): ``calls_from_machine_mail`` (default on) lets
+    machine-generated mail log and update calls, never with a reply or a command; off, it is
+    discarded with its reason. ``contact_from_reply_to`` (web-form mailboxes) makes the User of
+    a new call the Reply-To person instead of the From robot.
+    """
 
     name: str = "default"
     addresses: tuple[str, ...] = ()
@@ -72,6 +78,8 @@ class MailboxSettings:
     separators: tuple[str, ...] = ()
     trusted_authserv_id: str | None = None
     require_approval_token: bool = False
+    calls_from_machine_mail: bool = True
+    contact_from_reply_to: bool = False
 
     def is_own_address(self, address: str) -> bool:
         """True when ``address`` is one of this mailbox's own addresses.

@@ -86,7 +86,8 @@ def test_explain_is_readable() -> None:
     assert "  | Call 100 has been closed." in text.splitlines()
 
 
-def test_unknown_sender_reply_goes_to_return_path_not_from() -> None:
+def test_unknown_sender_reply_goes_to_the_contact_address_not_return_path() -> None:
+    """DESIGN 4 "Contact address": Reply-To when present, else From (RFC 5322 3.6.2)."""
     given = facts(
         "[APPROVE#500]",
         sender="x@else.example",
@@ -96,7 +97,16 @@ def test_unknown_sender_reply_goes_to_return_path_not_from() -> None:
     decision = decide(given, MAILBOX, SYSTEM)
     assert decision.rule == "AP-3"
     assert decision.reply is not None
-    assert decision.reply.to == "bounces@else.example"
+    assert decision.reply.to == "x@else.example"
+    with_reply_to = facts(
+        "[APPROVE#500]",
+        sender="x@else.example",
+        task=APPROVAL,
+        email={"return_path": "bounces@else.example", "reply_to": ("desk-x@else.example",)},
+    )
+    reply = decide(with_reply_to, MAILBOX, SYSTEM).reply
+    assert reply is not None
+    assert reply.to == "desk-x@else.example"
 
 
 def test_known_sender_reply_goes_to_the_stored_address_not_the_header() -> None:

@@ -971,21 +971,39 @@ class PostgresRepository:
         return int(row[0])
 
     def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
-        """A new person record with a new id above every existing one (User when ``is_user``)."""
-        with self.transaction():
-            person_id = self._next_number("person_ids", "persons", "id")
-            self._execute(
-                "INSERT INTO persons (id, email, email_key, name, is_user)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (person_id, email, address_key(email), name, is_user),
-            )
-        return Person(id=person_id, email=email, name=name, is_user=is_user)
+        """A new person record with a new id above every existing one (User when ``is_user``).
+
+        One statement in the common case (the id drawn, checked against the highest id in
+        use, and the row written); see :meth:`_next_number` for the other.
+        """
+        values = (email, address_key(email), name, is_user)
+        row = self._one(
+            "INSERT INTO persons (id, email, email_key, name, is_user)"
+            " SELECT n.v, %s, %s, %s, %s FROM (SELECT nextval('person_ids') AS v,"
+            " (SELECT MAX(id) FROM persons) AS top) AS n"
+            " WHERE n.top IS NULL OR n.v > n.top RETURNING id",
+            values,
+        )
+        if row is None:  # ids were put above the sequence: move it past them
+            with self.transaction():
+                row = (self._next_number("person_ids", "persons", "id"),)
+                self._execute(
+                    "INSERT INTO persons (id, email, email_key, name, is_user)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (row[0], *values),
+                )
+        return Person(id=int(row[0]), email=email, name=name, is_user=is_user)
 
     def set_user_flag(self, person_id: int) -> None:
         """Select the User flag on an existing person."""
         cursor = self._execute("UPDATE persons SET is_user = true WHERE id = %s", (person_id,))
         if cursor.rowcount == 0:
             raise NotFoundError(f"person {person_id} does not exist")
+
+    _CALL_COLUMNS = (
+        "status, user_id, owner_id, group_name, partition, description, logging_analyst_id,"
+        " updated, last_update"
+    )
 
     def create_call(
         self,
@@ -996,7 +1014,10 @@ class PostgresRepository:
         description: str,
         now: datetime,
     ) -> Call:
-        """Log an open call with a new number (above every existing one, never reused)."""
+        """Log an open call with a new number (above every existing one, never reused).
+
+        One statement in the common case, as :meth:`create_person`.
+        """
         call = Call(
             number=0,
             status=CallStatus.OPEN,
@@ -1009,126 +1030,171 @@ class PostgresRepository:
             updated=False,
             last_update=to_utc(now),
         )
-        with self.transaction():
-            call = attrs.evolve(call, number=self._next_number("call_numbers", "calls", "number"))
-            self.put_call(call)
-        return call
-
-    def _require(self, ref: EntityRef) -> str:
-        """Lock record ``ref`` until the commit; its status. :class:`NotFoundError` if none."""
+        values = (
+            call.status.value,
+            call.user_id,
+            call.owner_id,
+            call.group,
+            call.partition,
+            call.description,
+            call.logging_analyst_id,
+            call.updated,
+            call.last_update,
+        )
         row = self._one(
-            f"SELECT status FROM {_RECORD_TABLES[ref.kind]} WHERE number = %s FOR UPDATE",
-            (ref.number,),
+            f"INSERT INTO calls (number, {self._CALL_COLUMNS})"
+            " SELECT n.v, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+            " FROM (SELECT nextval('call_numbers') AS v, (SELECT MAX(number) FROM calls) AS top)"
+            " AS n WHERE n.top IS NULL OR n.v > n.top RETURNING number",
+            values,
+        )
+        if row is None:  # calls were put above the sequence: move it past them
+            with self.transaction():
+                row = (self._next_number("call_numbers", "calls", "number"),)
+                self.put_call(attrs.evolve(call, number=row[0]))
+        return attrs.evolve(call, number=int(row[0]))
+
+    def _write_on(
+        self,
+        ref: EntityRef,
+        entry: tuple[EntryKind, str, str] | None,
+        assignments: str,
+        *,
+        at: datetime,
+        when_status: str | None = None,
+        security_profile: str | None = None,
+        attachment: Attachment | None = None,
+        **params: Any,
+    ) -> str:
+        """One statement on record ``ref``: lock its row until the commit, append the log
+        ``entry`` (kind, text, author) with its ``attachment``, and apply ``assignments``.
+
+        Returns the record's status as it was; :class:`NotFoundError` when there is no such
+        record. With ``when_status``, nothing is written unless the status was that one (the
+        caller reads the returned status to say why). One round trip, atomic on its own, so
+        these methods need no transaction of their own outside a unit of work.
+        """
+        table = _RECORD_TABLES[ref.kind]
+        gate = " WHERE status = %(when_status)s" if when_status is not None else ""
+        parts = [
+            f"target AS (SELECT number, status FROM {table} WHERE number = %(number)s FOR UPDATE)",
+            f"go AS (SELECT number FROM target{gate})",
+        ]
+        if entry is not None:
+            parts.append(
+                "entry AS (INSERT INTO log_entries (entity_kind, entity_number, kind, text,"
+                " author, security_profile, at) SELECT %(entity_kind)s, number, %(kind)s,"
+                " %(text)s, %(author)s, %(profile)s, %(at)s FROM go RETURNING id)"
+            )
+        if attachment is not None:
+            parts.append(
+                "stored AS (INSERT INTO attachments (entry_id, filename, content_type, data,"
+                " inline, content_id) SELECT id, %(filename)s, %(content_type)s, %(data)s,"
+                " %(inline)s, %(content_id)s FROM entry)"
+            )
+            params.update(
+                filename=attachment.filename,
+                content_type=attachment.content_type,
+                data=attachment.data,
+                inline=attachment.inline,
+                content_id=attachment.content_id,
+            )
+        if assignments:
+            parts.append(
+                f"changed AS (UPDATE {table} SET {assignments}"
+                " WHERE number IN (SELECT number FROM go))"
+            )
+        kind, text, author = entry if entry is not None else (EntryKind.HISTORY, "", "")
+        row = self._one(
+            f"WITH {', '.join(parts)} SELECT status FROM target",
+            {
+                "number": ref.number,
+                "when_status": when_status,
+                "entity_kind": ref.kind.value,
+                "kind": kind.value,
+                "text": text,
+                "author": author,
+                "profile": security_profile,
+                "at": to_utc(at),
+                **params,
+            },
         )
         if row is None:
             raise NotFoundError(f"{ref} does not exist")
         return str(row[0])
 
-    def _log(
-        self,
-        ref: EntityRef,
-        kind: EntryKind,
-        text: str,
-        *,
-        author: str = "",
-        security_profile: str | None = None,
-        at: datetime,
-    ) -> int:
-        row = self._one(
-            "INSERT INTO log_entries (entity_kind, entity_number, kind, text, author,"
-            " security_profile, at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (ref.kind.value, ref.number, kind.value, text, author, security_profile, to_utc(at)),
-        )
-        return int(row[0])
-
-    def _update(self, ref: EntityRef, assignments: str, params: Sequence[Any]) -> None:
-        self._execute(
-            f"UPDATE {_RECORD_TABLES[ref.kind]} SET {assignments} WHERE number = %s",
-            (*params, ref.number),
-        )
-
     def add_history(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
         """Append a history entry to a call, task or request (its last update becomes ``now``)."""
-        with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.HISTORY, text, author=author, at=now)
-            self._update(ref, "last_update = %s", (to_utc(now),))
+        entry = (EntryKind.HISTORY, text, author)
+        self._write_on(ref, entry, "last_update = %(at)s", at=now)
 
     def add_note(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
         """Add a note to a record (used on closed calls, which keep their state)."""
-        with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.NOTE, text, author=author, at=now)
-            self._update(ref, "last_update = %s", (to_utc(now),))
+        self._write_on(ref, (EntryKind.NOTE, text, author), "last_update = %(at)s", at=now)
 
     def attach(
         self, ref: EntityRef, attachment: Attachment, security_profile: str, now: datetime
     ) -> None:
         """Attach a file (bytes kept) as an object; its log line names the file and profile."""
-        with self.transaction():
-            self._require(ref)
-            entry_id = self._log(
-                ref,
-                EntryKind.ATTACHMENT,
-                attachment.filename,
-                security_profile=security_profile,
-                at=now,
-            )
-            self._execute(
-                "INSERT INTO attachments (entry_id, filename, content_type, data, inline,"
-                " content_id) VALUES (%s, %s, %s, %s, %s, %s)",
-                (
-                    entry_id,
-                    attachment.filename,
-                    attachment.content_type,
-                    attachment.data,
-                    attachment.inline,
-                    attachment.content_id,
-                ),
-            )
-            self._update(ref, "last_update = %s", (to_utc(now),))
+        self._write_on(
+            ref,
+            (EntryKind.ATTACHMENT, attachment.filename, ""),
+            "last_update = %(at)s",
+            at=now,
+            security_profile=security_profile,
+            attachment=attachment,
+        )
 
     def mark_updated(self, ref: EntityRef) -> None:
         """Set the note icon that tells the handling analyst the record changed."""
-        with self.transaction():
-            self._require(ref)
-            self._update(ref, "updated = true", ())
+        row = self._one(
+            f"UPDATE {_RECORD_TABLES[ref.kind]} SET updated = true WHERE number = %s RETURNING 1",
+            (ref.number,),
+        )
+        if row is None:
+            raise NotFoundError(f"{ref} does not exist")
 
     def close_call(self, number: int, by: str, now: datetime) -> None:
         """Close an open call; closing one that is already closed is refused."""
         ref = EntityRef(EntityKind.CALL, number)
-        with self.transaction():
-            if self._require(ref) != CallStatus.OPEN.value:
-                raise RepositoryError(f"{ref} is already closed")
-            self._log(ref, EntryKind.STATUS, "closed", author=by, at=now)
-            self._update(ref, "status = %s, last_update = %s", ("closed", to_utc(now)))
+        was = self._write_on(
+            ref,
+            (EntryKind.STATUS, "closed", by),
+            "status = 'closed', last_update = %(at)s",
+            at=now,
+            when_status=CallStatus.OPEN.value,
+        )
+        if was != CallStatus.OPEN.value:
+            raise RepositoryError(f"{ref} is already closed")
 
     def reopen_call(self, number: int, owner_id: int | None, group: str, now: datetime) -> None:
         """Reopen a closed call and assign it to ``owner_id`` and ``group``."""
         ref = EntityRef(EntityKind.CALL, number)
-        with self.transaction():
-            if self._require(ref) != CallStatus.CLOSED.value:
-                raise RepositoryError(f"{ref} is not closed")
-            self._log(ref, EntryKind.STATUS, "reopened", at=now)
-            self._update(
-                ref,
-                "status = %s, owner_id = %s, group_name = %s, last_update = %s",
-                ("open", owner_id, group, to_utc(now)),
-            )
+        was = self._write_on(
+            ref,
+            (EntryKind.STATUS, "reopened", ""),
+            "status = 'open', owner_id = %(owner)s, group_name = %(group)s, last_update = %(at)s",
+            at=now,
+            when_status=CallStatus.CLOSED.value,
+            owner=owner_id,
+            group=group,
+        )
+        if was != CallStatus.CLOSED.value:
+            raise RepositoryError(f"{ref} is not closed")
 
     def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
         """Set a task's or approval's status (approve, reject, complete)."""
-        ref = EntityRef(EntityKind.TASK, number)
-        with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.STATUS, status.value, author=by, at=now)
-            self._update(ref, "status = %s, last_update = %s", (status.value, to_utc(now)))
+        self._write_on(
+            EntityRef(EntityKind.TASK, number),
+            (EntryKind.STATUS, status.value, by),
+            "status = %(status)s, last_update = %(at)s",
+            at=now,
+            status=status.value,
+        )
 
     def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
         """Queue a notification to the record's assigned analyst or group."""
-        with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.NOTIFICATION, text, at=now)
+        self._write_on(ref, (EntryKind.NOTIFICATION, text, ""), "", at=now)
 
     def record_processed(
         self,
@@ -1196,14 +1262,17 @@ class PostgresRepository:
     ) -> OutboxEntry | None:
         """Claim a PENDING, due reply that no other sender holds; None when it cannot be.
 
-        One conditional ``UPDATE``: a second sender racing for the row waits for the first
-        one's commit, re-reads the row and finds it claimed.
+        The row is picked with ``FOR UPDATE SKIP LOCKED``: a sender racing another one for
+        the same reply does not wait for the other's lock, it gets None at once (the other
+        is claiming it, or finishing it), and claims are never blocked by long transactions.
         """
         row = self._one(
             "UPDATE ledger SET claimed_by = %(owner)s, claimed_until = %(until)s"
+            " WHERE reply_message_id = (SELECT reply_message_id FROM ledger"
             " WHERE reply_message_id = %(id)s AND reply_status = 'pending'"
             " AND next_attempt_at <= %(at)s AND (claimed_by IN ('', %(owner)s)"
             " OR claimed_until IS NULL OR claimed_until <= %(at)s)"
+            " FOR UPDATE SKIP LOCKED)"
             f" RETURNING {self._OUTBOX_COLUMNS}",
             {
                 "owner": owner,

@@ -87,6 +87,8 @@ def _print_report(report: PollReport) -> None:
                 else ""
             )
         )
+        if account.discarded:
+            print(f"  {account.discard_summary()}")
 
 
 def _run_until_signalled(service: PollingService, stop: threading.Event) -> None:

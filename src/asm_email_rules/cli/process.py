@@ -93,12 +93,14 @@ def _process_file(
 
 
 def describe_result(name: str, result: ProcessResult) -> str:
-    """One line: the rule and outcome (or duplicate), the reply status, the disposition."""
+    """One line: the rule and outcome (and why a discard), the reply status, the disposition."""
     if result.duplicate:
         what = "already processed (ledger): nothing done again"
     else:
         assert result.decision is not None  # a result that is not a duplicate has a decision
         what = f"rule {result.decision.rule}: {result.decision.outcome.value}"
+        if result.decision.discard_reason:
+            what += f" ({result.decision.discard_reason})"
     return f"{name}: {what}; reply {result.reply_status.value}; {result.disposition.value}"
 
 
