@@ -2,12 +2,12 @@
 
 ``process`` runs one raw message end to end: parse, skip duplicates, gather the facts
 (:mod:`~asm_email_rules.gather`, the only reads), decide (:mod:`~asm_email_rules.rules`,
-pure), apply the decision and record it in one transaction together with the reply
-(:mod:`~asm_email_rules.applying`, the only writes; the reply enters the store's outbox), then,
-given a mailer, send the reply (:mod:`~asm_email_rules.send`, which claims it first). A crash
-after the commit never acts twice: the ledger entry makes the retry a no-op, and the outbox
-keeps the reply until a sender has it accepted. ``explain`` is the dry run: the same decision,
-nothing written or sent.
+pure), apply the decision and record it in one transaction together with the reply and any
+notifications (:mod:`~asm_email_rules.applying`, the only writes; they enter the store's
+outbox), then, given a mailer, send them (:mod:`~asm_email_rules.send`, which claims each
+first). A crash after the commit never acts twice: the ledger entry makes the retry a no-op,
+and the outbox keeps the mails until a sender has them accepted. ``explain`` is the dry run:
+the same decision, nothing written or sent.
 """
 
 from __future__ import annotations
@@ -19,11 +19,18 @@ from datetime import datetime
 
 import attrs
 
-from asm_email_rules.applying import ApplyResult, apply, build_reply_email
+from asm_email_rules.applying import (
+    ApplyResult,
+    apply,
+    build_notification_email,
+    build_reply_email,
+    notification_key,
+)
 from asm_email_rules.decision import Decision
 from asm_email_rules.errors import RepositoryError
 from asm_email_rules.gather import gather_facts
 from asm_email_rules.intake import parse_message
+from asm_email_rules.ledger_key import find_ledger_entry, ledger_key
 from asm_email_rules.model import InboundEmail, LedgerEntry, ReplyStatus
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.rules import decide, reply_address
@@ -38,10 +45,11 @@ class ProcessResult:
     """The outcome of processing one raw message.
 
     ``duplicate`` is True when the ledger already held this message (nothing was acted on
-    again); ``decision`` is then None. ``reply_status`` says where its reply stands and
-    ``disposition`` what the mailbox should do with the message: DELETE once the decision and
-    its reply are committed (the outbox keeps the reply). ``sent`` is the send attempt made
-    here, if one was (a mailer was given and the reply was due and free to claim).
+    again); ``decision`` is then None. ``reply_status`` says where its reply stands,
+    ``notification_statuses`` where each notification stands (Email at Update via Email In),
+    and ``disposition`` what the mailbox should do with the message: DELETE once the decision
+    and its mails are committed (the outbox keeps the mails). ``sent`` is the attempt at the
+    reply made here, if one was (a mailer was given and the reply was due and free to claim).
     """
 
     email: InboundEmail
@@ -50,7 +58,57 @@ class ProcessResult:
     reply_status: ReplyStatus
     disposition: Disposition = Disposition.DELETE
     new_call_number: int | None = None
+    notification_statuses: tuple[ReplyStatus, ...] = ()
     sent: SendOutcome | None = None
+
+
+def _notification_entries(
+    repository: Repository, mailbox: MailboxSettings, email: InboundEmail
+) -> list[LedgerEntry]:
+    """The ledger entries of the notifications this message recorded, in order."""
+    found: list[LedgerEntry] = []
+    while True:
+        message_id, sha256 = ledger_key(email)
+        key = notification_key(sha256, len(found))
+        entry = repository.ledger_entry(mailbox.name, message_id, key)
+        if entry is None:
+            return found
+        found.append(entry)
+
+
+def _send(
+    entry: LedgerEntry,
+    repository: Repository,
+    mailer: Mailer | None,
+    system: SystemSettings,
+    now: datetime,
+    owner: str | None,
+) -> tuple[ReplyStatus, SendOutcome | None]:
+    """Send the mail of a ledger entry if it is pending, due and free to claim; its status
+    afterwards and the attempt made (None when none was)."""
+    if mailer is None or entry.reply is None or entry.reply_status is not ReplyStatus.PENDING:
+        return entry.reply_status, None
+    sent = send_reply(
+        entry.reply.message_id,
+        repository,
+        mailer,
+        system,
+        owner=owner or default_owner(),
+        clock=lambda: now,
+    )
+    return (entry.reply_status if sent is None else sent.status), sent
+
+
+def _send_notifications(
+    entries: list[LedgerEntry],
+    repository: Repository,
+    mailer: Mailer | None,
+    system: SystemSettings,
+    now: datetime,
+    owner: str | None,
+) -> tuple[ReplyStatus, ...]:
+    """Send the notifications still pending (as replies are sent); their statuses."""
+    return tuple(_send(entry, repository, mailer, system, now, owner)[0] for entry in entries)
 
 
 def explain(
@@ -78,31 +136,42 @@ def process(
 ) -> ProcessResult:
     """Run one message through the whole flow. Raises MessageParseError for unusable bytes.
 
-    With ``mailer`` None the reply is left in the outbox (PENDING) for a sender
-    (:func:`~asm_email_rules.send.send_due`); with a mailer it is claimed as ``owner``
+    With ``mailer`` None the reply and notifications are left in the outbox (PENDING) for a
+    sender (:func:`~asm_email_rules.send.send_due`); with a mailer each is claimed as ``owner``
     (default: :func:`~asm_email_rules.send.default_owner`) and sent at once. A message another
     worker recorded between our ledger check and our commit comes back as a duplicate: the
     ledger's refusal rolled our writes back.
     """
     email = parse_message(raw, limits=system.limits)
     message_id = email.message_id or ""
-    existing = repository.ledger_entry(mailbox.name, message_id, email.raw_sha256)
+    existing = find_ledger_entry(repository, mailbox.name, email)
     if existing is not None:
-        return _duplicate(email, existing, repository, mailer, system, now, owner)
+        return _duplicate(email, existing, repository, mailer, mailbox, system, now, owner)
     facts = gather_facts(email, repository, mailbox, system, now)
     decision = decide(facts, mailbox, system)
     try:
         result = apply(decision, email, repository, mailbox, system, now, random_token=random_token)
     except RepositoryError:
-        raced = repository.ledger_entry(mailbox.name, message_id, email.raw_sha256)
+        raced = find_ledger_entry(repository, mailbox.name, email)
         if raced is None:
             raise
-        return _duplicate(email, raced, repository, mailer, system, now, owner)
-    status = ReplyStatus.NONE if result.reply is None else ReplyStatus.PENDING
-    sent = None
-    if result.reply is not None and mailer is not None:
-        sent = _send(result.reply.message_id, repository, mailer, system, now, owner)
-        status = status if sent is None else sent.status
+        return _duplicate(email, raced, repository, mailer, mailbox, system, now, owner)
+    status, sent = ReplyStatus.NONE, None
+    if result.reply is not None:
+        entry = find_ledger_entry(repository, mailbox.name, email)
+        status = ReplyStatus.PENDING if entry is None else entry.reply_status
+        if entry is not None:
+            status, sent = _send(entry, repository, mailer, system, now, owner)
+    notes: tuple[ReplyStatus, ...] = ()
+    if result.notifications:
+        notes = _send_notifications(
+            _notification_entries(repository, mailbox, email),
+            repository,
+            mailer,
+            system,
+            now,
+            owner,
+        )
     logger.info(
         "message processed",
         extra={
@@ -111,29 +180,19 @@ def process(
             "rule": decision.rule,
             "outcome": decision.outcome.value,
             "reply_status": status.value,
+            "notifications": [note.value for note in notes],
             "discard_reason": decision.discard_reason,
         },
     )
     return ProcessResult(
-        email, decision, False, status, Disposition.DELETE, result.new_call_number, sent
-    )
-
-
-def _send(
-    reply_message_id: str,
-    repository: Repository,
-    mailer: Mailer,
-    system: SystemSettings,
-    now: datetime,
-    owner: str | None,
-) -> SendOutcome | None:
-    return send_reply(
-        reply_message_id,
-        repository,
-        mailer,
-        system,
-        owner=owner or default_owner(),
-        clock=lambda: now,
+        email,
+        decision,
+        False,
+        status,
+        Disposition.DELETE,
+        result.new_call_number,
+        notification_statuses=notes,
+        sent=sent,
     )
 
 
@@ -142,17 +201,20 @@ def _duplicate(
     entry: LedgerEntry,
     repository: Repository,
     mailer: Mailer | None,
+    mailbox: MailboxSettings,
     system: SystemSettings,
     now: datetime,
     owner: str | None,
 ) -> ProcessResult:
-    """A message the ledger holds: nothing acted on again; its reply sent if it is due and
-    nobody else holds it (a crash cut its first send off)."""
-    status, sent = entry.reply_status, None
-    if mailer is not None and entry.reply is not None and status is ReplyStatus.PENDING:
-        sent = _send(entry.reply.message_id, repository, mailer, system, now, owner)
-        status = status if sent is None else sent.status
-    return ProcessResult(email, None, True, status, Disposition.DELETE, sent=sent)
+    """A message the ledger holds: nothing acted on again; its reply and notifications sent
+    if they are due and nobody else holds them (a crash cut their first send off)."""
+    status, sent = _send(entry, repository, mailer, system, now, owner)
+    notes = _send_notifications(
+        _notification_entries(repository, mailbox, email), repository, mailer, system, now, owner
+    )
+    return ProcessResult(
+        email, None, True, status, Disposition.DELETE, notification_statuses=notes, sent=sent
+    )
 
 
 __all__ = [
@@ -161,9 +223,11 @@ __all__ = [
     "ProcessResult",
     "SendOutcome",
     "apply",
+    "build_notification_email",
     "build_reply_email",
     "explain",
     "gather_facts",
+    "notification_key",
     "process",
     "reply_address",
     "send_pending",

@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import attrs
@@ -35,14 +35,18 @@ from asm_email_rules.errors import (
     RepositoryError,
     StoreUnavailableError,
 )
+from asm_email_rules.intake import parse_message
+from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import Lease, ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
-from asm_email_rules.protocols import Mailbox, Mailer, Repository
+from asm_email_rules.protocols import ExpungingMailbox, Mailbox, Mailer, Repository
 from asm_email_rules.send import OutboxReport, SendResult, default_owner, send_due
+from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 __all__ = [
     "ACCOUNT_LEASE_PREFIX",
     "AccountReport",
+    "HostMailbox",
     "MailboxFactory",
     "PollReport",
     "PollingService",
@@ -52,6 +56,10 @@ log = logging.getLogger("asm_email_rules.service")
 
 MailboxFactory = Callable[[AccountConfig], Mailbox]
 """Opens the mailbox of an account (a fresh session each call)."""
+
+HostMailbox = tuple[MailboxSettings, Callable[[], Mailbox]]
+"""A mailbox a host brings to :meth:`PollingService.from_parts`: its settings (``name`` names
+the account) and a callable that opens a fresh session of it."""
 
 _MAX_MAILBOX_ERRORS = 3
 """Consecutive mailbox failures after which a session is abandoned until the next interval."""
@@ -77,7 +85,9 @@ class AccountReport:
     ``waiting``: another poller holds the account (``lease_holder``, until ``lease_until``);
     nothing was read.
     ``backoff_seconds``: how long the account now waits before its next try because our side
-    failed (the store unavailable), 0 when it is healthy.
+    failed (the store unavailable), 0 when it is healthy. ``expunged``: messages a previous
+    session marked deleted but did not remove (IMAP ``\\Deleted`` after a crash), removed at
+    the start of a session because the ledger says they are done.
     """
 
     account: str
@@ -97,6 +107,7 @@ class AccountReport:
     lease_until: datetime | None = None
     backoff_seconds: float = 0.0
     discarded: tuple[tuple[str, int], ...] = ()
+    expunged: int = 0
 
     def discard_summary(self) -> str:
         """ "12 discarded: auto-reply (9), unknown sender without ... (3)", or "" for none."""
@@ -137,6 +148,7 @@ class _Counts:
     replies_deferred: int = 0
     replies_failed: int = 0
     discarded: dict[str, int] = attrs.field(factory=dict)
+    expunged: int = 0
 
     def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
         fields = attrs.asdict(self)
@@ -223,8 +235,65 @@ class PollingService:
     this poller in the account leases and reply claims it takes (default
     :func:`~asm_email_rules.send.default_owner`: host, process id and a random part).
     ``backoff`` is how an account waits after our side failed (default: from
-    ``config.system``).
+    ``config.system``). Only ``config.accounts`` and ``config.system`` are used (never
+    ``config.store``): a host with its own repository, mailer and mailboxes builds one with
+    :meth:`from_parts` and needs no configuration file.
     """
+
+    @classmethod
+    def from_parts(
+        cls,
+        repository: Repository,
+        mailer: Mailer | None,
+        mailboxes: Iterable[HostMailbox],
+        system: SystemSettings | None = None,
+        *,
+        interval_seconds: float = 60.0,
+        max_messages_per_session: int = 100,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+        backoff: BackoffPolicy | None = None,
+        owner: str | None = None,
+    ) -> PollingService:
+        """A service over the host's own parts: no configuration file and no store path.
+
+        ``mailboxes`` pairs each mailbox's settings with a callable opening a new session of
+        it; ``settings.name`` names the account (in reports and the ledger) and must be
+        unique. ``system`` defaults to :class:`SystemSettings` ``()``; ``now``,
+        ``random_token``, ``backoff`` and ``owner`` are as for the constructor. Raises
+        ``ValueError`` for two mailboxes with one name.
+        """
+        openers: dict[str, Callable[[], Mailbox]] = {}
+        accounts: list[AccountConfig] = []
+        for settings, opener in mailboxes:
+            if settings.name in openers:
+                raise ValueError(f"two mailboxes are named {settings.name!r}")
+            openers[settings.name] = opener
+            accounts.append(
+                AccountConfig(
+                    name=settings.name,
+                    protocol=None,
+                    mailbox=settings,
+                    interval_seconds=interval_seconds,
+                    max_messages_per_session=max_messages_per_session,
+                )
+            )
+        config = Config(
+            store=None,
+            system=system if system is not None else SystemSettings(),
+            smtp=None,
+            accounts=tuple(accounts),
+        )
+        return cls(
+            config,
+            repository,
+            mailer,
+            lambda account: openers[account.name](),
+            now=now,
+            random_token=random_token,
+            backoff=backoff,
+            owner=owner,
+        )
 
     def __init__(
         self,
@@ -373,9 +442,9 @@ class PollingService:
         elif result.disposition is Disposition.RETRY:
             counts.retried += 1
         else:
-            entry = self.repository.ledger_entry(account.mailbox.name, message_id, message.sha256)
+            entry = find_ledger_entry(self.repository, account.mailbox.name, result.email)
             detail = entry.last_error if entry is not None else "reply could not be sent"
-            message.mailbox.quarantine(message.key, f"reply not sent: {detail}")
+            self._quarantine(message, f"reply not sent: {detail}")  # recorded: POP3 keeps it
             counts.quarantined += 1
         troubled = result.reply_status is ReplyStatus.FAILED
         troubled = troubled or result.disposition is not Disposition.DELETE
@@ -626,6 +695,8 @@ class PollingService:
         handled = 0
         left_over = False
         try:
+            if isinstance(mailbox, ExpungingMailbox):
+                self._expunge_leftovers(account, mailbox, counts)
             for key in _list_keys(mailbox):
                 if key in seen:
                     continue
@@ -664,6 +735,39 @@ class PollingService:
                     extra={"account": account.name, "error": str(exc)},
                 )
         return left_over
+
+    def _expunge_leftovers(
+        self, account: AccountConfig, mailbox: ExpungingMailbox, counts: _Counts
+    ) -> None:
+        """Remove the messages a previous session marked deleted and the ledger says are done.
+
+        A session that died between marking and expunging (IMAP ``\\Deleted``) leaves them in
+        the folder, hidden from :meth:`~Mailbox.list_keys`. Each is fetched and looked up: a
+        ledger entry (its decision was applied and recorded) or a quarantine record means it
+        is done and goes; one the ledger does not know (marked by a person, say) is left alone.
+        """
+        done = [key for key in mailbox.deleted_keys() if self._is_done(account, mailbox, key)]
+        if not done:
+            return
+        removed = mailbox.expunge(done)
+        counts.expunged += removed
+        log.info(
+            "expunged %d message(s) a previous session had deleted",
+            removed,
+            extra={"account": account.name, "mailbox_keys": done},
+        )
+
+    def _is_done(self, account: AccountConfig, mailbox: Mailbox, key: str) -> bool:
+        """True when the ledger knows the message ``key``: processed, or quarantined."""
+        raw = mailbox.fetch(key)
+        name = account.mailbox.name
+        if self.repository.ledger_entry(name, "", hashlib.sha256(raw).hexdigest()) is not None:
+            return True  # quarantined before (these bytes may not even parse)
+        try:
+            email = parse_message(raw, limits=self.config.system.limits)
+        except MessageParseError:
+            return False
+        return find_ledger_entry(self.repository, name, email) is not None
 
     # -- all accounts -----------------------------------------------------------------------
 

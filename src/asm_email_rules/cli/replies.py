@@ -87,7 +87,7 @@ def _open(args: argparse.Namespace) -> tuple[Repository, SystemSettings, str | N
     """The store, the system settings, the account's mailbox name (or None) and the config."""
     config = load_config(args.config)
     mailbox = config.account(args.account).mailbox.name if args.account else None
-    return open_store(config.store, must_exist=True), config.system, mailbox, config
+    return open_store(config.require_store(), must_exist=True), config.system, mailbox, config
 
 
 def _when(moment: datetime | None) -> str:
