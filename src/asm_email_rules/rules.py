@@ -1412,8 +1412,15 @@ _ADDRESS = re.compile(r"[!-~]{1,64}@[A-Za-z0-9.\[\]:-]{1,255}", re.ASCII)
 
 
 def _sendable_address(address: str) -> bool:
-    """True for a plain ASCII addr-spec we can hand to SMTP (no controls, spaces or brackets)."""
-    return _ADDRESS.fullmatch(address) is not None and "<" not in address and ">" not in address
+    """True for a plain ASCII addr-spec we can hand to SMTP (no controls, spaces or brackets)
+    and write in a To field: no ``=?``, which readers take for an encoded-word (RFC 2047 5(3):
+    none may appear in an addr-spec) and our renderer refuses."""
+    return (
+        _ADDRESS.fullmatch(address) is not None
+        and "<" not in address
+        and ">" not in address
+        and "=?" not in address
+    )
 
 
 def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: SystemSettings) -> str:

@@ -14,6 +14,7 @@ a mailbox that cannot move mail (POP3) skips it from then on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -213,6 +214,10 @@ class _InHand:
 
 class _RetryLaterError(Exception):
     """A host store refused this message (a plain RepositoryError): stop, retry it later."""
+
+
+class _NotDurableError(Exception):
+    """The store could not be synced at the end of a session (already counted and logged)."""
 
 
 class _LeaseLostError(Exception):
@@ -491,6 +496,7 @@ class PollingService:
         try:
             completed = self._work(account, counts, stop)
         finally:
+            self._end_smtp_session()
             self._release_lease(account)
         if completed:
             self._account_succeeded(account)
@@ -510,6 +516,8 @@ class PollingService:
             except StoreUnavailableError as exc:
                 self._store_unavailable(account, counts, exc)
                 return False  # no sending either: the outbox is in the store
+            except _NotDurableError:
+                return False  # counted and logged; the session's replies wait for a good one
             except (
                 MailboxError,
                 RepositoryError,
@@ -570,6 +578,8 @@ class PollingService:
                     keep_going=keep_going,
                 )
                 counts.add_replies(report)
+                if report.outcomes:
+                    self._sync_outbox()
                 if report.stopped_early or not report.outcomes or not keep_going():
                     break
         except StoreUnavailableError as exc:
@@ -579,6 +589,13 @@ class PollingService:
             self._account_error(account, counts, exc)
             return False
         return self._still_held(account)
+
+    def _sync_outbox(self) -> None:
+        """Make the recorded send outcomes durable (a store that commits lazily syncs here), so
+        a power loss does not forget that the server accepted a reply and resend it."""
+        sync = getattr(self.repository, "sync", None)
+        if callable(sync):
+            sync()
 
     # -- the account lease ----------------------------------------------------------------------
 
@@ -681,6 +698,17 @@ class PollingService:
             extra={"account": account.name, "failures": before.failures, "since": before.since},
         )
 
+    def _end_smtp_session(self) -> None:
+        """End the mailer's SMTP session at the end of a pass (a mailer that keeps one open
+        between replies, such as :class:`~asm_email_rules.adapters.smtp.SmtpMailer`, has
+        ``close``); a failure here cannot change what the server accepted."""
+        close = getattr(self.mailer, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # the replies are recorded already; nothing to undo
+                log.warning("ending the SMTP session failed", exc_info=True)
+
     def _session(
         self,
         account: AccountConfig,
@@ -724,17 +752,51 @@ class PollingService:
                     if failures >= _MAX_MAILBOX_ERRORS:
                         raise
         finally:
-            try:
-                mailbox.close()
-            except MailboxError as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                log.error(
-                    "closing the mailbox failed: %s",
-                    exc,
-                    extra={"account": account.name, "error": str(exc)},
-                )
+            durable = self._end_session(account, mailbox, counts)
+        if not durable:
+            raise _NotDurableError("the store could not be made durable")
         return left_over
+
+    def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> bool:
+        """Make the store durable, then let the mailbox's deletions take effect (close).
+
+        A store that commits lazily (SQLite in WAL mode with ``synchronous=NORMAL``) is synced
+        once here rather than on every commit, and before any message leaves the mailbox, so
+        a power loss can never lose a message whose record was not on disk yet. When the sync
+        fails the mailbox is abandoned without deleting anything (``abort``, where it has one)
+        and False comes back: the replies of the session are not sent either (were the records
+        lost, the messages would be processed again, with new replies).
+        """
+        sync = getattr(self.repository, "sync", None)
+        durable = True
+        try:
+            if callable(sync):
+                sync()
+        except RepositoryError as exc:
+            durable = False
+            counts.errors += 1
+            counts.last_error = str(exc)
+            log.error(
+                "the store could not be made durable; the mailbox keeps its messages: %s",
+                exc,
+                extra={"account": account.name, "error": str(exc)},
+            )
+            abort = getattr(mailbox, "abort", None)
+            if callable(abort):
+                with contextlib.suppress(MailboxError):
+                    abort()
+                return durable
+        try:
+            mailbox.close()
+        except MailboxError as exc:
+            counts.errors += 1
+            counts.last_error = str(exc)
+            log.error(
+                "closing the mailbox failed: %s",
+                exc,
+                extra={"account": account.name, "error": str(exc)},
+            )
+        return durable
 
     def _expunge_leftovers(
         self, account: AccountConfig, mailbox: ExpungingMailbox, counts: _Counts

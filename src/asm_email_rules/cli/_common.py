@@ -91,3 +91,10 @@ def reply_dict(reply: OutgoingEmail | None) -> dict[str, Any] | None:
         "message_id": reply.message_id,
         "in_reply_to": reply.in_reply_to,
     }
+
+
+def close_mailer(mailer: object) -> None:
+    """End the SMTP session a mailer keeps open between replies (QUIT), if it has one."""
+    close = getattr(mailer, "close", None)
+    if callable(close):
+        close()

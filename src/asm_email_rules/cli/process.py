@@ -17,6 +17,7 @@ from asm_email_rules.cli._common import (
     EXIT_TRANSPORT,
     PROG,
     UsageError,
+    close_mailer,
     read_file,
 )
 from asm_email_rules.config import AccountConfig, Config, load_config
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         for name in args.files:
             code = max(code, _process_file(name, config, account, repository, mailer))
     finally:
+        close_mailer(mailer)
         repository.close()
     return code
 

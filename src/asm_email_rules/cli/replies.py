@@ -22,6 +22,7 @@ from asm_email_rules.cli._common import (
     EXIT_TRANSPORT,
     PROG,
     UsageError,
+    close_mailer,
     print_table,
 )
 from asm_email_rules.config import Config, load_config
@@ -163,7 +164,10 @@ def run_resend(args: argparse.Namespace) -> int:
         mailer = make_mailer(config)
         if mailer is None:
             print("no [smtp] section: the replies are queued for the polling service to send")
-        return _resend(ids, repository, mailer, system)
+        try:
+            return _resend(ids, repository, mailer, system)
+        finally:
+            close_mailer(mailer)
     finally:
         _close(repository)
 
