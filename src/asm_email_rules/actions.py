@@ -122,10 +122,18 @@ class MarkUpdated:
 
 @attrs.frozen
 class NotifyAssignee:
-    """Email the assigned analyst or group that the record was updated by email."""
+    """Notify the assigned analyst or group that the call was updated by email.
+
+    ``to`` is the address the notification email goes to ("" when none can be: the decision's
+    reasons say why) and ``recipient`` who that is ("analyst Alice Analyst", "group Network").
+    The email itself is in :attr:`Decision.notifications`; this action records it on the
+    call's log.
+    """
 
     kind: ClassVar[str] = "notify_assignee"
     ref: Target
+    to: str = ""
+    recipient: str = ""
 
 
 @attrs.frozen

@@ -82,10 +82,15 @@ _SMTP_PORTS: Mapping[Security, int] = {
 
 @attrs.frozen
 class AccountConfig:
-    """One incoming mail account: where to read mail and the mailbox settings the rules use."""
+    """One incoming mail account: where to read mail and the mailbox settings the rules use.
+
+    ``protocol`` is None for an account whose mailbox the host opens itself
+    (:meth:`~asm_email_rules.service.PollingService.from_parts`); a configuration file always
+    names one.
+    """
 
     name: str
-    protocol: MailProtocol
+    protocol: MailProtocol | None
     mailbox: MailboxSettings
     host: str = ""
     port: int = 0
@@ -166,14 +171,27 @@ def store_location(text: str, base: Path, *, source: str = "") -> Path | Postgre
 class Config:
     """A loaded configuration file; ``source`` is the file it came from.
 
-    ``store`` is the SQLite file, or a :class:`PostgresStore` for a ``postgresql://`` URL.
+    ``store`` is the SQLite file, a :class:`PostgresStore` for a ``postgresql://`` URL, or
+    None when the file names no store (a host that brings its own repository needs none:
+    :meth:`require_store` says so where one is needed).
     """
 
-    store: Path | PostgresStore
+    store: Path | PostgresStore | None
     system: SystemSettings
     smtp: SmtpConfig | None
     accounts: tuple[AccountConfig, ...]
     source: Path | None = None
+
+    def require_store(self) -> Path | PostgresStore:
+        """The configured store; ConfigError (key ``store``) when the file names none."""
+        if self.store is None:
+            raise ConfigError(
+                'no store configured: set store = "FILE.sqlite3" or a postgresql:// URL '
+                "(a host that brings its own repository passes it to bootstrap instead)",
+                source=str(self.source or ""),
+                key="store",
+            )
+        return self.store
 
     def account(self, name: str | None = None) -> AccountConfig:
         """The account called ``name``, or the first one when ``name`` is None."""
@@ -765,14 +783,25 @@ def _store(root: _Table, text: str, base: Path) -> Path | PostgresStore:
 
 
 def parse_config(data: Mapping[str, Any], source: Path) -> Config:
-    """Validate already-parsed TOML ``data``; relative paths resolve against ``source``'s folder."""
+    """Validate already-parsed TOML ``data``; relative paths resolve against ``source``'s folder.
+
+    ``store`` may be left out (``Config.store`` is then None) by a host that supplies its own
+    repository; the commands and :func:`~asm_email_rules.bootstrap.bootstrap` that need the
+    store say so with a ConfigError naming the key.
+    """
     label = str(source)
     base = source.parent
     root = _Table(data, "", label)
-    store_text = root.string("store", required=True)
-    if not store_text:
-        raise root.fail("store", "must name the SQLite file or a postgresql:// URL")
-    store = _store(root, store_text, base)
+    store: Path | PostgresStore | None = None
+    if "store" in root.data:
+        store_text = root.string("store")
+        if not store_text:
+            raise root.fail("store", "must name the SQLite file or a postgresql:// URL")
+        store = _store(root, store_text, base)
+    else:
+        for key in ("store_password_env", "store_password_file", "store_schema"):
+            if key in root.data:
+                raise root.fail(key, "is only for a PostgreSQL store (store = 'postgresql://...')")
     system = _system(root.table("system"))
     smtp_table = root.optional_table("smtp")
     smtp = _smtp(smtp_table) if smtp_table is not None else None
@@ -801,7 +830,10 @@ def parse_config(data: Mapping[str, Any], source: Path) -> Config:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a TOML configuration file. Raises ConfigError naming file and key."""
+    """Read and validate a TOML configuration file. Raises ConfigError naming file and key.
+
+    Every key is checked; ``store`` is optional (see :func:`parse_config`).
+    """
     source = Path(path).expanduser().resolve()
     try:
         with source.open("rb") as handle:

@@ -20,10 +20,13 @@ from asm_email_rules.model import (
     Call,
     EntityKind,
     EntityRef,
+    Group,
     InboundEmail,
     NewCall,
+    Person,
     PersonCase,
     Request,
+    SecurityRole,
     SummaryItem,
     Task,
 )
@@ -41,6 +44,11 @@ class Facts:
     ``authenticated`` / ``token_ok`` are None when the mailbox does not require them (two
     From headers make ``authenticated`` False for the privileged commands, DESIGN 4).
     ``replies_to_us`` is True when the mail answers one of our messages (thread or marker).
+    ``analyst_role`` / ``user_role`` are the security roles the sender's record names (None
+    when it names none or the store has no such role). ``notify_people`` / ``notify_groups``
+    are the persons and groups a notification about the referenced call may go to (its
+    assigned analyst and group, and the template's for a reopen), read only when Email at
+    Update via Email In is on.
     ``sender_reasons`` say how the acting or contact person was chosen when it is not simply
     From (Sender for a From with several mailboxes; Reply-To for a web-form mailbox).
     """
@@ -68,6 +76,10 @@ class Facts:
     token_ok: bool | None = None
     token_reason: str = ""
     token_id: str | None = None
+    analyst_role: SecurityRole | None = None
+    user_role: SecurityRole | None = None
+    notify_people: tuple[Person, ...] = ()
+    notify_groups: tuple[Group, ...] = ()
     sender_reasons: tuple[str, ...] = ()
 
 
@@ -124,6 +136,7 @@ class Outcome(enum.Enum):
     DISCARD = "discard"
     LOG_CALL = "log_call"
     LOG_NEW_USER = "log_new_user"
+    LOG_CONTACT_AS_USER = "log_contact_as_user"
     LOG_DEFAULT_ANALYST = "log_default_analyst"
     LOG_LINKED_ANALYST = "log_linked_analyst"
     UPDATE_CALL = "update_call"
@@ -151,6 +164,8 @@ class Outcome(enum.Enum):
 class Decision:
     """What to do with one message and why: a value, printable and JSON-able.
 
+    ``reply`` goes to the sender; ``notifications`` are the other mails the decision sends
+    (the email to a call's assigned analyst or group at Update via Email In), each complete.
     ``status_class`` is a bounce's RFC 3463 class (5 permanent, 4 delay), else None.
     ``discard_reason`` names, in a few words, why a message that is neither acted on nor
     answered was dropped ("auto-reply", "unknown sender without Create New Calls
@@ -169,6 +184,7 @@ class Decision:
     reasons: tuple[str, ...]
     conditions: tuple[tuple[str, object], ...] = ()
     reply_suppressed: str = ""
+    notifications: tuple[Reply, ...] = ()
     status_class: int | None = None
     discard_reason: str = ""
 
@@ -209,6 +225,15 @@ class Decision:
                 "template": self.reply.template_id,
             },
             "reply_suppressed": self.reply_suppressed or None,
+            "notifications": [
+                {
+                    "to": item.to,
+                    "subject": item.subject,
+                    "body": item.body,
+                    "template": item.template_id,
+                }
+                for item in self.notifications
+            ],
             "reasons": list(self.reasons),
             "conditions": {name: _jsonable(value) for name, value in self.conditions},
         }
@@ -237,6 +262,9 @@ class Decision:
             lines.append(f"  reply suppressed: {self.reply_suppressed}")
         else:
             lines.append("  no reply")
+        for item in self.notifications:
+            lines.append(f"  notification to {item.to}: {item.subject}")
+            lines += [f"  | {line}".rstrip() for line in item.body.splitlines()]
         if self.discard_reason:
             lines.append(f"  discarded: {self.discard_reason}")
         lines += [f"  why: {reason}" for reason in self.reasons]

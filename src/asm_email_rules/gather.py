@@ -14,7 +14,15 @@ import attrs
 from asm_email_rules.auth import AuthVerdict, authenticate_sender
 from asm_email_rules.classify import Classification, classify
 from asm_email_rules.decision import Facts
-from asm_email_rules.model import EntityKind, InboundEmail, Person, SummaryItem
+from asm_email_rules.model import (
+    Call,
+    EntityKind,
+    Group,
+    InboundEmail,
+    Person,
+    SecurityRole,
+    SummaryItem,
+)
 from asm_email_rules.protocols import Repository
 from asm_email_rules.rules import reply_address
 from asm_email_rules.sender import (
@@ -82,6 +90,37 @@ def _bounce_summary(classification: Classification, system: SystemSettings) -> s
     elif bounce.permanent:
         text += " (permanent failure)"
     return text
+
+
+def _role(repository: Repository, name: str | None) -> SecurityRole | None:
+    return repository.get_role(name) if name else None
+
+
+def _notify_targets(
+    call: Call | None,
+    repository: Repository,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+) -> tuple[tuple[Person, ...], tuple[Group, ...]]:
+    """Who a notification about ``call`` may go to: its assigned analyst and group, and the
+    call template's (a reopen may assign the call to those). Read only when Email at Update
+    via Email In is on."""
+    if call is None or not system.email_at_update_via_email_in:
+        return (), ()
+    template = mailbox.call_template
+    people: dict[int, Person] = {}
+    for person_id in (call.owner_id, template.assigned_analyst_id):
+        if person_id is not None and person_id not in people:
+            found = repository.get_person(person_id)
+            if found is not None:
+                people[person_id] = found
+    groups: dict[str, Group] = {}
+    for name in (call.group, template.assigned_group):
+        if name and name not in groups:
+            group = repository.get_group(name)
+            if group is not None:
+                groups[name] = group
+    return tuple(people.values()), tuple(groups.values())
 
 
 def domain_of(address: str) -> str:
@@ -165,6 +204,7 @@ def gather_facts(
     token_ok, token_reason, token_id = _check_token(
         command, person, repository, mailbox, system, now
     )
+    notify_people, notify_groups = _notify_targets(call, repository, mailbox, system)
     return Facts(
         email=email,
         command=command,
@@ -191,6 +231,10 @@ def gather_facts(
         token_ok=token_ok,
         token_reason=token_reason,
         token_id=token_id,
+        analyst_role=_role(repository, person.analyst_role) if person is not None else None,
+        user_role=_role(repository, person.user_role) if person is not None else None,
+        notify_people=notify_people,
+        notify_groups=notify_groups,
         sender_reasons=sender_reasons,
     )
 

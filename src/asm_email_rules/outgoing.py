@@ -185,13 +185,17 @@ def normalize_msg_id(value: str) -> str | None:
     """``value`` as ``<left@right>``, or ``None`` when it is not a usable Message-ID.
 
     Angle brackets are added when missing. CR, LF, NUL or other controls raise
-    :class:`HeaderInjectionError`, since they can only come from a bug or an attack.
+    :class:`HeaderInjectionError`, since they can only come from a bug or an attack. An id
+    holding ``=?`` (the start of an RFC 2047 encoded-word, such as
+    ``<=?utf-8?Q?a=0D=0ABcc:...?=@x>``) is not usable either: RFC 5322's atext allows those
+    characters, but a reader that decodes encoded-words in In-Reply-To or References would turn
+    it into a line break and a header of the sender's choosing (DESIGN 4, "Replies we send").
     """
     check_header_text("message id", value)
     text = value.strip(" \t")
     if text.startswith("<") and text.endswith(">"):
         text = text[1:-1]
-    if len(text) > _MAX_MSG_ID or not _MSG_ID_BODY_RE.fullmatch(text):
+    if len(text) > _MAX_MSG_ID or "=?" in text or not _MSG_ID_BODY_RE.fullmatch(text):
         return None
     return f"<{text}>"
 

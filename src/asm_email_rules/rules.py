@@ -52,6 +52,8 @@ from asm_email_rules.model import (
     NewCall,
     Person,
     PersonCase,
+    Right,
+    RoleKind,
     SummaryItem,
     SummaryKind,
     TaskStatus,
@@ -161,11 +163,19 @@ LOG_CALL: tuple[Row, ...] = (
     ),
     Row(
         "LOG-2",
-        {"case": PersonCase.UNKNOWN, "create_anon": True, "has_address": True},
+        {"case": PersonCase.UNKNOWN, "contact": False, "create_anon": True, "has_address": True},
         _O.LOG_NEW_USER,
         "Case 1: ... and Create New Calls Anonymously is selected for the incoming email "
         "account, a new User record is created ... The logging analyst is set to the analyst "
         "specified in the Default Logging Analyst field",
+    ),
+    Row(
+        "LOG-2a",
+        {"case": PersonCase.UNKNOWN, "contact": True, "create_anon": True},
+        _O.LOG_CONTACT_AS_USER,
+        "Case 1 (DESIGN 4b): a person record with neither flag (a contact) is not a User or "
+        "analyst, so Create New Calls Anonymously applies; the existing record gets the User "
+        "flag and is the call's User: no second person with the same address is created",
     ),
     Row(
         "LOG-3",
@@ -677,11 +687,19 @@ def _found(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bo
     return record is not None
 
 
+def _rights(facts: Facts, acting_as: RoleKind) -> frozenset[Right]:
+    """The sender's rights acting as an analyst or a User (their role's, plus old grants)."""
+    person = facts.sender.person
+    if person is None:
+        return frozenset()
+    role = facts.analyst_role if acting_as is RoleKind.ANALYST else facts.user_role
+    return person.rights(acting_as, role)
+
+
 def _role_reopen(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
-    person, case = facts.sender.person, facts.sender.case
-    return person is not None and (
-        (case.is_analyst and person.analyst_can_reopen) or (case.is_user and person.user_can_reopen)
-    )
+    """DESIGN 4b: "reopen closed calls" in the role the sender acts in (either, with both)."""
+    reopen = Right.REOPEN_CLOSED_CALLS
+    return reopen in _rights(facts, RoleKind.ANALYST) or reopen in _rights(facts, RoleKind.USER)
 
 
 def _call_user(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
@@ -705,8 +723,7 @@ def _owner(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bo
 
 
 def _take_over(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
-    person = facts.sender.person
-    return person is not None and facts.sender.case.is_analyst and person.can_take_over
+    return Right.TAKE_OVER in _rights(facts, RoleKind.ANALYST)
 
 
 def _approver(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
@@ -776,6 +793,11 @@ CONDITIONS: tuple[Condition, ...] = (
         lambda facts, mailbox, system: facts.sender.case.is_known,
     ),
     Condition(
+        "contact",
+        "the address belongs only to a person record with neither flag (a contact)",
+        lambda facts, mailbox, system: facts.sender.contact is not None,
+    ),
+    Condition(
         "has_address",
         "the sender has one usable address (a new User record needs one)",
         lambda facts, mailbox, system: bool(facts.sender.address.strip()),
@@ -839,7 +861,8 @@ CONDITIONS: tuple[Condition, ...] = (
     ),
     Condition(
         "role_reopen",
-        "the sender's security role (analyst or User) may reopen closed calls",
+        "the security role the sender acts in (analyst role or user role) has the right to "
+        "reopen closed calls",
         _role_reopen,
     ),
     Condition(
@@ -854,7 +877,7 @@ CONDITIONS: tuple[Condition, ...] = (
     ),
     Condition(
         "take_over",
-        "the sender is an analyst with Take Over rights",
+        "the sender is an analyst whose analyst role has the Take Over right (IPK Management)",
         _take_over,
     ),
     Condition(
@@ -950,6 +973,7 @@ class _Plan:
     reply_params: Mapping[str, object] = attrs.field(factory=dict)
     reply_ref: Target | None = None
     reasons: tuple[str, ...] = ()
+    notifications: tuple[Reply, ...] = ()
 
 
 @attrs.frozen
@@ -1006,6 +1030,80 @@ class _Context:
         actions: tuple[Action, ...] = (entry, *self.attach(ref), MarkUpdated(ref))
         return actions, reasons
 
+    def command_history(self, ref: EntityRef) -> tuple[tuple[Action, ...], tuple[str, ...]]:
+        """The history entry a successful close, approve or reject adds: the words of the
+        subject after the command token ("[REJECT#501] Wrong cost centre.") and the body,
+        truncated to its reply portion as an update's would be. Nothing without words."""
+        command = self.facts.command
+        rest = command.stripped
+        for token in (command.matched, *command.ignored):
+            rest = rest.replace(token, " ", 1) if token else rest
+        rest = " ".join(rest.split())
+        body, reasons = self.history_text()
+        parts = [part for part in (rest, body.strip()) if part]
+        if not parts:
+            return (), ("the mail holds no words besides the command: no history entry",)
+        return (AddHistory(ref, "\n\n".join(parts), self.author),), reasons
+
+    def notify(
+        self,
+        ref: EntityRef,
+        *,
+        owner_id: int | None,
+        group: str,
+        template_id: str,
+        text: str,
+    ) -> tuple[tuple[Action, ...], tuple[Reply, ...], tuple[str, ...]]:
+        """Email at Update via Email In: the email to the call's assigned analyst, else its
+        group's address; the action that records it on the call; the reasons.
+
+        "To have email notifications sent to the assigned analyst or group when a call is
+        updated by incoming email, ensure that the Email at Update via Email In option is
+        selected". No email to the analyst who sent the update, to one of our own addresses
+        or to an address SMTP cannot take; the notification is then recorded only.
+        """
+        if not self.system.email_at_update_via_email_in:
+            return (), (), ()
+        facts = self.facts
+        if facts.mail_kind is MailKind.AUTO_REPLY:
+            return (), (), ("an auto-reply notifies nobody",)
+        people = {person.id: person for person in facts.notify_people}
+        groups = {item.name: item for item in facts.notify_groups}
+        sender = facts.sender.person
+        if owner_id is not None and sender is not None and owner_id == sender.id:
+            return (), (), ("the assigned analyst sent this update: no notification",)
+        to = recipient = ""
+        reasons: list[str] = []
+        owner = people.get(owner_id) if owner_id is not None else None
+        if owner is not None:
+            to, recipient = owner.email, f"analyst {owner.name or owner.email}"
+        elif owner_id is not None:
+            reasons.append(f"the assigned analyst (person {owner_id}) is not in the store")
+        if not to and group:
+            found = groups.get(group)
+            recipient = f"group {group}"
+            if found is not None and found.email:
+                to = found.email
+            else:
+                reasons.append(f"the group {group!r} has no address in the store")
+        if not recipient:
+            reasons.append("the call has no assigned analyst or group")
+        if to and self.mailbox.is_own_address(to):
+            reasons.append(f"{to} is one of our own addresses (loop guard): not emailed")
+            to = ""
+        elif to and not _sendable_address(to):
+            reasons.append(f"{to!r} is not a deliverable ASCII address: not emailed")
+            to = ""
+        action = NotifyAssignee(ref, to, recipient or "nobody")
+        if not to:
+            reasons.append("the notification is recorded on the call, no email is sent")
+            return (action,), (), tuple(reasons)
+        status = facts.call.status.value if facts.call is not None else "open"
+        params = {"number": ref.number, "author": self.author, "text": text, "status": status}
+        email = compose_reply(to, template_id, params, ref, self.mailbox, self.system)
+        reasons.append(f"Email at Update via Email In: notification to the {recipient} ({to})")
+        return (action,), (email,), tuple(reasons)
+
 
 def _log_call(ctx: _Context, logging: str) -> _Plan:
     facts = ctx.facts
@@ -1013,11 +1111,19 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
     mailbox = ctx.mailbox
     actions: list[Action] = []
     reasons: list[str] = []
-    if person is None:
+    contact = facts.sender.contact
+    if person is None and contact is not None:
+        user_id: int | None = contact.id
+        actions.append(SetUserFlag(contact.id))
+        reasons.append(
+            f"person {contact.id} has this address but neither flag (a contact): it is "
+            "flagged as a User and is the call's User (DESIGN 4b)"
+        )
+    elif person is None:
         address = facts.sender.address
         name = facts.email.sender_name if address == facts.email.sender else ""
         actions.append(CreateUser(address, name))
-        user_id: int | None = None
+        user_id = None
     else:
         user_id = person.id
         if not person.is_user:
@@ -1045,15 +1151,25 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
     )
 
 
+def _notify_call(
+    ctx: _Context, ref: EntityRef, owner_id: int | None, group: str, template_id: str
+) -> tuple[tuple[Action, ...], tuple[Reply, ...], tuple[str, ...]]:
+    text, _ = ctx.history_text()
+    return ctx.notify(ref, owner_id=owner_id, group=group, template_id=template_id, text=text)
+
+
 def _update_call(ctx: _Context) -> _Plan:
     ref = EntityRef(EntityKind.CALL, ctx.number)
     actions, reasons = ctx.update(ref)
-    if ctx.system.email_at_update_via_email_in:
-        actions = (*actions, NotifyAssignee(ref))
+    call = ctx.facts.call
+    owner, group = (call.owner_id, call.group) if call is not None else (None, "")
+    notify, emails, why = _notify_call(ctx, ref, owner, group, "call_updated_notification")
     template = "call_updated" if ctx.mailbox.auto_reply else None
     if template is None:
         reasons = (*reasons, "auto-reply is off for this mailbox: no reply")
-    return _Plan(actions, template, {"number": ctx.number}, ref, reasons)
+    return _Plan(
+        (*actions, *notify), template, {"number": ctx.number}, ref, (*reasons, *why), emails
+    )
 
 
 def _automatic_entry(ctx: _Context) -> _Plan:
@@ -1083,19 +1199,31 @@ def _reopen(ctx: _Context) -> _Plan:
         owner, group = call.owner_id, call.group
     ref = EntityRef(EntityKind.CALL, call.number)
     update, reasons = ctx.update(ref, note=True)
+    notify, emails, why = _notify_call(ctx, ref, owner, group, "call_reopened_notification")
     return _Plan(
-        (ReopenCall(call.number, owner, group), *update),
+        (ReopenCall(call.number, owner, group), *update, *notify),
         "call_reopened",
         {"number": call.number},
         ref,
-        (*reasons, f"reopened and assigned by the '{assignment.value}' setting"),
+        (*reasons, f"reopened and assigned by the '{assignment.value}' setting", *why),
+        emails,
     )
 
 
 def _note_closed(ctx: _Context) -> _Plan:
     ref = EntityRef(EntityKind.CALL, ctx.number)
     actions, reasons = ctx.update(ref, note=True)
-    return _Plan(actions, "closed_call_updated", {"number": ctx.number}, ref, reasons)
+    call = ctx.facts.call
+    owner, group = (call.owner_id, call.group) if call is not None else (None, "")
+    notify, emails, why = _notify_call(ctx, ref, owner, group, "call_updated_notification")
+    return _Plan(
+        (*actions, *notify),
+        "closed_call_updated",
+        {"number": ctx.number},
+        ref,
+        (*reasons, *why),
+        emails,
+    )
 
 
 def _reply(template: str, **params: object) -> Callable[[_Context], _Plan]:
@@ -1108,7 +1236,14 @@ def _reply(template: str, **params: object) -> Callable[[_Context], _Plan]:
 
 def _close(ctx: _Context) -> _Plan:
     ref = EntityRef(EntityKind.CALL, ctx.number)
-    return _Plan((CloseCall(ctx.number, ctx.author),), "call_closed", {"number": ctx.number}, ref)
+    history, reasons = ctx.command_history(ref)
+    return _Plan(
+        (*history, CloseCall(ctx.number, ctx.author)),
+        "call_closed",
+        {"number": ctx.number},
+        ref,
+        reasons,
+    )
 
 
 def _verb(ctx: _Context) -> str:
@@ -1154,12 +1289,13 @@ def _approve(ctx: _Context) -> _Plan:
         if ctx.facts.command.kind is CommandKind.REJECT
         else ApproveTask(ctx.number, by)
     )
-    actions: tuple[Action, ...] = (action,)
+    ref = EntityRef(EntityKind.TASK, ctx.number)
+    history, reasons = ctx.command_history(ref)
+    actions: tuple[Action, ...] = (*history, action)
     if ctx.facts.token_id is not None and ctx.facts.token_ok:
         actions = (*actions, SpendToken(ctx.facts.token_id))
     template = "task_rejected" if ctx.facts.command.kind is CommandKind.REJECT else "task_approved"
-    ref = EntityRef(EntityKind.TASK, ctx.number)
-    return _Plan(actions, template, {"number": ctx.number}, ref)
+    return _Plan(actions, template, {"number": ctx.number}, ref, reasons)
 
 
 def _update_task(ctx: _Context) -> _Plan:
@@ -1216,6 +1352,7 @@ def _analysts_only(ctx: _Context) -> _Plan:
 _BUILDERS: Mapping[Outcome, Callable[[_Context], _Plan]] = {
     _O.DISCARD: lambda ctx: _Plan(),
     _O.LOG_NEW_USER: lambda ctx: _log_call(ctx, "default"),
+    _O.LOG_CONTACT_AS_USER: lambda ctx: _log_call(ctx, "default"),
     _O.LOG_DEFAULT_ANALYST: lambda ctx: _log_call(ctx, "default"),
     _O.LOG_LINKED_ANALYST: lambda ctx: _log_call(ctx, "linked"),
     _O.UPDATE_CALL: _update_call,
@@ -1415,6 +1552,7 @@ def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> De
         reasons=tuple(reasons),
         conditions=tuple(sorted(conditions.items())),
         reply_suppressed=suppressed,
+        notifications=plan.notifications,
         status_class=facts.bounce_status_class,
         discard_reason=discard_reason,
     )

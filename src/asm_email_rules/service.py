@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 import attrs
@@ -31,16 +31,22 @@ from asm_email_rules.errors import (
     RepositoryError,
     StoreUnavailableError,
 )
+from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailbox, Mailer, Repository
+from asm_email_rules.settings import MailboxSettings, SystemSettings
 
-__all__ = ["AccountReport", "MailboxFactory", "PollReport", "PollingService"]
+__all__ = ["AccountReport", "HostMailbox", "MailboxFactory", "PollReport", "PollingService"]
 
 log = logging.getLogger("asm_email_rules.service")
 
 MailboxFactory = Callable[[AccountConfig], Mailbox]
 """Opens the mailbox of an account (a fresh session each call)."""
+
+HostMailbox = tuple[MailboxSettings, Callable[[], Mailbox]]
+"""A mailbox a host brings to :meth:`PollingService.from_parts`: its settings (``name`` names
+the account) and a callable that opens a fresh session of it."""
 
 _MAX_MAILBOX_ERRORS = 3
 """Consecutive mailbox failures after which a session is abandoned until the next interval."""
@@ -179,8 +185,63 @@ class PollingService:
 
     ``now`` and ``random_token`` are injected so tests are deterministic. With ``mailer`` None
     the replies are recorded in the store as pending and not sent. ``backoff`` is how an account
-    waits after our side failed (default: from ``config.system``).
+    waits after our side failed (default: from ``config.system``). Only ``config.accounts`` and
+    ``config.system`` are used (never ``config.store``): a host with its own repository, mailer
+    and mailboxes builds one with :meth:`from_parts` and needs no configuration file.
     """
+
+    @classmethod
+    def from_parts(
+        cls,
+        repository: Repository,
+        mailer: Mailer | None,
+        mailboxes: Iterable[HostMailbox],
+        system: SystemSettings | None = None,
+        *,
+        interval_seconds: float = 60.0,
+        max_messages_per_session: int = 100,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+        backoff: BackoffPolicy | None = None,
+    ) -> PollingService:
+        """A service over the host's own parts: no configuration file and no store path.
+
+        ``mailboxes`` pairs each mailbox's settings with a callable opening a new session of
+        it; ``settings.name`` names the account (in reports and the ledger) and must be
+        unique. ``system`` defaults to :class:`SystemSettings` ``()``; ``now``,
+        ``random_token`` and ``backoff`` are as for the constructor. Raises ``ValueError`` for
+        two mailboxes with one name.
+        """
+        openers: dict[str, Callable[[], Mailbox]] = {}
+        accounts: list[AccountConfig] = []
+        for settings, opener in mailboxes:
+            if settings.name in openers:
+                raise ValueError(f"two mailboxes are named {settings.name!r}")
+            openers[settings.name] = opener
+            accounts.append(
+                AccountConfig(
+                    name=settings.name,
+                    protocol=None,
+                    mailbox=settings,
+                    interval_seconds=interval_seconds,
+                    max_messages_per_session=max_messages_per_session,
+                )
+            )
+        config = Config(
+            store=None,
+            system=system if system is not None else SystemSettings(),
+            smtp=None,
+            accounts=tuple(accounts),
+        )
+        return cls(
+            config,
+            repository,
+            mailer,
+            lambda account: openers[account.name](),
+            now=now,
+            random_token=random_token,
+            backoff=backoff,
+        )
 
     def __init__(
         self,
@@ -324,7 +385,7 @@ class PollingService:
         elif result.disposition is Disposition.RETRY:
             counts.retried += 1
         else:
-            entry = self.repository.ledger_entry(account.mailbox.name, message_id, message.sha256)
+            entry = find_ledger_entry(self.repository, account.mailbox.name, result.email)
             detail = entry.last_error if entry is not None else "reply could not be sent"
             message.mailbox.quarantine(message.key, f"reply not sent: {detail}")
             counts.quarantined += 1

@@ -59,6 +59,11 @@ TABLES = (
     "ledger",
     "sent_messages",
     "used_tokens",
+    "task_forwarded_by",
+    "request_forwarded_by",
+    "security_roles",
+    "role_rights",
+    "assignment_groups",
 )
 
 
@@ -207,6 +212,37 @@ def test_a_new_migration_upgrades_and_keeps_the_data(
         assert repo.get_call(call.number) == call
     with _raw(pg_database) as conn:
         assert conn.execute("SELECT priority FROM calls").fetchall() == [(3,)]
+
+
+def test_a_schema_1_database_is_upgraded_and_keeps_its_rows(
+    pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema 2 (issue 12) adds columns and tables; rows written by schema 1 read back with
+    blank call properties, no roles and nobody who forwarded."""
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres_adapter, "MIGRATIONS", MIGRATIONS[:1])
+        _open(pg_database).close()
+    with _raw(pg_database) as conn:
+        conn.execute(
+            "INSERT INTO calls (number, status, description, last_update)"
+            " VALUES (7, 'open', 'kept', %s)",
+            (NOW,),
+        )
+        conn.execute(
+            "INSERT INTO persons (id, email, email_key, name, is_analyst, can_take_over)"
+            " VALUES (3, 'Ann@Example.com', 'ann@example.com', 'Ann', true, true)"
+        )
+        conn.execute("INSERT INTO tasks (number, kind, status) VALUES (9, 'task', 'open')")
+        conn.execute("INSERT INTO task_forwarded VALUES (9, 0, 3)")
+    with _open(pg_database) as repo:
+        assert repo.schema_version == len(MIGRATIONS)
+        assert repo.get_call(7) == Call(7, description="kept", last_update=NOW)
+        assert repo.get_person(3) == Person(
+            3, "Ann@Example.com", "Ann", is_analyst=True, can_take_over=True
+        )
+        task = repo.get_task(9)
+        assert task is not None
+        assert (task.forwarded_ids, task.forwarded_by_ids) == ((3,), ())
 
 
 def test_a_failing_migration_changes_nothing(

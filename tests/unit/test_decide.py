@@ -55,7 +55,7 @@ def test_close_decision_names_row_spec_actions_and_reply() -> None:
     decision = decide(facts("[CLOSE#100]", call=OPEN_CALL), MAILBOX, SYSTEM)
     assert decision.rule == "CL-9"
     assert decision.outcome is Outcome.CLOSE_CALL
-    assert decision.action_kinds() == ("close_call",)
+    assert decision.action_kinds() == ("add_history", "close_call")  # the body is the reason
     assert decision.reply is not None
     assert decision.reply.to == UMA.email
     assert decision.reply.subject == "Call 100 has been closed [CALL#100]"
@@ -74,7 +74,13 @@ def test_json_has_the_documented_keys() -> None:
         "ignored": [],
     }
     assert data["actions"] == [
-        {"kind": "close_call", "number": 100, "by": "Uma User <uma@corp.example>"}
+        {
+            "kind": "add_history",
+            "ref": {"kind": "call", "number": 100},
+            "text": "text",
+            "author": "Uma User <uma@corp.example>",
+        },
+        {"kind": "close_call", "number": 100, "by": "Uma User <uma@corp.example>"},
     ]
     assert data["reply"]["subject"] == "Call 100 has been closed [CALL#100]"
 
@@ -133,7 +139,8 @@ def test_reply_budget_suppresses_replies() -> None:
     )
     assert decision.reply is None
     assert decision.reply_suppressed.startswith("reply budget")
-    assert decision.action_kinds() == ("close_call",)  # the action itself still happens
+    # the action itself still happens
+    assert decision.action_kinds() == ("add_history", "close_call")
 
 
 def test_old_mail_gets_no_reply() -> None:
@@ -200,7 +207,7 @@ def test_token_refusal_and_spend() -> None:
         MAILBOX,
         SYSTEM,
     )
-    assert accepted.action_kinds() == ("approve_task", "spend_token")
+    assert accepted.action_kinds() == ("add_history", "approve_task", "spend_token")
 
 
 def test_partition_outside_mailbox_is_an_invalid_number() -> None:

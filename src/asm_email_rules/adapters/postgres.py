@@ -68,6 +68,7 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     EntryKind,
+    Group,
     Lease,
     LedgerEntry,
     LogEntry,
@@ -77,6 +78,8 @@ from asm_email_rules.model import (
     ReplyStatus,
     Request,
     RequestStatus,
+    Right,
+    SecurityRole,
     SummaryItem,
     Task,
     TaskKind,
@@ -254,7 +257,43 @@ _V2: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3: Migration = (
+    # Issue 12: the call template's properties on the call, a subject the host may keep,
+    # who forwarded a request or task, security roles with rights, assignment groups with an
+    # address for notifications (the same step as SQLite's schema 3).
+    "ALTER TABLE calls ADD COLUMN call_screen_set text NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN ipk_status text NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN ipk_stream text NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN subject text NOT NULL DEFAULT ''",
+    """CREATE TABLE task_forwarded_by (
+        task_number bigint NOT NULL REFERENCES tasks (number) ON DELETE CASCADE,
+        position integer NOT NULL,
+        person_id bigint NOT NULL,
+        PRIMARY KEY (task_number, position)
+    )""",
+    "CREATE INDEX task_forwarders_by_person ON task_forwarded_by (person_id)",
+    """CREATE TABLE request_forwarded_by (
+        request_number bigint NOT NULL REFERENCES requests (number) ON DELETE CASCADE,
+        position integer NOT NULL,
+        person_id bigint NOT NULL,
+        PRIMARY KEY (request_number, position)
+    )""",
+    "CREATE INDEX request_forwarders_by_person ON request_forwarded_by (person_id)",
+    "ALTER TABLE persons ADD COLUMN analyst_role text",
+    "ALTER TABLE persons ADD COLUMN user_role text",
+    "CREATE TABLE security_roles (name text PRIMARY KEY)",
+    f"""CREATE TABLE role_rights (
+        role_name text NOT NULL REFERENCES security_roles (name) ON DELETE CASCADE,
+        right_name text NOT NULL {_check("right_name", Right)},
+        PRIMARY KEY (role_name, right_name)
+    )""",
+    """CREATE TABLE assignment_groups (
+        name text PRIMARY KEY,
+        email text NOT NULL DEFAULT ''
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
 
 _RECORD_TABLES: dict[EntityKind, str] = {
@@ -521,7 +560,8 @@ class PostgresRepository:
 
     # -- directory --------------------------------------------------------------------------
     _PERSON_COLUMNS = (
-        "id, email, name, is_analyst, is_user, can_take_over, analyst_can_reopen, user_can_reopen"
+        "id, email, name, is_analyst, is_user, can_take_over, analyst_can_reopen,"
+        " user_can_reopen, analyst_role, user_role"
     )
 
     @staticmethod
@@ -535,6 +575,8 @@ class PostgresRepository:
             can_take_over=row[5],
             analyst_can_reopen=row[6],
             user_can_reopen=row[7],
+            analyst_role=row[8],
+            user_role=row[9],
         )
 
     def persons_by_address(self, address: str) -> Sequence[Person]:
@@ -550,16 +592,50 @@ class PostgresRepository:
         row = self._one(f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id = %s", (person_id,))
         return None if row is None else self._person(row)
 
-    # -- reads ------------------------------------------------------------------------------
-    def get_call(self, number: int) -> Call | None:
-        """The call with this number, or ``None``."""
+    def get_role(self, name: str) -> SecurityRole | None:
+        """The security role called ``name``, or ``None`` (one statement, one snapshot)."""
         row = self._one(
-            "SELECT number, status, user_id, owner_id, group_name, partition, description,"
-            " logging_analyst_id, updated, last_update FROM calls WHERE number = %s",
-            (number,),
+            "SELECT ARRAY(SELECT right_name FROM role_rights WHERE role_name = r.name)"
+            " FROM security_roles r WHERE r.name = %s",
+            (name,),
         )
-        if row is None:
-            return None
+        return None if row is None else SecurityRole(name, frozenset(Right(v) for v in row[0]))
+
+    def get_group(self, name: str) -> Group | None:
+        """The assignment group called ``name``, or ``None``."""
+        row = self._one("SELECT name, email FROM assignment_groups WHERE name = %s", (name,))
+        return None if row is None else Group(row[0], row[1])
+
+    def list_persons(self, *, after: int = 0, limit: int = 100) -> Sequence[Person]:
+        """Persons with an id above ``after``, lowest id first, at most ``limit``."""
+        rows = self._execute(
+            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id > %s ORDER BY id LIMIT %s",
+            (after, max(limit, 0)),
+        ).fetchall()
+        return [self._person(row) for row in rows]
+
+    def list_calls(
+        self, *, status: CallStatus | None = None, after: int = 0, limit: int = 100
+    ) -> Sequence[Call]:
+        """Calls numbered above ``after`` (with ``status`` when given), lowest first."""
+        wanted = None if status is None else status.value
+        rows = self._execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number > %(after)s"
+            " AND (%(status)s::text IS NULL OR status = %(status)s::text)"
+            " ORDER BY number LIMIT %(limit)s",
+            {"after": after, "status": wanted, "limit": max(limit, 0)},
+        ).fetchall()
+        return [self._call(row) for row in rows]
+
+    # -- reads ------------------------------------------------------------------------------
+    _CALL_COLUMNS = (
+        "number, status, user_id, owner_id, group_name, partition, description,"
+        " logging_analyst_id, updated, last_update, call_screen_set, ipk_status, ipk_stream,"
+        " subject"
+    )
+
+    @staticmethod
+    def _call(row: Any) -> Call:
         return Call(
             number=row[0],
             status=CallStatus(row[1]),
@@ -571,7 +647,16 @@ class PostgresRepository:
             logging_analyst_id=row[7],
             updated=row[8],
             last_update=_opt_utc(row[9]),
+            call_screen_set=row[10],
+            ipk_status=row[11],
+            ipk_stream=row[12],
+            subject=row[13],
         )
+
+    def get_call(self, number: int) -> Call | None:
+        """The call with this number, or ``None``."""
+        row = self._one(f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number = %s", (number,))
+        return None if row is None else self._call(row)
 
     def get_task(self, number: int) -> Task | None:
         """The task or approval with this number, or ``None`` (one statement, one snapshot)."""
@@ -581,6 +666,8 @@ class PostgresRepository:
             " ARRAY(SELECT person_id FROM task_approvers WHERE task_number = t.number"
             " ORDER BY position),"
             " ARRAY(SELECT person_id FROM task_forwarded WHERE task_number = t.number"
+            " ORDER BY position),"
+            " ARRAY(SELECT person_id FROM task_forwarded_by WHERE task_number = t.number"
             " ORDER BY position)"
             " FROM tasks t WHERE number = %s",
             (number,),
@@ -600,6 +687,7 @@ class PostgresRepository:
             description=row[7],
             updated=row[8],
             last_update=_opt_utc(row[9]),
+            forwarded_by_ids=tuple(row[12]),
         )
 
     def get_request(self, number: int) -> Request | None:
@@ -608,6 +696,8 @@ class PostgresRepository:
             "SELECT number, status, owner_id, group_name, partition, description, updated,"
             " last_update,"
             " ARRAY(SELECT person_id FROM request_forwarded WHERE request_number = r.number"
+            " ORDER BY position),"
+            " ARRAY(SELECT person_id FROM request_forwarded_by WHERE request_number = r.number"
             " ORDER BY position)"
             " FROM requests r WHERE number = %s",
             (number,),
@@ -624,24 +714,29 @@ class PostgresRepository:
             description=row[5],
             updated=row[6],
             last_update=_opt_utc(row[7]),
+            forwarded_by_ids=tuple(row[9]),
         )
 
     def summary(self, kind: str, person_id: int, limit: int) -> tuple[list[SummaryItem], int]:
         """Items of a summary (``calls``, ``requests`` or ``tasks``) newest first, and the total.
 
-        ``calls``: open calls the person owns. ``requests``: open requests the person owns or
-        was forwarded. ``tasks``: tasks and approvals the person owns, may approve or was
-        forwarded, unless completed, approved or rejected. One statement: the items and the
-        total come from one snapshot.
+        ``calls``: open calls the person owns. ``requests``: open requests the person owns,
+        forwarded or was forwarded. ``tasks``: tasks and approvals the person owns, may
+        approve, forwarded or was forwarded, unless completed, approved or rejected. One
+        statement: the items and the total come from one snapshot.
         """
+        subject = "''"
         if kind == "calls":
             ref_kind, table = EntityKind.CALL, "calls"
             where = "r.owner_id = %(p)s AND r.status = 'open'"
+            subject = "r.subject"
         elif kind == "requests":
             ref_kind, table = EntityKind.REQUEST, "requests"
             where = (
                 "r.number IN (SELECT number FROM requests WHERE owner_id = %(p)s"
-                " UNION SELECT request_number FROM request_forwarded WHERE person_id = %(p)s)"
+                " UNION SELECT request_number FROM request_forwarded WHERE person_id = %(p)s"
+                " UNION SELECT request_number FROM request_forwarded_by"
+                " WHERE person_id = %(p)s)"
                 " AND r.status <> 'closed'"
             )
         elif kind == "tasks":
@@ -650,16 +745,17 @@ class PostgresRepository:
             where = (
                 "r.number IN (SELECT number FROM tasks WHERE owner_id = %(p)s"
                 " UNION SELECT task_number FROM task_approvers WHERE person_id = %(p)s"
-                " UNION SELECT task_number FROM task_forwarded WHERE person_id = %(p)s)"
+                " UNION SELECT task_number FROM task_forwarded WHERE person_id = %(p)s"
+                " UNION SELECT task_number FROM task_forwarded_by WHERE person_id = %(p)s)"
                 f" AND r.status NOT IN ({done})"
             )
         else:
             raise RepositoryError(f"unknown summary kind {kind!r}; expected one of {SUMMARY_KINDS}")
         rows = self._execute(
             f"WITH matched AS (SELECT r.number, r.status, r.description, r.last_update,"
-            f" r.group_name, r.owner_id FROM {table} r WHERE {where})"
+            f" r.group_name, r.owner_id, {subject} AS subject FROM {table} r WHERE {where})"
             " SELECT t.total, m.number, m.status, m.description, m.last_update, m.group_name,"
-            " o.name, o.email"
+            " o.name, o.email, m.subject"
             " FROM (SELECT COUNT(*) AS total FROM matched) t"
             " LEFT JOIN LATERAL (SELECT * FROM matched"
             " ORDER BY last_update DESC NULLS LAST, number DESC LIMIT %(limit)s) m ON true"
@@ -672,7 +768,7 @@ class PostgresRepository:
             SummaryItem(
                 ref=EntityRef(ref_kind, row[1]),
                 state=row[2],
-                description=short_description(row[3]),
+                description=short_description(row[3], row[8] or ""),
                 last_update=_opt_utc(row[4]),
                 assignee=(row[6] or row[7]) if row[7] is not None else row[5],
             )
@@ -834,13 +930,15 @@ class PostgresRepository:
         """Insert or replace a person record as given (id included)."""
         self._execute(
             "INSERT INTO persons (id, email, email_key, name, is_analyst, is_user, can_take_over,"
-            " analyst_can_reopen, user_can_reopen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " analyst_can_reopen, user_can_reopen, analyst_role, user_role)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET email = excluded.email,"
             " email_key = excluded.email_key, name = excluded.name,"
             " is_analyst = excluded.is_analyst, is_user = excluded.is_user,"
             " can_take_over = excluded.can_take_over,"
             " analyst_can_reopen = excluded.analyst_can_reopen,"
-            " user_can_reopen = excluded.user_can_reopen",
+            " user_can_reopen = excluded.user_can_reopen,"
+            " analyst_role = excluded.analyst_role, user_role = excluded.user_role",
             (
                 person.id,
                 person.email,
@@ -851,21 +949,24 @@ class PostgresRepository:
                 person.can_take_over,
                 person.analyst_can_reopen,
                 person.user_can_reopen,
+                person.analyst_role,
+                person.user_role,
             ),
         )
 
     def put_call(self, call: Call) -> None:
         """Insert or replace a call as given (number included); datetimes become UTC."""
         self._execute(
-            "INSERT INTO calls (number, status, user_id, owner_id, group_name, partition,"
-            " description, logging_analyst_id, updated, last_update)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO calls ({self._CALL_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (number) DO UPDATE SET status = excluded.status,"
             " user_id = excluded.user_id, owner_id = excluded.owner_id,"
             " group_name = excluded.group_name, partition = excluded.partition,"
             " description = excluded.description,"
             " logging_analyst_id = excluded.logging_analyst_id, updated = excluded.updated,"
-            " last_update = excluded.last_update",
+            " last_update = excluded.last_update, call_screen_set = excluded.call_screen_set,"
+            " ipk_status = excluded.ipk_status, ipk_stream = excluded.ipk_stream,"
+            " subject = excluded.subject",
             (
                 call.number,
                 call.status.value,
@@ -877,6 +978,10 @@ class PostgresRepository:
                 call.logging_analyst_id,
                 call.updated,
                 _opt_utc(call.last_update),
+                call.call_screen_set,
+                call.ipk_status,
+                call.ipk_stream,
+                call.subject,
             ),
         )
 
@@ -916,6 +1021,7 @@ class PostgresRepository:
             )
             self._put_people("task_approvers", "task_number", task.number, task.approver_ids)
             self._put_people("task_forwarded", "task_number", task.number, task.forwarded_ids)
+            self._put_people("task_forwarded_by", "task_number", task.number, task.forwarded_by_ids)
 
     def put_request(self, request: Request) -> None:
         """Insert or replace a request as given; datetimes become UTC."""
@@ -941,6 +1047,31 @@ class PostgresRepository:
             self._put_people(
                 "request_forwarded", "request_number", request.number, request.forwarded_ids
             )
+            self._put_people(
+                "request_forwarded_by", "request_number", request.number, request.forwarded_by_ids
+            )
+
+    def put_role(self, role: SecurityRole) -> None:
+        """Insert or replace a security role (by name) with exactly its rights."""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO security_roles (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
+                (role.name,),
+            )
+            self._execute("DELETE FROM role_rights WHERE role_name = %s", (role.name,))
+            if role.rights:
+                self._execute(
+                    "INSERT INTO role_rights (role_name, right_name) SELECT %s, unnest(%s::text[])",
+                    (role.name, sorted(right.value for right in role.rights)),
+                )
+
+    def put_group(self, group: Group) -> None:
+        """Insert or replace an assignment group (by name) and its address."""
+        self._execute(
+            "INSERT INTO assignment_groups (name, email) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET email = excluded.email",
+            (group.name, group.email),
+        )
 
     # -- writes -----------------------------------------------------------------------------
     _BIG_GAP = 100_000
@@ -1000,11 +1131,6 @@ class PostgresRepository:
         if cursor.rowcount == 0:
             raise NotFoundError(f"person {person_id} does not exist")
 
-    _CALL_COLUMNS = (
-        "status, user_id, owner_id, group_name, partition, description, logging_analyst_id,"
-        " updated, last_update"
-    )
-
     def create_call(
         self,
         *,
@@ -1029,6 +1155,9 @@ class PostgresRepository:
             logging_analyst_id=logging_analyst_id,
             updated=False,
             last_update=to_utc(now),
+            call_screen_set=template.call_screen_set,
+            ipk_status=template.ipk_status,
+            ipk_stream=template.ipk_stream,
         )
         values = (
             call.status.value,
@@ -1040,10 +1169,14 @@ class PostgresRepository:
             call.logging_analyst_id,
             call.updated,
             call.last_update,
+            call.call_screen_set,
+            call.ipk_status,
+            call.ipk_stream,
+            call.subject,
         )
         row = self._one(
-            f"INSERT INTO calls (number, {self._CALL_COLUMNS})"
-            " SELECT n.v, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+            f"INSERT INTO calls ({self._CALL_COLUMNS})"
+            " SELECT n.v, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
             " FROM (SELECT nextval('call_numbers') AS v, (SELECT MAX(number) FROM calls) AS top)"
             " AS n WHERE n.top IS NULL OR n.v > n.top RETURNING number",
             values,

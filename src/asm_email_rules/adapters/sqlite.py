@@ -38,6 +38,7 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     EntryKind,
+    Group,
     Lease,
     LedgerEntry,
     LogEntry,
@@ -47,6 +48,8 @@ from asm_email_rules.model import (
     ReplyStatus,
     Request,
     RequestStatus,
+    Right,
+    SecurityRole,
     SummaryItem,
     SummaryKind,
     Task,
@@ -220,7 +223,43 @@ _V2: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3: Migration = (
+    # Issue 12: the call template's properties on the call, a subject the host may keep,
+    # who forwarded a request or task, security roles with rights, assignment groups with an
+    # address for notifications.
+    "ALTER TABLE calls ADD COLUMN call_screen_set TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN ipk_status TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN ipk_stream TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN subject TEXT NOT NULL DEFAULT ''",
+    """CREATE TABLE task_forwarded_by (
+        task_number INTEGER NOT NULL REFERENCES tasks (number) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        person_id INTEGER NOT NULL,
+        PRIMARY KEY (task_number, position)
+    )""",
+    "CREATE INDEX task_forwarders_by_person ON task_forwarded_by (person_id)",
+    """CREATE TABLE request_forwarded_by (
+        request_number INTEGER NOT NULL REFERENCES requests (number) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        person_id INTEGER NOT NULL,
+        PRIMARY KEY (request_number, position)
+    )""",
+    "CREATE INDEX request_forwarders_by_person ON request_forwarded_by (person_id)",
+    "ALTER TABLE persons ADD COLUMN analyst_role TEXT",
+    "ALTER TABLE persons ADD COLUMN user_role TEXT",
+    "CREATE TABLE security_roles (name TEXT PRIMARY KEY)",
+    f"""CREATE TABLE role_rights (
+        role_name TEXT NOT NULL REFERENCES security_roles (name) ON DELETE CASCADE,
+        right_name TEXT NOT NULL {_check("right_name", Right)},
+        PRIMARY KEY (role_name, right_name)
+    )""",
+    """CREATE TABLE assignment_groups (
+        name TEXT PRIMARY KEY,
+        email TEXT NOT NULL DEFAULT ''
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 """Schema steps; the file's ``PRAGMA user_version`` is how many of them it has applied."""
 
 _RECORD_TABLES: dict[EntityKind, str] = {
@@ -440,7 +479,8 @@ class SqliteRepository:
 
     # -- directory --------------------------------------------------------------------------
     _PERSON_COLUMNS = (
-        "id, email, name, is_analyst, is_user, can_take_over, analyst_can_reopen, user_can_reopen"
+        "id, email, name, is_analyst, is_user, can_take_over, analyst_can_reopen,"
+        " user_can_reopen, analyst_role, user_role"
     )
 
     @staticmethod
@@ -454,6 +494,8 @@ class SqliteRepository:
             can_take_over=bool(row[5]),
             analyst_can_reopen=bool(row[6]),
             user_can_reopen=bool(row[7]),
+            analyst_role=row[8],
+            user_role=row[9],
         )
 
     def persons_by_address(self, address: str) -> Sequence[Person]:
@@ -469,16 +511,54 @@ class SqliteRepository:
         row = self._one(f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id = ?", (person_id,))
         return None if row is None else self._person(row)
 
+    def get_role(self, name: str) -> SecurityRole | None:
+        """The security role called ``name``, or ``None``."""
+        with self._snapshot():
+            if self._one("SELECT 1 FROM security_roles WHERE name = ?", (name,)) is None:
+                return None
+            rows = self._execute(
+                "SELECT right_name FROM role_rights WHERE role_name = ?", (name,)
+            ).fetchall()
+        return SecurityRole(name, frozenset(Right(row[0]) for row in rows))
+
+    def get_group(self, name: str) -> Group | None:
+        """The assignment group called ``name``, or ``None``."""
+        row = self._one("SELECT name, email FROM assignment_groups WHERE name = ?", (name,))
+        return None if row is None else Group(row[0], row[1])
+
+    def list_persons(self, *, after: int = 0, limit: int = 100) -> Sequence[Person]:
+        """Persons with an id above ``after``, lowest id first, at most ``limit``."""
+        rows = self._execute(
+            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id > ? ORDER BY id LIMIT ?",
+            (after, max(limit, 0)),
+        ).fetchall()
+        return [self._person(row) for row in rows]
+
+    def list_calls(
+        self, *, status: CallStatus | None = None, after: int = 0, limit: int = 100
+    ) -> Sequence[Call]:
+        """Calls numbered above ``after`` (with ``status`` when given), lowest first."""
+        rows = self._execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number > ?"
+            " AND (? IS NULL OR status = ?) ORDER BY number LIMIT ?",
+            (
+                after,
+                None if status is None else status.value,
+                None if status is None else status.value,
+                max(limit, 0),
+            ),
+        ).fetchall()
+        return [self._call(row) for row in rows]
+
     # -- reads ------------------------------------------------------------------------------
-    def get_call(self, number: int) -> Call | None:
-        """The call with this number, or ``None``."""
-        row = self._one(
-            "SELECT number, status, user_id, owner_id, group_name, partition, description,"
-            " logging_analyst_id, updated, last_update FROM calls WHERE number = ?",
-            (number,),
-        )
-        if row is None:
-            return None
+    _CALL_COLUMNS = (
+        "number, status, user_id, owner_id, group_name, partition, description,"
+        " logging_analyst_id, updated, last_update, call_screen_set, ipk_status, ipk_stream,"
+        " subject"
+    )
+
+    @staticmethod
+    def _call(row: Any) -> Call:
         return Call(
             number=row[0],
             status=CallStatus(row[1]),
@@ -490,7 +570,16 @@ class SqliteRepository:
             logging_analyst_id=row[7],
             updated=bool(row[8]),
             last_update=_moment(row[9]),
+            call_screen_set=row[10],
+            ipk_status=row[11],
+            ipk_stream=row[12],
+            subject=row[13],
         )
+
+    def get_call(self, number: int) -> Call | None:
+        """The call with this number, or ``None``."""
+        row = self._one(f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number = ?", (number,))
+        return None if row is None else self._call(row)
 
     def _people(self, table: str, column: str, number: int) -> tuple[int, ...]:
         rows = self._execute(
@@ -521,6 +610,7 @@ class SqliteRepository:
                 description=row[7],
                 updated=bool(row[8]),
                 last_update=_moment(row[9]),
+                forwarded_by_ids=self._people("task_forwarded_by", "task_number", number),
             )
 
     def get_request(self, number: int) -> Request | None:
@@ -543,6 +633,7 @@ class SqliteRepository:
                 description=row[5],
                 updated=bool(row[6]),
                 last_update=_moment(row[7]),
+                forwarded_by_ids=self._people("request_forwarded_by", "request_number", number),
             )
 
     def summary(
@@ -550,20 +641,23 @@ class SqliteRepository:
     ) -> tuple[list[SummaryItem], int]:
         """Items of a summary (calls, requests or tasks) newest first, and the total.
 
-        ``CALLS``: open calls the person owns. ``REQUESTS``: open requests the person owns or
-        was forwarded. ``TASKS``: tasks and approvals the person owns, may approve or was
-        forwarded, unless completed, approved or rejected. Raises :class:`RepositoryError`
-        for an unknown kind.
+        ``CALLS``: open calls the person owns. ``REQUESTS``: open requests the person owns,
+        forwarded or was forwarded. ``TASKS``: tasks and approvals the person owns, may
+        approve, forwarded or was forwarded, unless completed, approved or rejected. Raises
+        :class:`RepositoryError` for an unknown kind.
         """
+        subject = "''"
         match summary_kind(kind):
             case SummaryKind.CALLS:
                 ref_kind = EntityKind.CALL
                 where = "r.owner_id = :p AND r.status = 'open'"
+                subject = "r.subject"
             case SummaryKind.REQUESTS:
                 ref_kind = EntityKind.REQUEST
                 where = (
                     "r.number IN (SELECT number FROM requests WHERE owner_id = :p"
-                    " UNION SELECT request_number FROM request_forwarded WHERE person_id = :p)"
+                    " UNION SELECT request_number FROM request_forwarded WHERE person_id = :p"
+                    " UNION SELECT request_number FROM request_forwarded_by WHERE person_id = :p)"
                     " AND r.status != 'closed'"
                 )
             case SummaryKind.TASKS:
@@ -574,7 +668,8 @@ class SqliteRepository:
                 where = (
                     "r.number IN (SELECT number FROM tasks WHERE owner_id = :p"
                     " UNION SELECT task_number FROM task_approvers WHERE person_id = :p"
-                    " UNION SELECT task_number FROM task_forwarded WHERE person_id = :p)"
+                    " UNION SELECT task_number FROM task_forwarded WHERE person_id = :p"
+                    " UNION SELECT task_number FROM task_forwarded_by WHERE person_id = :p)"
                     f" AND r.status NOT IN ({done})"
                 )
             case unknown:
@@ -585,7 +680,8 @@ class SqliteRepository:
             total = int(self._one(f"SELECT COUNT(*) FROM {table} r WHERE {where}", params)[0])
             rows = self._execute(
                 f"SELECT r.number, r.status, r.description, r.last_update, r.group_name,"
-                f" o.name, o.email FROM {table} r LEFT JOIN persons o ON o.id = r.owner_id"
+                f" o.name, o.email, {subject} FROM {table} r"
+                " LEFT JOIN persons o ON o.id = r.owner_id"
                 f" WHERE {where}"
                 " ORDER BY r.last_update IS NULL, r.last_update DESC, r.number DESC"
                 " LIMIT :limit",
@@ -595,7 +691,7 @@ class SqliteRepository:
             SummaryItem(
                 ref=EntityRef(ref_kind, row[0]),
                 state=row[1],
-                description=short_description(row[2]),
+                description=short_description(row[2], row[7]),
                 last_update=_moment(row[3]),
                 assignee=(row[5] or row[6]) if row[6] is not None else row[4],
             )
@@ -654,7 +750,7 @@ class SqliteRepository:
         ]
 
     def attachments(self, ref: EntityRef) -> Sequence[Attachment]:
-        """The files attached to a record, oldest first, with their bytes (not in the protocol)."""
+        """The files attached to a record, oldest first, with their bytes."""
         rows = self._execute(
             "SELECT a.filename, a.content_type, a.data, a.inline, a.content_id"
             " FROM attachments a JOIN log_entries e ON e.id = a.entry_id"
@@ -752,13 +848,15 @@ class SqliteRepository:
         """Insert or replace a person record as given (id included)."""
         self._execute(
             "INSERT INTO persons (id, email, email_key, name, is_analyst, is_user, can_take_over,"
-            " analyst_can_reopen, user_can_reopen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " analyst_can_reopen, user_can_reopen, analyst_role, user_role)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET email = excluded.email,"
             " email_key = excluded.email_key, name = excluded.name,"
             " is_analyst = excluded.is_analyst, is_user = excluded.is_user,"
             " can_take_over = excluded.can_take_over,"
             " analyst_can_reopen = excluded.analyst_can_reopen,"
-            " user_can_reopen = excluded.user_can_reopen",
+            " user_can_reopen = excluded.user_can_reopen,"
+            " analyst_role = excluded.analyst_role, user_role = excluded.user_role",
             (
                 person.id,
                 person.email,
@@ -769,21 +867,24 @@ class SqliteRepository:
                 person.can_take_over,
                 person.analyst_can_reopen,
                 person.user_can_reopen,
+                person.analyst_role,
+                person.user_role,
             ),
         )
 
     def put_call(self, call: Call) -> None:
         """Insert or replace a call as given (number included); datetimes become UTC."""
         self._execute(
-            "INSERT INTO calls (number, status, user_id, owner_id, group_name, partition,"
-            " description, logging_analyst_id, updated, last_update)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO calls ({self._CALL_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (number) DO UPDATE SET status = excluded.status,"
             " user_id = excluded.user_id, owner_id = excluded.owner_id,"
             " group_name = excluded.group_name, partition = excluded.partition,"
             " description = excluded.description,"
             " logging_analyst_id = excluded.logging_analyst_id, updated = excluded.updated,"
-            " last_update = excluded.last_update",
+            " last_update = excluded.last_update, call_screen_set = excluded.call_screen_set,"
+            " ipk_status = excluded.ipk_status, ipk_stream = excluded.ipk_stream,"
+            " subject = excluded.subject",
             (
                 call.number,
                 call.status.value,
@@ -795,6 +896,10 @@ class SqliteRepository:
                 call.logging_analyst_id,
                 call.updated,
                 _opt_text(call.last_update),
+                call.call_screen_set,
+                call.ipk_status,
+                call.ipk_stream,
+                call.subject,
             ),
         )
 
@@ -833,6 +938,7 @@ class SqliteRepository:
             )
             self._put_people("task_approvers", "task_number", task.number, task.approver_ids)
             self._put_people("task_forwarded", "task_number", task.number, task.forwarded_ids)
+            self._put_people("task_forwarded_by", "task_number", task.number, task.forwarded_by_ids)
 
     def put_request(self, request: Request) -> None:
         """Insert or replace a request as given; datetimes become UTC."""
@@ -858,6 +964,31 @@ class SqliteRepository:
             self._put_people(
                 "request_forwarded", "request_number", request.number, request.forwarded_ids
             )
+            self._put_people(
+                "request_forwarded_by", "request_number", request.number, request.forwarded_by_ids
+            )
+
+    def put_role(self, role: SecurityRole) -> None:
+        """Insert or replace a security role (by name) with exactly its rights."""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO security_roles (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
+                (role.name,),
+            )
+            self._execute("DELETE FROM role_rights WHERE role_name = ?", (role.name,))
+            for right in sorted(role.rights, key=lambda r: r.value):
+                self._execute(
+                    "INSERT INTO role_rights (role_name, right_name) VALUES (?, ?)",
+                    (role.name, right.value),
+                )
+
+    def put_group(self, group: Group) -> None:
+        """Insert or replace an assignment group (by name) and its address."""
+        self._execute(
+            "INSERT INTO assignment_groups (name, email) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET email = excluded.email",
+            (group.name, group.email),
+        )
 
     # -- writes -----------------------------------------------------------------------------
     def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
@@ -898,6 +1029,9 @@ class SqliteRepository:
             logging_analyst_id=logging_analyst_id,
             updated=False,
             last_update=to_utc(now),
+            call_screen_set=template.call_screen_set,
+            ipk_status=template.ipk_status,
+            ipk_stream=template.ipk_stream,
         )
         with self.transaction():
             counter = int(
