@@ -392,3 +392,21 @@ class Mailbox(Protocol):
     def close(self) -> None:
         """Commit deletions and release the connection."""
         ...
+
+
+@runtime_checkable
+class ExpungingMailbox(Mailbox, Protocol):
+    """A mailbox whose deletions are marks that outlive a session that dies (IMAP ``\\Deleted``).
+
+    The polling service asks it, at the start of each session, for the marked messages a
+    previous session left, and expunges those its ledger says are done (DESIGN 4, "Nothing is
+    lost": nothing is removed that was not acted on and recorded first).
+    """
+
+    def deleted_keys(self) -> Iterator[str]:
+        """Keys of the messages marked deleted and not yet removed, other than this session's."""
+        ...
+
+    def expunge(self, keys: Collection[str]) -> int:
+        """Remove the marked messages ``keys`` now, and only them; how many were removed."""
+        ...

@@ -31,10 +31,11 @@ from asm_email_rules.errors import (
     RepositoryError,
     StoreUnavailableError,
 )
+from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
-from asm_email_rules.protocols import Mailbox, Mailer, Repository
+from asm_email_rules.protocols import ExpungingMailbox, Mailbox, Mailer, Repository
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 __all__ = ["AccountReport", "HostMailbox", "MailboxFactory", "PollReport", "PollingService"]
@@ -63,7 +64,9 @@ class AccountReport:
     reason (``(("auto-reply", 9), ...)``, most frequent first; issue 9: nothing is dropped in
     silence).
     ``backoff_seconds``: how long the account now waits before its next try because our side
-    failed (the store unavailable), 0 when it is healthy.
+    failed (the store unavailable), 0 when it is healthy. ``expunged``: messages a previous
+    session marked deleted but did not remove (IMAP ``\\Deleted`` after a crash), removed at
+    the start of a session because the ledger says they are done.
     """
 
     account: str
@@ -77,6 +80,7 @@ class AccountReport:
     last_error: str = ""
     backoff_seconds: float = 0.0
     discarded: tuple[tuple[str, int], ...] = ()
+    expunged: int = 0
 
     def discard_summary(self) -> str:
         """ "12 discarded: auto-reply (9), unknown sender without ... (3)", or "" for none."""
@@ -114,6 +118,7 @@ class _Counts:
     sessions: int = 0
     last_error: str = ""
     discarded: dict[str, int] = attrs.field(factory=dict)
+    expunged: int = 0
 
     def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
         fields = attrs.asdict(self)
@@ -387,7 +392,7 @@ class PollingService:
         else:
             entry = find_ledger_entry(self.repository, account.mailbox.name, result.email)
             detail = entry.last_error if entry is not None else "reply could not be sent"
-            message.mailbox.quarantine(message.key, f"reply not sent: {detail}")
+            self._quarantine(message, f"reply not sent: {detail}")  # recorded: POP3 keeps it
             counts.quarantined += 1
         troubled = result.reply_status is ReplyStatus.FAILED
         troubled = troubled or result.disposition is not Disposition.DELETE
@@ -495,6 +500,8 @@ class PollingService:
         handled = 0
         left_over = False
         try:
+            if isinstance(mailbox, ExpungingMailbox):
+                self._expunge_leftovers(account, mailbox, counts)
             for key in _list_keys(mailbox):
                 if key in seen:
                     continue
@@ -531,6 +538,39 @@ class PollingService:
                     extra={"account": account.name, "error": str(exc)},
                 )
         return left_over
+
+    def _expunge_leftovers(
+        self, account: AccountConfig, mailbox: ExpungingMailbox, counts: _Counts
+    ) -> None:
+        """Remove the messages a previous session marked deleted and the ledger says are done.
+
+        A session that died between marking and expunging (IMAP ``\\Deleted``) leaves them in
+        the folder, hidden from :meth:`~Mailbox.list_keys`. Each is fetched and looked up: a
+        ledger entry (its decision was applied and recorded) or a quarantine record means it
+        is done and goes; one the ledger does not know (marked by a person, say) is left alone.
+        """
+        done = [key for key in mailbox.deleted_keys() if self._is_done(account, mailbox, key)]
+        if not done:
+            return
+        removed = mailbox.expunge(done)
+        counts.expunged += removed
+        log.info(
+            "expunged %d message(s) a previous session had deleted",
+            removed,
+            extra={"account": account.name, "mailbox_keys": done},
+        )
+
+    def _is_done(self, account: AccountConfig, mailbox: Mailbox, key: str) -> bool:
+        """True when the ledger knows the message ``key``: processed, or quarantined."""
+        raw = mailbox.fetch(key)
+        name = account.mailbox.name
+        if self.repository.ledger_entry(name, "", hashlib.sha256(raw).hexdigest()) is not None:
+            return True  # quarantined before (these bytes may not even parse)
+        try:
+            email = parse_message(raw, limits=self.config.system.limits)
+        except MessageParseError:
+            return False
+        return find_ledger_entry(self.repository, name, email) is not None
 
     # -- all accounts -----------------------------------------------------------------------
 

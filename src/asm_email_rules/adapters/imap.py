@@ -2,8 +2,13 @@
 
 Mailbox keys are the UIDs of the selected folder. Fetching uses ``BODY.PEEK[]`` so nothing is marked
 ``\\Seen``; deleting sets ``\\Deleted`` and the expunge happens on :meth:`ImapMailbox.close`
-(``UID EXPUNGE`` with UIDPLUS, so only our own marks are removed). Quarantine files the message
+(``UID EXPUNGE`` with UIDPLUS, so only our own marks are removed; without UIDPLUS a plain
+``EXPUNGE`` only when no other message is marked ``\\Deleted``). Quarantine files the message
 in a separate folder, by default as a copy that carries the reason in a header.
+
+A session that died after marking messages ``\\Deleted`` leaves them in the folder:
+:meth:`ImapMailbox.deleted_keys` lists them and :meth:`ImapMailbox.expunge` removes those the
+caller knows are done (the polling service asks its ledger at the start of each session).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import suppress
 from typing import Any
 
@@ -323,8 +328,54 @@ class ImapMailbox(ServerSession):
         match = re.search(rb"APPENDUID \d+ (\d+)", text)
         return match.group(1).decode() if match else None
 
+    def _search_uids(self, criterion: str) -> list[str]:
+        data = self._uid(f"UID SEARCH {criterion}", "SEARCH", criterion)
+        words = b" ".join(d for d in data if isinstance(d, bytes)).split()
+        return [str(uid) for uid in sorted(int(w) for w in words if w.isdigit())]
+
+    def deleted_keys(self) -> Iterator[str]:
+        """UIDs marked ``\\Deleted`` and not expunged, oldest first, other than this session's
+        own deletions: what a session that died (or another client) left behind."""
+        return iter([uid for uid in self._search_uids("DELETED") if uid not in self._deleted])
+
+    def expunge(self, keys: Collection[str]) -> int:
+        """Remove now the messages ``keys`` (UIDs marked ``\\Deleted``); how many went.
+
+        With UIDPLUS: ``UID EXPUNGE`` of exactly ``keys`` (RFC 4315), so a message someone
+        else marked ``\\Deleted`` stays. Without it a plain ``EXPUNGE`` removes every marked
+        message, so it runs only when the marked ones are all ``keys`` or this session's own
+        deletions; otherwise nothing is removed (0, logged). Raises MailboxError.
+        """
+        wanted = sorted({key for key in keys if key.isdigit()}, key=int)
+        if not wanted:
+            return 0
+        client = self._client()
+        if "UIDPLUS" in self._capabilities:
+            uids = ",".join(wanted)
+            self._call("UID EXPUNGE", lambda: client.uid("EXPUNGE", uids))
+            return len(wanted)
+        if not self._expunge_is_safe(set(wanted)):
+            return 0
+        self._call("EXPUNGE", client.expunge)
+        self._deleted.clear()  # a plain EXPUNGE removed this session's deletions too
+        return len(wanted)
+
+    def _expunge_is_safe(self, also: set[str]) -> bool:
+        """Without UIDPLUS: True when every ``\\Deleted`` message is ours to remove."""
+        marked = set(self._search_uids("DELETED"))
+        others = marked - self._deleted - also
+        if others:
+            log.warning(
+                "IMAP server without UIDPLUS: not expunging, since %d message(s) marked "
+                "\\Deleted by someone else would go too",
+                len(others),
+                extra={"imap_server": self._where(), "uids": sorted(others, key=int)},
+            )
+        return not others
+
     def close(self) -> None:
-        """Expunge what we deleted (only ours with UIDPLUS), then log out. Safe to repeat."""
+        """Expunge what we deleted (only ours: ``UID EXPUNGE`` with UIDPLUS, else ``EXPUNGE``
+        when no other message is marked ``\\Deleted``), then log out. Safe to repeat."""
         client = self._imap
         if client is None:
             return
@@ -333,7 +384,7 @@ class ImapMailbox(ServerSession):
                 uids = ",".join(sorted(self._deleted, key=int))
                 if "UIDPLUS" in self._capabilities:
                     self._call("UID EXPUNGE", lambda: client.uid("EXPUNGE", uids))
-                else:
+                elif self._expunge_is_safe(set()):
                     self._call("EXPUNGE", client.expunge)
         finally:
             with suppress(imaplib.IMAP4.error, OSError):

@@ -68,6 +68,8 @@ def _print_report(report: PollReport) -> None:
         )
         if account.discarded:
             print(f"  {account.discard_summary()}")
+        if account.expunged:
+            print(f"  expunged {account.expunged} message(s) a previous session had deleted")
 
 
 def _run_until_signalled(service: PollingService, stop: threading.Event) -> None:
