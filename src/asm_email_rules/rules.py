@@ -58,6 +58,7 @@ from asm_email_rules.model import (
     SummaryKind,
     TaskStatus,
 )
+from asm_email_rules.outgoing import OutgoingMessageError, check_address
 from asm_email_rules.replies import Text, merge_text, render
 from asm_email_rules.sender import contact_address
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
@@ -1412,8 +1413,15 @@ _ADDRESS = re.compile(r"[!-~]{1,64}@[A-Za-z0-9.\[\]:-]{1,255}", re.ASCII)
 
 
 def _sendable_address(address: str) -> bool:
-    """True for a plain ASCII addr-spec we can hand to SMTP (no controls, spaces or brackets)."""
-    return _ADDRESS.fullmatch(address) is not None and "<" not in address and ">" not in address
+    """True for a plain ASCII addr-spec we can hand to SMTP (no controls, spaces or brackets)
+    that the outgoing message accepts as its To (so a decided reply can always be rendered)."""
+    if _ADDRESS.fullmatch(address) is None or "<" in address or ">" in address:
+        return False
+    try:
+        check_address("To", address)
+    except OutgoingMessageError:
+        return False
+    return True
 
 
 def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: SystemSettings) -> str:
