@@ -276,7 +276,7 @@ def apply(
             repository.record_sent(outgoing.message_id, ref, outgoing.to, now)
         message_id, sha256 = ledger_key(email)
         repository.record_processed(
-            mailbox.name, message_id, sha256, decision.to_json(), outgoing, now
+            mailbox.name, message_id, sha256, decision.to_ledger_json(), outgoing, now
         )
         notifications = tuple(
             build_notification_email(item, mailbox, system, random_token=random_token())

@@ -242,6 +242,26 @@ class Decision:
         """The decision as one JSON object."""
         return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
 
+    def to_ledger_json(self) -> str:
+        """The decision as the ledger records it: :meth:`to_json` without the texts the store
+        keeps elsewhere, so a message body is stored once.
+
+        An action's ``description`` or ``text`` (the body, in the call description, history
+        entry or note it writes) becomes ``{"chars": n}``, and the reply keeps its recipient,
+        subject and template but not its body (the reply itself is stored with the ledger
+        entry, in the outbox).
+        """
+        data = self.to_dict()
+        for action in data["actions"]:
+            for name in _STORED_TEXT:
+                if isinstance(action.get(name), str):
+                    action[name] = {"chars": len(action[name])}
+        if data["reply"] is not None:
+            data["reply"] = {
+                key: value for key, value in data["reply"].items() if key != "body"
+            } | {"body": {"chars": len(data["reply"]["body"])}}
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
     def explain(self) -> str:
         """A short human explanation: the rule, its spec sentence, the actions, the complete
         reply (recipient, subject, then its body lines after ``|``) and the reasons."""
@@ -283,6 +303,10 @@ def _jsonable(value: object) -> object:
     return value
 
 
+_STORED_TEXT = ("description", "text")
+"""Action fields that carry the message's text into a record (call, history entry, note)."""
+
+
 def _action_dict(action: Action) -> dict[str, object]:
     fields = attrs.asdict(action, recurse=False)
     return {"kind": action.kind, **{name: _jsonable(value) for name, value in fields.items()}}
@@ -292,6 +316,6 @@ def _describe(action: Action) -> str:
     fields = ", ".join(
         f"{name}={_jsonable(value)!r}"
         for name, value in attrs.asdict(action, recurse=False).items()
-        if name not in ("text", "description")
+        if name not in _STORED_TEXT
     )
     return f"{action.kind}({fields})"

@@ -85,6 +85,10 @@ class HeaderInjectionError(OutgoingMessageError):
     """A header name or value would break out of its field (CR, LF, NUL or other controls)."""
 
 
+_ASCII_UNSAFE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""The ASCII characters :func:`_is_unsafe` refuses (the C0 controls but TAB, and DEL)."""
+
+
 def _is_unsafe(char: str) -> bool:
     """True for characters that must never reach a header: controls (TAB aside), line breaks."""
     if char == "\t":
@@ -99,6 +103,11 @@ def check_header_text(field: str, value: str) -> None:
     Unicode line and paragraph separators (U+2028, U+2029, U+0085) and lone surrogates are
     refused too: they are line breaks to some consumers or cannot be encoded at all.
     """
+    if value.isascii():  # the usual case: one regex scan instead of a look-up per character
+        match = _ASCII_UNSAFE_RE.search(value)
+        if match is None:
+            return
+        value = value[: match.end()]
     for index, char in enumerate(value):
         if _is_unsafe(char):
             raise HeaderInjectionError(

@@ -1414,8 +1414,12 @@ _ADDRESS = re.compile(r"[!-~]{1,64}@[A-Za-z0-9.\[\]:-]{1,255}", re.ASCII)
 
 def _sendable_address(address: str) -> bool:
     """True for a plain ASCII addr-spec we can hand to SMTP (no controls, spaces or brackets)
-    that the outgoing message accepts as its To (so a decided reply can always be rendered)."""
+    that the outgoing message accepts as its To (so a decided reply can always be rendered):
+    no ``=?``, which readers take for an encoded-word (RFC 2047 5(3): none may appear in an
+    addr-spec), and a dot-atom or quoted local part (RFC 5322 3.4.1)."""
     if _ADDRESS.fullmatch(address) is None or "<" in address or ">" in address:
+        return False
+    if "=?" in address:
         return False
     try:
         check_address("To", address)

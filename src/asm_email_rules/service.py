@@ -10,6 +10,7 @@ that cannot move mail (POP3) skips it from then on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -441,6 +442,7 @@ class PollingService:
             if not more:
                 completed = True
                 break
+        self._end_smtp_session()
         if completed:
             self._account_succeeded(account)
         return counts.freeze(account.name, self.backoff(account.name).seconds_left(self.now()))
@@ -486,6 +488,17 @@ class PollingService:
             extra={"account": account.name, "failures": before.failures, "since": before.since},
         )
 
+    def _end_smtp_session(self) -> None:
+        """End the mailer's SMTP session at the end of a pass (a mailer that keeps one open
+        between replies, such as :class:`~asm_email_rules.adapters.smtp.SmtpMailer`, has
+        ``close``); a failure here cannot change what the server accepted."""
+        close = getattr(self.mailer, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # the replies are recorded already; nothing to undo
+                log.warning("ending the SMTP session failed", exc_info=True)
+
     def _session(
         self,
         account: AccountConfig,
@@ -527,17 +540,44 @@ class PollingService:
                     if failures >= _MAX_MAILBOX_ERRORS:
                         raise
         finally:
-            try:
-                mailbox.close()
-            except MailboxError as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                log.error(
-                    "closing the mailbox failed: %s",
-                    exc,
-                    extra={"account": account.name, "error": str(exc)},
-                )
+            self._end_session(account, mailbox, counts)
         return left_over
+
+    def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> None:
+        """Make the store durable, then let the mailbox's deletions take effect (close).
+
+        A store that commits lazily (SQLite in WAL mode with ``synchronous=NORMAL``) is synced
+        once here rather than on every commit, and before any message leaves the mailbox, so
+        a power loss can never lose a message whose record was not on disk yet. When the sync
+        fails the mailbox is abandoned without deleting anything (``abort``, where it has one).
+        """
+        sync = getattr(self.repository, "sync", None)
+        try:
+            if callable(sync):
+                sync()
+        except RepositoryError as exc:
+            counts.errors += 1
+            counts.last_error = str(exc)
+            log.error(
+                "the store could not be made durable; the mailbox keeps its messages: %s",
+                exc,
+                extra={"account": account.name, "error": str(exc)},
+            )
+            abort = getattr(mailbox, "abort", None)
+            if callable(abort):
+                with contextlib.suppress(MailboxError):
+                    abort()
+                return
+        try:
+            mailbox.close()
+        except MailboxError as exc:
+            counts.errors += 1
+            counts.last_error = str(exc)
+            log.error(
+                "closing the mailbox failed: %s",
+                exc,
+                extra={"account": account.name, "error": str(exc)},
+            )
 
     def _expunge_leftovers(
         self, account: AccountConfig, mailbox: ExpungingMailbox, counts: _Counts

@@ -72,10 +72,12 @@ def imap_config(dovecot: Dovecot, user: str) -> ImapConfig:
 
 
 class KilledImapMailbox(ImapMailbox):
-    """A session that dies after marking its messages: the connection just drops (no EXPUNGE,
-    no LOGOUT), as when the process is killed before :meth:`close`."""
+    """A session that dies after marking its messages: the marks reach the server (``close``
+    sends them, after the service synced its store), then the connection just drops (no
+    EXPUNGE, no LOGOUT), as when the process is killed in between."""
 
     def close(self) -> None:
+        self._flag_deleted()
         self._drop()
 
 

@@ -288,3 +288,14 @@ def test_reply_to_an_address_the_outgoing_mail_would_refuse_is_suppressed() -> N
     decision = decide(given, MAILBOX, SYSTEM)
     assert decision.reply is None
     assert "not a deliverable ASCII address" in decision.reply_suppressed
+
+
+def test_no_reply_to_an_address_holding_an_encoded_word_opener() -> None:
+    # RFC 2047 5(3): no encoded-word in an addr-spec; a reader would decode "=?...?=" in our
+    # To field, and the renderer refuses it. The call is still logged; the reply is suppressed.
+    sender = "=??b??=uma@corp.example"
+    anonymous = attrs.evolve(MAILBOX, create_calls_anonymously=True)
+    decision = decide(facts("Printer broken", sender=sender), anonymous, SYSTEM)
+    assert decision.reply is None
+    assert "not a deliverable ASCII address" in decision.reply_suppressed
+    assert decision.action_kinds()[-1] == "log_call"
