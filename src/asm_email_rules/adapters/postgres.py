@@ -346,6 +346,9 @@ class PostgresRepository:
     ``~/.pgpass``, a password in ``conninfo``). ``timeout`` is how long, in seconds, a statement
     waits for a row lock another transaction holds (and how long connecting may take) before
     failing. ``schema``, when given, is created if missing and holds our tables.
+    Commits are made durable by :meth:`sync` (the polling service calls it once per mailbox
+    session, before deletions take effect); ``flush_every_commit=True`` makes every commit
+    wait for its own flush instead.
     The schema is created and migrated on first use.
 
     Raises :class:`~asm_email_rules.errors.RepositoryError` (naming server and database) when
@@ -360,7 +363,9 @@ class PostgresRepository:
         timeout: float = 5.0,
         schema: str | None = None,
         application_name: str = "asm-email-rules",
+        flush_every_commit: bool = False,
     ) -> None:
+        self._flush_every_commit = flush_every_commit
         self._conninfo = conninfo
         self._password = password
         self._timeout = timeout
@@ -428,8 +433,9 @@ class PostgresRepository:
         try:
             conn.execute(
                 "SELECT set_config('TimeZone', 'UTC', false),"
-                " set_config('lock_timeout', %s, false)",
-                (self._lock_timeout,),
+                " set_config('lock_timeout', %s, false),"
+                " set_config('synchronous_commit', %s, false)",
+                (self._lock_timeout, "on" if self._flush_every_commit else "off"),
             )
             if self._schema is not None:
                 conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
@@ -495,6 +501,26 @@ class PostgresRepository:
                 f"{self._where}: database schema version {version} is newer than this "
                 f"asm-email-rules knows (up to {known}); upgrade the library to open it"
             )
+
+    def sync(self) -> None:
+        """Make every transaction committed so far durable, even against a power loss.
+
+        The session commits with ``synchronous_commit = off``: a commit is safe at once from a
+        crash of our process, and from a crash of the server or the machine once the server's
+        WAL writer has flushed it (within a fraction of a second), which this call forces: it
+        commits one transaction with ``synchronous_commit = on``, whose wait for its own WAL
+        record covers every earlier one. The polling service calls it before a mailbox's
+        deletions take effect, so a message never leaves the mailbox while its record could
+        still be lost; one flush per mailbox session instead of one per message, as for
+        SQLite. With ``flush_every_commit=True`` every commit waits for its flush and this
+        does nothing. Raises :class:`StoreUnavailableError` when the server cannot do it.
+        """
+        if self._flush_every_commit:
+            return
+        with self.transaction():
+            self._execute("SET LOCAL synchronous_commit = on")
+            # A transactional WAL record (no table touched): its commit record is flushed.
+            self._execute("SELECT pg_logical_emit_message(true, %s, %s)", ("asm-sync", ""))
 
     def close(self) -> None:
         """Close the connection; an open transaction is rolled back by the server."""
