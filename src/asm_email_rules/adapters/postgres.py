@@ -50,7 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the PostgreSQL store needs psycopg 3: pip install 'asm-email-rules[postgres]'"
     ) from exc
 
-from asm_email_rules.adapters._repository import check_finish
+from asm_email_rules.adapters._repository import QUARANTINE_RECORD_PREFIX, check_finish
 from asm_email_rules.adapters.memory import (
     SUMMARY_KINDS,
     TASK_DONE_STATUSES,
@@ -293,7 +293,14 @@ _V3: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+_V4: Migration = (
+    # Issue 10, ledger retention: when each message was last seen in a mailbox (NULL: not since
+    # it was processed), and an index to prune one mailbox's entries by age (as SQLite's 5).
+    "ALTER TABLE ledger ADD COLUMN seen_at timestamptz",
+    "CREATE INDEX ledger_by_age ON ledger (mailbox, (COALESCE(seen_at, processed_at)))",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
 
 _RECORD_TABLES: dict[EntityKind, str] = {
@@ -816,7 +823,8 @@ class PostgresRepository:
     def ledger_entry(self, mailbox: str, message_id: str, sha256: str) -> LedgerEntry | None:
         """The ledger entry of this message (Message-ID and content hash), or ``None``."""
         row = self._one(
-            "SELECT decision_json, reply_json, reply_status, attempts, last_error, processed_at"
+            "SELECT decision_json, reply_json, reply_status, attempts, last_error, processed_at,"
+            " COALESCE(seen_at, processed_at)"
             " FROM ledger WHERE mailbox = %s AND message_id = %s AND sha256 = %s",
             (mailbox, message_id, sha256),
         )
@@ -832,6 +840,7 @@ class PostgresRepository:
             attempts=row[3],
             last_error=row[4],
             processed_at=_opt_utc(row[5]),
+            seen_at=_opt_utc(row[6]),
         )
 
     def entries(self, ref: EntityRef) -> Sequence[LogEntry]:
@@ -1395,6 +1404,25 @@ class PostgresRepository:
             raise RepositoryError(
                 f"message {message_id!r} ({sha256}) already recorded in {mailbox!r}"
             )
+
+    # -- ledger retention (asm_email_rules.protocols.LedgerRetention) -------------------------
+    def touch_ledger(self, mailbox: str, message_id: str, sha256: str, now: datetime) -> None:
+        """Record that this entry's message was seen in a mailbox at ``now``."""
+        self._execute(
+            "UPDATE ledger SET seen_at = %s WHERE mailbox = %s AND message_id = %s AND sha256 = %s",
+            (to_utc(now), mailbox, message_id, sha256),
+        )
+
+    def prune_ledger(self, mailbox: str, before: datetime) -> int:
+        """Forget ``mailbox``'s entries last seen before ``before`` (their outbox entries live in
+        the same rows), except those with a PENDING reply and quarantine records; how many."""
+        cursor = self._execute(
+            "DELETE FROM ledger WHERE mailbox = %s AND COALESCE(seen_at, processed_at) < %s"
+            " AND reply_status <> 'pending'"
+            " AND NOT (message_id = '' AND left(decision_json, %s) = %s)",
+            (mailbox, to_utc(before), len(QUARANTINE_RECORD_PREFIX), QUARANTINE_RECORD_PREFIX),
+        )
+        return max(cursor.rowcount, 0)
 
     def set_reply_status(
         self,
