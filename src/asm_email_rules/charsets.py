@@ -131,6 +131,8 @@ _HAN_SPLIT_BY_SPACES = re.compile(r"[\u4e00-\u9fff]{1,3} [\u4e00-\u9fff]")
 _LONG_HANGUL = re.compile(r"[\uac00-\ud7a3]{12,}")
 _HALFWIDTH_KANA = re.compile(r"[\uff61-\uff9f]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
+#: a non-word, non-space character between two letters
+_INSIDE_WORD = re.compile(r"(?<=[^\W\d_])[^\w\s](?=[^\W\d_])")
 #: the accented letters each Latin-script language writes; a reading whose accented letters no
 #: single language covers is a wrong reading (Czech in windows-1252 gives "Pøi", "Dìkuji")
 _LATIN_LETTERS = tuple(
@@ -159,6 +161,13 @@ _LATIN_LETTERS = tuple(
         "ëç",  # Albanian
     )
 )
+
+
+#: accented Latin letter -> the languages (indexes into ``_LATIN_LETTERS``) that write it
+_LETTER_LANGUAGES: dict[str, tuple[int, ...]] = {}
+for _index, _letters in enumerate(_LATIN_LETTERS):
+    for _letter in _letters:
+        _LETTER_LANGUAGES[_letter] = (*_LETTER_LANGUAGES.get(_letter, ()), _index)
 
 
 @functools.lru_cache(maxsize=256)
@@ -252,9 +261,13 @@ def _ascii_compatible(codec: str) -> bool:
 
 
 def _mostly_utf8(data: bytes) -> bool:
-    """True when at least half of the 8-bit bytes form valid UTF-8 sequences (mixed text)."""
-    high = len(data) - len(data.translate(None, _HIGH_BYTES))
-    valid = sum(map(len, _UTF8_SEQUENCE.findall(data)))
+    """True when at least half of the 8-bit bytes form valid UTF-8 sequences (mixed text).
+
+    Judged on the first ``_SCORE_BYTES * 16`` bytes, so a huge body costs no more.
+    """
+    head = data[: _SCORE_BYTES * 16]
+    high = len(head) - len(head.translate(None, _HIGH_BYTES))
+    valid = sum(map(len, _UTF8_SEQUENCE.findall(head)))
     return valid > 0 and valid * 2 >= high
 
 
@@ -391,7 +404,8 @@ def _detect(data: bytes, hints: Iterable[str], declared: str | None) -> tuple[st
             text = _strict(head, codec)
             if text is None or _SURROGATE.search(text) is not None:
                 continue
-            score = _implausibility(text, codec)
+            bound = min((row[0] for row in ranked), default=float("inf")) + 0.05
+            score = _implausibility(text, codec, bound)
             if source != "detected":
                 if score <= _CLEAN:
                     ranked = [(score, 0, codec, source)]
@@ -431,73 +445,83 @@ def _char_facts(ch: str) -> tuple[str, str, float]:
     return category, script, symbol
 
 
-def _implausibility(text: str, codec: str) -> float:
-    """Penalty per non-ASCII character of a reading (lower is more plausible; 0 is clean)."""
+def _implausibility(text: str, codec: str, bound: float = float("inf")) -> float:
+    """Penalty per non-ASCII character of a reading (lower is more plausible; 0 is clean).
+
+    Character facts are looked up once per distinct character; the sample is bounded, so a
+    reading costs at most a constant. Scoring stops early once the penalty reaches ``bound``
+    (the best reading so far): the result is then at least ``bound``.
+    """
     sample = text[:_SCORE_CHARS]
-    positions = [m.start() for m in _NON_ASCII.finditer(sample)]
-    if not positions:
+    found = _NON_ASCII.findall(sample)
+    if not found:
         return 0.0
     penalty = 0.0
     latin: dict[str, int] = {}
-    scripts: dict[str, list[str]] = {}
-    last = len(sample) - 1
-    for index in positions:
-        ch = sample[index]
+    scripts: dict[str, list[tuple[str, int]]] = {}
+    marks: list[str] = []
+    for ch, count in collections.Counter(found).items():
         category, script, symbol = _char_facts(ch)
         if category in ("Cc", "Cn", "Co", "Cs"):
-            penalty += 10
-        elif symbol or (category[0] in "SP" and category not in ("Zs", "Pd")):
-            penalty += symbol
-            if 0 < index < last and sample[index - 1].isalpha() and sample[index + 1].isalpha():
-                penalty += 1  # "zosta³o": a symbol inside a word
+            penalty += 10 * count
+        elif symbol:
+            penalty += symbol * count
         elif category == "Mn":
-            base = _char_facts(sample[index - 1])[1] if index else ""
-            if script not in ("COMBINING", base):
-                penalty += 1  # an Arabic vowel sign on a Latin letter
+            marks.append(ch)
         elif category[0] == "L":
             if script == "LATIN":
                 lower = ch.lower()
-                latin[lower] = latin.get(lower, 0) + 1
+                latin[lower] = latin.get(lower, 0) + count
             elif script in _FREQUENT_LETTERS:
-                scripts.setdefault(script, []).append(ch)
+                scripts.setdefault(script, []).append((ch, count))
+    if penalty >= bound * len(found):
+        return penalty / len(found)
+    for inside in _INSIDE_WORD.findall(sample):
+        if not inside.isascii() and _char_facts(inside)[0][0] in "SPN":
+            penalty += 1  # "zosta³o": a symbol inside a word
+    if marks:
+        for mark in re.finditer("[" + re.escape("".join(marks)) + "]", sample):
+            base = _char_facts(sample[mark.start() - 1])[1] if mark.start() else ""
+            if _char_facts(mark.group())[1] not in ("COMBINING", base):
+                penalty += 1  # an Arabic vowel sign on a Latin letter
     for word in _WORD.findall(sample):
         if not word.isascii():
             penalty += _word_penalty(word)
             if latin and len(word) >= 3 and _is_latin_soup(word):
                 penalty += 1  # "Çäðàâñòâóéòå": a Latin word is mostly ASCII letters
     if latin:
-        total = sum(latin.values())
-        covered = max(sum(latin.get(ch, 0) for ch in letters) for letters in _LATIN_LETTERS)
-        penalty += total - covered
+        covered = [0] * len(_LATIN_LETTERS)
+        for ch, count in latin.items():
+            for language in _LETTER_LANGUAGES.get(ch, ()):
+                covered[language] += count
+        penalty += sum(latin.values()) - max(covered)
     for script, letters in scripts.items():
-        share = sum(ch.lower() in _FREQUENT_LETTERS[script] for ch in letters) / len(letters)
+        total = sum(count for _, count in letters)
+        frequent = _FREQUENT_LETTERS[script]
+        share = sum(count for ch, count in letters if ch.lower() in frequent) / total
         if share < _FREQUENT_SHARE:
-            penalty += (_FREQUENT_SHARE - share) * 4 * len(letters)
+            penalty += (_FREQUENT_SHARE - share) * 4 * total
     penalty += len(_HAN_SPLIT_BY_SPACES.findall(sample))
     penalty += 2 * len(_LONG_HANGUL.findall(sample))
     penalty += len(_HALFWIDTH_KANA.findall(sample)) + 0.5 * len(_JAMO.findall(sample))
     if codec in ("gb18030", "big5hkscs", "cp949"):
         penalty += 0.5 * len(_KANA.findall(sample))  # kana in a Chinese or Korean reading
     penalty += _rare_cjk(sample)
-    return penalty / len(positions)
+    return penalty / len(found)
 
 
+@functools.lru_cache(maxsize=4096)
 def _word_penalty(word: str) -> float:
     """Two scripts in one word, or an upper-case letter after a lower-case one (wrong table)."""
-    scripts: set[str] = set()
     penalty = 0.0
-    previous_lower = False
-    for ch in word:
-        if ch.isascii():
-            scripts.add("LATIN")
-            previous_lower = ch.islower()
-            continue
-        category, script, _ = _char_facts(ch)
-        if category in ("Lu", "Ll", "Lo", "Lt"):
-            scripts.add(script)
+    if not (word.islower() or word.isupper() or (word[0].isupper() and word[1:].islower())):
+        previous_lower = False
+        for ch in word:
+            category = _char_facts(ch)[0] if not ch.isascii() else ("Ll" if ch.islower() else "Lu")
             if category == "Lu" and previous_lower:
                 penalty += 1
             previous_lower = category == "Ll"
+    scripts = {"LATIN" if ch.isascii() else _char_facts(ch)[1] for ch in set(word) if ch.isalpha()}
     if len(scripts) > 1 and not (scripts <= {"LATIN", "CJK"} and "CJK" in scripts):
         penalty += len(word) / 2
     return penalty

@@ -18,9 +18,17 @@ truncation heuristic still sees them as quotes.
 
 from __future__ import annotations
 
-__all__ = ["unflow"]
+import re
+
+__all__ = ["unflow", "unflow_lines"]
 
 _SIGNATURE = "-- "
+#: what the fast path cannot do: quoted or space-stuffed lines, or a NUL it uses as a mark
+_NEEDS_LINE_WALK = re.compile(r"\n[> ]|\x00")
+#: a signature separator line ("-- " alone) followed by a line break
+#: one line: its quote marks, one space-stuffing space (dropped), the content
+_LINE = re.compile(r"^(>*) ?(.*)$", re.MULTILINE)
+_SIGNATURE_LINE = re.compile(r"(?m)^-- (?=\n|\Z)")
 
 
 def unflow(text: str, delsp: bool = False) -> str:
@@ -29,19 +37,29 @@ def unflow(text: str, delsp: bool = False) -> str:
     Linear in ``len(text)``: each line is read once and each paragraph joined once.
     """
     end = "\n" if text.endswith("\n") else ""
+    body = text[:-1] if end else text
+    if not _NEEDS_LINE_WALK.search(body) and not body.startswith((">", " ")):
+        # No quote marks, no space-stuffing, no NUL: every soft break is " \n", except after
+        # the signature separator "-- ", which is protected while the breaks are joined.
+        body = _SIGNATURE_LINE.sub("--\x00", body)
+        body = body.replace(" \n", "" if delsp else " ")
+        if delsp and body.endswith(" "):
+            body = body[:-1]  # the last line is flowed too: its soft-break space goes
+        return body.replace("--\x00", _SIGNATURE) + end
+    return unflow_lines(body, delsp) + end
+
+
+def unflow_lines(body: str, delsp: bool = False) -> str:
+    """:func:`unflow` line by line (quotes, space-stuffing); ``body`` without its final line end."""
     out: list[str] = []
     pieces: list[str] = []
     depth_open = -1  # quote depth of the paragraph being joined, -1 when none
-    for line in (text[:-1] if end else text).split("\n"):
-        depth = len(line) - len(line.lstrip(">"))
-        content = line[depth:]
-        if content.startswith(" "):
-            content = content[1:]  # space-stuffing
+    for marks, content in _LINE.findall(body):
+        depth = len(marks)
         if pieces and depth != depth_open:
             out.append(_paragraph(pieces, depth_open))
             pieces = []
-        flowed = content.endswith(" ") and content != _SIGNATURE
-        if flowed:
+        if content[-1:] == " " and content != _SIGNATURE:  # flowed
             pieces.append(content[:-1] if delsp else content)
             depth_open = depth
             continue
@@ -51,7 +69,7 @@ def unflow(text: str, delsp: bool = False) -> str:
         depth_open = -1
     if pieces:
         out.append(_paragraph(pieces, depth_open))
-    return "\n".join(out) + end
+    return "\n".join(out)
 
 
 def _paragraph(pieces: list[str], depth: int) -> str:
