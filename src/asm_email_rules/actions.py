@@ -16,6 +16,7 @@ from asm_email_rules.model import NEW_CALL, EntityRef, NewCall, SummaryKind
 __all__ = [
     "NEW_CALL",
     "Action",
+    "AddAutomaticEntry",
     "AddHistory",
     "AddNote",
     "ApproveTask",
@@ -78,6 +79,20 @@ class AddHistory:
 
 
 @attrs.frozen
+class AddAutomaticEntry:
+    """Add an auto-reply to the history of the record it answers, as an automatic entry.
+
+    DESIGN 4: "away until Monday" helps the analyst, so an out-of-office reply to one of our
+    messages is kept; it marks nothing as updated, notifies nobody and gets no reply.
+    """
+
+    kind: ClassVar[str] = "add_automatic_entry"
+    ref: Target
+    text: str
+    author: str
+
+
+@attrs.frozen
 class AddNote:
     """Add the email's text as a note (closed calls keep their state)."""
 
@@ -107,10 +122,18 @@ class MarkUpdated:
 
 @attrs.frozen
 class NotifyAssignee:
-    """Email the assigned analyst or group that the record was updated by email."""
+    """Notify the assigned analyst or group that the call was updated by email.
+
+    ``to`` is the address the notification email goes to ("" when none can be: the decision's
+    reasons say why) and ``recipient`` who that is ("analyst Alice Analyst", "group Network").
+    The email itself is in :attr:`Decision.notifications`; this action records it on the
+    call's log.
+    """
 
     kind: ClassVar[str] = "notify_assignee"
     ref: Target
+    to: str = ""
+    recipient: str = ""
 
 
 @attrs.frozen
@@ -182,6 +205,7 @@ Action = (
     | SetUserFlag
     | LogCall
     | AddHistory
+    | AddAutomaticEntry
     | AddNote
     | AttachObjects
     | MarkUpdated

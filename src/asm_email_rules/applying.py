@@ -4,10 +4,16 @@ The only writes of the flow happen here. The reply was composed in full by ``dec
 step fills in a new call's number, adds the headers of the moment (our Message-ID, threading,
 From and loop headers) and stores it with the ledger entry, still unsent: ``send_pending``
 sends it after the commit (:mod:`asm_email_rules.send`).
+
+A notification to a call's assigned analyst or group (Email at Update via Email In) takes the
+same path: it is stored, in the same transaction, as a ledger entry of its own whose key is
+the message's with :func:`notification_key` for the hash, and sent after the commit exactly
+as a reply is (the same retries, the same outbox).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -17,6 +23,7 @@ import attrs
 
 from asm_email_rules.actions import (
     Action,
+    AddAutomaticEntry,
     AddHistory,
     AddNote,
     ApproveTask,
@@ -36,6 +43,7 @@ from asm_email_rules.actions import (
 )
 from asm_email_rules.decision import Decision, Reply
 from asm_email_rules.gather import domain_of
+from asm_email_rules.ledger_key import ledger_key
 from asm_email_rules.model import (
     EntityKind,
     EntityRef,
@@ -48,7 +56,13 @@ from asm_email_rules.outgoing import OutgoingMessageError, make_message_id, norm
 from asm_email_rules.protocols import Repository
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
-__all__ = ["ApplyResult", "apply", "build_reply_email"]
+__all__ = [
+    "ApplyResult",
+    "apply",
+    "build_notification_email",
+    "build_reply_email",
+    "notification_key",
+]
 
 
 @attrs.frozen
@@ -58,6 +72,17 @@ class ApplyResult:
     new_call_number: int | None
     reply: OutgoingEmail | None
     new_person_id: int | None = None
+    notifications: tuple[OutgoingEmail, ...] = ()
+
+
+def notification_key(sha256: str, index: int) -> str:
+    """The ledger hash under which the ``index``-th notification (0-based) of the message
+    with hash ``sha256`` is stored: ``"<sha256>+notify-<index + 1>"``.
+
+    A processed message has one ledger entry for itself (and its reply) and one per
+    notification, so each outgoing mail has its own delivery state and retries.
+    """
+    return f"{sha256}+notify-{index + 1}"
 
 
 def _host(mailbox: MailboxSettings) -> str:
@@ -116,6 +141,34 @@ def build_reply_email(
     )
 
 
+def build_notification_email(
+    notification: Reply,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+    *,
+    random_token: str,
+) -> OutgoingEmail:
+    """The outgoing message of a notification: recipient, subject and body as composed, our
+    Message-ID (``<asm.call-{number}.{random}@{host}>``), From and our loop header. It answers
+    no message of the analyst's, so it has no In-Reply-To or References; a reply to it finds
+    the call by the bracket token in its subject."""
+    ref = notification.ref
+    if isinstance(ref, NewCall) or notification.awaits_call_number:
+        raise ValueError("a notification names a call whose number is not filled in yet")
+    kind = ref.kind.value if ref is not None else "notification"
+    message_id = make_message_id(
+        kind, ref.number if ref is not None else None, _host(mailbox), random_token
+    )
+    return OutgoingEmail(
+        to=notification.to,
+        subject=notification.subject,
+        body=notification.body,
+        sender=mailbox.addresses[0] if mailbox.addresses else "",
+        message_id=message_id,
+        extra_headers=((system.loop_header, mailbox.name),),
+    )
+
+
 @attrs.define
 class _Writes:
     """Carries out actions in order, remembering the person and call they create."""
@@ -155,6 +208,9 @@ class _Writes:
                 self.new_call = call.number
             case AddHistory():
                 repository.add_history(self.record(action.ref), action.text, action.author, now)
+            case AddAutomaticEntry():
+                author = f"{action.author} (automatic reply)"
+                repository.add_history(self.record(action.ref), action.text, author, now)
             case AddNote():
                 repository.add_note(self.record(action.ref), action.text, action.author, now)
             case AttachObjects():
@@ -167,6 +223,10 @@ class _Writes:
             case NotifyAssignee():
                 ref = self.record(action.ref)
                 text = f"{ref.kind.value.capitalize()} {ref.number} was updated by email"
+                if action.to:
+                    text += f": email to the {action.recipient} <{action.to}>"
+                elif action.recipient:
+                    text += f": no email to the {action.recipient} (no address)"
                 repository.record_notification(ref, text, now)
             case CloseCall():
                 repository.close_call(action.number, action.by, now)
@@ -214,12 +274,21 @@ def apply(
             ref = reply.ref
             assert not isinstance(ref, NewCall)
             repository.record_sent(outgoing.message_id, ref, outgoing.to, now)
+        message_id, sha256 = ledger_key(email)
         repository.record_processed(
-            mailbox.name,
-            email.message_id or "",
-            email.raw_sha256,
-            decision.to_json(),
-            outgoing,
-            now,
+            mailbox.name, message_id, sha256, decision.to_ledger_json(), outgoing, now
         )
-    return ApplyResult(writes.new_call, outgoing, writes.new_person)
+        notifications = tuple(
+            build_notification_email(item, mailbox, system, random_token=random_token())
+            for item in decision.notifications
+        )
+        for index, notification in enumerate(notifications):
+            repository.record_processed(
+                mailbox.name,
+                message_id,
+                notification_key(sha256, index),
+                json.dumps({"notification_of": sha256, "to": notification.to}, ensure_ascii=False),
+                notification,
+                now,
+            )
+    return ApplyResult(writes.new_call, outgoing, writes.new_person, notifications)

@@ -130,6 +130,10 @@ class _ConfiguredMailboxes:
         self._logins: dict[str, OAuth2Login] = {}
 
     def __call__(self, account: AccountConfig) -> Mailbox:
+        if account.protocol is None:
+            raise ConfigError(
+                f"account {account.name!r} names no protocol: its mailbox is the host's to open"
+            )
         if account.protocol is MailProtocol.MAILDIR:
             return _maildir(account)
         if account.protocol is MailProtocol.IMAP:
@@ -250,13 +254,14 @@ def bootstrap(
     """Wire the polling service from ``config``, taking any part the host passes instead.
 
     ``repository``: default the store of ``config.store`` (a SQLite file, created when
-    missing, or a PostgreSQL database).
+    missing, or a PostgreSQL database); a configuration without ``store`` needs one passed.
     ``mailer``: default :func:`make_mailer`; None records replies as pending without sending.
     ``mailboxes``: default :func:`mailbox_factory`. ``now`` and ``random_token`` go to the
-    service (tests pass fixed ones). Raises ConfigError when the store cannot be opened.
+    service (tests pass fixed ones). Raises ConfigError when the store cannot be opened, or
+    when no repository is passed and the configuration names no store.
     """
     owns = repository is None
-    store = open_store(config.store) if repository is None else repository
+    store = open_store(config.require_store()) if repository is None else repository
     chosen_mailer = make_mailer(config) if isinstance(mailer, _FromConfig) else mailer
     factory = mailboxes if mailboxes is not None else mailbox_factory()
     service = PollingService(

@@ -17,7 +17,10 @@ once over the window.
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
+from collections.abc import Callable
 
 __all__ = [
     "BODY_WINDOW",
@@ -74,7 +77,39 @@ def _trie_pattern(node: _Trie) -> str:
     return "(?:" + body + ")?" if "" in node else body
 
 
-def _search(pattern: re.Pattern[str], text: str) -> str | None:
+class _Lazy:
+    """A regular expression compiled on first use.
+
+    The phrase tables compile to large tries that take a noticeable part of a second; a
+    process that never meets a suspicious message (or a command-line run on a person's mail)
+    need not pay for all of them.
+    """
+
+    __slots__ = ("_compiled", "_flags", "_source")
+
+    def __init__(self, source: str | Callable[[], str], flags: int = 0) -> None:
+        self._source = source
+        self._flags = flags
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        """The compiled pattern (compiled once; a race compiles it twice, harmlessly)."""
+        if self._compiled is None:
+            source = self._source if isinstance(self._source, str) else self._source()
+            self._compiled = re.compile(source, self._flags)
+        return self._compiled
+
+    def search(self, text: str, pos: int = 0, endpos: int = sys.maxsize) -> re.Match[str] | None:
+        """``re.Pattern.search``."""
+        return self.compiled.search(text, pos, endpos)
+
+    def match(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        """``re.Pattern.match``."""
+        return self.compiled.match(text, pos)
+
+
+def _search(pattern: re.Pattern[str] | _Lazy, text: str) -> str | None:
     """The matched text (blank runs as single spaces); ``text`` is searched lower-cased."""
     low = text.lower()
     match = pattern.search(low)
@@ -86,7 +121,7 @@ def _search(pattern: re.Pattern[str], text: str) -> str | None:
 
 # --------------------------------------------------------------------------- body region
 
-_FORWARD_MARKER = re.compile(
+_FORWARD_MARKER = _Lazy(
     r"^[ \t]*(?:-{2,}[ \t]*(?:original message|forwarded message|original-nachricht"
     r"|ursprüngliche nachricht|weitergeleitete nachricht|message d'origine|message transféré"
     r"|mensaje original|mensaje reenviado|messaggio originale|messaggio inoltrato"
@@ -103,7 +138,7 @@ _FORWARD_MARKER = re.compile(
 )
 _QUOTED_LINE = re.compile(r"^[ \t]{0,3}>", re.MULTILINE)
 # An Outlook-style header block that opens quoted or forwarded history.
-_HEADER_BLOCK = re.compile(
+_HEADER_BLOCK = _Lazy(
     r"^[ \t*]*(?:from|von|de|da|van|från|fra|od|от|差出人|发件人|寄件者)[ \t*]*:[^\n]{1,300}\n"
     r"(?:[^\n]{0,300}\n){0,2}[ \t*]*(?:sent|date|gesendet|datum|envoyé|date|enviado|fecha"
     r"|inviato|data|verzonden|skickat|sendt|wysłano|отправлено|送信日時|发送时间|寄件日期)"
@@ -330,7 +365,7 @@ _FAILURE_PHRASES = (
     "배달 실패",
     "전송 실패",
 )
-_FAILURE = re.compile(_alternation(_FAILURE_PHRASES))
+_FAILURE = _Lazy(lambda: _alternation(_FAILURE_PHRASES))
 # A 4xx/5xx SMTP reply next to an enhanced status code, or after words a server's diagnostic
 # uses ("smtp; 550", "said: 550", "remote host returned 550"); not a bare "error 500".
 _FAILURE_CODE = re.compile(
@@ -386,7 +421,7 @@ _DELAY_PHRASES = (
     "延遲",
     "지연",
 )
-_DELAY = re.compile(_alternation(_DELAY_PHRASES))
+_DELAY = _Lazy(lambda: _alternation(_DELAY_PHRASES))
 
 
 def delay_phrase(text: str) -> str | None:
@@ -483,7 +518,7 @@ _BOUNCE_SUBJECTS = (
     "無法傳遞",
     "반송",
 )
-_BOUNCE_SUBJECT = re.compile(_alternation(_BOUNCE_SUBJECTS))
+_BOUNCE_SUBJECT = _Lazy(lambda: _alternation(_BOUNCE_SUBJECTS))
 
 
 # Exim / Sendmail delay warnings: "Warning: message 1abc-00 delayed 24 hours".
@@ -590,9 +625,14 @@ _AUTO_REPLY_SUBJECT_PHRASES = (
     "자동 회신",
     "자동 응답",
 )
-_AUTO_REPLY_SUBJECT = re.compile(
-    r"[ \t]*(?:\[[ \t]*(?P<bracketed>" + _alternation(_AUTO_REPLY_SUBJECT_PHRASES) + r")[ \t]*\]"
-    r"|(?P<prefixed>" + _alternation(_AUTO_REPLY_SUBJECT_PHRASES) + r")[ \t]*(?:[:：]|$))"
+_AUTO_REPLY_SUBJECT = _Lazy(
+    lambda: (
+        r"[ \t]*(?:\[[ \t]*(?P<bracketed>"
+        + _alternation(_AUTO_REPLY_SUBJECT_PHRASES)
+        + r")[ \t]*\]|(?P<prefixed>"
+        + _alternation(_AUTO_REPLY_SUBJECT_PHRASES)
+        + r")[ \t]*(?:[:：]|$))"
+    )
 )
 # "Jane Doe is out of the office" (Lotus Notes), anywhere in the subject.
 _OUT_OF_OFFICE_ANYWHERE = re.compile(
@@ -645,7 +685,7 @@ _CHALLENGE_SUBJECTS = (
     "challenge-response",
     "challenge response",
 )
-_CHALLENGE_SUBJECT = re.compile(_alternation(_CHALLENGE_SUBJECTS))
+_CHALLENGE_SUBJECT = _Lazy(lambda: _alternation(_CHALLENGE_SUBJECTS))
 
 
 def challenge_subject(subject: str) -> str | None:
@@ -977,8 +1017,8 @@ _CHALLENGE_ACTION = (
     "click the following link",
     "click here",
 )
-_AUTO_REPLY_FEATURES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(_alternation(phrases)))
+_AUTO_REPLY_FEATURES: tuple[tuple[str, _Lazy], ...] = tuple(
+    (name, _Lazy(functools.partial(_alternation, phrases)))
     for name, phrases in (
         ("absence", _ABSENCE),
         ("return", _RETURN),
@@ -1094,7 +1134,7 @@ _NOTICE_PHRASES = (
     "系统自动",
     "회신하지 마",
 )
-_NOTICE = re.compile(_alternation(_NOTICE_PHRASES))
+_NOTICE = _Lazy(lambda: _alternation(_NOTICE_PHRASES))
 
 
 def notice_phrase(text: str) -> str | None:
@@ -1150,7 +1190,7 @@ _LIST_FOOTER_PHRASES = (
     "取消订阅",
     "수신거부",
 )
-_LIST_FOOTER = re.compile(_alternation(_LIST_FOOTER_PHRASES))
+_LIST_FOOTER = _Lazy(lambda: _alternation(_LIST_FOOTER_PHRASES))
 
 
 def list_footer(text: str) -> str | None:
@@ -1205,7 +1245,7 @@ _REPORT_SUBJECTS = (
     "dmarc failure report",
     "dmarc forensic report",
 )
-_REPORT_SUBJECT = re.compile(_alternation(_REPORT_SUBJECTS))
+_REPORT_SUBJECT = _Lazy(lambda: _alternation(_REPORT_SUBJECTS))
 
 
 def report_subject(subject: str) -> str | None:
@@ -1214,8 +1254,8 @@ def report_subject(subject: str) -> str | None:
 
 
 # Every word any subject matcher above needs, for one quick "could anything match?" test.
-_SUBJECT_KEYWORDS = re.compile(
-    _alternation(
+_SUBJECT_KEYWORDS = _Lazy(
+    lambda: _alternation(
         (
             *_AUTO_REPLY_SUBJECT_PHRASES,
             *_BOUNCE_SUBJECTS,

@@ -82,10 +82,15 @@ _SMTP_PORTS: Mapping[Security, int] = {
 
 @attrs.frozen
 class AccountConfig:
-    """One incoming mail account: where to read mail and the mailbox settings the rules use."""
+    """One incoming mail account: where to read mail and the mailbox settings the rules use.
+
+    ``protocol`` is None for an account whose mailbox the host opens itself
+    (:meth:`~asm_email_rules.service.PollingService.from_parts`); a configuration file always
+    names one.
+    """
 
     name: str
-    protocol: MailProtocol
+    protocol: MailProtocol | None
     mailbox: MailboxSettings
     host: str = ""
     port: int = 0
@@ -166,14 +171,27 @@ def store_location(text: str, base: Path, *, source: str = "") -> Path | Postgre
 class Config:
     """A loaded configuration file; ``source`` is the file it came from.
 
-    ``store`` is the SQLite file, or a :class:`PostgresStore` for a ``postgresql://`` URL.
+    ``store`` is the SQLite file, a :class:`PostgresStore` for a ``postgresql://`` URL, or
+    None when the file names no store (a host that brings its own repository needs none:
+    :meth:`require_store` says so where one is needed).
     """
 
-    store: Path | PostgresStore
+    store: Path | PostgresStore | None
     system: SystemSettings
     smtp: SmtpConfig | None
     accounts: tuple[AccountConfig, ...]
     source: Path | None = None
+
+    def require_store(self) -> Path | PostgresStore:
+        """The configured store; ConfigError (key ``store``) when the file names none."""
+        if self.store is None:
+            raise ConfigError(
+                'no store configured: set store = "FILE.sqlite3" or a postgresql:// URL '
+                "(a host that brings its own repository passes it to bootstrap instead)",
+                source=str(self.source or ""),
+                key="store",
+            )
+        return self.store
 
     def account(self, name: str | None = None) -> AccountConfig:
         """The account called ``name``, or the first one when ``name`` is None."""
@@ -415,10 +433,20 @@ def _system(table: _Table) -> SystemSettings:
         ),
         max_reply_age_days=table.integer("max_reply_age_days", d.max_reply_age_days, minimum=0),
         max_send_attempts=table.integer("max_send_attempts", d.max_send_attempts, minimum=1),
+        backoff_initial_seconds=table.number("backoff_initial_seconds", d.backoff_initial_seconds),
+        backoff_max_seconds=table.number("backoff_max_seconds", d.backoff_max_seconds),
+        ledger_retention_days=table.integer(
+            "ledger_retention_days", d.ledger_retention_days, minimum=0
+        ),
         approval_token_secret=secret or None,
         loop_header=table.string("loop_header", d.loop_header),
         limits=_limits(table.table("limits")),
     )
+    if system.backoff_max_seconds < system.backoff_initial_seconds:
+        raise table.fail(
+            "backoff_max_seconds",
+            f"must be at least backoff_initial_seconds ({system.backoff_initial_seconds})",
+        )
     if not system.unspecified_profile_name.strip():
         raise table.fail("unspecified_profile_name", "must not be empty")
     if not re.fullmatch(r"[!-9;-~]+", system.loop_header):
@@ -647,6 +675,8 @@ def _mailbox(table: _Table, name: str) -> MailboxSettings:
         separators=separators,
         trusted_authserv_id=table.optional_string("trusted_authserv_id"),
         require_approval_token=table.boolean("require_approval_token", d.require_approval_token),
+        calls_from_machine_mail=table.boolean("calls_from_machine_mail", d.calls_from_machine_mail),
+        contact_from_reply_to=table.boolean("contact_from_reply_to", d.contact_from_reply_to),
     )
     table.finish()
     return mailbox
@@ -753,14 +783,25 @@ def _store(root: _Table, text: str, base: Path) -> Path | PostgresStore:
 
 
 def parse_config(data: Mapping[str, Any], source: Path) -> Config:
-    """Validate already-parsed TOML ``data``; relative paths resolve against ``source``'s folder."""
+    """Validate already-parsed TOML ``data``; relative paths resolve against ``source``'s folder.
+
+    ``store`` may be left out (``Config.store`` is then None) by a host that supplies its own
+    repository; the commands and :func:`~asm_email_rules.bootstrap.bootstrap` that need the
+    store say so with a ConfigError naming the key.
+    """
     label = str(source)
     base = source.parent
     root = _Table(data, "", label)
-    store_text = root.string("store", required=True)
-    if not store_text:
-        raise root.fail("store", "must name the SQLite file or a postgresql:// URL")
-    store = _store(root, store_text, base)
+    store: Path | PostgresStore | None = None
+    if "store" in root.data:
+        store_text = root.string("store")
+        if not store_text:
+            raise root.fail("store", "must name the SQLite file or a postgresql:// URL")
+        store = _store(root, store_text, base)
+    else:
+        for key in ("store_password_env", "store_password_file", "store_schema"):
+            if key in root.data:
+                raise root.fail(key, "is only for a PostgreSQL store (store = 'postgresql://...')")
     system = _system(root.table("system"))
     smtp_table = root.optional_table("smtp")
     smtp = _smtp(smtp_table) if smtp_table is not None else None
@@ -789,7 +830,10 @@ def parse_config(data: Mapping[str, Any], source: Path) -> Config:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a TOML configuration file. Raises ConfigError naming file and key."""
+    """Read and validate a TOML configuration file. Raises ConfigError naming file and key.
+
+    Every key is checked; ``store`` is optional (see :func:`parse_config`).
+    """
     source = Path(path).expanduser().resolve()
     try:
         with source.open("rb") as handle:

@@ -20,10 +20,13 @@ from asm_email_rules.model import (
     Call,
     EntityKind,
     EntityRef,
+    Group,
     InboundEmail,
     NewCall,
+    Person,
     PersonCase,
     Request,
+    SecurityRole,
     SummaryItem,
     Task,
 )
@@ -38,8 +41,16 @@ __all__ = ["Decision", "Facts", "Outcome", "Reply"]
 class Facts:
     """Everything ``decide`` looks at, gathered beforehand (the only reads happen there).
 
-    ``authenticated`` / ``token_ok`` are None when the mailbox does not require them.
+    ``authenticated`` / ``token_ok`` are None when the mailbox does not require them (two
+    From headers make ``authenticated`` False for the privileged commands, DESIGN 4).
     ``replies_to_us`` is True when the mail answers one of our messages (thread or marker).
+    ``analyst_role`` / ``user_role`` are the security roles the sender's record names (None
+    when it names none or the store has no such role). ``notify_people`` / ``notify_groups``
+    are the persons and groups a notification about the referenced call may go to (its
+    assigned analyst and group, and the template's for a reopen), read only when Email at
+    Update via Email In is on.
+    ``sender_reasons`` say how the acting or contact person was chosen when it is not simply
+    From (Sender for a From with several mailboxes; Reply-To for a web-form mailbox).
     """
 
     email: InboundEmail
@@ -49,6 +60,7 @@ class Facts:
     mail_kind: MailKind = MailKind.NORMAL
     mail_kind_reasons: tuple[str, ...] = ()
     bounce_permanent: bool = False
+    bounce_status_class: int | None = None
     bounce_summary: str = ""
     may_auto_reply: bool = True
     call: Call | None = None
@@ -64,6 +76,11 @@ class Facts:
     token_ok: bool | None = None
     token_reason: str = ""
     token_id: str | None = None
+    analyst_role: SecurityRole | None = None
+    user_role: SecurityRole | None = None
+    notify_people: tuple[Person, ...] = ()
+    notify_groups: tuple[Group, ...] = ()
+    sender_reasons: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -119,9 +136,11 @@ class Outcome(enum.Enum):
     DISCARD = "discard"
     LOG_CALL = "log_call"
     LOG_NEW_USER = "log_new_user"
+    LOG_CONTACT_AS_USER = "log_contact_as_user"
     LOG_DEFAULT_ANALYST = "log_default_analyst"
     LOG_LINKED_ANALYST = "log_linked_analyst"
     UPDATE_CALL = "update_call"
+    AUTOMATIC_ENTRY = "automatic_entry"
     REOPEN_CALL = "reopen_call"
     NOTE_CLOSED_CALL = "note_closed_call"
     REPLY_CLOSED_NOT_UPDATED = "reply_closed_not_updated"
@@ -143,7 +162,15 @@ class Outcome(enum.Enum):
 
 @attrs.frozen
 class Decision:
-    """What to do with one message and why: a value, printable and JSON-able."""
+    """What to do with one message and why: a value, printable and JSON-able.
+
+    ``reply`` goes to the sender; ``notifications`` are the other mails the decision sends
+    (the email to a call's assigned analyst or group at Update via Email In), each complete.
+    ``status_class`` is a bounce's RFC 3463 class (5 permanent, 4 delay), else None.
+    ``discard_reason`` names, in a few words, why a message that is neither acted on nor
+    answered was dropped ("auto-reply", "unknown sender without Create New Calls
+    Anonymously"); it is "" for every other decision (issue 9: nothing dropped in silence).
+    """
 
     rule: str
     spec: str
@@ -157,6 +184,9 @@ class Decision:
     reasons: tuple[str, ...]
     conditions: tuple[tuple[str, object], ...] = ()
     reply_suppressed: str = ""
+    notifications: tuple[Reply, ...] = ()
+    status_class: int | None = None
+    discard_reason: str = ""
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -174,6 +204,8 @@ class Decision:
             "spec": self.spec,
             "outcome": self.outcome.value,
             "mail_kind": self.mail_kind.value,
+            "status_class": self.status_class,
+            "discard_reason": self.discard_reason or None,
             "command": {
                 "kind": self.command.kind.value,
                 "number": self.command.number,
@@ -193,6 +225,15 @@ class Decision:
                 "template": self.reply.template_id,
             },
             "reply_suppressed": self.reply_suppressed or None,
+            "notifications": [
+                {
+                    "to": item.to,
+                    "subject": item.subject,
+                    "body": item.body,
+                    "template": item.template_id,
+                }
+                for item in self.notifications
+            ],
             "reasons": list(self.reasons),
             "conditions": {name: _jsonable(value) for name, value in self.conditions},
         }
@@ -201,13 +242,35 @@ class Decision:
         """The decision as one JSON object."""
         return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
 
+    def to_ledger_json(self) -> str:
+        """The decision as the ledger records it: :meth:`to_json` without the texts the store
+        keeps elsewhere, so a message body is stored once.
+
+        An action's ``description`` or ``text`` (the body, in the call description, history
+        entry or note it writes) becomes ``{"chars": n}``, and the reply keeps its recipient,
+        subject and template but not its body (the reply itself is stored with the ledger
+        entry, in the outbox).
+        """
+        data = self.to_dict()
+        for action in data["actions"]:
+            for name in _STORED_TEXT:
+                if isinstance(action.get(name), str):
+                    action[name] = {"chars": len(action[name])}
+        if data["reply"] is not None:
+            data["reply"] = {
+                key: value for key, value in data["reply"].items() if key != "body"
+            } | {"body": {"chars": len(data["reply"]["body"])}}
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
     def explain(self) -> str:
         """A short human explanation: the rule, its spec sentence, the actions, the complete
         reply (recipient, subject, then its body lines after ``|``) and the reasons."""
         lines = [
             f"rule {self.rule}: {self.outcome.value}",
             f"  spec: {self.spec}",
-            f"  mail: {self.mail_kind.value}; command: {self.command.kind.value}"
+            f"  mail: {self.mail_kind.value}"
+            + (f" (status class {self.status_class})" if self.status_class is not None else "")
+            + f"; command: {self.command.kind.value}"
             + (f" #{self.command.number}" if self.command.number is not None else "")
             + f"; sender: {self.person_case.value}",
         ]
@@ -219,6 +282,11 @@ class Decision:
             lines.append(f"  reply suppressed: {self.reply_suppressed}")
         else:
             lines.append("  no reply")
+        for item in self.notifications:
+            lines.append(f"  notification to {item.to}: {item.subject}")
+            lines += [f"  | {line}".rstrip() for line in item.body.splitlines()]
+        if self.discard_reason:
+            lines.append(f"  discarded: {self.discard_reason}")
         lines += [f"  why: {reason}" for reason in self.reasons]
         return "\n".join(lines)
 
@@ -235,6 +303,10 @@ def _jsonable(value: object) -> object:
     return value
 
 
+_STORED_TEXT = ("description", "text")
+"""Action fields that carry the message's text into a record (call, history entry, note)."""
+
+
 def _action_dict(action: Action) -> dict[str, object]:
     fields = attrs.asdict(action, recurse=False)
     return {"kind": action.kind, **{name: _jsonable(value) for name, value in fields.items()}}
@@ -244,6 +316,6 @@ def _describe(action: Action) -> str:
     fields = ", ".join(
         f"{name}={_jsonable(value)!r}"
         for name, value in attrs.asdict(action, recurse=False).items()
-        if name not in ("text", "description")
+        if name not in _STORED_TEXT
     )
     return f"{action.kind}({fields})"

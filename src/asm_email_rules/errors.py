@@ -34,6 +34,18 @@ class NotFoundError(RepositoryError):
     """A call, task, request or person that an action names does not exist."""
 
 
+class StoreUnavailableError(RepositoryError):
+    """The store cannot work right now: locked by another writer past the timeout, read-only,
+    disk full, an I/O error, the connection lost. Our failure, never the message's.
+
+    The polling service answers it by backing the account off (exponential, capped) and leaves
+    the message where it is: it is never counted against the message nor quarantined (DESIGN 4,
+    "Nothing is lost"). The bundled SQLite and PostgreSQL stores raise it for those failures; a
+    host store should raise it for its outages too (a plain :class:`RepositoryError` counts
+    against the message being processed).
+    """
+
+
 class SendError(AsmEmailError):
     """Sending a reply failed; ``code`` is the SMTP reply code when there was one."""
 

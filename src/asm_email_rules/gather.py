@@ -14,10 +14,23 @@ import attrs
 from asm_email_rules.auth import AuthVerdict, authenticate_sender
 from asm_email_rules.classify import Classification, classify
 from asm_email_rules.decision import Facts
-from asm_email_rules.model import EntityKind, InboundEmail, Person, SummaryItem
+from asm_email_rules.model import (
+    Call,
+    EntityKind,
+    Group,
+    InboundEmail,
+    Person,
+    SecurityRole,
+    SummaryItem,
+)
 from asm_email_rules.protocols import Repository
 from asm_email_rules.rules import reply_address
-from asm_email_rules.sender import resolve_sender
+from asm_email_rules.sender import (
+    actor_address,
+    contact_address,
+    has_two_from_headers,
+    resolve_sender,
+)
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 from asm_email_rules.subject import CommandKind, MatchSource, SubjectCommand, parse_subject
 from asm_email_rules.tokens import TokenStatus, verify_approval_token
@@ -79,6 +92,37 @@ def _bounce_summary(classification: Classification, system: SystemSettings) -> s
     return text
 
 
+def _role(repository: Repository, name: str | None) -> SecurityRole | None:
+    return repository.get_role(name) if name else None
+
+
+def _notify_targets(
+    call: Call | None,
+    repository: Repository,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+) -> tuple[tuple[Person, ...], tuple[Group, ...]]:
+    """Who a notification about ``call`` may go to: its assigned analyst and group, and the
+    call template's (a reopen may assign the call to those). Read only when Email at Update
+    via Email In is on."""
+    if call is None or not system.email_at_update_via_email_in:
+        return (), ()
+    template = mailbox.call_template
+    people: dict[int, Person] = {}
+    for person_id in (call.owner_id, template.assigned_analyst_id):
+        if person_id is not None and person_id not in people:
+            found = repository.get_person(person_id)
+            if found is not None:
+                people[person_id] = found
+    groups: dict[str, Group] = {}
+    for name in (call.group, template.assigned_group):
+        if name and name not in groups:
+            group = repository.get_group(name)
+            if group is not None:
+                groups[name] = group
+    return tuple(people.values()), tuple(groups.values())
+
+
 def domain_of(address: str) -> str:
     """The domain of an addr-spec (after the last ``@``; "" without one)."""
     return address.rpartition("@")[2]
@@ -103,7 +147,14 @@ def gather_facts(
         replies_to_us = True
     if command.reply and command.kind.is_update:
         replies_to_us = True
-    sender = resolve_sender(email.sender, repository.persons_by_address(email.sender))
+    identity, why = actor_address(email)
+    sender_reasons = (why,) if why else ()
+    if mailbox.contact_from_reply_to and email.reply_to and command.kind is CommandKind.NONE:
+        identity = email.reply_to[0]
+        sender_reasons = (
+            f"web-form mailbox (contact_from_reply_to): the caller is Reply-To {identity}",
+        )
+    sender = resolve_sender(identity, repository.persons_by_address(identity))
     person = sender.person
     ref = command.ref
     call = task = request = None
@@ -124,26 +175,32 @@ def gather_facts(
     if summary_kind is not None and person is not None and sender.case.is_analyst:
         found, total = repository.summary(summary_kind, person.id, system.summary_limit)
         items = tuple(found)
-    to = reply_address(email, person)
-    recent = repository.replies_sent_since(to, now - timedelta(hours=1)) if to else 0
+    since = now - timedelta(hours=1)
+    recipients = {reply_address(email, person), contact_address(email)} - {""}
+    recent = max((repository.replies_sent_since(to, since) for to in recipients), default=0)
     authenticated: bool | None = None
     auth_reason = ""
-    if mailbox.trusted_authserv_id and command.kind in (
+    privileged = command.kind in (
         CommandKind.CLOSE,
         CommandKind.APPROVE,
         CommandKind.REJECT,
         CommandKind.UPDATE_CALL,
-    ):
+    )
+    if privileged and has_two_from_headers(email):
+        authenticated = False
+        auth_reason = "two From headers: nobody is authenticated (DESIGN 4)"
+    elif privileged and mailbox.trusted_authserv_id:
         verdict = authenticate_sender(
             email.header_all("Authentication-Results"),
             authserv_id=mailbox.trusted_authserv_id,
-            from_domain=domain_of(email.sender),
+            from_domain=domain_of(identity),
         )
         authenticated = verdict.verdict is AuthVerdict.PASS
         auth_reason = verdict.reason
     token_ok, token_reason, token_id = _check_token(
         command, person, repository, mailbox, system, now
     )
+    notify_people, notify_groups = _notify_targets(call, repository, mailbox, system)
     return Facts(
         email=email,
         command=command,
@@ -152,6 +209,9 @@ def gather_facts(
         mail_kind=classification.kind,
         mail_kind_reasons=classification.reasons,
         bounce_permanent=classification.bounce is not None and classification.bounce.permanent,
+        bounce_status_class=(
+            classification.bounce.status_class if classification.bounce is not None else None
+        ),
         bounce_summary=_bounce_summary(classification, system),
         may_auto_reply=classification.may_auto_reply,
         call=call,
@@ -167,6 +227,11 @@ def gather_facts(
         token_ok=token_ok,
         token_reason=token_reason,
         token_id=token_id,
+        analyst_role=_role(repository, person.analyst_role) if person is not None else None,
+        user_role=_role(repository, person.user_role) if person is not None else None,
+        notify_people=notify_people,
+        notify_groups=notify_groups,
+        sender_reasons=sender_reasons,
     )
 
 

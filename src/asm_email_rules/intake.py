@@ -42,6 +42,7 @@ from asm_email_rules.header_values import (
 )
 from asm_email_rules.html_text import html_to_text
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
+from asm_email_rules.ledger_key import ledger_sha256
 from asm_email_rules.mime_tree import MIME_HEADERS, MimePart, MimeReader, cut_lines, longest_line
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
@@ -466,6 +467,7 @@ class _Intake(MimeReader):
             limit_violations=tuple(self.violations.values()),
             raw_sha256=hashlib.sha256(self.received).hexdigest(),
             raw_size=len(self.received),
+            ledger_sha256=ledger_sha256(self.received),
         )
 
 

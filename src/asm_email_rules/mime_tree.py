@@ -364,9 +364,14 @@ class MimeReader:
     # -- the whole message ----------------------------------------------------------------
 
 
+_PIECE = 1 << 16
+"""Bytes scanned at a time by the whole-message checks below (bounds their extra memory)."""
+
+
 def _has_invalid_base64(raw: bytes, start: int, end: int) -> bool:
-    """True when ``raw[start:end]`` holds bytes outside base64 and whitespace (1 MiB pieces)."""
-    step = 1 << 20
+    """True when ``raw[start:end]`` holds bytes outside base64 and whitespace (64 KiB pieces,
+    so a large attachment is never copied whole)."""
+    step = _PIECE
     return any(
         raw[offset : min(offset + step, end)].translate(None, _B64_ALPHABET)
         for offset in range(start, end, step)
@@ -374,9 +379,10 @@ def _has_invalid_base64(raw: bytes, start: int, end: int) -> bool:
 
 
 def longest_line(raw: bytes) -> int:
-    """Length of the longest line, read in 1 MiB pieces so memory stays small (linear)."""
+    """Length of the longest line, read in 64 KiB pieces so memory stays small (linear): the
+    lines of a piece, as separate objects, take about one and a half times its size."""
     longest = carry = 0
-    step = 1 << 20
+    step = _PIECE
     for offset in range(0, len(raw), step):
         lines = raw[offset : offset + step].split(b"\n")
         if len(lines) == 1:

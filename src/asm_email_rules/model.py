@@ -81,6 +81,9 @@ class InboundEmail:
     anything intake had to repair (charset fallbacks, broken encoded-words), each a typed
     :class:`~asm_email_rules.intake_notes.IntakeNote`, so a decision can say so. Every text
     field is valid Unicode: it always encodes as UTF-8 (no lone surrogates).
+    ``raw_sha256`` is the SHA-256 of the bytes as received; ``ledger_sha256`` that of the same
+    bytes without the trace header fields relays add (:mod:`~asm_email_rules.ledger_key`): with
+    the Message-ID, the ledger key (DESIGN 4, "Nothing is lost"). Empty when not computed.
     """
 
     sender: str
@@ -103,6 +106,7 @@ class InboundEmail:
     limit_violations: tuple[LimitViolation, ...] = ()
     raw_sha256: str = ""
     raw_size: int = 0
+    ledger_sha256: str = ""
     from_mailboxes: tuple[NamedAddress, ...] = ()
     sender_mailbox: NamedAddress | None = None
     reply_to_mailboxes: tuple[NamedAddress, ...] = ()
@@ -153,9 +157,50 @@ class PersonCase(enum.Enum):
         return self is not PersonCase.UNKNOWN
 
 
+class Right(enum.Enum):
+    """A right a security role grants; the spec names these two.
+
+    "You must also have reopen closed calls enabled on the Analysts security role and the User
+    security role"; "... have Take Over rights as part of their IPK Management security role".
+    """
+
+    REOPEN_CLOSED_CALLS = "reopen_closed_calls"
+    TAKE_OVER = "take_over"  # IPK Management: take over a call another analyst owns
+
+
+class RoleKind(enum.Enum):
+    """Which of a person's two roles applies: the one they hold as an analyst or as a User."""
+
+    ANALYST = "analyst"
+    USER = "user"
+
+
+@attrs.frozen
+class SecurityRole:
+    """A security role: a named set of rights, shared by every person who holds it.
+
+    A person refers to roles by name (:attr:`Person.analyst_role`, :attr:`Person.user_role`);
+    the store keeps the roles, so changing a role's rights changes them for all its holders.
+    """
+
+    name: str
+    rights: frozenset[Right] = frozenset()
+
+    def grants(self, right: Right) -> bool:
+        """True when this role has ``right``."""
+        return right in self.rights
+
+
 @attrs.frozen
 class Person:
-    """A person record; ``analyst_can_reopen``/``user_can_reopen`` are their roles' rights."""
+    """A person record: the analyst and User flags, and the security role of each.
+
+    ``analyst_role`` and ``user_role`` name :class:`SecurityRole` records in the store (or
+    ``None``): a person acting as an analyst has the rights of their analyst role, acting as a
+    User those of their user role (DESIGN 4b). ``can_take_over``, ``analyst_can_reopen`` and
+    ``user_can_reopen`` are the older per-person grants, still honoured for hosts that set
+    them: each adds its right to the role the person acts in (see :meth:`rights`).
+    """
 
     id: int
     email: str
@@ -165,6 +210,8 @@ class Person:
     can_take_over: bool = False
     analyst_can_reopen: bool = False
     user_can_reopen: bool = False
+    analyst_role: str | None = None
+    user_role: str | None = None
 
     @property
     def case(self) -> PersonCase:
@@ -176,6 +223,45 @@ class Person:
         if self.is_user:
             return PersonCase.USER_ONLY
         return PersonCase.UNKNOWN
+
+    @property
+    def is_contact(self) -> bool:
+        """True for a record with neither the analyst nor the User flag (a contact)."""
+        return not (self.is_analyst or self.is_user)
+
+    def role_name(self, acting_as: RoleKind) -> str | None:
+        """The name of the role this person holds as an analyst or as a User."""
+        return self.analyst_role if acting_as is RoleKind.ANALYST else self.user_role
+
+    def rights(self, acting_as: RoleKind, role: SecurityRole | None) -> frozenset[Right]:
+        """The rights this person holds acting as an analyst or a User.
+
+        ``role`` is the :class:`SecurityRole` their :meth:`role_name` names, as the store
+        has it (``None`` when they hold none). No flag, no rights: a person not flagged as an
+        analyst has no analyst rights, whatever role is named. The per-person grants add to
+        the role's rights (``can_take_over`` and ``analyst_can_reopen`` as an analyst,
+        ``user_can_reopen`` as a User).
+        """
+        flagged = self.is_analyst if acting_as is RoleKind.ANALYST else self.is_user
+        if not flagged:
+            return frozenset()
+        granted = set(role.rights) if role is not None else set()
+        if acting_as is RoleKind.ANALYST:
+            if self.can_take_over:
+                granted.add(Right.TAKE_OVER)
+            if self.analyst_can_reopen:
+                granted.add(Right.REOPEN_CLOSED_CALLS)
+        elif self.user_can_reopen:
+            granted.add(Right.REOPEN_CLOSED_CALLS)
+        return frozenset(granted)
+
+
+@attrs.frozen
+class Group:
+    """An assignment group and the address its email notifications go to ("" for none)."""
+
+    name: str
+    email: str = ""
 
 
 class EntityKind(enum.Enum):
@@ -224,7 +310,14 @@ class CallStatus(enum.Enum):
 
 @attrs.frozen
 class Call:
-    """A call (ticket). ``owner_id`` is the assigned analyst; ``user_id`` the call's User."""
+    """A call (ticket). ``owner_id`` is the assigned analyst; ``user_id`` the call's User.
+
+    ``call_screen_set``, ``ipk_status`` and ``ipk_stream`` come from the mailbox's call
+    template when a call is logged by email ("The call template will determine the call
+    properties such as the partition, call screen set, IPK status and stream, assigned
+    analyst and group"). ``subject`` is the call's short summary when the host keeps one;
+    a call logged by email leaves it blank (the spec: "The other fields are left blank").
+    """
 
     number: int
     status: CallStatus = CallStatus.OPEN
@@ -236,6 +329,10 @@ class Call:
     logging_analyst_id: int | None = None
     updated: bool = False
     last_update: datetime | None = None
+    call_screen_set: str = ""
+    ipk_status: str = ""
+    ipk_stream: str = ""
+    subject: str = ""
 
 
 class TaskKind(enum.Enum):
@@ -263,7 +360,12 @@ class TaskStatus(enum.Enum):
 
 @attrs.frozen
 class Task:
-    """A task or approval. ``approver_ids`` are those allowed to approve or reject it."""
+    """A task or approval. ``approver_ids`` are those allowed to approve or reject it.
+
+    ``forwarded_ids`` are the persons it was forwarded to, ``forwarded_by_ids`` those who
+    forwarded it: both see it in their ``[MyTasks]`` summary ("they are working on, have
+    forwarded, or have been forwarded").
+    """
 
     number: int
     kind: TaskKind = TaskKind.TASK
@@ -277,6 +379,7 @@ class Task:
     description: str = ""
     updated: bool = False
     last_update: datetime | None = None
+    forwarded_by_ids: tuple[int, ...] = ()
 
 
 class RequestStatus(enum.Enum):
@@ -288,7 +391,11 @@ class RequestStatus(enum.Enum):
 
 @attrs.frozen
 class Request:
-    """A request (a workflow made of tasks)."""
+    """A request (a workflow made of tasks).
+
+    ``forwarded_ids`` are the persons it was forwarded to, ``forwarded_by_ids`` those who
+    forwarded it; both see it in their ``[MyRequests]`` summary.
+    """
 
     number: int
     status: RequestStatus = RequestStatus.OPEN
@@ -299,6 +406,7 @@ class Request:
     description: str = ""
     updated: bool = False
     last_update: datetime | None = None
+    forwarded_by_ids: tuple[int, ...] = ()
 
 
 class SummaryKind(enum.StrEnum):
@@ -309,8 +417,8 @@ class SummaryKind(enum.StrEnum):
     """
 
     CALLS = "calls"  # open calls the person owns
-    REQUESTS = "requests"  # requests the person owns or was forwarded
-    TASKS = "tasks"  # tasks and approvals the person owns, may approve or was forwarded
+    REQUESTS = "requests"  # requests the person owns, forwarded or was forwarded
+    TASKS = "tasks"  # tasks and approvals the person owns, may approve, forwarded or was forwarded
 
     @property
     def label(self) -> str:

@@ -84,6 +84,10 @@ class HeaderInjectionError(OutgoingMessageError):
     """A header name or value would break out of its field (CR, LF, NUL or other controls)."""
 
 
+_ASCII_UNSAFE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""The ASCII characters :func:`_is_unsafe` refuses (the C0 controls but TAB, and DEL)."""
+
+
 def _is_unsafe(char: str) -> bool:
     """True for characters that must never reach a header: controls (TAB aside), line breaks."""
     if char == "\t":
@@ -98,6 +102,11 @@ def check_header_text(field: str, value: str) -> None:
     Unicode line and paragraph separators (U+2028, U+2029, U+0085) and lone surrogates are
     refused too: they are line breaks to some consumers or cannot be encoded at all.
     """
+    if value.isascii():  # the usual case: one regex scan instead of a look-up per character
+        match = _ASCII_UNSAFE_RE.search(value)
+        if match is None:
+            return
+        value = value[: match.end()]
     for index, char in enumerate(value):
         if _is_unsafe(char):
             raise HeaderInjectionError(
@@ -185,13 +194,17 @@ def normalize_msg_id(value: str) -> str | None:
     """``value`` as ``<left@right>``, or ``None`` when it is not a usable Message-ID.
 
     Angle brackets are added when missing. CR, LF, NUL or other controls raise
-    :class:`HeaderInjectionError`, since they can only come from a bug or an attack.
+    :class:`HeaderInjectionError`, since they can only come from a bug or an attack. An id
+    holding ``=?`` (the start of an RFC 2047 encoded-word, such as
+    ``<=?utf-8?Q?a=0D=0ABcc:...?=@x>``) is not usable either: RFC 5322's atext allows those
+    characters, but a reader that decodes encoded-words in In-Reply-To or References would turn
+    it into a line break and a header of the sender's choosing (DESIGN 4, "Replies we send").
     """
     check_header_text("message id", value)
     text = value.strip(" \t")
     if text.startswith("<") and text.endswith(">"):
         text = text[1:-1]
-    if len(text) > _MAX_MSG_ID or not _MSG_ID_BODY_RE.fullmatch(text):
+    if len(text) > _MAX_MSG_ID or "=?" in text or not _MSG_ID_BODY_RE.fullmatch(text):
         return None
     return f"<{text}>"
 

@@ -13,7 +13,9 @@ from typing import Protocol, runtime_checkable
 from asm_email_rules.model import (
     Attachment,
     Call,
+    CallStatus,
     EntityRef,
+    Group,
     Lease,
     LedgerEntry,
     LogEntry,
@@ -22,6 +24,7 @@ from asm_email_rules.model import (
     Person,
     ReplyStatus,
     Request,
+    SecurityRole,
     SummaryItem,
     SummaryKind,
     Task,
@@ -32,7 +35,7 @@ from asm_email_rules.settings import CallTemplate
 
 @runtime_checkable
 class Directory(Protocol):
-    """Read access to person records (the CMDB's people)."""
+    """Read access to the CMDB's people: person records, security roles, assignment groups."""
 
     def persons_by_address(self, address: str) -> Sequence[Person]:
         """Every person whose email matches ``address`` case-insensitively, lowest id first."""
@@ -40,6 +43,20 @@ class Directory(Protocol):
 
     def get_person(self, person_id: int) -> Person | None:
         """The person with this id, or ``None``."""
+        ...
+
+    def get_role(self, name: str) -> SecurityRole | None:
+        """The security role called ``name`` (exact match), or ``None``.
+
+        A person names their analyst role and their user role (:attr:`Person.analyst_role`,
+        :attr:`Person.user_role`); the rules read the role's rights here (reopen closed calls,
+        Take Over).
+        """
+        ...
+
+    def get_group(self, name: str) -> Group | None:
+        """The assignment group called ``name`` (exact match), or ``None``; its ``email`` is
+        where Email at Update via Email In notifies a call assigned to the group only."""
         ...
 
 
@@ -83,6 +100,12 @@ class Repository(Directory, Protocol):
 
     def entries(self, ref: EntityRef) -> Sequence[LogEntry]:
         """The log of a record (history, notes, objects, notifications), oldest first."""
+        ...
+
+    def attachments(self, ref: EntityRef) -> Sequence[Attachment]:
+        """The files attached to a record as objects, oldest first, bytes exactly as given to
+        :meth:`attach` (one per ATTACHMENT entry of :meth:`entries`); [] for an unknown
+        record."""
         ...
 
     def replies_sent_since(self, address: str, since: datetime) -> int:
@@ -186,7 +209,7 @@ class Repository(Directory, Protocol):
         ...
 
     def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
-        """A new person record (flagged as a User when ``is_user``)."""
+        """A new person record with a new id (flagged as a User when ``is_user``), no roles."""
         ...
 
     def set_user_flag(self, person_id: int) -> None:
@@ -202,7 +225,12 @@ class Repository(Directory, Protocol):
         description: str,
         now: datetime,
     ) -> Call:
-        """Log a call with the next available number and the template's properties."""
+        """Log an open call with the next available number and the template's properties.
+
+        The returned (and stored) call has the template's partition, call screen set, IPK
+        status, IPK stream, assigned analyst (``owner_id``) and group; ``last_update`` is
+        ``now``; the subject is blank. The number is above every existing call's.
+        """
         ...
 
     def add_history(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
@@ -303,6 +331,28 @@ class SeedableRepository(Repository, Protocol):
         """Insert or replace a request as given."""
         ...
 
+    def put_role(self, role: SecurityRole) -> None:
+        """Insert or replace a security role (by name) with exactly its rights."""
+        ...
+
+    def put_group(self, group: Group) -> None:
+        """Insert or replace an assignment group (by name) and its address."""
+        ...
+
+    def list_persons(self, *, after: int = 0, limit: int = 100) -> Sequence[Person]:
+        """Persons with an id above ``after``, lowest id first, at most ``limit``.
+
+        Page through every person by passing the last id seen as ``after``.
+        """
+        ...
+
+    def list_calls(
+        self, *, status: CallStatus | None = None, after: int = 0, limit: int = 100
+    ) -> Sequence[Call]:
+        """Calls numbered above ``after`` (only those with ``status`` when given), lowest
+        number first, at most ``limit``. Page by passing the last number seen as ``after``."""
+        ...
+
 
 @runtime_checkable
 class Mailer(Protocol):
@@ -341,4 +391,22 @@ class Mailbox(Protocol):
 
     def close(self) -> None:
         """Commit deletions and release the connection."""
+        ...
+
+
+@runtime_checkable
+class ExpungingMailbox(Mailbox, Protocol):
+    """A mailbox whose deletions are marks that outlive a session that dies (IMAP ``\\Deleted``).
+
+    The polling service asks it, at the start of each session, for the marked messages a
+    previous session left, and expunges those its ledger says are done (DESIGN 4, "Nothing is
+    lost": nothing is removed that was not acted on and recorded first).
+    """
+
+    def deleted_keys(self) -> Iterator[str]:
+        """Keys of the messages marked deleted and not yet removed, other than this session's."""
+        ...
+
+    def expunge(self, keys: Collection[str]) -> int:
+        """Remove the marked messages ``keys`` now, and only them; how many were removed."""
         ...

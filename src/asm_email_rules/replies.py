@@ -47,6 +47,18 @@ CATALOGUE: Mapping[str, ReplyText] = {
         "Call No $number is already closed and has not been updated.",
         "Spec: \u201cCall No xyz is already closed and has not been updated.\u201d",
     ),
+    "call_updated_notification": ReplyText(
+        "Call $number has been updated by email",
+        "$author has updated call $number ($status) by email:\n\n$text",
+        "Spec: email notifications sent to the assigned analyst or group when a call is "
+        "updated by incoming email (Email at Update via Email In)",
+    ),
+    "call_reopened_notification": ReplyText(
+        "Call $number has been reopened by email",
+        "$author has reopened call $number by email; it is now assigned to you:\n\n$text",
+        "Spec: email notifications sent to the assigned analyst or group when a call is "
+        "updated by incoming email (here: reopened; Email at Update via Email In)",
+    ),
     "call_reopened": ReplyText(
         "Call $number has been reopened",
         "Call $number has been reopened and your email was added to it as a note.",

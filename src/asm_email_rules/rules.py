@@ -24,6 +24,7 @@ import attrs
 from asm_email_rules.actions import (
     NEW_CALL,
     Action,
+    AddAutomaticEntry,
     AddHistory,
     AddNote,
     ApproveTask,
@@ -51,19 +52,23 @@ from asm_email_rules.model import (
     NewCall,
     Person,
     PersonCase,
+    Right,
+    RoleKind,
     SummaryItem,
     SummaryKind,
     TaskStatus,
 )
 from asm_email_rules.replies import Text, merge_text, render
+from asm_email_rules.sender import contact_address
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
-from asm_email_rules.subject import CommandKind, bracket_token, bracket_token_parts
+from asm_email_rules.subject import CommandKind, MatchSource, bracket_token, bracket_token_parts
 
 __all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from actions.py, decision.py
     "CONDITIONS",
     "NEW_CALL",
     "TABLES",
     "Action",
+    "AddAutomaticEntry",
     "AddHistory",
     "AddNote",
     "ApproveTask",
@@ -85,6 +90,7 @@ __all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from acti
     "SetUserFlag",
     "SpendToken",
     "compose_reply",
+    "contact_address",
     "decide",
     "evaluate_conditions",
     "first_match",
@@ -96,12 +102,18 @@ __all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from acti
 
 @attrs.frozen
 class Row:
-    """One rule: when every named condition has the given value, ``outcome`` follows."""
+    """One rule: when every named condition has the given value, ``outcome`` follows.
+
+    ``why`` is required on a discarding row: the few words the ledger, the log and the pass
+    summary give for a message that is neither acted on nor answered (issue 9: nothing is
+    dropped in silence).
+    """
 
     id: str
     when: Mapping[str, object]
     outcome: Outcome
     spec: str
+    why: str = ""
 
     def matches(self, conditions: Mapping[str, object]) -> bool:
         """True when every condition of this row holds in ``conditions``."""
@@ -121,18 +133,21 @@ GATE: tuple[Row, ...] = (
         _O.DISCARD,
         "ASM Core considers SMTP error numbers 501, 503, 550 and 553 to be permanent and fatal "
         "errors. ... it will immediately delete this message (DESIGN 4: and any 5.x.x)",
+        why="bounce: permanent delivery failure",
     ),
     Row(
         "GATE-2",
         {"kind": MailKind.BOUNCE},
         _O.DISCARD,
         "DESIGN 4: a delivery report never logs a call; a delay notice is recorded and deleted",
+        why="bounce: delivery delayed",
     ),
     Row(
         "GATE-3",
         {"kind": MailKind.OWN_MAIL},
         _O.DISCARD,
         "DESIGN 4: mail from our own addresses or carrying our loop header is a loop",
+        why="our own mail (loop)",
     ),
     Row("GATE-4", {}, _O.CONTINUE, "Every other message goes on to its command's table"),
 )
@@ -140,17 +155,27 @@ GATE: tuple[Row, ...] = (
 LOG_CALL: tuple[Row, ...] = (
     Row(
         "LOG-1",
-        {"automatic": True},
+        {"calls_allowed": False},
         _O.DISCARD,
-        "DESIGN 4: auto-replies and machine-generated mail never log a call",
+        "DESIGN 4: auto-replies never log a call (nor machine-generated mail, when the mailbox "
+        "turns calls from it off)",
+        why="{kind}",
     ),
     Row(
         "LOG-2",
-        {"case": PersonCase.UNKNOWN, "create_anon": True, "has_address": True},
+        {"case": PersonCase.UNKNOWN, "contact": False, "create_anon": True, "has_address": True},
         _O.LOG_NEW_USER,
         "Case 1: ... and Create New Calls Anonymously is selected for the incoming email "
         "account, a new User record is created ... The logging analyst is set to the analyst "
         "specified in the Default Logging Analyst field",
+    ),
+    Row(
+        "LOG-2a",
+        {"case": PersonCase.UNKNOWN, "contact": True, "create_anon": True},
+        _O.LOG_CONTACT_AS_USER,
+        "Case 1 (DESIGN 4b): a person record with neither flag (a contact) is not a User or "
+        "analyst, so Create New Calls Anonymously applies; the existing record gets the User "
+        "flag and is the call's User: no second person with the same address is created",
     ),
     Row(
         "LOG-3",
@@ -158,6 +183,7 @@ LOG_CALL: tuple[Row, ...] = (
         _O.DISCARD,
         "If the Create New Calls Anonymously option is not selected for the incoming email "
         "account, a call is not created. (DESIGN 4: nor when From holds no usable address)",
+        why="unknown sender without Create New Calls Anonymously",
     ),
     Row(
         "LOG-4",
@@ -212,12 +238,29 @@ UPDATE_CALL: tuple[Row, ...] = (
         _O.DISCARD,
         "However, if Log New Call on Invalid Number is not selected, ASM Core ignores the email "
         "and the person who sent the incoming email is not notified.",
+        why="invalid call number without Log New Call on Invalid Number",
     ),
     Row(
         "UC-3",
         {"known": False, "update_anon": False},
         _O.DISCARD,
         "... but it does not recognize the sender's email address, it ignores the email.",
+        why="unknown sender without Update Calls Anonymously",
+    ),
+    Row(
+        "UC-3a",
+        {"auto_reply": True, "answers_us": True},
+        _O.AUTOMATIC_ENTRY,
+        "DESIGN 4: an auto-reply that answers a message of ours is added to that record's "
+        "history as an automatic entry (no note icon, no notification, no reply)",
+    ),
+    Row(
+        "UC-3b",
+        {"calls_allowed": False},
+        _O.DISCARD,
+        "DESIGN 4: any other auto-reply is discarded with its reason (so is machine-generated "
+        "mail when the mailbox turns calls from it off)",
+        why="{kind}",
     ),
     Row(
         "UC-4",
@@ -230,7 +273,8 @@ UPDATE_CALL: tuple[Row, ...] = (
         "UC-5",
         {"automatic": True},
         _O.DISCARD,
-        "DESIGN 4: auto-replies and machine-generated mail never reopen or note a closed call",
+        "DESIGN 4: machine-generated mail never reopens a call, nor notes a closed one",
+        why="machine-generated mail on a closed call",
     ),
     Row(
         "UC-6",
@@ -243,6 +287,7 @@ UPDATE_CALL: tuple[Row, ...] = (
         {"bulk": True},
         _O.DISCARD,
         "DESIGN 4b: list and bulk mail never reopen a call",
+        why="list mail on a closed call",
     ),
     Row(
         "UC-8",
@@ -282,8 +327,20 @@ UPDATE_CALL: tuple[Row, ...] = (
 )
 
 CLOSE: tuple[Row, ...] = (
-    Row("CL-1", {"automatic": True}, _O.DISCARD, "DESIGN 4: automatic mail never closes a call"),
-    Row("CL-2", {"bulk": True}, _O.DISCARD, "DESIGN 4b: list and bulk mail never close a call"),
+    Row(
+        "CL-1",
+        {"automatic": True},
+        _O.DISCARD,
+        "DESIGN 4: automatic mail never closes a call",
+        why="automatic mail cannot close a call",
+    ),
+    Row(
+        "CL-2",
+        {"bulk": True},
+        _O.DISCARD,
+        "DESIGN 4b: list and bulk mail never close a call",
+        why="list mail cannot close a call",
+    ),
     Row(
         "CL-3",
         {"found": False, "log_on_invalid": True},
@@ -297,6 +354,7 @@ CLOSE: tuple[Row, ...] = (
         _O.DISCARD,
         "If Log New Call on Invalid Number is not selected, the email will be discarded and "
         "the person who sent the email will not be notified.",
+        why="invalid call number without Log New Call on Invalid Number",
     ),
     Row(
         "CL-5",
@@ -305,6 +363,7 @@ CLOSE: tuple[Row, ...] = (
         "If the Close Calls Anonymously option is not selected in the incoming email account, "
         "a call cannot be closed by an email sent from an unrecognized address (DESIGN 4b: no "
         "reply to unknown senders)",
+        why="unknown sender without Close Calls Anonymously",
     ),
     Row(
         "CL-6",
@@ -361,12 +420,14 @@ APPROVAL: tuple[Row, ...] = (
         {"automatic": True},
         _O.DISCARD,
         "DESIGN 4: automatic mail never approves or rejects",
+        why="automatic mail cannot approve or reject",
     ),
     Row(
         "AP-2",
         {"bulk": True},
         _O.DISCARD,
         "DESIGN 4b: list and bulk mail never approve or reject",
+        why="list mail cannot approve or reject",
     ),
     Row(
         "AP-3",
@@ -447,6 +508,21 @@ UPDATE_TASK: tuple[Row, ...] = (
         {"known": False},
         _O.DISCARD,
         "DESIGN 4b: no anonymous option exists for tasks, so unknown senders are ignored",
+        why="unknown sender on a task",
+    ),
+    Row(
+        "UT-2a",
+        {"auto_reply": True, "answers_us": True},
+        _O.AUTOMATIC_ENTRY,
+        "DESIGN 4: an auto-reply that answers a message of ours is added to that record's "
+        "history as an automatic entry",
+    ),
+    Row(
+        "UT-2b",
+        {"calls_allowed": False},
+        _O.DISCARD,
+        "DESIGN 4: any other auto-reply is discarded with its reason",
+        why="{kind}",
     ),
     Row(
         "UT-3",
@@ -472,6 +548,21 @@ UPDATE_REQUEST: tuple[Row, ...] = (
         {"known": False},
         _O.DISCARD,
         "DESIGN 4b: no anonymous option exists for requests, so unknown senders are ignored",
+        why="unknown sender on a request",
+    ),
+    Row(
+        "UR-2a",
+        {"auto_reply": True, "answers_us": True},
+        _O.AUTOMATIC_ENTRY,
+        "DESIGN 4: an auto-reply that answers a message of ours is added to that record's "
+        "history as an automatic entry",
+    ),
+    Row(
+        "UR-2b",
+        {"calls_allowed": False},
+        _O.DISCARD,
+        "DESIGN 4: any other auto-reply is discarded with its reason",
+        why="{kind}",
     ),
     Row(
         "UR-3",
@@ -484,13 +575,26 @@ UPDATE_REQUEST: tuple[Row, ...] = (
 )
 
 SUMMARY: tuple[Row, ...] = (
-    Row("SU-1", {"automatic": True}, _O.DISCARD, "DESIGN 4: automatic mail gets no summary"),
-    Row("SU-2", {"bulk": True}, _O.DISCARD, "DESIGN 4b: list and bulk mail get no summary"),
+    Row(
+        "SU-1",
+        {"automatic": True},
+        _O.DISCARD,
+        "DESIGN 4: automatic mail gets no summary",
+        why="automatic mail gets no summary",
+    ),
+    Row(
+        "SU-2",
+        {"bulk": True},
+        _O.DISCARD,
+        "DESIGN 4b: list and bulk mail get no summary",
+        why="list mail gets no summary",
+    ),
     Row(
         "SU-3",
         {"known": False},
         _O.DISCARD,
         "DESIGN 4b: an unknown sender asking for a summary gets nothing",
+        why="unknown sender asking for a summary",
     ),
     Row(
         "SU-4",
@@ -583,11 +687,19 @@ def _found(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bo
     return record is not None
 
 
+def _rights(facts: Facts, acting_as: RoleKind) -> frozenset[Right]:
+    """The sender's rights acting as an analyst or a User (their role's, plus old grants)."""
+    person = facts.sender.person
+    if person is None:
+        return frozenset()
+    role = facts.analyst_role if acting_as is RoleKind.ANALYST else facts.user_role
+    return person.rights(acting_as, role)
+
+
 def _role_reopen(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
-    person, case = facts.sender.person, facts.sender.case
-    return person is not None and (
-        (case.is_analyst and person.analyst_can_reopen) or (case.is_user and person.user_can_reopen)
-    )
+    """DESIGN 4b: "reopen closed calls" in the role the sender acts in (either, with both)."""
+    reopen = Right.REOPEN_CLOSED_CALLS
+    return reopen in _rights(facts, RoleKind.ANALYST) or reopen in _rights(facts, RoleKind.USER)
 
 
 def _call_user(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
@@ -611,8 +723,7 @@ def _owner(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bo
 
 
 def _take_over(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
-    person = facts.sender.person
-    return person is not None and facts.sender.case.is_analyst and person.can_take_over
+    return Right.TAKE_OVER in _rights(facts, RoleKind.ANALYST)
 
 
 def _approver(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
@@ -621,6 +732,13 @@ def _approver(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) ->
 
 
 _AUTOMATIC = frozenset({MailKind.AUTO_REPLY, MailKind.AUTO_GENERATED})
+
+
+def _calls_allowed(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
+    if facts.mail_kind is MailKind.AUTO_REPLY:
+        return False
+    return facts.mail_kind is not MailKind.AUTO_GENERATED or mailbox.calls_from_machine_mail
+
 
 CONDITIONS: tuple[Condition, ...] = (
     Condition(
@@ -640,6 +758,25 @@ CONDITIONS: tuple[Condition, ...] = (
         lambda facts, mailbox, system: facts.mail_kind in _AUTOMATIC,
     ),
     Condition(
+        "auto_reply",
+        "an out-of-office reply, autoresponder or challenge-response",
+        lambda facts, mailbox, system: facts.mail_kind is MailKind.AUTO_REPLY,
+    ),
+    Condition(
+        "calls_allowed",
+        "the mail may log and update records: not an auto-reply, and not machine-generated "
+        "mail when the mailbox turns calls from it off (calls_from_machine_mail)",
+        _calls_allowed,
+    ),
+    Condition(
+        "answers_us",
+        "the mail answers one of our messages (our Message-ID in In-Reply-To/References, our "
+        "marker line, a reply to our subject, or our bracket token)",
+        lambda facts, mailbox, system: (
+            facts.replies_to_us or facts.command.source is MatchSource.BRACKET
+        ),
+    ),
+    Condition(
         "bulk",
         "mailing-list or bulk mail",
         lambda facts, mailbox, system: facts.mail_kind is MailKind.LIST,
@@ -656,9 +793,14 @@ CONDITIONS: tuple[Condition, ...] = (
         lambda facts, mailbox, system: facts.sender.case.is_known,
     ),
     Condition(
+        "contact",
+        "the address belongs only to a person record with neither flag (a contact)",
+        lambda facts, mailbox, system: facts.sender.contact is not None,
+    ),
+    Condition(
         "has_address",
-        "From holds one usable address (a new User record needs one)",
-        lambda facts, mailbox, system: bool(facts.email.sender.strip()),
+        "the sender has one usable address (a new User record needs one)",
+        lambda facts, mailbox, system: bool(facts.sender.address.strip()),
     ),
     Condition(
         "analyst",
@@ -719,7 +861,8 @@ CONDITIONS: tuple[Condition, ...] = (
     ),
     Condition(
         "role_reopen",
-        "the sender's security role (analyst or User) may reopen closed calls",
+        "the security role the sender acts in (analyst role or user role) has the right to "
+        "reopen closed calls",
         _role_reopen,
     ),
     Condition(
@@ -734,7 +877,7 @@ CONDITIONS: tuple[Condition, ...] = (
     ),
     Condition(
         "take_over",
-        "the sender is an analyst with Take Over rights",
+        "the sender is an analyst whose analyst role has the Take Over right (IPK Management)",
         _take_over,
     ),
     Condition(
@@ -783,9 +926,10 @@ def evaluate_conditions(
 def check_tables(tables: Mapping[str, tuple[Row, ...]], conditions: tuple[Condition, ...]) -> None:
     """Refuse rows that name an unknown condition or ask for a value it never takes.
 
-    Raises ``ValueError`` (unknown name, value outside the condition's values, a table without
-    a final catch-all row) or ``TypeError`` (a value of the wrong type, e.g. the string
-    ``"bounce"`` where the condition takes a :class:`MailKind`). Run once at import time.
+    Raises ``ValueError`` (unknown name, value outside the condition's values, a discarding
+    row without its ``why``, a table without a final catch-all row) or ``TypeError`` (a value
+    of the wrong type, e.g. the string ``"bounce"`` where the condition takes a
+    :class:`MailKind`). Run once at import time.
     """
     by_name = {condition.name: condition for condition in conditions}
     for table_name, table in tables.items():
@@ -808,6 +952,8 @@ def check_tables(tables: Mapping[str, tuple[Row, ...]], conditions: tuple[Condit
                     )
                 if value not in condition.values:
                     raise ValueError(f"row {row.id}: condition {name!r} never takes {value!r}")
+            if row.outcome is Outcome.DISCARD and not row.why:
+                raise ValueError(f"row {row.id} discards without saying why (Row.why)")
 
 
 check_tables(TABLES, CONDITIONS)
@@ -827,6 +973,7 @@ class _Plan:
     reply_params: Mapping[str, object] = attrs.field(factory=dict)
     reply_ref: Target | None = None
     reasons: tuple[str, ...] = ()
+    notifications: tuple[Reply, ...] = ()
 
 
 @attrs.frozen
@@ -839,7 +986,7 @@ class _Context:
     def author(self) -> str:
         person = self.facts.sender.person
         if person is None:
-            return f"anonymous ({self.facts.email.sender})"
+            return f"anonymous ({self.facts.sender.address})"
         return f"{person.name} <{person.email}>" if person.name else person.email
 
     @property
@@ -883,6 +1030,80 @@ class _Context:
         actions: tuple[Action, ...] = (entry, *self.attach(ref), MarkUpdated(ref))
         return actions, reasons
 
+    def command_history(self, ref: EntityRef) -> tuple[tuple[Action, ...], tuple[str, ...]]:
+        """The history entry a successful close, approve or reject adds: the words of the
+        subject after the command token ("[REJECT#501] Wrong cost centre.") and the body,
+        truncated to its reply portion as an update's would be. Nothing without words."""
+        command = self.facts.command
+        rest = command.stripped
+        for token in (command.matched, *command.ignored):
+            rest = rest.replace(token, " ", 1) if token else rest
+        rest = " ".join(rest.split())
+        body, reasons = self.history_text()
+        parts = [part for part in (rest, body.strip()) if part]
+        if not parts:
+            return (), ("the mail holds no words besides the command: no history entry",)
+        return (AddHistory(ref, "\n\n".join(parts), self.author),), reasons
+
+    def notify(
+        self,
+        ref: EntityRef,
+        *,
+        owner_id: int | None,
+        group: str,
+        template_id: str,
+        text: str,
+    ) -> tuple[tuple[Action, ...], tuple[Reply, ...], tuple[str, ...]]:
+        """Email at Update via Email In: the email to the call's assigned analyst, else its
+        group's address; the action that records it on the call; the reasons.
+
+        "To have email notifications sent to the assigned analyst or group when a call is
+        updated by incoming email, ensure that the Email at Update via Email In option is
+        selected". No email to the analyst who sent the update, to one of our own addresses
+        or to an address SMTP cannot take; the notification is then recorded only.
+        """
+        if not self.system.email_at_update_via_email_in:
+            return (), (), ()
+        facts = self.facts
+        if facts.mail_kind is MailKind.AUTO_REPLY:
+            return (), (), ("an auto-reply notifies nobody",)
+        people = {person.id: person for person in facts.notify_people}
+        groups = {item.name: item for item in facts.notify_groups}
+        sender = facts.sender.person
+        if owner_id is not None and sender is not None and owner_id == sender.id:
+            return (), (), ("the assigned analyst sent this update: no notification",)
+        to = recipient = ""
+        reasons: list[str] = []
+        owner = people.get(owner_id) if owner_id is not None else None
+        if owner is not None:
+            to, recipient = owner.email, f"analyst {owner.name or owner.email}"
+        elif owner_id is not None:
+            reasons.append(f"the assigned analyst (person {owner_id}) is not in the store")
+        if not to and group:
+            found = groups.get(group)
+            recipient = f"group {group}"
+            if found is not None and found.email:
+                to = found.email
+            else:
+                reasons.append(f"the group {group!r} has no address in the store")
+        if not recipient:
+            reasons.append("the call has no assigned analyst or group")
+        if to and self.mailbox.is_own_address(to):
+            reasons.append(f"{to} is one of our own addresses (loop guard): not emailed")
+            to = ""
+        elif to and not _sendable_address(to):
+            reasons.append(f"{to!r} is not a deliverable ASCII address: not emailed")
+            to = ""
+        action = NotifyAssignee(ref, to, recipient or "nobody")
+        if not to:
+            reasons.append("the notification is recorded on the call, no email is sent")
+            return (action,), (), tuple(reasons)
+        status = facts.call.status.value if facts.call is not None else "open"
+        params = {"number": ref.number, "author": self.author, "text": text, "status": status}
+        email = compose_reply(to, template_id, params, ref, self.mailbox, self.system)
+        reasons.append(f"Email at Update via Email In: notification to the {recipient} ({to})")
+        return (action,), (email,), tuple(reasons)
+
 
 def _log_call(ctx: _Context, logging: str) -> _Plan:
     facts = ctx.facts
@@ -890,9 +1111,19 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
     mailbox = ctx.mailbox
     actions: list[Action] = []
     reasons: list[str] = []
-    if person is None:
-        actions.append(CreateUser(facts.email.sender, facts.email.sender_name))
-        user_id: int | None = None
+    contact = facts.sender.contact
+    if person is None and contact is not None:
+        user_id: int | None = contact.id
+        actions.append(SetUserFlag(contact.id))
+        reasons.append(
+            f"person {contact.id} has this address but neither flag (a contact): it is "
+            "flagged as a User and is the call's User (DESIGN 4b)"
+        )
+    elif person is None:
+        address = facts.sender.address
+        name = facts.email.sender_name if address == facts.email.sender else ""
+        actions.append(CreateUser(address, name))
+        user_id = None
     else:
         user_id = person.id
         if not person.is_user:
@@ -920,15 +1151,39 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
     )
 
 
+def _notify_call(
+    ctx: _Context, ref: EntityRef, owner_id: int | None, group: str, template_id: str
+) -> tuple[tuple[Action, ...], tuple[Reply, ...], tuple[str, ...]]:
+    text, _ = ctx.history_text()
+    return ctx.notify(ref, owner_id=owner_id, group=group, template_id=template_id, text=text)
+
+
 def _update_call(ctx: _Context) -> _Plan:
     ref = EntityRef(EntityKind.CALL, ctx.number)
     actions, reasons = ctx.update(ref)
-    if ctx.system.email_at_update_via_email_in:
-        actions = (*actions, NotifyAssignee(ref))
+    call = ctx.facts.call
+    owner, group = (call.owner_id, call.group) if call is not None else (None, "")
+    notify, emails, why = _notify_call(ctx, ref, owner, group, "call_updated_notification")
     template = "call_updated" if ctx.mailbox.auto_reply else None
     if template is None:
         reasons = (*reasons, "auto-reply is off for this mailbox: no reply")
-    return _Plan(actions, template, {"number": ctx.number}, ref, reasons)
+    return _Plan(
+        (*actions, *notify), template, {"number": ctx.number}, ref, (*reasons, *why), emails
+    )
+
+
+def _automatic_entry(ctx: _Context) -> _Plan:
+    ref = ctx.facts.command.ref
+    assert ref is not None, "the automatic-entry rows follow found=True"
+    text, reasons = ctx.history_text()
+    return _Plan(
+        (AddAutomaticEntry(ref, text, ctx.author),),
+        reasons=(
+            "an auto-reply to one of our messages: kept in the history as an automatic entry "
+            "(no note icon, no notification, no reply)",
+            *reasons,
+        ),
+    )
 
 
 def _reopen(ctx: _Context) -> _Plan:
@@ -944,19 +1199,31 @@ def _reopen(ctx: _Context) -> _Plan:
         owner, group = call.owner_id, call.group
     ref = EntityRef(EntityKind.CALL, call.number)
     update, reasons = ctx.update(ref, note=True)
+    notify, emails, why = _notify_call(ctx, ref, owner, group, "call_reopened_notification")
     return _Plan(
-        (ReopenCall(call.number, owner, group), *update),
+        (ReopenCall(call.number, owner, group), *update, *notify),
         "call_reopened",
         {"number": call.number},
         ref,
-        (*reasons, f"reopened and assigned by the '{assignment.value}' setting"),
+        (*reasons, f"reopened and assigned by the '{assignment.value}' setting", *why),
+        emails,
     )
 
 
 def _note_closed(ctx: _Context) -> _Plan:
     ref = EntityRef(EntityKind.CALL, ctx.number)
     actions, reasons = ctx.update(ref, note=True)
-    return _Plan(actions, "closed_call_updated", {"number": ctx.number}, ref, reasons)
+    call = ctx.facts.call
+    owner, group = (call.owner_id, call.group) if call is not None else (None, "")
+    notify, emails, why = _notify_call(ctx, ref, owner, group, "call_updated_notification")
+    return _Plan(
+        (*actions, *notify),
+        "closed_call_updated",
+        {"number": ctx.number},
+        ref,
+        (*reasons, *why),
+        emails,
+    )
 
 
 def _reply(template: str, **params: object) -> Callable[[_Context], _Plan]:
@@ -969,7 +1236,14 @@ def _reply(template: str, **params: object) -> Callable[[_Context], _Plan]:
 
 def _close(ctx: _Context) -> _Plan:
     ref = EntityRef(EntityKind.CALL, ctx.number)
-    return _Plan((CloseCall(ctx.number, ctx.author),), "call_closed", {"number": ctx.number}, ref)
+    history, reasons = ctx.command_history(ref)
+    return _Plan(
+        (*history, CloseCall(ctx.number, ctx.author)),
+        "call_closed",
+        {"number": ctx.number},
+        ref,
+        reasons,
+    )
 
 
 def _verb(ctx: _Context) -> str:
@@ -1015,12 +1289,13 @@ def _approve(ctx: _Context) -> _Plan:
         if ctx.facts.command.kind is CommandKind.REJECT
         else ApproveTask(ctx.number, by)
     )
-    actions: tuple[Action, ...] = (action,)
+    ref = EntityRef(EntityKind.TASK, ctx.number)
+    history, reasons = ctx.command_history(ref)
+    actions: tuple[Action, ...] = (*history, action)
     if ctx.facts.token_id is not None and ctx.facts.token_ok:
         actions = (*actions, SpendToken(ctx.facts.token_id))
     template = "task_rejected" if ctx.facts.command.kind is CommandKind.REJECT else "task_approved"
-    ref = EntityRef(EntityKind.TASK, ctx.number)
-    return _Plan(actions, template, {"number": ctx.number}, ref)
+    return _Plan(actions, template, {"number": ctx.number}, ref, reasons)
 
 
 def _update_task(ctx: _Context) -> _Plan:
@@ -1077,9 +1352,11 @@ def _analysts_only(ctx: _Context) -> _Plan:
 _BUILDERS: Mapping[Outcome, Callable[[_Context], _Plan]] = {
     _O.DISCARD: lambda ctx: _Plan(),
     _O.LOG_NEW_USER: lambda ctx: _log_call(ctx, "default"),
+    _O.LOG_CONTACT_AS_USER: lambda ctx: _log_call(ctx, "default"),
     _O.LOG_DEFAULT_ANALYST: lambda ctx: _log_call(ctx, "default"),
     _O.LOG_LINKED_ANALYST: lambda ctx: _log_call(ctx, "linked"),
     _O.UPDATE_CALL: _update_call,
+    _O.AUTOMATIC_ENTRY: _automatic_entry,
     _O.REOPEN_CALL: _reopen,
     _O.NOTE_CLOSED_CALL: _note_closed,
     _O.REPLY_CLOSED_NOT_UPDATED: _reply("closed_call_not_updated"),
@@ -1101,31 +1378,59 @@ _BUILDERS: Mapping[Outcome, Callable[[_Context], _Plan]] = {
 
 
 def reply_address(email: InboundEmail, person: Person | None) -> str:
-    """Where a reply goes: the identified person's stored address, else Return-Path, else From.
-
-    Returns "" for the null return path ``<>``: nothing is ever sent there.
+    """Where the result of a command goes: the identified person's stored address, else the
+    contact address (Reply-To, else From). DESIGN 4: "Results of privileged commands go to the
+    identified person's stored address only"; Reply-To never redirects them.
     """
     if person is not None:
         return person.email
-    if email.return_path is not None:
-        return email.return_path
-    return email.sender
+    return contact_address(email)
+
+
+ACKNOWLEDGEMENTS = frozenset(
+    {
+        "call_logged",
+        "call_updated",
+        "closed_call_updated",
+        "closed_call_not_updated",
+        "task_updated",
+        "request_updated",
+    }
+)
+"""Replies that acknowledge a mail (not a command's result): they go to the contact address."""
+
+
+def _recipient(facts: Facts, template_id: str) -> str:
+    """DESIGN 4: acknowledgements go to the contact address (Reply-To, else From); command
+    results to the identified person's stored address, else the contact address."""
+    if template_id in ACKNOWLEDGEMENTS:
+        return contact_address(facts.email)
+    return reply_address(facts.email, facts.sender.person)
 
 
 _ADDRESS = re.compile(r"[!-~]{1,64}@[A-Za-z0-9.\[\]:-]{1,255}", re.ASCII)
 
 
 def _sendable_address(address: str) -> bool:
-    """True for a plain ASCII addr-spec we can hand to SMTP (no controls, spaces or brackets)."""
-    return _ADDRESS.fullmatch(address) is not None and "<" not in address and ">" not in address
+    """True for a plain ASCII addr-spec we can hand to SMTP (no controls, spaces or brackets)
+    and write in a To field: no ``=?``, which readers take for an encoded-word (RFC 2047 5(3):
+    none may appear in an addr-spec) and our renderer refuses."""
+    return (
+        _ADDRESS.fullmatch(address) is not None
+        and "<" not in address
+        and ">" not in address
+        and "=?" not in address
+    )
 
 
 def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: SystemSettings) -> str:
     """Why a planned reply must not go out, or "" when it may."""
     if not facts.may_auto_reply:
         return f"no reply to {facts.mail_kind.value} mail (RFC 3834)"
+    if facts.email.return_path == "":
+        return "the return path is null (<>): no reply (RFC 3834 2, RFC 5321 4.5.5)"
     if not to:
-        return "the return path is null (<>): nothing is sent there"
+        return "no address to reply to"
     if not _sendable_address(to):
         return f"the reply address {to!r} is not a deliverable ASCII address"
     if mailbox.is_own_address(to):
@@ -1179,6 +1484,7 @@ def _base_reasons(facts: Facts) -> list[str]:
     reasons: list[str] = list(facts.mail_kind_reasons)
     if facts.bounce_summary:
         reasons.append(facts.bounce_summary)
+    reasons.extend(facts.sender_reasons)
     command = facts.command
     if command.kind is CommandKind.NONE:
         reasons.append("the subject is not recognised")
@@ -1227,12 +1533,13 @@ def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> De
         reasons.append(f"{fired[1].id}: the number is not valid, so the mail logs a call")
     reasons.extend(plan.reasons)
     actions = plan.actions
+    discard_reason = _discard_reason(row, facts, conditions)
     if not actions:
-        actions = (Discard(f"{row.id}: {row.outcome.value}"),)
+        actions = (Discard(f"{row.id}: {discard_reason or row.outcome.value}"),)
     reply: Reply | None = None
     suppressed = ""
     if plan.reply_template is not None:
-        to = reply_address(facts.email, facts.sender.person)
+        to = _recipient(facts, plan.reply_template)
         suppressed = _suppression(facts, to, mailbox, system)
         if not suppressed:
             reply = compose_reply(
@@ -1252,7 +1559,27 @@ def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> De
         reasons=tuple(reasons),
         conditions=tuple(sorted(conditions.items())),
         reply_suppressed=suppressed,
+        notifications=plan.notifications,
+        status_class=facts.bounce_status_class,
+        discard_reason=discard_reason,
     )
+
+
+_KIND_WHY = {
+    MailKind.AUTO_REPLY: "auto-reply",
+    MailKind.AUTO_GENERATED: "machine-generated mail (calls from it are off for this mailbox)",
+}
+
+
+def _discard_reason(row: Row, facts: Facts, conditions: Mapping[str, object]) -> str:
+    """The few words saying why a discarded message was dropped ("" when it was not)."""
+    if row.outcome is not _O.DISCARD:
+        return ""
+    if row.why == "{kind}":
+        return _KIND_WHY.get(facts.mail_kind, facts.mail_kind.value)
+    if row.id == "LOG-3" and not conditions["has_address"]:
+        return "no usable sender address"
+    return row.why
 
 
 def render_tables_markdown() -> str:
@@ -1279,9 +1606,11 @@ def render_tables_markdown() -> str:
         for row in table:
             cells = [_cell(row.when.get(column, "")) for column in columns]
             spec = row.spec.replace("|", "\\|")
-            out.append(
-                f"| {row.id} | " + " | ".join(cells) + f" | `{row.outcome.value}` | {spec} |"
-            )
+            outcome = f"`{row.outcome.value}`"
+            if row.why:
+                why = row.why.replace("{kind}", "the mail kind").replace("|", "\\|")
+                outcome += f" ({why})"
+            out.append(f"| {row.id} | " + " | ".join(cells) + f" | {outcome} | {spec} |")
     return "\n".join(out) + "\n"
 
 

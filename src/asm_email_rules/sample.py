@@ -11,8 +11,11 @@ import attrs
 from asm_email_rules.model import (
     Call,
     CallStatus,
+    Group,
     Person,
     Request,
+    Right,
+    SecurityRole,
     Task,
     TaskKind,
     TaskStatus,
@@ -22,12 +25,34 @@ from asm_email_rules.settings import CallTemplate, MailboxSettings, SystemSettin
 
 DESK_ADDRESS = "helpdesk@desk.example"
 
-DANA = Person(1, "dana@desk.example", "Dana Default", is_analyst=True)
-ALICE = Person(2, "alice@desk.example", "Alice Analyst", is_analyst=True)
-UMA = Person(3, "uma@corp.example", "Uma User", is_user=True)
-BOB = Person(4, "bob@desk.example", "Bob Both", is_analyst=True, is_user=True)
-TOM = Person(5, "tom@desk.example", "Tom Takeover", is_analyst=True, can_take_over=True)
+ANALYSTS = SecurityRole("Analysts")
+"""The analysts' security role: no Take Over, no reopening (the spec's options off)."""
+IPK_MANAGERS = SecurityRole("IPK Managers", frozenset({Right.TAKE_OVER}))
+"""An analyst role with the IPK Management right Take Over."""
+SELF_SERVICE = SecurityRole("Self Service Users")
+"""The User security role: may not reopen closed calls until a test grants it."""
+ROLES = (ANALYSTS, IPK_MANAGERS, SELF_SERVICE)
+
+DANA = Person(1, "dana@desk.example", "Dana Default", is_analyst=True, analyst_role="Analysts")
+ALICE = Person(2, "alice@desk.example", "Alice Analyst", is_analyst=True, analyst_role="Analysts")
+UMA = Person(3, "uma@corp.example", "Uma User", is_user=True, user_role="Self Service Users")
+BOB = Person(
+    4,
+    "bob@desk.example",
+    "Bob Both",
+    is_analyst=True,
+    is_user=True,
+    analyst_role="Analysts",
+    user_role="Self Service Users",
+)
+TOM = Person(5, "tom@desk.example", "Tom Takeover", is_analyst=True, analyst_role="IPK Managers")
 PEOPLE = (DANA, ALICE, UMA, BOB, TOM)
+
+GROUPS = (
+    Group("Service Desk", "service-desk@desk.example"),
+    Group("Network", "network-team@desk.example"),
+)
+"""Assignment groups, with the address Email at Update via Email In notifies."""
 
 _WHEN = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -96,7 +121,23 @@ TASKS = (
         last_update=_WHEN,
     ),
 )
-REQUESTS = (Request(700, owner_id=ALICE.id, description="New starter: laptop", last_update=_WHEN),)
+REQUESTS = (
+    Request(
+        700,
+        owner_id=ALICE.id,
+        description="Hello team,\n\nNew starter: laptop",
+        last_update=_WHEN,
+    ),
+    Request(
+        701,
+        owner_id=TOM.id,
+        forwarded_ids=(TOM.id,),
+        forwarded_by_ids=(ALICE.id,),
+        group="Service Desk",
+        description="Hi,\nNew starter: desk phone",
+        last_update=_WHEN,
+    ),
+)
 
 TEMPLATE = CallTemplate(
     name="Email call",
@@ -121,7 +162,11 @@ def sample_mailbox(**options: Any) -> MailboxSettings:
 
 
 def seed_sample_desk(repository: SeedableRepository) -> None:
-    """Put the sample people, calls, tasks and requests into ``repository``."""
+    """Put the sample roles, groups, people, calls, tasks and requests into ``repository``."""
+    for role in ROLES:
+        repository.put_role(role)
+    for group in GROUPS:
+        repository.put_group(group)
     for person in PEOPLE:
         repository.put_person(person)
     for call in CALLS:
@@ -140,7 +185,7 @@ DEMO_MAILBOX_OPTIONS: dict[str, bool] = {
 }
 """The sample mailbox options the demo (and ``explain`` without a config) switch on."""
 
-DEMO_SYSTEM = SystemSettings(truncate_incoming_emails=True)
+DEMO_SYSTEM = SystemSettings(truncate_incoming_emails=True, email_at_update_via_email_in=True)
 DEMO_NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 """The demo's fixed clock: the sample desk's mail is dated that morning."""
 

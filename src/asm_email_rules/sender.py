@@ -1,4 +1,11 @@
-"""Resolve the sender's address into the spec's person case."""
+"""Who sent a message: the actor (who may act), the contact address, and the person case.
+
+DESIGN 4 separates *who may act* from *where acknowledgements go*. The actor is the
+addr-spec of From; when From names several mailboxes, ``Sender`` names the one who sent it
+(RFC 5322 3.6.2). Two From headers authenticate nobody. Reply-To never identifies the actor;
+it is the *contact address*: where acknowledgements go and the address of a User created for
+a new call when the mailbox is fed by a web form (``contact_from_reply_to``).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +13,67 @@ from collections.abc import Iterable
 
 import attrs
 
-from asm_email_rules.addresses import normalise_address
-from asm_email_rules.model import Person, PersonCase
+from asm_email_rules.addresses import normalise_address, parse_address_list
+from asm_email_rules.intake_notes import IntakeNoteKind
+from asm_email_rules.model import InboundEmail, Person, PersonCase
 
-__all__ = ["SenderResolution", "normalise_address", "resolve_sender"]
+__all__ = [
+    "SenderResolution",
+    "actor_address",
+    "contact_address",
+    "has_two_from_headers",
+    "normalise_address",
+    "resolve_sender",
+]
+
+
+def actor_address(email: InboundEmail) -> tuple[str, str]:
+    """``(address, reason)`` of who sent the mail: From's one mailbox; when From names several
+    mailboxes, the one mailbox of ``Sender`` (RFC 5322 3.6.2: "the mailbox of the agent
+    responsible for the actual transmission"). ``("", "")`` when there is none.
+    """
+    if email.sender:
+        return email.sender, ""
+    if not any(note.kind is IntakeNoteKind.MULTIPLE_FROM_ADDRESSES for note in email.notes):
+        return "", ""
+    sender = email.header("Sender")
+    if sender is None:
+        return "", ""
+    found = parse_address_list(sender[:2000])
+    if len(found) != 1:
+        return "", ""
+    address = found[0][1]
+    return address, (
+        f"From names several authors: Sender {address} is the one who sent it (RFC 5322 3.6.2)"
+    )
+
+
+def contact_address(email: InboundEmail) -> str:
+    """Where acknowledgements go: the first Reply-To address, else the actor (DESIGN 4)."""
+    if email.reply_to:
+        return email.reply_to[0]
+    return actor_address(email)[0]
+
+
+def has_two_from_headers(email: InboundEmail) -> bool:
+    """True when the message carries more than one From header: nobody is authenticated."""
+    return len(email.header_all("From")) > 1
 
 
 @attrs.frozen
 class SenderResolution:
-    """Who sent the mail: the person case, the person chosen and how many records matched."""
+    """Who sent the mail: the person case, the person chosen and how many records matched.
+
+    ``contact`` is the lowest-id record with the address but neither flag (a contact), when
+    no analyst or User has it: it identifies nobody (case 1), but a call it logs uses that
+    record as its User instead of creating a second person (DESIGN 4b).
+    """
 
     address: str
     case: PersonCase
     person: Person | None = None
     matches: int = 0
+    contact: Person | None = None
 
     @property
     def ambiguous(self) -> bool:
@@ -36,20 +90,19 @@ def resolve_sender(address: str, persons: Iterable[Person]) -> SenderResolution:
     """Find the person records whose email is ``address``; the lowest id wins.
 
     A record with neither the analyst nor the User flag does not identify anyone: the spec
-    only knows Users and analysts, so such an address is case 1 (unknown).
+    only knows Users and analysts, so such an address is case 1 (unknown); the record comes
+    back as ``contact`` so that a call it logs can flag it as a User (DESIGN 4b).
     """
     wanted = normalise_address(address)
     if not wanted:
         return SenderResolution(address=address, case=PersonCase.UNKNOWN)
-    matching = sorted(
-        (
-            person
-            for person in persons
-            if normalise_address(person.email) == wanted and person.case.is_known
-        ),
+    same = sorted(
+        (person for person in persons if normalise_address(person.email) == wanted),
         key=lambda person: person.id,
     )
+    matching = [person for person in same if person.case.is_known]
     if not matching:
-        return SenderResolution(address=address, case=PersonCase.UNKNOWN)
+        contact = same[0] if same else None
+        return SenderResolution(address=address, case=PersonCase.UNKNOWN, contact=contact)
     chosen = matching[0]
     return SenderResolution(address=address, case=chosen.case, person=chosen, matches=len(matching))

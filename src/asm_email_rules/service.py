@@ -10,6 +10,7 @@ that cannot move mail (POP3) skips it from then on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,23 +18,37 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 import attrs
 
+from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.config import AccountConfig, Config
-from asm_email_rules.errors import MailboxError, MessageParseError, NotFoundError, RepositoryError
+from asm_email_rules.errors import (
+    MailboxError,
+    MessageParseError,
+    NotFoundError,
+    RepositoryError,
+    StoreUnavailableError,
+)
+from asm_email_rules.intake import parse_message
+from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
-from asm_email_rules.protocols import Mailbox, Mailer, Repository
+from asm_email_rules.protocols import ExpungingMailbox, Mailbox, Mailer, Repository
+from asm_email_rules.settings import MailboxSettings, SystemSettings
 
-__all__ = ["AccountReport", "MailboxFactory", "PollReport", "PollingService"]
+__all__ = ["AccountReport", "HostMailbox", "MailboxFactory", "PollReport", "PollingService"]
 
 log = logging.getLogger("asm_email_rules.service")
 
 MailboxFactory = Callable[[AccountConfig], Mailbox]
 """Opens the mailbox of an account (a fresh session each call)."""
+
+HostMailbox = tuple[MailboxSettings, Callable[[], Mailbox]]
+"""A mailbox a host brings to :meth:`PollingService.from_parts`: its settings (``name`` names
+the account) and a callable that opens a fresh session of it."""
 
 _MAX_MAILBOX_ERRORS = 3
 """Consecutive mailbox failures after which a session is abandoned until the next interval."""
@@ -46,6 +61,13 @@ class AccountReport:
     ``processed``: acted on for the first time; ``duplicates``: already in the ledger (a crash
     or retry), acknowledged without acting again; ``retried``: kept because the reply hit a
     transient failure; ``quarantined``: set aside; ``errors``: mailbox or store failures.
+    ``discarded``: of the processed messages, those neither acted on nor answered, counted by
+    reason (``(("auto-reply", 9), ...)``, most frequent first; issue 9: nothing is dropped in
+    silence).
+    ``backoff_seconds``: how long the account now waits before its next try because our side
+    failed (the store unavailable), 0 when it is healthy. ``expunged``: messages a previous
+    session marked deleted but did not remove (IMAP ``\\Deleted`` after a crash), removed at
+    the start of a session because the ledger says they are done.
     """
 
     account: str
@@ -57,6 +79,17 @@ class AccountReport:
     sessions: int = 0
     skipped: bool = False
     last_error: str = ""
+    backoff_seconds: float = 0.0
+    discarded: tuple[tuple[str, int], ...] = ()
+    expunged: int = 0
+
+    def discard_summary(self) -> str:
+        """ "12 discarded: auto-reply (9), unknown sender without ... (3)", or "" for none."""
+        total = sum(count for _, count in self.discarded)
+        if not total:
+            return ""
+        parts = ", ".join(f"{reason} ({count})" for reason, count in self.discarded)
+        return f"{total} discarded: {parts}"
 
 
 @attrs.frozen
@@ -85,9 +118,14 @@ class _Counts:
     errors: int = 0
     sessions: int = 0
     last_error: str = ""
+    discarded: dict[str, int] = attrs.field(factory=dict)
+    expunged: int = 0
 
-    def freeze(self, account: str) -> AccountReport:
-        return AccountReport(account, **attrs.asdict(self))
+    def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
+        fields = attrs.asdict(self)
+        by_count = sorted(self.discarded.items(), key=lambda item: (-item[1], item[0]))
+        fields["discarded"] = tuple(by_count)
+        return AccountReport(account, **fields, backoff_seconds=backoff_seconds)
 
 
 def _list_keys(mailbox: Mailbox) -> Iterator[str]:
@@ -116,6 +154,7 @@ def _log_fields(account: AccountConfig, key: str, sha256: str) -> dict[str, obje
         "outcome": "",
         "reply_status": "",
         "disposition": "",
+        "discard_reason": "",
     }
 
 
@@ -135,8 +174,8 @@ class _InHand:
         self.fields = _log_fields(self.account, self.key, self.sha256)
 
 
-class _StoreUnavailableError(Exception):
-    """The store failed in a way that is not this message's fault: stop and retry later."""
+class _RetryLaterError(Exception):
+    """A host store refused this message (a plain RepositoryError): stop, retry it later."""
 
 
 def _is_quarantine_record(decision_json: str) -> bool:
@@ -151,8 +190,64 @@ class PollingService:
     """Polls the configured accounts; one instance per store and mailer.
 
     ``now`` and ``random_token`` are injected so tests are deterministic. With ``mailer`` None
-    the replies are recorded in the store as pending and not sent.
+    the replies are recorded in the store as pending and not sent. ``backoff`` is how an account
+    waits after our side failed (default: from ``config.system``). Only ``config.accounts`` and
+    ``config.system`` are used (never ``config.store``): a host with its own repository, mailer
+    and mailboxes builds one with :meth:`from_parts` and needs no configuration file.
     """
+
+    @classmethod
+    def from_parts(
+        cls,
+        repository: Repository,
+        mailer: Mailer | None,
+        mailboxes: Iterable[HostMailbox],
+        system: SystemSettings | None = None,
+        *,
+        interval_seconds: float = 60.0,
+        max_messages_per_session: int = 100,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+        backoff: BackoffPolicy | None = None,
+    ) -> PollingService:
+        """A service over the host's own parts: no configuration file and no store path.
+
+        ``mailboxes`` pairs each mailbox's settings with a callable opening a new session of
+        it; ``settings.name`` names the account (in reports and the ledger) and must be
+        unique. ``system`` defaults to :class:`SystemSettings` ``()``; ``now``,
+        ``random_token`` and ``backoff`` are as for the constructor. Raises ``ValueError`` for
+        two mailboxes with one name.
+        """
+        openers: dict[str, Callable[[], Mailbox]] = {}
+        accounts: list[AccountConfig] = []
+        for settings, opener in mailboxes:
+            if settings.name in openers:
+                raise ValueError(f"two mailboxes are named {settings.name!r}")
+            openers[settings.name] = opener
+            accounts.append(
+                AccountConfig(
+                    name=settings.name,
+                    protocol=None,
+                    mailbox=settings,
+                    interval_seconds=interval_seconds,
+                    max_messages_per_session=max_messages_per_session,
+                )
+            )
+        config = Config(
+            store=None,
+            system=system if system is not None else SystemSettings(),
+            smtp=None,
+            accounts=tuple(accounts),
+        )
+        return cls(
+            config,
+            repository,
+            mailer,
+            lambda account: openers[account.name](),
+            now=now,
+            random_token=random_token,
+            backoff=backoff,
+        )
 
     def __init__(
         self,
@@ -163,6 +258,7 @@ class PollingService:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+        backoff: BackoffPolicy | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -171,6 +267,11 @@ class PollingService:
         self.now = now
         self.random_token = random_token
         self._store_failures: dict[tuple[str, str], int] = {}
+        if backoff is None:
+            system = config.system
+            backoff = BackoffPolicy(system.backoff_initial_seconds, system.backoff_max_seconds)
+        self._backoff_policy = backoff
+        self._backoff: dict[str, Backoff] = {}
 
     # -- one message ------------------------------------------------------------------------
 
@@ -200,8 +301,11 @@ class PollingService:
     def _process(self, message: _InHand, raw: bytes) -> ProcessResult | None:
         """Run the rules; a failure that is the message's fault quarantines it (None returned).
 
-        A store failure that is not (locked, read-only, full) raises _StoreUnavailableError so
-        the account backs off, until the same message has failed ``max_send_attempts`` times.
+        :class:`StoreUnavailableError` (the store locked, read-only, full: our failure) goes up
+        untouched: the account backs off and the message is never counted against. A plain
+        :class:`RepositoryError` from a host store raises _RetryLaterError (stop, retry next
+        time) until the same message has failed ``max_send_attempts`` times; then it is
+        quarantined.
         """
         try:
             return process(
@@ -216,9 +320,11 @@ class PollingService:
         except MessageParseError as exc:
             reason = f"cannot parse: {exc}"
             self._set_aside(message, reason, "unparseable", str(exc), logging.WARNING)
+        except StoreUnavailableError:
+            raise
         except RepositoryError as exc:
             if not isinstance(exc, NotFoundError) and not self._store_failed(message):
-                raise _StoreUnavailableError(str(exc)) from exc
+                raise _RetryLaterError(str(exc)) from exc
             reason = f"processing failed: {exc}"
             self._set_aside(message, reason, "failed", str(exc), logging.ERROR)
         except Exception as exc:  # one bad message must never stop the others
@@ -265,25 +371,29 @@ class PollingService:
         account, counts = message.account, message.counts
         self._store_failures.pop((account.name, message.sha256), None)
         message_id = result.email.message_id or ""
+        discard_reason = result.decision.discard_reason if result.decision else ""
         message.fields.update(
             message_id=message_id,
             rule=result.decision.rule if result.decision else "",
             outcome=result.decision.outcome.value if result.decision else "duplicate",
             reply_status=result.reply_status.value,
             disposition=result.disposition.value,
+            discard_reason=discard_reason,
         )
         if result.duplicate:
             counts.duplicates += 1
         else:
             counts.processed += 1
+            if discard_reason:
+                counts.discarded[discard_reason] = counts.discarded.get(discard_reason, 0) + 1
         if result.disposition is Disposition.DELETE:
             message.mailbox.delete(message.key)
         elif result.disposition is Disposition.RETRY:
             counts.retried += 1
         else:
-            entry = self.repository.ledger_entry(account.mailbox.name, message_id, message.sha256)
+            entry = find_ledger_entry(self.repository, account.mailbox.name, result.email)
             detail = entry.last_error if entry is not None else "reply could not be sent"
-            message.mailbox.quarantine(message.key, f"reply not sent: {detail}")
+            self._quarantine(message, f"reply not sent: {detail}")  # recorded: POP3 keeps it
             counts.quarantined += 1
         troubled = result.reply_status is ReplyStatus.FAILED
         troubled = troubled or result.disposition is not Disposition.DELETE
@@ -311,10 +421,16 @@ class PollingService:
             return AccountReport(account.name, skipped=True)
         counts = _Counts()
         seen: set[str] = set()
+        completed = False
         while stop is None or not stop.is_set():
             try:
                 more = self._session(account, seen, counts, stop)
-            except (MailboxError, RepositoryError, _StoreUnavailableError, OSError) as exc:
+            except StoreUnavailableError as exc:
+                counts.errors += 1
+                counts.last_error = str(exc)
+                self._account_failed(account, "store unavailable", exc)
+                break
+            except (MailboxError, RepositoryError, _RetryLaterError, OSError) as exc:
                 counts.errors += 1
                 counts.last_error = str(exc)
                 log.error(
@@ -324,8 +440,64 @@ class PollingService:
                 )
                 break
             if not more:
+                completed = True
                 break
-        return counts.freeze(account.name)
+        self._end_smtp_session()
+        if completed:
+            self._account_succeeded(account)
+        return counts.freeze(account.name, self.backoff(account.name).seconds_left(self.now()))
+
+    # -- backoff: our failures are the account's, not the message's --------------------------
+
+    def backoff(self, account: str) -> Backoff:
+        """The backoff state of the account called ``account`` (healthy if never failed)."""
+        return self._backoff.get(account, Backoff(self._backoff_policy))
+
+    def _account_failed(self, account: AccountConfig, kind: str, exc: Exception) -> None:
+        """Back the account off after our side failed; one WARNING per change of state."""
+        before = self.backoff(account.name)
+        after = before.failure(kind, str(exc), self.now())
+        self._backoff[account.name] = after
+        extra = {
+            "account": account.name,
+            "error": str(exc),
+            "failures": after.failures,
+            "retry_in_s": after.delay,
+        }
+        if change(before, after) is None:
+            log.debug("account still backing off: %s: %s", kind, exc, extra=extra)
+            return
+        log.warning(
+            "account backing off: %s: %s; next try in %.0f s at the earliest (no message is "
+            "blamed or quarantined for it)",
+            kind,
+            exc,
+            after.delay,
+            extra=extra,
+        )
+
+    def _account_succeeded(self, account: AccountConfig) -> None:
+        """End a backoff after a complete poll; one INFO line when the account recovers."""
+        before = self._backoff.pop(account.name, None)
+        if before is None or change(before, before.success()) != "recovered":
+            return
+        log.info(
+            "account recovered after %d failure(s): %s",
+            before.failures,
+            before.kind,
+            extra={"account": account.name, "failures": before.failures, "since": before.since},
+        )
+
+    def _end_smtp_session(self) -> None:
+        """End the mailer's SMTP session at the end of a pass (a mailer that keeps one open
+        between replies, such as :class:`~asm_email_rules.adapters.smtp.SmtpMailer`, has
+        ``close``); a failure here cannot change what the server accepted."""
+        close = getattr(self.mailer, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # the replies are recorded already; nothing to undo
+                log.warning("ending the SMTP session failed", exc_info=True)
 
     def _session(
         self,
@@ -341,6 +513,8 @@ class PollingService:
         handled = 0
         left_over = False
         try:
+            if isinstance(mailbox, ExpungingMailbox):
+                self._expunge_leftovers(account, mailbox, counts)
             for key in _list_keys(mailbox):
                 if key in seen:
                     continue
@@ -366,17 +540,77 @@ class PollingService:
                     if failures >= _MAX_MAILBOX_ERRORS:
                         raise
         finally:
-            try:
-                mailbox.close()
-            except MailboxError as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                log.error(
-                    "closing the mailbox failed: %s",
-                    exc,
-                    extra={"account": account.name, "error": str(exc)},
-                )
+            self._end_session(account, mailbox, counts)
         return left_over
+
+    def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> None:
+        """Make the store durable, then let the mailbox's deletions take effect (close).
+
+        A store that commits lazily (SQLite in WAL mode with ``synchronous=NORMAL``) is synced
+        once here rather than on every commit, and before any message leaves the mailbox, so
+        a power loss can never lose a message whose record was not on disk yet. When the sync
+        fails the mailbox is abandoned without deleting anything (``abort``, where it has one).
+        """
+        sync = getattr(self.repository, "sync", None)
+        try:
+            if callable(sync):
+                sync()
+        except RepositoryError as exc:
+            counts.errors += 1
+            counts.last_error = str(exc)
+            log.error(
+                "the store could not be made durable; the mailbox keeps its messages: %s",
+                exc,
+                extra={"account": account.name, "error": str(exc)},
+            )
+            abort = getattr(mailbox, "abort", None)
+            if callable(abort):
+                with contextlib.suppress(MailboxError):
+                    abort()
+                return
+        try:
+            mailbox.close()
+        except MailboxError as exc:
+            counts.errors += 1
+            counts.last_error = str(exc)
+            log.error(
+                "closing the mailbox failed: %s",
+                exc,
+                extra={"account": account.name, "error": str(exc)},
+            )
+
+    def _expunge_leftovers(
+        self, account: AccountConfig, mailbox: ExpungingMailbox, counts: _Counts
+    ) -> None:
+        """Remove the messages a previous session marked deleted and the ledger says are done.
+
+        A session that died between marking and expunging (IMAP ``\\Deleted``) leaves them in
+        the folder, hidden from :meth:`~Mailbox.list_keys`. Each is fetched and looked up: a
+        ledger entry (its decision was applied and recorded) or a quarantine record means it
+        is done and goes; one the ledger does not know (marked by a person, say) is left alone.
+        """
+        done = [key for key in mailbox.deleted_keys() if self._is_done(account, mailbox, key)]
+        if not done:
+            return
+        removed = mailbox.expunge(done)
+        counts.expunged += removed
+        log.info(
+            "expunged %d message(s) a previous session had deleted",
+            removed,
+            extra={"account": account.name, "mailbox_keys": done},
+        )
+
+    def _is_done(self, account: AccountConfig, mailbox: Mailbox, key: str) -> bool:
+        """True when the ledger knows the message ``key``: processed, or quarantined."""
+        raw = mailbox.fetch(key)
+        name = account.mailbox.name
+        if self.repository.ledger_entry(name, "", hashlib.sha256(raw).hexdigest()) is not None:
+            return True  # quarantined before (these bytes may not even parse)
+        try:
+            email = parse_message(raw, limits=self.config.system.limits)
+        except MessageParseError:
+            return False
+        return find_ledger_entry(self.repository, name, email) is not None
 
     # -- all accounts -----------------------------------------------------------------------
 
@@ -412,8 +646,13 @@ class PollingService:
                 except Exception:  # a bug must not end the service; the account is retried
                     log.exception("account poll crashed", extra={"account": account.name})
                 else:
-                    log.info("account polled", extra=attrs.asdict(report))
-                due[account.name] = time.monotonic() + account.interval_seconds
+                    fields = attrs.asdict(report)
+                    fields["discarded"] = report.discard_summary()
+                    log.info("account polled", extra=fields)
+                wait = max(
+                    account.interval_seconds, self.backoff(account.name).seconds_left(self.now())
+                )
+                due[account.name] = time.monotonic() + wait
             stop.wait(max(0.0, min(due.values()) - time.monotonic()))
         log.info("polling service stopped")
 

@@ -53,7 +53,13 @@ class Limits:
 
 @attrs.frozen
 class MailboxSettings:
-    """Options of one incoming email account (the spec's "incoming email server")."""
+    """Options of one incoming email account (the spec's "incoming email server").
+
+    Beyond the spec's options (DESIGN 4): ``calls_from_machine_mail`` (default on) lets
+    machine-generated mail log and update calls, never with a reply or a command; off, it is
+    discarded with its reason. ``contact_from_reply_to`` (web-form mailboxes) makes the User of
+    a new call the Reply-To person instead of the From robot.
+    """
 
     name: str = "default"
     addresses: tuple[str, ...] = ()
@@ -72,6 +78,8 @@ class MailboxSettings:
     separators: tuple[str, ...] = ()
     trusted_authserv_id: str | None = None
     require_approval_token: bool = False
+    calls_from_machine_mail: bool = True
+    contact_from_reply_to: bool = False
 
     def is_own_address(self, address: str) -> bool:
         """True when ``address`` is one of this mailbox's own addresses.
@@ -85,7 +93,14 @@ class MailboxSettings:
 
 @attrs.frozen
 class SystemSettings:
-    """System-wide options (System Administration, Messaging, Email Settings)."""
+    """System-wide options (System Administration, Messaging, Email Settings).
+
+    Ours, for the service: ``backoff_initial_seconds`` and ``backoff_max_seconds`` are how an
+    account backs off when our side fails (the store locked, read-only or full): the first wait,
+    doubled at each failure in a row up to the cap (DESIGN 4, "Nothing is lost").
+    ``ledger_retention_days`` is how long the ledger remembers a message after it was last seen
+    in a mailbox (0: for ever); a message still in a mailbox is never forgotten.
+    """
 
     truncate_incoming_emails: bool = False
     email_at_update_via_email_in: bool = False
@@ -98,6 +113,9 @@ class SystemSettings:
     reply_budget_per_hour: int = 20
     max_reply_age_days: int = 7
     max_send_attempts: int = 5
+    backoff_initial_seconds: float = 15.0
+    backoff_max_seconds: float = 900.0
+    ledger_retention_days: int = 90
     approval_token_secret: str | None = None
     loop_header: str = "X-ASM-Email-Rules-Loop"
     limits: Limits = Limits()

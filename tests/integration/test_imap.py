@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from email import policy
 from email.parser import BytesParser
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -139,3 +139,70 @@ def test_connection_refused_is_a_mailbox_error(unused_port: int) -> None:
 def test_unknown_uid_is_a_mailbox_error(dovecot: Dovecot, mail_user: str) -> None:
     with ImapMailbox(_config(dovecot, mail_user)) as box, pytest.raises(MailboxError, match="999"):
         box.fetch("999")
+
+
+def _spy(box: ImapMailbox) -> list[tuple[str, ...]]:
+    """Record every UID command the mailbox sends (its name and arguments)."""
+    client = box._client()
+    sent: list[tuple[str, ...]] = []
+    real = client.uid
+
+    def uid(command: str, *args: str) -> Any:
+        sent.append((command.upper(), *args))
+        return real(command, *args)
+
+    client.uid = uid  # type: ignore[method-assign]
+    return sent
+
+
+def test_messages_are_fetched_ahead_in_batches_bounded_in_count_and_bytes(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # Issue 14: UID FETCH of several messages at once, never more than a bounded number of
+    # bytes held; every message still comes back exactly as stored, in order.
+    sent = [make_message(n, size=3000) for n in range(1, 8)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    size = max(len(raw) for raw in sent)
+    config = _config(dovecot, mail_user, batch_messages=3, batch_bytes=2 * size + 10)
+    with ImapMailbox(config) as box:
+        commands = _spy(box)
+        keys = list(box.list_keys())
+        assert [box.fetch(key) for key in keys] == sent
+    bodies = [c for c in commands if c[0] == "FETCH" and "BODY.PEEK[]" in c[-1]]
+    assert [len(c[1].split(",")) for c in bodies] == [2, 2, 2, 1]  # bytes bound: 2 at a time
+    assert box._fetched == {}  # nothing left held after the session
+
+    with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
+        commands = _spy(box)
+        keys = list(box.list_keys())
+        assert [box.fetch(key) for key in reversed(keys)] == sent[::-1]  # out of order works
+
+
+def test_deletes_are_flagged_in_batches_on_close_and_expunged_abort_deletes_nothing(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # Nothing is marked before close(): the service syncs its store between the two.
+    sent = [make_message(n) for n in range(1, 8)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    with ImapMailbox(_config(dovecot, mail_user, store_batch=3)) as box:
+        keys = list(box.list_keys())
+        box.delete(keys[0])
+        box.abort()
+    assert dovecot.messages(mail_user) == sent
+    assert not any("Deleted" in flags for flags in dovecot.flags(mail_user))
+
+    box = ImapMailbox(_config(dovecot, mail_user, store_batch=3))
+    commands = _spy(box)
+    keys = list(box.list_keys())
+    for key in keys[:5]:
+        box.fetch(key)
+        box.delete(key)
+    assert [c for c in commands if c[0] == "STORE"] == []
+    assert not any("Deleted" in flags for flags in dovecot.flags(mail_user))
+    assert list(box.list_keys()) == keys[5:]
+    box.close()
+    stores = [c[1] for c in commands if c[0] == "STORE"]
+    assert stores == [",".join(keys[:3]), ",".join(keys[3:5])]  # 3 UIDs per UID STORE
+    assert dovecot.messages(mail_user) == sent[5:]

@@ -1,4 +1,4 @@
-"""MaildirMailbox on a temporary folder: immediate deletes, Maildir++ quarantine with reason."""
+"""MaildirMailbox on a temporary folder: deletes on close, Maildir++ quarantine with reason."""
 
 from __future__ import annotations
 
@@ -80,3 +80,25 @@ def test_unusable_path_is_a_mailbox_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(MailboxError, match="cannot open"):
         MaildirMailbox(blocker / "Maildir")
+
+
+def test_delete_hides_at_once_and_unlinks_on_close_abort_keeps_the_message(
+    tmp_path: Path,
+) -> None:
+    # The polling service makes its store durable between the two (docs/transport.md).
+    root = tmp_path / "Maildir"
+    box = MaildirMailbox(root)
+    kept, gone = box.add(b"Subject: kept\n\n1\n"), box.add(b"Subject: gone\n\n2\n")
+    assert list(box.list_keys()) == [kept, gone]
+    box.delete(gone)
+    assert list(box.list_keys()) == [kept]
+    assert len(list((root / "new").iterdir())) == 2  # the file is still there
+    box.close()
+    assert [p.read_bytes() for p in (root / "new").iterdir()] == [b"Subject: kept\n\n1\n"]
+
+    again = MaildirMailbox(root)
+    again.delete(next(again.list_keys()))
+    again.abort()
+    assert [MaildirMailbox(root).fetch(key) for key in MaildirMailbox(root).list_keys()] == [
+        b"Subject: kept\n\n1\n"
+    ]

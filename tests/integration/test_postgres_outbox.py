@@ -4,6 +4,7 @@ machines sharing the store): the database, not the Python object, keeps the seco
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -89,3 +90,20 @@ def test_two_connections_never_both_hold_one_lease(pg_database: PgDatabase) -> N
             for round_number in range(50)
         ]
     assert all(len(got) == 1 for got in winners), winners
+
+
+def test_a_claim_skips_a_reply_another_sender_holds_locked(pg_database: PgDatabase) -> None:
+    """``FOR UPDATE SKIP LOCKED``: while another connection holds the row, a claim answers
+    None at once instead of waiting for its lock (here: longer than the lock timeout)."""
+    reply = _reply(1)
+    with _open(pg_database) as holder, _open(pg_database) as other:
+        holder.record_processed("box", "<m1@x>", "s", "{}", reply, T0)
+        until = T0 + timedelta(minutes=5)
+        with holder.transaction():
+            assert holder.claim_reply(reply.message_id, "holder", T0, until) is not None
+            started = time.monotonic()
+            assert other.claim_reply(reply.message_id, "other", T0, until) is None
+            assert time.monotonic() - started < 5
+        entry = other.outbox_entry(reply.message_id)
+        assert entry is not None
+        assert entry.claimed_by == "holder"

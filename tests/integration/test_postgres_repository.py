@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from asm_email_rules.adapters import postgres as postgres_adapter
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.postgres import MIGRATIONS, PostgresRepository, describe_conninfo
-from asm_email_rules.errors import RepositoryError
+from asm_email_rules.errors import RepositoryError, StoreUnavailableError
 from asm_email_rules.model import (
     Attachment,
     Call,
@@ -59,6 +59,11 @@ TABLES = (
     "ledger",
     "sent_messages",
     "used_tokens",
+    "task_forwarded_by",
+    "request_forwarded_by",
+    "security_roles",
+    "role_rights",
+    "assignment_groups",
 )
 
 
@@ -209,14 +214,46 @@ def test_a_new_migration_upgrades_and_keeps_the_data(
         assert conn.execute("SELECT priority FROM calls").fetchall() == [(3,)]
 
 
+def test_a_schema_1_database_is_upgraded_and_keeps_its_rows(
+    pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema 2 (issue 12) adds columns and tables; rows written by schema 1 read back with
+    blank call properties, no roles and nobody who forwarded."""
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres_adapter, "MIGRATIONS", MIGRATIONS[:1])
+        _open(pg_database).close()
+    with _raw(pg_database) as conn:
+        conn.execute(
+            "INSERT INTO calls (number, status, description, last_update)"
+            " VALUES (7, 'open', 'kept', %s)",
+            (NOW,),
+        )
+        conn.execute(
+            "INSERT INTO persons (id, email, email_key, name, is_analyst, can_take_over)"
+            " VALUES (3, 'Ann@Example.com', 'ann@example.com', 'Ann', true, true)"
+        )
+        conn.execute("INSERT INTO tasks (number, kind, status) VALUES (9, 'task', 'open')")
+        conn.execute("INSERT INTO task_forwarded VALUES (9, 0, 3)")
+    with _open(pg_database) as repo:
+        assert repo.schema_version == len(MIGRATIONS)
+        assert repo.get_call(7) == Call(7, description="kept", last_update=NOW)
+        assert repo.get_person(3) == Person(
+            3, "Ann@Example.com", "Ann", is_analyst=True, can_take_over=True
+        )
+        task = repo.get_task(9)
+        assert task is not None
+        assert (task.forwarded_ids, task.forwarded_by_ids) == ((3,), ())
+
+
 def test_a_failing_migration_changes_nothing(
     pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _open(pg_database).close()
     broken = ("CREATE TABLE half_done (x integer)", "THIS IS NOT SQL")
     monkeypatch.setattr(postgres_adapter, "MIGRATIONS", (*MIGRATIONS, broken))
-    with pytest.raises(RepositoryError, match="syntax error"):
+    with pytest.raises(RepositoryError, match="syntax error") as caught:
         _open(pg_database)
+    assert not isinstance(caught.value, StoreUnavailableError)  # a bug, not an outage
     with _raw(pg_database) as conn:
         assert conn.execute("SELECT MAX(version) FROM asm_schema_version").fetchone() == (
             len(MIGRATIONS),
@@ -297,7 +334,8 @@ def test_a_password_inside_the_url_is_never_shown(pg_database: PgDatabase) -> No
 
 
 def test_an_unreachable_server_is_a_repository_error(unused_port: int) -> None:
-    with pytest.raises(RepositoryError, match=rf"127\.0\.0\.1:{unused_port}, database desk"):
+    # an outage, not a refusal: the polling service backs the account off (DESIGN 4)
+    with pytest.raises(StoreUnavailableError, match=rf"127\.0\.0\.1:{unused_port}, database desk"):
         PostgresRepository(f"postgresql://asm@127.0.0.1:{unused_port}/desk", password="pw")
 
 
@@ -342,7 +380,7 @@ def test_a_second_writer_on_the_same_call_waits_then_gives_up(pg_database: PgDat
         ref = EntityRef(EntityKind.CALL, call.number)
         with first.transaction():
             first.add_history(ref, "first", "a", NOW)
-            with pytest.raises(RepositoryError, match="lock timeout"), second.transaction():
+            with pytest.raises(StoreUnavailableError, match="lock timeout"), second.transaction():
                 second.close_call(call.number, "b", NOW)
         with second.transaction():  # free again once the first committed
             second.close_call(call.number, "b", NOW)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import pytest
 
 from asm_email_rules.adapters.smtp import Security, SmtpConfig, SmtpMailer
@@ -32,10 +34,10 @@ REPLY = OutgoingEmail(
 )
 
 
-def _mailer(port: int, **changes: object) -> SmtpMailer:
+def _mailer(port: int, *, max_per_session: int = 100, **changes: object) -> SmtpMailer:
     fields: dict[str, object] = {"host": HOST, "port": port, "security": "plain", "timeout": 5}
     fields.update(changes)
-    return SmtpMailer(SmtpConfig(**fields))  # type: ignore[arg-type]
+    return SmtpMailer(SmtpConfig(**fields), max_per_session=max_per_session)  # type: ignore[arg-type]
 
 
 def test_reply_is_delivered_with_the_design_headers(smtp_server: SmtpFactory) -> None:
@@ -128,3 +130,131 @@ def test_tls_with_an_untrusted_certificate_is_transient(
     with pytest.raises(TransientSendError, match="unreachable"):
         _mailer(server.port, security="tls").send(REPLY)  # default context: cert not trusted
     assert server.envelopes == []
+
+
+class _SessionHandler:
+    """aiosmtpd handler that tells sessions apart and can refuse or hang up on command."""
+
+    def __init__(self, refuse: str = "", second_mail: str = "") -> None:
+        self.refuse = refuse  # RCPT address answered 550
+        self.second_mail = second_mail  # "421" or "hangup" on each session's second MAIL
+        self.delivered: list[tuple[int, bytes]] = []  # (session id, content)
+        self._mails: dict[int, int] = {}
+
+    async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        count = self._mails[id(session)] = self._mails.get(id(session), 0) + 1
+        if count == 2 and self.second_mail == "421":
+            return "421 4.7.0 too many messages in this session"
+        if count == 2 and self.second_mail == "hangup":
+            server.transport.close()
+            return "421 4.7.0 bye"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address == self.refuse:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.delivered.append((id(session), bytes(envelope.original_content)))
+        return "250 2.0.0 queued"
+
+
+@pytest.fixture
+def session_server() -> Iterator[Callable[..., tuple[_SessionHandler, int]]]:
+    from aiosmtpd.controller import Controller
+    from loopback import free_port
+
+    started: list[Any] = []
+
+    def start(**options: str) -> tuple[_SessionHandler, int]:
+        handler = _SessionHandler(**options)
+        port = free_port()
+        controller = Controller(handler, hostname=HOST, port=port)
+        controller.start()
+        started.append(controller)
+        return handler, port
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+def _reply(number: int, to: str = "alice@example.org") -> OutgoingEmail:
+    return attrs.evolve(
+        REPLY, to=to, subject=f"Call {number}", message_id=f"<asm.call-{number}.c0ffee@asm.example>"
+    )
+
+
+def test_one_session_carries_many_replies_each_accepted_before_send_returns(
+    session_server: Callable[..., tuple[_SessionHandler, int]],
+) -> None:
+    # Issue 14: one SMTP session per poll pass, replies in order, each sent after its own 250.
+    handler, port = session_server()
+    mailer = _mailer(port)
+    for number in range(1, 6):
+        mailer.send(_reply(number))
+        assert len(handler.delivered) == number  # the server has it when send returns
+    mailer.close()
+    assert len({session for session, _ in handler.delivered}) == 1
+    subjects = [
+        BytesParser(policy=policy.default).parsebytes(c)["Subject"] for _, c in handler.delivered
+    ]
+    assert subjects == [f"Call {n}" for n in range(1, 6)]
+    assert mailer.sessions == 1
+    mailer.send(_reply(6))  # after close: a new session
+    assert mailer.sessions == 2
+    mailer.close()
+
+
+def test_a_refused_reply_keeps_the_session_for_the_next(
+    session_server: Callable[..., tuple[_SessionHandler, int]],
+) -> None:
+    handler, port = session_server(refuse="gone@example.org")
+    mailer = _mailer(port)
+    mailer.send(_reply(1))
+    with pytest.raises(PermanentSendError) as refused:
+        mailer.send(_reply(2, to="gone@example.org"))
+    assert refused.value.code == 550
+    mailer.send(_reply(3))
+    mailer.close()
+    assert [len(c) > 0 for _, c in handler.delivered] == [True, True]
+    assert len({session for session, _ in handler.delivered}) == 1
+
+
+@pytest.mark.parametrize("how", ["421", "hangup"])
+def test_a_session_the_server_ends_is_reopened_and_the_reply_sent_once(
+    session_server: Callable[..., tuple[_SessionHandler, int]], how: str
+) -> None:
+    handler, port = session_server(second_mail=how)
+    mailer = _mailer(port, max_per_session=10)
+    for number in (1, 2, 3):
+        mailer.send(_reply(number))
+    mailer.close()
+    # Each session takes one message, then refuses the second MAIL: every reply went out on
+    # a new session, exactly once, in order.
+    subjects = [
+        BytesParser(policy=policy.default).parsebytes(c)["Subject"] for _, c in handler.delivered
+    ]
+    assert subjects == ["Call 1", "Call 2", "Call 3"]
+    assert len({session for session, _ in handler.delivered}) == 3
+
+
+def test_sessions_are_renewed_after_max_per_session_replies(
+    session_server: Callable[..., tuple[_SessionHandler, int]],
+) -> None:
+    handler, port = session_server()
+    mailer = SmtpMailer(
+        SmtpConfig(host=HOST, port=port, security=Security.PLAIN, timeout=5), max_per_session=2
+    )
+    for number in range(1, 6):
+        mailer.send(_reply(number))
+    mailer.close()
+    assert mailer.sessions == 3
+    assert len(handler.delivered) == 5

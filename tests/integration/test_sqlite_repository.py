@@ -135,6 +135,11 @@ def test_fresh_file_is_migrated_to_the_latest_version(tmp_path: Path) -> None:
         "used_tokens",
         "counters",
         "leases",
+        "task_forwarded_by",
+        "request_forwarded_by",
+        "security_roles",
+        "role_rights",
+        "assignment_groups",
     } <= tables
 
 
@@ -146,12 +151,30 @@ def test_a_version_1_file_is_upgraded_and_keeps_its_data(
         patch.setattr(sqlite_adapter, "MIGRATIONS", MIGRATIONS[:1])
         with SqliteRepository(path) as repo:
             assert repo.schema_version == 1
-            call = _new_call(repo, "kept across the upgrade")
+    raw = sqlite3.connect(path)  # rows as schema 1 wrote them
+    with raw:
+        raw.execute(
+            "INSERT INTO calls (number, status, description, last_update)"
+            " VALUES (7, 'open', 'kept across the upgrade', '2024-05-01T09:00:00.000000+00:00')"
+        )
+        raw.execute(
+            "INSERT INTO persons (id, email, email_key, name, is_analyst, can_take_over)"
+            " VALUES (3, 'Ann@Example.com', 'ann@example.com', 'Ann', 1, 1)"
+        )
+        raw.execute("INSERT INTO requests (number, status) VALUES (9, 'open')")
+        raw.execute("INSERT INTO request_forwarded VALUES (9, 0, 3)")
+    raw.close()
     extra = ("ALTER TABLE calls ADD COLUMN priority INTEGER NOT NULL DEFAULT 3",)
     monkeypatch.setattr(sqlite_adapter, "MIGRATIONS", (*MIGRATIONS, extra))
     with SqliteRepository(path) as repo:
         assert repo.schema_version == len(MIGRATIONS) + 1
-        assert repo.get_call(call.number) == call
+        assert repo.get_call(7) == Call(7, description="kept across the upgrade", last_update=NOW)
+        assert repo.get_person(3) == Person(
+            3, "Ann@Example.com", "Ann", is_analyst=True, can_take_over=True
+        )
+        request = repo.get_request(9)
+        assert request is not None
+        assert (request.forwarded_ids, request.forwarded_by_ids) == ((3,), ())
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT priority FROM calls").fetchall() == [(3,)]
     raw.close()

@@ -148,3 +148,79 @@ def test_cr_lf_nul_anywhere_is_refused(prefix: str, bad: str, suffix: str, where
     except OutgoingMessageError as exc:  # pragma: no cover - would be a wrong error type
         raise AssertionError(f"wrong error type: {exc!r}") from exc
     raise AssertionError(f"rendered despite a forbidden character: {raw[:200]!r}")
+
+
+# -- Message-IDs of the incoming mail that our reply echoes ----------------------------------
+_ENCODED_WORD_IDS = st.builds(
+    lambda charset, enc, payload, right: f"<=?{charset}?{enc}?{payload}?=@{right}>",
+    st.sampled_from(["utf-8", "UTF-8", "iso-8859-1"]),
+    st.sampled_from(["Q", "q", "B", "b"]),
+    st.sampled_from(
+        ["a=0D=0ABcc:_victim@evil.example", "=0A=0D", "x", "YQ0KQmNjOiB2QGUuZXhhbXBsZQ=="]
+    ),
+    st.text(ID_CHARS, min_size=1, max_size=20),
+)
+_ANY_IDS = st.one_of(
+    _ids,
+    _ENCODED_WORD_IDS,
+    st.text(st.characters(min_codepoint=1, max_codepoint=0x2FF), max_size=60).map(
+        lambda s: f"<{s}>"
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(message_id=_ANY_IDS, references=st.lists(_ANY_IDS, max_size=4))
+def test_echoed_message_ids_never_carry_an_encoded_word_or_a_line_break(
+    message_id: str, references: list[str]
+) -> None:
+    """DESIGN 4, "Replies we send": "Header injection (CR/LF in any value we echo, encoded-words
+    included) is impossible by construction." Whatever ids the incoming mail has, the reply we
+    build from it reads back, through a reader that decodes encoded-words, with exactly our
+    headers, and the ids it echoes hold no ``=?`` and no line break."""
+    from asm_email_rules.applying import build_reply_email
+    from asm_email_rules.decision import Reply
+    from asm_email_rules.model import InboundEmail
+    from asm_email_rules.sample import sample_mailbox
+    from asm_email_rules.settings import SystemSettings
+
+    inbound = InboundEmail(
+        sender="uma@corp.example", message_id=message_id, references=tuple(references)
+    )
+    reply = Reply("uma@corp.example", ("Call 7 has been updated",), ("Thanks.",), "update")
+    outgoing = build_reply_email(
+        reply, inbound, sample_mailbox(), SystemSettings(), random_token="abc"
+    )
+    echoed = [outgoing.in_reply_to or "", *outgoing.references]
+    for mid in echoed:
+        assert "=?" not in mid
+        assert not set(mid) & set("\r\n\x00")
+    raw = render_outgoing(outgoing, now=NOW)
+    parsed = BytesParser(policy=policy.default).parsebytes(raw)
+    names = [name.lower() for name in parsed]
+    assert "bcc" not in names
+    assert "cc" not in names
+    for name in ("In-Reply-To", "References"):
+        value = str(parsed.get(name, ""))  # decoded, as a mail client shows it
+        assert "\n" not in value
+        assert "\r" not in value
+
+
+def test_the_issue_example_is_dropped_from_the_threading_headers() -> None:
+    """The id from issue 10, ``<=?utf-8?Q?a=0D=0ABcc:...?=@x>``, is not echoed; a good one is."""
+    from asm_email_rules.applying import build_reply_email
+    from asm_email_rules.decision import Reply
+    from asm_email_rules.model import InboundEmail
+    from asm_email_rules.sample import sample_mailbox
+    from asm_email_rules.settings import SystemSettings
+
+    hostile = "<=?utf-8?Q?a=0D=0ABcc:_victim@evil.example?=@x>"
+    inbound = InboundEmail(
+        sender="uma@corp.example", message_id=hostile, references=("<good@corp.example>", hostile)
+    )
+    reply = Reply("uma@corp.example", ("Call 7 has been updated",), ("Thanks.",), "update")
+    outgoing = build_reply_email(
+        reply, inbound, sample_mailbox(), SystemSettings(), random_token="abc"
+    )
+    assert outgoing.in_reply_to is None
+    assert outgoing.references == ("<good@corp.example>",)

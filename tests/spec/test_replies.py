@@ -23,34 +23,35 @@ from .conftest import NOW, Desk, make_raw
 
 def test_explain_shows_exactly_the_mail_that_is_sent() -> None:
     """ "the spec's subjects exactly, plus the entity's bracket token" and our marker line:
-    for every message of the demo inbox, the reply ``explain`` prints is the reply sent
-    (recipient, subject, body), apart from a new call's number, which exists only once the
-    call is logged and which explain shows as "(new call)"."""
+    for every message of the demo inbox, the reply and the notifications ``explain`` prints
+    are the mails sent (recipient, subject, body), apart from a new call's number, which
+    exists only once the call is logged and which explain shows as "(new call)"."""
     repo = InMemoryRepository()
     seed_sample_desk(repo)
     mailbox, mailer = sample_mailbox(auto_reply=True), RecordingMailer()
-    compared = new_calls = 0
+    compared = new_calls = notifications = 0
     for name, raw in demo_inbox():
         dry = explain(raw, repo, mailbox, DEMO_SYSTEM, DEMO_NOW)
         sent_before = len(mailer.sent)
         result = process(raw, repo, mailer, mailbox, DEMO_SYSTEM, DEMO_NOW)
         assert result.decision == dry, name
-        if dry.reply is None:
-            assert len(mailer.sent) == sent_before, name
-            continue
-        (sent,) = mailer.sent[sent_before:]
-        expected = dry.reply
-        if expected.awaits_call_number:
-            assert "(new call)" in expected.subject
-            assert result.new_call_number is not None
-            expected = expected.for_call(result.new_call_number)
-            new_calls += 1
-            assert f"[CALL#{result.new_call_number}]" in sent.subject
-        assert (sent.to, sent.subject, sent.body) == (expected.to, expected.subject, expected.body)
-        assert sent.body.startswith(DEMO_SYSTEM.reply_marker)
-        compared += 1
+        sent = mailer.sent[sent_before:]
+        expected = [*([dry.reply] if dry.reply is not None else []), *dry.notifications]
+        assert len(sent) == len(expected), name
+        for mail, want in zip(sent, expected, strict=True):
+            if want.awaits_call_number:
+                assert "(new call)" in want.subject
+                assert result.new_call_number is not None
+                want = want.for_call(result.new_call_number)
+                new_calls += 1
+                assert f"[CALL#{result.new_call_number}]" in mail.subject
+            assert (mail.to, mail.subject, mail.body) == (want.to, want.subject, want.body)
+            assert mail.body.startswith(DEMO_SYSTEM.reply_marker)
+            compared += 1
+        notifications += len(dry.notifications)
     assert compared >= 5, "the demo inbox should exercise several kinds of reply"
     assert new_calls >= 1, "and at least one new call's acknowledgement"
+    assert notifications >= 1, "and a notification to an assignee (Email at Update via Email In)"
 
 
 def test_a_new_call_acknowledgement_names_the_logged_call(desk: Desk) -> None:
@@ -78,10 +79,11 @@ def test_apply_refuses_an_action_it_does_not_know_and_writes_nothing(desk: Desk)
     write of the decision, and the ledger entry) is rolled back."""
     raw = make_raw("[CLOSE#100]", sender="uma@corp.example", message_id="<x@y>")
     decision = explain(raw, desk.repo, desk.mailbox, desk.system, NOW)
-    assert decision.action_kinds() == ("close_call",)
+    assert decision.action_kinds() == ("add_history", "close_call")
     bogus = attrs.evolve(decision, actions=(*decision.actions, _Unheard()))  # type: ignore[arg-type]
     email = InboundEmail(sender="uma@corp.example", subject="[CLOSE#100]", message_id="<x@y>")
     with pytest.raises(AssertionError):
         apply(bogus, email, desk.repo, desk.mailbox, desk.system, NOW)
     assert desk.call(100).status is CallStatus.OPEN
+    assert desk.entries(EntityKind.CALL, 100) == []  # the history entry is rolled back too
     assert desk.repo.ledger_entry(desk.mailbox.name, "<x@y>", "") is None

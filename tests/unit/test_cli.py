@@ -65,6 +65,31 @@ def test_demo_json_gives_each_decision(capsys: pytest.CaptureFixture[str]) -> No
     assert ooo["decision"]["mail_kind"] == "auto_reply"
 
 
+def test_demo_shows_template_properties_a_forwarded_request_and_a_notification(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 12: the demo desk shows a call logged from the template with its call screen set,
+    IPK status and stream; a request Alice forwarded in her [MyRequests]; and the notification
+    email to the assignee of an updated call (Email at Update via Email In)."""
+    code, out, _ = run(capsys, "demo", "--json")
+    assert code == 0
+    rows = {row["file"]: row for row in json.loads(out)}
+    logged = rows["01-unknown-sender-logs-call.eml"]["new_call"]
+    assert (logged["call_screen_set"], logged["ipk_status"], logged["ipk_stream"]) == (
+        "Standard",
+        "Incident",
+        "Service Desk",
+    )
+    (summary,) = rows["15-summary-my-requests.eml"]["replies"]
+    assert "[REQUEST#701]" in summary["body"]  # Alice forwarded it to Tom
+    (notification,) = rows["05-update-call-100.eml"]["notifications"]
+    assert notification["to"] == "alice@desk.example"  # call 100's assigned analyst
+    assert notification["subject"] == "Call 100 has been updated by email [CALL#100]"
+    code, text, _ = run(capsys, "demo")
+    assert "Calls logged, with the properties of the mailbox's call template" in text
+    assert "--- 05-update-call-100.eml (notification)" in text
+
+
 def test_demo_reads_another_inbox_folder(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -213,7 +213,7 @@ def test_missing_environment_variable_names_key_and_variable(
             "smtp.password_env",
             "not both",
         ),
-        ('store = "data/helpdesk.sqlite3"', "", "store", "required"),
+        ('store = "data/helpdesk.sqlite3"', 'store = ""', "store", "must name"),
         (
             "max_messages_per_session = 7",
             "max_messages_per_session = 0",
@@ -297,3 +297,17 @@ def test_examples_config_documents_every_key_and_loads(monkeypatch: pytest.Monke
     for table in ("[system.limits]", "[accounts.mailbox.call_template]", "[smtp]"):
         assert table in text
     assert "[accounts.mailbox.reply_templates]" in text
+
+
+def test_a_configuration_without_store_loads_for_a_host_with_its_own_repository(
+    tmp_path: Path,
+) -> None:
+    """Issue 12: load_config no longer insists on ``store``; only what needs the store says
+    so, naming the file and the key."""
+    path = write(tmp_path, VALID.replace('store = "data/helpdesk.sqlite3"', "", 1))
+    config = load_config(path)
+    assert config.store is None
+    assert [account.name for account in config.accounts] == ["helpdesk", "local"]
+    with pytest.raises(ConfigError) as caught:
+        config.require_store()
+    assert str(caught.value).startswith(f"{path}:store: no store configured")

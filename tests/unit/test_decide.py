@@ -55,7 +55,7 @@ def test_close_decision_names_row_spec_actions_and_reply() -> None:
     decision = decide(facts("[CLOSE#100]", call=OPEN_CALL), MAILBOX, SYSTEM)
     assert decision.rule == "CL-9"
     assert decision.outcome is Outcome.CLOSE_CALL
-    assert decision.action_kinds() == ("close_call",)
+    assert decision.action_kinds() == ("add_history", "close_call")  # the body is the reason
     assert decision.reply is not None
     assert decision.reply.to == UMA.email
     assert decision.reply.subject == "Call 100 has been closed [CALL#100]"
@@ -74,7 +74,13 @@ def test_json_has_the_documented_keys() -> None:
         "ignored": [],
     }
     assert data["actions"] == [
-        {"kind": "close_call", "number": 100, "by": "Uma User <uma@corp.example>"}
+        {
+            "kind": "add_history",
+            "ref": {"kind": "call", "number": 100},
+            "text": "text",
+            "author": "Uma User <uma@corp.example>",
+        },
+        {"kind": "close_call", "number": 100, "by": "Uma User <uma@corp.example>"},
     ]
     assert data["reply"]["subject"] == "Call 100 has been closed [CALL#100]"
 
@@ -86,7 +92,8 @@ def test_explain_is_readable() -> None:
     assert "  | Call 100 has been closed." in text.splitlines()
 
 
-def test_unknown_sender_reply_goes_to_return_path_not_from() -> None:
+def test_unknown_sender_reply_goes_to_the_contact_address_not_return_path() -> None:
+    """DESIGN 4 "Contact address": Reply-To when present, else From (RFC 5322 3.6.2)."""
     given = facts(
         "[APPROVE#500]",
         sender="x@else.example",
@@ -96,7 +103,16 @@ def test_unknown_sender_reply_goes_to_return_path_not_from() -> None:
     decision = decide(given, MAILBOX, SYSTEM)
     assert decision.rule == "AP-3"
     assert decision.reply is not None
-    assert decision.reply.to == "bounces@else.example"
+    assert decision.reply.to == "x@else.example"
+    with_reply_to = facts(
+        "[APPROVE#500]",
+        sender="x@else.example",
+        task=APPROVAL,
+        email={"return_path": "bounces@else.example", "reply_to": ("desk-x@else.example",)},
+    )
+    reply = decide(with_reply_to, MAILBOX, SYSTEM).reply
+    assert reply is not None
+    assert reply.to == "desk-x@else.example"
 
 
 def test_known_sender_reply_goes_to_the_stored_address_not_the_header() -> None:
@@ -123,7 +139,8 @@ def test_reply_budget_suppresses_replies() -> None:
     )
     assert decision.reply is None
     assert decision.reply_suppressed.startswith("reply budget")
-    assert decision.action_kinds() == ("close_call",)  # the action itself still happens
+    # the action itself still happens
+    assert decision.action_kinds() == ("add_history", "close_call")
 
 
 def test_old_mail_gets_no_reply() -> None:
@@ -190,7 +207,7 @@ def test_token_refusal_and_spend() -> None:
         MAILBOX,
         SYSTEM,
     )
-    assert accepted.action_kinds() == ("approve_task", "spend_token")
+    assert accepted.action_kinds() == ("add_history", "approve_task", "spend_token")
 
 
 def test_partition_outside_mailbox_is_an_invalid_number() -> None:
@@ -262,3 +279,14 @@ def test_an_operator_template_mentioning_new_call_keeps_its_words() -> None:
     reply = decide(facts("Printer on fire"), mailbox, SYSTEM).reply
     assert reply is not None
     assert reply.for_call(7).body.endswith("Your (new call) is number 7; $5\n")
+
+
+def test_no_reply_to_an_address_holding_an_encoded_word_opener() -> None:
+    # RFC 2047 5(3): no encoded-word in an addr-spec; a reader would decode "=?...?=" in our
+    # To field, and the renderer refuses it. The call is still logged; the reply is suppressed.
+    sender = "=??b??=uma@corp.example"
+    anonymous = attrs.evolve(MAILBOX, create_calls_anonymously=True)
+    decision = decide(facts("Printer broken", sender=sender), anonymous, SYSTEM)
+    assert decision.reply is None
+    assert "not a deliverable ASCII address" in decision.reply_suppressed
+    assert decision.action_kinds()[-1] == "log_call"

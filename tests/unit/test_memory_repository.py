@@ -15,14 +15,20 @@ from asm_email_rules.adapters.memory import InMemoryRepository, short_descriptio
 from asm_email_rules.errors import RepositoryError
 from asm_email_rules.model import (
     Call,
+    CallStatus,
     EntityKind,
     EntityRef,
+    Group,
     Lease,
     OutboxEntry,
     OutgoingEmail,
     Person,
     ReplyStatus,
+    Request,
+    SecurityRole,
+    SummaryItem,
     SummaryKind,
+    Task,
 )
 from asm_email_rules.protocols import Repository, SeedableRepository
 from asm_email_rules.settings import CallTemplate
@@ -89,6 +95,118 @@ class OldestFirstSummary(InMemoryRepository):
 class ForgetsAttachmentBytes(InMemoryRepository):
     def attachments(self, ref: EntityRef) -> Sequence:  # type: ignore[type-arg]
         return []
+
+
+class DropsTemplateProperties(InMemoryRepository):
+    """Logs a call without the template's call screen set, IPK status and stream."""
+
+    def create_call(
+        self,
+        *,
+        template: CallTemplate,
+        user_id: int | None,
+        logging_analyst_id: int | None,
+        description: str,
+        now: datetime,
+    ) -> Call:
+        plain = attrs.evolve(template, call_screen_set="", ipk_status="", ipk_stream="")
+        return super().create_call(
+            template=plain,
+            user_id=user_id,
+            logging_analyst_id=logging_analyst_id,
+            description=description,
+            now=now,
+        )
+
+
+class ForgetsCallProperties(InMemoryRepository):
+    """Stores a put call without its IPK stream and subject (columns the host never added)."""
+
+    def put_call(self, call: Call) -> None:
+        super().put_call(attrs.evolve(call, ipk_stream="", subject=""))
+
+
+class ForgetsWhoForwarded(InMemoryRepository):
+    """Keeps whom a request or task was forwarded to, not who forwarded it."""
+
+    def put_request(self, request: Request) -> None:
+        super().put_request(attrs.evolve(request, forwarded_by_ids=()))
+
+    def put_task(self, task: Task) -> None:
+        super().put_task(attrs.evolve(task, forwarded_by_ids=()))
+
+
+class SummaryIgnoresForwarders(InMemoryRepository):
+    """Keeps who forwarded, but leaves those records out of that person's summary."""
+
+    def summary(
+        self, kind: SummaryKind, person_id: int, limit: int
+    ) -> tuple[list[SummaryItem], int]:
+        items, _ = super().summary(kind, person_id, 10_000)
+        kept = []
+        for item in items:
+            record = self.get_request(item.ref.number) if kind == "requests" else None
+            record = self.get_task(item.ref.number) if kind == "tasks" else record
+            only_forwarder = (
+                record is not None
+                and person_id in record.forwarded_by_ids
+                and record.owner_id != person_id
+                and person_id not in record.forwarded_ids
+            )
+            if not only_forwarder:
+                kept.append(item)
+        return kept[:limit], len(kept)
+
+
+class RoleWithoutRights(InMemoryRepository):
+    """Stores the role's name and drops its rights."""
+
+    def put_role(self, role: SecurityRole) -> None:
+        super().put_role(SecurityRole(role.name))
+
+
+class ForgetsPersonRoles(InMemoryRepository):
+    """Stores a person without the names of their analyst role and user role."""
+
+    def put_person(self, person: Person) -> None:
+        super().put_person(attrs.evolve(person, analyst_role=None, user_role=None))
+
+
+class ForgetsGroupAddress(InMemoryRepository):
+    """Stores a group without its notification address."""
+
+    def put_group(self, group: Group) -> None:
+        super().put_group(Group(group.name))
+
+
+class ListCallsIgnoresStatus(InMemoryRepository):
+    """Lists every call whatever status was asked for."""
+
+    def list_calls(
+        self, *, status: CallStatus | None = None, after: int = 0, limit: int = 100
+    ) -> Sequence[Call]:
+        return super().list_calls(after=after, limit=limit)
+
+
+class FirstLineSummary(InMemoryRepository):
+    """Summary lines show the first non-blank line ("Hi,") and no subject."""
+
+    def summary(
+        self, kind: SummaryKind, person_id: int, limit: int
+    ) -> tuple[list[SummaryItem], int]:
+        items, total = super().summary(kind, person_id, limit)
+        records = {
+            "calls": self.get_call,
+            "requests": self.get_request,
+            "tasks": self.get_task,
+        }
+        fixed = []
+        for item in items:
+            record = records[str(kind)](item.ref.number)
+            text = record.description if record is not None else ""
+            first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+            fixed.append(attrs.evolve(item, description=first[:80]))
+        return fixed, total
 
 
 class ClaimIgnoresOtherSenders(InMemoryRepository):
@@ -164,6 +282,17 @@ class ForgetsTheOutbox(InMemoryRepository):
 @pytest.mark.parametrize(
     ("broken", "failing"),
     [
+        (DropsTemplateProperties, "create_call_takes_the_template_properties"),
+        (ForgetsCallProperties, "call_properties_round_trip"),
+        (ForgetsCallProperties, "put_get_round_trip"),
+        (ForgetsWhoForwarded, "forwarded_by"),
+        (SummaryIgnoresForwarders, "forwarded_by"),
+        (RoleWithoutRights, "security_roles"),
+        (ForgetsPersonRoles, "security_roles"),
+        (ForgetsGroupAddress, "groups"),
+        (ListCallsIgnoresStatus, "list_persons_and_calls"),
+        (FirstLineSummary, "summary_lines_say_something"),
+        (ForgetsAttachmentBytes, "attachments_kept_exactly"),
         (ClaimIgnoresOtherSenders, "claim_reply_keeps_other_senders_out"),
         (FinishWithoutClaim, "finish_reply"),
         (DueIncludesClaimed, "due_replies"),
@@ -269,10 +398,15 @@ def test_inner_exception_caught_by_caller_keeps_the_joined_writes() -> None:
         ("\n\n  padded  \nnext", "padded"),
         ("", ""),
         ("y" * 200, "y" * 80),
+        ("Hi,\n\nThe VPN drops.", "The VPN drops."),
     ],
 )
 def test_short_description(description: str, expected: str) -> None:
     assert short_description(description) == expected
+
+
+def test_short_description_puts_the_subject_first() -> None:
+    assert short_description("Hello,\nIt jams.", "Printer") == "Printer - It jams."
 
 
 def test_rollback_restores_one_record_among_many() -> None:

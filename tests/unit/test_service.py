@@ -26,7 +26,7 @@ from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, MaildirMailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
-from asm_email_rules.errors import MailboxError
+from asm_email_rules.errors import MailboxError, RepositoryError
 from asm_email_rules.model import CallStatus, EntityKind, EntityRef, ReplyStatus, TaskStatus
 from asm_email_rules.protocols import Mailbox
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
@@ -522,3 +522,115 @@ def test_service_wiring_names_moved_to_bootstrap_still_resolve_with_a_warning() 
         assert service_module.open_mailbox is bootstrap.mailbox_factory  # type: ignore[attr-defined]
     with pytest.raises(AttributeError):
         service_module.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+
+
+class _SyncWatcher:
+    """Wraps the store: records each ``sync`` call next to the mailbox events, or fails it."""
+
+    def __init__(self, store: SqliteRepository, events: list[str], *, fail: bool = False) -> None:
+        self._store, self._events, self._fail = store, events, fail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def sync(self) -> None:
+        self._events.append("sync")
+        if self._fail:
+            raise RepositoryError("disk gone")
+        self._store.sync()
+
+
+class _WatchedMaildir(MaildirMailbox):
+    def __init__(self, path: Path, events: list[str]) -> None:
+        super().__init__(path)
+        self._events = events
+
+    def close(self) -> None:
+        self._events.append("close")
+        super().close()
+
+    def abort(self) -> None:
+        self._events.append("abort")
+        super().abort()
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_the_store_is_synced_before_the_mailbox_deletes_anything(desk: Desk, fail: bool) -> None:
+    # The store commits without an fsync (WAL, synchronous=NORMAL); a message may leave the
+    # mailbox only once its record is on disk, else a power loss could lose it.
+    desk.deliver(NEW_CALL, UPDATE_100)
+    events: list[str] = []
+    config = Config(store=desk.tmp / "s", system=desk.system, smtp=None, accounts=desk.accounts)
+    service = PollingService(
+        config,
+        _SyncWatcher(desk.store, events, fail=fail),  # type: ignore[arg-type]
+        desk.mailer,
+        lambda acct: _WatchedMaildir(desk.tmp / "Maildir", events),
+        now=lambda: NOW,
+    )
+    report = service.poll_once()["helpdesk"]
+    assert report.processed == 2
+    if fail:
+        assert events == ["sync", "abort"]
+        assert report.errors == 1
+        assert "disk gone" in report.last_error
+        assert desk.waiting() == 2  # kept; the ledger makes the next poll acknowledge them
+        assert desk.service().poll_once()["helpdesk"].duplicates == 2
+        assert desk.waiting() == 0
+    else:
+        assert events == ["sync", "close"]
+        assert desk.waiting() == 0
+
+
+def test_a_file_store_commits_lazily_and_syncs_on_demand(tmp_path: Path) -> None:
+    store = SqliteRepository(tmp_path / "lazy.sqlite3")
+    assert store._one("PRAGMA synchronous")[0] == 1  # NORMAL
+    seed_sample_desk(store)
+    store.sync()
+    store.close()
+    memory = SqliteRepository()
+    memory.sync()  # nothing to do, no error
+    memory.close()
+
+
+def test_the_mailer_session_ends_once_per_pass_after_the_replies(desk: Desk) -> None:
+    # Issue 14: one SMTP session per poll pass; SmtpMailer keeps it open between replies.
+    events: list[str] = []
+
+    class SessionMailer(RecordingMailer):
+        def send(self, message: Any, **kwargs: Any) -> None:
+            events.append("send")
+            super().send(message, **kwargs)
+
+        def close(self) -> None:
+            events.append("close")
+
+    desk.mailer = SessionMailer()
+    desk.accounts = (account(desk.tmp / "Maildir", max_messages_per_session=2),)
+    desk.deliver(NEW_CALL, UPDATE_100, APPROVE_500)
+    report = desk.service().poll_once()["helpdesk"]
+    assert report.processed == 3
+    assert report.sessions == 2
+    assert events == ["send", "send", "send", "close"]
+
+
+def test_the_body_is_stored_once_in_the_store(desk: Desk) -> None:
+    # Issue 10/14: the body lives in the record (a new call's description, an update's history
+    # entry); the ledger's decision record says how long it was instead of repeating it.
+    body = "The projector in room 4 shows only purple since the update. " * 20
+    desk.deliver(make_raw("Projector purple", "uma@corp.example", body, "<p1@c.example>"))
+    desk.deliver(make_raw("[CALL#100] again", "uma@corp.example", body, "<p2@c.example>"))
+    assert desk.service().poll_once()["helpdesk"].processed == 2
+    where = "%projector in room 4%"
+    in_calls = desk.store._one("SELECT COUNT(*) FROM calls WHERE description LIKE ?", (where,))
+    in_log = desk.store._one("SELECT COUNT(*) FROM log_entries WHERE text LIKE ?", (where,))
+    in_ledger = desk.store._one(
+        "SELECT COUNT(*) FROM ledger WHERE decision_json LIKE ? OR reply_json LIKE ?",
+        (where, where),
+    )
+    assert (in_calls[0], in_log[0], in_ledger[0]) == (1, 1, 0)
+    row = desk.store._one("SELECT decision_json FROM ledger WHERE message_id = '<p1@c.example>'")
+    record = json.loads(row[0])
+    [log_call] = [a for a in record["actions"] if a["kind"] == "log_call"]
+    assert set(log_call["description"]) == {"chars"}
+    assert set(record["reply"]["body"]) == {"chars"}

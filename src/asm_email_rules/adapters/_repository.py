@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from asm_email_rules.errors import RepositoryError
 from asm_email_rules.model import ReplyStatus, SummaryKind, TaskStatus
 from asm_email_rules.sender import normalise_address
+from asm_email_rules.summary_text import SUMMARY_DESCRIPTION_LENGTH, summary_description
 
 __all__ = [
     "SUMMARY_DESCRIPTION_LENGTH",
@@ -27,9 +28,6 @@ __all__ = [
 
 SUMMARY_KINDS: tuple[SummaryKind, ...] = tuple(SummaryKind)
 """The summary kinds a repository's ``summary`` accepts."""
-
-SUMMARY_DESCRIPTION_LENGTH = 80
-"""Longest description a summary line carries."""
 
 TASK_DONE_STATUSES: frozenset[TaskStatus] = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.APPROVED, TaskStatus.REJECTED}
@@ -56,13 +54,11 @@ def to_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def short_description(description: str) -> str:
-    """The first non-blank line of ``description``, cut to 80 characters, for a summary."""
-    for line in description.splitlines():
-        text = line.strip()
-        if text:
-            return text[:SUMMARY_DESCRIPTION_LENGTH].rstrip()
-    return ""
+def short_description(description: str, subject: str = "") -> str:
+    """What a summary line shows: the record's subject (if stored) and the first line of
+    ``description`` that says something (no greeting, no blank line), cut to 80 characters.
+    See :func:`asm_email_rules.summary_text.summary_description`."""
+    return summary_description(description, subject)
 
 
 def summary_kind(kind: str) -> SummaryKind:

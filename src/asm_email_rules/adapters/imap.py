@@ -1,9 +1,16 @@
 """IMAP :class:`~asm_email_rules.protocols.Mailbox` on :mod:`imaplib` (RFC 9051 / 3501).
 
 Mailbox keys are the UIDs of the selected folder. Fetching uses ``BODY.PEEK[]`` so nothing is marked
-``\\Seen``; deleting sets ``\\Deleted`` and the expunge happens on :meth:`ImapMailbox.close`
-(``UID EXPUNGE`` with UIDPLUS, so only our own marks are removed). Quarantine files the message
-in a separate folder, by default as a copy that carries the reason in a header.
+``\\Seen``, several listed messages per ``UID FETCH`` (a batch bounded in count and in bytes);
+deleting sets ``\\Deleted``, for several messages per ``UID STORE``, and the expunge happens on
+:meth:`ImapMailbox.close` (``UID EXPUNGE`` with UIDPLUS, so only our own marks are removed;
+without UIDPLUS a plain ``EXPUNGE`` only when no other message is marked ``\\Deleted``).
+Quarantine files the message in a separate folder, by default as a copy that carries the
+reason in a header.
+
+A session that died after marking messages ``\\Deleted`` leaves them in the folder:
+:meth:`ImapMailbox.deleted_keys` lists them and :meth:`ImapMailbox.expunge` removes those the
+caller knows are done (the polling service asks its ledger at the start of each session).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import suppress
 from typing import Any
 
@@ -32,6 +39,7 @@ log = logging.getLogger(__name__)
 _UID_RE = re.compile(rb"\bUID (\d+)")
 _FLAGS_RE = re.compile(rb"\bFLAGS \(([^)]*)\)")
 _DATE_RE = re.compile(rb'\bINTERNALDATE ("[^"]*")')
+_SIZE_RE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _ATOM_RE = re.compile(r"[A-Za-z0-9!#$&'+,./:;<=>?@^_`|~-]+")
 
 
@@ -46,6 +54,11 @@ class ImapConfig:
 
     With ``quarantine_annotate=False`` the message is moved untouched (``UID MOVE``, or
     ``UID COPY`` + ``\\Deleted`` on servers without MOVE) and the reason is only logged.
+
+    Batches: a fetch brings the next ``batch_messages`` listed messages at most, and no more
+    than ``batch_bytes`` of them (by ``RFC822.SIZE``; a larger message comes alone), so the
+    bytes held at once stay bounded; ``\\Deleted`` marks go out on :meth:`ImapMailbox.close`,
+    ``store_batch`` UIDs per ``UID STORE`` (servers bound the length of a command line).
     """
 
     host: str
@@ -59,6 +72,9 @@ class ImapConfig:
     timeout: float = 30.0
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
     oauth2: OAuth2Login | None = None
+    batch_messages: int = 20
+    batch_bytes: int = 1 << 20
+    store_batch: int = 100
 
     def context(self) -> ssl.SSLContext:
         """The TLS context to use: the configured one or a verifying default."""
@@ -108,6 +124,10 @@ class ImapMailbox(ServerSession):
         self._imap: imaplib.IMAP4 | None = None
         self._capabilities: frozenset[str] = frozenset()
         self._deleted: set[str] = set()
+        self._unflagged: list[str] = []  # deleted here, \\Deleted not yet sent to the server
+        self._listed: list[str] = []  # the last list_keys(), for fetching ahead
+        self._position: dict[str, int] = {}
+        self._fetched: dict[str, bytes] = {}  # fetched ahead, not yet handed out
         self._quarantine_ready = False
 
     def __repr__(self) -> str:
@@ -229,11 +249,18 @@ class ImapMailbox(ServerSession):
     def _drop(self) -> None:
         """Forget the connection without any protocol exchange."""
         client, self._imap = self._imap, None
-        self._deleted.clear()
-        self._quarantine_ready = False
+        self._forget()
         if client is not None:
             with suppress(imaplib.IMAP4.error, OSError):
                 client.shutdown()
+
+    def _forget(self) -> None:
+        """Drop the session's state (marks not sent, listing, messages fetched ahead)."""
+        self._deleted.clear()
+        self._unflagged.clear()
+        self._listed, self._position = [], {}
+        self._fetched.clear()
+        self._quarantine_ready = False
 
     def _uid(self, action: str, command: str, *args: str) -> list[object]:
         client = self._client()
@@ -246,7 +273,10 @@ class ImapMailbox(ServerSession):
         data = self._uid("UID SEARCH", "SEARCH", "UNDELETED")
         words = b" ".join(d for d in data if isinstance(d, bytes)).split()
         uids = sorted(int(w) for w in words if w.isdigit())
-        return iter([str(uid) for uid in uids if str(uid) not in self._deleted])
+        listed = [str(uid) for uid in uids if str(uid) not in self._deleted]
+        self._listed, self._position = listed, {uid: n for n, uid in enumerate(listed)}
+        self._fetched.clear()
+        return iter(listed)
 
     def _fetch(self, key: str, items: str) -> tuple[bytes, bytes]:
         """``(response line, literal)`` of a UID FETCH for exactly this UID."""
@@ -261,14 +291,79 @@ class ImapMailbox(ServerSession):
                     return head, body
         raise MailboxError(f"{self._where()}: no message with UID {key}")
 
+    def _batch(self, key: str) -> list[str]:
+        """``key`` and the listed UIDs after it, within the batch's count and byte limits."""
+        start = self._position.get(key)
+        if start is None or self.config.batch_messages <= 1:
+            return [key]
+        window = self._listed[start : start + self.config.batch_messages]
+        window = [uid for uid in window if uid not in self._deleted]
+        if len(window) <= 1:
+            return [key]
+        data = self._uid("UID FETCH sizes", "FETCH", ",".join(window), "(RFC822.SIZE)")
+        sizes: dict[str, int] = {}
+        for part in data:
+            head = part[0] if isinstance(part, tuple) else part
+            if isinstance(head, bytes):
+                named, size = _UID_RE.search(head), _SIZE_RE.search(head)
+                if named is not None and size is not None:
+                    sizes[named.group(1).decode()] = int(size.group(1))
+        chosen, total = [key], sizes.get(key, 0)
+        for uid in window[1:]:
+            if uid not in sizes or total + sizes[uid] > self.config.batch_bytes:
+                break
+            chosen.append(uid)
+            total += sizes[uid]
+        return chosen
+
     def fetch(self, key: str) -> bytes:
-        """The exact bytes of the message (``BODY.PEEK[]``: the ``\\Seen`` flag is untouched)."""
-        return self._fetch(key, "(BODY.PEEK[])")[1]
+        """The exact bytes of the message (``BODY.PEEK[]``: the ``\\Seen`` flag is untouched).
+
+        Fetching a listed message also brings the next listed ones, up to the batch limits
+        (:class:`ImapConfig`), in the same ``UID FETCH``; they are handed out from memory.
+        """
+        ready = self._fetched.pop(key, None)
+        if ready is not None:
+            return ready
+        if not key.isdigit():
+            raise MailboxError(f"{self._where()}: {key!r} is not a UID")
+        self._fetched.clear()  # anything fetched ahead and skipped is not wanted any more
+        batch = self._batch(key)
+        if len(batch) == 1:
+            return self._fetch(key, "(BODY.PEEK[])")[1]
+        data = self._uid(f"UID FETCH {key}", "FETCH", ",".join(batch), "(UID BODY.PEEK[])")
+        wanted = set(batch)
+        for part in data:
+            if isinstance(part, tuple) and len(part) == 2:
+                match = _UID_RE.search(part[0])
+                uid = match.group(1).decode() if match is not None else ""
+                if uid in wanted:
+                    self._fetched[uid] = part[1]
+        raw = self._fetched.pop(key, None)
+        if raw is None:
+            raise MailboxError(f"{self._where()}: no message with UID {key}")
+        return raw
 
     def delete(self, key: str) -> None:
-        """Mark ``\\Deleted`` now; :meth:`close` expunges it."""
-        self._uid(f"UID STORE {key}", "STORE", key, "+FLAGS.SILENT", r"(\Deleted)")
+        """Hide the message now; :meth:`close` marks it ``\\Deleted`` (``store_batch`` UIDs per
+        ``UID STORE``) and expunges it.
+
+        Nothing reaches the server before :meth:`close`, so the polling service can make its
+        store durable first: a message is never marked while its record could still be lost.
+        """
+        if not key.isdigit():
+            raise MailboxError(f"{self._where()}: {key!r} is not a UID")
         self._deleted.add(key)
+        self._fetched.pop(key, None)
+        self._unflagged.append(key)
+
+    def _flag_deleted(self) -> None:
+        """Send the ``\\Deleted`` marks not sent yet, ``store_batch`` UIDs per ``UID STORE``."""
+        size = max(1, self.config.store_batch)
+        while self._unflagged:
+            uids = ",".join(self._unflagged[:size])
+            self._uid(f"UID STORE {uids}", "STORE", uids, "+FLAGS.SILENT", r"(\Deleted)")
+            del self._unflagged[:size]
 
     def quarantine(self, key: str, reason: str) -> None:
         """File the message in the quarantine folder (created when missing) and drop it here."""
@@ -323,21 +418,77 @@ class ImapMailbox(ServerSession):
         match = re.search(rb"APPENDUID \d+ (\d+)", text)
         return match.group(1).decode() if match else None
 
+    def abort(self) -> None:
+        """Log out without expunging: the messages marked ``\\Deleted`` stay in the folder."""
+        client = self._imap
+        self._imap = None
+        self._forget()  # marks not sent yet are never sent
+        if client is not None:
+            with suppress(imaplib.IMAP4.error, OSError):
+                client.logout()
+
+    def _search_uids(self, criterion: str) -> list[str]:
+        data = self._uid(f"UID SEARCH {criterion}", "SEARCH", criterion)
+        words = b" ".join(d for d in data if isinstance(d, bytes)).split()
+        return [str(uid) for uid in sorted(int(w) for w in words if w.isdigit())]
+
+    def deleted_keys(self) -> Iterator[str]:
+        """UIDs marked ``\\Deleted`` and not expunged, oldest first, other than this session's
+        own deletions: what a session that died (or another client) left behind."""
+        return iter([uid for uid in self._search_uids("DELETED") if uid not in self._deleted])
+
+    def expunge(self, keys: Collection[str]) -> int:
+        """Remove now the messages ``keys`` (UIDs marked ``\\Deleted``); how many went.
+
+        With UIDPLUS: ``UID EXPUNGE`` of exactly ``keys`` (RFC 4315), so a message someone
+        else marked ``\\Deleted`` stays. Without it a plain ``EXPUNGE`` removes every marked
+        message, so it runs only when the marked ones are all ``keys`` or this session's own
+        deletions; otherwise nothing is removed (0, logged). Raises MailboxError.
+        """
+        wanted = sorted({key for key in keys if key.isdigit()}, key=int)
+        if not wanted:
+            return 0
+        client = self._client()
+        self._flag_deleted()  # this session's marks first: a plain EXPUNGE takes them too
+        if "UIDPLUS" in self._capabilities:
+            uids = ",".join(wanted)
+            self._call("UID EXPUNGE", lambda: client.uid("EXPUNGE", uids))
+            return len(wanted)
+        if not self._expunge_is_safe(set(wanted)):
+            return 0
+        self._call("EXPUNGE", client.expunge)
+        self._deleted.clear()  # a plain EXPUNGE removed this session's deletions too
+        return len(wanted)
+
+    def _expunge_is_safe(self, also: set[str]) -> bool:
+        """Without UIDPLUS: True when every ``\\Deleted`` message is ours to remove."""
+        marked = set(self._search_uids("DELETED"))
+        others = marked - self._deleted - also
+        if others:
+            log.warning(
+                "IMAP server without UIDPLUS: not expunging, since %d message(s) marked "
+                "\\Deleted by someone else would go too",
+                len(others),
+                extra={"imap_server": self._where(), "uids": sorted(others, key=int)},
+            )
+        return not others
+
     def close(self) -> None:
-        """Expunge what we deleted (only ours with UIDPLUS), then log out. Safe to repeat."""
+        """Expunge what we deleted (only ours: ``UID EXPUNGE`` with UIDPLUS, else ``EXPUNGE``
+        when no other message is marked ``\\Deleted``), then log out. Safe to repeat."""
         client = self._imap
         if client is None:
             return
         try:
+            self._flag_deleted()
             if self._deleted:
                 uids = ",".join(sorted(self._deleted, key=int))
                 if "UIDPLUS" in self._capabilities:
                     self._call("UID EXPUNGE", lambda: client.uid("EXPUNGE", uids))
-                else:
+                elif self._expunge_is_safe(set()):
                     self._call("EXPUNGE", client.expunge)
         finally:
             with suppress(imaplib.IMAP4.error, OSError):
                 client.logout()  # answers BYE; nothing left to check
             self._imap = None
-            self._deleted.clear()
-            self._quarantine_ready = False
+            self._forget()

@@ -1,15 +1,18 @@
 """Maildir :class:`~asm_email_rules.protocols.Mailbox` on :class:`mailbox.Maildir`.
 
-Mailbox keys are Maildir keys. Deleting unlinks the file at once. Quarantine stores the message
-in a Maildir++ sub-folder (``.Quarantine``) with the reason in a leading
-``X-ASM-Quarantine-Reason`` header, then removes the original: the copy is written first, so a
-crash in between leaves a duplicate, never a loss.
+Mailbox keys are Maildir keys. Deleting hides the message at once and unlinks its file on
+:meth:`~MaildirMailbox.close` (as IMAP expunges and POP3 deletes at the end of a session), so
+the polling service can make its store durable first. Quarantine stores the message in a
+Maildir++ sub-folder (``.Quarantine``) with the reason in a leading ``X-ASM-Quarantine-Reason``
+header, then removes the original: the copy is written first, so a crash in between leaves a
+duplicate, never a loss.
 """
 
 from __future__ import annotations
 
 import logging
 import mailbox
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +59,8 @@ class MaildirMailbox(KeyedMailbox):
     def __init__(self, path: str | Path, quarantine_folder: str = ".Quarantine") -> None:
         self.path = Path(path)
         self.quarantine_folder = quarantine_folder
+        self._files: dict[str, str] = {}  # key -> file under path, from the last listing
+        self._deleted: set[str] = set()  # hidden now, unlinked on close()
         try:
             self._maildir = mailbox.Maildir(self.path, factory=None, create=True)
         except OSError as exc:
@@ -76,28 +81,62 @@ class MaildirMailbox(KeyedMailbox):
         self.close()
 
     def list_keys(self) -> Iterator[str]:
-        """Keys of the messages in ``new`` and ``cur``, oldest delivery first."""
+        """Keys of the messages in ``new`` and ``cur``, oldest delivery first.
+
+        One directory scan (no per-file ``stat``), so a session costs the same whatever the
+        backlog; the file names found serve :meth:`fetch` and :meth:`delete` until the next
+        listing.
+        """
+        files: dict[str, str] = {}
         try:
-            keys = sorted(self._maildir.keys(), key=_order)
+            for sub in ("new", "cur"):
+                with os.scandir(self.path / sub) as entries:
+                    for entry in entries:
+                        if entry.name.startswith(".") or entry.is_dir():
+                            continue
+                        files[entry.name.split(":", 1)[0]] = f"{sub}/{entry.name}"
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot list: {exc}") from exc
-        return iter(keys)
+        self._files = files
+        return iter(sorted((key for key in files if key not in self._deleted), key=_order))
+
+    def _read(self, key: str) -> bytes:
+        name = self._files.get(key)
+        if name is not None:
+            try:
+                with open(self.path / name, "rb") as handle:
+                    return handle.read()
+            except FileNotFoundError:
+                pass  # moved (new -> cur) or gone since the listing: ask the Maildir
+            except OSError as exc:
+                raise MailboxError(f"Maildir {self.path}: cannot read {key!r}: {exc}") from exc
+        return self._maildir.get_bytes(key)
 
     def fetch(self, key: str) -> bytes:
         """The exact bytes of the message file."""
+        if key in self._deleted:
+            raise MailboxError(f"Maildir {self.path}: no message {key!r} (deleted)")
         try:
-            return self._maildir.get_bytes(key)
+            return self._read(key)
         except KeyError as exc:
             raise MailboxError(f"Maildir {self.path}: no message {key!r}") from exc
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot read {key!r}: {exc}") from exc
 
     def delete(self, key: str) -> None:
-        """Remove the message file now; a message already gone is not an error."""
-        try:
-            self._maildir.discard(key)
-        except OSError as exc:
-            raise MailboxError(f"Maildir {self.path}: cannot delete {key!r}: {exc}") from exc
+        """Hide the message now and unlink its file on :meth:`close`; a message already gone is
+        not an error."""
+        self._deleted.add(key)
+
+    def _unlink(self, key: str) -> None:
+        name = self._files.get(key)
+        if name is not None:
+            try:
+                os.unlink(self.path / name)
+                return
+            except FileNotFoundError:
+                pass  # moved since the listing: let the Maildir find it
+        self._maildir.discard(key)
 
     def _quarantine_box(self) -> mailbox.Maildir:
         name = self.quarantine_folder.lstrip(".")
@@ -116,7 +155,7 @@ class MaildirMailbox(KeyedMailbox):
         box = self._quarantine_box()
         try:
             new_key = box.add(annotate(raw, reason))
-            self._maildir.discard(key)
+            self._unlink(key)
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot quarantine {key!r}: {exc}") from exc
         log.info(
@@ -137,5 +176,18 @@ class MaildirMailbox(KeyedMailbox):
             raise MailboxError(f"Maildir {self.path}: cannot add a message: {exc}") from exc
 
     def close(self) -> None:
-        """Nothing to commit: Maildir changes are immediate."""
+        """Unlink the files of the deleted messages; safe to repeat."""
+        try:
+            while self._deleted:
+                key = next(iter(self._deleted))
+                self._unlink(key)
+                self._deleted.discard(key)
+        except OSError as exc:
+            raise MailboxError(f"Maildir {self.path}: cannot delete {key!r}: {exc}") from exc
+        finally:
+            self._maildir.close()
+
+    def abort(self) -> None:
+        """End the session without deleting anything: the deleted messages come back."""
+        self._deleted.clear()
         self._maildir.close()

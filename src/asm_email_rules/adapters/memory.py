@@ -33,6 +33,7 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     EntryKind,
+    Group,
     Lease,
     LedgerEntry,
     LogEntry,
@@ -42,6 +43,7 @@ from asm_email_rules.model import (
     ReplyStatus,
     Request,
     RequestStatus,
+    SecurityRole,
     SummaryItem,
     SummaryKind,
     Task,
@@ -114,6 +116,8 @@ class InMemoryRepository:
 
     def __init__(self) -> None:
         self._persons: dict[int, Person] = {}
+        self._roles: dict[str, SecurityRole] = {}
+        self._groups: dict[str, Group] = {}
         self._calls: dict[int, Call] = {}
         self._tasks: dict[int, Task] = {}
         self._requests: dict[int, Request] = {}
@@ -172,6 +176,33 @@ class InMemoryRepository:
         """The person with this id, or ``None``."""
         return self._persons.get(person_id)
 
+    def get_role(self, name: str) -> SecurityRole | None:
+        """The security role called ``name``, or ``None``."""
+        return self._roles.get(name)
+
+    def get_group(self, name: str) -> Group | None:
+        """The assignment group called ``name``, or ``None``."""
+        return self._groups.get(name)
+
+    def list_persons(self, *, after: int = 0, limit: int = 100) -> Sequence[Person]:
+        """Persons with an id above ``after``, lowest id first, at most ``limit``."""
+        found = sorted((p for p in self._persons.values() if p.id > after), key=lambda p: p.id)
+        return found[: max(limit, 0)]
+
+    def list_calls(
+        self, *, status: CallStatus | None = None, after: int = 0, limit: int = 100
+    ) -> Sequence[Call]:
+        """Calls numbered above ``after`` (with ``status`` when given), lowest first."""
+        found = sorted(
+            (
+                c
+                for c in self._calls.values()
+                if c.number > after and (status is None or c.status is status)
+            ),
+            key=lambda c: c.number,
+        )
+        return found[: max(limit, 0)]
+
     # -- reads ------------------------------------------------------------------------------
     def get_call(self, number: int) -> Call | None:
         """The call with this number, or ``None``."""
@@ -190,10 +221,10 @@ class InMemoryRepository:
     ) -> tuple[list[SummaryItem], int]:
         """Items of a summary (calls, requests or tasks) newest first, and the total.
 
-        ``CALLS``: open calls the person owns. ``REQUESTS``: open requests the person owns or
-        was forwarded. ``TASKS``: tasks and approvals the person owns, may approve or was
-        forwarded, unless completed, approved or rejected. Raises :class:`RepositoryError`
-        for an unknown kind.
+        ``CALLS``: open calls the person owns. ``REQUESTS``: open requests the person owns,
+        forwarded or was forwarded. ``TASKS``: tasks and approvals the person owns, may
+        approve, forwarded or was forwarded, unless completed, approved or rejected. Raises
+        :class:`RepositoryError` for an unknown kind.
         """
         records: list[_Record]
         ref_kind: EntityKind
@@ -211,7 +242,11 @@ class InMemoryRepository:
                     r
                     for r in self._requests.values()
                     if r.status is not RequestStatus.CLOSED
-                    and (r.owner_id == person_id or person_id in r.forwarded_ids)
+                    and (
+                        r.owner_id == person_id
+                        or person_id in r.forwarded_ids
+                        or person_id in r.forwarded_by_ids
+                    )
                 ]
             case SummaryKind.TASKS:
                 ref_kind = EntityKind.TASK
@@ -223,6 +258,7 @@ class InMemoryRepository:
                         t.owner_id == person_id
                         or person_id in t.approver_ids
                         or person_id in t.forwarded_ids
+                        or person_id in t.forwarded_by_ids
                     )
                 ]
             case unknown:
@@ -237,7 +273,9 @@ class InMemoryRepository:
         return SummaryItem(
             ref=EntityRef(kind, record.number),
             state=record.status.value,
-            description=short_description(record.description),
+            description=short_description(
+                record.description, record.subject if isinstance(record, Call) else ""
+            ),
             last_update=record.last_update,
             assignee=assignee,
         )
@@ -256,7 +294,7 @@ class InMemoryRepository:
         return [entry for entry, _ in self._entries.get(ref, ())]
 
     def attachments(self, ref: EntityRef) -> Sequence[Attachment]:
-        """The files attached to a record, oldest first, with their bytes (not in the protocol)."""
+        """The files attached to a record, oldest first, with their bytes."""
         return [att for _, att in self._entries.get(ref, ()) if att is not None]
 
     def replies_sent_since(self, address: str, since: datetime) -> int:
@@ -329,6 +367,14 @@ class InMemoryRepository:
         fixed = attrs.evolve(request, last_update=_opt_utc(request.last_update))
         self._set(self._requests, request.number, fixed)
 
+    def put_role(self, role: SecurityRole) -> None:
+        """Insert or replace a security role (by name)."""
+        self._set(self._roles, role.name, role)
+
+    def put_group(self, group: Group) -> None:
+        """Insert or replace an assignment group (by name)."""
+        self._set(self._groups, group.name, group)
+
     # -- writes -----------------------------------------------------------------------------
     def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
         """A new person record with the next free id (flagged as a User when ``is_user``)."""
@@ -369,6 +415,9 @@ class InMemoryRepository:
             logging_analyst_id=logging_analyst_id,
             updated=False,
             last_update=to_utc(now),
+            call_screen_set=template.call_screen_set,
+            ipk_status=template.ipk_status,
+            ipk_stream=template.ipk_stream,
         )
         self._set(self._calls, number, call)
         self._set(self._counters, "next_call_number", number + 1)

@@ -259,8 +259,16 @@ class Pop3Mailbox(ServerSession):
         return b"".join(line + b"\r\n" for line in lines)
 
     def delete(self, key: str) -> None:
-        """Mark for deletion (DELE); takes effect only at :meth:`close`. Unknown ids are ignored."""
+        """Mark for deletion (DELE); takes effect only at :meth:`close`. Unknown ids are ignored,
+        and so is a quarantined one (in :attr:`skip_ids`): it stays on the server, as
+        ``docs/operators.md`` promises, whoever asks to delete it."""
         if key in self._deleted:
+            return
+        if key in self._skip:
+            log.warning(
+                "POP3 delete of a quarantined message refused: it stays on the server",
+                extra={"pop3_server": self._where(), "uidl": key},
+            )
             return
         self._client()
         number = self._numbers.get(key)

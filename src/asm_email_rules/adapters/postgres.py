@@ -60,7 +60,7 @@ from asm_email_rules.adapters.memory import (
     to_utc,
 )
 from asm_email_rules.adapters.sqlite import reply_from_json, reply_to_json
-from asm_email_rules.errors import NotFoundError, RepositoryError
+from asm_email_rules.errors import NotFoundError, RepositoryError, StoreUnavailableError
 from asm_email_rules.model import (
     Attachment,
     Call,
@@ -68,6 +68,7 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     EntryKind,
+    Group,
     Lease,
     LedgerEntry,
     LogEntry,
@@ -77,6 +78,8 @@ from asm_email_rules.model import (
     ReplyStatus,
     Request,
     RequestStatus,
+    Right,
+    SecurityRole,
     SummaryItem,
     Task,
     TaskKind,
@@ -254,7 +257,43 @@ _V2: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3: Migration = (
+    # Issue 12: the call template's properties on the call, a subject the host may keep,
+    # who forwarded a request or task, security roles with rights, assignment groups with an
+    # address for notifications (the same step as SQLite's schema 3).
+    "ALTER TABLE calls ADD COLUMN call_screen_set text NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN ipk_status text NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN ipk_stream text NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN subject text NOT NULL DEFAULT ''",
+    """CREATE TABLE task_forwarded_by (
+        task_number bigint NOT NULL REFERENCES tasks (number) ON DELETE CASCADE,
+        position integer NOT NULL,
+        person_id bigint NOT NULL,
+        PRIMARY KEY (task_number, position)
+    )""",
+    "CREATE INDEX task_forwarders_by_person ON task_forwarded_by (person_id)",
+    """CREATE TABLE request_forwarded_by (
+        request_number bigint NOT NULL REFERENCES requests (number) ON DELETE CASCADE,
+        position integer NOT NULL,
+        person_id bigint NOT NULL,
+        PRIMARY KEY (request_number, position)
+    )""",
+    "CREATE INDEX request_forwarders_by_person ON request_forwarded_by (person_id)",
+    "ALTER TABLE persons ADD COLUMN analyst_role text",
+    "ALTER TABLE persons ADD COLUMN user_role text",
+    "CREATE TABLE security_roles (name text PRIMARY KEY)",
+    f"""CREATE TABLE role_rights (
+        role_name text NOT NULL REFERENCES security_roles (name) ON DELETE CASCADE,
+        right_name text NOT NULL {_check("right_name", Right)},
+        PRIMARY KEY (role_name, right_name)
+    )""",
+    """CREATE TABLE assignment_groups (
+        name text PRIMARY KEY,
+        email text NOT NULL DEFAULT ''
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
 
 _RECORD_TABLES: dict[EntityKind, str] = {
@@ -356,8 +395,17 @@ class PostgresRepository:
         return text
 
     def _error(self, what: str, exc: BaseException) -> RepositoryError:
+        """The typed error for a psycopg failure: :class:`StoreUnavailableError` when the server
+        cannot work right now (connection lost or refused, disk full, out of memory, lock or
+        statement timeout, shutdown, a serialization failure or deadlock, a read-only
+        transaction: psycopg's ``OperationalError`` and ``InterfaceError``, SQLSTATE 25006),
+        else a plain :class:`RepositoryError`."""
         detail = self._secret_free(str(exc).strip()) or type(exc).__name__
-        return RepositoryError(f"{self._where}: {what}: {detail}")
+        unavailable = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) or (
+            getattr(exc, "sqlstate", None) == "25006"
+        )
+        kind = StoreUnavailableError if unavailable else RepositoryError
+        return kind(f"{self._where}: {what}: {detail}")
 
     @property
     def _lock_timeout(self) -> str:
@@ -512,7 +560,8 @@ class PostgresRepository:
 
     # -- directory --------------------------------------------------------------------------
     _PERSON_COLUMNS = (
-        "id, email, name, is_analyst, is_user, can_take_over, analyst_can_reopen, user_can_reopen"
+        "id, email, name, is_analyst, is_user, can_take_over, analyst_can_reopen,"
+        " user_can_reopen, analyst_role, user_role"
     )
 
     @staticmethod
@@ -526,6 +575,8 @@ class PostgresRepository:
             can_take_over=row[5],
             analyst_can_reopen=row[6],
             user_can_reopen=row[7],
+            analyst_role=row[8],
+            user_role=row[9],
         )
 
     def persons_by_address(self, address: str) -> Sequence[Person]:
@@ -541,16 +592,50 @@ class PostgresRepository:
         row = self._one(f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id = %s", (person_id,))
         return None if row is None else self._person(row)
 
-    # -- reads ------------------------------------------------------------------------------
-    def get_call(self, number: int) -> Call | None:
-        """The call with this number, or ``None``."""
+    def get_role(self, name: str) -> SecurityRole | None:
+        """The security role called ``name``, or ``None`` (one statement, one snapshot)."""
         row = self._one(
-            "SELECT number, status, user_id, owner_id, group_name, partition, description,"
-            " logging_analyst_id, updated, last_update FROM calls WHERE number = %s",
-            (number,),
+            "SELECT ARRAY(SELECT right_name FROM role_rights WHERE role_name = r.name)"
+            " FROM security_roles r WHERE r.name = %s",
+            (name,),
         )
-        if row is None:
-            return None
+        return None if row is None else SecurityRole(name, frozenset(Right(v) for v in row[0]))
+
+    def get_group(self, name: str) -> Group | None:
+        """The assignment group called ``name``, or ``None``."""
+        row = self._one("SELECT name, email FROM assignment_groups WHERE name = %s", (name,))
+        return None if row is None else Group(row[0], row[1])
+
+    def list_persons(self, *, after: int = 0, limit: int = 100) -> Sequence[Person]:
+        """Persons with an id above ``after``, lowest id first, at most ``limit``."""
+        rows = self._execute(
+            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id > %s ORDER BY id LIMIT %s",
+            (after, max(limit, 0)),
+        ).fetchall()
+        return [self._person(row) for row in rows]
+
+    def list_calls(
+        self, *, status: CallStatus | None = None, after: int = 0, limit: int = 100
+    ) -> Sequence[Call]:
+        """Calls numbered above ``after`` (with ``status`` when given), lowest first."""
+        wanted = None if status is None else status.value
+        rows = self._execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number > %(after)s"
+            " AND (%(status)s::text IS NULL OR status = %(status)s::text)"
+            " ORDER BY number LIMIT %(limit)s",
+            {"after": after, "status": wanted, "limit": max(limit, 0)},
+        ).fetchall()
+        return [self._call(row) for row in rows]
+
+    # -- reads ------------------------------------------------------------------------------
+    _CALL_COLUMNS = (
+        "number, status, user_id, owner_id, group_name, partition, description,"
+        " logging_analyst_id, updated, last_update, call_screen_set, ipk_status, ipk_stream,"
+        " subject"
+    )
+
+    @staticmethod
+    def _call(row: Any) -> Call:
         return Call(
             number=row[0],
             status=CallStatus(row[1]),
@@ -562,7 +647,16 @@ class PostgresRepository:
             logging_analyst_id=row[7],
             updated=row[8],
             last_update=_opt_utc(row[9]),
+            call_screen_set=row[10],
+            ipk_status=row[11],
+            ipk_stream=row[12],
+            subject=row[13],
         )
+
+    def get_call(self, number: int) -> Call | None:
+        """The call with this number, or ``None``."""
+        row = self._one(f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number = %s", (number,))
+        return None if row is None else self._call(row)
 
     def get_task(self, number: int) -> Task | None:
         """The task or approval with this number, or ``None`` (one statement, one snapshot)."""
@@ -572,6 +666,8 @@ class PostgresRepository:
             " ARRAY(SELECT person_id FROM task_approvers WHERE task_number = t.number"
             " ORDER BY position),"
             " ARRAY(SELECT person_id FROM task_forwarded WHERE task_number = t.number"
+            " ORDER BY position),"
+            " ARRAY(SELECT person_id FROM task_forwarded_by WHERE task_number = t.number"
             " ORDER BY position)"
             " FROM tasks t WHERE number = %s",
             (number,),
@@ -591,6 +687,7 @@ class PostgresRepository:
             description=row[7],
             updated=row[8],
             last_update=_opt_utc(row[9]),
+            forwarded_by_ids=tuple(row[12]),
         )
 
     def get_request(self, number: int) -> Request | None:
@@ -599,6 +696,8 @@ class PostgresRepository:
             "SELECT number, status, owner_id, group_name, partition, description, updated,"
             " last_update,"
             " ARRAY(SELECT person_id FROM request_forwarded WHERE request_number = r.number"
+            " ORDER BY position),"
+            " ARRAY(SELECT person_id FROM request_forwarded_by WHERE request_number = r.number"
             " ORDER BY position)"
             " FROM requests r WHERE number = %s",
             (number,),
@@ -615,24 +714,29 @@ class PostgresRepository:
             description=row[5],
             updated=row[6],
             last_update=_opt_utc(row[7]),
+            forwarded_by_ids=tuple(row[9]),
         )
 
     def summary(self, kind: str, person_id: int, limit: int) -> tuple[list[SummaryItem], int]:
         """Items of a summary (``calls``, ``requests`` or ``tasks``) newest first, and the total.
 
-        ``calls``: open calls the person owns. ``requests``: open requests the person owns or
-        was forwarded. ``tasks``: tasks and approvals the person owns, may approve or was
-        forwarded, unless completed, approved or rejected. One statement: the items and the
-        total come from one snapshot.
+        ``calls``: open calls the person owns. ``requests``: open requests the person owns,
+        forwarded or was forwarded. ``tasks``: tasks and approvals the person owns, may
+        approve, forwarded or was forwarded, unless completed, approved or rejected. One
+        statement: the items and the total come from one snapshot.
         """
+        subject = "''"
         if kind == "calls":
             ref_kind, table = EntityKind.CALL, "calls"
             where = "r.owner_id = %(p)s AND r.status = 'open'"
+            subject = "r.subject"
         elif kind == "requests":
             ref_kind, table = EntityKind.REQUEST, "requests"
             where = (
                 "r.number IN (SELECT number FROM requests WHERE owner_id = %(p)s"
-                " UNION SELECT request_number FROM request_forwarded WHERE person_id = %(p)s)"
+                " UNION SELECT request_number FROM request_forwarded WHERE person_id = %(p)s"
+                " UNION SELECT request_number FROM request_forwarded_by"
+                " WHERE person_id = %(p)s)"
                 " AND r.status <> 'closed'"
             )
         elif kind == "tasks":
@@ -641,16 +745,17 @@ class PostgresRepository:
             where = (
                 "r.number IN (SELECT number FROM tasks WHERE owner_id = %(p)s"
                 " UNION SELECT task_number FROM task_approvers WHERE person_id = %(p)s"
-                " UNION SELECT task_number FROM task_forwarded WHERE person_id = %(p)s)"
+                " UNION SELECT task_number FROM task_forwarded WHERE person_id = %(p)s"
+                " UNION SELECT task_number FROM task_forwarded_by WHERE person_id = %(p)s)"
                 f" AND r.status NOT IN ({done})"
             )
         else:
             raise RepositoryError(f"unknown summary kind {kind!r}; expected one of {SUMMARY_KINDS}")
         rows = self._execute(
             f"WITH matched AS (SELECT r.number, r.status, r.description, r.last_update,"
-            f" r.group_name, r.owner_id FROM {table} r WHERE {where})"
+            f" r.group_name, r.owner_id, {subject} AS subject FROM {table} r WHERE {where})"
             " SELECT t.total, m.number, m.status, m.description, m.last_update, m.group_name,"
-            " o.name, o.email"
+            " o.name, o.email, m.subject"
             " FROM (SELECT COUNT(*) AS total FROM matched) t"
             " LEFT JOIN LATERAL (SELECT * FROM matched"
             " ORDER BY last_update DESC NULLS LAST, number DESC LIMIT %(limit)s) m ON true"
@@ -663,7 +768,7 @@ class PostgresRepository:
             SummaryItem(
                 ref=EntityRef(ref_kind, row[1]),
                 state=row[2],
-                description=short_description(row[3]),
+                description=short_description(row[3], row[8] or ""),
                 last_update=_opt_utc(row[4]),
                 assignee=(row[6] or row[7]) if row[7] is not None else row[5],
             )
@@ -825,13 +930,15 @@ class PostgresRepository:
         """Insert or replace a person record as given (id included)."""
         self._execute(
             "INSERT INTO persons (id, email, email_key, name, is_analyst, is_user, can_take_over,"
-            " analyst_can_reopen, user_can_reopen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " analyst_can_reopen, user_can_reopen, analyst_role, user_role)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET email = excluded.email,"
             " email_key = excluded.email_key, name = excluded.name,"
             " is_analyst = excluded.is_analyst, is_user = excluded.is_user,"
             " can_take_over = excluded.can_take_over,"
             " analyst_can_reopen = excluded.analyst_can_reopen,"
-            " user_can_reopen = excluded.user_can_reopen",
+            " user_can_reopen = excluded.user_can_reopen,"
+            " analyst_role = excluded.analyst_role, user_role = excluded.user_role",
             (
                 person.id,
                 person.email,
@@ -842,21 +949,24 @@ class PostgresRepository:
                 person.can_take_over,
                 person.analyst_can_reopen,
                 person.user_can_reopen,
+                person.analyst_role,
+                person.user_role,
             ),
         )
 
     def put_call(self, call: Call) -> None:
         """Insert or replace a call as given (number included); datetimes become UTC."""
         self._execute(
-            "INSERT INTO calls (number, status, user_id, owner_id, group_name, partition,"
-            " description, logging_analyst_id, updated, last_update)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO calls ({self._CALL_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (number) DO UPDATE SET status = excluded.status,"
             " user_id = excluded.user_id, owner_id = excluded.owner_id,"
             " group_name = excluded.group_name, partition = excluded.partition,"
             " description = excluded.description,"
             " logging_analyst_id = excluded.logging_analyst_id, updated = excluded.updated,"
-            " last_update = excluded.last_update",
+            " last_update = excluded.last_update, call_screen_set = excluded.call_screen_set,"
+            " ipk_status = excluded.ipk_status, ipk_stream = excluded.ipk_stream,"
+            " subject = excluded.subject",
             (
                 call.number,
                 call.status.value,
@@ -868,6 +978,10 @@ class PostgresRepository:
                 call.logging_analyst_id,
                 call.updated,
                 _opt_utc(call.last_update),
+                call.call_screen_set,
+                call.ipk_status,
+                call.ipk_stream,
+                call.subject,
             ),
         )
 
@@ -907,6 +1021,7 @@ class PostgresRepository:
             )
             self._put_people("task_approvers", "task_number", task.number, task.approver_ids)
             self._put_people("task_forwarded", "task_number", task.number, task.forwarded_ids)
+            self._put_people("task_forwarded_by", "task_number", task.number, task.forwarded_by_ids)
 
     def put_request(self, request: Request) -> None:
         """Insert or replace a request as given; datetimes become UTC."""
@@ -932,6 +1047,31 @@ class PostgresRepository:
             self._put_people(
                 "request_forwarded", "request_number", request.number, request.forwarded_ids
             )
+            self._put_people(
+                "request_forwarded_by", "request_number", request.number, request.forwarded_by_ids
+            )
+
+    def put_role(self, role: SecurityRole) -> None:
+        """Insert or replace a security role (by name) with exactly its rights."""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO security_roles (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
+                (role.name,),
+            )
+            self._execute("DELETE FROM role_rights WHERE role_name = %s", (role.name,))
+            if role.rights:
+                self._execute(
+                    "INSERT INTO role_rights (role_name, right_name) SELECT %s, unnest(%s::text[])",
+                    (role.name, sorted(right.value for right in role.rights)),
+                )
+
+    def put_group(self, group: Group) -> None:
+        """Insert or replace an assignment group (by name) and its address."""
+        self._execute(
+            "INSERT INTO assignment_groups (name, email) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET email = excluded.email",
+            (group.name, group.email),
+        )
 
     # -- writes -----------------------------------------------------------------------------
     _BIG_GAP = 100_000
@@ -962,15 +1102,28 @@ class PostgresRepository:
         return int(row[0])
 
     def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
-        """A new person record with a new id above every existing one (User when ``is_user``)."""
-        with self.transaction():
-            person_id = self._next_number("person_ids", "persons", "id")
-            self._execute(
-                "INSERT INTO persons (id, email, email_key, name, is_user)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (person_id, email, address_key(email), name, is_user),
-            )
-        return Person(id=person_id, email=email, name=name, is_user=is_user)
+        """A new person record with a new id above every existing one (User when ``is_user``).
+
+        One statement in the common case (the id drawn, checked against the highest id in
+        use, and the row written); see :meth:`_next_number` for the other.
+        """
+        values = (email, address_key(email), name, is_user)
+        row = self._one(
+            "INSERT INTO persons (id, email, email_key, name, is_user)"
+            " SELECT n.v, %s, %s, %s, %s FROM (SELECT nextval('person_ids') AS v,"
+            " (SELECT MAX(id) FROM persons) AS top) AS n"
+            " WHERE n.top IS NULL OR n.v > n.top RETURNING id",
+            values,
+        )
+        if row is None:  # ids were put above the sequence: move it past them
+            with self.transaction():
+                row = (self._next_number("person_ids", "persons", "id"),)
+                self._execute(
+                    "INSERT INTO persons (id, email, email_key, name, is_user)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (row[0], *values),
+                )
+        return Person(id=int(row[0]), email=email, name=name, is_user=is_user)
 
     def set_user_flag(self, person_id: int) -> None:
         """Select the User flag on an existing person."""
@@ -987,7 +1140,10 @@ class PostgresRepository:
         description: str,
         now: datetime,
     ) -> Call:
-        """Log an open call with a new number (above every existing one, never reused)."""
+        """Log an open call with a new number (above every existing one, never reused).
+
+        One statement in the common case, as :meth:`create_person`.
+        """
         call = Call(
             number=0,
             status=CallStatus.OPEN,
@@ -999,127 +1155,179 @@ class PostgresRepository:
             logging_analyst_id=logging_analyst_id,
             updated=False,
             last_update=to_utc(now),
+            call_screen_set=template.call_screen_set,
+            ipk_status=template.ipk_status,
+            ipk_stream=template.ipk_stream,
         )
-        with self.transaction():
-            call = attrs.evolve(call, number=self._next_number("call_numbers", "calls", "number"))
-            self.put_call(call)
-        return call
-
-    def _require(self, ref: EntityRef) -> str:
-        """Lock record ``ref`` until the commit; its status. :class:`NotFoundError` if none."""
+        values = (
+            call.status.value,
+            call.user_id,
+            call.owner_id,
+            call.group,
+            call.partition,
+            call.description,
+            call.logging_analyst_id,
+            call.updated,
+            call.last_update,
+            call.call_screen_set,
+            call.ipk_status,
+            call.ipk_stream,
+            call.subject,
+        )
         row = self._one(
-            f"SELECT status FROM {_RECORD_TABLES[ref.kind]} WHERE number = %s FOR UPDATE",
-            (ref.number,),
+            f"INSERT INTO calls ({self._CALL_COLUMNS})"
+            " SELECT n.v, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+            " FROM (SELECT nextval('call_numbers') AS v, (SELECT MAX(number) FROM calls) AS top)"
+            " AS n WHERE n.top IS NULL OR n.v > n.top RETURNING number",
+            values,
+        )
+        if row is None:  # calls were put above the sequence: move it past them
+            with self.transaction():
+                row = (self._next_number("call_numbers", "calls", "number"),)
+                self.put_call(attrs.evolve(call, number=row[0]))
+        return attrs.evolve(call, number=int(row[0]))
+
+    def _write_on(
+        self,
+        ref: EntityRef,
+        entry: tuple[EntryKind, str, str] | None,
+        assignments: str,
+        *,
+        at: datetime,
+        when_status: str | None = None,
+        security_profile: str | None = None,
+        attachment: Attachment | None = None,
+        **params: Any,
+    ) -> str:
+        """One statement on record ``ref``: lock its row until the commit, append the log
+        ``entry`` (kind, text, author) with its ``attachment``, and apply ``assignments``.
+
+        Returns the record's status as it was; :class:`NotFoundError` when there is no such
+        record. With ``when_status``, nothing is written unless the status was that one (the
+        caller reads the returned status to say why). One round trip, atomic on its own, so
+        these methods need no transaction of their own outside a unit of work.
+        """
+        table = _RECORD_TABLES[ref.kind]
+        gate = " WHERE status = %(when_status)s" if when_status is not None else ""
+        parts = [
+            f"target AS (SELECT number, status FROM {table} WHERE number = %(number)s FOR UPDATE)",
+            f"go AS (SELECT number FROM target{gate})",
+        ]
+        if entry is not None:
+            parts.append(
+                "entry AS (INSERT INTO log_entries (entity_kind, entity_number, kind, text,"
+                " author, security_profile, at) SELECT %(entity_kind)s, number, %(kind)s,"
+                " %(text)s, %(author)s, %(profile)s, %(at)s FROM go RETURNING id)"
+            )
+        if attachment is not None:
+            parts.append(
+                "stored AS (INSERT INTO attachments (entry_id, filename, content_type, data,"
+                " inline, content_id) SELECT id, %(filename)s, %(content_type)s, %(data)s,"
+                " %(inline)s, %(content_id)s FROM entry)"
+            )
+            params.update(
+                filename=attachment.filename,
+                content_type=attachment.content_type,
+                data=attachment.data,
+                inline=attachment.inline,
+                content_id=attachment.content_id,
+            )
+        if assignments:
+            parts.append(
+                f"changed AS (UPDATE {table} SET {assignments}"
+                " WHERE number IN (SELECT number FROM go))"
+            )
+        kind, text, author = entry if entry is not None else (EntryKind.HISTORY, "", "")
+        row = self._one(
+            f"WITH {', '.join(parts)} SELECT status FROM target",
+            {
+                "number": ref.number,
+                "when_status": when_status,
+                "entity_kind": ref.kind.value,
+                "kind": kind.value,
+                "text": text,
+                "author": author,
+                "profile": security_profile,
+                "at": to_utc(at),
+                **params,
+            },
         )
         if row is None:
             raise NotFoundError(f"{ref} does not exist")
         return str(row[0])
 
-    def _log(
-        self,
-        ref: EntityRef,
-        kind: EntryKind,
-        text: str,
-        *,
-        author: str = "",
-        security_profile: str | None = None,
-        at: datetime,
-    ) -> int:
-        row = self._one(
-            "INSERT INTO log_entries (entity_kind, entity_number, kind, text, author,"
-            " security_profile, at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (ref.kind.value, ref.number, kind.value, text, author, security_profile, to_utc(at)),
-        )
-        return int(row[0])
-
-    def _update(self, ref: EntityRef, assignments: str, params: Sequence[Any]) -> None:
-        self._execute(
-            f"UPDATE {_RECORD_TABLES[ref.kind]} SET {assignments} WHERE number = %s",
-            (*params, ref.number),
-        )
-
     def add_history(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
         """Append a history entry to a call, task or request (its last update becomes ``now``)."""
-        with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.HISTORY, text, author=author, at=now)
-            self._update(ref, "last_update = %s", (to_utc(now),))
+        entry = (EntryKind.HISTORY, text, author)
+        self._write_on(ref, entry, "last_update = %(at)s", at=now)
 
     def add_note(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
         """Add a note to a record (used on closed calls, which keep their state)."""
-        with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.NOTE, text, author=author, at=now)
-            self._update(ref, "last_update = %s", (to_utc(now),))
+        self._write_on(ref, (EntryKind.NOTE, text, author), "last_update = %(at)s", at=now)
 
     def attach(
         self, ref: EntityRef, attachment: Attachment, security_profile: str, now: datetime
     ) -> None:
         """Attach a file (bytes kept) as an object; its log line names the file and profile."""
-        with self.transaction():
-            self._require(ref)
-            entry_id = self._log(
-                ref,
-                EntryKind.ATTACHMENT,
-                attachment.filename,
-                security_profile=security_profile,
-                at=now,
-            )
-            self._execute(
-                "INSERT INTO attachments (entry_id, filename, content_type, data, inline,"
-                " content_id) VALUES (%s, %s, %s, %s, %s, %s)",
-                (
-                    entry_id,
-                    attachment.filename,
-                    attachment.content_type,
-                    attachment.data,
-                    attachment.inline,
-                    attachment.content_id,
-                ),
-            )
-            self._update(ref, "last_update = %s", (to_utc(now),))
+        self._write_on(
+            ref,
+            (EntryKind.ATTACHMENT, attachment.filename, ""),
+            "last_update = %(at)s",
+            at=now,
+            security_profile=security_profile,
+            attachment=attachment,
+        )
 
     def mark_updated(self, ref: EntityRef) -> None:
         """Set the note icon that tells the handling analyst the record changed."""
-        with self.transaction():
-            self._require(ref)
-            self._update(ref, "updated = true", ())
+        row = self._one(
+            f"UPDATE {_RECORD_TABLES[ref.kind]} SET updated = true WHERE number = %s RETURNING 1",
+            (ref.number,),
+        )
+        if row is None:
+            raise NotFoundError(f"{ref} does not exist")
 
     def close_call(self, number: int, by: str, now: datetime) -> None:
         """Close an open call; closing one that is already closed is refused."""
         ref = EntityRef(EntityKind.CALL, number)
-        with self.transaction():
-            if self._require(ref) != CallStatus.OPEN.value:
-                raise RepositoryError(f"{ref} is already closed")
-            self._log(ref, EntryKind.STATUS, "closed", author=by, at=now)
-            self._update(ref, "status = %s, last_update = %s", ("closed", to_utc(now)))
+        was = self._write_on(
+            ref,
+            (EntryKind.STATUS, "closed", by),
+            "status = 'closed', last_update = %(at)s",
+            at=now,
+            when_status=CallStatus.OPEN.value,
+        )
+        if was != CallStatus.OPEN.value:
+            raise RepositoryError(f"{ref} is already closed")
 
     def reopen_call(self, number: int, owner_id: int | None, group: str, now: datetime) -> None:
         """Reopen a closed call and assign it to ``owner_id`` and ``group``."""
         ref = EntityRef(EntityKind.CALL, number)
-        with self.transaction():
-            if self._require(ref) != CallStatus.CLOSED.value:
-                raise RepositoryError(f"{ref} is not closed")
-            self._log(ref, EntryKind.STATUS, "reopened", at=now)
-            self._update(
-                ref,
-                "status = %s, owner_id = %s, group_name = %s, last_update = %s",
-                ("open", owner_id, group, to_utc(now)),
-            )
+        was = self._write_on(
+            ref,
+            (EntryKind.STATUS, "reopened", ""),
+            "status = 'open', owner_id = %(owner)s, group_name = %(group)s, last_update = %(at)s",
+            at=now,
+            when_status=CallStatus.CLOSED.value,
+            owner=owner_id,
+            group=group,
+        )
+        if was != CallStatus.CLOSED.value:
+            raise RepositoryError(f"{ref} is not closed")
 
     def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
         """Set a task's or approval's status (approve, reject, complete)."""
-        ref = EntityRef(EntityKind.TASK, number)
-        with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.STATUS, status.value, author=by, at=now)
-            self._update(ref, "status = %s, last_update = %s", (status.value, to_utc(now)))
+        self._write_on(
+            EntityRef(EntityKind.TASK, number),
+            (EntryKind.STATUS, status.value, by),
+            "status = %(status)s, last_update = %(at)s",
+            at=now,
+            status=status.value,
+        )
 
     def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
         """Queue a notification to the record's assigned analyst or group."""
-        with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.NOTIFICATION, text, at=now)
+        self._write_on(ref, (EntryKind.NOTIFICATION, text, ""), "", at=now)
 
     def record_processed(
         self,
@@ -1187,14 +1395,17 @@ class PostgresRepository:
     ) -> OutboxEntry | None:
         """Claim a PENDING, due reply that no other sender holds; None when it cannot be.
 
-        One conditional ``UPDATE``: a second sender racing for the row waits for the first
-        one's commit, re-reads the row and finds it claimed.
+        The row is picked with ``FOR UPDATE SKIP LOCKED``: a sender racing another one for
+        the same reply does not wait for the other's lock, it gets None at once (the other
+        is claiming it, or finishing it), and claims are never blocked by long transactions.
         """
         row = self._one(
             "UPDATE ledger SET claimed_by = %(owner)s, claimed_until = %(until)s"
+            " WHERE reply_message_id = (SELECT reply_message_id FROM ledger"
             " WHERE reply_message_id = %(id)s AND reply_status = 'pending'"
             " AND next_attempt_at <= %(at)s AND (claimed_by IN ('', %(owner)s)"
             " OR claimed_until IS NULL OR claimed_until <= %(at)s)"
+            " FOR UPDATE SKIP LOCKED)"
             f" RETURNING {self._OUTBOX_COLUMNS}",
             {
                 "owner": owner,

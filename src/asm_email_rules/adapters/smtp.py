@@ -6,9 +6,11 @@ Replies 5xx become :class:`PermanentSendError` (the spec's 501, 503, 550 and 553
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import smtplib
 import ssl
+import time
 from datetime import datetime
 
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
@@ -46,8 +48,22 @@ def _text(raw: bytes | str) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
 
 
+class _StaleSessionError(Exception):
+    """A reused session turned out closed before the server took any part of the message."""
+
+
 class SmtpMailer:
-    """Sends each reply over a fresh SMTP session (replies are rare; no pooling needed).
+    """Sends replies over one SMTP session, kept open from one reply to the next.
+
+    The session is opened (connect, EHLO, STARTTLS, AUTH) by the first :meth:`send` and reused
+    by the next ones, each its own mail transaction (MAIL, RCPT, DATA): :meth:`send` returns
+    only after the server's 250 for that message, so a caller records each reply as sent after
+    its own acceptance. :meth:`close` ends the session (QUIT); the polling service calls it at
+    the end of each poll pass. A new session is opened after ``max_per_session`` messages,
+    after ``max_idle`` seconds without a message (servers drop idle sessions, RFC 5321
+    4.5.3.2.7), and when a reused session turns out closed (the server hung up or answered
+    421) before it took the message: that message is then sent once more, on a new session.
+    Any other failure ends the session, and the next send opens a new one.
 
     OAuth2 sign-in (``AUTH XOAUTH2`` / ``OAUTHBEARER``, RFC 4954 and RFC 7628) uses ``oauth2``
     when given, else a login built once from ``config.oauth2``; either way its token cache
@@ -55,11 +71,25 @@ class SmtpMailer:
     :class:`~asm_email_rules.errors.SendAuthenticationError` (transient: the reply waits).
     """
 
-    def __init__(self, config: SmtpConfig, *, oauth2: OAuth2Login | None = None) -> None:
+    def __init__(
+        self,
+        config: SmtpConfig,
+        *,
+        oauth2: OAuth2Login | None = None,
+        max_per_session: int = 100,
+        max_idle: float = 60.0,
+    ) -> None:
         self.config = config
         if oauth2 is None and config.oauth2 is not None:
             oauth2 = OAuth2Login.from_settings(config.oauth2)
         self._oauth2 = oauth2
+        self.max_per_session = max(1, max_per_session)
+        self.max_idle = max_idle
+        self._client: smtplib.SMTP | None = None
+        self._sent_in_session = 0
+        self._last_used = 0.0
+        self.sessions = 0
+        """How many SMTP sessions this mailer has opened (for tests and benchmarks)."""
 
     def __repr__(self) -> str:
         return f"SmtpMailer({self.config.host}:{self.config.port}, {self.config.security.value})"
@@ -107,14 +137,50 @@ class SmtpMailer:
             client.ehlo()
         return client
 
-    def _deliver(self, envelope: str, recipient: str, raw: bytes) -> None:
-        where = f"SMTP {self.config.host}:{self.config.port}"
-        client: smtplib.SMTP | None = None
+    def close(self) -> None:
+        """End the SMTP session, if one is open (QUIT); the next send opens a new one."""
+        client, self._client = self._client, None
+        self._sent_in_session = 0
+        if client is not None:
+            _quit(client)
+
+    def _drop(self) -> None:
+        """Forget the session without QUIT (it failed: the server may be gone)."""
+        client, self._client = self._client, None
+        self._sent_in_session = 0
+        if client is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                client.close()
+
+    def _session(self) -> tuple[smtplib.SMTP, bool]:
+        """The open session (and True), or a new one (and False) when there is none, it has
+        carried ``max_per_session`` messages or has been idle for ``max_idle`` seconds."""
+        if self._client is not None:
+            idle = time.monotonic() - self._last_used
+            if self._sent_in_session < self.max_per_session and idle < self.max_idle:
+                return self._client, True
+            self.close()
+        client = self._connect()
         try:
-            client = self._connect()
             if self.config.username:
                 self._sign_in(client)
-            client.sendmail(envelope, [recipient], raw)
+        except BaseException:
+            _quit(client)
+            raise
+        self._client = client
+        self.sessions += 1
+        return client, False
+
+    def _deliver(self, envelope: str, recipient: str, raw: bytes) -> None:
+        where = f"SMTP {self.config.host}:{self.config.port}"
+        try:
+            try:
+                client, reused = self._session()
+                self._transaction(client, envelope, recipient, raw, reused=reused)
+            except _StaleSessionError:
+                self._drop()
+                client, _ = self._session()
+                self._transaction(client, envelope, recipient, raw, reused=False)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(recipient, next(iter(exc.recipients.values())))
             raise error_for_code(
@@ -131,6 +197,7 @@ class SmtpMailer:
                 code=exc.smtp_code,
             ) from exc
         except smtplib.SMTPNotSupportedError as exc:
+            self._drop()
             raise TransientSendError(f"{where} lacks a needed extension: {exc}") from exc
         except smtplib.SMTPSenderRefused as exc:
             raise error_for_code(
@@ -143,18 +210,85 @@ class SmtpMailer:
                 during="DATA",
             ) from exc
         except smtplib.SMTPResponseException as exc:
+            self._drop()
             raise error_for_code(exc.smtp_code, f"{where}: {_text(exc.smtp_error)}") from exc
         except smtplib.SMTPServerDisconnected as exc:
+            self._drop()
             raise TransientSendError(f"{where} closed the connection: {exc}") from exc
         except smtplib.SMTPException as exc:
+            self._drop()
             raise TransientSendError(f"{where}: {exc}") from exc
         except UnicodeError as exc:  # smtplib sends AUTH credentials as ASCII only
+            self._drop()
             raise TransientSendError(f"{where}: credentials must be ASCII: {exc}") from exc
         except (OSError, ssl.SSLError) as exc:  # refused, unreachable, timeout, TLS failure
+            self._drop()
             raise TransientSendError(f"{where} unreachable: {exc}") from exc
-        finally:
-            if client is not None:
-                _quit(client)
+        except BaseException:
+            self._drop()
+            raise
+
+    def _transaction(
+        self, client: smtplib.SMTP, envelope: str, recipient: str, raw: bytes, *, reused: bool
+    ) -> None:
+        """One mail transaction (MAIL, RCPT, DATA) on ``client``; returns after the 250.
+
+        A refusal of MAIL, RCPT or DATA resets the transaction (RSET) and keeps the session
+        (a 421 ends it). On a ``reused`` session, a hang-up or a 421 before DATA raises
+        :class:`_StaleSessionError`: the server took nothing, the message is safe to send
+        again on a new session.
+        """
+        stage = "MAIL"
+        try:
+            client.ehlo_or_helo_if_needed()
+            options = [f"SIZE={len(raw)}"] if client.has_extn("size") else []
+            code, text = client.mail(envelope, options)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, text, envelope)
+            stage = "RCPT"
+            code, text = client.rcpt(recipient)
+            if code not in (250, 251):
+                raise smtplib.SMTPRecipientsRefused({recipient: (code, text)})
+            stage = "DATA"
+            code, text = client.data(raw)
+            if code != 250:
+                raise smtplib.SMTPDataError(code, text)
+        except smtplib.SMTPServerDisconnected as exc:
+            if reused and stage != "DATA":
+                raise _StaleSessionError from exc
+            raise
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused) as exc:
+            code = (
+                exc.smtp_code
+                if isinstance(exc, smtplib.SMTPSenderRefused)
+                else next(iter(exc.recipients.values()))[0]
+            )
+            if code == 421:  # the server is closing the session
+                if reused:
+                    raise _StaleSessionError from exc
+                self._drop()
+            else:
+                self._reset(client)
+            raise
+        except smtplib.SMTPDataError as exc:
+            if exc.smtp_code == 421:
+                self._drop()
+            else:
+                self._reset(client)
+            raise
+        self._sent_in_session += 1
+        self._last_used = time.monotonic()
+
+    def _reset(self, client: smtplib.SMTP) -> None:
+        """RSET after a refused transaction, so the session can carry the next message."""
+        try:
+            code, _ = client.rset()
+        except (smtplib.SMTPException, OSError):
+            code = 0
+        if code != 250:
+            self._drop()
+        else:
+            self._last_used = time.monotonic()
 
     def _sign_in(self, client: smtplib.SMTP) -> None:
         """AUTH with the password (smtplib picks the mechanism) or with an OAuth2 token."""

@@ -30,7 +30,7 @@ from asm_email_rules.adapters._repository import (
     summary_kind,
     to_utc,
 )
-from asm_email_rules.errors import NotFoundError, RepositoryError
+from asm_email_rules.errors import NotFoundError, RepositoryError, StoreUnavailableError
 from asm_email_rules.model import (
     Attachment,
     Call,
@@ -38,6 +38,7 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     EntryKind,
+    Group,
     Lease,
     LedgerEntry,
     LogEntry,
@@ -47,6 +48,8 @@ from asm_email_rules.model import (
     ReplyStatus,
     Request,
     RequestStatus,
+    Right,
+    SecurityRole,
     SummaryItem,
     SummaryKind,
     Task,
@@ -220,7 +223,43 @@ _V2: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3: Migration = (
+    # Issue 12: the call template's properties on the call, a subject the host may keep,
+    # who forwarded a request or task, security roles with rights, assignment groups with an
+    # address for notifications.
+    "ALTER TABLE calls ADD COLUMN call_screen_set TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN ipk_status TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN ipk_stream TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE calls ADD COLUMN subject TEXT NOT NULL DEFAULT ''",
+    """CREATE TABLE task_forwarded_by (
+        task_number INTEGER NOT NULL REFERENCES tasks (number) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        person_id INTEGER NOT NULL,
+        PRIMARY KEY (task_number, position)
+    )""",
+    "CREATE INDEX task_forwarders_by_person ON task_forwarded_by (person_id)",
+    """CREATE TABLE request_forwarded_by (
+        request_number INTEGER NOT NULL REFERENCES requests (number) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        person_id INTEGER NOT NULL,
+        PRIMARY KEY (request_number, position)
+    )""",
+    "CREATE INDEX request_forwarders_by_person ON request_forwarded_by (person_id)",
+    "ALTER TABLE persons ADD COLUMN analyst_role TEXT",
+    "ALTER TABLE persons ADD COLUMN user_role TEXT",
+    "CREATE TABLE security_roles (name TEXT PRIMARY KEY)",
+    f"""CREATE TABLE role_rights (
+        role_name TEXT NOT NULL REFERENCES security_roles (name) ON DELETE CASCADE,
+        right_name TEXT NOT NULL {_check("right_name", Right)},
+        PRIMARY KEY (role_name, right_name)
+    )""",
+    """CREATE TABLE assignment_groups (
+        name TEXT PRIMARY KEY,
+        email TEXT NOT NULL DEFAULT ''
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 """Schema steps; the file's ``PRAGMA user_version`` is how many of them it has applied."""
 
 _RECORD_TABLES: dict[EntityKind, str] = {
@@ -228,6 +267,38 @@ _RECORD_TABLES: dict[EntityKind, str] = {
     EntityKind.TASK: "tasks",
     EntityKind.REQUEST: "requests",
 }
+
+
+_UNAVAILABLE_CODES = frozenset(
+    {
+        5,  # SQLITE_BUSY: another writer holds the lock past our timeout
+        6,  # SQLITE_LOCKED
+        7,  # SQLITE_NOMEM
+        8,  # SQLITE_READONLY: read-only file, folder or file system
+        9,  # SQLITE_INTERRUPT
+        10,  # SQLITE_IOERR
+        11,  # SQLITE_CORRUPT
+        13,  # SQLITE_FULL: disk full (or max_page_count reached)
+        14,  # SQLITE_CANTOPEN
+        15,  # SQLITE_PROTOCOL
+        26,  # SQLITE_NOTADB
+    }
+)
+"""Primary SQLite result codes that mean the store, not the message, is at fault."""
+
+
+def _store_error(where: str, what: str, exc: sqlite3.Error) -> RepositoryError:
+    """The typed error for a ``sqlite3`` failure: :class:`StoreUnavailableError` when the
+    database cannot work right now (locked, read-only, full, I/O error, corrupt: the primary
+    result codes in ``_UNAVAILABLE_CODES``, or an ``OperationalError`` without a code), else a
+    plain :class:`RepositoryError` (a constraint, a bug in a query)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    unavailable = code is None and isinstance(exc, sqlite3.OperationalError)
+    if code is not None and (code & 0xFF) in _UNAVAILABLE_CODES:
+        unavailable = True
+    name = getattr(exc, "sqlite_errorname", "")
+    message = f"{where}: {what}: {exc}" + (f" ({name})" if name else "")
+    return (StoreUnavailableError if unavailable else RepositoryError)(message)
 
 
 def _text(moment: datetime) -> str:
@@ -286,10 +357,11 @@ class SqliteRepository:
     def __init__(self, path: str | os.PathLike[str] = ":memory:", *, timeout: float = 5.0) -> None:
         self._path = os.fspath(path)
         self._depth = 0
+        self._wal = False
         try:
             self._conn = sqlite3.connect(self._path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
-            raise RepositoryError(f"{self._path}: cannot open SQLite database: {exc}") from exc
+            raise _store_error(self._path, "cannot open SQLite database", exc) from exc
         try:
             self._configure(timeout)
             self._migrate()
@@ -315,6 +387,12 @@ class SqliteRepository:
             mode = str(self._one("PRAGMA journal_mode = WAL")[0]).lower()
             if mode != "wal":
                 log.warning("SQLite refused WAL mode", extra={"path": self._path, "mode": mode})
+            else:
+                # A commit appends to the WAL without an fsync: safe at once from a crash of
+                # the process, and from a crash of the machine after sync() (or the next
+                # checkpoint). The polling service calls sync() before deletions take effect.
+                self._execute("PRAGMA synchronous = NORMAL")
+                self._wal = True
 
     def _migrate(self) -> None:
         known = len(MIGRATIONS)
@@ -338,6 +416,34 @@ class SqliteRepository:
                 f"asm-email-rules knows (up to {known}); upgrade the library to open it"
             )
 
+    def sync(self) -> None:
+        """Make every committed transaction durable, even against a power loss (one fsync).
+
+        A file store runs in WAL mode with ``synchronous=NORMAL``: each commit is durable
+        against a crash of the process at once, and against a crash of the machine once its
+        WAL frames reach the disk, which this call forces (the polling service calls it
+        before the mailbox's deletions take effect, so a message never leaves the mailbox
+        while its record could still be lost). Nothing to do for ``":memory:"``. Raises
+        :class:`StoreUnavailableError` when the WAL file cannot be synced.
+        """
+        if not self._wal:
+            return
+        wal = self._path + "-wal"
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # no WAL: every commit was checkpointed into the (synced) database file
+        except OSError as exc:
+            raise StoreUnavailableError(
+                f"{self._path}: cannot open the WAL to sync it: {exc}"
+            ) from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise StoreUnavailableError(f"{self._path}: cannot sync the WAL: {exc}") from exc
+        finally:
+            os.close(fd)
+
     def close(self) -> None:
         """Close the connection; an open transaction is rolled back by SQLite."""
         self._conn.close()
@@ -357,7 +463,7 @@ class SqliteRepository:
         try:
             return self._conn.execute(sql, params)
         except sqlite3.Error as exc:
-            raise RepositoryError(f"{self._path}: SQLite error: {exc}") from exc
+            raise _store_error(self._path, "SQLite error", exc) from exc
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         return self._execute(sql, params).fetchone()
@@ -385,7 +491,7 @@ class SqliteRepository:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise RepositoryError(f"{self._path}: commit failed: {exc}") from exc
+            raise _store_error(self._path, "commit failed", exc) from exc
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
@@ -408,7 +514,8 @@ class SqliteRepository:
 
     # -- directory --------------------------------------------------------------------------
     _PERSON_COLUMNS = (
-        "id, email, name, is_analyst, is_user, can_take_over, analyst_can_reopen, user_can_reopen"
+        "id, email, name, is_analyst, is_user, can_take_over, analyst_can_reopen,"
+        " user_can_reopen, analyst_role, user_role"
     )
 
     @staticmethod
@@ -422,6 +529,8 @@ class SqliteRepository:
             can_take_over=bool(row[5]),
             analyst_can_reopen=bool(row[6]),
             user_can_reopen=bool(row[7]),
+            analyst_role=row[8],
+            user_role=row[9],
         )
 
     def persons_by_address(self, address: str) -> Sequence[Person]:
@@ -437,16 +546,54 @@ class SqliteRepository:
         row = self._one(f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id = ?", (person_id,))
         return None if row is None else self._person(row)
 
+    def get_role(self, name: str) -> SecurityRole | None:
+        """The security role called ``name``, or ``None``."""
+        with self._snapshot():
+            if self._one("SELECT 1 FROM security_roles WHERE name = ?", (name,)) is None:
+                return None
+            rows = self._execute(
+                "SELECT right_name FROM role_rights WHERE role_name = ?", (name,)
+            ).fetchall()
+        return SecurityRole(name, frozenset(Right(row[0]) for row in rows))
+
+    def get_group(self, name: str) -> Group | None:
+        """The assignment group called ``name``, or ``None``."""
+        row = self._one("SELECT name, email FROM assignment_groups WHERE name = ?", (name,))
+        return None if row is None else Group(row[0], row[1])
+
+    def list_persons(self, *, after: int = 0, limit: int = 100) -> Sequence[Person]:
+        """Persons with an id above ``after``, lowest id first, at most ``limit``."""
+        rows = self._execute(
+            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id > ? ORDER BY id LIMIT ?",
+            (after, max(limit, 0)),
+        ).fetchall()
+        return [self._person(row) for row in rows]
+
+    def list_calls(
+        self, *, status: CallStatus | None = None, after: int = 0, limit: int = 100
+    ) -> Sequence[Call]:
+        """Calls numbered above ``after`` (with ``status`` when given), lowest first."""
+        rows = self._execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number > ?"
+            " AND (? IS NULL OR status = ?) ORDER BY number LIMIT ?",
+            (
+                after,
+                None if status is None else status.value,
+                None if status is None else status.value,
+                max(limit, 0),
+            ),
+        ).fetchall()
+        return [self._call(row) for row in rows]
+
     # -- reads ------------------------------------------------------------------------------
-    def get_call(self, number: int) -> Call | None:
-        """The call with this number, or ``None``."""
-        row = self._one(
-            "SELECT number, status, user_id, owner_id, group_name, partition, description,"
-            " logging_analyst_id, updated, last_update FROM calls WHERE number = ?",
-            (number,),
-        )
-        if row is None:
-            return None
+    _CALL_COLUMNS = (
+        "number, status, user_id, owner_id, group_name, partition, description,"
+        " logging_analyst_id, updated, last_update, call_screen_set, ipk_status, ipk_stream,"
+        " subject"
+    )
+
+    @staticmethod
+    def _call(row: Any) -> Call:
         return Call(
             number=row[0],
             status=CallStatus(row[1]),
@@ -458,7 +605,16 @@ class SqliteRepository:
             logging_analyst_id=row[7],
             updated=bool(row[8]),
             last_update=_moment(row[9]),
+            call_screen_set=row[10],
+            ipk_status=row[11],
+            ipk_stream=row[12],
+            subject=row[13],
         )
+
+    def get_call(self, number: int) -> Call | None:
+        """The call with this number, or ``None``."""
+        row = self._one(f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number = ?", (number,))
+        return None if row is None else self._call(row)
 
     def _people(self, table: str, column: str, number: int) -> tuple[int, ...]:
         rows = self._execute(
@@ -489,6 +645,7 @@ class SqliteRepository:
                 description=row[7],
                 updated=bool(row[8]),
                 last_update=_moment(row[9]),
+                forwarded_by_ids=self._people("task_forwarded_by", "task_number", number),
             )
 
     def get_request(self, number: int) -> Request | None:
@@ -511,6 +668,7 @@ class SqliteRepository:
                 description=row[5],
                 updated=bool(row[6]),
                 last_update=_moment(row[7]),
+                forwarded_by_ids=self._people("request_forwarded_by", "request_number", number),
             )
 
     def summary(
@@ -518,20 +676,23 @@ class SqliteRepository:
     ) -> tuple[list[SummaryItem], int]:
         """Items of a summary (calls, requests or tasks) newest first, and the total.
 
-        ``CALLS``: open calls the person owns. ``REQUESTS``: open requests the person owns or
-        was forwarded. ``TASKS``: tasks and approvals the person owns, may approve or was
-        forwarded, unless completed, approved or rejected. Raises :class:`RepositoryError`
-        for an unknown kind.
+        ``CALLS``: open calls the person owns. ``REQUESTS``: open requests the person owns,
+        forwarded or was forwarded. ``TASKS``: tasks and approvals the person owns, may
+        approve, forwarded or was forwarded, unless completed, approved or rejected. Raises
+        :class:`RepositoryError` for an unknown kind.
         """
+        subject = "''"
         match summary_kind(kind):
             case SummaryKind.CALLS:
                 ref_kind = EntityKind.CALL
                 where = "r.owner_id = :p AND r.status = 'open'"
+                subject = "r.subject"
             case SummaryKind.REQUESTS:
                 ref_kind = EntityKind.REQUEST
                 where = (
                     "r.number IN (SELECT number FROM requests WHERE owner_id = :p"
-                    " UNION SELECT request_number FROM request_forwarded WHERE person_id = :p)"
+                    " UNION SELECT request_number FROM request_forwarded WHERE person_id = :p"
+                    " UNION SELECT request_number FROM request_forwarded_by WHERE person_id = :p)"
                     " AND r.status != 'closed'"
                 )
             case SummaryKind.TASKS:
@@ -542,7 +703,8 @@ class SqliteRepository:
                 where = (
                     "r.number IN (SELECT number FROM tasks WHERE owner_id = :p"
                     " UNION SELECT task_number FROM task_approvers WHERE person_id = :p"
-                    " UNION SELECT task_number FROM task_forwarded WHERE person_id = :p)"
+                    " UNION SELECT task_number FROM task_forwarded WHERE person_id = :p"
+                    " UNION SELECT task_number FROM task_forwarded_by WHERE person_id = :p)"
                     f" AND r.status NOT IN ({done})"
                 )
             case unknown:
@@ -553,7 +715,8 @@ class SqliteRepository:
             total = int(self._one(f"SELECT COUNT(*) FROM {table} r WHERE {where}", params)[0])
             rows = self._execute(
                 f"SELECT r.number, r.status, r.description, r.last_update, r.group_name,"
-                f" o.name, o.email FROM {table} r LEFT JOIN persons o ON o.id = r.owner_id"
+                f" o.name, o.email, {subject} FROM {table} r"
+                " LEFT JOIN persons o ON o.id = r.owner_id"
                 f" WHERE {where}"
                 " ORDER BY r.last_update IS NULL, r.last_update DESC, r.number DESC"
                 " LIMIT :limit",
@@ -563,7 +726,7 @@ class SqliteRepository:
             SummaryItem(
                 ref=EntityRef(ref_kind, row[0]),
                 state=row[1],
-                description=short_description(row[2]),
+                description=short_description(row[2], row[7]),
                 last_update=_moment(row[3]),
                 assignee=(row[5] or row[6]) if row[6] is not None else row[4],
             )
@@ -622,7 +785,7 @@ class SqliteRepository:
         ]
 
     def attachments(self, ref: EntityRef) -> Sequence[Attachment]:
-        """The files attached to a record, oldest first, with their bytes (not in the protocol)."""
+        """The files attached to a record, oldest first, with their bytes."""
         rows = self._execute(
             "SELECT a.filename, a.content_type, a.data, a.inline, a.content_id"
             " FROM attachments a JOIN log_entries e ON e.id = a.entry_id"
@@ -720,13 +883,15 @@ class SqliteRepository:
         """Insert or replace a person record as given (id included)."""
         self._execute(
             "INSERT INTO persons (id, email, email_key, name, is_analyst, is_user, can_take_over,"
-            " analyst_can_reopen, user_can_reopen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " analyst_can_reopen, user_can_reopen, analyst_role, user_role)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET email = excluded.email,"
             " email_key = excluded.email_key, name = excluded.name,"
             " is_analyst = excluded.is_analyst, is_user = excluded.is_user,"
             " can_take_over = excluded.can_take_over,"
             " analyst_can_reopen = excluded.analyst_can_reopen,"
-            " user_can_reopen = excluded.user_can_reopen",
+            " user_can_reopen = excluded.user_can_reopen,"
+            " analyst_role = excluded.analyst_role, user_role = excluded.user_role",
             (
                 person.id,
                 person.email,
@@ -737,21 +902,24 @@ class SqliteRepository:
                 person.can_take_over,
                 person.analyst_can_reopen,
                 person.user_can_reopen,
+                person.analyst_role,
+                person.user_role,
             ),
         )
 
     def put_call(self, call: Call) -> None:
         """Insert or replace a call as given (number included); datetimes become UTC."""
         self._execute(
-            "INSERT INTO calls (number, status, user_id, owner_id, group_name, partition,"
-            " description, logging_analyst_id, updated, last_update)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO calls ({self._CALL_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (number) DO UPDATE SET status = excluded.status,"
             " user_id = excluded.user_id, owner_id = excluded.owner_id,"
             " group_name = excluded.group_name, partition = excluded.partition,"
             " description = excluded.description,"
             " logging_analyst_id = excluded.logging_analyst_id, updated = excluded.updated,"
-            " last_update = excluded.last_update",
+            " last_update = excluded.last_update, call_screen_set = excluded.call_screen_set,"
+            " ipk_status = excluded.ipk_status, ipk_stream = excluded.ipk_stream,"
+            " subject = excluded.subject",
             (
                 call.number,
                 call.status.value,
@@ -763,6 +931,10 @@ class SqliteRepository:
                 call.logging_analyst_id,
                 call.updated,
                 _opt_text(call.last_update),
+                call.call_screen_set,
+                call.ipk_status,
+                call.ipk_stream,
+                call.subject,
             ),
         )
 
@@ -801,6 +973,7 @@ class SqliteRepository:
             )
             self._put_people("task_approvers", "task_number", task.number, task.approver_ids)
             self._put_people("task_forwarded", "task_number", task.number, task.forwarded_ids)
+            self._put_people("task_forwarded_by", "task_number", task.number, task.forwarded_by_ids)
 
     def put_request(self, request: Request) -> None:
         """Insert or replace a request as given; datetimes become UTC."""
@@ -826,6 +999,31 @@ class SqliteRepository:
             self._put_people(
                 "request_forwarded", "request_number", request.number, request.forwarded_ids
             )
+            self._put_people(
+                "request_forwarded_by", "request_number", request.number, request.forwarded_by_ids
+            )
+
+    def put_role(self, role: SecurityRole) -> None:
+        """Insert or replace a security role (by name) with exactly its rights."""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO security_roles (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
+                (role.name,),
+            )
+            self._execute("DELETE FROM role_rights WHERE role_name = ?", (role.name,))
+            for right in sorted(role.rights, key=lambda r: r.value):
+                self._execute(
+                    "INSERT INTO role_rights (role_name, right_name) VALUES (?, ?)",
+                    (role.name, right.value),
+                )
+
+    def put_group(self, group: Group) -> None:
+        """Insert or replace an assignment group (by name) and its address."""
+        self._execute(
+            "INSERT INTO assignment_groups (name, email) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET email = excluded.email",
+            (group.name, group.email),
+        )
 
     # -- writes -----------------------------------------------------------------------------
     def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
@@ -866,6 +1064,9 @@ class SqliteRepository:
             logging_analyst_id=logging_analyst_id,
             updated=False,
             last_update=to_utc(now),
+            call_screen_set=template.call_screen_set,
+            ipk_status=template.ipk_status,
+            ipk_stream=template.ipk_stream,
         )
         with self.transaction():
             counter = int(
@@ -1034,7 +1235,7 @@ class SqliteRepository:
                 f"message {message_id!r} ({sha256}) already recorded in {mailbox!r}"
             ) from exc
         except sqlite3.Error as exc:
-            raise RepositoryError(f"{self._path}: SQLite error: {exc}") from exc
+            raise _store_error(self._path, "SQLite error", exc) from exc
 
     def set_reply_status(
         self,

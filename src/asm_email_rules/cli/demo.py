@@ -18,9 +18,15 @@ from asm_email_rules.bootstrap import open_sample_store
 from asm_email_rules.cli._common import EXIT_OK, demo_mailbox, print_table, read_inbox, reply_dict
 from asm_email_rules.decision import Decision
 from asm_email_rules.errors import MessageParseError
-from asm_email_rules.model import OutgoingEmail
+from asm_email_rules.model import Call, OutgoingEmail
 from asm_email_rules.pipeline import process
-from asm_email_rules.sample import DEMO_MAILBOX_OPTIONS, DEMO_NOW, DEMO_SYSTEM, demo_inbox
+from asm_email_rules.sample import (
+    DEMO_MAILBOX_OPTIONS,
+    DEMO_NOW,
+    DEMO_SYSTEM,
+    PEOPLE,
+    demo_inbox,
+)
 
 NAME = "demo"
 
@@ -40,12 +46,26 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 
 @attrs.frozen
 class DemoRow:
-    """One demo message: its decision and the replies it sent, or why it could not be parsed."""
+    """One demo message: its decision, the mails it sent (the reply first, then any
+    notification), the call it logged (as stored), or why it could not be parsed."""
 
     name: str
     decision: Decision | None
     replies: tuple[OutgoingEmail, ...]
     error: str = ""
+    new_call: Call | None = None
+
+    @property
+    def reply(self) -> OutgoingEmail | None:
+        """The mail that went back to the sender, if any."""
+        if self.decision is None or self.decision.reply is None or not self.replies:
+            return None
+        return self.replies[0]
+
+    @property
+    def notifications(self) -> tuple[OutgoingEmail, ...]:
+        """The notifications sent to an assignee (Email at Update via Email In)."""
+        return self.replies[1:] if self.reply is not None else self.replies
 
 
 def _tokens() -> Callable[[], str]:
@@ -72,7 +92,11 @@ def run_demo(inbox: list[tuple[str, bytes]]) -> list[DemoRow]:
                 except MessageParseError as exc:
                     rows.append(DemoRow(name, None, (), f"cannot parse: {exc}"))
                     continue
-                rows.append(DemoRow(name, result.decision, tuple(mailer.sent[before:])))
+                number = result.new_call_number
+                new_call = repository.get_call(number) if number is not None else None
+                rows.append(
+                    DemoRow(name, result.decision, tuple(mailer.sent[before:]), new_call=new_call)
+                )
         finally:
             close = getattr(repository, "close", None)
             if close is not None:
@@ -97,6 +121,8 @@ def _print_json(rows: list[DemoRow], out: TextIO) -> None:
             "file": row.name,
             "decision": row.decision.to_dict() if row.decision else None,
             "replies": [reply_dict(reply) for reply in row.replies],
+            "notifications": [reply_dict(mail) for mail in row.notifications],
+            "new_call": _call_dict(row.new_call),
             "error": row.error or None,
         }
         for row in rows
@@ -105,15 +131,65 @@ def _print_json(rows: list[DemoRow], out: TextIO) -> None:
     print(file=out)
 
 
+def _call_dict(call: Call | None) -> dict[str, Any] | None:
+    if call is None:
+        return None
+    return {
+        "number": call.number,
+        "user_id": call.user_id,
+        "logging_analyst_id": call.logging_analyst_id,
+        "partition": call.partition,
+        "call_screen_set": call.call_screen_set,
+        "ipk_status": call.ipk_status,
+        "ipk_stream": call.ipk_stream,
+        "owner_id": call.owner_id,
+        "group": call.group,
+    }
+
+
 def _print_text(rows: list[DemoRow], where: str, out: TextIO) -> None:
     _print_header(len(rows), where, out)
     print_table(_summary_rows(rows), out)
-    print("\nReplies", file=out)
+    calls = [row for row in rows if row.new_call is not None]
+    if calls:
+        print("\nCalls logged, with the properties of the mailbox's call template", file=out)
+        heading = ("call", "User", "logged by", "partition", "call screen set", "IPK status")
+        table: list[tuple[str, ...]] = [(*heading, "IPK stream", "analyst", "group")]
+        for row in calls:
+            call = row.new_call
+            assert call is not None
+            table.append(
+                (
+                    str(call.number),
+                    _id(call.user_id),
+                    _id(call.logging_analyst_id),
+                    call.partition,
+                    call.call_screen_set,
+                    call.ipk_status,
+                    call.ipk_stream,
+                    _id(call.owner_id),
+                    call.group,
+                )
+            )
+        print_table(table, out)
+    print(
+        "\nMail sent (replies to the sender; notifications to the assigned analyst or group)",
+        file=out,
+    )
     for row in rows:
         for sent in row.replies:
-            print(f"\n--- {row.name}", file=out)
+            label = "reply" if sent is row.reply else "notification"
+            print(f"\n--- {row.name} ({label})", file=out)
             print(f"To: {sent.to}\nSubject: {sent.subject}\n", file=out)
             print(sent.body.rstrip("\n"), file=out)
+
+
+def _id(value: int | None) -> str:
+    """A sample person's first name, else "person <id>" (someone the demo created)."""
+    if value is None:
+        return "-"
+    names = {person.id: person.name.split()[0] for person in PEOPLE}
+    return names.get(value, f"person {value}")
 
 
 def _print_header(count: int, where: str, out: TextIO) -> None:
@@ -121,13 +197,18 @@ def _print_header(count: int, where: str, out: TextIO) -> None:
     print(f"asm-email-rules demo: {count} messages from {where}", file=out)
     print(
         "Store: a temporary SQLite helpdesk seeded with the sample desk (Dana: default logging "
-        "analyst; Alice: analyst; Uma: user; Bob: analyst and user; Tom: analyst with Take "
-        "Over; calls 100 open, 101 closed, 102 open; approval 500, user approval 501, "
-        "task 502, request 700).",
+        "analyst; Alice: analyst; Uma: user; Bob: analyst and user; Tom: analyst whose IPK "
+        "Managers role has Take Over; calls 100 open, 101 closed, 102 open; approval 500, "
+        "user approval 501, task 502, request 700 (Alice's), request 701 (Alice forwarded it "
+        "to Tom); groups Service Desk and Network with their addresses).",
         file=out,
     )
     print(
-        f"Mailbox helpdesk@desk.example: {options}; system: truncate_incoming_emails=on.", file=out
+        f"Mailbox helpdesk@desk.example: {options}; call template 'Email call' (partition "
+        "Default, call screen set Standard, IPK status Incident, IPK stream Service Desk, "
+        "Alice, Service Desk); system: truncate_incoming_emails=on, "
+        "email_at_update_via_email_in=on.",
+        file=out,
     )
     print(
         "No network: replies are recorded, not sent. (Alice shows as analyst_and_user once "
@@ -144,8 +225,8 @@ def _summary_rows(rows: list[DemoRow]) -> list[tuple[str, ...]]:
             table.append((row.name, "-", "-", row.error, "-"))
             continue
         decision = row.decision
-        reply = row.replies[0].subject if row.replies else "-"
-        if not row.replies and decision.reply_suppressed:
+        reply = row.reply.subject if row.reply is not None else "-"
+        if row.reply is None and decision.reply_suppressed:
             reply = f"(none: {decision.reply_suppressed})"
         actions = ", ".join(kind for kind in decision.action_kinds() if kind != "discard")
         table.append(

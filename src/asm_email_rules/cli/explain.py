@@ -45,7 +45,7 @@ def _store(args: argparse.Namespace, config: Config | None) -> Repository:
     if args.store:
         return open_store(store_location(args.store, Path.cwd()), must_exist=True)
     if config is not None:
-        return open_store(config.store, must_exist=True)
+        return open_store(config.require_store(), must_exist=True)
     return open_sample_store()
 
 

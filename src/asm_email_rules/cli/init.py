@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{config_path} already exists: not overwriting")
     text = postgres_config(args)
     config = parse_config(tomllib.loads(text), config_path.resolve())
-    open_store(config.store).close()  # creates or migrates our tables; ConfigError if it fails
+    open_store(
+        config.require_store()
+    ).close()  # creates or migrates our tables; ConfigError if it fails
     _write(folder, config_path, text)
     print(f"wrote {config_path}; the store is {config.store} (tables created)")
     print(f"next: edit the config, then `{PROG} poll --once --config {config_path}`")

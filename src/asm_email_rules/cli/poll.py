@@ -59,7 +59,17 @@ def _print_report(report: PollReport) -> None:
             f"{account.duplicates}, retried {account.retried}, quarantined "
             f"{account.quarantined}, errors {account.errors}"
             + (f" (last: {account.last_error})" if account.last_error else "")
+            + (
+                f"; backing off {account.backoff_seconds:.0f} s: our side failed, no message "
+                "was blamed for it"
+                if account.backoff_seconds
+                else ""
+            )
         )
+        if account.discarded:
+            print(f"  {account.discard_summary()}")
+        if account.expunged:
+            print(f"  expunged {account.expunged} message(s) a previous session had deleted")
 
 
 def _run_until_signalled(service: PollingService, stop: threading.Event) -> None:

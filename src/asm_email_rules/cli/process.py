@@ -20,6 +20,7 @@ from asm_email_rules.cli._common import (
 )
 from asm_email_rules.config import AccountConfig, Config, load_config
 from asm_email_rules.errors import AsmEmailError, MessageParseError
+from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailer, Repository
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             "no [smtp] section: replies are recorded in the store as pending, not sent",
             file=sys.stderr,
         )
-    repository = open_store(config.store)
+    repository = open_store(config.require_store())
     code = EXIT_OK
     try:
         for name in args.files:
@@ -91,21 +92,21 @@ def _process_file(
 
 
 def describe_result(name: str, result: ProcessResult) -> str:
-    """One line: the rule and outcome (or duplicate), the reply status, the disposition."""
+    """One line: the rule and outcome (and why a discard), the reply status, the disposition."""
     if result.duplicate:
         what = "already processed (ledger): nothing done again"
     else:
         assert result.decision is not None  # a result that is not a duplicate has a decision
         what = f"rule {result.decision.rule}: {result.decision.outcome.value}"
+        if result.decision.discard_reason:
+            what += f" ({result.decision.discard_reason})"
     return f"{name}: {what}; reply {result.reply_status.value}; {result.disposition.value}"
 
 
 def _reply_lines(
     result: ProcessResult, repository: Repository, account: AccountConfig, recorded: bool
 ) -> Iterator[str]:
-    entry = repository.ledger_entry(
-        account.mailbox.name, result.email.message_id or "", result.email.raw_sha256
-    )
+    entry = find_ledger_entry(repository, account.mailbox.name, result.email)
     if entry is None or entry.reply is None:
         return
     state = "recorded (not sent)" if recorded else entry.reply_status.value

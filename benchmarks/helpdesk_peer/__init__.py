@@ -1,0 +1,1 @@
+"""The minimal Django project django-helpdesk runs in for ``benchmarks/service.py``."""

@@ -1,0 +1,930 @@
+"""The polling service end to end, next to a bare floor loop and django-helpdesk, in one run.
+
+    python benchmarks/service.py [N ...] [--skip imap,peer] [--peer-limit M] [--profile FILE]
+
+For each N (default 2000 and 10000) it builds N messages, a fixed-seed mix of what a service
+desk mailbox receives:
+
+    new requests from known users and from unknown senders, replies to our own replies (tag
+    in the subject, In-Reply-To our Message-ID, two levels of quoted history with the reply
+    marker), HTML-only requests, requests with an attachment of 50 KB to 1 MB,
+    out-of-office replies, bounces (multipart/report DSN) and mailing-list mail
+
+and times, on the same messages, each in a fresh store:
+
+- ``floor``: the bare loop: read each Maildir file, parse it with the stdlib ``compat32``
+  parser, store sender, subject, Message-ID, date, the first text part and every attachment
+  (decoded) in SQLite (WAL, synchronous=NORMAL) in one transaction, delete the file.
+- ``maildir``: ours, ``PollingService.poll_once`` on a Maildir account into the SQLite store,
+  replies recorded but not sent (no mailer).
+- ``maildir+smtp``: the same with every reply sent to a counting aiosmtpd sink on loopback
+  (its own process, so it does not share our interpreter lock).
+- ``imap``: ours on an IMAP account of a Dovecot on loopback (started as the integration tests
+  start it), no mailer.
+- ``helpdesk``: django-helpdesk's ``get_email`` (``process_email``) on its "local directory"
+  mailbox, on SQLite (WAL, synchronous=NORMAL) with replies to the same sink, in a separate
+  process with the minimal Django project in ``benchmarks/helpdesk_peer``. Needs the optional
+  ``bench-peer`` extra; skipped, with the reason, when it is not installed.
+
+The store starts with the sample desk plus 1,000 users, 1,000 open calls and the Message-IDs
+of our earlier replies about them (what the replies in the mix answer). Printed per column:
+ms per message (mean, and per kind of message), messages per second, peak memory above the
+resident size at the start of the column (Linux ``VmHWM`` reset through ``clear_refs``) next
+to the largest message, and the ratios the issue sets goals for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import email
+import email.parser
+import email.policy
+import json
+import logging
+import mailbox as stdlib_mailbox
+import os
+import random
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from asm_email_rules.adapters.smtp import SmtpMailer
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.connection import Security, SmtpConfig
+from asm_email_rules.model import Call, EntityKind, EntityRef, Person
+from asm_email_rules.sample import (
+    ALICE,
+    DEMO_MAILBOX_OPTIONS,
+    DEMO_SYSTEM,
+    DESK_ADDRESS,
+    sample_mailbox,
+    seed_sample_desk,
+)
+from asm_email_rules.service import PollingService
+
+HERE = Path(__file__).resolve().parent
+
+SEED = 20261127
+USERS = 1000
+FIRST_USER = 1000
+FIRST_CALL = 1000
+MARKER = DEMO_SYSTEM.reply_marker
+KINDS: tuple[tuple[str, int], ...] = (
+    ("new-known", 25),
+    ("new-unknown", 12),
+    ("reply", 30),
+    ("html-only", 8),
+    ("attachment", 5),
+    ("out-of-office", 8),
+    ("bounce", 5),
+    ("list", 7),
+)
+_VOCABULARY = (
+    "printer jam floor toner request laptop password reset account locked vpn access meeting "
+    "room screen broken please help urgent monitor keyboard licence install update the a to "
+    "and is it not since this morning again we our team cannot open share drive outlook"
+)
+WORDS = tuple(_VOCABULARY.split())
+
+
+# --------------------------------------------------------------------------------------------
+# the messages
+# --------------------------------------------------------------------------------------------
+
+
+def prose(rng: random.Random, size: int) -> str:
+    """Text of about ``size`` characters in lines of at most 72."""
+    lines: list[str] = []
+    total = 0
+    while total < size:
+        line = " ".join(rng.choice(WORDS) for _ in range(12))[:72].strip()
+        lines.append(line)
+        total += len(line) + 1
+    return "\n".join(lines)
+
+
+def user_address(index: int) -> str:
+    return f"user{index}@corp.example"
+
+
+def our_message_id(call: int) -> str:
+    return f"<asm.call-{call}.seed{call:04x}@desk.example>"
+
+
+def _head(
+    sender: str, subject: str, when: datetime, rng: random.Random, **extra: str
+) -> dict[str, str]:
+    return {
+        "Return-Path": f"<{sender}>",
+        "Received": (
+            "from mx.corp.example (mx.corp.example [192.0.2.10]) by mx.desk.example with "
+            f"ESMTPS id {rng.getrandbits(40):010x}; {format_datetime(when)}"
+        ),
+        "From": sender,
+        "To": f"Service Desk <{DESK_ADDRESS}>",
+        "Subject": subject,
+        "Date": format_datetime(when),
+        "Message-ID": make_msgid(f"m{rng.getrandbits(48):012x}", "mail.corp.example"),
+        "MIME-Version": "1.0",
+        **extra,
+    }
+
+
+def _text_message(head: dict[str, str], body: str, subtype: str = "plain") -> bytes:
+    lines = [f"{name}: {value}" for name, value in head.items()]
+    lines += [f'Content-Type: text/{subtype}; charset="utf-8"', "Content-Transfer-Encoding: 8bit"]
+    return ("\n".join(lines) + "\n\n" + body + "\n").encode()
+
+
+def _quoted(rng: random.Random, call: int, when: datetime) -> str:
+    """Two levels of quoted history under our reply marker, as mail programs quote them."""
+    ours = f"{MARKER}\n\nCall {call} has been updated.\n\n{prose(rng, 300)}"
+    theirs = prose(rng, 400)
+    older = format_datetime(when - timedelta(days=1))
+    oldest = format_datetime(when - timedelta(days=2))
+    return (
+        f"On {older}, Service Desk <{DESK_ADDRESS}> wrote:\n"
+        + "\n".join("> " + line for line in ours.splitlines())
+        + f"\n>\n> On {oldest}, a user wrote:\n"
+        + "\n".join(">> " + line for line in theirs.splitlines())
+    )
+
+
+def build_message(kind: str, index: int, rng: random.Random, when: datetime) -> bytes:
+    """One message of ``kind`` (see KINDS); ``index`` makes unknown senders unique."""
+    user = FIRST_USER + rng.randrange(USERS)
+    sender = f"User {user} <{user_address(user)}>"
+    if kind in ("new-known", "new-unknown"):
+        if kind == "new-unknown":
+            sender = f"Newcomer {index} <new{index}@elsewhere.example>"
+        subject = " ".join(rng.choice(WORDS) for _ in range(5)).capitalize()
+        return _text_message(_head(sender, subject, when, rng), prose(rng, rng.randint(200, 2000)))
+    if kind == "reply":
+        call = FIRST_CALL + rng.randrange(USERS)
+        sender = f"User {call} <{user_address(call)}>"
+        ours = our_message_id(call)
+        head = _head(
+            sender,
+            f"Re: Call {call} has been updated [CALL#{call}]",
+            when,
+            rng,
+            **{"In-Reply-To": ours, "References": ours},
+        )
+        body = prose(rng, rng.randint(100, 600)) + "\n\nThanks\n\n" + _quoted(rng, call, when)
+        return _text_message(head, body)
+    if kind == "html-only":
+        subject = " ".join(rng.choice(WORDS) for _ in range(4)).capitalize()
+        paragraphs = "".join(
+            f"<p>{prose(rng, 200)}</p>\n" for _ in range(rng.randint(2, 6))
+        ).replace("\n<", "<")
+        html = (
+            "<html><head><style>p{margin:0}</style></head><body>"
+            f'<div dir="ltr">{paragraphs}<br><div>Kind regards<br>User {user}</div></div>'
+            "</body></html>"
+        )
+        return _text_message(_head(sender, subject, when, rng), html, "html")
+    if kind == "attachment":
+        size = rng.randint(50_000, 1_000_000)
+        data = base64.encodebytes(rng.randbytes(size)).decode()
+        head = _head(
+            sender,
+            "Screenshot of the error",
+            when,
+            rng,
+            **{"Content-Type": 'multipart/mixed; boundary="=_b"'},
+        )
+        lines = [f"{name}: {value}" for name, value in head.items()]
+        return (
+            "\n".join(lines)
+            + "\n\n--=_b\nContent-Type: text/plain; charset=utf-8\n\n"
+            + prose(rng, 400)
+            + "\n--=_b\nContent-Type: application/octet-stream\n"
+            + 'Content-Disposition: attachment; filename="capture.bin"\n'
+            + "Content-Transfer-Encoding: base64\n\n"
+            + data
+            + "--=_b--\n"
+        ).encode()
+    if kind == "out-of-office":
+        head = _head(
+            sender,
+            "Automatic reply: " + " ".join(rng.choice(WORDS) for _ in range(3)),
+            when,
+            rng,
+            **{"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"},
+        )
+        return _text_message(head, "I am out of the office until Monday with no email.")
+    if kind == "bounce":
+        head = _head(
+            "MAILER-DAEMON@mx.corp.example",
+            "Undelivered Mail Returned to Sender",
+            when,
+            rng,
+            **{
+                "Auto-Submitted": "auto-replied",
+                "Content-Type": 'multipart/report; report-type=delivery-status; boundary="=_d"',
+            },
+        )
+        head["Return-Path"] = "<>"
+        lines = [f"{name}: {value}" for name, value in head.items()]
+        gone = f"gone{index}@corp.example"
+        return (
+            "\n".join(lines)
+            + "\n\n--=_d\nContent-Type: text/plain; charset=us-ascii\n\n"
+            + f"<{gone}>: host mail.corp.example said: 550 5.1.1 User unknown\n"
+            + "\n--=_d\nContent-Type: message/delivery-status\n\n"
+            + "Reporting-MTA: dns; mx.corp.example\n\n"
+            + f"Final-Recipient: rfc822; {gone}\nAction: failed\nStatus: 5.1.1\n"
+            + "Diagnostic-Code: smtp; 550 5.1.1 User unknown\n"
+            + "\n--=_d\nContent-Type: text/rfc822-headers\n\n"
+            + f"From: {DESK_ADDRESS}\nTo: {gone}\nSubject: Call 1000 has been updated\n"
+            + "--=_d--\n"
+        ).encode()
+    if kind == "list":
+        head = _head(
+            "Vendor News <news@vendor.example>",
+            "[vendor-news] " + " ".join(rng.choice(WORDS) for _ in range(5)),
+            when,
+            rng,
+            **{
+                "List-Id": "Vendor news <news.vendor.example>",
+                "List-Unsubscribe": "<mailto:leave@vendor.example>",
+                "Precedence": "list",
+            },
+        )
+        return _text_message(head, prose(rng, rng.randint(1000, 4000)))
+    raise ValueError(kind)
+
+
+@attrs.frozen
+class Sample:
+    kind: str
+    message_id: str
+    raw: bytes
+
+
+def build_messages(count: int, seed: int = SEED) -> list[Sample]:
+    """``count`` messages of the KINDS mix, oldest first, the same for the same seed."""
+    rng = random.Random(seed)
+    names = [name for name, _ in KINDS]
+    weights = [weight for _, weight in KINDS]
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    found: list[Sample] = []
+    for index in range(count):
+        kind = rng.choices(names, weights)[0]
+        raw = build_message(kind, index, rng, start + timedelta(milliseconds=index))
+        match = re.search(rb"^Message-ID: (<[^>]+>)", raw, re.MULTILINE)
+        assert match is not None
+        found.append(Sample(kind, match.group(1).decode(), raw))
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# measuring
+# --------------------------------------------------------------------------------------------
+
+
+def _status(field: str) -> int:
+    """A ``/proc/self/status`` figure in bytes (0 where there is no /proc)."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+@contextlib.contextmanager
+def peak_memory() -> Iterator[dict[str, int]]:
+    """Peak resident size reached inside the block, above the size at its start (bytes)."""
+    result: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
+    start = _status("VmRSS")
+    yield result
+    result["peak_above_start"] = max(0, _status("VmHWM") - start)
+
+
+@attrs.define
+class Column:
+    name: str
+    count: int
+    seconds: float
+    per_kind: dict[str, list[float]]
+    peak: int
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+    @property
+    def ms(self) -> float:
+        return 1000 * self.seconds / self.count if self.count else 0.0
+
+
+class _Elapsed(logging.Handler):
+    """Collects the ``elapsed_ms`` of the service's per-message log line, by Message-ID."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.by_id: dict[str, float] = {}
+        self.outcomes: dict[str, int] = defaultdict(int)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message_id = getattr(record, "message_id", "")
+        if message_id:
+            self.by_id[message_id] = float(getattr(record, "elapsed_ms", 0.0))
+        self.outcomes[str(getattr(record, "disposition", "?"))] += 1
+
+
+@contextlib.contextmanager
+def capture_elapsed() -> Iterator[_Elapsed]:
+    logger = logging.getLogger("asm_email_rules.service")
+    handler = _Elapsed()
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def per_kind(samples: list[Sample], elapsed_ms: dict[str, float]) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = defaultdict(list)
+    for sample in samples:
+        if sample.message_id in elapsed_ms:
+            found[sample.kind].append(elapsed_ms[sample.message_id])
+    return found
+
+
+def fill_maildir(folder: Path, samples: list[Sample]) -> None:
+    box = stdlib_mailbox.Maildir(folder, factory=None, create=True)
+    for sample in samples:
+        box.add(sample.raw)
+    box.close()
+
+
+# --------------------------------------------------------------------------------------------
+# the columns
+# --------------------------------------------------------------------------------------------
+
+
+_FLOOR_SCHEMA = (
+    "CREATE TABLE messages (id INTEGER PRIMARY KEY, message_id TEXT, sender TEXT,"
+    " subject TEXT, sent TEXT, body TEXT)",
+    "CREATE TABLE attachments (id INTEGER PRIMARY KEY, message INTEGER, filename TEXT,"
+    " content_type TEXT, data BLOB)",
+)
+
+
+def run_floor(work: Path, samples: list[Sample]) -> Column:
+    """The bare loop: read, compat32 parse, one transaction per message, delete."""
+    folder = work / "floor"
+    conn = sqlite3.connect(work / "floor.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    for statement in _FLOOR_SCHEMA:
+        conn.execute(statement)
+    parser = email.parser.BytesParser(policy=email.policy.compat32)
+    kinds = {sample.message_id: sample.kind for sample in samples}
+    times: dict[str, list[float]] = defaultdict(list)
+    with peak_memory() as memory:
+        started = time.perf_counter()
+        paths = sorted(p for sub in ("new", "cur") for p in (folder / sub).iterdir())
+        for path in paths:
+            begun = time.perf_counter()
+            raw = path.read_bytes()
+            message = parser.parsebytes(raw)
+            body = ""
+            files: list[tuple[str, str, bytes]] = []
+            for part in message.walk():
+                if part.is_multipart():
+                    continue
+                filename = part.get_filename()
+                payload = part.get_payload(decode=True)
+                if filename or part.get_content_maintype() != "text":
+                    files.append((filename or "", part.get_content_type(), payload or b""))
+                elif not body:
+                    charset = part.get_content_charset() or "utf-8"
+                    body = (payload or b"").decode(charset, "replace")
+            conn.execute("BEGIN IMMEDIATE")
+            cursor = conn.execute(
+                "INSERT INTO messages (message_id, sender, subject, sent, body)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (message["Message-ID"], message["From"], message["Subject"], message["Date"], body),
+            )
+            for filename, content_type, data in files:
+                conn.execute(
+                    "INSERT INTO attachments (message, filename, content_type, data)"
+                    " VALUES (?, ?, ?, ?)",
+                    (cursor.lastrowid, filename, content_type, data),
+                )
+            conn.execute("COMMIT")
+            path.unlink()
+            times[kinds.get(str(message["Message-ID"]), "?")].append(
+                1000 * (time.perf_counter() - begun)
+            )
+        seconds = time.perf_counter() - started
+    stored = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    conn.close()
+    return Column(
+        "floor", len(samples), seconds, times, memory["peak_above_start"], f"{stored} stored"
+    )
+
+
+def seed_store(path: Path) -> SqliteRepository:
+    """The sample desk, 1,000 users with an open call each and our earlier reply about it."""
+    repository = SqliteRepository(path)
+    seed_sample_desk(repository)
+    when = datetime.now(UTC) - timedelta(days=3)
+    with repository.transaction():
+        for offset in range(USERS):
+            person = Person(
+                FIRST_USER + offset,
+                user_address(FIRST_USER + offset),
+                f"User {FIRST_USER + offset}",
+                is_user=True,
+            )
+            repository.put_person(person)
+            number = FIRST_CALL + offset
+            repository.put_call(
+                Call(
+                    number,
+                    user_id=person.id,
+                    owner_id=ALICE.id,
+                    group="Service Desk",
+                    description=f"Seeded call {number}",
+                    last_update=when,
+                )
+            )
+            repository.record_sent(
+                our_message_id(number), EntityRef(EntityKind.CALL, number), person.email, when
+            )
+    return repository
+
+
+def _config(store: Path, account: AccountConfig) -> Config:
+    return Config(store=store, system=DEMO_SYSTEM, smtp=None, accounts=(account,))
+
+
+def _mailbox_settings() -> Any:
+    return sample_mailbox(**DEMO_MAILBOX_OPTIONS)
+
+
+def run_ours(
+    name: str,
+    work: Path,
+    samples: list[Sample],
+    account: AccountConfig,
+    mailer: Any,
+    *,
+    profile: Path | None = None,
+) -> Column:
+    """``poll_once`` over ``account`` into a freshly seeded SQLite store."""
+    store = work / f"{name}.db"
+    repository = seed_store(store)
+    service = PollingService(_config(store, account), repository, mailer, _mailbox_factory())
+    profiler: Any = None
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    with capture_elapsed() as elapsed, peak_memory() as memory:
+        started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        report = service.poll_once()
+        if profiler is not None:
+            profiler.disable()
+        seconds = time.perf_counter() - started
+    if profiler is not None and profile is not None:
+        profiler.dump_stats(str(profile))
+    close = getattr(mailer, "close", None)
+    if close is not None:
+        close()
+    row = repository._one(  # a look into our own store
+        "SELECT COUNT(*), SUM(reply_status = 'sent'), SUM(reply_status = 'pending') FROM ledger"
+    )
+    repository.close()
+    totals = report.accounts[0]
+    note = (
+        f"processed {totals.processed}, quarantined {totals.quarantined}, errors "
+        f"{totals.errors}, ledger {row[0]}, replies sent {row[1] or 0} pending {row[2] or 0}"
+    )
+    return Column(
+        name,
+        len(samples),
+        seconds,
+        per_kind(samples, elapsed.by_id),
+        memory["peak_above_start"],
+        note,
+    )
+
+
+def _mailbox_factory() -> Any:
+    from asm_email_rules.bootstrap import mailbox_factory
+
+    return mailbox_factory()
+
+
+def maildir_account(folder: Path) -> AccountConfig:
+    return AccountConfig(
+        name="bench", protocol=MailProtocol.MAILDIR, mailbox=_mailbox_settings(), path=folder
+    )
+
+
+# -- SMTP sink ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def smtp_sink() -> Iterator[dict[str, int]]:
+    """The counting sink (benchmarks/_sink.py) on a free loopback port; yields its port and,
+    after the block, the messages and sessions it counted."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "_sink.py"), str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    if process.stdout.readline().strip() != "ready":
+        raise RuntimeError("the SMTP sink did not start")
+    result = {"port": port}
+    try:
+        yield result
+    finally:
+        process.stdin.close()
+        counted = process.stdout.read().split()
+        process.wait(timeout=10)
+        if len(counted) == 2:
+            result["messages"], result["sessions"] = int(counted[0]), int(counted[1])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def smtp_mailer(port: int) -> SmtpMailer:
+    return SmtpMailer(
+        SmtpConfig(
+            host="127.0.0.1",
+            port=port,
+            security=Security.PLAIN,
+            default_sender=DESK_ADDRESS,
+            timeout=30.0,
+        )
+    )
+
+
+# -- IMAP on Dovecot ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dovecot() -> Iterator[dict[str, Any]]:
+    """Dovecot on loopback with the integration tests' configuration (user ``test``)."""
+    sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
+    import conftest  # the tests' Dovecot configuration template
+
+    binary = shutil.which("dovecot") or (
+        "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
+    )
+    if binary is None:
+        raise RuntimeError("the dovecot binary is not installed")
+    root = Path(tempfile.mkdtemp(prefix="asm-bench-dv-"))
+    root.chmod(0o755)
+    for sub in ("run", "state", "mail"):
+        (root / sub).mkdir()
+    shutil.chown(root / "mail", "nobody", "nogroup")
+    (root / "passwd").write_text(f"test:{{PLAIN}}{conftest.PASSWORD}\n", encoding="utf-8")
+    (root / "passwd").chmod(0o644)
+    imap_port, pop3_port = _free_port(), _free_port()
+    conf = root / "dovecot.conf"
+    conf.write_text(
+        conftest._DOVECOT_CONF.format(  # the tests' server setup
+            root=root,
+            host="127.0.0.1",
+            imap_port=imap_port,
+            pop3_port=pop3_port,
+            mail_user="nobody",
+            mail_group="nogroup",
+        ),
+        encoding="utf-8",
+    )
+    output = (root / "stdout.log").open("wb")
+    process = subprocess.Popen([binary, "-c", str(conf), "-F"], stdout=output, stderr=output)
+    try:
+        import socket
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", imap_port), timeout=1) as sock:
+                    if sock.recv(64).startswith(b"* OK"):
+                        break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("dovecot did not start") from None
+                time.sleep(0.05)
+        yield {"port": imap_port, "root": root, "password": conftest.PASSWORD}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        output.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def fill_imap(server: dict[str, Any], samples: list[Sample]) -> None:
+    """Deliver into the user's Maildir as an MDA would, then let Dovecot index it once."""
+    import imaplib
+
+    folder = server["root"] / "mail" / "test" / "Maildir"
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    folder.parent.mkdir()
+    fill_maildir(folder, samples)
+    for path in [folder.parent, *folder.parent.rglob("*")]:
+        shutil.chown(path, "nobody", "nogroup")
+    client = imaplib.IMAP4("127.0.0.1", server["port"])
+    client.login("test", server["password"])
+    client.select("INBOX")
+    client.uid("SEARCH", "ALL")
+    client.logout()
+
+
+def imap_account(server: dict[str, Any]) -> AccountConfig:
+    return AccountConfig(
+        name="bench",
+        protocol=MailProtocol.IMAP,
+        mailbox=_mailbox_settings(),
+        host="127.0.0.1",
+        port=server["port"],
+        security=Security.PLAIN,
+        username="test",
+        password=server["password"],
+    )
+
+
+# -- django-helpdesk --------------------------------------------------------------------------
+
+
+def helpdesk_missing() -> str:
+    """Why the django-helpdesk column cannot run ("" when it can)."""
+    try:
+        import helpdesk  # noqa: F401
+    except ImportError:
+        return "django-helpdesk is not installed (pip install -e '.[bench-peer]')"
+    return ""
+
+
+def run_helpdesk(work: Path, samples: list[Sample], smtp_port: int) -> Column:
+    """django-helpdesk's get_email in its own process (benchmarks/helpdesk_peer/run.py)."""
+    folder = work / "helpdesk-mail"
+    folder.mkdir()
+    for number, sample in enumerate(samples):
+        (folder / f"{number:07d}.eml").write_bytes(sample.raw)
+    kinds = work / "helpdesk-kinds.json"
+    kinds.write_text(json.dumps({s.message_id: s.kind for s in samples}))
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="helpdesk_peer.settings",
+        PYTHONPATH=str(HERE),
+        BENCH_DB=str(work / "helpdesk.db"),
+        BENCH_SMTP_PORT=str(smtp_port),
+        BENCH_MEDIA=str(work / "helpdesk-media"),
+    )
+    done = subprocess.run(
+        [sys.executable, str(HERE / "helpdesk_peer" / "run.py"), str(folder), str(kinds)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"django-helpdesk run failed:\n{done.stderr[-3000:]}")
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return Column(
+        "helpdesk", len(samples), data["seconds"], data["per_kind"], data["peak"], data["note"]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+
+
+def _mb(value: int) -> str:
+    return f"{value / 1e6:7.1f} MB"
+
+
+def report(
+    count: int, samples: list[Sample], columns: dict[str, Column], skipped: dict[str, str]
+) -> None:
+    largest = max(len(s.raw) for s in samples)
+    mix = defaultdict(int)
+    for sample in samples:
+        mix[sample.kind] += 1
+    print(
+        f"\n=== {count} messages ({sum(len(s.raw) for s in samples) / 1e6:.1f} MB, largest "
+        f"{largest / 1e6:.2f} MB): " + ", ".join(f"{k} {v}" for k, v in mix.items())
+    )
+    print(f"{'column':<14}{'ms/msg':>9}{'msg/s':>9}{'peak mem':>12}{'x largest':>11}  notes")
+    for column in columns.values():
+        print(
+            f"{column.name:<14}{column.ms:9.2f}{column.rate:9.0f}{_mb(column.peak):>12}"
+            f"{column.peak / largest:10.1f}x  {column.note}"
+        )
+    for name, why in skipped.items():
+        print(f"{name:<14} skipped: {why}")
+    kinds = [name for name, _ in KINDS]
+    print("\nmedian ms per message, by kind (ours: the service's own elapsed_ms per message)")
+    print(f"{'column':<14}" + "".join(f"{k[:11]:>12}" for k in kinds))
+    for column in columns.values():
+        cells = []
+        for kind in kinds:
+            values = column.per_kind.get(kind)
+            cells.append(f"{statistics.median(values):12.2f}" if values else f"{'-':>12}")
+        print(f"{column.name:<14}" + "".join(cells))
+
+    def ratio(label: str, top: str, bottom: str, goal: str, *, per_message: bool = False) -> None:
+        if top not in columns or bottom not in columns:
+            return
+        a, b = columns[top], columns[bottom]
+        value = (b.ms / a.ms) if per_message else (a.rate / b.rate)
+        print(f"  {label:<52}{value:6.2f}x   (goal {goal})")
+
+    print("\nratios (throughput)")
+    ratio("maildir / floor", "maildir", "floor", ">= 0.90")
+    ratio("maildir+smtp / maildir", "maildir+smtp", "maildir", ">= 0.75")
+    ratio("imap / maildir", "imap", "maildir", ">= 0.70")
+    ratio(
+        "per message: helpdesk / maildir+smtp",
+        "maildir+smtp",
+        "helpdesk",
+        ">= 10",
+        per_message=True,
+    )
+
+
+def run_column(name: str, work: Path, options: dict[str, Any]) -> Column:
+    """One column in a process of its own (a clean peak-memory figure): see :func:`child`."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", name, str(work), json.dumps(options)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"column {name} failed:\n{done.stderr[-3000:]}")
+    return Column(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def child(name: str, work: Path, options: dict[str, Any]) -> int:
+    """Run one column on the mail the parent prepared in ``work``; print it as JSON."""
+    meta = [
+        Sample(kind, message_id, b"")
+        for kind, message_id in json.loads((work / "samples.json").read_text())
+    ]
+    profile = Path(options["profile"]) if options.get("profile") else None
+    if name == "floor":
+        column = run_floor(work, meta)
+    elif name == "maildir":
+        column = run_ours(name, work, meta, maildir_account(work / name), None, profile=profile)
+    elif name == "maildir+smtp":
+        column = run_ours(
+            name,
+            work,
+            meta,
+            maildir_account(work / name),
+            smtp_mailer(options["smtp_port"]),
+            profile=profile,
+        )
+    elif name == "imap":
+        column = run_ours(name, work, meta, imap_account(options), None, profile=profile)
+    else:
+        raise ValueError(name)
+    print(json.dumps(attrs.asdict(column)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        return child(argv[1], Path(argv[2]), json.loads(argv[3]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("counts", nargs="*", type=int, default=[2000, 10000])
+    parser.add_argument("--skip", default="", help="columns to skip: floor,maildir,smtp,imap,peer")
+    parser.add_argument(
+        "--peer-limit",
+        type=int,
+        default=2000,
+        help="run django-helpdesk on at most this many of the messages",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="cProfile our columns into FILE.<column>.<N>.prof"
+    )
+    options = parser.parse_args(argv)
+    skip = set(filter(None, options.skip.split(",")))
+    rates: dict[int, dict[str, Column]] = {}
+    for count in options.counts:
+        samples = build_messages(count)
+        columns: dict[str, Column] = {}
+        skipped: dict[str, str] = {}
+        with tempfile.TemporaryDirectory(prefix="asm-bench-") as tmp:
+            work = Path(tmp)
+            (work / "samples.json").write_text(
+                json.dumps([[s.kind, s.message_id] for s in samples])
+            )
+
+            def profile(name: str, count: int = count) -> dict[str, str]:
+                if options.profile is None:
+                    return {}
+                return {"profile": f"{options.profile}.{name}.{count}.prof"}
+
+            if "floor" not in skip:
+                fill_maildir(work / "floor", samples)
+                columns["floor"] = run_column("floor", work, {})
+            if "maildir" not in skip:
+                fill_maildir(work / "maildir", samples)
+                columns["maildir"] = run_column("maildir", work, profile("maildir"))
+            if "smtp" not in skip:
+                fill_maildir(work / "maildir+smtp", samples)
+                with smtp_sink() as sink:
+                    column = run_column(
+                        "maildir+smtp", work, {"smtp_port": sink["port"], **profile("smtp")}
+                    )
+                column.note += (
+                    f"; sink got {sink.get('messages')} in {sink.get('sessions')} sessions"
+                )
+                columns["maildir+smtp"] = column
+            if "imap" not in skip:
+                try:
+                    with dovecot() as server:
+                        fill_imap(server, samples)
+                        columns["imap"] = run_column(
+                            "imap",
+                            work,
+                            {
+                                "port": server["port"],
+                                "password": server["password"],
+                                **profile("imap"),
+                            },
+                        )
+                except RuntimeError as exc:
+                    skipped["imap"] = str(exc)
+            if "peer" not in skip:
+                why = helpdesk_missing()
+                if why:
+                    skipped["helpdesk"] = why
+                else:
+                    subset = samples[: options.peer_limit]
+                    with smtp_sink() as sink:
+                        column = run_helpdesk(work, subset, sink["port"])
+                    column.note += (
+                        f"; sink got {sink.get('messages')} in {sink.get('sessions')} sessions"
+                    )
+                    if len(subset) < count:
+                        column.note += f"; first {len(subset)} messages only"
+                    columns["helpdesk"] = column
+        report(count, samples, columns, skipped)
+        rates[count] = columns
+    if len(rates) >= 2:
+        small, large = min(rates), max(rates)
+        print(
+            f"\ngrowth {small} -> {large} messages (throughput, 1.00 = flat; goal >= 0.90 for"
+            " maildir)"
+        )
+        for name in rates[small]:
+            if name in rates[large] and rates[small][name].rate:
+                print(f"  {name:<14}{rates[large][name].rate / rates[small][name].rate:6.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""What a dead session leaves in a real Dovecot, and what a quarantine must never lose.
+
+DESIGN 4, "Nothing is lost": "the decision and the message's key are recorded before the
+message is deleted; a message that cannot be parsed or processed is quarantined (moved aside
+with its error), never silently dropped". Issue 10 found two holes:
+
+- IMAP: after a kill, the originals the dead session flagged ``\\Deleted`` were never expunged
+  by later sessions (629 left in one run). Each session now starts by expunging the
+  ``\\Deleted`` messages the ledger says are done, with ``UID EXPUNGE`` when the server has
+  UIDPLUS, else with ``EXPUNGE`` only when no other message is marked (it would go too).
+- POP3: a quarantined message was deleted on a later poll, against ``docs/operators.md``:
+  "The message stays on the server; the ledger remembers it and the service skips it."
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
+from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
+from asm_email_rules.adapters.recording import RecordingMailer
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.errors import TransientSendError
+from asm_email_rules.model import OutgoingEmail
+from asm_email_rules.protocols import Mailbox
+from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
+from asm_email_rules.service import PollingService
+from asm_email_rules.settings import SystemSettings
+
+if TYPE_CHECKING:
+    from conftest import Dovecot
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+MAILBOX = sample_mailbox(name="helpdesk", auto_reply=True, create_calls_anonymously=True)
+
+
+def new_call(number: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"customer{number}@corp.example"
+    msg["To"] = DESK_ADDRESS
+    msg["Subject"] = f"Scanner {number} jams"
+    msg["Message-ID"] = f"<scanner-{number}@corp.example>"
+    msg.set_content(f"Scanner {number} jams on every page.")
+    return msg.as_bytes(policy=policy.SMTP)
+
+
+def account(protocol: MailProtocol) -> AccountConfig:
+    return AccountConfig(name="helpdesk", protocol=protocol, mailbox=MAILBOX)
+
+
+def imap_config(dovecot: Dovecot, user: str) -> ImapConfig:
+    return ImapConfig(
+        host=dovecot.host,
+        port=dovecot.imap_port,
+        security="plain",  # type: ignore[arg-type]
+        username=user,
+        password="secret",
+        timeout=5,
+    )
+
+
+class KilledImapMailbox(ImapMailbox):
+    """A session that dies after marking its messages: the marks reach the server (``close``
+    sends them, after the service synced its store), then the connection just drops (no
+    EXPUNGE, no LOGOUT), as when the process is killed in between."""
+
+    def close(self) -> None:
+        self._flag_deleted()
+        self._drop()
+
+
+class ImapWithoutUidplus(ImapMailbox):
+    """The same server, as one that does not announce UIDPLUS (RFC 4315)."""
+
+    def _client(self) -> imaplib.IMAP4:
+        client = super()._client()
+        self._capabilities = self._capabilities - {"UIDPLUS"}
+        return client
+
+
+def service(
+    store: SqliteRepository, protocol: MailProtocol, factory: Callable[[], Mailbox], **kw: object
+) -> PollingService:
+    system = SystemSettings(max_send_attempts=2)
+    config = Config(Path("unused.sqlite3"), system, None, (account(protocol),))
+    mailer = kw.pop("mailer", RecordingMailer())
+    return PollingService(config, store, mailer, lambda _: factory(), now=lambda: NOW)  # type: ignore[arg-type]
+
+
+def mark_deleted_by_a_person(dovecot: Dovecot, user: str, raw: bytes) -> None:
+    """Another mail client marks a message ``\\Deleted`` and has not expunged yet."""
+    dovecot.append(user, raw)
+    client = dovecot._imap(user)
+    try:
+        client.select("INBOX")
+        _, data = client.uid("SEARCH", "UNDELETED")
+        last = data[0].split()[-1]
+        client.uid("STORE", last, "+FLAGS", r"(\Deleted)")
+    finally:
+        client.logout()
+
+
+def scanner_calls(store: SqliteRepository) -> int:
+    """How many calls were logged from :func:`new_call` messages."""
+    calls = (store.get_call(number) for number in range(1, 300))
+    return sum(1 for call in calls if call is not None and "Scanner" in call.description)
+
+
+def deleted_flags(dovecot: Dovecot, user: str) -> int:
+    return sum("\\Deleted" in flags for flags in dovecot.flags(user))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteRepository:
+    repository = SqliteRepository(tmp_path / "store.sqlite3")
+    seed_sample_desk(repository)
+    return repository
+
+
+def kill_a_session_after_it_marked(
+    dovecot: Dovecot, user: str, store: SqliteRepository, count: int
+) -> None:
+    for number in range(1, count + 1):
+        dovecot.append(user, new_call(number))
+    dying = service(store, MailProtocol.IMAP, lambda: KilledImapMailbox(imap_config(dovecot, user)))
+    assert dying.poll_once()["helpdesk"].processed == count
+    assert deleted_flags(dovecot, user) == count  # marked, never expunged: the leftovers
+
+
+def test_next_session_expunges_what_a_killed_session_marked_and_acts_on_nothing_again(
+    dovecot: Dovecot, store: SqliteRepository
+) -> None:
+    user = dovecot.new_user()
+    kill_a_session_after_it_marked(dovecot, user, store, 4)
+    person = new_call(99)
+    mark_deleted_by_a_person(dovecot, user, person)  # not ours: the ledger does not know it
+    calls_before = scanner_calls(store)
+
+    later = service(store, MailProtocol.IMAP, lambda: ImapMailbox(imap_config(dovecot, user)))
+    report = later.poll_once()["helpdesk"]
+    assert (report.expunged, report.processed, report.duplicates) == (4, 0, 0)
+    assert dovecot.messages(user) == [person]  # only the person's own mark is left
+    assert deleted_flags(dovecot, user) == 1
+    assert scanner_calls(store) == calls_before == 4  # each acted on once, none again
+    assert later.poll_once()["helpdesk"].expunged == 0  # nothing left to do
+
+
+def test_without_uidplus_expunge_runs_only_when_no_other_message_is_marked(
+    dovecot: Dovecot, store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = dovecot.new_user()
+    kill_a_session_after_it_marked(dovecot, user, store, 3)
+    person = new_call(98)
+    mark_deleted_by_a_person(dovecot, user, person)
+    plain = service(
+        store, MailProtocol.IMAP, lambda: ImapWithoutUidplus(imap_config(dovecot, user))
+    )
+    with caplog.at_level(logging.WARNING, logger="asm_email_rules.adapters.imap"):
+        report = plain.poll_once()["helpdesk"]
+    assert report.expunged == 0  # a plain EXPUNGE would have removed the person's message too
+    assert len(dovecot.messages(user)) == 4
+    assert any("without UIDPLUS" in r.getMessage() for r in caplog.records)
+
+    # once the person takes back their own mark, only ours are marked: a plain EXPUNGE is safe
+    client = dovecot._imap(user)
+    try:
+        client.select("INBOX")
+        _, data = client.uid("SEARCH", "DELETED")
+        client.uid("STORE", data[0].split()[-1], "-FLAGS", r"(\Deleted)")
+    finally:
+        client.logout()
+    report = plain.poll_once()["helpdesk"]
+    assert (report.expunged, report.duplicates) == (3, 0)
+    assert report.processed == 1  # the person's message, unmarked, is new mail
+    assert dovecot.messages(user) == []
+
+
+class DeadSmtp:
+    """An SMTP server that answers every reply with 451 (a temporary failure)."""
+
+    def send(self, message: OutgoingEmail) -> None:
+        raise TransientSendError("try again later", code=451)
+
+
+def pop3_config(dovecot: Dovecot, user: str) -> Pop3Config:
+    return Pop3Config(
+        host=dovecot.host,
+        port=dovecot.pop3_port,
+        security="plain",  # type: ignore[arg-type]
+        username=user,
+        password="secret",
+        timeout=5,
+    )
+
+
+def test_pop3_never_deletes_a_quarantined_message_over_later_polls(
+    dovecot: Dovecot, store: SqliteRepository
+) -> None:
+    """One message cannot be parsed; another's reply keeps failing (451) until the send-attempt
+    limit gives up on it. Every later poll is a new process with no memory of the sessions
+    before (``poll --once`` from cron). Whatever the service quarantined stays on the server."""
+    user = dovecot.new_user()
+    dovecot.append(user, new_call(1))
+    dovecot.append(user, b" \r\n\r\n")
+    quarantined: set[str] = set()
+
+    class WatchedPop3(Pop3Mailbox):
+        def quarantine(self, key: str, reason: str) -> None:
+            quarantined.add(key)
+            super().quarantine(key, reason)
+
+    for _ in range(5):
+        poller = service(
+            store,
+            MailProtocol.POP3,
+            lambda: WatchedPop3(pop3_config(dovecot, user)),
+            mailer=DeadSmtp(),
+        )
+        report = poller.poll_once()["helpdesk"]
+        assert report.errors == 0
+    with Pop3Mailbox(pop3_config(dovecot, user)) as unaware:
+        on_server = set(unaware.list_keys())
+    assert len(quarantined) >= 1  # the unparseable one at least
+    assert quarantined <= on_server  # docs/operators.md: "stays on the server ... skipped"
+    assert report.processed == 0  # and nothing is acted on again
+
+
+def test_pop3_mailbox_refuses_to_delete_what_it_quarantined(dovecot: Dovecot) -> None:
+    user = dovecot.new_user()
+    dovecot.append(user, new_call(7))
+    with Pop3Mailbox(pop3_config(dovecot, user)) as box:
+        [key] = box.list_keys()
+        box.quarantine(key, "cannot parse")
+        box.delete(key)  # a caller's mistake: the quarantine wins
+    assert len(dovecot.messages(user)) == 1

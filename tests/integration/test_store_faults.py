@@ -1,0 +1,357 @@
+"""Our failures are not the message's: the store read-only, its disk full, its lock held.
+
+DESIGN 4, "Nothing is lost": "A failure of our own side (store locked, read-only or full; SMTP
+down) is never blamed on the message: the account backs off and retries later, and no good
+message is quarantined for it." Each test puts good mail in a real Maildir, breaks the real
+SQLite store in one way, polls more often than ``max_send_attempts`` (the count after which a
+message whose processing fails is quarantined), then repairs the store and polls again: no
+message may be quarantined, and every one is acted on exactly once after the recovery.
+
+The faults are real SQLite failures: ``PRAGMA query_only`` answers every write with
+SQLITE_READONLY as a read-only file does; a second connection holding ``BEGIN IMMEDIATE`` makes
+our writes time out with SQLITE_BUSY (with a short timeout instead of 45 s); the disk is a small
+tmpfs filled to the last byte where the machine lets the tests mount one (root), else the
+database is capped with ``PRAGMA max_page_count``, which gives SQLITE_FULL the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import attrs
+import pytest
+
+from asm_email_rules.adapters.maildir import MaildirMailbox
+from asm_email_rules.adapters.recording import RecordingMailer
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.backoff import BackoffPolicy
+from asm_email_rules.cli import main
+from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.errors import StoreUnavailableError
+from asm_email_rules.model import Call
+from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
+from asm_email_rules.service import PollingService, PollReport
+from asm_email_rules.settings import SystemSettings
+
+START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+MESSAGES = 6
+MAX_SEND_ATTEMPTS = 3
+POLLS_WHILE_BROKEN = MAX_SEND_ATTEMPTS + 3
+
+
+def good_mail(number: int, body_bytes: int = 200) -> bytes:
+    """A new call from an unknown sender (logged: the sample mailbox creates calls)."""
+    msg = EmailMessage()
+    msg["From"] = f"customer{number}@corp.example"
+    msg["To"] = DESK_ADDRESS
+    msg["Subject"] = f"Printer {number} is on fire"
+    msg["Date"] = "Fri, 27 Nov 2026 11:00:00 +0000"
+    msg["Message-ID"] = f"<fire-{number}@corp.example>"
+    filler = "".join(f"line {i} of the report from customer {number}\n" for i in range(999))
+    msg.set_content(f"Smoke from printer {number}.\n" + filler[:body_bytes])
+    return msg.as_bytes()
+
+
+@attrs.define
+class Clock:
+    """A fake clock the service reads; tests move it past each backoff."""
+
+    moment: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+@attrs.define
+class Desk:
+    folder: Path
+    store: SqliteRepository
+    maildir: Path
+    mailer: RecordingMailer
+    clock: Clock
+    service: PollingService
+
+    def waiting(self) -> int:
+        return len(list(MaildirMailbox(self.maildir).list_keys()))
+
+    def quarantined(self) -> int:
+        box = self.maildir / ".Quarantine"
+        return len(list(MaildirMailbox(box).list_keys())) if box.exists() else 0
+
+    def fire_calls(self) -> list[Call]:
+        """The calls logged from :func:`good_mail` (numbers start after the sample desk's)."""
+        calls = []
+        for number in range(1, 400):
+            call = self.store.get_call(number)
+            if call is not None and call.description.startswith("Smoke from printer"):
+                calls.append(call)
+        return calls
+
+    def poll(self) -> PollReport:
+        report = self.service.poll_once()
+        self.clock.advance(self.service.backoff("helpdesk").seconds_left(self.clock()) + 1)
+        return report
+
+
+def make_desk(folder: Path, *, timeout: float = 5.0, body_bytes: int = 200) -> Desk:
+    store = SqliteRepository(folder / "store.sqlite3", timeout=timeout)
+    seed_sample_desk(store)
+    maildir = folder / "Maildir"
+    box = MaildirMailbox(maildir)
+    for number in range(1, MESSAGES + 1):
+        box.add(good_mail(number, body_bytes))
+    clock = Clock()
+    account = AccountConfig(
+        name="helpdesk",
+        protocol=MailProtocol.MAILDIR,
+        mailbox=sample_mailbox(name="helpdesk", auto_reply=True, create_calls_anonymously=True),
+        path=maildir,
+    )
+    system = SystemSettings(max_send_attempts=MAX_SEND_ATTEMPTS)
+    config = Config(store=folder / "store.sqlite3", system=system, smtp=None, accounts=(account,))
+    mailer = RecordingMailer()
+    service = PollingService(
+        config,
+        store,
+        mailer,
+        lambda acct: MaildirMailbox(acct.path or maildir, quarantine_folder=".Quarantine"),
+        now=clock,
+    )
+    return Desk(folder, store, maildir, mailer, clock, service)
+
+
+def assert_fault_costs_no_message(
+    desk: Desk, repair: Callable[[], None], caplog: pytest.LogCaptureFixture
+) -> str:
+    """Poll while broken: nothing processed, nothing quarantined; repair; all processed once.
+    Returns the error the polls reported while the store was broken."""
+    caplog.set_level(logging.DEBUG, logger="asm_email_rules.service")
+    waits = []
+    for _ in range(POLLS_WHILE_BROKEN):
+        report = desk.poll()["helpdesk"]
+        assert (report.processed, report.quarantined) == (0, 0), report
+        assert report.errors == 1
+        waits.append(report.backoff_seconds)
+    assert waits == [15, 30, 60, 120, 240, 480][: len(waits)]  # exponential backoff
+    error = report.last_error
+    assert desk.quarantined() == 0
+    assert desk.waiting() == MESSAGES
+    assert desk.mailer.sent == []
+    backing_off = [r for r in caplog.records if r.getMessage().startswith("account backing off")]
+    assert len(backing_off) == 1  # logged once per change of state, not once per poll
+    assert backing_off[0].levelno == logging.WARNING
+
+    repair()
+    report = desk.poll()["helpdesk"]
+    assert (report.processed, report.quarantined, report.errors) == (MESSAGES, 0, 0)
+    assert report.backoff_seconds == 0
+    assert desk.waiting() == 0
+    assert desk.quarantined() == 0
+    calls = desk.fire_calls()
+    assert sorted(call.description.split(".")[0] for call in calls) == [
+        f"Smoke from printer {n}" for n in range(1, MESSAGES + 1)
+    ]  # each message acted on exactly once
+    assert len(desk.mailer.sent) == MESSAGES  # one "call logged" reply each
+    recovered = [r for r in caplog.records if r.getMessage().startswith("account recovered")]
+    assert len(recovered) == 1
+    return error
+
+
+def test_read_only_store_quarantines_nothing_and_all_is_processed_once_writable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    desk = make_desk(tmp_path)
+    # The store's own connection: SQLITE_READONLY on every write, as for a read-only file.
+    desk.store._conn.execute("PRAGMA query_only = ON")
+
+    def repair() -> None:
+        desk.store._conn.execute("PRAGMA query_only = OFF")
+
+    assert "SQLITE_READONLY" in assert_fault_costs_no_message(desk, repair, caplog)
+
+
+def test_lock_held_by_another_writer_quarantines_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    desk = make_desk(tmp_path, timeout=0.2)  # the wait for the lock, instead of 45 s
+    other = sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock and does not let go
+
+    def repair() -> None:
+        other.execute("ROLLBACK")
+        other.close()
+
+    assert "SQLITE_BUSY" in assert_fault_costs_no_message(desk, repair, caplog)
+
+
+@contextmanager
+def small_disk(folder: Path, size: str = "4m") -> Iterator[Path | None]:
+    """A tmpfs of ``size`` mounted on ``folder``, or None where mounting is not allowed."""
+    folder.mkdir()
+    mount = shutil.which("mount")
+    if mount is None:
+        yield None
+        return
+    done = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        yield None
+        return
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the file system is full; returns it (delete it to free the disk)."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 512, 1):  # big chunks, then the last bytes
+            with suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_full_disk_quarantines_nothing_and_all_is_processed_once_freed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        if disk is not None:  # a real full file system
+            desk = make_desk(disk, body_bytes=20_000)
+            desk.store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            filler = fill(disk)
+            repair: Callable[[], None] = filler.unlink
+        else:  # no mount here: SQLite's own cap on the database size gives SQLITE_FULL
+            desk = make_desk(tmp_path / "disk", body_bytes=20_000)
+            pages = desk.store._conn.execute("PRAGMA page_count").fetchone()[0]
+            desk.store._conn.execute(f"PRAGMA max_page_count = {pages}")
+
+            def repair() -> None:
+                desk.store._conn.execute("PRAGMA max_page_count = 1073741823")
+
+        try:
+            assert "SQLITE_FULL" in assert_fault_costs_no_message(desk, repair, caplog)
+        finally:
+            desk.store.close()
+
+
+def test_the_error_is_typed_store_unavailable_for_each_fault(tmp_path: Path) -> None:
+    store = SqliteRepository(tmp_path / "s.sqlite3", timeout=0.1)
+    store._conn.execute("PRAGMA query_only = ON")
+    with pytest.raises(StoreUnavailableError, match="SQLITE_READONLY"):
+        store.use_token("t", START)
+    store._conn.execute("PRAGMA query_only = OFF")
+    other = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreUnavailableError, match="SQLITE_BUSY"):
+        store.use_token("t", START)
+    other.close()
+
+
+def test_long_running_service_backs_off_and_recovers_without_quarantine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The continuous service (``poll``), on real time with tiny waits: many failed passes,
+    more than ``max_send_attempts``, then the lock goes away and all mail is processed."""
+    caplog.set_level(logging.INFO, logger="asm_email_rules.service")
+    desk = make_desk(tmp_path, timeout=0.05)
+    desk.store.close()  # the service opens its own, in its thread (one connection per thread)
+    account = attrs.evolve(desk.service.config.accounts[0], interval_seconds=0.01)
+    config = attrs.evolve(desk.service.config, accounts=(account,))
+    opened: list[int] = []
+
+    def factory(acct: AccountConfig) -> MaildirMailbox:
+        opened.append(1)
+        return MaildirMailbox(desk.maildir, quarantine_folder=".Quarantine")
+
+    stop = threading.Event()
+
+    def serve() -> None:
+        with SqliteRepository(tmp_path / "store.sqlite3", timeout=0.05) as store:
+            policy = BackoffPolicy(0.01, 0.04)
+            PollingService(config, store, desk.mailer, factory, backoff=policy).run(stop)
+
+    other = sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    runner = threading.Thread(target=serve)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(opened) < 3 * MAX_SEND_ATTEMPTS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(opened) >= 3 * MAX_SEND_ATTEMPTS  # many passes failed meanwhile
+        assert desk.quarantined() == 0
+        assert desk.waiting() == MESSAGES
+        other.execute("ROLLBACK")
+        while desk.waiting() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        runner.join(10)
+        other.close()
+    assert desk.waiting() == 0
+    assert desk.quarantined() == 0
+    assert len(desk.mailer.sent) == MESSAGES
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("account backing off") for m in messages) == 1
+    assert sum(m.startswith("account recovered") for m in messages) == 1
+
+
+def test_poll_once_with_the_store_locked_exits_non_zero_and_quarantines_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    maildir = tmp_path / "Maildir"
+    box = MaildirMailbox(maildir)
+    for number in range(1, 3):
+        box.add(good_mail(number))
+    store_path = tmp_path / "store.sqlite3"
+    SqliteRepository(store_path).close()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'store = "{store_path}"\n'
+        "[system]\nmax_send_attempts = 1\n"
+        f'[[accounts]]\nname = "helpdesk"\nprotocol = "maildir"\npath = "{maildir}"\n'
+        'quarantine_folder = ".Quarantine"\n'
+        '[accounts.mailbox]\naddresses = ["helpdesk@desk.example"]\n'
+        "create_calls_anonymously = true\n",
+        encoding="utf-8",
+    )
+    other = sqlite3.connect(store_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        code = main(["poll", "--once", "--config", str(config)])  # waits the 5 s lock timeout
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    out = capsys.readouterr().out
+    assert code != 0
+    assert "quarantined 0" in out
+    assert "backing off" in out
+    assert len(list(MaildirMailbox(maildir).list_keys())) == 2
+    assert not (maildir / ".Quarantine").exists() or not list(
+        MaildirMailbox(maildir / ".Quarantine").list_keys()
+    )
+    assert main(["poll", "--once", "--config", str(config)]) == 0
+    assert "processed 2" in capsys.readouterr().out
