@@ -44,7 +44,7 @@ Hints = list[str] | Callable[[], list[str]]
 
 #: Python codecs that are not MIME charsets (escape codecs and the like): read as unknown
 _NOT_CHARSETS = frozenset(
-    {"unicode_escape", "raw_unicode_escape", "punycode", "idna", "undefined", "mbcs", "oem"}
+    {"unicode-escape", "raw-unicode-escape", "punycode", "idna", "undefined", "mbcs", "oem"}
 )
 #: codecs whose strict decoding can never give a lone surrogate: the UTF-8/16/32 decoders reject
 #: them, single-byte tables and the CJK codecs map to assigned characters; others are checked

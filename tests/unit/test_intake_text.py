@@ -243,6 +243,13 @@ def test_two_stray_bytes_are_not_enough_to_guess_a_language() -> None:
     assert str(email.notes[0]).endswith("decoded as windows-1252")
 
 
+@pytest.mark.parametrize("charset", ["unicode_escape", "raw-unicode-escape", "idna", "punycode"])
+def test_python_codecs_that_are_not_charsets_are_unknown(charset: str) -> None:
+    notes: list[IntakeNote] = []
+    assert decode_text(b"C:\\new\\dir \\u0041", charset, "part", notes) == "C:\\new\\dir \\u0041"
+    assert kinds(notes) == [IntakeNoteKind.UNKNOWN_CHARSET]
+
+
 def test_decode_text_never_gives_surrogates_or_raises() -> None:
     notes: list[IntakeNote] = []
     for charset in ("utf-7", "unicode_escape", "idna", "rot13", "utf-16", "x-unknown", None):
