@@ -72,8 +72,6 @@ _END_CJK = (
 #: characters after the end word ("<name> <addr>:") an attribution may still carry
 _END_TAIL_MAX = 150
 _EVIDENCE_RE = re.compile(r"[@\d]")
-#: a colon that is not inside a time ("10:00"): what ends a "label:" before an attribution
-_LABEL_COLON_RE = re.compile(r"[:：](?!\d)|(?<!\d)[:：]")
 _TIME_RE = re.compile(r"\d[:.]\d\d")
 _YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)|\d年")
 _END_SEARCH_RE = re.compile("|".join(sorted(_END_WORDS, key=len, reverse=True)))
@@ -363,9 +361,13 @@ def _end_match(text: str) -> bool:
         opening = core.rfind("(", max(0, len(core) - 80))
         if opening > 0 and "@" not in core[opening:]:
             core = core[:opening].rstrip()
-    cut = -1
-    for colon in _LABEL_COLON_RE.finditer(core):
-        cut = colon.start()
+    cut = len(core)
+    while True:  # the last colon that is not inside a time ("10:00")
+        cut = max(core.rfind(":", 0, cut), core.rfind("：", 0, cut))
+        if cut <= 0 or cut + 1 >= len(core):
+            break
+        if not (core[cut - 1].isdigit() and core[cut + 1].isdigit()):
+            break
     seg = core[cut + 1 :][-(_END_TAIL_MAX + 30) :]  # the end of the text after any label
     for w in _END_CJK:
         pos = seg.rfind(w)
@@ -623,6 +625,8 @@ def split_flattened_line(line: str) -> list[str] | None:
         if before:
             out.append(before)
         out.append(separator.group())
+    if separator is None and _header_label(rest) not in (_FROM, _DATE):
+        return None  # a flattened block without separator starts with From or Sent/Date
     labels = _inline_labels(rest)
     if not labels or labels[0][0] != 0:
         return [*out, rest] if separator is not None else None

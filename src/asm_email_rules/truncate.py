@@ -328,9 +328,9 @@ def _keep_flags(
     """
     verdict_string = "".join(verdicts)
     first_x, last_x = verdict_string.find(_X), verdict_string.rfind(_X)
-    if (first_x >= 0 and _T in verdict_string[first_x:last_x]) or _answers_after_quotes(
-        verdicts, roles
-    ) >= 2:
+    if (first_x >= 0 and _T in verdict_string[first_x:last_x]) or (
+        (first_x >= 0 or _Q in roles) and _answers_after_quotes(verdicts, roles) >= 2
+    ):
         last_text_end = verdict_string.rfind(_T) + 1
         reasons.append("interleaved reply: quotes between reply lines kept")
         return [verdict not in "HS" for verdict in verdict_string[:last_text_end]]
@@ -465,15 +465,12 @@ def _split_shared_lines(raw_lines: list[str]) -> list[str]:
     """Split lines that hold two things: "reply On <date>, X wrote:" (the reply part is kept),
     and a header block flattened onto one line (each field becomes a line)."""
     shared: list[tuple[int, list[str]]] = []
-    for k, line in enumerate(raw_lines):
-        if ":" not in line and "：" not in line:
-            continue
+    colon_lines = [k for k, line in enumerate(raw_lines) if ":" in line or "：" in line]
+    for k in colon_lines:
+        line = raw_lines[k]
         if line.endswith(COLON_ENDS) and (split := split_shared_line(line)) is not None:
             shared.append((k, list(split)))
-        elif (
-            line.count(":") + line.count("：") >= 2
-            and (flat := split_flattened_line(line)) is not None
-        ):
+        elif _may_be_flattened(line) and (flat := split_flattened_line(line)) is not None:
             shared.append((k, flat))
     if not shared:
         return raw_lines
@@ -485,6 +482,14 @@ def _split_shared_lines(raw_lines: list[str]) -> list[str]:
         previous = k + 1
     lines.extend(raw_lines[previous:])
     return lines
+
+
+def _may_be_flattened(line: str) -> bool:
+    """Cheap test: enough colons for a flattened header block (three, or two after dashes)."""
+    colons = line.count(":") + line.count("：")
+    if colons >= 3:
+        return True
+    return colons == 2 and ("--" in line or "__" in line or "==" in line or "**" in line)
 
 
 def _configured_boundary(
