@@ -134,8 +134,8 @@ def test_the_key_is_linear_in_the_size_of_the_header_and_body() -> None:
         timings = []
         for size in (1 << 20, 8 << 20):
             raw = make(size)
-            start = time.perf_counter()
+            start = time.process_time()  # CPU time of this process: a loaded machine does not count
             ledger_sha256(raw)
-            timings.append(time.perf_counter() - start)
+            timings.append(time.process_time() - start)
         assert timings[1] < 2.0, name
         assert timings[1] < max(timings[0], 0.01) * 24, (name, timings)

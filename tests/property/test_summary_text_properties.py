@@ -86,9 +86,9 @@ def test_a_huge_body_costs_no_more_than_its_start() -> None:
     """Nothing worse than linear, and here bounded: only the start of a text is searched."""
     greetings = "Hi,\n" * 200_000 + "The real line\n"
     long_line = "x" * 1_000_000 + "\nThe real line\n"
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time of this process: a loaded machine does not count
     assert first_line_that_says_something(greetings) == "Hi,"  # nothing said in 200 lines
     assert first_line_that_says_something(long_line) == "x" * 20_000  # cut at the window
     assert summary_description(long_line) == "x" * SUMMARY_DESCRIPTION_LENGTH
     assert first_line_that_says_something("Hi,\n" * 150 + "Printer jam") == "Printer jam"
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0

@@ -142,14 +142,14 @@ def test_parser_is_linear_on_deep_nesting_and_long_input() -> None:
     many = "mx" + "; spf=pass smtp.mailfrom=example.com" * 1500
     spaced_key = "mx; dkim=pass header" + " ." * 30_000 + "d=example.com"
     escapes = 'mx; dkim=pass reason="' + "\\x" * 20_000 + '"'
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time of this process: a loaded machine does not count
     assert parse_authentication_results(spaced_key) is None  # "header....d" is not a property name
     assert parse_authentication_results(escapes) is not None
     assert parse_authentication_results(nested) is not None
     parsed = parse_authentication_results(many)
     assert parsed is not None
     assert len(parsed.results) == 1500
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 # -- alignment ----------------------------------------------------------------------------------

@@ -501,6 +501,6 @@ def test_adversarial_bodies_stay_fast() -> None:
     for line in lines:
         body = (line + "\n") * (400_000 // (len(line) + 1))
         email = mail("From: no-reply@cloud.example", "Subject: Undeliverable", body=body)
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time of this process: a loaded machine does not count
         classify(email)
-        assert time.perf_counter() - start < 0.5, line[:20]
+        assert time.process_time() - start < 0.5, line[:20]
