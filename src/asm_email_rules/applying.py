@@ -133,7 +133,7 @@ def build_reply_email(
         to=reply.to,
         subject=reply.subject,
         body=reply.body,
-        sender=mailbox.addresses[0] if mailbox.addresses else "",
+        sender=mailbox.reply_from,
         message_id=message_id,
         in_reply_to=in_reply_to,
         references=references,

@@ -225,10 +225,13 @@ def _type_name(value: object) -> str:
 class _Table:
     """One TOML table being read: typed getters that name the key on error, then ``finish``."""
 
-    def __init__(self, data: Mapping[str, Any], path: str, source: str) -> None:
+    def __init__(
+        self, data: Mapping[str, Any], path: str, source: str, *, secrets: bool = True
+    ) -> None:
         self.data = data
         self.path = path
         self.source = source
+        self.secrets = secrets
         self.used: set[str] = set()
 
     def key(self, name: str) -> str:
@@ -325,7 +328,7 @@ class _Table:
             value = {}
         if not isinstance(value, dict):
             raise self.fail(name, f"must be a table, got {_type_name(value)}")
-        return _Table(value, self.key(name), self.source)
+        return _Table(value, self.key(name), self.source, secrets=self.secrets)
 
     def optional_table(self, name: str) -> _Table | None:
         return self.table(name) if name in self.data else None
@@ -338,6 +341,8 @@ class _Table:
         variable = self.string(env_name)
         if not variable:
             return inline
+        if not self.secrets:  # a dry run needs no password: the variable may be unset
+            return ""
         value = os.environ.get(variable)
         if value is None:
             raise self.fail(env_name, f"environment variable {variable!r} is not set")
@@ -363,7 +368,7 @@ class _Table:
                 raise self.fail(key, "must not be empty")
             return "", _resolve(raw, Path(self.source).parent)
         value = self.secret(name, f"{name}_env")
-        if not value:
+        if not value and self.secrets:
             raise self.fail(key, "must not be empty")
         return value, None
 
@@ -489,7 +494,7 @@ def _token_url(table: _Table) -> str:
 
 def _client_secret(table: _Table, *, required: bool) -> str:
     value, path = table.secret_from("client_secret", required=required)
-    if path is None:
+    if path is None or not table.secrets:  # a dry run reads no secret files
         return value
     try:
         secret = path.read_text(encoding="utf-8").strip()
@@ -640,6 +645,30 @@ def _reply_templates(table: _Table) -> dict[str, str]:
     return templates
 
 
+DEFAULT_FROM_NAME = "Service Desk"
+"""The display name of our replies' From when the configuration does not set ``from_name``."""
+
+
+def _from_name(table: _Table) -> str:
+    name = table.string("from_name", DEFAULT_FROM_NAME)
+    if any(not c.isprintable() for c in name):
+        raise table.fail("from_name", "must be one line of printable text")
+    return name.strip()
+
+
+def _reply_subject(table: _Table) -> str:
+    template = table.string("reply_subject", MailboxSettings().reply_subject)
+    if "$token" not in template:
+        raise table.fail(
+            "reply_subject",
+            "must contain $token (the [CALL#n] token answers are matched by), e.g. "
+            '"$subject $token"',
+        )
+    if any(not c.isprintable() for c in template):
+        raise table.fail("reply_subject", "must be one line of printable text")
+    return template
+
+
 def _mailbox(table: _Table, name: str) -> MailboxSettings:
     d = MailboxSettings()
     addresses = table.strings("addresses")
@@ -677,6 +706,8 @@ def _mailbox(table: _Table, name: str) -> MailboxSettings:
         require_approval_token=table.boolean("require_approval_token", d.require_approval_token),
         calls_from_machine_mail=table.boolean("calls_from_machine_mail", d.calls_from_machine_mail),
         contact_from_reply_to=table.boolean("contact_from_reply_to", d.contact_from_reply_to),
+        from_name=_from_name(table),
+        reply_subject=_reply_subject(table),
     )
     table.finish()
     return mailbox
@@ -768,7 +799,12 @@ def _store(root: _Table, text: str, base: Path) -> Path | PostgresStore:
         raise root.fail(
             "store_password", "must not be written here: use store_password_env or _file"
         )
-    password, path = root.secret_from("store_password", required=False)
+    # The store's password is read even for dry runs: explain reads the store.
+    reading, root.secrets = root.secrets, True
+    try:
+        password, path = root.secret_from("store_password", required=False)
+    finally:
+        root.secrets = reading
     if path is not None:
         try:
             password = path.read_text(encoding="utf-8").strip()
@@ -782,16 +818,18 @@ def _store(root: _Table, text: str, base: Path) -> Path | PostgresStore:
     return attrs.evolve(store, password=password or None, schema=schema)
 
 
-def parse_config(data: Mapping[str, Any], source: Path) -> Config:
+def parse_config(data: Mapping[str, Any], source: Path, *, secrets: bool = True) -> Config:
     """Validate already-parsed TOML ``data``; relative paths resolve against ``source``'s folder.
 
     ``store`` may be left out (``Config.store`` is then None) by a host that supplies its own
     repository; the commands and :func:`~asm_email_rules.bootstrap.bootstrap` that need the
-    store say so with a ConfigError naming the key.
+    store say so with a ConfigError naming the key. With ``secrets=False`` passwords named by
+    ``password_env`` are not read (they stay empty and an unset variable is no error): for dry
+    runs such as ``explain``, which sign in nowhere.
     """
     label = str(source)
     base = source.parent
-    root = _Table(data, "", label)
+    root = _Table(data, "", label, secrets=secrets)
     store: Path | PostgresStore | None = None
     if "store" in root.data:
         store_text = root.string("store")
@@ -813,7 +851,7 @@ def parse_config(data: Mapping[str, Any], source: Path) -> Config:
     accounts: list[AccountConfig] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_accounts):
-        table = _Table(raw, f"accounts[{index}]", label)
+        table = _Table(raw, f"accounts[{index + 1}]", label, secrets=secrets)
         account = _account(table, base)
         if account.name in seen:
             raise table.fail("name", f"duplicate account name {account.name!r}")
@@ -829,10 +867,12 @@ def parse_config(data: Mapping[str, Any], source: Path) -> Config:
     )
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
+def load_config(path: str | os.PathLike[str], *, secrets: bool = True) -> Config:
     """Read and validate a TOML configuration file. Raises ConfigError naming file and key.
 
-    Every key is checked; ``store`` is optional (see :func:`parse_config`).
+    Every key is checked; ``store`` is optional (see :func:`parse_config`). Accounts are named
+    ``accounts[1]``, ``accounts[2]``, ... in errors, counting from 1 as the file does.
+    ``secrets=False``: see :func:`parse_config`.
     """
     source = Path(path).expanduser().resolve()
     try:
@@ -844,4 +884,4 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"cannot read: {exc.strerror or exc}", source=str(source)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", source=str(source)) from None
-    return parse_config(data, source)
+    return parse_config(data, source, secrets=secrets)

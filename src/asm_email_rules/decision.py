@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +35,20 @@ from asm_email_rules.replies import Text, join_text
 from asm_email_rules.sender import SenderResolution
 from asm_email_rules.subject import SubjectCommand
 
-__all__ = ["Decision", "Facts", "Outcome", "Reply"]
+__all__ = ["Decision", "Facts", "Outcome", "Reply", "for_operators"]
+
+_DESIGN_NOTE = re.compile(r"\(DESIGN 4b?(?: / issue \d+)?\)|DESIGN 4b?(?: / issue \d+)?:")
+
+
+def for_operators(spec: str) -> str:
+    """A row's spec text as operators read it: the project's own rules, marked ``DESIGN 4:``
+    in the tables for developers (a design document operators do not have), are marked
+    ``beyond the spec:`` instead. ``Case 3 (DESIGN 4): ...`` -> ``Case 3 (beyond the spec): ...``.
+    """
+    return _DESIGN_NOTE.sub(
+        lambda match: "(beyond the spec)" if match.group(0).startswith("(") else "beyond the spec:",
+        spec,
+    )
 
 
 @attrs.frozen
@@ -201,7 +215,7 @@ class Decision:
         """A JSON-ready dict: mail kind, command, person case, actions, reply and reasons."""
         return {
             "rule": self.rule,
-            "spec": self.spec,
+            "spec": for_operators(self.spec),
             "outcome": self.outcome.value,
             "mail_kind": self.mail_kind.value,
             "status_class": self.status_class,
@@ -267,7 +281,7 @@ class Decision:
         reply (recipient, subject, then its body lines after ``|``) and the reasons."""
         lines = [
             f"rule {self.rule}: {self.outcome.value}",
-            f"  spec: {self.spec}",
+            f"  spec: {for_operators(self.spec)}",
             f"  mail: {self.mail_kind.value}"
             + (f" (status class {self.status_class})" if self.status_class is not None else "")
             + f"; command: {self.command.kind.value}"

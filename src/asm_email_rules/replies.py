@@ -249,3 +249,23 @@ def render(
     subject = single_line_text(substitute(subject_template, values))
     body = substitute(body_template, values)
     return RenderedReply(template_id, subject, body)
+
+
+_SUBJECT_PLACES = re.compile(r"(\$subject|\$token)")
+
+
+def place_token(template: str, subject: Text, token: Text) -> Text:
+    """The reply subject from ``template``: ``$subject`` becomes ``subject``, ``$token`` the
+    record's bracket token (``[CALL#12]``); any other text stays as written.
+
+    ``"$subject $token"`` (the default) gives ``Call No 12 has been logged [CALL#12]``.
+    """
+    parts: list[Part] = []
+    for piece in _SUBJECT_PLACES.split(template):
+        if piece == "$subject":
+            parts.extend(subject)
+        elif piece == "$token":
+            parts.extend(token)
+        else:
+            parts.append(piece)
+    return merge_text(*parts)

@@ -43,7 +43,7 @@ from asm_email_rules.actions import (
     Target,
 )
 from asm_email_rules.classify import MailKind
-from asm_email_rules.decision import Decision, Facts, Outcome, Reply
+from asm_email_rules.decision import Decision, Facts, Outcome, Reply, for_operators
 from asm_email_rules.model import (
     CallStatus,
     EntityKind,
@@ -58,7 +58,7 @@ from asm_email_rules.model import (
     SummaryKind,
     TaskStatus,
 )
-from asm_email_rules.replies import Text, merge_text, render
+from asm_email_rules.replies import Text, merge_text, place_token, render
 from asm_email_rules.sender import contact_address
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
 from asm_email_rules.subject import CommandKind, MatchSource, bracket_token, bracket_token_parts
@@ -1460,7 +1460,8 @@ def compose_reply(
     system: SystemSettings,
 ) -> Reply:
     """The complete reply: the catalogue text (or the mailbox's override) filled in, the
-    record's bracket token after the subject, and our marker line first in the body.
+    record's bracket token placed by ``mailbox.reply_subject`` (after the subject by default),
+    and our marker line first in the body.
 
     DESIGN 4 "Replies we send": the spec's subjects exactly, plus the entity's bracket token;
     every reply starts with our marker line, so truncation finds the sender's part of an answer.
@@ -1473,7 +1474,7 @@ def compose_reply(
             if isinstance(ref, NewCall)
             else (bracket_token(ref),)
         )
-        subject = merge_text(*subject, " ", *token)
+        subject = place_token(mailbox.reply_subject, subject, token)
     body = text.body
     if system.reply_marker:
         body = merge_text(f"{system.reply_marker}\n\n", *body, "\n")
@@ -1605,7 +1606,7 @@ def render_tables_markdown() -> str:
         out.append("|---" * (len(columns) + 3) + "|")
         for row in table:
             cells = [_cell(row.when.get(column, "")) for column in columns]
-            spec = row.spec.replace("|", "\\|")
+            spec = for_operators(row.spec).replace("|", "\\|")
             outcome = f"`{row.outcome.value}`"
             if row.why:
                 why = row.why.replace("{kind}", "the mail kind").replace("|", "\\|")

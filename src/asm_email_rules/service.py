@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import secrets
 import threading
@@ -24,8 +23,10 @@ from datetime import UTC, datetime
 import attrs
 
 from asm_email_rules.backoff import Backoff, BackoffPolicy, change
+from asm_email_rules.classify import MailKind
 from asm_email_rules.config import AccountConfig, Config
 from asm_email_rules.errors import (
+    AuthenticationError,
     MailboxError,
     MessageParseError,
     NotFoundError,
@@ -37,6 +38,7 @@ from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import ExpungingMailbox, Mailbox, Mailer, Repository
+from asm_email_rules.quarantine import quarantine_reason, set_aside
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 __all__ = ["AccountReport", "HostMailbox", "MailboxFactory", "PollReport", "PollingService"]
@@ -45,6 +47,10 @@ log = logging.getLogger("asm_email_rules.service")
 
 MailboxFactory = Callable[[AccountConfig], Mailbox]
 """Opens the mailbox of an account (a fresh session each call)."""
+
+PERSISTENT_FAILURES = 3
+"""Failures in a row after which an account's failure is persistent: logged at ERROR, and
+``poll`` exits non-zero (3) when the service is stopped while it lasts."""
 
 HostMailbox = tuple[MailboxSettings, Callable[[], Mailbox]]
 """A mailbox a host brings to :meth:`PollingService.from_parts`: its settings (``name`` names
@@ -64,10 +70,15 @@ class AccountReport:
     ``discarded``: of the processed messages, those neither acted on nor answered, counted by
     reason (``(("auto-reply", 9), ...)``, most frequent first; issue 9: nothing is dropped in
     silence).
+    ``suppressed``: of the processed messages, those whose reply the reply budget, the loop
+    guard or the age limit held back. A held-back reply, or a discarded message a person wrote
+    (not an auto-reply or a bounce), makes the message's log line a WARNING with its reason
+    (``reply_suppressed=``, ``discard_reason=``).
     ``backoff_seconds``: how long the account now waits before its next try because our side
-    failed (the store unavailable), 0 when it is healthy. ``expunged``: messages a previous
-    session marked deleted but did not remove (IMAP ``\\Deleted`` after a crash), removed at
-    the start of a session because the ledger says they are done.
+    failed (the store unavailable, the mailbox unreachable or refusing our sign-in), 0 when it
+    is healthy. ``expunged``: messages a previous session marked deleted but did not remove
+    (IMAP ``\\Deleted`` after a crash), removed at the start of a session because the ledger
+    says they are done.
     """
 
     account: str
@@ -76,6 +87,7 @@ class AccountReport:
     retried: int = 0
     quarantined: int = 0
     errors: int = 0
+    suppressed: int = 0
     sessions: int = 0
     skipped: bool = False
     last_error: str = ""
@@ -116,6 +128,7 @@ class _Counts:
     retried: int = 0
     quarantined: int = 0
     errors: int = 0
+    suppressed: int = 0
     sessions: int = 0
     last_error: str = ""
     discarded: dict[str, int] = attrs.field(factory=dict)
@@ -166,6 +179,7 @@ class _InHand:
     mailbox: Mailbox
     key: str
     sha256: str
+    raw: bytes
     counts: _Counts
     started: float
     fields: dict[str, object] = attrs.field(init=False)
@@ -176,14 +190,6 @@ class _InHand:
 
 class _RetryLaterError(Exception):
     """A host store refused this message (a plain RepositoryError): stop, retry it later."""
-
-
-def _is_quarantine_record(decision_json: str) -> bool:
-    try:
-        data = json.loads(decision_json)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and "quarantined" in data
 
 
 class PollingService:
@@ -271,6 +277,7 @@ class PollingService:
             system = config.system
             backoff = BackoffPolicy(system.backoff_initial_seconds, system.backoff_max_seconds)
         self._backoff_policy = backoff
+        self._single_pass = False
         self._backoff: dict[str, Backoff] = {}
 
     # -- one message ------------------------------------------------------------------------
@@ -279,7 +286,8 @@ class PollingService:
         """Fetch, process and dispose of one message; raises only MailboxError or store outage."""
         started = time.monotonic()
         raw = mailbox.fetch(key)
-        message = _InHand(account, mailbox, key, hashlib.sha256(raw).hexdigest(), counts, started)
+        sha256 = hashlib.sha256(raw).hexdigest()
+        message = _InHand(account, mailbox, key, sha256, raw, counts, started)
         if self._quarantined_before(message):
             return
         result = self._process(message, raw)
@@ -288,10 +296,9 @@ class PollingService:
 
     def _quarantined_before(self, message: _InHand) -> bool:
         """Set aside again, without processing, a message the ledger says was quarantined."""
-        known = self.repository.ledger_entry(message.account.mailbox.name, "", message.sha256)
-        if known is None or not _is_quarantine_record(known.decision_json):
+        reason = quarantine_reason(self.repository, message.account.mailbox.name, message.sha256)
+        if reason is None:
             return False
-        reason = json.loads(known.decision_json)["quarantined"]
         message.mailbox.quarantine(message.key, f"quarantined before: {reason}")
         message.counts.quarantined += 1
         message.fields.update(outcome="quarantined before", disposition="quarantine")
@@ -346,22 +353,23 @@ class PollingService:
         self._log(message, level)
 
     def _quarantine(self, message: _InHand, reason: str) -> None:
-        """Remember the message in the ledger (so it is never retried), then move it aside."""
+        """Remember the message in the ledger (so it is never retried) and keep a copy in the
+        store's quarantine, then move it aside in the mailbox."""
         account, sha = message.account, message.sha256
         self._store_failures.pop((account.name, sha), None)
         try:
-            if self.repository.ledger_entry(account.mailbox.name, "", sha) is None:
-                self.repository.record_processed(
-                    account.mailbox.name,
-                    "",
-                    sha,
-                    json.dumps({"quarantined": reason}),
-                    None,
-                    self.now(),
-                )
+            set_aside(
+                self.repository,
+                account.mailbox.name,
+                message.raw,
+                reason,
+                self.now(),
+                source=account.protocol.value if account.protocol else "host",
+                mailbox_key=message.key,
+            )
         except RepositoryError:
             log.exception(
-                "could not record a quarantined message in the ledger",
+                "could not record a quarantined message in the store",
                 extra={"account": account.name, "sha256": sha},
             )
         message.mailbox.quarantine(message.key, reason)
@@ -386,6 +394,11 @@ class PollingService:
             counts.processed += 1
             if discard_reason:
                 counts.discarded[discard_reason] = counts.discarded.get(discard_reason, 0) + 1
+        held_back = self._note_suppression(message, result)
+        # A person's mail that the desk ignores is a WARNING (they hear nothing back); an
+        # auto-reply or a bounce ignored as designed is not.
+        ignored_person = bool(discard_reason) and _from_a_person(result)
+        noteworthy = ignored_person or held_back
         if result.disposition is Disposition.DELETE:
             message.mailbox.delete(message.key)
         elif result.disposition is Disposition.RETRY:
@@ -395,9 +408,20 @@ class PollingService:
             detail = entry.last_error if entry is not None else "reply could not be sent"
             self._quarantine(message, f"reply not sent: {detail}")  # recorded: POP3 keeps it
             counts.quarantined += 1
-        troubled = result.reply_status is ReplyStatus.FAILED
+        troubled = result.reply_status is ReplyStatus.FAILED or noteworthy
         troubled = troubled or result.disposition is not Disposition.DELETE
         self._log(message, logging.WARNING if troubled else logging.INFO)
+
+    @staticmethod
+    def _note_suppression(message: _InHand, result: ProcessResult) -> bool:
+        """Count a reply held back (budget, loop guard, age) and put why in the log line; True
+        when there was one (the line is then a WARNING: the sender hears nothing)."""
+        decision = result.decision
+        if decision is None or not decision.reply_suppressed:
+            return False
+        message.counts.suppressed += 1
+        message.fields["reply_suppressed"] = decision.reply_suppressed
+        return True
 
     def _store_failed(self, message: _InHand) -> bool:
         """Count a store failure for this message; True once it has failed too often."""
@@ -416,7 +440,11 @@ class PollingService:
         self, account: AccountConfig, stop: threading.Event | None = None
     ) -> AccountReport:
         """Poll one account until its mailbox is empty (in sessions of at most
-        ``max_messages_per_session``), or until ``stop`` is set; never raises."""
+        ``max_messages_per_session``), or until ``stop`` is set; never raises.
+
+        Our side failing (the store unavailable, the mailbox unreachable or refusing our
+        sign-in) backs the account off (:meth:`backoff`); a complete poll ends that.
+        """
         if not account.active:
             return AccountReport(account.name, skipped=True)
         counts = _Counts()
@@ -425,16 +453,16 @@ class PollingService:
         while stop is None or not stop.is_set():
             try:
                 more = self._session(account, seen, counts, stop)
-            except StoreUnavailableError as exc:
+            except (StoreUnavailableError, MailboxError, OSError) as exc:
                 counts.errors += 1
                 counts.last_error = str(exc)
-                self._account_failed(account, "store unavailable", exc)
+                self._account_failed(account, _failure_kind(exc), exc)
                 break
-            except (MailboxError, RepositoryError, _RetryLaterError, OSError) as exc:
+            except (RepositoryError, _RetryLaterError) as exc:
                 counts.errors += 1
                 counts.last_error = str(exc)
                 log.error(
-                    "account poll failed; retrying next interval: %s",
+                    "account poll failed: %s",
                     exc,
                     extra={"account": account.name, "error": str(exc)},
                 )
@@ -464,6 +492,21 @@ class PollingService:
             "failures": after.failures,
             "retry_in_s": after.delay,
         }
+        if self._single_pass:  # poll --once: there is no next try to announce
+            log.error("account poll failed: %s: %s", kind, exc, extra=extra)
+            return
+        if after.failures == PERSISTENT_FAILURES:
+            log.error(
+                "account failing persistently: %s: %s (%d failures in a row since %s); next "
+                "try in %.0f s at the earliest",
+                kind,
+                exc,
+                after.failures,
+                after.since.isoformat() if after.since else "-",
+                after.delay,
+                extra=extra,
+            )
+            return
         if change(before, after) is None:
             log.debug("account still backing off: %s: %s", kind, exc, extra=extra)
             return
@@ -474,6 +517,14 @@ class PollingService:
             exc,
             after.delay,
             extra=extra,
+        )
+
+    @property
+    def persistently_failing(self) -> tuple[str, ...]:
+        """Accounts that failed :data:`PERSISTENT_FAILURES` times in a row and have not
+        recovered: ``poll`` exits non-zero when the service stops with any."""
+        return tuple(
+            name for name, state in self._backoff.items() if state.failures >= PERSISTENT_FAILURES
         )
 
     def _account_succeeded(self, account: AccountConfig) -> None:
@@ -614,20 +665,34 @@ class PollingService:
 
     # -- all accounts -----------------------------------------------------------------------
 
-    def poll_once(self, stop: threading.Event | None = None) -> PollReport:
-        """Poll every account once (inactive ones are reported as skipped)."""
+    def poll_once(self, stop: threading.Event | None = None, *, final: bool = False) -> PollReport:
+        """Poll every account once (inactive ones are reported as skipped).
+
+        ``final``: no further pass follows (``poll --once``), so a failure is logged as
+        ``account poll failed`` with no talk of a next try; a host that calls this in its own
+        loop leaves it False and gets the backoff lines of :meth:`run`.
+        """
         reports = []
-        for account in self.config.accounts:
-            if stop is not None and stop.is_set():
-                break
-            reports.append(self.poll_account(account, stop))
+        self._single_pass = final
+        try:
+            for account in self.config.accounts:
+                if stop is not None and stop.is_set():
+                    break
+                reports.append(self.poll_account(account, stop))
+        finally:
+            self._single_pass = False
         return PollReport(tuple(reports))
 
     def run(self, stop: threading.Event) -> None:
         """Poll each active account on its own interval until ``stop`` is set.
 
-        The message in hand is finished before stopping; an account that fails is retried at
-        its next interval.
+        The message in hand is finished before stopping. An account whose store or mailbox
+        fails (unreachable, sign-in refused) backs off: the waits grow from
+        ``system.backoff_initial_seconds`` to ``system.backoff_max_seconds`` (never shorter
+        than its interval), so a wrong password does not get the account locked; one log line
+        says when it starts failing, fails another way, fails persistently
+        (:data:`PERSISTENT_FAILURES`) and recovers. :attr:`persistently_failing` names the
+        accounts still failing when it stops.
         """
         active = [account for account in self.config.accounts if account.active]
         if not active:
@@ -641,6 +706,7 @@ class PollingService:
                     break
                 if time.monotonic() < due[account.name]:
                     continue
+                due[account.name] = time.monotonic() + account.interval_seconds
                 try:
                     report = self.poll_account(account, stop)
                 except Exception:  # a bug must not end the service; the account is retried
@@ -655,6 +721,19 @@ class PollingService:
                 due[account.name] = time.monotonic() + wait
             stop.wait(max(0.0, min(due.values()) - time.monotonic()))
         log.info("polling service stopped")
+
+
+def _from_a_person(result: ProcessResult) -> bool:
+    return result.decision is not None and result.decision.mail_kind is MailKind.NORMAL
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """The short phrase a backoff compares: what of ours failed."""
+    if isinstance(exc, StoreUnavailableError):
+        return "store unavailable"
+    if isinstance(exc, AuthenticationError):
+        return "sign-in refused"
+    return "mailbox unreachable"
 
 
 # --------------------------------------------------------------------------------------------

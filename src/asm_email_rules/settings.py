@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from email.utils import formataddr
 
 import attrs
 
@@ -55,10 +56,15 @@ class Limits:
 class MailboxSettings:
     """Options of one incoming email account (the spec's "incoming email server").
 
-    Beyond the spec's options (DESIGN 4): ``calls_from_machine_mail`` (default on) lets
+    Beyond the spec's options: ``calls_from_machine_mail`` (default on) lets
     machine-generated mail log and update calls, never with a reply or a command; off, it is
     discarded with its reason. ``contact_from_reply_to`` (web-form mailboxes) makes the User of
     a new call the Reply-To person instead of the From robot.
+
+    ``from_name`` is the display name of our replies' From (``Service Desk
+    <helpdesk@example.org>``). ``reply_subject`` places the record's bracket token (``[CALL#12]``)
+    in a reply's subject: ``$subject`` is the reply's subject text, ``$token`` the token; the
+    token is what lets an answer that lost its In-Reply-To still find its call.
     """
 
     name: str = "default"
@@ -80,6 +86,18 @@ class MailboxSettings:
     require_approval_token: bool = False
     calls_from_machine_mail: bool = True
     contact_from_reply_to: bool = False
+    from_name: str = ""
+    reply_subject: str = "$subject $token"
+
+    @property
+    def reply_from(self) -> str:
+        """The From of our replies: ``from_name <first address>``, or the bare address when
+        ``from_name`` is empty (empty when the mailbox has no address)."""
+        if not self.addresses:
+            return ""
+        if not self.from_name:
+            return self.addresses[0]
+        return formataddr((self.from_name, self.addresses[0]))
 
     def is_own_address(self, address: str) -> bool:
         """True when ``address`` is one of this mailbox's own addresses.

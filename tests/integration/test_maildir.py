@@ -102,3 +102,42 @@ def test_delete_hides_at_once_and_unlinks_on_close_abort_keeps_the_message(
     assert [MaildirMailbox(root).fetch(key) for key in MaildirMailbox(root).list_keys()] == [
         b"Subject: kept\n\n1\n"
     ]
+
+
+def test_mail_delivered_in_the_same_second_is_read_in_delivery_order(tmp_path: Path) -> None:
+    # Other programs write the microsecond field unpadded: M5 came before M40000, which sorts
+    # after it as text. The counter (Q) decides within the same microsecond.
+    root = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / "new" / "1700000000.M40000P7Q1.host").write_bytes(b"Subject: 3\n\nthird\n")
+    (root / "new" / "1700000000.M5P7Q3.host").write_bytes(b"Subject: 2\n\nsecond\n")
+    (root / "new" / "1700000000.M5P7Q2.host").write_bytes(b"Subject: 1\n\nfirst\n")
+    box = MaildirMailbox(root)
+    assert [box.fetch(key).split(b"\n")[0] for key in box.list_keys()] == [
+        b"Subject: 1",
+        b"Subject: 2",
+        b"Subject: 3",
+    ]
+
+
+def test_names_we_write_have_a_zero_padded_microsecond_field(tmp_path: Path) -> None:
+    box = MaildirMailbox(tmp_path / "Maildir")
+    keys = [box.add(f"Subject: {n}\n\nbody\n".encode()) for n in range(30)]
+    for key in keys:
+        micro = key.split(".")[1]
+        assert micro.startswith("M"), key
+        assert len(micro.split("P")[0]) == len("M000000"), key
+    assert sorted(keys) == keys  # text order is delivery order
+    assert list(box.list_keys()) == keys
+
+
+def test_a_maildir_with_only_new_is_completed_and_read(tmp_path: Path) -> None:
+    # What a mail server or a hand-made folder often leaves: new/ and nothing else.
+    root = tmp_path / "Maildir"
+    (root / "new").mkdir(parents=True)
+    (root / "new" / "1700000001.M1P1.host").write_bytes(b"Subject: a\n\nfirst\n")
+    box = MaildirMailbox(root)
+    assert [box.fetch(key) for key in box.list_keys()] == [b"Subject: a\n\nfirst\n"]
+    assert (root / "cur").is_dir()
+    assert (root / "tmp").is_dir()

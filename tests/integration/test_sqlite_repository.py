@@ -140,6 +140,7 @@ def test_fresh_file_is_migrated_to_the_latest_version(tmp_path: Path) -> None:
         "security_roles",
         "role_rights",
         "assignment_groups",
+        "quarantine",
     } <= tables
 
 

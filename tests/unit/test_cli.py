@@ -171,7 +171,21 @@ def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", ["demo", "explain", "process", "poll", "truncate", "init"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "demo",
+        "explain",
+        "process",
+        "deliver",
+        "poll",
+        "truncate",
+        "init",
+        "people",
+        "calls",
+        "check",
+    ],
+)
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, out, _ = run(capsys, command, "--help")
     assert code == 0
@@ -185,6 +199,7 @@ def test_init_writes_a_loadable_config_and_an_empty_store_and_refuses_to_overwri
     code, out, _ = run(capsys, "init", str(target))
     assert code == 0
     assert (target / "config.toml").is_file()
+    assert (target / "Maildir" / "new").is_dir()  # the starter account's mailbox, ready to fill
     with SqliteRepository(target / "helpdesk.sqlite3") as repo:
         assert repo.get_call(100) is None  # empty, not seeded
     before = (target / "config.toml").read_text()
@@ -283,7 +298,20 @@ def test_each_command_module_declares_its_own_parser_and_runner() -> None:
     from asm_email_rules.cli import COMMANDS, build_parser
 
     names = [command.NAME for command in COMMANDS]
-    assert names == ["demo", "explain", "process", "poll", "truncate", "init", "tables"]
+    assert names == [
+        "init",
+        "people",
+        "check",
+        "poll",
+        "deliver",
+        "process",
+        "explain",
+        "calls",
+        "quarantine",
+        "demo",
+        "truncate",
+        "tables",
+    ]
     for command in COMMANDS:
         assert callable(command.add_parser)
         assert callable(command.run)

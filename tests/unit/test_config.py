@@ -127,7 +127,7 @@ def test_missing_environment_variable_names_key_and_variable(
         load_config(path)
     message = str(caught.value)
     assert str(path) in message
-    assert "accounts[0].password_env" in message
+    assert "accounts[1].password_env" in message
     assert "TEST_ASM_IMAP_PASSWORD" in message
 
 
@@ -137,22 +137,22 @@ def test_missing_environment_variable_names_key_and_variable(
         (
             "interval_seconds = 15",
             "interval_seconds = 0",
-            "accounts[0].interval_seconds",
+            "accounts[1].interval_seconds",
             "greater",
         ),
         (
             'host = "imap.example.org"',
             'host = "imap.example.org"\nport = "143"',
-            "accounts[0].port",
+            "accounts[1].port",
             "integer",
         ),
         (
             'host = "imap.example.org"',
             'host = "imap.example.org"\nport = 70000',
-            "accounts[0].port",
+            "accounts[1].port",
             "between 1 and 65535",
         ),
-        ('protocol = "maildir"', 'protocol = "mbox"', "accounts[1].protocol", "'imap'"),
+        ('protocol = "maildir"', 'protocol = "mbox"', "accounts[2].protocol", "'imap'"),
         ('security = "tls"', 'security = "ssl"', "smtp.security", "'starttls'"),
         (
             'reopen_assignment = "group"',
@@ -170,43 +170,43 @@ def test_missing_environment_variable_names_key_and_variable(
         (
             "create_calls_anonymously = true",
             'create_calls_anonymously = "yes"',
-            "accounts[0].mailbox.create_calls_anonymously",
+            "accounts[1].mailbox.create_calls_anonymously",
             "true or false",
         ),
         (
             'addresses = ["local@example.org"]',
             "addresses = []",
-            "accounts[1].mailbox.addresses",
+            "accounts[2].mailbox.addresses",
             "at least one",
         ),
         (
             'addresses = ["local@example.org"]',
             'addresses = ["not an address"]',
-            "accounts[1].mailbox.addresses",
+            "accounts[2].mailbox.addresses",
             "not an email address",
         ),
         (
             "assigned_analyst_id = 2",
             'assigned_analyst_id = "Alice"',
-            "accounts[0].mailbox.call_template.assigned_analyst_id",
+            "accounts[1].mailbox.call_template.assigned_analyst_id",
             "integer",
         ),
         (
             '"call_updated.subject"',
             '"call_updatd.subject"',
-            'accounts[0].mailbox.reply_templates."call_updatd.subject"',
+            'accounts[1].mailbox.reply_templates."call_updatd.subject"',
             "call_updated.subject",
         ),
-        ('name = "local"', 'name = "helpdesk"', "accounts[1].name", "duplicate"),
-        ('name = "local"', 'name = "my desk"', "accounts[1].name", "letters, digits"),
+        ('name = "local"', 'name = "helpdesk"', "accounts[2].name", "duplicate"),
+        ('name = "local"', 'name = "my desk"', "accounts[2].name", "letters, digits"),
         (
             'path = "Maildir"',
             'path = "Maildir"\nhost = "x"',
-            "accounts[1].host",
+            "accounts[2].host",
             "only to imap and pop3",
         ),
-        ('path = "Maildir"', "", "accounts[1].path", "required"),
-        ('username = "desk"\npassword_env', "password_env", "accounts[0].username", "required"),
+        ('path = "Maildir"', "", "accounts[2].path", "required"),
+        ('username = "desk"\npassword_env', "password_env", "accounts[1].username", "required"),
         (
             'password = "s3cret"',
             'password = "s3cret"\npassword_env = "X"',
@@ -217,7 +217,7 @@ def test_missing_environment_variable_names_key_and_variable(
         (
             "max_messages_per_session = 7",
             "max_messages_per_session = 0",
-            "accounts[0].max_messages_per_session",
+            "accounts[1].max_messages_per_session",
             ">= 1",
         ),
     ],
@@ -243,11 +243,11 @@ def test_each_mistake_names_file_key_and_problem(
             "system.max_send_atempts",
             "max_send_attempts",
         ),
-        ("interval_seconds = 15", "intervall = 15", "accounts[0].intervall", "interval_seconds"),
+        ("interval_seconds = 15", "intervall = 15", "accounts[1].intervall", "interval_seconds"),
         (
             "update_closed_calls = true",
             "update_closed_call = true",
-            "accounts[0].mailbox.update_closed_call",
+            "accounts[1].mailbox.update_closed_call",
             "update_closed_calls",
         ),
         ('store = "data', 'stor = "x"\nstore = "data', "stor", "store"),

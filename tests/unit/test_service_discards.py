@@ -84,8 +84,16 @@ def test_pass_summary_counts_discards_by_reason(
     reasons = sorted(
         str(vars(record)["discard_reason"])
         for record in caplog.records
-        if record.getMessage() == "message handled" and record.levelno == logging.INFO
+        if record.getMessage() == "message handled"
     )
+    # issue 11: a person's mail the desk ignores is a WARNING; auto-replies stay at INFO
+    levels = {
+        str(vars(record)["discard_reason"]): record.levelno
+        for record in caplog.records
+        if record.getMessage() == "message handled"
+    }
+    assert levels["unknown sender without Create New Calls Anonymously"] == logging.WARNING
+    assert levels["auto-reply"] == logging.INFO
     assert reasons == [
         "",
         "auto-reply",

@@ -145,7 +145,7 @@ class ImapMailbox(ServerSession):
         try:
             status, data = func()
         except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
-            raise MailboxError(f"{self._where()}: {action} failed: {exc}") from exc
+            raise MailboxError(f"{self._where()}: {action} failed: {_error_text(exc)}") from exc
         if status != "OK":
             detail = b" ".join(d for d in data or () if isinstance(d, bytes)).decode(
                 "utf-8", "replace"

@@ -14,9 +14,12 @@ import logging
 import mailbox
 import os
 import re
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from asm_email_rules.adapters._session import KeyedMailbox
 from asm_email_rules.errors import MailboxError
@@ -29,7 +32,9 @@ log = logging.getLogger(__name__)
 QUARANTINE_HEADER = "X-ASM-Quarantine-Reason"
 """Header prepended to a quarantined message (IMAP and Maildir) to say why it was set aside."""
 
-_KEY_TIME_RE = re.compile(r"(\d+)(?:\.(\d+))?")
+_KEY_TIME_RE = re.compile(r"(\d+)(?:\.(?:M(\d+))?(\d+)?)?")
+_KEY_COUNTER_RE = re.compile(r"Q(\d+)")
+_SUBFOLDERS = ("tmp", "new", "cur")
 
 
 def annotate(raw: bytes, reason: str) -> bytes:
@@ -45,16 +50,45 @@ def annotate(raw: bytes, reason: str) -> bytes:
     return (field.replace("\r\n", line_end) + line_end).encode("ascii") + raw
 
 
-def _order(key: str) -> tuple[int, int, str]:
-    """Delivery order: the seconds (and microseconds) Maildir keys start with, then the key."""
+def _order(key: str) -> tuple[int, int, int, str]:
+    """Delivery order: the seconds Maildir keys start with, then the microseconds (``M``
+    field, compared as a number: other programs do not always zero-pad it), then the delivery
+    counter (``Q`` field), then the key."""
     match = _KEY_TIME_RE.match(key)
     if match is None:
-        return (0, 0, key)
-    return (int(match.group(1)), int(match.group(2) or 0), key)
+        return (0, 0, 0, key)
+    micro = match.group(2) or match.group(3) or "0"
+    counter = _KEY_COUNTER_RE.search(key)
+    return (int(match.group(1)), int(micro), int(counter.group(1)) if counter else 0, key)
+
+
+class _Maildir(mailbox.Maildir):
+    """:class:`mailbox.Maildir` writing unique names with a zero-padded microsecond field.
+
+    The standard library writes ``M5`` for 5 microseconds, so names of mail delivered in the
+    same second do not sort as text in delivery order; ours are ``M000005``.
+    """
+
+    _serial = 0
+
+    def _create_tmp(self) -> Any:
+        now = time.time()
+        host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+        _Maildir._serial += 1
+        unique = f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}Q{_Maildir._serial}.{host}"
+        path = os.path.join(self._path, "tmp", unique)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666))
+            return open(path, "rb+")  # mailbox.Maildir writes and closes it
+        except FileExistsError:
+            raise mailbox.ExternalClashError(
+                f"name clash prevented file creation: {path}"
+            ) from None
 
 
 class MaildirMailbox(KeyedMailbox):
-    """A Maildir folder (``new`` and ``cur``) as a mailbox; folders are created as needed."""
+    """A Maildir folder (``new`` and ``cur``) as a mailbox; folders are created as needed
+    (also ``cur`` or ``tmp`` alone, when a mail server created only ``new``)."""
 
     def __init__(self, path: str | Path, quarantine_folder: str = ".Quarantine") -> None:
         self.path = Path(path)
@@ -62,7 +96,10 @@ class MaildirMailbox(KeyedMailbox):
         self._files: dict[str, str] = {}  # key -> file under path, from the last listing
         self._deleted: set[str] = set()  # hidden now, unlinked on close()
         try:
-            self._maildir = mailbox.Maildir(self.path, factory=None, create=True)
+            if self.path.is_dir():
+                for sub in _SUBFOLDERS:
+                    (self.path / sub).mkdir(mode=0o700, exist_ok=True)
+            self._maildir = _Maildir(self.path, factory=None, create=True)
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot open: {exc}") from exc
 
@@ -145,7 +182,8 @@ class MaildirMailbox(KeyedMailbox):
                 f"Maildir {self.path}: bad quarantine folder {self.quarantine_folder!r}"
             )
         try:
-            return self._maildir.add_folder(name)  # Maildir++: <path>/.<name>, created if missing
+            self._maildir.add_folder(name)  # Maildir++: <path>/.<name>, created if missing
+            return _Maildir(self.path / f".{name}", factory=None, create=False)
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot create folder .{name}: {exc}") from exc
 

@@ -6,6 +6,8 @@ is measured against by the conformance kit in :mod:`asm_email_rules.testing`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +51,7 @@ from asm_email_rules.model import (
     Task,
     TaskStatus,
 )
+from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState
 from asm_email_rules.settings import CallTemplate
 
 __all__ = [
@@ -128,6 +131,7 @@ class InMemoryRepository:
         self._outbox: dict[str, OutboxEntry] = {}
         self._leases: dict[str, Lease] = {}
         self._counters: dict[str, int] = {"next_call_number": 1, "next_person_id": 1}
+        self._quarantine: dict[int, QuarantinedMessage] = {}
         self._undo: list[Callable[[], object]] | None = None
 
     # -- journal --------------------------------------------------------------------------
@@ -687,3 +691,69 @@ class InMemoryRepository:
         """Spend an approval token; spending it again keeps the first time."""
         if token_id not in self._tokens:
             self._set(self._tokens, token_id, to_utc(now))
+
+    # -- quarantine (asm_email_rules.quarantine.QuarantineStore) -----------------------------
+    def quarantine_message(
+        self,
+        account: str,
+        raw: bytes,
+        reason: str,
+        now: datetime,
+        *,
+        source: str,
+        mailbox_key: str = "",
+    ) -> int:
+        """Keep ``raw`` with ``reason``; returns the new entry's id (1, 2, ...)."""
+        entry_id = len(self._quarantine) + 1
+        entry = QuarantinedMessage(
+            id=entry_id,
+            account=account,
+            source=source,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            reason=reason,
+            raw=raw,
+            quarantined_at=to_utc(now),
+            mailbox_key=mailbox_key,
+        )
+        self._set(self._quarantine, entry_id, entry)
+        return entry_id
+
+    def quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantinedMessage]:
+        """The entries in ``state`` (every state when None), oldest first."""
+        return [
+            entry
+            for _, entry in sorted(self._quarantine.items())
+            if (state is None or entry.state is state)
+            and (account is None or entry.account == account)
+        ]
+
+    def quarantined_message(self, entry_id: int) -> QuarantinedMessage | None:
+        """The entry with this id, or None."""
+        return self._quarantine.get(entry_id)
+
+    def resolve_quarantined(
+        self, entry_id: int, state: QuarantineState, resolution: str, now: datetime
+    ) -> None:
+        """Mark the entry released, replayed or held again, saying what was done."""
+        entry = self._quarantine.get(entry_id)
+        if entry is None:
+            raise NotFoundError(f"no quarantined message {entry_id}")
+        changed = attrs.evolve(entry, state=state, resolution=resolution, resolved_at=to_utc(now))
+        self._set(self._quarantine, entry_id, changed)
+
+    def forget_quarantine_record(self, mailbox: str, sha256: str) -> None:
+        """Drop the ledger's quarantine record of these bytes (message id empty)."""
+        key = (mailbox, "", sha256)
+        entry = self._ledger.get(key)
+        if entry is None:
+            return
+        try:
+            data = json.loads(entry.decision_json)
+        except ValueError:
+            return
+        if isinstance(data, dict) and "quarantined" in data:
+            if self._undo is not None:
+                self._undo.append(lambda: self._ledger.__setitem__(key, entry))
+            del self._ledger[key]

@@ -255,7 +255,9 @@ class Pop3Mailbox(ServerSession):
         try:
             _, lines, _ = self._client().retr(number)
         except (poplib.error_proto, OSError) as exc:
-            raise MailboxError(f"{self._where()}: RETR {number} failed: {exc}") from exc
+            raise MailboxError(
+                f"{self._where()}: RETR {number} failed: {_error_text(exc)}"
+            ) from exc
         return b"".join(line + b"\r\n" for line in lines)
 
     def delete(self, key: str) -> None:
@@ -278,7 +280,9 @@ class Pop3Mailbox(ServerSession):
         try:
             self._client().dele(number)
         except (poplib.error_proto, OSError) as exc:
-            raise MailboxError(f"{self._where()}: DELE {number} failed: {exc}") from exc
+            raise MailboxError(
+                f"{self._where()}: DELE {number} failed: {_error_text(exc)}"
+            ) from exc
         self._deleted.add(key)
 
     def quarantine(self, key: str, reason: str) -> None:
@@ -303,7 +307,8 @@ class Pop3Mailbox(ServerSession):
             with suppress(OSError):
                 client.close()
             raise MailboxError(
-                f"{self._where()}: QUIT failed, {deleted} deletion(s) may not be committed: {exc}"
+                f"{self._where()}: QUIT failed, {deleted} deletion(s) may not be committed: "
+                f"{_error_text(exc)}"
             ) from exc
 
     def abort(self) -> None:

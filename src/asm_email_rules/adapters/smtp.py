@@ -171,9 +171,30 @@ class SmtpMailer:
         self.sessions += 1
         return client, False
 
-    def _deliver(self, envelope: str, recipient: str, raw: bytes) -> None:
+    def verify(self) -> str:
+        """Open a fresh session, sign in (when ``username`` is set), NOOP and QUIT: nothing is
+        sent. For ``asm-email-rules check``. Returns what was checked, in words; raises the same
+        typed :class:`SendError` as :meth:`send` (a refused sign-in is a
+        :class:`~asm_email_rules.errors.SendAuthenticationError`).
+        """
+        self._deliver("", "", None)
+        where = f"SMTP {self.config.host}:{self.config.port} ({self.config.security.value})"
+        if not self.config.username:
+            return f"{where}: connected (no sign-in configured)"
+        how = self._oauth2.mechanism.sasl_name if self._oauth2 is not None else "password"
+        return f"{where}: signed in as {self.config.username} ({how})"
+
+    def _deliver(self, envelope: str, recipient: str, raw: bytes | None) -> None:
+        """Send ``raw`` (reusing the session when it can), or with ``raw`` None only check a
+        fresh session (:meth:`verify`); SMTP and network failures become typed errors."""
         where = f"SMTP {self.config.host}:{self.config.port}"
         try:
+            if raw is None:
+                self.close()
+                client, _ = self._session()
+                client.noop()
+                self.close()
+                return
             try:
                 client, reused = self._session()
                 self._transaction(client, envelope, recipient, raw, reused=reused)

@@ -9,6 +9,7 @@ One connection per instance: use an instance from the thread that created it.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import logging
 import os
@@ -56,6 +57,7 @@ from asm_email_rules.model import (
     TaskKind,
     TaskStatus,
 )
+from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState
 from asm_email_rules.settings import CallTemplate
 
 __all__ = ["MIGRATIONS", "SqliteRepository", "reply_from_json", "reply_to_json"]
@@ -259,7 +261,25 @@ _V3: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+_V4: Migration = (
+    f"""CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account TEXT NOT NULL,
+        source TEXT NOT NULL,
+        mailbox_key TEXT NOT NULL DEFAULT '',
+        sha256 TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        quarantined_at TEXT NOT NULL,
+        state TEXT NOT NULL {_check("state", QuarantineState)},
+        resolved_at TEXT,
+        resolution TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX quarantine_by_state ON quarantine (state, id)",
+)
+"""The store's quarantine (:mod:`asm_email_rules.quarantine`)."""
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 """Schema steps; the file's ``PRAGMA user_version`` is how many of them it has applied."""
 
 _RECORD_TABLES: dict[EntityKind, str] = {
@@ -1358,4 +1378,115 @@ class SqliteRepository:
         self._execute(
             "INSERT OR IGNORE INTO used_tokens (token_id, used_at) VALUES (?, ?)",
             (token_id, _text(now)),
+        )
+
+    # -- the desk: people and calls for the command line (not in the protocol) ------------------
+    def next_person_id(self) -> int:
+        """The id a new person gets: one more than the highest in use (1 in an empty store)."""
+        return int(self._one("SELECT COALESCE(MAX(id), 0) + 1 FROM persons")[0])
+
+    def recent_calls(
+        self, *, status: CallStatus | None = None, limit: int = 50
+    ) -> tuple[list[Call], int]:
+        """Calls newest number first (at most ``limit``), and how many there are in all."""
+        where, params = ("WHERE status = ?", (status.value,)) if status else ("", ())
+        with self._snapshot():
+            total = int(self._one(f"SELECT COUNT(*) FROM calls {where}", params)[0])
+            rows = self._execute(
+                f"SELECT number FROM calls {where} ORDER BY number DESC LIMIT ?",
+                (*params, max(limit, 0)),
+            ).fetchall()
+            calls = [self.get_call(int(row[0])) for row in rows]
+        return [call for call in calls if call is not None], total
+
+    # -- quarantine (asm_email_rules.quarantine.QuarantineStore) -----------------------------
+    _QUARANTINE_COLUMNS = (
+        "id, account, source, sha256, reason, raw, quarantined_at, mailbox_key, state,"
+        " resolved_at, resolution"
+    )
+
+    @staticmethod
+    def _quarantined(row: Any) -> QuarantinedMessage:
+        return QuarantinedMessage(
+            id=row[0],
+            account=row[1],
+            source=row[2],
+            sha256=row[3],
+            reason=row[4],
+            raw=bytes(row[5]),
+            quarantined_at=to_utc(datetime.fromisoformat(row[6])),
+            mailbox_key=row[7],
+            state=QuarantineState(row[8]),
+            resolved_at=_moment(row[9]),
+            resolution=row[10],
+        )
+
+    def quarantine_message(
+        self,
+        account: str,
+        raw: bytes,
+        reason: str,
+        now: datetime,
+        *,
+        source: str,
+        mailbox_key: str = "",
+    ) -> int:
+        """Keep ``raw`` with ``reason`` in the quarantine table; returns the entry's id."""
+        cursor = self._execute(
+            "INSERT INTO quarantine (account, source, mailbox_key, sha256, reason, raw,"
+            " quarantined_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                account,
+                source,
+                mailbox_key,
+                hashlib.sha256(raw).hexdigest(),
+                reason,
+                raw,
+                _text(now),
+                QuarantineState.HELD.value,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantinedMessage]:
+        """The entries in ``state`` (every state when None), oldest first."""
+        clauses, params = [], []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state.value)
+        if account is not None:
+            clauses.append("account = ?")
+            params.append(account)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._execute(
+            f"SELECT {self._QUARANTINE_COLUMNS} FROM quarantine {where} ORDER BY id", params
+        ).fetchall()
+        return [self._quarantined(row) for row in rows]
+
+    def quarantined_message(self, entry_id: int) -> QuarantinedMessage | None:
+        """The entry with this id, or None."""
+        row = self._one(
+            f"SELECT {self._QUARANTINE_COLUMNS} FROM quarantine WHERE id = ?", (entry_id,)
+        )
+        return None if row is None else self._quarantined(row)
+
+    def resolve_quarantined(
+        self, entry_id: int, state: QuarantineState, resolution: str, now: datetime
+    ) -> None:
+        """Mark the entry released, replayed or held again, saying what was done."""
+        cursor = self._execute(
+            "UPDATE quarantine SET state = ?, resolution = ?, resolved_at = ? WHERE id = ?",
+            (state.value, resolution, _text(now), entry_id),
+        )
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"no quarantined message {entry_id}")
+
+    def forget_quarantine_record(self, mailbox: str, sha256: str) -> None:
+        """Drop the ledger's quarantine record of these bytes (message id empty)."""
+        self._execute(
+            "DELETE FROM ledger WHERE mailbox = ? AND message_id = '' AND sha256 = ?"
+            " AND decision_json LIKE '{\"quarantined\"%'",
+            (mailbox, sha256),
         )

@@ -1,9 +1,10 @@
-"""The ``asm-email-rules`` command line: demo, explain, process, poll, truncate, init and tables.
+"""The ``asm-email-rules`` command line: one sub-command per module (see :data:`COMMANDS`).
 
 One module per command, each with ``add_parser(subparsers)`` (its options, next to its code)
 and ``run(args) -> int``. Exit codes: 0 success; 1 a message could not be parsed or processed;
 2 usage or configuration error (including a store that cannot be opened); 3 a mailbox or the
-SMTP server failed; 130 interrupted. Errors are one line on stderr, never a traceback:
+SMTP server failed; 130 interrupted; ``deliver`` alone answers 0 or 75 (``EX_TEMPFAIL``) for
+the mail server. Errors are one line on stderr, never a traceback:
 :data:`EXIT_CODES` maps each exception type to its code and message.
 """
 
@@ -16,8 +17,22 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
+from typing import Any
 
-from asm_email_rules.cli import demo, explain, init, poll, process, tables, truncate
+from asm_email_rules.cli import (
+    calls,
+    check,
+    deliver,
+    demo,
+    explain,
+    init,
+    people,
+    poll,
+    process,
+    quarantine,
+    tables,
+    truncate,
+)
 from asm_email_rules.cli._common import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -45,7 +60,20 @@ __all__ = [
     "main",
 ]
 
-COMMANDS: tuple[ModuleType, ...] = (demo, explain, process, poll, truncate, init, tables)
+COMMANDS: tuple[ModuleType, ...] = (
+    init,
+    people,
+    check,
+    poll,
+    deliver,
+    process,
+    explain,
+    calls,
+    quarantine,
+    demo,
+    truncate,
+    tables,
+)
 """The commands in the order ``--help`` lists them."""
 
 EXIT_CODES: tuple[tuple[type[BaseException], int, Callable[[BaseException], str]], ...] = (
@@ -93,7 +121,26 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    _everywhere(subparsers)
     return parser
+
+
+def _everywhere(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """``-v`` and ``--log-json`` after the command too (``poll --once --log-json``), in every
+    command and action; given before the command they work as always."""
+    for sub in subparsers.choices.values():
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log at INFO"
+        )
+        sub.add_argument(
+            "--log-json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="log one JSON object per line (stderr)",
+        )
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _everywhere(action)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:

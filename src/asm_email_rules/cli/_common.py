@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from asm_email_rules.config import Config, load_config
-from asm_email_rules.model import OutgoingEmail
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.config import Config, load_config, store_location
+from asm_email_rules.model import OutgoingEmail, Person
+from asm_email_rules.protocols import SeedableRepository
 from asm_email_rules.sample import DEMO_MAILBOX_OPTIONS, DEMO_SYSTEM, sample_mailbox
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
@@ -32,8 +35,19 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
-def read_file(path: Path) -> bytes:
-    """The bytes of ``path``; UsageError (exit 2) when it cannot be read."""
+STDIN = "-"
+"""The file name that means standard input (``explain -``, ``process -``)."""
+
+
+def read_file(path: Path | str) -> bytes:
+    """The bytes of ``path`` (standard input for ``-``); UsageError (exit 2) when it cannot be
+    read."""
+    if str(path) == STDIN:
+        try:
+            return sys.stdin.buffer.read()
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"standard input: cannot read: {exc}") from None
+    path = Path(path)
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -56,17 +70,51 @@ def demo_mailbox() -> MailboxSettings:
 
 
 def settings_for(
-    args: argparse.Namespace,
+    args: argparse.Namespace, *, secrets: bool = True
 ) -> tuple[Config | None, MailboxSettings, SystemSettings]:
     """The configuration and the account's settings of ``--config``/``--account``, or the demo
-    mailbox and system (and no configuration) without ``--config``."""
+    mailbox and system (and no configuration) without ``--config``. ``secrets=False`` for dry
+    runs: passwords are not read (see :func:`~asm_email_rules.config.load_config`)."""
     if not args.config:
         if getattr(args, "account", None):
             raise UsageError("--account needs --config")
         return None, demo_mailbox(), DEMO_SYSTEM
-    config = load_config(args.config)
+    config = load_config(args.config, secrets=secrets)
     account = config.account(args.account)
     return config, account.mailbox, config.system
+
+
+def store_for(args: argparse.Namespace) -> SqliteRepository:
+    """The SQLite store of ``--store``, else of ``--config``'s ``store`` (it must exist).
+
+    The configuration is read without its secrets: these commands sign in nowhere.
+    """
+    from asm_email_rules.bootstrap import open_store
+
+    if getattr(args, "store", None):
+        location = store_location(args.store, Path.cwd())
+    elif getattr(args, "config", None):
+        location = load_config(args.config, secrets=False).require_store()
+    else:
+        raise UsageError("say which store: --config F or --store DB")
+    if not isinstance(location, Path):
+        raise UsageError(
+            "this command works on the bundled SQLite store; a PostgreSQL store is your own "
+            "to manage (see docs/storage.md)"
+        )
+    store = open_store(location, must_exist=True)
+    assert isinstance(store, SqliteRepository)  # a Path always opens SQLite
+    return store
+
+
+def every_person(repository: SeedableRepository) -> list[Person]:
+    """Every person of the store, lowest id first (``list_persons`` a page at a time)."""
+    people: list[Person] = []
+    while True:
+        page = list(repository.list_persons(after=people[-1].id if people else 0, limit=500))
+        if not page:
+            return people
+        people.extend(page)
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:

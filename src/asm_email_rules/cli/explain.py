@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.bootstrap import open_sample_store, open_store
-from asm_email_rules.cli._common import EXIT_MESSAGE, EXIT_OK, read_file, settings_for
+from asm_email_rules.cli._common import EXIT_MESSAGE, EXIT_OK, STDIN, read_file, settings_for
 from asm_email_rules.config import Config, store_location
 from asm_email_rules.errors import MessageParseError
 from asm_email_rules.pipeline import explain
@@ -23,10 +24,11 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     parser = commands.add_parser(
         NAME,
         help="dry run: print the decision for one message and why",
-        description="Decide what would happen to FILE.eml without changing anything. Without "
+        description="Decide what would happen to FILE.eml without changing anything (no "
+        "password is needed; a store that does not exist yet counts as empty). Without "
         "--config and --store the sample desk and the demo mailbox options are used.",
     )
-    parser.add_argument("file", metavar="FILE.eml")
+    parser.add_argument("file", metavar="FILE.eml", help="the message (- for standard input)")
     parser.add_argument("--config", metavar="F", help="configuration file (mailbox settings)")
     parser.add_argument(
         "--store",
@@ -40,20 +42,26 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(handler=run)
 
 
-def _store(args: argparse.Namespace, config: Config | None) -> Repository:
-    """``--store``, else the configuration's store, else the sample desk in memory."""
+def _store(args: argparse.Namespace, config: Config | None) -> tuple[Repository, str]:
+    """``--store``, else the configuration's store, else the sample desk in memory; and its
+    name for the output. A configured store that does not exist yet is an empty one (nothing
+    is created: this is a dry run)."""
     if args.store:
-        return open_store(store_location(args.store, Path.cwd()), must_exist=True)
+        return open_store(store_location(args.store, Path.cwd()), must_exist=True), args.store
     if config is not None:
-        return open_store(config.require_store(), must_exist=True)
-    return open_sample_store()
+        store = config.require_store()
+        if isinstance(store, Path) and not store.exists():
+            empty = f"an empty store ({store} does not exist yet)"
+            return InMemoryRepository(), empty
+        return open_store(store, must_exist=True), str(store)
+    return open_sample_store(), "the sample desk (in memory)"
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the decision (text or ``--json``); exit 1 when the message cannot be parsed."""
-    raw = read_file(Path(args.file))
-    config, mailbox, system = settings_for(args)
-    repository = _store(args, config)
+    raw = read_file(args.file)
+    config, mailbox, system = settings_for(args, secrets=False)
+    repository, store = _store(args, config)
     try:
         decision = explain(raw, repository, mailbox, system, datetime.now(UTC))
     except MessageParseError as exc:
@@ -68,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(decision.to_json())
     else:
-        store = args.store or (str(config.store) if config else "the sample desk (in memory)")
-        print(f"dry run of {args.file} against {store}, mailbox {mailbox.name}: nothing changed")
+        name = "standard input" if args.file == STDIN else args.file
+        print(f"dry run of {name} against {store}, mailbox {mailbox.name}: nothing changed")
         print(decision.explain())
     return EXIT_OK

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     ).close()  # creates or migrates our tables; ConfigError if it fails
     _write(folder, config_path, text)
     print(f"wrote {config_path}; the store is {config.store} (tables created)")
-    print(f"next: edit the config, then `{PROG} poll --once --config {config_path}`")
+    _next_steps(config_path)
     return EXIT_OK
 
 
@@ -112,9 +112,24 @@ def _init_sqlite(folder: Path, config_path: Path) -> int:
             raise UsageError(f"{path} already exists: not overwriting")
     _write(folder, config_path, starter_config())
     open_store(store_path).close()
-    print(f"wrote {config_path} and an empty store {store_path}")
-    print(f"next: edit the config, then `{PROG} poll --once --config {config_path}`")
+    maildir = folder / "Maildir"
+    try:
+        for sub in ("new", "cur", "tmp"):
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{maildir}: cannot create: {exc.strerror or exc}") from None
+    print(f"wrote {config_path}, an empty store {store_path} and the Maildir {maildir}")
+    _next_steps(config_path)
     return EXIT_OK
+
+
+def _next_steps(config_path: Path) -> None:
+    """What to do next: an empty store knows nobody, so every message would be discarded."""
+    print("next:")
+    print(f"  {PROG} people import people.csv --config {config_path}   (or: people add)")
+    print(f"  edit {config_path} (addresses, default_logging_analyst_id = an analyst's id)")
+    print(f"  {PROG} check --config {config_path}")
+    print(f"  {PROG} poll --once --config {config_path}")
 
 
 def _write(folder: Path, config_path: Path, text: str) -> None:

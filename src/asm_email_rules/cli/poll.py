@@ -10,8 +10,11 @@ from typing import Any
 
 from asm_email_rules.bootstrap import bootstrap
 from asm_email_rules.cli._common import EXIT_OK, EXIT_TRANSPORT
-from asm_email_rules.config import load_config
+from asm_email_rules.cli.check import settings_findings
+from asm_email_rules.config import Config, load_config
+from asm_email_rules.desk_check import Level
 from asm_email_rules.errors import ConfigError
+from asm_email_rules.protocols import Repository
 from asm_email_rules.service import PollingService, PollReport
 
 NAME = "poll"
@@ -38,15 +41,38 @@ def run(args: argparse.Namespace) -> int:
     if not any(account.active for account in config.accounts):
         raise ConfigError("no active [[accounts]] to poll", source=str(config.source or ""))
     with bootstrap(config) as wiring:
+        refuse_misconfigured(config, wiring.repository)
         if wiring.mailer is None:
             log.warning("no [smtp] section: replies are recorded in the store as pending, not sent")
         stop = threading.Event()
         if args.once:
-            report = wiring.service.poll_once(stop)
+            report = wiring.service.poll_once(stop, final=True)
             _print_report(report)
             return EXIT_TRANSPORT if report.total("errors") else EXIT_OK
         _run_until_signalled(wiring.service, stop)
+        failing = wiring.service.persistently_failing
+        if failing:
+            log.error(
+                "stopped while accounts were failing persistently: %s",
+                ", ".join(failing),
+                extra={"accounts": list(failing)},
+            )
+            return EXIT_TRANSPORT
         return EXIT_OK
+
+
+def refuse_misconfigured(config: Config, repository: Repository, *, warn: bool = True) -> None:
+    """Log the settings' warnings; raise ConfigError on the first error (ids naming nobody or
+    a non-analyst), so the service never runs with a desk that logs calls wrongly.
+    ``warn=False`` (``deliver``, run once per message) skips the warnings."""
+    findings = settings_findings(config, repository)
+    errors = [finding for finding in findings if finding.level is Level.ERROR]
+    if errors:
+        more = f" (and {len(errors) - 1} more: see `asm-email-rules check`)" if errors[1:] else ""
+        first = errors[0]
+        raise ConfigError(f"{first.where}: {first.message}{more}", source=str(config.source or ""))
+    for finding in findings if warn else ():
+        log.warning("%s: %s", finding.where, finding.message)
 
 
 def _print_report(report: PollReport) -> None:
@@ -70,6 +96,8 @@ def _print_report(report: PollReport) -> None:
             print(f"  {account.discard_summary()}")
         if account.expunged:
             print(f"  expunged {account.expunged} message(s) a previous session had deleted")
+        if account.suppressed:
+            print(f"  {account.suppressed} replies held back (reply budget, loop guard or age)")
 
 
 def _run_until_signalled(service: PollingService, stop: threading.Event) -> None:

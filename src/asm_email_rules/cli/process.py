@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from asm_email_rules.bootstrap import make_mailer, open_store
@@ -36,7 +35,9 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         description="Run each FILE.eml through the rules against the configured store; "
         "replies go out through [smtp] (or are recorded as pending without it).",
     )
-    parser.add_argument("files", metavar="FILE.eml", nargs="+")
+    parser.add_argument(
+        "files", metavar="FILE.eml", nargs="+", help="messages to process (- for standard input)"
+    )
     parser.add_argument("--config", metavar="F", required=True, help="configuration file")
     parser.add_argument(
         "--account", metavar="NAME", help="account whose settings to use (default: the first)"
@@ -73,7 +74,7 @@ def _process_file(
 ) -> int:
     """Process one file and print what happened; its exit code (0, 1 or 3)."""
     try:
-        raw = read_file(Path(name))
+        raw = read_file(name)
         result = process(raw, repository, mailer, account.mailbox, config.system, datetime.now(UTC))
     except (MessageParseError, UsageError) as exc:
         print(f"{PROG}: {name}: {exc}", file=sys.stderr)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from asm_email_rules.cli._common import EXIT_OK, read_file
@@ -23,7 +22,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         description="Parse FILE.eml and print the part of its body that would be kept as the "
         "reply (our marker line, then separators, then the quote heuristic).",
     )
-    parser.add_argument("file", metavar="FILE.eml")
+    parser.add_argument("file", metavar="FILE.eml", help="the message (- for standard input)")
     parser.add_argument("--marker", help="reply marker line (default: the standard one)")
     parser.add_argument(
         "--separator", action="append", metavar="TEXT", help="a separator line (repeatable)"
@@ -35,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the kept text, or ``--json`` with kept, elided, method and detail."""
-    email = parse_message(read_file(Path(args.file)))
+    email = parse_message(read_file(args.file))
     marker = args.marker if args.marker is not None else SystemSettings().reply_marker
     cut = truncate_reply(
         email.body,

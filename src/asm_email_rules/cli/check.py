@@ -1,0 +1,157 @@
+"""``asm-email-rules check --config F``: is this desk ready? Configuration, store, sign-ins.
+
+Validates the configuration; opens the store and checks the settings against its people
+(configured ids exist and are analysts; settings that would discard every message);
+signs in to every active account and to SMTP, sending nothing and changing nothing; and says
+what it found, one line each. Exit 0 when ready (warnings allowed), 2 when the configuration
+or the store is wrong, 3 when a mailbox or SMTP sign-in failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from asm_email_rules.bootstrap import mailbox_factory, make_mailer, open_store
+from asm_email_rules.cli._common import EXIT_CONFIG, EXIT_OK, EXIT_TRANSPORT, every_person
+from asm_email_rules.config import AccountConfig, Config, MailProtocol, load_config
+from asm_email_rules.desk_check import Finding, Level, check_mailbox
+from asm_email_rules.errors import AsmEmailError, MailboxError, SendError
+from asm_email_rules.protocols import Repository, SeedableRepository
+from asm_email_rules.quarantine import QuarantineStore
+
+__all__ = ["account_label", "known_senders", "settings_findings"]
+
+NAME = "check"
+
+
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    """Declare ``check`` and its options."""
+    parser = commands.add_parser(
+        NAME,
+        help="check the configuration, the store and every sign-in; change nothing",
+        description="Validate the configuration, check its settings against the store's "
+        "people, sign in to every active account and to SMTP (nothing is read, sent or "
+        "changed) and say what was found. Exit 0 ready, 2 configuration or store problem, "
+        "3 a sign-in failed.",
+    )
+    parser.add_argument("--config", metavar="F", required=True, help="configuration file")
+    parser.add_argument(
+        "--no-sign-in", action="store_true", help="skip the mailbox and SMTP sign-ins"
+    )
+    parser.set_defaults(handler=run)
+
+
+def account_label(config: Config, account: AccountConfig) -> str:
+    """``accounts[2] (helpdesk)``: the account as the configuration file counts it."""
+    return f"accounts[{config.accounts.index(account) + 1}] ({account.name})"
+
+
+def settings_findings(config: Config, repository: Repository) -> list[Finding]:
+    """Every active account's mailbox settings checked against the store's people."""
+    known = known_senders(repository)
+    findings: list[Finding] = []
+    for account in config.accounts:
+        if account.active:
+            label = account_label(config, account)
+            findings += check_mailbox(label, account.mailbox, repository, known_senders=known)
+    return findings
+
+
+def known_senders(repository: Repository) -> int | None:
+    """How many people are analysts or Users (the rules know nobody else); None for a host's
+    store that cannot list its people."""
+    if not isinstance(repository, SeedableRepository):
+        return None
+    return sum(1 for person in every_person(repository) if person.is_analyst or person.is_user)
+
+
+def _store_summary(repository: SeedableRepository) -> str:
+    parts = [f"schema {getattr(repository, 'schema_version', '?')}"]
+    people = every_person(repository)
+    analysts = sum(1 for p in people if p.is_analyst)
+    users = sum(1 for p in people if p.is_user)
+    parts.append(f"{len(people)} people ({analysts} analysts, {users} Users)")
+    recent_calls = getattr(repository, "recent_calls", None)
+    if recent_calls is not None:
+        _, total = recent_calls(limit=1)
+        parts.append(f"{total} calls")
+    if isinstance(repository, QuarantineStore):
+        parts.append(f"{len(repository.quarantined())} held in quarantine")
+    return "; ".join(parts)
+
+
+def _sign_in(account: AccountConfig) -> str:
+    """Open the account's mailbox, count the waiting messages, close; what was found."""
+    if account.protocol is MailProtocol.MAILDIR:
+        assert account.path is not None
+        if not account.path.exists():
+            return f"Maildir {account.path} does not exist yet (created at the first poll)"
+    mailbox = mailbox_factory()(account)
+    try:
+        waiting = sum(1 for _ in mailbox.list_keys())
+    finally:
+        mailbox.close()
+    where = (
+        f"Maildir {account.path}"
+        if account.protocol is MailProtocol.MAILDIR
+        else f"{account.protocol.value.upper() if account.protocol else 'host mailbox'} "
+        f"{account.host}:{account.port} as {account.username}"
+    )
+    return f"{where}: {waiting} message{'s' if waiting != 1 else ''} waiting"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one line per thing checked, then the findings; the exit code says the worst."""
+    config = load_config(args.config)
+    active = [a for a in config.accounts if a.active]
+    smtp = f"SMTP {config.smtp.host}:{config.smtp.port}" if config.smtp else "no [smtp]"
+    print(
+        f"configuration {config.source}: valid ({len(config.accounts)} accounts, "
+        f"{len(active)} active; {smtp})"
+    )
+    code = EXIT_OK
+    store = config.require_store()
+    repository = open_store(store, must_exist=True)
+    try:
+        print(f"store {store}: {_store_summary(repository)}")
+        findings = settings_findings(config, repository)
+    finally:
+        repository.close()
+    if not active:
+        findings.append(Finding(Level.WARNING, "accounts", "no active account: nothing to poll"))
+    if config.smtp is None:
+        findings.append(
+            Finding(Level.WARNING, "smtp", "no [smtp] section: replies are recorded, not sent")
+        )
+    if not args.no_sign_in:
+        code = max(code, _check_sign_ins(config, active))
+    for finding in findings:
+        print(finding)
+    errors = sum(1 for f in findings if f.level is Level.ERROR)
+    warnings = len(findings) - errors
+    if errors:
+        code = EXIT_CONFIG
+    verdict = "not ready" if code else "ready"
+    print(f"check: {verdict} ({errors} errors, {warnings} warnings)")
+    return code
+
+
+def _check_sign_ins(config: Config, active: list[AccountConfig]) -> int:
+    code = EXIT_OK
+    for account in active:
+        label = account_label(config, account)
+        try:
+            print(f"{label}: {_sign_in(account)}")
+        except (MailboxError, OSError) as exc:
+            print(f"{label}: FAILED: {exc}")
+            code = EXIT_TRANSPORT
+    mailer = make_mailer(config)
+    if mailer is not None:
+        verify = getattr(mailer, "verify", None)
+        try:
+            print(f"smtp: {verify() if verify is not None else 'cannot be checked'}")
+        except (SendError, AsmEmailError) as exc:
+            print(f"smtp: FAILED: {exc}")
+            code = EXIT_TRANSPORT
+    return code

@@ -1,0 +1,76 @@
+"""``asm-email-rules deliver --config F``: one message from the mail server on standard input.
+
+For a Postfix pipe transport, an Exim pipe transport, procmail or fetchmail's ``mda``: exit 0
+when the message was handled (acted on, discarded by a rule, or quarantined in the store), 75
+(``EX_TEMPFAIL``) when our side is not ready, so the mail server keeps it and retries. Nothing
+else: a broken configuration or store is a retry too, never a bounce to the customer, and
+never a traceback (one line on stderr, which the mail server writes to its log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from asm_email_rules.bootstrap import make_mailer, open_store
+from asm_email_rules.cli._common import PROG
+from asm_email_rules.cli.poll import refuse_misconfigured
+from asm_email_rules.config import load_config
+from asm_email_rules.delivery import EX_TEMPFAIL, Verdict, deliver_message
+
+NAME = "deliver"
+
+
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    """Declare ``deliver`` and its options."""
+    parser = commands.add_parser(
+        NAME,
+        help="handle one message from the mail server (standard input); exit 0 or 75",
+        description="Read one message on standard input and run it through the rules, as the "
+        "polling service would. Exit 0 when it was handled (acted on, discarded with a reason, "
+        "or quarantined in the store), 75 (EX_TEMPFAIL) when it should be retried later "
+        "(store locked or down, reply not sent yet). For Postfix, Exim, procmail, fetchmail.",
+    )
+    parser.add_argument("--config", metavar="F", required=True, help="configuration file")
+    parser.add_argument(
+        "--account",
+        metavar="NAME",
+        help="account whose mailbox settings to use (default: the first)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle standard input; 0 or 75, with one line on stderr when it is 75."""
+    try:
+        raw = sys.stdin.buffer.read()
+        return _deliver(args, raw)
+    except (Exception, KeyboardInterrupt) as exc:  # the mail server must get 0 or 75
+        print(f"{PROG} deliver: not ready, try later: {_one_line(exc)}", file=sys.stderr)
+        return EX_TEMPFAIL
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _deliver(args: argparse.Namespace, raw: bytes) -> int:
+    config = load_config(args.config)
+    account = config.account(args.account)
+    mailer = make_mailer(config)
+    repository = open_store(config.require_store(), must_exist=True)
+    try:
+        refuse_misconfigured(config, repository, warn=False)
+        outcome = deliver_message(
+            raw, repository, mailer, account.mailbox, config.system, datetime.now(UTC)
+        )
+    finally:
+        repository.close()
+    if outcome.verdict is Verdict.TRY_LATER:
+        print(f"{PROG} deliver: try later: {outcome.detail}", file=sys.stderr)
+    else:
+        print(f"{PROG} deliver: {account.name}: {outcome.detail}")
+    return outcome.exit_code

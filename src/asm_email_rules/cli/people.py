@@ -1,0 +1,372 @@
+"""``asm-email-rules people add|list|import|set``: the desk's analysts and users, in the store.
+
+The rules know a sender by their address: a person record with the analyst flag, the User
+flag or both (the spec's person cases), and the rights of their roles (Take Over, reopen a
+closed call). These commands write those records into the SQLite store, with the address key
+the store looks addresses up by (the rules' own folding: NFKC, trimmed, case-insensitive), so
+nobody has to write SQL or Python to set up a desk.
+
+``import FILE.csv`` reads a header row and one person per line; columns (any order, only
+``email`` required): ``id``, ``email``, ``name``, ``analyst``, ``user``, ``roles``. Flags are
+``yes``/``no`` (also ``true``/``false``, ``1``/``0``, ``x``, empty for no); ``roles`` lists
+``take_over``, ``analyst_can_reopen`` and ``user_can_reopen``, separated by spaces or ``;``.
+A line with an ``id`` replaces that person; without one, the person with that address is
+updated, or a new one is added. The whole file is checked first: one bad line changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.cli._common import (
+    EXIT_OK,
+    UsageError,
+    every_person,
+    print_table,
+    read_file,
+    store_for,
+)
+from asm_email_rules.model import Person
+
+NAME = "people"
+
+ROLES: tuple[str, ...] = ("can_take_over", "analyst_can_reopen", "user_can_reopen")
+"""The role rights a person record carries, as ``Person`` names them."""
+
+_ROLE_NAMES: Mapping[str, str] = {
+    "take_over": "can_take_over",
+    "can_take_over": "can_take_over",
+    "analyst_can_reopen": "analyst_can_reopen",
+    "user_can_reopen": "user_can_reopen",
+}
+_TRUE = frozenset({"yes", "y", "true", "1", "x", "on"})
+_FALSE = frozenset({"no", "n", "false", "0", "", "off"})
+_COLUMNS = frozenset({"id", "email", "name", "analyst", "user", "roles"})
+
+
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    """Declare ``people`` and its four actions."""
+    parser = commands.add_parser(
+        NAME,
+        help="add, list, import or change the desk's analysts and users",
+        description="Person records of the SQLite store: analyst and User flags, role rights "
+        "(take over, reopen) and the address the rules know them by.",
+    )
+    parser.set_defaults(handler=run)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    add = actions.add_parser("add", help="add one person", description="Add one person.")
+    add.add_argument("email", metavar="ADDRESS", help="their email address")
+    add.add_argument("--id", type=int, help="the person id to use (default: the next free one)")
+    _flag_options(add, default=False)
+
+    show = actions.add_parser("list", help="list every person", description="List every person.")
+    show.add_argument("--json", action="store_true", help="print JSON")
+
+    load = actions.add_parser(
+        "import",
+        help="add or update people from a CSV file",
+        description="Add or update people from FILE.csv (header row; columns id, email, name, "
+        "analyst, user, roles; only email is required). Nothing changes if a line is wrong.",
+    )
+    load.add_argument("file", metavar="FILE.csv", help="the CSV file (- for standard input)")
+
+    change = actions.add_parser(
+        "set", help="change one person", description="Change the given fields of person ID."
+    )
+    change.add_argument("id", metavar="ID", type=int)
+    change.add_argument("--email", metavar="ADDRESS", help="a new address")
+    _flag_options(change, default=None)
+
+    for sub in (add, show, load, change):
+        _store_options(sub)
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="F", help="configuration file (its store)")
+    parser.add_argument("--store", metavar="DB", help="the SQLite store (instead of --config)")
+
+
+def _flag_options(parser: argparse.ArgumentParser, *, default: bool | None) -> None:
+    parser.add_argument("--name", help="their name")
+    kind = argparse.BooleanOptionalAction
+    parser.add_argument("--analyst", action=kind, default=default, help="the analyst flag")
+    parser.add_argument("--user", action=kind, default=default, help="the User flag")
+    parser.add_argument(
+        "--take-over", dest="can_take_over", action=kind, default=default, help="Take Over right"
+    )
+    parser.add_argument(
+        "--analyst-can-reopen",
+        action=kind,
+        default=default,
+        help="as an analyst, may reopen a closed call",
+    )
+    parser.add_argument(
+        "--user-can-reopen", action=kind, default=default, help="as a User, may reopen a call"
+    )
+
+
+def check_address(address: str) -> str:
+    """``address`` trimmed; UsageError when it is not one email address."""
+    text = address.strip()
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in text) or "<" in text:
+        raise UsageError(f"{address!r} is not an email address (write it as name@domain)")
+    return text
+
+
+def roles_of(person: Person) -> str:
+    """The role rights a person holds, space-separated (``-`` for none)."""
+    return " ".join(role for role in ROLES if getattr(person, role)) or "-"
+
+
+def describe(person: Person) -> str:
+    """One line: id, address, name, flags and roles."""
+    flags = ", ".join(
+        f for f, on in (("analyst", person.is_analyst), ("user", person.is_user)) if on
+    )
+    name = f" ({person.name})" if person.name else ""
+    return (
+        f"person {person.id}: {person.email}{name}; {flags or 'no flags'}; roles {roles_of(person)}"
+    )
+
+
+def _warn_shared(repo: SqliteRepository, person: Person) -> None:
+    others = [p.id for p in repo.persons_by_address(person.email) if p.id != person.id]
+    if others:
+        ids = ", ".join(str(i) for i in others)
+        print(
+            f"warning: {person.email} is also the address of person {ids}; mail from it is "
+            "taken to come from the one with the lowest id",
+            file=sys.stderr,
+        )
+    if not (person.is_analyst or person.is_user):
+        print(
+            f"warning: person {person.id} is neither an analyst nor a User: the rules treat "
+            "mail from them as from an unknown sender (add --analyst or --user)",
+            file=sys.stderr,
+        )
+
+
+def _open(args: argparse.Namespace) -> SqliteRepository:
+    return store_for(args)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Add one person; prints it."""
+    email = check_address(args.email)
+    with _open(args) as repo, repo.transaction():
+        if args.id is not None:
+            if args.id < 1:
+                raise UsageError("--id must be 1 or more")
+            if repo.get_person(args.id) is not None:
+                raise UsageError(f"person {args.id} exists already (use `people set`)")
+        person = Person(
+            id=args.id if args.id is not None else repo.next_person_id(),
+            email=email,
+            name=args.name or "",
+            is_analyst=args.analyst,
+            is_user=args.user,
+            can_take_over=args.can_take_over,
+            analyst_can_reopen=args.analyst_can_reopen,
+            user_can_reopen=args.user_can_reopen,
+        )
+        repo.put_person(person)
+        _warn_shared(repo, person)
+    print(f"added {describe(person)}")
+    return EXIT_OK
+
+
+def run_set(args: argparse.Namespace) -> int:
+    """Change the given fields of one person; prints it."""
+    changes: dict[str, Any] = {}
+    if args.email is not None:
+        changes["email"] = check_address(args.email)
+    if args.name is not None:
+        changes["name"] = args.name
+    for option, field in (("analyst", "is_analyst"), ("user", "is_user")):
+        if getattr(args, option) is not None:
+            changes[field] = getattr(args, option)
+    for role in ROLES:
+        if getattr(args, role) is not None:
+            changes[role] = getattr(args, role)
+    if not changes:
+        raise UsageError("nothing to change: give --email, --name or a flag (see --help)")
+    with _open(args) as repo, repo.transaction():
+        person = repo.get_person(args.id)
+        if person is None:
+            raise UsageError(f"no person {args.id} (see `people list`)")
+        person = attrs.evolve(person, **changes)
+        repo.put_person(person)
+        _warn_shared(repo, person)
+    print(f"changed {describe(person)}")
+    return EXIT_OK
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Every person as a table, or JSON."""
+    with _open(args) as repo:
+        people = every_person(repo)
+    if args.json:
+        print(json.dumps([attrs.asdict(p) for p in people], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if not people:
+        print("no people yet: add them with `people add` or `people import FILE.csv`")
+        return EXIT_OK
+    rows: list[Sequence[str]] = [("id", "email", "name", "analyst", "user", "roles")]
+    for p in people:
+        rows.append(
+            (
+                str(p.id),
+                p.email,
+                p.name,
+                "yes" if p.is_analyst else "no",
+                "yes" if p.is_user else "no",
+                roles_of(p),
+            )
+        )
+    print_table(rows, sys.stdout)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# import
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class CsvPerson:
+    """One checked CSV line: the person's fields (``id`` None: match by address or add)."""
+
+    line: int
+    id: int | None
+    fields: Mapping[str, Any]
+
+
+def _flag(value: str, where: str, column: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise UsageError(f"{where}: {column} must be yes or no, got {value!r}")
+
+
+def _roles(value: str, where: str) -> dict[str, bool]:
+    found = dict.fromkeys(ROLES, False)
+    for word in value.replace(";", " ").replace(",", " ").split():
+        role = _ROLE_NAMES.get(word.strip().lower())
+        if role is None:
+            known = ", ".join(("take_over", "analyst_can_reopen", "user_can_reopen"))
+            raise UsageError(f"{where}: unknown role {word!r} (roles: {known})")
+        found[role] = True
+    return found
+
+
+def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
+    """Every line of a people CSV, checked; UsageError naming ``source:line`` otherwise."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = [name.strip().lower() for name in reader.fieldnames or ()]
+    if "email" not in header:
+        raise UsageError(f"{source}: the first line must name the columns, with at least 'email'")
+    unknown = sorted(set(header) - _COLUMNS)
+    if unknown:
+        raise UsageError(
+            f"{source}: unknown column {unknown[0]!r} (columns: id, email, name, analyst, user,"
+            " roles)"
+        )
+    reader.fieldnames = header
+    people: list[CsvPerson] = []
+    for row in reader:
+        where = f"{source}:{reader.line_num}"
+        values = {k: (v or "") for k, v in row.items() if k is not None}
+        if not any(v.strip() for v in values.values()):
+            continue
+        people.append(_csv_person(values, where, reader.line_num))
+    return people
+
+
+def _csv_person(values: Mapping[str, str], where: str, line: int) -> CsvPerson:
+    try:
+        email = check_address(values.get("email", ""))
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    raw_id = values.get("id", "").strip()
+    if raw_id and not (raw_id.isdigit() and int(raw_id) >= 1):
+        raise UsageError(f"{where}: id must be a whole number from 1, got {raw_id!r}")
+    fields: dict[str, Any] = {"email": email}
+    if "name" in values:
+        fields["name"] = values["name"].strip()
+    if "analyst" in values:
+        fields["is_analyst"] = _flag(values["analyst"], where, "analyst")
+    if "user" in values:
+        fields["is_user"] = _flag(values["user"], where, "user")
+    if "roles" in values:
+        fields.update(_roles(values["roles"], where))
+    return CsvPerson(line, int(raw_id) if raw_id else None, fields)
+
+
+def _import(repo: SqliteRepository, people: list[CsvPerson]) -> Iterator[tuple[str, Person]]:
+    """Apply the checked lines; yields ("added" or "updated", person) for each."""
+    for entry in people:
+        existing: Person | None
+        if entry.id is not None:
+            existing = repo.get_person(entry.id)
+        else:
+            found = repo.persons_by_address(entry.fields["email"])
+            existing = found[0] if found else None
+        if existing is None:
+            person_id = entry.id if entry.id is not None else repo.next_person_id()
+            person = Person(id=person_id, **entry.fields)
+            verb = "added"
+        else:
+            person = attrs.evolve(existing, **entry.fields)
+            verb = "updated"
+        repo.put_person(person)
+        yield verb, person
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Add or update every person of the CSV file in one transaction; prints a summary."""
+    source = "standard input" if args.file == "-" else args.file
+    raw = read_file(args.file if args.file == "-" else Path(args.file))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    people = parse_people_csv(text, source)
+    if not people:
+        raise UsageError(f"{source}: no people in the file")
+    counts = {"added": 0, "updated": 0}
+    with _open(args) as repo, repo.transaction():
+        done = list(_import(repo, people))
+    for verb, person in done:
+        counts[verb] += 1
+        print(f"{verb} {describe(person)}")
+    analysts = sum(1 for _, p in done if p.is_analyst)
+    print(
+        f"{source}: {counts['added']} added, {counts['updated']} updated "
+        f"({analysts} analysts among them)"
+    )
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the action named on the command line."""
+    actions: dict[str, Callable[[argparse.Namespace], int]] = {
+        "add": run_add,
+        "list": run_list,
+        "import": run_import,
+        "set": run_set,
+    }
+    return actions[args.action](args)

@@ -1,0 +1,253 @@
+"""``asm-email-rules quarantine list|show|release|replay``: the messages set aside, and after.
+
+Every quarantined message is kept in the store with its exact bytes and the reason (also when
+the polling service filed it in the mailbox's quarantine folder). After fixing the cause:
+
+- ``replay ID`` runs it through the rules now, as ``process`` would (the ledger still keeps a
+  message that was acted on from acting twice);
+- ``release ID`` hands it back to its mailbox, to be read at the next poll: a Maildir or IMAP
+  account gets the original bytes back in its inbox; a POP3 message never left the server and
+  is read again once the service restarts (or at the next ``poll --once``). A message that
+  came from ``deliver`` has no mailbox to go back to: replay it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.bootstrap import make_mailer
+from asm_email_rules.cli._common import (
+    EXIT_MESSAGE,
+    EXIT_OK,
+    UsageError,
+    print_table,
+    store_for,
+)
+from asm_email_rules.cli.process import describe_result
+from asm_email_rules.config import AccountConfig, MailProtocol, load_config
+from asm_email_rules.errors import AsmEmailError
+from asm_email_rules.pipeline import process
+from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState, headline
+
+NAME = "quarantine"
+
+
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    """Declare ``quarantine`` and its four actions."""
+    parser = commands.add_parser(
+        NAME,
+        help="list, show, release or replay quarantined messages",
+        description="Messages set aside because they could not be parsed or processed, or "
+        "their reply kept failing: kept in the store with their bytes and the reason.",
+    )
+    parser.set_defaults(handler=run)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser(
+        "list", help="the messages held (oldest first)", description="List quarantined mail."
+    )
+    listing.add_argument("--all", action="store_true", help="also released and replayed ones")
+    listing.add_argument("--account", metavar="NAME", help="only this account's")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = actions.add_parser(
+        "show", help="one message and why", description="Show one quarantined message."
+    )
+    show.add_argument("id", metavar="ID", type=int)
+    show.add_argument("--raw", action="store_true", help="print the message's exact bytes only")
+    release = actions.add_parser(
+        "release",
+        help="hand a message back to its mailbox (read at the next poll)",
+        description="Hand the message back to its account's mailbox, unprocessed: the next "
+        "poll reads it as new mail. Maildir and IMAP get the bytes back in the inbox; POP3 "
+        "reads it again from the server after a restart of the service.",
+    )
+    release.add_argument("id", metavar="ID", type=int)
+    replay = actions.add_parser(
+        "replay",
+        help="run a message through the rules now",
+        description="Process the message now against the store, as `process` would, with "
+        "its account's settings; the reply goes out through [smtp].",
+    )
+    replay.add_argument("id", metavar="ID", type=int)
+    for sub in (listing, show, release, replay):
+        sub.add_argument("--config", metavar="F", help="configuration file (its store)")
+        if sub in (listing, show):
+            sub.add_argument("--store", metavar="DB", help="the SQLite store (instead of --config)")
+
+
+def _entry(repo: SqliteRepository, entry_id: int) -> QuarantinedMessage:
+    entry = repo.quarantined_message(entry_id)
+    if entry is None:
+        raise UsageError(f"no quarantined message {entry_id} (see `quarantine list`)")
+    return entry
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _entry_dict(entry: QuarantinedMessage) -> dict[str, Any]:
+    sender, subject = headline(entry.raw)
+    return {
+        "id": entry.id,
+        "account": entry.account,
+        "source": entry.source,
+        "mailbox_key": entry.mailbox_key,
+        "sha256": entry.sha256,
+        "reason": entry.reason,
+        "quarantined_at": entry.quarantined_at.isoformat(),
+        "state": entry.state.value,
+        "resolved_at": entry.resolved_at.isoformat() if entry.resolved_at else None,
+        "resolution": entry.resolution,
+        "from": sender,
+        "subject": subject,
+        "size": len(entry.raw),
+    }
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """The held messages (``--all``: every one), oldest first."""
+    state = None if args.all else QuarantineState.HELD
+    with store_for(args) as repo:
+        entries = list(repo.quarantined(state=state, account=args.account))
+    if args.json:
+        print(json.dumps([_entry_dict(e) for e in entries], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if not entries:
+        print("nothing in quarantine" if not args.all else "nothing was ever quarantined")
+        return EXIT_OK
+    rows: list[Sequence[str]] = [("id", "when", "account", "state", "from", "subject", "reason")]
+    for entry in entries:
+        sender, subject = headline(entry.raw)
+        rows.append(
+            (
+                str(entry.id),
+                entry.quarantined_at.strftime("%Y-%m-%d %H:%M"),
+                f"{entry.account} ({entry.source})",
+                entry.state.value,
+                _short(sender or "-", 30),
+                _short(subject or "-", 30),
+                _short(entry.reason, 60),
+            )
+        )
+    print_table(rows, sys.stdout)
+    return EXIT_OK
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """One entry: where it came from, why, what was done; then the message's header."""
+    with store_for(args) as repo:
+        entry = _entry(repo, args.id)
+    if args.raw:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(entry.raw)
+        sys.stdout.buffer.flush()
+        return EXIT_OK
+    data = _entry_dict(entry)
+    for key in ("id", "account", "source", "mailbox_key", "quarantined_at", "state", "reason"):
+        if data[key] not in ("", None):
+            print(f"{key}: {data[key]}")
+    if entry.resolution:
+        print(f"resolution: {entry.resolution} ({data['resolved_at']})")
+    print(f"size: {len(entry.raw)} bytes; sha256: {entry.sha256}")
+    head, _, _ = entry.raw.partition(b"\r\n\r\n" if b"\r\n\r\n" in entry.raw else b"\n\n")
+    print("--- header")
+    print(head[:8192].decode("utf-8", "replace").rstrip())
+    print(f"--- (the whole message: `quarantine show {entry.id} --raw`)")
+    return EXIT_OK
+
+
+def _account(args: argparse.Namespace, entry: QuarantinedMessage) -> AccountConfig:
+    if not args.config:
+        raise UsageError("--config is required: the message goes through its account")
+    return load_config(args.config).account(entry.account)
+
+
+def _give_back(account: AccountConfig, entry: QuarantinedMessage) -> str:
+    """Put the bytes back where the service reads; what was done, in words."""
+    if account.protocol is MailProtocol.MAILDIR:
+        from asm_email_rules.adapters.maildir import MaildirMailbox
+
+        assert account.path is not None
+        with MaildirMailbox(account.path, quarantine_folder=account.quarantine_folder) as box:
+            key = box.add(entry.raw)
+        return f"back in Maildir {account.path} as {key}"
+    if account.protocol is MailProtocol.IMAP:
+        from asm_email_rules.bootstrap import mailbox_factory
+
+        imap = mailbox_factory()(account)
+        try:
+            append = getattr(imap, "append", None)
+            if append is None:
+                raise UsageError("this IMAP mailbox cannot take messages back")
+            append(entry.raw)
+        finally:
+            imap.close()
+        return f"back in IMAP folder {account.folder!r} of {account.username}"
+    return "still on the POP3 server: read again when the service restarts, or by poll --once"
+
+
+def run_release(args: argparse.Namespace) -> int:
+    """Hand the message back to its mailbox and forget that it was quarantined."""
+    with store_for(args) as repo:
+        entry = _entry(repo, args.id)
+        if entry.state is not QuarantineState.HELD:
+            raise UsageError(f"message {entry.id} was {entry.state.value} already")
+        if entry.source == "deliver":
+            raise UsageError(
+                f"message {entry.id} came from the mail server (deliver): there is no mailbox "
+                f"to give it back to; run `quarantine replay {entry.id}`"
+            )
+        account = _account(args, entry)
+        where = _give_back(account, entry)
+        now = datetime.now(UTC)
+        with repo.transaction():
+            repo.forget_quarantine_record(entry.account, entry.sha256)
+            repo.resolve_quarantined(entry.id, QuarantineState.RELEASED, where, now)
+    print(f"released {entry.id}: {where}")
+    return EXIT_OK
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """Process the message now; exit 1 (and keep it held, with the new reason) if it fails."""
+    with store_for(args) as repo:
+        entry = _entry(repo, args.id)
+        if entry.state is not QuarantineState.HELD:
+            raise UsageError(f"message {entry.id} was {entry.state.value} already")
+        account = _account(args, entry)
+        config = load_config(args.config)
+        mailer = make_mailer(config)
+        now = datetime.now(UTC)
+        repo.forget_quarantine_record(entry.account, entry.sha256)
+        try:
+            result = process(entry.raw, repo, mailer, account.mailbox, config.system, now)
+        except AsmEmailError as exc:
+            reason = f"replay failed: {exc}"
+            record = json.dumps({"quarantined": reason}, ensure_ascii=False)
+            with repo.transaction():
+                repo.record_processed(entry.account, "", entry.sha256, record, None, now)
+                repo.resolve_quarantined(entry.id, QuarantineState.HELD, reason, now)
+            print(f"quarantine {entry.id}: still held: {reason}", file=sys.stderr)
+            return EXIT_MESSAGE
+        what = describe_result(f"quarantine {entry.id}", result)
+        repo.resolve_quarantined(entry.id, QuarantineState.REPLAYED, what, now)
+    print(f"replayed {what}")
+    if mailer is None and result.reply_status.value == "pending":
+        print("  no [smtp] section: the reply is recorded in the store, not sent")
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the action named on the command line."""
+    actions: dict[str, Callable[[argparse.Namespace], int]] = {
+        "list": run_list,
+        "show": run_show,
+        "release": run_release,
+        "replay": run_replay,
+    }
+    return actions[args.action](args)

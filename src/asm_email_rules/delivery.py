@@ -1,0 +1,152 @@
+"""Mail handed over by the mail server: one message, handled now or refused for a later retry.
+
+``asm-email-rules deliver`` (a Postfix pipe transport, an Exim pipe, procmail, fetchmail's
+``mda``) gets one message on standard input. :func:`deliver_message` runs it through the same
+:func:`~asm_email_rules.pipeline.process` as the polling service and answers with one of two
+verdicts, as the mail server understands them (``sysexits.h``):
+
+- **handled** (exit 0): acted on, discarded by a rule with its reason, or quarantined in the
+  store (a message we cannot parse or process is kept there, never lost and never bounced);
+- **try later** (exit 75, ``EX_TEMPFAIL``): our side is not ready (the store is locked or
+  down, or the reply could not be sent yet); the mail server keeps the message and retries.
+
+A message is never blamed for our own failure: a store fault is a retry, not a quarantine.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+
+import attrs
+
+from asm_email_rules.errors import MessageParseError, NotFoundError, RepositoryError
+from asm_email_rules.ledger_key import find_ledger_entry
+from asm_email_rules.pipeline import Disposition, ProcessResult, process
+from asm_email_rules.protocols import Mailer, Repository
+from asm_email_rules.quarantine import QuarantineStore, quarantine_reason, set_aside
+from asm_email_rules.settings import MailboxSettings, SystemSettings
+
+__all__ = ["EX_OK", "EX_TEMPFAIL", "Delivered", "Verdict", "deliver_message"]
+
+log = logging.getLogger("asm_email_rules.delivery")
+
+EX_OK = 0
+"""``sysexits.h``: delivered (handled)."""
+
+EX_TEMPFAIL = 75
+"""``sysexits.h``: temporary failure; Postfix, Exim and procmail keep the message and retry."""
+
+
+class Verdict(enum.Enum):
+    """What the mail server is told."""
+
+    HANDLED = "handled"
+    TRY_LATER = "try later"
+
+    @property
+    def exit_code(self) -> int:
+        """0 for HANDLED, 75 (``EX_TEMPFAIL``) for TRY_LATER."""
+        return EX_OK if self is Verdict.HANDLED else EX_TEMPFAIL
+
+
+@attrs.frozen
+class Delivered:
+    """The verdict on one message and what happened to it, in words for the log and stderr.
+
+    ``result`` is the processing result when the rules ran; ``quarantine_id`` the store's
+    quarantine entry when the message was set aside there.
+    """
+
+    verdict: Verdict
+    detail: str
+    result: ProcessResult | None = None
+    quarantine_id: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The exit status for the mail server (0 or 75)."""
+        return self.verdict.exit_code
+
+
+def _set_aside(
+    repository: Repository, mailbox: MailboxSettings, raw: bytes, reason: str, now: datetime
+) -> Delivered:
+    """Quarantine in the store; a store that cannot keep it means: try later."""
+    if not isinstance(repository, QuarantineStore):
+        return Delivered(Verdict.TRY_LATER, f"cannot quarantine ({reason}): the store keeps none")
+    try:
+        entry = set_aside(repository, mailbox.name, raw, reason, now, source="deliver")
+    except RepositoryError as exc:
+        return Delivered(Verdict.TRY_LATER, f"cannot quarantine ({reason}): store failed: {exc}")
+    log.warning(
+        "message quarantined in the store",
+        extra={"account": mailbox.name, "quarantine_id": entry, "reason": reason},
+    )
+    return Delivered(Verdict.HANDLED, f"quarantined as {entry}: {reason}", quarantine_id=entry)
+
+
+def deliver_message(
+    raw: bytes,
+    repository: Repository,
+    mailer: Mailer | None,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+    now: datetime,
+    *,
+    random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+) -> Delivered:
+    """Handle one message from the mail server; never raises for a message or a store fault.
+
+    The same bytes quarantined before are not processed again (the ledger says so). A
+    reply that hit a temporary failure asks for a retry: the decision is already applied and
+    recorded, so the retry only sends the stored reply (the ledger makes it a duplicate);
+    after ``system.max_send_attempts`` the message is quarantined instead.
+    """
+    sha256 = hashlib.sha256(raw).hexdigest()
+    try:
+        before = quarantine_reason(repository, mailbox.name, sha256)
+    except RepositoryError as exc:
+        return Delivered(Verdict.TRY_LATER, f"store not ready: {exc}")
+    if before is not None:
+        return Delivered(Verdict.HANDLED, f"quarantined before: {before}")
+    try:
+        result = process(raw, repository, mailer, mailbox, system, now, random_token=random_token)
+    except MessageParseError as exc:
+        return _set_aside(repository, mailbox, raw, f"cannot parse: {exc}", now)
+    except NotFoundError as exc:  # a record the message names vanished: not our outage
+        return _set_aside(repository, mailbox, raw, f"processing failed: {exc}", now)
+    except RepositoryError as exc:
+        return Delivered(Verdict.TRY_LATER, f"store not ready: {exc}")
+    except Exception as exc:  # a bug must not bounce the mail nor lose it
+        log.exception("processing a delivered message failed", extra={"account": mailbox.name})
+        reason = f"processing failed: {type(exc).__name__}: {exc}"
+        return _set_aside(repository, mailbox, raw, reason, now)
+    return _verdict(result, raw, repository, mailbox, now)
+
+
+def _verdict(
+    result: ProcessResult,
+    raw: bytes,
+    repository: Repository,
+    mailbox: MailboxSettings,
+    now: datetime,
+) -> Delivered:
+    """HANDLED, TRY_LATER (reply to retry) or a quarantine, from the processing result."""
+    if result.decision is None:
+        what = "already processed (ledger)"
+    else:
+        what = f"rule {result.decision.rule}: {result.decision.outcome.value}"
+    detail = f"{what}; reply {result.reply_status.value}"
+    if result.disposition is Disposition.RETRY:
+        return Delivered(Verdict.TRY_LATER, f"{detail}: the reply will be retried", result)
+    if result.disposition is Disposition.QUARANTINE:
+        entry = find_ledger_entry(repository, mailbox.name, result.email)
+        error = entry.last_error if entry is not None and entry.last_error else "gave up"
+        quarantined = _set_aside(repository, mailbox, raw, f"reply not sent: {error}", now)
+        return attrs.evolve(quarantined, result=result)
+    return Delivered(Verdict.HANDLED, detail, result)

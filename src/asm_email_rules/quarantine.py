@@ -1,0 +1,173 @@
+"""The store's quarantine: messages set aside with their exact bytes and the reason why.
+
+A message is quarantined when it cannot be parsed or processed, or when its reply still failed
+after ``max_send_attempts``. The polling service also files it in the mailbox's quarantine
+folder (IMAP, Maildir); messages handed over by the mail server (``asm-email-rules deliver``)
+have no mailbox, so the store's quarantine is where they are kept. Either way the store keeps a
+copy, so ``asm-email-rules quarantine list|show|release|replay`` sees every one of them.
+
+These are plain values and a small structural protocol; a store that wants the quarantine
+implements :class:`QuarantineStore` (the bundled SQLite and in-memory stores do).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from asm_email_rules.protocols import Repository
+
+__all__ = [
+    "QuarantineState",
+    "QuarantineStore",
+    "QuarantinedMessage",
+    "headline",
+    "quarantine_reason",
+    "set_aside",
+]
+
+
+class QuarantineState(enum.Enum):
+    """Where a quarantined message stands.
+
+    ``HELD``: waiting for the operator. ``RELEASED``: handed back to its mailbox, to be read
+    again at the next poll. ``REPLAYED``: processed again with ``quarantine replay``.
+    """
+
+    HELD = "held"
+    RELEASED = "released"
+    REPLAYED = "replayed"
+
+
+@attrs.frozen
+class QuarantinedMessage:
+    """One quarantined message: its bytes (``raw``), where it came from and why it was set aside.
+
+    ``account`` is the ``[[accounts]]`` name (the ledger's mailbox name); ``source`` is
+    ``deliver``, ``imap``, ``pop3``, ``maildir`` or ``process``; ``mailbox_key`` is the key it
+    had in that mailbox (empty for ``deliver``). ``resolution`` says what ``release`` or
+    ``replay`` did. Times are UTC.
+    """
+
+    id: int
+    account: str
+    source: str
+    sha256: str
+    reason: str
+    raw: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
+    quarantined_at: datetime
+    mailbox_key: str = ""
+    state: QuarantineState = QuarantineState.HELD
+    resolved_at: datetime | None = None
+    resolution: str = ""
+
+
+@runtime_checkable
+class QuarantineStore(Protocol):
+    """A store that keeps quarantined messages (optional: the service works without it)."""
+
+    def quarantine_message(
+        self,
+        account: str,
+        raw: bytes,
+        reason: str,
+        now: datetime,
+        *,
+        source: str,
+        mailbox_key: str = "",
+    ) -> int:
+        """Keep ``raw`` with ``reason``; returns the new entry's id (1, 2, ...)."""
+        ...
+
+    def quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantinedMessage]:
+        """The entries in ``state`` (every state when None), oldest first."""
+        ...
+
+    def quarantined_message(self, entry_id: int) -> QuarantinedMessage | None:
+        """The entry with this id, or None."""
+        ...
+
+    def resolve_quarantined(
+        self, entry_id: int, state: QuarantineState, resolution: str, now: datetime
+    ) -> None:
+        """Mark the entry released, replayed or held again (with a new reason in
+        ``resolution``); raises :class:`~asm_email_rules.errors.NotFoundError` when absent."""
+        ...
+
+    def forget_quarantine_record(self, mailbox: str, sha256: str) -> None:
+        """Drop the ledger's ``{"quarantined": ...}`` record of these bytes, so the same message
+        is processed, not set aside, the next time it is read. Nothing happens without one."""
+        ...
+
+
+_MAX_HEADLINE_BYTES = 64 * 1024
+"""Only this much of a message is read to find its From and Subject for a listing."""
+
+
+def headline(raw: bytes) -> tuple[str, str]:
+    """``(From, Subject)`` of ``raw`` for a listing; empty strings when they cannot be read.
+
+    Reads the header section only (at most the first 64 KiB), so it is cheap on big messages
+    and never raises on broken ones.
+    """
+    try:
+        head = BytesHeaderParser(policy=default_policy).parsebytes(raw[:_MAX_HEADLINE_BYTES])
+        sender = str(head.get("From", "") or "")
+        subject = str(head.get("Subject", "") or "")
+    except Exception:  # a listing must show broken mail too
+        return "", ""
+    return " ".join(sender.split()), " ".join(subject.split())
+
+
+def quarantine_reason(repository: Repository, mailbox: str, sha256: str) -> str | None:
+    """Why these bytes were quarantined before, from the ledger; None when they were not."""
+    known = repository.ledger_entry(mailbox, "", sha256)
+    if known is None:
+        return None
+    try:
+        data = json.loads(known.decision_json)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and "quarantined" in data:
+        return str(data["quarantined"])
+    return None
+
+
+def set_aside(
+    repository: Repository,
+    mailbox: str,
+    raw: bytes,
+    reason: str,
+    now: datetime,
+    *,
+    source: str,
+    mailbox_key: str = "",
+) -> int | None:
+    """Remember in the ledger that ``raw`` was quarantined, and keep a copy in the store.
+
+    The ledger record (``{"quarantined": reason}`` under an empty Message-ID) makes the same
+    bytes be set aside again, unprocessed, if they are read again; the copy is what ``quarantine
+    list|show|release|replay`` work on. Both are written in one transaction. Returns the copy's
+    id, or None when the store keeps no quarantine (:class:`QuarantineStore`). Raises
+    :class:`~asm_email_rules.errors.RepositoryError` when the store fails.
+    """
+    sha256 = hashlib.sha256(raw).hexdigest()
+    with repository.transaction():
+        if repository.ledger_entry(mailbox, "", sha256) is None:
+            record = json.dumps({"quarantined": reason}, ensure_ascii=False)
+            repository.record_processed(mailbox, "", sha256, record, None, now)
+        if not isinstance(repository, QuarantineStore):
+            return None
+        return repository.quarantine_message(
+            mailbox, raw, reason, now, source=source, mailbox_key=mailbox_key
+        )

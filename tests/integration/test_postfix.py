@@ -1,0 +1,326 @@
+"""A real Postfix on loopback pipes mail to ``asm-email-rules deliver`` (issue 11).
+
+"Tested end to end with a real Postfix started by the tests on loopback, whose transport pipes
+mail to ``deliver``: mail sent to Postfix by SMTP becomes a call; a locked store makes Postfix
+defer and later deliver."
+
+The Postfix instance is private (``postfix -c DIR``, everything under a temporary folder, no
+system configuration touched): SMTP on a free loopback port, every recipient of ``desk.test``
+piped as user ``nobody`` to a two-line script that runs ``python -m asm_email_rules deliver``.
+The retry is forced with ``postqueue -f`` instead of waiting for Postfix's back-off. Needs
+root (Postfix starts as root and the pipe runs as ``nobody``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pwd
+import shutil
+import smtplib
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import attrs
+import pytest
+from loopback import HOST, free_port
+from loopback import _missing as missing
+
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.sample import seed_sample_desk
+
+pytestmark = pytest.mark.integration
+
+_T = TypeVar("_T")
+
+
+MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+maillog_file = {d}/maillog
+maillog_file_prefixes = {d}
+myhostname = mail.desk.test
+mydomain = desk.test
+myorigin = desk.test
+mydestination = desk.test
+inet_interfaces = {host}
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+local_transport = asmdesk
+local_recipient_maps =
+alias_maps =
+alias_database =
+asmdesk_destination_recipient_limit = 1
+queue_run_delay = 300s
+minimal_backoff_time = 300s
+maximal_backoff_time = 600s
+disable_dns_lookups = yes
+smtp_host_lookup = native
+relayhost =
+biff = no
+"""
+
+MASTER_CF = """\
+{host}:{port} inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+proxywrite unix - - n - 1 proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+local     unix  - n n - - local
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+asmdesk   unix  - n n - - pipe
+  flags=Rq user=nobody argv={d}/deliver.sh
+"""
+
+DELIVER_SH = """\
+#!/bin/sh
+# Postfix runs this as nobody with the message on standard input.
+PYTHONPATH={lib} exec {python} -m asm_email_rules deliver --config {config}
+"""
+
+PACKAGES = ("asm_email_rules", "attr", "attrs", "dateutil", "mailparser_reply")
+"""What ``deliver`` imports beyond the standard library: copied next to the instance, since
+the test's own interpreter and virtual environment may sit where ``nobody`` cannot read."""
+
+CONFIG = """\
+store = "desk/helpdesk.sqlite3"
+
+[[accounts]]
+name = "helpdesk"
+protocol = "maildir"
+path = "desk/Maildir"
+
+[accounts.mailbox]
+addresses = ["helpdesk@desk.test"]
+default_logging_analyst_id = 1
+auto_reply = true
+"""
+
+
+def _postfix_missing() -> None:
+    if shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists():
+        missing("Postfix (apt-get install postfix)")
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the Postfix test needs root (CI runs as root)")
+        pytest.skip("the Postfix test needs root (Postfix starts as root)")
+
+
+def _wait_for(
+    probe: Callable[[], _T], seconds: float, what: str, log: Callable[[], str] = str
+) -> _T:
+    deadline = time.monotonic() + seconds
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds:g}s waiting for {what}\n{log()}")
+        time.sleep(0.2)
+
+
+@attrs.frozen
+class Postfix:
+    """A running private Postfix instance and the desk its pipe delivers to."""
+
+    root: Path
+    port: int
+    store: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "conf"
+
+    def send(self, raw: bytes, sender: str) -> None:
+        with smtplib.SMTP(HOST, self.port, timeout=10) as client:
+            client.sendmail(sender, ["helpdesk@desk.test"], raw)
+
+    def queue(self) -> str:
+        listing = subprocess.run(
+            ["postqueue", "-c", str(self.conf), "-p"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return listing.stdout
+
+    def flush(self) -> None:
+        subprocess.run(["postqueue", "-c", str(self.conf), "-f"], check=True, timeout=30)
+
+    def log(self) -> str:
+        path = self.root / "maillog"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def calls(self) -> list[str]:
+        with SqliteRepository(self.store) as repo:
+            calls = repo.list_calls(limit=100)
+        return [call.description for call in calls]
+
+
+@pytest.fixture
+def postfix() -> Iterator[Postfix]:
+    _postfix_missing()
+    nobody = pwd.getpwnam("nobody")
+    root = Path(tempfile.mkdtemp(prefix="asm-postfix-"))
+    root.chmod(0o755)  # the pipe runs as nobody
+    port = free_port()
+    for sub in ("conf", "queue", "data", "desk"):
+        (root / sub).mkdir()
+    shutil.chown(root / "data", "postfix", "postfix")
+    desk = root / "desk"
+    store = desk / "helpdesk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)  # person 1 is Dana, an analyst: the default logging analyst
+    (root / "config.toml").write_text(CONFIG, encoding="utf-8")
+    for path in (desk, *desk.iterdir()):
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    lib = _copy_packages(root / "lib")
+    python = _python_for(nobody)
+    script = root / "deliver.sh"
+    script.write_text(
+        DELIVER_SH.format(lib=lib, python=python, config=root / "config.toml"), encoding="utf-8"
+    )
+    script.chmod(0o755)
+    _as_nobody(nobody, [str(script)], check=False)  # imports work (reads an empty stdin)
+    (root / "conf" / "main.cf").write_text(MAIN_CF.format(d=root, host=HOST), encoding="utf-8")
+    (root / "conf" / "master.cf").write_text(
+        MASTER_CF.format(d=root, host=HOST, port=port), encoding="utf-8"
+    )
+    conf = str(root / "conf")
+    subprocess.run(["postfix", "-c", conf, "check"], check=True, capture_output=True, timeout=60)
+    subprocess.run(["postfix", "-c", conf, "start"], check=True, capture_output=True, timeout=60)
+    server = Postfix(root, port, store)
+    try:
+        _wait_for(lambda: _accepts(port), 30, "Postfix to listen")
+        yield server
+    finally:
+        subprocess.run(["postfix", "-c", conf, "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _as_nobody(
+    nobody: pwd.struct_passwd, argv: list[str], *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    # through sh, as the pipe does: setpriv alone may still reach what nobody cannot
+    drop = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+    done = subprocess.run(
+        [*drop, "sh", "-c", 'exec "$0" "$@"', *argv],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{argv} as nobody failed: {done.stderr}")
+    if "Traceback" in done.stderr or "ModuleNotFoundError" in done.stderr:
+        raise AssertionError(f"{argv} as nobody failed: {done.stderr}")
+    return done
+
+
+def _python_for(nobody: pwd.struct_passwd) -> str:
+    """This interpreter if ``nobody`` may run it, else the system's of the same version."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
+        if Path(candidate).exists():
+            probe = _as_nobody(nobody, [candidate, "-c", "pass"], check=False)
+            if probe.returncode == 0:
+                return candidate
+    raise AssertionError(f"no {version} that user nobody may run (for the pipe transport)")
+
+
+def _copy_packages(lib: Path) -> Path:
+    for name in PACKAGES:
+        module = importlib.import_module(name)
+        source = Path(module.__file__ or "").resolve().parent
+        shutil.copytree(source, lib / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return lib
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with smtplib.SMTP(HOST, port, timeout=2) as client:
+            client.noop()
+    except OSError:
+        return False
+    return True
+
+
+def _mail(subject: str, body: str) -> bytes:
+    return (
+        "From: Alice Analyst <alice@desk.example>\r\n"
+        "To: helpdesk@desk.test\r\n"
+        f"Subject: {subject}\r\n"
+        f"Message-ID: <{subject.replace(' ', '-')}@desk.example>\r\n"
+        "Date: Fri, 27 Nov 2026 09:05:00 +0000\r\n"
+        "\r\n"
+        f"{body}\r\n"
+    ).encode()
+
+
+def test_mail_sent_to_postfix_becomes_a_call_and_a_locked_store_defers_it(
+    postfix: Postfix,
+) -> None:
+    # 1. mail sent to Postfix by SMTP becomes a call
+    postfix.send(_mail("Laptop battery swollen", "The battery bulges."), "alice@desk.example")
+    descriptions = _wait_for(
+        lambda: [d for d in postfix.calls() if "battery bulges" in d],
+        90,
+        "the first call",
+        postfix.log,
+    )
+    assert descriptions, postfix.log()
+    _wait_for(lambda: "Mail queue is empty" in postfix.queue(), 90, "an empty queue", postfix.log)
+    assert "status=sent (delivered via asmdesk service" in postfix.log()
+
+    # 2. a locked store: deliver exits 75, Postfix keeps the message and says why
+    holder = sqlite3.connect(postfix.store, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        postfix.send(_mail("Printer on fire", "Smoke from tray 2."), "alice@desk.example")
+        queued = _wait_for(
+            lambda: (lambda q: q if "helpdesk@desk.test" in q and "(" in q else "")(
+                postfix.queue()
+            ),
+            120,
+            "Postfix to defer the message",
+            postfix.log,
+        )
+        assert "try later" in queued or "try later" in postfix.log(), queued
+        assert "status=deferred" in postfix.log()
+        assert not [d for d in postfix.calls() if "Smoke" in d]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    # 3. the store is free again: the retry (forced now) delivers it, once
+    postfix.flush()
+    _wait_for(
+        lambda: [d for d in postfix.calls() if "Smoke" in d], 120, "the retried call", postfix.log
+    )
+    _wait_for(lambda: "Mail queue is empty" in postfix.queue(), 90, "an empty queue", postfix.log)
+    assert len([d for d in postfix.calls() if "Smoke" in d]) == 1
+    assert "Traceback" not in postfix.log()

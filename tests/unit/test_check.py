@@ -1,0 +1,115 @@
+"""``check`` and the start-up checks of ``poll`` and ``deliver`` (issue 11, item 4).
+
+"The ``init`` config with an empty store deletes every message, with INFO lines only.
+``default_logging_analyst_id = 1`` on an empty store made the first customer person 1 ...
+``assigned_analyst_id = 2`` pointed at nobody. Nothing checks that configured ids exist and are
+analysts."
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from asm_email_rules.adapters.memory import InMemoryRepository
+from asm_email_rules.cli import main
+from asm_email_rules.desk_check import Level, check_mailbox
+from asm_email_rules.model import Person
+from asm_email_rules.settings import CallTemplate, MailboxSettings
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def desk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    assert main(["init", str(tmp_path)]) == 0
+    capsys.readouterr()
+    return tmp_path / "config.toml"
+
+
+def set_ids(config: Path, logging_analyst: int | None, assigned: int | None = None) -> None:
+    text = config.read_text()
+    if logging_analyst is not None:
+        text = text.replace(
+            "# default_logging_analyst_id = 1", f"default_logging_analyst_id = {logging_analyst}"
+        )
+    if assigned is not None:
+        text = text.replace(
+            'assigned_group = "Service Desk"',
+            f'assigned_group = "Service Desk"\nassigned_analyst_id = {assigned}',
+        )
+    config.write_text(text)
+
+
+def test_configured_ids_must_name_analysts() -> None:
+    store = InMemoryRepository()
+    store.put_person(Person(id=1, email="customer@example.org", is_user=True))
+    store.put_person(Person(id=2, email="dana@example.org", is_analyst=True))
+    mailbox = MailboxSettings(
+        addresses=("desk@example.org",),
+        default_logging_analyst_id=1,
+        call_template=CallTemplate(assigned_analyst_id=7),
+    )
+    findings = check_mailbox("accounts[1] (desk)", mailbox, store, known_senders=2)
+    assert [(f.level, f.where.rsplit(": ", 1)[1]) for f in findings] == [
+        (Level.ERROR, "mailbox.default_logging_analyst_id"),
+        (Level.ERROR, "mailbox.call_template.assigned_analyst_id"),
+    ]
+    assert "customer@example.org) is not an analyst" in findings[0].message
+    assert "person 7 does not exist" in findings[1].message
+    good = MailboxSettings(addresses=("desk@example.org",), default_logging_analyst_id=2)
+    assert check_mailbox("accounts[1] (desk)", good, store, known_senders=2) == []
+
+
+def test_check_on_the_init_desk_warns_that_every_message_would_be_discarded(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "check", "--config", str(desk))
+    assert code == 0, err
+    assert "configuration" in out
+    assert "valid (1 accounts, 1 active; no [smtp])" in out
+    assert "0 people (0 analysts, 0 Users); 0 calls" in out
+    assert "Maildir" in out
+    assert "every message will be discarded" in out
+    assert "check: ready (0 errors, 3 warnings)" in out
+
+
+def test_check_refuses_ids_that_name_nobody_and_so_do_poll_and_deliver(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_ids(desk, logging_analyst=1, assigned=2)
+    code, out, _ = run(capsys, "check", "--config", str(desk))
+    assert code == 2
+    assert "error: accounts[1] (helpdesk): mailbox.default_logging_analyst_id: person 1" in out
+    assert "mailbox.call_template.assigned_analyst_id: person 2 does not exist" in out
+    assert "check: not ready (2 errors" in out
+    code, _, err = run(capsys, "poll", "--once", "--config", str(desk))
+    assert code == 2
+    assert "person 1 does not exist" in err
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Subject: x\r\n\r\nhi\r\n")))
+    code, _, err = run(capsys, "deliver", "--config", str(desk))
+    assert code == 75
+    assert "person 1 does not exist" in err
+    # with the analyst in the store it is ready
+    run(capsys, "people", "add", "dana@example.org", "--analyst", "--config", str(desk))
+    run(capsys, "people", "add", "alice@example.org", "--analyst", "--config", str(desk))
+    code, out, _ = run(capsys, "check", "--config", str(desk))
+    assert code == 0, out
+    assert "check: ready (0 errors, 1 warnings)" in out  # only: no [smtp]
+
+
+def test_poll_logs_the_warnings_at_warning_level(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "poll", "--once", "--config", str(desk))
+    assert code == 0
+    assert "WARNING" in err
+    assert "every message will be discarded" in err

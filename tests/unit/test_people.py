@@ -1,0 +1,152 @@
+"""``people`` and ``calls``: setting up and looking at the desk without Python or SQL.
+
+Issue 11, item 3: "No way to add people: ``init`` creates an empty store and nothing says how to
+add analysts and users; an operator ends up writing Python against
+``SqliteRepository.put_person``, or SQL that must compute the address key by hand."
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.cli import main
+from asm_email_rules.model import PersonCase
+
+PEOPLE_CSV = """\
+email,name,analyst,user,roles
+dana@example.org,Dana Desk,yes,no,take_over
+uma@example.org,Uma User,no,yes,user_can_reopen
+bob@example.org,Bob Both,yes,yes,analyst_can_reopen; user_can_reopen
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def desk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    assert main(["init", str(tmp_path)]) == 0
+    capsys.readouterr()
+    return tmp_path / "config.toml"
+
+
+def store(config: Path) -> SqliteRepository:
+    return SqliteRepository(config.parent / "helpdesk.sqlite3")
+
+
+def test_import_adds_people_the_rules_then_recognise_by_address(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(PEOPLE_CSV, encoding="utf-8")
+    code, out, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 0, err
+    assert "3 added, 0 updated (2 analysts among them)" in out
+    with store(desk) as repo:
+        # the address key is the rules' own folding: any case, surrounding spaces
+        [dana] = repo.persons_by_address("  DANA@Example.ORG ")
+        [bob] = repo.persons_by_address("bob@example.org")
+    assert dana.id == 1
+    assert dana.case is PersonCase.ANALYST_ONLY
+    assert dana.can_take_over
+    assert bob.case is PersonCase.ANALYST_AND_USER
+    assert bob.analyst_can_reopen
+    assert bob.user_can_reopen
+    # importing again updates the same people (matched by address), never duplicates them
+    csv_file.write_text(PEOPLE_CSV.replace("Dana Desk", "Dana D."), encoding="utf-8")
+    code, out, _ = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 0
+    assert "0 added, 3 updated" in out
+    code, out, _ = run(capsys, "people", "list", "--config", str(desk))
+    assert code == 0
+    assert "Dana D." in out
+    assert len([line for line in out.splitlines() if "@example.org" in line]) == 3
+
+
+def test_a_bad_line_names_file_and_line_and_changes_nothing(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(PEOPLE_CSV + "eve@example.org,Eve,maybe,no,\n", encoding="utf-8")
+    code, _, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 2
+    assert f"{csv_file}:5: analyst must be yes or no, got 'maybe'" in err
+    with store(desk) as repo:
+        assert list(repo.list_persons()) == []
+    csv_file.write_text("email,team\nx@example.org,a\n", encoding="utf-8")
+    code, _, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 2
+    assert "unknown column 'team'" in err
+
+
+def test_add_and_set_from_the_command_line(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, err = run(
+        capsys, "people", "add", "alice@example.org", "--name", "Alice", "--analyst",
+        "--config", str(desk),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "added person 1: alice@example.org (Alice); analyst" in out
+    code, out, _ = run(capsys, "people", "set", "1", "--user", "--take-over", "--config", str(desk))
+    assert code == 0
+    assert "analyst, user; roles can_take_over" in out
+    code, _, err = run(capsys, "people", "add", "not-an-address", "--config", str(desk))
+    assert code == 2
+    assert "not an email address" in err
+    code, _, err = run(capsys, "people", "add", "x@example.org", "--id", "1", "--config", str(desk))
+    assert code == 2
+    assert "exists already" in err
+    code, _, err = run(capsys, "people", "add", "nobody@example.org", "--config", str(desk))
+    assert code == 0
+    assert "neither an analyst nor a User" in err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"email\nzed@example.org\n")))
+    code, out, _ = run(capsys, "people", "import", "-", "--config", str(desk))
+    assert code == 0
+    assert "standard input: 1 added" in out
+    code, out, _ = run(capsys, "people", "list", "--json", "--config", str(desk))
+    assert [p["email"] for p in json.loads(out)] == [
+        "alice@example.org",
+        "nobody@example.org",
+        "zed@example.org",
+    ]
+
+
+def test_calls_list_and_show_what_mail_did(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(PEOPLE_CSV, encoding="utf-8")
+    run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    text = desk.read_text().replace(
+        "# default_logging_analyst_id = 1", "default_logging_analyst_id = 1"
+    )
+    desk.write_text(text)
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(
+        b"From: Uma User <uma@example.org>\r\nTo: helpdesk@example.org\r\n"
+        b"Subject: Monitor flickers\r\nMessage-ID: <m1@example.org>\r\n\r\n"
+        b"The monitor on desk 4 flickers.\r\n"
+    )
+    code, out, err = run(capsys, "process", str(mail), "--config", str(desk))
+    assert code == 0, err
+    code, out, _ = run(capsys, "calls", "list", "--config", str(desk))
+    assert code == 0
+    assert "The monitor on desk 4 flickers." in out
+    assert "2 Uma User" in out  # the call's User
+    code, out, _ = run(capsys, "calls", "show", "1", "--config", str(desk))
+    assert code == 0
+    assert "call 1: open" in out
+    assert "logged by: 1 Dana Desk" in out
+    code, _, err = run(capsys, "calls", "show", "99", "--config", str(desk))
+    assert code == 2
+    assert "no call 99" in err

@@ -1,0 +1,122 @@
+"""``quarantine list|show|release|replay`` (issue 11, item 7: "No way to look at, release or
+replay quarantined messages")."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.cli import main
+from asm_email_rules.quarantine import QuarantineState, set_aside
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def mail(subject: str, number: int) -> bytes:
+    return (
+        f"From: Uma User <uma@example.org>\r\nTo: helpdesk@example.org\r\n"
+        f"Subject: {subject}\r\nMessage-ID: <q{number}@example.org>\r\n\r\n"
+        f"{subject} since this morning.\r\n"
+    ).encode()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def desk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    assert main(["init", str(tmp_path)]) == 0
+    config = tmp_path / "config.toml"
+    config.write_text(
+        config.read_text().replace(
+            "# default_logging_analyst_id = 1", "default_logging_analyst_id = 1"
+        )
+    )
+    main(["people", "add", "dana@example.org", "--analyst", "--config", str(config)])
+    main(["people", "add", "uma@example.org", "--user", "--config", str(config)])
+    capsys.readouterr()
+    return config
+
+
+def store(config: Path) -> SqliteRepository:
+    return SqliteRepository(config.parent / "helpdesk.sqlite3")
+
+
+def test_a_message_from_deliver_is_listed_shown_and_cannot_be_released(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    garbage = b"\r\n\r\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(garbage)))
+    assert main(["deliver", "--config", str(desk)]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, "quarantine", "list", "--config", str(desk))
+    assert code == 0
+    assert "helpdesk (deliver)" in out
+    assert "cannot parse" in out
+    code, out, _ = run(capsys, "quarantine", "show", "1", "--config", str(desk))
+    assert code == 0
+    assert "reason: cannot parse" in out
+    code, _, err = run(capsys, "quarantine", "release", "1", "--config", str(desk))
+    assert code == 2
+    assert "quarantine replay 1" in err
+    code, _, err = run(capsys, "quarantine", "replay", "1", "--config", str(desk))
+    assert code == 1  # still unparseable: it stays held, with the new reason
+    assert "still held: replay failed: empty message" in err
+    with store(desk) as repo:
+        [held] = repo.quarantined()
+    assert held.resolution.startswith("replay failed")
+
+
+def test_replay_processes_a_held_message_once(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = mail("Printer offline", 1)
+    with store(desk) as repo:
+        entry = set_aside(
+            repo, "helpdesk", raw, "processing failed: store full", NOW, source="pop3"
+        )
+    assert entry == 1
+    code, out, err = run(capsys, "quarantine", "replay", "1", "--config", str(desk))
+    assert code == 0, err
+    assert "replayed quarantine 1: rule LOG-6" in out
+    code, out, _ = run(capsys, "calls", "list", "--config", str(desk))
+    assert "Printer offline since this morning." in out
+    code, out, _ = run(capsys, "quarantine", "list", "--config", str(desk))
+    assert "nothing in quarantine" in out
+    code, out, _ = run(capsys, "quarantine", "list", "--all", "--json", "--config", str(desk))
+    [listed] = json.loads(out)
+    assert listed["state"] == "replayed"
+    assert listed["subject"] == "Printer offline"
+    code, _, err = run(capsys, "quarantine", "replay", "1", "--config", str(desk))
+    assert code == 2
+    assert "replayed already" in err
+
+
+def test_release_gives_a_maildir_message_back_to_the_next_poll(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = mail("Scanner jammed", 2)
+    with store(desk) as repo:
+        set_aside(repo, "helpdesk", raw, "processing failed: bug", NOW, source="maildir")
+    code, out, err = run(capsys, "quarantine", "release", "1", "--config", str(desk))
+    assert code == 0, err
+    assert "released 1: back in Maildir" in out
+    [back] = list((desk.parent / "Maildir" / "new").iterdir())
+    assert back.read_bytes() == raw
+    code, out, err = run(capsys, "poll", "--once", "--config", str(desk))
+    assert code == 0, err
+    assert "processed 1" in out  # processed, not set aside again
+    with store(desk) as repo:
+        [entry] = repo.quarantined(state=None)
+    assert entry.state is QuarantineState.RELEASED
+    code, out, _ = run(capsys, "quarantine", "show", "1", "--raw", "--config", str(desk))
+    assert out.encode() == raw
