@@ -117,12 +117,44 @@ class _Contents:
 
 
 _UTF8_BOM = b"\xef\xbb\xbf"
+_ENCODED = ("base64", "quoted-printable")
+_WIDE_CHARSETS = ("utf-16", "utf16", "utf-32", "utf32", "ucs-2", "ucs2", "ucs-4", "ucs4")
+
+
+def _lf_lines(data: bytes, charset: str | None) -> bytes:
+    """CRLF line ends as LF, on the bytes: one copy of the bytes instead of two of the decoded
+    text (a text of emoji takes four bytes a character). Safe for every charset but UTF-16
+    and UTF-32, in which no other character holds the bytes CR or LF; those are left as they
+    are (the text's line ends are normalised after decoding anyway)."""
+    if b"\r\n" not in data or (charset or "").strip().lower().startswith(_WIDE_CHARSETS):
+        return data
+    return data.replace(b"\r\n", b"\n")
+
+
+def _cut_text(prefix: bytes, charset: str | None) -> bytes:
+    """``prefix`` (the start of a text part) cut where no character is split: after its last
+    line end; for UTF-16/32 at a multiple of 4 bytes; for one long line in UTF-8 before a
+    continuation byte. Linear, one copy at most."""
+    name = (charset or "").strip().lower()
+    if name.startswith(_WIDE_CHARSETS):
+        return prefix[: len(prefix) - len(prefix) % 4]
+    end = prefix.rfind(b"\n")
+    if end >= 0:
+        return prefix[: end + 1]
+    lead = len(prefix) - 1  # find the last lead byte among the final four
+    while lead > 0 and len(prefix) - lead < 4 and 0x80 <= prefix[lead] < 0xC0:
+        lead -= 1
+    first = prefix[lead] if prefix else 0
+    needs = 4 if first >= 0xF0 else 3 if first >= 0xE0 else 2 if first >= 0xC0 else 1
+    return prefix if lead + needs <= len(prefix) else prefix[:lead]
 
 
 class _Intake(MimeReader):
     """One parse: the MIME reader's state plus picking the body and decoding the fields."""
 
     received: bytes  # the bytes as received (``raw`` may drop a leading byte order mark)
+    body_budget: int  # bytes of body text still to decode (limits.max_body_bytes in all)
+    overflowed: list[Attachment]  # body parts over the cap, kept whole as attachments
 
     def run(self) -> InboundEmail:
         """Parse the whole message."""
@@ -137,11 +169,16 @@ class _Intake(MimeReader):
         mime = {key: first[key] for key in MIME_HEADERS if key in first}
         root = self.new_part(headers, body_start, 0, None, mime)
         contents = _Contents()
+        self.body_budget = self.limits.max_body_bytes
+        self.overflowed = []
         if not headers_only:
             if root.boundary is not None:
                 self.scan(root)
             self.check_tree_limits()
             contents = self.contents(root)
+        if self.overflowed:  # body parts over the cap, kept whole beside the others
+            attachments = contents.attachments + tuple(self.overflowed)
+            contents = attrs.evolve(contents, attachments=attachments)
         return self.build(fields, contents)
 
     def normalise_line_ends(self) -> None:
@@ -254,13 +291,58 @@ class _Intake(MimeReader):
 
     def text_of(self, part: MimePart, what: str) -> str:
         """Decoded text of a text part, line endings normalised to ``\\n``."""
-        data = self.transfer_decode(part, what)
+        data = self.body_bytes(part, what)
         text = decode_bytes(data, part.params.get("charset"), what, self.notes)
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if self.cut_at:
             text = cut_lines(text, self.cut_at)
         return text
+
+    def body_bytes(self, part: MimePart, what: str) -> bytes:
+        """The bytes of a body text part to decode: all of them while the message's text stays
+        within ``limits.max_body_bytes``; past it, the part is cut at a line end and kept whole
+        as an attachment (see :meth:`overflow`). Never more than the cap is decoded to text,
+        so a huge body costs no huge string (issue 10: peak memory at most 3x the message)."""
+        budget = self.body_budget
+        encoded = part.body_end - part.body_start
+        charset = part.params.get("charset")
+        if part.cte in _ENCODED and encoded > budget:
+            data = self.transfer_decode(part, what)  # base64 or QP: the size is known after
+            if len(data) <= budget:
+                self.body_budget -= len(data)
+                return _lf_lines(data, charset)
+            prefix = _cut_text(data[:budget], charset)
+        elif encoded > budget:
+            data = b""  # read from the message only if it is kept whole (below)
+            prefix = _cut_text(self.raw[part.body_start : part.body_start + budget], charset)
+        else:
+            data = self.transfer_decode(part, what)
+            self.body_budget -= len(data)
+            return _lf_lines(data, charset)
+        self.body_budget -= len(prefix)
+        self.overflow(part, what, data, prefix)
+        return _lf_lines(prefix, charset)
+
+    def overflow(self, part: MimePart, what: str, data: bytes, prefix: bytes) -> None:
+        """Record a body part cut to ``prefix``; keep it whole as ``body-N.txt`` (or ``.html``)
+        when it fits ``max_attachment_size``, else note it dropped. ``data`` is the decoded
+        part, or ``b""`` when it was not read yet."""
+        size = len(data) if data else part.body_end - part.body_start
+        name = f"body-{len(self.overflowed) + 1}{_EXTENSIONS.get(part.ctype, '.txt')}"
+        limit = self.limits.max_body_bytes
+        self.violate(
+            LimitKind.BODY_SIZE,
+            limit,
+            size,
+            f"{what}: text of {size} bytes; the first {len(prefix)} kept as the body, "
+            f"the whole part attached as {name}",
+        )
+        if size > self.limits.max_attachment_size:
+            self.drop_attachment(name, self.limits.max_attachment_size, size)
+            return
+        whole = data or self.transfer_decode(part, what)
+        self.overflowed.append(Attachment(filename=name, content_type=part.ctype, data=whole))
 
     def filename(self, part: MimePart) -> str:
         """Attachment filename (RFC 2231 and RFC 2047 decoded, control chars removed) or ""."""

@@ -41,6 +41,7 @@ class LimitKind(enum.Enum):
     MIME_DEPTH = "mime_depth"
     PART_COUNT = "part_count"
     ATTACHMENT_SIZE = "attachment_size"
+    BODY_SIZE = "body_size"
 
 
 @attrs.frozen
@@ -485,7 +486,13 @@ class ReplyStatus(enum.Enum):
 
 @attrs.frozen
 class LedgerEntry:
-    """The record that a message was acted on, with its reply's delivery state."""
+    """The record that a message was acted on, with its reply's delivery state.
+
+    ``seen_at`` is when the message was last seen in a mailbox (``processed_at`` at first):
+    ledger retention counts from it, so an entry whose message is still in a mailbox is never
+    pruned (:class:`~asm_email_rules.protocols.LedgerRetention`). None when the store does not
+    keep it.
+    """
 
     mailbox: str
     message_id: str
@@ -496,6 +503,7 @@ class LedgerEntry:
     attempts: int = 0
     last_error: str = ""
     processed_at: datetime | None = None
+    seen_at: datetime | None = None
 
 
 @attrs.frozen

@@ -410,3 +410,29 @@ class ExpungingMailbox(Mailbox, Protocol):
     def expunge(self, keys: Collection[str]) -> int:
         """Remove the marked messages ``keys`` now, and only them; how many were removed."""
         ...
+
+
+@runtime_checkable
+class LedgerRetention(Protocol):
+    """A store that forgets old ledger entries (optional; the bundled stores implement it).
+
+    DESIGN 4, "Nothing is lost", and issue 10, "Growth": the ledger must not grow for ever, but
+    forgetting a message that is still in a mailbox would act on it a second time. So an
+    entry's age counts from when its message was last *seen* in a mailbox, and the polling
+    service prunes a mailbox's entries only after a poll that saw every message in it, each
+    one touched on the way (``ledger_retention_days``, default 90).
+    """
+
+    def touch_ledger(self, mailbox: str, message_id: str, sha256: str, now: datetime) -> None:
+        """Record that the message of this entry was seen in a mailbox at ``now``
+        (:attr:`LedgerEntry.seen_at`). Nothing happens when there is no such entry."""
+        ...
+
+    def prune_ledger(self, mailbox: str, before: datetime) -> int:
+        """Forget the entries of ``mailbox`` last seen before ``before``; how many went.
+
+        Never forgets an entry whose reply is still PENDING (the outbox sends it), nor a
+        quarantine record (``{"quarantined": ...}`` under an empty Message-ID: it is what keeps
+        a message that stays on a POP3 server from being processed again).
+        """
+        ...

@@ -1137,7 +1137,7 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
             analyst = person.id
             reasons.append("no Default Logging Analyst is set: the sending analyst logs the call")
     description = facts.email.body
-    if not description.strip():
+    if not description or description.isspace():  # no stripped copy of a long body
         description = facts.email.subject
         reasons.append("the body is empty: the subject is the description")
     actions.append(LogCall(user_id, analyst, mailbox.call_template.name, description))

@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import attrs
 
@@ -37,7 +37,13 @@ from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
-from asm_email_rules.protocols import ExpungingMailbox, Mailbox, Mailer, Repository
+from asm_email_rules.protocols import (
+    ExpungingMailbox,
+    LedgerRetention,
+    Mailbox,
+    Mailer,
+    Repository,
+)
 from asm_email_rules.quarantine import quarantine_reason, set_aside
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
@@ -78,7 +84,8 @@ class AccountReport:
     failed (the store unavailable, the mailbox unreachable or refusing our sign-in), 0 when it
     is healthy. ``expunged``: messages a previous session marked deleted but did not remove
     (IMAP ``\\Deleted`` after a crash), removed at the start of a session because the ledger
-    says they are done.
+    says they are done. ``pruned``: ledger entries forgotten after this poll, last seen more
+    than ``ledger_retention_days`` ago.
     """
 
     account: str
@@ -94,6 +101,7 @@ class AccountReport:
     backoff_seconds: float = 0.0
     discarded: tuple[tuple[str, int], ...] = ()
     expunged: int = 0
+    pruned: int = 0
 
     def discard_summary(self) -> str:
         """ "12 discarded: auto-reply (9), unknown sender without ... (3)", or "" for none."""
@@ -133,6 +141,7 @@ class _Counts:
     last_error: str = ""
     discarded: dict[str, int] = attrs.field(factory=dict)
     expunged: int = 0
+    pruned: int = 0
 
     def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
         fields = attrs.asdict(self)
@@ -279,6 +288,7 @@ class PollingService:
         self._backoff_policy = backoff
         self._single_pass = False
         self._backoff: dict[str, Backoff] = {}
+        self._pruned_at: dict[str, datetime] = {}
 
     # -- one message ------------------------------------------------------------------------
 
@@ -390,6 +400,7 @@ class PollingService:
         )
         if result.duplicate:
             counts.duplicates += 1
+            self._seen_again(account, result)
         else:
             counts.processed += 1
             if discard_reason:
@@ -473,7 +484,60 @@ class PollingService:
         self._end_smtp_session()
         if completed:
             self._account_succeeded(account)
+            if not counts.errors:  # every message listed was handled, so touched: safe
+                self._prune_ledger(account, counts)
         return counts.freeze(account.name, self.backoff(account.name).seconds_left(self.now()))
+
+    # -- ledger retention: forget what no mailbox holds any more ------------------------------
+
+    def _retention(self) -> LedgerRetention | None:
+        """The store's ledger retention, or None (not implemented, or turned off)."""
+        if self.config.system.ledger_retention_days <= 0:
+            return None
+        return self.repository if isinstance(self.repository, LedgerRetention) else None
+
+    def _touch_every(self) -> timedelta:
+        """How stale ``seen_at`` may get before a sighting writes it again (a day at most, so
+        a message seen at every poll costs one write a day, not one a poll)."""
+        retention = timedelta(days=self.config.system.ledger_retention_days)
+        return min(timedelta(days=1), retention / 4)
+
+    def _seen_again(self, account: AccountConfig, result: ProcessResult) -> None:
+        """A message already in the ledger is still in the mailbox: refresh its ``seen_at``."""
+        store = self._retention()
+        if store is None:
+            return
+        entry = find_ledger_entry(self.repository, account.mailbox.name, result.email)
+        now = self.now()
+        if entry is None or (
+            entry.seen_at is not None and now - entry.seen_at < self._touch_every()
+        ):
+            return
+        store.touch_ledger(entry.mailbox, entry.message_id, entry.sha256, now)
+
+    def _prune_ledger(self, account: AccountConfig, counts: _Counts) -> None:
+        """After a complete poll (every message listed was handled, each one still in the
+        ledger touched on the way), forget the entries of this mailbox last seen more than
+        ``ledger_retention_days`` ago: their messages are no longer in it. At most once per
+        touch interval per account; a message still in a mailbox is never forgotten."""
+        store = self._retention()
+        if store is None:
+            return
+        now = self.now()
+        last = self._pruned_at.get(account.name)
+        if last is not None and now - last < self._touch_every():
+            return
+        before = now - timedelta(days=self.config.system.ledger_retention_days)
+        counts.pruned += store.prune_ledger(account.mailbox.name, before)
+        self._pruned_at[account.name] = now
+        if counts.pruned:
+            log.info(
+                "ledger pruned: %d entr%s last seen before %s",
+                counts.pruned,
+                "y" if counts.pruned == 1 else "ies",
+                before.isoformat(timespec="seconds"),
+                extra={"account": account.name, "pruned": counts.pruned},
+            )
 
     # -- backoff: our failures are the account's, not the message's --------------------------
 

@@ -50,6 +50,7 @@ class Limits:
     max_part_count: int = 500
     max_attachment_size: int = 15 * 1024 * 1024
     max_subject_length: int = 2000
+    max_body_bytes: int = 1024 * 1024
 
 
 @attrs.frozen

@@ -1386,3 +1386,61 @@ def check_redelivery_is_a_duplicate_and_a_reused_message_id_is_not(
         ["The toner is empty.", "The toner is leaking."],
         "history entries of call 100",
     )
+
+
+@_check
+def check_ledger_retention(repo: SeedableRepository) -> None:
+    """Ledger retention (``LedgerRetention``, optional: a store without it passes): an entry's
+    age counts from when its message was last seen; pruning forgets old entries of one mailbox
+    (and their outbox entries), never one with a pending reply nor a quarantine record."""
+    from asm_email_rules.protocols import LedgerRetention
+
+    if not isinstance(repo, LedgerRetention):
+        return
+    day = timedelta(days=1)
+
+    def record(message_id: str, sha: str, reply: OutgoingEmail | None, box: str = "box") -> None:
+        with repo.transaction():
+            repo.record_processed(box, message_id, sha, '{"rule": "X"}', reply, T0)
+
+    record("<seen@x>", "a", None)
+    record("<pending@x>", "b", _reply(2))
+    record("<sent@x>", "c", _reply(3))
+    repo.set_reply_status("box", "<sent@x>", "c", ReplyStatus.SENT, attempts=1)
+    record("<old@x>", "e", None)
+    record("<other-box@x>", "d", None, box="other")
+    with repo.transaction():
+        repo.record_processed("box", "", "q", '{"quarantined": "cannot parse"}', None, T0)
+    fresh = repo.ledger_entry("box", "<old@x>", "e")
+    _equal(fresh and fresh.seen_at, T0, "seen_at of a new entry (its processed_at)")
+    repo.touch_ledger("box", "<seen@x>", "a", T0 + 50 * day)
+    repo.touch_ledger("box", "<nobody@x>", "z", T0 + 50 * day)  # no such entry: nothing
+    touched = repo.ledger_entry("box", "<seen@x>", "a")
+    _equal(touched and touched.seen_at, T0 + 50 * day, "seen_at after touch_ledger")
+    _equal(repo.prune_ledger("box", T0 + 30 * day), 2, "entries pruned (sent reply, old)")
+    kept = {
+        key: repo.ledger_entry("other" if key == "<other-box@x>" else "box", key, sha) is not None
+        for key, sha in [
+            ("<seen@x>", "a"),
+            ("<pending@x>", "b"),
+            ("<sent@x>", "c"),
+            ("<old@x>", "e"),
+            ("<other-box@x>", "d"),
+            ("", "q"),
+        ]
+    }
+    _equal(
+        kept,
+        {
+            "<seen@x>": True,
+            "<pending@x>": True,
+            "<sent@x>": False,
+            "<old@x>": False,
+            "<other-box@x>": True,
+            "": True,
+        },
+        "which entries a prune kept (seen lately, pending reply, other mailbox, quarantine)",
+    )
+    _equal(repo.outbox_entry(_reply(3).message_id), None, "outbox entry of a pruned reply")
+    _expect(repo.outbox_entry(_reply(2).message_id) is not None, "pending reply lost by a prune")
+    _equal(repo.prune_ledger("box", T0 + 30 * day), 0, "a second prune")

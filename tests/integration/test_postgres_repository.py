@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from asm_email_rules.adapters import postgres as postgres_adapter
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.postgres import MIGRATIONS, PostgresRepository, describe_conninfo
+from asm_email_rules.adapters.postgres_cluster import TemporaryCluster
 from asm_email_rules.errors import RepositoryError, StoreUnavailableError
 from asm_email_rules.model import (
     Attachment,
@@ -659,3 +660,43 @@ def test_summaries_match_the_reference(repo: PostgresRepository, pg_database: Pg
 
     with raw:
         compare()
+
+
+def test_sync_makes_lazy_commits_survive_a_server_crash() -> None:
+    """Commits are lazy (``synchronous_commit = off``) until ``sync()``, which the service calls
+    before a mailbox's deletions take effect. A server that crashes loses unsynced commits,
+    never synced ones. Its own cluster: durable settings, a WAL writer that waits 10 s."""
+    cluster = TemporaryCluster.start(
+        settings={
+            "fsync": "on",
+            "synchronous_commit": "on",
+            "full_page_writes": "on",
+            "wal_writer_delay": "10s",
+            "wal_writer_flush_after": "1GB",
+        }
+    )
+    try:
+        conninfo = cluster.conninfo(cluster.create_database("crash"))
+        with PostgresRepository(conninfo, password=cluster.password) as repo:
+            repo.sync()  # the schema, migrated at opening, is durable before the test starts
+            for n in range(50):
+                repo.use_token(f"unsynced-{n}", NOW)
+            cluster.crash_and_restart()
+        with PostgresRepository(conninfo, password=cluster.password) as repo:
+            lost = [n for n in range(50) if not repo.is_token_used(f"unsynced-{n}")]
+            assert lost, "a crash kept every lazy commit: the test shows nothing"
+            for n in range(50):
+                repo.use_token(f"synced-{n}", NOW)
+            repo.sync()
+            cluster.crash_and_restart()
+        with PostgresRepository(conninfo, password=cluster.password) as repo:
+            assert all(repo.is_token_used(f"synced-{n}") for n in range(50))
+        with PostgresRepository(
+            conninfo, password=cluster.password, flush_every_commit=True
+        ) as repo:
+            repo.use_token("flushed", NOW)
+            cluster.crash_and_restart()
+        with PostgresRepository(conninfo, password=cluster.password) as repo:
+            assert repo.is_token_used("flushed")
+    finally:
+        cluster.stop()

@@ -15,11 +15,13 @@ from asm_email_rules.sender import normalise_address
 from asm_email_rules.summary_text import SUMMARY_DESCRIPTION_LENGTH, summary_description
 
 __all__ = [
+    "QUARANTINE_RECORD_PREFIX",
     "SUMMARY_DESCRIPTION_LENGTH",
     "SUMMARY_KINDS",
     "TASK_DONE_STATUSES",
     "address_key",
     "check_finish",
+    "is_quarantine_record",
     "message_id_key",
     "short_description",
     "summary_kind",
@@ -33,6 +35,17 @@ TASK_DONE_STATUSES: frozenset[TaskStatus] = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.APPROVED, TaskStatus.REJECTED}
 )
 """Task states that drop a task or approval out of the tasks summary."""
+
+
+QUARANTINE_RECORD_PREFIX = '{"quarantined":'
+"""How a quarantine record's decision JSON starts (``json.dumps({"quarantined": reason})``)."""
+
+
+def is_quarantine_record(message_id: str, decision_json: str) -> bool:
+    """True for the ledger record of a quarantined message: an empty Message-ID and a decision
+    ``{"quarantined": reason}``. Ledger retention never prunes one (it keeps a message that
+    stays on a POP3 server from being processed again)."""
+    return message_id == "" and decision_json.startswith(QUARANTINE_RECORD_PREFIX)
 
 
 address_key = normalise_address

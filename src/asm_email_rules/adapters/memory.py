@@ -22,6 +22,7 @@ from asm_email_rules.adapters._repository import (
     TASK_DONE_STATUSES,
     address_key,
     check_finish,
+    is_quarantine_record,
     message_id_key,
     short_description,
     summary_kind,
@@ -144,6 +145,14 @@ class InMemoryRepository:
             else:
                 self._undo.append(lambda: table.__delitem__(key))
         table[key] = value
+
+    def _delete(self, table: dict[_K, _V], key: _K) -> None:
+        """Remove ``table[key]`` if present, remembering how to undo it inside a transaction."""
+        if key not in table:
+            return
+        old = table.pop(key)
+        if self._undo is not None:
+            self._undo.append(lambda: table.__setitem__(key, old))
 
     def _append(self, items: list[_T], item: _T) -> None:
         """Append to ``items``, remembering how to undo it inside a transaction."""
@@ -543,6 +552,7 @@ class InMemoryRepository:
             reply=reply,
             reply_status=ReplyStatus.NONE if reply is None else ReplyStatus.PENDING,
             processed_at=at,
+            seen_at=at,
         )
         self._set(self._ledger, key, entry)
         if reply is not None:
@@ -556,6 +566,33 @@ class InMemoryRepository:
                 next_attempt_at=at,
             )
             self._set(self._outbox, message_id_key(reply.message_id), queued)
+
+    # -- ledger retention (asm_email_rules.protocols.LedgerRetention) -------------------------
+    def touch_ledger(self, mailbox: str, message_id: str, sha256: str, now: datetime) -> None:
+        """Record that this entry's message was seen in a mailbox at ``now``."""
+        key = (mailbox, message_id, sha256)
+        entry = self._ledger.get(key)
+        if entry is not None:
+            self._set(self._ledger, key, attrs.evolve(entry, seen_at=to_utc(now)))
+
+    def prune_ledger(self, mailbox: str, before: datetime) -> int:
+        """Forget ``mailbox``'s entries last seen before ``before`` (their outbox entries
+        too), except those with a PENDING reply and quarantine records; how many went."""
+        limit = to_utc(before)
+        doomed = [
+            key
+            for key, entry in self._ledger.items()
+            if key[0] == mailbox
+            and (entry.seen_at or entry.processed_at or limit) < limit
+            and entry.reply_status is not ReplyStatus.PENDING
+            and not is_quarantine_record(entry.message_id, entry.decision_json)
+        ]
+        for key in doomed:
+            reply = self._ledger[key].reply
+            if reply is not None:
+                self._delete(self._outbox, message_id_key(reply.message_id))
+            self._delete(self._ledger, key)
+        return len(doomed)
 
     def set_reply_status(
         self,

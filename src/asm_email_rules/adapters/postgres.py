@@ -50,7 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the PostgreSQL store needs psycopg 3: pip install 'asm-email-rules[postgres]'"
     ) from exc
 
-from asm_email_rules.adapters._repository import check_finish
+from asm_email_rules.adapters._repository import QUARANTINE_RECORD_PREFIX, check_finish
 from asm_email_rules.adapters.memory import (
     SUMMARY_KINDS,
     TASK_DONE_STATUSES,
@@ -293,7 +293,14 @@ _V3: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+_V4: Migration = (
+    # Issue 10, ledger retention: when each message was last seen in a mailbox (NULL: not since
+    # it was processed), and an index to prune one mailbox's entries by age (as SQLite's 5).
+    "ALTER TABLE ledger ADD COLUMN seen_at timestamptz",
+    "CREATE INDEX ledger_by_age ON ledger (mailbox, (COALESCE(seen_at, processed_at)))",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
 
 _RECORD_TABLES: dict[EntityKind, str] = {
@@ -346,6 +353,9 @@ class PostgresRepository:
     ``~/.pgpass``, a password in ``conninfo``). ``timeout`` is how long, in seconds, a statement
     waits for a row lock another transaction holds (and how long connecting may take) before
     failing. ``schema``, when given, is created if missing and holds our tables.
+    Commits are made durable by :meth:`sync` (the polling service calls it once per mailbox
+    session, before deletions take effect); ``flush_every_commit=True`` makes every commit
+    wait for its own flush instead.
     The schema is created and migrated on first use.
 
     Raises :class:`~asm_email_rules.errors.RepositoryError` (naming server and database) when
@@ -360,7 +370,9 @@ class PostgresRepository:
         timeout: float = 5.0,
         schema: str | None = None,
         application_name: str = "asm-email-rules",
+        flush_every_commit: bool = False,
     ) -> None:
+        self._flush_every_commit = flush_every_commit
         self._conninfo = conninfo
         self._password = password
         self._timeout = timeout
@@ -428,8 +440,9 @@ class PostgresRepository:
         try:
             conn.execute(
                 "SELECT set_config('TimeZone', 'UTC', false),"
-                " set_config('lock_timeout', %s, false)",
-                (self._lock_timeout,),
+                " set_config('lock_timeout', %s, false),"
+                " set_config('synchronous_commit', %s, false)",
+                (self._lock_timeout, "on" if self._flush_every_commit else "off"),
             )
             if self._schema is not None:
                 conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
@@ -495,6 +508,26 @@ class PostgresRepository:
                 f"{self._where}: database schema version {version} is newer than this "
                 f"asm-email-rules knows (up to {known}); upgrade the library to open it"
             )
+
+    def sync(self) -> None:
+        """Make every transaction committed so far durable, even against a power loss.
+
+        The session commits with ``synchronous_commit = off``: a commit is safe at once from a
+        crash of our process, and from a crash of the server or the machine once the server's
+        WAL writer has flushed it (within a fraction of a second), which this call forces: it
+        commits one transaction with ``synchronous_commit = on``, whose wait for its own WAL
+        record covers every earlier one. The polling service calls it before a mailbox's
+        deletions take effect, so a message never leaves the mailbox while its record could
+        still be lost; one flush per mailbox session instead of one per message, as for
+        SQLite. With ``flush_every_commit=True`` every commit waits for its flush and this
+        does nothing. Raises :class:`StoreUnavailableError` when the server cannot do it.
+        """
+        if self._flush_every_commit:
+            return
+        with self.transaction():
+            self._execute("SET LOCAL synchronous_commit = on")
+            # A transactional WAL record (no table touched): its commit record is flushed.
+            self._execute("SELECT pg_logical_emit_message(true, %s, %s)", ("asm-sync", ""))
 
     def close(self) -> None:
         """Close the connection; an open transaction is rolled back by the server."""
@@ -790,7 +823,8 @@ class PostgresRepository:
     def ledger_entry(self, mailbox: str, message_id: str, sha256: str) -> LedgerEntry | None:
         """The ledger entry of this message (Message-ID and content hash), or ``None``."""
         row = self._one(
-            "SELECT decision_json, reply_json, reply_status, attempts, last_error, processed_at"
+            "SELECT decision_json, reply_json, reply_status, attempts, last_error, processed_at,"
+            " COALESCE(seen_at, processed_at)"
             " FROM ledger WHERE mailbox = %s AND message_id = %s AND sha256 = %s",
             (mailbox, message_id, sha256),
         )
@@ -806,6 +840,7 @@ class PostgresRepository:
             attempts=row[3],
             last_error=row[4],
             processed_at=_opt_utc(row[5]),
+            seen_at=_opt_utc(row[6]),
         )
 
     def entries(self, ref: EntityRef) -> Sequence[LogEntry]:
@@ -1369,6 +1404,25 @@ class PostgresRepository:
             raise RepositoryError(
                 f"message {message_id!r} ({sha256}) already recorded in {mailbox!r}"
             )
+
+    # -- ledger retention (asm_email_rules.protocols.LedgerRetention) -------------------------
+    def touch_ledger(self, mailbox: str, message_id: str, sha256: str, now: datetime) -> None:
+        """Record that this entry's message was seen in a mailbox at ``now``."""
+        self._execute(
+            "UPDATE ledger SET seen_at = %s WHERE mailbox = %s AND message_id = %s AND sha256 = %s",
+            (to_utc(now), mailbox, message_id, sha256),
+        )
+
+    def prune_ledger(self, mailbox: str, before: datetime) -> int:
+        """Forget ``mailbox``'s entries last seen before ``before`` (their outbox entries live in
+        the same rows), except those with a PENDING reply and quarantine records; how many."""
+        cursor = self._execute(
+            "DELETE FROM ledger WHERE mailbox = %s AND COALESCE(seen_at, processed_at) < %s"
+            " AND reply_status <> 'pending'"
+            " AND NOT (message_id = '' AND left(decision_json, %s) = %s)",
+            (mailbox, to_utc(before), len(QUARANTINE_RECORD_PREFIX), QUARANTINE_RECORD_PREFIX),
+        )
+        return max(cursor.rowcount, 0)
 
     def set_reply_status(
         self,

@@ -84,6 +84,7 @@ class TemporaryCluster:
     role: str = ROLE
     _counter: int = 0
     _stopped: bool = False
+    _server_options: str = ""
 
     @property
     def socket_dir(self) -> Path:
@@ -193,7 +194,11 @@ class TemporaryCluster:
             "full_page_writes": "off",
             **settings,
         }
-        server_options = " ".join(f"-c {name}={value}" for name, value in options.items())
+        self._server_options = " ".join(f"-c {name}={value}" for name, value in options.items())
+        self._pg_ctl_start(timeout)
+        self.psql(f"CREATE ROLE {self.role} LOGIN CREATEDB PASSWORD '{self.password}'")
+
+    def _pg_ctl_start(self, timeout: float = 60.0) -> None:
         self._run(
             [
                 str(self.bindir / "pg_ctl"),
@@ -205,12 +210,28 @@ class TemporaryCluster:
                 "-t",
                 str(int(timeout)),
                 "-o",
-                server_options,
+                self._server_options,
                 "start",
             ],
             timeout + 5,
         )
-        self.psql(f"CREATE ROLE {self.role} LOGIN CREATEDB PASSWORD '{self.password}'")
+
+    def crash_and_restart(self) -> None:
+        """Stop the server as a crash would (``pg_ctl stop -m immediate``: no shutdown
+        checkpoint, WAL not yet flushed is lost), then start it again (crash recovery)."""
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+            60,
+        )
+        self._pg_ctl_start()
 
     # -- using it ------------------------------------------------------------------------
     def psql(self, sql: str, *, database: str = "postgres") -> str:

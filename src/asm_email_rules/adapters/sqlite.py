@@ -23,6 +23,7 @@ from typing import Any, assert_never
 import attrs
 
 from asm_email_rules.adapters._repository import (
+    QUARANTINE_RECORD_PREFIX,
     TASK_DONE_STATUSES,
     address_key,
     check_finish,
@@ -279,7 +280,14 @@ _V4: Migration = (
 )
 """The store's quarantine (:mod:`asm_email_rules.quarantine`)."""
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+_V5: Migration = (
+    # Issue 10, ledger retention: when each message was last seen in a mailbox (NULL: not since
+    # it was processed), and an index to prune one mailbox's entries by age.
+    "ALTER TABLE ledger ADD COLUMN seen_at TEXT",
+    "CREATE INDEX ledger_by_age ON ledger (mailbox, COALESCE(seen_at, processed_at))",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 """Schema steps; the file's ``PRAGMA user_version`` is how many of them it has applied."""
 
 _RECORD_TABLES: dict[EntityKind, str] = {
@@ -767,7 +775,8 @@ class SqliteRepository:
     def ledger_entry(self, mailbox: str, message_id: str, sha256: str) -> LedgerEntry | None:
         """The ledger entry of this message (Message-ID and content hash), or ``None``."""
         row = self._one(
-            "SELECT decision_json, reply_json, reply_status, attempts, last_error, processed_at"
+            "SELECT decision_json, reply_json, reply_status, attempts, last_error, processed_at,"
+            " COALESCE(seen_at, processed_at)"
             " FROM ledger WHERE mailbox = ? AND message_id = ? AND sha256 = ?",
             (mailbox, message_id, sha256),
         )
@@ -783,6 +792,7 @@ class SqliteRepository:
             attempts=row[3],
             last_error=row[4],
             processed_at=_moment(row[5]),
+            seen_at=_moment(row[6]),
         )
 
     def entries(self, ref: EntityRef) -> Sequence[LogEntry]:
@@ -1253,6 +1263,30 @@ class SqliteRepository:
             ) from exc
         except sqlite3.Error as exc:
             raise _store_error(self._path, "SQLite error", exc) from exc
+
+    # -- ledger retention (asm_email_rules.protocols.LedgerRetention) -------------------------
+    def touch_ledger(self, mailbox: str, message_id: str, sha256: str, now: datetime) -> None:
+        """Record that this entry's message was seen in a mailbox at ``now``."""
+        self._execute(
+            "UPDATE ledger SET seen_at = ? WHERE mailbox = ? AND message_id = ? AND sha256 = ?",
+            (_text(now), mailbox, message_id, sha256),
+        )
+
+    def prune_ledger(self, mailbox: str, before: datetime) -> int:
+        """Forget ``mailbox``'s entries last seen before ``before`` (their outbox entries live in
+        the same rows), except those with a PENDING reply and quarantine records; how many."""
+        cursor = self._execute(
+            "DELETE FROM ledger WHERE mailbox = ? AND COALESCE(seen_at, processed_at) < ?"
+            " AND reply_status != 'pending'"
+            " AND NOT (message_id = '' AND substr(decision_json, 1, ?) = ?)",
+            (
+                mailbox,
+                _text(before),
+                len(QUARANTINE_RECORD_PREFIX),
+                QUARANTINE_RECORD_PREFIX,
+            ),
+        )
+        return max(cursor.rowcount, 0)
 
     def set_reply_status(
         self,

@@ -96,6 +96,8 @@ def _print_report(report: PollReport) -> None:
             print(f"  {account.discard_summary()}")
         if account.expunged:
             print(f"  expunged {account.expunged} message(s) a previous session had deleted")
+        if account.pruned:
+            print(f"  ledger: {account.pruned} entries past ledger_retention_days forgotten")
         if account.suppressed:
             print(f"  {account.suppressed} replies held back (reply budget, loop guard or age)")
 

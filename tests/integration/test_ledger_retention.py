@@ -1,0 +1,191 @@
+"""Ledger retention: old entries go, an entry whose message is still in a mailbox never does.
+
+Issue 10, "Growth": "a ledger retention setting (default 90 days) with pruning that never
+forgets a message still in a mailbox". DESIGN 4, "Nothing is lost": forgetting the ledger entry
+of a message that is still there would act on it a second time. The service prunes a mailbox's
+entries only after a poll that handled every message in it, each sighting refreshing its
+entry's ``seen_at``; entries with a pending reply and quarantine records are never pruned.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import attrs
+import pytest
+
+from asm_email_rules.adapters import sqlite as sqlite_adapter
+from asm_email_rules.adapters.sqlite import MIGRATIONS, SqliteRepository
+from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.errors import MailboxError
+from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
+from asm_email_rules.service import PollingService
+from asm_email_rules.settings import SystemSettings
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def mail(number: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"customer{number}@corp.example"
+    msg["To"] = DESK_ADDRESS
+    msg["Subject"] = f"Badge reader {number} is dead"
+    msg["Message-ID"] = f"<badge-{number}@corp.example>"
+    msg.set_content(f"Badge reader {number} shows no light.")
+    return msg.as_bytes()
+
+
+@attrs.define
+class SharedFolder:
+    """A mailbox we may read but whose deletions do not stick (a shared folder, a server that
+    keeps mail): what we processed stays, and is seen again at every poll."""
+
+    messages: dict[str, bytes]
+    keep: set[str] = attrs.field(factory=set)
+    broken: set[str] = attrs.field(factory=set)
+
+    def list_keys(self) -> Iterator[str]:
+        return iter(sorted(self.messages))
+
+    def fetch(self, key: str) -> bytes:
+        if key in self.broken:
+            raise MailboxError(f"cannot fetch {key}")
+        return self.messages[key]
+
+    def delete(self, key: str) -> None:
+        if key not in self.keep:
+            del self.messages[key]
+
+    def quarantine(self, key: str, reason: str) -> None:
+        raise AssertionError(f"nothing is quarantined here: {reason}")
+
+    def close(self) -> None:
+        pass
+
+
+@attrs.define
+class Clock:
+    moment: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def make_service(
+    store: SqliteRepository, folder: SharedFolder, clock: Clock, retention_days: int = 90
+) -> PollingService:
+    account = AccountConfig(
+        name="helpdesk",
+        protocol=MailProtocol.MAILDIR,
+        mailbox=sample_mailbox(name="helpdesk", create_calls_anonymously=True),
+    )
+    system = SystemSettings(ledger_retention_days=retention_days)
+    config = Config(Path("unused"), system, None, (account,))
+    return PollingService(config, store, None, lambda _: folder, now=clock)  # type: ignore[arg-type, return-value]
+
+
+def badge_calls(store: SqliteRepository) -> int:
+    calls = (store.get_call(number) for number in range(1, 200))
+    return sum(1 for call in calls if call is not None and "Badge" in call.description)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteRepository]:
+    repository = SqliteRepository(tmp_path / "store.sqlite3")
+    seed_sample_desk(repository)
+    yield repository
+    repository.close()
+
+
+def ledger_rows(store: SqliteRepository) -> int:
+    return int(store._one("SELECT COUNT(*) FROM ledger WHERE mailbox = 'helpdesk'")[0])
+
+
+def test_old_entries_go_and_a_message_still_in_the_mailbox_is_never_acted_on_twice(
+    store: SqliteRepository,
+) -> None:
+    folder = SharedFolder({"1": mail(1), "2": mail(2)}, keep={"2"})  # 2 stays in the folder
+    clock = Clock()
+    make_service(store, folder, clock).poll_once()
+    assert (badge_calls(store), ledger_rows(store)) == (2, 2)
+
+    # the service was stopped for 200 days, far past the 90 days of retention
+    clock.moment = T0 + 200 * DAY
+    report = make_service(store, folder, clock).poll_once()["helpdesk"]
+    assert (report.processed, report.duplicates, report.pruned) == (0, 1, 1)
+    assert badge_calls(store) == 2  # message 2 is still a duplicate: not acted on again
+    assert ledger_rows(store) == 1  # message 1 left the mailbox 200 days ago: forgotten
+
+    clock.moment = T0 + 400 * DAY
+    report = make_service(store, folder, clock).poll_once()["helpdesk"]
+    assert (report.processed, report.duplicates, report.pruned) == (0, 1, 0)
+    assert badge_calls(store) == 2
+
+
+def test_nothing_is_pruned_after_a_poll_that_could_not_read_every_message(
+    store: SqliteRepository,
+) -> None:
+    folder = SharedFolder({"1": mail(1), "2": mail(2)}, keep={"1", "2"})
+    clock = Clock()
+    make_service(store, folder, clock).poll_once()
+    folder.broken.add("2")  # cannot be fetched, so its entry is not refreshed this time
+    clock.moment = T0 + 200 * DAY
+    report = make_service(store, folder, clock).poll_once()["helpdesk"]
+    assert (report.errors, report.pruned) == (1, 0)
+    assert ledger_rows(store) == 2
+    folder.broken.clear()
+    clock.moment += DAY
+    report = make_service(store, folder, clock).poll_once()["helpdesk"]
+    assert (report.processed, report.pruned) == (0, 0)
+    assert badge_calls(store) == 2
+
+
+def test_retention_zero_keeps_every_entry(store: SqliteRepository) -> None:
+    folder = SharedFolder({"1": mail(1)})
+    clock = Clock()
+    make_service(store, folder, clock, retention_days=0).poll_once()
+    clock.moment = T0 + 5000 * DAY
+    report = make_service(store, folder, clock, retention_days=0).poll_once()["helpdesk"]
+    assert report.pruned == 0
+    assert ledger_rows(store) == 1
+
+
+def test_a_sighting_writes_seen_at_at_most_once_a_day(store: SqliteRepository) -> None:
+    folder = SharedFolder({"1": mail(1)}, keep={"1"})
+    clock = Clock()
+    service = make_service(store, folder, clock)
+    service.poll_once()
+    seen = lambda: store._one("SELECT seen_at FROM ledger")[0]  # noqa: E731
+    assert seen() is None  # never seen again yet: its age counts from processed_at
+    clock.moment = T0 + timedelta(hours=1)
+    service.poll_once()
+    assert seen() is None  # an hour later: not worth a write
+    clock.moment = T0 + 2 * DAY
+    service.poll_once()
+    assert seen() == (T0 + 2 * DAY).isoformat(timespec="microseconds")
+
+
+def test_a_schema_4_file_gets_seen_at_and_its_entries_age_from_processed_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v4.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_adapter, "MIGRATIONS", MIGRATIONS[:4])
+        with SqliteRepository(path) as old:
+            old.record_processed("box", "<a@x>", "a", "{}", None, T0)
+            old.record_processed("box", "<b@x>", "b", "{}", None, T0 + 100 * DAY)
+    raw = sqlite3.connect(path)
+    assert "seen_at" not in [row[1] for row in raw.execute("PRAGMA table_info(ledger)")]
+    raw.close()
+    with SqliteRepository(path) as repo:
+        assert repo.schema_version == len(MIGRATIONS)
+        entry = repo.ledger_entry("box", "<a@x>", "a")
+        assert entry is not None
+        assert entry.seen_at == T0
+        assert repo.prune_ledger("box", T0 + 50 * DAY) == 1
+        assert repo.ledger_entry("box", "<b@x>", "b") is not None
