@@ -91,6 +91,44 @@ def many_references(size: int) -> bytes:
     return HEAD + b"References: " + repeat(b"<a@b> (c) ", size) + b"\r\n\r\nbody\r\n"
 
 
+def flowed_body(size: int) -> bytes:
+    head = HEAD + b"Content-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\n"
+    return head + repeat(b"> > a soft-broken quoted line \r\n", size)
+
+
+def bare_cr(size: int) -> bytes:
+    head = b"From: Jane <jane@example.com>\rSubject: cr\rContent-Type: text/plain\r\r"
+    return head + repeat(b"a line ended by a bare CR\r", size)
+
+
+def long_display_name(size: int) -> bytes:
+    name = repeat(b"Surname, Given, Dr. ", size)
+    return (
+        HEAD.replace(b"From: Jane", b"X-Old: Jane")
+        + b"From: "
+        + name
+        + b"<jane@example.com>\r\n\r\nbody\r\n"
+    )
+
+
+def undeclared_legacy_text(size: int) -> bytes:
+    text = "Принтер на третьем этаже не печатает. ".encode("cp1251")
+    return HEAD + b"Content-Type: text/plain\r\n\r\n" + repeat(text + b"\r\n", size)
+
+
+def many_inline_texts(size: int) -> bytes:
+    unit = (
+        b"--p\r\nContent-Type: text/plain\r\n\r\ntext part\r\n"
+        b"--p\r\nContent-Type: image/png\r\nContent-Disposition: inline\r\n\r\nPNG\r\n"
+    )
+    return (
+        HEAD
+        + b"Content-Type: multipart/mixed; boundary=p\r\n\r\n"
+        + repeat(unit, size)
+        + b"--p--\r\n"
+    )
+
+
 FAMILIES: list[tuple[str, Callable[[int], bytes]]] = [
     ("10^5 folded header lines", folded_header),
     ("addresses in To", address_list),
@@ -104,6 +142,12 @@ FAMILIES: list[tuple[str, Callable[[int], bytes]]] = [
     ("HTML tag soup body", html_tag_soup),
     ("HTML body with many lines", html_lines),
     ("References with comments", many_references),
+    # issue 9
+    ("format=flowed quoted body (delsp=yes)", flowed_body),
+    ("bare-CR line ends", bare_cr),
+    ("long display name with commas", long_display_name),
+    ("undeclared windows-1251 body", undeclared_legacy_text),
+    ("text and inline image parts", many_inline_texts),
 ]
 
 

@@ -34,6 +34,14 @@ FAMILIES: dict[str, Family] = {
     "sig delimiters": lambda n: "--\n\n\n\n" * (n // 6),
     "On + spaces + wrote": lambda n: "On " + " " * n + "wrote:",
     "long attribution lines": lambda n: ("On 1 May 2020, " + "x" * 400 + " wrote:\n") * (n // 422),
+    # issue 9: flattened header blocks, inline separators, colon-rich lines, bidi marks,
+    # parenthesised attribution tails, one-line questions and answers
+    "flattened header lines": lambda n: "From: a@b.c Sent: Mon To: d Subject: e f\n" * (n // 42),
+    "colon-rich lines": lambda n: ("a: " * 600 + "\n") * (n // 1801),
+    "inline separators": lambda n: ("x -- Original message --" * 80 + "\n") * (n // 1921),
+    "bidi-marked lines": lambda n: ("\u202b" + "x" * 50 + "\u202c\n") * (n // 53),
+    "parenthesised tails": lambda n: ("X ezt írta (" + "a" * 70 + "):\n") * (n // 85),
+    "one-line Q&A": lambda n: "> question?\nanswer.\n" * (n // 20),
 }
 
 

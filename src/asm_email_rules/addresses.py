@@ -163,8 +163,20 @@ def parse_address_list(
     (noted as ``LENIENT_ADDRESS``); other pieces that do not parse are noted as
     ``INVALID_ADDRESS`` and ignored.
     """
-    found: list[tuple[str, str]] = []
     sink: list[IntakeNote] = notes if notes is not None else []
+    if "," not in value and ";" not in value and ":" not in value:  # one mailbox: the usual
+        single = parse_address(value) if value.strip() else None
+        if single is not None:
+            return [single]
+        if value.strip():
+            sink.append(
+                IntakeNote(
+                    IntakeNoteKind.INVALID_ADDRESS,
+                    f"{what}: 1 address(es) could not be parsed and were ignored",
+                )
+            )
+        return []
+    found: list[tuple[str, str]] = []
     bad = 0
     fragments: list[str] = []  # pieces that can only start the next mailbox's display name
     for piece in _split_addresses(value):
@@ -178,7 +190,7 @@ def parse_address_list(
                 )
             )
             break
-        if _is_name_fragment(piece) and len(piece) <= _MAX_PIECE:
+        if "@" not in piece and _is_name_fragment(piece) and len(piece) <= _MAX_PIECE:
             fragments.append(piece)
             continue
         parsed = parse_address(piece)

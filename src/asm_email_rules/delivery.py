@@ -26,6 +26,7 @@ import attrs
 
 from asm_email_rules.errors import MessageParseError, NotFoundError, RepositoryError
 from asm_email_rules.ledger_key import find_ledger_entry
+from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.quarantine import QuarantineStore, quarantine_reason, set_aside
@@ -103,9 +104,11 @@ def deliver_message(
     """Handle one message from the mail server; never raises for a message or a store fault.
 
     The same bytes quarantined before are not processed again (the ledger says so). A
-    reply that hit a temporary failure asks for a retry: the decision is already applied and
-    recorded, so the retry only sends the stored reply (the ledger makes it a duplicate);
-    after ``system.max_send_attempts`` the message is quarantined instead.
+    reply (or notification) that hit a temporary failure asks for a retry: the decision is
+    already applied and recorded, and the mail waits in the store's outbox, so the retry only
+    sends it once it is due (the ledger makes the message a duplicate); after
+    ``system.reply_retry_hours`` it is recorded as failed (``replies list``) and the message
+    is handled.
     """
     sha256 = hashlib.sha256(raw).hexdigest()
     try:
@@ -126,7 +129,11 @@ def deliver_message(
         log.exception("processing a delivered message failed", extra={"account": mailbox.name})
         reason = f"processing failed: {type(exc).__name__}: {exc}"
         return _set_aside(repository, mailbox, raw, reason, now)
-    return _verdict(result, raw, repository, mailbox, now)
+    waiting = mailer is not None and ReplyStatus.PENDING in (
+        result.reply_status,
+        *result.notification_statuses,
+    )
+    return _verdict(result, raw, repository, mailbox, now, waiting=waiting)
 
 
 def _verdict(
@@ -135,6 +142,8 @@ def _verdict(
     repository: Repository,
     mailbox: MailboxSettings,
     now: datetime,
+    *,
+    waiting: bool = False,
 ) -> Delivered:
     """HANDLED, TRY_LATER (reply to retry) or a quarantine, from the processing result."""
     if result.decision is None:
@@ -142,7 +151,7 @@ def _verdict(
     else:
         what = f"rule {result.decision.rule}: {result.decision.outcome.value}"
     detail = f"{what}; reply {result.reply_status.value}"
-    if result.disposition is Disposition.RETRY:
+    if waiting or result.disposition is Disposition.RETRY:
         return Delivered(Verdict.TRY_LATER, f"{detail}: the reply will be retried", result)
     if result.disposition is Disposition.QUARANTINE:
         entry = find_ledger_entry(repository, mailbox.name, result.email)

@@ -149,11 +149,15 @@ def gather_facts(
         replies_to_us = True
     identity, why = actor_address(email)
     sender_reasons = (why,) if why else ()
-    if mailbox.contact_from_reply_to and email.reply_to and command.kind is CommandKind.NONE:
-        identity = email.reply_to[0]
-        sender_reasons = (
-            f"web-form mailbox (contact_from_reply_to): the caller is Reply-To {identity}",
-        )
+    if email.reply_to and command.kind is CommandKind.NONE:
+        if mailbox.contact_from_reply_to:
+            identity = email.reply_to[0]
+            sender_reasons = (
+                f"web-form mailbox (contact_from_reply_to): the caller is Reply-To {identity}",
+            )
+        elif not identity:  # a new call needs an address; Reply-To is the only one given
+            identity = email.reply_to[0]
+            sender_reasons = (f"From has no usable address: the caller is Reply-To {identity}",)
     sender = resolve_sender(identity, repository.persons_by_address(identity))
     person = sender.person
     ref = command.ref

@@ -8,8 +8,6 @@ in the ``notes`` list the caller passes.
 from __future__ import annotations
 
 import binascii
-import codecs
-import functools
 import re
 from datetime import datetime, timedelta, timezone
 from email.message import Message
@@ -18,6 +16,7 @@ from email.utils import parsedate_to_datetime, unquote
 
 from dateutil import parser as date_parser
 
+from asm_email_rules.charsets import decode_text
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 
 __all__ = [
@@ -34,14 +33,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 #: control characters, and lone surrogates (not text: they cannot be encoded as UTF-8)
 _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-#: Python codecs that are not MIME charsets (escape codecs and the like): read as unknown
-_NOT_CHARSETS = frozenset(
-    {"unicode_escape", "raw_unicode_escape", "punycode", "idna", "undefined", "mbcs", "oem"}
-)
-#: codecs whose strict decoding can never give a lone surrogate: the UTF-8/16/32 decoders reject
-#: them, single-byte tables and the CJK codecs map to assigned characters; others are checked
-_SURROGATE_FREE = frozenset({"utf-8", "ascii", "utf-16", "utf-32", "utf-16-le", "utf-16-be"})
-_SURROGATE_FREE_PREFIXES = ("iso8859", "cp", "mac", "koi8", "latin", "windows", "tis", "shift")
 _MSGID = re.compile(r"<([^<>]*)>")
 _RFC5322_DATE = re.compile(
     r"\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
@@ -64,69 +55,14 @@ _MAX_DATE = 200  # characters of Date given to dateutil
 # --------------------------------------------------------------------------- text decoding
 
 
-@functools.lru_cache(maxsize=256)
-def _codec(name: str | None) -> str | None:
-    """Python codec name for a MIME charset, or None when unknown or not a text codec."""
-    if not name:
-        return None
-    try:
-        info = codecs.lookup(name.strip().strip('"').lower())
-    except (LookupError, ValueError, TypeError):
-        return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        return None
-    return info.name
-
-
-def _without_surrogates(text: str, what: str, charset: str, notes: list[IntakeNote]) -> str:
-    """``text`` with each lone surrogate replaced by U+FFFD (noted), so it encodes as UTF-8."""
-    if _SURROGATE.search(text) is None:
-        return text
-    notes.append(
-        IntakeNote(
-            IntakeNoteKind.SURROGATES_REPLACED,
-            f"{what}: charset {charset!r} gave lone surrogates; replaced with U+FFFD",
-        )
-    )
-    return _SURROGATE.sub("\ufffd", text)
-
-
 def decode_bytes(data: bytes, charset: str | None, what: str, notes: list[IntakeNote]) -> str:
-    """Decode with the declared charset, then UTF-8, windows-1252, latin-1; note each fallback."""
-    codec = _codec(charset)
-    if codec is not None:
-        try:
-            text = data.decode(codec)
-        except (UnicodeDecodeError, LookupError, ValueError):
-            kind = IntakeNoteKind.UNDECODABLE_BYTES
-            problem = f"{what}: bytes invalid in declared charset {charset!r}"
-        else:
-            if codec in _SURROGATE_FREE or codec.startswith(_SURROGATE_FREE_PREFIXES):
-                return text
-            return _without_surrogates(text, what, codec, notes)
-    elif charset:
-        kind = IntakeNoteKind.UNKNOWN_CHARSET
-        problem = f"{what}: charset {charset!r} unknown"
-    else:
-        kind = IntakeNoteKind.UNDECLARED_8BIT_TEXT
-        problem = ""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        if problem:
-            notes.append(IntakeNote(kind, f"{problem}; decoded as utf-8"))
-        return text
-    try:
-        text = data.decode("windows-1252")
-        used = "windows-1252"
-    except UnicodeDecodeError:
-        text = data.decode("latin-1", errors="replace")
-        used = "latin-1"
-    problem = problem or f"{what}: no charset and not utf-8"
-    notes.append(IntakeNote(kind, f"{problem}; decoded as {used}"))
-    return text
+    """Decode header or parameter text with its declared charset (checked against the bytes).
+
+    :func:`~asm_email_rules.charsets.decode_text` without detection: ISO-2022 escapes, UTF-8
+    validity, the declared charset's superset, then windows-1252 and latin-1; each fallback
+    noted. Never raises; the result never holds lone surrogates.
+    """
+    return decode_text(data, charset, what, notes, detect=False)
 
 
 def header_bytes_to_str(value: bytes, name: str, notes: list[IntakeNote]) -> str:

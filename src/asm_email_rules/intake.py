@@ -30,10 +30,11 @@ from asm_email_rules.addresses import (
     plain_display_name,
     return_path_address,
 )
+from asm_email_rules.charsets import Hints, decode_text, html_meta_charset
 from asm_email_rules.errors import MessageParseError
+from asm_email_rules.flowed import unflow
 from asm_email_rules.header_values import (
     clean_text,
-    decode_bytes,
     decode_header_text,
     header_bytes_to_str,
     parse_date,
@@ -59,6 +60,7 @@ _LOG = logging.getLogger(__name__)
 
 _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _BARE_CR = re.compile(rb"\r(?!\n)")
+_WORD_CHARSET = re.compile(r"=\?([^?*\s]+)[^?\s]*\?[bBqQ]\?")
 _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
 #: header fields RFC 5322 section 3.6 allows once; a repeat is noted and the first one used
 _SINGLE_FIELDS = ("from", "subject", "message-id", "date")
@@ -155,10 +157,12 @@ class _Intake(MimeReader):
     received: bytes  # the bytes as received (``raw`` may drop a leading byte order mark)
     body_budget: int  # bytes of body text still to decode (limits.max_body_bytes in all)
     overflowed: list[Attachment]  # body parts over the cap, kept whole as attachments
+    header_charsets: list[str]  # charsets of the header's encoded-words (hints for bodies)
 
     def run(self) -> InboundEmail:
         """Parse the whole message."""
         self.received = self.raw  # size and hash are of the bytes as received
+        self.header_charsets = []
         if self.raw.startswith(_UTF8_BOM):  # saved by an editor: the headers start after it
             self.raw = self.raw[len(_UTF8_BOM) :]
             self.note(IntakeNoteKind.BYTE_ORDER_MARK, "a UTF-8 byte order mark before the header")
@@ -195,7 +199,8 @@ class _Intake(MimeReader):
         end = raw.find(b"\n\r\n", 0, limit)
         if end < 0:
             end = raw.find(b"\n\n", 0, limit)
-        if _BARE_CR.search(raw, 0, limit if end < 0 else end + 1) is None:
+        head = raw[: limit if end < 0 else end + 1]
+        if head.count(b"\r") == head.count(b"\r\n"):
             return
         bare = raw.count(b"\r") - raw.count(b"\r\n")
         self.raw = _BARE_CR.sub(b"\n", raw)
@@ -249,32 +254,99 @@ class _Intake(MimeReader):
     # -- body and attachments -------------------------------------------------------------
 
     def contents(self, root: MimePart) -> _Contents:
-        """Body text, HTML, body source and attachments from the kept leaves."""
-        plain: str | None = None
-        html: str | None = None
+        """Body text, HTML, body source and attachments from the kept leaves.
+
+        The body is every inline text part that a mail client shows, in order: Apple Mail's
+        "text, inline image, more text" gives both texts (the image stays an attachment).
+        Inside ``multipart/alternative`` only one alternative counts for the text body (the
+        first one with plain text, else the first with HTML) and one for ``body_html`` (the
+        last one with HTML, RFC 2046 section 5.1.4: the last is the richest).
+        """
+        plain: list[str] = []
+        html_body: list[str] = []
+        html_view: list[str] = []
         attachments: list[Attachment] = []
-        for number, part in enumerate(self.leaves(root), start=1):
+        views = self.leaf_views(root) if root.boundary is not None else [(root, True, True)]
+        hints = _LazyHints(self, views)
+        for number, (part, in_plain, in_html) in enumerate(views, start=1):
             ctype = part.ctype
             disposition = part.disposition
             filename = self.filename(part)
-            is_attachment = disposition == "attachment" or bool(filename)
             what = f"part {number} ({ctype})"
-            if not is_attachment and ctype == "text/plain" and plain is None:
-                plain = self.text_of(part, what)
-                continue
-            if not is_attachment and ctype == "text/html" and html is None:
-                html = self.text_of(part, what)
-                continue
+            if self.is_inline_text(part) and (in_plain or in_html):
+                text = self.text_of(part, what, hints)
+                if ctype == "text/plain":
+                    if in_plain:
+                        plain.append(text)
+                        continue
+                else:
+                    if in_plain:
+                        html_body.append(text)
+                    if in_html:
+                        html_view.append(text)
+                    continue
             if ctype.startswith("multipart/"):
                 continue
             attachment = self.attachment(part, number, filename, disposition, what)
             if attachment is not None:
                 attachments.append(attachment)
-        if plain is not None:
-            return _Contents(plain, html, "text/plain", tuple(attachments))
-        if html is not None:
-            return _Contents(self.html_body_text(html), html, "text/html", tuple(attachments))
-        return _Contents(attachments=tuple(attachments))
+        html = "\n".join(html_view) if html_view else None
+        if plain:
+            return _Contents(_joined(plain), html, "text/plain", tuple(attachments))
+        if html_body:
+            body = self.html_body_text("\n".join(html_body))
+            return _Contents(body, html, "text/html", tuple(attachments))
+        return _Contents(body_html=html, attachments=tuple(attachments))
+
+    def is_inline_text(self, part: MimePart) -> bool:
+        """A text/plain or text/html leaf shown as text: not an attachment, no filename."""
+        return (
+            part.ctype in ("text/plain", "text/html")
+            and part.disposition != "attachment"
+            and not self.filename(part)
+        )
+
+    def holds_text(self, part: MimePart) -> tuple[bool, bool]:
+        """Whether a part or its subtree holds (inline plain text, inline HTML); iterative."""
+        plain = html = False
+        stack = [part]
+        while stack and not (plain and html):
+            node = stack.pop()
+            if node.boundary is not None:
+                stack.extend(node.children)
+            elif self.is_inline_text(node):
+                plain = plain or node.ctype == "text/plain"
+                html = html or node.ctype == "text/html"
+        return plain, html
+
+    def leaf_views(self, root: MimePart) -> list[tuple[MimePart, bool, bool]]:
+        """Kept leaves in document order, each with (in the text view, in the HTML view).
+
+        One iterative walk (no recursion); below a ``multipart/alternative`` each view takes
+        one child: the text view the first holding plain text (else HTML), the HTML view the
+        last holding HTML.
+        """
+        views: list[tuple[MimePart, bool, bool]] = []
+        walk: list[tuple[MimePart, bool, bool]] = [(root, True, True)]
+        while walk:
+            part, in_plain, in_html = walk.pop()
+            if part.boundary is None:
+                views.append((part, in_plain, in_html))
+                continue
+            children = part.children
+            if part.ctype == "multipart/alternative" and children and (in_plain or in_html):
+                held = [self.holds_text(child) for child in children]
+                plain_pick = next((k for k, h in enumerate(held) if h[0]), None)
+                if plain_pick is None:
+                    plain_pick = next((k for k, h in enumerate(held) if h[1]), None)
+                html_pick = max((k for k, h in enumerate(held) if h[1]), default=None)
+                walk.extend(
+                    (children[k], in_plain and k == plain_pick, in_html and k == html_pick)
+                    for k in range(len(children) - 1, -1, -1)
+                )
+            else:
+                walk.extend((child, in_plain, in_html) for child in reversed(children))
+        return views
 
     def html_body_text(self, html: str) -> str:
         """The text body of an HTML-only message (at most ``_MAX_HTML_TEXT`` characters read)."""
@@ -289,12 +361,23 @@ class _Intake(MimeReader):
             text = cut_lines(text, self.cut_at)
         return text
 
-    def text_of(self, part: MimePart, what: str) -> str:
-        """Decoded text of a text part, line endings normalised to ``\\n``."""
-        data = self.body_bytes(part, what)
-        text = decode_bytes(data, part.params.get("charset"), what, self.notes)
+    def text_of(self, part: MimePart, what: str, hints: Hints | None = None) -> str:
+        """Decoded text of a text part, line endings normalised to ``\\n``.
+
+        The charset is checked against the bytes (:func:`~asm_email_rules.charsets.decode_text`;
+        an HTML part without one may declare it in ``<meta>``); ``format=flowed`` text is
+        unwrapped (RFC 3676).
+        """
+        data = self.body_bytes(part, what)  # capped at limits.max_body_bytes
+        params = part.params
+        charset = params.get("charset")
+        if not charset and part.ctype == "text/html":
+            charset = html_meta_charset(data)
+        text = decode_text(data, charset, what, self.notes, hints)
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if part.ctype == "text/plain" and params.get("format", "").lower() == "flowed":
+            text = unflow(text, delsp=params.get("delsp", "").lower() == "yes")
         if self.cut_at:
             text = cut_lines(text, self.cut_at)
         return text
@@ -348,6 +431,8 @@ class _Intake(MimeReader):
         """Attachment filename (RFC 2231 and RFC 2047 decoded, control chars removed) or ""."""
         if not part.filename:
             return ""
+        if "=?" not in part.filename and part.filename.isprintable():
+            return part.filename.strip()
         return decode_header_text(part.filename, self.notes, "filename").strip()
 
     def attachment(
@@ -403,7 +488,7 @@ class _Intake(MimeReader):
     ) -> tuple[HeaderFields, dict[str, str]]:
         """The decoded header fields; and each field's first value as text (lower-case names)."""
         notes = self.notes
-        pairs, first = _decode_pairs(headers, notes)
+        pairs, first = _decode_pairs(headers, notes, self.header_charsets)
         from_mailboxes = _mailboxes(first.get("from"), "From", notes)
         sender_name, sender = _sender_of(first.get("from"), from_mailboxes, notes)
         sender_field = _mailboxes(first.get("sender"), "Sender", notes)
@@ -468,12 +553,46 @@ class _Intake(MimeReader):
         )
 
 
+class _LazyHints:
+    """The charsets a message declares (its parts, then its header's encoded-words), once each.
+
+    Built only when a text part needs them (its charset is missing or wrong), then kept: a
+    charset detected for one part is put first, so the next part tries it first.
+    """
+
+    def __init__(self, intake: _Intake, views: list[tuple[MimePart, bool, bool]]) -> None:
+        self.intake = intake
+        self.views = views
+        self.names: list[str] | None = None
+
+    def __call__(self) -> list[str]:
+        if self.names is None:
+            views = self.views
+            found = [part.params["charset"] for part, _, _ in views if "charset" in part.params]
+            found += self.intake.header_charsets
+            self.names = list(dict.fromkeys(name.strip().lower() for name in found if name))
+        return self.names
+
+
+def _joined(texts: list[str]) -> str:
+    """Text parts shown one after another: joined with a line break where one is missing."""
+    if len(texts) == 1:
+        return texts[0]
+    out = texts[0]
+    for text in texts[1:]:
+        if out and not out.endswith("\n") and text:
+            out += "\n"
+        out += text
+    return out
+
+
 def _decode_pairs(
-    headers: list[tuple[bytes, bytes]], notes: list[IntakeNote]
+    headers: list[tuple[bytes, bytes]], notes: list[IntakeNote], charsets: list[str]
 ) -> tuple[tuple[tuple[str, str], ...], dict[str, str]]:
     """Every field as a decoded ``(name, value)`` pair; and each field's first undecoded value.
 
-    A repeat of a field RFC 5322 allows once is noted (the first one is the one used).
+    A repeat of a field RFC 5322 allows once is noted (the first one is the one used). The
+    charsets of encoded-words are appended to ``charsets`` (hints for undeclared body text).
     """
     pairs: list[tuple[str, str]] = []
     first: dict[str, str] = {}
@@ -491,6 +610,7 @@ def _decode_pairs(
         else:
             first[lname] = value
         if "=?" in value:
+            charsets.extend(_WORD_CHARSET.findall(value))
             append((name, decode_header_text(value, notes, name)))
         elif _ANY_CONTROL.search(value) is not None:
             append((name, clean_text(value)))
@@ -535,8 +655,9 @@ def _sender_of(
             )
         )
         return "", ""
-    if "@" not in from_value:
-        name = plain_display_name(from_value.replace("<>", " "))
+    bare = from_value.replace("<>", " ")
+    if "@" not in bare and "<" not in bare and ">" not in bare:
+        name = plain_display_name(bare)
         if name:
             notes.append(
                 IntakeNote(

@@ -27,6 +27,7 @@ __all__ = [
     "RESERVED_HEADERS",
     "HeaderInjectionError",
     "OutgoingMessageError",
+    "check_address",
     "check_header_text",
     "format_header_field",
     "make_message_id",
@@ -241,6 +242,15 @@ def _addr_spec(field: str, value: str) -> str:
     if not address.username or not address.domain:
         raise OutgoingMessageError(f"{field}: address {text!r} needs a local part and a domain")
     return address.addr_spec
+
+
+def check_address(field: str, value: str) -> str:
+    """The addr-spec ``value`` as ``render_outgoing`` will write it into ``field`` (To, From).
+
+    Raises :class:`OutgoingMessageError` for what it refuses: an empty, non-ASCII or invalid
+    address (RFC 5322 3.4.1 dot-atom local part and a domain), or CR/LF in it.
+    """
+    return _addr_spec(field, value)
 
 
 def parse_sender(value: str) -> tuple[str, str]:

@@ -2,11 +2,12 @@
 
 ``process`` runs one raw message end to end: parse, skip duplicates, gather the facts
 (:mod:`~asm_email_rules.gather`, the only reads), decide (:mod:`~asm_email_rules.rules`,
-pure), apply the decision and record it in one transaction together with the reply
-(:mod:`~asm_email_rules.applying`, the only writes), then send the reply
-(:mod:`~asm_email_rules.send`). A crash after the commit never acts twice: the ledger entry
-makes the retry a no-op, and the stored reply is sent on the retry if it was not sent before.
-``explain`` is the dry run: the same decision, nothing written or sent.
+pure), apply the decision and record it in one transaction together with the reply and any
+notifications (:mod:`~asm_email_rules.applying`, the only writes; they enter the store's
+outbox), then, given a mailer, send them (:mod:`~asm_email_rules.send`, which claims each
+first). A crash after the commit never acts twice: the ledger entry makes the retry a no-op,
+and the outbox keeps the mails until a sender has them accepted. ``explain`` is the dry run:
+the same decision, nothing written or sent.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from asm_email_rules.applying import (
     notification_key,
 )
 from asm_email_rules.decision import Decision
+from asm_email_rules.errors import RepositoryError
 from asm_email_rules.gather import gather_facts
 from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry, ledger_key
 from asm_email_rules.model import InboundEmail, LedgerEntry, ReplyStatus
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.rules import decide, reply_address
-from asm_email_rules.send import Disposition, send_pending
+from asm_email_rules.send import Disposition, SendOutcome, default_owner, send_pending, send_reply
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 logger = logging.getLogger("asm_email_rules")
@@ -45,8 +47,9 @@ class ProcessResult:
     ``duplicate`` is True when the ledger already held this message (nothing was acted on
     again); ``decision`` is then None. ``reply_status`` says where its reply stands,
     ``notification_statuses`` where each notification stands (Email at Update via Email In),
-    and ``disposition`` what the mailbox should do with the message: kept for a retry while
-    any of its mails waits on a transient failure.
+    and ``disposition`` what the mailbox should do with the message: DELETE once the decision
+    and its mails are committed (the outbox keeps the mails). ``sent`` is the attempt at the
+    reply made here, if one was (a mailer was given and the reply was due and free to claim).
     """
 
     email: InboundEmail
@@ -56,13 +59,7 @@ class ProcessResult:
     disposition: Disposition = Disposition.DELETE
     new_call_number: int | None = None
     notification_statuses: tuple[ReplyStatus, ...] = ()
-
-
-_SEVERITY = {Disposition.DELETE: 0, Disposition.RETRY: 1, Disposition.QUARANTINE: 2}
-
-
-def _worst(first: Disposition, second: Disposition) -> Disposition:
-    return first if _SEVERITY[first] >= _SEVERITY[second] else second
+    sent: SendOutcome | None = None
 
 
 def _notification_entries(
@@ -79,23 +76,39 @@ def _notification_entries(
         found.append(entry)
 
 
+def _send(
+    entry: LedgerEntry,
+    repository: Repository,
+    mailer: Mailer | None,
+    system: SystemSettings,
+    now: datetime,
+    owner: str | None,
+) -> tuple[ReplyStatus, SendOutcome | None]:
+    """Send the mail of a ledger entry if it is pending, due and free to claim; its status
+    afterwards and the attempt made (None when none was)."""
+    if mailer is None or entry.reply is None or entry.reply_status is not ReplyStatus.PENDING:
+        return entry.reply_status, None
+    sent = send_reply(
+        entry.reply.message_id,
+        repository,
+        mailer,
+        system,
+        owner=owner or default_owner(),
+        clock=lambda: now,
+    )
+    return (entry.reply_status if sent is None else sent.status), sent
+
+
 def _send_notifications(
     entries: list[LedgerEntry],
     repository: Repository,
     mailer: Mailer | None,
     system: SystemSettings,
-    disposition: Disposition,
-) -> tuple[tuple[ReplyStatus, ...], Disposition]:
-    """Send the notifications still pending (as replies are sent); their statuses and the
-    disposition of the message once they are taken into account."""
-    statuses: list[ReplyStatus] = []
-    for entry in entries:
-        status = entry.reply_status
-        if mailer is not None:
-            status, outcome = send_pending(entry, repository, mailer, system)
-            disposition = _worst(disposition, outcome)
-        statuses.append(status)
-    return tuple(statuses), disposition
+    now: datetime,
+    owner: str | None,
+) -> tuple[ReplyStatus, ...]:
+    """Send the notifications still pending (as replies are sent); their statuses."""
+    return tuple(_send(entry, repository, mailer, system, now, owner)[0] for entry in entries)
 
 
 def explain(
@@ -119,43 +132,45 @@ def process(
     now: datetime,
     *,
     random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+    owner: str | None = None,
 ) -> ProcessResult:
     """Run one message through the whole flow. Raises MessageParseError for unusable bytes.
 
-    With ``mailer`` None the reply is recorded as PENDING and left for a later send.
+    With ``mailer`` None the reply and notifications are left in the outbox (PENDING) for a
+    sender (:func:`~asm_email_rules.send.send_due`); with a mailer each is claimed as ``owner``
+    (default: :func:`~asm_email_rules.send.default_owner`) and sent at once. A message another
+    worker recorded between our ledger check and our commit comes back as a duplicate: the
+    ledger's refusal rolled our writes back.
     """
     email = parse_message(raw, limits=system.limits)
     message_id = email.message_id or ""
     existing = find_ledger_entry(repository, mailbox.name, email)
     if existing is not None:
-        status, disposition = existing.reply_status, Disposition.DELETE
-        if mailer is not None:
-            status, disposition = send_pending(existing, repository, mailer, system)
-        resent, disposition = _send_notifications(
-            _notification_entries(repository, mailbox, email),
-            repository,
-            mailer,
-            system,
-            disposition,
-        )
-        return ProcessResult(email, None, True, status, disposition, notification_statuses=resent)
+        return _duplicate(email, existing, repository, mailer, mailbox, system, now, owner)
     facts = gather_facts(email, repository, mailbox, system, now)
     decision = decide(facts, mailbox, system)
-    result = apply(decision, email, repository, mailbox, system, now, random_token=random_token)
-    status = ReplyStatus.NONE if result.reply is None else ReplyStatus.PENDING
-    disposition = Disposition.DELETE
-    if result.reply is not None and mailer is not None:
+    try:
+        result = apply(decision, email, repository, mailbox, system, now, random_token=random_token)
+    except RepositoryError:
+        raced = find_ledger_entry(repository, mailbox.name, email)
+        if raced is None:
+            raise
+        return _duplicate(email, raced, repository, mailer, mailbox, system, now, owner)
+    status, sent = ReplyStatus.NONE, None
+    if result.reply is not None:
         entry = find_ledger_entry(repository, mailbox.name, email)
+        status = ReplyStatus.PENDING if entry is None else entry.reply_status
         if entry is not None:
-            status, disposition = send_pending(entry, repository, mailer, system)
+            status, sent = _send(entry, repository, mailer, system, now, owner)
     notes: tuple[ReplyStatus, ...] = ()
     if result.notifications:
-        notes, disposition = _send_notifications(
+        notes = _send_notifications(
             _notification_entries(repository, mailbox, email),
             repository,
             mailer,
             system,
-            disposition,
+            now,
+            owner,
         )
     logger.info(
         "message processed",
@@ -174,9 +189,31 @@ def process(
         decision,
         False,
         status,
-        disposition,
+        Disposition.DELETE,
         result.new_call_number,
         notification_statuses=notes,
+        sent=sent,
+    )
+
+
+def _duplicate(
+    email: InboundEmail,
+    entry: LedgerEntry,
+    repository: Repository,
+    mailer: Mailer | None,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+    now: datetime,
+    owner: str | None,
+) -> ProcessResult:
+    """A message the ledger holds: nothing acted on again; its reply and notifications sent
+    if they are due and nobody else holds them (a crash cut their first send off)."""
+    status, sent = _send(entry, repository, mailer, system, now, owner)
+    notes = _send_notifications(
+        _notification_entries(repository, mailbox, email), repository, mailer, system, now, owner
+    )
+    return ProcessResult(
+        email, None, True, status, Disposition.DELETE, notification_statuses=notes, sent=sent
     )
 
 
@@ -184,6 +221,7 @@ __all__ = [
     "ApplyResult",
     "Disposition",
     "ProcessResult",
+    "SendOutcome",
     "apply",
     "build_notification_email",
     "build_reply_email",
@@ -193,4 +231,5 @@ __all__ = [
     "process",
     "reply_address",
     "send_pending",
+    "send_reply",
 ]

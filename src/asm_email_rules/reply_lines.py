@@ -8,6 +8,7 @@ at a bounded number of lines and characters, so the truncation pass stays linear
 
 from __future__ import annotations
 
+import itertools
 import re
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "is_separator",
     "is_sig_delimiter",
     "is_valediction",
+    "split_flattened_line",
     "split_shared_line",
 ]
 
@@ -38,64 +40,115 @@ _HEADER_WINDOW = 8
 
 # --------------------------------------------------------------------------- vocabulary
 
-# Words that end an attribution ("<who> wrote:"); matched as whole words near the end.
+# Words (and a few phrases) that end an attribution ("<who> wrote:", "... said:", "... a dit :"),
+# in the display languages of Gmail, Outlook, Apple Mail and Thunderbird; matched (casefolded)
+# as whole words near the end of the line.
 _END_WORDS_TEXT = (
-    "wrote schrieb geschrieben escribió escribio escreveu scrisse schreef geschreven skrev "
-    "skriver kirjoitti napisał napisała napisal napsal napsala yazdı írta scrie написал "
-    "написала написав έγραψε écrit scritto viết scris"
+    # English
+    "wrote writes said says replied responded answered",
+    # German, French, Spanish, Portuguese, Italian, Catalan
+    "schrieb geschrieben schreibt sagte antwortete écrit écrivait répondu",
+    "escribió escribio respondió respondio contestó contesto dijo escreveu respondeu disse",
+    "scritto scrisse risposto escriure",
+    # Dutch, Danish, Norwegian, Swedish, Finnish, Icelandic, Estonian, Latvian, Lithuanian
+    "schreef geschreven antwoordde skrev skriver svarede svarte svarade kirjoitti vastasi",
+    "skrifaði kirjutas rakstīja rašė parašė",
+    # Polish, Czech, Slovak, Croatian, Serbian, Bosnian, Slovene, Romanian, Hungarian
+    "napisał napisała napisal odpisał odpisała odpowiedział odpowiedziała pisze napsal",
+    "napsala napísal napísala odpověděl odpověděla napisao scris scrie írta írt válaszolt",
+    # Turkish, Russian, Ukrainian, Bulgarian, Greek
+    "yazdı yanıtladı cevapladı написал написала ответил ответила пишет написав відповів",
+    "відповіла пише написа отговори έγραψε απάντησε написао написала",
+    # Indonesian, Malay, Vietnamese, Hebrew, Arabic, Persian, Hindi
+    "menulis viết כתב כתבה كتب نوشت लिखा",
 )
-_END_WORDS = frozenset(_END_WORDS_TEXT.split())
-_END_CJK = ("写道", "寫道", "のメッセージ", "は書きました", "작성")
+_END_WORDS = frozenset(" ".join(_END_WORDS_TEXT).split()) | frozenset(
+    ("a dit", "a répondu", "ha detto", "ha dicho", "ha escrito", "va escriure")
+)
+#: end words of scripts written without spaces: matched as substrings of the line's end
+_END_CJK = (
+    "写道", "寫道", "のメッセージ", "は書きました", "書きました", "書き込みました", "작성", "เขียน",
+)  # fmt: skip
 #: characters after the end word ("<name> <addr>:") an attribution may still carry
 _END_TAIL_MAX = 150
 _EVIDENCE_RE = re.compile(r"[@\d]")
 _TIME_RE = re.compile(r"\d[:.]\d\d")
+_YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)|\d年")
 _END_SEARCH_RE = re.compile("|".join(sorted(_END_WORDS, key=len, reverse=True)))
 # Words that open an attribution; used to split "reply On <date> ... wrote:" lines.
-_START_WORDS = r"On|Am|Le|El|Em|Il|Op|Den|På|Vào|Dnia|Dne|W\s+dniu"
-START_PREFIXES = frozenset(("On", "Am", "Le", "El", "Em", "Il", "Op", "De", "På", "Và", "Dn", "W "))
+_START_WORDS = r"On|Am|Le|El|Em|Il|Op|Den|På|Vào|Dnia|Dne|Dňa|Dana|Pada|În|Στις|W\s+dniu"
+START_PREFIXES = frozenset(
+    ("On", "Am", "Le", "El", "Em", "Il", "Op", "De", "På", "Và", "Dn", "Dň", "Da", "Pa", "În")
+) | {"Στ", "W "}
 START_RE = re.compile(rf"(?:{_START_WORDS})\s")
 _DATE_START_RE = re.compile(r"\d{1,4}[./\-年 ]")
 _MIDLINE_START_RE = re.compile(rf"(?<=[\s\-])(?:{_START_WORDS})\s")
 
-_FROM, _DATE, _TO, _CC, _SUBJECT = "from", "date", "to", "cc", "subject"
-_HEADER_LABELS: dict[str, str] = {}
-for _cat, _words in (
+# Outlook's (and Gmail's forward) header labels in each display language, by kind. A header
+# block needs two kinds, one of them From or Sent/Date; "other" labels (Organization, Importance,
+# Attachments) stay inside a block but do not count as a kind. Sources: Outlook/Gmail display
+# languages, and the label tables of mail-parser-reply (da, de, es, ko, pl, zh: Kopi, Dato,
+# Vedhæftet, DW, 보낸 사람, 组织, Organisation).
+_FROM, _DATE, _TO, _CC, _SUBJECT, _OTHER = "from", "date", "to", "cc", "subject", "other"
+_LABEL_WORDS = (
     (
         _FROM,
-        "from von de da fra från od van lähettäjä от від fram feladó kimden expéditeur "
-        "remitente mittente afzender avsändare nadawca odesílatel 发件人 寄件者 差出人 送信者 "
-        "从 từ",
+        "from|von|de|da|fra|från|od|van|lähettäjä|от|від|fram|feladó|kimden|expéditeur|remitente|"
+        "mittente|afzender|avsändare|nadawca|odesílatel|发件人|寄件者|寄件人|差出人|送信者|从|"
+        "từ|보낸 사람|보낸사람|šalje|pošiljatelj|pošiljalac|pošiljatelj|frá|saatja|nuo|no|dari|"
+        "daripada|από|מאת|من|จาก|प्रेषक|از|de la|nork|odosielateľ",
     ),
     (
         _DATE,
-        "sent date gesendet datum envoyé enviado enviada inviato verzonden sendt skickat "
-        "wysłano wysłane data odesláno отправлено дата надіслано lähetetty päivämäärä "
-        "发送时间 日期 日付 送信日時 gönderildi tarih dátum elküldve ngày",
+        "sent|date|gesendet|gesendet am|datum|envoyé|envoyé le|enviado|enviado el|enviada|"
+        "enviada em|enviat|enviat el|inviato|verzonden|sendt|skickat|wysłano|wysłane|data|"
+        "odesláno|отправлено|дата|надіслано|lähetetty|päivämäärä|发送时间|發送時間|日期|日付|"
+        "送信日時|gönderildi|gönderme tarihi|tarih|dátum|elküldve|ngày|ngày gửi|đã gửi|"
+        "보낸 날짜|보낸날짜|날짜|寄件日期|poslano|poslato|odoslané|trimis|dată|изпратено|"
+        "αποστολή|ημερομηνία|נשלח|תאריך|تم الإرسال|التاريخ|ส่ง|วันที่|भेजा गया|dikirim|"
+        "tanggal|dihantar|tarikh|išsiųsta|nosūtīts|saadetud|kuupäev|dagsetning|noiz|fecha",
     ),
     (
         _TO,
-        "to an à a para per aan til till do komu кому vastaanottaja 收件人 宛先 đến kime "
-        "címzett pour destinataire",
+        "to|an|à|a|para|per|aan|til|till|do|komu|кому|vastaanottaja|收件人|收件者|宛先|đến|"
+        "kime|címzett|pour|destinatario|destinataire|받는 사람|받는사람|prima|za|către|до|προς|"
+        "אל|إلى|ถึง|प्रति|kepada|kam|adressaat|per a|nori|reply-to|répondre à|antwort an|"
+        "responder a|rispondi a|komu/to",
     ),
-    (_CC, "cc kopie kopia копия 抄送 bcc"),
+    (
+        _CC,
+        "cc|kopie|kopia|копия|копія|抄送|副本|bcc|dw|kopi|kopio|másolatot kap|másolat|bilgi|"
+        "kópia|kopija|κοιν.|κοιν|עותק|نسخة|สำเนา|प्रतिलिपि|tembusan|sk|koopia|afrit|a/c|"
+        "cco|ccn|참조|숨은 참조",
+    ),
     (
         _SUBJECT,
-        "subject betreff objet asunto assunto oggetto onderwerp emne ämne temat předmět тема "
-        "aihe 主题 主題 件名 konu tárgy sujet",
+        "subject|betreff|objet|asunto|assunto|oggetto|onderwerp|emne|ämne|temat|předmět|тема|"
+        "aihe|主题|主題|主旨|件名|konu|tárgy|sujet|제목|predmet|subiect|θέμα|נושא|الموضوع|เรื่อง|"
+        "विषय|perihal|subjek|tēma|teema|efni|assumpte|gaia|tema|chủ đề",
     ),
-):
-    for _w in _words.split():
-        _HEADER_LABELS[_w] = _cat
-for _phrase, _cat in (
-    ("envoyé le", _DATE),
-    ("ngày gửi", _DATE),
-    ("chủ đề", _SUBJECT),
-    ("reply-to", _TO),
-    ("répondre à", _TO),
-    ("gesendet am", _DATE),
-):
-    _HEADER_LABELS[_phrase] = _cat
+    (
+        _OTHER,
+        "organization|organisation|organización|organizzazione|组织|組織|importance|wichtigkeit|"
+        "priorität|importancia|priorité|attachments|anhänge|anlagen|pièces jointes|adjuntos|"
+        "anexos|allegati|bijlagen|vedhæftet|vedlegg|bifogade filer|załączniki|přílohy|"
+        "添付ファイル|附件|첨부",
+    ),
+)
+_HEADER_LABELS: dict[str, str] = {
+    label: kind for kind, words in _LABEL_WORDS for label in words.split("|")
+}
+#: labels looked for inside a flattened line (one-letter labels such as "A" are too common)
+_INLINE_LABELS = {
+    label: kind for label, kind in _HEADER_LABELS.items() if len(label) > 1 and kind != _OTHER
+}
+_INLINE_LABEL_WORDS = max(len(label.split()) for label in _INLINE_LABELS)
+#: a separator ("-------- Original message --------") inside a longer line
+_INLINE_SEPARATOR_RE = re.compile(
+    r"(?:-{2,}|_{2,}|={2,}|\*{2,})[ \t]*[^\-_=*\n]{3,60}?[ \t]*(?:-{2,}|_{2,}|={2,}|\*{2,})"
+)
+#: longest line examined for a flattened header block
+_MAX_FLATTENED = 2000
 _HEADER_LABEL_RE = re.compile(
     r"[ \t]{0,8}\*{0,2}([^\W\d_][^:：*\n]{0,24}?)[ \t]*\*{0,2}[ \t]*[:：]"
 )
@@ -130,6 +183,39 @@ _SEPARATOR_KEYWORDS = (
     "転送",
     "thư gốc",
     "tin nhắn",
+    # more display languages: "original / forwarded message" in Outlook, Gmail and phones
+    "üzenet",
+    "mesaj",
+    "ileti",
+    "μήνυμα",
+    "메시지",
+    "הודעה",
+    "الرسالة",
+    "ข้อความ",
+    "pesan",
+    "mesej",
+    "správa",
+    "poruka",
+    "sporočilo",
+    "съобщение",
+    "laiškas",
+    "ziņa",
+    "sõnum",
+    "संदेश",
+    "پیغام",
+    "郵件",
+    "轉寄",
+    "inoltrato",
+    "reenviado",
+    "encaminhada",
+    "doorgestuurd",
+    "przekazana",
+    "přeposlaná",
+    "továbbított",
+    "iletilen",
+    "пересылаемое",
+    "переслане",
+    "προωθημένο",
 )
 _FORWARD_INTROS = frozenset(
     (
@@ -154,6 +240,13 @@ _FORWARD_INTROS = frozenset(
         "välitetty viesti",
         "przekazana wiadomość",
         "пересылаемое сообщение",
+        "vidarebefordrat brev",
+        "videresendt besked",
+        "начало переадресованного сообщения",
+        "początek przekazanej wiadomości",
+        "转发的邮件",
+        "転送されたメッセージ",
+        "전달된 메시지",
     )
 )
 
@@ -264,8 +357,18 @@ def _end_match(text: str) -> bool:
     low = text[-(_END_TAIL_MAX + 60) :].casefold().rstrip()
     ends_colon = low[-1:] in (":", "：")
     core = low.rstrip(" \t:：")
-    cut = max(core.rfind(":"), core.rfind("："))
-    seg = core[cut + 1 :][-(_END_TAIL_MAX + 30) :]  # the colon-free end of the text
+    if core.endswith(")"):  # "X ezt írta (időpont: 2025. márc. 3., H, 10:00):" (Hungarian)
+        opening = core.rfind("(", max(0, len(core) - 80))
+        if opening > 0 and "@" not in core[opening:]:
+            core = core[:opening].rstrip()
+    cut = len(core)
+    while True:  # the last colon that is not inside a time ("10:00")
+        cut = max(core.rfind(":", 0, cut), core.rfind("：", 0, cut))
+        if cut <= 0 or cut + 1 >= len(core):
+            break
+        if not (core[cut - 1].isdigit() and core[cut + 1].isdigit()):
+            break
+    seg = core[cut + 1 :][-(_END_TAIL_MAX + 30) :]  # the end of the text after any label
     for w in _END_CJK:
         pos = seg.rfind(w)
         if pos >= 0:
@@ -296,8 +399,12 @@ COLON_ENDS = (":", "：", ": ", ":  ", ":\t", "： ")
 ATTR_LAST_CHARS = frozenset(":：>-_=*~")
 
 
-def _classify_attribution(text: str) -> str | None:
-    """Return "strong", "weak" or None for a (joined) candidate attribution text."""
+def _classify_attribution(text: str, one_line: bool = False) -> str | None:
+    """Return "strong", "weak" or None for a (joined) candidate attribution text.
+
+    ``one_line``: the text is one physical line, so Gmail's verb-less form (a year, a time,
+    an address) may be strong; joined lines may still go on to a verb ("> wrote:").
+    """
     if len(text) > _MAX_PROBE or text[-1] not in ATTR_LAST_CHARS:
         return None  # cheap filter: attributions end with ":", ">" or decoration dashes
     core, decorated = _deco_strip(text)
@@ -310,12 +417,15 @@ def _classify_attribution(text: str) -> str | None:
         if decorated and len(core.split()) <= 8:
             return "strong"
         return "weak"
-    # Gmail-style "<date> <name> <addr>:" with no verb (Japanese, Russian, ... forms).
+    # Gmail-style "<date> <name> <addr>:" with no verb (Japanese, Russian, ... forms): strong
+    # with a year and a time, as Gmail always writes them; else only over a quote.
     if (
         "@" in core
         and (core[-1] == ">" or core.endswith((">:", ">：")))
         and _has_evidence(core.replace("@", ""))
     ):
+        if one_line and _TIME_RE.search(core) and _YEAR_RE.search(core):
+            return "strong"
         return "weak"
     return None
 
@@ -345,7 +455,7 @@ def attribution_at(stripped: list[str], i: int) -> tuple[int, str] | None:
         acc = _join_piece(acc, piece)
         if len(acc) > _MAX_PROBE:
             break
-        kind = _classify_attribution(acc)
+        kind = _classify_attribution(acc, one_line=j == i)
         if kind is not None:
             if j > i and _starts_later(stripped, i + 1, j):
                 return weak  # line i is reply text; the attribution starts below it
@@ -431,12 +541,14 @@ def is_separator(stripped: str) -> bool:
     """An "-----Original Message-----" / forward separator or intro line."""
     if len(stripped) < 5 or len(stripped) > 120:
         return False
-    if stripped[0] not in "-_=*" and stripped[-1] not in "-_=*:：":
+    if stripped[0] not in "-_=*[" and stripped[-1] not in "-_=*:：]":
         return False
     core, decorated = _deco_strip(stripped)
-    low = core.rstrip(" :：").casefold()
+    low = core.rstrip(" :：").casefold().replace("\u0307", "")  # Turkish "İ" folds to i + dot
     framed = decorated and (stripped[0] in "-_=*" or stripped[-1] in "-_=*")
     if framed and len(low) <= 60 and any(k in low for k in _SEPARATOR_KEYWORDS):
+        return True
+    if "original message processed by" in low:  # Tobit David
         return True
     return stripped[-1] in ":：" and low in _FORWARD_INTROS
 
@@ -481,3 +593,71 @@ def split_shared_line(line: str) -> tuple[str, str] | None:
     if not prefix or not _has_evidence(suffix) or _classify_attribution(suffix) != "strong":
         return None
     return prefix, suffix
+
+
+def split_flattened_line(line: str) -> list[str] | None:
+    """Split a header block flattened onto one line into its lines, else None.
+
+    Samsung and some web mailers put the forward separator and the Outlook-style header
+    fields on one line: ``-------- Original message --------From: A <a@x> Date: ... To: ...
+    Subject: ...``; HTML-to-text conversion does the same to an Outlook block
+    (``From: A Sent: ... To: ... Subject: ...``). The separator (and any reply text before it)
+    becomes its own line and each label starts a line. Without a separator the line must
+    start with a From or Sent/Date label and hold labels of three kinds, so prose that
+    mentions "from:" and "date:" is never cut.
+    """
+    s = line.strip()
+    if len(s) > _MAX_FLATTENED or (s.count(":") + s.count("：")) < 2:
+        return None
+    out: list[str] = []
+    rest = s
+    separator = None
+    if "--" in s or "__" in s or "==" in s or "**" in s:
+        for found in _INLINE_SEPARATOR_RE.finditer(s):
+            if is_separator(found.group()):
+                separator = found
+                break
+    if separator is not None:
+        before = s[: separator.start()].strip()
+        rest = s[separator.end() :].strip()
+        if not rest:
+            return None
+        if before:
+            out.append(before)
+        out.append(separator.group())
+    if separator is None and _header_label(rest) not in (_FROM, _DATE):
+        return None  # a flattened block without separator starts with From or Sent/Date
+    labels = _inline_labels(rest)
+    if not labels or labels[0][0] != 0:
+        return [*out, rest] if separator is not None else None
+    kinds = {kind for _, kind in labels}
+    if not kinds & {_FROM, _DATE} or len(kinds) < (2 if separator is not None else 3):
+        return [*out, rest] if separator is not None else None
+    starts = [start for start, _ in labels] + [len(rest)]
+    out.extend(rest[a:b].strip() for a, b in itertools.pairwise(starts))
+    return out
+
+
+def _inline_labels(text: str) -> list[tuple[int, str]]:
+    """``(start, kind)`` of each header label ("Sent:", "보낸 사람:") inside one line.
+
+    Each colon is looked at once, with the one to three words before it: linear in the line.
+    Reading stops when no label starts the line (its first 40 characters).
+    """
+    probe = text.replace("：", ":") if "：" in text else text  # same length, same positions
+    found: list[tuple[int, str]] = []
+    end = probe.find(":")
+    while end >= 0 and (found or end <= 40):
+        window = max(0, end - 40)
+        before = probe[window:end].rstrip(" \t")
+        words = before.split()
+        for count in range(min(len(words), _INLINE_LABEL_WORDS), 0, -1):
+            label = " ".join(words[-count:])
+            kind = _INLINE_LABELS.get(label.strip("*").casefold())
+            if kind is not None:
+                start = window + len(before) - len(label)
+                if probe.startswith(label, start) and (start == 0 or probe[start - 1].isspace()):
+                    found.append((start, kind))
+                break
+        end = probe.find(":", end + 1)
+    return found

@@ -58,6 +58,7 @@ from asm_email_rules.model import (
     SummaryKind,
     TaskStatus,
 )
+from asm_email_rules.outgoing import OutgoingMessageError, check_address
 from asm_email_rules.replies import Text, merge_text, place_token, render
 from asm_email_rules.sender import contact_address
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
@@ -1413,14 +1414,18 @@ _ADDRESS = re.compile(r"[!-~]{1,64}@[A-Za-z0-9.\[\]:-]{1,255}", re.ASCII)
 
 def _sendable_address(address: str) -> bool:
     """True for a plain ASCII addr-spec we can hand to SMTP (no controls, spaces or brackets)
-    and write in a To field: no ``=?``, which readers take for an encoded-word (RFC 2047 5(3):
-    none may appear in an addr-spec) and our renderer refuses."""
-    return (
-        _ADDRESS.fullmatch(address) is not None
-        and "<" not in address
-        and ">" not in address
-        and "=?" not in address
-    )
+    that the outgoing message accepts as its To (so a decided reply can always be rendered):
+    no ``=?``, which readers take for an encoded-word (RFC 2047 5(3): none may appear in an
+    addr-spec), and a dot-atom or quoted local part (RFC 5322 3.4.1)."""
+    if _ADDRESS.fullmatch(address) is None or "<" in address or ">" in address:
+        return False
+    if "=?" in address:
+        return False
+    try:
+        check_address("To", address)
+    except OutgoingMessageError:
+        return False
+    return True
 
 
 def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: SystemSettings) -> str:

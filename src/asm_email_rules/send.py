@@ -1,30 +1,266 @@
-"""Send the stored reply of a processed message, after its transaction has committed.
+"""Send the replies waiting in the store's outbox, each by the one sender that claimed it.
 
-A failed send never undoes the actions: permanent refusals are recorded and the message is
-still deleted; transient ones keep the message for a retry, bounded by a send-attempt limit.
+DESIGN 4, "Replies are an outbox": a reply is stored with its decision, in the decision's
+transaction (:mod:`asm_email_rules.applying`), and sent afterwards. A sender first *claims* the
+reply (:meth:`~asm_email_rules.protocols.Repository.claim_reply`: its owner id, until a lease
+expires), sends it, and records the outcome once the server has answered
+(:meth:`~asm_email_rules.protocols.Repository.finish_reply`). Two pollers therefore never send
+one reply; the only duplicate left is a crash between the server's 250 and that record, and
+the resend, by whoever claims the reply after the lease has expired, carries the same
+Message-ID.
+
+Outcomes, by the SMTP reply (RFC 5321 4.2.1):
+
+- accepted (2xx): SENT.
+- 5xx (the spec's fatal 501, 503, 550, 553 among them): refused for good, FAILED at once,
+  never retried; the decision stays applied ("the failure is recorded").
+- 4xx or no answer (network, timeout): retried by time, not by polls: after 1 minute, then
+  2, 4, 8... minutes, at most an hour apart, until ``reply_retry_hours`` after the reply was
+  queued; then given up: FAILED, with the last error. Nothing waits in the mailbox meanwhile.
+
+A FAILED reply stays in the outbox; ``asm-email-rules replies resend`` requeues it
+(:meth:`~asm_email_rules.protocols.Repository.requeue_reply`).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import attrs
 
 from asm_email_rules.errors import PermanentSendError, SendError
-from asm_email_rules.model import LedgerEntry, ReplyStatus
+from asm_email_rules.model import LedgerEntry, OutgoingEmail, ReplyStatus
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.settings import SystemSettings
 
-__all__ = ["Disposition", "send_pending"]
+__all__ = [
+    "REPLY_RETRY_FIRST",
+    "REPLY_RETRY_LONGEST",
+    "Disposition",
+    "OutboxReport",
+    "SendOutcome",
+    "SendResult",
+    "default_owner",
+    "retry_delay",
+    "send_due",
+    "send_pending",
+    "send_reply",
+]
 
 logger = logging.getLogger("asm_email_rules")
+
+REPLY_RETRY_FIRST = timedelta(minutes=1)
+"""Wait after a reply's first temporary failure; each further one doubles it."""
+
+REPLY_RETRY_LONGEST = timedelta(hours=1)
+"""The longest wait between two attempts at one reply."""
 
 
 class Disposition(enum.Enum):
     """What the mailbox should do with the message once it has been processed."""
 
-    DELETE = "delete"  # acted on and recorded (the spec: "the email is deleted")
-    RETRY = "retry"  # keep it: the reply hit a transient failure and is retried next poll
-    QUARANTINE = "quarantine"  # move it aside: unusable, failing, or out of send attempts
+    DELETE = "delete"  # acted on and recorded with its reply (the spec: "the email is deleted")
+    RETRY = "retry"  # keep it and try again later (not used for replies any more: the outbox)
+    QUARANTINE = "quarantine"  # move it aside: unusable or failing
+
+
+class SendResult(enum.Enum):
+    """What one attempt at a claimed reply came to."""
+
+    SENT = "sent"  # the server accepted it
+    DEFERRED = "deferred"  # temporary failure: PENDING, tried again later
+    GAVE_UP = "gave_up"  # temporary failures for reply_retry_hours: FAILED
+    REFUSED = "refused"  # a permanent (5xx) refusal: FAILED at once
+    LOST_CLAIM = "lost_claim"  # our claim expired and another sender took the reply over
+
+
+@attrs.frozen
+class SendOutcome:
+    """One attempt at one reply: which, to whom, how it ended, the attempts so far, the error
+    ("" when sent), the SMTP code when the server gave one, and when it is tried next (for
+    DEFERRED)."""
+
+    reply_message_id: str
+    to: str
+    result: SendResult
+    attempts: int
+    error: str = ""
+    code: int | None = None
+    next_attempt_at: datetime | None = None
+
+    @property
+    def status(self) -> ReplyStatus:
+        """The reply's status after this attempt (LOST_CLAIM: still PENDING, someone else's)."""
+        return {
+            SendResult.SENT: ReplyStatus.SENT,
+            SendResult.GAVE_UP: ReplyStatus.FAILED,
+            SendResult.REFUSED: ReplyStatus.FAILED,
+        }.get(self.result, ReplyStatus.PENDING)
+
+
+@attrs.define
+class OutboxReport:
+    """What one :func:`send_due` pass did: the outcomes in order, and whether it stopped
+    early because the server failed temporarily (the rest wait for the next pass)."""
+
+    outcomes: list[SendOutcome] = attrs.field(factory=list)
+    stopped_early: bool = False
+
+    def count(self, *results: SendResult) -> int:
+        """How many attempts ended in one of ``results``."""
+        return sum(1 for outcome in self.outcomes if outcome.result in results)
+
+
+def default_owner() -> str:
+    """A sender / poller id unique to this process: ``host:pid:random``.
+
+    Stored with every claim and lease, so an operator can tell who holds what.
+    """
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait after the ``attempts``-th temporary failure in a row: 1, 2, 4... minutes,
+    at most :data:`REPLY_RETRY_LONGEST`."""
+    delay = REPLY_RETRY_FIRST
+    for _ in range(max(attempts, 1) - 1):
+        delay *= 2
+        if delay >= REPLY_RETRY_LONGEST:
+            return REPLY_RETRY_LONGEST
+    return delay
+
+
+def _lease(system: SystemSettings) -> timedelta:
+    return timedelta(seconds=system.lease_seconds)
+
+
+def send_reply(
+    reply_message_id: str,
+    repository: Repository,
+    mailer: Mailer,
+    system: SystemSettings,
+    *,
+    owner: str,
+    clock: Callable[[], datetime],
+) -> SendOutcome | None:
+    """Claim one reply, send it, record the outcome; None when it could not be claimed (not
+    due, sent or failed already, or another sender holds it).
+
+    The claim lasts ``system.lease_seconds``; ``clock`` gives the current time (aware UTC).
+    Raises only what the repository raises (RepositoryError): a mailer that raises anything
+    counts as a temporary failure of that reply.
+    """
+    now = clock()
+    entry = repository.claim_reply(reply_message_id, owner, now, now + _lease(system))
+    if entry is None:
+        return None
+    reply, attempts = entry.reply, entry.attempts + 1
+    fields: dict[str, object] = {"reply_message_id": reply.message_id, "to": reply.to}
+    try:
+        mailer.send(reply)
+    except PermanentSendError as exc:
+        fatal = exc.code in system.fatal_smtp_codes
+        logger.warning(
+            "reply refused for good: %s", exc, extra={**fields, "code": exc.code, "fatal": fatal}
+        )
+        outcome = SendOutcome(reply.message_id, reply.to, SendResult.REFUSED, attempts, str(exc))
+        outcome = attrs.evolve(outcome, code=exc.code)
+        recorded = repository.finish_reply(
+            reply.message_id, owner, ReplyStatus.FAILED, clock(), error=str(exc)
+        )
+    except Exception as exc:  # SendError, or a mailer that failed some other way: retry
+        if not isinstance(exc, SendError):
+            logger.exception("the mailer raised %s", type(exc).__name__, extra=fields)
+        outcome = _temporary_failure(exc, entry.queued_at, attempts, reply, system, clock())
+        recorded = repository.finish_reply(
+            reply.message_id,
+            owner,
+            outcome.status,
+            clock(),
+            error=outcome.error,
+            next_attempt_at=outcome.next_attempt_at,
+        )
+    else:
+        outcome = SendOutcome(reply.message_id, reply.to, SendResult.SENT, attempts)
+        recorded = repository.finish_reply(reply.message_id, owner, ReplyStatus.SENT, clock())
+        logger.info("reply sent", extra={**fields, "attempts": attempts})
+    if not recorded:
+        logger.warning(
+            "reply claim expired before the outcome was recorded; another sender took the "
+            "reply over (a resend carries the same Message-ID)",
+            extra={**fields, "outcome": outcome.result.value},
+        )
+        return attrs.evolve(outcome, result=SendResult.LOST_CLAIM)
+    return outcome
+
+
+def _temporary_failure(
+    exc: Exception,
+    queued_at: datetime,
+    attempts: int,
+    reply: OutgoingEmail,
+    system: SystemSettings,
+    now: datetime,
+) -> SendOutcome:
+    """The outcome of a temporary failure: deferred to the next attempt, or given up once
+    ``reply_retry_hours`` have passed since the reply was queued (the last attempt falls on
+    that deadline)."""
+    error = str(exc) or type(exc).__name__
+    code = exc.code if isinstance(exc, SendError) else None
+    deadline = queued_at + timedelta(hours=system.reply_retry_hours)
+    message_id, to = reply.message_id, reply.to
+    fields = {"reply_message_id": message_id, "to": to, "attempts": attempts}
+    if now >= deadline:
+        error = f"gave up after {attempts} attempts in {system.reply_retry_hours:g} h: {error}"
+        logger.warning("reply given up: %s", error, extra=fields)
+        return SendOutcome(message_id, to, SendResult.GAVE_UP, attempts, error, code)
+    next_at = min(now + retry_delay(attempts), deadline)
+    logger.info(
+        "reply deferred: %s",
+        error,
+        extra={**fields, "next_attempt_at": next_at.isoformat()},
+    )
+    return SendOutcome(message_id, to, SendResult.DEFERRED, attempts, error, code, next_at)
+
+
+def send_due(
+    repository: Repository,
+    mailer: Mailer,
+    system: SystemSettings,
+    *,
+    owner: str,
+    clock: Callable[[], datetime],
+    mailbox: str | None = None,
+    limit: int = 100,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> OutboxReport:
+    """Send the replies due now (``mailbox``'s only, when given), at most ``limit``.
+
+    Each is claimed first, so a reply another sender holds is skipped. After a temporary
+    failure the pass stops (the server is likely down; the others wait for the next pass
+    rather than each waiting for a timeout). ``keep_going`` is asked before each reply (the
+    polling service renews its account lease there, and stops when it lost it).
+    """
+    report = OutboxReport()
+    for entry in repository.due_replies(clock(), mailbox=mailbox, limit=limit):
+        if not keep_going():
+            break
+        outcome = send_reply(
+            entry.reply.message_id, repository, mailer, system, owner=owner, clock=clock
+        )
+        if outcome is None:
+            continue  # sent, or claimed by another sender, since we listed it
+        report.outcomes.append(outcome)
+        if outcome.result is SendResult.DEFERRED:
+            report.stopped_early = True
+            break
+    return report
 
 
 def send_pending(
@@ -32,37 +268,29 @@ def send_pending(
     repository: Repository,
     mailer: Mailer,
     system: SystemSettings,
+    *,
+    owner: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[ReplyStatus, Disposition]:
-    """Send the stored reply of a ledger entry, record the outcome, say what to do with the mail.
+    """Send the stored reply of a ledger entry through the outbox; its status afterwards, and
+    DELETE (the outbox keeps the reply: the message never waits in the mailbox for it).
 
-    Permanent refusals (the spec's 501/503/550/553 and other 5xx) are final and the message is
-    still deleted; transient ones keep the message for a retry until
-    ``system.max_send_attempts`` is reached, after which it is quarantined.
+    For hosts that called it before the outbox existed; :func:`send_reply` says more.
     """
     if entry.reply is None or entry.reply_status is not ReplyStatus.PENDING:
         return entry.reply_status, Disposition.DELETE
-    attempts = entry.attempts + 1
-    try:
-        mailer.send(entry.reply)
-    except PermanentSendError as exc:
-        fatal = exc.code in system.fatal_smtp_codes
-        logger.warning(
-            "reply refused for good: %s",
-            exc,
-            extra={"to": entry.reply.to, "code": exc.code, "fatal_code": fatal},
-        )
-        status, disposition, error = ReplyStatus.FAILED, Disposition.DELETE, str(exc)
-    except SendError as exc:  # TransientSendError, or a mailer raising the base class
-        error = str(exc)
-        if attempts >= system.max_send_attempts:
-            status, disposition = ReplyStatus.FAILED, Disposition.QUARANTINE
-            error = f"gave up after {attempts} attempts: {exc}"
-        else:
-            status, disposition = ReplyStatus.PENDING, Disposition.RETRY
-        logger.info("reply deferred: %s", exc, extra={"to": entry.reply.to, "attempts": attempts})
-    else:
-        status, disposition, error = ReplyStatus.SENT, Disposition.DELETE, ""
-    repository.set_reply_status(
-        entry.mailbox, entry.message_id, entry.sha256, status, attempts=attempts, error=error
+    at = now if now is not None else entry.processed_at
+    if at is None:
+        raise ValueError("send_pending needs now= for a ledger entry without processed_at")
+    outcome = send_reply(
+        entry.reply.message_id,
+        repository,
+        mailer,
+        system,
+        owner=owner or default_owner(),
+        clock=lambda: at,
     )
-    return status, disposition
+    if outcome is None:
+        current = repository.outbox_entry(entry.reply.message_id)
+        return (current.status if current else entry.reply_status), Disposition.DELETE
+    return outcome.status, Disposition.DELETE

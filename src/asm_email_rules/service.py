@@ -1,11 +1,15 @@
 """The polling service: read every active account, run each message through the rules, dispose.
 
-Per message: fetch, hash, :func:`~asm_email_rules.pipeline.process` (parse, decide, apply and
-record in one transaction, send the reply), then delete, keep (transient reply failure) or
-quarantine it. The ledger (mailbox + Message-ID + SHA-256) makes a crash anywhere in between
-harmless: the next poll acknowledges the message without acting twice. A message that cannot be
-parsed or processed is quarantined with its error and remembered in the ledger, so a mailbox
-that cannot move mail (POP3) skips it from then on.
+Per account: take the account's lease in the store (DESIGN 4, "One poller per account": a
+second poller logs that it waits, and takes over once the lease expires), then per message:
+fetch, hash, :func:`~asm_email_rules.pipeline.process` (parse, decide, apply and record in one
+transaction with the reply, which enters the outbox), then delete or quarantine it. After each
+session the replies due are sent from the outbox (:func:`~asm_email_rules.send.send_due`),
+each claimed first, so a reply is never sent twice and a temporary SMTP failure never holds a
+message in the mailbox. The ledger (mailbox + Message-ID + SHA-256) makes a crash anywhere in
+between harmless: the next poll acknowledges the message without acting twice. A message that
+cannot be parsed or processed is quarantined with its error and remembered in the ledger, so
+a mailbox that cannot move mail (POP3) skips it from then on.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from asm_email_rules.errors import (
 )
 from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry
-from asm_email_rules.model import ReplyStatus
+from asm_email_rules.model import Lease, ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import (
     ExpungingMailbox,
@@ -45,9 +49,17 @@ from asm_email_rules.protocols import (
     Repository,
 )
 from asm_email_rules.quarantine import quarantine_reason, set_aside
+from asm_email_rules.send import OutboxReport, SendResult, default_owner, send_due
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
-__all__ = ["AccountReport", "HostMailbox", "MailboxFactory", "PollReport", "PollingService"]
+__all__ = [
+    "ACCOUNT_LEASE_PREFIX",
+    "AccountReport",
+    "HostMailbox",
+    "MailboxFactory",
+    "PollReport",
+    "PollingService",
+]
 
 log = logging.getLogger("asm_email_rules.service")
 
@@ -65,14 +77,17 @@ the account) and a callable that opens a fresh session of it."""
 _MAX_MAILBOX_ERRORS = 3
 """Consecutive mailbox failures after which a session is abandoned until the next interval."""
 
+ACCOUNT_LEASE_PREFIX = "account:"
+"""Account leases are named ``account:<account name>`` in the store."""
+
 
 @attrs.frozen
 class AccountReport:
     """What one poll of one account did.
 
     ``processed``: acted on for the first time; ``duplicates``: already in the ledger (a crash
-    or retry), acknowledged without acting again; ``retried``: kept because the reply hit a
-    transient failure; ``quarantined``: set aside; ``errors``: mailbox or store failures.
+    or retry), acknowledged without acting again; ``retried``: kept in the mailbox to try again
+    later; ``quarantined``: set aside; ``errors``: mailbox or store failures.
     ``discarded``: of the processed messages, those neither acted on nor answered, counted by
     reason (``(("auto-reply", 9), ...)``, most frequent first; issue 9: nothing is dropped in
     silence).
@@ -80,6 +95,12 @@ class AccountReport:
     guard or the age limit held back. A held-back reply, or a discarded message a person wrote
     (not an auto-reply or a bounce), makes the message's log line a WARNING with its reason
     (``reply_suppressed=``, ``discard_reason=``).
+
+    Replies sent from the outbox in this pass: ``replies_sent`` (accepted),
+    ``replies_deferred`` (temporary failure, tried again later), ``replies_failed`` (refused
+    for good, or given up after ``reply_retry_hours``: ``asm-email-rules replies list``).
+    ``waiting``: another poller holds the account (``lease_holder``, until ``lease_until``);
+    nothing was read.
     ``backoff_seconds``: how long the account now waits before its next try because our side
     failed (the store unavailable, the mailbox unreachable or refusing our sign-in), 0 when it
     is healthy. ``expunged``: messages a previous session marked deleted but did not remove
@@ -98,6 +119,12 @@ class AccountReport:
     sessions: int = 0
     skipped: bool = False
     last_error: str = ""
+    replies_sent: int = 0
+    replies_deferred: int = 0
+    replies_failed: int = 0
+    waiting: bool = False
+    lease_holder: str = ""
+    lease_until: datetime | None = None
     backoff_seconds: float = 0.0
     discarded: tuple[tuple[str, int], ...] = ()
     expunged: int = 0
@@ -139,6 +166,9 @@ class _Counts:
     suppressed: int = 0
     sessions: int = 0
     last_error: str = ""
+    replies_sent: int = 0
+    replies_deferred: int = 0
+    replies_failed: int = 0
     discarded: dict[str, int] = attrs.field(factory=dict)
     expunged: int = 0
     pruned: int = 0
@@ -148,6 +178,14 @@ class _Counts:
         by_count = sorted(self.discarded.items(), key=lambda item: (-item[1], item[0]))
         fields["discarded"] = tuple(by_count)
         return AccountReport(account, **fields, backoff_seconds=backoff_seconds)
+
+    def add_replies(self, report: OutboxReport) -> None:
+        self.replies_sent += report.count(SendResult.SENT)
+        self.replies_deferred += report.count(SendResult.DEFERRED)
+        self.replies_failed += report.count(SendResult.GAVE_UP, SendResult.REFUSED)
+        for outcome in report.outcomes:
+            if outcome.result is not SendResult.SENT and outcome.error:
+                self.last_error = f"reply to {outcome.to}: {outcome.error}"
 
 
 def _list_keys(mailbox: Mailbox) -> Iterator[str]:
@@ -201,14 +239,25 @@ class _RetryLaterError(Exception):
     """A host store refused this message (a plain RepositoryError): stop, retry it later."""
 
 
+class _NotDurableError(Exception):
+    """The store could not be synced at the end of a session (already counted and logged)."""
+
+
+class _LeaseLostError(Exception):
+    """Another poller took the account over (our lease expired): stop working it at once."""
+
+
 class PollingService:
     """Polls the configured accounts; one instance per store and mailer.
 
     ``now`` and ``random_token`` are injected so tests are deterministic. With ``mailer`` None
-    the replies are recorded in the store as pending and not sent. ``backoff`` is how an account
-    waits after our side failed (default: from ``config.system``). Only ``config.accounts`` and
-    ``config.system`` are used (never ``config.store``): a host with its own repository, mailer
-    and mailboxes builds one with :meth:`from_parts` and needs no configuration file.
+    the replies are recorded in the store's outbox as pending and not sent. ``owner`` names
+    this poller in the account leases and reply claims it takes (default
+    :func:`~asm_email_rules.send.default_owner`: host, process id and a random part).
+    ``backoff`` is how an account waits after our side failed (default: from
+    ``config.system``). Only ``config.accounts`` and ``config.system`` are used (never
+    ``config.store``): a host with its own repository, mailer and mailboxes builds one with
+    :meth:`from_parts` and needs no configuration file.
     """
 
     @classmethod
@@ -224,14 +273,15 @@ class PollingService:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_token: Callable[[], str] = lambda: secrets.token_hex(8),
         backoff: BackoffPolicy | None = None,
+        owner: str | None = None,
     ) -> PollingService:
         """A service over the host's own parts: no configuration file and no store path.
 
         ``mailboxes`` pairs each mailbox's settings with a callable opening a new session of
         it; ``settings.name`` names the account (in reports and the ledger) and must be
         unique. ``system`` defaults to :class:`SystemSettings` ``()``; ``now``,
-        ``random_token`` and ``backoff`` are as for the constructor. Raises ``ValueError`` for
-        two mailboxes with one name.
+        ``random_token``, ``backoff`` and ``owner`` are as for the constructor. Raises
+        ``ValueError`` for two mailboxes with one name.
         """
         openers: dict[str, Callable[[], Mailbox]] = {}
         accounts: list[AccountConfig] = []
@@ -262,6 +312,7 @@ class PollingService:
             now=now,
             random_token=random_token,
             backoff=backoff,
+            owner=owner,
         )
 
     def __init__(
@@ -273,6 +324,7 @@ class PollingService:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_token: Callable[[], str] = lambda: secrets.token_hex(8),
+        owner: str | None = None,
         backoff: BackoffPolicy | None = None,
     ) -> None:
         self.config = config
@@ -281,7 +333,10 @@ class PollingService:
         self.mailbox_factory = mailbox_factory
         self.now = now
         self.random_token = random_token
+        self.owner = owner or default_owner()
         self._store_failures: dict[tuple[str, str], int] = {}
+        self._renew_at: dict[str, datetime] = {}
+        self._waiting: dict[str, str] = {}
         if backoff is None:
             system = config.system
             backoff = BackoffPolicy(system.backoff_initial_seconds, system.backoff_max_seconds)
@@ -328,11 +383,12 @@ class PollingService:
             return process(
                 raw,
                 self.repository,
-                self.mailer,
+                None,  # the reply goes to the outbox; _send_replies sends it after the session
                 message.account.mailbox,
                 self.config.system,
                 self.now(),
                 random_token=self.random_token,
+                owner=self.owner,
             )
         except MessageParseError as exc:
             reason = f"cannot parse: {exc}"
@@ -451,7 +507,9 @@ class PollingService:
         self, account: AccountConfig, stop: threading.Event | None = None
     ) -> AccountReport:
         """Poll one account until its mailbox is empty (in sessions of at most
-        ``max_messages_per_session``), or until ``stop`` is set; never raises.
+        ``max_messages_per_session``), or until ``stop`` is set, and send its due replies;
+        never raises. Another poller holding the account's lease: nothing is read, and the
+        report says ``waiting``.
 
         Our side failing (the store unavailable, the mailbox unreachable or refusing our
         sign-in) backs the account off (:meth:`backoff`); a complete poll ends that.
@@ -459,34 +517,179 @@ class PollingService:
         if not account.active:
             return AccountReport(account.name, skipped=True)
         counts = _Counts()
-        seen: set[str] = set()
-        completed = False
-        while stop is None or not stop.is_set():
-            try:
-                more = self._session(account, seen, counts, stop)
-            except (StoreUnavailableError, MailboxError, OSError) as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                self._account_failed(account, _failure_kind(exc), exc)
-                break
-            except (RepositoryError, _RetryLaterError) as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                log.error(
-                    "account poll failed: %s",
-                    exc,
-                    extra={"account": account.name, "error": str(exc)},
-                )
-                break
-            if not more:
-                completed = True
-                break
-        self._end_smtp_session()
+        try:
+            holder = self._take_lease(account)
+        except StoreUnavailableError as exc:
+            self._our_failure(account, counts, exc)
+            return self._freeze(account, counts)
+        except RepositoryError as exc:
+            self._account_error(account, counts, exc)
+            return self._freeze(account, counts)
+        if holder is not None:
+            return attrs.evolve(
+                self._freeze(account, counts),
+                waiting=True,
+                lease_holder=holder.owner,
+                lease_until=holder.expires,
+            )
+        try:
+            completed = self._work(account, counts, stop)
+        finally:
+            self._end_smtp_session()
+            self._release_lease(account)
         if completed:
             self._account_succeeded(account)
             if not counts.errors:  # every message listed was handled, so touched: safe
                 self._prune_ledger(account, counts)
+        return self._freeze(account, counts)
+
+    def _freeze(self, account: AccountConfig, counts: _Counts) -> AccountReport:
         return counts.freeze(account.name, self.backoff(account.name).seconds_left(self.now()))
+
+    def _work(self, account: AccountConfig, counts: _Counts, stop: threading.Event | None) -> bool:
+        """Sessions until the mailbox is empty, each followed by sending the replies due; True
+        when the mailbox was read to the end without a failure."""
+        seen: set[str] = set()
+        while stop is None or not stop.is_set():
+            more, failed = False, False
+            try:
+                more = self._session(account, seen, counts, stop)
+            except (StoreUnavailableError, MailboxError, OSError) as exc:
+                self._our_failure(account, counts, exc)
+                if isinstance(exc, StoreUnavailableError):
+                    return False  # no sending either: the outbox is in the store
+                failed = True  # the mailbox failed: the replies due still go out
+            except _NotDurableError:
+                return False  # counted and logged; the session's replies wait for a good one
+            except (RepositoryError, _RetryLaterError, _LeaseLostError) as exc:
+                self._account_error(account, counts, exc)
+                return False  # the store refused, or the lease is gone: no sending either
+            if not self._send_replies(account, counts, stop):
+                return False
+            if failed or not more:
+                return not failed
+        return False
+
+    def _our_failure(self, account: AccountConfig, counts: _Counts, exc: Exception) -> None:
+        """The store or the mailbox failed (our side): count it and back the account off."""
+        counts.errors += 1
+        counts.last_error = str(exc)
+        self._account_failed(account, _failure_kind(exc), exc)
+
+    def _account_error(self, account: AccountConfig, counts: _Counts, exc: Exception) -> None:
+        counts.errors += 1
+        counts.last_error = str(exc)
+        log.error(
+            "account poll failed: %s",
+            exc,
+            extra={"account": account.name, "error": str(exc)},
+        )
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    def _send_replies(
+        self, account: AccountConfig, counts: _Counts, stop: threading.Event | None
+    ) -> bool:
+        """Send the account's due replies until none is left, the server fails temporarily,
+        ``stop`` is set or the lease is lost; False when the account's work must stop."""
+        if self.mailer is None:
+            return True
+
+        def keep_going() -> bool:
+            return (stop is None or not stop.is_set()) and self._renew(account)
+
+        batch = max(1, account.max_messages_per_session)
+        try:
+            while True:
+                report = send_due(
+                    self.repository,
+                    self.mailer,
+                    self.config.system,
+                    owner=self.owner,
+                    clock=self.now,
+                    mailbox=account.mailbox.name,
+                    limit=batch,
+                    keep_going=keep_going,
+                )
+                counts.add_replies(report)
+                if report.outcomes:
+                    self._sync_outbox()
+                if report.stopped_early or not report.outcomes or not keep_going():
+                    break
+        except StoreUnavailableError as exc:
+            self._our_failure(account, counts, exc)
+            return False
+        except RepositoryError as exc:
+            self._account_error(account, counts, exc)
+            return False
+        return self._still_held(account)
+
+    def _sync_outbox(self) -> None:
+        """Make the recorded send outcomes durable (a store that commits lazily syncs here), so
+        a power loss does not forget that the server accepted a reply and resend it."""
+        sync = getattr(self.repository, "sync", None)
+        if callable(sync):
+            sync()
+
+    # -- the account lease ----------------------------------------------------------------------
+
+    def _lease_name(self, account: AccountConfig) -> str:
+        return f"{ACCOUNT_LEASE_PREFIX}{account.name}"
+
+    def _take_lease(self, account: AccountConfig) -> Lease | None:
+        """Take (or renew) the account's lease; None when we hold it, else the holder's lease.
+
+        Logs once when we start waiting for another poller, and once when we take over.
+        """
+        now = self.now()
+        ttl = timedelta(seconds=self.config.system.lease_seconds)
+        lease = self.repository.acquire_lease(self._lease_name(account), self.owner, now, now + ttl)
+        fields = {"account": account.name, "owner": self.owner}
+        if lease.owner != self.owner:
+            if self._waiting.get(account.name) != lease.owner:
+                log.warning(
+                    "account is being polled by another poller; waiting until its lease "
+                    "expires or it lets go",
+                    extra={**fields, "holder": lease.owner, "until": lease.expires.isoformat()},
+                )
+            self._waiting[account.name] = lease.owner
+            return lease
+        previous = self._waiting.pop(account.name, None)
+        if previous is not None:
+            log.warning(
+                "account taken over from another poller", extra={**fields, "previous": previous}
+            )
+        self._renew_at[account.name] = now + ttl / 3
+        return None
+
+    def _renew(self, account: AccountConfig) -> bool:
+        """Renew the lease when a third of it has passed; False when another poller has it."""
+        if self.now() < self._renew_at.get(account.name, self.now()):
+            return True
+        return self._still_held(account, force=True)
+
+    def _still_held(self, account: AccountConfig, *, force: bool = False) -> bool:
+        if not force and self.now() < self._renew_at.get(account.name, self.now()):
+            return True
+        holder = self._take_lease(account)
+        if holder is None:
+            return True
+        log.error(
+            "lost the account's lease to another poller (ours expired while working): "
+            "stopping at once",
+            extra={"account": account.name, "owner": self.owner, "holder": holder.owner},
+        )
+        return False
+
+    def _release_lease(self, account: AccountConfig) -> None:
+        self._renew_at.pop(account.name, None)
+        try:
+            self.repository.release_lease(self._lease_name(account), self.owner)
+        except RepositoryError:
+            log.exception(
+                "could not release the account's lease (it expires by itself)",
+                extra={"account": account.name},
+            )
 
     # -- ledger retention: forget what no mailbox holds any more ------------------------------
 
@@ -638,6 +841,8 @@ class PollingService:
                 if handled >= account.max_messages_per_session:
                     left_over = True
                     break
+                if not self._renew(account):
+                    raise _LeaseLostError("another poller took the account over")
                 seen.add(key)
                 handled += 1
                 try:
@@ -655,22 +860,28 @@ class PollingService:
                     if failures >= _MAX_MAILBOX_ERRORS:
                         raise
         finally:
-            self._end_session(account, mailbox, counts)
+            durable = self._end_session(account, mailbox, counts)
+        if not durable:
+            raise _NotDurableError("the store could not be made durable")
         return left_over
 
-    def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> None:
+    def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> bool:
         """Make the store durable, then let the mailbox's deletions take effect (close).
 
         A store that commits lazily (SQLite in WAL mode with ``synchronous=NORMAL``) is synced
         once here rather than on every commit, and before any message leaves the mailbox, so
         a power loss can never lose a message whose record was not on disk yet. When the sync
-        fails the mailbox is abandoned without deleting anything (``abort``, where it has one).
+        fails the mailbox is abandoned without deleting anything (``abort``, where it has one)
+        and False comes back: the replies of the session are not sent either (were the records
+        lost, the messages would be processed again, with new replies).
         """
         sync = getattr(self.repository, "sync", None)
+        durable = True
         try:
             if callable(sync):
                 sync()
         except RepositoryError as exc:
+            durable = False
             counts.errors += 1
             counts.last_error = str(exc)
             log.error(
@@ -682,7 +893,7 @@ class PollingService:
             if callable(abort):
                 with contextlib.suppress(MailboxError):
                     abort()
-                return
+                return durable
         try:
             mailbox.close()
         except MailboxError as exc:
@@ -693,6 +904,7 @@ class PollingService:
                 exc,
                 extra={"account": account.name, "error": str(exc)},
             )
+        return durable
 
     def _expunge_leftovers(
         self, account: AccountConfig, mailbox: ExpungingMailbox, counts: _Counts

@@ -114,7 +114,12 @@ class MailboxSettings:
 class SystemSettings:
     """System-wide options (System Administration, Messaging, Email Settings).
 
-    Ours, for the service: ``backoff_initial_seconds`` and ``backoff_max_seconds`` are how an
+    Ours, for sending and polling (DESIGN 4): ``reply_retry_hours`` is how long a reply that
+    meets temporary SMTP failures (4xx, no answer) is retried, with exponential backoff,
+    before it is given up and recorded as failed. ``lease_seconds`` is how long a poller's
+    hold on an account, and a sender's claim on a reply, last without renewal: a poller that
+    died is taken over, and its reply in flight resent, once that time has passed.
+    ``backoff_initial_seconds`` and ``backoff_max_seconds`` are how an
     account backs off when our side fails (the store locked, read-only or full): the first wait,
     doubled at each failure in a row up to the cap (DESIGN 4, "Nothing is lost").
     ``ledger_retention_days`` is how long the ledger remembers a message after it was last seen
@@ -132,6 +137,8 @@ class SystemSettings:
     reply_budget_per_hour: int = 20
     max_reply_age_days: int = 7
     max_send_attempts: int = 5
+    reply_retry_hours: float = 24.0
+    lease_seconds: float = 120.0
     backoff_initial_seconds: float = 15.0
     backoff_max_seconds: float = 900.0
     ledger_retention_days: int = 90

@@ -30,6 +30,7 @@ from asm_email_rules.reply_lines import (
     is_separator,
     is_sig_delimiter,
     is_valediction,
+    split_flattened_line,
     split_shared_line,
 )
 
@@ -37,6 +38,8 @@ __all__ = ["Truncation", "TruncationMethod", "truncate_reply"]
 
 _LOG = logging.getLogger(__name__)
 
+#: bidirectional marks Gmail and Outlook wrap around Hebrew and Arabic names and addresses
+_BIDI_RE = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 #: Reasons listed in ``Truncation.detail`` before the rest is summarised as a count.
 _MAX_REASONS = 8
 #: Non-blank lines a "-- " / "____" signature or list footer may have at most.
@@ -71,7 +74,8 @@ class Truncation:
 _T, _B, _Q, _A, _H, _S = "T", "B", "Q", "A", "H", "S"
 #: verdict of a line inside a quote block that is removed
 _X = "X"
-#: a single text line between two quoted lines: a wrapped link inside the quote
+#: a single text line between two quoted lines: a wrapped link inside the quote, unless the
+#: quoted line above ends a sentence (then it is an answer: see ``_ends_sentence``)
 _SANDWICH_RE = re.compile(r"(?<=Q)T(?=Q)")
 #: attribution and/or quoted lines (with blanks and wrapped lines between), then blank lines
 _BLOCK_RE = re.compile(r"[AQ](?:[AQBc]*[AQ])?B*")
@@ -101,18 +105,26 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     mark signature blocks (when asked); decide which lines stay (interleaved replies keep
     their quotes); then, when asked, trim a closing signature.
     """
-    stripped = [line.strip() for line in lines]
+    stripped = [
+        line.strip() if line.isascii() or _BIDI_RE.search(line) is None else _unbidi(line)
+        for line in lines
+    ]
     roles = [_B if not text else (_Q if text[0] == ">" else _T) for text in stripped]
     reasons: list[str] = []
     cut = _mark_splitters(stripped, roles, reasons)
-    verdicts, quote_blocks = _mark_quote_blocks(roles, cut)
+    verdicts, quote_blocks = _mark_quote_blocks(roles, cut, stripped)
     if strip_signature:
         _mark_signature_blocks(stripped, verdicts, cut, reasons)
-    keep = _keep_flags(verdicts, cut, len(lines), quote_blocks, reasons)
+    keep = _keep_flags(verdicts, roles, cut, len(lines), quote_blocks, reasons)
     keep.extend([False] * (len(lines) - len(keep)))
     if strip_signature:
         _trim_tail(stripped, keep, reasons)
     return _Cut(keep=keep, reasons=reasons)
+
+
+def _unbidi(line: str) -> str:
+    """A line without its bidirectional marks, stripped."""
+    return _BIDI_RE.sub("", line).strip()
 
 
 def _splitter_candidates(stripped: list[str]) -> list[int]:
@@ -210,14 +222,16 @@ def _rule_above(stripped: list[str], i: int) -> int:
     return i
 
 
-def _mark_quote_blocks(roles: list[str], cut: int) -> tuple[list[str], int]:
+def _mark_quote_blocks(roles: list[str], cut: int, stripped: list[str]) -> tuple[list[str], int]:
     """Step 2: per-line verdicts above the cut, quote blocks as X; and how many blocks.
 
     A block (splitter and/or quoted lines, with blanks and wrapped link lines between, then
     trailing blanks) is removed when it has a splitter, two quoted lines, or no reply text
     after it. Outside removed blocks every non-blank, non-header line is reply text.
     """
-    role_string = _SANDWICH_RE.sub("c", "".join(roles[:cut]))
+    role_string = _SANDWICH_RE.sub(
+        lambda m: "T" if _ends_sentence(stripped[m.start() - 1]) else "c", "".join(roles[:cut])
+    )
     last_text = role_string.rfind(_T)
     verdicts = list(role_string)
     quote_blocks = 0
@@ -228,6 +242,15 @@ def _mark_quote_blocks(roles: list[str], cut: int) -> tuple[list[str], int]:
             verdicts[start:end] = _X * (end - start)
             quote_blocks += 1
     return [(_T if verdict in "TcQA" else verdict) for verdict in verdicts], quote_blocks
+
+
+def _ends_sentence(quoted: str) -> bool:
+    """True when a quoted line ends a sentence, so the text line under it is an answer.
+
+    A text line squeezed between two quoted lines is a wrapped piece of the quote (a long link)
+    only when the quoted line above stops mid-sentence.
+    """
+    return quoted.rstrip()[-1:] in (".", "?", "!", "？", "。", "！", ":")
 
 
 def _mark_signature_blocks(
@@ -271,17 +294,43 @@ def _signature_end(stripped: list[str], verdicts: list[str], start: int, cut: in
     return j if count <= _MAX_SIG_LINES else None
 
 
+def _answers_after_quotes(verdicts: list[str], roles: list[str]) -> int:
+    """How many runs of reply text follow a quote (removed or a single kept ``>`` line).
+
+    Two or more make an interleaved reply: each answer sits under the question it answers.
+    """
+    answers = 0
+    after_quote = False
+    for verdict, role in zip(verdicts, roles, strict=False):
+        if verdict == _B or verdict in "HS":
+            continue
+        if verdict == _X or role in (_Q, _A):
+            after_quote = True
+        elif after_quote:
+            answers += 1
+            after_quote = False
+    return answers
+
+
 def _keep_flags(
-    verdicts: list[str], cut: int, n: int, quote_blocks: int, reasons: list[str]
+    verdicts: list[str],
+    roles: list[str],
+    cut: int,
+    n: int,
+    quote_blocks: int,
+    reasons: list[str],
 ) -> list[bool]:
     """Step 4: which lines above the cut stay, from the verdicts.
 
-    Interleaved (inline) replies keep the quotes between reply lines; otherwise only text and
-    blank lines stay, and text between the last quote block and the history goes with it.
+    Interleaved (inline) replies keep the quotes between reply lines (reply text on both sides
+    of a removed quote block, or two answers each under its own quote); otherwise only text
+    and blank lines stay, and text between the last quote block and the history goes with it.
     """
     verdict_string = "".join(verdicts)
     first_x, last_x = verdict_string.find(_X), verdict_string.rfind(_X)
-    if first_x >= 0 and _T in verdict_string[first_x:last_x]:
+    if (first_x >= 0 and _T in verdict_string[first_x:last_x]) or (
+        (first_x >= 0 or _Q in roles) and _answers_after_quotes(verdicts, roles) >= 2
+    ):
         last_text_end = verdict_string.rfind(_T) + 1
         reasons.append("interleaved reply: quotes between reply lines kept")
         return [verdict not in "HS" for verdict in verdict_string[:last_text_end]]
@@ -413,23 +462,34 @@ def truncate_reply(
 
 
 def _split_shared_lines(raw_lines: list[str]) -> list[str]:
-    """Split each "reply On <date>, X wrote:" line in two so the reply part can be kept."""
-    shared = [
-        (k, split)
-        for k, line in enumerate(raw_lines)
-        if line.endswith(COLON_ENDS) and (split := split_shared_line(line)) is not None
-    ]
+    """Split lines that hold two things: "reply On <date>, X wrote:" (the reply part is kept),
+    and a header block flattened onto one line (each field becomes a line)."""
+    shared: list[tuple[int, list[str]]] = []
+    colon_lines = [k for k, line in enumerate(raw_lines) if ":" in line or "：" in line]
+    for k in colon_lines:
+        line = raw_lines[k]
+        if line.endswith(COLON_ENDS) and (split := split_shared_line(line)) is not None:
+            shared.append((k, list(split)))
+        elif _may_be_flattened(line) and (flat := split_flattened_line(line)) is not None:
+            shared.append((k, flat))
     if not shared:
         return raw_lines
     lines: list[str] = []
     previous = 0
-    for k, (prefix, suffix) in shared:
+    for k, pieces in shared:
         lines.extend(raw_lines[previous:k])
-        lines.append(prefix)
-        lines.append(suffix)
+        lines.extend(pieces)
         previous = k + 1
     lines.extend(raw_lines[previous:])
     return lines
+
+
+def _may_be_flattened(line: str) -> bool:
+    """Cheap test: enough colons for a flattened header block (three, or two after dashes)."""
+    colons = line.count(":") + line.count("：")
+    if colons >= 3:
+        return True
+    return colons == 2 and ("--" in line or "__" in line or "==" in line or "**" in line)
 
 
 def _configured_boundary(

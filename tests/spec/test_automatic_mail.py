@@ -217,6 +217,24 @@ def test_from_with_several_mailboxes_uses_sender(desk: Desk) -> None:
     assert any("Sender uma@corp.example" in r for r in result.decision.reasons)
 
 
+def test_from_without_an_address_but_a_reply_to_logs_for_the_reply_to(desk: Desk) -> None:
+    """Issue 9: "a From with a name and no address but a Reply-To" was discarded as "no usable
+    address"; the contact address (DESIGN 4: Reply-To, else From) is the caller of a new call."""
+    desk.set(create_calls_anonymously=True, auto_reply=True)
+    raw = _raw(
+        "From: Nina New",
+        "Reply-To: Nina New <nina@else.example>",
+        "Subject: Screen flickers",
+    )
+    result = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
+    assert result.decision is not None
+    assert result.decision.rule == "LOG-2"
+    (person,) = desk.repo.persons_by_address("nina@else.example")
+    assert desk.newest_call().user_id == person.id
+    assert result.decision.reply is not None
+    assert result.decision.reply.to == "nina@else.example"
+
+
 def test_two_from_headers_authenticate_nobody(desk: Desk) -> None:
     """ "Two From headers: nobody is authenticated and no privileged command (close, reopen,
     approve, reject) runs." """

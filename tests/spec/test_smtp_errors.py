@@ -4,10 +4,14 @@ delete this message and the message cannot be recovered." """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, process
 from asm_email_rules.sample import UMA
+from asm_email_rules.send import SendResult, send_due
 
 from .conftest import NOW, Desk
 
@@ -57,17 +61,27 @@ def test_a_refused_reply_is_not_retried(desk: Desk) -> None:
     assert desk.last.reply_status.value == "failed"
 
 
-def test_a_deferred_reply_keeps_the_message_for_retry(desk: Desk) -> None:
-    """4xx is transient (RFC 5321 4.2.1): keep the message, retry, do not act twice."""
+def test_a_deferred_reply_waits_in_the_outbox_and_is_sent_once(desk: Desk) -> None:
+    """4xx is transient (RFC 5321 4.2.1): the reply is retried from the outbox, by time,
+    "without holding up the mailbox" (DESIGN 4, "Replies are an outbox"): the message is
+    deleted at once and never acted on twice."""
     desk.mailer.fail_with = 451
     desk.mail("[CLOSE#100]", sender=UMA.email, message_id="<retry@corp.example>")
     assert desk.last is not None
-    assert desk.last.disposition is Disposition.RETRY
+    assert desk.last.disposition is Disposition.DELETE
+    assert desk.last.reply_status is ReplyStatus.PENDING
     desk.mailer.fail_with = None
+    soon = NOW + timedelta(seconds=59)
+    assert (
+        send_due(desk.repo, desk.mailer, desk.system, owner="t", clock=lambda: soon).outcomes == []
+    )
+    later = NOW + timedelta(minutes=1)
+    report = send_due(desk.repo, desk.mailer, desk.system, owner="t", clock=lambda: later)
+    assert report.count(SendResult.SENT) == 1
     from .conftest import make_raw
 
     raw = make_raw("[CLOSE#100]", sender=UMA.email, message_id="<retry@corp.example>")
-    again = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
+    again = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, later)
     assert again.duplicate
     assert again.disposition is Disposition.DELETE
     assert [reply.subject for reply in desk.replies] == ["Call 100 has been closed [CALL#100]"]

@@ -4,6 +4,7 @@ contacts, security roles, the words of command mails, summary lines that say som
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -205,14 +206,14 @@ def test_a_closed_call_note_and_a_reopen_notify_too(desk: Desk) -> None:
 
 def test_the_notification_goes_through_the_outbox_like_a_reply(desk: Desk) -> None:
     """DESIGN 4 "Replies are an outbox": the notification is stored with the decision, in the
-    same transaction, and sent afterwards; a temporary failure keeps it (and the message) for
-    a retry, and the retry sends it once."""
+    same transaction, and sent afterwards; a temporary failure keeps it in the outbox (not the
+    message in the mailbox) for a retry by time, and the retry sends it once."""
     desk.set_system(email_at_update_via_email_in=True)
     desk.mailer.fail_with = 451
     raw = make_raw("[CALL#100] more", sender=UMA.email, message_id="<n1@corp.example>")
     first = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
     assert first.notification_statuses == (ReplyStatus.PENDING,)
-    assert first.disposition is Disposition.RETRY
+    assert first.disposition is Disposition.DELETE  # the outbox keeps the notification
     key = notification_key(ledger_key(first.email)[1], 0)
     stored = desk.repo.ledger_entry(desk.mailbox.name, "<n1@corp.example>", key)
     assert stored is not None
@@ -220,13 +221,14 @@ def test_the_notification_goes_through_the_outbox_like_a_reply(desk: Desk) -> No
     assert stored.reply.to == ALICE.email
     assert desk.repo.outbox_entry(stored.reply.message_id) is not None  # in the outbox
     desk.mailer.fail_with = None
-    again = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
+    later = NOW + timedelta(minutes=1)  # the first retry is due a minute after the failure
+    again = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, later)
     assert again.duplicate  # the update is not applied twice ...
     assert again.notification_statuses == (ReplyStatus.SENT,)  # ... and the email goes out
     assert again.disposition is Disposition.DELETE
     assert [mail.to for mail in desk.replies] == [ALICE.email]
     assert len(desk.texts(EntityKind.CALL, 100, EntryKind.HISTORY)) == 1
-    third = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
+    third = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, later)
     assert third.notification_statuses == (ReplyStatus.SENT,)
     assert len(desk.replies) == 1  # sent once
 

@@ -12,7 +12,7 @@ import pytest
 
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.cli import demo_inbox, main
-from asm_email_rules.model import TaskStatus
+from asm_email_rules.model import ReplyStatus, TaskStatus
 from asm_email_rules.sample import seed_sample_desk
 
 INBOX = Path(__file__).resolve().parents[2] / "src" / "asm_email_rules" / "demo_inbox"
@@ -184,6 +184,7 @@ def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -
         "people",
         "calls",
         "check",
+        "replies",
     ],
 )
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
@@ -242,6 +243,71 @@ def test_process_applies_to_the_store_and_records_replies_without_smtp(
     code, _, err = run(capsys, "process", str(empty), "--config", str(config))
     assert code == 1
     assert "empty message" in err
+
+
+def test_replies_list_and_resend_work_the_outbox_without_smtp(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run(capsys, "init", str(tmp_path))
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace("helpdesk@example.org", "helpdesk@desk.example"))
+    store = tmp_path / "helpdesk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    for name in ("10-approve-task-500.eml", "05-update-call-100.eml"):
+        code, _, err = run(capsys, "process", str(INBOX / name), "--config", str(config))
+        assert code == 0, err
+    code, out, _ = run(capsys, "replies", "list", "--config", str(config))
+    assert code == 0
+    assert out.count(" pending ") == 2
+    assert "Task 500" not in out  # the table shows ids and recipients, not subjects
+    code, out, _ = run(capsys, "replies", "list", "--failed", "--config", str(config))
+    assert (code, out.strip()) == (0, "no replies")
+
+    with SqliteRepository(store) as repo:  # the SMTP server refused one of them for good
+        [first, _] = repo.list_replies()
+        now = first.queued_at
+        repo.claim_reply(first.reply.message_id, "test", now, now)
+        repo.finish_reply(first.reply.message_id, "test", ReplyStatus.FAILED, now, error="550 gone")
+    code, out, _ = run(capsys, "replies", "list", "--failed", "--json", "--config", str(config))
+    [line] = out.splitlines()
+    listed = json.loads(line)
+    assert (listed["message_id"], listed["status"]) == (first.reply.message_id, "failed")
+    assert (listed["last_error"], listed["attempts"]) == ("550 gone", 1)
+
+    code, out, _ = run(capsys, "replies", "resend", first.reply.message_id, "--config", str(config))
+    assert code == 0
+    assert "queued" in out
+    with SqliteRepository(store) as repo:
+        entry = repo.outbox_entry(first.reply.message_id)
+        assert entry is not None
+        assert entry.status is ReplyStatus.PENDING
+    code, _, err = run(capsys, "replies", "resend", first.reply.message_id, "--config", str(config))
+    assert code == 2
+    assert "pending, not failed" in err
+    code, _, err = run(capsys, "replies", "resend", "<nope@x>", "--config", str(config))
+    assert code == 2
+    assert "no such reply" in err
+    code, _, err = run(capsys, "replies", "resend", "--config", str(config))
+    assert code == 2
+    assert "--all-failed" in err
+    code, out, _ = run(capsys, "replies", "resend", "--all-failed", "--config", str(config))
+    assert (code, out.strip()) == (0, "no failed replies")
+
+
+def test_poll_once_exit_code_reflects_replies() -> None:
+    from asm_email_rules.cli.poll import exit_code
+    from asm_email_rules.service import AccountReport, PollReport
+
+    def once(**fields: int) -> int:
+        return exit_code(PollReport((AccountReport("a"), AccountReport("b", **fields))))
+
+    assert once() == 0
+    assert once(replies_sent=3, quarantined=1) == 0
+    assert once(replies_deferred=1) == 3
+    assert once(errors=1) == 3
+    assert once(replies_failed=1) == 4
+    assert once(replies_failed=1, errors=2, replies_deferred=1) == 4
 
 
 def test_truncate_prints_the_kept_reply(capsys: pytest.CaptureFixture[str]) -> None:
@@ -308,6 +374,7 @@ def test_each_command_module_declares_its_own_parser_and_runner() -> None:
         "explain",
         "calls",
         "quarantine",
+        "replies",
         "demo",
         "truncate",
         "tables",

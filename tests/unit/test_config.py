@@ -112,6 +112,14 @@ def test_valid_file_loads_into_typed_settings(tmp_path: Path) -> None:
     assert config.account("local") is local
 
 
+def test_reply_retry_and_lease_times_load_with_their_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    assert (config.system.reply_retry_hours, config.system.lease_seconds) == (24.0, 120.0)
+    text = VALID.replace("max_send_attempts = 3", "reply_retry_hours = 2.5\nlease_seconds = 30")
+    config = load_config(write(tmp_path, text))
+    assert (config.system.reply_retry_hours, config.system.lease_seconds) == (2.5, 30.0)
+
+
 def test_password_comes_from_the_named_environment_variable(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, VALID))
     assert config.accounts[0].password == "from-the-environment"
@@ -219,6 +227,18 @@ def test_missing_environment_variable_names_key_and_variable(
             "max_messages_per_session = 0",
             "accounts[1].max_messages_per_session",
             ">= 1",
+        ),
+        (
+            "max_send_attempts = 3",
+            "max_send_attempts = 3\nreply_retry_hours = 0",
+            "system.reply_retry_hours",
+            "greater than 0",
+        ),
+        (
+            "max_send_attempts = 3",
+            'max_send_attempts = 3\nlease_seconds = "2m"',
+            "system.lease_seconds",
+            "a number",
         ),
     ],
 )

@@ -281,6 +281,15 @@ def test_an_operator_template_mentioning_new_call_keeps_its_words() -> None:
     assert reply.for_call(7).body.endswith("Your (new call) is number 7; $5\n")
 
 
+def test_reply_to_an_address_the_outgoing_mail_would_refuse_is_suppressed() -> None:
+    """A reply is only decided when it can be rendered: an addr-spec whose local part is not a
+    dot-atom (RFC 5322 3.4.1) gets no reply, and the decision says why."""
+    given = facts("[APPROVE#500]", sender="=??b??=x@else.example", task=APPROVAL)
+    decision = decide(given, MAILBOX, SYSTEM)
+    assert decision.reply is None
+    assert "not a deliverable ASCII address" in decision.reply_suppressed
+
+
 def test_no_reply_to_an_address_holding_an_encoded_word_opener() -> None:
     # RFC 2047 5(3): no encoded-word in an addr-spec; a reader would decode "=?...?=" in our
     # To field, and the renderer refuses it. The call is still logged; the reply is suppressed.

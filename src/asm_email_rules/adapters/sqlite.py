@@ -1099,16 +1099,15 @@ class SqliteRepository:
             ipk_stream=template.ipk_stream,
         )
         with self.transaction():
-            counter = int(
-                self._one("SELECT value FROM counters WHERE name = 'next_call_number'")[0]
-            )
-            top = int(self._one("SELECT COALESCE(MAX(number), 0) FROM calls")[0])
-            number = max(counter, top + 1)
-            call = attrs.evolve(call, number=number)
+            # The number: the counter, or above the highest call (one a host inserted itself);
+            # the counter moves past it in the same statement.
+            [(number,)] = self._execute(
+                "UPDATE counters SET value = max(value,"
+                " (SELECT COALESCE(MAX(number), 0) + 1 FROM calls)) + 1"
+                " WHERE name = 'next_call_number' RETURNING value - 1"
+            ).fetchall()  # stepped to the end, so the statement is finished before the commit
+            call = attrs.evolve(call, number=int(number))
             self.put_call(call)
-            self._execute(
-                "UPDATE counters SET value = ? WHERE name = 'next_call_number'", (number + 1,)
-            )
         return call
 
     def _require(self, ref: EntityRef) -> str:
@@ -1138,31 +1137,33 @@ class SqliteRepository:
         return int(cursor.lastrowid or 0)
 
     def _update(self, ref: EntityRef, assignments: str, params: Sequence[Any]) -> None:
-        self._execute(
+        """Update record ``ref``; :class:`NotFoundError` when there is none (so a write that
+        updates its record first needs no separate existence check)."""
+        cursor = self._execute(
             f"UPDATE {_RECORD_TABLES[ref.kind]} SET {assignments} WHERE number = ?",
             (*params, ref.number),
         )
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"{ref} does not exist")
 
     def add_history(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
         """Append a history entry to a call, task or request (its last update becomes ``now``)."""
         with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.HISTORY, text, author=author, at=now)
             self._update(ref, "last_update = ?", (_text(now),))
+            self._log(ref, EntryKind.HISTORY, text, author=author, at=now)
 
     def add_note(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
         """Add a note to a record (used on closed calls, which keep their state)."""
         with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.NOTE, text, author=author, at=now)
             self._update(ref, "last_update = ?", (_text(now),))
+            self._log(ref, EntryKind.NOTE, text, author=author, at=now)
 
     def attach(
         self, ref: EntityRef, attachment: Attachment, security_profile: str, now: datetime
     ) -> None:
         """Attach a file (bytes kept) as an object; its log line names the file and profile."""
         with self.transaction():
-            self._require(ref)
+            self._update(ref, "last_update = ?", (_text(now),))
             entry_id = self._log(
                 ref,
                 EntryKind.ATTACHMENT,
@@ -1182,13 +1183,10 @@ class SqliteRepository:
                     attachment.content_id,
                 ),
             )
-            self._update(ref, "last_update = ?", (_text(now),))
 
     def mark_updated(self, ref: EntityRef) -> None:
         """Set the note icon that tells the handling analyst the record changed."""
-        with self.transaction():
-            self._require(ref)
-            self._update(ref, "updated = 1", ())
+        self._update(ref, "updated = 1", ())
 
     def close_call(self, number: int, by: str, now: datetime) -> None:
         """Close an open call; closing one that is already closed is refused."""
@@ -1216,9 +1214,8 @@ class SqliteRepository:
         """Set a task's or approval's status (approve, reject, complete)."""
         ref = EntityRef(EntityKind.TASK, number)
         with self.transaction():
-            self._require(ref)
-            self._log(ref, EntryKind.STATUS, status.value, author=by, at=now)
             self._update(ref, "status = ?, last_update = ?", (status.value, _text(now)))
+            self._log(ref, EntryKind.STATUS, status.value, author=by, at=now)
 
     def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
         """Queue a notification to the record's assigned analyst or group."""

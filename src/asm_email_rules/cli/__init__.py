@@ -3,9 +3,10 @@
 One module per command, each with ``add_parser(subparsers)`` (its options, next to its code)
 and ``run(args) -> int``. Exit codes: 0 success; 1 a message could not be parsed or processed;
 2 usage or configuration error (including a store that cannot be opened); 3 a mailbox or the
-SMTP server failed; 130 interrupted; ``deliver`` alone answers 0 or 75 (``EX_TEMPFAIL``) for
-the mail server. Errors are one line on stderr, never a traceback:
-:data:`EXIT_CODES` maps each exception type to its code and message.
+SMTP server failed (a reply deferred); 4 a reply failed for good (refused, or given up after
+``reply_retry_hours``: see ``replies list --failed``); 130 interrupted; ``deliver`` alone
+answers 0 or 75 (``EX_TEMPFAIL``) for the mail server. Errors are one line on stderr, never a
+traceback: :data:`EXIT_CODES` maps each exception type to its code and message.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from asm_email_rules.cli import (
     poll,
     process,
     quarantine,
+    replies,
     tables,
     truncate,
 )
@@ -38,6 +40,7 @@ from asm_email_rules.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_MESSAGE,
     EXIT_OK,
+    EXIT_REPLIES_FAILED,
     EXIT_TRANSPORT,
     PROG,
     Parser,
@@ -55,6 +58,7 @@ __all__ = [
     "EXIT_CONFIG",
     "EXIT_MESSAGE",
     "EXIT_OK",
+    "EXIT_REPLIES_FAILED",
     "EXIT_TRANSPORT",
     "demo_inbox",
     "main",
@@ -70,6 +74,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     explain,
     calls,
     quarantine,
+    replies,
     demo,
     truncate,
     tables,
@@ -111,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Incoming-email rules for service desks.",
         epilog="Exit codes: 0 ok; 1 a message could not be parsed or processed; "
-        "2 usage or configuration error; 3 mailbox or SMTP failure.",
+        "2 usage or configuration error; 3 mailbox or SMTP failure; "
+        "4 a reply failed for good (see `replies list --failed`).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")

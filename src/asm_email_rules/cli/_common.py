@@ -21,6 +21,7 @@ EXIT_OK = 0
 EXIT_MESSAGE = 1
 EXIT_CONFIG = 2
 EXIT_TRANSPORT = 3
+EXIT_REPLIES_FAILED = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -138,3 +139,10 @@ def reply_dict(reply: OutgoingEmail | None) -> dict[str, Any] | None:
         "message_id": reply.message_id,
         "in_reply_to": reply.in_reply_to,
     }
+
+
+def close_mailer(mailer: object) -> None:
+    """End the SMTP session a mailer keeps open between replies (QUIT), if it has one."""
+    close = getattr(mailer, "close", None)
+    if callable(close):
+        close()

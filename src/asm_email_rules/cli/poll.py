@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from asm_email_rules.bootstrap import bootstrap
-from asm_email_rules.cli._common import EXIT_OK, EXIT_TRANSPORT
+from asm_email_rules.cli._common import EXIT_OK, EXIT_REPLIES_FAILED, EXIT_TRANSPORT
 from asm_email_rules.cli.check import settings_findings
 from asm_email_rules.config import Config, load_config
 from asm_email_rules.desk_check import Level
@@ -36,7 +36,8 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``--once``: one pass, exit 3 if any account had errors; else run until a signal."""
+    """``--once``: one pass; exit 4 if a reply failed for good in it, else 3 if an account had
+    errors or a reply was deferred, else 0. Without ``--once``: run until a signal."""
     config = load_config(args.config)
     if not any(account.active for account in config.accounts):
         raise ConfigError("no active [[accounts]] to poll", source=str(config.source or ""))
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         if args.once:
             report = wiring.service.poll_once(stop, final=True)
             _print_report(report)
-            return EXIT_TRANSPORT if report.total("errors") else EXIT_OK
+            return exit_code(report)
         _run_until_signalled(wiring.service, stop)
         failing = wiring.service.persistently_failing
         if failing:
@@ -59,6 +60,17 @@ def run(args: argparse.Namespace) -> int:
             )
             return EXIT_TRANSPORT
         return EXIT_OK
+
+
+def exit_code(report: PollReport) -> int:
+    """4 when a reply failed for good in this pass (refused, or given up after
+    ``reply_retry_hours``: an operator should look, ``replies list --failed``); else 3 when an
+    account could not be polled or a reply met a temporary SMTP failure; else 0."""
+    if report.total("replies_failed"):
+        return EXIT_REPLIES_FAILED
+    if report.total("errors") or report.total("replies_deferred"):
+        return EXIT_TRANSPORT
+    return EXIT_OK
 
 
 def refuse_misconfigured(config: Config, repository: Repository, *, warn: bool = True) -> None:
@@ -80,10 +92,19 @@ def _print_report(report: PollReport) -> None:
         if account.skipped:
             print(f"{account.account}: inactive, skipped")
             continue
+        if account.waiting:
+            until = account.lease_until.isoformat() if account.lease_until else "?"
+            print(
+                f"{account.account}: waiting: another poller ({account.lease_holder}) holds "
+                f"the account until {until}"
+            )
+            continue
         print(
             f"{account.account}: processed {account.processed}, duplicates "
             f"{account.duplicates}, retried {account.retried}, quarantined "
-            f"{account.quarantined}, errors {account.errors}"
+            f"{account.quarantined}, errors {account.errors}; replies sent "
+            f"{account.replies_sent}, deferred {account.replies_deferred}, failed "
+            f"{account.replies_failed}"
             + (f" (last: {account.last_error})" if account.last_error else "")
             + (
                 f"; backing off {account.backoff_seconds:.0f} s: our side failed, no message "

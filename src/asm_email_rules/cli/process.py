@@ -12,16 +12,18 @@ from asm_email_rules.bootstrap import make_mailer, open_store
 from asm_email_rules.cli._common import (
     EXIT_MESSAGE,
     EXIT_OK,
+    EXIT_REPLIES_FAILED,
     EXIT_TRANSPORT,
     PROG,
     UsageError,
+    close_mailer,
     read_file,
 )
 from asm_email_rules.config import AccountConfig, Config, load_config
 from asm_email_rules.errors import AsmEmailError, MessageParseError
 from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
-from asm_email_rules.pipeline import Disposition, ProcessResult, process
+from asm_email_rules.pipeline import ProcessResult, process
 from asm_email_rules.protocols import Mailer, Repository
 
 NAME = "process"
@@ -46,7 +48,8 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Process every file; exit 1 if one could not be processed, 3 if a reply was not sent."""
+    """Process every file; exit 1 if one could not be processed, 3 if a reply was deferred
+    (it waits in the outbox), 4 if one failed for good."""
     config = load_config(args.config)
     account = config.account(args.account)
     mailer = make_mailer(config)
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         for name in args.files:
             code = max(code, _process_file(name, config, account, repository, mailer))
     finally:
+        close_mailer(mailer)
         repository.close()
     return code
 
@@ -72,7 +76,7 @@ def _process_file(
     repository: Repository,
     mailer: Mailer | None,
 ) -> int:
-    """Process one file and print what happened; its exit code (0, 1 or 3)."""
+    """Process one file and print what happened; its exit code (0, 1, 3 or 4)."""
     try:
         raw = read_file(name)
         result = process(raw, repository, mailer, account.mailbox, config.system, datetime.now(UTC))
@@ -85,10 +89,10 @@ def _process_file(
     print(describe_result(name, result))
     for line in _reply_lines(result, repository, account, mailer is None):
         print(f"  {line}")
-    if mailer is not None and (
-        result.reply_status is ReplyStatus.FAILED or result.disposition is not Disposition.DELETE
-    ):
-        return EXIT_TRANSPORT
+    if mailer is not None and result.reply_status is ReplyStatus.FAILED:
+        return EXIT_REPLIES_FAILED
+    if mailer is not None and result.reply_status is ReplyStatus.PENDING:
+        return EXIT_TRANSPORT  # deferred: the outbox keeps it for the polling service
     return EXIT_OK
 
 

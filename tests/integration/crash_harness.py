@@ -1,0 +1,234 @@
+"""Pollers to kill: the polling service in child processes, with tripwires and a fake clock.
+
+Each child is the real service (configuration file, SQLite store, Maildir or IMAP, SMTP) built
+by :func:`~asm_email_rules.bootstrap.bootstrap`, with three things changed:
+
+- *tripwires*: the store, the mailbox and the mailer count their calls as events; the child
+  SIGKILLs itself at the event its :class:`Plan` names (after writing the event's name to
+  ``killed-at``), or right after the SMTP server accepted its n-th reply (the server's 250
+  is in, the outbox does not know yet);
+- *a fake clock*: real time plus ``clock_offset`` seconds, so a restarted poller can stand
+  after the lease of the one that died, without the test waiting for it;
+- it polls until a pass finds nothing to do, then exits 0 (4 when told to stop as soon as
+  another poller holds the account, 3 past its deadline).
+
+Children are forked from a forkserver that has imported the library once (a fresh
+interpreter takes a second or more to import it on a loaded machine), and only this module's
+public names are used, so the same harness measures an older version of the library too
+(whatever ``asm_email_rules`` is importable): methods an older store lacks are simply not
+instrumented.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+CONTEXT = multiprocessing.get_context("forkserver")
+CONTEXT.set_forkserver_preload(
+    [
+        "crash_harness",
+        "asm_email_rules.bootstrap",
+        "asm_email_rules.adapters.sqlite",
+        "asm_email_rules.adapters.smtp",
+        "asm_email_rules.adapters.imap",
+        "asm_email_rules.adapters.maildir",
+    ]
+)
+
+STORE_BEFORE = frozenset({"record_processed", "finish_reply", "set_reply_status", "release_lease"})
+STORE_AFTER = frozenset({"record_processed", "finish_reply", "set_reply_status", "claim_reply"})
+MAILBOX_BEFORE = frozenset({"fetch", "delete", "close", "quarantine"})
+MAILBOX_AFTER = frozenset({"delete"})
+AFTER_250 = "after-250"
+"""The event right after the SMTP server accepted a reply (before the store records it)."""
+
+
+@attrs.frozen
+class Plan:
+    """What one child does: its configuration, when it dies, and its clock."""
+
+    config: Path
+    kill_at_event: int | None = None  # die at the n-th event (1-based)
+    kill_after_sent: int | None = None  # die right after the n-th 250 from the SMTP server
+    clock_offset: float = 0.0  # seconds added to real time
+    deadline: float = 120.0  # give up (exit 3) after this many real seconds
+    idle_wait: float = 0.02  # real seconds between polls while another poller holds the account
+    exit_if_waiting: bool = False  # exit 4 at once when another poller holds the account
+
+    @property
+    def killed_at(self) -> Path:
+        return self.config.parent / "killed-at"
+
+
+class Tripwire:
+    """Counts events; SIGKILLs the process at the one the plan names."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.events = 0
+        self.sent = 0
+
+    def tick(self, name: str) -> None:
+        self.events += 1
+        if name == AFTER_250:
+            self.sent += 1
+        if self.events == self.plan.kill_at_event or (
+            name == AFTER_250 and self.sent == self.plan.kill_after_sent
+        ):
+            with self.plan.killed_at.open("a", encoding="utf-8") as out:
+                out.write(name + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Wired:
+    """``inner`` with the named methods counted before and/or after they run."""
+
+    def __init__(
+        self, inner: Any, tripwire: Tripwire, before: frozenset[str], after: frozenset[str]
+    ) -> None:
+        self._inner = inner
+        self._tripwire = tripwire
+        self._before = before
+        self._after = after
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr) or name not in self._before | self._after:
+            return attr
+        tripwire, before, after = self._tripwire, name in self._before, name in self._after
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if before:
+                tripwire.tick(f"before-{name}")
+            result = attr(*args, **kwargs)
+            if after:
+                tripwire.tick(f"after-{name}")
+            return result
+
+        return call
+
+
+class TrippingMailer:
+    """The configured SMTP mailer; a tick before sending and right after the server's 250."""
+
+    def __init__(self, inner: Any, tripwire: Tripwire) -> None:
+        self.inner = inner
+        self.tripwire = tripwire
+
+    def send(self, message: Any) -> None:
+        self.tripwire.tick("before-send")
+        self.inner.send(message)
+        self.tripwire.tick(AFTER_250)
+
+
+def _busy(report: Any) -> bool:
+    """True when the pass did anything (names an older AccountReport lacks count as 0)."""
+    fields = ("processed", "duplicates", "quarantined", "retried", "replies_sent", "errors")
+    return any(getattr(report, name, 0) for name in fields)
+
+
+def poller_main(plan: Plan) -> None:
+    """The child: build the service from the configuration, poll until idle, exit 0."""
+    from asm_email_rules.bootstrap import bootstrap, mailbox_factory, make_mailer, open_store
+    from asm_email_rules.config import load_config
+
+    logging.basicConfig(
+        filename=plan.config.parent / "pollers.log",
+        level=logging.INFO,
+        format=f"%(asctime)s {os.getpid()} %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    tripwire = Tripwire(plan)
+    config = load_config(plan.config)
+
+    store = Wired(open_store(config.store), tripwire, STORE_BEFORE, STORE_AFTER)
+    mailer = make_mailer(config)
+    factory = mailbox_factory()
+
+    def mailboxes(account: Any) -> Any:
+        return Wired(factory(account), tripwire, MAILBOX_BEFORE, MAILBOX_AFTER)
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=plan.clock_offset)
+
+    wiring = bootstrap(
+        config,
+        repository=store,
+        mailer=None if mailer is None else TrippingMailer(mailer, tripwire),
+        mailboxes=mailboxes,
+        now=clock,
+    )
+    end = time.monotonic() + plan.deadline
+    idle = 0
+    while idle < 2:
+        if time.monotonic() > end:
+            os._exit(3)
+        report = wiring.service.poll_once().accounts[0]
+        if getattr(report, "waiting", False):
+            if plan.exit_if_waiting:
+                os._exit(4)
+            idle = 0
+            time.sleep(plan.idle_wait)
+        elif _busy(report):
+            idle = 0
+        else:
+            idle += 1
+    os._exit(0)  # no interpreter teardown in a forked child
+
+
+def start(plan: Plan) -> multiprocessing.process.BaseProcess:
+    """A running child for ``plan``."""
+    process = CONTEXT.Process(target=poller_main, args=(plan,), daemon=True)
+    process.start()
+    return process
+
+
+def run_to_end(
+    plan: Plan,
+    *,
+    kill_after: float | None = None,
+    timeout: float = 120.0,
+) -> int:
+    """Run one child; SIGKILL it after ``kill_after`` real seconds if it still runs. Its exit
+    code (-9 when killed, 0 when it finished)."""
+    process = start(plan)
+    if kill_after is not None:
+        process.join(kill_after)
+        if process.is_alive():
+            process.kill()
+    process.join(timeout)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        raise AssertionError(f"poller did not finish in {timeout} s")
+    code = process.exitcode
+    assert code is not None
+    return code
+
+
+def wait_all(processes: list[multiprocessing.process.BaseProcess], timeout: float) -> list[int]:
+    """Join every process (killing stragglers after ``timeout``); their exit codes."""
+    end = time.monotonic() + timeout
+    codes = []
+    for process in processes:
+        process.join(max(0.0, end - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+        codes.append(process.exitcode if process.exitcode is not None else -1)
+    return codes
+
+
+Clock = Callable[[], datetime]
