@@ -77,6 +77,7 @@ from asm_email_rules.model import (
     TaskKind,
     TaskStatus,
 )
+from asm_email_rules.quarantine import QuarantineState
 from asm_email_rules.settings import CallTemplate
 
 __all__ = ["MIGRATIONS", "PostgresRepository", "describe_conninfo"]
@@ -285,7 +286,25 @@ _V4: Migration = (
     "CREATE INDEX ledger_by_age ON ledger (mailbox, (COALESCE(seen_at, processed_at)))",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+_V5: Migration = (
+    # The store's quarantine (asm_email_rules.quarantine), the table of SQLite's schema 4.
+    f"""CREATE TABLE quarantine (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account text NOT NULL,
+        source text NOT NULL,
+        mailbox_key text NOT NULL DEFAULT '',
+        sha256 text NOT NULL,
+        reason text NOT NULL,
+        raw bytea NOT NULL,
+        quarantined_at timestamptz NOT NULL,
+        state text NOT NULL {_check("state", QuarantineState)},
+        resolved_at timestamptz,
+        resolution text NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX quarantine_by_state ON quarantine (state, id)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
 
 
