@@ -27,7 +27,8 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, assert_never
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, Self, assert_never
 
 from asm_email_rules.adapters._repository import (
     QUARANTINE_RECORD_PREFIX,
@@ -192,6 +193,21 @@ class SqlRepository(abc.ABC):
         """Run one statement of the shared SQL once per parameter row."""
 
     @abc.abstractmethod
+    def close(self) -> None:
+        """Close the connection; an open transaction is rolled back by the database."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
         """A unit of work: commit on normal exit, roll back on an exception; nested calls join."""
 
@@ -244,6 +260,44 @@ class SqlRepository(abc.ABC):
         """How many rows of ``table`` (aliased ``r``) match ``where`` and the newest
         ``params["limit"]`` of them as (number, status, description, last_update, group_name,
         owner name, owner email, ``subject``), read in one snapshot."""
+
+    @abc.abstractmethod
+    def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
+        """A new person record with a new id above every existing one (User when ``is_user``)."""
+
+    @abc.abstractmethod
+    def create_call(
+        self,
+        *,
+        template: CallTemplate,
+        user_id: int | None,
+        logging_analyst_id: int | None,
+        description: str,
+        now: datetime,
+    ) -> Call:
+        """Log an open call with a new number (above every existing one, never reused)."""
+
+    @abc.abstractmethod
+    def record_processed(
+        self,
+        mailbox: str,
+        message_id: str,
+        sha256: str,
+        decision_json: str,
+        reply: OutgoingEmail | None,
+        now: datetime,
+    ) -> None:
+        """Write the ledger entry (reply PENDING, or NONE without one); a second is refused."""
+
+    @abc.abstractmethod
+    def claim_reply(
+        self, reply_message_id: str, owner: str, now: datetime, until: datetime
+    ) -> OutboxEntry | None:
+        """Claim a PENDING, due reply that no other sender holds; None when it cannot be."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Make every committed transaction durable, even against a power loss."""
 
     def _one(self, sql: str, params: Params = ()) -> Any:
         return self._execute(sql, params).fetchone()

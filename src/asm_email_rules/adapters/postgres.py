@@ -36,7 +36,6 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 import attrs
@@ -536,17 +535,6 @@ class PostgresRepository(SqlRepository):
     def close(self) -> None:
         """Close the connection; an open transaction is rolled back by the server."""
         self._conn.close()
-
-    def __enter__(self) -> PostgresRepository:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -19,7 +19,6 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 import attrs
@@ -416,17 +415,6 @@ class SqliteRepository(SqlRepository):
     def close(self) -> None:
         """Close the connection; an open transaction is rolled back by SQLite."""
         self._conn.close()
-
-    def __enter__(self) -> SqliteRepository:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         try:
