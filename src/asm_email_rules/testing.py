@@ -7,6 +7,7 @@ Run :func:`check_repository` with a factory of fresh repositories, or parametris
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,9 +36,16 @@ from asm_email_rules.model import (
     TaskStatus,
 )
 from asm_email_rules.protocols import SeedableRepository
+from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState, QuarantineStore
 from asm_email_rules.settings import CallTemplate
 
-__all__ = ["Check", "check_repository", "repository_checks"]
+__all__ = [
+    "Check",
+    "check_quarantine_store",
+    "check_repository",
+    "quarantine_checks",
+    "repository_checks",
+]
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 """The fixed clock every check starts from (aware UTC, as repositories return)."""
@@ -66,10 +74,43 @@ def repository_checks() -> list[Check]:
     return list(_CHECKS)
 
 
+_QUARANTINE_CHECKS: list[Check] = []
+
+
+def _quarantine_check(
+    run: Callable[[SeedableRepository], None],
+) -> Callable[[SeedableRepository], None]:
+    """Register ``run`` as a check of the optional quarantine store (see :func:`_check`)."""
+    _QUARANTINE_CHECKS.append(
+        Check(run.__name__.removeprefix("check_"), (run.__doc__ or "").strip(), run)
+    )
+    return run
+
+
+def quarantine_checks() -> list[Check]:
+    """Every check of :class:`~asm_email_rules.quarantine.QuarantineStore`, in a stable order.
+
+    For a repository that also keeps the quarantine (optional: the bundled SQLite,
+    PostgreSQL and in-memory stores do); each check fails on one that does not.
+    """
+    return list(_QUARANTINE_CHECKS)
+
+
 def check_repository(factory: Callable[[], SeedableRepository]) -> list[tuple[str, str]]:
     """Run every check on a fresh repository from ``factory``; the failures as (name, message)."""
+    return _run_checks(repository_checks(), factory)
+
+
+def check_quarantine_store(factory: Callable[[], SeedableRepository]) -> list[tuple[str, str]]:
+    """Run every quarantine check on a fresh repository from ``factory``; the failures."""
+    return _run_checks(quarantine_checks(), factory)
+
+
+def _run_checks(
+    checks: list[Check], factory: Callable[[], SeedableRepository]
+) -> list[tuple[str, str]]:
     failures: list[tuple[str, str]] = []
-    for check in repository_checks():
+    for check in checks:
         try:
             check.run(factory())
         except AssertionError as exc:
@@ -1444,3 +1485,119 @@ def check_ledger_retention(repo: SeedableRepository) -> None:
     _equal(repo.outbox_entry(_reply(3).message_id), None, "outbox entry of a pruned reply")
     _expect(repo.outbox_entry(_reply(2).message_id) is not None, "pending reply lost by a prune")
     _equal(repo.prune_ledger("box", T0 + 30 * day), 0, "a second prune")
+
+
+# -- the quarantine (optional: asm_email_rules.quarantine.QuarantineStore) ---------------------
+def _quarantine(repo: SeedableRepository) -> QuarantineStore:
+    _expect(isinstance(repo, QuarantineStore), f"{type(repo).__name__} is no QuarantineStore")
+    assert isinstance(repo, QuarantineStore)
+    return repo
+
+
+_RAW = b"From: a@corp.example\r\nSubject: broken\r\n\r\n\x00\xff\xfe not UTF-8\r\n"
+"""A message's bytes as a mailbox may hold them: a NUL and bytes that are not UTF-8."""
+
+
+@_quarantine_check
+def check_quarantine_keeps_the_exact_bytes(repo: SeedableRepository) -> None:
+    """A quarantined message comes back byte for byte, with its SHA-256, reason, account,
+    source, mailbox key and UTC time; ids count 1, 2, ...; an unknown id is None."""
+    store = _quarantine(repo)
+    first = store.quarantine_message(
+        "desk", _RAW, "cannot parse", T0, source="maildir", mailbox_key="1700.M1P1.host"
+    )
+    second = store.quarantine_message("desk", b"x", "reply failed", _at(1), source="deliver")
+    _equal((first, second), (1, 2), "ids of the first two entries")
+    _equal(
+        store.quarantined_message(first),
+        QuarantinedMessage(
+            id=1,
+            account="desk",
+            source="maildir",
+            sha256=hashlib.sha256(_RAW).hexdigest(),
+            reason="cannot parse",
+            raw=_RAW,
+            quarantined_at=T0,
+            mailbox_key="1700.M1P1.host",
+        ),
+        "the first entry",
+    )
+    again = store.quarantined_message(second)
+    _equal(again and (again.mailbox_key, again.state), ("", QuarantineState.HELD), "defaults")
+    _equal(store.quarantined_message(99), None, "an unknown id")
+
+
+@_quarantine_check
+def check_quarantined_lists_by_state_and_account(repo: SeedableRepository) -> None:
+    """``quarantined()`` lists HELD entries oldest first; ``state=None`` lists every state;
+    ``account`` narrows to one account."""
+    store = _quarantine(repo)
+    ids = [
+        store.quarantine_message(account, b"m", "why", _at(n), source="imap")
+        for n, account in enumerate(["a", "b", "a"])
+    ]
+    store.resolve_quarantined(ids[0], QuarantineState.RELEASED, "back in INBOX", _at(5))
+    _equal([e.id for e in store.quarantined()], ids[1:], "held entries")
+    _equal([e.id for e in store.quarantined(state=None)], ids, "every entry")
+    _equal([e.id for e in store.quarantined(account="a")], [ids[2]], "held entries of a")
+    _equal(
+        [e.id for e in store.quarantined(state=QuarantineState.RELEASED, account="a")],
+        [ids[0]],
+        "released entries of a",
+    )
+
+
+@_quarantine_check
+def check_resolve_quarantined(repo: SeedableRepository) -> None:
+    """Resolving records the state, what was done and when; an entry can be held again; an
+    unknown id raises NotFoundError."""
+    store = _quarantine(repo)
+    entry_id = store.quarantine_message("desk", b"m", "why", T0, source="pop3")
+    store.resolve_quarantined(entry_id, QuarantineState.REPLAYED, "processed again", _at(3))
+    entry = store.quarantined_message(entry_id)
+    _equal(
+        entry and (entry.state, entry.resolution, entry.resolved_at),
+        (QuarantineState.REPLAYED, "processed again", _at(3)),
+        "a replayed entry",
+    )
+    store.resolve_quarantined(entry_id, QuarantineState.HELD, "still broken", _at(4))
+    _equal([e.id for e in store.quarantined()], [entry_id], "held again")
+    try:
+        store.resolve_quarantined(99, QuarantineState.RELEASED, "", _at(5))
+    except NotFoundError:
+        pass
+    else:
+        raise AssertionError("resolving an unknown entry: expected NotFoundError")
+
+
+@_quarantine_check
+def check_quarantine_rolls_back_with_its_transaction(repo: SeedableRepository) -> None:
+    """An entry written in a transaction that rolls back is gone; one committed stays."""
+    store = _quarantine(repo)
+    try:
+        with repo.transaction():
+            store.quarantine_message("desk", b"m", "why", T0, source="imap")
+            raise _AbandonError
+    except _AbandonError:
+        pass
+    _equal(store.quarantined(state=None), [], "entries after a rollback")
+    with repo.transaction():
+        kept = store.quarantine_message("desk", b"m", "why", T0, source="imap")
+    _equal([e.id for e in store.quarantined()], [kept], "entries after a commit")
+
+
+@_quarantine_check
+def check_forget_quarantine_record(repo: SeedableRepository) -> None:
+    """``forget_quarantine_record`` drops only the ledger's ``{"quarantined": ...}`` record of
+    those bytes in that mailbox (not another mailbox's, not another decision)."""
+    store = _quarantine(repo)
+    with repo.transaction():
+        repo.record_processed("box", "", "q", '{"quarantined": "cannot parse"}', None, T0)
+        repo.record_processed("other", "", "q", '{"quarantined": "cannot parse"}', None, T0)
+        repo.record_processed("box", "", "n", '{"action": "none"}', None, T0)
+    store.forget_quarantine_record("box", "q")
+    store.forget_quarantine_record("box", "n")
+    store.forget_quarantine_record("box", "absent")
+    _equal(repo.ledger_entry("box", "", "q"), None, "the forgotten quarantine record")
+    _expect(repo.ledger_entry("other", "", "q") is not None, "another mailbox's record was lost")
+    _expect(repo.ledger_entry("box", "", "n") is not None, "a record of another decision was lost")

@@ -30,12 +30,12 @@ message names the server and the database, never the password. A connection that
 
 from __future__ import annotations
 
-import enum
+import functools
 import logging
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 import attrs
@@ -50,16 +50,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the PostgreSQL store needs psycopg 3: pip install 'asm-email-rules[postgres]'"
     ) from exc
 
-from asm_email_rules.adapters._repository import QUARANTINE_RECORD_PREFIX, check_finish
-from asm_email_rules.adapters.memory import (
-    SUMMARY_KINDS,
-    TASK_DONE_STATUSES,
-    address_key,
-    message_id_key,
-    short_description,
-    to_utc,
+
+from asm_email_rules.adapters._repository import address_key, message_id_key, to_utc
+from asm_email_rules.adapters._sql import (
+    RECORD_TABLES,
+    Migration,
+    Params,
+    SqlRepository,
+    check_constraint,
 )
-from asm_email_rules.adapters.sqlite import reply_from_json, reply_to_json
 from asm_email_rules.errors import NotFoundError, RepositoryError, StoreUnavailableError
 from asm_email_rules.model import (
     Attachment,
@@ -68,31 +67,21 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     EntryKind,
-    Group,
-    Lease,
-    LedgerEntry,
-    LogEntry,
     OutboxEntry,
     OutgoingEmail,
     Person,
     ReplyStatus,
-    Request,
     RequestStatus,
     Right,
-    SecurityRole,
-    SummaryItem,
-    Task,
     TaskKind,
     TaskStatus,
 )
+from asm_email_rules.quarantine import QuarantineState
 from asm_email_rules.settings import CallTemplate
 
 __all__ = ["MIGRATIONS", "PostgresRepository", "describe_conninfo"]
 
 log = logging.getLogger(__name__)
-
-Migration = tuple[str, ...]
-"""One schema step: SQL statements run in order inside one transaction."""
 
 MIGRATION_LOCK = 0x61736D2D6D6967
 """The advisory lock key that serialises schema migrations between processes ("asm-mig")."""
@@ -100,11 +89,7 @@ MIGRATION_LOCK = 0x61736D2D6D6967
 MIGRATION_WAIT = 300.0
 """Seconds a process waits for another one's schema migration before giving up."""
 
-
-def _check(column: str, enum_type: type[enum.Enum]) -> str:
-    """A CHECK constraint that keeps ``column`` to the values of ``enum_type``."""
-    values = ", ".join(f"'{member.value}'" for member in enum_type)
-    return f"CHECK ({column} IN ({values}))"
+_check = check_constraint
 
 
 _BOOL = "boolean NOT NULL DEFAULT false"
@@ -300,18 +285,36 @@ _V4: Migration = (
     "CREATE INDEX ledger_by_age ON ledger (mailbox, (COALESCE(seen_at, processed_at)))",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+_V5: Migration = (
+    # The store's quarantine (asm_email_rules.quarantine), the table of SQLite's schema 4.
+    f"""CREATE TABLE quarantine (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account text NOT NULL,
+        source text NOT NULL,
+        mailbox_key text NOT NULL DEFAULT '',
+        sha256 text NOT NULL,
+        reason text NOT NULL,
+        raw bytea NOT NULL,
+        quarantined_at timestamptz NOT NULL,
+        state text NOT NULL {_check("state", QuarantineState)},
+        resolved_at timestamptz,
+        resolution text NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX quarantine_by_state ON quarantine (state, id)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
 
-_RECORD_TABLES: dict[EntityKind, str] = {
-    EntityKind.CALL: "calls",
-    EntityKind.TASK: "tasks",
-    EntityKind.REQUEST: "requests",
-}
+
+_NAMED_MARK = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
-def _opt_utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else to_utc(moment)
+@functools.lru_cache(maxsize=1024)
+def _pyformat(query: str) -> str:
+    """Shared SQL (``?`` and ``:name`` marks, see :mod:`asm_email_rules.adapters._sql`) in
+    psycopg's marks (``%s``, ``%(name)s``), a literal ``%`` doubled; computed once per text."""
+    return _NAMED_MARK.sub(r"%(\1)s", query.replace("%", "%%")).replace("?", "%s")
 
 
 def describe_conninfo(conninfo: str) -> str:
@@ -344,7 +347,7 @@ class _NulFreeStrBinaryDumper(StrBinaryDumper):
         return super().dump(obj.replace("\x00", "\ufffd"))
 
 
-class PostgresRepository:
+class PostgresRepository(SqlRepository):
     """A :class:`~asm_email_rules.protocols.SeedableRepository` in one PostgreSQL database.
 
     ``conninfo`` is a libpq connection string or ``postgresql://`` URL. ``password`` is given
@@ -457,10 +460,10 @@ class PostgresRepository:
             self._conn = self._connect()
 
     def _version(self) -> int:
-        row = self._one("SELECT to_regclass('asm_schema_version') IS NOT NULL")
+        row = self._native_one("SELECT to_regclass('asm_schema_version') IS NOT NULL")
         if not row[0]:
             return 0
-        return int(self._one("SELECT COALESCE(MAX(version), 0) FROM asm_schema_version")[0])
+        return int(self._native_one("SELECT COALESCE(MAX(version), 0) FROM asm_schema_version")[0])
 
     def _migrate(self) -> None:
         """Apply the missing schema steps, one process at a time.
@@ -475,7 +478,7 @@ class PostgresRepository:
         self._refuse_newer(version, known)
         if version == known:
             return
-        self._execute(
+        self._native(
             "SELECT set_config('lock_timeout', %s, false), pg_advisory_lock(%s),"
             " set_config('lock_timeout', %s, false)",
             (f"{int(MIGRATION_WAIT * 1000)}ms", MIGRATION_LOCK, self._lock_timeout),
@@ -483,7 +486,7 @@ class PostgresRepository:
         try:
             with self.transaction():
                 if self._schema is not None:
-                    self._execute(
+                    self._native(
                         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                             sql.Identifier(self._schema)
                         )
@@ -492,8 +495,8 @@ class PostgresRepository:
                 self._refuse_newer(version, known)
                 for target in range(version + 1, known + 1):
                     for statement in MIGRATIONS[target - 1]:
-                        self._execute(statement)
-                    self._execute("INSERT INTO asm_schema_version (version) VALUES (%s)", (target,))
+                        self._native(statement)
+                    self._native("INSERT INTO asm_schema_version (version) VALUES (%s)", (target,))
                     log.info(
                         "PostgreSQL schema migrated",
                         extra={"store": self._where, "version": target},
@@ -525,38 +528,13 @@ class PostgresRepository:
         if self._flush_every_commit:
             return
         with self.transaction():
-            self._execute("SET LOCAL synchronous_commit = on")
+            self._native("SET LOCAL synchronous_commit = on")
             # A transactional WAL record (no table touched): its commit record is flushed.
-            self._execute("SELECT pg_logical_emit_message(true, %s, %s)", ("asm-sync", ""))
+            self._native("SELECT pg_logical_emit_message(true, %s, %s)", ("asm-sync", ""))
 
     def close(self) -> None:
         """Close the connection; an open transaction is rolled back by the server."""
         self._conn.close()
-
-    def __enter__(self) -> PostgresRepository:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _execute(
-        self,
-        query: str | sql.Composed,
-        params: Sequence[Any] | Mapping[str, Any] | None = None,
-    ) -> psycopg.Cursor[Any]:
-        self._reconnect_if_broken()
-        try:
-            return self._conn.execute(query, params)
-        except psycopg.Error as exc:
-            raise self._error("PostgreSQL error", exc) from exc
-
-    def _one(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
-        return self._execute(query, params).fetchone()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -568,7 +546,7 @@ class PostgresRepository:
             finally:
                 self._depth -= 1
             return
-        self._execute("BEGIN")
+        self._native("BEGIN")
         self._depth = 1
         try:
             yield
@@ -591,199 +569,90 @@ class PostgresRepository:
         except psycopg.Error:
             log.exception("PostgreSQL rollback failed", extra={"store": self._where})
 
-    # -- directory --------------------------------------------------------------------------
-    _PERSON_COLUMNS = (
-        "id, email, name, is_analyst, is_user, can_take_over, analyst_can_reopen,"
-        " user_can_reopen, analyst_role, user_role"
-    )
+    def _native(
+        self,
+        query: str | sql.Composed,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+    ) -> psycopg.Cursor[Any]:
+        """Run one statement written for psycopg (``%s`` marks)."""
+        self._reconnect_if_broken()
+        try:
+            return self._conn.execute(query, params)
+        except psycopg.Error as exc:
+            raise self._error("PostgreSQL error", exc) from exc
 
-    @staticmethod
-    def _person(row: Any) -> Person:
-        return Person(
-            id=row[0],
-            email=row[1],
-            name=row[2],
-            is_analyst=row[3],
-            is_user=row[4],
-            can_take_over=row[5],
-            analyst_can_reopen=row[6],
-            user_can_reopen=row[7],
-            analyst_role=row[8],
-            user_role=row[9],
-        )
+    def _native_one(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> Any:
+        return self._native(query, params).fetchone()
 
-    def persons_by_address(self, address: str) -> Sequence[Person]:
-        """Every person whose email matches ``address`` case-insensitively, lowest id first."""
-        rows = self._execute(
-            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE email_key = %s ORDER BY id",
-            (address_key(address),),
-        ).fetchall()
-        return [self._person(row) for row in rows]
+    def _execute(self, sql: str, params: Params = ()) -> psycopg.Cursor[Any]:
+        return self._native(_pyformat(sql), params)
 
-    def get_person(self, person_id: int) -> Person | None:
-        """The person with this id, or ``None``."""
-        row = self._one(f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id = %s", (person_id,))
-        return None if row is None else self._person(row)
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._reconnect_if_broken()
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.executemany(_pyformat(sql), rows)
+        except psycopg.Error as exc:
+            raise self._error("PostgreSQL error", exc) from exc
 
-    def get_role(self, name: str) -> SecurityRole | None:
-        """The security role called ``name``, or ``None`` (one statement, one snapshot)."""
-        row = self._one(
-            "SELECT ARRAY(SELECT right_name FROM role_rights WHERE role_name = r.name)"
-            " FROM security_roles r WHERE r.name = %s",
-            (name,),
-        )
-        return None if row is None else SecurityRole(name, frozenset(Right(v) for v in row[0]))
+    _ts = staticmethod(to_utc)
 
-    def get_group(self, name: str) -> Group | None:
-        """The assignment group called ``name``, or ``None``."""
-        row = self._one("SELECT name, email FROM assignment_groups WHERE name = %s", (name,))
-        return None if row is None else Group(row[0], row[1])
+    _FOR_UPDATE = " FOR UPDATE"
 
-    def list_persons(self, *, after: int = 0, limit: int = 100) -> Sequence[Person]:
-        """Persons with an id above ``after``, lowest id first, at most ``limit``."""
-        rows = self._execute(
-            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id > %s ORDER BY id LIMIT %s",
-            (after, max(limit, 0)),
-        ).fetchall()
-        return [self._person(row) for row in rows]
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """A read-only ``REPEATABLE READ`` transaction, so several reads see one snapshot."""
+        if self._depth:
+            yield
+            return
+        self._native("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._depth = 0
+            self._rollback()
 
-    def list_calls(
-        self, *, status: CallStatus | None = None, after: int = 0, limit: int = 100
-    ) -> Sequence[Call]:
-        """Calls numbered above ``after`` (with ``status`` when given), lowest first."""
-        wanted = None if status is None else status.value
-        rows = self._execute(
-            f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number > %(after)s"
-            " AND (%(status)s::text IS NULL OR status = %(status)s::text)"
-            " ORDER BY number LIMIT %(limit)s",
-            {"after": after, "status": wanted, "limit": max(limit, 0)},
-        ).fetchall()
-        return [self._call(row) for row in rows]
-
-    # -- reads ------------------------------------------------------------------------------
-    _CALL_COLUMNS = (
-        "number, status, user_id, owner_id, group_name, partition, description,"
-        " logging_analyst_id, updated, last_update, call_screen_set, ipk_status, ipk_stream,"
-        " subject"
-    )
-
-    @staticmethod
-    def _call(row: Any) -> Call:
-        return Call(
-            number=row[0],
-            status=CallStatus(row[1]),
-            user_id=row[2],
-            owner_id=row[3],
-            group=row[4],
-            partition=row[5],
-            description=row[6],
-            logging_analyst_id=row[7],
-            updated=row[8],
-            last_update=_opt_utc(row[9]),
-            call_screen_set=row[10],
-            ipk_status=row[11],
-            ipk_stream=row[12],
-            subject=row[13],
-        )
-
-    def get_call(self, number: int) -> Call | None:
-        """The call with this number, or ``None``."""
-        row = self._one(f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number = %s", (number,))
-        return None if row is None else self._call(row)
-
-    def get_task(self, number: int) -> Task | None:
-        """The task or approval with this number, or ``None`` (one statement, one snapshot)."""
-        row = self._one(
-            "SELECT number, kind, status, request_number, owner_id, group_name, partition,"
-            " description, updated, last_update,"
+    # -- reads in one statement (one snapshot, one round trip) ----------------------------------
+    def _task_row(self, number: int) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = self._one(
+            f"SELECT {self._TASK_COLUMNS},"
             " ARRAY(SELECT person_id FROM task_approvers WHERE task_number = t.number"
             " ORDER BY position),"
             " ARRAY(SELECT person_id FROM task_forwarded WHERE task_number = t.number"
             " ORDER BY position),"
             " ARRAY(SELECT person_id FROM task_forwarded_by WHERE task_number = t.number"
             " ORDER BY position)"
-            " FROM tasks t WHERE number = %s",
+            " FROM tasks t WHERE number = ?",
             (number,),
         )
-        if row is None:
-            return None
-        return Task(
-            number=row[0],
-            kind=TaskKind(row[1]),
-            status=TaskStatus(row[2]),
-            request_number=row[3],
-            owner_id=row[4],
-            approver_ids=tuple(row[10]),
-            forwarded_ids=tuple(row[11]),
-            group=row[5],
-            partition=row[6],
-            description=row[7],
-            updated=row[8],
-            last_update=_opt_utc(row[9]),
-            forwarded_by_ids=tuple(row[12]),
-        )
+        return row
 
-    def get_request(self, number: int) -> Request | None:
-        """The request with this number, or ``None`` (one statement, one snapshot)."""
-        row = self._one(
-            "SELECT number, status, owner_id, group_name, partition, description, updated,"
-            " last_update,"
+    def _request_row(self, number: int) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = self._one(
+            f"SELECT {self._REQUEST_COLUMNS},"
             " ARRAY(SELECT person_id FROM request_forwarded WHERE request_number = r.number"
             " ORDER BY position),"
             " ARRAY(SELECT person_id FROM request_forwarded_by WHERE request_number = r.number"
             " ORDER BY position)"
-            " FROM requests r WHERE number = %s",
+            " FROM requests r WHERE number = ?",
             (number,),
         )
-        if row is None:
-            return None
-        return Request(
-            number=row[0],
-            status=RequestStatus(row[1]),
-            owner_id=row[2],
-            forwarded_ids=tuple(row[8]),
-            group=row[3],
-            partition=row[4],
-            description=row[5],
-            updated=row[6],
-            last_update=_opt_utc(row[7]),
-            forwarded_by_ids=tuple(row[9]),
+        return row
+
+    def _role_rights(self, name: str) -> Sequence[str] | None:
+        row = self._one(
+            "SELECT ARRAY(SELECT right_name FROM role_rights WHERE role_name = r.name)"
+            " FROM security_roles r WHERE r.name = ?",
+            (name,),
         )
+        return None if row is None else list(row[0])
 
-    def summary(self, kind: str, person_id: int, limit: int) -> tuple[list[SummaryItem], int]:
-        """Items of a summary (``calls``, ``requests`` or ``tasks``) newest first, and the total.
-
-        ``calls``: open calls the person owns. ``requests``: open requests the person owns,
-        forwarded or was forwarded. ``tasks``: tasks and approvals the person owns, may
-        approve, forwarded or was forwarded, unless completed, approved or rejected. One
-        statement: the items and the total come from one snapshot.
-        """
-        subject = "''"
-        if kind == "calls":
-            ref_kind, table = EntityKind.CALL, "calls"
-            where = "r.owner_id = %(p)s AND r.status = 'open'"
-            subject = "r.subject"
-        elif kind == "requests":
-            ref_kind, table = EntityKind.REQUEST, "requests"
-            where = (
-                "r.number IN (SELECT number FROM requests WHERE owner_id = %(p)s"
-                " UNION SELECT request_number FROM request_forwarded WHERE person_id = %(p)s"
-                " UNION SELECT request_number FROM request_forwarded_by"
-                " WHERE person_id = %(p)s)"
-                " AND r.status <> 'closed'"
-            )
-        elif kind == "tasks":
-            ref_kind, table = EntityKind.TASK, "tasks"
-            done = ", ".join(f"'{status.value}'" for status in sorted(TASK_DONE_STATUSES, key=str))
-            where = (
-                "r.number IN (SELECT number FROM tasks WHERE owner_id = %(p)s"
-                " UNION SELECT task_number FROM task_approvers WHERE person_id = %(p)s"
-                " UNION SELECT task_number FROM task_forwarded WHERE person_id = %(p)s"
-                " UNION SELECT task_number FROM task_forwarded_by WHERE person_id = %(p)s)"
-                f" AND r.status NOT IN ({done})"
-            )
-        else:
-            raise RepositoryError(f"unknown summary kind {kind!r}; expected one of {SUMMARY_KINDS}")
+    def _summary_rows(
+        self, table: str, where: str, subject: str, params: Mapping[str, Any]
+    ) -> tuple[int, Sequence[Sequence[Any]]]:
         rows = self._execute(
             f"WITH matched AS (SELECT r.number, r.status, r.description, r.last_update,"
             f" r.group_name, r.owner_id, {subject} AS subject FROM {table} r WHERE {where})"
@@ -791,322 +660,13 @@ class PostgresRepository:
             " o.name, o.email, m.subject"
             " FROM (SELECT COUNT(*) AS total FROM matched) t"
             " LEFT JOIN LATERAL (SELECT * FROM matched"
-            " ORDER BY last_update DESC NULLS LAST, number DESC LIMIT %(limit)s) m ON true"
+            " ORDER BY last_update DESC NULLS LAST, number DESC LIMIT :limit) m ON true"
             " LEFT JOIN persons o ON o.id = m.owner_id"
             " ORDER BY m.last_update DESC NULLS LAST, m.number DESC",
-            {"p": person_id, "limit": max(limit, 0)},
+            params,
         ).fetchall()
         total = int(rows[0][0]) if rows else 0
-        items = [
-            SummaryItem(
-                ref=EntityRef(ref_kind, row[1]),
-                state=row[2],
-                description=short_description(row[3], row[8] or ""),
-                last_update=_opt_utc(row[4]),
-                assignee=(row[6] or row[7]) if row[7] is not None else row[5],
-            )
-            for row in rows
-            if row[1] is not None
-        ]
-        return items, total
-
-    def entity_for_message_id(self, message_id: str) -> EntityRef | None:
-        """The record one of our own sent Message-IDs was about, or ``None``."""
-        row = self._one(
-            "SELECT entity_kind, entity_number FROM sent_messages WHERE message_id = %s",
-            (message_id_key(message_id),),
-        )
-        if row is None or row[0] is None:
-            return None
-        return EntityRef(EntityKind(row[0]), row[1])
-
-    def ledger_entry(self, mailbox: str, message_id: str, sha256: str) -> LedgerEntry | None:
-        """The ledger entry of this message (Message-ID and content hash), or ``None``."""
-        row = self._one(
-            "SELECT decision_json, reply_json, reply_status, attempts, last_error, processed_at,"
-            " COALESCE(seen_at, processed_at)"
-            " FROM ledger WHERE mailbox = %s AND message_id = %s AND sha256 = %s",
-            (mailbox, message_id, sha256),
-        )
-        if row is None:
-            return None
-        return LedgerEntry(
-            mailbox=mailbox,
-            message_id=message_id,
-            sha256=sha256,
-            decision_json=row[0],
-            reply=None if row[1] is None else reply_from_json(row[1]),
-            reply_status=ReplyStatus(row[2]),
-            attempts=row[3],
-            last_error=row[4],
-            processed_at=_opt_utc(row[5]),
-            seen_at=_opt_utc(row[6]),
-        )
-
-    def entries(self, ref: EntityRef) -> Sequence[LogEntry]:
-        """The log of a record (history, notes, objects, notifications), oldest first."""
-        rows = self._execute(
-            "SELECT kind, text, author, security_profile, at FROM log_entries"
-            " WHERE entity_kind = %s AND entity_number = %s ORDER BY id",
-            (ref.kind.value, ref.number),
-        ).fetchall()
-        return [
-            LogEntry(
-                ref=ref,
-                kind=EntryKind(row[0]),
-                text=row[1],
-                author=row[2],
-                security_profile=row[3],
-                at=_opt_utc(row[4]),
-            )
-            for row in rows
-        ]
-
-    def attachments(self, ref: EntityRef) -> Sequence[Attachment]:
-        """The files attached to a record, oldest first, with their bytes (not in the protocol)."""
-        rows = self._execute(
-            "SELECT a.filename, a.content_type, a.data, a.inline, a.content_id"
-            " FROM attachments a JOIN log_entries e ON e.id = a.entry_id"
-            " WHERE e.entity_kind = %s AND e.entity_number = %s ORDER BY e.id",
-            (ref.kind.value, ref.number),
-        ).fetchall()
-        return [
-            Attachment(
-                filename=row[0],
-                content_type=row[1],
-                data=bytes(row[2]),
-                inline=row[3],
-                content_id=row[4],
-            )
-            for row in rows
-        ]
-
-    def replies_sent_since(self, address: str, since: datetime) -> int:
-        """How many replies went to ``address`` at or after ``since`` (for the reply budget)."""
-        row = self._one(
-            "SELECT COUNT(*) FROM sent_messages WHERE recipient_key = %s AND sent_at >= %s",
-            (address_key(address), to_utc(since)),
-        )
-        return int(row[0])
-
-    def is_token_used(self, token_id: str) -> bool:
-        """True when this approval token was already spent."""
-        return self._one("SELECT 1 FROM used_tokens WHERE token_id = %s", (token_id,)) is not None
-
-    # -- reply outbox: reads ------------------------------------------------------------------
-    _OUTBOX_COLUMNS = (
-        "reply_json, mailbox, message_id, sha256, reply_status, queued_at, next_attempt_at,"
-        " attempts, last_error, claimed_by, claimed_until, sent_at"
-    )
-
-    @staticmethod
-    def _outbox(row: Any) -> OutboxEntry:
-        return OutboxEntry(
-            reply=reply_from_json(row[0]),
-            mailbox=row[1],
-            message_id=row[2],
-            sha256=row[3],
-            status=ReplyStatus(row[4]),
-            queued_at=to_utc(row[5]),
-            next_attempt_at=to_utc(row[6]),
-            attempts=row[7],
-            last_error=row[8],
-            claimed_by=row[9],
-            claimed_until=_opt_utc(row[10]),
-            sent_at=_opt_utc(row[11]),
-        )
-
-    def outbox_entry(self, reply_message_id: str) -> OutboxEntry | None:
-        """The outbox entry of our reply with this Message-ID (angle brackets optional)."""
-        row = self._one(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger WHERE reply_message_id = %s",
-            (message_id_key(reply_message_id),),
-        )
-        return None if row is None else self._outbox(row)
-
-    def due_replies(
-        self, now: datetime, *, mailbox: str | None = None, limit: int = 100
-    ) -> Sequence[OutboxEntry]:
-        """PENDING replies due at ``now`` and not under a live claim, the longest due first."""
-        rows = self._execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger"
-            " WHERE reply_status = 'pending' AND next_attempt_at <= %(at)s"
-            " AND (claimed_by = '' OR claimed_until IS NULL OR claimed_until <= %(at)s)"
-            " AND (%(mailbox)s::text IS NULL OR mailbox = %(mailbox)s)"
-            " ORDER BY next_attempt_at, queued_at, reply_message_id LIMIT %(limit)s",
-            {"at": to_utc(now), "mailbox": mailbox, "limit": max(limit, 0)},
-        ).fetchall()
-        return [self._outbox(row) for row in rows]
-
-    def list_replies(
-        self,
-        statuses: Collection[ReplyStatus] | None = None,
-        *,
-        mailbox: str | None = None,
-        limit: int = 100,
-    ) -> Sequence[OutboxEntry]:
-        """Outbox entries with one of ``statuses`` (all when None), newest queued first."""
-        rows = self._execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger WHERE reply_message_id IS NOT NULL"
-            " AND (%(all)s OR reply_status = ANY(%(statuses)s::text[]))"
-            " AND (%(mailbox)s::text IS NULL OR mailbox = %(mailbox)s)"
-            " ORDER BY queued_at DESC, reply_message_id DESC LIMIT %(limit)s",
-            {
-                "all": statuses is None,
-                "statuses": [status.value for status in (statuses or ())],
-                "mailbox": mailbox,
-                "limit": max(limit, 0),
-            },
-        ).fetchall()
-        return [self._outbox(row) for row in rows]
-
-    # -- seeding ----------------------------------------------------------------------------
-    def put_person(self, person: Person) -> None:
-        """Insert or replace a person record as given (id included)."""
-        self._execute(
-            "INSERT INTO persons (id, email, email_key, name, is_analyst, is_user, can_take_over,"
-            " analyst_can_reopen, user_can_reopen, analyst_role, user_role)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET email = excluded.email,"
-            " email_key = excluded.email_key, name = excluded.name,"
-            " is_analyst = excluded.is_analyst, is_user = excluded.is_user,"
-            " can_take_over = excluded.can_take_over,"
-            " analyst_can_reopen = excluded.analyst_can_reopen,"
-            " user_can_reopen = excluded.user_can_reopen,"
-            " analyst_role = excluded.analyst_role, user_role = excluded.user_role",
-            (
-                person.id,
-                person.email,
-                address_key(person.email),
-                person.name,
-                person.is_analyst,
-                person.is_user,
-                person.can_take_over,
-                person.analyst_can_reopen,
-                person.user_can_reopen,
-                person.analyst_role,
-                person.user_role,
-            ),
-        )
-
-    def put_call(self, call: Call) -> None:
-        """Insert or replace a call as given (number included); datetimes become UTC."""
-        self._execute(
-            f"INSERT INTO calls ({self._CALL_COLUMNS})"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (number) DO UPDATE SET status = excluded.status,"
-            " user_id = excluded.user_id, owner_id = excluded.owner_id,"
-            " group_name = excluded.group_name, partition = excluded.partition,"
-            " description = excluded.description,"
-            " logging_analyst_id = excluded.logging_analyst_id, updated = excluded.updated,"
-            " last_update = excluded.last_update, call_screen_set = excluded.call_screen_set,"
-            " ipk_status = excluded.ipk_status, ipk_stream = excluded.ipk_stream,"
-            " subject = excluded.subject",
-            (
-                call.number,
-                call.status.value,
-                call.user_id,
-                call.owner_id,
-                call.group,
-                call.partition,
-                call.description,
-                call.logging_analyst_id,
-                call.updated,
-                _opt_utc(call.last_update),
-                call.call_screen_set,
-                call.ipk_status,
-                call.ipk_stream,
-                call.subject,
-            ),
-        )
-
-    def _put_people(self, table: str, column: str, number: int, ids: tuple[int, ...]) -> None:
-        self._execute(f"DELETE FROM {table} WHERE {column} = %s", (number,))
-        if ids:
-            self._execute(
-                f"INSERT INTO {table} ({column}, position, person_id) SELECT %s, p.ord - 1, p.id"
-                " FROM unnest(%s::bigint[]) WITH ORDINALITY AS p(id, ord)",
-                (number, list(ids)),
-            )
-
-    def put_task(self, task: Task) -> None:
-        """Insert or replace a task or approval as given; datetimes become UTC."""
-        with self.transaction():
-            self._execute(
-                "INSERT INTO tasks (number, kind, status, request_number, owner_id, group_name,"
-                " partition, description, updated, last_update)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (number) DO UPDATE SET kind = excluded.kind,"
-                " status = excluded.status, request_number = excluded.request_number,"
-                " owner_id = excluded.owner_id, group_name = excluded.group_name,"
-                " partition = excluded.partition, description = excluded.description,"
-                " updated = excluded.updated, last_update = excluded.last_update",
-                (
-                    task.number,
-                    task.kind.value,
-                    task.status.value,
-                    task.request_number,
-                    task.owner_id,
-                    task.group,
-                    task.partition,
-                    task.description,
-                    task.updated,
-                    _opt_utc(task.last_update),
-                ),
-            )
-            self._put_people("task_approvers", "task_number", task.number, task.approver_ids)
-            self._put_people("task_forwarded", "task_number", task.number, task.forwarded_ids)
-            self._put_people("task_forwarded_by", "task_number", task.number, task.forwarded_by_ids)
-
-    def put_request(self, request: Request) -> None:
-        """Insert or replace a request as given; datetimes become UTC."""
-        with self.transaction():
-            self._execute(
-                "INSERT INTO requests (number, status, owner_id, group_name, partition,"
-                " description, updated, last_update) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (number) DO UPDATE SET status = excluded.status,"
-                " owner_id = excluded.owner_id, group_name = excluded.group_name,"
-                " partition = excluded.partition, description = excluded.description,"
-                " updated = excluded.updated, last_update = excluded.last_update",
-                (
-                    request.number,
-                    request.status.value,
-                    request.owner_id,
-                    request.group,
-                    request.partition,
-                    request.description,
-                    request.updated,
-                    _opt_utc(request.last_update),
-                ),
-            )
-            self._put_people(
-                "request_forwarded", "request_number", request.number, request.forwarded_ids
-            )
-            self._put_people(
-                "request_forwarded_by", "request_number", request.number, request.forwarded_by_ids
-            )
-
-    def put_role(self, role: SecurityRole) -> None:
-        """Insert or replace a security role (by name) with exactly its rights."""
-        with self.transaction():
-            self._execute(
-                "INSERT INTO security_roles (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
-                (role.name,),
-            )
-            self._execute("DELETE FROM role_rights WHERE role_name = %s", (role.name,))
-            if role.rights:
-                self._execute(
-                    "INSERT INTO role_rights (role_name, right_name) SELECT %s, unnest(%s::text[])",
-                    (role.name, sorted(right.value for right in role.rights)),
-                )
-
-    def put_group(self, group: Group) -> None:
-        """Insert or replace an assignment group (by name) and its address."""
-        self._execute(
-            "INSERT INTO assignment_groups (name, email) VALUES (%s, %s)"
-            " ON CONFLICT (name) DO UPDATE SET email = excluded.email",
-            (group.name, group.email),
-        )
+        return total, [row[1:] for row in rows if row[1] is not None]
 
     # -- writes -----------------------------------------------------------------------------
     _BIG_GAP = 100_000
@@ -1127,11 +687,11 @@ class PostgresRepository:
         if top is None or number > top:
             return number
         if top - number > self._BIG_GAP:
-            row = self._one(f"SELECT setval('{sequence}', %s), nextval('{sequence}')", (top,))
+            row = self._one(f"SELECT setval('{sequence}', ?), nextval('{sequence}')", (top,))
             return int(row[1])
         row = self._one(
             f"SELECT MAX(n) FROM (SELECT nextval('{sequence}') AS n"
-            " FROM generate_series(1, %s)) AS drawn",
+            " FROM generate_series(1, ?)) AS drawn",
             (top - number + 1,),
         )
         return int(row[0])
@@ -1143,9 +703,9 @@ class PostgresRepository:
         use, and the row written); see :meth:`_next_number` for the other.
         """
         values = (email, address_key(email), name, is_user)
-        row = self._one(
+        row = self._returning(
             "INSERT INTO persons (id, email, email_key, name, is_user)"
-            " SELECT n.v, %s, %s, %s, %s FROM (SELECT nextval('person_ids') AS v,"
+            " SELECT n.v, ?, ?, ?, ? FROM (SELECT nextval('person_ids') AS v,"
             " (SELECT MAX(id) FROM persons) AS top) AS n"
             " WHERE n.top IS NULL OR n.v > n.top RETURNING id",
             values,
@@ -1155,16 +715,10 @@ class PostgresRepository:
                 row = (self._next_number("person_ids", "persons", "id"),)
                 self._execute(
                     "INSERT INTO persons (id, email, email_key, name, is_user)"
-                    " VALUES (%s, %s, %s, %s, %s)",
+                    " VALUES (?, ?, ?, ?, ?)",
                     (row[0], *values),
                 )
         return Person(id=int(row[0]), email=email, name=name, is_user=is_user)
-
-    def set_user_flag(self, person_id: int) -> None:
-        """Select the User flag on an existing person."""
-        cursor = self._execute("UPDATE persons SET is_user = true WHERE id = %s", (person_id,))
-        if cursor.rowcount == 0:
-            raise NotFoundError(f"person {person_id} does not exist")
 
     def create_call(
         self,
@@ -1179,42 +733,13 @@ class PostgresRepository:
 
         One statement in the common case, as :meth:`create_person`.
         """
-        call = Call(
-            number=0,
-            status=CallStatus.OPEN,
-            user_id=user_id,
-            owner_id=template.assigned_analyst_id,
-            group=template.assigned_group,
-            partition=template.partition,
-            description=description,
-            logging_analyst_id=logging_analyst_id,
-            updated=False,
-            last_update=to_utc(now),
-            call_screen_set=template.call_screen_set,
-            ipk_status=template.ipk_status,
-            ipk_stream=template.ipk_stream,
-        )
-        values = (
-            call.status.value,
-            call.user_id,
-            call.owner_id,
-            call.group,
-            call.partition,
-            call.description,
-            call.logging_analyst_id,
-            call.updated,
-            call.last_update,
-            call.call_screen_set,
-            call.ipk_status,
-            call.ipk_stream,
-            call.subject,
-        )
-        row = self._one(
+        call = self._new_call(template, user_id, logging_analyst_id, description, now)
+        row = self._returning(
             f"INSERT INTO calls ({self._CALL_COLUMNS})"
-            " SELECT n.v, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+            " SELECT n.v, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
             " FROM (SELECT nextval('call_numbers') AS v, (SELECT MAX(number) FROM calls) AS top)"
             " AS n WHERE n.top IS NULL OR n.v > n.top RETURNING number",
-            values,
+            self._call_row(call)[1:],
         )
         if row is None:  # calls were put above the sequence: move it past them
             with self.transaction():
@@ -1242,23 +767,23 @@ class PostgresRepository:
         caller reads the returned status to say why). One round trip, atomic on its own, so
         these methods need no transaction of their own outside a unit of work.
         """
-        table = _RECORD_TABLES[ref.kind]
-        gate = " WHERE status = %(when_status)s" if when_status is not None else ""
+        table = RECORD_TABLES[ref.kind]
+        gate = " WHERE status = :when_status" if when_status is not None else ""
         parts = [
-            f"target AS (SELECT number, status FROM {table} WHERE number = %(number)s FOR UPDATE)",
+            f"target AS (SELECT number, status FROM {table} WHERE number = :number FOR UPDATE)",
             f"go AS (SELECT number FROM target{gate})",
         ]
         if entry is not None:
             parts.append(
                 "entry AS (INSERT INTO log_entries (entity_kind, entity_number, kind, text,"
-                " author, security_profile, at) SELECT %(entity_kind)s, number, %(kind)s,"
-                " %(text)s, %(author)s, %(profile)s, %(at)s FROM go RETURNING id)"
+                " author, security_profile, at) SELECT :entity_kind, number, :kind,"
+                " :text, :author, :profile, :at FROM go RETURNING id)"
             )
         if attachment is not None:
             parts.append(
                 "stored AS (INSERT INTO attachments (entry_id, filename, content_type, data,"
-                " inline, content_id) SELECT id, %(filename)s, %(content_type)s, %(data)s,"
-                " %(inline)s, %(content_id)s FROM entry)"
+                " inline, content_id) SELECT id, :filename, :content_type, :data,"
+                " :inline, :content_id FROM entry)"
             )
             params.update(
                 filename=attachment.filename,
@@ -1291,79 +816,6 @@ class PostgresRepository:
             raise NotFoundError(f"{ref} does not exist")
         return str(row[0])
 
-    def add_history(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
-        """Append a history entry to a call, task or request (its last update becomes ``now``)."""
-        entry = (EntryKind.HISTORY, text, author)
-        self._write_on(ref, entry, "last_update = %(at)s", at=now)
-
-    def add_note(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
-        """Add a note to a record (used on closed calls, which keep their state)."""
-        self._write_on(ref, (EntryKind.NOTE, text, author), "last_update = %(at)s", at=now)
-
-    def attach(
-        self, ref: EntityRef, attachment: Attachment, security_profile: str, now: datetime
-    ) -> None:
-        """Attach a file (bytes kept) as an object; its log line names the file and profile."""
-        self._write_on(
-            ref,
-            (EntryKind.ATTACHMENT, attachment.filename, ""),
-            "last_update = %(at)s",
-            at=now,
-            security_profile=security_profile,
-            attachment=attachment,
-        )
-
-    def mark_updated(self, ref: EntityRef) -> None:
-        """Set the note icon that tells the handling analyst the record changed."""
-        row = self._one(
-            f"UPDATE {_RECORD_TABLES[ref.kind]} SET updated = true WHERE number = %s RETURNING 1",
-            (ref.number,),
-        )
-        if row is None:
-            raise NotFoundError(f"{ref} does not exist")
-
-    def close_call(self, number: int, by: str, now: datetime) -> None:
-        """Close an open call; closing one that is already closed is refused."""
-        ref = EntityRef(EntityKind.CALL, number)
-        was = self._write_on(
-            ref,
-            (EntryKind.STATUS, "closed", by),
-            "status = 'closed', last_update = %(at)s",
-            at=now,
-            when_status=CallStatus.OPEN.value,
-        )
-        if was != CallStatus.OPEN.value:
-            raise RepositoryError(f"{ref} is already closed")
-
-    def reopen_call(self, number: int, owner_id: int | None, group: str, now: datetime) -> None:
-        """Reopen a closed call and assign it to ``owner_id`` and ``group``."""
-        ref = EntityRef(EntityKind.CALL, number)
-        was = self._write_on(
-            ref,
-            (EntryKind.STATUS, "reopened", ""),
-            "status = 'open', owner_id = %(owner)s, group_name = %(group)s, last_update = %(at)s",
-            at=now,
-            when_status=CallStatus.CLOSED.value,
-            owner=owner_id,
-            group=group,
-        )
-        if was != CallStatus.CLOSED.value:
-            raise RepositoryError(f"{ref} is not closed")
-
-    def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
-        """Set a task's or approval's status (approve, reject, complete)."""
-        self._write_on(
-            EntityRef(EntityKind.TASK, number),
-            (EntryKind.STATUS, status.value, by),
-            "status = %(status)s, last_update = %(at)s",
-            at=now,
-            status=status.value,
-        )
-
-    def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
-        """Queue a notification to the record's assigned analyst or group."""
-        self._write_on(ref, (EntryKind.NOTIFICATION, text, ""), "", at=now)
-
     def record_processed(
         self,
         mailbox: str,
@@ -1380,70 +832,17 @@ class PostgresRepository:
         transactions recording one message at once: the second waits for the first and is
         refused when it commits.
         """
-        status = ReplyStatus.NONE if reply is None else ReplyStatus.PENDING
-        queued = None if reply is None else to_utc(now)
-        row = self._one(
-            "INSERT INTO ledger (mailbox, message_id, sha256, decision_json, reply_json,"
-            " reply_status, attempts, last_error, processed_at, reply_message_id, queued_at,"
-            " next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, 0, '', %s, %s, %s, %s)"
-            " ON CONFLICT (mailbox, message_id, sha256) DO NOTHING RETURNING 1",
-            (
-                mailbox,
-                message_id,
-                sha256,
-                decision_json,
-                None if reply is None else reply_to_json(reply),
-                status.value,
-                to_utc(now),
-                None if reply is None else message_id_key(reply.message_id),
-                queued,
-                queued,
-            ),
+        row = self._returning(
+            self._INSERT_LEDGER
+            + " ON CONFLICT (mailbox, message_id, sha256) DO NOTHING RETURNING 1",
+            self._ledger_row(mailbox, message_id, sha256, decision_json, reply, now),
         )
         if row is None:
             raise RepositoryError(
                 f"message {message_id!r} ({sha256}) already recorded in {mailbox!r}"
             )
 
-    # -- ledger retention (asm_email_rules.protocols.LedgerRetention) -------------------------
-    def touch_ledger(self, mailbox: str, message_id: str, sha256: str, now: datetime) -> None:
-        """Record that this entry's message was seen in a mailbox at ``now``."""
-        self._execute(
-            "UPDATE ledger SET seen_at = %s WHERE mailbox = %s AND message_id = %s AND sha256 = %s",
-            (to_utc(now), mailbox, message_id, sha256),
-        )
-
-    def prune_ledger(self, mailbox: str, before: datetime) -> int:
-        """Forget ``mailbox``'s entries last seen before ``before`` (their outbox entries live in
-        the same rows), except those with a PENDING reply and quarantine records; how many."""
-        cursor = self._execute(
-            "DELETE FROM ledger WHERE mailbox = %s AND COALESCE(seen_at, processed_at) < %s"
-            " AND reply_status <> 'pending'"
-            " AND NOT (message_id = '' AND left(decision_json, %s) = %s)",
-            (mailbox, to_utc(before), len(QUARANTINE_RECORD_PREFIX), QUARANTINE_RECORD_PREFIX),
-        )
-        return max(cursor.rowcount, 0)
-
-    def set_reply_status(
-        self,
-        mailbox: str,
-        message_id: str,
-        sha256: str,
-        status: ReplyStatus,
-        *,
-        attempts: int,
-        error: str = "",
-    ) -> None:
-        """Record the outcome of a send attempt for a ledger entry."""
-        cursor = self._execute(
-            "UPDATE ledger SET reply_status = %s, attempts = %s, last_error = %s"
-            " WHERE mailbox = %s AND message_id = %s AND sha256 = %s",
-            (status.value, attempts, error, mailbox, message_id, sha256),
-        )
-        if cursor.rowcount == 0:
-            raise NotFoundError(f"no ledger entry for {message_id!r} ({sha256}) in {mailbox!r}")
-
-    # -- reply outbox and leases: writes ------------------------------------------------------
+    # -- reply outbox: claims -----------------------------------------------------------------
     def claim_reply(
         self, reply_message_id: str, owner: str, now: datetime, until: datetime
     ) -> OutboxEntry | None:
@@ -1453,12 +852,12 @@ class PostgresRepository:
         the same reply does not wait for the other's lock, it gets None at once (the other
         is claiming it, or finishing it), and claims are never blocked by long transactions.
         """
-        row = self._one(
-            "UPDATE ledger SET claimed_by = %(owner)s, claimed_until = %(until)s"
+        row = self._returning(
+            "UPDATE ledger SET claimed_by = :owner, claimed_until = :until"
             " WHERE reply_message_id = (SELECT reply_message_id FROM ledger"
-            " WHERE reply_message_id = %(id)s AND reply_status = 'pending'"
-            " AND next_attempt_at <= %(at)s AND (claimed_by IN ('', %(owner)s)"
-            " OR claimed_until IS NULL OR claimed_until <= %(at)s)"
+            " WHERE reply_message_id = :id AND reply_status = 'pending'"
+            " AND next_attempt_at <= :at AND (claimed_by IN ('', :owner)"
+            " OR claimed_until IS NULL OR claimed_until <= :at)"
             " FOR UPDATE SKIP LOCKED)"
             f" RETURNING {self._OUTBOX_COLUMNS}",
             {
@@ -1469,106 +868,3 @@ class PostgresRepository:
             },
         )
         return None if row is None else self._outbox(row)
-
-    def finish_reply(
-        self,
-        reply_message_id: str,
-        owner: str,
-        status: ReplyStatus,
-        now: datetime,
-        *,
-        error: str = "",
-        next_attempt_at: datetime | None = None,
-    ) -> bool:
-        """Record one attempt's outcome if ``owner`` holds the claim; release the claim."""
-        check_finish(status, next_attempt_at)
-        row = self._one(
-            "UPDATE ledger SET reply_status = %(status)s, attempts = attempts + 1,"
-            " last_error = %(error)s, claimed_by = '', claimed_until = NULL,"
-            " sent_at = CASE WHEN %(sent)s THEN %(at)s ELSE sent_at END,"
-            " next_attempt_at = COALESCE(%(next)s, next_attempt_at)"
-            " WHERE reply_message_id = %(id)s AND reply_status = 'pending'"
-            " AND claimed_by = %(owner)s RETURNING 1",
-            {
-                "status": status.value,
-                "error": error,
-                "sent": status is ReplyStatus.SENT,
-                "at": to_utc(now),
-                "next": None if next_attempt_at is None else to_utc(next_attempt_at),
-                "id": message_id_key(reply_message_id),
-                "owner": owner,
-            },
-        )
-        return row is not None
-
-    def requeue_reply(self, reply_message_id: str, now: datetime) -> OutboxEntry:
-        """Put a FAILED reply back in the outbox, due at ``now`` with a new retry window."""
-        key = message_id_key(reply_message_id)
-        with self.transaction():
-            row = self._one(
-                "SELECT reply_status FROM ledger WHERE reply_message_id = %s FOR UPDATE", (key,)
-            )
-            if row is None:
-                raise NotFoundError(f"no reply {reply_message_id!r} in the outbox")
-            if row[0] != ReplyStatus.FAILED.value:
-                raise RepositoryError(
-                    f"reply {reply_message_id!r} is {row[0]}, not failed: not requeued"
-                )
-            row = self._one(
-                "UPDATE ledger SET reply_status = 'pending', queued_at = %(at)s,"
-                " next_attempt_at = %(at)s, claimed_by = '', claimed_until = NULL"
-                f" WHERE reply_message_id = %(id)s RETURNING {self._OUTBOX_COLUMNS}",
-                {"at": to_utc(now), "id": key},
-            )
-        return self._outbox(row)
-
-    def acquire_lease(self, name: str, owner: str, now: datetime, until: datetime) -> Lease:
-        """Take or renew the lease ``name`` unless another owner holds it past ``now``.
-
-        One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``: two pollers asking at once are
-        serialised on the row, and the second sees the first one's lease.
-        """
-        for _ in range(3):  # the holder may release between our upsert and our read
-            row = self._one(
-                "INSERT INTO leases (name, owner, expires) VALUES (%(name)s, %(owner)s, %(until)s)"
-                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
-                " expires = excluded.expires"
-                " WHERE leases.owner = excluded.owner OR leases.expires <= %(at)s"
-                " RETURNING owner, expires",
-                {"name": name, "owner": owner, "until": to_utc(until), "at": to_utc(now)},
-            )
-            if row is None:
-                row = self._one("SELECT owner, expires FROM leases WHERE name = %s", (name,))
-            if row is not None:
-                return Lease(name, row[0], to_utc(row[1]))
-        raise RepositoryError(f"{self._where}: lease {name!r} changed hands three times at once")
-
-    def release_lease(self, name: str, owner: str) -> None:
-        """Give up the lease ``name`` if ``owner`` holds it."""
-        self._execute("DELETE FROM leases WHERE name = %s AND owner = %s", (name, owner))
-
-    def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:
-        """Remember a Message-ID we sent (threading, reply budget); the same id replaces."""
-        self._execute(
-            "INSERT INTO sent_messages (message_id, entity_kind, entity_number, recipient,"
-            " recipient_key, sent_at) VALUES (%s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (message_id) DO UPDATE SET entity_kind = excluded.entity_kind,"
-            " entity_number = excluded.entity_number, recipient = excluded.recipient,"
-            " recipient_key = excluded.recipient_key, sent_at = excluded.sent_at",
-            (
-                message_id_key(message_id),
-                None if ref is None else ref.kind.value,
-                None if ref is None else ref.number,
-                to,
-                address_key(to),
-                to_utc(now),
-            ),
-        )
-
-    def use_token(self, token_id: str, now: datetime) -> None:
-        """Spend an approval token; spending it again keeps the first time."""
-        self._execute(
-            "INSERT INTO used_tokens (token_id, used_at) VALUES (%s, %s)"
-            " ON CONFLICT (token_id) DO NOTHING",
-            (token_id, to_utc(now)),
-        )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.adapters._sql import SqlRepository
 from asm_email_rules.config import Config, load_config, store_location
 from asm_email_rules.model import OutgoingEmail, Person
 from asm_email_rules.protocols import SeedableRepository
@@ -85,10 +85,14 @@ def settings_for(
     return config, account.mailbox, config.system
 
 
-def store_for(args: argparse.Namespace) -> SqliteRepository:
-    """The SQLite store of ``--store``, else of ``--config``'s ``store`` (it must exist).
+def store_for(args: argparse.Namespace) -> SqlRepository:
+    """The SQLite store of ``--store``, else the store of ``--config``'s ``store``: a SQLite
+    file (it must exist) or a PostgreSQL database (its password from ``store_password_env`` or
+    ``store_password_file``).
 
-    The configuration is read without its secrets: these commands sign in nowhere.
+    The configuration is read without its other secrets: these commands sign in nowhere else.
+    Raises UsageError without either option, ConfigError when the store is missing or cannot
+    be opened (naming the file, or the server and database).
     """
     from asm_email_rules.bootstrap import open_store
 
@@ -98,14 +102,7 @@ def store_for(args: argparse.Namespace) -> SqliteRepository:
         location = load_config(args.config, secrets=False).require_store()
     else:
         raise UsageError("say which store: --config F or --store DB")
-    if not isinstance(location, Path):
-        raise UsageError(
-            "this command works on the bundled SQLite store; a PostgreSQL store is your own "
-            "to manage (see docs/storage.md)"
-        )
-    store = open_store(location, must_exist=True)
-    assert isinstance(store, SqliteRepository)  # a Path always opens SQLite
-    return store
+    return open_store(location, must_exist=True)
 
 
 def every_person(repository: SeedableRepository) -> list[Person]:

@@ -1,4 +1,5 @@
-"""``asm-email-rules calls list|show``: the calls in the SQLite store, and one call's log.
+"""``asm-email-rules calls list|show``: the calls in the store (SQLite or PostgreSQL), and one
+call's log.
 
 What email did to the desk, without SQL: every call with its state, User, assigned analyst
 and group, and for one call its history, notes, attached objects and notifications.
@@ -15,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.adapters._sql import SqlRepository
 from asm_email_rules.cli._common import EXIT_OK, UsageError, print_table, store_for
 from asm_email_rules.model import Call, CallStatus, EntityKind, EntityRef
 
@@ -27,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     parser = commands.add_parser(
         NAME,
         help="list the calls in the store, or show one with its log",
-        description="The calls of the SQLite store (newest first), or one call with its "
+        description="The calls of the store (newest first), or one call with its "
         "history, notes, attached objects and notifications.",
     )
     parser.set_defaults(handler=run)
@@ -48,7 +49,7 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
 
 
-def _who(repo: SqliteRepository, person_id: int | None) -> str:
+def _who(repo: SqlRepository, person_id: int | None) -> str:
     if person_id is None:
         return "-"
     person = repo.get_person(person_id)

@@ -2,9 +2,9 @@
 
 The rules know a sender by their address: a person record with the analyst flag, the User
 flag or both (the spec's person cases), and the rights of their roles (Take Over, reopen a
-closed call). These commands write those records into the SQLite store, with the address key
-the store looks addresses up by (the rules' own folding: NFKC, trimmed, case-insensitive), so
-nobody has to write SQL or Python to set up a desk.
+closed call). These commands write those records into the store (SQLite or PostgreSQL), with
+the address key the store looks addresses up by (the rules' own folding: NFKC, trimmed,
+case-insensitive), so nobody has to write SQL or Python to set up a desk.
 
 ``import FILE.csv`` reads a header row and one person per line; columns (any order, only
 ``email`` required): ``id``, ``email``, ``name``, ``analyst``, ``user``, ``roles``. Flags are
@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.adapters._sql import SqlRepository
 from asm_email_rules.cli._common import (
     EXIT_OK,
     UsageError,
@@ -59,7 +59,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     parser = commands.add_parser(
         NAME,
         help="add, list, import or change the desk's analysts and users",
-        description="Person records of the SQLite store: analyst and User flags, role rights "
+        description="Person records of the store: analyst and User flags, role rights "
         "(take over, reopen) and the address the rules know them by.",
     )
     parser.set_defaults(handler=run)
@@ -141,7 +141,7 @@ def describe(person: Person) -> str:
     )
 
 
-def _warn_shared(repo: SqliteRepository, person: Person) -> None:
+def _warn_shared(repo: SqlRepository, person: Person) -> None:
     others = [p.id for p in repo.persons_by_address(person.email) if p.id != person.id]
     if others:
         ids = ", ".join(str(i) for i in others)
@@ -158,7 +158,7 @@ def _warn_shared(repo: SqliteRepository, person: Person) -> None:
         )
 
 
-def _open(args: argparse.Namespace) -> SqliteRepository:
+def _open(args: argparse.Namespace) -> SqlRepository:
     return store_for(args)
 
 
@@ -316,7 +316,7 @@ def _csv_person(values: Mapping[str, str], where: str, line: int) -> CsvPerson:
     return CsvPerson(line, int(raw_id) if raw_id else None, fields)
 
 
-def _import(repo: SqliteRepository, people: list[CsvPerson]) -> Iterator[tuple[str, Person]]:
+def _import(repo: SqlRepository, people: list[CsvPerson]) -> Iterator[tuple[str, Person]]:
     """Apply the checked lines; yields ("added" or "updated", person) for each."""
     for entry in people:
         existing: Person | None

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.adapters._sql import SqlRepository
 from asm_email_rules.bootstrap import make_mailer
 from asm_email_rules.cli._common import (
     EXIT_MESSAGE,
@@ -80,7 +80,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
             sub.add_argument("--store", metavar="DB", help="the SQLite store (instead of --config)")
 
 
-def _entry(repo: SqliteRepository, entry_id: int) -> QuarantinedMessage:
+def _entry(repo: SqlRepository, entry_id: int) -> QuarantinedMessage:
     entry = repo.quarantined_message(entry_id)
     if entry is None:
         raise UsageError(f"no quarantined message {entry_id} (see `quarantine list`)")

@@ -1,0 +1,1199 @@
+"""The SQL that the SQLite and PostgreSQL stores share, written once.
+
+:class:`SqlRepository` holds every query and every row mapping the two stores have in common:
+the directory, the records, the ledger and its reply outbox, the leases, the quarantine and the
+seeding. A store subclasses it and supplies only what truly differs between the databases:
+
+- how a statement runs (:meth:`SqlRepository._execute`, :meth:`SqlRepository._executemany`)
+  and how its failures become :class:`~asm_email_rules.errors.RepositoryError` naming the store;
+- transactions (:meth:`SqlRepository.transaction`) and read snapshots;
+- how a time is stored (:meth:`SqlRepository._ts`: ISO-8601 UTC text in SQLite, ``timestamptz``
+  in PostgreSQL); both read back as aware UTC datetimes (:func:`read_moment`);
+- writes on a record (:meth:`SqlRepository._write_on`), reads of a task, request, role or summary
+  in one snapshot, new call numbers and person ids, reply claims, and ``record_processed``.
+
+The shared SQL is written for SQLite's ``qmark`` (``?``) and ``named`` (``:name``) parameters,
+in the dialect both databases speak (``ON CONFLICT``, ``RETURNING``, ``CAST``, ``substr``,
+``TRUE``); the PostgreSQL store rewrites it to psycopg's ``%s`` and ``%(name)s`` once per text.
+Booleans are written as Python ``bool`` and read back with ``bool()`` (SQLite stores 0 and 1).
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import hashlib
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, Self, assert_never
+
+from asm_email_rules.adapters._repository import (
+    QUARANTINE_RECORD_PREFIX,
+    TASK_DONE_STATUSES,
+    address_key,
+    check_finish,
+    message_id_key,
+    short_description,
+    summary_kind,
+    to_utc,
+)
+from asm_email_rules.errors import NotFoundError, RepositoryError
+from asm_email_rules.model import (
+    Attachment,
+    Call,
+    CallStatus,
+    EntityKind,
+    EntityRef,
+    EntryKind,
+    Group,
+    Lease,
+    LedgerEntry,
+    LogEntry,
+    OutboxEntry,
+    OutgoingEmail,
+    Person,
+    ReplyStatus,
+    Request,
+    RequestStatus,
+    Right,
+    SecurityRole,
+    SummaryItem,
+    SummaryKind,
+    Task,
+    TaskKind,
+    TaskStatus,
+)
+from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState
+from asm_email_rules.settings import CallTemplate
+
+__all__ = [
+    "RECORD_TABLES",
+    "Cursor",
+    "Migration",
+    "Params",
+    "SqlRepository",
+    "check_constraint",
+    "read_moment",
+    "reply_from_json",
+    "reply_to_json",
+]
+
+Migration = tuple[str, ...]
+"""One schema step: SQL statements run in order inside one transaction."""
+
+Params = Sequence[Any] | Mapping[str, Any]
+"""Statement parameters: a sequence for ``?`` marks, a mapping for ``:name`` marks."""
+
+RECORD_TABLES: dict[EntityKind, str] = {
+    EntityKind.CALL: "calls",
+    EntityKind.TASK: "tasks",
+    EntityKind.REQUEST: "requests",
+}
+"""The table that holds each kind of record (numbered by its ``number`` column)."""
+
+
+class Cursor(Protocol):
+    """What the shared code uses of a DB-API cursor (``sqlite3`` and ``psycopg`` both have it)."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the last statement changed (-1 when the driver cannot tell)."""
+        ...
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        ...
+
+    def fetchall(self) -> list[Any]:
+        """Every remaining row."""
+        ...
+
+
+def check_constraint(column: str, enum_type: type[enum.Enum]) -> str:
+    """A CHECK constraint that keeps ``column`` to the values of ``enum_type``."""
+    values = ", ".join(f"'{member.value}'" for member in enum_type)
+    return f"CHECK ({column} IN ({values}))"
+
+
+def read_moment(value: str | datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime: ISO-8601 text (SQLite) or a datetime
+    (PostgreSQL ``timestamptz``); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return to_utc(value)
+
+
+def _moment(value: str | datetime) -> datetime:
+    """:func:`read_moment` of a column that is never NULL."""
+    moment = read_moment(value)
+    assert moment is not None
+    return moment
+
+
+def reply_to_json(reply: OutgoingEmail) -> str:
+    """``reply`` as a JSON object (the ledger's stored form)."""
+    return json.dumps(
+        {
+            "to": reply.to,
+            "subject": reply.subject,
+            "body": reply.body,
+            "sender": reply.sender,
+            "message_id": reply.message_id,
+            "in_reply_to": reply.in_reply_to,
+            "references": list(reply.references),
+            "extra_headers": [list(pair) for pair in reply.extra_headers],
+        },
+        ensure_ascii=False,
+    )
+
+
+def reply_from_json(text: str) -> OutgoingEmail:
+    """The reply that :func:`reply_to_json` stored."""
+    data = json.loads(text)
+    return OutgoingEmail(
+        to=data["to"],
+        subject=data["subject"],
+        body=data["body"],
+        sender=data.get("sender", ""),
+        message_id=data.get("message_id", ""),
+        in_reply_to=data.get("in_reply_to"),
+        references=tuple(data.get("references", ())),
+        extra_headers=tuple((name, value) for name, value in data.get("extra_headers", ())),
+    )
+
+
+class SqlRepository(abc.ABC):
+    """The shared part of the SQL stores (see the module docstring for what a store supplies).
+
+    Every public method here is one of :class:`~asm_email_rules.protocols.SeedableRepository`,
+    :class:`~asm_email_rules.protocols.LedgerRetention`,
+    :class:`~asm_email_rules.quarantine.QuarantineStore`, or the command line's desk helpers
+    (``next_person_id``, ``recent_calls``), with the semantics the conformance kit checks.
+    """
+
+    _where: str
+    """The store in error messages: a file path, or a server and database (never a password)."""
+
+    _FOR_UPDATE: ClassVar[str] = ""
+    """Appended to a read of a row the same transaction then changes: ``" FOR UPDATE"`` where
+    writers do not hold a lock on the whole database (PostgreSQL), empty in SQLite."""
+
+    # -- what a store supplies ----------------------------------------------------------------
+    @abc.abstractmethod
+    def _execute(self, sql: str, params: Params = ()) -> Cursor:
+        """Run one statement of the shared SQL; a database failure raises RepositoryError."""
+
+    @abc.abstractmethod
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement of the shared SQL once per parameter row."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the connection; an open transaction is rolled back by the database."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """A unit of work: commit on normal exit, roll back on an exception; nested calls join."""
+
+    @abc.abstractmethod
+    def _snapshot(self) -> AbstractContextManager[None]:
+        """A read transaction, so a read made of several statements sees one state."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _ts(moment: datetime) -> Any:
+        """``moment`` as the store keeps a time (UTC)."""
+
+    @abc.abstractmethod
+    def _write_on(
+        self,
+        ref: EntityRef,
+        entry: tuple[EntryKind, str, str] | None,
+        assignments: str,
+        *,
+        at: datetime,
+        when_status: str | None = None,
+        security_profile: str | None = None,
+        attachment: Attachment | None = None,
+        **params: Any,
+    ) -> str:
+        """Atomically on record ``ref``: apply ``assignments`` (shared SQL; ``:at`` is ``at``,
+        other ``:names`` come from ``params``), and append the log ``entry`` (kind, text,
+        author) with its ``attachment``. With ``when_status``, nothing is written unless the
+        record's status was that one. Returns the status as it was (may be empty when no
+        ``when_status`` was given); :class:`NotFoundError` when there is no such record."""
+
+    @abc.abstractmethod
+    def _task_row(self, number: int) -> Sequence[Any] | None:
+        """Task ``number``'s row in :attr:`_TASK_COLUMNS` order, then its approver, forwarded
+        and forwarded-by person ids (each in position order), read in one snapshot."""
+
+    @abc.abstractmethod
+    def _request_row(self, number: int) -> Sequence[Any] | None:
+        """Request ``number``'s row in :attr:`_REQUEST_COLUMNS` order, then its forwarded and
+        forwarded-by person ids, read in one snapshot."""
+
+    @abc.abstractmethod
+    def _role_rights(self, name: str) -> Sequence[str] | None:
+        """The right names of role ``name`` (None when there is no such role), in one snapshot."""
+
+    @abc.abstractmethod
+    def _summary_rows(
+        self, table: str, where: str, subject: str, params: Mapping[str, Any]
+    ) -> tuple[int, Sequence[Sequence[Any]]]:
+        """How many rows of ``table`` (aliased ``r``) match ``where`` and the newest
+        ``params["limit"]`` of them as (number, status, description, last_update, group_name,
+        owner name, owner email, ``subject``), read in one snapshot."""
+
+    @abc.abstractmethod
+    def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
+        """A new person record with a new id above every existing one (User when ``is_user``)."""
+
+    @abc.abstractmethod
+    def create_call(
+        self,
+        *,
+        template: CallTemplate,
+        user_id: int | None,
+        logging_analyst_id: int | None,
+        description: str,
+        now: datetime,
+    ) -> Call:
+        """Log an open call with a new number (above every existing one, never reused)."""
+
+    @abc.abstractmethod
+    def record_processed(
+        self,
+        mailbox: str,
+        message_id: str,
+        sha256: str,
+        decision_json: str,
+        reply: OutgoingEmail | None,
+        now: datetime,
+    ) -> None:
+        """Write the ledger entry (reply PENDING, or NONE without one); a second is refused."""
+
+    @abc.abstractmethod
+    def claim_reply(
+        self, reply_message_id: str, owner: str, now: datetime, until: datetime
+    ) -> OutboxEntry | None:
+        """Claim a PENDING, due reply that no other sender holds; None when it cannot be."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Make every committed transaction durable, even against a power loss."""
+
+    def _one(self, sql: str, params: Params = ()) -> Any:
+        return self._execute(sql, params).fetchone()
+
+    def _returning(self, sql: str, params: Params = ()) -> Any:
+        """The one row of a ``RETURNING`` statement, or None; the statement is run to its end
+        (SQLite keeps an autocommit write open until its statement finishes)."""
+        rows = self._execute(sql, params).fetchall()
+        return rows[0] if rows else None
+
+    def _opt_ts(self, moment: datetime | None) -> Any:
+        return None if moment is None else self._ts(moment)
+
+    # -- directory --------------------------------------------------------------------------
+    _PERSON_COLUMNS = (
+        "id, email, name, is_analyst, is_user, can_take_over, analyst_can_reopen,"
+        " user_can_reopen, analyst_role, user_role"
+    )
+
+    @staticmethod
+    def _person(row: Any) -> Person:
+        return Person(
+            id=row[0],
+            email=row[1],
+            name=row[2],
+            is_analyst=bool(row[3]),
+            is_user=bool(row[4]),
+            can_take_over=bool(row[5]),
+            analyst_can_reopen=bool(row[6]),
+            user_can_reopen=bool(row[7]),
+            analyst_role=row[8],
+            user_role=row[9],
+        )
+
+    def persons_by_address(self, address: str) -> Sequence[Person]:
+        """Every person whose email matches ``address`` case-insensitively, lowest id first."""
+        rows = self._execute(
+            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE email_key = ? ORDER BY id",
+            (address_key(address),),
+        ).fetchall()
+        return [self._person(row) for row in rows]
+
+    def get_person(self, person_id: int) -> Person | None:
+        """The person with this id, or ``None``."""
+        row = self._one(f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id = ?", (person_id,))
+        return None if row is None else self._person(row)
+
+    def get_role(self, name: str) -> SecurityRole | None:
+        """The security role called ``name``, or ``None``."""
+        rights = self._role_rights(name)
+        return None if rights is None else SecurityRole(name, frozenset(map(Right, rights)))
+
+    def get_group(self, name: str) -> Group | None:
+        """The assignment group called ``name``, or ``None``."""
+        row = self._one("SELECT name, email FROM assignment_groups WHERE name = ?", (name,))
+        return None if row is None else Group(row[0], row[1])
+
+    def list_persons(self, *, after: int = 0, limit: int = 100) -> Sequence[Person]:
+        """Persons with an id above ``after``, lowest id first, at most ``limit``."""
+        rows = self._execute(
+            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE id > ? ORDER BY id LIMIT ?",
+            (after, max(limit, 0)),
+        ).fetchall()
+        return [self._person(row) for row in rows]
+
+    def list_calls(
+        self, *, status: CallStatus | None = None, after: int = 0, limit: int = 100
+    ) -> Sequence[Call]:
+        """Calls numbered above ``after`` (with ``status`` when given), lowest first."""
+        wanted = None if status is None else status.value
+        rows = self._execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number > ?"
+            " AND (CAST(? AS TEXT) IS NULL OR status = ?) ORDER BY number LIMIT ?",
+            (after, wanted, wanted, max(limit, 0)),
+        ).fetchall()
+        return [self._call(row) for row in rows]
+
+    # -- reads ------------------------------------------------------------------------------
+    _CALL_COLUMNS = (
+        "number, status, user_id, owner_id, group_name, partition, description,"
+        " logging_analyst_id, updated, last_update, call_screen_set, ipk_status, ipk_stream,"
+        " subject"
+    )
+
+    @staticmethod
+    def _call(row: Any) -> Call:
+        return Call(
+            number=row[0],
+            status=CallStatus(row[1]),
+            user_id=row[2],
+            owner_id=row[3],
+            group=row[4],
+            partition=row[5],
+            description=row[6],
+            logging_analyst_id=row[7],
+            updated=bool(row[8]),
+            last_update=read_moment(row[9]),
+            call_screen_set=row[10],
+            ipk_status=row[11],
+            ipk_stream=row[12],
+            subject=row[13],
+        )
+
+    def _call_row(self, call: Call) -> tuple[Any, ...]:
+        """``call`` as stored, in :attr:`_CALL_COLUMNS` order."""
+        return (
+            call.number,
+            call.status.value,
+            call.user_id,
+            call.owner_id,
+            call.group,
+            call.partition,
+            call.description,
+            call.logging_analyst_id,
+            call.updated,
+            self._opt_ts(call.last_update),
+            call.call_screen_set,
+            call.ipk_status,
+            call.ipk_stream,
+            call.subject,
+        )
+
+    def get_call(self, number: int) -> Call | None:
+        """The call with this number, or ``None``."""
+        row = self._one(f"SELECT {self._CALL_COLUMNS} FROM calls WHERE number = ?", (number,))
+        return None if row is None else self._call(row)
+
+    _TASK_COLUMNS = (
+        "number, kind, status, request_number, owner_id, group_name, partition, description,"
+        " updated, last_update"
+    )
+
+    def get_task(self, number: int) -> Task | None:
+        """The task or approval with this number, or ``None``."""
+        row = self._task_row(number)
+        if row is None:
+            return None
+        return Task(
+            number=row[0],
+            kind=TaskKind(row[1]),
+            status=TaskStatus(row[2]),
+            request_number=row[3],
+            owner_id=row[4],
+            approver_ids=tuple(row[10]),
+            forwarded_ids=tuple(row[11]),
+            group=row[5],
+            partition=row[6],
+            description=row[7],
+            updated=bool(row[8]),
+            last_update=read_moment(row[9]),
+            forwarded_by_ids=tuple(row[12]),
+        )
+
+    _REQUEST_COLUMNS = (
+        "number, status, owner_id, group_name, partition, description, updated, last_update"
+    )
+
+    def get_request(self, number: int) -> Request | None:
+        """The request with this number, or ``None``."""
+        row = self._request_row(number)
+        if row is None:
+            return None
+        return Request(
+            number=row[0],
+            status=RequestStatus(row[1]),
+            owner_id=row[2],
+            forwarded_ids=tuple(row[8]),
+            group=row[3],
+            partition=row[4],
+            description=row[5],
+            updated=bool(row[6]),
+            last_update=read_moment(row[7]),
+            forwarded_by_ids=tuple(row[9]),
+        )
+
+    def summary(
+        self, kind: SummaryKind | str, person_id: int, limit: int
+    ) -> tuple[list[SummaryItem], int]:
+        """Items of a summary (calls, requests or tasks) newest first, and the total.
+
+        ``CALLS``: open calls the person owns. ``REQUESTS``: open requests the person owns,
+        forwarded or was forwarded. ``TASKS``: tasks and approvals the person owns, may
+        approve, forwarded or was forwarded, unless completed, approved or rejected. The items
+        and the total come from one snapshot. Raises :class:`RepositoryError` for an unknown
+        kind.
+        """
+        subject = "''"
+        match summary_kind(kind):
+            case SummaryKind.CALLS:
+                ref_kind = EntityKind.CALL
+                where = "r.owner_id = :p AND r.status = 'open'"
+                subject = "r.subject"
+            case SummaryKind.REQUESTS:
+                ref_kind = EntityKind.REQUEST
+                where = (
+                    "r.number IN (SELECT number FROM requests WHERE owner_id = :p"
+                    " UNION SELECT request_number FROM request_forwarded WHERE person_id = :p"
+                    " UNION SELECT request_number FROM request_forwarded_by WHERE person_id = :p)"
+                    " AND r.status <> 'closed'"
+                )
+            case SummaryKind.TASKS:
+                ref_kind = EntityKind.TASK
+                done = ", ".join(
+                    f"'{status.value}'" for status in sorted(TASK_DONE_STATUSES, key=str)
+                )
+                where = (
+                    "r.number IN (SELECT number FROM tasks WHERE owner_id = :p"
+                    " UNION SELECT task_number FROM task_approvers WHERE person_id = :p"
+                    " UNION SELECT task_number FROM task_forwarded WHERE person_id = :p"
+                    " UNION SELECT task_number FROM task_forwarded_by WHERE person_id = :p)"
+                    f" AND r.status NOT IN ({done})"
+                )
+            case unknown:
+                assert_never(unknown)
+        total, rows = self._summary_rows(
+            RECORD_TABLES[ref_kind], where, subject, {"p": person_id, "limit": max(limit, 0)}
+        )
+        items = [
+            SummaryItem(
+                ref=EntityRef(ref_kind, row[0]),
+                state=row[1],
+                description=short_description(row[2], row[7] or ""),
+                last_update=read_moment(row[3]),
+                assignee=(row[5] or row[6]) if row[6] is not None else row[4],
+            )
+            for row in rows
+        ]
+        return items, total
+
+    def entity_for_message_id(self, message_id: str) -> EntityRef | None:
+        """The record one of our own sent Message-IDs was about, or ``None``."""
+        row = self._one(
+            "SELECT entity_kind, entity_number FROM sent_messages WHERE message_id = ?",
+            (message_id_key(message_id),),
+        )
+        if row is None or row[0] is None:
+            return None
+        return EntityRef(EntityKind(row[0]), row[1])
+
+    def ledger_entry(self, mailbox: str, message_id: str, sha256: str) -> LedgerEntry | None:
+        """The ledger entry of this message (Message-ID and content hash), or ``None``."""
+        row = self._one(
+            "SELECT decision_json, reply_json, reply_status, attempts, last_error, processed_at,"
+            " COALESCE(seen_at, processed_at)"
+            " FROM ledger WHERE mailbox = ? AND message_id = ? AND sha256 = ?",
+            (mailbox, message_id, sha256),
+        )
+        if row is None:
+            return None
+        return LedgerEntry(
+            mailbox=mailbox,
+            message_id=message_id,
+            sha256=sha256,
+            decision_json=row[0],
+            reply=None if row[1] is None else reply_from_json(row[1]),
+            reply_status=ReplyStatus(row[2]),
+            attempts=row[3],
+            last_error=row[4],
+            processed_at=read_moment(row[5]),
+            seen_at=read_moment(row[6]),
+        )
+
+    def entries(self, ref: EntityRef) -> Sequence[LogEntry]:
+        """The log of a record (history, notes, objects, notifications), oldest first."""
+        rows = self._execute(
+            "SELECT kind, text, author, security_profile, at FROM log_entries"
+            " WHERE entity_kind = ? AND entity_number = ? ORDER BY id",
+            (ref.kind.value, ref.number),
+        ).fetchall()
+        return [
+            LogEntry(
+                ref=ref,
+                kind=EntryKind(row[0]),
+                text=row[1],
+                author=row[2],
+                security_profile=row[3],
+                at=read_moment(row[4]),
+            )
+            for row in rows
+        ]
+
+    def attachments(self, ref: EntityRef) -> Sequence[Attachment]:
+        """The files attached to a record, oldest first, with their bytes."""
+        rows = self._execute(
+            "SELECT a.filename, a.content_type, a.data, a.inline, a.content_id"
+            " FROM attachments a JOIN log_entries e ON e.id = a.entry_id"
+            " WHERE e.entity_kind = ? AND e.entity_number = ? ORDER BY e.id",
+            (ref.kind.value, ref.number),
+        ).fetchall()
+        return [
+            Attachment(
+                filename=row[0],
+                content_type=row[1],
+                data=bytes(row[2]),
+                inline=bool(row[3]),
+                content_id=row[4],
+            )
+            for row in rows
+        ]
+
+    def replies_sent_since(self, address: str, since: datetime) -> int:
+        """How many replies went to ``address`` at or after ``since`` (for the reply budget)."""
+        row = self._one(
+            "SELECT COUNT(*) FROM sent_messages WHERE recipient_key = ? AND sent_at >= ?",
+            (address_key(address), self._ts(since)),
+        )
+        return int(row[0])
+
+    def is_token_used(self, token_id: str) -> bool:
+        """True when this approval token was already spent."""
+        return self._one("SELECT 1 FROM used_tokens WHERE token_id = ?", (token_id,)) is not None
+
+    # -- reply outbox: reads ------------------------------------------------------------------
+    _OUTBOX_COLUMNS = (
+        "reply_json, mailbox, message_id, sha256, reply_status, queued_at, next_attempt_at,"
+        " attempts, last_error, claimed_by, claimed_until, sent_at"
+    )
+
+    @staticmethod
+    def _outbox(row: Any) -> OutboxEntry:
+        return OutboxEntry(
+            reply=reply_from_json(row[0]),
+            mailbox=row[1],
+            message_id=row[2],
+            sha256=row[3],
+            status=ReplyStatus(row[4]),
+            queued_at=_moment(row[5]),
+            next_attempt_at=_moment(row[6]),
+            attempts=row[7],
+            last_error=row[8],
+            claimed_by=row[9],
+            claimed_until=read_moment(row[10]),
+            sent_at=read_moment(row[11]),
+        )
+
+    def outbox_entry(self, reply_message_id: str) -> OutboxEntry | None:
+        """The outbox entry of our reply with this Message-ID (angle brackets optional)."""
+        row = self._one(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger WHERE reply_message_id = ?",
+            (message_id_key(reply_message_id),),
+        )
+        return None if row is None else self._outbox(row)
+
+    def due_replies(
+        self, now: datetime, *, mailbox: str | None = None, limit: int = 100
+    ) -> Sequence[OutboxEntry]:
+        """PENDING replies due at ``now`` and not under a live claim, the longest due first."""
+        at = self._ts(now)
+        rows = self._execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger"
+            " WHERE reply_status = 'pending' AND next_attempt_at <= ?"
+            " AND (claimed_by = '' OR claimed_until IS NULL OR claimed_until <= ?)"
+            " AND (CAST(? AS TEXT) IS NULL OR mailbox = ?)"
+            " ORDER BY next_attempt_at, queued_at, reply_message_id LIMIT ?",
+            (at, at, mailbox, mailbox, max(limit, 0)),
+        ).fetchall()
+        return [self._outbox(row) for row in rows]
+
+    def list_replies(
+        self,
+        statuses: Collection[ReplyStatus] | None = None,
+        *,
+        mailbox: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[OutboxEntry]:
+        """Outbox entries with one of ``statuses`` (all when None), newest queued first."""
+        wanted = [status.value for status in (statuses or ())]
+        marks = ", ".join("?" for _ in wanted) or "NULL"
+        rows = self._execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger WHERE reply_message_id IS NOT NULL"
+            f" AND (? OR reply_status IN ({marks}))"
+            " AND (CAST(? AS TEXT) IS NULL OR mailbox = ?)"
+            " ORDER BY queued_at DESC, reply_message_id DESC LIMIT ?",
+            (statuses is None, *wanted, mailbox, mailbox, max(limit, 0)),
+        ).fetchall()
+        return [self._outbox(row) for row in rows]
+
+    # -- seeding ----------------------------------------------------------------------------
+    def put_person(self, person: Person) -> None:
+        """Insert or replace a person record as given (id included)."""
+        self._execute(
+            "INSERT INTO persons (id, email, email_key, name, is_analyst, is_user, can_take_over,"
+            " analyst_can_reopen, user_can_reopen, analyst_role, user_role)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET email = excluded.email,"
+            " email_key = excluded.email_key, name = excluded.name,"
+            " is_analyst = excluded.is_analyst, is_user = excluded.is_user,"
+            " can_take_over = excluded.can_take_over,"
+            " analyst_can_reopen = excluded.analyst_can_reopen,"
+            " user_can_reopen = excluded.user_can_reopen,"
+            " analyst_role = excluded.analyst_role, user_role = excluded.user_role",
+            (
+                person.id,
+                person.email,
+                address_key(person.email),
+                person.name,
+                person.is_analyst,
+                person.is_user,
+                person.can_take_over,
+                person.analyst_can_reopen,
+                person.user_can_reopen,
+                person.analyst_role,
+                person.user_role,
+            ),
+        )
+
+    def put_call(self, call: Call) -> None:
+        """Insert or replace a call as given (number included); datetimes become UTC."""
+        self._execute(
+            f"INSERT INTO calls ({self._CALL_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (number) DO UPDATE SET status = excluded.status,"
+            " user_id = excluded.user_id, owner_id = excluded.owner_id,"
+            " group_name = excluded.group_name, partition = excluded.partition,"
+            " description = excluded.description,"
+            " logging_analyst_id = excluded.logging_analyst_id, updated = excluded.updated,"
+            " last_update = excluded.last_update, call_screen_set = excluded.call_screen_set,"
+            " ipk_status = excluded.ipk_status, ipk_stream = excluded.ipk_stream,"
+            " subject = excluded.subject",
+            self._call_row(call),
+        )
+
+    def _put_people(self, table: str, column: str, number: int, ids: tuple[int, ...]) -> None:
+        self._execute(f"DELETE FROM {table} WHERE {column} = ?", (number,))
+        if ids:
+            self._executemany(
+                f"INSERT INTO {table} ({column}, position, person_id) VALUES (?, ?, ?)",
+                [(number, position, person_id) for position, person_id in enumerate(ids)],
+            )
+
+    def put_task(self, task: Task) -> None:
+        """Insert or replace a task or approval as given; datetimes become UTC."""
+        with self.transaction():
+            self._execute(
+                f"INSERT INTO tasks ({self._TASK_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (number) DO UPDATE SET kind = excluded.kind,"
+                " status = excluded.status, request_number = excluded.request_number,"
+                " owner_id = excluded.owner_id, group_name = excluded.group_name,"
+                " partition = excluded.partition, description = excluded.description,"
+                " updated = excluded.updated, last_update = excluded.last_update",
+                (
+                    task.number,
+                    task.kind.value,
+                    task.status.value,
+                    task.request_number,
+                    task.owner_id,
+                    task.group,
+                    task.partition,
+                    task.description,
+                    task.updated,
+                    self._opt_ts(task.last_update),
+                ),
+            )
+            self._put_people("task_approvers", "task_number", task.number, task.approver_ids)
+            self._put_people("task_forwarded", "task_number", task.number, task.forwarded_ids)
+            self._put_people("task_forwarded_by", "task_number", task.number, task.forwarded_by_ids)
+
+    def put_request(self, request: Request) -> None:
+        """Insert or replace a request as given; datetimes become UTC."""
+        with self.transaction():
+            self._execute(
+                f"INSERT INTO requests ({self._REQUEST_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (number) DO UPDATE SET status = excluded.status,"
+                " owner_id = excluded.owner_id, group_name = excluded.group_name,"
+                " partition = excluded.partition, description = excluded.description,"
+                " updated = excluded.updated, last_update = excluded.last_update",
+                (
+                    request.number,
+                    request.status.value,
+                    request.owner_id,
+                    request.group,
+                    request.partition,
+                    request.description,
+                    request.updated,
+                    self._opt_ts(request.last_update),
+                ),
+            )
+            self._put_people(
+                "request_forwarded", "request_number", request.number, request.forwarded_ids
+            )
+            self._put_people(
+                "request_forwarded_by", "request_number", request.number, request.forwarded_by_ids
+            )
+
+    def put_role(self, role: SecurityRole) -> None:
+        """Insert or replace a security role (by name) with exactly its rights."""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO security_roles (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
+                (role.name,),
+            )
+            self._execute("DELETE FROM role_rights WHERE role_name = ?", (role.name,))
+            if role.rights:
+                self._executemany(
+                    "INSERT INTO role_rights (role_name, right_name) VALUES (?, ?)",
+                    [(role.name, right) for right in sorted(r.value for r in role.rights)],
+                )
+
+    def put_group(self, group: Group) -> None:
+        """Insert or replace an assignment group (by name) and its address."""
+        self._execute(
+            "INSERT INTO assignment_groups (name, email) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET email = excluded.email",
+            (group.name, group.email),
+        )
+
+    # -- writes -----------------------------------------------------------------------------
+    def set_user_flag(self, person_id: int) -> None:
+        """Select the User flag on an existing person."""
+        cursor = self._execute("UPDATE persons SET is_user = TRUE WHERE id = ?", (person_id,))
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"person {person_id} does not exist")
+
+    @staticmethod
+    def _new_call(
+        template: CallTemplate,
+        user_id: int | None,
+        logging_analyst_id: int | None,
+        description: str,
+        now: datetime,
+    ) -> Call:
+        """The open call ``create_call`` logs, before it has a number (0)."""
+        return Call(
+            number=0,
+            status=CallStatus.OPEN,
+            user_id=user_id,
+            owner_id=template.assigned_analyst_id,
+            group=template.assigned_group,
+            partition=template.partition,
+            description=description,
+            logging_analyst_id=logging_analyst_id,
+            updated=False,
+            last_update=to_utc(now),
+            call_screen_set=template.call_screen_set,
+            ipk_status=template.ipk_status,
+            ipk_stream=template.ipk_stream,
+        )
+
+    def add_history(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
+        """Append a history entry to a call, task or request (its last update becomes ``now``)."""
+        self._write_on(ref, (EntryKind.HISTORY, text, author), "last_update = :at", at=now)
+
+    def add_note(self, ref: EntityRef, text: str, author: str, now: datetime) -> None:
+        """Add a note to a record (used on closed calls, which keep their state)."""
+        self._write_on(ref, (EntryKind.NOTE, text, author), "last_update = :at", at=now)
+
+    def attach(
+        self, ref: EntityRef, attachment: Attachment, security_profile: str, now: datetime
+    ) -> None:
+        """Attach a file (bytes kept) as an object; its log line names the file and profile."""
+        self._write_on(
+            ref,
+            (EntryKind.ATTACHMENT, attachment.filename, ""),
+            "last_update = :at",
+            at=now,
+            security_profile=security_profile,
+            attachment=attachment,
+        )
+
+    def mark_updated(self, ref: EntityRef) -> None:
+        """Set the note icon that tells the handling analyst the record changed."""
+        cursor = self._execute(
+            f"UPDATE {RECORD_TABLES[ref.kind]} SET updated = TRUE WHERE number = ?", (ref.number,)
+        )
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"{ref} does not exist")
+
+    def close_call(self, number: int, by: str, now: datetime) -> None:
+        """Close an open call; closing one that is already closed is refused."""
+        ref = EntityRef(EntityKind.CALL, number)
+        was = self._write_on(
+            ref,
+            (EntryKind.STATUS, "closed", by),
+            "status = 'closed', last_update = :at",
+            at=now,
+            when_status=CallStatus.OPEN.value,
+        )
+        if was != CallStatus.OPEN.value:
+            raise RepositoryError(f"{ref} is already closed")
+
+    def reopen_call(self, number: int, owner_id: int | None, group: str, now: datetime) -> None:
+        """Reopen a closed call and assign it to ``owner_id`` and ``group``."""
+        ref = EntityRef(EntityKind.CALL, number)
+        was = self._write_on(
+            ref,
+            (EntryKind.STATUS, "reopened", ""),
+            "status = 'open', owner_id = :owner, group_name = :group, last_update = :at",
+            at=now,
+            when_status=CallStatus.CLOSED.value,
+            owner=owner_id,
+            group=group,
+        )
+        if was != CallStatus.CLOSED.value:
+            raise RepositoryError(f"{ref} is not closed")
+
+    def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
+        """Set a task's or approval's status (approve, reject, complete)."""
+        self._write_on(
+            EntityRef(EntityKind.TASK, number),
+            (EntryKind.STATUS, status.value, by),
+            "status = :status, last_update = :at",
+            at=now,
+            status=status.value,
+        )
+
+    def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
+        """Queue a notification to the record's assigned analyst or group."""
+        self._write_on(ref, (EntryKind.NOTIFICATION, text, ""), "", at=now)
+
+    def _ledger_row(
+        self,
+        mailbox: str,
+        message_id: str,
+        sha256: str,
+        decision_json: str,
+        reply: OutgoingEmail | None,
+        now: datetime,
+    ) -> tuple[Any, ...]:
+        """The values :attr:`_INSERT_LEDGER` writes for ``record_processed``."""
+        queued = None if reply is None else self._ts(now)
+        return (
+            mailbox,
+            message_id,
+            sha256,
+            decision_json,
+            None if reply is None else reply_to_json(reply),
+            (ReplyStatus.NONE if reply is None else ReplyStatus.PENDING).value,
+            self._ts(now),
+            None if reply is None else message_id_key(reply.message_id),
+            queued,
+            queued,
+        )
+
+    _INSERT_LEDGER = (
+        "INSERT INTO ledger (mailbox, message_id, sha256, decision_json, reply_json,"
+        " reply_status, attempts, last_error, processed_at, reply_message_id,"
+        " queued_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?)"
+    )
+    """A new ledger entry (and outbox entry, with a reply), from :meth:`_ledger_row`."""
+
+    # -- ledger retention (asm_email_rules.protocols.LedgerRetention) -------------------------
+    def touch_ledger(self, mailbox: str, message_id: str, sha256: str, now: datetime) -> None:
+        """Record that this entry's message was seen in a mailbox at ``now``."""
+        self._execute(
+            "UPDATE ledger SET seen_at = ? WHERE mailbox = ? AND message_id = ? AND sha256 = ?",
+            (self._ts(now), mailbox, message_id, sha256),
+        )
+
+    def prune_ledger(self, mailbox: str, before: datetime) -> int:
+        """Forget ``mailbox``'s entries last seen before ``before`` (their outbox entries live in
+        the same rows), except those with a PENDING reply and quarantine records; how many."""
+        cursor = self._execute(
+            "DELETE FROM ledger WHERE mailbox = ? AND COALESCE(seen_at, processed_at) < ?"
+            " AND reply_status <> 'pending'"
+            " AND NOT (message_id = '' AND substr(decision_json, 1, ?) = ?)",
+            (
+                mailbox,
+                self._ts(before),
+                len(QUARANTINE_RECORD_PREFIX),
+                QUARANTINE_RECORD_PREFIX,
+            ),
+        )
+        return max(cursor.rowcount, 0)
+
+    def set_reply_status(
+        self,
+        mailbox: str,
+        message_id: str,
+        sha256: str,
+        status: ReplyStatus,
+        *,
+        attempts: int,
+        error: str = "",
+    ) -> None:
+        """Record the outcome of a send attempt for a ledger entry."""
+        cursor = self._execute(
+            "UPDATE ledger SET reply_status = ?, attempts = ?, last_error = ?"
+            " WHERE mailbox = ? AND message_id = ? AND sha256 = ?",
+            (status.value, attempts, error, mailbox, message_id, sha256),
+        )
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"no ledger entry for {message_id!r} ({sha256}) in {mailbox!r}")
+
+    # -- reply outbox and leases: writes ------------------------------------------------------
+    def finish_reply(
+        self,
+        reply_message_id: str,
+        owner: str,
+        status: ReplyStatus,
+        now: datetime,
+        *,
+        error: str = "",
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """Record one attempt's outcome if ``owner`` holds the claim; release the claim."""
+        check_finish(status, next_attempt_at)
+        cursor = self._execute(
+            "UPDATE ledger SET reply_status = ?, attempts = attempts + 1, last_error = ?,"
+            " claimed_by = '', claimed_until = NULL,"
+            " sent_at = CASE WHEN ? THEN ? ELSE sent_at END,"
+            " next_attempt_at = COALESCE(?, next_attempt_at)"
+            " WHERE reply_message_id = ? AND reply_status = 'pending' AND claimed_by = ?",
+            (
+                status.value,
+                error,
+                status is ReplyStatus.SENT,
+                self._ts(now),
+                self._opt_ts(next_attempt_at),
+                message_id_key(reply_message_id),
+                owner,
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def requeue_reply(self, reply_message_id: str, now: datetime) -> OutboxEntry:
+        """Put a FAILED reply back in the outbox, due at ``now`` with a new retry window."""
+        key, at = message_id_key(reply_message_id), self._ts(now)
+        with self.transaction():
+            row = self._one(
+                f"SELECT reply_status FROM ledger WHERE reply_message_id = ?{self._FOR_UPDATE}",
+                (key,),
+            )
+            if row is None:
+                raise NotFoundError(f"no reply {reply_message_id!r} in the outbox")
+            if row[0] != ReplyStatus.FAILED.value:
+                raise RepositoryError(
+                    f"reply {reply_message_id!r} is {row[0]}, not failed: not requeued"
+                )
+            self._execute(
+                "UPDATE ledger SET reply_status = 'pending', queued_at = ?, next_attempt_at = ?,"
+                " claimed_by = '', claimed_until = NULL WHERE reply_message_id = ?",
+                (at, at, key),
+            )
+            entry = self.outbox_entry(key)
+        assert entry is not None
+        return entry
+
+    def acquire_lease(self, name: str, owner: str, now: datetime, until: datetime) -> Lease:
+        """Take or renew the lease ``name`` unless another owner holds it past ``now``.
+
+        One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``: two pollers asking at once are
+        serialised on the row, and the second sees the first one's lease.
+        """
+        for _ in range(3):  # the holder may release between our upsert and our read
+            row = self._returning(
+                "INSERT INTO leases (name, owner, expires) VALUES (:name, :owner, :until)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " expires = excluded.expires"
+                " WHERE leases.owner = excluded.owner OR leases.expires <= :at"
+                " RETURNING owner, expires",
+                {"name": name, "owner": owner, "until": self._ts(until), "at": self._ts(now)},
+            )
+            if row is None:
+                row = self._one("SELECT owner, expires FROM leases WHERE name = ?", (name,))
+            if row is not None:
+                return Lease(name, row[0], _moment(row[1]))
+        raise RepositoryError(f"{self._where}: lease {name!r} changed hands three times at once")
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give up the lease ``name`` if ``owner`` holds it."""
+        self._execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+    def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:
+        """Remember a Message-ID we sent (threading, reply budget); the same id replaces."""
+        self._execute(
+            "INSERT INTO sent_messages (message_id, entity_kind, entity_number, recipient,"
+            " recipient_key, sent_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (message_id) DO UPDATE SET entity_kind = excluded.entity_kind,"
+            " entity_number = excluded.entity_number, recipient = excluded.recipient,"
+            " recipient_key = excluded.recipient_key, sent_at = excluded.sent_at",
+            (
+                message_id_key(message_id),
+                None if ref is None else ref.kind.value,
+                None if ref is None else ref.number,
+                to,
+                address_key(to),
+                self._ts(now),
+            ),
+        )
+
+    def use_token(self, token_id: str, now: datetime) -> None:
+        """Spend an approval token; spending it again keeps the first time."""
+        self._execute(
+            "INSERT INTO used_tokens (token_id, used_at) VALUES (?, ?)"
+            " ON CONFLICT (token_id) DO NOTHING",
+            (token_id, self._ts(now)),
+        )
+
+    # -- the desk: people and calls for the command line (not in the protocol) ------------------
+    def next_person_id(self) -> int:
+        """The id a new person gets: one more than the highest in use (1 in an empty store)."""
+        return int(self._one("SELECT COALESCE(MAX(id), 0) + 1 FROM persons")[0])
+
+    def recent_calls(
+        self, *, status: CallStatus | None = None, limit: int = 50
+    ) -> tuple[list[Call], int]:
+        """Calls newest number first (at most ``limit``), and how many there are in all."""
+        where, params = ("WHERE status = ?", (status.value,)) if status else ("", ())
+        with self._snapshot():
+            total = int(self._one(f"SELECT COUNT(*) FROM calls {where}", params)[0])
+            rows = self._execute(
+                f"SELECT {self._CALL_COLUMNS} FROM calls {where} ORDER BY number DESC LIMIT ?",
+                (*params, max(limit, 0)),
+            ).fetchall()
+        return [self._call(row) for row in rows], total
+
+    # -- quarantine (asm_email_rules.quarantine.QuarantineStore) -----------------------------
+    _QUARANTINE_COLUMNS = (
+        "id, account, source, sha256, reason, raw, quarantined_at, mailbox_key, state,"
+        " resolved_at, resolution"
+    )
+
+    @staticmethod
+    def _quarantined(row: Any) -> QuarantinedMessage:
+        return QuarantinedMessage(
+            id=row[0],
+            account=row[1],
+            source=row[2],
+            sha256=row[3],
+            reason=row[4],
+            raw=bytes(row[5]),
+            quarantined_at=_moment(row[6]),
+            mailbox_key=row[7],
+            state=QuarantineState(row[8]),
+            resolved_at=read_moment(row[9]),
+            resolution=row[10],
+        )
+
+    def quarantine_message(
+        self,
+        account: str,
+        raw: bytes,
+        reason: str,
+        now: datetime,
+        *,
+        source: str,
+        mailbox_key: str = "",
+    ) -> int:
+        """Keep ``raw`` with ``reason`` in the quarantine table; returns the entry's id."""
+        row = self._returning(
+            "INSERT INTO quarantine (account, source, mailbox_key, sha256, reason, raw,"
+            " quarantined_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                account,
+                source,
+                mailbox_key,
+                hashlib.sha256(raw).hexdigest(),
+                reason,
+                raw,
+                self._ts(now),
+                QuarantineState.HELD.value,
+            ),
+        )
+        return int(row[0])
+
+    def quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantinedMessage]:
+        """The entries in ``state`` (every state when None), oldest first."""
+        clauses, params = [], []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state.value)
+        if account is not None:
+            clauses.append("account = ?")
+            params.append(account)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._execute(
+            f"SELECT {self._QUARANTINE_COLUMNS} FROM quarantine {where} ORDER BY id", params
+        ).fetchall()
+        return [self._quarantined(row) for row in rows]
+
+    def quarantined_message(self, entry_id: int) -> QuarantinedMessage | None:
+        """The entry with this id, or None."""
+        row = self._one(
+            f"SELECT {self._QUARANTINE_COLUMNS} FROM quarantine WHERE id = ?", (entry_id,)
+        )
+        return None if row is None else self._quarantined(row)
+
+    def resolve_quarantined(
+        self, entry_id: int, state: QuarantineState, resolution: str, now: datetime
+    ) -> None:
+        """Mark the entry released, replayed or held again, saying what was done."""
+        cursor = self._execute(
+            "UPDATE quarantine SET state = ?, resolution = ?, resolved_at = ? WHERE id = ?",
+            (state.value, resolution, self._ts(now), entry_id),
+        )
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"no quarantined message {entry_id}")
+
+    def forget_quarantine_record(self, mailbox: str, sha256: str) -> None:
+        """Drop the ledger's quarantine record of these bytes (message id empty)."""
+        self._execute(
+            "DELETE FROM ledger WHERE mailbox = ? AND message_id = '' AND sha256 = ?"
+            " AND substr(decision_json, 1, ?) = ?",
+            (mailbox, sha256, len(QUARANTINE_RECORD_PREFIX), QUARANTINE_RECORD_PREFIX),
+        )
