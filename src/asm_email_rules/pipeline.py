@@ -158,12 +158,14 @@ def process(
         return _duplicate(email, raced, repository, mailer, mailbox, system, now, owner)
     status, sent = ReplyStatus.NONE, None
     if result.reply is not None:
-        entry = find_ledger_entry(repository, mailbox.name, email)
-        status = ReplyStatus.PENDING if entry is None else entry.reply_status
+        status = ReplyStatus.PENDING  # just recorded so; nothing to read back without a mailer
+        entry = None if mailer is None else find_ledger_entry(repository, mailbox.name, email)
         if entry is not None:
             status, sent = _send(entry, repository, mailer, system, now, owner)
     notes: tuple[ReplyStatus, ...] = ()
-    if result.notifications:
+    if result.notifications and mailer is None:
+        notes = (ReplyStatus.PENDING,) * len(result.notifications)
+    elif result.notifications:
         notes = _send_notifications(
             _notification_entries(repository, mailbox, email),
             repository,

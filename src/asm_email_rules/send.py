@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from asm_email_rules.errors import PermanentSendError, SendError
-from asm_email_rules.model import LedgerEntry, OutgoingEmail, ReplyStatus
+from asm_email_rules.model import LedgerEntry, OutboxEntry, OutgoingEmail, ReplyStatus
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.settings import SystemSettings
 
@@ -46,7 +46,10 @@ __all__ = [
     "OutboxReport",
     "SendOutcome",
     "SendResult",
+    "attempt",
+    "claim",
     "default_owner",
+    "record_attempt",
     "retry_delay",
     "send_due",
     "send_pending",
@@ -156,28 +159,83 @@ def send_reply(
     Raises only what the repository raises (RepositoryError): a mailer that raises anything
     counts as a temporary failure of that reply.
     """
-    now = clock()
-    entry = repository.claim_reply(reply_message_id, owner, now, now + _lease(system))
+    entry = claim(reply_message_id, repository, system, owner=owner, clock=clock)
     if entry is None:
         return None
+    return record_attempt(
+        entry, attempt(mailer, entry), repository, system, owner=owner, clock=clock
+    )
+
+
+def claim(
+    reply_message_id: str,
+    repository: Repository,
+    system: SystemSettings,
+    *,
+    owner: str,
+    clock: Callable[[], datetime],
+) -> OutboxEntry | None:
+    """Claim one reply for ``owner`` for ``system.lease_seconds``; the claimed entry, or None
+    (see :meth:`~asm_email_rules.protocols.Repository.claim_reply`)."""
+    now = clock()
+    return repository.claim_reply(reply_message_id, owner, now, now + _lease(system))
+
+
+def attempt(mailer: Mailer, entry: OutboxEntry) -> Exception | None:
+    """Hand a claimed reply to the mailer: None when the server accepted it, else what the
+    mailer raised (anything but a BaseException that is not an Exception). Touches no store,
+    so it may run on a thread of its own (:class:`asm_email_rules.outbox_pump.ReplyPump`)."""
+    try:
+        mailer.send(entry.reply)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def record_attempt(
+    entry: OutboxEntry,
+    error: Exception | None,
+    repository: Repository,
+    system: SystemSettings,
+    *,
+    owner: str,
+    clock: Callable[[], datetime],
+) -> SendOutcome:
+    """Record what :func:`attempt` came to for a reply ``owner`` claimed, and log it.
+
+    ``error`` None: SENT. A :class:`PermanentSendError` (5xx): FAILED at once. Anything else:
+    a temporary failure, retried by time until ``reply_retry_hours`` after queueing (then
+    FAILED). The outcome is LOST_CLAIM when the claim expired meanwhile and another sender
+    took the reply over. Raises only what the repository raises.
+    """
     reply, attempts = entry.reply, entry.attempts + 1
     fields: dict[str, object] = {"reply_message_id": reply.message_id, "to": reply.to}
-    try:
-        mailer.send(reply)
-    except PermanentSendError as exc:
-        fatal = exc.code in system.fatal_smtp_codes
+    if error is None:
+        outcome = SendOutcome(reply.message_id, reply.to, SendResult.SENT, attempts)
+        recorded = repository.finish_reply(reply.message_id, owner, ReplyStatus.SENT, clock())
+        logger.info("reply sent", extra={**fields, "attempts": attempts})
+    elif isinstance(error, PermanentSendError):
+        fatal = error.code in system.fatal_smtp_codes
         logger.warning(
-            "reply refused for good: %s", exc, extra={**fields, "code": exc.code, "fatal": fatal}
+            "reply refused for good: %s",
+            error,
+            extra={**fields, "code": error.code, "fatal": fatal},
         )
-        outcome = SendOutcome(reply.message_id, reply.to, SendResult.REFUSED, attempts, str(exc))
-        outcome = attrs.evolve(outcome, code=exc.code)
+        outcome = SendOutcome(
+            reply.message_id, reply.to, SendResult.REFUSED, attempts, str(error), error.code
+        )
         recorded = repository.finish_reply(
-            reply.message_id, owner, ReplyStatus.FAILED, clock(), error=str(exc)
+            reply.message_id, owner, ReplyStatus.FAILED, clock(), error=str(error)
         )
-    except Exception as exc:  # SendError, or a mailer that failed some other way: retry
-        if not isinstance(exc, SendError):
-            logger.exception("the mailer raised %s", type(exc).__name__, extra=fields)
-        outcome = _temporary_failure(exc, entry.queued_at, attempts, reply, system, clock())
+    else:  # SendError, or a mailer that failed some other way: retry
+        if not isinstance(error, SendError):
+            logger.error(
+                "the mailer raised %s",
+                type(error).__name__,
+                exc_info=(type(error), error, error.__traceback__),
+                extra=fields,
+            )
+        outcome = _temporary_failure(error, entry.queued_at, attempts, reply, system, clock())
         recorded = repository.finish_reply(
             reply.message_id,
             owner,
@@ -186,10 +244,6 @@ def send_reply(
             error=outcome.error,
             next_attempt_at=outcome.next_attempt_at,
         )
-    else:
-        outcome = SendOutcome(reply.message_id, reply.to, SendResult.SENT, attempts)
-        recorded = repository.finish_reply(reply.message_id, owner, ReplyStatus.SENT, clock())
-        logger.info("reply sent", extra={**fields, "attempts": attempts})
     if not recorded:
         logger.warning(
             "reply claim expired before the outcome was recorded; another sender took the "

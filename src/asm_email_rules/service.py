@@ -39,7 +39,8 @@ from asm_email_rules.errors import (
 )
 from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry
-from asm_email_rules.model import Lease, ReplyStatus
+from asm_email_rules.model import Lease, OutboxEntry, ReplyStatus
+from asm_email_rules.outbox_pump import ReplyPump
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import (
     ExpungingMailbox,
@@ -49,7 +50,7 @@ from asm_email_rules.protocols import (
     Repository,
 )
 from asm_email_rules.quarantine import quarantine_reason, set_aside
-from asm_email_rules.send import OutboxReport, SendResult, default_owner, send_due
+from asm_email_rules.send import OutboxReport, SendResult, default_owner
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 __all__ = [
@@ -186,6 +187,11 @@ class _Counts:
         for outcome in report.outcomes:
             if outcome.result is not SendResult.SENT and outcome.error:
                 self.last_error = f"reply to {outcome.to}: {outcome.error}"
+
+
+def _outbox_order(entry: OutboxEntry) -> tuple[datetime, datetime, str]:
+    """The order ``due_replies`` lists replies in: the longest due first."""
+    return entry.next_attempt_at, entry.queued_at, entry.reply.message_id
 
 
 def _list_keys(mailbox: Mailbox) -> Iterator[str]:
@@ -344,18 +350,35 @@ class PollingService:
         self._single_pass = False
         self._backoff: dict[str, Backoff] = {}
         self._pruned_at: dict[str, datetime] = {}
+        self._unattempted: dict[str, list[OutboxEntry]] = {}
 
     # -- one message ------------------------------------------------------------------------
 
-    def _handle(self, account: AccountConfig, mailbox: Mailbox, key: str, counts: _Counts) -> None:
-        """Fetch, process and dispose of one message; raises only MailboxError or store outage."""
+    def _handle(
+        self,
+        account: AccountConfig,
+        mailbox: Mailbox,
+        key: str,
+        counts: _Counts,
+        pump: ReplyPump | None = None,
+    ) -> None:
+        """Fetch, process and dispose of one message; raises only MailboxError or store outage.
+
+        The ``pump`` steps between these (it records what its worker sent and gives it the
+        next reply): the sooner a reply the server accepted is recorded, the fewer a crash
+        leaves to resend.
+        """
         started = time.monotonic()
         raw = mailbox.fetch(key)
         sha256 = hashlib.sha256(raw).hexdigest()
         message = _InHand(account, mailbox, key, sha256, raw, counts, started)
         if self._quarantined_before(message):
             return
+        if pump is not None:
+            pump.step()
         result = self._process(message, raw)
+        if pump is not None:
+            pump.step()
         if result is not None:
             self._dispose(message, result)
 
@@ -547,28 +570,38 @@ class PollingService:
         return counts.freeze(account.name, self.backoff(account.name).seconds_left(self.now()))
 
     def _work(self, account: AccountConfig, counts: _Counts, stop: threading.Event | None) -> bool:
-        """Sessions until the mailbox is empty, each followed by sending the replies due; True
-        when the mailbox was read to the end without a failure."""
+        """Sessions until the mailbox is empty, then the replies due; True when the mailbox
+        was read to the end without a failure.
+
+        The replies of each durable session are sent by a :class:`ReplyPump` while the next
+        session is read; the last ones, and any others due, after the last session.
+        """
         seen: set[str] = set()
-        while stop is None or not stop.is_set():
-            more, failed = False, False
-            try:
-                more = self._session(account, seen, counts, stop)
-            except (StoreUnavailableError, MailboxError, OSError) as exc:
-                self._our_failure(account, counts, exc)
-                if isinstance(exc, StoreUnavailableError):
-                    return False  # no sending either: the outbox is in the store
-                failed = True  # the mailbox failed: the replies due still go out
-            except _NotDurableError:
-                return False  # counted and logged; the session's replies wait for a good one
-            except (RepositoryError, _RetryLaterError, _LeaseLostError) as exc:
-                self._account_error(account, counts, exc)
-                return False  # the store refused, or the lease is gone: no sending either
-            if not self._send_replies(account, counts, stop):
-                return False
-            if failed or not more:
-                return not failed
-        return False
+        pump = self._pump(account, stop)
+        try:
+            while stop is None or not stop.is_set():
+                more, failed = False, False
+                try:
+                    more = self._session(account, seen, counts, stop, pump)
+                except (StoreUnavailableError, MailboxError, OSError) as exc:
+                    self._our_failure(account, counts, exc)
+                    if isinstance(exc, StoreUnavailableError):
+                        return False  # no sending either: the outbox is in the store
+                    failed = True  # the mailbox failed: the replies due still go out
+                except _NotDurableError:
+                    return False  # counted and logged; the session's replies wait for a good one
+                except (RepositoryError, _RetryLaterError, _LeaseLostError) as exc:
+                    self._account_error(account, counts, exc)
+                    return False  # the store refused, or the lease is gone: no sending either
+                if failed or not more:
+                    return self._send_replies(account, counts, stop, pump) and not failed
+            return False
+        finally:
+            if pump is not None:
+                pump.close()
+                counts.add_replies(pump.report)
+                if pump.unattempted:
+                    self._unattempted[account.name] = pump.unattempted
 
     def _our_failure(self, account: AccountConfig, counts: _Counts, exc: Exception) -> None:
         """The store or the mailbox failed (our side): count it and back the account off."""
@@ -587,34 +620,58 @@ class PollingService:
 
     # -- the outbox ---------------------------------------------------------------------------
 
-    def _send_replies(
-        self, account: AccountConfig, counts: _Counts, stop: threading.Event | None
-    ) -> bool:
-        """Send the account's due replies until none is left, the server fails temporarily,
-        ``stop`` is set or the lease is lost; False when the account's work must stop."""
+    def _pump(self, account: AccountConfig, stop: threading.Event | None) -> ReplyPump | None:
+        """The account's reply pump (None without a mailer) and the check it makes before
+        each claim: not stopped, and the account's lease still ours (renewed as it goes)."""
         if self.mailer is None:
-            return True
+            return None
 
         def keep_going() -> bool:
             return (stop is None or not stop.is_set()) and self._renew(account)
 
+        return ReplyPump(
+            self.repository,
+            self.mailer,
+            self.config.system,
+            owner=self.owner,
+            clock=self.now,
+            keep_going=keep_going,
+            depth=self.config.system.replies_in_flight,
+        )
+
+    def _offer_due(self, account: AccountConfig, pump: ReplyPump) -> int:
+        """Offer the pump the account's replies due now, with those an earlier pump claimed and
+        did not attempt (still claimed by us, so not listed as due), in the outbox's order (the
+        longest due first); how many it had not been offered."""
         batch = max(1, account.max_messages_per_session)
+        due = self.repository.due_replies(self.now(), mailbox=account.mailbox.name, limit=batch)
+        held = self._unattempted.pop(account.name, [])
+        if held:
+            entries = {entry.reply.message_id: entry for entry in [*held, *due]}
+            due = sorted(entries.values(), key=_outbox_order)
+        return pump.offer(due)
+
+    def _send_replies(
+        self,
+        account: AccountConfig,
+        counts: _Counts,
+        stop: threading.Event | None,
+        pump: ReplyPump | None,
+    ) -> bool:
+        """Send the account's due replies until none is left, the server fails temporarily,
+        ``stop`` is set or the lease is lost; False when the account's work must stop."""
+        if pump is None:
+            return True
         try:
             while True:
-                report = send_due(
-                    self.repository,
-                    self.mailer,
-                    self.config.system,
-                    owner=self.owner,
-                    clock=self.now,
-                    mailbox=account.mailbox.name,
-                    limit=batch,
-                    keep_going=keep_going,
-                )
-                counts.add_replies(report)
-                if report.outcomes:
+                before = len(pump.report.outcomes)
+                self._offer_due(account, pump)
+                pump.drain()
+                if len(pump.report.outcomes) > before:
                     self._sync_outbox()
-                if report.stopped_early or not report.outcomes or not keep_going():
+                else:
+                    break  # nothing was sent: nothing (else) is due
+                if pump.report.stopped_early or not pump.keep_going():
                     break
         except StoreUnavailableError as exc:
             self._our_failure(account, counts, exc)
@@ -823,8 +880,13 @@ class PollingService:
         seen: set[str],
         counts: _Counts,
         stop: threading.Event | None,
+        pump: ReplyPump | None = None,
     ) -> bool:
-        """One connection: handle up to the session limit; True if messages are left over."""
+        """One connection: handle up to the session limit; True if messages are left over.
+
+        Between messages the ``pump`` records what its worker sent and claims more; once the
+        session is durable, its replies (and any others due) are offered to the pump.
+        """
         mailbox = self.mailbox_factory(account)
         counts.sessions += 1
         failures = 0
@@ -846,7 +908,7 @@ class PollingService:
                 seen.add(key)
                 handled += 1
                 try:
-                    self._handle(account, mailbox, key, counts)
+                    self._handle(account, mailbox, key, counts, pump)
                     failures = 0
                 except MailboxError as exc:
                     failures += 1
@@ -863,6 +925,12 @@ class PollingService:
             durable = self._end_session(account, mailbox, counts)
         if not durable:
             raise _NotDurableError("the store could not be made durable")
+        if pump is not None:
+            recorded = len(pump.report.outcomes)
+            self._offer_due(account, pump)
+            pump.step()
+            if len(pump.report.outcomes) > recorded:
+                self._sync_outbox()
         return left_over
 
     def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> bool:

@@ -124,6 +124,10 @@ class SystemSettings:
     doubled at each failure in a row up to the cap (DESIGN 4, "Nothing is lost").
     ``ledger_retention_days`` is how long the ledger remembers a message after it was last seen
     in a mailbox (0: for ever); a message still in a mailbox is never forgotten.
+    ``replies_in_flight`` is how many replies a poller sends ahead on a thread of its own while
+    it reads the next messages (:class:`~asm_email_rules.outbox_pump.ReplyPump`), so also how
+    many accepted replies a crash can leave unrecorded, each resent once with its Message-ID;
+    0 sends between mailbox sessions, each reply recorded as soon as the server answered.
     """
 
     truncate_incoming_emails: bool = False
@@ -139,6 +143,7 @@ class SystemSettings:
     max_send_attempts: int = 5
     reply_retry_hours: float = 24.0
     lease_seconds: float = 120.0
+    replies_in_flight: int = 2
     backoff_initial_seconds: float = 15.0
     backoff_max_seconds: float = 900.0
     ledger_retention_days: int = 90

@@ -6,6 +6,8 @@ import re
 import string
 from datetime import UTC, datetime
 from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
 from email.parser import BytesParser
 
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.outgoing import (
     HeaderInjectionError,
     OutgoingMessageError,
+    check_address,
     check_header_text,
     render_outgoing,
 )
@@ -224,3 +227,65 @@ def test_the_issue_example_is_dropped_from_the_threading_headers() -> None:
     )
     assert outgoing.in_reply_to is None
     assert outgoing.references == ("<good@corp.example>",)
+
+
+def _stdlib_rendering(ours: bytes, body: str) -> bytes:
+    """The same message built the way the stdlib builds it: our header fields set raw, then
+    ``EmailMessage.set_content(body, charset="utf-8")`` and ``as_bytes`` under a 7-bit SMTP
+    policy (what ``render_outgoing`` did before it wrote the MIME part itself)."""
+    smtp_7bit = policy.SMTP.clone(cte_type="7bit", refold_source="none")
+    head = ours.split(b"\r\nContent-Type: ", 1)[0].decode("ascii")
+    reference = EmailMessage(policy=smtp_7bit)
+    for field in re.split(r"\r\n(?![ \t])", head):
+        name, _, value = field.partition(":")
+        reference.set_raw(name, value.lstrip(" "))
+    reference.set_content(body, charset="utf-8")
+    return reference.as_bytes(policy=smtp_7bit)
+
+
+_BODY_TEXT = st.one_of(
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=600),
+    st.text(string.printable, max_size=600),
+    st.lists(st.text(string.ascii_letters + " ", max_size=120), max_size=30).map("\n".join),
+    st.lists(st.text("aé€😀 =\t.", max_size=100), max_size=30).map("\r\n".join),
+    # lines around the 78-character limit, where 7bit gives way to an encoding
+    st.lists(
+        st.tuples(st.integers(70, 86), st.sampled_from(["y", "é", " ", "="])).map(
+            lambda n_c: "y" * n_c[0] + n_c[1]
+        ),
+        max_size=14,
+    ).map("\n".join),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=_BODY_TEXT)
+def test_the_mime_part_is_byte_for_byte_what_the_stdlib_writes(body: str) -> None:
+    """The text part (Content-Type, Content-Transfer-Encoding, MIME-Version, the encoded body)
+    is written without building an ``EmailMessage``, for speed; it must stay exactly what the
+    stdlib's content manager chooses and writes (7bit, quoted-printable or base64, RFC 2045)."""
+    ours = render_outgoing(
+        OutgoingEmail(to="user@example.org", subject="Call 7", body=body, sender="desk@x.example"),
+        now=NOW,
+    )
+    assert ours == _stdlib_rendering(ours, body)
+
+
+_ATEXT_CHARS = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    local=st.lists(st.text(_ATEXT_CHARS, min_size=1, max_size=12), min_size=1, max_size=3),
+    domain=st.lists(
+        st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=10),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_plain_addresses_come_out_as_the_full_parser_reads_them(
+    local: list[str], domain: list[str]
+) -> None:
+    """The fast path for a dot-atom address agrees with ``email.headerregistry.Address``."""
+    text = ".".join(local) + "@" + ".".join(domain)
+    assert check_address("To", text) == Address(addr_spec=text).addr_spec

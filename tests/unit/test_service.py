@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -27,7 +28,14 @@ from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
 from asm_email_rules.errors import MailboxError, RepositoryError
-from asm_email_rules.model import CallStatus, EntityKind, EntityRef, ReplyStatus, TaskStatus
+from asm_email_rules.model import (
+    CallStatus,
+    EntityKind,
+    EntityRef,
+    OutgoingEmail,
+    ReplyStatus,
+    TaskStatus,
+)
 from asm_email_rules.protocols import Mailbox
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import PollingService
@@ -788,3 +796,88 @@ def test_the_body_is_stored_once_in_the_store(desk: Desk) -> None:
     [log_call] = [a for a in record["actions"] if a["kind"] == "log_call"]
     assert set(log_call["description"]) == {"chars"}
     assert set(record["reply"]["body"]) == {"chars"}
+
+
+# --------------------------------------------------------------------------------------------
+# the reply pump: replies sent on a thread of their own while the next session is read
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class WatchingMailer:
+    """Records each reply and, at each send, how many replies the store shows claimed and
+    not yet recorded (read on a connection of its own, from the pump's thread)."""
+
+    store_path: Path
+    sent: list[OutgoingEmail] = attrs.field(factory=list)
+    claimed_at_send: list[int] = attrs.field(factory=list)
+    threads: set[str] = attrs.field(factory=set)
+
+    def send(self, message: OutgoingEmail) -> None:
+        reader = sqlite3.connect(self.store_path)
+        try:
+            (claimed,) = reader.execute(
+                "SELECT COUNT(*) FROM ledger WHERE claimed_by != '' AND reply_status = 'pending'"
+            ).fetchone()
+        finally:
+            reader.close()
+        self.claimed_at_send.append(int(claimed))
+        self.threads.add(threading.current_thread().name)
+        self.sent.append(message)
+
+
+@pytest.mark.parametrize("in_flight", [0, 1, 2, 5])
+def test_replies_go_out_in_order_with_at_most_replies_in_flight_claimed(
+    desk: Desk, in_flight: int
+) -> None:
+    """Whether sent between sessions (0) or ahead on the pump's thread, every reply goes out
+    once, in the order its message was processed, and never more than ``replies_in_flight``
+    are claimed and unrecorded at once (the most a crash can leave to resend)."""
+    desk.system = attrs.evolve(desk.system, replies_in_flight=in_flight)
+    desk.accounts = (account(desk.tmp / "Maildir", max_messages_per_session=3),)
+    count = 11
+    for n in range(count):
+        desk.deliver(make_raw(f"Issue {n}", "uma@corp.example", f"problem {n}", f"<q{n}@c>"))
+    mailer = WatchingMailer(desk.tmp / "store.sqlite3")
+    desk.mailer = mailer  # type: ignore[assignment]
+    report = desk.service().poll_once()["helpdesk"]
+    assert (report.processed, report.replies_sent, report.sessions) == (count, count, 4)
+    numbers = [int(m.subject.split()[1]) for m in mailer.sent]  # "Call N has been logged"
+    assert numbers == sorted(numbers)
+    assert len(set(numbers)) == count
+    assert max(mailer.claimed_at_send) <= max(in_flight, 1)
+    expected_threads = {"MainThread"} if in_flight == 0 else {"asm-email-rules-reply-pump"}
+    assert mailer.threads == expected_threads
+
+
+class ExitingMailer:
+    """A mailer that raises what no mailer should (not an Exception)."""
+
+    def send(self, message: OutgoingEmail) -> None:
+        raise SystemExit("a mailer gone mad")
+
+
+def test_a_mailer_raising_a_base_exception_on_the_pump_thread_defers_the_reply(
+    desk: Desk,
+) -> None:
+    """The pump's worker answers for every reply it was given, whatever the mailer raised, so
+    the pass ends (the reply waits for the next) instead of waiting for ever."""
+    desk.deliver(NEW_CALL)
+    reports: list[Any] = []
+
+    def poll() -> None:  # on a thread, so a hang fails the test instead of stalling the suite
+        with SqliteRepository(desk.tmp / "store.sqlite3") as store:
+            service = desk.service()
+            service.repository = store
+            service.mailer = ExitingMailer()
+            reports.append(service.poll_once())
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    poller.join(timeout=20)
+    assert not poller.is_alive(), "the pass hung on the pump"
+    account_report = reports[0]["helpdesk"]
+    assert (account_report.processed, account_report.replies_deferred) == (1, 1)
+    [entry] = desk.store.list_replies()
+    assert entry.status is ReplyStatus.PENDING
+    assert "SystemExit" in entry.last_error

@@ -1,0 +1,246 @@
+"""Send the outbox's replies on a thread of their own while the poller reads the next messages.
+
+A reply costs the poller little CPU but several SMTP round trips (MAIL, RCPT, DATA, the end of
+the data: RFC 5321 section 3.3), each waiting for the server. Sent between two sessions, the
+reading stops for all of them; a :class:`ReplyPump` overlaps them: the polling service hands it
+the replies of a session once that session is durable, and reads the next session while a
+worker thread hands them to the mailer one by one, in order.
+
+Only the worker touches the mailer, and only the caller's thread touches the store: the worker
+gets claimed :class:`~asm_email_rules.model.OutboxEntry` values and gives back what each
+attempt came to; the caller claims (:func:`~asm_email_rules.send.claim`) and records
+(:func:`~asm_email_rules.send.record_attempt`) between messages, in :meth:`ReplyPump.step`. So
+the store needs no thread safety and every guarantee of the outbox holds as in
+:func:`~asm_email_rules.send.send_due`: a reply is sent only by the owner of its claim, its
+outcome is recorded only after the server answered, and replies go out in the order they were
+offered. At most ``depth`` replies are claimed ahead of the worker; after a temporary failure
+the worker attempts none of the ones queued behind it (the server is likely down) and the pump
+claims no more until the next pass. Those stay claimed by this poller (which offers them to
+its next pump: :attr:`ReplyPump.unattempted`); any other sender may take them once the claim
+expires (``lease_seconds``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+import attrs
+
+from asm_email_rules.errors import PermanentSendError, RepositoryError
+from asm_email_rules.model import OutboxEntry
+from asm_email_rules.protocols import Mailer, Repository
+from asm_email_rules.send import OutboxReport, SendResult, attempt, claim, record_attempt
+from asm_email_rules.settings import SystemSettings
+
+__all__ = ["ReplyPump"]
+
+logger = logging.getLogger("asm_email_rules")
+
+_DONE = object()
+"""What the worker is given to end."""
+
+
+@attrs.frozen
+class _Attempt:
+    """What the worker did with one claimed reply: the mailer's error (None: accepted), or
+    ``tried=False`` when it was not handed to the mailer (behind a temporary failure)."""
+
+    entry: OutboxEntry
+    error: Exception | None
+    tried: bool = True
+
+
+class ReplyPump:
+    """Claims offered replies, has a worker thread send them, records their outcomes.
+
+    ``repository``, ``system``, ``owner`` and ``clock`` are used on the caller's thread only;
+    ``mailer`` on the worker's only, from the first :meth:`offer` until :meth:`close`.
+    ``keep_going()`` is asked before each claim (the polling service renews its account lease
+    there, and stops when it lost it or was told to stop). ``depth`` is how many replies may
+    be claimed and not yet recorded at once, so also how many replies the server accepted a
+    crash can leave unrecorded (each is resent once, with its Message-ID, after its claim
+    expires). ``depth=0``: no worker; :meth:`step` sends what was offered itself, one reply
+    at a time, each recorded as soon as the server answered (at most one such reply).
+    Methods raise only what the repository raises; the pump must be closed (it is a context
+    manager).
+    """
+
+    def __init__(
+        self,
+        repository: Repository,
+        mailer: Mailer,
+        system: SystemSettings,
+        *,
+        owner: str,
+        clock: Callable[[], datetime],
+        keep_going: Callable[[], bool] = lambda: True,
+        depth: int = 2,
+    ) -> None:
+        self._repository = repository
+        self._mailer = mailer
+        self._system = system
+        self._owner = owner
+        self._clock = clock
+        self.keep_going = keep_going
+        self._depth = max(0, depth)
+        self._feed: deque[str] = deque()
+        self._known: set[str] = set()  # offered and not yet recorded (fed or in flight)
+        self._in_flight = 0
+        self._todo: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[_Attempt] = queue.SimpleQueue()
+        self._hold = threading.Event()  # set after a temporary failure: attempt nothing more
+        self._worker: threading.Thread | None = None
+        self.report = OutboxReport()
+        """Every outcome recorded so far, in order; ``stopped_early`` after a deferral."""
+        self.unattempted: list[OutboxEntry] = []
+        """Replies claimed and then not handed to the mailer (queued behind a temporary
+        failure, or when the pump closed), in order: still claimed by ``owner``, who may
+        claim them again at once (:meth:`offer` them to the next pump) where any other
+        sender waits for the claim to expire."""
+
+    # -- the caller's side ------------------------------------------------------------------
+
+    def offer(self, entries: Iterable[OutboxEntry]) -> int:
+        """Queue replies to send, in order (typically ``due_replies`` after a durable commit);
+        ones already offered and not yet recorded are skipped. How many were new."""
+        added = 0
+        for entry in entries:
+            key = entry.reply.message_id
+            if key not in self._known:
+                self._known.add(key)
+                self._feed.append(key)
+                added += 1
+        return added
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing offered is waiting or in flight."""
+        return not self._feed and not self._in_flight
+
+    def step(self) -> None:
+        """Record the attempts the worker has finished, then claim more (up to ``depth`` in
+        flight) while ``keep_going()`` says so. Never waits for the mailer; with ``depth=0``
+        it sends everything offered instead (:meth:`drain`)."""
+        if not self._depth:
+            self.drain()
+            return
+        self._collect(block=False)
+        self._top_up()
+
+    def drain(self) -> None:
+        """Send everything offered: claim, wait for the worker, record, until the feed is empty
+        and nothing is in flight, or ``keep_going()`` says stop, or a temporary failure
+        stopped the pass (what is in flight is still waited for and recorded)."""
+        while True:
+            self._top_up()
+            if not self._in_flight:
+                return
+            self._collect(block=True)
+
+    def close(self) -> None:
+        """Stop the worker after the reply it is sending, wait for it, and record what it
+        finished; replies claimed but not attempted keep their claim until it expires.
+
+        When the store refuses a record here (it failed, which is why the pass is ending),
+        that is logged and the rest is left: those replies keep their claims too, and one
+        the server did accept is sent again, with the same Message-ID, after the claim
+        expires (the crash window DESIGN 4 allows).
+        """
+        self._hold.set()
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            self._todo.put(_DONE)
+            worker.join()
+        try:
+            while self._in_flight:
+                self._collect(block=True)
+        except RepositoryError as exc:
+            logger.error(
+                "could not record the outcome of %d reply attempt(s); they keep their claims "
+                "until the lease expires: %s",
+                self._in_flight + 1,
+                exc,
+                extra={"owner": self._owner, "error": str(exc)},
+            )
+        finally:
+            self._feed.clear()
+            self._known.clear()
+
+    def __enter__(self) -> ReplyPump:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _top_up(self) -> None:
+        while self._feed and self._in_flight < max(self._depth, 1):
+            if self.report.stopped_early or not self.keep_going():
+                return
+            key = self._feed.popleft()
+            entry = claim(key, self._repository, self._system, owner=self._owner, clock=self._clock)
+            if entry is None:
+                self._known.discard(key)  # sent, failed or claimed by another since offered
+                continue
+            self._in_flight += 1
+            if not self._depth:  # no worker: attempt here, the record follows in _collect
+                self._done.put(_Attempt(entry, attempt(self._mailer, entry)))
+                continue
+            self._start_worker()
+            self._todo.put(entry)
+
+    def _collect(self, *, block: bool) -> None:
+        """Record finished attempts: all that are ready, or (``block``) at least one."""
+        while self._in_flight:
+            try:
+                done = self._done.get(block=block)
+            except queue.Empty:
+                return
+            block = False
+            self._in_flight -= 1
+            self._known.discard(done.entry.reply.message_id)
+            if not done.tried:
+                self.unattempted.append(done.entry)
+                continue
+            outcome = record_attempt(
+                done.entry,
+                done.error,
+                self._repository,
+                self._system,
+                owner=self._owner,
+                clock=self._clock,
+            )
+            self.report.outcomes.append(outcome)
+            if outcome.result is SendResult.DEFERRED:
+                self.report.stopped_early = True
+
+    def _start_worker(self) -> None:
+        if self._worker is None:
+            self._hold.clear()
+            self._worker = threading.Thread(
+                target=self._work, name="asm-email-rules-reply-pump", daemon=True
+            )
+            self._worker.start()
+
+    # -- the worker's side ------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            item = self._todo.get()
+            if item is _DONE:
+                return
+            assert isinstance(item, OutboxEntry)
+            if self._hold.is_set():
+                self._done.put(_Attempt(item, None, tried=False))
+                continue
+            try:
+                error = attempt(self._mailer, item)
+            except BaseException as exc:  # not an Exception: still answer, or drain() hangs
+                error = RuntimeError(f"the mailer raised {type(exc).__name__}: {exc}")
+            if error is not None and not isinstance(error, PermanentSendError):
+                self._hold.set()  # a temporary failure: the server is likely down
+            self._done.put(_Attempt(item, error))
