@@ -24,8 +24,8 @@ import abc
 import enum
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, assert_never
@@ -207,9 +207,51 @@ class SqlRepository(abc.ABC):
     ) -> None:
         self.close()
 
+    _depth: int
+    """How many ``transaction()`` blocks are open (0: autocommit); the store sets it to 0."""
+
     @abc.abstractmethod
-    def transaction(self) -> AbstractContextManager[None]:
-        """A unit of work: commit on normal exit, roll back on an exception; nested calls join."""
+    def _begin(self) -> None:
+        """Start a transaction (the store's ``BEGIN``)."""
+
+    @abc.abstractmethod
+    def _commit(self) -> None:
+        """Commit the open transaction; on failure roll it back and raise RepositoryError."""
+
+    @abc.abstractmethod
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if any; never raises (a failure is logged)."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A unit of work: ``BEGIN`` (:meth:`_begin`) ... ``COMMIT``; ``ROLLBACK`` on any
+        exception, which propagates; nested calls join the outermost one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._rollback()
+            raise
+        self._depth = 0
+        self._commit()
+
+    def _refuse_newer(self, version: int, known: int) -> None:
+        """Raise RepositoryError when the database's schema ``version`` is newer than the
+        ``known`` migrations."""
+        if version > known:
+            raise RepositoryError(
+                f"{self._where}: database schema version {version} is newer than this "
+                f"asm-email-rules knows (up to {known}); upgrade the library to open it"
+            )
 
     @abc.abstractmethod
     def _snapshot(self) -> AbstractContextManager[None]:

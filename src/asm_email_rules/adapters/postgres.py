@@ -505,13 +505,6 @@ class PostgresRepository(SqlRepository):
             if not self._conn.closed:
                 self._conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
-    def _refuse_newer(self, version: int, known: int) -> None:
-        if version > known:
-            raise RepositoryError(
-                f"{self._where}: database schema version {version} is newer than this "
-                f"asm-email-rules knows (up to {known}); upgrade the library to open it"
-            )
-
     def sync(self) -> None:
         """Make every transaction committed so far durable, even against a power loss.
 
@@ -536,25 +529,10 @@ class PostgresRepository(SqlRepository):
         """Close the connection; an open transaction is rolled back by the server."""
         self._conn.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """``BEGIN`` ... ``COMMIT``; ``ROLLBACK`` on an exception; nested calls join."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+    def _begin(self) -> None:
         self._native("BEGIN")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._depth = 0
-            self._rollback()
-            raise
-        self._depth = 0
+
+    def _commit(self) -> None:
         try:
             self._conn.execute("COMMIT")
         except psycopg.Error as exc:

@@ -386,13 +386,6 @@ class SqliteRepository(SqlRepository):
                 self._execute(f"PRAGMA user_version = {target}")
                 log.info("SQLite schema migrated", extra={"path": self._path, "version": target})
 
-    def _refuse_newer(self, version: int, known: int) -> None:
-        if version > known:
-            raise RepositoryError(
-                f"{self._path}: database schema version {version} is newer than this "
-                f"asm-email-rules knows (up to {known}); upgrade the library to open it"
-            )
-
     def sync(self) -> None:
         """Make every committed transaction durable, even against a power loss (one fsync).
 
@@ -431,25 +424,11 @@ class SqliteRepository(SqlRepository):
         except sqlite3.Error as exc:
             raise _store_error(self._path, "SQLite error", exc) from exc
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``; ``ROLLBACK`` on an exception; nested calls join."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+    def _begin(self) -> None:
+        # IMMEDIATE: the write lock at once, so a unit of work never fails half-way on it.
         self._execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._depth = 0
-            self._rollback()
-            raise
-        self._depth = 0
+
+    def _commit(self) -> None:
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
