@@ -5,6 +5,9 @@ semantics are those of :class:`~asm_email_rules.adapters.sqlite.SqliteRepository
 the same conformance kit: inside ``transaction()`` every write joins one transaction that
 commits on normal exit and rolls back on an exception; a write made outside any transaction
 commits at once (autocommit). One connection per instance: use an instance from one thread.
+The queries and row mappings it shares with SQLite are written once, in
+:mod:`asm_email_rules.adapters._sql` (``?`` and ``:name`` marks, rewritten to psycopg's once
+per statement text); this module keeps what PostgreSQL does its own way.
 
 Where PostgreSQL differs from SQLite, and how this adapter keeps the behaviour the same:
 
