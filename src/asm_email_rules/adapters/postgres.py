@@ -797,6 +797,13 @@ class PostgresRepository(SqlRepository):
             raise NotFoundError(f"{ref} does not exist")
         return str(row[0])
 
+    _RECORD_LEDGER = (
+        SqlRepository._INSERT_LEDGER
+        + " ON CONFLICT (mailbox, message_id, sha256) DO NOTHING RETURNING 1"
+    )
+    """The ledger insert that does nothing on a second entry (so it never aborts the caller's
+    transaction), returning a row only when it wrote one."""
+
     def record_processed(
         self,
         mailbox: str,
@@ -814,8 +821,7 @@ class PostgresRepository(SqlRepository):
         refused when it commits.
         """
         row = self._returning(
-            self._INSERT_LEDGER
-            + " ON CONFLICT (mailbox, message_id, sha256) DO NOTHING RETURNING 1",
+            self._RECORD_LEDGER,
             self._ledger_row(mailbox, message_id, sha256, decision_json, reply, now),
         )
         if row is None:
