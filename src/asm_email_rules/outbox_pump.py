@@ -95,8 +95,11 @@ class ReplyPump:
         self._done: queue.SimpleQueue[_Attempt] = queue.SimpleQueue()
         self._hold = threading.Event()  # set after a temporary failure: attempt nothing more
         self._worker: threading.Thread | None = None
-        self.report = OutboxReport()
-        """Every outcome recorded so far, in order; ``stopped_early`` after a deferral."""
+        self._report = OutboxReport()
+        self.recorded = 0
+        """How many attempts the pump has recorded so far."""
+        self.stopped_early = False
+        """True after a temporary failure: nothing more is claimed until the next pump."""
         self.unattempted: list[OutboxEntry] = []
         """Replies claimed and then not handed to the mailer (queued behind a temporary
         failure, or when the pump closed), in order: still claimed by ``owner``, who may
@@ -116,6 +119,12 @@ class ReplyPump:
                 self._feed.append(key)
                 added += 1
         return added
+
+    def take_report(self) -> OutboxReport:
+        """The outcomes recorded since the last call, in order (then forgotten, so a long
+        pass holds none of them), with ``stopped_early`` once a deferral stopped the pump."""
+        report, self._report = self._report, OutboxReport(stopped_early=self.stopped_early)
+        return report
 
     @property
     def idle(self) -> bool:
@@ -179,7 +188,7 @@ class ReplyPump:
 
     def _top_up(self) -> None:
         while self._feed and self._in_flight < max(self._depth, 1):
-            if self.report.stopped_early or not self.keep_going():
+            if self.stopped_early or not self.keep_going():
                 return
             key = self._feed.popleft()
             entry = claim(key, self._repository, self._system, owner=self._owner, clock=self._clock)
@@ -214,9 +223,10 @@ class ReplyPump:
                 owner=self._owner,
                 clock=self._clock,
             )
-            self.report.outcomes.append(outcome)
+            self._report.outcomes.append(outcome)
+            self.recorded += 1
             if outcome.result is SendResult.DEFERRED:
-                self.report.stopped_early = True
+                self.stopped_early = self._report.stopped_early = True
 
     def _start_worker(self) -> None:
         if self._worker is None:

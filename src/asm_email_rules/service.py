@@ -599,7 +599,7 @@ class PollingService:
         finally:
             if pump is not None:
                 pump.close()
-                counts.add_replies(pump.report)
+                counts.add_replies(pump.take_report())
                 if pump.unattempted:
                     self._unattempted[account.name] = pump.unattempted
 
@@ -664,14 +664,15 @@ class PollingService:
             return True
         try:
             while True:
-                before = len(pump.report.outcomes)
+                before = pump.recorded
                 self._offer_due(account, pump)
                 pump.drain()
-                if len(pump.report.outcomes) > before:
+                counts.add_replies(pump.take_report())
+                if pump.recorded > before:
                     self._sync_outbox()
                 else:
                     break  # nothing was sent: nothing (else) is due
-                if pump.report.stopped_early or not pump.keep_going():
+                if pump.stopped_early or not pump.keep_going():
                     break
         except StoreUnavailableError as exc:
             self._our_failure(account, counts, exc)
@@ -926,11 +927,12 @@ class PollingService:
         if not durable:
             raise _NotDurableError("the store could not be made durable")
         if pump is not None:
-            recorded = len(pump.report.outcomes)
+            recorded = pump.recorded
             self._offer_due(account, pump)
             pump.step()
-            if len(pump.report.outcomes) > recorded:
+            if pump.recorded > recorded:
                 self._sync_outbox()
+            counts.add_replies(pump.take_report())  # a session's outcomes at most are held
         return left_over
 
     def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> bool:
