@@ -7,7 +7,7 @@ have no mailbox, so the store's quarantine is where they are kept. Either way th
 copy, so ``asm-email-rules quarantine list|show|release|replay`` sees every one of them.
 
 These are plain values and a small structural protocol; a store that wants the quarantine
-implements :class:`QuarantineStore` (the bundled SQLite and in-memory stores do).
+implements :class:`QuarantineStore` (the bundled SQLite, PostgreSQL and in-memory stores do).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ semantics are those of :class:`~asm_email_rules.adapters.sqlite.SqliteRepository
 the same conformance kit: inside ``transaction()`` every write joins one transaction that
 commits on normal exit and rolls back on an exception; a write made outside any transaction
 commits at once (autocommit). One connection per instance: use an instance from one thread.
+The queries and row mappings it shares with SQLite are written once, in
+:mod:`asm_email_rules.adapters._sql` (``?`` and ``:name`` marks, rewritten to psycopg's once
+per statement text); this module keeps what PostgreSQL does its own way.
 
 Where PostgreSQL differs from SQLite, and how this adapter keeps the behaviour the same:
 
@@ -794,6 +797,13 @@ class PostgresRepository(SqlRepository):
             raise NotFoundError(f"{ref} does not exist")
         return str(row[0])
 
+    _RECORD_LEDGER = (
+        SqlRepository._INSERT_LEDGER
+        + " ON CONFLICT (mailbox, message_id, sha256) DO NOTHING RETURNING 1"
+    )
+    """The ledger insert that does nothing on a second entry (so it never aborts the caller's
+    transaction), returning a row only when it wrote one."""
+
     def record_processed(
         self,
         mailbox: str,
@@ -811,8 +821,7 @@ class PostgresRepository(SqlRepository):
         refused when it commits.
         """
         row = self._returning(
-            self._INSERT_LEDGER
-            + " ON CONFLICT (mailbox, message_id, sha256) DO NOTHING RETURNING 1",
+            self._RECORD_LEDGER,
             self._ledger_row(mailbox, message_id, sha256, decision_json, reply, now),
         )
         if row is None:
