@@ -661,14 +661,13 @@ class SqliteRepository(SqlRepository):
     ) -> OutboxEntry | None:
         """Claim a PENDING, due reply that no other sender holds; None when it cannot be."""
         key, at = message_id_key(reply_message_id), _text(now)
-        with self.transaction():
-            cursor = self._execute(
-                "UPDATE ledger SET claimed_by = ?, claimed_until = ?"
-                " WHERE reply_message_id = ? AND reply_status = 'pending'"
-                " AND next_attempt_at <= ?"
-                " AND (claimed_by IN ('', ?) OR claimed_until IS NULL OR claimed_until <= ?)",
-                (owner, _text(until), key, at, owner, at),
-            )
-            if cursor.rowcount == 0:
-                return None
-            return self.outbox_entry(key)
+        # One statement, atomic on its own: the claim and the entry it claimed.
+        row = self._returning(
+            "UPDATE ledger SET claimed_by = ?, claimed_until = ?"
+            " WHERE reply_message_id = ? AND reply_status = 'pending'"
+            " AND next_attempt_at <= ?"
+            " AND (claimed_by IN ('', ?) OR claimed_until IS NULL OR claimed_until <= ?)"
+            f" RETURNING {self._OUTBOX_COLUMNS}",
+            (owner, _text(until), key, at, owner, at),
+        )
+        return None if row is None else self._outbox(row)
