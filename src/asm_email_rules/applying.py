@@ -113,7 +113,9 @@ def build_reply_email(
 ) -> OutgoingEmail:
     """The outgoing message for a complete reply: its recipient, subject and body as they are,
     plus our Message-ID (``<asm.{kind}-{number}.{random}@{host}>``, DESIGN 4), In-Reply-To and
-    References (the last 19 of the inbound mail's, then its own id), From and our loop header.
+    References (the last 19 of the inbound mail's References, or its single In-Reply-To id
+    when it has no References, RFC 5322 section 3.6.4; then its own id), From and our loop
+    header.
 
     Raises ``ValueError`` when the reply still waits for a new call's number
     (:meth:`Reply.for_call` first).
@@ -126,9 +128,12 @@ def build_reply_email(
         kind, ref.number if ref is not None else None, _host(mailbox), random_token
     )
     in_reply_to = _safe_message_id(email.message_id)
-    references = tuple(
-        mid for mid in map(_safe_message_id, email.references[-19:]) if mid is not None
-    ) + ((in_reply_to,) if in_reply_to else ())
+    # RFC 5322 3.6.4: the parent's References, or else its In-Reply-To when that holds a
+    # single id, then the parent's own Message-ID.
+    earlier = email.references or (email.in_reply_to if len(email.in_reply_to) == 1 else ())
+    references = tuple(mid for mid in map(_safe_message_id, earlier[-19:]) if mid is not None) + (
+        (in_reply_to,) if in_reply_to else ()
+    )
     return OutgoingEmail(
         to=reply.to,
         subject=reply.subject,

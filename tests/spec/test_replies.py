@@ -87,3 +87,29 @@ def test_apply_refuses_an_action_it_does_not_know_and_writes_nothing(desk: Desk)
     assert desk.call(100).status is CallStatus.OPEN
     assert desk.entries(EntityKind.CALL, 100) == []  # the history entry is rolled back too
     assert desk.repo.ledger_entry(desk.mailbox.name, "<x@y>", "") is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        # RFC 5322 3.6.4: no References, a single In-Reply-To id: it comes first.
+        ([("In-Reply-To", "<parent@x.example>")], ("<parent@x.example>", "<own@c.example>")),
+        (
+            [("In-Reply-To", "<parent@x.example>"), ("References", "<a@x> <parent@x.example>")],
+            ("<a@x>", "<parent@x.example>", "<own@c.example>"),
+        ),
+        # two ids in In-Reply-To: which one is the parent's parent is unknown, so neither
+        ([("In-Reply-To", "<p1@x> <p2@x>")], ("<own@c.example>",)),
+        ([], ("<own@c.example>",)),
+    ],
+)
+def test_our_reply_references_the_thread_as_rfc_5322_says(
+    desk: Desk, headers: list[tuple[str, str]], expected: tuple[str, ...]
+) -> None:
+    """RFC 5322 3.6.4: References holds the parent's References (or, without them, its single
+    In-Reply-To id), then the parent's Message-ID; In-Reply-To holds the parent's id."""
+    desk.set(auto_reply=True)
+    desk.mail("Printer broken", headers=headers, message_id="<own@c.example>")
+    [reply] = desk.replies
+    assert reply.in_reply_to == "<own@c.example>"
+    assert reply.references == expected
