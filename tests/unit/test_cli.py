@@ -238,6 +238,9 @@ def test_process_applies_to_the_store_and_records_replies_without_smtp(
     code, out, _ = run(capsys, "process", approve, "--config", str(config))
     assert code == 0
     assert "already processed" in out
+    # nothing is sent again: the reply shown is the one the first run recorded, still pending
+    assert "its recorded reply pending" in out
+    assert "recorded reply pending to" in out
     empty = tmp_path / "empty.eml"
     empty.write_bytes(b"")
     code, _, err = run(capsys, "process", str(empty), "--config", str(config))

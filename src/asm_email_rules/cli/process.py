@@ -98,13 +98,15 @@ def _process_file(
 
 def describe_result(name: str, result: ProcessResult) -> str:
     """One line: the rule and outcome (and why a discard), the reply status, the disposition."""
-    if result.duplicate:
+    if result.duplicate:  # the reply is the one the first processing recorded
         what = "already processed (ledger): nothing done again"
-    else:
-        assert result.decision is not None  # a result that is not a duplicate has a decision
-        what = f"rule {result.decision.rule}: {result.decision.outcome.value}"
-        if result.decision.discard_reason:
-            what += f" ({result.decision.discard_reason})"
+        return f"{name}: {what}; its recorded reply {result.reply_status.value}; " + (
+            result.disposition.value
+        )
+    assert result.decision is not None  # a result that is not a duplicate has a decision
+    what = f"rule {result.decision.rule}: {result.decision.outcome.value}"
+    if result.decision.discard_reason:
+        what += f" ({result.decision.discard_reason})"
     return f"{name}: {what}; reply {result.reply_status.value}; {result.disposition.value}"
 
 
@@ -115,6 +117,9 @@ def _reply_lines(
     if entry is None or entry.reply is None:
         return
     state = "recorded (not sent)" if recorded else entry.reply_status.value
-    yield f"reply {state} to {entry.reply.to}: {entry.reply.subject}"
+    kind = "reply"
+    if result.duplicate:  # the reply the first processing recorded, as it stands now
+        kind, state = "recorded reply", entry.reply_status.value
+    yield f"{kind} {state} to {entry.reply.to}: {entry.reply.subject}"
     if entry.last_error:
         yield f"error: {entry.last_error}"
