@@ -241,6 +241,10 @@ def test_process_applies_to_the_store_and_records_replies_without_smtp(
     # nothing is sent again: the reply shown is the one the first run recorded, still pending
     assert "its recorded reply pending" in out
     assert "recorded reply pending to" in out
+    code, out, _ = run(capsys, "explain", approve, "--config", str(config))
+    assert code == 0
+    assert "is in the ledger of mailbox" in out.splitlines()[0]
+    assert "a poll or process would do nothing again" in out
     empty = tmp_path / "empty.eml"
     empty.write_bytes(b"")
     code, _, err = run(capsys, "process", str(empty), "--config", str(config))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from asm_email_rules.bootstrap import open_sample_store, open_store
 from asm_email_rules.cli._common import EXIT_MESSAGE, EXIT_OK, STDIN, read_file, settings_for
 from asm_email_rules.config import Config, store_location
 from asm_email_rules.errors import MessageParseError
+from asm_email_rules.intake import parse_message
+from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.pipeline import explain
 from asm_email_rules.protocols import Repository
 
@@ -64,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     repository, store = _store(args, config)
     try:
         decision = explain(raw, repository, mailbox, system, datetime.now(UTC))
+        recorded = find_ledger_entry(
+            repository, mailbox.name, parse_message(raw, limits=system.limits)
+        )
     except MessageParseError as exc:
         if args.json:
             print(json.dumps({"error": f"cannot parse: {exc}"}))
@@ -73,10 +79,18 @@ def run(args: argparse.Namespace) -> int:
         close = getattr(repository, "close", None)
         if close is not None:
             close()
+    name = "standard input" if args.file == STDIN else args.file
+    if recorded is not None:  # a poll (or process) would act on nothing: say so first
+        when = recorded.processed_at.isoformat(timespec="seconds") if recorded.processed_at else "?"
+        note = (
+            f"{name} is in the ledger of mailbox {mailbox.name} (processed {when}, reply "
+            f"{recorded.reply_status.value}): a poll or process would do nothing again; the "
+            "decision below is what the rules give it as a new message"
+        )
+        print(note, file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(decision.to_json())
     else:
-        name = "standard input" if args.file == STDIN else args.file
         print(f"dry run of {name} against {store}, mailbox {mailbox.name}: nothing changed")
         print(decision.explain())
     return EXIT_OK
