@@ -440,7 +440,9 @@ def _system(table: _Table) -> SystemSettings:
         max_send_attempts=table.integer("max_send_attempts", d.max_send_attempts, minimum=1),
         reply_retry_hours=table.number("reply_retry_hours", d.reply_retry_hours),
         lease_seconds=table.number("lease_seconds", d.lease_seconds),
-        replies_in_flight=table.integer("replies_in_flight", d.replies_in_flight, minimum=0),
+        replies_in_flight=table.integer(
+            "replies_in_flight", d.replies_in_flight, minimum=0, maximum=1000
+        ),
         backoff_initial_seconds=table.number("backoff_initial_seconds", d.backoff_initial_seconds),
         backoff_max_seconds=table.number("backoff_max_seconds", d.backoff_max_seconds),
         ledger_retention_days=table.integer(

@@ -240,6 +240,24 @@ def test_missing_environment_variable_names_key_and_variable(
             "system.lease_seconds",
             "a number",
         ),
+        (
+            "max_send_attempts = 3",
+            "max_send_attempts = 3\nreplies_in_flight = -1",
+            "system.replies_in_flight",
+            "between 0 and 1000, got -1",
+        ),
+        (
+            "max_send_attempts = 3",
+            "max_send_attempts = 3\nreplies_in_flight = 100000",
+            "system.replies_in_flight",
+            "between 0 and 1000",
+        ),
+        (
+            "max_send_attempts = 3",
+            'max_send_attempts = 3\nreplies_in_flight = "2"',
+            "system.replies_in_flight",
+            "an integer",
+        ),
     ],
 )
 def test_each_mistake_names_file_key_and_problem(
