@@ -50,7 +50,7 @@ def test_import_adds_people_the_rules_then_recognise_by_address(
     csv_file.write_text(PEOPLE_CSV, encoding="utf-8")
     code, out, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
     assert code == 0, err
-    assert "3 added, 0 updated (2 analysts among them)" in out
+    assert "3 added, 0 updated, 0 unchanged (2 analysts among them)" in out
     with store(desk) as repo:
         # the address key is the rules' own folding: any case, surrounding spaces
         [dana] = repo.persons_by_address("  DANA@Example.ORG ")
@@ -61,11 +61,15 @@ def test_import_adds_people_the_rules_then_recognise_by_address(
     assert bob.case is PersonCase.ANALYST_AND_USER
     assert bob.analyst_can_reopen
     assert bob.user_can_reopen
+    # the same file again changes nothing, and says so
+    code, out, _ = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 0
+    assert "0 added, 0 updated, 3 unchanged" in out
     # importing again updates the same people (matched by address), never duplicates them
     csv_file.write_text(PEOPLE_CSV.replace("Dana Desk", "Dana D."), encoding="utf-8")
     code, out, _ = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
     assert code == 0
-    assert "0 added, 3 updated" in out
+    assert "0 added, 1 updated, 2 unchanged" in out
     code, out, _ = run(capsys, "people", "list", "--config", str(desk))
     assert code == 0
     assert "Dana D." in out

@@ -317,7 +317,8 @@ def _csv_person(values: Mapping[str, str], where: str, line: int) -> CsvPerson:
 
 
 def _import(repo: SqlRepository, people: list[CsvPerson]) -> Iterator[tuple[str, Person]]:
-    """Apply the checked lines; yields ("added" or "updated", person) for each."""
+    """Apply the checked lines; yields ("added", "updated" or "unchanged", person) for each
+    (an unchanged person is not written again)."""
     for entry in people:
         existing: Person | None
         if entry.id is not None:
@@ -331,8 +332,9 @@ def _import(repo: SqlRepository, people: list[CsvPerson]) -> Iterator[tuple[str,
             verb = "added"
         else:
             person = attrs.evolve(existing, **entry.fields)
-            verb = "updated"
-        repo.put_person(person)
+            verb = "updated" if person != existing else "unchanged"
+        if verb != "unchanged":
+            repo.put_person(person)
         yield verb, person
 
 
@@ -347,7 +349,7 @@ def run_import(args: argparse.Namespace) -> int:
     people = parse_people_csv(text, source)
     if not people:
         raise UsageError(f"{source}: no people in the file")
-    counts = {"added": 0, "updated": 0}
+    counts = {"added": 0, "updated": 0, "unchanged": 0}
     with _open(args) as repo, repo.transaction():
         done = list(_import(repo, people))
     for verb, person in done:
@@ -355,8 +357,8 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"{verb} {describe(person)}")
     analysts = sum(1 for _, p in done if p.is_analyst)
     print(
-        f"{source}: {counts['added']} added, {counts['updated']} updated "
-        f"({analysts} analysts among them)"
+        f"{source}: {counts['added']} added, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged ({analysts} analysts among them)"
     )
     return EXIT_OK
 
