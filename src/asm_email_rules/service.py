@@ -3,11 +3,13 @@
 Per account: take the account's lease in the store (DESIGN 4, "One poller per account": a
 second poller logs that it waits, and takes over once the lease expires), then per message:
 fetch, hash, :func:`~asm_email_rules.pipeline.process` (parse, decide, apply and record in one
-transaction with the reply, which enters the outbox), then delete or quarantine it. After each
-session the replies due are sent from the outbox (:func:`~asm_email_rules.send.send_due`),
-each claimed first, so a reply is never sent twice and a temporary SMTP failure never holds a
-message in the mailbox. The ledger (mailbox + Message-ID + SHA-256) makes a crash anywhere in
-between harmless: the next poll acknowledges the message without acting twice. A message that
+transaction with the reply, which enters the outbox), then delete or quarantine it. Once a
+session is durable its replies are sent from the outbox by a
+:class:`~asm_email_rules.outbox_pump.ReplyPump` while the next session is read (between
+sessions with ``replies_in_flight = 0``), each claimed first, so a reply is never sent twice
+and a temporary SMTP failure never holds a message in the mailbox. The ledger (mailbox +
+Message-ID + SHA-256) makes a crash anywhere in between harmless: the next poll acknowledges
+the message without acting twice. A message that
 cannot be parsed or processed is quarantined with its error and remembered in the ledger, so
 a mailbox that cannot move mail (POP3) skips it from then on.
 """
@@ -406,7 +408,7 @@ class PollingService:
             return process(
                 raw,
                 self.repository,
-                None,  # the reply goes to the outbox; _send_replies sends it after the session
+                None,  # the reply goes to the outbox; the pump sends it once the session is durable
                 message.account.mailbox,
                 self.config.system,
                 self.now(),
