@@ -34,7 +34,14 @@ import attrs
 from asm_email_rules.errors import PermanentSendError, RepositoryError
 from asm_email_rules.model import OutboxEntry
 from asm_email_rules.protocols import Mailer, Repository
-from asm_email_rules.send import OutboxReport, SendResult, attempt, claim, record_attempt
+from asm_email_rules.send import (
+    OutboxReport,
+    SendOutcome,
+    SendResult,
+    attempt,
+    claim,
+    record_attempt,
+)
 from asm_email_rules.settings import SystemSettings
 
 __all__ = ["ReplyPump"]
@@ -95,7 +102,7 @@ class ReplyPump:
         self._done: queue.SimpleQueue[_Attempt] = queue.SimpleQueue()
         self._hold = threading.Event()  # set after a temporary failure: attempt nothing more
         self._worker: threading.Thread | None = None
-        self._report = OutboxReport()
+        self._outcomes: list[SendOutcome] = []  # recorded since the last take_report()
         self.recorded = 0
         """How many attempts the pump has recorded so far."""
         self.stopped_early = False
@@ -123,13 +130,8 @@ class ReplyPump:
     def take_report(self) -> OutboxReport:
         """The outcomes recorded since the last call, in order (then forgotten, so a long
         pass holds none of them), with ``stopped_early`` once a deferral stopped the pump."""
-        report, self._report = self._report, OutboxReport(stopped_early=self.stopped_early)
-        return report
-
-    @property
-    def idle(self) -> bool:
-        """True when nothing offered is waiting or in flight."""
-        return not self._feed and not self._in_flight
+        outcomes, self._outcomes = self._outcomes, []
+        return OutboxReport(outcomes, self.stopped_early)
 
     def step(self) -> None:
         """Record the attempts the worker has finished, then claim more (up to ``depth`` in
@@ -223,10 +225,10 @@ class ReplyPump:
                 owner=self._owner,
                 clock=self._clock,
             )
-            self._report.outcomes.append(outcome)
+            self._outcomes.append(outcome)
             self.recorded += 1
             if outcome.result is SendResult.DEFERRED:
-                self.stopped_early = self._report.stopped_early = True
+                self.stopped_early = True
 
     def _start_worker(self) -> None:
         if self._worker is None:

@@ -301,20 +301,14 @@ def send_due(
     rather than each waiting for a timeout). ``keep_going`` is asked before each reply (the
     polling service renews its account lease there, and stops when it lost it).
     """
-    report = OutboxReport()
-    for entry in repository.due_replies(clock(), mailbox=mailbox, limit=limit):
-        if not keep_going():
-            break
-        outcome = send_reply(
-            entry.reply.message_id, repository, mailer, system, owner=owner, clock=clock
-        )
-        if outcome is None:
-            continue  # sent, or claimed by another sender, since we listed it
-        report.outcomes.append(outcome)
-        if outcome.result is SendResult.DEFERRED:
-            report.stopped_early = True
-            break
-    return report
+    from asm_email_rules.outbox_pump import ReplyPump  # it builds on this module's steps
+
+    with ReplyPump(
+        repository, mailer, system, owner=owner, clock=clock, keep_going=keep_going, depth=0
+    ) as pump:
+        pump.offer(repository.due_replies(clock(), mailbox=mailbox, limit=limit))
+        pump.drain()  # no worker: each reply claimed, sent and recorded in turn, here
+        return pump.take_report()
 
 
 def send_pending(

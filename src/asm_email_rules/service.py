@@ -653,6 +653,24 @@ class PollingService:
             due = sorted(entries.values(), key=_outbox_order)
         return pump.offer(due)
 
+    def _pump_round(
+        self, account: AccountConfig, pump: ReplyPump, counts: _Counts, *, wait: bool
+    ) -> bool:
+        """Offer the pump the replies due, let it work (``wait``: until what it was offered is
+        sent, else a :meth:`ReplyPump.step`), count the outcomes and make them durable; True
+        when any outcome was recorded."""
+        before = pump.recorded
+        self._offer_due(account, pump)
+        if wait:
+            pump.drain()
+        else:
+            pump.step()
+        counts.add_replies(pump.take_report())  # a session's outcomes at most are held
+        if pump.recorded == before:
+            return False
+        self._sync_outbox()
+        return True
+
     def _send_replies(
         self,
         account: AccountConfig,
@@ -665,15 +683,8 @@ class PollingService:
         if pump is None:
             return True
         try:
-            while True:
-                before = pump.recorded
-                self._offer_due(account, pump)
-                pump.drain()
-                counts.add_replies(pump.take_report())
-                if pump.recorded > before:
-                    self._sync_outbox()
-                else:
-                    break  # nothing was sent: nothing (else) is due
+            # until a round sends nothing (nothing else is due), a deferral, or a stop
+            while self._pump_round(account, pump, counts, wait=True):
                 if pump.stopped_early or not pump.keep_going():
                     break
         except StoreUnavailableError as exc:
@@ -929,12 +940,7 @@ class PollingService:
         if not durable:
             raise _NotDurableError("the store could not be made durable")
         if pump is not None:
-            recorded = pump.recorded
-            self._offer_due(account, pump)
-            pump.step()
-            if pump.recorded > recorded:
-                self._sync_outbox()
-            counts.add_replies(pump.take_report())  # a session's outcomes at most are held
+            self._pump_round(account, pump, counts, wait=False)
         return left_over
 
     def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> bool:
