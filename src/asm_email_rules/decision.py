@@ -261,19 +261,19 @@ class Decision:
         keeps elsewhere, so a message body is stored once.
 
         An action's ``description`` or ``text`` (the body, in the call description, history
-        entry or note it writes) becomes ``{"chars": n}``, and the reply keeps its recipient,
-        subject and template but not its body (the reply itself is stored with the ledger
-        entry, in the outbox).
+        entry or note it writes) becomes ``{"chars": n}``, and the reply and each notification
+        keep their recipient, subject and template but not their body, which becomes
+        ``{"chars": n}`` too (each mail is stored whole in the outbox: the reply with this
+        ledger entry, a notification with its own, and a notification quotes the message).
         """
         data = self.to_dict()
         for action in data["actions"]:
             for name in _STORED_TEXT:
                 if isinstance(action.get(name), str):
                     action[name] = {"chars": len(action[name])}
-        if data["reply"] is not None:
-            data["reply"] = {
-                key: value for key, value in data["reply"].items() if key != "body"
-            } | {"body": {"chars": len(data["reply"]["body"])}}
+        for mail in (data["reply"], *data["notifications"]):
+            if mail is not None:
+                mail["body"] = {"chars": len(mail["body"])}
         return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     def explain(self) -> str:

@@ -50,6 +50,8 @@ class ProcessResult:
     and ``disposition`` what the mailbox should do with the message: DELETE once the decision
     and its mails are committed (the outbox keeps the mails). ``sent`` is the attempt at the
     reply made here, if one was (a mailer was given and the reply was due and free to claim).
+    ``outgoing`` holds the Message-IDs of the reply and the notifications this run put in the
+    outbox, in order (none for a duplicate).
     """
 
     email: InboundEmail
@@ -60,6 +62,7 @@ class ProcessResult:
     new_call_number: int | None = None
     notification_statuses: tuple[ReplyStatus, ...] = ()
     sent: SendOutcome | None = None
+    outgoing: tuple[str, ...] = ()
 
 
 def _notification_entries(
@@ -195,6 +198,9 @@ def process(
         result.new_call_number,
         notification_statuses=notes,
         sent=sent,
+        outgoing=tuple(
+            mail.message_id for mail in (result.reply, *result.notifications) if mail is not None
+        ),
     )
 
 

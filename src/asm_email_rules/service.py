@@ -16,20 +16,20 @@ a mailbox that cannot move mail (POP3) skips it from then on.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import secrets
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import attrs
 
 from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.classify import MailKind
+from asm_email_rules.classify_text import compile_tables
 from asm_email_rules.config import AccountConfig, Config
 from asm_email_rules.errors import (
     AuthenticationError,
@@ -53,6 +53,14 @@ from asm_email_rules.protocols import (
 )
 from asm_email_rules.quarantine import quarantine_reason, set_aside
 from asm_email_rules.send import OutboxReport, SendResult, default_owner
+from asm_email_rules.session_end import (
+    EndOutcome,
+    SessionEnd,
+    abandon,
+    closes_concurrently,
+    detached_sync,
+    end_session,
+)
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 __all__ = [
@@ -251,6 +259,13 @@ class _NotDurableError(Exception):
     """The store could not be synced at the end of a session (already counted and logged)."""
 
 
+class _Behind:
+    """The end of the previous session, still running on a worker thread (at most one)."""
+
+    def __init__(self) -> None:
+        self.running: SessionEnd | None = None
+
+
 class _LeaseLostError(Exception):
     """Another poller took the account over (our lease expired): stop working it at once."""
 
@@ -353,6 +368,7 @@ class PollingService:
         self._backoff: dict[str, Backoff] = {}
         self._pruned_at: dict[str, datetime] = {}
         self._unattempted: dict[str, list[OutboxEntry]] = {}
+        compile_tables()  # a service reads mail for long: the first messages should not pay
 
     # -- one message ------------------------------------------------------------------------
 
@@ -363,12 +379,14 @@ class PollingService:
         key: str,
         counts: _Counts,
         pump: ReplyPump | None = None,
+        recorded: set[str] | None = None,
     ) -> None:
         """Fetch, process and dispose of one message; raises only MailboxError or store outage.
 
         The ``pump`` steps between these (it records what its worker sent and gives it the
         next reply): the sooner a reply the server accepted is recorded, the fewer a crash
-        leaves to resend.
+        leaves to resend. The Message-IDs of the mails this message put in the outbox are
+        added to ``recorded`` (held back until the session is durable).
         """
         started = time.monotonic()
         raw = mailbox.fetch(key)
@@ -382,6 +400,8 @@ class PollingService:
         if pump is not None:
             pump.step()
         if result is not None:
+            if recorded is not None:
+                recorded.update(result.outgoing)
             self._dispose(message, result)
 
     def _quarantined_before(self, message: _InHand) -> bool:
@@ -576,15 +596,20 @@ class PollingService:
         was read to the end without a failure.
 
         The replies of each durable session are sent by a :class:`ReplyPump` while the next
-        session is read; the last ones, and any others due, after the last session.
+        session is read; the last ones, and any others due, after the last session. A session's
+        end may still run behind the next one (:mod:`~asm_email_rules.session_end`); it is
+        waited for before the replies due are sent and before this returns.
         """
         seen: set[str] = set()
         pump = self._pump(account, stop)
+        behind = _Behind()
         try:
             while stop is None or not stop.is_set():
                 more, failed = False, False
                 try:
-                    more = self._session(account, seen, counts, stop, pump)
+                    more = self._session(account, seen, counts, stop, pump, behind)
+                    if not more and not self._settle(account, counts, behind):
+                        return False  # the last session is not durable: its replies wait
                 except (StoreUnavailableError, MailboxError, OSError) as exc:
                     self._our_failure(account, counts, exc)
                     if isinstance(exc, StoreUnavailableError):
@@ -599,6 +624,7 @@ class PollingService:
                     return self._send_replies(account, counts, stop, pump) and not failed
             return False
         finally:
+            self._settle_quietly(account, counts, behind)
             if pump is not None:
                 pump.close()
                 counts.add_replies(pump.take_report())
@@ -641,12 +667,17 @@ class PollingService:
             depth=self.config.system.replies_in_flight,
         )
 
-    def _offer_due(self, account: AccountConfig, pump: ReplyPump) -> int:
+    def _offer_due(
+        self, account: AccountConfig, pump: ReplyPump, hold_back: Collection[str] = ()
+    ) -> int:
         """Offer the pump the account's replies due now, with those an earlier pump claimed and
         did not attempt (still claimed by us, so not listed as due), in the outbox's order (the
-        longest due first); how many it had not been offered."""
+        longest due first), but not those in ``hold_back`` (Message-IDs of replies recorded by
+        a session not yet durable); how many it had not been offered."""
         batch = max(1, account.max_messages_per_session)
         due = self.repository.due_replies(self.now(), mailbox=account.mailbox.name, limit=batch)
+        if hold_back:
+            due = [entry for entry in due if entry.reply.message_id not in hold_back]
         held = self._unattempted.pop(account.name, [])
         if held:
             entries = {entry.reply.message_id: entry for entry in [*held, *due]}
@@ -654,13 +685,21 @@ class PollingService:
         return pump.offer(due)
 
     def _pump_round(
-        self, account: AccountConfig, pump: ReplyPump, counts: _Counts, *, wait: bool
+        self,
+        account: AccountConfig,
+        pump: ReplyPump,
+        counts: _Counts,
+        *,
+        wait: bool,
+        hold_back: Collection[str] = (),
+        sync: bool = True,
     ) -> bool:
-        """Offer the pump the replies due, let it work (``wait``: until what it was offered is
-        sent, else a :meth:`ReplyPump.step`), count the outcomes and make them durable; True
-        when any outcome was recorded."""
+        """Offer the pump the replies due but those in ``hold_back``, let it work (``wait``:
+        until what it was offered is sent, else a :meth:`ReplyPump.step`), count the outcomes
+        and make them durable (``sync=False``: the caller syncs the store next); True when any
+        outcome was recorded."""
         before = pump.recorded
-        self._offer_due(account, pump)
+        self._offer_due(account, pump, hold_back)
         if wait:
             pump.drain()
         else:
@@ -668,7 +707,8 @@ class PollingService:
         counts.add_replies(pump.take_report())  # a session's outcomes at most are held
         if pump.recorded == before:
             return False
-        self._sync_outbox()
+        if sync:
+            self._sync_outbox()
         return True
 
     def _send_replies(
@@ -895,17 +935,22 @@ class PollingService:
         counts: _Counts,
         stop: threading.Event | None,
         pump: ReplyPump | None = None,
+        behind: _Behind | None = None,
     ) -> bool:
         """One connection: handle up to the session limit; True if messages are left over.
 
-        Between messages the ``pump`` records what its worker sent and claims more; once the
-        session is durable, its replies (and any others due) are offered to the pump.
+        Between messages the ``pump`` records what its worker sent and claims more; once a
+        session is durable, its replies (and any others due) are offered to the pump. Where
+        the store and the mailbox allow it (:mod:`~asm_email_rules.session_end`) the
+        session's end (sync, then deletions) is left running in ``behind`` while the next
+        session is read, and that next session waits for it before it ends in turn.
         """
         mailbox = self.mailbox_factory(account)
         counts.sessions += 1
         failures = 0
         handled = 0
         left_over = False
+        recorded: set[str] = set()  # the Message-IDs of the mails this session put in the outbox
         try:
             if isinstance(mailbox, ExpungingMailbox):
                 self._expunge_leftovers(account, mailbox, counts)
@@ -922,7 +967,7 @@ class PollingService:
                 seen.add(key)
                 handled += 1
                 try:
-                    self._handle(account, mailbox, key, counts, pump)
+                    self._handle(account, mailbox, key, counts, pump, recorded)
                     failures = 0
                 except MailboxError as exc:
                     failures += 1
@@ -935,13 +980,85 @@ class PollingService:
                     )
                     if failures >= _MAX_MAILBOX_ERRORS:
                         raise
-        finally:
-            durable = self._end_session(account, mailbox, counts)
-        if not durable:
+        except BaseException:
+            self._settle_quietly(account, counts, behind)
+            self._end_session(account, mailbox, counts)
+            raise
+        if behind is not None and closes_concurrently(mailbox):
+            self._end_behind(account, mailbox, counts, pump, behind, recorded)
+            return left_over
+        self._settle_quietly(account, counts, behind)
+        if not self._end_session(account, mailbox, counts):
             raise _NotDurableError("the store could not be made durable")
         if pump is not None:
             self._pump_round(account, pump, counts, wait=False)
         return left_over
+
+    def _end_behind(
+        self,
+        account: AccountConfig,
+        mailbox: Mailbox,
+        counts: _Counts,
+        pump: ReplyPump | None,
+        behind: _Behind,
+        recorded: set[str],
+    ) -> None:
+        """End a session whose mailbox closes concurrently: wait for the previous session's
+        end, leave this session's end running, then offer the pump the replies made durable
+        (not this session's, ``recorded``, unless the store was synced here).
+
+        The outcomes the pump records now are made durable with the next session's end (or
+        after the last session); a failure of the previous end abandons this session too.
+        """
+        try:
+            durable = self._settle(account, counts, behind)
+        except BaseException:
+            abandon(mailbox)
+            raise
+        if not durable:
+            abandon(mailbox)  # recorded after a failed sync: keep its messages too
+            raise _NotDurableError("the store could not be made durable")
+        sync = detached_sync(self.repository)
+        if sync is None:  # only this thread may sync this store: now, then close behind
+            if not self._sync_here(account, counts):
+                abandon(mailbox)
+                raise _NotDurableError("the store could not be made durable")
+            recorded = set()
+        behind.running = SessionEnd(sync, mailbox)
+        if pump is not None:
+            self._pump_round(account, pump, counts, wait=False, hold_back=recorded, sync=False)
+
+    @staticmethod
+    def _sync_of(repository: object) -> Callable[[], None] | None:
+        sync = getattr(repository, "sync", None)
+        return sync if callable(sync) else None
+
+    def _sync_here(self, account: AccountConfig, counts: _Counts) -> bool:
+        """Sync the store on this thread; True when durable (a failure is counted, logged)."""
+        sync = self._sync_of(self.repository)
+        try:
+            if sync is not None:
+                sync()
+        except RepositoryError as exc:
+            return self._account_end(account, counts, EndOutcome(sync_error=exc))
+        return True
+
+    def _settle(self, account: AccountConfig, counts: _Counts, behind: _Behind | None) -> bool:
+        """Wait for the session end left running behind (if any), count and log how it went;
+        True when its records are durable (or there was none)."""
+        if behind is None or behind.running is None:
+            return True
+        running, behind.running = behind.running, None
+        return self._account_end(account, counts, running.wait())
+
+    def _settle_quietly(
+        self, account: AccountConfig, counts: _Counts, behind: _Behind | None
+    ) -> None:
+        """:meth:`_settle` where a failure is already on its way up: counted and logged only."""
+        try:
+            self._settle(account, counts, behind)
+        except Exception:
+            log.exception("a session's end failed", extra={"account": account.name})
 
     def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> bool:
         """Make the store durable, then let the mailbox's deletions take effect (close).
@@ -953,36 +1070,29 @@ class PollingService:
         and False comes back: the replies of the session are not sent either (were the records
         lost, the messages would be processed again, with new replies).
         """
-        sync = getattr(self.repository, "sync", None)
-        durable = True
-        try:
-            if callable(sync):
-                sync()
-        except RepositoryError as exc:
-            durable = False
-            counts.errors += 1
-            counts.last_error = str(exc)
+        outcome = end_session(self._sync_of(self.repository), mailbox)
+        return self._account_end(account, counts, outcome)
+
+    def _account_end(self, account: AccountConfig, counts: _Counts, outcome: EndOutcome) -> bool:
+        """Count and log a session's end that failed; True when it is durable."""
+        failure = outcome.sync_error or outcome.close_error
+        if failure is None:
+            return True
+        counts.errors += 1
+        counts.last_error = str(failure)
+        if outcome.sync_error is not None:
             log.error(
                 "the store could not be made durable; the mailbox keeps its messages: %s",
-                exc,
-                extra={"account": account.name, "error": str(exc)},
+                failure,
+                extra={"account": account.name, "error": str(failure)},
             )
-            abort = getattr(mailbox, "abort", None)
-            if callable(abort):
-                with contextlib.suppress(MailboxError):
-                    abort()
-                return durable
-        try:
-            mailbox.close()
-        except MailboxError as exc:
-            counts.errors += 1
-            counts.last_error = str(exc)
-            log.error(
-                "closing the mailbox failed: %s",
-                exc,
-                extra={"account": account.name, "error": str(exc)},
-            )
-        return durable
+            return False
+        log.error(
+            "closing the mailbox failed: %s",
+            failure,
+            extra={"account": account.name, "error": str(failure)},
+        )
+        return True
 
     def _expunge_leftovers(
         self, account: AccountConfig, mailbox: ExpungingMailbox, counts: _Counts

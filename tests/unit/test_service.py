@@ -686,12 +686,26 @@ def test_reply_retry_delays_double_up_to_an_hour() -> None:
 
 
 class _SyncWatcher:
-    """Wraps the store: records each ``sync`` call next to the mailbox events, or fails it."""
+    """Wraps the store: records each ``sync`` call next to the mailbox events, or fails it.
+    ``detached``: it offers its sync to other threads (``detached_sync``), as SQLite does;
+    else only ``sync``, as PostgreSQL does."""
 
-    def __init__(self, store: SqliteRepository, events: list[str], *, fail: bool = False) -> None:
+    def __init__(
+        self,
+        store: SqliteRepository,
+        events: list[str],
+        *,
+        fail: bool = False,
+        detached: bool = True,
+    ) -> None:
         self._store, self._events, self._fail = store, events, fail
+        self._detached = detached
 
     def __getattr__(self, name: str) -> Any:
+        if name == "detached_sync":
+            if not self._detached:
+                raise AttributeError(name)
+            return lambda: self.sync
         return getattr(self._store, name)
 
     def sync(self) -> None:
@@ -715,16 +729,21 @@ class _WatchedMaildir(MaildirMailbox):
         super().abort()
 
 
+@pytest.mark.parametrize("detached", [True, False], ids=["sync-behind", "sync-here"])
 @pytest.mark.parametrize("fail", [False, True])
-def test_the_store_is_synced_before_the_mailbox_deletes_anything(desk: Desk, fail: bool) -> None:
+def test_the_store_is_synced_before_the_mailbox_deletes_anything(
+    desk: Desk, fail: bool, detached: bool
+) -> None:
     # The store commits without an fsync (WAL, synchronous=NORMAL); a message may leave the
-    # mailbox only once its record is on disk, else a power loss could lose it.
+    # mailbox only once its record is on disk, else a power loss could lose it. Whether the
+    # session's end runs behind the next session (SQLite) or syncs on the poller's thread
+    # first (PostgreSQL), the order is the same.
     desk.deliver(NEW_CALL, UPDATE_100)
     events: list[str] = []
     config = Config(store=desk.tmp / "s", system=desk.system, smtp=None, accounts=desk.accounts)
     service = PollingService(
         config,
-        _SyncWatcher(desk.store, events, fail=fail),  # type: ignore[arg-type]
+        _SyncWatcher(desk.store, events, fail=fail, detached=detached),  # type: ignore[arg-type]
         desk.mailer,
         lambda acct: _WatchedMaildir(desk.tmp / "Maildir", events),
         now=lambda: NOW,
@@ -742,6 +761,80 @@ def test_the_store_is_synced_before_the_mailbox_deletes_anything(desk: Desk, fai
         # the outcomes of the replies sent after the session are made durable too
         assert events == ["sync", "close", "sync"]
         assert desk.waiting() == 0
+
+
+class _SlowSync(_SyncWatcher):
+    """A store whose sync takes a while and counts the syncs that finished; ``fail_first``
+    makes the first one fail."""
+
+    def __init__(self, store: SqliteRepository, events: list[str], *, fail_first: bool) -> None:
+        super().__init__(store, events)
+        self.finished = 0
+        self._fail_first = fail_first
+        self._lock = threading.Lock()
+
+    def sync(self) -> None:
+        threading.Event().wait(0.05)
+        with self._lock:
+            if self._fail_first and not self.finished and "failed" not in self._events:
+                self._events.append("failed")
+                raise RepositoryError("disk gone")
+            self._store.sync()
+            self.finished += 1
+
+
+def test_a_reply_waits_until_its_session_end_made_it_durable(desk: Desk) -> None:
+    # The session's end (sync, then unlinks) runs behind the next session; a reply recorded in
+    # a session may go out only after that session's sync, or a power loss in between could
+    # lose its record while the reply was sent (and the message would be answered twice).
+    events: list[str] = []
+    store = _SlowSync(desk.store, events, fail_first=False)
+    synced_before: list[int] = []  # at each reply sent, in order: the syncs finished so far
+
+    class Watching(RecordingMailer):
+        def send(self, message: Any, **kwargs: Any) -> None:
+            synced_before.append(store.finished)
+            super().send(message, **kwargs)
+
+    for n in range(1, 5):
+        desk.deliver(make_raw(f"Request {n}", "uma@corp.example", "Help.", f"<r{n}@c.example>"))
+    config = Config(
+        store=desk.tmp / "s",
+        system=desk.system,
+        smtp=None,
+        accounts=(account(desk.tmp / "Maildir", max_messages_per_session=1),),
+    )
+    service = PollingService(config, store, Watching(), desk.factory, now=lambda: NOW)  # type: ignore[arg-type]
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.sessions, desk.waiting()) == (4, 4, 0)
+    # The n-th message was read in the n-th session and its reply is the n-th sent (the
+    # outbox's order): it went out after the n-th sync finished, not before.
+    assert len(synced_before) == 4
+    assert [synced >= n for n, synced in enumerate(synced_before, 1)] == [True] * 4
+
+
+def test_a_failed_sync_behind_the_next_session_keeps_both_sessions_mail(desk: Desk) -> None:
+    # The first session's sync fails while the second session is read: neither session's
+    # messages leave the mailbox and none is answered; the ledger makes the next poll
+    # acknowledge the ones it recorded.
+    events: list[str] = []
+    store = _SlowSync(desk.store, events, fail_first=True)
+    for n in range(1, 4):
+        desk.deliver(make_raw(f"Request {n}", "uma@corp.example", "Help.", f"<f{n}@c.example>"))
+    config = Config(
+        store=desk.tmp / "s",
+        system=desk.system,
+        smtp=None,
+        accounts=(account(desk.tmp / "Maildir", max_messages_per_session=1),),
+    )
+    service = PollingService(config, store, desk.mailer, desk.factory, now=lambda: NOW)  # type: ignore[arg-type]
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.errors) == (2, 1)
+    assert "disk gone" in report.last_error
+    assert desk.waiting() == 3
+    assert desk.mailer.sent == []
+    again = desk.service().poll_once()["helpdesk"]
+    assert (again.duplicates, again.processed, desk.waiting()) == (2, 1, 0)
 
 
 def test_a_file_store_commits_lazily_and_syncs_on_demand(tmp_path: Path) -> None:
@@ -796,6 +889,26 @@ def test_the_body_is_stored_once_in_the_store(desk: Desk) -> None:
     [log_call] = [a for a in record["actions"] if a["kind"] == "log_call"]
     assert set(log_call["description"]) == {"chars"}
     assert set(record["reply"]["body"]) == {"chars"}
+
+
+def test_a_notification_quoting_the_body_is_stored_once_too(desk: Desk) -> None:
+    # Issue 14 ("the body stored once"): Email at Update via Email In notifies the analyst with
+    # the update's text; that mail is kept whole in its own outbox entry, so the decision
+    # record of the message keeps only its length.
+    desk.system = attrs.evolve(desk.system, email_at_update_via_email_in=True)
+    body = "The projector in room 4 shows only purple since the update. " * 20
+    desk.deliver(make_raw("[CALL#100] again", "uma@corp.example", body, "<n1@c.example>"))
+    assert desk.service().poll_once()["helpdesk"].processed == 1
+    [notification] = [m for m in desk.mailer.sent if "projector in room 4" in m.body.lower()]
+    rows = desk.store._execute(
+        "SELECT decision_json, reply_json FROM ledger WHERE message_id = '<n1@c.example>'"
+    ).fetchall()
+    where = "projector in room 4"
+    assert [where in (reply or "").lower() for _, reply in rows].count(True) == 1
+    assert not any(where in decision.lower() for decision, _ in rows)
+    record = json.loads(next(decision for decision, _ in rows if decision.startswith("{")))
+    [noted] = record["notifications"]
+    assert (noted["to"], noted["body"]) == (notification.to, {"chars": len(notification.body)})
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from asm_email_rules.adapters._session import KeyedMailbox
 from asm_email_rules.errors import MailboxError
@@ -89,6 +89,12 @@ class _Maildir(mailbox.Maildir):
 class MaildirMailbox(KeyedMailbox):
     """A Maildir folder (``new`` and ``cur``) as a mailbox; folders are created as needed
     (also ``cur`` or ``tmp`` alone, when a mail server created only ``new``)."""
+
+    closes_concurrently: ClassVar[bool] = True
+    """:meth:`close` (unlinking the deleted messages' files) may run on another thread while
+    a new session of the same folder is read (:mod:`~asm_email_rules.session_end`): that
+    session may still list the files being unlinked, and the polling service skips them, as
+    it skips every key it has handled in the pass."""
 
     def __init__(self, path: str | Path, quarantine_folder: str = ".Quarantine") -> None:
         self.path = Path(path)

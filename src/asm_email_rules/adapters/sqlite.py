@@ -13,10 +13,11 @@ person ids from the rowid, writes on a record as a few statements in one transac
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -312,6 +313,27 @@ def _store_error(where: str, what: str, exc: sqlite3.Error) -> RepositoryError:
     return (StoreUnavailableError if unavailable else RepositoryError)(message)
 
 
+def _sync_wal(path: str) -> None:
+    """fsync the WAL file of the database at ``path`` (none: nothing to sync, every commit is in
+    the synced database file). Raises StoreUnavailableError when it cannot."""
+    try:
+        fd = os.open(path + "-wal", os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreUnavailableError(f"{path}: cannot open the WAL to sync it: {exc}") from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise StoreUnavailableError(f"{path}: cannot sync the WAL: {exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def _nothing() -> None:
+    """The sync of a store with nothing to sync (``":memory:"``)."""
+
+
 def _text(moment: datetime) -> str:
     """Fixed-width ISO-8601 UTC text, so SQL text order is time order."""
     return to_utc(moment).isoformat(timespec="microseconds")
@@ -396,23 +418,18 @@ class SqliteRepository(SqlRepository):
         while its record could still be lost). Nothing to do for ``":memory:"``. Raises
         :class:`StoreUnavailableError` when the WAL file cannot be synced.
         """
+        if self._wal:
+            _sync_wal(self._path)
+
+    def detached_sync(self) -> Callable[[], None]:
+        """:meth:`sync` as a function that may run on another thread while this repository is
+        in use (it syncs the WAL file and never touches the connection): the polling service
+        lets a session's end run behind the next session with it
+        (:mod:`~asm_email_rules.session_end`). Every commit made before the function is called
+        is durable when it returns; it raises what :meth:`sync` raises."""
         if not self._wal:
-            return
-        wal = self._path + "-wal"
-        try:
-            fd = os.open(wal, os.O_RDONLY)
-        except FileNotFoundError:
-            return  # no WAL: every commit was checkpointed into the (synced) database file
-        except OSError as exc:
-            raise StoreUnavailableError(
-                f"{self._path}: cannot open the WAL to sync it: {exc}"
-            ) from exc
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            raise StoreUnavailableError(f"{self._path}: cannot sync the WAL: {exc}") from exc
-        finally:
-            os.close(fd)
+            return _nothing
+        return functools.partial(_sync_wal, self._path)
 
     def close(self) -> None:
         """Close the connection; an open transaction is rolled back by SQLite."""
