@@ -63,7 +63,14 @@ class Directory(Protocol):
 @runtime_checkable
 class Repository(Directory, Protocol):
     """Everything the rules read and write. Writes happen only inside :meth:`transaction`,
-    except the outbox and lease writes, each of which is a small unit of work of its own."""
+    except the outbox and lease writes, each of which is a small unit of work of its own.
+
+    Optional, looked up by name: ``sync()`` makes every commit so far durable against a power
+    loss (a store that commits lazily; the polling service calls it before a session's
+    deletions take effect), and ``detached_sync()`` returns a function doing the same that
+    may run on another thread while the store is in use (then a session's end can run behind
+    the next session: :mod:`~asm_email_rules.session_end`).
+    """
 
     # -- reads ------------------------------------------------------------------------------
     def get_call(self, number: int) -> Call | None:
@@ -371,6 +378,11 @@ class Mailbox(Protocol):
     (an IMAP UID, a POP3 UIDL, a Maildir key), never the Message-ID header field. ``list_keys``
     was once called ``list_ids``: the polling service still accepts a mailbox that only has the
     old name (with a DeprecationWarning), and the bundled mailboxes still answer to it.
+
+    Optional, looked up by name: ``abort()`` ends a session without its deletions (used when
+    the store could not be made durable), and ``closes_concurrently = True`` says that
+    :meth:`close` may run on another thread while a new session of the same mailbox is read
+    (:mod:`~asm_email_rules.session_end`).
     """
 
     def list_keys(self) -> Iterator[str]:
