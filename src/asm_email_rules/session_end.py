@@ -20,8 +20,9 @@ Both steps are mostly waiting on the disk (an ``fsync`` of the store's write-ahe
 
 A store without ``detached_sync`` is synced on the caller's thread, and only the mailbox's
 close overlaps. Until a session's end has finished, the replies that session recorded are
-not durable and must not be sent; the service holds them back (``hold_back`` in
-:meth:`~asm_email_rules.service.PollingService`), and offers them once the end is waited for.
+not durable and must not be sent: the polling service holds them back (by their Message-IDs,
+:attr:`~asm_email_rules.pipeline.ProcessResult.outgoing`) and offers them to its reply pump
+once it has waited for that end, at the end of the next session.
 """
 
 from __future__ import annotations
