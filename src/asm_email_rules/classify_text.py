@@ -21,7 +21,6 @@ import functools
 import re
 import sys
 from collections.abc import Callable
-from typing import ClassVar
 
 __all__ = [
     "BODY_WINDOW",
@@ -31,7 +30,6 @@ __all__ = [
     "body_region",
     "bounce_subject",
     "challenge_subject",
-    "compile_tables",
     "delay_phrase",
     "digest_subject",
     "dmarc_report_name",
@@ -89,14 +87,10 @@ class _Lazy:
 
     __slots__ = ("_compiled", "_flags", "_source")
 
-    every: ClassVar[list[_Lazy]] = []
-    """Every table made so far (what :func:`compile_tables` compiles)."""
-
     def __init__(self, source: str | Callable[[], str], flags: int = 0) -> None:
         self._source = source
         self._flags = flags
         self._compiled: re.Pattern[str] | None = None
-        _Lazy.every.append(self)
 
     @property
     def compiled(self) -> re.Pattern[str]:
@@ -113,14 +107,6 @@ class _Lazy:
     def match(self, text: str, pos: int = 0) -> re.Match[str] | None:
         """``re.Pattern.match``."""
         return self.compiled.match(text, pos)
-
-
-def compile_tables() -> None:
-    """Compile every phrase table now rather than on first use (about 0.3 s, once per
-    process): a long-running service calls it when it starts, so the first messages it reads
-    do not pay for it."""
-    for table in _Lazy.every:
-        table.compiled  # noqa: B018 (compiles and keeps it)
 
 
 def _search(pattern: re.Pattern[str] | _Lazy, text: str) -> str | None:

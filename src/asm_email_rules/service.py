@@ -29,7 +29,6 @@ import attrs
 
 from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.classify import MailKind
-from asm_email_rules.classify_text import compile_tables
 from asm_email_rules.config import AccountConfig, Config
 from asm_email_rules.errors import (
     AuthenticationError,
@@ -368,7 +367,6 @@ class PollingService:
         self._backoff: dict[str, Backoff] = {}
         self._pruned_at: dict[str, datetime] = {}
         self._unattempted: dict[str, list[OutboxEntry]] = {}
-        compile_tables()  # a service reads mail for long: the first messages should not pay
 
     # -- one message ------------------------------------------------------------------------
 
