@@ -951,7 +951,7 @@ class PollingService:
         recorded: set[str] = set()  # the Message-IDs of the mails this session put in the outbox
         try:
             if isinstance(mailbox, ExpungingMailbox):
-                self._expunge_leftovers(account, mailbox, counts)
+                self._expunge_leftovers(account, mailbox, counts, seen)
             for key in _list_keys(mailbox):
                 if key in seen:
                     continue
@@ -1093,7 +1093,11 @@ class PollingService:
         return True
 
     def _expunge_leftovers(
-        self, account: AccountConfig, mailbox: ExpungingMailbox, counts: _Counts
+        self,
+        account: AccountConfig,
+        mailbox: ExpungingMailbox,
+        counts: _Counts,
+        seen: Collection[str] = (),
     ) -> None:
         """Remove the messages a previous session marked deleted and the ledger says are done.
 
@@ -1101,8 +1105,15 @@ class PollingService:
         the folder, hidden from :meth:`~Mailbox.list_keys`. Each is fetched and looked up: a
         ledger entry (its decision was applied and recorded) or a quarantine record means it
         is done and goes; one the ledger does not know (marked by a person, say) is left alone.
+        The keys in ``seen`` (handled earlier in this pass) are not leftovers: a previous
+        session whose end still runs behind this one (:mod:`~asm_email_rules.session_end`)
+        is marking and expunging them itself.
         """
-        done = [key for key in mailbox.deleted_keys() if self._is_done(account, mailbox, key)]
+        done = [
+            key
+            for key in mailbox.deleted_keys()
+            if key not in seen and self._is_done(account, mailbox, key)
+        ]
         if not done:
             return
         removed = mailbox.expunge(done)

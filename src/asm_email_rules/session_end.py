@@ -13,10 +13,11 @@ Both steps are mostly waiting on the disk (an ``fsync`` of the store's write-ahe
   SqliteRepository`: an ``fsync`` of its WAL file, which never touches the connection);
 - the mailbox sets ``closes_concurrently = True``: its ``close()`` may run while a new
   session of the same folder is read (:class:`~asm_email_rules.adapters.maildir.
-  MaildirMailbox`: its deletions are unlinks of files the next session no longer lists as
-  new work). IMAP and POP3 do not: a second POP3 session finds the maildrop locked, and an
-  IMAP session would see the messages flagged ``\\Deleted`` and not yet expunged as
-  leftovers of a crash.
+  MaildirMailbox`: unlinks; :class:`~asm_email_rules.adapters.imap.ImapMailbox`: ``UID
+  STORE`` and ``UID EXPUNGE`` on its own connection). The next session may still see those
+  messages (listed, or marked ``\\Deleted`` and not yet expunged); the polling service skips
+  every key it has handled in the pass. POP3 does not: a second session finds the maildrop
+  locked until the first one's QUIT.
 
 A store without ``detached_sync`` is synced on the caller's thread, and only the mailbox's
 close overlaps. Until a session's end has finished, the replies that session recorded are

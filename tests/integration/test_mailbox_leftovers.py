@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import imaplib
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email import policy
@@ -185,6 +186,44 @@ def test_without_uidplus_expunge_runs_only_when_no_other_message_is_marked(
     assert (report.expunged, report.duplicates) == (3, 0)
     assert report.processed == 1  # the person's message, unmarked, is new mail
     assert dovecot.messages(user) == []
+
+
+class SlowToExpunge(ImapMailbox):
+    """A session whose end is slow between marking and expunging (a slow server): the next
+    session, read meanwhile, finds its messages marked ``\\Deleted`` and not yet expunged."""
+
+    def close(self) -> None:
+        if self._imap is not None:
+            self._flag_deleted()
+            threading.Event().wait(0.3)
+        super().close()
+
+
+def test_a_session_ending_behind_the_next_is_not_taken_for_a_dead_one(
+    dovecot: Dovecot, store: SqliteRepository
+) -> None:
+    # The end of a session (sync, then mark and expunge) runs while the next session is read
+    # (asm_email_rules.session_end). Its marks are not a dead session's leftovers: the next
+    # session must neither fetch them again nor expunge them itself; each is acted on once.
+    user = dovecot.new_user()
+    for number in range(1, 8):
+        dovecot.append(user, new_call(number))
+    system = SystemSettings(max_send_attempts=2)
+    imap = AccountConfig(
+        name="helpdesk", protocol=MailProtocol.IMAP, mailbox=MAILBOX, max_messages_per_session=2
+    )
+    poller = PollingService(
+        Config(Path("unused.sqlite3"), system, None, (imap,)),
+        store,
+        RecordingMailer(),
+        lambda _: SlowToExpunge(imap_config(dovecot, user)),
+        now=lambda: NOW,
+    )
+    report = poller.poll_once()["helpdesk"]
+    assert (report.processed, report.duplicates, report.expunged) == (7, 0, 0)
+    assert report.sessions == 4
+    assert dovecot.messages(user) == []
+    assert scanner_calls(store) == 7
 
 
 class DeadSmtp:

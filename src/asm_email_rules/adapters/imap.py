@@ -22,7 +22,7 @@ import re
 import ssl
 from collections.abc import Callable, Collection, Iterator
 from contextlib import suppress
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -118,6 +118,12 @@ def _quoted(text: str) -> str:
 
 class ImapMailbox(ServerSession):
     """One IMAP folder as a :class:`~asm_email_rules.protocols.Mailbox`; connects on first use."""
+
+    closes_concurrently: ClassVar[bool] = True
+    """:meth:`close` (marking, expunging, logging out, on this session's own connection) may
+    run on another thread while a new session of the same folder is read
+    (:mod:`~asm_email_rules.session_end`): the polling service skips the keys it handled in
+    the pass, both when it lists and when it looks for a dead session's leftovers."""
 
     def __init__(self, config: ImapConfig) -> None:
         self.config = config
