@@ -783,6 +783,17 @@ class _SlowSync(_SyncWatcher):
             self.finished += 1
 
 
+def _one_message_sessions(desk: Desk, store: _SlowSync, mailer: RecordingMailer) -> PollingService:
+    """A service over ``store`` that reads the desk's Maildir one message per session."""
+    config = Config(
+        store=desk.tmp / "s",
+        system=desk.system,
+        smtp=None,
+        accounts=(account(desk.tmp / "Maildir", max_messages_per_session=1),),
+    )
+    return PollingService(config, store, mailer, desk.factory, now=lambda: NOW)  # type: ignore[arg-type]
+
+
 def test_a_reply_waits_until_its_session_end_made_it_durable(desk: Desk) -> None:
     # The session's end (sync, then unlinks) runs behind the next session; a reply recorded in
     # a session may go out only after that session's sync, or a power loss in between could
@@ -798,14 +809,7 @@ def test_a_reply_waits_until_its_session_end_made_it_durable(desk: Desk) -> None
 
     for n in range(1, 5):
         desk.deliver(make_raw(f"Request {n}", "uma@corp.example", "Help.", f"<r{n}@c.example>"))
-    config = Config(
-        store=desk.tmp / "s",
-        system=desk.system,
-        smtp=None,
-        accounts=(account(desk.tmp / "Maildir", max_messages_per_session=1),),
-    )
-    service = PollingService(config, store, Watching(), desk.factory, now=lambda: NOW)  # type: ignore[arg-type]
-    report = service.poll_once()["helpdesk"]
+    report = _one_message_sessions(desk, store, Watching()).poll_once()["helpdesk"]
     assert (report.processed, report.sessions, desk.waiting()) == (4, 4, 0)
     # The n-th message was read in the n-th session and its reply is the n-th sent (the
     # outbox's order): it went out after the n-th sync finished, not before.
@@ -821,14 +825,7 @@ def test_a_failed_sync_behind_the_next_session_keeps_both_sessions_mail(desk: De
     store = _SlowSync(desk.store, events, fail_first=True)
     for n in range(1, 4):
         desk.deliver(make_raw(f"Request {n}", "uma@corp.example", "Help.", f"<f{n}@c.example>"))
-    config = Config(
-        store=desk.tmp / "s",
-        system=desk.system,
-        smtp=None,
-        accounts=(account(desk.tmp / "Maildir", max_messages_per_session=1),),
-    )
-    service = PollingService(config, store, desk.mailer, desk.factory, now=lambda: NOW)  # type: ignore[arg-type]
-    report = service.poll_once()["helpdesk"]
+    report = _one_message_sessions(desk, store, desk.mailer).poll_once()["helpdesk"]
     assert (report.processed, report.errors) == (2, 1)
     assert "disk gone" in report.last_error
     assert desk.waiting() == 3
