@@ -834,6 +834,136 @@ def test_a_failed_sync_behind_the_next_session_keeps_both_sessions_mail(desk: De
     assert (again.duplicates, again.processed, desk.waiting()) == (2, 1, 0)
 
 
+def _service_over(
+    desk: Desk, store: Any, mailer: Any, factory: Any, *, per_session: int = 1, **system: Any
+) -> PollingService:
+    """A service over ``store`` and ``factory`` reading ``per_session`` messages a session."""
+    config = Config(
+        store=desk.tmp / "s",
+        system=attrs.evolve(desk.system, **system),
+        smtp=None,
+        accounts=(account(desk.tmp / "Maildir", max_messages_per_session=per_session),),
+    )
+    return PollingService(config, store, mailer, factory, now=lambda: NOW)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["sync-ok", "sync-fails"])
+def test_a_mailbox_that_cannot_open_for_the_next_session_does_not_release_the_replies_early(
+    desk: Desk, fail: bool
+) -> None:
+    # Session 1 ends behind session 2 (its sync takes 50 ms; ``fail``: and fails); session 2's
+    # mailbox cannot even be opened (mailbox_factory raises MailboxError: the Maildir cannot be
+    # created, say). _work then sends the replies due at once, without waiting for session 1's
+    # end: session 1's reply must not go out before its sync finished (invariant 2), nor at
+    # all when that sync failed (invariant 3).
+    events: list[str] = []
+    store = _SlowSync(desk.store, events, fail_first=fail)
+    for n in range(1, 3):
+        desk.deliver(make_raw(f"Request {n}", "uma@corp.example", "Help.", f"<o{n}@c.example>"))
+    opened: list[int] = []
+    synced_before: list[int] = []
+
+    class Watching(RecordingMailer):
+        def send(self, message: Any, **kwargs: Any) -> None:
+            synced_before.append(store.finished)
+            super().send(message, **kwargs)
+
+    def factory(acct: AccountConfig) -> Mailbox:
+        opened.append(1)
+        if len(opened) == 2:
+            raise MailboxError("Maildir: cannot open: no space left on device")
+        return desk.factory(acct)
+
+    report = _service_over(desk, store, Watching(), factory).poll_once()["helpdesk"]
+    assert report.processed == 1
+    if fail:
+        assert "failed" in events  # session 1's sync did fail
+        assert desk.waiting() == 2  # session 1 was abandoned: kept
+        assert synced_before == []  # ... and its reply, whose record may be lost, not sent
+    else:
+        assert desk.waiting() == 1
+        assert synced_before == [1]  # main: [0], sent while session 1's sync still ran
+
+
+def test_a_session_failing_after_a_failed_sync_behind_it_keeps_its_mail_and_replies(
+    desk: Desk,
+) -> None:
+    # Session 1 (4 messages) ends behind session 2 and its sync fails. Session 2 handles one
+    # message, then the mailbox fails three times in a row (MailboxError is raised). Nothing
+    # recorded after the failed sync may leave the mailbox, and no reply of either session
+    # may be sent (invariant 3).
+    events: list[str] = []
+    store = _SlowSync(desk.store, events, fail_first=True)
+    for n in range(1, 9):
+        desk.deliver(make_raw(f"Request {n}", "uma@corp.example", "Help.", f"<b{n}@c.example>"))
+    opened: list[int] = []
+
+    class Breaking(MaildirMailbox):
+        fetched = 0
+
+        def fetch(self, key: str) -> bytes:
+            self.fetched += 1
+            if self.fetched > 1:
+                raise MailboxError("Maildir: cannot read: I/O error")
+            return super().fetch(key)
+
+    def factory(acct: AccountConfig) -> Mailbox:
+        opened.append(1)
+        assert acct.path is not None
+        return Breaking(acct.path) if len(opened) == 2 else MaildirMailbox(acct.path)
+
+    report = _service_over(desk, store, desk.mailer, factory, per_session=4).poll_once()[
+        "helpdesk"
+    ]
+    assert report.processed == 5
+    assert "failed" in events
+    assert desk.waiting() == 8  # on main: 7, the 5th message was unlinked after the failure
+    assert desk.mailer.sent == []
+
+
+def test_the_outcomes_of_replies_sent_at_the_last_session_end_are_made_durable(
+    desk: Desk,
+) -> None:
+    # replies_in_flight=0: the pump sends on the poller's thread. Session 1 records a reply;
+    # session 2 (the last: a duplicate, no reply) ends behind and its pump round sends and
+    # records session 1's reply with sync=False, "made durable ... after the last session".
+    # Here the SMTP exchange outlasts the fsync of session 2's end (the usual case): no sync
+    # starts after the SENT record, so a power loss would forget it and resend the reply.
+    events: list[str] = []
+    second_sync_done = threading.Event()
+
+    class Watched(_SyncWatcher):
+        syncs = 0
+
+        def sync(self) -> None:
+            self._events.append("sync")
+            self._store.sync()
+            Watched.syncs += 1
+            if Watched.syncs >= 2:
+                second_sync_done.set()
+
+        def finish_reply(self, *args: Any, **kwargs: Any) -> Any:
+            self._events.append("recorded")
+            return self._store.finish_reply(*args, **kwargs)
+
+    class SlowSmtp(RecordingMailer):
+        def send(self, message: Any, **kwargs: Any) -> None:
+            second_sync_done.wait(2)
+            super().send(message, **kwargs)
+
+    raw = make_raw("Request", "uma@corp.example", "Help.", "<d1@c.example>")
+    desk.deliver(raw, raw)
+    mailer = SlowSmtp()
+    report = _service_over(
+        desk, Watched(desk.store, events), mailer, desk.factory, replies_in_flight=0
+    ).poll_once()["helpdesk"]
+    assert (report.processed, report.duplicates, desk.waiting()) == (1, 1, 0)
+    assert len(mailer.sent) == 1
+    assert "recorded" in events
+    last_record = len(events) - 1 - events[::-1].index("recorded")
+    assert "sync" in events[last_record:], events  # main: ['sync', 'sync', 'recorded']
+
+
 def test_a_file_store_commits_lazily_and_syncs_on_demand(tmp_path: Path) -> None:
     store = SqliteRepository(tmp_path / "lazy.sqlite3")
     assert store._one("PRAGMA synchronous")[0] == 1  # NORMAL
