@@ -606,8 +606,6 @@ class PollingService:
                 more, failed = False, False
                 try:
                     more = self._session(account, seen, counts, stop, pump, behind)
-                    if not more and not self._settle(account, counts, behind):
-                        return False  # the last session is not durable: its replies wait
                 except (StoreUnavailableError, MailboxError, OSError) as exc:
                     self._our_failure(account, counts, exc)
                     if isinstance(exc, StoreUnavailableError):
@@ -619,10 +617,12 @@ class PollingService:
                     self._account_error(account, counts, exc)
                     return False  # the store refused, or the lease is gone: no sending either
                 if failed or not more:
+                    if not self._settled(account, counts, behind):
+                        return False  # the last session is not durable: its replies wait
                     return self._send_replies(account, counts, stop, pump) and not failed
             return False
         finally:
-            self._settle_quietly(account, counts, behind)
+            self._settled(account, counts, behind)
             if pump is not None:
                 pump.close()
                 counts.add_replies(pump.take_report())
@@ -941,9 +941,16 @@ class PollingService:
         session is durable, its replies (and any others due) are offered to the pump. Where
         the store and the mailbox allow it (:mod:`~asm_email_rules.session_end`) the
         session's end (sync, then deletions) is left running in ``behind`` while the next
-        session is read, and that next session waits for it before it ends in turn.
+        session is read, and that next session waits for it before it ends in turn, or
+        before it raises. Whenever the end behind was not durable, this session is abandoned
+        (nothing deleted) and _NotDurableError raised, so nothing of either is sent.
         """
-        mailbox = self.mailbox_factory(account)
+        try:
+            mailbox = self.mailbox_factory(account)
+        except Exception as exc:
+            if not self._settled(account, counts, behind):
+                raise _NotDurableError("the store could not be made durable") from exc
+            raise
         counts.sessions += 1
         failures = 0
         handled = 0
@@ -978,14 +985,15 @@ class PollingService:
                     )
                     if failures >= _MAX_MAILBOX_ERRORS:
                         raise
-        except BaseException:
-            self._settle_quietly(account, counts, behind)
-            self._end_session(account, mailbox, counts)
+        except BaseException as exc:
+            self._end_failed_session(account, mailbox, counts, behind, exc)
             raise
         if behind is not None and closes_concurrently(mailbox):
             self._end_behind(account, mailbox, counts, pump, behind, recorded)
             return left_over
-        self._settle_quietly(account, counts, behind)
+        if not self._settled(account, counts, behind):
+            abandon(mailbox)
+            raise _NotDurableError("the store could not be made durable")
         if not self._end_session(account, mailbox, counts):
             raise _NotDurableError("the store could not be made durable")
         if pump is not None:
@@ -1002,29 +1010,35 @@ class PollingService:
         recorded: set[str],
     ) -> None:
         """End a session whose mailbox closes concurrently: wait for the previous session's
-        end, leave this session's end running, then offer the pump the replies made durable
-        (not this session's, ``recorded``, unless the store was synced here).
-
-        The outcomes the pump records now are made durable with the next session's end (or
-        after the last session); a failure of the previous end abandons this session too.
+        end, offer the pump the replies made durable (not this session's, ``recorded``, unless
+        the store was synced here), then leave this session's end running: its sync covers
+        the outcomes the pump has recorded so far. A failure of the previous end abandons this
+        session too (_NotDurableError).
         """
-        try:
-            durable = self._settle(account, counts, behind)
-        except BaseException:
-            abandon(mailbox)
-            raise
-        if not durable:
+        if not self._settled(account, counts, behind):
             abandon(mailbox)  # recorded after a failed sync: keep its messages too
             raise _NotDurableError("the store could not be made durable")
         sync = detached_sync(self.repository)
-        if sync is None:  # only this thread may sync this store: now, then close behind
-            if not self._sync_here(account, counts):
-                abandon(mailbox)
-                raise _NotDurableError("the store could not be made durable")
-            recorded = set()
-        behind.running = SessionEnd(sync, mailbox)
-        if pump is not None:
-            self._pump_round(account, pump, counts, wait=False, hold_back=recorded, sync=False)
+        try:
+            if sync is None:  # only this thread may sync this store: now, then close behind
+                if not self._sync_here(account, counts):
+                    abandon(mailbox)
+                    raise _NotDurableError("the store could not be made durable")
+                recorded = set()
+            if pump is not None:
+                self._pump_round(
+                    account, pump, counts, wait=False, hold_back=recorded, sync=sync is None
+                )
+        except _NotDurableError:
+            raise
+        except BaseException:
+            self._end_session(account, mailbox, counts)  # the store refused the pump: end here
+            raise
+        try:
+            behind.running = SessionEnd(sync, mailbox)
+        except RuntimeError:  # no thread to be had: end the session here instead
+            if not self._account_end(account, counts, end_session(sync, mailbox)):
+                raise _NotDurableError("the store could not be made durable") from None
 
     @staticmethod
     def _sync_of(repository: object) -> Callable[[], None] | None:
@@ -1041,22 +1055,44 @@ class PollingService:
             return self._account_end(account, counts, EndOutcome(sync_error=exc))
         return True
 
-    def _settle(self, account: AccountConfig, counts: _Counts, behind: _Behind | None) -> bool:
+    def _settled(self, account: AccountConfig, counts: _Counts, behind: _Behind | None) -> bool:
         """Wait for the session end left running behind (if any), count and log how it went;
-        True when its records are durable (or there was none)."""
-        if behind is None or behind.running is None:
+        True when its records are durable (or there was none). An end that failed in a way it
+        was not meant to counts as one error and as not durable; nothing but a BaseException
+        (KeyboardInterrupt) escapes, and then the end is still waited for by the next call."""
+        running = None if behind is None else behind.running
+        if behind is None or running is None:
             return True
-        running, behind.running = behind.running, None
-        return self._account_end(account, counts, running.wait())
-
-    def _settle_quietly(
-        self, account: AccountConfig, counts: _Counts, behind: _Behind | None
-    ) -> None:
-        """:meth:`_settle` where a failure is already on its way up: counted and logged only."""
         try:
-            self._settle(account, counts, behind)
-        except Exception:
+            outcome = running.wait()
+        except Exception as exc:
+            behind.running = None
+            counts.errors += 1
+            counts.last_error = f"a session's end failed: {exc}"
             log.exception("a session's end failed", extra={"account": account.name})
+            return False
+        behind.running = None
+        return self._account_end(account, counts, outcome)
+
+    def _end_failed_session(
+        self,
+        account: AccountConfig,
+        mailbox: Mailbox,
+        counts: _Counts,
+        behind: _Behind | None,
+        exc: BaseException,
+    ) -> None:
+        """End a session that raised ``exc``: after the end behind it (if any) was waited for,
+        synced and closed here; abandoned when that end or this sync was not durable, and then
+        _NotDurableError raised (from ``exc``, which was an Exception) so that nothing is
+        sent; a BaseException (KeyboardInterrupt) goes on up either way."""
+        if self._settled(account, counts, behind):
+            if self._end_session(account, mailbox, counts):
+                return
+        else:
+            abandon(mailbox)
+        if isinstance(exc, Exception):
+            raise _NotDurableError("the store could not be made durable") from exc
 
     def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> bool:
         """Make the store durable, then let the mailbox's deletions take effect (close).

@@ -783,15 +783,17 @@ class _SlowSync(_SyncWatcher):
             self.finished += 1
 
 
-def _one_message_sessions(desk: Desk, store: _SlowSync, mailer: RecordingMailer) -> PollingService:
-    """A service over ``store`` that reads the desk's Maildir one message per session."""
+def _service_over(
+    desk: Desk, store: Any, mailer: Any, factory: Any, *, per_session: int = 1, **system: Any
+) -> PollingService:
+    """A service over ``store`` and ``factory`` reading ``per_session`` messages a session."""
     config = Config(
         store=desk.tmp / "s",
-        system=desk.system,
+        system=attrs.evolve(desk.system, **system),
         smtp=None,
-        accounts=(account(desk.tmp / "Maildir", max_messages_per_session=1),),
+        accounts=(account(desk.tmp / "Maildir", max_messages_per_session=per_session),),
     )
-    return PollingService(config, store, mailer, desk.factory, now=lambda: NOW)  # type: ignore[arg-type]
+    return PollingService(config, store, mailer, factory, now=lambda: NOW)
 
 
 def test_a_reply_waits_until_its_session_end_made_it_durable(desk: Desk) -> None:
@@ -809,7 +811,7 @@ def test_a_reply_waits_until_its_session_end_made_it_durable(desk: Desk) -> None
 
     for n in range(1, 5):
         desk.deliver(make_raw(f"Request {n}", "uma@corp.example", "Help.", f"<r{n}@c.example>"))
-    report = _one_message_sessions(desk, store, Watching()).poll_once()["helpdesk"]
+    report = _service_over(desk, store, Watching(), desk.factory).poll_once()["helpdesk"]
     assert (report.processed, report.sessions, desk.waiting()) == (4, 4, 0)
     # The n-th message was read in the n-th session and its reply is the n-th sent (the
     # outbox's order): it went out after the n-th sync finished, not before.
@@ -825,26 +827,13 @@ def test_a_failed_sync_behind_the_next_session_keeps_both_sessions_mail(desk: De
     store = _SlowSync(desk.store, events, fail_first=True)
     for n in range(1, 4):
         desk.deliver(make_raw(f"Request {n}", "uma@corp.example", "Help.", f"<f{n}@c.example>"))
-    report = _one_message_sessions(desk, store, desk.mailer).poll_once()["helpdesk"]
+    report = _service_over(desk, store, desk.mailer, desk.factory).poll_once()["helpdesk"]
     assert (report.processed, report.errors) == (2, 1)
     assert "disk gone" in report.last_error
     assert desk.waiting() == 3
     assert desk.mailer.sent == []
     again = desk.service().poll_once()["helpdesk"]
     assert (again.duplicates, again.processed, desk.waiting()) == (2, 1, 0)
-
-
-def _service_over(
-    desk: Desk, store: Any, mailer: Any, factory: Any, *, per_session: int = 1, **system: Any
-) -> PollingService:
-    """A service over ``store`` and ``factory`` reading ``per_session`` messages a session."""
-    config = Config(
-        store=desk.tmp / "s",
-        system=attrs.evolve(desk.system, **system),
-        smtp=None,
-        accounts=(account(desk.tmp / "Maildir", max_messages_per_session=per_session),),
-    )
-    return PollingService(config, store, mailer, factory, now=lambda: NOW)
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["sync-ok", "sync-fails"])
@@ -912,9 +901,7 @@ def test_a_session_failing_after_a_failed_sync_behind_it_keeps_its_mail_and_repl
         assert acct.path is not None
         return Breaking(acct.path) if len(opened) == 2 else MaildirMailbox(acct.path)
 
-    report = _service_over(desk, store, desk.mailer, factory, per_session=4).poll_once()[
-        "helpdesk"
-    ]
+    report = _service_over(desk, store, desk.mailer, factory, per_session=4).poll_once()["helpdesk"]
     assert report.processed == 5
     assert "failed" in events
     assert desk.waiting() == 8  # on main: 7, the 5th message was unlinked after the failure
