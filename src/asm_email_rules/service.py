@@ -24,6 +24,7 @@ import time
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import attrs
 
@@ -256,6 +257,16 @@ class _RetryLaterError(Exception):
 
 class _NotDurableError(Exception):
     """The store could not be synced at the end of a session (already counted and logged)."""
+
+
+_NOT_DURABLE = "the store could not be made durable"
+
+
+def _give_up(mailbox: Mailbox) -> NoReturn:
+    """Abandon a session whose records may not be durable (nothing is deleted) and say so:
+    _NotDurableError, on which nothing of the pass is sent."""
+    abandon(mailbox)
+    raise _NotDurableError(_NOT_DURABLE)
 
 
 class _Behind:
@@ -736,8 +747,8 @@ class PollingService:
     def _sync_outbox(self) -> None:
         """Make the recorded send outcomes durable (a store that commits lazily syncs here), so
         a power loss does not forget that the server accepted a reply and resend it."""
-        sync = getattr(self.repository, "sync", None)
-        if callable(sync):
+        sync = self._sync_of(self.repository)
+        if sync is not None:
             sync()
 
     # -- the account lease ----------------------------------------------------------------------
@@ -949,7 +960,7 @@ class PollingService:
             mailbox = self.mailbox_factory(account)
         except Exception as exc:
             if not self._settled(account, counts, behind):
-                raise _NotDurableError("the store could not be made durable") from exc
+                raise _NotDurableError(_NOT_DURABLE) from exc
             raise
         counts.sessions += 1
         failures = 0
@@ -992,10 +1003,9 @@ class PollingService:
             self._end_behind(account, mailbox, counts, pump, behind, recorded)
             return left_over
         if not self._settled(account, counts, behind):
-            abandon(mailbox)
-            raise _NotDurableError("the store could not be made durable")
+            _give_up(mailbox)
         if not self._end_session(account, mailbox, counts):
-            raise _NotDurableError("the store could not be made durable")
+            raise _NotDurableError(_NOT_DURABLE)
         if pump is not None:
             self._pump_round(account, pump, counts, wait=False)
         return left_over
@@ -1016,14 +1026,12 @@ class PollingService:
         session too (_NotDurableError).
         """
         if not self._settled(account, counts, behind):
-            abandon(mailbox)  # recorded after a failed sync: keep its messages too
-            raise _NotDurableError("the store could not be made durable")
+            _give_up(mailbox)  # recorded after a failed sync: keep its messages too
         sync = detached_sync(self.repository)
         try:
             if sync is None:  # only this thread may sync this store: now, then close behind
                 if not self._sync_here(account, counts):
-                    abandon(mailbox)
-                    raise _NotDurableError("the store could not be made durable")
+                    _give_up(mailbox)
                 recorded = set()
             if pump is not None:
                 self._pump_round(
@@ -1038,7 +1046,7 @@ class PollingService:
             behind.running = SessionEnd(sync, mailbox)
         except RuntimeError:  # no thread to be had: end the session here instead
             if not self._account_end(account, counts, end_session(sync, mailbox)):
-                raise _NotDurableError("the store could not be made durable") from None
+                raise _NotDurableError(_NOT_DURABLE) from None
 
     @staticmethod
     def _sync_of(repository: object) -> Callable[[], None] | None:
@@ -1092,7 +1100,7 @@ class PollingService:
         else:
             abandon(mailbox)
         if isinstance(exc, Exception):
-            raise _NotDurableError("the store could not be made durable") from exc
+            raise _NotDurableError(_NOT_DURABLE) from exc
 
     def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> bool:
         """Make the store durable, then let the mailbox's deletions take effect (close).

@@ -74,13 +74,7 @@ def end_session(sync: Callable[[], None] | None, mailbox: Mailbox) -> EndOutcome
         try:
             sync()
         except RepositoryError as exc:
-            abort = getattr(mailbox, "abort", None)
-            if callable(abort):
-                with contextlib.suppress(MailboxError):
-                    abort()
-            else:  # it has no other end: its deletions take effect (as they always did)
-                with contextlib.suppress(MailboxError):
-                    mailbox.close()
+            abandon(mailbox)
             return EndOutcome(sync_error=exc)
     try:
         mailbox.close()
