@@ -380,9 +380,15 @@ class Mailbox(Protocol):
     old name (with a DeprecationWarning), and the bundled mailboxes still answer to it.
 
     Optional, looked up by name: ``abort()`` ends a session without its deletions (used when
-    the store could not be made durable), and ``closes_concurrently = True`` says that
+    the store could not be made durable), ``closes_concurrently = True`` says that
     :meth:`close` may run on another thread while a new session of the same mailbox is read
-    (:mod:`~asm_email_rules.session_end`).
+    (:mod:`~asm_email_rules.session_end`), and ``bounded_listing = True`` says two things
+    that keep the polling service's memory within a session's worth of keys however large the
+    backlog: ``list_keys(limit=N, skip=keys)`` (keyword-only, both optional) lists only the
+    ``N`` oldest keys not in ``keys``; and a key deleted or quarantined in a session whose
+    :meth:`close` returned without error is never listed again, so the service stops
+    remembering it (:class:`~asm_email_rules.adapters.maildir.MaildirMailbox`). A mailbox
+    without it is listed whole with ``list_keys()``, as before.
     """
 
     def list_keys(self) -> Iterator[str]:

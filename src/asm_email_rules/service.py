@@ -16,15 +16,17 @@ a mailbox that cannot move mail (POP3) skips it from then on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import logging
 import secrets
 import threading
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Container, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import NoReturn, Protocol, cast
 
 import attrs
 
@@ -204,9 +206,46 @@ def _outbox_order(entry: OutboxEntry) -> tuple[datetime, datetime, str]:
     return entry.next_attempt_at, entry.queued_at, entry.reply.message_id
 
 
-def _list_keys(mailbox: Mailbox) -> Iterator[str]:
+class _BoundedListing(Protocol):
+    """A mailbox with ``bounded_listing = True`` (:class:`~asm_email_rules.protocols.Mailbox`)."""
+
+    def list_keys(self, *, limit: int | None = None, skip: Container[str] = ()) -> Iterator[str]:
+        """Its ``limit`` oldest keys not in ``skip``, oldest first."""
+        ...
+
+
+def _bounded(mailbox: Mailbox) -> bool:
+    """True when ``mailbox`` says it lists in bounded memory and forgets what it deleted
+    (``bounded_listing``, :class:`~asm_email_rules.protocols.Mailbox`)."""
+    return getattr(mailbox, "bounded_listing", False) is True
+
+
+@functools.cache
+def _takes_limit(kind: type) -> bool:
+    """True when ``kind.list_keys`` takes ``limit`` and ``skip`` (a subclass of a bounded
+    mailbox may have overridden it with the plain ``list_keys()``)."""
+    method = getattr(kind, "list_keys", None)
+    if not callable(method):
+        return False
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return "limit" in parameters and "skip" in parameters
+
+
+def _list_keys(
+    mailbox: Mailbox, *, limit: int | None = None, skip: Container[str] = ()
+) -> Iterator[str]:
     """``mailbox.list_keys()``; a host mailbox written before the rename may only have
-    ``list_ids``: it still works, with a DeprecationWarning."""
+    ``list_ids``: it still works, with a DeprecationWarning.
+
+    ``limit`` and ``skip`` go to a mailbox with ``bounded_listing`` (its ``limit`` oldest keys
+    not in ``skip``: a session's worth of keys in memory, not the folder's); any other lists
+    every key, and the caller skips and stops itself.
+    """
+    if limit is not None and _bounded(mailbox) and _takes_limit(type(mailbox)):
+        return cast(_BoundedListing, mailbox).list_keys(limit=limit, skip=skip)
     if not hasattr(mailbox, "list_keys") and hasattr(mailbox, "list_ids"):
         warnings.warn(
             f"{type(mailbox).__name__}.list_ids() is deprecated: name it list_keys() "
@@ -269,11 +308,31 @@ def _give_up(mailbox: Mailbox) -> NoReturn:
     raise _NotDurableError(_NOT_DURABLE)
 
 
+@attrs.define
+class _Leaving:
+    """The keys a session of a ``bounded_listing`` mailbox deleted or quarantined: dropped from
+    the pass's ``seen`` keys once the session's end has closed the mailbox without error, since
+    such a mailbox lists them no more. So ``seen`` holds the keys kept in the mailbox (to retry,
+    or failing) and those of the two sessions whose ends may still run, not every key of the
+    pass; a key whose file may still be listed is never dropped."""
+
+    seen: set[str]
+    keys: set[str] = attrs.Factory(set)
+
+    def ended(self, outcome: EndOutcome) -> None:
+        """The session's end went as ``outcome`` says: forget its keys if they are gone."""
+        if outcome.durable and outcome.close_error is None:
+            self.seen.difference_update(self.keys)
+        self.keys = set()
+
+
 class _Behind:
-    """The end of the previous session, still running on a worker thread (at most one)."""
+    """The end of the previous session, still running on a worker thread (at most one), and
+    the keys it removes (None: keep them in ``seen``)."""
 
     def __init__(self) -> None:
         self.running: SessionEnd | None = None
+        self.leaving: _Leaving | None = None
 
 
 class _LeaseLostError(Exception):
@@ -389,8 +448,10 @@ class PollingService:
         counts: _Counts,
         pump: ReplyPump | None = None,
         recorded: set[str] | None = None,
-    ) -> None:
+    ) -> bool:
         """Fetch, process and dispose of one message; raises only MailboxError or store outage.
+        True when the message was deleted or quarantined (it leaves the mailbox at the latest
+        when the session closes), False when it was kept to retry.
 
         The ``pump`` steps between these (it records what its worker sent and gives it the
         next reply): the sooner a reply the server accepted is recorded, the fewer a crash
@@ -402,16 +463,17 @@ class PollingService:
         sha256 = hashlib.sha256(raw).hexdigest()
         message = _InHand(account, mailbox, key, sha256, raw, counts, started)
         if self._quarantined_before(message):
-            return
+            return True
         if pump is not None:
             pump.step()
         result = self._process(message, raw)
         if pump is not None:
             pump.step()
-        if result is not None:
-            if recorded is not None:
-                recorded.update(result.outgoing)
-            self._dispose(message, result)
+        if result is None:
+            return True  # set aside: quarantined
+        if recorded is not None:
+            recorded.update(result.outgoing)
+        return self._dispose(message, result)
 
     def _quarantined_before(self, message: _InHand) -> bool:
         """Set aside again, without processing, a message the ledger says was quarantined."""
@@ -494,8 +556,9 @@ class PollingService:
             )
         message.mailbox.quarantine(message.key, reason)
 
-    def _dispose(self, message: _InHand, result: ProcessResult) -> None:
-        """Delete, keep (retry) or quarantine a processed message, as its result says."""
+    def _dispose(self, message: _InHand, result: ProcessResult) -> bool:
+        """Delete, keep (retry) or quarantine a processed message, as its result says; False
+        when it is kept."""
         account, counts = message.account, message.counts
         self._store_failures.pop((account.name, message.sha256), None)
         message_id = result.email.message_id or ""
@@ -532,6 +595,7 @@ class PollingService:
         troubled = result.reply_status is ReplyStatus.FAILED or noteworthy
         troubled = troubled or result.disposition is not Disposition.DELETE
         self._log(message, logging.WARNING if troubled else logging.INFO)
+        return result.disposition is not Disposition.RETRY
 
     @staticmethod
     def _note_suppression(message: _InHand, result: ProcessResult) -> bool:
@@ -967,10 +1031,12 @@ class PollingService:
         handled = 0
         left_over = False
         recorded: set[str] = set()  # the Message-IDs of the mails this session put in the outbox
+        leaving = _Leaving(seen) if _bounded(mailbox) else None
+        limit = account.max_messages_per_session + 1  # one more: are any left over?
         try:
             if isinstance(mailbox, ExpungingMailbox):
                 self._expunge_leftovers(account, mailbox, counts, seen)
-            for key in _list_keys(mailbox):
+            for key in _list_keys(mailbox, limit=limit, skip=seen):
                 if key in seen:
                     continue
                 if stop is not None and stop.is_set():
@@ -983,7 +1049,9 @@ class PollingService:
                 seen.add(key)
                 handled += 1
                 try:
-                    self._handle(account, mailbox, key, counts, pump, recorded)
+                    removed = self._handle(account, mailbox, key, counts, pump, recorded)
+                    if removed and leaving is not None:
+                        leaving.keys.add(key)
                     failures = 0
                 except MailboxError as exc:
                     failures += 1
@@ -1000,11 +1068,11 @@ class PollingService:
             self._end_failed_session(account, mailbox, counts, behind, exc)
             raise
         if behind is not None and closes_concurrently(mailbox):
-            self._end_behind(account, mailbox, counts, pump, behind, recorded)
+            self._end_behind(account, mailbox, counts, pump, behind, recorded, leaving)
             return left_over
         if not self._settled(account, counts, behind):
             _give_up(mailbox)
-        if not self._end_session(account, mailbox, counts):
+        if not self._end_session(account, mailbox, counts, leaving):
             raise _NotDurableError(_NOT_DURABLE)
         if pump is not None:
             self._pump_round(account, pump, counts, wait=False)
@@ -1018,6 +1086,7 @@ class PollingService:
         pump: ReplyPump | None,
         behind: _Behind,
         recorded: set[str],
+        leaving: _Leaving | None = None,
     ) -> None:
         """End a session whose mailbox closes concurrently: wait for the previous session's
         end, offer the pump the replies made durable (not this session's, ``recorded``, unless
@@ -1044,8 +1113,12 @@ class PollingService:
             raise
         try:
             behind.running = SessionEnd(sync, mailbox)
+            behind.leaving = leaving
         except RuntimeError:  # no thread to be had: end the session here instead
-            if not self._account_end(account, counts, end_session(sync, mailbox)):
+            outcome = end_session(sync, mailbox)
+            if leaving is not None:
+                leaving.ended(outcome)
+            if not self._account_end(account, counts, outcome):
                 raise _NotDurableError(_NOT_DURABLE) from None
 
     @staticmethod
@@ -1074,12 +1147,14 @@ class PollingService:
         try:
             outcome = running.wait()
         except Exception as exc:
-            behind.running = None
+            behind.running, behind.leaving = None, None
             counts.errors += 1
             counts.last_error = f"a session's end failed: {exc}"
             log.exception("a session's end failed", extra={"account": account.name})
             return False
-        behind.running = None
+        if behind.leaving is not None:
+            behind.leaving.ended(outcome)
+        behind.running, behind.leaving = None, None
         return self._account_end(account, counts, outcome)
 
     def _end_failed_session(
@@ -1102,7 +1177,13 @@ class PollingService:
         if isinstance(exc, Exception):
             raise _NotDurableError(_NOT_DURABLE) from exc
 
-    def _end_session(self, account: AccountConfig, mailbox: Mailbox, counts: _Counts) -> bool:
+    def _end_session(
+        self,
+        account: AccountConfig,
+        mailbox: Mailbox,
+        counts: _Counts,
+        leaving: _Leaving | None = None,
+    ) -> bool:
         """Make the store durable, then let the mailbox's deletions take effect (close).
 
         A store that commits lazily (SQLite in WAL mode with ``synchronous=NORMAL``) is synced
@@ -1113,6 +1194,8 @@ class PollingService:
         lost, the messages would be processed again, with new replies).
         """
         outcome = end_session(self._sync_of(self.repository), mailbox)
+        if leaving is not None:
+            leaving.ended(outcome)
         return self._account_end(account, counts, outcome)
 
     def _account_end(self, account: AccountConfig, counts: _Counts, outcome: EndOutcome) -> bool:

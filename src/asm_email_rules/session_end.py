@@ -16,8 +16,9 @@ Both steps are mostly waiting on the disk (an ``fsync`` of the store's write-ahe
   MaildirMailbox`: unlinks; :class:`~asm_email_rules.adapters.imap.ImapMailbox`: ``UID
   STORE`` and ``UID EXPUNGE`` on its own connection). The next session may still see those
   messages (listed, or marked ``\\Deleted`` and not yet expunged); the polling service skips
-  every key it has handled in the pass. POP3 does not: a second session finds the maildrop
-  locked until the first one's QUIT.
+  every key it has handled in the pass (for a mailbox with ``bounded_listing``: until the
+  end that removes it has closed the mailbox without error). POP3 does not: a second session
+  finds the maildrop locked until the first one's QUIT.
 
 A store without ``detached_sync`` is synced on the caller's thread, and only the mailbox's
 close overlaps. Until a session's end has finished, the replies that session recorded are

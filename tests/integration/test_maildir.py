@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import mailbox
+import random
+import tracemalloc
 from collections.abc import Callable
 from email import policy
 from email.parser import BytesParser
@@ -141,3 +143,103 @@ def test_a_maildir_with_only_new_is_completed_and_read(tmp_path: Path) -> None:
     assert [box.fetch(key) for key in box.list_keys()] == [b"Subject: a\n\nfirst\n"]
     assert (root / "cur").is_dir()
     assert (root / "tmp").is_dir()
+
+
+# -- the polling service's listing: a session's worth of keys (issue 14) ----------------------
+
+
+def _deliver_names(root: Path, names: list[str]) -> None:
+    """Tiny message files under ``root`` (``sub/name``), as a mail server leaves them."""
+    for sub in ("new", "cur", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (root / name).write_bytes(b"Subject: x\n\nx\n")
+
+
+def _mixed_names(rng: random.Random, count: int) -> list[str]:
+    """Delivery names of several writers in random order: seconds, an unpadded or padded
+    microsecond field, a Q counter or none, in ``new`` or (with flags) in ``cur``."""
+    names = []
+    for n in range(count):
+        seconds = 1_700_000_000 + rng.randrange(5)
+        micro = rng.randrange(1_000_000)
+        field = f"M{micro}" if rng.random() < 0.5 else f"M{micro:06d}"
+        counter = f"Q{rng.randrange(9)}" if rng.random() < 0.5 else ""
+        key = f"{seconds}.{field}P{n}{counter}.host{n}"
+        names.append(f"cur/{key}:2,S" if rng.random() < 0.4 else f"new/{key}")
+    rng.shuffle(names)
+    return names
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_limited_listing_is_the_oldest_keys_of_the_full_one_but_the_skipped(
+    tmp_path: Path, seed: int
+) -> None:
+    # The polling service asks for its session's worth (limit) without the keys it handled
+    # earlier in the pass (skip): the same keys, in the same delivery order, as the full
+    # listing with those left out and cut at the limit.
+    rng = random.Random(seed)
+    root = tmp_path / "Maildir"
+    _deliver_names(root, _mixed_names(rng, 80))
+    box = MaildirMailbox(root)
+    full = list(box.list_keys())
+    assert len(full) == 80
+    skip = set(rng.sample(full, 25))
+    rest = [key for key in full if key not in skip]
+    for limit in (1, 2, 7, 54, 55, 56, 200):
+        assert list(box.list_keys(limit=limit, skip=skip)) == rest[:limit], limit
+        assert list(box.list_keys(limit=limit)) == full[:limit], limit
+    assert list(box.list_keys(limit=0)) == []
+
+
+def test_a_limited_listing_serves_fetch_delete_and_quarantine(tmp_path: Path) -> None:
+    box = MaildirMailbox(tmp_path / "Maildir")
+    keys = [box.add(f"Subject: {n}\n\nbody {n}\n".encode()) for n in range(6)]
+    assert list(box.list_keys(limit=3, skip={keys[0]})) == keys[1:4]
+    assert box.fetch(keys[1]) == b"Subject: 1\n\nbody 1\n"
+    box.delete(keys[1])
+    box.quarantine(keys[2], "why")
+    assert list(box.list_keys(limit=3)) == [keys[0], keys[3], keys[4]]  # deleted: hidden
+    box.close()
+    assert list(MaildirMailbox(tmp_path / "Maildir").list_keys()) == [keys[0], *keys[3:]]
+
+
+def test_a_key_found_in_new_and_in_cur_is_listed_once_and_deleted_whole(tmp_path: Path) -> None:
+    # A mail program moves new/K to cur/K:2,S while we scan, or a copy was left in both: the
+    # key takes one place in the session's limit, and deleting it removes every file of it, so
+    # no copy is listed again after the session closed.
+    root = tmp_path / "Maildir"
+    twice, later = "1700000001.M1P1.host", "1700000002.M1P1.host"
+    _deliver_names(root, [f"new/{twice}", f"cur/{twice}:2,S", f"new/{later}"])
+    box = MaildirMailbox(root)
+    assert list(box.list_keys(limit=2)) == [twice, later]
+    box.delete(twice)
+    box.close()
+    assert list(MaildirMailbox(root).list_keys()) == [later]
+
+
+def test_a_limited_listing_holds_a_sessions_worth_of_names_whatever_the_folder(
+    tmp_path: Path,
+) -> None:
+    # Issue 14, "peak memory at most 3x the largest message": a backlog of 10,000 messages
+    # must not cost the service 10,000 file names per session. The full listing holds them
+    # all (a few MB here); the polling service's listing (101 keys) holds 101 at a time.
+    root = tmp_path / "Maildir"
+    _deliver_names(
+        root, [f"new/{1_700_000_000 + n // 1000}.M{n:06d}P1Q{n}.h" for n in range(10_000)]
+    )
+    box = MaildirMailbox(root)
+
+    def peak(list_them: Callable[[], list[str]]) -> tuple[int, list[str]]:
+        tracemalloc.start()
+        try:
+            keys = list_them()
+            return tracemalloc.get_traced_memory()[1], keys
+        finally:
+            tracemalloc.stop()
+
+    full_peak, full = peak(lambda: list(box.list_keys()))
+    limited_peak, limited = peak(lambda: list(box.list_keys(limit=101, skip=set(full[:50]))))
+    assert limited == full[50:151]
+    assert full_peak > 2_000_000
+    assert limited_peak < 200_000, limited_peak

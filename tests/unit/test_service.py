@@ -38,6 +38,7 @@ from asm_email_rules.model import (
 )
 from asm_email_rules.protocols import Mailbox
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
+from asm_email_rules.send import Disposition
 from asm_email_rules.service import PollingService
 from asm_email_rules.settings import SystemSettings
 
@@ -1108,3 +1109,144 @@ def test_a_mailer_raising_a_base_exception_on_the_pump_thread_defers_the_reply(
     [entry] = desk.store.list_replies()
     assert entry.status is ReplyStatus.PENDING
     assert "SystemExit" in entry.last_error
+
+
+# --------------------------------------------------------------------------------------------
+# a backlog of many sessions: each session lists its own worth, the pass remembers little
+# (issue 14: peak memory at most 3x the largest message, whatever the folder holds)
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class _Listings:
+    """What the sessions of a pass listed and fetched: per listing, the limit asked for, the
+    keys skipped (handled earlier in the pass) and the keys listed."""
+
+    listed: list[tuple[int | None, int, int]] = attrs.Factory(list)
+    fetched: list[str] = attrs.Factory(list)
+
+
+class _SpyMaildir(MaildirMailbox):
+    def __init__(self, path: Path, seen: _Listings) -> None:
+        super().__init__(path)
+        self._seen = seen
+
+    def list_keys(self, *, limit: int | None = None, skip: Any = ()) -> Iterator[str]:
+        keys = list(super().list_keys(limit=limit, skip=skip))
+        self._seen.listed.append((limit, len(skip), len(keys)))
+        return iter(keys)
+
+    def fetch(self, key: str) -> bytes:
+        self._seen.fetched.append(key)
+        return super().fetch(key)
+
+
+class _ClosingHere(_SpyMaildir):
+    closes_concurrently = False  # each session ends before the next one is opened
+
+
+def _requests(count: int, tag: str) -> list[bytes]:
+    return [
+        make_raw(f"Request {n}", "uma@corp.example", f"Help {n}.", f"<{tag}{n}@c.example>")
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("spy", [_SpyMaildir, _ClosingHere], ids=["end-behind", "end-here"])
+def test_a_backlog_of_many_sessions_is_handled_once_each_listing_a_sessions_worth(
+    desk: Desk, spy: type[_SpyMaildir]
+) -> None:
+    # 20 messages, 3 a session: every one handled once, in 7 sessions; each session lists at
+    # most 4 keys (3 and one to tell whether any are left over), and skips only the keys of
+    # the session whose end may still be unlinking them (3), not every key of the pass.
+    keys = desk.deliver(*_requests(20, "b"))
+    seen = _Listings()
+    service = _service_over(
+        desk, desk.store, desk.mailer, lambda a: spy(a.path, seen), per_session=3
+    )
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.sessions, report.errors, desk.waiting()) == (20, 7, 0, 0)
+    assert seen.fetched == keys  # each once, oldest first
+    assert [limit for limit, _, _ in seen.listed] == [4] * 7
+    assert [listed for _, _, listed in seen.listed] == [4, 4, 4, 4, 4, 4, 2]
+    most_skipped = 3 if spy is _SpyMaildir else 0
+    assert max(skipped for _, skipped, _ in seen.listed) == most_skipped
+    assert len(desk.mailer.sent) == 20
+
+
+@pytest.mark.parametrize("why", ["quarantine-fails", "retry"])
+def test_a_message_left_in_the_folder_is_skipped_for_the_rest_of_the_pass(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, why: str
+) -> None:
+    # A message that could not be moved aside, or that its result keeps to retry, stays in
+    # the Maildir: however many sessions follow, the pass does not handle it again (the next
+    # pass does, through the ledger).
+    class NoQuarantine(_SpyMaildir):
+        def quarantine(self, key: str, reason: str) -> None:
+            raise MailboxError("Maildir: cannot create folder .Quarantine: read-only")
+
+    if why == "retry":
+        from asm_email_rules import service as service_module
+
+        def process(raw: bytes, *args: Any, **kwargs: Any) -> Any:
+            result = real_process(raw, *args, **kwargs)
+            if b"<kept@c.example>" in raw:
+                return attrs.evolve(result, disposition=Disposition.RETRY)
+            return result
+
+        real_process = service_module.process
+        monkeypatch.setattr(service_module, "process", process)
+        stuck = desk.deliver(make_raw("Keep me", "uma@corp.example", "Later.", "<kept@c.example>"))
+    else:
+        stuck = desk.deliver(GARBAGE)
+    keys = stuck + desk.deliver(*_requests(8, "q"))
+    seen = _Listings()
+    factory = lambda a: NoQuarantine(a.path, seen)  # noqa: E731
+    report = _service_over(desk, desk.store, desk.mailer, factory, per_session=2).poll_once()
+    assert report["helpdesk"].processed == 8 + (why == "retry")
+    assert seen.fetched == keys
+    assert all(skipped >= 1 for _, skipped, _ in seen.listed[1:])  # the stuck one, each time
+    assert list(desk.maildir.list_keys()) == stuck
+
+
+def test_the_keys_of_a_session_whose_deletions_failed_stay_skipped_in_the_pass(
+    desk: Desk,
+) -> None:
+    # The first session's close cannot unlink its two messages (an I/O error): they are
+    # still in the folder, so the later sessions of the pass must not handle them again.
+    class FailingFirstClose(_SpyMaildir):
+        sessions = 0
+
+        def __init__(self, path: Path, seen: _Listings) -> None:
+            super().__init__(path, seen)
+            FailingFirstClose.sessions += 1
+            self.number = FailingFirstClose.sessions
+
+        def close(self) -> None:
+            if self.number == 1:
+                self.abort()
+                raise MailboxError("Maildir: cannot delete: I/O error")
+            super().close()
+
+    keys = desk.deliver(*_requests(6, "c"))
+    seen = _Listings()
+    factory = lambda a: FailingFirstClose(a.path, seen)  # noqa: E731
+    report = _service_over(desk, desk.store, desk.mailer, factory, per_session=2).poll_once()
+    assert (report["helpdesk"].processed, report["helpdesk"].errors) == (6, 1)
+    assert seen.fetched == keys
+    assert list(desk.maildir.list_keys()) == keys[:2]
+    again = desk.service().poll_once()["helpdesk"]
+    assert (again.duplicates, again.processed, desk.waiting()) == (2, 0, 0)
+
+
+def test_a_maildir_subclass_listing_the_old_way_is_still_polled(desk: Desk) -> None:
+    # A host's MaildirMailbox subclass whose list_keys() takes no limit: the service lists
+    # everything, as before, and still handles each message once, a session at a time.
+    class OldWay(MaildirMailbox):
+        def list_keys(self) -> Iterator[str]:  # type: ignore[override]
+            return super().list_keys()
+
+    desk.deliver(*_requests(5, "o"))
+    service = _service_over(desk, desk.store, desk.mailer, lambda a: OldWay(a.path), per_session=2)
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.sessions, desk.waiting()) == (5, 3, 0)

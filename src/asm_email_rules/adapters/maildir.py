@@ -10,13 +10,15 @@ duplicate, never a loss.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import logging
 import mailbox
 import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -62,6 +64,58 @@ def _order(key: str) -> tuple[int, int, int, str]:
     return (int(match.group(1)), int(micro), int(counter.group(1)) if counter else 0, key)
 
 
+class _Files:
+    """File names by key from one scan of ``new`` and ``cur``: ``names`` the one found last,
+    ``earlier`` any found before it (the same key twice: a file moved from ``new`` to ``cur``
+    while the scan ran, or a copy), so that a deletion removes every file of the key."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.earlier: dict[str, list[str]] = {}
+
+    def add(self, key: str, name: str) -> None:
+        if key in self.names:
+            self.earlier.setdefault(key, []).append(self.names[key])
+        self.names[key] = name
+
+    def drop(self, key: str) -> None:
+        del self.names[key]
+        self.earlier.pop(key, None)
+
+
+class _Newest:
+    """A key in :func:`_oldest`'s heap, which keeps the newest of the keys kept on top."""
+
+    __slots__ = ("key", "order")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.order = _order(key)
+
+    def __lt__(self, other: _Newest) -> bool:
+        return self.order > other.order
+
+
+def _oldest(found: Iterable[tuple[str, str]], limit: int | None) -> _Files:
+    """The files of the ``limit`` oldest keys (:func:`_order`) among the ``(key, file name)``
+    pairs ``found`` (None: of every key); a key found twice counts once. Holds the names of
+    ``limit`` keys at most: one pass over ``found``, ``O(n log limit)``."""
+    files = _Files()
+    heap: list[_Newest] = []  # the keys kept, the newest first
+    for key, name in found:
+        if key in files.names or limit is None:
+            files.add(key, name)
+        elif len(files.names) < limit:
+            files.add(key, name)
+            heapq.heappush(heap, _Newest(key))
+        elif heap:
+            candidate = _Newest(key)
+            if heap[0] < candidate:  # older than the newest kept: it takes its place
+                files.drop(heapq.heapreplace(heap, candidate).key)
+                files.add(key, name)
+    return files
+
+
 class _Maildir(mailbox.Maildir):
     """:class:`mailbox.Maildir` writing unique names with a zero-padded microsecond field.
 
@@ -94,12 +148,20 @@ class MaildirMailbox(KeyedMailbox):
     """:meth:`close` (unlinking the deleted messages' files) may run on another thread while
     a new session of the same folder is read (:mod:`~asm_email_rules.session_end`): that
     session may still list the files being unlinked, and the polling service skips them, as
-    it skips every key it has handled in the pass."""
+    it skips every key it has handled in the pass that may still be listed."""
+
+    bounded_listing: ClassVar[bool] = True
+    """:meth:`list_keys` takes ``limit`` and ``skip``, so the polling service's session holds
+    a session's worth of file names, not the folder's; and a key deleted or quarantined in a
+    session whose :meth:`close` returned without error is never listed again (each of its
+    files found by the listing is unlinked: a quarantine at once, a deletion on close), so
+    the service forgets it (:class:`~asm_email_rules.protocols.Mailbox`)."""
 
     def __init__(self, path: str | Path, quarantine_folder: str = ".Quarantine") -> None:
         self.path = Path(path)
         self.quarantine_folder = quarantine_folder
         self._files: dict[str, str] = {}  # key -> file under path, from the last listing
+        self._earlier: dict[str, list[str]] = {}  # key -> other files of it in that listing
         self._deleted: set[str] = set()  # hidden now, unlinked on close()
         try:
             if self.path.is_dir():
@@ -123,25 +185,39 @@ class MaildirMailbox(KeyedMailbox):
     ) -> None:
         self.close()
 
-    def list_keys(self) -> Iterator[str]:
-        """Keys of the messages in ``new`` and ``cur``, oldest delivery first.
+    def list_keys(self, *, limit: int | None = None, skip: Container[str] = ()) -> Iterator[str]:
+        """Keys of the messages in ``new`` and ``cur``, oldest delivery first (:func:`_order`).
 
         One directory scan (no per-file ``stat``), so a session costs the same whatever the
         backlog; the file names found serve :meth:`fetch` and :meth:`delete` until the next
-        listing.
+        listing. ``limit``: only the ``limit`` oldest keys, chosen as the scan goes, so the
+        listing holds ``limit`` file names however many the folder has (the polling service
+        asks for one session's worth, :attr:`bounded_listing`); None lists every key.
+        ``skip``: keys not to list (the polling service's keys handled earlier in the pass;
+        checked once per file). Raises MailboxError when a folder cannot be read.
         """
-        files: dict[str, str] = {}
-        try:
+        deleted = _Files()  # this session's deletions: their files, for close()
+
+        def found() -> Iterator[tuple[str, str]]:
             for sub in ("new", "cur"):
                 with os.scandir(self.path / sub) as entries:
                     for entry in entries:
                         if entry.name.startswith(".") or entry.is_dir():
                             continue
-                        files[entry.name.split(":", 1)[0]] = f"{sub}/{entry.name}"
+                        key = entry.name.split(":", 1)[0]
+                        if key in self._deleted:
+                            deleted.add(key, f"{sub}/{entry.name}")
+                        elif key not in skip:
+                            yield key, f"{sub}/{entry.name}"
+
+        try:
+            files = _oldest(found(), limit)
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot list: {exc}") from exc
-        self._files = files
-        return iter(sorted((key for key in files if key not in self._deleted), key=_order))
+        keys = sorted(files.names, key=_order)
+        self._files = files.names | deleted.names
+        self._earlier = files.earlier | deleted.earlier
+        return iter(keys)
 
     def _read(self, key: str) -> bytes:
         name = self._files.get(key)
@@ -172,6 +248,10 @@ class MaildirMailbox(KeyedMailbox):
         self._deleted.add(key)
 
     def _unlink(self, key: str) -> None:
+        for earlier in self._earlier.get(key, ()):  # the same key found twice in the listing
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path / earlier)
+        self._earlier.pop(key, None)
         name = self._files.get(key)
         if name is not None:
             try:
