@@ -159,6 +159,7 @@ class MaildirMailbox(KeyedMailbox):
 
     def __init__(self, path: str | Path, quarantine_folder: str = ".Quarantine") -> None:
         self.path = Path(path)
+        self._root = os.fspath(self.path)
         self.quarantine_folder = quarantine_folder
         self._files: dict[str, str] = {}  # key -> file under path, from the last listing
         self._earlier: dict[str, list[str]] = {}  # key -> other files of it in that listing
@@ -219,11 +220,17 @@ class MaildirMailbox(KeyedMailbox):
         self._earlier = files.earlier | deleted.earlier
         return iter(keys)
 
+    def _file(self, name: str) -> str:
+        """The path of the message file ``name`` (``new/...`` or ``cur/...``), as text: a
+        :class:`~pathlib.Path` per message would intern every file name (Python 3.11's
+        pathlib), and the interned-string table grows by a megabyte over a backlog."""
+        return os.path.join(self._root, name)
+
     def _read(self, key: str) -> bytes:
         name = self._files.get(key)
         if name is not None:
             try:
-                with open(self.path / name, "rb") as handle:
+                with open(self._file(name), "rb") as handle:
                     return handle.read()
             except FileNotFoundError:
                 pass  # moved (new -> cur) or gone since the listing: ask the Maildir
@@ -250,12 +257,12 @@ class MaildirMailbox(KeyedMailbox):
     def _unlink(self, key: str) -> None:
         for earlier in self._earlier.get(key, ()):  # the same key found twice in the listing
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path / earlier)
+                os.unlink(self._file(earlier))
         self._earlier.pop(key, None)
         name = self._files.get(key)
         if name is not None:
             try:
-                os.unlink(self.path / name)
+                os.unlink(self._file(name))
                 return
             except FileNotFoundError:
                 pass  # moved since the listing: let the Maildir find it
