@@ -8,6 +8,7 @@ sentence, the actions, the complete reply and the reasons. Both are plain frozen
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from datetime import datetime
@@ -40,6 +41,7 @@ __all__ = ["Decision", "Facts", "Outcome", "Reply", "for_operators"]
 _DESIGN_NOTE = re.compile(r"\(DESIGN 4b?(?: / issue \d+)?\)|DESIGN 4b?(?: / issue \d+)?:")
 
 
+@functools.lru_cache(maxsize=512)
 def for_operators(spec: str) -> str:
     """A row's spec text as operators read it: the project's own rules, marked ``DESIGN 4:``
     in the tables for developers (a design document operators do not have), are marked
@@ -213,44 +215,7 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: mail kind, command, person case, actions, reply and reasons."""
-        return {
-            "rule": self.rule,
-            "spec": for_operators(self.spec),
-            "outcome": self.outcome.value,
-            "mail_kind": self.mail_kind.value,
-            "status_class": self.status_class,
-            "discard_reason": self.discard_reason or None,
-            "command": {
-                "kind": self.command.kind.value,
-                "number": self.command.number,
-                "source": self.command.source.value,
-                "matched": self.command.matched,
-                "ignored": list(self.command.ignored),
-            },
-            "person_case": self.person_case.value,
-            "person_id": self.person_id,
-            "actions": [_action_dict(action) for action in self.actions],
-            "reply": None
-            if self.reply is None
-            else {
-                "to": self.reply.to,
-                "subject": self.reply.subject,
-                "body": self.reply.body,
-                "template": self.reply.template_id,
-            },
-            "reply_suppressed": self.reply_suppressed or None,
-            "notifications": [
-                {
-                    "to": item.to,
-                    "subject": item.subject,
-                    "body": item.body,
-                    "template": item.template_id,
-                }
-                for item in self.notifications
-            ],
-            "reasons": list(self.reasons),
-            "conditions": {name: _jsonable(value) for name, value in self.conditions},
-        }
+        return self._as_dict(texts=True)
 
     def to_json(self) -> str:
         """The decision as one JSON object."""
@@ -265,16 +230,36 @@ class Decision:
         keep their recipient, subject and template but not their body, which becomes
         ``{"chars": n}`` too (each mail is stored whole in the outbox: the reply with this
         ledger entry, a notification with its own, and a notification quotes the message).
+        The texts are measured, never copied into the dict: this runs once per message.
         """
-        data = self.to_dict()
-        for action in data["actions"]:
-            for name in _STORED_TEXT:
-                if isinstance(action.get(name), str):
-                    action[name] = {"chars": len(action[name])}
-        for mail in (data["reply"], *data["notifications"]):
-            if mail is not None:
-                mail["body"] = {"chars": len(mail["body"])}
-        return json.dumps(data, ensure_ascii=False, sort_keys=True)
+        return json.dumps(self._as_dict(texts=False), ensure_ascii=False, sort_keys=True)
+
+    def _as_dict(self, *, texts: bool) -> dict[str, Any]:
+        """:meth:`to_dict`, with the stored texts as ``{"chars": n}`` unless ``texts``."""
+        command = self.command
+        return {
+            "rule": self.rule,
+            "spec": for_operators(self.spec),
+            "outcome": self.outcome.value,
+            "mail_kind": self.mail_kind.value,
+            "status_class": self.status_class,
+            "discard_reason": self.discard_reason or None,
+            "command": {
+                "kind": command.kind.value,
+                "number": command.number,
+                "source": command.source.value,
+                "matched": command.matched,
+                "ignored": list(command.ignored),
+            },
+            "person_case": self.person_case.value,
+            "person_id": self.person_id,
+            "actions": [_action_dict(action, texts) for action in self.actions],
+            "reply": None if self.reply is None else _mail_dict(self.reply, texts),
+            "reply_suppressed": self.reply_suppressed or None,
+            "notifications": [_mail_dict(item, texts) for item in self.notifications],
+            "reasons": list(self.reasons),
+            "conditions": {name: _jsonable(value) for name, value in self.conditions},
+        }
 
     def explain(self) -> str:
         """A short human explanation: the rule, its spec sentence, the actions, the complete
@@ -306,6 +291,8 @@ class Decision:
 
 
 def _jsonable(value: object) -> object:
+    if value is None or isinstance(value, str | bool | int):
+        return value  # most conditions: no conversion
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, EntityRef):
@@ -317,13 +304,43 @@ def _jsonable(value: object) -> object:
     return value
 
 
-_STORED_TEXT = ("description", "text")
+_STORED_TEXT = frozenset({"description", "text"})
 """Action fields that carry the message's text into a record (call, history entry, note)."""
 
 
-def _action_dict(action: Action) -> dict[str, object]:
-    fields = attrs.asdict(action, recurse=False)
-    return {"kind": action.kind, **{name: _jsonable(value) for name, value in fields.items()}}
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+"""The attrs field names of each action class met so far, in order."""
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    """The attrs field names of an action class, in order (looked up once per class)."""
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(field.name for field in attrs.fields(kind))
+    return names
+
+
+def _action_dict(action: Action, texts: bool = True) -> dict[str, object]:
+    """An action as JSON: its kind and fields; without ``texts``, a stored text's length."""
+    found: dict[str, object] = {"kind": action.kind}
+    for name in _field_names(type(action)):
+        value = getattr(action, name)
+        if not texts and name in _STORED_TEXT and isinstance(value, str):
+            found[name] = {"chars": len(value)}
+        else:
+            found[name] = _jsonable(value)
+    return found
+
+
+def _mail_dict(mail: Reply, texts: bool) -> dict[str, object]:
+    """The reply or a notification as JSON; without ``texts``, the body's length."""
+    body = mail.body
+    return {
+        "to": mail.to,
+        "subject": mail.subject,
+        "body": body if texts else {"chars": len(body)},
+        "template": mail.template_id,
+    }
 
 
 def _describe(action: Action) -> str:

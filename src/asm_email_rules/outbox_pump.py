@@ -135,13 +135,31 @@ class ReplyPump:
 
     def step(self) -> None:
         """Record the attempts the worker has finished, then claim more (up to ``depth`` in
-        flight) while ``keep_going()`` says so. Never waits for the mailer; with ``depth=0``
-        it sends everything offered instead (:meth:`drain`)."""
+        flight) while ``keep_going()`` says so, all in one unit of work of the store (one
+        commit where there were two or more); the new claims reach the worker only once it
+        committed. Never waits for the mailer; with ``depth=0`` it sends everything offered
+        instead (:meth:`drain`)."""
         if not self._depth:
             self.drain()
             return
-        self._collect(block=False)
-        self._top_up()
+        ready = self._done.qsize()  # more may finish meanwhile: the next step records them
+        room = self._depth - self._in_flight + ready
+        claims = 0 if self.stopped_early else min(len(self._feed), max(room, 0))
+        if ready + claims < 2:  # nothing to share a commit with: as it comes
+            self._collect(block=False)
+            self._top_up()
+            return
+        outcomes: list[SendOutcome] = []
+        claimed: list[OutboxEntry] = []
+        try:  # call outside any transaction of the store: the claims must be committed here
+            with self._repository.transaction():
+                self._collect(block=False, into=outcomes)
+                self._claim_more(claimed)
+        except BaseException:
+            self._unclaim(claimed)  # rolled back: still PENDING, offered again next pass
+            raise
+        self._report(outcomes)
+        self._hand_over(claimed)
 
     def drain(self) -> None:
         """Send everything offered: claim, wait for the worker, record, until the feed is empty
@@ -189,6 +207,16 @@ class ReplyPump:
         self.close()
 
     def _top_up(self) -> None:
+        """Claim more and hand them over, each claim its own unit of work (:meth:`drain`)."""
+        claimed: list[OutboxEntry] = []
+        try:
+            self._claim_more(claimed)
+        finally:
+            self._hand_over(claimed)
+
+    def _claim_more(self, claimed: list[OutboxEntry]) -> None:
+        """Claim offered replies, in order, until ``depth`` are in flight; each claimed entry
+        is appended to ``claimed`` (and counted in flight) as soon as the store gave it."""
         while self._feed and self._in_flight < max(self._depth, 1):
             if self.stopped_early or not self.keep_going():
                 return
@@ -198,37 +226,61 @@ class ReplyPump:
                 self._known.discard(key)  # sent, failed or claimed by another since offered
                 continue
             self._in_flight += 1
-            if not self._depth:  # no worker: attempt here, the record follows in _collect
+            claimed.append(entry)
+
+    def _unclaim(self, claimed: list[OutboxEntry]) -> None:
+        """Forget claims the store rolled back: not in flight, no longer offered."""
+        for entry in claimed:
+            self._in_flight -= 1
+            self._known.discard(entry.reply.message_id)
+        claimed.clear()
+
+    def _hand_over(self, claimed: list[OutboxEntry]) -> None:
+        """Give claimed replies to the worker, in order (with ``depth=0``: attempt them here;
+        the record follows in :meth:`_collect`)."""
+        for entry in claimed:
+            if not self._depth:
                 self._done.put(_Attempt(entry, attempt(self._mailer, entry)))
                 continue
             self._start_worker()
             self._todo.put(entry)
 
-    def _collect(self, *, block: bool) -> None:
-        """Record finished attempts: all that are ready, or (``block``) at least one."""
-        while self._in_flight:
-            try:
-                done = self._done.get(block=block)
-            except queue.Empty:
-                return
-            block = False
-            self._in_flight -= 1
-            self._known.discard(done.entry.reply.message_id)
-            if not done.tried:
-                self.unattempted.append(done.entry)
-                continue
-            outcome = record_attempt(
-                done.entry,
-                done.error,
-                self._repository,
-                self._system,
-                owner=self._owner,
-                clock=self._clock,
-            )
-            self._outcomes.append(outcome)
-            self.recorded += 1
-            if outcome.result is SendResult.DEFERRED:
-                self.stopped_early = True
+    def _collect(self, *, block: bool, into: list[SendOutcome] | None = None) -> None:
+        """Record finished attempts: all that are ready, or (``block``) at least one. Their
+        outcomes are reported at once, or appended to ``into`` for the caller to report
+        once its unit of work committed."""
+        outcomes: list[SendOutcome] = [] if into is None else into
+        try:
+            while self._in_flight:
+                try:
+                    done = self._done.get(block=block)
+                except queue.Empty:
+                    return
+                block = False
+                self._in_flight -= 1
+                self._known.discard(done.entry.reply.message_id)
+                if not done.tried:
+                    self.unattempted.append(done.entry)
+                    continue
+                outcome = record_attempt(
+                    done.entry,
+                    done.error,
+                    self._repository,
+                    self._system,
+                    owner=self._owner,
+                    clock=self._clock,
+                )
+                outcomes.append(outcome)
+                if outcome.result is SendResult.DEFERRED:
+                    self.stopped_early = True  # the server is likely down: claim no more
+        finally:
+            if into is None:
+                self._report(outcomes)
+
+    def _report(self, outcomes: list[SendOutcome]) -> None:
+        """Count recorded outcomes (for :meth:`take_report`)."""
+        self._outcomes.extend(outcomes)
+        self.recorded += len(outcomes)
 
     def _start_worker(self) -> None:
         if self._worker is None:

@@ -212,7 +212,12 @@ class Repository(Directory, Protocol):
 
     # -- writes (inside a transaction) --------------------------------------------------------
     def transaction(self) -> AbstractContextManager[None]:
-        """One unit of work: commits on normal exit, rolls everything back on an exception."""
+        """One unit of work: commits on normal exit, rolls everything back on an exception.
+
+        The library calls the write methods inside it, the outbox's too: the reply pump
+        records finished attempts (:meth:`finish_reply`) and claims the next replies
+        (:meth:`claim_reply`) in one unit of work, and hands a claim to its sender only once
+        the unit committed. A nested call joins the outer unit of work."""
         ...
 
     def create_person(self, email: str, name: str, *, is_user: bool) -> Person:

@@ -982,6 +982,9 @@ class _Context:
     facts: Facts
     mailbox: MailboxSettings
     system: SystemSettings
+    _history: list[tuple[str, tuple[str, ...]]] = attrs.field(
+        factory=list, init=False, eq=False, repr=False
+    )  # history_text's result, once computed (an update and its notification both use it)
 
     @property
     def author(self) -> str:
@@ -997,7 +1000,13 @@ class _Context:
         return number
 
     def history_text(self) -> tuple[str, tuple[str, ...]]:
-        """The text to add to a record: the reply part only when truncation applies."""
+        """The text to add to a record: the reply part only when truncation applies; with
+        the reasons. Computed once per decision."""
+        if not self._history:
+            self._history.append(self._cut_history())
+        return self._history[0]
+
+    def _cut_history(self) -> tuple[str, tuple[str, ...]]:
         body = self.facts.email.body
         if not (self.system.truncate_incoming_emails and self.facts.replies_to_us):
             return body, ()
