@@ -290,8 +290,12 @@ class Decision:
         return "\n".join(lines)
 
 
+_PLAIN = frozenset({str, bool, int, type(None)})
+"""Types JSON takes as they are (exactly these: a str or int enum still becomes its value)."""
+
+
 def _jsonable(value: object) -> object:
-    if value is None or isinstance(value, str | bool | int):
+    if type(value) in _PLAIN:
         return value  # most conditions: no conversion
     if isinstance(value, enum.Enum):
         return value.value

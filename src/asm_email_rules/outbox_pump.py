@@ -100,6 +100,7 @@ class ReplyPump:
         self._in_flight = 0
         self._todo: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Attempt] = queue.SimpleQueue()
+        self._again: deque[_Attempt] = deque()  # finished; their record was rolled back
         self._hold = threading.Event()  # set after a temporary failure: attempt nothing more
         self._worker: threading.Thread | None = None
         self._outcomes: list[SendOutcome] = []  # recorded since the last take_report()
@@ -142,7 +143,7 @@ class ReplyPump:
         if not self._depth:
             self.drain()
             return
-        ready = self._done.qsize()  # more may finish meanwhile: the next step records them
+        ready = self._done.qsize() + len(self._again)  # more may finish: recorded next step
         room = self._depth - self._in_flight + ready
         claims = 0 if self.stopped_early else min(len(self._feed), max(room, 0))
         if ready + claims < 2:  # nothing to share a commit with: as it comes
@@ -150,13 +151,15 @@ class ReplyPump:
             self._top_up()
             return
         outcomes: list[SendOutcome] = []
+        recorded: list[_Attempt] = []
         claimed: list[OutboxEntry] = []
         try:  # call outside any transaction of the store: the claims must be committed here
             with self._repository.transaction():
-                self._collect(block=False, into=outcomes)
+                self._collect(block=False, into=outcomes, recorded=recorded)
                 self._claim_more(claimed)
         except BaseException:
             self._unclaim(claimed)  # rolled back: still PENDING, offered again next pass
+            self._record_again(recorded)  # rolled back too: recorded by the next step or close
             raise
         self._report(outcomes)
         self._hand_over(claimed)
@@ -235,25 +238,55 @@ class ReplyPump:
             self._known.discard(entry.reply.message_id)
         claimed.clear()
 
+    def _record_again(self, recorded: list[_Attempt]) -> None:
+        """Put back, first in line, finished attempts whose records the store rolled back: the
+        server's answer to each is known, so it is recorded again, never sent again."""
+        for done in reversed(recorded):
+            self._again.appendleft(done)
+            self._in_flight += 1
+            self._known.add(done.entry.reply.message_id)
+        recorded.clear()
+
     def _hand_over(self, claimed: list[OutboxEntry]) -> None:
         """Give claimed replies to the worker, in order (with ``depth=0``: attempt them here;
-        the record follows in :meth:`_collect`)."""
-        for entry in claimed:
+        the record follows in :meth:`_collect`). Interrupted while attempting one here, that
+        one and those after it are no longer in flight: their claims expire, as after a
+        crash."""
+        for index, entry in enumerate(claimed):
             if not self._depth:
-                self._done.put(_Attempt(entry, attempt(self._mailer, entry)))
+                try:
+                    error = attempt(self._mailer, entry)
+                except BaseException:  # not an Exception (attempt() returns those): Ctrl-C
+                    self._unclaim(claimed[index:])
+                    raise
+                self._done.put(_Attempt(entry, error))
                 continue
             self._start_worker()
             self._todo.put(entry)
 
-    def _collect(self, *, block: bool, into: list[SendOutcome] | None = None) -> None:
+    def _next_done(self, block: bool) -> _Attempt:
+        """The next finished attempt: one to record again first, else the worker's next
+        (raises queue.Empty when none is ready and not ``block``)."""
+        if self._again:
+            return self._again.popleft()
+        return self._done.get(block=block)
+
+    def _collect(
+        self,
+        *,
+        block: bool,
+        into: list[SendOutcome] | None = None,
+        recorded: list[_Attempt] | None = None,
+    ) -> None:
         """Record finished attempts: all that are ready, or (``block``) at least one. Their
         outcomes are reported at once, or appended to ``into`` for the caller to report
-        once its unit of work committed."""
+        once its unit of work committed; each attempt recorded is appended to ``recorded``
+        (the caller records it again when that unit is rolled back)."""
         outcomes: list[SendOutcome] = [] if into is None else into
         try:
             while self._in_flight:
                 try:
-                    done = self._done.get(block=block)
+                    done = self._next_done(block)
                 except queue.Empty:
                     return
                 block = False
@@ -262,6 +295,8 @@ class ReplyPump:
                 if not done.tried:
                     self.unattempted.append(done.entry)
                     continue
+                if recorded is not None:
+                    recorded.append(done)  # before the record: a failing one is redone too
                 outcome = record_attempt(
                     done.entry,
                     done.error,

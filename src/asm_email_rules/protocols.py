@@ -63,7 +63,9 @@ class Directory(Protocol):
 @runtime_checkable
 class Repository(Directory, Protocol):
     """Everything the rules read and write. Writes happen only inside :meth:`transaction`,
-    except the outbox and lease writes, each of which is a small unit of work of its own.
+    except the outbox and lease writes, which must also work outside one (each then a small
+    unit of work of its own); the reply pump makes one unit of a step's records, claims and
+    lease renewal (:meth:`transaction`).
 
     Optional, looked up by name: ``sync()`` makes every commit so far durable against a power
     loss (a store that commits lazily; the polling service calls it before a session's
@@ -152,7 +154,7 @@ class Repository(Directory, Protocol):
         ``mailbox``'s when given. For operators (``asm-email-rules replies list``)."""
         ...
 
-    # -- reply outbox and leases: writes (each is atomic on its own) ---------------------------
+    # -- reply outbox and leases: writes (atomic alone, or joined to a transaction) ----------
     def claim_reply(
         self, reply_message_id: str, owner: str, now: datetime, until: datetime
     ) -> OutboxEntry | None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
+import pytest
 
 from asm_email_rules.classify import MailKind
 from asm_email_rules.model import (
@@ -83,6 +84,26 @@ def test_json_has_the_documented_keys() -> None:
         {"kind": "close_call", "number": 100, "by": "Uma User <uma@corp.example>"},
     ]
     assert data["reply"]["subject"] == "Call 100 has been closed [CALL#100]"
+
+
+def _plain(value: object) -> bool:
+    """Only what any serializer takes: dicts, lists, str, int, bool, None (no enum members)."""
+    if isinstance(value, dict):
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    return type(value) in (str, int, bool, type(None))
+
+
+@pytest.mark.parametrize(
+    ("subject", "sender"),
+    [("[MyCalls]", ALICE.email), ("[CLOSE#100]", UMA.email), ("Printer broken", UMA.email)],
+)
+def test_to_dict_holds_plain_values_only(subject: str, sender: str) -> None:
+    """A host may hand ``to_dict()`` to YAML or its own JSON encoder: every enum member
+    (mail kind, person case, a summary's kind) arrives as its value."""
+    decision = decide(facts(subject, sender, call=OPEN_CALL), MAILBOX, SYSTEM)
+    assert _plain(decision.to_dict())
 
 
 def test_explain_is_readable() -> None:

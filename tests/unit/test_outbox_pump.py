@@ -1,11 +1,17 @@
 """The reply pump's unit of work per step: what it records and what it claims commit together,
-and a claim reaches the worker only once committed (DESIGN 4, "Replies are an outbox": a
-sender sends only what it claimed)."""
+a claim reaches the worker only once committed, and a failure or a Ctrl-C never makes a reply
+go out twice nor the pump hang.
+
+DESIGN 4, "Replies are an outbox": a sender sends only what it claimed, and "the only duplicate
+left is a crash between the server's 250 and our commit; the resend carries the same
+Message-ID". A store failure in a step is not such a crash.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,13 +19,17 @@ from typing import Any
 
 import pytest
 
+from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
-from asm_email_rules.errors import RepositoryError, SendError
-from asm_email_rules.model import OutgoingEmail, ReplyStatus
+from asm_email_rules.errors import RepositoryError, SendError, StoreUnavailableError
+from asm_email_rules.model import OutboxEntry, OutgoingEmail, ReplyStatus
 from asm_email_rules.outbox_pump import ReplyPump
+from asm_email_rules.send import send_due
 from asm_email_rules.settings import SystemSettings
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+NOW = T0 + timedelta(minutes=1)
+SYSTEM = SystemSettings()
 
 
 def _reply(number: int) -> OutgoingEmail:
@@ -143,3 +153,131 @@ def test_a_deferral_recorded_in_a_step_stops_the_claims_of_that_step(
         entry = store.outbox_entry(_reply(number).message_id)
         assert entry is not None
         assert (entry.status, entry.claimed_by) == (ReplyStatus.PENDING, "")
+
+
+class ClaimFails:
+    """The store, except that ``claim_reply`` raises (the server went away, a lock timed out,
+    the disk is full) while ``fail`` is set."""
+
+    def __init__(self, store: SqliteRepository) -> None:
+        self.store = store
+        self.fail = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def claim_reply(
+        self, reply_message_id: str, owner: str, now: datetime, until: datetime
+    ) -> OutboxEntry | None:
+        if self.fail:
+            raise StoreUnavailableError("store: lock timeout while claiming a reply")
+        return self.store.claim_reply(reply_message_id, owner, now, until)
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the worker did not finish in 10 s"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("fault", ["claim", "lease renewal"])
+def test_a_store_failure_later_in_a_step_does_not_resend_what_the_server_accepted(
+    store: SqliteRepository, fault: str
+) -> None:
+    """Replies 1 and 2 are sent; the next step records both and then fails to claim reply 3
+    (or to renew the account's lease before that claim). Each reply still reaches its
+    recipient once: the records of 1 and 2 are made again (by close()), and a later pass
+    sends only 3, 4 and 5."""
+    failing, mailer = ClaimFails(store), Collecting()
+    renewal_fails = threading.Event()
+
+    def keep_going() -> bool:
+        if renewal_fails.is_set():
+            raise StoreUnavailableError("store: lock timeout while renewing the account lease")
+        return True
+
+    pump = ReplyPump(
+        failing, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, keep_going=keep_going
+    )
+    pump.offer(store.due_replies(NOW))
+    pump.step()  # claims 1 and 2; the worker sends both
+    _wait_for(lambda: len(mailer.sent) == 2)
+    _wait_for(lambda: pump._done.qsize() == 2)
+    if fault == "claim":
+        failing.fail = True
+    else:
+        renewal_fails.set()
+    with pytest.raises(StoreUnavailableError):
+        pump.step()  # records 1 and 2, then the store fails: all of it rolled back
+    pump.close()
+    assert mailer.sent == [_reply(1).message_id, _reply(2).message_id]
+
+    # The pass ended on the store's failure; a later pass (any claim long expired) sends
+    # what is still due.
+    later = NOW + timedelta(seconds=SYSTEM.lease_seconds + 60)
+    with ReplyPump(store, mailer, SYSTEM, owner="poller-2", clock=lambda: later) as again:
+        again.offer(store.due_replies(later))
+        again.drain()
+    assert mailer.sent == [_reply(n).message_id for n in range(1, 6)], (
+        "a reply the server accepted was sent again after an unrelated store failure"
+    )
+    for number in (1, 2):
+        entry = store.outbox_entry(_reply(number).message_id)
+        assert entry is not None
+        assert (entry.status, entry.attempts) == (ReplyStatus.SENT, 1)
+
+
+class CtrlCWhileSending:
+    """A mailer interrupted by Ctrl-C while it waits for the server's answer (the
+    KeyboardInterrupt comes out of the socket read, on the caller's thread with depth=0)."""
+
+    def send(self, message: OutgoingEmail) -> None:
+        raise KeyboardInterrupt
+
+
+def _in_memory() -> InMemoryRepository:
+    """Five pending replies in a store any thread may use (the test runs on one of its own)."""
+    store = InMemoryRepository()
+    for number in range(1, 6):
+        store.record_processed(
+            "box", f"<m{number}@example.com>", f"s{number}", "{}", _reply(number), T0
+        )
+    return store
+
+
+def _send_due(store: InMemoryRepository) -> None:
+    send_due(store, CtrlCWhileSending(), SYSTEM, owner="poller-1", clock=lambda: NOW)
+
+
+def _pump_step(store: InMemoryRepository) -> None:
+    with ReplyPump(
+        store, CtrlCWhileSending(), SYSTEM, owner="poller-1", clock=lambda: NOW, depth=0
+    ) as pump:
+        pump.offer(store.due_replies(NOW))
+        pump.step()
+
+
+@pytest.mark.parametrize("run", [_send_due, _pump_step], ids=["send_due", "step depth=0"])
+def test_ctrl_c_while_a_reply_is_sent_stops_at_once(
+    run: Callable[[InMemoryRepository], None],
+) -> None:
+    """Without a worker (``send_due``; the service with ``replies_in_flight = 0``) the
+    KeyboardInterrupt comes out within seconds instead of close() waiting for ever; the reply
+    it interrupted is still pending (claimed until the lease expires, then resent with its
+    Message-ID)."""
+    store = _in_memory()
+    raised: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run(store)
+        except BaseException as exc:  # what came out is the point
+            raised.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "Ctrl-C while sending a reply left close() waiting forever"
+    assert [type(exc) for exc in raised] == [KeyboardInterrupt]
+    assert [entry.status for entry in store.list_replies()] == [ReplyStatus.PENDING] * 5
