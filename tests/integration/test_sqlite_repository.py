@@ -97,6 +97,23 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
         assert _new_call(repo).number == call.number + 1
 
 
+@pytest.mark.parametrize(
+    "size", [0, 1, sqlite_adapter.BLOB_PIECE, 3 * sqlite_adapter.BLOB_PIECE + 17]
+)
+def test_an_attachment_of_any_size_comes_back_byte_for_byte(tmp_path: Path, size: int) -> None:
+    """Attachments are written into the file piece by piece (no second copy of a large one in
+    memory): every byte, in order, whatever the size, including an empty file."""
+    data = bytes((n * 7 + n // 251) % 256 for n in range(size))
+    attachment = Attachment("scan.bin", "application/octet-stream", data)
+    path = tmp_path / "helpdesk.db"
+    with SqliteRepository(path) as repo:
+        ref = EntityRef(EntityKind.CALL, _new_call(repo, "Scanner output").number)
+        with repo.transaction():
+            repo.attach(ref, attachment, "Unspecified", NOW)
+    with SqliteRepository(path) as repo:
+        assert repo.attachments(ref) == [attachment]
+
+
 def test_call_numbers_are_never_reused(tmp_path: Path) -> None:
     path = tmp_path / "helpdesk.db"
     with SqliteRepository(path) as repo:

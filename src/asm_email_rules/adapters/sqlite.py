@@ -57,6 +57,9 @@ from asm_email_rules.settings import CallTemplate
 __all__ = ["MIGRATIONS", "SqliteRepository", "reply_from_json", "reply_to_json"]
 
 
+BLOB_PIECE = 64 * 1024
+"""Bytes of an attachment written at a time (:meth:`SqliteRepository._write_blob`)."""
+
 WAL_CHECKPOINT_PAGES = 10_000
 """Pages the WAL may hold before a commit copies it back into the database file (4 KiB each)."""
 
@@ -471,6 +474,20 @@ class SqliteRepository(SqlRepository):
         finally:
             self._rollback()
 
+    def _write_blob(self, table: str, column: str, rowid: int, data: bytes) -> None:
+        """Fill a ``zeroblob`` cell with ``data`` in pieces (incremental blob I/O), so SQLite
+        never holds a copy of the whole value as a bound parameter would: a large attachment
+        costs its own size in memory once, not twice."""
+        if not data:
+            return
+        view = memoryview(data)
+        try:
+            with self._conn.blobopen(table, column, rowid) as blob:
+                for start in range(0, len(view), BLOB_PIECE):
+                    blob.write(view[start : start + BLOB_PIECE])
+        except sqlite3.Error as exc:
+            raise _store_error(self._path, "SQLite error", exc) from exc
+
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
             self._conn.executemany(sql, rows)
@@ -632,18 +649,21 @@ class SqliteRepository(SqlRepository):
                     ),
                 )
                 if attachment is not None:
+                    entry_id = cursor.lastrowid
+                    assert entry_id is not None, "an INSERT sets lastrowid"
                     self._execute(
                         "INSERT INTO attachments (entry_id, filename, content_type, data, inline,"
-                        " content_id) VALUES (?, ?, ?, ?, ?, ?)",
+                        " content_id) VALUES (?, ?, ?, zeroblob(?), ?, ?)",
                         (
-                            cursor.lastrowid,
+                            entry_id,
                             attachment.filename,
                             attachment.content_type,
-                            attachment.data,
+                            len(attachment.data),
                             attachment.inline,
                             attachment.content_id,
                         ),
                     )
+                    self._write_blob("attachments", "data", entry_id, attachment.data)
             return status
 
     def record_processed(
