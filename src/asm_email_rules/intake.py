@@ -43,7 +43,14 @@ from asm_email_rules.header_values import (
 from asm_email_rules.html_text import html_to_text
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 from asm_email_rules.ledger_key import ledger_sha256
-from asm_email_rules.mime_tree import MIME_HEADERS, MimePart, MimeReader, cut_lines, longest_line
+from asm_email_rules.mime_tree import (
+    MIME_HEADERS,
+    MimePart,
+    MimeReader,
+    cut_lines,
+    has_line_over,
+    longest_line,
+)
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
 
@@ -221,8 +228,8 @@ class _Intake(MimeReader):
                 len(raw),
                 "message over the size limit: headers kept, body and attachments dropped",
             )
-        if len(raw) > limits.max_line_length:
-            longest = longest_line(raw)
+        if has_line_over(raw, limits.max_line_length):
+            longest = longest_line(raw)  # the figure for the note; only for a message over
             if longest > limits.max_line_length:
                 self.cut_at = limits.max_line_length
                 self.violate(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from asm_email_rules.classify import Classification, classify
 from asm_email_rules.errors import MessageParseError
 from asm_email_rules.intake import decode_header_text, parse_message, parse_msg_ids
+from asm_email_rules.mime_tree import has_line_over, longest_line
 from asm_email_rules.model import InboundEmail
 from asm_email_rules.settings import Limits
 
@@ -216,3 +217,38 @@ def test_every_text_field_encodes_as_utf8(raw: bytes) -> None:
 def test_every_text_field_of_arbitrary_bytes_encodes_as_utf8(raw: bytes) -> None:
     if raw.strip():
         assert_all_text_encodes(parse_message(raw))
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(st.just(b"\n"), st.just(b"\r\n"), st.binary(max_size=12), st.just(b"x" * 40)),
+        max_size=40,
+    ),
+    st.integers(min_value=0, max_value=60),
+)
+def test_line_over_limit_agrees_with_the_longest_line(pieces: list[bytes], limit: int) -> None:
+    # The intake's line-length check (RFC 5322 section 2.1.1's 998) asks "is any line over
+    # the limit?" without splitting the message; it must answer as the longest line does.
+    raw = b"".join(pieces)
+    assert has_line_over(raw, limit) is (longest_line(raw) > limit)
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit", "over"),
+    [
+        (b"", 0, False),
+        (b"\n", 0, False),
+        (b"a", 0, True),
+        (b"abc", 3, False),
+        (b"abc", 2, True),
+        (b"ab\nabc\nab", 3, False),
+        (b"ab\nabcd\nab", 3, True),
+        (b"ab\nab\nabcd", 3, True),  # the last line, without a line break after it
+        (b"abcd\n", 3, True),  # the first line
+        (b"abc\r\n", 3, True),  # a CR is part of the line, as in longest_line
+    ],
+)
+def test_line_over_limit_at_the_edges(raw: bytes, limit: int, over: bool) -> None:
+    assert has_line_over(raw, limit) is over
+    assert (longest_line(raw) > limit) is over
