@@ -136,8 +136,12 @@ def process(
     *,
     random_token: Callable[[], str] = lambda: secrets.token_hex(8),
     owner: str | None = None,
+    raw_sha256: str | None = None,
 ) -> ProcessResult:
     """Run one message through the whole flow. Raises MessageParseError for unusable bytes.
+
+    ``raw_sha256``, the hex SHA-256 of ``raw`` when the caller has it already, saves hashing
+    it again (see :func:`~asm_email_rules.intake.parse_message`).
 
     With ``mailer`` None the reply and notifications are left in the outbox (PENDING) for a
     sender (:func:`~asm_email_rules.send.send_due`); with a mailer each is claimed as ``owner``
@@ -145,7 +149,7 @@ def process(
     worker recorded between our ledger check and our commit comes back as a duplicate: the
     ledger's refusal rolled our writes back.
     """
-    email = parse_message(raw, limits=system.limits)
+    email = parse_message(raw, limits=system.limits, raw_sha256=raw_sha256)
     message_id = email.message_id or ""
     existing = find_ledger_entry(repository, mailbox.name, email)
     if existing is not None:

@@ -505,6 +505,7 @@ class PollingService:
                 self.now(),
                 random_token=self.random_token,
                 owner=self.owner,
+                raw_sha256=message.sha256,
             )
         except MessageParseError as exc:
             reason = f"cannot parse: {exc}"

@@ -70,6 +70,25 @@ def test_plain_message_fields() -> None:
     assert email.limit_violations == ()
 
 
+def test_a_digest_the_caller_has_is_taken_as_the_raw_hash() -> None:
+    # The polling service hashes each message before it parses it (the quarantine is keyed by
+    # that hash); the ledger must key the message by the same digest, not hash it again.
+    digest = hashlib.sha256(PLAIN).hexdigest()
+    given = parse_message(PLAIN, raw_sha256=digest)
+    assert given.raw_sha256 == digest
+    assert given == parse_message(PLAIN)
+
+
+def test_a_bare_cr_header_is_found_whether_the_body_uses_lf_or_crlf() -> None:
+    # The probe for bare-CR line ends (RFC 5322 section 2.3) stops at the first blank line,
+    # LF ("\n\n") or CRLF ("\n\r\n"), whichever comes first.
+    for tail in (b"\n\nbody\n\r\nmore\r\n", b"\n\r\nbody\n\nmore\n"):
+        raw = b"From: a@b.example\rSubject: old mac\nTo: help@desk.example" + tail
+        email = parse_message(raw)
+        assert email.subject == "old mac"
+        assert IntakeNoteKind.BARE_CR_LINE_ENDS in [note.kind for note in email.notes]
+
+
 def test_not_bytes_and_empty_input_raise_parse_error() -> None:
     with pytest.raises(MessageParseError):
         parse_message("From: a@b.c\r\n\r\nhi")  # type: ignore[arg-type]
