@@ -1225,7 +1225,7 @@ class PollingService:
         account: AccountConfig,
         mailbox: ExpungingMailbox,
         counts: _Counts,
-        seen: Collection[str] = (),
+        seen: set[str] | None = None,
     ) -> None:
         """Remove the messages a previous session marked deleted and the ledger says are done.
 
@@ -1235,13 +1235,16 @@ class PollingService:
         is done and goes; one the ledger does not know (marked by a person, say) is left alone.
         The keys in ``seen`` (handled earlier in this pass) are not leftovers: a previous
         session whose end still runs behind this one (:mod:`~asm_email_rules.session_end`)
-        is marking and expunging them itself.
+        is marking and expunging them itself. Every key looked at joins ``seen``: what stays
+        marked (a person's mark, or ours on an IMAP server without UIDPLUS while someone
+        else's messages are marked too) is not fetched again in every later session of the
+        pass. With a ``bounded_listing`` mailbox, a session's own deletions that could not be
+        expunged are forgotten once it ended, and are looked at here once.
         """
-        done = [
-            key
-            for key in mailbox.deleted_keys()
-            if key not in seen and self._is_done(account, mailbox, key)
-        ]
+        examined = [key for key in mailbox.deleted_keys() if seen is None or key not in seen]
+        done = [key for key in examined if self._is_done(account, mailbox, key)]
+        if seen is not None:
+            seen.update(examined)
         if not done:
             return
         removed = mailbox.expunge(done)

@@ -155,6 +155,28 @@ def _spy(box: ImapMailbox) -> list[tuple[str, ...]]:
     return sent
 
 
+def test_a_limited_listing_holds_the_lowest_uids_not_skipped_nor_deleted(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # Issue 14 (memory): the polling service asks for one session's worth of keys and skips
+    # those it handled earlier in the pass; the folder may hold many more.
+    sent = [make_message(n) for n in range(1, 8)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        assert ImapMailbox.bounded_listing is True
+        every = list(box.list_keys())
+        assert every == sorted(every, key=int)
+        assert len(every) == 7
+        box.delete(every[0])  # deleted in this session: hidden at once
+        assert list(box.list_keys(limit=3, skip={every[2]})) == [every[1], every[3], every[4]]
+        assert [box.fetch(key) for key in box.list_keys(limit=2)] == [sent[1], sent[2]]
+        assert list(box.list_keys(limit=0)) == []
+        assert list(box.list_keys(limit=10, skip=set(every))) == []
+    with ImapMailbox(_config(dovecot, mail_user)) as box:  # the deletion took effect
+        assert list(box.list_keys(limit=100)) == every[1:]
+
+
 def test_messages_are_fetched_ahead_in_batches_bounded_in_count_and_bytes(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:

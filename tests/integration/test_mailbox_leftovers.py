@@ -17,12 +17,13 @@ from __future__ import annotations
 import imaplib
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import pytest
 
@@ -186,6 +187,49 @@ def test_without_uidplus_expunge_runs_only_when_no_other_message_is_marked(
     assert (report.expunged, report.duplicates) == (3, 0)
     assert report.processed == 1  # the person's message, unmarked, is new mail
     assert dovecot.messages(user) == []
+
+
+class CountingWithoutUidplus(ImapWithoutUidplus):
+    """:class:`ImapWithoutUidplus` that counts, across sessions, how often each UID is fetched."""
+
+    fetches: ClassVar[Counter[str]] = Counter()
+
+    def fetch(self, key: str) -> bytes:
+        type(self).fetches[key] += 1
+        return super().fetch(key)
+
+
+def test_marks_a_server_would_not_expunge_are_looked_at_once_per_pass(
+    dovecot: Dovecot, store: SqliteRepository
+) -> None:
+    # Without UIDPLUS, while someone else's message is marked \Deleted, our own deletions
+    # stay marked. The pass forgets the keys of a session that ended well (bounded listing,
+    # issue 14), so the next session finds them among the marked leftovers: it may fetch each
+    # once to see that the ledger has it, but not again in every later session of the pass.
+    user = dovecot.new_user()
+    mark_deleted_by_a_person(dovecot, user, new_call(97))
+    for number in range(1, 8):
+        dovecot.append(user, new_call(number))
+    CountingWithoutUidplus.fetches = Counter()
+    imap = AccountConfig(
+        name="helpdesk", protocol=MailProtocol.IMAP, mailbox=MAILBOX, max_messages_per_session=2
+    )
+    poller = PollingService(
+        Config(Path("unused.sqlite3"), SystemSettings(max_send_attempts=2), None, (imap,)),
+        store,
+        RecordingMailer(),
+        lambda _: CountingWithoutUidplus(imap_config(dovecot, user)),
+        now=lambda: NOW,
+    )
+    report = poller.poll_once()["helpdesk"]
+    assert (report.processed, report.duplicates, report.expunged) == (7, 0, 0)
+    assert report.sessions == 4
+    assert scanner_calls(store) == 7  # each acted on once
+    person, *ours = sorted(CountingWithoutUidplus.fetches, key=int)
+    assert CountingWithoutUidplus.fetches[person] == 1  # looked at once: left alone after
+    assert len(ours) == 7
+    assert max(CountingWithoutUidplus.fetches[key] for key in ours) <= 2  # read, one look
+    assert deleted_flags(dovecot, user) == 8  # ours and the person's, all still marked
 
 
 class SlowToExpunge(ImapMailbox):

@@ -16,11 +16,12 @@ caller knows are done (the polling service asks its ledger at the start of each 
 from __future__ import annotations
 
 import base64
+import heapq
 import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Container, Iterator
 from contextlib import suppress
 from typing import Any, ClassVar
 
@@ -40,6 +41,7 @@ _UID_RE = re.compile(rb"\bUID (\d+)")
 _FLAGS_RE = re.compile(rb"\bFLAGS \(([^)]*)\)")
 _DATE_RE = re.compile(rb'\bINTERNALDATE ("[^"]*")')
 _SIZE_RE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_NUMBER_RE = re.compile(rb"\d+")
 _ATOM_RE = re.compile(r"[A-Za-z0-9!#$&'+,./:;<=>?@^_`|~-]+")
 
 
@@ -124,6 +126,12 @@ class ImapMailbox(ServerSession):
     run on another thread while a new session of the same folder is read
     (:mod:`~asm_email_rules.session_end`): the polling service skips the keys it handled in
     the pass, both when it lists and when it looks for a dead session's leftovers."""
+
+    bounded_listing: ClassVar[bool] = True
+    """:meth:`list_keys` takes ``limit`` and ``skip`` and keeps only ``limit`` UIDs as it
+    reads the search result, however many the folder holds; a message deleted in a session
+    whose :meth:`close` returned is marked ``\\Deleted`` (if not expunged) and never listed
+    again (:class:`~asm_email_rules.protocols.Mailbox`)."""
 
     def __init__(self, config: ImapConfig) -> None:
         self.config = config
@@ -274,12 +282,30 @@ class ImapMailbox(ServerSession):
 
     # -- Mailbox protocol -------------------------------------------------------------------
 
-    def list_keys(self) -> Iterator[str]:
-        """UIDs not marked ``\\Deleted``, oldest (lowest UID) first."""
+    def list_keys(self, *, limit: int | None = None, skip: Container[str] = ()) -> Iterator[str]:
+        """UIDs not marked ``\\Deleted``, oldest (lowest UID) first (``UID SEARCH UNDELETED``).
+
+        ``limit``: only the ``limit`` lowest UIDs, chosen as the search result is read (one
+        UID at a time, not a list of them all), so a session holds ``limit`` keys however
+        large the folder; None lists every one. ``skip``: UIDs not to list (the polling
+        service's keys handled earlier in the pass). The UIDs listed serve the batched
+        :meth:`fetch` until the next listing. Raises MailboxError.
+        """
         data = self._uid("UID SEARCH", "SEARCH", "UNDELETED")
-        words = b" ".join(d for d in data if isinstance(d, bytes)).split()
-        uids = sorted(int(w) for w in words if w.isdigit())
-        listed = [str(uid) for uid in uids if str(uid) not in self._deleted]
+        deleted = self._deleted
+
+        def found() -> Iterator[int]:
+            for line in data:
+                if not isinstance(line, bytes):
+                    continue
+                for match in _NUMBER_RE.finditer(line):
+                    uid = int(match.group())
+                    key = str(uid)
+                    if key not in deleted and key not in skip:
+                        yield uid
+
+        uids = sorted(found()) if limit is None else heapq.nsmallest(max(0, limit), found())
+        listed = [str(uid) for uid in uids]
         self._listed, self._position = listed, {uid: n for n, uid in enumerate(listed)}
         self._fetched.clear()
         return iter(listed)
