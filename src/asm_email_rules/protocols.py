@@ -394,7 +394,8 @@ class Mailbox(Protocol):
     backlog: ``list_keys(limit=N, skip=keys)`` (keyword-only, both optional) lists only the
     ``N`` oldest keys not in ``keys``; and a key deleted or quarantined in a session whose
     :meth:`close` returned without error is never listed again, so the service stops
-    remembering it (:class:`~asm_email_rules.adapters.maildir.MaildirMailbox`). A mailbox
+    remembering it (:class:`~asm_email_rules.adapters.maildir.MaildirMailbox`,
+    :class:`~asm_email_rules.adapters.imap.ImapMailbox`). A mailbox
     without it is listed whole with ``list_keys()``, as before.
     """
 
