@@ -192,6 +192,36 @@ def test_a_limited_listing_is_the_oldest_keys_of_the_full_one_but_the_skipped(
     assert list(box.list_keys(limit=0)) == []
 
 
+def test_a_limited_listing_over_many_seconds_still_deletes_every_file_of_a_late_key(
+    tmp_path: Path,
+) -> None:
+    # Most files of a backlog are passed over on their name's leading seconds alone (later
+    # than every key kept); a key this session deleted must still have its files found by a
+    # later listing, so that close() unlinks them however late they were delivered.
+    rng = random.Random(7)
+    root = tmp_path / "Maildir"
+    names = [f"new/{1_700_000_000 + n}.M{rng.randrange(10**6)}P{n}.host" for n in range(300)]
+    names.append(f"new/{1_700_000_400}.M1P999.host")  # the latest key, in new and in cur
+    names.append(f"cur/{1_700_000_400}.M1P999.host:2,S")
+    rng.shuffle(names)
+    _deliver_names(root, names)
+    box = MaildirMailbox(root)
+    full = list(box.list_keys())
+    assert [int(key.split(".")[0]) for key in full] == sorted(
+        int(key.split(".")[0]) for key in full
+    )
+    assert list(box.list_keys(limit=5)) == full[:5]
+    late = full[-1]
+    assert late == "1700000400.M1P999.host"
+    box.fetch(late)
+    box.delete(late)
+    assert list(box.list_keys(limit=5, skip={full[0]})) == full[1:6]
+    box.close()
+    after = list(MaildirMailbox(root).list_keys())
+    assert late not in after
+    assert after == full[:-1]
+
+
 def test_a_limited_listing_serves_fetch_delete_and_quarantine(tmp_path: Path) -> None:
     box = MaildirMailbox(tmp_path / "Maildir")
     keys = [box.add(f"Subject: {n}\n\nbody {n}\n".encode()) for n in range(6)]

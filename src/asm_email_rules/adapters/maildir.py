@@ -18,7 +18,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -96,27 +96,48 @@ class _Newest:
         return self.order > other.order
 
 
-def _oldest(found: Iterable[tuple[str, str]], limit: int | None) -> _Files:
-    """The files of the ``limit`` oldest keys (:func:`_order`) among the ``(key, file name)``
-    pairs ``found`` (None: of every key); a key found twice counts once. Holds the names of
-    ``limit`` keys at most: one pass over ``found``, ``O(n log limit)``."""
-    files = _Files()
-    heap: list[_Newest] = []  # the keys kept, the newest first
-    for key, name in found:
+class _Oldest:
+    """The files of the ``limit`` oldest keys (:func:`_order`) offered so far (None: of every
+    key); a key offered twice counts once. Holds the names of ``limit`` keys at most: one pass
+    over the folder, ``O(n log limit)``."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.files = _Files()
+        self._limit = limit
+        self._heap: list[_Newest] = []  # the keys kept, the newest first
+        self._horizon = ""  # once ``limit`` keys are kept: the newest one's seconds, as digits
+
+    def later(self, name: str) -> bool:
+        """True when the file ``name`` was delivered in a later second than every key kept,
+        ``limit`` of them being kept: it cannot be among the oldest (most files of a
+        backlog). Read off the name's leading digits alone, compared as text with the
+        horizon's when both have as many (equal-length digit strings order as numbers); any
+        other name is left to :meth:`offer`."""
+        horizon = self._horizon
+        if not horizon or name.find(".") != len(horizon):
+            return False
+        head = name[: len(horizon)]
+        return head > horizon and head.isascii() and head.isdigit()
+
+    def offer(self, key: str, name: str) -> None:
+        """Keep the file ``name`` of ``key`` if ``key`` is among the oldest offered so far."""
+        files, heap, limit = self.files, self._heap, self._limit
         if key in files.names or limit is None:
             files.add(key, name)
         elif len(files.names) < limit:
             files.add(key, name)
             heapq.heappush(heap, _Newest(key))
+            if len(files.names) == limit:
+                self._horizon = str(heap[0].order[0])
         elif heap:
             seconds = _seconds(key)
             if seconds is not None and seconds > heap[0].order[0]:
-                continue  # delivered in a later second than every key kept: most files, fast
+                return  # delivered in a later second than every key kept
             candidate = _Newest(key)
             if heap[0] < candidate:  # older than the newest kept: it takes its place
                 files.drop(heapq.heapreplace(heap, candidate).key)
                 files.add(key, name)
-    return files
+                self._horizon = str(heap[0].order[0])
 
 
 def _seconds(key: str) -> int | None:
@@ -210,23 +231,25 @@ class MaildirMailbox(KeyedMailbox):
         checked once per file). Raises MailboxError when a folder cannot be read.
         """
         deleted = _Files()  # this session's deletions: their files, for close()
-
-        def found() -> Iterator[tuple[str, str]]:
+        kept = _Oldest(limit)
+        track = self._deleted  # every file of a deleted key is found, however late
+        try:
             for sub in ("new", "cur"):
                 with os.scandir(self.path / sub) as entries:
                     for entry in entries:
-                        if entry.name.startswith(".") or entry.is_dir():
+                        name = entry.name
+                        if not track and kept.later(name):
                             continue
-                        key = entry.name.split(":", 1)[0]
-                        if key in self._deleted:
-                            deleted.add(key, f"{sub}/{entry.name}")
+                        if name.startswith(".") or entry.is_dir():
+                            continue
+                        key = name.split(":", 1)[0]
+                        if key in track:
+                            deleted.add(key, f"{sub}/{name}")
                         elif key not in skip:
-                            yield key, f"{sub}/{entry.name}"
-
-        try:
-            files = _oldest(found(), limit)
+                            kept.offer(key, f"{sub}/{name}")
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot list: {exc}") from exc
+        files = kept.files
         keys = sorted(files.names, key=_order)
         self._files = files.names | deleted.names
         self._earlier = files.earlier | deleted.earlier
