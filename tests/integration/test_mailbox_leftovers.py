@@ -101,6 +101,16 @@ def service(
     return PollingService(config, store, mailer, lambda _: factory(), now=lambda: NOW)  # type: ignore[arg-type]
 
 
+def two_per_session(store: SqliteRepository, factory: Callable[[], Mailbox]) -> PollingService:
+    """A poller of the IMAP account that reads two messages per session (several sessions a
+    pass, each one's end running behind the next)."""
+    imap = AccountConfig(
+        name="helpdesk", protocol=MailProtocol.IMAP, mailbox=MAILBOX, max_messages_per_session=2
+    )
+    config = Config(Path("unused.sqlite3"), SystemSettings(max_send_attempts=2), None, (imap,))
+    return PollingService(config, store, RecordingMailer(), lambda _: factory(), now=lambda: NOW)
+
+
 def mark_deleted_by_a_person(dovecot: Dovecot, user: str, raw: bytes) -> None:
     """Another mail client marks a message ``\\Deleted`` and has not expunged yet."""
     dovecot.append(user, raw)
@@ -211,16 +221,7 @@ def test_marks_a_server_would_not_expunge_are_looked_at_once_per_pass(
     for number in range(1, 8):
         dovecot.append(user, new_call(number))
     CountingWithoutUidplus.fetches = Counter()
-    imap = AccountConfig(
-        name="helpdesk", protocol=MailProtocol.IMAP, mailbox=MAILBOX, max_messages_per_session=2
-    )
-    poller = PollingService(
-        Config(Path("unused.sqlite3"), SystemSettings(max_send_attempts=2), None, (imap,)),
-        store,
-        RecordingMailer(),
-        lambda _: CountingWithoutUidplus(imap_config(dovecot, user)),
-        now=lambda: NOW,
-    )
+    poller = two_per_session(store, lambda: CountingWithoutUidplus(imap_config(dovecot, user)))
     report = poller.poll_once()["helpdesk"]
     assert (report.processed, report.duplicates, report.expunged) == (7, 0, 0)
     assert report.sessions == 4
@@ -252,17 +253,7 @@ def test_a_session_ending_behind_the_next_is_not_taken_for_a_dead_one(
     user = dovecot.new_user()
     for number in range(1, 8):
         dovecot.append(user, new_call(number))
-    system = SystemSettings(max_send_attempts=2)
-    imap = AccountConfig(
-        name="helpdesk", protocol=MailProtocol.IMAP, mailbox=MAILBOX, max_messages_per_session=2
-    )
-    poller = PollingService(
-        Config(Path("unused.sqlite3"), system, None, (imap,)),
-        store,
-        RecordingMailer(),
-        lambda _: SlowToExpunge(imap_config(dovecot, user)),
-        now=lambda: NOW,
-    )
+    poller = two_per_session(store, lambda: SlowToExpunge(imap_config(dovecot, user)))
     report = poller.poll_once()["helpdesk"]
     assert (report.processed, report.duplicates, report.expunged) == (7, 0, 0)
     assert report.sessions == 4
