@@ -318,10 +318,19 @@ class _Leaving:
 
     seen: set[str]
     keys: set[str] = attrs.Factory(set)
+    mailbox: object = None
+    looked: set[str] | None = None
 
     def ended(self, outcome: EndOutcome) -> None:
-        """The session's end went as ``outcome`` says: forget its keys if they are gone."""
+        """The session's end went as ``outcome`` says: forget its keys if they are gone.
+
+        A key the mailbox deleted but says it left marked (``left_marked``: an IMAP server
+        without UIDPLUS that may not expunge) is recorded and done: it goes to ``looked``,
+        so the next session's look for leftovers does not fetch it again."""
         if outcome.durable and outcome.close_error is None:
+            marked: frozenset[str] = frozenset(getattr(self.mailbox, "left_marked", ()))
+            if self.looked is not None and marked:
+                self.looked.update(self.keys & marked)
             self.seen.difference_update(self.keys)
         self.keys = set()
 
@@ -333,6 +342,10 @@ class _Behind:
     def __init__(self) -> None:
         self.running: SessionEnd | None = None
         self.leaving: _Leaving | None = None
+        self.looked: set[str] = set()
+        """Marked messages (``deleted_keys``) looked at in this pass, or known done: not
+        fetched again by a later session's look for leftovers. Not ``seen``: a mark taken
+        back makes the message new mail, listed by the next session."""
 
 
 class _LeaseLostError(Exception):
@@ -1032,11 +1045,12 @@ class PollingService:
         handled = 0
         left_over = False
         recorded: set[str] = set()  # the Message-IDs of the mails this session put in the outbox
-        leaving = _Leaving(seen) if _bounded(mailbox) else None
+        looked = None if behind is None else behind.looked
+        leaving = _Leaving(seen, mailbox=mailbox, looked=looked) if _bounded(mailbox) else None
         limit = account.max_messages_per_session + 1  # one more: are any left over?
         try:
             if isinstance(mailbox, ExpungingMailbox):
-                self._expunge_leftovers(account, mailbox, counts, seen)
+                self._expunge_leftovers(account, mailbox, counts, seen, looked)
             for key in _list_keys(mailbox, limit=limit, skip=seen):
                 if key in seen:
                     continue
@@ -1226,6 +1240,7 @@ class PollingService:
         mailbox: ExpungingMailbox,
         counts: _Counts,
         seen: set[str] | None = None,
+        looked: set[str] | None = None,
     ) -> None:
         """Remove the messages a previous session marked deleted and the ledger says are done.
 
@@ -1235,16 +1250,19 @@ class PollingService:
         is done and goes; one the ledger does not know (marked by a person, say) is left alone.
         The keys in ``seen`` (handled earlier in this pass) are not leftovers: a previous
         session whose end still runs behind this one (:mod:`~asm_email_rules.session_end`)
-        is marking and expunging them itself. Every key looked at joins ``seen``: what stays
-        marked (a person's mark, or ours on an IMAP server without UIDPLUS while someone
-        else's messages are marked too) is not fetched again in every later session of the
-        pass. With a ``bounded_listing`` mailbox, a session's own deletions that could not be
-        expunged are forgotten once it ended, and are looked at here once.
+        is marking and expunging them itself. The keys in ``looked`` were looked at earlier
+        in the pass (or are ours, done, left marked by a server that may not expunge them);
+        every key looked at here joins it, so what stays marked (a person's mark, or ours on
+        an IMAP server without UIDPLUS while someone else's messages are marked too) is
+        fetched once a pass, not in every session. ``looked`` is not ``seen``: a message whose
+        mark is taken back is new mail, and the next listing has it.
         """
-        examined = [key for key in mailbox.deleted_keys() if seen is None or key not in seen]
+        skip = () if seen is None else seen
+        again = () if looked is None else looked
+        examined = [k for k in mailbox.deleted_keys() if k not in skip and k not in again]
         done = [key for key in examined if self._is_done(account, mailbox, key)]
-        if seen is not None:
-            seen.update(examined)
+        if looked is not None:
+            looked.update(examined)  # not seen: a mark taken back makes it new mail
         if not done:
             return
         removed = mailbox.expunge(done)

@@ -143,6 +143,10 @@ class ImapMailbox(ServerSession):
         self._position: dict[str, int] = {}
         self._fetched: dict[str, bytes] = {}  # fetched ahead, not yet handed out
         self._quarantine_ready = False
+        self.left_marked: frozenset[str] = frozenset()
+        """The UIDs this session deleted that :meth:`close` marked ``\\Deleted`` but did not
+        expunge (no UIDPLUS, and someone else's message is marked too): the polling service
+        knows them done and does not fetch them again as a dead session's leftovers."""
 
     def __repr__(self) -> str:
         cfg = self.config
@@ -507,10 +511,12 @@ class ImapMailbox(ServerSession):
 
     def close(self) -> None:
         """Expunge what we deleted (only ours: ``UID EXPUNGE`` with UIDPLUS, else ``EXPUNGE``
-        when no other message is marked ``\\Deleted``), then log out. Safe to repeat."""
+        when no other message is marked ``\\Deleted``, else they stay marked and are named in
+        :attr:`left_marked`), then log out. Safe to repeat."""
         client = self._imap
         if client is None:
             return
+        self.left_marked = frozenset()
         try:
             self._flag_deleted()
             if self._deleted:
@@ -519,6 +525,8 @@ class ImapMailbox(ServerSession):
                     self._call("UID EXPUNGE", lambda: client.uid("EXPUNGE", uids))
                 elif self._expunge_is_safe(set()):
                     self._call("EXPUNGE", client.expunge)
+                else:
+                    self.left_marked = frozenset(self._deleted)
         finally:
             with suppress(imaplib.IMAP4.error, OSError):
                 client.logout()  # answers BYE; nothing left to check
