@@ -177,6 +177,28 @@ def test_a_limited_listing_holds_the_lowest_uids_not_skipped_nor_deleted(
         assert list(box.list_keys(limit=100)) == every[1:]
 
 
+def test_a_search_line_over_the_configured_bound_is_a_mailbox_error_naming_it(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # The listing's UID SEARCH answers in one line of about 7 bytes a message; imaplib's own
+    # bound (1,000,000 bytes) made a folder of some 140,000 messages impossible to list. The
+    # bound is ImapConfig.max_line_bytes (16 MiB by default); over it, a clear MailboxError.
+    client = dovecot._imap(mail_user)
+    try:
+        raw = make_message(1)
+        for _ in range(200):
+            status, data = client.append("INBOX", None, None, raw)
+            assert status == "OK", data
+    finally:
+        client.logout()
+    search_line = len(b"* SEARCH") + sum(len(f" {uid}") for uid in range(1, 201)) + 2
+    short = _config(dovecot, mail_user, max_line_bytes=search_line - 1)
+    with ImapMailbox(short) as box, pytest.raises(MailboxError, match="max_line_bytes"):
+        list(box.list_keys())
+    with ImapMailbox(_config(dovecot, mail_user, max_line_bytes=search_line)) as box:
+        assert len(list(box.list_keys())) == 200
+
+
 def test_messages_are_fetched_ahead_in_batches_bounded_in_count_and_bytes(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:

@@ -23,7 +23,7 @@ import re
 import ssl
 from collections.abc import Callable, Collection, Container, Iterator
 from contextlib import suppress
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import attrs
 
@@ -61,6 +61,12 @@ class ImapConfig:
     than ``batch_bytes`` of them (by ``RFC822.SIZE``; a larger message comes alone), so the
     bytes held at once stay bounded; ``\\Deleted`` marks go out on :meth:`ImapMailbox.close`,
     ``store_batch`` UIDs per ``UID STORE`` (servers bound the length of a command line).
+
+    ``max_line_bytes`` bounds one line of the server's responses. The ``UID SEARCH`` that
+    lists the folder answers in one line of about 7 bytes a message; :mod:`imaplib`'s own
+    bound, 1,000,000 bytes, refused the listing of a folder of some 140,000 messages, so a
+    backlog that large could never be drained. The default, 16 MiB, lists about two million;
+    a longer line raises :class:`~asm_email_rules.errors.MailboxError` naming the bound.
     """
 
     host: str
@@ -77,6 +83,7 @@ class ImapConfig:
     batch_messages: int = 20
     batch_bytes: int = 1 << 20
     store_batch: int = 100
+    max_line_bytes: int = 16 << 20
 
     def context(self) -> ssl.SSLContext:
         """The TLS context to use: the configured one or a verifying default."""
@@ -116,6 +123,37 @@ def _error_text(exc: BaseException) -> str:
 def _quoted(text: str) -> str:
     """An IMAP quoted string."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_IMAPLIB_MAX_LINE = 1_000_000
+"""imaplib's own bound on a response line (``imaplib._MAXLINE``)."""
+
+
+def _read_line(client: imaplib.IMAP4, limit: int) -> bytes:
+    """One response line of at most ``limit`` bytes (``imaplib.IMAP4.readline`` with the
+    configured bound instead of the module's 1,000,000)."""
+    line = cast(bytes, client.file.readline(limit + 1))  # imaplib opens the socket file "rb"
+    if len(line) > limit:
+        raise client.error(f"got more than {limit} bytes in one response line (max_line_bytes)")
+    return line
+
+
+class _Imap(imaplib.IMAP4):
+    """:class:`imaplib.IMAP4` reading response lines up to ``max_line`` bytes."""
+
+    max_line = _IMAPLIB_MAX_LINE
+
+    def readline(self) -> bytes:
+        return _read_line(self, self.max_line)
+
+
+class _ImapTls(imaplib.IMAP4_SSL):
+    """:class:`imaplib.IMAP4_SSL` reading response lines up to ``max_line`` bytes."""
+
+    max_line = _IMAPLIB_MAX_LINE
+
+    def readline(self) -> bytes:
+        return _read_line(self, self.max_line)
 
 
 class ImapMailbox(ServerSession):
@@ -173,11 +211,12 @@ class ImapMailbox(ServerSession):
 
     def _connect(self) -> imaplib.IMAP4:
         cfg = self.config
+        client: _Imap | _ImapTls
         if cfg.security is Security.TLS:
-            return imaplib.IMAP4_SSL(
-                cfg.host, cfg.port, ssl_context=cfg.context(), timeout=cfg.timeout
-            )
-        client = imaplib.IMAP4(cfg.host, cfg.port, timeout=cfg.timeout)
+            client = _ImapTls(cfg.host, cfg.port, ssl_context=cfg.context(), timeout=cfg.timeout)
+        else:
+            client = _Imap(cfg.host, cfg.port, timeout=cfg.timeout)
+        client.max_line = cfg.max_line_bytes
         if cfg.security is Security.STARTTLS:
             client.starttls(ssl_context=cfg.context())
         return client
