@@ -209,6 +209,16 @@ class CountingWithoutUidplus(ImapWithoutUidplus):
         return super().fetch(key)
 
 
+def seven_calls_after_a_persons_mark(dovecot: Dovecot) -> str:
+    """A new user whose INBOX holds a message a person marked ``\\Deleted`` (the lowest UID),
+    then seven new calls: the user."""
+    user = dovecot.new_user()
+    mark_deleted_by_a_person(dovecot, user, new_call(97))
+    for number in range(1, 8):
+        dovecot.append(user, new_call(number))
+    return user
+
+
 def test_marks_a_server_would_not_expunge_are_looked_at_once_per_pass(
     dovecot: Dovecot, store: SqliteRepository
 ) -> None:
@@ -218,10 +228,7 @@ def test_marks_a_server_would_not_expunge_are_looked_at_once_per_pass(
     # marked: the mailbox names them (left_marked), so they are not fetched again; the
     # person's marked message, which the ledger does not know, is fetched once a pass, not
     # in every session.
-    user = dovecot.new_user()
-    mark_deleted_by_a_person(dovecot, user, new_call(97))
-    for number in range(1, 8):
-        dovecot.append(user, new_call(number))
+    user = seven_calls_after_a_persons_mark(dovecot)
     CountingWithoutUidplus.fetches = Counter()
     poller = two_per_session(store, lambda: CountingWithoutUidplus(imap_config(dovecot, user)))
     report = poller.poll_once()["helpdesk"]
@@ -240,10 +247,7 @@ def test_a_message_whose_mark_is_taken_back_during_the_pass_is_read_in_that_pass
 ) -> None:
     # A marked message looked at as a possible leftover is not "handled": when the person
     # takes their mark back, it is new mail, and a later session of the same pass reads it.
-    user = dovecot.new_user()
-    mark_deleted_by_a_person(dovecot, user, new_call(97))
-    for number in range(1, 8):
-        dovecot.append(user, new_call(number))
+    user = seven_calls_after_a_persons_mark(dovecot)
     sessions = 0
 
     def open_session() -> Mailbox:
