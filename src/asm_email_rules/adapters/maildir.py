@@ -108,16 +108,20 @@ class _Oldest:
         self._horizon = ""  # once ``limit`` keys are kept: the newest one's seconds, as digits
 
     def later(self, name: str) -> bool:
-        """True when the file ``name`` was delivered in a later second than every key kept,
-        ``limit`` of them being kept: it cannot be among the oldest (most files of a
-        backlog). Read off the name's leading digits alone, compared as text with the
-        horizon's when both have as many (equal-length digit strings order as numbers); any
-        other name is left to :meth:`offer`."""
+        """True when the key or file ``name`` was delivered in a later second than every key
+        kept, ``limit`` of them being kept: it cannot be among the oldest (most files of a
+        backlog). Read off the name's leading seconds alone (:func:`_seconds`), compared as
+        text with the horizon's when both have as many digits (equal-length digit strings
+        order as numbers: no ``int`` for most files); a name without them is left to
+        :meth:`offer`."""
         horizon = self._horizon
-        if not horizon or name.find(".") != len(horizon):
+        if not horizon:
             return False
-        head = name[: len(horizon)]
-        return head > horizon and head.isascii() and head.isdigit()
+        if name.find(".") == len(horizon):
+            head = name[: len(horizon)]
+            return head > horizon and head.isascii() and head.isdigit()
+        seconds = _seconds(name)
+        return seconds is not None and seconds > int(horizon)
 
     def offer(self, key: str, name: str) -> None:
         """Keep the file ``name`` of ``key`` if ``key`` is among the oldest offered so far."""
@@ -129,10 +133,7 @@ class _Oldest:
             heapq.heappush(heap, _Newest(key))
             if len(files.names) == limit:
                 self._horizon = str(heap[0].order[0])
-        elif heap:
-            seconds = _seconds(key)
-            if seconds is not None and seconds > heap[0].order[0]:
-                return  # delivered in a later second than every key kept
+        elif heap and not self.later(key):
             candidate = _Newest(key)
             if heap[0] < candidate:  # older than the newest kept: it takes its place
                 files.drop(heapq.heapreplace(heap, candidate).key)
