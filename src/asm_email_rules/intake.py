@@ -230,15 +230,13 @@ class _Intake(MimeReader):
                 "message over the size limit: headers kept, body and attachments dropped",
             )
         if has_line_over(raw, limits.max_line_length):
-            longest = longest_line(raw)  # the figure for the note; only for a message over
-            if longest > limits.max_line_length:
-                self.cut_at = limits.max_line_length
-                self.violate(
-                    LimitKind.LINE_LENGTH,
-                    limits.max_line_length,
-                    longest,
-                    f"header values and text lines truncated to {limits.max_line_length}",
-                )
+            self.cut_at = limits.max_line_length
+            self.violate(
+                LimitKind.LINE_LENGTH,
+                limits.max_line_length,
+                longest_line(raw),  # the figure for the note: counted only for a message over
+                f"header values and text lines truncated to {limits.max_line_length}",
+            )
         return headers_only
 
     def check_tree_limits(self) -> None:
