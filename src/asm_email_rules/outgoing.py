@@ -19,6 +19,8 @@ from email import quoprimime
 from email.headerregistry import Address
 from email.utils import format_datetime
 
+import attrs
+
 from asm_email_rules.errors import AsmEmailError
 from asm_email_rules.model import OutgoingEmail
 
@@ -27,6 +29,7 @@ __all__ = [
     "RESERVED_HEADERS",
     "HeaderInjectionError",
     "OutgoingMessageError",
+    "RenderedReply",
     "check_address",
     "check_header_text",
     "format_header_field",
@@ -34,6 +37,7 @@ __all__ = [
     "normalize_msg_id",
     "parse_sender",
     "render_outgoing",
+    "render_reply",
     "sanitize_header_text",
 ]
 
@@ -295,6 +299,21 @@ def _references(values: Iterable[str]) -> list[str]:
     return list(seen)
 
 
+@attrs.frozen
+class RenderedReply:
+    """A reply in its wire form, with the addresses its SMTP envelope is made of.
+
+    ``raw``: the message, CRLF line ends, 7-bit. ``sender``: the From addr-spec, the default
+    reverse-path (``MAIL FROM``, RFC 5321 4.1.1.2). ``recipient``: the To addr-spec, the
+    forward-path (``RCPT TO``, RFC 5321 4.1.1.3). Both are validated as written in the header,
+    so a mailer can put them between angle brackets without parsing them again.
+    """
+
+    raw: bytes
+    sender: str
+    recipient: str
+
+
 def render_outgoing(
     message: OutgoingEmail,
     *,
@@ -308,6 +327,22 @@ def render_outgoing(
     when the message has none. A message without a Message-ID gets
     ``<asm.reply.{random}@{sender domain}>``. Raises :class:`OutgoingMessageError` (or its
     :class:`HeaderInjectionError`) when any value cannot be written safely.
+    """
+    return render_reply(
+        message, now=now, default_sender=default_sender, random_token=random_token
+    ).raw
+
+
+def render_reply(
+    message: OutgoingEmail,
+    *,
+    now: datetime | None = None,
+    default_sender: str = "",
+    random_token: str | None = None,
+) -> RenderedReply:
+    """:func:`render_outgoing`, with the From and To addr-specs it wrote (for the envelope).
+
+    Same arguments and errors as :func:`render_outgoing`.
     """
     display_name, sender = parse_sender(message.sender or default_sender or "")
     to = _addr_spec("To", message.to)
@@ -354,7 +389,7 @@ def render_outgoing(
         "",
         _NEWLINE_RE.sub("\r\n", body),
     ]
-    return "\r\n".join(fields).encode("ascii")
+    return RenderedReply("\r\n".join(fields).encode("ascii"), sender, to)
 
 
 def check_body(body: str) -> None:

@@ -23,7 +23,7 @@ from asm_email_rules.errors import (
     TransientSendError,
 )
 from asm_email_rules.model import OutgoingEmail
-from asm_email_rules.outgoing import OutgoingMessageError, parse_sender, render_outgoing
+from asm_email_rules.outgoing import OutgoingMessageError, render_reply
 
 __all__ = ["Security", "SmtpConfig", "SmtpMailer", "error_for_code"]
 
@@ -100,16 +100,13 @@ class SmtpMailer:
         if not recipient or recipient == "<>":
             raise PermanentSendError("no recipient (empty or null path): not sending")
         try:
-            raw = render_outgoing(message, now=now, default_sender=self.config.default_sender)
-            _, from_addr = parse_sender(message.sender or self.config.default_sender)
+            rendered = render_reply(message, now=now, default_sender=self.config.default_sender)
         except OutgoingMessageError as exc:
             raise PermanentSendError(f"reply cannot be rendered: {exc}") from exc
-        envelope = self.config.envelope_sender or from_addr
-        if envelope == "<>":
-            envelope = ""
+        recipient = rendered.recipient
         where = f"SMTP {self.config.host}:{self.config.port}"
         try:
-            self._deliver(envelope, recipient, raw)
+            self._deliver(self._reverse_path(rendered.sender), recipient, rendered.raw)
         except SendError as exc:
             log.warning(
                 "reply not sent",
@@ -117,6 +114,14 @@ class SmtpMailer:
             )
             raise
         log.info("reply sent", extra={"smtp_server": where, "to": recipient})
+
+    def _reverse_path(self, from_addr: str) -> str:
+        """``MAIL FROM``'s path (RFC 5321 4.1.2): ``config.envelope_sender`` when set (``<>``
+        the null path), else the reply's From addr-spec, which rendering validated."""
+        configured = self.config.envelope_sender
+        if not configured:
+            return f"<{from_addr}>"
+        return smtplib.quoteaddr(configured)  # "Name <addr>" or a bare addr: "<addr>"
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self.config
@@ -184,9 +189,10 @@ class SmtpMailer:
         how = self._oauth2.mechanism.sasl_name if self._oauth2 is not None else "password"
         return f"{where}: signed in as {self.config.username} ({how})"
 
-    def _deliver(self, envelope: str, recipient: str, raw: bytes | None) -> None:
-        """Send ``raw`` (reusing the session when it can), or with ``raw`` None only check a
-        fresh session (:meth:`verify`); SMTP and network failures become typed errors."""
+    def _deliver(self, reverse_path: str, recipient: str, raw: bytes | None) -> None:
+        """Send ``raw`` from ``reverse_path`` (``<addr>`` or ``<>``) to the addr-spec
+        ``recipient``, reusing the session when it can, or with ``raw`` None only check a fresh
+        session (:meth:`verify`); SMTP and network failures become typed errors."""
         where = f"SMTP {self.config.host}:{self.config.port}"
         try:
             if raw is None:
@@ -197,11 +203,11 @@ class SmtpMailer:
                 return
             try:
                 client, reused = self._session()
-                self._transaction(client, envelope, recipient, raw, reused=reused)
+                self._transaction(client, reverse_path, recipient, raw, reused=reused)
             except _StaleSessionError:
                 self._drop()
                 client, _ = self._session()
-                self._transaction(client, envelope, recipient, raw, reused=False)
+                self._transaction(client, reverse_path, recipient, raw, reused=False)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(recipient, next(iter(exc.recipients.values())))
             raise error_for_code(
@@ -250,9 +256,12 @@ class SmtpMailer:
             raise
 
     def _transaction(
-        self, client: smtplib.SMTP, envelope: str, recipient: str, raw: bytes, *, reused: bool
+        self, client: smtplib.SMTP, reverse_path: str, recipient: str, raw: bytes, *, reused: bool
     ) -> None:
         """One mail transaction (MAIL, RCPT, DATA) on ``client``; returns after the 250.
+
+        The paths go out as given (``smtplib``'s ``mail()`` and ``rcpt()`` would parse each
+        address again, about 40 us apiece, for an answer rendering already gave).
 
         A refusal of MAIL, RCPT or DATA resets the transaction (RSET) and keeps the session
         (a 421 ends it). On a ``reused`` session, a hang-up or a 421 before DATA raises
@@ -262,12 +271,12 @@ class SmtpMailer:
         stage = "MAIL"
         try:
             client.ehlo_or_helo_if_needed()
-            options = [f"SIZE={len(raw)}"] if client.has_extn("size") else []
-            code, text = client.mail(envelope, options)
+            size = f" SIZE={len(raw)}" if client.has_extn("size") else ""  # RFC 1870
+            code, text = client.docmd("MAIL", f"FROM:{reverse_path}{size}")
             if code != 250:
-                raise smtplib.SMTPSenderRefused(code, text, envelope)
+                raise smtplib.SMTPSenderRefused(code, text, reverse_path)
             stage = "RCPT"
-            code, text = client.rcpt(recipient)
+            code, text = client.docmd("RCPT", f"TO:<{recipient}>")
             if code not in (250, 251):
                 raise smtplib.SMTPRecipientsRefused({recipient: (code, text)})
             stage = "DATA"
