@@ -1,7 +1,7 @@
 """The polling service end to end, next to a bare floor loop and django-helpdesk, in one run.
 
     python benchmarks/service.py [N ...] [--skip imap,peer] [--peer-limit M] [--profile FILE]
-        [--repeat K] [--warmup W]
+        [--repeat K] [--warmup W] [--sink-without-pipelining]
 
 For each N (default 2000 and 10000) it builds N messages, a fixed-seed mix of what a service
 desk mailbox receives:
@@ -19,7 +19,8 @@ and times, on the same messages, each in a fresh store:
 - ``maildir``: ours, ``PollingService.poll_once`` on a Maildir account into the SQLite store,
   replies recorded but not sent (no mailer).
 - ``maildir+smtp``: the same with every reply sent to a counting aiosmtpd sink on loopback
-  (its own process, so it does not share our interpreter lock).
+  (its own process, so it does not share our interpreter lock; its EHLO offers PIPELINING as
+  real servers do, ``--sink-without-pipelining`` leaves it out).
 - ``imap``: ours on an IMAP account of a Dovecot on loopback (started as the integration tests
   start it), no mailer.
 - ``helpdesk``: django-helpdesk's ``get_email`` (``process_email``) on its "local directory"
@@ -668,13 +669,17 @@ def maildir_account(folder: Path) -> AccountConfig:
 # -- SMTP sink ------------------------------------------------------------------------------
 
 
+SINK_OPTIONS: list[str] = []
+"""Extra arguments for benchmarks/_sink.py (``--no-pipelining``)."""
+
+
 @contextlib.contextmanager
 def smtp_sink() -> Iterator[dict[str, int]]:
     """The counting sink (benchmarks/_sink.py) on a free loopback port; yields its port and,
     after the block, the messages and sessions it counted."""
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "_sink.py"), str(port)],
+        [sys.executable, str(HERE / "_sink.py"), str(port), *SINK_OPTIONS],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -1065,7 +1070,14 @@ def main(argv: list[str] | None = None) -> int:
         default=WARMUP_COUNT,
         help="small messages each column handles, untimed, before its timed pass (memory)",
     )
+    parser.add_argument(
+        "--sink-without-pipelining",
+        action="store_true",
+        help="the SMTP sink's EHLO leaves PIPELINING out (RFC 2920; real servers offer it)",
+    )
     options = parser.parse_args(argv)
+    if options.sink_without_pipelining:
+        SINK_OPTIONS.append("--no-pipelining")
     skip = set(filter(None, options.skip.split(",")))
     rates: dict[int, dict[str, Column]] = {}
     for count in options.counts:

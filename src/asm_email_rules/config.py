@@ -23,6 +23,7 @@ import attrs
 
 from asm_email_rules.connection import Security, SmtpConfig
 from asm_email_rules.errors import ConfigError
+from asm_email_rules.outgoing import OutgoingMessageError, parse_sender
 from asm_email_rules.replies import CATALOGUE
 from asm_email_rules.settings import (
     FATAL_SMTP_CODES,
@@ -595,6 +596,16 @@ def _auth(table: _Table) -> tuple[AuthMethod, OAuth2Settings | None]:
     return auth, _oauth2(section)
 
 
+def _envelope_sender(table: _Table) -> str:
+    value = table.string("envelope_sender")
+    if value and value != "<>":
+        try:
+            parse_sender(value)
+        except OutgoingMessageError as exc:
+            raise table.fail("envelope_sender", f"is not an address: {exc}") from None
+    return value
+
+
 def _smtp(table: _Table) -> SmtpConfig:
     security = table.choice("security", Security, Security.STARTTLS)
     host = table.string("host", required=True)
@@ -609,7 +620,7 @@ def _smtp(table: _Table) -> SmtpConfig:
         password=table.secret("password", "password_env"),
         oauth2=oauth2,
         timeout=table.number("timeout", 30.0),
-        envelope_sender=table.string("envelope_sender"),
+        envelope_sender=_envelope_sender(table),
         local_hostname=table.optional_string("local_hostname"),
         default_sender=table.string("default_sender"),
         ssl_context=_ssl_context(table),

@@ -13,6 +13,7 @@ import ssl
 
 import attrs
 
+from asm_email_rules.outgoing import OutgoingMessageError, parse_sender
 from asm_email_rules.signin import OAuth2Settings
 
 __all__ = ["Security", "SmtpConfig", "as_security"]
@@ -34,6 +35,16 @@ def as_security(value: Security | str) -> Security:
     return value if isinstance(value, Security) else Security(value)
 
 
+def _envelope_sender(instance: object, attribute: object, value: str) -> None:
+    """``envelope_sender``: empty, ``<>``, or an address as a From takes it (RFC 5321
+    4.1.2: the reverse-path); ValueError for anything else (a line break among them)."""
+    if value and value != "<>":
+        try:
+            parse_sender(value)
+        except OutgoingMessageError as exc:
+            raise ValueError(f"envelope_sender: {exc}") from None
+
+
 @attrs.frozen
 class SmtpConfig:
     """Where and how to send. ``envelope_sender`` empty means the reply's From; ``"<>"`` is null.
@@ -49,7 +60,7 @@ class SmtpConfig:
     username: str = ""
     password: str = attrs.field(default="", repr=False)
     timeout: float = 30.0
-    envelope_sender: str = ""
+    envelope_sender: str = attrs.field(default="", validator=_envelope_sender)
     local_hostname: str | None = None
     default_sender: str = ""
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)

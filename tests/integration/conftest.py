@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 import pytest
-from loopback import HOST, _missing, _wait_for_greeting, free_port
+from loopback import HOST, Pipelining, _missing, _wait_for_greeting, free_port
 from postgres_fixtures import new_database, pg_cluster, pg_database, pg_database_name
 
 __all__ = ["new_database", "pg_cluster", "pg_database", "pg_database_name"]  # PostgreSQL fixtures
@@ -98,12 +98,15 @@ class Envelope:
     content: bytes
 
 
-class RecordingHandler:
+class RecordingHandler(Pipelining):
     """aiosmtpd handler that records envelopes, or answers RCPT/DATA with a fixed reply."""
 
-    def __init__(self, rcpt_reply: str | None, data_reply: str | None) -> None:
+    def __init__(
+        self, rcpt_reply: str | None, data_reply: str | None, pipelining: bool = False
+    ) -> None:
         self.rcpt_reply = rcpt_reply
         self.data_reply = data_reply
+        self.pipelining = pipelining
         self.envelopes: list[Envelope] = []
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
@@ -145,7 +148,8 @@ SmtpFactory = Callable[..., SmtpServer]
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpFactory]:
-    """Factory: ``smtp_server(rcpt_reply=..., data_reply=..., tls=..., auth=...)``.
+    """Factory: ``smtp_server(rcpt_reply=..., data_reply=..., tls=..., auth=...,
+    pipelining=...)``.
 
     ``tls`` is ``None``, ``("starttls", context)`` or ``("tls", context)``; ``auth`` is a
     ``(user, password)`` pair the server accepts (over plain connections too, on loopback).
@@ -161,8 +165,9 @@ def smtp_server() -> Iterator[SmtpFactory]:
         data_reply: str | None = None,
         tls: tuple[str, ssl.SSLContext] | None = None,
         auth: tuple[str, str] | None = None,
+        pipelining: bool = False,
     ) -> SmtpServer:
-        handler = RecordingHandler(rcpt_reply, data_reply)
+        handler = RecordingHandler(rcpt_reply, data_reply, pipelining)
         kwargs: dict[str, Any] = {}
         if tls is not None and tls[0] == "starttls":
             kwargs.update(tls_context=tls[1], require_starttls=True)

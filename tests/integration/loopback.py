@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 from contextlib import suppress
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -46,3 +46,19 @@ def _wait_for_greeting(
                 return True
         time.sleep(0.05)
     return False
+
+
+class Pipelining:
+    """Mixin for aiosmtpd handlers: EHLO offers PIPELINING (RFC 2920) when ``pipelining``,
+    as Postfix, Microsoft 365 and Gmail do (aiosmtpd reads pipelined commands in order but
+    does not offer the extension itself)."""
+
+    pipelining = False
+
+    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # this form of the hook must set it
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email import policy
@@ -10,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
+from loopback import Pipelining
 
 from asm_email_rules.adapters.smtp import Security, SmtpConfig, SmtpMailer
 from asm_email_rules.errors import PermanentSendError, TransientSendError
 from asm_email_rules.model import OutgoingEmail
+from asm_email_rules.outgoing import render_outgoing
 from asm_email_rules.protocols import Mailer
 
 if TYPE_CHECKING:
@@ -65,9 +68,14 @@ def test_configured_envelope_sender_and_null_path(smtp_server: SmtpFactory) -> N
     assert [e.mail_from for e in server.envelopes] == ["bounces@asm.example", "<>"]
 
 
+@pytest.mark.parametrize("pipelining", [False, True])
 @pytest.mark.parametrize("stage", ["rcpt", "data"])
-def test_550_is_permanent_with_its_code(smtp_server: SmtpFactory, stage: str) -> None:
-    server = smtp_server(**{f"{stage}_reply": "550 5.1.1 mailbox unavailable"})
+def test_550_is_permanent_with_its_code(
+    smtp_server: SmtpFactory, stage: str, pipelining: bool
+) -> None:
+    server = smtp_server(
+        **{f"{stage}_reply": "550 5.1.1 mailbox unavailable"}, pipelining=pipelining
+    )
     with pytest.raises(PermanentSendError) as info:
         _mailer(server.port).send(REPLY)
     assert info.value.code == 550
@@ -75,9 +83,12 @@ def test_550_is_permanent_with_its_code(smtp_server: SmtpFactory, stage: str) ->
     assert server.envelopes == []
 
 
+@pytest.mark.parametrize("pipelining", [False, True])
 @pytest.mark.parametrize("stage", ["rcpt", "data"])
-def test_451_is_transient_with_its_code(smtp_server: SmtpFactory, stage: str) -> None:
-    server = smtp_server(**{f"{stage}_reply": "451 4.3.0 try later"})
+def test_451_is_transient_with_its_code(
+    smtp_server: SmtpFactory, stage: str, pipelining: bool
+) -> None:
+    server = smtp_server(**{f"{stage}_reply": "451 4.3.0 try later"}, pipelining=pipelining)
     with pytest.raises(TransientSendError) as info:
         _mailer(server.port).send(REPLY)
     assert info.value.code == 451
@@ -132,12 +143,20 @@ def test_tls_with_an_untrusted_certificate_is_transient(
     assert server.envelopes == []
 
 
-class _SessionHandler:
+class _SessionHandler(Pipelining):
     """aiosmtpd handler that tells sessions apart and can refuse or hang up on command."""
 
-    def __init__(self, refuse: str = "", second_mail: str = "") -> None:
+    def __init__(
+        self,
+        refuse: str = "",
+        second_mail: str = "",
+        refuse_sender: str = "",
+        pipelining: bool = False,
+    ) -> None:
         self.refuse = refuse  # RCPT address answered 550
+        self.refuse_sender = refuse_sender  # MAIL address answered 550
         self.second_mail = second_mail  # "421" or "hangup" on each session's second MAIL
+        self.pipelining = pipelining
         self.delivered: list[tuple[int, bytes]] = []  # (session id, content)
         self._mails: dict[int, int] = {}
 
@@ -150,6 +169,8 @@ class _SessionHandler:
         if count == 2 and self.second_mail == "hangup":
             server.transport.close()
             return "421 4.7.0 bye"
+        if address == self.refuse_sender:
+            return "550 5.7.1 sender refused"
         envelope.mail_from = address
         return "250 OK"
 
@@ -173,7 +194,7 @@ def session_server() -> Iterator[Callable[..., tuple[_SessionHandler, int]]]:
 
     started: list[Any] = []
 
-    def start(**options: str) -> tuple[_SessionHandler, int]:
+    def start(**options: Any) -> tuple[_SessionHandler, int]:
         handler = _SessionHandler(**options)
         port = free_port()
         controller = Controller(handler, hostname=HOST, port=port)
@@ -192,11 +213,12 @@ def _reply(number: int, to: str = "alice@example.org") -> OutgoingEmail:
     )
 
 
+@pytest.mark.parametrize("pipelining", [False, True])
 def test_one_session_carries_many_replies_each_accepted_before_send_returns(
-    session_server: Callable[..., tuple[_SessionHandler, int]],
+    session_server: Callable[..., tuple[_SessionHandler, int]], pipelining: bool
 ) -> None:
     # Issue 14: one SMTP session per poll pass, replies in order, each sent after its own 250.
-    handler, port = session_server()
+    handler, port = session_server(pipelining=pipelining)
     mailer = _mailer(port)
     for number in range(1, 6):
         mailer.send(_reply(number))
@@ -213,10 +235,11 @@ def test_one_session_carries_many_replies_each_accepted_before_send_returns(
     mailer.close()
 
 
+@pytest.mark.parametrize("pipelining", [False, True])
 def test_a_refused_reply_keeps_the_session_for_the_next(
-    session_server: Callable[..., tuple[_SessionHandler, int]],
+    session_server: Callable[..., tuple[_SessionHandler, int]], pipelining: bool
 ) -> None:
-    handler, port = session_server(refuse="gone@example.org")
+    handler, port = session_server(refuse="gone@example.org", pipelining=pipelining)
     mailer = _mailer(port)
     mailer.send(_reply(1))
     with pytest.raises(PermanentSendError) as refused:
@@ -228,11 +251,12 @@ def test_a_refused_reply_keeps_the_session_for_the_next(
     assert len({session for session, _ in handler.delivered}) == 1
 
 
+@pytest.mark.parametrize("pipelining", [False, True])
 @pytest.mark.parametrize("how", ["421", "hangup"])
 def test_a_session_the_server_ends_is_reopened_and_the_reply_sent_once(
-    session_server: Callable[..., tuple[_SessionHandler, int]], how: str
+    session_server: Callable[..., tuple[_SessionHandler, int]], how: str, pipelining: bool
 ) -> None:
-    handler, port = session_server(second_mail=how)
+    handler, port = session_server(second_mail=how, pipelining=pipelining)
     mailer = _mailer(port, max_per_session=10)
     for number in (1, 2, 3):
         mailer.send(_reply(number))
@@ -258,3 +282,210 @@ def test_sessions_are_renewed_after_max_per_session_replies(
     mailer.close()
     assert mailer.sessions == 3
     assert len(handler.delivered) == 5
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_refused_sender_keeps_the_session_for_the_next(
+    session_server: Callable[..., tuple[_SessionHandler, int]], pipelining: bool
+) -> None:
+    # Pipelined, RCPT and DATA were sent with the refused MAIL: their replies (503, bad
+    # sequence) are read before RSET, so the next reply reads its own answers.
+    handler, port = session_server(refuse_sender="nobody@asm.example", pipelining=pipelining)
+    mailer = _mailer(port)
+    mailer.send(_reply(1))
+    with pytest.raises(PermanentSendError) as refused:
+        mailer.send(attrs.evolve(_reply(2), sender="nobody@asm.example"))
+    assert refused.value.code == 550
+    mailer.send(_reply(3))
+    mailer.close()
+    subjects = [
+        BytesParser(policy=policy.default).parsebytes(c)["Subject"] for _, c in handler.delivered
+    ]
+    assert subjects == ["Call 1", "Call 3"]
+    assert mailer.sessions == 1
+
+
+class _WireServer:
+    """A scripted SMTP server on a raw socket, to see the commands as the wire carries them.
+
+    After a MAIL it waits (up to ``wait`` seconds) for RCPT and DATA before answering any:
+    ``groups`` holds, per transaction, the commands that had arrived when it answered MAIL (a
+    client that waits for each reply sends one). RCPT is answered ``rcpt``, DATA ``data``;
+    each message taken (dots undone, RFC 5321 4.5.2) is in ``messages``.
+    """
+
+    def __init__(self, *, pipelining: bool, rcpt: str = "250 ok", data: str = "354 go") -> None:
+        import socket
+        import threading
+
+        self.pipelining, self.rcpt, self.data, self.wait = pipelining, rcpt, data, 0.5
+        self.groups: list[list[str]] = []
+        self.messages: list[bytes] = []
+        self.connections = 0
+        self._listener = socket.create_server((HOST, 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                self._session(_Lines(conn))
+
+    def _session(self, wire: _Lines) -> None:
+        wire.send("220 wire.test ESMTP")
+        while (line := wire.line()) is not None:
+            verb = line.split(" ", 1)[0].upper()
+            if verb == "EHLO":
+                offers = ["250-wire.test", "250-SIZE 10000000"]
+                wire.send("\r\n".join([*offers, "250-PIPELINING"] if self.pipelining else offers))
+                wire.send("250 HELP")
+            elif verb == "MAIL":
+                group = [line, *wire.more(2, self.wait)]
+                self.groups.append(group)
+                wire.send("250 sender ok")
+                for command in group[1:]:
+                    if not self._answer(wire, command):
+                        return
+            elif not self._answer(wire, line):
+                return
+
+    def _answer(self, wire: _Lines, command: str) -> bool:
+        verb = command.split(" ", 1)[0].upper()
+        if verb == "RCPT":
+            wire.send(self.rcpt)
+        elif verb == "DATA":
+            wire.send(self.data)
+            if self.data.startswith("354"):
+                message = wire.message()
+                if message is None:
+                    return False  # the client hung up instead of sending the message
+                self.messages.append(message)
+                wire.send("250 queued")
+        elif verb == "QUIT":
+            wire.send("221 bye")
+            return False
+        else:  # RSET, NOOP
+            wire.send("250 ok")
+        return True
+
+
+class _Lines:
+    """Line reading on a socket, with a look ahead bounded in time (for :class:`_WireServer`)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._buffer = b""
+
+    def send(self, text: str) -> None:
+        self._conn.sendall(text.encode() + b"\r\n")
+
+    def _fill(self, timeout: float | None) -> bool:
+        import select
+
+        if timeout is not None and not select.select([self._conn], [], [], timeout)[0]:
+            return False
+        chunk = self._conn.recv(65536)
+        self._buffer += chunk
+        return bool(chunk)
+
+    def raw_line(self, timeout: float | None = None) -> bytes | None:
+        while b"\r\n" not in self._buffer:
+            if not self._fill(timeout):
+                return None
+        line, _, self._buffer = self._buffer.partition(b"\r\n")
+        return line
+
+    def line(self) -> str | None:
+        raw = self.raw_line()
+        return None if raw is None else raw.decode()
+
+    def more(self, count: int, wait: float) -> list[str]:
+        lines: list[str] = []
+        while len(lines) < count and (raw := self.raw_line(wait)) is not None:
+            lines.append(raw.decode())
+        return lines
+
+    def message(self) -> bytes | None:
+        lines: list[bytes] = []
+        while (raw := self.raw_line()) is not None:
+            if raw == b".":
+                return b"".join(
+                    line[1:] if line.startswith(b".") else line
+                    for line in (chunk + b"\r\n" for chunk in lines)
+                )
+            lines.append(raw)
+        return None
+
+
+@pytest.fixture
+def wire_server() -> Iterator[Callable[..., _WireServer]]:
+    servers: list[_WireServer] = []
+
+    def start(**options: Any) -> _WireServer:
+        servers.append(_WireServer(**options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+DOTTED = attrs.evolve(REPLY, body=".a line that starts with a dot\n..and one with two\n.\nend\n")
+
+
+def test_with_pipelining_mail_rcpt_and_data_go_out_in_one_group(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # RFC 2920 3.1: the client may send MAIL, RCPT and DATA without waiting; DATA ends it.
+    server = wire_server(pipelining=True)
+    mailer = _mailer(server.port)
+    mailer.send(DOTTED, now=datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC))
+    mailer.send(_reply(2))
+    mailer.close()
+    assert [[command.split(":")[0] for command in group] for group in server.groups] == [
+        ["MAIL FROM", "RCPT TO", "DATA"],
+        ["MAIL FROM", "RCPT TO", "DATA"],
+    ]
+    assert server.groups[0][0].startswith("MAIL FROM:<desk@asm.example> SIZE=")
+    assert server.groups[0][1] == "RCPT TO:<alice@example.org>"
+    # Transparency (RFC 5321 4.5.2): the server, undoing the dots, gets the message as rendered.
+    sent = render_outgoing(DOTTED, now=datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC))
+    assert server.messages[0] == sent + b"\r\n" * (not sent.endswith(b"\r\n"))
+    assert len(server.messages) == 2
+
+
+def test_without_pipelining_each_command_waits_for_its_reply(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    server = wire_server(pipelining=False)
+    _mailer(server.port).send(DOTTED)
+    assert server.groups == [[server.groups[0][0]]]  # MAIL alone: RCPT came after its reply
+    assert len(server.messages) == 1
+
+
+def test_a_354_to_a_pipelined_data_after_a_refused_rcpt_sends_nothing(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # A server should refuse DATA when no RCPT was accepted (RFC 2920 3.1); one that answers
+    # 354 anyway gets no message: the session is dropped, and the next reply opens a new one.
+    server = wire_server(pipelining=True, rcpt="550 5.1.1 no such user", data="354 go")
+    mailer = _mailer(server.port)  # a 5 s timeout
+    started = time.monotonic()
+    with pytest.raises(PermanentSendError) as refused:
+        mailer.send(REPLY)
+    assert time.monotonic() - started < 2.5  # dropped at once, not after waiting for a reply
+    assert refused.value.code == 550
+    assert server.messages == []
+    server.rcpt = "250 ok"
+    mailer.send(REPLY)
+    mailer.close()
+    assert len(server.messages) == 1
+    assert mailer.sessions == 2

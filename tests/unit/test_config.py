@@ -163,6 +163,13 @@ def test_missing_environment_variable_names_key_and_variable(
         ('protocol = "maildir"', 'protocol = "mbox"', "accounts[2].protocol", "'imap'"),
         ('security = "tls"', 'security = "ssl"', "smtp.security", "'starttls'"),
         (
+            # RFC 5321 4.1.2: MAIL FROM takes one path; a line break would add a command.
+            'username = "desk"',
+            'username = "desk"\nenvelope_sender = "b@x.example\\r\\nRCPT TO:<y@x.example>"',
+            "smtp.envelope_sender",
+            "not an address",
+        ),
+        (
             'reopen_assignment = "group"',
             'reopen_assignment = "nobody"',
             "system.reopen_assignment",
@@ -349,3 +356,18 @@ def test_a_configuration_without_store_loads_for_a_host_with_its_own_repository(
     with pytest.raises(ConfigError) as caught:
         config.require_store()
     assert str(caught.value).startswith(f"{path}:store: no store configured")
+
+
+@pytest.mark.parametrize("value", ["", "<>", "bounces@x.example", "Bounces <bounces@x.example>"])
+def test_envelope_sender_takes_an_address_or_the_null_path(tmp_path: Path, value: str) -> None:
+    text = VALID.replace('username = "desk"', f'username = "desk"\nenvelope_sender = "{value}"', 1)
+    config = load_config(write(tmp_path, text), secrets=False)
+    assert config.smtp is not None
+    assert config.smtp.envelope_sender == value
+
+
+def test_an_smtp_config_built_in_code_refuses_a_line_break_in_the_envelope_sender() -> None:
+    from asm_email_rules.connection import SmtpConfig
+
+    with pytest.raises(ValueError, match="envelope_sender"):
+        SmtpConfig(host="smtp.example.org", envelope_sender="b@x.example\nRCPT TO:<y@x.example>")
