@@ -1,30 +1,37 @@
 """A counting SMTP sink for the benchmarks: ``python benchmarks/_sink.py PORT``.
 
 aiosmtpd on 127.0.0.1:PORT in a process of its own (so it does not share the benchmark's
-interpreter lock), answering 250 to everything. Its EHLO offers PIPELINING (RFC 2920), as the
-servers replies go to in practice do (Postfix, Microsoft 365, Gmail); aiosmtpd reads pipelined
-commands in order but does not offer the extension by itself. ``--no-pipelining`` leaves it
-out. It prints ``ready`` once listening and, on SIGTERM or a closed standard input, the number
-of messages and SMTP sessions it saw.
+interpreter lock), answering 250 to everything. Its EHLO offers PIPELINING (RFC 2920) and
+CHUNKING (RFC 3030), as the servers replies go to in practice do (Postfix, Microsoft 365,
+Gmail); aiosmtpd reads pipelined commands in order but offers neither, and has no BDAT, which
+:class:`ChunkingSMTP` adds. ``--no-pipelining`` leaves both out, ``--no-chunking`` the second.
+``--rtt-ms N`` puts a relay in front of it that holds every chunk of bytes N/2 ms in each
+direction, as a server N ms away would (loopback itself answers in microseconds). It prints
+``ready`` once listening and, on SIGTERM or a closed standard input, the number of messages and
+SMTP sessions it saw.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import socket
 import sys
 import threading
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 
 class Counter:
     """Counts messages (DATA) and sessions (connections)."""
 
-    def __init__(self, pipelining: bool) -> None:
+    def __init__(self, pipelining: bool, chunking: bool) -> None:
         self.messages = 0
         self.sessions = 0
         self.pipelining = pipelining
+        self.chunking = chunking
 
     async def handle_EHLO(  # noqa: N802
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -32,6 +39,8 @@ class Counter:
         session.host_name = hostname  # this form of the hook must set it
         if self.pipelining:
             responses.insert(len(responses) - 1, "250-PIPELINING")
+            if self.chunking:
+                responses.insert(len(responses) - 1, "250-CHUNKING")
         return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
@@ -39,14 +48,96 @@ class Counter:
         return "250 2.0.0 queued"
 
 
+class ChunkingSMTP(SMTP):
+    """aiosmtpd's server with ``BDAT <size> [LAST]`` (RFC 3030 2): each chunk is read whole
+    (its bytes are consumed even when no recipient was accepted, then 554), and LAST hands the
+    message to the handler's ``handle_DATA``."""
+
+    async def smtp_BDAT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command naming
+        words = arg.split()
+        if not words or not words[0].isdigit():
+            await self.push("501 5.5.4 Syntax: BDAT <size> [LAST]")
+            return
+        chunk = await self._reader.readexactly(int(words[0]))
+        if not self.envelope.rcpt_tos:
+            await self.push("554 5.5.1 no valid recipients")
+            return
+        before = self.envelope.content
+        self.envelope.content = (before if isinstance(before, bytes) else b"") + chunk
+        if [word.upper() for word in words[1:]] != ["LAST"]:
+            await self.push(f"250 2.0.0 {len(chunk)} octets received")
+            return
+        status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
+        self._set_post_data_state()
+        await self.push(status)
+
+
+async def _carry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Copy ``reader`` to ``writer``, each chunk ``delay`` seconds after it came, in order."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+
+    async def deliver() -> None:
+        while (item := await queue.get()) is not None:
+            due, chunk = item
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            writer.write(chunk)
+            await writer.drain()
+        writer.close()
+
+    delivering = asyncio.create_task(deliver())
+    try:
+        while chunk := await reader.read(65536):
+            queue.put_nowait((loop.time() + delay, chunk))
+    except ConnectionError:
+        pass
+    queue.put_nowait(None)
+    await delivering
+
+
+def _relay(port: int, target: int, rtt: float, listening: threading.Event) -> None:
+    """Accept on ``port`` and carry each connection to and from ``target`` ``rtt / 2`` late."""
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target)
+        upstream_writer.get_extra_info("socket").setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await asyncio.gather(
+            _carry(reader, upstream_writer, rtt / 2), _carry(upstream_reader, writer, rtt / 2)
+        )
+
+    async def serve() -> None:
+        server = await asyncio.start_server(connection, "127.0.0.1", port)
+        listening.set()
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+
+
 def main() -> None:
     port = int(sys.argv[1])
-    counter = Counter(pipelining="--no-pipelining" not in sys.argv[2:])
+    options = sys.argv[2:]
+    counter = Counter(
+        pipelining="--no-pipelining" not in options, chunking="--no-chunking" not in options
+    )
+    rtt = float(options[options.index("--rtt-ms") + 1]) / 1000 if "--rtt-ms" in options else 0.0
+    if rtt:  # the relay takes the port; the server listens on another one behind it
+        listening = threading.Event()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port, relay_port = int(probe.getsockname()[1]), port
+        threading.Thread(
+            target=_relay, args=(relay_port, port, rtt, listening), daemon=True
+        ).start()
+        listening.wait(10)
 
     class CountingController(Controller):
         def factory(self) -> Any:
             counter.sessions += 1
-            return super().factory()
+            return ChunkingSMTP(self.handler, **self.SMTP_kwargs)
 
     controller = CountingController(counter, hostname="127.0.0.1", port=port)
     controller.start()

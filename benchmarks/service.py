@@ -1,7 +1,8 @@
 """The polling service end to end, next to a bare floor loop and django-helpdesk, in one run.
 
     python benchmarks/service.py [N ...] [--skip imap,peer] [--peer-limit M] [--profile FILE]
-        [--repeat K] [--warmup W] [--sink-without-pipelining]
+        [--repeat K] [--warmup W] [--sink-without-pipelining] [--sink-without-chunking]
+        [--sink-rtt-ms N]
 
 For each N (default 2000 and 10000) it builds N messages, a fixed-seed mix of what a service
 desk mailbox receives:
@@ -19,8 +20,9 @@ and times, on the same messages, each in a fresh store:
 - ``maildir``: ours, ``PollingService.poll_once`` on a Maildir account into the SQLite store,
   replies recorded but not sent (no mailer).
 - ``maildir+smtp``: the same with every reply sent to a counting aiosmtpd sink on loopback
-  (its own process, so it does not share our interpreter lock; its EHLO offers PIPELINING as
-  real servers do, ``--sink-without-pipelining`` leaves it out).
+  (its own process, so it does not share our interpreter lock; its EHLO offers PIPELINING and
+  CHUNKING as real servers do, ``--sink-without-pipelining`` / ``--sink-without-chunking``
+  leave them out; ``--sink-rtt-ms N`` holds its traffic as a server N ms away would).
 - ``imap``: ours on an IMAP account of a Dovecot on loopback (started as the integration tests
   start it), no mailer.
 - ``helpdesk``: django-helpdesk's ``get_email`` (``process_email``) on its "local directory"
@@ -1073,11 +1075,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sink-without-pipelining",
         action="store_true",
-        help="the SMTP sink's EHLO leaves PIPELINING out (RFC 2920; real servers offer it)",
+        help="the SMTP sink's EHLO leaves PIPELINING and CHUNKING out (RFC 2920, RFC 3030;"
+        " real servers offer both)",
+    )
+    parser.add_argument(
+        "--sink-without-chunking",
+        action="store_true",
+        help="the SMTP sink's EHLO leaves CHUNKING out (no BDAT: DATA after a 354)",
+    )
+    parser.add_argument(
+        "--sink-rtt-ms",
+        type=float,
+        default=0.0,
+        help="hold the bytes to and from the SMTP sink this many ms per round trip, as a"
+        " server that far away would (default 0: loopback)",
     )
     options = parser.parse_args(argv)
     if options.sink_without_pipelining:
         SINK_OPTIONS.append("--no-pipelining")
+    if options.sink_without_chunking:
+        SINK_OPTIONS.append("--no-chunking")
+    if options.sink_rtt_ms > 0:
+        SINK_OPTIONS.extend(["--rtt-ms", str(options.sink_rtt_ms)])
     skip = set(filter(None, options.skip.split(",")))
     rates: dict[int, dict[str, Column]] = {}
     for count in options.counts:

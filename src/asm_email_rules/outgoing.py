@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from email import quoprimime
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.utils import format_datetime
 
@@ -247,7 +248,7 @@ def _addr_spec(field: str, value: str) -> str:
         return text  # what the full parse below gives for it, about 50 times faster
     try:
         address = Address(addr_spec=text)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, HeaderParseError) as exc:
         raise OutgoingMessageError(f"{field}: invalid address {text!r}: {exc}") from exc
     if not address.username or not address.domain:
         raise OutgoingMessageError(f"{field}: address {text!r} needs a local part and a domain")

@@ -327,3 +327,59 @@ def test_mail_sent_to_postfix_becomes_a_call_and_a_locked_store_defers_it(
     _wait_for(lambda: "Mail queue is empty" in postfix.queue(), 90, "an empty queue", postfix.log)
     assert len([d for d in postfix.calls() if "Smoke" in d]) == 1
     assert "Traceback" not in postfix.log()
+
+
+def test_replies_go_to_postfix_pipelined_and_chunked_on_one_session(
+    postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 14: one SMTP session for the pass's replies; a real server offers PIPELINING
+    # (RFC 2920) and CHUNKING (RFC 3030), so each reply is one write: MAIL, RCPT, BDAT and
+    # the message. Both reach the desk (as automatic replies, which it records and drops).
+    from asm_email_rules.adapters.smtp import SmtpConfig, SmtpMailer
+    from asm_email_rules.connection import Security
+    from asm_email_rules.model import OutgoingEmail
+
+    with smtplib.SMTP(HOST, postfix.port, timeout=10) as probe:
+        probe.ehlo()
+        assert probe.has_extn("pipelining")
+        assert probe.has_extn("chunking")
+    writes: list[bytes] = []
+    send = smtplib.SMTP.send
+
+    def spy(client: smtplib.SMTP, data: str | bytes) -> None:
+        writes.append(data.encode() if isinstance(data, str) else data)
+        send(client, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", spy)
+    mailer = SmtpMailer(SmtpConfig(host=HOST, port=postfix.port, security=Security.PLAIN))
+    ids = [f"<asm.reply.{n}.postfix@desk.example>" for n in (1, 2)]
+    for n, message_id in enumerate(ids, 1):
+        mailer.send(
+            OutgoingEmail(
+                to="helpdesk@desk.test",
+                subject=f"Call {n} has been logged",
+                body=".a line that starts with a dot\n.\nYour call is logged.\n",
+                sender="Service Desk <desk@desk.example>",
+                message_id=message_id,
+            )
+        )
+    mailer.close()
+    assert mailer.sessions == 1
+    transactions = [w for w in writes if w.startswith(b"MAIL FROM:")]
+    assert len(transactions) == 2
+    for write in transactions:  # one write each: the commands, then the message itself
+        commands, _, message = write.partition(b" LAST\r\n")
+        assert commands.split(b"\r\n")[1:] == [
+            b"RCPT TO:<helpdesk@desk.test>",
+            b"BDAT %d" % len(message),
+        ]
+        assert b"\r\n.a line that starts with a dot\r\n.\r\n" in message  # no dot-stuffing
+
+    def recorded() -> list[str]:
+        with sqlite3.connect(postfix.store) as db:
+            rows = db.execute("SELECT message_id FROM ledger").fetchall()
+        return sorted(found for (found,) in rows if found in ids)
+
+    assert _wait_for(lambda: recorded() == ids, 90, "both replies at the desk", postfix.log)
+    _wait_for(lambda: "Mail queue is empty" in postfix.queue(), 90, "an empty queue", postfix.log)
+    assert postfix.log().count("status=sent (delivered via asmdesk service") == 2

@@ -159,10 +159,13 @@ class _SessionHandler(Pipelining):
         self.pipelining = pipelining
         self.delivered: list[tuple[int, bytes]] = []  # (session id, content)
         self._mails: dict[int, int] = {}
+        self._sessions: list[Any] = []  # kept alive, so no two sessions share an id()
 
     async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
+        if id(session) not in self._mails:
+            self._sessions.append(session)
         count = self._mails[id(session)] = self._mails.get(id(session), 0) + 1
         if count == 2 and self.second_mail == "421":
             return "421 4.7.0 too many messages in this session"
@@ -311,14 +314,30 @@ class _WireServer:
     After a MAIL it waits (up to ``wait`` seconds) for RCPT and DATA before answering any:
     ``groups`` holds, per transaction, the commands that had arrived when it answered MAIL (a
     client that waits for each reply sends one). RCPT is answered ``rcpt``, DATA ``data``;
-    each message taken (dots undone, RFC 5321 4.5.2) is in ``messages``.
+    each message taken (dots undone, RFC 5321 4.5.2) is in ``messages``. With ``chunking``
+    EHLO offers CHUNKING too and ``BDAT <size> LAST`` (RFC 3030) is taken: its bytes are read
+    whatever happened before, and it is answered ``bdat``, or 554 when no RCPT was accepted.
     """
 
-    def __init__(self, *, pipelining: bool, rcpt: str = "250 ok", data: str = "354 go") -> None:
+    def __init__(
+        self,
+        *,
+        pipelining: bool,
+        rcpt: str = "250 ok",
+        data: str = "354 go",
+        chunking: bool = False,
+        bdat: str = "250 queued",
+    ) -> None:
         import socket
         import threading
 
         self.pipelining, self.rcpt, self.data, self.wait = pipelining, rcpt, data, 0.5
+        self.chunking, self.bdat = chunking, bdat
+        self._sender = False  # this transaction's MAIL was accepted
+        self._accepted = False  # and one of its RCPT
+        self.mail = "250 sender ok"
+        self.hang_up_after_refusal = False  # as Exim's "drop" ACL verb: the 5xx, then close
+        self.hang_up_after_message = False  # the message read, no final reply
         self.groups: list[list[str]] = []
         self.messages: list[bytes] = []
         self.connections = 0
@@ -345,12 +364,15 @@ class _WireServer:
             verb = line.split(" ", 1)[0].upper()
             if verb == "EHLO":
                 offers = ["250-wire.test", "250-SIZE 10000000"]
-                wire.send("\r\n".join([*offers, "250-PIPELINING"] if self.pipelining else offers))
-                wire.send("250 HELP")
+                offers += ["250-PIPELINING"] * self.pipelining + ["250-CHUNKING"] * self.chunking
+                wire.send("\r\n".join([*offers, "250 HELP"]))
             elif verb == "MAIL":
                 group = [line, *wire.more(2, self.wait)]
                 self.groups.append(group)
-                wire.send("250 sender ok")
+                self._sender = self.mail.startswith("250")
+                wire.send(self.mail)
+                if not self.mail.startswith("250") and self.hang_up_after_refusal:
+                    return
                 for command in group[1:]:
                     if not self._answer(wire, command):
                         return
@@ -360,7 +382,11 @@ class _WireServer:
     def _answer(self, wire: _Lines, command: str) -> bool:
         verb = command.split(" ", 1)[0].upper()
         if verb == "RCPT":
-            wire.send(self.rcpt)
+            reply = self.rcpt if self._sender else "503 5.5.1 sender first"
+            self._accepted = reply.startswith("250")
+            wire.send(reply)
+            if not self.rcpt.startswith("250") and self.hang_up_after_refusal:
+                return False
         elif verb == "DATA":
             wire.send(self.data)
             if self.data.startswith("354"):
@@ -368,7 +394,22 @@ class _WireServer:
                 if message is None:
                     return False  # the client hung up instead of sending the message
                 self.messages.append(message)
+                if self.hang_up_after_message:
+                    return False
                 wire.send("250 queued")
+        elif verb == "BDAT" and self.chunking:
+            _, size, *last = command.split()
+            chunk = wire.exactly(int(size))
+            if chunk is None:
+                return False
+            if not self._accepted:
+                wire.send("554 5.5.1 no valid recipients")
+            elif self.bdat.startswith("250") and [word.upper() for word in last] == ["LAST"]:
+                self.messages.append(chunk)
+                wire.send(self.bdat)
+            else:
+                wire.send(self.bdat)
+            self._accepted = False
         elif verb == "QUIT":
             wire.send("221 bye")
             return False
@@ -402,6 +443,13 @@ class _Lines:
                 return None
         line, _, self._buffer = self._buffer.partition(b"\r\n")
         return line
+
+    def exactly(self, size: int) -> bytes | None:
+        while len(self._buffer) < size:
+            if not self._fill(None):
+                return None
+        chunk, self._buffer = self._buffer[:size], self._buffer[size:]
+        return chunk
 
     def line(self) -> str | None:
         raw = self.raw_line()
@@ -474,8 +522,9 @@ def test_without_pipelining_each_command_waits_for_its_reply(
 def test_a_354_to_a_pipelined_data_after_a_refused_rcpt_sends_nothing(
     wire_server: Callable[..., _WireServer],
 ) -> None:
-    # A server should refuse DATA when no RCPT was accepted (RFC 2920 3.1); one that answers
-    # 354 anyway gets no message: the session is dropped, and the next reply opens a new one.
+    # RFC 2920 3.1 warns that a server may answer 354 to a pipelined DATA although no RCPT
+    # was accepted, and has the client send a lone dot then; we send nothing (a dot could
+    # deliver an empty message): the session is dropped, and the next reply opens a new one.
     server = wire_server(pipelining=True, rcpt="550 5.1.1 no such user", data="354 go")
     mailer = _mailer(server.port)  # a 5 s timeout
     started = time.monotonic()
@@ -489,3 +538,104 @@ def test_a_354_to_a_pipelined_data_after_a_refused_rcpt_sends_nothing(
     mailer.close()
     assert len(server.messages) == 1
     assert mailer.sessions == 2
+
+
+@pytest.mark.parametrize("reused", [False, True])
+@pytest.mark.parametrize("pipelining", [False, True])
+@pytest.mark.parametrize("stage", ["mail", "rcpt"])
+def test_a_refusal_then_a_hang_up_is_the_refusal(
+    wire_server: Callable[..., _WireServer], stage: str, pipelining: bool, reused: bool
+) -> None:
+    # Exim's "drop" ACL verb answers 550 and closes: the reply failed permanently, and is
+    # not sent again on a new session (the server refused it; it did not go stale).
+    server = wire_server(pipelining=pipelining)
+    mailer = _mailer(server.port)
+    if reused:
+        mailer.send(_reply(1))
+    setattr(server, stage, "550 5.7.1 go away")
+    server.hang_up_after_refusal = True
+    with pytest.raises(PermanentSendError) as refused:
+        mailer.send(REPLY)
+    assert refused.value.code == 550
+    assert server.connections == 1
+    assert len(server.messages) == int(reused)
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_hang_up_after_the_message_is_not_retried(
+    wire_server: Callable[..., _WireServer], pipelining: bool
+) -> None:
+    # The server may have the message: never sent twice by the mailer (send.py's invariant).
+    server = wire_server(pipelining=pipelining)
+    mailer = _mailer(server.port)
+    mailer.send(_reply(1))
+    server.hang_up_after_message = True
+    with pytest.raises(TransientSendError):
+        mailer.send(_reply(2))
+    assert len(server.messages) == 2
+    assert server.connections == 1
+
+
+def test_after_a_354_to_a_refused_transaction_the_next_reply_is_prompt(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    server = wire_server(pipelining=True, rcpt="550 5.1.1 no such user", data="354 go")
+    mailer = _mailer(server.port)
+    with pytest.raises(PermanentSendError):
+        mailer.send(REPLY)
+    server.rcpt = "250 ok"
+    started = time.monotonic()
+    mailer.send(REPLY)
+    assert time.monotonic() - started < 2.5  # a new session at once, not after a timeout
+    assert server.connections == 2
+
+
+def test_with_chunking_the_message_goes_out_with_its_commands_in_one_write(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # RFC 3030 with RFC 2920: MAIL, RCPT and "BDAT <size> LAST" with the message itself,
+    # pipelined: one round trip a reply, the bytes as rendered (BDAT has no dot-stuffing).
+    server = wire_server(pipelining=True, chunking=True)
+    mailer = _mailer(server.port)
+    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    mailer.send(DOTTED, now=when)
+    mailer.send(_reply(2), now=when)
+    mailer.close()
+    sent = render_outgoing(DOTTED, now=when)
+    assert server.groups[0][1:] == ["RCPT TO:<alice@example.org>", f"BDAT {len(sent)} LAST"]
+    assert server.messages == [sent, render_outgoing(_reply(2), now=when)]
+    assert mailer.sessions == 1
+
+
+def test_chunking_without_pipelining_sends_data(wire_server: Callable[..., _WireServer]) -> None:
+    server = wire_server(pipelining=False, chunking=True)
+    _mailer(server.port).send(DOTTED)
+    assert server.groups == [[server.groups[0][0]]]  # MAIL alone, then RCPT, then DATA
+    assert len(server.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"rcpt": "550 5.1.1 no such user"}, 550),  # BDAT then answered 554: RCPT's refusal
+        ({"mail": "553 5.1.8 sender refused"}, 553),
+        ({"bdat": "552 5.3.4 message too big"}, 552),
+    ],
+)
+def test_a_chunked_reply_refused_keeps_the_session_and_reports_the_first_refusal(
+    wire_server: Callable[..., _WireServer], changes: dict[str, str], code: int
+) -> None:
+    server = wire_server(pipelining=True, chunking=True)
+    mailer = _mailer(server.port)
+    for name, value in changes.items():
+        setattr(server, name, value)
+    with pytest.raises(PermanentSendError) as refused:
+        mailer.send(REPLY)
+    assert refused.value.code == code
+    assert server.messages == []
+    for name in changes:
+        setattr(server, name, "250 ok" if name != "bdat" else "250 queued")
+    mailer.send(_reply(2))
+    mailer.close()
+    assert len(server.messages) == 1
+    assert server.connections == 1  # the same session carried the next reply

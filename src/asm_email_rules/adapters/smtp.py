@@ -53,8 +53,8 @@ class _StaleSessionError(Exception):
     """A reused session turned out closed before the server took any part of the message."""
 
 
-class _OpenDataError(Exception):
-    """A pipelined DATA was answered 354 although its MAIL or RCPT was refused."""
+class _EndSessionError(Exception):
+    """The transaction failed with ``refusal`` and its session cannot carry another one."""
 
     def __init__(self, refusal: smtplib.SMTPException) -> None:
         super().__init__(str(refusal))
@@ -62,9 +62,9 @@ class _OpenDataError(Exception):
 
 
 class _Replies:
-    """The replies to one transaction's commands, in order: read as they come when the
-    commands were ``pipelined`` (all sent already), else each command sent when its reply is
-    asked for (RFC 5321 4.1.1: one command, then its reply)."""
+    """The replies to one transaction's commands, in order. ``pipelined``: every command has
+    been sent already and each reply is only read; else each command is sent when its reply
+    is asked for (one command, then its reply: RFC 5321 4.1.1)."""
 
     def __init__(self, client: smtplib.SMTP, commands: list[str], pipelined: bool) -> None:
         self._client = client
@@ -72,22 +72,32 @@ class _Replies:
         self._pipelined = pipelined
         self._read = 0
 
-    def next(self) -> tuple[int, bytes]:
+    def reply_to_next(self) -> tuple[int, bytes]:
+        """The reply to the next command (sending that command first when not pipelined)."""
         command = self._commands[self._read]
         self._read += 1
         if self._pipelined:
             return self._client.getreply()
         return self._client.docmd(command)
 
-    def settle(self, code: int) -> bool:
-        """After a refusal (``code``): read the replies still owed to pipelined commands, so
-        the session stays in step for RSET (not after a 421: the server is closing it). True
-        when DATA was answered 354: the server waits for a message we will not send."""
-        while self._pipelined and code != 421 and self._read < len(self._commands):
-            code, _ = self.next()
-            if code == 354:
-                return True
-        return False
+    def refused(self, code: int, refusal: smtplib.SMTPException) -> Exception:
+        """What to raise for a MAIL or RCPT refused with ``code``: ``refusal``, once the
+        replies still owed to the commands pipelined after it are read (so the session stays
+        in step for RSET), or a :class:`_EndSessionError` carrying it when the session cannot go
+        on: a later command was answered 354 (the server waits for a message we will not
+        send; RFC 2920 3.1 would have the client send a lone dot, which could deliver an
+        empty message) or 421, or the server hung up or fell silent meanwhile. A 421 refusal
+        itself is returned as it is (the server is closing; the caller knows what to do)."""
+        if not self._pipelined or code == 421:
+            return refusal
+        try:
+            while self._read < len(self._commands):
+                later, _ = self.reply_to_next()
+                if later in (354, 421):
+                    return _EndSessionError(refusal)
+        except smtplib.SMTPServerDisconnected:
+            return _EndSessionError(refusal)
+        return refusal
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -136,6 +146,7 @@ class SmtpMailer:
         self.max_per_session = max(1, max_per_session)
         self.max_idle = max_idle
         self._client: smtplib.SMTP | None = None
+        self._configured = ("", "")  # envelope_sender and its addr-spec, once parsed
         self._sent_in_session = 0
         self._last_used = 0.0
         self.sessions = 0
@@ -153,10 +164,13 @@ class SmtpMailer:
             rendered = render_reply(message, now=now, default_sender=self.config.default_sender)
         except OutgoingMessageError as exc:
             raise PermanentSendError(f"reply cannot be rendered: {exc}") from exc
-        recipient = rendered.recipient
+        recipient, reverse_path = rendered.recipient, self._reverse_path(rendered.sender)
+        if "\r" in reverse_path + recipient or "\n" in reverse_path + recipient:
+            # validated above; a line break here would add a command (RFC 5321 2.3.8)
+            raise PermanentSendError(f"an SMTP path holds a line break: {reverse_path!r}")
         where = f"SMTP {self.config.host}:{self.config.port}"
         try:
-            self._deliver(self._reverse_path(rendered.sender), recipient, rendered.raw)
+            self._deliver(reverse_path, recipient, rendered.raw)
         except SendError as exc:
             log.warning(
                 "reply not sent",
@@ -171,7 +185,11 @@ class SmtpMailer:
         configured = self.config.envelope_sender
         if configured == "<>":
             return "<>"
-        return f"<{parse_sender(configured)[1] if configured else from_addr}>"
+        if configured:
+            if configured != self._configured[0]:  # parsed once (the config is frozen)
+                self._configured = (configured, parse_sender(configured)[1])
+            return f"<{self._configured[1]}>"
+        return f"<{from_addr}>"
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self.config
@@ -311,48 +329,54 @@ class SmtpMailer:
         """One mail transaction (MAIL, RCPT, DATA) on ``client``; returns after the 250.
 
         Where the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write
-        and their replies are read in order: two round trips a reply instead of four. The
-        message itself follows only after the 354 (DATA ends a group, RFC 2920 3.1). The paths
-        go out as given (``smtplib``'s ``mail()`` and ``rcpt()`` would parse each address
-        again for an answer rendering already gave).
+        and their replies are read in order (two round trips a reply instead of four); the
+        message follows the 354 (DATA ends a group, RFC 2920 3.1). Where it also offers
+        CHUNKING (RFC 3030), ``BDAT <size> LAST`` with the message itself takes DATA's place
+        in that one write: one round trip a reply, and no dot-stuffing. The paths go out as
+        given (``smtplib``'s ``mail()`` and ``rcpt()`` would parse each address again).
 
-        A refusal of MAIL, RCPT or DATA resets the transaction (RSET) and keeps the session
-        (a 421 ends it, and so does a 354 to a pipelined DATA whose MAIL or RCPT was refused:
-        the message is not sent and the session dropped). On a ``reused`` session, a hang-up
-        or a 421 before DATA raises :class:`_StaleSessionError`: the server took nothing, the
-        message is safe to send again on a new session.
+        A refusal of MAIL, RCPT or DATA resets the transaction (RSET) and keeps the session;
+        a 421 ends it, and so does a pipelined refusal after which the server answered 354,
+        closed or fell silent (the refusal is what is raised; nothing is sent). On a
+        ``reused`` session, a hang-up or a 421 before DATA raises
+        :class:`_StaleSessionError`: the server took nothing, the message is safe to send
+        again on a new session. (With BDAT the message travels with MAIL; a server answers
+        MAIL before it takes the message, so no answer at all still means a closed session.)
         """
         stage = "MAIL"
         try:
             client.ehlo_or_helo_if_needed()
             size = f" SIZE={len(raw)}" if client.has_extn("size") else ""  # RFC 1870
-            commands = [f"MAIL FROM:{reverse_path}{size}", f"RCPT TO:<{recipient}>", "DATA"]
             pipelined = client.has_extn("pipelining")
+            chunking = pipelined and client.has_extn("chunking")
+            last = f"BDAT {len(raw)} LAST" if chunking else "DATA"  # RFC 3030 2
+            commands = [f"MAIL FROM:{reverse_path}{size}", f"RCPT TO:<{recipient}>", last]
             if pipelined:
-                client.send("".join(f"{command}\r\n" for command in commands))
+                group = "".join(f"{command}\r\n" for command in commands).encode("ascii")
+                client.send(group + raw if chunking else group)
             replies = _Replies(client, commands, pipelined)
-            code, text = replies.next()
+            code, text = replies.reply_to_next()
             if code != 250:
-                refusal: smtplib.SMTPException = smtplib.SMTPSenderRefused(code, text, reverse_path)
-                raise _OpenDataError(refusal) if replies.settle(code) else refusal
+                raise replies.refused(code, smtplib.SMTPSenderRefused(code, text, reverse_path))
             stage = "RCPT"
-            code, text = replies.next()
+            code, text = replies.reply_to_next()
             if code not in (250, 251):
                 refusal = smtplib.SMTPRecipientsRefused({recipient: (code, text)})
-                raise _OpenDataError(refusal) if replies.settle(code) else refusal
+                raise replies.refused(code, refusal)
             stage = "DATA"
-            code, text = replies.next()
-            if code != 354:
-                raise smtplib.SMTPDataError(code, text)
-            client.send(_data_lines(raw))
-            code, text = client.getreply()
+            code, text = replies.reply_to_next()
+            if not chunking:
+                if code != 354:
+                    raise smtplib.SMTPDataError(code, text)
+                client.send(_data_lines(raw))
+                code, text = client.getreply()
             if code != 250:
                 raise smtplib.SMTPDataError(code, text)
         except smtplib.SMTPServerDisconnected as exc:
             if reused and stage != "DATA":
                 raise _StaleSessionError from exc
             raise
-        except _OpenDataError as exc:  # a pipelined DATA took after all: end the session
+        except _EndSessionError as exc:
             self._drop()
             raise exc.refusal from None
         except (smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused) as exc:
