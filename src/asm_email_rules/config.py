@@ -21,9 +21,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from asm_email_rules.connection import Security, SmtpConfig
+from asm_email_rules.connection import Security, SmtpConfig, check_envelope_sender
 from asm_email_rules.errors import ConfigError
-from asm_email_rules.outgoing import OutgoingMessageError, parse_sender
 from asm_email_rules.replies import CATALOGUE
 from asm_email_rules.settings import (
     FATAL_SMTP_CODES,
@@ -597,13 +596,10 @@ def _auth(table: _Table) -> tuple[AuthMethod, OAuth2Settings | None]:
 
 
 def _envelope_sender(table: _Table) -> str:
-    value = table.string("envelope_sender")
-    if value and value != "<>":
-        try:
-            parse_sender(value)
-        except OutgoingMessageError as exc:
-            raise table.fail("envelope_sender", f"is not an address: {exc}") from None
-    return value
+    try:
+        return check_envelope_sender(table.string("envelope_sender"))
+    except ValueError as exc:
+        raise table.fail("envelope_sender", str(exc)) from None
 
 
 def _smtp(table: _Table) -> SmtpConfig:

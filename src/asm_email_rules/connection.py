@@ -16,7 +16,7 @@ import attrs
 from asm_email_rules.outgoing import OutgoingMessageError, parse_sender
 from asm_email_rules.signin import OAuth2Settings
 
-__all__ = ["Security", "SmtpConfig", "as_security"]
+__all__ = ["Security", "SmtpConfig", "as_security", "check_envelope_sender"]
 
 
 class Security(enum.Enum):
@@ -35,14 +35,24 @@ def as_security(value: Security | str) -> Security:
     return value if isinstance(value, Security) else Security(value)
 
 
-def _envelope_sender(instance: object, attribute: object, value: str) -> None:
-    """``envelope_sender``: empty, ``<>``, or an address as a From takes it (RFC 5321
-    4.1.2: the reverse-path); ValueError for anything else (a line break among them)."""
+def check_envelope_sender(value: str) -> str:
+    """``value`` if it can be ``SmtpConfig.envelope_sender``: empty (the reply's From), ``<>``
+    (the null reverse-path) or an address as ``addr`` or ``Name <addr>`` (RFC 5321 4.1.2);
+    ValueError naming what is wrong otherwise (a line break, non-ASCII, no domain...)."""
     if value and value != "<>":
         try:
             parse_sender(value)
         except OutgoingMessageError as exc:
-            raise ValueError(f"envelope_sender: {exc}") from None
+            detail = str(exc).removeprefix("From: ").replace("header 'From' holds", "it holds")
+            raise ValueError(
+                f"envelope_sender {value!r} is not an address ('addr', 'Name <addr>' or '<>'):"
+                f" {detail}"
+            ) from None
+    return value
+
+
+def _envelope_sender(instance: object, attribute: object, value: str) -> None:
+    check_envelope_sender(value)
 
 
 @attrs.frozen

@@ -167,7 +167,7 @@ def test_missing_environment_variable_names_key_and_variable(
             'username = "desk"',
             'username = "desk"\nenvelope_sender = "b@x.example\\r\\nRCPT TO:<y@x.example>"',
             "smtp.envelope_sender",
-            "not an address",
+            "is not an address",
         ),
         (
             'reopen_assignment = "group"',
