@@ -39,6 +39,7 @@ from asm_email_rules.send import (
     SendOutcome,
     SendResult,
     attempt,
+    attempt_all,
     claim,
     record_attempt,
 )
@@ -333,13 +334,34 @@ class ReplyPump:
             if item is _DONE:
                 return
             assert isinstance(item, OutboxEntry)
+            batch = self._with_queued(item)
             if self._hold.is_set():
-                self._done.put(_Attempt(item, None, tried=False))
+                for entry in batch:
+                    self._done.put(_Attempt(entry, None, tried=False))
                 continue
-            try:
-                error = attempt(self._mailer, item)
+            try:  # all queued at once: a mailer that can sends them in one write
+                errors = attempt_all(self._mailer, batch, stop=self._hold.is_set)
             except BaseException as exc:  # not an Exception: still answer, or drain() hangs
-                error = RuntimeError(f"the mailer raised {type(exc).__name__}: {exc}")
-            if error is not None and not isinstance(error, PermanentSendError):
+                failure = RuntimeError(f"the mailer raised {type(exc).__name__}: {exc}")
+                errors = [failure] * len(batch)
+            for entry, error in zip(batch, errors, strict=False):
+                self._done.put(_Attempt(entry, error))
+            for entry in batch[len(errors) :]:
+                self._done.put(_Attempt(entry, None, tried=False))
+            if any(e is not None and not isinstance(e, PermanentSendError) for e in errors):
                 self._hold.set()  # a temporary failure: the server is likely down
-            self._done.put(_Attempt(item, error))
+
+    def _with_queued(self, first: OutboxEntry) -> list[OutboxEntry]:
+        """``first`` and the replies queued behind it (at most ``depth`` in all)."""
+        batch = [first]
+        while len(batch) < self._depth:
+            try:
+                item = self._todo.get_nowait()
+            except queue.Empty:
+                break
+            if item is _DONE:
+                self._todo.put(_DONE)  # seen again by the loop, after this batch
+                break
+            assert isinstance(item, OutboxEntry)
+            batch.append(item)
+        return batch

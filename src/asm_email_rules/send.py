@@ -29,7 +29,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -47,6 +47,7 @@ __all__ = [
     "SendOutcome",
     "SendResult",
     "attempt",
+    "attempt_all",
     "claim",
     "default_owner",
     "record_attempt",
@@ -190,6 +191,36 @@ def attempt(mailer: Mailer, entry: OutboxEntry) -> Exception | None:
     except Exception as exc:
         return exc
     return None
+
+
+def attempt_all(
+    mailer: Mailer, entries: Sequence[OutboxEntry], *, stop: Callable[[], bool] = lambda: False
+) -> list[Exception | None]:
+    """Hand claimed replies to the mailer, in order: what each came to (None: accepted), for
+    as many as were handed over, so the list may be shorter than ``entries``.
+
+    A mailer with ``send_many`` (as :meth:`~asm_email_rules.adapters.smtp.SmtpMailer.send_many`:
+    one write for them all where the server allows, each still accepted by its own reply)
+    gets them together. Otherwise each goes to ``send`` in turn, and none after a temporary
+    failure (the server is likely down) or once ``stop()`` says so. A ``send_many`` that
+    raises counts as that error for each reply (which of them the server took is unknown).
+    Touches no store, so it may run on a thread of its own."""
+    send_many = getattr(mailer, "send_many", None)
+    if send_many is not None and len(entries) > 1:
+        try:
+            outcomes: list[Exception | None] = list(send_many([e.reply for e in entries]))
+        except Exception as exc:
+            return [exc] * len(entries)
+        return outcomes[: len(entries)]
+    outcomes = []
+    for entry in entries:
+        if outcomes and stop():
+            break
+        error = attempt(mailer, entry)
+        outcomes.append(error)
+        if error is not None and not isinstance(error, PermanentSendError):
+            break
+    return outcomes
 
 
 def record_attempt(

@@ -338,6 +338,9 @@ class _WireServer:
         self.mail = "250 sender ok"
         self.hang_up_after_refusal = False  # as Exim's "drop" ACL verb: the 5xx, then close
         self.hang_up_after_message = False  # the message read, no final reply
+        self.refuse: dict[str, str] = {}  # RCPT address: its reply, instead of ``rcpt``
+        self.idle_close = False  # the first session ends quietly after its first message
+        self.ahead: list[bytes] = []  # per MAIL: what had arrived after it when it was answered
         self.groups: list[list[str]] = []
         self.messages: list[bytes] = []
         self.connections = 0
@@ -359,6 +362,7 @@ class _WireServer:
                 self._session(_Lines(conn))
 
     def _session(self, wire: _Lines) -> None:
+        self._sender = self._accepted = False
         wire.send("220 wire.test ESMTP")
         while (line := wire.line()) is not None:
             verb = line.split(" ", 1)[0].upper()
@@ -369,8 +373,11 @@ class _WireServer:
             elif verb == "MAIL":
                 group = [line, *wire.more(2, self.wait)]
                 self.groups.append(group)
-                self._sender = self.mail.startswith("250")
-                wire.send(self.mail)
+                self.ahead.append(wire.pending())
+                # as Postfix: a MAIL inside an open transaction is "nested" (RSET ends one)
+                reply = "503 5.5.1 nested MAIL command" if self._sender else self.mail
+                self._sender = reply.startswith("250")
+                wire.send(reply)
                 if not self.mail.startswith("250") and self.hang_up_after_refusal:
                     return
                 for command in group[1:]:
@@ -382,7 +389,8 @@ class _WireServer:
     def _answer(self, wire: _Lines, command: str) -> bool:
         verb = command.split(" ", 1)[0].upper()
         if verb == "RCPT":
-            reply = self.rcpt if self._sender else "503 5.5.1 sender first"
+            address = command.partition("<")[2].partition(">")[0]
+            reply = self.refuse.get(address, self.rcpt) if self._sender else "503 5.5.1 no MAIL"
             self._accepted = reply.startswith("250")
             wire.send(reply)
             if not self.rcpt.startswith("250") and self.hang_up_after_refusal:
@@ -396,6 +404,7 @@ class _WireServer:
                 self.messages.append(message)
                 if self.hang_up_after_message:
                     return False
+                self._sender = False
                 wire.send("250 queued")
         elif verb == "BDAT" and self.chunking:
             _, size, *last = command.split()
@@ -406,7 +415,13 @@ class _WireServer:
                 wire.send("554 5.5.1 no valid recipients")
             elif self.bdat.startswith("250") and [word.upper() for word in last] == ["LAST"]:
                 self.messages.append(chunk)
+                if self.hang_up_after_message:
+                    return False
+                self._sender = False
                 wire.send(self.bdat)
+                if self.idle_close:
+                    self.idle_close = False
+                    return False
             else:
                 wire.send(self.bdat)
             self._accepted = False
@@ -414,6 +429,8 @@ class _WireServer:
             wire.send("221 bye")
             return False
         else:  # RSET, NOOP
+            if verb == "RSET":
+                self._sender = self._accepted = False
             wire.send("250 ok")
         return True
 
@@ -450,6 +467,13 @@ class _Lines:
                 return None
         chunk, self._buffer = self._buffer[:size], self._buffer[size:]
         return chunk
+
+    def pending(self) -> bytes:
+        """What has arrived and not been read yet (after a short wait for more)."""
+        self.more(0, 0.2)
+        while self._fill(0.05):
+            pass
+        return self._buffer
 
     def line(self) -> str | None:
         raw = self.raw_line()
@@ -639,3 +663,93 @@ def test_a_chunked_reply_refused_keeps_the_session_and_reports_the_first_refusal
     mailer.close()
     assert len(server.messages) == 1
     assert server.connections == 1  # the same session carried the next reply
+
+
+def _subjects(messages: list[bytes]) -> list[str]:
+    return [BytesParser(policy=policy.default).parsebytes(m)["Subject"] for m in messages]
+
+
+def test_a_window_of_replies_goes_out_in_one_write_each_accepted_by_its_own_250(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # RFC 2920 with RFC 3030: BDAT ends no group, so the next transaction may follow at once
+    # (after an RSET); the replies are read in order and each message has its own outcome.
+    server = wire_server(pipelining=True, chunking=True)
+    mailer = _mailer(server.port)
+    assert mailer.send_many([_reply(1), _reply(2), _reply(3)]) == [None, None, None]
+    mailer.close()
+    assert _subjects(server.messages) == ["Call 1", "Call 2", "Call 3"]
+    assert b"MAIL FROM" in server.ahead[0]  # the second transaction was there before the first
+    assert mailer.sessions == 1
+
+
+@pytest.mark.parametrize(
+    ("refusal", "kind", "code"),
+    [
+        ("550 5.1.1 no such user", PermanentSendError, 550),
+        ("451 4.7.1 greylisted, try later", TransientSendError, 451),
+    ],
+)
+def test_a_refused_reply_in_a_window_leaves_the_others_alone(
+    wire_server: Callable[..., _WireServer], refusal: str, kind: type, code: int
+) -> None:
+    server = wire_server(pipelining=True, chunking=True)
+    server.refuse = {"gone@example.org": refusal}
+    mailer = _mailer(server.port)
+    first, second, third = mailer.send_many(
+        [_reply(1), _reply(2, to="gone@example.org"), _reply(3)]
+    )
+    assert first is None
+    assert third is None
+    assert isinstance(second, kind)
+    assert second.code == code
+    assert _subjects(server.messages) == ["Call 1", "Call 3"]
+    assert server.connections == 1
+
+
+def test_a_server_gone_in_the_middle_of_a_window_fails_the_rest_for_later(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    server = wire_server(pipelining=True, chunking=True)
+    server.idle_close = True  # ends the session after the first message's 250
+    outcomes = _mailer(server.port).send_many([_reply(1), _reply(2), _reply(3)])
+    assert outcomes[0] is None
+    assert [type(o) for o in outcomes[1:]] == [TransientSendError, TransientSendError]
+    assert _subjects(server.messages) == ["Call 1"]  # the others wait for the outbox's retry
+
+
+def test_a_window_on_a_session_closed_while_idle_goes_out_once_on_a_new_one(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    server = wire_server(pipelining=True, chunking=True)
+    server.idle_close = True
+    mailer = _mailer(server.port)
+    mailer.send(_reply(1))  # the server ends this session quietly after its 250
+    assert mailer.send_many([_reply(2), _reply(3)]) == [None, None]
+    mailer.close()
+    assert _subjects(server.messages) == ["Call 1", "Call 2", "Call 3"]
+    assert server.connections == 2
+
+
+def test_without_chunking_a_temporary_failure_stops_the_rest(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # One transaction after the other: after a 4xx the server is likely down, so the replies
+    # behind it are not tried (the list of outcomes ends there).
+    server = wire_server(pipelining=True)
+    server.refuse = {"later@example.org": "451 4.3.0 try later"}
+    mailer = _mailer(server.port)
+    outcomes = mailer.send_many([_reply(1), _reply(2, to="later@example.org"), _reply(3)])
+    assert len(outcomes) == 2
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], TransientSendError)
+    assert _subjects(server.messages) == ["Call 1"]
+
+
+def test_a_window_keeps_to_max_per_session(wire_server: Callable[..., _WireServer]) -> None:
+    server = wire_server(pipelining=True, chunking=True)
+    mailer = _mailer(server.port, max_per_session=2)
+    assert mailer.send_many([_reply(n) for n in (1, 2, 3)]) == [None, None, None]
+    mailer.close()
+    assert mailer.sessions == 2
+    assert _subjects(server.messages) == ["Call 1", "Call 2", "Call 3"]

@@ -281,3 +281,84 @@ def test_ctrl_c_while_a_reply_is_sent_stops_at_once(
     assert not thread.is_alive(), "Ctrl-C while sending a reply left close() waiting forever"
     assert [type(exc) for exc in raised] == [KeyboardInterrupt]
     assert [entry.status for entry in store.list_replies()] == [ReplyStatus.PENDING] * 5
+
+
+class Windowed(Collecting):
+    """A mailer with ``send_many`` (as SmtpMailer's: one write for several replies): records
+    each batch; replies in ``defer`` fail for now, each on its own."""
+
+    def __init__(self, defer: frozenset[str] = frozenset()) -> None:
+        super().__init__(defer)
+        self.batches: list[list[str]] = []
+
+    def send_many(self, messages: list[OutgoingEmail]) -> list[SendError | None]:
+        self.batches.append([m.message_id for m in messages])
+        outcomes: list[SendError | None] = []
+        for message in messages:
+            if message.message_id in self.defer:
+                outcomes.append(SendError("451 try again later", code=451))
+            else:
+                self.sent.append(message.message_id)
+                outcomes.append(None)
+        return outcomes
+
+
+def _entries(store: SqliteRepository, count: int) -> list[OutboxEntry]:
+    entries = []
+    for number in range(1, count + 1):
+        entry = store.claim_reply(_reply(number).message_id, "poller-1", NOW, NOW + timedelta(1))
+        assert entry is not None
+        entries.append(entry)
+    return entries
+
+
+def test_attempt_all_gives_a_batch_to_send_many_and_each_reply_its_own_outcome(
+    store: SqliteRepository,
+) -> None:
+    from asm_email_rules.send import attempt_all
+
+    mailer = Windowed(defer=frozenset({_reply(2).message_id}))
+    outcomes = attempt_all(mailer, _entries(store, 3))
+    assert mailer.batches == [[_reply(n).message_id for n in (1, 2, 3)]]  # one call
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], SendError)
+    assert outcomes[2] is None  # written with the others: its own answer counts
+
+
+def test_attempt_all_without_send_many_stops_after_a_temporary_failure_or_when_told(
+    store: SqliteRepository,
+) -> None:
+    from asm_email_rules.send import attempt_all
+
+    mailer = Collecting(defer=frozenset({_reply(2).message_id}))
+    outcomes = attempt_all(mailer, _entries(store, 3))
+    assert len(outcomes) == 2  # reply 3 not handed over: the server is likely down
+    assert mailer.sent == [_reply(1).message_id]
+    told = Collecting()
+    assert len(attempt_all(told, _entries(store, 3)[:2], stop=lambda: True)) == 1
+    assert told.sent == [_reply(1).message_id]
+
+
+def test_a_pump_with_a_windowed_mailer_records_each_reply_once_and_in_order(
+    store: SqliteRepository,
+) -> None:
+    mailer = Windowed(defer=frozenset({_reply(3).message_id}))
+    pump = _pump(store, mailer)
+    pump.offer(store.due_replies(NOW))
+    pump.drain()
+    pump.close()
+    sent = [_reply(n).message_id for n in (1, 2)]
+    assert mailer.sent[:2] == sent  # in order, each once
+    assert len(mailer.sent) == len(set(mailer.sent))
+    assert all(len(batch) <= 2 for batch in mailer.batches)  # depth 2: at most 2 in flight
+    for message_id in mailer.sent:
+        entry = store.outbox_entry(message_id)
+        assert entry is not None
+        assert entry.status is ReplyStatus.SENT
+    deferred = store.outbox_entry(_reply(3).message_id)
+    assert deferred is not None
+    assert (deferred.status, deferred.attempts) == (ReplyStatus.PENDING, 1)
+    assert deferred.next_attempt_at is not None
+    assert deferred.next_attempt_at > NOW
+    assert pump.stopped_early
+    assert _reply(5).message_id not in mailer.sent  # after the deferral's batch: not tried

@@ -12,7 +12,10 @@ import re
 import smtplib
 import ssl
 import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime
+
+import attrs
 
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, SmtpConfig
@@ -100,6 +103,22 @@ class _Replies:
         return refusal
 
 
+@attrs.frozen
+class _Outgoing:
+    """A reply ready for the wire: its envelope's paths (``<addr>`` or ``<>``, and the bare
+    recipient addr-spec) and its bytes."""
+
+    reverse_path: str
+    recipient: str
+    raw: bytes
+
+
+def _group(commands: list[str], message: bytes) -> bytes:
+    """Pipelined commands as one write, each ended by CRLF, then ``message`` (BDAT's bytes,
+    or nothing)."""
+    return "".join(f"{command}\r\n" for command in commands).encode("ascii") + message
+
+
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
@@ -157,6 +176,59 @@ class SmtpMailer:
 
     def send(self, message: OutgoingEmail, *, now: datetime | None = None) -> None:
         """Deliver ``message`` to its one recipient or raise a typed :class:`SendError`."""
+        outcome = self.send_many([message], now=now)[0]
+        if outcome is not None:
+            raise outcome
+
+    def send_many(
+        self, messages: Sequence[OutgoingEmail], *, now: datetime | None = None
+    ) -> list[SendError | None]:
+        """Deliver ``messages`` in order, each to its one recipient; what each came to (None:
+        the server's 250 for it, else the typed :class:`SendError` :meth:`send` raises).
+
+        Where the session offers PIPELINING and CHUNKING (RFC 2920, RFC 3030), they go out in
+        one write, each as ``MAIL``, ``RCPT`` and ``BDAT <size> LAST`` with its bytes, the
+        second and later after an ``RSET`` (so one refused leaves nothing behind for the
+        next), and their replies are read in order: one round trip for them all, each still
+        accepted by its own 250. Otherwise one transaction after the other. After a temporary
+        failure no further transaction is started: the list then ends there, shorter than
+        ``messages`` (the server is likely down; the caller keeps the rest for later).
+        """
+        outcomes: list[SendError | None] = []
+        ready: list[_Outgoing] = []
+        places: list[int] = []
+        for message in messages:
+            try:
+                ready.append(self._prepare(message, now))
+                places.append(len(outcomes))
+                outcomes.append(None)
+            except PermanentSendError as exc:
+                outcomes.append(exc)
+        delivered = self._deliver(ready)
+        for place, outcome in zip(places, delivered, strict=False):
+            outcomes[place] = outcome
+        if len(delivered) < len(ready):  # those after a temporary failure were not tried
+            outcomes = outcomes[: places[len(delivered)]]
+        where = f"SMTP {self.config.host}:{self.config.port}"
+        for message, outcome in zip(messages, outcomes, strict=False):
+            to = message.to.strip()
+            if outcome is None:
+                log.info("reply sent", extra={"smtp_server": where, "to": to})
+            else:
+                log.warning(
+                    "reply not sent",
+                    extra={
+                        "smtp_server": where,
+                        "to": to,
+                        "code": outcome.code,
+                        "error": str(outcome),
+                    },
+                )
+        return outcomes
+
+    def _prepare(self, message: OutgoingEmail, now: datetime | None) -> _Outgoing:
+        """``message`` rendered, with its envelope's paths; PermanentSendError when it cannot
+        be sent at all (no recipient, or it cannot be rendered)."""
         recipient = message.to.strip()
         if not recipient or recipient == "<>":
             raise PermanentSendError("no recipient (empty or null path): not sending")
@@ -168,16 +240,7 @@ class SmtpMailer:
         if "\r" in reverse_path + recipient or "\n" in reverse_path + recipient:
             # validated above; a line break here would add a command (RFC 5321 2.3.8)
             raise PermanentSendError(f"an SMTP path holds a line break: {reverse_path!r}")
-        where = f"SMTP {self.config.host}:{self.config.port}"
-        try:
-            self._deliver(reverse_path, recipient, rendered.raw)
-        except SendError as exc:
-            log.warning(
-                "reply not sent",
-                extra={"smtp_server": where, "to": recipient, "code": exc.code, "error": str(exc)},
-            )
-            raise
-        log.info("reply sent", extra={"smtp_server": where, "to": recipient})
+        return _Outgoing(reverse_path, recipient, rendered.raw)
 
     def _reverse_path(self, from_addr: str) -> str:
         """``MAIL FROM``'s path (RFC 5321 4.1.2): ``config.envelope_sender`` when set (``<>``
@@ -250,32 +313,107 @@ class SmtpMailer:
         typed :class:`SendError` as :meth:`send` (a refused sign-in is a
         :class:`~asm_email_rules.errors.SendAuthenticationError`).
         """
-        self._deliver("", "", None)
+        with self._typed(""):
+            self.close()
+            client, _ = self._session()
+            client.noop()
+            self.close()
         where = f"SMTP {self.config.host}:{self.config.port} ({self.config.security.value})"
         if not self.config.username:
             return f"{where}: connected (no sign-in configured)"
         how = self._oauth2.mechanism.sasl_name if self._oauth2 is not None else "password"
         return f"{where}: signed in as {self.config.username} ({how})"
 
-    def _deliver(self, reverse_path: str, recipient: str, raw: bytes | None) -> None:
-        """Send ``raw`` from ``reverse_path`` (``<addr>`` or ``<>``) to the addr-spec
-        ``recipient``, reusing the session when it can, or with ``raw`` None only check a fresh
-        session (:meth:`verify`); SMTP and network failures become typed errors."""
+    def _deliver(self, items: Sequence[_Outgoing]) -> list[SendError | None]:
+        """Send ``items`` in order, in windows where the session allows; the outcome of each,
+        up to and including the window with a temporary failure (the rest are not tried)."""
+        outcomes: list[SendError | None] = []
+        while len(outcomes) < len(items):
+            done = self._window(items[len(outcomes) :])
+            outcomes += done
+            if any(o is not None and not isinstance(o, PermanentSendError) for o in done):
+                break
+        return outcomes
+
+    def _window(self, items: Sequence[_Outgoing]) -> list[SendError | None]:
+        """Send the first of ``items`` or, where the session offers PIPELINING and CHUNKING,
+        as many as it may still carry, in one write: their outcomes (at least one). A reused
+        session that turns out closed before answering is replaced once, and the window sent
+        again on the new one (the server took nothing)."""
+        for reopened in (False, True):
+            if reopened:
+                self._drop()
+            try:
+                with self._typed(items[0].recipient):
+                    client, reused = self._session()
+                    client.ehlo_or_helo_if_needed()
+            except SendError as exc:
+                return [exc]
+            windowed = client.has_extn("pipelining") and client.has_extn("chunking")
+            room = max(1, self.max_per_session - self._sent_in_session) if windowed else 1
+            try:
+                return self._send_window(client, items[:room], reused=reused and not reopened)
+            except _StaleSessionError:
+                continue
+        raise AssertionError("a new session cannot be stale")  # pragma: no cover
+
+    def _send_window(
+        self, client: smtplib.SMTP, window: Sequence[_Outgoing], *, reused: bool
+    ) -> list[SendError | None]:
+        """One transaction, or several written at once (see :meth:`send_many`): the outcome
+        of each. Raises _StaleSessionError when the ``reused`` session was closed before the
+        server answered anything."""
+        where = f"SMTP {self.config.host}:{self.config.port}"
+        written: list[list[str] | None] = [None]
+        if len(window) > 1:
+            written = [
+                self._commands(client, item, chunking=True, reset_first=index > 0)
+                for index, item in enumerate(window)
+            ]
+            try:
+                with self._typed(window[0].recipient):
+                    try:
+                        client.send(
+                            b"".join(
+                                _group(commands, item.raw)
+                                for commands, item in zip(written, window, strict=True)
+                                if commands is not None
+                            )
+                        )
+                    except smtplib.SMTPServerDisconnected as exc:
+                        if reused:
+                            raise _StaleSessionError from exc
+                        raise
+            except SendError as exc:
+                return [exc]  # the write failed: the next are not tried
+        outcomes: list[SendError | None] = []
+        for index, (item, commands) in enumerate(zip(window, written, strict=False)):
+            if self._client is not client:  # the session ended with an earlier transaction
+                outcomes.append(
+                    TransientSendError(f"{where} ended the session before answering this reply")
+                )
+                continue
+            try:
+                with self._typed(item.recipient):
+                    self._transaction(
+                        client,
+                        item,
+                        reused=reused and index == 0,
+                        written=commands,
+                        last=index == len(window) - 1,
+                    )
+                outcomes.append(None)
+            except SendError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    @contextlib.contextmanager
+    def _typed(self, recipient: str) -> Iterator[None]:
+        """SMTP and network failures inside the block become typed :class:`SendError` (the
+        session dropped where it cannot go on); _StaleSessionError passes through."""
         where = f"SMTP {self.config.host}:{self.config.port}"
         try:
-            if raw is None:
-                self.close()
-                client, _ = self._session()
-                client.noop()
-                self.close()
-                return
-            try:
-                client, reused = self._session()
-                self._transaction(client, reverse_path, recipient, raw, reused=reused)
-            except _StaleSessionError:
-                self._drop()
-                client, _ = self._session()
-                self._transaction(client, reverse_path, recipient, raw, reused=False)
+            yield
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(recipient, next(iter(exc.recipients.values())))
             raise error_for_code(
@@ -323,8 +461,25 @@ class SmtpMailer:
             self._drop()
             raise
 
+    @staticmethod
+    def _commands(
+        client: smtplib.SMTP, item: _Outgoing, *, chunking: bool, reset_first: bool = False
+    ) -> list[str]:
+        """MAIL (with SIZE where offered, RFC 1870), RCPT, and DATA or ``BDAT <size> LAST``
+        (RFC 3030 2); ``reset_first``: RSET before them."""
+        size = f" SIZE={len(item.raw)}" if client.has_extn("size") else ""
+        last = f"BDAT {len(item.raw)} LAST" if chunking else "DATA"
+        commands = [f"MAIL FROM:{item.reverse_path}{size}", f"RCPT TO:<{item.recipient}>", last]
+        return ["RSET", *commands] if reset_first else commands
+
     def _transaction(
-        self, client: smtplib.SMTP, reverse_path: str, recipient: str, raw: bytes, *, reused: bool
+        self,
+        client: smtplib.SMTP,
+        item: _Outgoing,
+        *,
+        reused: bool,
+        written: list[str] | None = None,
+        last: bool = True,
     ) -> None:
         """One mail transaction (MAIL, RCPT, DATA) on ``client``; returns after the 250.
 
@@ -334,41 +489,48 @@ class SmtpMailer:
         CHUNKING (RFC 3030), ``BDAT <size> LAST`` with the message itself takes DATA's place
         in that one write: one round trip a reply, and no dot-stuffing. The paths go out as
         given (``smtplib``'s ``mail()`` and ``rcpt()`` would parse each address again).
+        ``written``: the commands a window wrote already, message included (pipelined and
+        chunked, maybe RSET first): only their replies are read here.
 
-        A refusal of MAIL, RCPT or DATA resets the transaction (RSET) and keeps the session;
-        a 421 ends it, and so does a pipelined refusal after which the server answered 354,
-        closed or fell silent (the refusal is what is raised; nothing is sent). On a
-        ``reused`` session, a hang-up or a 421 before DATA raises
+        A refusal of MAIL, RCPT or DATA resets the transaction (RSET; in a window only after
+        the ``last``: the next transaction was written with its own RSET) and keeps the
+        session; a 421 ends it, and so does a pipelined refusal after which the server
+        answered 354, closed or fell silent (the refusal is what is raised; nothing is
+        sent). On a ``reused`` session, a hang-up or a 421 before DATA raises
         :class:`_StaleSessionError`: the server took nothing, the message is safe to send
         again on a new session. (With BDAT the message travels with MAIL; a server answers
         MAIL before it takes the message, so no answer at all still means a closed session.)
         """
         stage = "MAIL"
         try:
-            client.ehlo_or_helo_if_needed()
-            size = f" SIZE={len(raw)}" if client.has_extn("size") else ""  # RFC 1870
-            pipelined = client.has_extn("pipelining")
-            chunking = pipelined and client.has_extn("chunking")
-            last = f"BDAT {len(raw)} LAST" if chunking else "DATA"  # RFC 3030 2
-            commands = [f"MAIL FROM:{reverse_path}{size}", f"RCPT TO:<{recipient}>", last]
-            if pipelined:
-                group = "".join(f"{command}\r\n" for command in commands).encode("ascii")
-                client.send(group + raw if chunking else group)
+            if written is None:
+                pipelined = client.has_extn("pipelining")
+                chunking = pipelined and client.has_extn("chunking")
+                commands = self._commands(client, item, chunking=chunking)
+                if pipelined:
+                    client.send(_group(commands, item.raw if chunking else b""))
+            else:
+                pipelined, chunking, commands = True, True, written
             replies = _Replies(client, commands, pipelined)
+            if commands[0] == "RSET":
+                code, text = replies.reply_to_next()
+                if code != 250:  # the server cannot start this transaction: end the session
+                    raise smtplib.SMTPResponseException(code, text)
             code, text = replies.reply_to_next()
             if code != 250:
-                raise replies.refused(code, smtplib.SMTPSenderRefused(code, text, reverse_path))
+                refusal = smtplib.SMTPSenderRefused(code, text, item.reverse_path)
+                raise replies.refused(code, refusal)
             stage = "RCPT"
             code, text = replies.reply_to_next()
             if code not in (250, 251):
-                refusal = smtplib.SMTPRecipientsRefused({recipient: (code, text)})
-                raise replies.refused(code, refusal)
+                refused = smtplib.SMTPRecipientsRefused({item.recipient: (code, text)})
+                raise replies.refused(code, refused)
             stage = "DATA"
             code, text = replies.reply_to_next()
             if not chunking:
                 if code != 354:
                     raise smtplib.SMTPDataError(code, text)
-                client.send(_data_lines(raw))
+                client.send(_data_lines(item.raw))
                 code, text = client.getreply()
             if code != 250:
                 raise smtplib.SMTPDataError(code, text)
@@ -389,13 +551,13 @@ class SmtpMailer:
                 if reused:
                     raise _StaleSessionError from exc
                 self._drop()
-            else:
+            elif last:
                 self._reset(client)
             raise
         except smtplib.SMTPDataError as exc:
             if exc.smtp_code == 421:
                 self._drop()
-            else:
+            elif last:
                 self._reset(client)
             raise
         self._sent_in_session += 1
