@@ -4,7 +4,9 @@ A reply costs the poller little CPU but several SMTP round trips (MAIL, RCPT, DA
 the data: RFC 5321 section 3.3), each waiting for the server. Sent between two sessions, the
 reading stops for all of them; a :class:`ReplyPump` overlaps them: the polling service hands it
 the replies of a session once that session is durable, and reads the next session while a
-worker thread hands them to the mailer one by one, in order.
+worker thread hands them to the mailer in order: all those queued at once to a mailer with
+``send_many`` (which may write them in one go: :func:`~asm_email_rules.send.attempt_all`),
+else one by one.
 
 Only the worker touches the mailer, and only the caller's thread touches the store: the worker
 gets claimed :class:`~asm_email_rules.model.OutboxEntry` values and gives back what each

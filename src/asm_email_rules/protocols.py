@@ -370,7 +370,14 @@ class SeedableRepository(Repository, Protocol):
 
 @runtime_checkable
 class Mailer(Protocol):
-    """Sends replies. Raises PermanentSendError or TransientSendError with the SMTP code."""
+    """Sends replies. Raises PermanentSendError or TransientSendError with the SMTP code.
+
+    Optional, looked up by name: ``send_many(messages) -> list[SendError | None]`` sends
+    several in order and gives each its own outcome (None: accepted), the list ending early
+    after a temporary failure; the reply pump hands over the replies it has queued that way
+    (:meth:`~asm_email_rules.adapters.smtp.SmtpMailer.send_many` writes them at once where the
+    server allows).
+    """
 
     def send(self, message: OutgoingEmail) -> None:
         """Deliver ``message`` or raise a :class:`~asm_email_rules.errors.SendError`."""
