@@ -33,7 +33,7 @@ from datetime import datetime
 
 import attrs
 
-from asm_email_rules.errors import PermanentSendError, RepositoryError
+from asm_email_rules.errors import RepositoryError
 from asm_email_rules.model import OutboxEntry
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.send import (
@@ -43,6 +43,7 @@ from asm_email_rules.send import (
     attempt,
     attempt_all,
     claim,
+    is_temporary,
     record_attempt,
 )
 from asm_email_rules.settings import SystemSettings
@@ -58,7 +59,8 @@ _DONE = object()
 @attrs.frozen
 class _Attempt:
     """What the worker did with one claimed reply: the mailer's error (None: accepted), or
-    ``tried=False`` when it was not handed to the mailer (behind a temporary failure)."""
+    ``tried=False`` when it was not handed to the mailer (after a temporary failure, or once
+    the pump began to close)."""
 
     entry: OutboxEntry
     error: Exception | None
@@ -341,16 +343,17 @@ class ReplyPump:
                 for entry in batch:
                     self._done.put(_Attempt(entry, None, tried=False))
                 continue
+            errors: list[Exception | None] = []  # filled as the mailer answers
             try:  # all queued at once: a mailer that can sends them in one write
-                errors = attempt_all(self._mailer, batch, stop=self._hold.is_set)
+                attempt_all(self._mailer, batch, stop=self._hold.is_set, into=errors)
             except BaseException as exc:  # not an Exception: still answer, or drain() hangs
                 failure = RuntimeError(f"the mailer raised {type(exc).__name__}: {exc}")
-                errors = [failure] * len(batch)
+                errors += [failure] * (len(batch) - len(errors))  # keep the answers known
             for entry, error in zip(batch, errors, strict=False):
                 self._done.put(_Attempt(entry, error))
             for entry in batch[len(errors) :]:
                 self._done.put(_Attempt(entry, None, tried=False))
-            if any(e is not None and not isinstance(e, PermanentSendError) for e in errors):
+            if any(is_temporary(error) for error in errors):
                 self._hold.set()  # a temporary failure: the server is likely down
 
     def _with_queued(self, first: OutboxEntry) -> list[OutboxEntry]:

@@ -50,6 +50,7 @@ __all__ = [
     "attempt_all",
     "claim",
     "default_owner",
+    "is_temporary",
     "record_attempt",
     "retry_delay",
     "send_due",
@@ -193,8 +194,18 @@ def attempt(mailer: Mailer, entry: OutboxEntry) -> Exception | None:
     return None
 
 
+def is_temporary(outcome: Exception | None) -> bool:
+    """True for a failure that may pass (anything but None, "accepted", and a
+    :class:`PermanentSendError`): the server is likely down, so no more is tried now."""
+    return outcome is not None and not isinstance(outcome, PermanentSendError)
+
+
 def attempt_all(
-    mailer: Mailer, entries: Sequence[OutboxEntry], *, stop: Callable[[], bool] = lambda: False
+    mailer: Mailer,
+    entries: Sequence[OutboxEntry],
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    into: list[Exception | None] | None = None,
 ) -> list[Exception | None]:
     """Hand claimed replies to the mailer, in order: what each came to (None: accepted), for
     as many as were handed over, so the list may be shorter than ``entries``.
@@ -207,18 +218,19 @@ def attempt_all(
     Touches no store, so it may run on a thread of its own."""
     send_many = getattr(mailer, "send_many", None)
     if send_many is not None and len(entries) > 1:
+        outcomes: list[Exception | None] = [] if into is None else into
         try:
-            outcomes: list[Exception | None] = list(send_many([e.reply for e in entries]))
+            outcomes += list(send_many([e.reply for e in entries]))[: len(entries)]
         except Exception as exc:
-            return [exc] * len(entries)
-        return outcomes[: len(entries)]
-    outcomes = []
+            outcomes += [exc] * len(entries)
+        return outcomes
+    outcomes = [] if into is None else into
     for entry in entries:
         if outcomes and stop():
             break
         error = attempt(mailer, entry)
         outcomes.append(error)
-        if error is not None and not isinstance(error, PermanentSendError):
+        if is_temporary(error):
             break
     return outcomes
 

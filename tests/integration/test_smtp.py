@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -341,6 +342,9 @@ class _WireServer:
         self.refuse: dict[str, str] = {}  # RCPT address: its reply, instead of ``rcpt``
         self.idle_close = False  # the first session ends quietly after its first message
         self.ahead: list[bytes] = []  # per MAIL: what had arrived after it when it was answered
+        self.slow = 0.0  # seconds to think before answering a MAIL
+        self.script: dict[tuple[str, int], str] = {}  # ("MAIL" or "BDAT", nth): its reply
+        self._seen: dict[str, int] = {}
         self.groups: list[list[str]] = []
         self.messages: list[bytes] = []
         self.connections = 0
@@ -358,7 +362,7 @@ class _WireServer:
             except OSError:
                 return
             self.connections += 1
-            with conn:
+            with conn, contextlib.suppress(OSError):  # the client may be gone mid-answer
                 self._session(_Lines(conn))
 
     def _session(self, wire: _Lines) -> None:
@@ -374,8 +378,9 @@ class _WireServer:
                 group = [line, *wire.more(2, self.wait)]
                 self.groups.append(group)
                 self.ahead.append(wire.pending())
+                time.sleep(self.slow)
                 # as Postfix: a MAIL inside an open transaction is "nested" (RSET ends one)
-                reply = "503 5.5.1 nested MAIL command" if self._sender else self.mail
+                reply = "503 5.5.1 nested MAIL command" if self._sender else self._scripted("MAIL")
                 self._sender = reply.startswith("250")
                 wire.send(reply)
                 if not self.mail.startswith("250") and self.hang_up_after_refusal:
@@ -385,6 +390,12 @@ class _WireServer:
                         return
             elif not self._answer(wire, line):
                 return
+
+    def _scripted(self, verb: str) -> str:
+        """The reply to this verb's next occurrence: from ``script``, else the default."""
+        self._seen[verb] = self._seen.get(verb, 0) + 1
+        default = self.mail if verb == "MAIL" else self.bdat
+        return self.script.get((verb, self._seen[verb]), default)
 
     def _answer(self, wire: _Lines, command: str) -> bool:
         verb = command.split(" ", 1)[0].upper()
@@ -413,17 +424,19 @@ class _WireServer:
                 return False
             if not self._accepted:
                 wire.send("554 5.5.1 no valid recipients")
-            elif self.bdat.startswith("250") and [word.upper() for word in last] == ["LAST"]:
+            elif (reply := self._scripted("BDAT")).startswith("250") and [
+                word.upper() for word in last
+            ] == ["LAST"]:
                 self.messages.append(chunk)
                 if self.hang_up_after_message:
                     return False
                 self._sender = False
-                wire.send(self.bdat)
+                wire.send(reply)
                 if self.idle_close:
                     self.idle_close = False
                     return False
             else:
-                wire.send(self.bdat)
+                wire.send(reply)
             self._accepted = False
         elif verb == "QUIT":
             wire.send("221 bye")
@@ -753,3 +766,60 @@ def test_a_window_keeps_to_max_per_session(wire_server: Callable[..., _WireServe
     mailer.close()
     assert mailer.sessions == 2
     assert _subjects(server.messages) == ["Call 1", "Call 2", "Call 3"]
+
+
+def test_a_slow_answer_on_a_reused_session_is_not_taken_for_a_closed_one(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # Review: a timeout is no hang-up. The server may be taking the whole window before it
+    # answers (Postfix holds pipelined replies while input is pending); sending the window
+    # again on a new session would deliver it twice.
+    server = wire_server(pipelining=True, chunking=True)
+    mailer = _mailer(server.port, timeout=1)
+    mailer.send(_reply(1))
+    server.slow = 2.0
+    outcomes = mailer.send_many([_reply(2), _reply(3)])
+    assert [type(outcome) for outcome in outcomes] == [TransientSendError, TransientSendError]
+    time.sleep(2.5)  # let the slow server finish whatever it does with the window
+    subjects = _subjects(server.messages)
+    assert all(subjects.count(f"Call {n}") <= 1 for n in (2, 3)), subjects
+    assert server.connections == 1
+
+
+def test_a_server_gone_while_a_window_is_written_keeps_the_answers_it_gave(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # Review: the server answers the first reply (250), then ends the session while the
+    # rest is still being written (too large for the socket buffers): the first counts as
+    # sent, the others are left for later, and none is written again here.
+    server = wire_server(pipelining=True, chunking=True)
+    server.idle_close = True  # the first session ends after its first message's 250
+    large = "".join(f"line {n} of a long reply\n" for n in range(120_000))  # 3 MB
+    window = [attrs.evolve(_reply(n), body=large) for n in range(1, 11)]  # more than buffers
+    outcomes = _mailer(server.port).send_many(window)
+    assert outcomes[0] is None
+    assert [type(outcome) for outcome in outcomes[1:]] == [TransientSendError] * 9
+    assert _subjects(server.messages) == ["Call 1"]
+    assert server.connections == 1
+
+
+def test_a_garbled_reply_in_a_window_ends_the_session_rather_than_misread_the_rest(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # Review: smtplib stops inside a garbled multi-line reply (code -1), leaving its rest
+    # unread; read on, every later answer would belong to the command before.
+    server = wire_server(pipelining=True, chunking=True)
+    server.script = {
+        ("MAIL", 1): "250-sender ok\r\nnot a reply line\r\n250 sender ok",
+        ("BDAT", 2): "554 5.7.1 refused",
+    }
+    outcomes = _mailer(server.port).send_many([_reply(1), _reply(2), _reply(3)])
+    time.sleep(0.2)  # the server finishes what was written
+    taken = _subjects(server.messages)
+    for number, outcome in zip((1, 2, 3), outcomes, strict=True):
+        if outcome is None:  # reported sent: the server took that very message
+            assert f"Call {number}" in taken, (number, outcomes, taken)
+        elif isinstance(outcome, PermanentSendError):  # refused for good: it did not
+            assert f"Call {number}" not in taken, (number, outcomes, taken)
+    assert outcomes[0] is not None
+    assert "unexpected reply code" in str(outcomes[0])

@@ -362,3 +362,33 @@ def test_a_pump_with_a_windowed_mailer_records_each_reply_once_and_in_order(
     assert deferred.next_attempt_at > NOW
     assert pump.stopped_early
     assert _reply(5).message_id not in mailer.sent  # after the deferral's batch: not tried
+
+
+class _Unwinding(BaseException):
+    """Not an Exception: what a mailer might let through (as a Ctrl-C would)."""
+
+
+def test_a_mailer_that_raises_part_way_keeps_the_answers_it_already_had(
+    store: SqliteRepository,
+) -> None:
+    # Review: reply 1 was accepted (its 250 read) before the mailer blew up on reply 2; reply 1
+    # is recorded sent, not retried (which would send it twice).
+    class Unwinding(Collecting):
+        def send(self, message: OutgoingEmail) -> None:
+            if message.message_id == _reply(2).message_id:
+                raise _Unwinding("the mailer blew up")
+            super().send(message)
+
+    mailer = Unwinding()
+    pump = _pump(store, mailer)
+    pump.offer(store.due_replies(NOW))
+    pump.drain()
+    pump.close()
+    first = store.outbox_entry(_reply(1).message_id)
+    assert first is not None
+    assert first.status is ReplyStatus.SENT
+    second = store.outbox_entry(_reply(2).message_id)
+    assert second is not None
+    assert second.status is ReplyStatus.PENDING
+    assert "blew up" in second.last_error
+    assert mailer.sent == [_reply(1).message_id]

@@ -28,6 +28,7 @@ from asm_email_rules.errors import (
 )
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.outgoing import OutgoingMessageError, parse_sender, render_reply
+from asm_email_rules.send import is_temporary
 
 __all__ = ["Security", "SmtpConfig", "SmtpMailer", "error_for_code"]
 
@@ -79,9 +80,10 @@ class _Replies:
         """The reply to the next command (sending that command first when not pipelined)."""
         command = self._commands[self._read]
         self._read += 1
-        if self._pipelined:
-            return self._client.getreply()
-        return self._client.docmd(command)
+        code, text = self._client.getreply() if self._pipelined else self._client.docmd(command)
+        if not 200 <= code <= 599:  # smtplib's -1: it stopped inside a garbled reply
+            raise smtplib.SMTPResponseException(code, text)  # out of step: _typed drops it
+        return code, text
 
     def refused(self, code: int, refusal: smtplib.SMTPException) -> Exception:
         """What to raise for a MAIL or RCPT refused with ``code``: ``refusal``, once the
@@ -190,9 +192,10 @@ class SmtpMailer:
         one write, each as ``MAIL``, ``RCPT`` and ``BDAT <size> LAST`` with its bytes, the
         second and later after an ``RSET`` (so one refused leaves nothing behind for the
         next), and their replies are read in order: one round trip for them all, each still
-        accepted by its own 250. Otherwise one transaction after the other. After a temporary
-        failure no further transaction is started: the list then ends there, shorter than
-        ``messages`` (the server is likely down; the caller keeps the rest for later).
+        accepted by its own 250. Otherwise one transaction after the other. No transaction
+        is started after a window (or a lone transaction) with a temporary failure: the list
+        then stops before the first message left unsent, shorter than ``messages`` (the
+        server is likely down; the caller keeps the rest for later).
         """
         outcomes: list[SendError | None] = []
         ready: list[_Outgoing] = []
@@ -203,27 +206,18 @@ class SmtpMailer:
                 places.append(len(outcomes))
                 outcomes.append(None)
             except PermanentSendError as exc:
-                outcomes.append(exc)
+                outcomes.append(exc)  # the caller records and logs it
         delivered = self._deliver(ready)
-        for place, outcome in zip(places, delivered, strict=False):
-            outcomes[place] = outcome
-        if len(delivered) < len(ready):  # those after a temporary failure were not tried
-            outcomes = outcomes[: places[len(delivered)]]
         where = f"SMTP {self.config.host}:{self.config.port}"
-        for message, outcome in zip(messages, outcomes, strict=False):
-            to = message.to.strip()
+        for place, item, outcome in zip(places, ready, delivered, strict=False):
+            outcomes[place] = outcome
             if outcome is None:
-                log.info("reply sent", extra={"smtp_server": where, "to": to})
+                log.info("reply sent", extra={"smtp_server": where, "to": item.recipient})
             else:
-                log.warning(
-                    "reply not sent",
-                    extra={
-                        "smtp_server": where,
-                        "to": to,
-                        "code": outcome.code,
-                        "error": str(outcome),
-                    },
-                )
+                fields = {"smtp_server": where, "to": item.recipient, "code": outcome.code}
+                log.warning("reply not sent", extra={**fields, "error": str(outcome)})
+        if len(delivered) < len(ready):  # not tried: after a temporary failure
+            outcomes = outcomes[: places[len(delivered)]]
         return outcomes
 
     def _prepare(self, message: OutgoingEmail, now: datetime | None) -> _Outgoing:
@@ -331,7 +325,7 @@ class SmtpMailer:
         while len(outcomes) < len(items):
             done = self._window(items[len(outcomes) :])
             outcomes += done
-            if any(o is not None and not isinstance(o, PermanentSendError) for o in done):
+            if any(is_temporary(outcome) for outcome in done):
                 break
         return outcomes
 
@@ -364,28 +358,23 @@ class SmtpMailer:
         of each. Raises _StaleSessionError when the ``reused`` session was closed before the
         server answered anything."""
         where = f"SMTP {self.config.host}:{self.config.port}"
-        written: list[list[str] | None] = [None]
+        written: list[list[str] | None] = [None]  # one transaction: it writes its own
         if len(window) > 1:
-            written = [
+            groups = [
                 self._commands(client, item, chunking=True, reset_first=index > 0)
                 for index, item in enumerate(window)
             ]
+            data = b"".join(
+                _group(commands, item.raw) for commands, item in zip(groups, window, strict=True)
+            )
+            written = list(groups)
             try:
-                with self._typed(window[0].recipient):
-                    try:
-                        client.send(
-                            b"".join(
-                                _group(commands, item.raw)
-                                for commands, item in zip(written, window, strict=True)
-                                if commands is not None
-                            )
-                        )
-                    except smtplib.SMTPServerDisconnected as exc:
-                        if reused:
-                            raise _StaleSessionError from exc
-                        raise
-            except SendError as exc:
-                return [exc]  # the write failed: the next are not tried
+                assert client.sock is not None
+                client.sock.sendall(data)
+            except OSError:
+                # The server may have answered, and taken, the first ones before it hung up
+                # (or stopped reading): read what it said; send nothing of it again here.
+                reused = False
         outcomes: list[SendError | None] = []
         for index, (item, commands) in enumerate(zip(window, written, strict=False)):
             if self._client is not client:  # the session ended with an earlier transaction
@@ -410,7 +399,8 @@ class SmtpMailer:
     @contextlib.contextmanager
     def _typed(self, recipient: str) -> Iterator[None]:
         """SMTP and network failures inside the block become typed :class:`SendError` (the
-        session dropped where it cannot go on); _StaleSessionError passes through."""
+        session dropped where it cannot go on); _StaleSessionError passes through, the
+        session dropped too."""
         where = f"SMTP {self.config.host}:{self.config.port}"
         try:
             yield
@@ -496,10 +486,11 @@ class SmtpMailer:
         the ``last``: the next transaction was written with its own RSET) and keeps the
         session; a 421 ends it, and so does a pipelined refusal after which the server
         answered 354, closed or fell silent (the refusal is what is raised; nothing is
-        sent). On a ``reused`` session, a hang-up or a 421 before DATA raises
-        :class:`_StaleSessionError`: the server took nothing, the message is safe to send
-        again on a new session. (With BDAT the message travels with MAIL; a server answers
-        MAIL before it takes the message, so no answer at all still means a closed session.)
+        sent). On a ``reused`` session, a hang-up (not a timeout: a slow server may be taking
+        it all) or a 421 before DATA raises :class:`_StaleSessionError`: the server took
+        nothing, the message is safe to send again on a new session. (With BDAT the message
+        travels with MAIL; a server answers MAIL before it takes the message, so no answer at
+        all still means a closed session.)
         """
         stage = "MAIL"
         try:
@@ -515,7 +506,11 @@ class SmtpMailer:
             if commands[0] == "RSET":
                 code, text = replies.reply_to_next()
                 if code != 250:  # the server cannot start this transaction: end the session
-                    raise smtplib.SMTPResponseException(code, text)
+                    self._drop()
+                    raise TransientSendError(
+                        f"SMTP {self.config.host}:{self.config.port} answered RSET {code}"
+                        f" {_text(text)}: this reply was not answered"
+                    )
             code, text = replies.reply_to_next()
             if code != 250:
                 refusal = smtplib.SMTPSenderRefused(code, text, item.reverse_path)
@@ -535,7 +530,8 @@ class SmtpMailer:
             if code != 250:
                 raise smtplib.SMTPDataError(code, text)
         except smtplib.SMTPServerDisconnected as exc:
-            if reused and stage != "DATA":
+            timed_out = isinstance(exc.__context__, TimeoutError)  # slow, maybe taking it all
+            if reused and stage != "DATA" and not timed_out:
                 raise _StaleSessionError from exc
             raise
         except _EndSessionError as exc:
