@@ -195,7 +195,7 @@ def attempt(mailer: Mailer, entry: OutboxEntry) -> Exception | None:
 
 
 def is_temporary(outcome: Exception | None) -> bool:
-    """True for a failure that may pass (anything but None, "accepted", and a
+    """True when ``outcome`` is a failure that may pass (neither None, "accepted", nor a
     :class:`PermanentSendError`): the server is likely down, so no more is tried now."""
     return outcome is not None and not isinstance(outcome, PermanentSendError)
 
@@ -215,7 +215,9 @@ def attempt_all(
     gets them together. Otherwise each goes to ``send`` in turn, and none after a temporary
     failure (the server is likely down) or once ``stop()`` says so. A ``send_many`` that
     raises counts as that error for each reply (which of them the server took is unknown).
-    Touches no store, so it may run on a thread of its own."""
+    ``into``: the list to append the outcomes to as they come (a caller interrupted by a
+    BaseException keeps those already known). Touches no store, so it may run on a thread of
+    its own."""
     send_many = getattr(mailer, "send_many", None)
     if send_many is not None and len(entries) > 1:
         outcomes: list[Exception | None] = [] if into is None else into
