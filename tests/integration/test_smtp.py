@@ -777,10 +777,10 @@ def test_a_slow_answer_on_a_reused_session_is_not_taken_for_a_closed_one(
     server = wire_server(pipelining=True, chunking=True)
     mailer = _mailer(server.port, timeout=1)
     mailer.send(_reply(1))
-    server.slow = 2.0
+    server.slow = 3.0  # longer than the window's budget of 2 s (two replies, 1 s timeout)
     outcomes = mailer.send_many([_reply(2), _reply(3)])
     assert [type(outcome) for outcome in outcomes] == [TransientSendError, TransientSendError]
-    time.sleep(2.5)  # let the slow server finish whatever it does with the window
+    time.sleep(3.5)  # let the slow server finish whatever it does with the window
     subjects = _subjects(server.messages)
     assert all(subjects.count(f"Call {n}") <= 1 for n in (2, 3)), subjects
     assert server.connections == 1
@@ -823,3 +823,17 @@ def test_a_garbled_reply_in_a_window_ends_the_session_rather_than_misread_the_re
             assert f"Call {number}" not in taken, (number, outcomes, taken)
     assert outcomes[0] is not None
     assert "unexpected reply code" in str(outcomes[0])
+
+
+def test_a_window_waits_for_a_server_that_answers_once_it_has_taken_them_all(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # Each read of a window may wait as long as the whole window takes the server: a 1 s
+    # timeout, a window of two, 1.5 s of thinking before each answer to MAIL.
+    server = wire_server(pipelining=True, chunking=True)
+    server.slow = 1.5
+    mailer = _mailer(server.port, timeout=1)
+    assert mailer.send_many([_reply(1), _reply(2)]) == [None, None]
+    assert _subjects(server.messages) == ["Call 1", "Call 2"]
+    with pytest.raises(TransientSendError, match="timed out"):  # one reply: 1 s again
+        mailer.send(_reply(3))

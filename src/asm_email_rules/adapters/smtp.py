@@ -357,7 +357,6 @@ class SmtpMailer:
         """One transaction, or several written at once (see :meth:`send_many`): the outcome
         of each. Raises _StaleSessionError when the ``reused`` session was closed before the
         server answered anything."""
-        where = f"SMTP {self.config.host}:{self.config.port}"
         written: list[list[str] | None] = [None]  # one transaction: it writes its own
         if len(window) > 1:
             groups = [
@@ -368,13 +367,33 @@ class SmtpMailer:
                 _group(commands, item.raw) for commands, item in zip(groups, window, strict=True)
             )
             written = list(groups)
+            assert client.sock is not None
+            # A server may answer the first only once it has taken them all (Postfix holds
+            # pipelined replies while input is waiting): each read may wait that long.
+            client.sock.settimeout(self.config.timeout * len(window))
             try:
-                assert client.sock is not None
                 client.sock.sendall(data)
             except OSError:
                 # The server may have answered, and taken, the first ones before it hung up
                 # (or stopped reading): read what it said; send nothing of it again here.
                 reused = False
+        try:
+            return self._read_window(client, window, written, reused=reused)
+        finally:
+            if len(window) > 1 and client.sock is not None:
+                client.sock.settimeout(self.config.timeout)
+
+    def _read_window(
+        self,
+        client: smtplib.SMTP,
+        window: Sequence[_Outgoing],
+        written: list[list[str] | None],
+        *,
+        reused: bool,
+    ) -> list[SendError | None]:
+        """The outcome of each transaction of ``window``, read in order (see
+        :meth:`_send_window`)."""
+        where = f"SMTP {self.config.host}:{self.config.port}"
         outcomes: list[SendError | None] = []
         for index, (item, commands) in enumerate(zip(window, written, strict=False)):
             if self._client is not client:  # the session ended with an earlier transaction
