@@ -211,6 +211,10 @@ def session_server() -> Iterator[Callable[..., tuple[_SessionHandler, int]]]:
         controller.stop()
 
 
+def _subjects(messages: list[bytes]) -> list[str]:
+    return [BytesParser(policy=policy.default).parsebytes(m)["Subject"] for m in messages]
+
+
 def _reply(number: int, to: str = "alice@example.org") -> OutgoingEmail:
     return attrs.evolve(
         REPLY, to=to, subject=f"Call {number}", message_id=f"<asm.call-{number}.c0ffee@asm.example>"
@@ -229,9 +233,7 @@ def test_one_session_carries_many_replies_each_accepted_before_send_returns(
         assert len(handler.delivered) == number  # the server has it when send returns
     mailer.close()
     assert len({session for session, _ in handler.delivered}) == 1
-    subjects = [
-        BytesParser(policy=policy.default).parsebytes(c)["Subject"] for _, c in handler.delivered
-    ]
+    subjects = _subjects([content for _, content in handler.delivered])
     assert subjects == [f"Call {n}" for n in range(1, 6)]
     assert mailer.sessions == 1
     mailer.send(_reply(6))  # after close: a new session
@@ -267,9 +269,7 @@ def test_a_session_the_server_ends_is_reopened_and_the_reply_sent_once(
     mailer.close()
     # Each session takes one message, then refuses the second MAIL: every reply went out on
     # a new session, exactly once, in order.
-    subjects = [
-        BytesParser(policy=policy.default).parsebytes(c)["Subject"] for _, c in handler.delivered
-    ]
+    subjects = _subjects([content for _, content in handler.delivered])
     assert subjects == ["Call 1", "Call 2", "Call 3"]
     assert len({session for session, _ in handler.delivered}) == 3
 
@@ -302,9 +302,7 @@ def test_a_refused_sender_keeps_the_session_for_the_next(
     assert refused.value.code == 550
     mailer.send(_reply(3))
     mailer.close()
-    subjects = [
-        BytesParser(policy=policy.default).parsebytes(c)["Subject"] for _, c in handler.delivered
-    ]
+    subjects = _subjects([content for _, content in handler.delivered])
     assert subjects == ["Call 1", "Call 3"]
     assert mailer.sessions == 1
 
@@ -676,10 +674,6 @@ def test_a_chunked_reply_refused_keeps_the_session_and_reports_the_first_refusal
     mailer.close()
     assert len(server.messages) == 1
     assert server.connections == 1  # the same session carried the next reply
-
-
-def _subjects(messages: list[bytes]) -> list[str]:
-    return [BytesParser(policy=policy.default).parsebytes(m)["Subject"] for m in messages]
 
 
 def test_a_window_of_replies_goes_out_in_one_write_each_accepted_by_its_own_250(

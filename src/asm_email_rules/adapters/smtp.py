@@ -208,7 +208,7 @@ class SmtpMailer:
             except PermanentSendError as exc:
                 outcomes.append(exc)  # the caller records and logs it
         delivered = self._deliver(ready)
-        where = f"SMTP {self.config.host}:{self.config.port}"
+        where = self._where
         for place, item, outcome in zip(places, ready, delivered, strict=False):
             outcomes[place] = outcome
             if outcome is None:
@@ -235,6 +235,11 @@ class SmtpMailer:
             # validated above; a line break here would add a command (RFC 5321 2.3.8)
             raise PermanentSendError(f"an SMTP path holds a line break: {reverse_path!r}")
         return _Outgoing(reverse_path, recipient, rendered.raw)
+
+    @property
+    def _where(self) -> str:
+        """``SMTP host:port``, as messages and logs name the server."""
+        return f"SMTP {self.config.host}:{self.config.port}"
 
     def _reverse_path(self, from_addr: str) -> str:
         """``MAIL FROM``'s path (RFC 5321 4.1.2): ``config.envelope_sender`` when set (``<>``
@@ -312,7 +317,7 @@ class SmtpMailer:
             client, _ = self._session()
             client.noop()
             self.close()
-        where = f"SMTP {self.config.host}:{self.config.port} ({self.config.security.value})"
+        where = f"{self._where} ({self.config.security.value})"
         if not self.config.username:
             return f"{where}: connected (no sign-in configured)"
         how = self._oauth2.mechanism.sasl_name if self._oauth2 is not None else "password"
@@ -393,7 +398,7 @@ class SmtpMailer:
     ) -> list[SendError | None]:
         """The outcome of each transaction of ``window``, read in order (see
         :meth:`_send_window`)."""
-        where = f"SMTP {self.config.host}:{self.config.port}"
+        where = self._where
         outcomes: list[SendError | None] = []
         for index, (item, commands) in enumerate(zip(window, written, strict=False)):
             if self._client is not client:  # the session ended with an earlier transaction
@@ -420,7 +425,7 @@ class SmtpMailer:
         """SMTP and network failures inside the block become typed :class:`SendError` (the
         session dropped where it cannot go on); _StaleSessionError passes through, the
         session dropped too."""
-        where = f"SMTP {self.config.host}:{self.config.port}"
+        where = self._where
         try:
             yield
         except smtplib.SMTPRecipientsRefused as exc:
@@ -527,7 +532,7 @@ class SmtpMailer:
                 if code != 250:  # the server cannot start this transaction: end the session
                     self._drop()
                     raise TransientSendError(
-                        f"SMTP {self.config.host}:{self.config.port} answered RSET {code}"
+                        f"{self._where} answered RSET {code}"
                         f" {_text(text)}: this reply was not answered"
                     )
             code, text = replies.reply_to_next()
@@ -596,7 +601,7 @@ class SmtpMailer:
         if login is None:
             client.login(cfg.username, cfg.password)
             return
-        where = f"SMTP {cfg.host}:{cfg.port}"
+        where = self._where
         mechanism = login.mechanism.sasl_name
 
         def failed(detail: str, code: int | None = None) -> SendAuthenticationError:
