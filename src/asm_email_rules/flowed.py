@@ -42,8 +42,9 @@ def unflow(text: str, delsp: bool = False) -> str:
         # No quote marks, no space-stuffing, no NUL: every soft break is " \n", except after
         # the signature separator "-- ", which is protected while the breaks are joined.
         body = _SIGNATURE_LINE.sub("--\x00", body)
+        last_flowed = delsp and body.endswith(" ")  # read before the joins make new ends
         body = body.replace(" \n", "" if delsp else " ")
-        if delsp and body.endswith(" "):
+        if last_flowed:
             body = body[:-1]  # the last line is flowed too: its soft-break space goes
         return body.replace("--\x00", _SIGNATURE) + end
     return unflow_lines(body, delsp) + end

@@ -4,7 +4,7 @@ linear in its input."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from asm_email_rules.addresses import parse_address_list
@@ -35,6 +35,9 @@ def test_unflow_keeps_every_visible_character_in_order(text: str, delsp: bool) -
 
 @settings(max_examples=400, deadline=None)
 @given(text=st.text(alphabet="ab -\n\u3042", max_size=200), delsp=st.booleans())
+# found by this test: the fast path took the first of two spaces ending the last line but one
+# for a soft break of the (empty) last line, and dropped it
+@example(text="a  \n\n", delsp=True)
 def test_unflow_fast_path_equals_the_line_walk(text: str, delsp: bool) -> None:
     end = "\n" if text.endswith("\n") else ""
     assert unflow(text, delsp) == unflow_lines(text[: len(text) - len(end)], delsp) + end
