@@ -443,6 +443,9 @@ def _system(table: _Table) -> SystemSettings:
         replies_in_flight=table.integer(
             "replies_in_flight", d.replies_in_flight, minimum=0, maximum=1000
         ),
+        messages_per_commit=table.integer(
+            "messages_per_commit", d.messages_per_commit, minimum=1, maximum=1000
+        ),
         backoff_initial_seconds=table.number("backoff_initial_seconds", d.backoff_initial_seconds),
         backoff_max_seconds=table.number("backoff_max_seconds", d.backoff_max_seconds),
         ledger_retention_days=table.integer(

@@ -29,6 +29,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 import attrs
@@ -139,11 +140,25 @@ class ReplyPump:
         outcomes, self._outcomes = self._outcomes, []
         return OutboxReport(outcomes, self.stopped_early)
 
-    def step(self) -> None:
+    @property
+    def busy(self) -> bool:
+        """True while replies are offered and not yet recorded: a :meth:`step` may touch the
+        store. False: a step does nothing."""
+        return bool(self._feed or self._in_flight)
+
+    @property
+    def sends_here(self) -> bool:
+        """True with ``depth=0``: :meth:`step` sends on the caller's thread (:meth:`drain`)."""
+        return not self._depth
+
+    def step(self, unit: Callable[[], AbstractContextManager[None]] | None = None) -> None:
         """Record the attempts the worker has finished, then claim more (up to ``depth`` in
         flight) while ``keep_going()`` says so, all in one unit of work of the store (one
         commit where there were two or more); the new claims reach the worker only once it
-        committed. Never waits for the mailer; with ``depth=0`` it sends everything offered
+        committed. ``unit`` is that unit of work (default: a transaction of its own; the
+        polling service's shares the commit of the messages it read): whatever it makes,
+        its writes must be committed when it exits without raising, and all undone when it
+        raises. Never waits for the mailer; with ``depth=0`` it sends everything offered
         instead (:meth:`drain`)."""
         if not self._depth:
             self.drain()
@@ -151,15 +166,17 @@ class ReplyPump:
         ready = self._done.qsize() + len(self._again)  # more may finish: recorded next step
         room = self._depth - self._in_flight + ready
         claims = 0 if self.stopped_early else min(len(self._feed), max(room, 0))
-        if ready + claims < 2:  # nothing to share a commit with: as it comes
+        if not ready and not claims:
+            return
+        if unit is None and ready + claims < 2:  # nothing to share a commit with: as it comes
             self._collect(block=False)
             self._top_up()
             return
         outcomes: list[SendOutcome] = []
         recorded: list[_Attempt] = []
         claimed: list[OutboxEntry] = []
-        try:  # call outside any transaction of the store: the claims must be committed here
-            with self._repository.transaction():
+        try:  # outside any transaction of the store: the claims must be committed here
+            with (unit or self._repository.transaction)():
                 self._collect(block=False, into=outcomes, recorded=recorded)
                 self._claim_more(claimed)
         except BaseException:

@@ -24,7 +24,9 @@ import secrets
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Collection, Container, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn, Protocol, cast
 
@@ -348,6 +350,85 @@ class _Behind:
         back makes the message new mail, listed by the next session."""
 
 
+BATCH_SECONDS = 0.25
+"""The longest a unit of work of several messages stays open (``messages_per_commit``): the
+store's write lock is held that long at most, and replies wait no longer for their commit."""
+
+
+class _Batch:
+    """The messages of a session recorded in one commit of the store.
+
+    Where the store's nested units roll back alone (``nested_rollback``: each message's
+    writes are a savepoint of the batch, so a message that fails undoes only its own), up to
+    ``size`` messages (``messages_per_commit``), or :data:`BATCH_SECONDS` of them, share one
+    transaction; else each message commits alone, as ``size=1`` does. A deletion waits for
+    the commit that holds the message's record: :meth:`delete_after_commit` keeps it, and it
+    moves to :attr:`committed` (for the session to carry out) only once that commit is done;
+    when the commit fails, the deletions waiting for it are dropped and their messages stay
+    in the mailbox, to be handled again as new (their records went with the batch).
+    """
+
+    def __init__(self, repository: Repository, size: int) -> None:
+        self._repository = repository
+        self._size = size if getattr(repository, "nested_rollback", False) else 1
+        self._unit: AbstractContextManager[None] | None = None
+        self._count = 0
+        self._opened = 0.0
+        self._waiting: list[str] = []  # keys whose records are in the open unit
+        self.committed: deque[str] = deque()
+        """Keys whose records are committed, for the session to delete, oldest first."""
+
+    def begin(self) -> None:
+        """Open the shared unit of work, if batching and none is open."""
+        if self._size > 1 and self._unit is None:
+            unit = self._repository.transaction()
+            unit.__enter__()
+            self._unit, self._count, self._opened = unit, 0, time.monotonic()
+
+    def delete_after_commit(self, key: str) -> None:
+        """Delete ``key`` from the mailbox once its record is committed (now, if it is)."""
+        (self._waiting if self._unit is not None else self.committed).append(key)
+
+    def tick(self) -> None:
+        """One more message handled: commit once the unit holds ``size`` of them, or has been
+        open :data:`BATCH_SECONDS`. Raises what the store's commit raises."""
+        if self._unit is None:
+            return
+        self._count += 1
+        if self._count >= self._size or time.monotonic() - self._opened >= BATCH_SECONDS:
+            self.commit()
+
+    def commit(self) -> None:
+        """Commit the open unit (if any); its deletions then wait in :attr:`committed`. On
+        failure (raised: RepositoryError) they are dropped: the store rolled the unit back."""
+        unit, self._unit = self._unit, None
+        waiting, self._waiting = self._waiting, []
+        if unit is not None:
+            unit.__exit__(None, None, None)
+        self.committed.extend(waiting)
+
+    def roll_back(self, exc: BaseException) -> None:
+        """Undo the open unit (if any) and drop the deletions waiting for it."""
+        unit, self._unit = self._unit, None
+        self._waiting = []
+        if unit is not None:
+            unit.__exit__(type(exc), exc, exc.__traceback__)
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """The unit of work of the reply pump's step (its records and claims): a savepoint of
+        the open unit, which is then committed with it, so the claims are durable before the
+        pump hands them over, in the commit of the messages read so far (one commit, not
+        two); a transaction of its own when none is open."""
+        if self._unit is None:
+            with self._repository.transaction():
+                yield
+            return
+        with self._repository.transaction():
+            yield
+        self.commit()
+
+
 class _LeaseLostError(Exception):
     """Another poller took the account over (our lease expired): stop working it at once."""
 
@@ -459,12 +540,14 @@ class PollingService:
         mailbox: Mailbox,
         key: str,
         counts: _Counts,
-        pump: ReplyPump | None = None,
-        recorded: set[str] | None = None,
+        pump: ReplyPump | None,
+        recorded: set[str],
+        batch: _Batch,
     ) -> bool:
         """Fetch, process and dispose of one message; raises only MailboxError or store outage.
-        True when the message was deleted or quarantined (it leaves the mailbox at the latest
-        when the session closes), False when it was kept to retry.
+        True when the message was quarantined (it left the mailbox, or leaves it when the
+        session closes); a message to delete waits in ``batch`` for the commit of its record
+        (:class:`_Batch`).
 
         The ``pump`` steps between these (it records what its worker sent and gives it the
         next reply): the sooner a reply the server accepted is recorded, the fewer a crash
@@ -475,18 +558,29 @@ class PollingService:
         raw = mailbox.fetch(key)
         sha256 = hashlib.sha256(raw).hexdigest()
         message = _InHand(account, mailbox, key, sha256, raw, counts, started)
+        batch.begin()
         if self._quarantined_before(message):
             return True
-        if pump is not None:
-            pump.step()
-        result = self._process(message, raw)
-        if pump is not None:
-            pump.step()
+        self._step(pump, batch)
+        batch.begin()
+        result = self._process(message, raw, batch)
+        self._step(pump, batch)
         if result is None:
             return True  # set aside: quarantined
-        if recorded is not None:
-            recorded.update(result.outgoing)
-        return self._dispose(message, result)
+        recorded.update(result.outgoing)
+        return self._dispose(message, result, batch)
+
+    @staticmethod
+    def _step(pump: ReplyPump | None, batch: _Batch) -> None:
+        """Let the pump record and claim, in the batch's commit (:meth:`_Batch.unit`); a pump
+        that sends on this thread (``replies_in_flight = 0``) after the batch is committed."""
+        if pump is None or not pump.busy:
+            return
+        if pump.sends_here:
+            batch.commit()
+            pump.step()
+        else:
+            pump.step(batch.unit)
 
     def _quarantined_before(self, message: _InHand) -> bool:
         """Set aside again, without processing, a message the ledger says was quarantined."""
@@ -499,7 +593,7 @@ class PollingService:
         self._log(message, logging.DEBUG)
         return True
 
-    def _process(self, message: _InHand, raw: bytes) -> ProcessResult | None:
+    def _process(self, message: _InHand, raw: bytes, batch: _Batch) -> ProcessResult | None:
         """Run the rules; a failure that is the message's fault quarantines it (None returned).
 
         :class:`StoreUnavailableError` (the store locked, read-only, full: our failure) goes up
@@ -522,35 +616,41 @@ class PollingService:
             )
         except MessageParseError as exc:
             reason = f"cannot parse: {exc}"
-            self._set_aside(message, reason, "unparseable", str(exc), logging.WARNING)
+            self._set_aside(message, reason, "unparseable", str(exc), logging.WARNING, batch)
         except StoreUnavailableError:
             raise
         except RepositoryError as exc:
             if not isinstance(exc, NotFoundError) and not self._store_failed(message):
                 raise _RetryLaterError(str(exc)) from exc
             reason = f"processing failed: {exc}"
-            self._set_aside(message, reason, "failed", str(exc), logging.ERROR)
+            self._set_aside(message, reason, "failed", str(exc), logging.ERROR, batch)
         except Exception as exc:  # one bad message must never stop the others
             log.exception(
                 "processing a message failed",
                 extra={"account": message.account.name, "sha256": message.sha256},
             )
             reason = f"processing failed: {type(exc).__name__}: {exc}"
-            self._set_aside(message, reason, "failed", reason, logging.ERROR)
+            self._set_aside(message, reason, "failed", reason, logging.ERROR, batch)
         return None
 
     def _set_aside(
-        self, message: _InHand, reason: str, outcome: str, error: str, level: int
+        self,
+        message: _InHand,
+        reason: str,
+        outcome: str,
+        error: str,
+        level: int,
+        batch: _Batch | None = None,
     ) -> None:
         """Quarantine a message that could not be processed, count it and log why."""
-        self._quarantine(message, reason)
+        self._quarantine(message, reason, batch)
         message.counts.quarantined += 1
         message.fields.update(outcome=outcome, disposition="quarantine", error=error)
         self._log(message, level)
 
-    def _quarantine(self, message: _InHand, reason: str) -> None:
+    def _quarantine(self, message: _InHand, reason: str, batch: _Batch | None = None) -> None:
         """Remember the message in the ledger (so it is never retried) and keep a copy in the
-        store's quarantine, then move it aside in the mailbox."""
+        store's quarantine, committed (with the ``batch``), then move it aside in the mailbox."""
         account, sha = message.account, message.sha256
         self._store_failures.pop((account.name, sha), None)
         try:
@@ -568,11 +668,13 @@ class PollingService:
                 "could not record a quarantined message in the store",
                 extra={"account": account.name, "sha256": sha},
             )
+        if batch is not None:
+            batch.commit()
         message.mailbox.quarantine(message.key, reason)
 
-    def _dispose(self, message: _InHand, result: ProcessResult) -> bool:
-        """Delete, keep (retry) or quarantine a processed message, as its result says; False
-        when it is kept."""
+    def _dispose(self, message: _InHand, result: ProcessResult, batch: _Batch) -> bool:
+        """Delete (once its record is committed: ``batch``), keep (retry) or quarantine a
+        processed message, as its result says; True when it was quarantined."""
         account, counts = message.account, message.counts
         self._store_failures.pop((account.name, message.sha256), None)
         message_id = result.email.message_id or ""
@@ -598,18 +700,18 @@ class PollingService:
         ignored_person = bool(discard_reason) and _from_a_person(result)
         noteworthy = ignored_person or held_back
         if result.disposition is Disposition.DELETE:
-            message.mailbox.delete(message.key)
+            batch.delete_after_commit(message.key)
         elif result.disposition is Disposition.RETRY:
             counts.retried += 1
         else:
             entry = find_ledger_entry(self.repository, account.mailbox.name, result.email)
             detail = entry.last_error if entry is not None else "reply could not be sent"
-            self._quarantine(message, f"reply not sent: {detail}")  # recorded: POP3 keeps it
+            self._quarantine(message, f"reply not sent: {detail}", batch)  # POP3 keeps it
             counts.quarantined += 1
         troubled = result.reply_status is ReplyStatus.FAILED or noteworthy
         troubled = troubled or result.disposition is not Disposition.DELETE
         self._log(message, logging.WARNING if troubled else logging.INFO)
-        return result.disposition is not Disposition.RETRY
+        return result.disposition is Disposition.QUARANTINE
 
     @staticmethod
     def _note_suppression(message: _InHand, result: ProcessResult) -> bool:
@@ -1048,6 +1150,7 @@ class PollingService:
         looked = None if behind is None else behind.looked
         leaving = _Leaving(seen, mailbox=mailbox, looked=looked) if _bounded(mailbox) else None
         limit = account.max_messages_per_session + 1  # one more: are any left over?
+        batch = _Batch(self.repository, self.config.system.messages_per_commit)
         try:
             if isinstance(mailbox, ExpungingMailbox):
                 self._expunge_leftovers(account, mailbox, counts, seen, looked)
@@ -1064,9 +1167,11 @@ class PollingService:
                 seen.add(key)
                 handled += 1
                 try:
-                    removed = self._handle(account, mailbox, key, counts, pump, recorded)
-                    if removed and leaving is not None:
+                    quarantined = self._handle(account, mailbox, key, counts, pump, recorded, batch)
+                    if quarantined and leaving is not None:
                         leaving.keys.add(key)
+                    batch.tick()
+                    self._delete_committed(mailbox, batch, leaving)
                     failures = 0
                 except MailboxError as exc:
                     failures += 1
@@ -1079,7 +1184,10 @@ class PollingService:
                     )
                     if failures >= _MAX_MAILBOX_ERRORS:
                         raise
+            batch.commit()
+            self._delete_committed(mailbox, batch, leaving)
         except BaseException as exc:
+            self._end_batch(account, mailbox, counts, batch, leaving, exc)
             self._end_failed_session(account, mailbox, counts, behind, exc)
             raise
         if behind is not None and closes_concurrently(mailbox):
@@ -1092,6 +1200,57 @@ class PollingService:
         if pump is not None:
             self._pump_round(account, pump, counts, wait=False)
         return left_over
+
+    @staticmethod
+    def _delete_committed(mailbox: Mailbox, batch: _Batch, leaving: _Leaving | None) -> None:
+        """Delete the messages whose records are committed, oldest first; a key leaves the
+        queue only once its deletion went through (a MailboxError leaves the rest queued)."""
+        committed = batch.committed
+        while committed:
+            mailbox.delete(committed[0])
+            key = committed.popleft()
+            if leaving is not None:
+                leaving.keys.add(key)
+
+    def _end_batch(
+        self,
+        account: AccountConfig,
+        mailbox: Mailbox,
+        counts: _Counts,
+        batch: _Batch,
+        leaving: _Leaving | None,
+        exc: BaseException,
+    ) -> None:
+        """A session is ending on ``exc``: commit the messages recorded since the last commit
+        (each is whole: a message that failed was undone alone) and delete them as the
+        session's end would; when that commit fails, their messages stay in the mailbox, to be
+        handled again as new (logged). Mailbox failures here are logged: such a message stays
+        and is acknowledged as a duplicate next time."""
+        try:
+            if isinstance(exc, Exception):
+                batch.commit()
+            else:  # Ctrl-C: stop at once
+                batch.roll_back(exc)
+        except RepositoryError as failure:
+            counts.errors += 1
+            counts.last_error = str(failure)
+            log.error(
+                "the store failed to commit the last messages handled; they stay in the mailbox"
+                " and are handled again next time: %s",
+                failure,
+                extra={"account": account.name, "error": str(failure)},
+            )
+            return
+        try:
+            self._delete_committed(mailbox, batch, leaving)
+        except MailboxError as failure:
+            log.warning(
+                "could not delete %d handled message(s) as the session ended; they are"
+                " acknowledged as duplicates next time: %s",
+                len(batch.committed),
+                failure,
+                extra={"account": account.name, "error": str(failure)},
+            )
 
     def _end_behind(
         self,

@@ -128,6 +128,10 @@ class SystemSettings:
     it reads the next messages (:class:`~asm_email_rules.outbox_pump.ReplyPump`), so also how
     many accepted replies a crash can leave unrecorded, each resent once with its Message-ID;
     0 sends between mailbox sessions, each reply recorded as soon as the server answered.
+    ``messages_per_commit`` is how many messages a poller records in one commit of a store
+    whose nested units roll back alone (SQLite, PostgreSQL, memory: ``nested_rollback``), at
+    most a quarter of a second's worth: each message still in a unit of its own (a savepoint),
+    and none deleted from its mailbox before its commit; 1 commits each message alone.
     """
 
     truncate_incoming_emails: bool = False
@@ -144,6 +148,7 @@ class SystemSettings:
     reply_retry_hours: float = 24.0
     lease_seconds: float = 120.0
     replies_in_flight: int = 2
+    messages_per_commit: int = 20
     backoff_initial_seconds: float = 15.0
     backoff_max_seconds: float = 900.0
     ledger_retention_days: int = 90

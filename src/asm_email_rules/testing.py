@@ -974,6 +974,33 @@ def check_nested_transaction_joins_outer(repo: SeedableRepository) -> None:
 
 
 @_check
+def check_nested_transaction_that_raises_undoes_only_its_own_writes(
+    repo: SeedableRepository,
+) -> None:
+    """With ``nested_rollback`` (the polling service then records several messages in one
+    commit): a nested transaction() whose block raises undoes every write made in it, of every
+    kind, and nothing of the outer unit, which goes on and commits. A store without it joins
+    nested units to the outer one (checked above) and is skipped here."""
+    if not getattr(repo, "nested_rollback", False):
+        return
+    seeded = _seed_for_rollback(repo)
+    numbers = (0, 0)
+    with repo.transaction():
+        before = repo.create_person("before@example.com", "Before", is_user=False)
+        try:
+            with repo.transaction():
+                numbers = _write_everything(repo)
+                raise _AbandonError
+        except _AbandonError:
+            pass
+        _assert_untouched(repo, seeded, numbers)  # as the outer unit sees it
+        after = repo.create_person("after@example.com", "After", is_user=False)
+    for person, what in ((before, "before"), (after, "after")):
+        kept = repo.get_person(person.id)
+        _equal(kept and kept.email, person.email, f"outer write {what} the inner one")
+
+
+@_check
 def check_transaction_commit_keeps_writes(repo: SeedableRepository) -> None:
     """A transaction that ends normally keeps every write made in it."""
     _seed_for_rollback(repo)

@@ -361,3 +361,99 @@ def test_poll_once_with_the_store_locked_exits_non_zero_and_quarantines_nothing(
     )
     assert main(["poll", "--once", "--config", str(config)]) == 0
     assert "processed 2" in capsys.readouterr().out
+
+
+# -- several messages in one commit (``messages_per_commit``) -----------------------------------
+
+
+def assert_each_acted_on_once(desk: Desk) -> None:
+    """The mailbox is empty, nothing quarantined, one call and one reply per message."""
+    assert desk.waiting() == 0
+    assert desk.quarantined() == 0
+    assert sorted(call.description.split(".")[0] for call in desk.fire_calls()) == [
+        f"Smoke from printer {n}" for n in range(1, MESSAGES + 1)
+    ]
+    assert sorted(mail.to for mail in desk.mailer.sent) == sorted(
+        f"customer{n}@corp.example" for n in range(1, MESSAGES + 1)
+    )
+
+
+def test_a_commit_that_fails_deletes_none_of_its_messages(tmp_path: Path) -> None:
+    """The messages of one commit leave the mailbox only after it: when the commit of a
+    session's messages fails, every one of them is still in the Maildir, none is quarantined,
+    and the next poll acts on each exactly once (its writes went with the failed commit)."""
+    desk = make_desk(tmp_path)
+    assert desk.service.config.system.messages_per_commit >= MESSAGES  # one commit for all
+    real_commit = desk.store._commit
+    commits: list[str] = []
+
+    def failing_commit() -> None:
+        commits.append("failed")
+        desk.store._rollback()
+        raise StoreUnavailableError("SQLite disk I/O error (SQLITE_IOERR) on commit")
+
+    desk.store._commit = failing_commit  # type: ignore[method-assign]
+    report = desk.poll()["helpdesk"]
+    desk.store._commit = real_commit  # type: ignore[method-assign]
+    assert commits == ["failed"]  # the session's messages were to be kept by one commit
+    assert (report.errors, report.quarantined) == (1, 0)
+    assert "SQLITE_IOERR" in report.last_error
+    assert desk.waiting() == MESSAGES  # nothing deleted: no record of them was kept
+    assert desk.fire_calls() == [] and desk.mailer.sent == []
+
+    report = desk.poll()["helpdesk"]
+    assert (report.processed, report.duplicates, report.errors) == (MESSAGES, 0, 0)
+    assert_each_acted_on_once(desk)
+
+
+def test_a_disk_that_fills_in_the_middle_of_a_commit_costs_no_message(tmp_path: Path) -> None:
+    """SQLITE_FULL half-way through the messages of one commit (SQLite may then roll the whole
+    transaction back on its own): no good message is quarantined or lost, none is acted on
+    twice, and after the disk is freed each is acted on exactly once."""
+    desk = make_desk(tmp_path, body_bytes=20_000)
+    conn = desk.store._conn
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 12}")  # room for two or three messages
+    report = desk.poll()["helpdesk"]
+    assert report.errors >= 1 and "SQLITE_FULL" in report.last_error
+    assert report.quarantined == 0 and desk.quarantined() == 0
+    left = desk.waiting()
+    assert 0 < left <= MESSAGES
+    acted = len(desk.fire_calls())
+    assert acted == MESSAGES - left  # a message is gone from the mailbox only if recorded
+
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    for _ in range(3):
+        desk.poll()
+    assert_each_acted_on_once(desk)
+
+
+def test_messages_share_a_commit_and_one_per_commit_restores_a_commit_each(
+    tmp_path: Path,
+) -> None:
+    """``messages_per_commit`` (default 20): a poll of 45 messages with no replies to send
+    commits three times, 20, 20 and 5; set to 1, once per message, as before."""
+    for per_commit, expected in ((20, 3), (1, 45)):
+        folder = tmp_path / str(per_commit)
+        folder.mkdir()
+        desk = make_desk(folder)
+        box = MaildirMailbox(desk.maildir)
+        for number in range(MESSAGES + 1, 46):
+            box.add(good_mail(number))
+        system = attrs.evolve(desk.service.config.system, messages_per_commit=per_commit)
+        desk.service.config = attrs.evolve(desk.service.config, system=system)
+        desk.service.mailer = None  # the replies stay in the outbox: no commit of theirs
+        real_commit = desk.store._commit
+        commits: list[int] = []
+
+        def counting_commit(real: Callable[[], None] = real_commit) -> None:
+            commits.append(1)
+            real()
+
+        desk.store._commit = counting_commit  # type: ignore[method-assign]
+        report = desk.poll()["helpdesk"]
+        assert (report.processed, report.errors) == (45, 0)
+        assert len(commits) == expected
+        assert desk.waiting() == 0
+        desk.store.close()

@@ -375,7 +375,7 @@ def test_unknown_summary_kind_is_refused() -> None:
         InMemoryRepository().summary("approvals?", 1, 10)
 
 
-def test_inner_exception_caught_by_caller_keeps_the_joined_writes() -> None:
+def test_inner_exception_caught_by_caller_undoes_the_inner_writes_alone() -> None:
     repo = InMemoryRepository()
     with repo.transaction():
         repo.put_person(Person(id=1, email="a@example.com"))
@@ -383,12 +383,17 @@ def test_inner_exception_caught_by_caller_keeps_the_joined_writes() -> None:
         def inner() -> None:
             with repo.transaction():
                 repo.put_person(Person(id=2, email="b@example.com"))
+                repo.put_person(Person(id=1, email="changed@example.com"))
                 raise ValueError("inner")
 
         with pytest.raises(ValueError, match="inner"):
             inner()
-    assert repo.get_person(1) is not None
-    assert repo.get_person(2) is not None  # joined, not a savepoint
+        repo.put_person(Person(id=3, email="c@example.com"))
+    assert [p.email for p in map(repo.get_person, (1, 3)) if p] == [
+        "a@example.com",
+        "c@example.com",
+    ]
+    assert repo.get_person(2) is None  # a savepoint: undone alone, the outer unit kept
 
 
 @pytest.mark.parametrize(

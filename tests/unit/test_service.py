@@ -362,6 +362,43 @@ def test_session_limit_commits_and_reconnects_for_the_rest(desk: Desk) -> None:
     assert desk.waiting() == 0
 
 
+def test_replies_sent_while_messages_share_a_commit_are_claimed_and_recorded_on_disk_first(
+    desk: Desk,
+) -> None:
+    """With several messages to a commit (``messages_per_commit``), the pump's step joins the
+    open one and commits it: each reply reaches the mailer only once its claim, and the
+    message that queued it, are committed (read back by another connection, as another
+    poller would); and every message still gets its one reply."""
+    desk.accounts = (account(desk.tmp / "Maildir", max_messages_per_session=3),)
+    raws = [
+        make_raw(f"Issue {n}", "uma@corp.example", f"problem number {n}", f"<i{n}@c.example>")
+        for n in range(9)
+    ]
+    desk.deliver(*raws)
+    seen: list[tuple[str, str, int]] = []
+
+    class Checking(RecordingMailer):
+        def send(self, message: OutgoingEmail) -> None:
+            with SqliteRepository(desk.tmp / "store.sqlite3") as other:
+                entry = other.outbox_entry(message.message_id)
+                done = other._one("SELECT COUNT(*) FROM ledger")[0]
+            assert entry is not None, "the reply's record is not committed"
+            seen.append((entry.claimed_by, entry.status.value, done))
+            super().send(message)
+
+    desk.mailer = Checking()
+    service = desk.service()
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.sessions, report.replies_sent) == (9, 3, 9)
+    assert len(seen) == 9
+    assert {(claimed, status) for claimed, status, _ in seen} == {(service.owner, "pending")}
+    assert all(recorded >= 3 for _, _, recorded in seen)  # a durable session's, at least
+    assert sorted(mail.subject for mail in desk.mailer.sent) == sorted(
+        f"Call {call} has been logged [CALL#{call}]" for call in range(103, 112)
+    )  # one reply per message, each once
+    assert desk.waiting() == 0
+
+
 def test_inactive_accounts_are_skipped_and_a_broken_one_does_not_stop_the_rest(
     desk: Desk,
 ) -> None:
@@ -390,14 +427,14 @@ def test_stop_event_finishes_the_message_in_hand_and_leaves_the_rest(desk: Desk)
     stop = threading.Event()
 
     class StoppingMaildir(MaildirMailbox):
-        def delete(self, key: str) -> None:
-            super().delete(key)
+        def fetch(self, key: str) -> bytes:
             stop.set()  # SIGTERM arrives while the first message is being handled
+            return super().fetch(key)
 
     service = desk.service(factory=lambda a: StoppingMaildir(a.path))
     report = service.poll_once(stop)
     assert report["helpdesk"].processed == 1
-    assert desk.waiting() == 2
+    assert desk.waiting() == 2  # the one in hand was recorded, committed and deleted
     service.run(stop)  # returns at once: already stopped
 
 

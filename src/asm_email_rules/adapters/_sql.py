@@ -40,7 +40,7 @@ from asm_email_rules.adapters._repository import (
     summary_kind,
     to_utc,
 )
-from asm_email_rules.errors import NotFoundError, RepositoryError
+from asm_email_rules.errors import NotFoundError, RepositoryError, StoreUnavailableError
 from asm_email_rules.model import (
     Attachment,
     Call,
@@ -210,6 +210,16 @@ class SqlRepository(abc.ABC):
     _depth: int
     """How many ``transaction()`` blocks are open (0: autocommit); the store sets it to 0."""
 
+    nested_rollback: ClassVar[bool] = True
+    """A nested :meth:`transaction` is an SQL ``SAVEPOINT``: when its block raises, only its own
+    writes are undone and the outer unit of work goes on (:class:`~asm_email_rules.protocols.
+    Repository`), so the polling service may commit several messages at once."""
+
+    _lost: str = ""
+    """Why the open transaction is gone (a savepoint could not be rolled back to: the database
+    rolled the whole transaction back, as SQLite does on a full disk); empty while it is not.
+    Every nested unit and the outer commit then raise, so no write of it is taken for kept."""
+
     @abc.abstractmethod
     def _begin(self) -> None:
         """Start a transaction (the store's ``BEGIN``)."""
@@ -225,16 +235,17 @@ class SqlRepository(abc.ABC):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A unit of work: ``BEGIN`` (:meth:`_begin`) ... ``COMMIT``; ``ROLLBACK`` on any
-        exception, which propagates; nested calls join the outermost one."""
+        exception, which propagates. A nested call is a ``SAVEPOINT`` of the outer one: kept
+        (``RELEASE``) only as part of the outer unit, undone alone (``ROLLBACK TO``) when its
+        block raises. Raises RepositoryError when the store fails, and
+        :class:`~asm_email_rules.errors.StoreUnavailableError` for a nested unit (or the
+        outer commit) of a transaction the database already rolled back."""
         if self._depth:
-            self._depth += 1
-            try:
+            with self._savepoint():
                 yield
-            finally:
-                self._depth -= 1
             return
         self._begin()
-        self._depth = 1
+        self._depth, self._lost = 1, ""
         try:
             yield
         except BaseException:
@@ -242,7 +253,31 @@ class SqlRepository(abc.ABC):
             self._rollback()
             raise
         self._depth = 0
+        if self._lost:
+            self._rollback()
+            raise StoreUnavailableError(f"{self._where}: {self._lost}; nothing of it was kept")
         self._commit()
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """A nested unit of work (``SAVEPOINT``): see :meth:`transaction`."""
+        if self._lost:
+            raise StoreUnavailableError(f"{self._where}: {self._lost}")
+        name = f"unit_{self._depth}"
+        self._execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            try:
+                self._execute(f"ROLLBACK TO SAVEPOINT {name}")
+                self._execute(f"RELEASE SAVEPOINT {name}")
+            except RepositoryError as exc:
+                self._lost = f"the open transaction was rolled back by the database ({exc})"
+            raise
+        self._depth -= 1
+        self._execute(f"RELEASE SAVEPOINT {name}")
 
     def _refuse_newer(self, version: int, known: int) -> None:
         """Raise RepositoryError when the database's schema ``version`` is newer than the

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar, assert_never
+from typing import Any, ClassVar, TypeVar, assert_never
 
 import attrs
 
@@ -160,11 +160,24 @@ class InMemoryRepository:
             self._undo.append(lambda: items.pop())
         items.append(item)
 
+    nested_rollback: ClassVar[bool] = True
+    """A nested :meth:`transaction` that raises undoes only its own writes (as an SQL
+    ``SAVEPOINT``): see :class:`~asm_email_rules.protocols.Repository`."""
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One unit of work: kept on normal exit, every write undone when the block raises."""
+        """One unit of work: kept on normal exit, every write undone when the block raises. A
+        nested call is part of the outer unit; when its block raises, its own writes alone
+        are undone."""
         if self._undo is not None:
-            yield  # nested: part of the outer unit of work
+            undo, mark = self._undo, len(self._undo)
+            try:
+                yield
+            except BaseException:
+                for step in reversed(undo[mark:]):
+                    step()
+                del undo[mark:]
+                raise
             return
         self._undo = []
         try:

@@ -380,6 +380,10 @@ class SqliteRepository(SqlRepository):
     def _configure(self, timeout: float) -> None:
         self._execute("PRAGMA foreign_keys = ON")
         self._execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        # A savepoint (a nested transaction(): each message of a shared commit) keeps the
+        # pages it changes in a statement journal, written to a temporary file once it passes
+        # 64 KiB (a message's writes often do): in memory, it costs no file writes.
+        self._execute("PRAGMA temp_store = MEMORY")
         if self._path != ":memory:" and not self._path.startswith("file::memory:"):
             mode = str(self._one("PRAGMA journal_mode = WAL")[0]).lower()
             if mode != "wal":
