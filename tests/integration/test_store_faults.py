@@ -399,7 +399,8 @@ def test_a_commit_that_fails_deletes_none_of_its_messages(tmp_path: Path) -> Non
     assert (report.errors, report.quarantined) == (1, 0)
     assert "SQLITE_IOERR" in report.last_error
     assert desk.waiting() == MESSAGES  # nothing deleted: no record of them was kept
-    assert desk.fire_calls() == [] and desk.mailer.sent == []
+    assert desk.fire_calls() == []
+    assert desk.mailer.sent == []
 
     report = desk.poll()["helpdesk"]
     assert (report.processed, report.duplicates, report.errors) == (MESSAGES, 0, 0)
@@ -416,8 +417,10 @@ def test_a_disk_that_fills_in_the_middle_of_a_commit_costs_no_message(tmp_path: 
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages + 12}")  # room for two or three messages
     report = desk.poll()["helpdesk"]
-    assert report.errors >= 1 and "SQLITE_FULL" in report.last_error
-    assert report.quarantined == 0 and desk.quarantined() == 0
+    assert report.errors >= 1
+    assert "SQLITE_FULL" in report.last_error
+    assert report.quarantined == 0
+    assert desk.quarantined() == 0
     left = desk.waiting()
     assert 0 < left <= MESSAGES
     acted = len(desk.fire_calls())
@@ -447,8 +450,10 @@ def test_messages_share_a_commit_and_one_per_commit_restores_a_commit_each(
         real_commit = desk.store._commit
         commits: list[int] = []
 
-        def counting_commit(real: Callable[[], None] = real_commit) -> None:
-            commits.append(1)
+        def counting_commit(
+            real: Callable[[], None] = real_commit, counted: list[int] = commits
+        ) -> None:
+            counted.append(1)
             real()
 
         desk.store._commit = counting_commit  # type: ignore[method-assign]
