@@ -406,7 +406,11 @@ class Mailbox(Protocol):
     :meth:`close` returned without error is never listed again, so the service stops
     remembering it (:class:`~asm_email_rules.adapters.maildir.MaildirMailbox`,
     :class:`~asm_email_rules.adapters.imap.ImapMailbox`). A mailbox
-    without it is listed whole with ``list_keys()``, as before.
+    without it is listed whole with ``list_keys()``, as before. ``fetch_ready(key)`` is True
+    when :meth:`fetch` of ``key`` will answer without waiting on a server (a local file, a
+    message fetched ahead): the polling service keeps the store's transaction of several
+    messages (``messages_per_commit``) open across such a fetch only, and commits it before
+    any other, so the store's write lock is never held while a server is waited for.
     """
 
     def list_keys(self) -> Iterator[str]:

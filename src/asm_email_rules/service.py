@@ -216,6 +216,12 @@ class _BoundedListing(Protocol):
         ...
 
 
+def _fetch_ready(mailbox: Mailbox, key: str) -> bool:
+    """True when ``mailbox`` says a fetch of ``key`` waits on no server (``fetch_ready``)."""
+    ready = getattr(mailbox, "fetch_ready", None)
+    return callable(ready) and bool(ready(key))
+
+
 def _bounded(mailbox: Mailbox) -> bool:
     """True when ``mailbox`` says it lists in bounded memory and forgets what it deleted
     (``bounded_listing``, :class:`~asm_email_rules.protocols.Mailbox`)."""
@@ -555,6 +561,8 @@ class PollingService:
         added to ``recorded`` (held back until the session is durable).
         """
         started = time.monotonic()
+        if not _fetch_ready(mailbox, key):
+            batch.commit()  # the store's write lock is not held while a server is waited for
         raw = mailbox.fetch(key)
         sha256 = hashlib.sha256(raw).hexdigest()
         message = _InHand(account, mailbox, key, sha256, raw, counts, started)

@@ -212,9 +212,15 @@ def test_messages_are_fetched_ahead_in_batches_bounded_in_count_and_bytes(
     with ImapMailbox(config) as box:
         commands = _spy(box)
         keys = list(box.list_keys())
-        assert [box.fetch(key) for key in keys] == sent
+        ready = []  # fetch_ready: answered from the messages fetched ahead, no round trip
+        fetched = []
+        for key in keys:
+            ready.append(box.fetch_ready(key))
+            fetched.append(box.fetch(key))
+        assert fetched == sent
     bodies = [c for c in commands if c[0] == "FETCH" and "BODY.PEEK[]" in c[-1]]
     assert [len(c[1].split(",")) for c in bodies] == [2, 2, 2, 1]  # bytes bound: 2 at a time
+    assert ready == [False, True, False, True, False, True, False]
     assert box._fetched == {}  # nothing left held after the session
 
     with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:

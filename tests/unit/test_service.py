@@ -399,6 +399,35 @@ def test_replies_sent_while_messages_share_a_commit_are_claimed_and_recorded_on_
     assert desk.waiting() == 0
 
 
+def test_a_shared_commit_is_never_held_open_while_a_server_is_waited_for(desk: Desk) -> None:
+    """Messages share a commit (``messages_per_commit``) only across fetches that wait on no
+    server (``fetch_ready``: a Maildir file, an IMAP message fetched ahead); before any other
+    fetch the open transaction is committed, so the store's write lock is never held while a
+    mailbox server is waited for (another writer, ``people add`` or a second poller, would
+    wait that long or time out)."""
+    raws = [
+        make_raw(f"Issue {n}", "uma@corp.example", f"problem number {n}", f"<i{n}@c.example>")
+        for n in range(5)
+    ]
+    in_transaction: dict[bool, list[bool]] = {}
+    for remote in (False, True):
+        desk.deliver(*raws)
+        seen = in_transaction.setdefault(remote, [])
+
+        class Watched(MaildirMailbox):
+            def fetch_ready(self, key: str, remote: bool = remote) -> bool:
+                return not remote
+
+            def fetch(self, key: str, seen: list[bool] = seen) -> bytes:
+                seen.append(desk.store._conn.in_transaction)
+                return super().fetch(key)
+
+        desk.service(factory=lambda a: Watched(a.path)).poll_once()
+        assert desk.waiting() == 0
+    assert in_transaction[False] == [False, True, True, True, True]  # local: one commit
+    assert in_transaction[True] == [False] * 5  # a server's: committed before each fetch
+
+
 def test_inactive_accounts_are_skipped_and_a_broken_one_does_not_stop_the_rest(
     desk: Desk,
 ) -> None:

@@ -391,6 +391,11 @@ class ImapMailbox(ServerSession):
             total += sizes[uid]
         return chosen
 
+    def fetch_ready(self, key: str) -> bool:
+        """True when :meth:`fetch` of ``key`` answers from the messages fetched ahead, without
+        a round trip to the server (see :class:`~asm_email_rules.protocols.Mailbox`)."""
+        return key in self._fetched
+
     def fetch(self, key: str) -> bytes:
         """The exact bytes of the message (``BODY.PEEK[]``: the ``\\Seen`` flag is untouched).
 

@@ -256,6 +256,12 @@ class MaildirMailbox(KeyedMailbox):
         self._earlier = files.earlier | deleted.earlier
         return iter(keys)
 
+    @staticmethod
+    def fetch_ready(key: str) -> bool:
+        """True: a fetch reads a local file and waits on no server (see
+        :class:`~asm_email_rules.protocols.Mailbox`)."""
+        return True
+
     def _file(self, name: str) -> str:
         """The path of the message file ``name`` (``new/...`` or ``cur/...``), as text: a
         :class:`~pathlib.Path` per message would intern every file name (Python 3.11's
