@@ -1,0 +1,105 @@
+"""Review of "several messages per commit" (perf2): faults found, each shown by a test.
+
+DESIGN 4, "Nothing is lost": a message is never deleted from its mailbox before its record
+is committed; our own failures never cost a message.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import pytest
+
+from asm_email_rules.adapters.maildir import MaildirMailbox
+from asm_email_rules.adapters.postgres import PostgresRepository
+from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
+from asm_email_rules.service import ACCOUNT_LEASE_PREFIX, PollingService
+from asm_email_rules.settings import SystemSettings
+
+if TYPE_CHECKING:
+    from postgres_fixtures import PgDatabase
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def good_mail(number: int) -> bytes:
+    """A new call from an unknown sender (the sample mailbox creates calls)."""
+    msg = EmailMessage()
+    msg["From"] = f"customer{number}@corp.example"
+    msg["To"] = DESK_ADDRESS
+    msg["Subject"] = f"Printer {number} is on fire"
+    msg["Date"] = "Fri, 27 Nov 2026 11:00:00 +0000"
+    msg["Message-ID"] = f"<fire-{number}@corp.example>"
+    msg.set_content(f"Smoke from printer {number}.\n")
+    return msg.as_bytes()
+
+
+@attrs.define
+class Clock:
+    moment: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def test_postgres_statement_error_outside_a_savepoint_loses_no_message_of_the_batch(
+    pg_database: PgDatabase, tmp_path: Path
+) -> None:
+    """PostgreSQL aborts the whole transaction when any statement in it fails, and a COMMIT
+    of an aborted transaction is a ROLLBACK that raises nothing. A statement the service
+    runs in the open batch outside any savepoint (here the lease renewal, timing out on a
+    row lock another connection holds; equally a read of gather_facts, quarantine_reason,
+    find_ledger_entry or touch_ledger) failing on the server must not let the session end
+    "commit" the batch and then delete its messages: their records were rolled back.
+    Every message must afterwards be either still in the mailbox or recorded."""
+    repo = PostgresRepository(
+        pg_database.conninfo, password=pg_database.password, schema=pg_database.schema, timeout=1
+    )
+    seed_sample_desk(repo)
+    maildir = tmp_path / "Maildir"
+    box = MaildirMailbox(maildir)
+    for number in (1, 2, 3):
+        box.add(good_mail(number))
+    clock = Clock()
+    blocker = PostgresRepository(
+        pg_database.conninfo, password=pg_database.password, schema=pg_database.schema
+    )
+    fetched: list[str] = []
+
+    class LockingMaildir(MaildirMailbox):
+        def fetch(self, key: str) -> bytes:
+            fetched.append(key)
+            if len(fetched) == 2:
+                # the lease is due for renewal before the third message, and another
+                # connection holds its row meanwhile (lock_timeout: 1 s)
+                clock.moment += timedelta(minutes=5)
+                blocker._native("BEGIN")
+                blocker._native(
+                    "SELECT 1 FROM leases WHERE name = %s FOR UPDATE",
+                    (f"{ACCOUNT_LEASE_PREFIX}helpdesk",),
+                )
+            return super().fetch(key)
+
+    account = AccountConfig(
+        name="helpdesk",
+        protocol=MailProtocol.MAILDIR,
+        mailbox=sample_mailbox(name="helpdesk", auto_reply=True, create_calls_anonymously=True),
+        path=maildir,
+    )
+    config = Config(store=None, system=SystemSettings(), smtp=None, accounts=(account,))
+    service = PollingService(config, repo, None, lambda a: LockingMaildir(maildir), now=clock)
+    report = service.poll_once()["helpdesk"]
+    blocker._native("ROLLBACK")
+    assert report.errors >= 1  # the lock timeout: our failure
+    left = len(list(MaildirMailbox(maildir).list_keys()))
+    recorded = int(repo._native_one("SELECT COUNT(*) FROM ledger WHERE message_id <> ''")[0])
+    assert left + recorded == 3, f"{3 - left - recorded} message(s) deleted without a record"
+    blocker.close()
+    repo.close()
