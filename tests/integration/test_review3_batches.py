@@ -16,7 +16,9 @@ import pytest
 
 from asm_email_rules.adapters.maildir import MaildirMailbox
 from asm_email_rules.adapters.postgres import PostgresRepository
+from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.errors import StoreUnavailableError
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import ACCOUNT_LEASE_PREFIX, PollingService
 from asm_email_rules.settings import SystemSettings
@@ -102,4 +104,51 @@ def test_postgres_statement_error_outside_a_savepoint_loses_no_message_of_the_ba
     recorded = int(repo._native_one("SELECT COUNT(*) FROM ledger WHERE message_id <> ''")[0])
     assert left + recorded == 3, f"{3 - left - recorded} message(s) deleted without a record"
     blocker.close()
+    repo.close()
+
+
+def _maildir_account(maildir: Path) -> AccountConfig:
+    return AccountConfig(
+        name="helpdesk",
+        protocol=MailProtocol.MAILDIR,
+        mailbox=sample_mailbox(name="helpdesk", auto_reply=True, create_calls_anonymously=True),
+        path=maildir,
+    )
+
+
+def test_sqlite_write_lock_is_not_held_while_the_mailbox_fetches_the_next_message(
+    tmp_path: Path,
+) -> None:
+    """operators.md: the write lock is held "at most a quarter of a second's worth"; config.toml:
+    "A commit never waits longer than a quarter of a second". The batch stays open (BEGIN
+    IMMEDIATE: SQLite's one write lock) while the service fetches the next message, which for
+    IMAP or POP3 is a network round trip of any length (up to the mailbox timeout). Meanwhile
+    every other writer of the store (another poller's account, ``people add``) waits and, past
+    its busy timeout, fails with "database is locked" and backs off. Here the mailbox's fetch
+    of the second message is where another connection writes, with a short busy timeout."""
+    store_path = tmp_path / "store.sqlite3"
+    repo = SqliteRepository(store_path)
+    seed_sample_desk(repo)
+    maildir = tmp_path / "Maildir"
+    box = MaildirMailbox(maildir)
+    for number in (1, 2, 3):
+        box.add(good_mail(number))
+    blocked: list[str] = []
+
+    class SlowMaildir(MaildirMailbox):
+        def fetch(self, key: str) -> bytes:
+            # the network round trip of a remote mailbox: another writer's turn
+            with SqliteRepository(store_path, timeout=0.2) as other:
+                try:
+                    other.create_person(f"{key}@other.example", "Other", is_user=False)
+                except StoreUnavailableError as exc:
+                    blocked.append(str(exc))
+            return super().fetch(key)
+
+    account = _maildir_account(maildir)
+    config = Config(store=store_path, system=SystemSettings(), smtp=None, accounts=(account,))
+    service = PollingService(config, repo, None, lambda a: SlowMaildir(maildir), now=Clock())
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.errors) == (3, 0)
+    assert blocked == [], f"{len(blocked)} write(s) of another connection refused: {blocked[0]}"
     repo.close()
