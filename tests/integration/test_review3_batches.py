@@ -18,7 +18,7 @@ from asm_email_rules.adapters.maildir import MaildirMailbox
 from asm_email_rules.adapters.postgres import PostgresRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
-from asm_email_rules.errors import StoreUnavailableError
+from asm_email_rules.errors import RepositoryError, StoreUnavailableError
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import ACCOUNT_LEASE_PREFIX, PollingService
 from asm_email_rules.settings import SystemSettings
@@ -151,4 +151,43 @@ def test_sqlite_write_lock_is_not_held_while_the_mailbox_fetches_the_next_messag
     report = service.poll_once()["helpdesk"]
     assert (report.processed, report.errors) == (3, 0)
     assert blocked == [], f"{len(blocked)} write(s) of another connection refused: {blocked[0]}"
+    repo.close()
+
+
+def test_sqlite_nested_unit_after_sqlite_rolled_the_transaction_back_is_not_kept_alone(
+    tmp_path: Path,
+) -> None:
+    """storage.md: "when SQLite rolled the whole transaction back on its own (it may, on
+    SQLITE_FULL or an I/O error), the next nested unit and the outer commit raise
+    StoreUnavailableError". ``_lost`` is only set when a ROLLBACK TO fails, so when the
+    statement SQLite answered with SQLITE_FULL ran in the outer unit (not in a savepoint) and
+    the caller went on, the next nested unit's ``SAVEPOINT`` opens a transaction of its own
+    (SQLite's SAVEPOINT outside a transaction is a BEGIN) and its ``RELEASE`` commits it:
+    its writes are kept alone, outside the outer unit that then fails."""
+    repo = SqliteRepository(tmp_path / "store.sqlite3")
+    seed_sample_desk(repo)
+    conn = repo._conn
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 4}")
+    nested_error: Exception | None = None
+
+    def outer_unit() -> None:
+        nonlocal nested_error
+        with repo.transaction():
+            repo.create_person("outer@example.com", "Outer", is_user=False)
+            with pytest.raises(StoreUnavailableError):  # SQLITE_FULL: SQLite rolls it all back
+                repo.create_person("x@example.com", "x" * 200_000, is_user=False)
+            try:
+                with repo.transaction():
+                    repo.create_person("inner@example.com", "Inner", is_user=False)
+            except StoreUnavailableError as exc:
+                nested_error = exc
+
+    with pytest.raises(RepositoryError):  # the outer unit fails, however it says so
+        outer_unit()
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    kept = [p.email for p in repo.persons_by_address("inner@example.com")]
+    assert kept == [], "the nested unit was committed on its own"
+    assert nested_error is not None
     repo.close()
