@@ -18,7 +18,7 @@ from asm_email_rules.adapters.maildir import MaildirMailbox
 from asm_email_rules.adapters.postgres import PostgresRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
-from asm_email_rules.errors import RepositoryError, StoreUnavailableError
+from asm_email_rules.errors import MailboxError, RepositoryError, StoreUnavailableError
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import ACCOUNT_LEASE_PREFIX, PollingService
 from asm_email_rules.settings import SystemSettings
@@ -190,4 +190,40 @@ def test_sqlite_nested_unit_after_sqlite_rolled_the_transaction_back_is_not_kept
     kept = [p.email for p in repo.persons_by_address("inner@example.com")]
     assert kept == [], "the nested unit was committed on its own"
     assert nested_error is not None
+    repo.close()
+
+
+def test_a_message_the_mailbox_refuses_to_delete_does_not_keep_the_others_in_it(
+    tmp_path: Path,
+) -> None:
+    """A mailbox may refuse to delete one message (MailboxError from ``delete``: a POP3
+    server's -ERR to one DELE, a host mailbox); before this change that cost one error and
+    the other messages were deleted. Now the refused key heads ``_Batch.committed`` and
+    ``_delete_committed`` retries it first every time, so no message after it is deleted in
+    the session, and the next poll, where they are duplicates, stops at the same key: the
+    mailbox keeps all of them, poll after poll."""
+    store_path = tmp_path / "store.sqlite3"
+    repo = SqliteRepository(store_path)
+    seed_sample_desk(repo)
+    maildir = tmp_path / "Maildir"
+    box = MaildirMailbox(maildir)
+    stuck = box.add(good_mail(1))
+    for number in (2, 3, 4, 5):
+        box.add(good_mail(number))
+
+    class RefusingMaildir(MaildirMailbox):
+        def delete(self, key: str) -> None:
+            if key == stuck:
+                raise MailboxError(f"-ERR cannot delete message {key}")
+            super().delete(key)
+
+    account = _maildir_account(maildir)
+    config = Config(store=store_path, system=SystemSettings(), smtp=None, accounts=(account,))
+    clock = Clock()
+    service = PollingService(config, repo, None, lambda a: RefusingMaildir(maildir), now=clock)
+    for _ in range(3):
+        service.poll_once()
+        clock.moment += timedelta(hours=1)  # past any backoff
+    left = sorted(MaildirMailbox(maildir).list_keys())
+    assert left == [stuck], f"{len(left) - 1} other message(s) kept in the mailbox"
     repo.close()
