@@ -357,8 +357,9 @@ class _Behind:
 
 
 BATCH_SECONDS = 0.25
-"""The longest a unit of work of several messages stays open (``messages_per_commit``): the
-store's write lock is held that long at most, and replies wait no longer for their commit."""
+"""How long after its first message a unit of work of several messages (``messages_per_commit``)
+is committed, whatever their count (looked at after each message): the store's write lock is
+held about that long (never while a mailbox server is waited for), and the replies no longer."""
 
 
 class _Batch:
@@ -383,6 +384,11 @@ class _Batch:
         self._waiting: list[str] = []  # keys whose records are in the open unit
         self.committed: deque[str] = deque()
         """Keys whose records are committed, for the session to delete, oldest first."""
+
+    @property
+    def open(self) -> bool:
+        """True while a unit of work of several messages is open (not yet committed)."""
+        return self._unit is not None
 
     def begin(self) -> None:
         """Open the shared unit of work, if batching and none is open."""
@@ -567,7 +573,7 @@ class PollingService:
         sha256 = hashlib.sha256(raw).hexdigest()
         message = _InHand(account, mailbox, key, sha256, raw, counts, started)
         batch.begin()
-        if self._quarantined_before(message):
+        if self._quarantined_before(message, batch):
             return True
         self._step(pump, batch)
         batch.begin()
@@ -590,11 +596,12 @@ class PollingService:
         else:
             pump.step(batch.unit)
 
-    def _quarantined_before(self, message: _InHand) -> bool:
+    def _quarantined_before(self, message: _InHand, batch: _Batch) -> bool:
         """Set aside again, without processing, a message the ledger says was quarantined."""
         reason = quarantine_reason(self.repository, message.account.mailbox.name, message.sha256)
         if reason is None:
             return False
+        batch.commit()  # no mailbox call while the store's write lock is held
         message.mailbox.quarantine(message.key, f"quarantined before: {reason}")
         message.counts.quarantined += 1
         message.fields.update(outcome="quarantined before", disposition="quarantine")
@@ -1193,10 +1200,21 @@ class PollingService:
                     if failures >= _MAX_MAILBOX_ERRORS:
                         raise
             batch.commit()
-            self._delete_committed(mailbox, batch, leaving)
+            try:
+                self._delete_committed(mailbox, batch, leaving)
+            except MailboxError as exc:  # one refused deletion: counted, the session ends well
+                counts.errors += 1
+                counts.last_error = str(exc)
+                log.warning(
+                    "mailbox operation failed: %s",
+                    exc,
+                    extra={"account": account.name, "error": str(exc)},
+                )
         except BaseException as exc:
-            self._end_batch(account, mailbox, counts, batch, leaving, exc)
-            self._end_failed_session(account, mailbox, counts, behind, exc)
+            try:
+                self._end_batch(account, mailbox, counts, batch, leaving, exc)
+            finally:
+                self._end_failed_session(account, mailbox, counts, behind, exc)
             raise
         if behind is not None and closes_concurrently(mailbox):
             self._end_behind(account, mailbox, counts, pump, behind, recorded, leaving)
@@ -1211,14 +1229,27 @@ class PollingService:
 
     @staticmethod
     def _delete_committed(mailbox: Mailbox, batch: _Batch, leaving: _Leaving | None) -> None:
-        """Delete the messages whose records are committed, oldest first; a key leaves the
-        queue only once its deletion went through (a MailboxError leaves the rest queued)."""
+        """Delete the messages whose records are committed, oldest first, once no unit of work
+        is open (no mailbox call while the store's write lock is held). A key the mailbox
+        refuses to delete leaves the queue (the message stays in the mailbox, acknowledged
+        as a duplicate next time) and its MailboxError is raised, naming it, after the
+        others were deleted; the last one is raised when several were refused."""
+        if batch.open:
+            return
         committed = batch.committed
+        refused: MailboxError | None = None
         while committed:
-            mailbox.delete(committed[0])
             key = committed.popleft()
+            try:
+                mailbox.delete(key)
+            except MailboxError as exc:
+                refused = MailboxError(f"could not delete the handled message {key!r}: {exc}")
+                refused.__cause__ = exc
+                continue
             if leaving is not None:
                 leaving.keys.add(key)
+        if refused is not None:
+            raise refused
 
     def _end_batch(
         self,
@@ -1248,14 +1279,11 @@ class PollingService:
                 failure,
                 extra={"account": account.name, "error": str(failure)},
             )
-            return
-        try:
+        try:  # those of earlier commits still go, as the session's end would take them
             self._delete_committed(mailbox, batch, leaving)
         except MailboxError as failure:
             log.warning(
-                "could not delete %d handled message(s) as the session ended; they are"
-                " acknowledged as duplicates next time: %s",
-                len(batch.committed),
+                "%s; acknowledged as a duplicate next time",
                 failure,
                 extra={"account": account.name, "error": str(failure)},
             )

@@ -129,9 +129,11 @@ class SystemSettings:
     many accepted replies a crash can leave unrecorded, each resent once with its Message-ID;
     0 sends between mailbox sessions, each reply recorded as soon as the server answered.
     ``messages_per_commit`` is how many messages a poller records in one commit of a store
-    whose nested units roll back alone (SQLite, PostgreSQL, memory: ``nested_rollback``), at
-    most a quarter of a second's worth: each message still in a unit of its own (a savepoint),
-    and none deleted from its mailbox before its commit; 1 commits each message alone.
+    whose nested units roll back alone (SQLite, PostgreSQL, memory: ``nested_rollback``); a
+    commit is due a quarter of a second after its first message whatever the count, and comes
+    first whenever the next message must be fetched from a server. Each message is still in a
+    unit of its own (a savepoint), and none is deleted from its mailbox before its commit; 1
+    commits each message alone.
     """
 
     truncate_incoming_emails: bool = False

@@ -216,9 +216,11 @@ class SqlRepository(abc.ABC):
     Repository`), so the polling service may commit several messages at once."""
 
     _lost: str = ""
-    """Why the open transaction is gone (a savepoint could not be rolled back to: the database
-    rolled the whole transaction back, as SQLite does on a full disk); empty while it is not.
-    Every nested unit and the outer commit then raise, so no write of it is taken for kept."""
+    """Why the open transaction cannot be kept whole (a savepoint could not be rolled back to;
+    :meth:`_broken` said so: SQLite rolled it back on its own, as it may on a full disk, or a
+    PostgreSQL statement failed outside a savepoint and aborted it); empty while it can.
+    Every nested unit and the outer commit then raise, so no write of it is taken for kept,
+    and no commit turns silently into a rollback."""
 
     @abc.abstractmethod
     def _begin(self) -> None:
@@ -231,6 +233,11 @@ class SqlRepository(abc.ABC):
     @abc.abstractmethod
     def _rollback(self) -> None:
         """Roll back the open transaction, if any; never raises (a failure is logged)."""
+
+    @abc.abstractmethod
+    def _broken(self) -> str:
+        """Why the open transaction cannot be committed whole (the database rolled it back on
+        its own, or a statement failed and aborted it), or empty while it can."""
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -253,14 +260,16 @@ class SqlRepository(abc.ABC):
             self._rollback()
             raise
         self._depth = 0
-        if self._lost:
+        lost = self._lost or self._broken()
+        if lost:
             self._rollback()
-            raise StoreUnavailableError(f"{self._where}: {self._lost}; nothing of it was kept")
+            raise StoreUnavailableError(f"{self._where}: {lost}; nothing of it was kept")
         self._commit()
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
         """A nested unit of work (``SAVEPOINT``): see :meth:`transaction`."""
+        self._lost = self._lost or self._broken()
         if self._lost:
             raise StoreUnavailableError(f"{self._where}: {self._lost}")
         name = f"unit_{self._depth}"

@@ -542,6 +542,17 @@ class PostgresRepository(SqlRepository):
             self._rollback()
             raise self._error("commit failed", exc) from exc
 
+    def _broken(self) -> str:
+        if self._conn.closed or self._conn.broken:
+            return "the connection to PostgreSQL was lost"
+        status = self._conn.info.transaction_status
+        if status == psycopg.pq.TransactionStatus.INERROR:
+            # every statement now fails and a COMMIT would be a silent ROLLBACK
+            return "a statement failed and PostgreSQL aborted the open transaction"
+        if status == psycopg.pq.TransactionStatus.IDLE:
+            return "the open transaction is gone"
+        return ""
+
     def _rollback(self) -> None:
         if self._conn.closed:
             return

@@ -466,6 +466,11 @@ class SqliteRepository(SqlRepository):
             except sqlite3.Error:
                 log.exception("SQLite rollback failed", extra={"path": self._path})
 
+    def _broken(self) -> str:
+        if self._conn.in_transaction:
+            return ""
+        return "SQLite rolled the open transaction back on its own (a full disk, an I/O error)"
+
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
         """A read transaction, so a read made of several queries sees one consistent state."""

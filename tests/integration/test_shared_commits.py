@@ -1,7 +1,8 @@
-"""Review of "several messages per commit" (perf2): faults found, each shown by a test.
+"""Several messages per commit (``messages_per_commit``), where it could go wrong.
 
 DESIGN 4, "Nothing is lost": a message is never deleted from its mailbox before its record
-is committed; our own failures never cost a message.
+is committed; our own failures never cost a message. Each test here was first written
+against a fault a review found in the shared commits, and failed then.
 """
 
 from __future__ import annotations
@@ -56,11 +57,12 @@ def test_postgres_statement_error_outside_a_savepoint_loses_no_message_of_the_ba
 ) -> None:
     """PostgreSQL aborts the whole transaction when any statement in it fails, and a COMMIT
     of an aborted transaction is a ROLLBACK that raises nothing. A statement the service
-    runs in the open batch outside any savepoint (here the lease renewal, timing out on a
+    runs in the open unit outside any savepoint (here the lease renewal, timing out on a
     row lock another connection holds; equally a read of gather_facts, quarantine_reason,
     find_ledger_entry or touch_ledger) failing on the server must not let the session end
-    "commit" the batch and then delete its messages: their records were rolled back.
-    Every message must afterwards be either still in the mailbox or recorded."""
+    "commit" the unit and then delete its messages: their records were rolled back (the
+    store sees the aborted transaction and raises StoreUnavailableError instead). Every
+    message is afterwards either still in the mailbox or recorded."""
     repo = PostgresRepository(
         pg_database.conninfo, password=pg_database.password, schema=pg_database.schema, timeout=1
     )
@@ -119,13 +121,12 @@ def _maildir_account(maildir: Path) -> AccountConfig:
 def test_sqlite_write_lock_is_not_held_while_the_mailbox_fetches_the_next_message(
     tmp_path: Path,
 ) -> None:
-    """operators.md: the write lock is held "at most a quarter of a second's worth"; config.toml:
-    "A commit never waits longer than a quarter of a second". The batch stays open (BEGIN
-    IMMEDIATE: SQLite's one write lock) while the service fetches the next message, which for
-    IMAP or POP3 is a network round trip of any length (up to the mailbox timeout). Meanwhile
-    every other writer of the store (another poller's account, ``people add``) waits and, past
-    its busy timeout, fails with "database is locked" and backs off. Here the mailbox's fetch
-    of the second message is where another connection writes, with a short busy timeout."""
+    """The open unit of several messages (BEGIN IMMEDIATE: SQLite's one write lock) must not
+    stay open while the service fetches the next message from a server (IMAP, POP3: a network
+    round trip of any length, up to the mailbox timeout): every other writer of the store
+    (another poller's account, ``people add``) would wait and, past its busy timeout, fail
+    with "database is locked" and back off. Here each fetch is where another connection
+    writes, with a short busy timeout: none of its writes is refused."""
     store_path = tmp_path / "store.sqlite3"
     repo = SqliteRepository(store_path)
     seed_sample_desk(repo)
@@ -136,6 +137,12 @@ def test_sqlite_write_lock_is_not_held_while_the_mailbox_fetches_the_next_messag
     blocked: list[str] = []
 
     class SlowMaildir(MaildirMailbox):
+        """A mailbox whose fetch waits on a server, as IMAP's and POP3's do (a Maildir file
+        is read locally: ``fetch_ready``), which says so."""
+
+        def fetch_ready(self, key: str) -> bool:
+            return False
+
         def fetch(self, key: str) -> bytes:
             # the network round trip of a remote mailbox: another writer's turn
             with SqliteRepository(store_path, timeout=0.2) as other:
@@ -159,11 +166,11 @@ def test_sqlite_nested_unit_after_sqlite_rolled_the_transaction_back_is_not_kept
 ) -> None:
     """storage.md: "when SQLite rolled the whole transaction back on its own (it may, on
     SQLITE_FULL or an I/O error), the next nested unit and the outer commit raise
-    StoreUnavailableError". ``_lost`` is only set when a ROLLBACK TO fails, so when the
-    statement SQLite answered with SQLITE_FULL ran in the outer unit (not in a savepoint) and
-    the caller went on, the next nested unit's ``SAVEPOINT`` opens a transaction of its own
-    (SQLite's SAVEPOINT outside a transaction is a BEGIN) and its ``RELEASE`` commits it:
-    its writes are kept alone, outside the outer unit that then fails."""
+    StoreUnavailableError". Also when the statement SQLite answered with SQLITE_FULL ran in
+    the outer unit (not in a savepoint) and the caller went on: the next nested unit's
+    ``SAVEPOINT`` would open a transaction of its own (SQLite's SAVEPOINT outside a
+    transaction is a BEGIN) and its ``RELEASE`` commit it, its writes kept alone, outside the
+    outer unit that then fails."""
     repo = SqliteRepository(tmp_path / "store.sqlite3")
     seed_sample_desk(repo)
     conn = repo._conn
@@ -197,11 +204,9 @@ def test_a_message_the_mailbox_refuses_to_delete_does_not_keep_the_others_in_it(
     tmp_path: Path,
 ) -> None:
     """A mailbox may refuse to delete one message (MailboxError from ``delete``: a POP3
-    server's -ERR to one DELE, a host mailbox); before this change that cost one error and
-    the other messages were deleted. Now the refused key heads ``_Batch.committed`` and
-    ``_delete_committed`` retries it first every time, so no message after it is deleted in
-    the session, and the next poll, where they are duplicates, stops at the same key: the
-    mailbox keeps all of them, poll after poll."""
+    server's -ERR to one DELE, a host mailbox): that costs one error, and the other messages
+    whose records the same commit holds are deleted (the refused one is not retried first
+    for ever, keeping every later one in the mailbox poll after poll)."""
     store_path = tmp_path / "store.sqlite3"
     repo = SqliteRepository(store_path)
     seed_sample_desk(repo)
