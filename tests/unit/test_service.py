@@ -428,6 +428,52 @@ def test_a_shared_commit_is_never_held_open_while_a_server_is_waited_for(desk: D
     assert in_transaction[True] == [False] * 5  # a server's: committed before each fetch
 
 
+def test_a_shared_commit_is_not_held_open_while_a_host_mailbox_reads_its_listing_further(
+    desk: Desk,
+) -> None:
+    """The Mailbox protocol's ``list_keys()`` returns an iterator: a host's mailbox may page its
+    listing from a server as the service reads it (a REST API, say). The store's write lock
+    must not be held while it does (protocols.Mailbox: "the store's write lock is never held
+    while a server is waited for"; operators.md ``messages_per_commit``): the open shared
+    commit is committed before the listing is read further, as before a fetch that is not
+    ``fetch_ready``."""
+    raws = [
+        make_raw(f"Issue {n}", "uma@corp.example", f"problem number {n}", f"<i{n}@c.example>")
+        for n in range(4)
+    ]
+    desk.deliver(*raws)
+    locked: list[bool] = []
+
+    class Paging:
+        """A host's mailbox (no ``fetch_ready``, no ``bounded_listing``) whose listing comes
+        from its server a key at a time, as it is read."""
+
+        def __init__(self, path: Path) -> None:
+            self.inner = MaildirMailbox(path)
+
+        def list_keys(self) -> Iterator[str]:
+            for key in list(self.inner.list_keys()):
+                locked.append(desk.store._conn.in_transaction)  # the next page: a round trip
+                yield key
+
+        def fetch(self, key: str) -> bytes:
+            return self.inner.fetch(key)
+
+        def delete(self, key: str) -> None:
+            self.inner.delete(key)
+
+        def quarantine(self, key: str, reason: str) -> None:
+            self.inner.quarantine(key, reason)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    report = desk.service(factory=lambda a: Paging(desk.tmp / "Maildir")).poll_once()
+    assert report["helpdesk"].processed == 4
+    assert desk.waiting() == 0
+    assert locked == [False] * 4  # perf2: [False, True, True, True]
+
+
 def test_inactive_accounts_are_skipped_and_a_broken_one_does_not_stop_the_rest(
     desk: Desk,
 ) -> None:
