@@ -410,7 +410,9 @@ class Mailbox(Protocol):
     when :meth:`fetch` of ``key`` will answer without waiting on a server (a local file, a
     message fetched ahead): the polling service keeps the store's transaction of several
     messages (``messages_per_commit``) open across such a fetch only, and commits it before
-    any other, so the store's write lock is never held while a server is waited for.
+    any other, so the store's write lock is never held while a server is waited for. A
+    mailbox that has ``fetch_ready`` must not wait on a server either while the iterator
+    ``list_keys()`` returned is read; one without it gets a commit per message.
     """
 
     def list_keys(self) -> Iterator[str]:

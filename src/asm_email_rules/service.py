@@ -216,6 +216,11 @@ class _BoundedListing(Protocol):
         ...
 
 
+def _says_fetch_ready(mailbox: Mailbox) -> bool:
+    """True when ``mailbox`` has ``fetch_ready`` (:class:`~asm_email_rules.protocols.Mailbox`)."""
+    return callable(getattr(mailbox, "fetch_ready", None))
+
+
 def _fetch_ready(mailbox: Mailbox, key: str) -> bool:
     """True when ``mailbox`` says a fetch of ``key`` waits on no server (``fetch_ready``)."""
     ready = getattr(mailbox, "fetch_ready", None)
@@ -384,6 +389,8 @@ class _Batch:
         self._waiting: list[str] = []  # keys whose records are in the open unit
         self.committed: deque[str] = deque()
         """Keys whose records are committed, for the session to delete, oldest first."""
+        self.dropped = 0
+        """How many deletions a failed commit dropped (their messages stay in the mailbox)."""
 
     @property
     def open(self) -> bool:
@@ -416,7 +423,11 @@ class _Batch:
         unit, self._unit = self._unit, None
         waiting, self._waiting = self._waiting, []
         if unit is not None:
-            unit.__exit__(None, None, None)
+            try:
+                unit.__exit__(None, None, None)
+            except BaseException:
+                self.dropped += len(waiting)
+                raise
         self.committed.extend(waiting)
 
     def roll_back(self, exc: BaseException) -> None:
@@ -1165,7 +1176,10 @@ class PollingService:
         looked = None if behind is None else behind.looked
         leaving = _Leaving(seen, mailbox=mailbox, looked=looked) if _bounded(mailbox) else None
         limit = account.max_messages_per_session + 1  # one more: are any left over?
-        batch = _Batch(self.repository, self.config.system.messages_per_commit)
+        # A mailbox that does not say which fetches wait on no server is committed before each
+        # of them (and may wait on one while its listing is read): a commit per message.
+        shared = self.config.system.messages_per_commit if _says_fetch_ready(mailbox) else 1
+        batch = _Batch(self.repository, shared)
         try:
             if isinstance(mailbox, ExpungingMailbox):
                 self._expunge_leftovers(account, mailbox, counts, seen, looked)
@@ -1273,11 +1287,13 @@ class PollingService:
         except RepositoryError as failure:
             counts.errors += 1
             counts.last_error = str(failure)
+        if batch.dropped:
             log.error(
-                "the store failed to commit the last messages handled; they stay in the mailbox"
-                " and are handled again next time: %s",
-                failure,
-                extra={"account": account.name, "error": str(failure)},
+                "the store failed to commit the last %d message(s) handled; they stay in the"
+                " mailbox and are handled again next time: %s",
+                batch.dropped,
+                counts.last_error,
+                extra={"account": account.name, "error": counts.last_error},
             )
         try:  # those of earlier commits still go, as the session's end would take them
             self._delete_committed(mailbox, batch, leaving)

@@ -435,8 +435,8 @@ def test_a_shared_commit_is_not_held_open_while_a_host_mailbox_reads_its_listing
     listing from a server as the service reads it (a REST API, say). The store's write lock
     must not be held while it does (protocols.Mailbox: "the store's write lock is never held
     while a server is waited for"; operators.md ``messages_per_commit``): the open shared
-    commit is committed before the listing is read further, as before a fetch that is not
-    ``fetch_ready``."""
+    mailbox without ``fetch_ready`` (which would be committed before every fetch anyway) gets
+    a commit per message, so no unit is open while its listing is read further."""
     raws = [
         make_raw(f"Issue {n}", "uma@corp.example", f"problem number {n}", f"<i{n}@c.example>")
         for n in range(4)
@@ -471,7 +471,7 @@ def test_a_shared_commit_is_not_held_open_while_a_host_mailbox_reads_its_listing
     report = desk.service(factory=lambda a: Paging(desk.tmp / "Maildir")).poll_once()
     assert report["helpdesk"].processed == 4
     assert desk.waiting() == 0
-    assert locked == [False] * 4  # perf2: [False, True, True, True]
+    assert locked == [False] * 4  # a shared commit would read [False, True, True, True]
 
 
 def test_inactive_accounts_are_skipped_and_a_broken_one_does_not_stop_the_rest(
