@@ -367,17 +367,23 @@ is committed, whatever their count (looked at after each message): the store's w
 held about that long (never while a mailbox server is waited for), and the replies no longer."""
 
 
+BATCH_BYTES = 512 * 1024
+"""The message bytes after which a unit of work of several messages is committed, whatever
+their count: what the open transaction holds in the store's page cache (and a savepoint's
+journal) stays within about this plus one message, so a large message is committed alone."""
+
+
 class _Batch:
     """The messages of a session recorded in one commit of the store.
 
     Where the store's nested units roll back alone (``nested_rollback``: each message's
     writes are a savepoint of the batch, so a message that fails undoes only its own), up to
-    ``size`` messages (``messages_per_commit``), or :data:`BATCH_SECONDS` of them, share one
-    transaction; else each message commits alone, as ``size=1`` does. A deletion waits for
-    the commit that holds the message's record: :meth:`delete_after_commit` keeps it, and it
-    moves to :attr:`committed` (for the session to carry out) only once that commit is done;
-    when the commit fails, the deletions waiting for it are dropped and their messages stay
-    in the mailbox, to be handled again as new (their records went with the batch).
+    ``size`` messages (``messages_per_commit``), :data:`BATCH_BYTES` or :data:`BATCH_SECONDS`
+    of them, share one transaction; else each message commits alone, as ``size=1`` does. A
+    deletion waits for the commit that holds the message's record: :meth:`delete_after_commit`
+    keeps it, and it moves to :attr:`committed` (for the session to carry out) only once that
+    commit is done; when the commit fails, the deletions waiting for it are dropped and their
+    messages stay in the mailbox, to be handled again as new (their records went with it).
     """
 
     def __init__(self, repository: Repository, size: int) -> None:
@@ -385,6 +391,7 @@ class _Batch:
         self._size = size if getattr(repository, "nested_rollback", False) else 1
         self._unit: AbstractContextManager[None] | None = None
         self._count = 0
+        self._bytes = 0
         self._opened = 0.0
         self._waiting: list[str] = []  # keys whose records are in the open unit
         self.committed: deque[str] = deque()
@@ -408,13 +415,22 @@ class _Batch:
         """Delete ``key`` from the mailbox once its record is committed (now, if it is)."""
         (self._waiting if self._unit is not None else self.committed).append(key)
 
+    def weigh(self, size: int) -> None:
+        """The message being handled has ``size`` bytes (counted towards :data:`BATCH_BYTES`)."""
+        self._bytes += size
+
     def tick(self) -> None:
-        """One more message handled: commit once the unit holds ``size`` of them, or has been
-        open :data:`BATCH_SECONDS`. Raises what the store's commit raises."""
+        """One more message handled: commit once the unit holds ``messages_per_commit`` of
+        them, :data:`BATCH_BYTES` of message, or has been open :data:`BATCH_SECONDS`. Raises
+        what the store's commit raises."""
         if self._unit is None:
             return
         self._count += 1
-        if self._count >= self._size or time.monotonic() - self._opened >= BATCH_SECONDS:
+        if (
+            self._count >= self._size
+            or self._bytes >= BATCH_BYTES
+            or time.monotonic() - self._opened >= BATCH_SECONDS
+        ):
             self.commit()
 
     def commit(self) -> None:
@@ -422,6 +438,7 @@ class _Batch:
         failure (raised: RepositoryError) they are dropped: the store rolled the unit back."""
         unit, self._unit = self._unit, None
         waiting, self._waiting = self._waiting, []
+        self._bytes = 0
         if unit is not None:
             try:
                 unit.__exit__(None, None, None)
@@ -433,7 +450,7 @@ class _Batch:
     def roll_back(self, exc: BaseException) -> None:
         """Undo the open unit (if any) and drop the deletions waiting for it."""
         unit, self._unit = self._unit, None
-        self._waiting = []
+        self._waiting, self._bytes = [], 0
         if unit is not None:
             unit.__exit__(type(exc), exc, exc.__traceback__)
 
@@ -581,6 +598,7 @@ class PollingService:
         if not _fetch_ready(mailbox, key):
             batch.commit()  # the store's write lock is not held while a server is waited for
         raw = mailbox.fetch(key)
+        batch.weigh(len(raw))
         sha256 = hashlib.sha256(raw).hexdigest()
         message = _InHand(account, mailbox, key, sha256, raw, counts, started)
         batch.begin()

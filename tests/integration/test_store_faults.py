@@ -462,3 +462,31 @@ def test_messages_share_a_commit_and_one_per_commit_restores_a_commit_each(
         assert len(commits) == expected
         assert desk.waiting() == 0
         desk.store.close()
+
+
+def test_large_messages_are_committed_with_few_others(tmp_path: Path) -> None:
+    """A shared commit is due once it holds 512 KiB of messages, whatever their count, so the
+    pages an open transaction holds stay small: six messages of 300 KB commit two at a time."""
+    desk = make_desk(tmp_path)
+    shutil.rmtree(desk.maildir)  # instead of its small messages:
+    box = MaildirMailbox(desk.maildir)
+    line = "the log of the printer, line after line, as the customer sent it in\n"
+    for number in range(1, MESSAGES + 1):
+        raw = good_mail(number).replace(
+            b"Smoke from printer", (line * (300_000 // len(line))).encode() + b"Smoke from printer"
+        )
+        assert 300_000 <= len(raw) < 400_000
+        box.add(raw)
+    desk.service.mailer = None
+    real_commit = desk.store._commit
+    commits: list[int] = []
+
+    def counting_commit() -> None:
+        commits.append(1)
+        real_commit()
+
+    desk.store._commit = counting_commit  # type: ignore[method-assign]
+    report = desk.poll()["helpdesk"]
+    assert (report.processed, report.errors) == (MESSAGES, 0)
+    assert len(commits) == MESSAGES // 2
+    assert desk.waiting() == 0
