@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -36,28 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import service as bench  # the benchmark next to this file: its mix and its columns
 
 COLUMNS = ("maildir", "maildir+smtp")
-
-
-def run_column(tree: Path, column: str, work: Path, options: dict[str, object]) -> bench.Column:
-    """One run of ``column`` with ``tree``'s library on the mail prepared in ``work``."""
-    environment = dict(os.environ, PYTHONPATH=str(tree / "src"), PYTHONDONTWRITEBYTECODE="1")
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(tree / "benchmarks" / "service.py"),
-            "--child",
-            column,
-            str(work),
-            json.dumps(options),
-        ],
-        capture_output=True,
-        text=True,
-        env=environment,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{tree}: column {column} failed:\n{done.stderr[-3000:]}")
-    return bench.Column(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def prepare(
@@ -103,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 for column in columns:
                     prepare(work, column, samples, warmup)
                     options_here = sink_options if column == "maildir+smtp" else {}
-                    result = run_column(trees[which], column, work, options_here)
+                    result = bench.run_column(column, work, options_here, trees[which])
                     cpu[(column, which)].append(result.cpu_ms)
                     wall[(column, which)].append(result.ms)
                     print(

@@ -943,16 +943,23 @@ def report(
     )
 
 
-def run_column(name: str, work: Path, options: dict[str, Any]) -> Column:
-    """One column in a process of its own (a clean peak-memory figure): see :func:`child`."""
+def run_column(name: str, work: Path, options: dict[str, Any], tree: Path | None = None) -> Column:
+    """One column in a process of its own (a clean peak-memory figure): see :func:`child`.
+    ``tree``: another checkout of the project whose library and benchmark run it instead
+    (``benchmarks/paired.py``)."""
+    script, env = __file__, None
+    if tree is not None:
+        script = str(tree / "benchmarks" / "service.py")
+        env = dict(os.environ, PYTHONPATH=str(tree / "src"), PYTHONDONTWRITEBYTECODE="1")
     done = subprocess.run(
-        [sys.executable, __file__, "--child", name, str(work), json.dumps(options)],
+        [sys.executable, script, "--child", name, str(work), json.dumps(options)],
         capture_output=True,
         text=True,
+        env=env,
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"column {name} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{tree or 'this tree'}: column {name} failed:\n{done.stderr[-3000:]}")
     return Column(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 

@@ -216,6 +216,18 @@ class _BoundedListing(Protocol):
         ...
 
 
+def _mailbox_failed(
+    account: AccountConfig, counts: _Counts, exc: MailboxError, key: str | None = None
+) -> None:
+    """Count and log one mailbox operation that failed (``key``: the message in hand)."""
+    counts.errors += 1
+    counts.last_error = str(exc)
+    extra: dict[str, object] = {"account": account.name}
+    if key is not None:
+        extra["mailbox_key"] = key
+    log.warning("mailbox operation failed: %s", exc, extra={**extra, "error": str(exc)})
+
+
 def _says_fetch_ready(mailbox: Mailbox) -> bool:
     """True when ``mailbox`` has ``fetch_ready`` (:class:`~asm_email_rules.protocols.Mailbox`)."""
     return callable(getattr(mailbox, "fetch_ready", None))
@@ -1222,26 +1234,14 @@ class PollingService:
                     failures = 0
                 except MailboxError as exc:
                     failures += 1
-                    counts.errors += 1
-                    counts.last_error = str(exc)
-                    log.warning(
-                        "mailbox operation failed: %s",
-                        exc,
-                        extra={"account": account.name, "mailbox_key": key, "error": str(exc)},
-                    )
+                    _mailbox_failed(account, counts, exc, key)
                     if failures >= _MAX_MAILBOX_ERRORS:
                         raise
             batch.commit()
             try:
                 self._delete_committed(mailbox, batch, leaving)
             except MailboxError as exc:  # one refused deletion: counted, the session ends well
-                counts.errors += 1
-                counts.last_error = str(exc)
-                log.warning(
-                    "mailbox operation failed: %s",
-                    exc,
-                    extra={"account": account.name, "error": str(exc)},
-                )
+                _mailbox_failed(account, counts, exc)
         except BaseException as exc:
             try:
                 self._end_batch(account, mailbox, counts, batch, leaving, exc)

@@ -7,20 +7,18 @@ against a fault a review found in the shared commits, and failed then.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import attrs
 import pytest
+from test_store_faults import Clock, good_mail
 
 from asm_email_rules.adapters.maildir import MaildirMailbox
 from asm_email_rules.adapters.postgres import PostgresRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
 from asm_email_rules.errors import MailboxError, RepositoryError, StoreUnavailableError
-from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
+from asm_email_rules.sample import sample_mailbox, seed_sample_desk
 from asm_email_rules.service import ACCOUNT_LEASE_PREFIX, PollingService
 from asm_email_rules.settings import SystemSettings
 
@@ -28,28 +26,6 @@ if TYPE_CHECKING:
     from postgres_fixtures import PgDatabase
 
 pytestmark = pytest.mark.integration
-
-START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-def good_mail(number: int) -> bytes:
-    """A new call from an unknown sender (the sample mailbox creates calls)."""
-    msg = EmailMessage()
-    msg["From"] = f"customer{number}@corp.example"
-    msg["To"] = DESK_ADDRESS
-    msg["Subject"] = f"Printer {number} is on fire"
-    msg["Date"] = "Fri, 27 Nov 2026 11:00:00 +0000"
-    msg["Message-ID"] = f"<fire-{number}@corp.example>"
-    msg.set_content(f"Smoke from printer {number}.\n")
-    return msg.as_bytes()
-
-
-@attrs.define
-class Clock:
-    moment: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.moment
 
 
 def test_postgres_statement_error_outside_a_savepoint_loses_no_message_of_the_batch(
@@ -83,7 +59,7 @@ def test_postgres_statement_error_outside_a_savepoint_loses_no_message_of_the_ba
             if len(fetched) == 2:
                 # the lease is due for renewal before the third message, and another
                 # connection holds its row meanwhile (lock_timeout: 1 s)
-                clock.moment += timedelta(minutes=5)
+                clock.advance(5 * 60)
                 blocker._native("BEGIN")
                 blocker._native(
                     "SELECT 1 FROM leases WHERE name = %s FOR UPDATE",
@@ -228,7 +204,7 @@ def test_a_message_the_mailbox_refuses_to_delete_does_not_keep_the_others_in_it(
     service = PollingService(config, repo, None, lambda a: RefusingMaildir(maildir), now=clock)
     for _ in range(3):
         service.poll_once()
-        clock.moment += timedelta(hours=1)  # past any backoff
+        clock.advance(3600)  # past any backoff
     left = sorted(MaildirMailbox(maildir).list_keys())
     assert left == [stuck], f"{len(left) - 1} other message(s) kept in the mailbox"
     repo.close()
