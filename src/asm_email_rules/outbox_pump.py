@@ -303,7 +303,9 @@ class ReplyPump:
         """Record finished attempts: all that are ready, or (``block``) at least one. Their
         outcomes are reported at once, or appended to ``into`` for the caller to report
         once its unit of work committed; each attempt recorded is appended to ``recorded``
-        (the caller records it again when that unit is rolled back)."""
+        (the caller records it again when that unit is rolled back). Without ``recorded``,
+        an attempt whose record the store refused is put back, first in line, to be
+        recorded again (by the next step or :meth:`close`), never sent again."""
         outcomes: list[SendOutcome] = [] if into is None else into
         try:
             while self._in_flight:
@@ -319,14 +321,19 @@ class ReplyPump:
                     continue
                 if recorded is not None:
                     recorded.append(done)  # before the record: a failing one is redone too
-                outcome = record_attempt(
-                    done.entry,
-                    done.error,
-                    self._repository,
-                    self._system,
-                    owner=self._owner,
-                    clock=self._clock,
-                )
+                try:
+                    outcome = record_attempt(
+                        done.entry,
+                        done.error,
+                        self._repository,
+                        self._system,
+                        owner=self._owner,
+                        clock=self._clock,
+                    )
+                except BaseException:
+                    if recorded is None:  # no unit of the caller's redoes it: put it back
+                        self._record_again([done])
+                    raise
                 outcomes.append(outcome)
                 if outcome.result is SendResult.DEFERRED:
                     self.stopped_early = True  # the server is likely down: claim no more

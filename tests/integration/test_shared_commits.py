@@ -7,14 +7,19 @@ against a fault a review found in the shared commits, and failed then.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_store_faults import Clock, good_mail
 
 from asm_email_rules.adapters.maildir import MaildirMailbox
 from asm_email_rules.adapters.postgres import PostgresRepository
+from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
 from asm_email_rules.errors import MailboxError, RepositoryError, StoreUnavailableError
@@ -208,3 +213,102 @@ def test_a_message_the_mailbox_refuses_to_delete_does_not_keep_the_others_in_it(
     left = sorted(MaildirMailbox(maildir).list_keys())
     assert left == [stuck], f"{len(left) - 1} other message(s) kept in the mailbox"
     repo.close()
+
+
+# -- any one failure, anywhere -------------------------------------------------------------------
+
+GOOD = 12
+UNPARSEABLE = b" \r\n\r\n"
+
+
+class FailsOnce(SqliteRepository):
+    """The store, except that one statement (the ``at``-th) fails once with a store outage,
+    after SQLite rolled the whole transaction back if ``whole`` (as it may on SQLITE_FULL or
+    an I/O error), or the first commit from then on fails if ``at_commit``."""
+
+    at = 0
+    whole = False
+    at_commit = False
+    statements = 0
+
+    def _execute(self, sql: str, params: Any = ()) -> Any:
+        self.statements += 1
+        if self.statements == self.at and not self.at_commit:
+            if self.whole and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise StoreUnavailableError("injected: SQLite disk I/O error (SQLITE_IOERR)")
+        return super()._execute(sql, params)
+
+    def _commit(self) -> None:
+        if self.at_commit and self.at and self.statements >= self.at:
+            self.at = 0
+            self._rollback()
+            raise StoreUnavailableError("injected: commit failed (SQLITE_IOERR)")
+        super()._commit()
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    at=st.integers(min_value=1, max_value=200),  # a clean first poll runs about 170
+    whole=st.booleans(),
+    at_commit=st.booleans(),
+    refused=st.sets(st.integers(min_value=1, max_value=GOOD), max_size=3),
+)
+def test_any_one_store_or_mailbox_failure_costs_no_message_and_acts_on_none_twice(
+    at: int, whole: bool, at_commit: bool, refused: set[int]
+) -> None:
+    """Twelve good messages and an unparseable one, in sessions of five, replies sent as the
+    poll goes; one statement of the store fails once, anywhere (or one commit), and the
+    mailbox refuses some deletions once: after a few more polls every good message was
+    acted on exactly once (one call, one reply), none is left in the mailbox, and only the
+    unparseable one is quarantined."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        store = FailsOnce(folder / "store.sqlite3")
+        seed_sample_desk(store)
+        maildir = folder / "Maildir"
+        box = MaildirMailbox(maildir)
+        keys = {box.add(good_mail(number)): number for number in range(1, GOOD + 1)}
+        box.add(UNPARSEABLE)
+        refusing = {key for key, number in keys.items() if number in refused}
+
+        class Refusing(MaildirMailbox):
+            def delete(self, key: str) -> None:
+                if key in refusing:
+                    refusing.discard(key)
+                    raise MailboxError(f"-ERR cannot delete {key} now")
+                super().delete(key)
+
+        account = attrs.evolve(_maildir_account(maildir), max_messages_per_session=5)
+        config = Config(store=None, system=SystemSettings(), smtp=None, accounts=(account,))
+        mailer, clock = RecordingMailer(), Clock()
+        service = PollingService(
+            config,
+            store,
+            mailer,
+            lambda a: Refusing(maildir, quarantine_folder=".Quarantine"),
+            now=clock,
+        )
+        store.statements, store.at, store.whole, store.at_commit = 0, at, whole, at_commit
+        for _ in range(5):
+            service.poll_once()
+            clock.advance(3600)  # past any backoff, and any claim a failure left
+        store.at = 0  # the polls are over: the checks below read a sound store
+        assert list(MaildirMailbox(maildir).list_keys()) == []
+        quarantine = MaildirMailbox(maildir / ".Quarantine")
+        assert [quarantine.fetch(key).endswith(UNPARSEABLE) for key in quarantine.list_keys()] == [
+            True
+        ]
+        calls = [
+            store.get_call(number) for number in range(1, 200) if store.get_call(number) is not None
+        ]
+        acted = sorted(
+            call.description.split(".")[0]
+            for call in calls
+            if call is not None and call.description.startswith("Smoke from printer")
+        )
+        assert acted == sorted(f"Smoke from printer {n}" for n in range(1, GOOD + 1))
+        assert sorted(mail.to for mail in mailer.sent) == sorted(
+            f"customer{n}@corp.example" for n in range(1, GOOD + 1)
+        )
+        store.close()

@@ -228,6 +228,52 @@ def test_a_store_failure_later_in_a_step_does_not_resend_what_the_server_accepte
         assert (entry.status, entry.attempts) == (ReplyStatus.SENT, 1)
 
 
+class RecordFailsOnce:
+    """The store, except that the first record of an outcome (``finish_reply``) fails with a
+    store outage, outside any unit of work of the pump's (as in :meth:`ReplyPump.drain`)."""
+
+    def __init__(self, store: SqliteRepository) -> None:
+        self.store = store
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def finish_reply(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailableError("store: disk I/O error while recording a reply")
+        return self.store.finish_reply(*args, **kwargs)
+
+
+@pytest.mark.parametrize("depth", [2, 0])
+def test_a_record_refused_while_draining_is_made_again_never_sent_again(
+    store: SqliteRepository, depth: int
+) -> None:
+    """The pass's last replies are sent with drain(), each record a unit of its own; when the
+    store refuses one (a reply the server accepted), the pass stops, and close() records it
+    again: a later pass, once every claim has expired, does not send it a second time."""
+    failing, mailer = RecordFailsOnce(store), Collecting()
+    pump = ReplyPump(failing, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, depth=depth)
+    pump.offer(store.due_replies(NOW))
+    with pytest.raises(StoreUnavailableError):
+        pump.drain()
+    pump.close()
+    first = _reply(1).message_id
+    assert mailer.sent[0] == first
+    entry = store.outbox_entry(first)
+    assert entry is not None
+    assert (entry.status, entry.attempts) == (ReplyStatus.SENT, 1)
+
+    later = NOW + timedelta(seconds=SYSTEM.lease_seconds + 60)
+    with ReplyPump(store, mailer, SYSTEM, owner="poller-2", clock=lambda: later) as again:
+        again.offer(store.due_replies(later))
+        again.drain()
+    assert sorted(mailer.sent) == sorted(_reply(n).message_id for n in range(1, 6)), (
+        "a reply the server accepted was sent again after its record failed once"
+    )
+
+
 class CtrlCWhileSending:
     """A mailer interrupted by Ctrl-C while it waits for the server's answer (the
     KeyboardInterrupt comes out of the socket read, on the caller's thread with depth=0)."""
