@@ -7,7 +7,10 @@ against a fault a review found in the shared commits, and failed then.
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -312,3 +315,57 @@ def test_any_one_store_or_mailbox_failure_costs_no_message_and_acts_on_none_twic
             f"customer{n}@corp.example" for n in range(1, GOOD + 1)
         )
         store.close()
+
+
+def test_another_writer_gets_its_turn_while_the_poller_shares_commits(tmp_path: Path) -> None:
+    """The poller holds SQLite's one write lock for a shared commit at a time and takes it
+    again at once (``messages_per_commit``): the gaps between are short. Another writer of the
+    store (``people add``, a second poller) tries again every millisecond, not at SQLite's
+    own 100 ms, so it gets in within a fraction of a second, never times out."""
+    store_path = tmp_path / "store.sqlite3"
+    with SqliteRepository(store_path) as repo:
+        seed_sample_desk(repo)
+    maildir = tmp_path / "Maildir"
+    box = MaildirMailbox(maildir)
+    for number in range(1, 801):
+        box.add(good_mail(number))
+    config = Config(
+        store=store_path,
+        system=SystemSettings(),
+        smtp=None,
+        accounts=(_maildir_account(maildir),),
+    )
+
+    def poll() -> None:  # a connection is used by the thread that made it
+        with SqliteRepository(store_path) as store:
+            factory = lambda a: MaildirMailbox(maildir)  # noqa: E731
+            PollingService(config, store, None, factory, now=Clock()).poll_once()
+
+    started = threading.Event()
+
+    class Watching(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            started.set()
+
+    watcher = Watching()
+    logging.getLogger("asm_email_rules.service").addHandler(watcher)
+    logging.getLogger("asm_email_rules.service").setLevel(logging.INFO)
+    poller = threading.Thread(target=poll)
+    waits: list[float] = []
+    try:
+        poller.start()
+        assert started.wait(30)
+        with SqliteRepository(store_path, timeout=2.0) as other:
+            for number in range(3):
+                began = time.monotonic()
+                other.create_person(f"agent{number}@desk.example", "Agent", is_user=False)
+                waits.append(time.monotonic() - began)
+                time.sleep(0.05)
+        still_polling = poller.is_alive()
+    finally:
+        poller.join(120)
+        logging.getLogger("asm_email_rules.service").removeHandler(watcher)
+    # a shared commit lasts a quarter of a second at most: one gap is waited for, not several
+    assert max(waits) < 0.6, f"another writer waited {max(waits):.2f} s for its turn"
+    assert still_polling, "the poll ended before the other writer was done: not a contest"
+    assert len(list(MaildirMailbox(maildir).list_keys())) == 0

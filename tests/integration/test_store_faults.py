@@ -490,3 +490,41 @@ def test_large_messages_are_committed_with_few_others(tmp_path: Path) -> None:
     assert (report.processed, report.errors) == (MESSAGES, 0)
     assert len(commits) == MESSAGES // 2
     assert desk.waiting() == 0
+
+
+def test_a_waiting_writer_uses_the_short_gaps_of_a_busy_writer(tmp_path: Path) -> None:
+    """Another connection takes the write lock for a quarter of a second at a time and leaves
+    it free for 3 ms in between (as the poller does between shared commits). A writer of ours
+    that finds the store locked tries again every millisecond, so it gets in at the first
+    gap; SQLite's own wait tries every 100 ms and mostly misses every gap until it gives up."""
+    path = tmp_path / "store.sqlite3"
+    SqliteRepository(path).close()
+    stop = threading.Event()
+    holding = threading.Event()
+
+    def busy_writer() -> None:
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            while not stop.is_set():
+                other.execute("BEGIN IMMEDIATE")
+                holding.set()
+                time.sleep(0.25)
+                other.execute("COMMIT")
+                time.sleep(0.003)
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=busy_writer)
+    thread.start()
+    waits = []
+    try:
+        assert holding.wait(10)
+        with SqliteRepository(path, timeout=1.5) as store:
+            for number in range(3):
+                began = time.monotonic()
+                store.create_person(f"agent{number}@desk.example", "Agent", is_user=False)
+                waits.append(time.monotonic() - began)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert max(waits) < 0.6, f"waited {max(waits):.2f} s for a lock free every 0.25 s"

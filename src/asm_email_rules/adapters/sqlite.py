@@ -17,10 +17,11 @@ import functools
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -316,6 +317,24 @@ def _store_error(where: str, what: str, exc: sqlite3.Error) -> RepositoryError:
     return (StoreUnavailableError if unavailable else RepositoryError)(message)
 
 
+BUSY_POLL_SECONDS = 0.001
+"""How often a statement that found the database locked by another writer tries again, until
+the store's ``timeout``. SQLite's own wait tries every 100 ms once it has waited a quarter of
+a second, and a writer that commits often (the polling service commits every few dozen
+milliseconds and takes the lock again at once) leaves it only short gaps: polled that
+seldom, another writer (``people add``, a second poller) could wait for seconds or time out."""
+
+SQLITE_WAIT_MS = 10
+"""How long SQLite's own busy handler waits before :data:`BUSY_POLL_SECONDS` takes over."""
+
+_T = TypeVar("_T")
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """True for SQLITE_BUSY: another connection holds the lock (nothing was done)."""
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
 def _sync_wal(path: str) -> None:
     """fsync the WAL file of the database at ``path`` (none: nothing to sync, every commit is in
     the synced database file). Raises StoreUnavailableError when it cannot."""
@@ -355,6 +374,7 @@ class SqliteRepository(SqlRepository):
         self._where = self._path
         self._depth = 0
         self._wal = False
+        self._timeout = timeout
         try:
             self._conn = sqlite3.connect(self._path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
@@ -379,7 +399,7 @@ class SqliteRepository(SqlRepository):
 
     def _configure(self, timeout: float) -> None:
         self._execute("PRAGMA foreign_keys = ON")
-        self._execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        self._execute(f"PRAGMA busy_timeout = {min(int(timeout * 1000), SQLITE_WAIT_MS)}")
         # A savepoint (a nested transaction(): each message of a shared commit) keeps the
         # pages it changes in a statement journal, written to a temporary file once it passes
         # 64 KiB (a message's writes often do): in memory, it costs no file writes.
@@ -443,10 +463,27 @@ class SqliteRepository(SqlRepository):
         self._conn.close()
 
     def _execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        return self._run(lambda: self._conn.execute(sql, params))
+
+    def _run(self, statement: Callable[[], _T]) -> _T:
+        """Run one statement; one that found the database locked outside a transaction (a
+        ``BEGIN IMMEDIATE``, a write that commits alone: nothing was done) is tried again
+        every :data:`BUSY_POLL_SECONDS` until ``timeout``. Raises RepositoryError (locked past
+        the timeout: StoreUnavailableError, SQLITE_BUSY)."""
         try:
-            return self._conn.execute(sql, params)
+            return statement()
         except sqlite3.Error as exc:
-            raise _store_error(self._path, "SQLite error", exc) from exc
+            if not _is_busy(exc) or self._conn.in_transaction:
+                raise _store_error(self._path, "SQLite error", exc) from exc
+        deadline = time.monotonic() + self._timeout
+        while True:
+            time.sleep(BUSY_POLL_SECONDS)
+            try:
+                return statement()
+            except sqlite3.Error as exc:
+                retry = _is_busy(exc) and not self._conn.in_transaction
+                if not retry or time.monotonic() >= deadline:
+                    raise _store_error(self._path, "SQLite error", exc) from exc
 
     def _begin(self) -> None:
         # IMMEDIATE: the write lock at once, so a unit of work never fails half-way on it.
@@ -498,17 +535,12 @@ class SqliteRepository(SqlRepository):
             raise _store_error(self._path, "SQLite error", exc) from exc
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        try:
-            self._conn.executemany(sql, rows)
-        except sqlite3.Error as exc:
-            raise _store_error(self._path, "SQLite error", exc) from exc
+        kept = list(rows)  # tried again as they are when the database was locked
+        self._run(lambda: self._conn.executemany(sql, kept))
 
     def _returning(self, sql: str, params: Params = ()) -> Any:
         # A RETURNING statement does its work while its rows are fetched: errors come then.
-        try:
-            rows = self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise _store_error(self._path, "SQLite error", exc) from exc
+        rows = self._run(lambda: self._conn.execute(sql, params).fetchall())
         return rows[0] if rows else None
 
     _ts = staticmethod(_text)
