@@ -15,7 +15,10 @@ compare.
 
 It prints each run (wall and CPU ms per message), then per column the two medians and the
 ratio B / A of CPU time within each pair: the median of those ratios, and how many pairs had
-B faster. A change that is real shows in most pairs whatever the machine does meanwhile.
+B faster. A change that is real shows in most pairs whatever the machine does meanwhile;
+run the same tree against itself (``paired.py . .``) to see how far apart two runs of one
+tree fall here: a few pairs of a few hundred messages can differ by a fifth or more, so
+compare with as many pairs and messages as that takes.
 """
 
 from __future__ import annotations
@@ -48,7 +51,10 @@ def prepare(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("trees", nargs=2, type=Path, help="two checkouts: A (before), B (after)")
     parser.add_argument("--count", type=int, default=1000, help="messages per run")
     parser.add_argument("--pairs", type=int, default=4, help="runs of each tree, in turn")

@@ -405,11 +405,15 @@ class _Batch:
         self._count = 0
         self._bytes = 0
         self._opened = 0.0
-        self._waiting: list[str] = []  # keys whose records are in the open unit
+        self._waiting: list[tuple[str, bool]] = []  # (key, a duplicate?) of the open unit
         self.committed: deque[str] = deque()
         """Keys whose records are committed, for the session to delete, oldest first."""
         self.dropped = 0
         """How many deletions a failed commit dropped (their messages stay in the mailbox)."""
+        self.dropped_duplicates = 0
+        """How many of those were of messages counted as duplicates (the rest: processed)."""
+        self.failure = ""
+        """What the first failed commit raised (empty: none failed)."""
 
     @property
     def open(self) -> bool:
@@ -423,9 +427,13 @@ class _Batch:
             unit.__enter__()
             self._unit, self._count, self._opened = unit, 0, time.monotonic()
 
-    def delete_after_commit(self, key: str) -> None:
-        """Delete ``key`` from the mailbox once its record is committed (now, if it is)."""
-        (self._waiting if self._unit is not None else self.committed).append(key)
+    def delete_after_commit(self, key: str, duplicate: bool = False) -> None:
+        """Delete ``key`` from the mailbox once its record is committed (now, if it is);
+        ``duplicate``: the message was counted as one, not as processed."""
+        if self._unit is not None:
+            self._waiting.append((key, duplicate))
+        else:
+            self.committed.append(key)
 
     def weigh(self, size: int) -> None:
         """The message being handled has ``size`` bytes (counted towards :data:`BATCH_BYTES`)."""
@@ -454,10 +462,12 @@ class _Batch:
         if unit is not None:
             try:
                 unit.__exit__(None, None, None)
-            except BaseException:
+            except BaseException as exc:
                 self.dropped += len(waiting)
+                self.dropped_duplicates += sum(duplicate for _, duplicate in waiting)
+                self.failure = self.failure or str(exc)
                 raise
-        self.committed.extend(waiting)
+        self.committed.extend(key for key, _ in waiting)
 
     def roll_back(self, exc: BaseException) -> None:
         """Undo the open unit (if any) and drop the deletions waiting for it."""
@@ -756,7 +766,7 @@ class PollingService:
         ignored_person = bool(discard_reason) and _from_a_person(result)
         noteworthy = ignored_person or held_back
         if result.disposition is Disposition.DELETE:
-            batch.delete_after_commit(message.key)
+            batch.delete_after_commit(message.key, result.duplicate)
         elif result.disposition is Disposition.RETRY:
             counts.retried += 1
         else:
@@ -1305,13 +1315,15 @@ class PollingService:
         except RepositoryError as failure:
             counts.errors += 1
             counts.last_error = str(failure)
-        if batch.dropped:
+        if batch.dropped:  # not handled after all: they are, next time
+            counts.duplicates -= batch.dropped_duplicates
+            counts.processed -= batch.dropped - batch.dropped_duplicates
             log.error(
-                "the store failed to commit the last %d message(s) handled; they stay in the"
-                " mailbox and are handled again next time: %s",
+                "the store failed to commit the last %d message(s) handled (their lines above"
+                " said delete); they stay in the mailbox and are handled again next time: %s",
                 batch.dropped,
-                counts.last_error,
-                extra={"account": account.name, "error": counts.last_error},
+                batch.failure,
+                extra={"account": account.name, "error": batch.failure},
             )
         try:  # those of earlier commits still go, as the session's end would take them
             self._delete_committed(mailbox, batch, leaving)

@@ -151,7 +151,14 @@ class SystemSettings:
     reply_retry_hours: float = 24.0
     lease_seconds: float = 120.0
     replies_in_flight: int = 2
-    messages_per_commit: int = 20
+    messages_per_commit: int = attrs.field(
+        default=20,
+        validator=[
+            attrs.validators.instance_of(int),
+            attrs.validators.ge(1),
+            attrs.validators.le(1000),
+        ],
+    )
     backoff_initial_seconds: float = 15.0
     backoff_max_seconds: float = 900.0
     ledger_retention_days: int = 90

@@ -378,10 +378,14 @@ def assert_each_acted_on_once(desk: Desk) -> None:
     )
 
 
-def test_a_commit_that_fails_deletes_none_of_its_messages(tmp_path: Path) -> None:
+def test_a_commit_that_fails_deletes_none_of_its_messages(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The messages of one commit leave the mailbox only after it: when the commit of a
     session's messages fails, every one of them is still in the Maildir, none is quarantined,
-    and the next poll acts on each exactly once (its writes went with the failed commit)."""
+    none is counted as processed, the log says how many stay and why, and the next poll acts
+    on each exactly once (its writes went with the failed commit)."""
+    caplog.set_level(logging.ERROR, logger="asm_email_rules.service")
     desk = make_desk(tmp_path)
     assert desk.service.config.system.messages_per_commit >= MESSAGES  # one commit for all
     real_commit = desk.store._commit
@@ -396,8 +400,12 @@ def test_a_commit_that_fails_deletes_none_of_its_messages(tmp_path: Path) -> Non
     report = desk.poll()["helpdesk"]
     desk.store._commit = real_commit  # type: ignore[method-assign]
     assert commits == ["failed"]  # the session's messages were to be kept by one commit
-    assert (report.errors, report.quarantined) == (1, 0)
+    assert (report.errors, report.quarantined, report.processed) == (1, 0, 0)
     assert "SQLITE_IOERR" in report.last_error
+    said = [r.getMessage() for r in caplog.records if "failed to commit" in r.getMessage()]
+    assert len(said) == 1
+    assert f"the last {MESSAGES} message(s)" in said[0]
+    assert said[0].endswith("SQLite disk I/O error (SQLITE_IOERR) on commit")
     assert desk.waiting() == MESSAGES  # nothing deleted: no record of them was kept
     assert desk.fire_calls() == []
     assert desk.mailer.sent == []

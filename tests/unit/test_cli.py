@@ -414,6 +414,8 @@ def test_no_exit_code_row_is_shadowed_by_an_earlier_base_class() -> None:
         ("ConfigError", 2, "asm-email-rules: configuration error: bad"),
         ("MessageParseError", 1, "asm-email-rules: cannot parse the message: bad"),
         ("MailboxError", 3, "asm-email-rules: mailbox error: bad"),
+        # operators.md, exit codes: 3 for "a store that is locked, read-only or full"
+        ("StoreUnavailableError", 3, "asm-email-rules: store unavailable: bad"),
         ("RepositoryError", 1, "asm-email-rules: RepositoryError: bad"),
         ("PermanentSendError", 1, "asm-email-rules: PermanentSendError: bad"),
     ],

@@ -371,3 +371,11 @@ def test_an_smtp_config_built_in_code_refuses_a_line_break_in_the_envelope_sende
 
     with pytest.raises(ValueError, match="envelope_sender"):
         SmtpConfig(host="smtp.example.org", envelope_sender="b@x.example\nRCPT TO:<y@x.example>")
+
+
+@pytest.mark.parametrize("value", [0, -1, 1001, 2.5, "20"])
+def test_settings_built_in_code_refuse_a_messages_per_commit_out_of_range(value: object) -> None:
+    """An embedder's SystemSettings is checked as the configuration file is: a whole number
+    from 1 to 1000 (a wrong one would fail later, inside a poll)."""
+    with pytest.raises((TypeError, ValueError), match="messages_per_commit"):
+        SystemSettings(messages_per_commit=value)  # type: ignore[arg-type]

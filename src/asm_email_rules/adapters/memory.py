@@ -114,7 +114,8 @@ class InMemoryRepository:
 
     ``transaction()`` journals every write and undoes the journal, newest first, when the
     block raises, so a failed unit of work leaves nothing behind; cost is proportional to the
-    writes made, not to the size of the store. A nested ``transaction()`` joins the outer one.
+    writes made, not to the size of the store. A nested ``transaction()`` is part of the outer
+    one, and undoes its own writes alone when it raises (``nested_rollback``).
     Writes outside any transaction are allowed and take effect at once.
     """
 

@@ -46,7 +46,13 @@ from asm_email_rules.cli._common import (
     Parser,
     UsageError,
 )
-from asm_email_rules.errors import AsmEmailError, ConfigError, MailboxError, MessageParseError
+from asm_email_rules.errors import (
+    AsmEmailError,
+    ConfigError,
+    MailboxError,
+    MessageParseError,
+    StoreUnavailableError,
+)
 from asm_email_rules.logs import JsonFormatter as JsonFormatter  # importable here as before
 from asm_email_rules.logs import KeyValueFormatter as KeyValueFormatter
 from asm_email_rules.logs import install_handler, remove_handler
@@ -86,6 +92,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, Callable[[BaseException], str]
     (ConfigError, EXIT_CONFIG, lambda exc: f"{PROG}: configuration error: {exc}"),
     (MessageParseError, EXIT_MESSAGE, lambda exc: f"{PROG}: cannot parse the message: {exc}"),
     (MailboxError, EXIT_TRANSPORT, lambda exc: f"{PROG}: mailbox error: {exc}"),
+    (StoreUnavailableError, EXIT_TRANSPORT, lambda exc: f"{PROG}: store unavailable: {exc}"),
     (AsmEmailError, EXIT_MESSAGE, lambda exc: f"{PROG}: {type(exc).__name__}: {exc}"),
     (KeyboardInterrupt, EXIT_INTERRUPTED, lambda exc: f"{PROG}: interrupted"),
 )
