@@ -1097,7 +1097,17 @@ class PollingService:
         if last is not None and now - last < self._touch_every():
             return
         before = now - timedelta(days=self.config.system.ledger_retention_days)
-        counts.pruned += store.prune_ledger(account.mailbox.name, before)
+        try:
+            counts.pruned += store.prune_ledger(account.mailbox.name, before)
+        except RepositoryError as exc:  # housekeeping: the next complete poll prunes
+            counts.errors += 1
+            counts.last_error = str(exc)
+            log.warning(
+                "could not prune the ledger (tried again after the next complete poll): %s",
+                exc,
+                extra={"account": account.name, "error": str(exc)},
+            )
+            return
         self._pruned_at[account.name] = now
         if counts.pruned:
             log.info(

@@ -21,7 +21,7 @@ import pytest
 from asm_email_rules.adapters import sqlite as sqlite_adapter
 from asm_email_rules.adapters.sqlite import MIGRATIONS, SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
-from asm_email_rules.errors import MailboxError
+from asm_email_rules.errors import MailboxError, StoreUnavailableError
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import PollingService
 from asm_email_rules.settings import SystemSettings
@@ -189,3 +189,30 @@ def test_a_schema_4_file_gets_seen_at_and_its_entries_age_from_processed_at(
         assert entry.seen_at == T0
         assert repo.prune_ledger("box", T0 + 50 * DAY) == 1
         assert repo.ledger_entry("box", "<b@x>", "b") is not None
+
+
+def test_a_store_that_fails_to_prune_costs_one_error_and_the_poll_goes_on(
+    store: SqliteRepository,
+) -> None:
+    """The pruning after a complete poll is housekeeping: when the store refuses it (locked,
+    full), poll_once still returns its report (it never raises), with one error, and the
+    next complete poll prunes."""
+    folder = SharedFolder({"1": mail(1)})
+    clock = Clock()
+    make_service(store, folder, clock).poll_once()
+    clock.moment = T0 + 200 * DAY
+    real = store.prune_ledger
+
+    def refused(mailbox: str, before: datetime) -> int:
+        raise StoreUnavailableError("store: database is locked (SQLITE_BUSY)")
+
+    store.prune_ledger = refused  # type: ignore[method-assign]
+    report = make_service(store, folder, clock).poll_once()["helpdesk"]
+    assert (report.errors, report.pruned) == (1, 0)
+    assert "SQLITE_BUSY" in report.last_error
+    assert ledger_rows(store) == 1
+    store.prune_ledger = real  # type: ignore[method-assign]
+    clock.moment += DAY
+    report = make_service(store, folder, clock).poll_once()["helpdesk"]
+    assert (report.errors, report.pruned) == (0, 1)
+    assert ledger_rows(store) == 0

@@ -250,7 +250,7 @@ class FailsOnce(SqliteRepository):
         super()._commit()
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     at=st.integers(min_value=1, max_value=200),  # a clean first poll runs about 170
     whole=st.booleans(),
