@@ -194,6 +194,11 @@ class _Counts:
         fields["discarded"] = tuple(by_count)
         return AccountReport(account, **fields, backoff_seconds=backoff_seconds)
 
+    def error(self, what: object) -> None:
+        """Count one error; ``what`` (an exception, or words) becomes ``last_error``."""
+        self.errors += 1
+        self.last_error = str(what)
+
     def add_replies(self, report: OutboxReport) -> None:
         self.replies_sent += report.count(SendResult.SENT)
         self.replies_deferred += report.count(SendResult.DEFERRED)
@@ -220,8 +225,7 @@ def _mailbox_failed(
     account: AccountConfig, counts: _Counts, exc: MailboxError, key: str | None = None
 ) -> None:
     """Count and log one mailbox operation that failed (``key``: the message in hand)."""
-    counts.errors += 1
-    counts.last_error = str(exc)
+    counts.error(exc)
     extra: dict[str, object] = {"account": account.name}
     if key is not None:
         extra["mailbox_key"] = key
@@ -888,13 +892,11 @@ class PollingService:
 
     def _our_failure(self, account: AccountConfig, counts: _Counts, exc: Exception) -> None:
         """The store or the mailbox failed (our side): count it and back the account off."""
-        counts.errors += 1
-        counts.last_error = str(exc)
+        counts.error(exc)
         self._account_failed(account, _failure_kind(exc), exc)
 
     def _account_error(self, account: AccountConfig, counts: _Counts, exc: Exception) -> None:
-        counts.errors += 1
-        counts.last_error = str(exc)
+        counts.error(exc)
         log.error(
             "account poll failed: %s",
             exc,
@@ -1100,8 +1102,7 @@ class PollingService:
         try:
             counts.pruned += store.prune_ledger(account.mailbox.name, before)
         except RepositoryError as exc:  # housekeeping: the next complete poll prunes
-            counts.errors += 1
-            counts.last_error = str(exc)
+            counts.error(exc)
             log.warning(
                 "could not prune the ledger (tried again after the next complete poll): %s",
                 exc,
@@ -1323,8 +1324,7 @@ class PollingService:
             else:  # Ctrl-C: stop at once
                 batch.roll_back(exc)
         except RepositoryError as failure:
-            counts.errors += 1
-            counts.last_error = str(failure)
+            counts.error(failure)
         if batch.dropped:  # not handled after all: they are, next time
             counts.duplicates -= batch.dropped_duplicates
             counts.processed -= batch.dropped - batch.dropped_duplicates
@@ -1414,8 +1414,7 @@ class PollingService:
             outcome = running.wait()
         except Exception as exc:
             behind.running, behind.leaving = None, None
-            counts.errors += 1
-            counts.last_error = f"a session's end failed: {exc}"
+            counts.error(f"a session's end failed: {exc}")
             log.exception("a session's end failed", extra={"account": account.name})
             return False
         if behind.leaving is not None:
@@ -1469,8 +1468,7 @@ class PollingService:
         failure = outcome.sync_error or outcome.close_error
         if failure is None:
             return True
-        counts.errors += 1
-        counts.last_error = str(failure)
+        counts.error(failure)
         if outcome.sync_error is not None:
             log.error(
                 "the store could not be made durable; the mailbox keeps its messages: %s",
