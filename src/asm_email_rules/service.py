@@ -710,7 +710,7 @@ class PollingService:
         outcome: str,
         error: str,
         level: int,
-        batch: _Batch | None = None,
+        batch: _Batch,
     ) -> None:
         """Quarantine a message that could not be processed, count it and log why."""
         self._quarantine(message, reason, batch)
@@ -718,7 +718,7 @@ class PollingService:
         message.fields.update(outcome=outcome, disposition="quarantine", error=error)
         self._log(message, level)
 
-    def _quarantine(self, message: _InHand, reason: str, batch: _Batch | None = None) -> None:
+    def _quarantine(self, message: _InHand, reason: str, batch: _Batch) -> None:
         """Remember the message in the ledger (so it is never retried) and keep a copy in the
         store's quarantine, committed (with the ``batch``), then move it aside in the mailbox."""
         account, sha = message.account, message.sha256
@@ -738,8 +738,7 @@ class PollingService:
                 "could not record a quarantined message in the store",
                 extra={"account": account.name, "sha256": sha},
             )
-        if batch is not None:
-            batch.commit()
+        batch.commit()
         message.mailbox.quarantine(message.key, reason)
 
     def _dispose(self, message: _InHand, result: ProcessResult, batch: _Batch) -> bool:

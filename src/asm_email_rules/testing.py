@@ -942,20 +942,24 @@ def _assert_untouched(
     _equal(lease.owner, "poller-b", "lease taken in the rolled-back transaction")
 
 
-@_check
-def check_transaction_rollback_leaves_no_trace(repo: SeedableRepository) -> None:
-    """An exception inside transaction() undoes every write made in it, of every kind."""
-    seeded = _seed_for_rollback(repo)
+def _write_everything_and_abandon(repo: SeedableRepository) -> tuple[int, int]:
+    """:func:`_write_everything` in a transaction() whose block then raises; the numbers it
+    made (checked to be gone by the caller). The exception must come out of the block."""
     numbers = (0, 0)
     try:
         with repo.transaction():
             numbers = _write_everything(repo)
             raise _AbandonError
     except _AbandonError:
-        pass
-    else:
-        raise AssertionError("transaction() swallowed the exception raised inside it")
-    _assert_untouched(repo, seeded, numbers)
+        return numbers
+    raise AssertionError("transaction() swallowed the exception raised inside it")
+
+
+@_check
+def check_transaction_rollback_leaves_no_trace(repo: SeedableRepository) -> None:
+    """An exception inside transaction() undoes every write made in it, of every kind."""
+    seeded = _seed_for_rollback(repo)
+    _assert_untouched(repo, seeded, _write_everything_and_abandon(repo))
 
 
 @_check
@@ -984,15 +988,9 @@ def check_nested_transaction_that_raises_undoes_only_its_own_writes(
     if not getattr(repo, "nested_rollback", False):
         return
     seeded = _seed_for_rollback(repo)
-    numbers = (0, 0)
     with repo.transaction():
         before = repo.create_person("before@example.com", "Before", is_user=False)
-        try:
-            with repo.transaction():
-                numbers = _write_everything(repo)
-                raise _AbandonError
-        except _AbandonError:
-            pass
+        numbers = _write_everything_and_abandon(repo)
         _assert_untouched(repo, seeded, numbers)  # as the outer unit sees it
         after = repo.create_person("after@example.com", "After", is_user=False)
     for person, what in ((before, "before"), (after, "after")):

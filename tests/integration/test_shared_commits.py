@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_store_faults import Clock, good_mail
+from test_store_faults import Clock, good_mail, timed_writes
 
 from asm_email_rules.adapters.maildir import MaildirMailbox
 from asm_email_rules.adapters.postgres import PostgresRepository
@@ -351,16 +350,10 @@ def test_another_writer_gets_its_turn_while_the_poller_shares_commits(tmp_path: 
     logging.getLogger("asm_email_rules.service").addHandler(watcher)
     logging.getLogger("asm_email_rules.service").setLevel(logging.INFO)
     poller = threading.Thread(target=poll)
-    waits: list[float] = []
     try:
         poller.start()
         assert started.wait(30)
-        with SqliteRepository(store_path, timeout=2.0) as other:
-            for number in range(3):
-                began = time.monotonic()
-                other.create_person(f"agent{number}@desk.example", "Agent", is_user=False)
-                waits.append(time.monotonic() - began)
-                time.sleep(0.05)
+        waits = timed_writes(store_path, timeout=2.0, pause=0.05)
         still_polling = poller.is_alive()
     finally:
         poller.join(120)

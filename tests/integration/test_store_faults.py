@@ -500,6 +500,19 @@ def test_large_messages_are_committed_with_few_others(tmp_path: Path) -> None:
     assert desk.waiting() == 0
 
 
+def timed_writes(path: Path, *, timeout: float, pause: float = 0.0) -> list[float]:
+    """Three writes of another connection to the store at ``path`` (``people add``'s), each
+    after ``pause`` seconds; how long each took, waiting for the lock included."""
+    waits = []
+    with SqliteRepository(path, timeout=timeout) as store:
+        for number in range(3):
+            time.sleep(pause)
+            began = time.monotonic()
+            store.create_person(f"agent{number}@desk.example", "Agent", is_user=False)
+            waits.append(time.monotonic() - began)
+    return waits
+
+
 def test_a_waiting_writer_uses_the_short_gaps_of_a_busy_writer(tmp_path: Path) -> None:
     """Another connection takes the write lock for a quarter of a second at a time and leaves
     it free for 3 ms in between (as the poller does between shared commits). A writer of ours
@@ -524,14 +537,9 @@ def test_a_waiting_writer_uses_the_short_gaps_of_a_busy_writer(tmp_path: Path) -
 
     thread = threading.Thread(target=busy_writer)
     thread.start()
-    waits = []
     try:
         assert holding.wait(10)
-        with SqliteRepository(path, timeout=1.5) as store:
-            for number in range(3):
-                began = time.monotonic()
-                store.create_person(f"agent{number}@desk.example", "Agent", is_user=False)
-                waits.append(time.monotonic() - began)
+        waits = timed_writes(path, timeout=1.5)
     finally:
         stop.set()
         thread.join(10)

@@ -470,20 +470,18 @@ class SqliteRepository(SqlRepository):
         ``BEGIN IMMEDIATE``, a write that commits alone: nothing was done) is tried again
         every :data:`BUSY_POLL_SECONDS` until ``timeout``. Raises RepositoryError (locked past
         the timeout: StoreUnavailableError, SQLITE_BUSY)."""
-        try:
-            return statement()
-        except sqlite3.Error as exc:
-            if not _is_busy(exc) or self._conn.in_transaction:
-                raise _store_error(self._path, "SQLite error", exc) from exc
-        deadline = time.monotonic() + self._timeout
+        deadline: float | None = None  # set by the first SQLITE_BUSY
         while True:
-            time.sleep(BUSY_POLL_SECONDS)
             try:
                 return statement()
             except sqlite3.Error as exc:
-                retry = _is_busy(exc) and not self._conn.in_transaction
-                if not retry or time.monotonic() >= deadline:
+                if not _is_busy(exc) or self._conn.in_transaction:
                     raise _store_error(self._path, "SQLite error", exc) from exc
+                if deadline is None:
+                    deadline = time.monotonic() + self._timeout
+                elif time.monotonic() >= deadline:
+                    raise _store_error(self._path, "SQLite error", exc) from exc
+            time.sleep(BUSY_POLL_SECONDS)
 
     def _begin(self) -> None:
         # IMMEDIATE: the write lock at once, so a unit of work never fails half-way on it.
