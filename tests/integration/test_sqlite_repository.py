@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -270,6 +272,68 @@ def test_a_second_writer_waits_then_gives_up(tmp_path: Path) -> None:
         with second.transaction():  # free again once the first committed
             second.use_token("b", NOW)
         assert first.is_token_used("b")
+
+
+def _database_file_alone(path: Path, into: Path) -> list[str]:
+    """The call descriptions in a copy of the database file without its WAL: what a copy of
+    the ``.db`` alone (a backup that misses the ``-wal``) would hold."""
+    shutil.copyfile(path, into)
+    raw = sqlite3.connect(into)
+    try:
+        return [row[0] for row in raw.execute("SELECT description FROM calls ORDER BY number")]
+    finally:
+        raw.close()
+
+
+def test_the_session_end_sync_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    # SQLite copies the WAL back by itself only every WAL_CHECKPOINT_PAGES; the polling
+    # service's session end (detached_sync, on its own thread) does it behind the writer.
+    path = tmp_path / "desk.db"
+
+    def session_end(repo: SqliteRepository) -> None:
+        ended = threading.Thread(target=repo.detached_sync())
+        ended.start()
+        ended.join()
+
+    with SqliteRepository(path) as repo:
+        session_end(repo)  # the schema
+        _new_call(repo, "first session")
+        assert _database_file_alone(path, tmp_path / "before.db") == []  # still in the WAL
+        session_end(repo)
+        _new_call(repo, "second session")  # the writer goes on meanwhile and after
+        assert _database_file_alone(path, tmp_path / "after.db") == ["first session"]
+        second = repo.get_call(2)
+        assert second is not None and second.description == "second session"
+
+
+def test_a_background_checkpoint_that_fails_does_not_fail_the_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "desk.db"
+    with SqliteRepository(path) as repo:
+        _new_call(repo, "kept")
+
+        def refused(*args: object, **kwargs: object) -> sqlite3.Connection:
+            raise sqlite3.OperationalError("unable to open database file")
+
+        monkeypatch.setattr(sqlite_adapter.sqlite3, "connect", refused)
+        repo.detached_sync()()  # synced; the checkpoint is left to SQLite's own
+        monkeypatch.undo()
+    with SqliteRepository(path) as reopened:
+        kept = reopened.get_call(1)
+        assert kept is not None and kept.description == "kept"
+
+
+def test_closing_leaves_no_wal_behind_after_a_background_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "desk.db"
+    repo = SqliteRepository(path)
+    _new_call(repo)
+    sync = repo.detached_sync()
+    sync()
+    repo.close()  # the checkpoint's connection too: the last one out removes the WAL
+    assert not Path(f"{path}-wal").exists()
+    sync()  # a session end still running when the store closed: nothing, no error
+    assert not Path(f"{path}-wal").exists()
 
 
 def _dump(path: Path) -> list[str]:
