@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import functools
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -165,6 +166,25 @@ def reply_from_json(text: str) -> OutgoingEmail:
         references=tuple(data.get("references", ())),
         extra_headers=tuple((name, value) for name, value in data.get("extra_headers", ())),
     )
+
+
+_REMEMBERED_REPLY_CHARS = 16 * 1024
+"""The longest stored reply text :func:`_stored_reply` remembers (a reply with a long quote is
+parsed each time: the cache stays within a few MB)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_reply(text: str) -> OutgoingEmail:
+    return reply_from_json(text)
+
+
+def _stored_reply(text: str) -> OutgoingEmail:
+    """:func:`reply_from_json`, remembered for the last 256 texts of at most
+    :data:`_REMEMBERED_REPLY_CHARS`: on its way out a reply is read back three times (listed
+    as due, claimed, recorded), always the same frozen value."""
+    if len(text) > _REMEMBERED_REPLY_CHARS:
+        return reply_from_json(text)
+    return _remembered_reply(text)
 
 
 class SqlRepository(abc.ABC):
@@ -638,7 +658,7 @@ class SqlRepository(abc.ABC):
             message_id=message_id,
             sha256=sha256,
             decision_json=row[0],
-            reply=None if row[1] is None else reply_from_json(row[1]),
+            reply=None if row[1] is None else _stored_reply(row[1]),
             reply_status=ReplyStatus(row[2]),
             attempts=row[3],
             last_error=row[4],
@@ -705,7 +725,7 @@ class SqlRepository(abc.ABC):
     @staticmethod
     def _outbox(row: Any) -> OutboxEntry:
         return OutboxEntry(
-            reply=reply_from_json(row[0]),
+            reply=_stored_reply(row[0]),
             mailbox=row[1],
             message_id=row[2],
             sha256=row[3],
