@@ -137,11 +137,14 @@ def process(
     random_token: Callable[[], str] = lambda: secrets.token_hex(8),
     owner: str | None = None,
     raw_sha256: str | None = None,
+    log_outcome: bool = True,
 ) -> ProcessResult:
     """Run one message through the whole flow. Raises MessageParseError for unusable bytes.
 
     ``raw_sha256``, the hex SHA-256 of ``raw`` when the caller has it already, saves hashing
-    it again (see :func:`~asm_email_rules.intake.parse_message`).
+    it again (see :func:`~asm_email_rules.intake.parse_message`). A processed message is
+    logged (INFO, ``message processed``) unless ``log_outcome`` is False: a caller with its
+    own line per message (the polling service's ``message handled``) says it once.
 
     With ``mailer`` None the reply and notifications are left in the outbox (PENDING) for a
     sender (:func:`~asm_email_rules.send.send_due`); with a mailer each is claimed as ``owner``
@@ -181,18 +184,8 @@ def process(
             now,
             owner,
         )
-    logger.info(
-        "message processed",
-        extra={
-            "mailbox": mailbox.name,
-            "message_id": message_id,
-            "rule": decision.rule,
-            "outcome": decision.outcome.value,
-            "reply_status": status.value,
-            "notifications": [note.value for note in notes],
-            "discard_reason": decision.discard_reason,
-        },
-    )
+    if log_outcome:
+        _log_processed(mailbox, message_id, decision, status, notes)
     return ProcessResult(
         email,
         decision,
@@ -205,6 +198,27 @@ def process(
         outgoing=tuple(
             mail.message_id for mail in (result.reply, *result.notifications) if mail is not None
         ),
+    )
+
+
+def _log_processed(
+    mailbox: MailboxSettings,
+    message_id: str,
+    decision: Decision,
+    status: ReplyStatus,
+    notes: tuple[ReplyStatus, ...],
+) -> None:
+    logger.info(
+        "message processed",
+        extra={
+            "mailbox": mailbox.name,
+            "message_id": message_id,
+            "rule": decision.rule,
+            "outcome": decision.outcome.value,
+            "reply_status": status.value,
+            "notifications": [note.value for note in notes],
+            "discard_reason": decision.discard_reason,
+        },
     )
 
 

@@ -683,6 +683,7 @@ class PollingService:
                 random_token=self.random_token,
                 owner=self.owner,
                 raw_sha256=message.sha256,
+                log_outcome=False,  # the one line per message is _log's "message handled"
             )
         except MessageParseError as exc:
             reason = f"cannot parse: {exc}"

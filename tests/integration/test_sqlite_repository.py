@@ -303,7 +303,8 @@ def test_the_session_end_sync_copies_the_wal_into_the_database_file(tmp_path: Pa
         _new_call(repo, "second session")  # the writer goes on meanwhile and after
         assert _database_file_alone(path, tmp_path / "after.db") == ["first session"]
         second = repo.get_call(2)
-        assert second is not None and second.description == "second session"
+        assert second is not None
+        assert second.description == "second session"
 
 
 def test_a_background_checkpoint_that_fails_does_not_fail_the_sync(
@@ -321,7 +322,8 @@ def test_a_background_checkpoint_that_fails_does_not_fail_the_sync(
         monkeypatch.undo()
     with SqliteRepository(path) as reopened:
         kept = reopened.get_call(1)
-        assert kept is not None and kept.description == "kept"
+        assert kept is not None
+        assert kept.description == "kept"
 
 
 def test_closing_leaves_no_wal_behind_after_a_background_checkpoint(tmp_path: Path) -> None:

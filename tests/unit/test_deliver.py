@@ -70,6 +70,18 @@ def test_deliver_acts_on_the_message_and_exits_0(
     assert "already processed" in out
 
 
+def test_deliver_logs_the_message_once_with_its_rule(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # deliver has no polling service around the pipeline: its "message processed" line
+    # (stderr, -v for INFO) is the one line per message
+    code, _, err = run(capsys, monkeypatch, APPROVE, "-v", "deliver", "--config", str(desk))
+    assert code == 0, err
+    [line] = [line for line in err.splitlines() if "message processed" in line]
+    assert "rule=AP-11" in line
+    assert "message_id=<10-approve-task-500.demo@mail.example>" in line
+
+
 def test_an_unparseable_message_is_quarantined_in_the_store_and_exits_0(
     desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -538,6 +538,8 @@ def test_one_structured_log_line_per_message(desk: Desk, caplog: pytest.LogCaptu
     with caplog.at_level(logging.INFO, logger="asm_email_rules"):
         desk.service().poll_once()
     [record] = [r for r in caplog.records if r.getMessage() == "message handled"]
+    # the pipeline's own line is not said a second time
+    assert [r for r in caplog.records if r.getMessage() == "message processed"] == []
     fields = vars(record)
     assert fields["account"] == "helpdesk"
     assert fields["message_id"] == "<appr@c.example>"
