@@ -71,7 +71,9 @@ class Repository(Directory, Protocol):
     loss (a store that commits lazily; the polling service calls it before a session's
     deletions take effect), and ``detached_sync()`` returns a function doing the same that
     may run on another thread while the store is in use (then a session's end can run behind
-    the next session: :mod:`~asm_email_rules.session_end`). ``nested_rollback = True`` says a
+    the next session: :mod:`~asm_email_rules.session_end`); ``detached_upkeep()`` returns one
+    run on that thread after a durable end, the next session going on meanwhile (SQLite
+    copies its WAL back into the database file there). ``nested_rollback = True`` says a
     nested :meth:`transaction` whose block raises undoes only its own writes, the outer unit
     going on (an SQL ``SAVEPOINT``); the polling service then commits several messages in one
     unit of work (``messages_per_commit``), else one per message.

@@ -63,6 +63,7 @@ from asm_email_rules.session_end import (
     abandon,
     closes_concurrently,
     detached_sync,
+    detached_upkeep,
     end_session,
 )
 from asm_email_rules.settings import MailboxSettings, SystemSettings
@@ -297,6 +298,7 @@ def _log_fields(account: AccountConfig, key: str, sha256: str) -> dict[str, obje
         "rule": "",
         "outcome": "",
         "reply_status": "",
+        "notifications": 0,
         "disposition": "",
         "discard_reason": "",
     }
@@ -754,6 +756,7 @@ class PollingService:
             rule=result.decision.rule if result.decision else "",
             outcome=result.decision.outcome.value if result.decision else "duplicate",
             reply_status=result.reply_status.value,
+            notifications=len(result.notification_statuses),
             disposition=result.disposition.value,
             discard_reason=discard_reason,
         )
@@ -1378,7 +1381,7 @@ class PollingService:
             self._end_session(account, mailbox, counts)  # the store refused the pump: end here
             raise
         try:
-            behind.running = SessionEnd(sync, mailbox)
+            behind.running = SessionEnd(sync, mailbox, detached_upkeep(self.repository))
             behind.leaving = leaving
         except RuntimeError:  # no thread to be had: end the session here instead
             outcome = end_session(sync, mailbox)

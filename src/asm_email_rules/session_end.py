@@ -21,8 +21,13 @@ Both steps are mostly waiting on the disk (an ``fsync`` of the store's write-ahe
   finds the maildrop locked until the first one's QUIT.
 
 A store without ``detached_sync`` is synced on the caller's thread, and only the mailbox's
-close overlaps. Until a session's end has finished, the replies that session recorded are
-not durable and must not be sent: the polling service holds them back (by their Message-IDs,
+close overlaps. A store may also offer ``detached_upkeep()``: a function run on that thread
+after a durable end, while the next session goes on (:meth:`SessionEnd.wait` does not wait
+for it; the bundled SQLite store copies its WAL back into the database file there, so its
+writer's commits seldom stall for that).
+
+Until a session's end has finished, the replies that session recorded are not durable and
+must not be sent: the polling service holds them back (by their Message-IDs,
 :attr:`~asm_email_rules.pipeline.ProcessResult.outgoing`) and offers them to its reply pump
 once it has waited for that end, at the end of the next session.
 """
@@ -30,6 +35,7 @@ once it has waited for that end, at the end of the next session.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 
@@ -38,7 +44,16 @@ import attrs
 from asm_email_rules.errors import MailboxError, RepositoryError
 from asm_email_rules.protocols import Mailbox
 
-__all__ = ["EndOutcome", "SessionEnd", "abandon", "closes_concurrently", "detached_sync"]
+__all__ = [
+    "EndOutcome",
+    "SessionEnd",
+    "abandon",
+    "closes_concurrently",
+    "detached_sync",
+    "detached_upkeep",
+]
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -88,14 +103,24 @@ class SessionEnd:
     """:func:`end_session` on a worker thread, started at once; :meth:`wait` for its outcome.
 
     ``sync`` must be safe to call on another thread (``detached_sync()``), and ``mailbox``
-    must not be used by anyone else from now on.
+    must not be used by anyone else from now on. ``upkeep`` (the store's
+    ``detached_upkeep()``) runs on the same thread after an end that was durable, once its
+    outcome is known: :meth:`wait` returns without waiting for it. One that raises is
+    logged and forgotten (it is upkeep: nothing was lost).
     """
 
-    def __init__(self, sync: Callable[[], None] | None, mailbox: Mailbox) -> None:
+    def __init__(
+        self,
+        sync: Callable[[], None] | None,
+        mailbox: Mailbox,
+        upkeep: Callable[[], None] | None = None,
+    ) -> None:
         self._sync = sync
         self._mailbox = mailbox
+        self._upkeep = upkeep
         self._outcome: EndOutcome | None = None
         self._error: BaseException | None = None
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name="asm-session-end", daemon=True)
         self._thread.start()
 
@@ -104,10 +129,18 @@ class SessionEnd:
             self._outcome = end_session(self._sync, self._mailbox)
         except BaseException as exc:  # handed to the waiting thread, which raises it
             self._error = exc
+        finally:
+            self._ended.set()
+        if self._upkeep is not None and self._outcome is not None and self._outcome.durable:
+            try:
+                self._upkeep()
+            except Exception:
+                log.warning("the store's upkeep after a session's end failed", exc_info=True)
 
     def wait(self) -> EndOutcome:
-        """The outcome, once the end has finished; raises what it raised unexpectedly."""
-        self._thread.join()
+        """The outcome, once the end has finished (not the upkeep after it); raises what it
+        raised unexpectedly."""
+        self._ended.wait()
         if self._error is not None:
             raise self._error
         assert self._outcome is not None
@@ -119,6 +152,13 @@ def detached_sync(store: object) -> Callable[[], None] | None:
     store has none (then only its own thread may call ``sync()``)."""
     detach = getattr(store, "detached_sync", None)
     return detach() if callable(detach) else None
+
+
+def detached_upkeep(store: object) -> Callable[[], None] | None:
+    """The store's ``detached_upkeep()``: work that may run on another thread after a
+    session's durable end; None when the store has none."""
+    upkeep = getattr(store, "detached_upkeep", None)
+    return upkeep() if callable(upkeep) else None
 
 
 def closes_concurrently(mailbox: Mailbox) -> bool:

@@ -285,29 +285,53 @@ def _database_file_alone(path: Path, into: Path) -> list[str]:
         raw.close()
 
 
-def test_the_session_end_sync_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
-    # SQLite copies the WAL back by itself only every WAL_CHECKPOINT_PAGES; the polling
-    # service's session end (detached_sync, on its own thread) does it behind the writer.
+def test_the_upkeep_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    # SQLite copies the WAL back by itself only every WAL_CHECKPOINT_PAGES, in a commit; the
+    # polling service runs detached_upkeep after each session's end, on that end's thread.
     path = tmp_path / "desk.db"
 
-    def session_end(repo: SqliteRepository) -> None:
-        ended = threading.Thread(target=repo.detached_sync())
-        ended.start()
-        ended.join()
+    def upkeep_on_a_thread(repo: SqliteRepository) -> None:
+        behind = threading.Thread(target=repo.detached_upkeep())
+        behind.start()
+        behind.join()
 
     with SqliteRepository(path) as repo:
-        session_end(repo)  # the schema
+        upkeep_on_a_thread(repo)  # the schema
         _new_call(repo, "first session")
         assert _database_file_alone(path, tmp_path / "before.db") == []  # still in the WAL
-        session_end(repo)
-        _new_call(repo, "second session")  # the writer goes on meanwhile and after
+        upkeep_on_a_thread(repo)
+        _new_call(repo, "second session")  # the writer goes on after it, in the same WAL
         assert _database_file_alone(path, tmp_path / "after.db") == ["first session"]
         second = repo.get_call(2)
         assert second is not None
         assert second.description == "second session"
 
 
-def test_a_background_checkpoint_that_fails_does_not_fail_the_sync(
+def test_a_checkpoint_alongside_an_open_transaction_keeps_it_out(tmp_path: Path) -> None:
+    path = tmp_path / "desk.db"
+    with SqliteRepository(path) as repo:
+        repo.detached_upkeep()()  # the schema
+        _new_call(repo, "committed")
+        with repo.transaction():
+            repo.create_call(
+                template=CallTemplate(assigned_group="Desk"),
+                user_id=None,
+                logging_analyst_id=None,
+                description="not yet committed",
+                now=NOW,
+            )
+            behind = threading.Thread(target=repo.detached_upkeep())
+            behind.start()
+            behind.join()
+            assert _database_file_alone(path, tmp_path / "during.db") == ["committed"]
+        assert [call.description for call in _calls(repo)] == ["committed", "not yet committed"]
+
+
+def _calls(repo: SqliteRepository) -> list[Call]:
+    return [call for number in (1, 2) if (call := repo.get_call(number)) is not None]
+
+
+def test_an_upkeep_that_fails_raises_nothing_and_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "desk.db"
@@ -318,7 +342,7 @@ def test_a_background_checkpoint_that_fails_does_not_fail_the_sync(
             raise sqlite3.OperationalError("unable to open database file")
 
         monkeypatch.setattr(sqlite_adapter.sqlite3, "connect", refused)
-        repo.detached_sync()()  # synced; the checkpoint is left to SQLite's own
+        repo.detached_upkeep()()  # logged; the checkpoint is left to SQLite's own
         monkeypatch.undo()
     with SqliteRepository(path) as reopened:
         kept = reopened.get_call(1)
@@ -326,15 +350,33 @@ def test_a_background_checkpoint_that_fails_does_not_fail_the_sync(
         assert kept.description == "kept"
 
 
-def test_closing_leaves_no_wal_behind_after_a_background_checkpoint(tmp_path: Path) -> None:
+def test_an_upkeep_after_the_file_was_moved_keeps_the_wal(tmp_path: Path) -> None:
+    # The checkpoint's connection must not create an empty database in the moved file's
+    # place: SQLite would then delete the WAL beside it, which holds the writer's commits.
+    path = tmp_path / "desk.db"
+    repo = SqliteRepository(path)
+    _new_call(repo, "only in the WAL")
+    path.rename(tmp_path / "aside.db")  # an operator moves it away (by mistake)
+    repo.detached_upkeep()()  # the poller's next session end
+    assert not path.exists()
+    assert Path(f"{path}-wal").exists()
+    repo.close()
+    (tmp_path / "aside.db").rename(path)  # and puts it back
+    with SqliteRepository(path) as back:
+        call = back.get_call(1)
+        assert call is not None
+        assert call.description == "only in the WAL"
+
+
+def test_closing_leaves_no_wal_behind_after_an_upkeep(tmp_path: Path) -> None:
     path = tmp_path / "desk.db"
     repo = SqliteRepository(path)
     _new_call(repo)
-    sync = repo.detached_sync()
-    sync()
+    upkeep = repo.detached_upkeep()
+    upkeep()
     repo.close()  # the checkpoint's connection too: the last one out removes the WAL
     assert not Path(f"{path}-wal").exists()
-    sync()  # a session end still running when the store closed: nothing, no error
+    upkeep()  # a session end still running when the store closed: nothing, no error
     assert not Path(f"{path}-wal").exists()
 
 

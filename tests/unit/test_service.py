@@ -40,6 +40,7 @@ from asm_email_rules.protocols import Mailbox
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
 from asm_email_rules.send import Disposition
 from asm_email_rules.service import PollingService
+from asm_email_rules.session_end import SessionEnd
 from asm_email_rules.settings import SystemSettings
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -546,6 +547,7 @@ def test_one_structured_log_line_per_message(desk: Desk, caplog: pytest.LogCaptu
     assert fields["rule"] == "AP-11"
     assert fields["outcome"] == "approve_or_reject"
     assert fields["reply_status"] == "pending"  # in the outbox; sent after the session
+    assert fields["notifications"] == 0  # an approval tells no owner
     assert fields["disposition"] == "delete"
     assert isinstance(fields["elapsed_ms"], float)
     [sent] = [r for r in caplog.records if r.getMessage() == "reply sent"]
@@ -803,7 +805,8 @@ def test_reply_retry_delays_double_up_to_an_hour() -> None:
 class _SyncWatcher:
     """Wraps the store: records each ``sync`` call next to the mailbox events, or fails it.
     ``detached``: it offers its sync to other threads (``detached_sync``), as SQLite does;
-    else only ``sync``, as PostgreSQL does."""
+    else only ``sync``, as PostgreSQL does. ``upkeep``: it offers ``detached_upkeep`` too,
+    recorded as "upkeep" (and ``upkept`` set)."""
 
     def __init__(
         self,
@@ -812,16 +815,26 @@ class _SyncWatcher:
         *,
         fail: bool = False,
         detached: bool = True,
+        upkeep: bool = False,
     ) -> None:
         self._store, self._events, self._fail = store, events, fail
-        self._detached = detached
+        self._detached, self._upkeep = detached, upkeep
+        self.upkept = threading.Event()
 
     def __getattr__(self, name: str) -> Any:
         if name == "detached_sync":
             if not self._detached:
                 raise AttributeError(name)
             return lambda: self.sync
+        if name == "detached_upkeep":
+            if not self._upkeep:
+                raise AttributeError(name)
+            return lambda: self.upkeep
         return getattr(self._store, name)
+
+    def upkeep(self) -> None:
+        self._events.append("upkeep")
+        self.upkept.set()
 
     def sync(self) -> None:
         self._events.append("sync")
@@ -876,6 +889,55 @@ def test_the_store_is_synced_before_the_mailbox_deletes_anything(
         # the outcomes of the replies sent after the session are made durable too
         assert events == ["sync", "close", "sync"]
         assert desk.waiting() == 0
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_the_store_upkeep_runs_after_a_durable_end_without_holding_up_the_next(
+    desk: Desk, fail: bool
+) -> None:
+    # detached_upkeep (SQLite: the WAL copied back into the database file) runs on the
+    # session end's thread after the deletions, and poll_once does not wait for it; after a
+    # failed sync (nothing deleted) there is none.
+    desk.deliver(NEW_CALL)
+    events: list[str] = []
+    store = _SyncWatcher(desk.store, events, fail=fail, upkeep=True)
+    config = Config(store=desk.tmp / "s", system=desk.system, smtp=None, accounts=desk.accounts)
+    service = PollingService(
+        config,
+        store,  # type: ignore[arg-type]
+        None,
+        lambda acct: _WatchedMaildir(desk.tmp / "Maildir", events),
+        now=lambda: NOW,
+    )
+    service.poll_once()
+    if fail:
+        assert not store.upkept.wait(0.3)
+        assert events == ["sync", "abort"]
+    else:
+        assert store.upkept.wait(10)
+        assert events == ["sync", "close", "upkeep"]
+
+
+def test_a_session_end_is_over_before_its_upkeep_and_a_failing_upkeep_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    release, started = threading.Event(), threading.Event()
+
+    def slow_upkeep() -> None:
+        started.set()
+        release.wait(10)
+        raise OSError("checkpoint refused")
+
+    events: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="asm_email_rules"):
+        end = SessionEnd(None, _WatchedMaildir(tmp_path / "Maildir", events), slow_upkeep)
+        assert end.wait().durable  # the deletions are done; the upkeep still runs
+        assert started.wait(10)
+        assert events == ["close"]
+        release.set()
+        end._thread.join(10)
+    assert "upkeep after a session's end failed" in caplog.text
+    assert "checkpoint refused" in caplog.text
 
 
 class _SlowSync(_SyncWatcher):

@@ -168,9 +168,11 @@ def reply_from_json(text: str) -> OutgoingEmail:
     )
 
 
-_REMEMBERED_REPLY_CHARS = 16 * 1024
-"""The longest stored reply text :func:`_stored_reply` remembers (a reply with a long quote is
-parsed each time: the cache stays within a few MB)."""
+_REMEMBERED_REPLY_CHARS = 4096
+"""The longest stored reply text :func:`_stored_reply` remembers: a template reply's JSON is
+well under 2,000 characters; a notification quoting a long message is parsed each time. The
+256 texts and their replies stay under about 0.5 MB for such replies, 8 MB at the very worst
+(every character four bytes)."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -180,8 +182,9 @@ def _remembered_reply(text: str) -> OutgoingEmail:
 
 def _stored_reply(text: str) -> OutgoingEmail:
     """:func:`reply_from_json`, remembered for the last 256 texts of at most
-    :data:`_REMEMBERED_REPLY_CHARS`: on its way out a reply is read back three times (listed
-    as due, claimed, recorded), always the same frozen value."""
+    :data:`_REMEMBERED_REPLY_CHARS` (more than a mailbox session's replies, listed as due
+    together, then claimed one by one): on its way out a reply is read back two or three
+    times, always the same frozen value."""
     if len(text) > _REMEMBERED_REPLY_CHARS:
         return reply_from_json(text)
     return _remembered_reply(text)

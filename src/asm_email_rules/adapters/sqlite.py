@@ -13,11 +13,13 @@ person ids from the rowid, writes on a record as a few statements in one transac
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -63,8 +65,9 @@ BLOB_PIECE = 64 * 1024
 
 WAL_CHECKPOINT_PAGES = 10_000
 """Pages the WAL may hold before a commit copies it back into the database file (4 KiB each).
-Most of it has been copied already by then, behind the writer (:class:`_Checkpointer`): the
-commit copies the rest and starts the WAL again from its beginning."""
+Under the polling service most of it has been copied (and synced) by then, behind the writer
+(:meth:`SqliteRepository.detached_upkeep`): the commit copies the rest and starts the WAL again
+from its beginning."""
 
 log = logging.getLogger(__name__)
 
@@ -356,17 +359,20 @@ def _sync_wal(path: str) -> None:
 
 class _Checkpointer:
     """Copies the WAL back into the database file on a connection of its own, off the writer's
-    thread: what ``detached_sync()`` does after its ``fsync``.
+    thread: :meth:`SqliteRepository.detached_upkeep`.
 
-    A checkpoint copies every page committed since the last one and syncs the WAL before and
-    the database file after (``synchronous=NORMAL``); done by a commit it stalls the writer
-    for all of that (about 0.2 s for 40 MB of WAL, once every :data:`WAL_CHECKPOINT_PAGES`). A
-    ``PASSIVE`` checkpoint (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html) takes no
-    write lock, so the writer goes on meanwhile; the pages it commits meanwhile wait for the
-    next one. The WAL starts again from its beginning only once a checkpoint has copied all of
-    it before the next write: the writer's own checkpoint (at :data:`WAL_CHECKPOINT_PAGES`)
-    still does that, and it finds most pages copied. A checkpoint that fails is logged and
-    left to that one; it never fails the sync.
+    A checkpoint copies every page committed since the last one, syncing the WAL before and
+    the database file after (``synchronous=NORMAL``); made by a commit (SQLite's own, every
+    :data:`WAL_CHECKPOINT_PAGES`) it stalls the writer for all of that. A ``PASSIVE``
+    checkpoint (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html) takes no write lock and
+    waits for nobody, so the writer goes on meanwhile; the pages committed meanwhile wait for
+    the next one, and SQLite syncs the database file only after a checkpoint that copied
+    everything, so this one syncs it itself. The WAL starts again from its beginning only
+    after a checkpoint that copied all of it before the next write: the writer's own still
+    does that, finding the pages copied and on disk. The connection opens the file only if it
+    exists (``mode=rw``): a database moved or deleted under a running store is never replaced
+    by an empty one, which would discard the WAL the writer still uses. A failure is logged
+    and left to the writer's own checkpoint; nothing is raised.
     """
 
     def __init__(self, path: str) -> None:
@@ -375,20 +381,24 @@ class _Checkpointer:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
 
-    def sync(self) -> None:
-        """fsync the WAL (raises what :func:`_sync_wal` raises), then checkpoint it."""
-        _sync_wal(self._path)
+    def run(self) -> None:
+        """Checkpoint the WAL (``PASSIVE``), then sync the database file."""
         with self._lock:
             if self._closed:
                 return
             try:
                 if self._conn is None:
                     self._conn = sqlite3.connect(
-                        self._path, isolation_level=None, check_same_thread=False
+                        f"file:{urllib.parse.quote(self._path)}?mode=rw",
+                        uri=True,
+                        timeout=0,
+                        isolation_level=None,
+                        check_same_thread=False,
                     )
                     self._conn.execute("PRAGMA synchronous = NORMAL")
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:
+                _sync_file(self._path)
+            except (sqlite3.Error, OSError) as exc:
                 log.debug(
                     "background checkpoint failed; the writer's own will do it",
                     extra={"path": self._path, "error": str(exc)},
@@ -401,6 +411,15 @@ class _Checkpointer:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _sync_file(path: str) -> None:
+    """fsync the file at ``path`` (raises OSError)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _nothing() -> None:
@@ -505,12 +524,21 @@ class SqliteRepository(SqlRepository):
         in use (it syncs the WAL file and never touches the connection): the polling service
         lets a session's end run behind the next session with it
         (:mod:`~asm_email_rules.session_end`). Every commit made before the function is called
-        is durable when it returns; it raises what :meth:`sync` raises. After the sync it
-        copies the WAL back into the database file on a connection of its own, so the
-        writer's commits seldom stall for that (:class:`_Checkpointer`)."""
+        is durable when it returns; it raises what :meth:`sync` raises."""
         if not self._wal:
             return _nothing
-        return self._checkpointer.sync
+        return functools.partial(_sync_wal, self._path)
+
+    def detached_upkeep(self) -> Callable[[], None]:
+        """A function that copies the WAL back into the database file, on a connection of
+        its own, while this repository is in use (another thread may call it): the polling
+        service runs it at a session's end, after the mailbox's deletions, behind the next
+        session, so the writer's commits seldom find a checkpoint due and stall for it (about
+        0.2 s for 40 MB of WAL). It never raises: a checkpoint that fails is left to the
+        writer's own (:class:`_Checkpointer`). Nothing to do for ``":memory:"``."""
+        if not self._wal:
+            return _nothing
+        return self._checkpointer.run
 
     def close(self) -> None:
         """Close the connection (and the background checkpoint's, once the one in progress
