@@ -192,6 +192,40 @@ def test_a_limited_listing_is_the_oldest_keys_of_the_full_one_but_the_skipped(
     assert list(box.list_keys(limit=0)) == []
 
 
+def _one_second_names(rng: random.Random, count: int) -> list[str]:
+    """Delivery names of one second (a backlog fetched at once), in random order: an unpadded
+    or padded microsecond field, microseconds often shared, plain digits or no field at all,
+    a Q counter or none, in ``new`` or (with flags) in ``cur``."""
+    names = []
+    for n in range(count):
+        micro = rng.choice([rng.randrange(1_000_000), rng.randrange(4), 40, 400000])
+        field = rng.choice([f"M{micro}", f"M{micro:06d}", f"{micro}", f"M{micro}P{n}", ""])
+        counter = f"Q{rng.randrange(4)}" if rng.random() < 0.5 else ""
+        key = f"1700000000.{field}{counter}.host{n}"
+        names.append(f"cur/{key}:2,S" if rng.random() < 0.4 else f"new/{key}")
+    rng.shuffle(names)
+    return names
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_a_limited_listing_of_mail_delivered_in_one_second_is_the_oldest_keys(
+    tmp_path: Path, seed: int
+) -> None:
+    # Within the newest kept key's second the listing passes over names on their microseconds
+    # alone: the same keys, in the same order, as the full listing cut at the limit.
+    rng = random.Random(seed)
+    root = tmp_path / "Maildir"
+    _deliver_names(root, _one_second_names(rng, 150))
+    box = MaildirMailbox(root)
+    full = list(box.list_keys())
+    assert len(full) == 150
+    skip = set(rng.sample(full, 40))
+    rest = [key for key in full if key not in skip]
+    for limit in (1, 3, 17, 60, 109, 110, 111):
+        assert list(box.list_keys(limit=limit, skip=skip)) == rest[:limit], limit
+        assert list(box.list_keys(limit=limit)) == full[:limit], limit
+
+
 def test_a_limited_listing_over_many_seconds_still_deletes_every_file_of_a_late_key(
     tmp_path: Path,
 ) -> None:
