@@ -8,8 +8,10 @@ from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from asm_email_rules.adapters.imap import QUARANTINE_HEADER, ImapConfig, ImapMailbox
+from asm_email_rules.adapters.imap import QUARANTINE_HEADER, ImapConfig, ImapMailbox, _uid_set
 from asm_email_rules.errors import MailboxError
 from asm_email_rules.protocols import Mailbox
 
@@ -220,6 +222,10 @@ def test_messages_are_fetched_ahead_in_batches_bounded_in_count_and_bytes(
         assert fetched == sent
     bodies = [c for c in commands if c[0] == "FETCH" and "BODY.PEEK[]" in c[-1]]
     assert [len(c[1].split(",")) for c in bodies] == [2, 2, 2, 1]  # bytes bound: 2 at a time
+    # the sizes that bound the batches: asked once for the listing, one round trip, not one
+    # a batch
+    sizes = [c for c in commands if c[0] == "FETCH" and "RFC822.SIZE" in c[-1]]
+    assert [c[1] for c in sizes] == [f"{keys[0]}:{keys[-1]}"]
     assert ready == [False, True, False, True, False, True, False]
     assert box._fetched == {}  # nothing left held after the session
 
@@ -227,6 +233,20 @@ def test_messages_are_fetched_ahead_in_batches_bounded_in_count_and_bytes(
         commands = _spy(box)
         keys = list(box.list_keys())
         assert [box.fetch(key) for key in reversed(keys)] == sent[::-1]  # out of order works
+
+
+@given(st.sets(st.integers(min_value=1, max_value=400), max_size=60))
+def test_a_uid_set_names_exactly_the_uids_given(uids: set[int]) -> None:
+    # RFC 3501 9: sequence-set = (seq-number / seq-range) *("," ...); a range a:b includes
+    # both ends. The sizes of a listing are asked for with one such set: no UID left out,
+    # none added (a range over a gap would ask for messages not listed).
+    listed = [str(uid) for uid in sorted(uids)]
+    named: list[int] = []
+    for part in filter(None, _uid_set(listed).split(",")):
+        first, _, last = part.partition(":")
+        named.extend(range(int(first), int(last or first) + 1))
+    assert named == sorted(uids)
+    assert _uid_set(["3", "4", "5", "9", "11", "12"]) == "3:5,9,11:12"
 
 
 def test_deletes_are_flagged_in_batches_on_close_and_expunged_abort_deletes_nothing(

@@ -156,6 +156,28 @@ class _ImapTls(imaplib.IMAP4_SSL):
         return _read_line(self, self.max_line)
 
 
+SIZES_AHEAD = 200
+"""Listed UIDs whose sizes one ``UID FETCH ... (RFC822.SIZE)`` asks for (the batches of
+:meth:`ImapMailbox.fetch` are chosen by size): more than a polling session lists."""
+
+
+def _uid_set(uids: list[str]) -> str:
+    """An IMAP sequence set (RFC 3501 9, ``sequence-set``) of ``uids``, listed in ascending
+    order, with runs of consecutive numbers as ranges: ``1:3,7,9:10``."""
+    parts: list[str] = []
+    first = last = -1
+    for uid in map(int, uids):
+        if uid == last + 1 and first >= 0:
+            last = uid
+            continue
+        if first >= 0:
+            parts.append(str(first) if first == last else f"{first}:{last}")
+        first = last = uid
+    if first >= 0:
+        parts.append(str(first) if first == last else f"{first}:{last}")
+    return ",".join(parts)
+
+
 class ImapMailbox(ServerSession):
     """One IMAP folder as a :class:`~asm_email_rules.protocols.Mailbox`; connects on first use."""
 
@@ -179,6 +201,8 @@ class ImapMailbox(ServerSession):
         self._unflagged: list[str] = []  # deleted here, \\Deleted not yet sent to the server
         self._listed: list[str] = []  # the last list_keys(), for fetching ahead
         self._position: dict[str, int] = {}
+        self._sizes: dict[str, int] = {}  # RFC822.SIZE of listed UIDs, asked ahead
+        self._sized: set[str] = set()  # the listed UIDs whose size was asked (found or not)
         self._fetched: dict[str, bytes] = {}  # fetched ahead, not yet handed out
         self._quarantine_ready = False
         self.left_marked: frozenset[str] = frozenset()
@@ -316,6 +340,7 @@ class ImapMailbox(ServerSession):
         self._deleted.clear()
         self._unflagged.clear()
         self._listed, self._position = [], {}
+        self._sizes, self._sized = {}, set()
         self._fetched.clear()
         self._quarantine_ready = False
 
@@ -350,6 +375,7 @@ class ImapMailbox(ServerSession):
         uids = sorted(found()) if limit is None else heapq.nsmallest(max(0, limit), found())
         listed = [str(uid) for uid in uids]
         self._listed, self._position = listed, {uid: n for n, uid in enumerate(listed)}
+        self._sizes, self._sized = {}, set()
         self._fetched.clear()
         return iter(listed)
 
@@ -375,14 +401,7 @@ class ImapMailbox(ServerSession):
         window = [uid for uid in window if uid not in self._deleted]
         if len(window) <= 1:
             return [key]
-        data = self._uid("UID FETCH sizes", "FETCH", ",".join(window), "(RFC822.SIZE)")
-        sizes: dict[str, int] = {}
-        for part in data:
-            head = part[0] if isinstance(part, tuple) else part
-            if isinstance(head, bytes):
-                named, size = _UID_RE.search(head), _SIZE_RE.search(head)
-                if named is not None and size is not None:
-                    sizes[named.group(1).decode()] = int(size.group(1))
+        sizes = self._sizes_from(start, window)
         chosen, total = [key], sizes.get(key, 0)
         for uid in window[1:]:
             if uid not in sizes or total + sizes[uid] > self.config.batch_bytes:
@@ -390,6 +409,29 @@ class ImapMailbox(ServerSession):
             chosen.append(uid)
             total += sizes[uid]
         return chosen
+
+    def _sizes_from(self, start: int, window: list[str]) -> dict[str, int]:
+        """The sizes (``RFC822.SIZE``) of the listed UIDs, asked for when ``window`` holds one
+        not yet asked for: then for the next :data:`SIZES_AHEAD` listed from ``start``, in one
+        ``UID FETCH`` (a round trip a session, where it was one a batch). A UID the server
+        did not answer for (expunged meanwhile) has none, and is not asked for again."""
+        if all(uid in self._sized for uid in window):
+            return self._sizes
+        ahead = [
+            uid
+            for uid in self._listed[start : start + max(SIZES_AHEAD, self.config.batch_messages)]
+            if uid not in self._sized and uid not in self._deleted
+        ]
+        data = self._uid("UID FETCH sizes", "FETCH", _uid_set(ahead), "(RFC822.SIZE)")
+        self._sized.update(ahead)
+        asked = set(ahead)
+        for part in data:
+            head = part[0] if isinstance(part, tuple) else part
+            if isinstance(head, bytes):
+                named, size = _UID_RE.search(head), _SIZE_RE.search(head)
+                if named is not None and size is not None and named.group(1).decode() in asked:
+                    self._sizes[named.group(1).decode()] = int(size.group(1))
+        return self._sizes
 
     def fetch_ready(self, key: str) -> bool:
         """True when :meth:`fetch` of ``key`` answers from the messages fetched ahead, without
