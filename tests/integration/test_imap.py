@@ -235,6 +235,43 @@ def test_messages_are_fetched_ahead_in_batches_bounded_in_count_and_bytes(
         assert [box.fetch(key) for key in reversed(keys)] == sent[::-1]  # out of order works
 
 
+def test_a_message_expunged_by_another_client_costs_no_second_download_of_its_batch(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # The sizes are asked once, before another client expunges two listed messages: the
+    # batch that asked for them brings the rest, the two are errors at once, and nothing the
+    # batch brought is downloaded again.
+    sent = [make_message(n, size=500) for n in range(1, 9)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
+        commands = _spy(box)
+        keys = list(box.list_keys())
+        assert box.fetch(keys[0]) == sent[0]  # sizes asked; 1, 2, 3 fetched
+        other = dovecot._imap(mail_user)
+        try:
+            other.select("INBOX")
+            for key in (keys[4], keys[5]):
+                assert other.uid("STORE", key, "+FLAGS.SILENT", r"(\Deleted)")[0] == "OK"
+            assert other.expunge()[0] == "OK"
+        finally:
+            other.logout()
+        got: list[bytes | str] = [sent[0]]
+        for key in keys[1:]:
+            try:
+                got.append(box.fetch(key))
+            except MailboxError as exc:
+                got.append(str(exc))
+    assert got[:4] == sent[:4]
+    assert [
+        str(g).endswith(f"no message with UID {k}")
+        for g, k in zip(got[4:6], keys[4:6], strict=True)
+    ] == [True, True]
+    assert got[6:] == sent[6:]
+    bodies = [c[1] for c in commands if c[0] == "FETCH" and "BODY.PEEK[]" in c[-1]]
+    assert bodies == [",".join(keys[0:3]), ",".join(keys[3:6]), ",".join(keys[6:8])]
+
+
 @given(st.sets(st.integers(min_value=1, max_value=400), max_size=60))
 def test_a_uid_set_names_exactly_the_uids_given(uids: set[int]) -> None:
     # RFC 3501 9: sequence-set = (seq-number / seq-range) *("," ...); a range a:b includes

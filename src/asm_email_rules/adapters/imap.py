@@ -203,6 +203,7 @@ class ImapMailbox(ServerSession):
         self._position: dict[str, int] = {}
         self._sizes: dict[str, int] = {}  # RFC822.SIZE of listed UIDs, asked ahead
         self._sized: set[str] = set()  # the listed UIDs whose size was asked (found or not)
+        self._gone: set[str] = set()  # listed, asked for in a batch, not brought back
         self._fetched: dict[str, bytes] = {}  # fetched ahead, not yet handed out
         self._quarantine_ready = False
         self.left_marked: frozenset[str] = frozenset()
@@ -340,7 +341,7 @@ class ImapMailbox(ServerSession):
         self._deleted.clear()
         self._unflagged.clear()
         self._listed, self._position = [], {}
-        self._sizes, self._sized = {}, set()
+        self._sizes, self._sized, self._gone = {}, set(), set()
         self._fetched.clear()
         self._quarantine_ready = False
 
@@ -375,7 +376,7 @@ class ImapMailbox(ServerSession):
         uids = sorted(found()) if limit is None else heapq.nsmallest(max(0, limit), found())
         listed = [str(uid) for uid in uids]
         self._listed, self._position = listed, {uid: n for n, uid in enumerate(listed)}
-        self._sizes, self._sized = {}, set()
+        self._sizes, self._sized, self._gone = {}, set(), set()
         self._fetched.clear()
         return iter(listed)
 
@@ -442,13 +443,17 @@ class ImapMailbox(ServerSession):
         """The exact bytes of the message (``BODY.PEEK[]``: the ``\\Seen`` flag is untouched).
 
         Fetching a listed message also brings the next listed ones, up to the batch limits
-        (:class:`ImapConfig`), in the same ``UID FETCH``; they are handed out from memory.
+        (:class:`ImapConfig`), in the same ``UID FETCH``; they are handed out from memory. One
+        the batch did not bring back (another client expunged it) raises MailboxError at once,
+        the others kept.
         """
         ready = self._fetched.pop(key, None)
         if ready is not None:
             return ready
         if not key.isdigit():
             raise MailboxError(f"{self._where()}: {key!r} is not a UID")
+        if key in self._gone:  # a batch asked for it and the server had it no more
+            raise MailboxError(f"{self._where()}: no message with UID {key}")
         self._fetched.clear()  # anything fetched ahead and skipped is not wanted any more
         batch = self._batch(key)
         if len(batch) == 1:
@@ -461,6 +466,7 @@ class ImapMailbox(ServerSession):
                 uid = match.group(1).decode() if match is not None else ""
                 if uid in wanted:
                     self._fetched[uid] = part[1]
+        self._gone.update(uid for uid in batch if uid not in self._fetched and uid != key)
         raw = self._fetched.pop(key, None)
         if raw is None:
             raise MailboxError(f"{self._where()}: no message with UID {key}")
