@@ -298,7 +298,7 @@ def _log_fields(account: AccountConfig, key: str, sha256: str) -> dict[str, obje
         "rule": "",
         "outcome": "",
         "reply_status": "",
-        "notifications": 0,
+        "notifications_queued": 0,
         "disposition": "",
         "discard_reason": "",
     }
@@ -756,7 +756,7 @@ class PollingService:
             rule=result.decision.rule if result.decision else "",
             outcome=result.decision.outcome.value if result.decision else "duplicate",
             reply_status=result.reply_status.value,
-            notifications=len(result.notification_statuses),
+            notifications_queued=len(result.notification_statuses),
             disposition=result.disposition.value,
             discard_reason=discard_reason,
         )

@@ -547,7 +547,7 @@ def test_one_structured_log_line_per_message(desk: Desk, caplog: pytest.LogCaptu
     assert fields["rule"] == "AP-11"
     assert fields["outcome"] == "approve_or_reject"
     assert fields["reply_status"] == "pending"  # in the outbox; sent after the session
-    assert fields["notifications"] == 0  # an approval tells no owner
+    assert fields["notifications_queued"] == 0  # an approval tells no owner
     assert fields["disposition"] == "delete"
     assert isinstance(fields["elapsed_ms"], float)
     [sent] = [r for r in caplog.records if r.getMessage() == "reply sent"]
