@@ -156,16 +156,17 @@ def _deliver_names(root: Path, names: list[str]) -> None:
         (root / name).write_bytes(b"Subject: x\n\nx\n")
 
 
-def _mixed_names(rng: random.Random, count: int) -> list[str]:
-    """Delivery names of several writers in random order: seconds, an unpadded or padded
-    microsecond field, a Q counter or none, in ``new`` or (with flags) in ``cur``."""
+def _mixed_names(rng: random.Random, count: int, seconds: int = 5) -> list[str]:
+    """Delivery names of several writers over ``seconds`` seconds, in random order: an
+    unpadded or padded microsecond field (often the same within a second), plain digits or
+    no field at all, a Q counter or none, in ``new`` or (with flags) in ``cur``."""
     names = []
     for n in range(count):
-        seconds = 1_700_000_000 + rng.randrange(5)
-        micro = rng.randrange(1_000_000)
-        field = f"M{micro}" if rng.random() < 0.5 else f"M{micro:06d}"
+        second = 1_700_000_000 + rng.randrange(seconds)
+        micro = rng.choice([rng.randrange(1_000_000), rng.randrange(4), 40, 400000])
+        field = rng.choice([f"M{micro}", f"M{micro:06d}", f"{micro}", f"M{micro}P{n}", ""])
         counter = f"Q{rng.randrange(9)}" if rng.random() < 0.5 else ""
-        key = f"{seconds}.{field}P{n}{counter}.host{n}"
+        key = f"{second}.{field}{counter}.host{n}"
         names.append(f"cur/{key}:2,S" if rng.random() < 0.4 else f"new/{key}")
     rng.shuffle(names)
     return names
@@ -179,32 +180,27 @@ def test_a_limited_listing_is_the_oldest_keys_of_the_full_one_but_the_skipped(
     # earlier in the pass (skip): the same keys, in the same delivery order, as the full
     # listing with those left out and cut at the limit.
     rng = random.Random(seed)
-    root = tmp_path / "Maildir"
-    _deliver_names(root, _mixed_names(rng, 80))
-    box = MaildirMailbox(root)
-    full = list(box.list_keys())
-    assert len(full) == 80
-    skip = set(rng.sample(full, 25))
-    rest = [key for key in full if key not in skip]
-    for limit in (1, 2, 7, 54, 55, 56, 200):
-        assert list(box.list_keys(limit=limit, skip=skip)) == rest[:limit], limit
-        assert list(box.list_keys(limit=limit)) == full[:limit], limit
+    box = _limited_listings_agree(
+        tmp_path / "Maildir", _mixed_names(rng, 80), rng, 25, (1, 2, 7, 54, 55, 56, 200)
+    )
     assert list(box.list_keys(limit=0)) == []
 
 
-def _one_second_names(rng: random.Random, count: int) -> list[str]:
-    """Delivery names of one second (a backlog fetched at once), in random order: an unpadded
-    or padded microsecond field, microseconds often shared, plain digits or no field at all,
-    a Q counter or none, in ``new`` or (with flags) in ``cur``."""
-    names = []
-    for n in range(count):
-        micro = rng.choice([rng.randrange(1_000_000), rng.randrange(4), 40, 400000])
-        field = rng.choice([f"M{micro}", f"M{micro:06d}", f"{micro}", f"M{micro}P{n}", ""])
-        counter = f"Q{rng.randrange(4)}" if rng.random() < 0.5 else ""
-        key = f"1700000000.{field}{counter}.host{n}"
-        names.append(f"cur/{key}:2,S" if rng.random() < 0.4 else f"new/{key}")
-    rng.shuffle(names)
-    return names
+def _limited_listings_agree(
+    root: Path, names: list[str], rng: random.Random, skipped: int, limits: tuple[int, ...]
+) -> MaildirMailbox:
+    """Deliver ``names``; assert that each limited listing, with ``skipped`` random keys
+    skipped and without, is the full listing (those left out) cut at the limit."""
+    _deliver_names(root, names)
+    box = MaildirMailbox(root)
+    full = list(box.list_keys())
+    assert len(full) == len(names)
+    skip = set(rng.sample(full, skipped))
+    rest = [key for key in full if key not in skip]
+    for limit in limits:
+        assert list(box.list_keys(limit=limit, skip=skip)) == rest[:limit], limit
+        assert list(box.list_keys(limit=limit)) == full[:limit], limit
+    return box
 
 
 @pytest.mark.parametrize("seed", [4, 5, 6])
@@ -214,16 +210,8 @@ def test_a_limited_listing_of_mail_delivered_in_one_second_is_the_oldest_keys(
     # Within the newest kept key's second the listing passes over names on their microseconds
     # alone: the same keys, in the same order, as the full listing cut at the limit.
     rng = random.Random(seed)
-    root = tmp_path / "Maildir"
-    _deliver_names(root, _one_second_names(rng, 150))
-    box = MaildirMailbox(root)
-    full = list(box.list_keys())
-    assert len(full) == 150
-    skip = set(rng.sample(full, 40))
-    rest = [key for key in full if key not in skip]
-    for limit in (1, 3, 17, 60, 109, 110, 111):
-        assert list(box.list_keys(limit=limit, skip=skip)) == rest[:limit], limit
-        assert list(box.list_keys(limit=limit)) == full[:limit], limit
+    names = _mixed_names(rng, 150, seconds=1)  # a backlog fetched at once
+    _limited_listings_agree(tmp_path / "Maildir", names, rng, 40, (1, 3, 17, 60, 109, 110, 111))
 
 
 def test_a_limited_listing_over_many_seconds_still_deletes_every_file_of_a_late_key(

@@ -344,10 +344,14 @@ def test_an_upkeep_that_fails_raises_nothing_and_loses_nothing(
         monkeypatch.setattr(sqlite_adapter.sqlite3, "connect", refused)
         repo.detached_upkeep()()  # logged; the checkpoint is left to SQLite's own
         monkeypatch.undo()
+    assert _first_call_reopened(path) == "kept"
+
+
+def _first_call_reopened(path: Path) -> str | None:
+    """The description of call 1 in the store at ``path``, opened anew (None: no such call)."""
     with SqliteRepository(path) as reopened:
-        kept = reopened.get_call(1)
-        assert kept is not None
-        assert kept.description == "kept"
+        call = reopened.get_call(1)
+        return None if call is None else call.description
 
 
 def test_an_upkeep_after_the_file_was_moved_keeps_the_wal(tmp_path: Path) -> None:
@@ -362,10 +366,7 @@ def test_an_upkeep_after_the_file_was_moved_keeps_the_wal(tmp_path: Path) -> Non
     assert Path(f"{path}-wal").exists()
     repo.close()
     (tmp_path / "aside.db").rename(path)  # and puts it back
-    with SqliteRepository(path) as back:
-        call = back.get_call(1)
-        assert call is not None
-        assert call.description == "only in the WAL"
+    assert _first_call_reopened(path) == "only in the WAL"
 
 
 def test_closing_leaves_no_wal_behind_after_an_upkeep(tmp_path: Path) -> None:
