@@ -488,13 +488,11 @@ class _Batch:
         the open unit, which is then committed with it, so the claims are durable before the
         pump hands them over, in the commit of the messages read so far (one commit, not
         two); a transaction of its own when none is open."""
-        if self._unit is None:
-            with self._repository.transaction():
-                yield
-            return
+        shared = self._unit is not None
         with self._repository.transaction():
             yield
-        self.commit()
+        if shared:
+            self.commit()
 
 
 class _LeaseLostError(Exception):

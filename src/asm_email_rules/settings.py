@@ -132,9 +132,8 @@ class SystemSettings:
     whose nested units roll back alone (SQLite, PostgreSQL, memory: ``nested_rollback``); a
     commit is due a quarter of a second after its first message or once it holds 512 KiB of
     messages, whatever the count, and comes first whenever the next message must be fetched
-    from a server. Each message is still in a
-    unit of its own (a savepoint), and none is deleted from its mailbox before its commit; 1
-    commits each message alone.
+    from a server. Each message is still in a unit of its own (a savepoint), and none is
+    deleted from its mailbox before its commit; 1 commits each message alone.
     """
 
     truncate_incoming_emails: bool = False
