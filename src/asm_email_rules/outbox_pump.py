@@ -41,7 +41,6 @@ from asm_email_rules.send import (
     OutboxReport,
     SendOutcome,
     SendResult,
-    attempt,
     attempt_all,
     claim,
     is_temporary,
@@ -147,6 +146,12 @@ class ReplyPump:
         return bool(self._feed or self._in_flight)
 
     @property
+    def waiting(self) -> int:
+        """How many offered replies are not yet claimed (a listing of the due replies still
+        shows them)."""
+        return len(self._feed)
+
+    @property
     def sends_here(self) -> bool:
         """True with ``depth=0``: :meth:`step` sends on the caller's thread (:meth:`drain`)."""
         return not self._depth
@@ -172,29 +177,29 @@ class ReplyPump:
             self._collect(block=False)
             self._top_up()
             return
-        outcomes: list[SendOutcome] = []
-        recorded: list[_Attempt] = []
-        claimed: list[OutboxEntry] = []
-        try:  # outside any transaction of the store: the claims must be committed here
-            with (unit or self._repository.transaction)():
-                self._collect(block=False, into=outcomes, recorded=recorded)
-                self._claim_more(claimed)
-        except BaseException:
-            self._unclaim(claimed)  # rolled back: still PENDING, offered again next pass
-            self._record_again(recorded)  # rolled back too: recorded by the next step or close
-            raise
-        self._report(outcomes)
-        self._hand_over(claimed)
+        # outside any transaction of the store: the claims must be committed here
+        self._hand_over(self._record_and_claim(unit or self._repository.transaction))
 
     def drain(self) -> None:
-        """Send everything offered: claim, wait for the worker, record, until the feed is empty
-        and nothing is in flight, or ``keep_going()`` says stop, or a temporary failure
-        stopped the pass (what is in flight is still waited for and recorded)."""
+        """Send everything offered, until the feed is empty and nothing is in flight, or
+        ``keep_going()`` says stop, or a temporary failure stopped the pass.
+
+        Each round waits for every attempt in flight, then records their outcomes and claims
+        the next replies (up to ``depth``, at least one) in one unit of work, one commit, and
+        hands those to the worker (with ``depth=0``: to the mailer on this thread), who
+        gets them together (:func:`~asm_email_rules.send.attempt_all`: one write where the
+        server allows). So at most ``depth`` replies (one with ``depth=0``) are claimed and
+        not yet recorded, as in :meth:`step`.
+        """
         while True:
-            self._top_up()
-            if not self._in_flight:
+            self._wait_for_worker()
+            claimed = self._record_and_claim(self._repository.transaction)
+            if not claimed:
                 return
-            self._collect(block=True)
+            if self._depth:
+                self._hand_over(claimed)
+            else:
+                self._attempt_here(claimed)
 
     def close(self) -> None:
         """Stop the worker after the reply it is sending, wait for it, and record what it
@@ -231,13 +236,55 @@ class ReplyPump:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _wait_for_worker(self) -> None:
+        """Wait until the worker has given back every attempt in flight; they wait, in order,
+        to be recorded (first in line, after any to record again)."""
+        while len(self._again) < self._in_flight:
+            self._again.append(self._done.get())
+
+    def _attempt_here(self, claimed: list[OutboxEntry]) -> None:
+        """Hand ``claimed`` to the mailer on this thread (``depth=0``: no worker); each
+        outcome waits to be recorded by the next round (or :meth:`close`). Interrupted by a
+        BaseException (Ctrl-C), the replies not answered are no longer in flight: their
+        claims expire, as after a crash."""
+        errors: list[Exception | None] = []  # filled as the mailer answers
+        try:
+            attempt_all(self._mailer, claimed, into=errors)
+        except BaseException:  # not an Exception (attempt_all returns those): Ctrl-C
+            self._again.extend(map(_Attempt, claimed, errors))
+            self._unclaim(claimed[len(errors) :])
+            raise
+        self._again.extend(map(_Attempt, claimed, errors))
+        self._again.extend(_Attempt(entry, None, tried=False) for entry in claimed[len(errors) :])
+
     def _top_up(self) -> None:
-        """Claim more and hand them over, each claim its own unit of work (:meth:`drain`)."""
+        """Claim more and hand them over to the worker, each claim its own unit of work."""
         claimed: list[OutboxEntry] = []
         try:
             self._claim_more(claimed)
         finally:
             self._hand_over(claimed)
+
+    def _record_and_claim(
+        self, unit: Callable[[], AbstractContextManager[None]]
+    ) -> list[OutboxEntry]:
+        """Record every finished attempt and claim more, in one ``unit`` of work; the replies
+        claimed (to hand over only now that it committed). When the unit is rolled back,
+        the claims are forgotten (still PENDING: offered again next pass) and the attempts
+        wait, first in line, to be recorded again (by the next step, drain or close)."""
+        outcomes: list[SendOutcome] = []
+        recorded: list[_Attempt] = []
+        claimed: list[OutboxEntry] = []
+        try:
+            with unit():
+                self._collect(block=False, into=outcomes, recorded=recorded)
+                self._claim_more(claimed)
+        except BaseException:
+            self._unclaim(claimed)
+            self._record_again(recorded)
+            raise
+        self._report(outcomes)
+        return claimed
 
     def _claim_more(self, claimed: list[OutboxEntry]) -> None:
         """Claim offered replies, in order, until ``depth`` are in flight; each claimed entry
@@ -270,19 +317,8 @@ class ReplyPump:
         recorded.clear()
 
     def _hand_over(self, claimed: list[OutboxEntry]) -> None:
-        """Give claimed replies to the worker, in order (with ``depth=0``: attempt them here;
-        the record follows in :meth:`_collect`). Interrupted while attempting one here, that
-        one and those after it are no longer in flight: their claims expire, as after a
-        crash."""
-        for index, entry in enumerate(claimed):
-            if not self._depth:
-                try:
-                    error = attempt(self._mailer, entry)
-                except BaseException:  # not an Exception (attempt() returns those): Ctrl-C
-                    self._unclaim(claimed[index:])
-                    raise
-                self._done.put(_Attempt(entry, error))
-                continue
+        """Give claimed replies to the worker, in order."""
+        for entry in claimed:
             self._start_worker()
             self._todo.put(entry)
 

@@ -373,6 +373,9 @@ class _Behind:
     def __init__(self) -> None:
         self.running: SessionEnd | None = None
         self.leaving: _Leaving | None = None
+        self.outgoing = 0
+        """How many mails the session whose end is running put in the outbox (offered once
+        that end is durable)."""
         self.looked: set[str] = set()
         """Marked messages (``deleted_keys``) looked at in this pass, or known done: not
         fetched again by a later session's look for leftovers. Not ``seen``: a mark taken
@@ -926,14 +929,26 @@ class PollingService:
         )
 
     def _offer_due(
-        self, account: AccountConfig, pump: ReplyPump, hold_back: Collection[str] = ()
+        self,
+        account: AccountConfig,
+        pump: ReplyPump,
+        hold_back: Collection[str] = (),
+        released: int = 0,
     ) -> int:
         """Offer the pump the account's replies due now, with those an earlier pump claimed and
         did not attempt (still claimed by us, so not listed as due), in the outbox's order (the
         longest due first), but not those in ``hold_back`` (Message-IDs of replies recorded by
-        a session not yet durable); how many it had not been offered."""
+        a session not yet durable); how many it had not been offered.
+
+        The listing asks for what the pump still waits to claim (listed again), ``hold_back``,
+        the ``released`` mails a session just made durable put in the outbox, and a session's
+        worth more (``max_messages_per_session``: retries come due): a session whose messages
+        put more than one mail each in the outbox (a reply and notifications) has them all
+        offered at once, instead of a backlog growing by the excess at every session and
+        waiting for the end of the pass."""
         batch = max(1, account.max_messages_per_session)
-        due = self.repository.due_replies(self.now(), mailbox=account.mailbox.name, limit=batch)
+        limit = pump.waiting + len(hold_back) + released + batch
+        due = self.repository.due_replies(self.now(), mailbox=account.mailbox.name, limit=limit)
         if hold_back:
             due = [entry for entry in due if entry.reply.message_id not in hold_back]
         held = self._unattempted.pop(account.name, [])
@@ -950,6 +965,7 @@ class PollingService:
         *,
         wait: bool,
         hold_back: Collection[str] = (),
+        released: int = 0,
         sync: bool = True,
     ) -> bool:
         """Offer the pump the replies due but those in ``hold_back``, let it work (``wait``:
@@ -957,7 +973,7 @@ class PollingService:
         and make them durable (``sync=False``: the caller syncs the store next); True when any
         outcome was recorded."""
         before = pump.recorded
-        self._offer_due(account, pump, hold_back)
+        self._offer_due(account, pump, hold_back, released)
         if wait:
             pump.drain()
         else:
@@ -1278,7 +1294,7 @@ class PollingService:
         if not self._end_session(account, mailbox, counts, leaving):
             raise _NotDurableError(_NOT_DURABLE)
         if pump is not None:
-            self._pump_round(account, pump, counts, wait=False)
+            self._pump_round(account, pump, counts, wait=False, released=len(recorded))
         return left_over
 
     @staticmethod
@@ -1364,14 +1380,21 @@ class PollingService:
         if not self._settled(account, counts, behind):
             _give_up(mailbox)  # recorded after a failed sync: keep its messages too
         sync = detached_sync(self.repository)
+        released, behind.outgoing = behind.outgoing, 0  # the previous session's: durable now
         try:
             if sync is None:  # only this thread may sync this store: now, then close behind
                 if not self._sync_here(account, counts):
                     _give_up(mailbox)
-                recorded = set()
+                released, recorded = released + len(recorded), set()
             if pump is not None:
                 self._pump_round(
-                    account, pump, counts, wait=False, hold_back=recorded, sync=sync is None
+                    account,
+                    pump,
+                    counts,
+                    wait=False,
+                    hold_back=recorded,
+                    released=released,
+                    sync=sync is None,
                 )
         except _NotDurableError:
             raise
@@ -1381,6 +1404,7 @@ class PollingService:
         try:
             behind.running = SessionEnd(sync, mailbox, detached_upkeep(self.repository))
             behind.leaving = leaving
+            behind.outgoing = len(recorded)
         except RuntimeError:  # no thread to be had: end the session here instead
             outcome = end_session(sync, mailbox)
             if leaving is not None:

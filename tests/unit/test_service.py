@@ -1254,6 +1254,41 @@ def test_replies_go_out_in_order_with_at_most_replies_in_flight_claimed(
     assert mailer.threads == expected_threads
 
 
+@attrs.define
+class SessionNotingMailer:
+    """Records each reply with the number of mailbox sessions opened when it went out."""
+
+    desk: Desk
+    sent: list[tuple[str, int]] = attrs.field(factory=list)
+
+    def send(self, message: OutgoingEmail) -> None:
+        self.sent.append((message.to, len(self.desk.opened)))
+
+
+def test_every_mail_a_session_put_in_the_outbox_is_offered_once_it_is_durable(
+    desk: Desk,
+) -> None:
+    """Issue 14: with Email at Update via Email In, each update of a call gives two mails (the
+    reply and the owner's notification), so a session of two messages queues four. All four
+    go out as soon as that session is durable (here, sending between sessions: while the
+    second session ends), none left to later sessions. The listing of due replies stopped
+    at a session's worth of messages (two), so the excess waited a session more, and a long
+    pass's backlog grew by it at every session until the pass ended."""
+    desk.system = attrs.evolve(desk.system, email_at_update_via_email_in=True, replies_in_flight=0)
+    desk.accounts = (account(desk.tmp / "Maildir", max_messages_per_session=2),)
+    for n in range(6):
+        desk.deliver(make_raw("[CALL#100] again", "uma@corp.example", f"note {n}", f"<u{n}@c>"))
+    mailer = SessionNotingMailer(desk)
+    desk.mailer = mailer  # type: ignore[assignment]
+    report = desk.service().poll_once()["helpdesk"]
+    assert (report.processed, report.sessions, report.replies_sent) == (6, 3, 12)
+    opened_at_send = [opened for _, opened in mailer.sent]
+    # session 1's four while session 2 ends; session 2's four while session 3 ends (the
+    # session after it made them durable); session 3's when the pass ends
+    assert opened_at_send == [2] * 4 + [3] * 8
+    assert sorted({to for to, _ in mailer.sent}) == ["alice@desk.example", "uma@corp.example"]
+
+
 class ExitingMailer:
     """A mailer that raises what no mailer should (not an Exception)."""
 
