@@ -185,14 +185,16 @@ class ReplyPump:
         ``keep_going()`` says stop, or a temporary failure stopped the pass.
 
         Each round waits for every attempt in flight, then records their outcomes and claims
-        the next replies (up to ``depth``, at least one) in one unit of work, one commit, and
-        hands those to the worker (with ``depth=0``: to the mailer on this thread), who
-        gets them together (:func:`~asm_email_rules.send.attempt_all`: one write where the
-        server allows). So at most ``depth`` replies (one with ``depth=0``) are claimed and
-        not yet recorded, as in :meth:`step`.
+        the next replies (up to ``depth``) in one unit of work, one commit, and hands those
+        to the worker, who gets them together (:func:`~asm_email_rules.send.attempt_all`:
+        one write where the server allows). So at most ``depth`` replies are claimed and not
+        yet recorded, as in :meth:`step`. With ``depth=0`` the one reply claimed is sent on
+        this thread and its outcome committed alone, before the next claim.
         """
         while True:
             self._wait_for_worker()
+            if not self._depth:
+                self._collect(block=False)  # each record committed as soon as it is known
             claimed = self._record_and_claim(self._repository.transaction)
             if not claimed:
                 return

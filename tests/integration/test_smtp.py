@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
@@ -15,10 +15,13 @@ import pytest
 from loopback import Pipelining
 
 from asm_email_rules.adapters.smtp import Security, SmtpConfig, SmtpMailer
+from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.errors import PermanentSendError, TransientSendError
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.outgoing import render_outgoing
 from asm_email_rules.protocols import Mailer
+from asm_email_rules.send import send_due
+from asm_email_rules.settings import SystemSettings
 
 if TYPE_CHECKING:
     from conftest import SmtpFactory, TlsFiles
@@ -831,3 +834,27 @@ def test_a_window_waits_for_a_server_that_answers_once_it_has_taken_them_all(
     assert _subjects(server.messages) == ["Call 1", "Call 2"]
     with pytest.raises(TransientSendError, match="timed out"):  # one reply: 1 s again
         mailer.send(_reply(3))
+
+
+def test_a_reply_sent_from_the_outbox_logs_one_info_line(
+    smtp_server: SmtpFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # docs/operators.md: "Each reply sent from the outbox gives one line from asm_email_rules,
+    # with its reply_message_id and to". The SMTP adapter's own line for the 250 is DEBUG (a
+    # poll logs at INFO: it printed "reply sent" twice for every reply).
+    server = smtp_server()
+    mailer = _mailer(server.port)
+    now = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    with SqliteRepository(":memory:") as store:
+        store.record_processed("box", "<question-1@example.org>", "s1", "{}", REPLY, now)
+        with caplog.at_level("DEBUG", logger="asm_email_rules"):
+            report = send_due(
+                store, mailer, SystemSettings(), owner="poller-1", clock=lambda: now + timedelta(1)
+            )
+    mailer.close()
+    assert [outcome.result.value for outcome in report.outcomes] == ["sent"]
+    info = [r for r in caplog.records if r.levelname == "INFO" and "reply" in r.getMessage()]
+    assert [(r.name, r.getMessage()) for r in info] == [("asm_email_rules", "reply sent")]
+    assert info[0].__dict__["reply_message_id"] == REPLY.message_id
+    adapter = [r for r in caplog.records if r.name == "asm_email_rules.adapters.smtp"]
+    assert [(r.levelname, r.getMessage()) for r in adapter] == [("DEBUG", "reply sent")]

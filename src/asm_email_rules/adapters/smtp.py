@@ -211,8 +211,8 @@ class SmtpMailer:
         where = self._where
         for place, item, outcome in zip(places, ready, delivered, strict=False):
             outcomes[place] = outcome
-            if outcome is None:
-                log.info("reply sent", extra={"smtp_server": where, "to": item.recipient})
+            if outcome is None:  # the outbox logs it (INFO, with its Message-ID): one line a reply
+                log.debug("reply sent", extra={"smtp_server": where, "to": item.recipient})
             else:
                 fields = {"smtp_server": where, "to": item.recipient, "code": outcome.code}
                 log.warning("reply not sent", extra={**fields, "error": str(outcome)})
