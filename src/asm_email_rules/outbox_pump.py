@@ -8,7 +8,8 @@ worker thread hands them to the mailer in order: all those queued at once to a m
 ``send_many`` (which may write them in one go: :func:`~asm_email_rules.send.attempt_all`),
 else one by one.
 
-Only the worker touches the mailer, and only the caller's thread touches the store: the worker
+Only the worker touches the mailer (the caller's thread does with ``depth=0``, or when no
+thread can be had), and only the caller's thread touches the store: the worker
 gets claimed :class:`~asm_email_rules.model.OutboxEntry` values and gives back what each
 attempt came to; the caller claims (:func:`~asm_email_rules.send.claim`) and records
 (:func:`~asm_email_rules.send.record_attempt`) between messages, in :meth:`ReplyPump.step`. So
@@ -40,7 +41,6 @@ from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.send import (
     OutboxReport,
     SendOutcome,
-    SendResult,
     attempt_all,
     claim,
     is_temporary,
@@ -224,7 +224,7 @@ class ReplyPump:
             logger.error(
                 "could not record the outcome of %d reply attempt(s); they keep their claims "
                 "until the lease expires: %s",
-                self._in_flight + 1,
+                self._in_flight,  # the one refused was put back: counted
                 exc,
                 extra={"owner": self._owner, "error": str(exc)},
             )
@@ -319,10 +319,23 @@ class ReplyPump:
         recorded.clear()
 
     def _hand_over(self, claimed: list[OutboxEntry]) -> None:
-        """Give claimed replies to the worker, in order."""
-        for entry in claimed:
+        """Give claimed replies to the worker, in order and in one piece (it sends them
+        together). When no thread can be had (a process at its limit), they are sent here
+        instead, as with ``depth=0``, their outcomes recorded by the next step, drain or
+        close."""
+        if not claimed:
+            return
+        try:
             self._start_worker()
-            self._todo.put(entry)
+        except RuntimeError as exc:
+            logger.warning(
+                "no thread for the reply pump (%s): sending on the poller's thread",
+                exc,
+                extra={"owner": self._owner, "error": str(exc)},
+            )
+            self._attempt_here(list(claimed))
+            return
+        self._todo.put(tuple(claimed))
 
     def _next_done(self, block: bool) -> _Attempt:
         """The next finished attempt: one to record again first, else the worker's next
@@ -373,7 +386,7 @@ class ReplyPump:
                         self._record_again([done])
                     raise
                 outcomes.append(outcome)
-                if outcome.result is SendResult.DEFERRED:
+                if is_temporary(done.error):  # deferred, or given up, or its claim lost
                     self.stopped_early = True  # the server is likely down: claim no more
         finally:
             if into is None:
@@ -385,12 +398,14 @@ class ReplyPump:
         self.recorded += len(outcomes)
 
     def _start_worker(self) -> None:
+        """Start the worker if it is not running; RuntimeError when no thread can be had."""
         if self._worker is None:
             self._hold.clear()
-            self._worker = threading.Thread(
+            worker = threading.Thread(
                 target=self._work, name="asm-email-rules-reply-pump", daemon=True
             )
-            self._worker.start()
+            worker.start()
+            self._worker = worker
 
     # -- the worker's side ------------------------------------------------------------------
 
@@ -399,7 +414,7 @@ class ReplyPump:
             item = self._todo.get()
             if item is _DONE:
                 return
-            assert isinstance(item, OutboxEntry)
+            assert isinstance(item, tuple)
             batch = self._with_queued(item)
             if self._hold.is_set():
                 for entry in batch:
@@ -418,9 +433,10 @@ class ReplyPump:
             if any(is_temporary(error) for error in errors):
                 self._hold.set()  # a temporary failure: the server is likely down
 
-    def _with_queued(self, first: OutboxEntry) -> list[OutboxEntry]:
-        """``first`` and the replies queued behind it (at most ``depth`` in all)."""
-        batch = [first]
+    def _with_queued(self, first: tuple[OutboxEntry, ...]) -> list[OutboxEntry]:
+        """The replies of ``first`` and those queued behind it (at most ``depth`` in all: no
+        more are ever claimed and unrecorded)."""
+        batch = list(first)
         while len(batch) < self._depth:
             try:
                 item = self._todo.get_nowait()
@@ -429,6 +445,6 @@ class ReplyPump:
             if item is _DONE:
                 self._todo.put(_DONE)  # seen again by the loop, after this batch
                 break
-            assert isinstance(item, OutboxEntry)
-            batch.append(item)
+            assert isinstance(item, tuple)
+            batch.extend(item)
         return batch

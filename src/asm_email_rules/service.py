@@ -1401,10 +1401,10 @@ class PollingService:
         except BaseException:
             self._end_session(account, mailbox, counts)  # the store refused the pump: end here
             raise
+        behind.outgoing = len(recorded)  # durable once this end is (here or behind)
         try:
             behind.running = SessionEnd(sync, mailbox, detached_upkeep(self.repository))
             behind.leaving = leaving
-            behind.outgoing = len(recorded)
         except RuntimeError:  # no thread to be had: end the session here instead
             outcome = end_session(sync, mailbox)
             if leaving is not None:

@@ -230,7 +230,7 @@ def test_a_store_failure_later_in_a_step_does_not_resend_what_the_server_accepte
 
 class RecordFailsOnce:
     """The store, except that the first record of an outcome (``finish_reply``) fails with a
-    store outage, outside any unit of work of the pump's (as in :meth:`ReplyPump.drain`)."""
+    store outage."""
 
     def __init__(self, store: SqliteRepository) -> None:
         self.store = store
@@ -250,9 +250,10 @@ class RecordFailsOnce:
 def test_a_record_refused_while_draining_is_made_again_never_sent_again(
     store: SqliteRepository, depth: int
 ) -> None:
-    """The pass's last replies are sent with drain(), each record a unit of its own; when the
-    store refuses one (a reply the server accepted), the pass stops, and close() records it
-    again: a later pass, once every claim has expired, does not send it a second time."""
+    """The pass's last replies are sent with drain() (each window's records in the unit of
+    the next claims; with depth 0 each record a unit of its own); when the store refuses
+    one (a reply the server accepted), the pass stops, and close() records it again: a later
+    pass, once every claim has expired, does not send it a second time."""
     failing, mailer = RecordFailsOnce(store), Collecting()
     pump = ReplyPump(failing, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, depth=depth)
     pump.offer(store.due_replies(NOW))
@@ -438,3 +439,44 @@ def test_a_mailer_that_raises_part_way_keeps_the_answers_it_already_had(
     assert second.status is ReplyStatus.PENDING
     assert "blew up" in second.last_error
     assert mailer.sent == [_reply(1).message_id]
+
+
+def test_a_temporary_failure_past_the_retry_window_stops_the_claims_too(
+    store: SqliteRepository,
+) -> None:
+    # Review: a 451 for a reply past reply_retry_hours is recorded FAILED (given up), not
+    # DEFERRED; the pump went on claiming every other reply while its worker (holding after
+    # the temporary failure) attempted none: all of them claimed, none sent, until the lease.
+    late = T0 + timedelta(hours=SYSTEM.reply_retry_hours, minutes=1)
+    mailer = Collecting(defer=frozenset({_reply(1).message_id}))
+    pump = ReplyPump(store, mailer, SYSTEM, owner="poller-1", clock=lambda: late, depth=2)
+    pump.offer(store.due_replies(late))
+    pump.drain()
+    pump.close()
+    assert pump.stopped_early
+    given_up = store.outbox_entry(_reply(1).message_id)
+    assert given_up is not None
+    assert given_up.status is ReplyStatus.FAILED
+    claimed = [entry.reply.message_id for entry in pump.unattempted]
+    assert len(claimed) <= 1  # at most the one the worker had with the failed one
+    assert len(_claimed(store)) == len(claimed)
+
+
+@pytest.mark.parametrize("where", ["drain", "step"])
+def test_with_no_thread_to_be_had_the_replies_go_out_on_the_callers_thread(
+    store: SqliteRepository, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # Review: a process at its thread limit left the claimed replies in flight for ever and
+    # close() raised ("cannot join thread before it is started").
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    mailer = Collecting()
+    pump = _pump(store, mailer)
+    pump.offer(store.due_replies(NOW))
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    for _ in range(10):  # a step sends one window; drain sends them all
+        getattr(pump, where)()
+    pump.close()
+    assert mailer.sent == [_reply(n).message_id for n in range(1, 6)]
+    assert [e.status for e in store.list_replies()] == [ReplyStatus.SENT] * 5

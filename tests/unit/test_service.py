@@ -1265,15 +1265,23 @@ class SessionNotingMailer:
         self.sent.append((message.to, len(self.desk.opened)))
 
 
+@pytest.mark.parametrize("end", ["behind", "no thread"])
 def test_every_mail_a_session_put_in_the_outbox_is_offered_once_it_is_durable(
-    desk: Desk,
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, end: str
 ) -> None:
     """Issue 14: with Email at Update via Email In, each update of a call gives two mails (the
     reply and the owner's notification), so a session of two messages queues four. All four
     go out as soon as that session is durable (here, sending between sessions: while the
     second session ends), none left to later sessions. The listing of due replies stopped
     at a session's worth of messages (two), so the excess waited a session more, and a long
-    pass's backlog grew by it at every session until the pass ended."""
+    pass's backlog grew by it at every session until the pass ended. The same when no thread
+    can be had for a session's end (it then ends on the poller's thread)."""
+    if end == "no thread":
+
+        def no_thread(*args: object) -> None:
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr("asm_email_rules.service.SessionEnd", no_thread)
     desk.system = attrs.evolve(desk.system, email_at_update_via_email_in=True, replies_in_flight=0)
     desk.accounts = (account(desk.tmp / "Maildir", max_messages_per_session=2),)
     for n in range(6):
