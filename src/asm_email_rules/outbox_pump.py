@@ -108,6 +108,7 @@ class ReplyPump:
         self._again: deque[_Attempt] = deque()  # finished; their record was rolled back
         self._hold = threading.Event()  # set after a temporary failure: attempt nothing more
         self._worker: threading.Thread | None = None
+        self._threadless = False  # no thread could be had: replies are sent by the caller
         self._outcomes: list[SendOutcome] = []  # recorded since the last take_report()
         self.recorded = 0
         """How many attempts the pump has recorded so far."""
@@ -245,8 +246,8 @@ class ReplyPump:
             self._again.append(self._done.get())
 
     def _attempt_here(self, claimed: list[OutboxEntry]) -> None:
-        """Hand ``claimed`` to the mailer on this thread (``depth=0``: no worker); each
-        outcome waits to be recorded by the next round (or :meth:`close`). Interrupted by a
+        """Hand ``claimed`` to the mailer on this thread (``depth=0``, or no thread to be had);
+        each outcome waits to be recorded by the next round (or :meth:`close`). Interrupted by a
         BaseException (Ctrl-C), the replies not answered are no longer in flight: their
         claims expire, as after a crash."""
         errors: list[Exception | None] = []  # filled as the mailer answers
@@ -325,17 +326,20 @@ class ReplyPump:
         close."""
         if not claimed:
             return
-        try:
-            self._start_worker()
-        except RuntimeError as exc:
-            logger.warning(
-                "no thread for the reply pump (%s): sending on the poller's thread",
-                exc,
-                extra={"owner": self._owner, "error": str(exc)},
-            )
+        if not self._threadless:
+            try:
+                self._start_worker()
+            except RuntimeError as exc:  # logged once: this pump sends here from now on
+                self._threadless = True
+                logger.warning(
+                    "no thread for the reply pump (%s): sending on the poller's thread",
+                    exc,
+                    extra={"owner": self._owner, "error": str(exc)},
+                )
+        if self._threadless:
             self._attempt_here(list(claimed))
-            return
-        self._todo.put(tuple(claimed))
+        else:
+            self._todo.put(tuple(claimed))
 
     def _next_done(self, block: bool) -> _Attempt:
         """The next finished attempt: one to record again first, else the worker's next

@@ -464,7 +464,10 @@ def test_a_temporary_failure_past_the_retry_window_stops_the_claims_too(
 
 @pytest.mark.parametrize("where", ["drain", "step"])
 def test_with_no_thread_to_be_had_the_replies_go_out_on_the_callers_thread(
-    store: SqliteRepository, monkeypatch: pytest.MonkeyPatch, where: str
+    store: SqliteRepository,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    where: str,
 ) -> None:
     # Review: a process at its thread limit left the claimed replies in flight for ever and
     # close() raised ("cannot join thread before it is started").
@@ -475,8 +478,11 @@ def test_with_no_thread_to_be_had_the_replies_go_out_on_the_callers_thread(
     pump = _pump(store, mailer)
     pump.offer(store.due_replies(NOW))
     monkeypatch.setattr(threading.Thread, "start", refuse)
-    for _ in range(10):  # a step sends one window; drain sends them all
-        getattr(pump, where)()
-    pump.close()
+    with caplog.at_level("WARNING", logger="asm_email_rules"):
+        for _ in range(10):  # a step sends one window; drain sends them all
+            getattr(pump, where)()
+        pump.close()
     assert mailer.sent == [_reply(n).message_id for n in range(1, 6)]
     assert [e.status for e in store.list_replies()] == [ReplyStatus.SENT] * 5
+    warned = [r for r in caplog.records if r.getMessage().startswith("no thread")]
+    assert len(warned) == 1  # once, not at every step
