@@ -18,9 +18,9 @@ the store needs no thread safety and every guarantee of the outbox holds as in
 outcome is recorded only after the server answered, and replies go out in the order they were
 offered. At most ``depth`` replies are claimed ahead of the worker; after a temporary failure
 the worker attempts none of the ones queued behind it (the server is likely down) and the pump
-claims no more until the next pass. Those stay claimed by this poller (which offers them to
-its next pump: :attr:`ReplyPump.unattempted`); any other sender may take them once the claim
-expires (``lease_seconds``).
+claims no more until the next pass. Those stay claimed by this poller until the pump closes
+and gives their claims up (nothing of them reached a server): any sender may then take them at
+once, this poller's next pump first (:attr:`ReplyPump.unattempted`).
 """
 
 from __future__ import annotations
@@ -116,9 +116,8 @@ class ReplyPump:
         """True after a temporary failure: nothing more is claimed until the next pump."""
         self.unattempted: list[OutboxEntry] = []
         """Replies claimed and then not handed to the mailer (queued behind a temporary
-        failure, or when the pump closed), in order: still claimed by ``owner``, who may
-        claim them again at once (:meth:`offer` them to the next pump) where any other
-        sender waits for the claim to expire."""
+        failure, or when the pump closed), in order. Still claimed by ``owner`` until
+        :meth:`close` gives their claims up (to :meth:`offer` to the next pump)."""
 
     # -- the caller's side ------------------------------------------------------------------
 
@@ -206,7 +205,10 @@ class ReplyPump:
 
     def close(self) -> None:
         """Stop the worker after the reply it is sending, wait for it, and record what it
-        finished; replies claimed but not attempted keep their claim until it expires.
+        finished; then give up the claims of the replies never handed to the mailer
+        (:attr:`unattempted`: nothing of them reached a server), so that any sender may
+        claim them at once, this poller's next pump included, instead of after
+        ``lease_seconds`` (a ``poll --once`` that ends after a deferral, say).
 
         When the store refuses a record here (it failed, which is why the pass is ending),
         that is logged and the rest is left: those replies keep their claims too, and one
@@ -232,6 +234,24 @@ class ReplyPump:
         finally:
             self._feed.clear()
             self._known.clear()
+        self._give_up_unattempted()
+
+    def _give_up_unattempted(self) -> None:
+        """End now the claims of :attr:`unattempted` (a claim held until now is over: the
+        protocol's ``claim_reply`` with ``until=now``). When the store refuses, they keep
+        their claims until the lease expires, as after a crash; that is logged."""
+        now = self._clock()
+        try:
+            for entry in self.unattempted:
+                self._repository.claim_reply(entry.reply.message_id, self._owner, now, now)
+        except RepositoryError as exc:
+            logger.warning(
+                "could not give up the claims of %d reply(ies) never sent; they wait for the "
+                "lease to expire: %s",
+                len(self.unattempted),
+                exc,
+                extra={"owner": self._owner, "error": str(exc)},
+            )
 
     def __enter__(self) -> ReplyPump:
         return self

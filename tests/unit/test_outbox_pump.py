@@ -486,3 +486,24 @@ def test_with_no_thread_to_be_had_the_replies_go_out_on_the_callers_thread(
     assert [e.status for e in store.list_replies()] == [ReplyStatus.SENT] * 5
     warned = [r for r in caplog.records if r.getMessage().startswith("no thread")]
     assert len(warned) == 1  # once, not at every step
+
+
+def test_replies_never_attempted_are_claimable_at_once_after_close(
+    store: SqliteRepository,
+) -> None:
+    # A deferral stops the pass: reply 2, claimed with reply 1 and never handed to the mailer,
+    # used to keep its claim for lease_seconds (a `poll --once` after an SMTP hiccup left it
+    # to wait two minutes for nothing). close() gives such claims up: nothing of them reached
+    # a server, so another sender may send them at once; the deferred one waits its retry.
+    mailer = Collecting(defer=frozenset({_reply(1).message_id}))
+    pump = _pump(store, mailer)
+    pump.offer(store.due_replies(NOW))
+    pump.drain()
+    pump.close()
+    assert mailer.sent == []
+    assert [entry.reply.message_id for entry in pump.unattempted] == [_reply(2).message_id]
+    until = NOW + timedelta(seconds=SYSTEM.lease_seconds)
+    taken = store.claim_reply(_reply(2).message_id, "poller-2", NOW, until)
+    assert taken is not None
+    assert taken.claimed_by == "poller-2"
+    assert store.claim_reply(_reply(1).message_id, "poller-2", NOW, until) is None  # not due
