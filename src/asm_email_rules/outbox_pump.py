@@ -19,8 +19,9 @@ outcome is recorded only after the server answered, and replies go out in the or
 offered. At most ``depth`` replies are claimed ahead of the worker; after a temporary failure
 the worker attempts none of the ones queued behind it (the server is likely down) and the pump
 claims no more until the next pass. Those stay claimed by this poller until the pump closes
-and gives their claims up (nothing of them reached a server): any sender may then take them at
-once, this poller's next pump first (:attr:`ReplyPump.unattempted`).
+and gives their claims up if they are still its own (nothing of them reached a server): any
+sender may then take them at once, and the polling service offers them to its next pump
+(:attr:`ReplyPump.unattempted`).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ class ReplyPump:
         self.unattempted: list[OutboxEntry] = []
         """Replies claimed and then not handed to the mailer (queued behind a temporary
         failure, or when the pump closed), in order. Still claimed by ``owner`` until
-        :meth:`close` gives their claims up (to :meth:`offer` to the next pump)."""
+        :meth:`close` gives their claims up (a caller may :meth:`offer` them to its next
+        pump)."""
 
     # -- the caller's side ------------------------------------------------------------------
 
@@ -237,13 +239,17 @@ class ReplyPump:
         self._give_up_unattempted()
 
     def _give_up_unattempted(self) -> None:
-        """End now the claims of :attr:`unattempted` (a claim held until now is over: the
-        protocol's ``claim_reply`` with ``until=now``). When the store refuses, they keep
-        their claims until the lease expires, as after a crash; that is logged."""
+        """End now those claims of :attr:`unattempted` that are still ours (the holder's
+        ``claim_reply`` with ``until=now``: a claim held until now is over). When the store
+        refuses, they keep their claims until the lease expires, as after a crash; that is
+        logged."""
         now = self._clock()
         try:
             for entry in self.unattempted:
-                self._repository.claim_reply(entry.reply.message_id, self._owner, now, now)
+                # only a claim still ours: once it expired another sender may hold the reply,
+                # and claim_reply would take that claim over (its record then refused)
+                if entry.claimed_until is not None and entry.claimed_until > now:
+                    self._repository.claim_reply(entry.reply.message_id, self._owner, now, now)
         except RepositoryError as exc:
             logger.warning(
                 "could not give up the claims of %d reply(ies) never sent; they wait for the "
@@ -356,6 +362,9 @@ class ReplyPump:
                     exc,
                     extra={"owner": self._owner, "error": str(exc)},
                 )
+            except BaseException:  # Ctrl-C while the thread started: none was handed over
+                self._again.extend(_Attempt(entry, None, tried=False) for entry in claimed)
+                raise
         if self._threadless:
             self._attempt_here(list(claimed))
         else:

@@ -167,6 +167,8 @@ class Repository(Directory, Protocol):
 
         Succeeds, atomically, only when the reply is PENDING, due (``next_attempt_at <= now``)
         and not claimed by another owner until after ``now``; the claimed entry comes back.
+        The holder may claim again to renew, or with ``until=now`` to end its claim (a claim
+        held until ``now`` is over: another owner may claim at once).
         Otherwise nothing changes and None comes back (sent, failed, not due, claimed by a
         live sender, unknown). The claim is what keeps two pollers from sending one reply:
         a sender sends only what it claimed (DESIGN 4, "Replies are an outbox").
@@ -379,7 +381,9 @@ class Mailer(Protocol):
 
     Optional, looked up by name: ``send_many(messages) -> list[SendError | None]`` sends
     several in order and gives each its own outcome (None: accepted), the list ending early
-    after a temporary failure; the reply pump hands over the replies it has queued that way
+    after a temporary failure: a reply past its end must not have been written to any server
+    (the pump gives up its claim, and another sender may send it at once). The reply pump
+    hands over the replies it has queued that way
     (:meth:`~asm_email_rules.adapters.smtp.SmtpMailer.send_many` writes them at once where the
     server allows).
     """

@@ -936,9 +936,10 @@ class PollingService:
         released: int = 0,
     ) -> int:
         """Offer the pump the account's replies due now, with those an earlier pump claimed and
-        did not attempt (still claimed by us, so not listed as due), in the outbox's order (the
-        longest due first), but not those in ``hold_back`` (Message-IDs of replies recorded by
-        a session not yet durable); how many it had not been offered.
+        did not attempt (listed as due once it gave their claims up; if it could not, still
+        claimed by us and not listed), in the outbox's order (the longest due first), but not
+        those in ``hold_back`` (Message-IDs of replies recorded by a session not yet durable);
+        how many it had not been offered.
 
         The listing asks for what the pump still waits to claim (listed again), ``hold_back``,
         the ``released`` mails a session just made durable put in the outbox, and a session's

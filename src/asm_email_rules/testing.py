@@ -1192,7 +1192,7 @@ def check_due_replies(repo: SeedableRepository) -> None:
 @_check
 def check_claim_reply_keeps_other_senders_out(repo: SeedableRepository) -> None:
     """claim_reply: one sender at a time until the claim expires; not before the reply is
-    due; never a sent reply; the holder may claim again (renew)."""
+    due; never a sent reply; the holder may claim again (renew), or until now (let go)."""
     reply = _queue(repo, 1, 0)
     later = _reply(2, 0)
     with repo.transaction():
@@ -1212,6 +1212,10 @@ def check_claim_reply_keeps_other_senders_out(repo: SeedableRepository) -> None:
     _equal(again and again.claimed_until, _at(7), "the holder renewing its claim")
     taken = repo.claim_reply(reply.message_id, "poller-b", _at(7), _at(12))
     _equal(taken and taken.claimed_by, "poller-b", "a claim taken over once the first expired")
+    ended = repo.claim_reply(reply.message_id, "poller-b", _at(8), _at(8))
+    _equal(ended and ended.claimed_until, _at(8), "the holder ending its claim now")
+    freed = repo.claim_reply(reply.message_id, "poller-c", _at(8), _at(12))
+    _equal(freed and freed.claimed_by, "poller-c", "a claim its holder ended, taken at once")
     _expect(
         repo.finish_reply(
             later.message_id, "x", ReplyStatus.PENDING, _at(1), next_attempt_at=_at(30)

@@ -195,7 +195,8 @@ class SmtpMailer:
         accepted by its own 250. Otherwise one transaction after the other. No transaction
         is started after a window (or a lone transaction) with a temporary failure: the list
         then stops before the first message left unsent, shorter than ``messages`` (the
-        server is likely down; the caller keeps the rest for later).
+        server is likely down; the caller keeps the rest for later): nothing of a message past
+        its end was written to the server.
         """
         outcomes: list[SendError | None] = []
         ready: list[_Outgoing] = []
