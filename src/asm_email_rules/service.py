@@ -946,8 +946,13 @@ class PollingService:
         worth more (``max_messages_per_session``: retries come due): a session whose messages
         put more than one mail each in the outbox (a reply and notifications) has them all
         offered at once, instead of a backlog growing by the excess at every session and
-        waiting for the end of the pass."""
+        waiting for the end of the pass. Nothing is listed for a pump that claims no more
+        this pass (after a temporary failure), nor for one with more than a session's worth
+        still to claim (a server slower than the reading): listing again would read all of
+        that again, at every session; what is left is listed once the pump has caught up."""
         batch = max(1, account.max_messages_per_session)
+        if pump.stopped_early or pump.waiting > batch:
+            return 0
         limit = pump.waiting + len(hold_back) + released + batch
         due = self.repository.due_replies(self.now(), mailbox=account.mailbox.name, limit=limit)
         if hold_back:

@@ -27,7 +27,7 @@ from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, MaildirMailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
-from asm_email_rules.errors import MailboxError, RepositoryError
+from asm_email_rules.errors import MailboxError, RepositoryError, SendError
 from asm_email_rules.model import (
     CallStatus,
     EntityKind,
@@ -1295,6 +1295,45 @@ def test_every_mail_a_session_put_in_the_outbox_is_offered_once_it_is_durable(
     # session after it made them durable); session 3's when the pass ends
     assert opened_at_send == [2] * 4 + [3] * 8
     assert sorted({to for to, _ in mailer.sent}) == ["alice@desk.example", "uma@corp.example"]
+
+
+@attrs.define
+class DeferringMailer:
+    """Every reply meets a 451 (the server is down); counts the attempts."""
+
+    attempts: int = 0
+
+    def send(self, message: OutgoingEmail) -> None:
+        self.attempts += 1
+        raise SendError("451 4.3.0 try again later", code=451)
+
+
+def test_after_a_deferral_the_pass_lists_no_more_due_replies(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a temporary failure stopped the pass's sending, the sessions after it list no due
+    replies (none would be claimed before the next pass): with the listing sized to what the
+    pump still had to claim, every session of a long pass during an outage read all of the
+    growing backlog again."""
+    desk.system = attrs.evolve(desk.system, email_at_update_via_email_in=True)
+    desk.accounts = (account(desk.tmp / "Maildir", max_messages_per_session=2),)
+    for n in range(8):
+        desk.deliver(make_raw("[CALL#100] again", "uma@corp.example", f"note {n}", f"<d{n}@c>"))
+    mailer = DeferringMailer()
+    desk.mailer = mailer  # type: ignore[assignment]
+    listings: list[int] = []  # the mailer's attempts so far, at each listing of due replies
+    listed = desk.store.due_replies
+
+    def due_replies(*args: Any, **kwargs: Any) -> Any:
+        listings.append(mailer.attempts)
+        return listed(*args, **kwargs)
+
+    monkeypatch.setattr(desk.store, "due_replies", due_replies)
+    report = desk.service().poll_once()["helpdesk"]
+    assert (report.processed, report.sessions, report.replies_deferred) == (8, 4, 1)
+    assert mailer.attempts == 1
+    assert listings[0] == 0  # the first session's mails were listed
+    assert 1 not in listings  # and nothing after the deferral
 
 
 class ExitingMailer:
