@@ -543,3 +543,44 @@ def test_summaries_match_the_reference(records: list[Call | Task | Request], lim
                 assert sqlite_repo.summary(kind, person_id, limit) == expected
     finally:
         sqlite_repo.close()
+
+
+def test_after_an_upkeep_the_store_sees_other_processes_and_they_see_it(tmp_path: Path) -> None:
+    # A fresh-user trial: `people add` while `poll` ran, and the poller discarded the new
+    # person's mail as from an unknown sender. The upkeep synced the database file with an
+    # os.open/os.close of its path, and closing any descriptor of a file drops every POSIX
+    # lock the process holds on it, SQLite's included (https://www.sqlite.org/howtocorrupt.html
+    # section 2.2). The other process, closing its connection, then took itself for the last
+    # one and removed the WAL: the running store went on in a WAL no one else saw, blind to
+    # later writes, and its own were lost with it.
+    path = tmp_path / "desk.db"
+    with SqliteRepository(path) as repo:
+        upkeep, sync = repo.detached_upkeep(), repo.detached_sync()
+        for n in range(3):
+            _new_call(repo, f"ours {n}")
+            sync()  # the poller's session end: the WAL synced (its own descriptor), then
+            upkeep()  # the WAL copied back
+            person = f"person{n}@example.org"
+            command = ["people", "add", "--store", str(path), "--user", person]
+            added = subprocess.run(
+                [sys.executable, "-m", "asm_email_rules", *command],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert added.returncode == 0, added.stderr
+            assert repo.persons_by_address(person), f"{person} not seen"
+        elsewhere = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+                " print(c.execute('SELECT COUNT(*) FROM calls').fetchone()[0])",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert elsewhere.stdout.strip() == "3"  # our writes, seen by another process
+    assert _first_call_reopened(path) == "ours 0"

@@ -342,7 +342,9 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 
 def _sync_wal(path: str) -> None:
     """fsync the WAL file of the database at ``path`` (none: nothing to sync, every commit is in
-    the synced database file). Raises StoreUnavailableError when it cannot."""
+    the synced database file). Raises StoreUnavailableError when it cannot. The WAL and never
+    the database file: SQLite holds no POSIX lock on the WAL, so closing this descriptor drops
+    none of its locks (see :class:`_Checkpointer`)."""
     try:
         fd = os.open(path + "-wal", os.O_RDONLY)
     except FileNotFoundError:
@@ -366,13 +368,17 @@ class _Checkpointer:
     :data:`WAL_CHECKPOINT_PAGES`) it stalls the writer for all of that. A ``PASSIVE``
     checkpoint (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html) takes no write lock and
     waits for nobody, so the writer goes on meanwhile; the pages committed meanwhile wait for
-    the next one, and SQLite syncs the database file only after a checkpoint that copied
-    everything, so this one syncs it itself. The WAL starts again from its beginning only
-    after a checkpoint that copied all of it before the next write: the writer's own still
-    does that, finding the pages copied and on disk. The connection opens the file only if it
-    exists (``mode=rw``): a database moved or deleted under a running store is never replaced
-    by an empty one, which would discard the WAL the writer still uses. A failure is logged
-    and left to the writer's own checkpoint; nothing is raised.
+    the next one. SQLite syncs the database file only after a checkpoint that copied
+    everything, and the WAL starts again from its beginning only after such a one: the
+    writer's own still makes it, finding the pages copied. The database file is never opened
+    here but by SQLite: closing any descriptor of it would drop every POSIX lock this process
+    holds on it, SQLite's own included, and another process closing its last connection
+    would then remove the WAL this store still writes to (its later commits lost, and the
+    other processes' unseen: https://www.sqlite.org/howtocorrupt.html section 2.2). The
+    connection opens the file only if it exists (``mode=rw``): a database moved or deleted
+    under a running store is never replaced by an empty one, which would discard the WAL
+    the writer still uses. A failure is logged and left to the writer's own checkpoint;
+    nothing is raised.
     """
 
     def __init__(self, path: str) -> None:
@@ -382,7 +388,7 @@ class _Checkpointer:
         self._closed = False
 
     def run(self) -> None:
-        """Checkpoint the WAL (``PASSIVE``), then sync the database file."""
+        """Checkpoint the WAL (``PASSIVE``)."""
         with self._lock:
             if self._closed:
                 return
@@ -397,8 +403,7 @@ class _Checkpointer:
                     )
                     self._conn.execute("PRAGMA synchronous = NORMAL")
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                _sync_file(self._path)
-            except (sqlite3.Error, OSError) as exc:
+            except sqlite3.Error as exc:
                 log.debug(
                     "background checkpoint failed; the writer's own will do it",
                     extra={"path": self._path, "error": str(exc)},
@@ -411,15 +416,6 @@ class _Checkpointer:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-
-def _sync_file(path: str) -> None:
-    """fsync the file at ``path`` (raises OSError)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _nothing() -> None:
