@@ -258,7 +258,7 @@ def place_token(template: str, subject: Text, token: Text) -> Text:
     """The reply subject from ``template``: ``$subject`` becomes ``subject``, ``$token`` the
     record's bracket token (``[CALL#12]``); any other text stays as written.
 
-    ``"$subject $token"`` (the default) gives ``Call No 12 has been logged [CALL#12]``.
+    ``"$subject $token"`` (the default) gives ``Call 12 has been logged [CALL#12]``.
     """
     parts: list[Part] = []
     for piece in _SUBJECT_PLACES.split(template):

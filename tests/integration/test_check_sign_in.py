@@ -107,6 +107,7 @@ def test_check_signs_in_everywhere_and_names_what_failed_in_plain_words(
     assert "accounts[1] (imap-desk): FAILED:" in out
     assert "accounts[2] (pop-desk): FAILED:" in out
     assert "smtp: FAILED:" in out
+    assert "check: not ready (0 errors, 0 warnings, 3 sign-ins failed)" in out  # counted
     assert "AUTHENTICATIONFAILED" in out  # Dovecot's own words ...
     assert "b'" not in out  # ... not Python's bytes repr
     assert "b'" not in err

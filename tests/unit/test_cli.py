@@ -264,10 +264,16 @@ def test_replies_list_and_resend_work_the_outbox_without_smtp(
     for name in ("10-approve-task-500.eml", "05-update-call-100.eml"):
         code, _, err = run(capsys, "process", str(INBOX / name), "--config", str(config))
         assert code == 0, err
-    code, out, _ = run(capsys, "replies", "list", "--config", str(config))
+    code, out, err = run(capsys, "replies", "list", "--config", str(config))
     assert code == 0
     assert out.count(" pending ") == 2
     assert "Task 500" not in out  # the table shows ids and recipients, not subjects
+    assert err == ""  # all of them shown
+    code, out, err = run(capsys, "replies", "list", "--limit", "1", "--config", str(config))
+    assert out.count(" pending ") == 1
+    assert "the newest 1 only: --limit N for more" in err  # a cut list says so
+    code, out, err = run(capsys, "replies", "list", "--limit", "2", "--config", str(config))
+    assert (out.count(" pending "), err) == (2, "")  # nothing cut: nothing said
     code, out, _ = run(capsys, "replies", "list", "--failed", "--config", str(config))
     assert (code, out.strip()) == (0, "no replies")
 

@@ -124,8 +124,11 @@ def run(args: argparse.Namespace) -> int:
         findings.append(
             Finding(Level.WARNING, "smtp", "no [smtp] section: replies are recorded, not sent")
         )
+    failed = 0  # servers that refused us, or could not be reached
     if not args.no_sign_in:
-        code = max(code, _check_sign_ins(config, active))
+        failed = _check_sign_ins(config, active)
+        if failed:
+            code = max(code, EXIT_TRANSPORT)
     for finding in findings:
         print(finding)
     errors = sum(1 for f in findings if f.level is Level.ERROR)
@@ -133,19 +136,22 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         code = EXIT_CONFIG
     verdict = "not ready" if code else "ready"
-    print(f"check: {verdict} ({errors} errors, {warnings} warnings)")
+    refused = f", {failed} sign-in{'s' if failed > 1 else ''} failed" if failed else ""
+    print(f"check: {verdict} ({errors} errors, {warnings} warnings{refused})")
     return code
 
 
 def _check_sign_ins(config: Config, active: list[AccountConfig]) -> int:
-    code = EXIT_OK
+    """Sign in to every active account's server and the SMTP server, a line for each; how
+    many failed (refused, or not reached)."""
+    failed = 0
     for account in active:
         label = account_label(config, account)
         try:
             print(f"{label}: {_sign_in(account)}")
         except (MailboxError, OSError) as exc:
             print(f"{label}: FAILED: {exc}")
-            code = EXIT_TRANSPORT
+            failed += 1
     mailer = make_mailer(config)
     if mailer is not None:
         verify = getattr(mailer, "verify", None)
@@ -153,5 +159,5 @@ def _check_sign_ins(config: Config, active: list[AccountConfig]) -> int:
             print(f"smtp: {verify() if verify is not None else 'cannot be checked'}")
         except (SendError, AsmEmailError) as exc:
             print(f"smtp: FAILED: {exc}")
-            code = EXIT_TRANSPORT
-    return code
+            failed += 1
+    return failed

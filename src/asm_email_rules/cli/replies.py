@@ -118,9 +118,12 @@ def run_list(args: argparse.Namespace) -> int:
     wanted = [s for s in ReplyStatus if getattr(args, s.value, False)]
     repository, _, mailbox, _ = _open(args)
     try:
-        entries = repository.list_replies(wanted or None, mailbox=mailbox, limit=args.limit)
+        entries = repository.list_replies(wanted or None, mailbox=mailbox, limit=args.limit + 1)
     finally:
         _close(repository)
+    if len(entries) > args.limit:  # on stderr: --json keeps one object per line on stdout
+        entries = entries[: args.limit]
+        print(f"(the newest {args.limit} only: --limit N for more)", file=sys.stderr)
     if args.json:
         for entry in entries:
             print(json.dumps(_as_dict(entry), ensure_ascii=False))
