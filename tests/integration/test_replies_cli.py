@@ -68,6 +68,7 @@ def test_a_refused_reply_exits_4_and_is_resent_with_its_message_id(
     out, _ = capsys.readouterr()
     assert code == 4
     assert "replies sent 0, deferred 0, failed 1" in out
+    assert "wait in the outbox" not in out  # none left pending
     assert list(inbox.list_keys()) == []  # acted on, recorded: the spec deletes it
 
     assert main(["replies", "list", "--failed", "--json", "--config", str(config)]) == 0
@@ -106,6 +107,7 @@ def test_a_deferred_reply_exits_3_and_leaves_the_mailbox_empty(
     assert code == 3
     assert "processed 2" in out
     assert "deferred 1" in out  # the pass stops at the first temporary failure
+    assert "  2 replies wait in the outbox, the first due " in out  # said, for cron's mail
     assert list(inbox.list_keys()) == []  # the outbox keeps the replies, not the mailbox
     assert main(["replies", "list", "--pending", "--config", str(config)]) == 0
     listing = capsys.readouterr()[0]

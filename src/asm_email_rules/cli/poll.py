@@ -14,6 +14,7 @@ from asm_email_rules.cli.check import settings_findings
 from asm_email_rules.config import Config, load_config
 from asm_email_rules.desk_check import Level
 from asm_email_rules.errors import ConfigError
+from asm_email_rules.model import ReplyStatus
 from asm_email_rules.protocols import Repository
 from asm_email_rules.service import PollingService, PollReport
 
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         if args.once:
             report = wiring.service.poll_once(stop, final=True)
             _print_report(report)
+            if wiring.mailer is not None:
+                _print_waiting(config, wiring.repository, report)
             return exit_code(report)
         _run_until_signalled(wiring.service, stop)
         failing = wiring.service.persistently_failing
@@ -85,6 +88,31 @@ def refuse_misconfigured(config: Config, repository: Repository, *, warn: bool =
         raise ConfigError(f"{first.where}: {first.message}{more}", source=str(config.source or ""))
     for finding in findings if warn else ():
         log.warning("%s: %s", finding.where, finding.message)
+
+
+WAITING_SHOWN = 1000
+"""At most this many waiting replies are counted per account by ``poll --once``."""
+
+
+def _print_waiting(config: Config, repository: Repository, report: PollReport) -> None:
+    """After ``poll --once``: the replies each polled account still has in the outbox (deferred
+    by a temporary failure, or not reached this pass), and when the first is due: else a
+    cron job's operator learns of them only from ``replies list``."""
+    mailboxes = {account.name: account.mailbox.name for account in config.accounts}
+    for account in report.accounts:
+        if account.skipped or account.waiting or account.account not in mailboxes:
+            continue
+        pending = repository.list_replies(
+            [ReplyStatus.PENDING], mailbox=mailboxes[account.account], limit=WAITING_SHOWN
+        )
+        if not pending:
+            continue
+        count = f"{len(pending)}{'+' if len(pending) >= WAITING_SHOWN else ''}"
+        due = min(entry.next_attempt_at or entry.queued_at for entry in pending)
+        print(
+            f"  {count} replies wait in the outbox, the first due {due:%Y-%m-%d %H:%M:%SZ}"
+            " (replies list --pending)"
+        )
 
 
 def _print_report(report: PollReport) -> None:
