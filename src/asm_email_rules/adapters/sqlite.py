@@ -65,7 +65,7 @@ BLOB_PIECE = 64 * 1024
 
 WAL_CHECKPOINT_PAGES = 10_000
 """Pages the WAL may hold before a commit copies it back into the database file (4 KiB each).
-Under the polling service most of it has been copied (and synced) by then, behind the writer
+Under the polling service most of it has been copied by then, behind the writer
 (:meth:`SqliteRepository.detached_upkeep`): the commit copies the rest and starts the WAL again
 from its beginning."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -113,6 +114,12 @@ def every_person(repository: SeedableRepository) -> list[Person]:
         if not page:
             return people
         people.extend(page)
+
+
+def outbox_when(moment: datetime | None) -> str:
+    """An outbox moment as ``replies list`` and ``poll --once`` print it (UTC, to the
+    second); empty for none."""
+    return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:

@@ -9,7 +9,12 @@ import threading
 from typing import Any
 
 from asm_email_rules.bootstrap import bootstrap
-from asm_email_rules.cli._common import EXIT_OK, EXIT_REPLIES_FAILED, EXIT_TRANSPORT
+from asm_email_rules.cli._common import (
+    EXIT_OK,
+    EXIT_REPLIES_FAILED,
+    EXIT_TRANSPORT,
+    outbox_when,
+)
 from asm_email_rules.cli.check import settings_findings
 from asm_email_rules.config import Config, load_config
 from asm_email_rules.desk_check import Level
@@ -110,7 +115,7 @@ def _print_waiting(config: Config, repository: Repository, report: PollReport) -
         count = f"{len(pending)}{'+' if len(pending) >= WAITING_SHOWN else ''}"
         due = min(entry.next_attempt_at or entry.queued_at for entry in pending)
         print(
-            f"  {count} replies wait in the outbox, the first due {due:%Y-%m-%d %H:%M:%SZ}"
+            f"  {count} replies wait in the outbox, the first due {outbox_when(due)}"
             " (replies list --pending)"
         )
 

@@ -23,6 +23,7 @@ from asm_email_rules.cli._common import (
     PROG,
     UsageError,
     close_mailer,
+    outbox_when,
     print_table,
 )
 from asm_email_rules.config import Config, load_config
@@ -91,10 +92,6 @@ def _open(args: argparse.Namespace) -> tuple[Repository, SystemSettings, str | N
     return open_store(config.require_store(), must_exist=True), config.system, mailbox, config
 
 
-def _when(moment: datetime | None) -> str:
-    return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def _as_dict(entry: OutboxEntry) -> dict[str, Any]:
     return {
         "message_id": entry.reply.message_id,
@@ -142,8 +139,8 @@ def run_list(args: argparse.Namespace) -> int:
                 entry.status.value,
                 str(entry.attempts),
                 entry.reply.to,
-                _when(entry.queued_at),
-                _when(when),
+                outbox_when(entry.queued_at),
+                outbox_when(when),
                 entry.last_error,
             ]
         )
