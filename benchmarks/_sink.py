@@ -53,6 +53,21 @@ class ChunkingSMTP(SMTP):
     (its bytes are consumed even when no recipient was accepted, then 554), and LAST hands the
     message to the handler's ``handle_DATA``."""
 
+    _held = b""
+
+    async def push(self, status: Any) -> None:
+        """Answer, holding the answer back while the client's next commands already wait to be
+        read, so a group of pipelined commands is answered in one write (RFC 2920 3.2: a
+        server SHOULD buffer the responses to grouped commands and send them as a unit; Postfix
+        flushes only once no more input is pending). aiosmtpd writes each one at once."""
+        line = status.encode("ascii") if isinstance(status, str) else status
+        self._held += line + b"\r\n"
+        if self.event_handler.pipelining and self._reader._buffer:  # type: ignore[attr-defined]
+            return
+        held, self._held = self._held, b""
+        self._writer.write(held)
+        await self._writer.drain()
+
     async def smtp_BDAT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command naming
         words = arg.split()
         if not words or not words[0].isdigit():
