@@ -994,18 +994,19 @@ def _body_signals(email: InboundEmail) -> list[Signal]:
             ]
         return []
     signals: list[Signal] = []
-    failure = text.failure_phrase(region)
+    says = text.body_phrases(region)  # the four readings below, in one pass
+    failure = says.failure
     if failure is not None:
         signals.append(
             Signal("body", MailKind.BOUNCE, WEAK, f"body reads like a delivery report: {failure!r}")
         )
-    features = text.auto_reply_features(region)
+    features = says.auto_reply
     if len(features) >= 2 and set(features) - {"return", "contact", "confirmation"}:
         quoted = ", ".join(f"{name} {phrase!r}" for name, phrase in features.items())
         signals.append(
             Signal("body", MailKind.AUTO_REPLY, WEAK, f"body reads like an auto-reply: {quoted}")
         )
-    notice = text.notice_phrase(region)
+    notice = says.notice
     if notice is not None:
         signals.append(
             Signal(
@@ -1015,7 +1016,7 @@ def _body_signals(email: InboundEmail) -> list[Signal]:
                 f"body reads like a machine notice: {notice!r}",
             )
         )
-    footer = text.list_footer(region)
+    footer = says.footer
     if footer is not None:
         signals.append(Signal("body", MailKind.LIST, WEAK, f"body has a list footer: {footer!r}"))
     return signals

@@ -1,0 +1,90 @@
+"""``body_phrases`` reads a body in one pass and must say exactly what the four readings it
+replaces say, one search each (``failure_phrase``, ``auto_reply_features``, ``notice_phrase``,
+``list_footer``): the same phrase, quoted the same way, or none, for any text."""
+
+from __future__ import annotations
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from asm_email_rules import classify_text as text
+
+PHRASES = sorted(
+    {
+        phrase
+        for table in (
+            text._FAILURE_PHRASES,
+            *(phrases for _, phrases in text._AUTO_REPLY_TABLES),
+            text._NOTICE_PHRASES,
+            text._LIST_FOOTER_PHRASES,
+        )
+        for phrase in table
+    }
+)
+BLANKS = st.text(alphabet=" \t\r\n", min_size=1, max_size=10)  # a phrase's space: 1 to 8
+
+
+@st.composite
+def _phrase(draw: st.DrawFn) -> str:
+    """A phrase of the tables as a body may carry it: whole or cut short, its spaces any run
+    of blanks (more than 8 breaks it), in any case."""
+    phrase = draw(st.sampled_from(PHRASES))
+    if draw(st.booleans()):
+        phrase = phrase[: draw(st.integers(1, len(phrase)))]
+    words = phrase.split(" ")
+    joined = words[0]
+    for word in words[1:]:
+        joined += draw(BLANKS) + word
+    case = draw(st.sampled_from([str, str.upper, str.title]))
+    return case(joined)
+
+
+PIECES = st.one_of(
+    _phrase(),
+    st.sampled_from(["550 5.1.1", "said: 554", "smtp; 421", "error 500", "İ", "ß", "\u3042"]),
+    st.text(alphabet="abcdeilnorstu .,:;-\n", max_size=12),
+)
+BODIES = st.lists(st.tuples(PIECES, st.sampled_from(["", " ", "\n", "x", "-"])), max_size=12).map(
+    lambda pairs: "".join(piece + between for piece, between in pairs)
+)
+
+
+def _one_search_each(body: str) -> text.BodyPhrases:
+    return text.BodyPhrases(
+        failure=text.failure_phrase(body),
+        auto_reply=text.auto_reply_features(body),
+        notice=text.notice_phrase(body),
+        footer=text.list_footer(body),
+    )
+
+
+@settings(max_examples=600, deadline=None)
+@given(body=BODIES)
+@example(body="We will be out of the office until Monday.\nFor urgent matters contact the desk.")
+@example(body="to unsubscribe from this list, do not reply")  # one phrase inside a longer one
+@example(body="undeliverableİ: 550 5.1.1 user unknown")  # lower() lengthens the text
+@example(body="xdelayed and uNSUBSCRIBE")  # phrases inside words
+@example(body="We will get back to you.")  # another table's phrase 3 characters in
+def test_body_phrases_says_what_one_search_per_table_says(body: str) -> None:
+    assert text.body_phrases(body) == _one_search_each(body)
+
+
+def test_a_body_of_phrases_gets_each_tables_first_one_in_the_tables_order() -> None:
+    body = (
+        "Your message could not be delivered.\n"
+        "I am out of the office and will be back on Monday.\n"
+        "This is an automated message, please do not reply.\n"
+        "To unsubscribe from this list, click here."
+    )
+    found = text.body_phrases(body)
+    assert found.failure == "message could not be"
+    assert found.auto_reply == {
+        "absence": "I am out",
+        "return": "be back",
+        "limited": "This is an automated message",
+        "confirmation": "click here",
+    }
+    assert list(found.auto_reply) == ["absence", "return", "limited", "confirmation"]
+    assert found.notice == "This is an automated message"
+    assert found.footer == "To unsubscribe"
+    assert found == _one_search_each(body)
