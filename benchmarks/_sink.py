@@ -56,17 +56,26 @@ class ChunkingSMTP(SMTP):
     _held = b""
 
     async def push(self, status: Any) -> None:
-        """Answer, holding the answer back while the client's next commands already wait to be
-        read, so a group of pipelined commands is answered in one write (RFC 2920 3.2: a
-        server SHOULD buffer the responses to grouped commands and send them as a unit; Postfix
-        flushes only once no more input is pending). aiosmtpd writes each one at once."""
+        """Answer; with PIPELINING the answer is held until this session's task would wait
+        (for input, or for the socket), so a group of pipelined commands is answered in one
+        write (RFC 2920 3.2; Postfix flushes its output before a read that would block). An
+        answer after which aiosmtpd closes the connection (221, 421, its 502 goodbye) is
+        written at once, with what is held before it."""
         line = status.encode("ascii") if isinstance(status, str) else status
-        self._held += line + b"\r\n"
-        if self.event_handler.pipelining and self._reader._buffer:  # type: ignore[attr-defined]
+        if not self.event_handler.pipelining:
+            self._writer.write(line + b"\r\n")
+            await self._writer.drain()
             return
+        if not self._held:
+            self.loop.call_soon(self._flush)  # runs once the task waits: no command is left
+        self._held += line + b"\r\n"
+        if line[:3] in (b"221", b"421") or line.endswith(b"goodbye."):
+            self._flush()
+
+    def _flush(self) -> None:
         held, self._held = self._held, b""
-        self._writer.write(held)
-        await self._writer.drain()
+        if held:
+            self._writer.write(held)
 
     async def smtp_BDAT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command naming
         words = arg.split()

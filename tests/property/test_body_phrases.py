@@ -65,6 +65,8 @@ def _one_search_each(body: str) -> text.BodyPhrases:
 @example(body="undeliverableİ: 550 5.1.1 user unknown")  # lower() lengthens the text
 @example(body="xdelayed and uNSUBSCRIBE")  # phrases inside words
 @example(body="We will get back to you.")  # another table's phrase 3 characters in
+@example(body="I will be away until you confirm")  # a phrase another table's extends
+@example(body="Автоматический ответ")  # the same, notice in limited's
 def test_body_phrases_says_what_one_search_per_table_says(body: str) -> None:
     assert text.body_phrases(body) == _one_search_each(body)
 
