@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import re
 import sys
 from collections.abc import Callable
@@ -1229,20 +1230,24 @@ class _Scanner:
     split by their first character into one pattern each: ``re`` looks for a pattern that
     starts with a literal character by a fast scan for that character, so a pattern is tried
     only where its character is. The positions where some phrase matches are taken in text
-    order (merged over the patterns by a heap), and at each one every table still without a
-    match that has a phrase starting there is matched, anchored, with its own pattern: a
-    table's first match is at the first such position where it matches at all, and it is
-    the match its own search finds there. Linear in the text: each pattern's scan only moves
-    forward, and a position costs at most one anchored match per table.
+    order (merged over the patterns by a heap), and at each one the tables still without a
+    match that have a phrase starting there are matched, anchored, with their own patterns: a
+    table's first match is at the first such position where it matches at all, and it is the
+    match its own search finds there. Every such position gives some table its match; once one
+    table of a pattern has it, the others go on with patterns of their own phrases only (one
+    per table and character, compiled when first needed), so the phrases of a table already
+    matched never stop the scan again. Linear in the text: each pattern's scan only moves
+    forward, and each table has at most one scan per character.
     """
 
     def __init__(self, tables: tuple[tuple[str, tuple[str, ...], _Lazy], ...]) -> None:
         self._tables = tables
-        self._groups: list[tuple[re.Pattern[str], tuple[int, ...]]] | None = None
+        self._groups: list[tuple[str, re.Pattern[str], tuple[int, ...]]] | None = None
+        self._alone: dict[tuple[str, int], re.Pattern[str]] = {}
 
-    def _patterns(self) -> list[tuple[re.Pattern[str], tuple[int, ...]]]:
-        """One pattern per first character, with the tables that have a phrase starting so
-        (compiled on first use, as the tables are)."""
+    def _patterns(self) -> list[tuple[str, re.Pattern[str], tuple[int, ...]]]:
+        """One pattern per first character, with that character and the tables that have a
+        phrase starting with it (compiled on first use, as the tables are)."""
         if self._groups is None:
             phrases: dict[str, set[str]] = {}
             owners: dict[str, set[int]] = {}
@@ -1252,37 +1257,57 @@ class _Scanner:
                     phrases.setdefault(low[0], set()).add(low)
                     owners.setdefault(low[0], set()).add(index)
             self._groups = [
-                (re.compile(_alternation(tuple(sorted(group)))), tuple(sorted(owners[first])))
+                (
+                    first,
+                    re.compile(_alternation(tuple(sorted(group)))),
+                    tuple(sorted(owners[first])),
+                )
                 for first, group in sorted(phrases.items())
             ]
         return self._groups
+
+    def _own(self, first: str, index: int) -> re.Pattern[str]:
+        """The phrases of table ``index`` that start with ``first`` (compiled on first use)."""
+        pattern = self._alone.get((first, index))
+        if pattern is None:
+            phrases = {p.lower() for p in self._tables[index][1]}
+            chosen = tuple(sorted(p for p in phrases if p[0] == first))
+            pattern = self._alone[(first, index)] = re.compile(_alternation(chosen))
+        return pattern
 
     def first_matches(self, text: str) -> dict[str, str]:
         """Each table's first phrase in ``text`` (quoted as :func:`_search` quotes it), by the
         table's name, in the order of the tables; a table without a match is left out."""
         low = text.lower()
-        patterns = self._patterns()
         pending = set(range(len(self._tables)))
         found: dict[int, str] = {}
-        hits: list[tuple[int, int]] = []  # (position, pattern): each pattern's next match
-        for number, (pattern, _) in enumerate(patterns):
-            hit = pattern.search(low)
+        # (position, order, first character, pattern, tables): each pattern's next match
+        hits: list[tuple[int, int, str, re.Pattern[str], tuple[int, ...]]] = []
+        order = itertools.count()
+
+        def look(first: str, pattern: re.Pattern[str], owners: tuple[int, ...], pos: int) -> None:
+            hit = pattern.search(low, pos)
             if hit is not None:
-                hits.append((hit.start(), number))
-        heapq.heapify(hits)
+                heapq.heappush(hits, (hit.start(), next(order), first, pattern, owners))
+
+        for first, pattern, owners in self._patterns():
+            look(first, pattern, owners, 0)
         while hits and pending:
-            start, number = heapq.heappop(hits)
-            pattern, owners = patterns[number]
+            start, _, first, pattern, owners = heapq.heappop(hits)
+            waiting = []
             for index in owners:
                 if index in pending:
                     match = self._tables[index][2].match(low, start)
-                    if match is not None:
+                    if match is None:
+                        waiting.append(index)
+                    else:
                         found[index] = _quoted(text, low, match)
                         pending.discard(index)
-            if not pending.isdisjoint(owners):
-                hit = pattern.search(low, start + 1)
-                if hit is not None:
-                    heapq.heappush(hits, (hit.start(), number))
+            if len(waiting) == len(owners):  # no table matched here (not after a split)
+                look(first, pattern, owners, start + 1)
+            else:  # the rest go on alone: the phrases of the tables done no longer count
+                for index in waiting:
+                    look(first, self._own(first, index), (index,), start + 1)
         return {self._tables[index][0]: found[index] for index in sorted(found)}
 
 
