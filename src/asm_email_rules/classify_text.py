@@ -1233,17 +1233,18 @@ class _Scanner:
     order (merged over the patterns by a heap), and at each one the tables still without a
     match that have a phrase starting there are matched, anchored, with their own patterns: a
     table's first match is at the first such position where it matches at all, and it is the
-    match its own search finds there. Every such position gives some table its match; once one
-    table of a pattern has it, the others go on with patterns of their own phrases only (one
-    per table and character, compiled when first needed), so the phrases of a table already
-    matched never stop the scan again. Linear in the text: each pattern's scan only moves
-    forward, and each table has at most one scan per character.
+    match its own search finds there. A pattern's hit is some table's phrase, so at each hit
+    a table still waiting gets its match, or the hit belongs to a table matched before; either
+    way the tables still waiting go on from there with patterns of their own phrases only (one
+    per table and character, compiled when first needed), and a table matched never stops the
+    scan again. So each pattern is taken from the heap at most once: linear in the text, with
+    at most one scan per character and one per table and character.
     """
 
     def __init__(self, tables: tuple[tuple[str, tuple[str, ...], _Lazy], ...]) -> None:
         self._tables = tables
         self._groups: list[tuple[str, re.Pattern[str], tuple[int, ...]]] | None = None
-        self._alone: dict[tuple[str, int], re.Pattern[str]] = {}
+        self._own_patterns: dict[tuple[str, int], re.Pattern[str]] = {}
 
     def _patterns(self) -> list[tuple[str, re.Pattern[str], tuple[int, ...]]]:
         """One pattern per first character, with that character and the tables that have a
@@ -1268,11 +1269,11 @@ class _Scanner:
 
     def _own(self, first: str, index: int) -> re.Pattern[str]:
         """The phrases of table ``index`` that start with ``first`` (compiled on first use)."""
-        pattern = self._alone.get((first, index))
+        pattern = self._own_patterns.get((first, index))
         if pattern is None:
             phrases = {p.lower() for p in self._tables[index][1]}
             chosen = tuple(sorted(p for p in phrases if p[0] == first))
-            pattern = self._alone[(first, index)] = re.compile(_alternation(chosen))
+            pattern = self._own_patterns[(first, index)] = re.compile(_alternation(chosen))
         return pattern
 
     def first_matches(self, text: str) -> dict[str, str]:
@@ -1303,11 +1304,10 @@ class _Scanner:
                     else:
                         found[index] = _quoted(text, low, match)
                         pending.discard(index)
-            if len(waiting) == len(owners):  # no table matched here (not after a split)
-                look(first, pattern, owners, start + 1)
-            else:  # the rest go on alone: the phrases of the tables done no longer count
-                for index in waiting:
-                    look(first, self._own(first, index), (index,), start + 1)
+            # the hit is a phrase of a table now matched, or matched before: those still
+            # waiting go on alone, where the phrases of the tables done no longer count
+            for index in waiting:
+                look(first, self._own(first, index), (index,), start + 1)
         return {self._tables[index][0]: found[index] for index in sorted(found)}
 
 

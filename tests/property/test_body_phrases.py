@@ -38,7 +38,7 @@ def _phrase(draw: st.DrawFn) -> str:
     joined = words[0]
     for word in words[1:]:
         joined += draw(BLANKS) + word
-    case = draw(st.sampled_from([str, str.upper, str.title]))
+    case: Callable[[str], str] = draw(st.sampled_from([str.lower, str.upper, str.title]))
     return case(joined)
 
 
@@ -70,8 +70,37 @@ def _one_search_each(body: str) -> text.BodyPhrases:
 @example(body="We will get back to you.")  # another table's phrase 3 characters in
 @example(body="I will be away until you confirm")  # a phrase another table's extends
 @example(body="Автоматический ответ")  # the same, notice in limited's
+@example(body="urgent. until you confirm")  # two patterns of one character hit at one place
 def test_body_phrases_says_what_one_search_per_table_says(body: str) -> None:
     assert text.body_phrases(body) == _one_search_each(body)
+
+
+# Made-up tables over a small alphabet, so that phrases share first characters, extend one
+# another, start with a blank or with a character lower() lengthens (İ), and double a letter:
+# the scanner must give each table's first match whatever the tables hold.
+TABLE = st.lists(st.text(alphabet="ab İK", min_size=1, max_size=4), min_size=1, max_size=4)
+SMALL_BODY = st.text(
+    alphabet=["a", "b", "A", "B", " ", "\t", "\n", "İ", "i", "\u0307", "K", "k", "x"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(tables=st.lists(TABLE, min_size=1, max_size=6), bodies=st.lists(SMALL_BODY, max_size=5))
+@example(tables=[["aab"], ["ab"]], bodies=["aaab"])  # found by review: a doubled first letter
+def test_the_scanner_finds_each_tables_first_match_for_any_tables(
+    tables: list[list[str]], bodies: list[str]
+) -> None:
+    named = tuple(
+        (f"t{n}", tuple(phrases), text._Lazy(text._alternation(tuple(phrases))))
+        for n, phrases in enumerate(tables)
+        if any(phrase.strip() for phrase in phrases)
+    )
+    scanner = text._Scanner(named)
+    for body in bodies:
+        alone = {name: text._search(pattern, body) for name, _, pattern in named}
+        assert scanner.first_matches(body) == {
+            name: found for name, found in alone.items() if found is not None
+        }
 
 
 def test_a_body_of_phrases_gets_each_tables_first_one_in_the_tables_order() -> None:
@@ -106,7 +135,16 @@ def _cpu(read: Callable[[str], object], body: str) -> float:
     return best
 
 
-HOSTILE = ("até ", "acil", "until ", "unsubscribe ", "退信", "a", "do not reply ")
+HOSTILE = (
+    "até ",
+    "acil",
+    "until ",
+    "unsubscribe ",
+    "退信",
+    "a",
+    "do not reply ",
+    "mailing list to unsubscribe to unsubscribe ",  # footer matched under m, then t hits
+)
 """Bodies of one phrase, or one letter, again and again: a table matched at once, its phrases
 found at every word after that, sharing first characters with tables still waiting."""
 
