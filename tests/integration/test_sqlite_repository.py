@@ -10,6 +10,7 @@ import textwrap
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -325,6 +326,77 @@ def test_a_checkpoint_alongside_an_open_transaction_keeps_it_out(tmp_path: Path)
             behind.join()
             assert _database_file_alone(path, tmp_path / "during.db") == ["committed"]
         assert [call.description for call in _calls(repo)] == ["committed", "not yet committed"]
+
+
+class _Overtaken:
+    """The upkeep's connection, with a commit of the writer's after each of its first
+    ``commits`` checkpoints: a poller that commits while the upkeep copies."""
+
+    def __init__(self, conn: sqlite3.Connection, writer: SqliteRepository, commits: int) -> None:
+        self._conn, self._writer, self._commits = conn, writer, commits
+        self.passes = 0
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = self._conn.execute(sql, *args)
+        if "wal_checkpoint" in sql:  # the commit lands after the copy: it overtook it
+            self.passes += 1
+            if self.passes <= self._commits:
+                _new_call(self._writer, f"during pass {self.passes}")
+        return cursor
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _overtake(
+    monkeypatch: pytest.MonkeyPatch, writer: SqliteRepository, commits: int
+) -> list[_Overtaken]:
+    """Make the connections opened from now on (until ``monkeypatch.undo()``) :class:`_Overtaken`
+    ones; they are listed in the list returned."""
+    made: list[_Overtaken] = []
+    connect = sqlite3.connect
+
+    def overtaken(*args: Any, **kwargs: Any) -> _Overtaken:
+        made.append(_Overtaken(connect(*args, **kwargs), writer, commits))
+        return made[-1]
+
+    monkeypatch.setattr(sqlite_adapter.sqlite3, "connect", overtaken)
+    return made
+
+
+def test_an_upkeep_overtaken_by_a_commit_copies_that_commit_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A poller that sends replies commits every few milliseconds, and a checkpoint's copy of
+    # a session's pages takes tens: SQLite syncs the database file only after a checkpoint no
+    # commit overtook, so one pass left the file unsynced until the writer's own checkpoint
+    # synced it all within one of the poller's commits (70 to 100 ms on the benchmark's disk).
+    # The upkeep now checkpoints again, a short copy, until one finds no new commit.
+    path = tmp_path / "desk.db"
+    with SqliteRepository(path) as repo:
+        _new_call(repo, "before")
+        opened = _overtake(monkeypatch, repo, commits=1)
+        repo.detached_upkeep()()
+        monkeypatch.undo()
+        assert _database_file_alone(path, tmp_path / "after.db") == ["before", "during pass 1"]
+        # the second pass copied that commit, and no commit overtook it
+        assert [upkeep.passes for upkeep in opened] == [2]
+
+
+def test_an_upkeep_behind_a_writer_that_never_pauses_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "desk.db"
+    with SqliteRepository(path) as repo:
+        _new_call(repo, "before")
+        opened = _overtake(monkeypatch, repo, commits=100)
+        repo.detached_upkeep()()
+        monkeypatch.undo()
+        assert [upkeep.passes for upkeep in opened] == [sqlite_adapter.CHECKPOINT_PASSES]
+        copied = _database_file_alone(path, tmp_path / "after.db")
+        assert copied[0] == "before"
+        assert len(copied) == sqlite_adapter.CHECKPOINT_PASSES  # the last commit waits
+    assert _first_call_reopened(path) == "before"
 
 
 def _calls(repo: SqliteRepository) -> list[Call]:
