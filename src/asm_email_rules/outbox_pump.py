@@ -45,6 +45,7 @@ from asm_email_rules.send import (
     attempt_all,
     claim,
     is_temporary,
+    log_attempt,
     record_attempt,
 )
 from asm_email_rules.settings import SystemSettings
@@ -55,6 +56,9 @@ logger = logging.getLogger("asm_email_rules")
 
 _DONE = object()
 """What the worker is given to end."""
+
+_Recorded = tuple[SendOutcome, Exception | None]
+"""A recorded attempt's outcome, with the mailer's error it came from (for the log)."""
 
 
 @attrs.frozen
@@ -301,7 +305,7 @@ class ReplyPump:
         claimed (to hand over only now that it committed). When the unit is rolled back,
         the claims are forgotten (still PENDING: offered again next pass) and the attempts
         wait, first in line, to be recorded again (by the next step, drain or close)."""
-        outcomes: list[SendOutcome] = []
+        outcomes: list[_Recorded] = []
         recorded: list[_Attempt] = []
         claimed: list[OutboxEntry] = []
         try:
@@ -381,16 +385,18 @@ class ReplyPump:
         self,
         *,
         block: bool,
-        into: list[SendOutcome] | None = None,
+        into: list[_Recorded] | None = None,
         recorded: list[_Attempt] | None = None,
     ) -> None:
         """Record finished attempts: all that are ready, or (``block``) at least one. Their
-        outcomes are reported at once, or appended to ``into`` for the caller to report
-        once its unit of work committed; each attempt recorded is appended to ``recorded``
+        outcomes are reported and logged at once (each record is then committed on its own),
+        or appended to ``into`` for the caller to report once its unit of work committed (a
+        record rolled back, and made again, is logged once); each attempt recorded is
+        appended to ``recorded``
         (the caller records it again when that unit is rolled back). Without ``recorded``,
         an attempt whose record the store refused is put back, first in line, to be
         recorded again (by the next step or :meth:`close`), never sent again."""
-        outcomes: list[SendOutcome] = [] if into is None else into
+        outcomes: list[_Recorded] = [] if into is None else into
         try:
             while self._in_flight:
                 try:
@@ -413,21 +419,24 @@ class ReplyPump:
                         self._system,
                         owner=self._owner,
                         clock=self._clock,
+                        log=False,
                     )
                 except BaseException:
                     if recorded is None:  # no unit of the caller's redoes it: put it back
                         self._record_again([done])
                     raise
-                outcomes.append(outcome)
+                outcomes.append((outcome, done.error))
                 if is_temporary(done.error):  # deferred, or given up, or its claim lost
                     self.stopped_early = True  # the server is likely down: claim no more
         finally:
             if into is None:
                 self._report(outcomes)
 
-    def _report(self, outcomes: list[SendOutcome]) -> None:
-        """Count recorded outcomes (for :meth:`take_report`)."""
-        self._outcomes.extend(outcomes)
+    def _report(self, outcomes: list[_Recorded]) -> None:
+        """Log and count committed outcomes (for :meth:`take_report`)."""
+        for outcome, error in outcomes:
+            log_attempt(outcome, error, self._system)
+            self._outcomes.append(outcome)
         self.recorded += len(outcomes)
 
     def _start_worker(self) -> None:

@@ -51,6 +51,7 @@ __all__ = [
     "claim",
     "default_owner",
     "is_temporary",
+    "log_attempt",
     "record_attempt",
     "retry_delay",
     "send_due",
@@ -245,8 +246,11 @@ def record_attempt(
     *,
     owner: str,
     clock: Callable[[], datetime],
+    log: bool = True,
 ) -> SendOutcome:
-    """Record what :func:`attempt` came to for a reply ``owner`` claimed, and log it.
+    """Record what :func:`attempt` came to for a reply ``owner`` claimed, and log it
+    (:func:`log_attempt`; ``log=False``: the caller logs it once its unit of work committed,
+    so that a record the store rolls back, and makes again, is not logged twice).
 
     ``error`` None: SENT. A :class:`PermanentSendError` (5xx): FAILED at once. Anything else:
     a temporary failure, retried by time until ``reply_retry_hours`` after queueing (then
@@ -254,18 +258,10 @@ def record_attempt(
     took the reply over. Raises only what the repository raises.
     """
     reply, attempts = entry.reply, entry.attempts + 1
-    fields: dict[str, object] = {"reply_message_id": reply.message_id, "to": reply.to}
     if error is None:
         outcome = SendOutcome(reply.message_id, reply.to, SendResult.SENT, attempts)
         recorded = repository.finish_reply(reply.message_id, owner, ReplyStatus.SENT, clock())
-        logger.info("reply sent", extra={**fields, "attempts": attempts})
     elif isinstance(error, PermanentSendError):
-        fatal = error.code in system.fatal_smtp_codes
-        logger.warning(
-            "reply refused for good: %s",
-            error,
-            extra={**fields, "code": error.code, "fatal": fatal},
-        )
         outcome = SendOutcome(
             reply.message_id, reply.to, SendResult.REFUSED, attempts, str(error), error.code
         )
@@ -273,13 +269,6 @@ def record_attempt(
             reply.message_id, owner, ReplyStatus.FAILED, clock(), error=str(error)
         )
     else:  # SendError, or a mailer that failed some other way: retry
-        if not isinstance(error, SendError):
-            logger.error(
-                "the mailer raised %s",
-                type(error).__name__,
-                exc_info=(type(error), error, error.__traceback__),
-                extra=fields,
-            )
         outcome = _temporary_failure(error, entry.queued_at, attempts, reply, system, clock())
         recorded = repository.finish_reply(
             reply.message_id,
@@ -290,13 +279,61 @@ def record_attempt(
             next_attempt_at=outcome.next_attempt_at,
         )
     if not recorded:
+        outcome = attrs.evolve(outcome, result=SendResult.LOST_CLAIM)
+    if log:
+        log_attempt(outcome, error, system)
+    return outcome
+
+
+def log_attempt(outcome: SendOutcome, error: Exception | None, system: SystemSettings) -> None:
+    """Log a recorded attempt: what the server said (``error``, as given to
+    :func:`record_attempt`), and, for LOST_CLAIM, that another sender took the reply over.
+    A mailer that raised something other than a :class:`SendError` is logged with its
+    traceback."""
+    fields: dict[str, object] = {"reply_message_id": outcome.reply_message_id, "to": outcome.to}
+    attempted = _attempted(outcome, error)
+    if error is None:
+        logger.info("reply sent", extra={**fields, "attempts": outcome.attempts})
+    elif isinstance(error, PermanentSendError):
+        logger.warning(
+            "reply refused for good: %s",
+            error,
+            extra={**fields, "code": error.code, "fatal": error.code in system.fatal_smtp_codes},
+        )
+    else:
+        if not isinstance(error, SendError):
+            logger.error(
+                "the mailer raised %s",
+                type(error).__name__,
+                exc_info=(type(error), error, error.__traceback__),
+                extra=fields,
+            )
+        fields["attempts"] = outcome.attempts
+        if attempted is SendResult.GAVE_UP:
+            logger.warning("reply given up: %s", outcome.error, extra=fields)
+        else:
+            assert outcome.next_attempt_at is not None
+            logger.info(
+                "reply deferred: %s",
+                outcome.error,
+                extra={**fields, "next_attempt_at": outcome.next_attempt_at.isoformat()},
+            )
+    if outcome.result is SendResult.LOST_CLAIM:
         logger.warning(
             "reply claim expired before the outcome was recorded; another sender took the "
             "reply over (a resend carries the same Message-ID)",
-            extra={**fields, "outcome": outcome.result.value},
+            extra={**fields, "outcome": attempted.value},
         )
-        return attrs.evolve(outcome, result=SendResult.LOST_CLAIM)
-    return outcome
+
+
+def _attempted(outcome: SendOutcome, error: Exception | None) -> SendResult:
+    """What the attempt came to, LOST_CLAIM or not: a temporary failure with no next attempt
+    was given up."""
+    if error is None:
+        return SendResult.SENT
+    if isinstance(error, PermanentSendError):
+        return SendResult.REFUSED
+    return SendResult.GAVE_UP if outcome.next_attempt_at is None else SendResult.DEFERRED
 
 
 def _temporary_failure(
@@ -314,17 +351,10 @@ def _temporary_failure(
     code = exc.code if isinstance(exc, SendError) else None
     deadline = queued_at + timedelta(hours=system.reply_retry_hours)
     message_id, to = reply.message_id, reply.to
-    fields = {"reply_message_id": message_id, "to": to, "attempts": attempts}
     if now >= deadline:
         error = f"gave up after {attempts} attempts in {system.reply_retry_hours:g} h: {error}"
-        logger.warning("reply given up: %s", error, extra=fields)
         return SendOutcome(message_id, to, SendResult.GAVE_UP, attempts, error, code)
     next_at = min(now + retry_delay(attempts), deadline)
-    logger.info(
-        "reply deferred: %s",
-        error,
-        extra={**fields, "next_attempt_at": next_at.isoformat()},
-    )
     return SendOutcome(message_id, to, SendResult.DEFERRED, attempts, error, code, next_at)
 
 

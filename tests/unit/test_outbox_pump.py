@@ -9,6 +9,7 @@ Message-ID". A store failure in a step is not such a crash.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -227,6 +228,35 @@ def test_a_store_failure_later_in_a_step_does_not_resend_what_the_server_accepte
         entry = store.outbox_entry(_reply(number).message_id)
         assert entry is not None
         assert (entry.status, entry.attempts) == (ReplyStatus.SENT, 1)
+
+
+def test_a_reply_whose_record_was_rolled_back_is_logged_as_sent_once(
+    store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The step that records replies 1 and 2 fails on its next claim and is rolled back;
+    close() records them again. The log says each was sent once, as it was: a line is
+    written only once its record is committed."""
+    failing, mailer = ClaimFails(store), Collecting()
+    pump = ReplyPump(failing, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW)
+    pump.offer(store.due_replies(NOW))
+    pump.step()  # claims 1 and 2; the worker sends both
+    _wait_for(lambda: pump._done.qsize() == 2)
+    failing.fail = True
+    with caplog.at_level(logging.INFO, logger="asm_email_rules"):
+        with pytest.raises(StoreUnavailableError):
+            pump.step()  # records 1 and 2, then fails to claim 3: all of it rolled back
+        assert _sent_lines(caplog) == []  # nothing of it was committed
+        pump.close()  # records 1 and 2 again, and commits them
+    assert _sent_lines(caplog) == [_reply(1).message_id, _reply(2).message_id]
+
+
+def _sent_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The Message-IDs of the "reply sent" lines logged, in order."""
+    return [
+        getattr(record, "reply_message_id", "")
+        for record in caplog.records
+        if record.getMessage() == "reply sent"
+    ]
 
 
 class RecordFailsOnce:
