@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import tracemalloc
 from collections.abc import Callable
 
 import pytest
@@ -110,8 +111,9 @@ def test_a_well_formed_attachment_is_decoded_by_the_extra(monkeypatch: pytest.Mo
 @pytest.mark.parametrize(
     ("body", "why"),
     [
-        (b"QUJD=REVG", "a = inside the body: binascii stops there, pybase64 reads on"),
-        (b"QUJD-_-_", "the URL-safe alphabet's letters: pybase64 takes them, binascii not"),
+        (b"QUI=QUJD", "data after full padding: binascii stops (AB), pybase64 1.5 fails"),
+        (b"QUJD=REVG", "a = between groups: both skip it, but the guard does not tell"),
+        (b"QUJD-_-_", "the URL-safe alphabet's letters: outside the alphabet (a note)"),
         (b"QUJD*REVG", "a character outside every alphabet"),
     ],
 )
@@ -124,3 +126,19 @@ def test_a_body_the_two_read_differently_keeps_binascii(
     with monkeypatch.context() as patched:
         patched.setattr(mime_tree, "_fast_b64decode", None)
         assert _seen(email) == _seen(_read(_message(body)))
+
+
+def test_choosing_the_decoder_copies_no_large_body() -> None:
+    # A body padded early (pieces encoded one by one and joined, each with its own "=") keeps
+    # binascii; telling so must not copy the rest of the body: a 24 MB message would need
+    # twice its size again, beyond the 3x peak issue 10 allows for the whole reading.
+    rest = base64.encodebytes(bytes(range(256)) * 16_384).replace(b"\n", b"\r\n")  # 5.6 MB
+    raw = b"QUI=\r\n" + rest
+    tracemalloc.start()
+    try:
+        decode = mime_tree._base64_decoder(raw, 0, len(raw), False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decode is binascii.a2b_base64
+    assert peak < 64 * 1024, f"{peak} bytes allocated to choose the decoder"
