@@ -417,7 +417,8 @@ class _Checkpointer:
     @staticmethod
     def _copy_back(conn: sqlite3.Connection) -> None:
         """``PASSIVE`` checkpoints until one ran without another connection committing
-        meanwhile (``PRAGMA data_version`` unchanged), at most :data:`CHECKPOINT_PASSES`.
+        meanwhile (``PRAGMA data_version`` unchanged) or found another checkpoint running
+        (busy: that one copies), at most :data:`CHECKPOINT_PASSES`.
 
         SQLite syncs the database file only after a checkpoint that found, its copy done, no
         frame committed meanwhile. Copying a session's pages takes tens of milliseconds, and
