@@ -308,15 +308,15 @@ def log_attempt(outcome: SendOutcome, error: Exception | None, system: SystemSet
                 exc_info=(type(error), error, error.__traceback__),
                 extra=fields,
             )
-        fields["attempts"] = outcome.attempts
+        counted = {**fields, "attempts": outcome.attempts}  # not on the LOST_CLAIM line
         if attempted is SendResult.GAVE_UP:
-            logger.warning("reply given up: %s", outcome.error, extra=fields)
+            logger.warning("reply given up: %s", outcome.error, extra=counted)
         else:
             assert outcome.next_attempt_at is not None
             logger.info(
                 "reply deferred: %s",
                 outcome.error,
-                extra={**fields, "next_attempt_at": outcome.next_attempt_at.isoformat()},
+                extra={**counted, "next_attempt_at": outcome.next_attempt_at.isoformat()},
             )
     if outcome.result is SendResult.LOST_CLAIM:
         logger.warning(
