@@ -237,10 +237,30 @@ class ReplyPump:
                 exc,
                 extra={"owner": self._owner, "error": str(exc)},
             )
+            self._log_unrecorded()
         finally:
             self._feed.clear()
             self._known.clear()
         self._give_up_unattempted()
+
+    def _log_unrecorded(self) -> None:
+        """Say, for each attempt whose outcome the store would not record, what the server
+        answered: its line (:func:`~asm_email_rules.send.log_attempt`) waits for a record
+        that will not be made, and an accepted reply is sent again, with the same
+        Message-ID, once its claim expires."""
+        self._wait_for_worker()  # the worker has ended: every attempt is given back
+        for done in self._again:
+            if not done.tried:
+                continue
+            reply = done.entry.reply
+            answer = (
+                "accepted" if done.error is None else str(done.error) or type(done.error).__name__
+            )
+            logger.warning(
+                "reply attempt not recorded; the server's answer: %s",
+                answer,
+                extra={"reply_message_id": reply.message_id, "to": reply.to, "owner": self._owner},
+            )
 
     def _give_up_unattempted(self) -> None:
         """End now those claims of :attr:`unattempted` that are still ours (the holder's

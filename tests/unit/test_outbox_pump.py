@@ -259,6 +259,41 @@ def _sent_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
+class RecordsRefused:
+    """The store, except that every record of an outcome (``finish_reply``) fails."""
+
+    def __init__(self, store: SqliteRepository) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def finish_reply(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("store: disk I/O error while recording a reply")
+
+
+def test_when_the_store_never_records_the_log_still_says_what_the_server_answered(
+    store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replies 1 and 2 are sent, and the store refuses every record until the pump closes:
+    no "reply sent" line is written (none is recorded), so close() says, for each, that the
+    server accepted it (it is sent again once its claim expires)."""
+    mailer = Collecting()
+    pump = ReplyPump(RecordsRefused(store), mailer, SYSTEM, owner="poller-1", clock=lambda: NOW)
+    pump.offer(store.due_replies(NOW))
+    pump.step()  # claims 1 and 2; the worker sends both
+    _wait_for(lambda: pump._done.qsize() == 2)
+    with caplog.at_level(logging.INFO, logger="asm_email_rules"):
+        pump.close()
+    assert _sent_lines(caplog) == []
+    unrecorded = [r for r in caplog.records if r.getMessage().startswith("reply attempt not")]
+    assert [getattr(r, "reply_message_id", "") for r in unrecorded] == [
+        _reply(1).message_id,
+        _reply(2).message_id,
+    ]
+    assert all(r.getMessage().endswith(": accepted") for r in unrecorded)
+
+
 class RecordFailsOnce:
     """The store, except that the first record of an outcome (``finish_reply``) fails with a
     store outage."""
