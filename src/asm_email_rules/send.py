@@ -291,7 +291,6 @@ def log_attempt(outcome: SendOutcome, error: Exception | None, system: SystemSet
     A mailer that raised something other than a :class:`SendError` is logged with its
     traceback."""
     fields: dict[str, object] = {"reply_message_id": outcome.reply_message_id, "to": outcome.to}
-    attempted = _attempted(outcome, error)
     if error is None:
         logger.info("reply sent", extra={**fields, "attempts": outcome.attempts})
     elif isinstance(error, PermanentSendError):
@@ -309,10 +308,9 @@ def log_attempt(outcome: SendOutcome, error: Exception | None, system: SystemSet
                 extra=fields,
             )
         counted = {**fields, "attempts": outcome.attempts}  # not on the LOST_CLAIM line
-        if attempted is SendResult.GAVE_UP:
+        if outcome.next_attempt_at is None:
             logger.warning("reply given up: %s", outcome.error, extra=counted)
         else:
-            assert outcome.next_attempt_at is not None
             logger.info(
                 "reply deferred: %s",
                 outcome.error,
@@ -322,7 +320,7 @@ def log_attempt(outcome: SendOutcome, error: Exception | None, system: SystemSet
         logger.warning(
             "reply claim expired before the outcome was recorded; another sender took the "
             "reply over (a resend carries the same Message-ID)",
-            extra={**fields, "outcome": attempted.value},
+            extra={**fields, "outcome": _attempted(outcome, error).value},
         )
 
 
