@@ -364,6 +364,22 @@ def _overtake(
     return made
 
 
+def _upkeep_overtaken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, commits: int
+) -> tuple[list[int], list[str]]:
+    """One call made, then an upkeep whose first ``commits`` checkpoints are each overtaken by
+    a commit of the writer's: the passes each connection of the upkeep made, and the calls
+    in the database file alone afterwards. The store is closed and left at ``desk.db``."""
+    path = tmp_path / "desk.db"
+    with SqliteRepository(path) as repo:
+        _new_call(repo, "before")
+        opened = _overtake(monkeypatch, repo, commits)
+        repo.detached_upkeep()()
+        monkeypatch.undo()
+        copied = _database_file_alone(path, tmp_path / "after.db")
+    return [upkeep.passes for upkeep in opened], copied
+
+
 def test_an_upkeep_overtaken_by_a_commit_copies_that_commit_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -372,31 +388,20 @@ def test_an_upkeep_overtaken_by_a_commit_copies_that_commit_too(
     # commit overtook, so one pass left the file unsynced until the writer's own checkpoint
     # synced it all within one of the poller's commits (70 to 100 ms on the benchmark's disk).
     # The upkeep now checkpoints again, a short copy, until one finds no new commit.
-    path = tmp_path / "desk.db"
-    with SqliteRepository(path) as repo:
-        _new_call(repo, "before")
-        opened = _overtake(monkeypatch, repo, commits=1)
-        repo.detached_upkeep()()
-        monkeypatch.undo()
-        assert _database_file_alone(path, tmp_path / "after.db") == ["before", "during pass 1"]
-        # the second pass copied that commit, and no commit overtook it
-        assert [upkeep.passes for upkeep in opened] == [2]
+    passes, copied = _upkeep_overtaken(tmp_path, monkeypatch, commits=1)
+    assert copied == ["before", "during pass 1"]
+    # the second pass copied that commit, and no commit overtook it
+    assert passes == [2]
 
 
 def test_an_upkeep_behind_a_writer_that_never_pauses_stops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "desk.db"
-    with SqliteRepository(path) as repo:
-        _new_call(repo, "before")
-        opened = _overtake(monkeypatch, repo, commits=100)
-        repo.detached_upkeep()()
-        monkeypatch.undo()
-        assert [upkeep.passes for upkeep in opened] == [sqlite_adapter.CHECKPOINT_PASSES]
-        copied = _database_file_alone(path, tmp_path / "after.db")
-        assert copied[0] == "before"
-        assert len(copied) == sqlite_adapter.CHECKPOINT_PASSES  # the last commit waits
-    assert _first_call_reopened(path) == "before"
+    passes, copied = _upkeep_overtaken(tmp_path, monkeypatch, commits=100)
+    assert passes == [sqlite_adapter.CHECKPOINT_PASSES]
+    assert copied[0] == "before"
+    assert len(copied) == sqlite_adapter.CHECKPOINT_PASSES  # the last commit waits
+    assert _first_call_reopened(tmp_path / "desk.db") == "before"
 
 
 def _calls(repo: SqliteRepository) -> list[Call]:
