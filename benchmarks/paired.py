@@ -1,14 +1,15 @@
 """Two source trees of the library, timed in turn on the same mail: is a change faster?
 
     python benchmarks/paired.py TREE_A TREE_B [--count N] [--pairs K]
-        [--columns maildir,maildir+smtp]
+        [--columns maildir,maildir+smtp,imap] [--imap-rtt-ms N]
 
 On a busy machine the same column of ``benchmarks/service.py`` moves by a tenth or more from
 one run to the next, more than most changes make, so two runs at two commits say little.
 This runs one column of each tree after the other, ``K`` times (the order alternating from
 pair to pair), on the same ``N`` messages of the benchmark's mix (built once), each run in a
 fresh process on a fresh store and a fresh copy of the Maildir, with the benchmark's own
-warm-up, and the replies of ``maildir+smtp`` to one SMTP sink for both trees. A tree is a
+warm-up, the replies of ``maildir+smtp`` to one SMTP sink for both trees, and ``imap``
+from one Dovecot for both, its folder filled afresh before each run. A tree is a
 checkout of the project (its ``src`` is put first on ``PYTHONPATH`` and its
 ``benchmarks/service.py`` runs the column), for instance a ``git worktree`` of the commit to
 compare.
@@ -31,23 +32,32 @@ import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import service as bench  # the benchmark next to this file: its mix and its columns
 
-COLUMNS = ("maildir", "maildir+smtp")
+COLUMNS = ("maildir", "maildir+smtp", "imap")
 
 
 def prepare(
-    work: Path, column: str, samples: list[bench.Sample], warmup: list[bench.Sample]
+    work: Path,
+    column: str,
+    samples: list[bench.Sample],
+    warmup: list[bench.Sample],
+    server: dict[str, Any] | None,
 ) -> None:
-    """A fresh store, Maildir and warm-up folder for one run of ``column``."""
+    """A fresh store, mailbox (Maildir, or the Dovecot ``server``'s folder for ``imap``) and
+    warm-up folder for one run of ``column``."""
     bench._fresh(work, column)
     for folder in (work / column, work / f"{column}-warm"):
         shutil.rmtree(folder, ignore_errors=True)
     bench.fill_maildir(work / f"{column}-warm", warmup)
-    bench.fill_maildir(work / column, samples)
+    if server is not None:
+        bench.fill_imap(server, samples)
+    else:
+        bench.fill_maildir(work / column, samples)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=1000, help="messages per run")
     parser.add_argument("--pairs", type=int, default=4, help="runs of each tree, in turn")
     parser.add_argument("--columns", default="maildir", help=f"some of {','.join(COLUMNS)}")
+    parser.add_argument(
+        "--imap-rtt-ms", type=float, default=0.0, help="round trip added in front of Dovecot"
+    )
     options = parser.parse_args(argv)
     columns = [name for name in options.columns.split(",") if name]
     unknown = set(columns) - set(COLUMNS)
@@ -79,12 +92,20 @@ def main(argv: list[str] | None = None) -> int:
         if "maildir+smtp" in columns:
             sink = stack.enter_context(bench.smtp_sink())
             sink_options = {"smtp_port": sink["port"]}
+        server: dict[str, Any] | None = None
+        if "imap" in columns:
+            server = stack.enter_context(bench.dovecot(options.imap_rtt_ms))
         for pair in range(options.pairs):
             order = (0, 1) if pair % 2 == 0 else (1, 0)
             for which in order:
                 for column in columns:
-                    prepare(work, column, samples, warmup)
-                    options_here = sink_options if column == "maildir+smtp" else {}
+                    imap = server if column == "imap" else None
+                    prepare(work, column, samples, warmup, imap)
+                    options_here: dict[str, object] = (
+                        sink_options if column == "maildir+smtp" else {}
+                    )
+                    if imap is not None:
+                        options_here = {"port": imap["port"], "password": imap["password"]}
                     result = bench.run_column(column, work, options_here, trees[which])
                     cpu[(column, which)].append(result.cpu_ms)
                     wall[(column, which)].append(result.ms)

@@ -2,7 +2,7 @@
 
     python benchmarks/service.py [N ...] [--skip imap,peer] [--peer-limit M] [--profile FILE]
         [--repeat K] [--warmup W] [--sink-without-pipelining] [--sink-without-chunking]
-        [--sink-rtt-ms N]
+        [--sink-rtt-ms N] [--imap-rtt-ms N]
 
 For each N (default 2000 and 10000) it builds N messages, a fixed-seed mix of what a service
 desk mailbox receives:
@@ -24,7 +24,7 @@ and times, on the same messages, each in a fresh store:
   CHUNKING as real servers do, ``--sink-without-pipelining`` / ``--sink-without-chunking``
   leave them out; ``--sink-rtt-ms N`` holds its traffic as a server N ms away would).
 - ``imap``: ours on an IMAP account of a Dovecot on loopback (started as the integration tests
-  start it), no mailer.
+  start it), no mailer; ``--imap-rtt-ms N`` holds its traffic as a server N ms away would.
 - ``helpdesk``: django-helpdesk's ``get_email`` (``process_email``) on its "local directory"
   mailbox, on SQLite (WAL, synchronous=NORMAL) with replies to the same sink, in a separate
   process with the minimal Django project in ``benchmarks/helpdesk_peer``. Needs the optional
@@ -78,6 +78,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -672,6 +673,8 @@ def maildir_account(folder: Path) -> AccountConfig:
 
 
 SINK_OPTIONS: list[str] = []
+IMAP_RTT_MS = 0.0
+"""``--imap-rtt-ms``: the round trip a relay adds in front of Dovecot (0: none)."""
 """Extra arguments for benchmarks/_sink.py (``--no-pipelining``)."""
 
 
@@ -725,8 +728,10 @@ def smtp_mailer(port: int) -> SmtpMailer:
 
 
 @contextlib.contextmanager
-def dovecot() -> Iterator[dict[str, Any]]:
-    """Dovecot on loopback with the integration tests' configuration (user ``test``)."""
+def dovecot(rtt_ms: float = 0.0) -> Iterator[dict[str, Any]]:
+    """Dovecot on loopback with the integration tests' configuration (user ``test``); with
+    ``rtt_ms``, reached through a relay in this process that holds each chunk of bytes
+    ``rtt_ms / 2`` in each direction (the SMTP sink's, ``_sink._relay``)."""
     sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
     import conftest  # the tests' Dovecot configuration template
 
@@ -770,7 +775,18 @@ def dovecot() -> Iterator[dict[str, Any]]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("dovecot did not start") from None
                 time.sleep(0.05)
-        yield {"port": imap_port, "root": root, "password": conftest.PASSWORD}
+        port = imap_port
+        if rtt_ms > 0:
+            import _sink  # the relay next to this file
+
+            port, listening = _free_port(), threading.Event()
+            threading.Thread(
+                target=_sink._relay,
+                args=(port, imap_port, rtt_ms / 1000, listening),
+                daemon=True,
+            ).start()
+            listening.wait(10)
+        yield {"port": port, "root": root, "password": conftest.PASSWORD}
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -1044,7 +1060,7 @@ def one_round(
         found["maildir+smtp"] = column
     if "imap" not in skip:
         try:
-            with dovecot() as server:
+            with dovecot(IMAP_RTT_MS) as server:
                 fill_imap(server, samples)
                 found["imap"] = run_column(
                     "imap",
@@ -1107,7 +1123,16 @@ def main(argv: list[str] | None = None) -> int:
         help="hold the bytes to and from the SMTP sink this many ms per round trip, as a"
         " server that far away would (default 0: loopback)",
     )
+    parser.add_argument(
+        "--imap-rtt-ms",
+        type=float,
+        default=0.0,
+        help="hold the bytes to and from Dovecot this many ms per round trip, as a server that"
+        " far away would (default 0: loopback)",
+    )
     options = parser.parse_args(argv)
+    global IMAP_RTT_MS
+    IMAP_RTT_MS = options.imap_rtt_ms
     if options.sink_without_pipelining:
         SINK_OPTIONS.append("--no-pipelining")
     if options.sink_without_chunking:

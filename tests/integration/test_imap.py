@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from email import policy
 from email.parser import BytesParser
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given
@@ -144,16 +145,19 @@ def test_unknown_uid_is_a_mailbox_error(dovecot: Dovecot, mail_user: str) -> Non
 
 
 def _spy(box: ImapMailbox) -> list[tuple[str, ...]]:
-    """Record every UID command the mailbox sends (its name and arguments)."""
+    """Record every UID command the mailbox sends, as the wire carries it (imaplib's and the
+    fetches sent ahead alike): ``(name, set, the rest)``."""
     client = box._client()
     sent: list[tuple[str, ...]] = []
-    real = client.uid
+    real = client.send
 
-    def uid(command: str, *args: str) -> Any:
-        sent.append((command.upper(), *args))
-        return real(command, *args)
+    def send(data: bytes) -> None:
+        words = data.rstrip(b"\r\n").decode("utf-8", "replace").split(" ", 4)
+        if len(words) >= 4 and words[1].upper() == "UID":
+            sent.append((words[2].upper(), *words[3:]))
+        real(data)
 
-    client.uid = uid  # type: ignore[method-assign]
+    client.send = send  # type: ignore[method-assign]
     return sent
 
 
@@ -240,18 +244,19 @@ def test_a_message_expunged_by_another_client_costs_no_second_download_of_its_ba
 ) -> None:
     # The sizes are asked once, before another client expunges two listed messages: the
     # batch that asked for them brings the rest, the two are errors at once, and nothing the
-    # batch brought is downloaded again.
-    sent = [make_message(n, size=500) for n in range(1, 9)]
+    # batch brought is downloaded again. (The expunged two are in the third batch: the second
+    # is asked for, ahead, when the first is read.)
+    sent = [make_message(n, size=500) for n in range(1, 12)]
     for raw in sent:
         dovecot.append(mail_user, raw)
     with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
         commands = _spy(box)
         keys = list(box.list_keys())
-        assert box.fetch(keys[0]) == sent[0]  # sizes asked; 1, 2, 3 fetched
+        assert box.fetch(keys[0]) == sent[0]  # sizes asked; 1, 2, 3 fetched; 4, 5, 6 asked
         other = dovecot._imap(mail_user)
         try:
             other.select("INBOX")
-            for key in (keys[4], keys[5]):
+            for key in (keys[7], keys[8]):
                 assert other.uid("STORE", key, "+FLAGS.SILENT", r"(\Deleted)")[0] == "OK"
             assert other.expunge()[0] == "OK"
         finally:
@@ -262,14 +267,104 @@ def test_a_message_expunged_by_another_client_costs_no_second_download_of_its_ba
                 got.append(box.fetch(key))
             except MailboxError as exc:
                 got.append(str(exc))
-    assert got[:4] == sent[:4]
+    assert got[:7] == sent[:7]
     assert [
         str(g).endswith(f"no message with UID {k}")
-        for g, k in zip(got[4:6], keys[4:6], strict=True)
+        for g, k in zip(got[7:9], keys[7:9], strict=True)
     ] == [True, True]
-    assert got[6:] == sent[6:]
+    assert got[9:] == sent[9:]
     bodies = [c[1] for c in commands if c[0] == "FETCH" and "BODY.PEEK[]" in c[-1]]
-    assert bodies == [",".join(keys[0:3]), ",".join(keys[3:6]), ",".join(keys[6:8])]
+    assert bodies == [",".join(keys[n : n + 3]) for n in (0, 3, 6, 9)]
+
+
+def test_the_next_batch_is_asked_for_before_this_one_is_handed_out(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # fetch_ahead: the server prepares and sends the next batch while this one is processed;
+    # its answer waits in the socket until its first message is fetched.
+    sent = [make_message(n) for n in range(1, 8)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    for ahead, asked in ((True, 2), (False, 1)):
+        with ImapMailbox(_config(dovecot, mail_user, batch_messages=3, fetch_ahead=ahead)) as box:
+            commands = _spy(box)
+            keys = list(box.list_keys())
+            assert box.fetch(keys[0]) == sent[0]
+            bodies = [c[1] for c in commands if c[0] == "FETCH" and "BODY.PEEK[]" in c[-1]]
+            assert bodies == [",".join(keys[n : n + 3]) for n in (0, 3)][:asked]
+            assert sorted(box._fetched) == keys[1:3]  # the answer ahead is not read yet
+            assert [box.fetch(key) for key in keys[1:]] == sent[1:]
+
+
+def test_a_command_while_a_batch_is_asked_ahead_reads_its_answer_first(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # Quarantine, listing, deleting and closing while the answer to a fetch sent ahead is
+    # unread: each command gets its own answer, every message comes back exactly, and the
+    # session's deletions are expunged.
+    sent = [make_message(n) for n in range(1, 11)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
+        keys = list(box.list_keys())
+        assert box.fetch(keys[0]) == sent[0]  # 4, 5, 6 asked ahead
+        box.quarantine(keys[1], "asked while a batch was on its way")
+        box.delete(keys[0])
+        got = [box.fetch(key) for key in keys[2:6]]  # 7, 8, 9 asked ahead at the 4th
+        assert got == sent[2:6]
+        for key in keys[2:6]:
+            box.delete(key)
+        assert list(box.list_keys()) == keys[6:]  # a listing in the middle of it
+        assert box.fetch(keys[6]) == sent[6]  # 8, 9, 10 asked ahead
+        box.delete(keys[6])
+    assert dovecot.messages(mail_user) == sent[7:]
+    [quarantined] = dovecot.messages(mail_user, "Quarantine")
+    assert quarantined.endswith(sent[1])
+
+    with ImapMailbox(_config(dovecot, mail_user, batch_messages=1)) as box:
+        keys = list(box.list_keys())
+        assert box.fetch(keys[0]) == sent[7]  # the next one asked ahead
+        box.delete(keys[0])
+        box.abort()  # nothing marked; the answer ahead is read before LOGOUT
+    assert dovecot.messages(mail_user) == sent[7:]
+
+
+def test_a_connection_lost_with_a_batch_asked_ahead_is_a_mailbox_error(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    sent = [make_message(n) for n in range(1, 8)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
+    keys = list(box.list_keys())
+    assert box.fetch(keys[0]) == sent[0]
+    client = box._client()
+    client.sock.shutdown(socket.SHUT_RDWR)  # the answer ahead never comes
+    assert [box.fetch(key) for key in keys[1:3]] == sent[1:3]  # already in hand
+    with pytest.raises(MailboxError, match=f"UID FETCH {keys[3]} failed"):
+        box.fetch(keys[3])
+    box.abort()
+
+    # Sending it failed: the stream may hold part of a command, so no other command follows,
+    # and the session's end says so instead of marking anything.
+    box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
+    keys = list(box.list_keys())
+    client = box._client()
+    real = client.send
+
+    def send(data: bytes) -> None:
+        if data.startswith(b"ZA"):
+            raise ConnectionResetError("reset by peer")
+        real(data)
+
+    client.send = send  # type: ignore[method-assign]
+    assert box.fetch(keys[0]) == sent[0]
+    box.delete(keys[0])
+    with pytest.raises(MailboxError, match="failed sending a fetch ahead: reset by peer"):
+        box.fetch(keys[3])
+    with pytest.raises(MailboxError, match="failed sending a fetch ahead"):
+        box.close()
+    assert dovecot.messages(mail_user) == sent  # nothing marked, nothing expunged
 
 
 @given(st.sets(st.integers(min_value=1, max_value=400), max_size=60))

@@ -62,6 +62,12 @@ class ImapConfig:
     bytes held at once stay bounded; ``\\Deleted`` marks go out on :meth:`ImapMailbox.close`,
     ``store_batch`` UIDs per ``UID STORE`` (servers bound the length of a command line).
 
+    ``fetch_ahead``: once a batch is read, the ``UID FETCH`` of the next one is sent at once
+    and its answer read when its first message is fetched, so the server prepares and sends
+    the next batch while the caller processes this one (the answer waits in the socket, not
+    in this process: the bytes held stay one batch). Any other command reads, and drops, an
+    answer not read yet first. False fetches a batch only when it is needed.
+
     ``max_line_bytes`` bounds one line of the server's responses. The ``UID SEARCH`` that
     lists the folder answers in one line of about 7 bytes a message; :mod:`imaplib`'s own
     bound, 1,000,000 bytes, refused the listing of a folder of some 140,000 messages, so a
@@ -84,6 +90,7 @@ class ImapConfig:
     batch_bytes: int = 1 << 20
     store_batch: int = 100
     max_line_bytes: int = 16 << 20
+    fetch_ahead: bool = True
 
     def context(self) -> ssl.SSLContext:
         """The TLS context to use: the configured one or a verifying default."""
@@ -156,9 +163,57 @@ class _ImapTls(imaplib.IMAP4_SSL):
         return _read_line(self, self.max_line)
 
 
+@attrs.frozen
+class _Ahead:
+    """A ``UID FETCH`` sent ahead (:attr:`ImapConfig.fetch_ahead`) whose answer is not read."""
+
+    tag: bytes
+    uids: list[str]
+
+
+_AHEAD_TAG = b"ZA"
+"""The prefix of the tags of the fetches sent ahead: imaplib's tags are made of the letters
+``A`` to ``P`` and digits (``imaplib.Int2AP``), so no answer is taken for the other's."""
+
+_LITERAL_RE = re.compile(rb"\{(\d+)\}\r?\n?\Z")
+"""A response line that ends with a literal's length (RFC 3501 4.3): its bytes follow."""
+
+_BODY_LITERAL_RE = re.compile(rb"BODY\[\] \{\d+\}\r?\n?\Z")
+"""The text before the literal of a ``BODY[]`` item: the message itself."""
+
+_LITERAL_CHUNK = 64 << 20
+"""A literal announced longer than this is read in pieces of this size, so the bytes held
+are at most those received, whatever length the server announced (a buffered ``read(n)``
+allocates ``n`` bytes at once). A shorter one is read at once: pieces and their join would
+hold it twice."""
+
 SIZES_AHEAD = 200
 """Listed UIDs whose sizes one ``UID FETCH ... (RFC822.SIZE)`` asks for (the batches of
 :meth:`ImapMailbox.fetch` are chosen by size): more than a polling session lists."""
+
+
+def _untagged(client: imaplib.IMAP4, line: bytes) -> tuple[bytes, bytes | None]:
+    """One untagged response that began with ``line``, read to its end: its text without the
+    literals, and the literal of its ``BODY[]`` item (None when it has none)."""
+    said = [line]
+    body: bytes | None = None
+    while (literal := _LITERAL_RE.search(line)) is not None:
+        size = int(literal.group(1))
+        if size <= _LITERAL_CHUNK:
+            data = client.read(size)
+        else:
+            pieces = []
+            while size > 0 and (piece := client.read(min(size, _LITERAL_CHUNK))):
+                pieces.append(piece)
+                size -= len(piece)
+            data = b"".join(pieces)
+        if len(data) < int(literal.group(1)):
+            raise client.abort("the server closed the connection within a literal")
+        if body is None and _BODY_LITERAL_RE.search(line):
+            body = data
+        line = client.readline()
+        said.append(line)
+    return b"".join(said), body
 
 
 def _uid_set(uids: list[str]) -> str:
@@ -205,6 +260,9 @@ class ImapMailbox(ServerSession):
         self._sized: set[str] = set()  # the listed UIDs whose size was asked (found or not)
         self._gone: set[str] = set()  # listed, asked for in a batch, not brought back
         self._fetched: dict[str, bytes] = {}  # fetched ahead, not yet handed out
+        self._ahead: _Ahead | None = None  # a batch's UID FETCH sent, its answer not read
+        self._ahead_tags = 0
+        self._broken: OSError | None = None  # sending a fetch ahead failed: no command may follow
         self._quarantine_ready = False
         self.left_marked: frozenset[str] = frozenset()
         """The UIDs this session deleted that :meth:`close` marked ``\\Deleted`` but did not
@@ -222,7 +280,11 @@ class ImapMailbox(ServerSession):
         return f"IMAP {cfg.host}:{cfg.port} folder {cfg.folder!r}"
 
     def _call(self, action: str, func: Callable[[], tuple[str, Any]]) -> list[Any]:
-        """Run one imaplib call; any failure or non-OK answer becomes a MailboxError."""
+        """Run one imaplib call; any failure or non-OK answer becomes a MailboxError.
+
+        The answer to a fetch sent ahead is read (and dropped) first: imaplib would take it
+        for its own command's."""
+        self._settle()
         try:
             status, data = func()
         except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
@@ -343,6 +405,8 @@ class ImapMailbox(ServerSession):
         self._listed, self._position = [], {}
         self._sizes, self._sized, self._gone = {}, set(), set()
         self._fetched.clear()
+        self._ahead = None
+        self._broken = None
         self._quarantine_ready = False
 
     def _uid(self, action: str, command: str, *args: str) -> list[object]:
@@ -443,9 +507,9 @@ class ImapMailbox(ServerSession):
         """The exact bytes of the message (``BODY.PEEK[]``: the ``\\Seen`` flag is untouched).
 
         Fetching a listed message also brings the next listed ones, up to the batch limits
-        (:class:`ImapConfig`), in the same ``UID FETCH``; they are handed out from memory. One
-        the batch did not bring back (another client expunged it) raises MailboxError at once,
-        the others kept.
+        (:class:`ImapConfig`), in the same ``UID FETCH``; they are handed out from memory, and
+        the next batch's ``UID FETCH`` is sent at once (``fetch_ahead``). One the batch did not
+        bring back (another client expunged it) raises MailboxError at once, the others kept.
         """
         ready = self._fetched.pop(key, None)
         if ready is not None:
@@ -455,22 +519,104 @@ class ImapMailbox(ServerSession):
         if key in self._gone:  # a batch asked for it and the server had it no more
             raise MailboxError(f"{self._where()}: no message with UID {key}")
         self._fetched.clear()  # anything fetched ahead and skipped is not wanted any more
-        batch = self._batch(key)
-        if len(batch) == 1:
-            return self._fetch(key, "(BODY.PEEK[])")[1]
-        data = self._uid(f"UID FETCH {key}", "FETCH", ",".join(batch), "(UID BODY.PEEK[])")
-        wanted = set(batch)
-        for part in data:
-            if isinstance(part, tuple) and len(part) == 2:
-                match = _UID_RE.search(part[0])
-                uid = match.group(1).decode() if match is not None else ""
-                if uid in wanted:
-                    self._fetched[uid] = part[1]
+        ahead = self._ahead
+        if ahead is not None and key in ahead.uids:
+            self._ahead = None
+            batch = ahead.uids
+            self._read_ahead(ahead, keep=True)
+        else:
+            batch = self._batch(key)  # a fetch out of the listing's order: ahead is dropped
+            if len(batch) == 1:
+                alone = self._fetch(key, "(BODY.PEEK[])")[1]
+                self._send_ahead(key)
+                return alone
+            data = self._uid(f"UID FETCH {key}", "FETCH", ",".join(batch), "(UID BODY.PEEK[])")
+            wanted = set(batch)
+            for part in data:
+                if isinstance(part, tuple) and len(part) == 2:
+                    match = _UID_RE.search(part[0])
+                    uid = match.group(1).decode() if match is not None else ""
+                    if uid in wanted:
+                        self._fetched[uid] = part[1]
         self._gone.update(uid for uid in batch if uid not in self._fetched and uid != key)
         raw = self._fetched.pop(key, None)
         if raw is None:
             raise MailboxError(f"{self._where()}: no message with UID {key}")
+        self._send_ahead(batch[-1])
         return raw
+
+    # -- fetching ahead (ImapConfig.fetch_ahead) ----------------------------------------------
+
+    def _send_ahead(self, last: str) -> None:
+        """Send the ``UID FETCH`` of the batch listed after ``last`` without reading its answer.
+
+        Sizes not known yet are asked first (one round trip, as for any batch). A failure to
+        send is kept in ``_broken``, raised by the next command: the stream may hold part of a
+        command, so none may follow it."""
+        position = self._position.get(last)
+        if not self.config.fetch_ahead or position is None or self._imap is None:
+            return
+        following = (
+            uid
+            for uid in self._listed[position + 1 :]
+            if uid not in self._deleted and uid not in self._gone
+        )
+        first = next(following, None)
+        if first is None:
+            return
+        batch = self._batch(first)
+        self._ahead_tags += 1
+        tag = _AHEAD_TAG + str(self._ahead_tags).encode()
+        command = b"%s UID FETCH %s (UID BODY.PEEK[])\r\n" % (tag, ",".join(batch).encode())
+        try:
+            self._imap.send(command)
+        except OSError as exc:
+            self._broken = exc
+            return
+        self._ahead = _Ahead(tag, batch)
+
+    def _settle(self) -> None:
+        """Before any other command: read and drop the answer to a fetch sent ahead (its
+        messages are fetched again if asked for), or raise the failure to send one."""
+        if self._broken is not None:
+            raise MailboxError(
+                f"{self._where()}: the connection failed sending a fetch ahead: {self._broken}"
+            ) from self._broken
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            self._read_ahead(ahead, keep=False)
+
+    def _read_ahead(self, ahead: _Ahead, *, keep: bool) -> None:
+        """Read the answer to ``ahead`` up to its tagged line, with imaplib's public ``readline``
+        and ``read``; with ``keep``, the messages of the batch go to ``_fetched``.
+
+        Raises MailboxError when the connection fails, or, with ``keep``, when the server
+        refused the command (dropped, a refusal does not matter)."""
+        client = self._imap
+        assert client is not None  # only a connected session sends ahead
+        wanted = set(ahead.uids)
+        action = f"UID FETCH {ahead.uids[0]}"
+        try:
+            while True:
+                line = client.readline()
+                if not line:
+                    raise client.abort("the server closed the connection")
+                if line.startswith(ahead.tag + b" "):
+                    break
+                said, body = _untagged(client, line)
+                uid = _UID_RE.search(said)
+                if keep and body is not None and uid is not None:
+                    key = uid.group(1).decode()
+                    if key in wanted and key not in self._deleted:
+                        self._fetched[key] = body
+        except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
+            self._fetched.clear()
+            raise MailboxError(f"{self._where()}: {action} failed: {_error_text(exc)}") from exc
+        status = line[len(ahead.tag) + 1 :].split(b" ", 1)[0].upper()
+        if keep and status != b"OK":
+            self._fetched.clear()
+            detail = line[len(ahead.tag) + 1 :].strip().decode("utf-8", "replace")
+            raise MailboxError(f"{self._where()}: {action} refused: {detail}")
 
     def delete(self, key: str) -> None:
         """Hide the message now; :meth:`close` marks it ``\\Deleted`` (``store_batch`` UIDs per
@@ -549,11 +695,14 @@ class ImapMailbox(ServerSession):
     def abort(self) -> None:
         """Log out without expunging: the messages marked ``\\Deleted`` stay in the folder."""
         client = self._imap
-        self._imap = None
-        self._forget()  # marks not sent yet are never sent
-        if client is not None:
-            with suppress(imaplib.IMAP4.error, OSError):
-                client.logout()
+        try:
+            if client is not None:
+                with suppress(imaplib.IMAP4.error, OSError, MailboxError):
+                    self._settle()  # the answer to a fetch sent ahead, before imaplib's LOGOUT
+                    client.logout()
+        finally:
+            self._imap = None
+            self._forget()  # marks not sent yet are never sent
 
     def _search_uids(self, criterion: str) -> list[str]:
         data = self._uid(f"UID SEARCH {criterion}", "SEARCH", criterion)
@@ -610,6 +759,7 @@ class ImapMailbox(ServerSession):
             return
         self.left_marked = frozenset()
         try:
+            self._settle()  # the answer to a fetch sent ahead, before any other command
             self._flag_deleted()
             if self._deleted:
                 uids = ",".join(sorted(self._deleted, key=int))
