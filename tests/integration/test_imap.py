@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asm_email_rules.adapters import imap
 from asm_email_rules.adapters.imap import QUARANTINE_HEADER, ImapConfig, ImapMailbox, _uid_set
 from asm_email_rules.errors import MailboxError
 from asm_email_rules.protocols import Mailbox
@@ -408,3 +409,36 @@ def test_deletes_are_flagged_in_batches_on_close_and_expunged_abort_deletes_noth
     stores = [c[1] for c in commands if c[0] == "STORE"]
     assert stores == [",".join(keys[:3]), ",".join(keys[3:5])]  # 3 UIDs per UID STORE
     assert dovecot.messages(mail_user) == sent[5:]
+
+
+def test_a_failure_asking_the_next_batch_s_sizes_does_not_fail_the_message_in_hand(
+    dovecot: Dovecot,
+    mail_user: str,
+    make_message: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # fetch_ahead asks the sizes of the next batch (RFC 3501 6.4.8, UID FETCH RFC822.SIZE)
+    # after this batch is read: its failure belongs to the next fetch that needs the server,
+    # not to the message whose bytes are already in hand (the caller would count it failed
+    # and leave it for the next session).
+    monkeypatch.setattr(imap, "SIZES_AHEAD", 3)
+    sent = [make_message(n) for n in range(1, 8)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
+        keys = list(box.list_keys())
+        client = box._client()
+        real = client.uid
+        sizes_asked: list[str] = []
+
+        def uid(command: str, *args: str) -> tuple[str, list[bytes | None]]:
+            if command.upper() == "FETCH" and "RFC822.SIZE" in args[-1]:
+                sizes_asked.append(args[0])
+                if len(sizes_asked) == 2:  # those of the batch after the first
+                    return "NO", [b"simulated: try again"]
+            return real(command, *args)
+
+        client.uid = uid  # type: ignore[method-assign]
+        assert box.fetch(keys[0]) == sent[0]
+        assert [box.fetch(key) for key in keys[1:]] == sent[1:]
+    assert len(sizes_asked) == 3  # asked again when the next batch was needed
