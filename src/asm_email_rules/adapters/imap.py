@@ -550,9 +550,11 @@ class ImapMailbox(ServerSession):
     def _send_ahead(self, last: str) -> None:
         """Send the ``UID FETCH`` of the batch listed after ``last`` without reading its answer.
 
-        Sizes not known yet are asked first (one round trip, as for any batch). A failure to
-        send is kept in ``_broken``, raised by the next command: the stream may hold part of a
-        command, so none may follow it."""
+        Sizes not known yet are asked first (one round trip, as for any batch); if that fails,
+        nothing is sent ahead: the message in hand is the caller's, and the next fetch asks
+        again (RFC 3501 6.4.8) and raises then. A failure to send is kept in ``_broken``,
+        raised by the next command: the stream may hold part of a command, so none may
+        follow it."""
         position = self._position.get(last)
         if not self.config.fetch_ahead or position is None or self._imap is None:
             return
@@ -564,7 +566,10 @@ class ImapMailbox(ServerSession):
         first = next(following, None)
         if first is None:
             return
-        batch = self._batch(first)
+        try:
+            batch = self._batch(first)
+        except MailboxError:
+            return  # a connection lost here fails the next command that needs the server
         self._ahead_tags += 1
         tag = _AHEAD_TAG + str(self._ahead_tags).encode()
         command = b"%s UID FETCH %s (UID BODY.PEEK[])\r\n" % (tag, ",".join(batch).encode())
