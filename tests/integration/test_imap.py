@@ -442,3 +442,28 @@ def test_a_failure_asking_the_next_batch_s_sizes_does_not_fail_the_message_in_ha
         assert box.fetch(keys[0]) == sent[0]
         assert [box.fetch(key) for key in keys[1:]] == sent[1:]
     assert len(sizes_asked) == 3  # asked again when the next batch was needed
+
+
+def test_abort_closes_the_connection_even_when_the_session_cannot_log_out(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # Sending the fetch ahead failed, so abort() sends no LOGOUT (RFC 3501 6.1.3) on a stream
+    # that may hold part of a command; it must still close the socket (one per failed session
+    # of a long-running poller otherwise stays open until garbage collection).
+    sent = [make_message(n) for n in range(1, 8)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
+    keys = list(box.list_keys())
+    client = box._client()
+    real = client.send
+
+    def send(data: bytes) -> None:
+        if data.startswith(b"ZA"):
+            raise ConnectionResetError("reset by peer")
+        real(data)
+
+    client.send = send  # type: ignore[method-assign]
+    assert box.fetch(keys[0]) == sent[0]
+    box.abort()
+    assert client.sock.fileno() == -1
