@@ -698,13 +698,22 @@ class ImapMailbox(ServerSession):
         return match.group(1).decode() if match else None
 
     def abort(self) -> None:
-        """Log out without expunging: the messages marked ``\\Deleted`` stay in the folder."""
+        """Log out without expunging: the messages marked ``\\Deleted`` stay in the folder.
+
+        When the answer to a fetch sent ahead cannot be read to its end (or sending it
+        failed), no ``LOGOUT`` (RFC 3501 6.1.3) follows on the stream out of step: the
+        connection is shut down all the same."""
         client = self._imap
         try:
             if client is not None:
-                with suppress(imaplib.IMAP4.error, OSError, MailboxError):
+                try:
                     self._settle()  # the answer to a fetch sent ahead, before imaplib's LOGOUT
-                    client.logout()
+                except MailboxError:
+                    with suppress(imaplib.IMAP4.error, OSError):
+                        client.shutdown()
+                else:
+                    with suppress(imaplib.IMAP4.error, OSError):
+                        client.logout()  # shuts the connection down whatever it answers
         finally:
             self._imap = None
             self._forget()  # marks not sent yet are never sent
