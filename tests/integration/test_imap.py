@@ -444,6 +444,45 @@ def test_a_failure_asking_the_next_batch_s_sizes_does_not_fail_the_message_in_ha
     assert len(sizes_asked) == 3  # asked again when the next batch was needed
 
 
+def test_a_read_failure_within_the_answer_ahead_ends_the_session_s_commands(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # A timeout while the answer to a fetch sent ahead is read leaves the stream at an unknown
+    # point of it (RFC 3501 2.2.2: responses are read in order): imaplib would read its rest
+    # as the answer to its own next command. As when sending fails, no command may follow:
+    # the next ones raise MailboxError without reaching the server, and nothing is marked.
+    sent = [make_message(n) for n in range(1, 8)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
+    commands = _spy(box)
+    keys = list(box.list_keys())
+    assert [box.fetch(key) for key in keys[:3]] == sent[:3]  # 4, 5, 6 asked ahead
+    box.delete(keys[0])
+    client = box._client()
+    real = client.readline
+    lines: list[bytes] = []
+
+    def readline() -> bytes:
+        if len(lines) == 2:  # the first response of the answer read; the second is late
+            raise TimeoutError("timed out")
+        lines.append(real())
+        return lines[-1]
+
+    client.readline = readline  # type: ignore[method-assign]
+    with pytest.raises(MailboxError, match=f"UID FETCH {keys[3]} failed"):
+        box.fetch(keys[3])
+    client.readline = real  # type: ignore[method-assign]
+    sent_before = len(commands)
+    with pytest.raises(MailboxError, match="failed reading a fetch ahead"):
+        box.fetch(keys[4])
+    with pytest.raises(MailboxError, match="failed reading a fetch ahead"):
+        box.close()
+    assert commands[sent_before:] == []  # no command on the stream out of step
+    assert not any("Deleted" in flags for flags in dovecot.flags(mail_user))
+    assert dovecot.messages(mail_user) == sent
+
+
 def test_abort_closes_the_connection_even_when_the_session_cannot_log_out(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
