@@ -262,7 +262,9 @@ class ImapMailbox(ServerSession):
         self._fetched: dict[str, bytes] = {}  # fetched ahead, not yet handed out
         self._ahead: _Ahead | None = None  # a batch's UID FETCH sent, its answer not read
         self._ahead_tags = 0
-        self._broken: OSError | None = None  # sending a fetch ahead failed: no command may follow
+        # (what failed, why): sending or reading a fetch ahead failed, so the stream is out
+        # of step and no command may follow
+        self._broken: tuple[str, Exception] | None = None
         self._quarantine_ready = False
         self.left_marked: frozenset[str] = frozenset()
         """The UIDs this session deleted that :meth:`close` marked ``\\Deleted`` but did not
@@ -576,17 +578,19 @@ class ImapMailbox(ServerSession):
         try:
             self._imap.send(command)
         except OSError as exc:
-            self._broken = exc
+            self._broken = ("sending a fetch ahead", exc)
             return
         self._ahead = _Ahead(tag, batch)
 
     def _settle(self) -> None:
         """Before any other command: read and drop the answer to a fetch sent ahead (its
-        messages are fetched again if asked for), or raise the failure to send one."""
+        messages are fetched again if asked for), or raise the failure to send one or to read
+        one to its end."""
         if self._broken is not None:
+            what, why = self._broken
             raise MailboxError(
-                f"{self._where()}: the connection failed sending a fetch ahead: {self._broken}"
-            ) from self._broken
+                f"{self._where()}: the connection failed {what}: {_error_text(why)}"
+            ) from why
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
             self._read_ahead(ahead, keep=False)
@@ -596,7 +600,10 @@ class ImapMailbox(ServerSession):
         and ``read``; with ``keep``, the messages of the batch go to ``_fetched``.
 
         Raises MailboxError when the connection fails, or, with ``keep``, when the server
-        refused the command (dropped, a refusal does not matter)."""
+        refused the command (dropped, a refusal does not matter). A failure within the answer
+        leaves the stream at an unknown point of it (RFC 3501 2.2.2, 4.3: a literal's octets
+        read as lines): it is kept in ``_broken``, so no command follows, as when sending
+        fails."""
         client = self._imap
         assert client is not None  # only a connected session sends ahead
         wanted = set(ahead.uids)
@@ -616,6 +623,7 @@ class ImapMailbox(ServerSession):
                         self._fetched[key] = body
         except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
             self._fetched.clear()
+            self._broken = ("reading a fetch ahead", exc)
             raise MailboxError(f"{self._where()}: {action} failed: {_error_text(exc)}") from exc
         status = line[len(ahead.tag) + 1 :].split(b" ", 1)[0].upper()
         if keep and status != b"OK":
