@@ -673,9 +673,9 @@ def maildir_account(folder: Path) -> AccountConfig:
 
 
 SINK_OPTIONS: list[str] = []
+"""Extra arguments for benchmarks/_sink.py (``--no-pipelining``)."""
 IMAP_RTT_MS = 0.0
 """``--imap-rtt-ms``: the round trip a relay adds in front of Dovecot (0: none)."""
-"""Extra arguments for benchmarks/_sink.py (``--no-pipelining``)."""
 
 
 @contextlib.contextmanager
