@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import socket
 from collections.abc import Callable
 from email import policy
@@ -61,6 +62,59 @@ def test_list_fetch_delete_quarantine_then_reconnect(
     msg = BytesParser(policy=policy.default).parsebytes(quarantined)
     assert msg[QUARANTINE_HEADER] == "parse error: bad header"
     assert msg["Message-ID"] == "<m2@example.org>"
+
+
+def test_capabilities_given_with_the_sign_in_cost_no_round_trip(
+    dovecot: Dovecot, mail_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RFC 3501 7.1: a server may list its capabilities in the OK of LOGIN (Dovecot does);
+    # a session then asks for them only where it does not (6.1.1): a round trip less per
+    # session, which is what a session costs most on a distant server.
+    sent: list[bytes] = []
+    real = imap._Imap.send
+
+    def send(self: imaplib.IMAP4, data: bytes) -> None:
+        sent.append(data.split(b" ", 2)[1].upper())
+        real(self, data)
+
+    monkeypatch.setattr(imap._Imap, "send", send)
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        list(box.list_keys())
+        assert {"UIDPLUS", "MOVE"} <= box._capabilities  # the signed-in ones, not the greeting's
+    assert sent[sent.index(b"LOGIN") + 1 :][:2] == [b"SELECT", b"UID"]
+
+
+class _Answered:
+    """An imaplib client as far as :func:`imap._capabilities_said` reads it: the untagged
+    ``CAPABILITY`` data kept since the last command took its own."""
+
+    def __init__(self, untagged: list[bytes]) -> None:
+        self._untagged = untagged
+
+    def response(self, code: str) -> tuple[str, list[bytes | None]]:
+        kept, self._untagged = self._untagged, []
+        return code, list(kept) or [None]
+
+
+@pytest.mark.parametrize(
+    ("signed_in", "untagged", "found"),
+    [
+        ([b"[CAPABILITY IMAP4rev1 UIDPLUS MOVE] Logged in"], [], b"IMAP4rev1 UIDPLUS MOVE"),
+        (
+            [b"user@example.org authenticated (Success)"],
+            [b"IMAP4rev1 UIDPLUS"],
+            b"IMAP4rev1 UIDPLUS",
+        ),
+        ([b"Logged in"], [], None),  # neither: the client asks (RFC 3501 6.1.1)
+        ([b"[CAPABILITY ] Logged in"], [], None),  # an empty list is no answer
+        ([b"Logged in [CAPABILITY IMAP4rev1]"], [], None),  # a code only opens the text (7.1)
+    ],
+)
+def test_capabilities_are_read_from_the_sign_in_answer_or_asked_for(
+    signed_in: list[bytes], untagged: list[bytes], found: bytes | None
+) -> None:
+    client = _Answered(untagged)
+    assert imap._capabilities_said(client, signed_in) == found  # type: ignore[arg-type]
 
 
 def test_fetch_does_not_mark_seen(
@@ -326,7 +380,12 @@ def test_a_command_while_a_batch_is_asked_ahead_reads_its_answer_first(
         keys = list(box.list_keys())
         assert box.fetch(keys[0]) == sent[7]  # the next one asked ahead
         box.delete(keys[0])
-        box.abort()  # nothing marked; the answer ahead is read before LOGOUT
+        client = box._client()
+        read: list[int] = []
+        real_read = client.read
+        client.read = lambda size: read.append(size) or real_read(size)  # type: ignore[method-assign]
+        box.abort()  # nothing marked
+    assert read == []  # the answer ahead (a whole message) is not downloaded to be dropped
     assert dovecot.messages(mail_user) == sent[7:]
 
 

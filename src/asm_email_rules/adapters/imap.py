@@ -121,6 +121,23 @@ def encode_mailbox_name(name: str) -> str:
     return _quoted(text)
 
 
+_CAPABILITY_CODE_RE = re.compile(rb"\[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
+
+
+def _capabilities_said(client: imaplib.IMAP4, signed_in: list[Any]) -> bytes | None:
+    """The capabilities the server gave with its answer to the sign-in: a ``[CAPABILITY ...]``
+    response code in the OK (RFC 3501 7.1; Dovecot sends one), else an untagged
+    ``CAPABILITY`` response (7.2.1; Gmail sends one after AUTHENTICATE), which imaplib keeps
+    (its own, asked for at connect time, it took then); None when it gave neither, and the
+    client asks (6.1.1)."""
+    for item in signed_in:
+        code = _CAPABILITY_CODE_RE.match(item) if isinstance(item, bytes) else None
+        if code is not None and code.group(1).strip():
+            return code.group(1)
+    listed = [item for item in client.response("CAPABILITY")[1] if isinstance(item, bytes)]
+    return listed[-1] if listed and listed[-1].strip() else None
+
+
 def _error_text(exc: BaseException) -> str:
     """An imaplib error as text (imaplib passes the server's bytes through)."""
     arg = exc.args[0] if exc.args else ""
@@ -320,11 +337,12 @@ class ImapMailbox(ServerSession):
             raise MailboxError(f"{self._where()}: cannot connect: {exc}") from exc
         self._imap = client
         try:
-            self._sign_in(client)
-            caps = self._call("CAPABILITY", client.capability)
-            self._capabilities = frozenset(
-                b" ".join(c for c in caps if isinstance(c, bytes)).decode().upper().split()
-            )
+            said = self._sign_in(client)
+            listed = _capabilities_said(client, said)
+            if listed is None:  # not given with the sign-in: asked for (a round trip more)
+                caps = self._call("CAPABILITY", client.capability)
+                listed = b" ".join(c for c in caps if isinstance(c, bytes))
+            self._capabilities = frozenset(listed.decode("ascii", "replace").upper().split())
             self._call("SELECT", lambda: client.select(encode_mailbox_name(cfg.folder)))
         except MailboxError:
             self._drop()
@@ -332,8 +350,9 @@ class ImapMailbox(ServerSession):
         log.debug("IMAP session open", extra={"imap_server": self._where()})
         return client
 
-    def _sign_in(self, client: imaplib.IMAP4) -> None:
-        """LOGIN with the password, or AUTHENTICATE with an OAuth2 token (retried once).
+    def _sign_in(self, client: imaplib.IMAP4) -> list[Any]:
+        """LOGIN with the password, or AUTHENTICATE with an OAuth2 token (retried once); the
+        data of the server's OK (where it may list its capabilities, RFC 3501 7.1).
 
         A refusal raises :class:`MailboxAuthenticationError` naming server, user and mechanism.
         """
@@ -353,19 +372,20 @@ class ImapMailbox(ServerSession):
         if login is None:
             user = cfg.username if _ATOM_RE.fullmatch(cfg.username) else _quoted(cfg.username)
             try:
-                client.login(user, cfg.password)
+                return list(client.login(user, cfg.password)[1] or ())
             except imaplib.IMAP4.abort as exc:
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             except imaplib.IMAP4.error as exc:
                 raise failed(f"refused: {_error_text(exc)}") from exc
             except (OSError, UnicodeError) as exc:
                 raise MailboxError(f"{where}: LOGIN failed: {exc}") from exc
-            return
         if f"AUTH={mechanism}" not in client.capabilities:
             offered = sorted(c[5:] for c in client.capabilities if c.startswith("AUTH="))
             raise failed(
                 f"the server does not offer it (it offers: {', '.join(offered) or 'none'})"
             )
+
+        answered: list[Any] = []
 
         def attempt(response: bytes) -> str | None:
             challenges: list[bytes] = []
@@ -375,7 +395,7 @@ class ImapMailbox(ServerSession):
                 return response if len(challenges) == 1 else error_reply(login.mechanism)
 
             try:
-                client.authenticate(mechanism, answer)
+                answered[:] = client.authenticate(mechanism, answer)[1] or ()
             except imaplib.IMAP4.abort as exc:
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             except imaplib.IMAP4.error as exc:
@@ -391,6 +411,7 @@ class ImapMailbox(ServerSession):
             raise failed(f"no access token: {exc}") from exc
         if refusal is not None:
             raise failed(f"refused: {refusal}")
+        return answered
 
     def _drop(self) -> None:
         """Forget the connection without any protocol exchange."""
@@ -708,23 +729,25 @@ class ImapMailbox(ServerSession):
     def abort(self) -> None:
         """Log out without expunging: the messages marked ``\\Deleted`` stay in the folder.
 
-        When the answer to a fetch sent ahead cannot be read to its end (or sending it
-        failed), no ``LOGOUT`` (RFC 3501 6.1.3) follows on the stream out of step: the
-        connection is shut down all the same."""
+        With the answer to a fetch sent ahead unread, or the stream out of step (sending or
+        reading one failed), the connection is shut down without ``LOGOUT`` (RFC 3501 6.1.3):
+        the answer would be downloaded only to be dropped."""
         client = self._imap
         try:
             if client is not None:
-                try:
-                    self._settle()  # the answer to a fetch sent ahead, before imaplib's LOGOUT
-                except MailboxError:
-                    with suppress(imaplib.IMAP4.error, OSError):
-                        client.shutdown()
-                else:
-                    with suppress(imaplib.IMAP4.error, OSError):
-                        client.logout()  # shuts the connection down whatever it answers
+                self._hang_up(client)
         finally:
             self._imap = None
             self._forget()  # marks not sent yet are never sent
+
+    def _hang_up(self, client: imaplib.IMAP4) -> None:
+        """``LOGOUT``, or a shutdown when an answer ahead is unread or the stream is out of
+        step (no command may follow then); never raises."""
+        with suppress(imaplib.IMAP4.error, OSError):
+            if self._ahead is not None or self._broken is not None:
+                client.shutdown()
+            else:
+                client.logout()  # answers BYE; nothing left to check
 
     def _search_uids(self, criterion: str) -> list[str]:
         data = self._uid(f"UID SEARCH {criterion}", "SEARCH", criterion)
@@ -792,7 +815,6 @@ class ImapMailbox(ServerSession):
                 else:
                     self.left_marked = frozenset(self._deleted)
         finally:
-            with suppress(imaplib.IMAP4.error, OSError):
-                client.logout()  # answers BYE; nothing left to check
+            self._hang_up(client)
             self._imap = None
             self._forget()
