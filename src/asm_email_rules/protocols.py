@@ -405,7 +405,10 @@ class Mailbox(Protocol):
     Optional, looked up by name: ``abort()`` ends a session without its deletions (used when
     the store could not be made durable), ``closes_concurrently = True`` says that
     :meth:`close` may run on another thread while a new session of the same mailbox is read
-    (:mod:`~asm_email_rules.session_end`), and ``bounded_listing = True`` says two things
+    (:mod:`~asm_email_rules.session_end`), ``opens_ahead = True`` with ``open()`` (connect
+    and sign in now) says that the next session's mailbox may be opened on another thread
+    while the current session is read (:mod:`~asm_email_rules.session_start`), and
+    ``bounded_listing = True`` says two things
     that keep the polling service's memory within a session's worth of keys however large the
     backlog: ``list_keys(limit=N, skip=keys)`` (keyword-only, both optional) lists only the
     ``N`` oldest keys not in ``keys``; and a key deleted or quarantined in a session whose

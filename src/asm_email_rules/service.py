@@ -66,6 +66,7 @@ from asm_email_rules.session_end import (
     detached_upkeep,
     end_session,
 )
+from asm_email_rules.session_start import SessionStart, opens_ahead
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 __all__ = [
@@ -380,6 +381,25 @@ class _Behind:
         """Marked messages (``deleted_keys``) looked at in this pass, or known done: not
         fetched again by a later session's look for leftovers. Not ``seen``: a mark taken
         back makes the message new mail, listed by the next session."""
+
+
+class _Ahead:
+    """The next session's mailbox, opening on a worker thread (:mod:`~asm_email_rules.
+    session_start`), or None."""
+
+    def __init__(self) -> None:
+        self.start: SessionStart | None = None
+
+    def take(self) -> SessionStart | None:
+        """The start opened ahead, now the next session's (None: there is none)."""
+        start, self.start = self.start, None
+        return start
+
+    def discard(self) -> None:
+        """Give up a start no session will take (the pass ends first)."""
+        start = self.take()
+        if start is not None:
+            start.discard()
 
 
 BATCH_SECONDS = 0.25
@@ -866,11 +886,12 @@ class PollingService:
         seen: set[str] = set()
         pump = self._pump(account, stop)
         behind = _Behind()
+        ahead = _Ahead()
         try:
             while stop is None or not stop.is_set():
                 more, failed = False, False
                 try:
-                    more = self._session(account, seen, counts, stop, pump, behind)
+                    more = self._session(account, seen, counts, stop, pump, behind, ahead)
                 except (StoreUnavailableError, MailboxError, OSError) as exc:
                     self._our_failure(account, counts, exc)
                     if isinstance(exc, StoreUnavailableError):
@@ -887,6 +908,7 @@ class PollingService:
                     return self._send_replies(account, counts, stop, pump) and not failed
             return False
         finally:
+            ahead.discard()
             self._settled(account, counts, behind)
             if pump is not None:
                 pump.close()
@@ -1217,6 +1239,19 @@ class PollingService:
             except Exception:  # the replies are recorded already; nothing to undo
                 log.warning("ending the SMTP session failed", exc_info=True)
 
+    def _open_ahead(self, account: AccountConfig, keys: list[str], ahead: _Ahead) -> Iterator[str]:
+        """``keys`` (a session's listing, at most a session's worth and one); when they are
+        more than the session handles, the next session is certain: its mailbox is created
+        and opened on a worker thread now, into ``ahead``. Where that cannot be done (the
+        factory raises, no thread to be had), the next session makes its own, and meets
+        any failure in its own place."""
+        if len(keys) > account.max_messages_per_session:
+            try:
+                ahead.start = SessionStart(self.mailbox_factory(account))
+            except Exception:
+                log.debug("the next session is not opened ahead", exc_info=True)
+        return iter(keys)
+
     def _session(
         self,
         account: AccountConfig,
@@ -1225,6 +1260,7 @@ class PollingService:
         stop: threading.Event | None,
         pump: ReplyPump | None = None,
         behind: _Behind | None = None,
+        ahead: _Ahead | None = None,
     ) -> bool:
         """One connection: handle up to the session limit; True if messages are left over.
 
@@ -1235,9 +1271,14 @@ class PollingService:
         session is read, and that next session waits for it before it ends in turn, or
         before it raises. Whenever the end behind was not durable, this session is abandoned
         (nothing deleted) and _NotDurableError raised, so nothing of either is sent.
+
+        The session takes the mailbox opened for it in ``ahead``, if any; when its listing
+        shows more than it will handle, it opens the next one's there
+        (:mod:`~asm_email_rules.session_start`).
         """
         try:
-            mailbox = self.mailbox_factory(account)
+            start = None if ahead is None else ahead.take()
+            mailbox = self.mailbox_factory(account) if start is None else start.take()
         except Exception as exc:
             if not self._settled(account, counts, behind):
                 raise _NotDurableError(_NOT_DURABLE) from exc
@@ -1257,7 +1298,10 @@ class PollingService:
         try:
             if isinstance(mailbox, ExpungingMailbox):
                 self._expunge_leftovers(account, mailbox, counts, seen, looked)
-            for key in _list_keys(mailbox, limit=limit, skip=seen):
+            listed = _list_keys(mailbox, limit=limit, skip=seen)
+            if ahead is not None and leaving is not None and opens_ahead(mailbox):
+                listed = self._open_ahead(account, list(listed), ahead)
+            for key in listed:
                 if key in seen:
                     continue
                 if stop is not None and stop.is_set():

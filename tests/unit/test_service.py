@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -1430,6 +1431,98 @@ def test_a_backlog_of_many_sessions_is_handled_once_each_listing_a_sessions_wort
     most_skipped = 3 if spy is _SpyMaildir else 0
     assert max(skipped for _, skipped, _ in seen.listed) == most_skipped
     assert len(desk.mailer.sent) == 20
+
+
+class _OpeningAhead(_SpyMaildir):
+    """A Maildir that says it may be opened ahead of its session, as IMAP does: notes, in
+    ``events``, each ``open()`` (on which thread) and each listing (whether the mailbox was
+    opened before it, and on which thread); ``fail`` makes ``open()`` fail."""
+
+    opens_ahead = True
+
+    def __init__(self, path: Path, seen: _Listings, events: list[str], fail: bool) -> None:
+        super().__init__(path, seen)
+        self._events = events
+        self._fail = fail
+        self._opened_on = "not opened"
+
+    def open(self) -> None:
+        self._opened_on = threading.current_thread().name
+        self._events.append(f"open on {self._opened_on}")
+        if self._fail:
+            raise MailboxError("IMAP mail.example:993: cannot connect: refused")
+
+    def list_keys(self, *, limit: int | None = None, skip: Any = ()) -> Iterator[str]:
+        self._events.append(f"list, {self._opened_on}")
+        return super().list_keys(limit=limit, skip=skip)
+
+    def abort(self) -> None:
+        self._events.append("abort")
+
+
+def test_the_next_session_is_opened_on_a_worker_thread_while_this_one_is_read(
+    desk: Desk,
+) -> None:
+    # asm_email_rules.session_start: a session whose listing shows more than it handles
+    # opens the next one's mailbox on a worker thread; the last session opens none.
+    keys = desk.deliver(*_requests(7, "o"))
+    seen, events, made = _Listings(), [], []
+
+    def factory(a: AccountConfig) -> Mailbox:
+        made.append(_OpeningAhead(a.path, seen, events, fail=False))  # type: ignore[arg-type]
+        return made[-1]
+
+    report = _service_over(desk, desk.store, desk.mailer, factory, per_session=3).poll_once()
+    assert (report["helpdesk"].processed, report["helpdesk"].sessions) == (7, 3)
+    assert seen.fetched == keys
+    assert events == [
+        "list, not opened",
+        "open on asm-session-start",
+        "list, asm-session-start",  # opened before its session began
+        "open on asm-session-start",
+        "list, asm-session-start",  # one message left: no fourth mailbox
+    ]
+    assert len(made) == 3
+
+
+def test_a_mailbox_opened_ahead_that_fails_fails_its_own_session_and_loses_nothing(
+    desk: Desk,
+) -> None:
+    # The failure to connect is the next session's, raised where that session would have met
+    # it: counted once, the account backs off, the messages wait for the next pass.
+    keys = desk.deliver(*_requests(5, "f"))
+    seen, events = _Listings(), []
+    boxes = iter([False, True, False])
+    factory = lambda a: _OpeningAhead(a.path, seen, events, fail=next(boxes))  # noqa: E731
+    service = _service_over(desk, desk.store, desk.mailer, factory, per_session=2)
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.errors, report.sessions) == (2, 1, 1)
+    assert "cannot connect: refused" in report.last_error
+    assert seen.fetched == keys[:2]
+    assert desk.waiting() == 3
+
+
+def test_a_mailbox_opened_ahead_for_a_session_that_never_comes_is_abandoned(
+    desk: Desk,
+) -> None:
+    # The pass stops after the first message: the next session's mailbox, opened meanwhile,
+    # is given up (abort: nothing of it is deleted) rather than left connected.
+    desk.deliver(*_requests(5, "s"))
+    seen, events = _Listings(), []
+    stop = threading.Event()
+
+    class Stopping(_OpeningAhead):
+        def fetch(self, key: str) -> bytes:
+            stop.set()
+            return super().fetch(key)
+
+    factory = lambda a: Stopping(a.path, seen, events, fail=False)  # noqa: E731
+    report = _service_over(desk, desk.store, desk.mailer, factory, per_session=2).poll_once(stop)
+    assert report["helpdesk"].processed == 1
+    deadline = time.monotonic() + 5
+    while "abort" not in events and time.monotonic() < deadline:  # abandoned on its thread
+        time.sleep(0.01)
+    assert events == ["list, not opened", "open on asm-session-start", "abort"]
 
 
 @pytest.mark.parametrize("why", ["quarantine-fails", "retry"])

@@ -265,9 +265,15 @@ class ImapMailbox(ServerSession):
     whose :meth:`close` returned is marked ``\\Deleted`` (if not expunged) and never listed
     again (:class:`~asm_email_rules.protocols.Mailbox`)."""
 
+    opens_ahead: ClassVar[bool] = True
+    """:meth:`open` (connect and sign in) may run on another thread, before the session: the
+    polling service opens the next session's connection while the current one is read
+    (:mod:`~asm_email_rules.session_start`); a server allows several sessions of a folder."""
+
     def __init__(self, config: ImapConfig) -> None:
         self.config = config
         self._imap: imaplib.IMAP4 | None = None
+        self._selected = False  # the folder is selected on the connection
         self._capabilities: frozenset[str] = frozenset()
         self._deleted: set[str] = set()
         self._unflagged: list[str] = []  # deleted here, \\Deleted not yet sent to the server
@@ -328,9 +334,22 @@ class ImapMailbox(ServerSession):
         return client
 
     def _client(self) -> imaplib.IMAP4:
+        """The connection, signed in and with the folder selected (each done when not yet)."""
+        client = self._signed_in()
+        if not self._selected:
+            try:
+                self._call("SELECT", lambda: client.select(encode_mailbox_name(self.config.folder)))
+            except MailboxError:
+                self._drop()
+                raise
+            self._selected = True
+            log.debug("IMAP session open", extra={"imap_server": self._where()})
+        return client
+
+    def _signed_in(self) -> imaplib.IMAP4:
+        """The connection, signed in and its capabilities known (connected when not yet)."""
         if self._imap is not None:
             return self._imap
-        cfg = self.config
         try:
             client = self._connect()
         except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
@@ -343,12 +362,21 @@ class ImapMailbox(ServerSession):
                 caps = self._call("CAPABILITY", client.capability)
                 listed = b" ".join(c for c in caps if isinstance(c, bytes))
             self._capabilities = frozenset(listed.decode("ascii", "replace").upper().split())
-            self._call("SELECT", lambda: client.select(encode_mailbox_name(cfg.folder)))
         except MailboxError:
             self._drop()
             raise
-        log.debug("IMAP session open", extra={"imap_server": self._where()})
         return client
+
+    def open(self) -> None:
+        """Connect and sign in now, rather than at the first call that needs it (nothing
+        happens when already connected). Raises MailboxError
+        (:class:`~asm_email_rules.errors.MailboxAuthenticationError` for a refused sign-in).
+
+        The folder is selected at that first call, not here: a connection selects a view of
+        the folder that changes only as the server reports it (RFC 3501 7.4.1: an expunge by
+        another session may stay in the view until then), so a session opened ahead of the
+        end of the one before it would still list what that end expunged."""
+        self._signed_in()
 
     def _sign_in(self, client: imaplib.IMAP4) -> list[Any]:
         """LOGIN with the password, or AUTHENTICATE with an OAuth2 token (retried once); the
@@ -430,6 +458,7 @@ class ImapMailbox(ServerSession):
         self._fetched.clear()
         self._ahead = None
         self._broken = None
+        self._selected = False
         self._quarantine_ready = False
 
     def _uid(self, action: str, command: str, *args: str) -> list[object]:
