@@ -105,3 +105,37 @@ def test_a_literal_announced_larger_than_the_piece_size_is_read_in_pieces(
     assert _untagged(wire, wire.readline())[1] == body  # type: ignore[arg-type]
     assert max(reads) == 16
     assert sum(reads) == len(body)
+
+
+@given(
+    body=_BODIES, uid=st.integers(min_value=1, max_value=2**32 - 1), after=st.binary(max_size=40)
+)
+def test_a_message_only_skipped_is_read_in_small_pieces_and_the_stream_stays_in_step(
+    body: bytes, uid: int, after: bytes
+) -> None:
+    # The answer ahead that another command drops (close() at a session's end, on the thread
+    # that ends it while the next session holds its own batch): read to its end, never held
+    # whole, and the next response is where it was.
+    wire = _Wire(b"* 1 FETCH (UID %d BODY[] {%d}\r\n" % (uid, len(body)) + body + b")\r\n" + after)
+    reads: list[int] = []
+    real = wire.read
+
+    def read(size: int) -> bytes:
+        reads.append(size)
+        return real(size)
+
+    wire.read = read  # type: ignore[method-assign]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(imap, "_DROP_CHUNK", 16)  # pieces smaller than the bodies here
+        said, got = _untagged(wire, wire.readline(), keep=False)  # type: ignore[arg-type]
+    assert got is None
+    assert imap._UID_RE.search(said).group(1) == b"%d" % uid  # type: ignore[union-attr]
+    assert all(size <= 16 for size in reads)
+    assert sum(reads) == len(body)
+    assert wire.rest() == after
+
+
+def test_a_skipped_literal_cut_short_is_an_error() -> None:
+    wire = _Wire(b"* 1 FETCH (UID 7 BODY[] {900000}\r\n" + b"x" * 1000)
+    with pytest.raises(imaplib.IMAP4.abort, match="within a literal"):
+        _untagged(wire, wire.readline(), keep=False)  # type: ignore[arg-type]

@@ -198,6 +198,11 @@ _LITERAL_RE = re.compile(rb"\{(\d+)\}\r?\n?\Z")
 _BODY_LITERAL_RE = re.compile(rb"BODY\[\] \{\d+\}\r?\n?\Z")
 """The text before the literal of a ``BODY[]`` item: the message itself."""
 
+_DROP_CHUNK = 64 << 10
+"""The pieces a literal only skipped is read in (the answer ahead that another command
+drops, as :meth:`ImapMailbox.close` does at a session's end, on the thread that ends it
+while the next session holds its own batch)."""
+
 _LITERAL_CHUNK = 64 << 20
 """A literal announced longer than this is read in pieces of this size, so the bytes held
 are at most those received, whatever length the server announced (a buffered ``read(n)``
@@ -209,28 +214,47 @@ SIZES_AHEAD = 200
 :meth:`ImapMailbox.fetch` are chosen by size): more than a polling session lists."""
 
 
-def _untagged(client: imaplib.IMAP4, line: bytes) -> tuple[bytes, bytes | None]:
+def _untagged(
+    client: imaplib.IMAP4, line: bytes, *, keep: bool = True
+) -> tuple[bytes, bytes | None]:
     """One untagged response that began with ``line``, read to its end: its text without the
-    literals, and the literal of its ``BODY[]`` item (None when it has none)."""
+    literals, and the literal of its ``BODY[]`` item (None when it has none, or without
+    ``keep``: then every literal is read in pieces of :data:`_DROP_CHUNK` and dropped, so a
+    message only skipped is never held whole)."""
     said = [line]
     body: bytes | None = None
     while (literal := _LITERAL_RE.search(line)) is not None:
-        size = int(literal.group(1))
-        if size <= _LITERAL_CHUNK:
-            data = client.read(size)
-        else:
-            pieces = []
-            while size > 0 and (piece := client.read(min(size, _LITERAL_CHUNK))):
-                pieces.append(piece)
-                size -= len(piece)
-            data = b"".join(pieces)
-        if len(data) < int(literal.group(1)):
-            raise client.abort("the server closed the connection within a literal")
-        if body is None and _BODY_LITERAL_RE.search(line):
+        announced = int(literal.group(1))
+        data = _read_literal(client, announced) if keep else None
+        if not keep:
+            left = announced
+            while left > 0 and (piece := client.read(min(left, _DROP_CHUNK))):
+                left -= len(piece)
+            if left:
+                raise client.abort("the server closed the connection within a literal")
+        elif body is None and _BODY_LITERAL_RE.search(line):
             body = data
         line = client.readline()
         said.append(line)
     return b"".join(said), body
+
+
+def _read_literal(client: imaplib.IMAP4, size: int) -> bytes:
+    """The ``size`` octets of a literal (RFC 3501 4.3), read at once or, announced longer than
+    :data:`_LITERAL_CHUNK`, in pieces of that size; raises imaplib's ``abort`` when the
+    connection ends first."""
+    if size <= _LITERAL_CHUNK:
+        data = client.read(size)
+    else:
+        pieces = []
+        left = size
+        while left > 0 and (piece := client.read(min(left, _LITERAL_CHUNK))):
+            pieces.append(piece)
+            left -= len(piece)
+        data = b"".join(pieces)
+    if len(data) < size:
+        raise client.abort("the server closed the connection within a literal")
+    return data
 
 
 def _uid_set(uids: list[str]) -> str:
@@ -665,7 +689,7 @@ class ImapMailbox(ServerSession):
                     raise client.abort("the server closed the connection")
                 if line.startswith(ahead.tag + b" "):
                     break
-                said, body = _untagged(client, line)
+                said, body = _untagged(client, line, keep=keep)
                 uid = _UID_RE.search(said)
                 if keep and body is not None and uid is not None:
                     key = uid.group(1).decode()
