@@ -354,3 +354,78 @@ def test_pop3_mailbox_refuses_to_delete_what_it_quarantined(dovecot: Dovecot) ->
         box.quarantine(key, "cannot parse")
         box.delete(key)  # a caller's mistake: the quarantine wins
     assert len(dovecot.messages(user)) == 1
+
+
+class Connections:
+    """The IMAP connections of a pass: how many signed in (LOGIN), on which threads, and the
+    most alive at once (connected, not yet hung up or dropped)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.alive = 0
+        self.most = 0
+        self.logins: list[str] = []
+
+
+class CountedImap(ImapMailbox):
+    """An :class:`ImapMailbox` that counts its connections in ``connections``."""
+
+    def __init__(self, config: ImapConfig, connections: Connections) -> None:
+        super().__init__(config)
+        self.connections = connections
+
+    def _connect(self) -> imaplib.IMAP4:
+        client = super()._connect()
+        counted = self.connections
+        with counted.lock:
+            counted.alive += 1
+            counted.most = max(counted.most, counted.alive)
+            counted.logins.append(threading.current_thread().name)
+        return client
+
+    def _hang_up(self, client: imaplib.IMAP4) -> None:
+        super()._hang_up(client)
+        with self.connections.lock:
+            self.connections.alive -= 1
+
+    def _drop(self) -> None:
+        connected = self._imap is not None
+        super()._drop()
+        if connected:
+            with self.connections.lock:
+                self.connections.alive -= 1
+
+
+class OneConnectionImap(CountedImap):
+    """For a server that allows one connection per user: docs/integrators.md says a subclass
+    with ``closes_concurrently = False``."""
+
+    closes_concurrently: ClassVar[bool] = False
+
+
+@pytest.mark.parametrize("kind", [CountedImap, OneConnectionImap], ids=["behind", "one-at-once"])
+def test_a_pass_of_several_sessions_signs_in_once_a_session(
+    dovecot: Dovecot, store: SqliteRepository, kind: type[CountedImap]
+) -> None:
+    # asm_email_rules.session_start: a session whose listing shows more than it handles
+    # opens the next one's connection on a worker thread. Each session signs in once (no
+    # connection opened ahead for a session that never comes, none opened twice), every
+    # message is acted on once and leaves the folder, and a mailbox that may not overlap its
+    # sessions (closes_concurrently = False: one connection a user) never has two at once.
+    user = dovecot.new_user()
+    for number in range(1, 8):
+        dovecot.append(user, new_call(number))
+    connections = Connections()
+    poller = two_per_session(store, lambda: kind(imap_config(dovecot, user), connections))
+    report = poller.poll_once()["helpdesk"]
+    assert (report.processed, report.duplicates, report.errors, report.sessions) == (7, 0, 0, 4)
+    assert dovecot.messages(user) == []
+    assert scanner_calls(store) == 7
+    assert len(connections.logins) == 4
+    assert connections.alive == 0
+    if kind is OneConnectionImap:
+        assert connections.most == 1
+        assert set(connections.logins) == {"MainThread"}
+    else:
+        assert connections.logins.count("asm-session-start") == 3
+        assert connections.most <= 3  # one opening, one read, one ending behind

@@ -1525,6 +1525,88 @@ def test_a_mailbox_opened_ahead_for_a_session_that_never_comes_is_abandoned(
     assert events == ["list, not opened", "open on asm-session-start", "abort"]
 
 
+class _OpeningAheadClosingHere(_OpeningAhead):
+    """A subclass of a mailbox that opens ahead, for a server of one connection a user: it
+    sets ``closes_concurrently = False`` as docs/integrators.md tells, and inherits
+    ``opens_ahead``."""
+
+    closes_concurrently = False
+
+
+def test_a_mailbox_whose_sessions_may_not_overlap_is_not_opened_ahead(desk: Desk) -> None:
+    # docs/integrators.md ("a server that allows one connection per user needs a subclass
+    # with closes_concurrently = False"; opening ahead needs "a third connection at times"):
+    # such a subclass still inherits opens_ahead, and a connection opened while the current
+    # session is read is a second one, which that server refuses (or takes the first one's
+    # place). Each session must open its own mailbox once the one before it has ended.
+    keys = desk.deliver(*_requests(7, "h"))
+    seen, events = _Listings(), []
+    factory = lambda a: _OpeningAheadClosingHere(a.path, seen, events, fail=False)  # noqa: E731
+    report = _service_over(desk, desk.store, desk.mailer, factory, per_session=3).poll_once()
+    assert (report["helpdesk"].processed, report["helpdesk"].sessions) == (7, 3)
+    assert seen.fetched == keys
+    assert events == ["list, not opened"] * 3
+
+
+class _CtrlCWhileWaiting(threading.Event):
+    """An event whose wait ends in Ctrl-C (KeyboardInterrupt), once it was set: the user
+    interrupts the poller as a session waits for its mailbox opened ahead."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        super().wait(timeout)
+        raise KeyboardInterrupt
+
+
+def test_a_mailbox_opened_ahead_is_abandoned_when_ctrl_c_comes_as_its_session_takes_it(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # session_start.SessionStart: "take() waits for it and hands the mailbox over; discard()
+    # gives it up". A KeyboardInterrupt while take() waits does neither: the session never
+    # has the mailbox and the pass no longer holds the start, so nothing ever abandons it
+    # (an IMAP connection left signed in).
+    import types
+
+    from asm_email_rules import session_start
+
+    desk.deliver(*_requests(5, "c"))
+    seen, events = _Listings(), []
+    factory = lambda a: _OpeningAhead(a.path, seen, events, fail=False)  # noqa: E731
+    service = _service_over(desk, desk.store, desk.mailer, factory, per_session=2)
+    fake = types.SimpleNamespace(
+        Thread=threading.Thread, Lock=threading.Lock, Event=_CtrlCWhileWaiting
+    )
+    monkeypatch.setattr(session_start, "threading", fake)
+    with pytest.raises(KeyboardInterrupt):
+        service.poll_once()
+    deadline = time.monotonic() + 5
+    while "abort" not in events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert events == ["list, not opened", "open on asm-session-start", "abort"]
+
+
+class _OpeningAheadBroken(_OpeningAhead):
+    """A mailbox whose ``open()`` fails with something other than a MailboxError (a bug,
+    or a library raising what it should not) after it connected."""
+
+    def open(self) -> None:
+        super().open()
+        self._events.append("connected")
+        raise ValueError("a token source answered garbage")
+
+
+def test_a_mailbox_opened_ahead_whose_open_fails_unexpectedly_is_given_up(desk: Desk) -> None:
+    # A session whose first call fails in a way the service does not expect still ends its
+    # mailbox (_end_failed_session: closed, or abandoned): whatever it connected is let go.
+    # The same failure met by open() ahead must not leave the mailbox as it is.
+    desk.deliver(*_requests(5, "u"))
+    seen, events = _Listings(), []
+    factory = lambda a: _OpeningAheadBroken(a.path, seen, events, fail=False)  # noqa: E731
+    service = _service_over(desk, desk.store, desk.mailer, factory, per_session=2)
+    with pytest.raises(ValueError, match="garbage"):
+        service.poll_once()
+    assert events[-1] == "abort"
+
+
 @pytest.mark.parametrize("why", ["quarantine-fails", "retry"])
 def test_a_message_left_in_the_folder_is_skipped_for_the_rest_of_the_pass(
     desk: Desk, monkeypatch: pytest.MonkeyPatch, why: str
