@@ -21,13 +21,16 @@ and the polling service forgets the keys of a session's end once that end has re
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Protocol, cast
 
 from asm_email_rules.protocols import Mailbox
-from asm_email_rules.session_end import abandon
+from asm_email_rules.session_end import abandon, closes_concurrently
 
 __all__ = ["SessionStart", "opens_ahead"]
+
+log = logging.getLogger(__name__)
 
 
 class _Opening(Protocol):
@@ -35,9 +38,14 @@ class _Opening(Protocol):
 
 
 def opens_ahead(mailbox: Mailbox) -> bool:
-    """True when ``mailbox`` says a mailbox of its kind may be opened ahead of its session."""
-    return getattr(mailbox, "opens_ahead", False) is True and callable(
-        getattr(mailbox, "open", None)
+    """True when ``mailbox`` says a mailbox of its kind may be opened ahead of its session,
+    and that its sessions may overlap at all (``closes_concurrently``): docs/integrators.md
+    has a server of one connection a user served by a subclass with ``closes_concurrently =
+    False``, which inherits ``opens_ahead``; opening ahead would be a second connection."""
+    return (
+        getattr(mailbox, "opens_ahead", False) is True
+        and callable(getattr(mailbox, "open", None))
+        and closes_concurrently(mailbox)
     )
 
 
@@ -67,22 +75,39 @@ class SessionStart:
             self._finished = True
             discarded = self._discarded
         self._opened.set()
-        if discarded and self._error is None:
-            abandon(self._mailbox)
+        if discarded:
+            _give_up(self._mailbox)
 
     def take(self) -> Mailbox:
         """The mailbox, once open; raises what its ``open()`` raised (the session fails to
-        connect as it would have on its own thread)."""
-        self._opened.wait()
+        connect as it would have on its own thread), after abandoning whatever that left
+        open, as a session that fails at its first call ends its mailbox. Interrupted
+        while it waits (Ctrl-C), it discards the mailbox before that goes on up: no one
+        else holds it any more."""
+        try:
+            self._opened.wait()
+        except BaseException:
+            self.discard()
+            raise
         if self._error is not None:
+            _give_up(self._mailbox)
             raise self._error
         return self._mailbox
 
     def discard(self) -> None:
-        """Give the mailbox up: abandoned here when it is open already, else by the worker
-        thread once it is (not waited for)."""
+        """Give the mailbox up: abandoned here when its ``open()`` has finished (however it
+        went), else by the worker thread once it has (not waited for)."""
         with self._lock:
             self._discarded = True
             finished = self._finished
-        if finished and self._error is None:
-            abandon(self._mailbox)
+        if finished:
+            _give_up(self._mailbox)
+
+
+def _give_up(mailbox: Mailbox) -> None:
+    """:func:`~asm_email_rules.session_end.abandon`, never raising: it runs where nothing can
+    be done about a failure (on the worker thread, or on the way out of a failure)."""
+    try:
+        abandon(mailbox)
+    except Exception:
+        log.debug("abandoning a mailbox opened ahead failed", exc_info=True)
