@@ -1276,10 +1276,12 @@ class PollingService:
         shows more than it will handle, it opens the next one's there
         (:mod:`~asm_email_rules.session_start`).
         """
+        start = None if ahead is None else ahead.take()
         try:
-            start = None if ahead is None else ahead.take()
             mailbox = self.mailbox_factory(account) if start is None else start.take()
         except Exception as exc:
+            if start is not None:  # it connected: a session, as one failing at its first call
+                counts.sessions += 1
             if not self._settled(account, counts, behind):
                 raise _NotDurableError(_NOT_DURABLE) from exc
             raise
@@ -1299,7 +1301,12 @@ class PollingService:
             if isinstance(mailbox, ExpungingMailbox):
                 self._expunge_leftovers(account, mailbox, counts, seen, looked)
             listed = _list_keys(mailbox, limit=limit, skip=seen)
-            if ahead is not None and leaving is not None and opens_ahead(mailbox):
+            if (
+                ahead is not None
+                and leaving is not None
+                and _takes_limit(type(mailbox))  # the listing is a session's worth and one
+                and opens_ahead(mailbox)
+            ):
                 listed = self._open_ahead(account, list(listed), ahead)
             for key in listed:
                 if key in seen:
