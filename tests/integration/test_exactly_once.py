@@ -56,11 +56,12 @@ SEED = 20261129
 BACKLOG = {"maildir": 300, "imap": 150}
 """Messages waiting when the pollers start. IMAP has half the issue's 300 to keep the suite
 near a minute (every IMAP session logs in again); the kill count stays the issue's."""
-KILL_EVENT_RANGE = {"maildir": (8, 110), "imap": (4, 30)}
+KILL_EVENT_RANGE = {"maildir": (8, 110), "imap": (4, 60)}
 """Events (store, mailbox and mailer calls) before a random kill: about 7 to 10 per message.
 Kept short enough that the backlog takes well over MIN_KILLS kills to finish (fewer store
-calls per message mean more messages per kill). IMAP's was (4, 60) until 2026-11-30: 24 to 26
-kills at ad09fa5 on a faster machine, under MIN_KILLS; (4, 30) gives 34 to 41."""
+calls per message mean more messages per kill). A timer kill has the top of a range three times
+as long as a backstop: on a faster machine a 0.4 s timer read the whole rest of the backlog, and
+the pass ended after 24 to 34 kills, around MIN_KILLS."""
 MIN_KILLS = 30
 EARLY_CHECKS = 5  # restarts made before the dead poller's lease expired (each a child more)
 SEND_WINDOW = frozenset({AFTER_250, "before-finish_reply", "before-set_reply_status"})
@@ -309,9 +310,10 @@ def desk(request: pytest.FixtureRequest) -> Desk:
 # --------------------------------------------------------------------------------------------
 
 
-def _last_kill_point(desk: Desk) -> str:
-    lines = crash_harness.Plan(desk.config).killed_at.read_text(encoding="utf-8").splitlines()
-    return lines[-1] if lines else ""
+def _kill_points(desk: Desk) -> list[str]:
+    """The points the children killed themselves at, oldest first (a timer kill writes none)."""
+    path = crash_harness.Plan(desk.config).killed_at
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
 @pytest.mark.parametrize("in_flight", [0, 2])
@@ -341,11 +343,18 @@ def test_killed_pollers_lose_nothing_act_once_and_resend_only_cut_off_replies(
             plan = attrs.evolve(plan, kill_after_sent=rng.randint(1, 5))
         else:
             kill_after = rng.uniform(0.05, 0.4)
+            # a backstop: on a fast machine 0.4 s could read the whole rest of the backlog
+            # (the test then ended with as few as 30 kills, MIN_KILLS); what is left for the
+            # timer is the time before this many events
+            plan = attrs.evolve(plan, kill_at_event=rng.randint(high, 3 * high))
+        points = len(_kill_points(desk))
         code = crash_harness.run_to_end(plan, kill_after=kill_after)
         if code == 0:
             break
         assert code == -9, f"poller exited {code}"
-        point = "timer" if mode == "timer" else _last_kill_point(desk)
+        killed_itself = _kill_points(desk)[points:]
+        point = killed_itself[-1] if killed_itself else "timer"
+        mode = "event" if mode == "timer" and killed_itself else mode
         kills["in send window" if point in SEND_WINDOW else mode] += 1
         if point in SEND_WINDOW and kills["in send window"] <= EARLY_CHECKS:
             # A restart before the dead sender's lease expired must not resend its reply.
