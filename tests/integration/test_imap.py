@@ -351,6 +351,26 @@ def test_the_next_batch_is_asked_for_before_this_one_is_handed_out(
             assert [box.fetch(key) for key in keys[1:]] == sent[1:]
 
 
+def test_the_last_of_a_listing_cut_at_its_limit_is_fetched_only_when_asked_for(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # The polling service lists one key more than a session reads, to learn whether any are
+    # left: that key is not downloaded with a batch, nor asked for ahead (the session's end
+    # would hold it while the next session downloads it again).
+    sent = [make_message(n) for n in range(1, 8)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
+        commands = _spy(box)
+        keys = list(box.list_keys(limit=4))
+        assert [box.fetch(key) for key in keys[:3]] == sent[:3]
+        bodies = [c[1] for c in commands if c[0] == "FETCH" and "BODY.PEEK[]" in c[-1]]
+        assert bodies == [",".join(keys[:3])]
+        assert box.fetch(keys[3]) == sent[3]  # asked for: fetched alone
+        bodies = [c[1] for c in commands if c[0] == "FETCH" and "BODY.PEEK[]" in c[-1]]
+        assert bodies == [",".join(keys[:3]), keys[3]]
+
+
 def test_a_command_while_a_batch_is_asked_ahead_reads_its_answer_first(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:

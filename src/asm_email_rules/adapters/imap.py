@@ -302,6 +302,7 @@ class ImapMailbox(ServerSession):
         self._deleted: set[str] = set()
         self._unflagged: list[str] = []  # deleted here, \\Deleted not yet sent to the server
         self._listed: list[str] = []  # the last list_keys(), for fetching ahead
+        self._ahead_end = 0  # the listed UIDs before this one may be fetched with others
         self._position: dict[str, int] = {}
         self._sizes: dict[str, int] = {}  # RFC822.SIZE of listed UIDs, asked ahead
         self._sized: set[str] = set()  # the listed UIDs whose size was asked (found or not)
@@ -477,7 +478,7 @@ class ImapMailbox(ServerSession):
         """Drop the session's state (marks not sent, listing, messages fetched ahead)."""
         self._deleted.clear()
         self._unflagged.clear()
-        self._listed, self._position = [], {}
+        self._listed, self._position, self._ahead_end = [], {}, 0
         self._sizes, self._sized, self._gone = {}, set(), set()
         self._fetched.clear()
         self._ahead = None
@@ -496,7 +497,9 @@ class ImapMailbox(ServerSession):
 
         ``limit``: only the ``limit`` lowest UIDs, chosen as the search result is read (one
         UID at a time, not a list of them all), so a session holds ``limit`` keys however
-        large the folder; None lists every one. ``skip``: UIDs not to list (the polling
+        large the folder; None lists every one. When ``limit`` UIDs are listed, the last is
+        fetched only when asked for, not in a batch (a caller may have listed it only to learn
+        whether any are left). ``skip``: UIDs not to list (the polling
         service's keys handled earlier in the pass). The UIDs listed serve the batched
         :meth:`fetch` until the next listing. Raises MailboxError.
         """
@@ -516,6 +519,12 @@ class ImapMailbox(ServerSession):
         uids = sorted(found()) if limit is None else heapq.nsmallest(max(0, limit), found())
         listed = [str(uid) for uid in uids]
         self._listed, self._position = listed, {uid: n for n, uid in enumerate(listed)}
+        # The last UID of a listing cut at its limit is fetched only when asked for, never
+        # with others: a caller that lists one more than it reads, to learn whether any are
+        # left (the polling service does), would have it downloaded for nothing, and held by
+        # the session's end while the next session downloads it again.
+        cut = limit is not None and 0 < limit == len(listed)
+        self._ahead_end = len(listed) - 1 if cut else len(listed)
         self._sizes, self._sized, self._gone = {}, set(), set()
         self._fetched.clear()
         return iter(listed)
@@ -538,7 +547,8 @@ class ImapMailbox(ServerSession):
         start = self._position.get(key)
         if start is None or self.config.batch_messages <= 1:
             return [key]
-        window = self._listed[start : start + self.config.batch_messages]
+        end = max(start + 1, min(start + self.config.batch_messages, self._ahead_end))
+        window = self._listed[start:end]
         window = [uid for uid in window if uid not in self._deleted]
         if len(window) <= 1:
             return [key]
@@ -636,7 +646,7 @@ class ImapMailbox(ServerSession):
             return
         following = (
             uid
-            for uid in self._listed[position + 1 :]
+            for uid in self._listed[position + 1 : self._ahead_end]
             if uid not in self._deleted and uid not in self._gone
         )
         first = next(following, None)
