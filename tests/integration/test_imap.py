@@ -409,6 +409,26 @@ def test_a_command_while_a_batch_is_asked_ahead_reads_its_answer_first(
     assert dovecot.messages(mail_user) == sent[7:]
 
 
+def _sending_ahead_fails(
+    dovecot: Dovecot, mail_user: str, sent: list[bytes]
+) -> tuple[ImapMailbox, list[str]]:
+    """A mailbox (batches of 3) whose fetches ahead cannot be sent (the connection reset),
+    and its listing, once the first batch is read (the next one's send failed then)."""
+    box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
+    keys = list(box.list_keys())
+    client = box._client()
+    real = client.send
+
+    def send(data: bytes) -> None:
+        if data.startswith(b"ZA"):
+            raise ConnectionResetError("reset by peer")
+        real(data)
+
+    client.send = send  # type: ignore[method-assign]
+    assert box.fetch(keys[0]) == sent[0]
+    return box, keys
+
+
 def test_a_connection_lost_with_a_batch_asked_ahead_is_a_mailbox_error(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
@@ -430,18 +450,8 @@ def test_a_connection_lost_with_a_batch_asked_ahead_is_a_mailbox_error(
 
     # Sending it failed: the stream may hold part of a command, so no other command follows,
     # and the session's end says so instead of marking anything.
-    box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
-    keys = list(box.list_keys())
+    box, keys = _sending_ahead_fails(dovecot, mail_user, sent)
     client = box._client()
-    real = client.send
-
-    def send(data: bytes) -> None:
-        if data.startswith(b"ZA"):
-            raise ConnectionResetError("reset by peer")
-        real(data)
-
-    client.send = send  # type: ignore[method-assign]
-    assert box.fetch(keys[0]) == sent[0]
     box.delete(keys[0])
     with pytest.raises(MailboxError, match="failed sending a fetch ahead: reset by peer"):
         box.fetch(keys[3])
@@ -574,17 +584,7 @@ def test_abort_closes_the_connection_even_when_the_session_cannot_log_out(
     sent = [make_message(n) for n in range(1, 8)]
     for raw in sent:
         dovecot.append(mail_user, raw)
-    box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
-    keys = list(box.list_keys())
+    box, _ = _sending_ahead_fails(dovecot, mail_user, sent)
     client = box._client()
-    real = client.send
-
-    def send(data: bytes) -> None:
-        if data.startswith(b"ZA"):
-            raise ConnectionResetError("reset by peer")
-        real(data)
-
-    client.send = send  # type: ignore[method-assign]
-    assert box.fetch(keys[0]) == sent[0]
     box.abort()
     assert client.sock.fileno() == -1
