@@ -9,7 +9,6 @@ from collections.abc import Callable
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -276,8 +275,7 @@ def test_a_limited_listing_holds_a_sessions_worth_of_names_whatever_the_folder(
 ) -> None:
     # Issue 14, "peak memory at most 3x the largest message": a backlog of 10,000 messages
     # must not cost the service 10,000 file names per session. The full listing holds them
-    # all (a few MB here); the polling service's listing (101 keys) holds 101 at a time, and
-    # the scan keeps LISTING_SESSIONS times as many for the sessions after it.
+    # all (a few MB here); the polling service's listing (101 keys) holds 101 at a time.
     root = tmp_path / "Maildir"
     _deliver_names(
         root, [f"new/{1_700_000_000 + n // 1000}.M{n:06d}P1Q{n}.h" for n in range(10_000)]
@@ -297,100 +295,3 @@ def test_a_limited_listing_holds_a_sessions_worth_of_names_whatever_the_folder(
     assert limited == full[50:151]
     assert full_peak > 2_000_000
     assert limited_peak < 200_000, limited_peak
-
-
-def _drain(root: Path, *, per_session: int = 3, between: Any = None) -> list[str]:
-    """Read the folder as the polling service does: sessions of ``per_session`` messages, each
-    listing one key more (are any left?) and skipping the keys of the pass not yet removed;
-    ``between(n)`` runs after the n-th session. The keys handled, in order."""
-    handled: list[str] = []
-    seen: set[str] = set()
-    session = 0
-    while True:
-        box = MaildirMailbox(root)
-        listed = list(box.list_keys(limit=per_session + 1, skip=seen))
-        if not listed:
-            return handled
-        for key in listed[:per_session]:
-            box.fetch(key)
-            box.delete(key)
-            handled.append(key)
-        box.close()  # returned: the pass forgets what it removed
-        session += 1
-        if between is not None:
-            between(session)
-
-
-@pytest.fixture
-def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every directory the Maildir adapter scans (``os.scandir``), in order."""
-    from asm_email_rules.adapters import maildir
-
-    seen: list[str] = []
-    real = maildir.os.scandir
-
-    def scandir(path: Any) -> Any:
-        seen.append(str(path))
-        return real(path)
-
-    monkeypatch.setattr(maildir.os, "scandir", scandir)
-    return seen
-
-
-def test_one_scan_of_a_backlog_serves_several_sessions(tmp_path: Path, scans: list[str]) -> None:
-    # Issue 14, flat from 2,000 to 10,000 messages: a scan reads every file name of the folder,
-    # so one a session grew as the square of the backlog (50,000 waiting: 37 ms a scan, 0.37
-    # ms a message). A scan keeps LISTING_SESSIONS sessions' worth; every key still comes once,
-    # oldest first.
-    from asm_email_rules.adapters.maildir import LISTING_SESSIONS
-
-    root = tmp_path / "Maildir"
-    keys = [MaildirMailbox(root).add(f"Subject: {n}\n\nbody\n".encode()) for n in range(40)]
-    scans.clear()
-    assert _drain(root) == keys
-    sessions = 14  # 40 messages, 3 a session
-    assert len(scans) // 2 < sessions / (LISTING_SESSIONS - 1) + 1  # new and cur a scan
-    assert len(scans) // 2 > 1
-
-
-def test_a_kept_listing_gives_way_to_mail_added_or_removed_by_others(
-    tmp_path: Path, scans: list[str]
-) -> None:
-    # Any file added or removed in new or cur but by our own removals changes the folder's
-    # state: the next listing scans again. Mail delivered during the pass is read in it; a
-    # message another program removed is not listed (no "no message" error for it).
-    root = tmp_path / "Maildir"
-    box = MaildirMailbox(root)
-    keys = [box.add(f"Subject: {n}\n\nbody\n".encode()) for n in range(12)]
-    late: list[str] = []
-
-    def meanwhile(session: int) -> None:
-        if session == 1:
-            late.append(MaildirMailbox(root).add(b"Subject: late\n\nbody\n"))
-        if session == 2:
-            gone = next(root.glob(f"new/{keys[7]}*"))  # kept for the third session
-            gone.unlink()
-
-    assert _drain(root, between=meanwhile) == keys[:7] + keys[8:] + late
-
-
-def test_a_kept_listing_is_not_used_after_an_abort_or_once_old(
-    tmp_path: Path, scans: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # abort(): the deleted messages come back, and the kept listing (which forgot them) is
-    # dropped. And a kept listing serves for LISTING_SECONDS at most.
-    from asm_email_rules.adapters import maildir
-
-    root = tmp_path / "Maildir"
-    keys = [MaildirMailbox(root).add(f"Subject: {n}\n\nbody\n".encode()) for n in range(8)]
-    box = MaildirMailbox(root)
-    assert list(box.list_keys(limit=3)) == keys[:3]
-    box.delete(keys[0])
-    box.abort()
-    assert list(MaildirMailbox(root).list_keys(limit=3)) == keys[:3]  # it came back
-    scans.clear()
-    assert list(MaildirMailbox(root).list_keys(limit=3, skip={keys[0]})) == keys[1:4]
-    assert scans == []  # from the kept listing
-    monkeypatch.setattr(maildir, "LISTING_SECONDS", 0.0)
-    assert list(MaildirMailbox(root).list_keys(limit=3, skip={keys[0]})) == keys[1:4]
-    assert len(scans) == 2  # too old: new and cur scanned again

@@ -17,7 +17,6 @@ import mailbox
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Container, Iterator
 from pathlib import Path
@@ -164,54 +163,6 @@ def _seconds(key: str) -> int | None:
     return int(head) if head.isascii() and head.isdigit() else None
 
 
-LISTING_SESSIONS = 4
-"""A listing with a ``limit`` scans the folder for this many times ``limit`` of the oldest keys
-and keeps them for the listings after it (:class:`_Listing`): a scan reads every file name of
-the folder, so a backlog of ``F`` messages read ``limit`` at a time cost ``F / limit`` scans
-of up to ``F`` names each, which grows as the square of the backlog (50,000 waiting messages:
-37 ms a scan, 0.37 ms a message of a 100-message session). Now one scan serves up to this many
-sessions."""
-
-LISTING_SECONDS = 30.0
-"""How long a kept listing may serve later listings at most, however unchanged the folder."""
-
-
-class _Listing:
-    """The oldest keys of one scan of a folder (``order``, oldest first; ``files``, their file
-    names, less those deleted or quarantined since), the keys the scan found and left out
-    because they were skipped (``excluded``: a later listing may use this one only if it skips
-    them too, or they are gone), and the folder's state when the scan began (``stamp``: the
-    modification times of ``new`` and ``cur``, changed by any file added or removed; our own
-    removals record the new state)."""
-
-    __slots__ = ("excluded", "files", "order", "stamp", "taken_at")
-
-    def __init__(
-        self, order: list[str], files: _Files, excluded: set[str], stamp: tuple[int, int]
-    ) -> None:
-        self.order = order
-        self.files = files
-        self.excluded = excluded
-        self.stamp = stamp
-        self.taken_at = time.monotonic()
-
-
-_listings: dict[str, _Listing] = {}
-"""The kept listing of each folder (by its path), shared by the sessions of this process."""
-_listings_lock = threading.Lock()  # a session's end unlinks on a thread of its own
-
-
-def _stamp(root: str) -> tuple[int, int] | None:
-    """The modification times of ``new`` and ``cur`` under ``root`` (None: unreadable)."""
-    try:
-        return (
-            os.stat(os.path.join(root, "new")).st_mtime_ns,
-            os.stat(os.path.join(root, "cur")).st_mtime_ns,
-        )
-    except OSError:
-        return None
-
-
 class _Maildir(mailbox.Maildir):
     """:class:`mailbox.Maildir` writing unique names with a zero-padded microsecond field.
 
@@ -293,15 +244,9 @@ class MaildirMailbox(KeyedMailbox):
         ``skip``: keys not to list (the polling service's keys handled earlier in the pass;
         checked once per file). Raises MailboxError when a folder cannot be read.
         """
-        if limit is not None and limit > 0:
-            kept_before = self._kept(limit, skip)
-            if kept_before is not None:
-                return kept_before
         deleted = _Files()  # this session's deletions: their files, for close()
-        excluded: set[str] = set()  # keys found and skipped
-        kept = _Oldest(None if limit is None else limit * LISTING_SESSIONS)
+        kept = _Oldest(limit)
         track = self._deleted  # every file of a deleted key is found, however late
-        stamp = _stamp(self._root)  # before the scan: a file added meanwhile is seen next time
         try:
             for sub in ("new", "cur"):
                 with os.scandir(self.path / sub) as entries:
@@ -316,78 +261,13 @@ class MaildirMailbox(KeyedMailbox):
                             deleted.add(key, f"{sub}/{name}")
                         elif key not in skip:
                             kept.offer(key, f"{sub}/{name}")
-                        else:
-                            excluded.add(key)
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot list: {exc}") from exc
         files = kept.files
         keys = sorted(files.names, key=_order)
-        if limit is not None and limit > 0:
-            if stamp is not None:
-                with _listings_lock:
-                    _listings[self._root] = _Listing(keys, files, excluded, stamp)
-            keys = keys[:limit]
-        self._files = {key: files.names[key] for key in keys} | deleted.names
-        self._earlier = {
-            key: files.earlier[key] for key in keys if key in files.earlier
-        } | deleted.earlier
+        self._files = files.names | deleted.names
+        self._earlier = files.earlier | deleted.earlier
         return iter(keys)
-
-    def _kept(self, limit: int, skip: Container[str]) -> Iterator[str] | None:
-        """The ``limit`` oldest keys not in ``skip`` from the listing an earlier scan kept
-        (:data:`LISTING_SESSIONS`), when the folder has not changed since but by our own
-        removals, the listing is younger than :data:`LISTING_SECONDS`, every key the scan left
-        out is skipped now too, and it still holds ``limit`` such keys (beyond them, the
-        folder holds keys it never saw). None: scan (so also once this mailbox has deleted a
-        key: a scan finds every file of it, for :meth:`close`)."""
-        if self._deleted:  # a scan finds every file of the keys deleted here, for close()
-            return None
-        with _listings_lock:
-            listing = _listings.get(self._root)
-            if listing is None:
-                return None
-            if (
-                time.monotonic() - listing.taken_at > LISTING_SECONDS
-                or _stamp(self._root) != listing.stamp
-            ):
-                del _listings[self._root]
-                return None
-            if not all(key in skip for key in listing.excluded):
-                return None  # a key the scan left out is wanted now: it must scan again
-            names, earlier = listing.files.names, listing.files.earlier
-            keys: list[str] = []
-            for key in listing.order:
-                if key in names and key not in skip:
-                    keys.append(key)
-                    if len(keys) == limit:
-                        break
-            else:
-                return None
-            self._files = {key: names[key] for key in keys}
-            self._earlier = {key: earlier[key] for key in keys if key in earlier}
-        return iter(keys)
-
-    def _forget_listed(self, *keys: str) -> None:
-        """Take ``keys`` out of the kept listing: deleted or quarantined, never listed again."""
-        with _listings_lock:
-            listing = _listings.get(self._root)
-            if listing is not None:
-                for key in keys:
-                    listing.excluded.discard(key)
-                    if key in listing.files.names:
-                        listing.files.drop(key)
-
-    def _removed(self) -> None:
-        """After our own removals: the kept listing knows of them (:meth:`_forget_listed`), so
-        the folder's new state is its state."""
-        with _listings_lock:
-            listing = _listings.get(self._root)
-            if listing is not None:
-                stamp = _stamp(self._root)
-                if stamp is None:
-                    del _listings[self._root]
-                else:
-                    listing.stamp = stamp
 
     @staticmethod
     def fetch_ready(key: str) -> bool:
@@ -428,7 +308,6 @@ class MaildirMailbox(KeyedMailbox):
         """Hide the message now and unlink its file on :meth:`close`; a message already gone is
         not an error."""
         self._deleted.add(key)
-        self._forget_listed(key)
 
     def _unlink(self, key: str) -> None:
         for earlier in self._earlier.get(key, ()):  # the same key found twice in the listing
@@ -462,12 +341,9 @@ class MaildirMailbox(KeyedMailbox):
         box = self._quarantine_box()
         try:
             new_key = box.add(annotate(raw, reason))
-            self._forget_listed(key)
             self._unlink(key)
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot quarantine {key!r}: {exc}") from exc
-        finally:
-            self._removed()
         log.info(
             "message quarantined",
             extra={
@@ -487,7 +363,6 @@ class MaildirMailbox(KeyedMailbox):
 
     def close(self) -> None:
         """Unlink the files of the deleted messages; safe to repeat."""
-        removing = bool(self._deleted)
         try:
             while self._deleted:
                 key = next(iter(self._deleted))
@@ -496,14 +371,9 @@ class MaildirMailbox(KeyedMailbox):
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot delete {key!r}: {exc}") from exc
         finally:
-            if removing:
-                self._removed()
             self._maildir.close()
 
     def abort(self) -> None:
-        """End the session without deleting anything: the deleted messages come back (and the
-        listing kept for later sessions, which forgot them, is dropped)."""
+        """End the session without deleting anything: the deleted messages come back."""
         self._deleted.clear()
-        with _listings_lock:
-            _listings.pop(self._root, None)
         self._maildir.close()
