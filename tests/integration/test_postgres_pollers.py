@@ -229,9 +229,11 @@ def test_four_pollers_share_eight_accounts_through_kills(
     pollers = Pollers(config, tmp_path)
     started = time.monotonic()
     pollers.processes = [pollers.start() for _ in range(POLLERS)]
-    # One kill each time another 1/13 of the backlog is drained, a random moment later, so the
-    # kills fall across the whole run, in the middle of the work (victims and moments seeded).
-    marks = [MESSAGES * (k + 1) // (KILLS + 1) for k in range(KILLS)]
+    # One kill each time another part of the first two thirds of the backlog is drained, a
+    # random moment later, so the kills fall across the run, in the middle of the work
+    # (victims and moments seeded). With the last kill at 12/13 of the backlog and up to half
+    # a second later, a faster machine drained the rest first now and then (11 kills of 12).
+    marks = [MESSAGES * 2 * (k + 1) // (3 * KILLS) for k in range(KILLS)]
     kills = 0
     deadline = started + 300
     while time.monotonic() < deadline:
@@ -240,7 +242,7 @@ def test_four_pollers_share_eight_accounts_through_kills(
         if left == 0 and _pending(conn) == 0:
             break
         if kills < KILLS and MESSAGES - left >= marks[kills]:
-            time.sleep(rnd.uniform(0.0, 0.5))
+            time.sleep(rnd.uniform(0.0, 0.2))
             victim = rnd.randrange(POLLERS)
             pollers.processes[victim].kill()
             pollers.processes[victim].wait()
