@@ -55,7 +55,7 @@ def prepare(
         shutil.rmtree(folder, ignore_errors=True)
     bench.fill_maildir(work / f"{column}-warm", warmup)
     if server is not None:
-        bench.fill_imap(server, samples)
+        bench.fill_imap(server, samples, warmup)
     else:
         bench.fill_maildir(work / column, samples)
 
