@@ -64,6 +64,35 @@ def test_list_fetch_delete_quarantine_then_reconnect(
     assert msg["Message-ID"] == "<m2@example.org>"
 
 
+def test_a_connection_opened_ahead_and_closed_while_it_waited_is_replaced_once(
+    dovecot: Dovecot,
+    mail_user: str,
+    make_message: Callable[..., bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # open() connects ahead of the session (asm_email_rules.session_start); a firewall's idle
+    # timeout or the server's autologout (RFC 3501 5.4) may close it before the session's
+    # first call. It has done nothing yet: a new connection replaces it, the session goes on.
+    sent = [make_message(n) for n in (1, 2)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    box = ImapMailbox(_config(dovecot, mail_user))
+    box.open()
+    box._signed_in().sock.shutdown(socket.SHUT_RDWR)  # closed while it waited
+    with caplog.at_level("INFO", logger="asm_email_rules.adapters.imap"):
+        keys = list(box.list_keys())
+    assert [box.fetch(key) for key in keys] == sent
+    assert "opened ahead was closed while it waited" in caplog.text
+    box.close()
+
+    # A connection the session itself made is not replaced behind its back: its failure is
+    # the session's (as before opening ahead existed).
+    box = ImapMailbox(_config(dovecot, mail_user))
+    box._signed_in().sock.shutdown(socket.SHUT_RDWR)
+    with pytest.raises(MailboxError, match="SELECT failed"):
+        list(box.list_keys())
+
+
 def test_capabilities_given_with_the_sign_in_cost_no_round_trip(
     dovecot: Dovecot, mail_user: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -298,6 +298,7 @@ class ImapMailbox(ServerSession):
         self.config = config
         self._imap: imaplib.IMAP4 | None = None
         self._selected = False  # the folder is selected on the connection
+        self._opened_ahead = False  # connected by open(), not yet used: may be replaced once
         self._capabilities: frozenset[str] = frozenset()
         self._deleted: set[str] = set()
         self._unflagged: list[str] = []  # deleted here, \\Deleted not yet sent to the server
@@ -359,17 +360,37 @@ class ImapMailbox(ServerSession):
         return client
 
     def _client(self) -> imaplib.IMAP4:
-        """The connection, signed in and with the folder selected (each done when not yet)."""
+        """The connection, signed in and with the folder selected (each done when not yet).
+
+        A connection opened ahead (:meth:`open`) that the server or the network closed while
+        it waited is replaced once, here: it has done nothing yet, so a new one loses nothing
+        (a firewall's idle timeout, a server's autologout, RFC 3501 5.4)."""
         client = self._signed_in()
         if not self._selected:
             try:
-                self._call("SELECT", lambda: client.select(encode_mailbox_name(self.config.folder)))
-            except MailboxError:
+                self._select(client)
+            except MailboxError as exc:
                 self._drop()
-                raise
+                waited, self._opened_ahead = self._opened_ahead, False
+                if not waited or not isinstance(exc.__cause__, imaplib.IMAP4.abort | OSError):
+                    raise
+                log.info(
+                    "IMAP connection opened ahead was closed while it waited; connecting again",
+                    extra={"imap_server": self._where(), "error": str(exc)},
+                )
+                client = self._signed_in()
+                try:
+                    self._select(client)
+                except MailboxError:
+                    self._drop()
+                    raise
             self._selected = True
+            self._opened_ahead = False
             log.debug("IMAP session open", extra={"imap_server": self._where()})
         return client
+
+    def _select(self, client: imaplib.IMAP4) -> None:
+        self._call("SELECT", lambda: client.select(encode_mailbox_name(self.config.folder)))
 
     def _signed_in(self) -> imaplib.IMAP4:
         """The connection, signed in and its capabilities known (connected when not yet)."""
@@ -401,7 +422,9 @@ class ImapMailbox(ServerSession):
         the folder that changes only as the server reports it (RFC 3501 7.4.1: an expunge by
         another session may stay in the view until then), so a session opened ahead of the
         end of the one before it would still list what that end expunged."""
+        fresh = self._imap is None
         self._signed_in()
+        self._opened_ahead = fresh
 
     def _sign_in(self, client: imaplib.IMAP4) -> list[Any]:
         """LOGIN with the password, or AUTHENTICATE with an OAuth2 token (retried once); the
