@@ -224,19 +224,25 @@ def _untagged(
     said = [line]
     body: bytes | None = None
     while (literal := _LITERAL_RE.search(line)) is not None:
-        announced = int(literal.group(1))
-        data = _read_literal(client, announced) if keep else None
+        size = int(literal.group(1))
         if not keep:
-            left = announced
-            while left > 0 and (piece := client.read(min(left, _DROP_CHUNK))):
-                left -= len(piece)
-            if left:
-                raise client.abort("the server closed the connection within a literal")
-        elif body is None and _BODY_LITERAL_RE.search(line):
-            body = data
+            _skip_literal(client, size)
+        else:
+            data = _read_literal(client, size)
+            if body is None and _BODY_LITERAL_RE.search(line):
+                body = data
         line = client.readline()
         said.append(line)
     return b"".join(said), body
+
+
+def _skip_literal(client: imaplib.IMAP4, size: int) -> None:
+    """Read the ``size`` octets of a literal in pieces of :data:`_DROP_CHUNK`, keeping none;
+    raises imaplib's ``abort`` when the connection ends first."""
+    while size > 0 and (piece := client.read(min(size, _DROP_CHUNK))):
+        size -= len(piece)
+    if size:
+        raise client.abort("the server closed the connection within a literal")
 
 
 def _read_literal(client: imaplib.IMAP4, size: int) -> bytes:
@@ -370,7 +376,6 @@ class ImapMailbox(ServerSession):
             try:
                 self._select(client)
             except MailboxError as exc:
-                self._drop()
                 waited, self._opened_ahead = self._opened_ahead, False
                 if not waited or not isinstance(exc.__cause__, imaplib.IMAP4.abort | OSError):
                     raise
@@ -379,18 +384,19 @@ class ImapMailbox(ServerSession):
                     extra={"imap_server": self._where(), "error": str(exc)},
                 )
                 client = self._signed_in()
-                try:
-                    self._select(client)
-                except MailboxError:
-                    self._drop()
-                    raise
+                self._select(client)
             self._selected = True
             self._opened_ahead = False
             log.debug("IMAP session open", extra={"imap_server": self._where()})
         return client
 
     def _select(self, client: imaplib.IMAP4) -> None:
-        self._call("SELECT", lambda: client.select(encode_mailbox_name(self.config.folder)))
+        """``SELECT`` the folder; on failure the connection is dropped (MailboxError)."""
+        try:
+            self._call("SELECT", lambda: client.select(encode_mailbox_name(self.config.folder)))
+        except MailboxError:
+            self._drop()
+            raise
 
     def _signed_in(self) -> imaplib.IMAP4:
         """The connection, signed in and its capabilities known (connected when not yet)."""
