@@ -2,7 +2,7 @@
 
     python benchmarks/service.py [N ...] [--skip imap,peer] [--peer-limit M] [--profile FILE]
         [--repeat K] [--warmup W] [--sink-without-pipelining] [--sink-without-chunking]
-        [--sink-rtt-ms N] [--imap-rtt-ms N]
+        [--sink-rtt-ms N] [--imap-rtt-ms N] [--replies-in-flight N]
 
 For each N (default 2000 and 10000) it builds N messages, a fixed-seed mix of what a service
 desk mailbox receives:
@@ -23,6 +23,9 @@ and times, on the same messages, each in a fresh store:
   (its own process, so it does not share our interpreter lock; its EHLO offers PIPELINING and
   CHUNKING as real servers do, ``--sink-without-pipelining`` / ``--sink-without-chunking``
   leave them out; ``--sink-rtt-ms N`` holds its traffic as a server N ms away would).
+  ``--replies-in-flight N`` runs our columns with that ``replies_in_flight`` instead of the
+  library's default (2), the setting that trades reply throughput against the replies a crash
+  leaves to resend (docs/operators.md, "Choosing ``replies_in_flight``").
 - ``imap``: ours on an IMAP account of a Dovecot on loopback (started as the integration tests
   start it), no mailer; ``--imap-rtt-ms N`` holds its traffic as a server N ms away would.
 - ``helpdesk``: django-helpdesk's ``get_email`` (``process_email``) on its "local directory"
@@ -581,8 +584,16 @@ def seed_store(path: Path) -> SqliteRepository:
     return repository
 
 
+REPLIES_IN_FLIGHT: int | None = None
+"""``--replies-in-flight``: the ``replies_in_flight`` of our columns (None: the library's default,
+:class:`~asm_email_rules.settings.SystemSettings`); reaches a column's process in its options."""
+
+
 def _config(store: Path, account: AccountConfig) -> Config:
-    return Config(store=store, system=DEMO_SYSTEM, smtp=None, accounts=(account,))
+    system = DEMO_SYSTEM
+    if REPLIES_IN_FLIGHT is not None:
+        system = attrs.evolve(system, replies_in_flight=REPLIES_IN_FLIGHT)
+    return Config(store=store, system=system, smtp=None, accounts=(account,))
 
 
 def _mailbox_settings() -> Any:
@@ -650,6 +661,11 @@ def run_ours(
         f"processed {totals.processed}, quarantined {totals.quarantined}, errors "
         f"{totals.errors}, ledger {row[0]}, replies sent {row[1] or 0} pending {row[2] or 0}"
         f" (warm-up: processed {warmed.processed}, replies sent {warmed.replies_sent})"
+        + (
+            ""
+            if REPLIES_IN_FLIGHT is None or mailer is None
+            else f"; replies_in_flight {REPLIES_IN_FLIGHT}"
+        )
     )
     return Column(
         name,
@@ -983,6 +999,8 @@ def run_column(name: str, work: Path, options: dict[str, Any], tree: Path | None
     ``tree``: another checkout of the project whose library and benchmark run it instead
     (``benchmarks/paired.py``)."""
     script, env = __file__, None
+    if REPLIES_IN_FLIGHT is not None:
+        options = {**options, "replies_in_flight": REPLIES_IN_FLIGHT}
     if tree is not None:
         script = str(tree / "benchmarks" / "service.py")
         env = dict(os.environ, PYTHONPATH=str(tree / "src"), PYTHONDONTWRITEBYTECODE="1")
@@ -1005,6 +1023,8 @@ def child(name: str, work: Path, options: dict[str, Any]) -> int:
         for kind, message_id in json.loads((work / "samples.json").read_text())
     ]
     profile = Path(options["profile"]) if options.get("profile") else None
+    global REPLIES_IN_FLIGHT
+    REPLIES_IN_FLIGHT = options.get("replies_in_flight")
     if name == "floor":
         column = run_floor(work, meta)
     elif name == "maildir":
@@ -1139,9 +1159,19 @@ def main(argv: list[str] | None = None) -> int:
         help="hold the bytes to and from Dovecot this many ms per round trip, as a server that"
         " far away would (default 0: loopback)",
     )
+    parser.add_argument(
+        "--replies-in-flight",
+        type=int,
+        default=None,
+        help="our columns' replies_in_flight (default: the library's): replies sent ahead of"
+        " their records, so also how many a crash can leave to resend (docs/operators.md)",
+    )
     options = parser.parse_args(argv)
-    global IMAP_RTT_MS
+    global IMAP_RTT_MS, REPLIES_IN_FLIGHT
     IMAP_RTT_MS = options.imap_rtt_ms
+    if options.replies_in_flight is not None and options.replies_in_flight < 0:
+        parser.error("--replies-in-flight must be 0 or more")
+    REPLIES_IN_FLIGHT = options.replies_in_flight
     if options.sink_without_pipelining:
         SINK_OPTIONS.append("--no-pipelining")
     if options.sink_without_chunking:
