@@ -1047,9 +1047,13 @@ def child(name: str, work: Path, options: dict[str, Any]) -> int:
 
 
 def _fresh(work: Path, name: str) -> None:
-    """Remove a column's store from an earlier round (its files: the database, WAL, index)."""
+    """Remove a column's store from an earlier round (its files: the database, WAL, index, and
+    the folder of its sent journal)."""
     for path in work.glob(f"{name}.db*"):
-        path.unlink()
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def one_round(

@@ -543,6 +543,21 @@ class OutboxEntry:
 
 
 @attrs.frozen
+class SentEntry:
+    """One reply the SMTP server accepted, as the sent journal keeps it until the store has
+    recorded it SENT (:mod:`asm_email_rules.sent_journal`).
+
+    ``reply_message_id`` names the outbox entry; ``owner`` is the sender that held its claim
+    (``host:pid:random``, :func:`~asm_email_rules.send.default_owner`); ``sent_at`` is when
+    the server's 250 arrived (aware UTC).
+    """
+
+    reply_message_id: str
+    owner: str
+    sent_at: datetime
+
+
+@attrs.frozen
 class Lease:
     """Who holds a named lease (an account, DESIGN 4 "One poller per account") and until when.
 

@@ -32,13 +32,13 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
 from asm_email_rules.errors import RepositoryError
-from asm_email_rules.model import OutboxEntry
-from asm_email_rules.protocols import Mailer, Repository
+from asm_email_rules.model import OutboxEntry, SentEntry
+from asm_email_rules.protocols import Mailer, Repository, SentJournal
 from asm_email_rules.send import (
     OutboxReport,
     SendOutcome,
@@ -48,14 +48,26 @@ from asm_email_rules.send import (
     log_attempt,
     record_attempt,
 )
+from asm_email_rules.sent_journal import Settled, settle
 from asm_email_rules.settings import SystemSettings
 
-__all__ = ["ReplyPump"]
+__all__ = ["JOURNAL_AHEAD", "ReplyPump"]
 
 logger = logging.getLogger("asm_email_rules")
 
 _DONE = object()
 """What the worker is given to end."""
+
+JOURNAL_AHEAD = 64
+"""How many replies a pump with a sent journal may claim ahead of the worker (``depth`` at
+least): the journal records each accepted reply at once, so the claims ahead no longer bound
+what a crash resends, and a session's replies are claimed in one round instead of one round
+per ``depth`` (each round a commit, and the worker waking the poller's thread)."""
+
+CLAIM_MARGIN = 0.25
+"""The share of ``lease_seconds`` a claim must still have for the worker to send its reply:
+one claimed ahead of a slow server is handed back unsent (claimed again later) rather than sent
+on a claim another sender may take before the outcome is recorded."""
 
 _Recorded = tuple[SendOutcome, Exception | None]
 """A recorded attempt's outcome, with the mailer's error it came from (for the log)."""
@@ -75,14 +87,20 @@ class _Attempt:
 class ReplyPump:
     """Claims offered replies, has a worker thread send them, records their outcomes.
 
-    ``repository``, ``system``, ``owner`` and ``clock`` are used on the caller's thread only;
-    ``mailer`` on the worker's only, from the first :meth:`offer` until :meth:`close`.
+    ``repository`` is used on the caller's thread only (``system``, ``owner`` and ``clock``
+    on both); ``mailer`` on the worker's only, from the first :meth:`offer` until :meth:`close`.
     ``keep_going()`` is asked before each claim (the polling service renews its account lease
     there, and stops when it lost it or was told to stop). ``depth`` is how many replies may
     be claimed and not yet recorded at once, so also how many replies the server accepted a
     crash can leave unrecorded (each is resent once, with its Message-ID, after its claim
     expires). ``depth=0``: no worker; :meth:`step` sends what was offered itself, one reply
     at a time, each recorded as soon as the server answered (at most one such reply).
+
+    ``journal`` (:mod:`asm_email_rules.sent_journal`; the pump closes it): the worker writes
+    each reply the server accepted there before it sends the next ``depth``, so ``depth``
+    still bounds what a crash resends while ``ahead`` replies may be claimed ahead; before
+    its first claim the pump records SENT what senders that are gone left in the journal.
+    A journal that fails is logged and no longer used (``depth`` claimed ahead again).
     Methods raise only what the repository raises; the pump must be closed (it is a context
     manager).
     """
@@ -97,6 +115,8 @@ class ReplyPump:
         clock: Callable[[], datetime],
         keep_going: Callable[[], bool] = lambda: True,
         depth: int = 2,
+        journal: SentJournal | None = None,
+        ahead: int = JOURNAL_AHEAD,
     ) -> None:
         self._repository = repository
         self._mailer = mailer
@@ -105,6 +125,12 @@ class ReplyPump:
         self._clock = clock
         self.keep_going = keep_going
         self._depth = max(0, depth)
+        self._journal = journal if self._depth else None  # depth 0: each recorded at once
+        self._ahead = max(self._depth, ahead) if self._journal is not None else self._depth
+        self._journal_failed = threading.Event()  # set by the worker: claim only ``depth``
+        self._settled: Settled | None = None  # the journal's leftovers, once looked at
+        self._settling: set[str] = set()  # owners settled in a unit of work not yet committed
+        self._margin = timedelta(seconds=system.lease_seconds * CLAIM_MARGIN)
         self._feed: deque[str] = deque()
         self._known: set[str] = set()  # offered and not yet recorded (fed or in flight)
         self._in_flight = 0
@@ -175,7 +201,7 @@ class ReplyPump:
             self.drain()
             return
         ready = self._done.qsize() + len(self._again)  # more may finish: recorded next step
-        room = self._depth - self._in_flight + ready
+        room = self._limit() - self._in_flight + ready
         claims = 0 if self.stopped_early else min(len(self._feed), max(room, 0))
         if not ready and not claims:
             return
@@ -226,9 +252,11 @@ class ReplyPump:
         if worker is not None:
             self._todo.put(_DONE)
             worker.join()
+        recorded = False
         try:
             while self._in_flight:
                 self._collect(block=True)
+            recorded = not self._again
         except RepositoryError as exc:
             logger.error(
                 "could not record the outcome of %d reply attempt(s); they keep their claims "
@@ -242,6 +270,7 @@ class ReplyPump:
             self._feed.clear()
             self._known.clear()
         self._give_up_unattempted()
+        self._close_journal(recorded=recorded)
 
     def _log_unrecorded(self) -> None:
         """Say, for each attempt whose outcome the store would not record, what the server
@@ -261,6 +290,18 @@ class ReplyPump:
                 answer,
                 extra={"reply_message_id": reply.message_id, "to": reply.to, "owner": self._owner},
             )
+
+    def _close_journal(self, *, recorded: bool) -> None:
+        """Close the journal: its entries are forgotten when every attempt was recorded (else
+        the next pump's :func:`~asm_email_rules.sent_journal.settle` records them)."""
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close(recorded=recorded and not self._journal_failed.is_set())
+
+    def _limit(self) -> int:
+        """How many replies may be claimed and not yet recorded: ``ahead`` while the journal
+        works, else ``depth``."""
+        return self._depth if self._journal_failed.is_set() else self._ahead
 
     def _give_up_unattempted(self) -> None:
         """End now those claims of :attr:`unattempted` that are still ours (the holder's
@@ -315,8 +356,12 @@ class ReplyPump:
         claimed: list[OutboxEntry] = []
         try:
             self._claim_more(claimed)
+        except BaseException:
+            self._unsettle()
+            raise
         finally:
             self._hand_over(claimed)
+        self._settled_committed()
 
     def _record_and_claim(
         self, unit: Callable[[], AbstractContextManager[None]]
@@ -335,23 +380,87 @@ class ReplyPump:
         except BaseException:
             self._unclaim(claimed)
             self._record_again(recorded)
+            self._unsettle()
             raise
+        self._settled_committed()
         self._report(outcomes)
         return claimed
 
     def _claim_more(self, claimed: list[OutboxEntry]) -> None:
-        """Claim offered replies, in order, until ``depth`` are in flight; each claimed entry
-        is appended to ``claimed`` (and counted in flight) as soon as the store gave it."""
-        while self._feed and self._in_flight < max(self._depth, 1):
+        """Claim offered replies, in order, until ``depth`` (with a journal, ``ahead``) are in
+        flight; each claimed entry is appended to ``claimed`` (and counted in flight) as soon
+        as the store gave it. The journal's leftovers are settled first, once; a reply one of
+        them names, still claimed by a live sender then, is settled again before its claim."""
+        while self._feed and self._in_flight < max(self._limit(), 1):
             if self.stopped_early or not self.keep_going():
                 return
+            settled = self._settle()
             key = self._feed.popleft()
+            if settled is not None and key in settled.waiting:
+                waiting = [settled.waiting[key]]
+                now = self._clock()
+                settle(waiting, self._repository, owner=self._owner, now=now, into=settled)
+                self._settling |= settled.done
+                if key not in settled.waiting:  # recorded sent (or taken over): not claimed
+                    self._known.discard(key)
+                    continue
             entry = claim(key, self._repository, self._system, owner=self._owner, clock=self._clock)
             if entry is None:
                 self._known.discard(key)  # sent, failed or claimed by another since offered
                 continue
             self._in_flight += 1
             claimed.append(entry)
+
+    def _settle(self) -> Settled | None:
+        """The journal's leftovers: settled (:func:`~asm_email_rules.sent_journal.settle`) the
+        first time, in the unit of work of the first claim; None without a journal."""
+        if self._journal is None or self._journal_failed.is_set():
+            return self._settled
+        if self._settled is None:
+            try:
+                leftovers = self._journal.leftovers()
+            except RepositoryError as exc:
+                self._journal_unusable(exc)
+                return None
+            self._settled = settle(
+                leftovers, self._repository, owner=self._owner, now=self._clock()
+            )
+            self._settling |= self._settled.done
+        return self._settled
+
+    def _unsettle(self) -> None:
+        """The unit of work that settled rolled back: settle again next time."""
+        if self._settling:
+            self._settled = None
+            self._settling.clear()
+
+    def _settled_committed(self) -> None:
+        """The unit of work that settled committed: the journals of the owners it finished
+        may be forgotten (a failure is logged: the next pump reads them again)."""
+        owners, self._settling = self._settling, set()
+        if not owners or self._journal is None:
+            return
+        try:
+            self._journal.forget(owners)
+        except RepositoryError as exc:
+            logger.warning(
+                "could not clear the sent journal of %d stopped sender(s): %s",
+                len(owners),
+                exc,
+                extra={"owner": self._owner, "error": str(exc)},
+            )
+
+    def _journal_unusable(self, exc: Exception) -> None:
+        """Log that the journal failed; the pump goes on without it (``depth`` ahead)."""
+        if not self._journal_failed.is_set():
+            self._journal_failed.set()
+            logger.warning(
+                "the sent journal failed; replies are recorded by the poller only, %d in "
+                "flight at most: %s",
+                self._depth,
+                exc,
+                extra={"owner": self._owner, "error": str(exc)},
+            )
 
     def _unclaim(self, claimed: list[OutboxEntry]) -> None:
         """Forget claims the store rolled back: not in flight, no longer offered."""
@@ -478,28 +587,66 @@ class ReplyPump:
                 return
             assert isinstance(item, tuple)
             batch = self._with_queued(item)
-            if self._hold.is_set():
-                for entry in batch:
-                    self._done.put(_Attempt(entry, None, tried=False))
-                continue
-            errors: list[Exception | None] = []  # filled as the mailer answers
-            try:  # all queued at once: a mailer that can sends them in one write
-                attempt_all(self._mailer, batch, stop=self._hold.is_set, into=errors)
-            except BaseException as exc:  # not an Exception: still answer, or drain() hangs
-                failure = RuntimeError(f"the mailer raised {type(exc).__name__}: {exc}")
-                errors += [failure] * (len(batch) - len(errors))  # keep the answers known
-            for entry, error in zip(batch, errors, strict=False):
-                self._done.put(_Attempt(entry, error))
-            for entry in batch[len(errors) :]:
-                self._done.put(_Attempt(entry, None, tried=False))
-            if any(is_temporary(error) for error in errors):
-                self._hold.set()  # a temporary failure: the server is likely down
+            step = max(self._depth, 1)
+            attempts: list[_Attempt] = []
+            for start in range(0, len(batch), step):
+                attempts += self._send(batch[start : start + step])
+            for done in attempts:  # the batch's outcomes at once: one round to record them
+                self._done.put(done)
+
+    def _send(self, batch: list[OutboxEntry]) -> list[_Attempt]:
+        """Hand ``batch`` (``depth`` replies at most) to the mailer in one go and write the
+        accepted ones to the journal: what came of each. Nothing is sent after a temporary
+        failure, a journal that failed (what it bounds: the poller claims ``depth`` again), or
+        a claim too near its end (:data:`CLAIM_MARGIN`)."""
+        if self._hold.is_set() or (self._journal is not None and self._journal_failed.is_set()):
+            return [_Attempt(entry, None, tried=False) for entry in batch]
+        now = self._clock()
+        fresh = 0
+        while fresh < len(batch) and self._claim_holds(batch[fresh], now):
+            fresh += 1
+        errors: list[Exception | None] = []  # filled as the mailer answers
+        try:  # all queued at once: a mailer that can sends them in one write
+            attempt_all(self._mailer, batch[:fresh], stop=self._hold.is_set, into=errors)
+        except BaseException as exc:  # not an Exception: still answer, or drain() hangs
+            failure = RuntimeError(f"the mailer raised {type(exc).__name__}: {exc}")
+            errors += [failure] * (fresh - len(errors))  # keep the answers known
+        self._write_journal(batch, errors)
+        if any(is_temporary(error) for error in errors):
+            self._hold.set()  # a temporary failure: the server is likely down
+        attempts = [_Attempt(entry, error) for entry, error in zip(batch, errors, strict=False)]
+        return attempts + [_Attempt(entry, None, tried=False) for entry in batch[len(errors) :]]
+
+    def _claim_holds(self, entry: OutboxEntry, now: datetime) -> bool:
+        """True when the claim of ``entry`` lasts long enough to send it and record the
+        outcome (:data:`CLAIM_MARGIN` of the lease left)."""
+        until = entry.claimed_until
+        return until is None or until - now > self._margin
+
+    def _write_journal(self, batch: list[OutboxEntry], errors: list[Exception | None]) -> None:
+        """Write the replies of ``batch`` the server accepted to the journal (worker thread);
+        a failure is logged and ends the journal's use."""
+        journal = self._journal
+        if journal is None or self._journal_failed.is_set():
+            return
+        now = self._clock()
+        accepted = [
+            SentEntry(entry.reply.message_id, self._owner, now)
+            for entry, error in zip(batch, errors, strict=False)
+            if error is None
+        ]
+        if not accepted:
+            return
+        try:
+            journal.add(accepted)
+        except Exception as exc:  # the outcomes still reach the poller, who records them
+            self._journal_unusable(exc)
 
     def _with_queued(self, first: tuple[OutboxEntry, ...]) -> list[OutboxEntry]:
-        """The replies of ``first`` and those queued behind it (at most ``depth`` in all: no
-        more are ever claimed and unrecorded)."""
+        """The replies of ``first`` and those queued behind it (at most ``ahead``, without a
+        journal ``depth``, in all: no more are ever claimed and unrecorded)."""
         batch = list(first)
-        while len(batch) < self._depth:
+        while len(batch) < self._ahead:
             try:
                 item = self._todo.get_nowait()
             except queue.Empty:

@@ -25,6 +25,7 @@ from asm_email_rules.model import (
     ReplyStatus,
     Request,
     SecurityRole,
+    SentEntry,
     SummaryItem,
     SummaryKind,
     Task,
@@ -460,6 +461,42 @@ class ExpungingMailbox(Mailbox, Protocol):
 
     def expunge(self, keys: Collection[str]) -> int:
         """Remove the marked messages ``keys`` now, and only them; how many were removed."""
+        ...
+
+
+@runtime_checkable
+class SentJournal(Protocol):
+    """Where one reply pump's worker writes each reply the SMTP server accepted, the moment the
+    server answered, outside the store's transaction (optional: a store offers one per pump
+    with ``sent_journal(owner)``, looked up by name; the SQLite store keeps them in a folder
+    beside its file, :class:`~asm_email_rules.sent_journal.DirectorySentJournal`).
+
+    DESIGN 4, "Replies are an outbox": a reply is recorded SENT only after the server's 250
+    (RFC 5321 section 4.2.5: the server has taken responsibility for it). The store is
+    written by the poller's thread only, between messages; until then the journal is that
+    record, so a crash does not send the reply again: the next pump records what a sender
+    that is gone left in the journals (:func:`~asm_email_rules.sent_journal.settle`).
+
+    :meth:`add` is called from the pump's worker thread, the others from the poller's. An
+    entry added is durable as the store's commits are (against a crash of the process at
+    once). Methods raise :class:`~asm_email_rules.errors.RepositoryError`.
+    """
+
+    def add(self, entries: Sequence[SentEntry]) -> None:
+        """Keep ``entries`` (one write)."""
+        ...
+
+    def leftovers(self) -> Sequence[SentEntry]:
+        """The entries the store's other journals hold (earlier pumps', other pollers')."""
+        ...
+
+    def forget(self, owners: Collection[str]) -> None:
+        """Forget what the last :meth:`leftovers` read of these owners (all recorded now)."""
+        ...
+
+    def close(self, *, recorded: bool) -> None:
+        """Release the journal; ``recorded``: every entry added is recorded in the store, so
+        they are forgotten (else they wait for the next pump's settle)."""
         ...
 
 

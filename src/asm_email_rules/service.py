@@ -54,6 +54,7 @@ from asm_email_rules.protocols import (
     Mailbox,
     Mailer,
     Repository,
+    SentJournal,
 )
 from asm_email_rules.quarantine import quarantine_reason, set_aside
 from asm_email_rules.send import OutboxReport, SendResult, default_owner
@@ -940,6 +941,7 @@ class PollingService:
         def keep_going() -> bool:
             return (stop is None or not stop.is_set()) and self._renew(account)
 
+        depth = self.config.system.replies_in_flight
         return ReplyPump(
             self.repository,
             self.mailer,
@@ -947,8 +949,27 @@ class PollingService:
             owner=self.owner,
             clock=self.now,
             keep_going=keep_going,
-            depth=self.config.system.replies_in_flight,
+            depth=depth,
+            journal=self._sent_journal() if depth else None,
         )
+
+    def _sent_journal(self) -> SentJournal | None:
+        """A sent journal for a pump to use and close (a store with ``sent_journal(owner)``:
+        :mod:`asm_email_rules.sent_journal`); None without one, or when it cannot be had
+        (logged: the pump records as it would without)."""
+        opener = getattr(self.repository, "sent_journal", None)
+        if not callable(opener):
+            return None
+        try:
+            journal: SentJournal | None = opener(self.owner)
+        except RepositoryError as exc:
+            log.warning(
+                "cannot open the sent journal; replies are recorded by the poller only: %s",
+                exc,
+                extra={"error": str(exc)},
+            )
+            return None
+        return journal
 
     def _offer_due(
         self,

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 import pytest
 
+from asm_email_rules.adapters._repository import message_id_key
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, MaildirMailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
@@ -1210,34 +1211,46 @@ def test_a_notification_quoting_the_body_is_stored_once_too(desk: Desk) -> None:
 
 @attrs.define
 class WatchingMailer:
-    """Records each reply and, at each send, how many replies the store shows claimed and
-    not yet recorded (read on a connection of its own, from the pump's thread)."""
+    """Records each reply and, at each send, how many replies the server has accepted (this
+    one counted as accepted already) that neither the store records as sent nor its sent
+    journal keeps: what a crash at that moment would send again. Read on connections of its
+    own, from the pump's thread."""
 
     store_path: Path
     sent: list[OutgoingEmail] = attrs.field(factory=list)
-    claimed_at_send: list[int] = attrs.field(factory=list)
+    unrecorded_at_send: list[int] = attrs.field(factory=list)
     threads: set[str] = attrs.field(factory=set)
 
     def send(self, message: OutgoingEmail) -> None:
+        accepted = {message_id_key(m.message_id) for m in [*self.sent, message]}
         reader = sqlite3.connect(self.store_path)
         try:
-            (claimed,) = reader.execute(
-                "SELECT COUNT(*) FROM ledger WHERE claimed_by != '' AND reply_status = 'pending'"
-            ).fetchone()
+            pending = {
+                key
+                for (key,) in reader.execute(
+                    "SELECT reply_message_id FROM ledger WHERE reply_status = 'pending'"
+                )
+            }
         finally:
             reader.close()
-        self.claimed_at_send.append(int(claimed))
+        journaled = {  # a line per accepted reply: sent_at, owner, Message-ID
+            message_id_key(line.split("\t")[2])
+            for journal in Path(f"{self.store_path}.sent").glob("*.sent")
+            for line in journal.read_text(encoding="utf-8").splitlines()
+        }
+        self.unrecorded_at_send.append(len((accepted & pending) - journaled))
         self.threads.add(threading.current_thread().name)
         self.sent.append(message)
 
 
 @pytest.mark.parametrize("in_flight", [0, 1, 2, 5])
-def test_replies_go_out_in_order_with_at_most_replies_in_flight_claimed(
+def test_replies_go_out_in_order_with_at_most_replies_in_flight_unrecorded(
     desk: Desk, in_flight: int
 ) -> None:
     """Whether sent between sessions (0) or ahead on the pump's thread, every reply goes out
     once, in the order its message was processed, and never more than ``replies_in_flight``
-    are claimed and unrecorded at once (the most a crash can leave to resend)."""
+    are accepted by the server and not yet recorded, in the store or its sent journal (the
+    most a crash can leave to resend)."""
     desk.system = attrs.evolve(desk.system, replies_in_flight=in_flight)
     desk.accounts = (account(desk.tmp / "Maildir", max_messages_per_session=3),)
     count = 11
@@ -1250,7 +1263,7 @@ def test_replies_go_out_in_order_with_at_most_replies_in_flight_claimed(
     numbers = [int(m.subject.split()[1]) for m in mailer.sent]  # "Call N has been logged"
     assert numbers == sorted(numbers)
     assert len(set(numbers)) == count
-    assert max(mailer.claimed_at_send) <= max(in_flight, 1)
+    assert max(mailer.unrecorded_at_send) <= max(in_flight, 1)
     expected_threads = {"MainThread"} if in_flight == 0 else {"asm-email-rules-reply-pump"}
     assert mailer.threads == expected_threads
 

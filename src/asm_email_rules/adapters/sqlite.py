@@ -55,6 +55,7 @@ from asm_email_rules.model import (
     TaskStatus,
 )
 from asm_email_rules.quarantine import QuarantineState
+from asm_email_rules.sent_journal import DirectorySentJournal
 from asm_email_rules.settings import CallTemplate
 
 __all__ = ["MIGRATIONS", "SqliteRepository", "reply_from_json", "reply_to_json"]
@@ -561,6 +562,15 @@ class SqliteRepository(SqlRepository):
         if not self._wal:
             return _nothing
         return self._checkpointer.run
+
+    def sent_journal(self, owner: str) -> DirectorySentJournal | None:
+        """A sent journal for one reply pump of ``owner``: a file in the folder
+        ``<path>.sent`` beside the database (:mod:`asm_email_rules.sent_journal`), which the
+        pump's worker appends to without waiting for this store's write lock. None for
+        ``":memory:"``, whose journal would not outlive a crash either."""
+        if not self._wal:
+            return None
+        return DirectorySentJournal(f"{self._path}.sent", owner)
 
     def close(self) -> None:
         """Close the connection (and the background checkpoint's, once the one in progress
