@@ -590,6 +590,10 @@ class ReplyPump:
             step = max(self._depth, 1)
             attempts: list[_Attempt] = []
             for start in range(0, len(batch), step):
+                if start and (self._journal is None or self._journal_failed.is_set()):
+                    # past ``depth`` only on the journal's word: the rest waits, unsent
+                    attempts += [_Attempt(entry, None, tried=False) for entry in batch[start:]]
+                    break
                 attempts += self._send(batch[start : start + step])
             for done in attempts:  # the batch's outcomes at once: one round to record them
                 self._done.put(done)
@@ -597,9 +601,8 @@ class ReplyPump:
     def _send(self, batch: list[OutboxEntry]) -> list[_Attempt]:
         """Hand ``batch`` (``depth`` replies at most) to the mailer in one go and write the
         accepted ones to the journal: what came of each. Nothing is sent after a temporary
-        failure, a journal that failed (what it bounds: the poller claims ``depth`` again), or
-        a claim too near its end (:data:`CLAIM_MARGIN`)."""
-        if self._hold.is_set() or (self._journal is not None and self._journal_failed.is_set()):
+        failure, nor from a claim too near its end (:data:`CLAIM_MARGIN`)."""
+        if self._hold.is_set():
             return [_Attempt(entry, None, tried=False) for entry in batch]
         now = self._clock()
         fresh = 0
@@ -646,7 +649,7 @@ class ReplyPump:
         """The replies of ``first`` and those queued behind it (at most ``ahead``, without a
         journal ``depth``, in all: no more are ever claimed and unrecorded)."""
         batch = list(first)
-        while len(batch) < self._ahead:
+        while len(batch) < self._limit():
             try:
                 item = self._todo.get_nowait()
             except queue.Empty:

@@ -10,6 +10,9 @@ Message-ID". A store failure in a step is not such a crash.
 from __future__ import annotations
 
 import logging
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +26,7 @@ import pytest
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.errors import RepositoryError, SendError, StoreUnavailableError
-from asm_email_rules.model import OutboxEntry, OutgoingEmail, ReplyStatus
+from asm_email_rules.model import OutboxEntry, OutgoingEmail, ReplyStatus, SentEntry
 from asm_email_rules.outbox_pump import ReplyPump
 from asm_email_rules.send import send_due
 from asm_email_rules.settings import SystemSettings
@@ -622,3 +625,204 @@ def test_ctrl_c_while_the_worker_starts_leaves_nothing_in_flight(
     assert len(pump.unattempted) == 2
     assert _claimed(store) == []
     assert [entry.status for entry in store.list_replies()] == [ReplyStatus.PENDING] * 5
+
+
+# --------------------------------------------------------------------------------------------
+# the sent journal: what the server accepted, kept before the store records it
+# --------------------------------------------------------------------------------------------
+
+
+def _journal_files(store: SqliteRepository) -> list[Path]:
+    return sorted(Path(f"{store.path}.sent").glob("*.sent"))
+
+
+def _pending(store: SqliteRepository) -> list[OutboxEntry]:
+    """Every PENDING reply, claimed or not, in the order of their calls."""
+    return sorted(store.list_replies([ReplyStatus.PENDING]), key=lambda e: e.reply.message_id)
+
+
+def test_replies_the_store_could_not_record_are_recorded_from_the_journal_not_sent_again(
+    store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DESIGN 4: "the only duplicate left is a crash between the server's 250 and our commit".
+    The server accepts all five replies, and the store refuses every record until the pump
+    closes: their claims are still this poller's. The journal beside the store keeps what
+    the server accepted, so the next pump of this poller records them sent before it claims
+    anything, sends none again (even once their claims expired), and clears the journal."""
+    mailer = Collecting()
+    pump = ReplyPump(
+        RecordsRefused(store),
+        mailer,
+        SYSTEM,
+        owner="poller-1",
+        clock=lambda: NOW,
+        journal=store.sent_journal("poller-1"),
+    )
+    pump.offer(store.due_replies(NOW))
+    pump.step()  # claims all five (the journal lets it claim ahead); the worker sends them
+    _wait_for(lambda: pump._done.qsize() == 5)
+    pump.close()  # every record refused: the journal's file is kept
+    assert mailer.sent == [_reply(n).message_id for n in range(1, 6)]
+    assert len(_journal_files(store)) == 1
+
+    later = NOW + timedelta(seconds=SYSTEM.lease_seconds + 60)  # the claims have expired
+    with (
+        caplog.at_level(logging.INFO, logger="asm_email_rules"),
+        ReplyPump(
+            store,
+            mailer,
+            SYSTEM,
+            owner="poller-1",
+            clock=lambda: later,
+            journal=store.sent_journal("poller-1"),
+        ) as again,
+    ):
+        again.offer(store.due_replies(later))
+        again.drain()
+    assert mailer.sent == [_reply(n).message_id for n in range(1, 6)], (
+        "a reply the journal kept was sent again"
+    )
+    for number in range(1, 6):
+        entry = store.outbox_entry(_reply(number).message_id)
+        assert entry is not None
+        assert (entry.status, entry.claimed_by) == (ReplyStatus.SENT, "")
+    assert _journal_files(store) == []
+    recovered = [r for r in caplog.records if "from the sent journal" in r.getMessage()]
+    assert len(recovered) == 5
+
+
+def test_a_dead_senders_journal_is_honoured_before_its_claims_expire(
+    store: SqliteRepository,
+) -> None:
+    """A poller on this host was killed after the server accepted replies 1 and 2 and its
+    journal kept them; it still holds their claims. A new poller started at once (the claims
+    live for two more minutes) records both sent from the journal, since that process is
+    gone, and sends only 3, 4 and 5."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its pid names no process now
+    dead = f"{socket.gethostname()}:{child.pid}:dead01"
+    for number in (1, 2):
+        assert store.claim_reply(_reply(number).message_id, dead, NOW, NOW + timedelta(minutes=2))
+    journal = store.sent_journal(dead)
+    assert journal is not None
+    journal.add([SentEntry(_reply(n).message_id, dead, NOW) for n in (1, 2)])
+    # the process died here: its journal file stays
+
+    mailer = Collecting()
+    with ReplyPump(
+        store,
+        mailer,
+        SYSTEM,
+        owner="poller-2",
+        clock=lambda: NOW,
+        journal=store.sent_journal("poller-2"),
+    ) as pump:
+        pump.offer(_pending(store))
+        pump.drain()
+    assert mailer.sent == [_reply(n).message_id for n in (3, 4, 5)]
+    assert store.list_replies([ReplyStatus.PENDING]) == []
+    assert _journal_files(store) == []
+
+
+def test_a_live_senders_journal_waits_and_is_honoured_once_its_claim_expired(
+    store: SqliteRepository,
+) -> None:
+    """Another host's poller (its process cannot be checked from here) holds reply 1's claim
+    and its journal says the server accepted it. While that claim lives, the reply is not
+    ours to record; once it expires (the poller is presumed dead) the reply is recorded sent
+    from the journal at the moment it would have been claimed, never sent again."""
+    other = "elsewhere.example:4242:abc123"
+    assert store.claim_reply(_reply(1).message_id, other, NOW, NOW + timedelta(minutes=2))
+    journal = store.sent_journal(other)
+    assert journal is not None
+    journal.add([SentEntry(_reply(1).message_id, other, NOW)])
+
+    clock = {"now": NOW}
+    mailer = Collecting()
+    pump = ReplyPump(
+        store,
+        mailer,
+        SYSTEM,
+        owner="poller-2",
+        clock=lambda: clock["now"],
+        journal=store.sent_journal("poller-2"),
+    )
+    with pump:
+        pump.offer(_pending(store)[1:])  # 2..5: settling sees reply 1 waiting
+        pump.drain()
+        entry = store.outbox_entry(_reply(1).message_id)
+        assert entry is not None
+        assert (entry.status, entry.claimed_by) == (ReplyStatus.PENDING, other)
+        clock["now"] = NOW + timedelta(minutes=3)  # the other poller's claim has expired
+        pump.offer(_pending(store))
+        pump.drain()
+    assert mailer.sent == [_reply(n).message_id for n in (2, 3, 4, 5)]
+    entry = store.outbox_entry(_reply(1).message_id)
+    assert entry is not None
+    assert entry.status is ReplyStatus.SENT
+
+
+class JournalFails:
+    """A sent journal whose disk is full: every ``add`` fails."""
+
+    def __init__(self) -> None:
+        self.closed: list[bool] = []
+
+    def add(self, entries: Any) -> None:
+        raise StoreUnavailableError("journal: no space left on device")
+
+    def leftovers(self) -> list[SentEntry]:
+        return []
+
+    def forget(self, owners: Any) -> None:
+        pass
+
+    def close(self, *, recorded: bool) -> None:
+        self.closed.append(recorded)
+
+
+def test_a_failing_journal_is_logged_once_and_every_reply_still_goes_out_once(
+    store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The journal cannot be written: the pump says so once, sends nothing of what it claimed
+    ahead on the journal's word, and goes on as without one (``replies_in_flight`` claimed
+    ahead); every reply is sent once and recorded, in order."""
+    mailer, journal = Collecting(), JournalFails()
+    with (
+        caplog.at_level(logging.WARNING, logger="asm_email_rules"),
+        ReplyPump(
+            store, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, journal=journal
+        ) as pump,
+    ):
+        pump.offer(store.due_replies(NOW))
+        pump.drain()
+        pump.offer(pump.unattempted)  # the pass offers those again (the service does)
+        pump.unattempted.clear()
+        pump.drain()
+    assert sorted(mailer.sent) == [_reply(n).message_id for n in range(1, 6)]
+    assert len(set(mailer.sent)) == 5
+    assert store.list_replies([ReplyStatus.PENDING]) == []
+    warnings = [r for r in caplog.records if "sent journal failed" in r.getMessage()]
+    assert len(warnings) == 1
+    assert journal.closed == [False]
+
+
+def test_a_claim_too_near_its_end_is_handed_back_unsent(store: SqliteRepository) -> None:
+    """A reply claimed ahead of a slow server whose claim has less than a quarter of the lease
+    left when its turn comes is not sent: another sender may take the claim before the
+    outcome is recorded. It is handed back (unattempted), and its claim given up at close."""
+    times = iter([NOW])  # the claim's moment; every later reading is 100 s on
+
+    def clock() -> datetime:
+        return next(times, NOW + timedelta(seconds=100))
+
+    mailer = Collecting()
+    pump = ReplyPump(store, mailer, SYSTEM, owner="poller-1", clock=clock, depth=1)
+    pump.offer(store.due_replies(NOW)[:1])
+    pump.drain()
+    pump.close()
+    assert mailer.sent == []
+    assert [e.reply.message_id for e in pump.unattempted] == [_reply(1).message_id]
+    later = NOW + timedelta(seconds=100)
+    taken = store.claim_reply(_reply(1).message_id, "poller-2", later, later + timedelta(minutes=2))
+    assert taken is not None, "the claim of a reply never sent was not given up"
