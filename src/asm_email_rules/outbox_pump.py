@@ -16,7 +16,10 @@ attempt came to; the caller claims (:func:`~asm_email_rules.send.claim`) and rec
 the store needs no thread safety and every guarantee of the outbox holds as in
 :func:`~asm_email_rules.send.send_due`: a reply is sent only by the owner of its claim, its
 outcome is recorded only after the server answered, and replies go out in the order they were
-offered. At most ``depth`` replies are claimed ahead of the worker; after a temporary failure
+offered. At most ``depth`` replies are claimed ahead of the worker (with a sent journal,
+:mod:`~asm_email_rules.sent_journal`, ``ahead``: the worker then writes each accepted reply
+to the journal before it sends the next ``depth``, and gives a whole batch back at once, so
+the poller records in fewer rounds); after a temporary failure
 the worker attempts none of the ones queued behind it (the server is likely down) and the pump
 claims no more until the next pass. Those stay claimed by this poller until the pump closes
 and gives their claims up if they are still its own (nothing of them reached a server): any
@@ -48,7 +51,7 @@ from asm_email_rules.send import (
     log_attempt,
     record_attempt,
 )
-from asm_email_rules.sent_journal import Settled, settle
+from asm_email_rules.sent_journal import settle
 from asm_email_rules.settings import SystemSettings
 
 __all__ = ["JOURNAL_AHEAD", "ReplyPump"]
@@ -99,8 +102,8 @@ class ReplyPump:
     ``journal`` (:mod:`asm_email_rules.sent_journal`; the pump closes it): the worker writes
     each reply the server accepted there before it sends the next ``depth``, so ``depth``
     still bounds what a crash resends while ``ahead`` replies may be claimed ahead; before
-    its first claim the pump records SENT what senders that are gone left in the journal.
-    A journal that fails is logged and no longer used (``depth`` claimed ahead again).
+    its first claim the pump records SENT what the journals of stopped pumps hold. A
+    journal that fails is logged and no longer used (``depth`` claimed ahead again).
     Methods raise only what the repository raises; the pump must be closed (it is a context
     manager).
     """
@@ -128,8 +131,8 @@ class ReplyPump:
         self._journal = journal if self._depth else None  # depth 0: each recorded at once
         self._ahead = max(self._depth, ahead) if self._journal is not None else self._depth
         self._journal_failed = threading.Event()  # set by the worker: claim only ``depth``
-        self._settled: Settled | None = None  # the journal's leftovers, once looked at
-        self._settling: set[str] = set()  # owners settled in a unit of work not yet committed
+        self._settled = self._journal is None  # stopped pumps' journals recorded, committed
+        self._settling = False  # recorded in a unit of work not yet committed
         self._margin = timedelta(seconds=system.lease_seconds * CLAIM_MARGIN)
         self._feed: deque[str] = deque()
         self._known: set[str] = set()  # offered and not yet recorded (fed or in flight)
@@ -389,21 +392,13 @@ class ReplyPump:
     def _claim_more(self, claimed: list[OutboxEntry]) -> None:
         """Claim offered replies, in order, until ``depth`` (with a journal, ``ahead``) are in
         flight; each claimed entry is appended to ``claimed`` (and counted in flight) as soon
-        as the store gave it. The journal's leftovers are settled first, once; a reply one of
-        them names, still claimed by a live sender then, is settled again before its claim."""
+        as the store gave it. Before the first claim, what the journals of stopped pumps
+        hold is recorded sent (:meth:`_settle`)."""
         while self._feed and self._in_flight < max(self._limit(), 1):
             if self.stopped_early or not self.keep_going():
                 return
-            settled = self._settle()
+            self._settle()
             key = self._feed.popleft()
-            if settled is not None and key in settled.waiting:
-                waiting = [settled.waiting[key]]
-                now = self._clock()
-                settle(waiting, self._repository, owner=self._owner, now=now, into=settled)
-                self._settling |= settled.done
-                if key not in settled.waiting:  # recorded sent (or taken over): not claimed
-                    self._known.discard(key)
-                    continue
             entry = claim(key, self._repository, self._system, owner=self._owner, clock=self._clock)
             if entry is None:
                 self._known.discard(key)  # sent, failed or claimed by another since offered
@@ -411,41 +406,37 @@ class ReplyPump:
             self._in_flight += 1
             claimed.append(entry)
 
-    def _settle(self) -> Settled | None:
-        """The journal's leftovers: settled (:func:`~asm_email_rules.sent_journal.settle`) the
-        first time, in the unit of work of the first claim; None without a journal."""
-        if self._journal is None or self._journal_failed.is_set():
-            return self._settled
-        if self._settled is None:
-            try:
-                leftovers = self._journal.leftovers()
-            except RepositoryError as exc:
-                self._journal_unusable(exc)
-                return None
-            self._settled = settle(
-                leftovers, self._repository, owner=self._owner, now=self._clock()
-            )
-            self._settling |= self._settled.done
-        return self._settled
+    def _settle(self) -> None:
+        """Record SENT the replies the journals of stopped pumps hold
+        (:func:`~asm_email_rules.sent_journal.settle`), once, in the unit of work of the
+        first claim: such a reply is then not claimed, so not sent again."""
+        if self._settled or self._settling or self._journal_failed.is_set():
+            return
+        assert self._journal is not None
+        try:
+            leftovers = self._journal.leftovers()
+        except RepositoryError as exc:
+            self._journal_unusable(exc)
+            return
+        settle(leftovers, self._repository)
+        self._settling = True
 
     def _unsettle(self) -> None:
-        """The unit of work that settled rolled back: settle again next time."""
-        if self._settling:
-            self._settled = None
-            self._settling.clear()
+        """The unit of work that settled rolled back: settle again before the next claim."""
+        self._settling = False
 
     def _settled_committed(self) -> None:
-        """The unit of work that settled committed: the journals of the owners it finished
-        may be forgotten (a failure is logged: the next pump reads them again)."""
-        owners, self._settling = self._settling, set()
-        if not owners or self._journal is None:
+        """The unit of work that settled committed: the journals it read may be forgotten (a
+        failure is logged: the next pump reads them again, and finds them recorded)."""
+        if not self._settling:
             return
+        self._settling, self._settled = False, True
+        assert self._journal is not None
         try:
-            self._journal.forget(owners)
+            self._journal.forget()
         except RepositoryError as exc:
             logger.warning(
-                "could not clear the sent journal of %d stopped sender(s): %s",
-                len(owners),
+                "could not clear the sent journals of stopped pumps: %s",
                 exc,
                 extra={"owner": self._owner, "error": str(exc)},
             )

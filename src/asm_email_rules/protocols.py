@@ -469,13 +469,14 @@ class SentJournal(Protocol):
     """Where one reply pump's worker writes each reply the SMTP server accepted, the moment the
     server answered, outside the store's transaction (optional: a store offers one per pump
     with ``sent_journal(owner)``, looked up by name; the SQLite store keeps them in a folder
-    beside its file, :class:`~asm_email_rules.sent_journal.DirectorySentJournal`).
+    beside its file,
+    :class:`~asm_email_rules.adapters.journal_files.DirectorySentJournal`).
 
     DESIGN 4, "Replies are an outbox": a reply is recorded SENT only after the server's 250
     (RFC 5321 section 4.2.5: the server has taken responsibility for it). The store is
     written by the poller's thread only, between messages; until then the journal is that
-    record, so a crash does not send the reply again: the next pump records what a sender
-    that is gone left in the journals (:func:`~asm_email_rules.sent_journal.settle`).
+    record, so a crash does not send the reply again: the next pump records what a pump
+    that stopped left in its journal (:func:`~asm_email_rules.sent_journal.settle`).
 
     :meth:`add` is called from the pump's worker thread, the others from the poller's. An
     entry added is durable as the store's commits are (against a crash of the process at
@@ -487,11 +488,12 @@ class SentJournal(Protocol):
         ...
 
     def leftovers(self) -> Sequence[SentEntry]:
-        """The entries the store's other journals hold (earlier pumps', other pollers')."""
+        """The entries of the store's journals whose pumps have stopped (closed, or their
+        process gone: they will write no more), this journal's own excepted."""
         ...
 
-    def forget(self, owners: Collection[str]) -> None:
-        """Forget what the last :meth:`leftovers` read of these owners (all recorded now)."""
+    def forget(self) -> None:
+        """Forget what the last :meth:`leftovers` returned (its replies are recorded now)."""
         ...
 
     def close(self, *, recorded: bool) -> None:

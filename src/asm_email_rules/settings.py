@@ -125,8 +125,11 @@ class SystemSettings:
     ``ledger_retention_days`` is how long the ledger remembers a message after it was last seen
     in a mailbox (0: for ever); a message still in a mailbox is never forgotten.
     ``replies_in_flight`` is how many replies a poller sends ahead on a thread of its own while
-    it reads the next messages (:class:`~asm_email_rules.outbox_pump.ReplyPump`), so also how
-    many accepted replies a crash can leave unrecorded, each resent once with its Message-ID;
+    it reads the next messages (:class:`~asm_email_rules.outbox_pump.ReplyPump`), in one write
+    where the server allows, so also how many accepted replies a crash can leave unrecorded,
+    each resent once with its Message-ID (a store with a sent journal,
+    :mod:`~asm_email_rules.sent_journal`, keeps each accepted reply before the next
+    ``replies_in_flight`` go out, and lets the pump claim more ahead);
     0 sends between mailbox sessions, each reply recorded as soon as the server answered.
     ``messages_per_commit`` is how many messages a poller records in one commit of a store
     whose nested units roll back alone (SQLite, PostgreSQL, memory: ``nested_rollback``); a

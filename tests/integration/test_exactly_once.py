@@ -322,9 +322,11 @@ def test_killed_pollers_lose_nothing_act_once_and_resend_only_cut_off_replies(
 ) -> None:
     """``replies_in_flight = 0``: a reply is resent only after a kill between the server's 250
     and our record of it (one reply at most per kill). With replies sent ahead on the pump's
-    thread (2, the default), a kill anywhere can cut off the records of up to 2 accepted
-    replies: each is resent once, with its Message-ID, and never before the dead poller's
-    claim expired."""
+    thread (2, the default), the worker writes the accepted replies to the store's sent
+    journal before it sends the next 2, and the restarted poller records what the journal
+    holds before it claims anything: a kill can cut off at most the 2 accepted and not yet
+    in the journal, each resent once, with its Message-ID, and never before the dead
+    poller's claim expired."""
     desk.in_flight = in_flight
     desk.write()
     desk.deliver(desk.backlog)

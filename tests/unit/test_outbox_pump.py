@@ -10,7 +10,7 @@ Message-ID". A store failure in a step is not such a crash.
 from __future__ import annotations
 
 import logging
-import socket
+import os
 import subprocess
 import sys
 import threading
@@ -691,22 +691,37 @@ def test_replies_the_store_could_not_record_are_recorded_from_the_journal_not_se
     assert len(recovered) == 5
 
 
-def test_a_dead_senders_journal_is_honoured_before_its_claims_expire(
+KILLED_PUMP = """
+import os, signal, sys
+from datetime import datetime
+from asm_email_rules.adapters.journal_files import DirectorySentJournal
+from asm_email_rules.model import SentEntry
+
+folder, owner, at, *keys = sys.argv[1:]
+journal = DirectorySentJournal(folder, owner)
+journal.add([SentEntry(key, owner, datetime.fromisoformat(at)) for key in keys])
+os.kill(os.getpid(), signal.SIGKILL)  # the server's 250 is in the journal; no record made
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL and flock are POSIX")
+def test_a_killed_pumps_journal_is_honoured_before_its_claims_expire(
     store: SqliteRepository,
 ) -> None:
-    """A poller on this host was killed after the server accepted replies 1 and 2 and its
-    journal kept them; it still holds their claims. A new poller started at once (the claims
-    live for two more minutes) records both sent from the journal, since that process is
-    gone, and sends only 3, 4 and 5."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()  # reaped: its pid names no process now
-    dead = f"{socket.gethostname()}:{child.pid}:dead01"
+    """A poller was killed right after the server accepted replies 1 and 2 and its worker
+    wrote them to the journal; it still holds their claims, which live two more minutes. A
+    new poller started at once records both sent from the journal (the kernel let go of the
+    dead pump's lock on its file), sends only 3, 4 and 5, and deletes the dead pump's file."""
+    dead = "host-a:4242:dead01"
     for number in (1, 2):
         assert store.claim_reply(_reply(number).message_id, dead, NOW, NOW + timedelta(minutes=2))
-    journal = store.sent_journal(dead)
-    assert journal is not None
-    journal.add([SentEntry(_reply(n).message_id, dead, NOW) for n in (1, 2)])
-    # the process died here: its journal file stays
+    keys = [_reply(n).message_id for n in (1, 2)]
+    folder = f"{store.path}.sent"
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_PUMP, folder, dead, NOW.isoformat(), *keys], check=False
+    )
+    assert child.returncode == -9
+    assert len(_journal_files(store)) == 1
 
     mailer = Collecting()
     with ReplyPump(
@@ -721,45 +736,43 @@ def test_a_dead_senders_journal_is_honoured_before_its_claims_expire(
         pump.drain()
     assert mailer.sent == [_reply(n).message_id for n in (3, 4, 5)]
     assert store.list_replies([ReplyStatus.PENDING]) == []
+    entry = store.outbox_entry(_reply(1).message_id)
+    assert entry is not None
+    assert entry.sent_at == NOW
     assert _journal_files(store) == []
 
 
-def test_a_live_senders_journal_waits_and_is_honoured_once_its_claim_expired(
-    store: SqliteRepository,
-) -> None:
-    """Another host's poller (its process cannot be checked from here) holds reply 1's claim
-    and its journal says the server accepted it. While that claim lives, the reply is not
-    ours to record; once it expires (the poller is presumed dead) the reply is recorded sent
-    from the journal at the moment it would have been claimed, never sent again."""
-    other = "elsewhere.example:4242:abc123"
-    assert store.claim_reply(_reply(1).message_id, other, NOW, NOW + timedelta(minutes=2))
-    journal = store.sent_journal(other)
+def test_a_running_pumps_journal_is_left_to_it(store: SqliteRepository) -> None:
+    """Another poller is running: the server accepted reply 1, its worker wrote it to its
+    journal, and its poller has not recorded it yet. A pump that starts meanwhile neither
+    records that reply (the running poller does, and would then find its record taken) nor
+    sends it (the claim is the other's), and leaves the running pump's file alone: deleted
+    under it, its later entries would go to a file nobody reads."""
+    running = "host-b:4343:live01"
+    assert store.claim_reply(_reply(1).message_id, running, NOW, NOW + timedelta(minutes=2))
+    journal = store.sent_journal(running)
     assert journal is not None
-    journal.add([SentEntry(_reply(1).message_id, other, NOW)])
+    journal.add([SentEntry(_reply(1).message_id, running, NOW)])
 
-    clock = {"now": NOW}
     mailer = Collecting()
-    pump = ReplyPump(
+    with ReplyPump(
         store,
         mailer,
         SYSTEM,
         owner="poller-2",
-        clock=lambda: clock["now"],
+        clock=lambda: NOW,
         journal=store.sent_journal("poller-2"),
-    )
-    with pump:
-        pump.offer(_pending(store)[1:])  # 2..5: settling sees reply 1 waiting
-        pump.drain()
-        entry = store.outbox_entry(_reply(1).message_id)
-        assert entry is not None
-        assert (entry.status, entry.claimed_by) == (ReplyStatus.PENDING, other)
-        clock["now"] = NOW + timedelta(minutes=3)  # the other poller's claim has expired
+    ) as pump:
         pump.offer(_pending(store))
         pump.drain()
     assert mailer.sent == [_reply(n).message_id for n in (2, 3, 4, 5)]
     entry = store.outbox_entry(_reply(1).message_id)
     assert entry is not None
-    assert entry.status is ReplyStatus.SENT
+    assert (entry.status, entry.claimed_by) == (ReplyStatus.PENDING, running)
+    assert _journal_files(store) == [journal.path]
+    assert store.finish_reply(_reply(1).message_id, running, ReplyStatus.SENT, NOW)
+    journal.close(recorded=True)
+    assert _journal_files(store) == []
 
 
 class JournalFails:
@@ -774,7 +787,7 @@ class JournalFails:
     def leftovers(self) -> list[SentEntry]:
         return []
 
-    def forget(self, owners: Any) -> None:
+    def forget(self) -> None:
         pass
 
     def close(self, *, recorded: bool) -> None:

@@ -54,8 +54,8 @@ from asm_email_rules.model import (
     TaskKind,
     TaskStatus,
 )
+from asm_email_rules.protocols import SentJournal
 from asm_email_rules.quarantine import QuarantineState
-from asm_email_rules.sent_journal import DirectorySentJournal
 from asm_email_rules.settings import CallTemplate
 
 __all__ = ["MIGRATIONS", "SqliteRepository", "reply_from_json", "reply_to_json"]
@@ -563,13 +563,17 @@ class SqliteRepository(SqlRepository):
             return _nothing
         return self._checkpointer.run
 
-    def sent_journal(self, owner: str) -> DirectorySentJournal | None:
+    def sent_journal(self, owner: str) -> SentJournal | None:
         """A sent journal for one reply pump of ``owner``: a file in the folder
-        ``<path>.sent`` beside the database (:mod:`asm_email_rules.sent_journal`), which the
+        ``<path>.sent`` beside the database
+        (:class:`~asm_email_rules.adapters.journal_files.DirectorySentJournal`), which the
         pump's worker appends to without waiting for this store's write lock. None for
-        ``":memory:"``, whose journal would not outlive a crash either."""
-        if not self._wal:
+        ``":memory:"``, whose journal would not outlive a crash either, and where there are
+        no POSIX file locks."""
+        if not self._wal or os.name != "posix":
             return None
+        from asm_email_rules.adapters.journal_files import DirectorySentJournal
+
         return DirectorySentJournal(f"{self._path}.sent", owner)
 
     def close(self) -> None:
