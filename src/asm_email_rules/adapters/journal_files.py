@@ -43,8 +43,11 @@ class DirectorySentJournal:
     reply whose entry a power loss took is sent again, with the same Message-ID). The folder
     (mode 0700) and the file are made at the first entry; a pump that recorded everything
     deletes its file when it closes. A line that cannot be read (cut short by a power loss)
-    is skipped. Raises :class:`~asm_email_rules.errors.StoreUnavailableError` when the
-    folder or a file cannot be written, read or locked. POSIX only (``fcntl.flock``).
+    is skipped. A child made by ``fork`` (not ``exec``) while the journal is open shares its
+    lock: until it exits, a pump that died is taken for a running one (its replies are then
+    sent again once their claims expire, as without a journal). Raises
+    :class:`~asm_email_rules.errors.StoreUnavailableError` when the folder or a file cannot
+    be written, read or locked. POSIX only (``fcntl.flock``).
     """
 
     def __init__(self, folder: str | os.PathLike[str], owner: str) -> None:
@@ -77,14 +80,20 @@ class DirectorySentJournal:
             raise StoreUnavailableError(message) from exc
 
     def _open_own(self) -> int:
-        """Make this journal's file and lock it (nobody else ever opens it for writing)."""
+        """Make this journal's file, locked before it shows under its name: it is made and
+        locked as ``<name>.opening`` (no pump reads those), then renamed, so no other pump can
+        take an empty journal for a stopped one and delete it under this one. Nobody else
+        ever opens it for writing."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        fd = os.open(self.path, flags, 0o600)
+        opening = self.path.with_suffix(".opening")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        fd = os.open(opening, flags, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(opening, self.path)
         except OSError:
             os.close(fd)
+            opening.unlink(missing_ok=True)
             raise
         return fd
 
