@@ -577,17 +577,24 @@ class ReplyPump:
             if item is _DONE:
                 return
             assert isinstance(item, tuple)
-            batch = self._with_queued(item)
-            step = max(self._depth, 1)
-            attempts: list[_Attempt] = []
-            for start in range(0, len(batch), step):
-                if start and (self._journal is None or self._journal_failed.is_set()):
-                    # past ``depth`` only on the journal's word: the rest waits, unsent
-                    attempts += [_Attempt(entry, None, tried=False) for entry in batch[start:]]
-                    break
-                attempts += self._send(batch[start : start + step])
-            for done in attempts:  # the batch's outcomes at once: one round to record them
-                self._done.put(done)
+            for done in self._send_batch(self._with_queued(item)):
+                self._done.put(done)  # the batch's outcomes at once: one round records them
+
+    def _send_batch(self, batch: list[OutboxEntry]) -> list[_Attempt]:
+        """Send ``batch`` ``depth`` replies at a time (:meth:`_send`): what came of each."""
+        step = max(self._depth, 1)
+        attempts: list[_Attempt] = []
+        for start in range(0, len(batch), step):
+            if start and not self._may_go_on(attempts[-1]):
+                return attempts + [_Attempt(entry, None, tried=False) for entry in batch[start:]]
+            attempts += self._send(batch[start : start + step])
+        return attempts
+
+    def _may_go_on(self, last: _Attempt) -> bool:
+        """True when the next ``depth`` replies of a batch may go: the journal has what the
+        server accepted so far (past ``depth`` only on its word), and the ``last`` reply was
+        handed to the mailer (else the rest waits too, so the replies keep their order)."""
+        return self._journal is not None and not self._journal_failed.is_set() and last.tried
 
     def _send(self, batch: list[OutboxEntry]) -> list[_Attempt]:
         """Hand ``batch`` (``depth`` replies at most) to the mailer in one go and write the
