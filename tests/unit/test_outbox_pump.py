@@ -839,3 +839,37 @@ def test_a_claim_too_near_its_end_is_handed_back_unsent(store: SqliteRepository)
     later = NOW + timedelta(seconds=100)
     taken = store.claim_reply(_reply(1).message_id, "poller-2", later, later + timedelta(minutes=2))
     assert taken is not None, "the claim of a reply never sent was not given up"
+
+
+def test_replies_after_one_handed_back_unsent_wait_too_so_the_order_holds(
+    store: SqliteRepository,
+) -> None:
+    """Replies 1, 2 and 3 are claimed together (the journal lets the pump claim ahead) and
+    sent one at a time; reply 2's claim is too near its end when its turn comes, so it is
+    handed back unsent. Reply 3 waits with it instead of going out first: the replies of one
+    outbox keep their order (a customer's "closed" never arrives before its "logged")."""
+    late = NOW + timedelta(seconds=100)  # reply 2's turn: 20 s of its claim left
+    # the claims of 1, 2 and 3; reply 1 sent and written to the journal; reply 2's turn
+    readings = iter([NOW, NOW, NOW, NOW, NOW, late])
+
+    def clock() -> datetime:
+        return next(readings, NOW)
+
+    mailer = Collecting()
+    pump = ReplyPump(
+        store,
+        mailer,
+        SYSTEM,
+        owner="poller-1",
+        clock=clock,
+        depth=1,
+        journal=store.sent_journal("poller-1"),
+    )
+    with pump:
+        pump.offer(store.due_replies(NOW)[:3])
+        pump.drain()
+    assert mailer.sent == [_reply(1).message_id]
+    assert [e.reply.message_id for e in pump.unattempted] == [
+        _reply(2).message_id,
+        _reply(3).message_id,
+    ]
