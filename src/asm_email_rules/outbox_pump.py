@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -66,6 +67,10 @@ JOURNAL_AHEAD = 64
 least): the journal records each accepted reply at once, so the claims ahead no longer bound
 what a crash resends, and a session's replies are claimed in one round instead of one round
 per ``depth`` (each round a commit, and the worker waking the poller's thread)."""
+
+HAND_BACK_SECONDS = 1.0
+"""How long the worker keeps finished attempts of a batch before it hands them to the poller
+anyway (a slow server): a reply's claim runs until its outcome is recorded."""
 
 CLAIM_MARGIN = 0.25
 """The share of ``lease_seconds`` a claim must still have for the worker to send its reply:
@@ -128,9 +133,10 @@ class ReplyPump:
         self._clock = clock
         self.keep_going = keep_going
         self._depth = max(0, depth)
-        self._journal = journal if self._depth else None  # depth 0: each recorded at once
-        self._ahead = max(self._depth, ahead) if self._journal is not None else self._depth
+        self._journal = journal  # with depth 0 only settled: each outcome recorded at once
+        self._ahead = self._depth if journal is None or not self._depth else max(self._depth, ahead)
         self._journal_failed = threading.Event()  # set by the worker: claim only ``depth``
+        self._journal_warned = threading.Lock()  # the failure is logged once
         self._settled = self._journal is None  # stopped pumps' journals recorded, committed
         self._settling = False  # recorded in a unit of work not yet committed
         self._margin = timedelta(seconds=system.lease_seconds * CLAIM_MARGIN)
@@ -223,15 +229,20 @@ class ReplyPump:
         the next replies (up to ``depth``) in one unit of work, one commit, and hands those
         to the worker, who gets them together (:func:`~asm_email_rules.send.attempt_all`:
         one write where the server allows). So at most ``depth`` replies are claimed and not
-        yet recorded, as in :meth:`step`. With ``depth=0`` the one reply claimed is sent on
-        this thread and its outcome committed alone, before the next claim.
+        yet recorded, as in :meth:`step`. With a journal (up to ``ahead`` claimed) a round
+        waits for one attempt only, so none waits for the whole window to be recorded. With
+        ``depth=0`` the one reply claimed is sent on this thread and its outcome committed
+        alone, before the next claim.
         """
         while True:
-            self._wait_for_worker()
+            if self._ahead > self._depth:  # up to ``ahead`` in flight: record as they come
+                self._wait_for_one()
+            else:
+                self._wait_for_worker()
             if not self._depth:
                 self._collect(block=False)  # each record committed as soon as it is known
             claimed = self._record_and_claim(self._repository.transaction)
-            if not claimed:
+            if not claimed and not self._in_flight:
                 return
             if self._depth:
                 self._hand_over(claimed)
@@ -298,13 +309,28 @@ class ReplyPump:
         """Close the journal: its entries are forgotten when every attempt was recorded (else
         the next pump's :func:`~asm_email_rules.sent_journal.settle` records them)."""
         journal, self._journal = self._journal, None
-        if journal is not None:
+        if journal is None:
+            return
+        try:
             journal.close(recorded=recorded and not self._journal_failed.is_set())
+        except RepositoryError as exc:  # what it holds is read by the next pump
+            logger.warning(
+                "could not close the sent journal: %s",
+                exc,
+                extra={"owner": self._owner, "error": str(exc)},
+            )
 
     def _limit(self) -> int:
-        """How many replies may be claimed and not yet recorded: ``ahead`` while the journal
-        works, else ``depth``."""
-        return self._depth if self._journal_failed.is_set() else self._ahead
+        """How many replies may be claimed and not yet recorded: ``ahead`` while the worker
+        writes the journal, else ``depth``."""
+        if self._journal_failed.is_set() or self._threadless:
+            return self._depth
+        return self._ahead
+
+    @property
+    def journal_failed(self) -> bool:
+        """True once the journal failed (logged): the pump went on without it."""
+        return self._journal_failed.is_set()
 
     def _give_up_unattempted(self) -> None:
         """End now those claims of :attr:`unattempted` that are still ours (the holder's
@@ -332,6 +358,12 @@ class ReplyPump:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _wait_for_one(self) -> None:
+        """Wait until the worker has given back an attempt, unless one waits to be recorded
+        already or none is in flight."""
+        if len(self._again) < self._in_flight:
+            self._again.append(self._done.get())
 
     def _wait_for_worker(self) -> None:
         """Wait until the worker has given back every attempt in flight; they wait, in order,
@@ -443,7 +475,9 @@ class ReplyPump:
 
     def _journal_unusable(self, exc: Exception) -> None:
         """Log that the journal failed; the pump goes on without it (``depth`` ahead)."""
-        if not self._journal_failed.is_set():
+        with self._journal_warned:
+            if self._journal_failed.is_set():
+                return
             self._journal_failed.set()
             logger.warning(
                 "the sent journal failed; replies are recorded by the poller only, %d in "
@@ -489,8 +523,10 @@ class ReplyPump:
             except BaseException:  # Ctrl-C while the thread started: none was handed over
                 self._again.extend(_Attempt(entry, None, tried=False) for entry in claimed)
                 raise
-        if self._threadless:
-            self._attempt_here(list(claimed))
+        if self._threadless:  # ``depth`` at most (the journal is the worker's): the rest waits
+            keep = max(self._depth, 1)
+            self._again.extend(_Attempt(entry, None, tried=False) for entry in claimed[keep:])
+            self._attempt_here(list(claimed[:keep]))
         else:
             self._todo.put(tuple(claimed))
 
@@ -526,8 +562,9 @@ class ReplyPump:
                 block = False
                 self._in_flight -= 1
                 self._known.discard(done.entry.reply.message_id)
-                if not done.tried:
+                if not done.tried:  # the ones behind it wait too: the order is kept
                     self.unattempted.append(done.entry)
+                    self.stopped_early = True
                     continue
                 if recorded is not None:
                     recorded.append(done)  # before the record: a failing one is redone too
@@ -577,18 +614,51 @@ class ReplyPump:
             if item is _DONE:
                 return
             assert isinstance(item, tuple)
-            for done in self._send_batch(self._with_queued(item)):
-                self._done.put(done)  # the batch's outcomes at once: one round records them
+            self._send_batch(self._with_queued(item))
 
-    def _send_batch(self, batch: list[OutboxEntry]) -> list[_Attempt]:
-        """Send ``batch`` ``depth`` replies at a time (:meth:`_send`): what came of each."""
+    def _send_batch(self, batch: list[OutboxEntry]) -> None:
+        """Send ``batch`` ``depth`` replies at a time (:meth:`_send`) and give the outcomes
+        back together when it is done (one round of the poller records them), or sooner
+        (:meth:`_due_back`): a reply's claim runs until the poller records its outcome."""
         step = max(self._depth, 1)
-        attempts: list[_Attempt] = []
+        waiting: list[_Attempt] = []
+        since = 0.0
+        last: _Attempt | None = None
         for start in range(0, len(batch), step):
-            if start and not self._may_go_on(attempts[-1]):
-                return attempts + [_Attempt(entry, None, tried=False) for entry in batch[start:]]
-            attempts += self._send(batch[start : start + step])
-        return attempts
+            if last is not None and not self._may_go_on(last):
+                waiting += [_Attempt(entry, None, tried=False) for entry in batch[start:]]
+                break
+            if not waiting:
+                since = time.monotonic()
+            done = self._send(batch[start : start + step])
+            waiting += done
+            last = done[-1]
+            if self._due_back(waiting, since):
+                self._give_back(waiting)
+        self._give_back(waiting)
+
+    def _due_back(self, waiting: list[_Attempt], since: float) -> bool:
+        """True when the finished attempts ``waiting`` (the first of them since ``since``,
+        ``time.monotonic``) must go back to the poller now, not at the end of the batch: the
+        first waited :data:`HAND_BACK_SECONDS`, or a claim among them is within twice
+        :data:`CLAIM_MARGIN` of its end (a slow server: recorded after it, the reply could
+        be claimed and sent again by another sender)."""
+        if time.monotonic() - since >= HAND_BACK_SECONDS:
+            return True
+        ends = [done.entry.claimed_until for done in waiting if done.tried]
+        soonest = min((end for end in ends if end is not None), default=None)
+        if soonest is None:
+            return False
+        try:
+            return soonest - self._clock() <= 2 * self._margin
+        except Exception:  # a clock that fails: hand back at once (the next send stops)
+            return True
+
+    def _give_back(self, attempts: list[_Attempt]) -> None:
+        """Hand finished attempts to the poller's thread (and empty ``attempts``)."""
+        for done in attempts:
+            self._done.put(done)
+        attempts.clear()
 
     def _may_go_on(self, last: _Attempt) -> bool:
         """True when the next ``depth`` replies of a batch may go: the journal has what the
@@ -598,11 +668,18 @@ class ReplyPump:
 
     def _send(self, batch: list[OutboxEntry]) -> list[_Attempt]:
         """Hand ``batch`` (``depth`` replies at most) to the mailer in one go and write the
-        accepted ones to the journal: what came of each. Nothing is sent after a temporary
-        failure, nor from a claim too near its end (:data:`CLAIM_MARGIN`)."""
+        accepted ones to the journal: what came of each. Nothing more is sent by this pump
+        after a temporary failure, a claim too near its end (:data:`CLAIM_MARGIN`), a
+        journal that failed, or a clock that raised: the replies behind wait for the next
+        pass, in order."""
         if self._hold.is_set():
             return [_Attempt(entry, None, tried=False) for entry in batch]
-        now = self._clock()
+        try:
+            now = self._clock()
+        except Exception:
+            logger.exception("the pump's clock failed: nothing more is sent this pass")
+            self._hold.set()
+            return [_Attempt(entry, None, tried=False) for entry in batch]
         fresh = 0
         while fresh < len(batch) and self._claim_holds(batch[fresh], now):
             fresh += 1
@@ -613,8 +690,8 @@ class ReplyPump:
             failure = RuntimeError(f"the mailer raised {type(exc).__name__}: {exc}")
             errors += [failure] * (fresh - len(errors))  # keep the answers known
         self._write_journal(batch, errors)
-        if any(is_temporary(error) for error in errors):
-            self._hold.set()  # a temporary failure: the server is likely down
+        if len(errors) < len(batch) or any(is_temporary(error) for error in errors):
+            self._hold.set()  # the server is likely down, or the rest must keep its order
         attempts = [_Attempt(entry, error) for entry, error in zip(batch, errors, strict=False)]
         return attempts + [_Attempt(entry, None, tried=False) for entry in batch[len(errors) :]]
 
@@ -625,23 +702,24 @@ class ReplyPump:
         return until is None or until - now > self._margin
 
     def _write_journal(self, batch: list[OutboxEntry], errors: list[Exception | None]) -> None:
-        """Write the replies of ``batch`` the server accepted to the journal (worker thread);
-        a failure is logged and ends the journal's use."""
+        """Write the replies of ``batch`` the server accepted to the journal (worker thread).
+        A failure is logged and ends the journal's use; nothing more is sent by this pump
+        (what it claimed ahead was claimed on the journal's word)."""
         journal = self._journal
         if journal is None or self._journal_failed.is_set():
             return
-        now = self._clock()
-        accepted = [
-            SentEntry(entry.reply.message_id, self._owner, now)
-            for entry, error in zip(batch, errors, strict=False)
-            if error is None
-        ]
-        if not accepted:
-            return
         try:
-            journal.add(accepted)
+            now = self._clock()
+            accepted = [
+                SentEntry(entry.reply.message_id, self._owner, now)
+                for entry, error in zip(batch, errors, strict=False)
+                if error is None
+            ]
+            if accepted:
+                journal.add(accepted)
         except Exception as exc:  # the outcomes still reach the poller, who records them
             self._journal_unusable(exc)
+            self._hold.set()
 
     def _with_queued(self, first: tuple[OutboxEntry, ...]) -> list[OutboxEntry]:
         """The replies of ``first`` and those queued behind it (at most ``ahead``, without a

@@ -369,15 +369,26 @@ def send_due(
 ) -> OutboxReport:
     """Send the replies due now (``mailbox``'s only, when given), at most ``limit``.
 
-    Each is claimed first, so a reply another sender holds is skipped. After a temporary
+    Each is claimed first, so a reply another sender holds is skipped; before the first
+    claim, what the sent journals of stopped pumps hold is recorded sent
+    (:func:`~asm_email_rules.sent_journal.settle`), so such a reply is not sent again. After
+    a temporary
     failure the pass stops (the server is likely down; the others wait for the next pass
     rather than each waiting for a timeout). ``keep_going`` is asked before each reply (the
     polling service renews its account lease there, and stops when it lost it).
     """
     from asm_email_rules.outbox_pump import ReplyPump  # it builds on this module's steps
+    from asm_email_rules.sent_journal import open_sent_journal
 
     with ReplyPump(
-        repository, mailer, system, owner=owner, clock=clock, keep_going=keep_going, depth=0
+        repository,
+        mailer,
+        system,
+        owner=owner,
+        clock=clock,
+        keep_going=keep_going,
+        depth=0,
+        journal=open_sent_journal(repository, owner),  # to settle what stopped pumps left
     ) as pump:
         pump.offer(repository.due_replies(clock(), mailbox=mailbox, limit=limit))
         pump.drain()  # no worker: each reply claimed, sent and recorded in turn, here

@@ -25,10 +25,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from asm_email_rules.errors import RepositoryError
 from asm_email_rules.model import ReplyStatus, SentEntry
-from asm_email_rules.protocols import Repository
+from asm_email_rules.protocols import Repository, SentJournal
 
-__all__ = ["settle"]
+__all__ = ["open_sent_journal", "settle"]
 
 logger = logging.getLogger("asm_email_rules")
 
@@ -60,3 +61,23 @@ def settle(entries: Iterable[SentEntry], repository: Repository) -> int:
                 extra={"reply_message_id": key, "owner": entry.owner},
             )
     return recorded
+
+
+def open_sent_journal(repository: Repository, owner: str) -> SentJournal | None:
+    """A sent journal for one reply pump of ``owner``, from a store that offers them
+    (``sent_journal(owner)``, looked up by name); None without one, or when it cannot be had
+    (logged: the pump then records as it would without). The caller closes it (a
+    :class:`~asm_email_rules.outbox_pump.ReplyPump` given it does)."""
+    opener = getattr(repository, "sent_journal", None)
+    if not callable(opener):
+        return None
+    try:
+        journal: SentJournal | None = opener(owner)
+    except RepositoryError as exc:
+        logger.warning(
+            "cannot open the sent journal; replies are recorded by the poller only: %s",
+            exc,
+            extra={"owner": owner, "error": str(exc)},
+        )
+        return None
+    return journal

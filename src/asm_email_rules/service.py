@@ -58,6 +58,7 @@ from asm_email_rules.protocols import (
 )
 from asm_email_rules.quarantine import quarantine_reason, set_aside
 from asm_email_rules.send import OutboxReport, SendResult, default_owner
+from asm_email_rules.sent_journal import open_sent_journal
 from asm_email_rules.session_end import (
     EndOutcome,
     SessionEnd,
@@ -96,6 +97,11 @@ _MAX_MAILBOX_ERRORS = 3
 """Consecutive mailbox failures after which a session is abandoned until the next interval."""
 
 ACCOUNT_LEASE_PREFIX = "account:"
+
+JOURNAL_RETRY = timedelta(minutes=15)
+"""How long pumps go without a sent journal after one failed (a full or read-only disk): each
+would stop sending at the failure to keep the replies' order, so a lasting failure would
+hold the outbox back; without one they send at full speed, ``replies_in_flight`` ahead."""
 """Account leases are named ``account:<account name>`` in the store."""
 
 
@@ -621,6 +627,7 @@ class PollingService:
         self._backoff: dict[str, Backoff] = {}
         self._pruned_at: dict[str, datetime] = {}
         self._unattempted: dict[str, list[OutboxEntry]] = {}
+        self._journal_retry_at: datetime | None = None
 
     # -- one message ------------------------------------------------------------------------
 
@@ -913,6 +920,7 @@ class PollingService:
             self._settled(account, counts, behind)
             if pump is not None:
                 pump.close()
+                self._journal_outcome(pump)
                 counts.add_replies(pump.take_report())
                 if pump.unattempted:
                     self._unattempted[account.name] = pump.unattempted
@@ -941,7 +949,6 @@ class PollingService:
         def keep_going() -> bool:
             return (stop is None or not stop.is_set()) and self._renew(account)
 
-        depth = self.config.system.replies_in_flight
         return ReplyPump(
             self.repository,
             self.mailer,
@@ -949,27 +956,23 @@ class PollingService:
             owner=self.owner,
             clock=self.now,
             keep_going=keep_going,
-            depth=depth,
-            journal=self._sent_journal() if depth else None,
+            depth=self.config.system.replies_in_flight,
+            journal=self._sent_journal(),
         )
 
     def _sent_journal(self) -> SentJournal | None:
-        """A sent journal for a pump to use and close (a store with ``sent_journal(owner)``:
-        :mod:`asm_email_rules.sent_journal`); None without one, or when it cannot be had
-        (logged: the pump records as it would without)."""
-        opener = getattr(self.repository, "sent_journal", None)
-        if not callable(opener):
+        """A sent journal for a pump to use and close (:mod:`asm_email_rules.sent_journal`);
+        None without one, or for :data:`JOURNAL_RETRY` after a pump's journal failed (its
+        pumps then claim ``replies_in_flight`` ahead and send at full speed without it)."""
+        if self._journal_retry_at is not None and self.now() < self._journal_retry_at:
             return None
-        try:
-            journal: SentJournal | None = opener(self.owner)
-        except RepositoryError as exc:
-            log.warning(
-                "cannot open the sent journal; replies are recorded by the poller only: %s",
-                exc,
-                extra={"error": str(exc)},
-            )
-            return None
-        return journal
+        self._journal_retry_at = None
+        return open_sent_journal(self.repository, self.owner)
+
+    def _journal_outcome(self, pump: ReplyPump) -> None:
+        """After a pump closed: when its journal failed, use none for a while."""
+        if pump.journal_failed:
+            self._journal_retry_at = self.now() + JOURNAL_RETRY
 
     def _offer_due(
         self,

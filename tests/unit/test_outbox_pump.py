@@ -28,7 +28,7 @@ from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.errors import RepositoryError, SendError, StoreUnavailableError
 from asm_email_rules.model import OutboxEntry, OutgoingEmail, ReplyStatus, SentEntry
 from asm_email_rules.outbox_pump import ReplyPump
-from asm_email_rules.send import send_due
+from asm_email_rules.send import SendResult, send_due
 from asm_email_rules.settings import SystemSettings
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
@@ -794,12 +794,14 @@ class JournalFails:
         self.closed.append(recorded)
 
 
-def test_a_failing_journal_is_logged_once_and_every_reply_still_goes_out_once(
+def test_a_failing_journal_stops_the_pump_and_the_rest_goes_out_next_pass_in_order(
     store: SqliteRepository, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The journal cannot be written: the pump says so once, sends nothing of what it claimed
-    ahead on the journal's word, and goes on as without one (``replies_in_flight`` claimed
-    ahead); every reply is sent once and recorded, in order."""
+    """The journal cannot be written (a full disk). The pump says so once, and sends nothing
+    more of what it claimed ahead on the journal's word: those wait, unsent, and their claims
+    are given up at close. The next pass (here a pump without a journal, as the polling
+    service opens none for a while after a failure) sends them, so every reply goes out
+    once, in order."""
     mailer, journal = Collecting(), JournalFails()
     with (
         caplog.at_level(logging.WARNING, logger="asm_email_rules"),
@@ -809,15 +811,20 @@ def test_a_failing_journal_is_logged_once_and_every_reply_still_goes_out_once(
     ):
         pump.offer(store.due_replies(NOW))
         pump.drain()
-        pump.offer(pump.unattempted)  # the pass offers those again (the service does)
-        pump.unattempted.clear()
-        pump.drain()
-    assert sorted(mailer.sent) == [_reply(n).message_id for n in range(1, 6)]
-    assert len(set(mailer.sent)) == 5
-    assert store.list_replies([ReplyStatus.PENDING]) == []
+    assert pump.journal_failed
+    assert mailer.sent == [_reply(n).message_id for n in (1, 2)]  # the first write's
+    assert [e.reply.message_id for e in pump.unattempted] == [
+        _reply(n).message_id for n in (3, 4, 5)
+    ]
     warnings = [r for r in caplog.records if "sent journal failed" in r.getMessage()]
     assert len(warnings) == 1
     assert journal.closed == [False]
+
+    with ReplyPump(store, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW) as again:
+        again.offer(store.due_replies(NOW))
+        again.drain()
+    assert mailer.sent == [_reply(n).message_id for n in range(1, 6)]
+    assert store.list_replies([ReplyStatus.PENDING]) == []
 
 
 def test_a_claim_too_near_its_end_is_handed_back_unsent(store: SqliteRepository) -> None:
@@ -848,12 +855,12 @@ def test_replies_after_one_handed_back_unsent_wait_too_so_the_order_holds(
     sent one at a time; reply 2's claim is too near its end when its turn comes, so it is
     handed back unsent. Reply 3 waits with it instead of going out first: the replies of one
     outbox keep their order (a customer's "closed" never arrives before its "logged")."""
-    late = NOW + timedelta(seconds=100)  # reply 2's turn: 20 s of its claim left
-    # the claims of 1, 2 and 3; reply 1 sent and written to the journal; reply 2's turn
-    readings = iter([NOW, NOW, NOW, NOW, NOW, late])
+    claims = iter([NOW, T0, NOW])  # reply 2 claimed a minute before the others
 
     def clock() -> datetime:
-        return next(readings, NOW)
+        if threading.current_thread().name == "asm-email-rules-reply-pump":
+            return NOW + timedelta(seconds=40)  # the worker's turns: 20 s left of 2's claim
+        return next(claims, NOW)
 
     mailer = Collecting()
     pump = ReplyPump(
@@ -873,3 +880,180 @@ def test_replies_after_one_handed_back_unsent_wait_too_so_the_order_holds(
         _reply(2).message_id,
         _reply(3).message_id,
     ]
+
+
+def test_a_slow_servers_accepted_replies_go_back_before_their_claims_run_out(
+    store: SqliteRepository,
+) -> None:
+    """Replies claimed at different moments reach the worker as one batch (it was busy with
+    reply 1); the server takes ten seconds a reply. Reply 2, claimed early, is accepted with
+    25 s of its claim left: its outcome goes back to the poller then, not with the rest of
+    the batch a minute later, when its claim would have expired and another sender could
+    have claimed it and sent it again."""
+    clock = {"now": NOW}
+    first_in, release_first = threading.Event(), threading.Event()
+    handed_back_at_five: list[int] = []
+
+    class Slow(Collecting):
+        def send(self, message: OutgoingEmail) -> None:
+            if message.message_id == _reply(1).message_id:
+                first_in.set()
+                release_first.wait(5)
+            if message.message_id == _reply(5).message_id:
+                handed_back_at_five.append(pump._done.qsize())
+            super().send(message)
+            clock["now"] += timedelta(seconds=10)
+
+    mailer = Slow()
+    pump = ReplyPump(
+        store,
+        mailer,
+        SYSTEM,
+        owner="poller-1",
+        clock=lambda: clock["now"],
+        depth=1,
+        journal=store.sent_journal("poller-1"),
+    )
+    due = {e.reply.message_id: e for e in store.due_replies(NOW)}
+    with pump:
+        pump.offer([due[_reply(1).message_id]])
+        pump.step()  # reply 1 claimed at +0 s: the worker holds on to it
+        assert first_in.wait(5)
+        clock["now"] = NOW + timedelta(seconds=10)
+        pump.offer([due[_reply(2).message_id]])
+        pump.step()  # reply 2 claimed at +10 s (until +130 s)
+        clock["now"] = NOW + timedelta(seconds=80)
+        pump.offer([due[_reply(n).message_id] for n in (3, 4, 5)])
+        pump.step()  # replies 3 to 5 claimed at +80 s: queued behind 2, one batch
+        clock["now"] = NOW + timedelta(seconds=85)
+        release_first.set()
+        _wait_for(lambda: len(mailer.sent) == 5)
+    assert len(handed_back_at_five) == 1
+    assert handed_back_at_five[0] >= 2, (
+        "replies 1 and 2 were still held by the worker when reply 5 went out, at +125 s"
+    )
+    assert mailer.sent == [_reply(n).message_id for n in range(1, 6)]
+    assert store.list_replies([ReplyStatus.PENDING]) == []
+
+
+def test_with_no_thread_a_pump_with_a_journal_sends_no_more_than_replies_in_flight_ahead(
+    store: SqliteRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thread can be had, so the replies go out on the poller's thread, where nothing is
+    written to the journal. The pump claims only ``replies_in_flight`` ahead then: a crash
+    right after leaves at most that many accepted and unrecorded, not the 64 a journal would
+    have covered."""
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    mailer = Collecting()
+    pump = ReplyPump(
+        store,
+        mailer,
+        SYSTEM,
+        owner="poller-1",
+        clock=lambda: NOW,
+        journal=store.sent_journal("poller-1"),
+    )
+    pump.offer(store.due_replies(NOW))
+    pump.step()  # claims, and sends on this thread: the process dies right after
+    assert len(mailer.sent) <= SYSTEM.replies_in_flight
+    unrecorded = [
+        entry
+        for entry in store.list_replies([ReplyStatus.PENDING])
+        if entry.reply.message_id in mailer.sent
+    ]
+    assert len(unrecorded) <= SYSTEM.replies_in_flight
+
+
+def test_after_a_reply_handed_back_unsent_the_pump_claims_no_more_this_pass(
+    store: SqliteRepository,
+) -> None:
+    """A slow server (fifty seconds a reply): reply 3's claim is too near its end when its
+    turn comes, so it waits. The pump then claims nothing more this pass, so replies 4 and 5,
+    offered next, do not go out before it; the next pass sends 3, 4 and 5, in order."""
+    clock = {"now": NOW}
+
+    class Slow(Collecting):
+        def send(self, message: OutgoingEmail) -> None:
+            super().send(message)
+            clock["now"] += timedelta(seconds=50)
+
+    mailer = Slow()
+    with ReplyPump(
+        store,
+        mailer,
+        SYSTEM,
+        owner="poller-1",
+        clock=lambda: clock["now"],
+        depth=1,
+        journal=store.sent_journal("poller-1"),
+    ) as pump:
+        pump.offer(store.due_replies(clock["now"])[:3])
+        pump.drain()
+        assert pump.stopped_early
+        pump.offer(store.due_replies(clock["now"]))  # the service's next round: 4 and 5
+        pump.drain()
+    assert mailer.sent == [_reply(n).message_id for n in (1, 2)]
+    with ReplyPump(
+        store, mailer, SYSTEM, owner="poller-1", clock=lambda: clock["now"], depth=1
+    ) as later:
+        later.offer(store.due_replies(clock["now"]))
+        later.drain()
+    assert mailer.sent == [_reply(n).message_id for n in range(1, 6)]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL and flock are POSIX")
+def test_send_due_records_what_a_killed_pumps_journal_holds_instead_of_resending(
+    store: SqliteRepository,
+) -> None:
+    """A poller was killed with replies 1 to 3 accepted and in its journal. ``send_due`` (a
+    host's own sender, and what ``replies_in_flight = 0`` does between sessions) records them
+    sent from the journal before it claims anything: it sends only 4 and 5, and clears the
+    dead pump's file."""
+    dead = "host-a:4242:dead01"
+    for number in (1, 2, 3):
+        assert store.claim_reply(_reply(number).message_id, dead, NOW, NOW + timedelta(minutes=2))
+    keys = [_reply(n).message_id for n in (1, 2, 3)]
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_PUMP, f"{store.path}.sent", dead, NOW.isoformat(), *keys],
+        check=False,
+    )
+    assert child.returncode == -9
+    later = NOW + timedelta(minutes=3)  # the dead poller's claims have expired
+    mailer = Collecting()
+    report = send_due(store, mailer, SYSTEM, owner="poller-2", clock=lambda: later)
+    assert mailer.sent == [_reply(n).message_id for n in (4, 5)]
+    assert report.count(SendResult.SENT) == 2
+    assert store.list_replies([ReplyStatus.PENDING]) == []
+    assert _journal_files(store) == []
+
+
+class CloseFails(JournalFails):
+    """A journal that works, except that closing it fails (an I/O error at the end)."""
+
+    def add(self, entries: Any) -> None:
+        pass
+
+    def close(self, *, recorded: bool) -> None:
+        raise StoreUnavailableError("journal: I/O error while closing")
+
+
+def test_a_journal_that_fails_to_close_is_logged_and_the_pass_goes_on(
+    store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing the journal fails: that is logged, and close() returns as usual (the pass's
+    report and its replies never attempted are not lost on the way out)."""
+    mailer = Collecting()
+    pump = ReplyPump(
+        store, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, journal=CloseFails()
+    )
+    pump.offer(store.due_replies(NOW))
+    pump.drain()
+    with caplog.at_level(logging.WARNING, logger="asm_email_rules"):
+        pump.close()
+    assert len(mailer.sent) == 5
+    assert pump.take_report().count(SendResult.SENT) == 5
+    assert any("could not close the sent journal" in r.getMessage() for r in caplog.records)

@@ -469,3 +469,37 @@ def test_a_journal_being_made_is_never_taken_for_a_stopped_one(
     writer.add([_entry(2)])
     writer.close(recorded=False)
     assert [e.reply_message_id for e in reader.leftovers()] == [_key(1), _key(2)]
+
+
+def test_a_file_that_cannot_be_read_is_passed_over_and_the_rest_still_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Something in the folder that cannot be read as a journal (here a folder named like
+    one; another user's file does the same) is logged and left: the other stopped journals
+    are still read, and the journal still works."""
+    folder = tmp_path / "store.sqlite3.sent"
+    writer = DirectorySentJournal(folder, SENDER)
+    writer.add([_entry(1)])
+    writer.close(recorded=False)
+    (folder / "0-odd.sent").mkdir()
+    reader = DirectorySentJournal(folder, OTHER)
+    assert [e.reply_message_id for e in reader.leftovers()] == [_key(1)]
+    assert any("cannot be read" in r.getMessage() for r in caplog.records)
+    reader.forget()
+    assert sorted(p.name for p in folder.iterdir()) == ["0-odd.sent"]
+
+
+def test_a_journal_left_half_made_is_cleared_and_one_being_made_is_not(tmp_path: Path) -> None:
+    """A pump killed between making its file and naming it leaves an empty ``.opening``
+    file; the next pump's forget() deletes it, so such files do not pile up. One whose
+    pump still holds its lock (being made right now) is left alone."""
+    folder = tmp_path / "store.sqlite3.sent"
+    folder.mkdir()
+    (folder / "4242-dead.opening").touch()
+    live = folder / "4343-live.opening"
+    with live.open("wb") as held:
+        journal_files.fcntl.flock(held.fileno(), journal_files.fcntl.LOCK_EX)
+        reader = DirectorySentJournal(folder, OTHER)
+        assert reader.leftovers() == []
+        reader.forget()
+        assert sorted(p.name for p in folder.iterdir()) == ["4343-live.opening"]

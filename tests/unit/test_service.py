@@ -29,7 +29,7 @@ from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, MaildirMailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
-from asm_email_rules.errors import MailboxError, RepositoryError, SendError
+from asm_email_rules.errors import MailboxError, RepositoryError, SendError, StoreUnavailableError
 from asm_email_rules.model import (
     CallStatus,
     EntityKind,
@@ -1697,3 +1697,55 @@ def test_a_maildir_subclass_listing_the_old_way_is_still_polled(desk: Desk) -> N
     service = _service_over(desk, desk.store, desk.mailer, lambda a: OldWay(a.path), per_session=2)
     report = service.poll_once()["helpdesk"]
     assert (report.processed, report.sessions, desk.waiting()) == (5, 3, 0)
+
+
+class FullDiskJournal:
+    """A sent journal on a full disk: every add fails."""
+
+    def add(self, entries: object) -> None:
+        raise StoreUnavailableError("store.sqlite3.sent: no space left on device")
+
+    def leftovers(self) -> list[object]:
+        return []
+
+    def forget(self) -> None:
+        pass
+
+    def close(self, *, recorded: bool) -> None:
+        pass
+
+
+def test_after_the_sent_journal_fails_the_service_sends_without_one_for_a_while(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The journal's disk is full: the pass that meets it sends what it can and logs it once;
+    the passes of the next quarter of an hour open no journal, so the outbox is not held
+    back by it (they send ``replies_in_flight`` ahead, as without one); after that the
+    journal is tried again. Every reply goes out once, in order."""
+    opened: list[datetime] = []
+
+    def full_disk(store: SqliteRepository, owner: str) -> FullDiskJournal:
+        opened.append(desk.clock())
+        return FullDiskJournal()
+
+    monkeypatch.setattr(SqliteRepository, "sent_journal", full_disk)
+    desk.accounts = (account(desk.tmp / "Maildir", max_messages_per_session=10),)
+    for n in range(6):
+        desk.deliver(make_raw(f"Issue {n}", "uma@corp.example", f"problem {n}", f"<j{n}@c>"))
+    service = desk.service()
+    with caplog.at_level(logging.WARNING, logger="asm_email_rules"):
+        first = service.poll_once()["helpdesk"]
+    assert first.processed == 6
+    assert 0 < first.replies_sent < 6  # the first write's; the rest wait, in order
+    desk.clock.advance(minutes=1)
+    second = service.poll_once()["helpdesk"]
+    assert first.replies_sent + second.replies_sent == 6
+    assert len(opened) == 1, "a journal was opened again within the quarter of an hour"
+    numbers = [int(m.subject.split()[1]) for m in desk.mailer.sent]
+    assert numbers == sorted(numbers)
+    assert len(set(numbers)) == 6
+    warnings = [r for r in caplog.records if "sent journal failed" in r.getMessage()]
+    assert len(warnings) == 1
+    desk.clock.advance(minutes=15)
+    service.poll_once()
+    assert len(opened) == 2

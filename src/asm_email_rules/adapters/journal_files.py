@@ -18,12 +18,15 @@ from pathlib import Path
 from asm_email_rules.errors import StoreUnavailableError
 from asm_email_rules.model import SentEntry
 
-__all__ = ["SUFFIX", "DirectorySentJournal"]
+__all__ = ["OPENING", "SUFFIX", "DirectorySentJournal"]
 
 logger = logging.getLogger("asm_email_rules")
 
 SUFFIX = ".sent"
 """The suffix of a journal file in a :class:`DirectorySentJournal`'s folder."""
+
+OPENING = ".opening"
+"""The suffix of a journal file being made (not locked yet; empty until it is renamed)."""
 
 
 class DirectorySentJournal:
@@ -85,7 +88,7 @@ class DirectorySentJournal:
         take an empty journal for a stopped one and delete it under this one. Nobody else
         ever opens it for writing."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        opening = self.path.with_suffix(".opening")
+        opening = self.path.with_suffix(OPENING)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         fd = os.open(opening, flags, 0o600)
         try:
@@ -110,6 +113,7 @@ class DirectorySentJournal:
         for path in files:
             if path != self.path:
                 entries += self._read_stopped(path)
+        self._stopped += [path for path in self.folder.glob(f"*{OPENING}") if _stopped(path)]
         return entries
 
     def _read_stopped(self, path: Path) -> list[SentEntry]:
@@ -124,8 +128,12 @@ class DirectorySentJournal:
                 data = file.read()
         except FileNotFoundError:  # its pump closed meanwhile: all recorded
             return []
-        except OSError as exc:
-            raise StoreUnavailableError(f"{path}: cannot read the sent journal: {exc}") from exc
+        except OSError as exc:  # another user's file, a folder: left, its replies unread
+            logger.warning(
+                "a sent journal file cannot be read; its replies may be sent again",
+                extra={"path": str(path), "error": str(exc)},
+            )
+            return []
         self._stopped.append(path)
         *lines, _cut = data.decode("utf-8", errors="replace").split("\n")  # _cut: no line feed
         entries = []
@@ -162,7 +170,11 @@ class DirectorySentJournal:
                     "cannot delete a sent journal file; the next pump reads and deletes it",
                     extra={"path": str(self.path), "error": str(exc)},
                 )
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError as exc:
+            message = f"{self.path}: cannot close the sent journal: {exc}"
+            raise StoreUnavailableError(message) from exc
 
 
 def _writable(field: str) -> bool:
@@ -182,3 +194,14 @@ def _read_line(line: str) -> SentEntry | None:
     if sent_at.tzinfo is None:
         return None
     return SentEntry(parts[2], parts[1], sent_at)
+
+
+def _stopped(path: Path) -> bool:
+    """True when the file ``path`` can be locked: the pump that made it has stopped. A file
+    gone meanwhile, or that cannot be opened, is not."""
+    try:
+        with path.open("rb") as file:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
