@@ -636,6 +636,39 @@ def _journal_files(store: SqliteRepository) -> list[Path]:
     return sorted(Path(f"{store.path}.sent").glob("*.sent"))
 
 
+def _journaled(
+    store: SqliteRepository,
+    mailer: Collecting,
+    *,
+    clock: Callable[[], datetime],
+    depth: int = 2,
+    wrapped: Any = None,
+) -> ReplyPump:
+    """A pump of "poller-1" on ``store`` (or ``wrapped``, a wrapper of it) with the store's
+    sent journal."""
+    journal = store.sent_journal("poller-1")
+    target = store if wrapped is None else wrapped
+    return ReplyPump(
+        target, mailer, SYSTEM, owner="poller-1", clock=clock, depth=depth, journal=journal
+    )
+
+
+def _send_with_journal(
+    store: SqliteRepository,
+    mailer: Collecting,
+    entries: list[OutboxEntry],
+    *,
+    owner: str = "poller-2",
+    clock: Callable[[], datetime] = lambda: NOW,
+) -> None:
+    """Offer ``entries`` to a pump with the store's sent journal and send them all, as a
+    pass's last round does (:meth:`ReplyPump.drain`)."""
+    journal = store.sent_journal(owner)
+    with ReplyPump(store, mailer, SYSTEM, owner=owner, clock=clock, journal=journal) as pump:
+        pump.offer(entries)
+        pump.drain()
+
+
 def _pending(store: SqliteRepository) -> list[OutboxEntry]:
     """Every PENDING reply, claimed or not, in the order of their calls."""
     return sorted(store.list_replies([ReplyStatus.PENDING]), key=lambda e: e.reply.message_id)
@@ -650,14 +683,7 @@ def test_replies_the_store_could_not_record_are_recorded_from_the_journal_not_se
     the server accepted, so the next pump of this poller records them sent before it claims
     anything, sends none again (even once their claims expired), and clears the journal."""
     mailer = Collecting()
-    pump = ReplyPump(
-        RecordsRefused(store),
-        mailer,
-        SYSTEM,
-        owner="poller-1",
-        clock=lambda: NOW,
-        journal=store.sent_journal("poller-1"),
-    )
+    pump = _journaled(store, mailer, clock=lambda: NOW, wrapped=RecordsRefused(store))
     pump.offer(store.due_replies(NOW))
     pump.step()  # claims all five (the journal lets it claim ahead); the worker sends them
     _wait_for(lambda: pump._done.qsize() == 5)
@@ -666,19 +692,10 @@ def test_replies_the_store_could_not_record_are_recorded_from_the_journal_not_se
     assert len(_journal_files(store)) == 1
 
     later = NOW + timedelta(seconds=SYSTEM.lease_seconds + 60)  # the claims have expired
-    with (
-        caplog.at_level(logging.INFO, logger="asm_email_rules"),
-        ReplyPump(
-            store,
-            mailer,
-            SYSTEM,
-            owner="poller-1",
-            clock=lambda: later,
-            journal=store.sent_journal("poller-1"),
-        ) as again,
-    ):
-        again.offer(store.due_replies(later))
-        again.drain()
+    with caplog.at_level(logging.INFO, logger="asm_email_rules"):
+        _send_with_journal(
+            store, mailer, store.due_replies(later), owner="poller-1", clock=lambda: later
+        )
     assert mailer.sent == [_reply(n).message_id for n in range(1, 6)], (
         "a reply the journal kept was sent again"
     )
@@ -724,16 +741,7 @@ def test_a_killed_pumps_journal_is_honoured_before_its_claims_expire(
     assert len(_journal_files(store)) == 1
 
     mailer = Collecting()
-    with ReplyPump(
-        store,
-        mailer,
-        SYSTEM,
-        owner="poller-2",
-        clock=lambda: NOW,
-        journal=store.sent_journal("poller-2"),
-    ) as pump:
-        pump.offer(_pending(store))
-        pump.drain()
+    _send_with_journal(store, mailer, _pending(store))
     assert mailer.sent == [_reply(n).message_id for n in (3, 4, 5)]
     assert store.list_replies([ReplyStatus.PENDING]) == []
     entry = store.outbox_entry(_reply(1).message_id)
@@ -755,16 +763,7 @@ def test_a_running_pumps_journal_is_left_to_it(store: SqliteRepository) -> None:
     journal.add([SentEntry(_reply(1).message_id, running, NOW)])
 
     mailer = Collecting()
-    with ReplyPump(
-        store,
-        mailer,
-        SYSTEM,
-        owner="poller-2",
-        clock=lambda: NOW,
-        journal=store.sent_journal("poller-2"),
-    ) as pump:
-        pump.offer(_pending(store))
-        pump.drain()
+    _send_with_journal(store, mailer, _pending(store))
     assert mailer.sent == [_reply(n).message_id for n in (2, 3, 4, 5)]
     entry = store.outbox_entry(_reply(1).message_id)
     assert entry is not None
@@ -863,15 +862,7 @@ def test_replies_after_one_handed_back_unsent_wait_too_so_the_order_holds(
         return next(claims, NOW)
 
     mailer = Collecting()
-    pump = ReplyPump(
-        store,
-        mailer,
-        SYSTEM,
-        owner="poller-1",
-        clock=clock,
-        depth=1,
-        journal=store.sent_journal("poller-1"),
-    )
+    pump = _journaled(store, mailer, clock=clock, depth=1)
     with pump:
         pump.offer(store.due_replies(NOW)[:3])
         pump.drain()
@@ -905,15 +896,7 @@ def test_a_slow_servers_accepted_replies_go_back_before_their_claims_run_out(
             clock["now"] += timedelta(seconds=10)
 
     mailer = Slow()
-    pump = ReplyPump(
-        store,
-        mailer,
-        SYSTEM,
-        owner="poller-1",
-        clock=lambda: clock["now"],
-        depth=1,
-        journal=store.sent_journal("poller-1"),
-    )
+    pump = _journaled(store, mailer, clock=lambda: clock["now"], depth=1)
     due = {e.reply.message_id: e for e in store.due_replies(NOW)}
     with pump:
         pump.offer([due[_reply(1).message_id]])
@@ -949,14 +932,7 @@ def test_with_no_thread_a_pump_with_a_journal_sends_no_more_than_replies_in_flig
 
     monkeypatch.setattr(threading.Thread, "start", no_thread)
     mailer = Collecting()
-    pump = ReplyPump(
-        store,
-        mailer,
-        SYSTEM,
-        owner="poller-1",
-        clock=lambda: NOW,
-        journal=store.sent_journal("poller-1"),
-    )
+    pump = _journaled(store, mailer, clock=lambda: NOW)
     pump.offer(store.due_replies(NOW))
     pump.step()  # claims, and sends on this thread: the process dies right after
     assert len(mailer.sent) <= SYSTEM.replies_in_flight
@@ -982,15 +958,7 @@ def test_after_a_reply_handed_back_unsent_the_pump_claims_no_more_this_pass(
             clock["now"] += timedelta(seconds=50)
 
     mailer = Slow()
-    with ReplyPump(
-        store,
-        mailer,
-        SYSTEM,
-        owner="poller-1",
-        clock=lambda: clock["now"],
-        depth=1,
-        journal=store.sent_journal("poller-1"),
-    ) as pump:
+    with _journaled(store, mailer, clock=lambda: clock["now"], depth=1) as pump:
         pump.offer(store.due_replies(clock["now"])[:3])
         pump.drain()
         assert pump.stopped_early
