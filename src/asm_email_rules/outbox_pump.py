@@ -68,6 +68,11 @@ least): the journal records each accepted reply at once, so the claims ahead no 
 what a crash resends, and a session's replies are claimed in one round instead of one round
 per ``depth`` (each round a commit, and the worker waking the poller's thread)."""
 
+PACE_SHARE = 0.5
+"""The share of ``lease_seconds`` the replies a pump with a journal claims ahead must take to
+send, at the worker's pace so far: the last of them still finds a quarter of its claim left
+(:data:`CLAIM_MARGIN`) when its turn comes, unless the server slows down."""
+
 HAND_BACK_SECONDS = 1.0
 """How long the worker keeps finished attempts of a batch before it hands them to the poller
 anyway (a slow server): a reply's claim runs until its outcome is recorded."""
@@ -125,6 +130,8 @@ class ReplyPump:
         depth: int = 2,
         journal: SentJournal | None = None,
         ahead: int = JOURNAL_AHEAD,
+        journal_writes: bool = True,
+        pace: float | None = None,
     ) -> None:
         self._repository = repository
         self._mailer = mailer
@@ -134,7 +141,11 @@ class ReplyPump:
         self.keep_going = keep_going
         self._depth = max(0, depth)
         self._journal = journal  # with depth 0 only settled: each outcome recorded at once
-        self._ahead = self._depth if journal is None or not self._depth else max(self._depth, ahead)
+        self._writes = journal is not None and self._depth > 0 and journal_writes
+        self._ahead = max(self._depth, ahead) if self._writes else self._depth
+        self.pace = pace
+        """The worker's seconds a reply, smoothed (None until it sent some, unless given:
+        the polling service hands each pump the last one's)."""
         self._journal_failed = threading.Event()  # set by the worker: claim only ``depth``
         self._journal_warned = threading.Lock()  # the failure is logged once
         self._settled = self._journal is None  # stopped pumps' journals recorded, committed
@@ -283,8 +294,10 @@ class ReplyPump:
         finally:
             self._feed.clear()
             self._known.clear()
-        self._give_up_unattempted()
-        self._close_journal(recorded=recorded)
+        try:
+            self._give_up_unattempted()
+        finally:
+            self._close_journal(recorded=recorded)
 
     def _log_unrecorded(self) -> None:
         """Say, for each attempt whose outcome the store would not record, what the server
@@ -321,11 +334,16 @@ class ReplyPump:
             )
 
     def _limit(self) -> int:
-        """How many replies may be claimed and not yet recorded: ``ahead`` while the worker
-        writes the journal, else ``depth``."""
-        if self._journal_failed.is_set() or self._threadless:
+        """How many replies may be claimed and not yet recorded: ``depth``, or while the
+        worker writes the journal ``ahead``, fewer when the server is slow: as many as the
+        worker sends in :data:`PACE_SHARE` of the lease at :attr:`pace` (at least
+        ``depth``), so a slow server is not given more than it can send on their claims."""
+        if not self._writes or self._journal_failed.is_set() or self._threadless:
             return self._depth
-        return self._ahead
+        if not self.pace:
+            return self._ahead
+        by_pace = int(self._system.lease_seconds * PACE_SHARE / self.pace)
+        return max(self._depth, min(self._ahead, by_pace))
 
     @property
     def journal_failed(self) -> bool:
@@ -426,6 +444,8 @@ class ReplyPump:
         flight; each claimed entry is appended to ``claimed`` (and counted in flight) as soon
         as the store gave it. Before the first claim, what the journals of stopped pumps
         hold is recorded sent (:meth:`_settle`)."""
+        if self._depth and self._worker is None and not self._threadless:
+            self._ensure_worker()  # so the claims know whether the worker sends them
         while self._feed and self._in_flight < max(self._limit(), 1):
             if self.stopped_early or not self.keep_going():
                 return
@@ -480,9 +500,7 @@ class ReplyPump:
                 return
             self._journal_failed.set()
             logger.warning(
-                "the sent journal failed; replies are recorded by the poller only, %d in "
-                "flight at most: %s",
-                self._depth,
+                "the sent journal failed; this pump goes on without it: %s",
                 exc,
                 extra={"owner": self._owner, "error": str(exc)},
             )
@@ -504,31 +522,31 @@ class ReplyPump:
         recorded.clear()
 
     def _hand_over(self, claimed: list[OutboxEntry]) -> None:
-        """Give claimed replies to the worker, in order and in one piece (it sends them
-        together). When no thread can be had (a process at its limit), they are sent here
-        instead, as with ``depth=0``, their outcomes recorded by the next step, drain or
-        close."""
+        """Give claimed replies to the worker (started before they were claimed), in order
+        and in one piece (it sends them together). When no thread could be had (a process
+        at its limit), they are sent here instead, as with ``depth=0``, their outcomes
+        recorded by the next step, drain or close."""
         if not claimed:
             return
-        if not self._threadless:
-            try:
-                self._start_worker()
-            except RuntimeError as exc:  # logged once: this pump sends here from now on
-                self._threadless = True
-                logger.warning(
-                    "no thread for the reply pump (%s): sending on the poller's thread",
-                    exc,
-                    extra={"owner": self._owner, "error": str(exc)},
-                )
-            except BaseException:  # Ctrl-C while the thread started: none was handed over
-                self._again.extend(_Attempt(entry, None, tried=False) for entry in claimed)
-                raise
         if self._threadless:  # ``depth`` at most (the journal is the worker's): the rest waits
             keep = max(self._depth, 1)
             self._again.extend(_Attempt(entry, None, tried=False) for entry in claimed[keep:])
             self._attempt_here(list(claimed[:keep]))
         else:
             self._todo.put(tuple(claimed))
+
+    def _ensure_worker(self) -> None:
+        """Start the worker if it is not running; when no thread can be had (a process at
+        its limit), say so once: this pump sends on the caller's thread from now on."""
+        try:
+            self._start_worker()
+        except RuntimeError as exc:
+            self._threadless = True
+            logger.warning(
+                "no thread for the reply pump (%s): sending on the poller's thread",
+                exc,
+                extra={"owner": self._owner, "error": str(exc)},
+            )
 
     def _next_done(self, block: bool) -> _Attempt:
         """The next finished attempt: one to record again first, else the worker's next
@@ -625,32 +643,41 @@ class ReplyPump:
         since = 0.0
         last: _Attempt | None = None
         for start in range(0, len(batch), step):
+            group = batch[start : start + step]
             if last is not None and not self._may_go_on(last):
                 waiting += [_Attempt(entry, None, tried=False) for entry in batch[start:]]
                 break
+            if waiting and self._due_back(waiting, since, len(group)):
+                self._give_back(waiting)
             if not waiting:
                 since = time.monotonic()
-            done = self._send(batch[start : start + step])
+            done = self._send(group)
             waiting += done
             last = done[-1]
-            if self._due_back(waiting, since):
-                self._give_back(waiting)
         self._give_back(waiting)
 
-    def _due_back(self, waiting: list[_Attempt], since: float) -> bool:
+    def _timed(self, began: datetime, ended: datetime, replies: int) -> None:
+        """Note the pace of ``replies`` just sent from ``began`` to ``ended`` (the pump's
+        clock, on which the claims run): seconds a reply, smoothed."""
+        pace = max((ended - began).total_seconds(), 0.0) / max(replies, 1)
+        self.pace = pace if self.pace is None else 0.7 * self.pace + 0.3 * pace
+
+    def _due_back(self, waiting: list[_Attempt], since: float, coming: int) -> bool:
         """True when the finished attempts ``waiting`` (the first of them since ``since``,
-        ``time.monotonic``) must go back to the poller now, not at the end of the batch: the
-        first waited :data:`HAND_BACK_SECONDS`, or a claim among them is within twice
-        :data:`CLAIM_MARGIN` of its end (a slow server: recorded after it, the reply could
-        be claimed and sent again by another sender)."""
+        ``time.monotonic``) must go back to the poller before the next ``coming`` replies
+        are sent: the first waited :data:`HAND_BACK_SECONDS`, or a claim among them might
+        end before those are sent and :data:`CLAIM_MARGIN` more (twice the pace so far for
+        each): recorded after its end, the reply could be claimed and sent again by another
+        sender."""
         if time.monotonic() - since >= HAND_BACK_SECONDS:
             return True
         ends = [done.entry.claimed_until for done in waiting if done.tried]
         soonest = min((end for end in ends if end is not None), default=None)
         if soonest is None:
             return False
+        needed = self._margin + timedelta(seconds=2 * (self.pace or 0.0) * coming)
         try:
-            return soonest - self._clock() <= 2 * self._margin
+            return soonest - self._clock() <= needed
         except Exception:  # a clock that fails: hand back at once (the next send stops)
             return True
 
@@ -664,7 +691,7 @@ class ReplyPump:
         """True when the next ``depth`` replies of a batch may go: the journal has what the
         server accepted so far (past ``depth`` only on its word), and the ``last`` reply was
         handed to the mailer (else the rest waits too, so the replies keep their order)."""
-        return self._journal is not None and not self._journal_failed.is_set() and last.tried
+        return self._writes and not self._journal_failed.is_set() and last.tried
 
     def _send(self, batch: list[OutboxEntry]) -> list[_Attempt]:
         """Hand ``batch`` (``depth`` replies at most) to the mailer in one go and write the
@@ -689,7 +716,13 @@ class ReplyPump:
         except BaseException as exc:  # not an Exception: still answer, or drain() hangs
             failure = RuntimeError(f"the mailer raised {type(exc).__name__}: {exc}")
             errors += [failure] * (fresh - len(errors))  # keep the answers known
-        self._write_journal(batch, errors)
+        try:
+            ended = self._clock()
+        except Exception:  # the sending is done: its outcomes still go back
+            ended = now
+        if errors:
+            self._timed(now, ended, len(errors))
+        self._write_journal(batch, errors, ended)
         if len(errors) < len(batch) or any(is_temporary(error) for error in errors):
             self._hold.set()  # the server is likely down, or the rest must keep its order
         attempts = [_Attempt(entry, error) for entry, error in zip(batch, errors, strict=False)]
@@ -701,15 +734,16 @@ class ReplyPump:
         until = entry.claimed_until
         return until is None or until - now > self._margin
 
-    def _write_journal(self, batch: list[OutboxEntry], errors: list[Exception | None]) -> None:
-        """Write the replies of ``batch`` the server accepted to the journal (worker thread).
-        A failure is logged and ends the journal's use; nothing more is sent by this pump
-        (what it claimed ahead was claimed on the journal's word)."""
+    def _write_journal(
+        self, batch: list[OutboxEntry], errors: list[Exception | None], now: datetime
+    ) -> None:
+        """Write the replies of ``batch`` the server accepted to the journal (worker thread),
+        sent at ``now``. A failure is logged and ends the journal's use; nothing more is sent
+        by this pump (what it claimed ahead was claimed on the journal's word)."""
         journal = self._journal
-        if journal is None or self._journal_failed.is_set():
+        if journal is None or not self._writes or self._journal_failed.is_set():
             return
         try:
-            now = self._clock()
             accepted = [
                 SentEntry(entry.reply.message_id, self._owner, now)
                 for entry, error in zip(batch, errors, strict=False)

@@ -54,7 +54,6 @@ from asm_email_rules.protocols import (
     Mailbox,
     Mailer,
     Repository,
-    SentJournal,
 )
 from asm_email_rules.quarantine import quarantine_reason, set_aside
 from asm_email_rules.send import OutboxReport, SendResult, default_owner
@@ -97,12 +96,13 @@ _MAX_MAILBOX_ERRORS = 3
 """Consecutive mailbox failures after which a session is abandoned until the next interval."""
 
 ACCOUNT_LEASE_PREFIX = "account:"
+"""Account leases are named ``account:<account name>`` in the store."""
 
 JOURNAL_RETRY = timedelta(minutes=15)
-"""How long pumps go without a sent journal after one failed (a full or read-only disk): each
+"""How long pumps write no sent journal after one failed (a full or read-only disk): each
 would stop sending at the failure to keep the replies' order, so a lasting failure would
-hold the outbox back; without one they send at full speed, ``replies_in_flight`` ahead."""
-"""Account leases are named ``account:<account name>`` in the store."""
+hold the outbox back; meanwhile they send ``replies_in_flight`` ahead, as without one, and
+still settle what stopped pumps' journals hold."""
 
 
 @attrs.frozen
@@ -628,6 +628,7 @@ class PollingService:
         self._pruned_at: dict[str, datetime] = {}
         self._unattempted: dict[str, list[OutboxEntry]] = {}
         self._journal_retry_at: datetime | None = None
+        self._reply_pace: float | None = None
 
     # -- one message ------------------------------------------------------------------------
 
@@ -920,7 +921,7 @@ class PollingService:
             self._settled(account, counts, behind)
             if pump is not None:
                 pump.close()
-                self._journal_outcome(pump)
+                self._after_pump(pump)
                 counts.add_replies(pump.take_report())
                 if pump.unattempted:
                     self._unattempted[account.name] = pump.unattempted
@@ -957,22 +958,25 @@ class PollingService:
             clock=self.now,
             keep_going=keep_going,
             depth=self.config.system.replies_in_flight,
-            journal=self._sent_journal(),
+            journal=open_sent_journal(self.repository, self.owner),
+            journal_writes=self._journal_writes(),
+            pace=self._reply_pace,
         )
 
-    def _sent_journal(self) -> SentJournal | None:
-        """A sent journal for a pump to use and close (:mod:`asm_email_rules.sent_journal`);
-        None without one, or for :data:`JOURNAL_RETRY` after a pump's journal failed (its
-        pumps then claim ``replies_in_flight`` ahead and send at full speed without it)."""
+    def _journal_writes(self) -> bool:
+        """False for :data:`JOURNAL_RETRY` after a pump's journal failed: the pumps then use
+        their journals to settle only, and send ``replies_in_flight`` ahead without them."""
         if self._journal_retry_at is not None and self.now() < self._journal_retry_at:
-            return None
+            return False
         self._journal_retry_at = None
-        return open_sent_journal(self.repository, self.owner)
+        return True
 
-    def _journal_outcome(self, pump: ReplyPump) -> None:
-        """After a pump closed: when its journal failed, use none for a while."""
+    def _after_pump(self, pump: ReplyPump) -> None:
+        """After a pump closed: when its journal failed, write none for a while; keep the
+        server's pace it measured for the next pump (how far ahead it claims)."""
         if pump.journal_failed:
             self._journal_retry_at = self.now() + JOURNAL_RETRY
+        self._reply_pace = pump.pace
 
     def _offer_due(
         self,

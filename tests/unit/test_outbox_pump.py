@@ -605,9 +605,10 @@ def test_ctrl_c_while_the_worker_starts_leaves_nothing_in_flight(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Review: a KeyboardInterrupt out of Thread.start left the claims counted in flight with no
-    # worker, and close() waited for it for ever. They are now replies never attempted: let go
-    # when the pump closes. (A store any thread may use: close() runs on a thread of its own,
-    # so that a hang fails the test.)
+    # worker, and close() waited for it for ever. The worker now starts before anything is
+    # claimed: nothing is claimed, nothing is in flight, and close() returns at once. (A
+    # store any thread may use: close() runs on a thread of its own, so that a hang fails
+    # the test.)
     def interrupted(self: threading.Thread) -> None:
         raise KeyboardInterrupt
 
@@ -622,7 +623,7 @@ def test_ctrl_c_while_the_worker_starts_leaves_nothing_in_flight(
     closer.start()
     closer.join(timeout=10)
     assert not closer.is_alive(), "close() waited for a worker that never started"
-    assert len(pump.unattempted) == 2
+    assert pump.unattempted == []
     assert _claimed(store) == []
     assert [entry.status for entry in store.list_replies()] == [ReplyStatus.PENDING] * 5
 
@@ -1025,3 +1026,127 @@ def test_a_journal_that_fails_to_close_is_logged_and_the_pass_goes_on(
     assert len(mailer.sent) == 5
     assert pump.take_report().count(SendResult.SENT) == 5
     assert any("could not close the sent journal" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL and flock are POSIX")
+def test_a_pump_that_writes_no_journal_still_settles_the_stopped_ones(
+    store: SqliteRepository,
+) -> None:
+    """For a while after its journal failed, the polling service's pumps write none; they
+    still record sent what a killed pump's journal holds, so a neighbour's crash is not
+    answered twice meanwhile."""
+    dead = "host-a:4242:dead01"
+    for number in (1, 2):
+        assert store.claim_reply(_reply(number).message_id, dead, NOW, NOW + timedelta(minutes=2))
+    keys = [_reply(n).message_id for n in (1, 2)]
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_PUMP, f"{store.path}.sent", dead, NOW.isoformat(), *keys],
+        check=False,
+    )
+    assert child.returncode == -9
+    later = NOW + timedelta(minutes=3)
+    mailer = Collecting()
+    journal = store.sent_journal("poller-2")
+    with ReplyPump(
+        store,
+        mailer,
+        SYSTEM,
+        owner="poller-2",
+        clock=lambda: later,
+        journal=journal,
+        journal_writes=False,
+    ) as pump:
+        pump.offer(store.due_replies(later))
+        pump.drain()
+    assert mailer.sent == [_reply(n).message_id for n in (3, 4, 5)]
+    assert store.list_replies([ReplyStatus.PENDING]) == []
+    assert _journal_files(store) == []
+
+
+def test_a_slow_server_is_given_only_what_it_can_send_on_its_claims(
+    store: SqliteRepository,
+) -> None:
+    """A server that takes thirty seconds a reply. The first pump of a process does not know
+    it yet: it claims all five ahead, and the fourth's claim is too near its end when its
+    turn comes, so that pass stops there (in order). The next pump is given the pace the
+    first measured and claims only what the server sends in half a lease: every reply left,
+    four more included, goes out in that one pass, in order."""
+    clock = {"now": NOW}
+
+    class Slow(Collecting):
+        def send(self, message: OutgoingEmail) -> None:
+            super().send(message)
+            clock["now"] += timedelta(seconds=30)
+
+    mailer = Slow()
+    with _journaled(store, mailer, clock=lambda: clock["now"], depth=1) as first:
+        first.offer(store.due_replies(clock["now"]))
+        first.drain()
+    assert first.stopped_early
+    assert mailer.sent == [_reply(n).message_id for n in (1, 2, 3)]
+    assert first.pace is not None
+
+    for number in range(6, 10):
+        store.record_processed(
+            "box", f"<m{number}@example.com>", f"s{number}", "{}", _reply(number), T0
+        )
+    journal = store.sent_journal("poller-1")
+    with ReplyPump(
+        store,
+        mailer,
+        SYSTEM,
+        owner="poller-1",
+        clock=lambda: clock["now"],
+        depth=1,
+        journal=journal,
+        pace=first.pace,
+    ) as second:
+        second.offer(store.due_replies(clock["now"]))
+        second.drain()
+    assert not second.stopped_early
+    assert mailer.sent == [_reply(n).message_id for n in range(1, 10)]
+
+
+def test_with_no_thread_a_pass_still_sends_every_reply(
+    store: SqliteRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thread can be had: the pump knows it before it claims, claims ``replies_in_flight``
+    at a time and sends them on the poller's thread, and the pass sends all five (not the
+    first two, the rest handed back for the next pass)."""
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    mailer = Collecting()
+    with _journaled(store, mailer, clock=lambda: NOW) as pump:
+        pump.offer(store.due_replies(NOW))
+        pump.drain()
+    assert not pump.stopped_early
+    assert mailer.sent == [_reply(n).message_id for n in range(1, 6)]
+    assert store.list_replies([ReplyStatus.PENDING]) == []
+
+
+def test_an_accepted_reply_goes_back_before_a_slow_send_outlasts_its_claim(
+    store: SqliteRepository,
+) -> None:
+    """Reply 1 is accepted 55 s into its claim (65 s left), at a pace of 55 s a reply. Its
+    outcome goes back to the poller before reply 2 is sent, not after: that send may well
+    outlast what is left of reply 1's claim."""
+    clock = {"now": NOW}
+    waiting_at_two: list[int] = []
+
+    class Slow(Collecting):
+        def send(self, message: OutgoingEmail) -> None:
+            if message.message_id == _reply(2).message_id:
+                waiting_at_two.append(pump._done.qsize())
+            super().send(message)
+            clock["now"] += timedelta(seconds=55)
+
+    mailer = Slow()
+    pump = _journaled(store, mailer, clock=lambda: clock["now"], depth=1)
+    with pump:
+        pump.offer(store.due_replies(NOW)[:2])
+        pump.step()  # claims 1 and 2 (until +120 s); the worker sends them in one batch
+        _wait_for(lambda: len(mailer.sent) == 2)
+    assert waiting_at_two == [1], "reply 1's outcome was held while reply 2 was sent"

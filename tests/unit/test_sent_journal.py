@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -491,15 +492,23 @@ def test_a_file_that_cannot_be_read_is_passed_over_and_the_rest_still_read(
 
 def test_a_journal_left_half_made_is_cleared_and_one_being_made_is_not(tmp_path: Path) -> None:
     """A pump killed between making its file and naming it leaves an empty ``.opening``
-    file; the next pump's forget() deletes it, so such files do not pile up. One whose
-    pump still holds its lock (being made right now) is left alone."""
+    file; a later pump's forget() deletes it once it is a minute old, so such files do not
+    pile up. One just made (its pump is about to lock it), or whose pump holds its lock, is
+    left alone: taking its lock first would make that pump's journal fail."""
     folder = tmp_path / "store.sqlite3.sent"
     folder.mkdir()
-    (folder / "4242-dead.opening").touch()
+    dead = folder / "4242-dead.opening"
+    dead.touch()
+    long_ago = time.time() - 2 * journal_files.ABANDONED_SECONDS
+    os.utime(dead, (long_ago, long_ago))
+    (folder / "4244-new.opening").touch()  # just made: its pump is about to lock it
     live = folder / "4343-live.opening"
     with live.open("wb") as held:
         journal_files.fcntl.flock(held.fileno(), journal_files.fcntl.LOCK_EX)
         reader = DirectorySentJournal(folder, OTHER)
         assert reader.leftovers() == []
         reader.forget()
-        assert sorted(p.name for p in folder.iterdir()) == ["4343-live.opening"]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "4244-new.opening",
+            "4343-live.opening",
+        ]

@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,10 @@ SUFFIX = ".sent"
 
 OPENING = ".opening"
 """The suffix of a journal file being made (not locked yet; empty until it is renamed)."""
+
+ABANDONED_SECONDS = 60.0
+"""How old a half-made journal must be before another pump deletes it: one being made is
+locked and renamed within moments, and checking one earlier could take its lock first."""
 
 
 class DirectorySentJournal:
@@ -113,7 +118,12 @@ class DirectorySentJournal:
         for path in files:
             if path != self.path:
                 entries += self._read_stopped(path)
-        self._stopped += [path for path in self.folder.glob(f"*{OPENING}") if _stopped(path)]
+        try:
+            half_made = [path for path in self.folder.glob(f"*{OPENING}") if _abandoned(path)]
+        except OSError as exc:
+            message = f"{self.folder}: cannot list the sent journal: {exc}"
+            raise StoreUnavailableError(message) from exc
+        self._stopped += half_made
         return entries
 
     def _read_stopped(self, path: Path) -> list[SentEntry]:
@@ -196,10 +206,13 @@ def _read_line(line: str) -> SentEntry | None:
     return SentEntry(parts[2], parts[1], sent_at)
 
 
-def _stopped(path: Path) -> bool:
-    """True when the file ``path`` can be locked: the pump that made it has stopped. A file
-    gone meanwhile, or that cannot be opened, is not."""
+def _abandoned(path: Path) -> bool:
+    """True when the half-made journal ``path`` (``.opening``) was left by a pump that
+    stopped: older than :data:`ABANDONED_SECONDS` (a pump names its file at once after
+    making it) and not locked. A file gone meanwhile, or that cannot be opened, is not."""
     try:
+        if time.time() - path.stat().st_mtime < ABANDONED_SECONDS:
+            return False
         with path.open("rb") as file:
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
