@@ -210,13 +210,13 @@ class ReplyPump:
 
     def step(self, unit: Callable[[], AbstractContextManager[None]] | None = None) -> None:
         """Record the attempts the worker has finished, then claim more (up to ``depth`` in
-        flight) while ``keep_going()`` says so, all in one unit of work of the store (one
-        commit where there were two or more); the new claims reach the worker only once it
-        committed. ``unit`` is that unit of work (default: a transaction of its own; the
-        polling service's shares the commit of the messages it read): whatever it makes,
-        its writes must be committed when it exits without raising, and all undone when it
-        raises. Never waits for the mailer; with ``depth=0`` it sends everything offered
-        instead (:meth:`drain`)."""
+        flight; with a journal, as many as :meth:`_limit` allows) while ``keep_going()`` says
+        so, all in one unit of work of the store (one commit where there were two or more);
+        the new claims reach the worker only once it committed. ``unit`` is that unit of work
+        (default: a transaction of its own; the polling service's shares the commit of the
+        messages it read): whatever it makes, its writes must be committed when it exits
+        without raising, and all undone when it raises. Never waits for the mailer; with
+        ``depth=0`` it sends everything offered instead (:meth:`drain`)."""
         if not self._depth:
             self.drain()
             return
