@@ -62,11 +62,12 @@ logger = logging.getLogger("asm_email_rules")
 _DONE = object()
 """What the worker is given to end."""
 
-JOURNAL_AHEAD = 64
+JOURNAL_AHEAD = 32
 """How many replies a pump with a sent journal may claim ahead of the worker (``depth`` at
 least): the journal records each accepted reply at once, so the claims ahead no longer bound
-what a crash resends, and a session's replies are claimed in one round instead of one round
-per ``depth`` (each round a commit, and the worker waking the poller's thread)."""
+what a crash resends, and a session's replies are claimed in a few rounds instead of one
+round per ``depth`` (each round a commit, and the worker waking the poller's thread). 64
+were no faster and held more replies in memory at once (docs/scaling.md)."""
 
 PACE_SHARE = 0.5
 """The share of ``lease_seconds`` the replies a pump with a journal claims ahead must take to

@@ -925,7 +925,7 @@ def test_with_no_thread_a_pump_with_a_journal_sends_no_more_than_replies_in_flig
 ) -> None:
     """No thread can be had, so the replies go out on the poller's thread, where nothing is
     written to the journal. The pump claims only ``replies_in_flight`` ahead then: a crash
-    right after leaves at most that many accepted and unrecorded, not the 64 a journal would
+    right after leaves at most that many accepted and unrecorded, not the 32 a journal would
     have covered."""
 
     def no_thread(self: threading.Thread) -> None:
