@@ -633,6 +633,18 @@ def test_ctrl_c_while_the_worker_starts_leaves_nothing_in_flight(
 # --------------------------------------------------------------------------------------------
 
 
+class SlowMailer(Collecting):
+    """A mailer whose server takes ``took`` a reply, on the test's clock (``clock["now"]``)."""
+
+    def __init__(self, clock: dict[str, datetime], took: timedelta) -> None:
+        super().__init__()
+        self.clock, self.took = clock, took
+
+    def send(self, message: OutgoingEmail) -> None:
+        super().send(message)
+        self.clock["now"] += self.took
+
+
 def _journal_files(store: SqliteRepository) -> list[Path]:
     return sorted(Path(f"{store.path}.sent").glob("*.sent"))
 
@@ -886,7 +898,7 @@ def test_a_slow_servers_accepted_replies_go_back_before_their_claims_run_out(
     first_in, release_first = threading.Event(), threading.Event()
     handed_back_at_five: list[int] = []
 
-    class Slow(Collecting):
+    class Slow(SlowMailer):
         def send(self, message: OutgoingEmail) -> None:
             if message.message_id == _reply(1).message_id:
                 first_in.set()
@@ -894,9 +906,8 @@ def test_a_slow_servers_accepted_replies_go_back_before_their_claims_run_out(
             if message.message_id == _reply(5).message_id:
                 handed_back_at_five.append(pump._done.qsize())
             super().send(message)
-            clock["now"] += timedelta(seconds=10)
 
-    mailer = Slow()
+    mailer = Slow(clock, timedelta(seconds=10))
     pump = _journaled(store, mailer, clock=lambda: clock["now"], depth=1)
     due = {e.reply.message_id: e for e in store.due_replies(NOW)}
     with pump:
@@ -952,13 +963,7 @@ def test_after_a_reply_handed_back_unsent_the_pump_claims_no_more_this_pass(
     turn comes, so it waits. The pump then claims nothing more this pass, so replies 4 and 5,
     offered next, do not go out before it; the next pass sends 3, 4 and 5, in order."""
     clock = {"now": NOW}
-
-    class Slow(Collecting):
-        def send(self, message: OutgoingEmail) -> None:
-            super().send(message)
-            clock["now"] += timedelta(seconds=50)
-
-    mailer = Slow()
+    mailer = SlowMailer(clock, timedelta(seconds=50))
     with _journaled(store, mailer, clock=lambda: clock["now"], depth=1) as pump:
         pump.offer(store.due_replies(clock["now"])[:3])
         pump.drain()
@@ -1072,13 +1077,7 @@ def test_a_slow_server_is_given_only_what_it_can_send_on_its_claims(
     first measured and claims only what the server sends in half a lease: every reply left,
     four more included, goes out in that one pass, in order."""
     clock = {"now": NOW}
-
-    class Slow(Collecting):
-        def send(self, message: OutgoingEmail) -> None:
-            super().send(message)
-            clock["now"] += timedelta(seconds=30)
-
-    mailer = Slow()
+    mailer = SlowMailer(clock, timedelta(seconds=30))
     with _journaled(store, mailer, clock=lambda: clock["now"], depth=1) as first:
         first.offer(store.due_replies(clock["now"]))
         first.drain()
@@ -1136,14 +1135,13 @@ def test_an_accepted_reply_goes_back_before_a_slow_send_outlasts_its_claim(
     clock = {"now": NOW}
     waiting_at_two: list[int] = []
 
-    class Slow(Collecting):
+    class Slow(SlowMailer):
         def send(self, message: OutgoingEmail) -> None:
             if message.message_id == _reply(2).message_id:
                 waiting_at_two.append(pump._done.qsize())
             super().send(message)
-            clock["now"] += timedelta(seconds=55)
 
-    mailer = Slow()
+    mailer = Slow(clock, timedelta(seconds=55))
     pump = _journaled(store, mailer, clock=lambda: clock["now"], depth=1)
     with pump:
         pump.offer(store.due_replies(NOW)[:2])
