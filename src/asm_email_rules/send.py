@@ -372,10 +372,9 @@ def send_due(
     Each is claimed first, so a reply another sender holds is skipped; before the first
     claim, what the sent journals of stopped pumps hold is recorded sent
     (:func:`~asm_email_rules.sent_journal.settle`), so such a reply is not sent again. After
-    a temporary
-    failure the pass stops (the server is likely down; the others wait for the next pass
-    rather than each waiting for a timeout). ``keep_going`` is asked before each reply (the
-    polling service renews its account lease there, and stops when it lost it).
+    a temporary failure the pass stops (the server is likely down; the others wait for the
+    next pass rather than each waiting for a timeout). ``keep_going`` is asked before each
+    reply (the polling service renews its account lease there, and stops when it lost it).
     """
     from asm_email_rules.outbox_pump import ReplyPump  # it builds on this module's steps
     from asm_email_rules.sent_journal import open_sent_journal

@@ -127,7 +127,7 @@ class SystemSettings:
     ``replies_in_flight`` is how many replies a poller sends ahead on a thread of its own while
     it reads the next messages (:class:`~asm_email_rules.outbox_pump.ReplyPump`), in one write
     where the server allows, so also how many accepted replies a crash can leave unrecorded,
-    each resent once with its Message-ID (a store with a sent journal,
+    each resent with its Message-ID (a store with a sent journal,
     :mod:`~asm_email_rules.sent_journal`, keeps each accepted reply before the next
     ``replies_in_flight`` go out, and lets the pump claim more ahead);
     0 sends between mailbox sessions, each reply recorded as soon as the server answered.
