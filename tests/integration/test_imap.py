@@ -228,6 +228,16 @@ def test_unknown_uid_is_a_mailbox_error(dovecot: Dovecot, mail_user: str) -> Non
         box.fetch("999")
 
 
+def _deliver(
+    dovecot: Dovecot, user: str, make_message: Callable[..., bytes], count: int
+) -> list[bytes]:
+    """Append messages 1 to ``count`` to ``user``'s INBOX, in order; their bytes."""
+    sent = [make_message(n) for n in range(1, count + 1)]
+    for raw in sent:
+        dovecot.append(user, raw)
+    return sent
+
+
 def _spy(box: ImapMailbox) -> list[tuple[str, ...]]:
     """Record every UID command the mailbox sends, as the wire carries it (imaplib's and the
     fetches sent ahead alike): ``(name, set, the rest)``."""
@@ -250,9 +260,7 @@ def test_a_limited_listing_holds_the_lowest_uids_not_skipped_nor_deleted(
 ) -> None:
     # Issue 14 (memory): the polling service asks for one session's worth of keys and skips
     # those it handled earlier in the pass; the folder may hold many more.
-    sent = [make_message(n) for n in range(1, 8)]
-    for raw in sent:
-        dovecot.append(mail_user, raw)
+    sent = _deliver(dovecot, mail_user, make_message, 7)
     with ImapMailbox(_config(dovecot, mail_user)) as box:
         assert ImapMailbox.bounded_listing is True
         every = list(box.list_keys())
@@ -366,9 +374,7 @@ def test_the_next_batch_is_asked_for_before_this_one_is_handed_out(
 ) -> None:
     # fetch_ahead: the server prepares and sends the next batch while this one is processed;
     # its answer waits in the socket until its first message is fetched.
-    sent = [make_message(n) for n in range(1, 8)]
-    for raw in sent:
-        dovecot.append(mail_user, raw)
+    sent = _deliver(dovecot, mail_user, make_message, 7)
     for ahead, asked in ((True, 2), (False, 1)):
         with ImapMailbox(_config(dovecot, mail_user, batch_messages=3, fetch_ahead=ahead)) as box:
             commands = _spy(box)
@@ -386,9 +392,7 @@ def test_the_last_of_a_listing_cut_at_its_limit_is_fetched_only_when_asked_for(
     # The polling service lists one key more than a session reads, to learn whether any are
     # left: that key is not downloaded with a batch, nor asked for ahead (the session's end
     # would hold it while the next session downloads it again).
-    sent = [make_message(n) for n in range(1, 8)]
-    for raw in sent:
-        dovecot.append(mail_user, raw)
+    sent = _deliver(dovecot, mail_user, make_message, 7)
     with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
         commands = _spy(box)
         keys = list(box.list_keys(limit=4))
@@ -406,9 +410,7 @@ def test_a_command_while_a_batch_is_asked_ahead_reads_its_answer_first(
     # Quarantine, listing, deleting and closing while the answer to a fetch sent ahead is
     # unread: each command gets its own answer, every message comes back exactly, and the
     # session's deletions are expunged.
-    sent = [make_message(n) for n in range(1, 11)]
-    for raw in sent:
-        dovecot.append(mail_user, raw)
+    sent = _deliver(dovecot, mail_user, make_message, 10)
     with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
         keys = list(box.list_keys())
         assert box.fetch(keys[0]) == sent[0]  # 4, 5, 6 asked ahead
@@ -461,9 +463,7 @@ def _sending_ahead_fails(
 def test_a_connection_lost_with_a_batch_asked_ahead_is_a_mailbox_error(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
-    sent = [make_message(n) for n in range(1, 8)]
-    for raw in sent:
-        dovecot.append(mail_user, raw)
+    sent = _deliver(dovecot, mail_user, make_message, 7)
     box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
     keys = list(box.list_keys())
     assert box.fetch(keys[0]) == sent[0]
@@ -507,9 +507,7 @@ def test_deletes_are_flagged_in_batches_on_close_and_expunged_abort_deletes_noth
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
     # Nothing is marked before close(): the service syncs its store between the two.
-    sent = [make_message(n) for n in range(1, 8)]
-    for raw in sent:
-        dovecot.append(mail_user, raw)
+    sent = _deliver(dovecot, mail_user, make_message, 7)
     with ImapMailbox(_config(dovecot, mail_user, store_batch=3)) as box:
         keys = list(box.list_keys())
         box.delete(keys[0])
@@ -543,9 +541,7 @@ def test_a_failure_asking_the_next_batch_s_sizes_does_not_fail_the_message_in_ha
     # not to the message whose bytes are already in hand (the caller would count it failed
     # and leave it for the next session).
     monkeypatch.setattr(imap, "SIZES_AHEAD", 3)
-    sent = [make_message(n) for n in range(1, 8)]
-    for raw in sent:
-        dovecot.append(mail_user, raw)
+    sent = _deliver(dovecot, mail_user, make_message, 7)
     with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
         keys = list(box.list_keys())
         client = box._client()
@@ -572,9 +568,7 @@ def test_a_read_failure_within_the_answer_ahead_ends_the_session_s_commands(
     # point of it (RFC 3501 2.2.2: responses are read in order): imaplib would read its rest
     # as the answer to its own next command. As when sending fails, no command may follow:
     # the next ones raise MailboxError without reaching the server, and nothing is marked.
-    sent = [make_message(n) for n in range(1, 8)]
-    for raw in sent:
-        dovecot.append(mail_user, raw)
+    sent = _deliver(dovecot, mail_user, make_message, 7)
     box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
     commands = _spy(box)
     keys = list(box.list_keys())
@@ -610,9 +604,7 @@ def test_abort_closes_the_connection_even_when_the_session_cannot_log_out(
     # Sending the fetch ahead failed, so abort() sends no LOGOUT (RFC 3501 6.1.3) on a stream
     # that may hold part of a command; it must still close the socket (one per failed session
     # of a long-running poller otherwise stays open until garbage collection).
-    sent = [make_message(n) for n in range(1, 8)]
-    for raw in sent:
-        dovecot.append(mail_user, raw)
+    sent = _deliver(dovecot, mail_user, make_message, 7)
     box, _ = _sending_ahead_fails(dovecot, mail_user, sent)
     client = box._client()
     box.abort()
