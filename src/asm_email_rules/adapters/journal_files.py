@@ -110,20 +110,18 @@ class DirectorySentJournal:
         process gone), this one's excepted: in the order of their files' names and lines."""
         self._stopped.clear()
         try:
-            files = sorted(self.folder.glob(f"*{SUFFIX}"))
+            files = sorted(self.folder.iterdir())
+        except FileNotFoundError:  # no pump of this store has written a journal yet
+            files = []
         except OSError as exc:
             message = f"{self.folder}: cannot list the sent journal: {exc}"
             raise StoreUnavailableError(message) from exc
         entries: list[SentEntry] = []
         for path in files:
-            if path != self.path:
+            if path.suffix == SUFFIX and path != self.path:
                 entries += self._read_stopped(path)
-        try:
-            half_made = [path for path in self.folder.glob(f"*{OPENING}") if _abandoned(path)]
-        except OSError as exc:
-            message = f"{self.folder}: cannot list the sent journal: {exc}"
-            raise StoreUnavailableError(message) from exc
-        self._stopped += half_made
+            elif path.suffix == OPENING and _abandoned(path):
+                self._stopped.append(path)
         return entries
 
     def _read_stopped(self, path: Path) -> list[SentEntry]:
