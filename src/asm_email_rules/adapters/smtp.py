@@ -278,6 +278,8 @@ class SmtpMailer:
         client, self._client = self._client, None
         self._sent_in_session = 0
         if client is not None:
+            with contextlib.suppress(OSError):
+                _read_timeout(client, self.config.timeout)  # a window's may be longer
             _quit(client)
 
     def _drop(self) -> None:
@@ -376,18 +378,16 @@ class SmtpMailer:
             assert client.sock is not None
             # A server may answer the first only once it has taken them all (Postfix holds
             # pipelined replies while input is waiting): each read may wait that long.
-            client.sock.settimeout(self.config.timeout * len(window))
+            _read_timeout(client, self.config.timeout * len(window))
             try:
                 client.sock.sendall(data)
             except OSError:
                 # The server may have answered, and taken, the first ones before it hung up
                 # (or stopped reading): read what it said; send nothing of it again here.
                 reused = False
-        try:
-            return self._read_window(client, window, written, reused=reused)
-        finally:
-            if len(window) > 1 and client.sock is not None:
-                client.sock.settimeout(self.config.timeout)
+        else:
+            _read_timeout(client, self.config.timeout)
+        return self._read_window(client, window, written, reused=reused)
 
     def _read_window(
         self,
@@ -587,6 +587,7 @@ class SmtpMailer:
     def _reset(self, client: smtplib.SMTP) -> None:
         """RSET after a refused transaction, so the session can carry the next message."""
         try:
+            _read_timeout(client, self.config.timeout)
             code, _ = client.rset()
         except (smtplib.SMTPException, OSError):
             code = 0
@@ -643,6 +644,15 @@ class SmtpMailer:
             raise failed(f"no access token: {exc}") from exc
         if refusal is not None:
             raise failed(f"refused: {refusal}", codes[-1] if codes else None)
+
+
+def _read_timeout(client: smtplib.SMTP, seconds: float) -> None:
+    """Let each read on ``client``'s socket wait ``seconds``; set only when it changes: each
+    ``settimeout`` is a system call that releases the interpreter lock, twice a window if
+    set and restored around every one."""
+    sock = client.sock
+    if sock is not None and sock.gettimeout() != seconds:
+        sock.settimeout(seconds)
 
 
 def _quit(client: smtplib.SMTP) -> None:
