@@ -18,8 +18,9 @@ the store needs no thread safety and every guarantee of the outbox holds as in
 outcome is recorded only after the server answered, and replies go out in the order they were
 offered. At most ``depth`` replies are claimed ahead of the worker (with a sent journal,
 :mod:`~asm_email_rules.sent_journal`, ``ahead``: the worker then writes each accepted reply
-to the journal before it sends the next ``depth``, and gives a whole batch back at once, so
-the poller records in fewer rounds); after a temporary failure
+to the journal before it sends the next, after each of the mailer's windows (a reply, or
+``depth`` pipelined), and gives a whole batch back at once, so the poller records in fewer
+rounds); after a temporary failure
 the worker attempts none of the ones queued behind it (the server is likely down) and the pump
 claims no more until the next pass. Those stay claimed by this poller until the pump closes
 and gives their claims up if they are still its own (nothing of them reached a server): any
@@ -34,7 +35,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
@@ -111,8 +112,9 @@ class ReplyPump:
     at a time, each recorded as soon as the server answered (at most one such reply).
 
     ``journal`` (:mod:`asm_email_rules.sent_journal`; the pump closes it): the worker writes
-    each reply the server accepted there before it sends the next ``depth``, so ``depth``
-    still bounds what a crash resends while ``ahead`` replies may be claimed ahead; before
+    each reply the server accepted there before it sends the next (a mailer's ``send_many``
+    that takes ``answered`` calls back between its windows), so what a crash resends is the
+    window being sent, ``depth`` at most, while ``ahead`` replies may be claimed ahead; before
     its first claim the pump records SENT what the journals of stopped pumps hold. A
     journal that fails is logged and no longer used (``depth`` claimed ahead again).
     Methods raise only what the repository raises; the pump must be closed (it is a context
@@ -712,8 +714,29 @@ class ReplyPump:
         while fresh < len(batch) and self._claim_holds(batch[fresh], now):
             fresh += 1
         errors: list[Exception | None] = []  # filled as the mailer answers
+        journaled = 0  # how many of ``errors`` were written to the journal already
+
+        def answered(so_far: Sequence[Exception | None]) -> None:
+            """Between the mailer's windows (one reply each on a server without PIPELINING
+            and CHUNKING): journal the replies accepted since the last call before the next
+            is sent, so a crash leaves only the one being sent unjournaled."""
+            nonlocal journaled
+            try:
+                at = self._clock()
+            except Exception:  # a clock that fails: the group's start will do
+                at = now
+            self._write_journal(batch[journaled : len(so_far)], so_far[journaled:], at)
+            journaled = len(so_far)
+
+        journaling = self._journal is not None and self._writes
         try:  # all queued at once: a mailer that can sends them in one write
-            attempt_all(self._mailer, batch[:fresh], stop=self._hold.is_set, into=errors)
+            attempt_all(
+                self._mailer,
+                batch[:fresh],
+                stop=self._hold.is_set,
+                into=errors,
+                answered=answered if journaling else None,
+            )
         except BaseException as exc:  # not an Exception: still answer, or drain() hangs
             failure = RuntimeError(f"the mailer raised {type(exc).__name__}: {exc}")
             errors += [failure] * (fresh - len(errors))  # keep the answers known
@@ -723,7 +746,7 @@ class ReplyPump:
             ended = now
         if errors:
             self._timed(now, ended, len(errors))
-        self._write_journal(batch, errors, ended)
+        self._write_journal(batch[journaled:], errors[journaled:], ended)
         if len(errors) < len(batch) or any(is_temporary(error) for error in errors):
             self._hold.set()  # the server is likely down, or the rest must keep its order
         attempts = [_Attempt(entry, error) for entry, error in zip(batch, errors, strict=False)]
@@ -736,7 +759,7 @@ class ReplyPump:
         return until is None or until - now > self._margin
 
     def _write_journal(
-        self, batch: list[OutboxEntry], errors: list[Exception | None], now: datetime
+        self, batch: Sequence[OutboxEntry], errors: Sequence[Exception | None], now: datetime
     ) -> None:
         """Write the replies of ``batch`` the server accepted to the journal (worker thread),
         sent at ``now``. A failure is logged and ends the journal's use; nothing more is sent

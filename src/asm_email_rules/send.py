@@ -25,10 +25,12 @@ A FAILED reply stays in the outbox; ``asm-email-rules replies resend`` requeues 
 from __future__ import annotations
 
 import enum
+import inspect
 import logging
 import os
 import secrets
 import socket
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -207,6 +209,7 @@ def attempt_all(
     *,
     stop: Callable[[], bool] = lambda: False,
     into: list[Exception | None] | None = None,
+    answered: Callable[[Sequence[Exception | None]], object] | None = None,
 ) -> list[Exception | None]:
     """Hand claimed replies to the mailer, in order: what each came to (None: accepted), for
     as many as were handed over, so the list may be shorter than ``entries``.
@@ -217,17 +220,30 @@ def attempt_all(
     failure (the server is likely down) or once ``stop()`` says so. A ``send_many`` that
     raises counts as that error for each reply (which of them the server took is unknown).
     ``into``: the list to append the outcomes to as they come (a caller interrupted by a
-    BaseException keeps those already known). Touches no store, so it may run on a thread of
-    its own."""
+    BaseException keeps those already known). ``answered``: called with the outcomes so far
+    each time the mailer has answered for some and before it sends the next (after each
+    ``send``; between the windows of a ``send_many`` that takes ``answered``, as
+    :class:`~asm_email_rules.adapters.smtp.SmtpMailer`'s does), not after the last; nothing
+    more is sent once ``stop()`` is True then. Touches no store, so it may run on a thread
+    of its own."""
     send_many = getattr(mailer, "send_many", None)
+    outcomes: list[Exception | None] = [] if into is None else into
     if send_many is not None and len(entries) > 1:
-        outcomes: list[Exception | None] = [] if into is None else into
+        replies = [e.reply for e in entries]
         try:
-            outcomes += list(send_many([e.reply for e in entries]))[: len(entries)]
+            if answered is not None and _takes_answered(send_many):
+
+                def go_on(so_far: Sequence[Exception | None]) -> bool:
+                    answered(so_far)
+                    return not stop()
+
+                sent = send_many(replies, answered=go_on)
+            else:
+                sent = send_many(replies)
+            outcomes += list(sent)[: len(entries)]
         except Exception as exc:
             outcomes += [exc] * len(entries)
         return outcomes
-    outcomes = [] if into is None else into
     for entry in entries:
         if outcomes and stop():
             break
@@ -235,7 +251,26 @@ def attempt_all(
         outcomes.append(error)
         if is_temporary(error):
             break
+        if answered is not None and len(outcomes) < len(entries):
+            answered(list(outcomes))
     return outcomes
+
+
+def _takes_answered(send_many: Callable[..., object]) -> bool:
+    """True when a mailer's ``send_many`` takes the ``answered`` keyword (the bundled SMTP
+    mailer's does; one written before it need not). Read once per function."""
+    function = getattr(send_many, "__func__", send_many)
+    known = _TAKES_ANSWERED.get(function)
+    if known is None:
+        try:
+            known = "answered" in inspect.signature(send_many).parameters
+        except (TypeError, ValueError):  # no signature to be read (a builtin): not assumed
+            known = False
+        _TAKES_ANSWERED[function] = known
+    return known
+
+
+_TAKES_ANSWERED: weakref.WeakKeyDictionary[object, bool] = weakref.WeakKeyDictionary()
 
 
 def record_attempt(

@@ -11,13 +11,13 @@ a reply cost: docs/scaling.md).
 
 With a journal (a store's ``sent_journal(owner)``: the SQLite store keeps them in a folder
 beside its file, :class:`~asm_email_rules.adapters.journal_files.DirectorySentJournal`), the
-worker appends each accepted reply to its pump's journal before it sends the next
-``replies_in_flight``, and hands back a whole batch at once; the poller records the outcomes
-in the store as before. A pump may then claim a session's replies at once. A crash leaves
-unrecorded only what the server accepted and the journal did not get yet: the group being
-sent, ``replies_in_flight`` at most, however the server takes them. Before
-it claims anything, the next pump of any poller on the store records SENT what the journals
-of stopped pumps hold (:func:`settle`), so those are not sent again.
+worker appends each accepted reply to its pump's journal before it sends the next (after
+each reply, or after each pipelined window of ``replies_in_flight``), and hands back a whole
+batch at once; the poller records the outcomes in the store as before. A pump may then claim
+a session's replies at once. A crash leaves unrecorded only what the server accepted and the
+journal did not get yet: the reply or window being sent, ``replies_in_flight`` at most.
+Before it claims anything, the next pump of any poller on the store records SENT what the
+journals of stopped pumps hold (:func:`settle`), so those are not sent again.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
@@ -834,6 +834,40 @@ def test_a_window_waits_for_a_server_that_answers_once_it_has_taken_them_all(
     assert _subjects(server.messages) == ["Call 1", "Call 2"]
     with pytest.raises(TransientSendError, match="timed out"):  # one reply: 1 s again
         mailer.send(_reply(3))
+
+
+def test_send_many_answers_between_transactions_and_stops_when_told(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # Without CHUNKING each reply is its own transaction: ``answered`` hears each outcome
+    # before the next is written (the reply pump journals it there), and False ends the list.
+    server = wire_server(pipelining=True, chunking=False)
+    seen: list[list[object]] = []
+
+    def answered(so_far: Sequence[object]) -> bool:
+        seen.append(list(so_far))
+        return len(so_far) < 2
+
+    outcomes = _mailer(server.port).send_many([_reply(n) for n in (1, 2, 3)], answered=answered)
+    assert outcomes == [None, None]
+    assert seen == [[None], [None, None]]
+    assert _subjects(server.messages) == ["Call 1", "Call 2"]
+
+
+def test_send_many_answers_after_each_window_not_after_the_last(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    server = wire_server(pipelining=True, chunking=True)
+    seen: list[int] = []
+
+    def answered(so_far: Sequence[object]) -> bool:
+        seen.append(len(so_far))
+        return True
+
+    mailer = _mailer(server.port, max_per_session=2)  # windows of two, then one
+    assert mailer.send_many([_reply(n) for n in (1, 2, 3)], answered=answered) == [None] * 3
+    assert seen == [2]
+    assert _subjects(server.messages) == ["Call 1", "Call 2", "Call 3"]
 
 
 def test_a_reply_sent_from_the_outbox_logs_one_info_line(

@@ -824,9 +824,9 @@ def test_a_failing_journal_stops_the_pump_and_the_rest_goes_out_next_pass_in_ord
         pump.offer(store.due_replies(NOW))
         pump.drain()
     assert pump.journal_failed
-    assert mailer.sent == [_reply(n).message_id for n in (1, 2)]  # the first write's
+    assert mailer.sent == [_reply(1).message_id]  # its write failed: reply 2 is not sent
     assert [e.reply.message_id for e in pump.unattempted] == [
-        _reply(n).message_id for n in (3, 4, 5)
+        _reply(n).message_id for n in (2, 3, 4, 5)
     ]
     warnings = [r for r in caplog.records if "sent journal failed" in r.getMessage()]
     assert len(warnings) == 1
@@ -837,6 +837,118 @@ def test_a_failing_journal_stops_the_pump_and_the_rest_goes_out_next_pass_in_ord
         again.drain()
     assert mailer.sent == [_reply(n).message_id for n in range(1, 6)]
     assert store.list_replies([ReplyStatus.PENDING]) == []
+
+
+class ListJournal:
+    """A sent journal in memory: what was added, in order."""
+
+    def __init__(self) -> None:
+        self.added: list[str] = []
+
+    def add(self, entries: Any) -> None:
+        self.added += [entry.reply_message_id for entry in entries]
+
+    def leftovers(self) -> list[SentEntry]:
+        return []
+
+    def forget(self) -> None:
+        pass
+
+    def close(self, *, recorded: bool) -> None:
+        pass
+
+
+class Watching(Collecting):
+    """A mailer that notes, as each reply goes out, what the journal holds already."""
+
+    def __init__(self, journal: ListJournal) -> None:
+        super().__init__()
+        self.journal = journal
+        self.journaled_before: dict[str, list[str]] = {}
+
+    def send(self, message: OutgoingEmail) -> None:
+        self.journaled_before[message.message_id] = list(self.journal.added)
+        super().send(message)
+
+
+class WatchingOneByOne(Watching):
+    """As SmtpMailer on a server without PIPELINING and CHUNKING: ``send_many`` sends one
+    reply at a time and calls ``answered`` between them."""
+
+    def send_many(
+        self,
+        messages: list[OutgoingEmail],
+        *,
+        answered: Callable[[list[SendError | None]], bool] | None = None,
+    ) -> list[SendError | None]:
+        outcomes: list[SendError | None] = []
+        for message in messages:
+            if outcomes and answered is not None and not answered(list(outcomes)):
+                break
+            self.send(message)
+            outcomes.append(None)
+        return outcomes
+
+
+@pytest.mark.parametrize("mailer_kind", [Watching, WatchingOneByOne])
+def test_each_reply_is_in_the_journal_before_the_next_goes_out(
+    store: SqliteRepository, mailer_kind: type[Watching]
+) -> None:
+    """A crash cuts off only the reply the server is answering: the worker writes each reply
+    the server accepted to the journal before it hands the mailer the next, whether the
+    mailer takes them one by one (``send``) or together and answers between its windows
+    (``send_many(..., answered=)``, one reply a window here, as SMTP without PIPELINING
+    and CHUNKING)."""
+    journal = ListJournal()
+    mailer = mailer_kind(journal)
+    with ReplyPump(
+        store, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, journal=journal
+    ) as pump:
+        pump.offer(store.due_replies(NOW))
+        pump.drain()
+    keys = [_reply(n).message_id for n in range(1, 6)]
+    assert mailer.sent == keys
+    assert journal.added == keys
+    for index, key in enumerate(keys):
+        assert mailer.journaled_before[key] == keys[:index], key
+
+
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_attempt_all_answers_between_replies_and_stops_when_told(
+    store: SqliteRepository, one_by_one: bool
+) -> None:
+    """``answered`` hears the outcomes so far before each next reply is handed over (after
+    each ``send``; between the windows of a ``send_many`` that takes it), not after the
+    last; ``stop()`` is asked then."""
+    from asm_email_rules.send import attempt_all
+
+    mailer = WatchingOneByOne(ListJournal()) if one_by_one else Collecting()
+    seen: list[int] = []
+    outcomes = attempt_all(
+        mailer, _entries(store, 3), answered=lambda so_far: seen.append(len(so_far))
+    )
+    assert outcomes == [None, None, None]
+    assert seen == [1, 2]  # not after the last: nothing is sent after it
+    told: list[int] = []
+    stopped = attempt_all(
+        mailer,
+        _entries(store, 3),
+        stop=lambda: bool(told),
+        answered=lambda so_far: told.append(len(so_far)),
+    )
+    assert stopped == [None]  # stop() said so once the first was answered
+    assert told == [1]
+
+
+def test_attempt_all_calls_a_send_many_without_answered_as_before(
+    store: SqliteRepository,
+) -> None:
+    from asm_email_rules.send import attempt_all
+
+    mailer = Windowed()  # its send_many takes no ``answered``: called as it always was
+    outcomes = attempt_all(mailer, _entries(store, 2), answered=lambda so_far: 1 / 0)
+    assert outcomes == [None, None]
+    assert mailer.batches == [[_reply(n).message_id for n in (1, 2)]]
 
 
 def test_a_claim_too_near_its_end_is_handed_back_unsent(store: SqliteRepository) -> None:

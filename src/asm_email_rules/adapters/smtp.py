@@ -12,7 +12,7 @@ import re
 import smtplib
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 
 import attrs
@@ -183,7 +183,11 @@ class SmtpMailer:
             raise outcome
 
     def send_many(
-        self, messages: Sequence[OutgoingEmail], *, now: datetime | None = None
+        self,
+        messages: Sequence[OutgoingEmail],
+        *,
+        now: datetime | None = None,
+        answered: Callable[[Sequence[SendError | None]], bool] | None = None,
     ) -> list[SendError | None]:
         """Deliver ``messages`` in order, each to its one recipient; what each came to (None:
         the server's 250 for it, else the typed :class:`SendError` :meth:`send` raises).
@@ -197,6 +201,13 @@ class SmtpMailer:
         then stops before the first message left unsent, shorter than ``messages`` (the
         server is likely down; the caller keeps the rest for later): nothing of a message past
         its end was written to the server.
+
+        ``answered``, when given, is called between windows, before anything more is written:
+        with what the messages so far came to (the start of the list this returns, in the
+        same order); when it returns False nothing more is sent, and the list ends there. A
+        caller that keeps a record of what the server accepted (the reply pump's sent
+        journal) writes it there: without PIPELINING and CHUNKING that is after each
+        message, so a crash leaves at most the one message being sent unrecorded.
         """
         outcomes: list[SendError | None] = []
         ready: list[_Outgoing] = []
@@ -208,7 +219,15 @@ class SmtpMailer:
                 outcomes.append(None)
             except PermanentSendError as exc:
                 outcomes.append(exc)  # the caller records and logs it
-        delivered = self._deliver(ready)
+
+        def go_on(delivered: Sequence[SendError | None]) -> bool:
+            if answered is None:
+                return True
+            for place, outcome in zip(places, delivered, strict=False):
+                outcomes[place] = outcome
+            return answered(outcomes[: places[len(delivered)]])  # up to the next one to send
+
+        delivered = self._deliver(ready, go_on)
         where = self._where
         for place, item, outcome in zip(places, ready, delivered, strict=False):
             outcomes[place] = outcome
@@ -326,14 +345,20 @@ class SmtpMailer:
         how = self._oauth2.mechanism.sasl_name if self._oauth2 is not None else "password"
         return f"{where}: signed in as {self.config.username} ({how})"
 
-    def _deliver(self, items: Sequence[_Outgoing]) -> list[SendError | None]:
+    def _deliver(
+        self, items: Sequence[_Outgoing], go_on: Callable[[Sequence[SendError | None]], bool]
+    ) -> list[SendError | None]:
         """Send ``items`` in order, in windows where the session allows; the outcome of each,
-        up to and including the window with a temporary failure (the rest are not tried)."""
+        up to and including the window with a temporary failure (the rest are not tried), or
+        the window after which ``go_on`` (given the outcomes so far, while some are left to
+        send) returned False."""
         outcomes: list[SendError | None] = []
         while len(outcomes) < len(items):
             done = self._window(items[len(outcomes) :])
             outcomes += done
             if any(is_temporary(outcome) for outcome in done):
+                break
+            if len(outcomes) < len(items) and not go_on(outcomes):
                 break
         return outcomes
 
