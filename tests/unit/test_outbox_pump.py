@@ -787,14 +787,15 @@ def test_a_running_pumps_journal_is_left_to_it(store: SqliteRepository) -> None:
     assert _journal_files(store) == []
 
 
-class JournalFails:
-    """A sent journal whose disk is full: every ``add`` fails."""
+class ListJournal:
+    """A sent journal in memory: what was added, in order, and how it was closed."""
 
     def __init__(self) -> None:
+        self.added: list[str] = []
         self.closed: list[bool] = []
 
     def add(self, entries: Any) -> None:
-        raise StoreUnavailableError("journal: no space left on device")
+        self.added += [entry.reply_message_id for entry in entries]
 
     def leftovers(self) -> list[SentEntry]:
         return []
@@ -804,6 +805,13 @@ class JournalFails:
 
     def close(self, *, recorded: bool) -> None:
         self.closed.append(recorded)
+
+
+class JournalFails(ListJournal):
+    """A sent journal whose disk is full: every ``add`` fails."""
+
+    def add(self, entries: Any) -> None:
+        raise StoreUnavailableError("journal: no space left on device")
 
 
 def test_a_failing_journal_stops_the_pump_and_the_rest_goes_out_next_pass_in_order(
@@ -837,25 +845,6 @@ def test_a_failing_journal_stops_the_pump_and_the_rest_goes_out_next_pass_in_ord
         again.drain()
     assert mailer.sent == [_reply(n).message_id for n in range(1, 6)]
     assert store.list_replies([ReplyStatus.PENDING]) == []
-
-
-class ListJournal:
-    """A sent journal in memory: what was added, in order."""
-
-    def __init__(self) -> None:
-        self.added: list[str] = []
-
-    def add(self, entries: Any) -> None:
-        self.added += [entry.reply_message_id for entry in entries]
-
-    def leftovers(self) -> list[SentEntry]:
-        return []
-
-    def forget(self) -> None:
-        pass
-
-    def close(self, *, recorded: bool) -> None:
-        pass
 
 
 class Watching(Collecting):
