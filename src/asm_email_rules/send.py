@@ -24,6 +24,7 @@ A FAILED reply stays in the outbox; ``asm-email-rules replies resend`` requeues 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 import logging
@@ -218,9 +219,10 @@ def attempt_all(
     one write for them all where the server allows, each still accepted by its own reply)
     gets them together. Otherwise each goes to ``send`` in turn, and none after a temporary
     failure (the server is likely down) or once ``stop()`` says so. A ``send_many`` that
-    raises counts as that error for each reply (which of them the server took is unknown).
-    ``into``: the list to append the outcomes to as they come (a caller interrupted by a
-    BaseException keeps those already known). ``answered``: called with the outcomes so far
+    raises counts as that error for each reply it had not answered for (which of them the
+    server took is unknown). ``into``: the list to append the outcomes to as they come (a
+    caller interrupted by a BaseException keeps those already known, a ``send_many``'s
+    included once it called ``answered``). ``answered``: called with the outcomes so far
     each time the mailer has answered for some and before it sends the next (after each
     ``send``; between the windows of a ``send_many`` that takes ``answered``, as
     :class:`~asm_email_rules.adapters.smtp.SmtpMailer`'s does), not after the last; nothing
@@ -229,20 +231,22 @@ def attempt_all(
     send_many = getattr(mailer, "send_many", None)
     outcomes: list[Exception | None] = [] if into is None else into
     if send_many is not None and len(entries) > 1:
-        replies = [e.reply for e in entries]
+        replies, start = [e.reply for e in entries], len(outcomes)
+
+        def go_on(so_far: Sequence[Exception | None]) -> bool:
+            outcomes[start:] = so_far  # known now, whatever happens next
+            if answered is not None:
+                answered(so_far)
+            return not stop()
+
         try:
             if answered is not None and _takes_answered(send_many):
-
-                def go_on(so_far: Sequence[Exception | None]) -> bool:
-                    answered(so_far)
-                    return not stop()
-
                 sent = send_many(replies, answered=go_on)
             else:
                 sent = send_many(replies)
-            outcomes += list(sent)[: len(entries)]
-        except Exception as exc:
-            outcomes += [exc] * len(entries)
+            outcomes[start:] = list(sent)[: len(entries)]
+        except Exception as exc:  # the replies it had answered for keep their outcomes
+            outcomes += [exc] * (start + len(entries) - len(outcomes))
         return outcomes
     for entry in entries:
         if outcomes and stop():
@@ -258,14 +262,18 @@ def attempt_all(
 
 def _takes_answered(send_many: Callable[..., object]) -> bool:
     """True when a mailer's ``send_many`` takes the ``answered`` keyword (the bundled SMTP
-    mailer's does; one written before it need not). Read once per function."""
+    mailer's does; one written before it need not). Read once per function where it can be
+    remembered (a weak reference to it); never raises."""
     function = getattr(send_many, "__func__", send_many)
-    known = _TAKES_ANSWERED.get(function)
-    if known is None:
-        try:
-            known = "answered" in inspect.signature(send_many).parameters
-        except (TypeError, ValueError):  # no signature to be read (a builtin): not assumed
-            known = False
+    try:
+        return _TAKES_ANSWERED[function]
+    except (KeyError, TypeError):  # not read yet, or not to be remembered (no weak reference)
+        pass
+    try:
+        known = "answered" in inspect.signature(send_many).parameters
+    except Exception:  # no signature to be read (a builtin, a bad __signature__): not assumed
+        known = False
+    with contextlib.suppress(TypeError):
         _TAKES_ANSWERED[function] = known
     return known
 

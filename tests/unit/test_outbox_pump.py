@@ -929,6 +929,70 @@ def test_attempt_all_answers_between_replies_and_stops_when_told(
     assert told == [1]
 
 
+class SlottedSendMany:
+    """A ``send_many`` that is an object with ``__slots__`` (no weak reference to it)."""
+
+    __slots__ = ("mailer",)
+
+    def __init__(self, mailer: Collecting) -> None:
+        self.mailer = mailer
+
+    def __call__(
+        self, messages: list[OutgoingEmail], *, answered: Any = None
+    ) -> list[SendError | None]:
+        for message in messages:
+            self.mailer.send(message)
+        return [None] * len(messages)
+
+
+def test_a_send_many_that_cannot_be_remembered_still_sends(store: SqliteRepository) -> None:
+    """Review: whether a ``send_many`` takes ``answered`` is remembered through a weak
+    reference; one that cannot have one (an object with ``__slots__``) made every reply of
+    the batch fail, so none went out."""
+    mailer = Collecting()
+    mailer.send_many = SlottedSendMany(mailer)  # type: ignore[attr-defined]
+    journal = ListJournal()
+    with ReplyPump(
+        store, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, journal=journal
+    ) as pump:
+        pump.offer(store.due_replies(NOW))
+        pump.drain()
+    keys = [_reply(n).message_id for n in range(1, 6)]
+    assert mailer.sent == keys
+    assert journal.added == keys
+
+
+class AcceptsOneThenBreaks(Collecting):
+    """A ``send_many`` that answers for the first reply, then raises (a bug in it)."""
+
+    def send_many(
+        self, messages: list[OutgoingEmail], *, answered: Any = None
+    ) -> list[SendError | None]:
+        self.send(messages[0])
+        if answered is not None:
+            answered([None])
+        raise RuntimeError("a bug in the mailer")
+
+
+def test_a_send_many_that_raises_keeps_the_answers_it_gave(store: SqliteRepository) -> None:
+    """Review: the first reply was accepted (and journaled) before ``send_many`` raised; it
+    is recorded SENT, not deferred and sent again; the second waits for a retry."""
+    mailer = AcceptsOneThenBreaks()
+    journal = ListJournal()
+    with ReplyPump(
+        store, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, journal=journal
+    ) as pump:
+        pump.offer(store.due_replies(NOW)[:2])
+        pump.drain()
+    first, second = (store.outbox_entry(_reply(n).message_id) for n in (1, 2))
+    assert first is not None
+    assert second is not None
+    assert first.status is ReplyStatus.SENT
+    assert (second.status, second.attempts) == (ReplyStatus.PENDING, 1)
+    assert "a bug in the mailer" in second.last_error
+    assert journal.added == [_reply(1).message_id]
+
+
 def test_attempt_all_calls_a_send_many_without_answered_as_before(
     store: SqliteRepository,
 ) -> None:

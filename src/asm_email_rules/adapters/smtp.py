@@ -236,7 +236,7 @@ class SmtpMailer:
             else:
                 fields = {"smtp_server": where, "to": item.recipient, "code": outcome.code}
                 log.warning("reply not sent", extra={**fields, "error": str(outcome)})
-        if len(delivered) < len(ready):  # not tried: after a temporary failure
+        if len(delivered) < len(ready):  # not tried: after a temporary failure, or ``answered``
             outcomes = outcomes[: places[len(delivered)]]
         return outcomes
 
