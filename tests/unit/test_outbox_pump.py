@@ -673,10 +673,12 @@ def _send_with_journal(
     *,
     owner: str = "poller-2",
     clock: Callable[[], datetime] = lambda: NOW,
+    journal: Any = None,
 ) -> None:
-    """Offer ``entries`` to a pump with the store's sent journal and send them all, as a
-    pass's last round does (:meth:`ReplyPump.drain`)."""
-    journal = store.sent_journal(owner)
+    """Offer ``entries`` to a pump with ``journal`` (default: the store's sent journal) and
+    send them all, as a pass's last round does (:meth:`ReplyPump.drain`)."""
+    if journal is None:
+        journal = store.sent_journal(owner)
     with ReplyPump(store, mailer, SYSTEM, owner=owner, clock=clock, journal=journal) as pump:
         pump.offer(entries)
         pump.drain()
@@ -890,11 +892,7 @@ def test_each_reply_is_in_the_journal_before_the_next_goes_out(
     and CHUNKING)."""
     journal = ListJournal()
     mailer = mailer_kind(journal)
-    with ReplyPump(
-        store, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, journal=journal
-    ) as pump:
-        pump.offer(store.due_replies(NOW))
-        pump.drain()
+    _send_with_journal(store, mailer, store.due_replies(NOW), journal=journal)
     keys = [_reply(n).message_id for n in range(1, 6)]
     assert mailer.sent == keys
     assert journal.added == keys
@@ -952,11 +950,7 @@ def test_a_send_many_that_cannot_be_remembered_still_sends(store: SqliteReposito
     mailer = Collecting()
     mailer.send_many = SlottedSendMany(mailer)  # type: ignore[attr-defined]
     journal = ListJournal()
-    with ReplyPump(
-        store, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, journal=journal
-    ) as pump:
-        pump.offer(store.due_replies(NOW))
-        pump.drain()
+    _send_with_journal(store, mailer, store.due_replies(NOW), journal=journal)
     keys = [_reply(n).message_id for n in range(1, 6)]
     assert mailer.sent == keys
     assert journal.added == keys
@@ -979,11 +973,7 @@ def test_a_send_many_that_raises_keeps_the_answers_it_gave(store: SqliteReposito
     is recorded SENT, not deferred and sent again; the second waits for a retry."""
     mailer = AcceptsOneThenBreaks()
     journal = ListJournal()
-    with ReplyPump(
-        store, mailer, SYSTEM, owner="poller-1", clock=lambda: NOW, journal=journal
-    ) as pump:
-        pump.offer(store.due_replies(NOW)[:2])
-        pump.drain()
+    _send_with_journal(store, mailer, list(store.due_replies(NOW)[:2]), journal=journal)
     first, second = (store.outbox_entry(_reply(n).message_id) for n in (1, 2))
     assert first is not None
     assert second is not None
