@@ -36,7 +36,12 @@ and times, on the same messages, each in a fresh store:
 The store starts with the sample desk plus 1,000 users, 1,000 open calls and the Message-IDs
 of our earlier replies about them (what the replies in the mix answer). Printed per column:
 ms per message (mean, and per kind of message), messages per second, peak memory next to the
-largest message, and the ratios the issue sets goals for.
+largest message, and the ratios the issue sets goals for. The notes say, for our columns, how
+many times the kernel preempted the column's process during its timed pass (involuntary
+context switches: on a machine of few cores, the sink, our reply worker and our reading take
+turns), and for the columns that send, the CPU time the sink used per message it got (its
+start and the warm-up included): ours pipelines replies in a few sessions, django-helpdesk
+opens one per reply.
 
 Memory. Each column runs in a fresh process of its own. Before its timed pass it runs the
 same code once over a warm-up set: ``W`` messages (default 200) of the small kinds only (no
@@ -77,6 +82,7 @@ import mailbox as stdlib_mailbox
 import os
 import random
 import re
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -638,6 +644,7 @@ def run_ours(
     with capture_elapsed({}):
         warmed = warm_service.poll_once().accounts[0]
     with capture_elapsed(kinds) as elapsed, memory.timed():
+        preempted = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
         started, cpu = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
@@ -645,6 +652,7 @@ def run_ours(
         if profiler is not None:
             profiler.disable()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        preempted = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - preempted
     if profiler is not None and profile is not None:
         profiler.dump_stats(str(profile))
     close = getattr(mailer, "close", None)
@@ -660,7 +668,8 @@ def run_ours(
     note = (
         f"processed {totals.processed}, quarantined {totals.quarantined}, errors "
         f"{totals.errors}, ledger {row[0]}, replies sent {row[1] or 0} pending {row[2] or 0}"
-        f" (warm-up: processed {warmed.processed}, replies sent {warmed.replies_sent})"
+        f" (warm-up: processed {warmed.processed}, replies sent {warmed.replies_sent});"
+        f" preempted {preempted} times"
         + (
             ""
             if REPLIES_IN_FLIGHT is None or mailer is None
@@ -703,7 +712,8 @@ IMAP_RTT_MS = 0.0
 @contextlib.contextmanager
 def smtp_sink() -> Iterator[dict[str, int]]:
     """The counting sink (benchmarks/_sink.py) on a free loopback port; yields its port and,
-    after the block, the messages and sessions it counted."""
+    after the block, the messages and sessions it counted and the CPU time it used, in
+    microseconds (``cpu_us``: it shares this machine's cores with the column it serves)."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, str(HERE / "_sink.py"), str(port), *SINK_OPTIONS],
@@ -722,8 +732,19 @@ def smtp_sink() -> Iterator[dict[str, int]]:
         process.stdin.close()
         counted = process.stdout.read().split()
         process.wait(timeout=10)
-        if len(counted) == 2:
+        if len(counted) == 3:
             result["messages"], result["sessions"] = int(counted[0]), int(counted[1])
+            result["cpu_us"] = int(counted[2])
+
+
+def _sink_cpu(sink: dict[str, int]) -> str:
+    """The sink's CPU time per message it got, for a column's notes: on a machine of few cores
+    it runs beside the column, so it takes CPU from our reading (the sending overlaps it),
+    not from django-helpdesk's (which waits for each reply)."""
+    messages, cpu_us = sink.get("messages"), sink.get("cpu_us")
+    if not messages or cpu_us is None:
+        return ""
+    return f", using {cpu_us / 1000 / messages:.2f} ms CPU each ({os.cpu_count()} cores here)"
 
 
 def _free_port() -> int:
@@ -1090,6 +1111,7 @@ def one_round(
                 "maildir+smtp", work, {"smtp_port": sink["port"], **profiled("smtp")}
             )
         column.note += f"; sink got {sink.get('messages')} in {sink.get('sessions')} sessions"
+        column.note += _sink_cpu(sink)
         found["maildir+smtp"] = column
     if "imap" not in skip:
         try:
@@ -1222,6 +1244,7 @@ def main(argv: list[str] | None = None) -> int:
                         column = run_helpdesk(work, subset, sink["port"])
                     column.note += (
                         f"; sink got {sink.get('messages')} in {sink.get('sessions')} sessions"
+                        + _sink_cpu(sink)
                     )
                     if len(subset) < count:
                         column.note += f"; first {len(subset)} messages only"
