@@ -4,11 +4,12 @@ aiosmtpd on 127.0.0.1:PORT in a process of its own (so it does not share the ben
 interpreter lock), answering 250 to everything. Its EHLO offers PIPELINING (RFC 2920) and
 CHUNKING (RFC 3030), as the servers replies go to in practice do (Postfix, Microsoft 365,
 Gmail); aiosmtpd reads pipelined commands in order but offers neither, and has no BDAT, which
-:class:`ChunkingSMTP` adds. ``--no-pipelining`` leaves both out, ``--no-chunking`` the second.
-``--rtt-ms N`` puts a relay in front of it that holds every chunk of bytes N/2 ms in each
-direction, as a server N ms away would (loopback itself answers in microseconds). It prints
-``ready`` once listening and, on SIGTERM or a closed standard input, the number of messages and
-SMTP sessions it saw and the CPU time it used (microseconds, its start included).
+the integration tests' ``chunking_smtp.ChunkingSMTP`` adds. ``--no-pipelining`` leaves both
+out, ``--no-chunking`` the second. ``--rtt-ms N`` puts a relay in front of it that holds every
+chunk of bytes N/2 ms in each direction, as a server N ms away would (loopback itself answers
+in microseconds). It prints ``ready`` once listening and, on SIGTERM or a closed standard
+input, the number of messages and SMTP sessions it saw and the CPU time it used
+(microseconds, its start included).
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+from chunking_smtp import ChunkingSMTP, offer  # the tests' server, shared
 
 
 class Counter:
@@ -38,63 +42,11 @@ class Counter:
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname  # this form of the hook must set it
-        if self.pipelining:
-            responses.insert(len(responses) - 1, "250-PIPELINING")
-            if self.chunking:
-                responses.insert(len(responses) - 1, "250-CHUNKING")
-        return responses
+        return offer(self, responses)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         self.messages += 1
         return "250 2.0.0 queued"
-
-
-class ChunkingSMTP(SMTP):
-    """aiosmtpd's server with ``BDAT <size> [LAST]`` (RFC 3030 2): each chunk is read whole
-    (its bytes are consumed even when no recipient was accepted, then 554), and LAST hands the
-    message to the handler's ``handle_DATA``."""
-
-    _held = b""
-
-    async def push(self, status: Any) -> None:
-        """Answer; with PIPELINING the answer is held until this session's task would wait
-        (for input, or for the socket), so a group of pipelined commands is answered in one
-        write (RFC 2920 3.2; Postfix flushes its output before a read that would block). An
-        answer after which aiosmtpd closes the connection (221, 421, its 502 goodbye) is
-        written at once, with what is held before it."""
-        line = status.encode("ascii") if isinstance(status, str) else status
-        if not self.event_handler.pipelining:
-            self._writer.write(line + b"\r\n")
-            await self._writer.drain()
-            return
-        if not self._held:
-            self.loop.call_soon(self._flush)  # runs once the task waits: no command is left
-        self._held += line + b"\r\n"
-        if line[:3] in (b"221", b"421") or line.endswith(b"goodbye."):
-            self._flush()
-
-    def _flush(self) -> None:
-        held, self._held = self._held, b""
-        if held:
-            self._writer.write(held)
-
-    async def smtp_BDAT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command naming
-        words = arg.split()
-        if not words or not words[0].isdigit():
-            await self.push("501 5.5.4 Syntax: BDAT <size> [LAST]")
-            return
-        chunk = await self._reader.readexactly(int(words[0]))
-        if not self.envelope.rcpt_tos:
-            await self.push("554 5.5.1 no valid recipients")
-            return
-        before = self.envelope.content
-        self.envelope.content = (before if isinstance(before, bytes) else b"") + chunk
-        if [word.upper() for word in words[1:]] != ["LAST"]:
-            await self.push(f"250 2.0.0 {len(chunk)} octets received")
-            return
-        status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
-        self._set_post_data_state()
-        await self.push(status)
 
 
 async def _carry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:

@@ -102,11 +102,16 @@ class RecordingHandler(Pipelining):
     """aiosmtpd handler that records envelopes, or answers RCPT/DATA with a fixed reply."""
 
     def __init__(
-        self, rcpt_reply: str | None, data_reply: str | None, pipelining: bool = False
+        self,
+        rcpt_reply: str | None,
+        data_reply: str | None,
+        pipelining: bool = False,
+        chunking: bool = False,
     ) -> None:
         self.rcpt_reply = rcpt_reply
         self.data_reply = data_reply
-        self.pipelining = pipelining
+        self.pipelining = pipelining or chunking
+        self.chunking = chunking
         self.envelopes: list[Envelope] = []
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
@@ -149,13 +154,20 @@ SmtpFactory = Callable[..., SmtpServer]
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpFactory]:
     """Factory: ``smtp_server(rcpt_reply=..., data_reply=..., tls=..., auth=...,
-    pipelining=...)``.
+    pipelining=..., chunking=...)``.
 
     ``tls`` is ``None``, ``("starttls", context)`` or ``("tls", context)``; ``auth`` is a
     ``(user, password)`` pair the server accepts (over plain connections too, on loopback).
+    ``chunking``: EHLO offers PIPELINING and CHUNKING and the server takes BDAT, as Postfix,
+    Microsoft 365 and Gmail do (:class:`chunking_smtp.ChunkingSMTP`).
     """
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
+    from chunking_smtp import ChunkingSMTP
+
+    class _ChunkingController(Controller):
+        def factory(self) -> Any:
+            return ChunkingSMTP(self.handler, **self.SMTP_kwargs)
 
     controllers: list[Any] = []
 
@@ -166,8 +178,9 @@ def smtp_server() -> Iterator[SmtpFactory]:
         tls: tuple[str, ssl.SSLContext] | None = None,
         auth: tuple[str, str] | None = None,
         pipelining: bool = False,
+        chunking: bool = False,
     ) -> SmtpServer:
-        handler = RecordingHandler(rcpt_reply, data_reply, pipelining)
+        handler = RecordingHandler(rcpt_reply, data_reply, pipelining, chunking)
         kwargs: dict[str, Any] = {}
         if tls is not None and tls[0] == "starttls":
             kwargs.update(tls_context=tls[1], require_starttls=True)
@@ -194,7 +207,8 @@ def smtp_server() -> Iterator[SmtpFactory]:
                 auth_require_tls=False,  # loopback only
             )
         port = free_port()
-        controller = Controller(handler, hostname=HOST, port=port, **kwargs)
+        kind = _ChunkingController if chunking else Controller
+        controller = kind(handler, hostname=HOST, port=port, **kwargs)
         controller.start()
         controllers.append(controller)
         return SmtpServer(HOST, port, handler)

@@ -21,12 +21,13 @@ instrumented.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class Plan:
     deadline: float = 120.0  # give up (exit 3) after this many real seconds
     idle_wait: float = 0.02  # real seconds between polls while another poller holds the account
     exit_if_waiting: bool = False  # exit 4 at once when another poller holds the account
+    send_many: bool = False  # the mailer's send_many is used (else each reply goes to send)
 
     @property
     def killed_at(self) -> Path:
@@ -133,6 +135,50 @@ class TrippingMailer:
         self.tripwire.tick(AFTER_250)
 
 
+class TrippingBatchMailer(TrippingMailer):
+    """A mailer with ``send_many`` (SmtpMailer's: pipelined windows where the server offers
+    PIPELINING and CHUNKING): a tick before the batch, and one right after each 250 as the
+    mailer answers for it, between its windows, before the caller's ``answered`` (the pump's
+    journal) hears of it. So a kill after a 250 leaves the whole window the server accepted
+    unjournaled, as a crash there would. A window that answered for two replies or more at
+    once is noted in ``pipelined`` (next to the configuration): the path was taken."""
+
+    def send_many(
+        self, messages: Sequence[Any], *, answered: Callable[[Sequence[Any]], bool] | None = None
+    ) -> list[Any]:
+        self.tripwire.tick("before-send")
+        told = 0
+
+        def tick(so_far: Sequence[Any]) -> None:  # a 250 each for the replies not yet told
+            nonlocal told
+            fresh, told = so_far[told:], len(so_far)
+            if sum(outcome is None for outcome in fresh) > 1:
+                with (self.tripwire.plan.config.parent / "pipelined").open("a") as out:
+                    out.write(f"{len(fresh)}\n")
+            for outcome in fresh:
+                if outcome is None:
+                    self.tripwire.tick(AFTER_250)
+
+        def heard(so_far: Sequence[Any]) -> bool:
+            tick(so_far)
+            return True if answered is None else bool(answered(so_far))
+
+        if "answered" in inspect.signature(self.inner.send_many).parameters:
+            outcomes = list(self.inner.send_many(messages, answered=heard))
+        else:  # an older library: its send_many answers for all at the end
+            outcomes = list(self.inner.send_many(messages))
+        tick(outcomes)  # the last window's (the caller hears of it when this returns)
+        return outcomes
+
+
+def tripping(mailer: Any, tripwire: Tripwire) -> TrippingMailer:
+    """``mailer`` with tripwires; with its ``send_many`` where the plan says so and it has one
+    (else the pump hands each reply to ``send``)."""
+    if tripwire.plan.send_many and callable(getattr(mailer, "send_many", None)):
+        return TrippingBatchMailer(mailer, tripwire)
+    return TrippingMailer(mailer, tripwire)
+
+
 def _busy(report: Any) -> bool:
     """True when the pass did anything (names an older AccountReport lacks count as 0)."""
     fields = ("processed", "duplicates", "quarantined", "retried", "replies_sent", "errors")
@@ -166,7 +212,7 @@ def poller_main(plan: Plan) -> None:
     wiring = bootstrap(
         config,
         repository=store,
-        mailer=None if mailer is None else TrippingMailer(mailer, tripwire),
+        mailer=None if mailer is None else tripping(mailer, tripwire),
         mailboxes=mailboxes,
         now=clock,
     )

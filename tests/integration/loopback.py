@@ -15,6 +15,7 @@ from contextlib import suppress
 from typing import Any, NoReturn
 
 import pytest
+from chunking_smtp import offer
 
 HOST = "127.0.0.1"
 
@@ -50,15 +51,15 @@ def _wait_for_greeting(
 
 class Pipelining:
     """Mixin for aiosmtpd handlers: EHLO offers PIPELINING (RFC 2920) when ``pipelining``,
-    as Postfix, Microsoft 365 and Gmail do (aiosmtpd reads pipelined commands in order but
-    does not offer the extension itself)."""
+    and CHUNKING (RFC 3030) too when ``chunking``, as Postfix, Microsoft 365 and Gmail do
+    (aiosmtpd reads pipelined commands in order but does not offer the extension itself; a
+    server that offers CHUNKING must be a :class:`chunking_smtp.ChunkingSMTP`)."""
 
     pipelining = False
+    chunking = False
 
     async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname  # this form of the hook must set it
-        if self.pipelining:
-            responses.insert(len(responses) - 1, "250-PIPELINING")
-        return responses
+        return offer(self, responses)

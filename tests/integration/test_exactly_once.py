@@ -12,8 +12,9 @@ that meet a 10-minute outage are all sent once afterwards.
 The pollers run in child processes (:mod:`crash_harness`) with a fake clock (real time plus an
 offset), so a restart can stand after a dead poller's lease without the test waiting for it.
 The kill count is the issue's (at least 30 kills, seed fixed) across 300 messages in a Maildir
-and 150 in a Dovecot folder (half the issue's backlog there, to keep the suite near a minute);
-the figures are printed with ``-s``.
+and 150 in a Dovecot folder (half the issue's backlog there, to keep the suite near a minute),
+the replies handed to the mailer one at a time; and once more on Maildir, in pipelined windows
+to a server offering PIPELINING and CHUNKING. The figures are printed with ``-s``.
 """
 
 from __future__ import annotations
@@ -299,6 +300,14 @@ def imap_desk(root: Path, smtp_server: SmtpFactory, dovecot: Dovecot) -> Desk:
     return desk
 
 
+@pytest.fixture
+def chunking_desk(root: Path, smtp_server: SmtpFactory) -> Desk:
+    """A Maildir desk whose SMTP server offers PIPELINING and CHUNKING, as real ones do."""
+    desk = Desk(root, smtp_server(chunking=True))
+    desk.write()
+    return desk
+
+
 @pytest.fixture(params=["maildir", "imap"])
 def desk(request: pytest.FixtureRequest) -> Desk:
     chosen: Desk = request.getfixturevalue(f"{request.param}_desk")
@@ -316,19 +325,26 @@ def _kill_points(desk: Desk) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
-@pytest.mark.parametrize("in_flight", [0, 2])
-def test_killed_pollers_lose_nothing_act_once_and_resend_only_cut_off_replies(
-    desk: Desk, in_flight: int
-) -> None:
-    """``replies_in_flight = 0``: a reply is resent only after a kill between the server's 250
-    and our record of it (one reply at most per kill). With replies sent ahead on the pump's
-    thread (2, the default), the worker writes each accepted reply to the store's sent
-    journal before it sends the next (this harness's mailer takes one reply at a time; a
-    pipelined window is written after the window), and the restarted poller records what
-    the journal holds before it claims anything: a kill can cut off only the reply the
-    server accepted and the journal does not have yet, resent with its Message-ID, and
-    never before the dead poller's claim expired."""
-    desk.in_flight = in_flight
+@attrs.frozen
+class KillRun:
+    """What :func:`kill_until_done` saw: the figures, the kills by kind, and the counts the
+    assertions need."""
+
+    result: Figures
+    kills: collections.Counter[str]
+    cut_off: int  # kills right after a 250: before the journal (or, at 0, the store) has it
+    early_resends: int  # replies sent again by a restart before the dead poller's lease ended
+
+    @property
+    def total(self) -> int:
+        return sum(self.kills.values())
+
+
+def kill_until_done(desk: Desk, *, send_many: bool = False) -> KillRun:
+    """Deliver the backlog, then run pollers that die at random points (an event, right after
+    the n-th 250, a timer), each restarted after the dead one's leases, until one finishes;
+    after the first kills in the send window, a restart before the lease expired too.
+    ``send_many``: the pollers hand their replies to the mailer's ``send_many``."""
     desk.write()
     desk.deliver(desk.backlog)
     rng = random.Random(SEED)
@@ -336,10 +352,10 @@ def test_killed_pollers_lose_nothing_act_once_and_resend_only_cut_off_replies(
     kills: collections.Counter[str] = collections.Counter()
     offset = 0.0
     early_resends = 0
-    cut_off = 0  # kills right after a 250: before the journal (or, at 0, the store) has it
+    cut_off = 0
     for _ in range(400):
         mode = rng.choices(["event", "after_250", "timer"], weights=[6, 3, 1])[0]
-        plan = Plan(desk.config, clock_offset=offset)
+        plan = Plan(desk.config, clock_offset=offset, send_many=send_many)
         kill_after = None
         if mode == "event":
             plan = attrs.evolve(plan, kill_at_event=rng.randint(low, high))
@@ -365,27 +381,51 @@ def test_killed_pollers_lose_nothing_act_once_and_resend_only_cut_off_replies(
             # A restart before the dead sender's lease expired must not resend its reply.
             before = len(desk.smtp.envelopes)
             early = attrs.evolve(
-                Plan(desk.config, clock_offset=offset + LEASE / 2), exit_if_waiting=True
+                Plan(desk.config, clock_offset=offset + LEASE / 2, send_many=send_many),
+                exit_if_waiting=True,
             )
             crash_harness.run_to_end(early)
             early_resends += len(desk.smtp.envelopes) - before
         offset += LEASE + 1  # the next poller stands after the dead one's leases
     else:
         pytest.fail("the backlog was never finished")
-    result = figures(desk, desk.backlog)
-    total = sum(kills.values())
-    report(
-        f"kill test ({desk.kind}, replies_in_flight {in_flight})",
-        result,
-        kills=total,
-        **{k.replace(" ", "_"): v for k, v in kills.items()},
-    )
-    assert total >= MIN_KILLS
+    return KillRun(figures(desk, desk.backlog), kills, cut_off, early_resends)
+
+
+def assert_nothing_lost_nor_done_twice(run: KillRun) -> None:
+    """DESIGN 4: every message acted on once, each answered, never by two different replies;
+    no resend before the dead sender's lease expired."""
+    result = run.result
+    assert run.total >= MIN_KILLS
     assert (result.lost, result.left, result.quarantined) == (0, 0, 0)
     assert result.acted_twice == 0
     assert result.replies_missing == 0
     assert result.second_replies == 0
-    assert early_resends == 0
+    assert run.early_resends == 0
+
+
+@pytest.mark.parametrize("in_flight", [0, 2])
+def test_killed_pollers_lose_nothing_act_once_and_resend_only_cut_off_replies(
+    desk: Desk, in_flight: int
+) -> None:
+    """``replies_in_flight = 0``: a reply is resent only after a kill between the server's 250
+    and our record of it (one reply at most per kill). With replies sent ahead on the pump's
+    thread (2, the default), the worker writes each accepted reply to the store's sent
+    journal before it sends the next (here each reply goes to the mailer's ``send``; for
+    ``send_many``'s pipelined windows see the next test), and the restarted poller records
+    what the journal holds before it claims anything: a kill can cut off only the reply the
+    server accepted and the journal does not have yet, resent with its Message-ID, and
+    never before the dead poller's claim expired."""
+    desk.in_flight = in_flight
+    run = kill_until_done(desk)
+    result, kills = run.result, run.kills
+    report(
+        f"kill test ({desk.kind}, replies_in_flight {in_flight})",
+        result,
+        kills=run.total,
+        **{k.replace(" ", "_"): v for k, v in kills.items()},
+    )
+    assert_nothing_lost_nor_done_twice(run)
     if in_flight == 0:  # sent and recorded on the poller's thread, one after the other
         # each kill between a 250 and its record is resent once (same Message-ID); a timer
         # kill may be too
@@ -393,10 +433,36 @@ def test_killed_pollers_lose_nothing_act_once_and_resend_only_cut_off_replies(
         assert result.resends <= kills["in send window"] + kills["timer"]
     else:  # replies in flight on the pump's thread: up to in_flight per kill, wherever it fell
         # a kill right after a 250 is resent (same Message-ID); one before the store's record
-        # is not: the journal has it (written after each reply here: this mailer has no
-        # send_many, so each goes on its own)
-        assert cut_off <= result.resends
-        assert result.resends <= total  # one a kill at most: the journal has the rest
+        # is not: the journal has it (written after each reply here: each goes on its own)
+        assert run.cut_off <= result.resends
+        assert result.resends <= run.total  # one a kill at most: the journal has the rest
+
+
+def test_killed_pollers_sending_pipelined_windows_resend_at_most_a_window_a_kill(
+    chunking_desk: Desk,
+) -> None:
+    """The path replies take to Postfix, Microsoft 365 and Gmail: the server offers PIPELINING
+    and CHUNKING, so the pump hands its replies to ``SmtpMailer.send_many``, which writes
+    ``replies_in_flight`` (2) of them at once (MAIL, RCPT, BDAT each) and answers for the
+    window before it writes the next; the worker journals the window there. A kill after a
+    window's 250s and before its journal entry cuts the whole window off: each of its replies
+    is resent once, with its Message-ID, after the dead poller's claim expired; nothing else
+    is, and nothing is lost or acted on twice (DESIGN 4)."""
+    desk = chunking_desk
+    run = kill_until_done(desk, send_many=True)
+    result = run.result
+    report(
+        f"kill test ({desk.kind}, pipelined windows of {desk.in_flight})",
+        result,
+        kills=run.total,
+        **{k.replace(" ", "_"): v for k, v in run.kills.items()},
+    )
+    marks = desk.root / "pipelined"
+    windows = marks.read_text().split() if marks.exists() else []
+    assert windows, "no window answered for two replies at once: the pipelined path was not taken"
+    assert_nothing_lost_nor_done_twice(run)
+    assert run.cut_off <= result.resends
+    assert result.resends <= desk.in_flight * run.total  # a window a kill at most
 
 
 # --------------------------------------------------------------------------------------------
