@@ -13,8 +13,8 @@ The pollers run in child processes (:mod:`crash_harness`) with a fake clock (rea
 offset), so a restart can stand after a dead poller's lease without the test waiting for it.
 The kill count is the issue's (at least 30 kills, seed fixed) across 300 messages in a Maildir
 and 150 in a Dovecot folder (half the issue's backlog there, to keep the suite near a minute),
-the replies handed to the mailer one at a time; and once more on Maildir, in pipelined windows
-to a server offering PIPELINING and CHUNKING. The figures are printed with ``-s``.
+the replies handed to the mailer one at a time; and once more on both, in pipelined windows to
+a server offering PIPELINING and CHUNKING. The figures are printed with ``-s``.
 """
 
 from __future__ import annotations
@@ -300,10 +300,14 @@ def imap_desk(root: Path, smtp_server: SmtpFactory, dovecot: Dovecot) -> Desk:
     return desk
 
 
-@pytest.fixture
-def chunking_desk(root: Path, smtp_server: SmtpFactory) -> Desk:
-    """A Maildir desk whose SMTP server offers PIPELINING and CHUNKING, as real ones do."""
-    desk = Desk(root, smtp_server(chunking=True))
+@pytest.fixture(params=["maildir", "imap"])
+def chunking_desk(request: pytest.FixtureRequest, root: Path, smtp_server: SmtpFactory) -> Desk:
+    """A desk whose SMTP server offers PIPELINING and CHUNKING, as real ones do."""
+    imap = None
+    if request.param == "imap":
+        dovecot: Dovecot = request.getfixturevalue("dovecot")
+        imap = (dovecot, dovecot.new_user())
+    desk = Desk(root, smtp_server(chunking=True), imap)
     desk.write()
     return desk
 
