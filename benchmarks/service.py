@@ -39,9 +39,9 @@ ms per message (mean, and per kind of message), messages per second, peak memory
 largest message, and the ratios the issue sets goals for. The notes say, for our columns, how
 many times the kernel preempted the column's process during its timed pass (involuntary
 context switches: on a machine of few cores, the sink, our reply worker and our reading take
-turns), and for the columns that send, the CPU time the sink used per message it got (its
-start and the warm-up included): ours pipelines replies in a few sessions, django-helpdesk
-opens one per reply.
+turns), and for the columns that send, the CPU time the sink used per message it got (once
+it was ready, the warm-up's messages included): ours pipelines replies in a few sessions,
+django-helpdesk opens one per reply.
 
 Memory. Each column runs in a fresh process of its own. Before its timed pass it runs the
 same code once over a warm-up set: ``W`` messages (default 200) of the small kinds only (no
@@ -712,8 +712,8 @@ IMAP_RTT_MS = 0.0
 @contextlib.contextmanager
 def smtp_sink() -> Iterator[dict[str, int]]:
     """The counting sink (benchmarks/_sink.py) on a free loopback port; yields its port and,
-    after the block, the messages and sessions it counted and the CPU time it used, in
-    microseconds (``cpu_us``: it shares this machine's cores with the column it serves)."""
+    after the block, the messages and sessions it counted and the CPU time it used once ready,
+    in microseconds (``cpu_us``: it shares this machine's cores with the column it serves)."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, str(HERE / "_sink.py"), str(port), *SINK_OPTIONS],

@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -79,14 +80,17 @@ class Tripwire:
         self.plan = plan
         self.events = 0
         self.sent = 0
+        self._lock = threading.Lock()  # the poller's thread and the reply worker both tick
 
     def tick(self, name: str) -> None:
-        self.events += 1
-        if name == AFTER_250:
-            self.sent += 1
-        if self.events == self.plan.kill_at_event or (
-            name == AFTER_250 and self.sent == self.plan.kill_after_sent
-        ):
+        with self._lock:
+            self.events += 1
+            if name == AFTER_250:
+                self.sent += 1
+            due = self.events == self.plan.kill_at_event or (
+                name == AFTER_250 and self.sent == self.plan.kill_after_sent
+            )
+        if due:
             with self.plan.killed_at.open("a", encoding="utf-8") as out:
                 out.write(name + "\n")
                 out.flush()
@@ -153,7 +157,8 @@ class TrippingBatchMailer(TrippingMailer):
             nonlocal told
             fresh, told = so_far[told:], len(so_far)
             if sum(outcome is None for outcome in fresh) > 1:
-                with (self.tripwire.plan.config.parent / "pipelined").open("a") as out:
+                marks = self.tripwire.plan.config.parent / "pipelined"
+                with marks.open("a", encoding="utf-8") as out:
                     out.write(f"{len(fresh)}\n")
             for outcome in fresh:
                 if outcome is None:
@@ -163,12 +168,20 @@ class TrippingBatchMailer(TrippingMailer):
             tick(so_far)
             return True if answered is None else bool(answered(so_far))
 
-        if "answered" in inspect.signature(self.inner.send_many).parameters:
+        if _takes_answered(self.inner.send_many):
             outcomes = list(self.inner.send_many(messages, answered=heard))
         else:  # an older library: its send_many answers for all at the end
             outcomes = list(self.inner.send_many(messages))
         tick(outcomes)  # the last window's (the caller hears of it when this returns)
         return outcomes
+
+
+def _takes_answered(send_many: Any) -> bool:
+    """True when ``send_many`` takes ``answered`` (an older library's does not)."""
+    try:
+        return "answered" in inspect.signature(send_many).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def tripping(mailer: Any, tripwire: Tripwire) -> TrippingMailer:
