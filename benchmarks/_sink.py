@@ -26,7 +26,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 sys.path.append(str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
-from chunking_smtp import ChunkingSMTP, offer  # the tests' server, shared
+from chunking_smtp import ChunkingSMTP, offer  # type: ignore[import-not-found]  # the tests'
 
 
 class Counter:
@@ -42,7 +42,8 @@ class Counter:
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname  # this form of the hook must set it
-        return offer(self, responses)
+        offered: list[str] = offer(self, responses)
+        return offered
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         self.messages += 1
@@ -122,7 +123,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     started = _cpu_us()  # its start (imports, the server's thread) is not the messages'
     print("ready", flush=True)
-    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+
+    def end_with_stdin() -> None:  # the parent closed our standard input: stop
+        sys.stdin.read()
+        done.set()
+
+    threading.Thread(target=end_with_stdin, daemon=True).start()
     done.wait()
     controller.stop()
     print(f"{counter.messages} {counter.sessions} {_cpu_us() - started}", flush=True)

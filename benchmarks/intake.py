@@ -161,7 +161,7 @@ def default_reply_parser(raw: bytes) -> object:
     _ = msg["from"].addresses, msg["subject"]
     body = msg.get_body(preferencelist=("plain", "html"))
     text = body.get_content() if isinstance(body, Message) else ""
-    for part in msg.iter_attachments():  # type: ignore[attr-defined]
+    for part in msg.iter_attachments():
         part.get_content()
     if EmailReplyParser is not None:
         EmailReplyParser(languages=["en"]).parse_reply(text=text)
@@ -215,8 +215,8 @@ def main() -> None:
     ]
     print(f"python {sys.version.split()[0]}; ratios are against compat32 parse+walk")
     print(
-        f"subject module: {'yes' if parse_subject else 'no'}; truncate module: "
-        f"{'yes' if truncate_reply else 'no'}"
+        f"subject module: {'yes' if parse_subject is not None else 'no'}; truncate module: "
+        f"{'yes' if truncate_reply is not None else 'no'}"
     )
     for label, raw in messages.items():
         budget = 1.0 if len(raw) < 1_000_000 else 3.0

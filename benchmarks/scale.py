@@ -214,6 +214,8 @@ def worker(config_path: str) -> None:
 
     if isinstance(config.store, Path):
         repository: Any = TimedSqlite(config.store, timeout=60.0)
+    elif config.store is None:
+        raise SystemExit(f"{config_path}: the configuration names no store")
     else:
         repository = open_store(config.store)
     sys.stdout.write("ready\n")
@@ -268,7 +270,8 @@ class LockSampler(threading.Thread):
         while not self.stop.is_set():
             time.sleep(self.interval)
             now = time.perf_counter()
-            waiting = self.conn.execute(query).fetchone()[0]
+            row = self.conn.execute(query).fetchone()
+            waiting = row[0] if row is not None else 0
             self.waited += waiting * (now - last)
             last = now
         self.conn.close()

@@ -510,12 +510,13 @@ def floor_loop(
             if part.is_multipart():
                 continue
             filename = part.get_filename()
-            payload = part.get_payload(decode=True)
+            decoded = part.get_payload(decode=True)  # bytes, or None for a multipart
+            payload = decoded if isinstance(decoded, bytes) else b""
             if filename or part.get_content_maintype() != "text":
-                files.append((filename or "", part.get_content_type(), payload or b""))
+                files.append((filename or "", part.get_content_type(), payload))
             elif not body:
                 charset = part.get_content_charset() or "utf-8"
-                body = (payload or b"").decode(charset, "replace")
+                body = payload.decode(charset, "replace")
         conn.execute("BEGIN IMMEDIATE")
         cursor = conn.execute(
             "INSERT INTO messages (message_id, sender, subject, sent, body) VALUES (?, ?, ?, ?, ?)",
@@ -776,7 +777,7 @@ def dovecot(rtt_ms: float = 0.0) -> Iterator[dict[str, Any]]:
     ``rtt_ms``, reached through a relay in this process that holds each chunk of bytes
     ``rtt_ms / 2`` in each direction (the SMTP sink's, ``_sink._relay``)."""
     sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
-    import conftest  # the tests' Dovecot configuration template
+    import conftest  # type: ignore[import-not-found]  # the tests' Dovecot configuration
 
     binary = shutil.which("dovecot") or (
         "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
@@ -953,7 +954,7 @@ def report(
     warmup: int = WARMUP_COUNT,
 ) -> None:
     largest = max(len(s.raw) for s in samples)
-    mix = defaultdict(int)
+    mix: defaultdict[str, int] = defaultdict(int)
     for sample in samples:
         mix[sample.kind] += 1
     print(

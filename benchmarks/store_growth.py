@@ -123,7 +123,10 @@ class Desk:
         """Bytes held in the columns that grow with a message."""
         conn = sqlite3.connect(self.path)
         try:
-            one = lambda sql: int(conn.execute(sql).fetchone()[0] or 0)  # noqa: E731
+
+            def one(sql: str) -> int:
+                return int(conn.execute(sql).fetchone()[0] or 0)
+
             return {
                 "call": one("SELECT SUM(length(CAST(description AS BLOB))) FROM calls"),
                 "log": one("SELECT SUM(length(CAST(text AS BLOB))) FROM log_entries"),
