@@ -65,14 +65,15 @@ class ChunkingSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: BDAT <size> [LAST]")
             return
         chunk = await self._reader.readexactly(int(words[0]))
-        if not self.envelope.rcpt_tos:
+        envelope = self.envelope
+        if envelope is None or not envelope.rcpt_tos:
             await self.push("554 5.5.1 no valid recipients")
             return
-        before = self.envelope.content
-        self.envelope.content = (before if isinstance(before, bytes) else b"") + chunk
+        before = envelope.content
+        envelope.content = (before if isinstance(before, bytes) else b"") + chunk
         if [word.upper() for word in words[1:]] != ["LAST"]:
             await self.push(f"250 2.0.0 {len(chunk)} octets received")
             return
-        status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
-        self._set_post_data_state()
+        status = await self.event_handler.handle_DATA(self, self.session, envelope)
+        self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, untyped
         await self.push(status)

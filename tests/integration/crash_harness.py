@@ -211,6 +211,7 @@ def poller_main(plan: Plan) -> None:
     )
     tripwire = Tripwire(plan)
     config = load_config(plan.config)
+    assert config.store is not None, f"{plan.config} names no store"
 
     store = Wired(open_store(config.store), tripwire, STORE_BEFORE, STORE_AFTER)
     mailer = make_mailer(config)
