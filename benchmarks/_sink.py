@@ -26,7 +26,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 sys.path.append(str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
-from chunking_smtp import ChunkingSMTP, offer  # type: ignore[import-not-found]  # the tests'
+from chunking_smtp import ChunkingSMTP, offer  # type: ignore[import-not-found, unused-ignore]
 
 
 class Counter:

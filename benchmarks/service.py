@@ -777,7 +777,7 @@ def dovecot(rtt_ms: float = 0.0) -> Iterator[dict[str, Any]]:
     ``rtt_ms``, reached through a relay in this process that holds each chunk of bytes
     ``rtt_ms / 2`` in each direction (the SMTP sink's, ``_sink._relay``)."""
     sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
-    import conftest  # type: ignore[import-not-found]  # the tests' Dovecot configuration
+    import conftest  # type: ignore[import-not-found, unused-ignore]  # the tests' Dovecot
 
     binary = shutil.which("dovecot") or (
         "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None

@@ -42,7 +42,7 @@ def _body(path: Path) -> str:
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         for part in msg.walk():
             if part.get_content_type() == "text/plain":
-                return str(part.get_content())  # type: ignore[attr-defined]
+                return str(part.get_content())
         return ""
     return path.read_bytes().decode("utf-8")
 

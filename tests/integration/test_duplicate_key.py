@@ -117,9 +117,12 @@ def test_the_polling_service_deletes_the_redelivered_copy_without_acting(tmp_pat
     )
     config = Config(tmp_path / "store.sqlite3", SystemSettings(), None, (account,))
     mailer = RecordingMailer()
-    service = PollingService(
-        config, store, mailer, lambda a: MaildirMailbox(a.path), now=lambda: NOW
-    )
+
+    def open_maildir(a: AccountConfig) -> MaildirMailbox:
+        assert a.path is not None
+        return MaildirMailbox(a.path)
+
+    service = PollingService(config, store, mailer, open_maildir, now=lambda: NOW)
     maildir.add(FIRST_ROUTE + UPDATE)
     assert service.poll_once()["helpdesk"].processed == 1
     maildir.add(SECOND_ROUTE + UPDATE)  # the backup MX delivers its copy forty minutes later

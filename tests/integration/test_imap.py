@@ -251,7 +251,7 @@ def _spy(box: ImapMailbox) -> list[tuple[str, ...]]:
             sent.append((words[2].upper(), *words[3:]))
         real(data)
 
-    client.send = send  # type: ignore[method-assign]
+    client.send = send  # type: ignore[method-assign, assignment]
     return sent
 
 
@@ -434,7 +434,12 @@ def test_a_command_while_a_batch_is_asked_ahead_reads_its_answer_first(
         client = box._client()
         read: list[int] = []
         real_read = client.read
-        client.read = lambda size: read.append(size) or real_read(size)  # type: ignore[method-assign]
+
+        def read_noting(size: int) -> bytes:
+            read.append(size)
+            return real_read(size)
+
+        client.read = read_noting  # type: ignore[method-assign]
         box.abort()  # nothing marked
     assert read == []  # the answer ahead (a whole message) is not downloaded to be dropped
     assert dovecot.messages(mail_user) == sent[7:]
@@ -455,7 +460,7 @@ def _sending_ahead_fails(
             raise ConnectionResetError("reset by peer")
         real(data)
 
-    client.send = send  # type: ignore[method-assign]
+    client.send = send  # type: ignore[method-assign, assignment]
     assert box.fetch(keys[0]) == sent[0]
     return box, keys
 

@@ -86,7 +86,7 @@ def make_service(
     )
     system = SystemSettings(ledger_retention_days=retention_days)
     config = Config(Path("unused"), system, None, (account,))
-    return PollingService(config, store, None, lambda _: folder, now=clock)  # type: ignore[arg-type, return-value]
+    return PollingService(config, store, None, lambda _: folder, now=clock)
 
 
 def badge_calls(store: SqliteRepository) -> int:
@@ -160,7 +160,10 @@ def test_a_sighting_writes_seen_at_at_most_once_a_day(store: SqliteRepository) -
     clock = Clock()
     service = make_service(store, folder, clock)
     service.poll_once()
-    seen = lambda: store._one("SELECT seen_at FROM ledger")[0]  # noqa: E731
+
+    def seen() -> object:
+        return store._one("SELECT seen_at FROM ledger")[0]
+
     assert seen() is None  # never seen again yet: its age counts from processed_at
     clock.moment = T0 + timedelta(hours=1)
     service.poll_once()

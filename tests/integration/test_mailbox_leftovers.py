@@ -66,7 +66,7 @@ def imap_config(dovecot: Dovecot, user: str) -> ImapConfig:
     return ImapConfig(
         host=dovecot.host,
         port=dovecot.imap_port,
-        security="plain",  # type: ignore[arg-type]
+        security="plain",
         username=user,
         password="secret",
         timeout=5,
@@ -307,7 +307,7 @@ def pop3_config(dovecot: Dovecot, user: str) -> Pop3Config:
     return Pop3Config(
         host=dovecot.host,
         port=dovecot.pop3_port,
-        security="plain",  # type: ignore[arg-type]
+        security="plain",
         username=user,
         password="secret",
         timeout=5,

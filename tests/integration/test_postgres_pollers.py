@@ -261,7 +261,7 @@ def test_four_pollers_share_eight_accounts_through_kills(
 
     # every message recorded once, acted on once
     assert conn.execute("SELECT count(*) FROM ledger").fetchone() == (MESSAGES,)
-    calls = collections.Counter(
+    calls: collections.Counter[str] = collections.Counter(
         dict(
             conn.execute(
                 "SELECT substring(description from 'tok[0-9]{5}'), count(*) FROM calls"
@@ -269,7 +269,7 @@ def test_four_pollers_share_eight_accounts_through_kills(
             ).fetchall()
         )
     )
-    history = collections.Counter(
+    history: collections.Counter[str] = collections.Counter(
         dict(
             conn.execute(
                 "SELECT substring(text from 'tok[0-9]{5}'), count(*) FROM log_entries"
@@ -286,11 +286,13 @@ def test_four_pollers_share_eight_accounts_through_kills(
 
     # every reply sent; one reply per message; a resend only with the same Message-ID
     assert _pending(conn) == 0
-    statuses = dict(conn.execute("SELECT reply_status, count(*) FROM ledger GROUP BY 1").fetchall())
+    statuses: dict[str, int] = dict(
+        conn.execute("SELECT reply_status, count(*) FROM ledger GROUP BY 1").fetchall()
+    )
     assert statuses.get("sent", 0) == len(new) + len(updates), statuses
     parser = BytesParser(policy=policy.default)
     replies: dict[str, set[str]] = collections.defaultdict(set)
-    received = collections.Counter()
+    received: collections.Counter[str] = collections.Counter()
     for envelope in smtp.envelopes:
         msg = parser.parsebytes(envelope.content, headersonly=True)
         replies[str(msg["In-Reply-To"])].add(str(msg["Message-ID"]))

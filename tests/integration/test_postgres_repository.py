@@ -32,6 +32,7 @@ from asm_email_rules.model import (
     Person,
     Request,
     RequestStatus,
+    SummaryKind,
     Task,
     TaskKind,
     TaskStatus,
@@ -598,7 +599,7 @@ _people = st.integers(min_value=1, max_value=4)
 _moments = st.one_of(
     st.none(), st.integers(min_value=0, max_value=5).map(lambda m: NOW + timedelta(minutes=m))
 )
-_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+_text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"))
 _records = st.one_of(
     st.builds(
         Call,
@@ -653,7 +654,7 @@ def test_summaries_match_the_reference(repo: PostgresRepository, pg_database: Pg
                         store.put_task(record)
                     else:
                         store.put_request(record)
-        for kind in ("calls", "requests", "tasks"):
+        for kind in SummaryKind:
             for person_id in range(1, 5):
                 expected = reference.summary(kind, person_id, limit)
                 assert repo.summary(kind, person_id, limit) == expected

@@ -123,7 +123,8 @@ def test_sqlite_write_lock_is_not_held_while_the_mailbox_fetches_the_next_messag
         """A mailbox whose fetch waits on a server, as IMAP's and POP3's do (a Maildir file
         is read locally: ``fetch_ready``), which says so."""
 
-        def fetch_ready(self, key: str) -> bool:
+        @staticmethod
+        def fetch_ready(key: str) -> bool:
             return False
 
         def fetch(self, key: str) -> bytes:

@@ -16,7 +16,7 @@ from loopback import Pipelining
 
 from asm_email_rules.adapters.smtp import Security, SmtpConfig, SmtpMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
-from asm_email_rules.errors import PermanentSendError, TransientSendError
+from asm_email_rules.errors import PermanentSendError, SendError, TransientSendError
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.outgoing import render_outgoing
 from asm_email_rules.protocols import Mailer
@@ -701,7 +701,7 @@ def test_a_window_of_replies_goes_out_in_one_write_each_accepted_by_its_own_250(
     ],
 )
 def test_a_refused_reply_in_a_window_leaves_the_others_alone(
-    wire_server: Callable[..., _WireServer], refusal: str, kind: type, code: int
+    wire_server: Callable[..., _WireServer], refusal: str, kind: type[SendError], code: int
 ) -> None:
     server = wire_server(pipelining=True, chunking=True)
     server.refuse = {"gone@example.org": refusal}

@@ -336,7 +336,7 @@ class _Overtaken:
         self._conn, self._writer, self._commits = conn, writer, commits
         self.passes = 0
 
-    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
         cursor = self._conn.execute(sql, *args)
         if "wal_checkpoint" in sql:  # the commit lands after the copy: it overtook it
             self.passes += 1
@@ -360,7 +360,7 @@ def _overtake(
         made.append(_Overtaken(connect(*args, **kwargs), writer, commits))
         return made[-1]
 
-    monkeypatch.setattr(sqlite_adapter.sqlite3, "connect", overtaken)
+    monkeypatch.setattr(sqlite3, "connect", overtaken)
     return made
 
 
@@ -418,7 +418,7 @@ def test_an_upkeep_that_fails_raises_nothing_and_loses_nothing(
         def refused(*args: object, **kwargs: object) -> sqlite3.Connection:
             raise sqlite3.OperationalError("unable to open database file")
 
-        monkeypatch.setattr(sqlite_adapter.sqlite3, "connect", refused)
+        monkeypatch.setattr(sqlite3, "connect", refused)
         repo.detached_upkeep()()  # logged; the checkpoint is left to SQLite's own
         monkeypatch.undo()
     assert _first_call_reopened(path) == "kept"

@@ -149,10 +149,11 @@ def str_fields(value: object, path: str = "email") -> list[tuple[str, str]]:
         return [(path, value)]
     if isinstance(value, tuple | list):
         return [item for k, v in enumerate(value) for item in str_fields(v, f"{path}[{k}]")]
-    if attrs.has(type(value)):
+    cls = type(value)
+    if attrs.has(cls):
         return [
             item
-            for field in attrs.fields(type(value))
+            for field in attrs.fields(cls)
             for item in str_fields(getattr(value, field.name), f"{path}.{field.name}")
         ]
     return []

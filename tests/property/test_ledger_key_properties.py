@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,7 +125,7 @@ def test_intake_gives_the_key_and_keeps_the_raw_hash() -> None:
 def test_the_key_is_linear_in_the_size_of_the_header_and_body() -> None:
     """Long hostile headers (many trace fields, endless folding) and a big body: the time per
     byte stays flat from 1 to 8 MB (a quadratic scan would take 64 times longer, not 8)."""
-    shapes = {
+    shapes: dict[str, Callable[[int], bytes]] = {
         "many trace fields": lambda n: b"Received: x\r\n" * (n // 13) + BODY,
         "one endless folded field": lambda n: b"Received: x\r\n" + b" y\r\n" * (n // 4) + BODY,
         "no newline": lambda n: b"Subject: " + b"x" * n,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -312,7 +313,7 @@ def test_poll_once_exit_code_reflects_replies() -> None:
     from asm_email_rules.cli.poll import exit_code
     from asm_email_rules.service import AccountReport, PollReport
 
-    def once(**fields: int) -> int:
+    def once(**fields: Any) -> int:
         return exit_code(PollReport((AccountReport("a"), AccountReport("b", **fields))))
 
     assert once() == 0

@@ -75,6 +75,7 @@ def test_microsoft_365_client_credentials(tmp_path: Path) -> None:
     config = load(tmp_path, M365, protocol="pop3")
     [account] = config.accounts
     assert account.auth is AuthMethod.OAUTH2
+    assert account.oauth2 is not None
     assert account.oauth2.mechanism is SaslMechanism.XOAUTH2
     assert account.oauth2.source == ClientCredentialsGrant(
         token_url="https://login.microsoftonline.com/tenant-id/oauth2/v2.0/token",
@@ -88,6 +89,7 @@ def test_microsoft_365_client_credentials(tmp_path: Path) -> None:
 def test_google_refresh_token_from_files(tmp_path: Path) -> None:
     config = load(tmp_path, GOOGLE)
     [account] = config.accounts
+    assert account.oauth2 is not None
     assert account.oauth2.mechanism is SaslMechanism.OAUTHBEARER
     source = account.oauth2.source
     assert isinstance(source, RefreshTokenGrant)
@@ -103,11 +105,17 @@ def test_google_refresh_token_from_files(tmp_path: Path) -> None:
 
 def test_command_as_string_or_array_and_file(tmp_path: Path) -> None:
     config = load(tmp_path, 'source = "command"\ncommand = "oauth2l fetch --scope \'a b\'"')
-    assert config.accounts[0].oauth2.source == CommandTokens(("oauth2l", "fetch", "--scope", "a b"))
+    oauth2 = config.accounts[0].oauth2
+    assert oauth2 is not None
+    assert oauth2.source == CommandTokens(("oauth2l", "fetch", "--scope", "a b"))
     config = load(tmp_path, 'source = "command"\ncommand = ["helper", "--json"]\ntimeout = 5')
-    assert config.accounts[0].oauth2.source == CommandTokens(("helper", "--json"), 5.0)
+    oauth2 = config.accounts[0].oauth2
+    assert oauth2 is not None
+    assert oauth2.source == CommandTokens(("helper", "--json"), 5.0)
     config = load(tmp_path, 'source = "file"\npath = "token.txt"')
-    assert config.accounts[0].oauth2.source == FileTokens(tmp_path / "token.txt")
+    oauth2 = config.accounts[0].oauth2
+    assert oauth2 is not None
+    assert oauth2.source == FileTokens(tmp_path / "token.txt")
 
 
 def test_smtp_section_takes_the_same_oauth2_table(tmp_path: Path) -> None:
@@ -116,7 +124,11 @@ def test_smtp_section_takes_the_same_oauth2_table(tmp_path: Path) -> None:
         'auth = "oauth2"\n[smtp.oauth2]\n' + M365
     )
     config = load(tmp_path, M365, extra=smtp)
-    assert config.smtp.oauth2.source.client_id == "app-id"
+    assert config.smtp is not None
+    assert config.smtp.oauth2 is not None
+    source = config.smtp.oauth2.source
+    assert isinstance(source, ClientCredentialsGrant)
+    assert source.client_id == "app-id"
 
 
 @pytest.mark.parametrize(
@@ -166,7 +178,10 @@ def test_plain_http_token_url_is_allowed_on_loopback_only(tmp_path: Path) -> Non
         "https://login.microsoftonline.com/tenant-id", "http://127.0.0.1:8080/tenant"
     )
     config = load(tmp_path, loopback)
-    assert config.accounts[0].oauth2.source.token_url.startswith("http://127.0.0.1")
+    oauth2 = config.accounts[0].oauth2
+    assert oauth2 is not None
+    assert isinstance(oauth2.source, ClientCredentialsGrant)
+    assert oauth2.source.token_url.startswith("http://127.0.0.1")
 
 
 def test_the_configurations_in_docs_oauth_md_load(tmp_path: Path) -> None:

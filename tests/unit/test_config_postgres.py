@@ -24,7 +24,9 @@ addresses = ["helpdesk@example.org"]
 def _load(tmp_path: Path, top: str) -> PostgresStore | Path:
     path = tmp_path / "config.toml"
     path.write_text(top + ACCOUNT, encoding="utf-8")
-    return load_config(path).store
+    store = load_config(path).store
+    assert store is not None
+    return store
 
 
 def test_a_sqlite_path_stays_a_path(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from asm_email_rules.settings import SystemSettings
 class RefusingMailbox:
     """A mailbox whose server refuses our password."""
 
-    def list_keys(self) -> list[str]:
+    def list_keys(self) -> Iterator[str]:
         raise MailboxAuthenticationError(
             "IMAP 127.0.0.1:1: sign-in as 'desk' with LOGIN failed: refused: "
             "[AUTHENTICATIONFAILED] Authentication failed.",

@@ -87,7 +87,9 @@ class ReusesCallNumbers(InMemoryRepository):
 
 
 class OldestFirstSummary(InMemoryRepository):
-    def summary(self, kind: str, person_id: int, limit: int) -> tuple[list, int]:  # type: ignore[type-arg]
+    def summary(
+        self, kind: SummaryKind, person_id: int, limit: int
+    ) -> tuple[list[SummaryItem], int]:
         items, total = super().summary(kind, person_id, 10_000)
         return list(reversed(items))[:limit], total
 
@@ -145,6 +147,7 @@ class SummaryIgnoresForwarders(InMemoryRepository):
         items, _ = super().summary(kind, person_id, 10_000)
         kept = []
         for item in items:
+            record: Request | Task | None
             record = self.get_request(item.ref.number) if kind == "requests" else None
             record = self.get_task(item.ref.number) if kind == "tasks" else record
             only_forwarder = (
@@ -372,7 +375,7 @@ def test_summary_kinds_are_one_enum_and_the_plain_strings_still_work() -> None:
 
 def test_unknown_summary_kind_is_refused() -> None:
     with pytest.raises(RepositoryError, match="unknown summary kind"):
-        InMemoryRepository().summary("approvals?", 1, 10)
+        InMemoryRepository().summary("approvals?", 1, 10)  # type: ignore[arg-type]
 
 
 def test_inner_exception_caught_by_caller_undoes_the_inner_writes_alone() -> None:

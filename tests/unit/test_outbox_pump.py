@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -669,7 +669,7 @@ def _journaled(
 def _send_with_journal(
     store: SqliteRepository,
     mailer: Collecting,
-    entries: list[OutboxEntry],
+    entries: Sequence[OutboxEntry],
     *,
     owner: str = "poller-2",
     clock: Callable[[], datetime] = lambda: NOW,
@@ -771,10 +771,12 @@ def test_a_running_pumps_journal_is_left_to_it(store: SqliteRepository) -> None:
     records that reply (the running poller does, and would then find its record taken) nor
     sends it (the claim is the other's), and leaves the running pump's file alone: deleted
     under it, its later entries would go to a file nobody reads."""
+    from asm_email_rules.adapters.journal_files import DirectorySentJournal
+
     running = "host-b:4343:live01"
     assert store.claim_reply(_reply(1).message_id, running, NOW, NOW + timedelta(minutes=2))
     journal = store.sent_journal(running)
-    assert journal is not None
+    assert isinstance(journal, DirectorySentJournal)
     journal.add([SentEntry(_reply(1).message_id, running, NOW)])
 
     mailer = Collecting()

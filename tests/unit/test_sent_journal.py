@@ -11,6 +11,7 @@ dies), so a running pump's journal is never read nor deleted by another.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -452,7 +453,7 @@ def test_a_journal_being_made_is_never_taken_for_a_stopped_one(
     its replies again. The file shows under its name only once locked."""
     folder = tmp_path / "store.sqlite3.sent"
     reader, writer = DirectorySentJournal(folder, "reader"), DirectorySentJournal(folder, SENDER)
-    real_flock = journal_files.fcntl.flock
+    real_flock = fcntl.flock
     looked: list[list[SentEntry]] = []
 
     def look_first(fd: int, operation: int) -> None:
@@ -461,7 +462,7 @@ def test_a_journal_being_made_is_never_taken_for_a_stopped_one(
             looked[0] = reader.leftovers()
         real_flock(fd, operation)
 
-    monkeypatch.setattr(journal_files.fcntl, "flock", look_first)
+    monkeypatch.setattr(fcntl, "flock", look_first)
     writer.add([_entry(1)])
     monkeypatch.undo()
     assert looked == [[]]
@@ -504,7 +505,7 @@ def test_a_journal_left_half_made_is_cleared_and_one_being_made_is_not(tmp_path:
     (folder / "4244-new.opening").touch()  # just made: its pump is about to lock it
     live = folder / "4343-live.opening"
     with live.open("wb") as held:
-        journal_files.fcntl.flock(held.fileno(), journal_files.fcntl.LOCK_EX)
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         reader = DirectorySentJournal(folder, OTHER)
         assert reader.leftovers() == []
         reader.forget()

@@ -41,7 +41,7 @@ from asm_email_rules.model import (
 from asm_email_rules.protocols import Mailbox
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
 from asm_email_rules.send import Disposition
-from asm_email_rules.service import PollingService
+from asm_email_rules.service import AccountReport, PollingService
 from asm_email_rules.session_end import SessionEnd
 from asm_email_rules.settings import SystemSettings
 
@@ -243,7 +243,7 @@ def test_a_message_that_fails_to_process_is_quarantined_once_and_skipped_after(
     box = KeepingMailbox({"1": bomb, "2": NEW_CALL})
     store = ExplodingStore(desk.store)
     config = Config(desk.tmp / "s", desk.system, None, desk.accounts)
-    service = PollingService(config, store, desk.mailer, lambda _: box, now=lambda: NOW)  # type: ignore[arg-type]
+    service = PollingService(config, store, desk.mailer, lambda _: box, now=lambda: NOW)
     first = service.poll_once()["helpdesk"]
     assert (first.processed, first.quarantined) == (1, 1)
     assert box.quarantine_calls[0][0] == "1"
@@ -289,7 +289,7 @@ def test_a_reply_is_given_up_after_reply_retry_hours_and_can_be_requeued(desk: D
     desk.mailer.fail_with = 421
     desk.deliver(UPDATE_100)
     service = desk.service()
-    passes = []
+    passes: list[AccountReport] = []
     while not passes or passes[-1].replies_failed == 0:
         passes.append(service.poll_once()["helpdesk"])
         desk.clock.advance(minutes=5)
@@ -418,7 +418,8 @@ def test_a_shared_commit_is_never_held_open_while_a_server_is_waited_for(desk: D
         seen = in_transaction.setdefault(remote, [])
 
         class Watched(MaildirMailbox):
-            def fetch_ready(self, key: str, remote: bool = remote) -> bool:
+            @staticmethod
+            def fetch_ready(key: str, remote: bool = remote) -> bool:
                 return not remote
 
             def fetch(self, key: str, seen: list[bool] = seen) -> bytes:
@@ -710,11 +711,11 @@ def test_service_wiring_names_moved_to_bootstrap_still_resolve_with_a_warning() 
     from asm_email_rules import bootstrap
 
     with pytest.warns(DeprecationWarning, match=r"bootstrap\.make_mailer"):
-        assert service_module.make_mailer is bootstrap.make_mailer  # type: ignore[attr-defined]
+        assert service_module.make_mailer is bootstrap.make_mailer
     with pytest.warns(DeprecationWarning, match=r"bootstrap\.mailbox_factory"):
-        assert service_module.open_mailbox is bootstrap.mailbox_factory  # type: ignore[attr-defined]
+        assert service_module.open_mailbox is bootstrap.mailbox_factory
     with pytest.raises(AttributeError):
-        service_module.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+        service_module.no_such_name  # noqa: B018
 
 
 # --------------------------------------------------------------------------------------------
@@ -873,7 +874,7 @@ def test_the_store_is_synced_before_the_mailbox_deletes_anything(
     config = Config(store=desk.tmp / "s", system=desk.system, smtp=None, accounts=desk.accounts)
     service = PollingService(
         config,
-        _SyncWatcher(desk.store, events, fail=fail, detached=detached),  # type: ignore[arg-type]
+        _SyncWatcher(desk.store, events, fail=fail, detached=detached),
         desk.mailer,
         lambda acct: _WatchedMaildir(desk.tmp / "Maildir", events),
         now=lambda: NOW,
@@ -906,7 +907,7 @@ def test_the_store_upkeep_runs_after_a_durable_end_without_holding_up_the_next(
     config = Config(store=desk.tmp / "s", system=desk.system, smtp=None, accounts=desk.accounts)
     service = PollingService(
         config,
-        store,  # type: ignore[arg-type]
+        store,
         None,
         lambda acct: _WatchedMaildir(desk.tmp / "Maildir", events),
         now=lambda: NOW,
@@ -1479,7 +1480,9 @@ def test_the_next_session_is_opened_on_a_worker_thread_while_this_one_is_read(
     # asm_email_rules.session_start: a session whose listing shows more than it handles
     # opens the next one's mailbox on a worker thread; the last session opens none.
     keys = desk.deliver(*_requests(7, "o"))
-    seen, events, made = _Listings(), [], []
+    seen = _Listings()
+    events: list[str] = []
+    made: list[_OpeningAhead] = []
 
     def factory(a: AccountConfig) -> Mailbox:
         made.append(_OpeningAhead(a.path, seen, events, fail=False))  # type: ignore[arg-type]
@@ -1504,7 +1507,8 @@ def test_a_mailbox_opened_ahead_that_fails_fails_its_own_session_and_loses_nothi
     # The failure to connect is the next session's, raised where that session would have met
     # it: counted once, the account backs off, the messages wait for the next pass.
     keys = desk.deliver(*_requests(5, "f"))
-    seen, events = _Listings(), []
+    seen = _Listings()
+    events: list[str] = []
     boxes = iter([False, True, False])
     factory = lambda a: _OpeningAhead(a.path, seen, events, fail=next(boxes))  # noqa: E731
     service = _service_over(desk, desk.store, desk.mailer, factory, per_session=2)
@@ -1522,7 +1526,8 @@ def test_a_mailbox_opened_ahead_for_a_session_that_never_comes_is_abandoned(
     # The pass stops after the first message: the next session's mailbox, opened meanwhile,
     # is given up (abort: nothing of it is deleted) rather than left connected.
     desk.deliver(*_requests(5, "s"))
-    seen, events = _Listings(), []
+    seen = _Listings()
+    events: list[str] = []
     stop = threading.Event()
 
     class Stopping(_OpeningAhead):
@@ -1554,7 +1559,8 @@ def test_a_mailbox_whose_sessions_may_not_overlap_is_not_opened_ahead(desk: Desk
     # session is read is a second one, which that server refuses (or takes the first one's
     # place). Each session must open its own mailbox once the one before it has ended.
     keys = desk.deliver(*_requests(7, "h"))
-    seen, events = _Listings(), []
+    seen = _Listings()
+    events: list[str] = []
     factory = lambda a: _OpeningAheadClosingHere(a.path, seen, events, fail=False)  # noqa: E731
     report = _service_over(desk, desk.store, desk.mailer, factory, per_session=3).poll_once()
     assert (report["helpdesk"].processed, report["helpdesk"].sessions) == (7, 3)
@@ -1583,7 +1589,8 @@ def test_a_mailbox_opened_ahead_is_abandoned_when_ctrl_c_comes_as_its_session_ta
     from asm_email_rules import session_start
 
     desk.deliver(*_requests(5, "c"))
-    seen, events = _Listings(), []
+    seen = _Listings()
+    events: list[str] = []
     factory = lambda a: _OpeningAhead(a.path, seen, events, fail=False)  # noqa: E731
     service = _service_over(desk, desk.store, desk.mailer, factory, per_session=2)
     fake = types.SimpleNamespace(
@@ -1613,7 +1620,8 @@ def test_a_mailbox_opened_ahead_whose_open_fails_unexpectedly_is_given_up(desk: 
     # mailbox (_end_failed_session: closed, or abandoned): whatever it connected is let go.
     # The same failure met by open() ahead must not leave the mailbox as it is.
     desk.deliver(*_requests(5, "u"))
-    seen, events = _Listings(), []
+    seen = _Listings()
+    events: list[str] = []
     factory = lambda a: _OpeningAheadBroken(a.path, seen, events, fail=False)  # noqa: E731
     service = _service_over(desk, desk.store, desk.mailer, factory, per_session=2)
     with pytest.raises(ValueError, match="garbage"):
@@ -1641,7 +1649,7 @@ def test_a_message_left_in_the_folder_is_skipped_for_the_rest_of_the_pass(
                 return attrs.evolve(result, disposition=Disposition.RETRY)
             return result
 
-        real_process = service_module.process
+        real_process = service_module.process  # type: ignore[attr-defined]
         monkeypatch.setattr(service_module, "process", process)
         stuck = desk.deliver(make_raw("Keep me", "uma@corp.example", "Later.", "<kept@c.example>"))
     else:
