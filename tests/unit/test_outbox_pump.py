@@ -17,11 +17,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from outbox_replies import QUEUED_AT, five_pending_replies
+from outbox_replies import outbox_reply as _reply
 
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
@@ -31,19 +33,9 @@ from asm_email_rules.outbox_pump import ReplyPump
 from asm_email_rules.send import SendResult, send_due
 from asm_email_rules.settings import SystemSettings
 
-T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+T0 = QUEUED_AT
 NOW = T0 + timedelta(minutes=1)
 SYSTEM = SystemSettings()
-
-
-def _reply(number: int) -> OutgoingEmail:
-    return OutgoingEmail(
-        to=f"user{number}@example.com",
-        subject=f"Call {number} has been logged [CALL#{number}]",
-        body="Thank you.",
-        sender="desk@example.com",
-        message_id=f"<asm.call-{number}.pump{number}@example.com>",
-    )
 
 
 class CommitFails:
@@ -82,11 +74,7 @@ class Collecting:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteRepository]:
-    with SqliteRepository(tmp_path / "store.sqlite3") as repository:
-        for number in range(1, 6):
-            repository.record_processed(
-                "box", f"<m{number}@example.com>", f"s{number}", "{}", _reply(number), T0
-            )
+    with five_pending_replies(tmp_path) as repository:
         yield repository
 
 

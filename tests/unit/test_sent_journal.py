@@ -19,20 +19,21 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from outbox_replies import QUEUED_AT, five_pending_replies, outbox_reply
 
 from asm_email_rules.adapters import journal_files
 from asm_email_rules.adapters.journal_files import DirectorySentJournal
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.errors import StoreUnavailableError
-from asm_email_rules.model import OutgoingEmail, ReplyStatus, SentEntry
+from asm_email_rules.model import ReplyStatus, SentEntry
 from asm_email_rules.protocols import SentJournal
 from asm_email_rules.sent_journal import settle
 
-T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+T0 = QUEUED_AT
 NOW = T0 + timedelta(minutes=1)
 CLAIMED_UNTIL = NOW + timedelta(minutes=5)
 SENT_AT = NOW + timedelta(seconds=7, microseconds=250)
@@ -45,18 +46,8 @@ OTHER = "host-b:202:bbb222"
 posix_only = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and flock")
 
 
-def _reply(number: int) -> OutgoingEmail:
-    return OutgoingEmail(
-        to=f"user{number}@example.com",
-        subject=f"Call {number} has been logged [CALL#{number}]",
-        body="Thank you.",
-        sender="desk@example.com",
-        message_id=f"<asm.call-{number}.journal{number}@example.com>",
-    )
-
-
 def _key(number: int) -> str:
-    return _reply(number).message_id
+    return outbox_reply(number).message_id
 
 
 def _entry(number: int, owner: str = SENDER, sent_at: datetime = SENT_AT) -> SentEntry:
@@ -79,11 +70,7 @@ def _status(store: SqliteRepository, number: int) -> tuple[ReplyStatus, str, dat
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteRepository]:
     """A SQLite store with five pending replies in its outbox, none claimed."""
-    with SqliteRepository(tmp_path / "store.sqlite3") as repository:
-        for number in range(1, 6):
-            repository.record_processed(
-                "box", f"<m{number}@example.com>", f"s{number}", "{}", _reply(number), T0
-            )
+    with five_pending_replies(tmp_path) as repository:
         yield repository
 
 
