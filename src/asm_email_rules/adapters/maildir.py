@@ -17,6 +17,7 @@ import mailbox
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Container, Iterator
 from pathlib import Path
@@ -163,6 +164,79 @@ def _seconds(key: str) -> int | None:
     return int(head) if head.isascii() and head.isdigit() else None
 
 
+LISTING_AHEAD = 8
+"""A limited Maildir listing keeps this many times its ``limit`` of the folder's oldest keys
+for the next sessions (:meth:`MaildirMailbox.list_keys`)."""
+
+LISTING_AHEAD_SECONDS = 60.0
+"""How long the keys a scan kept ahead serve the next listings of the folder, at most."""
+
+_AHEAD_FOLDERS = 8  # folders whose keys are kept ahead at once (the least recent one goes)
+
+_Kept = tuple[str, str, "tuple[str, ...] | list[str]"]  # a key, its file, its earlier files
+
+
+class _Ahead:
+    """The oldest keys of each folder's last limited scan, in order, with their files, for
+    the next limited listings of the folder in this process: kept for
+    :data:`LISTING_AHEAD_SECONDS`, for :data:`_AHEAD_FOLDERS` folders at most (about a
+    hundred bytes a key: some 80 KB a folder at the polling service's 101 keys a session).
+
+    A listing served from them is the ``limit`` oldest of the keys kept that are not skipped
+    and whose file is still where the scan found it; a key whose file is gone (deleted,
+    quarantined, moved) is forgotten. When fewer than ``limit`` are left, the folder is
+    scanned again. The keys are the oldest of the folder when scanned, skipped or not, so
+    whatever the next listing skips, and a file delivered since is newer than all of them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._folders: dict[str, tuple[float, list[_Kept]]] = {}
+
+    def keep(self, root: str, kept: list[_Kept]) -> None:
+        """Keep ``kept`` (the oldest keys of ``root``'s scan, in order) for the next listings."""
+        with self._lock:
+            self._folders.pop(root, None)
+            while len(self._folders) >= _AHEAD_FOLDERS:
+                del self._folders[next(iter(self._folders))]
+            self._folders[root] = (time.monotonic(), kept)
+
+    def serve(self, root: str, limit: int, skip: Container[str]) -> list[_Kept] | None:
+        """The ``limit`` oldest keys kept for ``root`` that are not in ``skip`` and whose
+        files are still there, with their files; None when there are fewer (or none kept, or
+        kept too long ago): the folder must be scanned."""
+        with self._lock:
+            found = self._folders.get(root)
+            if found is None:
+                return None
+            at, kept = found
+            if time.monotonic() - at > LISTING_AHEAD_SECONDS:
+                del self._folders[root]
+                return None
+            served: list[_Kept] = []
+            gone: set[str] = set()
+            for entry in kept:
+                key = entry[0]
+                if key in skip:
+                    continue
+                if not os.path.exists(os.path.join(root, entry[1])):
+                    gone.add(key)
+                    continue
+                served.append(entry)
+                if len(served) == limit:
+                    break
+            if gone:
+                kept = [entry for entry in kept if entry[0] not in gone]
+                self._folders[root] = (at, kept)
+            if len(served) < limit:
+                del self._folders[root]
+                return None
+            return served
+
+
+_AHEAD = _Ahead()
+
+
 class _Maildir(mailbox.Maildir):
     """:class:`mailbox.Maildir` writing unique names with a zero-padded microsecond field.
 
@@ -236,14 +310,46 @@ class MaildirMailbox(KeyedMailbox):
     def list_keys(self, *, limit: int | None = None, skip: Container[str] = ()) -> Iterator[str]:
         """Keys of the messages in ``new`` and ``cur``, oldest delivery first (:func:`_order`).
 
-        One directory scan (no per-file ``stat``), so a session costs the same whatever the
-        backlog; the file names found serve :meth:`fetch` and :meth:`delete` until the next
-        listing. ``limit``: only the ``limit`` oldest keys, chosen as the scan goes, so the
-        listing holds ``limit`` file names however many the folder has (the polling service
-        asks for one session's worth, :attr:`bounded_listing`); None lists every key.
-        ``skip``: keys not to list (the polling service's keys handled earlier in the pass;
-        checked once per file). Raises MailboxError when a folder cannot be read.
+        One directory scan (no per-file ``stat``); the file names found serve :meth:`fetch`
+        and :meth:`delete` until the next listing. ``limit``: only the ``limit`` oldest keys,
+        chosen as the scan goes, so the listing holds a bounded number of file names however
+        many the folder has (the polling service asks for one session's worth,
+        :attr:`bounded_listing`); None lists every key. ``skip``: keys not to list (the
+        polling service's keys handled earlier in the pass). Raises MailboxError when a
+        folder cannot be read.
+
+        A limited scan keeps the oldest ``LISTING_AHEAD`` times ``limit`` keys, skipped or
+        not, and the next limited listings of the folder in this process (the next
+        sessions, each with a mailbox of its own) take theirs from those (:class:`_Ahead`)
+        instead of scanning again: one scan for several sessions, so a backlog of ``n``
+        files costs ``n / (LISTING_AHEAD * limit)`` scans, not ``n / limit``, each of the
+        whole folder. What was delivered after that scan is newer than what it kept, so the
+        answer is the same, but for mail put in the folder since with an older name (moved
+        in by hand): it is listed once the keys kept run out, or after
+        ``LISTING_AHEAD_SECONDS``.
         """
+        if limit is not None and limit > 0 and not self._deleted:
+            served = _AHEAD.serve(self._root, limit, skip)
+            if served is not None:
+                self._files = {key: name for key, name, _ in served}
+                self._earlier = {key: list(earlier) for key, _, earlier in served if earlier}
+                return iter([key for key, _, _ in served])
+        if limit is None or limit <= 0 or self._deleted:
+            return iter(self._scan(limit, skip))
+        ahead = limit * LISTING_AHEAD
+        keys = self._scan(ahead, ())
+        listed = [key for key in keys if key not in skip][:limit]
+        if len(listed) < limit and len(keys) == ahead:  # more skipped than kept ahead
+            return iter(self._scan(limit, skip))
+        if len(keys) > limit:  # a next session: it starts from these
+            earlier = self._earlier
+            _AHEAD.keep(self._root, [(key, self._files[key], earlier.get(key, ())) for key in keys])
+        return iter(listed)
+
+    def _scan(self, limit: int | None, skip: Container[str]) -> list[str]:
+        """One scan of ``new`` and ``cur``: the ``limit`` oldest keys not in ``skip`` (None:
+        every key), in order; their files (and those of the keys deleted this session,
+        wherever they are now) are what :meth:`fetch`, :meth:`delete` and :meth:`close` use."""
         deleted = _Files()  # this session's deletions: their files, for close()
         kept = _Oldest(limit)
         track = self._deleted  # every file of a deleted key is found, however late
@@ -267,7 +373,7 @@ class MaildirMailbox(KeyedMailbox):
         keys = sorted(files.names, key=_order)
         self._files = files.names | deleted.names
         self._earlier = files.earlier | deleted.earlier
-        return iter(keys)
+        return keys
 
     @staticmethod
     def fetch_ready(key: str) -> bool:
