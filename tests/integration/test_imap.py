@@ -614,3 +614,75 @@ def test_abort_closes_the_connection_even_when_the_session_cannot_log_out(
     client = box._client()
     box.abort()
     assert client.sock.fileno() == -1
+
+
+def test_a_limited_listing_searches_a_sessions_worth_of_messages_not_the_folder(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # Issue 14 (flat with the backlog; nothing worse than linear): the listing's UID SEARCH
+    # answered with every UID of the folder at every session, so a backlog of n messages took
+    # n / limit searches of up to n UIDs each. The first messages by sequence number are the
+    # lowest UIDs (RFC 3501 2.3.1.2): a session's worth, and the ones it skips, are searched.
+    _deliver(dovecot, mail_user, make_message, 30)
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        every = list(box.list_keys())
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        commands = _spy(box)
+        assert list(box.list_keys(limit=5, skip=set(every[:3]))) == every[3:8]
+        box.delete(every[3])
+        assert list(box.list_keys(limit=4, skip=set(every[:3]))) == every[4:8]
+        assert list(box.list_keys(limit=40)) == every[:3] + every[4:]  # the folder: all of it
+    assert [c for c in commands if c[0] == "SEARCH"] == [
+        ("SEARCH", "1:8", "UNDELETED"),
+        ("SEARCH", "1:8", "UNDELETED"),  # 4, 3 skipped, 1 deleted
+        ("SEARCH", "UNDELETED"),
+    ]
+
+
+def test_a_limited_listing_past_messages_others_marked_deleted_searches_them_all(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # Messages marked \Deleted by another client (not expunged) take sequence numbers and are
+    # not listed: the first messages then hold fewer than the limit, and the folder is searched.
+    _deliver(dovecot, mail_user, make_message, 20)
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        every = list(box.list_keys())
+    other = dovecot._imap(mail_user)
+    try:
+        other.select("INBOX")
+        status, _ = other.uid("STORE", f"{every[0]}:{every[9]}", "+FLAGS", "(\\Deleted)")
+        assert status == "OK"
+    finally:
+        other.logout()
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        commands = _spy(box)
+        assert list(box.list_keys(limit=5, skip={every[10]})) == every[11:16]
+    assert [c for c in commands if c[0] == "SEARCH"] == [
+        ("SEARCH", "1:6", "UNDELETED"),
+        ("SEARCH", "UNDELETED"),
+    ]
+
+
+def test_a_server_refusing_the_search_of_the_first_messages_is_searched_whole(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # RFC 9051 asks a server for a BAD when a sequence number is past the last message (one
+    # expunged by someone else since the server said how many there are): the same listing
+    # comes from the whole folder's search, on the same connection.
+    _deliver(dovecot, mail_user, make_message, 12)
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        every = list(box.list_keys())
+        client = box._client()
+        real = client.uid
+        refused: list[tuple[str, ...]] = []
+
+        def uid(command: str, *args: str) -> tuple[str, list[object]]:
+            if command == "SEARCH" and args[0].startswith("1:"):
+                refused.append(args)
+                raise imaplib.IMAP4.error("SEARCH command error: BAD [b'Invalid messageset']")
+            return real(command, *args)
+
+        client.uid = uid  # type: ignore[method-assign]
+        assert list(box.list_keys(limit=3, skip={every[0]})) == every[1:4]
+        assert refused == [("1:4", "UNDELETED")]
+        assert box.fetch(every[1]) == make_message(2)

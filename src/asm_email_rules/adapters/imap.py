@@ -21,7 +21,7 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Callable, Collection, Container, Iterator
+from collections.abc import Callable, Collection, Container, Iterator, Sized
 from contextlib import suppress
 from typing import Any, ClassVar, cast
 
@@ -69,7 +69,8 @@ class ImapConfig:
     answer not read yet first. False fetches a batch only when it is needed.
 
     ``max_line_bytes`` bounds one line of the server's responses. The ``UID SEARCH`` that
-    lists the folder answers in one line of about 7 bytes a message; :mod:`imaplib`'s own
+    lists the whole folder (a listing without a limit, or one whose first messages hold too
+    few to list) answers in one line of about 7 bytes a message; :mod:`imaplib`'s own
     bound, 1,000,000 bytes, refused the listing of a folder of some 140,000 messages, so a
     backlog that large could never be drained. The default, 16 MiB, lists about two million;
     a longer line raises :class:`~asm_email_rules.errors.MailboxError` naming the bound.
@@ -304,6 +305,7 @@ class ImapMailbox(ServerSession):
         self.config = config
         self._imap: imaplib.IMAP4 | None = None
         self._selected = False  # the folder is selected on the connection
+        self._selected_count: object = None  # the message count SELECT answered with
         self._opened_ahead = False  # connected by open(), not yet used: may be replaced once
         self._capabilities: frozenset[str] = frozenset()
         self._deleted: set[str] = set()
@@ -393,10 +395,13 @@ class ImapMailbox(ServerSession):
     def _select(self, client: imaplib.IMAP4) -> None:
         """``SELECT`` the folder; on failure the connection is dropped (MailboxError)."""
         try:
-            self._call("SELECT", lambda: client.select(encode_mailbox_name(self.config.folder)))
+            said = self._call(
+                "SELECT", lambda: client.select(encode_mailbox_name(self.config.folder))
+            )
         except MailboxError:
             self._drop()
             raise
+        self._selected_count = said[0] if said else None
 
     def _signed_in(self) -> imaplib.IMAP4:
         """The connection, signed in and its capabilities known (connected when not yet)."""
@@ -531,8 +536,17 @@ class ImapMailbox(ServerSession):
         whether any are left). ``skip``: UIDs not to list (the polling
         service's keys handled earlier in the pass). The UIDs listed serve the batched
         :meth:`fetch` until the next listing. Raises MailboxError.
+
+        A limited listing with a ``skip`` that has a size searches only the first ``limit``
+        plus that many messages (plus the session's deletions) by sequence number, which
+        are the lowest UIDs (RFC 3501 section 2.3.1.2): the server's answer is a session's
+        worth of UIDs, not the folder's, so a backlog of ``n`` messages costs ``n / limit``
+        searches of a session's worth, not of up to ``n`` UIDs each. Only when those hold
+        fewer than ``limit`` UIDs to list (messages marked ``\\Deleted`` by someone else) or
+        the server refuses the range is the whole folder searched.
         """
-        data = self._uid("UID SEARCH", "SEARCH", "UNDELETED")
+        ranged = self._first_messages(limit, skip)
+        data = self._search(ranged) if ranged else self._search(None)
         deleted = self._deleted
 
         def found() -> Iterator[int]:
@@ -546,6 +560,9 @@ class ImapMailbox(ServerSession):
                         yield uid
 
         uids = sorted(found()) if limit is None else heapq.nsmallest(max(0, limit), found())
+        if ranged and len(uids) < max(0, limit or 0):  # marked by others: search them all
+            data = self._search(None)
+            uids = heapq.nsmallest(max(0, limit or 0), found())
         listed = [str(uid) for uid in uids]
         self._listed, self._position = listed, {uid: n for n, uid in enumerate(listed)}
         # The last UID of a listing cut at its limit is fetched only when asked for, never
@@ -557,6 +574,44 @@ class ImapMailbox(ServerSession):
         self._sizes, self._sized, self._gone = {}, set(), set()
         self._fetched.clear()
         return iter(listed)
+
+    def _first_messages(self, limit: int | None, skip: Container[str]) -> int:
+        """How many messages, from the first by sequence number, a limited listing searches:
+        ``limit`` plus the UIDs it leaves out (``skip``, this session's deletions), so that
+        at least ``limit`` of them are listed unless some are marked ``\\Deleted`` by someone
+        else; 0 (the whole folder) when that is all of it, or ``skip`` has no size."""
+        if limit is None or limit <= 0 or not isinstance(skip, Sized):
+            return 0
+        span = limit + len(skip) + len(self._deleted)
+        return span if span < self._exists(self._client()) else 0
+
+    def _exists(self, client: imaplib.IMAP4) -> int:
+        """The folder's message count as the server last said (``EXISTS``: at ``SELECT``, or
+        since, as mail arrived); 0 when it never said."""
+        since = client.untagged_responses.get("EXISTS")
+        said = since[-1] if since else self._selected_count
+        try:
+            return int(said) if isinstance(said, bytes | str | int) else 0
+        except ValueError:
+            return 0
+
+    def _search(self, first: int | None) -> list[object]:
+        """``UID SEARCH UNDELETED``, of the first ``first`` messages (by sequence number) or
+        of the whole folder (None). A server that refuses the range (a message expunged by
+        someone else since it said how many there are: RFC 9051 asks for a BAD then) gets
+        the whole search instead."""
+        if first is None:
+            return self._uid("UID SEARCH", "SEARCH", "UNDELETED")
+        try:
+            return self._uid("UID SEARCH", "SEARCH", f"1:{first}", "UNDELETED")
+        except MailboxError as exc:
+            if isinstance(exc.__cause__, imaplib.IMAP4.abort | OSError) or self._broken:
+                raise
+            log.info(
+                "IMAP server refused a search of the first messages; searching them all",
+                extra={"imap_server": self._where(), "error": str(exc)},
+            )
+            return self._uid("UID SEARCH", "SEARCH", "UNDELETED")
 
     def _fetch(self, key: str, items: str) -> tuple[bytes, bytes]:
         """``(response line, literal)`` of a UID FETCH for exactly this UID."""
