@@ -377,9 +377,8 @@ def test_a_listing_from_the_keys_kept_ahead_sees_what_went_and_what_is_skipped_n
     box = MaildirMailbox(root)
     assert list(box.list_keys(limit=5, skip=set(keys[:5]))) == [keys[5], *keys[8:12]]
     assert box.fetch(keys[5]) == b"Subject: x\n\nx\n"
-    # a key skipped no more (a failing message kept, in the next pass) comes first again
     assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[1:5]))) == [
-        keys[0],
+        keys[0],  # kept by the scan (it skipped nothing): listed again once not skipped
         keys[5],
         keys[8],
     ]
@@ -401,3 +400,31 @@ def test_a_listing_from_the_keys_kept_ahead_sees_what_went_and_what_is_skipped_n
         keys[57],
         "1700001000.M1P2.h",
     ]
+
+
+def test_a_key_the_scan_skipped_and_a_listing_skips_no_more_is_listed_in_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The polling service skips the keys it handled in the pass; a scan under that skip does
+    # not keep them. A listing that skips one no more while its file is still there (a
+    # message kept to retry, in the next pass) has the folder scanned again and gets it first;
+    # one whose file is gone (the session that deleted it has ended) changes nothing.
+    root = tmp_path / "Maildir"
+    names = [f"new/{1_700_000_000 + n}.M{n:06d}P1.h" for n in range(40)]
+    _deliver_names(root, names)
+    keys = [name[4:] for name in names]
+    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[:6]))) == keys[6:9]
+    scans = _CountingScans(monkeypatch)
+    for name in names[:3]:
+        (root / name).unlink()  # deleted, and the service forgot them
+    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[3:9]))) == keys[9:12]
+    assert scans.count == 0
+    again = MaildirMailbox(root).list_keys(limit=3, skip={*keys[3:5], *keys[6:9]})
+    assert list(again) == [
+        keys[5],  # skipped by the scan, still there
+        keys[9],
+        keys[10],
+    ]
+    assert scans.count == 2
+    assert list(MaildirMailbox(root).list_keys(limit=3)) == [keys[3], keys[4], keys[5]]
+    assert scans.count == 4

@@ -182,36 +182,41 @@ class _Ahead:
     :data:`LISTING_AHEAD_SECONDS`, for :data:`_AHEAD_FOLDERS` folders at most (about a
     hundred bytes a key: some 80 KB a folder at the polling service's 101 keys a session).
 
-    A listing served from them is the ``limit`` oldest of the keys kept that are not skipped
-    and whose file is still where the scan found it; a key whose file is gone (deleted,
-    quarantined, moved) is forgotten. When fewer than ``limit`` are left, the folder is
-    scanned again. The keys are the oldest of the folder when scanned, skipped or not, so
-    whatever the next listing skips, and a file delivered since is newer than all of them.
+    With them, the keys that scan skipped among them (older than the newest kept) and their
+    files. A listing served from them is the ``limit`` oldest of the keys kept that it does
+    not skip and whose file is still where the scan found it (a key whose file is gone,
+    deleted, quarantined or moved, is forgotten). The folder is scanned again when fewer
+    than ``limit`` are left, or when a key the scan skipped is skipped no more and still
+    there (so it is listed in its place). A file delivered since the scan is newer than all
+    of the keys kept.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._folders: dict[str, tuple[float, list[_Kept]]] = {}
+        self._folders: dict[str, tuple[float, list[_Kept], list[tuple[str, str]]]] = {}
 
-    def keep(self, root: str, kept: list[_Kept]) -> None:
-        """Keep ``kept`` (the oldest keys of ``root``'s scan, in order) for the next listings."""
+    def keep(self, root: str, kept: list[_Kept], skipped: list[tuple[str, str]]) -> None:
+        """Keep ``kept`` (the oldest keys of ``root``'s scan, in order) and ``skipped`` (the
+        keys, with their files, the scan skipped among them) for the next listings."""
         with self._lock:
             self._folders.pop(root, None)
             while len(self._folders) >= _AHEAD_FOLDERS:
                 del self._folders[next(iter(self._folders))]
-            self._folders[root] = (time.monotonic(), kept)
+            self._folders[root] = (time.monotonic(), kept, skipped)
 
     def serve(self, root: str, limit: int, skip: Container[str]) -> list[_Kept] | None:
         """The ``limit`` oldest keys kept for ``root`` that are not in ``skip`` and whose
-        files are still there, with their files; None when there are fewer (or none kept, or
-        kept too long ago): the folder must be scanned."""
+        files are still there, with their files; None when the folder must be scanned (see
+        the class)."""
         with self._lock:
-            found = self._folders.get(root)
+            found = self._folders.pop(root, None)
             if found is None:
                 return None
-            at, kept = found
+            at, kept, skipped = found
             if time.monotonic() - at > LISTING_AHEAD_SECONDS:
-                del self._folders[root]
+                return None
+            still = [entry for entry in skipped if entry[0] in skip or _there(root, entry[1])]
+            if any(key not in skip for key, _ in still):  # skipped no more, still there
                 return None
             served: list[_Kept] = []
             gone: set[str] = set()
@@ -219,19 +224,23 @@ class _Ahead:
                 key = entry[0]
                 if key in skip:
                     continue
-                if not os.path.exists(os.path.join(root, entry[1])):
+                if not _there(root, entry[1]):
                     gone.add(key)
                     continue
                 served.append(entry)
                 if len(served) == limit:
                     break
+            if len(served) < limit:
+                return None
             if gone:
                 kept = [entry for entry in kept if entry[0] not in gone]
-                self._folders[root] = (at, kept)
-            if len(served) < limit:
-                del self._folders[root]
-                return None
+            self._folders[root] = (at, kept, still)
             return served
+
+
+def _there(root: str, name: str) -> bool:
+    """True when the file ``name`` (``new/...`` or ``cur/...``) is in the folder ``root``."""
+    return os.path.exists(os.path.join(root, name))
 
 
 _AHEAD = _Ahead()
@@ -318,38 +327,47 @@ class MaildirMailbox(KeyedMailbox):
         polling service's keys handled earlier in the pass). Raises MailboxError when a
         folder cannot be read.
 
-        A limited scan keeps the oldest ``LISTING_AHEAD`` times ``limit`` keys, skipped or
-        not, and the next limited listings of the folder in this process (the next
-        sessions, each with a mailbox of its own) take theirs from those (:class:`_Ahead`)
-        instead of scanning again: one scan for several sessions, so a backlog of ``n``
-        files costs ``n / (LISTING_AHEAD * limit)`` scans, not ``n / limit``, each of the
-        whole folder. What was delivered after that scan is newer than what it kept, so the
+        A limited scan keeps the oldest ``LISTING_AHEAD`` times ``limit`` keys not skipped,
+        and the next limited listings of the folder in this process (the next sessions,
+        each with a mailbox of its own) take theirs from those (:class:`_Ahead`) instead of
+        scanning again: one scan for several sessions, so a backlog of ``n`` files costs
+        ``n / (LISTING_AHEAD * limit)`` scans, not ``n / limit``, each of the whole folder.
+        A key that scan skipped and a listing skips no more (still there) has the folder
+        scanned again. What was delivered after the scan is newer than what it kept, so the
         answer is the same, but for mail put in the folder since with an older name (moved
         in by hand): it is listed once the keys kept run out, or after
         ``LISTING_AHEAD_SECONDS``.
         """
-        if limit is not None and limit > 0 and not self._deleted:
-            served = _AHEAD.serve(self._root, limit, skip)
-            if served is not None:
-                self._files = {key: name for key, name, _ in served}
-                self._earlier = {key: list(earlier) for key, _, earlier in served if earlier}
-                return iter([key for key, _, _ in served])
         if limit is None or limit <= 0 or self._deleted:
             return iter(self._scan(limit, skip))
-        ahead = limit * LISTING_AHEAD
-        keys = self._scan(ahead, ())
-        listed = [key for key in keys if key not in skip][:limit]
-        if len(listed) < limit and len(keys) == ahead:  # more skipped than kept ahead
-            return iter(self._scan(limit, skip))
+        served = _AHEAD.serve(self._root, limit, skip)
+        if served is not None:
+            self._files = {key: name for key, name, _ in served}
+            self._earlier = {key: list(earlier) for key, _, earlier in served if earlier}
+            return iter([key for key, _, _ in served])
+        skipped: list[tuple[str, str]] = []
+        keys = self._scan(limit * LISTING_AHEAD, skip, skipped)
         if len(keys) > limit:  # a next session: it starts from these
-            earlier = self._earlier
-            _AHEAD.keep(self._root, [(key, self._files[key], earlier.get(key, ())) for key in keys])
-        return iter(listed)
+            newest = _order(keys[-1])
+            files, earlier = self._files, self._earlier
+            _AHEAD.keep(
+                self._root,
+                [(key, files[key], earlier.get(key, ())) for key in keys],
+                [(key, name) for key, name in skipped if _order(key) < newest],
+            )
+        return iter(keys[:limit])
 
-    def _scan(self, limit: int | None, skip: Container[str]) -> list[str]:
+    def _scan(
+        self,
+        limit: int | None,
+        skip: Container[str],
+        skipped: list[tuple[str, str]] | None = None,
+    ) -> list[str]:
         """One scan of ``new`` and ``cur``: the ``limit`` oldest keys not in ``skip`` (None:
         every key), in order; their files (and those of the keys deleted this session,
-        wherever they are now) are what :meth:`fetch`, :meth:`delete` and :meth:`close` use."""
+        wherever they are now) are what :meth:`fetch`, :meth:`delete` and :meth:`close` use.
+        ``skipped`` gets the keys in ``skip`` the scan came across, with their files (not
+        all of those newer than the ``limit`` kept: most are passed over on their names)."""
         deleted = _Files()  # this session's deletions: their files, for close()
         kept = _Oldest(limit)
         track = self._deleted  # every file of a deleted key is found, however late
@@ -367,6 +385,8 @@ class MaildirMailbox(KeyedMailbox):
                             deleted.add(key, f"{sub}/{name}")
                         elif key not in skip:
                             kept.offer(key, f"{sub}/{name}")
+                        elif skipped is not None:
+                            skipped.append((key, f"{sub}/{name}"))
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot list: {exc}") from exc
         files = kept.files
