@@ -19,6 +19,11 @@ and times, on the same messages, each in a fresh store:
   (decoded) in SQLite (WAL, synchronous=NORMAL) in one transaction, delete the file.
 - ``maildir``: ours, ``PollingService.poll_once`` on a Maildir account into the SQLite store,
   replies recorded but not sent (no mailer).
+- ``maildir+accept``: the same with every reply handed to a mailer that renders it as the
+  SMTP mailer does and accepts it at once, with no server (``AcceptingMailer``): what replies
+  cost in the library itself (the outbox's claims and records, the reply pump's thread, the
+  rendering), without SMTP or a sink sharing the machine. The report sets it beside the
+  10x-django-helpdesk line: the least replies can cost here.
 - ``maildir+smtp``: the same with every reply sent to a counting aiosmtpd sink on loopback
   (its own process, so it does not share our interpreter lock; its EHLO offers PIPELINING and
   CHUNKING as real servers do, ``--sink-without-pipelining`` / ``--sink-without-chunking``
@@ -92,7 +97,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -106,7 +111,9 @@ from asm_email_rules.adapters.smtp import SmtpMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
 from asm_email_rules.connection import Security, SmtpConfig
-from asm_email_rules.model import Call, EntityKind, EntityRef, Person
+from asm_email_rules.errors import SendError
+from asm_email_rules.model import Call, EntityKind, EntityRef, OutgoingEmail, Person
+from asm_email_rules.outgoing import render_reply
 from asm_email_rules.sample import (
     ALICE,
     DEMO_MAILBOX_OPTIONS,
@@ -768,6 +775,31 @@ def smtp_mailer(port: int) -> SmtpMailer:
     )
 
 
+class AcceptingMailer:
+    """A mailer that renders each reply as :class:`SmtpMailer` does and accepts it at once,
+    with no server: the ``maildir+accept`` column, where replies cost only what the library
+    does around sending (the outbox's claims and records, the reply pump, the rendering),
+    and nothing of SMTP or of a sink sharing the machine."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+
+    def send(self, message: OutgoingEmail, *, now: datetime | None = None) -> None:
+        render_reply(message, now=now, default_sender=DESK_ADDRESS)
+        self.accepted += 1
+
+    def send_many(
+        self,
+        messages: Sequence[OutgoingEmail],
+        *,
+        now: datetime | None = None,
+        answered: Callable[[Sequence[SendError | None]], bool] | None = None,
+    ) -> list[SendError | None]:
+        for message in messages:
+            self.send(message, now=now)
+        return [None] * len(messages)
+
+
 # -- IMAP on Dovecot ------------------------------------------------------------------------
 
 
@@ -994,10 +1026,10 @@ def report(
         a, b = columns[top], columns[bottom]
         value = (b.ms / a.ms) if per_message else (a.rate / b.rate)
         cpu = (b.cpu_ms / a.cpu_ms) if a.cpu_ms and b.cpu_ms else 0.0
-        print(f"  {label:<44}{value:6.2f}x  (cpu {cpu:5.2f}x)   goal {goal}")
+        print(f"  {label:<44}{value:6.2f}x  (cpu {cpu:5.2f}x)" + (f"   goal {goal}" if goal else ""))
 
     print("\nmemory (peak above warm / largest message)")
-    for name in ("maildir", "maildir+smtp", "imap", "floor"):
+    for name in ("maildir", "maildir+accept", "maildir+smtp", "imap", "floor"):
         if name in columns and columns[name].peak >= 0:
             value = columns[name].peak / largest
             goal = "goal <= 3.0x" if name != "floor" else "(the floor: no goal)"
@@ -1006,6 +1038,7 @@ def report(
     print("\nratios (throughput from wall time; in brackets the same from CPU time)")
     ratio("maildir / floor", "maildir", "floor", ">= 0.90")
     ratio("maildir+smtp / maildir", "maildir+smtp", "maildir", ">= 0.75")
+    ratio("maildir+accept / maildir (no server)", "maildir+accept", "maildir", "")
     ratio("imap / maildir", "imap", "maildir", ">= 0.70")
     ratio(
         "per message: helpdesk / maildir+smtp",
@@ -1014,6 +1047,20 @@ def report(
         ">= 10",
         per_message=True,
     )
+    if "helpdesk" in columns:
+        line = columns["helpdesk"].ms / 10
+        print(
+            f"  ten times django-helpdesk is {line:.2f} ms a message with replies; ours is"
+            + "".join(
+                f" {columns[name].ms:.2f} {label}"
+                for name, label in (
+                    ("maildir", "without replies,"),
+                    ("maildir+accept", "with replies accepted at once (no server),"),
+                    ("maildir+smtp", "with replies to the sink"),
+                )
+                if name in columns
+            )
+        )
 
 
 def run_column(name: str, work: Path, options: dict[str, Any], tree: Path | None = None) -> Column:
@@ -1060,6 +1107,10 @@ def child(name: str, work: Path, options: dict[str, Any]) -> int:
             smtp_mailer(options["smtp_port"]),
             profile=profile,
         )
+    elif name == "maildir+accept":
+        column = run_ours(
+            name, work, meta, maildir_account(work / name), AcceptingMailer(), profile=profile
+        )
     elif name == "imap":
         column = run_ours(name, work, meta, imap_account(options), None, profile=profile)
     else:
@@ -1094,10 +1145,10 @@ def one_round(
     def profiled(name: str) -> dict[str, str]:
         return profile(name) if profile is not None else {}
 
-    for name in ("floor", "maildir", "maildir+smtp", "imap"):
+    for name in ("floor", "maildir", "maildir+accept", "maildir+smtp", "imap"):
         _fresh(work, name)
         shutil.rmtree(work / f"{name}-warm", ignore_errors=True)
-        if name not in skip and not (name == "maildir+smtp" and "smtp" in skip):
+        if {"maildir+smtp": "smtp", "maildir+accept": "accept"}.get(name, name) not in skip:
             fill_maildir(work / f"{name}-warm", warmup)
     if "floor" not in skip:
         fill_maildir(work / "floor", samples)
@@ -1105,6 +1156,9 @@ def one_round(
     if "maildir" not in skip:
         fill_maildir(work / "maildir", samples)
         found["maildir"] = run_column("maildir", work, profiled("maildir"))
+    if "accept" not in skip:
+        fill_maildir(work / "maildir+accept", samples)
+        found["maildir+accept"] = run_column("maildir+accept", work, profiled("accept"))
     if "smtp" not in skip:
         fill_maildir(work / "maildir+smtp", samples)
         with smtp_sink() as sink:
@@ -1138,7 +1192,11 @@ def main(argv: list[str] | None = None) -> int:
         return child(argv[1], Path(argv[2]), json.loads(argv[3]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("counts", nargs="*", type=int, default=[2000, 10000])
-    parser.add_argument("--skip", default="", help="columns to skip: floor,maildir,smtp,imap,peer")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="columns to skip: floor,maildir,accept (maildir+accept),smtp,imap,peer",
+    )
     parser.add_argument(
         "--peer-limit",
         type=int,
