@@ -1026,7 +1026,8 @@ def report(
         a, b = columns[top], columns[bottom]
         value = (b.ms / a.ms) if per_message else (a.rate / b.rate)
         cpu = (b.cpu_ms / a.cpu_ms) if a.cpu_ms and b.cpu_ms else 0.0
-        print(f"  {label:<44}{value:6.2f}x  (cpu {cpu:5.2f}x)" + (f"   goal {goal}" if goal else ""))
+        wanted = f"   goal {goal}" if goal else ""
+        print(f"  {label:<44}{value:6.2f}x  (cpu {cpu:5.2f}x){wanted}")
 
     print("\nmemory (peak above warm / largest message)")
     for name in ("maildir", "maildir+accept", "maildir+smtp", "imap", "floor"):
