@@ -686,3 +686,59 @@ def test_a_server_refusing_the_search_of_the_first_messages_is_searched_whole(
         assert list(box.list_keys(limit=3, skip={every[0]})) == every[1:4]
         assert refused == [("1:4", "UNDELETED")]
         assert box.fetch(every[1]) == make_message(2)
+
+
+def _ranged_past(commands: list[tuple[str, ...]], left: int) -> list[tuple[str, ...]]:
+    """The ranged ``UID SEARCH`` commands sent whose range passes message ``left``."""
+    return [
+        c for c in commands if c[0] == "SEARCH" and c[1].startswith("1:") and int(c[1][2:]) > left
+    ]
+
+
+def test_a_limited_listing_never_searches_past_the_messages_the_end_before_left(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # RFC 9051 asks a server for a BAD when a sequence number passes its last message. The
+    # end of the session before expunges on a connection of its own while the next session
+    # lists: the count this connection was told drops by each EXPUNGE the server reports
+    # (here with the look for a dead session's leftovers), and the range stays within it.
+    _deliver(dovecot, mail_user, make_message, 12)
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        every = list(box.list_keys())
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        box._client()  # selected while 12 are there
+        previous = ImapMailbox(_config(dovecot, mail_user))  # the session before, ending
+        assert list(previous.list_keys(limit=7)) == every[:7]
+        for key in every[:6]:
+            previous.delete(key)
+        previous.close()  # UID EXPUNGE of 6
+        commands = _spy(box)
+        assert list(box.deleted_keys()) == []  # the server reports the 6 EXPUNGEs here
+        assert list(box.list_keys(limit=2, skip=set(every[:6]))) == every[6:8]
+    assert _ranged_past(commands, 6) == []
+
+
+@pytest.mark.parametrize("uidplus", [True, False])
+def test_a_limited_listing_never_searches_past_what_the_sessions_own_expunge_left(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes], uidplus: bool
+) -> None:
+    # A session expunges a dead session's leftovers itself (UID EXPUNGE, or a plain EXPUNGE
+    # without UIDPLUS, whose responses imaplib hands back instead of keeping) before it lists.
+    _deliver(dovecot, mail_user, make_message, 12)
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        every = list(box.list_keys())
+    other = dovecot._imap(mail_user)
+    try:
+        other.select("INBOX")
+        status, _ = other.uid("STORE", f"{every[0]}:{every[5]}", "+FLAGS", "(\\Deleted)")
+        assert status == "OK"
+    finally:
+        other.logout()
+    with ImapMailbox(_config(dovecot, mail_user)) as box:
+        box._client()
+        if not uidplus:
+            box._capabilities = box._capabilities - {"UIDPLUS"}
+        commands = _spy(box)
+        assert box.expunge(list(box.deleted_keys())) == 6
+        assert list(box.list_keys(limit=3, skip=set(every[6:10]))) == every[10:12]
+    assert _ranged_past(commands, 6) == []

@@ -362,69 +362,196 @@ def test_a_backlogs_sessions_scan_the_folder_once_in_listing_ahead_sessions(
     assert scans.count < 2 * sessions / 4
 
 
-def test_a_listing_from_the_keys_kept_ahead_sees_what_went_and_what_is_skipped_no_more(
+def _names(count: int) -> tuple[list[str], list[str]]:
+    """``count`` file names in ``new``, one a second, and their keys (the same order)."""
+    names = [f"new/{1_700_000_000 + n}.M{n:06d}P1.h" for n in range(count)]
+    return names, [name[4:] for name in names]
+
+
+def _handled(root: Path, keys: list[str]) -> None:
+    """Delete ``keys`` as a session does: through a mailbox, unlinked on close."""
+    box = MaildirMailbox(root)
+    for key in keys:
+        box.delete(key)
+    box.close()
+
+
+def test_a_listing_from_the_keys_kept_ahead_is_what_a_scan_would_list(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "Maildir"
-    names = [f"new/{1_700_000_000 + n}.M{n:06d}P1.h" for n in range(60)]
+    names, keys = _names(60)
     _deliver_names(root, names)
-    keys = [name[4:] for name in names]
     assert list(MaildirMailbox(root).list_keys(limit=5)) == keys[:5]
     scans = _CountingScans(monkeypatch)
-    (root / names[6]).unlink()  # deleted by a mail program since the scan
-    (root / names[7]).rename(root / "cur" / f"{keys[7]}:2,S")  # moved: listed at the next scan
+    _handled(root, keys[:5])  # the session's deletions: forgotten, not listed again
     _deliver_names(root, [f"new/{1_700_000_000 + 1_000}.M1P2.h"])  # newer than all kept
     box = MaildirMailbox(root)
-    assert list(box.list_keys(limit=5, skip=set(keys[:5]))) == [keys[5], *keys[8:12]]
+    assert list(box.list_keys(limit=5)) == keys[5:10]
     assert box.fetch(keys[5]) == b"Subject: x\n\nx\n"
-    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[1:5]))) == [
-        keys[0],  # kept by the scan (it skipped nothing): listed again once not skipped
-        keys[5],
-        keys[8],
-    ]
+    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[5:8]))) == keys[8:11]
     assert scans.count == 0  # all of that from the one scan
+    # a mail program marks one read (new/K to cur/K:2,S): scanned again, listed in its place
+    (root / names[8]).rename(root / "cur" / f"{keys[8]}:2,S")
+    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[5:8]))) == keys[8:11]
+    assert scans.count == 2  # new and cur
+    # one removes a message: scanned again
+    (root / names[9]).unlink()
+    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[5:8]))) == [
+        keys[8],
+        keys[10],
+        keys[11],
+    ]
+    assert scans.count == 4
     # mail put in with an older name than the keys kept: listed once they are too old
     _deliver_names(root, [f"new/{1_600_000_000}.M1P3.h"])
-    assert list(MaildirMailbox(root).list_keys(limit=2, skip=set(keys[:5]))) == [keys[5], keys[8]]
+    assert list(MaildirMailbox(root).list_keys(limit=2, skip=set(keys[5:8]))) == [
+        keys[8],
+        keys[10],
+    ]
     monkeypatch.setattr(maildir, "LISTING_AHEAD_SECONDS", -1.0)
-    assert list(MaildirMailbox(root).list_keys(limit=2, skip=set(keys[:5]))) == [
+    assert list(MaildirMailbox(root).list_keys(limit=2, skip=set(keys[5:8]))) == [
         "1600000000.M1P3.h",
-        keys[5],
+        keys[8],
     ]
-    assert scans.count == 2
-    # skipped beyond what a scan keeps ahead (5 * LISTING_AHEAD): the folder is scanned again
-    skipped = {key for key in keys if key not in (keys[55], keys[57])}
-    assert list(MaildirMailbox(root).list_keys(limit=5, skip=skipped)) == [
-        "1600000000.M1P3.h",
-        keys[55],
-        keys[57],
-        "1700001000.M1P2.h",
-    ]
+    assert scans.count == 6
 
 
 def test_a_key_the_scan_skipped_and_a_listing_skips_no_more_is_listed_in_its_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The polling service skips the keys it handled in the pass; a scan under that skip does
-    # not keep them. A listing that skips one no more while its file is still there (a
-    # message kept to retry, in the next pass) has the folder scanned again and gets it first;
-    # one whose file is gone (the session that deleted it has ended) changes nothing.
+    # not keep them. Those it deleted are forgotten once unlinked; one it kept (to retry in the
+    # next pass) and skips no more has the folder scanned again, and is listed first, even
+    # when a mail program moved its file meanwhile.
     root = tmp_path / "Maildir"
-    names = [f"new/{1_700_000_000 + n}.M{n:06d}P1.h" for n in range(40)]
+    names, keys = _names(40)
     _deliver_names(root, names)
-    keys = [name[4:] for name in names]
     assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[:6]))) == keys[6:9]
     scans = _CountingScans(monkeypatch)
-    for name in names[:3]:
-        (root / name).unlink()  # deleted, and the service forgot them
+    _handled(root, keys[:3])
     assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[3:9]))) == keys[9:12]
     assert scans.count == 0
     again = MaildirMailbox(root).list_keys(limit=3, skip={*keys[3:5], *keys[6:9]})
-    assert list(again) == [
-        keys[5],  # skipped by the scan, still there
-        keys[9],
-        keys[10],
-    ]
+    assert list(again) == [keys[5], keys[9], keys[10]]  # skipped by the scan, still there
     assert scans.count == 2
-    assert list(MaildirMailbox(root).list_keys(limit=3)) == [keys[3], keys[4], keys[5]]
+    (root / names[5]).rename(root / "cur" / f"{keys[5]}:2,S")  # kept, then marked read
+    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[6:12]))) == [
+        keys[3],
+        keys[4],
+        keys[5],
+    ]
     assert scans.count == 4
+
+
+def test_a_sessions_end_unlinking_while_the_next_listing_is_served_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A session's end unlinks its files on another thread while the next session lists:
+    # what it unlinks meanwhile is forgotten all the same, so the session after does not
+    # take those files for ones a mail program removed (which would scan the folder again).
+    root = tmp_path / "Maildir"
+    names, keys = _names(40)
+    _deliver_names(root, names)
+    first = MaildirMailbox(root)
+    assert list(first.list_keys(limit=3)) == keys[:3]
+    for key in keys[:3]:
+        first.delete(key)
+    scans = _CountingScans(monkeypatch)
+    real = os.path.exists
+    ended: list[bool] = []
+
+    def exists(path: Any) -> bool:
+        if not ended and os.path.basename(path) in keys:  # the listing looks at the files
+            ended.append(True)
+            first.close()  # the end behind runs meanwhile
+        return real(path)
+
+    monkeypatch.setattr(os.path, "exists", exists)
+    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[:3]))) == keys[3:6]
+    monkeypatch.setattr(os.path, "exists", real)
+    assert ended
+    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[3:6]))) == keys[6:9]
+    assert scans.count == 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_sessions_served_from_the_keys_kept_ahead_list_what_a_fresh_scan_lists(
+    tmp_path: Path, seed: int
+) -> None:
+    # Sessions as the polling service runs them (a mailbox each, the previous one's end
+    # closing it after the next one listed, its keys skipped until then, failures kept and
+    # skipped for the pass), with new mail, and mail programs removing files and moving them
+    # from new to cur, and passes ending: every limited listing is what a full scan lists.
+    rng = random.Random(seed)
+    root = tmp_path / "Maildir"
+    clock, serial = [1_700_000_000], [0]
+
+    def deliver(count: int) -> None:
+        names = []
+        for _ in range(count):
+            clock[0] += rng.choice((0, 0, 1))  # a name never older than one before it
+            serial[0] += 1
+            key = f"{clock[0]}.M{serial[0]:06d}P1Q{serial[0]}.h"
+            names.append(f"new/{key}" if rng.random() < 0.7 else f"cur/{key}:2,S")
+        _deliver_names(root, names)
+
+    def files() -> list[Path]:
+        return sorted(path for sub in ("new", "cur") for path in (root / sub).iterdir())
+
+    deliver(rng.randrange(30, 250))
+    limit = rng.choice((1, 3, 7, 11))
+    seen: set[str] = set()
+    behind: tuple[MaildirMailbox, set[str]] | None = None
+    for step in range(100):
+        box = MaildirMailbox(root)
+        every = [key for key in MaildirMailbox(root).list_keys() if key not in seen]
+        listed = list(box.list_keys(limit=limit, skip=seen))
+        assert listed == every[:limit], step
+        if behind is not None:
+            behind[0].close()
+            seen.difference_update(behind[1])
+        gone = set()
+        for key in listed:
+            box.fetch(key)
+            seen.add(key)
+            chance = rng.random()
+            if chance < 0.8:
+                box.delete(key)
+                gone.add(key)
+            elif chance < 0.9:
+                box.quarantine(key, "set aside")
+                gone.add(key)  # else: failed, kept and skipped for the pass
+        behind = (box, gone)
+        chance = rng.random()
+        if chance < 0.2:
+            deliver(rng.randrange(1, 15))
+        elif chance < 0.3 and files():
+            rng.choice(files()).unlink()  # a mail program removes one
+        elif chance < 0.4:
+            fresh = [path for path in files() if path.parent.name == "new"]
+            if fresh:  # a mail program marks one read
+                moved = rng.choice(fresh)
+                moved.rename(root / "cur" / f"{moved.name}:2,S")
+        elif chance < 0.45:  # the pass ends: its end is waited for, nothing is skipped
+            behind[0].close()
+            behind, seen = None, set()
+
+
+def test_the_keys_a_scan_keeps_ahead_are_bounded_whatever_the_sessions_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A session's worth times LISTING_AHEAD, but LISTING_AHEAD_KEYS at most: a desk with
+    # large sessions keeps what one scan finds for fewer sessions, not more keys.
+    monkeypatch.setattr(maildir, "LISTING_AHEAD_KEYS", 20)
+    root = tmp_path / "Maildir"
+    names, keys = _names(100)
+    _deliver_names(root, names)
+    scans = _CountingScans(monkeypatch)
+    for session in range(5):
+        box = MaildirMailbox(root)
+        assert list(box.list_keys(limit=5)) == keys[5 * session : 5 * session + 5]
+        for key in keys[5 * session : 5 * session + 5]:
+            box.delete(key)
+        box.close()
+    assert scans.count == 4  # 20 keys kept: four sessions a scan

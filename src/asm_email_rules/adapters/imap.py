@@ -98,6 +98,14 @@ class ImapConfig:
         return self.ssl_context if self.ssl_context is not None else ssl.create_default_context()
 
 
+def _count(said: object) -> int:
+    """A message count the server sent (``b"12"``), or 0 when it is none."""
+    try:
+        return int(said) if isinstance(said, bytes | str | int) else 0
+    except ValueError:
+        return 0
+
+
 def encode_mailbox_name(name: str) -> str:
     """``name`` as an IMAP astring in modified UTF-7 (RFC 3501 5.1.3), quoted when needed."""
     out: list[str] = []
@@ -305,7 +313,8 @@ class ImapMailbox(ServerSession):
         self.config = config
         self._imap: imaplib.IMAP4 | None = None
         self._selected = False  # the folder is selected on the connection
-        self._selected_count: object = None  # the message count SELECT answered with
+        self._selected_count = 0  # the message count SELECT answered with
+        self._expunged_here = 0  # messages a plain EXPUNGE of ours removed since
         self._opened_ahead = False  # connected by open(), not yet used: may be replaced once
         self._capabilities: frozenset[str] = frozenset()
         self._deleted: set[str] = set()
@@ -401,7 +410,7 @@ class ImapMailbox(ServerSession):
         except MailboxError:
             self._drop()
             raise
-        self._selected_count = said[0] if said else None
+        self._selected_count, self._expunged_here = _count(said[0] if said else None), 0
 
     def _signed_in(self) -> imaplib.IMAP4:
         """The connection, signed in and its capabilities known (connected when not yet)."""
@@ -545,8 +554,8 @@ class ImapMailbox(ServerSession):
         fewer than ``limit`` UIDs to list (messages marked ``\\Deleted`` by someone else) or
         the server refuses the range is the whole folder searched.
         """
-        ranged = self._first_messages(limit, skip)
-        data = self._search(ranged) if ranged else self._search(None)
+        first = self._first_messages(limit, skip)
+        data = self._search(first)
         deleted = self._deleted
 
         def found() -> Iterator[int]:
@@ -560,9 +569,9 @@ class ImapMailbox(ServerSession):
                         yield uid
 
         uids = sorted(found()) if limit is None else heapq.nsmallest(max(0, limit), found())
-        if ranged and len(uids) < max(0, limit or 0):  # marked by others: search them all
-            data = self._search(None)
-            uids = heapq.nsmallest(max(0, limit or 0), found())
+        if first is not None and limit is not None and len(uids) < limit:
+            data = self._search(None)  # marked \\Deleted by others among them: search them all
+            uids = heapq.nsmallest(limit, found())
         listed = [str(uid) for uid in uids]
         self._listed, self._position = listed, {uid: n for n, uid in enumerate(listed)}
         # The last UID of a listing cut at its limit is fetched only when asked for, never
@@ -575,25 +584,27 @@ class ImapMailbox(ServerSession):
         self._fetched.clear()
         return iter(listed)
 
-    def _first_messages(self, limit: int | None, skip: Container[str]) -> int:
+    def _first_messages(self, limit: int | None, skip: Container[str]) -> int | None:
         """How many messages, from the first by sequence number, a limited listing searches:
         ``limit`` plus the UIDs it leaves out (``skip``, this session's deletions), so that
         at least ``limit`` of them are listed unless some are marked ``\\Deleted`` by someone
-        else; 0 (the whole folder) when that is all of it, or ``skip`` has no size."""
+        else; None (the whole folder) when that is all of it, or ``skip`` has no size."""
         if limit is None or limit <= 0 or not isinstance(skip, Sized):
-            return 0
+            return None
         span = limit + len(skip) + len(self._deleted)
-        return span if span < self._exists(self._client()) else 0
+        return span if span < self._message_count(self._client()) else None
 
-    def _exists(self, client: imaplib.IMAP4) -> int:
-        """The folder's message count as the server last said (``EXISTS``: at ``SELECT``, or
-        since, as mail arrived); 0 when it never said."""
+    def _message_count(self, client: imaplib.IMAP4) -> int:
+        """How many messages the folder holds, as far as the server said: the last
+        ``EXISTS`` (at ``SELECT``, or since, as mail arrived) less the ``EXPUNGE`` responses
+        received since (RFC 3501 7.4.1: the end of the session before, on a connection of
+        its own, expunges while this one lists). Never more than the server's count, which a
+        sequence number must not pass (RFC 9051 asks for a BAD): an ``EXISTS`` after some
+        expunges already counts them, and they are taken off again (fewer searched)."""
         since = client.untagged_responses.get("EXISTS")
-        said = since[-1] if since else self._selected_count
-        try:
-            return int(said) if isinstance(said, bytes | str | int) else 0
-        except ValueError:
-            return 0
+        said = _count(since[-1]) if since else self._selected_count
+        expunged = len(client.untagged_responses.get("EXPUNGE") or ())
+        return max(0, said - expunged - self._expunged_here)
 
     def _search(self, first: int | None) -> list[object]:
         """``UID SEARCH UNDELETED``, of the first ``first`` messages (by sequence number) or
@@ -925,7 +936,8 @@ class ImapMailbox(ServerSession):
             return len(wanted)
         if not self._expunge_is_safe(set(wanted)):
             return 0
-        self._call("EXPUNGE", client.expunge)
+        gone = self._call("EXPUNGE", client.expunge)  # and takes the EXPUNGE responses
+        self._expunged_here += sum(1 for item in gone if item is not None)
         self._deleted.clear()  # a plain EXPUNGE removed this session's deletions too
         return len(wanted)
 

@@ -19,10 +19,12 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
+
+import attrs
 
 from asm_email_rules.adapters._session import KeyedMailbox
 from asm_email_rules.errors import MailboxError
@@ -166,84 +168,110 @@ def _seconds(key: str) -> int | None:
 
 LISTING_AHEAD = 8
 """A limited Maildir listing keeps this many times its ``limit`` of the folder's oldest keys
-for the next sessions (:meth:`MaildirMailbox.list_keys`)."""
+for the next sessions (:meth:`MaildirMailbox.list_keys`), :data:`LISTING_AHEAD_KEYS` at
+most."""
+
+LISTING_AHEAD_KEYS = 4096
+"""The most keys a scan keeps (a session's worth, when that is more): about 0.4 MB."""
 
 LISTING_AHEAD_SECONDS = 60.0
 """How long the keys a scan kept ahead serve the next listings of the folder, at most."""
 
-_AHEAD_FOLDERS = 8  # folders whose keys are kept ahead at once (the least recent one goes)
+_KEPT_FOLDERS = 8  # folders whose keys are kept ahead at once (the least recent one goes)
 
-_Kept = tuple[str, str, "tuple[str, ...] | list[str]"]  # a key, its file, its earlier files
+_Entry = tuple[str, str, Sequence[str]]  # a key, its file, its earlier files (new/..., cur/...)
 
 
-class _Ahead:
-    """The oldest keys of each folder's last limited scan, in order, with their files, for
-    the next limited listings of the folder in this process: kept for
-    :data:`LISTING_AHEAD_SECONDS`, for :data:`_AHEAD_FOLDERS` folders at most (about a
-    hundred bytes a key: some 80 KB a folder at the polling service's 101 keys a session).
+@attrs.define
+class _Kept:
+    """What one limited scan of a folder kept for the next listings (see :class:`_KeptAhead`)."""
 
-    With them, the keys that scan skipped among them (older than the newest kept) and their
-    files. A listing served from them is the ``limit`` oldest of the keys kept that it does
-    not skip and whose file is still where the scan found it (a key whose file is gone,
-    deleted, quarantined or moved, is forgotten). The folder is scanned again when fewer
-    than ``limit`` are left, or when a key the scan skipped is skipped no more and still
-    there (so it is listed in its place). A file delivered since the scan is newer than all
-    of the keys kept.
+    at: float  # time.monotonic() of the scan
+    keys: list[_Entry]  # oldest first
+    skipped: list[str]  # the keys in the scan's skip older than the newest kept
+    unlinked: set[str] = attrs.Factory(set)  # keys this process has unlinked since
+
+
+class _KeptAhead:
+    """The oldest keys of each folder's last limited scan, for the next limited listings of
+    the folder in this process (the polling service's next sessions, each with a mailbox of
+    its own): kept for :data:`LISTING_AHEAD_SECONDS`, for :data:`_KEPT_FOLDERS` folders at
+    most (about a hundred bytes a key).
+
+    A listing served from them is the ``limit`` oldest keys kept that it does not skip. The
+    keys whose files this process unlinked since (a session's deletions, quarantines: told by
+    :meth:`forget`) are dropped. Anything else that changed is left to a new scan: a kept
+    key to list whose file is no longer where the scan found it (moved from ``new`` to
+    ``cur`` by a mail program, or removed by one), a key the scan skipped that the listing
+    does not skip (a message kept to retry, in the next pass: it is listed in its place),
+    fewer than ``limit`` keys left, or keys kept too long ago.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._folders: dict[str, tuple[float, list[_Kept], list[tuple[str, str]]]] = {}
+        self._folders: dict[str, _Kept] = {}
+        self._serving: dict[str, set[str]] = {}  # folder being served -> keys unlinked meanwhile
 
-    def keep(self, root: str, kept: list[_Kept], skipped: list[tuple[str, str]]) -> None:
-        """Keep ``kept`` (the oldest keys of ``root``'s scan, in order) and ``skipped`` (the
-        keys, with their files, the scan skipped among them) for the next listings."""
+    def keep(self, root: str, kept: _Kept) -> None:
+        """Keep what a scan of ``root`` kept for the next listings (the earlier goes)."""
         with self._lock:
             self._folders.pop(root, None)
-            while len(self._folders) >= _AHEAD_FOLDERS:
+            while len(self._folders) >= _KEPT_FOLDERS:
                 del self._folders[next(iter(self._folders))]
-            self._folders[root] = (time.monotonic(), kept, skipped)
+            self._folders[root] = kept
 
-    def serve(self, root: str, limit: int, skip: Container[str]) -> list[_Kept] | None:
-        """The ``limit`` oldest keys kept for ``root`` that are not in ``skip`` and whose
-        files are still there, with their files; None when the folder must be scanned (see
-        the class)."""
+    def forget(self, root: str, key: str) -> None:
+        """This process unlinked the files of ``key`` in ``root``: not to be listed again."""
         with self._lock:
-            found = self._folders.pop(root, None)
-            if found is None:
+            kept = self._folders.get(root)
+            if kept is not None:
+                kept.unlinked.add(key)
+            elif root in self._serving:
+                self._serving[root].add(key)
+
+    def serve(self, root: str, limit: int, skip: Container[str]) -> list[_Entry] | None:
+        """The ``limit`` oldest keys kept for ``root`` that ``skip`` does not hold, with their
+        files; None when the folder must be scanned (see the class; what was kept for it is
+        then dropped). The files are looked at without holding the lock of every folder."""
+        with self._lock:
+            kept = self._folders.pop(root, None)
+            if kept is None:
                 return None
-            at, kept, skipped = found
-            if time.monotonic() - at > LISTING_AHEAD_SECONDS:
+            self._serving[root] = set()
+        served = None
+        try:
+            served = self._served(root, kept, limit, skip)
+        finally:
+            with self._lock:
+                kept.unlinked.update(self._serving.pop(root))
+                if served is not None:
+                    self._folders.setdefault(root, kept)
+        return served
+
+    @staticmethod
+    def _served(root: str, kept: _Kept, limit: int, skip: Container[str]) -> list[_Entry] | None:
+        """:meth:`serve`'s answer from ``kept``, which it owns meanwhile (and tidies)."""
+        if time.monotonic() - kept.at > LISTING_AHEAD_SECONDS:
+            return None
+        unlinked, kept.unlinked = kept.unlinked, set()
+        kept.skipped = [key for key in kept.skipped if key not in unlinked]
+        if any(key not in skip for key in kept.skipped):
+            return None
+        if unlinked:
+            kept.keys = [entry for entry in kept.keys if entry[0] not in unlinked]
+        served: list[_Entry] = []
+        for entry in kept.keys:
+            if entry[0] in skip:
+                continue
+            if not os.path.exists(os.path.join(root, entry[1])):
                 return None
-            still = [entry for entry in skipped if entry[0] in skip or _there(root, entry[1])]
-            if any(key not in skip for key, _ in still):  # skipped no more, still there
-                return None
-            served: list[_Kept] = []
-            gone: set[str] = set()
-            for entry in kept:
-                key = entry[0]
-                if key in skip:
-                    continue
-                if not _there(root, entry[1]):
-                    gone.add(key)
-                    continue
-                served.append(entry)
-                if len(served) == limit:
-                    break
-            if len(served) < limit:
-                return None
-            if gone:
-                kept = [entry for entry in kept if entry[0] not in gone]
-            self._folders[root] = (at, kept, still)
-            return served
+            served.append(entry)
+            if len(served) == limit:
+                return served
+        return None
 
 
-def _there(root: str, name: str) -> bool:
-    """True when the file ``name`` (``new/...`` or ``cur/...``) is in the folder ``root``."""
-    return os.path.exists(os.path.join(root, name))
-
-
-_AHEAD = _Ahead()
+_KEPT_AHEAD = _KeptAhead()
 
 
 class _Maildir(mailbox.Maildir):
@@ -327,33 +355,37 @@ class MaildirMailbox(KeyedMailbox):
         polling service's keys handled earlier in the pass). Raises MailboxError when a
         folder cannot be read.
 
-        A limited scan keeps the oldest ``LISTING_AHEAD`` times ``limit`` keys not skipped,
-        and the next limited listings of the folder in this process (the next sessions,
-        each with a mailbox of its own) take theirs from those (:class:`_Ahead`) instead of
-        scanning again: one scan for several sessions, so a backlog of ``n`` files costs
+        A limited scan keeps the oldest ``LISTING_AHEAD`` times ``limit`` keys not skipped
+        (:data:`LISTING_AHEAD_KEYS` at most), and the next limited listings of the folder in
+        this process (the next sessions, each with a mailbox of its own) take theirs from
+        those (:class:`_KeptAhead`, which says when the folder is scanned again instead): one
+        scan for several sessions, so a backlog of ``n`` files costs about
         ``n / (LISTING_AHEAD * limit)`` scans, not ``n / limit``, each of the whole folder.
-        A key that scan skipped and a listing skips no more (still there) has the folder
-        scanned again. What was delivered after the scan is newer than what it kept, so the
-        answer is the same, but for mail put in the folder since with an older name (moved
-        in by hand): it is listed once the keys kept run out, or after
-        ``LISTING_AHEAD_SECONDS``.
+        Maildir names start with the time of delivery, so mail delivered after the scan
+        comes after the keys it kept, as a scan would list it. Mail whose name is older
+        than those (moved into the folder, or a delivery that sat in ``tmp`` past a later
+        one) is listed once they run out, or after ``LISTING_AHEAD_SECONDS``.
         """
         if limit is None or limit <= 0 or self._deleted:
             return iter(self._scan(limit, skip))
-        served = _AHEAD.serve(self._root, limit, skip)
+        served = _KEPT_AHEAD.serve(self._root, limit, skip)
         if served is not None:
             self._files = {key: name for key, name, _ in served}
             self._earlier = {key: list(earlier) for key, _, earlier in served if earlier}
             return iter([key for key, _, _ in served])
         skipped: list[tuple[str, str]] = []
-        keys = self._scan(limit * LISTING_AHEAD, skip, skipped)
+        ahead = max(limit, min(limit * LISTING_AHEAD, LISTING_AHEAD_KEYS))
+        keys = self._scan(ahead, skip, skipped)
         if len(keys) > limit:  # a next session: it starts from these
             newest = _order(keys[-1])
             files, earlier = self._files, self._earlier
-            _AHEAD.keep(
+            _KEPT_AHEAD.keep(
                 self._root,
-                [(key, files[key], earlier.get(key, ())) for key in keys],
-                [(key, name) for key, name in skipped if _order(key) < newest],
+                _Kept(
+                    time.monotonic(),
+                    [(key, files[key], earlier.get(key, ())) for key in keys],
+                    [key for key, _ in skipped if _order(key) < newest],
+                ),
             )
         return iter(keys[:limit])
 
@@ -436,18 +468,23 @@ class MaildirMailbox(KeyedMailbox):
         self._deleted.add(key)
 
     def _unlink(self, key: str) -> None:
+        """Unlink every file of ``key``; the keys kept ahead for the next listings of the
+        folder (:class:`_KeptAhead`) forget it."""
         for earlier in self._earlier.get(key, ()):  # the same key found twice in the listing
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._file(earlier))
         self._earlier.pop(key, None)
         name = self._files.get(key)
-        if name is not None:
-            try:
-                os.unlink(self._file(name))
-                return
-            except FileNotFoundError:
-                pass  # moved since the listing: let the Maildir find it
-        self._maildir.discard(key)
+        try:
+            if name is not None:
+                try:
+                    os.unlink(self._file(name))
+                    return
+                except FileNotFoundError:
+                    pass  # moved since the listing: let the Maildir find it
+            self._maildir.discard(key)
+        finally:
+            _KEPT_AHEAD.forget(self._root, key)
 
     def _quarantine_box(self) -> mailbox.Maildir:
         name = self.quarantine_folder.lstrip(".")
