@@ -166,13 +166,13 @@ def _seconds(key: str) -> int | None:
     return int(head) if head.isascii() and head.isdigit() else None
 
 
-LISTING_AHEAD = 8
+LISTING_AHEAD = 4
 """A limited Maildir listing keeps this many times its ``limit`` of the folder's oldest keys
 for the next sessions (:meth:`MaildirMailbox.list_keys`), :data:`LISTING_AHEAD_KEYS` at
 most."""
 
-LISTING_AHEAD_KEYS = 4096
-"""The most keys a scan keeps (a session's worth, when that is more): about 0.4 MB."""
+LISTING_AHEAD_KEYS = 2048
+"""The most keys a scan keeps (a session's worth, when that is more): about 1 MB at its peak."""
 
 LISTING_AHEAD_SECONDS = 60.0
 """How long the keys a scan kept ahead serve the next listings of the folder, at most."""
