@@ -639,6 +639,18 @@ def test_a_limited_listing_searches_a_sessions_worth_of_messages_not_the_folder(
     ]
 
 
+def _marked_by_another(dovecot: Dovecot, user: str, first: str, last: str) -> None:
+    """Another client marks the messages of UIDs ``first`` to ``last`` ``\\Deleted`` (and
+    does not expunge them)."""
+    other = dovecot._imap(user)
+    try:
+        other.select("INBOX")
+        status, _ = other.uid("STORE", f"{first}:{last}", "+FLAGS", "(\\Deleted)")
+        assert status == "OK"
+    finally:
+        other.logout()
+
+
 def test_a_limited_listing_past_messages_others_marked_deleted_searches_them_all(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
@@ -647,13 +659,7 @@ def test_a_limited_listing_past_messages_others_marked_deleted_searches_them_all
     _deliver(dovecot, mail_user, make_message, 20)
     with ImapMailbox(_config(dovecot, mail_user)) as box:
         every = list(box.list_keys())
-    other = dovecot._imap(mail_user)
-    try:
-        other.select("INBOX")
-        status, _ = other.uid("STORE", f"{every[0]}:{every[9]}", "+FLAGS", "(\\Deleted)")
-        assert status == "OK"
-    finally:
-        other.logout()
+    _marked_by_another(dovecot, mail_user, every[0], every[9])
     with ImapMailbox(_config(dovecot, mail_user)) as box:
         commands = _spy(box)
         assert list(box.list_keys(limit=5, skip={every[10]})) == every[11:16]
@@ -727,13 +733,7 @@ def test_a_limited_listing_never_searches_past_what_the_sessions_own_expunge_lef
     _deliver(dovecot, mail_user, make_message, 12)
     with ImapMailbox(_config(dovecot, mail_user)) as box:
         every = list(box.list_keys())
-    other = dovecot._imap(mail_user)
-    try:
-        other.select("INBOX")
-        status, _ = other.uid("STORE", f"{every[0]}:{every[5]}", "+FLAGS", "(\\Deleted)")
-        assert status == "OK"
-    finally:
-        other.logout()
+    _marked_by_another(dovecot, mail_user, every[0], every[5])
     with ImapMailbox(_config(dovecot, mail_user)) as box:
         box._client()
         if not uidplus:

@@ -6,7 +6,7 @@ import mailbox
 import os
 import random
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -556,3 +556,51 @@ def test_the_keys_a_scan_keeps_ahead_are_bounded_whatever_the_sessions_limit(
             box.delete(key)
         box.close()
     assert scans.count == 4  # 20 keys kept: four sessions a scan
+
+
+class _Listed:
+    """Directory entries read before they are handed out (``os.scandir``'s interface)."""
+
+    def __init__(self, entries: list[os.DirEntry[str]]) -> None:
+        self._entries = entries
+
+    def __enter__(self) -> Iterator[os.DirEntry[str]]:
+        return iter(self._entries)
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def test_a_sessions_end_unlinking_while_the_next_session_scans_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same while the next session scans: the files it found may be unlinked before it
+    # keeps what it found; those keys are forgotten too (else every later listing would take
+    # them for files a mail program removed, and scan again: a review of the benchmark's
+    # 10,000 messages found 91 of 100 sessions scanning).
+    root = tmp_path / "Maildir"
+    names, keys = _names(40)
+    _deliver_names(root, names)
+    first = MaildirMailbox(root)
+    assert list(first.list_keys(limit=3)) == keys[:3]
+    for key in keys[:3]:
+        first.delete(key)
+    real = os.scandir
+    ended: list[bool] = []
+
+    def scandir(path: Any) -> _Listed:
+        with real(path) as found:
+            entries = list(found)
+        if not ended:  # the scan has read the files: the end behind unlinks some now
+            ended.append(True)
+            first.close()
+        return _Listed(entries)
+
+    monkeypatch.setattr(maildir, "LISTING_AHEAD_SECONDS", -1.0)  # what was kept is too old
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[:3]))) == keys[3:6]
+    assert ended
+    monkeypatch.setattr(maildir, "LISTING_AHEAD_SECONDS", 60.0)
+    scans = _CountingScans(monkeypatch)
+    assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[3:6]))) == keys[6:9]
+    assert scans.count == 0

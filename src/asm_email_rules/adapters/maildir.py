@@ -210,15 +210,24 @@ class _KeptAhead:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._folders: dict[str, _Kept] = {}
-        self._serving: dict[str, set[str]] = {}  # folder being served -> keys unlinked meanwhile
+        # folders being served or scanned -> the keys this process unlinked there meanwhile
+        # (a session's end unlinks on its own thread while the next session lists)
+        self._watched: dict[str, set[str]] = {}
 
     def keep(self, root: str, kept: _Kept) -> None:
-        """Keep what a scan of ``root`` kept for the next listings (the earlier goes)."""
+        """Keep what a scan of ``root`` kept for the next listings (the earlier goes), with
+        what was unlinked while it scanned."""
         with self._lock:
+            kept.unlinked.update(self._watched.pop(root, ()))
             self._folders.pop(root, None)
             while len(self._folders) >= _KEPT_FOLDERS:
                 del self._folders[next(iter(self._folders))]
             self._folders[root] = kept
+
+    def unwatch(self, root: str) -> None:
+        """The scan that :meth:`serve` left ``root`` watched for kept nothing (or failed)."""
+        with self._lock:
+            self._watched.pop(root, None)
 
     def forget(self, root: str, key: str) -> None:
         """This process unlinked the files of ``key`` in ``root``: not to be listed again."""
@@ -226,25 +235,26 @@ class _KeptAhead:
             kept = self._folders.get(root)
             if kept is not None:
                 kept.unlinked.add(key)
-            elif root in self._serving:
-                self._serving[root].add(key)
+            elif root in self._watched:
+                self._watched[root].add(key)
 
     def serve(self, root: str, limit: int, skip: Container[str]) -> list[_Entry] | None:
         """The ``limit`` oldest keys kept for ``root`` that ``skip`` does not hold, with their
         files; None when the folder must be scanned (see the class; what was kept for it is
-        then dropped). The files are looked at without holding the lock of every folder."""
+        then dropped), and until :meth:`keep` or :meth:`unwatch` the keys unlinked there are
+        remembered for the scan's keys. The files are looked at without the lock."""
         with self._lock:
             kept = self._folders.pop(root, None)
+            self._watched[root] = set()
             if kept is None:
                 return None
-            self._serving[root] = set()
         served = None
         try:
             served = self._served(root, kept, limit, skip)
         finally:
             with self._lock:
-                kept.unlinked.update(self._serving.pop(root))
                 if served is not None:
+                    kept.unlinked.update(self._watched.pop(root, ()))
                     self._folders.setdefault(root, kept)
         return served
 
@@ -375,18 +385,21 @@ class MaildirMailbox(KeyedMailbox):
             return iter([key for key, _, _ in served])
         skipped: list[tuple[str, str]] = []
         ahead = max(limit, min(limit * LISTING_AHEAD, LISTING_AHEAD_KEYS))
-        keys = self._scan(ahead, skip, skipped)
-        if len(keys) > limit:  # a next session: it starts from these
-            newest = _order(keys[-1])
-            files, earlier = self._files, self._earlier
-            _KEPT_AHEAD.keep(
-                self._root,
-                _Kept(
-                    time.monotonic(),
-                    [(key, files[key], earlier.get(key, ())) for key in keys],
-                    [key for key, _ in skipped if _order(key) < newest],
-                ),
-            )
+        try:
+            keys = self._scan(ahead, skip, skipped)
+            if len(keys) > limit:  # a next session: it starts from these
+                newest = _order(keys[-1])
+                files, earlier = self._files, self._earlier
+                _KEPT_AHEAD.keep(
+                    self._root,
+                    _Kept(
+                        time.monotonic(),
+                        [(key, files[key], earlier.get(key, ())) for key in keys],
+                        [key for key, _ in skipped if _order(key) < newest],
+                    ),
+                )
+        finally:
+            _KEPT_AHEAD.unwatch(self._root)
         return iter(keys[:limit])
 
     def _scan(
