@@ -570,7 +570,7 @@ class ImapMailbox(ServerSession):
 
         uids = sorted(found()) if limit is None else heapq.nsmallest(max(0, limit), found())
         if first is not None and limit is not None and len(uids) < limit:
-            data = self._search(None)  # marked \\Deleted by others among them: search them all
+            data = self._search(None)  # some marked \Deleted by others: search them all
             uids = heapq.nsmallest(limit, found())
         listed = [str(uid) for uid in uids]
         self._listed, self._position = listed, {uid: n for n, uid in enumerate(listed)}
@@ -608,9 +608,9 @@ class ImapMailbox(ServerSession):
 
     def _search(self, first: int | None) -> list[object]:
         """``UID SEARCH UNDELETED``, of the first ``first`` messages (by sequence number) or
-        of the whole folder (None). A server that refuses the range (a message expunged by
-        someone else since it said how many there are: RFC 9051 asks for a BAD then) gets
-        the whole search instead."""
+        of the whole folder (None). A server that refuses the range (past its last message,
+        when it removed some it has not yet told this connection of: RFC 9051 asks for a
+        BAD then) gets the whole search instead."""
         if first is None:
             return self._uid("UID SEARCH", "SEARCH", "UNDELETED")
         try:

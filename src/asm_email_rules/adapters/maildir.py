@@ -481,23 +481,22 @@ class MaildirMailbox(KeyedMailbox):
         self._deleted.add(key)
 
     def _unlink(self, key: str) -> None:
-        """Unlink every file of ``key``; the keys kept ahead for the next listings of the
-        folder (:class:`_KeptAhead`) forget it."""
+        """Unlink every file of ``key``; then the keys kept ahead for the next listings of
+        the folder (:class:`_KeptAhead`) forget it (not when unlinking raised: the file may
+        still be there)."""
         for earlier in self._earlier.get(key, ()):  # the same key found twice in the listing
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._file(earlier))
         self._earlier.pop(key, None)
         name = self._files.get(key)
-        try:
-            if name is not None:
-                try:
-                    os.unlink(self._file(name))
-                    return
-                except FileNotFoundError:
-                    pass  # moved since the listing: let the Maildir find it
+        if name is not None:
+            try:
+                os.unlink(self._file(name))
+            except FileNotFoundError:
+                name = None  # moved since the listing: let the Maildir find it
+        if name is None:
             self._maildir.discard(key)
-        finally:
-            _KEPT_AHEAD.forget(self._root, key)
+        _KEPT_AHEAD.forget(self._root, key)
 
     def _quarantine_box(self) -> mailbox.Maildir:
         name = self.quarantine_folder.lstrip(".")
