@@ -604,3 +604,30 @@ def test_a_sessions_end_unlinking_while_the_next_session_scans_is_not_lost(
     scans = _CountingScans(monkeypatch)
     assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[3:6]))) == keys[6:9]
     assert scans.count == 0
+
+
+def test_a_key_whose_file_could_not_be_unlinked_is_still_listed_from_the_keys_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A session's end that could not unlink a file keeps its message (the service keeps the
+    # key skipped for the pass); the keys kept ahead must not take it for gone either.
+    root = tmp_path / "Maildir"
+    names, keys = _names(40)
+    _deliver_names(root, names)
+    box = MaildirMailbox(root)
+    assert list(box.list_keys(limit=3)) == keys[:3]
+    box.delete(keys[0])
+    real = os.unlink
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(path) == keys[0]:
+            raise PermissionError(f"cannot unlink {path}")
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.raises(MailboxError, match="cannot delete"):
+        box.close()
+    monkeypatch.setattr(os, "unlink", real)
+    scans = _CountingScans(monkeypatch)
+    assert list(MaildirMailbox(root).list_keys(limit=3)) == keys[:3]  # the next pass
+    assert scans.count == 0
