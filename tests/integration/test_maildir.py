@@ -369,6 +369,15 @@ def _names(count: int) -> tuple[list[str], list[str]]:
     return names, [name[4:] for name in names]
 
 
+def _folder(tmp_path: Path, count: int) -> tuple[Path, list[str], list[str]]:
+    """A Maildir under ``tmp_path`` with :func:`_names` ``count`` delivered: its root, the
+    file names and the keys."""
+    root = tmp_path / "Maildir"
+    names, keys = _names(count)
+    _deliver_names(root, names)
+    return root, names, keys
+
+
 def _handled(root: Path, keys: list[str]) -> None:
     """Delete ``keys`` as a session does: through a mailbox, unlinked on close."""
     box = MaildirMailbox(root)
@@ -380,9 +389,7 @@ def _handled(root: Path, keys: list[str]) -> None:
 def test_a_listing_from_the_keys_kept_ahead_is_what_a_scan_would_list(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = tmp_path / "Maildir"
-    names, keys = _names(60)
-    _deliver_names(root, names)
+    root, names, keys = _folder(tmp_path, 60)
     assert list(MaildirMailbox(root).list_keys(limit=5)) == keys[:5]
     scans = _CountingScans(monkeypatch)
     _handled(root, keys[:5])  # the session's deletions: forgotten, not listed again
@@ -425,9 +432,7 @@ def test_a_key_the_scan_skipped_and_a_listing_skips_no_more_is_listed_in_its_pla
     # not keep them. Those it deleted are forgotten once unlinked; one it kept (to retry in the
     # next pass) and skips no more has the folder scanned again, and is listed first, even
     # when a mail program moved its file meanwhile.
-    root = tmp_path / "Maildir"
-    names, keys = _names(40)
-    _deliver_names(root, names)
+    root, names, keys = _folder(tmp_path, 40)
     assert list(MaildirMailbox(root).list_keys(limit=3, skip=set(keys[:6]))) == keys[6:9]
     scans = _CountingScans(monkeypatch)
     _handled(root, keys[:3])
@@ -451,9 +456,7 @@ def test_a_sessions_end_unlinking_while_the_next_listing_is_served_is_not_lost(
     # A session's end unlinks its files on another thread while the next session lists:
     # what it unlinks meanwhile is forgotten all the same, so the session after does not
     # take those files for ones a mail program removed (which would scan the folder again).
-    root = tmp_path / "Maildir"
-    names, keys = _names(40)
-    _deliver_names(root, names)
+    root, _, keys = _folder(tmp_path, 40)
     first = MaildirMailbox(root)
     assert list(first.list_keys(limit=3)) == keys[:3]
     for key in keys[:3]:
@@ -545,9 +548,7 @@ def test_the_keys_a_scan_keeps_ahead_are_bounded_whatever_the_sessions_limit(
     # A session's worth times LISTING_AHEAD, but LISTING_AHEAD_KEYS at most: a desk with
     # large sessions keeps what one scan finds for fewer sessions, not more keys.
     monkeypatch.setattr(maildir, "LISTING_AHEAD_KEYS", 20)
-    root = tmp_path / "Maildir"
-    names, keys = _names(100)
-    _deliver_names(root, names)
+    root, _, keys = _folder(tmp_path, 100)
     scans = _CountingScans(monkeypatch)
     for session in range(5):
         box = MaildirMailbox(root)
@@ -578,9 +579,7 @@ def test_a_sessions_end_unlinking_while_the_next_session_scans_is_not_lost(
     # keeps what it found; those keys are forgotten too (else every later listing would take
     # them for files a mail program removed, and scan again: a review of the benchmark's
     # 10,000 messages found 91 of 100 sessions scanning).
-    root = tmp_path / "Maildir"
-    names, keys = _names(40)
-    _deliver_names(root, names)
+    root, _, keys = _folder(tmp_path, 40)
     first = MaildirMailbox(root)
     assert list(first.list_keys(limit=3)) == keys[:3]
     for key in keys[:3]:
@@ -611,9 +610,7 @@ def test_a_key_whose_file_could_not_be_unlinked_is_still_listed_from_the_keys_ke
 ) -> None:
     # A session's end that could not unlink a file keeps its message (the service keeps the
     # key skipped for the pass); the keys kept ahead must not take it for gone either.
-    root = tmp_path / "Maildir"
-    names, keys = _names(40)
-    _deliver_names(root, names)
+    root, _, keys = _folder(tmp_path, 40)
     box = MaildirMailbox(root)
     assert list(box.list_keys(limit=3)) == keys[:3]
     box.delete(keys[0])
