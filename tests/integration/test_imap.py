@@ -705,23 +705,38 @@ def test_a_limited_listing_never_searches_past_the_messages_the_end_before_left(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
     # RFC 9051 asks a server for a BAD when a sequence number passes its last message. The
-    # end of the session before expunges on a connection of its own while the next session
-    # lists: the count this connection was told drops by each EXPUNGE the server reports
-    # (here with the look for a dead session's leftovers), and the range stays within it.
-    _deliver(dovecot, mail_user, make_message, 12)
+    # end of the session before expunges its messages on a connection of its own while the
+    # next session lists, and the server may tell this connection only with the answer to
+    # the listing's own search: those messages are the ones the listing skips, so the range
+    # must fit in the count less them (near the end of a backlog: the whole folder).
+    _deliver(dovecot, mail_user, make_message, 25)
     with ImapMailbox(_config(dovecot, mail_user)) as box:
         every = list(box.list_keys())
     with ImapMailbox(_config(dovecot, mail_user)) as box:
-        box._client()  # selected while 12 are there
+        box._client()  # selected while 25 are there
         previous = ImapMailbox(_config(dovecot, mail_user))  # the session before, ending
-        assert list(previous.list_keys(limit=7)) == every[:7]
-        for key in every[:6]:
+        assert list(previous.list_keys(limit=11)) == every[:11]
+        for key in every[:10]:
             previous.delete(key)
-        previous.close()  # UID EXPUNGE of 6
+        previous.close()  # UID EXPUNGE of 10, not yet told to this connection
         commands = _spy(box)
-        assert list(box.deleted_keys()) == []  # the server reports the 6 EXPUNGEs here
-        assert list(box.list_keys(limit=2, skip=set(every[:6]))) == every[6:8]
-    assert _ranged_past(commands, 6) == []
+        assert list(box.list_keys(limit=11, skip=set(every[:10]))) == every[10:21]
+        assert list(box.list_keys(limit=2, skip=set(every[10:12]))) == every[12:14]
+    assert _ranged_past(commands, 15) == []
+    assert ("SEARCH", "1:4", "UNDELETED") in commands  # where it fits, still a range
+
+
+def test_a_search_line_over_the_bound_in_a_ranged_listing_names_the_bound(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # A line over max_line_bytes is no refusal by the server: the stream is in the middle of
+    # it, so nothing more is sent, and the error names the bound (ImapConfig).
+    _deliver(dovecot, mail_user, make_message, 400)
+    with (  # the first 300 answer in a line of 1,102 bytes; the sign-in's are shorter
+        ImapMailbox(_config(dovecot, mail_user, max_line_bytes=600)) as box,
+        pytest.raises(MailboxError, match="max_line_bytes"),
+    ):
+        list(box.list_keys(limit=300, skip=set()))
 
 
 @pytest.mark.parametrize("uidplus", [True, False])

@@ -106,6 +106,17 @@ def _count(said: object) -> int:
         return 0
 
 
+def _refused(exc: MailboxError) -> bool:
+    """True when ``exc`` (from ``ImapMailbox._call``) is the server's tagged answer refusing
+    the command: ``NO`` (no cause: the answer came back) or ``BAD`` (imaplib raises its
+    ``error`` saying "command error: BAD"); not a connection that failed or a response
+    imaplib could not read, after which the stream is out of step."""
+    cause = exc.__cause__
+    if cause is None:
+        return True
+    return type(cause) is imaplib.IMAP4.error and "command error: BAD" in str(cause)
+
+
 def encode_mailbox_name(name: str) -> str:
     """``name`` as an IMAP astring in modified UTF-7 (RFC 3501 5.1.3), quoted when needed."""
     out: list[str] = []
@@ -588,19 +599,21 @@ class ImapMailbox(ServerSession):
         """How many messages, from the first by sequence number, a limited listing searches:
         ``limit`` plus the UIDs it leaves out (``skip``, this session's deletions), so that
         at least ``limit`` of them are listed unless some are marked ``\\Deleted`` by someone
-        else; None (the whole folder) when that is all of it, or ``skip`` has no size."""
+        else; None (the whole folder) when ``skip`` has no size, or when that many might pass
+        the last message: the messages of ``skip`` may be expunging on another connection
+        (the polling service's session end runs behind the next session) without the server
+        having said so here yet, so the range must fit in the count less those."""
         if limit is None or limit <= 0 or not isinstance(skip, Sized):
             return None
         span = limit + len(skip) + len(self._deleted)
-        return span if span < self._message_count(self._client()) else None
+        return span if span + len(skip) <= self._message_count(self._client()) else None
 
     def _message_count(self, client: imaplib.IMAP4) -> int:
-        """How many messages the folder holds, as far as the server said: the last
+        """How many messages the folder holds, as far as the server has said here: the last
         ``EXISTS`` (at ``SELECT``, or since, as mail arrived) less the ``EXPUNGE`` responses
-        received since (RFC 3501 7.4.1: the end of the session before, on a connection of
-        its own, expunges while this one lists). Never more than the server's count, which a
-        sequence number must not pass (RFC 9051 asks for a BAD): an ``EXISTS`` after some
-        expunges already counts them, and they are taken off again (fewer searched)."""
+        received since (RFC 3501 7.4.1), those a plain ``EXPUNGE`` of ours took included. An
+        ``EXISTS`` after some expunges already counts them, and they are taken off again:
+        the count is low rather than high (fewer searched, never past the end)."""
         since = client.untagged_responses.get("EXISTS")
         said = _count(since[-1]) if since else self._selected_count
         expunged = len(client.untagged_responses.get("EXPUNGE") or ())
@@ -608,15 +621,16 @@ class ImapMailbox(ServerSession):
 
     def _search(self, first: int | None) -> list[object]:
         """``UID SEARCH UNDELETED``, of the first ``first`` messages (by sequence number) or
-        of the whole folder (None). A server that refuses the range (past its last message,
-        when it removed some it has not yet told this connection of: RFC 9051 asks for a
-        BAD then) gets the whole search instead."""
+        of the whole folder (None). A server that refuses the range with a tagged ``NO`` or
+        ``BAD`` (past its last message, when someone else expunged meanwhile: RFC 9051 asks
+        for a BAD then) gets the whole search instead; any other failure (the connection,
+        a line over ``max_line_bytes``) is raised, as for the whole search."""
         if first is None:
             return self._uid("UID SEARCH", "SEARCH", "UNDELETED")
         try:
             return self._uid("UID SEARCH", "SEARCH", f"1:{first}", "UNDELETED")
         except MailboxError as exc:
-            if isinstance(exc.__cause__, imaplib.IMAP4.abort | OSError) or self._broken:
+            if not _refused(exc) or self._broken:
                 raise
             log.info(
                 "IMAP server refused a search of the first messages; searching them all",
