@@ -378,14 +378,14 @@ class MaildirMailbox(KeyedMailbox):
         """
         if limit is None or limit <= 0 or self._deleted:
             return iter(self._scan(limit, skip))
-        served = _KEPT_AHEAD.serve(self._root, limit, skip)
-        if served is not None:
-            self._files = {key: name for key, name, _ in served}
-            self._earlier = {key: list(earlier) for key, _, earlier in served if earlier}
-            return iter([key for key, _, _ in served])
-        skipped: list[tuple[str, str]] = []
-        ahead = max(limit, min(limit * LISTING_AHEAD, LISTING_AHEAD_KEYS))
         try:
+            served = _KEPT_AHEAD.serve(self._root, limit, skip)
+            if served is not None:
+                self._files = {key: name for key, name, _ in served}
+                self._earlier = {key: list(earlier) for key, _, earlier in served if earlier}
+                return iter([key for key, _, _ in served])
+            skipped: list[tuple[str, str]] = []
+            ahead = max(limit, min(limit * LISTING_AHEAD, LISTING_AHEAD_KEYS))
             keys = self._scan(ahead, skip, skipped)
             if len(keys) > limit:  # a next session: it starts from these
                 newest = _order(keys[-1])
@@ -399,7 +399,7 @@ class MaildirMailbox(KeyedMailbox):
                     ),
                 )
         finally:
-            _KEPT_AHEAD.unwatch(self._root)
+            _KEPT_AHEAD.unwatch(self._root)  # nothing more to watch for (also on Ctrl-C)
         return iter(keys[:limit])
 
     def _scan(
