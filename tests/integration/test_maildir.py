@@ -577,8 +577,8 @@ def test_a_sessions_end_unlinking_while_the_next_session_scans_is_not_lost(
 ) -> None:
     # The same while the next session scans: the files it found may be unlinked before it
     # keeps what it found; those keys are forgotten too (else every later listing would take
-    # them for files a mail program removed, and scan again: a review of the benchmark's
-    # 10,000 messages found 91 of 100 sessions scanning).
+    # them for files a mail program removed, and scan again: in the benchmark's pass of
+    # 10,000 messages, 91 of 100 sessions did).
     root, _, keys = _folder(tmp_path, 40)
     first = MaildirMailbox(root)
     assert list(first.list_keys(limit=3)) == keys[:3]
