@@ -327,7 +327,7 @@ def test_another_writer_gets_its_turn_while_the_poller_shares_commits(tmp_path: 
         seed_sample_desk(repo)
     maildir = tmp_path / "Maildir"
     box = MaildirMailbox(maildir)
-    for number in range(1, 801):
+    for number in range(1, 2001):  # a poll of some seconds: it outlasts the other writer's turns
         box.add(good_mail(number))
     config = Config(
         store=store_path,
