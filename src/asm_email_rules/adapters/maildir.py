@@ -384,7 +384,7 @@ class MaildirMailbox(KeyedMailbox):
                 self._files = {key: name for key, name, _ in served}
                 self._earlier = {key: list(earlier) for key, _, earlier in served if earlier}
                 return iter([key for key, _, _ in served])
-            skipped: list[tuple[str, str]] = []
+            skipped: list[str] = []
             ahead = max(limit, min(limit * LISTING_AHEAD, LISTING_AHEAD_KEYS))
             keys = self._scan(ahead, skip, skipped)
             if len(keys) > limit:  # a next session: it starts from these
@@ -395,7 +395,7 @@ class MaildirMailbox(KeyedMailbox):
                     _Kept(
                         time.monotonic(),
                         [(key, files[key], earlier.get(key, ())) for key in keys],
-                        [key for key, _ in skipped if _order(key) < newest],
+                        [key for key in skipped if _order(key) < newest],
                     ),
                 )
         finally:
@@ -406,12 +406,12 @@ class MaildirMailbox(KeyedMailbox):
         self,
         limit: int | None,
         skip: Container[str],
-        skipped: list[tuple[str, str]] | None = None,
+        skipped: list[str] | None = None,
     ) -> list[str]:
         """One scan of ``new`` and ``cur``: the ``limit`` oldest keys not in ``skip`` (None:
         every key), in order; their files (and those of the keys deleted this session,
         wherever they are now) are what :meth:`fetch`, :meth:`delete` and :meth:`close` use.
-        ``skipped`` gets the keys in ``skip`` the scan came across, with their files (not
+        ``skipped`` gets the keys in ``skip`` the scan came across (not
         all of those newer than the ``limit`` kept: most are passed over on their names)."""
         deleted = _Files()  # this session's deletions: their files, for close()
         kept = _Oldest(limit)
@@ -431,7 +431,7 @@ class MaildirMailbox(KeyedMailbox):
                         elif key not in skip:
                             kept.offer(key, f"{sub}/{name}")
                         elif skipped is not None:
-                            skipped.append((key, f"{sub}/{name}"))
+                            skipped.append(key)
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot list: {exc}") from exc
         files = kept.files
