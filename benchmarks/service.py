@@ -781,12 +781,8 @@ class AcceptingMailer:
     does around sending (the outbox's claims and records, the reply pump, the rendering),
     and nothing of SMTP or of a sink sharing the machine."""
 
-    def __init__(self) -> None:
-        self.accepted = 0
-
     def send(self, message: OutgoingEmail, *, now: datetime | None = None) -> None:
         render_reply(message, now=now, default_sender=DESK_ADDRESS)
-        self.accepted += 1
 
     def send_many(
         self,
