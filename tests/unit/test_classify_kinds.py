@@ -235,8 +235,12 @@ def test_automated_response_from_a_no_reply_robot_is_an_auto_reply() -> None:
             "SMTP:RCPT host 192.0.2.8: 553 5.3.0 <ghost@example.net>... No such user here\n",
             5,
         ),
-        (  # an antivirus gateway
-            ("From: antivirus@gateway.example.net", "Subject: Virus found in message"),
+        (  # an antivirus gateway (a report's null reverse-path, RFC 5321 4.5.5)
+            (
+                "Return-Path: <>",
+                "From: antivirus@gateway.example.net",
+                "Subject: Virus found in message",
+            ),
             "The message you sent to ghost@example.net was not delivered because it"
             " contained a virus.\n",
             5,
@@ -258,8 +262,12 @@ def test_automated_response_from_a_no_reply_robot_is_an_auto_reply() -> None:
             "送信先のメールボックスが一杯のため、送信できませんでした。\n",
             5,
         ),
-        (  # German gateway
-            ("From: Mailsystem <mailsystem@example.de>", "Subject: Unzustellbar: Anfrage"),
+        (  # German gateway (a report's null reverse-path, RFC 5321 4.5.5)
+            (
+                "Return-Path: <>",
+                "From: Mailsystem <mailsystem@example.de>",
+                "Subject: Unzustellbar: Anfrage",
+            ),
             "Ihre Nachricht konnte nicht zugestellt werden.\nEmpfänger unbekannt.\n",
             5,
         ),
@@ -467,6 +475,48 @@ def test_evidence_is_returned_with_weights() -> None:
     assert result.kind is MailKind.AUTO_GENERATED
     assert result.score == 2
     assert sorted((s.source, s.weight) for s in result.evidence) == [("body", 1), ("sender", 1)]
+
+
+PEOPLE_WRITING_ABOUT_BOUNCES = [
+    (
+        "Subject: Returned mail",
+        "Hi, I got returned mail from the supplier saying the message"
+        " could not be delivered. Why?\n",
+    ),
+    (
+        "Subject: Undeliverable: lunch",
+        "Why is my mail to Bob undeliverable? It says 550 user unknown\n",
+    ),
+    (
+        "Subject: Mail delivery failed",
+        "Every mail I send to the Leeds office comes back with"
+        " 'delivery has failed'. Can you look?\n",
+    ),
+    (
+        "Subject: Unzustellbar",
+        "Meine Nachricht an die Buchhaltung konnte nicht zugestellt werden. Empfänger unbekannt?\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("subject", "body"), PEOPLE_WRITING_ABOUT_BOUNCES)
+def test_a_person_writing_about_a_bounce_in_subject_and_body_is_a_person(
+    subject: str, body: str
+) -> None:
+    # The subject and the body are both the writer's words: one clue, not two. Taken for a
+    # bounce, the message was deleted with no call and no reply (GATE-1).
+    result = classify(mail("From: Uma User <uma@example.org>", subject, body=body))
+    assert result.kind is MailKind.NORMAL
+    assert any("weak evidence only (1 of 2" in reason for reason in result.reasons)
+
+
+@pytest.mark.parametrize(("subject", "body"), PEOPLE_WRITING_ABOUT_BOUNCES)
+def test_the_same_words_with_a_clue_no_writer_types_are_a_bounce(subject: str, body: str) -> None:
+    for clue in ("Return-Path: <>", "From: MAILER-DAEMON@mx.example.net"):
+        headers = [clue, subject]
+        if not clue.startswith("From:"):
+            headers.insert(0, "From: Uma User <uma@example.org>")
+        assert classify(mail(*headers, body=body)).kind is MailKind.BOUNCE, (clue, subject)
 
 
 def test_body_is_not_read_when_nothing_else_points_at_a_machine() -> None:
