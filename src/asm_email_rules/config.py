@@ -504,12 +504,20 @@ def _client_secret(table: _Table, *, required: bool) -> str:
     value, path = table.secret_from("client_secret", required=required)
     if path is None or not table.secrets:  # a dry run reads no secret files
         return value
+    return _secret_file(table, "client_secret_file", path)
+
+
+def _secret_file(table: _Table, name: str, path: Path) -> str:
+    """The secret in the file ``path`` named by key ``name``, stripped; a ConfigError naming
+    the key when the file cannot be read, is not UTF-8 or holds nothing."""
     try:
         secret = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise table.fail("client_secret_file", f"cannot read {path}: {exc.strerror}") from None
+        raise table.fail(name, f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise table.fail(name, f"{path} is not UTF-8 (byte {exc.start + 1})") from None
     if not secret:
-        raise table.fail("client_secret_file", f"{path} is empty")
+        raise table.fail(name, f"{path} is empty")
     return secret
 
 
@@ -821,12 +829,7 @@ def _store(root: _Table, text: str, base: Path) -> Path | PostgresStore:
     finally:
         root.secrets = reading
     if path is not None:
-        try:
-            password = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise root.fail("store_password_file", f"cannot read {path}: {exc}") from None
-        if not password:
-            raise root.fail("store_password_file", f"{path} is empty")
+        password = _secret_file(root, "store_password_file", path)
     schema = root.string("store_schema") or None
     if schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
         raise root.fail("store_schema", "must be a plain SQL name (letters, digits, _)")
@@ -899,4 +902,10 @@ def load_config(path: str | os.PathLike[str], *, secrets: bool = True) -> Config
         raise ConfigError(f"cannot read: {exc.strerror or exc}", source=str(source)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", source=str(source)) from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (TOML 1.0, "Spec")
+        raise ConfigError(
+            f"not UTF-8 (byte {exc.start + 1} is {exc.object[exc.start : exc.start + 1]!r});"
+            " TOML files are UTF-8: save it as UTF-8",
+            source=str(source),
+        ) from None
     return parse_config(data, source, secrets=secrets)

@@ -318,6 +318,18 @@ def test_invalid_toml_and_missing_file_name_the_file(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml")
 
 
+def test_a_file_saved_in_another_encoding_is_a_config_error_naming_the_byte(
+    tmp_path: Path,
+) -> None:
+    # TOML is UTF-8; an editor that saved the file as Latin-1 gave a UnicodeDecodeError
+    # traceback instead of the one-line error operators are promised.
+    path = tmp_path / "config.toml"
+    path.write_bytes(VALID.replace('name = "helpdesk"', 'name = "Général"', 1).encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 \(byte \d+ is b'\\xe9'\)") as caught:
+        load_config(path)
+    assert str(caught.value).startswith(str(path))
+
+
 def test_unknown_account_name_lists_the_configured_ones(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, VALID))
     with pytest.raises(ConfigError, match="helpdesk, local"):

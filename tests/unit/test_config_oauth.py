@@ -159,6 +159,14 @@ def test_missing_client_secret_file(tmp_path: Path) -> None:
         load(tmp_path, GOOGLE)
 
 
+def test_client_secret_file_not_in_utf8_is_a_config_error(tmp_path: Path) -> None:
+    # It was a UnicodeDecodeError traceback; the secret itself is never echoed.
+    (tmp_path / "secrets" / "client_secret").write_bytes(b"zqk\xe9wvy\n")
+    with pytest.raises(ConfigError, match=r"client_secret_file: .* is not UTF-8") as caught:
+        load(tmp_path, GOOGLE)
+    assert "zqk" not in str(caught.value)
+
+
 def test_oauth2_needs_its_section_and_excludes_a_password(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     base = HEAD + ACCOUNT.format(protocol="imap", oauth2=M365)

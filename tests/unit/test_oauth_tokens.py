@@ -28,7 +28,7 @@ from asm_email_rules.adapters.oauth import (
     xoauth2_response,
 )
 from asm_email_rules.errors import TokenError
-from asm_email_rules.signin import CommandTokens, FileTokens, SaslMechanism
+from asm_email_rules.signin import CommandTokens, FileTokens, RefreshTokenGrant, SaslMechanism
 
 # --------------------------------------------------------------------------------------------
 # SASL encodings
@@ -279,6 +279,16 @@ def test_file_source_reads_the_file_again_at_each_fetch(tmp_path: Path) -> None:
 def test_missing_token_file(tmp_path: Path) -> None:
     with pytest.raises(TokenError, match=r"token file .*cannot read"):
         make_source(FileTokens(tmp_path / "absent")).fetch()
+
+
+def test_refresh_token_file_not_in_utf8_is_a_token_error(tmp_path: Path) -> None:
+    # It was a UnicodeDecodeError out of the sign-in; the token itself is never echoed.
+    path = tmp_path / "refresh_token"
+    path.write_bytes(b"zqk\xe9wvy\n")
+    spec = RefreshTokenGrant("https://token.example/token", "app", refresh_token_file=path)
+    with pytest.raises(TokenError, match=r"refresh token file .* is not UTF-8") as caught:
+        make_source(spec).fetch()
+    assert "zqk" not in str(caught.value)
 
 
 def test_json_without_access_token(tmp_path: Path) -> None:

@@ -279,6 +279,11 @@ class RefreshTokenSource:
                 f"{self.describe()}: cannot read refresh token file {str(path)!r}: "
                 f"{exc.strerror or exc}"
             ) from None
+        except UnicodeDecodeError as exc:
+            raise TokenError(
+                f"{self.describe()}: refresh token file {str(path)!r} is not UTF-8"
+                f" (byte {exc.start + 1})"
+            ) from None
         if not value:
             raise TokenError(f"{self.describe()}: refresh token file {str(path)!r} is empty")
         self._refresh_token = value
