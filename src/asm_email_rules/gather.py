@@ -192,7 +192,7 @@ def gather_facts(
     )
     if privileged and has_two_from_headers(email):
         authenticated = False
-        auth_reason = "two From headers: nobody is authenticated (DESIGN 4)"
+        auth_reason = "two From headers: nobody is authenticated"
     elif privileged and mailbox.trusted_authserv_id:
         verdict = authenticate_sender(
             email.header_all("Authentication-Results"),

@@ -34,6 +34,10 @@ def test_two_from_headers_with_a_passing_dmarc_close_nothing(desk: Desk) -> None
     assert result.decision.rule == "CL-6"
     assert desk.call(100).status is CallStatus.OPEN
     assert any("two From headers" in reason for reason in result.decision.reasons)
+    # The reply says why in the desk's words: no reference to our design notes.
+    [reply] = desk.replies
+    assert "two From headers: nobody is authenticated" in reply.body
+    assert "DESIGN" not in reply.body
 
 
 def test_two_from_headers_with_a_passing_dmarc_approve_nothing(desk: Desk) -> None:
