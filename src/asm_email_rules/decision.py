@@ -67,6 +67,9 @@ class Facts:
     Update via Email In is on.
     ``sender_reasons`` say how the acting or contact person was chosen when it is not simply
     From (Sender for a From with several mailboxes; Reply-To for a web-form mailbox).
+    ``default_analyst_ok`` is whether the mailbox's ``default_logging_analyst_id`` names an
+    analyst in the store (None: not set, or not looked up); a call is never logged with a
+    customer as its logging analyst.
     """
 
     email: InboundEmail
@@ -97,6 +100,7 @@ class Facts:
     notify_people: tuple[Person, ...] = ()
     notify_groups: tuple[Group, ...] = ()
     sender_reasons: tuple[str, ...] = ()
+    default_analyst_ok: bool | None = None
 
 
 @attrs.frozen

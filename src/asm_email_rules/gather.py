@@ -236,7 +236,24 @@ def gather_facts(
         notify_people=notify_people,
         notify_groups=notify_groups,
         sender_reasons=sender_reasons,
+        default_analyst_ok=_default_analyst_ok(repository, mailbox, person),
     )
+
+
+def _default_analyst_ok(
+    repository: Repository, mailbox: MailboxSettings, sender: Person | None
+) -> bool | None:
+    """Whether ``default_logging_analyst_id`` names an analyst (None when it is not set).
+
+    The spec sets the logging analyst of a call logged by email to "the analyst specified in
+    the Default Logging Analyst field"; an id that names a customer (person 1 of an empty
+    store is the first customer to write) or nobody must not be used as one.
+    """
+    wanted = mailbox.default_logging_analyst_id
+    if wanted is None:
+        return None
+    found = sender if sender is not None and sender.id == wanted else repository.get_person(wanted)
+    return found is not None and found.is_analyst
 
 
 def _check_token(

@@ -1143,6 +1143,12 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
         analyst: int | None = person.id
     else:
         analyst = mailbox.default_logging_analyst_id
+        if analyst is not None and facts.default_analyst_ok is False:
+            reasons.append(
+                f"the Default Logging Analyst (person {analyst}) is not an analyst in the "
+                "store: the call is logged without one (`asm-email-rules check` names the fix)"
+            )
+            analyst = None
         if analyst is None and person is not None and person.is_analyst:
             analyst = person.id
             reasons.append("no Default Logging Analyst is set: the sending analyst logs the call")

@@ -6,6 +6,8 @@ Defaults are the spec's "not selected" state, except where DESIGN.md chose other
 from __future__ import annotations
 
 import enum
+import types
+import typing
 from collections.abc import Mapping
 from email.utils import formataddr
 
@@ -15,6 +17,57 @@ from asm_email_rules.addresses import normalise_address
 
 FATAL_SMTP_CODES: tuple[int, ...] = (501, 503, 550, 553)
 """The SMTP codes the spec calls "permanent and fatal"."""
+
+
+def _conforms(value: object, hint: object) -> bool:
+    """Whether ``value`` is of the declared type ``hint`` (the few shapes settings use)."""
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is types.UnionType or origin is typing.Union:
+        return any(_conforms(value, arg) for arg in args)
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_conforms(item, args[0]) for item in value)
+    if origin is Mapping:
+        return isinstance(value, Mapping) and all(
+            _conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items()
+        )
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+_DECLARED: dict[type, dict[str, object]] = {}
+"""Each settings class's declared field types, resolved once."""
+
+
+def _declared(cls: type) -> dict[str, object]:
+    hints = _DECLARED.get(cls)
+    if hints is None:
+        hints = _DECLARED[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _check_types(settings: object) -> None:
+    """Refuse a field whose value is not of its declared type, naming it: a TypeError.
+
+    The configuration file's loader checks its keys itself; this guards settings built in
+    code, where a slip is silent: ``addresses=("help@desk.example")`` (no trailing comma) is
+    a str, read as one address per character, so the desk's own address is no longer
+    recognised and its mail loops back as new calls.
+    """
+    cls = type(settings)
+    for name, hint in _declared(cls).items():
+        value = getattr(settings, name)
+        if _conforms(value, hint):
+            continue
+        shown = getattr(hint, "__name__", None) if isinstance(hint, type) else None
+        message = f"{cls.__name__}.{name} must be {shown or hint}, got {value!r}"
+        if isinstance(value, str) and typing.get_origin(hint) is tuple:
+            message += f" (a tuple of one needs a trailing comma: ({value!r},))"
+        raise TypeError(message)
 
 
 @attrs.frozen
@@ -28,6 +81,9 @@ class CallTemplate:
     ipk_stream: str = ""
     assigned_analyst_id: int | None = None
     assigned_group: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        _check_types(self)
 
 
 class ReopenAssignment(enum.Enum):
@@ -51,6 +107,9 @@ class Limits:
     max_attachment_size: int = 15 * 1024 * 1024
     max_subject_length: int = 2000
     max_body_bytes: int = 1024 * 1024
+
+    def __attrs_post_init__(self) -> None:
+        _check_types(self)
 
 
 @attrs.frozen
@@ -89,6 +148,9 @@ class MailboxSettings:
     contact_from_reply_to: bool = False
     from_name: str = ""
     reply_subject: str = "$subject $token"
+
+    def __attrs_post_init__(self) -> None:
+        _check_types(self)
 
     @property
     def reply_from(self) -> str:
@@ -167,3 +229,6 @@ class SystemSettings:
     approval_token_secret: str | None = None
     loop_header: str = "X-ASM-Email-Rules-Loop"
     limits: Limits = Limits()
+
+    def __attrs_post_init__(self) -> None:
+        _check_types(self)

@@ -51,6 +51,23 @@ def test_case1_unknown_sender_with_create_anonymously_creates_a_user(desk: Desk)
     assert call.logging_analyst_id == DANA.id
 
 
+def test_a_default_logging_analyst_id_that_names_a_customer_is_not_used(desk: Desk) -> None:
+    """Case 1: "The logging analyst is set to the analyst specified in the Default Logging
+    Analyst field": an id that names a User who is no analyst is not an analyst, so a customer
+    never becomes the logging analyst of every call logged by email (settings built in code
+    have no ``asm-email-rules check`` at start)."""
+    desk.set(create_calls_anonymously=True, default_logging_analyst_id=UMA.id)
+    decision = desk.mail("Help", sender="Nina New <nina@else.example>")
+    assert decision.rule == "LOG-2"
+    assert desk.newest_call().logging_analyst_id is None
+    assert any(f"(person {UMA.id}) is not an analyst" in r for r in decision.reasons)
+    desk.set(default_logging_analyst_id=999)  # nobody
+    desk.mail("Help again", sender="nina@else.example")
+    assert desk.newest_call().logging_analyst_id is None
+    desk.mail("Server down", sender=ALICE.email)  # an analyst writing logs it, as with none set
+    assert desk.newest_call().logging_analyst_id == ALICE.id
+
+
 def test_case1_unknown_sender_without_create_anonymously_logs_nothing(desk: Desk) -> None:
     """ "If the Create New Calls Anonymously option is not selected for the incoming email
     account, a call is not created." """

@@ -1,0 +1,81 @@
+"""Settings built in code refuse values of the wrong type, naming the field.
+
+The configuration file's loader checks every key (``tests/unit/test_config.py``); an embedder
+who builds :class:`MailboxSettings` in Python had no such check, and a slip was silent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from asm_email_rules import MailboxSettings, SystemSettings, process
+from asm_email_rules.adapters.memory import InMemoryRepository
+from asm_email_rules.sample import sample_mailbox, seed_sample_desk
+from asm_email_rules.settings import CallTemplate, Limits
+
+NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def test_an_address_without_its_trailing_comma_is_refused_with_the_fix() -> None:
+    # ("helpdesk@desk.example") is a str: read as one address per character, the desk's own
+    # address was no longer recognised, so its own mail logged calls (a mail loop).
+    wrong: Any = "helpdesk@desk.example"  # ("helpdesk@desk.example"): no comma
+    with pytest.raises(TypeError) as caught:
+        MailboxSettings(name="hd", addresses=wrong)
+    message = str(caught.value)
+    assert message.startswith("MailboxSettings.addresses must be tuple[str, ...]")
+    assert "('helpdesk@desk.example',)" in message
+
+
+@pytest.mark.parametrize(
+    ("settings", "field", "value"),
+    [
+        (MailboxSettings, "default_logging_analyst_id", "1"),
+        (MailboxSettings, "auto_reply", "false"),  # a str, and truthy
+        (MailboxSettings, "separators", "-----"),
+        (MailboxSettings, "reply_templates", {"ack.subject": 3}),
+        (MailboxSettings, "call_template", None),
+        (CallTemplate, "assigned_analyst_id", True),
+        (SystemSettings, "summary_limit", 2.5),
+        (SystemSettings, "lease_seconds", "120"),
+        (SystemSettings, "fatal_smtp_codes", [550]),
+        (Limits, "max_total_size", None),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_its_field(settings: Any, field: str, value: Any) -> None:
+    # Typed code has mypy for this; code that is not (a script, a host in another style) had
+    # nothing, and a wrong value misbehaved somewhere later.
+    kwargs: dict[str, Any] = {field: value}
+    with pytest.raises(TypeError, match=rf"^{settings.__name__}\.{field} must be "):
+        settings(**kwargs)
+
+
+def test_values_of_the_declared_types_are_kept() -> None:
+    mailbox = MailboxSettings(
+        addresses=("helpdesk@desk.example",),
+        default_logging_analyst_id=None,
+        partition=None,
+        reply_templates={"ack.subject": "Thanks"},
+    )
+    system = SystemSettings(lease_seconds=90, reply_retry_hours=1.5)  # an int is a number
+    assert mailbox.addresses == ("helpdesk@desk.example",)
+    assert (system.lease_seconds, system.reply_retry_hours) == (90, 1.5)
+
+
+def test_with_the_comma_the_desk_knows_its_own_mail() -> None:
+    # What the missing comma broke, checked end to end: our own address is own mail (GATE-3).
+    repository = InMemoryRepository()
+    seed_sample_desk(repository)
+    mailbox = sample_mailbox()
+    own = mailbox.addresses[0]
+    raw = (
+        f"From: {own}\r\nTo: {own}\r\nSubject: printer\r\nMessage-ID: <own-1@desk.example>\r\n"
+        "\r\nhello\r\n"
+    ).encode()
+    result = process(raw, repository, None, mailbox, SystemSettings(), NOW)
+    assert result.decision is not None
+    assert result.decision.rule == "GATE-3"
+    assert result.new_call_number is None
