@@ -372,6 +372,30 @@ def test_demo_piped_into_head_exits_cleanly() -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_check_fails_a_maildir_the_first_poll_cannot_create(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # `check` said "ready" for a Maildir under a folder that does not exist, and `poll` then
+    # failed with "mailbox unreachable": the first poll creates the Maildir, not its parents.
+    target = tmp_path / "desk"
+    assert run(capsys, "init", str(target))[0] == 0
+    config = target / "config.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace('path = "Maildir"', 'path = "absent/Maildir"'), "utf-8")
+    code, out, err = run(capsys, "check", "--config", str(config))
+    assert code == 3, out + err
+    assert "FAILED: Maildir" in out
+    assert f"{target / 'absent'} does not exist" in out
+    code, _, err = run(capsys, "poll", "--once", "--config", str(config))
+    assert code == 3, err  # what check foretold
+    config.write_text(text.replace('path = "Maildir"', 'path = "later"'), "utf-8")
+    code, out, err = run(capsys, "check", "--config", str(config))
+    assert code == 0, out + err
+    assert "does not exist yet (created at the first poll)" in out
+    assert run(capsys, "poll", "--once", "--config", str(config))[0] == 0
+    assert (target / "later" / "new").is_dir()
+
+
 def test_each_command_module_declares_its_own_parser_and_runner() -> None:
     import argparse
 

@@ -10,6 +10,7 @@ or the store is wrong, 3 when a mailbox or SMTP sign-in failed.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from asm_email_rules.bootstrap import mailbox_factory, make_mailer, open_store
@@ -86,6 +87,17 @@ def _sign_in(account: AccountConfig) -> str:
     if account.protocol is MailProtocol.MAILDIR:
         assert account.path is not None
         if not account.path.exists():
+            parent = account.path.parent
+            if not parent.is_dir():  # the first poll creates the Maildir, not the folders above
+                raise MailboxError(
+                    f"Maildir {account.path} cannot be created at the first poll: "
+                    f"{parent} does not exist (or is not a folder)"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise MailboxError(
+                    f"Maildir {account.path} cannot be created at the first poll: "
+                    f"{parent} is not writable by this user"
+                )
             return f"Maildir {account.path} does not exist yet (created at the first poll)"
     mailbox = mailbox_factory()(account)
     try:
