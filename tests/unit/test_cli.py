@@ -396,6 +396,34 @@ def test_check_fails_a_maildir_the_first_poll_cannot_create(
     assert (target / "later" / "new").is_dir()
 
 
+def test_a_file_far_over_the_size_limit_is_refused_unread_and_named_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # `explain /dev/zero` ended in a MemoryError traceback: the whole file was read first.
+    # A message over max_total_size keeps only its header, so past four times that the file
+    # is not read; and `process` named a file it could not read twice.
+    target = tmp_path / "desk"
+    assert run(capsys, "init", str(target))[0] == 0
+    config = target / "config.toml"
+    with config.open("a", encoding="utf-8") as handle:
+        handle.write("\n[system.limits]\nmax_total_size = 1000\n")
+    huge = tmp_path / "huge.eml"
+    huge.write_bytes(b"Subject: big\r\n\r\n" + b"x" * 5000)
+    for command in ("explain", "process"):
+        code, _, err = run(capsys, command, str(huge), "--config", str(config))
+        assert code in (1, 2), (command, err)
+        assert f"{huge}: larger than 4000 bytes" in err
+        assert "Traceback" not in err
+    huge.write_bytes(b"Subject: big\r\n\r\n" + b"x" * 3000)  # over the limit, under 4x
+    code, out, err = run(capsys, "explain", str(huge), "--config", str(config))
+    assert code == 0, err
+    assert "size limit" in out  # read, and handled as a message over max_total_size
+    missing = tmp_path / "absent.eml"
+    code, _, err = run(capsys, "process", str(missing), "--config", str(config))
+    assert code == 1
+    assert err.count(str(missing)) == 1
+
+
 def test_each_command_module_declares_its_own_parser_and_runner() -> None:
     import argparse
 

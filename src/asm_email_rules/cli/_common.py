@@ -14,7 +14,7 @@ from asm_email_rules.config import Config, load_config, store_location
 from asm_email_rules.model import OutgoingEmail, Person
 from asm_email_rules.protocols import SeedableRepository
 from asm_email_rules.sample import DEMO_MAILBOX_OPTIONS, DEMO_SYSTEM, sample_mailbox
-from asm_email_rules.settings import MailboxSettings, SystemSettings
+from asm_email_rules.settings import Limits, MailboxSettings, SystemSettings
 
 PROG = "asm-email-rules"
 
@@ -41,19 +41,36 @@ STDIN = "-"
 """The file name that means standard input (``explain -``, ``process -``)."""
 
 
-def read_file(path: Path | str) -> bytes:
+READ_FACTOR = 4
+"""A command reads at most this many times ``max_total_size`` of one file: a message over
+``max_total_size`` keeps only its header anyway (intake.md, "Limits"), and a file past that is
+refused rather than read into memory (``explain /dev/zero``)."""
+
+
+def read_limit(limits: Limits | None = None) -> int:
+    """The most bytes a command reads of one file, for ``limits`` (default: the defaults)."""
+    return READ_FACTOR * (limits or Limits()).max_total_size
+
+
+def read_file(path: Path | str, limit: int | None = None) -> bytes:
     """The bytes of ``path`` (standard input for ``-``); UsageError (exit 2) when it cannot be
-    read."""
-    if str(path) == STDIN:
-        try:
-            return sys.stdin.buffer.read()
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"standard input: cannot read: {exc}") from None
-    path = Path(path)
+    read, or holds more than ``limit`` bytes (default :func:`read_limit`), read no further."""
+    limit = read_limit() if limit is None else limit
+    name = "standard input" if str(path) == STDIN else str(path)
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        if str(path) == STDIN:
+            raw = sys.stdin.buffer.read(limit + 1)
+        else:
+            with Path(path).open("rb") as handle:
+                raw = handle.read(limit + 1)
+    except (OSError, ValueError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"{name}: cannot read: {detail}") from None
+    if len(raw) > limit:
+        raise UsageError(
+            f"{name}: larger than {limit} bytes ({READ_FACTOR} times max_total_size): not read"
+        )
+    return raw
 
 
 def read_inbox(path: Path) -> list[tuple[str, bytes]]:

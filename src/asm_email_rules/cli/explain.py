@@ -11,7 +11,14 @@ from typing import Any
 
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.bootstrap import open_sample_store, open_store
-from asm_email_rules.cli._common import EXIT_MESSAGE, EXIT_OK, STDIN, read_file, settings_for
+from asm_email_rules.cli._common import (
+    EXIT_MESSAGE,
+    EXIT_OK,
+    STDIN,
+    read_file,
+    read_limit,
+    settings_for,
+)
 from asm_email_rules.config import Config, store_location
 from asm_email_rules.errors import MessageParseError
 from asm_email_rules.intake import parse_message
@@ -62,8 +69,8 @@ def _store(args: argparse.Namespace, config: Config | None) -> tuple[Repository,
 
 def run(args: argparse.Namespace) -> int:
     """Print the decision (text or ``--json``); exit 1 when the message cannot be parsed."""
-    raw = read_file(args.file)
     config, mailbox, system = settings_for(args, secrets=False)
+    raw = read_file(args.file, read_limit(system.limits))
     repository, store = _store(args, config)
     try:
         decision = explain(raw, repository, mailbox, system, datetime.now(UTC))

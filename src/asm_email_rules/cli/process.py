@@ -18,6 +18,7 @@ from asm_email_rules.cli._common import (
     UsageError,
     close_mailer,
     read_file,
+    read_limit,
 )
 from asm_email_rules.config import AccountConfig, Config, load_config
 from asm_email_rules.errors import AsmEmailError, MessageParseError
@@ -78,9 +79,12 @@ def _process_file(
 ) -> int:
     """Process one file and print what happened; its exit code (0, 1, 3 or 4)."""
     try:
-        raw = read_file(name)
+        raw = read_file(name, read_limit(config.system.limits))
         result = process(raw, repository, mailer, account.mailbox, config.system, datetime.now(UTC))
-    except (MessageParseError, UsageError) as exc:
+    except UsageError as exc:  # it names the file
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_MESSAGE
+    except MessageParseError as exc:
         print(f"{PROG}: {name}: {exc}", file=sys.stderr)
         return EXIT_MESSAGE
     except AsmEmailError as exc:
