@@ -419,17 +419,22 @@ class _Intake(MimeReader):
         part, or ``b""`` when it was not read yet."""
         size = len(data) if data else part.body_end - part.body_start
         name = f"body-{len(self.overflowed) + 1}{_EXTENSIONS.get(part.ctype, '.txt')}"
-        limit = self.limits.max_body_bytes
-        self.violate(
-            LimitKind.BODY_SIZE,
-            limit,
-            size,
-            f"{what}: text of {size} bytes; the first {len(prefix)} kept as the body, "
-            f"the whole part attached as {name}",
-        )
-        if size > self.limits.max_attachment_size:
+        kept = f"{what}: text of {size} bytes; the first {len(prefix)} kept as the body"
+        if size > self.limits.max_attachment_size:  # too big to attach: the rest is lost
+            self.violate(
+                LimitKind.BODY_SIZE,
+                self.limits.max_body_bytes,
+                size,
+                f"{kept}, the rest dropped (too big to attach as {name})",
+            )
             self.drop_attachment(name, self.limits.max_attachment_size, size)
             return
+        self.violate(
+            LimitKind.BODY_SIZE,
+            self.limits.max_body_bytes,
+            size,
+            f"{kept}, the whole part attached as {name}",
+        )
         whole = data or self.transfer_decode(part, what)
         self.overflowed.append(Attachment(filename=name, content_type=part.ctype, data=whole))
 

@@ -93,6 +93,10 @@ def test_a_text_too_big_to_attach_is_cut_and_the_rest_noted() -> None:
         LimitKind.ATTACHMENT_SIZE,
     }
     assert IntakeNoteKind.ATTACHMENT_DROPPED in [note.kind for note in email.notes]
+    # The note on the cut says what happened to the rest, and never that it was attached.
+    [cut] = [v for v in email.limit_violations if v.kind is LimitKind.BODY_SIZE]
+    assert "the rest dropped (too big to attach as body-1.txt)" in cut.detail
+    assert "attached as" not in cut.detail.replace("too big to attach as", "")
 
 
 def test_a_body_within_the_limit_is_untouched() -> None:
