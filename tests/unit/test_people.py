@@ -151,6 +151,17 @@ def test_calls_list_and_show_what_mail_did(
     assert code == 0
     assert "call 1: open" in out
     assert "logged by: 1 Dana Desk" in out
+    update = tmp_path / "u.eml"
+    update.write_bytes(
+        b"From: Uma User <uma@example.org>\r\nTo: helpdesk@example.org\r\n"
+        b"Subject: [CALL#1] more\r\nMessage-ID: <m2@example.org>\r\n\r\n"
+        b"It flickers more when cold.\r\n\r\nAnd it hums.\r\n"
+    )
+    assert run(capsys, "process", str(update), "--config", str(desk))[0] == 0
+    code, out, _ = run(capsys, "calls", "show", "1", "--config", str(desk))
+    assert code == 0
+    # the history is shown whole (it showed the first line only, cut with no mark)
+    assert "      It flickers more when cold.\n      \n      And it hums.\n" in out
     code, _, err = run(capsys, "calls", "show", "99", "--config", str(desk))
     assert code == 2
     assert "no call 99" in err

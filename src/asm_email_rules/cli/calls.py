@@ -137,10 +137,12 @@ def run_show(args: argparse.Namespace) -> int:
     for line in call.description.splitlines() or [""]:
         print(f"    {line}")
     print(f"  log ({len(entries)}):")
-    for entry in entries:
+    for entry in entries:  # each entry whole: `show` is where the history is read
         who = f" by {entry.author}" if entry.author else ""
         profile = f" [{entry.security_profile}]" if entry.security_profile else ""
-        print(f"    {_when(entry.at)} {entry.kind.value}{who}{profile}: {_first_line(entry.text)}")
+        print(f"    {_when(entry.at)} {entry.kind.value}{who}{profile}:")
+        for line in entry.text.splitlines() or [""]:
+            print(f"      {line}")
     return EXIT_OK
 
 
