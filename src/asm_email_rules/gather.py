@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from asm_email_rules.auth import AuthVerdict, authenticate_sender
-from asm_email_rules.classify import Classification, classify
+from asm_email_rules.classify import Classification, MailKind, classify
 from asm_email_rules.decision import Facts
 from asm_email_rules.model import (
     Call,
@@ -236,8 +236,17 @@ def gather_facts(
         notify_people=notify_people,
         notify_groups=notify_groups,
         sender_reasons=sender_reasons,
-        default_analyst_ok=_default_analyst_ok(repository, mailbox, person),
+        default_analyst_ok=(
+            None
+            if classification.kind in _NEVER_LOGS_A_CALL
+            else _default_analyst_ok(repository, mailbox, person)
+        ),
     )
+
+
+_NEVER_LOGS_A_CALL = frozenset({MailKind.BOUNCE, MailKind.OWN_MAIL, MailKind.AUTO_REPLY})
+"""Kinds of mail the rules never log a call for (GATE-1 to 3; auto-replies, LOG-1): the
+Default Logging Analyst is not looked up for them."""
 
 
 def _default_analyst_ok(
