@@ -11,8 +11,8 @@ phrases of one body are still one weak signal. A message is automatic when its s
 to :data:`THRESHOLD` (2): one strong signal, or two weak ones from different sources. A single
 weak signal never decides alone (DESIGN 4, "a subject phrase alone never makes a message
 automatic"). The body is only read when another source already points at a machine. A
-delivery-failure subject and body are the writer's words, so they count as one source there:
-a person asking about mail that bounced is not a bounce (:func:`_score`).
+person's subject, body and attached message are one source there once one of them reads like
+a bounce: a person asking about mail that bounced is not a bounce (:func:`_score`).
 
 The kind is the first of bounce > auto-reply > auto-generated > list whose own clues reach the
 threshold; failing that, the kind with the most own clues; failing that, the default of the
@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import attrs
 
@@ -1028,30 +1028,38 @@ def _body_signals(email: InboundEmail) -> list[Signal]:
 
 
 _WRITERS_WORDS = frozenset({"subject", "body"})
-"""The sources a person types: for a bounce they count as one source in the total
-(:func:`_score`)."""
+"""The sources a person types (with a message they attach: :func:`_writer_source`)."""
 
 
-def _score(signals: Iterable[Signal], kind: MailKind | None = None) -> int:
+def _writer_source(signal: Signal) -> bool:
+    """Whether ``signal`` comes from what the writer chose to send: the subject, the body, or
+    a message attached (a person attaches the mail that came back to them)."""
+    return signal.source in _WRITERS_WORDS or (
+        signal.source == "attachment" and signal.kind is MailKind.BOUNCE
+    )
+
+
+def _score(signals: Sequence[Signal], kind: MailKind | None = None) -> int:
     """Sum over sources of each source's strongest signal (of ``kind``, when given).
 
-    In the total (``kind`` None: is the message automatic at all?) a bounce's subject and body
-    count as one source. People write to a service desk about mail that bounced ("Returned
-    mail", "my mail to Bob is undeliverable: 550 user unknown"), so a delivery-failure subject
-    and a delivery-failure sentence are one clue, however often the writer says it: a message
-    is a bounce only with a clue the writer does not type (a delivery report, a null return
-    path, a mailer daemon, ``Auto-Submitted``). A bounce is deleted without a reply (DESIGN
-    4): a person's mail taken for one would be lost. Once such a clue says "a machine", the
-    subject and the body count apart again to name the kind (an Exim delay warning marked
-    ``Auto-Submitted: auto-replied`` is still a bounce).
+    In the total (``kind`` None: is the message automatic at all?), once one of the writer's
+    sources (:func:`_writer_source`) reads like a bounce, all of them count as one source.
+    People write to a service desk about mail that bounced ("Returned mail", "my mail to Bob
+    is undeliverable: 550 user unknown", with the returned mail attached, or a word about
+    being away next week), so what they wrote about it is one clue, however often and however
+    they say it: a message is a bounce only with a clue the writer does not type (a delivery
+    report, a null return path, a mailer-daemon or postmaster address, ``Auto-Submitted``). A
+    bounce is deleted without a reply (DESIGN 4): a person's mail taken for one would be
+    lost. Once such a clue says "a machine", the subject and the body count apart again to
+    name the kind (an Exim delay warning marked ``Auto-Submitted: auto-replied`` is still a
+    bounce).
     """
+    merge = kind is None and any(s.kind is MailKind.BOUNCE and _writer_source(s) for s in signals)
     best: dict[str, int] = {}
     for signal in signals:
         if kind is not None and (signal.kind is not kind or not signal.specific):
             continue
-        source = signal.source
-        if kind is None and signal.kind is MailKind.BOUNCE and source in _WRITERS_WORDS:
-            source = "subject"
+        source = "writer" if merge and _writer_source(signal) else signal.source
         if signal.weight > best.get(source, 0):
             best[source] = signal.weight
     return sum(best.values())

@@ -104,7 +104,9 @@ def _notify_targets(
 ) -> tuple[tuple[Person, ...], tuple[Group, ...]]:
     """Who a notification about ``call`` may go to: its assigned analyst and group, and the
     call template's (a reopen may assign the call to those). Read only when Email at Update
-    via Email In is on."""
+    via Email In is on. A person who is not an analyst is left out: an id that names a
+    customer (settings built in code, which no ``asm-email-rules check`` saw) must not mail
+    them the desk's notifications."""
     if call is None or not system.email_at_update_via_email_in:
         return (), ()
     template = mailbox.call_template
@@ -112,7 +114,7 @@ def _notify_targets(
     for person_id in (call.owner_id, template.assigned_analyst_id):
         if person_id is not None and person_id not in people:
             found = repository.get_person(person_id)
-            if found is not None:
+            if found is not None and found.is_analyst:
                 people[person_id] = found
     groups: dict[str, Group] = {}
     for name in (call.group, template.assigned_group):

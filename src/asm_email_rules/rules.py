@@ -1143,15 +1143,18 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
         analyst: int | None = person.id
     else:
         analyst = mailbox.default_logging_analyst_id
+        why_none = "no Default Logging Analyst is set"
         if analyst is not None and facts.default_analyst_ok is False:
-            reasons.append(
+            why_none = (
                 f"the Default Logging Analyst (person {analyst}) is not an analyst in the "
-                "store: the call is logged without one (`asm-email-rules check` names the fix)"
+                "store (`asm-email-rules check` names the fix)"
             )
             analyst = None
         if analyst is None and person is not None and person.is_analyst:
             analyst = person.id
-            reasons.append("no Default Logging Analyst is set: the sending analyst logs the call")
+            reasons.append(f"{why_none}: the sending analyst logs the call")
+        elif analyst is None and facts.default_analyst_ok is False:
+            reasons.append(f"{why_none}: the call is logged without a logging analyst")
     description = facts.email.body
     if not description or description.isspace():  # no stripped copy of a long body
         description = facts.email.subject

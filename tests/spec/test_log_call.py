@@ -60,12 +60,20 @@ def test_a_default_logging_analyst_id_that_names_a_customer_is_not_used(desk: De
     decision = desk.mail("Help", sender="Nina New <nina@else.example>")
     assert decision.rule == "LOG-2"
     assert desk.newest_call().logging_analyst_id is None
-    assert any(f"(person {UMA.id}) is not an analyst" in r for r in decision.reasons)
+    assert any(
+        f"(person {UMA.id}) is not an analyst" in r and r.endswith("without a logging analyst")
+        for r in decision.reasons
+    )
     desk.set(default_logging_analyst_id=999)  # nobody
     desk.mail("Help again", sender="nina@else.example")
     assert desk.newest_call().logging_analyst_id is None
-    desk.mail("Server down", sender=ALICE.email)  # an analyst writing logs it, as with none set
+    decision = desk.mail("Server down", sender=ALICE.email)  # an analyst logs it, as with none
     assert desk.newest_call().logging_analyst_id == ALICE.id
+    why = [r for r in decision.reasons if "Logging Analyst" in r]
+    assert why == [
+        "the Default Logging Analyst (person 999) is not an analyst in the store"
+        " (`asm-email-rules check` names the fix): the sending analyst logs the call"
+    ]
 
 
 def test_case1_unknown_sender_without_create_anonymously_logs_nothing(desk: Desk) -> None:

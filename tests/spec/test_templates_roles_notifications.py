@@ -176,6 +176,16 @@ def test_a_group_without_an_address_is_recorded_not_emailed(desk: Desk) -> None:
     assert "no email to the group Network" in entry
 
 
+def test_an_owner_who_is_no_analyst_is_not_emailed_the_notification(desk: Desk) -> None:
+    """Same sentence, "the assigned analyst": a call whose owner id names a customer (a call
+    template's assigned analyst set to one in settings built in code) does not mail that
+    customer what an analyst wrote on it."""
+    desk.set_system(email_at_update_via_email_in=True)
+    desk.repo.put_call(Call(121, user_id=BOB.id, owner_id=UMA.id, description="Printer"))
+    desk.mail("[CALL#121] I replaced the toner", sender=BOB.email)
+    assert UMA.email not in [mail.to for mail in desk.replies]
+
+
 def test_the_analyst_who_sent_the_update_is_not_notified(desk: Desk) -> None:
     """Telling Alice about her own mail helps nobody."""
     desk.set_system(email_at_update_via_email_in=True)

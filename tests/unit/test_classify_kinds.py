@@ -510,6 +510,60 @@ def test_a_person_writing_about_a_bounce_in_subject_and_body_is_a_person(
     assert any("weak evidence only (1 of 2" in reason for reason in result.reasons)
 
 
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        (  # a bounce subject and a body that quotes a robot's address
+            "Subject: Undeliverable mail",
+            "Every mail I send to Leeds comes back from a noreply address. Why?\n",
+        ),
+        (  # a bounce subject and a body that reads like an auto-reply
+            "Subject: Undeliverable",
+            "I am out of the office next week and will return on Monday; my mails to Bob"
+            " bounce. Please fix before I leave.\n",
+        ),
+        (  # an out-of-office subject and a bounce sentence in the body
+            "Subject: Out of office reply not delivered",
+            "My automatic reply could not be delivered to Bob: user unknown.\n",
+        ),
+    ],
+)
+def test_whatever_else_the_writer_says_about_a_bounce_is_the_same_one_clue(
+    subject: str, body: str
+) -> None:
+    result = classify(mail("From: Uma User <uma@example.org>", subject, body=body))
+    assert result.kind is MailKind.NORMAL, result.reasons
+
+
+def test_a_person_attaching_the_mail_that_came_back_is_a_person() -> None:
+    raw = (
+        b"From: Uma User <uma@example.org>\r\nSubject: Returned mail\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nThis came back, see attached. Why?\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\n\r\n"
+        b"550 5.1.1 user unknown\r\n--b--\r\n"
+    )
+    assert classify(parse_message(raw)).kind is MailKind.NORMAL
+
+
+def test_a_gateway_notice_with_no_clue_but_its_words_is_now_taken_for_a_person() -> None:
+    # The trade, recorded: an antivirus gateway that writes from an ordinary address with a
+    # non-null reverse-path (RFC 5321 4.5.5 asks a null one of delivery reports only) gives
+    # nothing but its subject and body. Taken for a person, it logs a call an analyst can
+    # close (its replies bounded by the reply budget); the other way round, a person's
+    # question about a bounce was deleted with no reply.
+    result = classify(
+        mail(
+            "From: antivirus@gateway.example.net",
+            "Subject: Virus found in message",
+            body="The message you sent to ghost@example.net was not delivered because it"
+            " contained a virus.\n",
+        )
+    )
+    assert result.kind is MailKind.NORMAL
+
+
 @pytest.mark.parametrize(("subject", "body"), PEOPLE_WRITING_ABOUT_BOUNCES)
 def test_the_same_words_with_a_clue_no_writer_types_are_a_bounce(subject: str, body: str) -> None:
     for clue in ("Return-Path: <>", "From: MAILER-DAEMON@mx.example.net"):
