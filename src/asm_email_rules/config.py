@@ -894,8 +894,8 @@ def load_config(path: str | os.PathLike[str], *, secrets: bool = True) -> Config
     """
     source = Path(path).expanduser().resolve()
     try:
-        with source.open("rb") as handle:
-            data = tomllib.load(handle)
+        # A byte order mark (Windows Notepad writes one) is not TOML; it says nothing either.
+        data = tomllib.loads(source.read_bytes().decode("utf-8").removeprefix("\ufeff"))
     except FileNotFoundError:
         raise ConfigError("file not found", source=str(source)) from None
     except OSError as exc:

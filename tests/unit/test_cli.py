@@ -412,7 +412,7 @@ def test_a_file_far_over_the_size_limit_is_refused_unread_and_named_once(
     for command in ("explain", "process"):
         code, _, err = run(capsys, command, str(huge), "--config", str(config))
         assert code in (1, 2), (command, err)
-        assert f"{huge}: larger than 4000 bytes" in err
+        assert f"{huge}: larger than 4000 bytes: not read" in err
         assert "Traceback" not in err
     huge.write_bytes(b"Subject: big\r\n\r\n" + b"x" * 3000)  # over the limit, under 4x
     code, out, err = run(capsys, "explain", str(huge), "--config", str(config))

@@ -330,6 +330,15 @@ def test_a_file_saved_in_another_encoding_is_a_config_error_naming_the_byte(
     assert str(caught.value).startswith(str(path))
 
 
+def test_a_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    # Windows Notepad writes a UTF-8 byte order mark; tomllib called it "Invalid statement
+    # (at line 1, column 1)", which names nothing an operator can see.
+    marked, plain = tmp_path / "marked.toml", tmp_path / "plain.toml"
+    marked.write_bytes(b"\xef\xbb\xbf" + VALID.encode("utf-8"))
+    plain.write_text(VALID, encoding="utf-8")
+    assert load_config(marked).accounts == load_config(plain).accounts
+
+
 def test_unknown_account_name_lists_the_configured_ones(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, VALID))
     with pytest.raises(ConfigError, match="helpdesk, local"):

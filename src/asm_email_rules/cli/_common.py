@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -57,19 +58,21 @@ def read_file(path: Path | str, limit: int | None = None) -> bytes:
     read, or holds more than ``limit`` bytes (default :func:`read_limit`), read no further."""
     limit = read_limit() if limit is None else limit
     name = "standard input" if str(path) == STDIN else str(path)
+    too_big = UsageError(f"{name}: larger than {limit} bytes: not read")
     try:
         if str(path) == STDIN:
             raw = sys.stdin.buffer.read(limit + 1)
         else:
             with Path(path).open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size  # 0 for a device or a pipe
+                if size > limit:
+                    raise too_big
                 raw = handle.read(limit + 1)
     except (OSError, ValueError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise UsageError(f"{name}: cannot read: {detail}") from None
     if len(raw) > limit:
-        raise UsageError(
-            f"{name}: larger than {limit} bytes ({READ_FACTOR} times max_total_size): not read"
-        )
+        raise too_big
     return raw
 
 
