@@ -372,14 +372,20 @@ def test_demo_piped_into_head_exits_cleanly() -> None:
     assert "Traceback" not in done.stderr
 
 
+def _initialised(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Path:
+    """``init`` a desk in ``tmp_path / "desk"``; its config.toml."""
+    target = tmp_path / "desk"
+    assert run(capsys, "init", str(target))[0] == 0
+    return target / "config.toml"
+
+
 def test_check_fails_a_maildir_the_first_poll_cannot_create(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # `check` said "ready" for a Maildir under a folder that does not exist, and `poll` then
     # failed with "mailbox unreachable": the first poll creates the Maildir, not its parents.
-    target = tmp_path / "desk"
-    assert run(capsys, "init", str(target))[0] == 0
-    config = target / "config.toml"
+    config = _initialised(capsys, tmp_path)
+    target = config.parent
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace('path = "Maildir"', 'path = "absent/Maildir"'), "utf-8")
     code, out, err = run(capsys, "check", "--config", str(config))
@@ -402,9 +408,7 @@ def test_a_file_far_over_the_size_limit_is_refused_unread_and_named_once(
     # `explain /dev/zero` ended in a MemoryError traceback: the whole file was read first.
     # A message over max_total_size keeps only its header, so past four times that the file
     # is not read; and `process` named a file it could not read twice.
-    target = tmp_path / "desk"
-    assert run(capsys, "init", str(target))[0] == 0
-    config = target / "config.toml"
+    config = _initialised(capsys, tmp_path)
     with config.open("a", encoding="utf-8") as handle:
         handle.write("\n[system.limits]\nmax_total_size = 1000\n")
     huge = tmp_path / "huge.eml"
