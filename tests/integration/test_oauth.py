@@ -29,7 +29,7 @@ from oauth_servers import (
 )
 
 from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
-from asm_email_rules.adapters.oauth import OAuth2Login, TokenProvider
+from asm_email_rules.adapters.oauth import OAuth2Login, TokenProvider, make_source
 from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
 from asm_email_rules.adapters.smtp import SmtpConfig, SmtpMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
@@ -313,6 +313,30 @@ def test_rotated_refresh_token_is_written_back_to_its_file(
     rotated = path.read_text(encoding="utf-8").strip()
     assert rotated != grant.refresh_token
     assert rotated in endpoint.refresh  # the one the server will accept next time
+
+
+def test_a_refresh_token_another_process_rotated_is_read_again_from_its_file(
+    endpoint: TokenEndpoint, user: str, tmp_path: Path
+) -> None:
+    # The service held its refresh token in memory; `check` (another process on the same
+    # configuration) signed in, the server rotated the token and forgot the old one, and the
+    # service failed with invalid_grant until it was restarted.
+    grant = refresh_grant(endpoint, user)
+    path = tmp_path / "refresh_token"
+    path.write_text(grant.refresh_token + "\n", encoding="utf-8")
+    spec = RefreshTokenGrant(
+        grant.token_url, grant.client_id, grant.client_secret, refresh_token_file=path
+    )
+    service, check = make_source(spec), make_source(spec)
+    service.fetch()
+    check.fetch()  # rotates again: the service's token is gone at the server
+    service.fetch()
+    assert path.read_text(encoding="utf-8").strip() in endpoint.refresh
+    # The file holds a token the server no longer knows (a write-back that failed, a copy
+    # restored from a backup): the one this process holds is tried next.
+    path.write_text("stale-token\n", encoding="utf-8")
+    service.fetch()
+    assert path.read_text(encoding="utf-8").strip() in endpoint.refresh
 
 
 # --------------------------------------------------------------------------------------------

@@ -258,7 +258,15 @@ class ClientCredentialsSource:
 
 
 class RefreshTokenSource:
-    """The refresh-token grant (RFC 6749 6) through authlib; follows refresh-token rotation."""
+    """The refresh-token grant (RFC 6749 6) through authlib; follows refresh-token rotation.
+
+    A ``refresh_token_file`` is shared by every process that uses the configuration (the
+    service, ``check``, ``deliver``, a standby poller): when one of them is handed a new
+    refresh token (rotation, RFC 6749 6 and 10.4) it writes it there, and the server may no
+    longer accept the old one. So each fetch reads the file again and tries its token first,
+    then the one this process last used if that differs (the file could not be written back,
+    say): a token another process rotated away (``invalid_grant``) is not used again.
+    """
 
     def __init__(self, spec: RefreshTokenGrant, *, clock: Clock = time.time) -> None:
         self.spec = spec
@@ -268,10 +276,11 @@ class RefreshTokenSource:
     def describe(self) -> str:
         return f"token endpoint {self.spec.token_url} (refresh_token)"
 
-    def _current(self) -> str:
+    def _from_file(self) -> str:
+        """The token in ``refresh_token_file`` (raises TokenError: unreadable, not UTF-8,
+        empty)."""
         path = self.spec.refresh_token_file
-        if self._refresh_token or path is None:
-            return self._refresh_token
+        assert path is not None
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
@@ -286,8 +295,21 @@ class RefreshTokenSource:
             ) from None
         if not value:
             raise TokenError(f"{self.describe()}: refresh token file {str(path)!r} is empty")
-        self._refresh_token = value
         return value
+
+    def _candidates(self) -> list[str]:
+        """The refresh tokens to try, in order: the file's now, then the one held here."""
+        if self.spec.refresh_token_file is None:
+            return [self._refresh_token] if self._refresh_token else []
+        try:
+            found = [self._from_file()]
+        except TokenError:
+            if not self._refresh_token:
+                raise
+            found = []  # the file went bad: the token held here may still work
+        if self._refresh_token and self._refresh_token not in found:
+            found.append(self._refresh_token)
+        return found
 
     def _keep(self, new: str) -> None:
         """Remember a rotated refresh token, in its file too when it came from one."""
@@ -308,22 +330,30 @@ class RefreshTokenSource:
 
     def fetch(self) -> AccessToken:
         spec, where = self.spec, self.describe()
-        refresh_token = self._current()
-        if not refresh_token:
+        candidates = self._candidates()
+        if not candidates:
             raise TokenError(f"{where}: no refresh token configured")
-        session = _session(spec.client_id, spec.client_secret, spec.client_auth.value, spec.scope)
-        now = self._clock()
-        try:
-            with session:
-                data = session.refresh_token(
-                    spec.token_url, refresh_token=refresh_token, timeout=spec.timeout
-                )
-        except _grant_errors() as exc:
-            raise TokenError(f"{where}: {_describe_error(exc)}") from None
-        token, rotated = _token_from_response(data, now, where)
-        if rotated is not None and rotated != refresh_token:
-            self._keep(rotated)
-        return token
+        for number, refresh_token in enumerate(candidates, 1):
+            session = _session(
+                spec.client_id, spec.client_secret, spec.client_auth.value, spec.scope
+            )
+            now = self._clock()
+            try:
+                with session:
+                    data = session.refresh_token(
+                        spec.token_url, refresh_token=refresh_token, timeout=spec.timeout
+                    )
+            except _grant_errors() as exc:
+                if getattr(exc, "error", None) == "invalid_grant" and number < len(candidates):
+                    continue  # rotated away by another process, or stale: try the next one
+                raise TokenError(f"{where}: {_describe_error(exc)}") from None
+            token, rotated = _token_from_response(data, now, where)
+            if rotated is not None and rotated != refresh_token:
+                self._keep(rotated)
+            else:
+                self._refresh_token = refresh_token
+            return token
+        raise AssertionError("unreachable: the last candidate returns or raises")
 
 
 def make_source(spec: TokenSourceSpec, *, clock: Clock = time.time) -> TokenSource:
