@@ -46,10 +46,12 @@ from asm_email_rules.signin import (
 
 __all__ = [
     "AccountConfig",
+    "AccountSecrets",
     "Config",
     "MailProtocol",
     "Security",
     "load_config",
+    "only_account",
     "parse_config",
 ]
 
@@ -507,6 +509,24 @@ def _client_secret(table: _Table, *, required: bool) -> str:
     return _secret_file(table, "client_secret_file", path)
 
 
+def _password(table: _Table) -> str:
+    """``password`` inline, from ``password_env``, or from ``password_file`` (at most one):
+    a mail server's pipe (``deliver``) runs with no environment, so a file the service's user
+    can read is how a password reaches it there. "" when none is given."""
+    if "password_file" not in table.data:
+        table.used.add("password_file")
+        return table.secret("password", "password_env")
+    for other in ("password", "password_env"):
+        if other in table.data:
+            raise table.fail("password_file", f"give only one of {other}, password_file")
+    raw = table.string("password_file")
+    if not raw:
+        raise table.fail("password_file", "must not be empty")
+    if not table.secrets:  # a dry run reads no secret files
+        return ""
+    return _secret_file(table, "password_file", _resolve(raw, Path(table.source).parent))
+
+
 def _secret_file(table: _Table, name: str, path: Path) -> str:
     """The secret in the file ``path`` named by key ``name``, stripped; a ConfigError naming
     the key when the file cannot be read, is not UTF-8 or holds nothing."""
@@ -596,7 +616,7 @@ def _auth(table: _Table) -> tuple[AuthMethod, OAuth2Settings | None]:
         if section is not None:
             raise table.fail("oauth2", 'applies only with auth = "oauth2"')
         return auth, None
-    for key in ("password", "password_env"):
+    for key in ("password", "password_env", "password_file"):
         if key in table.data:
             raise table.fail(key, 'does not apply with auth = "oauth2"')
     if section is None:
@@ -624,7 +644,7 @@ def _smtp(table: _Table) -> SmtpConfig:
         port=table.integer("port", _SMTP_PORTS[security], minimum=1, maximum=65535),
         security=security,
         username=table.string("username"),
-        password=table.secret("password", "password_env"),
+        password=_password(table),
         oauth2=oauth2,
         timeout=table.number("timeout", 30.0),
         envelope_sender=_envelope_sender(table),
@@ -786,7 +806,7 @@ def _account(table: _Table, base: Path) -> AccountConfig:
         else 0,
         security=security,
         username=table.string("username"),
-        password=table.secret("password", "password_env"),
+        password=_password(table),
         password_env=table.string("password_env"),
         auth=auth,
         oauth2=oauth2,
@@ -836,14 +856,34 @@ def _store(root: _Table, text: str, base: Path) -> Path | PostgresStore:
     return attrs.evolve(store, password=password or None, schema=schema)
 
 
-def parse_config(data: Mapping[str, Any], source: Path, *, secrets: bool = True) -> Config:
+AccountSecrets = Callable[[int, str], bool]
+"""Which accounts' secrets to read, asked with each account's position (0 for the first) and
+its ``name`` as written."""
+
+
+def only_account(name: str | None) -> AccountSecrets:
+    """An :data:`AccountSecrets` for the one account ``name`` (None: the first), as
+    :meth:`Config.account` picks it."""
+    return lambda index, found: found == name if name else index == 0
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    source: Path,
+    *,
+    secrets: bool = True,
+    secret_accounts: AccountSecrets | None = None,
+) -> Config:
     """Validate already-parsed TOML ``data``; relative paths resolve against ``source``'s folder.
 
     ``store`` may be left out (``Config.store`` is then None) by a host that supplies its own
     repository; the commands and :func:`~asm_email_rules.bootstrap.bootstrap` that need the
     store say so with a ConfigError naming the key. With ``secrets=False`` passwords named by
     ``password_env`` are not read (they stay empty and an unset variable is no error): for dry
-    runs such as ``explain``, which sign in nowhere.
+    runs such as ``explain``, which sign in nowhere. ``secret_accounts`` narrows that to the
+    accounts it says yes to (:func:`only_account`): ``deliver`` into one account needs the
+    SMTP password, not the other accounts' (a mail server's pipe passes no environment).
+    Every key of every account is checked either way.
     """
     label = str(source)
     base = source.parent
@@ -869,7 +909,11 @@ def parse_config(data: Mapping[str, Any], source: Path, *, secrets: bool = True)
     accounts: list[AccountConfig] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_accounts):
-        table = _Table(raw, f"accounts[{index + 1}]", label, secrets=secrets)
+        named = raw.get("name")
+        wanted = secret_accounts is None or secret_accounts(
+            index, named if isinstance(named, str) else ""
+        )
+        table = _Table(raw, f"accounts[{index + 1}]", label, secrets=secrets and wanted)
         account = _account(table, base)
         if account.name in seen:
             raise table.fail("name", f"duplicate account name {account.name!r}")
@@ -885,12 +929,17 @@ def parse_config(data: Mapping[str, Any], source: Path, *, secrets: bool = True)
     )
 
 
-def load_config(path: str | os.PathLike[str], *, secrets: bool = True) -> Config:
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    secrets: bool = True,
+    secret_accounts: AccountSecrets | None = None,
+) -> Config:
     """Read and validate a TOML configuration file. Raises ConfigError naming file and key.
 
     Every key is checked; ``store`` is optional (see :func:`parse_config`). Accounts are named
     ``accounts[1]``, ``accounts[2]``, ... in errors, counting from 1 as the file does.
-    ``secrets=False``: see :func:`parse_config`.
+    ``secrets`` and ``secret_accounts``: see :func:`parse_config`.
     """
     source = Path(path).expanduser().resolve()
     try:
@@ -908,4 +957,4 @@ def load_config(path: str | os.PathLike[str], *, secrets: bool = True) -> Config
             " TOML files are UTF-8: save it as UTF-8",
             source=str(source),
         ) from None
-    return parse_config(data, source, secrets=secrets)
+    return parse_config(data, source, secrets=secrets, secret_accounts=secret_accounts)

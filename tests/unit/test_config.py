@@ -339,6 +339,29 @@ def test_a_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
     assert load_config(marked).accounts == load_config(plain).accounts
 
 
+def test_a_password_file_gives_smtp_and_accounts_their_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mail server's pipe runs `deliver` with no environment: password_env cannot reach it.
+    (tmp_path / "smtp-password").write_text("smtp-s3cret\n", encoding="utf-8")
+    (tmp_path / "imap-password").write_text("imap-s3cret\n", encoding="utf-8")
+    text = VALID.replace('password = "s3cret"', 'password_file = "smtp-password"', 1).replace(
+        'password_env = "TEST_ASM_IMAP_PASSWORD"', 'password_file = "imap-password"', 1
+    )
+    monkeypatch.delenv("TEST_ASM_IMAP_PASSWORD", raising=False)
+    config = load_config(write(tmp_path, text))
+    assert config.smtp is not None
+    assert (config.smtp.password, config.accounts[0].password) == ("smtp-s3cret", "imap-s3cret")
+    assert "s3cret" not in repr(config)
+    assert load_config(write(tmp_path, text), secrets=False).accounts[0].password == ""
+    both = text.replace('password_file = "smtp-password"', 'password_file = "x"\npassword = "y"')
+    with pytest.raises(ConfigError, match=r"smtp\.password_file: give only one of password,"):
+        load_config(write(tmp_path, both))
+    (tmp_path / "imap-password").unlink()
+    with pytest.raises(ConfigError, match=r"accounts\[1\]\.password_file: cannot read"):
+        load_config(write(tmp_path, text))
+
+
 def test_unknown_account_name_lists_the_configured_ones(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, VALID))
     with pytest.raises(ConfigError, match="helpdesk, local"):

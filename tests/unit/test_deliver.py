@@ -70,6 +70,32 @@ def test_deliver_acts_on_the_message_and_exits_0(
     assert "already processed" in out
 
 
+def test_deliver_and_replies_list_need_no_other_account_s_password(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mail server's pipe passes no environment: deliver into the Maildir account failed
+    # with exit 75 (the message deferred until it bounced) because another account's
+    # password_env was not set; `replies list`, which signs in nowhere, failed too.
+    imap = (
+        '\n[[accounts]]\nname = "other"\nprotocol = "imap"\nhost = "imap.example.org"\n'
+        'username = "desk"\npassword_env = "ASM_UNSET_PASSWORD_FOR_TEST"\n'
+        '[accounts.mailbox]\naddresses = ["other@desk.example"]\n'
+    )
+    desk.write_text(desk.read_text() + imap)
+    monkeypatch.delenv("ASM_UNSET_PASSWORD_FOR_TEST", raising=False)
+    code, out, err = run(capsys, monkeypatch, APPROVE, "deliver", "--config", str(desk))
+    assert code == 0, err
+    assert "rule AP-11" in out
+    code, _, err = run(capsys, monkeypatch, b"", "replies", "list", "--config", str(desk))
+    assert code == 0, err
+    # the account that is used still needs its own
+    code, _, err = run(
+        capsys, monkeypatch, APPROVE, "deliver", "--config", str(desk), "--account", "other"
+    )
+    assert code == 75
+    assert "ASM_UNSET_PASSWORD_FOR_TEST" in err
+
+
 def test_deliver_logs_the_message_once_with_its_rule(
     desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,7 +30,7 @@ from asm_email_rules.cli._common import (
     store_for,
 )
 from asm_email_rules.cli.process import describe_result
-from asm_email_rules.config import AccountConfig, MailProtocol, load_config
+from asm_email_rules.config import AccountConfig, MailProtocol, load_config, only_account
 from asm_email_rules.errors import AsmEmailError
 from asm_email_rules.pipeline import process
 from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState, headline
@@ -165,7 +165,9 @@ def run_show(args: argparse.Namespace) -> int:
 def _account(args: argparse.Namespace, entry: QuarantinedMessage) -> AccountConfig:
     if not args.config:
         raise UsageError("--config is required: the message goes through its account")
-    return load_config(args.config).account(entry.account)
+    return load_config(args.config, secret_accounts=only_account(entry.account)).account(
+        entry.account
+    )
 
 
 def _give_back(account: AccountConfig, entry: QuarantinedMessage) -> str:
@@ -220,7 +222,7 @@ def run_replay(args: argparse.Namespace) -> int:
         if entry.state is not QuarantineState.HELD:
             raise UsageError(f"message {entry.id} was {entry.state.value} already")
         account = _account(args, entry)
-        config = load_config(args.config)
+        config = load_config(args.config, secret_accounts=lambda index, name: False)
         mailer = make_mailer(config)
         now = datetime.now(UTC)
         repo.forget_quarantine_record(entry.account, entry.sha256)

@@ -85,9 +85,13 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--account", metavar="NAME", help="only this account's replies")
 
 
-def _open(args: argparse.Namespace) -> tuple[Repository, SystemSettings, str | None, Config]:
-    """The store, the system settings, the account's mailbox name (or None) and the config."""
-    config = load_config(args.config)
+def _open(
+    args: argparse.Namespace, *, sends: bool = False
+) -> tuple[Repository, SystemSettings, str | None, Config]:
+    """The store, the system settings, the account's mailbox name (or None) and the config;
+    its secrets are read only for a command that ``sends`` (the SMTP ones: replies are not
+    read from any account's mailbox)."""
+    config = load_config(args.config, secrets=sends, secret_accounts=lambda index, name: False)
     mailbox = config.account(args.account).mailbox.name if args.account else None
     return open_store(config.require_store(), must_exist=True), config.system, mailbox, config
 
@@ -152,7 +156,7 @@ def run_resend(args: argparse.Namespace) -> int:
     """Requeue the named (or all failed) replies and send them now when [smtp] is set."""
     if bool(args.message_ids) == bool(args.all_failed):
         raise UsageError("name the replies to resend, or give --all-failed (not both)")
-    repository, system, mailbox, config = _open(args)
+    repository, system, mailbox, config = _open(args, sends=True)
     try:
         ids = list(args.message_ids)
         if args.all_failed:
