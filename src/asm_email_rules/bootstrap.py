@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Self
 import attrs
 
 from asm_email_rules.config import AccountConfig, Config, MailProtocol, PostgresStore
-from asm_email_rules.errors import ConfigError, RepositoryError
+from asm_email_rules.errors import ConfigError, RepositoryError, StoreUnavailableError
 from asm_email_rules.protocols import Mailbox, Mailer, Repository, SeedableRepository
 from asm_email_rules.sample import seed_sample_desk
 from asm_email_rules.service import MailboxFactory, PollingService
@@ -62,8 +62,10 @@ def open_store(
     A SQLite file is created with the current schema unless ``must_exist``. A PostgreSQL
     database must exist (we never create databases); its tables are created or migrated on
     opening. Raises ConfigError naming the file or the server and database (never the
-    password) when the store is missing (``must_exist``), cannot be opened (locked, not a
-    database, unreachable, login refused, a newer schema), or psycopg is not installed.
+    password) when the store is missing (``must_exist``), is not a store of ours (not a
+    database, a newer schema), refuses the login, or psycopg is not installed; and
+    :class:`~asm_email_rules.errors.StoreUnavailableError` when it is there but cannot be used
+    now (locked, read-only, full, a server that does not answer): a service waits for it.
     """
     if isinstance(location, PostgresStore):
         return _open_postgres(location)
@@ -73,8 +75,15 @@ def open_store(
         raise ConfigError(
             "store not found (create one with `asm-email-rules init`)", source=str(location)
         )
+    if not location.parent.is_dir():  # not a store to wait for: a folder to create, or a typo
+        raise ConfigError(
+            f"cannot create the store: the folder {location.parent} does not exist",
+            source=str(location),
+        )
     try:
         return SqliteRepository(location)
+    except StoreUnavailableError:
+        raise
     except RepositoryError as exc:
         raise ConfigError(f"cannot open the store: {exc}", source=str(location)) from None
 
@@ -89,6 +98,8 @@ def _open_postgres(store: PostgresStore) -> PostgresRepository:
         ) from None
     try:
         return PostgresRepository(store.url, password=store.password, schema=store.schema)
+    except StoreUnavailableError:
+        raise
     except RepositoryError as exc:
         raise ConfigError(f"cannot open the store: {exc}") from None
 
@@ -257,7 +268,7 @@ def bootstrap(
     missing, or a PostgreSQL database); a configuration without ``store`` needs one passed.
     ``mailer``: default :func:`make_mailer`; None records replies as pending without sending.
     ``mailboxes``: default :func:`mailbox_factory`. ``now`` and ``random_token`` go to the
-    service (tests pass fixed ones). Raises ConfigError when the store cannot be opened, or
+    service (tests pass fixed ones). Raises what :func:`open_store` raises, and ConfigError
     when no repository is passed and the configuration names no store.
     """
     owns = repository is None

@@ -78,6 +78,30 @@ def test_a_store_that_cannot_be_opened_is_a_configuration_error(tmp_path: Path) 
         open_store(junk)
 
 
+def test_a_store_that_cannot_be_used_now_is_not_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read-only, full or locked when the program starts: something to wait for (exit 3, the
+    # service backs off), not a configuration to fix (exit 2).
+    import asm_email_rules.adapters.sqlite as sqlite_adapter
+    from asm_email_rules.errors import StoreUnavailableError
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailableError("x.sqlite3: attempt to write a readonly database")
+
+    monkeypatch.setattr(sqlite_adapter, "SqliteRepository", read_only)
+    with pytest.raises(StoreUnavailableError):
+        open_store(tmp_path / "x.sqlite3")
+
+
+def test_a_store_in_a_folder_that_does_not_exist_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"the folder .* does not exist"):
+        open_store(tmp_path / "typo" / "helpdesk.sqlite3")
+    assert not (tmp_path / "typo").exists()
+
+
 def test_the_sample_store_holds_the_sample_desk(tmp_path: Path) -> None:
     in_memory = open_sample_store()
     assert in_memory.get_call(100) is not None

@@ -402,6 +402,44 @@ def test_check_fails_a_maildir_the_first_poll_cannot_create(
     assert (target / "later" / "new").is_dir()
 
 
+def test_a_store_that_cannot_be_used_now_is_waited_for_not_a_configuration_error(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A store on a file system remounted read-only when the service started made `poll`
+    # exit 2, "configuration error", and the service stopped instead of backing off.
+    import signal
+    import threading
+
+    import asm_email_rules.bootstrap as wiring
+    from asm_email_rules.errors import StoreUnavailableError
+
+    config = _initialised(capsys, tmp_path)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("[system]", "[system]\nbackoff_initial_seconds = 0.05", 1))
+    real, calls = wiring.open_store, []
+
+    def read_only_twice(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise StoreUnavailableError("helpdesk.sqlite3: attempt to write a readonly database")
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wiring, "open_store", read_only_twice)
+    code, _, err = run(capsys, "poll", "--once", "--config", str(config))
+    assert code == 3
+    assert err.startswith("asm-email-rules: store unavailable: ")
+    calls.clear()
+    code, _, err = run(capsys, "poll", "--config", str(config))  # the service, until SIGTERM
+    assert code == 0, err
+    assert len(calls) == 3  # two waits, then it ran
+    assert err.count("the store cannot be used yet") == 2
+    assert "trying again in 0.05 s" in err  # then twice that: the accounts' backoff
+    assert "trying again in 0.1 s" in err
+
+
 def test_a_file_far_over_the_size_limit_is_refused_unread_and_named_once(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -350,6 +350,29 @@ class _NulFreeStrBinaryDumper(StrBinaryDumper):
         return super().dump(obj.replace("\x00", "\ufffd"))
 
 
+_REFUSED_STATES = frozenset({"28000", "28P01", "3D000"})
+"""SQLSTATEs of a login the server refuses for good: invalid authorization, a wrong password,
+no such database (PostgreSQL, Appendix A)."""
+
+_REFUSED_WORDS = (
+    "password authentication failed",
+    "no password supplied",
+    "authentication failed",
+    "does not exist",
+)
+"""How libpq words those when the error carries no SQLSTATE (a failed connection; in
+English: a server with other ``lc_messages`` is waited for, as when it does not answer)."""
+
+
+def _login_refused(exc: BaseException) -> bool:
+    """True when ``exc`` from connecting says the login is refused, not the server away."""
+    state = getattr(exc, "sqlstate", None)
+    if state is not None:
+        return state in _REFUSED_STATES
+    text = str(exc)
+    return any(words in text for words in _REFUSED_WORDS)
+
+
 class PostgresRepository(SqlRepository):
     """A :class:`~asm_email_rules.protocols.SeedableRepository` in one PostgreSQL database.
 
@@ -440,7 +463,10 @@ class PostgresRepository(SqlRepository):
         try:
             conn = psycopg.connect(self._conninfo, **extra)
         except psycopg.Error as exc:
-            raise self._error("cannot connect", exc) from None
+            error = self._error("cannot connect", exc)
+            if _login_refused(exc):  # nothing to wait for: the configuration must change
+                raise RepositoryError(str(error)) from None
+            raise error from None
         conn.adapters.register_dumper(str, _NulFreeStrBinaryDumper)
         conn.adapters.register_dumper(str, _NulFreeStrDumper)
         try:

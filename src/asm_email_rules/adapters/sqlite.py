@@ -309,6 +309,17 @@ _UNAVAILABLE_CODES = frozenset(
 """Primary SQLite result codes that mean the store, not the message, is at fault."""
 
 
+_NOT_OUR_STORE_CODES = frozenset(
+    {
+        11,  # SQLITE_CORRUPT
+        26,  # SQLITE_NOTADB
+    }
+)
+"""Primary result codes that, when the database is opened, mean the file is not a store that
+waiting would make usable: opening it raises a plain :class:`RepositoryError` (while running,
+they are :class:`StoreUnavailableError` like the others: the service backs off)."""
+
+
 def _store_error(where: str, what: str, exc: sqlite3.Error) -> RepositoryError:
     """The typed error for a ``sqlite3`` failure: :class:`StoreUnavailableError` when the
     database cannot work right now (locked, read-only, full, I/O error, corrupt: the primary
@@ -476,6 +487,12 @@ class SqliteRepository(SqlRepository):
         try:
             self._configure(timeout)
             self._migrate()
+        except StoreUnavailableError as exc:
+            self._conn.close()
+            code = getattr(exc.__cause__, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in _NOT_OUR_STORE_CODES:
+                raise RepositoryError(str(exc)) from exc.__cause__  # nothing to wait for
+            raise
         except BaseException:
             self._conn.close()
             raise

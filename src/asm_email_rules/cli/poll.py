@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
-from asm_email_rules.bootstrap import bootstrap
+from asm_email_rules.bootstrap import Wiring, bootstrap
 from asm_email_rules.cli._common import (
     EXIT_OK,
     EXIT_REPLIES_FAILED,
@@ -18,10 +20,10 @@ from asm_email_rules.cli._common import (
 from asm_email_rules.cli.check import settings_findings
 from asm_email_rules.config import Config, load_config
 from asm_email_rules.desk_check import Level
-from asm_email_rules.errors import ConfigError
+from asm_email_rules.errors import ConfigError, StoreUnavailableError
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.protocols import Repository
-from asm_email_rules.service import PollingService, PollReport
+from asm_email_rules.service import PollReport
 
 NAME = "poll"
 
@@ -47,19 +49,23 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if not any(account.active for account in config.accounts):
         raise ConfigError("no active [[accounts]] to poll", source=str(config.source or ""))
-    with bootstrap(config) as wiring:
-        refuse_misconfigured(config, wiring.repository)
-        if wiring.mailer is None:
-            log.warning("no [smtp] section: replies are recorded in the store as pending, not sent")
-        stop = threading.Event()
-        if args.once:
+    stop = threading.Event()
+    if args.once:
+        with bootstrap(config) as wiring:  # a store that cannot be used now: exit 3
+            _start(config, wiring)
             report = wiring.service.poll_once(stop, final=True)
             _print_report(report)
             if wiring.mailer is not None:
                 _print_waiting(config, wiring.repository, report)
             return exit_code(report)
-        _run_until_signalled(wiring.service, stop)
-        failing = wiring.service.persistently_failing
+    with _signals_set(stop):
+        waited = _bootstrap_when_ready(config, stop)
+        if waited is None:
+            return EXIT_OK  # told to stop while the store was unavailable
+        with waited as wiring:
+            _start(config, wiring)
+            wiring.service.run(stop)
+            failing = wiring.service.persistently_failing
         if failing:
             log.error(
                 "stopped while accounts were failing persistently: %s",
@@ -156,13 +162,46 @@ def _print_report(report: PollReport) -> None:
             print(f"  {account.suppressed} replies held back (reply budget, loop guard or age)")
 
 
-def _run_until_signalled(service: PollingService, stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``; the previous handlers come back afterwards."""
+def _start(config: Config, wiring: Wiring) -> None:
+    """Refuse a misconfigured desk; say that replies are not sent without ``[smtp]``."""
+    refuse_misconfigured(config, wiring.repository)
+    if wiring.mailer is None:
+        log.warning("no [smtp] section: replies are recorded in the store as pending, not sent")
+
+
+def _bootstrap_when_ready(config: Config, stop: threading.Event) -> Wiring | None:
+    """The service's wiring, once its store can be opened; None when ``stop`` was set first.
+
+    A store that is there but cannot be used now (a read-only file system, a full disk, a
+    PostgreSQL server that does not answer: :class:`StoreUnavailableError`) is tried again with
+    the accounts' backoff (``backoff_initial_seconds``, doubled up to ``backoff_max_seconds``),
+    each wait logged, as the service backs off from such a failure once running: "Failures
+    never stop the service". Anything else (a missing store, a file that is not one) raises.
+    """
+    delay = config.system.backoff_initial_seconds
+    while True:
+        try:
+            return bootstrap(config)
+        except StoreUnavailableError as exc:
+            log.warning(
+                "the store cannot be used yet: %s; trying again in %g s",
+                exc,
+                delay,
+                extra={"error": str(exc), "retry_seconds": delay},
+            )
+        if stop.wait(delay):
+            return None
+        delay = min(delay * 2, config.system.backoff_max_seconds)
+
+
+@contextlib.contextmanager
+def _signals_set(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` meanwhile; the previous handlers come back after."""
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        service.run(stop)
+        yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
