@@ -1,5 +1,5 @@
-"""What the bundled mailboxes share: the deprecated ``list_ids`` name, and ``with`` support for
-the ones that hold a server connection."""
+"""What the bundled mailboxes share: the deprecated ``list_ids`` name, ``with`` support for the
+ones that hold a server connection, and how their errors read."""
 
 from __future__ import annotations
 
@@ -12,6 +12,18 @@ from typing import Self
 from asm_email_rules.errors import MailboxError
 
 log = logging.getLogger(__name__)
+
+
+def error_text(exc: BaseException) -> str:
+    """A server library's error as text: the server's own words (imaplib and poplib pass its
+    bytes through), or the system's for a socket error ("Broken pipe", "Connection reset by
+    peer", where ``str()`` of a bare errno would give "32")."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    arg = exc.args[0] if exc.args else ""
+    if isinstance(arg, bytes):
+        return arg.decode("utf-8", "replace")
+    return str(arg) or type(exc).__name__
 
 
 class KeyedMailbox:

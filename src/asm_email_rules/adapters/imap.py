@@ -27,7 +27,7 @@ from typing import Any, ClassVar, cast
 
 import attrs
 
-from asm_email_rules.adapters._session import ServerSession
+from asm_email_rules.adapters._session import ServerSession, error_text
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, as_security
@@ -156,12 +156,6 @@ def _capabilities_said(client: imaplib.IMAP4, signed_in: list[Any]) -> bytes | N
             return code.group(1)
     listed = [item for item in client.response("CAPABILITY")[1] if isinstance(item, bytes)]
     return listed[-1] if listed and listed[-1].strip() else None
-
-
-def _error_text(exc: BaseException) -> str:
-    """An imaplib error as text (imaplib passes the server's bytes through)."""
-    arg = exc.args[0] if exc.args else ""
-    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
 
 
 def _quoted(text: str) -> str:
@@ -367,7 +361,7 @@ class ImapMailbox(ServerSession):
         try:
             status, data = func()
         except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
-            raise MailboxError(f"{self._where()}: {action} failed: {_error_text(exc)}") from exc
+            raise MailboxError(f"{self._where()}: {action} failed: {error_text(exc)}") from exc
         if status != "OK":
             detail = b" ".join(d for d in data or () if isinstance(d, bytes)).decode(
                 "utf-8", "replace"
@@ -483,7 +477,7 @@ class ImapMailbox(ServerSession):
             except imaplib.IMAP4.abort as exc:
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             except imaplib.IMAP4.error as exc:
-                raise failed(f"refused: {_error_text(exc)}") from exc
+                raise failed(f"refused: {error_text(exc)}") from exc
             except (OSError, UnicodeError) as exc:
                 raise MailboxError(f"{where}: LOGIN failed: {exc}") from exc
         if f"AUTH={mechanism}" not in client.capabilities:
@@ -507,7 +501,7 @@ class ImapMailbox(ServerSession):
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             except imaplib.IMAP4.error as exc:
                 said = error_detail(challenges[1]) if len(challenges) > 1 else ""
-                return _error_text(exc) + (f" ({said})" if said else "")
+                return error_text(exc) + (f" ({said})" if said else "")
             except OSError as exc:
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             return None
@@ -782,7 +776,7 @@ class ImapMailbox(ServerSession):
         if self._broken is not None:
             what, why = self._broken
             raise MailboxError(
-                f"{self._where()}: the connection failed {what}: {_error_text(why)}"
+                f"{self._where()}: the connection failed {what}: {error_text(why)}"
             ) from why
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
@@ -817,7 +811,7 @@ class ImapMailbox(ServerSession):
         except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
             self._fetched.clear()
             self._broken = ("reading a fetch ahead", exc)
-            raise MailboxError(f"{self._where()}: {action} failed: {_error_text(exc)}") from exc
+            raise MailboxError(f"{self._where()}: {action} failed: {error_text(exc)}") from exc
         status = line[len(ahead.tag) + 1 :].split(b" ", 1)[0].upper()
         if keep and status != b"OK":
             self._fetched.clear()

@@ -18,7 +18,7 @@ from contextlib import suppress
 
 import attrs
 
-from asm_email_rules.adapters._session import ServerSession
+from asm_email_rules.adapters._session import ServerSession, error_text
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import MailboxAuthenticationError, MailboxError, TokenError
@@ -68,12 +68,6 @@ def _read_line(client: poplib.POP3) -> tuple[bytes, int]:
     if line.endswith(b"\r\n"):
         return line[:-2], octets
     return line.rstrip(b"\n"), octets
-
-
-def _error_text(exc: BaseException) -> str:
-    """A poplib error as text (poplib passes the server's bytes through)."""
-    arg = exc.args[0] if exc.args else ""
-    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
 
 
 def _sasl_mechanisms(client: poplib.POP3) -> list[str] | None:
@@ -165,7 +159,7 @@ class Pop3Mailbox(ServerSession):
         except (poplib.error_proto, OSError) as exc:
             with suppress(OSError):
                 client.close()
-            raise MailboxError(f"{self._where()}: UIDL failed: {_error_text(exc)}") from exc
+            raise MailboxError(f"{self._where()}: UIDL failed: {error_text(exc)}") from exc
         numbers: dict[str, int] = {}
         for entry in listing:
             number, _, uidl = entry.decode("ascii", "replace").partition(" ")
@@ -197,7 +191,7 @@ class Pop3Mailbox(ServerSession):
                 client.user(cfg.username)
                 client.pass_(cfg.password)
             except poplib.error_proto as exc:
-                raise failed(f"refused: {_error_text(exc)}") from exc
+                raise failed(f"refused: {error_text(exc)}") from exc
             except OSError as exc:
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             return
@@ -255,9 +249,7 @@ class Pop3Mailbox(ServerSession):
         try:
             _, lines, _ = self._client().retr(number)
         except (poplib.error_proto, OSError) as exc:
-            raise MailboxError(
-                f"{self._where()}: RETR {number} failed: {_error_text(exc)}"
-            ) from exc
+            raise MailboxError(f"{self._where()}: RETR {number} failed: {error_text(exc)}") from exc
         return b"".join(line + b"\r\n" for line in lines)
 
     def delete(self, key: str) -> None:
@@ -280,9 +272,7 @@ class Pop3Mailbox(ServerSession):
         try:
             self._client().dele(number)
         except (poplib.error_proto, OSError) as exc:
-            raise MailboxError(
-                f"{self._where()}: DELE {number} failed: {_error_text(exc)}"
-            ) from exc
+            raise MailboxError(f"{self._where()}: DELE {number} failed: {error_text(exc)}") from exc
         self._deleted.add(key)
 
     def quarantine(self, key: str, reason: str) -> None:
@@ -308,7 +298,7 @@ class Pop3Mailbox(ServerSession):
                 client.close()
             raise MailboxError(
                 f"{self._where()}: QUIT failed, {deleted} deletion(s) may not be committed: "
-                f"{_error_text(exc)}"
+                f"{error_text(exc)}"
             ) from exc
 
     def abort(self) -> None:
