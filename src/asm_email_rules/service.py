@@ -127,10 +127,11 @@ class AccountReport:
     nothing was read.
     ``backoff_seconds``: how long the account now waits before its next try because our side
     failed (the store unavailable, the mailbox unreachable or refusing our sign-in), 0 when it
-    is healthy. ``expunged``: messages a previous session marked deleted but did not remove
-    (IMAP ``\\Deleted`` after a crash), removed at the start of a session because the ledger
-    says they are done. ``pruned``: ledger entries forgotten after this poll, last seen more
-    than ``ledger_retention_days`` ago.
+    is healthy; ``backoff_cause``: that failure, in this pass ("" when none happened in it;
+    ``last_error`` may be a later one, a reply's). ``expunged``: messages a previous session
+    marked deleted but did not remove (IMAP ``\\Deleted`` after a crash), removed at the start
+    of a session because the ledger says they are done. ``pruned``: ledger entries forgotten
+    after this poll, last seen more than ``ledger_retention_days`` ago.
     """
 
     account: str
@@ -150,6 +151,7 @@ class AccountReport:
     lease_holder: str = ""
     lease_until: datetime | None = None
     backoff_seconds: float = 0.0
+    backoff_cause: str = ""
     discarded: tuple[tuple[str, int], ...] = ()
     expunged: int = 0
     pruned: int = 0
@@ -196,6 +198,7 @@ class _Counts:
     discarded: dict[str, int] = attrs.field(factory=dict)
     expunged: int = 0
     pruned: int = 0
+    backoff_cause: str = ""
 
     def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
         fields = attrs.asdict(self)
@@ -929,6 +932,7 @@ class PollingService:
     def _our_failure(self, account: AccountConfig, counts: _Counts, exc: Exception) -> None:
         """The store or the mailbox failed (our side): count it and back the account off."""
         counts.error(exc)
+        counts.backoff_cause = str(exc)
         self._account_failed(account, _failure_kind(exc), exc)
 
     def _account_error(self, account: AccountConfig, counts: _Counts, exc: Exception) -> None:

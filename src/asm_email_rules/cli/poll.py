@@ -146,8 +146,9 @@ def _print_report(report: PollReport) -> None:
             f"{account.replies_failed}"
             + (f" (last: {account.last_error})" if account.last_error else "")
             + (
-                f"; backing off {account.backoff_seconds:.0f} s: our side failed, no message "
-                "was blamed for it"
+                f"; backing off {account.backoff_seconds:.0f} s: our side failed"
+                + (f" ({account.backoff_cause})" if account.backoff_cause else "")
+                + ", no message was blamed for it"
                 if account.backoff_seconds
                 else ""
             )
