@@ -66,6 +66,12 @@ class MailboxError(AsmEmailError):
     """A mailbox (IMAP, POP3, Maildir) could not be read or changed."""
 
 
+class MessageGoneError(MailboxError):
+    """The message is no longer in the mailbox: another client (a person's mail program, a
+    second poller) removed it after the listing. Not a failure of the mailbox: the polling
+    service logs it and goes on with the next message."""
+
+
 class TokenError(AsmEmailError):
     """No OAuth2 access token could be had: the token endpoint, command or file failed.
 

@@ -38,6 +38,7 @@ from asm_email_rules.config import AccountConfig, Config
 from asm_email_rules.errors import (
     AuthenticationError,
     MailboxError,
+    MessageGoneError,
     MessageParseError,
     NotFoundError,
     RepositoryError,
@@ -1359,6 +1360,13 @@ class PollingService:
                     batch.tick()
                     self._delete_committed(mailbox, batch, leaving)
                     failures = 0
+                except MessageGoneError as exc:  # another client removed it: nothing to do
+                    failures = 0
+                    log.info(
+                        "message gone before it was read: %s",
+                        exc,
+                        extra={"account": account.name, "mailbox_key": key},
+                    )
                 except MailboxError as exc:
                     failures += 1
                     _mailbox_failed(account, counts, exc, key)

@@ -517,6 +517,37 @@ def test_stop_event_finishes_the_message_in_hand_and_leaves_the_rest(desk: Desk)
     service.run(stop)  # returns at once: already stopped
 
 
+def test_messages_another_client_removed_after_the_listing_are_no_failure(
+    desk: Desk, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A person's mail program (or a second poller) deleted messages between our listing and
+    # our fetch: each one was counted an error, and enough in a row backed the account off
+    # as "mailbox unreachable" at ERROR, with the rest of the mail left unread.
+    raws = [
+        make_raw(f"printer {n}", "uma@corp.example", "It jams.", f"<gone-{n}@corp.example>")
+        for n in range(12)
+    ]
+    keys = desk.deliver(*raws)
+    removed = set(keys[:10])
+
+    class SharedMaildir(MaildirMailbox):
+        def list_keys(self, *args: Any, **kwargs: Any) -> Iterator[str]:
+            listed = list(super().list_keys(*args, **kwargs))
+            for key in removed & set(listed):  # the other client, just after our listing
+                for found in self.path.glob(f"*/{key}*"):
+                    found.unlink()
+            return iter(listed)
+
+    with caplog.at_level(logging.INFO, logger="asm_email_rules"):
+        report = desk.service(factory=lambda a: SharedMaildir(a.path)).poll_once()
+    totals = report["helpdesk"]
+    assert (totals.processed, totals.errors, totals.backoff_seconds) == (2, 0, 0.0)
+    assert desk.waiting() == 0
+    gone = [r for r in caplog.records if r.getMessage().startswith("message gone before")]
+    assert len(gone) == 10
+    assert all(r.levelno == logging.INFO for r in gone)
+
+
 def test_run_polls_until_stopped(desk: Desk) -> None:
     desk.deliver(NEW_CALL)
     stop = threading.Event()

@@ -31,7 +31,12 @@ from asm_email_rules.adapters._session import ServerSession, error_text
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, as_security
-from asm_email_rules.errors import MailboxAuthenticationError, MailboxError, TokenError
+from asm_email_rules.errors import (
+    MailboxAuthenticationError,
+    MailboxError,
+    MessageGoneError,
+    TokenError,
+)
 
 __all__ = ["QUARANTINE_HEADER", "ImapConfig", "ImapMailbox", "Security", "annotate"]
 
@@ -643,7 +648,7 @@ class ImapMailbox(ServerSession):
                 match = _UID_RE.search(head)
                 if match is not None and match.group(1).decode() == key:
                     return head, body
-        raise MailboxError(f"{self._where()}: no message with UID {key}")
+        raise MessageGoneError(f"{self._where()}: no message with UID {key}")
 
     def _batch(self, key: str) -> list[str]:
         """``key`` and the listed UIDs after it, within the batch's count and byte limits."""
@@ -706,7 +711,7 @@ class ImapMailbox(ServerSession):
         if not key.isdigit():
             raise MailboxError(f"{self._where()}: {key!r} is not a UID")
         if key in self._gone:  # a batch asked for it and the server had it no more
-            raise MailboxError(f"{self._where()}: no message with UID {key}")
+            raise MessageGoneError(f"{self._where()}: no message with UID {key}")
         self._fetched.clear()  # anything fetched ahead and skipped is not wanted any more
         ahead = self._ahead
         if ahead is not None and key in ahead.uids:
@@ -730,7 +735,7 @@ class ImapMailbox(ServerSession):
         self._gone.update(uid for uid in batch if uid not in self._fetched and uid != key)
         raw = self._fetched.pop(key, None)
         if raw is None:
-            raise MailboxError(f"{self._where()}: no message with UID {key}")
+            raise MessageGoneError(f"{self._where()}: no message with UID {key}")
         self._send_ahead(batch[-1])
         return raw
 

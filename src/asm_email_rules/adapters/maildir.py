@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import attrs
 
 from asm_email_rules.adapters._session import KeyedMailbox
-from asm_email_rules.errors import MailboxError
+from asm_email_rules.errors import MailboxError, MessageGoneError
 from asm_email_rules.outgoing import format_header_field, sanitize_header_text
 
 __all__ = ["QUARANTINE_HEADER", "MaildirMailbox", "annotate"]
@@ -471,7 +471,7 @@ class MaildirMailbox(KeyedMailbox):
         try:
             return self._read(key)
         except KeyError as exc:
-            raise MailboxError(f"Maildir {self.path}: no message {key!r}") from exc
+            raise MessageGoneError(f"Maildir {self.path}: no message {key!r}") from exc
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot read {key!r}: {exc}") from exc
 
