@@ -65,6 +65,8 @@ class IntakeNoteKind(enum.Enum):
     """Characters outside the base64 alphabet in a base64 body; ignored."""
     INVALID_BASE64_LENGTH = "invalid_base64_length"
     """A base64 body that does not decode as is; repaired by dropping the trailing bits."""
+    NOT_BASE64 = "not_base64"
+    """A body declared base64 that is written as plain text (words); kept as written."""
     UNKNOWN_TRANSFER_ENCODING = "unknown_transfer_encoding"
     """A Content-Transfer-Encoding intake does not know; the body kept as is."""
     HTML_BODY_CUT = "html_body_cut"

@@ -329,6 +329,12 @@ class MimeReader:
     def transfer_decode(self, part: MimePart, what: str) -> bytes:
         """Body bytes of a leaf with its Content-Transfer-Encoding undone (never raises)."""
         cte = part.cte
+        if cte == "base64" and _written_as_text(self.raw, part.body_start, part.body_end):
+            self.note(
+                IntakeNoteKind.NOT_BASE64,
+                f"{what}: declared base64 but written as plain text; kept as written",
+            )
+            cte = "8bit"
         if cte == "base64":
             view = memoryview(self.raw)[part.body_start : part.body_end]
             invalid = _has_invalid_base64(self.raw, part.body_start, part.body_end)
@@ -396,6 +402,21 @@ def _base64_decoder(
     if padding >= 0 and _AFTER_PADDING.search(raw, padding, end) is not None:
         return binascii.a2b_base64
     return _fast_b64decode
+
+
+_TEXT_SAMPLE = 4096
+"""Bytes of a base64 body :func:`_written_as_text` looks at."""
+
+
+def _written_as_text(raw: bytes, start: int, end: int) -> bool:
+    """True when a body declared base64 (``raw[start:end]``) is plainly words: most of its
+    first lines hold three or more words apart. A base64 line is one run of its alphabet
+    (RFC 2045 6.8), so decoding such text would only turn a person's words into noise."""
+    lines = [
+        line for line in raw[start : min(end, start + _TEXT_SAMPLE)].splitlines() if line.strip()
+    ]
+    worded = sum(1 for line in lines if len(line.split()) >= 3)
+    return bool(lines) and worded * 2 > len(lines)
 
 
 def _has_invalid_base64(raw: bytes, start: int, end: int) -> bool:

@@ -546,6 +546,20 @@ def test_bad_base64_body_does_not_crash() -> None:
     assert IntakeNoteKind.INVALID_BASE64_CHARACTERS in kinds(email.notes)
 
 
+def test_words_declared_base64_are_kept_as_written_not_decoded_into_noise() -> None:
+    # A broken mail program labelled a person's text base64: decoding it turned the request
+    # into a line of noise, and the call's description lost what they wrote.
+    raw = mail(
+        "From: a@b.example",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: base64",
+        body="Hello, my printer is broken again.\nIt says paper jam on tray 2.\n",
+    )
+    email = parse_message(raw)
+    assert email.body == "Hello, my printer is broken again.\nIt says paper jam on tray 2.\n"
+    assert kinds(email.notes) == [IntakeNoteKind.NOT_BASE64]
+
+
 # --------------------------------------------------------------------------- attachments
 
 
