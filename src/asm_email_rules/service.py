@@ -1131,10 +1131,11 @@ class PollingService:
         self._renew_at.pop(account.name, None)
         try:
             self.repository.release_lease(self._lease_name(account), self.owner)
-        except RepositoryError:
-            log.exception(
-                "could not release the account's lease (it expires by itself)",
-                extra={"account": account.name},
+        except RepositoryError as exc:  # the store is down: an outage, not a bug to trace
+            log.warning(
+                "could not release the account's lease (it expires by itself): %s",
+                exc,
+                extra={"account": account.name, "error": str(exc)},
             )
 
     # -- ledger retention: forget what no mailbox holds any more ------------------------------

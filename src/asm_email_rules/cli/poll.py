@@ -160,7 +160,7 @@ def _print_report(report: PollReport) -> None:
         if account.pruned:
             print(f"  ledger: {account.pruned} entries past ledger_retention_days forgotten")
         if account.suppressed:
-            print(f"  {account.suppressed} replies held back (reply budget, loop guard or age)")
+            print(f"  {account.suppressed} replies held back (each message's log line says why)")
 
 
 def _start(config: Config, wiring: Wiring) -> None:
