@@ -288,6 +288,7 @@ def test_replies_list_and_resend_work_the_outbox_without_smtp(
     listed = json.loads(line)
     assert (listed["message_id"], listed["status"]) == (first.reply.message_id, "failed")
     assert (listed["last_error"], listed["attempts"]) == ("550 gone", 1)
+    assert listed["body"] == first.reply.body  # what was sent, readable without SQL
 
     code, out, _ = run(capsys, "replies", "resend", first.reply.message_id, "--config", str(config))
     assert code == 0

@@ -57,7 +57,11 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
             f"--{status}", action="store_true", help=f"only {status} replies (combinable)"
         )
     listing.add_argument("--limit", type=int, default=100, metavar="N", help="at most N (100)")
-    listing.add_argument("--json", action="store_true", help="one JSON object per reply")
+    listing.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line, per reply, with its body (JSON Lines)",
+    )
     resend = actions.add_parser(
         "resend",
         help="requeue failed replies and send them now",
@@ -103,6 +107,7 @@ def _as_dict(entry: OutboxEntry) -> dict[str, Any]:
         "attempts": entry.attempts,
         "to": entry.reply.to,
         "subject": entry.reply.subject,
+        "body": entry.reply.body,
         "account": entry.mailbox,
         "incoming_message_id": entry.message_id,
         "queued_at": entry.queued_at.isoformat(),
