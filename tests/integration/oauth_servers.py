@@ -66,6 +66,13 @@ class TokenEndpoint:
     """Every token Dovecot or the SMTP server asked about, and the answer (active or not)."""
     lock: threading.Lock = attrs.field(factory=threading.Lock)
     port: int = 0
+    reuse_revokes: bool = False
+    """Refresh-token reuse detection (RFC 6749 10.4; Okta, Auth0): presenting a refresh token
+    that was rotated away revokes every refresh token of that client and user."""
+    used: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+    """Refresh tokens rotated away -> (client_id, username)."""
+    delay: float = 0.0
+    """Seconds each refresh grant takes (a slow endpoint, for races)."""
 
     @property
     def token_url(self) -> str:
@@ -110,9 +117,17 @@ class TokenEndpoint:
         if grant == "client_credentials":
             username = self.subjects[client_id]
         elif grant == "refresh_token":
-            owner = self.refresh.pop(form.get("refresh_token", ""), None)
+            time.sleep(self.delay)
+            presented = form.get("refresh_token", "")
+            owner = self.refresh.pop(presented, None)
+            reused = self.used.get(presented)
+            if owner is None and reused is not None and self.reuse_revokes:
+                for token, family in list(self.refresh.items()):
+                    if family == reused:
+                        del self.refresh[token]  # the whole family, the live one too
             if owner is None or owner[0] != client_id:
                 return 400, {"error": "invalid_grant", "error_description": "unknown token"}
+            self.used[presented] = owner
             username = owner[1]
         else:
             return 400, {"error": "unsupported_grant_type"}

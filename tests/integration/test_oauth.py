@@ -10,7 +10,11 @@ long-running service is replaced before the second poll signs in.
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from email import policy
@@ -39,6 +43,7 @@ from asm_email_rules.errors import (
     AuthenticationError,
     MailboxAuthenticationError,
     SendAuthenticationError,
+    TokenError,
     TransientSendError,
 )
 from asm_email_rules.model import OutgoingEmail
@@ -337,6 +342,69 @@ def test_a_refresh_token_another_process_rotated_is_read_again_from_its_file(
     path.write_text("stale-token\n", encoding="utf-8")
     service.fetch()
     assert path.read_text(encoding="utf-8").strip() in endpoint.refresh
+
+
+def test_after_a_failed_write_back_the_newer_token_held_in_memory_goes_first(
+    endpoint: TokenEndpoint, user: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file could not be written back (a full disk): it still holds the token the server
+    # rotated away. Presenting that one first would make a server that detects reuse revoke
+    # every token of the grant, the live one too.
+    endpoint.reuse_revokes = True
+    try:
+        grant = refresh_grant(endpoint, user)
+        path = tmp_path / "refresh_token"
+        path.write_text(grant.refresh_token + "\n", encoding="utf-8")
+        spec = RefreshTokenGrant(
+            grant.token_url, grant.client_id, grant.client_secret, refresh_token_file=path
+        )
+        source = make_source(spec)
+        with monkeypatch.context() as disk_full:
+            disk_full.setattr(tempfile, "mkstemp", _disk_full)
+            source.fetch()
+        assert path.read_text(encoding="utf-8").strip() == grant.refresh_token  # stale
+        source.fetch()  # the token held in memory, not the stale one: nothing revoked
+        source.fetch()
+        assert path.read_text(encoding="utf-8").strip() in endpoint.refresh  # healed
+    finally:
+        endpoint.reuse_revokes = False
+
+
+def test_two_processes_refreshing_at_once_both_get_a_token(
+    endpoint: TokenEndpoint, user: str, tmp_path: Path
+) -> None:
+    # The service and `check` refreshed together: both presented the file's token, and the
+    # slower one was refused (invalid_grant). The file's lock makes them take turns.
+    grant = refresh_grant(endpoint, user)
+    path = tmp_path / "refresh_token"
+    path.write_text(grant.refresh_token + "\n", encoding="utf-8")
+    spec = RefreshTokenGrant(
+        grant.token_url, grant.client_id, grant.client_secret, refresh_token_file=path
+    )
+    outcomes: dict[str, str] = {}
+
+    def refresh(name: str) -> None:
+        try:
+            make_source(spec).fetch()
+            outcomes[name] = "ok"
+        except TokenError as exc:
+            outcomes[name] = str(exc)
+
+    endpoint.delay = 0.3
+    try:
+        threads = [threading.Thread(target=refresh, args=(n,)) for n in ("service", "check")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        endpoint.delay = 0.0
+    assert outcomes == {"service": "ok", "check": "ok"}
+    assert path.read_text(encoding="utf-8").strip() in endpoint.refresh
+
+
+def _disk_full(*args: object, **kwargs: object) -> tuple[int, str]:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Tokens and secrets never reach a log line, an exception message or a ``repr``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any, Protocol
 
 import attrs
@@ -38,6 +40,12 @@ from asm_email_rules.signin import (
     SaslMechanism,
     TokenSourceSpec,
 )
+
+fcntl: ModuleType | None
+try:  # POSIX: refreshes of one refresh_token_file are serialised across processes
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: each process refreshes on its own
+    fcntl = None
 
 __all__ = [
     "OAUTHBEARER_ABORT",
@@ -257,21 +265,31 @@ class ClientCredentialsSource:
         return token
 
 
+_CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
+"""OAuth error codes (RFC 6749 5.2) about the client, not the refresh token: another refresh
+token would fare no better."""
+
+
 class RefreshTokenSource:
     """The refresh-token grant (RFC 6749 6) through authlib; follows refresh-token rotation.
 
     A ``refresh_token_file`` is shared by every process that uses the configuration (the
     service, ``check``, ``deliver``, a standby poller): when one of them is handed a new
     refresh token (rotation, RFC 6749 6 and 10.4) it writes it there, and the server may no
-    longer accept the old one. So each fetch reads the file again and tries its token first,
-    then the one this process last used if that differs (the file could not be written back,
-    say): a token another process rotated away (``invalid_grant``) is not used again.
+    longer accept the old one. So a refresh holds a lock on ``<file>.lock`` (``flock``: two
+    processes never present one token at once, which a server that detects reuse answers by
+    revoking them all), reads the file again, and presents the newest token it knows: the
+    file's when another process changed it since this one last read or wrote it, else the
+    one held here (the file may be stale: a write-back that failed). When that one is
+    refused, the other is tried; the token that worked is written back to the file.
     """
 
     def __init__(self, spec: RefreshTokenGrant, *, clock: Clock = time.time) -> None:
         self.spec = spec
         self._clock = clock
         self._refresh_token = spec.refresh_token
+        self._file_seen: str | None = None  # the file's token when this process last saw it
+        self._file_warned = False
 
     def describe(self) -> str:
         return f"token endpoint {self.spec.token_url} (refresh_token)"
@@ -297,22 +315,49 @@ class RefreshTokenSource:
             raise TokenError(f"{self.describe()}: refresh token file {str(path)!r} is empty")
         return value
 
-    def _candidates(self) -> list[str]:
-        """The refresh tokens to try, in order: the file's now, then the one held here."""
+    def _candidates(self) -> tuple[list[str], str | None]:
+        """The refresh tokens to present, newest first, and the file's token (None: no file,
+        or unreadable)."""
+        held = self._refresh_token
         if self.spec.refresh_token_file is None:
-            return [self._refresh_token] if self._refresh_token else []
+            return ([held] if held else []), None
         try:
-            found = [self._from_file()]
-        except TokenError:
-            if not self._refresh_token:
+            on_file: str | None = self._from_file()
+        except TokenError as exc:
+            if not held:
                 raise
-            found = []  # the file went bad: the token held here may still work
-        if self._refresh_token and self._refresh_token not in found:
-            found.append(self._refresh_token)
-        return found
+            if not self._file_warned:  # check and deliver, which start from the file, fail
+                self._file_warned = True
+                log.warning(
+                    "the refresh token file cannot be read; using the token held in memory",
+                    extra={"error": str(exc)},
+                )
+            return [held], None
+        self._file_warned = False
+        changed = on_file != self._file_seen  # another process rotated it (or first read)
+        self._file_seen = on_file
+        order = [on_file, held] if changed else [held, on_file]
+        return [token for n, token in enumerate(order) if token and token not in order[:n]], on_file
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Hold ``<refresh_token_file>.lock`` exclusively meanwhile (where ``fcntl`` exists and
+        the folder lets us create it; else without)."""
+        path = self.spec.refresh_token_file
+        if path is None or fcntl is None:
+            yield
+            return
+        try:
+            handle = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115
+        except OSError:
+            yield
+            return
+        with handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            yield
 
     def _keep(self, new: str) -> None:
-        """Remember a rotated refresh token, in its file too when it came from one."""
+        """Remember the refresh token that works, in its file too when it came from one."""
         self._refresh_token = new
         path = self.spec.refresh_token_file
         if path is None:
@@ -327,10 +372,16 @@ class RefreshTokenSource:
                 "cannot write the new refresh token back to its file; it is kept in memory",
                 extra={"path": str(path), "error": exc.strerror or str(exc)},
             )
+            return
+        self._file_seen = new
 
     def fetch(self) -> AccessToken:
+        with self._file_lock():
+            return self._fetch()
+
+    def _fetch(self) -> AccessToken:
         spec, where = self.spec, self.describe()
-        candidates = self._candidates()
+        candidates, on_file = self._candidates()
         if not candidates:
             raise TokenError(f"{where}: no refresh token configured")
         for number, refresh_token in enumerate(candidates, 1):
@@ -344,14 +395,15 @@ class RefreshTokenSource:
                         spec.token_url, refresh_token=refresh_token, timeout=spec.timeout
                     )
             except _grant_errors() as exc:
-                if getattr(exc, "error", None) == "invalid_grant" and number < len(candidates):
-                    continue  # rotated away by another process, or stale: try the next one
+                error = getattr(exc, "error", None)
+                refused = isinstance(error, str) and error not in _CLIENT_ERRORS
+                if refused and number < len(candidates):
+                    continue  # this refresh token is refused: the other one may not be
                 raise TokenError(f"{where}: {_describe_error(exc)}") from None
             token, rotated = _token_from_response(data, now, where)
-            if rotated is not None and rotated != refresh_token:
-                self._keep(rotated)
-            else:
-                self._refresh_token = refresh_token
+            kept = rotated if rotated is not None else refresh_token
+            if kept != self._refresh_token or (on_file is not None and kept != on_file):
+                self._keep(kept)
             return token
         raise AssertionError("unreachable: the last candidate returns or raises")
 
