@@ -51,6 +51,7 @@ __all__ = [
     "MailProtocol",
     "Security",
     "load_config",
+    "no_account",
     "only_account",
     "parse_config",
 ]
@@ -863,8 +864,14 @@ its ``name`` as written."""
 
 def only_account(name: str | None) -> AccountSecrets:
     """An :data:`AccountSecrets` for the one account ``name`` (None: the first), as
-    :meth:`Config.account` picks it."""
+    :meth:`Config.account` picks it: a command that signs in to that account's mailbox."""
     return lambda index, found: found == name if name else index == 0
+
+
+def no_account(index: int, name: str) -> bool:
+    """An :data:`AccountSecrets` for none: a command that signs in to no mailbox (``deliver``
+    and ``process`` use an account's rules, not its server)."""
+    return False
 
 
 def parse_config(
@@ -881,8 +888,8 @@ def parse_config(
     store say so with a ConfigError naming the key. With ``secrets=False`` passwords named by
     ``password_env`` are not read (they stay empty and an unset variable is no error): for dry
     runs such as ``explain``, which sign in nowhere. ``secret_accounts`` narrows that to the
-    accounts it says yes to (:func:`only_account`): ``deliver`` into one account needs the
-    SMTP password, not the other accounts' (a mail server's pipe passes no environment).
+    accounts it says yes to (:func:`only_account`, :func:`no_account`): ``deliver`` needs the
+    SMTP password, not the accounts' (a mail server's pipe passes no environment).
     Every key of every account is checked either way.
     """
     label = str(source)

@@ -17,7 +17,7 @@ from typing import Any
 from asm_email_rules.bootstrap import make_mailer, open_store
 from asm_email_rules.cli._common import PROG
 from asm_email_rules.cli.poll import refuse_misconfigured
-from asm_email_rules.config import load_config, only_account
+from asm_email_rules.config import load_config, no_account
 from asm_email_rules.delivery import EX_TEMPFAIL, Verdict, deliver_message
 
 NAME = "deliver"
@@ -58,7 +58,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _deliver(args: argparse.Namespace, raw: bytes) -> int:
-    config = load_config(args.config, secret_accounts=only_account(args.account))
+    config = load_config(args.config, secret_accounts=no_account)
     account = config.account(args.account)
     mailer = make_mailer(config)
     repository = open_store(config.require_store(), must_exist=True)

@@ -20,7 +20,7 @@ from asm_email_rules.cli._common import (
     read_file,
     read_limit,
 )
-from asm_email_rules.config import AccountConfig, Config, load_config, only_account
+from asm_email_rules.config import AccountConfig, Config, load_config, no_account
 from asm_email_rules.errors import AsmEmailError, MessageParseError
 from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
@@ -51,7 +51,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Process every file; exit 1 if one could not be processed, 3 if a reply was deferred
     (it waits in the outbox), 4 if one failed for good."""
-    config = load_config(args.config, secret_accounts=only_account(args.account))
+    config = load_config(args.config, secret_accounts=no_account)
     account = config.account(args.account)
     mailer = make_mailer(config)
     if mailer is None:

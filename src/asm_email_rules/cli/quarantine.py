@@ -30,7 +30,13 @@ from asm_email_rules.cli._common import (
     store_for,
 )
 from asm_email_rules.cli.process import describe_result
-from asm_email_rules.config import AccountConfig, MailProtocol, load_config, only_account
+from asm_email_rules.config import (
+    AccountConfig,
+    MailProtocol,
+    load_config,
+    no_account,
+    only_account,
+)
 from asm_email_rules.errors import AsmEmailError
 from asm_email_rules.pipeline import process
 from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState, headline
@@ -162,12 +168,15 @@ def run_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _account(args: argparse.Namespace, entry: QuarantinedMessage) -> AccountConfig:
+def _account(
+    args: argparse.Namespace, entry: QuarantinedMessage, *, signs_in: bool
+) -> AccountConfig:
+    """The entry's account; its secrets are read only when the command ``signs_in`` to its
+    mailbox (``release`` gives the message back there; ``replay`` only uses its rules)."""
     if not args.config:
         raise UsageError("--config is required: the message goes through its account")
-    return load_config(args.config, secret_accounts=only_account(entry.account)).account(
-        entry.account
-    )
+    accounts = only_account(entry.account) if signs_in else no_account
+    return load_config(args.config, secret_accounts=accounts).account(entry.account)
 
 
 def _give_back(account: AccountConfig, entry: QuarantinedMessage) -> str:
@@ -205,7 +214,7 @@ def run_release(args: argparse.Namespace) -> int:
                 f"message {entry.id} came from the mail server (deliver): there is no mailbox "
                 f"to give it back to; run `quarantine replay {entry.id}`"
             )
-        account = _account(args, entry)
+        account = _account(args, entry, signs_in=True)
         where = _give_back(account, entry)
         now = datetime.now(UTC)
         with repo.transaction():
@@ -221,8 +230,8 @@ def run_replay(args: argparse.Namespace) -> int:
         entry = _entry(repo, args.id)
         if entry.state is not QuarantineState.HELD:
             raise UsageError(f"message {entry.id} was {entry.state.value} already")
-        account = _account(args, entry)
-        config = load_config(args.config, secret_accounts=lambda index, name: False)
+        account = _account(args, entry, signs_in=False)
+        config = load_config(args.config, secret_accounts=no_account)
         mailer = make_mailer(config)
         now = datetime.now(UTC)
         repo.forget_quarantine_record(entry.account, entry.sha256)

@@ -26,7 +26,7 @@ from asm_email_rules.cli._common import (
     outbox_when,
     print_table,
 )
-from asm_email_rules.config import Config, load_config
+from asm_email_rules.config import Config, load_config, no_account
 from asm_email_rules.model import OutboxEntry, ReplyStatus
 from asm_email_rules.protocols import Mailer, Repository
 from asm_email_rules.send import SendResult, default_owner, send_reply
@@ -95,7 +95,7 @@ def _open(
     """The store, the system settings, the account's mailbox name (or None) and the config;
     its secrets are read only for a command that ``sends`` (the SMTP ones: replies are not
     read from any account's mailbox)."""
-    config = load_config(args.config, secrets=sends, secret_accounts=lambda index, name: False)
+    config = load_config(args.config, secrets=sends, secret_accounts=no_account)
     mailbox = config.account(args.account).mailbox.name if args.account else None
     return open_store(config.require_store(), must_exist=True), config.system, mailbox, config
 
