@@ -132,7 +132,8 @@ class AccountReport:
     ``last_error`` may be a later one, a reply's). ``expunged``: messages a previous session
     marked deleted but did not remove (IMAP ``\\Deleted`` after a crash), removed at the start
     of a session because the ledger says they are done. ``pruned``: ledger entries forgotten
-    after this poll, last seen more than ``ledger_retention_days`` ago.
+    after this poll, last seen more than ``ledger_retention_days`` ago. ``gone``: messages
+    listed and then removed by another client before they were read (not errors).
     """
 
     account: str
@@ -154,6 +155,7 @@ class AccountReport:
     backoff_seconds: float = 0.0
     backoff_cause: str = ""
     discarded: tuple[tuple[str, int], ...] = ()
+    gone: int = 0
     expunged: int = 0
     pruned: int = 0
 
@@ -200,6 +202,7 @@ class _Counts:
     expunged: int = 0
     pruned: int = 0
     backoff_cause: str = ""
+    gone: int = 0
 
     def freeze(self, account: str, backoff_seconds: float = 0.0) -> AccountReport:
         fields = attrs.asdict(self)
@@ -243,6 +246,19 @@ def _mailbox_failed(
     if key is not None:
         extra["mailbox_key"] = key
     log.warning("mailbox operation failed: %s", exc, extra={**extra, "error": str(exc)})
+
+
+def _move_aside(message: _InHand, reason: str) -> None:
+    """Move ``message`` to the mailbox's quarantine folder; one another client removed since
+    it was read is logged (the store keeps its copy) and counts as quarantined all the same."""
+    try:
+        message.mailbox.quarantine(message.key, reason)
+    except MessageGoneError as exc:
+        log.info(
+            "message gone before it could be moved aside; the store keeps its copy: %s",
+            exc,
+            extra={"account": message.account.name, "mailbox_key": message.key},
+        )
 
 
 def _says_fetch_ready(mailbox: Mailbox) -> bool:
@@ -693,7 +709,7 @@ class PollingService:
         if reason is None:
             return False
         batch.commit()  # no mailbox call while the store's write lock is held
-        message.mailbox.quarantine(message.key, f"quarantined before: {reason}")
+        _move_aside(message, f"quarantined before: {reason}")
         message.counts.quarantined += 1
         message.fields.update(outcome="quarantined before", disposition="quarantine")
         self._log(message, logging.DEBUG)
@@ -776,7 +792,7 @@ class PollingService:
                 extra={"account": account.name, "sha256": sha},
             )
         batch.commit()
-        message.mailbox.quarantine(message.key, reason)
+        _move_aside(message, reason)
 
     def _dispose(self, message: _InHand, result: ProcessResult, batch: _Batch) -> bool:
         """Delete (once its record is committed: ``batch``), keep (retry) or quarantine a
@@ -1362,7 +1378,7 @@ class PollingService:
                     self._delete_committed(mailbox, batch, leaving)
                     failures = 0
                 except MessageGoneError as exc:  # another client removed it: nothing to do
-                    failures = 0
+                    counts.gone += 1
                     log.info(
                         "message gone before it was read: %s",
                         exc,
@@ -1646,8 +1662,13 @@ class PollingService:
         )
 
     def _is_done(self, account: AccountConfig, mailbox: Mailbox, key: str) -> bool:
-        """True when the ledger knows the message ``key``: processed, or quarantined."""
-        raw = mailbox.fetch(key)
+        """True when the ledger knows the message ``key``: processed, or quarantined. False for
+        one another client removed meanwhile (a message marked deleted is what people's mail
+        programs expunge)."""
+        try:
+            raw = mailbox.fetch(key)
+        except MessageGoneError:
+            return False
         name = account.mailbox.name
         if self.repository.ledger_entry(name, "", hashlib.sha256(raw).hexdigest()) is not None:
             return True  # quarantined before (these bytes may not even parse)

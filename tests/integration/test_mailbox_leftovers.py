@@ -169,6 +169,35 @@ def test_next_session_expunges_what_a_killed_session_marked_and_acts_on_nothing_
     assert later.poll_once()["helpdesk"].expunged == 0  # nothing left to do
 
 
+def test_a_marked_message_a_person_expunges_during_our_look_is_no_mailbox_failure(
+    dovecot: Dovecot, store: SqliteRepository
+) -> None:
+    # A person's mail program marked a message deleted and expunged it right after we listed
+    # the marked ones: reading it failed "no message with UID", the account backed off as
+    # "mailbox unreachable", and the new mail waited.
+    user = dovecot.new_user()
+    mark_deleted_by_a_person(dovecot, user, new_call(98))
+    for number in range(1, 4):
+        dovecot.append(user, new_call(number))
+
+    class PersonExpunges(ImapMailbox):
+        def fetch(self, key: str) -> bytes:
+            if not getattr(self, "expunged_once", False):
+                self.expunged_once = True
+                other = dovecot._imap(user)
+                try:
+                    other.select("INBOX")
+                    other.expunge()
+                finally:
+                    other.logout()
+            return super().fetch(key)
+
+    poller = service(store, MailProtocol.IMAP, lambda: PersonExpunges(imap_config(dovecot, user)))
+    report = poller.poll_once()["helpdesk"]
+    assert (report.processed, report.errors, report.backoff_seconds) == (3, 0, 0.0)
+    assert dovecot.messages(user) == []
+
+
 def test_without_uidplus_expunge_runs_only_when_no_other_message_is_marked(
     dovecot: Dovecot, store: SqliteRepository, caplog: pytest.LogCaptureFixture
 ) -> None:

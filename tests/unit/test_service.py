@@ -542,10 +542,30 @@ def test_messages_another_client_removed_after_the_listing_are_no_failure(
         report = desk.service(factory=lambda a: SharedMaildir(a.path)).poll_once()
     totals = report["helpdesk"]
     assert (totals.processed, totals.errors, totals.backoff_seconds) == (2, 0, 0.0)
+    assert totals.gone == 10  # said in the summary: a parser that missed them would show
     assert desk.waiting() == 0
     gone = [r for r in caplog.records if r.getMessage().startswith("message gone before")]
     assert len(gone) == 10
     assert all(r.levelno == logging.INFO for r in gone)
+
+
+def test_a_broken_message_gone_before_it_is_moved_aside_is_still_quarantined(
+    desk: Desk,
+) -> None:
+    # Another client removed the file after we read it: the store keeps its copy, and the
+    # message counts as quarantined (it was "gone before it was read", counted nowhere).
+    desk.deliver(b"")  # an empty message: quarantined, cannot be parsed
+
+    class RacedMaildir(MaildirMailbox):
+        def fetch(self, key: str) -> bytes:
+            raw = super().fetch(key)
+            for found in self.path.glob(f"*/{key}*"):
+                found.unlink()
+            return raw
+
+    report = desk.service(factory=lambda a: RacedMaildir(a.path)).poll_once()["helpdesk"]
+    assert (report.quarantined, report.gone, report.errors) == (1, 0, 0)
+    assert [m.reason for m in desk.store.quarantined()] == ["cannot parse: empty message"]
 
 
 def test_run_polls_until_stopped(desk: Desk) -> None:

@@ -147,7 +147,11 @@ def _print_report(report: PollReport) -> None:
             + (f" (last: {account.last_error})" if account.last_error else "")
             + (
                 f"; backing off {account.backoff_seconds:.0f} s: our side failed"
-                + (f" ({account.backoff_cause})" if account.backoff_cause else "")
+                + (
+                    f" ({account.backoff_cause})"
+                    if account.backoff_cause and account.backoff_cause != account.last_error
+                    else ""
+                )
                 + ", no message was blamed for it"
                 if account.backoff_seconds
                 else ""
@@ -155,6 +159,8 @@ def _print_report(report: PollReport) -> None:
         )
         if account.discarded:
             print(f"  {account.discard_summary()}")
+        if account.gone:
+            print(f"  {account.gone} message(s) gone before they were read (another client)")
         if account.expunged:
             print(f"  expunged {account.expunged} message(s) a previous session had deleted")
         if account.pruned:
