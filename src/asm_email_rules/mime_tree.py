@@ -329,7 +329,8 @@ class MimeReader:
     def transfer_decode(self, part: MimePart, what: str) -> bytes:
         """Body bytes of a leaf with its Content-Transfer-Encoding undone (never raises)."""
         cte = part.cte
-        if cte == "base64" and _written_as_text(self.raw, part.body_start, part.body_end):
+        invalid = cte == "base64" and _has_invalid_base64(self.raw, part.body_start, part.body_end)
+        if invalid and _written_as_text(self.raw, part.body_start, part.body_end):
             self.note(
                 IntakeNoteKind.NOT_BASE64,
                 f"{what}: declared base64 but written as plain text; kept as written",
@@ -337,7 +338,6 @@ class MimeReader:
             cte = "8bit"
         if cte == "base64":
             view = memoryview(self.raw)[part.body_start : part.body_end]
-            invalid = _has_invalid_base64(self.raw, part.body_start, part.body_end)
             if invalid:
                 self.note(
                     IntakeNoteKind.INVALID_BASE64_CHARACTERS,
@@ -409,9 +409,10 @@ _TEXT_SAMPLE = 4096
 
 
 def _written_as_text(raw: bytes, start: int, end: int) -> bool:
-    """True when a body declared base64 (``raw[start:end]``) is plainly words: most of its
-    first lines hold three or more words apart. A base64 line is one run of its alphabet
-    (RFC 2045 6.8), so decoding such text would only turn a person's words into noise."""
+    """True when a body declared base64 (``raw[start:end]``), which holds bytes outside its
+    alphabet (punctuation), is plainly words: most of its first lines hold three or more words
+    apart. Decoding such text would only turn a person's words into noise; base64 that a
+    broken mail program spaced out (no byte outside the alphabet) is never asked."""
     lines = [
         line for line in raw[start : min(end, start + _TEXT_SAMPLE)].splitlines() if line.strip()
     ]
