@@ -77,9 +77,11 @@ def open_store(
         )
     if not location.parent.is_dir():  # not a store to wait for: a folder to create, or a typo
         raise ConfigError(
-            f"cannot create the store: the folder {location.parent} does not exist",
+            f"cannot create the store: {location.parent} does not exist or is not a folder",
             source=str(location),
         )
+    if location.exists() and not location.is_file():
+        raise ConfigError("not a store: it is not a file (a folder?)", source=str(location))
     try:
         return SqliteRepository(location)
     except StoreUnavailableError:

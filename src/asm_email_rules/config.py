@@ -764,6 +764,7 @@ _ONLY_FOR: Mapping[str, tuple[MailProtocol, ...]] = {
     "username": (MailProtocol.IMAP, MailProtocol.POP3),
     "password": (MailProtocol.IMAP, MailProtocol.POP3),
     "password_env": (MailProtocol.IMAP, MailProtocol.POP3),
+    "password_file": (MailProtocol.IMAP, MailProtocol.POP3),
     "auth": (MailProtocol.IMAP, MailProtocol.POP3),
     "oauth2": (MailProtocol.IMAP, MailProtocol.POP3),
     "timeout": (MailProtocol.IMAP, MailProtocol.POP3),

@@ -97,9 +97,13 @@ def test_a_store_that_cannot_be_used_now_is_not_a_configuration_error(
 def test_a_store_in_a_folder_that_does_not_exist_is_a_configuration_error(
     tmp_path: Path,
 ) -> None:
-    with pytest.raises(ConfigError, match=r"the folder .* does not exist"):
+    with pytest.raises(ConfigError, match=r"typo does not exist or is not a folder"):
         open_store(tmp_path / "typo" / "helpdesk.sqlite3")
     assert not (tmp_path / "typo").exists()
+    # a folder where the file should be: a configuration to fix, not a store to wait for
+    (tmp_path / "folder.sqlite3").mkdir()
+    with pytest.raises(ConfigError, match="it is not a file"):
+        open_store(tmp_path / "folder.sqlite3")
 
 
 def test_the_sample_store_holds_the_sample_desk(tmp_path: Path) -> None:

@@ -440,6 +440,15 @@ def test_a_store_that_cannot_be_used_now_is_waited_for_not_a_configuration_error
     assert "trying again in 0.05 s" in err  # then twice that: the accounts' backoff
     assert "trying again in 0.1 s" in err
 
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("helpdesk.sqlite3: disk I/O error")
+
+    monkeypatch.setattr(wiring, "open_store", never)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    code, _, err = run(capsys, "poll", "--config", str(config))  # stopped while waiting
+    assert code == 3  # not "all is well"
+    assert "stopped before the store could be used" in err
+
 
 def test_a_file_far_over_the_size_limit_is_refused_unread_and_named_once(
     capsys: pytest.CaptureFixture[str], tmp_path: Path

@@ -360,6 +360,9 @@ def test_a_password_file_gives_smtp_and_accounts_their_password(
     (tmp_path / "imap-password").unlink()
     with pytest.raises(ConfigError, match=r"accounts\[1\]\.password_file: cannot read"):
         load_config(write(tmp_path, text))
+    maildir = text.replace('path = "Maildir"', 'path = "Maildir"\npassword_file = "x"', 1)
+    with pytest.raises(ConfigError, match=r"accounts\[2\]\.password_file: applies only to"):
+        load_config(write(tmp_path, maildir), secrets=False)
 
 
 def test_unknown_account_name_lists_the_configured_ones(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ def error_text(exc: BaseException) -> str:
     peer", where ``str()`` of a bare errno would give "32")."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
+    if isinstance(exc, UnicodeError):  # its first argument is only the codec's name
+        return str(exc)
     arg = exc.args[0] if exc.args else ""
     if isinstance(arg, bytes):
         return arg.decode("utf-8", "replace")

@@ -350,25 +350,21 @@ class _NulFreeStrBinaryDumper(StrBinaryDumper):
         return super().dump(obj.replace("\x00", "\ufffd"))
 
 
-_REFUSED_STATES = frozenset({"28000", "28P01", "3D000"})
-"""SQLSTATEs of a login the server refuses for good: invalid authorization, a wrong password,
-no such database (PostgreSQL, Appendix A)."""
-
 _REFUSED_WORDS = (
     "password authentication failed",
     "no password supplied",
     "authentication failed",
     "does not exist",
+    "pg_hba.conf",
 )
-"""How libpq words those when the error carries no SQLSTATE (a failed connection; in
-English: a server with other ``lc_messages`` is waited for, as when it does not answer)."""
+"""How the server words a login it refuses for good (a wrong password, no such role or
+database, no ``pg_hba.conf`` entry). psycopg gives no SQLSTATE for a failed connection, so
+the words are all there is; a server with other ``lc_messages`` is waited for, as one that
+does not answer."""
 
 
 def _login_refused(exc: BaseException) -> bool:
     """True when ``exc`` from connecting says the login is refused, not the server away."""
-    state = getattr(exc, "sqlstate", None)
-    if state is not None:
-        return state in _REFUSED_STATES
     text = str(exc)
     return any(words in text for words in _REFUSED_WORDS)
 
@@ -409,7 +405,7 @@ class PostgresRepository(SqlRepository):
         self._application_name = application_name
         self._where = describe_conninfo(conninfo)
         self._depth = 0
-        self._conn = self._connect()
+        self._conn = self._connect(opening=True)
         try:
             self._migrate()
         except BaseException:
@@ -452,7 +448,11 @@ class PostgresRepository(SqlRepository):
     def _lock_timeout(self) -> str:
         return f"{max(1, int(self._timeout * 1000))}ms"
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self, *, opening: bool = False) -> psycopg.Connection[Any]:
+        """A configured connection; StoreUnavailableError when the server cannot be reached.
+        ``opening`` (the first connection): a login the server refuses is a plain
+        RepositoryError instead, a configuration to fix (while running, a refusal after a
+        password change is an outage the service backs off from)."""
         extra: dict[str, Any] = {
             "autocommit": True,
             "connect_timeout": max(1, round(self._timeout)),
@@ -464,7 +464,7 @@ class PostgresRepository(SqlRepository):
             conn = psycopg.connect(self._conninfo, **extra)
         except psycopg.Error as exc:
             error = self._error("cannot connect", exc)
-            if _login_refused(exc):  # nothing to wait for: the configuration must change
+            if opening and _login_refused(exc):  # nothing to wait for: fix the configuration
                 raise RepositoryError(str(error)) from None
             raise error from None
         conn.adapters.register_dumper(str, _NulFreeStrBinaryDumper)

@@ -82,7 +82,8 @@ def postgres_config(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Write the config and create the store; exit 2 when a file exists, the folder cannot be
-    written, or the PostgreSQL store cannot be opened (nothing is written then)."""
+    written, or the PostgreSQL server refuses the login or the database; 3 when it does not
+    answer (nothing is written then)."""
     folder = Path(args.dir)
     config_path = folder / "config.toml"
     if args.store is None:

@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     with _signals_set(stop):
         waited = _bootstrap_when_ready(config, stop)
         if waited is None:
-            return EXIT_OK  # told to stop while the store was unavailable
+            log.error("stopped before the store could be used")
+            return EXIT_TRANSPORT
         with waited as wiring:
-            _start(config, wiring)
             wiring.service.run(stop)
             failing = wiring.service.persistently_failing
         if failing:
@@ -177,7 +177,8 @@ def _start(config: Config, wiring: Wiring) -> None:
 
 
 def _bootstrap_when_ready(config: Config, stop: threading.Event) -> Wiring | None:
-    """The service's wiring, once its store can be opened; None when ``stop`` was set first.
+    """The service's wiring, once its store can be opened and its settings checked against
+    it (:func:`_start`); None when ``stop`` was set first.
 
     A store that is there but cannot be used now (a read-only file system, a full disk, a
     PostgreSQL server that does not answer: :class:`StoreUnavailableError`) is tried again with
@@ -188,7 +189,7 @@ def _bootstrap_when_ready(config: Config, stop: threading.Event) -> Wiring | Non
     delay = config.system.backoff_initial_seconds
     while True:
         try:
-            return bootstrap(config)
+            return _opened_and_started(config)
         except StoreUnavailableError as exc:
             log.warning(
                 "the store cannot be used yet: %s; trying again in %g s",
@@ -199,6 +200,17 @@ def _bootstrap_when_ready(config: Config, stop: threading.Event) -> Wiring | Non
         if stop.wait(delay):
             return None
         delay = min(delay * 2, config.system.backoff_max_seconds)
+
+
+def _opened_and_started(config: Config) -> Wiring:
+    """:func:`bootstrap` and :func:`_start`; the wiring is closed when the start fails."""
+    wiring = bootstrap(config)
+    try:
+        _start(config, wiring)
+    except BaseException:
+        wiring.close()
+        raise
+    return wiring
 
 
 @contextlib.contextmanager
