@@ -85,3 +85,26 @@ def test_log_json_and_verbose_work_after_the_command_too(
     assert all(line.startswith("{") for line in err.splitlines())
     code = main(["people", "list", "--config", str(desk), "-v"])
     assert code == 0
+
+
+def test_the_summary_names_what_the_account_backs_off_from_not_only_the_last_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The mailbox failed, then a reply met a 451: the line read "(last: reply to ...: 451)
+    # ...; backing off 15 s: our side failed", and the operator blamed SMTP.
+    from asm_email_rules.cli.poll import _print_report
+    from asm_email_rules.service import AccountReport, PollReport
+
+    report = AccountReport(
+        "helpdesk",
+        errors=2,
+        last_error="reply to u5@example.org: 451 try later",
+        backoff_seconds=15.0,
+        backoff_cause="imap.example.org: mailbox unreachable: Connection reset by peer",
+        gone=2,
+    )
+    _print_report(PollReport((report,)))
+    out = capsys.readouterr().out
+    assert "(last: reply to u5@example.org: 451 try later)" in out
+    assert "backing off 15 s: our side failed (imap.example.org: mailbox unreachable" in out
+    assert "  2 message(s) gone before they were read (another client)" in out
