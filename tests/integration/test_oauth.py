@@ -121,6 +121,20 @@ def refresh_grant(endpoint: TokenEndpoint, user: str) -> RefreshTokenGrant:
     )
 
 
+def file_grant(
+    endpoint: TokenEndpoint, user: str, folder: Path
+) -> tuple[RefreshTokenGrant, Path, str]:
+    """A refresh-token grant whose token is in the file ``folder/refresh_token``: the grant,
+    the file and the token first written there."""
+    grant = refresh_grant(endpoint, user)
+    path = folder / "refresh_token"
+    path.write_text(grant.refresh_token + "\n", encoding="utf-8")
+    spec = RefreshTokenGrant(
+        grant.token_url, grant.client_id, grant.client_secret, refresh_token_file=path
+    )
+    return spec, path, grant.refresh_token
+
+
 def login(spec: TokenSourceSpec, mechanism: SaslMechanism = SaslMechanism.XOAUTH2) -> OAuth2Login:
     return OAuth2Login(TokenProvider.from_spec(spec), mechanism)
 
@@ -307,16 +321,11 @@ def test_cached_token_revoked_early_is_replaced_after_one_refusal(
 def test_rotated_refresh_token_is_written_back_to_its_file(
     endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, tmp_path: Path
 ) -> None:
-    grant = refresh_grant(endpoint, user)
-    path = tmp_path / "refresh_token"
-    path.write_text(grant.refresh_token + "\n", encoding="utf-8")
-    spec = RefreshTokenGrant(
-        grant.token_url, grant.client_id, grant.client_secret, refresh_token_file=path
-    )
+    spec, path, first = file_grant(endpoint, user, tmp_path)
     with pop3(oauth_dovecot, user, login(spec)) as box:
         assert list(box.list_keys()) == []
     rotated = path.read_text(encoding="utf-8").strip()
-    assert rotated != grant.refresh_token
+    assert rotated != first
     assert rotated in endpoint.refresh  # the one the server will accept next time
 
 
@@ -326,12 +335,7 @@ def test_a_refresh_token_another_process_rotated_is_read_again_from_its_file(
     # The service held its refresh token in memory; `check` (another process on the same
     # configuration) signed in, the server rotated the token and forgot the old one, and the
     # service failed with invalid_grant until it was restarted.
-    grant = refresh_grant(endpoint, user)
-    path = tmp_path / "refresh_token"
-    path.write_text(grant.refresh_token + "\n", encoding="utf-8")
-    spec = RefreshTokenGrant(
-        grant.token_url, grant.client_id, grant.client_secret, refresh_token_file=path
-    )
+    spec, path, _ = file_grant(endpoint, user, tmp_path)
     service, check = make_source(spec), make_source(spec)
     service.fetch()
     check.fetch()  # rotates again: the service's token is gone at the server
@@ -352,17 +356,12 @@ def test_after_a_failed_write_back_the_newer_token_held_in_memory_goes_first(
     # every token of the grant, the live one too.
     endpoint.reuse_revokes = True
     try:
-        grant = refresh_grant(endpoint, user)
-        path = tmp_path / "refresh_token"
-        path.write_text(grant.refresh_token + "\n", encoding="utf-8")
-        spec = RefreshTokenGrant(
-            grant.token_url, grant.client_id, grant.client_secret, refresh_token_file=path
-        )
+        spec, path, first = file_grant(endpoint, user, tmp_path)
         source = make_source(spec)
         with monkeypatch.context() as disk_full:
             disk_full.setattr(tempfile, "mkstemp", _disk_full)
             source.fetch()
-        assert path.read_text(encoding="utf-8").strip() == grant.refresh_token  # stale
+        assert path.read_text(encoding="utf-8").strip() == first  # stale
         source.fetch()  # the token held in memory, not the stale one: nothing revoked
         source.fetch()
         assert path.read_text(encoding="utf-8").strip() in endpoint.refresh  # healed
@@ -375,12 +374,7 @@ def test_two_processes_refreshing_at_once_both_get_a_token(
 ) -> None:
     # The service and `check` refreshed together: both presented the file's token, and the
     # slower one was refused (invalid_grant). The file's lock makes them take turns.
-    grant = refresh_grant(endpoint, user)
-    path = tmp_path / "refresh_token"
-    path.write_text(grant.refresh_token + "\n", encoding="utf-8")
-    spec = RefreshTokenGrant(
-        grant.token_url, grant.client_id, grant.client_secret, refresh_token_file=path
-    )
+    spec, path, _ = file_grant(endpoint, user, tmp_path)
     outcomes: dict[str, str] = {}
 
     def refresh(name: str) -> None:
