@@ -514,18 +514,14 @@ def _password(table: _Table) -> str:
     """``password`` inline, from ``password_env``, or from ``password_file`` (at most one):
     a mail server's pipe (``deliver``) runs with no environment, so a file the service's user
     can read is how a password reaches it there. "" when none is given."""
-    if "password_file" not in table.data:
+    if "password_file" not in table.data:  # inline or environment, as before files came
         table.used.add("password_file")
         return table.secret("password", "password_env")
-    for other in ("password", "password_env"):
-        if other in table.data:
-            raise table.fail("password_file", f"give only one of {other}, password_file")
-    raw = table.string("password_file")
-    if not raw:
-        raise table.fail("password_file", "must not be empty")
+    _, path = table.secret_from("password", required=True)  # one of the three, resolved
+    assert path is not None
     if not table.secrets:  # a dry run reads no secret files
         return ""
-    return _secret_file(table, "password_file", _resolve(raw, Path(table.source).parent))
+    return _secret_file(table, "password_file", path)
 
 
 def _secret_file(table: _Table, name: str, path: Path) -> str:
