@@ -49,15 +49,16 @@ it was ready, the warm-up's messages included): ours pipelines replies in a few 
 django-helpdesk opens one per reply.
 
 Memory. Each column runs in a fresh process of its own. Before its timed pass it runs the
-same code once over a warm-up set: ``W`` messages (default 200) of the small kinds only (no
+same code once over a warm-up set: ``W`` messages (default 1,000) of the small kinds only (no
 attachment, each under 64 KB), built with another seed, in a Maildir of their own: the floor
 loop over them on its connection, ours through a second ``PollingService`` on the same store
 with an account of its own (the same mailer; a Maildir, and for the IMAP column a folder
 ``Warm`` on the same Dovecot, so that the one-off costs of IMAP sessions are paid there too:
-before 2026-11-30 it warmed up on a Maildir). The warm-up is not timed. 200 small messages
-fill SQLite's page cache; none is large, so what a large message costs is not paid in
-advance. Then the resident high-water mark is reset (Linux ``VmHWM``, through
-``/proc/self/clear_refs``) and the timed pass runs:
+before 2026-11-30 it warmed up on a Maildir). The warm-up is not timed. 1,000 small messages
+bring the process to its steady size (SQLite's page cache full, the allocator's arenas
+settled); none is large, so what a large message costs is not paid in advance. Then the
+resident high-water mark is reset (Linux ``VmHWM``, through ``/proc/self/clear_refs``) and the
+timed pass runs:
 
 - ``peak mem`` (and ``x larg``, that over the largest message of the run): the peak resident
   size during the timed pass above the size it started at, warm. This is the goal figure (at
@@ -340,10 +341,13 @@ def build_messages(count: int, seed: int = SEED) -> list[Sample]:
     return found
 
 
-WARMUP_COUNT = 200
-"""Enough small messages to fill SQLite's page cache (``cache_size``, 2 MB) on the way: after
-40, SQLite's memory still grew by 1.5 MB in the timed pass (after 200: 0.4 MB), a one-off
-cost and not per-message memory."""
+WARMUP_COUNT = 1000
+"""Enough small messages to bring the column's process to its steady size: SQLite's page cache
+(``cache_size``, 2 MB) full and the allocator's arenas settled, one-off costs and not
+per-message memory. After 40, SQLite's memory still grew by 1.5 MB in the timed pass; after
+200 by 0.4 MB, and the resident size of the columns with replies by 0.6 to 1 MB more than
+without (their peak read 2.4x to 2.8x the largest message, once 3.7x); after 1,000 the four
+columns read 1.7x to 1.9x and 2,000 changed nothing (docs/scaling.md, "Memory")."""
 WARMUP_SEED = SEED + 1
 WARMUP_MAX_BYTES = 64_000
 _WARMUP_INDEX = 1_000_000  # unknown senders and bounced addresses the real run never uses
