@@ -24,7 +24,7 @@ from datetime import datetime
 
 import attrs
 
-from asm_email_rules.errors import MessageParseError, NotFoundError, RepositoryError
+from asm_email_rules.errors import MessageParseError, RepositoryError, raised_inside
 from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
@@ -82,7 +82,7 @@ def _set_aside(
         return Delivered(Verdict.TRY_LATER, f"cannot quarantine ({reason}): the store keeps none")
     try:
         entry = set_aside(repository, mailbox.name, raw, reason, now, source="deliver")
-    except RepositoryError as exc:
+    except Exception as exc:  # any failure of the store (a host store's unwrapped one too)
         return Delivered(Verdict.TRY_LATER, f"cannot quarantine ({reason}): store failed: {exc}")
     log.warning(
         "message quarantined in the store",
@@ -113,7 +113,7 @@ def deliver_message(
     sha256 = hashlib.sha256(raw).hexdigest()
     try:
         before = quarantine_reason(repository, mailbox.name, sha256)
-    except RepositoryError as exc:
+    except Exception as exc:  # any failure of the store (a host store's unwrapped one too)
         return Delivered(Verdict.TRY_LATER, f"store not ready: {exc}")
     if before is not None:
         return Delivered(Verdict.HANDLED, f"quarantined before: {before}")
@@ -121,14 +121,14 @@ def deliver_message(
         result = process(raw, repository, mailer, mailbox, system, now, random_token=random_token)
     except MessageParseError as exc:
         return _set_aside(repository, mailbox, raw, f"cannot parse: {exc}", now)
-    except NotFoundError as exc:  # a record the message names vanished: not our outage
-        return _set_aside(repository, mailbox, raw, f"processing failed: {exc}", now)
-    except RepositoryError as exc:
+    except RepositoryError as exc:  # NotFoundError too: the retry decides on what is there
         return Delivered(Verdict.TRY_LATER, f"store not ready: {exc}")
     except Exception as exc:  # a bug must not bounce the mail nor lose it
         log.exception("processing a delivered message failed", extra={"account": mailbox.name})
-        reason = f"processing failed: {type(exc).__name__}: {exc}"
-        return _set_aside(repository, mailbox, raw, reason, now)
+        error = f"{type(exc).__name__}: {exc}"
+        if raised_inside(exc, repository):  # the store's own failure, not the message's
+            return Delivered(Verdict.TRY_LATER, f"store not ready: {error}")
+        return _set_aside(repository, mailbox, raw, f"processing failed: {error}", now)
     waiting = mailer is not None and ReplyStatus.PENDING in (
         result.reply_status,
         *result.notification_statuses,

@@ -46,6 +46,20 @@ class StoreUnavailableError(RepositoryError):
     """
 
 
+def raised_inside(exc: BaseException, obj: object) -> bool:
+    """True when ``exc`` was raised while a method of ``obj`` ran: a frame of its traceback
+    has ``obj`` as its ``self`` (the method itself, its context manager's generator, or code
+    it called on the way). For telling a host store's own failure (a driver's exception it
+    did not wrap in :class:`RepositoryError`) from a fault of the message being processed.
+    Looks at the frames between the handler and the raise only: linear in their number."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_locals.get("self") is obj:
+            return True
+        frame = frame.tb_next
+    return False
+
+
 class SendError(AsmEmailError):
     """Sending a reply failed; ``code`` is the SMTP reply code when there was one."""
 

@@ -40,9 +40,9 @@ from asm_email_rules.errors import (
     MailboxError,
     MessageGoneError,
     MessageParseError,
-    NotFoundError,
     RepositoryError,
     StoreUnavailableError,
+    raised_inside,
 )
 from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry
@@ -719,10 +719,13 @@ class PollingService:
         """Run the rules; a failure that is the message's fault quarantines it (None returned).
 
         :class:`StoreUnavailableError` (the store locked, read-only, full: our failure) goes up
-        untouched: the account backs off and the message is never counted against. A plain
-        :class:`RepositoryError` from a host store raises _RetryLaterError (stop, retry next
-        time) until the same message has failed ``max_send_attempts`` times; then it is
-        quarantined.
+        untouched: the account backs off and the message is never counted against. Any other
+        failure of the store raises _RetryLaterError (stop, retry next time) until the same
+        message has failed ``max_send_attempts`` times; then it is quarantined. That is a
+        :class:`RepositoryError` (:class:`NotFoundError` too: a record the message names may
+        have gone between the rules' read and their write, and the next try decides again on
+        what is there), or any exception raised inside one of the store's methods (a host
+        store's driver error it did not wrap, :func:`~asm_email_rules.errors.raised_inside`).
         """
         try:
             return process(
@@ -742,18 +745,19 @@ class PollingService:
             self._set_aside(message, reason, "unparseable", str(exc), logging.WARNING, batch)
         except StoreUnavailableError:
             raise
-        except RepositoryError as exc:
-            if not isinstance(exc, NotFoundError) and not self._store_failed(message):
-                raise _RetryLaterError(str(exc)) from exc
-            reason = f"processing failed: {exc}"
-            self._set_aside(message, reason, "failed", str(exc), logging.ERROR, batch)
         except Exception as exc:  # one bad message must never stop the others
-            log.exception(
-                "processing a message failed",
-                extra={"account": message.account.name, "sha256": message.sha256},
-            )
-            reason = f"processing failed: {type(exc).__name__}: {exc}"
-            self._set_aside(message, reason, "failed", reason, logging.ERROR, batch)
+            ours = isinstance(exc, RepositoryError)
+            if not ours:
+                log.exception(
+                    "processing a message failed",
+                    extra={"account": message.account.name, "sha256": message.sha256},
+                )
+            error = str(exc) if ours else f"{type(exc).__name__}: {exc}"
+            store = ours or raised_inside(exc, self.repository)
+            if store and not self._store_failed(message):
+                raise _RetryLaterError(f"the store failed: {error}") from exc
+            reason = f"processing failed: {error}"
+            self._set_aside(message, reason, "failed", error, logging.ERROR, batch)
         return None
 
     def _set_aside(
@@ -786,7 +790,7 @@ class PollingService:
                 source=account.protocol.value if account.protocol else "host",
                 mailbox_key=message.key,
             )
-        except RepositoryError:
+        except Exception:  # the store failed too: the mailbox still keeps the message aside
             log.exception(
                 "could not record a quarantined message in the store",
                 extra={"account": account.name, "sha256": sha},

@@ -14,14 +14,20 @@ import re
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.cli import main
+from asm_email_rules.delivery import Verdict, deliver_message
+from asm_email_rules.errors import NotFoundError
 from asm_email_rules.model import TaskStatus
+from asm_email_rules.protocols import Repository
 from asm_email_rules.quarantine import QuarantineState
-from asm_email_rules.sample import seed_sample_desk
+from asm_email_rules.sample import DEMO_NOW, sample_mailbox, seed_sample_desk
+from asm_email_rules.settings import SystemSettings
 
 INBOX = Path(__file__).resolve().parents[2] / "src" / "asm_email_rules" / "demo_inbox"
 APPROVE = (INBOX / "10-approve-task-500.eml").read_bytes()
@@ -250,3 +256,47 @@ def test_operator_output_never_cites_the_design_document(
     out, _ = capsys.readouterr()
     assert "DESIGN" not in out
     assert "beyond the spec" in out
+
+
+class _FlakyStore:
+    """The sample desk in memory; ``set_task_status`` raises ``error`` (once, or always)."""
+
+    def __init__(self, error: Exception, *, times: int = 1) -> None:
+        self.inner = InMemoryRepository()
+        seed_sample_desk(self.inner)
+        self.error, self.times = error, times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def set_task_status(self, *args: Any) -> None:
+        if self.times:
+            self.times -= 1
+            raise self.error
+        self.inner.set_task_status(*args)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        NotFoundError("no task 500"),  # the task went between the rules' read and their write
+        sqlite3.OperationalError("database is locked"),  # a host store's unwrapped driver error
+    ],
+    ids=["not-found", "unwrapped"],
+)
+def test_deliver_asks_the_mail_server_to_retry_when_the_store_fails_not_the_message(
+    error: Exception,
+) -> None:
+    """DESIGN 4: "A failure of our own side ... is never blamed on the message": EX_TEMPFAIL,
+    nothing quarantined; the mail server's retry then acts on the message."""
+    store = _FlakyStore(error)
+    mailbox, system = sample_mailbox(), SystemSettings()
+    first = deliver_message(APPROVE, cast(Repository, store), None, mailbox, system, DEMO_NOW)
+    assert (first.verdict, first.exit_code) == (Verdict.TRY_LATER, 75)
+    assert str(error) in first.detail
+    assert store.inner.quarantined() == []
+    second = deliver_message(APPROVE, cast(Repository, store), None, mailbox, system, DEMO_NOW)
+    assert second.verdict is Verdict.HANDLED, second.detail
+    task = store.inner.get_task(500)
+    assert task is not None
+    assert task.status is TaskStatus.APPROVED

@@ -24,12 +24,19 @@ from typing import Any
 import attrs
 import pytest
 
+from asm_email_rules import pipeline
 from asm_email_rules.adapters._repository import message_id_key
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, MaildirMailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
-from asm_email_rules.errors import MailboxError, RepositoryError, SendError, StoreUnavailableError
+from asm_email_rules.errors import (
+    MailboxError,
+    NotFoundError,
+    RepositoryError,
+    SendError,
+    StoreUnavailableError,
+)
 from asm_email_rules.model import (
     CallStatus,
     EntityKind,
@@ -237,23 +244,93 @@ class ExplodingStore:
 
 
 def test_a_message_that_fails_to_process_is_quarantined_once_and_skipped_after(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault of ours outside the store (here: the rules raise for one message) is the
+    message's: quarantined at once, the others processed, and skipped after."""
+    real_decide = pipeline.decide
+    decided: list[str] = []
+
+    def decide(facts: Any, *args: Any, **kwargs: Any) -> Any:
+        decided.append(facts.email.body)
+        if "explode" in facts.email.body:
+            raise RuntimeError("simulated bug in the rules")
+        return real_decide(facts, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "decide", decide)
+    bomb = make_raw("Help", "uma@corp.example", "please explode", "<bomb@c.example>")
+    box = KeepingMailbox({"1": bomb, "2": NEW_CALL})
+    config = Config(desk.tmp / "s", desk.system, None, desk.accounts)
+    service = PollingService(config, desk.store, desk.mailer, lambda _: box, now=lambda: NOW)
+    first = service.poll_once()["helpdesk"]
+    assert (first.processed, first.quarantined) == (1, 1)
+    assert box.quarantine_calls[0][0] == "1"
+    assert "RuntimeError: simulated bug in the rules" in box.quarantine_calls[0][1]
+    assert list(box.messages) == ["1"]  # the good one was deleted, the bad one left (POP3)
+    attempts = len(decided)
+    second = service.poll_once()["helpdesk"]
+    assert (second.processed, second.quarantined) == (0, 1)
+    assert len(decided) == attempts  # not processed again: skipped through the ledger
+    assert "quarantined before" in box.quarantine_calls[1][1]
+
+
+def test_a_host_store_raising_its_own_exception_is_retried_not_blamed_at_once(
     desk: Desk,
 ) -> None:
+    """DESIGN 4, "Nothing is lost": "A failure of our own side ... is never blamed on the
+    message". A host store whose driver error escapes unwrapped (not a RepositoryError) fails
+    like a store that raised RepositoryError: the message stays for the next pass, and only
+    after ``max_send_attempts`` passes (3 here) is it set aside, with the store's error."""
     bomb = make_raw("Help", "uma@corp.example", "please explode", "<bomb@c.example>")
     box = KeepingMailbox({"1": bomb, "2": NEW_CALL})
     store = ExplodingStore(desk.store)
     config = Config(desk.tmp / "s", desk.system, None, desk.accounts)
     service = PollingService(config, store, desk.mailer, lambda _: box, now=lambda: NOW)
-    first = service.poll_once()["helpdesk"]
-    assert (first.processed, first.quarantined) == (1, 1)
-    assert box.quarantine_calls[0][0] == "1"
+    for _ in range(desk.system.max_send_attempts - 1):
+        report = service.poll_once()["helpdesk"]
+        assert (report.quarantined, report.errors) == (0, 1)
+        assert "the store failed: RuntimeError: simulated bug in the store" in report.last_error
+        assert box.quarantine_calls == []
+        assert "1" in box.messages
+    last = service.poll_once()["helpdesk"]
+    assert (last.processed, last.quarantined) == (1, 1)
     assert "RuntimeError: simulated bug in the store" in box.quarantine_calls[0][1]
-    assert list(box.messages) == ["1"]  # the good one was deleted, the bad one left (POP3)
-    attempts = store.create_calls
+    assert list(box.messages) == ["1"]  # the good one processed once the bad one was set aside
+
+
+class VanishingStore:
+    """Wraps the store; the first ``add_history`` raises NotFoundError, as a host store
+    does when the call was merged or deleted between the rules' read and their write."""
+
+    def __init__(self, inner: SqliteRepository) -> None:
+        self.inner = inner
+        self.failures = 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def add_history(self, *args: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise NotFoundError("no call 100")
+        self.inner.add_history(*args)
+
+
+def test_a_record_gone_between_read_and_write_is_retried_not_quarantined(desk: Desk) -> None:
+    """A NotFoundError from a store write is the store's race, not the message's fault: the
+    next pass decides again (here the call is back, so the update lands)."""
+    update = make_raw("Re: Call 100 [CALL#100]", "uma@corp.example", "Still jammed.", "<u@c.e>")
+    box = KeepingMailbox({"1": update})
+    store = VanishingStore(desk.store)
+    config = Config(desk.tmp / "s", desk.system, None, desk.accounts)
+    service = PollingService(config, store, desk.mailer, lambda _: box, now=lambda: NOW)
+    first = service.poll_once()["helpdesk"]
+    assert (first.processed, first.quarantined, first.errors) == (0, 0, 1)
+    assert "no call 100" in first.last_error
     second = service.poll_once()["helpdesk"]
-    assert (second.processed, second.quarantined) == (0, 1)
-    assert store.create_calls == attempts  # not processed again: skipped through the ledger
-    assert "quarantined before" in box.quarantine_calls[1][1]
+    assert (second.processed, second.quarantined, second.errors) == (1, 0, 0)
+    history = [e.text for e in desk.store.entries(EntityRef(EntityKind.CALL, 100))]
+    assert any("Still jammed." in text for text in history)
 
 
 def test_transient_send_failure_deletes_the_message_and_retries_the_reply_by_time(
