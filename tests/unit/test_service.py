@@ -298,6 +298,40 @@ def test_a_host_store_raising_its_own_exception_is_retried_not_blamed_at_once(
     assert list(box.messages) == ["1"]  # the good one processed once the bad one was set aside
 
 
+class LockedStore:
+    """Wraps the store; every call logged and every record raises the driver's own
+    ``sqlite3.OperationalError``, as a host store that does not wrap it does."""
+
+    def __init__(self, inner: SqliteRepository) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def create_call(self, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+    def record_processed(self, *args: Any, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+
+def test_a_store_that_fails_while_quarantining_leaves_the_message_aside_and_poll_once_returns(
+    desk: Desk,
+) -> None:
+    """poll_once never raises: once the message has failed ``max_send_attempts`` times, the
+    store refusing its quarantine record too is logged, and the mailbox still sets it aside."""
+    box = KeepingMailbox({"1": NEW_CALL})
+    config = Config(desk.tmp / "s", desk.system, None, desk.accounts)
+    store = LockedStore(desk.store)
+    service = PollingService(config, store, desk.mailer, lambda _: box, now=lambda: NOW)
+    for _ in range(desk.system.max_send_attempts):
+        report = service.poll_once()["helpdesk"]
+    assert report.quarantined == 1
+    [(key, reason)] = box.quarantine_calls
+    assert key == "1"
+    assert "OperationalError: database is locked" in reason
+
+
 class VanishingStore:
     """Wraps the store; the first ``add_history`` raises NotFoundError, as a host store
     does when the call was merged or deleted between the rules' read and their write."""
