@@ -419,6 +419,12 @@ def _limits(table: _Table) -> Limits:
 def _system(table: _Table) -> SystemSettings:
     d = SystemSettings()
     secret = table.secret("approval_token_secret", "approval_token_secret_env")
+    backoff_initial = table.number("backoff_initial_seconds", d.backoff_initial_seconds)
+    backoff_max = table.number("backoff_max_seconds", d.backoff_max_seconds)
+    if backoff_max < backoff_initial:
+        raise table.fail(
+            "backoff_max_seconds", f"must be at least backoff_initial_seconds ({backoff_initial})"
+        )
     system = SystemSettings(
         truncate_incoming_emails=table.boolean(
             "truncate_incoming_emails", d.truncate_incoming_emails
@@ -449,8 +455,8 @@ def _system(table: _Table) -> SystemSettings:
         messages_per_commit=table.integer(
             "messages_per_commit", d.messages_per_commit, minimum=1, maximum=1000
         ),
-        backoff_initial_seconds=table.number("backoff_initial_seconds", d.backoff_initial_seconds),
-        backoff_max_seconds=table.number("backoff_max_seconds", d.backoff_max_seconds),
+        backoff_initial_seconds=backoff_initial,
+        backoff_max_seconds=backoff_max,
         ledger_retention_days=table.integer(
             "ledger_retention_days", d.ledger_retention_days, minimum=0
         ),
@@ -458,11 +464,6 @@ def _system(table: _Table) -> SystemSettings:
         loop_header=table.string("loop_header", d.loop_header),
         limits=_limits(table.table("limits")),
     )
-    if system.backoff_max_seconds < system.backoff_initial_seconds:
-        raise table.fail(
-            "backoff_max_seconds",
-            f"must be at least backoff_initial_seconds ({system.backoff_initial_seconds})",
-        )
     if not system.unspecified_profile_name.strip():
         raise table.fail("unspecified_profile_name", "must not be empty")
     if not re.fullmatch(r"[!-9;-~]+", system.loop_header):

@@ -53,6 +53,24 @@ def for_operators(spec: str) -> str:
     )
 
 
+def require_aware(now: datetime, what: str = "now") -> datetime:
+    """``now`` itself when it is timezone-aware; else TypeError naming ``what``.
+
+    A naive ``datetime.now()`` is the host's local time with no offset: the rules compare it
+    with the message's Date (the reply-age guard, ``max_reply_age_days``) and the stores keep
+    it as UTC, so it is refused rather than guessed at (``datetime.now(UTC)`` is meant)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise TypeError(
+            f"{what} must be a timezone-aware datetime, e.g. datetime.now(UTC); got the naive "
+            f"{now.isoformat()}"
+        )
+    return now
+
+
+def _aware_now(_: object, __: attrs.Attribute[datetime], value: datetime) -> None:
+    require_aware(value, "Facts.now")
+
+
 @attrs.frozen
 class Facts:
     """Everything ``decide`` looks at, gathered beforehand (the only reads happen there).
@@ -75,7 +93,7 @@ class Facts:
     email: InboundEmail
     command: SubjectCommand
     sender: SenderResolution
-    now: datetime
+    now: datetime = attrs.field(validator=_aware_now)
     mail_kind: MailKind = MailKind.NORMAL
     mail_kind_reasons: tuple[str, ...] = ()
     bounce_permanent: bool = False

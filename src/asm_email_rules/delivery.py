@@ -24,6 +24,7 @@ from datetime import datetime
 
 import attrs
 
+from asm_email_rules.decision import require_aware
 from asm_email_rules.errors import MessageParseError, RepositoryError, raised_inside
 from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.model import ReplyStatus
@@ -101,7 +102,8 @@ def deliver_message(
     *,
     random_token: Callable[[], str] = lambda: secrets.token_hex(8),
 ) -> Delivered:
-    """Handle one message from the mail server; never raises for a message or a store fault.
+    """Handle one message from the mail server; never raises for a message or a store fault
+    (TypeError for a naive ``now``: :func:`~asm_email_rules.decision.require_aware`).
 
     The same bytes quarantined before are not processed again (the ledger says so). A
     reply (or notification) that hit a temporary failure asks for a retry: the decision is
@@ -110,6 +112,7 @@ def deliver_message(
     ``system.reply_retry_hours`` it is recorded as failed (``replies list``) and the message
     is handled.
     """
+    require_aware(now)  # a host's mistake: raised, never blamed on the message
     sha256 = hashlib.sha256(raw).hexdigest()
     try:
         before = quarantine_reason(repository, mailbox.name, sha256)

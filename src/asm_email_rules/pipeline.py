@@ -26,7 +26,7 @@ from asm_email_rules.applying import (
     build_reply_email,
     notification_key,
 )
-from asm_email_rules.decision import Decision
+from asm_email_rules.decision import Decision, require_aware
 from asm_email_rules.errors import RepositoryError
 from asm_email_rules.gather import gather_facts
 from asm_email_rules.intake import parse_message
@@ -121,7 +121,9 @@ def explain(
     system: SystemSettings,
     now: datetime,
 ) -> Decision:
-    """Dry run: the decision for ``raw`` without writing or sending anything."""
+    """Dry run: the decision for ``raw`` without writing or sending anything. TypeError for a
+    naive ``now`` (:func:`~asm_email_rules.decision.require_aware`)."""
+    require_aware(now)
     email = parse_message(raw, limits=system.limits)
     return decide(gather_facts(email, repository, mailbox, system, now), mailbox, system)
 
@@ -139,7 +141,8 @@ def process(
     raw_sha256: str | None = None,
     log_outcome: bool = True,
 ) -> ProcessResult:
-    """Run one message through the whole flow. Raises MessageParseError for unusable bytes.
+    """Run one message through the whole flow. Raises MessageParseError for unusable bytes,
+    TypeError for a naive ``now`` (:func:`~asm_email_rules.decision.require_aware`).
 
     ``raw_sha256``, the hex SHA-256 of ``raw`` when the caller has it already, saves hashing
     it again (see :func:`~asm_email_rules.intake.parse_message`). A processed message is
@@ -152,6 +155,7 @@ def process(
     worker recorded between our ledger check and our commit comes back as a duplicate: the
     ledger's refusal rolled our writes back.
     """
+    require_aware(now)
     email = parse_message(raw, limits=system.limits, raw_sha256=raw_sha256)
     message_id = email.message_id or ""
     existing = find_ledger_entry(repository, mailbox.name, email)

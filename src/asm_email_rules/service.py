@@ -35,6 +35,7 @@ import attrs
 from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.classify import MailKind
 from asm_email_rules.config import AccountConfig, Config
+from asm_email_rules.decision import require_aware
 from asm_email_rules.errors import (
     AuthenticationError,
     MailboxError,
@@ -552,7 +553,8 @@ class _LeaseLostError(Exception):
 class PollingService:
     """Polls the configured accounts; one instance per store and mailer.
 
-    ``now`` and ``random_token`` are injected so tests are deterministic. With ``mailer`` None
+    ``now`` and ``random_token`` are injected so tests are deterministic; ``now`` must return
+    timezone-aware datetimes (asked once here: TypeError otherwise). With ``mailer`` None
     the replies are recorded in the store's outbox as pending and not sent. ``owner`` names
     this poller in the account leases and reply claims it takes (default
     :func:`~asm_email_rules.send.default_owner`: host, process id and a random part).
@@ -633,6 +635,7 @@ class PollingService:
         self.repository = repository
         self.mailer = mailer
         self.mailbox_factory = mailbox_factory
+        require_aware(now(), "the service's clock (now)")  # a naive one is the host's mistake
         self.now = now
         self.random_token = random_token
         self.owner = owner or default_owner()

@@ -70,6 +70,34 @@ def _check_types(settings: object) -> None:
         raise TypeError(message)
 
 
+_Range = tuple[float | None, float | None, bool]
+"""(lowest, highest, lowest excluded) of a number setting; None: no bound that side."""
+
+_AT_LEAST_ONE: _Range = (1, None, False)
+_NOT_NEGATIVE: _Range = (0, None, False)
+_POSITIVE: _Range = (0, None, True)
+
+
+def _check_ranges(settings: object, ranges: Mapping[str, _Range]) -> None:
+    """Refuse a number field outside its range, naming it: a ValueError. The same bounds as
+    the configuration file's keys (docs/operators.md), so settings built in code cannot hold
+    what a config file may not: ``summary_limit=0`` would answer "You have no open items."
+    to an analyst who has some. A None value (an optional id) is not checked."""
+    for name, (low, high, low_excluded) in ranges.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        too_low = low is not None and (value <= low if low_excluded else value < low)
+        if too_low or (high is not None and value > high):
+            if low_excluded:
+                span = f"greater than {low:g}"
+            elif high is None:
+                span = f">= {low:g}"
+            else:
+                span = f"between {low:g} and {high:g}"
+            raise ValueError(f"{type(settings).__name__}.{name} must be {span}, got {value!r}")
+
+
 @attrs.frozen
 class CallTemplate:
     """The call template of a mailbox: the properties every logged call starts with."""
@@ -84,6 +112,7 @@ class CallTemplate:
 
     def __attrs_post_init__(self) -> None:
         _check_types(self)
+        _check_ranges(self, {"assigned_analyst_id": _AT_LEAST_ONE})
 
 
 class ReopenAssignment(enum.Enum):
@@ -110,6 +139,7 @@ class Limits:
 
     def __attrs_post_init__(self) -> None:
         _check_types(self)
+        _check_ranges(self, dict.fromkeys(_declared(type(self)), _AT_LEAST_ONE))
 
 
 @attrs.frozen
@@ -151,6 +181,7 @@ class MailboxSettings:
 
     def __attrs_post_init__(self) -> None:
         _check_types(self)
+        _check_ranges(self, {"default_logging_analyst_id": _AT_LEAST_ONE})
 
     @property
     def reply_from(self) -> str:
@@ -170,6 +201,22 @@ class MailboxSettings:
         """
         wanted = normalise_address(address)
         return any(wanted == normalise_address(own) for own in self.addresses)
+
+
+_SYSTEM_RANGES: dict[str, _Range] = {
+    "summary_limit": _AT_LEAST_ONE,
+    "reply_budget_per_hour": _NOT_NEGATIVE,
+    "max_reply_age_days": _NOT_NEGATIVE,
+    "max_send_attempts": _AT_LEAST_ONE,
+    "reply_retry_hours": _POSITIVE,
+    "lease_seconds": _POSITIVE,
+    "replies_in_flight": (0, 1000, False),
+    "backoff_initial_seconds": _POSITIVE,
+    "backoff_max_seconds": _POSITIVE,
+    "ledger_retention_days": _NOT_NEGATIVE,
+}
+"""The bounds of SystemSettings' numbers: those of its config keys (``messages_per_commit``
+has attrs validators of its own)."""
 
 
 @attrs.frozen
@@ -232,3 +279,14 @@ class SystemSettings:
 
     def __attrs_post_init__(self) -> None:
         _check_types(self)
+        _check_ranges(self, _SYSTEM_RANGES)
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError(
+                f"SystemSettings.backoff_max_seconds must be at least backoff_initial_seconds "
+                f"({self.backoff_initial_seconds:g}), got {self.backoff_max_seconds:g}"
+            )
+        for code in self.fatal_smtp_codes:
+            if not 500 <= code <= 599:
+                raise ValueError(
+                    f"SystemSettings.fatal_smtp_codes must be SMTP 5xx codes, got {code!r}"
+                )

@@ -21,12 +21,15 @@ import pytest
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.cli import main
+from asm_email_rules.config import Config
 from asm_email_rules.delivery import Verdict, deliver_message
 from asm_email_rules.errors import NotFoundError
 from asm_email_rules.model import TaskStatus
-from asm_email_rules.protocols import Repository
+from asm_email_rules.pipeline import explain, process
+from asm_email_rules.protocols import Mailbox, Repository
 from asm_email_rules.quarantine import QuarantineState
 from asm_email_rules.sample import DEMO_NOW, sample_mailbox, seed_sample_desk
+from asm_email_rules.service import PollingService
 from asm_email_rules.settings import SystemSettings
 
 INBOX = Path(__file__).resolve().parents[2] / "src" / "asm_email_rules" / "demo_inbox"
@@ -300,3 +303,36 @@ def test_deliver_asks_the_mail_server_to_retry_when_the_store_fails_not_the_mess
     task = store.inner.get_task(500)
     assert task is not None
     assert task.status is TaskStatus.APPROVED
+
+
+def _no_mailbox(account: object) -> Mailbox:
+    raise AssertionError("no mailbox is opened")
+
+
+def test_every_entry_that_takes_now_refuses_a_naive_one_before_touching_the_message(
+    tmp_path: Path,
+) -> None:
+    """A naive ``now`` is the host's mistake: a TypeError at once, never a message processed
+    without the reply-age guard, nor one quarantined for it."""
+    store = InMemoryRepository()
+    seed_sample_desk(store)
+    mailbox, system = sample_mailbox(), SystemSettings()
+    naive = DEMO_NOW.replace(tzinfo=None)
+    for call in (
+        lambda: process(APPROVE, store, None, mailbox, system, naive),
+        lambda: explain(APPROVE, store, mailbox, system, naive),
+        lambda: deliver_message(APPROVE, store, None, mailbox, system, naive),
+        lambda: PollingService(
+            Config(tmp_path / "s", system, None, ()),
+            store,
+            None,
+            _no_mailbox,
+            now=lambda: naive,
+        ),
+    ):
+        with pytest.raises(TypeError, match="timezone-aware"):
+            call()
+    assert store.quarantined() == []
+    task = store.get_task(500)
+    assert task is not None
+    assert task.status is TaskStatus.PENDING

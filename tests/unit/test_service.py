@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import pytest
 
-from asm_email_rules import pipeline
+from asm_email_rules import pipeline, rules
 from asm_email_rules.adapters._repository import message_id_key
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, MaildirMailbox
 from asm_email_rules.adapters.recording import RecordingMailer
@@ -248,7 +248,7 @@ def test_a_message_that_fails_to_process_is_quarantined_once_and_skipped_after(
 ) -> None:
     """A fault of ours outside the store (here: the rules raise for one message) is the
     message's: quarantined at once, the others processed, and skipped after."""
-    real_decide = pipeline.decide
+    real_decide = rules.decide
     decided: list[str] = []
 
     def decide(facts: Any, *args: Any, **kwargs: Any) -> Any:

@@ -6,6 +6,8 @@ who builds :class:`MailboxSettings` in Python had no such check, and a slip was 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,3 +81,32 @@ def test_with_the_comma_the_desk_knows_its_own_mail() -> None:
     assert result.decision is not None
     assert result.decision.rule == "GATE-3"
     assert result.new_call_number is None
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: SystemSettings(summary_limit=0), "SystemSettings.summary_limit must be >= 1"),
+        (lambda: SystemSettings(max_send_attempts=0), "max_send_attempts must be >= 1"),
+        (lambda: SystemSettings(reply_retry_hours=-5.0), "reply_retry_hours must be greater"),
+        (lambda: SystemSettings(lease_seconds=0.0), "lease_seconds must be greater than 0"),
+        (lambda: SystemSettings(replies_in_flight=1001), "between 0 and 1000"),
+        (lambda: SystemSettings(reply_budget_per_hour=-1), "reply_budget_per_hour must be >= 0"),
+        (lambda: SystemSettings(backoff_max_seconds=1.0), "at least backoff_initial_seconds"),
+        (lambda: SystemSettings(fatal_smtp_codes=(450,)), "SMTP 5xx codes, got 450"),
+        (lambda: Limits(max_total_size=-1), "Limits.max_total_size must be >= 1"),
+        (lambda: CallTemplate(assigned_analyst_id=0), "assigned_analyst_id must be >= 1"),
+        (
+            lambda: MailboxSettings(name="m", default_logging_analyst_id=-3),
+            "default_logging_analyst_id must be >= 1",
+        ),
+    ],
+)
+def test_settings_built_in_code_refuse_what_the_config_file_refuses(
+    build: Callable[[], object], message: str
+) -> None:
+    """The config file's bounds (docs/operators.md) hold for settings built in code too:
+    ``summary_limit=0`` made ``[MyCalls]`` answer "You have no open items." to an analyst
+    with an open call."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build()
