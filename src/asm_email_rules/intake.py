@@ -552,6 +552,7 @@ class _Intake(MimeReader):
             to=fields.to,
             cc=fields.cc,
             date=fields.date,
+            received_at=received_at(fields.headers),
             headers=fields.headers,
             body_html=contents.body_html,
             body_source=contents.body_source,
@@ -562,6 +563,18 @@ class _Intake(MimeReader):
             raw_size=len(self.received),
             ledger_sha256=ledger_sha256(self.received),
         )
+
+
+def received_at(headers: tuple[tuple[str, str], ...]) -> datetime | None:
+    """The time stamp of the newest ``Received`` field (the first in the header section: the
+    last relay, at or next to our mailbox, writes it; RFC 5321 section 4.4, "; date-time"),
+    or None when there is none or its time cannot be read. When the message reached us,
+    which its own Date (the writer's clock, set when it was written) does not say."""
+    for name, value in headers:
+        if name.lower() == "received":
+            _, semicolon, stamp = value.rpartition(";")
+            return parse_date(stamp.strip(), []) if semicolon and stamp.strip() else None
+    return None
 
 
 class _LazyHints:

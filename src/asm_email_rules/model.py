@@ -82,6 +82,9 @@ class InboundEmail:
     anything intake had to repair (charset fallbacks, broken encoded-words), each a typed
     :class:`~asm_email_rules.intake_notes.IntakeNote`, so a decision can say so. Every text
     field is valid Unicode: it always encodes as UTF-8 (no lone surrogates).
+    ``date`` is the Date field (the writer's clock, when the message was written);
+    ``received_at`` the time stamp of the newest Received field (when it reached the last
+    relay: our mail server, or the provider's), None without one.
     ``raw_sha256`` is the SHA-256 of the bytes as received; ``ledger_sha256`` that of the same
     bytes without the trace header fields relays add (:mod:`~asm_email_rules.ledger_key`): with
     the Message-ID, the ledger key (DESIGN 4, "Nothing is lost"). Empty when not computed.
@@ -99,6 +102,7 @@ class InboundEmail:
     to: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
     date: datetime | None = None
+    received_at: datetime | None = None
     headers: tuple[tuple[str, str], ...] = ()
     body_html: str | None = None
     body_source: str = "text/plain"

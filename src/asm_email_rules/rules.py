@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -330,32 +330,32 @@ UPDATE_CALL: tuple[Row, ...] = (
 CLOSE: tuple[Row, ...] = (
     Row(
         "CL-1",
-        {"automatic": True},
-        _O.DISCARD,
-        "DESIGN 4: automatic mail never closes a call",
-        why="automatic mail cannot close a call",
-    ),
-    Row(
-        "CL-2",
-        {"bulk": True},
-        _O.DISCARD,
-        "DESIGN 4b: list and bulk mail never close a call",
-        why="list mail cannot close a call",
-    ),
-    Row(
-        "CL-3",
         {"found": False, "log_on_invalid": True},
         _O.LOG_CALL,
         "A call will also be logged if the email matches a recognized subject line but has an "
         "invalid call number and the Log New Call on Invalid Number option is selected",
     ),
     Row(
-        "CL-4",
+        "CL-2",
         {"found": False},
         _O.DISCARD,
         "If Log New Call on Invalid Number is not selected, the email will be discarded and "
         "the person who sent the email will not be notified.",
         why="invalid call number without Log New Call on Invalid Number",
+    ),
+    Row(
+        "CL-3",
+        {"automatic": True},
+        _O.DISCARD,
+        "DESIGN 4: automatic mail never closes a call",
+        why="automatic mail cannot close a call",
+    ),
+    Row(
+        "CL-4",
+        {"bulk": True},
+        _O.DISCARD,
+        "DESIGN 4b: list and bulk mail never close a call",
+        why="list mail cannot close a call",
     ),
     Row(
         "CL-5",
@@ -418,32 +418,33 @@ CLOSE: tuple[Row, ...] = (
 APPROVAL: tuple[Row, ...] = (
     Row(
         "AP-1",
+        {"found": False},
+        _O.LOG_CALL,
+        "If the email matches a recognized subject line but has an invalid request or task "
+        "number, a call is always logged (DESIGN 4b: whoever sent it, as for [TASK#n]; there "
+        "is no Approval Task to refuse)",
+    ),
+    Row(
+        "AP-2",
         {"automatic": True},
         _O.DISCARD,
         "DESIGN 4: automatic mail never approves or rejects",
         why="automatic mail cannot approve or reject",
     ),
     Row(
-        "AP-2",
+        "AP-3",
         {"bulk": True},
         _O.DISCARD,
         "DESIGN 4b: list and bulk mail never approve or reject",
         why="list mail cannot approve or reject",
     ),
     Row(
-        "AP-3",
+        "AP-4",
         {"known": False},
         _O.REPLY_NOT_IDENTIFIED,
         "If the email address is not recognized, the Approval Task is not approved and a return "
         "email is sent, stating that the sender has not been identified. (DESIGN 4b: likewise "
         "for reject)",
-    ),
-    Row(
-        "AP-4",
-        {"found": False},
-        _O.LOG_CALL,
-        "If the email matches a recognized subject line but has an invalid request or task "
-        "number, a call is always logged",
     ),
     Row(
         "AP-5",
@@ -1446,6 +1447,20 @@ def _sendable_address(address: str) -> bool:
     return True
 
 
+def _too_old(email: InboundEmail, now: datetime, max_days: int) -> bool:
+    """Whether ``email`` reached us more than ``max_days`` days before ``now`` (0: never).
+
+    Beyond the spec (docs/security.md, "Backlog storms"): the first run on a mailbox that
+    kept months of mail must not answer all of it. What counts is when the message arrived,
+    the newest Received field's time stamp; its Date (the writer's clock) only without one,
+    since mail written offline and sent days later is new to us and its writer waits for the
+    answer the spec promises."""
+    arrived = email.received_at or email.date
+    if not max_days or arrived is None or arrived.tzinfo is None:
+        return False
+    return now - arrived > timedelta(days=max_days)
+
+
 def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: SystemSettings) -> str:
     """Why a planned reply must not go out, or "" when it may."""
     if not facts.may_auto_reply:
@@ -1458,14 +1473,8 @@ def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: System
         return f"the reply address {to!r} is not a deliverable ASCII address"
     if mailbox.is_own_address(to):
         return "the reply would go to one of our own addresses (loop guard)"
-    date = facts.email.date
-    if (
-        date is not None
-        and date.tzinfo is not None
-        and facts.now.tzinfo is not None
-        and facts.now - date > timedelta(days=system.max_reply_age_days)
-    ):
-        return f"the message is older than {system.max_reply_age_days} days: no reply"
+    if _too_old(facts.email, facts.now, system.max_reply_age_days):
+        return f"the message reached us over {system.max_reply_age_days} days ago: no reply"
     if facts.replies_last_hour >= system.reply_budget_per_hour:
         return (
             f"reply budget: {facts.replies_last_hour} replies to {to} in the last hour "

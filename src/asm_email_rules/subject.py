@@ -198,7 +198,7 @@ _BRACKET = re.compile(
 )
 
 _PHRASE = re.compile(
-    r"(?P<word>call[ \t]+no\.?|call|task/approval|task|approval|request)[ \t]+"
+    r"(?P<word>call[ \t]+no\.?|call|task/approval|task|request)[ \t]+"
     r"(?P<number>[0-9]{1," + str(MAX_NUMBER_DIGITS) + r"})(?![0-9A-Za-z])",
     re.IGNORECASE | re.ASCII,
 )
@@ -221,7 +221,6 @@ _SUMMARY_KIND: dict[str, CommandKind] = {
 _PHRASE_KIND: dict[str, CommandKind] = {
     "call": CommandKind.UPDATE_CALL,
     "task": CommandKind.UPDATE_TASK,
-    "approval": CommandKind.UPDATE_TASK,
     "task/approval": CommandKind.UPDATE_TASK,
     "request": CommandKind.UPDATE_REQUEST,
 }

@@ -86,10 +86,10 @@ def test_close_already_closed_call(desk: Desk) -> None:
 def test_close_unknown_call_follows_the_invalid_number_option(desk: Desk) -> None:
     """ "A call will also be logged if the email matches a recognized subject line but has an
     invalid call number and the Log New Call on Invalid Number option is selected" """
-    assert desk.mail("[CLOSE#999]", sender=ALICE.email).rule == "CL-4"
+    assert desk.mail("[CLOSE#999]", sender=ALICE.email).rule == "CL-2"
     assert desk.repo.get_call(103) is None
     desk.set(log_new_call_on_invalid_number=True)
-    assert desk.mail("[CLOSE#998]", sender=ALICE.email).rules == ("CL-3", "LOG-5")
+    assert desk.mail("[CLOSE#998]", sender=ALICE.email).rules == ("CL-1", "LOG-5")
     assert desk.repo.get_call(103) is not None
 
 

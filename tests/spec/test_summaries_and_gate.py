@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from asm_email_rules.sample import ALICE, UMA
 
 from .conftest import Desk
@@ -65,7 +67,7 @@ def test_automatic_mail_never_closes(desk: Desk) -> None:
     decision = desk.mail(
         "[CLOSE#100]", sender=UMA.email, headers=[("Auto-Submitted", "auto-generated")]
     )
-    assert decision.rule == "CL-1"
+    assert decision.rule == "CL-3"
 
 
 def test_list_mail_updates_without_reply_but_never_approves(desk: Desk) -> None:
@@ -75,8 +77,25 @@ def test_list_mail_updates_without_reply_but_never_approves(desk: Desk) -> None:
     assert decision.rule == "UC-4"
     assert decision.reply is None
     decision = desk.mail("[APPROVE#500]", sender=ALICE.email, headers=[("Precedence", "bulk")])
-    assert decision.rule == "AP-2"
+    assert decision.rule == "AP-3"
     assert desk.replies == []
+
+
+@pytest.mark.parametrize("subject", ["[APPROVE#999]", "[REJECT#999]", "[CLOSE#999]"])
+def test_list_mail_with_an_invalid_number_logs_a_call_as_call_task_and_request_do(
+    desk: Desk, subject: str
+) -> None:
+    """Spec, Logging a Call: "If the email matches a recognized subject line but has an
+    invalid request or task number, a call is always logged"; DESIGN 4b: list mail "may log
+    and update calls, but never closes, reopens, approves or rejects". With no such task or
+    call there is nothing to approve or close, so the invalid number decides, as it does for
+    [CALL#999], [TASK#999] and [REQUEST#999] from the same list."""
+    desk.set(log_new_call_on_invalid_number=True, create_calls_anonymously=True)
+    headers = [("List-Id", "<staff.corp.example>"), ("Precedence", "list")]
+    decision = desk.mail(subject, sender=UMA.email, headers=headers)
+    assert decision.rule.split(" > ")[0] in ("AP-1", "CL-1")
+    assert "log_call" in decision.action_kinds(), decision.explain()
+    assert decision.reply is None  # list mail never gets a reply (RFC 3834)
 
 
 def test_x_auto_response_suppress_alone_is_real_mail(desk: Desk) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from asm_email_rules.model import EntityKind, EntryKind, TaskStatus
 from asm_email_rules.sample import ALICE, BOB, UMA
 
@@ -37,7 +39,7 @@ def test_unknown_sender_cannot_approve_and_is_told(desk: Desk) -> None:
     """ "If the email address is not recognized, the Approval Task is not approved and a return
     email is sent, stating that the sender has not been identified." """
     decision = desk.mail("[APPROVE#500]", sender="stranger@else.example")
-    assert decision.rule == "AP-3"
+    assert decision.rule == "AP-4"
     assert desk.task(500).status is TaskStatus.PENDING
     (reply,) = desk.replies
     assert "sender of this email has not been identified" in reply.body
@@ -46,8 +48,24 @@ def test_unknown_sender_cannot_approve_and_is_told(desk: Desk) -> None:
 
 def test_unknown_sender_reject_also_told(desk: Desk) -> None:
     """DESIGN 4b: unknown senders get the same reply for reject as for approve."""
-    assert desk.mail("[REJECT#500]", sender="stranger@else.example").rule == "AP-3"
+    assert desk.mail("[REJECT#500]", sender="stranger@else.example").rule == "AP-4"
     assert "has not been rejected" in desk.replies[0].subject
+
+
+@pytest.mark.parametrize("subject", ["[APPROVE#999]", "[REJECT#999]"])
+def test_an_unknown_sender_with_an_invalid_approval_number_logs_a_call(
+    desk: Desk, subject: str
+) -> None:
+    """Spec, Logging a Call: "If the email matches a recognized subject line but has an
+    invalid request or task number, a call is always logged". "The Approval Task is not
+    approved ... the sender has not been identified" is about an Approval Task that exists;
+    task 999 does not, so the stranger's mail logs a call (Case 1, with Create New Calls
+    Anonymously), as [TASK#999] and [REQUEST#999] from them do."""
+    desk.set(create_calls_anonymously=True)
+    decision = desk.mail(subject, sender="carol@outside.example")
+    assert decision.rules[0] == "AP-1"
+    assert decision.action_kinds()[:2] == ("create_user", "log_call"), decision.explain()
+    assert all("not been identified" not in reply.body for reply in desk.replies)
 
 
 def test_non_approver_gets_insufficient_permission(desk: Desk) -> None:
@@ -76,7 +94,7 @@ def test_invalid_task_number_always_logs_a_call(desk: Desk) -> None:
     """ "If the email matches a recognized subject line but has an invalid request or task
     number, a call is always logged (whether Log New Call on Invalid Number is selected or
     not" """
-    assert desk.mail("[APPROVE#999]", sender=ALICE.email).rules == ("AP-4", "LOG-5")
+    assert desk.mail("[APPROVE#999]", sender=ALICE.email).rules == ("AP-1", "LOG-5")
     assert desk.mail("[TASK#999] hi", sender=UMA.email).rules == ("UT-1", "LOG-6")
     assert desk.mail("[REQUEST#999] hi", sender=UMA.email).rules == ("UR-1", "LOG-6")
     assert desk.repo.get_call(105) is not None

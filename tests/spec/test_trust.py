@@ -149,7 +149,7 @@ def test_old_mail_gets_no_reply_on_first_run(desk: Desk) -> None:
     result = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
     assert result.decision is not None
     assert result.decision.reply is None
-    assert "older than" in result.decision.reply_suppressed
+    assert "days ago: no reply" in result.decision.reply_suppressed
     assert len(desk.texts(EntityKind.CALL, 100, EntryKind.HISTORY)) == 2  # still recorded
 
 

@@ -122,7 +122,7 @@ def test_unknown_sender_reply_goes_to_the_contact_address_not_return_path() -> N
         email={"return_path": "bounces@else.example"},
     )
     decision = decide(given, MAILBOX, SYSTEM)
-    assert decision.rule == "AP-3"
+    assert decision.rule == "AP-4"
     assert decision.reply is not None
     assert decision.reply.to == "x@else.example"
     with_reply_to = facts(
@@ -168,7 +168,32 @@ def test_old_mail_gets_no_reply() -> None:
     old = NOW - timedelta(days=SYSTEM.max_reply_age_days + 1)
     decision = decide(facts("[CLOSE#100]", call=OPEN_CALL, email={"date": old}), MAILBOX, SYSTEM)
     assert decision.reply is None
-    assert "older than" in decision.reply_suppressed
+    assert "days ago: no reply" in decision.reply_suppressed
+
+
+@pytest.mark.parametrize(
+    ("date_age", "received_age", "max_days", "replied"),
+    [
+        (10, 0, 7, True),  # written offline ten days ago, sent today: the writer waits
+        (0, 10, 7, False),  # a backlog: arrived ten days ago, whatever its Date says
+        (10, None, 7, False),  # no Received field: its Date is all there is
+        (400, 400, 0, True),  # 0: no age limit
+    ],
+)
+def test_the_reply_age_guard_counts_from_when_the_mail_reached_us(
+    date_age: int, received_age: int | None, max_days: int, replied: bool
+) -> None:
+    """docs/security.md, "Backlog storms" (beyond the spec, which promises each reply with no
+    condition of age): the guard is for mail that waited in the mailbox, not for mail its
+    writer's device sent late ("people who are traveling or using hand-held devices")."""
+    email = {
+        "date": NOW - timedelta(days=date_age),
+        "received_at": None if received_age is None else NOW - timedelta(days=received_age),
+    }
+    system = attrs.evolve(SYSTEM, max_reply_age_days=max_days)
+    decision = decide(facts("[CLOSE#100]", call=OPEN_CALL, email=email), MAILBOX, system)
+    assert (decision.reply is not None) is replied, decision.reply_suppressed
+    assert decision.action_kinds() == ("add_history", "close_call")
 
 
 def test_no_reply_to_automatic_mail() -> None:
@@ -320,3 +345,12 @@ def test_no_reply_to_an_address_holding_an_encoded_word_opener() -> None:
     assert decision.reply is None
     assert "not a deliverable ASCII address" in decision.reply_suppressed
     assert decision.action_kinds()[-1] == "log_call"
+
+
+def test_a_naive_now_is_refused_not_a_silent_end_of_the_reply_age_guard() -> None:
+    """``max_reply_age_days``: a naive ``now`` (``datetime.now()``) could not be compared with
+    the message's Date, so the guard was skipped and stale mail got replies; it is a
+    TypeError now, at every entry that takes ``now``."""
+    naive = NOW.replace(tzinfo=None)
+    with pytest.raises(TypeError, match="timezone-aware"):
+        attrs.evolve(facts("[CLOSE#100]", call=OPEN_CALL), now=naive)

@@ -414,6 +414,32 @@ def test_garbage_date_is_none_with_a_note() -> None:
     assert kinds(email.notes) == [IntakeNoteKind.INVALID_DATE]
 
 
+def test_received_at_is_the_newest_received_field_s_time_stamp() -> None:
+    """RFC 5321 section 4.4: each relay prepends "Received: ...; date-time", so the first one
+    is the last hop's, next to our mailbox: when the message reached us."""
+    email = parse_message(
+        mail(
+            "Received: from mx.desk.example by store.desk.example;\r\n"
+            " Tue, 01 Dec 2026 10:00:05 +0100",
+            "Received: from laptop (by mx.corp.example); Mon, 23 Nov 2026 08:00:00 +0000",
+            "From: a@b.example",
+            "Date: Mon, 23 Nov 2026 07:59:00 +0000",
+        )
+    )
+    assert email.received_at == datetime(2026, 12, 1, 9, 0, 5, tzinfo=UTC)
+    assert email.date == datetime(2026, 11, 23, 7, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "received",
+    ["Received: from a by b", "Received: from a by b; the day after tomorrow-ish", ""],
+)
+def test_received_at_is_none_without_a_readable_received_time(received: str) -> None:
+    email = parse_message(mail(*filter(None, [received, "From: a@b.example"])))
+    assert email.received_at is None
+    assert kinds(email.notes) == []
+
+
 # --------------------------------------------------------------------------- bodies
 
 

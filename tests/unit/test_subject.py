@@ -84,6 +84,10 @@ def test_tolerant_forms_of_close_12(subject: str) -> None:
         "[My Stuff]",
         "please call me 555 1234",
         "Re: Calling 5 people",
+        # DESIGN 4: the phrases are only our replies' own ("Task/Approval n", never a bare
+        # "Approval n": a person writing about an approval is asking, and gets a call)
+        "Approval 500 is urgent",
+        "Re: Approval 500 has been updated",
     ],
 )
 def test_malformed_tokens_are_not_recognised(subject: str) -> None:
