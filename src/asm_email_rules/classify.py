@@ -394,6 +394,21 @@ _NAME_HINT = re.compile(
 )
 
 
+_LIST_OWNER_LOCAL = re.compile(r"^owner-|-owner$|-request$|-admin$")
+
+
+def _to_list_owner(to: str | None) -> bool:
+    """Whether every address of the To field is a list's owner or admin address (``owner-x``,
+    ``x-owner``, ``x-request``, ``x-admin``): where list software sends its notices (loop
+    alerts, moderation and bounce reports), never where a post to the list goes."""
+    if not to:
+        return False
+    parts = [part for part in to[:2000].split(",") if part.strip()]
+    return bool(parts) and all(
+        bool(_LIST_OWNER_LOCAL.search(_split_address(part)[0])) for part in parts
+    )
+
+
 def _split_address(value: str) -> tuple[str, str]:
     """``(local part, domain)`` of the first addr-spec in a header value, folded."""
     match = _ADDRESS.search(value[:2000])
@@ -564,6 +579,7 @@ _SIGNAL_HEADERS = frozenset(
         *("auto-submitted", "x-apple-action", "precedence", "sender", "x-mailer"),
         *("x-ms-exchange-generated-message-source", "x-ms-exchange-inbox-rules-loop"),
         *("x-ms-exchange-message-is-ndr", "x-failed-recipients", "x-cron-env"),
+        "x-list-administrivia",
     }
 )
 # Mail libraries of programs and scripts (web forms, reports, alerts), not of mail clients.
@@ -659,8 +675,29 @@ def _header_signals(
                     "Precedence", MailKind.AUTO_REPLY, STRONG, f"Precedence: {precedence.strip()}"
                 )
             )
+    administrivia = heads.get("x-list-administrivia")
+    if administrivia is not None and administrivia.strip().lower() == "yes":
+        signals.append(
+            Signal(
+                "list notice",
+                MailKind.AUTO_GENERATED,
+                STRONG,
+                "X-List-Administrivia: yes (a notice of the list software, not a post)",
+            )
+        )
     for list_name in (list_key, *_LIST_HEADERS) if list_key else _LIST_HEADERS:
         list_field = heads.get(list_name)
+        if list_field is not None and not list_name.startswith("list-") and _to_list_owner(to):
+            signals.append(
+                Signal(
+                    "list notice",
+                    MailKind.AUTO_GENERATED,
+                    STRONG,
+                    f"{names[list_name]}: {list_field[:200]} on mail to the list's owner "
+                    f"({(to or '')[:120]}): a notice of the list software, not a post",
+                )
+            )
+            break
         if list_field is not None:
             signals.append(
                 Signal(

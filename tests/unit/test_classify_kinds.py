@@ -385,6 +385,47 @@ def test_list_mail_by_each_marker(headers: tuple[str, ...], body: str) -> None:
     assert kind_of(*headers, body=body + "\n") is MailKind.LIST
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        (  # a list manager's loop alert to the list's admin address
+            "From: staff-admin@lists.example.org",
+            "To: staff-admin@lists.example.org",
+            "Subject: Loop Alert: Duplicated Message-ID (staff ML)",
+            "X-MLServer: fml [fml 4.0.3 release]",
+        ),
+        (  # a moderation request to the list's owners
+            "From: staff-bounces@lists.example.org",
+            "To: staff-owner@lists.example.org",
+            "Subject: Staff post from someone@example.com requires approval",
+            "X-Mailman-Version: 2.1.39",
+        ),
+        (  # Mailman marks its notices so
+            "From: staff-bounces@lists.example.org",
+            "To: someone@example.com",
+            "Subject: Your message to Staff awaits moderator approval",
+            "X-List-Administrivia: yes",
+        ),
+    ],
+)
+def test_a_list_software_s_own_notice_is_machine_mail_not_a_post(headers: tuple[str, ...]) -> None:
+    """classification.md: list mail is a post distributed to members; a notice the list
+    software writes to the list's owner or to a sender (X-List-Administrivia, or a
+    list-manager header on mail to an owner address) is machine-generated mail."""
+    assert kind_of(*headers, body="Notice body\n") is MailKind.AUTO_GENERATED
+
+
+def test_a_post_to_a_list_with_a_list_manager_header_stays_list_mail() -> None:
+    posted = kind_of(
+        "From: Alice <alice@example.org>",
+        "To: staff@lists.example.org",
+        "Subject: Printer on floor 3",
+        "X-MLServer: fml [fml 4.0.3 release]",
+        body="Is anyone else seeing this?\n",
+    )
+    assert posted is MailKind.LIST
+
+
 # =========================================================================== people
 
 
