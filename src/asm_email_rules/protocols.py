@@ -5,7 +5,7 @@ Small structural protocols: any object with these methods works, no base class n
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -421,12 +421,16 @@ class Mailbox(Protocol):
     message fetched ahead): the polling service keeps the store's transaction of several
     messages (``messages_per_commit``) open across such a fetch only, and commits it before
     any other, so the store's write lock is never held while a server is waited for. A
-    mailbox that has ``fetch_ready`` must not wait on a server either while the iterator
+    mailbox that has ``fetch_ready`` must not wait on a server either while what
     ``list_keys()`` returned is read; one without it gets a commit per message.
     """
 
-    def list_keys(self) -> Iterator[str]:
-        """Keys of the messages waiting, oldest first; valid until :meth:`close`."""
+    def list_keys(self) -> Iterable[str]:
+        """Keys of the messages waiting, oldest first; valid until :meth:`close`.
+
+        Any iterable: a list will do, or a generator that reads the listing as it goes. The
+        polling service reads it once, in order, and may stop before its end.
+        """
         ...
 
     def fetch(self, key: str) -> bytes:
@@ -455,8 +459,9 @@ class ExpungingMailbox(Mailbox, Protocol):
     lost": nothing is removed that was not acted on and recorded first).
     """
 
-    def deleted_keys(self) -> Iterator[str]:
-        """Keys of the messages marked deleted and not yet removed, other than this session's."""
+    def deleted_keys(self) -> Iterable[str]:
+        """Keys of the messages marked deleted and not yet removed, other than this session's
+        (any iterable, read once)."""
         ...
 
     def expunge(self, keys: Collection[str]) -> int:

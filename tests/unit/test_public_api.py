@@ -27,7 +27,7 @@ from asm_email_rules.bootstrap import bootstrap
 from asm_email_rules.config import load_config
 from asm_email_rules.errors import ConfigError
 from asm_email_rules.model import Attachment, EntityRef
-from asm_email_rules.protocols import Directory, Repository, SeedableRepository
+from asm_email_rules.protocols import Directory, Mailbox, Repository, SeedableRepository
 from asm_email_rules.sample import DESK_ADDRESS, UMA, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import PollingService
 
@@ -108,6 +108,29 @@ class ListMailbox:
         self.closed += 1
 
 
+class KeysInAList:
+    """A host mailbox whose ``list_keys`` returns a ``list``: the protocol takes any iterable
+    of keys (mypy --strict on this file checks that it is a Mailbox)."""
+
+    def __init__(self, messages: dict[str, bytes]) -> None:
+        self.messages = messages
+
+    def list_keys(self) -> list[str]:
+        return sorted(self.messages)
+
+    def fetch(self, key: str) -> bytes:
+        return self.messages[key]
+
+    def delete(self, key: str) -> None:
+        del self.messages[key]
+
+    def quarantine(self, key: str, reason: str) -> None:
+        del self.messages[key]
+
+    def close(self) -> None:
+        pass
+
+
 def _raw(subject: str, message_id: str) -> bytes:
     return (
         f"From: {UMA.email}\r\nTo: {DESK_ADDRESS}\r\nSubject: {subject}\r\n"
@@ -132,6 +155,25 @@ def test_a_polling_service_from_parts_deletes_what_it_processed() -> None:
     assert mailbox.closed == 1
     assert [mail.subject for mail in mailer.sent] == ["Call 100 has been updated [CALL#100]"]
     assert service.config.store is None
+
+
+def test_a_mailbox_may_list_its_keys_in_a_list() -> None:
+    """``Mailbox.list_keys`` is typed ``Iterable[str]``: the service reads it once, so a host
+    mailbox returning a list is a Mailbox to mypy as it is at run time."""
+    repo = InMemoryRepository()
+    seed_sample_desk(repo)
+    mailbox: Mailbox = KeysInAList(
+        {"1": _raw("[CALL#100] more", "<a@corp.example>"), "2": _raw("toner", "<b@corp.example>")}
+    )
+
+    def opened() -> Mailbox:
+        return mailbox
+
+    service = PollingService.from_parts(repo, None, [(sample_mailbox(), opened)])
+    assert isinstance(mailbox, Mailbox)
+    assert service.poll_once()["helpdesk"].processed == 2
+    assert isinstance(mailbox, KeysInAList)
+    assert mailbox.messages == {}
 
 
 def test_from_parts_refuses_two_mailboxes_with_one_name() -> None:
