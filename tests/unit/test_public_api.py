@@ -4,7 +4,10 @@ service and a configuration that need no store path when the host brings its own
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +34,8 @@ from asm_email_rules.protocols import Directory, Mailbox, Repository, SeedableRe
 from asm_email_rules.sample import DESK_ADDRESS, UMA, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import PollingService
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "integrators.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "integrators.md"
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 
@@ -203,6 +207,45 @@ def test_a_configuration_without_store_needs_the_host_repository(tmp_path: Path)
     repo = InMemoryRepository()
     with bootstrap(config, repository=repo, mailer=None) as wiring:
         assert wiring.repository is repo
+
+
+# -- a host's own mypy -----------------------------------------------------------------------------
+HOST_CODE = """\
+from asm_email_rules.adapters.oauth import OAuth2Login
+from asm_email_rules.bootstrap import bootstrap
+from asm_email_rules.service import PollingService
+
+print(PollingService, OAuth2Login, bootstrap)
+"""
+
+
+def test_host_code_type_checks_without_the_projects_mypy_configuration(tmp_path: Path) -> None:
+    """A host runs ``mypy --strict`` on its own code with the library's source on MYPYPATH,
+    and with its own configuration, not ours (no ``ignore_missing_imports`` for authlib):
+    the library's modules it imports must type-check there too."""
+    pytest.importorskip("mypy")
+    (tmp_path / "host.py").write_text(HOST_CODE, encoding="utf-8")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--config-file",
+            os.devnull,
+            "--no-incremental",
+            "--cache-dir",
+            os.devnull,
+            "host.py",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 # -- docs/integrators.md is a complete reference --------------------------------------------------
