@@ -286,7 +286,12 @@ class Repository(Directory, Protocol):
         ...
 
     def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
-        """Queue a notification to the record's assigned analyst or group."""
+        """Write a NOTIFICATION entry on the record's log: ``text`` says who was emailed about
+        this update by email, or why nobody was (Email at Update via Email In). A log entry
+        only, ``last_update`` unchanged: send nothing. The notification email itself is in
+        :attr:`Decision.notifications <asm_email_rules.decision.Decision.notifications>`;
+        :func:`~asm_email_rules.applying.apply` stores it in the outbox (a
+        :meth:`record_processed` of its own) and the library sends it as it sends a reply."""
         ...
 
     def record_processed(

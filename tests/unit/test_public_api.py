@@ -8,26 +8,32 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
 import pytest
 
 import asm_email_rules
 from asm_email_rules import (
+    Action,
+    CallTemplate,
     EntryKind,
     LogEntry,
     MailboxSettings,
     ReplyStatus,
     RequestStatus,
     SystemSettings,
+    process,
     render_outgoing,
 )
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.bootstrap import bootstrap
 from asm_email_rules.config import load_config
+from asm_email_rules.desk_check import check_mailbox
 from asm_email_rules.errors import ConfigError
 from asm_email_rules.model import Attachment, EntityRef
 from asm_email_rules.protocols import Directory, Mailbox, Repository, SeedableRepository
@@ -277,3 +283,109 @@ def test_integrators_guide_gives_every_method_with_its_signature(protocol: type)
             if part.strip() and part.strip() != "*"
         ]
         assert documented == parameters, f"{name}: documented {documented}, code {parameters}"
+
+
+def _signature_as_documented(function: Callable[..., object]) -> list[str]:
+    """``function``'s parameters as the guide writes them: names, ``*`` before the keyword-only
+    ones, ``=`` after a name with a default."""
+    parts: list[str] = []
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.name in {"self", "cls"}:
+            continue
+        if parameter.kind is parameter.KEYWORD_ONLY and "*" not in parts:
+            parts.append("*")
+        has_default = parameter.default is not parameter.empty
+        parts.append(parameter.name + ("=" if has_default else ""))
+    return parts
+
+
+@pytest.mark.parametrize(
+    ("written", "function"),
+    [
+        ("check_mailbox", check_mailbox),
+        ("PollingService.from_parts", PollingService.from_parts),
+    ],
+    ids=["check_mailbox", "from_parts"],
+)
+def test_integrators_guide_gives_functions_with_their_signature(
+    written: str, function: Callable[..., object]
+) -> None:
+    """The functions the guide spells out with their parameters have exactly those: names in
+    order, keyword-only ones after ``*``, defaults where the code has them."""
+    text = " ".join(DOCS.read_text(encoding="utf-8").split())
+    match = re.search(rf"`(?:[\w.]+\.)?{re.escape(written)}\(([^`]*)\)`", text)
+    assert match is not None, f"{written}(...) is missing from integrators.md"
+    documented = [
+        re.sub(r"\s*(:[^=]*)?(=.*)?$", lambda m: "=" if m.group(2) else "", part.strip())
+        for part in match.group(1).split(",")
+        if part.strip()
+    ]
+    assert documented == _signature_as_documented(function)
+
+
+def _section(title: str) -> str:
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index(f"### {title}\n")
+    end = text.index("\n### ", start + 1)
+    return text[start:end]
+
+
+def test_integrators_guide_lists_every_action_with_its_kind_and_fields() -> None:
+    """docs/integrators.md, "The actions a decision holds": one row per class of
+    ``actions.Action``, naming its ``kind`` and every field, so the list cannot drift from
+    actions.py; and the guide's count of them is right."""
+    section = _section("The actions a decision holds")
+    classes = typing.get_args(Action)
+    for cls in classes:
+        rows = [row for row in section.splitlines() if row.startswith(f"| `{cls.__name__}` ")]
+        assert len(rows) == 1, f"{cls.__name__} has {len(rows)} rows"
+        assert f"(`{cls.kind}`)" in rows[0], cls.__name__
+        for field in attrs.fields(cls):
+            assert f"`{field.name}`" in rows[0], f"{cls.__name__}.{field.name}"
+    assert f"the {len(classes)} actions a decision holds" in DOCS.read_text(encoding="utf-8")
+
+
+def test_the_actions_are_exported_for_an_exhaustive_match() -> None:
+    """A host maps actions with a ``match`` ending in ``assert_never``: the union and every
+    class come from the package itself."""
+    for cls in typing.get_args(Action):
+        assert cls.__name__ in asm_email_rules.__all__
+        assert getattr(asm_email_rules, cls.__name__) is cls
+    for name in ("Action", "Target", "NEW_CALL"):
+        assert name in asm_email_rules.__all__
+
+
+def test_integrators_guide_names_every_call_template_field() -> None:
+    """The call template's fields are in the guide, each with the call field it fills."""
+    text = DOCS.read_text(encoding="utf-8")
+    table = text[text.index("**The call template.**") :].split("\n\n")[1]
+    for field in attrs.fields(CallTemplate):
+        assert f"| `{field.name}` |" in table, field.name
+
+
+class _CountsNotifications(InMemoryRepository):
+    def __init__(self) -> None:
+        super().__init__()
+        self.notifications: list[str] = []
+
+    def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
+        self.notifications.append(text)
+        super().record_notification(ref, text, now)
+
+
+def test_record_notification_only_logs_and_the_library_sends_the_email() -> None:
+    """With Email at Update via Email In the store writes a NOTIFICATION log entry; the email
+    goes out once, from the library, through the outbox. The protocol says so, so a host
+    does not send it a second time."""
+    repo = _CountsNotifications()
+    seed_sample_desk(repo)
+    mailer = RecordingMailer()
+    system = SystemSettings(email_at_update_via_email_in=True)
+    process(
+        _raw("[CALL#100] more", "<n@corp.example>"), repo, mailer, sample_mailbox(), system, NOW
+    )
+    assert [mail.to for mail in mailer.sent] == ["alice@desk.example"]
+    assert len(repo.notifications) == 1
+    doc = inspect.getdoc(Repository.record_notification) or ""
+    assert "send nothing" in doc
+    assert "Queue" not in doc
