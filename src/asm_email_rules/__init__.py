@@ -1,9 +1,32 @@
 """asm_email_rules: incoming-email rules for service desks.
 
 The four verbs of the core are ``parse_message``, ``parse_subject``, ``resolve_sender`` and
-``decide``; ``process`` runs them end to end against a Repository and a Mailer.
+``decide``; ``process`` runs them end to end against a Repository and a Mailer. The actions a
+Decision holds (:data:`Action`, a union of frozen classes) are exported too, so a host can map
+them exhaustively with a ``match`` ending in ``typing.assert_never``.
 """
 
+from asm_email_rules.actions import (
+    NEW_CALL,
+    Action,
+    AddAutomaticEntry,
+    AddHistory,
+    AddNote,
+    ApproveTask,
+    AttachObjects,
+    CloseCall,
+    CreateUser,
+    Discard,
+    LogCall,
+    MarkUpdated,
+    NotifyAssignee,
+    RejectTask,
+    ReopenCall,
+    SendSummary,
+    SetUserFlag,
+    SpendToken,
+    Target,
+)
 from asm_email_rules.classify import Classification, MailKind, classify
 from asm_email_rules.decision import Decision, Facts, Outcome, Reply
 from asm_email_rules.errors import (
@@ -74,17 +97,27 @@ from asm_email_rules.subject import CommandKind, SubjectCommand, parse_subject
 from asm_email_rules.truncate import Truncation, TruncationMethod, truncate_reply
 
 __all__ = [
+    "NEW_CALL",
+    "Action",
+    "AddAutomaticEntry",
+    "AddHistory",
+    "AddNote",
+    "ApproveTask",
     "AsmEmailError",
+    "AttachObjects",
     "Attachment",
     "AuthenticationError",
     "Call",
     "CallStatus",
     "CallTemplate",
     "Classification",
+    "CloseCall",
     "CommandKind",
     "ConfigError",
+    "CreateUser",
     "Decision",
     "Directory",
+    "Discard",
     "Disposition",
     "EntityKind",
     "EntityRef",
@@ -95,16 +128,19 @@ __all__ = [
     "Lease",
     "LedgerEntry",
     "Limits",
+    "LogCall",
     "LogEntry",
     "MailKind",
     "Mailbox",
     "MailboxError",
     "MailboxSettings",
     "Mailer",
+    "MarkUpdated",
     "MessageGoneError",
     "MessageParseError",
     "NamedAddress",
     "NotFoundError",
+    "NotifyAssignee",
     "OutboxEntry",
     "Outcome",
     "OutgoingEmail",
@@ -112,7 +148,9 @@ __all__ = [
     "Person",
     "PersonCase",
     "ProcessResult",
+    "RejectTask",
     "ReopenAssignment",
+    "ReopenCall",
     "Reply",
     "ReplyStatus",
     "Repository",
@@ -124,12 +162,16 @@ __all__ = [
     "SecurityRole",
     "SeedableRepository",
     "SendError",
+    "SendSummary",
     "SenderResolution",
+    "SetUserFlag",
+    "SpendToken",
     "StoreUnavailableError",
     "SubjectCommand",
     "SummaryItem",
     "SummaryKind",
     "SystemSettings",
+    "Target",
     "Task",
     "TaskKind",
     "TaskStatus",

@@ -5,7 +5,7 @@ Small structural protocols: any object with these methods works, no base class n
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -286,7 +286,12 @@ class Repository(Directory, Protocol):
         ...
 
     def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
-        """Queue a notification to the record's assigned analyst or group."""
+        """Write a NOTIFICATION entry on the record's log: ``text`` says who was emailed about
+        this update by email, or why nobody was (Email at Update via Email In). A log entry
+        only, ``last_update`` unchanged: send nothing. The notification email itself is in
+        :attr:`Decision.notifications <asm_email_rules.decision.Decision.notifications>`;
+        :func:`~asm_email_rules.applying.apply` stores it in the outbox (a
+        :meth:`record_processed` of its own) and the library sends it as it sends a reply."""
         ...
 
     def record_processed(
@@ -421,12 +426,16 @@ class Mailbox(Protocol):
     message fetched ahead): the polling service keeps the store's transaction of several
     messages (``messages_per_commit``) open across such a fetch only, and commits it before
     any other, so the store's write lock is never held while a server is waited for. A
-    mailbox that has ``fetch_ready`` must not wait on a server either while the iterator
+    mailbox that has ``fetch_ready`` must not wait on a server either while what
     ``list_keys()`` returned is read; one without it gets a commit per message.
     """
 
-    def list_keys(self) -> Iterator[str]:
-        """Keys of the messages waiting, oldest first; valid until :meth:`close`."""
+    def list_keys(self) -> Iterable[str]:
+        """Keys of the messages waiting, oldest first; valid until :meth:`close`.
+
+        Any iterable: a list will do, or a generator that reads the listing as it goes. The
+        polling service reads it once, in order, and may stop before its end.
+        """
         ...
 
     def fetch(self, key: str) -> bytes:
@@ -455,8 +464,9 @@ class ExpungingMailbox(Mailbox, Protocol):
     lost": nothing is removed that was not acted on and recorded first).
     """
 
-    def deleted_keys(self) -> Iterator[str]:
-        """Keys of the messages marked deleted and not yet removed, other than this session's."""
+    def deleted_keys(self) -> Iterable[str]:
+        """Keys of the messages marked deleted and not yet removed, other than this session's
+        (any iterable, read once)."""
         ...
 
     def expunge(self, keys: Collection[str]) -> int:

@@ -233,7 +233,7 @@ def _outbox_order(entry: OutboxEntry) -> tuple[datetime, datetime, str]:
 class _BoundedListing(Protocol):
     """A mailbox with ``bounded_listing = True`` (:class:`~asm_email_rules.protocols.Mailbox`)."""
 
-    def list_keys(self, *, limit: int | None = None, skip: Container[str] = ()) -> Iterator[str]:
+    def list_keys(self, *, limit: int | None = None, skip: Container[str] = ()) -> Iterable[str]:
         """Its ``limit`` oldest keys not in ``skip``, oldest first."""
         ...
 
@@ -295,7 +295,7 @@ def _takes_limit(kind: type) -> bool:
 
 def _list_keys(
     mailbox: Mailbox, *, limit: int | None = None, skip: Container[str] = ()
-) -> Iterator[str]:
+) -> Iterable[str]:
     """``mailbox.list_keys()``; a host mailbox written before the rename may only have
     ``list_ids``: it still works, with a DeprecationWarning.
 
@@ -312,7 +312,7 @@ def _list_keys(
             DeprecationWarning,
             stacklevel=2,
         )
-        keys: Iterator[str] = mailbox.list_ids()
+        keys: Iterable[str] = mailbox.list_ids()
         return keys
     return mailbox.list_keys()
 

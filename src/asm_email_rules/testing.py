@@ -2,12 +2,16 @@
 
 Run :func:`check_repository` with a factory of fresh repositories, or parametrise a test over
 :func:`repository_checks` so each check is its own test. Needs no pytest: a check raises
-``AssertionError`` with a message that says what was expected and what came back.
+``AssertionError`` with a message that says what was expected and what came back. Every
+answer a check compares must also have the shapes the protocol promises (:func:`_shape_faults`):
+aware UTC times, and the tuples and frozensets the model declares.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import typing
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,8 +131,67 @@ def _expect(condition: bool, message: str) -> None:
 
 
 def _equal(actual: object, expected: object, what: str) -> None:
+    """``actual`` must equal ``expected`` and have the shapes the model declares
+    (:func:`_shape_faults`): equality alone takes a ``set`` for a ``frozenset`` and a time at
+    UTC+2 for the same moment in UTC."""
+    faults = _shape_faults(actual, "")
+    if faults:
+        raise AssertionError(f"{what}: {faults[0]}")
     if actual != expected:
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+_CONTAINERS = (tuple, frozenset)
+"""The immutable containers the model declares (``approver_ids: tuple[int, ...]``,
+``rights: frozenset[Right]``), which a store must return as declared: storage.md, "Return
+aware UTC datetimes, tuples (not lists) in approver_ids ... a frozenset of rights"."""
+
+
+@functools.cache
+def _declared_containers(cls: type[attrs.AttrsInstance]) -> dict[str, type]:
+    """The fields of the attrs class ``cls`` declared as one of :data:`_CONTAINERS`."""
+    hints = typing.get_type_hints(cls)
+    return {
+        field.name: origin
+        for field in attrs.fields(cls)
+        if (origin := typing.get_origin(hints[field.name])) in _CONTAINERS
+    }
+
+
+def _shape_faults(value: object, path: str) -> list[str]:
+    """What in ``value`` (a store's answer: a model value, or tuples and lists of them) is
+    not as the protocol promises: a time that is naive or aware with an offset other than
+    zero (times come back aware UTC), or a field holding another container than the one its
+    class declares (a list for a tuple, a set for a frozenset). One message each."""
+    if isinstance(value, datetime):
+        offset = value.utcoffset()
+        here = f"{path} is {value.isoformat()}" if path else value.isoformat()
+        if offset is None:
+            return [f"{here}: a naive datetime; return aware UTC datetimes"]
+        if offset:
+            return [
+                f"{here}: aware but not UTC (offset {value:%z}, where UTC is +0000); return "
+                "aware UTC datetimes, with a UTC offset of zero"
+            ]
+        return []
+    faults: list[str] = []
+    cls = type(value)
+    if attrs.has(cls):
+        declared = _declared_containers(cls)
+        for field in attrs.fields(cls):
+            item = getattr(value, field.name)
+            where = f"{path}.{field.name}" if path else f"{cls.__name__}.{field.name}"
+            kind = declared.get(field.name)
+            if kind is not None and not isinstance(item, kind):
+                faults.append(
+                    f"{where} is a {type(item).__name__} ({item!r}), not the {kind.__name__} "
+                    f"{cls.__name__} declares; return a {kind.__name__}"
+                )
+            faults.extend(_shape_faults(item, where))
+    elif isinstance(value, tuple | list):
+        for index, item in enumerate(value):
+            faults.extend(_shape_faults(item, f"{path}[{index}]" if path else f"item {index}"))
+    return faults
 
 
 def _raises(
@@ -916,6 +979,9 @@ def _seed_for_rollback(repo: SeedableRepository) -> tuple[Call, Task, Request]:
 def _assert_untouched(
     repo: SeedableRepository, seeded: tuple[Call, Task, Request], numbers: tuple[int, int]
 ) -> None:
+    """Nothing written by :func:`_write_everything` shows, through any read: the records'
+    own getters, and every read a store may serve from data of its own (a file, an index, a
+    queue) that could be left out of the transaction."""
     call, task, request = seeded
     call_number, person_id = numbers
     ref = EntityRef(EntityKind.CALL, 1)
@@ -931,6 +997,26 @@ def _assert_untouched(
     _equal(repo.get_task(2), task, "task changed in the rolled-back transaction")
     _equal(repo.get_request(3), request, "request changed in the rolled-back transaction")
     _equal(list(repo.entries(ref)), [], "log entries written in the rolled-back transaction")
+    _equal(
+        list(repo.attachments(ref)),
+        [],
+        "attachments (their bytes) attached in the rolled-back transaction",
+    )
+    _equal(
+        list(repo.entries(EntityRef(EntityKind.TASK, 2))),
+        [],
+        "log entries of the task whose status was set in the rolled-back transaction",
+    )
+    listed = [p for p in repo.list_persons() if p.id in {ANALYST.id, person_id, 99}]
+    _equal(listed, [ANALYST], "list_persons after the rolled-back transaction")
+    calls = [c for c in repo.list_calls() if c.number in {1, 77, call_number}]
+    _equal(calls, [call], "list_calls after the rolled-back transaction")
+    items, total = repo.summary(SummaryKind.CALLS, ANALYST.id, 10)
+    _equal(
+        ([item.ref for item in items], total),
+        ([ref], 1),
+        "summary of the owner of the call closed in the rolled-back transaction",
+    )
     _equal(repo.ledger_entry("box", "<m@x>", "ab"), None, "ledger entry")
     _equal(repo.entity_for_message_id("<sent@x>"), None, "sent Message-ID")
     _equal(repo.replies_sent_since("uma@example.com", T0), 0, "replies counted")
@@ -938,6 +1024,10 @@ def _assert_untouched(
     _equal(repo.get_role("Rolled Back"), None, "role put in the rolled-back transaction")
     _equal(repo.get_group("Rolled Back"), None, "group put in the rolled-back transaction")
     _equal(repo.outbox_entry(REPLY.message_id), None, "reply queued in the rolled-back transaction")
+    _equal(list(repo.list_replies()), [], "list_replies after a reply was queued and rolled back")
+    _equal(
+        list(repo.due_replies(_at(60))), [], "due_replies after a reply was queued and rolled back"
+    )
     lease = repo.acquire_lease("account:box", "poller-b", _at(3), _at(4))
     _equal(lease.owner, "poller-b", "lease taken in the rolled-back transaction")
 
@@ -957,7 +1047,8 @@ def _write_everything_and_abandon(repo: SeedableRepository) -> tuple[int, int]:
 
 @_check
 def check_transaction_rollback_leaves_no_trace(repo: SeedableRepository) -> None:
-    """An exception inside transaction() undoes every write made in it, of every kind."""
+    """An exception inside transaction() undoes every write made in it, of every kind, as
+    every read shows it (attached files, lists, summaries and the outbox included)."""
     seeded = _seed_for_rollback(repo)
     _assert_untouched(repo, seeded, _write_everything_and_abandon(repo))
 

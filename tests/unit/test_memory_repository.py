@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, TypeVar
 
 import attrs
 import pytest
@@ -14,12 +15,15 @@ import pytest
 from asm_email_rules.adapters.memory import InMemoryRepository, short_description
 from asm_email_rules.errors import RepositoryError
 from asm_email_rules.model import (
+    Attachment,
     Call,
     CallStatus,
     EntityKind,
     EntityRef,
+    EntryKind,
     Group,
     Lease,
+    LogEntry,
     OutboxEntry,
     OutgoingEmail,
     Person,
@@ -29,12 +33,15 @@ from asm_email_rules.model import (
     SummaryItem,
     SummaryKind,
     Task,
+    TaskStatus,
 )
 from asm_email_rules.protocols import Repository, SeedableRepository
 from asm_email_rules.settings import CallTemplate
 from asm_email_rules.testing import Check, check_repository, repository_checks
 
 CHECKS = repository_checks()
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=[c.name for c in CHECKS])
@@ -280,6 +287,235 @@ class ForgetsTheOutbox(InMemoryRepository):
         super().record_processed(mailbox, message_id, sha256, decision_json, reply, now)
         if reply is not None:
             del self._outbox[reply.message_id.strip("<>")]
+
+
+class AttachesOutsideTransaction(InMemoryRepository):
+    """Writes an attachment's file outside the transaction: after a rolled-back ``attach``
+    the log shows nothing, but ``attachments()`` still returns the file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: dict[EntityRef, list[Attachment]] = {}
+
+    def attach(
+        self, ref: EntityRef, attachment: Attachment, security_profile: str, now: datetime
+    ) -> None:
+        super().attach(ref, attachment, security_profile, now)
+        self.files.setdefault(ref, []).append(attachment)
+
+    def attachments(self, ref: EntityRef) -> Sequence[Attachment]:
+        return list(self.files.get(ref, []))
+
+
+class StatusLogOutsideTransaction(InMemoryRepository):
+    """Writes a task's status change to its log outside the transaction (an audit table on
+    a connection of its own): the status is undone, its log entry is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status_log: dict[EntityRef, list[LogEntry]] = {}
+
+    def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
+        super().set_task_status(number, status, by, now)
+        ref = EntityRef(EntityKind.TASK, number)
+        entry = LogEntry(ref, EntryKind.STATUS, status.value, author=by, at=now)
+        self.status_log.setdefault(ref, []).append(entry)
+
+    def entries(self, ref: EntityRef) -> Sequence[LogEntry]:
+        kept = [e for e in super().entries(ref) if e.kind is not EntryKind.STATUS]
+        return [*kept, *self.status_log.get(ref, [])]
+
+
+class _CopiesOutsideTransaction(InMemoryRepository):
+    """Copies every write to the persons, the calls and the outbox into tables of its own,
+    outside the transaction (a search index, a cache, a queue on another connection); each
+    subclass serves one read from the copies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies: dict[str, dict[Any, Any]] = {"_persons": {}, "_calls": {}, "_outbox": {}}
+
+    def _set(self, table: dict[_K, _V], key: _K, value: _V) -> None:
+        super()._set(table, key, value)
+        for name, copy in self.copies.items():
+            if table is getattr(self, name):
+                copy[key] = value
+
+    @contextmanager
+    def _reading_copy(self, name: str) -> Iterator[None]:
+        """Read ``name`` (say ``"_calls"``) from its copy while the block runs."""
+        real = getattr(self, name)
+        setattr(self, name, dict(self.copies[name]))
+        try:
+            yield
+        finally:
+            setattr(self, name, real)
+
+
+class PersonListOutsideTransaction(_CopiesOutsideTransaction):
+    """Lists persons from a copy written outside the transaction."""
+
+    def list_persons(self, *, after: int = 0, limit: int = 100) -> Sequence[Person]:
+        with self._reading_copy("_persons"):
+            return super().list_persons(after=after, limit=limit)
+
+
+class CallListOutsideTransaction(_CopiesOutsideTransaction):
+    """Lists calls from a copy written outside the transaction."""
+
+    def list_calls(
+        self, *, status: CallStatus | None = None, after: int = 0, limit: int = 100
+    ) -> Sequence[Call]:
+        with self._reading_copy("_calls"):
+            return super().list_calls(status=status, after=after, limit=limit)
+
+
+class SummaryOutsideTransaction(_CopiesOutsideTransaction):
+    """Builds summaries from a copy of the calls written outside the transaction."""
+
+    def summary(
+        self, kind: SummaryKind, person_id: int, limit: int
+    ) -> tuple[list[SummaryItem], int]:
+        with self._reading_copy("_calls"):
+            return super().summary(kind, person_id, limit)
+
+
+class OutboxQueueOutsideTransaction(_CopiesOutsideTransaction):
+    """Lists the outbox from a queue written outside the transaction: a rolled-back reply
+    stays listed, and due."""
+
+    def list_replies(
+        self,
+        statuses: Collection[ReplyStatus] | None = None,
+        *,
+        mailbox: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[OutboxEntry]:
+        with self._reading_copy("_outbox"):
+            return super().list_replies(statuses, mailbox=mailbox, limit=limit)
+
+    def due_replies(
+        self, now: datetime, *, mailbox: str | None = None, limit: int = 100
+    ) -> Sequence[OutboxEntry]:
+        with self._reading_copy("_outbox"):
+            return super().due_replies(now, mailbox=mailbox, limit=limit)
+
+
+PLUS_TWO = timezone(timedelta(hours=2))
+
+
+def _plus_two(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(PLUS_TWO)
+
+
+class LocalTimes(InMemoryRepository):
+    """Returns the right moments, aware, but at UTC+2 instead of in UTC."""
+
+    def get_call(self, number: int) -> Call | None:
+        call = super().get_call(number)
+        if call is None:
+            return None
+        return attrs.evolve(call, last_update=_plus_two(call.last_update))
+
+    def entries(self, ref: EntityRef) -> Sequence[LogEntry]:
+        return [attrs.evolve(entry, at=_plus_two(entry.at)) for entry in super().entries(ref)]
+
+    def outbox_entry(self, reply_message_id: str) -> OutboxEntry | None:
+        entry = super().outbox_entry(reply_message_id)
+        if entry is None:
+            return None
+        return attrs.evolve(
+            entry,
+            queued_at=entry.queued_at.astimezone(PLUS_TWO),
+            next_attempt_at=entry.next_attempt_at.astimezone(PLUS_TWO),
+        )
+
+
+class RightsInASet(InMemoryRepository):
+    """Returns a role's rights as a ``set``, which compares equal to the ``frozenset``."""
+
+    def get_role(self, name: str) -> SecurityRole | None:
+        role = super().get_role(name)
+        if role is None:
+            return None
+        return attrs.evolve(role, rights=set(role.rights))  # type: ignore[arg-type]
+
+
+class ApproversInAList(InMemoryRepository):
+    """Returns a task's approvers as a ``list`` (as a database driver's array comes back)."""
+
+    def get_task(self, number: int) -> Task | None:
+        task = super().get_task(number)
+        if task is None:
+            return None
+        return attrs.evolve(task, approver_ids=list(task.approver_ids))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("broken", "failing", "fault"),
+    [
+        (
+            AttachesOutsideTransaction,
+            "transaction_rollback_leaves_no_trace",
+            "attachments (their bytes) attached in the rolled-back transaction: expected []",
+        ),
+        (
+            AttachesOutsideTransaction,
+            "nested_transaction_joins_outer",
+            "attachments (their bytes) attached in the rolled-back transaction",
+        ),
+        (
+            StatusLogOutsideTransaction,
+            "transaction_rollback_leaves_no_trace",
+            "log entries of the task whose status was set in the rolled-back transaction",
+        ),
+        (
+            PersonListOutsideTransaction,
+            "transaction_rollback_leaves_no_trace",
+            "list_persons after the rolled-back transaction",
+        ),
+        (
+            CallListOutsideTransaction,
+            "transaction_rollback_leaves_no_trace",
+            "list_calls after the rolled-back transaction",
+        ),
+        (
+            SummaryOutsideTransaction,
+            "transaction_rollback_leaves_no_trace",
+            "summary of the owner of the call closed in the rolled-back transaction",
+        ),
+        (
+            OutboxQueueOutsideTransaction,
+            "transaction_rollback_leaves_no_trace",
+            "list_replies after a reply was queued and rolled back",
+        ),
+        (LocalTimes, "put_get_round_trip", "aware but not UTC (offset +0200"),
+        (LocalTimes, "log_entries_in_order", "history time: 2024-05-01T11:01:00+02:00: aware but"),
+        (
+            LocalTimes,
+            "outbox_holds_the_reply_recorded_with_the_decision",
+            "queued and due at: item 0 is 2024-05-01T11:03:00+02:00: aware but not UTC",
+        ),
+        (
+            RightsInASet,
+            "security_roles",
+            "SecurityRole.rights is a set (",
+        ),
+        (
+            ApproversInAList,
+            "put_get_round_trip",
+            "Task.approver_ids is a list ([13, 12]), not the tuple",
+        ),
+    ],
+)
+def test_kit_names_the_fault_of_a_broken_repository(
+    broken: type[InMemoryRepository], failing: str, fault: str
+) -> None:
+    """The integrators' field trial: each of these stores passed the kit. The kit must fail
+    it, in the check named, with a message that says what is wrong."""
+    failures = dict(check_repository(broken))
+    assert failing in failures
+    assert fault in failures[failing]
 
 
 @pytest.mark.parametrize(

@@ -4,34 +4,44 @@ service and a configuration that need no store path when the host brings its own
 from __future__ import annotations
 
 import inspect
+import os
 import re
-from collections.abc import Iterator
+import subprocess
+import sys
+import typing
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
 import pytest
 
 import asm_email_rules
 from asm_email_rules import (
+    Action,
+    CallTemplate,
     EntryKind,
     LogEntry,
     MailboxSettings,
     ReplyStatus,
     RequestStatus,
     SystemSettings,
+    process,
     render_outgoing,
 )
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.bootstrap import bootstrap
 from asm_email_rules.config import load_config
+from asm_email_rules.desk_check import check_mailbox
 from asm_email_rules.errors import ConfigError
 from asm_email_rules.model import Attachment, EntityRef
-from asm_email_rules.protocols import Directory, Repository, SeedableRepository
+from asm_email_rules.protocols import Directory, Mailbox, Repository, SeedableRepository
 from asm_email_rules.sample import DESK_ADDRESS, UMA, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import PollingService
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "integrators.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "integrators.md"
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 
@@ -108,6 +118,29 @@ class ListMailbox:
         self.closed += 1
 
 
+class KeysInAList:
+    """A host mailbox whose ``list_keys`` returns a ``list``: the protocol takes any iterable
+    of keys (mypy --strict on this file checks that it is a Mailbox)."""
+
+    def __init__(self, messages: dict[str, bytes]) -> None:
+        self.messages = messages
+
+    def list_keys(self) -> list[str]:
+        return sorted(self.messages)
+
+    def fetch(self, key: str) -> bytes:
+        return self.messages[key]
+
+    def delete(self, key: str) -> None:
+        del self.messages[key]
+
+    def quarantine(self, key: str, reason: str) -> None:
+        del self.messages[key]
+
+    def close(self) -> None:
+        pass
+
+
 def _raw(subject: str, message_id: str) -> bytes:
     return (
         f"From: {UMA.email}\r\nTo: {DESK_ADDRESS}\r\nSubject: {subject}\r\n"
@@ -132,6 +165,25 @@ def test_a_polling_service_from_parts_deletes_what_it_processed() -> None:
     assert mailbox.closed == 1
     assert [mail.subject for mail in mailer.sent] == ["Call 100 has been updated [CALL#100]"]
     assert service.config.store is None
+
+
+def test_a_mailbox_may_list_its_keys_in_a_list() -> None:
+    """``Mailbox.list_keys`` is typed ``Iterable[str]``: the service reads it once, so a host
+    mailbox returning a list is a Mailbox to mypy as it is at run time."""
+    repo = InMemoryRepository()
+    seed_sample_desk(repo)
+    mailbox: Mailbox = KeysInAList(
+        {"1": _raw("[CALL#100] more", "<a@corp.example>"), "2": _raw("toner", "<b@corp.example>")}
+    )
+
+    def opened() -> Mailbox:
+        return mailbox
+
+    service = PollingService.from_parts(repo, None, [(sample_mailbox(), opened)])
+    assert isinstance(mailbox, Mailbox)
+    assert service.poll_once()["helpdesk"].processed == 2
+    assert isinstance(mailbox, KeysInAList)
+    assert mailbox.messages == {}
 
 
 def test_from_parts_refuses_two_mailboxes_with_one_name() -> None:
@@ -163,6 +215,45 @@ def test_a_configuration_without_store_needs_the_host_repository(tmp_path: Path)
         assert wiring.repository is repo
 
 
+# -- a host's own mypy -----------------------------------------------------------------------------
+HOST_CODE = """\
+from asm_email_rules.adapters.oauth import OAuth2Login
+from asm_email_rules.bootstrap import bootstrap
+from asm_email_rules.service import PollingService
+
+print(PollingService, OAuth2Login, bootstrap)
+"""
+
+
+def test_host_code_type_checks_without_the_projects_mypy_configuration(tmp_path: Path) -> None:
+    """A host runs ``mypy --strict`` on its own code with the library's source on MYPYPATH,
+    and with its own configuration, not ours (no ``ignore_missing_imports`` for authlib):
+    the library's modules it imports must type-check there too."""
+    pytest.importorskip("mypy")
+    (tmp_path / "host.py").write_text(HOST_CODE, encoding="utf-8")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--config-file",
+            os.devnull,
+            "--no-incremental",
+            "--cache-dir",
+            os.devnull,
+            "host.py",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 # -- docs/integrators.md is a complete reference --------------------------------------------------
 PROTOCOLS = (Directory, Repository, SeedableRepository)
 
@@ -192,3 +283,109 @@ def test_integrators_guide_gives_every_method_with_its_signature(protocol: type)
             if part.strip() and part.strip() != "*"
         ]
         assert documented == parameters, f"{name}: documented {documented}, code {parameters}"
+
+
+def _signature_as_documented(function: Callable[..., object]) -> list[str]:
+    """``function``'s parameters as the guide writes them: names, ``*`` before the keyword-only
+    ones, ``=`` after a name with a default."""
+    parts: list[str] = []
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.name in {"self", "cls"}:
+            continue
+        if parameter.kind is parameter.KEYWORD_ONLY and "*" not in parts:
+            parts.append("*")
+        has_default = parameter.default is not parameter.empty
+        parts.append(parameter.name + ("=" if has_default else ""))
+    return parts
+
+
+@pytest.mark.parametrize(
+    ("written", "function"),
+    [
+        ("check_mailbox", check_mailbox),
+        ("PollingService.from_parts", PollingService.from_parts),
+    ],
+    ids=["check_mailbox", "from_parts"],
+)
+def test_integrators_guide_gives_functions_with_their_signature(
+    written: str, function: Callable[..., object]
+) -> None:
+    """The functions the guide spells out with their parameters have exactly those: names in
+    order, keyword-only ones after ``*``, defaults where the code has them."""
+    text = " ".join(DOCS.read_text(encoding="utf-8").split())
+    match = re.search(rf"`(?:[\w.]+\.)?{re.escape(written)}\(([^`]*)\)`", text)
+    assert match is not None, f"{written}(...) is missing from integrators.md"
+    documented = [
+        re.sub(r"\s*(:[^=]*)?(=.*)?$", lambda m: "=" if m.group(2) else "", part.strip())
+        for part in match.group(1).split(",")
+        if part.strip()
+    ]
+    assert documented == _signature_as_documented(function)
+
+
+def _section(title: str) -> str:
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index(f"### {title}\n")
+    end = text.index("\n### ", start + 1)
+    return text[start:end]
+
+
+def test_integrators_guide_lists_every_action_with_its_kind_and_fields() -> None:
+    """docs/integrators.md, "The actions a decision holds": one row per class of
+    ``actions.Action``, naming its ``kind`` and every field, so the list cannot drift from
+    actions.py; and the guide's count of them is right."""
+    section = _section("The actions a decision holds")
+    classes = typing.get_args(Action)
+    for cls in classes:
+        rows = [row for row in section.splitlines() if row.startswith(f"| `{cls.__name__}` ")]
+        assert len(rows) == 1, f"{cls.__name__} has {len(rows)} rows"
+        assert f"(`{cls.kind}`)" in rows[0], cls.__name__
+        for field in attrs.fields(cls):
+            assert f"`{field.name}`" in rows[0], f"{cls.__name__}.{field.name}"
+    assert f"the {len(classes)} actions a decision holds" in DOCS.read_text(encoding="utf-8")
+
+
+def test_the_actions_are_exported_for_an_exhaustive_match() -> None:
+    """A host maps actions with a ``match`` ending in ``assert_never``: the union and every
+    class come from the package itself."""
+    for cls in typing.get_args(Action):
+        assert cls.__name__ in asm_email_rules.__all__
+        assert getattr(asm_email_rules, cls.__name__) is cls
+    for name in ("Action", "Target", "NEW_CALL"):
+        assert name in asm_email_rules.__all__
+
+
+def test_integrators_guide_names_every_call_template_field() -> None:
+    """The call template's fields are in the guide, each with the call field it fills."""
+    text = DOCS.read_text(encoding="utf-8")
+    table = text[text.index("**The call template.**") :].split("\n\n")[1]
+    for field in attrs.fields(CallTemplate):
+        assert f"| `{field.name}` |" in table, field.name
+
+
+class _CountsNotifications(InMemoryRepository):
+    def __init__(self) -> None:
+        super().__init__()
+        self.notifications: list[str] = []
+
+    def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
+        self.notifications.append(text)
+        super().record_notification(ref, text, now)
+
+
+def test_record_notification_only_logs_and_the_library_sends_the_email() -> None:
+    """With Email at Update via Email In the store writes a NOTIFICATION log entry; the email
+    goes out once, from the library, through the outbox. The protocol says so, so a host
+    does not send it a second time."""
+    repo = _CountsNotifications()
+    seed_sample_desk(repo)
+    mailer = RecordingMailer()
+    system = SystemSettings(email_at_update_via_email_in=True)
+    process(
+        _raw("[CALL#100] more", "<n@corp.example>"), repo, mailer, sample_mailbox(), system, NOW
+    )
+    assert [mail.to for mail in mailer.sent] == ["alice@desk.example"]
+    assert len(repo.notifications) == 1
+    doc = inspect.getdoc(Repository.record_notification) or ""
+    assert "send nothing" in doc
+    assert "Queue" not in doc

@@ -1015,7 +1015,7 @@ class SqlRepository(abc.ABC):
         )
 
     def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
-        """Queue a notification to the record's assigned analyst or group."""
+        """Write a NOTIFICATION log entry (the library sends the notification email itself)."""
         self._write_on(ref, (EntryKind.NOTIFICATION, text, ""), "", at=now)
 
     def _ledger_row(

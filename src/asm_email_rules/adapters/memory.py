@@ -536,7 +536,7 @@ class InMemoryRepository:
         self._change(ref, status=status, last_update=at)
 
     def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
-        """Queue a notification to the record's assigned analyst or group."""
+        """Write a NOTIFICATION log entry (the library sends the notification email itself)."""
         self._record(ref)
         self._log(LogEntry(ref, EntryKind.NOTIFICATION, text, at=to_utc(now)))
 

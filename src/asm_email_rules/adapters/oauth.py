@@ -194,7 +194,11 @@ class FileTokenSource:
 
 def _session(client_id: str, client_secret: str, auth_method: str, scope: str) -> Any:
     try:
-        from authlib.integrations.requests_client import OAuth2Session
+        # authlib has no type stubs in the package (typeshed has types-Authlib): ignored here,
+        # not in a host's mypy configuration; unused-ignore keeps a host with the stubs clean.
+        from authlib.integrations.requests_client import (  # type: ignore[import-untyped,unused-ignore]
+            OAuth2Session,
+        )
     except ImportError:  # pragma: no cover - depends on the installation
         raise TokenError(
             "OAuth2 grants need the authlib package: pip install 'asm-email-rules[oauth]'"
@@ -209,7 +213,7 @@ def _session(client_id: str, client_secret: str, auth_method: str, scope: str) -
 
 def _grant_errors() -> tuple[type[BaseException], ...]:
     """What authlib and requests raise for a refused or failed token request."""
-    from authlib.common.errors import AuthlibBaseError
+    from authlib.common.errors import AuthlibBaseError  # type: ignore[import-untyped,unused-ignore]
     from requests import RequestException
 
     return (AuthlibBaseError, RequestException, ValueError, KeyError, TypeError)
