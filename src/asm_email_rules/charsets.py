@@ -8,20 +8,32 @@ against the bytes, in this order:
    whatever the (missing or ``us-ascii``) declaration says (RFC 1468, RFC 1557).
 2. **UTF-8 validity.** Non-ASCII bytes that are valid UTF-8 are UTF-8, whatever legacy charset
    is declared: real text in a legacy charset is practically never valid UTF-8 by accident.
-3. **The declared charset**, read as its superset the way browsers do (WHATWG Encoding
-   Standard: ``iso-8859-1`` and ``us-ascii`` as windows-1252, ``gb2312``/``gbk`` as GB18030,
-   ``euc-kr`` as windows-949, ``shift_jis`` as windows-31J, ``big5`` as Big5-HKSCS, ...).
-4. **Hints**: the charsets the same message declares elsewhere (other parts, encoded-words in
+3. **The declared charset**, its label read as the WHATWG Encoding Standard reads it
+   (:data:`WHATWG_ENCODINGS`: ``x-mac-roman``, ``windows-874``, ``csshiftjis``, ...) and the
+   charset read as its superset the way browsers do (``iso-8859-1`` and ``us-ascii`` as
+   windows-1252, ``gb2312``/``gbk`` as GB18030, ``euc-kr`` as windows-949, ``shift_jis`` as
+   windows-31J, ``big5`` as Big5-HKSCS, ...). A single-byte charset reads every byte: a byte it
+   leaves undefined is U+FFFD. The declaration is **kept** while the byte sequences it cannot
+   read are few (:func:`_few_unreadable`: at most one per ``_BYTES_PER_UNREADABLE`` 8-bit
+   bytes, always one, and no more than the 8-bit bytes it reads), each one U+FFFD, unless
+   another reading of every byte is more plausible (scored as in step 6, the declaration
+   ahead by ``_DECLARED_LEAD``; with too little to detect on, windows-1252 is that rival).
+   More unreadable sequences than that, and the bytes are plainly in another charset: read
+   on. Declared UTF-8 has its own rule (step 4).
+4. **UTF-8 with stray bytes.** Text declared UTF-8 (or not declared) whose 8-bit bytes are at
+   least half valid UTF-8 keeps its UTF-8 and reads each stray byte as windows-1252 (a legacy
+   signature in UTF-8 text comes through whole).
+5. **Hints**: the charsets the same message declares elsewhere (other parts, encoded-words in
    its header, an HTML ``<meta charset>``), checked like any candidate.
-5. **Detection** among the legacy charsets mail is written in (windows-125x, ISO-8859-x,
+6. **Detection** among the legacy charsets mail is written in (windows-125x, ISO-8859-x,
    KOI8, Shift_JIS, EUC-JP, GB18030, Big5, EUC-KR, TIS-620), scoring how plausible each reading
    is: control or unassigned characters, letters of two scripts or an impossible case pattern
    inside one word, symbols between letters, accented Latin letters that no single language
    uses together, rare CJK characters, Han characters split by spaces (Korean read as Chinese).
    Only the start of the text is scored (``_SCORE_CHARS``), so detection is linear too.
-6. windows-1252, then latin-1 (which never fails).
+7. windows-1252, then latin-1 (which never fails).
 
-Every step that overrides or guesses is recorded as an
+Every step that overrides, repairs or guesses is recorded as an
 :class:`~asm_email_rules.intake_notes.IntakeNote`. ``benchmarks/charset_detection.py`` measures
 the detection against the stdlib fallback and ``charset-normalizer`` (see ``docs/intake.md``).
 """
@@ -37,7 +49,16 @@ from collections.abc import Callable, Iterable
 
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 
-__all__ = ["Hints", "codec_name", "decode_text", "html_meta_charset", "iso2022_codec", "mime_name"]
+__all__ = [
+    "WHATWG_ENCODINGS",
+    "Hints",
+    "codec_name",
+    "decode_text",
+    "hinted_reading",
+    "html_meta_charset",
+    "iso2022_codec",
+    "mime_name",
+]
 
 #: charsets declared elsewhere in a message: a list, or a function building it when first needed
 Hints = list[str] | Callable[[], list[str]]
@@ -68,6 +89,125 @@ _SUPERSETS = {
     "big5": "big5hkscs",
     "iso2022_jp": "iso2022_jp_ext",
 }
+#: The WHATWG Encoding Standard's names and labels (https://encoding.spec.whatwg.org/, section
+#: 4.2): every label of every encoding, with the Python codec that reads the encoding as that
+#: standard does (``_SUPERSETS`` applied: a ``gb2312`` label is read as GB18030 there too).
+#: :func:`codec_name` reads a label with this table where Python does not know it
+#: (``x-mac-roman``, ``windows-874``, ``csshiftjis``) or knows it as another charset. Where mail
+#: is not the web: the labels of the "replacement" encoding that name mail charsets Python reads
+#: (ISO-2022-KR, RFC 1557; HZ, RFC 1843) are read with them, not as one U+FFFD; UTF-16 without
+#: a byte order mark is read in the machine's order (little-endian on every machine we run);
+#: ``x-user-defined`` (in mail: "the sender's own code page", not the private-use characters a
+#: browser gives), ISO-2022-CN and ``replacement`` have no codec and are read as unknown
+#: charsets, so detection reads the bytes.
+WHATWG_ENCODINGS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
+    ("UTF-8", "utf-8", (
+        "unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "utf-8", "utf8",
+        "x-unicode20utf8",
+    )),
+    ("IBM866", "cp866", ("866", "cp866", "csibm866", "ibm866")),
+    ("ISO-8859-2", "iso8859-2", (
+        "csisolatin2", "iso-8859-2", "iso-ir-101", "iso8859-2", "iso88592", "iso_8859-2",
+        "iso_8859-2:1987", "l2", "latin2",
+    )),
+    ("ISO-8859-3", "iso8859-3", (
+        "csisolatin3", "iso-8859-3", "iso-ir-109", "iso8859-3", "iso88593", "iso_8859-3",
+        "iso_8859-3:1988", "l3", "latin3",
+    )),
+    ("ISO-8859-4", "iso8859-4", (
+        "csisolatin4", "iso-8859-4", "iso-ir-110", "iso8859-4", "iso88594", "iso_8859-4",
+        "iso_8859-4:1988", "l4", "latin4",
+    )),
+    ("ISO-8859-5", "iso8859-5", (
+        "csisolatincyrillic", "cyrillic", "iso-8859-5", "iso-ir-144", "iso8859-5", "iso88595",
+        "iso_8859-5", "iso_8859-5:1988",
+    )),
+    ("ISO-8859-6", "iso8859-6", (
+        "arabic", "asmo-708", "csiso88596e", "csiso88596i", "csisolatinarabic", "ecma-114",
+        "iso-8859-6", "iso-8859-6-e", "iso-8859-6-i", "iso-ir-127", "iso8859-6", "iso88596",
+        "iso_8859-6", "iso_8859-6:1987",
+    )),
+    ("ISO-8859-7", "iso8859-7", (
+        "csisolatingreek", "ecma-118", "elot_928", "greek", "greek8", "iso-8859-7",
+        "iso-ir-126", "iso8859-7", "iso88597", "iso_8859-7", "iso_8859-7:1987", "sun_eu_greek",
+    )),
+    ("ISO-8859-8", "iso8859-8", (
+        "csiso88598e", "csisolatinhebrew", "hebrew", "iso-8859-8", "iso-8859-8-e", "iso-ir-138",
+        "iso8859-8", "iso88598", "iso_8859-8", "iso_8859-8:1988", "visual",
+    )),
+    ("ISO-8859-8-I", "iso8859-8", ("csiso88598i", "iso-8859-8-i", "logical")),
+    ("ISO-8859-10", "iso8859-10", (
+        "csisolatin6", "iso-8859-10", "iso-ir-157", "iso8859-10", "iso885910", "l6", "latin6",
+    )),
+    ("ISO-8859-13", "iso8859-13", ("iso-8859-13", "iso8859-13", "iso885913")),
+    ("ISO-8859-14", "iso8859-14", ("iso-8859-14", "iso8859-14", "iso885914")),
+    ("ISO-8859-15", "iso8859-15", (
+        "csisolatin9", "iso-8859-15", "iso8859-15", "iso885915", "iso_8859-15", "l9",
+    )),
+    ("ISO-8859-16", "iso8859-16", ("iso-8859-16",)),
+    ("KOI8-R", "koi8-r", ("cskoi8r", "koi", "koi8", "koi8-r", "koi8_r")),
+    ("KOI8-U", "koi8-u", ("koi8-ru", "koi8-u")),
+    ("macintosh", "mac-roman", ("csmacintosh", "mac", "macintosh", "x-mac-roman")),
+    ("windows-874", "cp874", (
+        "dos-874", "iso-8859-11", "iso8859-11", "iso885911", "tis-620", "windows-874",
+    )),
+    ("windows-1250", "cp1250", ("cp1250", "windows-1250", "x-cp1250")),
+    ("windows-1251", "cp1251", ("cp1251", "windows-1251", "x-cp1251")),
+    ("windows-1252", "cp1252", (
+        "ansi_x3.4-1968", "ascii", "cp1252", "cp819", "csisolatin1", "ibm819", "iso-8859-1",
+        "iso-ir-100", "iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1",
+        "us-ascii", "windows-1252", "x-cp1252",
+    )),
+    ("windows-1253", "cp1253", ("cp1253", "windows-1253", "x-cp1253")),
+    ("windows-1254", "cp1254", (
+        "cp1254", "csisolatin5", "iso-8859-9", "iso-ir-148", "iso8859-9", "iso88599",
+        "iso_8859-9", "iso_8859-9:1989", "l5", "latin5", "windows-1254", "x-cp1254",
+    )),
+    ("windows-1255", "cp1255", ("cp1255", "windows-1255", "x-cp1255")),
+    ("windows-1256", "cp1256", ("cp1256", "windows-1256", "x-cp1256")),
+    ("windows-1257", "cp1257", ("cp1257", "windows-1257", "x-cp1257")),
+    ("windows-1258", "cp1258", ("cp1258", "windows-1258", "x-cp1258")),
+    ("x-mac-cyrillic", "mac-cyrillic", ("x-mac-cyrillic", "x-mac-ukrainian")),
+    ("GBK", "gb18030", (
+        "chinese", "csgb2312", "csiso58gb231280", "gb2312", "gb_2312", "gb_2312-80", "gbk",
+        "iso-ir-58", "x-gbk",
+    )),
+    ("gb18030", "gb18030", ("gb18030",)),
+    ("Big5", "big5hkscs", ("big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5")),
+    ("EUC-JP", "euc_jp", ("cseucpkdfmtjapanese", "euc-jp", "x-euc-jp")),
+    ("ISO-2022-JP", "iso2022_jp_ext", ("csiso2022jp", "iso-2022-jp")),
+    ("Shift_JIS", "cp932", (
+        "csshiftjis", "ms932", "ms_kanji", "shift-jis", "shift_jis", "sjis", "windows-31j",
+        "x-sjis",
+    )),
+    ("EUC-KR", "cp949", (
+        "cseuckr", "csksc56011987", "euc-kr", "iso-ir-149", "korean", "ks_c_5601-1987",
+        "ks_c_5601-1989", "ksc5601", "ksc_5601", "windows-949",
+    )),
+    ("replacement: ISO-2022-KR", "iso2022_kr", ("csiso2022kr", "iso-2022-kr")),
+    ("replacement: HZ-GB-2312", "hz", ("hz-gb-2312",)),
+    ("replacement", None, ("iso-2022-cn", "iso-2022-cn-ext", "replacement")),
+    ("UTF-16BE", "utf-16-be", ("unicodefffe", "utf-16be")),
+    ("UTF-16LE", "utf-16", (
+        "csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff", "utf-16", "utf-16le",
+    )),
+    ("x-user-defined", None, ("x-user-defined",)),
+)  # fmt: skip
+#: WHATWG label -> the codec that reads it (``None``: read as an unknown charset)
+_WHATWG_LABELS = {label: codec for _, codec, labels in WHATWG_ENCODINGS for label in labels}
+#: where a WHATWG single-byte index differs from Python's table at a byte Python defines or
+#: leaves undefined (the rest of each index is Python's): KOI8-U is KOI8-RU there (Belarusian
+#: short u), and windows-1255 has HEBREW POINT HOLAM HASER FOR VAV
+_WHATWG_INDEX_CHANGES = {"koi8-u": {0xAE: "\u045e", 0xBE: "\u040e"}, "cp1255": {0xCA: "\u05ba"}}
+#: a declared charset is kept while the byte sequences it cannot read are at most one per this
+#: many 8-bit bytes (and always one): text with more is plainly in another charset
+_BYTES_PER_UNREADABLE = 16
+#: the lead the declared charset's reading has over other readings when it cannot read a few
+#: bytes: another reading must be this much more plausible (penalty per character) to win;
+#: the lead a hint has, too (with 0.1, 6 more of the benchmark's wrong labels are kept)
+_DECLARED_LEAD = 0.05
+#: hints a raw 8-bit header is read with, at most (a message declares one to three charsets)
+_HEADER_HINTS = 8
 #: legacy charsets detection chooses from, most common first (ties go to the earlier one)
 _CANDIDATES = (
     "cp1252", "cp1251", "koi8_r", "cp1250", "iso8859-2", "cp932", "euc_jp", "gb18030",
@@ -110,6 +250,9 @@ _UTF8_SEQUENCE = re.compile(
     rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
 )
 _MIXED_HANDLER = "asm_email_rules.stray_cp1252"
+#: codec error handler marking each byte sequence a codec cannot read with a lone surrogate
+_MARK_HANDLER = "asm_email_rules.mark_unreadable"
+_UNREADABLE_MARK = "\udc80"
 _MIME_NAMES = {
     "cp932": "windows-31j",
     "cp949": "windows-949",
@@ -172,15 +315,24 @@ for _index, _letters in enumerate(_LATIN_LETTERS):
 
 @functools.lru_cache(maxsize=256)
 def codec_name(name: str | None) -> str | None:
-    """Python codec name for a MIME charset, or None when unknown or not a text charset."""
+    """Python codec name for a MIME charset, or None when unknown or not a text charset.
+
+    A WHATWG label (:data:`WHATWG_ENCODINGS`) gives the codec that standard reads it with,
+    unless Python knows the label as a charset read the same way (``gb2312``, read as GB18030
+    through ``_SUPERSETS``, stays ``gb2312`` for notes); any other name is Python's.
+    """
     if not name:
         return None
+    label = name.strip().strip('"').lower()
+    whatwg = _WHATWG_LABELS.get(label)
     try:
-        info = codecs.lookup(name.strip().strip('"').lower())
+        info = codecs.lookup(label)
     except (LookupError, ValueError, TypeError):
-        return None
+        return whatwg
     if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        return None
+        return whatwg
+    if whatwg is not None and _SUPERSETS.get(info.name, info.name) != whatwg:
+        return whatwg
     return info.name
 
 
@@ -237,17 +389,74 @@ def _without_surrogates(text: str, what: str, charset: str, notes: list[IntakeNo
     return _SURROGATE.sub("\ufffd", text)
 
 
-def _declared(data: bytes, codec: str, what: str, notes: list[IntakeNote]) -> str | None:
-    """The text in the declared codec (read as its superset), or None when it does not fit."""
-    superset = _SUPERSETS.get(codec)
-    text = _strict(data, superset) if superset is not None else None
-    if text is None:
-        text = _strict(data, codec)
-    if text is None:
+@functools.lru_cache(maxsize=64)
+def _single_byte_table(codec: str) -> tuple[str, bytes] | None:
+    """``(table, holes)`` of a single-byte charset as the WHATWG Encoding Standard reads it.
+
+    ``table`` holds the character of each byte value, U+FFFD where Python's table has none
+    (the standard gives the C1 control at such a byte in 0x80-0x9F and an error elsewhere;
+    both are bytes that are not text in this charset, and intake reads a byte it cannot read
+    as U+FFFD), with ``_WHATWG_INDEX_CHANGES`` applied; ``holes`` are those bytes. None for a
+    codec that is not single-byte: one whose bytes do not each decode on their own to the
+    character they give inside text (Shift_JIS pairs them), or that leaves most 8-bit bytes
+    undefined (UTF-8, ASCII, UTF-7).
+    """
+    singles = [_strict(bytes((byte,)), codec) for byte in range(256)]
+    if any(ch is not None and len(ch) != 1 for ch in singles):
         return None
-    if codec in _SURROGATE_FREE or codec.startswith(_SURROGATE_FREE_PREFIXES):
-        return text
-    return _without_surrogates(text, what, codec, notes)
+    if sum(ch is not None for ch in singles[128:]) < 64:
+        return None
+    try:
+        whole = bytes(range(256)).decode(codec, _MARK_HANDLER)
+    except (UnicodeError, LookupError, ValueError):
+        return None
+    if whole != "".join(_UNREADABLE_MARK if ch is None else ch for ch in singles):
+        return None
+    chars = ["\ufffd" if ch is None else ch for ch in singles]
+    for byte, ch in _WHATWG_INDEX_CHANGES.get(codec, {}).items():
+        chars[byte] = ch
+    holes = bytes(byte for byte, ch in enumerate(chars) if ch == "\ufffd")
+    return "".join(chars), holes
+
+
+def _declared(
+    data: bytes, codec: str, what: str, notes: list[IntakeNote]
+) -> tuple[str, int] | None:
+    """The text in the declared codec read as its superset, and the number of byte sequences
+    it could not read, each one U+FFFD; None when the codec fails on these bytes altogether.
+
+    A single-byte charset reads every byte (:func:`_single_byte_table`); any other codec reads
+    strictly, else with each sequence it cannot read marked (one lone surrogate a sequence,
+    counted and replaced). Lone surrogates a codec gives itself (utf-7) become U+FFFD, noted.
+    """
+    superset = _SUPERSETS.get(codec, codec)
+    table = _single_byte_table(superset)
+    if table is not None:
+        chars, holes = table
+        unreadable = len(data) - len(data.translate(None, holes)) if holes else 0
+        return codecs.charmap_decode(data, "strict", chars)[0], unreadable
+    text = _strict(data, superset)
+    if text is None and superset != codec:
+        text = _strict(data, codec)
+    if text is not None:
+        if codec in _SURROGATE_FREE or codec.startswith(_SURROGATE_FREE_PREFIXES):
+            return text, 0
+        return _without_surrogates(text, what, codec, notes), 0
+    try:
+        marked = data.decode(superset, _MARK_HANDLER)
+    except Exception:  # defensive: a codec that fails in another way reads nothing here
+        return None
+    return _SURROGATE.subn("\ufffd", marked)
+
+
+def _few_unreadable(data: bytes, unreadable: int) -> bool:
+    """True when ``unreadable`` byte sequences are few enough to keep the declared charset:
+    at most one per ``_BYTES_PER_UNREADABLE`` 8-bit bytes of ``data`` (always one), and no
+    more than the 8-bit bytes it reads (a charset that reads none of them has no evidence)."""
+    high = len(data) - len(data.translate(None, _HIGH_BYTES))
+    return unreadable * 2 <= high and (
+        unreadable <= 1 or unreadable * _BYTES_PER_UNREADABLE <= high
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -279,7 +488,17 @@ def _stray_bytes_as_cp1252(error: UnicodeError) -> tuple[str, int]:
     return stray.decode("cp1252", "replace"), error.end
 
 
+def _mark_unreadable(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: each byte sequence the codec cannot read becomes one lone
+    surrogate, a mark :func:`_declared` counts and replaces (no codec it is used with gives
+    lone surrogates of its own without them being unreadable too)."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return _UNREADABLE_MARK, error.end
+
+
 codecs.register_error(_MIXED_HANDLER, _stray_bytes_as_cp1252)
+codecs.register_error(_MARK_HANDLER, _mark_unreadable)
 
 
 def decode_text(
@@ -297,7 +516,8 @@ def decode_text(
     elsewhere (or a function giving them, called only when needed); a charset detected here is
     put first in that list, so the next part of the same message tries it first.
     ``detect=False`` (header fields: short, their charset declared per word) skips hints and
-    scoring. Never raises; the result never holds lone surrogates.
+    scoring: a declared charset that cannot read a few bytes is then kept without comparing.
+    Never raises; the result never holds lone surrogates.
     """
     codec = codec_name(charset)
     if codec is not None and codec.startswith(("utf-16", "utf-32")) and b"\x00" not in data:
@@ -343,9 +563,35 @@ def decode_text(
                     )
                 )
             return text
+    names: list[str] | None = None  # the hints, built when first needed
     if codec is not None and codec != "utf-8":
-        text = _declared(data, codec, what, notes)
-        if text is not None:
+        reading = _declared(data, codec, what, notes)
+        if reading is not None and reading[1] == 0:
+            return reading[0]
+        if reading is not None and _few_unreadable(data, reading[1]):
+            text, unreadable = reading
+            names = _hint_names(hints) if detect else []
+            rival = _detect(data, names, codec, text, candidates=detect)
+            if rival is None or rival[2] == "declared":
+                notes.append(
+                    IntakeNote(
+                        IntakeNoteKind.UNDECODABLE_BYTES,
+                        f"{what}: {unreadable} byte sequence(s) invalid in declared charset "
+                        f"{charset!r} read as U+FFFD; the declared charset kept",
+                    )
+                )
+                return text
+            used, text, source = rival
+            how = "" if source == "fallback" else f" ({source})"
+            notes.append(
+                IntakeNote(
+                    IntakeNoteKind.UNDECODABLE_BYTES,
+                    f"{what}: bytes invalid in declared charset {charset!r}; "
+                    f"decoded as {mime_name(used)}{how}",
+                )
+            )
+            if source != "fallback" and (not names or names[0] != used):
+                names.insert(0, used)
             return text
     if codec is not None:
         kind = IntakeNoteKind.UNDECODABLE_BYTES
@@ -360,7 +606,8 @@ def decode_text(
         notes.append(IntakeNote(kind, f"{problem}; decoded as utf-8, stray bytes as windows-1252"))
         return data.decode("utf-8", _MIXED_HANDLER)
     if detect:
-        names = (hints() if callable(hints) else hints) if hints is not None else []
+        if names is None:
+            names = _hint_names(hints)
         found_text = _detect(data, names, codec)
         if found_text is not None:
             used, text, source = found_text
@@ -376,23 +623,63 @@ def decode_text(
     return text
 
 
-def _detect(data: bytes, hints: Iterable[str], declared: str | None) -> tuple[str, str, str] | None:
+def _hint_names(hints: Hints | None) -> list[str]:
+    """The hint list (built now if ``hints`` is a function); a new empty list for none."""
+    if hints is None:
+        return []
+    return hints() if callable(hints) else hints
+
+
+def hinted_reading(data: bytes, hints: Hints) -> tuple[str, str] | None:
+    """``(codec, text)`` of the most plausible reading of ``data`` by a charset the message
+    declares elsewhere (``hints``, each read strictly and scored as in detection), or None.
+
+    For raw 8-bit header bytes that are not UTF-8 (intake reads them like body text, but
+    too short to score the legacy candidates on): the first ``_HEADER_HINTS`` hints only, so
+    a header costs at most that many strict decodings and bounded scorings, whatever the
+    number of charsets a hostile message declares.
+    """
+    found = _detect(data, _hint_names(hints)[:_HEADER_HINTS], None, candidates=False)
+    return None if found is None else (found[0], found[1])
+
+
+def _detect(
+    data: bytes,
+    hints: Iterable[str],
+    declared: str | None,
+    kept: str | None = None,
+    *,
+    candidates: bool = True,
+) -> tuple[str, str, str] | None:
     """``(codec, text, how)`` of the most plausible reading of non-UTF-8 ``data``, or None.
 
     Readings are scored on the first ``_SCORE_BYTES`` (cut at a line end, so no multibyte
     character is split); the best-scoring codec that also reads the whole of ``data`` wins.
     A hint whose reading is clean wins at once, so the parts of one message cost one scoring.
+    ``kept`` is the declared charset's reading with a few unreadable sequences as U+FFFD: it
+    is ranked too (those aside), ``_DECLARED_LEAD`` ahead, and wins as ``"declared"``; with
+    too little to judge by the candidates, windows-1252 (the fallback, what the text becomes
+    when the declaration is dropped) is its rival, winning as ``"fallback"``.
+    ``candidates=False`` scores the hints only (and the fallback, against ``kept``).
     """
     head = data
     if len(data) > _SCORE_BYTES:
         cut = data.rfind(b"\n", 0, _SCORE_BYTES)
         head = data[: cut if cut > 0 else _SCORE_BYTES]
     ranked: list[tuple[float, int, str, str]] = []
-    seen: set[str] = {declared} if declared is not None else set()
+    seen: set[str] = set()
+    if declared is not None:
+        seen = {declared, _SUPERSETS.get(declared, declared)}
+        if kept is not None:
+            sample = kept[: _SCORE_CHARS * 2].replace("\ufffd", "")
+            score = _implausibility(sample, _SUPERSETS.get(declared, declared))
+            ranked.append((score - _DECLARED_LEAD, 0, declared, "declared"))
     evidence = len(head) - len(head.translate(None, _HIGH_BYTES))
     sources = [("as elsewhere in the message", hints)]
-    if evidence >= _MIN_EVIDENCE and b"\x00" not in head:  # too little to judge, or binary
+    if candidates and evidence >= _MIN_EVIDENCE and b"\x00" not in head:  # enough to judge
         sources.append(("detected", _CANDIDATES))
+    elif kept is not None and b"\x00" not in head:
+        sources.append(("fallback", ("cp1252",)))
     for source, names in sources:
         for name in names:
             codec = codec_name(name)
@@ -406,8 +693,8 @@ def _detect(data: bytes, hints: Iterable[str], declared: str | None) -> tuple[st
                 continue
             bound = min((row[0] for row in ranked), default=float("inf")) + 0.05
             score = _implausibility(text, codec, bound)
-            if source != "detected":
-                if score <= _CLEAN:
+            if source == "as elsewhere in the message":
+                if score <= _CLEAN and (kept is None or score < ranked[0][0]):
                     ranked = [(score, 0, codec, source)]
                     break
                 score -= 0.05  # the message's own word breaks a near tie
@@ -416,6 +703,8 @@ def _detect(data: bytes, hints: Iterable[str], declared: str | None) -> tuple[st
             continue
         break
     for _, _, codec, source in sorted(ranked):
+        if source == "declared" and kept is not None:
+            return codec, kept, source
         text = _strict(data, codec) if head is not data else _strict(head, codec)
         if text is not None:
             return codec, text, source

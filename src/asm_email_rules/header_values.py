@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime, unquote
 
 from dateutil import parser as date_parser
 
-from asm_email_rules.charsets import decode_text
+from asm_email_rules.charsets import Hints, decode_text, hinted_reading, mime_name
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 
 __all__ = [
@@ -65,8 +65,15 @@ def decode_bytes(data: bytes, charset: str | None, what: str, notes: list[Intake
     return decode_text(data, charset, what, notes, detect=False)
 
 
-def header_bytes_to_str(value: bytes, name: str, notes: list[IntakeNote]) -> str:
-    """Raw header bytes to text: ASCII, else UTF-8 (RFC 6532), else a noted legacy fallback."""
+def header_bytes_to_str(
+    value: bytes, name: str, notes: list[IntakeNote], hints: Hints | None = None
+) -> str:
+    """Raw header bytes to text, read like body text: ASCII, else UTF-8 (RFC 6532), else the
+    most plausible reading by a charset the message declares elsewhere (``hints``: its parts'
+    charsets in order, then its encoded-words'; a function is called only here), else
+    windows-1252, else latin-1; a reading that is not UTF-8 is noted. Linear: a header is
+    scored on a bounded sample, each hint once.
+    """
     try:
         return value.decode("ascii")
     except UnicodeDecodeError:
@@ -75,10 +82,14 @@ def header_bytes_to_str(value: bytes, name: str, notes: list[IntakeNote]) -> str
         return value.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    try:
-        text, used = value.decode("windows-1252"), "windows-1252"
-    except UnicodeDecodeError:
-        text, used = value.decode("latin-1"), "latin-1"
+    found = hinted_reading(value, hints) if hints is not None else None
+    if found is not None:
+        used, text = f"{mime_name(found[0])}, as the message declares elsewhere", found[1]
+    else:
+        try:
+            text, used = value.decode("windows-1252"), "windows-1252"
+        except UnicodeDecodeError:
+            text, used = value.decode("latin-1"), "latin-1"
     notes.append(
         IntakeNote(
             IntakeNoteKind.NON_UTF8_HEADER,

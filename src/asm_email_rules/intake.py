@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Iterable
 from datetime import datetime
 
 import attrs
@@ -30,7 +31,7 @@ from asm_email_rules.addresses import (
     plain_display_name,
     return_path_address,
 )
-from asm_email_rules.charsets import Hints, decode_text, html_meta_charset
+from asm_email_rules.charsets import Hints, codec_name, decode_text, html_meta_charset
 from asm_email_rules.errors import MessageParseError
 from asm_email_rules.flowed import unflow
 from asm_email_rules.header_values import (
@@ -69,7 +70,7 @@ _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 """A blank line, with LF or CRLF line ends: where a header section ends."""
-_WORD_CHARSET = re.compile(r"=\?([^?*\s]+)[^?\s]*\?[bBqQ]\?")
+_WORD_CHARSET = re.compile(rb"=\?([^?*\s]+)[^?\s]*\?[bBqQ]\?")
 _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
 #: header fields RFC 5322 section 3.6 allows once; a repeat is noted and the first one used
 _SINGLE_FIELDS = ("from", "subject", "message-id", "date")
@@ -132,12 +133,20 @@ _ENCODED = ("base64", "quoted-printable")
 _WIDE_CHARSETS = ("utf-16", "utf16", "utf-32", "utf32", "ucs-2", "ucs2", "ucs-4", "ucs4")
 
 
+def _is_wide(charset: str | None) -> bool:
+    """True for a UTF-16 or UTF-32 label, or a label read as one (``unicode``, ``ucs-2``)."""
+    if (charset or "").strip().lower().startswith(_WIDE_CHARSETS):
+        return True
+    codec = codec_name(charset)
+    return codec is not None and codec.startswith(("utf-16", "utf-32"))
+
+
 def _lf_lines(data: bytes, charset: str | None) -> bytes:
     """CRLF line ends as LF, on the bytes: one copy of the bytes instead of two of the decoded
     text (a text of emoji takes four bytes a character). Safe for every charset but UTF-16
     and UTF-32, in which no other character holds the bytes CR or LF; those are left as they
     are (the text's line ends are normalised after decoding anyway)."""
-    if b"\r\n" not in data or (charset or "").strip().lower().startswith(_WIDE_CHARSETS):
+    if b"\r\n" not in data or _is_wide(charset):
         return data
     return data.replace(b"\r\n", b"\n")
 
@@ -146,8 +155,7 @@ def _cut_text(prefix: bytes, charset: str | None) -> bytes:
     """``prefix`` (the start of a text part) cut where no character is split: after its last
     line end; for UTF-16/32 at a multiple of 4 bytes; for one long line in UTF-8 before a
     continuation byte. Linear, one copy at most."""
-    name = (charset or "").strip().lower()
-    if name.startswith(_WIDE_CHARSETS):
+    if _is_wide(charset):
         return prefix[: len(prefix) - len(prefix) % 4]
     end = prefix.rfind(b"\n")
     if end >= 0:
@@ -179,9 +187,7 @@ class _Intake(MimeReader):
         self.normalise_line_ends()
         headers_only = self.check_message_limits()
         headers, body_start = self.read_headers(0, top=True)
-        fields, first = self.decode_fields(headers)
-        mime = {key: first[key] for key in MIME_HEADERS if key in first}
-        root = self.new_part(headers, body_start, 0, None, mime)
+        root = self.new_part(headers, body_start, 0, None, _mime_values(headers))
         contents = _Contents()
         self.body_budget = self.limits.max_body_bytes
         self.overflowed = []
@@ -189,6 +195,8 @@ class _Intake(MimeReader):
             if root.boundary is not None:
                 self.scan(root)
             self.check_tree_limits()
+        fields = self.decode_fields(headers, root)  # after the scan: its parts' charsets
+        if not headers_only:
             contents = self.contents(root)
         if self.overflowed:  # body parts over the cap, kept whole beside the others
             attachments = contents.attachments + tuple(self.overflowed)
@@ -273,7 +281,7 @@ class _Intake(MimeReader):
         html_view: list[str] = []
         attachments: list[Attachment] = []
         views = self.leaf_views(root) if root.boundary is not None else [(root, True, True)]
-        hints = _LazyHints(self, views)
+        hints = _LazyHints(self, (part for part, _, _ in views))
         for number, (part, in_plain, in_html) in enumerate(views, start=1):
             ctype = part.ctype
             disposition = part.disposition
@@ -494,19 +502,22 @@ class _Intake(MimeReader):
 
     # -- header fields ------------------------------------------------------------------
 
-    def decode_fields(
-        self, headers: list[tuple[bytes, bytes]]
-    ) -> tuple[HeaderFields, dict[str, str]]:
-        """The decoded header fields; and each field's first value as text (lower-case names)."""
+    def decode_fields(self, headers: list[tuple[bytes, bytes]], root: MimePart) -> HeaderFields:
+        """The decoded header fields of the message whose MIME tree ``root`` is.
+
+        Raw 8-bit bytes that are not UTF-8 are read like body text, with the charsets the
+        message declares elsewhere (its parts', in order, then its encoded-words') first.
+        """
         notes = self.notes
-        pairs, first = _decode_pairs(headers, notes, self.header_charsets)
+        self.header_charsets = _word_charsets(headers)
+        pairs, first = _decode_pairs(headers, notes, _LazyHints(self, self.leaves(root)))
         from_mailboxes = _mailboxes(first.get("from"), "From", notes)
         sender_name, sender = _sender_of(first.get("from"), from_mailboxes, notes)
         sender_field = _mailboxes(first.get("sender"), "Sender", notes)
         reply_to = _mailboxes(first.get("reply-to"), "Reply-To", notes)
         return_path = first.get("return-path")
         message_ids = parse_msg_ids(first.get("message-id", ""))
-        fields = HeaderFields(
+        return HeaderFields(
             headers=pairs,
             sender=sender,
             sender_name=sender_name,
@@ -523,7 +534,6 @@ class _Intake(MimeReader):
             references=parse_msg_ids(first.get("references", "")),
             date=parse_date(first.get("date"), notes),
         )
-        return fields, first
 
     def subject_of(self, value: str) -> str:
         """The decoded Subject, whitespace runs as one space, cut to the subject length limit."""
@@ -580,19 +590,19 @@ def received_at(headers: tuple[tuple[str, str], ...]) -> datetime | None:
 class _LazyHints:
     """The charsets a message declares (its parts, then its header's encoded-words), once each.
 
-    Built only when a text part needs them (its charset is missing or wrong), then kept: a
-    charset detected for one part is put first, so the next part tries it first.
+    Built only when a text part or a raw 8-bit header needs them (a charset missing or
+    wrong), then kept: a charset detected for one part is put first, so the next part tries
+    it first. ``parts`` (the leaves, in order) is iterated then.
     """
 
-    def __init__(self, intake: _Intake, views: list[tuple[MimePart, bool, bool]]) -> None:
+    def __init__(self, intake: _Intake, parts: Iterable[MimePart]) -> None:
         self.intake = intake
-        self.views = views
+        self.parts = parts
         self.names: list[str] | None = None
 
     def __call__(self) -> list[str]:
         if self.names is None:
-            views = self.views
-            found = [part.params["charset"] for part, _, _ in views if "charset" in part.params]
+            found = [part.params["charset"] for part in self.parts if "charset" in part.params]
             found += self.intake.header_charsets
             self.names = list(dict.fromkeys(name.strip().lower() for name in found if name))
         return self.names
@@ -610,13 +620,37 @@ def _joined(texts: list[str]) -> str:
     return out
 
 
+def _mime_values(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The first value of each MIME header (lower-case names), as the MIME reader reads them.
+
+    Raw 8-bit bytes here are read without hints and unnoted: the field itself is decoded (and
+    noted) with the message's other fields once the MIME tree is known.
+    """
+    mime: dict[str, str] = {}
+    for name_b, value_b in headers:
+        lname = name_b.decode("ascii").lower()
+        if lname in MIME_HEADERS and lname not in mime:
+            mime[lname] = header_bytes_to_str(value_b, lname, [])
+    return mime
+
+
+def _word_charsets(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """The charsets of the header's encoded-words, in order (hints for undeclared text)."""
+    return [
+        charset.decode("ascii", "replace")
+        for _, value in headers
+        if b"=?" in value
+        for charset in _WORD_CHARSET.findall(value)
+    ]
+
+
 def _decode_pairs(
-    headers: list[tuple[bytes, bytes]], notes: list[IntakeNote], charsets: list[str]
+    headers: list[tuple[bytes, bytes]], notes: list[IntakeNote], hints: Hints
 ) -> tuple[tuple[tuple[str, str], ...], dict[str, str]]:
     """Every field as a decoded ``(name, value)`` pair; and each field's first undecoded value.
 
-    A repeat of a field RFC 5322 allows once is noted (the first one is the one used). The
-    charsets of encoded-words are appended to ``charsets`` (hints for undeclared body text).
+    A repeat of a field RFC 5322 allows once is noted (the first one is the one used). Raw
+    8-bit values that are not UTF-8 are read with ``hints`` first (the message's charsets).
     """
     pairs: list[tuple[str, str]] = []
     first: dict[str, str] = {}
@@ -628,13 +662,12 @@ def _decode_pairs(
         try:
             value = value_b.decode("ascii")
         except UnicodeDecodeError:
-            value = header_bytes_to_str(value_b, name, notes)
+            value = header_bytes_to_str(value_b, name, notes, hints)
         if lname in first:
             counts[lname] = counts.get(lname, 1) + 1
         else:
             first[lname] = value
         if "=?" in value:
-            charsets.extend(_WORD_CHARSET.findall(value))
             append((name, decode_header_text(value, notes, name)))
         elif _ANY_CONTROL.search(value) is not None:
             append((name, clean_text(value)))

@@ -6,11 +6,12 @@ Every input is written here (no corpus files); each test names the kind of mail 
 from __future__ import annotations
 
 import base64
+import codecs
 import quopri
 
 import pytest
 
-from asm_email_rules.charsets import decode_text
+from asm_email_rules.charsets import WHATWG_ENCODINGS, codec_name, decode_text
 from asm_email_rules.flowed import unflow
 from asm_email_rules.intake import parse_message
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
@@ -255,6 +256,244 @@ def test_decode_text_never_gives_surrogates_or_raises() -> None:
     for charset in ("utf-7", "unicode_escape", "idna", "rot13", "utf-16", "x-unknown", None):
         for data in (b"+2AA-", b"\\ud800", b"\xff\xfe\x00\xd8", b"\x1b$B", b"\x00\x80"):
             decode_text(data, charset, "part", notes).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- declared charsets
+
+
+def field_trial(subject: bytes, content_type: str, body: bytes, name: bytes = b"Uma User") -> bytes:
+    """A message as the field trial sent them: 8-bit body, raw header bytes, CRLF line ends."""
+    head = [
+        b"From: " + name + b" <uma@corp.example>",
+        b"To: helpdesk@desk.example",
+        b"Message-ID: <t1@mail.example>",
+        b"MIME-Version: 1.0",
+        b"Subject: " + subject,
+        b"Content-Type: " + content_type.encode("ascii"),
+        b"Content-Transfer-Encoding: 8bit",
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body.replace(b"\n", b"\r\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "charset"),
+    [
+        ("España: la impresora del año pasado no funciona, señor. ", "windows-1252"),
+        ("Hej! Skrivaren på våning två skriver bara ut tomma sidor. Tack för hjälpen. ", "cp1252"),
+        ("Dzień dobry, drukarka na trzecim piętrze nie działa. Proszę o pomoc. ", "windows-1250"),
+    ],
+)
+def test_one_undefined_byte_keeps_a_declared_single_byte_charset(text: str, charset: str) -> None:
+    # field trial: a stray 0x81 turned the whole text into windows-1256, -1251 or latin-1
+    body = text.encode(charset) + b"\x81"
+    email = parse_message(field_trial(b"Drucker", f"text/plain; charset={charset}", body))
+    assert email.body == text + "\ufffd"
+    assert kinds(email.notes) == [IntakeNoteKind.UNDECODABLE_BYTES]
+    assert str(email.notes[0]).endswith(
+        f"1 byte sequence(s) invalid in declared charset {charset!r} read as U+FFFD; "
+        "the declared charset kept"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "charset"),
+    [
+        ("三階のプリンターが動きません。確認をお願いします。", "shift_jis"),
+        ("三楼的打印机不能用了，请尽快派人处理。谢谢！", "gb18030"),
+        ("3층 프린터가 작동하지 않습니다. 확인 부탁드립니다", "euc-kr"),
+        ("三樓的印表機不能用了，請盡快派人處理。謝謝！", "big5"),
+    ],
+)
+def test_a_character_cut_in_half_keeps_a_declared_multibyte_charset(
+    text: str, charset: str
+) -> None:
+    cut = text[-1].encode(charset)[:1]  # the lead byte of the last character, its pair lost
+    data = text[:-1].encode(charset) + cut + b"\n" + text.encode(charset) + b"\n"
+    email = parse_message(message(f"text/plain; charset={charset}", data))
+    assert email.body == f"{text[:-1]}\ufffd\n{text}\n"
+    assert kinds(email.notes) == [IntakeNoteKind.UNDECODABLE_BYTES]
+    assert str(email.notes[0]).endswith("the declared charset kept")
+
+
+def test_a_stray_byte_in_utf8_text_keeps_utf8() -> None:
+    text = "会議室のプロジェクターが映りません。"
+    data = text.encode() + "。".encode()[:1] + b"\n"
+    email = parse_message(message("text/plain; charset=utf-8", data))
+    assert email.body == text + "\u00e3\n"  # the stray byte read as windows-1252, as before
+    assert str(email.notes[0]).endswith("decoded as utf-8, stray bytes as windows-1252")
+
+
+def test_the_rule_one_unreadable_sequence_per_16_8bit_bytes() -> None:
+    text = "Grüße aus Köln, bitte prüfen Sie den Drucker. Schöne Grüße, Jürgen Weiß. " * 4
+    data = text.encode("cp1252")
+    assert len(data) - len(data.translate(None, bytes(range(128, 256)))) == 36
+    kept: list[IntakeNote] = []
+    assert decode_text(data + b"\x81\x8d", "windows-1252", "part", kept) == text + "\ufffd" * 2
+    assert str(kept[0]).endswith("the declared charset kept")
+    dropped: list[IntakeNote] = []  # three in 39 8-bit bytes: the label is distrusted
+    decode_text(data + b"\x81\x8d\x8f", "windows-1252", "part", dropped)
+    assert "bytes invalid in declared charset 'windows-1252'; decoded as" in str(dropped[0])
+
+
+@pytest.mark.parametrize(
+    ("text", "written_in", "declared"),
+    [
+        ("三階のプリンターが動きません。確認をお願いします。", "shift_jis", "iso-2022-jp"),
+        ("الطابعة في الطابق الثاني لا تعمل. نرجو إرسال فني. شكراً، خالد", "cp1256", "iso-8859-6"),
+        ("Добрый день! Принтер на третьем этаже не печатает.", "cp1251", "utf-8"),
+    ],
+)
+def test_a_declared_charset_that_cannot_read_many_bytes_is_dropped(
+    text: str, written_in: str, declared: str
+) -> None:
+    email = parse_message(message(f"text/plain; charset={declared}", text.encode(written_in)))
+    assert email.body == text
+    assert f"bytes invalid in declared charset {declared!r}; decoded as" in str(email.notes[0])
+
+
+def test_a_wrong_label_that_cannot_read_a_few_bytes_loses_to_a_plausible_reading() -> None:
+    # two 8-bit bytes, one unreadable in ISO-8859-8, the other a Hebrew letter inside "Björn"
+    notes: list[IntakeNote] = []
+    text = "Zeitüberschreitung der Verbindung. Danke, Björn"
+    assert decode_text(text.encode("cp1252"), "iso-8859-8", "part", notes) == text
+    assert str(notes[0]) == (
+        "part: bytes invalid in declared charset 'iso-8859-8'; decoded as windows-1252"
+    )
+
+
+def test_undefined_single_byte_positions_read_as_replacement_characters() -> None:
+    # the WHATWG decoders give C1 controls (windows-1252 0x81) or an error (ISO-8859-8 0xC0):
+    # intake reads both as U+FFFD, as it reads any byte it cannot read; iso-8859-1 is read as
+    # windows-1252, so its 0x81 too
+    for charset, data in (
+        ("windows-1252", "café ".encode("cp1252") + b"\x81"),
+        ("iso-8859-1", "café ".encode("latin-1") + b"\x81"),
+        ("iso-8859-8", "שלום ".encode("iso-8859-8") + b"\xc0"),
+    ):
+        notes: list[IntakeNote] = []
+        assert decode_text(data, charset, "part", notes).endswith(" \ufffd")
+        assert kinds(notes) == [IntakeNoteKind.UNDECODABLE_BYTES]
+
+
+def test_whatwg_single_byte_index_changes() -> None:
+    # KOI8-U is KOI8-RU in the WHATWG index; windows-1255 has HOLAM HASER FOR VAV at 0xCA
+    assert decode_text(b"\xae\xbe \xd7\xc1\xde", "koi8-u", "part", []) == "ўЎ вач"
+    assert decode_text(b"\xe5\xca\xe5", "windows-1255", "part", []) == "ו\u05baו"
+
+
+@pytest.mark.parametrize(
+    ("name", "charset", "codec"),
+    [
+        ("Принтер не работает", "KOI8-R", "koi8-r"),
+        ("プリンター故障", "Shift_JIS", "shift_jis"),
+        ("打印机坏了", "GB2312", "gb2312"),
+    ],
+)
+def test_raw_8bit_subject_and_from_name_read_with_the_body_charset(
+    name: str, charset: str, codec: str
+) -> None:
+    # field trial: 'v^[Ìá', 'îÅ ÒÁÂÏÔÁÅÔ', '´òÓ¡»ú»µÁË' (read as windows-1252 / latin-1)
+    raw = field_trial(name.encode(codec), f"text/plain; charset={charset}", b"", name.encode(codec))
+    email = parse_message(raw)
+    assert email.subject == name
+    assert email.sender_name == name
+    assert email.sender == "uma@corp.example"
+    assert kinds(email.notes) == [IntakeNoteKind.NON_UTF8_HEADER] * 2
+    assert str(email.notes[0]).endswith(", as the message declares elsewhere")
+
+
+def test_raw_8bit_subject_reads_with_the_charset_of_a_later_part() -> None:
+    subject = "Не работает принтер"
+    body = multipart(
+        "b1",
+        "Content-Type: text/plain; charset=us-ascii\n\nsee below",
+        b"Content-Type: text/plain; charset=windows-1252\n\nGr\xfc\xdfe",
+        b"Content-Type: text/plain; charset=koi8-r\n\n" + subject.encode("koi8-r"),
+    )
+    raw = field_trial(subject.encode("koi8-r"), 'multipart/mixed; boundary="b1"', body)
+    email = parse_message(raw)
+    assert email.subject == subject  # koi8-r, the plausible reading among the parts' charsets
+    assert "decoded as koi8-r, as the message declares elsewhere" in str(email.notes[0])
+
+
+def test_raw_8bit_subject_without_a_charset_elsewhere_is_windows_1252() -> None:
+    raw = field_trial("Grüße".encode("cp1252"), "text/plain", b"hi")
+    email = parse_message(raw)
+    assert email.subject == "Grüße"
+    assert str(email.notes[0]).endswith("decoded as windows-1252")
+
+
+@pytest.mark.parametrize(
+    ("text", "charset", "codec"),
+    [
+        ("Café naïve résumé: le problème est réglé.\n", "x-mac-roman", "mac_roman"),
+        ("Принтер не работает на третьем этаже.\n", "x-mac-cyrillic", "mac_cyrillic"),
+        ("Принтер не працює.\n", "x-mac-ukrainian", "mac_cyrillic"),
+        ("สวัสดีครับ เครื่องพิมพ์เสีย\n", "windows-874", "cp874"),
+        ("プリンターが動きません。\n", "csshiftjis", "shift_jis"),
+        ("プリンターが動きません。\n", "x-euc-jp", "euc_jp"),
+        ("打印机坏了。\n", "x-gbk", "gbk"),
+        ("프린터가 고장났습니다.\n", "ks_c_5601-1989", "euc_kr"),
+        ("Drukarka nie działa.\n", "x-cp1250", "cp1250"),
+        ("המדפסת לא עובדת.\n", "iso-8859-8-i", "iso8859_8"),
+        ("Принтер не работает.\n", "cp866", "cp866"),
+        ("Принтер не працює, ґанок.\n", "koi8-ru", "koi8_u"),
+    ],
+)
+def test_whatwg_labels_python_does_not_know(text: str, charset: str, codec: str) -> None:
+    # field trial: x-mac-roman was unknown, read as koi8-r ('Caf▌ na∙ve r▌sum▌')
+    email = parse_message(message(f"text/plain; charset={charset}", text.encode(codec)))
+    assert email.body == text
+    assert email.notes == ()
+
+
+def test_every_whatwg_label_reads_as_its_encoding() -> None:
+    """Walk the WHATWG Encoding Standard's label table: every label (in any case, quoted or
+    not) is read with the codec of its encoding, its superset applied; no label twice."""
+    seen: set[str] = set()
+    for encoding, codec, labels in WHATWG_ENCODINGS:
+        assert codec is None or codecs.lookup(codec).name == codec, encoding
+        for label in labels:
+            assert label == label.lower().strip(), label
+            assert label not in seen, label
+            seen.add(label)
+            for written in (label, label.upper(), f'"{label}"'):
+                found = codec_name(written)
+                if codec is None:
+                    assert found is None, (encoding, written)
+                    continue
+                assert found is not None, (encoding, written)
+                notes: list[IntakeNote] = []
+                probe = bytes(range(0x20, 0x7E)) if codec[:3] not in ("iso", "hz") else b"abc"
+                if codec.startswith("utf-16"):
+                    probe = "abc".encode("utf-16")
+                decode_text(probe, written, "part", notes)
+                assert notes == [], (encoding, written)
+    assert len(seen) == sum(len(labels) for _, _, labels in WHATWG_ENCODINGS)
+
+
+def test_every_whatwg_label_decodes_its_encodings_8bit_text() -> None:
+    samples = {
+        "cp1252": "Grüße", "cp1250": "Dzień", "cp1251": "Привет", "cp1253": "Καλημέρα",
+        "cp1254": "Günaydın", "cp1255": "שלום", "cp1256": "سلام", "cp1257": "Labdien, Jānis",
+        "cp1258": "Xin chào", "cp874": "สวัสดี", "cp866": "Привет", "koi8-r": "Привет",
+        "koi8-u": "Привіт", "mac-roman": "Café", "mac-cyrillic": "Привет",
+        "iso8859-2": "Dzień", "iso8859-3": "Ħal", "iso8859-4": "Jānis", "iso8859-5": "Привет",
+        "iso8859-6": "سلام", "iso8859-7": "Καλημέρα", "iso8859-8": "שלום", "iso8859-10": "Jānis",
+        "iso8859-13": "Jānis", "iso8859-14": "Ŵyn", "iso8859-15": "Œuvre €", "iso8859-16": "Țară",
+        "gb18030": "打印机", "big5hkscs": "印表機", "euc_jp": "プリンター", "cp932": "プリンター",
+        "cp949": "프린터", "iso2022_jp_ext": "プリンター", "iso2022_kr": "프린터", "hz": "打印机",
+        "utf-8": "Grüße", "utf-16": "Grüße", "utf-16-be": "Grüße",
+    }  # fmt: skip
+    for encoding, codec, labels in WHATWG_ENCODINGS:
+        if codec is None:
+            continue
+        text = samples[codec]
+        for label in labels:
+            notes: list[IntakeNote] = []
+            data = text.encode(codec)
+            assert decode_text(data, label, "part", notes) == text, (encoding, label)
+            assert kinds(notes) in ([], [IntakeNoteKind.CHARSET_DETECTED]), (encoding, label)
 
 
 # --------------------------------------------------------------------------- format=flowed
