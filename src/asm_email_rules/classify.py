@@ -142,7 +142,12 @@ _CODE_AFTER_WORD = re.compile(
 )
 _LEADING_CODE = re.compile(r"\s*#?([245]\d\d)\b")
 _LINE_CODE = re.compile(r"^[ \t]{0,8}([45]\d\d)[ -]{1,3}[A-Za-z<#]", re.MULTILINE)
-_MSGID_LINE = re.compile(r"^\s*message-id\s*:\s*(<[^>\r\n]{1,500}>)", re.IGNORECASE | re.MULTILINE)
+# Blanks, not \s, before the name: \s would run across line ends, so each line start would
+# rescan the lines below it (quadratic in a body of blank lines); a folded value still counts.
+_MSGID_LINE = re.compile(
+    r"^[ \t]*message-id[ \t]*:[ \t]*(?:\r?\n[ \t]+)?(<[^>\r\n]{1,500}>)",
+    re.IGNORECASE | re.MULTILINE,
+)
 _BODY_SCAN = 65536
 _REPORT_PARTS = ("message/delivery-status", "message/global-delivery-status")
 _FEEDBACK_PARTS = ("message/feedback-report",)
@@ -172,22 +177,26 @@ def _param(value: str, name: str) -> str | None:
 def _fields(report: str) -> list[dict[str, str]]:
     """Header-style blocks (separated by blank lines) as lower-cased name -> value dicts."""
     blocks: list[dict[str, str]] = []
-    block: dict[str, str] = {}
+    block: dict[str, list[str]] = {}  # each field's parts, joined once at the block's end
     last = ""
     for line in report.splitlines():
         if not line.strip():
             if block:
-                blocks.append(block)
+                blocks.append(_joined_fields(block))
             block, last = {}, ""
         elif line[:1] in (" ", "\t") and last:
-            block[last] += " " + line.strip()
+            block[last].append(line.strip())  # a folded line: not a copy of the value per line
         elif ":" in line:
             name, _, value = line.partition(":")
             last = name.strip().lower()
-            block.setdefault(last, value.strip())
+            block.setdefault(last, [value.strip()])
     if block:
-        blocks.append(block)
+        blocks.append(_joined_fields(block))
     return blocks
+
+
+def _joined_fields(block: dict[str, list[str]]) -> dict[str, str]:
+    return {name: " ".join(parts) for name, parts in block.items()}
 
 
 def _code_and_status(report: str) -> tuple[int | None, str | None]:
@@ -589,7 +598,7 @@ _SCRIPTED_MAILER = re.compile(
     r"|\bpython\b|\bsmtplib\b|\bperl\b",
     re.IGNORECASE,
 )
-_EMPTY_GROUP = re.compile(r"^[ \t]*\"?[^:<>@,\"]{1,100}\"?[ \t]*:[ \t]*;[ \t]*$")
+_EMPTY_GROUP = re.compile(r"^[ \t]*+\"?[^:<>@,\"]{1,100}+\"?[ \t]*:[ \t]*;[ \t]*$")
 
 
 def _header_signals(

@@ -259,6 +259,7 @@ def html_to_text(html: str) -> str:
     w.newline()
     while w.lines and not w.lines[-1].strip("> "):
         w.lines.pop()
-    while w.lines and not w.lines[0].strip("> "):
-        w.lines.pop(0)
-    return "\n".join(w.lines)
+    first = 0
+    while first < len(w.lines) and not w.lines[first].strip("> "):
+        first += 1  # one slice below, not a pop(0) per blank line (quadratic)
+    return "\n".join(w.lines[first:])

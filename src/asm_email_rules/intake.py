@@ -70,7 +70,9 @@ _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 """A blank line, with LF or CRLF line ends: where a header section ends."""
-_WORD_CHARSET = re.compile(rb"=\?([^?*\s]+)[^?\s]*\?[bBqQ]\?")
+# The charset, an optional RFC 2231 language after "*", then "?B?" or "?Q?": no two quantifiers
+# over the same bytes, so a "=?" followed by a long run that never closes is read once.
+_WORD_CHARSET = re.compile(rb"=\?([^?*\s]{1,64})(?:\*[^?\s]{0,64})?\?[bBqQ]\?")
 _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
 #: header fields RFC 5322 section 3.6 allows once; a repeat is noted and the first one used
 _SINGLE_FIELDS = ("from", "subject", "message-id", "date")

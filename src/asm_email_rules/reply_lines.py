@@ -144,8 +144,11 @@ _INLINE_LABELS = {
 }
 _INLINE_LABEL_WORDS = max(len(label.split()) for label in _INLINE_LABELS)
 #: a separator ("-------- Original message --------") inside a longer line
+# Each run of marks is taken whole from its start (lookbehind, possessive): a long run of
+# dashes is not tried again from each of its dashes, each try giving the run back one by one.
 _INLINE_SEPARATOR_RE = re.compile(
-    r"(?:-{2,}|_{2,}|={2,}|\*{2,})[ \t]*[^\-_=*\n]{3,60}?[ \t]*(?:-{2,}|_{2,}|={2,}|\*{2,})"
+    r"(?:(?<!-)-{2,}+|(?<!_)_{2,}+|(?<!=)={2,}+|(?<!\*)\*{2,}+)[ \t]*[^\-_=*\n]{3,60}?[ \t]*"
+    r"(?:-{2,}|_{2,}|={2,}|\*{2,})"
 )
 #: longest line examined for a flattened header block
 _MAX_FLATTENED = 2000

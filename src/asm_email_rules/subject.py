@@ -181,7 +181,9 @@ def _alternation(words: tuple[str, ...]) -> str:
 _PREFIX = re.compile(
     r"[ \t]*(?:(?P<reply>" + _alternation(_REPLY_WORDS) + r")|(?P<forward>"
     r"" + _alternation(_FORWARD_WORDS) + r"))"
-    r"[ \t]*(?:\[[0-9]{1,4}\]|\^[0-9]{1,4}|\*[0-9]{1,4}|\([0-9]{1,4}\))?[ \t]*:[ \t]*",
+    # the counter's own blanks inside its optional group: two optional runs of blanks side by
+    # side would share a long run of blanks in every way (quadratic on "Re" and spaces)
+    r"(?:[ \t]*(?:\[[0-9]{1,4}\]|\^[0-9]{1,4}|\*[0-9]{1,4}|\([0-9]{1,4}\)))?[ \t]*:[ \t]*",
     re.IGNORECASE,
 )
 # A short tag in brackets before or between prefixes, e.g. "[EXT] Re:" (not one of our tokens).

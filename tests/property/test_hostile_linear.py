@@ -1,0 +1,108 @@
+"""Hostile shapes a review found slower than linear, each now linear in its input.
+
+docs/security.md, "Hostile MIME": "Every parser is linear in its input". Each case times
+one input of ``n`` units and one of ``8 n``: linear work takes about 8 times longer, the
+quadratic shapes these were took 40 to 64 times (the review's figures: a 255 KB header of
+one unclosed encoded-word took 32 s to parse; a forged bounce of blank lines, 30 s for
+64 KiB and about 5 s more per attached header part).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from asm_email_rules import classify, parse_message, parse_subject
+from asm_email_rules.html_text import html_to_text
+from asm_email_rules.truncate import truncate_reply
+
+SCALE = 8
+LINEAR = 24
+"""How many times longer the input 8 times the size may take: linear work takes about 8
+(24 leaves room for a loaded machine), quadratic work 64."""
+
+
+def _cpu(work: Callable[[], object]) -> float:
+    """The least CPU time of three runs of ``work`` (this process only)."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        work()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def _encoded_word_header(n: int) -> bytes:
+    return b"From: a@b.example\r\nSubject: hi\r\nX-A: =?" + b"a" * n + b"\r\n\r\nx\r\n"
+
+
+def _forged_bounce(n: int) -> bytes:
+    """A DSN whose notification is ``n`` blank lines and whose attached header part is
+    ``n`` lines of one blank: where the Message-ID of the bounced mail is looked for."""
+    return (
+        "Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.example.com\r\nTo: help@desk.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="BB"\r\n\r\n'
+        "--BB\r\nContent-Type: text/plain\r\n\r\n"
+        + "\r\n"
+        * n
+        + "--BB\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.com\r\n\r\nFinal-Recipient: rfc822; a@b.example\r\n"
+        "Action: failed\r\nStatus: 5.1.1\r\n\r\n"
+        "--BB\r\nContent-Type: text/rfc822-headers\r\n\r\n" + " \r\n" * n + "\r\n--BB--\r\n"
+    ).encode()
+
+
+CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
+    # intake.py: the charsets of encoded-words, looked for in every header
+    "unclosed encoded-word": (
+        lambda n: lambda: parse_message(_encoded_word_header(n)),
+        4_000,
+        LINEAR,
+    ),
+    # classify.py: the bounced mail's Message-ID, looked for line by line in a bounce
+    "forged bounce of blank lines": (
+        lambda n: lambda: classify(parse_message(_forged_bounce(n))),
+        2_000,
+        LINEAR,
+    ),
+    # html_text.py: the blank lines before the text, dropped (a pop(0) each was quadratic
+    # with a small constant: 23 times longer at 8 times the size, so a tighter bound here)
+    "HTML of leading blank lines": (
+        lambda n: lambda: html_to_text("><br>\n" * n + "x"),
+        20_000,
+        14,
+    ),
+    # reply_lines.py: a separator inside a longer line, looked for in each line
+    "lines of dashes": (
+        lambda n: lambda: truncate_reply("hi\n" + ("-" * n + "a:b:\n") * 20, strip_signature=True),
+        240,
+        LINEAR,
+    ),
+    # subject.py: a reply prefix with its counter
+    "prefix and blanks": (lambda n: lambda: parse_subject("Re" + " " * n), 2_000, LINEAR),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hostile_shapes_take_time_linear_in_their_size(name: str) -> None:
+    build, n, allowed = CASES[name]
+    small, large = build(n), build(SCALE * n)
+    small()  # compiled patterns and imports outside the timing
+    timings = (_cpu(small), _cpu(large))
+    assert timings[1] < 2.0, (name, timings)
+    assert timings[1] < max(timings[0], 0.001) * allowed, (name, timings)
+
+
+def test_the_bounced_message_id_is_still_found_when_its_field_is_folded() -> None:
+    """The Message-ID of the bounced mail, in its attached header part, folded onto the next
+    line as RFC 5322 section 2.2.3 allows: still the one the bounce is about."""
+    raw = _forged_bounce(1).replace(
+        b"text/rfc822-headers\r\n\r\n \r\n",
+        b"text/rfc822-headers\r\n\r\nMessage-ID:\r\n <asm.call-7.abc@desk.example>\r\n",
+    )
+    result = classify(parse_message(raw))
+    assert result.bounce is not None
+    assert result.bounce.original_message_id == "<asm.call-7.abc@desk.example>"
