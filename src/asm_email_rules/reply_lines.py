@@ -83,6 +83,11 @@ START_PREFIXES = frozenset(
 START_RE = re.compile(rf"(?:{_START_WORDS})\s")
 _DATE_START_RE = re.compile(r"\d{1,4}[./\-年 ]")
 _MIDLINE_START_RE = re.compile(rf"(?<=[\s\-])(?:{_START_WORDS})\s")
+#: Horde's quote intro ("Quoting Name <addr>:") in its English, German, French and Spanish
+#: wording; counts only over a quote block
+_QUOTING_OPENERS = ("quoting ", "zitat von ", "citation de ", "citando ")
+#: a bracketed date before the final colon, as mutt writes it: "* Name <addr> [2026-11-26 16:02]:"
+_BRACKETED_TAIL_RE = re.compile(r"[ \t]*[\[(][^\[\]()<>@]{1,40}[\])][ \t]*(?=[:：]\Z)")
 
 # Outlook's (and Gmail's forward) header labels in each display language, by kind. A header
 # block needs two kinds, one of them From or Sent/Date; "other" labels (Organization, Importance,
@@ -417,17 +422,29 @@ def _classify_attribution(text: str, one_line: bool = False) -> str | None:
         if decorated and len(core.split()) <= 8:
             return "strong"
         return "weak"
-    # Gmail-style "<date> <name> <addr>:" with no verb (Japanese, Russian, ... forms): strong
-    # with a year and a time, as Gmail always writes them; else only over a quote.
+    # Gmail-style "<date> <name> <addr>:" with no verb (Japanese, Russian, ... forms), and
+    # mutt's "* <name> <addr> [<date>]:": strong with a year and a time, as both always write
+    # them; else only over a quote.
+    bare = _without_bracketed_date(core)
     if (
         "@" in core
-        and (core[-1] == ">" or core.endswith((">:", ">：")))
+        and (bare[-1] == ">" or bare.endswith((">:", ">：")))
         and _has_evidence(core.replace("@", ""))
     ):
         if one_line and _TIME_RE.search(core) and _YEAR_RE.search(core):
             return "strong"
         return "weak"
+    if ends_colon and core.casefold().startswith(_QUOTING_OPENERS):
+        return "weak"  # Horde: "Quoting Name <addr>:"
     return None
+
+
+def _without_bracketed_date(core: str) -> str:
+    """``core`` without a bracketed date before its final colon ("<addr> [2026-11-26]:")."""
+    if core[-2:-1] not in ("]", ")"):
+        return core
+    found = _BRACKETED_TAIL_RE.search(core, max(0, len(core) - 50))
+    return core if found is None else core[: found.start()] + core[found.end() :]
 
 
 def _join_piece(acc: str, piece: str) -> str:

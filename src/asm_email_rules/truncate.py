@@ -1,6 +1,7 @@
 """Reply truncation: keep the new text of an incoming reply, drop the quoted history.
 
-Cuts, in order: our own reply marker line, operator-configured separator lines, then a
+Cuts, in order: our own reply marker line, operator-configured separator lines (either
+locates our history: its quote intro goes, the person's text above and below it stays), then a
 line-classifying heuristic (``>`` quote blocks, attributions in many languages, Outlook header
 blocks, "Original Message" / forward separators), optionally followed by signature stripping.
 Every step looks at each line a bounded number of times, so the whole pass is linear.
@@ -105,10 +106,7 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     mark signature blocks (when asked); decide which lines stay (interleaved replies keep
     their quotes); then, when asked, trim a closing signature.
     """
-    stripped = [
-        line.strip() if line.isascii() or _BIDI_RE.search(line) is None else _unbidi(line)
-        for line in lines
-    ]
+    stripped = _stripped_lines(lines)
     roles = [_B if not text else (_Q if text[0] == ">" else _T) for text in stripped]
     reasons: list[str] = []
     cut = _mark_splitters(stripped, roles, reasons)
@@ -120,6 +118,14 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     if strip_signature:
         _trim_tail(stripped, keep, reasons)
     return _Cut(keep=keep, reasons=reasons)
+
+
+def _stripped_lines(lines: list[str]) -> list[str]:
+    """Each line stripped, without the bidirectional marks that classifying would trip on."""
+    return [
+        line.strip() if line.isascii() or _BIDI_RE.search(line) is None else _unbidi(line)
+        for line in lines
+    ]
 
 
 def _unbidi(line: str) -> str:
@@ -401,6 +407,116 @@ def _closing_valediction(stripped: list[str], kept: list[int]) -> int:
     return -1
 
 
+# --------------------------------------------------------------------------- located history
+
+#: Lines above our history searched for the splitter that introduces it (a separator, a blank
+#: line and an eight-line header block fit; the rule line over a header block is added after).
+_INTRO_WINDOW = 12
+
+
+def _located_history(lines: list[str], boundary: int, strip_signature: bool) -> _Cut:
+    """Keep flags when our marker (or an operator separator) at ``boundary`` locates our history.
+
+    Our history is the marker line on, or, when the marker line is ``>``-quoted, the quote
+    block around it. When a splitter (attribution, header block, separator) ends just above our
+    history (blank lines between), it is the history's quote intro and goes with it, and
+    everything above it is the person's reply, their own quotes and pasted ``>>>`` lines
+    included; otherwise the heuristic runs on the text above, as before. Below a quote block
+    is the person's text again (a bottom-posted reply, answers typed into our message): see
+    :func:`_keep_text_below`.
+    """
+    stripped = _stripped_lines(lines)
+    n = len(lines)
+    first, end = boundary, boundary + 1
+    quoted = stripped[boundary][:1] == ">"
+    if quoted:
+        while first > 0 and stripped[first - 1][:1] == ">":
+            first -= 1
+        while end < n and stripped[end][:1] == ">":
+            end += 1
+    keep = [False] * n
+    reasons: list[str] = []
+    intro = _intro_above(stripped, first)
+    if intro is None:
+        above = _heuristic(lines[:first], strip_signature)
+        keep[:first] = above.keep
+        reasons.extend(above.reasons)
+    else:
+        start, kind = intro
+        keep[:start] = _reply_text(stripped[:start], strip_signature, reasons)
+        reasons.append(f"{kind} at line {start + 1} introduces our history")
+    last_kept = first - 1
+    while last_kept >= 0 and not (keep[last_kept] and stripped[last_kept]):
+        keep[last_kept] = False  # blank lines between the reply and our history are neither
+        last_kept -= 1
+    if quoted:
+        _keep_text_below(stripped, boundary, end, keep, strip_signature, reasons)
+    return _Cut(keep=keep, reasons=reasons)
+
+
+def _intro_above(stripped: list[str], first: int) -> tuple[int, str] | None:
+    """The splitter ending just above line ``first`` (blank lines between): its start and kind.
+
+    At most ``_INTRO_WINDOW`` lines up are tried, never across a quoted line; the topmost start
+    wins, so a separator over a header block counts from the separator.
+    """
+    last = first - 1
+    while last >= 0 and not stripped[last]:
+        last -= 1
+    found: tuple[int, str] | None = None
+    k = last
+    while k >= 0 and k > last - _INTRO_WINDOW and stripped[k][:1] != ">":
+        if stripped[k]:
+            splitter = _splitter_at(stripped, k)
+            if splitter is not None and last < splitter.end <= first:
+                start = _rule_above(stripped, k) if splitter.kind == "header block" else k
+                found = (start, splitter.kind)
+        k -= 1
+    return found
+
+
+def _reply_text(stripped: list[str], strip_signature: bool, reasons: list[str]) -> list[bool]:
+    """Keep flags for lines known to be the person's: all of them, less a signature if asked."""
+    if not strip_signature:
+        return [True] * len(stripped)
+    verdicts = [_T if text else _B for text in stripped]
+    _mark_signature_blocks(stripped, verdicts, len(stripped), reasons)
+    keep = [verdict in "TB" for verdict in verdicts]
+    _trim_tail(stripped, keep, reasons)
+    return keep
+
+
+def _keep_text_below(
+    stripped: list[str],
+    marker: int,
+    end: int,
+    keep: list[bool],
+    strip_signature: bool,
+    reasons: list[str],
+) -> None:
+    """Keep the person's text under our quoted history (lines ``end`` on).
+
+    It runs to the last unquoted line; quoted lines after it are the rest of our message and
+    go. When quoted lines sit between the kept lines, the person answered inside our message:
+    our quoted text after the marker line stays too, so each answer keeps its question.
+    """
+    last = len(stripped) - 1
+    while last >= end and stripped[last][:1] in ("", ">"):
+        last -= 1
+    if last < end:
+        return
+    keep[end : last + 1] = _reply_text(stripped[end : last + 1], strip_signature, reasons)
+    if not any(text[:1] == ">" for text in stripped[end:last]):
+        below = end + next(k for k, text in enumerate(stripped[end:]) if text)
+        reasons.append(f"reply text below our history kept from line {below + 1}")
+        return
+    question = marker + 1
+    while question < end and not stripped[question].lstrip("> \t"):
+        question += 1
+    keep[question:end] = [True] * (end - question)
+    reasons.append("answers typed into our quoted message: the quotes between them kept")
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -442,8 +558,9 @@ def truncate_reply(
     """Keep the new reply text of ``body`` and say what was cut and why.
 
     Cut order: the first line containing ``marker``, else the first line containing one of
-    ``separators``, then the quote/attribution heuristic on what is left. If the cut would leave
-    nothing, the whole body is kept (method ``KEPT_WHOLE``). Only the first ``max_scan_chars``
+    ``separators``, locates our history (see :func:`_located_history`); without either, the
+    quote/attribution heuristic decides. If the cut would leave nothing, the whole body is kept
+    (method ``KEPT_WHOLE``). Only the first ``max_scan_chars``
     characters are examined, so a huge body costs no more than a large one; when a boundary is
     found there, everything after the examined start counts as quoted history.
     """
@@ -517,14 +634,15 @@ def _truncate_all(
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     lines = _split_shared_lines(text.split("\n"))
     method, details, boundary = _configured_boundary(lines, marker, separators)
-    region, elided_head = lines[:boundary], lines[boundary:]
-    result = _heuristic(region, strip_signature)
+    if boundary < len(lines):
+        result = _located_history(lines, boundary, strip_signature)
+    else:
+        result = _heuristic(lines, strip_signature)
     kept_lines: list[str] = []
     elided_lines: list[str] = []
-    for line, keep in zip(region, result.keep, strict=True):
+    for line, keep in zip(lines, result.keep, strict=True):
         (kept_lines if keep else elided_lines).append(line)
     kept_lines = _trim_blank_ends(kept_lines)
-    elided_lines.extend(elided_head)
     details.extend(result.reasons[:_MAX_REASONS])
     if len(result.reasons) > _MAX_REASONS:
         details.append(f"{len(result.reasons) - _MAX_REASONS} more cuts")

@@ -203,6 +203,73 @@ def test_operator_separator_cuts_at_the_first_line_containing_it() -> None:
     assert result.elided == "=== CUT HERE ===\nold stuff"
 
 
+# Field trial: replies to our own replies, whose quoted history starts with our marker line.
+
+OUR_QUOTED_REPLY = f"> {MARKER}\n>\n> Call 100 has been updated.\n"
+STILL_BROKEN = "It's still broken, and now it smells of burning."
+QUOTE_INTROS = {
+    "plain": "Service Desk wrote:\n",
+    "horde": "Quoting Service Desk <helpdesk@desk.example>:\n\n",
+    "mutt": "* Service Desk <helpdesk@desk.example> [2026-11-26 16:02]:\n",
+    "gmail": "On Thu, 26 Nov 2026 at 16:02, Service Desk <helpdesk@desk.example> wrote:\n",
+}
+
+
+@pytest.mark.parametrize("intro", QUOTE_INTROS.values(), ids=QUOTE_INTROS.keys())
+def test_reply_below_our_quoted_marker_is_kept_and_its_quote_intro_goes(intro: str) -> None:
+    body = f"{intro}{OUR_QUOTED_REPLY}\n{STILL_BROKEN}\n"
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == STILL_BROKEN
+    assert result.method is TruncationMethod.MARKER
+    assert result.elided.startswith(intro.strip())
+    assert result.elided.endswith("> Call 100 has been updated.")
+
+
+def test_text_above_and_below_our_quoted_marker_is_all_kept() -> None:
+    intro = QUOTE_INTROS["gmail"]
+    body = f"Short answer: no.\n\n{intro}{OUR_QUOTED_REPLY}\nLong answer: {STILL_BROKEN}"
+    assert _kept(body, marker=MARKER) == f"Short answer: no.\n\nLong answer: {STILL_BROKEN}"
+
+
+def test_answers_inside_our_quoted_message_keep_their_questions() -> None:
+    body = (
+        f"Service Desk wrote:\n> {MARKER}\n>\n> Which tray jams?\nTray 2.\n> Since when?\n"
+        "Since Monday.\n>\n> Regards, Alice\n"
+    )
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == "> Which tray jams?\nTray 2.\n> Since when?\nSince Monday."
+    assert MARKER in result.elided
+    assert "> Regards, Alice" in result.elided
+
+
+def test_persons_own_quote_above_our_history_is_part_of_the_reply() -> None:
+    reply = (
+        "Here is what the vendor told me:\n\n> Please update the firmware to 2.3.\n"
+        "> That fixes E-204.\n\nI did that and it still fails. Can you send a technician?"
+    )
+    body = f"{reply}\n\n{QUOTE_INTROS['gmail']}{OUR_QUOTED_REPLY}"
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == reply
+    assert result.elided.startswith("On Thu, 26 Nov 2026")
+
+
+def test_pasted_interpreter_session_above_our_history_is_part_of_the_reply() -> None:
+    reply = (
+        "The script stops here:\n\n>>> import printerlib\n>>> printerlib.feed(tray=2)\n"
+        "Traceback (most recent call last):\n"
+        '  File "<stdin>", line 1, in <module>\n'
+        "printerlib.PaperJam: tray 2\n\nAny idea?"
+    )
+    body = f"{reply}\n\n{QUOTE_INTROS['gmail']}{OUR_QUOTED_REPLY}"
+    assert _kept(body, marker=MARKER) == reply
+
+
+def test_unrecognised_line_over_our_quoted_marker_stays() -> None:
+    """Without a recognised quote intro right above our history nothing more than before goes."""
+    body = f"Thanks, fixed.\n{OUR_QUOTED_REPLY}"
+    assert _kept(body, marker=MARKER) == "Thanks, fixed."
+
+
 def test_reply_below_the_marker_keeps_the_whole_body() -> None:
     body = f"{MARKER}\nmy reply typed below the marker"
     result = truncate_reply(body, marker=MARKER)
