@@ -17,6 +17,7 @@ __all__ = [
     "NAME_SIGNATURE_RE",
     "START_PREFIXES",
     "START_RE",
+    "TOBIT_SEPARATOR",
     "attribution_at",
     "header_block_at",
     "is_device_line",
@@ -222,6 +223,8 @@ _SEPARATOR_KEYWORDS = (
     "переслане",
     "προωθημένο",
 )
+#: Tobit David's separator line, "Original Message processed by david®" (or in brackets)
+TOBIT_SEPARATOR = "original message processed by"
 _FORWARD_INTROS = frozenset(
     (
         "begin forwarded message",
@@ -558,6 +561,8 @@ def is_separator(stripped: str) -> bool:
     """An "-----Original Message-----" / forward separator or intro line."""
     if len(stripped) < 5 or len(stripped) > 120:
         return False
+    if stripped[: len(TOBIT_SEPARATOR)].casefold() == TOBIT_SEPARATOR:
+        return True  # Tobit David, without its brackets
     if stripped[0] not in "-_=*[" and stripped[-1] not in "-_=*:：]":
         return False
     core, decorated = _deco_strip(stripped)
@@ -565,7 +570,7 @@ def is_separator(stripped: str) -> bool:
     framed = decorated and (stripped[0] in "-_=*" or stripped[-1] in "-_=*")
     if framed and len(low) <= 60 and any(k in low for k in _SEPARATOR_KEYWORDS):
         return True
-    if "original message processed by" in low:  # Tobit David
+    if TOBIT_SEPARATOR in low:  # Tobit David: "[Original Message processed by david]"
         return True
     return stripped[-1] in ":：" and low in _FORWARD_INTROS
 

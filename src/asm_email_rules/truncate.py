@@ -24,6 +24,7 @@ from asm_email_rules.reply_lines import (
     NAME_SIGNATURE_RE,
     START_PREFIXES,
     START_RE,
+    TOBIT_SEPARATOR,
     attribution_at,
     header_block_at,
     is_device_line,
@@ -113,7 +114,7 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     verdicts, quote_blocks = _mark_quote_blocks(roles, cut, stripped)
     if strip_signature:
         _mark_signature_blocks(stripped, verdicts, cut, reasons)
-    keep = _keep_flags(verdicts, roles, cut, len(lines), quote_blocks, reasons)
+    keep = _keep_flags(verdicts, roles, quote_blocks, cut < len(lines), reasons)
     keep.extend([False] * (len(lines) - len(keep)))
     if strip_signature:
         _trim_tail(stripped, keep, reasons)
@@ -137,7 +138,8 @@ def _splitter_candidates(stripped: list[str]) -> list[int]:
     """Indexes of the lines worth examining as splitters.
 
     A splitter's last line ends with ":", ">" or decoration; header and separator lines have an
-    early colon or start with decoration; attributions may start with an opening word.
+    early colon or start with decoration (Tobit David's separator has neither); attributions
+    may start with an opening word.
     """
     tail_ok = [bool(text) and text[-1] in ATTR_LAST_CHARS for text in stripped]
     tail_ok += [False, False, False]
@@ -154,6 +156,7 @@ def _splitter_candidates(stripped: list[str]) -> list[int]:
             or ":" in text[:60]
             or "：" in text[:60]
             or (text[:2] in START_PREFIXES and START_RE.match(text))
+            or text[: len(TOBIT_SEPARATOR)].casefold() == TOBIT_SEPARATOR
         )
     ]
 
@@ -321,36 +324,36 @@ def _answers_after_quotes(verdicts: list[str], roles: list[str]) -> int:
 def _keep_flags(
     verdicts: list[str],
     roles: list[str],
-    cut: int,
-    n: int,
     quote_blocks: int,
+    history_follows: bool,
     reasons: list[str],
 ) -> list[bool]:
     """Step 4: which lines above the cut stay, from the verdicts.
 
-    Interleaved (inline) replies keep the quotes between reply lines (reply text on both sides
-    of a removed quote block, or two answers each under its own quote); otherwise only text
-    and blank lines stay, and text between the last quote block and the history goes with it.
+    Interleaved (inline) replies keep the quotes between reply lines (reply text between two
+    removed quote blocks, or between a quote block and the history that follows the cut, or
+    two answers each under its own quote); otherwise only text and blank lines stay.
     """
     verdict_string = "".join(verdicts)
     first_x, last_x = verdict_string.find(_X), verdict_string.rfind(_X)
-    if (first_x >= 0 and _T in verdict_string[first_x:last_x]) or (
-        (first_x >= 0 or _Q in roles) and _answers_after_quotes(verdicts, roles) >= 2
+    # Text after a quote block is the person's even when older history follows: with text
+    # above the quote too, the quote is one they made in their reply (T X T <history> is read
+    # like T X T X). The one corpus case that needed the text cut hid a Tobit David separator.
+    quoted_in_reply = (
+        history_follows
+        and first_x > 0
+        and _T in verdict_string[:first_x]
+        and _T in verdict_string[last_x:]
+    )
+    if (
+        (first_x >= 0 and _T in verdict_string[first_x:last_x])
+        or quoted_in_reply
+        or ((first_x >= 0 or _Q in roles) and _answers_after_quotes(verdicts, roles) >= 2)
     ):
         last_text_end = verdict_string.rfind(_T) + 1
         reasons.append("interleaved reply: quotes between reply lines kept")
         return [verdict not in "HS" for verdict in verdict_string[:last_text_end]]
     keep = [verdict in "TB" for verdict in verdict_string]
-    if (
-        cut < n
-        and first_x >= 0
-        and verdict_string.find(_T) < first_x
-        and verdict_string.find(_T, last_x) >= 0
-    ):
-        # T X T <history>: the text after the quote belongs to the older messages.
-        tail = verdict_string.find(_T, last_x)
-        keep[tail:] = [False] * (len(keep) - tail)
-        reasons.append(f"text at line {tail + 1} lies between quotes and history")
     if quote_blocks:
         reasons.append(f"{quote_blocks} quote block(s) removed")
     return keep

@@ -169,6 +169,16 @@ def test_original_message_and_forward_separators_cut(separator: str) -> None:
     assert separator in result.elided
 
 
+def test_tobit_david_separator_without_brackets_cuts() -> None:
+    body = (
+        "New text.\n\nOriginal Message processed by david\u00ae\nFW: Printer 9. August 2026\n"
+        "Von Max Muster\nAn Service Desk\n\nOlder text.\n"
+    )
+    result = truncate_reply(body)
+    assert result.kept == "New text."
+    assert "Older text." in result.elided
+
+
 def test_decorated_line_without_separator_keyword_is_kept() -> None:
     body = "Please enter feedback below.\n\n------ Enter Feedback Below ------\n\nGreat service.\n"
     assert _kept(body) == body.strip()
@@ -360,6 +370,43 @@ def test_bottom_post_keeps_only_the_reply() -> None:
 def test_text_after_the_quote_is_kept_when_nothing_older_follows() -> None:
     body = "Test reply\n\nOn 04/19/2011 07:10 AM, Roman wrote:\n\n> Test\n\nRegards, Roman"
     assert _kept(body) == "Test reply\n\nRegards, Roman"
+
+
+OWN_QUOTE = (
+    "Here is what the vendor told me:\n\n> Please update the firmware to 2.3.\n"
+    "> That fixes E-204.\n\nI did that and it still fails."
+)
+
+
+@pytest.mark.parametrize("quoted_history", [True, False], ids=["quoted", "unquoted"])
+def test_text_after_the_persons_own_quote_is_kept_when_older_history_follows(
+    quoted_history: bool,
+) -> None:
+    """Text, a quote, text, then history: the quote is one the person made in their reply,
+    whether the history under it is quoted (an inline reply) or not (a hard cut)."""
+    history = "> Call 100 has been updated." if quoted_history else "Call 100 has been updated."
+    body = (
+        f"{OWN_QUOTE}\n\n"
+        "On Mon, 30 Nov 2026 at 08:00, Service Desk <helpdesk@desk.example> wrote:\n"
+        f"{history}\n"
+    )
+    result = truncate_reply(body)
+    assert result.kept == OWN_QUOTE
+    assert result.elided.startswith("On Mon, 30 Nov 2026")
+    assert result.method is TruncationMethod.HEURISTIC
+
+
+def test_text_after_a_quote_is_kept_above_our_history_found_past_a_banner() -> None:
+    """A banner between the header block and our marker hides the quote intro of our history:
+    the heuristic decides above it, and keeps the text after the person's quote."""
+    body = (
+        "The vendor's notes:\n> reboot twice\n> then wait\n\nDid both, no change.\n\n"
+        "From: Service Desk <helpdesk@desk.example>\nSent: Thursday, November 26, 2026 4:02 PM\n"
+        f"To: Uma User\nSubject: Call 100\n\nCAUTION: external sender.\n\n{MARKER}\nOld.\n"
+    )
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == "The vendor's notes:\n> reboot twice\n> then wait\n\nDid both, no change."
+    assert result.method is TruncationMethod.MARKER
 
 
 def test_quote_without_attribution_goes() -> None:
