@@ -20,6 +20,7 @@ __all__ = [
     "TOBIT_SEPARATOR",
     "attribution_at",
     "header_block_at",
+    "inline_answers_announced",
     "is_device_line",
     "is_rule",
     "is_separator",
@@ -339,6 +340,39 @@ _VALEDICTIONS = frozenset(
         "terveisin",
     )
 )
+# Phrases that announce answers typed into the quoted history ("see my answers inline below").
+# "inline" phrases name the history itself (inline, in red, in your text); "below" phrases only
+# say where, so the caller counts them only at the very end of the kept text.
+_ANSWER_NOUNS = (
+    r"(?:answers?|answered|replies|replied|responses?|responded|comments?|commented"
+    r"|antworten|antwort|geantwortet|anmerkungen|kommentare|réponses?|répondu|commentaires?"
+    r"|respuestas?|respondido|comentarios?|risposte|risposto|commenti|antwoorden|opmerkingen"
+    r"|reacties|respostas?|respondi|comentários?)"
+)
+_INLINE_PLACES = (
+    r"(?:inline|in-line|interleaved|interspersed|between the lines"
+    r"|in (?:red|blue|green|bold|colou?r|caps)|in your (?:text|mail|e-?mail|message)"
+    r"|im text|in (?:rot|blau|grün)|in (?:ihrer|deiner) (?:mail|nachricht)"
+    r"|dans (?:le|votre|ton) (?:texte|message|mail|courriel)|en (?:rouge|bleu|vert)"
+    r"|entre (?:líneas|lignes)|en (?:el|su|tu) (?:texto|correo|mensaje)|en (?:rojo|azul|verde)"
+    r"|nel (?:testo|messaggio)|in (?:rosso|blu)|in (?:de tekst|het rood|rood|blauw)"
+    r"|em (?:vermelho|azul|verde)|no (?:texto|e-?mail))"
+)
+_BELOW_PLACES = (
+    r"(?:below|underneath|unten|ci-dessous|en dessous|plus bas|abajo|a continuación|sotto"
+    r"|di seguito|hieronder|abaixo)"
+)
+_SEE_WORDS = r"(?:see|siehe|voir|ver|véase|vea|vedi|zie|veja)"
+_INLINE_ANSWER_RES = (
+    ("inline", re.compile(rf"\b{_ANSWER_NOUNS}\b[^.!?,;\n]{{0,30}}?\b{_INLINE_PLACES}\b")),
+    ("inline", re.compile(rf"\b(?:{_SEE_WORDS}\s+inline|inline\s+{_ANSWER_NOUNS})\b")),
+    ("below", re.compile(rf"\b{_ANSWER_NOUNS}\b[^.!?,;\n]{{0,30}}?\b{_BELOW_PLACES}\b")),
+    # a bare "see below" ends its clause: "see below." yes, "see below for the log" no
+    ("below", re.compile(rf"\b{_SEE_WORDS}\s+{_BELOW_PLACES}\b(?!\s*\w)")),
+)
+#: characters of a line examined for an announcement
+_MAX_ANNOUNCEMENT = 300
+
 NAME_SIGNATURE_RE = re.compile(r"[-/][^\W\d_][\w.'’]*(?:[ \t]+[\w.'’-]+){0,3}")
 
 
@@ -598,6 +632,21 @@ def is_valediction(stripped: str) -> bool:
     if len(stripped) > 40:
         return False
     return stripped.rstrip(" ,.!:;").casefold() in _VALEDICTIONS
+
+
+def inline_answers_announced(stripped: str) -> tuple[str, str] | None:
+    """``(kind, phrase)`` when a line announces answers inside the quoted history, else None.
+
+    ``kind`` is "inline" for phrases that name the history itself ("answers inline", "in red",
+    "im Text", "dans le texte") and "below" for those that only say where ("answers below",
+    "see below.", "siehe unten", "voir ci-dessous"). Only the first 300 characters are read.
+    """
+    low = stripped[:_MAX_ANNOUNCEMENT].casefold()
+    for kind, pattern in _INLINE_ANSWER_RES:
+        found = pattern.search(low)
+        if found is not None:
+            return kind, stripped[found.start() : found.end()]
+    return None
 
 
 def split_shared_line(line: str) -> tuple[str, str] | None:

@@ -27,6 +27,7 @@ from asm_email_rules.reply_lines import (
     TOBIT_SEPARATOR,
     attribution_at,
     header_block_at,
+    inline_answers_announced,
     is_device_line,
     is_rule,
     is_separator,
@@ -546,6 +547,48 @@ def _trim_blank_ends(parts: list[str]) -> list[str]:
     return parts[a:b]
 
 
+#: Non-blank lines at the start and at the end of the kept text where an announcement of
+#: inline answers counts (a phrase deep in a long reply is about something else).
+_ANNOUNCEMENT_LINES = 3
+#: Lines after a "below" announcement: at most this many, each a short closing line.
+_CLOSING_LINES, _CLOSING_CHARS = 3, 40
+
+
+def _announced_inline_answers(lines: list[str], keep: list[bool]) -> tuple[int, str] | None:
+    """Line index and phrase of an announcement of answers typed into the history, else None.
+
+    Such answers cannot be told apart from an Outlook-style history, which is not ``>``-quoted,
+    so only a history whose last line is unquoted counts (quoted answers show by themselves:
+    see the interleaved rule). The phrase must be in the first or last
+    ``_ANNOUNCEMENT_LINES`` non-blank kept lines; a "below" phrase ("answers below", "see
+    below.") only when nothing but a short closing follows it and it does not end with a colon
+    (then it introduces the kept lines under it).
+    """
+    last_cut = next(
+        (k for k in range(len(lines) - 1, -1, -1) if not keep[k] and lines[k].strip()), -1
+    )
+    if last_cut < 0 or lines[last_cut].strip()[0] == ">":
+        return None
+    kept = [k for k, flag in enumerate(keep) if flag and lines[k].strip()]
+    edge = _ANNOUNCEMENT_LINES
+    for pos, k in enumerate(kept):
+        if edge <= pos < len(kept) - edge:
+            continue
+        found = inline_answers_announced(lines[k].strip())
+        if found is None:
+            continue
+        kind, phrase = found
+        after = kept[pos + 1 :]
+        if kind == "below" and (
+            len(after) > _CLOSING_LINES
+            or any(len(lines[j].strip()) > _CLOSING_CHARS for j in after)
+            or (after and lines[k].rstrip().endswith(":"))
+        ):
+            continue
+        return k, phrase
+    return None
+
+
 MAX_SCAN_CHARS = 256 * 1024
 """How much of a body is examined for the reply boundary (a reply is found near the top)."""
 
@@ -641,6 +684,17 @@ def _truncate_all(
         result = _located_history(lines, boundary, strip_signature)
     else:
         result = _heuristic(lines, strip_signature)
+    announced = _announced_inline_answers(lines, result.keep)
+    if announced is not None:
+        line_index, phrase = announced
+        reason = "; ".join(details + result.reasons[:_MAX_REASONS])
+        return Truncation(
+            kept="\n".join(_trim_blank_ends(text.split("\n"))),
+            elided="",
+            method=TruncationMethod.KEPT_WHOLE,
+            detail=f"{phrase!r} at line {line_index + 1} announces answers inside the history, "
+            f"which is not '>'-quoted ({reason}); whole body kept",
+        )
     kept_lines: list[str] = []
     elided_lines: list[str] = []
     for line, keep in zip(lines, result.keep, strict=True):

@@ -57,6 +57,8 @@ TRICKY_LINES = [
     "> ##- Please type your reply above this line -##",
     "Quoting Bob <bob@example.com>:",
     "* Bob <bob@example.com> [2021-05-03 10:00]:",
+    "Hi Bob, see my answers inline below.",
+    "Answers below.",
 ]
 
 line = st.one_of(

@@ -97,6 +97,31 @@ def test_truncation_keeps_what_the_person_quoted_in_their_reply(desk: Desk) -> N
     assert text.strip() == REPLY_WITH_OWN_QUOTE.split("\n\nOn Thu")[0]
 
 
+OUTLOOK_INLINE_ANSWERS = """Hi Alice, see my answers inline below.
+
+From: Alice Analyst <helpdesk@desk.example>
+Sent: Thursday, November 26, 2026 4:02 PM
+To: Uma User <uma@corp.example>
+Subject: Call 100 [CALL#100]
+
+##- Please type your reply above this line -##
+
+Which tray jams?
+[Uma] Tray 2, only with A3 paper.
+"""
+
+
+def test_truncation_keeps_answers_announced_inside_our_reply(desk: Desk) -> None:
+    """ "only the reply portion of the email is added to the history of the call": answers
+    typed into our unquoted reply are part of the reply portion; when the reply says they are
+    there, the whole body is added and the decision says why."""
+    desk.set_system(truncate_incoming_emails=True)
+    decision = desk.mail("Re: Call 100 has been updated", body=OUTLOOK_INLINE_ANSWERS)
+    (text,) = desk.texts(EntityKind.CALL, 100, EntryKind.HISTORY)
+    assert "[Uma] Tray 2, only with A3 paper." in text
+    assert any("announces answers" in reason for reason in decision.reasons)
+
+
 def test_no_truncation_when_the_option_is_off(desk: Desk) -> None:
     """Truncation applies only when "Truncate Incoming Emails is selected"."""
     desk.mail("Re: Call 100 has been updated", body=QUOTED_REPLY)

@@ -288,6 +288,83 @@ def test_reply_below_the_marker_keeps_the_whole_body() -> None:
     assert result.elided == ""
 
 
+# ------------------------------------------------------ announced inline answers
+
+OUTLOOK_HISTORY = (
+    "From: Alice Analyst <helpdesk@desk.example>\nSent: Thursday, November 26, 2026 4:02 PM\n"
+    "To: Uma User <uma@corp.example>\nSubject: Call 100 [CALL#100]\n\n"
+)
+INLINE_ANSWERS = "1. Which tray jams?\n[Uma] Tray 2.\n\n2. Since when?\n[Uma] Since Monday."
+ANNOUNCEMENTS = {
+    "en": "Hi Alice, see my answers inline below.",
+    "en-red": "Hi Alice,\n\nmy answers are in red.\n\nThanks,\nUma",
+    "en-below": "Hi Alice,\n\nanswers below.\n\nUma",
+    "en-see-below": "Hi Alice, please see below.",
+    "en-inline-comments": "Inline comments, as promised.",
+    "de": "Hallo Alice,\nAntworten siehe unten.",
+    "de-text": "Hallo Alice, meine Antworten stehen im Text.",
+    "fr": "Bonjour Alice, voir mes réponses ci-dessous.",
+    "fr-rouge": "Bonjour, réponses en rouge dans votre message.",
+    "es": "Hola Alice, mis respuestas van entre líneas.",
+    "it": "Ciao Alice, vedi sotto.",
+    "nl": "Hoi Alice, zie mijn antwoorden hieronder.",
+    "pt": "Olá Alice, respostas abaixo em vermelho.",
+}
+
+
+@pytest.mark.parametrize("with_marker", [True, False], ids=["marker", "heuristic"])
+@pytest.mark.parametrize("announcement", ANNOUNCEMENTS.values(), ids=ANNOUNCEMENTS.keys())
+def test_announced_inline_answers_keep_the_whole_body(announcement: str, with_marker: bool) -> None:
+    """Answers typed into an Outlook history cannot be told from it: when the kept text says
+    they are there, the whole body is kept, and the detail says why."""
+    marker_line = f"{MARKER}\n\n" if with_marker else ""
+    body = f"{announcement}\n\n{OUTLOOK_HISTORY}{marker_line}{INLINE_ANSWERS}\n"
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == body.strip()
+    assert result.elided == ""
+    assert result.method is TruncationMethod.KEPT_WHOLE
+    assert "announces answers" in result.detail
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "The tray below the scanner jams again.",
+        "See the log below for the error.",
+        "My notes below:\n- tray 2 jams\n- since Monday",
+        "Comments below are from the vendor:\nReboot twice, then wait ten minutes.",
+        "Hi Alice,\n\n"
+        + "The printer on the third floor keeps jamming on A3 paper.\n" * 6
+        + "My comments are inline, as usual, when I find the time.\n"
+        + "It started after the firmware update last week, I think.\n" * 3
+        + "Uma",
+    ],
+    ids=[
+        "unrelated-below",
+        "see-the-log-below",
+        "notes-below-colon",
+        "comments-below-text",
+        "deep-in-long-text",
+    ],
+)
+def test_ordinary_replies_mentioning_below_are_cut_as_usual(reply: str) -> None:
+    body = f"{reply}\n\n{OUTLOOK_HISTORY}{INLINE_ANSWERS}\n"
+    result = truncate_reply(body)
+    assert result.kept == reply
+    assert result.method is TruncationMethod.HEURISTIC
+
+
+def test_announced_answers_over_a_quoted_history_follow_the_quotes() -> None:
+    """With >-quoted history the answers show by themselves: no whole-body keep."""
+    body = (
+        "See my answers inline below.\n\nOn Thu, 26 Nov 2026 at 16:02, Alice <a@desk.example> "
+        "wrote:\n> Which tray jams?\n> Since when?\n"
+    )
+    result = truncate_reply(body)
+    assert result.kept == "See my answers inline below."
+    assert result.method is TruncationMethod.HEURISTIC
+
+
 # --------------------------------------------------------------------------- signatures
 
 
