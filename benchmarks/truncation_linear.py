@@ -47,6 +47,7 @@ FAMILIES: dict[str, Family] = {
     "quotes around our marker": lambda n: "> q\n" * (n // 8) + f"> {MARKER}\n" + "> q\n" * (n // 8),
     "blank lines over our marker": lambda n: "x wrote:" + "\n" * n + MARKER,
     "answers below our marker": lambda n: f"x wrote:\n> {MARKER}\n" + "a\n> q\n" * (n // 6),
+    "Notes labels over our marker": lambda n: "  a@b      To\n      Subject\n" * (n // 28) + MARKER,
     "announcements over a header block": lambda n: (
         "Answers below.\n" * (n // 30)
         + "From: a@b.c\nSent: Mon\nTo: d\nSubject: e\n"

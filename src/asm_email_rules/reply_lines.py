@@ -26,6 +26,7 @@ __all__ = [
     "is_separator",
     "is_sig_delimiter",
     "is_valediction",
+    "notes_header_start",
     "split_flattened_line",
     "split_shared_line",
 ]
@@ -376,6 +377,22 @@ _MAX_ANNOUNCEMENT = 300
 NAME_SIGNATURE_RE = re.compile(r"[-/][^\W\d_][\w.'’]*(?:[ \t]+[\w.'’-]+){0,3}")
 
 
+# Lotus Notes' column header: the sender's name, address and date in a left column, the labels
+# To, cc, Subject at the ends of the lines on the right, no "From:" label. English, German and
+# French labels, by kind.
+_NOTES_LABELS = {
+    "to": _TO, "an": _TO, "à": _TO,
+    "cc": _CC, "bcc": _CC, "kopie": _CC, "blindkopie": _CC, "copie": _CC,
+    "subject": _SUBJECT, "thema": _SUBJECT, "betreff": _SUBJECT, "objet": _SUBJECT,
+}  # fmt: skip
+#: lines a Notes header may span, and the blank run that ends it
+_NOTES_WINDOW, _NOTES_BLANK_RUN = 15, 3
+#: lines of the (wrapped) subject under the Subject label, which ends the header
+_NOTES_SUBJECT_LINES = 3
+#: indented lines of the sender's column (name, address) above the first label line
+_NOTES_SENDER_LINES = 3
+
+
 # --------------------------------------------------------------------------- line tests
 
 
@@ -589,6 +606,70 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
     if len(labels_seen) >= 2 and labels_seen & {_FROM, _DATE}:
         return last + 1
     return None
+
+
+def _notes_label(line: str) -> str | None:
+    """Kind of the Notes column label ending ``line`` ("...   To", a lone "Subject"), else None.
+
+    The label is the last word, alone on the line or after a gap of two or more spaces.
+    """
+    text = line.rstrip()
+    if not text or len(text) > _MAX_PROBE:
+        return None
+    word = text.rsplit(None, 1)[-1]
+    before = text[: len(text) - len(word)]
+    if before.strip() and not before.endswith(("  ", "\t")):
+        return None
+    return _NOTES_LABELS.get(word.casefold())
+
+
+def notes_header_start(lines: list[str], last: int) -> int | None:
+    """First line of a Lotus Notes column header whose last line is ``last``, else None.
+
+    Notes prints the sender's column on the left and the To / cc / Subject labels at the line
+    ends on the right::
+
+          Service Desk
+          <helpdesk@desk.example>                      To
+                                          Uma User <uma@corp.example>
+          26/11/2026 16:02                             cc
+                                                  Subject
+                                          Call 100 has been updated
+
+    Lines are read upward from ``last`` (at most 15, never across a ``>`` line or three blank
+    lines). It is a header when a Subject label sits at most three lines above ``last`` (the
+    subject under it ends the header), a To label above that, and an address in the block; the
+    block starts at the first label line, or at up to three indented non-blank lines right
+    above it (the sender's name and address). ``lines`` keep their indentation.
+    """
+    kinds: set[str] = set()
+    first_label = subject = -1
+    blanks = 0
+    k = last
+    while k >= 0 and k > last - _NOTES_WINDOW and blanks < _NOTES_BLANK_RUN:
+        text = lines[k].strip()
+        if _is_quoted(text):
+            break
+        blanks = 0 if text else blanks + 1
+        kind = _notes_label(lines[k])
+        if kind is not None:
+            kinds.add(kind)
+            first_label = k
+            subject = max(subject, k) if kind == _SUBJECT else subject
+        k -= 1
+    if subject < 0 or subject < last - _NOTES_SUBJECT_LINES or _TO not in kinds:
+        return None
+    start = first_label
+    while (
+        start > 0
+        and first_label - start < _NOTES_SENDER_LINES
+        and lines[start - 1].strip()
+        and lines[start - 1][:1] in (" ", "\t")
+    ):
+        start -= 1
+    if not any("@" in lines[j] for j in range(start, last + 1)):
+        return None
+    return start
 
 
 def is_separator(stripped: str) -> bool:

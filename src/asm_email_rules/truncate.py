@@ -33,6 +33,7 @@ from asm_email_rules.reply_lines import (
     is_separator,
     is_sig_delimiter,
     is_valediction,
+    notes_header_start,
     split_flattened_line,
     split_shared_line,
 )
@@ -422,8 +423,9 @@ def _located_history(lines: list[str], boundary: int, strip_signature: bool) -> 
     """Keep flags when our marker (or an operator separator) at ``boundary`` locates our history.
 
     Our history is the marker line on, or, when the marker line is ``>``-quoted, the quote
-    block around it. When a splitter (attribution, header block, separator) ends just above our
-    history (blank lines between), it is the history's quote intro and goes with it, and
+    block around it. When a splitter (attribution, header block, separator; over an unquoted
+    marker also a Lotus Notes column header) ends just above our history (blank lines
+    between), it is the history's quote intro and goes with it, and
     everything above it is the person's reply, their own quotes and pasted ``>>>`` lines
     included; otherwise the heuristic runs on the text above, as before. Below a quote block
     is the person's text again (a bottom-posted reply, answers typed into our message): see
@@ -441,6 +443,8 @@ def _located_history(lines: list[str], boundary: int, strip_signature: bool) -> 
     keep = [False] * n
     reasons: list[str] = []
     intro = _intro_above(stripped, first)
+    if intro is None and not quoted:
+        intro = _notes_header_above(lines, stripped, first)
     if intro is None:
         above = _heuristic(lines[:first], strip_signature)
         keep[:first] = above.keep
@@ -477,6 +481,17 @@ def _intro_above(stripped: list[str], first: int) -> tuple[int, str] | None:
                 found = (start, splitter.kind)
         k -= 1
     return found
+
+
+def _notes_header_above(
+    lines: list[str], stripped: list[str], first: int
+) -> tuple[int, str] | None:
+    """A Lotus Notes column header ending just above line ``first`` (blank lines between)."""
+    last = first - 1
+    while last >= 0 and not stripped[last]:
+        last -= 1
+    start = notes_header_start(lines, last) if last >= 0 else None
+    return None if start is None else (start, "Lotus Notes header")
 
 
 def _reply_text(stripped: list[str], strip_signature: bool, reasons: list[str]) -> list[bool]:

@@ -59,6 +59,8 @@ TRICKY_LINES = [
     "* Bob <bob@example.com> [2021-05-03 10:00]:",
     "Hi Bob, see my answers inline below.",
     "Answers below.",
+    "  Service Desk <bob@example.com>          To",
+    "                                     Subject",
 ]
 
 line = st.one_of(

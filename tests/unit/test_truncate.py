@@ -280,6 +280,69 @@ def test_unrecognised_line_over_our_quoted_marker_stays() -> None:
     assert _kept(body, marker=MARKER) == "Thanks, fixed."
 
 
+NOTES_HEADERS = {
+    "name-over-address": (
+        "  Service Desk\n"
+        "  <helpdesk@desk.example>                                   To\n"
+        "                                         Uma User <uma@corp.example>\n"
+        "  26/11/2026 16:02                                          cc\n"
+        "\n"
+        "                                                        Subject\n"
+        "                                         Call 100 has been updated [CALL#100]\n"
+    ),
+    "name-beside-to": (
+        "  Service Desk/IT/ACME@ACME                    To\n"
+        "                                               Uma User/Sales/ACME@ACME\n"
+        "  26.11.2026 16:02                             cc\n"
+        "                                               Subject\n"
+        "                                               Call 100 [CALL#100]\n"
+    ),
+    "german": (
+        "  Service Desk <helpdesk@desk.example>         An\n"
+        "                                               Uma User <uma@corp.example>\n"
+        "  26.11.2026 16:02                             Kopie\n"
+        "                                               Thema\n"
+        "                                               Call 100 [CALL#100]\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("header", NOTES_HEADERS.values(), ids=NOTES_HEADERS.keys())
+def test_lotus_notes_column_header_over_our_marker_goes_with_the_history(header: str) -> None:
+    body = f"Still jammed, please come today.\n\n\n\n{header}\n\n\n{MARKER}\n\nCall 100 ...\n"
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == "Still jammed, please come today."
+    assert result.elided.lstrip().startswith("Service Desk")
+    assert result.method is TruncationMethod.MARKER
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        (  # labels at column ends, but no address: not a header
+            "Steps I tried:\n  1. switch off\n  2. wait      To\n  3. switch on      Subject",
+            None,
+        ),
+        (  # To and Subject, but the address is in the reply above the columns
+            "Sent to helpdesk@desk.example:\n\n  Printer 4      To\n  Room 12  Subject",
+            None,
+        ),
+        (  # To and cc at column ends, an address, but no Subject label ending the block
+            "Uma User <uma@corp.example>      To\n  Sales team        cc\n  Ends here.",
+            None,
+        ),
+        (  # an unindented line over the first label is not the sender's column
+            "Please change it.\nService Desk\n  <helpdesk@desk.example>    To\n  x    Subject",
+            "Please change it.\nService Desk",
+        ),
+    ],
+    ids=["no-address", "address-outside-the-columns", "no-subject", "unindented-sender"],
+)
+def test_text_that_only_looks_like_a_notes_header_is_kept(reply: str, kept: str | None) -> None:
+    body = f"{reply}\n\n{MARKER}\nOld.\n"
+    assert _kept(body, marker=MARKER) == (reply if kept is None else kept)
+
+
 def test_reply_below_the_marker_keeps_the_whole_body() -> None:
     body = f"{MARKER}\nmy reply typed below the marker"
     result = truncate_reply(body, marker=MARKER)
