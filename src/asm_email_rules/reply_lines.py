@@ -19,6 +19,7 @@ __all__ = [
     "START_RE",
     "TOBIT_SEPARATOR",
     "attribution_at",
+    "has_announcement_words",
     "header_block_at",
     "inline_answers_announced",
     "is_device_line",
@@ -344,12 +345,17 @@ _VALEDICTIONS = frozenset(
 # Phrases that announce answers typed into the quoted history ("see my answers inline below").
 # "inline" phrases name the history itself (inline, in red, in your text); "below" phrases only
 # say where, so the caller counts them only at the very end of the kept text.
-_ANSWER_NOUNS = (
-    r"(?:answers?|answered|replies|replied|responses?|responded|comments?|commented"
-    r"|antworten|antwort|geantwortet|anmerkungen|kommentare|réponses?|répondu|commentaires?"
-    r"|respuestas?|respondido|comentarios?|risposte|risposto|commenti|antwoorden|opmerkingen"
-    r"|reacties|respostas?|respondi|comentários?)"
+_ANSWER_WORDS_TEXT = (
+    "answer answers answered replies replied response responses responded comment comments",
+    "commented antworten antwort geantwortet anmerkungen kommentare réponse réponses répondu",
+    "commentaire commentaires respuesta respuestas respondido comentario comentarios risposte",
+    "risposto commenti antwoorden opmerkingen reacties resposta respostas respondi comentário",
+    "comentários",
 )
+_ANSWER_WORDS = frozenset(" ".join(_ANSWER_WORDS_TEXT).split())
+_SEE_WORDS_TEXT = "see siehe voir ver véase vea vedi zie veja"
+_SEE_WORD_SET = frozenset(_SEE_WORDS_TEXT.split())
+_ANSWER_NOUNS = "(?:" + "|".join(sorted(_ANSWER_WORDS, key=len, reverse=True)) + ")"
 _INLINE_PLACES = (
     r"(?:inline|in-line|interleaved|interspersed|between the lines"
     r"|in (?:red|blue|green|bold|colou?r|caps)|in your (?:text|mail|e-?mail|message)"
@@ -363,7 +369,14 @@ _BELOW_PLACES = (
     r"(?:below|underneath|unten|ci-dessous|en dessous|plus bas|abajo|a continuación|sotto"
     r"|di seguito|hieronder|abaixo)"
 )
-_SEE_WORDS = r"(?:see|siehe|voir|ver|véase|vea|vedi|zie|veja)"
+_SEE_WORDS = "(?:" + "|".join(sorted(_SEE_WORD_SET, key=len, reverse=True)) + ")"
+#: every announcement holds one of these words (maybe with punctuation on it), as a word of
+#: the line split at whitespace: a cheap test before the patterns
+_ANNOUNCEMENT_WORDS = frozenset(
+    f"{before}{word}{after}"
+    for word in _ANSWER_WORDS | _SEE_WORD_SET | {"inline"}
+    for before, after in itertools.product(("", "(", '"'), ("", ":", ",", ".", ";", "!", "?", ")"))
+)
 _INLINE_ANSWER_RES = (
     ("inline", re.compile(rf"\b{_ANSWER_NOUNS}\b[^.!?,;\n]{{0,30}}?\b{_INLINE_PLACES}\b")),
     ("inline", re.compile(rf"\b(?:{_SEE_WORDS}\s+inline|inline\s+{_ANSWER_NOUNS})\b")),
@@ -715,6 +728,12 @@ def is_valediction(stripped: str) -> bool:
     return stripped.rstrip(" ,.!:;").casefold() in _VALEDICTIONS
 
 
+def has_announcement_words(text: str) -> bool:
+    """Cheap test before :func:`inline_answers_announced`: does ``text`` hold a word that every
+    announcement holds (an answer noun, a "see" word, "inline")?"""
+    return not _ANNOUNCEMENT_WORDS.isdisjoint(text.casefold().split())
+
+
 def inline_answers_announced(stripped: str) -> tuple[str, str] | None:
     """``(kind, phrase)`` when a line announces answers inside the quoted history, else None.
 
@@ -722,11 +741,15 @@ def inline_answers_announced(stripped: str) -> tuple[str, str] | None:
     "im Text", "dans le texte") and "below" for those that only say where ("answers below",
     "see below.", "siehe unten", "voir ci-dessous"). Only the first 300 characters are read.
     """
-    low = stripped[:_MAX_ANNOUNCEMENT].casefold()
+    head = stripped[:_MAX_ANNOUNCEMENT]
+    low = head.casefold()
+    if _ANNOUNCEMENT_WORDS.isdisjoint(low.split()):
+        return None
+    shown = head if len(head) == len(low) else low  # casefolding "ß" shifts positions
     for kind, pattern in _INLINE_ANSWER_RES:
         found = pattern.search(low)
         if found is not None:
-            return kind, stripped[found.start() : found.end()]
+            return kind, shown[found.start() : found.end()]
     return None
 
 

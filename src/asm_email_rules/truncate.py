@@ -26,6 +26,7 @@ from asm_email_rules.reply_lines import (
     START_RE,
     TOBIT_SEPARATOR,
     attribution_at,
+    has_announcement_words,
     header_block_at,
     inline_answers_announced,
     is_device_line,
@@ -158,7 +159,7 @@ def _splitter_candidates(stripped: list[str]) -> list[int]:
             or ":" in text[:60]
             or "：" in text[:60]
             or (text[:2] in START_PREFIXES and START_RE.match(text))
-            or text[: len(TOBIT_SEPARATOR)].casefold() == TOBIT_SEPARATOR
+            or (text[0] in "Oo" and text[: len(TOBIT_SEPARATOR)].casefold() == TOBIT_SEPARATOR)
         )
     ]
 
@@ -425,10 +426,10 @@ def _located_history(lines: list[str], boundary: int, strip_signature: bool) -> 
     Our history is the marker line on, or, when the marker line is ``>``-quoted, the quote
     block around it. When a splitter (attribution, header block, separator; over an unquoted
     marker also a Lotus Notes column header) ends just above our history (blank lines
-    between), it is the history's quote intro and goes with it, and
-    everything above it is the person's reply, their own quotes and pasted ``>>>`` lines
-    included; otherwise the heuristic runs on the text above, as before. Below a quote block
-    is the person's text again (a bottom-posted reply, answers typed into our message): see
+    between), it is the history's quote intro and goes with it, and everything above it is
+    the person's reply, their own quotes and pasted ``>>>`` lines included; otherwise the
+    heuristic runs on the text above, as before. Below a quote block is the person's text
+    again (a bottom-posted reply, answers typed into our message): see
     :func:`_keep_text_below`.
     """
     stripped = _stripped_lines(lines)
@@ -569,39 +570,53 @@ _ANNOUNCEMENT_LINES = 3
 _CLOSING_LINES, _CLOSING_CHARS = 3, 40
 
 
-def _announced_inline_answers(lines: list[str], keep: list[bool]) -> tuple[int, str] | None:
-    """Line index and phrase of an announcement of answers typed into the history, else None.
+def _announced_inline_answers(kept: list[str], elided: list[str]) -> tuple[int, str] | None:
+    """Position in ``kept`` and phrase of an announcement of answers typed into the history.
 
     Such answers cannot be told apart from an Outlook-style history, which is not ``>``-quoted,
     so only a history whose last line is unquoted counts (quoted answers show by themselves:
     see the interleaved rule). The phrase must be in the first or last
     ``_ANNOUNCEMENT_LINES`` non-blank kept lines; a "below" phrase ("answers below", "see
     below.") only when nothing but a short closing follows it and it does not end with a colon
-    (then it introduces the kept lines under it).
+    (then it introduces the kept lines under it). Returns None when there is none.
     """
-    last_cut = next(
-        (k for k in range(len(lines) - 1, -1, -1) if not keep[k] and lines[k].strip()), -1
-    )
-    if last_cut < 0 or lines[last_cut].strip()[0] == ">":
+    last_cut = len(elided) - 1
+    while last_cut >= 0 and not elided[last_cut].strip():
+        last_cut -= 1
+    if last_cut < 0 or elided[last_cut].lstrip()[0] == ">":
         return None
-    kept = [k for k, flag in enumerate(keep) if flag and lines[k].strip()]
-    edge = _ANNOUNCEMENT_LINES
-    for pos, k in enumerate(kept):
-        if edge <= pos < len(kept) - edge:
-            continue
-        found = inline_answers_announced(lines[k].strip())
+    head = _nonblank(kept, range(len(kept)), _ANNOUNCEMENT_LINES)
+    tail = _nonblank(kept, range(len(kept) - 1, -1, -1), _CLOSING_LINES + 1)
+    tail.reverse()  # the last kept lines, in order: enough to see what follows a "below"
+    candidates = sorted(set(head) | set(tail[-_ANNOUNCEMENT_LINES:]))
+    if not has_announcement_words(" ".join(kept[k].strip()[:300] for k in candidates)):
+        return None
+    for k in candidates:
+        found = inline_answers_announced(kept[k].strip())
         if found is None:
             continue
         kind, phrase = found
-        after = kept[pos + 1 :]
-        if kind == "below" and (
-            len(after) > _CLOSING_LINES
-            or any(len(lines[j].strip()) > _CLOSING_CHARS for j in after)
-            or (after and lines[k].rstrip().endswith(":"))
-        ):
-            continue
+        if kind == "below":
+            after = tail[tail.index(k) + 1 :] if k in tail else None
+            if (
+                after is None
+                or any(len(kept[j].strip()) > _CLOSING_CHARS for j in after)
+                or (after and kept[k].rstrip().endswith(":"))
+            ):
+                continue
         return k, phrase
     return None
+
+
+def _nonblank(lines: list[str], order: range, count: int) -> list[int]:
+    """The first ``count`` indexes, in ``order``, of non-blank lines."""
+    found: list[int] = []
+    for k in order:
+        if lines[k].strip():
+            found.append(k)
+            if len(found) == count:
+                break
+    return found
 
 
 MAX_SCAN_CHARS = 256 * 1024
@@ -620,10 +635,11 @@ def truncate_reply(
 
     Cut order: the first line containing ``marker``, else the first line containing one of
     ``separators``, locates our history (see :func:`_located_history`); without either, the
-    quote/attribution heuristic decides. If the cut would leave nothing, the whole body is kept
-    (method ``KEPT_WHOLE``). Only the first ``max_scan_chars``
-    characters are examined, so a huge body costs no more than a large one; when a boundary is
-    found there, everything after the examined start counts as quoted history.
+    quote/attribution heuristic decides. If the cut would leave nothing, or the kept text
+    announces answers typed into an unquoted history, the whole body is kept (method
+    ``KEPT_WHOLE``). Only the first ``max_scan_chars`` characters are examined, so a huge body
+    costs no more than a large one; when a boundary is found there, everything after the
+    examined start counts as quoted history.
     """
     if len(body) <= max_scan_chars:
         return _truncate_all(body, marker, separators, strip_signature)
@@ -699,9 +715,14 @@ def _truncate_all(
         result = _located_history(lines, boundary, strip_signature)
     else:
         result = _heuristic(lines, strip_signature)
-    announced = _announced_inline_answers(lines, result.keep)
+    kept_lines: list[str] = []
+    elided_lines: list[str] = []
+    for line, keep in zip(lines, result.keep, strict=True):
+        (kept_lines if keep else elided_lines).append(line)
+    announced = _announced_inline_answers(kept_lines, elided_lines)
     if announced is not None:
-        line_index, phrase = announced
+        position, phrase = announced
+        line_index = [k for k, keep in enumerate(result.keep) if keep][position]
         reason = "; ".join(details + result.reasons[:_MAX_REASONS])
         return Truncation(
             kept="\n".join(_trim_blank_ends(text.split("\n"))),
@@ -710,10 +731,6 @@ def _truncate_all(
             detail=f"{phrase!r} at line {line_index + 1} announces answers inside the history, "
             f"which is not '>'-quoted ({reason}); whole body kept",
         )
-    kept_lines: list[str] = []
-    elided_lines: list[str] = []
-    for line, keep in zip(lines, result.keep, strict=True):
-        (kept_lines if keep else elided_lines).append(line)
     kept_lines = _trim_blank_ends(kept_lines)
     details.extend(result.reasons[:_MAX_REASONS])
     if len(result.reasons) > _MAX_REASONS:

@@ -364,6 +364,7 @@ ANNOUNCEMENTS = {
     "en-below": "Hi Alice,\n\nanswers below.\n\nUma",
     "en-see-below": "Hi Alice, please see below.",
     "en-inline-comments": "Inline comments, as promised.",
+    "en-colon": "Hi Alice,\nComments: inline.",
     "de": "Hallo Alice,\nAntworten siehe unten.",
     "de-text": "Hallo Alice, meine Antworten stehen im Text.",
     "fr": "Bonjour Alice, voir mes réponses ci-dessous.",
