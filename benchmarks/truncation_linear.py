@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from asm_email_rules.truncate import truncate_reply
 
 Family = Callable[[int], str]
+MARKER = "##- Please type your reply above this line -##"
 
 FAMILIES: dict[str, Family] = {
     "On + n letters": lambda n: "On " + "a" * n,
@@ -42,12 +43,22 @@ FAMILIES: dict[str, Family] = {
     "bidi-marked lines": lambda n: ("\u202b" + "x" * 50 + "\u202c\n") * (n // 53),
     "parenthesised tails": lambda n: ("X ezt írta (" + "a" * 70 + "):\n") * (n // 85),
     "one-line Q&A": lambda n: "> question?\nanswer.\n" * (n // 20),
+    # field trial: our marker locates the history (quote block scans, intro search, text below)
+    "quotes around our marker": lambda n: "> q\n" * (n // 8) + f"> {MARKER}\n" + "> q\n" * (n // 8),
+    "blank lines over our marker": lambda n: "x wrote:" + "\n" * n + MARKER,
+    "answers below our marker": lambda n: f"x wrote:\n> {MARKER}\n" + "a\n> q\n" * (n // 6),
+    "Notes labels over our marker": lambda n: "  a@b      To\n      Subject\n" * (n // 28) + MARKER,
+    "announcements over a header block": lambda n: (
+        "Answers below.\n" * (n // 30)
+        + "From: a@b.c\nSent: Mon\nTo: d\nSubject: e\n"
+        + "answer\n" * (n // 14)
+    ),
 }
 
 
 def _time_ours(text: str) -> float:
     t0 = time.perf_counter()
-    truncate_reply(text, strip_signature=True)
+    truncate_reply(text, marker=MARKER, strip_signature=True)
     return time.perf_counter() - t0
 
 

@@ -17,13 +17,17 @@ __all__ = [
     "NAME_SIGNATURE_RE",
     "START_PREFIXES",
     "START_RE",
+    "TOBIT_SEPARATOR",
     "attribution_at",
+    "has_announcement_words",
     "header_block_at",
+    "inline_answers_announced",
     "is_device_line",
     "is_rule",
     "is_separator",
     "is_sig_delimiter",
     "is_valediction",
+    "notes_header_start",
     "split_flattened_line",
     "split_shared_line",
 ]
@@ -83,6 +87,11 @@ START_PREFIXES = frozenset(
 START_RE = re.compile(rf"(?:{_START_WORDS})\s")
 _DATE_START_RE = re.compile(r"\d{1,4}[./\-年 ]")
 _MIDLINE_START_RE = re.compile(rf"(?<=[\s\-])(?:{_START_WORDS})\s")
+#: Horde's quote intro ("Quoting Name <addr>:") in its English, German, French and Spanish
+#: wording; counts only over a quote block
+_QUOTING_OPENERS = ("quoting ", "zitat von ", "citation de ", "citando ")
+#: a bracketed date before the final colon, as mutt writes it: "* Name <addr> [2026-11-26 16:02]:"
+_BRACKETED_TAIL_RE = re.compile(r"[ \t]*[\[(][^\[\]()<>@]{1,40}[\])][ \t]*(?=[:：]\Z)")
 
 # Outlook's (and Gmail's forward) header labels in each display language, by kind. A header
 # block needs two kinds, one of them From or Sent/Date; "other" labels (Organization, Importance,
@@ -220,6 +229,8 @@ _SEPARATOR_KEYWORDS = (
     "переслане",
     "προωθημένο",
 )
+#: Tobit David's separator line, "Original Message processed by david®" (or in brackets)
+TOBIT_SEPARATOR = "original message processed by"
 _FORWARD_INTROS = frozenset(
     (
         "begin forwarded message",
@@ -334,7 +345,68 @@ _VALEDICTIONS = frozenset(
         "terveisin",
     )
 )
+# Phrases that announce answers typed into the quoted history ("see my answers inline below").
+# "inline" phrases name the history itself (inline, in red, in your text); "below" phrases only
+# say where, so the caller counts them only at the very end of the kept text.
+_ANSWER_WORDS_TEXT = (
+    "answer answers answered replies replied response responses responded comment comments",
+    "commented antworten antwort geantwortet anmerkungen kommentare réponse réponses répondu",
+    "commentaire commentaires respuesta respuestas respondido comentario comentarios risposte",
+    "risposto commenti antwoorden opmerkingen reacties resposta respostas respondi comentário",
+    "comentários",
+)
+_ANSWER_WORDS = frozenset(" ".join(_ANSWER_WORDS_TEXT).split())
+_SEE_WORDS_TEXT = "see siehe voir ver véase vea vedi zie veja"
+_SEE_WORD_SET = frozenset(_SEE_WORDS_TEXT.split())
+_ANSWER_NOUNS = "(?:" + "|".join(sorted(_ANSWER_WORDS, key=len, reverse=True)) + ")"
+_INLINE_PLACES = (
+    r"(?:inline|in-line|interleaved|interspersed|between the lines"
+    r"|in (?:red|blue|green|bold|colou?r|caps)|in your (?:text|mail|e-?mail|message)"
+    r"|im text|in (?:rot|blau|grün)|in (?:ihrer|deiner) (?:mail|nachricht)"
+    r"|dans (?:le|votre|ton) (?:texte|message|mail|courriel)|en (?:rouge|bleu|vert)"
+    r"|entre (?:líneas|lignes)|en (?:el|su|tu) (?:texto|correo|mensaje)|en (?:rojo|azul|verde)"
+    r"|nel (?:testo|messaggio)|in (?:rosso|blu)|in (?:de tekst|het rood|rood|blauw)"
+    r"|em (?:vermelho|azul|verde)|no (?:texto|e-?mail))"
+)
+_BELOW_PLACES = (
+    r"(?:below|underneath|unten|ci-dessous|en dessous|plus bas|abajo|a continuación|sotto"
+    r"|di seguito|hieronder|abaixo)"
+)
+_SEE_WORDS = "(?:" + "|".join(sorted(_SEE_WORD_SET, key=len, reverse=True)) + ")"
+#: every announcement holds one of these words (maybe with punctuation on it), as a word of
+#: the line split at whitespace: a cheap test before the patterns
+_ANNOUNCEMENT_WORDS = frozenset(
+    f"{before}{word}{after}"
+    for word in _ANSWER_WORDS | _SEE_WORD_SET | {"inline"}
+    for before, after in itertools.product(("", "(", '"'), ("", ":", ",", ".", ";", "!", "?", ")"))
+)
+_INLINE_ANSWER_RES = (
+    ("inline", re.compile(rf"\b{_ANSWER_NOUNS}\b[^.!?,;\n]{{0,30}}?\b{_INLINE_PLACES}\b")),
+    ("inline", re.compile(rf"\b(?:{_SEE_WORDS}\s+inline|inline\s+{_ANSWER_NOUNS})\b")),
+    ("below", re.compile(rf"\b{_ANSWER_NOUNS}\b[^.!?,;\n]{{0,30}}?\b{_BELOW_PLACES}\b")),
+    # a bare "see below" ends its clause: "see below." yes, "see below for the log" no
+    ("below", re.compile(rf"\b{_SEE_WORDS}\s+{_BELOW_PLACES}\b(?!\s*\w)")),
+)
+#: characters of a line examined for an announcement
+_MAX_ANNOUNCEMENT = 300
+
 NAME_SIGNATURE_RE = re.compile(r"[-/][^\W\d_][\w.'’]*(?:[ \t]+[\w.'’-]+){0,3}")
+
+
+# Lotus Notes' column header: the sender's name, address and date in a left column, the labels
+# To, cc, Subject at the ends of the lines on the right, no "From:" label. English, German and
+# French labels, by kind.
+_NOTES_LABELS = {
+    "to": _TO, "an": _TO, "à": _TO,
+    "cc": _CC, "bcc": _CC, "kopie": _CC, "blindkopie": _CC, "copie": _CC,
+    "subject": _SUBJECT, "thema": _SUBJECT, "betreff": _SUBJECT, "objet": _SUBJECT,
+}  # fmt: skip
+#: lines a Notes header may span, and the blank run that ends it
+_NOTES_WINDOW, _NOTES_BLANK_RUN = 15, 3
+#: lines of the (wrapped) subject under the Subject label, which ends the header
+_NOTES_SUBJECT_LINES = 3
+#: indented lines of the sender's column (name, address) above the first label line
+_NOTES_SENDER_LINES = 3
 
 
 # --------------------------------------------------------------------------- line tests
@@ -420,17 +492,29 @@ def _classify_attribution(text: str, one_line: bool = False) -> str | None:
         if decorated and len(core.split()) <= 8:
             return "strong"
         return "weak"
-    # Gmail-style "<date> <name> <addr>:" with no verb (Japanese, Russian, ... forms): strong
-    # with a year and a time, as Gmail always writes them; else only over a quote.
+    # Gmail-style "<date> <name> <addr>:" with no verb (Japanese, Russian, ... forms), and
+    # mutt's "* <name> <addr> [<date>]:": strong with a year and a time, as both always write
+    # them; else only over a quote.
+    bare = _without_bracketed_date(core)
     if (
         "@" in core
-        and (core[-1] == ">" or core.endswith((">:", ">：")))
+        and (bare[-1] == ">" or bare.endswith((">:", ">：")))
         and _has_evidence(core.replace("@", ""))
     ):
         if one_line and _TIME_RE.search(core) and _YEAR_RE.search(core):
             return "strong"
         return "weak"
+    if ends_colon and core.casefold().startswith(_QUOTING_OPENERS):
+        return "weak"  # Horde: "Quoting Name <addr>:"
     return None
+
+
+def _without_bracketed_date(core: str) -> str:
+    """``core`` without a bracketed date before its final colon ("<addr> [2026-11-26]:")."""
+    if core[-2:-1] not in ("]", ")"):
+        return core
+    found = _BRACKETED_TAIL_RE.search(core, max(0, len(core) - 50))
+    return core if found is None else core[: found.start()] + core[found.end() :]
 
 
 def _join_piece(acc: str, piece: str) -> str:
@@ -540,10 +624,76 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
     return None
 
 
+def _notes_label(line: str) -> str | None:
+    """Kind of the Notes column label ending ``line`` ("...   To", a lone "Subject"), else None.
+
+    The label is the last word, alone on the line or after a gap of two or more spaces.
+    """
+    text = line.rstrip()
+    if not text or len(text) > _MAX_PROBE:
+        return None
+    word = text.rsplit(None, 1)[-1]
+    before = text[: len(text) - len(word)]
+    if before.strip() and not before.endswith(("  ", "\t")):
+        return None
+    return _NOTES_LABELS.get(word.casefold())
+
+
+def notes_header_start(lines: list[str], last: int) -> int | None:
+    """First line of a Lotus Notes column header whose last line is ``last``, else None.
+
+    Notes prints the sender's column on the left and the To / cc / Subject labels at the line
+    ends on the right::
+
+          Service Desk
+          <helpdesk@desk.example>                      To
+                                          Uma User <uma@corp.example>
+          26/11/2026 16:02                             cc
+                                                  Subject
+                                          Call 100 has been updated
+
+    Lines are read upward from ``last`` (at most 15, never across a ``>`` line or three blank
+    lines). It is a header when a Subject label sits at most three lines above ``last`` (the
+    subject under it ends the header), a To label above that, and an address in the block; the
+    block starts at the first label line, or at up to three indented non-blank lines right
+    above it (the sender's name and address). ``lines`` keep their indentation.
+    """
+    kinds: set[str] = set()
+    first_label = subject = -1
+    blanks = 0
+    k = last
+    while k >= 0 and k > last - _NOTES_WINDOW and blanks < _NOTES_BLANK_RUN:
+        text = lines[k].strip()
+        if _is_quoted(text):
+            break
+        blanks = 0 if text else blanks + 1
+        kind = _notes_label(lines[k])
+        if kind is not None:
+            kinds.add(kind)
+            first_label = k
+            subject = max(subject, k) if kind == _SUBJECT else subject
+        k -= 1
+    if subject < 0 or subject < last - _NOTES_SUBJECT_LINES or _TO not in kinds:
+        return None
+    start = first_label
+    while (
+        start > 0
+        and first_label - start < _NOTES_SENDER_LINES
+        and lines[start - 1].strip()
+        and lines[start - 1][:1] in (" ", "\t")
+    ):
+        start -= 1
+    if not any("@" in lines[j] for j in range(start, last + 1)):
+        return None
+    return start
+
+
 def is_separator(stripped: str) -> bool:
     """An "-----Original Message-----" / forward separator or intro line."""
     if len(stripped) < 5 or len(stripped) > 120:
         return False
+    if stripped[: len(TOBIT_SEPARATOR)].casefold() == TOBIT_SEPARATOR:
+        return True  # Tobit David, without its brackets
     if stripped[0] not in "-_=*[" and stripped[-1] not in "-_=*:：]":
         return False
     core, decorated = _deco_strip(stripped)
@@ -551,7 +701,7 @@ def is_separator(stripped: str) -> bool:
     framed = decorated and (stripped[0] in "-_=*" or stripped[-1] in "-_=*")
     if framed and len(low) <= 60 and any(k in low for k in _SEPARATOR_KEYWORDS):
         return True
-    if "original message processed by" in low:  # Tobit David
+    if TOBIT_SEPARATOR in low:  # Tobit David: "[Original Message processed by david]"
         return True
     return stripped[-1] in ":：" and low in _FORWARD_INTROS
 
@@ -579,6 +729,31 @@ def is_valediction(stripped: str) -> bool:
     if len(stripped) > 40:
         return False
     return stripped.rstrip(" ,.!:;").casefold() in _VALEDICTIONS
+
+
+def has_announcement_words(text: str) -> bool:
+    """Cheap test before :func:`inline_answers_announced`: does ``text`` hold a word that every
+    announcement holds (an answer noun, a "see" word, "inline")?"""
+    return not _ANNOUNCEMENT_WORDS.isdisjoint(text.casefold().split())
+
+
+def inline_answers_announced(stripped: str) -> tuple[str, str] | None:
+    """``(kind, phrase)`` when a line announces answers inside the quoted history, else None.
+
+    ``kind`` is "inline" for phrases that name the history itself ("answers inline", "in red",
+    "im Text", "dans le texte") and "below" for those that only say where ("answers below",
+    "see below.", "siehe unten", "voir ci-dessous"). Only the first 300 characters are read.
+    """
+    head = stripped[:_MAX_ANNOUNCEMENT]
+    low = head.casefold()
+    if _ANNOUNCEMENT_WORDS.isdisjoint(low.split()):
+        return None
+    shown = head if len(head) == len(low) else low  # casefolding "ß" shifts positions
+    for kind, pattern in _INLINE_ANSWER_RES:
+        found = pattern.search(low)
+        if found is not None:
+            return kind, shown[found.start() : found.end()]
+    return None
 
 
 def split_shared_line(line: str) -> tuple[str, str] | None:

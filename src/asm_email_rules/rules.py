@@ -1017,7 +1017,7 @@ class _Context:
             body, marker=self.system.reply_marker, separators=self.mailbox.separators
         )
         if cut.method is TruncationMethod.KEPT_WHOLE:
-            return body, ("truncation would leave nothing; the whole body was kept",)
+            return body, (f"Truncate Incoming Emails: {cut.detail}",)
         if cut.method is TruncationMethod.NONE:
             return body, ("Truncate Incoming Emails is on but no quoted history was found",)
         return cut.kept, (

@@ -1,6 +1,7 @@
 """Reply truncation: keep the new text of an incoming reply, drop the quoted history.
 
-Cuts, in order: our own reply marker line, operator-configured separator lines, then a
+Cuts, in order: our own reply marker line, operator-configured separator lines (either
+locates our history: its quote intro goes, the person's text above and below it stays), then a
 line-classifying heuristic (``>`` quote blocks, attributions in many languages, Outlook header
 blocks, "Original Message" / forward separators), optionally followed by signature stripping.
 Every step looks at each line a bounded number of times, so the whole pass is linear.
@@ -23,13 +24,17 @@ from asm_email_rules.reply_lines import (
     NAME_SIGNATURE_RE,
     START_PREFIXES,
     START_RE,
+    TOBIT_SEPARATOR,
     attribution_at,
+    has_announcement_words,
     header_block_at,
+    inline_answers_announced,
     is_device_line,
     is_rule,
     is_separator,
     is_sig_delimiter,
     is_valediction,
+    notes_header_start,
     split_flattened_line,
     split_shared_line,
 )
@@ -105,21 +110,26 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     mark signature blocks (when asked); decide which lines stay (interleaved replies keep
     their quotes); then, when asked, trim a closing signature.
     """
-    stripped = [
-        line.strip() if line.isascii() or _BIDI_RE.search(line) is None else _unbidi(line)
-        for line in lines
-    ]
+    stripped = _stripped_lines(lines)
     roles = [_B if not text else (_Q if text[0] == ">" else _T) for text in stripped]
     reasons: list[str] = []
     cut = _mark_splitters(stripped, roles, reasons)
     verdicts, quote_blocks = _mark_quote_blocks(roles, cut, stripped)
     if strip_signature:
         _mark_signature_blocks(stripped, verdicts, cut, reasons)
-    keep = _keep_flags(verdicts, roles, cut, len(lines), quote_blocks, reasons)
+    keep = _keep_flags(verdicts, roles, quote_blocks, cut < len(lines), reasons)
     keep.extend([False] * (len(lines) - len(keep)))
     if strip_signature:
         _trim_tail(stripped, keep, reasons)
     return _Cut(keep=keep, reasons=reasons)
+
+
+def _stripped_lines(lines: list[str]) -> list[str]:
+    """Each line stripped, without the bidirectional marks that classifying would trip on."""
+    return [
+        line.strip() if line.isascii() or _BIDI_RE.search(line) is None else _unbidi(line)
+        for line in lines
+    ]
 
 
 def _unbidi(line: str) -> str:
@@ -131,7 +141,8 @@ def _splitter_candidates(stripped: list[str]) -> list[int]:
     """Indexes of the lines worth examining as splitters.
 
     A splitter's last line ends with ":", ">" or decoration; header and separator lines have an
-    early colon or start with decoration; attributions may start with an opening word.
+    early colon or start with decoration (Tobit David's separator has neither); attributions
+    may start with an opening word.
     """
     tail_ok = [bool(text) and text[-1] in ATTR_LAST_CHARS for text in stripped]
     tail_ok += [False, False, False]
@@ -148,6 +159,7 @@ def _splitter_candidates(stripped: list[str]) -> list[int]:
             or ":" in text[:60]
             or "：" in text[:60]
             or (text[:2] in START_PREFIXES and START_RE.match(text))
+            or (text[0] in "Oo" and text[: len(TOBIT_SEPARATOR)].casefold() == TOBIT_SEPARATOR)
         )
     ]
 
@@ -315,36 +327,36 @@ def _answers_after_quotes(verdicts: list[str], roles: list[str]) -> int:
 def _keep_flags(
     verdicts: list[str],
     roles: list[str],
-    cut: int,
-    n: int,
     quote_blocks: int,
+    history_follows: bool,
     reasons: list[str],
 ) -> list[bool]:
     """Step 4: which lines above the cut stay, from the verdicts.
 
-    Interleaved (inline) replies keep the quotes between reply lines (reply text on both sides
-    of a removed quote block, or two answers each under its own quote); otherwise only text
-    and blank lines stay, and text between the last quote block and the history goes with it.
+    Interleaved (inline) replies keep the quotes between reply lines (reply text between two
+    removed quote blocks, or between a quote block and the history that follows the cut, or
+    two answers each under its own quote); otherwise only text and blank lines stay.
     """
     verdict_string = "".join(verdicts)
     first_x, last_x = verdict_string.find(_X), verdict_string.rfind(_X)
-    if (first_x >= 0 and _T in verdict_string[first_x:last_x]) or (
-        (first_x >= 0 or _Q in roles) and _answers_after_quotes(verdicts, roles) >= 2
+    # Text after a quote block is the person's even when older history follows: with text
+    # above the quote too, the quote is one they made in their reply (T X T <history> is read
+    # like T X T X). The one corpus case that needed the text cut hid a Tobit David separator.
+    quoted_in_reply = (
+        history_follows
+        and first_x > 0
+        and _T in verdict_string[:first_x]
+        and _T in verdict_string[last_x:]
+    )
+    if (
+        (first_x >= 0 and _T in verdict_string[first_x:last_x])
+        or quoted_in_reply
+        or ((first_x >= 0 or _Q in roles) and _answers_after_quotes(verdicts, roles) >= 2)
     ):
         last_text_end = verdict_string.rfind(_T) + 1
         reasons.append("interleaved reply: quotes between reply lines kept")
         return [verdict not in "HS" for verdict in verdict_string[:last_text_end]]
     keep = [verdict in "TB" for verdict in verdict_string]
-    if (
-        cut < n
-        and first_x >= 0
-        and verdict_string.find(_T) < first_x
-        and verdict_string.find(_T, last_x) >= 0
-    ):
-        # T X T <history>: the text after the quote belongs to the older messages.
-        tail = verdict_string.find(_T, last_x)
-        keep[tail:] = [False] * (len(keep) - tail)
-        reasons.append(f"text at line {tail + 1} lies between quotes and history")
     if quote_blocks:
         reasons.append(f"{quote_blocks} quote block(s) removed")
     return keep
@@ -401,6 +413,130 @@ def _closing_valediction(stripped: list[str], kept: list[int]) -> int:
     return -1
 
 
+# --------------------------------------------------------------------------- located history
+
+#: Lines above our history searched for the splitter that introduces it (a separator, a blank
+#: line and an eight-line header block fit; the rule line over a header block is added after).
+_INTRO_WINDOW = 12
+
+
+def _located_history(lines: list[str], boundary: int, strip_signature: bool) -> _Cut:
+    """Keep flags when our marker (or an operator separator) at ``boundary`` locates our history.
+
+    Our history is the marker line on, or, when the marker line is ``>``-quoted, the quote
+    block around it. When a splitter (attribution, header block, separator; over an unquoted
+    marker also a Lotus Notes column header) ends just above our history (blank lines
+    between), it is the history's quote intro and goes with it, and everything above it is
+    the person's reply, their own quotes and pasted ``>>>`` lines included; otherwise the
+    heuristic runs on the text above, as before. Below a quote block is the person's text
+    again (a bottom-posted reply, answers typed into our message): see
+    :func:`_keep_text_below`.
+    """
+    stripped = _stripped_lines(lines)
+    n = len(lines)
+    first, end = boundary, boundary + 1
+    quoted = stripped[boundary][:1] == ">"
+    if quoted:
+        while first > 0 and stripped[first - 1][:1] == ">":
+            first -= 1
+        while end < n and stripped[end][:1] == ">":
+            end += 1
+    keep = [False] * n
+    reasons: list[str] = []
+    intro = _intro_above(stripped, first)
+    if intro is None and not quoted:
+        intro = _notes_header_above(lines, stripped, first)
+    if intro is None:
+        above = _heuristic(lines[:first], strip_signature)
+        keep[:first] = above.keep
+        reasons.extend(above.reasons)
+    else:
+        start, kind = intro
+        keep[:start] = _reply_text(stripped[:start], strip_signature, reasons)
+        reasons.append(f"{kind} at line {start + 1} introduces our history")
+    last_kept = first - 1
+    while last_kept >= 0 and not (keep[last_kept] and stripped[last_kept]):
+        keep[last_kept] = False  # blank lines between the reply and our history are neither
+        last_kept -= 1
+    if quoted:
+        _keep_text_below(stripped, boundary, end, keep, strip_signature, reasons)
+    return _Cut(keep=keep, reasons=reasons)
+
+
+def _intro_above(stripped: list[str], first: int) -> tuple[int, str] | None:
+    """The splitter ending just above line ``first`` (blank lines between): its start and kind.
+
+    At most ``_INTRO_WINDOW`` lines up are tried, never across a quoted line; the topmost start
+    wins, so a separator over a header block counts from the separator.
+    """
+    last = first - 1
+    while last >= 0 and not stripped[last]:
+        last -= 1
+    found: tuple[int, str] | None = None
+    k = last
+    while k >= 0 and k > last - _INTRO_WINDOW and stripped[k][:1] != ">":
+        if stripped[k]:
+            splitter = _splitter_at(stripped, k)
+            if splitter is not None and last < splitter.end <= first:
+                start = _rule_above(stripped, k) if splitter.kind == "header block" else k
+                found = (start, splitter.kind)
+        k -= 1
+    return found
+
+
+def _notes_header_above(
+    lines: list[str], stripped: list[str], first: int
+) -> tuple[int, str] | None:
+    """A Lotus Notes column header ending just above line ``first`` (blank lines between)."""
+    last = first - 1
+    while last >= 0 and not stripped[last]:
+        last -= 1
+    start = notes_header_start(lines, last) if last >= 0 else None
+    return None if start is None else (start, "Lotus Notes header")
+
+
+def _reply_text(stripped: list[str], strip_signature: bool, reasons: list[str]) -> list[bool]:
+    """Keep flags for lines known to be the person's: all of them, less a signature if asked."""
+    if not strip_signature:
+        return [True] * len(stripped)
+    verdicts = [_T if text else _B for text in stripped]
+    _mark_signature_blocks(stripped, verdicts, len(stripped), reasons)
+    keep = [verdict in "TB" for verdict in verdicts]
+    _trim_tail(stripped, keep, reasons)
+    return keep
+
+
+def _keep_text_below(
+    stripped: list[str],
+    marker: int,
+    end: int,
+    keep: list[bool],
+    strip_signature: bool,
+    reasons: list[str],
+) -> None:
+    """Keep the person's text under our quoted history (lines ``end`` on).
+
+    It runs to the last unquoted line; quoted lines after it are the rest of our message and
+    go. When quoted lines sit between the kept lines, the person answered inside our message:
+    our quoted text after the marker line stays too, so each answer keeps its question.
+    """
+    last = len(stripped) - 1
+    while last >= end and stripped[last][:1] in ("", ">"):
+        last -= 1
+    if last < end:
+        return
+    keep[end : last + 1] = _reply_text(stripped[end : last + 1], strip_signature, reasons)
+    if not any(text[:1] == ">" for text in stripped[end:last]):
+        below = end + next(k for k, text in enumerate(stripped[end:]) if text)
+        reasons.append(f"reply text below our history kept from line {below + 1}")
+        return
+    question = marker + 1
+    while question < end and not stripped[question].lstrip("> \t"):
+        question += 1
+    keep[question:end] = [True] * (end - question)
+    reasons.append("answers typed into our quoted message: the quotes between them kept")
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -427,6 +563,62 @@ def _trim_blank_ends(parts: list[str]) -> list[str]:
     return parts[a:b]
 
 
+#: Non-blank lines at the start and at the end of the kept text where an announcement of
+#: inline answers counts (a phrase deep in a long reply is about something else).
+_ANNOUNCEMENT_LINES = 3
+#: Lines after a "below" announcement: at most this many, each a short closing line.
+_CLOSING_LINES, _CLOSING_CHARS = 3, 40
+
+
+def _announced_inline_answers(kept: list[str], elided: list[str]) -> tuple[int, str] | None:
+    """Position in ``kept`` and phrase of an announcement of answers typed into the history.
+
+    Such answers cannot be told apart from an Outlook-style history, which is not ``>``-quoted,
+    so only a history whose last line is unquoted counts (quoted answers show by themselves:
+    see the interleaved rule). The phrase must be in the first or last
+    ``_ANNOUNCEMENT_LINES`` non-blank kept lines; a "below" phrase ("answers below", "see
+    below.") only when nothing but a short closing follows it and it does not end with a colon
+    (then it introduces the kept lines under it). Returns None when there is none.
+    """
+    last_cut = len(elided) - 1
+    while last_cut >= 0 and not elided[last_cut].strip():
+        last_cut -= 1
+    if last_cut < 0 or elided[last_cut].lstrip()[0] == ">":
+        return None
+    head = _nonblank(kept, range(len(kept)), _ANNOUNCEMENT_LINES)
+    tail = _nonblank(kept, range(len(kept) - 1, -1, -1), _CLOSING_LINES + 1)
+    tail.reverse()  # the last kept lines, in order: enough to see what follows a "below"
+    candidates = sorted(set(head) | set(tail[-_ANNOUNCEMENT_LINES:]))
+    if not has_announcement_words(" ".join(kept[k].strip()[:300] for k in candidates)):
+        return None
+    for k in candidates:
+        found = inline_answers_announced(kept[k].strip())
+        if found is None:
+            continue
+        kind, phrase = found
+        if kind == "below":
+            after = tail[tail.index(k) + 1 :] if k in tail else None
+            if (
+                after is None
+                or any(len(kept[j].strip()) > _CLOSING_CHARS for j in after)
+                or (after and kept[k].rstrip().endswith(":"))
+            ):
+                continue
+        return k, phrase
+    return None
+
+
+def _nonblank(lines: list[str], order: range, count: int) -> list[int]:
+    """The first ``count`` indexes, in ``order``, of non-blank lines."""
+    found: list[int] = []
+    for k in order:
+        if lines[k].strip():
+            found.append(k)
+            if len(found) == count:
+                break
+    return found
+
+
 MAX_SCAN_CHARS = 256 * 1024
 """How much of a body is examined for the reply boundary (a reply is found near the top)."""
 
@@ -442,10 +634,12 @@ def truncate_reply(
     """Keep the new reply text of ``body`` and say what was cut and why.
 
     Cut order: the first line containing ``marker``, else the first line containing one of
-    ``separators``, then the quote/attribution heuristic on what is left. If the cut would leave
-    nothing, the whole body is kept (method ``KEPT_WHOLE``). Only the first ``max_scan_chars``
-    characters are examined, so a huge body costs no more than a large one; when a boundary is
-    found there, everything after the examined start counts as quoted history.
+    ``separators``, locates our history (see :func:`_located_history`); without either, the
+    quote/attribution heuristic decides. If the cut would leave nothing, or the kept text
+    announces answers typed into an unquoted history, the whole body is kept (method
+    ``KEPT_WHOLE``). Only the first ``max_scan_chars`` characters are examined, so a huge body
+    costs no more than a large one; when a boundary is found there, everything after the
+    examined start counts as quoted history.
     """
     if len(body) <= max_scan_chars:
         return _truncate_all(body, marker, separators, strip_signature)
@@ -517,14 +711,27 @@ def _truncate_all(
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     lines = _split_shared_lines(text.split("\n"))
     method, details, boundary = _configured_boundary(lines, marker, separators)
-    region, elided_head = lines[:boundary], lines[boundary:]
-    result = _heuristic(region, strip_signature)
+    if boundary < len(lines):
+        result = _located_history(lines, boundary, strip_signature)
+    else:
+        result = _heuristic(lines, strip_signature)
     kept_lines: list[str] = []
     elided_lines: list[str] = []
-    for line, keep in zip(region, result.keep, strict=True):
+    for line, keep in zip(lines, result.keep, strict=True):
         (kept_lines if keep else elided_lines).append(line)
+    announced = _announced_inline_answers(kept_lines, elided_lines)
+    if announced is not None:
+        position, phrase = announced
+        line_index = [k for k, keep in enumerate(result.keep) if keep][position]
+        reason = "; ".join(details + result.reasons[:_MAX_REASONS])
+        return Truncation(
+            kept="\n".join(_trim_blank_ends(text.split("\n"))),
+            elided="",
+            method=TruncationMethod.KEPT_WHOLE,
+            detail=f"{phrase!r} at line {line_index + 1} announces answers inside the history, "
+            f"which is not '>'-quoted ({reason}); whole body kept",
+        )
     kept_lines = _trim_blank_ends(kept_lines)
-    elided_lines.extend(elided_head)
     details.extend(result.reasons[:_MAX_REASONS])
     if len(result.reasons) > _MAX_REASONS:
         details.append(f"{len(result.reasons) - _MAX_REASONS} more cuts")

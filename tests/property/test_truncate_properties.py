@@ -53,6 +53,14 @@ TRICKY_LINES = [
     "보낸 날짜: 2021년 5월 3일",
     "> Which floor?",
     "The third.",
+    # field trial: our quoted marker, Horde's and mutt's quote intros
+    "> ##- Please type your reply above this line -##",
+    "Quoting Bob <bob@example.com>:",
+    "* Bob <bob@example.com> [2021-05-03 10:00]:",
+    "Hi Bob, see my answers inline below.",
+    "Answers below.",
+    "  Service Desk <bob@example.com>          To",
+    "                                     Subject",
 ]
 
 line = st.one_of(

@@ -56,6 +56,72 @@ def test_truncation_keeps_only_the_reply_portion(desk: Desk) -> None:
     assert text.strip() == "Thanks, it works now."
 
 
+BOTTOM_POSTED_REPLY = """Service Desk wrote:
+> ##- Please type your reply above this line -##
+>
+> Call 100 has been updated.
+
+The fan still rattles when the lid is closed.
+"""
+
+REPLY_WITH_OWN_QUOTE = """The installer said:
+
+> Reboot twice and it settles.
+
+It did not settle. Please send someone.
+
+On Thu, 26 Nov 2026 at 10:00, Helpdesk <helpdesk@desk.example> wrote:
+> ##- Please type your reply above this line -##
+>
+> Call 100 has been updated.
+"""
+
+
+def test_truncation_keeps_a_reply_typed_below_our_quoted_reply(desk: Desk) -> None:
+    """ "only the reply portion of the email is added to the history of the call": the reply
+    portion of a bottom-posted answer is the text under our quoted reply, not the line that
+    introduces the quote."""
+    desk.set_system(truncate_incoming_emails=True)
+    desk.mail("Re: Call 100 has been updated", body=BOTTOM_POSTED_REPLY)
+    (text,) = desk.texts(EntityKind.CALL, 100, EntryKind.HISTORY)
+    assert text.strip() == "The fan still rattles when the lid is closed."
+
+
+def test_truncation_keeps_what_the_person_quoted_in_their_reply(desk: Desk) -> None:
+    """ "only the reply portion of the email is added to the history of the call": everything
+    above the line that introduces our quoted reply is the person's reply, their own quotes
+    and the text after them included."""
+    desk.set_system(truncate_incoming_emails=True)
+    desk.mail("Re: Call 100 has been updated", body=REPLY_WITH_OWN_QUOTE)
+    (text,) = desk.texts(EntityKind.CALL, 100, EntryKind.HISTORY)
+    assert text.strip() == REPLY_WITH_OWN_QUOTE.split("\n\nOn Thu")[0]
+
+
+OUTLOOK_INLINE_ANSWERS = """Hi Alice, see my answers inline below.
+
+From: Alice Analyst <helpdesk@desk.example>
+Sent: Thursday, November 26, 2026 4:02 PM
+To: Uma User <uma@corp.example>
+Subject: Call 100 [CALL#100]
+
+##- Please type your reply above this line -##
+
+Which tray jams?
+[Uma] Tray 2, only with A3 paper.
+"""
+
+
+def test_truncation_keeps_answers_announced_inside_our_reply(desk: Desk) -> None:
+    """ "only the reply portion of the email is added to the history of the call": answers
+    typed into our unquoted reply are part of the reply portion; when the reply says they are
+    there, the whole body is added and the decision says why."""
+    desk.set_system(truncate_incoming_emails=True)
+    decision = desk.mail("Re: Call 100 has been updated", body=OUTLOOK_INLINE_ANSWERS)
+    (text,) = desk.texts(EntityKind.CALL, 100, EntryKind.HISTORY)
+    assert "[Uma] Tray 2, only with A3 paper." in text
+    assert any("announces answers" in reason for reason in decision.reasons)
+
+
 def test_no_truncation_when_the_option_is_off(desk: Desk) -> None:
     """Truncation applies only when "Truncate Incoming Emails is selected"."""
     desk.mail("Re: Call 100 has been updated", body=QUOTED_REPLY)

@@ -169,6 +169,16 @@ def test_original_message_and_forward_separators_cut(separator: str) -> None:
     assert separator in result.elided
 
 
+def test_tobit_david_separator_without_brackets_cuts() -> None:
+    body = (
+        "New text.\n\nOriginal Message processed by david\u00ae\nFW: Printer 9. August 2026\n"
+        "Von Max Muster\nAn Service Desk\n\nOlder text.\n"
+    )
+    result = truncate_reply(body)
+    assert result.kept == "New text."
+    assert "Older text." in result.elided
+
+
 def test_decorated_line_without_separator_keyword_is_kept() -> None:
     body = "Please enter feedback below.\n\n------ Enter Feedback Below ------\n\nGreat service.\n"
     assert _kept(body) == body.strip()
@@ -203,12 +213,220 @@ def test_operator_separator_cuts_at_the_first_line_containing_it() -> None:
     assert result.elided == "=== CUT HERE ===\nold stuff"
 
 
+# Field trial: replies to our own replies, whose quoted history starts with our marker line.
+
+OUR_QUOTED_REPLY = f"> {MARKER}\n>\n> Call 100 has been updated.\n"
+STILL_BROKEN = "It's still broken, and now it smells of burning."
+QUOTE_INTROS = {
+    "plain": "Service Desk wrote:\n",
+    "horde": "Quoting Service Desk <helpdesk@desk.example>:\n\n",
+    "mutt": "* Service Desk <helpdesk@desk.example> [2026-11-26 16:02]:\n",
+    "gmail": "On Thu, 26 Nov 2026 at 16:02, Service Desk <helpdesk@desk.example> wrote:\n",
+}
+
+
+@pytest.mark.parametrize("intro", QUOTE_INTROS.values(), ids=QUOTE_INTROS.keys())
+def test_reply_below_our_quoted_marker_is_kept_and_its_quote_intro_goes(intro: str) -> None:
+    body = f"{intro}{OUR_QUOTED_REPLY}\n{STILL_BROKEN}\n"
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == STILL_BROKEN
+    assert result.method is TruncationMethod.MARKER
+    assert result.elided.startswith(intro.strip())
+    assert result.elided.endswith("> Call 100 has been updated.")
+
+
+def test_text_above_and_below_our_quoted_marker_is_all_kept() -> None:
+    intro = QUOTE_INTROS["gmail"]
+    body = f"Short answer: no.\n\n{intro}{OUR_QUOTED_REPLY}\nLong answer: {STILL_BROKEN}"
+    assert _kept(body, marker=MARKER) == f"Short answer: no.\n\nLong answer: {STILL_BROKEN}"
+
+
+def test_answers_inside_our_quoted_message_keep_their_questions() -> None:
+    body = (
+        f"Service Desk wrote:\n> {MARKER}\n>\n> Which tray jams?\nTray 2.\n> Since when?\n"
+        "Since Monday.\n>\n> Regards, Alice\n"
+    )
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == "> Which tray jams?\nTray 2.\n> Since when?\nSince Monday."
+    assert MARKER in result.elided
+    assert "> Regards, Alice" in result.elided
+
+
+def test_persons_own_quote_above_our_history_is_part_of_the_reply() -> None:
+    reply = (
+        "Here is what the vendor told me:\n\n> Please update the firmware to 2.3.\n"
+        "> That fixes E-204.\n\nI did that and it still fails. Can you send a technician?"
+    )
+    body = f"{reply}\n\n{QUOTE_INTROS['gmail']}{OUR_QUOTED_REPLY}"
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == reply
+    assert result.elided.startswith("On Thu, 26 Nov 2026")
+
+
+def test_pasted_interpreter_session_above_our_history_is_part_of_the_reply() -> None:
+    reply = (
+        "The script stops here:\n\n>>> import printerlib\n>>> printerlib.feed(tray=2)\n"
+        "Traceback (most recent call last):\n"
+        '  File "<stdin>", line 1, in <module>\n'
+        "printerlib.PaperJam: tray 2\n\nAny idea?"
+    )
+    body = f"{reply}\n\n{QUOTE_INTROS['gmail']}{OUR_QUOTED_REPLY}"
+    assert _kept(body, marker=MARKER) == reply
+
+
+def test_unrecognised_line_over_our_quoted_marker_stays() -> None:
+    """Without a recognised quote intro right above our history nothing more than before goes."""
+    body = f"Thanks, fixed.\n{OUR_QUOTED_REPLY}"
+    assert _kept(body, marker=MARKER) == "Thanks, fixed."
+
+
+NOTES_HEADERS = {
+    "name-over-address": (
+        "  Service Desk\n"
+        "  <helpdesk@desk.example>                                   To\n"
+        "                                         Uma User <uma@corp.example>\n"
+        "  26/11/2026 16:02                                          cc\n"
+        "\n"
+        "                                                        Subject\n"
+        "                                         Call 100 has been updated [CALL#100]\n"
+    ),
+    "name-beside-to": (
+        "  Service Desk/IT/ACME@ACME                    To\n"
+        "                                               Uma User/Sales/ACME@ACME\n"
+        "  26.11.2026 16:02                             cc\n"
+        "                                               Subject\n"
+        "                                               Call 100 [CALL#100]\n"
+    ),
+    "german": (
+        "  Service Desk <helpdesk@desk.example>         An\n"
+        "                                               Uma User <uma@corp.example>\n"
+        "  26.11.2026 16:02                             Kopie\n"
+        "                                               Thema\n"
+        "                                               Call 100 [CALL#100]\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("header", NOTES_HEADERS.values(), ids=NOTES_HEADERS.keys())
+def test_lotus_notes_column_header_over_our_marker_goes_with_the_history(header: str) -> None:
+    body = f"Still jammed, please come today.\n\n\n\n{header}\n\n\n{MARKER}\n\nCall 100 ...\n"
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == "Still jammed, please come today."
+    assert result.elided.lstrip().startswith("Service Desk")
+    assert result.method is TruncationMethod.MARKER
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        (  # labels at column ends, but no address: not a header
+            "Steps I tried:\n  1. switch off\n  2. wait      To\n  3. switch on      Subject",
+            None,
+        ),
+        (  # To and Subject, but the address is in the reply above the columns
+            "Sent to helpdesk@desk.example:\n\n  Printer 4      To\n  Room 12  Subject",
+            None,
+        ),
+        (  # To and cc at column ends, an address, but no Subject label ending the block
+            "Uma User <uma@corp.example>      To\n  Sales team        cc\n  Ends here.",
+            None,
+        ),
+        (  # an unindented line over the first label is not the sender's column
+            "Please change it.\nService Desk\n  <helpdesk@desk.example>    To\n  x    Subject",
+            "Please change it.\nService Desk",
+        ),
+    ],
+    ids=["no-address", "address-outside-the-columns", "no-subject", "unindented-sender"],
+)
+def test_text_that_only_looks_like_a_notes_header_is_kept(reply: str, kept: str | None) -> None:
+    body = f"{reply}\n\n{MARKER}\nOld.\n"
+    assert _kept(body, marker=MARKER) == (reply if kept is None else kept)
+
+
 def test_reply_below_the_marker_keeps_the_whole_body() -> None:
     body = f"{MARKER}\nmy reply typed below the marker"
     result = truncate_reply(body, marker=MARKER)
     assert result.method is TruncationMethod.KEPT_WHOLE
     assert result.kept == body
     assert result.elided == ""
+
+
+# ------------------------------------------------------ announced inline answers
+
+OUTLOOK_HISTORY = (
+    "From: Alice Analyst <helpdesk@desk.example>\nSent: Thursday, November 26, 2026 4:02 PM\n"
+    "To: Uma User <uma@corp.example>\nSubject: Call 100 [CALL#100]\n\n"
+)
+INLINE_ANSWERS = "1. Which tray jams?\n[Uma] Tray 2.\n\n2. Since when?\n[Uma] Since Monday."
+ANNOUNCEMENTS = {
+    "en": "Hi Alice, see my answers inline below.",
+    "en-red": "Hi Alice,\n\nmy answers are in red.\n\nThanks,\nUma",
+    "en-below": "Hi Alice,\n\nanswers below.\n\nUma",
+    "en-see-below": "Hi Alice, please see below.",
+    "en-inline-comments": "Inline comments, as promised.",
+    "en-colon": "Hi Alice,\nComments: inline.",
+    "de": "Hallo Alice,\nAntworten siehe unten.",
+    "de-text": "Hallo Alice, meine Antworten stehen im Text.",
+    "fr": "Bonjour Alice, voir mes réponses ci-dessous.",
+    "fr-rouge": "Bonjour, réponses en rouge dans votre message.",
+    "es": "Hola Alice, mis respuestas van entre líneas.",
+    "it": "Ciao Alice, vedi sotto.",
+    "nl": "Hoi Alice, zie mijn antwoorden hieronder.",
+    "pt": "Olá Alice, respostas abaixo em vermelho.",
+}
+
+
+@pytest.mark.parametrize("with_marker", [True, False], ids=["marker", "heuristic"])
+@pytest.mark.parametrize("announcement", ANNOUNCEMENTS.values(), ids=ANNOUNCEMENTS.keys())
+def test_announced_inline_answers_keep_the_whole_body(announcement: str, with_marker: bool) -> None:
+    """Answers typed into an Outlook history cannot be told from it: when the kept text says
+    they are there, the whole body is kept, and the detail says why."""
+    marker_line = f"{MARKER}\n\n" if with_marker else ""
+    body = f"{announcement}\n\n{OUTLOOK_HISTORY}{marker_line}{INLINE_ANSWERS}\n"
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == body.strip()
+    assert result.elided == ""
+    assert result.method is TruncationMethod.KEPT_WHOLE
+    assert "announces answers" in result.detail
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "The tray below the scanner jams again.",
+        "See the log below for the error.",
+        "My notes below:\n- tray 2 jams\n- since Monday",
+        "Comments below are from the vendor:\nReboot twice, then wait ten minutes.",
+        "Hi Alice,\n\n"
+        + "The printer on the third floor keeps jamming on A3 paper.\n" * 6
+        + "My comments are inline, as usual, when I find the time.\n"
+        + "It started after the firmware update last week, I think.\n" * 3
+        + "Uma",
+    ],
+    ids=[
+        "unrelated-below",
+        "see-the-log-below",
+        "notes-below-colon",
+        "comments-below-text",
+        "deep-in-long-text",
+    ],
+)
+def test_ordinary_replies_mentioning_below_are_cut_as_usual(reply: str) -> None:
+    body = f"{reply}\n\n{OUTLOOK_HISTORY}{INLINE_ANSWERS}\n"
+    result = truncate_reply(body)
+    assert result.kept == reply
+    assert result.method is TruncationMethod.HEURISTIC
+
+
+def test_announced_answers_over_a_quoted_history_follow_the_quotes() -> None:
+    """With >-quoted history the answers show by themselves: no whole-body keep."""
+    body = (
+        "See my answers inline below.\n\nOn Thu, 26 Nov 2026 at 16:02, Alice <a@desk.example> "
+        "wrote:\n> Which tray jams?\n> Since when?\n"
+    )
+    result = truncate_reply(body)
+    assert result.kept == "See my answers inline below."
+    assert result.method is TruncationMethod.HEURISTIC
 
 
 # --------------------------------------------------------------------------- signatures
@@ -293,6 +511,43 @@ def test_bottom_post_keeps_only_the_reply() -> None:
 def test_text_after_the_quote_is_kept_when_nothing_older_follows() -> None:
     body = "Test reply\n\nOn 04/19/2011 07:10 AM, Roman wrote:\n\n> Test\n\nRegards, Roman"
     assert _kept(body) == "Test reply\n\nRegards, Roman"
+
+
+OWN_QUOTE = (
+    "Here is what the vendor told me:\n\n> Please update the firmware to 2.3.\n"
+    "> That fixes E-204.\n\nI did that and it still fails."
+)
+
+
+@pytest.mark.parametrize("quoted_history", [True, False], ids=["quoted", "unquoted"])
+def test_text_after_the_persons_own_quote_is_kept_when_older_history_follows(
+    quoted_history: bool,
+) -> None:
+    """Text, a quote, text, then history: the quote is one the person made in their reply,
+    whether the history under it is quoted (an inline reply) or not (a hard cut)."""
+    history = "> Call 100 has been updated." if quoted_history else "Call 100 has been updated."
+    body = (
+        f"{OWN_QUOTE}\n\n"
+        "On Mon, 30 Nov 2026 at 08:00, Service Desk <helpdesk@desk.example> wrote:\n"
+        f"{history}\n"
+    )
+    result = truncate_reply(body)
+    assert result.kept == OWN_QUOTE
+    assert result.elided.startswith("On Mon, 30 Nov 2026")
+    assert result.method is TruncationMethod.HEURISTIC
+
+
+def test_text_after_a_quote_is_kept_above_our_history_found_past_a_banner() -> None:
+    """A banner between the header block and our marker hides the quote intro of our history:
+    the heuristic decides above it, and keeps the text after the person's quote."""
+    body = (
+        "The vendor's notes:\n> reboot twice\n> then wait\n\nDid both, no change.\n\n"
+        "From: Service Desk <helpdesk@desk.example>\nSent: Thursday, November 26, 2026 4:02 PM\n"
+        f"To: Uma User\nSubject: Call 100\n\nCAUTION: external sender.\n\n{MARKER}\nOld.\n"
+    )
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == "The vendor's notes:\n> reboot twice\n> then wait\n\nDid both, no change."
+    assert result.method is TruncationMethod.MARKER
 
 
 def test_quote_without_attribution_goes() -> None:
