@@ -69,6 +69,9 @@ class IntakeNoteKind(enum.Enum):
     """A body declared base64 that is written as plain text (words); kept as written."""
     UNKNOWN_TRANSFER_ENCODING = "unknown_transfer_encoding"
     """A Content-Transfer-Encoding intake does not know; the body kept as is."""
+    TEXT_PART_WITHOUT_TEXT = "text_part_without_text"
+    """A text part with no text (blank, image placeholders, an "HTML message" notice) passed
+    over: another part with text became the body."""
     HTML_BODY_CUT = "html_body_cut"
     """An HTML-only body too long to convert whole: only its start became the text body."""
     ATTACHMENT_DROPPED = "attachment_dropped"
