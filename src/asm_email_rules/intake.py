@@ -193,6 +193,7 @@ class _Intake(MimeReader):
         if not headers_only:
             if root.boundary is not None:
                 self.scan(root)
+            root = self.open_signed(root)
             self.check_tree_limits()
             contents = self.contents(root)
         if self.overflowed:  # body parts over the cap, kept whole beside the others

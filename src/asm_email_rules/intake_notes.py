@@ -72,6 +72,14 @@ class IntakeNoteKind(enum.Enum):
     TEXT_PART_WITHOUT_TEXT = "text_part_without_text"
     """A text part with no text (blank, image placeholders, an "HTML message" notice) passed
     over: another part with text became the body."""
+    SIGNATURE_NOT_CHECKED = "signature_not_checked"
+    """An opaque-signed S/MIME part (RFC 8551 section 3.5.2) opened: its content read as part
+    of the message, its signature not checked; nothing about it counts as authenticated."""
+    ENCRYPTED_NOT_READ = "encrypted_not_read"
+    """An S/MIME encrypted part (enveloped-data) kept as an attachment; nothing decrypted."""
+    SMIME_NOT_READ = "smime_not_read"
+    """S/MIME signed data the bounded reader refused (broken, detached, too deep): kept as an
+    attachment only."""
     HTML_BODY_CUT = "html_body_cut"
     """An HTML-only body too long to convert whole: only its start became the text body."""
     ATTACHMENT_DROPPED = "attachment_dropped"

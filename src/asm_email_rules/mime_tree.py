@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
+from asm_email_rules.errors import DerError
 from asm_email_rules.header_values import clean_text, header_bytes_to_str, mime_params
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 from asm_email_rules.model import LimitKind, LimitViolation
 from asm_email_rules.settings import Limits
+from asm_email_rules.smime import cms_content_type, signed_content
 
 __all__ = ["MIME_HEADERS", "MimePart", "MimeReader", "cut_lines", "has_line_over", "longest_line"]
 
@@ -367,6 +369,120 @@ class MimeReader:
             )
         return data
 
+    # -- S/MIME -----------------------------------------------------------------------------
+
+    def open_signed(self, root: MimePart) -> MimePart:
+        """Open opaque-signed S/MIME parts (RFC 8551 section 3.5.2); the root, maybe new.
+
+        A kept leaf that is ``application/pkcs7-mime`` or ``application/x-pkcs7-mime`` with
+        ``smime-type=signed-data``, or without ``smime-type`` (or ``application/octet-stream``
+        named ``*.p7m``) holding SignedData, has its signed MIME entity read by
+        :func:`~asm_email_rules.smime.signed_content`, the signature **not** checked (noted
+        ``SIGNATURE_NOT_CHECKED``). The leaf is replaced by a container holding that entity,
+        read like any part, then the ``.p7m`` itself (kept as an attachment). Encrypted data
+        (``enveloped-data``) stays an attachment, noted ``ENCRYPTED_NOT_READ``; data the
+        reader refuses too (``SMIME_NOT_READ``). The entity's bytes are appended to ``raw``
+        (after a line break) so its parts are found by the same scan and limits; at most
+        ``_MAX_SIGNED`` parts are opened (a signature inside a signature counts twice).
+        """
+        pending = [found for found in self.leaves_with_parents(root) if _maybe_signed(found[2])]
+        pending.reverse()  # a stack: document order, an opened entity's own parts first
+        opened = 0
+        while pending and opened < _MAX_SIGNED:
+            parent, index, leaf = pending.pop()
+            if leaf.depth >= self.limits.max_mime_depth:  # its entity would be too deep
+                self.max_depth = max(self.max_depth, leaf.depth + 1)
+                continue
+            what = f"part ({leaf.ctype}{', ' + leaf.filename if leaf.filename else ''})"
+            entity = self.signed_entity(leaf, what)
+            if entity is None:
+                continue
+            opened += 1
+            container = self.open_entity(leaf, entity)
+            if parent is None:
+                root = container
+            else:
+                parent.children[index] = container  # the siblings' indexes stay as they were
+            inner = self.leaves_with_parents(container)
+            pending.extend(reversed([f for f in inner if f[2] is not leaf and _maybe_signed(f[2])]))
+        return root
+
+    def signed_entity(self, leaf: MimePart, what: str) -> bytes | None:
+        """The signed MIME entity of a part :func:`_maybe_signed` picked, or None (noted when
+        the part is encrypted or unreadable; silent when it is no S/MIME data we open)."""
+        limit = self.limits.max_attachment_size
+        if (leaf.body_end - leaf.body_start) * 3 // 4 > limit * 11 // 10 + 1024:
+            return None  # too big: the attachment is dropped with its own note
+        kept, self.notes = self.notes, []  # decoded again as the attachment: noted then
+        try:
+            data = self.transfer_decode(leaf, what)
+        finally:
+            self.notes = kept
+        declared = leaf.params.get("smime-type", "").strip().lower()
+        try:
+            kind = declared or cms_content_type(data)
+            if kind in ("enveloped-data", "authenveloped-data"):
+                self.note(
+                    IntakeNoteKind.ENCRYPTED_NOT_READ,
+                    f"{what}: S/MIME encrypted ({kind}); kept as an attachment, not decrypted",
+                )
+                return None
+            if kind != "signed-data":
+                return None
+            entity = signed_content(data)
+        except DerError as exc:
+            self.note(
+                IntakeNoteKind.SMIME_NOT_READ,
+                f"{what}: S/MIME signed data not read ({exc}); kept as an attachment",
+            )
+            return None
+        self.note(
+            IntakeNoteKind.SIGNATURE_NOT_CHECKED,
+            f"{what}: S/MIME signed message; its content read, the signature not checked "
+            "(not treated as authenticated)",
+        )
+        return entity
+
+    def open_entity(self, leaf: MimePart, entity: bytes) -> MimePart:
+        """A container in place of ``leaf``: the MIME entity (appended to ``raw`` and read
+        as a part, scanned if multipart), then ``leaf`` itself."""
+        limits = self.limits
+        if not self.cut_at and has_line_over(entity, limits.max_line_length):
+            self.cut_at = limits.max_line_length
+            self.violate(
+                LimitKind.LINE_LENGTH,
+                limits.max_line_length,
+                longest_line(entity),
+                f"header values and text lines truncated to {limits.max_line_length}",
+            )
+        container = MimePart(
+            [], leaf.body_start, leaf.body_end, leaf.depth, ctype="multipart/mixed", boundary=""
+        )  # a container without a boundary line of its own: its parts are already known
+        start = len(self.raw) + 2
+        self.raw = b"".join((self.raw, b"\r\n", entity))
+        inner = self.make_part(start, leaf.depth + 1, container)
+        if inner.boundary is not None and inner.kept:
+            self.scan(inner)
+        container.children.append(leaf)
+        return container
+
+    def leaves_with_parents(
+        self, root: MimePart
+    ) -> Iterator[tuple[MimePart | None, int, MimePart]]:
+        """Kept leaf parts in document order, each with its parent and its index there (the
+        root, when it is a leaf, has no parent)."""
+        if root.boundary is None:
+            yield None, 0, root
+            return
+        stack = [(root, index) for index in range(len(root.children) - 1, -1, -1)]
+        while stack:
+            parent, index = stack.pop()
+            part = parent.children[index]
+            if part.boundary is None:
+                yield parent, index, part
+            else:
+                stack.extend((part, k) for k in range(len(part.children) - 1, -1, -1))
+
     def leaves(self, root: MimePart) -> Iterator[MimePart]:
         """Kept leaf parts in document order (iterative walk)."""
         stack = [root]
@@ -378,6 +494,22 @@ class MimeReader:
                 stack.extend(reversed(part.children))
 
     # -- the whole message ----------------------------------------------------------------
+
+
+_MAX_SIGNED = 3
+"""Opaque-signed S/MIME parts opened in one message (a signature inside a signature, as
+triple-wrapped mail has, counts as two)."""
+_PKCS7_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+
+
+def _maybe_signed(part: MimePart) -> bool:
+    """A leaf that may hold opaque-signed S/MIME: a pkcs7-mime type with ``smime-type``
+    ``signed-data`` or none (the data says which: encrypted mail is noted as such), or an
+    ``application/octet-stream`` named ``*.p7m``."""
+    if part.ctype in _PKCS7_TYPES:
+        declared = part.params.get("smime-type", "").strip().lower()
+        return declared in ("", "signed-data", "enveloped-data", "authenveloped-data")
+    return part.ctype == "application/octet-stream" and part.filename.lower().endswith(".p7m")
 
 
 _PIECE = 1 << 16
