@@ -61,6 +61,10 @@ class IntakeNoteKind(enum.Enum):
     # MIME structure and transfer encodings (RFC 2045, RFC 2046)
     NO_BOUNDARY_IN_MULTIPART = "no_boundary_in_multipart"
     """A multipart part without a boundary parameter, read as text/plain."""
+    INVALID_CONTENT_TYPE = "invalid_content_type"
+    """A syntactically invalid Content-Type (RFC 2045 section 5.2): read leniently (a
+    ``type/subtype`` whose parameters lack their ``;``) or as text/plain, keeping the charset
+    or boundary it names."""
     INVALID_BASE64_CHARACTERS = "invalid_base64_characters"
     """Characters outside the base64 alphabet in a base64 body; ignored."""
     INVALID_BASE64_LENGTH = "invalid_base64_length"

@@ -23,7 +23,15 @@ from asm_email_rules.model import LimitKind, LimitViolation
 from asm_email_rules.settings import Limits
 from asm_email_rules.smime import cms_content_type, signed_content
 
-__all__ = ["MIME_HEADERS", "MimePart", "MimeReader", "cut_lines", "has_line_over", "longest_line"]
+__all__ = [
+    "MIME_HEADERS",
+    "MimePart",
+    "MimeReader",
+    "content_type",
+    "cut_lines",
+    "has_line_over",
+    "longest_line",
+]
 
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _HEADER_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
@@ -229,7 +237,9 @@ class MimeReader:
         default = "text/plain"
         if parent is not None and parent.ctype == "multipart/digest":
             default = "message/rfc822"
-        part.ctype, part.params = mime_params(mime.get("content-type"), default)
+        part.ctype, part.params, repair = content_type(mime.get("content-type"), default)
+        if repair:
+            self.note(IntakeNoteKind.INVALID_CONTENT_TYPE, repair)
         disposition, disp_params = mime_params(mime.get("content-disposition"), "")
         part.disposition = disposition or None
         part.filename = disp_params.get("filename") or part.params.get("name") or ""
@@ -494,6 +504,70 @@ class MimeReader:
                 stack.extend(reversed(part.children))
 
     # -- the whole message ----------------------------------------------------------------
+
+
+_TOKEN = r"[!#$%&'*+.^_`{|}~0-9A-Za-z-]+"
+"""An RFC 2045 section 5.1 token: no space, control character or tspecial."""
+_MIME_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
+_COMMENT = re.compile(r"\([^()]*\)")
+_SPACED_SLASH = re.compile(r"\s*/\s*")
+_LEADING_TYPE = re.compile(rf"\s*({_TOKEN})\s*/\s*({_TOKEN})")
+_UNSEPARATED = re.compile(r'("(?:[^"\\]|\\.)*"?)|[\s,]+(?=[^\s=;,"]+\s*=)')
+"""A quoted string (kept), or the white space or comma before a ``name=`` that should
+have been a ``;``."""
+_PARAMETER_ANYWHERE = {
+    name: re.compile(rf'\b{name}\s*=\s*("[^"]*"|[^\s";,]+)', re.IGNORECASE)
+    for name in ("charset", "boundary")
+}
+
+
+def content_type(value: str | None, default: str) -> tuple[str, dict[str, str], str]:
+    """The lower-cased type and the parameters of a Content-Type value, and ``""`` or, when
+    the value is not valid, what was read instead (for an ``INVALID_CONTENT_TYPE`` note).
+
+    RFC 2045 section 5.2: a syntactically invalid Content-Type is read as ``text/plain``.
+    Before that, a value that starts with a valid ``type/subtype`` keeps it, its parameters
+    read as if each had its ``;`` (``text/plain charset=utf-8``, ``multipart/mixed
+    boundary="x"``, ``text/html, charset=utf-8``, ``text/plain (comment)``): a multipart
+    with an odd header is still split, and text keeps its charset. A value with no type at
+    all gives ``text/plain`` with any ``charset=`` it names (no charset otherwise, so the
+    usual checks of the bytes apply) and its other parameters (a ``name`` keeps a file a
+    file), or ``multipart/mixed`` when it says ``multipart`` and names a ``boundary=``. An
+    absent or blank value is ``default`` without a note.
+    """
+    if value is None or not value.strip():
+        return default, {}, ""
+    head = value.partition(";")[0].strip()
+    if _MIME_TYPE.fullmatch(head):
+        kind, params = mime_params(value, default)
+        return kind, params, ""
+    bare = _SPACED_SLASH.sub("/", _COMMENT.sub(" ", head)).strip()
+    if _MIME_TYPE.fullmatch(bare):  # RFC 822 comments and white space around "/" are allowed
+        return bare.lower(), mime_params(value, default)[1], ""
+    leading = _LEADING_TYPE.match(value)
+    if leading is not None:
+        kind = f"{leading[1]}/{leading[2]}".lower()
+        rest = _UNSEPARATED.sub(lambda m: m[1] or "; ", value[leading.end() :])
+        params = mime_params(f"{kind}; {rest}", default)[1]
+    else:
+        params = mime_params(value, default)[1]  # the parameters after a ";", if any
+        for name, pattern in _PARAMETER_ANYWHERE.items():
+            match = pattern.search(value) if name not in params else None
+            if match is not None:
+                params[name] = _strip_quotes(match[1])
+        kind = "text/plain"
+        if "boundary" in params and head.lower().startswith("multipart"):
+            kind = "multipart/mixed"  # RFC 2046 section 5.1.3: an unknown subtype is mixed
+        else:
+            params.pop("boundary", None)
+    shown = "; ".join(
+        [kind, *(f"{name}={params[name]}" for name in ("charset", "boundary") if name in params)]
+    )
+    return kind, params, f"Content-Type {value[:100]!r} is not valid; read as {shown}"
+
+
+def _strip_quotes(value: str) -> str:
+    return value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
 
 
 _MAX_SIGNED = 3

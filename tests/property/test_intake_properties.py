@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from asm_email_rules.classify import Classification, classify
 from asm_email_rules.errors import MessageParseError
+from asm_email_rules.header_values import mime_params
 from asm_email_rules.intake import decode_header_text, has_text, parse_message, parse_msg_ids
-from asm_email_rules.mime_tree import has_line_over, longest_line
+from asm_email_rules.mime_tree import content_type, has_line_over, longest_line
 from asm_email_rules.model import InboundEmail
 from asm_email_rules.settings import Limits
 
@@ -277,3 +278,28 @@ def test_padding_never_changes_whether_a_part_has_text(text: str, before: str, a
     # never take the text away (fault 1 of the field trial).
     assert has_text(before + text + after) is has_text(text)
     assert has_text(before + after) is False
+
+
+# --------------------------------------------------------------------------- Content-Type
+
+CONTENT_TYPE = st.lists(
+    st.one_of(
+        st.sampled_from(["text", "/", "plain", "multipart", "mixed", " ", ";", ",", "=", '"']),
+        st.sampled_from(["charset", "boundary", "name", "utf-8", "(c)", "\\", "*", "x"]),
+        st.text(max_size=4),
+    ),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=400)
+@given(CONTENT_TYPE)
+def test_content_type_always_gives_a_type_and_agrees_with_valid_values(value: str) -> None:
+    # Field trial, fault 3: any value gives type/subtype (text/plain when it names none); a
+    # value whose type is valid is read exactly as before, without a repair.
+    kind, params, repair = content_type(value, "text/plain")
+    assert kind.count("/") == 1
+    assert kind == kind.lower()
+    if not repair:
+        assert params == mime_params(value, "text/plain")[1]
+    assert "\n" not in repair

@@ -18,6 +18,7 @@ from asm_email_rules.intake import (
     parse_msg_ids,
 )
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
+from asm_email_rules.mime_tree import content_type
 from asm_email_rules.model import LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
 
@@ -558,6 +559,87 @@ def test_words_declared_base64_are_kept_as_written_not_decoded_into_noise() -> N
     email = parse_message(raw)
     assert email.body == "Hello, my printer is broken again.\nIt says paper jam on tray 2.\n"
     assert kinds(email.notes) == [IntakeNoteKind.NOT_BASE64]
+
+
+# Field trial, fault 3: RFC 2045 section 5.2, a syntactically invalid Content-Type is read as
+# text/plain; before that, a type whose parameters lack their ";" is read leniently.
+
+
+def test_a_content_type_without_its_semicolon_keeps_the_body_and_its_charset() -> None:
+    raw = mail(
+        "From: Uma User <uma@corp.example>",
+        "Content-Type: text/plain charset=koi8-r",
+        body="Принтер не печатает.\n".encode("koi8-r"),
+    )
+    email = parse_message(raw)
+    assert (email.body, email.body_source) == ("Принтер не печатает.\n", "text/plain")
+    assert email.attachments == ()
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_CONTENT_TYPE]  # no charset guessed
+
+
+def test_an_invalid_part_content_type_is_text_and_keeps_its_charset() -> None:
+    body = multipart(
+        "m",
+        "Content-Type: text/plain, charset=iso-8859-1\n\nCaf\xe9 machine broken.",
+        'Content-Type: text/csv; name="a.csv"\n\na,b',
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=m", body=body)
+    raw = raw.replace("\xe9".encode(), b"\xe9")
+    email = parse_message(raw)
+    assert email.body == "Café machine broken."
+    assert [a.filename for a in email.attachments] == ["a.csv"]
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_CONTENT_TYPE]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ['Content-Type: multipart/mixed boundary="m"', 'Content-Type: multipart; boundary="m"'],
+)
+def test_a_multipart_with_an_odd_header_is_still_split(header: str) -> None:
+    body = multipart(
+        "m", "Content-Type: text/plain\n\nSee the log.", 'Content-Type: text/csv; name="a.csv"\n\na'
+    )
+    email = parse_message(mail("From: a@b.example", header, body=body))
+    assert email.body == "See the log."
+    assert [a.filename for a in email.attachments] == ["a.csv"]
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_CONTENT_TYPE]
+
+
+@pytest.mark.parametrize(
+    "header", ["Content-Type: <html>", "Content-Type: text", "Content-Type: ;"]
+)
+def test_a_content_type_with_no_type_is_plain_text(header: str) -> None:
+    email = parse_message(mail("From: a@b.example", header, body="Screen flickers.\n"))
+    assert (email.body, email.body_source) == ("Screen flickers.\n", "text/plain")
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_CONTENT_TYPE]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "params", "repaired"),
+    [
+        ("text/plain; charset=utf-8", "text/plain", {"charset": "utf-8"}, False),
+        ("Text/HTML (from Notes); charset=x", "text/html", {"charset": "x"}, False),
+        ("text / plain", "text/plain", {}, False),
+        (None, "text/plain", {}, False),
+        ("  ", "text/plain", {}, False),
+        (
+            "text/plain charset=utf-8 format=flowed",
+            "text/plain",
+            {"charset": "utf-8", "format": "flowed"},
+            True,
+        ),
+        ('multipart/related boundary="a b=c"', "multipart/related", {"boundary": "a b=c"}, True),
+        ("text/plain/html", "text/plain", {}, True),
+        ('application-x-gzip; name="log.gz"', "text/plain", {"name": "log.gz"}, True),
+        ("charset=koi8-r", "text/plain", {"charset": "koi8-r"}, True),
+        ("text; boundary=b", "text/plain", {}, True),
+    ],
+)
+def test_content_type_values(
+    value: str | None, kind: str, params: dict[str, str], repaired: bool
+) -> None:
+    found_kind, found_params, repair = content_type(value, "text/plain")
+    assert (found_kind, found_params, bool(repair)) == (kind, params, repaired)
 
 
 # --------------------------------------------------------------------------- attachments
