@@ -130,6 +130,12 @@ def many_inline_texts(size: int) -> bytes:
     )
 
 
+def html_tables(size: int) -> bytes:
+    """Outlook-style cells (a paragraph each) in tables nested without end."""
+    head = HEAD + b"Content-Type: text/html\r\n\r\n"
+    return head + repeat(b"<table><tr><td><p class=MsoNormal>k</p><td><p>v</p>\r\n", size)
+
+
 def smime_chunks(size: int) -> bytes:
     """Opaque-signed S/MIME whose eContent is one-byte BER chunks (indefinite lengths)."""
     data = bytes.fromhex("06092a864886f70d010701")
@@ -162,6 +168,7 @@ FAMILIES: list[tuple[str, Callable[[int], bytes]]] = [
     ("undeclared windows-1251 body", undeclared_legacy_text),
     ("text and inline image parts", many_inline_texts),
     # field trial
+    ("HTML tables nested, a paragraph per cell", html_tables),
     ("S/MIME signed data in one-byte BER chunks", smime_chunks),
 ]
 
