@@ -116,6 +116,10 @@ class _Writer:
         if not data:
             return
         data = unescape(data)
+        if self.tables and not self.untracked_tables:
+            table = self.tables[-1]
+            if table.saved is None and table.cells and not data.isspace():
+                self.end_row()  # text outside the cells after them: after their row, in order
         if self.pre:
             pieces = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
             for piece in pieces[:-1]:
@@ -161,6 +165,8 @@ class _Writer:
     # -- tables: the cells of a row on one line, each row a line ------------------------
 
     def open_table(self) -> None:
+        if self.tables and not self.untracked_tables and self.tables[-1].saved is None:
+            self.end_row()  # a table outside the cells after them: after their row, in order
         self.paragraph()
         if len(self.tables) < _MAX_TABLES:
             self.tables.append(_Table())

@@ -130,6 +130,9 @@ TABLE_SOUP = st.lists(
 
 @settings(max_examples=400, deadline=None)
 @given(TABLE_SOUP)
+# found by this test: text after a closed cell, outside any cell, was written before the row
+@example(tokens=["<table>", "<td>", "alpha", "</td>", "beta"])
+@example(tokens=["<table>", "<td>", "alpha", "</td>", "<table>", "beta"])
 def test_tables_in_any_order_keep_every_word_in_order(tokens: list[str]) -> None:
     # Field trial, fault 4: rows and cells are gathered before they are written; whatever
     # the nesting or the missing tags, every word comes out once, in order, and nothing else.
