@@ -136,6 +136,13 @@ def html_tables(size: int) -> bytes:
     return head + repeat(b"<table><tr><td><p class=MsoNormal>k</p><td><p>v</p>\r\n", size)
 
 
+def uuencode_lookalikes(size: int) -> bytes:
+    """A text body of ``begin`` lines and uuencoded data lines that never reach ``end``."""
+    head = HEAD + b"Content-Type: text/plain\r\nSubject: log\r\n\r\n"
+    unit = b"begin 644 error.log\r\n" + b"M" + b"A" * 60 + b"\r\n"
+    return head + repeat(unit + b"M" + b"B" * 60 + b"\r\n", size)
+
+
 def smime_chunks(size: int) -> bytes:
     """Opaque-signed S/MIME whose eContent is one-byte BER chunks (indefinite lengths)."""
     data = bytes.fromhex("06092a864886f70d010701")
@@ -170,6 +177,7 @@ FAMILIES: list[tuple[str, Callable[[int], bytes]]] = [
     # field trial
     ("HTML tables nested, a paragraph per cell", html_tables),
     ("S/MIME signed data in one-byte BER chunks", smime_chunks),
+    ("uuencode begin lines that never end", uuencode_lookalikes),
 ]
 
 

@@ -54,6 +54,7 @@ from asm_email_rules.mime_tree import (
 )
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
+from asm_email_rules.uuencode import split_blocks
 
 __all__ = [
     "HeaderFields",
@@ -128,6 +129,12 @@ class _Contents:
     attachments: tuple[Attachment, ...] = ()
 
 
+_UU_TYPES = {"txt": "text/plain", "log": "text/plain", "csv": "text/csv"} | {
+    extension.lstrip("."): content_type
+    for content_type, extension in _EXTENSIONS.items()
+    if content_type.startswith(("application/", "image/"))
+}
+"""Content types of uuencoded files by their name's extension (else octet-stream)."""
 _UTF8_BOM = b"\xef\xbb\xbf"
 _ENCODED = ("base64", "quoted-printable")
 _WIDE_CHARSETS = ("utf-16", "utf16", "utf-32", "utf32", "ucs-2", "ucs2", "ucs-4", "ucs4")
@@ -173,6 +180,7 @@ class _Intake(MimeReader):
     hints: _LazyHints  # the charsets the message declares, for text without a good one
     texts: dict[int, str]  # id(leaf) -> decoded text of an inline text leaf, decoded once
     converted: dict[int, str]  # id(leaf) -> text of an inline HTML leaf, converted once
+    uuencoded: dict[int, list[Attachment]]  # id(leaf) -> files uuencoded in its text
 
     def run(self) -> InboundEmail:
         """Parse the whole message."""
@@ -289,6 +297,7 @@ class _Intake(MimeReader):
         self.hints = _LazyHints(self, leaves)
         self.texts = {}
         self.converted = {}
+        self.uuencoded = {}
         for part, in_plain, in_html in self.leaf_views(root):
             ctype = part.ctype
             disposition = part.disposition
@@ -301,6 +310,7 @@ class _Intake(MimeReader):
                     if ctype == "text/plain":
                         if in_plain:
                             plain.append(text)
+                            attachments.extend(self.uuencoded.get(id(part), ()))
                             continue
                     else:
                         if in_plain:
@@ -308,8 +318,9 @@ class _Intake(MimeReader):
                         if in_html:
                             html_view.append(text)
                         continue
-                elif id(part) in self.texts:
-                    continue  # an alternative passed over for having no text
+                elif id(part) in self.texts:  # an alternative passed over for having no text
+                    attachments.extend(self.uuencoded.get(id(part), ()))
+                    continue
             if ctype.startswith("multipart/"):
                 continue
             attachment = self.attachment(part, number, filename, disposition, what)
@@ -417,11 +428,49 @@ class _Intake(MimeReader):
 
     def inline_text(self, part: MimePart) -> str:
         """The decoded text of an inline text leaf, decoded once: the check for text in
-        ``multipart/alternative`` and the body read the same string."""
+        ``multipart/alternative`` and the body read the same string. A plain text has its
+        uuencoded files taken out (:meth:`take_uuencoded`)."""
         text = self.texts.get(id(part))
         if text is None:
             what = f"part {self.numbers[id(part)]} ({part.ctype})"
-            text = self.texts[id(part)] = self.text_of(part, what, self.hints)
+            text = self.text_of(part, what, self.hints)
+            if part.ctype == "text/plain" and "begin" in text:
+                text = self.take_uuencoded(part, text, what)
+            self.texts[id(part)] = text
+        return text
+
+    def take_uuencoded(self, part: MimePart, text: str, what: str) -> str:
+        """``text`` without the uuencoded files written into it (``begin 644 error.log`` ...
+        ``end``, read strictly by :func:`~asm_email_rules.uuencode.split_blocks`), each kept
+        as an attachment of the part (in ``uuencoded``), noted. Each counts as a part
+        against ``max_part_count`` (the blocks past it stay in the text) and is held to
+        ``max_attachment_size`` (dropped, with a note, over it)."""
+        limits = self.limits
+        room = max(limits.max_part_count - self.part_count, 0)
+        text, files, left = split_blocks(text, room)
+        self.part_count += len(files)
+        if left:
+            self.violate(
+                LimitKind.PART_COUNT,
+                limits.max_part_count,
+                limits.max_part_count + 1,
+                "uuencoded files past the part limit left in the text",
+            )
+        found: list[Attachment] = []
+        for file in files:
+            name = file.filename or f"part-{self.part_count}.bin"
+            if len(file.data) > limits.max_attachment_size:
+                self.drop_attachment(name, limits.max_attachment_size, len(file.data))
+                continue
+            self.note(
+                IntakeNoteKind.UUENCODED_FILE,
+                f"{what}: uuencoded file {name!r} ({len(file.data)} bytes) taken out of the "
+                "text as an attachment",
+            )
+            extension = name.rpartition(".")[2].lower() if "." in name else ""
+            content_type = _UU_TYPES.get(extension, "application/octet-stream")
+            found.append(Attachment(filename=name, content_type=content_type, data=file.data))
+        self.uuencoded[id(part)] = found
         return text
 
     def html_converted(self, part: MimePart) -> str:

@@ -71,6 +71,11 @@ class IntakeNoteKind(enum.Enum):
     """A base64 body that does not decode as is; repaired by dropping the trailing bits."""
     NOT_BASE64 = "not_base64"
     """A body declared base64 that is written as plain text (words); kept as written."""
+    NOT_UUENCODED = "not_uuencoded"
+    """A body declared ``x-uuencode`` (or ``uuencode``, ``x-uue``) that is not; kept as is."""
+    UUENCODED_FILE = "uuencoded_file"
+    """A uuencoded file (``begin 644 name`` ... ``end``) in a text body taken out of the text
+    and kept as an attachment."""
     UNKNOWN_TRANSFER_ENCODING = "unknown_transfer_encoding"
     """A Content-Transfer-Encoding intake does not know; the body kept as is."""
     TEXT_PART_WITHOUT_TEXT = "text_part_without_text"

@@ -22,6 +22,7 @@ from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 from asm_email_rules.model import LimitKind, LimitViolation
 from asm_email_rules.settings import Limits
 from asm_email_rules.smime import cms_content_type, signed_content
+from asm_email_rules.uuencode import decode_body
 
 __all__ = [
     "MIME_HEADERS",
@@ -372,6 +373,15 @@ class MimeReader:
         data = self.raw[part.body_start : part.body_end]
         if cte == "quoted-printable":
             return binascii.a2b_qp(data)
+        if cte in _UUENCODE:
+            decoded = decode_body(data)
+            if decoded is not None:
+                return decoded
+            self.note(
+                IntakeNoteKind.NOT_UUENCODED,
+                f"{what}: declared {cte} but not uuencoded; kept as is",
+            )
+            return data
         if cte and cte not in ("7bit", "8bit", "binary"):
             self.note(
                 IntakeNoteKind.UNKNOWN_TRANSFER_ENCODING,
@@ -570,6 +580,9 @@ def _strip_quotes(value: str) -> str:
     return value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
 
 
+_UUENCODE = ("x-uuencode", "uuencode", "x-uue", "uue")
+"""Content-Transfer-Encodings of uuencoded bodies (not in RFC 2045, but sent: section 6.4
+allows ``x-`` names)."""
 _MAX_SIGNED = 3
 """Opaque-signed S/MIME parts opened in one message (a signature inside a signature, as
 triple-wrapped mail has, counts as two)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from datetime import UTC, datetime
 from email import policy
@@ -715,6 +716,97 @@ def test_text_part_with_filename_is_an_attachment_and_inline_image_keeps_cid() -
     assert image.inline
     assert image.content_id == "<img1@x>"
     assert image.filename == "part-3.png"
+
+
+# Field trial, fault 5: uuencoded files, inline in a text body or as a transfer encoding.
+LOG = b"2026-11-30 08:00:01 ERROR reader 4: card 1234 rejected (E17)\n" * 3
+
+
+def uuencoded(data: bytes, name: str = "error.log") -> str:
+    lines = "".join(binascii.b2a_uu(data[i : i + 45]).decode() for i in range(0, len(data), 45))
+    return f"begin 644 {name}\n{lines}`\nend\n"
+
+
+def test_an_inline_uuencoded_file_becomes_an_attachment_and_the_text_stays() -> None:
+    body = f"Hello desk,\nthe reader log:\n\n{uuencoded(LOG)}\nThanks,\nUma\n"
+    email = parse_message(mail("From: a@b.example", "Content-Type: text/plain", body=body))
+    assert email.body == "Hello desk,\nthe reader log:\n\nThanks,\nUma\n"
+    assert [(a.filename, a.content_type, a.data) for a in email.attachments] == [
+        ("error.log", "text/plain", LOG)
+    ]
+    assert kinds(email.notes) == [IntakeNoteKind.UUENCODED_FILE]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We begin 644 tests tomorrow.\n",
+        "begin 644 the rollout after lunch\nend\n",
+        "begin 644 notes.txt\nM the reader\nend\n",  # a lower-case letter: not uuencode
+        "begin 644 cut.log\n" + uuencoded(LOG).splitlines()[1] + "\n",  # no end line
+        "begin 9 x.bin\n`\nend\n",  # no octal mode
+        uuencoded(LOG).replace("`\nend", "`\nThe end"),
+    ],
+)
+def test_prose_that_looks_like_uuencode_is_untouched(text: str) -> None:
+    email = parse_message(mail("From: a@b.example", "Content-Type: text/plain", body=text))
+    assert email.body == text
+    assert (email.attachments, email.notes) == ((), ())
+
+
+@pytest.mark.parametrize("encoding", ["x-uuencode", "uuencode", "x-uue", "X-UUENCODE"])
+def test_a_uuencode_transfer_encoding_is_decoded(encoding: str) -> None:
+    body = multipart(
+        "m",
+        "Content-Type: text/plain\n\nTrace attached.",
+        "Content-Type: application/octet-stream; name=trace.bin\n"
+        f"Content-Transfer-Encoding: {encoding}\n\n{uuencoded(LOG, 'trace.bin')}",
+        f"Content-Type: text/plain\nContent-Transfer-Encoding: {encoding}\n\n"
+        + uuencoded(b"More text.\n", "x"),
+    )
+    email = parse_message(
+        mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=m", body=body)
+    )
+    assert email.body == "Trace attached.\nMore text.\n"
+    assert [(a.filename, a.data) for a in email.attachments] == [("trace.bin", LOG)]
+    assert email.notes == ()
+
+
+def test_a_body_declared_uuencode_that_is_not_is_kept_with_a_note() -> None:
+    raw = mail(
+        "From: a@b.example",
+        "Content-Type: text/plain",
+        "Content-Transfer-Encoding: x-uuencode",
+        body="just words\n",
+    )
+    email = parse_message(raw)
+    assert email.body == "just words\n"
+    assert kinds(email.notes) == [IntakeNoteKind.NOT_UUENCODED]
+
+
+def test_inline_uuencoded_files_are_held_to_the_limits() -> None:
+    body = uuencoded(LOG, "a.log") + "between\n" + uuencoded(b"x" * 50, "b.bin")
+    raw = mail("From: a@b.example", "Content-Type: text/plain", body=body)
+    email = parse_message(raw, limits=Limits(max_part_count=1))
+    assert [a.filename for a in email.attachments] == ["a.log"]
+    assert email.body == "between\n" + uuencoded(b"x" * 50, "b.bin")
+    assert [v.kind for v in email.limit_violations] == [LimitKind.PART_COUNT]
+    email = parse_message(raw, limits=Limits(max_attachment_size=100))
+    assert [a.filename for a in email.attachments] == ["b.bin"]
+    assert email.body == "between\n"
+    assert IntakeNoteKind.ATTACHMENT_DROPPED in kinds(email.notes)
+
+
+def test_a_plain_alternative_holding_only_a_uuencoded_file_gives_way_and_keeps_it() -> None:
+    body = multipart(
+        "alt",
+        f"Content-Type: text/plain\n\n{uuencoded(LOG)}",
+        "Content-Type: text/html\n\n<p>Log attached.</p>",
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/alternative; boundary=alt", body=body)
+    email = parse_message(raw)
+    assert (email.body, email.body_source) == ("Log attached.", "text/html")
+    assert [a.filename for a in email.attachments] == ["error.log"]
 
 
 # --------------------------------------------------------------------------- limits
