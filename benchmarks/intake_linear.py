@@ -7,6 +7,7 @@ previous size (about 2 means linear, about 4 quadratic) and flags any input over
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 import time
@@ -129,6 +130,31 @@ def many_inline_texts(size: int) -> bytes:
     )
 
 
+def html_tables(size: int) -> bytes:
+    """Outlook-style cells (a paragraph each) in tables nested without end."""
+    head = HEAD + b"Content-Type: text/html\r\n\r\n"
+    return head + repeat(b"<table><tr><td><p class=MsoNormal>k</p><td><p>v</p>\r\n", size)
+
+
+def uuencode_lookalikes(size: int) -> bytes:
+    """A text body of ``begin`` lines and uuencoded data lines that never reach ``end``."""
+    head = HEAD + b"Content-Type: text/plain\r\nSubject: log\r\n\r\n"
+    unit = b"begin 644 error.log\r\n" + b"M" + b"A" * 60 + b"\r\n"
+    return head + repeat(unit + b"M" + b"B" * 60 + b"\r\n", size)
+
+
+def smime_chunks(size: int) -> bytes:
+    """Opaque-signed S/MIME whose eContent is one-byte BER chunks (indefinite lengths)."""
+    data = bytes.fromhex("06092a864886f70d010701")
+    signed_data = bytes.fromhex("06092a864886f70d010702")
+    econtent = b"\xa0\x80\x24\x80" + repeat(b"\x04\x01x", size * 3 // 4) + b"\0\0\0\0"
+    signed = b"\x30\x80\x02\x01\x01\x31\x00\x30\x80" + data + econtent + b"\0\0\0\0"
+    der = b"\x30\x80" + signed_data + b"\xa0\x80" + signed + b"\0\0\0\0"
+    head = b"Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\n"
+    head += b"Content-Transfer-Encoding: base64\r\nSubject: signed\r\n\r\n"
+    return HEAD + head + base64.encodebytes(der).replace(b"\n", b"\r\n")
+
+
 FAMILIES: list[tuple[str, Callable[[int], bytes]]] = [
     ("10^5 folded header lines", folded_header),
     ("addresses in To", address_list),
@@ -148,6 +174,10 @@ FAMILIES: list[tuple[str, Callable[[int], bytes]]] = [
     ("long display name with commas", long_display_name),
     ("undeclared windows-1251 body", undeclared_legacy_text),
     ("text and inline image parts", many_inline_texts),
+    # field trial
+    ("HTML tables nested, a paragraph per cell", html_tables),
+    ("S/MIME signed data in one-byte BER chunks", smime_chunks),
+    ("uuencode begin lines that never end", uuencode_lookalikes),
 ]
 
 

@@ -16,6 +16,12 @@ class MessageParseError(AsmEmailError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+class DerError(AsmEmailError):
+    """BER/DER bytes (an S/MIME ``smime.p7m``) the bounded reader of
+    :mod:`~asm_email_rules.smime` refuses: broken, of another shape than it reads, or nested
+    deeper than its limit. Intake catches it, keeps the part as an attachment and notes why."""
+
+
 class ConfigError(AsmEmailError):
     """A configuration file or value is invalid; the message names the file and key."""
 

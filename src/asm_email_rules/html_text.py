@@ -1,7 +1,8 @@
 """HTML mail body -> readable plain text, in one linear pass.
 
 Paragraphs and blocks become lines, ``<br>`` a line break, list items ``- `` lines, blockquotes
-``> `` lines, links ``text (url)``; script, style and title are dropped; entities are decoded.
+``> `` lines, links ``text (url)``, each table row one line (its cells joined by spaces, whatever
+blocks they hold); script, style and title are dropped; entities are decoded.
 The tokenizer is our own (``html.parser`` on CPython 3.11 is quadratic on unclosed tags such as
 ``<a <a <a ...`` and raises on ``<![`` junk); entity decoding uses the stdlib ``html.unescape``.
 """
@@ -77,6 +78,21 @@ _PARAGRAPH = frozenset(
 _MAX_BLANK = 1
 _MAX_QUOTE = 20  # deeper quotes are shown at this depth (keeps the output linear)
 _MAX_INDENT = 10
+_MAX_TABLES = 8  # tables nested deeper are read as before rows were gathered (keeps it linear)
+
+
+_CELL_START = "\x00"
+"""The first line of a cell's own lines while it is open: not blank, so a paragraph at the
+start of the cell records its blank line (dropped when the cell closes)."""
+
+
+class _Table:
+    """An open ``<table>``: the cells of its open row (each a list of lines), and while a cell
+    is open, the writer's lines and current line from before it (the cell writes its own)."""
+
+    def __init__(self) -> None:
+        self.cells: list[list[str]] = []
+        self.saved: tuple[list[str], list[str]] | None = None
 
 
 class _Writer:
@@ -90,6 +106,8 @@ class _Writer:
         self.pre = 0
         self.links: list[tuple[str, list[str]]] = []
         self.item = ""
+        self.tables: list[_Table] = []
+        self.untracked_tables = 0  # open tables nested deeper than _MAX_TABLES
 
     def prefix(self) -> str:
         return "> " * min(self.quote, _MAX_QUOTE)
@@ -98,6 +116,10 @@ class _Writer:
         if not data:
             return
         data = unescape(data)
+        if self.tables and not self.untracked_tables:
+            table = self.tables[-1]
+            if table.saved is None and table.cells and not data.isspace():
+                self.end_row()  # text outside the cells after them: after their row, in order
         if self.pre:
             pieces = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
             for piece in pieces[:-1]:
@@ -140,6 +162,75 @@ class _Writer:
         self.newline()
         self.blank()
 
+    # -- tables: the cells of a row on one line, each row a line ------------------------
+
+    def open_table(self) -> None:
+        if self.tables and not self.untracked_tables and self.tables[-1].saved is None:
+            self.end_row()  # a table outside the cells after them: after their row, in order
+        self.paragraph()
+        if len(self.tables) < _MAX_TABLES:
+            self.tables.append(_Table())
+        else:
+            self.untracked_tables += 1
+
+    def close_table(self) -> None:
+        if self.untracked_tables:
+            self.untracked_tables -= 1
+        elif self.tables:
+            self.end_row()
+            self.tables.pop()
+        self.paragraph()
+
+    def open_cell(self) -> None:
+        if not self.tables or self.untracked_tables:
+            self.cur.append(" ")  # a cell outside a table we follow: a space, as before
+            return
+        table = self.tables[-1]
+        self.close_cell()
+        table.saved = (self.lines, self.cur)
+        self.lines, self.cur = [_CELL_START], []  # so a paragraph's blank line is kept
+
+    def close_cell(self) -> None:
+        if not self.tables or self.untracked_tables:
+            return
+        table = self.tables[-1]
+        if table.saved is None:
+            return
+        self.newline()
+        lines = self.lines
+        self.lines, self.cur = table.saved
+        table.saved = None
+        table.cells.append(lines[1:])  # without _CELL_START
+
+    def end_row(self) -> None:
+        """Write the open row: one cell with text keeps its lines (a layout table wrapping a
+        whole mail); several are joined on one line, their lines and cells by spaces."""
+        if not self.tables or self.untracked_tables:
+            self.newline()
+            return
+        self.close_cell()
+        table = self.tables[-1]
+        cells = [lines for lines in table.cells if any(line.strip("> ") for line in lines)]
+        table.cells = []
+        self.newline()
+        if len(cells) == 1:  # its lines as they were, blank lines between blocks kept
+            for line in cells[0]:
+                if line.strip("> "):
+                    self.lines.append(line)
+                else:
+                    self.blank()
+        elif cells:
+            prefix = self.prefix()
+            words = (line.removeprefix(prefix).strip() for lines in cells for line in lines)
+            self.lines.append(prefix + " ".join(word for word in words if word.strip("> ")))
+
+    def close_tables(self) -> None:
+        """At the end of the document: write what open tables hold."""
+        self.untracked_tables = 0
+        while self.tables:
+            self.end_row()
+            self.tables.pop()
+
 
 def _attrs(text: str) -> dict[str, str]:
     """Attribute names (lower case) to decoded values."""
@@ -169,7 +260,11 @@ def _start(w: _Writer, name: str, attr_text: str) -> None:
             _end(w, "a")  # HTML closes an open link when another starts
         w.links.append((_attrs(attr_text).get("href", "").strip(), []))
     elif name in ("td", "th"):
-        w.cur.append(" ")
+        w.open_cell()
+    elif name == "tr":
+        w.end_row()
+    elif name == "table":
+        w.open_table()
     elif name in _PARAGRAPH:
         w.paragraph()
         if name == "pre":
@@ -205,6 +300,12 @@ def _end(w: _Writer, name: str) -> None:
         w.newline(keep=True)
         w.pre = max(w.pre - 1, 0)
         w.blank()
+    elif name in ("td", "th"):
+        w.close_cell()
+    elif name == "tr":
+        w.end_row()
+    elif name == "table":
+        w.close_table()
     elif name in _PARAGRAPH:
         w.paragraph()
     elif name in _BLOCK:
@@ -256,6 +357,7 @@ def html_to_text(html: str) -> str:
             i = found.end()
         else:
             _start(w, name, attr_text)
+    w.close_tables()
     w.newline()
     while w.lines and not w.lines[-1].strip("> "):
         w.lines.pop()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 import attrs
@@ -54,6 +54,7 @@ from asm_email_rules.mime_tree import (
 )
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
+from asm_email_rules.uuencode import split_blocks
 
 __all__ = [
     "HeaderFields",
@@ -130,6 +131,12 @@ class _Contents:
     attachments: tuple[Attachment, ...] = ()
 
 
+_UU_TYPES = {"txt": "text/plain", "log": "text/plain", "csv": "text/csv"} | {
+    extension.lstrip("."): content_type
+    for content_type, extension in _EXTENSIONS.items()
+    if content_type.startswith(("application/", "image/"))
+}
+"""Content types of uuencoded files by their name's extension (else octet-stream)."""
 _UTF8_BOM = b"\xef\xbb\xbf"
 _ENCODED = ("base64", "quoted-printable")
 _WIDE_CHARSETS = ("utf-16", "utf16", "utf-32", "utf32", "ucs-2", "ucs2", "ucs-4", "ucs4")
@@ -178,6 +185,11 @@ class _Intake(MimeReader):
     overflowed: list[Attachment]  # body parts over the cap, kept whole as attachments
     header_charsets: list[str]  # charsets of the header's encoded-words (hints for bodies)
     known_sha256: str | None = None  # the received bytes' hash, when the caller has it
+    numbers: dict[int, int]  # id(leaf) -> its number (1-based, document order) in notes
+    hints: _LazyHints  # the charsets the message declares, for text without a good one
+    texts: dict[int, str]  # id(leaf) -> decoded text of an inline text leaf, decoded once
+    converted: dict[int, str]  # id(leaf) -> text of an inline HTML leaf, converted once
+    uuencoded: dict[int, list[Attachment]]  # id(leaf) -> files uuencoded in its text
 
     def run(self) -> InboundEmail:
         """Parse the whole message."""
@@ -196,6 +208,7 @@ class _Intake(MimeReader):
         if not headers_only:
             if root.boundary is not None:
                 self.scan(root)
+            root = self.open_signed(root)
             self.check_tree_limits()
         fields = self.decode_fields(headers, root)  # after the scan: its parts' charsets
         if not headers_only:
@@ -277,29 +290,45 @@ class _Intake(MimeReader):
         Inside ``multipart/alternative`` only one alternative counts for the text body (the
         first one with plain text, else the first with HTML) and one for ``body_html`` (the
         last one with HTML, RFC 2046 section 5.1.4: the last is the richest).
+
+        A part with no text (:func:`has_text`: blank, image placeholders only, or only a
+        notice that the mail is HTML) is not "plain text": the text body is the plain parts
+        when one of them has text, else the HTML parts when their text is not empty, else
+        whatever plain (then HTML) text there is. An inline text part passed over for having
+        no text is dropped, not attached.
         """
         plain: list[str] = []
-        html_body: list[str] = []
+        html_body: list[MimePart] = []
         html_view: list[str] = []
         attachments: list[Attachment] = []
-        views = self.leaf_views(root) if root.boundary is not None else [(root, True, True)]
-        hints = _LazyHints(self, (part for part, _, _ in views))
-        for number, (part, in_plain, in_html) in enumerate(views, start=1):
+        leaves = list(self.leaves(root)) if root.boundary is not None else [root]
+        self.numbers = {id(part): number for number, part in enumerate(leaves, start=1)}
+        self.hints = _LazyHints(self, leaves)
+        self.texts = {}
+        self.converted = {}
+        self.uuencoded = {}
+        for part, in_plain, in_html in self.leaf_views(root):
             ctype = part.ctype
             disposition = part.disposition
             filename = self.filename(part)
+            number = self.numbers[id(part)]
             what = f"part {number} ({ctype})"
-            if self.is_inline_text(part) and (in_plain or in_html):
-                text = self.text_of(part, what, hints)
-                if ctype == "text/plain":
-                    if in_plain:
-                        plain.append(text)
+            if self.is_inline_text(part):
+                if in_plain or in_html:
+                    text = self.inline_text(part)
+                    if ctype == "text/plain":
+                        if in_plain:
+                            plain.append(text)
+                            attachments.extend(self.uuencoded.get(id(part), ()))
+                            continue
+                    else:
+                        if in_plain:
+                            html_body.append(part)
+                        if in_html:
+                            html_view.append(text)
                         continue
-                else:
-                    if in_plain:
-                        html_body.append(text)
-                    if in_html:
-                        html_view.append(text)
+                elif id(part) in self.texts:  # an alternative passed over for having no text
+                    attachments.extend(self.uuencoded.get(id(part), ()))
                     continue
             if ctype.startswith("multipart/"):
                 continue
@@ -307,12 +336,18 @@ class _Intake(MimeReader):
             if attachment is not None:
                 attachments.append(attachment)
         html = "\n".join(html_view) if html_view else None
+        found = tuple(attachments)
+        if any(has_text(text) for text in plain):
+            shown = [text for text in plain if _visible(text)]  # blank parts add nothing
+            return _Contents(_joined(shown), html, "text/plain", found)
+        html_text = self.html_body_text(html_body) if html_body else ""
+        if html_body and (has_text(html_text) or not plain):
+            if plain:
+                self.note_passed_over("text/plain", "text/html")
+            return _Contents(html_text, html, "text/html", found)
         if plain:
-            return _Contents(_joined(plain), html, "text/plain", tuple(attachments))
-        if html_body:
-            body = self.html_body_text("\n".join(html_body))
-            return _Contents(body, html, "text/html", tuple(attachments))
-        return _Contents(body_html=html, attachments=tuple(attachments))
+            return _Contents(_joined(plain), html, "text/plain", found)
+        return _Contents(body_html=html, attachments=found)
 
     def is_inline_text(self, part: MimePart) -> bool:
         """A text/plain or text/html leaf shown as text: not an attachment, no filename."""
@@ -335,26 +370,24 @@ class _Intake(MimeReader):
                 html = html or node.ctype == "text/html"
         return plain, html
 
-    def leaf_views(self, root: MimePart) -> list[tuple[MimePart, bool, bool]]:
+    def leaf_views(self, root: MimePart) -> Iterator[tuple[MimePart, bool, bool]]:
         """Kept leaves in document order, each with (in the text view, in the HTML view).
 
         One iterative walk (no recursion); below a ``multipart/alternative`` each view takes
-        one child: the text view the first holding plain text (else HTML), the HTML view the
-        last holding HTML.
+        one child: the text view the one :meth:`text_alternative` picks, the HTML view the
+        last holding HTML. A generator: the caller reads each leaf before the walk goes on,
+        so text parts are decoded in document order (the body budget is spent in that order).
         """
-        views: list[tuple[MimePart, bool, bool]] = []
         walk: list[tuple[MimePart, bool, bool]] = [(root, True, True)]
         while walk:
             part, in_plain, in_html = walk.pop()
             if part.boundary is None:
-                views.append((part, in_plain, in_html))
+                yield part, in_plain, in_html
                 continue
             children = part.children
             if part.ctype == "multipart/alternative" and children and (in_plain or in_html):
                 held = [self.holds_text(child) for child in children]
-                plain_pick = next((k for k, h in enumerate(held) if h[0]), None)
-                if plain_pick is None:
-                    plain_pick = next((k for k, h in enumerate(held) if h[1]), None)
+                plain_pick = self.text_alternative(children, held) if in_plain else None
                 html_pick = max((k for k, h in enumerate(held) if h[1]), default=None)
                 walk.extend(
                     (children[k], in_plain and k == plain_pick, in_html and k == html_pick)
@@ -362,17 +395,116 @@ class _Intake(MimeReader):
                 )
             else:
                 walk.extend((child, in_plain, in_html) for child in reversed(children))
-        return views
 
-    def html_body_text(self, html: str) -> str:
-        """The text body of an HTML-only message (at most ``_MAX_HTML_TEXT`` characters read)."""
+    def text_alternative(
+        self, children: list[MimePart], held: list[tuple[bool, bool]]
+    ) -> int | None:
+        """The alternative the text body reads: the first whose plain text has text, else the
+        first whose HTML has text (:func:`has_text`), else, when none has any, the first
+        holding plain text, else the first holding HTML (intake.md: "the first with plain
+        text, else the first with HTML")."""
+        with_plain = [k for k, (plain, _) in enumerate(held) if plain]
+        with_html = [k for k, (_, html) in enumerate(held) if html]
+        first = with_plain[0] if with_plain else with_html[0] if with_html else None
+        for candidates, ctype in ((with_plain, "text/plain"), (with_html, "text/html")):
+            for k in candidates:
+                if self.subtree_has_text(children[k], ctype):
+                    if k != first and first is not None:
+                        self.note_passed_over("text/plain" if with_plain else "text/html", ctype)
+                    return k
+        return first
+
+    def subtree_has_text(self, part: MimePart, ctype: str) -> bool:
+        """Whether an inline ``ctype`` leaf of ``part`` (or ``part`` itself) has text."""
+        stack = [part]
+        while stack:
+            node = stack.pop()
+            if node.boundary is not None:
+                stack.extend(reversed(node.children))
+            elif node.ctype == ctype and self.is_inline_text(node):
+                text = self.html_converted(node) if ctype == "text/html" else self.inline_text(node)
+                if has_text(text):
+                    return True
+        return False
+
+    def note_passed_over(self, skipped: str, used: str) -> None:
+        """Record that a text part without text was passed over for one with text."""
+        self.note(
+            IntakeNoteKind.TEXT_PART_WITHOUT_TEXT,
+            f"a {skipped} part has no text (blank, image placeholders or an HTML notice); "
+            f"the {used} part read as the body",
+        )
+
+    def inline_text(self, part: MimePart) -> str:
+        """The decoded text of an inline text leaf, decoded once: the check for text in
+        ``multipart/alternative`` and the body read the same string. A plain text has its
+        uuencoded files taken out (:meth:`take_uuencoded`)."""
+        text = self.texts.get(id(part))
+        if text is None:
+            what = f"part {self.numbers[id(part)]} ({part.ctype})"
+            text = self.text_of(part, what, self.hints)
+            if part.ctype == "text/plain" and "begin" in text:
+                text = self.take_uuencoded(part, text, what)
+            self.texts[id(part)] = text
+        return text
+
+    def take_uuencoded(self, part: MimePart, text: str, what: str) -> str:
+        """``text`` without the uuencoded files written into it (``begin 644 error.log`` ...
+        ``end``, read strictly by :func:`~asm_email_rules.uuencode.split_blocks`), each kept
+        as an attachment of the part (in ``uuencoded``), noted. Each counts as a part
+        against ``max_part_count`` (the blocks past it stay in the text) and is held to
+        ``max_attachment_size`` (dropped, with a note, over it)."""
+        limits = self.limits
+        room = max(limits.max_part_count - self.part_count, 0)
+        text, files, left = split_blocks(text, room)
+        self.part_count += len(files)
+        if left:
+            self.violate(
+                LimitKind.PART_COUNT,
+                limits.max_part_count,
+                limits.max_part_count + 1,
+                "uuencoded files past the part limit left in the text",
+            )
+        found: list[Attachment] = []
+        for file in files:
+            name = file.filename or f"part-{self.part_count}.bin"
+            if len(file.data) > limits.max_attachment_size:
+                self.drop_attachment(name, limits.max_attachment_size, len(file.data))
+                continue
+            self.note(
+                IntakeNoteKind.UUENCODED_FILE,
+                f"{what}: uuencoded file {name!r} ({len(file.data)} bytes) taken out of the "
+                "text as an attachment",
+            )
+            extension = name.rpartition(".")[2].lower() if "." in name else ""
+            content_type = _UU_TYPES.get(extension, "application/octet-stream")
+            found.append(Attachment(filename=name, content_type=content_type, data=file.data))
+        self.uuencoded[id(part)] = found
+        return text
+
+    def html_converted(self, part: MimePart) -> str:
+        """The text of an inline HTML leaf (its first ``_MAX_HTML_TEXT`` characters), once."""
+        text = self.converted.get(id(part))
+        if text is None:
+            html = self.inline_text(part)
+            text = self.converted[id(part)] = html_to_text(html[:_MAX_HTML_TEXT])
+        return text
+
+    def html_body_text(self, parts: list[MimePart]) -> str:
+        """The text body from inline HTML parts (at most ``_MAX_HTML_TEXT`` characters read)."""
+        if len(parts) == 1:
+            html = self.inline_text(parts[0])
+            converted = self.converted.get(id(parts[0]))
+        else:
+            html = "\n".join(self.inline_text(part) for part in parts)
+            converted = None
         if len(html) > _MAX_HTML_TEXT:
             self.note(
                 IntakeNoteKind.HTML_BODY_CUT,
                 f"HTML body of {len(html)} characters: only the first {_MAX_HTML_TEXT} "
                 "converted to text",
             )
-        text = html_to_text(html[:_MAX_HTML_TEXT])
+        text = html_to_text(html[:_MAX_HTML_TEXT]) if converted is None else converted
         if self.cut_at:
             text = cut_lines(text, self.cut_at)
         return text
@@ -608,6 +740,58 @@ class _LazyHints:
             found += self.intake.header_charsets
             self.names = list(dict.fromkeys(name.strip().lower() for name in found if name))
         return self.names
+
+
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+"""Zero-width characters (not white space to ``str.split``) that mail clients pad with."""
+_INVISIBLE_AS_SPACE = dict.fromkeys(map(ord, _INVISIBLE), " ")
+_VISIBLE = re.compile(rf"[^\s{_INVISIBLE}]")
+_PLACEHOLDER = re.compile(r"\[(?:image|cid)(?::[^\]\n]{0,300})?\]", re.IGNORECASE)
+"""Where an image stood in a plain text made from HTML: Gmail's ``[image: logo]``,
+Outlook's ``[cid:image001.png@01D9A1B2.C3D4E5F0]``."""
+_MAX_NOTICE = 300
+"""Characters at most of a text that is only a notice that the mail is HTML."""
+_HTML_NOTICE = re.compile(
+    r"(?:this is an? html(?:[- ]formatted|[- ]only)? (?:message|e-?mail|mail)"
+    r"|this (?:message|e-?mail|mail) (?:is|was) (?:written |formatted |sent )?(?:in|as) html"
+    r"(?: format)?"
+    r"|(?=.*\bhtml\b)(?=.*\b(?:client|viewer|reader|program|browser|software)s?\b)"
+    r"(?=.*\b(?:view|read|display|show|support|supports|capable|compatible|enabled|open|use)\b)"
+    r".*)"
+    r"[.!]?"
+)
+"""One sentence of a notice that the mail is HTML, in lower case: "This is an HTML message",
+"Your email client does not support HTML", "Please use an HTML capable mail program"."""
+
+
+def _visible(text: str) -> bool:
+    """True when ``text`` holds a character that is neither white space nor zero-width."""
+    return _VISIBLE.search(text) is not None
+
+
+def has_text(text: str) -> bool:
+    """Whether a decoded text part (or an HTML part's text) says anything: the test for
+    "plain text" in intake.md's "the first with plain text, else the first with HTML".
+
+    A part has no text when, once image placeholders (``[image: logo]``, ``[cid:...]``) are
+    taken out, it is blank (white space and zero-width characters only) or, in at most
+    ``_MAX_NOTICE`` characters, only sentences that tell the reader the mail is HTML ("This
+    is an HTML message. Please use an HTML capable mail client."). Everything else is text,
+    however short ("ok", "see attached", a signature). Linear in the text.
+    """
+    if not _visible(text):
+        return False
+    if "[" in text:
+        text = _PLACEHOLDER.sub(" ", text)
+        if not _visible(text):
+            return False
+    if len(text) > 4 * _MAX_NOTICE and len(text.strip().strip(_INVISIBLE)) > 4 * _MAX_NOTICE:
+        return True  # too long for a notice, even with generous white space
+    rest = " ".join(text.translate(_INVISIBLE_AS_SPACE).lower().split())
+    if len(rest) > _MAX_NOTICE or "html" not in rest:
+        return True
+    sentences = re.split(r"(?<=[.!?]) ", rest)
+    return not all(_HTML_NOTICE.fullmatch(sentence) for sentence in sentences)
 
 
 def _joined(texts: list[str]) -> str:

@@ -61,14 +61,34 @@ class IntakeNoteKind(enum.Enum):
     # MIME structure and transfer encodings (RFC 2045, RFC 2046)
     NO_BOUNDARY_IN_MULTIPART = "no_boundary_in_multipart"
     """A multipart part without a boundary parameter, read as text/plain."""
+    INVALID_CONTENT_TYPE = "invalid_content_type"
+    """A syntactically invalid Content-Type (RFC 2045 section 5.2): read leniently (a
+    ``type/subtype`` whose parameters lack their ``;``) or as text/plain, keeping the charset
+    or boundary it names."""
     INVALID_BASE64_CHARACTERS = "invalid_base64_characters"
     """Characters outside the base64 alphabet in a base64 body; ignored."""
     INVALID_BASE64_LENGTH = "invalid_base64_length"
     """A base64 body that does not decode as is; repaired by dropping the trailing bits."""
     NOT_BASE64 = "not_base64"
     """A body declared base64 that is written as plain text (words); kept as written."""
+    NOT_UUENCODED = "not_uuencoded"
+    """A body declared ``x-uuencode`` (or ``uuencode``, ``x-uue``) that is not; kept as is."""
+    UUENCODED_FILE = "uuencoded_file"
+    """A uuencoded file (``begin 644 name`` ... ``end``) in a text body taken out of the text
+    and kept as an attachment."""
     UNKNOWN_TRANSFER_ENCODING = "unknown_transfer_encoding"
     """A Content-Transfer-Encoding intake does not know; the body kept as is."""
+    TEXT_PART_WITHOUT_TEXT = "text_part_without_text"
+    """A text part with no text (blank, image placeholders, an "HTML message" notice) passed
+    over: another part with text became the body."""
+    SIGNATURE_NOT_CHECKED = "signature_not_checked"
+    """An opaque-signed S/MIME part (RFC 8551 section 3.5.2) opened: its content read as part
+    of the message, its signature not checked; nothing about it counts as authenticated."""
+    ENCRYPTED_NOT_READ = "encrypted_not_read"
+    """An S/MIME encrypted part (enveloped-data) kept as an attachment; nothing decrypted."""
+    SMIME_NOT_READ = "smime_not_read"
+    """S/MIME signed data the bounded reader refused (broken, detached, too deep): kept as an
+    attachment only."""
     HTML_BODY_CUT = "html_body_cut"
     """An HTML-only body too long to convert whole: only its start became the text body."""
     ATTACHMENT_DROPPED = "attachment_dropped"

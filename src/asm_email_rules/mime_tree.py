@@ -16,12 +16,23 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
+from asm_email_rules.errors import DerError
 from asm_email_rules.header_values import clean_text, header_bytes_to_str, mime_params
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 from asm_email_rules.model import LimitKind, LimitViolation
 from asm_email_rules.settings import Limits
+from asm_email_rules.smime import cms_content_type, signed_content
+from asm_email_rules.uuencode import decode_body
 
-__all__ = ["MIME_HEADERS", "MimePart", "MimeReader", "cut_lines", "has_line_over", "longest_line"]
+__all__ = [
+    "MIME_HEADERS",
+    "MimePart",
+    "MimeReader",
+    "content_type",
+    "cut_lines",
+    "has_line_over",
+    "longest_line",
+]
 
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _HEADER_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
@@ -227,7 +238,9 @@ class MimeReader:
         default = "text/plain"
         if parent is not None and parent.ctype == "multipart/digest":
             default = "message/rfc822"
-        part.ctype, part.params = mime_params(mime.get("content-type"), default)
+        part.ctype, part.params, repair = content_type(mime.get("content-type"), default)
+        if repair:
+            self.note(IntakeNoteKind.INVALID_CONTENT_TYPE, repair)
         disposition, disp_params = mime_params(mime.get("content-disposition"), "")
         part.disposition = disposition or None
         part.filename = disp_params.get("filename") or part.params.get("name") or ""
@@ -360,12 +373,135 @@ class MimeReader:
         data = self.raw[part.body_start : part.body_end]
         if cte == "quoted-printable":
             return binascii.a2b_qp(data)
+        if cte in _UUENCODE:
+            decoded = decode_body(data)
+            if decoded is not None:
+                return decoded
+            self.note(
+                IntakeNoteKind.NOT_UUENCODED,
+                f"{what}: declared {cte} but not uuencoded; kept as is",
+            )
+            return data
         if cte and cte not in ("7bit", "8bit", "binary"):
             self.note(
                 IntakeNoteKind.UNKNOWN_TRANSFER_ENCODING,
                 f"{what}: transfer encoding {cte!r} unknown; kept as is",
             )
         return data
+
+    # -- S/MIME -----------------------------------------------------------------------------
+
+    def open_signed(self, root: MimePart) -> MimePart:
+        """Open opaque-signed S/MIME parts (RFC 8551 section 3.5.2); the root, maybe new.
+
+        A kept leaf that is ``application/pkcs7-mime`` or ``application/x-pkcs7-mime`` with
+        ``smime-type=signed-data``, or without ``smime-type`` (or ``application/octet-stream``
+        named ``*.p7m``) holding SignedData, has its signed MIME entity read by
+        :func:`~asm_email_rules.smime.signed_content`, the signature **not** checked (noted
+        ``SIGNATURE_NOT_CHECKED``). The leaf is replaced by a container holding that entity,
+        read like any part, then the ``.p7m`` itself (kept as an attachment). Encrypted data
+        (``enveloped-data``) stays an attachment, noted ``ENCRYPTED_NOT_READ``; data the
+        reader refuses too (``SMIME_NOT_READ``). The entity's bytes are appended to ``raw``
+        (after a line break) so its parts are found by the same scan and limits; at most
+        ``_MAX_SIGNED`` parts are opened (a signature inside a signature counts twice).
+        """
+        pending = [found for found in self.leaves_with_parents(root) if _maybe_signed(found[2])]
+        pending.reverse()  # a stack: document order, an opened entity's own parts first
+        opened = 0
+        while pending and opened < _MAX_SIGNED:
+            parent, index, leaf = pending.pop()
+            if leaf.depth >= self.limits.max_mime_depth:  # its entity would be too deep
+                self.max_depth = max(self.max_depth, leaf.depth + 1)
+                continue
+            what = f"part ({leaf.ctype}{', ' + leaf.filename if leaf.filename else ''})"
+            entity = self.signed_entity(leaf, what)
+            if entity is None:
+                continue
+            opened += 1
+            container = self.open_entity(leaf, entity)
+            if parent is None:
+                root = container
+            else:
+                parent.children[index] = container  # the siblings' indexes stay as they were
+            inner = self.leaves_with_parents(container)
+            pending.extend(reversed([f for f in inner if f[2] is not leaf and _maybe_signed(f[2])]))
+        return root
+
+    def signed_entity(self, leaf: MimePart, what: str) -> bytes | None:
+        """The signed MIME entity of a part :func:`_maybe_signed` picked, or None (noted when
+        the part is encrypted or unreadable; silent when it is no S/MIME data we open)."""
+        limit = self.limits.max_attachment_size
+        if (leaf.body_end - leaf.body_start) * 3 // 4 > limit * 11 // 10 + 1024:
+            return None  # too big: the attachment is dropped with its own note
+        kept, self.notes = self.notes, []  # decoded again as the attachment: noted then
+        try:
+            data = self.transfer_decode(leaf, what)
+        finally:
+            self.notes = kept
+        declared = leaf.params.get("smime-type", "").strip().lower()
+        try:
+            kind = declared or cms_content_type(data)
+            if kind in ("enveloped-data", "authenveloped-data"):
+                self.note(
+                    IntakeNoteKind.ENCRYPTED_NOT_READ,
+                    f"{what}: S/MIME encrypted ({kind}); kept as an attachment, not decrypted",
+                )
+                return None
+            if kind != "signed-data":
+                return None
+            entity = signed_content(data)
+        except DerError as exc:
+            self.note(
+                IntakeNoteKind.SMIME_NOT_READ,
+                f"{what}: S/MIME signed data not read ({exc}); kept as an attachment",
+            )
+            return None
+        self.note(
+            IntakeNoteKind.SIGNATURE_NOT_CHECKED,
+            f"{what}: S/MIME signed message; its content read, the signature not checked "
+            "(not treated as authenticated)",
+        )
+        return entity
+
+    def open_entity(self, leaf: MimePart, entity: bytes) -> MimePart:
+        """A container in place of ``leaf``: the MIME entity (appended to ``raw`` and read
+        as a part, scanned if multipart), then ``leaf`` itself."""
+        limits = self.limits
+        if not self.cut_at and has_line_over(entity, limits.max_line_length):
+            self.cut_at = limits.max_line_length
+            self.violate(
+                LimitKind.LINE_LENGTH,
+                limits.max_line_length,
+                longest_line(entity),
+                f"header values and text lines truncated to {limits.max_line_length}",
+            )
+        container = MimePart(
+            [], leaf.body_start, leaf.body_end, leaf.depth, ctype="multipart/mixed", boundary=""
+        )  # a container without a boundary line of its own: its parts are already known
+        start = len(self.raw) + 2
+        self.raw = b"".join((self.raw, b"\r\n", entity))
+        inner = self.make_part(start, leaf.depth + 1, container)
+        if inner.boundary is not None and inner.kept:
+            self.scan(inner)
+        container.children.append(leaf)
+        return container
+
+    def leaves_with_parents(
+        self, root: MimePart
+    ) -> Iterator[tuple[MimePart | None, int, MimePart]]:
+        """Kept leaf parts in document order, each with its parent and its index there (the
+        root, when it is a leaf, has no parent)."""
+        if root.boundary is None:
+            yield None, 0, root
+            return
+        stack = [(root, index) for index in range(len(root.children) - 1, -1, -1)]
+        while stack:
+            parent, index = stack.pop()
+            part = parent.children[index]
+            if part.boundary is None:
+                yield parent, index, part
+            else:
+                stack.extend((part, k) for k in range(len(part.children) - 1, -1, -1))
 
     def leaves(self, root: MimePart) -> Iterator[MimePart]:
         """Kept leaf parts in document order (iterative walk)."""
@@ -378,6 +514,89 @@ class MimeReader:
                 stack.extend(reversed(part.children))
 
     # -- the whole message ----------------------------------------------------------------
+
+
+_TOKEN = r"[!#$%&'*+.^_`{|}~0-9A-Za-z-]+"
+"""An RFC 2045 section 5.1 token: no space, control character or tspecial."""
+_MIME_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
+_COMMENT = re.compile(r"\([^()]*\)")
+_SPACED_SLASH = re.compile(r"\s*/\s*")
+_LEADING_TYPE = re.compile(rf"\s*({_TOKEN})\s*/\s*({_TOKEN})")
+_UNSEPARATED = re.compile(r'("(?:[^"\\]|\\.)*"?)|[\s,]+(?=[^\s=;,"]+\s*=)')
+"""A quoted string (kept), or the white space or comma before a ``name=`` that should
+have been a ``;``."""
+_PARAMETER_ANYWHERE = {
+    name: re.compile(rf'\b{name}\s*=\s*("[^"]*"|[^\s";,]+)', re.IGNORECASE)
+    for name in ("charset", "boundary")
+}
+
+
+def content_type(value: str | None, default: str) -> tuple[str, dict[str, str], str]:
+    """The lower-cased type and the parameters of a Content-Type value, and ``""`` or, when
+    the value is not valid, what was read instead (for an ``INVALID_CONTENT_TYPE`` note).
+
+    RFC 2045 section 5.2: a syntactically invalid Content-Type is read as ``text/plain``.
+    Before that, a value that starts with a valid ``type/subtype`` keeps it, its parameters
+    read as if each had its ``;`` (``text/plain charset=utf-8``, ``multipart/mixed
+    boundary="x"``, ``text/html, charset=utf-8``, ``text/plain (comment)``): a multipart
+    with an odd header is still split, and text keeps its charset. A value with no type at
+    all gives ``text/plain`` with any ``charset=`` it names (no charset otherwise, so the
+    usual checks of the bytes apply) and its other parameters (a ``name`` keeps a file a
+    file), or ``multipart/mixed`` when it says ``multipart`` and names a ``boundary=``. An
+    absent or blank value is ``default`` without a note.
+    """
+    if value is None or not value.strip():
+        return default, {}, ""
+    head = value.partition(";")[0].strip()
+    if _MIME_TYPE.fullmatch(head):
+        kind, params = mime_params(value, default)
+        return kind, params, ""
+    bare = _SPACED_SLASH.sub("/", _COMMENT.sub(" ", head)).strip()
+    if _MIME_TYPE.fullmatch(bare):  # RFC 822 comments and white space around "/" are allowed
+        return bare.lower(), mime_params(value, default)[1], ""
+    leading = _LEADING_TYPE.match(value)
+    if leading is not None:
+        kind = f"{leading[1]}/{leading[2]}".lower()
+        rest = _UNSEPARATED.sub(lambda m: m[1] or "; ", value[leading.end() :])
+        params = mime_params(f"{kind}; {rest}", default)[1]
+    else:
+        params = mime_params(value, default)[1]  # the parameters after a ";", if any
+        for name, pattern in _PARAMETER_ANYWHERE.items():
+            match = pattern.search(value) if name not in params else None
+            if match is not None:
+                params[name] = _strip_quotes(match[1])
+        kind = "text/plain"
+        if "boundary" in params and head.lower().startswith("multipart"):
+            kind = "multipart/mixed"  # RFC 2046 section 5.1.3: an unknown subtype is mixed
+        else:
+            params.pop("boundary", None)
+    shown = "; ".join(
+        [kind, *(f"{name}={params[name]}" for name in ("charset", "boundary") if name in params)]
+    )
+    return kind, params, f"Content-Type {value[:100]!r} is not valid; read as {shown}"
+
+
+def _strip_quotes(value: str) -> str:
+    return value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
+
+
+_UUENCODE = ("x-uuencode", "uuencode", "x-uue", "uue")
+"""Content-Transfer-Encodings of uuencoded bodies (not in RFC 2045, but sent: section 6.4
+allows ``x-`` names)."""
+_MAX_SIGNED = 3
+"""Opaque-signed S/MIME parts opened in one message (a signature inside a signature, as
+triple-wrapped mail has, counts as two)."""
+_PKCS7_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+
+
+def _maybe_signed(part: MimePart) -> bool:
+    """A leaf that may hold opaque-signed S/MIME: a pkcs7-mime type with ``smime-type``
+    ``signed-data`` or none (the data says which: encrypted mail is noted as such), or an
+    ``application/octet-stream`` named ``*.p7m``."""
+    if part.ctype in _PKCS7_TYPES:
+        declared = part.params.get("smime-type", "").strip().lower()
+        return declared in ("", "signed-data", "enveloped-data", "authenveloped-data")
+    return part.ctype == "application/octet-stream" and part.filename.lower().endswith(".p7m")
 
 
 _PIECE = 1 << 16

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from asm_email_rules.classify import Classification, classify
 from asm_email_rules.errors import MessageParseError
-from asm_email_rules.intake import decode_header_text, parse_message, parse_msg_ids
-from asm_email_rules.mime_tree import has_line_over, longest_line
+from asm_email_rules.header_values import mime_params
+from asm_email_rules.intake import decode_header_text, has_text, parse_message, parse_msg_ids
+from asm_email_rules.mime_tree import content_type, has_line_over, longest_line
 from asm_email_rules.model import InboundEmail
 from asm_email_rules.settings import Limits
 
@@ -253,3 +254,52 @@ def test_line_over_limit_agrees_with_the_longest_line(pieces: list[bytes], limit
 def test_line_over_limit_at_the_edges(raw: bytes, limit: int, over: bool) -> None:
     assert has_line_over(raw, limit) is over
     assert (longest_line(raw) > limit) is over
+
+
+# --------------------------------------------------------------------------- what is text
+
+PADDING = st.lists(
+    st.sampled_from(
+        [" ", "\n", "\r\n", "\t", "\xa0", "\u200b", "\ufeff", "[image: logo]", "[cid:a@b]"]
+    ),
+    max_size=8,
+).map("".join)
+
+
+@settings(max_examples=300)
+@given(
+    text=st.text(alphabet=st.sampled_from("ab .!\n[]:HTMLhtml"), max_size=80),
+    before=PADDING,
+    after=PADDING,
+)
+def test_padding_never_changes_whether_a_part_has_text(text: str, before: str, after: str) -> None:
+    # White space, zero-width characters and image placeholders around a text part (how mail
+    # programs pad the plain alternative of an HTML mail) never make text out of nothing, and
+    # never take the text away (fault 1 of the field trial).
+    assert has_text(before + text + after) is has_text(text)
+    assert has_text(before + after) is False
+
+
+# --------------------------------------------------------------------------- Content-Type
+
+CONTENT_TYPE = st.lists(
+    st.one_of(
+        st.sampled_from(["text", "/", "plain", "multipart", "mixed", " ", ";", ",", "=", '"']),
+        st.sampled_from(["charset", "boundary", "name", "utf-8", "(c)", "\\", "*", "x"]),
+        st.text(max_size=4),
+    ),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=400)
+@given(CONTENT_TYPE)
+def test_content_type_always_gives_a_type_and_agrees_with_valid_values(value: str) -> None:
+    # Field trial, fault 3: any value gives type/subtype (text/plain when it names none); a
+    # value whose type is valid is read exactly as before, without a repair.
+    kind, params, repair = content_type(value, "text/plain")
+    assert kind.count("/") == 1
+    assert kind == kind.lower()
+    if not repair:
+        assert params == mime_params(value, "text/plain")[1]
+    assert "\n" not in repair

@@ -14,6 +14,7 @@ from asm_email_rules.addresses import parse_address_list
 from asm_email_rules.charsets import WHATWG_ENCODINGS, decode_text
 from asm_email_rules.flowed import unflow, unflow_lines
 from asm_email_rules.header_values import header_bytes_to_str
+from asm_email_rules.html_text import html_to_text
 from asm_email_rules.intake_notes import IntakeNote
 from asm_email_rules.reply_lines import split_flattened_line
 
@@ -209,3 +210,28 @@ def test_split_flattened_line_loses_nothing(line: str) -> None:
     if pieces is not None:
         assert "".join("".join(pieces).split()) == "".join(line.split())
         assert len(pieces) >= 2
+
+
+TABLE_SOUP = st.lists(
+    st.one_of(
+        st.sampled_from(
+            ["<table>", "</table>", "<tr>", "</tr>", "<td>", "</td>", "<th>", "<p>", "</p>",
+             "<br>", "<div>", "<blockquote>", "</blockquote>", "<ul><li>", "&nbsp;", " "]
+        ),
+        st.sampled_from(["alpha", "beta", "gamma", "42"]),
+    ),
+    max_size=60,
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(TABLE_SOUP)
+# found by this test: text after a closed cell, outside any cell, was written before the row
+@example(tokens=["<table>", "<td>", "alpha", "</td>", "beta"])
+@example(tokens=["<table>", "<td>", "alpha", "</td>", "<table>", "beta"])
+def test_tables_in_any_order_keep_every_word_in_order(tokens: list[str]) -> None:
+    # Field trial, fault 4: rows and cells are gathered before they are written; whatever
+    # the nesting or the missing tags, every word comes out once, in order, and nothing else.
+    words = [token for token in tokens if not token.startswith(("<", "&", " "))]
+    text = html_to_text(" ".join(tokens))
+    assert [word.lstrip("-") for word in text.replace(">", " ").split() if word != "-"] == words

@@ -57,11 +57,70 @@ def test_table_cells_are_separated() -> None:
     assert html_to_text(html) == "Name Jane\nId 7"
 
 
+# Field trial, fault 4: Outlook writes every cell as <p class=MsoNormal>; a row is one line.
+def test_outlook_table_cells_of_a_row_share_a_line_whatever_blocks_they_hold() -> None:
+    cell = "<td width=200 valign=top><p class=MsoNormal>{}<o:p></o:p></p></td>"
+    rows = "".join(
+        f"<tr>{cell.format(key)}{cell.format(value)}</tr>"
+        for key, value in (("Asset", "SCN-0042"), ("Room", "3.14"))
+    )
+    html = (
+        "<p class=MsoNormal>Details:</p><table class=MsoTableGrid border=1>"
+        f"{rows}</table><p class=MsoNormal>Thanks</p>"
+    )
+    assert html_to_text(html) == "Details:\n\nAsset SCN-0042\nRoom 3.14\n\nThanks"
+
+
+def test_cells_join_their_lines_lists_and_breaks_with_spaces() -> None:
+    html = (
+        "<table><tr><th><div>Step</div></th><th><h3>Result</h3></th></tr>"
+        "<tr><td><p>1</p></td><td><p>fails</p><p>with E17<br>twice</p></td></tr>"
+        "<tr><td>2</td><td><ul><li>ok</li><li>slow</li></ul></td></tr></table>"
+    )
+    assert html_to_text(html) == "Step Result\n1 fails with E17 twice\n2 - ok - slow"
+
+
+def test_a_layout_table_of_one_cell_keeps_its_paragraphs() -> None:
+    # A mail wrapped whole in a table (a template, a signature block) must not become one
+    # line: a row with one cell that has text keeps that cell's lines; empty spacer cells
+    # do not count.
+    html = (
+        "<table><tr><td width=20>&nbsp;</td><td><p>Hello,</p><p>the VPN fails.</p>"
+        "<table><tr><td>Error</td><td>809</td></tr></table><p>Uma</p></td></tr></table>"
+    )
+    assert html_to_text(html) == "Hello,\n\nthe VPN fails.\n\nError 809\n\nUma"
+
+
+def test_tables_without_closing_tags_and_inside_quotes() -> None:
+    assert html_to_text("<table><tr><td>a<p>b<td>c<tr><td>d") == "a b c\nd"
+    html = "<blockquote><table><tr><td><p>a</p></td><td>b</td></tr></table></blockquote>"
+    assert html_to_text(html) == "> a b"
+
+
+def test_tables_nested_past_the_limit_still_give_all_their_text() -> None:
+    html = "<table><tr><td><p>x</p>" * 40 + "<td>y</td>"
+    text = html_to_text(html)
+    assert text.split() == ["x"] * 40 + ["y"]
+
+
 def test_stray_angle_brackets_are_text() -> None:
     assert html_to_text("a < b and c > d") == "a < b and c > d"
 
 
-@pytest.mark.parametrize("unit", ["<a ", "<![", "</", "<blockquote>", "<a href=x>t", "&#", "<!"])
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "<a ",
+        "<![",
+        "</",
+        "<blockquote>",
+        "<a href=x>t",
+        "&#",
+        "<!",
+        "<table><tr><td><p>x",
+        "<td><p>",
+    ],
+)
 def test_hostile_markup_is_handled_quickly(unit: str) -> None:
     # CPython 3.11's html.parser is quadratic on "<a <a ..." and raises on "<![" junk.
     text = html_to_text(unit * 20_000)

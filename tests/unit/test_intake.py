@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from datetime import UTC, datetime
 from email import policy
@@ -18,6 +19,7 @@ from asm_email_rules.intake import (
     parse_msg_ids,
 )
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
+from asm_email_rules.mime_tree import content_type
 from asm_email_rules.model import LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
 
@@ -586,6 +588,87 @@ def test_words_declared_base64_are_kept_as_written_not_decoded_into_noise() -> N
     assert kinds(email.notes) == [IntakeNoteKind.NOT_BASE64]
 
 
+# Field trial, fault 3: RFC 2045 section 5.2, a syntactically invalid Content-Type is read as
+# text/plain; before that, a type whose parameters lack their ";" is read leniently.
+
+
+def test_a_content_type_without_its_semicolon_keeps_the_body_and_its_charset() -> None:
+    raw = mail(
+        "From: Uma User <uma@corp.example>",
+        "Content-Type: text/plain charset=koi8-r",
+        body="Принтер не печатает.\n".encode("koi8-r"),
+    )
+    email = parse_message(raw)
+    assert (email.body, email.body_source) == ("Принтер не печатает.\n", "text/plain")
+    assert email.attachments == ()
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_CONTENT_TYPE]  # no charset guessed
+
+
+def test_an_invalid_part_content_type_is_text_and_keeps_its_charset() -> None:
+    body = multipart(
+        "m",
+        "Content-Type: text/plain, charset=iso-8859-1\n\nCaf\xe9 machine broken.",
+        'Content-Type: text/csv; name="a.csv"\n\na,b',
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=m", body=body)
+    raw = raw.replace("\xe9".encode(), b"\xe9")
+    email = parse_message(raw)
+    assert email.body == "Café machine broken."
+    assert [a.filename for a in email.attachments] == ["a.csv"]
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_CONTENT_TYPE]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ['Content-Type: multipart/mixed boundary="m"', 'Content-Type: multipart; boundary="m"'],
+)
+def test_a_multipart_with_an_odd_header_is_still_split(header: str) -> None:
+    body = multipart(
+        "m", "Content-Type: text/plain\n\nSee the log.", 'Content-Type: text/csv; name="a.csv"\n\na'
+    )
+    email = parse_message(mail("From: a@b.example", header, body=body))
+    assert email.body == "See the log."
+    assert [a.filename for a in email.attachments] == ["a.csv"]
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_CONTENT_TYPE]
+
+
+@pytest.mark.parametrize(
+    "header", ["Content-Type: <html>", "Content-Type: text", "Content-Type: ;"]
+)
+def test_a_content_type_with_no_type_is_plain_text(header: str) -> None:
+    email = parse_message(mail("From: a@b.example", header, body="Screen flickers.\n"))
+    assert (email.body, email.body_source) == ("Screen flickers.\n", "text/plain")
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_CONTENT_TYPE]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "params", "repaired"),
+    [
+        ("text/plain; charset=utf-8", "text/plain", {"charset": "utf-8"}, False),
+        ("Text/HTML (from Notes); charset=x", "text/html", {"charset": "x"}, False),
+        ("text / plain", "text/plain", {}, False),
+        (None, "text/plain", {}, False),
+        ("  ", "text/plain", {}, False),
+        (
+            "text/plain charset=utf-8 format=flowed",
+            "text/plain",
+            {"charset": "utf-8", "format": "flowed"},
+            True,
+        ),
+        ('multipart/related boundary="a b=c"', "multipart/related", {"boundary": "a b=c"}, True),
+        ("text/plain/html", "text/plain", {}, True),
+        ('application-x-gzip; name="log.gz"', "text/plain", {"name": "log.gz"}, True),
+        ("charset=koi8-r", "text/plain", {"charset": "koi8-r"}, True),
+        ("text; boundary=b", "text/plain", {}, True),
+    ],
+)
+def test_content_type_values(
+    value: str | None, kind: str, params: dict[str, str], repaired: bool
+) -> None:
+    found_kind, found_params, repair = content_type(value, "text/plain")
+    assert (found_kind, found_params, bool(repair)) == (kind, params, repaired)
+
+
 # --------------------------------------------------------------------------- attachments
 
 
@@ -659,6 +742,97 @@ def test_text_part_with_filename_is_an_attachment_and_inline_image_keeps_cid() -
     assert image.inline
     assert image.content_id == "<img1@x>"
     assert image.filename == "part-3.png"
+
+
+# Field trial, fault 5: uuencoded files, inline in a text body or as a transfer encoding.
+LOG = b"2026-11-30 08:00:01 ERROR reader 4: card 1234 rejected (E17)\n" * 3
+
+
+def uuencoded(data: bytes, name: str = "error.log") -> str:
+    lines = "".join(binascii.b2a_uu(data[i : i + 45]).decode() for i in range(0, len(data), 45))
+    return f"begin 644 {name}\n{lines}`\nend\n"
+
+
+def test_an_inline_uuencoded_file_becomes_an_attachment_and_the_text_stays() -> None:
+    body = f"Hello desk,\nthe reader log:\n\n{uuencoded(LOG)}\nThanks,\nUma\n"
+    email = parse_message(mail("From: a@b.example", "Content-Type: text/plain", body=body))
+    assert email.body == "Hello desk,\nthe reader log:\n\nThanks,\nUma\n"
+    assert [(a.filename, a.content_type, a.data) for a in email.attachments] == [
+        ("error.log", "text/plain", LOG)
+    ]
+    assert kinds(email.notes) == [IntakeNoteKind.UUENCODED_FILE]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We begin 644 tests tomorrow.\n",
+        "begin 644 the rollout after lunch\nend\n",
+        "begin 644 notes.txt\nM the reader\nend\n",  # a lower-case letter: not uuencode
+        "begin 644 cut.log\n" + uuencoded(LOG).splitlines()[1] + "\n",  # no end line
+        "begin 9 x.bin\n`\nend\n",  # no octal mode
+        uuencoded(LOG).replace("`\nend", "`\nThe end"),
+    ],
+)
+def test_prose_that_looks_like_uuencode_is_untouched(text: str) -> None:
+    email = parse_message(mail("From: a@b.example", "Content-Type: text/plain", body=text))
+    assert email.body == text
+    assert (email.attachments, email.notes) == ((), ())
+
+
+@pytest.mark.parametrize("encoding", ["x-uuencode", "uuencode", "x-uue", "X-UUENCODE"])
+def test_a_uuencode_transfer_encoding_is_decoded(encoding: str) -> None:
+    body = multipart(
+        "m",
+        "Content-Type: text/plain\n\nTrace attached.",
+        "Content-Type: application/octet-stream; name=trace.bin\n"
+        f"Content-Transfer-Encoding: {encoding}\n\n{uuencoded(LOG, 'trace.bin')}",
+        f"Content-Type: text/plain\nContent-Transfer-Encoding: {encoding}\n\n"
+        + uuencoded(b"More text.\n", "x"),
+    )
+    email = parse_message(
+        mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=m", body=body)
+    )
+    assert email.body == "Trace attached.\nMore text.\n"
+    assert [(a.filename, a.data) for a in email.attachments] == [("trace.bin", LOG)]
+    assert email.notes == ()
+
+
+def test_a_body_declared_uuencode_that_is_not_is_kept_with_a_note() -> None:
+    raw = mail(
+        "From: a@b.example",
+        "Content-Type: text/plain",
+        "Content-Transfer-Encoding: x-uuencode",
+        body="just words\n",
+    )
+    email = parse_message(raw)
+    assert email.body == "just words\n"
+    assert kinds(email.notes) == [IntakeNoteKind.NOT_UUENCODED]
+
+
+def test_inline_uuencoded_files_are_held_to_the_limits() -> None:
+    body = uuencoded(LOG, "a.log") + "between\n" + uuencoded(b"x" * 50, "b.bin")
+    raw = mail("From: a@b.example", "Content-Type: text/plain", body=body)
+    email = parse_message(raw, limits=Limits(max_part_count=1))
+    assert [a.filename for a in email.attachments] == ["a.log"]
+    assert email.body == "between\n" + uuencoded(b"x" * 50, "b.bin")
+    assert [v.kind for v in email.limit_violations] == [LimitKind.PART_COUNT]
+    email = parse_message(raw, limits=Limits(max_attachment_size=100))
+    assert [a.filename for a in email.attachments] == ["b.bin"]
+    assert email.body == "between\n"
+    assert IntakeNoteKind.ATTACHMENT_DROPPED in kinds(email.notes)
+
+
+def test_a_plain_alternative_holding_only_a_uuencoded_file_gives_way_and_keeps_it() -> None:
+    body = multipart(
+        "alt",
+        f"Content-Type: text/plain\n\n{uuencoded(LOG)}",
+        "Content-Type: text/html\n\n<p>Log attached.</p>",
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/alternative; boundary=alt", body=body)
+    email = parse_message(raw)
+    assert (email.body, email.body_source) == ("Log attached.", "text/html")
+    assert [a.filename for a in email.attachments] == ["error.log"]
 
 
 # --------------------------------------------------------------------------- limits

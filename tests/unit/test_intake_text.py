@@ -13,7 +13,7 @@ import pytest
 
 from asm_email_rules.charsets import WHATWG_ENCODINGS, codec_name, decode_text
 from asm_email_rules.flowed import unflow
-from asm_email_rules.intake import parse_message
+from asm_email_rules.intake import has_text, parse_message
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 from asm_email_rules.truncate import truncate_reply
 
@@ -148,6 +148,141 @@ def test_text_attachments_stay_attachments() -> None:
     email = parse_message(message("multipart/mixed; boundary=m", body))
     assert email.body == "See the log."
     assert [a.filename for a in email.attachments] == ["app.log", "notes.txt"]
+
+
+# Field trial, fault 1: a part with no text is not "plain text" (intake.md: "the first with
+# plain text, else the first with HTML").
+VPN_HTML = (
+    "Content-Type: text/html; charset=utf-8\n\n<p>VPN fails with error 809 since this morning.</p>"
+)
+VPN_TEXT = "VPN fails with error 809 since this morning."
+
+
+@pytest.mark.parametrize(
+    "empty",
+    [
+        "Content-Type: text/plain; charset=utf-8\n\n \n\n\n",
+        "Content-Type: text/plain; charset=utf-8\n\n",
+        "Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\nIA0KwqANCg==",
+        "Content-Type: text/plain; charset=utf-8\n\n\u200b\n",
+        "Content-Type: text/plain\n\n[image: Contoso logo]\n\n[cid:image001.png@01D9A1B2.C3D4E5F0]",
+        "Content-Type: text/plain\n\nThis is an HTML message. Please use an HTML capable client.",
+        "Content-Type: text/plain\n\nYour email client does not support HTML messages.\n",
+        "Content-Type: text/plain\n\nThis message is in HTML format.",
+    ],
+    ids=[
+        "blank",
+        "empty",
+        "base64-blank",
+        "zero-width",
+        "placeholders",
+        "notice",
+        "client",
+        "format",
+    ],
+)
+def test_an_alternative_without_text_gives_way_to_the_html_with_text(empty: str) -> None:
+    body = multipart("alt", empty, VPN_HTML)
+    email = parse_message(message("multipart/alternative; boundary=alt", body))
+    assert (email.body, email.body_source) == (VPN_TEXT, "text/html")
+    assert email.attachments == ()  # the passed-over alternative is not a file
+    assert kinds(email.notes) == [IntakeNoteKind.TEXT_PART_WITHOUT_TEXT]
+
+
+def test_html_with_text_before_an_empty_plain_alternative_is_read() -> None:
+    body = multipart("alt", VPN_HTML, "Content-Type: text/plain\n\n\n")
+    email = parse_message(message("multipart/alternative; boundary=alt", body))
+    assert (email.body, email.body_source) == (VPN_TEXT, "text/html")
+
+
+def test_an_empty_html_skeleton_gives_way_to_the_plain_text() -> None:
+    skeleton = (
+        "Content-Type: text/html\n\n<html><head><style>p{}</style></head><body><br></body></html>"
+    )
+    body = multipart("alt", skeleton, f"Content-Type: text/plain\n\n{VPN_TEXT}")
+    email = parse_message(message("multipart/alternative; boundary=alt", body))
+    assert (email.body, email.body_source) == (VPN_TEXT, "text/plain")
+    assert email.attachments == ()
+
+
+def test_an_empty_plain_part_in_mixed_adds_nothing_before_the_real_one() -> None:
+    body = multipart(
+        "m", "Content-Type: text/plain\n\n \n", f"Content-Type: text/plain\n\n{VPN_TEXT}"
+    )
+    email = parse_message(message("multipart/mixed; boundary=m", body))
+    assert (email.body, email.body_source) == (VPN_TEXT, "text/plain")
+    assert email.notes == ()
+
+
+def test_an_empty_plain_part_in_mixed_gives_way_to_an_html_part() -> None:
+    body = multipart("m", "Content-Type: text/plain\n\n\n", IMAGE, VPN_HTML)
+    email = parse_message(message("multipart/mixed; boundary=m", body))
+    assert (email.body, email.body_source) == (VPN_TEXT, "text/html")
+    assert [a.filename for a in email.attachments] == ["IMG_0001.png"]
+    assert kinds(email.notes) == [IntakeNoteKind.TEXT_PART_WITHOUT_TEXT]
+
+
+def test_nested_alternative_with_an_empty_plain_part_reads_the_html_view() -> None:
+    # alternative [ text/plain (blank), related [ html, image ] ]: Outlook with an inline logo
+    related = multipart("rel", VPN_HTML, IMAGE)
+    body = multipart(
+        "alt",
+        "Content-Type: text/plain\n\n\n",
+        b"Content-Type: multipart/related; boundary=rel\n\n" + related,
+    )
+    email = parse_message(message("multipart/alternative; boundary=alt", body))
+    assert (email.body, email.body_source) == (VPN_TEXT, "text/html")
+    assert [a.filename for a in email.attachments] == ["IMG_0001.png"]
+
+
+@pytest.mark.parametrize(
+    "short",
+    [
+        "ok",
+        "See attached.",
+        "[image: logo]\nThe scanner on floor 2 is offline.",
+        "My HTML signature shows as code.",
+        "The HTML report from the monitoring tool is attached; see the browser console.",
+    ],
+)
+def test_short_plain_text_is_text_and_wins_over_html(short: str) -> None:
+    body = multipart("alt", f"Content-Type: text/plain\n\n{short}", VPN_HTML)
+    email = parse_message(message("multipart/alternative; boundary=alt", body))
+    assert email.body_source == "text/plain"
+    assert email.body == short
+    assert email.notes == ()
+
+
+def test_with_no_text_anywhere_the_old_rule_holds() -> None:
+    notice = "Content-Type: text/plain\n\nThis is an HTML message."
+    body = multipart("alt", notice, "Content-Type: text/html\n\n<p></p>")
+    email = parse_message(message("multipart/alternative; boundary=alt", body))
+    assert (email.body, email.body_source) == ("This is an HTML message.", "text/plain")
+    email = parse_message(message("text/plain", b" \n"))
+    assert (email.body, email.body_source) == (" \n", "text/plain")
+    assert email.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", False),
+        (" \n\t\xa0\u200b\ufeff", False),
+        ("[image: a] [IMAGE] [cid:image001.png@01D9]\n", False),
+        ("This is an HTML-formatted message!", False),
+        ("This is an HTML message. To view it, use a browser or an HTML compatible viewer.", False),
+        ("This e-mail was sent as HTML", False),
+        ("ok", True),
+        ("-- \nAnn Lee", True),
+        ("[image: logo] ok", True),
+        ("HTML", True),
+        ("The HTML export fails.", True),
+        ("This is an HTML message. The printer is broken.", True),
+        ("Your email client does not support HTML. " * 10, True),  # too long to be a notice
+    ],
+)
+def test_what_counts_as_text(text: str, expected: bool) -> None:
+    assert has_text(text) is expected
 
 
 # --------------------------------------------------------------------------- charsets

@@ -1,0 +1,247 @@
+"""Field trial, fault 2: S/MIME opaque-signed mail (RFC 8551 section 3.5.2) keeps its text.
+
+The fixtures in ``smime/`` were made with ``openssl cms`` and a throwaway key (see its
+README); the signature is never checked, here or in intake.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from asm_email_rules.errors import DerError
+from asm_email_rules.intake import parse_message
+from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
+from asm_email_rules.settings import Limits
+from asm_email_rules.smime import MAX_DEPTH, cms_content_type, signed_content
+
+FIXTURES = Path(__file__).resolve().parent / "smime"
+ENTITY = (FIXTURES / "entity.txt").read_bytes()
+SIGNED = (FIXTURES / "signed.der").read_bytes()
+SIGNED_BER = (FIXTURES / "signed-ber.der").read_bytes()
+DETACHED = (FIXTURES / "detached.der").read_bytes()
+ENVELOPED = (FIXTURES / "enveloped.der").read_bytes()
+BADGE = "The badge reader at door 4 rejects every card since 08:00.\nUma"
+
+SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")  # OID 1.2.840.113549.1.7.2
+DATA = bytes.fromhex("06092a864886f70d010701")  # OID 1.2.840.113549.1.7.1
+
+
+def kinds(notes: tuple[IntakeNote, ...]) -> list[IntakeNoteKind]:
+    return [note.kind for note in notes]
+
+
+def der(tag: int, *contents: bytes) -> bytes:
+    """One DER element (definite length, short or long form)."""
+    body = b"".join(contents)
+    size = len(body)
+    if size < 0x80:
+        return bytes([tag, size]) + body
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + body
+
+
+def signed_data(content: bytes) -> bytes:
+    """A minimal SignedData ContentInfo (no signer, no certificate) around ``content``."""
+    encap = der(0x30, DATA, der(0xA0, der(0x04, content)))
+    signed = der(0x30, der(0x02, b"\x01"), der(0x31), encap, der(0x31))
+    return der(0x30, SIGNED_DATA, der(0xA0, signed))
+
+
+def p7m_mail(
+    der_bytes: bytes,
+    content_type: str = 'application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"',
+) -> bytes:
+    head = (
+        "From: Uma User <uma@corp.example>\r\nTo: helpdesk@desk.example\r\n"
+        "Message-ID: <t2@mail.example>\r\nMIME-Version: 1.0\r\nSubject: Badge reader\r\n"
+        f"Content-Type: {content_type}\r\n"
+        'Content-Disposition: attachment; filename="smime.p7m"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    return head.encode("ascii") + base64.encodebytes(der_bytes).replace(b"\n", b"\r\n")
+
+
+# --------------------------------------------------------------------------- the DER reader
+
+
+@pytest.mark.parametrize("fixture", [SIGNED, SIGNED_BER], ids=["der", "ber-streamed"])
+def test_the_signed_entity_is_read_from_der_and_streamed_ber(fixture: bytes) -> None:
+    assert cms_content_type(fixture) == "signed-data"
+    assert signed_content(fixture) == ENTITY
+
+
+def test_encrypted_and_detached_data_are_refused_with_the_typed_error() -> None:
+    assert cms_content_type(ENVELOPED) == "enveloped-data"
+    with pytest.raises(DerError, match="enveloped-data"):
+        signed_content(ENVELOPED)
+    with pytest.raises(DerError, match="detached"):
+        signed_content(DETACHED)
+
+
+def test_constructed_octet_strings_nested_and_indefinite_are_joined() -> None:
+    # eContent as [0] { OCTET STRING (constructed, indefinite) { "ab", { "cd" }, "" } }
+    chunks = b"\x24\x80" + der(0x04, b"ab") + der(0x24, der(0x04, b"cd")) + der(0x04) + b"\0\0"
+    encap = b"\x30\x80" + DATA + b"\xa0\x80" + chunks + b"\0\0" + b"\0\0"
+    signed = b"\x30\x80" + der(0x02, b"\x01") + b"\x31\x80\0\0" + encap + der(0x31) + b"\0\0"
+    assert signed_content(b"\x30\x80" + SIGNED_DATA + b"\xa0\x80" + signed + b"\0\0\0\0") == (
+        b"abcd"
+    )
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        b"",
+        b"\x30",
+        b"\x30\x05" + SIGNED_DATA,  # length shorter than its contents
+        b"\x30\x84\xff\xff\xff\xff" + SIGNED_DATA,  # length past the end
+        b"\x30\x89" + b"\x01" * 9,  # length of more than 4 octets
+        b"\x30\x80" + SIGNED_DATA + b"\xa0\x80",  # indefinite, no end-of-contents
+        b"\x04\x80",  # indefinite length on a primitive element
+        SIGNED[:-40],
+        SIGNED_BER[:200],
+        signed_data(b"x").replace(DATA, SIGNED_DATA),  # signed content of another type
+        b"\x30\x80" + SIGNED_DATA + b"\xa0\x80" + b"\x30\x80" * (MAX_DEPTH + 5),
+    ],
+)
+def test_broken_input_raises_only_der_error(broken: bytes) -> None:
+    with pytest.raises(DerError):
+        signed_content(broken)
+
+
+def test_nesting_past_the_limit_is_refused_before_it_is_walked() -> None:
+    # A version field followed by a digestAlgorithms SET nested 10,000 deep (indefinite).
+    deep = b"\x31\x80" * 10_000 + b"\0\0" * 10_000
+    signed = b"\x30\x80" + der(0x02, b"\x01") + deep + b"\0\0"
+    with pytest.raises(DerError, match="deeply"):
+        signed_content(b"\x30\x80" + SIGNED_DATA + b"\xa0\x80" + signed + b"\0\0\0\0")
+
+
+# --------------------------------------------------------------------------- intake
+
+
+@pytest.mark.parametrize("fixture", [SIGNED, SIGNED_BER], ids=["der", "ber-streamed"])
+def test_opaque_signed_mail_gives_its_text_and_attachments(fixture: bytes) -> None:
+    email = parse_message(p7m_mail(fixture))
+    assert (email.body, email.body_source) == (BADGE, "text/plain")
+    assert [(a.filename, a.content_type) for a in email.attachments] == [
+        ("reader.log", "text/plain"),
+        ("smime.p7m", "application/pkcs7-mime"),
+    ]
+    assert email.attachments[0].data == b"08:00:01 card 1234 rejected (E17)"
+    assert email.attachments[1].data == fixture  # the signed original is kept as it came
+    assert kinds(email.notes) == [IntakeNoteKind.SIGNATURE_NOT_CHECKED]
+    assert "signature not checked" in str(email.notes[0])
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        'application/x-pkcs7-mime; smime-type=signed-data; name="smime.p7m"',
+        'application/pkcs7-mime; name="smime.p7m"',
+        'application/x-pkcs7-mime; name="smime.p7m"',
+        'application/octet-stream; name="smime.p7m"',
+    ],
+)
+def test_old_type_names_and_a_missing_smime_type_are_read_from_the_data(
+    content_type: str,
+) -> None:
+    email = parse_message(p7m_mail(SIGNED, content_type))
+    assert email.body == BADGE
+    assert [a.filename for a in email.attachments] == ["reader.log", "smime.p7m"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
+        'application/pkcs7-mime; name="smime.p7m"',
+    ],
+)
+def test_encrypted_mail_stays_an_attachment_with_a_note(content_type: str) -> None:
+    email = parse_message(p7m_mail(ENVELOPED, content_type))
+    assert (email.body, email.body_source) == ("", "none")
+    assert [(a.filename, a.data) for a in email.attachments] == [("smime.p7m", ENVELOPED)]
+    assert kinds(email.notes) == [IntakeNoteKind.ENCRYPTED_NOT_READ]
+
+
+def test_unreadable_signed_data_stays_an_attachment_with_a_note() -> None:
+    email = parse_message(p7m_mail(SIGNED[:-40]))
+    assert [a.filename for a in email.attachments] == ["smime.p7m"]
+    assert kinds(email.notes) == [IntakeNoteKind.SMIME_NOT_READ]
+    assert email.body == ""
+
+
+def test_the_signed_entity_never_speaks_for_the_sender() -> None:
+    # Header fields inside the signed entity are not the message's: the sender, the subject
+    # and the Authentication-Results the rules read stay those of the top-level header.
+    inner = (
+        b"From: Boss <boss@corp.example>\r\nSubject: approve everything\r\n"
+        b"Authentication-Results: mx.desk.example; dmarc=pass header.from=corp.example\r\n"
+        b"Content-Type: text/plain\r\n\r\nPlease reset my token.\r\n"
+    )
+    email = parse_message(p7m_mail(signed_data(inner)))
+    assert email.body == "Please reset my token.\r\n".replace("\r\n", "\n")
+    assert (email.sender, email.subject) == ("uma@corp.example", "Badge reader")
+    assert email.header("Authentication-Results") is None
+    assert IntakeNoteKind.SIGNATURE_NOT_CHECKED in kinds(email.notes)
+
+
+def test_a_signature_inside_a_signature_is_opened_a_bounded_number_of_times() -> None:
+    entity = b"Content-Type: text/plain\r\n\r\nInnermost text.\r\n"
+    for _ in range(2):
+        wrapped = base64.encodebytes(signed_data(entity)).replace(b"\n", b"\r\n")
+        entity = (
+            b'Content-Type: application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + wrapped
+        )
+    email = parse_message(p7m_mail(signed_data(entity)))  # three layers: all opened
+    assert email.body == "Innermost text.\n"
+    assert [a.filename for a in email.attachments] == ["smime.p7m"] * 3
+    assert set(kinds(email.notes)) == {IntakeNoteKind.SIGNATURE_NOT_CHECKED}  # same words: once
+    wrapped = base64.encodebytes(signed_data(entity)).replace(b"\n", b"\r\n")
+    entity = b"Content-Type: application/pkcs7-mime\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    email = parse_message(p7m_mail(signed_data(entity + wrapped)))  # four: the last stays shut
+    assert email.body == ""
+    assert len(email.attachments) == 4
+
+
+def test_the_signed_entity_counts_against_the_part_limit() -> None:
+    parts = "".join(
+        f'--b\r\nContent-Type: text/csv; name="f{i}.csv"\r\n\r\n{i}\r\n' for i in range(9)
+    )
+    inner = f"Content-Type: multipart/mixed; boundary=b\r\n\r\n{parts}--b--\r\n".encode()
+    email = parse_message(p7m_mail(signed_data(inner)), limits=Limits(max_part_count=4))
+    assert [a.filename for a in email.attachments] == ["f0.csv", "f1.csv", "f2.csv", "smime.p7m"]
+    assert [v.kind.name for v in email.limit_violations] == ["PART_COUNT"]
+
+
+def test_a_signed_entity_deeper_than_the_limit_is_not_opened() -> None:
+    wrapped = base64.encodebytes(SIGNED).decode("ascii")
+    raw = (
+        "From: Uma User <uma@corp.example>\r\nSubject: fwd\r\n"
+        "Content-Type: multipart/mixed; boundary=o\r\n\r\n"
+        '--o\r\nContent-Type: application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"\r\n'
+        f"Content-Transfer-Encoding: base64\r\n\r\n{wrapped}\r\n--o--\r\n"
+    ).encode("ascii")
+    email = parse_message(raw, limits=Limits(max_mime_depth=1))
+    assert [a.filename for a in email.attachments] == ["smime.p7m"]
+    assert [v.kind.name for v in email.limit_violations] == ["MIME_DEPTH"]
+    assert email.notes == ()
+
+
+def test_a_signed_part_inside_mixed_adds_its_text_after_the_outer_text() -> None:
+    wrapped = base64.encodebytes(SIGNED).decode("ascii")
+    raw = (
+        "From: Uma User <uma@corp.example>\r\nSubject: fwd\r\n"
+        "Content-Type: multipart/mixed; boundary=o\r\n\r\n"
+        "--o\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n"
+        '--o\r\nContent-Type: application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"\r\n'
+        f"Content-Transfer-Encoding: base64\r\n\r\n{wrapped}\r\n--o--\r\n"
+    ).encode("ascii")
+    email = parse_message(raw)
+    assert email.body == "See below.\n" + BADGE
+    assert [a.filename for a in email.attachments] == ["reader.log", "smime.p7m"]
