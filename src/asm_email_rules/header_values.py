@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email.message import Message
 from email.policy import compat32
 from email.utils import parsedate_to_datetime, unquote
@@ -295,7 +295,12 @@ def parse_msg_ids(value: str) -> tuple[str, ...]:
 
 
 def parse_date(value: str | None, notes: list[IntakeNote]) -> datetime | None:
-    """RFC 5322 date, else a bounded dateutil parse, else None (noted)."""
+    """RFC 5322 date, else a bounded dateutil parse, else None (noted).
+
+    A zone of ``-0000`` ("the time is UTC, the sender's local zone unknown", RFC 5322 section
+    3.3; qmail writes it) gives a UTC time, not a naive one; a zone a datetime cannot hold
+    (24 hours or more) makes the date unreadable, noted, rather than a value that raises
+    later, when it is compared."""
     if value is None:
         return None
     quick = _RFC5322_DATE.match(value)
@@ -318,12 +323,15 @@ def parse_date(value: str | None, notes: list[IntakeNote]) -> datetime | None:
                 pass
     text = " ".join(clean_text(value).split())
     try:
-        return parsedate_to_datetime(text)
+        strict = parsedate_to_datetime(text)
+        return strict if strict.tzinfo is not None else strict.replace(tzinfo=UTC)  # -0000
     except (ValueError, TypeError, IndexError, OverflowError):
         pass
     if len(text) <= _MAX_DATE:
         try:
-            parsed = date_parser.parse(text)
+            parsed: datetime | None = date_parser.parse(text)
+            if parsed is not None:
+                parsed.utcoffset()  # dateutil keeps a zone of 24 hours or more; datetime cannot
         except (ValueError, OverflowError, TypeError, LookupError):
             parsed = None
         if parsed is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import attrs
 
@@ -1456,8 +1456,10 @@ def _too_old(email: InboundEmail, now: datetime, max_days: int) -> bool:
     since mail written offline and sent days later is new to us and its writer waits for the
     answer the spec promises."""
     arrived = email.received_at or email.date
-    if not max_days or arrived is None or arrived.tzinfo is None:
+    if not max_days or arrived is None:
         return False
+    if arrived.tzinfo is None:  # a time without a zone (read leniently): taken as UTC
+        arrived = arrived.replace(tzinfo=UTC)
     return now - arrived > timedelta(days=max_days)
 
 

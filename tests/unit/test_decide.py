@@ -178,6 +178,7 @@ def test_old_mail_gets_no_reply() -> None:
         (0, 10, 7, False),  # a backlog: arrived ten days ago, whatever its Date says
         (10, None, 7, False),  # no Received field: its Date is all there is
         (400, 400, 0, True),  # 0: no age limit
+        (0, -10, 7, False),  # a received time without a zone (read leniently): taken as UTC
     ],
 )
 def test_the_reply_age_guard_counts_from_when_the_mail_reached_us(
@@ -186,10 +187,12 @@ def test_the_reply_age_guard_counts_from_when_the_mail_reached_us(
     """docs/security.md, "Backlog storms" (beyond the spec, which promises each reply with no
     condition of age): the guard is for mail that waited in the mailbox, not for mail its
     writer's device sent late ("people who are traveling or using hand-held devices")."""
-    email = {
-        "date": NOW - timedelta(days=date_age),
-        "received_at": None if received_age is None else NOW - timedelta(days=received_age),
-    }
+    received = None
+    if received_age is not None:
+        received = NOW - timedelta(days=abs(received_age))
+        if received_age < 0:
+            received = received.replace(tzinfo=None)
+    email = {"date": NOW - timedelta(days=date_age), "received_at": received}
     system = attrs.evolve(SYSTEM, max_reply_age_days=max_days)
     decision = decide(facts("[CLOSE#100]", call=OPEN_CALL, email=email), MAILBOX, system)
     assert (decision.reply is not None) is replied, decision.reply_suppressed

@@ -442,6 +442,38 @@ def test_received_at_is_none_without_a_readable_received_time(received: str) -> 
     assert kinds(email.notes) == []
 
 
+@pytest.mark.parametrize("zone", ["+2400", "+9900", "-2500"])
+def test_a_zone_no_datetime_can_hold_makes_the_date_unreadable_not_a_later_crash(
+    zone: str,
+) -> None:
+    """A review found "Received: x; 2 Jan 2025 10:00:00 +2400" read into a time whose zone
+    raised on first use, so explain crashed when the reply-age guard compared it."""
+    email = parse_message(
+        mail(
+            f"Received: x; 2 Jan 2025 10:00:00 {zone}",
+            "From: a@b.example",
+            f"Date: 2 Jan 2025 10:00:00 {zone}",
+        )
+    )
+    assert email.received_at is None
+    assert email.date is None
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_DATE]
+
+
+def test_minus_zero_zone_is_utc() -> None:
+    """RFC 5322 section 3.3: "-0000" is a time in UTC whose sender's zone is unknown (qmail
+    writes its Received stamps so); read naive, it turned the reply-age guard off."""
+    email = parse_message(
+        mail(
+            "Received: (qmail 1234 invoked by uid 89); 2 Jan 2025 10:00:00 -0000",
+            "From: a@b.example",
+            "Date: Thu, 2 Jan 2025 10:00:00 -0000",
+        )
+    )
+    assert email.received_at == datetime(2025, 1, 2, 10, 0, tzinfo=UTC)
+    assert email.date == datetime(2025, 1, 2, 10, 0, tzinfo=UTC)
+
+
 # --------------------------------------------------------------------------- bodies
 
 
