@@ -78,6 +78,17 @@ _PARAGRAPH = frozenset(
 _MAX_BLANK = 1
 _MAX_QUOTE = 20  # deeper quotes are shown at this depth (keeps the output linear)
 _MAX_INDENT = 10
+_DATA_CELL_LINES = 3
+_DATA_CELL_CHARS = 300
+"""A cell of at most this many lines of text and characters is a table's data; a longer one
+is prose laid out in a table (its row is then not joined on one line)."""
+
+
+def _data_cell(lines: list[str]) -> bool:
+    texts = [line for line in lines if line.strip("> ")]
+    return len(texts) <= _DATA_CELL_LINES and sum(map(len, texts)) <= _DATA_CELL_CHARS
+
+
 _MAX_TABLES = 8  # tables nested deeper are read as before rows were gathered (keeps it linear)
 
 
@@ -203,8 +214,11 @@ class _Writer:
         table.cells.append(lines[1:])  # without _CELL_START
 
     def end_row(self) -> None:
-        """Write the open row: one cell with text keeps its lines (a layout table wrapping a
-        whole mail); several are joined on one line, their lines and cells by spaces."""
+        """Write the open row: cells of data (each a few short lines, as Outlook's
+        ``<p class=MsoNormal>`` per cell) are joined on one line, their lines and cells by
+        spaces; a row with one cell of text, or with a cell of prose (a layout table: the
+        mail in one cell, a sidebar or a logo in another) keeps each cell's lines, one cell
+        after the other, so its paragraphs (and our marker line) stay lines."""
         if not self.tables or self.untracked_tables:
             self.newline()
             return
@@ -213,12 +227,14 @@ class _Writer:
         cells = [lines for lines in table.cells if any(line.strip("> ") for line in lines)]
         table.cells = []
         self.newline()
-        if len(cells) == 1:  # its lines as they were, blank lines between blocks kept
-            for line in cells[0]:
-                if line.strip("> "):
-                    self.lines.append(line)
-                else:
-                    self.blank()
+        if len(cells) == 1 or not all(map(_data_cell, cells)):
+            for cell in cells:  # its lines as they were, blank lines between blocks kept
+                for line in cell:
+                    if line.strip("> "):
+                        self.lines.append(line)
+                    else:
+                        self.blank()
+                self.blank()
         elif cells:
             prefix = self.prefix()
             words = (line.removeprefix(prefix).strip() for lines in cells for line in lines)

@@ -91,6 +91,22 @@ def test_a_layout_table_of_one_cell_keeps_its_paragraphs() -> None:
     assert html_to_text(html) == "Hello,\n\nthe VPN fails.\n\nError 809\n\nUma"
 
 
+def test_a_layout_table_with_a_sidebar_keeps_the_paragraphs_and_our_marker_lines() -> None:
+    """A review found a reply laid out in a two-cell table (the mail and a sidebar) turned
+    into one line, our marker line with it, so truncation no longer found our history: a
+    row with a cell of prose keeps each cell's lines."""
+    html = (
+        "<table><tr><td><p>It still fails after the update.</p><p>Uma</p>"
+        "<p>##- Please type your reply above this line -##</p>"
+        "<p>Call 100 has been updated.</p><p>We installed version 2.3 for you.</p></td>"
+        "<td><p>Corp IT</p><p>Room 3.14</p></td></tr></table>"
+    )
+    lines = html_to_text(html).splitlines()
+    assert "##- Please type your reply above this line -##" in lines
+    assert lines[0] == "It still fails after the update."
+    assert "Corp IT" in lines
+
+
 def test_tables_without_closing_tags_and_inside_quotes() -> None:
     assert html_to_text("<table><tr><td>a<p>b<td>c<tr><td>d") == "a b c\nd"
     html = "<blockquote><table><tr><td><p>a</p></td><td>b</td></tr></table></blockquote>"
