@@ -206,8 +206,9 @@ _BYTES_PER_UNREADABLE = 16
 #: bytes: another reading must be this much more plausible (penalty per character) to win;
 #: the lead a hint has, too (with 0.1, 6 more of the benchmark's wrong labels are kept)
 _DECLARED_LEAD = 0.05
-#: hints a raw 8-bit header is read with, at most (a message declares one to three charsets)
-_HEADER_HINTS = 8
+#: hints a raw 8-bit header is read with, at most (a message declares one to three charsets):
+#: with windows-1252, at most 8 readings of a header are scored
+_HEADER_HINTS = 7
 #: legacy charsets detection chooses from, most common first (ties go to the earlier one)
 _CANDIDATES = (
     "cp1252", "cp1251", "koi8_r", "cp1250", "iso8859-2", "cp932", "euc_jp", "gb18030",
@@ -632,15 +633,48 @@ def _hint_names(hints: Hints | None) -> list[str]:
 
 def hinted_reading(data: bytes, hints: Hints) -> tuple[str, str] | None:
     """``(codec, text)`` of the most plausible reading of ``data`` by a charset the message
-    declares elsewhere (``hints``, each read strictly and scored as in detection), or None.
+    declares elsewhere (``hints``, each read strictly and scored as in detection), when it is
+    at least as plausible as the windows-1252 reading; else None (read as windows-1252).
 
-    For raw 8-bit header bytes that are not UTF-8 (intake reads them like body text, but
-    too short to score the legacy candidates on): the first ``_HEADER_HINTS`` hints only, so
-    a header costs at most that many strict decodings and bounded scorings, whatever the
-    number of charsets a hostile message declares.
+    For raw 8-bit header bytes that are not UTF-8 (intake reads them like body text, but they
+    are too short to score the legacy candidates on). A hint is only a charset the message
+    names somewhere, maybe an attachment's: a German subject in windows-1252 read with an
+    attached log's windows-1251 gives ``Bьro``, so windows-1252 (what such a header was read
+    as before hints) is scored too and the hint wins only at a score no worse than its. The
+    first ``_HEADER_HINTS`` hints only: with windows-1252, at most 8 strict decodings and
+    bounded scorings per header, whatever the number of charsets a hostile message declares.
     """
-    found = _detect(data, _hint_names(hints)[:_HEADER_HINTS], None, candidates=False)
-    return None if found is None else (found[0], found[1])
+    head = _score_head(data)
+    ranked: list[tuple[float, int, str, bool]] = []  # (score, order, codec, a hint's)
+    seen: set[str] = set()
+    named = [(name, True) for name in _hint_names(hints)[:_HEADER_HINTS]]
+    for name, hinted in (*named, ("cp1252", False)):
+        codec = codec_name(name)
+        if codec is None or codec in ("ascii", "utf-8", "iso8859-1"):
+            continue
+        codec = _SUPERSETS.get(codec, codec)
+        if codec in seen:
+            continue
+        seen.add(codec)
+        text = _strict(head, codec)
+        if text is not None and _SURROGATE.search(text) is None:
+            ranked.append((_implausibility(text, codec), len(ranked), codec, hinted))
+    for _, _, codec, hinted in sorted(ranked):  # a tie goes to the earlier: a hint
+        if not hinted:
+            return None
+        text = _strict(data, codec) if head is not data else _strict(head, codec)
+        if text is not None:
+            return codec, text
+    return None
+
+
+def _score_head(data: bytes) -> bytes:
+    """The start of ``data`` a reading is scored on: ``_SCORE_BYTES`` at most, cut at a line
+    end (so no multibyte character is split) when there is one."""
+    if len(data) <= _SCORE_BYTES:
+        return data
+    cut = data.rfind(b"\n", 0, _SCORE_BYTES)
+    return data[: cut if cut > 0 else _SCORE_BYTES]
 
 
 def _detect(
@@ -662,10 +696,7 @@ def _detect(
     when the declaration is dropped) is its rival, winning as ``"fallback"``.
     ``candidates=False`` scores the hints only (and the fallback, against ``kept``).
     """
-    head = data
-    if len(data) > _SCORE_BYTES:
-        cut = data.rfind(b"\n", 0, _SCORE_BYTES)
-        head = data[: cut if cut > 0 else _SCORE_BYTES]
+    head = _score_head(data)
     ranked: list[tuple[float, int, str, str]] = []
     seen: set[str] = set()
     if declared is not None:

@@ -558,6 +558,54 @@ def test_raw_8bit_subject_without_a_charset_elsewhere_is_windows_1252() -> None:
     assert str(email.notes[0]).endswith("decoded as windows-1252")
 
 
+def log_attachment(charset: str) -> str:
+    """An attached log file that declares ``charset`` (its text ASCII)."""
+    return (
+        f'Content-Type: text/plain; charset={charset}; name="log.txt"\n'
+        'Content-Disposition: attachment; filename="log.txt"\n\nERROR 42 paper jam'
+    )
+
+
+@pytest.mark.parametrize("attached", ["windows-1251", "gb2312", "iso-8859-7"])
+def test_raw_8bit_subject_is_not_read_with_a_charset_that_reads_it_worse(attached: str) -> None:
+    # review: an attached log's charset read the subject unscored: 'Drucker im Bьro lдuft
+    # nicht, Stцrung', 'B黵o l鋟ft ... St鰎ung', 'Bόro lδuft'; windows-1252 is more plausible
+    subject = "Drucker im Büro läuft nicht, Störung seit Montag"
+    body = multipart(
+        "b1",
+        "Content-Type: text/plain; charset=utf-8\n\nDer Drucker im Büro geht nicht.",
+        log_attachment(attached),
+    )
+    raw = field_trial(subject.encode("latin-1"), 'multipart/mixed; boundary="b1"', body)
+    email = parse_message(raw)
+    assert email.subject == subject
+    assert kinds(email.notes) == [IntakeNoteKind.NON_UTF8_HEADER]
+    assert str(email.notes[0]).endswith("not utf-8; decoded as windows-1252")
+
+
+@pytest.mark.parametrize(
+    ("name", "charset", "codec", "used"),
+    [
+        ("Принтер не работает", "KOI8-R", "koi8-r", "koi8-r"),
+        ("プリンター故障", "Shift_JIS", "shift_jis", "windows-31j"),
+        ("打印机坏了", "GB2312", "gb2312", "gb18030"),
+    ],
+)
+def test_raw_8bit_subject_reads_with_the_body_charset_after_a_windows_1252_part(
+    name: str, charset: str, codec: str, used: str
+) -> None:
+    # the hint the subject was written in wins over an earlier hint and the fallback
+    body = multipart(
+        "b1",
+        log_attachment("windows-1252"),
+        f"Content-Type: text/plain; charset={charset}\n\n".encode("ascii") + name.encode(codec),
+    )
+    raw = field_trial(name.encode(codec), 'multipart/mixed; boundary="b1"', body)
+    email = parse_message(raw)
+    assert email.subject == name
+    assert str(email.notes[0]).endswith(f"decoded as {used}, as the message declares elsewhere")
+
+
 @pytest.mark.parametrize(
     ("text", "charset", "codec"),
     [
