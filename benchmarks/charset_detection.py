@@ -15,7 +15,9 @@ right label and one byte that label cannot read (a single-byte charset's first u
 or a multi-byte character cut in half), at the end and at the end of the first line, should keep its label
 (the text read back with U+FFFD for that byte); each text under every other label of the
 samples that cannot read a few of its bytes (at most one in 16 8-bit bytes, so the label is
-not dropped outright) should still be read in its own charset.
+not dropped outright) should still be read in its own charset. And each text under its own
+single-byte label with 2, 3 or 4 bytes that label cannot read spread through it should read
+back with U+FFFD for them (the label kept when its reading of the rest is the most plausible).
 """
 
 from __future__ import annotations
@@ -404,6 +406,7 @@ def declared() -> None:
     )
     if lost:
         print(f"    not: {' '.join(lost)}")
+    stray_bytes(rows)
     labels = sorted({name.split(":", 1)[1] for name, _, _ in rows})
     outcomes: dict[str, list[str]] = {"kept": [], "replaced, right": [], "replaced, wrong": []}
     for name, text, data in rows:
@@ -422,6 +425,30 @@ def declared() -> None:
     for outcome, found in outcomes.items():
         shown = f"  ({' '.join(found)})" if outcome == "kept" else ""
         print(f"    {outcome:34s} {len(found):4d}{shown}")
+
+
+def stray_bytes(rows: list[tuple[str, str, bytes]]) -> None:
+    """Each text under its own single-byte label with 2, 3 or 4 bytes that label cannot
+    read spread through it (every quarter, fifth, ...): read back with U+FFFD for them?"""
+    for count in (2, 3, 4):
+        right, lost = 0, []
+        for name, text, data in rows:
+            label = name.split(":", 1)[1]
+            stray = unreadable_byte(label, text)
+            if stray is None or len(text.encode(label)) != len(text):
+                continue  # a charset that reads every byte, or a multi-byte one
+            step = len(data) // (count + 1)
+            pieces = [data[i * step : (i + 1) * step] for i in range(count)]
+            damaged = stray.join(pieces) + stray + data[count * step :]
+            got = decode_text(damaged, label, "part", [])
+            if got.replace("\ufffd", "") == text:
+                right += 1
+            else:
+                lost.append(name)
+        print(
+            f"  {f'{count} stray bytes, text read back':36s} {right:3d}/{right + len(lost)}"
+            + (f"  (not: {' '.join(lost)})" if lost else "")
+        )
 
 
 if __name__ == "__main__":

@@ -53,6 +53,10 @@ FAMILIES: dict[str, Family] = {
         + "From: a@b.c\nSent: Mon\nTo: d\nSubject: e\n"
         + "answer\n" * (n // 14)
     ),
+    # review: a bare "see below" looks for a question in the first lines of the history
+    "see below over blank history": lambda n: (
+        "Hi, see below.\n\nFrom: a@b.c\nSent: Mon\nTo: d\nSubject: e\n" + "\n" * n + "q?\n"
+    ),
 }
 
 

@@ -13,13 +13,13 @@ against the bytes, in this order:
    charset read as its superset the way browsers do (``iso-8859-1`` and ``us-ascii`` as
    windows-1252, ``gb2312``/``gbk`` as GB18030, ``euc-kr`` as windows-949, ``shift_jis`` as
    windows-31J, ``big5`` as Big5-HKSCS, ...). A single-byte charset reads every byte: a byte it
-   leaves undefined is U+FFFD. The declaration is **kept** while the byte sequences it cannot
-   read are few (:func:`_few_unreadable`: at most one per ``_BYTES_PER_UNREADABLE`` 8-bit
-   bytes, always one, and no more than the 8-bit bytes it reads), each one U+FFFD, unless
-   another reading of every byte is more plausible (scored as in step 6, the declaration
-   ahead by ``_DECLARED_LEAD``; with too little to detect on, windows-1252 is that rival).
-   More unreadable sequences than that, and the bytes are plainly in another charset: read
-   on. Declared UTF-8 has its own rule (step 4).
+   leaves undefined is U+FFFD. The declaration is **kept**, each byte sequence it cannot read
+   U+FFFD, unless another reading of every byte is more plausible (scored as in step 6; with
+   too little to detect on, windows-1252 is that rival), while it reads no fewer 8-bit bytes
+   than it fails on (:func:`_declared_lead`): with few unreadable sequences (at most one per
+   ``_BYTES_PER_UNREADABLE`` 8-bit bytes, always one) ahead by ``_DECLARED_LEAD``; with more,
+   a single-byte charset with no lead, losing a tie. Otherwise the bytes are plainly in
+   another charset: read on. Declared UTF-8 has its own rule (step 4).
 4. **UTF-8 with stray bytes.** Text declared UTF-8 (or not declared) whose 8-bit bytes are at
    least half valid UTF-8 keeps its UTF-8 and reads each stray byte as windows-1252 (a legacy
    signature in UTF-8 text comes through whole).
@@ -44,6 +44,7 @@ import codecs
 import collections
 import functools
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Iterable
 
@@ -206,8 +207,9 @@ _BYTES_PER_UNREADABLE = 16
 #: bytes: another reading must be this much more plausible (penalty per character) to win;
 #: the lead a hint has, too (with 0.1, 6 more of the benchmark's wrong labels are kept)
 _DECLARED_LEAD = 0.05
-#: hints a raw 8-bit header is read with, at most (a message declares one to three charsets)
-_HEADER_HINTS = 8
+#: hints a raw 8-bit header is read with, at most (a message declares one to three charsets):
+#: with windows-1252, at most 8 readings of a header are scored
+_HEADER_HINTS = 7
 #: legacy charsets detection chooses from, most common first (ties go to the earlier one)
 _CANDIDATES = (
     "cp1252", "cp1251", "koi8_r", "cp1250", "iso8859-2", "cp932", "euc_jp", "gb18030",
@@ -449,14 +451,23 @@ def _declared(
     return _SURROGATE.subn("\ufffd", marked)
 
 
-def _few_unreadable(data: bytes, unreadable: int) -> bool:
-    """True when ``unreadable`` byte sequences are few enough to keep the declared charset:
-    at most one per ``_BYTES_PER_UNREADABLE`` 8-bit bytes of ``data`` (always one), and no
-    more than the 8-bit bytes it reads (a charset that reads none of them has no evidence)."""
+def _declared_lead(data: bytes, codec: str, unreadable: int) -> float | None:
+    """The lead the declared charset's reading has over the other readings of ``data`` when
+    it cannot read ``unreadable`` byte sequences; None when it is dropped without comparing.
+
+    Never more unreadable sequences than 8-bit bytes it reads (a charset that reads none of
+    them has no evidence). Few of them (at most one per ``_BYTES_PER_UNREADABLE`` 8-bit bytes,
+    always one): ``_DECLARED_LEAD``. More, in a single-byte charset: no lead, a tie lost; its
+    reading of every other byte must be more plausible than any reading of every byte (German
+    windows-1252 with three stray 0x81 is not GB18030's ``B黵o l鋟ft``, while KOI8-R labelled
+    ISO-8859-7 still loses to KOI8-R). More in a multi-byte charset: dropped.
+    """
     high = len(data) - len(data.translate(None, _HIGH_BYTES))
-    return unreadable * 2 <= high and (
-        unreadable <= 1 or unreadable * _BYTES_PER_UNREADABLE <= high
-    )
+    if unreadable * 2 > high:
+        return None
+    if unreadable <= 1 or unreadable * _BYTES_PER_UNREADABLE <= high:
+        return _DECLARED_LEAD
+    return 0.0 if _single_byte_table(_SUPERSETS.get(codec, codec)) is not None else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -568,10 +579,11 @@ def decode_text(
         reading = _declared(data, codec, what, notes)
         if reading is not None and reading[1] == 0:
             return reading[0]
-        if reading is not None and _few_unreadable(data, reading[1]):
+        lead = None if reading is None else _declared_lead(data, codec, reading[1])
+        if reading is not None and lead is not None:
             text, unreadable = reading
             names = _hint_names(hints) if detect else []
-            rival = _detect(data, names, codec, text, candidates=detect)
+            rival = _detect(data, names, codec, text, candidates=detect, lead=lead)
             if rival is None or rival[2] == "declared":
                 notes.append(
                     IntakeNote(
@@ -632,15 +644,48 @@ def _hint_names(hints: Hints | None) -> list[str]:
 
 def hinted_reading(data: bytes, hints: Hints) -> tuple[str, str] | None:
     """``(codec, text)`` of the most plausible reading of ``data`` by a charset the message
-    declares elsewhere (``hints``, each read strictly and scored as in detection), or None.
+    declares elsewhere (``hints``, each read strictly and scored as in detection), when it is
+    at least as plausible as the windows-1252 reading; else None (read as windows-1252).
 
-    For raw 8-bit header bytes that are not UTF-8 (intake reads them like body text, but
-    too short to score the legacy candidates on): the first ``_HEADER_HINTS`` hints only, so
-    a header costs at most that many strict decodings and bounded scorings, whatever the
-    number of charsets a hostile message declares.
+    For raw 8-bit header bytes that are not UTF-8 (intake reads them like body text, but they
+    are too short to score the legacy candidates on). A hint is only a charset the message
+    names somewhere, maybe an attachment's: a German subject in windows-1252 read with an
+    attached log's windows-1251 gives ``Bьro``, so windows-1252 (what such a header was read
+    as before hints) is scored too and the hint wins only at a score no worse than its. The
+    first ``_HEADER_HINTS`` hints only: with windows-1252, at most 8 strict decodings and
+    bounded scorings per header, whatever the number of charsets a hostile message declares.
     """
-    found = _detect(data, _hint_names(hints)[:_HEADER_HINTS], None, candidates=False)
-    return None if found is None else (found[0], found[1])
+    head = _score_head(data)
+    ranked: list[tuple[float, int, str, bool]] = []  # (score, order, codec, a hint's)
+    seen: set[str] = set()
+    named = [(name, True) for name in _hint_names(hints)[:_HEADER_HINTS]]
+    for name, hinted in (*named, ("cp1252", False)):
+        codec = codec_name(name)
+        if codec is None or codec in ("ascii", "utf-8", "iso8859-1"):
+            continue
+        codec = _SUPERSETS.get(codec, codec)
+        if codec in seen:
+            continue
+        seen.add(codec)
+        text = _strict(head, codec)
+        if text is not None and _SURROGATE.search(text) is None:
+            ranked.append((_implausibility(text, codec), len(ranked), codec, hinted))
+    for _, _, codec, hinted in sorted(ranked):  # a tie goes to the earlier: a hint
+        if not hinted:
+            return None
+        text = _strict(data, codec) if head is not data else _strict(head, codec)
+        if text is not None:
+            return codec, text
+    return None
+
+
+def _score_head(data: bytes) -> bytes:
+    """The start of ``data`` a reading is scored on: ``_SCORE_BYTES`` at most, cut at a line
+    end (so no multibyte character is split) when there is one."""
+    if len(data) <= _SCORE_BYTES:
+        return data
+    cut = data.rfind(b"\n", 0, _SCORE_BYTES)
+    return data[: cut if cut > 0 else _SCORE_BYTES]
 
 
 def _detect(
@@ -650,6 +695,7 @@ def _detect(
     kept: str | None = None,
     *,
     candidates: bool = True,
+    lead: float = _DECLARED_LEAD,
 ) -> tuple[str, str, str] | None:
     """``(codec, text, how)`` of the most plausible reading of non-UTF-8 ``data``, or None.
 
@@ -657,15 +703,13 @@ def _detect(
     character is split); the best-scoring codec that also reads the whole of ``data`` wins.
     A hint whose reading is clean wins at once, so the parts of one message cost one scoring.
     ``kept`` is the declared charset's reading with a few unreadable sequences as U+FFFD: it
-    is ranked too (those aside), ``_DECLARED_LEAD`` ahead, and wins as ``"declared"``; with
+    is ranked too (those aside), ``lead`` ahead (with none, losing a tie), and wins as
+    ``"declared"``; with
     too little to judge by the candidates, windows-1252 (the fallback, what the text becomes
     when the declaration is dropped) is its rival, winning as ``"fallback"``.
     ``candidates=False`` scores the hints only (and the fallback, against ``kept``).
     """
-    head = data
-    if len(data) > _SCORE_BYTES:
-        cut = data.rfind(b"\n", 0, _SCORE_BYTES)
-        head = data[: cut if cut > 0 else _SCORE_BYTES]
+    head = _score_head(data)
     ranked: list[tuple[float, int, str, str]] = []
     seen: set[str] = set()
     if declared is not None:
@@ -673,7 +717,8 @@ def _detect(
         if kept is not None:
             sample = kept[: _SCORE_CHARS * 2].replace("\ufffd", "")
             score = _implausibility(sample, _SUPERSETS.get(declared, declared))
-            ranked.append((score - _DECLARED_LEAD, 0, declared, "declared"))
+            # ahead by ``lead``; with none it loses a tie (ranked after every other reading)
+            ranked.append((score - lead, 0 if lead else sys.maxsize, declared, "declared"))
     evidence = len(head) - len(head.translate(None, _HIGH_BYTES))
     sources = [("as elsewhere in the message", hints)]
     if candidates and evidence >= _MIN_EVIDENCE and b"\x00" not in head:  # enough to judge

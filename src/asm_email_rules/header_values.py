@@ -70,9 +70,9 @@ def header_bytes_to_str(
 ) -> str:
     """Raw header bytes to text, read like body text: ASCII, else UTF-8 (RFC 6532), else the
     most plausible reading by a charset the message declares elsewhere (``hints``: its parts'
-    charsets in order, then its encoded-words'; a function is called only here), else
-    windows-1252, else latin-1; a reading that is not UTF-8 is noted. Linear: a header is
-    scored on a bounded sample, each hint once.
+    charsets in order, then its encoded-words'; a function is called only here) when it is at
+    least as plausible as windows-1252's, else windows-1252, else latin-1; a reading that is
+    not UTF-8 is noted. Linear: a header is scored on a bounded sample, by at most 8 charsets.
     """
     try:
         return value.decode("ascii")

@@ -346,19 +346,53 @@ _VALEDICTIONS = frozenset(
     )
 )
 # Phrases that announce answers typed into the quoted history ("see my answers inline below").
-# "inline" phrases name the history itself (inline, in red, in your text); "below" phrases only
-# say where, so the caller counts them only at the very end of the kept text.
-_ANSWER_WORDS_TEXT = (
-    "answer answers answered replies replied response responses responded comment comments",
-    "commented antworten antwort geantwortet anmerkungen kommentare réponse réponses répondu",
-    "commentaire commentaires respuesta respuestas respondido comentario comentarios risposte",
-    "risposto commenti antwoorden opmerkingen reacties resposta respostas respondi comentário",
-    "comentários",
+# An announcement names the answers: a noun (plural, or singular after a possessive: "my
+# answer", not "the answer" or "no response") or a verb of answering, with the place. "inline"
+# places name the history itself (inline, in red, in your text); "below" places only say where,
+# so the caller counts those only at the very end of the kept text. Either ends its clause: a
+# report about another mail goes on ("I replied in your email yesterday but ...", "The answers
+# in your message did not help").
+_PLURAL_NOUNS_TEXT = (
+    "answers replies responses comments notes remarks antworten anmerkungen kommentare",
+    "bemerkungen réponses commentaires remarques respuestas comentarios notas risposte commenti",
+    "antwoorden opmerkingen reacties respostas comentários",
 )
-_ANSWER_WORDS = frozenset(" ".join(_ANSWER_WORDS_TEXT).split())
+_SINGULAR_NOUNS_TEXT = (
+    "answer reply response comment antwort anmerkung réponse commentaire respuesta comentario",
+    "risposta commento antwoord opmerking resposta comentário",
+)
+_POSSESSIVES_TEXT = (
+    "my our meine unsere ma mes mon notre nos mi mis nuestra nuestras nuestros mia mie miei mio",
+    "nostre nostri mijn onze minha minhas meu meus nossa nossas",
+)
+_ANSWER_VERBS_TEXT = (
+    "answered replied responded commented geantwortet beantwortet kommentiert répondu commenté",
+    "respondido contestado comentado risposto commentato geantwoord beantwoord gereageerd",
+    "respondi comentei",
+)
+_NEGATIONS_TEXT = (
+    "no not never without nothing kein keine keinen nicht nichts ohne aucun aucune pas sans",
+    "ningún ninguna sin nessun nessuna senza geen zonder nenhum nenhuma sem",
+)
+
+
+def _words(texts: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(" ".join(texts).split())
+
+
+def _alternation(words: frozenset[str]) -> str:
+    return "(?:" + "|".join(sorted(map(re.escape, words), key=len, reverse=True)) + ")"
+
+
+_ANSWER_WORDS = _words(_PLURAL_NOUNS_TEXT + _SINGULAR_NOUNS_TEXT + _ANSWER_VERBS_TEXT)
 _SEE_WORDS_TEXT = "see siehe voir ver véase vea vedi zie veja"
 _SEE_WORD_SET = frozenset(_SEE_WORDS_TEXT.split())
-_ANSWER_NOUNS = "(?:" + "|".join(sorted(_ANSWER_WORDS, key=len, reverse=True)) + ")"
+_SEE_WORDS = _alternation(_SEE_WORD_SET)
+_ANSWER_NOUNS = (
+    rf"(?:(?:{_alternation(_words(_POSSESSIVES_TEXT))}\s+)?{_alternation(_words(_PLURAL_NOUNS_TEXT))}"
+    rf"|{_alternation(_words(_POSSESSIVES_TEXT))}\s+{_alternation(_words(_SINGULAR_NOUNS_TEXT))})"
+)
+_ANSWER_VERBS = _alternation(_words(_ANSWER_VERBS_TEXT))
 _INLINE_PLACES = (
     r"(?:inline|in-line|interleaved|interspersed|between the lines"
     r"|in (?:red|blue|green|bold|colou?r|caps)|in your (?:text|mail|e-?mail|message)"
@@ -372,7 +406,23 @@ _BELOW_PLACES = (
     r"(?:below|underneath|unten|ci-dessous|en dessous|plus bas|abajo|a continuación|sotto"
     r"|di seguito|hieronder|abaixo)"
 )
-_SEE_WORDS = "(?:" + "|".join(sorted(_SEE_WORD_SET, key=len, reverse=True)) + ")"
+#: what may follow the place before its clause ends: more places, a few set phrases
+_CLAUSE_END = re.compile(
+    rf"(?:\s*(?:{_INLINE_PLACES}|{_BELOW_PLACES}|as (?:usual|always|promised|requested)"
+    r"|please|thanks|thank you|again|too|also|now|here|bitte|danke|wie (?:immer|gewohnt)"
+    r"|merci|comme (?:d'habitude|convenu)|gracias|como siempre|grazie|come sempre|bedankt"
+    r"|zoals altijd|obrigad[oa]|como sempre))*"
+    r"\s*(?:[.!,;:)(\-–—…]|$)"
+)
+#: a negation just before an announcement ("no answers inline yet", "not answered below")
+_NEGATED = re.compile(rf"(?:\b{_alternation(_words(_NEGATIONS_TEXT))}|n't)(?:\s+\w+)?\s*$")
+_GREETING = (
+    r"(?:hi|hello|hey|dear|good (?:morning|afternoon|evening)|thanks|thank you|hallo|liebe[rs]?"
+    r"|guten (?:morgen|tag)|moin|servus|danke|bonjour|bonsoir|salut|cher|chère|merci|hola"
+    r"|buenos días|buenas(?: tardes)?|estimad[oa]|gracias|ciao|salve|buongiorno|buonasera"
+    r"|gentile|car[oa]|grazie|hoi|beste|goedemorgen|goedemiddag|bedankt|olá|ola|oi|bom dia"
+    r"|boa tarde|prezad[oa]|obrigad[oa])"
+)
 #: every announcement holds one of these words (maybe with punctuation on it), as a word of
 #: the line split at whitespace: a cheap test before the patterns
 _ANNOUNCEMENT_WORDS = frozenset(
@@ -382,10 +432,20 @@ _ANNOUNCEMENT_WORDS = frozenset(
 )
 _INLINE_ANSWER_RES = (
     ("inline", re.compile(rf"\b{_ANSWER_NOUNS}\b[^.!?,;\n]{{0,30}}?\b{_INLINE_PLACES}\b")),
+    ("inline", re.compile(rf"\b{_ANSWER_VERBS}\b[^.!?,;\n]{{0,30}}?\b{_INLINE_PLACES}\b")),
+    ("inline", re.compile(rf"\b{_INLINE_PLACES}\b[^.!?,;\n]{{0,30}}?\b{_ANSWER_VERBS}\b")),
     ("inline", re.compile(rf"\b(?:{_SEE_WORDS}\s+inline|inline\s+{_ANSWER_NOUNS})\b")),
     ("below", re.compile(rf"\b{_ANSWER_NOUNS}\b[^.!?,;\n]{{0,30}}?\b{_BELOW_PLACES}\b")),
-    # a bare "see below" ends its clause: "see below." yes, "see below for the log" no
-    ("below", re.compile(rf"\b{_SEE_WORDS}\s+{_BELOW_PLACES}\b(?!\s*\w)")),
+    ("below", re.compile(rf"\b{_ANSWER_VERBS}\b[^.!?,;\n]{{0,30}}?\b{_BELOW_PLACES}\b")),
+    ("below", re.compile(rf"\b{_BELOW_PLACES}\b[^.!?,;\n]{{0,30}}?\b{_ANSWER_VERBS}\b")),
+)
+#: a bare "see below" that is its whole sentence (after a greeting, "please" at most): "Hi
+#: Alice, please see below." yes, "Here is the log, see below." no
+_SEE_BELOW = re.compile(rf"\b{_SEE_WORDS}\s+{_BELOW_PLACES}\b")
+_SEE_BELOW_SENTENCE = re.compile(
+    rf"(?:{_GREETING}\b[^,.!?;:\n]{{0,40}}[,!]\s*)?"
+    r"(?:(?:please|pls|kindly|bitte|merci de|por favor|per favore|graag)\s+)?"
+    rf"{_SEE_BELOW.pattern}\s*[.!]*"
 )
 #: characters of a line examined for an announcement
 _MAX_ANNOUNCEMENT = 300
@@ -741,8 +801,12 @@ def inline_answers_announced(stripped: str) -> tuple[str, str] | None:
     """``(kind, phrase)`` when a line announces answers inside the quoted history, else None.
 
     ``kind`` is "inline" for phrases that name the history itself ("answers inline", "in red",
-    "im Text", "dans le texte") and "below" for those that only say where ("answers below",
-    "see below.", "siehe unten", "voir ci-dessous"). Only the first 300 characters are read.
+    "im Text", "dans le texte", "replied inline"), "below" for those that only say where
+    ("answers below", "Antworten siehe unten", "voir mes réponses ci-dessous"), and "see below"
+    for a bare "see below" that is the whole line (after a greeting, "please" at most: "Hi
+    Alice, please see below.", "Siehe unten."). The phrase ends its clause (more places or a
+    set phrase such as "as usual" may follow) and is not negated. Only the first 300
+    characters are read.
     """
     head = stripped[:_MAX_ANNOUNCEMENT]
     low = head.casefold()
@@ -750,9 +814,16 @@ def inline_answers_announced(stripped: str) -> tuple[str, str] | None:
         return None
     shown = head if len(head) == len(low) else low  # casefolding "ß" shifts positions
     for kind, pattern in _INLINE_ANSWER_RES:
-        found = pattern.search(low)
-        if found is not None:
+        for found in pattern.finditer(low):
+            if _CLAUSE_END.match(low, found.end()) is None:
+                continue
+            if _NEGATED.search(low, max(0, found.start() - 30), found.start()) is not None:
+                continue
             return kind, shown[found.start() : found.end()]
+    if _SEE_BELOW_SENTENCE.fullmatch(low.rstrip()) is not None:
+        phrase = _SEE_BELOW.search(low)
+        if phrase is not None:  # always: the sentence holds it
+            return "see below", shown[phrase.start() : phrase.end()]
     return None
 
 

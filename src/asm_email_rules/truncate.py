@@ -568,6 +568,9 @@ def _trim_blank_ends(parts: list[str]) -> list[str]:
 _ANNOUNCEMENT_LINES = 3
 #: Lines after a "below" announcement: at most this many, each a short closing line.
 _CLOSING_LINES, _CLOSING_CHARS = 3, 40
+#: Non-blank lines at the start of the history searched for a question a bare "see below"
+#: answers; words of a closing line under it (a valediction, a name).
+_QUESTION_LINES, _CLOSING_WORDS = 60, 4
 
 
 def _announced_inline_answers(kept: list[str], elided: list[str]) -> tuple[int, str] | None:
@@ -576,9 +579,12 @@ def _announced_inline_answers(kept: list[str], elided: list[str]) -> tuple[int, 
     Such answers cannot be told apart from an Outlook-style history, which is not ``>``-quoted,
     so only a history whose last line is unquoted counts (quoted answers show by themselves:
     see the interleaved rule). The phrase must be in the first or last
-    ``_ANNOUNCEMENT_LINES`` non-blank kept lines; a "below" phrase ("answers below", "see
-    below.") only when nothing but a short closing follows it and it does not end with a colon
-    (then it introduces the kept lines under it). Returns None when there is none.
+    ``_ANNOUNCEMENT_LINES`` non-blank kept lines; a "below" phrase ("answers below") only when
+    nothing but a short closing follows it and it does not end with a colon (then it introduces
+    the kept lines under it); a bare "see below" (the whole line, after a greeting at most)
+    only when that closing has no digits (``ERR 1`` is not a name) and the history asks a
+    question (a line ending with "?" among its first ``_QUESTION_LINES``): it may as well point
+    at a log or a forwarded mail. Returns None when there is none.
     """
     last_cut = len(elided) - 1
     while last_cut >= 0 and not elided[last_cut].strip():
@@ -596,7 +602,7 @@ def _announced_inline_answers(kept: list[str], elided: list[str]) -> tuple[int, 
         if found is None:
             continue
         kind, phrase = found
-        if kind == "below":
+        if kind != "inline":
             after = tail[tail.index(k) + 1 :] if k in tail else None
             if (
                 after is None
@@ -604,8 +610,27 @@ def _announced_inline_answers(kept: list[str], elided: list[str]) -> tuple[int, 
                 or (after and kept[k].rstrip().endswith(":"))
             ):
                 continue
+            if kind == "see below" and (
+                not all(_is_closing(kept[j]) for j in after) or not _asks_a_question(elided)
+            ):
+                continue
         return k, phrase
     return None
+
+
+def _is_closing(line: str) -> bool:
+    """A line that can close a reply: a valediction or a name (few words, no digits)."""
+    words = line.split()
+    return len(words) <= _CLOSING_WORDS and not any(ch.isdigit() for ch in line)
+
+
+def _asks_a_question(elided: list[str]) -> bool:
+    """True when one of the first ``_QUESTION_LINES`` non-blank lines of the history (quoted
+    or not) ends with a question mark: the questions the announced answers are under."""
+    for k in _nonblank(elided, range(len(elided)), _QUESTION_LINES):
+        if elided[k].rstrip().endswith(("?", "？")):
+            return True
+    return False
 
 
 def _nonblank(lines: list[str], order: range, count: int) -> list[int]:

@@ -465,9 +465,52 @@ def test_the_rule_one_unreadable_sequence_per_16_8bit_bytes() -> None:
     kept: list[IntakeNote] = []
     assert decode_text(data + b"\x81\x8d", "windows-1252", "part", kept) == text + "\ufffd" * 2
     assert str(kept[0]).endswith("the declared charset kept")
-    dropped: list[IntakeNote] = []  # three in 39 8-bit bytes: the label is distrusted
-    decode_text(data + b"\x81\x8d\x8f", "windows-1252", "part", dropped)
-    assert "bytes invalid in declared charset 'windows-1252'; decoded as" in str(dropped[0])
+    # three in 39 8-bit bytes: no lead, but German still reads better than any other charset
+    more: list[IntakeNote] = []
+    assert decode_text(data + b"\x81\x8d\x8f", "windows-1252", "part", more) == text + "\ufffd" * 3
+    assert str(more[0]).endswith("the declared charset kept")
+
+
+@pytest.mark.parametrize(
+    ("text", "written_in", "declared", "unreadable"),
+    [
+        # 2 of 5 8-bit bytes unreadable; 'raèunovodstva' scores as well as 'računovodstva'
+        ("Pozdravljeni,\nželim dostop do skupne mape računovodstva. Hvala za pomoč.\nŽiga Čuk",
+         "cp1250", "windows-1254", 2),
+        # 5 of 46: the Greek capitals score 0.024, KOI8-R's Russian 0; the 0.05 lead would keep it
+        ('Hello,\nошибка при запуске программы: "Access denied". Перезагрузка не помогла.\nDmitry',
+         "koi8-r", "iso-8859-7", 5),
+    ],
+)  # fmt: skip
+def test_a_single_byte_label_unreadable_more_than_once_in_16_bytes_has_no_lead(
+    text: str, written_in: str, declared: str, unreadable: int
+) -> None:
+    # more than one unreadable byte in 16: compared without a lead, a tie lost
+    data = text.encode(written_in)
+    assert data.decode(declared, "replace").count("\ufffd") == unreadable
+    notes: list[IntakeNote] = []
+    assert decode_text(data, declared, "part", notes) == text
+    assert f"declared charset {declared!r}; decoded as" in str(notes[0])
+
+
+@pytest.mark.parametrize("where", [("Montag.", "schicken?", "Hallo,"), ("Druc", "se", "bit")])
+def test_stray_bytes_in_german_windows_1252_text_keep_the_declared_charset(
+    where: tuple[str, ...],
+) -> None:
+    # review: three 0x81 in 10 8-bit bytes dropped the label, and detection read the rest as
+    # windows-1256 ('lنuft', 'Grüكe') or, each 0x81 before a letter, GB18030 ('B黵o l鋟ft')
+    text = "Hallo,\nder Drucker im Büro läuft nicht, Störung seit Montag.\n"
+    text += "Können Sie bitte jemanden schicken? Grüße, Jürgen\n"
+    damaged = text
+    for word in where:
+        damaged = damaged.replace(word, word + "\x81", 1)
+    email = parse_message(message("text/plain; charset=windows-1252", damaged.encode("latin-1")))
+    assert email.body == damaged.replace("\x81", "\ufffd")
+    assert kinds(email.notes) == [IntakeNoteKind.UNDECODABLE_BYTES]
+    assert str(email.notes[0]).endswith(
+        "3 byte sequence(s) invalid in declared charset 'windows-1252' read as U+FFFD; "
+        "the declared charset kept"
+    )
 
 
 @pytest.mark.parametrize(
@@ -556,6 +599,54 @@ def test_raw_8bit_subject_without_a_charset_elsewhere_is_windows_1252() -> None:
     email = parse_message(raw)
     assert email.subject == "Grüße"
     assert str(email.notes[0]).endswith("decoded as windows-1252")
+
+
+def log_attachment(charset: str) -> str:
+    """An attached log file that declares ``charset`` (its text ASCII)."""
+    return (
+        f'Content-Type: text/plain; charset={charset}; name="log.txt"\n'
+        'Content-Disposition: attachment; filename="log.txt"\n\nERROR 42 paper jam'
+    )
+
+
+@pytest.mark.parametrize("attached", ["windows-1251", "gb2312", "iso-8859-7"])
+def test_raw_8bit_subject_is_not_read_with_a_charset_that_reads_it_worse(attached: str) -> None:
+    # review: an attached log's charset read the subject unscored: 'Drucker im Bьro lдuft
+    # nicht, Stцrung', 'B黵o l鋟ft ... St鰎ung', 'Bόro lδuft'; windows-1252 is more plausible
+    subject = "Drucker im Büro läuft nicht, Störung seit Montag"
+    body = multipart(
+        "b1",
+        "Content-Type: text/plain; charset=utf-8\n\nDer Drucker im Büro geht nicht.",
+        log_attachment(attached),
+    )
+    raw = field_trial(subject.encode("latin-1"), 'multipart/mixed; boundary="b1"', body)
+    email = parse_message(raw)
+    assert email.subject == subject
+    assert kinds(email.notes) == [IntakeNoteKind.NON_UTF8_HEADER]
+    assert str(email.notes[0]).endswith("not utf-8; decoded as windows-1252")
+
+
+@pytest.mark.parametrize(
+    ("name", "charset", "codec", "used"),
+    [
+        ("Принтер не работает", "KOI8-R", "koi8-r", "koi8-r"),
+        ("プリンター故障", "Shift_JIS", "shift_jis", "windows-31j"),
+        ("打印机坏了", "GB2312", "gb2312", "gb18030"),
+    ],
+)
+def test_raw_8bit_subject_reads_with_the_body_charset_after_a_windows_1252_part(
+    name: str, charset: str, codec: str, used: str
+) -> None:
+    # the hint the subject was written in wins over an earlier hint and the fallback
+    body = multipart(
+        "b1",
+        log_attachment("windows-1252"),
+        f"Content-Type: text/plain; charset={charset}\n\n".encode("ascii") + name.encode(codec),
+    )
+    raw = field_trial(name.encode(codec), 'multipart/mixed; boundary="b1"', body)
+    email = parse_message(raw)
+    assert email.subject == name
+    assert str(email.notes[0]).endswith(f"decoded as {used}, as the message declares elsewhere")
 
 
 @pytest.mark.parametrize(

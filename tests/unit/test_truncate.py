@@ -373,6 +373,9 @@ ANNOUNCEMENTS = {
     "it": "Ciao Alice, vedi sotto.",
     "nl": "Hoi Alice, zie mijn antwoorden hieronder.",
     "pt": "Olá Alice, respostas abaixo em vermelho.",
+    "en-verb": "Hi Alice, I have answered your questions inline below.",
+    "en-see-below-closing": "Hi Alice,\nplease see below.\n\nThanks,\nUma User",
+    "de-verb": "Hallo Alice, ich habe im Text geantwortet, wie immer.",
 }
 
 
@@ -402,6 +405,13 @@ def test_announced_inline_answers_keep_the_whole_body(announcement: str, with_ma
         + "My comments are inline, as usual, when I find the time.\n"
         + "It started after the firmware update last week, I think.\n" * 3
         + "Uma",
+        # review: reports about another mail, and a log passed as the closing of "see below"
+        "I replied in your email yesterday but the printer still jams.",
+        "No response in your mail about the VPN yet.",
+        "The answer in your message did not help, the VPN still drops every hour.",
+        "Here is the log, see below.\nERR 1\nERR 2",
+        "Thanks, see below.\nERR 1\nERR 2",
+        "No answers inline yet, sorry.",
     ],
     ids=[
         "unrelated-below",
@@ -409,12 +419,26 @@ def test_announced_inline_answers_keep_the_whole_body(announcement: str, with_ma
         "notes-below-colon",
         "comments-below-text",
         "deep-in-long-text",
+        "replied-in-your-email-yesterday",
+        "no-response-in-your-mail",
+        "the-answer-in-your-message",
+        "log-lines-after-see-below",
+        "log-lines-as-a-closing",
+        "negated",
     ],
 )
 def test_ordinary_replies_mentioning_below_are_cut_as_usual(reply: str) -> None:
     body = f"{reply}\n\n{OUTLOOK_HISTORY}{INLINE_ANSWERS}\n"
     result = truncate_reply(body)
     assert result.kept == reply
+    assert result.method is TruncationMethod.HEURISTIC
+
+
+def test_a_bare_see_below_over_a_history_without_questions_is_cut_as_usual() -> None:
+    """'see below' may point at a forwarded mail or a log: it counts only over questions."""
+    body = f"Hi Alice, please see below.\n\n{OUTLOOK_HISTORY}The scanner on floor 2 is offline.\n"
+    result = truncate_reply(body)
+    assert result.kept == "Hi Alice, please see below."
     assert result.method is TruncationMethod.HEURISTIC
 
 
