@@ -520,11 +520,14 @@ _TOKEN = r"[!#$%&'*+.^_`{|}~0-9A-Za-z-]+"
 """An RFC 2045 section 5.1 token: no space, control character or tspecial."""
 _MIME_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
 _COMMENT = re.compile(r"\([^()]*\)")
-_SPACED_SLASH = re.compile(r"\s*/\s*")
+# A run of white space (or commas) is tried only from its first character (the lookbehind)
+# and taken whole (possessive): tried from every character, a run of n spaces that does not
+# end in what follows cost n * n / 2 steps (0.4 s for 8,000 spaces, in each part).
+_SPACED_SLASH = re.compile(r"(?<!\s)\s*+/\s*")
 _LEADING_TYPE = re.compile(rf"\s*({_TOKEN})\s*/\s*({_TOKEN})")
-_UNSEPARATED = re.compile(r'("(?:[^"\\]|\\.)*"?)|[\s,]+(?=[^\s=;,"]+\s*=)')
+_UNSEPARATED = re.compile(r'("(?:[^"\\]|\\.)*"?)|(?<![\s,])[\s,]++(?=[^\s=;,"]+\s*=)')
 """A quoted string (kept), or the white space or comma before a ``name=`` that should
-have been a ``;``."""
+have been a ``;`` (each run read once: linear)."""
 _PARAMETER_ANYWHERE = {
     name: re.compile(rf'\b{name}\s*=\s*("[^"]*"|[^\s";,]+)', re.IGNORECASE)
     for name in ("charset", "boundary")
