@@ -68,9 +68,6 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_BARE_CR = re.compile(rb"\r(?!\n)")
-_BLANK_LINE = re.compile(rb"\n\r?\n")
-"""A blank line, with LF or CRLF line ends: where a header section ends."""
 # The charset, an optional RFC 2231 language after "*", then "?B?" or "?Q?": no two quantifiers
 # over the same bytes, so a "=?" followed by a long run that never closes is read once.
 _WORD_CHARSET = re.compile(rb"=\?([^?*\s]{1,64})(?:\*[^?\s]{0,64})?\?[bBqQ]\?")
@@ -198,7 +195,7 @@ class _Intake(MimeReader):
         if self.raw.startswith(_UTF8_BOM):  # saved by an editor: the headers start after it
             self.raw = self.raw[len(_UTF8_BOM) :]
             self.note(IntakeNoteKind.BYTE_ORDER_MARK, "a UTF-8 byte order mark before the header")
-        self.normalise_line_ends()
+        self.raw = self.normalise_line_ends(self.raw)
         headers_only = self.check_message_limits()
         headers, body_start = self.read_headers(0, top=True)
         root = self.new_part(headers, body_start, 0, None, _mime_values(headers))
@@ -217,27 +214,6 @@ class _Intake(MimeReader):
             attachments = contents.attachments + tuple(self.overflowed)
             contents = attrs.evolve(contents, attachments=attachments)
         return self.build(fields, contents)
-
-    def normalise_line_ends(self) -> None:
-        """Read bare CR line ends (old Mac mail, broken gateways) as line breaks.
-
-        RFC 5322 section 2.3 allows CR only in CRLF. When the top header section (at most
-        ``max_header_bytes``) holds a CR that is not part of a CRLF, the message was written
-        with bare-CR or mixed line ends: every bare CR in it becomes LF, so its headers,
-        boundaries and text lines are found. Only the header section is probed, so a well-formed
-        message costs one short scan; text parts have their own line ends normalised anyway.
-        """
-        raw = self.raw
-        limit = self.limits.max_header_bytes
-        blank = _BLANK_LINE.search(raw, 0, limit)  # the header's end, CRLF or LF
-        head = raw[: limit if blank is None else blank.start() + 1]
-        if head.count(b"\r") == head.count(b"\r\n"):
-            return
-        bare = raw.count(b"\r") - raw.count(b"\r\n")
-        self.raw = _BARE_CR.sub(b"\n", raw)
-        self.note(
-            IntakeNoteKind.BARE_CR_LINE_ENDS, f"{bare} bare CR line end(s) read as line breaks"
-        )
 
     def check_message_limits(self) -> bool:
         """Check the total size and the longest line; True when only the header is to be read."""
@@ -546,7 +522,7 @@ class _Intake(MimeReader):
             prefix = _cut_text(data[:budget], charset)
         elif encoded > budget:
             data = b""  # read from the message only if it is kept whole (below)
-            prefix = _cut_text(self.raw[part.body_start : part.body_start + budget], charset)
+            prefix = _cut_text(part.source[part.body_start : part.body_start + budget], charset)
         else:
             data = self.transfer_decode(part, what)
             self.body_budget -= len(data)
@@ -591,13 +567,20 @@ class _Intake(MimeReader):
     def attachment(
         self, part: MimePart, number: int, filename: str, disposition: str | None, what: str
     ) -> Attachment | None:
-        """An Attachment for a leaf, or None when it is over the size limit (noted)."""
+        """An Attachment for a leaf, or None when it is over the size limit (noted). An
+        opened S/MIME part is not decoded again: its bytes are those read when it was
+        opened (``signed_data``), with the notes of their decoding."""
         limit = self.limits.max_attachment_size
         encoded = part.body_end - part.body_start
-        if encoded * 3 // 4 > limit * 11 // 10 + 1024:
+        opened = self.signed_data.pop(id(part), None)
+        if opened is not None:
+            data, decoding = opened
+            self.notes.extend(decoding)
+        elif encoded * 3 // 4 > limit * 11 // 10 + 1024:
             self.drop_attachment(filename or what, limit, encoded * 3 // 4)
             return None
-        data = self.transfer_decode(part, what)
+        else:
+            data = self.transfer_decode(part, what)
         if len(data) > limit:
             self.drop_attachment(filename or what, limit, len(data))
             return None
