@@ -68,9 +68,6 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_BARE_CR = re.compile(rb"\r(?!\n)")
-_BLANK_LINE = re.compile(rb"\n\r?\n")
-"""A blank line, with LF or CRLF line ends: where a header section ends."""
 # The charset, an optional RFC 2231 language after "*", then "?B?" or "?Q?": no two quantifiers
 # over the same bytes, so a "=?" followed by a long run that never closes is read once.
 _WORD_CHARSET = re.compile(rb"=\?([^?*\s]{1,64})(?:\*[^?\s]{0,64})?\?[bBqQ]\?")
@@ -198,7 +195,7 @@ class _Intake(MimeReader):
         if self.raw.startswith(_UTF8_BOM):  # saved by an editor: the headers start after it
             self.raw = self.raw[len(_UTF8_BOM) :]
             self.note(IntakeNoteKind.BYTE_ORDER_MARK, "a UTF-8 byte order mark before the header")
-        self.normalise_line_ends()
+        self.raw = self.normalise_line_ends(self.raw)
         headers_only = self.check_message_limits()
         headers, body_start = self.read_headers(0, top=True)
         root = self.new_part(headers, body_start, 0, None, _mime_values(headers))
@@ -217,27 +214,6 @@ class _Intake(MimeReader):
             attachments = contents.attachments + tuple(self.overflowed)
             contents = attrs.evolve(contents, attachments=attachments)
         return self.build(fields, contents)
-
-    def normalise_line_ends(self) -> None:
-        """Read bare CR line ends (old Mac mail, broken gateways) as line breaks.
-
-        RFC 5322 section 2.3 allows CR only in CRLF. When the top header section (at most
-        ``max_header_bytes``) holds a CR that is not part of a CRLF, the message was written
-        with bare-CR or mixed line ends: every bare CR in it becomes LF, so its headers,
-        boundaries and text lines are found. Only the header section is probed, so a well-formed
-        message costs one short scan; text parts have their own line ends normalised anyway.
-        """
-        raw = self.raw
-        limit = self.limits.max_header_bytes
-        blank = _BLANK_LINE.search(raw, 0, limit)  # the header's end, CRLF or LF
-        head = raw[: limit if blank is None else blank.start() + 1]
-        if head.count(b"\r") == head.count(b"\r\n"):
-            return
-        bare = raw.count(b"\r") - raw.count(b"\r\n")
-        self.raw = _BARE_CR.sub(b"\n", raw)
-        self.note(
-            IntakeNoteKind.BARE_CR_LINE_ENDS, f"{bare} bare CR line end(s) read as line breaks"
-        )
 
     def check_message_limits(self) -> bool:
         """Check the total size and the longest line; True when only the header is to be read."""
@@ -295,7 +271,7 @@ class _Intake(MimeReader):
         notice that the mail is HTML) is not "plain text": the text body is the plain parts
         when one of them has text, else the HTML parts when their text is not empty, else
         whatever plain (then HTML) text there is. An inline text part passed over for having
-        no text is dropped, not attached.
+        no text is not attached: its text is quoted in the ``TEXT_PART_WITHOUT_TEXT`` note.
         """
         plain: list[str] = []
         html_body: list[MimePart] = []
@@ -343,7 +319,7 @@ class _Intake(MimeReader):
         html_text = self.html_body_text(html_body) if html_body else ""
         if html_body and (has_text(html_text) or not plain):
             if plain:
-                self.note_passed_over("text/plain", "text/html")
+                self.note_passed_over("text/plain", "text/html", plain)
             return _Contents(html_text, html, "text/html", found)
         if plain:
             return _Contents(_joined(plain), html, "text/plain", found)
@@ -408,30 +384,36 @@ class _Intake(MimeReader):
         first = with_plain[0] if with_plain else with_html[0] if with_html else None
         for candidates, ctype in ((with_plain, "text/plain"), (with_html, "text/html")):
             for k in candidates:
-                if self.subtree_has_text(children[k], ctype):
+                if any(has_text(text) for text in self.subtree_texts(children[k], ctype)):
                     if k != first and first is not None:
-                        self.note_passed_over("text/plain" if with_plain else "text/html", ctype)
+                        skipped = "text/plain" if with_plain else "text/html"
+                        passed = self.subtree_texts(children[first], skipped)
+                        self.note_passed_over(skipped, ctype, passed)
                     return k
         return first
 
-    def subtree_has_text(self, part: MimePart, ctype: str) -> bool:
-        """Whether an inline ``ctype`` leaf of ``part`` (or ``part`` itself) has text."""
+    def subtree_texts(self, part: MimePart, ctype: str) -> Iterator[str]:
+        """The texts of the inline ``ctype`` leaves of ``part`` (or of ``part`` itself), in
+        order (an HTML leaf's converted), each decoded when it is reached."""
         stack = [part]
         while stack:
             node = stack.pop()
             if node.boundary is not None:
                 stack.extend(reversed(node.children))
             elif node.ctype == ctype and self.is_inline_text(node):
-                text = self.html_converted(node) if ctype == "text/html" else self.inline_text(node)
-                if has_text(text):
-                    return True
-        return False
+                yield self.html_converted(node) if ctype == "text/html" else self.inline_text(node)
 
-    def note_passed_over(self, skipped: str, used: str) -> None:
-        """Record that a text part without text was passed over for one with text."""
+    def note_passed_over(self, skipped: str, used: str, texts: Iterable[str]) -> None:
+        """Record that a text part without text was passed over for one with text, quoting
+        what it said (``texts``, its white space collapsed, at most ``_MAX_QUOTED``
+        characters: a notice is never cut), so that no words are dropped without a trace."""
+        said = " ".join(" ".join(text.translate(_INVISIBLE_AS_SPACE).split()) for text in texts)
+        said = said.strip()
+        if len(said) > _MAX_QUOTED:
+            said = said[:_MAX_QUOTED] + "..."
         self.note(
             IntakeNoteKind.TEXT_PART_WITHOUT_TEXT,
-            f"a {skipped} part has no text (blank, image placeholders or an HTML notice); "
+            f"a {skipped} part has no text ({f'only {said!r}' if said else 'blank'}); "
             f"the {used} part read as the body",
         )
 
@@ -546,7 +528,7 @@ class _Intake(MimeReader):
             prefix = _cut_text(data[:budget], charset)
         elif encoded > budget:
             data = b""  # read from the message only if it is kept whole (below)
-            prefix = _cut_text(self.raw[part.body_start : part.body_start + budget], charset)
+            prefix = _cut_text(part.source[part.body_start : part.body_start + budget], charset)
         else:
             data = self.transfer_decode(part, what)
             self.body_budget -= len(data)
@@ -591,13 +573,20 @@ class _Intake(MimeReader):
     def attachment(
         self, part: MimePart, number: int, filename: str, disposition: str | None, what: str
     ) -> Attachment | None:
-        """An Attachment for a leaf, or None when it is over the size limit (noted)."""
+        """An Attachment for a leaf, or None when it is over the size limit (noted). An
+        opened S/MIME part is not decoded again: its bytes are those read when it was
+        opened (``signed_data``), with the notes of their decoding."""
         limit = self.limits.max_attachment_size
         encoded = part.body_end - part.body_start
-        if encoded * 3 // 4 > limit * 11 // 10 + 1024:
+        opened = self.signed_data.pop(id(part), None)
+        if opened is not None:
+            data, decoding = opened
+            self.notes.extend(decoding)
+        elif encoded * 3 // 4 > limit * 11 // 10 + 1024:
             self.drop_attachment(filename or what, limit, encoded * 3 // 4)
             return None
-        data = self.transfer_decode(part, what)
+        else:
+            data = self.transfer_decode(part, what)
         if len(data) > limit:
             self.drop_attachment(filename or what, limit, len(data))
             return None
@@ -751,17 +740,49 @@ _PLACEHOLDER = re.compile(r"\[(?:image|cid)(?::[^\]\n]{0,300})?\]", re.IGNORECAS
 Outlook's ``[cid:image001.png@01D9A1B2.C3D4E5F0]``."""
 _MAX_NOTICE = 300
 """Characters at most of a text that is only a notice that the mail is HTML."""
-_HTML_NOTICE = re.compile(
-    r"(?:this is an? html(?:[- ]formatted|[- ]only)? (?:message|e-?mail|mail)"
-    r"|this (?:message|e-?mail|mail) (?:is|was) (?:written |formatted |sent )?(?:in|as) html"
-    r"(?: format)?"
-    r"|(?=.*\bhtml\b)(?=.*\b(?:client|viewer|reader|program|browser|software)s?\b)"
-    r"(?=.*\b(?:view|read|display|show|support|supports|capable|compatible|enabled|open|use)\b)"
-    r".*)"
-    r"[.!]?"
+_MAIL = r"(?:e-?mail|mail|message)"
+_PROGRAM = (
+    r"(?:(?:e-?mail |mail )?(?:client|program|reader|viewer|application|app|software)"
+    r"|(?:web )?browser)"
 )
-"""One sentence of a notice that the mail is HTML, in lower case: "This is an HTML message",
-"Your email client does not support HTML", "Please use an HTML capable mail program"."""
+_HTML_ABLE = rf"an? html[- ]?(?:capable|compatible|enabled|aware) {_PROGRAM}"
+_THIS_MAIL = rf"(?:it|this {_MAIL}(?: {_MAIL})?)"
+_TO_READ = rf"to (?:view|read|display|see) {_THIS_MAIL}"
+_ENABLE_HTML = rf"(?:activate|enable|turn on) html(?: (?:view|display))?(?: in your {_PROGRAM})?"
+_NOTICE_SENTENCE = (
+    r"(?:"
+    # "This is an HTML message", "This is an HTML-only e-mail", "This is a HTML formatted email"
+    rf"this is an? html(?:[- ]?(?:formatted|only|based))? {_MAIL}"
+    # "This message is in HTML format", "This e-mail was sent as HTML"
+    rf"|this {_MAIL}(?: {_MAIL})? (?:is|was) (?:written |formatted |sent |composed |created )?"
+    r"(?:in|as) html(?: format)?(?: only)?"
+    # "Your email client does not support HTML messages", "Your mail program cannot display HTML"
+    rf"|your {_PROGRAM} (?:does not|doesn't|doesnt|cannot|can't|cant|is unable to|"
+    r"is not able to|may not|might not) (?:support|display|show|read|render) html"
+    rf"(?: {_MAIL}s?| format| content)?"
+    # "Please use an HTML capable mail program to read this message"
+    rf"|(?:please )?use {_HTML_ABLE}(?: {_TO_READ})?"
+    # "To view this email message, open it in a program that understands HTML" (PHPMailer),
+    # "To view it, activate HTML in your email application" (PHPMailer 6), "To view this
+    # message, please use an HTML compatible email viewer"
+    rf"|{_TO_READ},? (?:please )?(?:use (?:a (?:web )?browser or )?{_HTML_ABLE}"
+    rf"|open it (?:in|with) an? {_PROGRAM} that (?:understands|supports|can display|displays) html"
+    rf"|{_ENABLE_HTML})"
+    # "You need an HTML compatible email client to read it", "This email requires an HTML ..."
+    rf"|(?:you need|{_THIS_MAIL} requires) {_HTML_ABLE}(?: {_TO_READ})?"
+    # "Please enable HTML in your mail client"
+    rf"|please {_ENABLE_HTML}(?: {_TO_READ})?"
+    r")[.!]*"
+)
+_HTML_NOTICE = re.compile(rf"{_NOTICE_SENTENCE}(?: {_NOTICE_SENTENCE})*")
+"""A whole text (lower case, white space collapsed) of notices that the mail is HTML, each
+sentence one of the fixed sentences mail programs write there ("This is an HTML message",
+"Your email client does not support HTML", "To view this message, open it in a program that
+understands HTML"). A sentence that only talks about HTML and a mail program ("My mail client
+does not display HTML mails since the update.") is not one."""
+_MAX_QUOTED = 300
+"""Characters of a part passed over for having no text quoted in its note (a notice is at
+most ``_MAX_NOTICE``: never cut)."""
 
 
 def _visible(text: str) -> bool:
@@ -775,9 +796,11 @@ def has_text(text: str) -> bool:
 
     A part has no text when, once image placeholders (``[image: logo]``, ``[cid:...]``) are
     taken out, it is blank (white space and zero-width characters only) or, in at most
-    ``_MAX_NOTICE`` characters, only sentences that tell the reader the mail is HTML ("This
-    is an HTML message. Please use an HTML capable mail client."). Everything else is text,
-    however short ("ok", "see attached", a signature). Linear in the text.
+    ``_MAX_NOTICE`` characters, only the fixed sentences mail programs write to say the mail
+    is HTML (``_HTML_NOTICE``: "This is an HTML message. Please use an HTML capable mail
+    client."), the whole text matched. Everything else is text, however short ("ok", "see
+    attached", a signature), and so is a sentence about HTML and a mail program ("My mail
+    client does not display HTML mails since the update."). Linear in the text.
     """
     if not _visible(text):
         return False
@@ -790,8 +813,7 @@ def has_text(text: str) -> bool:
     rest = " ".join(text.translate(_INVISIBLE_AS_SPACE).lower().split())
     if len(rest) > _MAX_NOTICE or "html" not in rest:
         return True
-    sentences = re.split(r"(?<=[.!?]) ", rest)
-    return not all(_HTML_NOTICE.fullmatch(sentence) for sentence in sentences)
+    return _HTML_NOTICE.fullmatch(rest) is None
 
 
 def _joined(texts: list[str]) -> str:

@@ -21,7 +21,7 @@ from asm_email_rules.header_values import clean_text, header_bytes_to_str, mime_
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 from asm_email_rules.model import LimitKind, LimitViolation
 from asm_email_rules.settings import Limits
-from asm_email_rules.smime import cms_content_type, signed_content
+from asm_email_rules.smime import cms_content_type, locate_signed_content
 from asm_email_rules.uuencode import decode_body
 
 __all__ = [
@@ -39,6 +39,7 @@ _HEADER_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\n(?:[ \t][^\n]*\n)
 _HEADER_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+):([^\n]*\n(?:[ \t][^\n]*\n)*)")
 _FIELD_START = re.compile(rb"\n[^ \t\r\n]")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
+_BARE_CR = re.compile(rb"\r(?!\n)")
 MIME_HEADERS = frozenset(
     {"content-type", "content-disposition", "content-transfer-encoding", "content-id"}
 )
@@ -57,12 +58,14 @@ except ImportError:  # pragma: no cover - the extra is installed by the test sui
 
 @attrs.define
 class MimePart:
-    """One MIME part found by the scanner: header pairs and the byte range of its body."""
+    """One MIME part found by the scanner: header pairs and the byte range of its body in
+    ``source``, the bytes it was read from (the message, or an opened S/MIME entity)."""
 
     headers: list[tuple[bytes, bytes]]
     body_start: int
     body_end: int
     depth: int
+    source: bytes = attrs.field(repr=False)
     kept: bool = True
     children: list[MimePart] = attrs.Factory(list)
     ctype: str = "text/plain"
@@ -88,13 +91,21 @@ class MimeReader:
     """State of reading one message's MIME tree: the raw bytes, the limits, notes, violations."""
 
     def __init__(self, raw: bytes, limits: Limits) -> None:
-        self.raw = raw
+        self.raw = raw  # the bytes being read: the message, or an S/MIME entity's buffer
+        self.stop: int | None = None  # where the bytes being read end in raw (None: its end)
         self.limits = limits
         self.notes: list[IntakeNote] = []
         self.violations: dict[LimitKind, LimitViolation] = {}
         self.cut_at = 0
         self.part_count = 0
         self.max_depth = 0
+        self.signed_limit = self.signed_room = 0  # decoded .p7m bytes to open: all, left
+        self.signed_data: dict[int, tuple[bytes, list[IntakeNote]]] = {}
+        """id(leaf) -> an opened .p7m, decoded, and the notes of its decoding: its attachment."""
+
+    def raw_end(self) -> int:
+        """Where the bytes being read end in ``raw``: its end, or an S/MIME entity's."""
+        return len(self.raw) if self.stop is None else self.stop
 
     def note(self, kind: IntakeNoteKind, detail: str) -> None:
         """Record a repair intake made."""
@@ -105,6 +116,26 @@ class MimeReader:
         old = self.violations.get(kind)
         if old is None or actual > old.actual:
             self.violations[kind] = LimitViolation(kind, limit, actual, detail)
+
+    def normalise_line_ends(self, raw: bytes, what: str = "") -> bytes:
+        """``raw`` (a message, or an opened S/MIME entity) with bare CR line ends (old Mac
+        mail, broken gateways) read as line breaks.
+
+        RFC 5322 section 2.3 allows CR only in CRLF. When the top header section (at most
+        ``max_header_bytes``) holds a CR that is not part of a CRLF, the bytes were written
+        with bare-CR or mixed line ends: every bare CR in them becomes LF (noted), so their
+        headers, boundaries and text lines are found. Only the header section is probed, so
+        well-formed bytes cost one short scan; text parts have their own line ends normalised
+        anyway. ``what`` names the entity in the note (empty for the message).
+        """
+        if not _bare_cr_in_header(raw, 0, len(raw), self.limits.max_header_bytes):
+            return raw
+        bare = raw.count(b"\r") - raw.count(b"\r\n")
+        self.note(
+            IntakeNoteKind.BARE_CR_LINE_ENDS,
+            f"{what}{bare} bare CR line end(s) read as line breaks",
+        )
+        return _BARE_CR.sub(b"\n", raw)
 
     # -- headers ------------------------------------------------------------------------
 
@@ -139,7 +170,7 @@ class MimeReader:
     def read_headers_slow(self, pos: int, top: bool) -> tuple[list[tuple[bytes, bytes]], int]:
         """Header fields line by line, applying the count, size and line-length limits."""
         raw = self.raw
-        n = len(raw)
+        n = self.raw_end()
         limits = self.limits
         fields: list[tuple[bytes, list[bytes]]] = []
         start = pos
@@ -151,7 +182,7 @@ class MimeReader:
                 count >= limits.max_header_count and raw[pos] not in (32, 9)
             ):
                 # budget spent: skip to the end of the header section at C speed
-                blank = _BLANK_LINE.search(raw, max(pos - 1, 0))
+                blank = _BLANK_LINE.search(raw, max(pos - 1, 0), n)
                 stop = blank.end() if blank is not None else n
                 extra = len(_FIELD_START.findall(raw, max(pos - 1, 0), stop))
                 dropped += extra
@@ -159,7 +190,7 @@ class MimeReader:
                 over_bytes = over_bytes or stop - start > limits.max_header_bytes
                 pos = stop
                 break
-            nl = raw.find(b"\n", pos)
+            nl = raw.find(b"\n", pos, n)
             end = n if nl < 0 else nl + 1
             first = raw[pos]
             if first in (10, 13) and raw[pos:end].strip(b"\r\n") == b"":
@@ -172,7 +203,7 @@ class MimeReader:
                 continue
             colon = raw.find(b":", pos, end)
             if colon <= pos or not _FIELD_NAME.fullmatch(raw, pos, colon):
-                if not fields and raw.startswith(b"From ", pos):
+                if not fields and raw.startswith(b"From ", pos, n):
                     pos = end  # mbox "From " line
                     continue
                 break
@@ -233,7 +264,7 @@ class MimeReader:
         mime: dict[str, str],
     ) -> MimePart:
         """A part from its headers (``mime``: first Content-* values, lower-case names)."""
-        part = MimePart(headers, body_start, len(self.raw), depth)
+        part = MimePart(headers, body_start, self.raw_end(), depth, self.raw)
         mime = {key: value[:_MAX_MIME_HEADER] for key, value in mime.items()}
         default = "text/plain"
         if parent is not None and parent.ctype == "multipart/digest":
@@ -273,7 +304,7 @@ class MimeReader:
     def scan(self, root: MimePart) -> None:
         """Split the multipart tree in one pass over the boundary lines (no recursion)."""
         raw = self.raw
-        n = len(raw)
+        n = self.raw_end()
         levels: list[_Level] = []
         index: dict[bytes, int] = {}
 
@@ -293,11 +324,11 @@ class MimeReader:
         push(root)
         pos = max(root.body_start - 1, 0)
         while levels:
-            i = raw.find(b"\n--", pos)  # root.body_start >= 1: a header precedes any boundary
+            i = raw.find(b"\n--", pos, n)  # root.body_start >= 1: a header precedes any boundary
             if i < 0:
                 break
             line_start = i + 1
-            nl = raw.find(b"\n", line_start)
+            nl = raw.find(b"\n", line_start, n)
             line_end = n if nl < 0 else nl
             token = raw[line_start + 2 : line_end].rstrip(b" \t\r")
             k = index.get(token)
@@ -342,21 +373,22 @@ class MimeReader:
     def transfer_decode(self, part: MimePart, what: str) -> bytes:
         """Body bytes of a leaf with its Content-Transfer-Encoding undone (never raises)."""
         cte = part.cte
-        invalid = cte == "base64" and _has_invalid_base64(self.raw, part.body_start, part.body_end)
-        if invalid and _written_as_text(self.raw, part.body_start, part.body_end):
+        raw = part.source
+        invalid = cte == "base64" and _has_invalid_base64(raw, part.body_start, part.body_end)
+        if invalid and _written_as_text(raw, part.body_start, part.body_end):
             self.note(
                 IntakeNoteKind.NOT_BASE64,
                 f"{what}: declared base64 but written as plain text; kept as written",
             )
             cte = "8bit"
         if cte == "base64":
-            view = memoryview(self.raw)[part.body_start : part.body_end]
+            view = memoryview(raw)[part.body_start : part.body_end]
             if invalid:
                 self.note(
                     IntakeNoteKind.INVALID_BASE64_CHARACTERS,
                     f"{what}: invalid characters in base64 ignored",
                 )
-            decode = _base64_decoder(self.raw, part.body_start, part.body_end, invalid)
+            decode = _base64_decoder(raw, part.body_start, part.body_end, invalid)
             try:
                 return decode(view)
             except binascii.Error:
@@ -370,7 +402,7 @@ class MimeReader:
                     return binascii.a2b_base64(cleaned)
                 except binascii.Error:
                     return b""
-        data = self.raw[part.body_start : part.body_end]
+        data = raw[part.body_start : part.body_end]
         if cte == "quoted-printable":
             return binascii.a2b_qp(data)
         if cte in _UUENCODE:
@@ -397,14 +429,20 @@ class MimeReader:
         A kept leaf that is ``application/pkcs7-mime`` or ``application/x-pkcs7-mime`` with
         ``smime-type=signed-data``, or without ``smime-type`` (or ``application/octet-stream``
         named ``*.p7m``) holding SignedData, has its signed MIME entity read by
-        :func:`~asm_email_rules.smime.signed_content`, the signature **not** checked (noted
-        ``SIGNATURE_NOT_CHECKED``). The leaf is replaced by a container holding that entity,
-        read like any part, then the ``.p7m`` itself (kept as an attachment). Encrypted data
-        (``enveloped-data``) stays an attachment, noted ``ENCRYPTED_NOT_READ``; data the
-        reader refuses too (``SMIME_NOT_READ``). The entity's bytes are appended to ``raw``
-        (after a line break) so its parts are found by the same scan and limits; at most
-        ``_MAX_SIGNED`` parts are opened (a signature inside a signature counts twice).
+        :func:`~asm_email_rules.smime.locate_signed_content`, the signature **not** checked
+        (noted ``SIGNATURE_NOT_CHECKED``). The leaf is replaced by a container holding that
+        entity, read like any part, then the ``.p7m`` itself (kept as an attachment).
+        Encrypted data (``enveloped-data``) stays an attachment, noted ``ENCRYPTED_NOT_READ``;
+        data the reader refuses too (``SMIME_NOT_READ``). At most ``_MAX_SIGNED`` parts are
+        opened (a signature inside a signature counts twice), and the ``.p7m`` parts opened,
+        decoded, total at most :meth:`signed_budget` bytes.
+
+        Memory: the entity is read where it lies in the decoded ``.p7m`` (its parts'
+        ``source``; a BER entity of chunks is joined once), and that decoded ``.p7m`` is
+        the attachment (``signed_data``): an opening holds no copy of the message, and the
+        entity none of its own unless its chunks had to be joined.
         """
+        self.signed_room = self.signed_limit = self.signed_budget()
         pending = [found for found in self.leaves_with_parents(root) if _maybe_signed(found[2])]
         pending.reverse()  # a stack: document order, an opened entity's own parts first
         opened = 0
@@ -418,7 +456,7 @@ class MimeReader:
             if entity is None:
                 continue
             opened += 1
-            container = self.open_entity(leaf, entity)
+            container = self.open_entity(leaf, entity, what)
             if parent is None:
                 root = container
             else:
@@ -427,35 +465,64 @@ class MimeReader:
             pending.extend(reversed([f for f in inner if f[2] is not leaf and _maybe_signed(f[2])]))
         return root
 
-    def signed_entity(self, leaf: MimePart, what: str) -> bytes | None:
-        """The signed MIME entity of a part :func:`_maybe_signed` picked, or None (noted when
-        the part is encrypted or unreadable; silent when it is no S/MIME data we open)."""
+    def signed_budget(self) -> int:
+        """Decoded bytes of ``.p7m`` parts one message may open, in all: within
+        ``max_attachment_size`` (docs/intake.md: "the .p7m must be within
+        max_attachment_size"), and no more than the message itself (or ``_SIGNED_FLOOR``
+        for a smaller one). One opening always fits (a part is no larger than its
+        message); a signed entity inside one as large, which would cost the message's size
+        in memory again, is not opened."""
+        return min(self.limits.max_attachment_size, max(len(self.raw), _SIGNED_FLOOR))
+
+    def signed_entity(self, leaf: MimePart, what: str) -> tuple[bytes, int, int] | None:
+        """Where the signed MIME entity of a part :func:`_maybe_signed` picked lies, as
+        ``(buffer, start, end)``, or None: noted when the part is encrypted, unreadable, or
+        over what is left of :meth:`signed_budget`; silent when it is no S/MIME data we
+        open, or over ``max_attachment_size`` (the attachment is then dropped with its own
+        note). The size checked is the decoded size; a part is decoded only when its
+        encoded size allows it. An opened part's decoded bytes are kept in ``signed_data``
+        for its attachment, so it is decoded once."""
         limit = self.limits.max_attachment_size
-        if (leaf.body_end - leaf.body_start) * 3 // 4 > limit * 11 // 10 + 1024:
-            return None  # too big: the attachment is dropped with its own note
-        kept, self.notes = self.notes, []  # decoded again as the attachment: noted then
-        try:
-            data = self.transfer_decode(leaf, what)
-        finally:
-            self.notes = kept
+        least = _decoded_at_least(leaf)
+        if least > limit:
+            return None
         declared = leaf.params.get("smime-type", "").strip().lower()
+        if declared in _ENCRYPTED:
+            self.note_encrypted(what, declared)
+            return None
+        data = b""
+        decoding: list[IntakeNote] = []  # the attachment's notes: made when it is read
+        if least <= self.signed_room:
+            kept, self.notes = self.notes, decoding
+            try:
+                data = self.transfer_decode(leaf, what)
+            finally:
+                self.notes = kept
+            if len(data) > limit:
+                return None
+        if least > self.signed_room or len(data) > self.signed_room:
+            self.note(
+                IntakeNoteKind.SMIME_NOT_READ,
+                f"{what}: S/MIME data not opened: the .p7m parts opened in one message "
+                f"total at most {self.signed_limit} bytes decoded; kept as an attachment",
+            )
+            return None
         try:
             kind = declared or cms_content_type(data)
-            if kind in ("enveloped-data", "authenveloped-data"):
-                self.note(
-                    IntakeNoteKind.ENCRYPTED_NOT_READ,
-                    f"{what}: S/MIME encrypted ({kind}); kept as an attachment, not decrypted",
-                )
+            if kind in _ENCRYPTED:
+                self.note_encrypted(what, kind)
                 return None
             if kind != "signed-data":
                 return None
-            entity = signed_content(data)
+            entity = locate_signed_content(data)
         except DerError as exc:
             self.note(
                 IntakeNoteKind.SMIME_NOT_READ,
                 f"{what}: S/MIME signed data not read ({exc}); kept as an attachment",
             )
             return None
+        self.signed_room -= len(data)
+        self.signed_data[id(leaf)] = (data, decoding)
         self.note(
             IntakeNoteKind.SIGNATURE_NOT_CHECKED,
             f"{what}: S/MIME signed message; its content read, the signature not checked "
@@ -463,26 +530,47 @@ class MimeReader:
         )
         return entity
 
-    def open_entity(self, leaf: MimePart, entity: bytes) -> MimePart:
-        """A container in place of ``leaf``: the MIME entity (appended to ``raw`` and read
-        as a part, scanned if multipart), then ``leaf`` itself."""
+    def note_encrypted(self, what: str, kind: str) -> None:
+        """Note an S/MIME encrypted part, kept as it is."""
+        self.note(
+            IntakeNoteKind.ENCRYPTED_NOT_READ,
+            f"{what}: S/MIME encrypted ({kind}); kept as an attachment, not decrypted",
+        )
+
+    def open_entity(self, leaf: MimePart, entity: tuple[bytes, int, int], what: str) -> MimePart:
+        """A container in place of ``leaf``: the MIME entity ``buffer[start:end]`` (read as
+        a part where it lies, scanned if multipart), then ``leaf`` itself. The entity's line
+        ends are read as the message's are: with a bare CR in its header, every bare CR is a
+        line break (a copy of the entity, noted)."""
+        buffer, start, end = entity
         limits = self.limits
-        if not self.cut_at and has_line_over(entity, limits.max_line_length):
+        if _bare_cr_in_header(buffer, start, end, limits.max_header_bytes):
+            buffer = self.normalise_line_ends(buffer[start:end], f"{what}, signed content: ")
+            start, end = 0, len(buffer)
+        if not self.cut_at and has_line_over(buffer, limits.max_line_length, start, end):
             self.cut_at = limits.max_line_length
             self.violate(
                 LimitKind.LINE_LENGTH,
                 limits.max_line_length,
-                longest_line(entity),
+                longest_line(buffer[start:end]),
                 f"header values and text lines truncated to {limits.max_line_length}",
             )
         container = MimePart(
-            [], leaf.body_start, leaf.body_end, leaf.depth, ctype="multipart/mixed", boundary=""
+            [],
+            leaf.body_start,
+            leaf.body_end,
+            leaf.depth,
+            leaf.source,
+            ctype="multipart/mixed",
+            boundary="",
         )  # a container without a boundary line of its own: its parts are already known
-        start = len(self.raw) + 2
-        self.raw = b"".join((self.raw, b"\r\n", entity))
-        inner = self.make_part(start, leaf.depth + 1, container)
-        if inner.boundary is not None and inner.kept:
-            self.scan(inner)
+        message, self.raw, self.stop = self.raw, buffer, end
+        try:
+            inner = self.make_part(start, leaf.depth + 1, container)
+            if inner.boundary is not None and inner.kept:
+                self.scan(inner)
+        finally:
+            self.raw, self.stop = message, None
         container.children.append(leaf)
         return container
 
@@ -520,11 +608,14 @@ _TOKEN = r"[!#$%&'*+.^_`{|}~0-9A-Za-z-]+"
 """An RFC 2045 section 5.1 token: no space, control character or tspecial."""
 _MIME_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
 _COMMENT = re.compile(r"\([^()]*\)")
-_SPACED_SLASH = re.compile(r"\s*/\s*")
+# A run of white space (or commas) is tried only from its first character (the lookbehind)
+# and taken whole (possessive): tried from every character, a run of n spaces that does not
+# end in what follows cost n * n / 2 steps (0.4 s for 8,000 spaces, in each part).
+_SPACED_SLASH = re.compile(r"(?<!\s)\s*+/\s*")
 _LEADING_TYPE = re.compile(rf"\s*({_TOKEN})\s*/\s*({_TOKEN})")
-_UNSEPARATED = re.compile(r'("(?:[^"\\]|\\.)*"?)|[\s,]+(?=[^\s=;,"]+\s*=)')
+_UNSEPARATED = re.compile(r'("(?:[^"\\]|\\.)*"?)|(?<![\s,])[\s,]++(?=[^\s=;,"]+\s*=)')
 """A quoted string (kept), or the white space or comma before a ``name=`` that should
-have been a ``;``."""
+have been a ``;`` (each run read once: linear)."""
 _PARAMETER_ANYWHERE = {
     name: re.compile(rf'\b{name}\s*=\s*("[^"]*"|[^\s";,]+)', re.IGNORECASE)
     for name in ("charset", "boundary")
@@ -586,7 +677,34 @@ allows ``x-`` names)."""
 _MAX_SIGNED = 3
 """Opaque-signed S/MIME parts opened in one message (a signature inside a signature, as
 triple-wrapped mail has, counts as two)."""
+_SIGNED_FLOOR = 1 << 20
+"""Decoded bytes of ``.p7m`` parts a message smaller than this may open (if within
+``max_attachment_size``): a small signature inside a signature is still read."""
+_IDENTITY = ("", "7bit", "8bit", "binary")
+"""Content-Transfer-Encodings that leave the bytes as they are (RFC 2045 section 6.2)."""
 _PKCS7_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_ENCRYPTED = ("enveloped-data", "authenveloped-data")
+
+
+def _bare_cr_in_header(raw: bytes, start: int, end: int, limit: int) -> bool:
+    """True when the header section of ``raw[start:end]`` (its first ``limit`` bytes at
+    most) holds a CR that is not part of a CRLF: bytes written with bare-CR line ends."""
+    blank = _BLANK_LINE.search(raw, start, min(start + limit, end))  # the header's end
+    head = raw[start : min(start + limit, end) if blank is None else blank.start() + 1]
+    return head.count(b"\r") != head.count(b"\r\n")
+
+
+def _decoded_at_least(part: MimePart) -> int:
+    """The fewest bytes a leaf's body decodes to, as its encoded size tells: that size for
+    the identity encodings; for base64 three quarters of it, less a tenth and 1 KiB for line
+    breaks (what ``attachment`` allows: "clearly oversized base64 is never decoded"); a
+    third for the others (quoted-printable writes a byte as ``=XX``)."""
+    encoded = part.body_end - part.body_start
+    if part.cte in _IDENTITY:
+        return encoded
+    if part.cte == "base64":
+        return max((encoded * 3 // 4 - 1024) * 10 // 11, 0)
+    return encoded // 3
 
 
 def _maybe_signed(part: MimePart) -> bool:
@@ -595,7 +713,7 @@ def _maybe_signed(part: MimePart) -> bool:
     ``application/octet-stream`` named ``*.p7m``."""
     if part.ctype in _PKCS7_TYPES:
         declared = part.params.get("smime-type", "").strip().lower()
-        return declared in ("", "signed-data", "enveloped-data", "authenveloped-data")
+        return declared in ("", "signed-data", *_ENCRYPTED)
     return part.ctype == "application/octet-stream" and part.filename.lower().endswith(".p7m")
 
 
@@ -649,9 +767,10 @@ def _has_invalid_base64(raw: bytes, start: int, end: int) -> bool:
     )
 
 
-def has_line_over(raw: bytes, limit: int) -> bool:
-    """True when a line of ``raw`` (the bytes between two ``\\n``, a CR counted) is longer
-    than ``limit`` bytes: ``longest_line(raw) > limit``, without splitting ``raw`` into lines.
+def has_line_over(raw: bytes, limit: int, start: int = 0, end: int | None = None) -> bool:
+    """True when a line of ``raw[start:end]`` (the bytes between two ``\\n``, a CR counted)
+    is longer than ``limit`` bytes: ``longest_line(raw[start:end]) > limit``, without
+    splitting (or copying) ``raw`` into lines.
 
     Each step looks for the last line break within the next ``limit + 1`` bytes from the
     start of a line: without one, that line is too long; with one, every line that starts
@@ -662,8 +781,7 @@ def has_line_over(raw: bytes, limit: int) -> bool:
     """
     if limit < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
-    size = len(raw)
-    start = 0
+    size = len(raw) if end is None else end
     while size - start > limit:
         newline = raw.rfind(b"\n", start, start + limit + 1)
         if newline < 0:

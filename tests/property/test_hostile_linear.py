@@ -16,6 +16,7 @@ import pytest
 
 from asm_email_rules import classify, parse_message, parse_subject
 from asm_email_rules.html_text import html_to_text
+from asm_email_rules.mime_tree import content_type
 from asm_email_rules.truncate import truncate_reply
 
 SCALE = 8
@@ -55,6 +56,18 @@ def _forged_bounce(n: int) -> bytes:
     ).encode()
 
 
+def _spaced_content_type(n: int) -> bytes:
+    """A part whose Content-Type has a word, ``n`` spaces and a word after its type: no
+    ``name=`` follows the run, so it is no missing ``;`` (a review: 0.4 s for 8,000
+    spaces, in each part: 110 s for 2 MB of such parts)."""
+    part = b"--p\r\nContent-Type: text/plain x" + b" " * n + b"y\r\n\r\nhi\r\n"
+    return (
+        b"From: a@b.example\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=p\r\n\r\n"
+        + part
+        + b"--p--\r\n"
+    )
+
+
 CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
     # intake.py: the charsets of encoded-words, looked for in every header
     "unclosed encoded-word": (
@@ -79,6 +92,23 @@ CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
     "lines of dashes": (
         lambda n: lambda: truncate_reply("hi\n" + ("-" * n + "a:b:\n") * 20, strip_signature=True),
         240,
+        LINEAR,
+    ),
+    # mime_tree.py: the white space or comma that should have been a ";" in a Content-Type
+    "Content-Type of a run of spaces": (
+        lambda n: lambda: parse_message(_spaced_content_type(n)),
+        1_000,
+        LINEAR,
+    ),
+    "Content-Type of a run of commas": (
+        lambda n: lambda: content_type("text/plain x" + "," * n + "y", "text/plain"),
+        1_000,
+        LINEAR,
+    ),
+    # mime_tree.py: white space around the "/" of a type, in a value with no type
+    "Content-Type without a type, a run of spaces": (
+        lambda n: lambda: content_type("a" + " " * n + "b", "text/plain"),
+        2_000,
         LINEAR,
     ),
     # subject.py: a reply prefix with its counter

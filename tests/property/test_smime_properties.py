@@ -1,7 +1,8 @@
 """Properties of the S/MIME SignedData reader (field trial, fault 2): on any bytes it returns
 or raises DerError, nothing else; it reads back the content of any BER encoding of a
 SignedData (definite or indefinite lengths, long-form lengths, chunked and nested OCTET
-STRINGs); and it is linear in its input."""
+STRINGs); it is linear in its input; and intake reads a signed entity where it lies in
+the decoded .p7m, up to its end and no further."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asm_email_rules.errors import DerError
+from asm_email_rules.intake import parse_message
 from asm_email_rules.smime import MAX_DEPTH, signed_content
 
 FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "smime"
@@ -139,3 +141,38 @@ def test_the_reader_is_linear_in_its_input() -> None:
         small, large = _cpu(make, size), _cpu(make, 8 * size)
         assert large < 2.0, make.__name__
         assert large < max(small, 0.01) * 24, (make.__name__, small, large)
+
+
+def _der(tag: int, contents: bytes) -> bytes:
+    return element(tag, contents, "short")
+
+
+ENTITY_LINES = st.lists(
+    st.sampled_from(["text", "--b", "--b--", "", "Content-Type: text/plain", "x: y", "--c"]),
+    max_size=12,
+).map("\r\n".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=ENTITY_LINES, signers=st.binary(max_size=40), tail=ENTITY_LINES)
+def test_a_signed_entity_is_read_up_to_its_end_and_no_further(
+    lines: str, signers: bytes, tail: str
+) -> None:
+    # What follows the entity in the decoded .p7m (signer bytes, here with boundary lines and
+    # text in them) never changes what the entity gives: the same body and attachments as
+    # with nothing after it.
+    entity = ("Content-Type: multipart/mixed; boundary=b\r\n\r\n" + lines).encode()
+    head = (
+        b"From: a@b.example\r\nSubject: s\r\n"
+        b"Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\n"
+        b"Content-Transfer-Encoding: binary\r\n\r\n"
+    )
+
+    def read_with(after: bytes) -> tuple[str, list[tuple[str, bytes]]]:
+        encap = _der(0x30, DATA + _der(0xA0, _der(0x04, entity)))
+        signed = _der(0x30, _der(0x02, b"\x01") + _der(0x31, b"") + encap + after)
+        email = parse_message(head + _der(0x30, SIGNED_DATA + _der(0xA0, signed)))
+        named = [(a.filename, a.data) for a in email.attachments if a.filename != "smime.p7m"]
+        return email.body, named
+
+    assert read_with(_der(0x31, signers + tail.encode())) == read_with(_der(0x31, b""))

@@ -285,6 +285,58 @@ def test_what_counts_as_text(text: str, expected: bool) -> None:
     assert has_text(text) is expected
 
 
+# A review: any sentence naming HTML, a mail program and reading it was taken for a notice,
+# so a person's complaint about HTML mail counted as no text and was dropped.
+COMPLAINTS = [
+    "I cannot open HTML files in the browser.",
+    "My mail client does not display HTML mails since the update.",
+    "The HTML viewer in the client software won't open.",
+    "Your email client does not support HTML since the update, says the vendor.",
+    "Please use an HTML capable mail program for the newsletter; ours shows code.",
+]
+NOTICES = [  # what mail programs and libraries write in the plain alternative
+    "This is an HTML message. Please use an HTML capable mail program to read this message.",
+    "This message is in HTML format.",
+    "Your email client does not support HTML messages.",
+    "Your e-mail client doesn't support HTML.",
+    "To view this email message, open it in a program that understands HTML!",
+    "This is an HTML-only message. To view it, activate HTML in your email application.",
+    "This is a HTML formatted email.\n\nYou need an HTML compatible email client to read it.",
+    "To view this message, please use an HTML-compatible email viewer.",
+    "  This e-mail was sent as HTML.  \n\n  Please enable HTML in your mail client.\n",
+]
+
+
+@pytest.mark.parametrize("complaint", COMPLAINTS)
+def test_a_sentence_about_html_mail_is_text(complaint: str) -> None:
+    assert has_text(complaint)
+
+
+@pytest.mark.parametrize("notice", NOTICES)
+def test_the_notices_mail_programs_write_are_no_text(notice: str) -> None:
+    assert not has_text(notice)
+
+
+@pytest.mark.parametrize("complaint", COMPLAINTS[:3])
+def test_a_complaint_about_html_beside_an_html_footer_is_the_body(complaint: str) -> None:
+    footer = "Content-Type: text/html\n\n<p><small>Sent from ACME Corp. Confidential.</small></p>"
+    body = multipart("m", f"Content-Type: text/plain\n\n{complaint}", footer)
+    email = parse_message(message("multipart/mixed; boundary=m", body))
+    assert (email.body, email.body_source) == (complaint, "text/plain")
+    assert email.notes == ()
+
+
+def test_a_notice_passed_over_for_the_html_is_kept_in_its_note() -> None:
+    # Never dropped without a trace: the text of a part passed over is quoted in the note.
+    notice = "This message is in HTML format.\nYour email client does not support HTML."
+    for boundary, kind in (("alt", "alternative"), ("m", "mixed")):
+        body = multipart(boundary, f"Content-Type: text/plain\n\n{notice}", VPN_HTML)
+        email = parse_message(message(f"multipart/{kind}; boundary={boundary}", body))
+        assert (email.body, email.body_source) == (VPN_TEXT, "text/html")
+        assert kinds(email.notes) == [IntakeNoteKind.TEXT_PART_WITHOUT_TEXT]
+        assert " ".join(notice.split()) in str(email.notes[0])
+
+
 # --------------------------------------------------------------------------- charsets
 
 

@@ -7,6 +7,7 @@ README); the signature is never checked, here or in intake.
 from __future__ import annotations
 
 import base64
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,12 @@ from asm_email_rules.errors import DerError
 from asm_email_rules.intake import parse_message
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 from asm_email_rules.settings import Limits
-from asm_email_rules.smime import MAX_DEPTH, cms_content_type, signed_content
+from asm_email_rules.smime import (
+    MAX_DEPTH,
+    cms_content_type,
+    locate_signed_content,
+    signed_content,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "smime"
 ENTITY = (FIXTURES / "entity.txt").read_bytes()
@@ -53,15 +59,31 @@ def signed_data(content: bytes) -> bytes:
 def p7m_mail(
     der_bytes: bytes,
     content_type: str = 'application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"',
+    encoding: str = "base64",
 ) -> bytes:
     head = (
         "From: Uma User <uma@corp.example>\r\nTo: helpdesk@desk.example\r\n"
         "Message-ID: <t2@mail.example>\r\nMIME-Version: 1.0\r\nSubject: Badge reader\r\n"
         f"Content-Type: {content_type}\r\n"
         'Content-Disposition: attachment; filename="smime.p7m"\r\n'
-        "Content-Transfer-Encoding: base64\r\n\r\n"
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
     )
-    return head.encode("ascii") + base64.encodebytes(der_bytes).replace(b"\n", b"\r\n")
+    return head.encode("ascii") + p7m_body(der_bytes, encoding)
+
+
+def p7m_body(der_bytes: bytes, encoding: str) -> bytes:
+    """A .p7m's body in its transfer encoding (``base64`` or ``binary``)."""
+    if encoding == "binary":
+        return der_bytes
+    return base64.encodebytes(der_bytes).replace(b"\n", b"\r\n")
+
+
+def p7m_part(der_bytes: bytes, encoding: str) -> bytes:
+    """A signed .p7m part (its header and body), to be signed again."""
+    return (
+        b'Content-Type: application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"\r\n'
+        b"Content-Transfer-Encoding: " + encoding.encode("ascii") + b"\r\n\r\n"
+    ) + p7m_body(der_bytes, encoding)
 
 
 # --------------------------------------------------------------------------- the DER reader
@@ -245,3 +267,121 @@ def test_a_signed_part_inside_mixed_adds_its_text_after_the_outer_text() -> None
     email = parse_message(raw)
     assert email.body == "See below.\n" + BADGE
     assert [a.filename for a in email.attachments] == ["reader.log", "smime.p7m"]
+
+
+# --------------------------------------------------------------------------- size and memory
+# A review: a .p7m was opened past max_attachment_size (its size was guessed as if it were
+# base64, with a tenth to spare), and each opening copied the whole message buffer.
+
+
+@pytest.mark.parametrize("encoding", ["binary", "base64"])
+def test_a_p7m_decoded_over_the_attachment_limit_is_not_opened(encoding: str) -> None:
+    # docs/intake.md: "the .p7m must be within max_attachment_size", decoded, whatever the
+    # transfer encoding: one byte over, the signed text is not read and smime.p7m is dropped.
+    der_bytes = signed_data(b"Content-Type: text/plain\r\n\r\nSigned text.\r\n" + b"x" * 5000)
+    raw = p7m_mail(der_bytes, encoding=encoding)
+    email = parse_message(raw, limits=Limits(max_attachment_size=len(der_bytes) - 1))
+    assert (email.body, email.attachments) == ("", ())
+    assert kinds(email.notes) == [IntakeNoteKind.ATTACHMENT_DROPPED]
+    email = parse_message(raw, limits=Limits(max_attachment_size=len(der_bytes)))
+    assert email.body.startswith("Signed text.\n")
+    assert [a.data for a in email.attachments] == [der_bytes]
+
+
+def test_signed_parts_opened_in_one_message_stay_within_the_attachment_limit() -> None:
+    # A signature inside a signature is opened only while the .p7m parts opened, decoded,
+    # total at most max_attachment_size (and the message's size, for one over 1 MiB).
+    inner = signed_data(b"Content-Type: text/plain\r\n\r\nInnermost text.\r\n")
+    outer = signed_data(p7m_part(inner, "binary"))
+    raw = p7m_mail(outer, encoding="binary")
+    email = parse_message(raw, limits=Limits(max_attachment_size=len(outer) + len(inner)))
+    assert email.body == "Innermost text.\n"
+    assert [a.data for a in email.attachments] == [inner, outer]
+    email = parse_message(raw, limits=Limits(max_attachment_size=len(outer) + len(inner) - 1))
+    assert email.body == ""  # the inner signed part stays shut, an attachment
+    assert [a.data for a in email.attachments] == [inner, outer]
+    assert kinds(email.notes) == [
+        IntakeNoteKind.SIGNATURE_NOT_CHECKED,
+        IntakeNoteKind.SMIME_NOT_READ,
+    ]
+    assert "at most" in str(email.notes[1])
+
+
+def _large_signed_mail(encoding: str, levels: int, size: int) -> bytes:
+    """A message of about ``size`` bytes: a file of ``size`` bytes, in a signed entity,
+    signed again ``levels - 1`` times, each .p7m in ``encoding`` (binary keeps every level
+    the message's size; base64 makes each one a quarter smaller than the one around it)."""
+    if encoding == "base64":
+        size = size * 3**levels // 4**levels
+    entity = (
+        b"Content-Type: application/octet-stream; name=scan.bin\r\n"
+        b"Content-Transfer-Encoding: binary\r\n\r\n" + bytes(range(256)) * (size // 256)
+    )
+    for _ in range(levels - 1):
+        entity = p7m_part(signed_data(entity), encoding)
+    return p7m_mail(signed_data(entity), encoding=encoding)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "levels"),
+    [("binary", 1), ("binary", 3), ("base64", 3)],
+    ids=["binary", "binary-nested-3", "base64-nested-3"],
+)
+def test_opening_signed_parts_peaks_within_three_times_the_message(
+    encoding: str, levels: int
+) -> None:
+    # docs/scaling.md: a peak of at most 3x the largest message. It was 4x for one binary
+    # level (the message copied with the entity appended), 8x for three, 5.3x for base64.
+    raw = _large_signed_mail(encoding, levels, 3_000_000)
+    tracemalloc.start()
+    try:
+        email = parse_message(raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert IntakeNoteKind.SIGNATURE_NOT_CHECKED in kinds(email.notes)
+    assert peak <= 3 * len(raw), peak / len(raw)
+
+
+def test_a_signed_entity_of_small_chunks_takes_one_byte_a_byte() -> None:
+    # 2-byte BER chunks were kept as a list of bytes objects, ~50 bytes each: 32x the data.
+    content = bytes(range(256)) * 4096
+    chunks = b"".join(der(0x04, content[i : i + 2]) for i in range(0, len(content), 2))
+    encap = b"\x30\x80" + DATA + b"\xa0\x80\x24\x80" + chunks + b"\0\0" * 3
+    signed = b"\x30\x80" + der(0x02, b"\x01") + der(0x31) + encap + der(0x31) + b"\0\0"
+    data = b"\x30\x80" + SIGNED_DATA + b"\xa0\x80" + signed + b"\0\0\0\0"
+    tracemalloc.start()
+    try:
+        buffer, start, end = locate_signed_content(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert buffer[start:end] == content
+    assert peak <= 2 * len(content), peak / len(content)
+
+
+def test_a_der_entity_is_read_where_it_lies_and_ends_with_its_octet_string() -> None:
+    # Read in place in the decoded .p7m: what follows the content (here signer bytes that
+    # look like a boundary and a line of text) is not part of the entity's text.
+    entity = b"Content-Type: text/plain\r\n\r\nThe kiosk shows error 42."
+    encap = der(0x30, DATA, der(0xA0, der(0x04, entity)))
+    signers = der(0x31, b"\r\n--b--\r\nnot the entity\r\n")
+    signed = der(0x30, der(0x02, b"\x01"), der(0x31), encap, signers)
+    der_bytes = der(0x30, SIGNED_DATA, der(0xA0, signed))
+    buffer, start, end = locate_signed_content(der_bytes)
+    assert buffer is der_bytes  # no copy
+    assert buffer[start:end] == entity
+    email = parse_message(p7m_mail(der_bytes))
+    assert email.body == "The kiosk shows error 42."
+    assert [a.data for a in email.attachments] == [der_bytes]
+
+
+def test_a_signed_entity_with_bare_cr_line_ends_keeps_its_text() -> None:
+    # Its line ends are read as the message's are (the body was "" before: one long line).
+    entity = b"Content-Type: text/plain\r\rThe printer on floor 3 jams.\rAnn\r"
+    email = parse_message(p7m_mail(signed_data(entity)))
+    assert email.body == "The printer on floor 3 jams.\nAnn\n"
+    assert kinds(email.notes) == [
+        IntakeNoteKind.SIGNATURE_NOT_CHECKED,
+        IntakeNoteKind.BARE_CR_LINE_ENDS,
+    ]
