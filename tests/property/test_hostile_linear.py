@@ -9,30 +9,17 @@ one unclosed encoded-word took 32 s to parse; a forged bounce of blank lines, 30
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
+from cpu_timing import ALLOWED, assert_linear
 
 from asm_email_rules import classify, parse_message, parse_subject
 from asm_email_rules.html_text import html_to_text
 from asm_email_rules.mime_tree import content_type
 from asm_email_rules.truncate import truncate_reply
 
-SCALE = 8
-LINEAR = 24
-"""How many times longer the input 8 times the size may take: linear work takes about 8
-(24 leaves room for a loaded machine), quadratic work 64."""
-
-
-def _cpu(work: Callable[[], object]) -> float:
-    """The least CPU time of three runs of ``work`` (this process only)."""
-    best = float("inf")
-    for _ in range(3):
-        start = time.process_time()
-        work()
-        best = min(best, time.process_time() - start)
-    return best
+LINEAR = ALLOWED
 
 
 def _encoded_word_header(n: int) -> bytes:
@@ -119,11 +106,7 @@ CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_hostile_shapes_take_time_linear_in_their_size(name: str) -> None:
     build, n, allowed = CASES[name]
-    small, large = build(n), build(SCALE * n)
-    small()  # compiled patterns and imports outside the timing
-    timings = (_cpu(small), _cpu(large))
-    assert timings[1] < 2.0, (name, timings)
-    assert timings[1] < max(timings[0], 0.001) * allowed, (name, timings)
+    assert_linear(build, n, allowed=allowed, floor=0.001, what=name)
 
 
 def test_the_bounced_message_id_is_still_found_when_its_field_is_folded() -> None:

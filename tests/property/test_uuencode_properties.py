@@ -5,9 +5,10 @@ reader raises; both are linear in their input."""
 from __future__ import annotations
 
 import binascii
-import time
 from collections.abc import Callable
+from functools import partial
 
+from cpu_timing import assert_linear, least_cpu
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -89,15 +90,6 @@ def test_decode_body_reads_back_what_was_encoded(data: bytes, line_end: str) -> 
     assert decode_body(encode(data, "x.bin").replace("\n", line_end).encode("ascii")) == data
 
 
-def _cpu(read: Callable[[str], object], text: str) -> float:
-    best = float("inf")
-    for _ in range(3):
-        start = time.process_time()
-        read(text)
-        best = min(best, time.process_time() - start)
-    return best
-
-
 HOSTILE = (
     "begin 644 x\n" + "M" + "A" * 60 + "\n",  # data lines that never end
     "begin 644 x\n",  # begin lines only
@@ -106,16 +98,14 @@ HOSTILE = (
 )
 
 
+def _splitting(unit: str, n: int) -> Callable[[], object]:
+    return partial(split_blocks, unit * n, 500)
+
+
 def test_split_blocks_is_linear_on_hostile_text() -> None:
     """The time per character stays flat from 1x to 8x (a quadratic scan would take 64 times
     longer, not 8)."""
     for unit in HOSTILE:
-        small, large = unit * 2_000, unit * 16_000
-        timings = [
-            _cpu(lambda t: split_blocks(t, 500), small),
-            _cpu(lambda t: split_blocks(t, 500), large),
-        ]
-        assert timings[1] < 2.0, unit
-        assert timings[1] < max(timings[0], 0.01) * 24, (unit, timings)
+        assert_linear(partial(_splitting, unit), 2_000, what=unit)
     one_line = "begin 644 x" + " " * 200_000 + "y"
-    assert _cpu(lambda t: split_blocks(t, 500), one_line) < 0.5
+    assert least_cpu(partial(split_blocks, one_line, 500)) < 0.5
