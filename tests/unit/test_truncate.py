@@ -235,6 +235,18 @@ def test_reply_below_our_quoted_marker_is_kept_and_its_quote_intro_goes(intro: s
     assert result.elided.endswith("> Call 100 has been updated.")
 
 
+@pytest.mark.parametrize("gap", ["", "\n"])
+def test_a_wrapped_attribution_over_our_quoted_marker_goes_whole(gap: str) -> None:
+    """Gmail wraps its plain text at about 78 characters, so a long name and address push
+    "wrote:" onto a line of its own; a review found the first half of that line stored as
+    the person's text."""
+    intro = "On Thu, Nov 26, 2026 at 4:02 PM Service Desk <helpdesk@desk.example>\nwrote:\n"
+    body = f"Yes, it works now after the reboot.\n\n{intro}{gap}{OUR_QUOTED_REPLY}"
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == "Yes, it works now after the reboot."
+    assert result.elided.startswith("On Thu, Nov 26, 2026")
+
+
 def test_text_above_and_below_our_quoted_marker_is_all_kept() -> None:
     intro = QUOTE_INTROS["gmail"]
     body = f"Short answer: no.\n\n{intro}{OUR_QUOTED_REPLY}\nLong answer: {STILL_BROKEN}"
