@@ -279,7 +279,7 @@ class _Intake(MimeReader):
         attachments: list[Attachment] = []
         leaves = list(self.leaves(root)) if root.boundary is not None else [root]
         self.numbers = {id(part): number for number, part in enumerate(leaves, start=1)}
-        self.hints = _LazyHints(self, leaves)
+        self.hints = _LazyHints(leaves, self.header_charsets)
         self.texts = {}
         self.converted = {}
         self.uuencoded = {}
@@ -633,7 +633,8 @@ class _Intake(MimeReader):
         """
         notes = self.notes
         self.header_charsets = _word_charsets(headers)
-        pairs, first = _decode_pairs(headers, notes, _LazyHints(self, self.leaves(root)))
+        hints = _LazyHints(self.leaves(root), self.header_charsets)
+        pairs, first = _decode_pairs(headers, notes, hints)
         from_mailboxes = _mailboxes(first.get("from"), "From", notes)
         sender_name, sender = _sender_of(first.get("from"), from_mailboxes, notes)
         sender_field = _mailboxes(first.get("sender"), "Sender", notes)
@@ -715,18 +716,20 @@ class _LazyHints:
 
     Built only when a text part or a raw 8-bit header needs them (a charset missing or
     wrong), then kept: a charset detected for one part is put first, so the next part tries
-    it first. ``parts`` (the leaves, in order) is iterated then.
+    it first. ``parts`` (the leaves, in order) is iterated then, and ``header_charsets`` (the
+    header's encoded-words') added. It holds no reference to the reader: the reader keeps
+    it, and a cycle would keep each message's bytes alive until the garbage collector runs.
     """
 
-    def __init__(self, intake: _Intake, parts: Iterable[MimePart]) -> None:
-        self.intake = intake
+    def __init__(self, parts: Iterable[MimePart], header_charsets: list[str]) -> None:
         self.parts = parts
+        self.header_charsets = header_charsets
         self.names: list[str] | None = None
 
     def __call__(self) -> list[str]:
         if self.names is None:
             found = [part.params["charset"] for part in self.parts if "charset" in part.params]
-            found += self.intake.header_charsets
+            found += self.header_charsets
             self.names = list(dict.fromkeys(name.strip().lower() for name in found if name))
         return self.names
 
