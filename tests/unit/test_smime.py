@@ -241,30 +241,26 @@ def test_the_signed_entity_counts_against_the_part_limit() -> None:
     assert [v.kind.name for v in email.limit_violations] == ["PART_COUNT"]
 
 
-def test_a_signed_entity_deeper_than_the_limit_is_not_opened() -> None:
+def _signed_in_mixed(before: str = "") -> bytes:
+    """A multipart/mixed of ``before`` (parts, each from its "--o" line) and the signed part."""
     wrapped = base64.encodebytes(SIGNED).decode("ascii")
-    raw = (
+    return (
         "From: Uma User <uma@corp.example>\r\nSubject: fwd\r\n"
-        "Content-Type: multipart/mixed; boundary=o\r\n\r\n"
+        f"Content-Type: multipart/mixed; boundary=o\r\n\r\n{before}"
         '--o\r\nContent-Type: application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"\r\n'
         f"Content-Transfer-Encoding: base64\r\n\r\n{wrapped}\r\n--o--\r\n"
     ).encode("ascii")
-    email = parse_message(raw, limits=Limits(max_mime_depth=1))
+
+
+def test_a_signed_entity_deeper_than_the_limit_is_not_opened() -> None:
+    email = parse_message(_signed_in_mixed(), limits=Limits(max_mime_depth=1))
     assert [a.filename for a in email.attachments] == ["smime.p7m"]
     assert [v.kind.name for v in email.limit_violations] == ["MIME_DEPTH"]
     assert email.notes == ()
 
 
 def test_a_signed_part_inside_mixed_adds_its_text_after_the_outer_text() -> None:
-    wrapped = base64.encodebytes(SIGNED).decode("ascii")
-    raw = (
-        "From: Uma User <uma@corp.example>\r\nSubject: fwd\r\n"
-        "Content-Type: multipart/mixed; boundary=o\r\n\r\n"
-        "--o\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n"
-        '--o\r\nContent-Type: application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"\r\n'
-        f"Content-Transfer-Encoding: base64\r\n\r\n{wrapped}\r\n--o--\r\n"
-    ).encode("ascii")
-    email = parse_message(raw)
+    email = parse_message(_signed_in_mixed("--o\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n"))
     assert email.body == "See below.\n" + BADGE
     assert [a.filename for a in email.attachments] == ["reader.log", "smime.p7m"]
 
