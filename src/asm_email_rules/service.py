@@ -749,15 +749,15 @@ class PollingService:
         except StoreUnavailableError:
             raise
         except Exception as exc:  # one bad message must never stop the others
-            ours = isinstance(exc, RepositoryError)
-            if not ours:
+            typed = isinstance(exc, RepositoryError)  # the store said what failed
+            if not typed:
                 log.exception(
                     "processing a message failed",
                     extra={"account": message.account.name, "sha256": message.sha256},
                 )
-            error = str(exc) if ours else f"{type(exc).__name__}: {exc}"
-            store = ours or raised_inside(exc, self.repository)
-            if store and not self._store_failed(message):
+            error = str(exc) if typed else f"{type(exc).__name__}: {exc}"
+            store_failed = typed or raised_inside(exc, self.repository)
+            if store_failed and not self._store_failed(message):
                 raise _RetryLaterError(f"the store failed: {error}") from exc
             reason = f"processing failed: {error}"
             self._set_aside(message, reason, "failed", error, logging.ERROR, batch)
