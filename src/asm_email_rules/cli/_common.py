@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, BinaryIO, NoReturn, TextIO
 
 from asm_email_rules.adapters._sql import SqlRepository
 from asm_email_rules.config import Config, load_config, store_location
@@ -74,6 +74,22 @@ def read_file(path: Path | str, limit: int | None = None) -> bytes:
     if len(raw) > limit:
         raise too_big
     return raw
+
+
+def read_bounded(stream: BinaryIO, keep: int, chunk: int = 1 << 20) -> tuple[bytes, int]:
+    """The first ``keep + 1`` bytes of ``stream`` and the stream's whole length in bytes.
+
+    The rest is read to its end and let go of, ``chunk`` bytes at a time, so that a writer on
+    the other side of a pipe is never cut off, and memory stays ``keep`` whatever the input's
+    length (``deliver < /dev/zero`` is bounded in memory, linear in time). ``keep + 1`` bytes
+    are kept so that a caller sees a cut stream as longer than ``keep``. Raises what the
+    stream's ``read`` raises (``OSError``)."""
+    head = stream.read(keep + 1)
+    size = len(head)
+    if size > keep:
+        while rest := stream.read(chunk):
+            size += len(rest)
+    return head, size
 
 
 def read_inbox(path: Path) -> list[tuple[str, bytes]]:

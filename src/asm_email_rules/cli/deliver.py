@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asm_email_rules.bootstrap import make_mailer, open_store
-from asm_email_rules.cli._common import PROG
+from asm_email_rules.cli._common import PROG, read_bounded, read_limit
 from asm_email_rules.cli.poll import refuse_misconfigured
-from asm_email_rules.config import load_config, no_account
+from asm_email_rules.config import Config, load_config, no_account
 from asm_email_rules.delivery import EX_TEMPFAIL, Verdict, deliver_message
 
 NAME = "deliver"
@@ -43,10 +43,23 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handle standard input; 0 or 75, with one line on stderr when it is 75."""
+    """Handle standard input; 0 or 75, with one line on stderr when it is 75.
+
+    At most :func:`~asm_email_rules.cli._common.read_limit` bytes of the message are kept
+    (four times ``max_total_size``); a longer message is read to its end and handled on its
+    first bytes, which the intake reads as over ``max_total_size``: its header only, as for
+    any message over the limit (intake.md, "Limits"). A line on stderr gives its length."""
     try:
-        raw = sys.stdin.buffer.read()
-        return _deliver(args, raw)
+        config = load_config(args.config, secret_accounts=no_account)
+        keep = read_limit(config.system.limits)
+        raw, size = read_bounded(sys.stdin.buffer, keep)
+        if size > keep:
+            print(
+                f"{PROG} deliver: a message of {size} bytes: its first {keep} read "
+                f"(max_total_size is {config.system.limits.max_total_size}: header only)",
+                file=sys.stderr,
+            )
+        return _deliver(args, config, raw)
     except (Exception, KeyboardInterrupt) as exc:  # the mail server must get 0 or 75
         print(f"{PROG} deliver: not ready, try later: {_one_line(exc)}", file=sys.stderr)
         return EX_TEMPFAIL
@@ -57,8 +70,7 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
-def _deliver(args: argparse.Namespace, raw: bytes) -> int:
-    config = load_config(args.config, secret_accounts=no_account)
+def _deliver(args: argparse.Namespace, config: Config, raw: bytes) -> int:
     account = config.account(args.account)
     mailer = make_mailer(config)
     repository = open_store(config.require_store(), must_exist=True)
