@@ -65,6 +65,9 @@ class IntakeNoteKind(enum.Enum):
     """A syntactically invalid Content-Type (RFC 2045 section 5.2): read leniently (a
     ``type/subtype`` whose parameters lack their ``;``) or as text/plain, keeping the charset
     or boundary it names."""
+    INVALID_CONTENT_DISPOSITION = "invalid_content_disposition"
+    """A Content-Disposition whose parameters lack their ``;`` (``attachment
+    filename="a.pdf"``, RFC 2183 section 2): read leniently, the file name kept."""
     INVALID_BASE64_CHARACTERS = "invalid_base64_characters"
     """Characters outside the base64 alphabet in a base64 body; ignored."""
     INVALID_BASE64_LENGTH = "invalid_base64_length"

@@ -272,7 +272,9 @@ class MimeReader:
         part.ctype, part.params, repair = content_type(mime.get("content-type"), default)
         if repair:
             self.note(IntakeNoteKind.INVALID_CONTENT_TYPE, repair)
-        disposition, disp_params = mime_params(mime.get("content-disposition"), "")
+        disposition, disp_params, repair = content_disposition(mime.get("content-disposition"))
+        if repair:
+            self.note(IntakeNoteKind.INVALID_CONTENT_DISPOSITION, repair)
         part.disposition = disposition or None
         part.filename = disp_params.get("filename") or part.params.get("name") or ""
         part.cte = mime.get("content-transfer-encoding", "").strip().lower()
@@ -665,6 +667,34 @@ def content_type(value: str | None, default: str) -> tuple[str, dict[str, str], 
         [kind, *(f"{name}={params[name]}" for name in ("charset", "boundary") if name in params)]
     )
     return kind, params, f"Content-Type {value[:100]!r} is not valid; read as {shown}"
+
+
+_LEADING_TOKEN = re.compile(rf"\s*({_TOKEN})(?=[\s,])")
+
+
+def content_disposition(value: str | None) -> tuple[str, dict[str, str], str]:
+    """The lower-cased disposition type (``""`` when absent) and the parameters of a
+    Content-Disposition value, and ``""`` or, when its parameters lack their ``;``, what was
+    read instead (for an ``INVALID_CONTENT_DISPOSITION`` note).
+
+    RFC 2183 section 2: ``disposition-type *(";" disposition-parm)``. A value such as
+    ``attachment filename="a.pdf"`` or ``inline, filename=b.png`` is read as if each parameter
+    had its ``;`` (as :func:`content_type` reads a type's), so the file keeps its name and
+    its disposition type is ``attachment``, not the whole value.
+    """
+    kind, params = mime_params(value, "")
+    if value is None or not kind or re.fullmatch(_TOKEN, kind):
+        return kind, params, ""
+    leading = _LEADING_TOKEN.match(value)
+    if leading is None:
+        return kind, params, ""
+    kind = leading[1].lower()
+    rest = _UNSEPARATED.sub(lambda m: m[1] or "; ", value[leading.end() :])
+    params = mime_params(f"{kind}; {rest}", "")[1]
+    shown = "; ".join(
+        [kind, *(f"{name}={params[name]}" for name in ("filename",) if name in params)]
+    )
+    return kind, params, f"Content-Disposition {value[:100]!r} is not valid; read as {shown}"
 
 
 def _strip_quotes(value: str) -> str:

@@ -19,7 +19,7 @@ from asm_email_rules.intake import (
     parse_msg_ids,
 )
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
-from asm_email_rules.mime_tree import content_type
+from asm_email_rules.mime_tree import content_disposition, content_type
 from asm_email_rules.model import LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
 
@@ -699,6 +699,42 @@ def test_content_type_values(
 ) -> None:
     found_kind, found_params, repair = content_type(value, "text/plain")
     assert (found_kind, found_params, bool(repair)) == (kind, params, repaired)
+
+
+@pytest.mark.parametrize(
+    ("disposition", "kind", "filename"),
+    [
+        ('attachment filename="printer log.txt"', "attachment", "printer log.txt"),
+        ("inline, filename=screen.png", "inline", "screen.png"),
+        ('Attachment  filename="a.pdf" size=3', "attachment", "a.pdf"),
+    ],
+)
+def test_a_disposition_whose_parameters_lack_their_semicolon_keeps_its_file_name(
+    disposition: str, kind: str, filename: str
+) -> None:
+    # RFC 2183 section 2 wants "attachment; filename=..."; some mail programs and scripts
+    # leave the ";" out. The file then lost the name its sender gave it (the Content-Type's
+    # "name", or "attachment-1.bin", was used instead) and its disposition read as the whole
+    # value. It is read as the Content-Type's parameters are, with a note.
+    body = multipart(
+        "m",
+        "Content-Type: text/plain\n\nLog attached.",
+        f'Content-Type: text/plain; name="log.bin"\nContent-Disposition: {disposition}\n\n'
+        "paper jam at 10:02\n",
+    )
+    raw = mail("From: a@b.example", "Content-Type: multipart/mixed; boundary=m", body=body)
+    email = parse_message(raw)
+    assert email.body == "Log attached."
+    assert [a.filename for a in email.attachments] == [filename]
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_CONTENT_DISPOSITION]
+    assert content_disposition(disposition)[0] == kind
+
+
+@pytest.mark.parametrize(
+    "value", ["attachment", 'attachment; filename="a b.pdf"', "inline", None, ""]
+)
+def test_a_valid_disposition_is_read_without_a_note(value: str | None) -> None:
+    assert content_disposition(value)[2] == ""
 
 
 # --------------------------------------------------------------------------- attachments
