@@ -421,6 +421,29 @@ def _single_byte_table(codec: str) -> tuple[str, bytes] | None:
     return "".join(chars), holes
 
 
+_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_ORDER_SAMPLE = 4096
+"""Bytes of a UTF-16/32 text whose NUL bytes tell its byte order."""
+
+
+def _big_endian_without_bom(data: bytes, codec: str) -> bool:
+    """True when ``data``, declared ``utf-16`` or ``utf-32`` without a byte-order mark, is
+    big-endian by its NUL bytes: in text of mostly Latin, Cyrillic or Greek letters each
+    character's high byte is NUL, first in big-endian order.
+
+    RFC 2781 section 4.3 says text without a mark SHOULD be read big-endian; Windows mail
+    programs write little-endian without one, which is why the bytes decide, and little-endian
+    (Python's, and the common case) stays the reading when they do not.
+    """
+    if data.startswith(_BOMS):
+        return False
+    width = 2 if codec == "utf-16" else 4
+    sample = data[: _ORDER_SAMPLE - _ORDER_SAMPLE % width]
+    first = sample[::width].count(0)  # the high byte of a big-endian unit
+    last = sample[width - 1 :: width].count(0)  # the high byte of a little-endian unit
+    return first > 2 * last
+
+
 def _declared(
     data: bytes, codec: str, what: str, notes: list[IntakeNote]
 ) -> tuple[str, int] | None:
@@ -533,6 +556,15 @@ def decode_text(
     codec = codec_name(charset)
     if codec is not None and codec.startswith(("utf-16", "utf-32")) and b"\x00" not in data:
         codec = None  # text in UTF-16/32 has NUL bytes; these bytes were labelled wrongly
+    elif codec in ("utf-16", "utf-32") and _big_endian_without_bom(data, codec):
+        notes.append(
+            IntakeNote(
+                IntakeNoteKind.CHARSET_DETECTED,
+                f"{what}: {charset!r} without a byte-order mark, its NUL bytes big-endian; "
+                f"decoded as {codec}-be",
+            )
+        )
+        codec = f"{codec}-be"
     if data.isascii():
         if b"\x1b" in data and (codec is None or codec == "ascii"):
             found = iso2022_codec(data)

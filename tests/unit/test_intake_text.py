@@ -445,6 +445,35 @@ def test_decode_text_never_gives_surrogates_or_raises() -> None:
             decode_text(data, charset, "part", notes).encode("utf-8")
 
 
+@pytest.mark.parametrize(
+    ("charset", "encoding", "text"),
+    [
+        ("utf-16", "utf-16-be", "The printer on floor 3 is broken.\r\nGrüße, Uma\r\n"),
+        ("UTF-16", "utf-16-be", "Принтер сломан.\r\n"),
+        ("utf-16", "utf-16-be", "打印机坏了。\r\n请帮忙。\r\n"),  # NULs of the line ends only
+        ("utf-32", "utf-32-be", "The printer is broken.\r\n"),
+        ("utf-16", "utf-16-le", "The printer on floor 3 is broken.\r\n"),
+        ("utf-16", "utf-16", "The printer on floor 3 is broken.\r\n"),  # with its BOM
+        ("utf-16", "utf-16-le", "打印机坏了。\r\n"),
+    ],
+)
+def test_utf16_and_32_without_a_byte_order_mark_are_read_in_the_order_their_bytes_show(
+    charset: str, encoding: str, text: str
+) -> None:
+    # "charset=utf-16" without a byte-order mark was read little-endian, always: a big-endian
+    # body (RFC 2781 section 4.3's own default) came out as CJK noise. The NUL bytes of the
+    # text's high bytes now tell the order; little-endian stays the reading when they do not.
+    raw = message(
+        f"text/plain; charset={charset}",
+        base64.b64encode(text.encode(encoding)),
+        "Content-Transfer-Encoding: base64",
+    )
+    email = parse_message(raw)
+    assert email.body == text.replace("\r\n", "\n")
+    big_endian = encoding.endswith("-be")
+    assert (IntakeNoteKind.CHARSET_DETECTED in kinds(email.notes)) is big_endian
+
+
 # --------------------------------------------------------------------------- declared charsets
 
 
