@@ -103,8 +103,17 @@ def parse_address(piece: str) -> tuple[str, str] | None:
     CVE-2023-27043 shape ``a@evil <b@good>``) counts as no address. When the registry refuses
     a piece that is a display name without ``@`` in front of one plain ``<addr-spec>`` (an
     unbalanced quote, an encoded-word it cannot decode, specials such as ``Dr. Joe (IT)``), the
-    name is read as written and the address kept.
+    name is read as written and the address kept. A name with encoded-words in front of one
+    plain ``<addr-spec>`` is always read that way (:func:`plain_display_name`).
     """
+    if "=?" in piece:
+        worded = _LENIENT_MAILBOX.fullmatch(piece)
+        if worded is not None:
+            # the registry decodes encoded-words with Python's narrow codecs (Shift_JIS without
+            # Windows-31J's characters, GB2312 without GBK's, ISO-8859-1 without windows-1252's)
+            # and leaves them raw inside quotes, where Outlook and Notes put them: read the
+            # name as header text is read, so it is the name the person's mail program shows
+            return plain_display_name(worded.group("n")), worded.group("a")
     simple = _SIMPLE_MAILBOX.fullmatch(piece)
     if simple is not None:
         name = simple.group("q") if simple.group("q") is not None else simple.group("p")

@@ -370,6 +370,82 @@ def iso2022_codec(data: bytes) -> str | None:
     return None
 
 
+#: ISO-2022-JP designations the WHATWG decoder knows: ASCII, JIS X 0201 Roman and Katakana,
+#: JIS X 0208 (1978 and 1983); ``split`` keeps each one between the text it separates
+_ISO2022_JP_DESIGNATION = re.compile(rb"\x1b(\(B|\(J|\(I|\$@|\$B)")
+_JIS_NEWLINE = re.compile(rb"[\r\n]")
+_JIS_BYTES = bytes(range(0x21, 0x7F))
+_JIS_TO_EUC = bytes.maketrans(_JIS_BYTES, bytes(range(0xA1, 0xFF)))
+_KATAKANA_BYTES = bytes(range(0x21, 0x60))
+
+
+def _jis_as_shift_jis(pairs: bytes) -> bytes:
+    """JIS X 0208 byte pairs (rows 0x21-0x7E) as the Shift_JIS pairs of the same characters."""
+    out = bytearray()
+    for index in range(0, len(pairs), 2):
+        row, cell = pairs[index] - 0x21, pairs[index + 1]
+        lead = 0x81 + row // 2
+        if lead > 0x9F:
+            lead += 0x40
+        trail = cell + 0x7E if row % 2 else cell + 0x1F + (cell >= 0x60)
+        out += bytes((lead, trail))
+    return bytes(out)
+
+
+def _jis0208(pairs: bytes) -> tuple[str, int] | None:
+    """Two-byte JIS text: the standard table (EUC-JP, as Python's ISO-2022-JP reads it), else
+    the Windows one (CP932: NEC row 13 and the IBM kanji as Microsoft writes them in
+    ISO-2022-JP), each pair neither reads one U+FFFD; None for bytes that are not JIS pairs."""
+    if len(pairs) % 2 or pairs.translate(None, _JIS_BYTES):
+        return None
+    text = _strict(pairs.translate(_JIS_TO_EUC), "euc_jp")
+    if text is not None:
+        return text, 0
+    shift_jis = _jis_as_shift_jis(pairs)
+    text = _strict(shift_jis, "cp932")
+    if text is not None:
+        return text, 0
+    chars = [_strict(shift_jis[index : index + 2], "cp932") for index in range(0, len(pairs), 2)]
+    return "".join("\ufffd" if ch is None else ch for ch in chars), chars.count(None)
+
+
+def iso2022_jp_windows(data: bytes) -> tuple[str, int] | None:
+    """ISO-2022-JP as Windows mailers write it, read as the WHATWG Encoding Standard reads it
+    (its JIS X 0208 index is Windows-31J's): Outlook and other Windows mailers send circled
+    numbers, ``㈱`` and IBM kanji of names (``髙``, ``﨑``) in NEC row 13 and rows 89-92, which
+    Python's ISO-2022-JP codecs refuse as a whole. Returns the text and the number of pairs no
+    table reads (each one U+FFFD), or None for bytes that are not ISO-2022-JP of this kind (other
+    designations, 8-bit bytes). A line break ends two-byte text, as in that standard. Linear.
+    """
+    out: list[str] = []
+    unreadable = 0
+    state = b"(B"
+    for index, piece in enumerate(_ISO2022_JP_DESIGNATION.split(data)):
+        if index % 2:
+            state = piece
+            continue
+        if state in (b"$@", b"$B"):
+            newline = _JIS_NEWLINE.search(piece)
+            cut = len(piece) if newline is None else newline.start()
+            read = _jis0208(piece[:cut])
+            if read is None:
+                return None
+            out.append(read[0])
+            unreadable += read[1]
+            piece, state = piece[cut:], b"(B"
+        if b"\x1b" in piece or not piece.isascii():
+            return None
+        if state == b"(I":
+            if piece.translate(None, _KATAKANA_BYTES + b"\r\n"):
+                return None
+            out.append("".join(chr(b + 0xFF40) if b > 0x20 else chr(b) for b in piece))
+        elif state == b"(J":
+            out.append(piece.decode("ascii").replace("\\", "\u00a5").replace("~", "\u203e"))
+        else:
+            out.append(piece.decode("ascii"))
+    return "".join(out), unreadable
+
+
 def _strict(data: bytes, codec: str) -> str | None:
     """``data`` decoded strictly, or None."""
     try:
@@ -463,6 +539,10 @@ def _declared(
     text = _strict(data, superset)
     if text is None and superset != codec:
         text = _strict(data, codec)
+    if text is None and codec.startswith("iso2022_jp"):
+        windows = iso2022_jp_windows(data)
+        if windows is not None:
+            return windows
     if text is not None:
         if codec in _SURROGATE_FREE or codec.startswith(_SURROGATE_FREE_PREFIXES):
             return text, 0
@@ -578,6 +658,17 @@ def decode_text(
                     )
                 )
                 return data.decode(found)
+            windows = iso2022_jp_windows(data)
+            if windows is not None and not windows[1]:
+                declared = "us-ascii declared" if codec else "no charset"
+                notes.append(
+                    IntakeNote(
+                        IntakeNoteKind.CHARSET_DETECTED,
+                        f"{what}: {declared} but ISO-2022 escape sequences; decoded as "
+                        "iso-2022-jp (with the Windows characters)",
+                    )
+                )
+                return windows[0]
         if codec is None or _ascii_compatible(codec):
             if codec is None and charset:
                 notes.append(
@@ -610,6 +701,17 @@ def decode_text(
     if codec is not None and codec != "utf-8":
         reading = _declared(data, codec, what, notes)
         if reading is not None and reading[1] == 0:
+            return reading[0]
+        if reading is not None and codec.startswith("iso2022") and data.isascii():
+            # 7-bit text with escape sequences: no other charset reads it, however few bytes
+            # its codec cannot read
+            notes.append(
+                IntakeNote(
+                    IntakeNoteKind.UNDECODABLE_BYTES,
+                    f"{what}: {reading[1]} byte sequence(s) invalid in declared charset "
+                    f"{charset!r} read as U+FFFD; the declared charset kept",
+                )
+            )
             return reading[0]
         lead = None if reading is None else _declared_lead(data, codec, reading[1])
         if reading is not None and lead is not None:

@@ -148,7 +148,15 @@ _REPLY_WORDS = (
     "השב",
     "atb",
     "отв",
+    "ответ",
     "odg",
+    "회신",  # Korean Outlook
+    "답장",
+    "返信",  # Japanese
+    "antwort",  # German Lotus Notes
+    "válasz",  # Hungarian Outlook
+    "ats",  # Lithuanian
+    "bls",  # Indonesian
 )
 _FORWARD_WORDS = (
     "fwd",
@@ -171,6 +179,13 @@ _FORWARD_WORDS = (
     "הועבר",
     "trs",
     "pfw",
+    "전달",  # Korean Outlook
+    "転送",  # Japanese
+    "weiterleitung",  # German Lotus Notes
+    "továbbítás",  # Hungarian Outlook
+    "pers",  # Lithuanian
+    "pārs",  # Latvian
+    "edasta",  # Estonian
 )
 
 

@@ -197,6 +197,47 @@ def test_out_of_office_subject_alone_is_a_person(subject: str, body: str) -> Non
     assert result.reasons[-1] == "weak evidence only (1 of 2 needed): a person's mail"
 
 
+# The out-of-office wording of the desk's other languages, as people set it in Outlook, Notes
+# and webmail (Outlook's localised subject, or the phrase they chose as the subject).
+OUT_OF_OFFICE_MORE = [
+    (
+        "Automatische Antwort: Call 12",
+        "Ich bin ab sofort in Elternzeit. Ihre E-Mail wird nicht weitergeleitet.",
+    ),
+    ("Réponse automatique : Appel 12", "Je serai absent du 1er au 7 décembre inclus."),
+    ("Absence du bureau", "Je suis en congé maternité. Votre message ne sera pas transféré."),
+    ("Respuesta automática: Llamada 12", "Estoy de baja. Contestaré su mensaje cuando vuelva."),
+    ("Risposta automatica: richiesta", "Sono in malattia fino a lunedì."),
+    ("Automatisch antwoord: vraag", "Ik ben niet aanwezig en vanaf maandag weer bereikbaar."),
+    ("Resposta automática: pedido", "Estou em viagem a trabalho e retornarei seu contato."),
+    ("Automatiskt svar: fråga", "Jag är ledig till den 7 december och läser inte min e-post."),
+    ("Automatisk svar: spørsmål", "Jeg er borte fra kontoret frem til mandag."),
+    ("Automaattinen vastaus: kysymys", "Olen poissa toimistolta maanantaihin saakka."),
+    ("Автоматический ответ: вопрос", "Меня нет в офисе до 7 декабря."),
+    ("Автоответ: вопрос", "Я нахожусь в командировке, отвечу после возвращения."),
+    ("Otomatik yanıt: soru", "Şu anda ofis dışındayım ve pazartesi döneceğim."),
+    ("不在通知: プリンター", "休暇中のため、12月7日以降に返信いたします。"),
+    ("自动回复: 打印机", "您好，我正在休假，期间无法及时回复邮件。"),
+    ("자동 회신: 프린터", "12월 7일까지 휴가 중이라 메일 확인이 어렵습니다."),
+    ("자동 회신: 프린터", "출장 중으로 12월 7일에 복귀합니다."),
+]
+
+
+@pytest.mark.parametrize(("subject", "body"), OUT_OF_OFFICE_MORE)
+def test_out_of_office_wording_of_more_languages(subject: str, body: str) -> None:
+    email = mail("From: x@y.example", f"Subject: {subject}", body=body + "\n")
+    result = classify(email)
+    assert result.kind is MailKind.AUTO_REPLY
+    assert any(reason.startswith("body reads like an auto-reply") for reason in result.reasons)
+
+
+@pytest.mark.parametrize(("subject", "body"), OUT_OF_OFFICE_MORE)
+def test_a_person_replying_in_those_words_is_a_person(subject: str, body: str) -> None:
+    # DESIGN 4: the body never decides alone; a person's reply saying they are away is theirs
+    email = mail("From: x@y.example", "Subject: AW: Call 12 has been updated [CALL#12]", body=body)
+    assert classify(email).kind is MailKind.NORMAL
+
+
 @pytest.mark.parametrize(
     "subject",
     ["Out of office tomorrow, who covers?", "Absence of logs in report", "Reply needed: Printer"],

@@ -153,6 +153,35 @@ def test_encoded_display_name_and_comment_forms() -> None:
     assert parse_message(mail("From: bob@x.example (Bob)")).sender == "bob@x.example"
 
 
+def _word(charset: str, codec: str, name: str) -> str:
+    return f"=?{charset}?B?{base64.b64encode(name.encode(codec)).decode('ascii')}?="
+
+
+@pytest.mark.parametrize(
+    ("charset", "codec", "name"),
+    [
+        ("Shift_JIS", "cp932", "髙橋 一郎"),  # an IBM kanji, as Windows writes Shift_JIS
+        ("gb2312", "gbk", "王喆"),  # a GBK character under the GB2312 label
+        ("ks_c_5601-1987", "cp949", "김똠"),  # Outlook's Korean label, a windows-949 syllable
+        ("euc-kr", "cp949", "이똘"),
+        ("big5", "big5hkscs", "陳峯"),
+        ("iso-8859-1", "cp1252", "Zoë \u201cOps\u201d Ward"),
+    ],
+)
+def test_encoded_display_name_in_a_narrow_label_is_read_as_its_superset(
+    charset: str, codec: str, name: str
+) -> None:
+    email = parse_message(mail(f"From: {_word(charset, codec, name)} <ann@example.org>"))
+    assert (email.sender, email.sender_name) == ("ann@example.org", name)
+
+
+def test_encoded_display_name_inside_quotes_is_decoded() -> None:
+    # Outlook and Notes quote the encoded-word of a name with a comma
+    word = _word("utf-8", "utf-8", "Müller, Jürgen")
+    email = parse_message(mail(f'From: "{word}" <juergen@example.de>'))
+    assert (email.sender, email.sender_name) == ("juergen@example.de", "Müller, Jürgen")
+
+
 def test_to_and_cc_lists_with_quoted_commas_and_groups() -> None:
     raw = mail(
         'To: "Doe, John" <john@x.example>, team: a@y.example, b@y.example;',

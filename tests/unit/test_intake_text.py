@@ -361,6 +361,45 @@ def test_iso_2022_jp_half_width_katakana() -> None:
     assert email.body == text
 
 
+def jis(text: str) -> bytes:
+    """``text`` in ISO-2022-JP's two-byte set, without the escapes around it."""
+    return text.encode("iso2022_jp")[3:-3]
+
+
+# Outlook and other Windows mailers write ISO-2022-JP with Windows-31J's extra characters:
+# NEC row 13 (circled numbers, ㈱) and the IBM kanji of names in rows 89-92 (髙, 﨑)
+WINDOWS_JIS = (
+    b"\x1b$B-!" + jis("番のプリンターが故障しました。") + b"|b" + jis("橋") + b"\x1b(B (3F)\n"
+    b"\x1b$B-j" + jis("山") + b"yu" + jis("です") + b"\x1b(B\n"
+)
+WINDOWS_TEXT = "①番のプリンターが故障しました。髙橋 (3F)\n㈱山﨑です\n"
+
+
+def test_iso_2022_jp_with_windows_characters_is_read_whole() -> None:
+    email = parse_message(message("text/plain; charset=ISO-2022-JP", WINDOWS_JIS))
+    assert email.body == WINDOWS_TEXT
+    assert email.notes == ()
+
+
+def test_iso_2022_jp_with_windows_characters_without_charset_is_read_whole() -> None:
+    email = parse_message(message("text/plain", WINDOWS_JIS))
+    assert email.body == WINDOWS_TEXT
+    assert kinds(email.notes) == [IntakeNoteKind.CHARSET_DETECTED]
+
+
+def test_iso_2022_jp_subject_with_windows_characters_is_read_whole() -> None:
+    word = base64.b64encode(b"\x1b$B-!" + jis("番プリンター故障") + b"\x1b(B").decode("ascii")
+    raw = f"From: ann@example.org\r\nSubject: =?ISO-2022-JP?B?{word}?=\r\n\r\nx\r\n"
+    assert parse_message(raw.encode("ascii")).subject == "①番プリンター故障"
+
+
+def test_iso_2022_jp_with_a_pair_no_table_reads_keeps_the_rest() -> None:
+    data = b"\x1b$B-!" + jis("番") + b"\x7e\x7e" + jis("です") + b"\x1b(B\n"
+    email = parse_message(message("text/plain; charset=ISO-2022-JP", data))
+    assert email.body == "①番\ufffdです\n"
+    assert kinds(email.notes) == [IntakeNoteKind.UNDECODABLE_BYTES]
+
+
 @pytest.mark.parametrize("declared", ["iso-8859-1", "windows-1251", "us-ascii", "gb2312"])
 def test_utf8_text_under_a_wrong_label_is_read_as_utf8(declared: str) -> None:
     text = "Grüße aus Zürich – Протокол встречи\n"

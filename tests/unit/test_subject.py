@@ -117,6 +117,35 @@ def test_approve_and_reject_of_one_task_conflict() -> None:
     assert (other.kind, other.number) == (CommandKind.APPROVE, 1)
 
 
+@pytest.mark.parametrize(
+    ("prefix", "reply"),
+    [
+        ("회신:", True),  # Korean Outlook
+        ("전달:", False),
+        ("返信:", True),  # Japanese mail programs
+        ("転送：", False),
+        ("Antwort:", True),  # German Lotus Notes
+        ("Weiterleitung:", False),
+        ("Ответ:", True),
+        ("Válasz:", True),  # Hungarian Outlook
+        ("Továbbítás:", False),
+        ("Ats:", True),  # Lithuanian Outlook
+        ("Pers:", False),
+        ("Pārs:", False),  # Latvian Outlook
+        ("Edasta:", False),  # Estonian Outlook
+        ("BLS:", True),  # Indonesian Outlook
+    ],
+)
+def test_our_reply_phrasing_after_prefixes_of_more_languages(prefix: str, reply: bool) -> None:
+    parsed = parse_subject(f"{prefix} Call 12 has been updated")
+    assert (parsed.kind, parsed.number, parsed.source) == (
+        CommandKind.UPDATE_CALL,
+        12,
+        MatchSource.PHRASE,
+    )
+    assert (parsed.reply, parsed.forward) == (reply, not reply)
+
+
 def test_approval_token_is_captured_lowercase() -> None:
     parsed = parse_subject("Re: [APPROVE#5837-AbC234]")
     assert (parsed.kind, parsed.number, parsed.token) == (CommandKind.APPROVE, 5837, "abc234")
