@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -547,3 +547,68 @@ def test_a_waiting_writer_uses_the_short_gaps_of_a_busy_writer(tmp_path: Path) -
         stop.set()
         thread.join(10)
     assert max(waits) < 0.6, f"waited {max(waits):.2f} s for a lock free every 0.25 s"
+
+
+def restarted(desk: Desk) -> Desk:
+    """The desk after the service restarted: the old store closed, the file at its path
+    opened again, the same Maildir, mailer and clock."""
+    desk.store.close()
+    store = SqliteRepository(desk.folder / "store.sqlite3")
+    service = PollingService(
+        desk.service.config,
+        store,
+        desk.mailer,
+        lambda acct: MaildirMailbox(acct.path or desk.maildir, quarantine_folder=".Quarantine"),
+        now=desk.clock,
+    )
+    return attrs.evolve(desk, store=store, service=service)
+
+
+def test_a_store_file_replaced_under_the_service_costs_no_message(tmp_path: Path) -> None:
+    """A backup restored over the store while the service runs (``mv backup store.sqlite3``,
+    and the old ``-wal`` and ``-shm`` removed, since they belong to the old file): SQLite goes
+    on writing to the files it opened, which nobody will read again. The session's messages
+    must stay in the Maildir, with an error that says what happened, and once the service is
+    restarted on the file now in place each is acted on exactly once."""
+    desk = make_desk(tmp_path)
+    path = tmp_path / "store.sqlite3"
+    backup = tmp_path / "backup.sqlite3"
+    source = sqlite3.connect(path)
+    with closing(sqlite3.connect(backup)) as target:
+        source.backup(target)
+    source.close()
+    os.replace(backup, path)
+    for leftover in ("store.sqlite3-wal", "store.sqlite3-shm"):
+        (tmp_path / leftover).unlink()
+
+    report = desk.poll()["helpdesk"]
+    assert report.errors == 1
+    assert "moved, deleted or replaced while the store was open" in report.last_error
+    assert desk.waiting() == MESSAGES  # nothing deleted: the records are in a lost file
+    assert desk.quarantined() == 0
+    assert desk.mailer.sent == []
+
+    desk = restarted(desk)
+    report = desk.poll()["helpdesk"]
+    assert (report.processed, report.duplicates, report.errors) == (MESSAGES, 0, 0)
+    assert_each_acted_on_once(desk)
+
+
+def test_a_wal_deleted_under_the_service_costs_no_message(tmp_path: Path) -> None:
+    """The store's ``-wal`` file removed by hand while the service runs: the commits go to a
+    file no other process sees and that a crash loses. The messages stay in the Maildir until
+    the service restarts, and are then acted on exactly once."""
+    desk = make_desk(tmp_path)
+    (tmp_path / "store.sqlite3-wal").unlink()
+
+    report = desk.poll()["helpdesk"]
+    assert report.errors == 1
+    assert "WAL file was deleted or replaced" in report.last_error
+    assert desk.waiting() == MESSAGES
+    assert desk.quarantined() == 0
+    assert desk.mailer.sent == []
+
+    desk = restarted(desk)
+    for _ in range(2):
+        desk.poll()
+    assert_each_acted_on_once(desk)
