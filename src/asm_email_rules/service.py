@@ -1610,7 +1610,8 @@ class PollingService:
         return self._account_end(account, counts, outcome)
 
     def _account_end(self, account: AccountConfig, counts: _Counts, outcome: EndOutcome) -> bool:
-        """Count and log a session's end that failed; True when it is durable."""
+        """Count and log a session's end that failed; True when it is durable. A store that
+        could not be made durable (StoreUnavailableError) backs the account off."""
         failure = outcome.sync_error or outcome.close_error
         if failure is None:
             return True
@@ -1621,6 +1622,10 @@ class PollingService:
                 failure,
                 extra={"account": account.name, "error": str(failure)},
             )
+            if isinstance(failure, StoreUnavailableError) and not counts.backoff_cause:
+                # our side failed, as when a commit fails: the account backs off (once a pass)
+                counts.backoff_cause = str(failure)
+                self._account_failed(account, _failure_kind(failure), failure)
             return False
         log.error(
             "closing the mailbox failed: %s",

@@ -612,3 +612,27 @@ def test_a_wal_deleted_under_the_service_costs_no_message(tmp_path: Path) -> Non
     for _ in range(2):
         desk.poll()
     assert_each_acted_on_once(desk)
+
+
+def test_a_store_that_cannot_be_made_durable_backs_the_account_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session's end whose sync fails (here: the store file replaced under the service, a
+    failure that lasts until the restart) is our side failing, as a failed commit is: the
+    account backs off, doubling its wait, says so once, and after three passes in a row it
+    fails persistently (``poll`` then exits 3 when stopped), instead of trying again every
+    interval with the same ERROR and exiting 0 as if the desk were healthy."""
+    caplog.set_level(logging.DEBUG, logger="asm_email_rules.service")
+    desk = make_desk(tmp_path)
+    (tmp_path / "store.sqlite3-wal").unlink()
+    waits = []
+    for _ in range(4):
+        report = desk.poll()["helpdesk"]
+        assert report.errors == 1
+        waits.append(report.backoff_seconds)
+    assert waits == [15, 30, 60, 120]
+    assert desk.service.persistently_failing == ("helpdesk",)
+    assert desk.waiting() == MESSAGES
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("account backing off: store unavailable") for m in messages) == 1
+    assert sum(m.startswith("account failing persistently") for m in messages) == 1
