@@ -41,6 +41,7 @@ from asm_email_rules.errors import (
     MailboxError,
     MessageGoneError,
     MessageParseError,
+    MessageUnreadableError,
     RepositoryError,
     StoreUnavailableError,
     raised_inside,
@@ -1391,6 +1392,8 @@ class PollingService:
                         exc,
                         extra={"account": account.name, "mailbox_key": key},
                     )
+                except MessageUnreadableError as exc:  # this one only: the next one goes on
+                    _mailbox_failed(account, counts, exc, key)
                 except MailboxError as exc:
                     failures += 1
                     _mailbox_failed(account, counts, exc, key)

@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 import pytest
 
+from asm_email_rules.adapters import maildir as maildir_adapter
 from asm_email_rules.adapters.maildir import MaildirMailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
@@ -636,3 +637,48 @@ def test_a_store_that_cannot_be_made_durable_backs_the_account_off(
     messages = [r.getMessage() for r in caplog.records]
     assert sum(m.startswith("account backing off: store unavailable") for m in messages) == 1
     assert sum(m.startswith("account failing persistently") for m in messages) == 1
+
+
+def make_unreadable(paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make message files unreadable to the service: mode 000; as root, who reads those
+    anyway, the Maildir adapter's ``open`` refuses them with the error a mode 000 file gives
+    anyone else (EACCES)."""
+    if os.geteuid() != 0:
+        for path in paths:
+            path.chmod(0)
+        return
+    refused = {str(path) for path in paths}
+
+    def guarded_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(file) in refused:
+            raise PermissionError(13, "Permission denied", str(file))
+        return open(file, *args, **kwargs)
+
+    monkeypatch.setattr(maildir_adapter, "open", guarded_open, raising=False)
+
+
+def test_unreadable_messages_never_hold_up_the_good_ones_behind_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three message files the service cannot read (their permissions wrong, say), oldest
+    in the Maildir: each is named in a WARNING, counted as an error and left where it is,
+    and the good messages behind them are acted on in the same pass, poll after poll. (A
+    session used to end after three mailbox failures in a row, taking the mailbox for
+    unreachable: the good messages waited behind the unreadable ones for ever.)"""
+    caplog.set_level(logging.WARNING, logger="asm_email_rules.service")
+    desk = make_desk(tmp_path)
+    keys = list(MaildirMailbox(desk.maildir).list_keys())
+    unreadable = keys[:3]
+    files = [path for path in (desk.maildir / "new").iterdir() if path.name in unreadable]
+    assert len(files) == 3
+    make_unreadable(files, monkeypatch)
+
+    report = desk.poll()["helpdesk"]
+    assert (report.processed, report.errors, report.quarantined) == (MESSAGES - 3, 3, 0)
+    assert desk.waiting() == 3  # the unreadable ones stay, to be read once they can be
+    assert len(desk.fire_calls()) == MESSAGES - 3
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("cannot read" in line for line in said) == 3
+    assert all(any(key in line for line in said) for key in unreadable)
+    report = desk.poll()["helpdesk"]
+    assert (report.processed, report.errors, report.quarantined) == (0, 3, 0)
