@@ -92,6 +92,13 @@ class MessageGoneError(MailboxError):
     service logs it and goes on with the next message."""
 
 
+class MessageUnreadableError(MailboxError):
+    """One message cannot be read while the mailbox itself works (a Maildir file the service
+    may not read, say). Not a failure of the mailbox: the polling service logs it, leaves the
+    message where it is and goes on with the next one, so an unreadable message never holds up
+    the messages behind it; it is tried again on the next poll."""
+
+
 class TokenError(AsmEmailError):
     """No OAuth2 access token could be had: the token endpoint, command or file failed.
 

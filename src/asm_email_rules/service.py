@@ -41,6 +41,7 @@ from asm_email_rules.errors import (
     MailboxError,
     MessageGoneError,
     MessageParseError,
+    MessageUnreadableError,
     RepositoryError,
     StoreUnavailableError,
     raised_inside,
@@ -1391,6 +1392,8 @@ class PollingService:
                         exc,
                         extra={"account": account.name, "mailbox_key": key},
                     )
+                except MessageUnreadableError as exc:  # this one only: the next one goes on
+                    _mailbox_failed(account, counts, exc, key)
                 except MailboxError as exc:
                     failures += 1
                     _mailbox_failed(account, counts, exc, key)
@@ -1610,7 +1613,8 @@ class PollingService:
         return self._account_end(account, counts, outcome)
 
     def _account_end(self, account: AccountConfig, counts: _Counts, outcome: EndOutcome) -> bool:
-        """Count and log a session's end that failed; True when it is durable."""
+        """Count and log a session's end that failed; True when it is durable. A store that
+        could not be made durable (StoreUnavailableError) backs the account off."""
         failure = outcome.sync_error or outcome.close_error
         if failure is None:
             return True
@@ -1621,6 +1625,10 @@ class PollingService:
                 failure,
                 extra={"account": account.name, "error": str(failure)},
             )
+            if isinstance(failure, StoreUnavailableError) and not counts.backoff_cause:
+                # our side failed, as when a commit fails: the account backs off (once a pass)
+                counts.backoff_cause = str(failure)
+                self._account_failed(account, _failure_kind(failure), failure)
             return False
         log.error(
             "closing the mailbox failed: %s",

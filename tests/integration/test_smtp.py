@@ -349,6 +349,9 @@ class _WireServer:
         self.groups: list[list[str]] = []
         self.messages: list[bytes] = []
         self.connections = 0
+        self.greeting = "220 wire.test ESMTP"
+        self.ehlo: str | None = None  # set: the reply to EHLO and HELO alike
+        self.starttls: str | None = None  # set: STARTTLS offered, and answered this
         self._listener = socket.create_server((HOST, 0))
         self.port = int(self._listener.getsockname()[1])
         threading.Thread(target=self._serve, daemon=True).start()
@@ -368,11 +371,16 @@ class _WireServer:
 
     def _session(self, wire: _Lines) -> None:
         self._sender = self._accepted = False
-        wire.send("220 wire.test ESMTP")
+        wire.send(self.greeting)
         while (line := wire.line()) is not None:
             verb = line.split(" ", 1)[0].upper()
-            if verb == "EHLO":
+            if verb in ("EHLO", "HELO") and self.ehlo is not None:
+                wire.send(self.ehlo)
+            elif verb == "STARTTLS" and self.starttls is not None:
+                wire.send(self.starttls)
+            elif verb == "EHLO":
                 offers = ["250-wire.test", "250-SIZE 10000000"]
+                offers += ["250-STARTTLS"] * (self.starttls is not None)
                 offers += ["250-PIPELINING"] * self.pipelining + ["250-CHUNKING"] * self.chunking
                 wire.send("\r\n".join([*offers, "250 HELP"]))
             elif verb == "MAIL":
@@ -892,3 +900,38 @@ def test_a_reply_sent_from_the_outbox_logs_one_info_line(
     assert info[0].__dict__["reply_message_id"] == REPLY.message_id
     adapter = [r for r in caplog.records if r.name == "asm_email_rules.adapters.smtp"]
     assert [(r.levelname, r.getMessage()) for r in adapter] == [("DEBUG", "reply sent")]
+
+
+@pytest.mark.parametrize("refusal", ["greeting", "ehlo and helo", "starttls"])
+def test_a_server_that_refuses_us_a_session_defers_the_reply_and_sends_it_later(
+    wire_server: Callable[..., _WireServer], refusal: str
+) -> None:
+    """A 5xx to the connection itself (the greeting, RFC 5321 3.1: "554 No SMTP service
+    here"; EHLO and HELO both refused; STARTTLS refused) says nothing of the reply: the server
+    will not serve us right now (our address blocked, the relay misconfigured). The reply must
+    stay pending and go out once the server serves us again, not be failed for good as a
+    reply the server refused would be, with the desk's every reply lost the same way."""
+    server = wire_server(pipelining=True, chunking=True)
+    security = "plain"
+    if refusal == "greeting":
+        server.greeting = "554 5.7.1 no SMTP service here for you"
+    elif refusal == "ehlo and helo":
+        server.ehlo = "550 5.7.1 go away"
+    else:
+        server.starttls = "554 5.7.3 TLS not available"
+        security = "starttls"
+    mailer = _mailer(server.port, security=security)
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    with SqliteRepository(":memory:") as store:
+        store.record_processed("box", "<question-1@example.org>", "s1", "{}", REPLY, now)
+        report = send_due(store, mailer, SystemSettings(), owner="p", clock=lambda: now)
+        assert [outcome.result.value for outcome in report.outcomes] == ["deferred"]
+        assert server.messages == []
+        server.greeting, server.ehlo = "220 wire.test ESMTP", None
+        if refusal == "starttls":
+            mailer = _mailer(server.port)  # the operator switched TLS off on the way
+        later = now + timedelta(hours=1)
+        report = send_due(store, mailer, SystemSettings(), owner="p", clock=lambda: later)
+        assert [outcome.result.value for outcome in report.outcomes] == ["sent"]
+    mailer.close()
+    assert len(server.messages) == 1

@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 import pytest
 
+from asm_email_rules.adapters import maildir as maildir_adapter
 from asm_email_rules.adapters.maildir import MaildirMailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
@@ -547,3 +548,137 @@ def test_a_waiting_writer_uses_the_short_gaps_of_a_busy_writer(tmp_path: Path) -
         stop.set()
         thread.join(10)
     assert max(waits) < 0.6, f"waited {max(waits):.2f} s for a lock free every 0.25 s"
+
+
+def restarted(desk: Desk) -> Desk:
+    """The desk after the service restarted: the old store closed, the file at its path
+    opened again, the same Maildir, mailer and clock."""
+    desk.store.close()
+    store = SqliteRepository(desk.folder / "store.sqlite3")
+    service = PollingService(
+        desk.service.config,
+        store,
+        desk.mailer,
+        lambda acct: MaildirMailbox(acct.path or desk.maildir, quarantine_folder=".Quarantine"),
+        now=desk.clock,
+    )
+    return attrs.evolve(desk, store=store, service=service)
+
+
+def test_a_store_file_replaced_under_the_service_costs_no_message(tmp_path: Path) -> None:
+    """A backup restored over the store while the service runs (``mv backup store.sqlite3``,
+    and the old ``-wal`` and ``-shm`` removed, since they belong to the old file): SQLite goes
+    on writing to the files it opened, which nobody will read again. The session's messages
+    must stay in the Maildir, with an error that says what happened, and once the service is
+    restarted on the file now in place each is acted on exactly once."""
+    desk = make_desk(tmp_path)
+    path = tmp_path / "store.sqlite3"
+    backup = tmp_path / "backup.sqlite3"
+    source = sqlite3.connect(path)
+    with closing(sqlite3.connect(backup)) as target:
+        source.backup(target)
+    source.close()
+    os.replace(backup, path)
+    for leftover in ("store.sqlite3-wal", "store.sqlite3-shm"):
+        (tmp_path / leftover).unlink()
+
+    report = desk.poll()["helpdesk"]
+    assert report.errors == 1
+    assert "moved, deleted or replaced while the store was open" in report.last_error
+    assert desk.waiting() == MESSAGES  # nothing deleted: the records are in a lost file
+    assert desk.quarantined() == 0
+    assert desk.mailer.sent == []
+
+    desk = restarted(desk)
+    report = desk.poll()["helpdesk"]
+    assert (report.processed, report.duplicates, report.errors) == (MESSAGES, 0, 0)
+    assert_each_acted_on_once(desk)
+
+
+def test_a_wal_deleted_under_the_service_costs_no_message(tmp_path: Path) -> None:
+    """The store's ``-wal`` file removed by hand while the service runs: the commits go to a
+    file no other process sees and that a crash loses. The messages stay in the Maildir until
+    the service restarts, and are then acted on exactly once."""
+    desk = make_desk(tmp_path)
+    (tmp_path / "store.sqlite3-wal").unlink()
+
+    report = desk.poll()["helpdesk"]
+    assert report.errors == 1
+    assert "WAL file was deleted or replaced" in report.last_error
+    assert desk.waiting() == MESSAGES
+    assert desk.quarantined() == 0
+    assert desk.mailer.sent == []
+
+    desk = restarted(desk)
+    for _ in range(2):
+        desk.poll()
+    assert_each_acted_on_once(desk)
+
+
+def test_a_store_that_cannot_be_made_durable_backs_the_account_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session's end whose sync fails (here: the store file replaced under the service, a
+    failure that lasts until the restart) is our side failing, as a failed commit is: the
+    account backs off, doubling its wait, says so once, and after three passes in a row it
+    fails persistently (``poll`` then exits 3 when stopped), instead of trying again every
+    interval with the same ERROR and exiting 0 as if the desk were healthy."""
+    caplog.set_level(logging.DEBUG, logger="asm_email_rules.service")
+    desk = make_desk(tmp_path)
+    (tmp_path / "store.sqlite3-wal").unlink()
+    waits = []
+    for _ in range(4):
+        report = desk.poll()["helpdesk"]
+        assert report.errors == 1
+        waits.append(report.backoff_seconds)
+    assert waits == [15, 30, 60, 120]
+    assert desk.service.persistently_failing == ("helpdesk",)
+    assert desk.waiting() == MESSAGES
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("account backing off: store unavailable") for m in messages) == 1
+    assert sum(m.startswith("account failing persistently") for m in messages) == 1
+
+
+def make_unreadable(paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make message files unreadable to the service: mode 000; as root, who reads those
+    anyway, the Maildir adapter's ``open`` refuses them with the error a mode 000 file gives
+    anyone else (EACCES)."""
+    if os.geteuid() != 0:
+        for path in paths:
+            path.chmod(0)
+        return
+    refused = {str(path) for path in paths}
+
+    def guarded_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(file) in refused:
+            raise PermissionError(13, "Permission denied", str(file))
+        return open(file, *args, **kwargs)
+
+    monkeypatch.setattr(maildir_adapter, "open", guarded_open, raising=False)
+
+
+def test_unreadable_messages_never_hold_up_the_good_ones_behind_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three message files the service cannot read (their permissions wrong, say), oldest
+    in the Maildir: each is named in a WARNING, counted as an error and left where it is,
+    and the good messages behind them are acted on in the same pass, poll after poll. (A
+    session used to end after three mailbox failures in a row, taking the mailbox for
+    unreachable: the good messages waited behind the unreadable ones for ever.)"""
+    caplog.set_level(logging.WARNING, logger="asm_email_rules.service")
+    desk = make_desk(tmp_path)
+    keys = list(MaildirMailbox(desk.maildir).list_keys())
+    unreadable = keys[:3]
+    files = [path for path in (desk.maildir / "new").iterdir() if path.name in unreadable]
+    assert len(files) == 3
+    make_unreadable(files, monkeypatch)
+
+    report = desk.poll()["helpdesk"]
+    assert (report.processed, report.errors, report.quarantined) == (MESSAGES - 3, 3, 0)
+    assert desk.waiting() == 3  # the unreadable ones stay, to be read once they can be
+    assert len(desk.fire_calls()) == MESSAGES - 3
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("cannot read" in line for line in said) == 3
+    assert all(any(key in line for line in said) for key in unreadable)
+    report = desk.poll()["helpdesk"]
+    assert (report.processed, report.errors, report.quarantined) == (0, 3, 0)

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import attrs
 
 from asm_email_rules.adapters._session import KeyedMailbox
-from asm_email_rules.errors import MailboxError, MessageGoneError
+from asm_email_rules.errors import MailboxError, MessageGoneError, MessageUnreadableError
 from asm_email_rules.outgoing import format_header_field, sanitize_header_text
 
 __all__ = ["QUARANTINE_HEADER", "MaildirMailbox", "annotate"]
@@ -460,12 +460,16 @@ class MaildirMailbox(KeyedMailbox):
                     return handle.read()
             except FileNotFoundError:
                 pass  # moved (new -> cur) or gone since the listing: ask the Maildir
-            except OSError as exc:
-                raise MailboxError(f"Maildir {self.path}: cannot read {key!r}: {exc}") from exc
+            except OSError as exc:  # this file (its permissions, say): the folder still works
+                raise MessageUnreadableError(
+                    f"Maildir {self.path}: cannot read {key!r}: {exc}"
+                ) from exc
         return self._maildir.get_bytes(key)
 
     def fetch(self, key: str) -> bytes:
-        """The exact bytes of the message file."""
+        """The exact bytes of the message file. A file that cannot be read (its permissions,
+        an I/O error) raises MessageUnreadableError; one gone since the listing,
+        MessageGoneError."""
         if key in self._deleted:
             raise MailboxError(f"Maildir {self.path}: no message {key!r} (deleted)")
         try:
@@ -473,7 +477,9 @@ class MaildirMailbox(KeyedMailbox):
         except KeyError as exc:
             raise MessageGoneError(f"Maildir {self.path}: no message {key!r}") from exc
         except OSError as exc:
-            raise MailboxError(f"Maildir {self.path}: cannot read {key!r}: {exc}") from exc
+            raise MessageUnreadableError(
+                f"Maildir {self.path}: cannot read {key!r}: {exc}"
+            ) from exc
 
     def delete(self, key: str) -> None:
         """Hide the message now and unlink its file on :meth:`close`; a message already gone is

@@ -288,7 +288,13 @@ class SmtpMailer:
         )
         if cfg.security is Security.STARTTLS:
             client.ehlo()
-            client.starttls(context=cfg.context())
+            try:
+                client.starttls(context=cfg.context())
+            except smtplib.SMTPNotSupportedError:
+                raise
+            except smtplib.SMTPResponseException as exc:  # STARTTLS refused: the session is
+                _quit(client)
+                raise smtplib.SMTPHeloError(exc.smtp_code, exc.smtp_error) from exc
             client.ehlo()
         return client
 
@@ -472,6 +478,15 @@ class SmtpMailer:
         except smtplib.SMTPNotSupportedError as exc:
             self._drop()
             raise TransientSendError(f"{where} lacks a needed extension: {exc}") from exc
+        except (smtplib.SMTPConnectError, smtplib.SMTPHeloError) as exc:
+            # The server refuses us a session (its greeting, or both EHLO and HELO; RFC 5321
+            # 3.1: 554 "no SMTP service here"): it says nothing of this reply, so the reply is
+            # retried once the server serves us again, as after a refused sign-in.
+            self._drop()
+            raise TransientSendError(
+                f"{where} refused the session: {exc.smtp_code} {_text(exc.smtp_error)}",
+                code=exc.smtp_code,
+            ) from exc
         except smtplib.SMTPSenderRefused as exc:
             raise error_for_code(
                 exc.smtp_code, f"{where} refused sender: {_text(exc.smtp_error)}", during="MAIL"

@@ -356,11 +356,62 @@ CHECKPOINT_PASSES = 4
 """The most ``PASSIVE`` checkpoints one upkeep makes (:meth:`_Checkpointer._copy_back`)."""
 
 
-def _sync_wal(path: str) -> None:
-    """fsync the WAL file of the database at ``path`` (none: nothing to sync, every commit is in
-    the synced database file). Raises StoreUnavailableError when it cannot. The WAL and never
-    the database file: SQLite holds no POSIX lock on the WAL, so closing this descriptor drops
-    none of its locks (see :class:`_Checkpointer`)."""
+_FileIdentity = tuple[int, int]
+"""A file's ``(st_dev, st_ino)``: which file a path names, whatever it is called."""
+
+
+def _identity(path: str) -> _FileIdentity | None:
+    """The identity of the file at ``path``, None when there is none."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+@attrs.define(slots=True)
+class _OpenFiles:
+    """The database file and the WAL a store's connection opened (their identities, taken
+    when the store was opened), so a sync can tell that ``path`` and ``path-wal`` still
+    name them. SQLite keeps writing to the files it opened: moved, deleted or replaced under
+    a running store (a backup restored with ``mv``, a WAL removed by hand), its commits go
+    to files nobody will read again, and a message deleted from its mailbox after such a
+    commit would be lost."""
+
+    path: str
+    database: _FileIdentity | None = None
+    wal: _FileIdentity | None = None
+
+    def take(self) -> None:
+        """Remember the files ``path`` and its WAL name now."""
+        self.database = _identity(self.path)
+        self.wal = _identity(self.path + "-wal")
+
+    def changed(self) -> str:
+        """What changed under the open store since :meth:`take`, "" when nothing did."""
+        if _identity(self.path) != self.database:
+            return "the database file was moved, deleted or replaced while the store was open"
+        if self.wal is not None and _identity(self.path + "-wal") != self.wal:
+            return "the WAL file was deleted or replaced while the store was open"
+        return ""
+
+
+def _sync_wal(files: _OpenFiles) -> None:
+    """fsync the WAL file of the database ``files`` name (none: nothing to sync, every
+    commit is in the synced database file), after checking that the database file and the
+    WAL are still those the store opened (:class:`_OpenFiles`). Raises StoreUnavailableError
+    when it cannot, or when they are not: this store's commits since then are in files
+    nobody will read, so the messages they record must stay in their mailbox (restart the
+    service on the files in place). The WAL and never the database file: SQLite holds no
+    POSIX lock on the WAL, so closing this descriptor drops none of its locks (see
+    :class:`_Checkpointer`)."""
+    path = files.path
+    changed = files.changed()
+    if changed:
+        raise StoreUnavailableError(
+            f"{path}: {changed}: its commits since then are not in the file at that path;"
+            " restart the service to open the store that is there now"
+        )
     try:
         fd = os.open(path + "-wal", os.O_RDONLY)
     except FileNotFoundError:
@@ -478,6 +529,7 @@ class SqliteRepository(SqlRepository):
         self._where = self._path
         self._depth = 0
         self._wal = False
+        self._files = _OpenFiles(self._path)
         self._timeout = timeout
         self._checkpointer = _Checkpointer(self._path)
         try:
@@ -487,6 +539,8 @@ class SqliteRepository(SqlRepository):
         try:
             self._configure(timeout)
             self._migrate()
+            if self._wal:
+                self._files.take()  # after a read: SQLite has opened (or created) the WAL
         except StoreUnavailableError as exc:
             self._conn.close()
             code = getattr(exc.__cause__, "sqlite_errorcode", None)
@@ -554,10 +608,12 @@ class SqliteRepository(SqlRepository):
         WAL frames reach the disk, which this call forces (the polling service calls it
         before the mailbox's deletions take effect, so a message never leaves the mailbox
         while its record could still be lost). Nothing to do for ``":memory:"``. Raises
-        :class:`StoreUnavailableError` when the WAL file cannot be synced.
+        :class:`StoreUnavailableError` when the WAL file cannot be synced, or when the
+        database file or the WAL at ``path`` is no longer the one this store opened (moved,
+        deleted or replaced: the commits went to files nobody will read).
         """
         if self._wal:
-            _sync_wal(self._path)
+            _sync_wal(self._files)
 
     def detached_sync(self) -> Callable[[], None]:
         """:meth:`sync` as a function that may run on another thread while this repository is
@@ -567,7 +623,7 @@ class SqliteRepository(SqlRepository):
         is durable when it returns; it raises what :meth:`sync` raises."""
         if not self._wal:
             return _nothing
-        return functools.partial(_sync_wal, self._path)
+        return functools.partial(_sync_wal, self._files)
 
     def detached_upkeep(self) -> Callable[[], None]:
         """A function that copies the WAL back into the database file, on a connection of
