@@ -92,6 +92,36 @@ def test_a_bad_line_names_file_and_line_and_changes_nothing(
     assert "unknown column 'team'" in err
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Excel "CSV UTF-8": a byte order mark and CRLF line ends
+        b"\xef\xbb\xbfemail,name,analyst,user,roles\r\n"
+        b'ana@example.org,"Desk, Ana",yes,no,take_over\r\n\r\nuli@example.org,Uli,no,yes,\r\n',
+        # Excel where the decimal mark is a comma (most of Europe): semicolons
+        b"\xef\xbb\xbfemail;name;analyst;user;roles\r\n"
+        b"ana@example.org;Desk, Ana;yes;no;take_over\r\nuli@example.org;Uli;no;yes;\r\n",
+        # copied cells, "Unicode text": tabs
+        b"email\tname\tanalyst\tuser\troles\n"
+        b"ana@example.org\tDesk, Ana\tyes\tno\ttake_over\nuli@example.org\tUli\tno\tyes\t\n",
+    ],
+    ids=["comma-bom-crlf", "semicolon", "tab"],
+)
+def test_import_reads_the_csv_files_spreadsheets_write(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, raw: bytes
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_bytes(raw)
+    code, out, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 0, err
+    assert "2 added, 0 updated, 0 unchanged (1 analysts among them)" in out
+    with store(desk) as repo:
+        [ana] = repo.persons_by_address("ana@example.org")
+        [uli] = repo.persons_by_address("uli@example.org")
+    assert (ana.name, ana.case, ana.can_take_over) == ("Desk, Ana", PersonCase.ANALYST_ONLY, True)
+    assert uli.case is PersonCase.USER_ONLY
+
+
 def test_add_and_set_from_the_command_line(
     desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

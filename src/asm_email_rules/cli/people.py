@@ -10,8 +10,10 @@ case-insensitive), so nobody has to write SQL or Python to set up a desk.
 ``email`` required): ``id``, ``email``, ``name``, ``analyst``, ``user``, ``roles``. Flags are
 ``yes``/``no`` (also ``true``/``false``, ``1``/``0``, ``x``, empty for no); ``roles`` lists
 ``take_over``, ``analyst_can_reopen`` and ``user_can_reopen``, separated by spaces or ``;``.
-A line with an ``id`` replaces that person; without one, the person with that address is
-updated, or a new one is added. The whole file is checked first: one bad line changes nothing.
+Fields are separated by commas, semicolons (Excel in most of Europe) or tabs; the file is
+UTF-8, with or without Excel's byte order mark. A line with an ``id`` replaces that person;
+without one, the person with that address is updated, or a new one is added. The whole file is
+checked first: one bad line changes nothing.
 """
 
 from __future__ import annotations
@@ -273,12 +275,34 @@ def _roles(value: str, where: str) -> dict[str, bool]:
     return found
 
 
+_DELIMITERS = (",", ";", "\t")
+"""Field separators a spreadsheet writes: commas, semicolons (Excel where the decimal mark is a
+comma: most of Europe) and tabs ("Unicode text", copied cells)."""
+
+
+def _delimiter(text: str) -> str:
+    """The separator whose split of the header line names an ``email`` column (default ``,``)."""
+    first = text.split("\n", 1)[0]
+    for delimiter in _DELIMITERS:
+        names = next(csv.reader([first], delimiter=delimiter), [])
+        if "email" in (name.strip().lower() for name in names):
+            return delimiter
+    return ","
+
+
 def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
-    """Every line of a people CSV, checked; UsageError naming ``source:line`` otherwise."""
-    reader = csv.DictReader(io.StringIO(text))
+    """Every line of a people CSV, checked; UsageError naming ``source:line`` otherwise.
+
+    Fields are separated by commas, semicolons or tabs (whichever splits the header line into
+    an ``email`` column).
+    """
+    reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
     header = [name.strip().lower() for name in reader.fieldnames or ()]
     if "email" not in header:
-        raise UsageError(f"{source}: the first line must name the columns, with at least 'email'")
+        raise UsageError(
+            f"{source}: the first line must name the columns, with at least 'email' "
+            "(separated by commas, semicolons or tabs)"
+        )
     unknown = sorted(set(header) - _COLUMNS)
     if unknown:
         raise UsageError(
