@@ -122,6 +122,36 @@ def test_import_reads_the_csv_files_spreadsheets_write(
     assert uli.case is PersonCase.USER_ONLY
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # the same person twice, the second time in other case: the second line would
+        # silently take the analyst flag away
+        (
+            "email,name,analyst,user\nana@example.org,Ana,yes,no\n\nANA@Example.org,Ana,no,yes\n",
+            "people.csv:4: ANA@Example.org is on line 2 already",
+        ),
+        ("id,email\n7,ana@example.org\n7,uli@example.org\n", "people.csv:3: id 7 is on line 2"),
+        # an unquoted comma in a name shifts every field after it
+        (
+            "email,name,analyst\nana@example.org,Desk, Ana,yes\n",
+            "people.csv:2: 4 fields, but the first line names 3 columns",
+        ),
+    ],
+    ids=["address-twice", "id-twice", "unquoted-comma"],
+)
+def test_a_file_that_names_a_person_twice_or_shifts_fields_is_refused(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, said: str
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(text, encoding="utf-8")
+    code, _, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 2
+    assert said in err
+    with store(desk) as repo:
+        assert list(repo.list_persons()) == []
+
+
 def test_add_and_set_from_the_command_line(
     desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ case-insensitive), so nobody has to write SQL or Python to set up a desk.
 Fields are separated by commas, semicolons (Excel in most of Europe) or tabs; the file is
 UTF-8, with or without Excel's byte order mark. A line with an ``id`` replaces that person;
 without one, the person with that address is updated, or a new one is added. The whole file is
-checked first: one bad line changes nothing.
+checked first: one bad line (an address on two lines among them) changes nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 
 from asm_email_rules.adapters._sql import SqlRepository
+from asm_email_rules.addresses import normalise_address
 from asm_email_rules.cli._common import (
     EXIT_OK,
     UsageError,
@@ -294,7 +295,8 @@ def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
     """Every line of a people CSV, checked; UsageError naming ``source:line`` otherwise.
 
     Fields are separated by commas, semicolons or tabs (whichever splits the header line into
-    an ``email`` column).
+    an ``email`` column). One person per line: an address (or id) on two lines is refused,
+    naming both, as is a line with more fields than the header.
     """
     reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
     header = [name.strip().lower() for name in reader.fieldnames or ()]
@@ -311,12 +313,31 @@ def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
         )
     reader.fieldnames = header
     people: list[CsvPerson] = []
+    lines: dict[str, int] = {}  # an address's comparison form, "#id": the line that has it
     for row in reader:
         where = f"{source}:{reader.line_num}"
+        extra = row.get(None)
         values = {k: (v or "") for k, v in row.items() if k is not None}
-        if not any(v.strip() for v in values.values()):
+        if not any(v.strip() for v in values.values()) and not extra:
             continue
-        people.append(_csv_person(values, where, reader.line_num))
+        if extra:
+            raise UsageError(
+                f"{where}: {len(header) + len(extra)} fields, but the first line names "
+                f"{len(header)} columns (a comma inside a name? put the name in double quotes)"
+            )
+        person = _csv_person(values, where, reader.line_num)
+        keys = [normalise_address(person.fields["email"])]
+        if person.id is not None:
+            keys.append(f"#{person.id}")
+        for key in keys:
+            if key in lines:
+                what = f"id {person.id}" if key.startswith("#") else person.fields["email"]
+                raise UsageError(
+                    f"{where}: {what} is on line {lines[key]} already (one line per person: "
+                    "remove one of them)"
+                )
+            lines[key] = reader.line_num
+        people.append(person)
     return people
 
 
