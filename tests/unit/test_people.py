@@ -152,6 +152,19 @@ def test_a_file_that_names_a_person_twice_or_shifts_fields_is_refused(
         assert list(repo.list_persons()) == []
 
 
+def test_a_file_in_a_windows_code_page_names_the_line_and_the_fix(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Excel's plain "CSV (Comma delimited)" is Windows-1252: refused, saying how to fix it."""
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_bytes("email,name\nana@example.org,Ana\njo@example.org,José\n".encode("cp1252"))
+    code, _, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 2
+    assert f"{csv_file}:3: not UTF-8 text (byte 0xe9" in err
+    assert 'save it as "CSV UTF-8"' in err
+    assert "iconv -f WINDOWS-1252 -t UTF-8" in err
+
+
 def test_add_and_set_from_the_command_line(
     desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -390,7 +390,12 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UsageError(
+            f"{source}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}, {exc.reason}): save "
+            'it as "CSV UTF-8" (Excel: Save As), or convert it with '
+            f"`iconv -f WINDOWS-1252 -t UTF-8 {args.file} > people-utf8.csv`"
+        ) from None
     people = parse_people_csv(text, source)
     if not people:
         raise UsageError(f"{source}: no people in the file")
