@@ -241,6 +241,13 @@ class _Table:
         return f"{self.path}.{name}" if self.path else name
 
     def fail(self, name: str, message: str) -> ConfigError:
+        """An error about key ``name``; when ``name`` is missing and a key nobody read is close
+        to it (``hots`` for ``host``), the error says so: the typo, not only its effect."""
+        if name not in self.data:
+            unread = [key for key in self.data if key not in self.used]
+            close = difflib.get_close_matches(name, unread, n=1)
+            if close:
+                message = f"{message} ({close[0]!r} is written instead: a typo of {name!r}?)"
         return ConfigError(message, source=self.source, key=self.key(name))
 
     def has(self, name: str) -> bool:
@@ -855,6 +862,30 @@ def _store(root: _Table, text: str, base: Path) -> Path | PostgresStore:
     return attrs.evolve(store, password=password or None, schema=schema)
 
 
+_ROOT_KEYS = frozenset(
+    {
+        "store",
+        "store_password",
+        "store_password_env",
+        "store_password_file",
+        "store_schema",
+        "system",
+        "smtp",
+        "accounts",
+    }
+)
+"""The keys of the file's top level (``store_password`` only to be refused with its reason)."""
+
+_ACCOUNT_TABLES: Mapping[str, str] = {
+    "mailbox": "[accounts.mailbox]",
+    "oauth2": "[accounts.oauth2] or [smtp.oauth2]",
+    "call_template": "[accounts.mailbox.call_template]",
+    "reply_templates": "[accounts.mailbox.reply_templates]",
+}
+"""Tables of an account that a file may wrongly write at the top level (``[mailbox]``), and
+where they go."""
+
+
 AccountSecrets = Callable[[int, str], bool]
 """Which accounts' secrets to read, asked with each account's position (0 for the first) and
 its ``name`` as written."""
@@ -893,6 +924,17 @@ def parse_config(
     label = str(source)
     base = source.parent
     root = _Table(data, "", label, secrets=secrets)
+    # The top level's keys first: a misspelt section ([account.mailbox], [smpt]) must be named
+    # itself, not by what it leaves missing (an account without addresses, no [smtp]).
+    for name in data:
+        if name in _ROOT_KEYS:
+            continue
+        if name in _ACCOUNT_TABLES:
+            raise root.fail(
+                name, f"unknown key (it goes under an account: {_ACCOUNT_TABLES[name]})"
+            )
+        close = difflib.get_close_matches(name, sorted(_ROOT_KEYS), n=1)
+        raise root.fail(name, "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
     store: Path | PostgresStore | None = None
     if "store" in root.data:
         store_text = root.string("store")

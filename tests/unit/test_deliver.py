@@ -389,3 +389,42 @@ def test_deliver_reads_a_huge_message_in_bounded_memory_and_handles_its_header(
         task = repo.get_task(500)
         assert task is not None
         assert task.status is TaskStatus.APPROVED
+
+
+@pytest.mark.parametrize(
+    ("argv", "what"),
+    [
+        (("deliver",), "required: --config"),
+        (("deliver", "--config", "CONFIG", "--acount", "helpdesk"), "--acount"),
+        (("-v", "deliver", "--config"), "--config"),
+    ],
+)
+def test_a_mistyped_deliver_command_line_is_a_retry_not_a_bounce(
+    desk: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: tuple[str, ...],
+    what: str,
+) -> None:
+    """operators.md, "deliver": exit 0 or 75 "and nothing else: a broken configuration is a
+    retry, never a bounce to the customer". A typo in master.cf's argv is such a mistake: exit 2
+    is no sysexits code, and Postfix bounces the customer's message on it."""
+    words = [str(desk) if word == "CONFIG" else word for word in argv]
+    code, out, err = run(capsys, monkeypatch, APPROVE, *words)
+    assert code == 75
+    assert out == ""
+    assert err.startswith("asm-email-rules deliver: not ready, try later: ")
+    assert what in err
+    assert len(err.strip().splitlines()) == 1
+    with SqliteRepository(desk.parent / "helpdesk.sqlite3") as repo:
+        task = repo.get_task(500)
+        assert task is not None
+        assert task.status is TaskStatus.PENDING  # nothing was acted on
+
+
+def test_other_commands_keep_exit_2_for_a_usage_mistake(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run(capsys, monkeypatch, b"", "check")
+    assert code == 2
+    assert "required: --config" in err

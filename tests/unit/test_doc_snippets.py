@@ -104,6 +104,22 @@ def test_the_readme_installs_into_a_virtual_environment() -> None:
     assert "python3 -m pip install ." not in readme  # refused by a stock Debian Python
 
 
+def test_every_install_path_in_the_docs_is_the_one_the_systemd_unit_runs() -> None:
+    """An operator who follows oauth.md or the Postfix lines must get the program where
+    deploy/asm-email-rules.service's ExecStart looks for it; and no page tells them to
+    `pip install asm-email-rules` from PyPI, where no such distribution is published."""
+    unit = (ROOT / "deploy" / "asm-email-rules.service").read_text(encoding="utf-8")
+    [exec_start] = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    program = exec_start.removeprefix("ExecStart=").split()[0]
+    venv = program.removesuffix("/bin/asm-email-rules")
+    pages = [ROOT / "README.md", ROOT / "examples" / "config.toml", *DOCS]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for found in re.findall(r"(/\S+)/bin/(?:asm-email-rules|pip|activate)\b", text):
+            assert found == venv, f"{page.name}: {found}/bin/... (the unit runs {program})"
+        assert not re.search(r"pip install '?asm-email-rules", text), page.name
+
+
 # -- docs/*.md ------------------------------------------------------------------------------------
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 

@@ -92,6 +92,79 @@ def test_a_bad_line_names_file_and_line_and_changes_nothing(
     assert "unknown column 'team'" in err
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Excel "CSV UTF-8": a byte order mark and CRLF line ends
+        b"\xef\xbb\xbfemail,name,analyst,user,roles\r\n"
+        b'ana@example.org,"Desk, Ana",yes,no,take_over\r\n\r\nuli@example.org,Uli,no,yes,\r\n',
+        # Excel where the decimal mark is a comma (most of Europe): semicolons
+        b"\xef\xbb\xbfemail;name;analyst;user;roles\r\n"
+        b"ana@example.org;Desk, Ana;yes;no;take_over\r\nuli@example.org;Uli;no;yes;\r\n",
+        # copied cells, "Unicode text": tabs
+        b"email\tname\tanalyst\tuser\troles\n"
+        b"ana@example.org\tDesk, Ana\tyes\tno\ttake_over\nuli@example.org\tUli\tno\tyes\t\n",
+    ],
+    ids=["comma-bom-crlf", "semicolon", "tab"],
+)
+def test_import_reads_the_csv_files_spreadsheets_write(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, raw: bytes
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_bytes(raw)
+    code, out, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 0, err
+    assert "2 added, 0 updated, 0 unchanged (1 analysts among them)" in out
+    with store(desk) as repo:
+        [ana] = repo.persons_by_address("ana@example.org")
+        [uli] = repo.persons_by_address("uli@example.org")
+    assert (ana.name, ana.case, ana.can_take_over) == ("Desk, Ana", PersonCase.ANALYST_ONLY, True)
+    assert uli.case is PersonCase.USER_ONLY
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # the same person twice, the second time in other case: the second line would
+        # silently take the analyst flag away
+        (
+            "email,name,analyst,user\nana@example.org,Ana,yes,no\n\nANA@Example.org,Ana,no,yes\n",
+            "people.csv:4: ANA@Example.org is on line 2 already",
+        ),
+        ("id,email\n7,ana@example.org\n7,uli@example.org\n", "people.csv:3: id 7 is on line 2"),
+        # an unquoted comma in a name shifts every field after it
+        (
+            "email,name,analyst\nana@example.org,Desk, Ana,yes\n",
+            "people.csv:2: 4 fields, but the first line names 3 columns",
+        ),
+    ],
+    ids=["address-twice", "id-twice", "unquoted-comma"],
+)
+def test_a_file_that_names_a_person_twice_or_shifts_fields_is_refused(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, said: str
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(text, encoding="utf-8")
+    code, _, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 2
+    assert said in err
+    with store(desk) as repo:
+        assert list(repo.list_persons()) == []
+
+
+def test_a_file_in_a_windows_code_page_names_the_line_and_the_fix(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Excel's plain "CSV (Comma delimited)" is Windows-1252: refused, saying how to fix it."""
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_bytes("email,name\nana@example.org,Ana\njo@example.org,José\n".encode("cp1252"))
+    code, _, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 2
+    assert f"{csv_file}:3: not UTF-8 text (byte 0xe9" in err
+    assert 'save it as "CSV UTF-8"' in err
+    assert "iconv -f WINDOWS-1252 -t UTF-8" in err
+
+
 def test_add_and_set_from_the_command_line(
     desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

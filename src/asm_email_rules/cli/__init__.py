@@ -46,6 +46,7 @@ from asm_email_rules.cli._common import (
     Parser,
     UsageError,
 )
+from asm_email_rules.delivery import EX_TEMPFAIL
 from asm_email_rules.errors import (
     AsmEmailError,
     ConfigError,
@@ -156,11 +157,28 @@ def _everywhere(subparsers: argparse._SubParsersAction[Any]) -> None:
                 _everywhere(action)
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv``: the first word that is not an option (the options before
+    the command, ``-v``, ``--log-json``, ``--version`` and ``-h``, take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
-    """The parsed arguments, or the exit code when parsing ended the run (usage, --help)."""
+    """The parsed arguments, or the exit code when parsing ended the run (usage, --help).
+
+    A usage mistake in a ``deliver`` command line (a typo in the mail server's ``master.cf``,
+    a missing ``--config``) is the mail server's retry, 75, as a broken configuration is: any
+    other code would bounce the customer's message (operators.md, "deliver exits 0 or 75 and
+    nothing else").
+    """
+    words = sys.argv[1:] if argv is None else argv
     try:
-        return parser.parse_args(argv)
+        return parser.parse_args(words)
     except UsageError as exc:
+        if _command_of(words) == deliver.NAME:
+            said = str(exc).partition(": ")[2] if str(exc).startswith(PROG) else str(exc)
+            print(f"{PROG} deliver: not ready, try later: {said}", file=sys.stderr)
+            return EX_TEMPFAIL
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except SystemExit as exc:  # --help and --version

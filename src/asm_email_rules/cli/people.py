@@ -10,8 +10,10 @@ case-insensitive), so nobody has to write SQL or Python to set up a desk.
 ``email`` required): ``id``, ``email``, ``name``, ``analyst``, ``user``, ``roles``. Flags are
 ``yes``/``no`` (also ``true``/``false``, ``1``/``0``, ``x``, empty for no); ``roles`` lists
 ``take_over``, ``analyst_can_reopen`` and ``user_can_reopen``, separated by spaces or ``;``.
-A line with an ``id`` replaces that person; without one, the person with that address is
-updated, or a new one is added. The whole file is checked first: one bad line changes nothing.
+Fields are separated by commas, semicolons (Excel in most of Europe) or tabs; the file is
+UTF-8, with or without Excel's byte order mark. A line with an ``id`` replaces that person;
+without one, the person with that address is updated, or a new one is added. The whole file is
+checked first: one bad line (an address on two lines among them) changes nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import attrs
 
 from asm_email_rules.adapters._sql import SqlRepository
+from asm_email_rules.addresses import normalise_address
 from asm_email_rules.cli._common import (
     EXIT_OK,
     UsageError,
@@ -273,12 +276,35 @@ def _roles(value: str, where: str) -> dict[str, bool]:
     return found
 
 
+_DELIMITERS = (",", ";", "\t")
+"""Field separators a spreadsheet writes: commas, semicolons (Excel where the decimal mark is a
+comma: most of Europe) and tabs ("Unicode text", copied cells)."""
+
+
+def _delimiter(text: str) -> str:
+    """The separator whose split of the header line names an ``email`` column (default ``,``)."""
+    first = text.split("\n", 1)[0]
+    for delimiter in _DELIMITERS:
+        names = next(csv.reader([first], delimiter=delimiter), [])
+        if "email" in (name.strip().lower() for name in names):
+            return delimiter
+    return ","
+
+
 def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
-    """Every line of a people CSV, checked; UsageError naming ``source:line`` otherwise."""
-    reader = csv.DictReader(io.StringIO(text))
+    """Every line of a people CSV, checked; UsageError naming ``source:line`` otherwise.
+
+    Fields are separated by commas, semicolons or tabs (whichever splits the header line into
+    an ``email`` column). One person per line: an address (or id) on two lines is refused,
+    naming both, as is a line with more fields than the header.
+    """
+    reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
     header = [name.strip().lower() for name in reader.fieldnames or ()]
     if "email" not in header:
-        raise UsageError(f"{source}: the first line must name the columns, with at least 'email'")
+        raise UsageError(
+            f"{source}: the first line must name the columns, with at least 'email' "
+            "(separated by commas, semicolons or tabs)"
+        )
     unknown = sorted(set(header) - _COLUMNS)
     if unknown:
         raise UsageError(
@@ -287,12 +313,31 @@ def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
         )
     reader.fieldnames = header
     people: list[CsvPerson] = []
+    lines: dict[str, int] = {}  # an address's comparison form, "#id": the line that has it
     for row in reader:
         where = f"{source}:{reader.line_num}"
+        extra = row.get(None)
         values = {k: (v or "") for k, v in row.items() if k is not None}
-        if not any(v.strip() for v in values.values()):
+        if not any(v.strip() for v in values.values()) and not extra:
             continue
-        people.append(_csv_person(values, where, reader.line_num))
+        if extra:
+            raise UsageError(
+                f"{where}: {len(header) + len(extra)} fields, but the first line names "
+                f"{len(header)} columns (a comma inside a name? put the name in double quotes)"
+            )
+        person = _csv_person(values, where, reader.line_num)
+        keys = [normalise_address(person.fields["email"])]
+        if person.id is not None:
+            keys.append(f"#{person.id}")
+        for key in keys:
+            if key in lines:
+                what = f"id {person.id}" if key.startswith("#") else person.fields["email"]
+                raise UsageError(
+                    f"{where}: {what} is on line {lines[key]} already (one line per person: "
+                    "remove one of them)"
+                )
+            lines[key] = reader.line_num
+        people.append(person)
     return people
 
 
@@ -345,7 +390,12 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UsageError(
+            f"{source}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}, {exc.reason}): save "
+            'it as "CSV UTF-8" (Excel: Save As), or convert it with '
+            f"`iconv -f WINDOWS-1252 -t UTF-8 {args.file} > people-utf8.csv`"
+        ) from None
     people = parse_people_csv(text, source)
     if not people:
         raise UsageError(f"{source}: no people in the file")
