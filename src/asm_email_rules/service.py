@@ -32,6 +32,7 @@ from typing import NoReturn, Protocol, cast
 
 import attrs
 
+from asm_email_rules.actions import ApproveTask, CloseCall, LogCall, RejectTask, ReopenCall
 from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.classify import MailKind
 from asm_email_rules.config import AccountConfig, Config
@@ -48,7 +49,7 @@ from asm_email_rules.errors import (
 )
 from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry
-from asm_email_rules.model import Lease, OutboxEntry, ReplyStatus
+from asm_email_rules.model import EntityRef, Lease, OutboxEntry, ReplyStatus
 from asm_email_rules.outbox_pump import ReplyPump
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
 from asm_email_rules.protocols import (
@@ -327,11 +328,32 @@ def _log_fields(account: AccountConfig, key: str, sha256: str) -> dict[str, obje
         "message_id": "",
         "rule": "",
         "outcome": "",
+        "record": "",
         "reply_status": "",
         "notifications_queued": 0,
         "disposition": "",
         "discard_reason": "",
     }
+
+
+def _record_of(result: ProcessResult) -> str:
+    """The record a processed message acted on, for its log line: ``call 12``, ``task 500``,
+    ``request 700``, the number of the call it logged; "" for none (a summary, a discard)."""
+    decision = result.decision
+    if decision is None:
+        return ""
+    for action in decision.actions:
+        if isinstance(action, LogCall):
+            number = result.new_call_number
+            return f"call {number}" if number is not None else ""
+        if isinstance(action, CloseCall | ReopenCall):
+            return f"call {action.number}"
+        if isinstance(action, ApproveTask | RejectTask):
+            return f"task {action.number}"
+        ref = getattr(action, "ref", None)
+        if isinstance(ref, EntityRef):
+            return str(ref)
+    return ""
 
 
 @attrs.define
@@ -813,6 +835,7 @@ class PollingService:
             message_id=message_id,
             rule=result.decision.rule if result.decision else "",
             outcome=result.decision.outcome.value if result.decision else "duplicate",
+            record=_record_of(result),
             reply_status=result.reply_status.value,
             notifications_queued=len(result.notification_statuses),
             disposition=result.disposition.value,

@@ -711,6 +711,7 @@ def test_one_structured_log_line_per_message(desk: Desk, caplog: pytest.LogCaptu
     assert fields["message_id"] == "<appr@c.example>"
     assert fields["rule"] == "AP-11"
     assert fields["outcome"] == "approve_or_reject"
+    assert fields["record"] == "task 500"  # which record, from the log alone
     assert fields["reply_status"] == "pending"  # in the outbox; sent after the session
     assert fields["notifications_queued"] == 0  # an approval tells no owner
     assert fields["disposition"] == "delete"
@@ -718,6 +719,20 @@ def test_one_structured_log_line_per_message(desk: Desk, caplog: pytest.LogCaptu
     [sent] = [r for r in caplog.records if r.getMessage() == "reply sent"]
     assert vars(sent)["reply_message_id"].startswith("<asm.task-500.")
     assert vars(sent)["to"] == "alice@desk.example"
+
+
+def test_the_log_line_names_the_record_each_message_acted_on(
+    desk: Desk, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An operator reading only the log could not tell which call a message logged or
+    # updated ("rule=LOG-6 outcome=log_default_analyst"): the line now says.
+    desk.deliver(NEW_CALL, UPDATE_100, APPROVE_500)
+    with caplog.at_level(logging.INFO, logger="asm_email_rules"):
+        desk.service().poll_once()
+    handled = [vars(r) for r in caplog.records if r.getMessage() == "message handled"]
+    calls = {n: desk.store.get_call(n) for n in range(100, 200)}
+    [new] = [n for n, call in calls.items() if call and "Smoke from tray 2." in call.description]
+    assert [line["record"] for line in handled] == [f"call {new}", "call 100", "task 500"]
 
 
 # --------------------------------------------------------------------------------------------
