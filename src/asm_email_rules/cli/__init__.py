@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Incoming-email rules for service desks.",
         epilog="Exit codes: 0 ok; 1 a message could not be parsed or processed; "
         "2 usage or configuration error; 3 mailbox or SMTP failure; "
-        "4 a reply failed for good (see `replies list --failed`).",
+        "4 a reply failed for good (see `replies list --failed`); 75 `deliver` only: try "
+        "later (it exits 0 or 75, nothing else); 130 interrupted (Ctrl-C).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")

@@ -129,8 +129,11 @@ def check_address(address: str) -> str:
 
 
 def roles_of(person: Person) -> str:
-    """The role rights a person holds, space-separated (``-`` for none)."""
-    return " ".join(role for role in ROLES if getattr(person, role)) or "-"
+    """The role rights a person holds, space-separated (``-`` for none), by the names a people
+    CSV's ``roles`` column takes (``take_over``, not the field's ``can_take_over``), so what
+    ``people list`` shows can be written back into a file as it is."""
+    held = (role for role in ROLES if getattr(person, role))
+    return " ".join(role.removeprefix("can_") for role in held) or "-"
 
 
 def describe(person: Person) -> str:
@@ -325,6 +328,13 @@ def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
                 f"{where}: {len(header) + len(extra)} fields, but the first line names "
                 f"{len(header)} columns (a comma inside a name? put the name in double quotes)"
             )
+        short = [name for name, value in row.items() if name is not None and value is None]
+        if short:  # a hand-written line may leave trailing "no"s out: said, not refused
+            print(
+                f"warning: {where}: {len(header) - len(short)} fields, but the first line names"
+                f" {len(header)} columns: {', '.join(short)} read as empty",
+                file=sys.stderr,
+            )
         person = _csv_person(values, where, reader.line_num)
         keys = [normalise_address(person.fields["email"])]
         if person.id is not None:
@@ -405,6 +415,13 @@ def run_import(args: argparse.Namespace) -> int:
     for verb, person in done:
         counts[verb] += 1
         print(f"{verb} {describe(person)}")
+    nobody = [str(p.id) for _, p in done if not (p.is_analyst or p.is_user)]
+    if nobody:
+        print(
+            f"warning: person {', '.join(nobody)}: neither an analyst nor a User: the rules treat"
+            " mail from them as from an unknown sender (set the analyst or user column)",
+            file=sys.stderr,
+        )
     analysts = sum(1 for _, p in done if p.is_analyst)
     print(
         f"{source}: {counts['added']} added, {counts['updated']} updated, "
