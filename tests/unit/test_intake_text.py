@@ -513,6 +513,22 @@ def test_utf16_and_32_without_a_byte_order_mark_are_read_in_the_order_their_byte
     assert (IntakeNoteKind.CHARSET_DETECTED in kinds(email.notes)) is big_endian
 
 
+@pytest.mark.parametrize("charset", ["utf-16", "utf-16le", "UTF-16LE", "unicodefeff"])
+def test_little_endian_chinese_with_nul_low_bytes_is_not_read_big_endian(charset: str) -> None:
+    # "一" is U+4E00 and Chinese has few ASCII characters: the NUL low bytes of five "一" beat
+    # the NUL high bytes of one line end, and the body (even one labelled utf-16le) came out
+    # as big-endian noise ("N籩葶N..."), noted as a detected charset.
+    text = "一楼的一台打印机从十一月一日起一直不能用。\r\n"
+    raw = message(
+        f"text/plain; charset={charset}",
+        base64.b64encode(text.encode("utf-16-le")),
+        "Content-Transfer-Encoding: base64",
+    )
+    email = parse_message(raw)
+    assert email.body == text.replace("\r\n", "\n")
+    assert IntakeNoteKind.CHARSET_DETECTED not in kinds(email.notes)
+
+
 # --------------------------------------------------------------------------- declared charsets
 
 
