@@ -717,8 +717,19 @@ def decode_text(
         if reading is not None and reading[1] == 0:
             return reading[0]
         if reading is not None and codec.startswith("iso2022") and data.isascii():
-            # 7-bit text with escape sequences: no other charset reads it, however few bytes
-            # its codec cannot read
+            # 7-bit text with escape sequences: no charset but an ISO-2022 one reads it. One
+            # that reads it whole (ISO-2022-KR or ISO-2022-JP-2 labelled iso-2022-jp) is its
+            # charset; else the declared one is kept, however few bytes it cannot read
+            found = iso2022_codec(data)
+            if found is not None:
+                notes.append(
+                    IntakeNote(
+                        IntakeNoteKind.UNDECODABLE_BYTES,
+                        f"{what}: bytes invalid in declared charset {charset!r}; "
+                        f"decoded as {mime_name(found)} (its escape sequences)",
+                    )
+                )
+                return data.decode(found)
             notes.append(
                 IntakeNote(
                     IntakeNoteKind.UNDECODABLE_BYTES,
