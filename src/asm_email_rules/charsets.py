@@ -500,6 +500,9 @@ def _single_byte_table(codec: str) -> tuple[str, bytes] | None:
 _BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _ORDER_SAMPLE = 4096
 """Bytes of a UTF-16/32 text whose NUL bytes tell its byte order."""
+#: label endings that name the little-endian order themselves (``utf-16le``, ``UTF-32_LE``,
+#: WHATWG's ``unicodefeff``): read in that order, whatever the bytes look like
+_LITTLE_ENDIAN_LABELS = ("le", "feff")
 
 
 def _big_endian_without_bom(data: bytes, codec: str) -> bool:
@@ -509,7 +512,10 @@ def _big_endian_without_bom(data: bytes, codec: str) -> bool:
 
     RFC 2781 section 4.3 says text without a mark SHOULD be read big-endian; Windows mail
     programs write little-endian without one, which is why the bytes decide, and little-endian
-    (Python's, and the common case) stays the reading when they do not.
+    (Python's, and the common case) stays the reading when they do not. NUL bytes alone do not
+    decide: little-endian Chinese or Japanese text has few ASCII characters and NUL low bytes in
+    common ideographs (``一`` is U+4E00, the ideographic space U+3000), so the big-endian
+    reading of the sample must also be the more plausible one. Bounded by ``_ORDER_SAMPLE``.
     """
     if data.startswith(_BOMS):
         return False
@@ -517,7 +523,11 @@ def _big_endian_without_bom(data: bytes, codec: str) -> bool:
     sample = data[: _ORDER_SAMPLE - _ORDER_SAMPLE % width]
     first = sample[::width].count(0)  # the high byte of a big-endian unit
     last = sample[width - 1 :: width].count(0)  # the high byte of a little-endian unit
-    return first > 2 * last
+    if first <= 2 * last:
+        return False
+    big = sample.decode(f"{codec}-be", "replace")
+    little = sample.decode(f"{codec}-le", "replace")
+    return _implausibility(big, f"{codec}-be") < _implausibility(little, f"{codec}-le")
 
 
 def _declared(
@@ -636,7 +646,11 @@ def decode_text(
     codec = codec_name(charset)
     if codec is not None and codec.startswith(("utf-16", "utf-32")) and b"\x00" not in data:
         codec = None  # text in UTF-16/32 has NUL bytes; these bytes were labelled wrongly
-    elif codec in ("utf-16", "utf-32") and _big_endian_without_bom(data, codec):
+    elif (
+        codec in ("utf-16", "utf-32")
+        and not (charset or "").strip().lower().endswith(_LITTLE_ENDIAN_LABELS)
+        and _big_endian_without_bom(data, codec)
+    ):
         notes.append(
             IntakeNote(
                 IntakeNoteKind.CHARSET_DETECTED,
@@ -703,8 +717,19 @@ def decode_text(
         if reading is not None and reading[1] == 0:
             return reading[0]
         if reading is not None and codec.startswith("iso2022") and data.isascii():
-            # 7-bit text with escape sequences: no other charset reads it, however few bytes
-            # its codec cannot read
+            # 7-bit text with escape sequences: no charset but an ISO-2022 one reads it. One
+            # that reads it whole (ISO-2022-KR or ISO-2022-JP-2 labelled iso-2022-jp) is its
+            # charset; else the declared one is kept, however few bytes it cannot read
+            found = iso2022_codec(data)
+            if found is not None:
+                notes.append(
+                    IntakeNote(
+                        IntakeNoteKind.UNDECODABLE_BYTES,
+                        f"{what}: bytes invalid in declared charset {charset!r}; "
+                        f"decoded as {mime_name(found)} (its escape sequences)",
+                    )
+                )
+                return data.decode(found)
             notes.append(
                 IntakeNote(
                     IntakeNoteKind.UNDECODABLE_BYTES,

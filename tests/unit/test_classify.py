@@ -238,6 +238,41 @@ def test_a_person_replying_in_those_words_is_a_person(subject: str, body: str) -
     assert classify(email).kind is MailKind.NORMAL
 
 
+# Person mail whose everyday words hold a new out-of-office phrase ("dar de baja" is
+# "deactivate", "izin" is "permission", "返信が遅れて" apologises for a late answer), sent
+# Bcc to the desk (To: undisclosed-recipients:;, a weak header clue): each was discarded as
+# an auto-reply, so no call was logged and the person was never told.
+PERSON_IN_EVERYDAY_WORDS = [
+    ("Baja de usuario", "Por favor, dar de baja al usuario jperez a partir del 1 de marzo."),
+    ("Gastos", "La solicitud de gastos de viaje no se guarda a partir del lunes."),
+    ("Antrag", "Der Dienstreiseantrag lässt sich ab dem 1. März nicht mehr öffnen."),
+    ("Menu", "Le bouton Imprimer est absent du menu à partir du 3 mars."),
+    ("Stampanti", "Le stampanti sono fuori servizio fino a lunedì."),
+    ("Yetki", "Paylaşılan klasör izinde sorun var, cumaya kadar çözülmesi gerekiyor."),
+    ("VPN", "お休みの日に自宅からVPNに接続できません。来週以降で構いません。"),
+    ("PC", "返信が遅れてすみません。月曜日までにPCを交換してください。"),
+    ("노트북", "다음 주 출장에 쓸 노트북을 금요일까지 준비해 주세요."),
+    ("로그", "서버 로그 확인이 어렵습니다. 금요일까지 권한을 주세요."),
+    ("Kort", "Kortläsaren läser inte mitt kort till och med idag."),
+    ("Weiterleitung", "Meine Mails werden bis zum Freitag nicht weitergeleitet, seit dem Update."),
+]
+
+
+@pytest.mark.parametrize(("subject", "body"), PERSON_IN_EVERYDAY_WORDS)
+def test_everyday_words_holding_an_out_of_office_phrase_are_a_person(
+    subject: str, body: str
+) -> None:
+    email = mail(
+        "From: Pat Doe <pat@corp.example>",
+        "To: undisclosed-recipients:;",
+        f"Subject: {subject}",
+        "Message-ID: <p1@corp.example>",
+        body=body + "\n",
+    )
+    result = classify(email)
+    assert result.kind is MailKind.NORMAL, result.reasons
+
+
 @pytest.mark.parametrize(
     "subject",
     ["Out of office tomorrow, who covers?", "Absence of logs in report", "Reply needed: Printer"],

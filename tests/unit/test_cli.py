@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -188,7 +189,15 @@ def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -
         "replies",
     ],
 )
-def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
+def test_every_command_has_help(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    # at a terminal: deliver with a message piped in takes --help for a retry (test_deliver)
+    monkeypatch.setattr(sys, "stdin", Terminal())
     code, out, _ = run(capsys, command, "--help")
     assert code == 0
     assert f"asm-email-rules {command}" in out

@@ -428,3 +428,41 @@ def test_other_commands_keep_exit_2_for_a_usage_mistake(
     code, _, err = run(capsys, monkeypatch, b"", "check")
     assert code == 2
     assert "required: --config" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("deliver", "--config", "CONFIG", "--help"),
+        ("deliver", "-h", "--config", "CONFIG"),
+        ("--help", "deliver", "--config", "CONFIG"),
+    ],
+)
+def test_help_in_a_deliver_command_line_fed_a_message_is_a_retry_not_a_delivery(
+    desk: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: tuple[str, ...],
+) -> None:
+    # "-h" left in master.cf's argv exited 0 after printing help: the mail server took the
+    # message as delivered and dropped it, though nothing had read it
+    words = [str(desk) if word == "CONFIG" else word for word in argv]
+    code, _, err = run(capsys, monkeypatch, APPROVE, *words)
+    assert code == 75
+    assert err.startswith("asm-email-rules deliver: not ready, try later: ")
+    with SqliteRepository(desk.parent / "helpdesk.sqlite3") as repo:
+        task = repo.get_task(500)
+        assert task is not None
+        assert task.status is TaskStatus.PENDING
+
+
+def test_deliver_help_at_a_terminal_exits_0(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    assert main(["deliver", "--help"]) == 0
+    assert "usage: asm-email-rules deliver" in capsys.readouterr().out

@@ -513,6 +513,22 @@ def test_utf16_and_32_without_a_byte_order_mark_are_read_in_the_order_their_byte
     assert (IntakeNoteKind.CHARSET_DETECTED in kinds(email.notes)) is big_endian
 
 
+@pytest.mark.parametrize("charset", ["utf-16", "utf-16le", "UTF-16LE", "unicodefeff"])
+def test_little_endian_chinese_with_nul_low_bytes_is_not_read_big_endian(charset: str) -> None:
+    # "一" is U+4E00 and Chinese has few ASCII characters: the NUL low bytes of five "一" beat
+    # the NUL high bytes of one line end, and the body (even one labelled utf-16le) came out
+    # as big-endian noise ("N籩葶N..."), noted as a detected charset.
+    text = "一楼的一台打印机从十一月一日起一直不能用。\r\n"
+    raw = message(
+        f"text/plain; charset={charset}",
+        base64.b64encode(text.encode("utf-16-le")),
+        "Content-Transfer-Encoding: base64",
+    )
+    email = parse_message(raw)
+    assert email.body == text.replace("\r\n", "\n")
+    assert IntakeNoteKind.CHARSET_DETECTED not in kinds(email.notes)
+
+
 # --------------------------------------------------------------------------- declared charsets
 
 
@@ -925,3 +941,29 @@ def test_windows_paths_in_flowed_html_and_legacy_mail() -> None:
 def test_windows_path_survives_reply_truncation() -> None:
     body = f"{path_body()}\nOn Mon, 3 Mar 2025 at 10:00, Desk <help@desk.example> wrote:\n> old\n"
     assert truncate_reply(body).kept == path_body().strip()
+
+
+#: "打印机坏了。" in GB2312 as ISO-2022-JP-2 designates it (ESC $ A)
+_GB2312_IN_ISO2022_JP_2 = b"\x1b$A4rS!;z;5AK!#\x1b(B\r\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (
+            "프린터가 고장났습니다. 도와주세요.\r\n".encode("iso2022_kr"),
+            "프린터가 고장났습니다. 도와주세요.\r\n",
+        ),
+        (_GB2312_IN_ISO2022_JP_2, "打印机坏了。\r\n"),
+    ],
+)
+@pytest.mark.parametrize("hints", [None, ["iso-2022-kr", "iso-2022-jp-2"]])
+def test_other_iso2022_text_labelled_iso2022_jp_is_read_in_its_own_codec(
+    raw: bytes, text: str, hints: list[str] | None
+) -> None:
+    # 7-bit text with ISO-2022-KR's or ISO-2022-JP-2's escape sequences labelled iso-2022-jp
+    # was kept in the declared charset: one U+FFFD and the raw shifted bytes ("\x0eGA80..."),
+    # even when the message declared the right charset elsewhere (which read it before)
+    notes: list[IntakeNote] = []
+    assert decode_text(raw, "iso-2022-jp", "part", notes, hints) == text
+    assert kinds(notes) == [IntakeNoteKind.UNDECODABLE_BYTES]

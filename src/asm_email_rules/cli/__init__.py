@@ -183,7 +183,21 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except SystemExit as exc:  # --help and --version
-        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_CONFIG
+        code = int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_CONFIG
+        if code == EXIT_OK and _command_of(words) == deliver.NAME and not _at_terminal():
+            # a mail server piping a message in (``-h`` in master.cf's argv): 0 would tell it
+            # the message was delivered, and it would drop a message nobody read
+            print(f"{PROG} deliver: not ready, try later: --help given", file=sys.stderr)
+            return EX_TEMPFAIL
+        return code
+
+
+def _at_terminal() -> bool:
+    """True when standard input is a terminal (a person reading ``deliver --help``)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 def _silence_stdout() -> None:
