@@ -150,6 +150,20 @@ def _is_name_fragment(piece: str) -> bool:
     return "@" not in piece and "<" not in piece and ">" not in piece
 
 
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+"""Unicode's bidirectional embeddings, overrides and isolates (LRE, RLE, PDF, LRO, RLO, LRI,
+RLI, FSI, PDI): a display name holding ``U+202E`` shows its text backwards (``Bob
+<moc.evil@...>`` reads as another address), the "Trojan Source" shape of CVE-2021-42574."""
+
+
+def visible_name(name: str) -> str:
+    """``name`` without bidirectional embedding, override and isolate characters, so it shows
+    in the order it is written, wherever it is shown (the created User's name, the reply's
+    greeting, a notification). Right-to-left names need none of them: their letters carry
+    their direction (Unicode Bidirectional Algorithm, UAX #9)."""
+    return _BIDI_CONTROLS.sub("", name) if _BIDI_CONTROLS.search(name) else name
+
+
 def plain_display_name(text: str) -> str:
     """A display name written without address syntax, as a person reads it.
 

@@ -30,6 +30,7 @@ from asm_email_rules.addresses import (
     parse_address_list,
     plain_display_name,
     return_path_address,
+    visible_name,
 )
 from asm_email_rules.charsets import Hints, codec_name, decode_text, html_meta_charset
 from asm_email_rules.errors import MessageParseError
@@ -899,7 +900,8 @@ def _mailboxes(value: str | None, what: str, notes: list[IntakeNote]) -> tuple[N
     """Every valid mailbox of an address field (``()`` when the field is absent or empty)."""
     if not value:
         return ()
-    return tuple(NamedAddress(addr, name) for name, addr in parse_address_list(value, notes, what))
+    pairs = parse_address_list(value, notes, what)
+    return tuple(NamedAddress(addr, visible_name(name)) for name, addr in pairs)
 
 
 def _sender_of(
@@ -925,7 +927,7 @@ def _sender_of(
         return "", ""
     bare = from_value.replace("<>", " ")
     if "@" not in bare and "<" not in bare and ">" not in bare:
-        name = plain_display_name(bare)
+        name = visible_name(plain_display_name(bare))
         if name:
             notes.append(
                 IntakeNote(

@@ -182,6 +182,26 @@ def test_encoded_display_name_inside_quotes_is_decoded() -> None:
     assert (email.sender, email.sender_name) == ("juergen@example.de", "Müller, Jürgen")
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "From: {word} <bob@evil.example>",  # an encoded right-to-left override
+        'From: "Bob \u202eelpmaxe.proc@ssob\u202c" <bob@evil.example>',  # raw UTF-8
+        "From: {word}",  # a name and no address
+    ],
+)
+def test_a_display_name_cannot_show_its_text_backwards(header: str) -> None:
+    # A name holding U+202E (RIGHT-TO-LEFT OVERRIDE) shows the rest of it reversed: "Bob
+    # boss@corp.example" on the screen of whoever reads the created User's name, the reply's
+    # greeting or a notification (CVE-2021-42574's shape). The bidirectional controls are
+    # dropped; the letters stay, and right-to-left names keep their own direction.
+    word = _word("utf-8", "utf-8", "Bob \u202eelpmaxe.proc@ssob\u202c")
+    email = parse_message(mail(header.format(word=word)))
+    assert email.sender_name == "Bob elpmaxe.proc@ssob"
+    hebrew = parse_message(mail(f"From: {_word('utf-8', 'utf-8', 'דנה לוי')} <dana@x.example>"))
+    assert hebrew.sender_name == "דנה לוי"
+
+
 def test_to_and_cc_lists_with_quoted_commas_and_groups() -> None:
     raw = mail(
         'To: "Doe, John" <john@x.example>, team: a@y.example, b@y.example;',
