@@ -664,7 +664,7 @@ class PollingService:
         self.owner = owner or default_owner()
         self._store_failures: dict[tuple[str, str], int] = {}
         self._renew_at: dict[str, datetime] = {}
-        self._waiting: dict[str, str] = {}
+        self._waiting: dict[str, Lease] = {}  # the other poller's lease, as last seen
         if backoff is None:
             system = config.system
             backoff = BackoffPolicy(system.backoff_initial_seconds, system.backoff_max_seconds)
@@ -1132,25 +1132,35 @@ class PollingService:
     def _take_lease(self, account: AccountConfig) -> Lease | None:
         """Take (or renew) the account's lease; None when we hold it, else the holder's lease.
 
-        Logs once when we start waiting for another poller, and once when we take over.
+        Logs once when we start waiting for another poller, and once when we take over: a
+        WARNING when the other poller's lease ran out (it died or stalled), an INFO line when
+        it let go before then (the end of its pass: the normal turn of pollers sharing
+        accounts, nothing for an operator to look into).
         """
         now = self.now()
         ttl = timedelta(seconds=self.config.system.lease_seconds)
         lease = self.repository.acquire_lease(self._lease_name(account), self.owner, now, now + ttl)
         fields = {"account": account.name, "owner": self.owner}
         if lease.owner != self.owner:
-            if self._waiting.get(account.name) != lease.owner:
+            seen = self._waiting.get(account.name)
+            if seen is None or seen.owner != lease.owner:
                 log.warning(
                     "account is being polled by another poller; waiting until its lease "
                     "expires or it lets go",
                     extra={**fields, "holder": lease.owner, "until": lease.expires.isoformat()},
                 )
-            self._waiting[account.name] = lease.owner
+            self._waiting[account.name] = lease
             return lease
         previous = self._waiting.pop(account.name, None)
-        if previous is not None:
+        if previous is not None and now >= previous.expires:
             log.warning(
-                "account taken over from another poller", extra={**fields, "previous": previous}
+                "account taken over from another poller",
+                extra={**fields, "previous": previous.owner},
+            )
+        elif previous is not None:
+            log.info(
+                "account's lease released by the other poller; polling it",
+                extra={**fields, "previous": previous.owner},
             )
         self._renew_at[account.name] = now + ttl / 3
         return None

@@ -397,6 +397,41 @@ def test_two_processes_refreshing_at_once_both_get_a_token(
     assert path.read_text(encoding="utf-8").strip() in endpoint.refresh
 
 
+def test_a_rotated_refresh_token_reaches_the_disk_before_it_replaces_the_old_one(
+    endpoint: TokenEndpoint, user: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # oauth.md: the rotated token replaces the old one in its file, "written atomically". It
+    # was renamed over the old file unflushed: after a power loss the file could be empty,
+    # and the server no longer takes the old token (the desk needs a new consent). A write
+    # that failed also left its temporary copy of the secret token in the folder.
+    spec, path, first = file_grant(endpoint, user, tmp_path)
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync")
+        real_fsync(fd)
+
+    def replace(src: str, dst: Path) -> None:
+        events.append("replace")
+        real_replace(src, dst)
+
+    with monkeypatch.context() as spy:
+        spy.setattr(os, "fsync", fsync)
+        spy.setattr(os, "replace", replace)
+        make_source(spec).fetch()
+    assert events[:2] == ["fsync", "replace"]  # the new file's bytes first, then the rename
+    assert path.read_text(encoding="utf-8").strip() in endpoint.refresh
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+    spec, path, first = file_grant(endpoint, user, tmp_path)
+    with monkeypatch.context() as failing:
+        failing.setattr(os, "replace", _disk_full)
+        make_source(spec).fetch()  # the token held in memory still signs in
+    assert path.read_text(encoding="utf-8").strip() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["refresh_token", "refresh_token.lock"]
+
+
 def _disk_full(*args: object, **kwargs: object) -> tuple[int, str]:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

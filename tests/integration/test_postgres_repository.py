@@ -11,17 +11,21 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_store_faults import good_mail
 
 from asm_email_rules.adapters import postgres as postgres_adapter
+from asm_email_rules.adapters.maildir import MaildirMailbox
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.postgres import MIGRATIONS, PostgresRepository, describe_conninfo
 from asm_email_rules.adapters.postgres_cluster import TemporaryCluster
+from asm_email_rules.config import AccountConfig, Config, MailProtocol
 from asm_email_rules.errors import RepositoryError, StoreUnavailableError
 from asm_email_rules.model import (
     Attachment,
@@ -38,7 +42,9 @@ from asm_email_rules.model import (
     TaskStatus,
 )
 from asm_email_rules.protocols import SeedableRepository
-from asm_email_rules.settings import CallTemplate
+from asm_email_rules.sample import sample_mailbox, seed_sample_desk
+from asm_email_rules.service import PollingService, PollReport
+from asm_email_rules.settings import CallTemplate, SystemSettings
 from asm_email_rules.testing import Check, check_repository, repository_checks
 
 if TYPE_CHECKING:
@@ -699,5 +705,65 @@ def test_sync_makes_lazy_commits_survive_a_server_crash() -> None:
             cluster.crash_and_restart()
         with PostgresRepository(conninfo, password=cluster.password) as repo:
             assert repo.is_token_used("flushed")
+    finally:
+        cluster.stop()
+
+
+def test_sync_waiting_for_an_absent_synchronous_standby_gives_up_instead_of_hanging(
+    pg_cluster: TemporaryCluster, tmp_path: Path
+) -> None:
+    """A server configured with a synchronous standby (``synchronous_standby_names``) that is
+    down makes every commit with ``synchronous_commit = on`` wait for it, for ever. ``sync()``
+    makes one such commit before the poller deletes a session's messages: it hung there, with
+    nothing logged, and so did every poller that took the account over. The wait is bounded
+    by the store's ``timeout``: the poll ends, the messages stay in their mailbox (DESIGN 4,
+    "Nothing is lost": "the account backs off and retries later")."""
+    del pg_cluster  # only for its skip (or failure under CI) when there is no server
+    cluster = TemporaryCluster.start(settings={"synchronous_standby_names": "absent_standby"})
+    try:
+        conninfo = cluster.conninfo(cluster.create_database("standby"))
+        with PostgresRepository(conninfo, password=cluster.password, timeout=1) as repo:
+            outcome: list[BaseException | None] = []
+
+            def sync() -> None:
+                try:
+                    repo.sync()
+                    outcome.append(None)
+                except BaseException as exc:  # handed to the test's thread
+                    outcome.append(exc)
+
+            worker = threading.Thread(target=sync, daemon=True)
+            worker.start()
+            worker.join(30)
+            assert not worker.is_alive(), "sync() still waits for the absent standby"
+            assert isinstance(outcome[0], StoreUnavailableError), outcome
+            assert "not confirmed within 1 s" in str(outcome[0])
+            assert repo.persons_by_address("nobody@example.org") == []  # the session works on
+
+            seed_sample_desk(repo)
+            maildir = tmp_path / "Maildir"
+            box = MaildirMailbox(maildir)
+            for number in (1, 2):
+                box.add(good_mail(number))
+            account = AccountConfig(
+                name="helpdesk",
+                protocol=MailProtocol.MAILDIR,
+                mailbox=sample_mailbox(name="helpdesk", create_calls_anonymously=True),
+                path=maildir,
+            )
+            config = Config(store=None, system=SystemSettings(), smtp=None, accounts=(account,))
+            service = PollingService(config, repo, None, lambda a: MaildirMailbox(maildir))
+            polled: list[PollReport] = []
+            poller = threading.Thread(
+                target=lambda: polled.append(service.poll_once()), daemon=True
+            )
+            poller.start()
+            poller.join(60)
+            assert not poller.is_alive(), "the poller hangs in sync()"
+            report = polled[0]["helpdesk"]
+            assert report.errors == 1
+            assert "not confirmed" in report.last_error
+            assert report.backoff_seconds > 0
+            assert len(list(MaildirMailbox(maildir).list_keys())) == 2  # nothing deleted
     finally:
         cluster.stop()

@@ -940,6 +940,31 @@ def test_a_second_poller_waits_while_the_first_holds_the_account_then_takes_over
         second_store.close()
 
 
+def test_a_poller_that_let_go_of_the_account_is_not_reported_as_taken_over(
+    desk: Desk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pollers sharing accounts take turns: each releases an account's lease at the end of
+    its pass, and the next one polls it. The WARNING ``account taken over from another
+    poller`` says a poller died or stalled (operators.md: "If the holder dies, its lease
+    expires ... and the next poller takes the account over"): it was logged at every such
+    turn too, so three healthy pollers filled the log with false alarms."""
+    desk.deliver(NEW_CALL)
+    second = desk.service(owner="second")
+    desk.store.acquire_lease(
+        "account:helpdesk", "first", desk.clock(), desk.clock() + timedelta(minutes=2)
+    )
+    assert second.poll_once()["helpdesk"].waiting is True  # the first one is in its pass
+    desk.clock.advance(seconds=30)
+    desk.store.release_lease("account:helpdesk", "first")  # ...which ends: it lets go
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="asm_email_rules.service"):
+        turn = second.poll_once()["helpdesk"]
+    assert (turn.waiting, turn.processed) == (False, 1)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "account taken over from another poller" not in caplog.text
+    assert "account's lease released by the other poller; polling it" in caplog.text
+
+
 def test_the_lease_is_renewed_while_working_and_a_lost_lease_stops_the_pass(
     desk: Desk,
 ) -> None:

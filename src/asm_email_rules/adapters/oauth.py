@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -274,6 +275,21 @@ _CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupporte
 token would fare no better."""
 
 
+def _sync_folder(folder: Path) -> None:
+    """fsync ``folder``, so a rename in it survives a power loss (best effort: not every
+    platform opens folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class RefreshTokenSource:
     """The refresh-token grant (RFC 6749 6) through authlib; follows refresh-token rotation.
 
@@ -366,12 +382,23 @@ class RefreshTokenSource:
         path = self.spec.refresh_token_file
         if path is None:
             return
+        temp = ""
         try:
+            # A copy of its own (mode 0600), on the disk before it replaces the old file: a
+            # power loss right after a rotation must not leave an empty file, as the server
+            # may no longer accept the old token.
             fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".refresh-", text=True)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(new + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
             os.replace(temp, path)
+            temp = ""
+            _sync_folder(path.parent)
         except OSError as exc:
+            if temp:  # never leave a stray copy of a secret behind
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
             log.warning(
                 "cannot write the new refresh token back to its file; it is kept in memory",
                 extra={"path": str(path), "error": exc.strerror or str(exc)},

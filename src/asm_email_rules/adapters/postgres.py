@@ -33,9 +33,11 @@ message names the server and the database, never the password. A connection that
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -546,13 +548,50 @@ class PostgresRepository(SqlRepository):
         still be lost; one flush per mailbox session instead of one per message, as for
         SQLite. With ``flush_every_commit=True`` every commit waits for its flush and this
         does nothing. Raises :class:`StoreUnavailableError` when the server cannot do it.
+
+        A server with synchronous standbys (``synchronous_standby_names``) makes that commit
+        wait for one of them as well, for ever when none answers. The wait is bounded by
+        ``timeout`` seconds: past them the wait is cancelled (the server then reports the
+        commit flushed here, perhaps not on a standby) and this raises
+        :class:`StoreUnavailableError`, so the polling service deletes nothing and backs the
+        account off instead of hanging.
         """
         if self._flush_every_commit:
             return
-        with self.transaction():
-            self._native("SET LOCAL synchronous_commit = on")
-            # A transactional WAL record (no table touched): its commit record is flushed.
-            self._native("SELECT pg_logical_emit_message(true, %s, %s)", ("asm-sync", ""))
+        self._reconnect_if_broken()
+        conn = self._conn
+        warnings: list[str] = []
+        cancelled = threading.Event()
+
+        def notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+            if diagnostic.severity_nonlocalized == "WARNING":
+                warnings.append(diagnostic.message_primary or "")
+
+        def cancel() -> None:
+            cancelled.set()
+            with contextlib.suppress(psycopg.Error):
+                conn.cancel_safe(timeout=max(1.0, self._timeout))
+
+        timer = threading.Timer(self._timeout, cancel)
+        timer.daemon = True
+        conn.add_notice_handler(notice)
+        try:
+            with self.transaction():
+                self._native("SET LOCAL synchronous_commit = on")
+                # A transactional WAL record (no table touched): its commit record is flushed.
+                self._native("SELECT pg_logical_emit_message(true, %s, %s)", ("asm-sync", ""))
+                timer.start()  # bounds the COMMIT, which waits for the flush (and standbys)
+        finally:
+            timer.cancel()
+            if timer.is_alive():
+                timer.join()  # a cancel on its way reaches an idle session: ignored there
+            conn.remove_notice_handler(notice)
+        if cancelled.is_set() and warnings:
+            raise StoreUnavailableError(
+                f"{self._where}: the commit that makes the store durable was not confirmed "
+                f"within {self._timeout:g} s (a synchronous standby did not answer?): "
+                f"{warnings[-1]}"
+            )
 
     def close(self) -> None:
         """Close the connection; an open transaction is rolled back by the server."""
