@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -621,3 +622,65 @@ def test_token_expiring_between_two_polls_is_renewed_before_the_second(
     )
     assert all(live for _, live in endpoint.introspected[-4:])
     assert [user for user, _ in handler.received] == [DESK_ADDRESS, DESK_ADDRESS]
+
+
+class _DribblingEndpoint:
+    """A token endpoint that sends its answer one byte every ``pause`` seconds: each read of
+    the socket gets a byte well within any read timeout, the whole answer takes seconds."""
+
+    ANSWER = (
+        b'{"access_token": "tok-late", "token_type": "Bearer", "expires_in": 3600, '
+        b'"refresh_token": "rt-rotated"}'
+    )
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.requests = 0
+        self.done = threading.Event()
+        self.listener = socket.create_server((HOST, 0))
+        self.url = f"http://{HOST}:{self.listener.getsockname()[1]}/token"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.requests += 1
+            with conn:
+                conn.recv(65536)  # the request (small, one segment on loopback)
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(self.ANSWER)}\r\nConnection: close\r\n\r\n"
+                ).encode()
+                conn.sendall(head)
+                for byte in self.ANSWER:
+                    time.sleep(self.pause)
+                    conn.sendall(bytes([byte]))
+            self.done.set()
+
+
+def test_a_token_endpoint_that_dribbles_its_answer_is_waited_for_timeout_seconds_in_all(
+    tmp_path: Path,
+) -> None:
+    # `requests` bounds each read, not the request: an endpoint sending a byte a second held
+    # the poller for minutes past `timeout`. The wait now ends at `timeout`; the request goes
+    # on, and its answer (with the refresh token the server rotated in it) is kept and used.
+    endpoint = _DribblingEndpoint(pause=0.025)  # about 2.5 s for the whole answer
+    refresh_file = tmp_path / "refresh_token"
+    refresh_file.write_text("rt-first\n", encoding="utf-8")
+    spec = RefreshTokenGrant(
+        endpoint.url, "desk", "secret", refresh_token_file=refresh_file, timeout=0.5
+    )
+    provider = TokenProvider.from_spec(spec)
+    began = time.monotonic()
+    with pytest.raises(TokenError, match=r"no answer within 0\.5 s"):
+        provider.token()
+    assert time.monotonic() - began < 1.5
+    assert endpoint.done.wait(10)
+    time.sleep(0.2)  # the request's thread keeps the rotated token
+    assert provider.token().value == "tok-late"  # the late answer, not a second request
+    assert endpoint.requests == 1
+    assert refresh_file.read_text(encoding="utf-8").strip() == "rt-rotated"
+    endpoint.listener.close()

@@ -15,6 +15,7 @@ Tokens and secrets never reach a log line, an exception message or a ``repr``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -243,17 +244,70 @@ def _token_from_response(data: Any, now: float, where: str) -> tuple[AccessToken
     )
 
 
+class _Deadline:
+    """A token request on a thread of its own, waited for at most ``timeout`` seconds in all.
+
+    ``requests`` bounds each read of the socket, not the request: a token endpoint that sends
+    its answer a byte at a time held the poller for as long as it liked. The request is not cut
+    off when the wait ends (a refresh token the server rotates in its answer must still be
+    kept, or the desk would need a new consent): it goes on, holding what it holds (the
+    refresh token file's lock), and the next call takes its answer, or waits for it, instead of
+    sending a second request.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: concurrent.futures.Future[AccessToken] | None = None
+
+    def run(self, request: Callable[[], AccessToken], timeout: float, where: str) -> AccessToken:
+        """``request()``'s token; TokenError when no answer came within ``timeout`` seconds
+        (or what ``request`` raised)."""
+        with self._lock:
+            future = self._pending
+            if future is None:
+                future = self._pending = concurrent.futures.Future()
+                worker = threading.Thread(
+                    target=_settle, args=(future, request), name="token request", daemon=True
+                )
+                worker.start()
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise TokenError(
+                f"{where}: no answer within {timeout:g} s (the request goes on; a later sign-in"
+                " takes its answer)"
+            ) from None
+        finally:
+            with self._lock:
+                if self._pending is future and future.done():
+                    self._pending = None
+
+
+def _settle(
+    future: concurrent.futures.Future[AccessToken], request: Callable[[], AccessToken]
+) -> None:
+    try:
+        future.set_result(request())
+    except BaseException as exc:  # handed to the waiting caller, raised there
+        future.set_exception(exc)
+
+
 class ClientCredentialsSource:
     """The client-credentials grant (RFC 6749 4.4) through authlib."""
 
     def __init__(self, spec: ClientCredentialsGrant, *, clock: Clock = time.time) -> None:
         self.spec = spec
         self._clock = clock
+        self._deadline = _Deadline()
 
     def describe(self) -> str:
         return f"token endpoint {self.spec.token_url} (client_credentials)"
 
     def fetch(self) -> AccessToken:
+        """A token from the endpoint, within ``spec.timeout`` seconds in all (TokenError)."""
+        return self._deadline.run(self._fetch, self.spec.timeout, self.describe())
+
+    def _fetch(self) -> AccessToken:
         spec, where = self.spec, self.describe()
         session = _session(spec.client_id, spec.client_secret, spec.client_auth.value, spec.scope)
         now = self._clock()
@@ -310,6 +364,7 @@ class RefreshTokenSource:
         self._refresh_token = spec.refresh_token
         self._file_seen: str | None = None  # the file's token when this process last saw it
         self._file_warned = False
+        self._deadline = _Deadline()
 
     def describe(self) -> str:
         return f"token endpoint {self.spec.token_url} (refresh_token)"
@@ -407,6 +462,11 @@ class RefreshTokenSource:
         self._file_seen = new
 
     def fetch(self) -> AccessToken:
+        """A token from the endpoint, within ``spec.timeout`` seconds in all (TokenError); the
+        file's lock is held by the request itself, for as long as it runs."""
+        return self._deadline.run(self._locked_fetch, self.spec.timeout, self.describe())
+
+    def _locked_fetch(self) -> AccessToken:
         with self._file_lock():
             return self._fetch()
 
