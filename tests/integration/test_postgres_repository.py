@@ -314,6 +314,22 @@ def test_own_schema(pg_database: PgDatabase) -> None:
         assert conn.execute("SELECT to_regclass('public.calls')").fetchone() == (None,)
 
 
+def test_a_connection_notices_a_vanished_server_host_in_about_a_minute(
+    pg_database: PgDatabase,
+) -> None:
+    # A poller waiting for an answer from a host that was powered off waited as long as the
+    # kernel's TCP let it (hours): the connection now has libpq's keepalives and a TCP user
+    # timeout, unless the store's URL sets its own. (A host vanishing cannot be made on
+    # loopback without packet filtering; the settings the connection runs with are checked.)
+    with _open(pg_database) as repo:
+        used = repo._conn.info.get_parameters()
+    assert (used["keepalives_idle"], used["keepalives_count"]) == ("30", "3")
+    assert used["tcp_user_timeout"] == "60000"
+    own = pg_database.conninfo + "?keepalives_idle=7"
+    with PostgresRepository(own, schema=pg_database.schema, password=pg_database.password) as repo:
+        assert repo._conn.info.get_parameters()["keepalives_idle"] == "7"
+
+
 # -- errors name the server and the database, never the password ---------------------------------
 def test_a_wrong_password_names_server_and_database_not_the_password(
     pg_database: PgDatabase,

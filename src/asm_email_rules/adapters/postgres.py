@@ -371,6 +371,21 @@ def _login_refused(exc: BaseException) -> bool:
     return any(words in text for words in _REFUSED_WORDS)
 
 
+_KEEPALIVES: Mapping[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+"""libpq's TCP settings (its "Connection Strings" parameters), unless the store's URL sets
+its own: a server host that vanishes (powered off, a network cut) is noticed in about a minute
+(an idle connection's probes unanswered, or data sent and never acknowledged) and the store
+raises StoreUnavailableError. Without them a poller waiting for an answer waited as long as
+the kernel's TCP let it: two hours and more. A busy server's kernel answers the probes, so a
+long statement is never cut by them."""
+
+
 class PostgresRepository(SqlRepository):
     """A :class:`~asm_email_rules.protocols.SeedableRepository` in one PostgreSQL database.
 
@@ -462,6 +477,8 @@ class PostgresRepository(SqlRepository):
         }
         if self._password is not None:
             extra["password"] = self._password
+        written = pg_conninfo.conninfo_to_dict(self._conninfo)
+        extra.update({k: v for k, v in _KEEPALIVES.items() if k not in written})
         try:
             conn = psycopg.connect(self._conninfo, **extra)
         except psycopg.Error as exc:
