@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
+from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
@@ -116,6 +117,17 @@ def imap_config(dovecot: Dovecot, user: str, **changes: object) -> ImapConfig:
     return ImapConfig(**fields)  # type: ignore[arg-type]
 
 
+def pop3_config(dovecot: Dovecot, user: str) -> Pop3Config:
+    return Pop3Config(
+        host=dovecot.host,
+        port=dovecot.pop3_port,
+        security="plain",
+        username=user,
+        password="secret",
+        timeout=5,
+    )
+
+
 def warned_keys(caplog: pytest.LogCaptureFixture) -> list[str]:
     """The mailbox keys named by the service's WARNINGs."""
     return [
@@ -187,3 +199,25 @@ def test_imap_refusal_by_a_hang_up_is_still_a_mailbox_failure(dovecot: Dovecot) 
         with pytest.raises(MailboxError) as raised:
             box.fetch(key)
         assert not isinstance(raised.value, MessageUnreadableError)
+
+
+def test_pop3_messages_the_server_refuses_never_hold_up_the_good_ones_behind_them(
+    dovecot: Dovecot, store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    user = dovecot.new_user()
+    files = deliver(dovecot, user, [1, 2, 3])
+    with Pop3Mailbox(pop3_config(dovecot, user)) as box:
+        uidls = list(box.list_keys())
+    service = poller(store, MailProtocol.POP3, lambda: Pop3Mailbox(pop3_config(dovecot, user)))
+
+    for _ in range(2):
+        caplog.clear()
+        report = service.poll_once()["helpdesk"]
+        good = MESSAGES - 3 if _ == 0 else 0
+        assert (report.processed, report.errors, report.quarantined) == (good, 3, 0)
+        assert laminator_calls(store) == MESSAGES - 3
+        assert still_there(dovecot, user, files)
+        assert warned_keys(caplog) == uidls[:3]
+    with Pop3Mailbox(pop3_config(dovecot, user)) as box:
+        assert list(box.list_keys()) == uidls[:3]
