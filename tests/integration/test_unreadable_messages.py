@@ -221,3 +221,30 @@ def test_pop3_messages_the_server_refuses_never_hold_up_the_good_ones_behind_the
         assert warned_keys(caplog) == uidls[:3]
     with Pop3Mailbox(pop3_config(dovecot, user)) as box:
         assert list(box.list_keys()) == uidls[:3]
+
+
+def test_imap_a_refused_message_a_person_marked_deleted_holds_up_no_session(
+    dovecot: Dovecot, store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each session first looks at the messages marked ``\\Deleted`` (a dead session's
+    leftovers, or a person's marks): one the server refuses to send is left alone, as one
+    the ledger does not know, and the session goes on with the mail."""
+    caplog.set_level(logging.INFO)
+    user = dovecot.new_user(fetch_failure="no-after")
+    files = deliver(dovecot, user, [1])
+    client = dovecot._imap(user)
+    try:
+        client.select("INBOX")
+        client.uid("STORE", "1", "+FLAGS", r"(\Deleted)")
+    finally:
+        client.logout()
+    service = poller(store, MailProtocol.IMAP, lambda: ImapMailbox(imap_config(dovecot, user)))
+
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.errors, report.expunged) == (MESSAGES - 1, 0, 0)
+    assert laminator_calls(store) == MESSAGES - 1
+    assert still_there(dovecot, user, files)  # the person's mark stays, and the message
+    assert any(
+        "refused UID 1" in record.getMessage() and getattr(record, "mailbox_key", "") == "1"
+        for record in caplog.records
+    )
