@@ -13,6 +13,7 @@ counted as an error, left in the mailbox, and tried again at the next poll.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email import policy
@@ -187,6 +188,34 @@ def test_imap_refused_batch_hands_out_what_it_brought_and_asks_nothing_twice(
             with pytest.raises(MessageUnreadableError, match=rf"refused UID {key}: .*SERVERBUG"):
                 box.fetch(key)
         assert [box.fetch(key) for key in keys[3:]] == [new_call(n) for n in range(4, 9)]
+
+
+def test_imap_a_refused_message_whose_size_the_server_must_read_holds_up_nothing(
+    dovecot: Dovecot, store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file another program delivered (no ``,S=``/``,W=`` size in its name: Dovecot must
+    read it to answer ``RFC822.SIZE``) is refused already when the sizes are asked; fetching
+    it again would make Dovecot hang up (a second FETCH of a message it failed to read)."""
+    caplog.set_level(logging.INFO)
+    user = dovecot.new_user(fetch_failure="no-after")
+    for number in range(1, 4):
+        dovecot.append(user, new_call(number))
+    new = dovecot.root / "mail" / user / "Maildir" / "new"
+    unreadable = []
+    for number in range(4, MESSAGES + 1):  # as an MDA writes them: LF line ends, no size
+        path = new / f"1796090000.M{number}P1.mda"
+        path.write_bytes(new_call(number).replace(b"\r\n", b"\n"))
+        shutil.chown(path, "nobody", "nogroup")
+        if number in (5, 6):
+            path.chmod(0)
+            unreadable.append(path)
+    service = poller(store, MailProtocol.IMAP, lambda: ImapMailbox(imap_config(dovecot, user)))
+
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.errors, report.quarantined) == (MESSAGES - 2, 2, 0)
+    assert laminator_calls(store) == MESSAGES - 2
+    assert still_there(dovecot, user, unreadable)
+    assert sorted(warned_keys(caplog), key=int) == ["5", "6"]
 
 
 def test_imap_refusal_by_a_hang_up_is_still_a_mailbox_failure(dovecot: Dovecot) -> None:

@@ -769,7 +769,11 @@ class ImapMailbox(ServerSession):
         """The sizes (``RFC822.SIZE``) of the listed UIDs, asked for when ``window`` holds one
         not yet asked for: then for the next :data:`SIZES_AHEAD` listed from ``start``, in one
         ``UID FETCH`` (a round trip a session, where it was one a batch). A UID the server
-        did not answer for (expunged meanwhile) has none, and is not asked for again."""
+        did not answer for (expunged meanwhile) has none, and is not asked for again. When
+        the server refuses some of them (a tagged ``NO``, :func:`refuses_only_the_messages`:
+        Dovecot must read a message whose size its file name does not give), one it answered
+        for without its size is refused (``_unreadable``): Dovecot hangs up on a second
+        ``FETCH`` of a message it failed to read."""
         if all(uid in self._sized for uid in window):
             return self._sizes
         ahead = [
@@ -778,20 +782,25 @@ class ImapMailbox(ServerSession):
             if uid not in self._sized and uid not in self._deleted
         ]
         data, refusal = self._uid_fetch("UID FETCH sizes", _uid_set(ahead), "(RFC822.SIZE)")
-        if refusal is not None:  # those without a size are fetched alone, and refused then
-            log.info(
-                "IMAP server refused the sizes of some messages: %s",
-                refusal,
-                extra={"imap_server": self._where()},
-            )
         self._sized.update(ahead)
         asked = set(ahead)
         for part in data:
             head = part[0] if isinstance(part, tuple) else part
             if isinstance(head, bytes):
                 named, size = _UID_RE.search(head), _SIZE_RE.search(head)
-                if named is not None and size is not None and named.group(1).decode() in asked:
-                    self._sizes[named.group(1).decode()] = int(size.group(1))
+                uid = named.group(1).decode() if named is not None else ""
+                if uid not in asked:
+                    continue
+                if size is not None:
+                    self._sizes[uid] = int(size.group(1))
+                elif refusal is not None and _FETCH_RESPONSE_RE.match(head):
+                    self._unreadable[uid] = refusal
+        if refusal is not None:  # those not answered for are fetched alone (no size)
+            log.info(
+                "IMAP server refused the sizes of some messages: %s",
+                refusal,
+                extra={"imap_server": self._where(), "uids": sorted(self._unreadable, key=int)},
+            )
         return self._sizes
 
     def fetch_ready(self, key: str) -> bool:
@@ -824,6 +833,9 @@ class ImapMailbox(ServerSession):
             refusal, bare = self._read_ahead(ahead, keep=True)
         else:
             batch = self._batch(key)  # a fetch out of the listing's order: ahead is dropped
+            if key in self._unreadable:  # refused when its size was asked
+                self._send_ahead(key)
+                raise self._refused(key)
             if len(batch) == 1:
                 alone = self._fetch(key, "(BODY.PEEK[])")[1]
                 self._send_ahead(key)
@@ -898,6 +910,9 @@ class ImapMailbox(ServerSession):
             batch = self._batch(first)
         except MailboxError:
             return  # a connection lost here fails the next command that needs the server
+        batch = [uid for uid in batch if uid not in self._unreadable]  # refused their size
+        if not batch:
+            return
         self._ahead_tags += 1
         tag = _AHEAD_TAG + str(self._ahead_tags).encode()
         command = b"%s UID FETCH %s (UID BODY.PEEK[])\r\n" % (tag, ",".join(batch).encode())
