@@ -1712,10 +1712,18 @@ class PollingService:
     def _is_done(self, account: AccountConfig, mailbox: Mailbox, key: str) -> bool:
         """True when the ledger knows the message ``key``: processed, or quarantined. False for
         one another client removed meanwhile (a message marked deleted is what people's mail
-        programs expunge)."""
+        programs expunge), and for one the mailbox refuses to send (MessageUnreadableError:
+        logged, left marked, looked at again next pass)."""
         try:
             raw = mailbox.fetch(key)
         except MessageGoneError:
+            return False
+        except MessageUnreadableError as exc:  # this one only: the session goes on
+            log.warning(
+                "message marked deleted could not be read; left as it is: %s",
+                exc,
+                extra={"account": account.name, "mailbox_key": key, "error": str(exc)},
+            )
             return False
         name = account.mailbox.name
         if self.repository.ledger_entry(name, "", hashlib.sha256(raw).hexdigest()) is not None:

@@ -26,6 +26,7 @@ __all__ = ["new_database", "pg_cluster", "pg_database", "pg_database_name"]  # P
 
 PASSWORD = "secret"
 USERS = 200  # fresh mail users available to tests (one each)
+REFUSING_USERS = 20  # fresh mail users whose FETCH failures are a tagged NO (new_user)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,9 +287,19 @@ class Dovecot:
     pop3_port: int
     root: Path
     _counter: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
+    _refusing: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
 
-    def new_user(self) -> str:
-        """A fresh mail user (password :data:`PASSWORD`) with an empty mailbox."""
+    def new_user(self, *, fetch_failure: str = "disconnect-immediately") -> str:
+        """A fresh mail user (password :data:`PASSWORD`) with an empty mailbox.
+
+        ``fetch_failure``: what Dovecot answers to a FETCH of a message it cannot read
+        (``imap_fetch_failure``): by default a ``BYE`` and the connection closed;
+        ``"no-after"``: the messages it could read and a tagged ``NO [SERVERBUG]``."""
+        if fetch_failure == "no-after":
+            number = next(self._refusing)
+            assert number <= REFUSING_USERS, "raise REFUSING_USERS in conftest.py"
+            return f"refusing{number}"
+        assert fetch_failure == "disconnect-immediately", fetch_failure
         number = next(self._counter)
         assert number <= USERS, "raise USERS in conftest.py"
         return f"user{number}"
@@ -355,9 +366,14 @@ def dovecot() -> Iterator[Dovecot]:
     shutil.chown(root / "mail", mail_user, mail_group)
     # Every user exists from the start: Dovecot re-reads a changed passwd file only lazily.
     users = ["test", *(f"user{n}" for n in range(1, USERS + 1))]
-    (root / "passwd").write_text(
-        "".join(f"{user}:{{PLAIN}}{PASSWORD}\n" for user in users), encoding="utf-8"
-    )
+    lines = [f"{user}:{{PLAIN}}{PASSWORD}\n" for user in users]
+    # Users whose IMAP FETCH of a message Dovecot cannot read answers a tagged NO (and the
+    # messages it could read) instead of Dovecot's default BYE (imap_fetch_failure).
+    lines += [
+        f"{user}:{{PLAIN}}{PASSWORD}::::::userdb_imap_fetch_failure=no-after\n"
+        for user in (f"refusing{n}" for n in range(1, REFUSING_USERS + 1))
+    ]
+    (root / "passwd").write_text("".join(lines), encoding="utf-8")
     (root / "passwd").chmod(0o644)
     imap_port, pop3_port = free_port(), free_port()
     conf = root / "dovecot.conf"

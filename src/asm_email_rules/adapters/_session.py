@@ -4,6 +4,7 @@ ones that hold a server connection, and how their errors read."""
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from types import TracebackType
@@ -12,6 +13,19 @@ from typing import Self
 from asm_email_rules.errors import MailboxError
 
 log = logging.getLogger(__name__)
+
+
+_SESSION_TROUBLE_RE = re.compile(
+    r"throttl|unavailable|exceeded|try again later|too many|busy", re.IGNORECASE
+)
+
+
+def says_session_trouble(text: str) -> bool:
+    """True when a server's refusal says, in words, that the session is in trouble rather
+    than the message asked for: it throttles us or is unavailable, busy, over a limit
+    (Microsoft's "Request is throttled" and "Server Unavailable", Gmail's "Account exceeded
+    command or bandwidth limits"). Such a refusal is never taken for one message's."""
+    return _SESSION_TROUBLE_RE.search(text) is not None
 
 
 def error_text(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, cast
 
 import attrs
 
-from asm_email_rules.adapters._session import ServerSession, error_text
+from asm_email_rules.adapters._session import ServerSession, error_text, says_session_trouble
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, as_security
@@ -35,6 +35,7 @@ from asm_email_rules.errors import (
     MailboxAuthenticationError,
     MailboxError,
     MessageGoneError,
+    MessageUnreadableError,
     TokenError,
 )
 
@@ -120,6 +121,49 @@ def _refused(exc: MailboxError) -> bool:
     if cause is None:
         return True
     return type(cause) is imaplib.IMAP4.error and "command error: BAD" in str(cause)
+
+
+SESSION_CODES = frozenset(
+    {
+        "ALERT",
+        "AUTHENTICATIONFAILED",
+        "AUTHORIZATIONFAILED",
+        "CONTACTADMIN",
+        "EXPIRED",
+        "INUSE",
+        "LIMIT",
+        "NONEXISTENT",
+        "OVERQUOTA",
+        "PRIVACYREQUIRED",
+        "THROTTLED",
+        "UNAVAILABLE",
+    }
+)
+"""Response codes (RFC 3501 7.1, RFC 5530; ``THROTTLED`` as some servers send it) that make a
+tagged ``NO`` to a ``UID FETCH`` the session's trouble, not the messages': the server is
+unavailable, throttling us, over a limit or a quota, the folder gone, our rights withdrawn."""
+
+_RESPONSE_CODE_RE = re.compile(r"\s*\[([A-Za-z0-9.-]+)")
+
+
+def refuses_only_the_messages(detail: str) -> bool:
+    """True when a tagged ``NO`` to a ``UID FETCH``, whose text is ``detail``, refuses the
+    messages asked for and not the session (RFC 3501 6.4.5, 7.1.2: "NO - fetch error: can't
+    fetch that data"; Dovecot's ``NO [SERVERBUG]`` for a message file it cannot read): not
+    when its response code is one of :data:`SESSION_CODES`, nor when its text says the server
+    is unavailable or throttling us (Microsoft's "Request is throttled", "Server
+    Unavailable"; Gmail's "exceeded ... bandwidth limits":
+    :func:`~asm_email_rules.adapters._session.says_session_trouble`)."""
+    code = _RESPONSE_CODE_RE.match(detail)
+    if code is not None and code.group(1).upper() in SESSION_CODES:
+        return False
+    return not says_session_trouble(detail)
+
+
+def _said(data: object) -> str:
+    """The text of a command's answer as imaplib gives it (a list of bytes)."""
+    items = data if isinstance(data, list | tuple) else ()
+    return b" ".join(d for d in items if isinstance(d, bytes)).decode("utf-8", "replace")
 
 
 def encode_mailbox_name(name: str) -> str:
@@ -215,6 +259,10 @@ _LITERAL_RE = re.compile(rb"\{(\d+)\}\r?\n?\Z")
 """A response line that ends with a literal's length (RFC 3501 4.3): its bytes follow."""
 
 _BODY_LITERAL_RE = re.compile(rb"BODY\[\] \{\d+\}\r?\n?\Z")
+
+_FETCH_RESPONSE_RE = re.compile(rb"(?:\* )?\d+ (?:FETCH )?\(")
+"""The start of an untagged ``FETCH`` response (``* 2 FETCH (``, or ``2 (`` as imaplib keeps
+it), not the rest of one after a literal."""
 """The text before the literal of a ``BODY[]`` item: the message itself."""
 
 _DROP_CHUNK = 64 << 10
@@ -335,6 +383,8 @@ class ImapMailbox(ServerSession):
         self._sizes: dict[str, int] = {}  # RFC822.SIZE of listed UIDs, asked ahead
         self._sized: set[str] = set()  # the listed UIDs whose size was asked (found or not)
         self._gone: set[str] = set()  # listed, asked for in a batch, not brought back
+        # listed, refused by the server (a tagged NO to its UID FETCH): UID -> what it said
+        self._unreadable: dict[str, str] = {}
         self._fetched: dict[str, bytes] = {}  # fetched ahead, not yet handed out
         self._ahead: _Ahead | None = None  # a batch's UID FETCH sent, its answer not read
         self._ahead_tags = 0
@@ -533,6 +583,7 @@ class ImapMailbox(ServerSession):
         self._unflagged.clear()
         self._listed, self._position, self._ahead_end = [], {}, 0
         self._sizes, self._sized, self._gone = {}, set(), set()
+        self._unreadable.clear()
         self._fetched.clear()
         self._ahead = None
         self._broken = None
@@ -542,6 +593,42 @@ class ImapMailbox(ServerSession):
     def _uid(self, action: str, command: str, *args: str) -> list[object]:
         client = self._client()
         return self._call(action, lambda: client.uid(command, *args))
+
+    def _uid_fetch(self, action: str, uids: str, items: str) -> tuple[list[Any], str | None]:
+        """``UID FETCH uids items``: the data the server sent, and its refusal of some of the
+        messages (the text of a tagged ``NO`` that :func:`refuses_only_the_messages`; the
+        data then holds what it did send), or None when it answered OK. Any other failure (a
+        ``NO`` that refuses the session, ``BAD``, ``BYE``, the connection) raises
+        MailboxError, as :meth:`_call` does."""
+        client = self._client()
+        self._settle()
+        try:
+            status, data = client.uid("FETCH", uids, items)
+        except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
+            raise MailboxError(f"{self._where()}: {action} failed: {error_text(exc)}") from exc
+        if status == "OK":
+            return list(data or ()), None
+        detail = _said(data)
+        if status != "NO" or not refuses_only_the_messages(detail):
+            raise MailboxError(f"{self._where()}: {action} refused: {status} {detail}")
+        # imaplib leaves the data sent with a NO among its untagged responses
+        return list(client.untagged_responses.pop("FETCH", None) or ()), detail
+
+    def _keep_fetched(self, data: list[Any], wanted: Container[str]) -> set[str]:
+        """Put the messages of a ``UID FETCH (UID BODY.PEEK[])`` answer that are ``wanted``
+        in ``_fetched``; the wanted UIDs the server answered for without their body."""
+        bare: set[str] = set()
+        for part in data:
+            if isinstance(part, tuple) and len(part) == 2:
+                match = _UID_RE.search(part[0])
+                uid = match.group(1).decode() if match is not None else ""
+                if uid in wanted:
+                    self._fetched[uid] = part[1]
+            elif isinstance(part, bytes) and _FETCH_RESPONSE_RE.match(part):
+                match = _UID_RE.search(part)
+                if match is not None and match.group(1).decode() in wanted:
+                    bare.add(match.group(1).decode())
+        return bare - self._fetched.keys()
 
     # -- Mailbox protocol -------------------------------------------------------------------
 
@@ -591,6 +678,7 @@ class ImapMailbox(ServerSession):
         cut = limit is not None and 0 < limit == len(listed)
         self._ahead_end = len(listed) - 1 if cut else len(listed)
         self._sizes, self._sized, self._gone = {}, set(), set()
+        self._unreadable.clear()
         self._fetched.clear()
         return iter(listed)
 
@@ -641,14 +729,22 @@ class ImapMailbox(ServerSession):
         """``(response line, literal)`` of a UID FETCH for exactly this UID."""
         if not key.isdigit():
             raise MailboxError(f"{self._where()}: {key!r} is not a UID")
-        data = self._uid(f"UID FETCH {key}", "FETCH", key, items)
+        data, refusal = self._uid_fetch(f"UID FETCH {key}", key, items)
         for part in data:
             if isinstance(part, tuple) and len(part) == 2:
                 head, body = part
                 match = _UID_RE.search(head)
                 if match is not None and match.group(1).decode() == key:
                     return head, body
+        if refusal is not None:
+            self._unreadable[key] = refusal
+            raise self._refused(key)
         raise MessageGoneError(f"{self._where()}: no message with UID {key}")
+
+    def _refused(self, key: str) -> MessageUnreadableError:
+        """The error for ``key``, a message the server refused to send."""
+        said = self._unreadable.get(key, "")
+        return MessageUnreadableError(f"{self._where()}: the server refused UID {key}: {said}")
 
     def _batch(self, key: str) -> list[str]:
         """``key`` and the listed UIDs after it, within the batch's count and byte limits."""
@@ -673,7 +769,11 @@ class ImapMailbox(ServerSession):
         """The sizes (``RFC822.SIZE``) of the listed UIDs, asked for when ``window`` holds one
         not yet asked for: then for the next :data:`SIZES_AHEAD` listed from ``start``, in one
         ``UID FETCH`` (a round trip a session, where it was one a batch). A UID the server
-        did not answer for (expunged meanwhile) has none, and is not asked for again."""
+        did not answer for (expunged meanwhile) has none, and is not asked for again. When
+        the server refuses some of them (a tagged ``NO``, :func:`refuses_only_the_messages`:
+        Dovecot must read a message whose size its file name does not give), one it answered
+        for without its size is refused (``_unreadable``): Dovecot hangs up on a second
+        ``FETCH`` of a message it failed to read."""
         if all(uid in self._sized for uid in window):
             return self._sizes
         ahead = [
@@ -681,15 +781,26 @@ class ImapMailbox(ServerSession):
             for uid in self._listed[start : start + max(SIZES_AHEAD, self.config.batch_messages)]
             if uid not in self._sized and uid not in self._deleted
         ]
-        data = self._uid("UID FETCH sizes", "FETCH", _uid_set(ahead), "(RFC822.SIZE)")
+        data, refusal = self._uid_fetch("UID FETCH sizes", _uid_set(ahead), "(RFC822.SIZE)")
         self._sized.update(ahead)
         asked = set(ahead)
         for part in data:
             head = part[0] if isinstance(part, tuple) else part
             if isinstance(head, bytes):
                 named, size = _UID_RE.search(head), _SIZE_RE.search(head)
-                if named is not None and size is not None and named.group(1).decode() in asked:
-                    self._sizes[named.group(1).decode()] = int(size.group(1))
+                uid = named.group(1).decode() if named is not None else ""
+                if uid not in asked:
+                    continue
+                if size is not None:
+                    self._sizes[uid] = int(size.group(1))
+                elif refusal is not None and _FETCH_RESPONSE_RE.match(head):
+                    self._unreadable[uid] = refusal
+        if refusal is not None:  # those not answered for are fetched alone (no size)
+            log.info(
+                "IMAP server refused the sizes of some messages: %s",
+                refusal,
+                extra={"imap_server": self._where(), "uids": sorted(self._unreadable, key=int)},
+            )
         return self._sizes
 
     def fetch_ready(self, key: str) -> bool:
@@ -712,32 +823,67 @@ class ImapMailbox(ServerSession):
             raise MailboxError(f"{self._where()}: {key!r} is not a UID")
         if key in self._gone:  # a batch asked for it and the server had it no more
             raise MessageGoneError(f"{self._where()}: no message with UID {key}")
+        if key in self._unreadable:  # a batch asked for it and the server refused it
+            raise self._refused(key)
         self._fetched.clear()  # anything fetched ahead and skipped is not wanted any more
         ahead = self._ahead
         if ahead is not None and key in ahead.uids:
             self._ahead = None
             batch = ahead.uids
-            self._read_ahead(ahead, keep=True)
+            refusal, bare = self._read_ahead(ahead, keep=True)
         else:
             batch = self._batch(key)  # a fetch out of the listing's order: ahead is dropped
+            if key in self._unreadable:  # refused when its size was asked
+                self._send_ahead(key)
+                raise self._refused(key)
             if len(batch) == 1:
                 alone = self._fetch(key, "(BODY.PEEK[])")[1]
                 self._send_ahead(key)
                 return alone
-            data = self._uid(f"UID FETCH {key}", "FETCH", ",".join(batch), "(UID BODY.PEEK[])")
-            wanted = set(batch)
-            for part in data:
-                if isinstance(part, tuple) and len(part) == 2:
-                    match = _UID_RE.search(part[0])
-                    uid = match.group(1).decode() if match is not None else ""
-                    if uid in wanted:
-                        self._fetched[uid] = part[1]
-        self._gone.update(uid for uid in batch if uid not in self._fetched and uid != key)
+            uids = ",".join(batch)
+            data, refusal = self._uid_fetch(f"UID FETCH {key}", uids, "(UID BODY.PEEK[])")
+            bare = self._keep_fetched(data, set(batch))
+        if refusal is None:
+            self._gone.update(uid for uid in batch if uid not in self._fetched and uid != key)
+        else:
+            self._one_at_a_time(batch, bare, refusal)
         raw = self._fetched.pop(key, None)
-        if raw is None:
+        if raw is None and key not in self._unreadable:
             raise MessageGoneError(f"{self._where()}: no message with UID {key}")
         self._send_ahead(batch[-1])
+        if raw is None:
+            raise self._refused(key)
         return raw
+
+    def _one_at_a_time(self, batch: list[str], bare: set[str], refusal: str) -> None:
+        """After the server refused some messages of ``batch`` (a tagged ``NO``,
+        :func:`refuses_only_the_messages`): those it answered for without their body
+        (``bare``) are the ones it refused, and are not asked for again (Dovecot, with
+        ``imap_fetch_failure = no-after``, hangs up on a second fetch of a message it failed
+        to read); each other one it did not send is fetched alone, and is refused (kept in
+        ``_unreadable``), brought back, or gone (expunged meanwhile). A batch of one is
+        that one refused."""
+        for uid in batch:
+            if uid in self._fetched:
+                continue
+            if uid in bare or len(batch) == 1:
+                self._unreadable[uid] = refusal
+                continue
+            data, alone = self._uid_fetch(f"UID FETCH {uid}", uid, "(UID BODY.PEEK[])")
+            self._keep_fetched(data, {uid})
+            if uid in self._fetched:
+                continue
+            if alone is not None:
+                self._unreadable[uid] = alone
+            else:
+                self._gone.add(uid)
+        refused = sorted(self._unreadable.keys() & set(batch), key=int)
+        log.info(
+            "IMAP server refused %d message(s) of a batch: %s",
+            len(refused),
+            refusal,
+            extra={"imap_server": self._where(), "uids": refused},
+        )
 
     # -- fetching ahead (ImapConfig.fetch_ahead) ----------------------------------------------
 
@@ -755,7 +901,7 @@ class ImapMailbox(ServerSession):
         following = (
             uid
             for uid in self._listed[position + 1 : self._ahead_end]
-            if uid not in self._deleted and uid not in self._gone
+            if uid not in self._deleted and uid not in self._gone and uid not in self._unreadable
         )
         first = next(following, None)
         if first is None:
@@ -764,6 +910,9 @@ class ImapMailbox(ServerSession):
             batch = self._batch(first)
         except MailboxError:
             return  # a connection lost here fails the next command that needs the server
+        batch = [uid for uid in batch if uid not in self._unreadable]  # refused their size
+        if not batch:
+            return
         self._ahead_tags += 1
         tag = _AHEAD_TAG + str(self._ahead_tags).encode()
         command = b"%s UID FETCH %s (UID BODY.PEEK[])\r\n" % (tag, ",".join(batch).encode())
@@ -787,18 +936,22 @@ class ImapMailbox(ServerSession):
         if ahead is not None:
             self._read_ahead(ahead, keep=False)
 
-    def _read_ahead(self, ahead: _Ahead, *, keep: bool) -> None:
+    def _read_ahead(self, ahead: _Ahead, *, keep: bool) -> tuple[str | None, set[str]]:
         """Read the answer to ``ahead`` up to its tagged line, with imaplib's public ``readline``
-        and ``read``; with ``keep``, the messages of the batch go to ``_fetched``.
+        and ``read``; with ``keep``, the messages of the batch go to ``_fetched``, and the
+        result is the server's refusal of some of them (the text of a tagged ``NO`` that
+        :func:`refuses_only_the_messages`, else None) and the UIDs it answered for without
+        their body.
 
         Raises MailboxError when the connection fails, or, with ``keep``, when the server
-        refused the command (dropped, a refusal does not matter). A failure within the answer
-        leaves the stream at an unknown point of it (RFC 3501 2.2.2, 4.3: a literal's octets
-        read as lines): it is kept in ``_broken``, so no command follows, as when sending
-        fails."""
+        refused the command otherwise (dropped, a refusal does not matter). A failure within
+        the answer leaves the stream at an unknown point of it (RFC 3501 2.2.2, 4.3: a
+        literal's octets read as lines): it is kept in ``_broken``, so no command follows, as
+        when sending fails."""
         client = self._imap
         assert client is not None  # only a connected session sends ahead
         wanted = set(ahead.uids)
+        bare: set[str] = set()
         action = f"UID FETCH {ahead.uids[0]}"
         try:
             while True:
@@ -809,19 +962,27 @@ class ImapMailbox(ServerSession):
                     break
                 said, body = _untagged(client, line, keep=keep)
                 uid = _UID_RE.search(said)
-                if keep and body is not None and uid is not None:
+                if keep and uid is not None and uid.group(1).decode() in wanted:
                     key = uid.group(1).decode()
-                    if key in wanted and key not in self._deleted:
+                    if body is not None and key not in self._deleted:
                         self._fetched[key] = body
+                    elif body is None and _FETCH_RESPONSE_RE.match(said):
+                        bare.add(key)
         except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
             self._fetched.clear()
             self._broken = ("reading a fetch ahead", exc)
             raise MailboxError(f"{self._where()}: {action} failed: {error_text(exc)}") from exc
-        status = line[len(ahead.tag) + 1 :].split(b" ", 1)[0].upper()
-        if keep and status != b"OK":
-            self._fetched.clear()
-            detail = line[len(ahead.tag) + 1 :].strip().decode("utf-8", "replace")
-            raise MailboxError(f"{self._where()}: {action} refused: {detail}")
+        if not keep:
+            return None, bare
+        status, _, rest = line[len(ahead.tag) + 1 :].partition(b" ")
+        if status.upper() == b"OK":
+            return None, bare
+        detail = rest.strip().decode("utf-8", "replace")
+        if status.upper() == b"NO" and refuses_only_the_messages(detail):
+            return detail, bare - self._fetched.keys()
+        self._fetched.clear()
+        answer = status.decode("ascii", "replace")
+        raise MailboxError(f"{self._where()}: {action} refused: {answer} {detail}")
 
     def delete(self, key: str) -> None:
         """Hide the message now; :meth:`close` marks it ``\\Deleted`` (``store_batch`` UIDs per

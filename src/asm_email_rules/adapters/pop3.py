@@ -12,16 +12,22 @@ from __future__ import annotations
 import base64
 import logging
 import poplib
+import re
 import ssl
 from collections.abc import Collection, Iterator
 from contextlib import suppress
 
 import attrs
 
-from asm_email_rules.adapters._session import ServerSession, error_text
+from asm_email_rules.adapters._session import ServerSession, error_text, says_session_trouble
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, as_security
-from asm_email_rules.errors import MailboxAuthenticationError, MailboxError, TokenError
+from asm_email_rules.errors import (
+    MailboxAuthenticationError,
+    MailboxError,
+    MessageUnreadableError,
+    TokenError,
+)
 
 __all__ = ["MAX_LINE", "Pop3Config", "Pop3Mailbox", "Security"]
 
@@ -68,6 +74,31 @@ def _read_line(client: poplib.POP3) -> tuple[bytes, int]:
     if line.endswith(b"\r\n"):
         return line[:-2], octets
     return line.rstrip(b"\n"), octets
+
+
+SESSION_CODES = frozenset({"AUTH", "IN-USE", "LOGIN-DELAY", "SYS/PERM", "SYS/TEMP"})
+"""RFC 2449 8 response codes that make a ``-ERR`` the session's trouble, not one message's:
+the maildrop is locked or may not be used now, the system failed, our credentials."""
+
+_RESPONSE_CODE_RE = re.compile(rb"-ERR\s+\[([A-Za-z0-9/.-]+)\]")
+
+
+def refuses_only_the_message(exc: Exception) -> bool:
+    """True when ``exc``, raised by a ``RETR``, is the server's ``-ERR`` for that message
+    while the session works (RFC 1939 5: "-ERR no such message"; Dovecot's "-ERR Message 2
+    expunged." for a message file it cannot read): poplib raises ``error_proto`` with the
+    server's line, as bytes. Not a connection that closed or timed out (``OSError``, or
+    ``error_proto`` with poplib's or :func:`_read_line`'s own text, a ``str``), nor a
+    ``-ERR`` with one of the :data:`SESSION_CODES` or whose text says the server is
+    unavailable or throttling us
+    (:func:`~asm_email_rules.adapters._session.says_session_trouble`)."""
+    said = exc.args[0] if type(exc) is poplib.error_proto and exc.args else None
+    if not isinstance(said, bytes) or not said.startswith(b"-ERR"):
+        return False
+    code = _RESPONSE_CODE_RE.match(said)
+    if code is not None and code.group(1).decode("ascii").upper() in SESSION_CODES:
+        return False
+    return not says_session_trouble(said.decode("utf-8", "replace"))
 
 
 def _sasl_mechanisms(client: poplib.POP3) -> list[str] | None:
@@ -244,12 +275,19 @@ class Pop3Mailbox(ServerSession):
         return number
 
     def fetch(self, key: str) -> bytes:
-        """The message as sent by RETR, dot-unstuffed, with CRLF line ends."""
+        """The message as sent by RETR, dot-unstuffed, with CRLF line ends.
+
+        A ``-ERR`` to the ``RETR`` of this one message, the session still working
+        (:func:`refuses_only_the_message`), raises MessageUnreadableError; any other failure
+        MailboxError."""
         number = self._number(key)
         try:
             _, lines, _ = self._client().retr(number)
         except (poplib.error_proto, OSError) as exc:
-            raise MailboxError(f"{self._where()}: RETR {number} failed: {error_text(exc)}") from exc
+            said = f"{self._where()}: RETR {number} failed: {error_text(exc)}"
+            if refuses_only_the_message(exc):
+                raise MessageUnreadableError(said) from exc
+            raise MailboxError(said) from exc
         return b"".join(line + b"\r\n" for line in lines)
 
     def delete(self, key: str) -> None:
