@@ -259,11 +259,11 @@ _LITERAL_RE = re.compile(rb"\{(\d+)\}\r?\n?\Z")
 """A response line that ends with a literal's length (RFC 3501 4.3): its bytes follow."""
 
 _BODY_LITERAL_RE = re.compile(rb"BODY\[\] \{\d+\}\r?\n?\Z")
+"""The text before the literal of a ``BODY[]`` item: the message itself."""
 
 _FETCH_RESPONSE_RE = re.compile(rb"(?:\* )?\d+ (?:FETCH )?\(")
 """The start of an untagged ``FETCH`` response (``* 2 FETCH (``, or ``2 (`` as imaplib keeps
 it), not the rest of one after a literal."""
-"""The text before the literal of a ``BODY[]`` item: the message itself."""
 
 _DROP_CHUNK = 64 << 10
 """The pieces a literal only skipped is read in (the answer ahead that another command
