@@ -486,3 +486,29 @@ def test_imap_a_refused_message_a_person_marked_deleted_holds_up_no_session(
         "refused UID 1" in record.getMessage() and getattr(record, "mailbox_key", "") == "1"
         for record in caplog.records
     )
+
+
+def test_imap_a_message_marked_deleted_dovecot_hangs_up_on_holds_up_no_session(
+    dovecot: Dovecot, store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each session first fetches the messages marked ``\\Deleted``: one Dovecot hangs up on
+    (its default ``imap_fetch_failure``) ends that session only; the next leaves it out and
+    goes on with the mail."""
+    caplog.set_level(logging.INFO)
+    user = dovecot.new_user()
+    files = deliver(dovecot, user, [1])
+    client = dovecot._imap(user)
+    try:
+        client.select("INBOX")
+        client.uid("STORE", "1", "+FLAGS", r"(\Deleted)")
+    finally:
+        client.logout()
+    mailer = RecordingMailer()
+    service = hang_up_poller(store, mailer, lambda: ImapMailbox(imap_config(dovecot, user)))
+
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.duplicates, report.expunged) == (MESSAGES - 1, 0, 0)
+    assert laminator_calls(store) == MESSAGES - 1
+    assert still_there(dovecot, user, files)  # the person's mark stays, and the message
+    assert service.backoff("helpdesk").failures == 0
+    assert "1" in warned_keys(caplog)
