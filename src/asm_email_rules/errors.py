@@ -99,6 +99,18 @@ class MessageUnreadableError(MailboxError):
     the messages behind it; it is tried again on the next poll."""
 
 
+class MailboxHungUpError(MailboxError):
+    """The server closed the connection on a fetch right after answering for the message
+    ``key`` without it (Dovecot's default ``imap_fetch_failure = disconnect-immediately``
+    for a message file it cannot read). The session is over (the connection is gone), but
+    the mailbox remembers ``key`` and leaves it out of the next sessions, so the polling
+    service does not count this as the mailbox failing: its next session goes on."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class TokenError(AsmEmailError):
     """No OAuth2 access token could be had: the token endpoint, command or file failed.
 

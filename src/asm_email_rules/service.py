@@ -40,6 +40,7 @@ from asm_email_rules.decision import require_aware
 from asm_email_rules.errors import (
     AuthenticationError,
     MailboxError,
+    MailboxHungUpError,
     MessageGoneError,
     MessageParseError,
     MessageUnreadableError,
@@ -944,6 +945,7 @@ class PollingService:
         waited for before the replies due are sent and before this returns.
         """
         seen: set[str] = set()
+        hung_up: set[str] = set()  # the keys the server hung up on in this pass
         pump = self._pump(account, stop)
         behind = _Behind()
         ahead = _Ahead()
@@ -952,6 +954,12 @@ class PollingService:
                 more, failed = False, False
                 try:
                     more = self._session(account, seen, counts, stop, pump, behind, ahead)
+                except MailboxHungUpError as exc:
+                    if not self._hung_up_on(account, counts, exc, seen, hung_up):
+                        self._our_failure(account, counts, exc)
+                        failed = True
+                    else:
+                        more = True  # the next session leaves that message out
                 except (StoreUnavailableError, MailboxError, OSError) as exc:
                     self._our_failure(account, counts, exc)
                     if isinstance(exc, StoreUnavailableError):
@@ -976,6 +984,26 @@ class PollingService:
                 counts.add_replies(pump.take_report())
                 if pump.unattempted:
                     self._unattempted[account.name] = pump.unattempted
+
+    @staticmethod
+    def _hung_up_on(
+        account: AccountConfig,
+        counts: _Counts,
+        exc: MailboxHungUpError,
+        seen: set[str],
+        hung_up: set[str],
+    ) -> bool:
+        """The server hung up on the message ``exc.key`` (a message it cannot read): True,
+        after logging it as that message's failure (WARNING, with its key; one error), when
+        the mailbox remembers it and the next session can go on without it; False when it
+        hung up on that message already in this pass (the mailbox did not leave it out: the
+        account's failure, as any other lost connection)."""
+        if exc.key in hung_up:
+            return False
+        hung_up.add(exc.key)
+        seen.add(exc.key)  # logged now: not again as unreadable in this pass
+        _mailbox_failed(account, counts, exc, exc.key)
+        return True
 
     def _our_failure(self, account: AccountConfig, counts: _Counts, exc: Exception) -> None:
         """The store or the mailbox failed (our side): count it and back the account off."""
@@ -1427,6 +1455,10 @@ class PollingService:
                     )
                 except MessageUnreadableError as exc:  # this one only: the next one goes on
                     _mailbox_failed(account, counts, exc, key)
+                except MailboxHungUpError as exc:  # the connection is gone: the session ends
+                    if exc.key != key:  # in hand, dropped with the connection: fetched again
+                        seen.discard(key)
+                    raise
                 except MailboxError as exc:
                     failures += 1
                     _mailbox_failed(account, counts, exc, key)

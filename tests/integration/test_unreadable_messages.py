@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from asm_email_rules.adapters import imap
 from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
 from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
 from asm_email_rules.adapters.recording import RecordingMailer
@@ -218,16 +219,224 @@ def test_imap_a_refused_message_whose_size_the_server_must_read_holds_up_nothing
     assert sorted(warned_keys(caplog), key=int) == ["5", "6"]
 
 
-def test_imap_refusal_by_a_hang_up_is_still_a_mailbox_failure(dovecot: Dovecot) -> None:
-    """Dovecot's default (``imap_fetch_failure = disconnect-immediately``) answers with BYE and
-    closes the connection: the session's trouble, not one message's."""
-    user = dovecot.new_user()
-    deliver(dovecot, user, [1])
+def deliver_among(dovecot: Dovecot, user: str, good: int, unreadable: list[int]) -> list[Path]:
+    """Deliver ``good`` calls and ``len(unreadable)`` more, numbered from 1 (oldest first);
+    the files of the ``unreadable`` ones are made mode 000; their paths."""
+    total = good + len(unreadable)
+    for number in range(1, total + 1):
+        dovecot.append(user, new_call(number))
+    files = sorted(message_files(dovecot, user), key=delivery_order)
+    assert len(files) == total
+    refused = [files[number - 1] for number in unreadable]
+    for path in refused:
+        path.chmod(0)
+    return refused
+
+
+def hang_up_poller(
+    store: SqliteRepository,
+    mailer: RecordingMailer,
+    factory: Callable[[], Mailbox],
+    per_session: int = 100,
+) -> PollingService:
+    account = AccountConfig(
+        name="helpdesk",
+        protocol=MailProtocol.IMAP,
+        mailbox=MAILBOX,
+        max_messages_per_session=per_session,
+    )
+    config = Config(Path("unused.sqlite3"), SystemSettings(), None, (account,))
+    return PollingService(config, store, mailer, lambda _: factory(), now=lambda: NOW)
+
+
+@pytest.mark.parametrize(
+    ("unreadable", "changes", "per_session"),
+    [
+        pytest.param([3, 6, 7], {}, 100, id="one-batch"),
+        pytest.param([1, 5, 11], {"batch_messages": 3}, 100, id="in-batches-fetched-ahead"),
+        pytest.param([2, 5, 9], {"batch_messages": 3, "fetch_ahead": False}, 100, id="no-ahead"),
+        pytest.param([1, 4, 10], {"batch_messages": 1}, 100, id="one-a-fetch"),
+        pytest.param([4, 5, 9], {"batch_messages": 3}, 3, id="short-sessions"),
+    ],
+)
+def test_imap_messages_dovecot_hangs_up_on_never_hold_up_the_good_ones_behind_them(
+    dovecot: Dovecot,
+    store: SqliteRepository,
+    caplog: pytest.LogCaptureFixture,
+    unreadable: list[int],
+    changes: dict[str, object],
+    per_session: int,
+) -> None:
+    """Dovecot's default, ``imap_fetch_failure = disconnect-immediately``: a message file it
+    cannot read gets ``* n FETCH (UID n)`` and ``* BYE FETCH failed``, and the connection is
+    closed. Each session used to meet the same hang-up at the same UID (the good messages
+    behind it never handled, the account failing persistently); now the UID is remembered,
+    left out of the next sessions, and each one is logged once a pass with its UID."""
+    caplog.set_level(logging.INFO)
+    user = dovecot.new_user()  # imap_fetch_failure = disconnect-immediately
+    files = deliver_among(dovecot, user, 8, unreadable)
+    mailer = RecordingMailer()
+    service = hang_up_poller(
+        store,
+        mailer,
+        lambda: ImapMailbox(imap_config(dovecot, user, **changes)),
+        per_session,
+    )
+
+    for poll in range(3):  # the first poll meets each hang-up once; later ones ask nothing
+        caplog.clear()
+        report = service.poll_once()["helpdesk"]
+        assert (report.processed, report.duplicates, report.errors) == (
+            8 if poll == 0 else 0,
+            0,
+            3,
+        )
+        assert laminator_calls(store) == 8  # every good message, once
+        assert len(mailer.sent) == 8  # one reply each, never two
+        assert still_there(dovecot, user, files)  # left in the mailbox
+        assert sorted(warned_keys(caplog), key=int) == [str(n) for n in unreadable]
+        assert service.backoff("helpdesk").failures == 0
+        assert service.persistently_failing == ()
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     with ImapMailbox(imap_config(dovecot, user)) as box:
-        key = next(box.list_keys())
-        with pytest.raises(MailboxError) as raised:
-            box.fetch(key)
+        assert list(box.list_keys()) == [str(n) for n in unreadable]
+
+
+def test_imap_a_message_dovecot_hangs_up_on_when_its_size_is_asked_holds_up_nothing(
+    dovecot: Dovecot, store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file another program delivered (no size in its name) is read by Dovecot to answer
+    ``RFC822.SIZE``: one it cannot read gets the hang-up already there, and is left out of
+    the next sessions' size queries, batches and fetches."""
+    caplog.set_level(logging.INFO)
+    user = dovecot.new_user()
+    for number in range(1, 4):
+        dovecot.append(user, new_call(number))
+    new = dovecot.root / "mail" / user / "Maildir" / "new"
+    unreadable = []
+    for number in range(4, MESSAGES + 1):  # as an MDA writes them: LF line ends, no size
+        path = new / f"1796090000.M{number}P1.mda"
+        path.write_bytes(new_call(number).replace(b"\r\n", b"\n"))
+        shutil.chown(path, "nobody", "nogroup")
+        if number in (5, 6):
+            path.chmod(0)
+            unreadable.append(path)
+    mailer = RecordingMailer()
+    service = hang_up_poller(store, mailer, lambda: ImapMailbox(imap_config(dovecot, user)))
+
+    for poll in range(2):
+        caplog.clear()
+        report = service.poll_once()["helpdesk"]
+        assert (report.processed, report.duplicates, report.errors) == (
+            MESSAGES - 2 if poll == 0 else 0,
+            0,
+            2,
+        )
+        assert laminator_calls(store) == MESSAGES - 2
+        assert still_there(dovecot, user, unreadable)
+        assert sorted(warned_keys(caplog), key=int) == ["5", "6"]
+        assert service.backoff("helpdesk").failures == 0
+
+
+def test_imap_a_message_dovecot_hung_up_on_is_handled_once_repaired_and_its_time_comes(
+    dovecot: Dovecot,
+    store: SqliteRepository,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message the server hung up on is not asked for again until
+    ``imap.HANG_UP_RETRY_SECONDS`` have passed; then it is, so one an admin repaired is
+    handled without a restart."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(imap, "HANG_UP_RETRY_SECONDS", 3600.0)
+    user = dovecot.new_user()
+    [broken] = deliver_among(dovecot, user, 7, [2])
+    mailer = RecordingMailer()
+    service = hang_up_poller(store, mailer, lambda: ImapMailbox(imap_config(dovecot, user)))
+
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.errors) == (7, 1)
+    [moved] = [  # Dovecot moved it from new to cur, and gave it flags
+        path
+        for path in message_files(dovecot, user)
+        if path.name.partition(":")[0] == broken.name.partition(":")[0]
+    ]
+    moved.chmod(0o600)  # repaired, but its time has not come: not asked for
+    caplog.clear()
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.errors) == (0, 1)
+    assert warned_keys(caplog) == ["2"]
+    assert any("hung up" in record.getMessage() for record in caplog.records)
+
+    monkeypatch.setattr(imap, "HANG_UP_RETRY_SECONDS", 0.0)  # its time has come
+    caplog.clear()
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.errors, report.duplicates) == (1, 0, 0)
+    assert laminator_calls(store) == 8
+    assert len(mailer.sent) == 8
+    with ImapMailbox(imap_config(dovecot, user)) as box:
+        assert list(box.list_keys()) == []
+
+
+def test_imap_a_hang_up_ends_the_session_and_the_next_one_refuses_that_uid_at_once(
+    dovecot: Dovecot,
+) -> None:
+    """The session whose FETCH the server hung up on fails (the connection is gone: a
+    MailboxError, not one message's); the next session of the same folder, on a new
+    connection and a new mailbox object, refuses that UID without asking the server and
+    fetches the others; another user's mailbox does not inherit it."""
+    user = dovecot.new_user()
+    deliver_among(dovecot, user, 3, [2])
+    with ImapMailbox(imap_config(dovecot, user)) as box:
+        keys = list(box.list_keys())
+        with pytest.raises(MailboxError, match="hung up") as raised:
+            box.fetch(keys[0])  # the batch holds 1 to 4: Dovecot hangs up at 2
         assert not isinstance(raised.value, MessageUnreadableError)
+    with ImapMailbox(imap_config(dovecot, user)) as box:
+        keys = list(box.list_keys())
+        assert keys == ["1", "2", "3", "4"]
+        assert box.fetch("1") == new_call(1)
+        with pytest.raises(MessageUnreadableError, match="refused UID 2"):
+            box.fetch("2")
+        assert [box.fetch(key) for key in keys[2:]] == [new_call(3), new_call(4)]
+    other = dovecot.new_user()
+    deliver_among(dovecot, other, 3, [])
+    with ImapMailbox(imap_config(dovecot, other)) as box:
+        list(box.list_keys())
+        assert box.fetch("2") == new_call(2)
+
+
+def test_imap_a_folder_renumbered_after_a_hang_up_does_not_inherit_it(dovecot: Dovecot) -> None:
+    """The UIDs remembered are those of one UIDVALIDITY: a folder made anew (its UIDs
+    numbered again from 1) has its UID 1 fetched."""
+    user = dovecot.new_user()
+    client = dovecot._imap(user)
+    try:
+        assert client.create("Desk")[0] == "OK"
+    finally:
+        client.logout()
+    for number in (1, 2):
+        dovecot.append(user, new_call(number), folder="Desk")
+    maildir = dovecot.root / "mail" / user / "Maildir" / ".Desk"
+    files = sorted(
+        (path for sub in ("new", "cur") for path in (maildir / sub).iterdir()),
+        key=delivery_order,
+    )
+    files[0].chmod(0)
+    with ImapMailbox(imap_config(dovecot, user, folder="Desk")) as box:
+        list(box.list_keys())
+        with pytest.raises(MailboxError, match="hung up"):
+            box.fetch("1")
+    client = dovecot._imap(user)
+    try:
+        assert client.delete("Desk")[0] == "OK"
+        assert client.create("Desk")[0] == "OK"
+    finally:
+        client.logout()
+    dovecot.append(user, new_call(3), folder="Desk")
+    with ImapMailbox(imap_config(dovecot, user, folder="Desk")) as box:
+        assert list(box.list_keys()) == ["1"]
+        assert box.fetch("1") == new_call(3)
 
 
 def test_pop3_messages_the_server_refuses_never_hold_up_the_good_ones_behind_them(
@@ -277,3 +486,29 @@ def test_imap_a_refused_message_a_person_marked_deleted_holds_up_no_session(
         "refused UID 1" in record.getMessage() and getattr(record, "mailbox_key", "") == "1"
         for record in caplog.records
     )
+
+
+def test_imap_a_message_marked_deleted_dovecot_hangs_up_on_holds_up_no_session(
+    dovecot: Dovecot, store: SqliteRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each session first fetches the messages marked ``\\Deleted``: one Dovecot hangs up on
+    (its default ``imap_fetch_failure``) ends that session only; the next leaves it out and
+    goes on with the mail."""
+    caplog.set_level(logging.INFO)
+    user = dovecot.new_user()
+    files = deliver(dovecot, user, [1])
+    client = dovecot._imap(user)
+    try:
+        client.select("INBOX")
+        client.uid("STORE", "1", "+FLAGS", r"(\Deleted)")
+    finally:
+        client.logout()
+    mailer = RecordingMailer()
+    service = hang_up_poller(store, mailer, lambda: ImapMailbox(imap_config(dovecot, user)))
+
+    report = service.poll_once()["helpdesk"]
+    assert (report.processed, report.duplicates, report.expunged) == (MESSAGES - 1, 0, 0)
+    assert laminator_calls(store) == MESSAGES - 1
+    assert still_there(dovecot, user, files)  # the person's mark stays, and the message
+    assert service.backoff("helpdesk").failures == 0
+    assert "1" in warned_keys(caplog)

@@ -21,7 +21,9 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Callable, Collection, Container, Iterator, Sized
+import threading
+import time
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sized
 from contextlib import suppress
 from typing import Any, ClassVar, cast
 
@@ -34,6 +36,7 @@ from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import (
     MailboxAuthenticationError,
     MailboxError,
+    MailboxHungUpError,
     MessageGoneError,
     MessageUnreadableError,
     TokenError,
@@ -280,6 +283,110 @@ SIZES_AHEAD = 200
 """Listed UIDs whose sizes one ``UID FETCH ... (RFC822.SIZE)`` asks for (the batches of
 :meth:`ImapMailbox.fetch` are chosen by size): more than a polling session lists."""
 
+HANG_UP_RETRY_SECONDS = 3600.0
+"""How long a message the server hung up on (:class:`~asm_email_rules.errors.MailboxHungUpError`)
+is left out of the sessions of its folder before it is asked for again: a message an admin
+repaired is then handled without a restart (a restart forgets them all)."""
+
+_FolderKey = tuple[str, int, str, str, str]
+"""Host, port, user, folder and UIDVALIDITY: the UIDs of one numbering of one folder."""
+
+
+class _HungUpOn:
+    """The UIDs the server hung up on, by folder (:data:`_FolderKey`), with when (monotonic
+    seconds) and what it said; kept by the process, so that the next session, on a new
+    connection and a new :class:`ImapMailbox`, leaves them out. Safe across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._uids: dict[_FolderKey, dict[str, tuple[float, str]]] = {}
+
+    def note(self, folder: _FolderKey, uid: str, said: str) -> None:
+        with self._lock:
+            self._uids.setdefault(folder, {})[uid] = (time.monotonic(), said)
+
+    def current(self, folder: _FolderKey) -> dict[str, str]:
+        """The UIDs of ``folder`` to leave out now, with what the server said; those noted
+        :data:`HANG_UP_RETRY_SECONDS` ago or more are forgotten (asked for again)."""
+        now = time.monotonic()
+        with self._lock:
+            uids = self._uids.get(folder)
+            if not uids:
+                return {}
+            due = [uid for uid, (when, _) in uids.items() if now - when >= HANG_UP_RETRY_SECONDS]
+            for uid in due:
+                del uids[uid]
+            if not uids:
+                del self._uids[folder]
+            return {
+                uid: f"it hung up on the last FETCH of it ({said}); not asked for again "
+                f"for {max(0.0, HANG_UP_RETRY_SECONDS - (now - when)):.0f} s"
+                for uid, (when, said) in uids.items()
+            }
+
+
+_HUNG_UP_ON = _HungUpOn()
+
+
+def _bare_uid(said: bytes) -> str | None:
+    """The UID a ``FETCH`` response names without the data asked for (no ``BODY[]``, no
+    ``RFC822.SIZE``: Dovecot's ``* 3 FETCH (UID 3)`` for a message it cannot read), else
+    None."""
+    if not _FETCH_RESPONSE_RE.match(said) or b"BODY[" in said or b"RFC822.SIZE" in said:
+        return None
+    uid = _UID_RE.search(said)
+    return uid.group(1).decode() if uid is not None else None
+
+
+_FETCH_FAILED = b"FETCH failed"
+"""What Dovecot's ``BYE`` says when it hangs up on a message it cannot read."""
+
+
+def _refused_by_hang_up(
+    named: Collection[str], last_bare: str | None, asked: Collection[str], bye: bytes | None
+) -> str | None:
+    """The UID of ``asked`` the server hung up on: the one its last response named without
+    the data asked for (``last_bare``); else, when its ``BYE`` says the FETCH failed (Dovecot
+    asked for sizes it must read a file for sends no response for the message it cannot
+    read), the lowest asked that it did not answer for (it answers in ascending order).
+    None when neither says which."""
+    if last_bare is not None:
+        return last_bare if last_bare in asked else None
+    if bye is None or _FETCH_FAILED.lower() not in bye.lower():
+        return None
+    left = [int(uid) for uid in asked if uid not in named]
+    return str(min(left)) if left else None
+
+
+def _answered(data: Iterable[object]) -> tuple[set[str], str | None]:
+    """The UIDs a ``UID FETCH`` answer (as imaplib keeps it) named, and the one its last
+    response named without the data asked for (:func:`_bare_uid`), if it did."""
+    named: set[str] = set()
+    last_bare: str | None = None
+    for item in data:
+        head = item[0] if isinstance(item, tuple) else item
+        if not isinstance(head, bytes) or not _FETCH_RESPONSE_RE.match(head):
+            continue  # the rest of a response after its literal
+        uid = _UID_RE.search(head)
+        if uid is not None:
+            named.add(uid.group(1).decode())
+        last_bare = None if isinstance(item, tuple) else _bare_uid(head)
+    return named, last_bare
+
+
+def _last_said(client: imaplib.IMAP4, name: str) -> bytes | None:
+    """The last untagged ``name`` response (its data) imaplib kept, if any, left kept."""
+    said = client.untagged_responses.get(name) or []
+    last = said[-1] if said else None
+    return last if isinstance(last, bytes) else None
+
+
+def _hung_up(exc: BaseException) -> bool:
+    """True when ``exc`` (reading an answer) is the server's hang-up: imaplib's ``abort``
+    (an untagged ``BYE``, or the connection closed: "socket error: EOF") or a connection
+    reset; not a timeout, after which the server may still be answering."""
+    return isinstance(exc, imaplib.IMAP4.abort | ConnectionError)
+
 
 def _untagged(
     client: imaplib.IMAP4, line: bytes, *, keep: bool = True
@@ -392,6 +499,10 @@ class ImapMailbox(ServerSession):
         # of step and no command may follow
         self._broken: tuple[str, Exception] | None = None
         self._quarantine_ready = False
+        self._uidvalidity: str | None = None  # the folder's, as SELECT said it
+        # the server hung up on a fetch (the UID is remembered): raised again by any command
+        # of the session; close() sends the session's marks on a new connection
+        self._hung_up_error: MailboxHungUpError | None = None
         self.left_marked: frozenset[str] = frozenset()
         """The UIDs this session deleted that :meth:`close` marked ``\\Deleted`` but did not
         expunge (no UIDPLUS, and someone else's message is marked too): the polling service
@@ -441,7 +552,12 @@ class ImapMailbox(ServerSession):
 
         A connection opened ahead (:meth:`open`) that the server or the network closed while
         it waited is replaced once, here: it has done nothing yet, so a new one loses nothing
-        (a firewall's idle timeout, a server's autologout, RFC 3501 5.4)."""
+        (a firewall's idle timeout, a server's autologout, RFC 3501 5.4).
+
+        After the server hung up on a fetch (:meth:`_hung_up_on`) it raises that again: the
+        session is over (only :meth:`close` connects again, for the session's marks)."""
+        if self._hung_up_error is not None:
+            raise self._hung_up_error
         client = self._signed_in()
         if not self._selected:
             try:
@@ -471,6 +587,68 @@ class ImapMailbox(ServerSession):
             self._drop()
             raise
         self._selected_count, self._expunged_here = _count(said[0] if said else None), 0
+        validity = _last_said(client, "UIDVALIDITY")
+        now = validity.decode("ascii", "replace") if validity is not None else None
+        if self._uidvalidity is not None and now != self._uidvalidity:
+            was = self._uidvalidity
+            self._drop()  # and the session's marks: UIDs of another numbering
+            raise MailboxError(
+                f"{self._where()}: UIDVALIDITY changed from {was} to {now} since the session "
+                "began; its deletions are not sent (the messages are handled again as "
+                "duplicates)"
+            )
+        self._uidvalidity = now
+        self._unreadable.update(self._remembered())
+
+    def _folder_key(self) -> _FolderKey | None:
+        """This folder's key among the UIDs the server hung up on (None without a
+        UIDVALIDITY: UIDs of an unknown numbering are not remembered)."""
+        if self._uidvalidity is None:
+            return None
+        cfg = self.config
+        return (cfg.host, cfg.port, cfg.username, cfg.folder, self._uidvalidity)
+
+    def _remembered(self) -> dict[str, str]:
+        """The UIDs of this folder the server hung up on lately, with why they are refused."""
+        folder = self._folder_key()
+        return {} if folder is None else _HUNG_UP_ON.current(folder)
+
+    def _hung_up_on(self, uid: str, exc: BaseException, action: str) -> MailboxHungUpError:
+        """The server hung up right after answering for ``uid`` without it: ``uid`` is
+        remembered (left out of the folder's sessions for :data:`HANG_UP_RETRY_SECONDS`),
+        the connection dropped with what was fetched and not handed out (fetched again by
+        the next session), and the error returned, raised again by any later command but
+        :meth:`close`. The session's deletions are kept: :meth:`close` sends them on a new
+        connection."""
+        said = error_text(exc)
+        folder = self._folder_key()
+        if folder is not None:
+            _HUNG_UP_ON.note(folder, uid, said)
+        self._unreadable[uid] = f"it hung up on the FETCH of it ({said})"
+        client, self._imap = self._imap, None
+        if client is not None:
+            with suppress(imaplib.IMAP4.error, OSError):
+                client.shutdown()
+        self._fetched.clear()
+        self._ahead, self._broken, self._selected = None, None, False
+        self._opened_ahead = False
+        kept = (
+            f"left out of this folder's sessions for {HANG_UP_RETRY_SECONDS:.0f} s"
+            if folder is not None
+            else "not remembered: the folder has no UIDVALIDITY"
+        )
+        self._hung_up_error = MailboxHungUpError(
+            f"{self._where()}: the server hung up on {action} right after answering for UID "
+            f"{uid} without it (a message it cannot read?): {said}; UID {uid} is {kept}",
+            key=uid,
+        )
+        log.info(
+            "IMAP server hung up on a fetch at UID %s; %s",
+            uid,
+            kept,
+            extra={"imap_server": self._where(), "uid": uid, "error": said},
+        )
+        return self._hung_up_error
 
     def _signed_in(self) -> imaplib.IMAP4:
         """The connection, signed in and its capabilities known (connected when not yet)."""
@@ -589,22 +767,34 @@ class ImapMailbox(ServerSession):
         self._broken = None
         self._selected = False
         self._quarantine_ready = False
+        self._uidvalidity = None
+        self._hung_up_error = None
 
     def _uid(self, action: str, command: str, *args: str) -> list[object]:
         client = self._client()
         return self._call(action, lambda: client.uid(command, *args))
 
-    def _uid_fetch(self, action: str, uids: str, items: str) -> tuple[list[Any], str | None]:
+    def _uid_fetch(
+        self, action: str, uids: str, items: str, asked: Collection[str]
+    ) -> tuple[list[Any], str | None]:
         """``UID FETCH uids items``: the data the server sent, and its refusal of some of the
         messages (the text of a tagged ``NO`` that :func:`refuses_only_the_messages`; the
         data then holds what it did send), or None when it answered OK. Any other failure (a
         ``NO`` that refuses the session, ``BAD``, ``BYE``, the connection) raises
-        MailboxError, as :meth:`_call` does."""
+        MailboxError, as :meth:`_call` does; a hang-up right after a response that names one
+        of ``asked`` without its data, or after a ``BYE`` that says the FETCH failed, raises
+        MailboxHungUpError (:func:`_refused_by_hang_up`, :meth:`_hung_up_on`)."""
         client = self._client()
         self._settle()
         try:
             status, data = client.uid("FETCH", uids, items)
         except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
+            if _hung_up(exc):
+                named, last_bare = _answered(client.untagged_responses.get("FETCH") or ())
+                bye = _last_said(client, "BYE")
+                uid = _refused_by_hang_up(named, last_bare, asked, bye)
+                if uid is not None:
+                    raise self._hung_up_on(uid, exc, action) from exc
             raise MailboxError(f"{self._where()}: {action} failed: {error_text(exc)}") from exc
         if status == "OK":
             return list(data or ()), None
@@ -679,6 +869,7 @@ class ImapMailbox(ServerSession):
         self._ahead_end = len(listed) - 1 if cut else len(listed)
         self._sizes, self._sized, self._gone = {}, set(), set()
         self._unreadable.clear()
+        self._unreadable.update(self._remembered())  # hung up on lately: not asked for
         self._fetched.clear()
         return iter(listed)
 
@@ -729,7 +920,7 @@ class ImapMailbox(ServerSession):
         """``(response line, literal)`` of a UID FETCH for exactly this UID."""
         if not key.isdigit():
             raise MailboxError(f"{self._where()}: {key!r} is not a UID")
-        data, refusal = self._uid_fetch(f"UID FETCH {key}", key, items)
+        data, refusal = self._uid_fetch(f"UID FETCH {key}", key, items, {key})
         for part in data:
             if isinstance(part, tuple) and len(part) == 2:
                 head, body = part
@@ -753,7 +944,7 @@ class ImapMailbox(ServerSession):
             return [key]
         end = max(start + 1, min(start + self.config.batch_messages, self._ahead_end))
         window = self._listed[start:end]
-        window = [uid for uid in window if uid not in self._deleted]
+        window = [uid for uid in window if uid not in self._deleted and uid not in self._unreadable]
         if len(window) <= 1:
             return [key]
         sizes = self._sizes_from(start, window)
@@ -779,11 +970,13 @@ class ImapMailbox(ServerSession):
         ahead = [
             uid
             for uid in self._listed[start : start + max(SIZES_AHEAD, self.config.batch_messages)]
-            if uid not in self._sized and uid not in self._deleted
+            if uid not in self._sized and uid not in self._deleted and uid not in self._unreadable
         ]
-        data, refusal = self._uid_fetch("UID FETCH sizes", _uid_set(ahead), "(RFC822.SIZE)")
-        self._sized.update(ahead)
+        if not ahead:
+            return self._sizes
         asked = set(ahead)
+        data, refusal = self._uid_fetch("UID FETCH sizes", _uid_set(ahead), "(RFC822.SIZE)", asked)
+        self._sized.update(ahead)
         for part in data:
             head = part[0] if isinstance(part, tuple) else part
             if isinstance(head, bytes):
@@ -821,6 +1014,8 @@ class ImapMailbox(ServerSession):
             return ready
         if not key.isdigit():
             raise MailboxError(f"{self._where()}: {key!r} is not a UID")
+        if not self._selected:
+            self._client()  # selected first: the UIDs the server hung up on are known then
         if key in self._gone:  # a batch asked for it and the server had it no more
             raise MessageGoneError(f"{self._where()}: no message with UID {key}")
         if key in self._unreadable:  # a batch asked for it and the server refused it
@@ -841,7 +1036,9 @@ class ImapMailbox(ServerSession):
                 self._send_ahead(key)
                 return alone
             uids = ",".join(batch)
-            data, refusal = self._uid_fetch(f"UID FETCH {key}", uids, "(UID BODY.PEEK[])")
+            data, refusal = self._uid_fetch(
+                f"UID FETCH {key}", uids, "(UID BODY.PEEK[])", set(batch)
+            )
             bare = self._keep_fetched(data, set(batch))
         if refusal is None:
             self._gone.update(uid for uid in batch if uid not in self._fetched and uid != key)
@@ -869,7 +1066,7 @@ class ImapMailbox(ServerSession):
             if uid in bare or len(batch) == 1:
                 self._unreadable[uid] = refusal
                 continue
-            data, alone = self._uid_fetch(f"UID FETCH {uid}", uid, "(UID BODY.PEEK[])")
+            data, alone = self._uid_fetch(f"UID FETCH {uid}", uid, "(UID BODY.PEEK[])", {uid})
             self._keep_fetched(data, {uid})
             if uid in self._fetched:
                 continue
@@ -952,6 +1149,9 @@ class ImapMailbox(ServerSession):
         assert client is not None  # only a connected session sends ahead
         wanted = set(ahead.uids)
         bare: set[str] = set()
+        named: set[str] = set()  # the UIDs answered for
+        last_bare: str | None = None  # the last response named it without its body
+        bye: bytes | None = None
         action = f"UID FETCH {ahead.uids[0]}"
         try:
             while True:
@@ -961,7 +1161,13 @@ class ImapMailbox(ServerSession):
                 if line.startswith(ahead.tag + b" "):
                     break
                 said, body = _untagged(client, line, keep=keep)
+                if said.startswith(b"* BYE"):  # the hang-up, said: the connection closes
+                    bye = said[6:].strip()
+                    raise client.abort(bye.decode("utf-8", "replace") or "the server said BYE")
+                last_bare = _bare_uid(said)
                 uid = _UID_RE.search(said)
+                if uid is not None and _FETCH_RESPONSE_RE.match(said):
+                    named.add(uid.group(1).decode())
                 if keep and uid is not None and uid.group(1).decode() in wanted:
                     key = uid.group(1).decode()
                     if body is not None and key not in self._deleted:
@@ -969,6 +1175,9 @@ class ImapMailbox(ServerSession):
                     elif body is None and _FETCH_RESPONSE_RE.match(said):
                         bare.add(key)
         except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
+            refused = _refused_by_hang_up(named, last_bare, wanted, bye)
+            if refused is not None and _hung_up(exc):
+                raise self._hung_up_on(refused, exc, action) from exc
             self._fetched.clear()
             self._broken = ("reading a fetch ahead", exc)
             raise MailboxError(f"{self._where()}: {action} failed: {error_text(exc)}") from exc
@@ -1131,15 +1340,22 @@ class ImapMailbox(ServerSession):
     def close(self) -> None:
         """Expunge what we deleted (only ours: ``UID EXPUNGE`` with UIDPLUS, else ``EXPUNGE``
         when no other message is marked ``\\Deleted``, else they stay marked and are named in
-        :attr:`left_marked`), then log out. Safe to repeat."""
-        client = self._imap
-        if client is None:
+        :attr:`left_marked`), then log out. Safe to repeat.
+
+        After the server hung up on a fetch (:class:`MailboxHungUpError`), the session's
+        deletions are sent on a new connection, if the folder's UIDVALIDITY is still the
+        same (else MailboxError, and nothing is marked)."""
+        if self._imap is None and (self._hung_up_error is None or not self._deleted):
+            self._forget()  # (after a hang-up: nothing to send) the object may be used again
             return
         self.left_marked = frozenset()
         try:
-            self._settle()  # the answer to a fetch sent ahead, before any other command
+            with suppress(MailboxHungUpError):  # remembered; the marks go on a new connection
+                self._settle()  # the answer to a fetch sent ahead, before any other command
+            self._hung_up_error = None
             self._flag_deleted()
             if self._deleted:
+                client = self._client()
                 uids = ",".join(sorted(self._deleted, key=int))
                 if "UIDPLUS" in self._capabilities:
                     self._call("UID EXPUNGE", lambda: client.uid("EXPUNGE", uids))
@@ -1148,6 +1364,7 @@ class ImapMailbox(ServerSession):
                 else:
                     self.left_marked = frozenset(self._deleted)
         finally:
-            self._hang_up(client)
+            if self._imap is not None:
+                self._hang_up(self._imap)
             self._imap = None
             self._forget()
