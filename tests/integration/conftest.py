@@ -22,6 +22,9 @@ import pytest
 from loopback import HOST, Pipelining, _missing, _wait_for_greeting, free_port
 from postgres_fixtures import new_database, pg_cluster, pg_database, pg_database_name
 
+from asm_email_rules.adapters.imap import ImapConfig
+from asm_email_rules.adapters.pop3 import Pop3Config
+
 __all__ = ["new_database", "pg_cluster", "pg_database", "pg_database_name"]  # PostgreSQL fixtures
 
 PASSWORD = "secret"
@@ -288,6 +291,31 @@ class Dovecot:
     root: Path
     _counter: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
     _refusing: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
+
+    def imap_config(self, user: str, **changes: Any) -> ImapConfig:
+        """Our IMAP adapter's settings for ``user`` here (plain text on loopback, a 5 s
+        timeout), with ``changes`` (``batch_messages=1``, ...)."""
+        base = ImapConfig(
+            host=self.host,
+            port=self.imap_port,
+            security="plain",
+            username=user,
+            password=PASSWORD,
+            timeout=5,
+        )
+        return attrs.evolve(base, **changes)
+
+    def pop3_config(self, user: str, **changes: Any) -> Pop3Config:
+        """Our POP3 adapter's settings for ``user`` here, as :meth:`imap_config`'s."""
+        base = Pop3Config(
+            host=self.host,
+            port=self.pop3_port,
+            security="plain",
+            username=user,
+            password=PASSWORD,
+            timeout=5,
+        )
+        return attrs.evolve(base, **changes)
 
     def new_user(self, *, fetch_failure: str = "disconnect-immediately") -> str:
         """A fresh mail user (password :data:`PASSWORD`) with an empty mailbox.

@@ -26,19 +26,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-def _config(dovecot: Dovecot, user: str, **changes: object) -> ImapConfig:
-    fields: dict[str, object] = {
-        "host": dovecot.host,
-        "port": dovecot.imap_port,
-        "security": "plain",
-        "username": user,
-        "password": "secret",
-        "timeout": 5,
-    }
-    fields.update(changes)
-    return ImapConfig(**fields)  # type: ignore[arg-type]
-
-
 def test_list_fetch_delete_quarantine_then_reconnect(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
@@ -46,7 +33,7 @@ def test_list_fetch_delete_quarantine_then_reconnect(
     for raw in sent:
         dovecot.append(mail_user, raw)
 
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         assert isinstance(box, Mailbox)
         ids = list(box.list_keys())
         assert len(ids) == 3
@@ -55,7 +42,7 @@ def test_list_fetch_delete_quarantine_then_reconnect(
         box.quarantine(ids[1], "parse error: bad\r\nheader")
         assert list(box.list_keys()) == [ids[2]]
 
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         remaining = list(box.list_keys())
         assert [box.fetch(uid) for uid in remaining] == [sent[2]]
 
@@ -78,7 +65,7 @@ def test_a_connection_opened_ahead_and_closed_while_it_waited_is_replaced_once(
     sent = [make_message(n) for n in (1, 2)]
     for raw in sent:
         dovecot.append(mail_user, raw)
-    box = ImapMailbox(_config(dovecot, mail_user))
+    box = ImapMailbox(dovecot.imap_config(mail_user))
     box.open()
     box._signed_in().sock.shutdown(socket.SHUT_RDWR)  # closed while it waited
     with caplog.at_level("INFO", logger="asm_email_rules.adapters.imap"):
@@ -89,7 +76,7 @@ def test_a_connection_opened_ahead_and_closed_while_it_waited_is_replaced_once(
 
     # A connection the session itself made is not replaced behind its back: its failure is
     # the session's (as before opening ahead existed).
-    box = ImapMailbox(_config(dovecot, mail_user))
+    box = ImapMailbox(dovecot.imap_config(mail_user))
     box._signed_in().sock.shutdown(socket.SHUT_RDWR)
     with pytest.raises(MailboxError, match="SELECT failed"):
         list(box.list_keys())
@@ -109,7 +96,7 @@ def test_capabilities_given_with_the_sign_in_cost_no_round_trip(
         real(self, data)
 
     monkeypatch.setattr(imap._Imap, "send", send)
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         list(box.list_keys())
         assert {"UIDPLUS", "MOVE"} <= box._capabilities  # the signed-in ones, not the greeting's
     assert sent[sent.index(b"LOGIN") + 1 :][:2] == [b"SELECT", b"UID"]
@@ -152,7 +139,7 @@ def test_fetch_does_not_mark_seen(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
     dovecot.append(mail_user, make_message(1))
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         [uid] = box.list_keys()
         box.fetch(uid)
     [flags] = dovecot.flags(mail_user)
@@ -164,7 +151,7 @@ def test_close_without_delete_keeps_everything(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
     dovecot.append(mail_user, make_message(1))
-    box = ImapMailbox(_config(dovecot, mail_user))
+    box = ImapMailbox(dovecot.imap_config(mail_user))
     assert len(list(box.list_keys())) == 1
     box.close()
     box.close()  # repeated close is harmless
@@ -176,7 +163,9 @@ def test_quarantine_by_move_keeps_the_exact_bytes(
 ) -> None:
     raw = make_message(7)
     dovecot.append(mail_user, raw)
-    config = _config(dovecot, mail_user, quarantine_annotate=False, quarantine_folder="Held aside")
+    config = dovecot.imap_config(
+        mail_user, quarantine_annotate=False, quarantine_folder="Held aside"
+    )
     with ImapMailbox(config) as box:
         [uid] = box.list_keys()
         box.quarantine(uid, "too big")
@@ -189,7 +178,7 @@ def test_quarantine_by_copy_when_the_server_lacks_move(
 ) -> None:
     raw = make_message(8)
     dovecot.append(mail_user, raw)
-    with ImapMailbox(_config(dovecot, mail_user, quarantine_annotate=False)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user, quarantine_annotate=False)) as box:
         [uid] = box.list_keys()
         box._capabilities = box._capabilities - {"MOVE"}
         box.quarantine(uid, "loop")
@@ -200,7 +189,7 @@ def test_quarantine_by_copy_when_the_server_lacks_move(
 def test_append_helper_returns_the_new_uid(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         uid = box.append(make_message(1))
         assert uid is not None
         assert list(box.list_keys()) == [uid]
@@ -209,14 +198,14 @@ def test_append_helper_returns_the_new_uid(
 def test_bad_password_is_a_mailbox_error_naming_the_server(
     dovecot: Dovecot, mail_user: str
 ) -> None:
-    box = ImapMailbox(_config(dovecot, mail_user, password="wrong"))
+    box = ImapMailbox(dovecot.imap_config(mail_user, password="wrong"))
     with pytest.raises(MailboxError, match=rf"IMAP {dovecot.host}:{dovecot.imap_port}.*LOGIN"):
         list(box.list_keys())
 
 
 def test_missing_folder_is_a_mailbox_error(dovecot: Dovecot, mail_user: str) -> None:
     with pytest.raises(MailboxError, match="No-Such-Folder"):
-        ImapMailbox(_config(dovecot, mail_user, folder="No-Such-Folder")).__enter__()
+        ImapMailbox(dovecot.imap_config(mail_user, folder="No-Such-Folder")).__enter__()
 
 
 def test_connection_refused_is_a_mailbox_error(unused_port: int) -> None:
@@ -226,7 +215,10 @@ def test_connection_refused_is_a_mailbox_error(unused_port: int) -> None:
 
 
 def test_unknown_uid_is_a_mailbox_error(dovecot: Dovecot, mail_user: str) -> None:
-    with ImapMailbox(_config(dovecot, mail_user)) as box, pytest.raises(MailboxError, match="999"):
+    with (
+        ImapMailbox(dovecot.imap_config(mail_user)) as box,
+        pytest.raises(MailboxError, match="999"),
+    ):
         box.fetch("999")
 
 
@@ -263,7 +255,7 @@ def test_a_limited_listing_holds_the_lowest_uids_not_skipped_nor_deleted(
     # Issue 14 (memory): the polling service asks for one session's worth of keys and skips
     # those it handled earlier in the pass; the folder may hold many more.
     sent = _deliver(dovecot, mail_user, make_message, 7)
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         assert ImapMailbox.bounded_listing is True
         every = list(box.list_keys())
         assert every == sorted(every, key=int)
@@ -273,7 +265,7 @@ def test_a_limited_listing_holds_the_lowest_uids_not_skipped_nor_deleted(
         assert [box.fetch(key) for key in box.list_keys(limit=2)] == [sent[1], sent[2]]
         assert list(box.list_keys(limit=0)) == []
         assert list(box.list_keys(limit=10, skip=set(every))) == []
-    with ImapMailbox(_config(dovecot, mail_user)) as box:  # the deletion took effect
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:  # the deletion took effect
         assert list(box.list_keys(limit=100)) == every[1:]
 
 
@@ -292,10 +284,10 @@ def test_a_search_line_over_the_configured_bound_is_a_mailbox_error_naming_it(
     finally:
         client.logout()
     search_line = len(b"* SEARCH") + sum(len(f" {uid}") for uid in range(1, 201)) + 2
-    short = _config(dovecot, mail_user, max_line_bytes=search_line - 1)
+    short = dovecot.imap_config(mail_user, max_line_bytes=search_line - 1)
     with ImapMailbox(short) as box, pytest.raises(MailboxError, match="max_line_bytes"):
         list(box.list_keys())
-    with ImapMailbox(_config(dovecot, mail_user, max_line_bytes=search_line)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user, max_line_bytes=search_line)) as box:
         assert len(list(box.list_keys())) == 200
 
 
@@ -308,7 +300,7 @@ def test_messages_are_fetched_ahead_in_batches_bounded_in_count_and_bytes(
     for raw in sent:
         dovecot.append(mail_user, raw)
     size = max(len(raw) for raw in sent)
-    config = _config(dovecot, mail_user, batch_messages=3, batch_bytes=2 * size + 10)
+    config = dovecot.imap_config(mail_user, batch_messages=3, batch_bytes=2 * size + 10)
     with ImapMailbox(config) as box:
         commands = _spy(box)
         keys = list(box.list_keys())
@@ -327,7 +319,7 @@ def test_messages_are_fetched_ahead_in_batches_bounded_in_count_and_bytes(
     assert ready == [False, True, False, True, False, True, False]
     assert box._fetched == {}  # nothing left held after the session
 
-    with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user, batch_messages=3)) as box:
         commands = _spy(box)
         keys = list(box.list_keys())
         assert [box.fetch(key) for key in reversed(keys)] == sent[::-1]  # out of order works
@@ -343,7 +335,7 @@ def test_a_message_expunged_by_another_client_costs_no_second_download_of_its_ba
     sent = [make_message(n, size=500) for n in range(1, 12)]
     for raw in sent:
         dovecot.append(mail_user, raw)
-    with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user, batch_messages=3)) as box:
         commands = _spy(box)
         keys = list(box.list_keys())
         assert box.fetch(keys[0]) == sent[0]  # sizes asked; 1, 2, 3 fetched; 4, 5, 6 asked
@@ -378,7 +370,9 @@ def test_the_next_batch_is_asked_for_before_this_one_is_handed_out(
     # its answer waits in the socket until its first message is fetched.
     sent = _deliver(dovecot, mail_user, make_message, 7)
     for ahead, asked in ((True, 2), (False, 1)):
-        with ImapMailbox(_config(dovecot, mail_user, batch_messages=3, fetch_ahead=ahead)) as box:
+        with ImapMailbox(
+            dovecot.imap_config(mail_user, batch_messages=3, fetch_ahead=ahead)
+        ) as box:
             commands = _spy(box)
             keys = list(box.list_keys())
             assert box.fetch(keys[0]) == sent[0]
@@ -395,7 +389,7 @@ def test_the_last_of_a_listing_cut_at_its_limit_is_fetched_only_when_asked_for(
     # left: that key is not downloaded with a batch, nor asked for ahead (the session's end
     # would hold it while the next session downloads it again).
     sent = _deliver(dovecot, mail_user, make_message, 7)
-    with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user, batch_messages=3)) as box:
         commands = _spy(box)
         keys = list(box.list_keys(limit=4))
         assert [box.fetch(key) for key in keys[:3]] == sent[:3]
@@ -413,7 +407,7 @@ def test_a_command_while_a_batch_is_asked_ahead_reads_its_answer_first(
     # unread: each command gets its own answer, every message comes back exactly, and the
     # session's deletions are expunged.
     sent = _deliver(dovecot, mail_user, make_message, 10)
-    with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user, batch_messages=3)) as box:
         keys = list(box.list_keys())
         assert box.fetch(keys[0]) == sent[0]  # 4, 5, 6 asked ahead
         box.quarantine(keys[1], "asked while a batch was on its way")
@@ -429,7 +423,7 @@ def test_a_command_while_a_batch_is_asked_ahead_reads_its_answer_first(
     [quarantined] = dovecot.messages(mail_user, "Quarantine")
     assert quarantined.endswith(sent[1])
 
-    with ImapMailbox(_config(dovecot, mail_user, batch_messages=1)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user, batch_messages=1)) as box:
         keys = list(box.list_keys())
         assert box.fetch(keys[0]) == sent[7]  # the next one asked ahead
         box.delete(keys[0])
@@ -452,7 +446,7 @@ def _sending_ahead_fails(
 ) -> tuple[ImapMailbox, list[str]]:
     """A mailbox (batches of 3) whose fetches ahead cannot be sent (the connection reset),
     and its listing, once the first batch is read (the next one's send failed then)."""
-    box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
+    box = ImapMailbox(dovecot.imap_config(mail_user, batch_messages=3))
     keys = list(box.list_keys())
     client = box._client()
     real = client.send
@@ -471,7 +465,7 @@ def test_a_connection_lost_with_a_batch_asked_ahead_is_a_mailbox_error(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
     sent = _deliver(dovecot, mail_user, make_message, 7)
-    box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
+    box = ImapMailbox(dovecot.imap_config(mail_user, batch_messages=3))
     keys = list(box.list_keys())
     assert box.fetch(keys[0]) == sent[0]
     client = box._client()
@@ -515,14 +509,14 @@ def test_deletes_are_flagged_in_batches_on_close_and_expunged_abort_deletes_noth
 ) -> None:
     # Nothing is marked before close(): the service syncs its store between the two.
     sent = _deliver(dovecot, mail_user, make_message, 7)
-    with ImapMailbox(_config(dovecot, mail_user, store_batch=3)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user, store_batch=3)) as box:
         keys = list(box.list_keys())
         box.delete(keys[0])
         box.abort()
     assert dovecot.messages(mail_user) == sent
     assert not any("Deleted" in flags for flags in dovecot.flags(mail_user))
 
-    box = ImapMailbox(_config(dovecot, mail_user, store_batch=3))
+    box = ImapMailbox(dovecot.imap_config(mail_user, store_batch=3))
     commands = _spy(box)
     keys = list(box.list_keys())
     for key in keys[:5]:
@@ -549,7 +543,7 @@ def test_a_failure_asking_the_next_batch_s_sizes_does_not_fail_the_message_in_ha
     # and leave it for the next session).
     monkeypatch.setattr(imap, "SIZES_AHEAD", 3)
     sent = _deliver(dovecot, mail_user, make_message, 7)
-    with ImapMailbox(_config(dovecot, mail_user, batch_messages=3)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user, batch_messages=3)) as box:
         keys = list(box.list_keys())
         client = box._client()
         real = client.uid
@@ -576,7 +570,7 @@ def test_a_read_failure_within_the_answer_ahead_ends_the_session_s_commands(
     # as the answer to its own next command. As when sending fails, no command may follow:
     # the next ones raise MailboxError without reaching the server, and nothing is marked.
     sent = _deliver(dovecot, mail_user, make_message, 7)
-    box = ImapMailbox(_config(dovecot, mail_user, batch_messages=3))
+    box = ImapMailbox(dovecot.imap_config(mail_user, batch_messages=3))
     commands = _spy(box)
     keys = list(box.list_keys())
     assert [box.fetch(key) for key in keys[:3]] == sent[:3]  # 4, 5, 6 asked ahead
@@ -626,9 +620,9 @@ def test_a_limited_listing_searches_a_sessions_worth_of_messages_not_the_folder(
     # n / limit searches of up to n UIDs each. The first messages by sequence number are the
     # lowest UIDs (RFC 3501 2.3.1.2): a session's worth, and the ones it skips, are searched.
     _deliver(dovecot, mail_user, make_message, 30)
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         every = list(box.list_keys())
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         commands = _spy(box)
         assert list(box.list_keys(limit=5, skip=set(every[:3]))) == every[3:8]
         box.delete(every[3])
@@ -659,10 +653,10 @@ def test_a_limited_listing_past_messages_others_marked_deleted_searches_them_all
     # Messages marked \Deleted by another client (not expunged) take sequence numbers and are
     # not listed: the first messages then hold fewer than the limit, and the folder is searched.
     _deliver(dovecot, mail_user, make_message, 20)
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         every = list(box.list_keys())
     _marked_by_another(dovecot, mail_user, every[0], every[9])
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         commands = _spy(box)
         assert list(box.list_keys(limit=5, skip={every[10]})) == every[11:16]
     assert [c for c in commands if c[0] == "SEARCH"] == [
@@ -678,7 +672,7 @@ def test_a_server_refusing_the_search_of_the_first_messages_is_searched_whole(
     # expunged by someone else since the server said how many there are): the same listing
     # comes from the whole folder's search, on the same connection.
     _deliver(dovecot, mail_user, make_message, 12)
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         every = list(box.list_keys())
         client = box._client()
         real = client.uid
@@ -712,11 +706,11 @@ def test_a_limited_listing_never_searches_past_the_messages_the_end_before_left(
     # the listing's own search: those messages are the ones the listing skips, so the range
     # must fit in the count less them (near the end of a backlog: the whole folder).
     _deliver(dovecot, mail_user, make_message, 25)
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         every = list(box.list_keys())
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         box._client()  # selected while 25 are there
-        previous = ImapMailbox(_config(dovecot, mail_user))  # the session before, ending
+        previous = ImapMailbox(dovecot.imap_config(mail_user))  # the session before, ending
         assert list(previous.list_keys(limit=11)) == every[:11]
         for key in every[:10]:
             previous.delete(key)
@@ -735,7 +729,7 @@ def test_a_search_line_over_the_bound_in_a_ranged_listing_names_the_bound(
     # it, so nothing more is sent, and the error names the bound (ImapConfig).
     _deliver(dovecot, mail_user, make_message, 400)
     with (  # the first 300 answer in a line of 1,102 bytes; the sign-in's are shorter
-        ImapMailbox(_config(dovecot, mail_user, max_line_bytes=600)) as box,
+        ImapMailbox(dovecot.imap_config(mail_user, max_line_bytes=600)) as box,
         pytest.raises(MailboxError, match="max_line_bytes"),
     ):
         list(box.list_keys(limit=300, skip=set()))
@@ -748,10 +742,10 @@ def test_a_limited_listing_never_searches_past_what_the_sessions_own_expunge_lef
     # A session expunges a dead session's leftovers itself (UID EXPUNGE, or a plain EXPUNGE
     # without UIDPLUS, whose responses imaplib hands back instead of keeping) before it lists.
     _deliver(dovecot, mail_user, make_message, 12)
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         every = list(box.list_keys())
     _marked_by_another(dovecot, mail_user, every[0], every[5])
-    with ImapMailbox(_config(dovecot, mail_user)) as box:
+    with ImapMailbox(dovecot.imap_config(mail_user)) as box:
         box._client()
         if not uidplus:
             box._capabilities = box._capabilities - {"UIDPLUS"}

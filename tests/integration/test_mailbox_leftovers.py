@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 import pytest
 
 from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
-from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
+from asm_email_rules.adapters.pop3 import Pop3Mailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
@@ -60,17 +60,6 @@ def new_call(number: int) -> bytes:
 
 def account(protocol: MailProtocol) -> AccountConfig:
     return AccountConfig(name="helpdesk", protocol=protocol, mailbox=MAILBOX)
-
-
-def imap_config(dovecot: Dovecot, user: str) -> ImapConfig:
-    return ImapConfig(
-        host=dovecot.host,
-        port=dovecot.imap_port,
-        security="plain",
-        username=user,
-        password="secret",
-        timeout=5,
-    )
 
 
 class KilledImapMailbox(ImapMailbox):
@@ -146,7 +135,7 @@ def kill_a_session_after_it_marked(
 ) -> None:
     for number in range(1, count + 1):
         dovecot.append(user, new_call(number))
-    dying = service(store, MailProtocol.IMAP, lambda: KilledImapMailbox(imap_config(dovecot, user)))
+    dying = service(store, MailProtocol.IMAP, lambda: KilledImapMailbox(dovecot.imap_config(user)))
     assert dying.poll_once()["helpdesk"].processed == count
     assert deleted_flags(dovecot, user) == count  # marked, never expunged: the leftovers
 
@@ -160,7 +149,7 @@ def test_next_session_expunges_what_a_killed_session_marked_and_acts_on_nothing_
     mark_deleted_by_a_person(dovecot, user, person)  # not ours: the ledger does not know it
     calls_before = scanner_calls(store)
 
-    later = service(store, MailProtocol.IMAP, lambda: ImapMailbox(imap_config(dovecot, user)))
+    later = service(store, MailProtocol.IMAP, lambda: ImapMailbox(dovecot.imap_config(user)))
     report = later.poll_once()["helpdesk"]
     assert (report.expunged, report.processed, report.duplicates) == (4, 0, 0)
     assert dovecot.messages(user) == [person]  # only the person's own mark is left
@@ -192,7 +181,7 @@ def test_a_marked_message_a_person_expunges_during_our_look_is_no_mailbox_failur
                     other.logout()
             return super().fetch(key)
 
-    poller = service(store, MailProtocol.IMAP, lambda: PersonExpunges(imap_config(dovecot, user)))
+    poller = service(store, MailProtocol.IMAP, lambda: PersonExpunges(dovecot.imap_config(user)))
     report = poller.poll_once()["helpdesk"]
     assert (report.processed, report.errors, report.backoff_seconds) == (3, 0, 0.0)
     assert dovecot.messages(user) == []
@@ -205,9 +194,7 @@ def test_without_uidplus_expunge_runs_only_when_no_other_message_is_marked(
     kill_a_session_after_it_marked(dovecot, user, store, 3)
     person = new_call(98)
     mark_deleted_by_a_person(dovecot, user, person)
-    plain = service(
-        store, MailProtocol.IMAP, lambda: ImapWithoutUidplus(imap_config(dovecot, user))
-    )
+    plain = service(store, MailProtocol.IMAP, lambda: ImapWithoutUidplus(dovecot.imap_config(user)))
     with caplog.at_level(logging.WARNING, logger="asm_email_rules.adapters.imap"):
         report = plain.poll_once()["helpdesk"]
     assert report.expunged == 0  # a plain EXPUNGE would have removed the person's message too
@@ -259,7 +246,7 @@ def test_marks_a_server_would_not_expunge_are_looked_at_once_per_pass(
     # in every session.
     user = seven_calls_after_a_persons_mark(dovecot)
     CountingWithoutUidplus.fetches = Counter()
-    poller = two_per_session(store, lambda: CountingWithoutUidplus(imap_config(dovecot, user)))
+    poller = two_per_session(store, lambda: CountingWithoutUidplus(dovecot.imap_config(user)))
     report = poller.poll_once()["helpdesk"]
     assert (report.processed, report.duplicates, report.expunged) == (7, 0, 0)
     assert report.sessions == 4
@@ -290,7 +277,7 @@ def test_a_message_whose_mark_is_taken_back_during_the_pass_is_read_in_that_pass
                 client.uid("STORE", data[0].split()[0], "-FLAGS", r"(\Deleted)")
             finally:
                 client.logout()
-        return ImapWithoutUidplus(imap_config(dovecot, user))
+        return ImapWithoutUidplus(dovecot.imap_config(user))
 
     report = two_per_session(store, open_session).poll_once()["helpdesk"]
     assert (report.processed, report.duplicates) == (8, 0)
@@ -317,7 +304,7 @@ def test_a_session_ending_behind_the_next_is_not_taken_for_a_dead_one(
     user = dovecot.new_user()
     for number in range(1, 8):
         dovecot.append(user, new_call(number))
-    poller = two_per_session(store, lambda: SlowToExpunge(imap_config(dovecot, user)))
+    poller = two_per_session(store, lambda: SlowToExpunge(dovecot.imap_config(user)))
     report = poller.poll_once()["helpdesk"]
     assert (report.processed, report.duplicates, report.expunged) == (7, 0, 0)
     assert report.sessions == 4
@@ -330,17 +317,6 @@ class DeadSmtp:
 
     def send(self, message: OutgoingEmail) -> None:
         raise TransientSendError("try again later", code=451)
-
-
-def pop3_config(dovecot: Dovecot, user: str) -> Pop3Config:
-    return Pop3Config(
-        host=dovecot.host,
-        port=dovecot.pop3_port,
-        security="plain",
-        username=user,
-        password="secret",
-        timeout=5,
-    )
 
 
 def test_pop3_never_deletes_a_quarantined_message_over_later_polls(
@@ -363,12 +339,12 @@ def test_pop3_never_deletes_a_quarantined_message_over_later_polls(
         poller = service(
             store,
             MailProtocol.POP3,
-            lambda: WatchedPop3(pop3_config(dovecot, user)),
+            lambda: WatchedPop3(dovecot.pop3_config(user)),
             mailer=DeadSmtp(),
         )
         report = poller.poll_once()["helpdesk"]
         assert report.errors == 0
-    with Pop3Mailbox(pop3_config(dovecot, user)) as unaware:
+    with Pop3Mailbox(dovecot.pop3_config(user)) as unaware:
         on_server = set(unaware.list_keys())
     assert len(quarantined) >= 1  # the unparseable one at least
     assert quarantined <= on_server  # docs/operators.md: "stays on the server ... skipped"
@@ -378,7 +354,7 @@ def test_pop3_never_deletes_a_quarantined_message_over_later_polls(
 def test_pop3_mailbox_refuses_to_delete_what_it_quarantined(dovecot: Dovecot) -> None:
     user = dovecot.new_user()
     dovecot.append(user, new_call(7))
-    with Pop3Mailbox(pop3_config(dovecot, user)) as box:
+    with Pop3Mailbox(dovecot.pop3_config(user)) as box:
         [key] = box.list_keys()
         box.quarantine(key, "cannot parse")
         box.delete(key)  # a caller's mistake: the quarantine wins
@@ -445,7 +421,7 @@ def test_a_pass_of_several_sessions_signs_in_once_a_session(
     for number in range(1, 8):
         dovecot.append(user, new_call(number))
     connections = Connections()
-    poller = two_per_session(store, lambda: kind(imap_config(dovecot, user), connections))
+    poller = two_per_session(store, lambda: kind(dovecot.imap_config(user), connections))
     report = poller.poll_once()["helpdesk"]
     assert (report.processed, report.duplicates, report.errors, report.sessions) == (7, 0, 0, 4)
     assert dovecot.messages(user) == []

@@ -17,19 +17,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-def _config(dovecot: Dovecot, user: str, **changes: object) -> Pop3Config:
-    fields: dict[str, object] = {
-        "host": dovecot.host,
-        "port": dovecot.pop3_port,
-        "security": "plain",
-        "username": user,
-        "password": "secret",
-        "timeout": 5,
-    }
-    fields.update(changes)
-    return Pop3Config(**fields)  # type: ignore[arg-type]
-
-
 def test_list_fetch_delete_quarantine_then_reconnect(
     dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
 ) -> None:
@@ -37,7 +24,7 @@ def test_list_fetch_delete_quarantine_then_reconnect(
     for raw in sent:
         dovecot.append(mail_user, raw)
 
-    box = Pop3Mailbox(_config(dovecot, mail_user))
+    box = Pop3Mailbox(dovecot.pop3_config(mail_user))
     assert isinstance(box, Mailbox)
     ids = list(box.list_keys())
     assert len(ids) == 3
@@ -50,9 +37,9 @@ def test_list_fetch_delete_quarantine_then_reconnect(
 
     # The quarantined one is still on the server: the caller passes the skip list back.
     assert dovecot.messages(mail_user) == sent[1:]
-    with Pop3Mailbox(_config(dovecot, mail_user), skip_ids=box.skip_ids) as again:
+    with Pop3Mailbox(dovecot.pop3_config(mail_user), skip_ids=box.skip_ids) as again:
         assert list(again.list_keys()) == [ids[2]]
-    with Pop3Mailbox(_config(dovecot, mail_user)) as unaware:
+    with Pop3Mailbox(dovecot.pop3_config(mail_user)) as unaware:
         assert list(unaware.list_keys()) == ids[1:]
 
 
@@ -61,7 +48,7 @@ def test_an_aborted_session_deletes_nothing(
 ) -> None:
     for n in (1, 2):
         dovecot.append(mail_user, make_message(n))
-    box = Pop3Mailbox(_config(dovecot, mail_user))
+    box = Pop3Mailbox(dovecot.pop3_config(mail_user))
     for uidl in list(box.list_keys()):
         box.delete(uidl)
     assert list(box.list_keys()) == []
@@ -76,7 +63,7 @@ def test_an_error_inside_the_with_block_still_commits_what_was_deleted(
         dovecot.append(mail_user, make_message(n))
 
     def process_first_then_fail() -> None:
-        with Pop3Mailbox(_config(dovecot, mail_user)) as box:
+        with Pop3Mailbox(dovecot.pop3_config(mail_user)) as box:
             box.delete(next(box.list_keys()))
             raise RuntimeError("processing the second message failed")
 
@@ -92,7 +79,7 @@ def test_long_lines_and_dot_lines_come_back_exactly(dovecot: Dovecot, mail_user:
         + b"\r\n.\r\n..two dots\r\n.leading dot\r\nend\r\n"
     )
     dovecot.append(mail_user, raw)
-    with Pop3Mailbox(_config(dovecot, mail_user)) as box:
+    with Pop3Mailbox(dovecot.pop3_config(mail_user)) as box:
         [uidl] = box.list_keys()
         assert box.fetch(uidl) == raw
 
@@ -100,7 +87,7 @@ def test_long_lines_and_dot_lines_come_back_exactly(dovecot: Dovecot, mail_user:
 def test_bad_password_is_a_mailbox_error_naming_the_server(
     dovecot: Dovecot, mail_user: str
 ) -> None:
-    box = Pop3Mailbox(_config(dovecot, mail_user, password="wrong"))
+    box = Pop3Mailbox(dovecot.pop3_config(mail_user, password="wrong"))
     with pytest.raises(MailboxError, match=rf"POP3 {dovecot.host}:{dovecot.pop3_port}"):
         list(box.list_keys())
 
@@ -114,7 +101,7 @@ def test_connection_refused_is_a_mailbox_error(unused_port: int) -> None:
 def test_unknown_uidl_cannot_be_fetched_and_delete_ignores_it(
     dovecot: Dovecot, mail_user: str
 ) -> None:
-    with Pop3Mailbox(_config(dovecot, mail_user)) as box:
+    with Pop3Mailbox(dovecot.pop3_config(mail_user)) as box:
         box.delete("no-such-uidl")
         with pytest.raises(MailboxError, match="no-such-uidl"):
             box.fetch("no-such-uidl")

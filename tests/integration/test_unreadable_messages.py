@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asm_email_rules.adapters import imap
-from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
-from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
+from asm_email_rules.adapters.imap import ImapMailbox
+from asm_email_rules.adapters.pop3 import Pop3Mailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
@@ -106,30 +106,6 @@ def store(tmp_path: Path) -> SqliteRepository:
     return repository
 
 
-def imap_config(dovecot: Dovecot, user: str, **changes: object) -> ImapConfig:
-    fields: dict[str, object] = {
-        "host": dovecot.host,
-        "port": dovecot.imap_port,
-        "security": "plain",
-        "username": user,
-        "password": "secret",
-        "timeout": 5,
-    }
-    fields.update(changes)
-    return ImapConfig(**fields)  # type: ignore[arg-type]
-
-
-def pop3_config(dovecot: Dovecot, user: str) -> Pop3Config:
-    return Pop3Config(
-        host=dovecot.host,
-        port=dovecot.pop3_port,
-        security="plain",
-        username=user,
-        password="secret",
-        timeout=5,
-    )
-
-
 def warned_keys(caplog: pytest.LogCaptureFixture) -> list[str]:
     """The mailbox keys named by the service's WARNINGs."""
     return [
@@ -159,7 +135,7 @@ def test_imap_messages_the_server_refuses_never_hold_up_the_good_ones_behind_the
     user = dovecot.new_user(fetch_failure="no-after")
     files = deliver(dovecot, user, unreadable)
     service = poller(
-        store, MailProtocol.IMAP, lambda: ImapMailbox(imap_config(dovecot, user, **changes))
+        store, MailProtocol.IMAP, lambda: ImapMailbox(dovecot.imap_config(user, **changes))
     )
 
     for _ in range(2):  # refused again at the next poll, and the good ones are done
@@ -170,7 +146,7 @@ def test_imap_messages_the_server_refuses_never_hold_up_the_good_ones_behind_the
         assert laminator_calls(store) == MESSAGES - len(unreadable)
         assert still_there(dovecot, user, files)  # left in the mailbox
         assert sorted(warned_keys(caplog), key=int) == [str(n) for n in unreadable]
-    with ImapMailbox(imap_config(dovecot, user)) as box:
+    with ImapMailbox(dovecot.imap_config(user)) as box:
         assert list(box.list_keys()) == [str(n) for n in unreadable]
 
 
@@ -182,7 +158,7 @@ def test_imap_refused_batch_hands_out_what_it_brought_and_asks_nothing_twice(
     of a message it failed to read, so those are not asked for again."""
     user = dovecot.new_user(fetch_failure="no-after")
     deliver(dovecot, user, [2, 3])
-    with ImapMailbox(imap_config(dovecot, user, batch_messages=4)) as box:
+    with ImapMailbox(dovecot.imap_config(user, batch_messages=4)) as box:
         keys = list(box.list_keys())
         assert box.fetch(keys[0]) == new_call(1)
         for key in keys[1:3]:
@@ -210,7 +186,7 @@ def test_imap_a_refused_message_whose_size_the_server_must_read_holds_up_nothing
         if number in (5, 6):
             path.chmod(0)
             unreadable.append(path)
-    service = poller(store, MailProtocol.IMAP, lambda: ImapMailbox(imap_config(dovecot, user)))
+    service = poller(store, MailProtocol.IMAP, lambda: ImapMailbox(dovecot.imap_config(user)))
 
     report = service.poll_once()["helpdesk"]
     assert (report.processed, report.errors, report.quarantined) == (MESSAGES - 2, 2, 0)
@@ -279,7 +255,7 @@ def test_imap_messages_dovecot_hangs_up_on_never_hold_up_the_good_ones_behind_th
     service = hang_up_poller(
         store,
         mailer,
-        lambda: ImapMailbox(imap_config(dovecot, user, **changes)),
+        lambda: ImapMailbox(dovecot.imap_config(user, **changes)),
         per_session,
     )
 
@@ -298,7 +274,7 @@ def test_imap_messages_dovecot_hangs_up_on_never_hold_up_the_good_ones_behind_th
         assert service.backoff("helpdesk").failures == 0
         assert service.persistently_failing == ()
         assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    with ImapMailbox(imap_config(dovecot, user)) as box:
+    with ImapMailbox(dovecot.imap_config(user)) as box:
         assert list(box.list_keys()) == [str(n) for n in unreadable]
 
 
@@ -322,7 +298,7 @@ def test_imap_a_message_dovecot_hangs_up_on_when_its_size_is_asked_holds_up_noth
             path.chmod(0)
             unreadable.append(path)
     mailer = RecordingMailer()
-    service = hang_up_poller(store, mailer, lambda: ImapMailbox(imap_config(dovecot, user)))
+    service = hang_up_poller(store, mailer, lambda: ImapMailbox(dovecot.imap_config(user)))
 
     for poll in range(2):
         caplog.clear()
@@ -352,7 +328,7 @@ def test_imap_a_message_dovecot_hung_up_on_is_handled_once_repaired_and_its_time
     user = dovecot.new_user()
     [broken] = deliver_among(dovecot, user, 7, [2])
     mailer = RecordingMailer()
-    service = hang_up_poller(store, mailer, lambda: ImapMailbox(imap_config(dovecot, user)))
+    service = hang_up_poller(store, mailer, lambda: ImapMailbox(dovecot.imap_config(user)))
 
     report = service.poll_once()["helpdesk"]
     assert (report.processed, report.errors) == (7, 1)
@@ -374,7 +350,7 @@ def test_imap_a_message_dovecot_hung_up_on_is_handled_once_repaired_and_its_time
     assert (report.processed, report.errors, report.duplicates) == (1, 0, 0)
     assert laminator_calls(store) == 8
     assert len(mailer.sent) == 8
-    with ImapMailbox(imap_config(dovecot, user)) as box:
+    with ImapMailbox(dovecot.imap_config(user)) as box:
         assert list(box.list_keys()) == []
 
 
@@ -387,12 +363,12 @@ def test_imap_a_hang_up_ends_the_session_and_the_next_one_refuses_that_uid_at_on
     fetches the others; another user's mailbox does not inherit it."""
     user = dovecot.new_user()
     deliver_among(dovecot, user, 3, [2])
-    with ImapMailbox(imap_config(dovecot, user)) as box:
+    with ImapMailbox(dovecot.imap_config(user)) as box:
         keys = list(box.list_keys())
         with pytest.raises(MailboxError, match="hung up") as raised:
             box.fetch(keys[0])  # the batch holds 1 to 4: Dovecot hangs up at 2
         assert not isinstance(raised.value, MessageUnreadableError)
-    with ImapMailbox(imap_config(dovecot, user)) as box:
+    with ImapMailbox(dovecot.imap_config(user)) as box:
         keys = list(box.list_keys())
         assert keys == ["1", "2", "3", "4"]
         assert box.fetch("1") == new_call(1)
@@ -401,7 +377,7 @@ def test_imap_a_hang_up_ends_the_session_and_the_next_one_refuses_that_uid_at_on
         assert [box.fetch(key) for key in keys[2:]] == [new_call(3), new_call(4)]
     other = dovecot.new_user()
     deliver_among(dovecot, other, 3, [])
-    with ImapMailbox(imap_config(dovecot, other)) as box:
+    with ImapMailbox(dovecot.imap_config(other)) as box:
         list(box.list_keys())
         assert box.fetch("2") == new_call(2)
 
@@ -423,7 +399,7 @@ def test_imap_a_folder_renumbered_after_a_hang_up_does_not_inherit_it(dovecot: D
         key=delivery_order,
     )
     files[0].chmod(0)
-    with ImapMailbox(imap_config(dovecot, user, folder="Desk")) as box:
+    with ImapMailbox(dovecot.imap_config(user, folder="Desk")) as box:
         list(box.list_keys())
         with pytest.raises(MailboxError, match="hung up"):
             box.fetch("1")
@@ -434,7 +410,7 @@ def test_imap_a_folder_renumbered_after_a_hang_up_does_not_inherit_it(dovecot: D
     finally:
         client.logout()
     dovecot.append(user, new_call(3), folder="Desk")
-    with ImapMailbox(imap_config(dovecot, user, folder="Desk")) as box:
+    with ImapMailbox(dovecot.imap_config(user, folder="Desk")) as box:
         assert list(box.list_keys()) == ["1"]
         assert box.fetch("1") == new_call(3)
 
@@ -445,9 +421,9 @@ def test_pop3_messages_the_server_refuses_never_hold_up_the_good_ones_behind_the
     caplog.set_level(logging.INFO)
     user = dovecot.new_user()
     files = deliver(dovecot, user, [1, 2, 3])
-    with Pop3Mailbox(pop3_config(dovecot, user)) as box:
+    with Pop3Mailbox(dovecot.pop3_config(user)) as box:
         uidls = list(box.list_keys())
-    service = poller(store, MailProtocol.POP3, lambda: Pop3Mailbox(pop3_config(dovecot, user)))
+    service = poller(store, MailProtocol.POP3, lambda: Pop3Mailbox(dovecot.pop3_config(user)))
 
     for _ in range(2):
         caplog.clear()
@@ -457,7 +433,7 @@ def test_pop3_messages_the_server_refuses_never_hold_up_the_good_ones_behind_the
         assert laminator_calls(store) == MESSAGES - 3
         assert still_there(dovecot, user, files)
         assert warned_keys(caplog) == uidls[:3]
-    with Pop3Mailbox(pop3_config(dovecot, user)) as box:
+    with Pop3Mailbox(dovecot.pop3_config(user)) as box:
         assert list(box.list_keys()) == uidls[:3]
 
 
@@ -476,7 +452,7 @@ def test_imap_a_refused_message_a_person_marked_deleted_holds_up_no_session(
         client.uid("STORE", "1", "+FLAGS", r"(\Deleted)")
     finally:
         client.logout()
-    service = poller(store, MailProtocol.IMAP, lambda: ImapMailbox(imap_config(dovecot, user)))
+    service = poller(store, MailProtocol.IMAP, lambda: ImapMailbox(dovecot.imap_config(user)))
 
     report = service.poll_once()["helpdesk"]
     assert (report.processed, report.errors, report.expunged) == (MESSAGES - 1, 0, 0)
@@ -504,7 +480,7 @@ def test_imap_a_message_marked_deleted_dovecot_hangs_up_on_holds_up_no_session(
     finally:
         client.logout()
     mailer = RecordingMailer()
-    service = hang_up_poller(store, mailer, lambda: ImapMailbox(imap_config(dovecot, user)))
+    service = hang_up_poller(store, mailer, lambda: ImapMailbox(dovecot.imap_config(user)))
 
     report = service.poll_once()["helpdesk"]
     assert (report.processed, report.duplicates, report.expunged) == (MESSAGES - 1, 0, 0)
