@@ -167,6 +167,24 @@ def test_imap_refused_batch_hands_out_what_it_brought_and_asks_nothing_twice(
         assert [box.fetch(key) for key in keys[3:]] == [new_call(n) for n in range(4, 9)]
 
 
+def delivered_by_an_mda(dovecot: Dovecot, user: str) -> list[Path]:
+    """Calls 1-3 appended over IMAP, 4 to MESSAGES written into ``new/`` as an MDA writes
+    them (LF line ends, no size in the file name: Dovecot must read a file to give its
+    ``RFC822.SIZE``), 5 and 6 of them unreadable to Dovecot; returns those two files."""
+    for number in range(1, 4):
+        dovecot.append(user, new_call(number))
+    new = dovecot.root / "mail" / user / "Maildir" / "new"
+    unreadable = []
+    for number in range(4, MESSAGES + 1):
+        path = new / f"1796090000.M{number}P1.mda"
+        path.write_bytes(new_call(number).replace(b"\r\n", b"\n"))
+        shutil.chown(path, "nobody", "nogroup")
+        if number in (5, 6):
+            path.chmod(0)
+            unreadable.append(path)
+    return unreadable
+
+
 def test_imap_a_refused_message_whose_size_the_server_must_read_holds_up_nothing(
     dovecot: Dovecot, store: SqliteRepository, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -175,17 +193,7 @@ def test_imap_a_refused_message_whose_size_the_server_must_read_holds_up_nothing
     it again would make Dovecot hang up (a second FETCH of a message it failed to read)."""
     caplog.set_level(logging.INFO)
     user = dovecot.new_user(fetch_failure="no-after")
-    for number in range(1, 4):
-        dovecot.append(user, new_call(number))
-    new = dovecot.root / "mail" / user / "Maildir" / "new"
-    unreadable = []
-    for number in range(4, MESSAGES + 1):  # as an MDA writes them: LF line ends, no size
-        path = new / f"1796090000.M{number}P1.mda"
-        path.write_bytes(new_call(number).replace(b"\r\n", b"\n"))
-        shutil.chown(path, "nobody", "nogroup")
-        if number in (5, 6):
-            path.chmod(0)
-            unreadable.append(path)
+    unreadable = delivered_by_an_mda(dovecot, user)
     service = poller(store, MailProtocol.IMAP, lambda: ImapMailbox(dovecot.imap_config(user)))
 
     report = service.poll_once()["helpdesk"]
@@ -286,17 +294,7 @@ def test_imap_a_message_dovecot_hangs_up_on_when_its_size_is_asked_holds_up_noth
     the next sessions' size queries, batches and fetches."""
     caplog.set_level(logging.INFO)
     user = dovecot.new_user()
-    for number in range(1, 4):
-        dovecot.append(user, new_call(number))
-    new = dovecot.root / "mail" / user / "Maildir" / "new"
-    unreadable = []
-    for number in range(4, MESSAGES + 1):  # as an MDA writes them: LF line ends, no size
-        path = new / f"1796090000.M{number}P1.mda"
-        path.write_bytes(new_call(number).replace(b"\r\n", b"\n"))
-        shutil.chown(path, "nobody", "nogroup")
-        if number in (5, 6):
-            path.chmod(0)
-            unreadable.append(path)
+    unreadable = delivered_by_an_mda(dovecot, user)
     mailer = RecordingMailer()
     service = hang_up_poller(store, mailer, lambda: ImapMailbox(dovecot.imap_config(user)))
 
