@@ -25,6 +25,7 @@ from asm_email_rules.header_values import clean_text, decode_header_text
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 
 __all__ = [
+    "mailbox_key",
     "normalise_address",
     "parse_address",
     "parse_address_list",
@@ -58,6 +59,16 @@ def normalise_address(address: str) -> str:
     stores all compare ``normalise_address(a) == normalise_address(b)``.
     """
     return unicodedata.normalize("NFKC", address).strip().casefold()
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address is delivered to, for counting replies (the reply budget):
+    :func:`normalise_address` without a ``+tag`` sub-address (RFC 5233), so ``victim+1@x`` and
+    ``victim+2@x``, which land in one inbox, share one budget. Identity never uses this form."""
+    key = normalise_address(address)
+    local, at, domain = key.rpartition("@")
+    base = local.partition("+")[0]
+    return f"{base}@{domain}" if at and base else key
 
 
 def _split_addresses(value: str) -> Iterator[str]:

@@ -91,6 +91,43 @@ _EXTENSIONS = {
 }
 
 
+_DIRECTORY_SEPARATORS = re.compile(r"[\\/]")
+_RESERVED_FILE_STEMS = frozenset(
+    {"con", "prn", "aux", "nul", "conin$", "conout$"}
+    | {f"{device}{digit}" for device in ("com", "lpt") for digit in "0123456789\u00b9\u00b2\u00b3"}
+)
+"""Windows device names: a file called ``CON`` or ``aux.txt`` opens the device, not a file."""
+_MAX_FILENAME_BYTES = 255
+"""The longest file name (UTF-8 bytes) most file systems take."""
+
+
+def safe_filename(name: str) -> str:
+    """``name`` as one plain file name a host can store an object under, or "" for none.
+
+    Only the part after the last ``/`` or ``\\`` is kept (``../../etc/passwd`` is
+    ``passwd``); control characters and bidirectional overrides are removed (so
+    ``invoice<RLO>fdp.exe`` cannot show as ``invoiceexe.pdf``); trailing dots and spaces,
+    which Windows drops, go; ``.`` and ``..`` are no name; a Windows device name (``CON``,
+    ``aux.txt``) gets a ``_`` in front; a name over 255 UTF-8 bytes is cut before its
+    extension. One linear pass each.
+    """
+    base = _DIRECTORY_SEPARATORS.split(name)[-1]
+    base = "".join(ch for ch in visible_name(base) if ch.isprintable() or ch == " ")
+    base = base.strip().rstrip(". ")
+    if base in ("", ".", ".."):
+        return ""
+    if base.partition(".")[0].rstrip(" ").lower() in _RESERVED_FILE_STEMS:
+        base = "_" + base
+    encoded = base.encode("utf-8")
+    if len(encoded) > _MAX_FILENAME_BYTES:
+        stem, dot, extension = base.rpartition(".")
+        tail = f".{extension}" if dot and stem and len(extension.encode("utf-8")) <= 16 else ""
+        room = _MAX_FILENAME_BYTES - len(tail.encode("utf-8"))
+        head = (stem if tail else base).encode("utf-8")[:room]
+        base = head.decode("utf-8", "ignore").rstrip(". ") + tail
+    return base
+
+
 @attrs.frozen
 class HeaderFields:
     """The top-level header section, decoded: every field, and the ones the rules read.
@@ -450,7 +487,7 @@ class _Intake(MimeReader):
             )
         found: list[Attachment] = []
         for file in files:
-            name = file.filename or f"part-{self.part_count}.bin"
+            name = self.plain_filename(file.filename) or f"part-{self.part_count}.bin"
             if len(file.data) > limits.max_attachment_size:
                 self.drop_attachment(name, limits.max_attachment_size, len(file.data))
                 continue
@@ -591,6 +628,7 @@ class _Intake(MimeReader):
         if len(data) > limit:
             self.drop_attachment(filename or what, limit, len(data))
             return None
+        filename = self.plain_filename(filename)
         if not filename:
             filename = self.default_name(part, number, data)
         content_id = part.content_id
@@ -601,6 +639,19 @@ class _Intake(MimeReader):
             inline=disposition == "inline",
             content_id=content_id,
         )
+
+    def plain_filename(self, name: str) -> str:
+        """:func:`safe_filename` of an attachment's name, noted when it changes the name."""
+        if not name:
+            return ""
+        safe = safe_filename(name)
+        if safe != name:
+            self.note(
+                IntakeNoteKind.ATTACHMENT_RENAMED,
+                f"attachment {clean_text(name)[:120]!r} renamed {safe[:120]!r}: a file name "
+                "holds no directories, controls, bidi overrides or device names",
+            )
+        return safe
 
     def default_name(self, part: MimePart, number: int, data: bytes) -> str:
         """A filename for a part that has none: the subject of a forwarded mail, else part-N."""

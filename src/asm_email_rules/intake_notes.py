@@ -96,6 +96,9 @@ class IntakeNoteKind(enum.Enum):
     """An HTML-only body too long to convert whole: only its start became the text body."""
     ATTACHMENT_DROPPED = "attachment_dropped"
     """An attachment over the size limit was dropped (a limit violation is recorded too)."""
+    ATTACHMENT_RENAMED = "attachment_renamed"
+    """An attachment's name held directories, controls, bidi overrides or a device name, or
+    was too long: it was made one plain file name (``intake.safe_filename``)."""
 
 
 @attrs.frozen

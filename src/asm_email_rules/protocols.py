@@ -124,7 +124,10 @@ class Repository(Directory, Protocol):
         ...
 
     def replies_sent_since(self, address: str, since: datetime) -> int:
-        """How many replies went to ``address`` since ``since`` (for the reply budget)."""
+        """How many replies went to ``address`` since ``since`` (for the reply budget).
+
+        Addresses are counted by mailbox (``addresses.mailbox_key``): case-insensitive, and
+        ``victim+1@x`` and ``victim+2@x`` are one mailbox, so sub-addresses share a budget."""
         ...
 
     def is_token_used(self, token_id: str) -> bool:

@@ -1169,7 +1169,8 @@ def check_set_reply_status(repo: SeedableRepository) -> None:
 
 @_check
 def check_sent_messages(repo: SeedableRepository) -> None:
-    """record_sent feeds entity_for_message_id and replies_sent_since (window respected)."""
+    """record_sent feeds entity_for_message_id and replies_sent_since (window respected;
+    ``+tag`` sub-addresses count as their mailbox)."""
     call = EntityRef(EntityKind.CALL, 7)
     task = EntityRef(EntityKind.TASK, 8)
     with repo.transaction():
@@ -1177,6 +1178,7 @@ def check_sent_messages(repo: SeedableRepository) -> None:
         repo.record_sent("<asm.task-8.b@example.com>", task, "uma@example.com", _at(30))
         repo.record_sent("<asm.none.c@example.com>", None, "uma@example.com", _at(60))
         repo.record_sent("<asm.call-7.d@example.com>", call, "bob@example.com", _at(60))
+        repo.record_sent("<asm.none.e@example.com>", None, "Bob+Desk@example.com", _at(60))
     _equal(repo.entity_for_message_id("<asm.call-7.a@example.com>"), call, "call Message-ID")
     _equal(repo.entity_for_message_id("<asm.task-8.b@example.com>"), task, "task Message-ID")
     _equal(repo.entity_for_message_id("<asm.none.c@example.com>"), None, "Message-ID without ref")
@@ -1185,7 +1187,8 @@ def check_sent_messages(repo: SeedableRepository) -> None:
     _equal(repo.replies_sent_since("UMA@example.com", _at(30)), 2, "since 30 minutes (inclusive)")
     _equal(repo.replies_sent_since("uma@example.com", _at(31)), 1, "since 31 minutes")
     _equal(repo.replies_sent_since("uma@example.com", _at(61)), 0, "since after the last one")
-    _equal(repo.replies_sent_since("bob@example.com", _at(0)), 1, "replies to bob")
+    _equal(repo.replies_sent_since("bob@example.com", _at(0)), 2, "replies to bob, +tag too")
+    _equal(repo.replies_sent_since("bob+x@example.com", _at(0)), 2, "a +tag: bob's mailbox")
     _equal(repo.replies_sent_since("nobody@example.com", _at(-1)), 0, "replies to nobody")
 
 

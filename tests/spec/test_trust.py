@@ -136,6 +136,20 @@ def test_reply_storm_is_capped_per_sender_per_hour(desk: Desk) -> None:
     assert "reply budget" in desk.last.decision.reply_suppressed  # type: ignore[union-attr]
 
 
+def test_reply_budget_is_not_escaped_by_plus_tags_of_one_mailbox(desk: Desk) -> None:
+    """Spec: "If the email address is not recognized ... a return email is sent" to whoever
+    the From names. A forger writing victim+1@, victim+2@, ... must not get more than the
+    budget of replies into the victim's one mailbox (sub-addresses are delivered there)."""
+    budget = desk.system.reply_budget_per_hour
+    for index in range(budget + 5):
+        desk.mail(f"[APPROVE#500] try {index}", sender=f"victim+{index}@else.example")
+    assert len(desk.replies) == budget
+    assert "reply budget" in desk.last.decision.reply_suppressed  # type: ignore[union-attr]
+    # another mailbox of the domain keeps its own budget
+    desk.mail("[APPROVE#500] other", sender="victim2@else.example")
+    assert len(desk.replies) == budget + 1
+
+
 def test_old_mail_gets_no_reply_on_first_run(desk: Desk) -> None:
     desk.set(auto_reply=True)
     decision = desk.mail("[CALL#100]", headers=[("X-Test", "old")])

@@ -1070,3 +1070,58 @@ def test_huge_address_list_is_bounded() -> None:
     email = parse_message(mail("From: a@b.example", f"To: {to}"))
     assert len(email.to) == 1000
     assert kinds(email.notes) == [IntakeNoteKind.TOO_MANY_ADDRESSES]
+
+
+# ------------------------------------------------------------ hostile attachment names
+
+
+def _with_attachment(disposition: str) -> bytes:
+    return mail(
+        "From: uma@corp.example",
+        "Subject: logs",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/mixed; boundary="b"',
+        body=(
+            "--b\nContent-Type: text/plain\n\nsee the file\n"
+            f"--b\nContent-Type: application/octet-stream\nContent-Disposition: {disposition}\n"
+            "Content-Transfer-Encoding: base64\n\naGk=\n--b--\n"
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("disposition", "expected"),
+    [
+        ('attachment; filename="../../etc/passwd"', "passwd"),
+        ('attachment; filename="/etc/cron.d/job"', "job"),
+        ('attachment; filename="=?utf-8?q?..=2F..=2Fwww=2Findex.php?="', "index.php"),
+        (r'attachment; filename="..\\..\\Windows\\win.ini"', "win.ini"),
+        ("attachment; filename*=utf-8''invoice%E2%80%AEfdp.exe", "invoicefdp.exe"),
+        ('attachment; filename=".."', "part-2.bin"),
+        ('attachment; filename="CON"', "_CON"),
+        ('attachment; filename="aux.txt"', "_aux.txt"),
+        ('attachment; filename="report.pdf. . "', "report.pdf"),
+    ],
+)
+def test_an_attachment_name_cannot_leave_its_folder_or_hide_its_type(
+    disposition: str, expected: str
+) -> None:
+    """A host stores attachments as objects by name; the name we give it is one plain file
+    name: no directories, no ``..``, no bidi override showing ``exe`` as ``pdf``, no
+    reserved Windows device name. The change is noted."""
+    email = parse_message(_with_attachment(disposition))
+    assert [a.filename for a in email.attachments] == [expected]
+    assert IntakeNoteKind.ATTACHMENT_RENAMED in kinds(email.notes)
+
+
+def test_a_very_long_attachment_name_is_cut_and_keeps_its_extension() -> None:
+    email = parse_message(_with_attachment(f'attachment; filename="{"x" * 3000}.pdf"'))
+    (attachment,) = email.attachments
+    assert attachment.filename.endswith("x.pdf")
+    assert len(attachment.filename.encode("utf-8")) <= 255
+
+
+def test_an_ordinary_attachment_name_is_kept_as_written() -> None:
+    email = parse_message(_with_attachment('attachment; filename="Q3 report (final).pdf"'))
+    assert [a.filename for a in email.attachments] == ["Q3 report (final).pdf"]
+    assert IntakeNoteKind.ATTACHMENT_RENAMED not in kinds(email.notes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from asm_email_rules.addresses import mailbox_key
 from asm_email_rules.errors import RepositoryError
 from asm_email_rules.model import ReplyStatus, SummaryKind, TaskStatus
 from asm_email_rules.sender import normalise_address
@@ -23,6 +24,7 @@ __all__ = [
     "check_finish",
     "is_quarantine_record",
     "message_id_key",
+    "recipient_key",
     "short_description",
     "summary_kind",
     "to_utc",
@@ -50,6 +52,10 @@ def is_quarantine_record(message_id: str, decision_json: str) -> bool:
 
 address_key = normalise_address
 """The form addresses are compared in (the rules' own: NFKC, trimmed, case-folded)."""
+
+recipient_key = mailbox_key
+"""The form reply recipients are counted in for the reply budget: ``address_key`` without a
+``+tag``, so sub-addresses of one mailbox share its budget."""
 
 
 def message_id_key(message_id: str) -> str:

@@ -37,6 +37,7 @@ from asm_email_rules.adapters._repository import (
     address_key,
     check_finish,
     message_id_key,
+    recipient_key,
     short_description,
     summary_kind,
     to_utc,
@@ -711,7 +712,7 @@ class SqlRepository(abc.ABC):
         """How many replies went to ``address`` at or after ``since`` (for the reply budget)."""
         row = self._one(
             "SELECT COUNT(*) FROM sent_messages WHERE recipient_key = ? AND sent_at >= ?",
-            (address_key(address), self._ts(since)),
+            (recipient_key(address), self._ts(since)),
         )
         return int(row[0])
 
@@ -1184,7 +1185,7 @@ class SqlRepository(abc.ABC):
                 None if ref is None else ref.kind.value,
                 None if ref is None else ref.number,
                 to,
-                address_key(to),
+                recipient_key(to),
                 self._ts(now),
             ),
         )

@@ -24,6 +24,7 @@ from asm_email_rules.adapters._repository import (
     check_finish,
     is_quarantine_record,
     message_id_key,
+    recipient_key,
     short_description,
     summary_kind,
     to_utc,
@@ -326,7 +327,7 @@ class InMemoryRepository:
 
     def replies_sent_since(self, address: str, since: datetime) -> int:
         """How many replies went to ``address`` at or after ``since`` (for the reply budget)."""
-        wanted, start = address_key(address), to_utc(since)
+        wanted, start = recipient_key(address), to_utc(since)
         return sum(1 for s in self._sent.values() if s.recipient_key == wanted and s.at >= start)
 
     def is_token_used(self, token_id: str) -> bool:
@@ -736,7 +737,8 @@ class InMemoryRepository:
 
     def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:
         """Remember a Message-ID we sent (threading, reply budget); the same id replaces."""
-        self._set(self._sent, message_id_key(message_id), _Sent(ref, address_key(to), to_utc(now)))
+        sent = _Sent(ref, recipient_key(to), to_utc(now))
+        self._set(self._sent, message_id_key(message_id), sent)
 
     def use_token(self, token_id: str, now: datetime) -> None:
         """Spend an approval token; spending it again keeps the first time."""
