@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
@@ -97,6 +98,9 @@ _RESERVED_FILE_STEMS = frozenset(
     | {f"{device}{digit}" for device in ("com", "lpt") for digit in "0123456789\u00b9\u00b2\u00b3"}
 )
 """Windows device names: a file called ``CON`` or ``aux.txt`` opens the device, not a file."""
+_UNSEEN = frozenset({"Cc", "Cs", "Zl", "Zp"})
+"""Unicode categories a file name loses: controls, lone surrogates, line and paragraph
+separators. Spaces of every script (no-break, ideographic) and the joiners of emoji stay."""
 _MAX_FILENAME_BYTES = 255
 """The longest file name (UTF-8 bytes) most file systems take."""
 
@@ -106,13 +110,14 @@ def safe_filename(name: str) -> str:
 
     Only the part after the last ``/`` or ``\\`` is kept (``../../etc/passwd`` is
     ``passwd``); control characters and bidirectional overrides are removed (so
-    ``invoice<RLO>fdp.exe`` cannot show as ``invoiceexe.pdf``); trailing dots and spaces,
+    ``invoice<RLO>fdp.exe`` cannot show as ``invoiceexe.pdf``; no-break and ideographic
+    spaces and the joiners of emoji stay); trailing dots and spaces,
     which Windows drops, go; ``.`` and ``..`` are no name; a Windows device name (``CON``,
     ``aux.txt``) gets a ``_`` in front; a name over 255 UTF-8 bytes is cut before its
     extension. One linear pass each.
     """
     base = _DIRECTORY_SEPARATORS.split(name)[-1]
-    base = "".join(ch for ch in visible_name(base) if ch.isprintable() or ch == " ")
+    base = "".join(ch for ch in visible_name(base) if unicodedata.category(ch) not in _UNSEEN)
     base = base.strip().rstrip(". ")
     if base in ("", ".", ".."):
         return ""

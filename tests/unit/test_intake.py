@@ -1121,7 +1121,17 @@ def test_a_very_long_attachment_name_is_cut_and_keeps_its_extension() -> None:
     assert len(attachment.filename.encode("utf-8")) <= 255
 
 
-def test_an_ordinary_attachment_name_is_kept_as_written() -> None:
-    email = parse_message(_with_attachment('attachment; filename="Q3 report (final).pdf"'))
-    assert [a.filename for a in email.attachments] == ["Q3 report (final).pdf"]
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Q3 report (final).pdf",
+        "Rapport\u00a0final.docx",  # a no-break space, as French typing puts one
+        "会議\u3000資料.pdf",  # an ideographic space
+        "family \U0001f468\u200d\U0001f469\u200d\U0001f467.jpg",  # an emoji with its joiners
+    ],
+)
+def test_an_ordinary_attachment_name_is_kept_as_written(name: str) -> None:
+    word = _word("utf-8", "utf-8", name)
+    email = parse_message(_with_attachment(f'attachment; filename="{word}"'))
+    assert [a.filename for a in email.attachments] == [name]
     assert IntakeNoteKind.ATTACHMENT_RENAMED not in kinds(email.notes)
