@@ -112,12 +112,17 @@ class Classification:
     source counted once); ``reasons`` are their readable texts plus the verdict.
     ``auto_reply_suppressed`` is set by ``X-Auto-Response-Suppress: All/AutoReply/OOF``: a
     request not to auto-reply to the message, not a sign that the message is automatic.
+    ``receipt`` is True for a read or delivery receipt (an RFC 8098 MDN, a DSN whose
+    recipients were all delivered or relayed, Outlook's "Read:" notice sent as text): a
+    report about a message someone sent, which answers it and asks for nothing, so it never
+    logs a call (DESIGN 4 treats it as an auto-reply).
     """
 
     kind: MailKind
     reasons: tuple[str, ...]
     bounce: BounceInfo | None = None
     auto_reply_suppressed: bool = False
+    receipt: bool = False
     evidence: tuple[Signal, ...] = ()
     score: int = 0
 
@@ -160,6 +165,8 @@ _ORIGINAL_TYPES = (
     "message/global-headers",
 )
 _SUCCESS_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
+_RECEIPT_SOURCE = "report (receipt)"
+"""The source of the signals that say "a read or delivery receipt" (``Classification.receipt``)."""
 
 
 def _param(value: str, name: str) -> str | None:
@@ -857,7 +864,7 @@ def _structure_signals(
         if action in _SUCCESS_ACTIONS:
             signals.append(
                 Signal(
-                    "report",
+                    _RECEIPT_SOURCE,
                     MailKind.AUTO_GENERATED,
                     DEFINITIVE,
                     f"delivery-status report with Action: {action} (a success DSN)",
@@ -886,7 +893,7 @@ def _structure_signals(
     elif report_type == "disposition-notification" or types & set(_MDN_PARTS):
         signals.append(
             Signal(
-                "report",
+                _RECEIPT_SOURCE,
                 MailKind.AUTO_GENERATED,
                 DEFINITIVE,
                 "Content-Type: multipart/report; report-type=disposition-notification",
@@ -963,6 +970,28 @@ def _structure_signals(
 
 
 # --------------------------------------------------------------------------- text signals
+
+
+def _text_receipt_signals(email: InboundEmail, structure: Sequence[Signal]) -> list[Signal]:
+    """Outlook's read receipt sent as plain text: subject "Read: ..." (or its translation) and
+    a body saying the message "was read on" a date. Both must hold: a person's subject
+    starting "Read:" is not a receipt, nor a sentence about a message that was read."""
+    if any(s.source == _RECEIPT_SOURCE for s in structure):
+        return []
+    prefix = text.read_receipt_subject(email.subject)
+    if prefix is None:
+        return []
+    sentence = text.read_receipt_body(text.body_region(email.body))
+    if sentence is None:
+        return []
+    return [
+        Signal(
+            _RECEIPT_SOURCE,
+            MailKind.AUTO_GENERATED,
+            STRONG,
+            f"Subject {prefix!r} and body {sentence!r} (a read receipt sent as text)",
+        )
+    ]
 
 
 def _subject_signals(subject: str) -> list[Signal]:
@@ -1194,6 +1223,7 @@ def _classify(
     structure, report = _structure_signals(email, heads)
     signals = [
         *structure,
+        *_text_receipt_signals(email, structure),
         *_header_signals(heads, names, list_key),
         *_envelope_signals(email),
         *_sender_signals(email),
@@ -1218,12 +1248,19 @@ def _classify(
         reasons.append(suppress_reason)
     if not reasons:
         reasons.append("no sign of automatic mail")
+    receipt = kind is not MailKind.NORMAL and any(s.source == _RECEIPT_SOURCE for s in signals)
+    if receipt and kind is MailKind.BOUNCE:
+        # a report whose recipients were all delivered says so itself: "Delivery report" in
+        # the subject or "This is the mail system at host" in its text does not make it fail
+        kind = MailKind.AUTO_GENERATED
+        reasons.append("a delivery receipt (every recipient delivered or relayed), not a bounce")
     bounce = _bounce_info(email, heads, report, fatal_codes) if kind is MailKind.BOUNCE else None
     return Classification(
         kind=kind,
         reasons=tuple(reasons),
         bounce=bounce,
         auto_reply_suppressed=suppressed,
+        receipt=receipt,
         evidence=tuple(signals),
         score=score,
     )
