@@ -388,6 +388,12 @@ _LIST_LOCAL = re.compile(
     r"|^(?:majordomo|listserv|listproc|mailman|sympa|ezmlm|lyris)$"
 )
 _QUOTED_LOCAL = re.compile(r"\"[^\"@\r\n]{1,64}\"@")
+# The system mailbox of an Exchange organisation ("Microsoft Outlook"
+# <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@...>): it sends NDRs, recall reports and
+# other notices, in the recipient's language and sometimes as plain text; nobody writes from it.
+_EXCHANGE_SYSTEM_LOCAL = re.compile(r"^microsoftexchange[0-9a-f]{32}$")
+# A display name no person has: cron's "Cron Daemon" (Vixie cron, cronie).
+_ROBOT_NAME = re.compile(r"\bcron daemon\b", re.IGNORECASE)
 _LIST_DOMAIN = re.compile(r"^(?:lists?|listserv|mailman|groups)\.")
 # Quick tests that say "nothing to see" for most people's addresses and names.
 _LOCAL_HINT = re.compile(
@@ -402,11 +408,13 @@ _LOCAL_HINT = re.compile(
             _NOREPLY_LOCAL.pattern,
             _ROBOT_LOCAL.pattern,
             _LIST_LOCAL.pattern,
+            _EXCHANGE_SYSTEM_LOCAL.pattern,
         ]
     )
 )
 _NAME_HINT = re.compile(
-    "|".join(p.pattern for p in (_DAEMON_NAME, _POSTMASTER_NAME, _NOREPLY_NAME)), re.IGNORECASE
+    "|".join(p.pattern for p in (_DAEMON_NAME, _POSTMASTER_NAME, _NOREPLY_NAME, _ROBOT_NAME)),
+    re.IGNORECASE,
 )
 
 
@@ -471,6 +479,16 @@ def _sender_signals(email: InboundEmail) -> list[Signal]:
                 specific=False,
             )
         )
+    elif _EXCHANGE_SYSTEM_LOCAL.match(local):
+        signals.append(
+            Signal(
+                "sender",
+                MailKind.AUTO_GENERATED,
+                STRONG,
+                f"From: {shown} (an Exchange organisation's system mailbox)",
+                specific=False,
+            )
+        )
     elif _DELIVERY_SYSTEM.match(local):
         signals.append(
             Signal("sender", MailKind.BOUNCE, WEAK, f"From: {shown} (mail delivery system)")
@@ -488,6 +506,8 @@ def _sender_signals(email: InboundEmail) -> list[Signal]:
     robot = _robot_local(local) if local else None
     if robot is None and _NOREPLY_NAME.search(name[:200]):
         robot = "a no-reply name"
+    if robot is None and _ROBOT_NAME.search(name[:200]):
+        robot = "a robot's name"
     if robot is not None:
         signals.append(
             Signal(
@@ -996,9 +1016,21 @@ def _text_receipt_signals(email: InboundEmail, structure: Sequence[Signal]) -> l
 
 def _subject_signals(subject: str) -> list[Signal]:
     """Clues from the subject (one weak source; a forwarded subject gives none)."""
-    if not text.subject_may_signal(subject) or strip_prefixes(subject[: text.SUBJECT_WINDOW])[2]:
+    if strip_prefixes(subject[: text.SUBJECT_WINDOW])[2]:
         return []
     signals: list[Signal] = []
+    machine = text.machine_notice_subject(subject)
+    if machine is not None:
+        signals.append(
+            Signal(
+                "subject",
+                MailKind.AUTO_GENERATED,
+                WEAK,
+                f"Subject has {machine!r} (a cron job's or monitoring system's subject)",
+            )
+        )
+    if not text.subject_may_signal(subject):
+        return signals
     dmarc = text.dmarc_report_subject(subject)
     if dmarc is not None:
         signals.append(

@@ -1584,6 +1584,26 @@ def read_receipt_body(text: str) -> str | None:
     return match.group(0) if match is not None else None
 
 
+# Subjects that cron and monitoring systems write and people do not: cron's "Cron
+# <user@host> command", Nagios/Icinga's "** PROBLEM Service Alert: web01/HTTP is CRITICAL **",
+# Prometheus Alertmanager's "[FIRING:2] InstanceDown". Each starts with a literal, so the
+# search is linear.
+_MACHINE_NOTICE_SUBJECT = re.compile(
+    r"cron <[^\s<>@]{1,64}@[^\s<>]{1,255}>"
+    r"|\*\* ?(?:problem|recovery|acknowledgement|flappingstart|flappingstop|flappingdisabled|"
+    r"downtimestart|downtimeend|downtimecancelled|custom) (?:service|host) "
+    r"(?:alert|notification)\b"
+    r"|\[(?:firing|resolved)(?::[0-9]{1,6})?\]",
+    re.IGNORECASE,
+)
+
+
+def machine_notice_subject(subject: str) -> str | None:
+    """A cron job's or monitoring system's subject format in ``subject``, or None."""
+    match = _MACHINE_NOTICE_SUBJECT.search(subject[:SUBJECT_WINDOW])
+    return match.group(0) if match is not None else None
+
+
 # Every word any subject matcher above needs, for one quick "could anything match?" test.
 _SUBJECT_KEYWORDS = _Lazy(
     lambda: _alternation(
