@@ -112,12 +112,17 @@ class Classification:
     source counted once); ``reasons`` are their readable texts plus the verdict.
     ``auto_reply_suppressed`` is set by ``X-Auto-Response-Suppress: All/AutoReply/OOF``: a
     request not to auto-reply to the message, not a sign that the message is automatic.
+    ``receipt`` is True for a read or delivery receipt (an RFC 8098 MDN, a DSN whose
+    recipients were all delivered or relayed, Outlook's "Read:" notice sent as text): a
+    report about a message someone sent, which answers it and asks for nothing, so it never
+    logs a call (DESIGN 4 treats it as an auto-reply).
     """
 
     kind: MailKind
     reasons: tuple[str, ...]
     bounce: BounceInfo | None = None
     auto_reply_suppressed: bool = False
+    receipt: bool = False
     evidence: tuple[Signal, ...] = ()
     score: int = 0
 
@@ -160,6 +165,8 @@ _ORIGINAL_TYPES = (
     "message/global-headers",
 )
 _SUCCESS_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
+_RECEIPT_SOURCE = "report (receipt)"
+"""The source of the signals that say "a read or delivery receipt" (``Classification.receipt``)."""
 
 
 def _param(value: str, name: str) -> str | None:
@@ -381,6 +388,12 @@ _LIST_LOCAL = re.compile(
     r"|^(?:majordomo|listserv|listproc|mailman|sympa|ezmlm|lyris)$"
 )
 _QUOTED_LOCAL = re.compile(r"\"[^\"@\r\n]{1,64}\"@")
+# The system mailbox of an Exchange organisation ("Microsoft Outlook"
+# <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@...>): it sends NDRs, recall reports and
+# other notices, in the recipient's language and sometimes as plain text; nobody writes from it.
+_EXCHANGE_SYSTEM_LOCAL = re.compile(r"^microsoftexchange[0-9a-f]{32}$")
+# A display name no person has: cron's "Cron Daemon" (Vixie cron, cronie).
+_ROBOT_NAME = re.compile(r"\bcron daemon\b", re.IGNORECASE)
 _LIST_DOMAIN = re.compile(r"^(?:lists?|listserv|mailman|groups)\.")
 # Quick tests that say "nothing to see" for most people's addresses and names.
 _LOCAL_HINT = re.compile(
@@ -395,11 +408,13 @@ _LOCAL_HINT = re.compile(
             _NOREPLY_LOCAL.pattern,
             _ROBOT_LOCAL.pattern,
             _LIST_LOCAL.pattern,
+            _EXCHANGE_SYSTEM_LOCAL.pattern,
         ]
     )
 )
 _NAME_HINT = re.compile(
-    "|".join(p.pattern for p in (_DAEMON_NAME, _POSTMASTER_NAME, _NOREPLY_NAME)), re.IGNORECASE
+    "|".join(p.pattern for p in (_DAEMON_NAME, _POSTMASTER_NAME, _NOREPLY_NAME, _ROBOT_NAME)),
+    re.IGNORECASE,
 )
 
 
@@ -464,6 +479,16 @@ def _sender_signals(email: InboundEmail) -> list[Signal]:
                 specific=False,
             )
         )
+    elif _EXCHANGE_SYSTEM_LOCAL.match(local):
+        signals.append(
+            Signal(
+                "sender",
+                MailKind.AUTO_GENERATED,
+                STRONG,
+                f"From: {shown} (an Exchange organisation's system mailbox)",
+                specific=False,
+            )
+        )
     elif _DELIVERY_SYSTEM.match(local):
         signals.append(
             Signal("sender", MailKind.BOUNCE, WEAK, f"From: {shown} (mail delivery system)")
@@ -481,6 +506,8 @@ def _sender_signals(email: InboundEmail) -> list[Signal]:
     robot = _robot_local(local) if local else None
     if robot is None and _NOREPLY_NAME.search(name[:200]):
         robot = "a no-reply name"
+    if robot is None and _ROBOT_NAME.search(name[:200]):
+        robot = "a robot's name"
     if robot is not None:
         signals.append(
             Signal(
@@ -857,7 +884,7 @@ def _structure_signals(
         if action in _SUCCESS_ACTIONS:
             signals.append(
                 Signal(
-                    "report",
+                    _RECEIPT_SOURCE,
                     MailKind.AUTO_GENERATED,
                     DEFINITIVE,
                     f"delivery-status report with Action: {action} (a success DSN)",
@@ -886,7 +913,7 @@ def _structure_signals(
     elif report_type == "disposition-notification" or types & set(_MDN_PARTS):
         signals.append(
             Signal(
-                "report",
+                _RECEIPT_SOURCE,
                 MailKind.AUTO_GENERATED,
                 DEFINITIVE,
                 "Content-Type: multipart/report; report-type=disposition-notification",
@@ -965,11 +992,45 @@ def _structure_signals(
 # --------------------------------------------------------------------------- text signals
 
 
+def _text_receipt_signals(email: InboundEmail, structure: Sequence[Signal]) -> list[Signal]:
+    """Outlook's read receipt sent as plain text: subject "Read: ..." (or its translation) and
+    a body saying the message "was read on" a date. Both must hold: a person's subject
+    starting "Read:" is not a receipt, nor a sentence about a message that was read."""
+    if any(s.source == _RECEIPT_SOURCE for s in structure):
+        return []
+    prefix = text.read_receipt_subject(email.subject)
+    if prefix is None:
+        return []
+    sentence = text.read_receipt_body(text.body_region(email.body))
+    if sentence is None:
+        return []
+    return [
+        Signal(
+            _RECEIPT_SOURCE,
+            MailKind.AUTO_GENERATED,
+            STRONG,
+            f"Subject {prefix!r} and body {sentence!r} (a read receipt sent as text)",
+        )
+    ]
+
+
 def _subject_signals(subject: str) -> list[Signal]:
     """Clues from the subject (one weak source; a forwarded subject gives none)."""
-    if not text.subject_may_signal(subject) or strip_prefixes(subject[: text.SUBJECT_WINDOW])[2]:
+    if strip_prefixes(subject[: text.SUBJECT_WINDOW])[2]:
         return []
     signals: list[Signal] = []
+    machine = text.machine_notice_subject(subject)
+    if machine is not None:
+        signals.append(
+            Signal(
+                "subject",
+                MailKind.AUTO_GENERATED,
+                WEAK,
+                f"Subject has {machine!r} (a cron job's or monitoring system's subject)",
+            )
+        )
+    if not text.subject_may_signal(subject):
+        return signals
     dmarc = text.dmarc_report_subject(subject)
     if dmarc is not None:
         signals.append(
@@ -1194,6 +1255,7 @@ def _classify(
     structure, report = _structure_signals(email, heads)
     signals = [
         *structure,
+        *_text_receipt_signals(email, structure),
         *_header_signals(heads, names, list_key),
         *_envelope_signals(email),
         *_sender_signals(email),
@@ -1218,12 +1280,19 @@ def _classify(
         reasons.append(suppress_reason)
     if not reasons:
         reasons.append("no sign of automatic mail")
+    receipt = kind is not MailKind.NORMAL and any(s.source == _RECEIPT_SOURCE for s in signals)
+    if receipt and kind is MailKind.BOUNCE:
+        # a report whose recipients were all delivered says so itself: "Delivery report" in
+        # the subject or "This is the mail system at host" in its text does not make it fail
+        kind = MailKind.AUTO_GENERATED
+        reasons.append("a delivery receipt (every recipient delivered or relayed), not a bounce")
     bounce = _bounce_info(email, heads, report, fatal_codes) if kind is MailKind.BOUNCE else None
     return Classification(
         kind=kind,
         reasons=tuple(reasons),
         bounce=bounce,
         auto_reply_suppressed=suppressed,
+        receipt=receipt,
         evidence=tuple(signals),
         score=score,
     )

@@ -1549,6 +1549,61 @@ def report_subject(subject: str) -> str | None:
     return _search(_REPORT_SUBJECT, subject[:SUBJECT_WINDOW])
 
 
+# Read receipts that Outlook and Exchange send as text (not as an RFC 8098 MDN): the
+# subject is the original one after "Read:" in the sender's display language, and the body
+# says the message "was read on" a date (or was deleted without being read).
+_READ_SUBJECT = re.compile(
+    r"[ \t]{0,4}(read|not read|lu|non lu|gelesen|ungelesen|leído|leido|no leído|letto|"
+    r"non letto|gelezen|niet gelezen|läst|inte läst|lest|læst|luettu|lido|não lido|"
+    r"przeczytano|przeczytane|nieprzeczytane|přečteno|olvasott|okundu|прочитано|"
+    r"не прочитано|已读|已讀|未读|開封済み|읽음)[ \t]{0,2}[:：]",
+    re.IGNORECASE,
+)
+_READ_BODY = re.compile(
+    r"was read on|was deleted without being read|a été lu le|a été lu |"
+    r"a été supprimé sans avoir été lu|wurde am [^\n]{0,80}?gelesen|wurde gelesen|"
+    r"wurde ungelesen gelöscht|fue leído|fue leido|se eliminó sin leer|è stato letto|"
+    r"è stato eliminato senza essere letto|is gelezen op|is gelezen|lästes|blev läst|"
+    r"ble lest|blev læst|luettiin|foi lida|foi lido|została przeczytana|"
+    r"zostało przeczytane|byla přečtena|было прочитано|已于[^\n]{0,40}?阅读|已讀取|"
+    r"開封されました|읽었습니다",
+    re.IGNORECASE,
+)
+_RECEIPT_SCAN = 4096
+
+
+def read_receipt_subject(subject: str) -> str | None:
+    """The "Read:" prefix (or a translation) a text read receipt's subject starts with."""
+    match = _READ_SUBJECT.match(subject[:SUBJECT_WINDOW])
+    return match.group(1) if match is not None else None
+
+
+def read_receipt_body(text: str) -> str | None:
+    """The sentence of a text read receipt ("... was read on ...") in ``text``, or None."""
+    match = _READ_BODY.search(text[:_RECEIPT_SCAN])
+    return match.group(0) if match is not None else None
+
+
+# Subjects that cron and monitoring systems write and people do not: cron's "Cron
+# <user@host> command", Nagios/Icinga's "** PROBLEM Service Alert: web01/HTTP is CRITICAL **",
+# Prometheus Alertmanager's "[FIRING:2] InstanceDown". Each starts with a literal, so the
+# search is linear.
+_MACHINE_NOTICE_SUBJECT = re.compile(
+    r"cron <[^\s<>@]{1,64}@[^\s<>]{1,255}>"
+    r"|\*\* ?(?:problem|recovery|acknowledgement|flappingstart|flappingstop|flappingdisabled|"
+    r"downtimestart|downtimeend|downtimecancelled|custom) (?:service|host) "
+    r"(?:alert|notification)\b"
+    r"|\[(?:firing|resolved)(?::[0-9]{1,6})?\]",
+    re.IGNORECASE,
+)
+
+
+def machine_notice_subject(subject: str) -> str | None:
+    """A cron job's or monitoring system's subject format in ``subject``, or None."""
+    match = _MACHINE_NOTICE_SUBJECT.search(subject[:SUBJECT_WINDOW])
+    return match.group(0) if match is not None else None
+
+
 # Every word any subject matcher above needs, for one quick "could anything match?" test.
 _SUBJECT_KEYWORDS = _Lazy(
     lambda: _alternation(

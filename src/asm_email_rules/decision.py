@@ -78,6 +78,7 @@ class Facts:
     ``authenticated`` / ``token_ok`` are None when the mailbox does not require them (two
     From headers make ``authenticated`` False for the privileged commands, DESIGN 4).
     ``replies_to_us`` is True when the mail answers one of our messages (thread or marker).
+    ``receipt`` is True for a read or delivery receipt (:attr:`Classification.receipt`).
     ``analyst_role`` / ``user_role`` are the security roles the sender's record names (None
     when it names none or the store has no such role). ``notify_people`` / ``notify_groups``
     are the persons and groups a notification about the referenced call may go to (its
@@ -96,6 +97,7 @@ class Facts:
     now: datetime = attrs.field(validator=_aware_now)
     mail_kind: MailKind = MailKind.NORMAL
     mail_kind_reasons: tuple[str, ...] = ()
+    receipt: bool = False
     bounce_permanent: bool = False
     bounce_status_class: int | None = None
     bounce_summary: str = ""

@@ -214,6 +214,7 @@ def gather_facts(
         now=now,
         mail_kind=classification.kind,
         mail_kind_reasons=classification.reasons,
+        receipt=classification.receipt,
         bounce_permanent=classification.bounce is not None and classification.bounce.permanent,
         bounce_status_class=(
             classification.bounce.status_class if classification.bounce is not None else None

@@ -737,7 +737,7 @@ _AUTOMATIC = frozenset({MailKind.AUTO_REPLY, MailKind.AUTO_GENERATED})
 
 
 def _calls_allowed(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
-    if facts.mail_kind is MailKind.AUTO_REPLY:
+    if facts.mail_kind is MailKind.AUTO_REPLY or facts.receipt:
         return False
     return facts.mail_kind is not MailKind.AUTO_GENERATED or mailbox.calls_from_machine_mail
 
@@ -761,13 +761,15 @@ CONDITIONS: tuple[Condition, ...] = (
     ),
     Condition(
         "auto_reply",
-        "an out-of-office reply, autoresponder or challenge-response",
-        lambda facts, mailbox, system: facts.mail_kind is MailKind.AUTO_REPLY,
+        "an out-of-office reply, autoresponder or challenge-response, or a read or delivery "
+        "receipt (it answers a message and asks for nothing)",
+        lambda facts, mailbox, system: facts.mail_kind is MailKind.AUTO_REPLY or facts.receipt,
     ),
     Condition(
         "calls_allowed",
-        "the mail may log and update records: not an auto-reply, and not machine-generated "
-        "mail when the mailbox turns calls from it off (calls_from_machine_mail)",
+        "the mail may log and update records: not an auto-reply or a receipt, and not "
+        "machine-generated mail when the mailbox turns calls from it off "
+        "(calls_from_machine_mail)",
         _calls_allowed,
     ),
     Condition(
@@ -1076,7 +1078,7 @@ class _Context:
         if not self.system.email_at_update_via_email_in:
             return (), (), ()
         facts = self.facts
-        if facts.mail_kind is MailKind.AUTO_REPLY:
+        if facts.mail_kind is MailKind.AUTO_REPLY or facts.receipt:
             return (), (), ("an auto-reply notifies nobody",)
         people = {person.id: person for person in facts.notify_people}
         groups = {item.name: item for item in facts.notify_groups}
@@ -1611,6 +1613,8 @@ def _discard_reason(row: Row, facts: Facts, conditions: Mapping[str, object]) ->
     if row.outcome is not _O.DISCARD:
         return ""
     if row.why == "{kind}":
+        if facts.receipt:
+            return "read or delivery receipt"
         return _KIND_WHY.get(facts.mail_kind, facts.mail_kind.value)
     if row.id == "LOG-3" and not conditions["has_address"]:
         return "no usable sender address"

@@ -649,3 +649,63 @@ def test_adversarial_bodies_stay_fast() -> None:
         start = time.process_time()  # CPU time of this process: a loaded machine does not count
         classify(email)
         assert time.process_time() - start < 0.5, line[:20]
+
+
+# ------------------------------------------- robots known by who they are, without headers
+
+EXCHANGE_SYSTEM = (
+    "Microsoft Outlook <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@corp.example>"
+)
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("Unzustellbar: Angebot", "Ihre Nachricht konnte nicht zugestellt werden.\n550 5.1.1"),
+        ("Non remis : Devis", "Votre message n'a pas pu être remis.\n550 5.1.1 inconnu"),
+        ("Onbestelbaar: Offerte", "Uw bericht kan niet worden bezorgd.\n550 5.1.1 onbekend"),
+        ("Undeliverable: Quote", "Delivery has failed to these recipients or groups:\n"),
+    ],
+)
+def test_exchange_system_mailbox_text_ndr_is_a_bounce(subject: str, body: str) -> None:
+    """An Exchange NDR that lost its report structure on the way (plain text, the
+    recipient's language) still comes from the organisation's system mailbox, which no
+    person writes from: it was taken for a person, logged a call and was answered."""
+    assert kind_of(f"From: {EXCHANGE_SYSTEM}", f"Subject: {subject}", body=body) is (
+        MailKind.BOUNCE
+    )
+
+
+@pytest.mark.parametrize(
+    ("sender", "subject"),
+    [
+        ("Cron Daemon <backup@app01.corp.example>", "Cron <backup@app01> /opt/backup/run.sh"),
+        ("root@app01.corp.example (Cron Daemon)", "Cron <root@app01> test -x /usr/sbin/x"),
+        ("nagios@mon.corp.example", "** PROBLEM Service Alert: web01/HTTP is CRITICAL **"),
+        ("icinga@mon.corp.example", "** RECOVERY Host Alert: db02 is UP **"),
+        ("alertmanager@corp.example", "[FIRING:2] InstanceDown (node prod)"),
+    ],
+)
+def test_cron_and_monitoring_mail_without_headers_is_machine_mail(
+    sender: str, subject: str
+) -> None:
+    """Cron and Nagios/Icinga/Alertmanager send no Auto-Submitted; their robot address and
+    their subject format are two clues (before: one, so each got a "has been logged" reply)."""
+    assert kind_of(f"From: {sender}", f"Subject: {subject}", body="rsync: failed\n") is (
+        MailKind.AUTO_GENERATED
+    )
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Re: ** PROBLEM Service Alert: web01/HTTP is CRITICAL **",
+        "Cron <root@app01> keeps mailing me",
+        "[FIRING:1] alert in my inbox, what is it?",
+    ],
+)
+def test_a_person_quoting_a_monitoring_subject_is_a_person(subject: str) -> None:
+    """DESIGN 4: a subject alone never makes a message automatic."""
+    assert kind_of("From: Pat Example <pat@corp.example>", f"Subject: {subject}") is (
+        MailKind.NORMAL
+    )
