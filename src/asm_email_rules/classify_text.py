@@ -1170,6 +1170,12 @@ _CHALLENGE_ACTION = (
     "click on the link",
     "click the following link",
     "click here",
+    "clicking the link",
+    "clicking on the link",
+    "clicking the following link",
+    "clicking here",
+    "reply to this message to confirm",
+    "reply to this email to confirm",
 )
 _AUTO_REPLY_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("absence", _ABSENCE),

@@ -182,6 +182,12 @@ def test_no_reply_address_alone_is_not_enough() -> None:
             "Hello, I protect my mailbox with a spam protection system. To have your message"
             " delivered, please click the link below to verify that you are a human.",
         ),
+        # a challenge-response system answering a reply to us, in its own words
+        (
+            "Re: Call 100 has been updated [Please verify your email]",
+            "Please verify that you are a human by clicking the link below. Your message"
+            " will be delivered once you do.",
+        ),
         # a ticket system's own acknowledgement
         (
             "[Ticket#2025030410000021] AutoReply: Printer broken",
