@@ -606,12 +606,27 @@ _BULK_HEADERS = (
     "x-pm-message-id",
     "x-csa-complaints",
 )
+_NOTIFIER_HEADERS = (
+    "x-github-reason",
+    "x-gitlab-notificationreason",
+    "x-gitlab-project",
+    "x-bugzilla-reason",
+    "x-bugzilla-type",
+    "x-jira-fingerprint",
+    "x-servicenow-source",
+    "x-zendesk-from-account-id",
+)
+"""Headers that a ticket, issue or alert system writes into its own notifications (GitHub,
+GitLab, Bugzilla, Jira, ServiceNow, Zendesk), many of which carry no RFC 3834 mark: mail a
+system made, which answering could make a desk-to-desk loop. A person's mail never has them
+(a notification a person forwards has them in its attached copy, not at the top)."""
 _SIGNAL_HEADERS = frozenset(
     {
         *_AUTOREPLY_HEADERS,
         *_LIST_HEADERS,
         *_LOOP_HEADERS,
         *_BULK_HEADERS,
+        *_NOTIFIER_HEADERS,
         *("auto-submitted", "x-apple-action", "precedence", "sender", "x-mailer"),
         *("x-ms-exchange-generated-message-source", "x-ms-exchange-inbox-rules-loop"),
         *("x-ms-exchange-message-is-ndr", "x-failed-recipients", "x-cron-env"),
@@ -846,6 +861,17 @@ def _header_signals(
                 MailKind.BOUNCE,
                 STRONG,
                 f"X-Failed-Recipients: {failed[:120]}",
+            )
+        )
+    notifier = next((name for name in _NOTIFIER_HEADERS if name in heads), None)
+    if notifier is not None:
+        signals.append(
+            Signal(
+                "notifier header",
+                MailKind.AUTO_GENERATED,
+                STRONG,
+                f"{names[notifier]}: {heads[notifier][:120]} (a ticket, issue or alert "
+                "system's notification)",
             )
         )
     cron = heads.get("x-cron-env")

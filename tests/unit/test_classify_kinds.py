@@ -715,3 +715,60 @@ def test_a_person_quoting_a_monitoring_subject_is_a_person(subject: str) -> None
     assert kind_of("From: Pat Example <pat@corp.example>", f"Subject: {subject}") is (
         MailKind.NORMAL
     )
+
+
+@pytest.mark.parametrize(
+    ("header", "sender", "subject"),
+    [
+        (
+            "X-GitHub-Reason: subscribed",
+            "Octo Bot <notifications@github.example>",
+            "Re: [org/app] Login fails (#42)",
+        ),
+        ("X-GitLab-Project: app", "GitLab <gitlab@git.example>", "app | Pipeline failed for main"),
+        (
+            "X-Bugzilla-Reason: AssignedTo",
+            "bugzilla-daemon@bugs.example",
+            "[Bug 1234] Crash on save",
+        ),
+        (
+            "X-JIRA-FingerPrint: 8f1c2d",
+            "Jira <jira@corp.example>",
+            "[JIRA] (OPS-7) Disk almost full",
+        ),
+        (
+            "X-ServiceNow-Source: Notification",
+            "ServiceNow <instance@service-now.example>",
+            "Incident INC0012345 has been assigned to your group",
+        ),
+        (
+            "X-Zendesk-From-Account-Id: 1a2b3c",
+            "Vendor Support <support@vendor.example>",
+            "[Vendor] Re: Printer driver",
+        ),
+    ],
+)
+def test_notifications_of_ticket_issue_and_alert_systems_are_machine_mail(
+    header: str, sender: str, subject: str
+) -> None:
+    # Such notifications often carry no Auto-Submitted or Precedence: with one weak clue at
+    # most they were taken for a person's mail, logged as a call and answered ("has been
+    # logged"), which another desk's notification system answers in turn.
+    result = classify(
+        mail(f"From: {sender}", f"Subject: {subject}", header, body="A comment was added.\n")
+    )
+    assert result.kind is MailKind.AUTO_GENERATED
+    assert not result.may_auto_reply
+
+
+def test_a_notification_a_person_forwards_is_the_person_s() -> None:
+    # the system's header is in the attached copy, not at the top of the person's mail
+    inner = "X-ServiceNow-Source: Notification\nFrom: instance@service-now.example\n\nAssigned."
+    raw = mail(
+        "From: Uma User <uma@corp.example>",
+        "Subject: Fwd: Incident INC0012345 has been assigned to your group",
+        'Content-Type: multipart/mixed; boundary="b"',
+        body=f"--b\nContent-Type: text/plain\n\nWhy did this come to me?\n--b\n"
+        f"Content-Type: message/rfc822\n\n{inner}\n--b--\n",
+    )
+    assert classify(raw).kind is MailKind.NORMAL
