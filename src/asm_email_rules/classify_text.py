@@ -1593,13 +1593,14 @@ def read_receipt_body(text: str) -> str | None:
 # Subjects that cron and monitoring systems write and people do not: cron's "Cron
 # <user@host> command", Nagios/Icinga's "** PROBLEM Service Alert: web01/HTTP is CRITICAL **",
 # Prometheus Alertmanager's "[FIRING:2] InstanceDown". Each starts with a literal, so the
-# search is linear.
+# search is linear. Alertmanager's firing subject always carries its count; a bare
+# "[RESOLVED]" or "[Firing]" is how people tag their own subjects, so it is no clue.
 _MACHINE_NOTICE_SUBJECT = re.compile(
     r"cron <[^\s<>@]{1,64}@[^\s<>]{1,255}>"
     r"|\*\* ?(?:problem|recovery|acknowledgement|flappingstart|flappingstop|flappingdisabled|"
     r"downtimestart|downtimeend|downtimecancelled|custom) (?:service|host) "
     r"(?:alert|notification)\b"
-    r"|\[(?:firing|resolved)(?::[0-9]{1,6})?\]",
+    r"|\[firing:[0-9]{1,6}\]",
     re.IGNORECASE,
 )
 

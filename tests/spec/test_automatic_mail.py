@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from asm_email_rules.model import EntityKind, EntryKind
 from asm_email_rules.pipeline import explain, process
 from asm_email_rules.sample import ALICE, UMA
@@ -141,6 +143,31 @@ def test_person_asking_about_out_of_office_logs_a_call_and_gets_a_reply(desk: De
     )
     assert decision.mail_kind.value == "normal"
     assert decision.rule == "LOG-6"
+    assert decision.reply is not None
+
+
+@pytest.mark.parametrize("tag", ["[RESOLVED]", "[Resolved]", "[FIRING]"])
+def test_a_persons_status_tag_in_the_subject_is_not_a_monitoring_subject(
+    desk: Desk, tag: str
+) -> None:
+    """Spec: "If the messaging service picks up an incoming email but does not recognize the
+    email's subject line, ASM Core will log a call based on the details of that email."
+    People tag their own subjects "[RESOLVED]": counted as Alertmanager's subject, it joined
+    a leave note in the signature, so the mail was discarded as an auto-reply (no call, no
+    reply); "[CLOSE#n]" with it was refused as automatic mail."""
+    desk.set(auto_reply=True)
+    body = (
+        "Hi,\n\nThe printer on floor 3 jams again.\n\n"
+        "Note: I am out of the office from 1 December until 5 December.\n\nUma"
+    )
+    decision = desk.mail(f"{tag} printer on floor 3", body=body)
+    assert decision.mail_kind.value == "normal"
+    assert decision.rule == "LOG-6"
+    assert decision.reply is not None
+    decision = desk.mail(
+        f"{tag} [CLOSE#100]", body="Works now.\n\nThis email was sent automatically from my phone."
+    )
+    assert decision.action_kinds() == ("add_history", "close_call")
     assert decision.reply is not None
 
 
