@@ -251,20 +251,32 @@ def _attached_head(attachment: Attachment) -> str:
     return head[: end.start()] if end else head
 
 
+def _action_of(block: dict[str, str]) -> str:
+    """A DSN recipient block's action, lower case, without a trailing comment; a block that
+    has no Action field but a 5.x.x (4.x.x) Status is "failed" ("delayed")."""
+    action = block.get("action", "").strip().lower().split("(", 1)[0].strip()
+    if action:
+        return action
+    status = _STATUS.search(block.get("status", ""))
+    if status is None or status.group(1) == "2":
+        return ""
+    return "failed" if status.group(1) == "5" else "delayed"
+
+
 def parse_delivery_status(report: str) -> tuple[str | None, str | None, int | None, str]:
     """``(action, status, smtp_code, diagnostic)`` of the first failed recipient of a DSN body."""
     blocks = _fields(report)
     recipients = [b for b in blocks[1:] if "action" in b or "status" in b] or [
         b for b in blocks if "action" in b or "status" in b
     ]
-    chosen = next((b for b in recipients if b.get("action", "").lower() == "failed"), None)
+    chosen = next((b for b in recipients if _action_of(b) == "failed"), None)
     if chosen is None:
-        chosen = next((b for b in recipients if b.get("action", "").lower() == "delayed"), None)
+        chosen = next((b for b in recipients if _action_of(b) == "delayed"), None)
     if chosen is None and recipients:
         chosen = recipients[0]
     if chosen is None:
         return None, None, None, ""
-    action = chosen.get("action", "").strip().lower() or None
+    action = _action_of(chosen) or None
     diagnostic = chosen.get("diagnostic-code", "")
     kind, sep, rest = diagnostic.partition(";")
     diagnostic_text = rest.strip() if sep and len(kind) < 20 else diagnostic.strip()
@@ -272,6 +284,23 @@ def parse_delivery_status(report: str) -> tuple[str | None, str | None, int | No
     status_match = _STATUS.search(chosen.get("status", ""))
     status = status_match.group(0) if status_match else diag_status
     return action, status, code, diagnostic_text
+
+
+def _all_delivered(report: str) -> bool:
+    """Whether every recipient of a DSN body was delivered, relayed or expanded: an action of
+    :data:`_SUCCESS_ACTIONS` (a comment after it allowed) and no 4.x.x or 5.x.x status. A
+    report with one recipient delivered and one failed, or a failed one written without its
+    Action field, is a bounce, not a receipt."""
+    blocks = _fields(report)
+    recipients = [b for b in blocks[1:] if "action" in b or "status" in b] or [
+        b for b in blocks if "action" in b or "status" in b
+    ]
+    for block in recipients:
+        action = _action_of(block)
+        status = _STATUS.search(block.get("status", ""))
+        if action not in _SUCCESS_ACTIONS or (status is not None and status.group(0)[0] in "45"):
+            return False
+    return bool(recipients)
 
 
 def _bounce_info(
@@ -907,7 +936,7 @@ def _structure_signals(
         if dsn_part is not None:
             report = dsn_part.data[:_BODY_SCAN].decode("utf-8", "replace")
         action = parse_delivery_status(report)[0] if report is not None else None
-        if action in _SUCCESS_ACTIONS:
+        if action in _SUCCESS_ACTIONS and report is not None and _all_delivered(report):
             signals.append(
                 Signal(
                     _RECEIPT_SOURCE,

@@ -161,3 +161,30 @@ def test_a_person_whose_subject_starts_with_read_is_a_person(desk: Desk) -> None
     decision = desk.mail("Read: access to the finance share", body="I need read access.")
     assert decision.rule == "LOG-6"
     assert decision.reply is not None
+
+
+@pytest.mark.parametrize(
+    ("failed_fields", "discard_reason", "status_class"),
+    [
+        (("Action: failed (mailbox unknown)", "Status: 5.1.1"), "bounce: permanent", 5),
+        (("Status: 5.1.1",), "bounce: permanent", 5),
+        (("Action: Delayed", "Status: 4.4.1"), "bounce: delivery delayed", 4),
+    ],
+)
+def test_a_dsn_with_one_recipient_delivered_and_one_failed_is_a_bounce(
+    desk: Desk, failed_fields: tuple[str, ...], discard_reason: str, status_class: int
+) -> None:
+    """Spec: "ASM Core considers SMTP error numbers 501, 503, 550 and 553 to be permanent and
+    fatal errors." DESIGN 4: a DSN carrying them, or any 5.x.x, is a bounce. A receipt is a
+    DSN whose recipients were *all* delivered: one delivered recipient beside a failed one
+    whose Action has a comment, or that gives only its Status, was taken for a receipt."""
+    raw = DELIVERED_DSN.replace(
+        b"Status: 2.0.0\r\n",
+        b"Status: 2.0.0\r\n\r\nFinal-Recipient: rfc822; gone@corp.example\r\n"
+        + "".join(f"{field}\r\n" for field in failed_fields).encode(),
+    )
+    result = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
+    assert result.decision is not None
+    assert result.decision.discard_reason.startswith(discard_reason)
+    assert result.decision.status_class == status_class
+    assert desk.repo.get_call(103) is None
