@@ -1,9 +1,12 @@
 """Read and delivery receipts: reports about a message, never a call (DESIGN 4).
 
-Spec: "Once the polling service has processed an incoming email ... This is to prevent ASM
-Core from logging new calls from the same email." DESIGN 4: automatic mail never gets a
-reply; auto-replies never log a call, and one that answers a message of ours is added to
-that record's history as an automatic entry. A read receipt (RFC 8098 MDN, or Outlook's
+Beyond the spec: its only rule for such mail would be "If the messaging service picks up an
+incoming email but does not recognize the email's subject line, ASM Core will log a call";
+"Once the polling service has processed an incoming email ... This is to prevent ASM Core
+from logging new calls from the same email" is about one message read twice, not receipts.
+DESIGN 4 is the rule checked here: automatic mail never gets a reply; auto-replies never
+log a call, and one that answers a message of ours is added to that record's history as an
+automatic entry. A read receipt (RFC 8098 MDN, or Outlook's
 "Read:" notice sent as text) and a delivery receipt (a DSN whose recipients were all
 delivered) answer a message and ask for nothing: before this, each one logged a new call
 (and the text kind got a "has been logged" reply, whose own receipt logged the next call).
