@@ -132,13 +132,18 @@ def test_import_reads_the_csv_files_spreadsheets_write(
             "people.csv:4: ANA@Example.org is on line 2 already",
         ),
         ("id,email\n7,ana@example.org\n7,uli@example.org\n", "people.csv:3: id 7 is on line 2"),
+        # one line gives an id, the other does not: both may name the same person
+        (
+            "id,email,user\n7,ana@example.org,yes\n,ana@example.org,no\n",
+            "people.csv:3: ana@example.org is on line 2",
+        ),
         # an unquoted comma in a name shifts every field after it
         (
             "email,name,analyst\nana@example.org,Desk, Ana,yes\n",
             "people.csv:2: 4 fields, but the first line names 3 columns",
         ),
     ],
-    ids=["address-twice", "id-twice", "unquoted-comma"],
+    ids=["address-twice", "id-twice", "id-and-address", "unquoted-comma"],
 )
 def test_a_file_that_names_a_person_twice_or_shifts_fields_is_refused(
     desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, said: str
@@ -150,6 +155,23 @@ def test_a_file_that_names_a_person_twice_or_shifts_fields_is_refused(
     assert said in err
     with store(desk) as repo:
         assert list(repo.list_persons()) == []
+
+
+def test_people_sharing_an_address_import_with_their_ids(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # DESIGN 4 lets several people share one address (the lowest id wins); a file that gives
+    # each line its id, as a list of the store's people does, names two people, not one twice.
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(
+        "id,email,name,analyst\n3,desk@example.org,Desk Bot,yes\n4,DESK@example.org,Desk,no\n",
+        encoding="utf-8",
+    )
+    code, out, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 0, err
+    assert "2 added" in out
+    with store(desk) as repo:
+        assert [p.id for p in repo.persons_by_address("desk@example.org")] == [3, 4]
 
 
 def test_a_file_in_a_windows_code_page_names_the_line_and_the_fix(

@@ -316,7 +316,9 @@ def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
         )
     reader.fieldnames = header
     people: list[CsvPerson] = []
-    lines: dict[str, int] = {}  # an address's comparison form, "#id": the line that has it
+    ids: dict[int, int] = {}  # person id: the line that gives it
+    keyed: dict[str, int] = {}  # an address's comparison form: the first line with an id
+    unkeyed: dict[str, int] = {}  # an address's comparison form: the line without an id
     for row in reader:
         where = f"{source}:{reader.line_num}"
         extra = row.get(None)
@@ -336,17 +338,26 @@ def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
                 file=sys.stderr,
             )
         person = _csv_person(values, where, reader.line_num)
-        keys = [normalise_address(person.fields["email"])]
+        # An address on two lines is one person twice, unless both lines give ids: several
+        # people may share an address (the lowest id wins, DESIGN 4), and a file of the
+        # store's people, ids included, must import again.
+        address = normalise_address(person.fields["email"])
         if person.id is not None:
-            keys.append(f"#{person.id}")
-        for key in keys:
-            if key in lines:
-                what = f"id {person.id}" if key.startswith("#") else person.fields["email"]
-                raise UsageError(
-                    f"{where}: {what} is on line {lines[key]} already (one line per person: "
-                    "remove one of them)"
-                )
-            lines[key] = reader.line_num
+            earlier = ids.get(person.id) or unkeyed.get(address)
+            what = f"id {person.id}" if person.id in ids else person.fields["email"]
+        else:
+            earlier = unkeyed.get(address) or keyed.get(address)
+            what = person.fields["email"]
+        if earlier is not None:
+            raise UsageError(
+                f"{where}: {what} is on line {earlier} already (one line per person: "
+                "remove one of them, or give each line its person's id)"
+            )
+        if person.id is not None:
+            ids[person.id] = reader.line_num
+            keyed.setdefault(address, reader.line_num)
+        else:
+            unkeyed[address] = reader.line_num
         people.append(person)
     return people
 
