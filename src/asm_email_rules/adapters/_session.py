@@ -20,6 +20,13 @@ _SESSION_TROUBLE_RE = re.compile(
 )
 
 
+MAX_NUMBER_DIGITS = 20
+"""The most digits of a number a mail server sends that is read as one (RFC 9051's number64
+has 19; UIDs, message numbers and sizes fewer): a longer one is the server's nonsense, and
+Python refuses to convert one of over 4,300 digits (``ValueError``, which would escape the
+adapter instead of its MailboxError)."""
+
+
 def says_session_trouble(text: str) -> bool:
     """True when a server's refusal says, in words, that the session is in trouble rather
     than the message asked for: it throttles us or is unavailable, busy, over a limit
