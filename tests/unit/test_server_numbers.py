@@ -1,6 +1,9 @@
-"""A number a mail server sends that no UID, size or message number has (thousands of digits):
-the adapter's MailboxError (docs/transport.md: every failure of the server or the connection
-is one), never the ``ValueError`` Python raises converting a number of over 4,300 digits."""
+"""A hostile or broken mail server's answers, read by a scripted server on loopback.
+
+A number no UID, size or message number has (thousands of digits) is the adapter's
+MailboxError (docs/transport.md: every failure of the server or the connection is one),
+never the ``ValueError`` Python raises converting a number of over 4,300 digits. A refusal or
+hang-up with a megabyte of text is quoted short where it is kept or repeated per message."""
 
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ from contextlib import suppress
 
 import pytest
 
+from asm_email_rules.adapters import imap
 from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox, _untagged
 from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
-from asm_email_rules.errors import MailboxError
+from asm_email_rules.errors import MailboxError, MailboxHungUpError, MessageUnreadableError
 
 HUGE = b"9" * 5_000
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
@@ -162,3 +166,70 @@ def test_a_pop3_message_number_of_thousands_of_digits_is_a_mailbox_error(
             list(box.list_keys())
     finally:
         box.close()
+
+
+LONG_TEXT = b"x" * 1_000_000
+
+
+def test_a_megabyte_of_refusal_text_is_quoted_short_in_each_message_s_error(
+    serve: Callable[[bytes, Answer], int],
+) -> None:
+    """A tagged NO with a megabyte of text, refusing a batch of messages: each message's
+    MessageUnreadableError (logged once a message) quotes the server's words, not a copy of
+    the megabyte each."""
+    sizes = b"".join(b"* %d FETCH (UID %d RFC822.SIZE 20)\r\n" % (uid, uid) for uid in (1, 2, 3))
+    bare = b"".join(b"* %d FETCH (UID %d)\r\n" % (uid, uid) for uid in (1, 2, 3))
+
+    def answer(tag: bytes, rest: bytes) -> bytes:
+        if rest.upper().startswith(b"UID FETCH") and b"RFC822.SIZE" not in rest.upper():
+            return bare + tag + b" NO [SERVERBUG] " + LONG_TEXT + b"\r\n"
+        return _imap(b"1 2 3", sizes, b"")(tag, rest)
+
+    port = serve(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n", answer)
+    box = ImapMailbox(
+        ImapConfig(
+            host="127.0.0.1", port=port, security="plain", username="u", password="p", timeout=5
+        )
+    )
+    said: list[str] = []
+    try:
+        for key in list(box.list_keys()):
+            with pytest.raises(MessageUnreadableError) as caught:
+                box.fetch(key)
+            said.append(str(caught.value))
+    finally:
+        box.close()
+    assert len(said) == 3
+    assert all("[SERVERBUG] xxx" in text and len(text) < 1_000 for text in said), [
+        len(text) for text in said
+    ]
+
+
+def test_a_megabyte_of_hang_up_text_is_not_kept_for_the_folder(
+    serve: Callable[[bytes, Answer], int],
+) -> None:
+    """Dovecot's hang-up on a message it cannot read (``* BYE FETCH failed``), with a megabyte
+    of text: the UID is left out of the folder's sessions for an hour, with the server's
+    words quoted short (a server hanging up this way every session held a megabyte each)."""
+
+    def answer(tag: bytes, rest: bytes) -> bytes:
+        if rest.upper().startswith(b"UID FETCH"):
+            return b"* 1 FETCH (UID 1)\r\n* BYE FETCH failed " + LONG_TEXT + b"\r\n"
+        return _imap(b"1 2", b"", b"")(tag, rest)
+
+    port = serve(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n", answer)
+    box = ImapMailbox(
+        ImapConfig(
+            host="127.0.0.1", port=port, security="plain", username="u", password="p", timeout=5
+        )
+    )
+    try:
+        keys = list(box.list_keys())
+        with pytest.raises(MailboxHungUpError):
+            box.fetch(keys[0])
+        kept = imap._HUNG_UP_ON.current(("127.0.0.1", port, "u", "INBOX", "7"))
+    finally:
+        box.close()
+    assert list(kept) == ["1"]
+    assert "FETCH failed xxx" in kept["1"]
+    assert len(kept["1"]) < 1_000

@@ -34,6 +34,7 @@ from asm_email_rules.adapters._session import (
     ServerSession,
     error_text,
     says_session_trouble,
+    shown_text,
 )
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
@@ -628,7 +629,7 @@ class ImapMailbox(ServerSession):
         the next session), and the error returned, raised again by any later command but
         :meth:`close`. The session's deletions are kept: :meth:`close` sends them on a new
         connection."""
-        said = error_text(exc)
+        said = shown_text(error_text(exc))  # kept for the UID for HANG_UP_RETRY_SECONDS
         folder = self._folder_key()
         if folder is not None:
             _HUNG_UP_ON.note(folder, uid, said)
@@ -806,8 +807,9 @@ class ImapMailbox(ServerSession):
             raise MailboxError(f"{self._where()}: {action} failed: {error_text(exc)}") from exc
         if status == "OK":
             return list(data or ()), None
-        detail = _said(data)
-        if status != "NO" or not refuses_only_the_messages(detail):
+        said = _said(data)
+        detail = shown_text(said)  # kept for each message refused, and logged with each
+        if status != "NO" or not refuses_only_the_messages(said):
             raise MailboxError(f"{self._where()}: {action} refused: {status} {detail}")
         # imaplib leaves the data sent with a NO among its untagged responses
         return list(client.untagged_responses.pop("FETCH", None) or ()), detail
@@ -1203,8 +1205,9 @@ class ImapMailbox(ServerSession):
         status, _, rest = line[len(ahead.tag) + 1 :].partition(b" ")
         if status.upper() == b"OK":
             return None, bare
-        detail = rest.strip().decode("utf-8", "replace")
-        if status.upper() == b"NO" and refuses_only_the_messages(detail):
+        words = rest.strip().decode("utf-8", "replace")
+        detail = shown_text(words)
+        if status.upper() == b"NO" and refuses_only_the_messages(words):
             return detail, bare - self._fetched.keys()
         self._fetched.clear()
         answer = status.decode("ascii", "replace")
