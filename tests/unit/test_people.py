@@ -174,6 +174,33 @@ def test_people_sharing_an_address_import_with_their_ids(
         assert [p.id for p in repo.persons_by_address("desk@example.org")] == [3, 4]
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        # a double quote left open: the rest of the file is one field
+        ('email,name\nana@example.org,"Ana\n' + "uli@example.org,Uli\n" * 8_000, 2),
+        # a field longer than the csv module's limit (131,072 characters)
+        ('email,name\nana@example.org,"' + "x" * 200_000 + '"\n', 2),
+        # a first line of 200,000 characters
+        ("x" * 200_000 + ",email\nana@example.org,1\n", 1),
+    ],
+    ids=["open-quote", "long-field", "long-first-line"],
+)
+def test_a_field_too_long_for_a_csv_reader_is_refused_naming_the_line(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, line: int
+) -> None:
+    """The csv module refuses a field over its limit with csv.Error: a usage mistake named by
+    file and line (exit 2), not a traceback."""
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(text, encoding="utf-8")
+    code, _, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 2
+    assert f"{csv_file}:{line}: a field longer than" in err
+    assert "Traceback" not in err
+    with store(desk) as repo:
+        assert list(repo.list_persons()) == []
+
+
 def test_a_file_in_a_windows_code_page_names_the_line_and_the_fix(
     desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

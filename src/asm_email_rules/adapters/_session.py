@@ -20,6 +20,24 @@ _SESSION_TROUBLE_RE = re.compile(
 )
 
 
+MAX_NUMBER_DIGITS = 20
+"""The most digits of a number a mail server sends that is read as one (RFC 9051's number64
+has 19; UIDs, message numbers and sizes fewer): a longer one is the server's nonsense, and
+Python refuses to convert one of over 4,300 digits (``ValueError``, which would escape the
+adapter instead of its MailboxError)."""
+
+
+SHOWN_TEXT = 300
+"""The most characters of a server's own words (a refusal's, a hang-up's) an error quotes:
+what is kept per message or per UID, and logged with each, stays this long whatever the
+server sent (a line may be up to the adapter's ``max_line_bytes``, megabytes)."""
+
+
+def shown_text(text: str) -> str:
+    """``text``, a server's words, cut to :data:`SHOWN_TEXT` characters (``...`` marks a cut)."""
+    return text if len(text) <= SHOWN_TEXT else text[:SHOWN_TEXT] + "..."
+
+
 def says_session_trouble(text: str) -> bool:
     """True when a server's refusal says, in words, that the session is in trouble rather
     than the message asked for: it throttles us or is unavailable, busy, over a limit

@@ -29,7 +29,13 @@ from typing import Any, ClassVar, cast
 
 import attrs
 
-from asm_email_rules.adapters._session import ServerSession, error_text, says_session_trouble
+from asm_email_rules.adapters._session import (
+    MAX_NUMBER_DIGITS,
+    ServerSession,
+    error_text,
+    says_session_trouble,
+    shown_text,
+)
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, as_security
@@ -398,6 +404,8 @@ def _untagged(
     said = [line]
     body: bytes | None = None
     while (literal := _LITERAL_RE.search(line)) is not None:
+        if len(literal.group(1)) > MAX_NUMBER_DIGITS:
+            raise client.error(f"a literal of {len(literal.group(1))} digits announced")
         size = int(literal.group(1))
         if not keep:
             _skip_literal(client, size)
@@ -526,7 +534,8 @@ class ImapMailbox(ServerSession):
         self._settle()
         try:
             status, data = func()
-        except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
+        except (imaplib.IMAP4.error, OSError, UnicodeError, ValueError) as exc:
+            # ValueError: imaplib converts a literal's announced size with int()
             raise MailboxError(f"{self._where()}: {action} failed: {error_text(exc)}") from exc
         if status != "OK":
             detail = b" ".join(d for d in data or () if isinstance(d, bytes)).decode(
@@ -620,7 +629,7 @@ class ImapMailbox(ServerSession):
         the next session), and the error returned, raised again by any later command but
         :meth:`close`. The session's deletions are kept: :meth:`close` sends them on a new
         connection."""
-        said = error_text(exc)
+        said = shown_text(error_text(exc))  # kept for the UID for HANG_UP_RETRY_SECONDS
         folder = self._folder_key()
         if folder is not None:
             _HUNG_UP_ON.note(folder, uid, said)
@@ -788,7 +797,7 @@ class ImapMailbox(ServerSession):
         self._settle()
         try:
             status, data = client.uid("FETCH", uids, items)
-        except (imaplib.IMAP4.error, OSError, UnicodeError) as exc:
+        except (imaplib.IMAP4.error, OSError, UnicodeError, ValueError) as exc:
             if _hung_up(exc):
                 named, last_bare = _answered(client.untagged_responses.get("FETCH") or ())
                 bye = _last_said(client, "BYE")
@@ -798,8 +807,9 @@ class ImapMailbox(ServerSession):
             raise MailboxError(f"{self._where()}: {action} failed: {error_text(exc)}") from exc
         if status == "OK":
             return list(data or ()), None
-        detail = _said(data)
-        if status != "NO" or not refuses_only_the_messages(detail):
+        said = _said(data)
+        detail = shown_text(said)  # kept for each message refused, and logged with each
+        if status != "NO" or not refuses_only_the_messages(said):
             raise MailboxError(f"{self._where()}: {action} refused: {status} {detail}")
         # imaplib leaves the data sent with a NO among its untagged responses
         return list(client.untagged_responses.pop("FETCH", None) or ()), detail
@@ -850,7 +860,7 @@ class ImapMailbox(ServerSession):
                 if not isinstance(line, bytes):
                     continue
                 for match in _NUMBER_RE.finditer(line):
-                    uid = int(match.group())
+                    uid = self._number(match.group(), "UID SEARCH")
                     key = str(uid)
                     if key not in deleted and key not in skip:
                         yield uid
@@ -932,6 +942,15 @@ class ImapMailbox(ServerSession):
             raise self._refused(key)
         raise MessageGoneError(f"{self._where()}: no message with UID {key}")
 
+    def _number(self, digits: bytes, action: str) -> int:
+        """A number the server sent (a UID, a size); MailboxError for one of more than
+        :data:`~asm_email_rules.adapters._session.MAX_NUMBER_DIGITS` digits."""
+        if len(digits) > MAX_NUMBER_DIGITS:
+            raise MailboxError(
+                f"{self._where()}: {action}: the server sent a number of {len(digits)} digits"
+            )
+        return int(digits)
+
     def _refused(self, key: str) -> MessageUnreadableError:
         """The error for ``key``, a message the server refused to send."""
         said = self._unreadable.get(key, "")
@@ -985,7 +1004,7 @@ class ImapMailbox(ServerSession):
                 if uid not in asked:
                     continue
                 if size is not None:
-                    self._sizes[uid] = int(size.group(1))
+                    self._sizes[uid] = self._number(size.group(1), "UID FETCH sizes")
                 elif refusal is not None and _FETCH_RESPONSE_RE.match(head):
                     self._unreadable[uid] = refusal
         if refusal is not None:  # those not answered for are fetched alone (no size)
@@ -1186,8 +1205,9 @@ class ImapMailbox(ServerSession):
         status, _, rest = line[len(ahead.tag) + 1 :].partition(b" ")
         if status.upper() == b"OK":
             return None, bare
-        detail = rest.strip().decode("utf-8", "replace")
-        if status.upper() == b"NO" and refuses_only_the_messages(detail):
+        words = rest.strip().decode("utf-8", "replace")
+        detail = shown_text(words)
+        if status.upper() == b"NO" and refuses_only_the_messages(words):
             return detail, bare - self._fetched.keys()
         self._fetched.clear()
         answer = status.decode("ascii", "replace")
@@ -1293,7 +1313,8 @@ class ImapMailbox(ServerSession):
     def _search_uids(self, criterion: str) -> list[str]:
         data = self._uid(f"UID SEARCH {criterion}", "SEARCH", criterion)
         words = b" ".join(d for d in data if isinstance(d, bytes)).split()
-        return [str(uid) for uid in sorted(int(w) for w in words if w.isdigit())]
+        action = f"UID SEARCH {criterion}"
+        return [str(uid) for uid in sorted(self._number(w, action) for w in words if w.isdigit())]
 
     def deleted_keys(self) -> Iterator[str]:
         """UIDs marked ``\\Deleted`` and not expunged, oldest first, other than this session's

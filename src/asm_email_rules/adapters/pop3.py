@@ -19,7 +19,12 @@ from contextlib import suppress
 
 import attrs
 
-from asm_email_rules.adapters._session import ServerSession, error_text, says_session_trouble
+from asm_email_rules.adapters._session import (
+    MAX_NUMBER_DIGITS,
+    ServerSession,
+    error_text,
+    says_session_trouble,
+)
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import (
@@ -195,6 +200,12 @@ class Pop3Mailbox(ServerSession):
         for entry in listing:
             number, _, uidl = entry.decode("ascii", "replace").partition(" ")
             if number.isdigit() and uidl:
+                if len(number) > MAX_NUMBER_DIGITS:
+                    with suppress(OSError):
+                        client.close()
+                    raise MailboxError(
+                        f"{self._where()}: UIDL listed a message number of {len(number)} digits"
+                    )
                 numbers.setdefault(uidl.strip(), int(number))
         self._pop, self._numbers = client, numbers
         return client

@@ -288,10 +288,38 @@ def _delimiter(text: str) -> str:
     """The separator whose split of the header line names an ``email`` column (default ``,``)."""
     first = text.split("\n", 1)[0]
     for delimiter in _DELIMITERS:
-        names = next(csv.reader([first], delimiter=delimiter), [])
+        try:
+            names = next(csv.reader([first], delimiter=delimiter), [])
+        except csv.Error:  # a field over the csv module's limit: refused when read (_rows)
+            continue
         if "email" in (name.strip().lower() for name in names):
             return delimiter
     return ","
+
+
+def _csv_problem(exc: csv.Error, where: str) -> UsageError:
+    """The csv module's refusal of a line (a field over its ``field_size_limit``, most often
+    after a double quote left open) as a usage mistake naming ``where``."""
+    if "field limit" in str(exc):
+        return UsageError(
+            f"{where}: a field longer than {csv.field_size_limit():,} characters "
+            "(a double quote left open?)"
+        )
+    return UsageError(f"{where}: not CSV ({exc})")
+
+
+def _rows(reader: csv.DictReader[str], source: str) -> Iterator[dict[str | Any, str | Any]]:
+    """The lines of ``reader``; a line the csv module refuses is a UsageError naming the line
+    it starts on."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _csv_problem(exc, f"{source}:{start}") from None
+        yield row
 
 
 def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
@@ -302,7 +330,10 @@ def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
     naming both, as is a line with more fields than the header.
     """
     reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
-    header = [name.strip().lower() for name in reader.fieldnames or ()]
+    try:
+        header = [name.strip().lower() for name in reader.fieldnames or ()]
+    except csv.Error as exc:
+        raise _csv_problem(exc, f"{source}:1") from None
     if "email" not in header:
         raise UsageError(
             f"{source}: the first line must name the columns, with at least 'email' "
@@ -319,7 +350,7 @@ def parse_people_csv(text: str, source: str) -> list[CsvPerson]:
     ids: dict[int, int] = {}  # person id: the line that gives it
     keyed: dict[str, int] = {}  # an address's comparison form: the first line with an id
     unkeyed: dict[str, int] = {}  # an address's comparison form: the line without an id
-    for row in reader:
+    for row in _rows(reader, source):
         where = f"{source}:{reader.line_num}"
         extra = row.get(None)
         values = {k: (v or "") for k, v in row.items() if k is not None}
