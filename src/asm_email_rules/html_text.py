@@ -1,8 +1,9 @@
 """HTML mail body -> readable plain text, in one linear pass.
 
-Paragraphs and blocks become lines, ``<br>`` a line break, list items ``- `` lines, blockquotes
-``> `` lines, links ``text (url)``, each table row one line (its cells joined by spaces, whatever
-blocks they hold); script, style and title are dropped; entities are decoded.
+Paragraphs and blocks become lines, ``<br>`` a line break, list items ``- `` lines (``1. ``
+in a numbered list), blockquotes ``> `` lines, links ``text (url)``, each table row one line
+(its cells joined by spaces, whatever blocks they hold); script, style and title are dropped;
+entities are decoded.
 The tokenizer is our own (``html.parser`` on CPython 3.11 is quadratic on unclosed tags such as
 ``<a <a <a ...`` and raises on ``<![`` junk); entity decoding uses the stdlib ``html.unescape``.
 """
@@ -114,6 +115,7 @@ class _Writer:
         self.cur: list[str] = []
         self.quote = 0
         self.lists: list[str] = []
+        self.numbers: list[tuple[int, str]] = []  # per open list: next item number, its type
         self.pre = 0
         self.links: list[tuple[str, list[str]]] = []
         self.item = ""
@@ -259,6 +261,61 @@ def _attrs(text: str) -> dict[str, str]:
     return out
 
 
+def _number(value: str | None, default: int) -> int:
+    """An ``<ol start>`` or ``<li value>`` number; ``default`` when missing or not one."""
+    value = (value or "").strip()
+    if value[:1] == "-":
+        return -int(value[1:12]) if value[1:12].isdecimal() else default
+    return int(value[:12]) if value[:12].isdecimal() else default
+
+
+_ROMAN = (
+    (1000, "m"),
+    (900, "cm"),
+    (500, "d"),
+    (400, "cd"),
+    (100, "c"),
+    (90, "xc"),
+    (50, "l"),
+    (40, "xl"),
+    (10, "x"),
+    (9, "ix"),
+    (5, "v"),
+    (4, "iv"),
+    (1, "i"),
+)
+
+
+def _ordinal(number: int, kind: str) -> str:
+    """``number`` as ``<ol type>`` shows it: ``1``, ``a``/``A`` (letters) or ``i``/``I``
+    (roman numerals, up to 3999); decimal otherwise."""
+    if kind in ("a", "A") and 0 < number <= 26 * 27:
+        letters = ""
+        while number:
+            number, rest = divmod(number - 1, 26)
+            letters = chr(ord("a") + rest) + letters
+        return letters.upper() if kind == "A" else letters
+    if kind in ("i", "I") and 0 < number < 4000:
+        roman = ""
+        for value, digits in _ROMAN:
+            count, number = divmod(number, value)
+            roman += digits * count
+        return roman.upper() if kind == "I" else roman
+    return str(number)
+
+
+def _item_marker(w: _Writer, attr_text: str) -> str:
+    """``- `` for a bullet item; for an item of an ``<ol>``, its number as the reader sees
+    it (``3. ``; ``start``, ``type`` and ``<li value>`` honoured)."""
+    if not w.lists or w.lists[-1] != "ol":
+        return "- "
+    number, kind = w.numbers[-1]
+    if "value" in attr_text.lower():
+        number = _number(_attrs(attr_text).get("value"), number)
+    w.numbers[-1] = (number + 1, kind)
+    return f"{_ordinal(number, kind)}. "
+
+
 def _start(w: _Writer, name: str, attr_text: str) -> None:
     if name == "br":
         w.newline(force=True)
@@ -268,9 +325,11 @@ def _start(w: _Writer, name: str, attr_text: str) -> None:
     elif name in ("ul", "ol"):
         w.newline()
         w.lists.append(name)
+        attrs = _attrs(attr_text) if name == "ol" else {}
+        w.numbers.append((_number(attrs.get("start"), 1), attrs.get("type", "1")))
     elif name == "li":
         w.newline()
-        w.item = "  " * min(max(len(w.lists) - 1, 0), _MAX_INDENT) + "- "
+        w.item = "  " * min(max(len(w.lists) - 1, 0), _MAX_INDENT) + _item_marker(w, attr_text)
     elif name == "a":
         if w.links:
             _end(w, "a")  # HTML closes an open link when another starts
@@ -301,6 +360,7 @@ def _end(w: _Writer, name: str) -> None:
         w.newline()
         if w.lists:
             w.lists.pop()
+            w.numbers.pop()
         if not w.lists:
             w.blank()
     elif name == "a" and w.links:

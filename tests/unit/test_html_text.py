@@ -146,3 +146,19 @@ def test_hostile_markup_is_handled_quickly(unit: str) -> None:
 def test_deep_quotes_are_capped() -> None:
     text = html_to_text("<blockquote>" * 100 + "deep")
     assert text == "> " * 20 + "deep"
+
+
+def test_numbered_lists_keep_their_numbers() -> None:
+    """A person who numbers the steps they tried ("step 2 fails") sees 1., 2., 3. on screen;
+    every item used to become "- ", so the numbers they refer to were lost."""
+    html = (
+        "<p>Steps:</p><ol><li>Restart</li><li>Reinstall the driver"
+        '<ol type="a"><li>version 4.2</li><li>version 4.3</li></ol></li>'
+        "<li>Print a test page</li></ol><p>Step 2b fails.</p>"
+        '<ol start="7"><li>seven</li><li value="10">ten</li><li>eleven</li></ol>'
+        "<ul><li>bullet</li></ul>"
+    )
+    assert html_to_text(html) == (
+        "Steps:\n\n1. Restart\n2. Reinstall the driver\n  a. version 4.2\n  b. version 4.3\n"
+        "3. Print a test page\n\nStep 2b fails.\n\n7. seven\n10. ten\n11. eleven\n\n- bullet"
+    )
