@@ -2,7 +2,7 @@
 
 Paragraphs and blocks become lines, ``<br>`` a line break, list items ``- `` lines (``1. ``
 in a numbered list), blockquotes ``> `` lines, links ``text (url)``, each table row one line
-(its cells joined by spaces, whatever blocks they hold); script, style and title are dropped;
+(its cells joined by " | ", whatever blocks they hold); script, style and title are dropped;
 entities are decoded.
 The tokenizer is our own (``html.parser`` on CPython 3.11 is quadratic on unclosed tags such as
 ``<a <a <a ...`` and raises on ``<![`` junk); entity decoding uses the stdlib ``html.unescape``.
@@ -89,6 +89,11 @@ def _data_cell(lines: list[str]) -> bool:
     texts = [line for line in lines if line.strip("> ")]
     return len(texts) <= _DATA_CELL_LINES and sum(map(len, texts)) <= _DATA_CELL_CHARS
 
+
+# Cells of a row of data are joined by " | " (an empty cell before the last with text:
+# " |"; one that is first: "|"): with a space,
+# "HP LaserJet 4000" "Floor 3" read as one run of words, and an empty cell vanished, so a
+# value moved into the column before it.
 
 _MAX_TABLES = 8  # tables nested deeper are read as before rows were gathered (keeps it linear)
 
@@ -217,16 +222,20 @@ class _Writer:
 
     def end_row(self) -> None:
         """Write the open row: cells of data (each a few short lines, as Outlook's
-        ``<p class=MsoNormal>`` per cell) are joined on one line, their lines and cells by
-        spaces; a row with one cell of text, or with a cell of prose (a layout table: the
-        mail in one cell, a sidebar or a logo in another) keeps each cell's lines, one cell
-        after the other, so its paragraphs (and our marker line) stay lines."""
+        ``<p class=MsoNormal>`` per cell) are joined on one line, their lines by spaces and
+        the cells by " | "; a row with one cell of text, or with a cell of prose (a layout
+        table: the mail in one cell, a sidebar or a logo in another) keeps each cell's lines,
+        one cell after the other, so its paragraphs (and our marker line) stay lines."""
         if not self.tables or self.untracked_tables:
             self.newline()
             return
         self.close_cell()
         table = self.tables[-1]
-        cells = [lines for lines in table.cells if any(line.strip("> ") for line in lines)]
+        row = table.cells
+        filled = [
+            index for index, lines in enumerate(row) if any(line.strip("> ") for line in lines)
+        ]
+        cells = [row[index] for index in filled]
         table.cells = []
         self.newline()
         if len(cells) == 1 or not all(map(_data_cell, cells)):
@@ -239,8 +248,16 @@ class _Writer:
                 self.blank()
         elif cells:
             prefix = self.prefix()
-            words = (line.removeprefix(prefix).strip() for lines in cells for line in lines)
-            self.lines.append(prefix + " ".join(word for word in words if word.strip("> ")))
+            texts = [
+                " ".join(
+                    word
+                    for word in (line.removeprefix(prefix).strip() for line in lines)
+                    if word.strip("> ")
+                )
+                for lines in row[: filled[-1] + 1]  # empty cells before text keep their place
+            ]
+            joined = " |".join(f" {text}" if text else "" for text in texts)
+            self.lines.append(prefix + joined[1:])
 
     def close_tables(self) -> None:
         """At the end of the document: write what open tables hold."""
