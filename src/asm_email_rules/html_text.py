@@ -2,8 +2,8 @@
 
 Paragraphs and blocks become lines, ``<br>`` a line break, list items ``- `` lines (``1. ``
 in a numbered list), blockquotes ``> `` lines, links ``text (url)``, each table row one line
-(its cells joined by " | ", whatever blocks they hold); script, style and title are dropped;
-entities are decoded.
+(its cells joined by " | ", whatever blocks they hold); script, style and title are dropped,
+and so are elements that are not shown (``display:none``, ``hidden``); entities are decoded.
 The tokenizer is our own (``html.parser`` on CPython 3.11 is quadratic on unclosed tags such as
 ``<a <a <a ...`` and raises on ``<![`` junk); entity decoding uses the stdlib ``html.unescape``.
 """
@@ -405,18 +405,100 @@ def _end(w: _Writer, name: str) -> None:
         w.newline()
 
 
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+_DISPLAY_NONE = re.compile(r"display\s*:\s*none", re.IGNORECASE)
+_IMPLICIT_END = {
+    "p": _BLOCK | _PARAGRAPH,
+    "li": frozenset(["li"]),
+    "dt": frozenset(["dt", "dd"]),
+    "dd": frozenset(["dt", "dd"]),
+    "tr": frozenset(["tr"]),
+    "td": frozenset(["td", "th", "tr"]),
+    "th": frozenset(["td", "th", "tr"]),
+}
+"""Start tags that end an open element of the key's name (HTML's implied end tags)."""
+
+
+def _hidden(attr_text: str) -> bool:
+    """Whether a start tag's element is not shown: ``style="display:none"`` (a newsletter's
+    or a form's preheader) or the ``hidden`` attribute."""
+    lowered = attr_text.lower()
+    if "display" in lowered and _DISPLAY_NONE.search(attr_text):
+        return True
+    return "hidden" in lowered and "hidden" in _attrs(attr_text)
+
+
+class _Hidden:
+    """An open element that is not shown, and the elements opened inside it (by name, how
+    many are open), so its own end tag, or the end of an element around it, is told apart."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.inner: dict[str, int] = {}
+
+    def ends_at(self, closing: bool, name: str) -> bool:
+        """Whether this tag ends the hidden element (else it is counted)."""
+        if not closing:
+            if name in _IMPLICIT_END.get(self.name, frozenset()) and not self.inner:
+                return True
+            if name not in _VOID:
+                self.inner[name] = self.inner.get(name, 0) + 1
+            return False
+        open_inside = self.inner.get(name, 0)
+        if open_inside > 1:
+            self.inner[name] = open_inside - 1
+            return False
+        if open_inside == 1:
+            del self.inner[name]
+            return False
+        return True  # its own end tag, or the end of an element around it
+
+
 def html_to_text(html: str) -> str:
-    """Readable plain text of an HTML document or fragment (linear in its length)."""
+    """Readable plain text of an HTML document or fragment (linear in its length).
+
+    Elements that are not shown (``display:none``, ``hidden``) give no text; when one is
+    never closed, so that it would hide the rest of the document, the document is read
+    again with every element shown (twice the work at most: still linear)."""
+    w = _convert(html, hide=True)
+    if w is None:
+        w = _convert(html, hide=False)
+        assert w is not None
+    return _finish(w)
+
+
+def _convert(html: str, *, hide: bool) -> _Writer | None:
+    """The document read into a writer; ``None`` when (``hide``) a hidden element runs to
+    the end of it."""
     w = _Writer()
+    hidden: _Hidden | None = None
     i = 0
     n = len(html)
     next_gt = -1
     while i < n:
         lt = html.find("<", i)
         if lt < 0:
-            w.text(html[i:])
+            if hidden is None:
+                w.text(html[i:])
             break
-        if lt > i:
+        if lt > i and hidden is None:
             w.text(html[i:lt])
         if html.startswith("<!--", lt):
             end = html.find("-->", lt + 4)
@@ -427,29 +509,49 @@ def html_to_text(html: str) -> str:
         if next_gt < lt:
             next_gt = html.find(">", lt)
             if next_gt < 0:
-                w.text(html[lt:])
+                if hidden is None:
+                    w.text(html[lt:])
                 break
         match = _TAG.match(html, lt)
         if match is None:
             if html[lt + 1 : lt + 2] in ("!", "?"):
                 i = next_gt + 1  # doctype, CDATA opener, processing instruction
             else:
-                w.text("<")
+                if hidden is None:
+                    w.text("<")
                 i = lt + 1
             continue
         closing = match.group(1) == "/"
         name = match.group(2).lower()
         attr_text = html[match.end() : next_gt]
         i = next_gt + 1
-        if closing:
-            _end(w, name)
-        elif name in _RAW_END:
+        if not closing and name in _RAW_END:
             found = _RAW_END[name].search(html, i)
             if found is None:
                 break
             i = found.end()
+            continue
+        if hidden is not None:
+            if not hidden.ends_at(closing, name):
+                continue
+            own_end = closing and name == hidden.name
+            hidden = None
+            if own_end:
+                continue
+        if closing:
+            _end(w, name)
+        elif hide and _hidden(attr_text):
+            if name not in _VOID:
+                hidden = _Hidden(name)
         else:
             _start(w, name, attr_text)
+    if hidden is not None:
+        return None
+    return w
+
+
+def _finish(w: _Writer) -> str:
+    """The writer's lines as text: open tables written, blank lines trimmed at both ends."""
     w.close_tables()
     w.newline()
     while w.lines and not w.lines[-1].strip("> "):

@@ -180,3 +180,22 @@ def test_cells_of_a_data_row_stay_apart_and_keep_their_columns() -> None:
         "Printer model | HP LaserJet 4000\nLocation | Floor 3 East\n\n"
         "Serial | Status | Error\nSN 1001 | | E17 paper jam\n| SN 1002 | ok"
     )
+
+
+def test_hidden_preheaders_give_no_text_and_never_hide_what_is_shown() -> None:
+    """A web form's or a newsletter template's preheader (display:none) is not on the
+    screen, yet it became the first line of the call's description (and of its summary).
+    Hidden elements give no text; one closed by its parent's end, or by an implied end tag,
+    hides only itself; one never closed hides nothing (the rest would be lost)."""
+    preheader = (
+        '<span style="display:none !important; mso-hide:all; font-size:1px">Preview: your '
+        "request was received</span>"
+    )
+    assert html_to_text(f"<html><body>{preheader}<p>The scanner is offline.</p>") == (
+        "The scanner is offline."
+    )
+    assert html_to_text("<div hidden>x<div>y</div>z</div><p>Shown</p>") == "Shown"
+    html = '<div><span style="display: NONE">x<b>y</b></div><p>Tray <span>2</span> jams</p>'
+    assert html_to_text(html) == "Tray 2 jams"
+    assert html_to_text('<p style="display:none">x<p>Tray 2 jams') == "Tray 2 jams"
+    assert html_to_text('<div style="display:none">Tray 2 <p>jams') == "Tray 2\n\njams"
