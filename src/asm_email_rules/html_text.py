@@ -130,10 +130,12 @@ class _Writer:
     def prefix(self) -> str:
         return "> " * min(self.quote, _MAX_QUOTE)
 
-    def text(self, data: str) -> None:
+    def text(self, data: str, *, decoded: bool = False) -> None:
+        """Write text as the reader sees it; ``decoded``: its entities already decoded."""
         if not data:
             return
-        data = unescape(data)
+        if not decoded:
+            data = unescape(data)
         if self.tables and not self.untracked_tables:
             table = self.tables[-1]
             if table.saved is None and table.cells and not data.isspace():
@@ -336,6 +338,10 @@ def _item_marker(w: _Writer, attr_text: str) -> str:
 def _start(w: _Writer, name: str, attr_text: str) -> None:
     if name == "br":
         w.newline(force=True)
+    elif name == "img":
+        alt = _attrs(attr_text).get("alt", "").strip() if "alt" in attr_text.lower() else ""
+        if alt:  # as Gmail writes an image in its plain text
+            w.text(f"[image: {' '.join(alt.split())}]", decoded=True)
     elif name == "blockquote":
         w.paragraph()
         w.quote += 1

@@ -199,3 +199,18 @@ def test_hidden_preheaders_give_no_text_and_never_hide_what_is_shown() -> None:
     assert html_to_text(html) == "Tray 2 jams"
     assert html_to_text('<p style="display:none">x<p>Tray 2 jams') == "Tray 2 jams"
     assert html_to_text('<div style="display:none">Tray 2 <p>jams') == "Tray 2\n\njams"
+
+
+def test_images_are_shown_by_their_alt_text() -> None:
+    """A pasted screenshot or an image button says what it is in its alt text; it was
+    dropped, so "see the error in the screenshot" pointed at nothing and a linked image
+    left a bare URL. It is written as Gmail's plain text writes an image."""
+    html = (
+        '<p>The error:<br><img src="cid:image001.png@01D0" alt="Screenshot of &quot;E17&quot;'
+        '  dialog"></p><p><a href="https://portal.example/t?id=5&amp;v=2"><img src="b.png"'
+        ' alt="Open ticket"></a><img src="pixel.gif" alt="" width=1 height=1></p>'
+    )
+    assert html_to_text(html) == (
+        'The error:\n[image: Screenshot of "E17" dialog]\n\n'
+        "[image: Open ticket] (https://portal.example/t?id=5&v=2)"
+    )
