@@ -557,7 +557,10 @@ def _convert(html: str, *, hide: bool) -> _Writer | None:
 
 
 def _finish(w: _Writer) -> str:
-    """The writer's lines as text: open tables written, blank lines trimmed at both ends."""
+    """The writer's lines as text: open links and tables written, blank lines trimmed at
+    both ends."""
+    while w.links:
+        _end(w, "a")  # a link never closed still shows its URL
     w.close_tables()
     w.newline()
     while w.lines and not w.lines[-1].strip("> "):

@@ -214,3 +214,12 @@ def test_images_are_shown_by_their_alt_text() -> None:
         'The error:\n[image: Screenshot of "E17" dialog]\n\n'
         "[image: Open ticket] (https://portal.example/t?id=5&v=2)"
     )
+
+
+def test_a_link_never_closed_keeps_its_url() -> None:
+    """A link whose </a> is missing (a hand-made form, a cut mail) lost the URL the person
+    pasted: it is written at the end of the document, where the link ends."""
+    html = '<p>See <a href="https://kb.example/42?x=1&amp;y=2">the article'
+    assert html_to_text(html) == "See the article (https://kb.example/42?x=1&y=2)"
+    html = '<table><tr><td>Link</td><td><a href="https://kb.example/7">KB 7'
+    assert html_to_text(html) == "Link | KB 7 (https://kb.example/7)"
