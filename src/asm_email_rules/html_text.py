@@ -1,8 +1,9 @@
 """HTML mail body -> readable plain text, in one linear pass.
 
-Paragraphs and blocks become lines, ``<br>`` a line break, list items ``- `` lines, blockquotes
-``> `` lines, links ``text (url)``, each table row one line (its cells joined by spaces, whatever
-blocks they hold); script, style and title are dropped; entities are decoded.
+Paragraphs and blocks become lines, ``<br>`` a line break, list items ``- `` lines (``1. ``
+in a numbered list), blockquotes ``> `` lines, links ``text (url)``, each table row one line
+(its cells joined by " | ", whatever blocks they hold); script, style and title are dropped,
+and so are elements that are not shown (``display:none``, ``hidden``); entities are decoded.
 The tokenizer is our own (``html.parser`` on CPython 3.11 is quadratic on unclosed tags such as
 ``<a <a <a ...`` and raises on ``<![`` junk); entity decoding uses the stdlib ``html.unescape``.
 """
@@ -89,6 +90,11 @@ def _data_cell(lines: list[str]) -> bool:
     return len(texts) <= _DATA_CELL_LINES and sum(map(len, texts)) <= _DATA_CELL_CHARS
 
 
+# Cells of a row of data are joined by " | " (an empty cell before the last with text:
+# " |"; one that is first: "|"): with a space,
+# "HP LaserJet 4000" "Floor 3" read as one run of words, and an empty cell vanished, so a
+# value moved into the column before it.
+
 _MAX_TABLES = 8  # tables nested deeper are read as before rows were gathered (keeps it linear)
 
 
@@ -114,6 +120,7 @@ class _Writer:
         self.cur: list[str] = []
         self.quote = 0
         self.lists: list[str] = []
+        self.numbers: list[tuple[int, str]] = []  # per open list: next item number, its type
         self.pre = 0
         self.links: list[tuple[str, list[str]]] = []
         self.item = ""
@@ -123,10 +130,12 @@ class _Writer:
     def prefix(self) -> str:
         return "> " * min(self.quote, _MAX_QUOTE)
 
-    def text(self, data: str) -> None:
+    def text(self, data: str, *, decoded: bool = False) -> None:
+        """Write text as the reader sees it; ``decoded``: its entities already decoded."""
         if not data:
             return
-        data = unescape(data)
+        if not decoded:
+            data = unescape(data)
         if self.tables and not self.untracked_tables:
             table = self.tables[-1]
             if table.saved is None and table.cells and not data.isspace():
@@ -215,16 +224,20 @@ class _Writer:
 
     def end_row(self) -> None:
         """Write the open row: cells of data (each a few short lines, as Outlook's
-        ``<p class=MsoNormal>`` per cell) are joined on one line, their lines and cells by
-        spaces; a row with one cell of text, or with a cell of prose (a layout table: the
-        mail in one cell, a sidebar or a logo in another) keeps each cell's lines, one cell
-        after the other, so its paragraphs (and our marker line) stay lines."""
+        ``<p class=MsoNormal>`` per cell) are joined on one line, their lines by spaces and
+        the cells by " | "; a row with one cell of text, or with a cell of prose (a layout
+        table: the mail in one cell, a sidebar or a logo in another) keeps each cell's lines,
+        one cell after the other, so its paragraphs (and our marker line) stay lines."""
         if not self.tables or self.untracked_tables:
             self.newline()
             return
         self.close_cell()
         table = self.tables[-1]
-        cells = [lines for lines in table.cells if any(line.strip("> ") for line in lines)]
+        row = table.cells
+        filled = [
+            index for index, lines in enumerate(row) if any(line.strip("> ") for line in lines)
+        ]
+        cells = [row[index] for index in filled]
         table.cells = []
         self.newline()
         if len(cells) == 1 or not all(map(_data_cell, cells)):
@@ -237,8 +250,16 @@ class _Writer:
                 self.blank()
         elif cells:
             prefix = self.prefix()
-            words = (line.removeprefix(prefix).strip() for lines in cells for line in lines)
-            self.lines.append(prefix + " ".join(word for word in words if word.strip("> ")))
+            texts = [
+                " ".join(
+                    word
+                    for word in (line.removeprefix(prefix).strip() for line in lines)
+                    if word.strip("> ")
+                )
+                for lines in row[: filled[-1] + 1]  # empty cells before text keep their place
+            ]
+            joined = " |".join(f" {text}" if text else "" for text in texts)
+            self.lines.append(prefix + joined[1:])
 
     def close_tables(self) -> None:
         """At the end of the document: write what open tables hold."""
@@ -259,18 +280,79 @@ def _attrs(text: str) -> dict[str, str]:
     return out
 
 
+def _number(value: str | None, default: int) -> int:
+    """An ``<ol start>`` or ``<li value>`` number; ``default`` when missing or not one."""
+    value = (value or "").strip()
+    if value[:1] == "-":
+        return -int(value[1:12]) if value[1:12].isdecimal() else default
+    return int(value[:12]) if value[:12].isdecimal() else default
+
+
+_ROMAN = (
+    (1000, "m"),
+    (900, "cm"),
+    (500, "d"),
+    (400, "cd"),
+    (100, "c"),
+    (90, "xc"),
+    (50, "l"),
+    (40, "xl"),
+    (10, "x"),
+    (9, "ix"),
+    (5, "v"),
+    (4, "iv"),
+    (1, "i"),
+)
+
+
+def _ordinal(number: int, kind: str) -> str:
+    """``number`` as ``<ol type>`` shows it: ``1``, ``a``/``A`` (letters) or ``i``/``I``
+    (roman numerals, up to 3999); decimal otherwise."""
+    if kind in ("a", "A") and 0 < number <= 26 * 27:
+        letters = ""
+        while number:
+            number, rest = divmod(number - 1, 26)
+            letters = chr(ord("a") + rest) + letters
+        return letters.upper() if kind == "A" else letters
+    if kind in ("i", "I") and 0 < number < 4000:
+        roman = ""
+        for value, digits in _ROMAN:
+            count, number = divmod(number, value)
+            roman += digits * count
+        return roman.upper() if kind == "I" else roman
+    return str(number)
+
+
+def _item_marker(w: _Writer, attr_text: str) -> str:
+    """``- `` for a bullet item; for an item of an ``<ol>``, its number as the reader sees
+    it (``3. ``; ``start``, ``type`` and ``<li value>`` honoured)."""
+    if not w.lists or w.lists[-1] != "ol":
+        return "- "
+    number, kind = w.numbers[-1]
+    if "value" in attr_text.lower():
+        number = _number(_attrs(attr_text).get("value"), number)
+    w.numbers[-1] = (number + 1, kind)
+    return f"{_ordinal(number, kind)}. "
+
+
 def _start(w: _Writer, name: str, attr_text: str) -> None:
     if name == "br":
         w.newline(force=True)
+    elif name == "img":
+        alt = _attrs(attr_text).get("alt", "").strip() if "alt" in attr_text.lower() else ""
+        if alt:  # as Gmail writes an image in its plain text
+            w.text(f"[image: {' '.join(alt.split())}]", decoded=True)
     elif name == "blockquote":
         w.paragraph()
         w.quote += 1
     elif name in ("ul", "ol"):
         w.newline()
         w.lists.append(name)
+        attrs = _attrs(attr_text) if name == "ol" else {}
+        w.numbers.append((_number(attrs.get("start"), 1), attrs.get("type", "1")))
     elif name == "li":
         w.newline()
-        w.item = "  " * min(max(len(w.lists) - 1, 0), _MAX_INDENT) + "- "
+        w.item = "  " * min(max(len(w.lists) - 1, 0), _MAX_INDENT) + _item_marker(w, attr_text)
     elif name == "a":
         if w.links:
             _end(w, "a")  # HTML closes an open link when another starts
@@ -301,6 +383,7 @@ def _end(w: _Writer, name: str) -> None:
         w.newline()
         if w.lists:
             w.lists.pop()
+            w.numbers.pop()
         if not w.lists:
             w.blank()
     elif name == "a" and w.links:
@@ -328,18 +411,100 @@ def _end(w: _Writer, name: str) -> None:
         w.newline()
 
 
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+_DISPLAY_NONE = re.compile(r"display\s*:\s*none", re.IGNORECASE)
+_IMPLICIT_END = {
+    "p": _BLOCK | _PARAGRAPH,
+    "li": frozenset(["li"]),
+    "dt": frozenset(["dt", "dd"]),
+    "dd": frozenset(["dt", "dd"]),
+    "tr": frozenset(["tr"]),
+    "td": frozenset(["td", "th", "tr"]),
+    "th": frozenset(["td", "th", "tr"]),
+}
+"""Start tags that end an open element of the key's name (HTML's implied end tags)."""
+
+
+def _hidden(attr_text: str) -> bool:
+    """Whether a start tag's element is not shown: ``style="display:none"`` (a newsletter's
+    or a form's preheader) or the ``hidden`` attribute."""
+    lowered = attr_text.lower()
+    if "display" in lowered and _DISPLAY_NONE.search(attr_text):
+        return True
+    return "hidden" in lowered and "hidden" in _attrs(attr_text)
+
+
+class _Hidden:
+    """An open element that is not shown, and the elements opened inside it (by name, how
+    many are open), so its own end tag, or the end of an element around it, is told apart."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.inner: dict[str, int] = {}
+
+    def ends_at(self, closing: bool, name: str) -> bool:
+        """Whether this tag ends the hidden element (else it is counted)."""
+        if not closing:
+            if name in _IMPLICIT_END.get(self.name, frozenset()) and not self.inner:
+                return True
+            if name not in _VOID:
+                self.inner[name] = self.inner.get(name, 0) + 1
+            return False
+        open_inside = self.inner.get(name, 0)
+        if open_inside > 1:
+            self.inner[name] = open_inside - 1
+            return False
+        if open_inside == 1:
+            del self.inner[name]
+            return False
+        return True  # its own end tag, or the end of an element around it
+
+
 def html_to_text(html: str) -> str:
-    """Readable plain text of an HTML document or fragment (linear in its length)."""
+    """Readable plain text of an HTML document or fragment (linear in its length).
+
+    Elements that are not shown (``display:none``, ``hidden``) give no text; when one is
+    never closed, so that it would hide the rest of the document, the document is read
+    again with every element shown (twice the work at most: still linear)."""
+    w = _convert(html, hide=True)
+    if w is None:
+        w = _convert(html, hide=False)
+        assert w is not None
+    return _finish(w)
+
+
+def _convert(html: str, *, hide: bool) -> _Writer | None:
+    """The document read into a writer; ``None`` when (``hide``) a hidden element runs to
+    the end of it."""
     w = _Writer()
+    hidden: _Hidden | None = None
     i = 0
     n = len(html)
     next_gt = -1
     while i < n:
         lt = html.find("<", i)
         if lt < 0:
-            w.text(html[i:])
+            if hidden is None:
+                w.text(html[i:])
             break
-        if lt > i:
+        if lt > i and hidden is None:
             w.text(html[i:lt])
         if html.startswith("<!--", lt):
             end = html.find("-->", lt + 4)
@@ -350,29 +515,52 @@ def html_to_text(html: str) -> str:
         if next_gt < lt:
             next_gt = html.find(">", lt)
             if next_gt < 0:
-                w.text(html[lt:])
+                if hidden is None:
+                    w.text(html[lt:])
                 break
         match = _TAG.match(html, lt)
         if match is None:
             if html[lt + 1 : lt + 2] in ("!", "?"):
                 i = next_gt + 1  # doctype, CDATA opener, processing instruction
             else:
-                w.text("<")
+                if hidden is None:
+                    w.text("<")
                 i = lt + 1
             continue
         closing = match.group(1) == "/"
         name = match.group(2).lower()
         attr_text = html[match.end() : next_gt]
         i = next_gt + 1
-        if closing:
-            _end(w, name)
-        elif name in _RAW_END:
+        if not closing and name in _RAW_END:
             found = _RAW_END[name].search(html, i)
             if found is None:
                 break
             i = found.end()
+            continue
+        if hidden is not None:
+            if not hidden.ends_at(closing, name):
+                continue
+            own_end = closing and name == hidden.name
+            hidden = None
+            if own_end:
+                continue
+        if closing:
+            _end(w, name)
+        elif hide and _hidden(attr_text):
+            if name not in _VOID:
+                hidden = _Hidden(name)
         else:
             _start(w, name, attr_text)
+    if hidden is not None:
+        return None
+    return w
+
+
+def _finish(w: _Writer) -> str:
+    """The writer's lines as text: open links and tables written, blank lines trimmed at
+    both ends."""
+    while w.links:
+        _end(w, "a")  # a link never closed still shows its URL
     w.close_tables()
     w.newline()
     while w.lines and not w.lines[-1].strip("> "):

@@ -54,7 +54,7 @@ def test_pre_keeps_its_layout() -> None:
 
 def test_table_cells_are_separated() -> None:
     html = "<table><tr><td>Name</td><td>Jane</td></tr><tr><td>Id</td><td>7</td></tr></table>"
-    assert html_to_text(html) == "Name Jane\nId 7"
+    assert html_to_text(html) == "Name | Jane\nId | 7"
 
 
 # Field trial, fault 4: Outlook writes every cell as <p class=MsoNormal>; a row is one line.
@@ -68,7 +68,7 @@ def test_outlook_table_cells_of_a_row_share_a_line_whatever_blocks_they_hold() -
         "<p class=MsoNormal>Details:</p><table class=MsoTableGrid border=1>"
         f"{rows}</table><p class=MsoNormal>Thanks</p>"
     )
-    assert html_to_text(html) == "Details:\n\nAsset SCN-0042\nRoom 3.14\n\nThanks"
+    assert html_to_text(html) == "Details:\n\nAsset | SCN-0042\nRoom | 3.14\n\nThanks"
 
 
 def test_cells_join_their_lines_lists_and_breaks_with_spaces() -> None:
@@ -77,7 +77,7 @@ def test_cells_join_their_lines_lists_and_breaks_with_spaces() -> None:
         "<tr><td><p>1</p></td><td><p>fails</p><p>with E17<br>twice</p></td></tr>"
         "<tr><td>2</td><td><ul><li>ok</li><li>slow</li></ul></td></tr></table>"
     )
-    assert html_to_text(html) == "Step Result\n1 fails with E17 twice\n2 - ok - slow"
+    assert html_to_text(html) == "Step | Result\n1 | fails with E17 twice\n2 | - ok - slow"
 
 
 def test_a_layout_table_of_one_cell_keeps_its_paragraphs() -> None:
@@ -88,7 +88,7 @@ def test_a_layout_table_of_one_cell_keeps_its_paragraphs() -> None:
         "<table><tr><td width=20>&nbsp;</td><td><p>Hello,</p><p>the VPN fails.</p>"
         "<table><tr><td>Error</td><td>809</td></tr></table><p>Uma</p></td></tr></table>"
     )
-    assert html_to_text(html) == "Hello,\n\nthe VPN fails.\n\nError 809\n\nUma"
+    assert html_to_text(html) == "Hello,\n\nthe VPN fails.\n\nError | 809\n\nUma"
 
 
 def test_a_layout_table_with_a_sidebar_keeps_the_paragraphs_and_our_marker_lines() -> None:
@@ -108,9 +108,9 @@ def test_a_layout_table_with_a_sidebar_keeps_the_paragraphs_and_our_marker_lines
 
 
 def test_tables_without_closing_tags_and_inside_quotes() -> None:
-    assert html_to_text("<table><tr><td>a<p>b<td>c<tr><td>d") == "a b c\nd"
+    assert html_to_text("<table><tr><td>a<p>b<td>c<tr><td>d") == "a b | c\nd"
     html = "<blockquote><table><tr><td><p>a</p></td><td>b</td></tr></table></blockquote>"
-    assert html_to_text(html) == "> a b"
+    assert html_to_text(html) == "> a | b"
 
 
 def test_tables_nested_past_the_limit_still_give_all_their_text() -> None:
@@ -146,3 +146,80 @@ def test_hostile_markup_is_handled_quickly(unit: str) -> None:
 def test_deep_quotes_are_capped() -> None:
     text = html_to_text("<blockquote>" * 100 + "deep")
     assert text == "> " * 20 + "deep"
+
+
+def test_numbered_lists_keep_their_numbers() -> None:
+    """A person who numbers the steps they tried ("step 2 fails") sees 1., 2., 3. on screen;
+    every item used to become "- ", so the numbers they refer to were lost."""
+    html = (
+        "<p>Steps:</p><ol><li>Restart</li><li>Reinstall the driver"
+        '<ol type="a"><li>version 4.2</li><li>version 4.3</li></ol></li>'
+        "<li>Print a test page</li></ol><p>Step 2b fails.</p>"
+        '<ol start="7"><li>seven</li><li value="10">ten</li><li>eleven</li></ol>'
+        "<ul><li>bullet</li></ul>"
+    )
+    assert html_to_text(html) == (
+        "Steps:\n\n1. Restart\n2. Reinstall the driver\n  a. version 4.2\n  b. version 4.3\n"
+        "3. Print a test page\n\nStep 2b fails.\n\n7. seven\n10. ten\n11. eleven\n\n- bullet"
+    )
+
+
+def test_cells_of_a_data_row_stay_apart_and_keep_their_columns() -> None:
+    """A web form or a table of serials: with cells joined by a space, "HP LaserJet 4000"
+    and "Floor 3" ran together, and an empty Status cell vanished so the error code read as
+    the status. Cells are joined by " | "; an empty cell before the last with text keeps
+    its place."""
+    html = (
+        "<table><tr><td><b>Printer model</b></td><td>HP LaserJet 4000</td></tr>"
+        "<tr><td><b>Location</b></td><td>Floor 3 East</td></tr></table>"
+        "<table border=1><tr><th>Serial</th><th>Status</th><th>Error</th></tr>"
+        "<tr><td>SN 1001</td><td></td><td>E17 paper jam</td></tr>"
+        "<tr><td>&nbsp;</td><td>SN 1002</td><td>ok</td><td></td></tr></table>"
+    )
+    assert html_to_text(html) == (
+        "Printer model | HP LaserJet 4000\nLocation | Floor 3 East\n\n"
+        "Serial | Status | Error\nSN 1001 | | E17 paper jam\n| SN 1002 | ok"
+    )
+
+
+def test_hidden_preheaders_give_no_text_and_never_hide_what_is_shown() -> None:
+    """A web form's or a newsletter template's preheader (display:none) is not on the
+    screen, yet it became the first line of the call's description (and of its summary).
+    Hidden elements give no text; one closed by its parent's end, or by an implied end tag,
+    hides only itself; one never closed hides nothing (the rest would be lost)."""
+    preheader = (
+        '<span style="display:none !important; mso-hide:all; font-size:1px">Preview: your '
+        "request was received</span>"
+    )
+    assert html_to_text(f"<html><body>{preheader}<p>The scanner is offline.</p>") == (
+        "The scanner is offline."
+    )
+    assert html_to_text("<div hidden>x<div>y</div>z</div><p>Shown</p>") == "Shown"
+    html = '<div><span style="display: NONE">x<b>y</b></div><p>Tray <span>2</span> jams</p>'
+    assert html_to_text(html) == "Tray 2 jams"
+    assert html_to_text('<p style="display:none">x<p>Tray 2 jams') == "Tray 2 jams"
+    assert html_to_text('<div style="display:none">Tray 2 <p>jams') == "Tray 2\n\njams"
+
+
+def test_images_are_shown_by_their_alt_text() -> None:
+    """A pasted screenshot or an image button says what it is in its alt text; it was
+    dropped, so "see the error in the screenshot" pointed at nothing and a linked image
+    left a bare URL. It is written as Gmail's plain text writes an image."""
+    html = (
+        '<p>The error:<br><img src="cid:image001.png@01D0" alt="Screenshot of &quot;E17&quot;'
+        '  dialog"></p><p><a href="https://portal.example/t?id=5&amp;v=2"><img src="b.png"'
+        ' alt="Open ticket"></a><img src="pixel.gif" alt="" width=1 height=1></p>'
+    )
+    assert html_to_text(html) == (
+        'The error:\n[image: Screenshot of "E17" dialog]\n\n'
+        "[image: Open ticket] (https://portal.example/t?id=5&v=2)"
+    )
+
+
+def test_a_link_never_closed_keeps_its_url() -> None:
+    """A link whose </a> is missing (a hand-made form, a cut mail) lost the URL the person
+    pasted: it is written at the end of the document, where the link ends."""
+    html = '<p>See <a href="https://kb.example/42?x=1&amp;y=2">the article'
+    assert html_to_text(html) == "See the article (https://kb.example/42?x=1&y=2)"
+    html = '<table><tr><td>Link</td><td><a href="https://kb.example/7">KB 7'
+    assert html_to_text(html) == "Link | KB 7 (https://kb.example/7)"
