@@ -23,7 +23,7 @@ import attrs
 
 from asm_email_rules.connection import Security, SmtpConfig, check_envelope_sender
 from asm_email_rules.errors import ConfigError
-from asm_email_rules.replies import CATALOGUE
+from asm_email_rules.replies import override_key_problem
 from asm_email_rules.settings import (
     FATAL_SMTP_CODES,
     CallTemplate,
@@ -679,15 +679,9 @@ def _call_template(table: _Table) -> CallTemplate:
 def _reply_templates(table: _Table) -> dict[str, str]:
     templates: dict[str, str] = {}
     for name in list(table.data):
-        template_id, _, part = name.rpartition(".")
-        if template_id not in CATALOGUE or part not in ("subject", "body"):
-            close = difflib.get_close_matches(
-                name, [f"{t}.{p}" for t in CATALOGUE for p in ("subject", "body")], n=1
-            )
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise table.fail(
-                f'"{name}"', f"unknown reply template; keys are <id>.subject or <id>.body{hint}"
-            )
+        problem = override_key_problem(name)
+        if problem is not None:
+            raise table.fail(f'"{name}"', problem)
         templates[name] = table.string(name)
     table.finish()
     return templates

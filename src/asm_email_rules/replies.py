@@ -7,6 +7,7 @@ Defaults hold the spec's sentences exactly. A mailbox overrides any of them thro
 
 from __future__ import annotations
 
+import difflib
 import re
 import string
 from collections.abc import Mapping
@@ -147,6 +148,25 @@ CATALOGUE: Mapping[str, ReplyText] = {
         "DESIGN 4b: a recognised non-analyst gets one line saying summaries are for analysts",
     ),
 }
+
+OVERRIDE_KEYS: frozenset[str] = frozenset(
+    f"{template_id}.{part}" for template_id in CATALOGUE for part in ("subject", "body")
+)
+"""Every key ``MailboxSettings.reply_templates`` may hold: ``"<id>.subject"``, ``"<id>.body"``."""
+
+
+def override_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot override a reply text, with the nearest valid key; None when it can.
+
+    A key outside :data:`OVERRIDE_KEYS` would never be read, so the default wording would go
+    out without a word: settings and the configuration file refuse it with this text.
+    """
+    if key in OVERRIDE_KEYS:
+        return None
+    close = difflib.get_close_matches(key, sorted(OVERRIDE_KEYS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown reply template; keys are <id>.subject or <id>.body{hint}"
+
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _SPACES = re.compile(r"\s+")

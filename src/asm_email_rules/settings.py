@@ -14,6 +14,7 @@ from email.utils import formataddr
 import attrs
 
 from asm_email_rules.addresses import normalise_address
+from asm_email_rules.replies import override_key_problem
 
 FATAL_SMTP_CODES: tuple[int, ...] = (501, 503, 550, 553)
 """The SMTP codes the spec calls "permanent and fatal"."""
@@ -155,6 +156,12 @@ class MailboxSettings:
     <helpdesk@example.org>``). ``reply_subject`` places the record's bracket token (``[CALL#12]``)
     in a reply's subject: ``$subject`` is the reply's subject text, ``$token`` the token; the
     token is what lets an answer that lost its In-Reply-To still find its call.
+
+    ``reply_templates`` overrides reply and notification texts for this mailbox (another
+    language, the desk's own wording): keys ``"<id>.subject"`` or ``"<id>.body"`` with an id of
+    :data:`~asm_email_rules.replies.CATALOGUE`, values ``string.Template`` text (``$number``
+    and the other placeholders of that id). A key the catalogue lacks is a ValueError naming
+    the nearest valid key: it would never be read.
     """
 
     name: str = "default"
@@ -182,6 +189,10 @@ class MailboxSettings:
     def __attrs_post_init__(self) -> None:
         _check_types(self)
         _check_ranges(self, {"default_logging_analyst_id": _AT_LEAST_ONE})
+        for key in self.reply_templates:
+            problem = override_key_problem(key)
+            if problem is not None:
+                raise ValueError(f"MailboxSettings.reply_templates: {key!r}: {problem}")
 
     @property
     def reply_from(self) -> str:

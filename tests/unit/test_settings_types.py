@@ -60,7 +60,7 @@ def test_values_of_the_declared_types_are_kept() -> None:
         addresses=("helpdesk@desk.example",),
         default_logging_analyst_id=None,
         partition=None,
-        reply_templates={"ack.subject": "Thanks"},
+        reply_templates={"call_logged.subject": "Thanks"},
     )
     system = SystemSettings(lease_seconds=90, reply_retry_hours=1.5)  # an int is a number
     assert mailbox.addresses == ("helpdesk@desk.example",)
@@ -110,3 +110,22 @@ def test_settings_built_in_code_refuse_what_the_config_file_refuses(
     with an open call."""
     with pytest.raises(ValueError, match=re.escape(message)):
         build()
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("call_loged.subject", "call_logged.subject"),  # the id misspelt
+        ("call_updated.subjekt", "call_updated.subject"),  # the part misspelt
+        ("call_closed", "call_closed.body"),  # no part at all
+    ],
+)
+def test_a_reply_template_key_the_catalogue_lacks_is_refused(key: str, hint: str) -> None:
+    # The configuration file refused such a key, but settings built in code kept it and the
+    # override was never used: the desk went on answering in the default wording, unnoticed.
+    with pytest.raises(ValueError, match=r"^MailboxSettings\.reply_templates") as caught:
+        MailboxSettings(reply_templates={key: "Anruf $number"})
+    message = str(caught.value)
+    assert repr(key) in message
+    assert "<id>.subject or <id>.body" in message
+    assert f"did you mean {hint!r}?" in message
