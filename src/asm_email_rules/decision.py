@@ -204,6 +204,11 @@ class Outcome(enum.Enum):
 class Decision:
     """What to do with one message and why: a value, printable and JSON-able.
 
+    ``rule`` is the id of the table row that fired (``"CL-9"``; two joined by ``" > "`` when
+    an invalid number routes to the log-call table: :attr:`rules` splits them) and ``spec``
+    the sentence of the spec it implements, as docs/decision-tables.md, :meth:`explain` and
+    :meth:`to_dict` show it (the project's own rules marked "beyond the spec").
+
     ``reply`` goes to the sender; ``notifications`` are the other mails the decision sends
     (the email to a call's assigned analyst or group at Update via Email In), each complete.
     ``status_class`` is a bounce's RFC 3463 class (5 permanent, 4 delay), else None.

@@ -1585,7 +1585,7 @@ def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> De
     person = facts.sender.person
     return Decision(
         rule=" > ".join(item.id for item in fired[1:] or fired),
-        spec=row.spec,
+        spec=for_operators(row.spec),
         outcome=row.outcome,
         mail_kind=facts.mail_kind,
         command=facts.command,

@@ -357,3 +357,17 @@ def test_a_naive_now_is_refused_not_a_silent_end_of_the_reply_age_guard() -> Non
     naive = NOW.replace(tzinfo=None)
     with pytest.raises(TypeError, match="timezone-aware"):
         attrs.evolve(facts("[CLOSE#100]", call=OPEN_CALL), now=naive)
+
+
+def test_the_decision_value_cites_the_spec_as_the_tables_and_explain_do() -> None:
+    # A host that renders its own audit line reads decision.spec. A row beyond the spec
+    # (CL-7: a closed call gets a reply) was cited there as "DESIGN 4: ...", a document the
+    # host does not have, while explain(), to_dict() and docs/decision-tables.md say
+    # "beyond the spec".
+    closed = attrs.evolve(OPEN_CALL, status=CallStatus.CLOSED)
+    decision = decide(facts("[CLOSE#100]", call=closed), MAILBOX, SYSTEM)
+    assert decision.rule == "CL-7"
+    assert "(beyond the spec: a closed call gets a reply, no new call)" in decision.spec
+    assert "DESIGN" not in decision.spec
+    assert decision.spec == decision.to_dict()["spec"]
+    assert f"  spec: {decision.spec}\n" in decision.explain()
