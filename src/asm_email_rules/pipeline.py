@@ -114,6 +114,21 @@ def _send_notifications(
     return tuple(_send(entry, repository, mailer, system, now, owner)[0] for entry in entries)
 
 
+def _require_settings(where: str, order: str, mailbox: object, system: object) -> None:
+    """TypeError naming the argument when ``mailbox`` or ``system`` is not a settings value
+    (swapped arguments, ``None``): said at the call, not as an AttributeError deep inside."""
+    for name, value, kind in (
+        ("mailbox", mailbox, MailboxSettings),
+        ("system", system, SystemSettings),
+    ):
+        if not isinstance(value, kind):
+            got = "None" if value is None else type(value).__name__
+            raise TypeError(
+                f"{where}(): {name} must be a {kind.__name__}, got {got} (the arguments are "
+                f"{order})"
+            )
+
+
 def explain(
     raw: bytes,
     repository: Repository,
@@ -122,7 +137,9 @@ def explain(
     now: datetime,
 ) -> Decision:
     """Dry run: the decision for ``raw`` without writing or sending anything. TypeError for a
-    naive ``now`` (:func:`~asm_email_rules.decision.require_aware`)."""
+    naive ``now`` (:func:`~asm_email_rules.decision.require_aware`) or a ``mailbox`` or
+    ``system`` that is not a settings value."""
+    _require_settings("explain", "raw, repository, mailbox, system, now", mailbox, system)
     require_aware(now)
     email = parse_message(raw, limits=system.limits)
     return decide(gather_facts(email, repository, mailbox, system, now), mailbox, system)
@@ -142,7 +159,8 @@ def process(
     log_outcome: bool = True,
 ) -> ProcessResult:
     """Run one message through the whole flow. Raises MessageParseError for unusable bytes,
-    TypeError for a naive ``now`` (:func:`~asm_email_rules.decision.require_aware`).
+    TypeError for a naive ``now`` (:func:`~asm_email_rules.decision.require_aware`) or a
+    ``mailbox`` or ``system`` that is not a settings value.
 
     ``raw_sha256``, the hex SHA-256 of ``raw`` when the caller has it already, saves hashing
     it again (see :func:`~asm_email_rules.intake.parse_message`). A processed message is
@@ -155,6 +173,7 @@ def process(
     worker recorded between our ledger check and our commit comes back as a duplicate: the
     ledger's refusal rolled our writes back.
     """
+    _require_settings("process", "raw, repository, mailer, mailbox, system, now", mailbox, system)
     require_aware(now)
     email = parse_message(raw, limits=system.limits, raw_sha256=raw_sha256)
     message_id = email.message_id or ""

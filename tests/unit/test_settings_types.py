@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from asm_email_rules import MailboxSettings, SystemSettings, process
+from asm_email_rules import MailboxSettings, SystemSettings, explain, process
 from asm_email_rules.adapters.memory import InMemoryRepository
+from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.sample import sample_mailbox, seed_sample_desk
 from asm_email_rules.settings import CallTemplate, Limits
 
@@ -129,3 +130,27 @@ def test_a_reply_template_key_the_catalogue_lacks_is_refused(key: str, hint: str
     assert repr(key) in message
     assert "<id>.subject or <id>.body" in message
     assert f"did you mean {hint!r}?" in message
+
+
+RAW = b"From: uma@corp.example\r\nSubject: printer\r\nMessage-ID: <p-1@corp.example>\r\n\r\nhi\r\n"
+
+
+def test_process_with_its_settings_out_of_place_names_the_argument() -> None:
+    # mailer and mailbox swapped: it failed deep inside with "'RecordingMailer' object has no
+    # attribute 'name'", which says nothing about the call the host wrote.
+    repository = InMemoryRepository()
+    mailer: Any = RecordingMailer()
+    mailbox: Any = sample_mailbox()
+    with pytest.raises(TypeError) as caught:
+        process(RAW, repository, mailbox, mailer, SystemSettings(), NOW)
+    assert str(caught.value).startswith(
+        "process(): mailbox must be a MailboxSettings, got RecordingMailer"
+    )
+    assert repository.list_calls() == []
+
+
+def test_explain_without_system_settings_names_the_argument() -> None:
+    # system=None failed with "'NoneType' object has no attribute 'limits'".
+    nothing: Any = None
+    with pytest.raises(TypeError, match=r"^explain\(\): system must be a SystemSettings, got None"):
+        explain(RAW, InMemoryRepository(), sample_mailbox(), nothing, NOW)
