@@ -389,3 +389,14 @@ def test_record_notification_only_logs_and_the_library_sends_the_email() -> None
     doc = inspect.getdoc(Repository.record_notification) or ""
     assert "send nothing" in doc
     assert "Queue" not in doc
+
+
+def test_integrators_guide_lists_every_reply_template_id() -> None:
+    """A host translating the replies reads the ids and placeholders in docs/integrators.md
+    ("Reply texts in your own words"); an id added to the catalogue must be listed there."""
+    from asm_email_rules.replies import CATALOGUE
+
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("### Reply texts in your own words", 1)[1].split("\n### ", 1)[0]
+    listed = set(re.findall(r"`([a-z_]+)`", section.split("| id |", 1)[1].split("\n\n", 1)[0]))
+    assert set(CATALOGUE) <= listed
