@@ -3,8 +3,9 @@
 Run :func:`check_repository` with a factory of fresh repositories, or parametrise a test over
 :func:`repository_checks` so each check is its own test. Needs no pytest: a check raises
 ``AssertionError`` with a message that says what was expected and what came back. Every
-answer a check compares must also have the shapes the protocol promises (:func:`_shape_faults`):
-aware UTC times, and the tuples and frozensets the model declares.
+answer a check compares must also have the shapes the protocol promises: times aware with a
+UTC offset of zero, and the tuples and frozensets the model declares (a list of approvers or a
+set of rights fails, naming the field).
 """
 
 from __future__ import annotations
