@@ -85,8 +85,17 @@ from asm_email_rules.pipeline import (
     gather_facts,
     process,
 )
-from asm_email_rules.protocols import Directory, Mailbox, Mailer, Repository, SeedableRepository
+from asm_email_rules.protocols import (
+    Directory,
+    ExpungingMailbox,
+    LedgerRetention,
+    Mailbox,
+    Mailer,
+    Repository,
+    SeedableRepository,
+)
 from asm_email_rules.rules import decide
+from asm_email_rules.send import SendOutcome, SendResult
 from asm_email_rules.sender import SenderResolution, resolve_sender
 from asm_email_rules.settings import (
     CallTemplate,
@@ -124,11 +133,13 @@ __all__ = [
     "EntityKind",
     "EntityRef",
     "EntryKind",
+    "ExpungingMailbox",
     "Facts",
     "Group",
     "InboundEmail",
     "Lease",
     "LedgerEntry",
+    "LedgerRetention",
     "Limits",
     "LogCall",
     "LogEntry",
@@ -166,6 +177,8 @@ __all__ = [
     "SecurityRole",
     "SeedableRepository",
     "SendError",
+    "SendOutcome",
+    "SendResult",
     "SendSummary",
     "SenderResolution",
     "SetUserFlag",

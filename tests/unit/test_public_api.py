@@ -400,3 +400,25 @@ def test_integrators_guide_lists_every_reply_template_id() -> None:
     section = text.split("### Reply texts in your own words", 1)[1].split("\n### ", 1)[0]
     listed = set(re.findall(r"`([a-z_]+)`", section.split("| id |", 1)[1].split("\n\n", 1)[0]))
     assert set(CATALOGUE) <= listed
+
+
+def test_the_types_the_guide_names_for_hosts_are_exported() -> None:
+    """``ProcessResult.sent`` is a SendOutcome (its ``result`` a SendResult), and a host's
+    mailbox or store may implement the optional ExpungingMailbox and LedgerRetention that
+    docs/integrators.md and docs/storage.md name: a host imports them from the package."""
+    from asm_email_rules import ExpungingMailbox, LedgerRetention, SendOutcome, SendResult
+
+    for name in ("ExpungingMailbox", "LedgerRetention", "SendOutcome", "SendResult"):
+        assert name in asm_email_rules.__all__
+    mailer = RecordingMailer()
+    repository = InMemoryRepository()
+    seed_sample_desk(repository)
+    raw = (
+        f"From: {UMA.email}\r\nSubject: printer\r\nMessage-ID: <exp-1@corp.example>\r\n\r\nhi\r\n"
+    ).encode()
+    mailbox = sample_mailbox(auto_reply=True)
+    result = process(raw, repository, mailer, mailbox, SystemSettings(), NOW)
+    assert isinstance(result.sent, SendOutcome)
+    assert result.sent.result is SendResult.SENT
+    assert isinstance(repository, LedgerRetention)
+    assert not isinstance(mailer, ExpungingMailbox)
