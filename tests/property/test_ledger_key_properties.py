@@ -96,7 +96,7 @@ def test_any_bytes_give_a_key_and_without_a_field_it_is_the_raw_hash(raw: bytes)
     key = ledger_sha256(raw)
     assert len(key) == 64
     assert set(key) <= set("0123456789abcdef")
-    if b":" not in raw:  # no header field at all, so no trace field
+    if b":" not in raw and not raw.startswith(b"From "):  # no field nor mbox From line
         assert key == hashlib.sha256(raw).hexdigest()
 
 
@@ -140,3 +140,11 @@ def test_the_key_is_linear_in_the_size_of_the_header_and_body() -> None:
             timings.append(time.process_time() - start)
         assert timings[1] < 2.0, name
         assert timings[1] < max(timings[0], 0.01) * 24, (name, timings)
+
+
+def test_a_leading_mbox_from_line_is_left_out_but_an_obsolete_from_field_counts() -> None:
+    # procmail, Exim's pipe and Postfix's F flag write "From sender date" before the message
+    raw = message(HEADER, BODY)
+    assert ledger_sha256(b"From a@b  Mon Dec  1 09:07:00 2025\n" + raw) == ledger_sha256(raw)
+    obsolete = b"From  : a@b\r\n" + raw  # RFC 5322 obs-optional: blanks before the colon
+    assert ledger_sha256(obsolete) != ledger_sha256(raw)
