@@ -31,6 +31,7 @@ __all__ = [
     "MAX_HEADER_SCAN",
     "TRACE_FIELDS",
     "TRACE_PREFIXES",
+    "cut_kept",
     "find_ledger_entry",
     "is_trace_field",
     "ledger_key",
@@ -125,6 +126,21 @@ def ledger_sha256(raw: bytes) -> str:
     for start, end in _kept_spans(raw):
         digest.update(view[start:end])
     return digest.hexdigest()
+
+
+def cut_kept(raw: bytes, count: int) -> bytes:
+    """The shortest start of ``raw`` that holds ``count`` of the bytes :func:`ledger_sha256`
+    covers (all of ``raw`` when it holds fewer).
+
+    For a message cut to a bounded length: cut this way, the same message with other trace
+    fields (another relay, another delivery) keeps the same content and so the same ledger
+    key. Linear in ``len(raw)``."""
+    left = count
+    for start, end in _kept_spans(raw):
+        if end - start >= left:
+            return raw[: start + left]
+        left -= end - start
+    return raw
 
 
 def ledger_key(email: InboundEmail) -> tuple[str, str]:
