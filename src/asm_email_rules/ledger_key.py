@@ -7,17 +7,22 @@ while two different messages that reuse one Message-ID are both acted on."
 
 Two more fields are trace fields by their definition and are dropped too: ``Received-SPF``
 (RFC 7208 section 9.1) and ``X-Received`` (the trace line Gmail adds beside ``Received``). Only
-the top-level header section is looked at; a header of an attached message is content. Every
-other byte counts, in order, as received: line endings are not normalised.
+the top-level header section is looked at; a header of an attached message is content. A
+leading mbox ``From `` line (``From sender date``) is left out too: procmail, Exim's pipe
+transport (its default ``message_prefix``) and Postfix's pipe with the ``F`` flag write one,
+with the time of the delivery, so the same message handed over again would otherwise differ.
+Every other byte counts, in order, as received: line endings are not normalised.
 
 The header section is split once, line by line with ``bytes.find``, and the kept spans are fed
 to the hash through a ``memoryview``: linear in the size of the message, no copy of the body,
-no parse. A message without trace fields hashes to the SHA-256 of its raw bytes.
+no parse. A message without trace fields (nor ``From `` line) hashes to the SHA-256 of its raw
+bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 from asm_email_rules.model import InboundEmail, LedgerEntry
 from asm_email_rules.protocols import Repository
@@ -26,6 +31,7 @@ __all__ = [
     "MAX_HEADER_SCAN",
     "TRACE_FIELDS",
     "TRACE_PREFIXES",
+    "cut_kept",
     "find_ledger_entry",
     "is_trace_field",
     "ledger_key",
@@ -63,21 +69,25 @@ def is_trace_field(name: bytes) -> bool:
     return folded in TRACE_FIELDS or folded.startswith(TRACE_PREFIXES)
 
 
-def ledger_sha256(raw: bytes) -> str:
-    """The hex SHA-256 of ``raw`` without its trace header fields (each with its folded lines).
+def _is_from_line(raw: bytes) -> bool:
+    """True when ``raw`` starts with an mbox ``From `` line (``From sender date``), which a
+    delivery agent writes before the message (procmail, Exim's pipe ``message_prefix``, Postfix
+    pipe's ``F`` flag), not the obsolete ``From :`` field (blanks before the colon)."""
+    return raw.startswith(b"From ") and not raw[5 : 5 + _MAX_NAME].lstrip(b" \t").startswith(b":")
 
-    The header section ends at the first empty line (``\\n`` or ``\\r\\n``); without one, the
-    whole message is header. A line that is not a field (no colon, an mbox ``From`` line) is
-    kept, and so is everything after the first :data:`MAX_HEADER_SCAN` bytes. Never raises for
-    ``bytes``; linear in ``len(raw)``.
-    """
-    digest = hashlib.sha256()
-    view = memoryview(raw)
+
+def _kept_spans(raw: bytes) -> Iterator[tuple[int, int]]:
+    """The ``(start, end)`` spans of ``raw`` that the ledger hash covers, in order: all but a
+    leading mbox ``From `` line and the top-level trace fields (each with its folded lines)
+    found in the first :data:`MAX_HEADER_SCAN` bytes. Linear in ``len(raw)``."""
     size = len(raw)
     scan_end = min(size, MAX_HEADER_SCAN)
-    keep_from = 0  # start of the span of kept bytes not yet hashed
-    skipping = False  # inside a trace field (its first line or a folded one)
     pos = 0
+    if _is_from_line(raw):
+        newline = raw.find(b"\n", 0, scan_end)
+        pos = scan_end if newline < 0 else newline + 1
+    keep_from = pos  # start of the span of kept bytes not yet given
+    skipping = False  # inside a trace field (its first line or a folded one)
     while pos < scan_end:
         newline = raw.find(b"\n", pos)
         line_end = size if newline < 0 else newline + 1
@@ -88,7 +98,8 @@ def ledger_sha256(raw: bytes) -> str:
             colon = raw.find(b":", pos, min(line_end, pos + _MAX_NAME + 1))
             trace = colon > pos and is_trace_field(raw[pos:colon])
             if trace and not skipping:
-                digest.update(view[keep_from:pos])
+                if pos > keep_from:
+                    yield keep_from, pos
                 skipping = True
             elif not trace and skipping:
                 keep_from = pos
@@ -96,8 +107,40 @@ def ledger_sha256(raw: bytes) -> str:
         pos = line_end
     if skipping:
         keep_from = pos
-    digest.update(view[keep_from:])
+    if size > keep_from:
+        yield keep_from, size
+
+
+def ledger_sha256(raw: bytes) -> str:
+    """The hex SHA-256 of ``raw`` without its trace header fields (each with its folded lines)
+    and without a leading mbox ``From `` line (a delivery agent's, with the time it ran: the
+    same message handed over again gets another one).
+
+    The header section ends at the first empty line (``\\n`` or ``\\r\\n``); without one, the
+    whole message is header. A line that is not a field (no colon) is kept, and so is
+    everything after the first :data:`MAX_HEADER_SCAN` bytes. Never raises for ``bytes``;
+    linear in ``len(raw)``.
+    """
+    digest = hashlib.sha256()
+    view = memoryview(raw)
+    for start, end in _kept_spans(raw):
+        digest.update(view[start:end])
     return digest.hexdigest()
+
+
+def cut_kept(raw: bytes, count: int) -> bytes:
+    """The shortest start of ``raw`` that holds ``count`` of the bytes :func:`ledger_sha256`
+    covers (all of ``raw`` when it holds fewer).
+
+    For a message cut to a bounded length: cut this way, the same message with other trace
+    fields (another relay, another delivery) keeps the same content and so the same ledger
+    key. Linear in ``len(raw)``."""
+    left = count
+    for start, end in _kept_spans(raw):
+        if end - start >= left:
+            return raw[: start + left]
+        left -= end - start
+    return raw
 
 
 def ledger_key(email: InboundEmail) -> tuple[str, str]:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asm_email_rules.intake import parse_message
-from asm_email_rules.ledger_key import ledger_sha256
+from asm_email_rules.ledger_key import cut_kept, ledger_sha256
 
 HEADER = [
     b"From: Uma <uma@corp.example>\r\n",
@@ -96,7 +96,7 @@ def test_any_bytes_give_a_key_and_without_a_field_it_is_the_raw_hash(raw: bytes)
     key = ledger_sha256(raw)
     assert len(key) == 64
     assert set(key) <= set("0123456789abcdef")
-    if b":" not in raw:  # no header field at all, so no trace field
+    if b":" not in raw and not raw.startswith(b"From "):  # no field nor mbox From line
         assert key == hashlib.sha256(raw).hexdigest()
 
 
@@ -140,3 +140,29 @@ def test_the_key_is_linear_in_the_size_of_the_header_and_body() -> None:
             timings.append(time.process_time() - start)
         assert timings[1] < 2.0, name
         assert timings[1] < max(timings[0], 0.01) * 24, (name, timings)
+
+
+def test_a_leading_mbox_from_line_is_left_out_but_an_obsolete_from_field_counts() -> None:
+    # procmail, Exim's pipe and Postfix's F flag write "From sender date" before the message
+    raw = message(HEADER, BODY)
+    assert ledger_sha256(b"From a@b  Mon Dec  1 09:07:00 2025\n" + raw) == ledger_sha256(raw)
+    obsolete = b"From  : a@b\r\n" + raw  # RFC 5322 obs-optional: blanks before the colon
+    assert ledger_sha256(obsolete) != ledger_sha256(raw)
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(st.tuples(st.integers(0, len(HEADER)), trace_field()), max_size=6),
+    st.integers(0, 400),
+)
+def test_a_cut_keeps_the_same_content_whatever_the_trace_fields(
+    insertions: list[tuple[int, bytes]], count: int
+) -> None:
+    # deliver cuts an over-long message with cut_kept: every copy must keep the same key
+    header = list(HEADER)
+    for position, field in insertions:
+        header.insert(min(position, len(header)), field)
+    long_body = BODY * 5
+    cut = cut_kept(message(header, long_body), count)
+    assert ledger_sha256(cut) == ledger_sha256(cut_kept(message(HEADER, long_body), count))
+    assert cut == message(header, long_body)[: len(cut)]

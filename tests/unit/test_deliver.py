@@ -466,3 +466,53 @@ def test_deliver_help_at_a_terminal_exits_0(
     monkeypatch.setattr(sys, "stdin", Terminal())
     assert main(["deliver", "--help"]) == 0
     assert "usage: asm-email-rules deliver" in capsys.readouterr().out
+
+
+def _call_count(desk: Path) -> int:
+    with SqliteRepository(desk.parent / "helpdesk.sqlite3") as repo:
+        return len(repo.list_calls(limit=1000))
+
+
+def test_the_same_message_handed_over_with_another_mbox_from_line_is_acted_on_once(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # procmail and Exim's pipe transport (its default message_prefix) write an mbox
+    # "From sender date" line before the message, with the time of the delivery: the retry
+    # after an exit 75 (or a second copy) came with another time, was not a duplicate, and
+    # logged the call twice. DESIGN 4: the key leaves out what is added on the way.
+    message = (INBOX / "02-analyst-logs-call.eml").read_bytes()
+    before = _call_count(desk)
+    outs = []
+    for when in (b"Mon Dec  1 09:07:00 2025", b"Mon Dec  1 09:17:31 2025"):
+        handed = b"From alice@desk.example  " + when + b"\n" + message
+        code, out, err = run(capsys, monkeypatch, handed, "deliver", "--config", str(desk))
+        assert code == 0, err
+        outs.append(out)
+    assert "rule LOG" in outs[0]
+    assert "already processed" in outs[1]
+    assert _call_count(desk) == before + 1
+
+
+def test_a_message_cut_for_its_length_is_the_same_duplicate_whatever_its_trace_fields(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A message over four times max_total_size is cut; the cut counted the trace fields the
+    # mail server adds (Return-Path, Received), so a second copy by another relay kept other
+    # content bytes, had another ledger key and logged a second call (DESIGN 4: a redelivery
+    # through another relay is a duplicate).
+    desk.write_text(desk.read_text() + "\n[system.limits]\nmax_total_size = 4000\n")
+    message = (INBOX / "02-analyst-logs-call.eml").read_bytes() + b"long line\n" * 4000
+    before = _call_count(desk)
+    outs = []
+    for relays in (1, 3):
+        trace = b"Return-Path: <alice@desk.example>\n" + b"".join(
+            b"Received: from relay%d.desk.example by mx.desk.example; id %d\n" % (n, n * 97)
+            for n in range(relays)
+        )
+        code, out, err = run(capsys, monkeypatch, trace + message, "deliver", "--config", str(desk))
+        assert code == 0, err
+        assert "its first 16000 read" in err
+        outs.append(out)
+    assert "rule LOG" in outs[0]
+    assert "already processed" in outs[1]
+    assert _call_count(desk) == before + 1

@@ -19,6 +19,7 @@ from asm_email_rules.cli._common import PROG, read_bounded, read_limit
 from asm_email_rules.cli.poll import refuse_misconfigured
 from asm_email_rules.config import Config, load_config, no_account
 from asm_email_rules.delivery import EX_TEMPFAIL, Verdict, deliver_message
+from asm_email_rules.ledger_key import MAX_HEADER_SCAN, cut_kept
 
 NAME = "deliver"
 
@@ -46,14 +47,21 @@ def run(args: argparse.Namespace) -> int:
     """Handle standard input; 0 or 75, with one line on stderr when it is 75.
 
     At most :func:`~asm_email_rules.cli._common.read_limit` bytes of the message are kept
-    (four times ``max_total_size``); a longer message is read to its end and handled on its
-    first bytes, which the intake reads as over ``max_total_size``: its header only, as for
-    any message over the limit (intake.md, "Limits"). A line on stderr gives its length."""
+    (four times ``max_total_size``), not counting its trace fields (those the ledger key leaves
+    out, at most :data:`~asm_email_rules.ledger_key.MAX_HEADER_SCAN` bytes), so that every
+    copy of a message is cut alike and stays a duplicate; a longer message is read to its end
+    and handled on its first bytes, which the intake reads as over ``max_total_size``: its
+    header only, as for any message over the limit (intake.md, "Limits"). A line on stderr
+    gives its length."""
     try:
         config = load_config(args.config, secret_accounts=no_account)
         keep = read_limit(config.system.limits)
-        raw, size = read_bounded(sys.stdin.buffer, keep)
+        # the cut counts the bytes the ledger key covers: another copy of the message, with
+        # other trace fields (another relay, another delivery), is cut at the same content
+        raw, size = read_bounded(sys.stdin.buffer, keep + MAX_HEADER_SCAN)
         if size > keep:
+            raw = cut_kept(raw, keep + 1)
+        if len(raw) < size:
             print(
                 f"{PROG} deliver: a message of {size} bytes: its first {keep} read "
                 f"(max_total_size is {config.system.limits.max_total_size}: header only)",
