@@ -1,9 +1,10 @@
 """HTML mail body -> readable plain text, in one linear pass.
 
 Paragraphs and blocks become lines, ``<br>`` a line break, list items ``- `` lines (``1. ``
-in a numbered list), blockquotes ``> `` lines, links ``text (url)``, each table row one line
-(its cells joined by " | ", whatever blocks they hold); script, style and title are dropped,
-and so are elements that are not shown (``display:none``, ``hidden``); entities are decoded.
+in a numbered list; Outlook's Word list paragraphs alike), blockquotes ``> `` lines, links
+``text (url)``, each table row one line (its cells joined by " | ", whatever blocks they
+hold); script, style and title are dropped, and so are elements that are not shown
+(``display:none``, ``hidden``); entities are decoded.
 The tokenizer is our own (``html.parser`` on CPython 3.11 is quadratic on unclosed tags such as
 ``<a <a <a ...`` and raises on ``<![`` junk); entity decoding uses the stdlib ``html.unescape``.
 """
@@ -126,6 +127,9 @@ class _Writer:
         self.item = ""
         self.tables: list[_Table] = []
         self.untracked_tables = 0  # open tables nested deeper than _MAX_TABLES
+        self.word_item: _WordItem | None = None  # an open Word list paragraph
+        self.marker: list[str] | None = None  # text of its open mso-list:Ignore span
+        self.marker_spans = 0  # spans open inside that span (its own counted)
 
     def prefix(self) -> str:
         return "> " * min(self.quote, _MAX_QUOTE)
@@ -136,6 +140,9 @@ class _Writer:
             return
         if not decoded:
             data = unescape(data)
+        if self.marker is not None:
+            self.marker.append(data)
+            return
         if self.tables and not self.untracked_tables:
             table = self.tables[-1]
             if table.saved is None and table.cells and not data.isspace():
@@ -269,6 +276,100 @@ class _Writer:
             self.tables.pop()
 
 
+_WORD_LIST = re.compile(r"mso-list\s*:\s*l\d+\s+level(\d+)", re.IGNORECASE)
+_WORD_MARKER = re.compile(r"mso-list\s*:\s*ignore", re.IGNORECASE)
+_MAX_MARKER = 16
+"""A Word list marker is at most this many characters (``1.``, ``(iv)``, ``Step 10:``);
+longer text in an ``mso-list:Ignore`` span is written as text."""
+_MARKER_FORMAT = frozenset(["b", "i", "u", "em", "strong", "font", "sup", "sub"])
+_CELLS = frozenset(["td", "th"])
+_LETTER_NUMBER = re.compile(r"[(\[]?[^\W\d_]{1,6}[.)\]、．]")
+
+
+class _WordItem:
+    """An open list paragraph of Word's HTML (``<p style='mso-list:l0 level2 lfo1'>``):
+    its indent, whether it ends its list (a blank line after it), whether its marker
+    (the text of its ``mso-list:Ignore`` span) is still to come."""
+
+    def __init__(self, indent: str, last: bool) -> None:
+        self.indent = indent
+        self.last = last
+        self.wants_marker = True
+        self.marker = ""  # the text of its marker span, white space collapsed
+
+
+def _word_item(w: _Writer, attr_text: str) -> bool:
+    """Open a list paragraph of Word's HTML if this ``<p>`` is one (desktop Outlook writes
+    each list item as a paragraph: ``class=MsoListParagraphCxSpFirst``, ``style='mso-list:
+    l0 level1 lfo1'``, the bullet or number in a ``<span style='mso-list:Ignore'>``)."""
+    if "mso-list" not in attr_text.lower():
+        return False
+    found = _WORD_LIST.search(attr_text)
+    if found is None:
+        return False
+    level = min(int(found.group(1)[:3]), _MAX_INDENT + 1)
+    css_class = _attrs(attr_text).get("class", "").lower()
+    last = css_class.endswith("cxsplast") or css_class == "msolistparagraph"
+    w.newline()
+    w.word_item = _WordItem("  " * max(level - 1, 0), last)
+    w.item = w.word_item.indent + "- "  # until its marker says otherwise
+    return True
+
+
+def _end_word_item(w: _Writer) -> None:
+    item = w.word_item
+    w.word_item = None
+    if item is not None and " " in item.marker and not "".join(w.cur).strip():
+        # no text after a marker of words: a marker span never closed held the item's
+        # text (``1.&nbsp; Restart``), shown as it is
+        w.item = item.indent
+        w.text(item.marker, decoded=True)
+    if item is not None and item.last:
+        w.paragraph()
+    else:
+        w.newline()
+
+
+def _end_marker(w: _Writer) -> None:
+    """The ``mso-list:Ignore`` span has ended: its text is the item's marker, a number kept
+    as written (``2.``, ``b)``, ``(iv)``), a bullet glyph (``·``, ``o``, ``§``, a Wingdings
+    letter) as ``-``."""
+    parts, w.marker, w.marker_spans = w.marker, None, 0
+    if parts is None or w.word_item is None:
+        return
+    marker = w.word_item.marker = " ".join("".join(parts).split())
+    if len(marker) > _MAX_MARKER:
+        w.text(marker, decoded=True)  # not a marker: text shown as text
+        return
+    if not marker:
+        return
+    numbered = re.search(r"[0-9]", marker) or _LETTER_NUMBER.fullmatch(marker)
+    w.item = w.word_item.indent + (marker if numbered else "-") + " "
+
+
+def _word_marker_tag(w: _Writer, closing: bool, name: str, attr_text: str) -> bool:
+    """Follow the spans of a Word list marker; whether the tag was one of them. Any other
+    tag ends the marker (an unclosed span does not hide the text after it)."""
+    if w.marker is not None:
+        if name in _MARKER_FORMAT:
+            return True  # bold or a font around the number: still the marker
+        if name != "span":
+            _end_marker(w)
+            return False
+        w.marker_spans += -1 if closing else 1
+        if w.marker_spans <= 0:
+            _end_marker(w)
+        return True
+    item = w.word_item
+    if closing or name != "span" or item is None or not item.wants_marker:
+        return False
+    if "mso-list" not in attr_text.lower() or not _WORD_MARKER.search(attr_text):
+        return False
+    item.wants_marker = False
+    w.marker, w.marker_spans = [], 1
+    return True
+
+
 def _attrs(text: str) -> dict[str, str]:
     """Attribute names (lower case) to decoded values."""
     out: dict[str, str] = {}
@@ -336,6 +437,10 @@ def _item_marker(w: _Writer, attr_text: str) -> str:
 
 
 def _start(w: _Writer, name: str, attr_text: str) -> None:
+    if w.word_item is not None and (name in _BLOCK or name in _PARAGRAPH):
+        _end_word_item(w)  # a block ends the paragraph (HTML's implied </p>)
+    if name == "p" and _word_item(w, attr_text):
+        return
     if name == "br":
         w.newline(force=True)
     elif name == "img":
@@ -372,6 +477,10 @@ def _start(w: _Writer, name: str, attr_text: str) -> None:
 
 
 def _end(w: _Writer, name: str) -> None:
+    if w.word_item is not None and (name in _BLOCK or name in _PARAGRAPH or name in _CELLS):
+        _end_word_item(w)
+        if name == "p":
+            return
     if name == "blockquote":
         w.newline()
         w.quote = max(w.quote - 1, 0)
@@ -544,6 +653,8 @@ def _convert(html: str, *, hide: bool) -> _Writer | None:
             hidden = None
             if own_end:
                 continue
+        if _word_marker_tag(w, closing, name, attr_text):
+            continue
         if closing:
             _end(w, name)
         elif hide and _hidden(attr_text):
@@ -559,6 +670,7 @@ def _convert(html: str, *, hide: bool) -> _Writer | None:
 def _finish(w: _Writer) -> str:
     """The writer's lines as text: open links and tables written, blank lines trimmed at
     both ends."""
+    _end_marker(w)
     while w.links:
         _end(w, "a")  # a link never closed still shows its URL
     w.close_tables()

@@ -55,6 +55,24 @@ def _spaced_content_type(n: int) -> bytes:
     )
 
 
+def _html(unit: str) -> Callable[[int], Callable[[], object]]:
+    """``n`` copies of ``unit`` converted to text (the input built before the timing)."""
+
+    def build(n: int) -> Callable[[], object]:
+        html = unit * n
+        return lambda: html_to_text(html)
+
+    return build
+
+
+_WORD_ITEM = (
+    "<p class=MsoListParagraphCxSpMiddle style='margin-left:72.0pt;text-indent:-18.0pt;"
+    "mso-list:l0 level2 lfo1'><![if !supportLists]><span style='font-family:Symbol'>"
+    "<span style='mso-list:Ignore'>&middot;<span style='font:7.0pt \"Times New Roman\"'>"
+    "&nbsp;&nbsp; </span></span></span><![endif]>Tray 2<o:p></o:p></p>\r\n"
+)
+_MB = 1_000_000
+
 CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
     # intake.py: the charsets of encoded-words, looked for in every header
     "unclosed encoded-word": (
@@ -96,6 +114,19 @@ CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
     "Content-Type without a type, a run of spaces": (
         lambda n: lambda: content_type("a" + " " * n + "b", "text/plain"),
         2_000,
+        LINEAR,
+    ),
+    # html_text.py: desktop Outlook's list paragraphs (1 MB and 8 MB), and their marker
+    # spans never closed, nested without end
+    "Outlook list paragraphs": (_html(_WORD_ITEM), _MB // len(_WORD_ITEM), LINEAR),
+    "Word list markers never closed": (
+        _html("<p style='mso-list:l0 level1 lfo1'><span style='mso-list:Ignore'>1. a"),
+        _MB // 70,
+        LINEAR,
+    ),
+    "Word list marker spans nested": (
+        _html("<p style='mso-list:l0 level1 lfo1'><span style='mso-list:ignore'><span>"),
+        _MB // 70,
         LINEAR,
     ),
     # subject.py: a reply prefix with its counter

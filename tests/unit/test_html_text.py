@@ -223,3 +223,55 @@ def test_a_link_never_closed_keeps_its_url() -> None:
     assert html_to_text(html) == "See the article (https://kb.example/42?x=1&y=2)"
     html = '<table><tr><td>Link</td><td><a href="https://kb.example/7">KB 7'
     assert html_to_text(html) == "Link | KB 7 (https://kb.example/7)"
+
+
+def _word_item(css_class: str, level: int, list_id: int, marker: str, font: str, text: str) -> str:
+    """One list paragraph as desktop Outlook (2016-365, Word HTML) writes it."""
+    return (
+        f"<p class={css_class} style='margin-left:{36 * level}.0pt;mso-add-space:auto;"
+        f"text-indent:-18.0pt;mso-list:l{list_id} level{level} lfo{list_id + 1}'>"
+        f"<![if !supportLists]><span style='{font}'><span style='mso-list:Ignore'>{marker}"
+        "<span style='font:7.0pt \"Times New Roman\"'>&nbsp;&nbsp;&nbsp;&nbsp;&nbsp;&nbsp; "
+        f"</span></span></span><![endif]>{text}<o:p></o:p></p>\r\n"
+    )
+
+
+def test_outlook_word_lists_read_like_html_lists() -> None:
+    """Desktop Outlook writes each list item as a paragraph with its bullet or number in an
+    ``mso-list:Ignore`` span: items came out a blank line apart, nested levels lost their
+    indent, and bullets came through as Symbol, Courier and Wingdings glyphs (``·``, ``o``,
+    ``§``, ``Ø``). Now they read as ``<ul>``/``<ol>`` do; numbers as written ("step 2")."""
+    symbol, courier = "font-family:Symbol", 'font-family:"Courier New"'
+    wingdings, plain = "font-family:Wingdings", "mso-fareast-font-family:Calibri"
+    html = (
+        "<div class=WordSection1><p class=MsoNormal>Hello,<o:p></o:p></p>\r\n"
+        "<p class=MsoNormal>what I tried:<o:p></o:p></p>\r\n"
+        + _word_item("MsoListParagraphCxSpFirst", 1, 0, "1.", plain, "Restart the PC")
+        + _word_item("MsoListParagraphCxSpMiddle", 2, 0, "a.", plain, "in safe mode")
+        + _word_item("MsoListParagraphCxSpMiddle", 3, 0, "i.", plain, "with <b>network</b>")
+        + _word_item("MsoListParagraphCxSpMiddle", 2, 0, "b.", plain, "normally")
+        + _word_item("MsoListParagraphCxSpLast", 1, 0, "2.", plain, "Reinstall the driver")
+        + "<p class=MsoNormal>Step 2 fails.<o:p></o:p></p>\r\n"
+        + _word_item("MsoListParagraphCxSpFirst", 1, 1, "&middot;", symbol, "Printer 4000")
+        + _word_item("MsoListParagraphCxSpMiddle", 2, 1, "o", courier, "Tray 2")
+        + _word_item("MsoListParagraphCxSpMiddle", 3, 1, "&sect;", wingdings, "jams")
+        + _word_item("MsoListParagraphCxSpLast", 1, 1, "&Oslash;", wingdings, "Scanner")
+        + _word_item("MsoListParagraph", 1, 2, "(3)", plain, "one item")
+        + "<p class=MsoNormal><o:p>&nbsp;</o:p></p>\r\n<p class=MsoNormal>Uma<o:p></o:p></p>"
+        "</div>"
+    )
+    assert html_to_text(html) == (
+        "Hello,\n\nwhat I tried:\n\n1. Restart the PC\n  a. in safe mode\n"
+        "    i. with network\n  b. normally\n2. Reinstall the driver\n\nStep 2 fails.\n\n"
+        "- Printer 4000\n  - Tray 2\n    - jams\n- Scanner\n\n(3) one item\n\nUma"
+    )
+
+
+def test_word_list_markers_never_hide_text() -> None:
+    """An ``mso-list:Ignore`` span never closed, or holding more than a marker, is text."""
+    item = "<p class=MsoListParagraph style='mso-list:l0 level1 lfo1'>"
+    html = f"{item}<span style='mso-list:Ignore'>1.<span>&nbsp; Restart</p><p>Then call"
+    assert html_to_text(html) == "1. Restart\n\nThen call"
+    long_marker = "Please restart the PC first"
+    html = f"{item}<span style='mso-list:Ignore'>{long_marker}</span> and call</p>"
+    assert html_to_text(html) == f"- {long_marker} and call"
