@@ -19,6 +19,8 @@ __all__ = ["html_to_text"]
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:_-]*)")
 _ATTR = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]*))?""")
 _WS = re.compile(r"[ \t\r\n\f\v]+")
+_COLLAPSIBLE = re.compile(r"[^\S\xa0]+")
+"""White space a browser collapses to one space (all but no-break space, U+00A0)."""
 _RAW_END = {
     name: re.compile(rf"</{name}\s*>", re.IGNORECASE) for name in ("script", "style", "title")
 }
@@ -163,7 +165,10 @@ class _Writer:
         """End the current line; an empty one is only kept when ``force`` (``<br>``, pre)."""
         line = "".join(self.cur)
         self.cur = []
-        line = " ".join(line.split()) if not keep else line.rstrip()
+        if not keep:  # white space collapsed, a run of &nbsp; kept as spaces (alignment)
+            line = _COLLAPSIBLE.sub(" ", line).strip().replace("\xa0", " ")
+        else:
+            line = line.rstrip()
         if line and self.item:
             line = self.item + line
         self.item = ""

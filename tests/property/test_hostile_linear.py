@@ -129,6 +129,8 @@ CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
         _MB // 70,
         LINEAR,
     ),
+    # html_text.py: runs of no-break spaces kept as spaces (1 MB and 8 MB, on one line)
+    "runs of no-break spaces": (_html("a&nbsp;&nbsp; \t&nbsp;"), _MB // 20, LINEAR),
     # subject.py: a reply prefix with its counter
     "prefix and blanks": (lambda n: lambda: parse_subject("Re" + " " * n), 2_000, LINEAR),
 }

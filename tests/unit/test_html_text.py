@@ -275,3 +275,16 @@ def test_word_list_markers_never_hide_text() -> None:
     long_marker = "Please restart the PC first"
     html = f"{item}<span style='mso-list:Ignore'>{long_marker}</span> and call</p>"
     assert html_to_text(html) == f"- {long_marker} and call"
+
+
+def test_runs_of_no_break_spaces_keep_their_width() -> None:
+    """Outlook aligns values with runs of ``&nbsp;``; they collapsed to one space, so the
+    columns of a pasted list ran together. A run keeps its width; white space around it and
+    at either end of a line is as before, and an empty Outlook paragraph is a blank line."""
+    html = (
+        "<p class=MsoNormal>Asset:&nbsp;&nbsp;&nbsp;&nbsp;&nbsp;&nbsp; SCN-0042<o:p></o:p></p>\r\n"
+        "<p class=MsoNormal>Room:&nbsp;&nbsp;&nbsp;&nbsp;&nbsp;&nbsp;&nbsp; 3.14<o:p></o:p></p>\r\n"
+        "<p class=MsoNormal><o:p>&nbsp;</o:p></p>\r\n"
+        "<p class=MsoNormal>&nbsp;&nbsp;Thanks,\r\n  Uma&nbsp;</p>"
+    )
+    assert html_to_text(html) == "Asset:       SCN-0042\n\nRoom:        3.14\n\nThanks, Uma"
