@@ -641,8 +641,8 @@ def _convert(html: str, *, hide: bool) -> _Writer | None:
                     w.text("<")
                 i = lt + 1
             continue
-        closing = match.group(1) == "/"
         name = match.group(2).lower()
+        closing = match.group(1) == "/" and name != "br"  # </br> is read as <br>, as HTML does
         attr_text = html[match.end() : next_gt]
         i = next_gt + 1
         if not closing and name in _RAW_END:

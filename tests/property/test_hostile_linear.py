@@ -72,6 +72,7 @@ _WORD_ITEM = (
     "&nbsp;&nbsp; </span></span></span><![endif]>Tray 2<o:p></o:p></p>\r\n"
 )
 _MB = 1_000_000
+_LINE = "Printer HP 4000, floor 3 east</br>"
 
 CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
     # intake.py: the charsets of encoded-words, looked for in every header
@@ -131,6 +132,7 @@ CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
     ),
     # html_text.py: runs of no-break spaces kept as spaces (1 MB and 8 MB, on one line)
     "runs of no-break spaces": (_html("a&nbsp;&nbsp; \t&nbsp;"), _MB // 20, LINEAR),
+    "stray line break end tags": (_html(_LINE), _MB // len(_LINE), LINEAR),
     # subject.py: a reply prefix with its counter
     "prefix and blanks": (lambda n: lambda: parse_subject("Re" + " " * n), 2_000, LINEAR),
 }

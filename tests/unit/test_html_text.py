@@ -288,3 +288,13 @@ def test_runs_of_no_break_spaces_keep_their_width() -> None:
         "<p class=MsoNormal>&nbsp;&nbsp;Thanks,\r\n  Uma&nbsp;</p>"
     )
     assert html_to_text(html) == "Asset:       SCN-0042\n\nRoom:        3.14\n\nThanks, Uma"
+
+
+def test_a_stray_end_tag_of_a_line_break_breaks_the_line() -> None:
+    """Hand-written and templated mail writes ``</br>`` for ``<br>``; browsers (and the HTML
+    standard's parser) break the line there, but the two lines ran together. Being a
+    ``<br>``, it does not end a hidden preheader either."""
+    html = "<p>Printer: HP 4000</br>Room: 3.14<br/>Floor 3</br></br>Uma</p>"
+    assert html_to_text(html) == "Printer: HP 4000\nRoom: 3.14\nFloor 3\n\nUma"
+    preheader = '<div style="display:none">Preview</br>text</div><p>Tray 2 jams</p>'
+    assert html_to_text(preheader) == "Tray 2 jams"
