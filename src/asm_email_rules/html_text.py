@@ -123,7 +123,11 @@ class _Writer:
         self.cur: list[str] = []
         self.quote = 0
         self.lists: list[str] = []
-        self.numbers: list[tuple[int, str]] = []  # per open list: next item number, its type
+        # per open list: next item number, its type, its reversed list's index (else -1)
+        self.numbers: list[tuple[int, str, int]] = []
+        self.reversed_counts: list[int] = []  # items of each reversed list, from a first pass
+        self.reversed_items: list[int] = []  # items of each reversed list (in document order)
+        self.reversed_counted = False  # a reversed list without start took its items' count
         self.pre = 0
         self.links: list[tuple[str, list[str]]] = []
         self.item = ""
@@ -434,11 +438,32 @@ def _item_marker(w: _Writer, attr_text: str) -> str:
     it (``3. ``; ``start``, ``type`` and ``<li value>`` honoured)."""
     if not w.lists or w.lists[-1] != "ol":
         return "- "
-    number, kind = w.numbers[-1]
+    number, kind, reversed_index = w.numbers[-1]
     if "value" in attr_text.lower():
         number = _number(_attrs(attr_text).get("value"), number)
-    w.numbers[-1] = (number + 1, kind)
+    if reversed_index >= 0:
+        w.reversed_items[reversed_index] += 1
+    w.numbers[-1] = (number - 1 if reversed_index >= 0 else number + 1, kind, reversed_index)
     return f"{_ordinal(number, kind)}. "
+
+
+_NO_NUMBER = 10**13  # more digits than _number reads: no number was given
+
+
+def _list_numbering(w: _Writer, attrs: dict[str, str]) -> tuple[int, str, int]:
+    """A new list's first number, type and reversed list index (-1: counts up). A
+    ``reversed`` list counts down from ``start``, else from its number of items (HTML's
+    rule), known from a first pass over the document (``_Writer.reversed_counts``)."""
+    kind = attrs.get("type", "1")
+    if "reversed" not in attrs:
+        return _number(attrs.get("start"), 1), kind, -1
+    index = len(w.reversed_items)
+    w.reversed_items.append(0)
+    start = _number(attrs.get("start"), _NO_NUMBER)
+    if start == _NO_NUMBER:  # none given: its number of items
+        w.reversed_counted = True
+        start = w.reversed_counts[index] if index < len(w.reversed_counts) else 0
+    return start, kind, index
 
 
 def _start(w: _Writer, name: str, attr_text: str) -> None:
@@ -459,7 +484,7 @@ def _start(w: _Writer, name: str, attr_text: str) -> None:
         w.newline()
         w.lists.append(name)
         attrs = _attrs(attr_text) if name == "ol" else {}
-        w.numbers.append((_number(attrs.get("start"), 1), attrs.get("type", "1")))
+        w.numbers.append(_list_numbering(w, attrs))
     elif name == "li":
         w.newline()
         w.item = "  " * min(max(len(w.lists) - 1, 0), _MAX_INDENT) + _item_marker(w, attr_text)
@@ -596,18 +621,26 @@ def html_to_text(html: str) -> str:
 
     Elements that are not shown (``display:none``, ``hidden``) give no text; when one is
     never closed, so that it would hide the rest of the document, the document is read
-    again with every element shown (twice the work at most: still linear)."""
-    w = _convert(html, hide=True)
+    again with every element shown; a ``reversed`` list without ``start`` counts down from
+    its number of items, counted in one more pass (three passes at most: still linear)."""
+    hide = True
+    w = _convert(html, hide=hide)
     if w is None:
-        w = _convert(html, hide=False)
+        hide = False
+        w = _convert(html, hide=hide)
         assert w is not None
+    if w.reversed_counted:  # again, now that each reversed list's items are counted
+        counted = _convert(html, hide=hide, reversed_counts=w.reversed_items)
+        assert counted is not None
+        w = counted
     return _finish(w)
 
 
-def _convert(html: str, *, hide: bool) -> _Writer | None:
+def _convert(html: str, *, hide: bool, reversed_counts: list[int] | None = None) -> _Writer | None:
     """The document read into a writer; ``None`` when (``hide``) a hidden element runs to
-    the end of it."""
+    the end of it. ``reversed_counts``: the items of each reversed list, in order."""
     w = _Writer()
+    w.reversed_counts = reversed_counts or []
     hidden: _Hidden | None = None
     i = 0
     n = len(html)

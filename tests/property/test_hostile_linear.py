@@ -133,6 +133,10 @@ CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
     # html_text.py: runs of no-break spaces kept as spaces (1 MB and 8 MB, on one line)
     "runs of no-break spaces": (_html("a&nbsp;&nbsp; \t&nbsp;"), _MB // 20, LINEAR),
     "stray line break end tags": (_html(_LINE), _MB // len(_LINE), LINEAR),
+    # html_text.py: reversed lists, counted in a pass of their own: closed, and unclosed
+    # (nested without end); 125 KB and 1 MB (a pass more: 8 MB of these tags takes 3 s)
+    "reversed lists": (_html("<ol reversed><li>a</li><li>b</li></ol>"), _MB // 8 // 38, LINEAR),
+    "reversed lists never closed": (_html("<ol reversed><li>step"), _MB // 8 // 22, LINEAR),
     # subject.py: a reply prefix with its counter
     "prefix and blanks": (lambda n: lambda: parse_subject("Re" + " " * n), 2_000, LINEAR),
 }

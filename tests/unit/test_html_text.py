@@ -298,3 +298,19 @@ def test_a_stray_end_tag_of_a_line_break_breaks_the_line() -> None:
     assert html_to_text(html) == "Printer: HP 4000\nRoom: 3.14\nFloor 3\n\nUma"
     preheader = '<div style="display:none">Preview</br>text</div><p>Tray 2 jams</p>'
     assert html_to_text(preheader) == "Tray 2 jams"
+
+
+def test_a_reversed_numbered_list_counts_down() -> None:
+    """A countdown ("3. ... 1. now it fails") was numbered 1, 2, 3: the person's "step 1"
+    pointed at the wrong line. A ``reversed`` list counts down from ``start``, else from its
+    number of items (HTML's rule), nested lists and item values included."""
+    html = (
+        "<p>Last changes:</p><ol reversed><li>Driver 4.3<ol><li>on PC-7</li><li>on PC-9</li>"
+        "</ol></li><li>Driver 4.2</li><li>First install</li></ol>"
+        '<ol reversed start="10" type="i"><li>ten</li><li value="5">five</li><li>four</li></ol>'
+        "<div hidden><ol reversed><li>x</li></ol></div><ol reversed><li>one<li>zero</ol>"
+    )
+    assert html_to_text(html) == (
+        "Last changes:\n\n3. Driver 4.3\n  1. on PC-7\n  2. on PC-9\n2. Driver 4.2\n"
+        "1. First install\n\nx. ten\nv. five\niv. four\n\n2. one\n1. zero"
+    )
