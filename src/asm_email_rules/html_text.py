@@ -136,6 +136,8 @@ class _Writer:
         self.word_item: _WordItem | None = None  # an open Word list paragraph
         self.marker: list[str] | None = None  # text of its open mso-list:Ignore span
         self.marker_spans = 0  # spans open inside that span (its own counted)
+        self.options: list[tuple[str, bool]] | None = None  # an open <select>'s options
+        self.option: tuple[list[str], bool] | None = None  # an open <option>: text, selected
 
     def prefix(self) -> str:
         return "> " * min(self.quote, _MAX_QUOTE)
@@ -148,6 +150,9 @@ class _Writer:
             data = unescape(data)
         if self.marker is not None:
             self.marker.append(data)
+            return
+        if self.option is not None:
+            self.option[0].append(data)
             return
         if self.tables and not self.untracked_tables:
             table = self.tables[-1]
@@ -379,6 +384,41 @@ def _word_marker_tag(w: _Writer, closing: bool, name: str, attr_text: str) -> bo
     return True
 
 
+def _end_option(w: _Writer) -> None:
+    if w.option is not None and w.options is not None:
+        w.options.append((" ".join("".join(w.option[0]).split()), w.option[1]))
+    w.option = None
+
+
+def _end_select(w: _Writer) -> None:
+    """Write a drop-down as it is seen: its selected option, else its first (a list box
+    with several selected: them, joined by ", ")."""
+    _end_option(w)
+    options, w.options = w.options, None
+    if not options:
+        return
+    shown = [text for text, selected in options if selected] or [options[0][0]]
+    w.text(", ".join(text for text in shown if text), decoded=True)
+
+
+def _select_tag(w: _Writer, closing: bool, name: str, attr_text: str) -> bool:
+    """Follow the options of an open ``<select>``; whether the tag was one of them. Any
+    other tag ends the select (one never closed does not swallow the text after it)."""
+    if w.options is None:
+        return False
+    if name == "option":
+        _end_option(w)
+        if not closing:
+            selected = "selected" in attr_text.lower() and "selected" in _attrs(attr_text)
+            w.option = ([], selected)
+        return True
+    if name == "optgroup":
+        _end_option(w)
+        return True
+    _end_select(w)
+    return name == "select"  # its end, or a <select> inside it (HTML: its end)
+
+
 def _attrs(text: str) -> dict[str, str]:
     """Attribute names (lower case) to decoded values."""
     out: dict[str, str] = {}
@@ -498,6 +538,8 @@ def _start(w: _Writer, name: str, attr_text: str) -> None:
         w.end_row()
     elif name == "table":
         w.open_table()
+    elif name == "select":
+        w.options = []
     elif name in _PARAGRAPH:
         w.paragraph()
         if name == "pre":
@@ -691,6 +733,8 @@ def _convert(html: str, *, hide: bool, reversed_counts: list[int] | None = None)
             hidden = None
             if own_end:
                 continue
+        if _select_tag(w, closing, name, attr_text):
+            continue
         if _word_marker_tag(w, closing, name, attr_text):
             continue
         if closing:
@@ -709,6 +753,7 @@ def _finish(w: _Writer) -> str:
     """The writer's lines as text: open links and tables written, blank lines trimmed at
     both ends."""
     _end_marker(w)
+    _end_select(w)
     while w.links:
         _end(w, "a")  # a link never closed still shows its URL
     w.close_tables()

@@ -72,6 +72,7 @@ _WORD_ITEM = (
     "&nbsp;&nbsp; </span></span></span><![endif]>Tray 2<o:p></o:p></p>\r\n"
 )
 _MB = 1_000_000
+_SELECT = "<p>Priority: <select><option>Low<option selected>High, printing stopped</select>"
 _LINE = "Printer HP 4000, floor 3 east</br>"
 
 CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
@@ -137,6 +138,9 @@ CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
     # (nested without end); 125 KB and 1 MB (a pass more: 8 MB of these tags takes 3 s)
     "reversed lists": (_html("<ol reversed><li>a</li><li>b</li></ol>"), _MB // 8 // 38, LINEAR),
     "reversed lists never closed": (_html("<ol reversed><li>step"), _MB // 8 // 22, LINEAR),
+    # html_text.py: drop-downs (1 MB and 8 MB): closed, and options never closed
+    "drop-down options": (_html(_SELECT), _MB // len(_SELECT), LINEAR),
+    "options never closed": (_html("<select><option>Printer HP 4000 in room 3"), _MB // 40, LINEAR),
     # subject.py: a reply prefix with its counter
     "prefix and blanks": (lambda n: lambda: parse_subject("Re" + " " * n), 2_000, LINEAR),
 }

@@ -314,3 +314,21 @@ def test_a_reversed_numbered_list_counts_down() -> None:
         "Last changes:\n\n3. Driver 4.3\n  1. on PC-7\n  2. on PC-9\n2. Driver 4.2\n"
         "1. First install\n\nx. ten\nv. five\niv. four\n\n2. one\n1. zero"
     )
+
+
+def test_a_drop_down_shows_its_chosen_option() -> None:
+    """A web form's drop-down gave all its options run together ("LowNormalHigh"), so the
+    priority the person chose could not be read. It gives what the form shows: the selected
+    option, else the first; a list box with several selected, those."""
+    html = (
+        "<table><tr><td>Priority</td><td><select name=priority>\r\n"
+        "<option value=1>Low</option>\r\n<option value=2 selected>High</option>\r\n"
+        "<option value=3>Urgent</option></select></td></tr>"
+        "<tr><td>Site</td><td><select><optgroup label=EU><option>Berlin<option>Paris"
+        "</optgroup></select></td></tr></table>"
+        "<p>Apps: <select multiple><option selected>Mail<option>Chat<option selected>VPN"
+        "</select> fail.</p><p>Floor: <select><option>3<p>Thanks"
+    )
+    assert html_to_text(html) == (
+        "Priority | High\nSite | Berlin\n\nApps: Mail, VPN fail.\n\nFloor: 3\n\nThanks"
+    )
