@@ -1,9 +1,10 @@
 """HTML mail body -> readable plain text, in one linear pass.
 
 Paragraphs and blocks become lines, ``<br>`` a line break, list items ``- `` lines (``1. ``
-in a numbered list), blockquotes ``> `` lines, links ``text (url)``, each table row one line
-(its cells joined by " | ", whatever blocks they hold); script, style and title are dropped,
-and so are elements that are not shown (``display:none``, ``hidden``); entities are decoded.
+in a numbered list; Outlook's Word list paragraphs alike), blockquotes ``> `` lines, links
+``text (url)``, each table row one line (its cells joined by " | ", whatever blocks they
+hold); script, style and title are dropped, and so are elements that are not shown
+(``display:none``, ``hidden``); entities are decoded.
 The tokenizer is our own (``html.parser`` on CPython 3.11 is quadratic on unclosed tags such as
 ``<a <a <a ...`` and raises on ``<![`` junk); entity decoding uses the stdlib ``html.unescape``.
 """
@@ -18,6 +19,8 @@ __all__ = ["html_to_text"]
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:_-]*)")
 _ATTR = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]*))?""")
 _WS = re.compile(r"[ \t\r\n\f\v]+")
+_COLLAPSIBLE = re.compile(r"[^\S\xa0]+")
+"""White space a browser collapses to one space (all but no-break space, U+00A0)."""
 _RAW_END = {
     name: re.compile(rf"</{name}\s*>", re.IGNORECASE) for name in ("script", "style", "title")
 }
@@ -120,12 +123,21 @@ class _Writer:
         self.cur: list[str] = []
         self.quote = 0
         self.lists: list[str] = []
-        self.numbers: list[tuple[int, str]] = []  # per open list: next item number, its type
+        # per open list: next item number, its type, its reversed list's index (else -1)
+        self.numbers: list[tuple[int, str, int]] = []
+        self.reversed_counts: list[int] = []  # items of each reversed list, from a first pass
+        self.reversed_items: list[int] = []  # items of each reversed list (in document order)
+        self.reversed_counted = False  # a reversed list without start took its items' count
         self.pre = 0
         self.links: list[tuple[str, list[str]]] = []
         self.item = ""
         self.tables: list[_Table] = []
         self.untracked_tables = 0  # open tables nested deeper than _MAX_TABLES
+        self.word_item: _WordItem | None = None  # an open Word list paragraph
+        self.marker: list[str] | None = None  # text of its open mso-list:Ignore span
+        self.marker_spans = 0  # spans open inside that span (its own counted)
+        self.options: list[tuple[str, bool]] | None = None  # an open <select>'s options
+        self.option: tuple[list[str], bool] | None = None  # an open <option>: text, selected
 
     def prefix(self) -> str:
         return "> " * min(self.quote, _MAX_QUOTE)
@@ -136,6 +148,12 @@ class _Writer:
             return
         if not decoded:
             data = unescape(data)
+        if self.marker is not None:
+            self.marker.append(data)
+            return
+        if self.option is not None:
+            self.option[0].append(data)
+            return
         if self.tables and not self.untracked_tables:
             table = self.tables[-1]
             if table.saved is None and table.cells and not data.isspace():
@@ -156,7 +174,10 @@ class _Writer:
         """End the current line; an empty one is only kept when ``force`` (``<br>``, pre)."""
         line = "".join(self.cur)
         self.cur = []
-        line = " ".join(line.split()) if not keep else line.rstrip()
+        if not keep:  # white space collapsed, a run of &nbsp; kept as spaces (alignment)
+            line = _COLLAPSIBLE.sub(" ", line).strip().replace("\xa0", " ")
+        else:
+            line = line.rstrip()
         if line and self.item:
             line = self.item + line
         self.item = ""
@@ -269,6 +290,135 @@ class _Writer:
             self.tables.pop()
 
 
+_WORD_LIST = re.compile(r"mso-list\s*:\s*l\d+\s+level(\d+)", re.IGNORECASE)
+_WORD_MARKER = re.compile(r"mso-list\s*:\s*ignore", re.IGNORECASE)
+_MAX_MARKER = 16
+"""A Word list marker is at most this many characters (``1.``, ``(iv)``, ``Step 10:``);
+longer text in an ``mso-list:Ignore`` span is written as text."""
+_MARKER_FORMAT = frozenset(["b", "i", "u", "em", "strong", "font", "sup", "sub"])
+_CELLS = frozenset(["td", "th"])
+_LETTER_NUMBER = re.compile(r"[(\[]?[^\W\d_]{1,6}[.)\]、．]")
+
+
+class _WordItem:
+    """An open list paragraph of Word's HTML (``<p style='mso-list:l0 level2 lfo1'>``):
+    its indent, whether it ends its list (a blank line after it), whether its marker
+    (the text of its ``mso-list:Ignore`` span) is still to come."""
+
+    def __init__(self, indent: str, last: bool) -> None:
+        self.indent = indent
+        self.last = last
+        self.wants_marker = True
+        self.marker = ""  # the text of its marker span, white space collapsed
+
+
+def _word_item(w: _Writer, attr_text: str) -> bool:
+    """Open a list paragraph of Word's HTML if this ``<p>`` is one (desktop Outlook writes
+    each list item as a paragraph: ``class=MsoListParagraphCxSpFirst``, ``style='mso-list:
+    l0 level1 lfo1'``, the bullet or number in a ``<span style='mso-list:Ignore'>``)."""
+    if "mso-list" not in attr_text.lower():
+        return False
+    found = _WORD_LIST.search(attr_text)
+    if found is None:
+        return False
+    level = min(int(found.group(1)[:3]), _MAX_INDENT + 1)
+    css_class = _attrs(attr_text).get("class", "").lower()
+    last = css_class.endswith("cxsplast") or css_class == "msolistparagraph"
+    w.newline()
+    w.word_item = _WordItem("  " * max(level - 1, 0), last)
+    w.item = w.word_item.indent + "- "  # until its marker says otherwise
+    return True
+
+
+def _end_word_item(w: _Writer) -> None:
+    item = w.word_item
+    w.word_item = None
+    if item is not None and " " in item.marker and not "".join(w.cur).strip():
+        # no text after a marker of words: a marker span never closed held the item's
+        # text (``1.&nbsp; Restart``), shown as it is
+        w.item = item.indent
+        w.text(item.marker, decoded=True)
+    if item is not None and item.last:
+        w.paragraph()
+    else:
+        w.newline()
+
+
+def _end_marker(w: _Writer) -> None:
+    """The ``mso-list:Ignore`` span has ended: its text is the item's marker, a number kept
+    as written (``2.``, ``b)``, ``(iv)``), a bullet glyph (``·``, ``o``, ``§``, a Wingdings
+    letter) as ``-``."""
+    parts, w.marker, w.marker_spans = w.marker, None, 0
+    if parts is None or w.word_item is None:
+        return
+    marker = w.word_item.marker = " ".join("".join(parts).split())
+    if len(marker) > _MAX_MARKER:
+        w.text(marker, decoded=True)  # not a marker: text shown as text
+        return
+    if not marker:
+        return
+    numbered = re.search(r"[0-9]", marker) or _LETTER_NUMBER.fullmatch(marker)
+    w.item = w.word_item.indent + (marker if numbered else "-") + " "
+
+
+def _word_marker_tag(w: _Writer, closing: bool, name: str, attr_text: str) -> bool:
+    """Follow the spans of a Word list marker; whether the tag was one of them. Any other
+    tag ends the marker (an unclosed span does not hide the text after it)."""
+    if w.marker is not None:
+        if name in _MARKER_FORMAT:
+            return True  # bold or a font around the number: still the marker
+        if name != "span":
+            _end_marker(w)
+            return False
+        w.marker_spans += -1 if closing else 1
+        if w.marker_spans <= 0:
+            _end_marker(w)
+        return True
+    item = w.word_item
+    if closing or name != "span" or item is None or not item.wants_marker:
+        return False
+    if "mso-list" not in attr_text.lower() or not _WORD_MARKER.search(attr_text):
+        return False
+    item.wants_marker = False
+    w.marker, w.marker_spans = [], 1
+    return True
+
+
+def _end_option(w: _Writer) -> None:
+    if w.option is not None and w.options is not None:
+        w.options.append((" ".join("".join(w.option[0]).split()), w.option[1]))
+    w.option = None
+
+
+def _end_select(w: _Writer) -> None:
+    """Write a drop-down as it is seen: its selected option, else its first (a list box
+    with several selected: them, joined by ", ")."""
+    _end_option(w)
+    options, w.options = w.options, None
+    if not options:
+        return
+    shown = [text for text, selected in options if selected] or [options[0][0]]
+    w.text(", ".join(text for text in shown if text), decoded=True)
+
+
+def _select_tag(w: _Writer, closing: bool, name: str, attr_text: str) -> bool:
+    """Follow the options of an open ``<select>``; whether the tag was one of them. Any
+    other tag ends the select (one never closed does not swallow the text after it)."""
+    if w.options is None:
+        return False
+    if name == "option":
+        _end_option(w)
+        if not closing:
+            selected = "selected" in attr_text.lower() and "selected" in _attrs(attr_text)
+            w.option = ([], selected)
+        return True
+    if name == "optgroup":
+        _end_option(w)
+        return True
+    _end_select(w)
+    return name == "select"  # its end, or a <select> inside it (HTML: its end)
+
+
 def _attrs(text: str) -> dict[str, str]:
     """Attribute names (lower case) to decoded values."""
     out: dict[str, str] = {}
@@ -328,14 +478,39 @@ def _item_marker(w: _Writer, attr_text: str) -> str:
     it (``3. ``; ``start``, ``type`` and ``<li value>`` honoured)."""
     if not w.lists or w.lists[-1] != "ol":
         return "- "
-    number, kind = w.numbers[-1]
+    number, kind, reversed_index = w.numbers[-1]
     if "value" in attr_text.lower():
         number = _number(_attrs(attr_text).get("value"), number)
-    w.numbers[-1] = (number + 1, kind)
+    if reversed_index >= 0:
+        w.reversed_items[reversed_index] += 1
+    w.numbers[-1] = (number - 1 if reversed_index >= 0 else number + 1, kind, reversed_index)
     return f"{_ordinal(number, kind)}. "
 
 
+_NO_NUMBER = 10**13  # more digits than _number reads: no number was given
+
+
+def _list_numbering(w: _Writer, attrs: dict[str, str]) -> tuple[int, str, int]:
+    """A new list's first number, type and reversed list index (-1: counts up). A
+    ``reversed`` list counts down from ``start``, else from its number of items (HTML's
+    rule), known from a first pass over the document (``_Writer.reversed_counts``)."""
+    kind = attrs.get("type", "1")
+    if "reversed" not in attrs:
+        return _number(attrs.get("start"), 1), kind, -1
+    index = len(w.reversed_items)
+    w.reversed_items.append(0)
+    start = _number(attrs.get("start"), _NO_NUMBER)
+    if start == _NO_NUMBER:  # none given: its number of items
+        w.reversed_counted = True
+        start = w.reversed_counts[index] if index < len(w.reversed_counts) else 0
+    return start, kind, index
+
+
 def _start(w: _Writer, name: str, attr_text: str) -> None:
+    if w.word_item is not None and (name in _BLOCK or name in _PARAGRAPH):
+        _end_word_item(w)  # a block ends the paragraph (HTML's implied </p>)
+    if name == "p" and _word_item(w, attr_text):
+        return
     if name == "br":
         w.newline(force=True)
     elif name == "img":
@@ -349,7 +524,7 @@ def _start(w: _Writer, name: str, attr_text: str) -> None:
         w.newline()
         w.lists.append(name)
         attrs = _attrs(attr_text) if name == "ol" else {}
-        w.numbers.append((_number(attrs.get("start"), 1), attrs.get("type", "1")))
+        w.numbers.append(_list_numbering(w, attrs))
     elif name == "li":
         w.newline()
         w.item = "  " * min(max(len(w.lists) - 1, 0), _MAX_INDENT) + _item_marker(w, attr_text)
@@ -363,6 +538,8 @@ def _start(w: _Writer, name: str, attr_text: str) -> None:
         w.end_row()
     elif name == "table":
         w.open_table()
+    elif name == "select":
+        w.options = []
     elif name in _PARAGRAPH:
         w.paragraph()
         if name == "pre":
@@ -372,6 +549,10 @@ def _start(w: _Writer, name: str, attr_text: str) -> None:
 
 
 def _end(w: _Writer, name: str) -> None:
+    if w.word_item is not None and (name in _BLOCK or name in _PARAGRAPH or name in _CELLS):
+        _end_word_item(w)
+        if name == "p":
+            return
     if name == "blockquote":
         w.newline()
         w.quote = max(w.quote - 1, 0)
@@ -482,18 +663,26 @@ def html_to_text(html: str) -> str:
 
     Elements that are not shown (``display:none``, ``hidden``) give no text; when one is
     never closed, so that it would hide the rest of the document, the document is read
-    again with every element shown (twice the work at most: still linear)."""
-    w = _convert(html, hide=True)
+    again with every element shown; a ``reversed`` list without ``start`` counts down from
+    its number of items, counted in one more pass (three passes at most: still linear)."""
+    hide = True
+    w = _convert(html, hide=hide)
     if w is None:
-        w = _convert(html, hide=False)
+        hide = False
+        w = _convert(html, hide=hide)
         assert w is not None
+    if w.reversed_counted:  # again, now that each reversed list's items are counted
+        counted = _convert(html, hide=hide, reversed_counts=w.reversed_items)
+        assert counted is not None
+        w = counted
     return _finish(w)
 
 
-def _convert(html: str, *, hide: bool) -> _Writer | None:
+def _convert(html: str, *, hide: bool, reversed_counts: list[int] | None = None) -> _Writer | None:
     """The document read into a writer; ``None`` when (``hide``) a hidden element runs to
-    the end of it."""
+    the end of it. ``reversed_counts``: the items of each reversed list, in order."""
     w = _Writer()
+    w.reversed_counts = reversed_counts or []
     hidden: _Hidden | None = None
     i = 0
     n = len(html)
@@ -527,8 +716,8 @@ def _convert(html: str, *, hide: bool) -> _Writer | None:
                     w.text("<")
                 i = lt + 1
             continue
-        closing = match.group(1) == "/"
         name = match.group(2).lower()
+        closing = match.group(1) == "/" and name != "br"  # </br> is read as <br>, as HTML does
         attr_text = html[match.end() : next_gt]
         i = next_gt + 1
         if not closing and name in _RAW_END:
@@ -544,6 +733,10 @@ def _convert(html: str, *, hide: bool) -> _Writer | None:
             hidden = None
             if own_end:
                 continue
+        if _select_tag(w, closing, name, attr_text):
+            continue
+        if _word_marker_tag(w, closing, name, attr_text):
+            continue
         if closing:
             _end(w, name)
         elif hide and _hidden(attr_text):
@@ -559,6 +752,8 @@ def _convert(html: str, *, hide: bool) -> _Writer | None:
 def _finish(w: _Writer) -> str:
     """The writer's lines as text: open links and tables written, blank lines trimmed at
     both ends."""
+    _end_marker(w)
+    _end_select(w)
     while w.links:
         _end(w, "a")  # a link never closed still shows its URL
     w.close_tables()

@@ -55,6 +55,26 @@ def _spaced_content_type(n: int) -> bytes:
     )
 
 
+def _html(unit: str) -> Callable[[int], Callable[[], object]]:
+    """``n`` copies of ``unit`` converted to text (the input built before the timing)."""
+
+    def build(n: int) -> Callable[[], object]:
+        html = unit * n
+        return lambda: html_to_text(html)
+
+    return build
+
+
+_WORD_ITEM = (
+    "<p class=MsoListParagraphCxSpMiddle style='margin-left:72.0pt;text-indent:-18.0pt;"
+    "mso-list:l0 level2 lfo1'><![if !supportLists]><span style='font-family:Symbol'>"
+    "<span style='mso-list:Ignore'>&middot;<span style='font:7.0pt \"Times New Roman\"'>"
+    "&nbsp;&nbsp; </span></span></span><![endif]>Tray 2<o:p></o:p></p>\r\n"
+)
+_MB = 1_000_000
+_SELECT = "<p>Priority: <select><option>Low<option selected>High, printing stopped</select>"
+_LINE = "Printer HP 4000, floor 3 east</br>"
+
 CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
     # intake.py: the charsets of encoded-words, looked for in every header
     "unclosed encoded-word": (
@@ -98,6 +118,29 @@ CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
         2_000,
         LINEAR,
     ),
+    # html_text.py: desktop Outlook's list paragraphs (1 MB and 8 MB), and their marker
+    # spans never closed, nested without end
+    "Outlook list paragraphs": (_html(_WORD_ITEM), _MB // len(_WORD_ITEM), LINEAR),
+    "Word list markers never closed": (
+        _html("<p style='mso-list:l0 level1 lfo1'><span style='mso-list:Ignore'>1. a"),
+        _MB // 70,
+        LINEAR,
+    ),
+    "Word list marker spans nested": (
+        _html("<p style='mso-list:l0 level1 lfo1'><span style='mso-list:ignore'><span>"),
+        _MB // 70,
+        LINEAR,
+    ),
+    # html_text.py: runs of no-break spaces kept as spaces (1 MB and 8 MB, on one line)
+    "runs of no-break spaces": (_html("a&nbsp;&nbsp; \t&nbsp;"), _MB // 20, LINEAR),
+    "stray line break end tags": (_html(_LINE), _MB // len(_LINE), LINEAR),
+    # html_text.py: reversed lists, counted in a pass of their own: closed, and unclosed
+    # (nested without end); 125 KB and 1 MB (a pass more: 8 MB of these tags takes 3 s)
+    "reversed lists": (_html("<ol reversed><li>a</li><li>b</li></ol>"), _MB // 8 // 38, LINEAR),
+    "reversed lists never closed": (_html("<ol reversed><li>step"), _MB // 8 // 22, LINEAR),
+    # html_text.py: drop-downs (1 MB and 8 MB): closed, and options never closed
+    "drop-down options": (_html(_SELECT), _MB // len(_SELECT), LINEAR),
+    "options never closed": (_html("<select><option>Printer HP 4000 in room 3"), _MB // 40, LINEAR),
     # subject.py: a reply prefix with its counter
     "prefix and blanks": (lambda n: lambda: parse_subject("Re" + " " * n), 2_000, LINEAR),
 }

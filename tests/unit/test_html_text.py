@@ -223,3 +223,112 @@ def test_a_link_never_closed_keeps_its_url() -> None:
     assert html_to_text(html) == "See the article (https://kb.example/42?x=1&y=2)"
     html = '<table><tr><td>Link</td><td><a href="https://kb.example/7">KB 7'
     assert html_to_text(html) == "Link | KB 7 (https://kb.example/7)"
+
+
+def _word_item(css_class: str, level: int, list_id: int, marker: str, font: str, text: str) -> str:
+    """One list paragraph as desktop Outlook (2016-365, Word HTML) writes it."""
+    return (
+        f"<p class={css_class} style='margin-left:{36 * level}.0pt;mso-add-space:auto;"
+        f"text-indent:-18.0pt;mso-list:l{list_id} level{level} lfo{list_id + 1}'>"
+        f"<![if !supportLists]><span style='{font}'><span style='mso-list:Ignore'>{marker}"
+        "<span style='font:7.0pt \"Times New Roman\"'>&nbsp;&nbsp;&nbsp;&nbsp;&nbsp;&nbsp; "
+        f"</span></span></span><![endif]>{text}<o:p></o:p></p>\r\n"
+    )
+
+
+def test_outlook_word_lists_read_like_html_lists() -> None:
+    """Desktop Outlook writes each list item as a paragraph with its bullet or number in an
+    ``mso-list:Ignore`` span: items came out a blank line apart, nested levels lost their
+    indent, and bullets came through as Symbol, Courier and Wingdings glyphs (``·``, ``o``,
+    ``§``, ``Ø``). Now they read as ``<ul>``/``<ol>`` do; numbers as written ("step 2")."""
+    symbol, courier = "font-family:Symbol", 'font-family:"Courier New"'
+    wingdings, plain = "font-family:Wingdings", "mso-fareast-font-family:Calibri"
+    html = (
+        "<div class=WordSection1><p class=MsoNormal>Hello,<o:p></o:p></p>\r\n"
+        "<p class=MsoNormal>what I tried:<o:p></o:p></p>\r\n"
+        + _word_item("MsoListParagraphCxSpFirst", 1, 0, "1.", plain, "Restart the PC")
+        + _word_item("MsoListParagraphCxSpMiddle", 2, 0, "a.", plain, "in safe mode")
+        + _word_item("MsoListParagraphCxSpMiddle", 3, 0, "i.", plain, "with <b>network</b>")
+        + _word_item("MsoListParagraphCxSpMiddle", 2, 0, "b.", plain, "normally")
+        + _word_item("MsoListParagraphCxSpLast", 1, 0, "2.", plain, "Reinstall the driver")
+        + "<p class=MsoNormal>Step 2 fails.<o:p></o:p></p>\r\n"
+        + _word_item("MsoListParagraphCxSpFirst", 1, 1, "&middot;", symbol, "Printer 4000")
+        + _word_item("MsoListParagraphCxSpMiddle", 2, 1, "o", courier, "Tray 2")
+        + _word_item("MsoListParagraphCxSpMiddle", 3, 1, "&sect;", wingdings, "jams")
+        + _word_item("MsoListParagraphCxSpLast", 1, 1, "&Oslash;", wingdings, "Scanner")
+        + _word_item("MsoListParagraph", 1, 2, "(3)", plain, "one item")
+        + "<p class=MsoNormal><o:p>&nbsp;</o:p></p>\r\n<p class=MsoNormal>Uma<o:p></o:p></p>"
+        "</div>"
+    )
+    assert html_to_text(html) == (
+        "Hello,\n\nwhat I tried:\n\n1. Restart the PC\n  a. in safe mode\n"
+        "    i. with network\n  b. normally\n2. Reinstall the driver\n\nStep 2 fails.\n\n"
+        "- Printer 4000\n  - Tray 2\n    - jams\n- Scanner\n\n(3) one item\n\nUma"
+    )
+
+
+def test_word_list_markers_never_hide_text() -> None:
+    """An ``mso-list:Ignore`` span never closed, or holding more than a marker, is text."""
+    item = "<p class=MsoListParagraph style='mso-list:l0 level1 lfo1'>"
+    html = f"{item}<span style='mso-list:Ignore'>1.<span>&nbsp; Restart</p><p>Then call"
+    assert html_to_text(html) == "1. Restart\n\nThen call"
+    long_marker = "Please restart the PC first"
+    html = f"{item}<span style='mso-list:Ignore'>{long_marker}</span> and call</p>"
+    assert html_to_text(html) == f"- {long_marker} and call"
+
+
+def test_runs_of_no_break_spaces_keep_their_width() -> None:
+    """Outlook aligns values with runs of ``&nbsp;``; they collapsed to one space, so the
+    columns of a pasted list ran together. A run keeps its width; white space around it and
+    at either end of a line is as before, and an empty Outlook paragraph is a blank line."""
+    html = (
+        "<p class=MsoNormal>Asset:&nbsp;&nbsp;&nbsp;&nbsp;&nbsp;&nbsp; SCN-0042<o:p></o:p></p>\r\n"
+        "<p class=MsoNormal>Room:&nbsp;&nbsp;&nbsp;&nbsp;&nbsp;&nbsp;&nbsp; 3.14<o:p></o:p></p>\r\n"
+        "<p class=MsoNormal><o:p>&nbsp;</o:p></p>\r\n"
+        "<p class=MsoNormal>&nbsp;&nbsp;Thanks,\r\n  Uma&nbsp;</p>"
+    )
+    assert html_to_text(html) == "Asset:       SCN-0042\n\nRoom:        3.14\n\nThanks, Uma"
+
+
+def test_a_stray_end_tag_of_a_line_break_breaks_the_line() -> None:
+    """Hand-written and templated mail writes ``</br>`` for ``<br>``; browsers (and the HTML
+    standard's parser) break the line there, but the two lines ran together. Being a
+    ``<br>``, it does not end a hidden preheader either."""
+    html = "<p>Printer: HP 4000</br>Room: 3.14<br/>Floor 3</br></br>Uma</p>"
+    assert html_to_text(html) == "Printer: HP 4000\nRoom: 3.14\nFloor 3\n\nUma"
+    preheader = '<div style="display:none">Preview</br>text</div><p>Tray 2 jams</p>'
+    assert html_to_text(preheader) == "Tray 2 jams"
+
+
+def test_a_reversed_numbered_list_counts_down() -> None:
+    """A countdown ("3. ... 1. now it fails") was numbered 1, 2, 3: the person's "step 1"
+    pointed at the wrong line. A ``reversed`` list counts down from ``start``, else from its
+    number of items (HTML's rule), nested lists and item values included."""
+    html = (
+        "<p>Last changes:</p><ol reversed><li>Driver 4.3<ol><li>on PC-7</li><li>on PC-9</li>"
+        "</ol></li><li>Driver 4.2</li><li>First install</li></ol>"
+        '<ol reversed start="10" type="i"><li>ten</li><li value="5">five</li><li>four</li></ol>'
+        "<div hidden><ol reversed><li>x</li></ol></div><ol reversed><li>one<li>zero</ol>"
+    )
+    assert html_to_text(html) == (
+        "Last changes:\n\n3. Driver 4.3\n  1. on PC-7\n  2. on PC-9\n2. Driver 4.2\n"
+        "1. First install\n\nx. ten\nv. five\niv. four\n\n2. one\n1. zero"
+    )
+
+
+def test_a_drop_down_shows_its_chosen_option() -> None:
+    """A web form's drop-down gave all its options run together ("LowNormalHigh"), so the
+    priority the person chose could not be read. It gives what the form shows: the selected
+    option, else the first; a list box with several selected, those."""
+    html = (
+        "<table><tr><td>Priority</td><td><select name=priority>\r\n"
+        "<option value=1>Low</option>\r\n<option value=2 selected>High</option>\r\n"
+        "<option value=3>Urgent</option></select></td></tr>"
+        "<tr><td>Site</td><td><select><optgroup label=EU><option>Berlin<option>Paris"
+        "</optgroup></select></td></tr></table>"
+        "<p>Apps: <select multiple><option selected>Mail<option>Chat<option selected>VPN"
+        "</select> fail.</p><p>Floor: <select><option>3<p>Thanks"
+    )
+    assert html_to_text(html) == (
+        "Priority | High\nSite | Berlin\n\nApps: Mail, VPN fail.\n\nFloor: 3\n\nThanks"
+    )
