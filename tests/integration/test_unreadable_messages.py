@@ -63,14 +63,7 @@ def laminator_calls(store: SqliteRepository) -> int:
 def deliver(dovecot: Dovecot, user: str, unreadable: list[int]) -> list[Path]:
     """Deliver :data:`MESSAGES` calls (numbered from 1, oldest first) and make the files of
     the ``unreadable`` ones mode 000 in Dovecot's Maildir; their paths."""
-    for number in range(1, MESSAGES + 1):
-        dovecot.append(user, new_call(number))
-    files = sorted(message_files(dovecot, user), key=delivery_order)
-    assert len(files) == MESSAGES
-    refused = [files[number - 1] for number in unreadable]
-    for path in refused:
-        path.chmod(0)
-    return refused
+    return deliver_among(dovecot, user, MESSAGES - len(unreadable), unreadable)
 
 
 def message_files(dovecot: Dovecot, user: str) -> list[Path]:
@@ -94,9 +87,7 @@ def still_there(dovecot: Dovecot, user: str, files: list[Path]) -> bool:
 def poller(
     store: SqliteRepository, protocol: MailProtocol, factory: Callable[[], Mailbox]
 ) -> PollingService:
-    account = AccountConfig(name="helpdesk", protocol=protocol, mailbox=MAILBOX)
-    config = Config(Path("unused.sqlite3"), SystemSettings(), None, (account,))
-    return PollingService(config, store, RecordingMailer(), lambda _: factory(), now=lambda: NOW)
+    return hang_up_poller(store, RecordingMailer(), factory, protocol=protocol)
 
 
 @pytest.fixture
@@ -222,10 +213,11 @@ def hang_up_poller(
     mailer: RecordingMailer,
     factory: Callable[[], Mailbox],
     per_session: int = 100,
+    protocol: MailProtocol = MailProtocol.IMAP,
 ) -> PollingService:
     account = AccountConfig(
         name="helpdesk",
-        protocol=MailProtocol.IMAP,
+        protocol=protocol,
         mailbox=MAILBOX,
         max_messages_per_session=per_session,
     )
