@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from types import TracebackType
 from typing import Self
 
@@ -44,6 +44,17 @@ def says_session_trouble(text: str) -> bool:
     (Microsoft's "Request is throttled" and "Server Unavailable", Gmail's "Account exceeded
     command or bandwidth limits"). Such a refusal is never taken for one message's."""
     return _SESSION_TROUBLE_RE.search(text) is not None
+
+
+def refuses_only_what_was_asked(code: str | None, text: str, session_codes: Set[str]) -> bool:
+    """True when a server's refusal, with response code ``code`` (None: it has none) and
+    words ``text``, refuses what was asked for (one message, a fetch's messages), not the
+    session: not when ``code`` is one of the protocol's ``session_codes`` (case-insensitive),
+    nor when :func:`says_session_trouble` of ``text``. IMAP's tagged ``NO`` and POP3's
+    ``-ERR`` are read alike this way; each protocol gives its codes."""
+    if code is not None and code.upper() in session_codes:
+        return False
+    return not says_session_trouble(text)
 
 
 def error_text(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ from asm_email_rules.adapters._session import (
     MAX_NUMBER_DIGITS,
     ServerSession,
     error_text,
-    says_session_trouble,
+    refuses_only_what_was_asked,
     shown_text,
 )
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
@@ -164,9 +164,8 @@ def refuses_only_the_messages(detail: str) -> bool:
     Unavailable"; Gmail's "exceeded ... bandwidth limits":
     :func:`~asm_email_rules.adapters._session.says_session_trouble`)."""
     code = _RESPONSE_CODE_RE.match(detail)
-    if code is not None and code.group(1).upper() in SESSION_CODES:
-        return False
-    return not says_session_trouble(detail)
+    named = code.group(1) if code is not None else None
+    return refuses_only_what_was_asked(named, detail, SESSION_CODES)
 
 
 def _said(data: object) -> str:

@@ -23,7 +23,7 @@ from asm_email_rules.adapters._session import (
     MAX_NUMBER_DIGITS,
     ServerSession,
     error_text,
-    says_session_trouble,
+    refuses_only_what_was_asked,
 )
 from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
 from asm_email_rules.connection import Security, as_security
@@ -101,9 +101,8 @@ def refuses_only_the_message(exc: Exception) -> bool:
     if not isinstance(said, bytes) or not said.startswith(b"-ERR"):
         return False
     code = _RESPONSE_CODE_RE.match(said)
-    if code is not None and code.group(1).decode("ascii").upper() in SESSION_CODES:
-        return False
-    return not says_session_trouble(said.decode("utf-8", "replace"))
+    named = code.group(1).decode("ascii") if code is not None else None
+    return refuses_only_what_was_asked(named, said.decode("utf-8", "replace"), SESSION_CODES)
 
 
 def _sasl_mechanisms(client: poplib.POP3) -> list[str] | None:
