@@ -26,9 +26,11 @@ import attrs
 
 from asm_email_rules.config import AccountConfig, Config, MailProtocol, PostgresStore
 from asm_email_rules.errors import ConfigError, RepositoryError, StoreUnavailableError
+from asm_email_rules.ledger_key import read_bound
 from asm_email_rules.protocols import Mailbox, Mailer, Repository, SeedableRepository
 from asm_email_rules.sample import seed_sample_desk
 from asm_email_rules.service import MailboxFactory, PollingService
+from asm_email_rules.settings import Limits
 
 if TYPE_CHECKING:
     from asm_email_rules.adapters.oauth import OAuth2Login
@@ -137,7 +139,8 @@ def make_mailer(config: Config) -> Mailer | None:
 class _ConfiguredMailboxes:
     """Opens the adapter an account names; remembers POP3 skip lists between sessions."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits) -> None:
+        self._max_message_size = read_bound(limits.max_read_size)
         self._pop3_skip: dict[str, frozenset[str]] = {}
         self._pop3_open: dict[str, object] = {}
         self._logins: dict[str, OAuth2Login] = {}
@@ -148,9 +151,9 @@ class _ConfiguredMailboxes:
                 f"account {account.name!r} names no protocol: its mailbox is the host's to open"
             )
         if account.protocol is MailProtocol.MAILDIR:
-            return _maildir(account)
+            return _maildir(account, self._max_message_size)
         if account.protocol is MailProtocol.IMAP:
-            return _imap(account, self._oauth2(account))
+            return _imap(account, self._oauth2(account), self._max_message_size)
         return self._pop3(account)
 
     def _oauth2(self, account: AccountConfig) -> OAuth2Login | None:
@@ -181,6 +184,7 @@ class _ConfiguredMailboxes:
                 oauth2=self._oauth2(account),
                 timeout=account.timeout,
                 ssl_context=account.ssl_context,
+                max_message_size=self._max_message_size,
             ),
             skip_ids=self._pop3_skip.get(account.name, frozenset()),
         )
@@ -188,14 +192,18 @@ class _ConfiguredMailboxes:
         return mailbox
 
 
-def _maildir(account: AccountConfig) -> Mailbox:
+def _maildir(account: AccountConfig, max_message_size: int) -> Mailbox:
     from asm_email_rules.adapters.maildir import MaildirMailbox
 
     assert account.path is not None  # config requires path for maildir accounts
-    return MaildirMailbox(account.path, quarantine_folder=account.quarantine_folder)
+    return MaildirMailbox(
+        account.path,
+        quarantine_folder=account.quarantine_folder,
+        max_message_size=max_message_size,
+    )
 
 
-def _imap(account: AccountConfig, oauth2: OAuth2Login | None) -> Mailbox:
+def _imap(account: AccountConfig, oauth2: OAuth2Login | None, max_message_size: int) -> Mailbox:
     from asm_email_rules.adapters.imap import ImapConfig, ImapMailbox
 
     return ImapMailbox(
@@ -210,17 +218,21 @@ def _imap(account: AccountConfig, oauth2: OAuth2Login | None) -> Mailbox:
             quarantine_folder=account.quarantine_folder,
             timeout=account.timeout,
             ssl_context=account.ssl_context,
+            max_message_size=max_message_size,
         )
     )
 
 
-def mailbox_factory() -> MailboxFactory:
+def mailbox_factory(limits: Limits | None = None) -> MailboxFactory:
     """A mailbox factory for the bundled adapters (IMAP, POP3, Maildir) the accounts name.
 
     Each call of the factory opens a fresh session. Keep one factory per service: it carries
-    the POP3 skip lists (quarantined UIDLs) from one session to the next.
+    the POP3 skip lists (quarantined UIDLs) from one session to the next. Its Maildir and IMAP
+    mailboxes read no more of one message than the polling service keeps of it with
+    ``limits`` (the configuration's ``system.limits``; default: the defaults), so a message
+    of gigabytes costs no more memory than :attr:`~asm_email_rules.settings.Limits.max_read_size`.
     """
-    return _ConfiguredMailboxes()
+    return _ConfiguredMailboxes(limits or Limits())
 
 
 @attrs.define
@@ -276,7 +288,7 @@ def bootstrap(
     owns = repository is None
     store = open_store(config.require_store()) if repository is None else repository
     chosen_mailer = make_mailer(config) if isinstance(mailer, _FromConfig) else mailer
-    factory = mailboxes if mailboxes is not None else mailbox_factory()
+    factory = mailboxes if mailboxes is not None else mailbox_factory(config.system.limits)
     service = PollingService(
         config, store, chosen_mailer, factory, now=now, random_token=random_token
     )

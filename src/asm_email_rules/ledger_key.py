@@ -32,10 +32,12 @@ __all__ = [
     "TRACE_FIELDS",
     "TRACE_PREFIXES",
     "cut_kept",
+    "cut_over",
     "find_ledger_entry",
     "is_trace_field",
     "ledger_key",
     "ledger_sha256",
+    "read_bound",
 ]
 
 TRACE_FIELDS = frozenset(
@@ -141,6 +143,24 @@ def cut_kept(raw: bytes, count: int) -> bytes:
             return raw[: start + left]
         left -= end - start
     return raw
+
+
+def cut_over(raw: bytes, keep: int) -> bytes:
+    """``raw`` when it is at most ``keep`` bytes long; else its start that holds ``keep + 1``
+    of the bytes :func:`ledger_sha256` covers (:func:`cut_kept`).
+
+    How every reader bounds a message (``keep`` is
+    :attr:`~asm_email_rules.settings.Limits.max_read_size`): the intake still sees it as over
+    ``max_total_size`` and keeps its header, and every copy of it, through whatever relays,
+    is cut at the same content and so keeps one ledger key. A reader that reads at most
+    :func:`read_bound` bytes of a message has all this needs. Linear in ``len(raw)``."""
+    return cut_kept(raw, keep + 1) if len(raw) > keep else raw
+
+
+def read_bound(keep: int) -> int:
+    """The bytes of a message a reader reads, at most, for :func:`cut_over` with ``keep``:
+    ``keep + 1`` bytes the key covers behind up to :data:`MAX_HEADER_SCAN` of trace fields."""
+    return keep + MAX_HEADER_SCAN + 1
 
 
 def ledger_key(email: InboundEmail) -> tuple[str, str]:

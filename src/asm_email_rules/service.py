@@ -49,7 +49,7 @@ from asm_email_rules.errors import (
     raised_inside,
 )
 from asm_email_rules.intake import parse_message
-from asm_email_rules.ledger_key import find_ledger_entry
+from asm_email_rules.ledger_key import cut_over, find_ledger_entry
 from asm_email_rules.model import EntityRef, Lease, OutboxEntry, ReplyStatus
 from asm_email_rules.outbox_pump import ReplyPump
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
@@ -702,7 +702,7 @@ class PollingService:
         started = time.monotonic()
         if not _fetch_ready(mailbox, key):
             batch.commit()  # the store's write lock is not held while a server is waited for
-        raw = mailbox.fetch(key)
+        raw = self._fetch(mailbox, key)
         batch.weigh(len(raw))
         sha256 = hashlib.sha256(raw).hexdigest()
         message = _InHand(account, mailbox, key, sha256, raw, counts, started)
@@ -717,6 +717,13 @@ class PollingService:
             return True  # set aside: quarantined
         recorded.update(result.outgoing)
         return self._dispose(message, result, batch)
+
+    def _fetch(self, mailbox: Mailbox, key: str) -> bytes:
+        """The message ``key``, cut past :attr:`~asm_email_rules.settings.Limits.max_read_size`
+        (:func:`~asm_email_rules.ledger_key.cut_over`): the intake keeps only the header of a
+        message that long, and a mailbox of a host may hand it over whole (ours read no
+        further than :func:`~asm_email_rules.ledger_key.read_bound`)."""
+        return cut_over(mailbox.fetch(key), self.config.system.limits.max_read_size)
 
     @staticmethod
     def _step(pump: ReplyPump | None, batch: _Batch) -> None:
@@ -1747,7 +1754,7 @@ class PollingService:
         programs expunge), and for one the mailbox refuses to send (MessageUnreadableError:
         logged, left marked, looked at again next pass)."""
         try:
-            raw = mailbox.fetch(key)
+            raw = self._fetch(mailbox, key)
         except MessageGoneError:
             return False
         except MessageUnreadableError as exc:  # this one only: the session goes on

@@ -142,6 +142,19 @@ class Limits:
         _check_types(self)
         _check_ranges(self, dict.fromkeys(_declared(type(self)), _AT_LEAST_ONE))
 
+    @property
+    def max_read_size(self) -> int:
+        """The most bytes of one message that are read and kept, in bytes:
+        :data:`READ_FACTOR` times ``max_total_size``. A message over ``max_total_size`` keeps
+        only its header (intake.md, "Limits"), so what lies past this is never needed: the
+        mailboxes, ``deliver`` and the commands read no further
+        (:func:`~asm_email_rules.ledger_key.cut_over`)."""
+        return READ_FACTOR * self.max_total_size
+
+
+READ_FACTOR = 4
+""":attr:`Limits.max_read_size` over ``max_total_size``."""
+
 
 @attrs.frozen
 class MailboxSettings:

@@ -89,6 +89,13 @@ class ImapConfig:
     bound, 1,000,000 bytes, refused the listing of a folder of some 140,000 messages, so a
     backlog that large could never be drained. The default, 16 MiB, lists about two million;
     a longer line raises :class:`~asm_email_rules.errors.MailboxError` naming the bound.
+
+    ``max_message_size``: the most bytes of one message a fetch brings, in bytes (None: all
+    of it). Set, every fetch asks for ``BODY.PEEK[]<0.max_message_size>`` (RFC 3501 6.4.5),
+    which is the whole of any shorter message, so a message of gigabytes on the server costs
+    that many bytes here; the polling service's mailboxes get
+    :func:`~asm_email_rules.ledger_key.read_bound` of the configuration's
+    :attr:`~asm_email_rules.settings.Limits.max_read_size`.
     """
 
     host: str
@@ -107,6 +114,7 @@ class ImapConfig:
     store_batch: int = 100
     max_line_bytes: int = 16 << 20
     fetch_ahead: bool = True
+    max_message_size: int | None = None
 
     def context(self) -> ssl.SSLContext:
         """The TLS context to use: the configured one or a verifying default."""
@@ -266,8 +274,9 @@ _AHEAD_TAG = b"ZA"
 _LITERAL_RE = re.compile(rb"\{(\d+)\}\r?\n?\Z")
 """A response line that ends with a literal's length (RFC 3501 4.3): its bytes follow."""
 
-_BODY_LITERAL_RE = re.compile(rb"BODY\[\] \{\d+\}\r?\n?\Z")
-"""The text before the literal of a ``BODY[]`` item: the message itself."""
+_BODY_LITERAL_RE = re.compile(rb"BODY\[\](?:<0>)? \{\d+\}\r?\n?\Z")
+"""The text before the literal of a ``BODY[]`` item: the message itself (``BODY[]<0>``: its
+start, when ``max_message_size`` bounds the fetch, RFC 3501 6.4.5)."""
 
 _FETCH_RESPONSE_RE = re.compile(rb"(?:\* )?\d+ (?:FETCH )?\(")
 """The start of an untagged ``FETCH`` response (``* 2 FETCH (``, or ``2 (`` as imaplib keeps
@@ -1014,13 +1023,21 @@ class ImapMailbox(ServerSession):
             )
         return self._sizes
 
+    @property
+    def _body(self) -> str:
+        """The fetch item of a message's bytes: ``BODY.PEEK[]``, or its start of
+        ``max_message_size`` octets (:class:`ImapConfig`)."""
+        limit = self.config.max_message_size
+        return "BODY.PEEK[]" if limit is None else f"BODY.PEEK[]<0.{limit}>"
+
     def fetch_ready(self, key: str) -> bool:
         """True when :meth:`fetch` of ``key`` answers from the messages fetched ahead, without
         a round trip to the server (see :class:`~asm_email_rules.protocols.Mailbox`)."""
         return key in self._fetched
 
     def fetch(self, key: str) -> bytes:
-        """The exact bytes of the message (``BODY.PEEK[]``: the ``\\Seen`` flag is untouched).
+        """The exact bytes of the message, or their first ``max_message_size``
+        (``BODY.PEEK[]``: the ``\\Seen`` flag is untouched).
 
         Fetching a listed message also brings the next listed ones, up to the batch limits
         (:class:`ImapConfig`), in the same ``UID FETCH``; they are handed out from memory, and
@@ -1050,12 +1067,12 @@ class ImapMailbox(ServerSession):
                 self._send_ahead(key)
                 raise self._refused(key)
             if len(batch) == 1:
-                alone = self._fetch(key, "(BODY.PEEK[])")[1]
+                alone = self._fetch(key, f"({self._body})")[1]
                 self._send_ahead(key)
                 return alone
             uids = ",".join(batch)
             data, refusal = self._uid_fetch(
-                f"UID FETCH {key}", uids, "(UID BODY.PEEK[])", set(batch)
+                f"UID FETCH {key}", uids, f"(UID {self._body})", set(batch)
             )
             bare = self._keep_fetched(data, set(batch))
         if refusal is None:
@@ -1084,7 +1101,7 @@ class ImapMailbox(ServerSession):
             if uid in bare or len(batch) == 1:
                 self._unreadable[uid] = refusal
                 continue
-            data, alone = self._uid_fetch(f"UID FETCH {uid}", uid, "(UID BODY.PEEK[])", {uid})
+            data, alone = self._uid_fetch(f"UID FETCH {uid}", uid, f"(UID {self._body})", {uid})
             self._keep_fetched(data, {uid})
             if uid in self._fetched:
                 continue
@@ -1130,7 +1147,8 @@ class ImapMailbox(ServerSession):
             return
         self._ahead_tags += 1
         tag = _AHEAD_TAG + str(self._ahead_tags).encode()
-        command = b"%s UID FETCH %s (UID BODY.PEEK[])\r\n" % (tag, ",".join(batch).encode())
+        uids = ",".join(batch)
+        command = f"{tag.decode()} UID FETCH {uids} (UID {self._body})\r\n".encode()
         try:
             self._imap.send(command)
         except OSError as exc:

@@ -325,10 +325,22 @@ class MaildirMailbox(KeyedMailbox):
     files found by the listing is unlinked: a quarantine at once, a deletion on close), so
     the service forgets it (:class:`~asm_email_rules.protocols.Mailbox`)."""
 
-    def __init__(self, path: str | Path, quarantine_folder: str = ".Quarantine") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        quarantine_folder: str = ".Quarantine",
+        *,
+        max_message_size: int | None = None,
+    ) -> None:
+        """``max_message_size``: the most bytes of one message file :meth:`fetch` reads (None:
+        all of it); the polling service's mailboxes get
+        :func:`~asm_email_rules.ledger_key.read_bound` of the configuration's
+        :attr:`~asm_email_rules.settings.Limits.max_read_size`. MailboxError when the folder
+        cannot be opened or created."""
         self.path = Path(path)
         self._root = os.fspath(self.path)
         self.quarantine_folder = quarantine_folder
+        self.max_message_size = max_message_size
         self._files: dict[str, str] = {}  # key -> file under path, from the last listing
         self._earlier: dict[str, list[str]] = {}  # key -> other files of it in that listing
         self._deleted: set[str] = set()  # hidden now, unlinked on close()
@@ -454,22 +466,24 @@ class MaildirMailbox(KeyedMailbox):
 
     def _read(self, key: str) -> bytes:
         name = self._files.get(key)
+        size = -1 if self.max_message_size is None else self.max_message_size
         if name is not None:
             try:
                 with open(self._file(name), "rb") as handle:
-                    return handle.read()
+                    return handle.read(size)
             except FileNotFoundError:
                 pass  # moved (new -> cur) or gone since the listing: ask the Maildir
             except OSError as exc:  # this file (its permissions, say): the folder still works
                 raise MessageUnreadableError(
                     f"Maildir {self.path}: cannot read {key!r}: {exc}"
                 ) from exc
-        return self._maildir.get_bytes(key)
+        with self._maildir.get_file(key) as handle:
+            return handle.read(size)
 
     def fetch(self, key: str) -> bytes:
-        """The exact bytes of the message file. A file that cannot be read (its permissions,
-        an I/O error) raises MessageUnreadableError; one gone since the listing,
-        MessageGoneError."""
+        """The exact bytes of the message file, or its first ``max_message_size`` bytes. A
+        file that cannot be read (its permissions, an I/O error) raises
+        MessageUnreadableError; one gone since the listing, MessageGoneError."""
         if key in self._deleted:
             raise MailboxError(f"Maildir {self.path}: no message {key!r} (deleted)")
         try:

@@ -52,6 +52,11 @@ class Pop3Config:
     ``USER``/``PASS`` with ``username`` and ``password``, or, when ``oauth2`` is set,
     ``AUTH XOAUTH2`` / ``OAUTHBEARER`` (RFC 5034, RFC 7628) as ``username`` with a token from
     ``oauth2.tokens`` (``password`` is then unused).
+
+    ``max_message_size``: the most bytes of one message :meth:`Pop3Mailbox.fetch` keeps, in
+    bytes (None: all of it); the rest of the ``RETR`` answer is read and dropped line by line.
+    The polling service's mailboxes get :func:`~asm_email_rules.ledger_key.read_bound` of the
+    configuration's :attr:`~asm_email_rules.settings.Limits.max_read_size`.
     """
 
     host: str
@@ -62,6 +67,7 @@ class Pop3Config:
     timeout: float = 30.0
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
     oauth2: OAuth2Login | None = None
+    max_message_size: int | None = None
 
     def context(self) -> ssl.SSLContext:
         """The TLS context to use: the configured one or a verifying default."""
@@ -103,6 +109,29 @@ def refuses_only_the_message(exc: Exception) -> bool:
     code = _RESPONSE_CODE_RE.match(said)
     named = code.group(1).decode("ascii") if code is not None else None
     return refuses_only_what_was_asked(named, said.decode("utf-8", "replace"), SESSION_CODES)
+
+
+def _retr(client: poplib.POP3, number: int, limit: int | None) -> bytes:
+    """``RETR number`` (RFC 1939 7): the message dot-unstuffed, with CRLF line ends, or its
+    first ``limit`` bytes: the lines past them are read to the answer's end and dropped, so a
+    message of gigabytes holds ``limit`` bytes and a line. Raises ``poplib.error_proto``
+    (the server's ``-ERR`` line, as bytes, or a broken answer) or ``OSError``, as poplib's
+    ``retr``."""
+    reply = _command(client, f"RETR {number}")
+    if not reply.startswith(b"+"):
+        raise poplib.error_proto(reply)
+    kept: list[bytes] = []
+    size = 0
+    while (line := _read_line(client)[0]) != b".":
+        if limit is not None and size >= limit:
+            continue
+        if line.startswith(b".."):
+            line = line[1:]
+        kept.append(line)
+        kept.append(b"\r\n")
+        size += len(line) + 2
+    raw = b"".join(kept)
+    return raw if limit is None else raw[:limit]
 
 
 def _sasl_mechanisms(client: poplib.POP3) -> list[str] | None:
@@ -285,20 +314,20 @@ class Pop3Mailbox(ServerSession):
         return number
 
     def fetch(self, key: str) -> bytes:
-        """The message as sent by RETR, dot-unstuffed, with CRLF line ends.
+        """The message as sent by RETR, dot-unstuffed, with CRLF line ends; its first
+        ``max_message_size`` bytes when it is longer (:class:`Pop3Config`).
 
         A ``-ERR`` to the ``RETR`` of this one message, the session still working
         (:func:`refuses_only_the_message`), raises MessageUnreadableError; any other failure
         MailboxError."""
         number = self._number(key)
         try:
-            _, lines, _ = self._client().retr(number)
+            return _retr(self._client(), number, self.config.max_message_size)
         except (poplib.error_proto, OSError) as exc:
             said = f"{self._where()}: RETR {number} failed: {error_text(exc)}"
             if refuses_only_the_message(exc):
                 raise MessageUnreadableError(said) from exc
             raise MailboxError(said) from exc
-        return b"".join(line + b"\r\n" for line in lines)
 
     def delete(self, key: str) -> None:
         """Mark for deletion (DELE); takes effect only at :meth:`close`. Unknown ids are ignored,

@@ -42,15 +42,11 @@ STDIN = "-"
 """The file name that means standard input (``explain -``, ``process -``)."""
 
 
-READ_FACTOR = 4
-"""A command reads at most this many times ``max_total_size`` of one file: a message over
-``max_total_size`` keeps only its header anyway (intake.md, "Limits"), and a file past that is
-refused rather than read into memory (``explain /dev/zero``)."""
-
-
 def read_limit(limits: Limits | None = None) -> int:
-    """The most bytes a command reads of one file, for ``limits`` (default: the defaults)."""
-    return READ_FACTOR * (limits or Limits()).max_total_size
+    """The most bytes a command reads of one file, for ``limits`` (default: the defaults):
+    :attr:`~asm_email_rules.settings.Limits.max_read_size`. A file past that is refused rather
+    than read into memory (``explain /dev/zero``)."""
+    return (limits or Limits()).max_read_size
 
 
 def read_file(path: Path | str, limit: int | None = None) -> bytes:

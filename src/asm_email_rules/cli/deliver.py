@@ -19,7 +19,7 @@ from asm_email_rules.cli._common import PROG, read_bounded, read_limit
 from asm_email_rules.cli.poll import refuse_misconfigured
 from asm_email_rules.config import Config, load_config, no_account
 from asm_email_rules.delivery import EX_TEMPFAIL, Verdict, deliver_message
-from asm_email_rules.ledger_key import MAX_HEADER_SCAN, cut_kept
+from asm_email_rules.ledger_key import cut_over, read_bound
 
 NAME = "deliver"
 
@@ -58,9 +58,8 @@ def run(args: argparse.Namespace) -> int:
         keep = read_limit(config.system.limits)
         # the cut counts the bytes the ledger key covers: another copy of the message, with
         # other trace fields (another relay, another delivery), is cut at the same content
-        raw, size = read_bounded(sys.stdin.buffer, keep + MAX_HEADER_SCAN)
-        if size > keep:
-            raw = cut_kept(raw, keep + 1)
+        raw, size = read_bounded(sys.stdin.buffer, read_bound(keep) - 1)
+        raw = cut_over(raw, keep)
         if len(raw) < size:
             print(
                 f"{PROG} deliver: a message of {size} bytes: its first {keep} read "
