@@ -15,11 +15,12 @@ import attrs
 
 from asm_email_rules.addresses import normalise_address, parse_address_list
 from asm_email_rules.intake_notes import IntakeNoteKind
-from asm_email_rules.model import InboundEmail, Person, PersonCase
+from asm_email_rules.model import InboundEmail, NamedAddress, Person, PersonCase
 
 __all__ = [
     "SenderResolution",
     "actor_address",
+    "caller_name",
     "contact_address",
     "has_two_from_headers",
     "normalise_address",
@@ -53,6 +54,29 @@ def contact_address(email: InboundEmail) -> str:
     if email.reply_to:
         return email.reply_to[0]
     return actor_address(email)[0]
+
+
+def caller_name(email: InboundEmail, address: str) -> str:
+    """The display name ``email`` gives the mailbox ``address`` ("" when none does).
+
+    The caller of a new call may be named by From, by Sender (From with several authors) or
+    by Reply-To (a web form's, or a From without an address): the User record created for
+    them keeps the name written next to that address, whichever field it was in. Addresses
+    compare in :func:`normalise_address` form.
+    """
+    wanted = normalise_address(address)
+    if not wanted:
+        return ""
+    if email.sender and normalise_address(email.sender) == wanted:
+        return email.sender_name
+    mailboxes: list[NamedAddress] = []
+    if email.sender_mailbox is not None:
+        mailboxes.append(email.sender_mailbox)
+    mailboxes += (*email.from_mailboxes, *email.reply_to_mailboxes)
+    for mailbox in mailboxes:
+        if mailbox.name and normalise_address(mailbox.address) == wanted:
+            return mailbox.name
+    return ""
 
 
 def has_two_from_headers(email: InboundEmail) -> bool:
