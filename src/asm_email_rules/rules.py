@@ -1536,10 +1536,15 @@ def _base_reasons(facts: Facts) -> list[str]:
     if command.normalised:
         reasons.append("the subject was NFKC-normalised before matching")
     if facts.sender.ambiguous:
-        person = facts.sender.person
+        person, contact = facts.sender.person, facts.sender.contact
+        chosen = (
+            f"the lowest id flagged analyst or User ({person.id}) was chosen"
+            if person is not None
+            else f"none is an analyst or User; the lowest id ({contact.id if contact else '-'}) "
+            "was chosen"
+        )
         reasons.append(
-            f"{facts.sender.matches} person records share {facts.sender.address}; "
-            f"the lowest id ({person.id if person else '-'}) was chosen"
+            f"{facts.sender.matches} person records share {facts.sender.address}; {chosen}"
         )
     if not facts.in_partition:
         reasons.append("the referenced record is outside this mailbox's partition")

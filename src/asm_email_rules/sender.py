@@ -101,7 +101,8 @@ class SenderResolution:
 
     @property
     def ambiguous(self) -> bool:
-        """True when several person records share the address (the lowest id was chosen)."""
+        """True when several person records share the address, contacts included (the
+        lowest id flagged analyst or User was chosen, else the lowest id)."""
         return self.matches > 1
 
     @property
@@ -127,6 +128,9 @@ def resolve_sender(address: str, persons: Iterable[Person]) -> SenderResolution:
     matching = [person for person in same if person.case.is_known]
     if not matching:
         contact = same[0] if same else None
-        return SenderResolution(address=address, case=PersonCase.UNKNOWN, contact=contact)
+        return SenderResolution(
+            address=address, case=PersonCase.UNKNOWN, contact=contact, matches=len(same)
+        )
     chosen = matching[0]
-    return SenderResolution(address=address, case=chosen.case, person=chosen, matches=len(matching))
+    # every record with the address counts: a contact sharing it is an ambiguity too (DESIGN 4)
+    return SenderResolution(address=address, case=chosen.case, person=chosen, matches=len(same))
