@@ -204,7 +204,7 @@ class _Writes:
             case LogCall():
                 user_id = action.user_id if action.user_id is not None else self.new_person
                 call = repository.create_call(
-                    template=self.mailbox.call_template,
+                    template=self.mailbox.template_for_new_calls,
                     user_id=user_id,
                     logging_analyst_id=action.logging_analyst_id,
                     description=action.description,

@@ -31,6 +31,7 @@ from asm_email_rules.settings import (
     MailboxSettings,
     ReopenAssignment,
     SystemSettings,
+    partition_problem,
 )
 from asm_email_rules.signin import (
     AuthMethod,
@@ -722,10 +723,16 @@ def _mailbox(table: _Table, name: str) -> MailboxSettings:
     separators = table.strings("separators")
     if any(not s.strip() for s in separators):
         raise table.fail("separators", "separators must not be empty")
+    template_table = table.table("call_template")
+    template = _call_template(template_table)
+    partition = table.optional_string("partition")
+    problem = partition_problem(partition, template.partition)
+    if problem is not None:
+        raise template_table.fail("partition", problem)
     mailbox = MailboxSettings(
         name=name,
         addresses=addresses,
-        call_template=_call_template(table.table("call_template")),
+        call_template=template,
         default_logging_analyst_id=table.optional_integer("default_logging_analyst_id", minimum=1),
         create_calls_anonymously=table.boolean(
             "create_calls_anonymously", d.create_calls_anonymously
@@ -741,7 +748,7 @@ def _mailbox(table: _Table, name: str) -> MailboxSettings:
         reopen_closed_calls=table.boolean("reopen_closed_calls", d.reopen_closed_calls),
         use_linked_analyst=table.boolean("use_linked_analyst", d.use_linked_analyst),
         auto_reply=table.boolean("auto_reply", d.auto_reply),
-        partition=table.optional_string("partition"),
+        partition=partition,
         reply_templates=_reply_templates(table.table("reply_templates")),
         separators=separators,
         trusted_authserv_id=table.optional_string("trusted_authserv_id"),

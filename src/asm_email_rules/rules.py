@@ -60,7 +60,7 @@ from asm_email_rules.model import (
 )
 from asm_email_rules.outgoing import OutgoingMessageError, check_address
 from asm_email_rules.replies import Text, merge_text, place_token, render
-from asm_email_rules.sender import contact_address
+from asm_email_rules.sender import caller_name, contact_address
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
 from asm_email_rules.subject import CommandKind, MatchSource, bracket_token, bracket_token_parts
 
@@ -1134,7 +1134,7 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
         )
     elif person is None:
         address = facts.sender.address
-        name = facts.email.sender_name if address == facts.email.sender else ""
+        name = caller_name(facts.email, address)
         actions.append(CreateUser(address, name))
         user_id = None
     else:
@@ -1536,10 +1536,15 @@ def _base_reasons(facts: Facts) -> list[str]:
     if command.normalised:
         reasons.append("the subject was NFKC-normalised before matching")
     if facts.sender.ambiguous:
-        person = facts.sender.person
+        person, contact = facts.sender.person, facts.sender.contact
+        chosen = (
+            f"the lowest id flagged analyst or User ({person.id}) was chosen"
+            if person is not None
+            else f"none is an analyst or User; the lowest id ({contact.id if contact else '-'}) "
+            "was chosen"
+        )
         reasons.append(
-            f"{facts.sender.matches} person records share {facts.sender.address}; "
-            f"the lowest id ({person.id if person else '-'}) was chosen"
+            f"{facts.sender.matches} person records share {facts.sender.address}; {chosen}"
         )
     if not facts.in_partition:
         reasons.append("the referenced record is outside this mailbox's partition")

@@ -15,11 +15,12 @@ import attrs
 
 from asm_email_rules.addresses import normalise_address, parse_address_list
 from asm_email_rules.intake_notes import IntakeNoteKind
-from asm_email_rules.model import InboundEmail, Person, PersonCase
+from asm_email_rules.model import InboundEmail, NamedAddress, Person, PersonCase
 
 __all__ = [
     "SenderResolution",
     "actor_address",
+    "caller_name",
     "contact_address",
     "has_two_from_headers",
     "normalise_address",
@@ -55,6 +56,29 @@ def contact_address(email: InboundEmail) -> str:
     return actor_address(email)[0]
 
 
+def caller_name(email: InboundEmail, address: str) -> str:
+    """The display name ``email`` gives the mailbox ``address`` ("" when none does).
+
+    The caller of a new call may be named by From, by Sender (From with several authors) or
+    by Reply-To (a web form's, or a From without an address): the User record created for
+    them keeps the name written next to that address, whichever field it was in. Addresses
+    compare in :func:`normalise_address` form.
+    """
+    wanted = normalise_address(address)
+    if not wanted:
+        return ""
+    if email.sender and normalise_address(email.sender) == wanted:
+        return email.sender_name
+    mailboxes: list[NamedAddress] = []
+    if email.sender_mailbox is not None:
+        mailboxes.append(email.sender_mailbox)
+    mailboxes += (*email.from_mailboxes, *email.reply_to_mailboxes)
+    for mailbox in mailboxes:
+        if mailbox.name and normalise_address(mailbox.address) == wanted:
+            return mailbox.name
+    return ""
+
+
 def has_two_from_headers(email: InboundEmail) -> bool:
     """True when the message carries more than one From header: nobody is authenticated."""
     return len(email.header_all("From")) > 1
@@ -77,7 +101,8 @@ class SenderResolution:
 
     @property
     def ambiguous(self) -> bool:
-        """True when several person records share the address (the lowest id was chosen)."""
+        """True when several person records share the address, contacts included (the
+        lowest id flagged analyst or User was chosen, else the lowest id)."""
         return self.matches > 1
 
     @property
@@ -103,6 +128,9 @@ def resolve_sender(address: str, persons: Iterable[Person]) -> SenderResolution:
     matching = [person for person in same if person.case.is_known]
     if not matching:
         contact = same[0] if same else None
-        return SenderResolution(address=address, case=PersonCase.UNKNOWN, contact=contact)
+        return SenderResolution(
+            address=address, case=PersonCase.UNKNOWN, contact=contact, matches=len(same)
+        )
     chosen = matching[0]
-    return SenderResolution(address=address, case=chosen.case, person=chosen, matches=len(matching))
+    # every record with the address counts: a contact sharing it is an ambiguity too (DESIGN 4)
+    return SenderResolution(address=address, case=chosen.case, person=chosen, matches=len(same))

@@ -156,6 +156,22 @@ READ_FACTOR = 4
 """:attr:`Limits.max_read_size` over ``max_total_size``."""
 
 
+def partition_problem(mailbox_partition: str | None, template_partition: str) -> str | None:
+    """Why a mailbox limited to ``mailbox_partition`` cannot log calls from a template in
+    ``template_partition``; None when it can (no limit, no template partition, or the same).
+
+    Every call such a mailbox logged would be outside its partition, an invalid number to it,
+    so each answer to our "Call n has been logged" would log another call.
+    """
+    if mailbox_partition is None or template_partition in ("", mailbox_partition):
+        return None
+    return (
+        f"{template_partition!r} is outside the mailbox's partition {mailbox_partition!r}: "
+        "every call it logs would be an invalid number to this mailbox (each answer would "
+        "log another call); use the same partition, or leave the template's unset"
+    )
+
+
 @attrs.frozen
 class MailboxSettings:
     """Options of one incoming email account (the spec's "incoming email server").
@@ -206,6 +222,19 @@ class MailboxSettings:
             problem = override_key_problem(key)
             if problem is not None:
                 raise ValueError(f"MailboxSettings.reply_templates: {key!r}: {problem}")
+        problem = partition_problem(self.partition, self.call_template.partition)
+        if problem is not None:
+            raise ValueError(f"MailboxSettings.call_template.partition: {problem}")
+
+    @property
+    def template_for_new_calls(self) -> CallTemplate:
+        """The call template a call logged through this mailbox is created from: the
+        mailbox's ``partition`` when the template names none, so that a call it logs is a
+        valid number to it (DESIGN 4: a record outside the mailbox's partition is an invalid
+        number, and every answer to such a call would log another one)."""
+        if self.partition is None or self.call_template.partition:
+            return self.call_template
+        return attrs.evolve(self.call_template, partition=self.partition)
 
     @property
     def reply_from(self) -> str:

@@ -262,6 +262,41 @@ def test_from_without_an_address_but_a_reply_to_logs_for_the_reply_to(desk: Desk
     assert result.decision.reply.to == "nina@else.example"
 
 
+@pytest.mark.parametrize(
+    ("headers", "options"),
+    [
+        (
+            ("From: Web Form <forms@web.example>", "Reply-To: Carla Caller <carla@else.example>"),
+            {"contact_from_reply_to": True},
+        ),
+        (("From: Carla Caller", "Reply-To: Carla Caller <carla@else.example>"), {}),
+        (
+            (
+                "From: Carla Caller <carla@else.example>, Pat Partner <pat@else.example>",
+                "Sender: Carla Caller <carla@else.example>",
+            ),
+            {},
+        ),
+    ],
+    ids=["web-form-reply-to", "from-without-address", "sender-of-several-authors"],
+)
+def test_a_user_created_for_a_new_call_keeps_the_callers_name(
+    desk: Desk, headers: tuple[str, ...], options: dict[str, bool]
+) -> None:
+    """Case 1: "a new User record is created (that is, a new person record flagged as a User)
+    and the call is logged with this User specified in the User field." The record carries
+    the display name of the mailbox that named the caller (From, Sender or Reply-To), as it
+    does for a plain From."""
+    desk.set(create_calls_anonymously=True, **options)
+    raw = _raw(*headers, "Subject: Screen flickers")
+    result = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
+    assert result.decision is not None
+    assert result.decision.rule == "LOG-2"
+    (person,) = desk.repo.persons_by_address("carla@else.example")
+    assert (person.name, person.is_user) == ("Carla Caller", True)
+    assert desk.newest_call().user_id == person.id
+
+
 def test_two_from_headers_authenticate_nobody(desk: Desk) -> None:
     """ "Two From headers: nobody is authenticated and no privileged command (close, reopen,
     approve, reject) runs." """

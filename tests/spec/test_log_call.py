@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asm_email_rules.model import EntityKind, EntryKind
+from asm_email_rules.model import EntityKind, EntryKind, Person
 from asm_email_rules.sample import ALICE, BOB, DANA, TEMPLATE, UMA
 
 from .conftest import Desk
@@ -171,3 +171,19 @@ def test_logged_call_acknowledged_only_with_auto_reply(desk: Desk) -> None:
     (reply,) = desk.replies
     assert reply.subject == "Call 104 has been logged [CALL#104]"
     assert reply.to == UMA.email
+
+
+def test_a_contact_sharing_an_analysts_address_is_recorded_as_ambiguous(desk: Desk) -> None:
+    """Case 2: "If an email is sent from an address which corresponds to an existing analyst
+    ... the call is logged with this person specified in the User field." DESIGN 4: "Several
+    persons with one address: the lowest id wins, and the decision records the ambiguity." A
+    contact record (neither flag) with a lower id identifies nobody, but it shares the address
+    all the same: the decision says so, and which record acted."""
+    desk.repo.put_person(Person(40, "shared@corp.example", "Old Contact"))
+    desk.repo.put_person(Person(41, "Shared@Corp.example", "Sam Analyst", is_analyst=True))
+    decision = desk.mail("Docking station dead", sender="shared@corp.example")
+    assert decision.rule == "LOG-5"
+    assert desk.newest_call().user_id == 41
+    (line,) = [reason for reason in decision.reasons if "share" in reason]
+    assert line.startswith("2 person records share shared@corp.example;")
+    assert "(41)" in line

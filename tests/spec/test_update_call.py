@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import attrs
+
 from asm_email_rules.model import CallStatus, EntityKind, EntityRef, EntryKind
-from asm_email_rules.sample import ALICE, UMA
+from asm_email_rules.sample import ALICE, TEMPLATE, UMA
 
 from .conftest import Desk
 
@@ -232,3 +234,27 @@ def test_update_by_analyst(desk: Desk) -> None:
     """Any recognised person may update a call by email (the spec names no restriction)."""
     decision = desk.mail("Call 100 has been updated", sender=ALICE.email, body="On site now")
     assert decision.rule == "UC-4"
+
+
+def test_a_mailbox_with_a_partition_updates_the_calls_it_logged(desk: Desk) -> None:
+    """ "The call template will determine the call properties such as the partition" and "To
+    update an existing call by email, send an email to a ASM Core incoming email account with
+    a recognized subject heading and the call number." A mailbox limited to a partition whose
+    call template names none logs its calls in that partition, so an answer to "Call n has
+    been logged" updates call n instead of logging yet another call."""
+    desk.set(
+        partition="Service",
+        call_template=attrs.evolve(TEMPLATE, partition=""),
+        auto_reply=True,
+        log_new_call_on_invalid_number=True,
+    )
+    desk.mail("Scanner offline", body="The scanner is offline.")
+    logged = desk.newest_call()
+    assert logged.partition == "Service"
+    (ack,) = desk.replies
+    decision = desk.mail(f"Re: {ack.subject}", body="It is back now.")
+    assert decision.rule == "UC-4"
+    assert desk.newest_call().number == logged.number
+    assert desk.texts(EntityKind.CALL, logged.number, EntryKind.HISTORY)[-1].strip() == (
+        "It is back now."
+    )

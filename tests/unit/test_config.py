@@ -318,6 +318,27 @@ def test_each_mistake_names_file_key_and_problem(
     assert what in message
 
 
+def test_a_call_template_outside_the_mailboxs_partition_is_refused(tmp_path: Path) -> None:
+    """A mailbox limited to one partition whose call template logs into another would treat
+    every call it logged as an invalid number: each answer would log another call."""
+    text = VALID.replace('name = "Email call"', 'name = "Email call"\npartition = "Finance"', 1)
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:accounts[1].mailbox.call_template.partition: "), message
+    assert "outside the mailbox's partition 'Default'" in message
+    with pytest.raises(ValueError, match=r"call_template\.partition"):
+        MailboxSettings(partition="Default", call_template=CallTemplate(partition="Finance"))
+
+
+def test_a_mailbox_partition_is_where_a_template_without_one_logs(tmp_path: Path) -> None:
+    mailbox = load_config(write(tmp_path, VALID)).accounts[0].mailbox
+    assert mailbox.call_template.partition == ""
+    assert mailbox.template_for_new_calls.partition == "Default"
+    assert MailboxSettings().template_for_new_calls == CallTemplate()
+
+
 @pytest.mark.parametrize(
     ("old", "new", "key", "hint"),
     [

@@ -42,6 +42,19 @@ def test_several_matches_lowest_id_wins_and_is_recorded() -> None:
     assert found.ambiguous
 
 
+def test_a_contact_sharing_the_address_counts_in_the_ambiguity() -> None:
+    """DESIGN 4: "Several persons with one address: the lowest id wins, and the decision
+    records the ambiguity" - a contact (neither flag) shares the address too."""
+    contact = Person(2, "a@x.example")
+    analyst = Person(5, "A@X.example", is_analyst=True)
+    found = resolve_sender("a@x.example", [analyst, contact])
+    assert (found.person, found.matches, found.ambiguous) == (analyst, 2, True)
+    other = Person(7, "A@x.example")
+    only_contacts = resolve_sender("a@x.example", [other, contact])
+    assert (only_contacts.contact, only_contacts.matches) == (contact, 2)
+    assert only_contacts.ambiguous
+
+
 def test_empty_address_is_unknown() -> None:
     assert resolve_sender("", [ANALYST]).case is PersonCase.UNKNOWN
 
