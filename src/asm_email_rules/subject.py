@@ -202,7 +202,10 @@ _PREFIX = re.compile(
     re.IGNORECASE,
 )
 # A short tag in brackets before or between prefixes, e.g. "[EXT] Re:" (not one of our tokens).
-_TAG = re.compile(r"[ \t]*\[[A-Za-z][A-Za-z0-9 _.-]{0,20}\][ \t]*")
+_TAG = re.compile(r"[ \t]*\[[^\[\]\r\n]{1,40}\][ \t]*")
+"""A label in brackets before or between the prefixes: a list's ``[helpdesk]``, a gateway's
+``[EXTERNAL]``, ``[Caution: External Email]``, ``[Extérieur]`` or ``[外部]`` (any text of up to
+40 characters without brackets); never one of our bracket tokens (``_BRACKET``)."""
 
 _BRACKET = re.compile(
     r"\[[ \t]*(?:"
@@ -215,7 +218,8 @@ _BRACKET = re.compile(
 )
 
 _PHRASE = re.compile(
-    r"(?P<word>call[ \t]+no\.?|call|task/approval|task|request)[ \t]+"
+    r"(?:(?P<numbered>call[ \t]+no\.)[ \t]*"  # "Call No.100" and "Call No. 100"
+    r"|(?P<word>call[ \t]+no|call|task/approval|task|request)[ \t]+)"
     r"(?P<number>[0-9]{1," + str(MAX_NUMBER_DIGITS) + r"})(?![0-9A-Za-z])",
     re.IGNORECASE | re.ASCII,
 )
@@ -315,7 +319,7 @@ def _phrase_command(text: str) -> SubjectCommand | None:
     match = _PHRASE.match(text)
     if match is None:
         return None
-    word = " ".join(match.group("word").lower().split())
+    word = " ".join((match.group("numbered") or match.group("word")).lower().split())
     kind = CommandKind.UPDATE_CALL if word.startswith("call") else _PHRASE_KIND[word]
     return SubjectCommand(
         kind, number=int(match.group("number")), source=MatchSource.PHRASE, matched=match.group(0)

@@ -146,6 +146,26 @@ def test_our_reply_phrasing_after_prefixes_of_more_languages(prefix: str, reply:
     assert (parsed.reply, parsed.forward) == (reply, not reply)
 
 
+@pytest.mark.parametrize(
+    "label",
+    ["[EXTERNAL]", "[Caution: External Email]", "[Extérieur]", "[外部]", "[Ext. - do not trust]"],
+)
+def test_a_gateways_label_before_the_prefix_is_passed_over(label: str) -> None:
+    # Mail gateways put such labels in front of the subject of mail from outside; a reply
+    # whose [CALL#n] token and thread headers were lost is still found by our phrase after it.
+    parsed = parse_subject(f"{label} Re: Call 100 has been updated")
+    assert (parsed.kind, parsed.number, parsed.reply) == (CommandKind.UPDATE_CALL, 100, True)
+    assert parse_subject(f"RE: {label} Call 100 has been updated").number == 100
+    assert parse_subject(f"{label} Urgent: Call 12 is wrong").kind is CommandKind.NONE
+
+
+def test_call_no_with_the_number_written_against_it() -> None:
+    for subject in ("Re: Call No.100 has been updated", "Re: Call No. 100", "Call no 100"):
+        parsed = parse_subject(subject)
+        assert (parsed.kind, parsed.number) == (CommandKind.UPDATE_CALL, 100), subject
+    assert parse_subject("Re: Call No.100a").kind is CommandKind.NONE
+
+
 def test_approval_token_is_captured_lowercase() -> None:
     parsed = parse_subject("Re: [APPROVE#5837-AbC234]")
     assert (parsed.kind, parsed.number, parsed.token) == (CommandKind.APPROVE, 5837, "abc234")
