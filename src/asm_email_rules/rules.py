@@ -63,6 +63,7 @@ from asm_email_rules.replies import Text, merge_text, place_token, render
 from asm_email_rules.sender import caller_name, contact_address
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
 from asm_email_rules.subject import CommandKind, MatchSource, bracket_token, bracket_token_parts
+from asm_email_rules.summary_text import SUMMARY_DESCRIPTION_LENGTH
 
 __all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from actions.py, decision.py
     "CONDITIONS",
@@ -1339,19 +1340,30 @@ def _summary_kind(ctx: _Context) -> SummaryKind:
 
 
 def format_summary(items: tuple[SummaryItem, ...], total: int) -> str:
-    """One line per item (reference, state, description, last update, assignee), newest first."""
+    """One line per item (reference, state, description, last update, assignee), newest first.
+
+    Each field is made one line (its white space runs, line breaks included, as one space)
+    and the description is cut to
+    :data:`~asm_email_rules.summary_text.SUMMARY_DESCRIPTION_LENGTH` characters, whatever a
+    host's store hands over: an item is one line (DESIGN 4, summaries)."""
     if not items:
         return "You have no open items."
     lines = []
     for item in items:
         when = item.last_update.strftime("%Y-%m-%d %H:%M") if item.last_update else "-"
         token = bracket_token(item.ref)
-        lines.append(
-            f"{token}  {item.state}  {item.description}  {when}  {item.assignee or '-'}".rstrip()
-        )
+        text = item.description.lstrip()[: 2 * SUMMARY_DESCRIPTION_LENGTH]  # bounded work
+        description = _one_line(text)[:SUMMARY_DESCRIPTION_LENGTH].rstrip()
+        fields = (token, _one_line(item.state), description, when, _one_line(item.assignee))
+        lines.append("  ".join(field or "-" for field in fields))
     if total > len(items):
         lines.append(f"... and {total - len(items)} more")
     return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every run of white space (line breaks included) as one space."""
+    return " ".join(text.split())
 
 
 def _summary(ctx: _Context) -> _Plan:

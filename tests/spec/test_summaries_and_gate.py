@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from asm_email_rules.model import EntityKind, EntityRef, SummaryItem
+from asm_email_rules.rules import format_summary
 from asm_email_rules.sample import ALICE, UMA
+from asm_email_rules.summary_text import SUMMARY_DESCRIPTION_LENGTH
 
 from .conftest import Desk
 
@@ -109,3 +112,18 @@ def test_own_mail_is_a_loop(desk: Desk) -> None:
     decision = desk.mail("Call 100 has been updated", sender="helpdesk@desk.example")
     assert decision.rule == "GATE-3"
     assert desk.repo.get_call(103) is None
+
+
+def test_a_summary_item_is_one_line_whatever_a_hosts_store_hands_over() -> None:
+    """DESIGN 4: "one line per item (reference, state, short description, last update,
+    assignee or group)": a host's store may hand over a description of many lines, or none."""
+    long = "Printer on floor 3\r\nBcc: someone@example.org\n\n" + "jammed again " * 40
+    items = (
+        SummaryItem(EntityRef(EntityKind.CALL, 5), "open", long, None, "Service\nDesk"),
+        SummaryItem(EntityRef(EntityKind.CALL, 6), "open", "", None, ""),
+    )
+    first, second = format_summary(items, 2).split("\n")
+    assert first.startswith("[CALL#5]  open  Printer on floor 3 Bcc: someone@example.org jammed")
+    assert first.endswith("  -  Service Desk")
+    assert len(first) <= len("[CALL#5]  open    -  Service Desk") + SUMMARY_DESCRIPTION_LENGTH
+    assert second == "[CALL#6]  open  -  -  -"
