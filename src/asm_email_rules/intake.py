@@ -45,7 +45,7 @@ from asm_email_rules.header_values import (
 )
 from asm_email_rules.html_text import html_to_text
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
-from asm_email_rules.ledger_key import ledger_sha256
+from asm_email_rules.ledger_key import earlier_ledger_sha256s, ledger_sha256
 from asm_email_rules.mime_tree import (
     MIME_HEADERS,
     MimePart,
@@ -753,6 +753,7 @@ class _Intake(MimeReader):
             raw_sha256=self.known_sha256 or hashlib.sha256(self.received).hexdigest(),
             raw_size=len(self.received),
             ledger_sha256=ledger_sha256(self.received),
+            earlier_ledger_sha256s=earlier_ledger_sha256s(self.received),
         )
 
 

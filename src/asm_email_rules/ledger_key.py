@@ -33,6 +33,7 @@ __all__ = [
     "TRACE_PREFIXES",
     "cut_kept",
     "cut_over",
+    "earlier_ledger_sha256s",
     "find_ledger_entry",
     "is_trace_field",
     "ledger_key",
@@ -78,14 +79,16 @@ def _is_from_line(raw: bytes) -> bool:
     return raw.startswith(b"From ") and not raw[5 : 5 + _MAX_NAME].lstrip(b" \t").startswith(b":")
 
 
-def _kept_spans(raw: bytes) -> Iterator[tuple[int, int]]:
+def _kept_spans(raw: bytes, *, skip_from_line: bool = True) -> Iterator[tuple[int, int]]:
     """The ``(start, end)`` spans of ``raw`` that the ledger hash covers, in order: all but a
     leading mbox ``From `` line and the top-level trace fields (each with its folded lines)
-    found in the first :data:`MAX_HEADER_SCAN` bytes. Linear in ``len(raw)``."""
+    found in the first :data:`MAX_HEADER_SCAN` bytes. Linear in ``len(raw)``.
+    ``skip_from_line=False`` keeps the ``From `` line, as versions before it was left out did
+    (:func:`earlier_ledger_sha256s`)."""
     size = len(raw)
     scan_end = min(size, MAX_HEADER_SCAN)
     pos = 0
-    if _is_from_line(raw):
+    if skip_from_line and _is_from_line(raw):
         newline = raw.find(b"\n", 0, scan_end)
         pos = scan_end if newline < 0 else newline + 1
     keep_from = pos  # start of the span of kept bytes not yet given
@@ -128,6 +131,25 @@ def ledger_sha256(raw: bytes) -> str:
     for start, end in _kept_spans(raw):
         digest.update(view[start:end])
     return digest.hexdigest()
+
+
+def earlier_ledger_sha256s(raw: bytes) -> tuple[str, ...]:
+    """The content hashes under which earlier versions of the library recorded ``raw`` in the
+    ledger, where they differ from :func:`ledger_sha256` and from the SHA-256 of the raw bytes
+    (which :func:`find_ledger_entry` tries anyway): a message read again after an upgrade, and
+    recorded before it, must stay a duplicate.
+
+    One derivation so far: the trace fields left out but a leading mbox ``From `` line kept
+    (versions before that line was left out). Empty for a message without such a line, so
+    most messages cost nothing more; else one more linear pass over ``raw``.
+    """
+    if not _is_from_line(raw):
+        return ()
+    digest = hashlib.sha256()
+    view = memoryview(raw)
+    for start, end in _kept_spans(raw, skip_from_line=False):
+        digest.update(view[start:end])
+    return (digest.hexdigest(),)
 
 
 def cut_kept(raw: bytes, count: int) -> bytes:
@@ -175,12 +197,18 @@ def find_ledger_entry(
 ) -> LedgerEntry | None:
     """The ledger entry of ``email`` in ``mailbox``, or None when it was never recorded.
 
-    Looks it up by :func:`ledger_key`; then, when that differs, by the hash of the raw bytes,
-    which keyed the entries that earlier versions of the library wrote: a message still in a
-    mailbox from before an upgrade stays a duplicate. Raises what the repository raises.
+    Looks it up by :func:`ledger_key`; then, when that differs, by the hash of the raw bytes
+    and by :attr:`InboundEmail.earlier_ledger_sha256s`, which keyed the entries that earlier
+    versions of the library wrote: a message still in a mailbox from before an upgrade (or
+    handed over again after it) stays a duplicate. Raises what the repository raises.
     """
     message_id, sha256 = ledger_key(email)
     entry = repository.ledger_entry(mailbox, message_id, sha256)
-    if entry is None and email.raw_sha256 and email.raw_sha256 != sha256:
-        entry = repository.ledger_entry(mailbox, message_id, email.raw_sha256)
+    tried = {sha256}
+    for earlier in (email.raw_sha256, *email.earlier_ledger_sha256s):
+        if entry is not None:
+            break
+        if earlier and earlier not in tried:
+            tried.add(earlier)
+            entry = repository.ledger_entry(mailbox, message_id, earlier)
     return entry

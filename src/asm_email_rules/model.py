@@ -88,6 +88,9 @@ class InboundEmail:
     ``raw_sha256`` is the SHA-256 of the bytes as received; ``ledger_sha256`` that of the same
     bytes without the trace header fields relays add (:mod:`~asm_email_rules.ledger_key`): with
     the Message-ID, the ledger key (DESIGN 4, "Nothing is lost"). Empty when not computed.
+    ``earlier_ledger_sha256s`` are the content hashes earlier versions keyed the same message
+    by, where they differ (:func:`~asm_email_rules.ledger_key.earlier_ledger_sha256s`): the
+    ledger is searched for them too, so mail recorded before an upgrade stays a duplicate.
     """
 
     sender: str
@@ -112,6 +115,7 @@ class InboundEmail:
     raw_sha256: str = ""
     raw_size: int = 0
     ledger_sha256: str = ""
+    earlier_ledger_sha256s: tuple[str, ...] = ()
     from_mailboxes: tuple[NamedAddress, ...] = ()
     sender_mailbox: NamedAddress | None = None
     reply_to_mailboxes: tuple[NamedAddress, ...] = ()

@@ -108,6 +108,26 @@ def test_an_entry_recorded_before_the_key_changed_still_makes_a_duplicate(
     assert history(store) == []
 
 
+MBOX_FROM_LINE = b"From uma@corp.example Fri Nov 27 11:00:03 2026\n"
+
+
+def test_an_entry_keyed_with_its_mbox_from_line_by_an_earlier_version_stays_a_duplicate(
+    store: SeedableRepository,
+) -> None:
+    """Versions before the mbox ``From `` line was left out of the key hashed it with the
+    rest (trace fields left out): the same bytes read again after an upgrade (a redelivery, a
+    copy still in the mailbox) must not log or update a second time."""
+    raw = MBOX_FROM_LINE + FIRST_ROUTE + UPDATE
+    earlier = hashlib.sha256(MBOX_FROM_LINE + UPDATE).hexdigest()  # that version's key
+    decision = json.dumps({"rule": "UC-1", "actions": []})
+    store.record_processed("helpdesk", "<toner@corp.example>", earlier, decision, None, NOW)
+    mailer = RecordingMailer()
+    result = process(raw, store, mailer, MAILBOX, SystemSettings(), NOW)
+    assert result.duplicate
+    assert history(store) == []
+    assert mailer.sent == []
+
+
 def test_the_polling_service_deletes_the_redelivered_copy_without_acting(tmp_path: Path) -> None:
     store = SqliteRepository(tmp_path / "store.sqlite3")
     seed_sample_desk(store)
