@@ -236,6 +236,30 @@ def make_message_id(kind: str, number: int | None, host: str, random_token: str)
     return f"<asm.{label}.{random_token}@{host}>"
 
 
+_DOMAIN_DOTS_RE = re.compile("[.\u3002\uff0e\uff61]")  # RFC 3490 3.1: full stops
+
+
+def _ascii_domain(field: str, address: str, domain: str) -> str:
+    """``domain`` with each Unicode label as its A-label (``bücher`` -> ``xn--bcher-kva``,
+    RFC 5890 2.3.2.1, Punycode RFC 3492), which any SMTP server takes without SMTPUTF8
+    (RFC 5891 4.2). Raises OutgoingMessageError for a label that cannot be one: controls,
+    spaces or format characters (bidi overrides among them), or longer than 63 octets."""
+    labels = []
+    for label in _DOMAIN_DOTS_RE.split(domain):
+        if label.isascii():
+            labels.append(label)
+            continue
+        text = unicodedata.normalize("NFC", label).lower()
+        if not text.isprintable() or " " in text:
+            raise OutgoingMessageError(f"{field}: invalid domain label {label!r} in {address!r}")
+        # each code point gives at least one octet: a long label is refused before encoding
+        ace = "" if len(text) > 63 else "xn--" + text.encode("punycode").decode("ascii")
+        if not ace or len(ace) > 63:
+            raise OutgoingMessageError(f"{field}: domain label {label!r} too long in {address!r}")
+        labels.append(ace)
+    return ".".join(labels)
+
+
 def _addr_spec(field: str, value: str) -> str:
     """Validate a bare addr-spec (ASCII, with a domain) and return it."""
     check_header_text(field, value)
@@ -243,7 +267,10 @@ def _addr_spec(field: str, value: str) -> str:
     if not text or text == "<>":
         raise OutgoingMessageError(f"{field}: empty address")
     if not text.isascii():
-        raise OutgoingMessageError(f"{field}: non-ASCII address {text!r} needs SMTPUTF8")
+        local, _, domain = text.rpartition("@")
+        text = f"{local}@{_ascii_domain(field, text, domain)}" if local else text
+        if not text.isascii():
+            raise OutgoingMessageError(f"{field}: non-ASCII address {text!r} needs SMTPUTF8")
     if _PLAIN_ADDR_SPEC_RE.fullmatch(text):
         return text  # what the full parse below gives for it, about 50 times faster
     try:

@@ -935,3 +935,26 @@ def test_a_server_that_refuses_us_a_session_defers_the_reply_and_sends_it_later(
         assert [outcome.result.value for outcome in report.outcomes] == ["sent"]
     mailer.close()
     assert len(server.messages) == 1
+
+
+def test_a_reply_to_an_idn_domain_goes_out_in_punycode_without_smtputf8(
+    smtp_server: SmtpFactory,
+) -> None:
+    """RFC 5891 4.2 / RFC 5890 2.3.2.1: a Unicode domain is sent as its A-labels, which any
+    server takes; a reply to ``anna@Bücher.example`` is not refused for want of SMTPUTF8."""
+    server = smtp_server()
+    mailer = _mailer(server.port)
+    mailer.send(attrs.evolve(REPLY, to="anna@Bücher.example"))
+    mailer.send(attrs.evolve(REPLY, to="wang@例子。广告"))
+    assert [e.rcpt_tos for e in server.envelopes] == [
+        ("anna@xn--bcher-kva.example",),
+        ("wang@xn--fsqu00a.xn--4rr70v",),
+    ]
+    msg = BytesParser(policy=policy.default).parsebytes(server.envelopes[0].content)
+    assert msg["To"] == "anna@xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize("to", ["anna@b\u202eücher.example", "anna@" + "ü" * 64 + ".example"])
+def test_a_domain_that_cannot_be_punycode_is_refused_without_network(to: str) -> None:
+    with pytest.raises(PermanentSendError, match="domain label"):
+        _mailer(1).send(attrs.evolve(REPLY, to=to))
