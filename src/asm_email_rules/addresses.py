@@ -25,6 +25,7 @@ from asm_email_rules.header_values import clean_text, decode_header_text
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 
 __all__ = [
+    "address_problem",
     "mailbox_key",
     "normalise_address",
     "parse_address",
@@ -77,6 +78,43 @@ def u_label(label: str) -> str | None:
     ):
         return None
     return decoded
+
+
+_MAX_DOMAIN = 253  # octets in a domain name, written with dots (RFC 1035 2.3.4)
+
+
+def address_problem(address: str) -> str | None:
+    """Why the addr-spec ``address`` cannot be a person's address, or None when it can.
+
+    Refused: a control or invisible formatting character anywhere (bidi overrides such as
+    U+202E show the address backwards, a zero-width space makes a look-alike of a known
+    address), an invalid A-label (``xn--zz``: not Punycode, RFC 5890 2.3.2.1), a domain label
+    over 63 octets or a domain over 253 as sent (A-labels, RFC 1035 2.3.4). Letters of any
+    script are fine (RFC 6531/6532), and so is a domain literal (``[192.0.2.1]``).
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return "not local-part@domain"
+    if not address.isprintable():
+        bad = next(c for c in address if not c.isprintable())
+        return f"holds the invisible or control character U+{ord(bad):04X}"
+    if domain.startswith("[") and domain.endswith("]"):
+        return None
+    if len(domain) > _MAX_DOMAIN:
+        return f"its domain is longer than {_MAX_DOMAIN} characters"
+    octets = 0
+    for label in _DOMAIN_DOTS.split(domain):
+        if label[:4].lower() == "xn--" and u_label(label) is None:
+            return f"{label!r} is not a valid IDNA A-label"
+        size = len(label)
+        if size <= _MAX_LABEL and not label.isascii():
+            size = 4 + len(label.lower().encode("punycode"))
+        if size > _MAX_LABEL:
+            return f"the domain label {label[:20]!r}... is longer than {_MAX_LABEL} octets"
+        octets += size + 1
+    if octets - 1 > _MAX_DOMAIN:
+        return f"its domain is longer than {_MAX_DOMAIN} octets as sent"
+    return None
 
 
 def _fold_char(char: str) -> str:
@@ -166,6 +204,16 @@ def _split_addresses(value: str) -> Iterator[str]:
 
 
 def parse_address(piece: str) -> tuple[str, str] | None:
+    """``(display_name, addr_spec)`` of ONE mailbox, or None if invalid (see
+    :func:`_parse_address`); an addr-spec with an :func:`address_problem` (a bidi override or
+    a zero-width character in it, an invalid A-label, an over-long label) is invalid too."""
+    parsed = _parse_address(piece)
+    if parsed is None or address_problem(parsed[1]) is not None:
+        return None
+    return parsed
+
+
+def _parse_address(piece: str) -> tuple[str, str] | None:
     """``(display_name, addr_spec)`` of ONE mailbox via the header registry, or None if invalid.
 
     A strict regex covers the unambiguous common forms first; anything else goes to the

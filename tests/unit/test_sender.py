@@ -87,3 +87,11 @@ def test_unicode_case_and_normal_forms_match_but_lossy_folds_do_not() -> None:
     dotless = Person(10, "ılker@example.com", is_user=True)
     assert resolve_sender("ilker@example.com", [dotless]).case is PersonCase.UNKNOWN
     assert resolve_sender("jose@example.com", [jose]).case is PersonCase.UNKNOWN
+
+
+def test_a_look_alike_in_another_script_is_another_person() -> None:
+    """docs/security.md: a Cyrillic ``а`` (U+0430) in place of the Latin ``a`` is an unknown
+    sender, so it cannot approve for the person it imitates; NFKC does not map scripts."""
+    anna = Person(11, "anna@example.com", is_analyst=True)
+    assert resolve_sender("\u0430nna@example.com", [anna]).case is PersonCase.UNKNOWN
+    assert resolve_sender("anna@ex\u0430mple.com", [anna]).case is PersonCase.UNKNOWN
