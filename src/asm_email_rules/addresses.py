@@ -25,6 +25,7 @@ from asm_email_rules.header_values import clean_text, decode_header_text
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 
 __all__ = [
+    "address_problem",
     "mailbox_key",
     "normalise_address",
     "parse_address",
@@ -51,14 +52,110 @@ _MAX_PIECE = 2048  # one address given to the (quadratic) header registry
 _MAX_ADDRESSES = 1000  # addresses kept per address header
 
 
+_DOMAIN_DOTS = re.compile("[.\u3002\uff0e\uff61]")
+"""Label separators of a domain (RFC 3490 3.1): the full stop and its ideographic, full-width
+and half-width forms, which mail programs write in Unicode domains."""
+_MAX_LABEL = 63  # octets in a DNS label (RFC 1035 2.3.4), an A-label's ``xn--`` included
+
+
+def u_label(label: str) -> str | None:
+    """The Unicode form of the A-label ``label`` (``xn--bcher-kva`` -> ``bücher``, RFC 5890
+    2.3.2.1), or None when ``label`` is not a valid A-label: not ``xn--`` + ASCII, longer than
+    63 octets, not Punycode (``xn--zz``), decoding to ASCII, controls or a non-NFC form, or
+    not decoding back to itself. The Punycode codec, nameprep-free, so ``ß`` stays ``ß``."""
+    body = label[4:].lower()
+    if label[:4].lower() != "xn--" or len(label) > _MAX_LABEL or not body.isascii():
+        return None
+    try:
+        decoded = body.encode("ascii").decode("punycode")
+    except UnicodeError:
+        return None
+    if (
+        decoded.isascii()
+        or not decoded.isprintable()
+        or not unicodedata.is_normalized("NFC", decoded)
+        or decoded.encode("punycode").decode("ascii") != body
+    ):
+        return None
+    return decoded
+
+
+_MAX_DOMAIN = 253  # octets in a domain name, written with dots (RFC 1035 2.3.4)
+
+
+def address_problem(address: str) -> str | None:
+    """Why the addr-spec ``address`` cannot be a person's address, or None when it can.
+
+    Refused: a control or invisible formatting character anywhere (bidi overrides such as
+    U+202E show the address backwards, a zero-width space makes a look-alike of a known
+    address), an invalid A-label (``xn--zz``: not Punycode, RFC 5890 2.3.2.1), a domain label
+    over 63 octets or a domain over 253 as sent (A-labels, RFC 1035 2.3.4). Letters of any
+    script are fine (RFC 6531/6532), and so is a domain literal (``[192.0.2.1]``).
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return "not local-part@domain"
+    if not address.isprintable():
+        bad = next(c for c in address if not c.isprintable())
+        return f"holds the invisible or control character U+{ord(bad):04X}"
+    if domain.startswith("[") and domain.endswith("]"):
+        return None
+    if len(domain) > _MAX_DOMAIN:
+        return f"its domain is longer than {_MAX_DOMAIN} characters"
+    octets = 0
+    for label in _DOMAIN_DOTS.split(domain):
+        if label[:4].lower() == "xn--" and u_label(label) is None:
+            return f"{label!r} is not a valid IDNA A-label"
+        size = len(label)
+        if size <= _MAX_LABEL and not label.isascii():
+            size = 4 + len(label.lower().encode("punycode"))
+        if size > _MAX_LABEL:
+            return f"the domain label {label[:20]!r}... is longer than {_MAX_LABEL} octets"
+        octets += size + 1
+    if octets - 1 > _MAX_DOMAIN:
+        return f"its domain is longer than {_MAX_DOMAIN} octets as sent"
+    return None
+
+
+def _fold_char(char: str) -> str:
+    """``char`` case-folded one-to-one (Unicode's simple case folding, approximated): a fold
+    that would change the length (``ß`` -> ``ss``, ``İ`` -> ``i̇``) is not made, so two
+    addresses that differ in more than case (``straße``, ``strasse``) stay two."""
+    folded = char.casefold()
+    if len(folded) == 1:
+        return folded
+    lowered = char.lower()
+    return lowered if len(lowered) == 1 else char
+
+
+def _fold(text: str) -> str:
+    if text.isascii():
+        return text.lower()
+    return unicodedata.normalize("NFKC", "".join(map(_fold_char, text)))
+
+
 def normalise_address(address: str) -> str:
-    """The comparison form of an address: NFKC, trimmed, case-folded (no plus-address folding).
+    """The comparison form of an address: NFKC, trimmed, case-folded (no plus-address folding),
+    its domain in Unicode.
 
     The one place addresses are folded (DESIGN 4b: "Addresses match case-insensitively (whole
     address, after NFKC; no plus-address folding)"): sender lookup, own-address checks and the
-    stores all compare ``normalise_address(a) == normalise_address(b)``.
+    stores all compare ``normalise_address(a) == normalise_address(b)``. A domain's A-labels
+    (``xn--bcher-kva``) become their U-labels (``bücher``), so ``anna@xn--bcher-kva.example``
+    and ``anna@Bücher.example`` are one address (RFC 5890: one domain, two spellings); an
+    invalid A-label stays as written. Case folding is one character to one (see
+    :func:`_fold_char`): ``ÖMER`` is ``ömer``, but ``straße`` is not ``strasse`` and the
+    dotless ``ı`` is not ``i``. Accents are never dropped; NFC and NFD spellings are one.
     """
-    return unicodedata.normalize("NFKC", address).strip().casefold()
+    text = unicodedata.normalize("NFKC", address).strip()
+    local, at, domain = text.rpartition("@")
+    if at and (not domain.isascii() or "xn--" in domain.lower()):
+        labels = _DOMAIN_DOTS.split(domain)
+        domain = ".".join(
+            (u_label(label) or label) if label[:4].lower() == "xn--" else label for label in labels
+        )
+        text = f"{local}@{domain}"
+    return _fold(text)
 
 
 def mailbox_key(address: str) -> str:
@@ -107,6 +204,16 @@ def _split_addresses(value: str) -> Iterator[str]:
 
 
 def parse_address(piece: str) -> tuple[str, str] | None:
+    """``(display_name, addr_spec)`` of ONE mailbox, or None if invalid (see
+    :func:`_parse_address`); an addr-spec with an :func:`address_problem` (a bidi override or
+    a zero-width character in it, an invalid A-label, an over-long label) is invalid too."""
+    parsed = _parse_address(piece)
+    if parsed is None or address_problem(parsed[1]) is not None:
+        return None
+    return parsed
+
+
+def _parse_address(piece: str) -> tuple[str, str] | None:
     """``(display_name, addr_spec)`` of ONE mailbox via the header registry, or None if invalid.
 
     A strict regex covers the unambiguous common forms first; anything else goes to the

@@ -7,10 +7,10 @@ The parser is a single left-to-right pass over the value, so its cost is linear 
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import re
+import unicodedata
 from collections.abc import Sequence
 
 import attrs
@@ -335,12 +335,28 @@ def _peek_authserv_id(value: str) -> str | None:
 # -- alignment ----------------------------------------------------------------------------------
 
 
+_DOMAIN_DOTS = re.compile("[.\u3002\uff0e\uff61]")  # RFC 3490 3.1: full stops
+
+
+def _a_label(label: str) -> str:
+    """``label`` as its A-label (RFC 5891 4.4: NFC, then Punycode; ``faß`` is ``xn--fa-hia``).
+    Not IDNA 2003's ``encodings.idna``, whose nameprep maps ``ß`` to ``ss``, the final ``ς`` to
+    ``σ`` and drops joiners, so that another domain's owner would align with this one. A
+    label that cannot be an A-label (controls, invisible characters, too long) stays in
+    Unicode, where it matches no signature's domain."""
+    if label.isascii():
+        return label
+    text = unicodedata.normalize("NFC", label)
+    if len(text) > 63 or not text.isprintable():
+        return text
+    return "xn--" + text.encode("punycode").decode("ascii")
+
+
 def _normalize_domain(domain: str) -> str:
     """Lower-case, drop a trailing dot and turn a Unicode domain into its A-label form."""
     text = domain.strip().rstrip(".").lower()
     if not text.isascii():
-        with contextlib.suppress(UnicodeError):
-            text = text.encode("idna").decode("ascii")
+        text = ".".join(_a_label(label) for label in _DOMAIN_DOTS.split(text))
     return text
 
 

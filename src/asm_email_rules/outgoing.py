@@ -29,6 +29,7 @@ __all__ = [
     "AUTO_SUBMITTED",
     "RESERVED_HEADERS",
     "HeaderInjectionError",
+    "NeedsSmtpUtf8Error",
     "OutgoingMessageError",
     "RenderedReply",
     "check_address",
@@ -81,6 +82,10 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _MAX_MSG_ID = 900  # longer ids could not be written on one legal line
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_UTF8_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+"  # RFC 6532 3.2 atext
+_UTF8_ADDR_SPEC_RE = re.compile(
+    rf"{_UTF8_ATOM}(?:\.{_UTF8_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
 _PLAIN_ADDR_SPEC_RE = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 """A dot-atom local part at a domain of letters, digits and hyphens: nearly every address,
 and one ``email.headerregistry.Address`` takes as it is (it would only re-quote the others)."""
@@ -88,6 +93,11 @@ and one ``email.headerregistry.Address`` takes as it is (it would only re-quote 
 
 class OutgoingMessageError(AsmEmailError, ValueError):
     """An outgoing message cannot be rendered (bad address, bad Message-ID, bad text)."""
+
+
+class NeedsSmtpUtf8Error(OutgoingMessageError):
+    """The address has a non-ASCII local part (``josé@example.com``): it can be sent only to
+    a server that offers SMTPUTF8 (RFC 6531), never rewritten."""
 
 
 class HeaderInjectionError(OutgoingMessageError):
@@ -236,14 +246,47 @@ def make_message_id(kind: str, number: int | None, host: str, random_token: str)
     return f"<asm.{label}.{random_token}@{host}>"
 
 
-def _addr_spec(field: str, value: str) -> str:
-    """Validate a bare addr-spec (ASCII, with a domain) and return it."""
+_DOMAIN_DOTS_RE = re.compile("[.\u3002\uff0e\uff61]")  # RFC 3490 3.1: full stops
+
+
+def _ascii_domain(field: str, address: str, domain: str) -> str:
+    """``domain`` with each Unicode label as its A-label (``bücher`` -> ``xn--bcher-kva``,
+    RFC 5890 2.3.2.1, Punycode RFC 3492), which any SMTP server takes without SMTPUTF8
+    (RFC 5891 4.2). Raises OutgoingMessageError for a label that cannot be one: controls,
+    spaces or format characters (bidi overrides among them), or longer than 63 octets."""
+    labels = []
+    for label in _DOMAIN_DOTS_RE.split(domain):
+        if label.isascii():
+            labels.append(label)
+            continue
+        text = unicodedata.normalize("NFC", label).lower()
+        if not text.isprintable() or " " in text:
+            raise OutgoingMessageError(f"{field}: invalid domain label {label!r} in {address!r}")
+        # each code point gives at least one octet: a long label is refused before encoding
+        ace = "" if len(text) > 63 else "xn--" + text.encode("punycode").decode("ascii")
+        if not ace or len(ace) > 63:
+            raise OutgoingMessageError(f"{field}: domain label {label!r} too long in {address!r}")
+        labels.append(ace)
+    return ".".join(labels)
+
+
+def _addr_spec(field: str, value: str, *, smtputf8: bool = False) -> str:
+    """Validate a bare addr-spec (ASCII, with a domain) and return it. A Unicode domain is
+    written with A-labels; a non-ASCII local part only with ``smtputf8`` (RFC 6531), as a
+    dot-atom of atext and non-ASCII letters (RFC 6532 3.2), else NeedsSmtpUtf8Error."""
     check_header_text(field, value)
     text = value.strip(" \t")
     if not text or text == "<>":
         raise OutgoingMessageError(f"{field}: empty address")
     if not text.isascii():
-        raise OutgoingMessageError(f"{field}: non-ASCII address {text!r} needs SMTPUTF8")
+        local, _, domain = text.rpartition("@")
+        text = f"{local}@{_ascii_domain(field, text, domain)}" if local else text
+        if not text.isascii():
+            if not smtputf8:
+                raise NeedsSmtpUtf8Error(f"{field}: non-ASCII address {text!r} needs SMTPUTF8")
+            if not text.isprintable() or not _UTF8_ADDR_SPEC_RE.fullmatch(text):
+                raise OutgoingMessageError(f"{field}: invalid address {text!r}")
+            return text
     if _PLAIN_ADDR_SPEC_RE.fullmatch(text):
         return text  # what the full parse below gives for it, about 50 times faster
     try:
@@ -255,13 +298,15 @@ def _addr_spec(field: str, value: str) -> str:
     return address.addr_spec
 
 
-def check_address(field: str, value: str) -> str:
+def check_address(field: str, value: str, *, smtputf8: bool = False) -> str:
     """The addr-spec ``value`` as ``render_outgoing`` will write it into ``field`` (To, From).
 
-    Raises :class:`OutgoingMessageError` for what it refuses: an empty, non-ASCII or invalid
-    address (RFC 5322 3.4.1 dot-atom local part and a domain), or CR/LF in it.
+    Raises :class:`OutgoingMessageError` for what it refuses: an empty or invalid address
+    (RFC 5322 3.4.1 dot-atom local part and a domain), or CR/LF in it, and (its subclass
+    :class:`NeedsSmtpUtf8Error`) a non-ASCII local part unless ``smtputf8``. A Unicode
+    domain comes back as A-labels (``anna@xn--bcher-kva.example``).
     """
-    return _addr_spec(field, value)
+    return _addr_spec(field, value, smtputf8=smtputf8)
 
 
 def parse_sender(value: str) -> tuple[str, str]:
@@ -304,15 +349,19 @@ def _references(values: Iterable[str]) -> list[str]:
 class RenderedReply:
     """A reply in its wire form, with the addresses its SMTP envelope is made of.
 
-    ``raw``: the message, CRLF line ends, 7-bit. ``sender``: the From addr-spec, the default
-    reverse-path (``MAIL FROM``, RFC 5321 4.1.1.2). ``recipient``: the To addr-spec, the
-    forward-path (``RCPT TO``, RFC 5321 4.1.1.3). Both are validated as written in the header,
-    so a mailer can put them between angle brackets without parsing them again.
+    ``raw``: the message, CRLF line ends, 7-bit (but see ``smtputf8``). ``sender``: the From
+    addr-spec, the default reverse-path (``MAIL FROM``, RFC 5321 4.1.1.2). ``recipient``: the
+    To addr-spec, the forward-path (``RCPT TO``, RFC 5321 4.1.1.3). Both are validated as
+    written in the header, so a mailer can put them between angle brackets without parsing
+    them again.
     """
 
     raw: bytes
     sender: str
     recipient: str
+    smtputf8: bool = False
+    """True when the recipient's local part is not ASCII: ``raw``'s To is UTF-8 (RFC 6532)
+    and the message may go only to a server that offers SMTPUTF8 (RFC 6531)."""
 
 
 def render_outgoing(
@@ -340,13 +389,17 @@ def render_reply(
     now: datetime | None = None,
     default_sender: str = "",
     random_token: str | None = None,
+    smtputf8: bool = False,
 ) -> RenderedReply:
     """:func:`render_outgoing`, with the From and To addr-specs it wrote (for the envelope).
 
-    Same arguments and errors as :func:`render_outgoing`.
+    Same arguments and errors as :func:`render_outgoing`; a recipient with a non-ASCII local
+    part raises :class:`NeedsSmtpUtf8Error` unless ``smtputf8`` (the mailer's server offers
+    SMTPUTF8): then its To is written in UTF-8 (RFC 6532 3.2) and the result says
+    ``smtputf8``. Every other header stays ASCII (encoded-words) either way.
     """
     display_name, sender = parse_sender(message.sender or default_sender or "")
-    to = _addr_spec("To", message.to)
+    to = _addr_spec("To", message.to, smtputf8=smtputf8)
     when = now if now is not None else datetime.now(UTC)
     if when.tzinfo is None:
         raise OutgoingMessageError("the Date needs a timezone-aware datetime")
@@ -390,7 +443,9 @@ def render_reply(
         "",
         _NEWLINE_RE.sub("\r\n", body),
     ]
-    return RenderedReply("\r\n".join(fields).encode("ascii"), sender, to)
+    utf8 = not to.isascii()
+    raw = "\r\n".join(fields).encode("utf-8" if utf8 else "ascii")
+    return RenderedReply(raw, sender, to, smtputf8=utf8)
 
 
 def check_body(body: str) -> None:

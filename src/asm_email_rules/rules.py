@@ -1445,17 +1445,25 @@ def _recipient(facts: Facts, template_id: str) -> str:
 _ADDRESS = re.compile(r"[!-~]{1,64}@[A-Za-z0-9.\[\]:-]{1,255}", re.ASCII)
 
 
+_MAX_ADDRESS = 320  # 64 octets of local part, "@", 255 of domain (RFC 5321 4.5.3.1)
+
+
 def _sendable_address(address: str) -> bool:
-    """True for a plain ASCII addr-spec we can hand to SMTP (no controls, spaces or brackets)
-    that the outgoing message accepts as its To (so a decided reply can always be rendered):
-    no ``=?``, which readers take for an encoded-word (RFC 2047 5(3): none may appear in an
-    addr-spec), and a dot-atom or quoted local part (RFC 5322 3.4.1)."""
-    if _ADDRESS.fullmatch(address) is None or "<" in address or ">" in address:
+    """True for an addr-spec we can hand to SMTP (no controls, spaces or brackets) that the
+    outgoing message accepts as its To (so a decided reply can always be rendered): no
+    ``=?``, which readers take for an encoded-word (RFC 2047 5(3): none may appear in an
+    addr-spec), and a dot-atom or quoted local part (RFC 5322 3.4.1). Internationalized
+    addresses too: a Unicode domain goes out as A-labels (RFC 5891), a non-ASCII local part
+    (RFC 6531) to a server that offers SMTPUTF8; the mailer keeps the reply, refused with
+    its reason, when its server does not."""
+    if "<" in address or ">" in address or "=?" in address:
         return False
-    if "=?" in address:
+    if address.isascii() and _ADDRESS.fullmatch(address) is None:
+        return False
+    if len(address) > _MAX_ADDRESS:
         return False
     try:
-        check_address("To", address)
+        check_address("To", address, smtputf8=True)
     except OutgoingMessageError:
         return False
     return True

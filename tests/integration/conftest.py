@@ -100,6 +100,7 @@ class Envelope:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     content: bytes
+    mail_options: tuple[str, ...] = ()
 
 
 class RecordingHandler(Pipelining):
@@ -134,6 +135,7 @@ class RecordingHandler(Pipelining):
                 mail_from=envelope.mail_from,
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 content=bytes(envelope.original_content or envelope.content),
+                mail_options=tuple(envelope.mail_options),
             )
         )
         return "250 2.0.0 queued"
@@ -158,7 +160,7 @@ SmtpFactory = Callable[..., SmtpServer]
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpFactory]:
     """Factory: ``smtp_server(rcpt_reply=..., data_reply=..., tls=..., auth=...,
-    pipelining=..., chunking=...)``.
+    pipelining=..., chunking=..., smtputf8=...)`` (``smtputf8``: EHLO offers SMTPUTF8).
 
     ``tls`` is ``None``, ``("starttls", context)`` or ``("tls", context)``; ``auth`` is a
     ``(user, password)`` pair the server accepts (over plain connections too, on loopback).
@@ -183,9 +185,10 @@ def smtp_server() -> Iterator[SmtpFactory]:
         auth: tuple[str, str] | None = None,
         pipelining: bool = False,
         chunking: bool = False,
+        smtputf8: bool = False,
     ) -> SmtpServer:
         handler = RecordingHandler(rcpt_reply, data_reply, pipelining, chunking)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if tls is not None and tls[0] == "starttls":
             kwargs.update(tls_context=tls[1], require_starttls=True)
         elif tls is not None:

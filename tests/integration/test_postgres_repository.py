@@ -222,6 +222,26 @@ def test_a_new_migration_upgrades_and_keeps_the_data(
         assert conn.execute("SELECT priority FROM calls").fetchall() == [(3,)]
 
 
+def test_people_stored_before_the_idn_fold_are_found_after_the_upgrade(
+    pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DESIGN 4b: addresses match as one whole address. Schema 6 recomputes the keys an
+    earlier fold wrote (``ß`` as ``ss``, A-labels kept), so those people are still found."""
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres_adapter, "MIGRATIONS", MIGRATIONS[:5])
+        _open(pg_database).close()
+    with _raw(pg_database) as conn:
+        conn.execute(
+            "INSERT INTO persons (id, email, email_key, name, is_user) VALUES"
+            " (1, 'Straße@Example.com', 'strasse@example.com', 'One', true),"
+            " (2, 'anna@xn--bcher-kva.example', 'anna@xn--bcher-kva.example', 'Anna', true)"
+        )
+    with _open(pg_database) as repo:
+        assert [p.id for p in repo.persons_by_address("straße@example.com")] == [1]
+        assert repo.persons_by_address("strasse@example.com") == []
+        assert [p.id for p in repo.persons_by_address("anna@bücher.example")] == [2]
+
+
 def test_a_schema_1_database_is_upgraded_and_keeps_its_rows(
     pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:

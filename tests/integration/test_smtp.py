@@ -935,3 +935,74 @@ def test_a_server_that_refuses_us_a_session_defers_the_reply_and_sends_it_later(
         assert [outcome.result.value for outcome in report.outcomes] == ["sent"]
     mailer.close()
     assert len(server.messages) == 1
+
+
+def test_a_reply_to_an_idn_domain_goes_out_in_punycode_without_smtputf8(
+    smtp_server: SmtpFactory,
+) -> None:
+    """RFC 5891 4.2 / RFC 5890 2.3.2.1: a Unicode domain is sent as its A-labels, which any
+    server takes; a reply to ``anna@Bücher.example`` is not refused for want of SMTPUTF8."""
+    server = smtp_server()
+    mailer = _mailer(server.port)
+    mailer.send(attrs.evolve(REPLY, to="anna@Bücher.example"))
+    mailer.send(attrs.evolve(REPLY, to="wang@例子。广告"))
+    assert [e.rcpt_tos for e in server.envelopes] == [
+        ("anna@xn--bcher-kva.example",),
+        ("wang@xn--fsqu00a.xn--4rr70v",),
+    ]
+    msg = BytesParser(policy=policy.default).parsebytes(server.envelopes[0].content)
+    assert msg["To"] == "anna@xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize("to", ["anna@b\u202eücher.example", "anna@" + "ü" * 64 + ".example"])
+def test_a_domain_that_cannot_be_punycode_is_refused_without_network(to: str) -> None:
+    with pytest.raises(PermanentSendError, match="domain label"):
+        _mailer(1).send(attrs.evolve(REPLY, to=to))
+
+
+@pytest.mark.parametrize("chunking", [False, True])
+def test_a_reply_to_a_non_ascii_mailbox_goes_out_with_smtputf8(
+    smtp_server: SmtpFactory, chunking: bool
+) -> None:
+    """RFC 6531 3.4: ``MAIL FROM:<...> SMTPUTF8`` and the mailbox as written in RCPT TO;
+    RFC 6532 3.2: the To field in UTF-8 (no encoded-word can carry an addr-spec)."""
+    server = smtp_server(smtputf8=True, chunking=chunking)
+    mailer = _mailer(server.port)
+    mailer.send(attrs.evolve(REPLY, to="josé@Bücher.example"))
+    mailer.send(REPLY)  # an ASCII reply after it, on the same session: as before
+    [utf8, plain] = server.envelopes
+    assert utf8.rcpt_tos == ("josé@xn--bcher-kva.example",)
+    assert "SMTPUTF8" in utf8.mail_options
+    msg = BytesParser(policy=policy.default).parsebytes(utf8.content)
+    assert msg["To"] == "josé@xn--bcher-kva.example"
+    assert msg["Subject"] == REPLY.subject
+    assert plain.rcpt_tos == ("alice@example.org",)
+    assert "SMTPUTF8" not in plain.mail_options
+    assert plain.content.isascii()
+
+
+def test_without_smtputf8_a_non_ascii_mailbox_is_refused_kept_and_others_still_go(
+    smtp_server: SmtpFactory,
+) -> None:
+    """RFC 6531 3.4: no SMTPUTF8 offered, no non-ASCII mailbox sent (never a mangled address).
+    DESIGN 4 "Nothing is lost": the reply is kept as FAILED with the reason (re-sendable by
+    command), not retried for ever, and the replies after it are sent."""
+    server = smtp_server(pipelining=True, chunking=True)
+    mailer = _mailer(server.port)
+    jose = attrs.evolve(REPLY, to="josé@example.com", message_id="<asm.call-1.a@asm.example>")
+    outcomes = mailer.send_many([jose, REPLY])
+    assert isinstance(outcomes[0], PermanentSendError)
+    assert "SMTPUTF8" in str(outcomes[0])
+    assert outcomes[1] is None
+    assert [e.rcpt_tos for e in server.envelopes] == [("alice@example.org",)]
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    with SqliteRepository(":memory:") as store:
+        store.record_processed("box", "<question-9@example.org>", "s9", "{}", jose, now)
+        report = send_due(store, mailer, SystemSettings(), owner="p", clock=lambda: now)
+        assert [outcome.result.value for outcome in report.outcomes] == ["refused"]
+        entry = store.outbox_entry(jose.message_id)
+        assert entry is not None
+        assert entry.status.value == "failed"
+        assert "SMTPUTF8" in entry.last_error
+    mailer.close()
+    assert len(server.envelopes) == 1

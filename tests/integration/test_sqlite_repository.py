@@ -164,6 +164,32 @@ def test_fresh_file_is_migrated_to_the_latest_version(tmp_path: Path) -> None:
     } <= tables
 
 
+def test_people_stored_before_the_idn_fold_are_found_after_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DESIGN 4b: addresses match as one whole address. A store written by a version that
+    folded ``ß`` to ``ss`` and kept A-labels keeps finding its people after the upgrade."""
+    path = tmp_path / "v5.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_adapter, "MIGRATIONS", MIGRATIONS[:5])
+        with SqliteRepository(path):
+            pass
+    raw = sqlite3.connect(path)  # keys as the old fold wrote them
+    with raw:
+        raw.executemany(
+            "INSERT INTO persons (id, email, email_key, name, is_user) VALUES (?, ?, ?, ?, 1)",
+            [
+                (1, "Straße@Example.com", "strasse@example.com", "One"),
+                (2, "anna@xn--bcher-kva.example", "anna@xn--bcher-kva.example", "Anna"),
+            ],
+        )
+    raw.close()
+    with SqliteRepository(path) as repo:
+        assert [p.id for p in repo.persons_by_address("straße@example.com")] == [1]
+        assert repo.persons_by_address("strasse@example.com") == []
+        assert [p.id for p in repo.persons_by_address("anna@bücher.example")] == [2]
+
+
 def test_a_version_1_file_is_upgraded_and_keeps_its_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -348,3 +348,26 @@ def test_works_with_inbound_email_header_all() -> None:
     )
     assert result.verdict is AuthVerdict.FAIL
     assert result.trusted_headers == 2
+
+
+@pytest.mark.parametrize(
+    ("signer", "from_domain"),
+    [
+        ("fass.example", "faß.example"),  # IDNA 2003 maps ß to ss; IDNA 2008 keeps it
+        ("σασ.example", "σας.example"),  # ...and final sigma to sigma
+        ("ab.example", "a\u200db.example"),  # ...and drops a zero-width joiner
+    ],
+)
+def test_a_signature_for_another_idn_domain_is_not_aligned(signer: str, from_domain: str) -> None:
+    """docs/sender-authentication.md: "Unicode domains as A-labels". ``faß.example`` is
+    ``xn--fa-hia.example`` (RFC 5891), another domain than ``fass.example``: the owner of
+    fass.example must not approve as a person of faß.example by signing with their own key."""
+    verdict, _, _ = judge(f"mx.example.net; dkim=pass header.d={signer}", from_domain=from_domain)
+    assert verdict is AuthVerdict.FAIL
+
+
+def test_a_unicode_from_domain_aligns_with_its_a_label_signature() -> None:
+    verdict, _, _ = judge(
+        "mx.example.net; dkim=pass header.d=xn--bcher-kva.example", from_domain="Bücher.example"
+    )
+    assert verdict is AuthVerdict.PASS

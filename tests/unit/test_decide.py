@@ -371,3 +371,25 @@ def test_the_decision_value_cites_the_spec_as_the_tables_and_explain_do() -> Non
     assert "DESIGN" not in decision.spec
     assert decision.spec == decision.to_dict()["spec"]
     assert f"  spec: {decision.spec}\n" in decision.explain()
+
+
+@pytest.mark.parametrize("sender", ["josé@example.com", "anna@bücher.example", "用户@例子.广告"])
+def test_an_internationalized_sender_gets_the_reply(sender: str) -> None:
+    """DESIGN 4b: "Call <n> has been logged" for a new call goes to the sender - an RFC 6531
+    address too: a Unicode domain goes out as A-labels, a non-ASCII local part with SMTPUTF8
+    (the mailer refuses and keeps the reply when its server lacks it)."""
+    anonymous = attrs.evolve(MAILBOX, create_calls_anonymously=True)
+    decision = decide(facts("Printer broken", sender=sender), anonymous, SYSTEM)
+    assert decision.action_kinds()[-1] == "log_call"
+    assert decision.reply is not None, decision.reply_suppressed
+    assert decision.reply.to == sender
+
+
+@pytest.mark.parametrize(
+    "sender", ["jo\u202esé@example.com", "jo sé@example.com", "josé@b\u200bücher.example"]
+)
+def test_no_reply_to_a_non_ascii_address_that_could_not_be_sent_as_written(sender: str) -> None:
+    anonymous = attrs.evolve(MAILBOX, create_calls_anonymously=True)
+    decision = decide(facts("Printer broken", sender=sender), anonymous, SYSTEM)
+    assert decision.reply is None
+    assert "not a deliverable" in decision.reply_suppressed

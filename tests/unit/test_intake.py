@@ -117,6 +117,31 @@ def test_cve_2023_27043_address_is_not_misread() -> None:
     assert IntakeNoteKind.INVALID_FROM in kinds(email.notes)
 
 
+def test_utf8_from_headers_give_the_internationalized_sender() -> None:
+    """RFC 6532 3.2: raw UTF-8 in From, as Gmail and Outlook.com send it to SMTPUTF8 servers."""
+    email = parse_message(mail("From: José Núñez <josé@bücher.example>", "Subject: Drucker"))
+    assert (email.sender, email.sender_name) == ("josé@bücher.example", "José Núñez")
+    email = parse_message(mail("From: 王 <用户@例子.广告>"))
+    assert email.sender == "用户@例子.广告"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "anna\u202e@example.com",  # right-to-left override: the address shows backwards
+        "anna@example.com\u200b",  # zero-width space: looks like anna@example.com
+        "anna@xn--zz.example",  # not Punycode (RFC 5890 2.3.2.1)
+        "anna@" + "b" * 64 + ".example",  # a DNS label is at most 63 octets
+    ],
+)
+def test_a_from_address_that_shows_falsely_or_cannot_exist_is_no_sender(address: str) -> None:
+    """DESIGN 4: the sender is From's addr-spec; one with invisible controls or an impossible
+    domain is nobody's, noted as an invalid From, never matched to a person."""
+    email = parse_message(mail(f"From: Anna <{address}>", "Subject: approve"))
+    assert email.sender == ""
+    assert IntakeNoteKind.INVALID_FROM in kinds(email.notes)
+
+
 def test_quoted_display_name_with_at_sign_uses_the_real_address() -> None:
     email = parse_message(mail('From: "alice@evil.example" <bob@good.example>'))
     assert email.sender == "bob@good.example"

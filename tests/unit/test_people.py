@@ -235,6 +235,61 @@ def test_short_lines_and_people_without_a_flag_are_imported_with_a_warning(
     assert "person 1" not in err
 
 
+def test_internationalized_people_import_and_are_found_in_either_spelling(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """RFC 6531/6532 addresses in a UTF-8 CSV; DESIGN 4b: "Addresses match case-insensitively
+    (whole address, after NFKC)". Two people whose addresses differ by more than case
+    (``straße`` and ``strasse``, dotless ``ı`` and ``i``) stay two people."""
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(
+        "email,name,analyst,user\n"
+        "anna@xn--bcher-kva.example,Anna Bücher,no,yes\n"
+        "josé@example.com,José Núñez,no,yes\n"
+        "用户@例子.广告,王,no,yes\n"
+        "straße@example.de,Eins,no,yes\n"
+        "strasse@example.de,Zwei,no,yes\n"
+        "ılker@example.com.tr,Ilker,no,yes\n"
+        "ilker@example.com.tr,İlker,no,yes\n",
+        encoding="utf-8",
+    )
+    code, out, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 0, err
+    assert "7 added" in out
+    with store(desk) as repo:
+        assert [p.name for p in repo.persons_by_address("ANNA@Bücher.example")] == ["Anna Bücher"]
+        assert [p.name for p in repo.persons_by_address("jose\u0301@example.com")] == ["José Núñez"]
+        assert [p.name for p in repo.persons_by_address("用户@xn--fsqu00a.xn--4rr70v")] == ["王"]
+        assert [p.name for p in repo.persons_by_address("strasse@example.de")] == ["Zwei"]
+        assert [p.name for p in repo.persons_by_address("ILKER@example.com.tr")] == ["İlker"]
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("evil\u202e@example.com", "U+202E"),  # right-to-left override: shows backwards
+        ("anna\u200b@example.com", "U+200B"),  # zero-width space: a look-alike of anna@
+        ("bad@xn--zz.example", "not a valid IDNA A-label"),
+        ("x@" + "a" * 64 + ".example", "longer than 63"),
+        ("x@" + "ü" * 60 + ".example", "longer than 63"),  # 64 octets as an A-label
+    ],
+)
+def test_an_address_that_cannot_be_sent_to_or_shows_falsely_is_refused(
+    desk: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, address: str, why: str
+) -> None:
+    code, _, err = run(capsys, "people", "add", address, "--user", "--config", str(desk))
+    assert code == 2
+    assert why in err
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(f"email,user\nok@example.org,yes\n{address},yes\n", encoding="utf-8")
+    code, _, err = run(capsys, "people", "import", str(csv_file), "--config", str(desk))
+    assert code == 2
+    assert "people.csv:3:" in err
+    assert why in err
+    with store(desk) as repo:
+        assert repo.persons_by_address("ok@example.org") == []
+
+
 def test_add_and_set_from_the_command_line(
     desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

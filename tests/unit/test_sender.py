@@ -73,3 +73,38 @@ def test_addresses_are_folded_one_way_everywhere() -> None:
     # no plus-address folding: a sub-address is another address
     assert not mailbox.is_own_address("desk+x@example.com")
     assert resolve_sender("desk+x@example.com", [desk]).case is PersonCase.UNKNOWN
+
+
+def test_an_idn_domain_is_one_address_in_punycode_and_in_unicode() -> None:
+    """DESIGN 4b: addresses match as one whole address; RFC 5890 2.3.2.1: the A-label
+    ``xn--bcher-kva`` and the U-label ``bücher`` are one domain, written two ways."""
+    anna = Person(5, "anna@xn--bcher-kva.example", is_user=True)
+    assert resolve_sender("Anna@BÜCHER.example", [anna]).person == anna
+    wang = Person(6, "用户@例子.广告", is_user=True)
+    assert resolve_sender("用户@xn--fsqu00a.XN--4rr70v", [wang]).person == wang
+    assert resolve_sender("用户@例子。广告", [wang]).person == wang  # ideographic full stop
+    # an invalid A-label is kept as written: it matches nothing else
+    assert normalise_address("a@xn--zz.example") == "a@xn--zz.example"
+
+
+def test_unicode_case_and_normal_forms_match_but_lossy_folds_do_not() -> None:
+    """DESIGN 4b: "Addresses match case-insensitively (whole address, after NFKC)": a case
+    difference or an NFD spelling is the same person; a fold that changes the letters is not."""
+    omer = Person(7, "ÖMER@Firma.example", is_user=True)
+    assert resolve_sender("ömer@firma.example", [omer]).person == omer
+    jose = Person(8, "josé@example.com", is_user=True)  # é as one code point
+    assert resolve_sender("JOSE\u0301@example.com", [jose]).person == jose  # E + U+0301
+    strasse = Person(9, "straße@example.com", is_user=True)
+    assert resolve_sender("STRAẞE@example.com", [strasse]).person == strasse
+    assert resolve_sender("strasse@example.com", [strasse]).case is PersonCase.UNKNOWN
+    dotless = Person(10, "ılker@example.com", is_user=True)
+    assert resolve_sender("ilker@example.com", [dotless]).case is PersonCase.UNKNOWN
+    assert resolve_sender("jose@example.com", [jose]).case is PersonCase.UNKNOWN
+
+
+def test_a_look_alike_in_another_script_is_another_person() -> None:
+    """docs/security.md: a Cyrillic ``а`` (U+0430) in place of the Latin ``a`` is an unknown
+    sender, so it cannot approve for the person it imitates; NFKC does not map scripts."""
+    anna = Person(11, "anna@example.com", is_analyst=True)
+    assert resolve_sender("\u0430nna@example.com", [anna]).case is PersonCase.UNKNOWN
+    assert resolve_sender("anna@ex\u0430mple.com", [anna]).case is PersonCase.UNKNOWN

@@ -73,6 +73,7 @@ from asm_email_rules.settings import CallTemplate
 
 __all__ = [
     "RECORD_TABLES",
+    "REKEY_ADDRESSES",
     "Cursor",
     "Migration",
     "Params",
@@ -85,6 +86,11 @@ __all__ = [
 
 Migration = tuple[str, ...]
 """One schema step: SQL statements run in order inside one transaction."""
+
+REKEY_ADDRESSES = "-- recompute persons.email_key"
+"""A migration statement run in Python, not SQL: every person's ``email_key`` recomputed with
+today's :func:`~asm_email_rules.adapters._repository.address_key` (its fold changed in schema
+6: IDN domains in Unicode, one-to-one case folding), so people stored before are still found."""
 
 Params = Sequence[Any] | Mapping[str, Any]
 """Statement parameters: a sequence for ``?`` marks, a mapping for ``:name`` marks."""
@@ -441,6 +447,20 @@ class SqlRepository(abc.ABC):
             analyst_role=row[8],
             user_role=row[9],
         )
+
+    def _rekey_addresses(self) -> None:
+        """Recompute every person's stale ``email_key`` (:data:`REKEY_ADDRESSES`)."""
+        rows = self._execute("SELECT id, email, email_key FROM persons").fetchall()
+        stale = [(address_key(row[1]), row[0]) for row in rows if address_key(row[1]) != row[2]]
+        if stale:
+            self._executemany("UPDATE persons SET email_key = ? WHERE id = ?", stale)
+
+    def _migration_statement(self, statement: str) -> None:
+        """Run one statement of a schema step (:data:`REKEY_ADDRESSES` in Python)."""
+        if statement == REKEY_ADDRESSES:
+            self._rekey_addresses()
+        else:
+            self._execute(statement)
 
     def persons_by_address(self, address: str) -> Sequence[Person]:
         """Every person whose email matches ``address`` case-insensitively, lowest id first."""

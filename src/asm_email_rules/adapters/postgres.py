@@ -59,6 +59,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from asm_email_rules.adapters._repository import address_key, message_id_key, to_utc
 from asm_email_rules.adapters._sql import (
     RECORD_TABLES,
+    REKEY_ADDRESSES,
     Migration,
     Params,
     SqlRepository,
@@ -308,7 +309,10 @@ _V5: Migration = (
     "CREATE INDEX quarantine_by_state ON quarantine (state, id)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+_V6: Migration = (REKEY_ADDRESSES,)
+"""Addresses compared in a new form (IDN domains in Unicode, no ``ß`` -> ``ss`` fold)."""
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
 
 
@@ -543,7 +547,10 @@ class PostgresRepository(SqlRepository):
                 self._refuse_newer(version, known)
                 for target in range(version + 1, known + 1):
                     for statement in MIGRATIONS[target - 1]:
-                        self._native(statement)
+                        if statement == REKEY_ADDRESSES:
+                            self._rekey_addresses()
+                        else:
+                            self._native(statement)
                     self._native("INSERT INTO asm_schema_version (version) VALUES (%s)", (target,))
                     log.info(
                         "PostgreSQL schema migrated",

@@ -27,7 +27,12 @@ from asm_email_rules.errors import (
     TransientSendError,
 )
 from asm_email_rules.model import OutgoingEmail
-from asm_email_rules.outgoing import OutgoingMessageError, parse_sender, render_reply
+from asm_email_rules.outgoing import (
+    NeedsSmtpUtf8Error,
+    OutgoingMessageError,
+    parse_sender,
+    render_reply,
+)
 from asm_email_rules.send import is_temporary
 
 __all__ = ["Security", "SmtpConfig", "SmtpMailer", "error_for_code"]
@@ -113,12 +118,13 @@ class _Outgoing:
     reverse_path: str
     recipient: str
     raw: bytes
+    smtputf8: bool = False  # a non-ASCII local part: only for a server offering SMTPUTF8
 
 
 def _group(commands: list[str], message: bytes) -> bytes:
     """Pipelined commands as one write, each ended by CRLF, then ``message`` (BDAT's bytes,
     or nothing)."""
-    return "".join(f"{command}\r\n" for command in commands).encode("ascii") + message
+    return "".join(f"{command}\r\n" for command in commands).encode("utf-8") + message
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -246,15 +252,19 @@ class SmtpMailer:
         recipient = message.to.strip()
         if not recipient or recipient == "<>":
             raise PermanentSendError("no recipient (empty or null path): not sending")
+        sender = self.config.default_sender
         try:
-            rendered = render_reply(message, now=now, default_sender=self.config.default_sender)
+            try:
+                rendered = render_reply(message, now=now, default_sender=sender)
+            except NeedsSmtpUtf8Error:  # whether the server offers SMTPUTF8: see _window
+                rendered = render_reply(message, now=now, default_sender=sender, smtputf8=True)
         except OutgoingMessageError as exc:
             raise PermanentSendError(f"reply cannot be rendered: {exc}") from exc
         recipient, reverse_path = rendered.recipient, self._reverse_path(rendered.sender)
         if "\r" in reverse_path + recipient or "\n" in reverse_path + recipient:
             # validated above; a line break here would add a command (RFC 5321 2.3.8)
             raise PermanentSendError(f"an SMTP path holds a line break: {reverse_path!r}")
-        return _Outgoing(reverse_path, recipient, rendered.raw)
+        return _Outgoing(reverse_path, recipient, rendered.raw, rendered.smtputf8)
 
     @property
     def _where(self) -> str:
@@ -384,6 +394,18 @@ class SmtpMailer:
                 return [exc]
             windowed = client.has_extn("pipelining") and client.has_extn("chunking")
             room = max(1, self.max_per_session - self._sent_in_session) if windowed else 1
+            if not client.has_extn("smtputf8"):
+                # RFC 6531 3.4: a non-ASCII mailbox goes only to a server that offers
+                # SMTPUTF8; rewriting it would reach someone else (or no one)
+                if items[0].smtputf8:
+                    return [
+                        PermanentSendError(
+                            f"{self._where} does not offer SMTPUTF8 (RFC 6531), which the"
+                            f" address {items[0].recipient!r} needs: not sent (send it through"
+                            " a server that offers it, then 'replies resend')"
+                        )
+                    ]
+                room = next((i for i, it in enumerate(items[:room]) if it.smtputf8), room)
             try:
                 return self._send_window(client, items[:room], reused=reused and not reopened)
             except _StaleSessionError:
@@ -523,6 +545,8 @@ class SmtpMailer:
         """MAIL (with SIZE where offered, RFC 1870), RCPT, and DATA or ``BDAT <size> LAST``
         (RFC 3030 2); ``reset_first``: RSET before them."""
         size = f" SIZE={len(item.raw)}" if client.has_extn("size") else ""
+        if item.smtputf8:  # RFC 6531 3.4; its UTF-8 header is 8-bit data (RFC 6152)
+            size += " SMTPUTF8" + (" BODY=8BITMIME" if client.has_extn("8bitmime") else "")
         last = f"BDAT {len(item.raw)} LAST" if chunking else "DATA"
         commands = [f"MAIL FROM:{item.reverse_path}{size}", f"RCPT TO:<{item.recipient}>", last]
         return ["RSET", *commands] if reset_first else commands
@@ -558,6 +582,8 @@ class SmtpMailer:
         all still means a closed session.)
         """
         stage = "MAIL"
+        if item.smtputf8:
+            client.command_encoding = "utf-8"  # RCPT TO's mailbox (smtplib's own choice too)
         try:
             if written is None:
                 pipelined = client.has_extn("pipelining")

@@ -30,6 +30,7 @@ import attrs
 from asm_email_rules.adapters._repository import address_key, message_id_key, to_utc
 from asm_email_rules.adapters._sql import (
     RECORD_TABLES,
+    REKEY_ADDRESSES,
     Migration,
     Params,
     SqlRepository,
@@ -287,7 +288,10 @@ _V5: Migration = (
     "CREATE INDEX ledger_by_age ON ledger (mailbox, COALESCE(seen_at, processed_at))",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+_V6: Migration = (REKEY_ADDRESSES,)
+"""Addresses compared in a new form (IDN domains in Unicode, no ``ß`` -> ``ss`` fold)."""
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """Schema steps; the file's ``PRAGMA user_version`` is how many of them it has applied."""
 
 
@@ -596,7 +600,7 @@ class SqliteRepository(SqlRepository):
             self._refuse_newer(version, known)
             for target in range(version + 1, known + 1):
                 for statement in MIGRATIONS[target - 1]:
-                    self._execute(statement)
+                    self._migration_statement(statement)
                 self._execute(f"PRAGMA user_version = {target}")
                 log.info("SQLite schema migrated", extra={"path": self._path, "version": target})
 

@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 
 from asm_email_rules.adapters._sql import SqlRepository
-from asm_email_rules.addresses import normalise_address
+from asm_email_rules.addresses import address_problem, normalise_address
 from asm_email_rules.cli._common import (
     EXIT_OK,
     UsageError,
@@ -125,6 +125,9 @@ def check_address(address: str) -> str:
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain or any(c.isspace() for c in text) or "<" in text:
         raise UsageError(f"{address!r} is not an email address (write it as name@domain)")
+    problem = address_problem(text)
+    if problem is not None:
+        raise UsageError(f"{address!r} is not a usable email address: {problem}")
     return text
 
 
