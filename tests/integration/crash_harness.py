@@ -67,6 +67,8 @@ class Plan:
     idle_wait: float = 0.02  # real seconds between polls while another poller holds the account
     exit_if_waiting: bool = False  # exit 4 at once when another poller holds the account
     send_many: bool = False  # the mailer's send_many is used (else each reply goes to send)
+    kill_at_named: tuple[str, int] | None = None  # die at the n-th event of this name
+    also_after: frozenset[str] = frozenset()  # more store/mailbox calls ticked after they run
 
     @property
     def killed_at(self) -> Path:
@@ -80,6 +82,7 @@ class Tripwire:
         self.plan = plan
         self.events = 0
         self.sent = 0
+        self.named: dict[str, int] = {}
         self._lock = threading.Lock()  # the poller's thread and the reply worker both tick
 
     def tick(self, name: str) -> None:
@@ -87,8 +90,11 @@ class Tripwire:
             self.events += 1
             if name == AFTER_250:
                 self.sent += 1
-            due = self.events == self.plan.kill_at_event or (
-                name == AFTER_250 and self.sent == self.plan.kill_after_sent
+            self.named[name] = self.named.get(name, 0) + 1
+            due = (
+                self.events == self.plan.kill_at_event
+                or (name == AFTER_250 and self.sent == self.plan.kill_after_sent)
+                or (name, self.named[name]) == self.plan.kill_at_named
             )
         if due:
             with self.plan.killed_at.open("a", encoding="utf-8") as out:
@@ -213,12 +219,12 @@ def poller_main(plan: Plan) -> None:
     config = load_config(plan.config)
     assert config.store is not None, f"{plan.config} names no store"
 
-    store = Wired(open_store(config.store), tripwire, STORE_BEFORE, STORE_AFTER)
+    store = Wired(open_store(config.store), tripwire, STORE_BEFORE, STORE_AFTER | plan.also_after)
     mailer = make_mailer(config)
     factory = mailbox_factory()
 
     def mailboxes(account: Any) -> Any:
-        return Wired(factory(account), tripwire, MAILBOX_BEFORE, MAILBOX_AFTER)
+        return Wired(factory(account), tripwire, MAILBOX_BEFORE, MAILBOX_AFTER | plan.also_after)
 
     def clock() -> datetime:
         return datetime.now(UTC) + timedelta(seconds=plan.clock_offset)
