@@ -254,6 +254,47 @@ def poller_main(plan: Plan) -> None:
     os._exit(0)  # no interpreter teardown in a forked child
 
 
+def deliver_main(plan: Plan, raw: bytes) -> None:
+    """The child for ``asm-email-rules deliver``: hand ``raw`` to ``deliver_message`` as the
+    command does (the first account, the configured store and mailer, with tripwires), then
+    exit with its code (0 handled, 75 try later) as the mail server would see it."""
+    from asm_email_rules.bootstrap import make_mailer, open_store
+    from asm_email_rules.config import load_config
+    from asm_email_rules.delivery import deliver_message
+
+    tripwire = Tripwire(plan)
+    config = load_config(plan.config)
+    assert config.store is not None, f"{plan.config} names no store"
+    repository = open_store(config.store, must_exist=True)
+    store = Wired(repository, tripwire, STORE_BEFORE, STORE_AFTER | plan.also_after)
+    mailer = make_mailer(config)
+    now = datetime.now(UTC) + timedelta(seconds=plan.clock_offset)
+    outcome = deliver_message(
+        raw,
+        store,
+        None if mailer is None else tripping(mailer, tripwire),
+        config.accounts[0].mailbox,
+        config.system,
+        now,
+    )
+    repository.close()
+    os._exit(outcome.exit_code)
+
+
+def deliver_once(plan: Plan, raw: bytes, timeout: float = 60.0) -> int:
+    """Run :func:`deliver_main` in a child; its exit code (-9 when it killed itself)."""
+    process = CONTEXT.Process(target=deliver_main, args=(plan, raw), daemon=True)
+    process.start()
+    process.join(timeout)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        raise AssertionError(f"deliver did not finish in {timeout} s")
+    code = process.exitcode
+    assert code is not None
+    return code
+
+
 def start(plan: Plan) -> multiprocessing.process.BaseProcess:
     """A running child for ``plan``."""
     process = CONTEXT.Process(target=poller_main, args=(plan,), daemon=True)

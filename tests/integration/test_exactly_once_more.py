@@ -1,5 +1,7 @@
-"""Exactly once in the setups :mod:`test_exactly_once` leaves out: a POP3 maildrop, and kills
-named by the call they fall on (a session's end, the pump's record-and-claim, a quarantine).
+"""Exactly once in the setups :mod:`test_exactly_once` leaves out: a POP3 maildrop, kills named
+by the call they fall on (a session's end, the pump's record-and-claim, a quarantine),
+SIGTERM (graceful) to ``asm-email-rules poll``, and ``deliver`` killed mid-message and retried
+as the mail server retries.
 
 What must hold is DESIGN 4's ("Nothing is lost", "Replies are an outbox"): no message lost,
 none acted on twice, none quarantined for our own failure; no message answered by two
@@ -9,7 +11,14 @@ with its Message-ID. The figures are printed with ``-s``.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
@@ -31,8 +40,6 @@ from test_exactly_once import (  # noqa: F401 - fixtures
 from asm_email_rules.adapters.maildir import MaildirMailbox
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from conftest import Dovecot, SmtpFactory
 
 pytestmark = pytest.mark.integration
@@ -194,3 +201,135 @@ def test_a_kill_at_a_named_call_then_a_restart_acts_once_and_quarantines_only_th
     assert store_quarantined(desk) == len(BLANK)
     on_server = len(BLANK) if kind == "pop3" else 0  # POP3 keeps a quarantined message
     assert (result.left, result.quarantined) == (on_server, len(BLANK) - on_server)
+
+
+# --------------------------------------------------------------------------------------------
+# SIGTERM: the graceful stop of `asm-email-rules poll`
+# --------------------------------------------------------------------------------------------
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+TERM_BACKLOG = 200
+TERM_AFTER = (0.0, 0.01, 0.03, 0.1)
+"""Seconds between the sink's taking a reply of the running poller and its SIGTERM."""
+
+
+def _wait_for_reply(desk: Desk, before: int, poller: subprocess.Popen[bytes]) -> None:
+    """Until the sink holds more than ``before`` replies (the poller is at work), or 30 s."""
+    end = time.monotonic() + 30
+    while len(desk.smtp.envelopes) <= before and poller.poll() is None:
+        assert time.monotonic() < end, "the poller sent no reply in 30 s"
+        time.sleep(0.005)
+
+
+def _poll_command(desk: Desk, *more: str) -> list[str]:
+    return [sys.executable, "-m", "asm_email_rules", "poll", "--config", str(desk.config), *more]
+
+
+def _environment() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+@pytest.mark.parametrize("kind", ["maildir", "imap"])
+def test_sigterm_stops_the_poller_cleanly_and_a_restart_at_once_finishes_the_backlog(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    """SIGTERM (what systemd and Kubernetes send) finishes the message in hand and stops: exit
+    0, nothing acted on twice, no reply sent twice, and the poller started right after it
+    (no lease to wait out: the stopped one let go of its account and its claims) finishes
+    the backlog in one ``poll --once``."""
+    desk: Desk = request.getfixturevalue(f"{kind}_desk")
+    text = desk.config.read_text(encoding="utf-8")
+    desk.config.write_text(
+        text.replace(
+            "max_messages_per_session = 5", "max_messages_per_session = 5\ninterval_seconds = 1"
+        ),
+        encoding="utf-8",
+    )
+    desk.deliver(TERM_BACKLOG)
+    codes = []
+    answered: list[int] = []  # replies at the sink after each stop
+    for delay in TERM_AFTER:
+        poller = subprocess.Popen(
+            _poll_command(desk),
+            env=_environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _wait_for_reply(desk, len(desk.smtp.envelopes), poller)
+        time.sleep(delay)
+        poller.send_signal(signal.SIGTERM)
+        try:
+            _, err = poller.communicate(timeout=30)
+        finally:
+            if poller.poll() is None:
+                poller.kill()
+        codes.append((poller.returncode, err.decode(errors="replace")[-2000:]))
+        answered.append(len(desk.smtp.envelopes))
+    done = subprocess.run(
+        _poll_command(desk, "--once"), env=_environment(), capture_output=True, timeout=120
+    )
+    result = figures(desk, TERM_BACKLOG)
+    report(f"sigterm ({kind})", result, stopped=len(codes), answered_after_each_stop=answered)
+    assert [code for code, _ in codes] == [0] * len(TERM_AFTER), codes
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    assert result.acted == dict.fromkeys(range(TERM_BACKLOG), 1)
+    assert (result.left, result.quarantined) == (0, 0)
+    assert result.replies_missing == 0
+    assert result.second_replies == 0
+    assert result.resends == 0
+    assert answered[-1] < TERM_BACKLOG  # every stop fell in the middle of the backlog
+
+
+# --------------------------------------------------------------------------------------------
+# `deliver` (a Postfix pipe) killed mid-message, and retried as the mail server retries
+# --------------------------------------------------------------------------------------------
+
+DELIVERED = 3
+DELIVER_KILLS = [
+    ("before-record_processed", 1),
+    ("after-record_processed", 1),
+    ("after-claim_reply", 1),
+    ("before-send", 1),
+    (crash_harness.AFTER_250, 1),
+    ("before-finish_reply", 1),
+    ("after-finish_reply", 1),
+]
+
+
+@pytest.mark.parametrize(("point", "nth"), DELIVER_KILLS)
+def test_deliver_killed_mid_message_and_retried_acts_once_and_answers_once(
+    request: pytest.FixtureRequest, point: str, nth: int
+) -> None:
+    """The mail server hands each message to ``deliver`` until it exits 0 (75, or a death by
+    signal, makes it keep the message and retry later): the first try of each dies at the
+    call named; a retry at once must not act again nor send a second reply while the dead
+    one's claim stands (it says 75: try later); one after the claim expired finishes it.
+    One call per message and one reply, resent (same Message-ID) only when the kill fell
+    between the server's 250 and our record of it."""
+    desk: Desk = request.getfixturevalue("maildir_desk")
+    now = datetime.now(UTC)
+    codes: list[list[int]] = []
+    for number in range(DELIVERED):
+        raw = once.backlog_message(number, now)
+        tries = [crash_harness.deliver_once(Plan(desk.config, kill_at_named=(point, nth)), raw)]
+        tries.append(crash_harness.deliver_once(Plan(desk.config), raw))  # retried at once
+        offset = 0.0
+        while tries[-1] != 0 and len(tries) < 6:
+            offset += LEASE + 1
+            tries.append(crash_harness.deliver_once(Plan(desk.config, clock_offset=offset), raw))
+        codes.append(tries)
+    once.settled_envelopes(desk)
+    result = figures(desk, DELIVERED)
+    report(f"deliver killed ({point} #{nth})", result, exit_codes=codes)
+    assert all(tries[0] == -9 for tries in codes), codes  # the kill point was reached
+    assert all(set(tries[1:-1]) <= {75} and tries[-1] == 0 for tries in codes), codes
+    assert result.acted == dict.fromkeys(range(DELIVERED), 1)
+    assert result.replies_missing == 0
+    assert result.second_replies == 0
+    cut_off = DELIVERED if point in once.SEND_WINDOW else 0
+    assert result.resends <= cut_off
+    assert store_quarantined(desk) == 0
+    assert not unrecorded(desk)
