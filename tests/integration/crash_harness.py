@@ -69,6 +69,7 @@ class Plan:
     send_many: bool = False  # the mailer's send_many is used (else each reply goes to send)
     kill_at_named: tuple[str, int] | None = None  # die at the n-th event of this name
     also_after: frozenset[str] = frozenset()  # more store/mailbox calls ticked after they run
+    wrap_returned: frozenset[str] = frozenset()  # store calls whose returned function is ticked
 
     @property
     def killed_at(self) -> Path:
@@ -117,6 +118,8 @@ class Wired:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
+        if callable(attr) and name in self._tripwire.plan.wrap_returned:
+            return self._returning(name, attr)
         if not callable(attr) or name not in self._before | self._after:
             return attr
         tripwire, before, after = self._tripwire, name in self._before, name in self._after
@@ -130,6 +133,29 @@ class Wired:
             return result
 
         return call
+
+    def _returning(self, name: str, attr: Any) -> Any:
+        """``attr`` (``detached_sync``, ``detached_upkeep``: it returns a function run later,
+        on the session end's thread) with that function ticked before and after it runs, and
+        once while it runs (``during-<name>``, from a thread of its own, 1 ms in)."""
+        tripwire = self._tripwire
+
+        def detach(*args: Any, **kwargs: Any) -> Any:
+            work = attr(*args, **kwargs)
+
+            def run() -> Any:
+                tripwire.tick(f"before-{name}-run")
+                timer = threading.Timer(0.001, tripwire.tick, args=(f"during-{name}",))
+                timer.start()
+                try:
+                    return work()
+                finally:
+                    timer.join()
+                    tripwire.tick(f"after-{name}-run")
+
+            return run
+
+        return detach
 
 
 class TrippingMailer:
