@@ -84,6 +84,19 @@ class Pop3Desk(Desk):
         self.config.write_text(text.replace(imap_part, pop3_part), encoding="utf-8")
 
 
+def misaddressed(desk: Desk) -> list[tuple[str, list[str]]]:
+    """Replies at the sink not addressed to exactly the sender of the message they answer
+    (backlog message N comes from ``senderN@corp.example``): In-Reply-To and recipients."""
+    parser = BytesParser(policy=policy.default)
+    wrong = []
+    for envelope in list(desk.smtp.envelopes):
+        answered = str(parser.parsebytes(envelope.content, headersonly=True)["In-Reply-To"])
+        number = answered.removeprefix("<backlog-").removesuffix("@corp.example>")
+        if [r.lower() for r in envelope.rcpt_tos] != [f"sender{number}@corp.example"]:
+            wrong.append((answered, list(envelope.rcpt_tos)))
+    return wrong
+
+
 def store_quarantined(desk: Desk) -> int:
     """Copies the store's quarantine holds."""
     raw = sqlite3.connect(desk.root / "store.sqlite3")
@@ -135,6 +148,7 @@ def test_killed_pop3_pollers_lose_nothing_act_once_and_resend_only_cut_off_repli
     assert result.acted_twice == 0
     assert result.replies_missing == 0
     assert result.second_replies == 0
+    assert not misaddressed(desk)
     assert run.early_resends == 0
     assert run.most_cut_off <= 1
     assert result.resends <= run.total
@@ -203,6 +217,7 @@ def test_a_kill_at_a_named_call_then_a_restart_acts_once_and_quarantines_only_th
     assert result.acted == dict.fromkeys(range(NAMED_BACKLOG), 1)  # none lost nor done twice
     assert result.replies_missing == 0
     assert result.second_replies == 0
+    assert not misaddressed(desk)
     assert result.resends <= 1
     assert store_quarantined(desk) == len(BLANK)
     on_server = len(BLANK) if kind == "pop3" else 0  # POP3 keeps a quarantined message
@@ -285,6 +300,7 @@ def test_sigterm_stops_the_poller_cleanly_and_a_restart_at_once_finishes_the_bac
     assert (result.left, result.quarantined) == (0, 0)
     assert result.replies_missing == 0
     assert result.second_replies == 0
+    assert not misaddressed(desk)
     assert result.resends == 0
     assert answered[-1] < TERM_BACKLOG  # every stop fell in the middle of the backlog
 
@@ -335,6 +351,7 @@ def test_deliver_killed_mid_message_and_retried_acts_once_and_answers_once(
     assert result.acted == dict.fromkeys(range(DELIVERED), 1)
     assert result.replies_missing == 0
     assert result.second_replies == 0
+    assert not misaddressed(desk)
     cut_off = DELIVERED if point in once.SEND_WINDOW else 0
     assert result.resends <= cut_off
     assert store_quarantined(desk) == 0
@@ -446,6 +463,7 @@ def test_two_pollers_on_imap_and_postgres_killed_at_random_act_once_and_answer_o
     assert (result.left, result.quarantined) == (0, 0)
     assert result.replies_missing == 0
     assert result.second_replies == 0
+    assert not misaddressed(desk)
     # no sent journal on PostgreSQL: a kill may cut off the replies in flight (docs/operators.md)
     assert result.resends <= desk.in_flight * kills
     assert unsent == 0
@@ -493,4 +511,5 @@ def test_a_kill_while_a_session_end_runs_behind_acts_once_and_answers_once(
     assert store_quarantined(desk) == 0
     assert result.replies_missing == 0
     assert result.second_replies == 0
+    assert not misaddressed(desk)
     assert result.resends <= desk.in_flight
