@@ -513,3 +513,22 @@ def test_a_kill_while_a_session_end_runs_behind_acts_once_and_answers_once(
     assert result.second_replies == 0
     assert not misaddressed(desk)
     assert result.resends <= desk.in_flight
+
+
+def test_two_pollers_on_imap_and_postgres_send_no_reply_twice(pg_desk: PostgresDesk) -> None:
+    """No kill: two pollers share the account (one at a time) and the outbox: not one reply
+    twice, not one message acted on twice."""
+    desk = pg_desk
+    desk.deliver(PG_BACKLOG)
+    plans = [Plan(desk.config, idle_wait=0.05), Plan(desk.config, idle_wait=0.05)]
+    codes = crash_harness.wait_all([crash_harness.start(plan) for plan in plans], timeout=120)
+    once.settled_envelopes(desk)
+    result = pg_figures(desk, PG_BACKLOG)
+    report("two pollers, imap + postgres", result)
+    assert codes == [0, 0]
+    assert result.acted == dict.fromkeys(range(PG_BACKLOG), 1)
+    assert (result.left, result.quarantined) == (0, 0)
+    assert result.replies_missing == 0
+    assert result.second_replies == 0
+    assert not misaddressed(desk)
+    assert result.resends == 0
