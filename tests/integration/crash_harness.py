@@ -67,6 +67,9 @@ class Plan:
     idle_wait: float = 0.02  # real seconds between polls while another poller holds the account
     exit_if_waiting: bool = False  # exit 4 at once when another poller holds the account
     send_many: bool = False  # the mailer's send_many is used (else each reply goes to send)
+    kill_at_named: tuple[str, int] | None = None  # die at the n-th event of this name
+    also_after: frozenset[str] = frozenset()  # more store/mailbox calls ticked after they run
+    wrap_returned: frozenset[str] = frozenset()  # store calls whose returned function is ticked
 
     @property
     def killed_at(self) -> Path:
@@ -80,6 +83,7 @@ class Tripwire:
         self.plan = plan
         self.events = 0
         self.sent = 0
+        self.named: dict[str, int] = {}
         self._lock = threading.Lock()  # the poller's thread and the reply worker both tick
 
     def tick(self, name: str) -> None:
@@ -87,8 +91,11 @@ class Tripwire:
             self.events += 1
             if name == AFTER_250:
                 self.sent += 1
-            due = self.events == self.plan.kill_at_event or (
-                name == AFTER_250 and self.sent == self.plan.kill_after_sent
+            self.named[name] = self.named.get(name, 0) + 1
+            due = (
+                self.events == self.plan.kill_at_event
+                or (name == AFTER_250 and self.sent == self.plan.kill_after_sent)
+                or (name, self.named[name]) == self.plan.kill_at_named
             )
         if due:
             with self.plan.killed_at.open("a", encoding="utf-8") as out:
@@ -111,6 +118,8 @@ class Wired:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
+        if callable(attr) and name in self._tripwire.plan.wrap_returned:
+            return self._returning(name, attr)
         if not callable(attr) or name not in self._before | self._after:
             return attr
         tripwire, before, after = self._tripwire, name in self._before, name in self._after
@@ -124,6 +133,29 @@ class Wired:
             return result
 
         return call
+
+    def _returning(self, name: str, attr: Any) -> Any:
+        """``attr`` (``detached_sync``, ``detached_upkeep``: it returns a function run later,
+        on the session end's thread) with that function ticked before and after it runs, and
+        once while it runs (``during-<name>``, from a thread of its own, 1 ms in)."""
+        tripwire = self._tripwire
+
+        def detach(*args: Any, **kwargs: Any) -> Any:
+            work = attr(*args, **kwargs)
+
+            def run() -> Any:
+                tripwire.tick(f"before-{name}-run")
+                timer = threading.Timer(0.001, tripwire.tick, args=(f"during-{name}",))
+                timer.start()
+                try:
+                    return work()
+                finally:
+                    timer.join()
+                    tripwire.tick(f"after-{name}-run")
+
+            return run
+
+        return detach
 
 
 class TrippingMailer:
@@ -213,12 +245,12 @@ def poller_main(plan: Plan) -> None:
     config = load_config(plan.config)
     assert config.store is not None, f"{plan.config} names no store"
 
-    store = Wired(open_store(config.store), tripwire, STORE_BEFORE, STORE_AFTER)
+    store = Wired(open_store(config.store), tripwire, STORE_BEFORE, STORE_AFTER | plan.also_after)
     mailer = make_mailer(config)
     factory = mailbox_factory()
 
     def mailboxes(account: Any) -> Any:
-        return Wired(factory(account), tripwire, MAILBOX_BEFORE, MAILBOX_AFTER)
+        return Wired(factory(account), tripwire, MAILBOX_BEFORE, MAILBOX_AFTER | plan.also_after)
 
     def clock() -> datetime:
         return datetime.now(UTC) + timedelta(seconds=plan.clock_offset)
@@ -246,6 +278,47 @@ def poller_main(plan: Plan) -> None:
         else:
             idle += 1
     os._exit(0)  # no interpreter teardown in a forked child
+
+
+def deliver_main(plan: Plan, raw: bytes) -> None:
+    """The child for ``asm-email-rules deliver``: hand ``raw`` to ``deliver_message`` as the
+    command does (the first account, the configured store and mailer, with tripwires), then
+    exit with its code (0 handled, 75 try later) as the mail server would see it."""
+    from asm_email_rules.bootstrap import make_mailer, open_store
+    from asm_email_rules.config import load_config
+    from asm_email_rules.delivery import deliver_message
+
+    tripwire = Tripwire(plan)
+    config = load_config(plan.config)
+    assert config.store is not None, f"{plan.config} names no store"
+    repository = open_store(config.store, must_exist=True)
+    store = Wired(repository, tripwire, STORE_BEFORE, STORE_AFTER | plan.also_after)
+    mailer = make_mailer(config)
+    now = datetime.now(UTC) + timedelta(seconds=plan.clock_offset)
+    outcome = deliver_message(
+        raw,
+        store,
+        None if mailer is None else tripping(mailer, tripwire),
+        config.accounts[0].mailbox,
+        config.system,
+        now,
+    )
+    repository.close()
+    os._exit(outcome.exit_code)
+
+
+def deliver_once(plan: Plan, raw: bytes, timeout: float = 60.0) -> int:
+    """Run :func:`deliver_main` in a child; its exit code (-9 when it killed itself)."""
+    process = CONTEXT.Process(target=deliver_main, args=(plan, raw), daemon=True)
+    process.start()
+    process.join(timeout)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        raise AssertionError(f"deliver did not finish in {timeout} s")
+    code = process.exitcode
+    assert code is not None
+    return code
 
 
 def start(plan: Plan) -> multiprocessing.process.BaseProcess:

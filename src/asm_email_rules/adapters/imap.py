@@ -1274,17 +1274,29 @@ class ImapMailbox(ServerSession):
                     annotate(raw, reason),
                 ),
             )
-            self.delete(key)
+            self._mark_quarantined(key)
         elif "MOVE" in self._capabilities:
             self._uid(f"UID MOVE {key}", "MOVE", key, target)
             self._deleted.add(key)
         else:
             self._uid(f"UID COPY {key}", "COPY", key, target)
-            self.delete(key)
+            self._mark_quarantined(key)
         log.info(
             "message quarantined",
             extra={"imap_server": self._where(), "uid": key, "reason": reason},
         )
+
+    def _mark_quarantined(self, key: str) -> None:
+        """Mark ``key`` ``\\Deleted`` now, once its copy is in the quarantine folder (expunged
+        at :meth:`close`). Not left to :meth:`close` as :meth:`delete` does: a session that dies
+        before its end would leave the message unmarked, to be filed in the quarantine folder
+        again by the next one; marked, it is a leftover the next session expunges (the store's
+        quarantine record says it is done). Its store record is committed before this call,
+        and the folder already has the copy, so nothing is lost if that record is not durable.
+        """
+        self._uid(f"UID STORE {key}", "STORE", key, "+FLAGS.SILENT", r"(\Deleted)")
+        self._deleted.add(key)
+        self._fetched.pop(key, None)
 
     def _ensure_quarantine(self, target: str) -> None:
         if self._quarantine_ready:
