@@ -57,20 +57,22 @@ FROM_CONFIG = _FromConfig.FROM_CONFIG
 
 
 def open_store(
-    location: Path | PostgresStore, *, must_exist: bool = False
+    location: Path | PostgresStore, *, must_exist: bool = False, migrate: bool = True
 ) -> SqliteRepository | PostgresRepository:
     """The store ``location`` names: a SQLite file, or a PostgreSQL database.
 
     A SQLite file is created with the current schema unless ``must_exist``. A PostgreSQL
     database must exist (we never create databases); its tables are created or migrated on
-    opening. Raises ConfigError naming the file or the server and database (never the
-    password) when the store is missing (``must_exist``), is not a store of ours (not a
-    database, a newer schema), refuses the login, or psycopg is not installed; and
+    opening. ``migrate=False`` leaves an older schema as it is (its ``schema_version`` below
+    its ``schema_latest``), for commands that promise to change nothing. Raises ConfigError
+    naming the file or the server and database (never the password) when the store is
+    missing (``must_exist``), is not a store of ours (not a database, a newer schema),
+    refuses the login, or psycopg is not installed; and
     :class:`~asm_email_rules.errors.StoreUnavailableError` when it is there but cannot be used
     now (locked, read-only, full, a server that does not answer): a service waits for it.
     """
     if isinstance(location, PostgresStore):
-        return _open_postgres(location)
+        return _open_postgres(location, migrate=migrate)
     from asm_email_rules.adapters.sqlite import SqliteRepository
 
     if must_exist and not location.exists():
@@ -85,14 +87,14 @@ def open_store(
     if location.exists() and not location.is_file():
         raise ConfigError("not a store: it is not a file (a folder?)", source=str(location))
     try:
-        return SqliteRepository(location)
+        return SqliteRepository(location, migrate=migrate)
     except StoreUnavailableError:
         raise
     except RepositoryError as exc:
         raise ConfigError(f"cannot open the store: {exc}", source=str(location)) from None
 
 
-def _open_postgres(store: PostgresStore) -> PostgresRepository:
+def _open_postgres(store: PostgresStore, *, migrate: bool = True) -> PostgresRepository:
     try:
         from asm_email_rules.adapters.postgres import PostgresRepository
     except ImportError:
@@ -101,11 +103,27 @@ def _open_postgres(store: PostgresStore) -> PostgresRepository:
             source=str(store),
         ) from None
     try:
-        return PostgresRepository(store.url, password=store.password, schema=store.schema)
+        return PostgresRepository(
+            store.url, password=store.password, schema=store.schema, migrate=migrate
+        )
     except StoreUnavailableError:
         raise
     except RepositoryError as exc:
         raise ConfigError(f"cannot open the store: {exc}") from None
+
+
+def schema_behind(repository: object) -> str | None:
+    """Why a store opened with ``migrate=False`` cannot be read by this version (its schema is
+    older than the one it migrates to), or None when it can (current, or a host's store)."""
+    version = getattr(repository, "schema_version", None)
+    latest = getattr(repository, "schema_latest", None)
+    if not isinstance(version, int) or not isinstance(latest, int) or version >= latest:
+        return None
+    return (
+        f"the store's schema is version {version}, older than this version's {latest}: the "
+        "next poll, process or deliver migrates it, after which older versions cannot open "
+        "it (back it up first: docs/operators.md, 'Upgrading to a newer version')"
+    )
 
 
 def open_sample_store(path: Path | PostgresStore | None = None) -> SeedableRepository:

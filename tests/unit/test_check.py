@@ -9,12 +9,15 @@ analysts."
 from __future__ import annotations
 
 import io
+import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
 
+from asm_email_rules.adapters import sqlite as sqlite_adapter
 from asm_email_rules.adapters.memory import InMemoryRepository
+from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.cli import main
 from asm_email_rules.desk_check import Level, check_mailbox
 from asm_email_rules.model import Person
@@ -113,3 +116,36 @@ def test_poll_logs_the_warnings_at_warning_level(
     assert code == 0
     assert "WARNING" in err
     assert "every message will be discarded" in err
+
+
+def test_check_and_explain_leave_an_older_store_as_it_is(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 'check' says it changes nothing, and explain is a dry run; both migrated an older
+    # store, which the version it came from then refused ("schema version 6 is newer"):
+    # trying the new version meant no way back without a backup.
+    store = desk.parent / "helpdesk.sqlite3"
+    store.unlink()
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_adapter, "MIGRATIONS", sqlite_adapter.MIGRATIONS[:1])
+        SqliteRepository(store).close()
+
+    def version() -> int:
+        with sqlite3.connect(store) as raw:
+            return int(raw.execute("PRAGMA user_version").fetchone()[0])
+
+    code, out, err = run(capsys, "check", "--config", str(desk), "--no-sign-in")
+    assert code == 0, err
+    assert f"store {store}: schema 1" in out
+    assert "older than this version's" in out
+    assert "next poll, process or deliver migrates it" in out
+    assert version() == 1
+    message = desk.parent / "m.eml"
+    message.write_bytes(b"From: a@example.org\r\nSubject: hello\r\n\r\nhi\r\n")
+    code, out, err = run(capsys, "explain", str(message), "--config", str(desk))
+    assert code == 2
+    assert "cannot explain against it" in err
+    assert version() == 1
+    code, out, err = run(capsys, "poll", "--once", "--config", str(desk))
+    assert code == 0, err
+    assert version() == len(sqlite_adapter.MIGRATIONS)  # the service migrates, as before

@@ -402,7 +402,8 @@ class PostgresRepository(SqlRepository):
     Commits are made durable by :meth:`sync` (the polling service calls it once per mailbox
     session, before deletions take effect); ``flush_every_commit=True`` makes every commit
     wait for its own flush instead.
-    The schema is created and migrated on first use.
+    The schema is created and migrated on first use (``migrate=False``: an older schema is
+    left as it is, for commands that change nothing; see :attr:`schema_latest`).
 
     Raises :class:`~asm_email_rules.errors.RepositoryError` (naming server and database) when
     the server cannot be reached, refuses the login, or holds a newer schema.
@@ -417,7 +418,9 @@ class PostgresRepository(SqlRepository):
         schema: str | None = None,
         application_name: str = "asm-email-rules",
         flush_every_commit: bool = False,
+        migrate: bool = True,
     ) -> None:
+        self._migrate_on_open = migrate
         self._flush_every_commit = flush_every_commit
         self._conninfo = conninfo
         self._password = password
@@ -446,6 +449,11 @@ class PostgresRepository(SqlRepository):
     def schema_version(self) -> int:
         """The schema version of the database (0 before the first migration)."""
         return self._version()
+
+    @property
+    def schema_latest(self) -> int:
+        """The schema version this library migrates a database to (:data:`MIGRATIONS`)."""
+        return len(MIGRATIONS)
 
     def _secret_free(self, text: str) -> str:
         if self._password:
@@ -528,7 +536,7 @@ class PostgresRepository(SqlRepository):
         known = len(MIGRATIONS)
         version = self._version()
         self._refuse_newer(version, known)
-        if version == known:
+        if version == known or not self._migrate_on_open:
             return
         self._native(
             "SELECT set_config('lock_timeout', %s, false), pg_advisory_lock(%s),"

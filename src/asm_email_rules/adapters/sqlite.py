@@ -525,11 +525,20 @@ class SqliteRepository(SqlRepository):
 
     ``path`` is a file (created and migrated as needed, WAL journal) or ``":memory:"``.
     ``timeout`` is how long, in seconds, to wait for another writer's lock before failing.
-    Every ``sqlite3`` failure surfaces as :class:`~asm_email_rules.errors.RepositoryError`.
+    ``migrate=False`` opens an older schema as it is, changing nothing (``check``, ``explain``:
+    see :attr:`schema_latest`); a newer one is refused either way. Every ``sqlite3`` failure
+    surfaces as :class:`~asm_email_rules.errors.RepositoryError`.
     """
 
-    def __init__(self, path: str | os.PathLike[str] = ":memory:", *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        timeout: float = 5.0,
+        migrate: bool = True,
+    ) -> None:
         self._path = os.fspath(path)
+        self._migrate_on_open = migrate
         self._where = self._path
         self._depth = 0
         self._wal = False
@@ -589,11 +598,16 @@ class SqliteRepository(SqlRepository):
                 self._execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
                 self._wal = True
 
+    @property
+    def schema_latest(self) -> int:
+        """The schema version this library migrates a store to (:data:`MIGRATIONS`)."""
+        return len(MIGRATIONS)
+
     def _migrate(self) -> None:
         known = len(MIGRATIONS)
         version = self.schema_version
         self._refuse_newer(version, known)
-        if version == known:
+        if version == known or not self._migrate_on_open:
             return
         with self.transaction():
             version = self.schema_version  # another process may have migrated meanwhile

@@ -13,7 +13,7 @@ import argparse
 import os
 from typing import Any
 
-from asm_email_rules.bootstrap import mailbox_factory, make_mailer, open_store
+from asm_email_rules.bootstrap import mailbox_factory, make_mailer, open_store, schema_behind
 from asm_email_rules.cli._common import EXIT_CONFIG, EXIT_OK, EXIT_TRANSPORT, every_person
 from asm_email_rules.config import AccountConfig, Config, MailProtocol, load_config
 from asm_email_rules.desk_check import Finding, Level, check_mailbox
@@ -124,10 +124,15 @@ def run(args: argparse.Namespace) -> int:
     )
     code = EXIT_OK
     store = config.require_store()
-    repository = open_store(store, must_exist=True)
+    repository = open_store(store, must_exist=True, migrate=False)  # check changes nothing
     try:
-        print(f"store {store}: {_store_summary(repository)}")
-        findings = settings_findings(config, repository)
+        behind = schema_behind(repository)
+        if behind is None:
+            print(f"store {store}: {_store_summary(repository)}")
+            findings = settings_findings(config, repository)
+        else:  # its tables are read only once migrated
+            print(f"store {store}: schema {getattr(repository, 'schema_version', '?')}")
+            findings = [Finding(Level.WARNING, "store", behind)]
     finally:
         repository.close()
     if not active:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from asm_email_rules.adapters.memory import InMemoryRepository
-from asm_email_rules.bootstrap import open_sample_store, open_store
+from asm_email_rules.bootstrap import open_sample_store, open_store, schema_behind
 from asm_email_rules.cli._common import (
     EXIT_MESSAGE,
     EXIT_OK,
@@ -19,8 +19,8 @@ from asm_email_rules.cli._common import (
     read_limit,
     settings_for,
 )
-from asm_email_rules.config import Config, store_location
-from asm_email_rules.errors import MessageParseError
+from asm_email_rules.config import Config, PostgresStore, store_location
+from asm_email_rules.errors import ConfigError, MessageParseError
 from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry
 from asm_email_rules.pipeline import explain
@@ -57,14 +57,25 @@ def _store(args: argparse.Namespace, config: Config | None) -> tuple[Repository,
     name for the output. A configured store that does not exist yet is an empty one (nothing
     is created: this is a dry run)."""
     if args.store:
-        return open_store(store_location(args.store, Path.cwd()), must_exist=True), args.store
+        return _as_it_is(store_location(args.store, Path.cwd())), args.store
     if config is not None:
         store = config.require_store()
         if isinstance(store, Path) and not store.exists():
             empty = f"an empty store ({store} does not exist yet)"
             return InMemoryRepository(), empty
-        return open_store(store, must_exist=True), str(store)
+        return _as_it_is(store), str(store)
     return open_sample_store(), "the sample desk (in memory)"
+
+
+def _as_it_is(location: Path | PostgresStore) -> Repository:
+    """The store at ``location``, not migrated (a dry run changes nothing); ConfigError when
+    its schema is older than this version reads (:func:`schema_behind`)."""
+    repository = open_store(location, must_exist=True, migrate=False)
+    behind = schema_behind(repository)
+    if behind is not None:
+        repository.close()
+        raise ConfigError(f"cannot explain against it: {behind}", source=str(location))
+    return repository
 
 
 def run(args: argparse.Namespace) -> int:
