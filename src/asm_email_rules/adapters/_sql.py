@@ -169,6 +169,11 @@ def reply_from_json(text: str) -> OutgoingEmail:
     )
 
 
+PRUNE_BATCH = 1_000
+"""Ledger entries one statement of :meth:`SqlRepository.prune_ledger` forgets at most (a few
+milliseconds of SQLite's write lock): a backlog of a million entries is a thousand short
+commits that other writers interleave with, not one DELETE holding the lock for seconds."""
+
 _REMEMBERED_REPLY_CHARS = 4096
 """The longest stored reply text :func:`_stored_reply` remembers: a template reply's JSON is
 well under 2,000 characters; a notification quoting a long message is parsed each time. The
@@ -1060,19 +1065,38 @@ class SqlRepository(abc.ABC):
 
     def prune_ledger(self, mailbox: str, before: datetime) -> int:
         """Forget ``mailbox``'s entries last seen before ``before`` (their outbox entries live in
-        the same rows), except those with a PENDING reply and quarantine records; how many."""
-        cursor = self._execute(
-            "DELETE FROM ledger WHERE mailbox = ? AND COALESCE(seen_at, processed_at) < ?"
-            " AND reply_status <> 'pending'"
-            " AND NOT (message_id = '' AND substr(decision_json, 1, ?) = ?)",
-            (
-                mailbox,
-                self._ts(before),
-                len(QUARANTINE_RECORD_PREFIX),
-                QUARANTINE_RECORD_PREFIX,
-            ),
+        the same rows), except those with a PENDING reply and quarantine records; how many.
+
+        The entries go oldest first in batches of about :data:`PRUNE_BATCH` (more only when
+        entries share one age), one statement each: outside a transaction each batch commits
+        alone, so other writers wait for one batch, never for a whole backlog. Each batch
+        reads only its own range of the ``ledger_by_age`` index: linear in what is pruned.
+        """
+        age = "COALESCE(seen_at, processed_at)"
+        keep = (
+            "reply_status <> 'pending'"
+            " AND NOT (message_id = '' AND substr(decision_json, 1, ?) = ?)"
         )
-        return max(cursor.rowcount, 0)
+        quarantine = (len(QUARANTINE_RECORD_PREFIX), QUARANTINE_RECORD_PREFIX)
+        limit = self._ts(before)
+        low: Any = None  # the age the previous batch went up to (inclusive)
+        pruned = 0
+        while True:
+            after, low_params = ("", ()) if low is None else (f" AND {age} > ?", (low,))
+            row = self._one(
+                f"SELECT {age} FROM ledger WHERE mailbox = ? AND {age} < ?{after}"
+                f" ORDER BY {age} LIMIT 1 OFFSET ?",
+                (mailbox, limit, *low_params, PRUNE_BATCH - 1),
+            )
+            upto, last = (f"{age} < ?", limit) if row is None else (f"{age} <= ?", row[0])
+            cursor = self._execute(
+                f"DELETE FROM ledger WHERE mailbox = ? AND {upto}{after} AND {keep}",
+                (mailbox, last, *low_params, *quarantine),
+            )
+            pruned += max(cursor.rowcount, 0)
+            if row is None:
+                return pruned
+            low = last
 
     def set_reply_status(
         self,
