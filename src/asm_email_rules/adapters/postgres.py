@@ -59,6 +59,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from asm_email_rules.adapters._repository import address_key, message_id_key, to_utc
 from asm_email_rules.adapters._sql import (
     RECORD_TABLES,
+    SUMMARY_DESCRIPTION,
     Migration,
     Params,
     SqlRepository,
@@ -728,7 +729,8 @@ class PostgresRepository(SqlRepository):
         self, table: str, where: str, subject: str, params: Mapping[str, Any]
     ) -> tuple[int, Sequence[Sequence[Any]]]:
         rows = self._execute(
-            f"WITH matched AS (SELECT r.number, r.status, r.description, r.last_update,"
+            f"WITH matched AS (SELECT r.number, r.status, {SUMMARY_DESCRIPTION} AS description,"
+            " r.last_update,"
             f" r.group_name, r.owner_id, {subject} AS subject FROM {table} r WHERE {where})"
             " SELECT t.total, m.number, m.status, m.description, m.last_update, m.group_name,"
             " o.name, o.email, m.subject"

@@ -30,6 +30,7 @@ import attrs
 from asm_email_rules.adapters._repository import address_key, message_id_key, to_utc
 from asm_email_rules.adapters._sql import (
     RECORD_TABLES,
+    SUMMARY_DESCRIPTION,
     Migration,
     Params,
     SqlRepository,
@@ -783,7 +784,7 @@ class SqliteRepository(SqlRepository):
         with self._snapshot():
             total = int(self._one(f"SELECT COUNT(*) FROM {table} r WHERE {where}", params)[0])
             rows = self._execute(
-                f"SELECT r.number, r.status, r.description, r.last_update, r.group_name,"
+                f"SELECT r.number, r.status, {SUMMARY_DESCRIPTION}, r.last_update, r.group_name,"
                 f" o.name, o.email, {subject} FROM {table} r"
                 " LEFT JOIN persons o ON o.id = r.owner_id"
                 f" WHERE {where}"
