@@ -219,6 +219,11 @@ class SqlRepository(abc.ABC):
     """Appended to a read of a row the same transaction then changes: ``" FOR UPDATE"`` where
     writers do not hold a lock on the whole database (PostgreSQL), empty in SQLite."""
 
+    _PENDING_REPLIES: ClassVar[str] = ""
+    """Appended to ``FROM ledger`` when only pending replies are listed: SQLite, whose
+    planner has no statistics, takes the mailbox's age index for ``mailbox = ?`` and reads
+    every entry of the mailbox unless told (``" INDEXED BY ledger_replies_due"``)."""
+
     # -- what a store supplies ----------------------------------------------------------------
     @abc.abstractmethod
     def _execute(self, sql: str, params: Params = ()) -> Cursor:
@@ -785,15 +790,32 @@ class SqlRepository(abc.ABC):
         mailbox: str | None = None,
         limit: int = 100,
     ) -> Sequence[OutboxEntry]:
-        """Outbox entries with one of ``statuses`` (all when None), newest queued first."""
-        wanted = [status.value for status in (statuses or ())]
-        marks = ", ".join("?" for _ in wanted) or "NULL"
+        """Outbox entries with one of ``statuses`` (all when None), newest queued first.
+
+        Only the conditions asked for are in the statement, the statuses written out (values
+        of :class:`ReplyStatus`, never outside text): ``[PENDING]`` alone, what ``poll
+        --once`` counts after every pass, then reads the outbox's partial index of pending
+        replies, not every entry of the ledger.
+        """
+        where = ["reply_message_id IS NOT NULL"]
+        params: list[Any] = []
+        pending = ""
+        if statuses is not None:
+            wanted = sorted({ReplyStatus(status).value for status in statuses})
+            if wanted == [ReplyStatus.PENDING.value]:
+                pending = self._PENDING_REPLIES
+            if len(wanted) == 1:
+                where.append(f"reply_status = '{wanted[0]}'")
+            else:
+                listed = ", ".join(f"'{value}'" for value in wanted) or "NULL"
+                where.append(f"reply_status IN ({listed})")
+        if mailbox is not None:
+            where.append("mailbox = ?")
+            params.append(mailbox)
         rows = self._execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger WHERE reply_message_id IS NOT NULL"
-            f" AND (? OR reply_status IN ({marks}))"
-            " AND (CAST(? AS TEXT) IS NULL OR mailbox = ?)"
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger{pending} WHERE {' AND '.join(where)}"
             " ORDER BY queued_at DESC, reply_message_id DESC LIMIT ?",
-            (statuses is None, *wanted, mailbox, mailbox, max(limit, 0)),
+            (*params, max(limit, 0)),
         ).fetchall()
         return [self._outbox(row) for row in rows]
 

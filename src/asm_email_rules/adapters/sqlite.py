@@ -736,6 +736,7 @@ class SqliteRepository(SqlRepository):
         return rows[0] if rows else None
 
     _ts = staticmethod(_text)
+    _PENDING_REPLIES = " INDEXED BY ledger_replies_due"
 
     # -- reads in one snapshot ----------------------------------------------------------------
     def _people(self, table: str, column: str, number: int) -> tuple[int, ...]:
