@@ -70,11 +70,9 @@ from asm_email_rules.model import (
 )
 from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState
 from asm_email_rules.settings import CallTemplate
-from asm_email_rules.summary_text import SUMMARY_SCAN_CHARS
 
 __all__ = [
     "RECORD_TABLES",
-    "SUMMARY_DESCRIPTION",
     "Cursor",
     "Migration",
     "Params",
@@ -170,11 +168,6 @@ def reply_from_json(text: str) -> OutgoingEmail:
         extra_headers=tuple((name, value) for name, value in data.get("extra_headers", ())),
     )
 
-
-SUMMARY_DESCRIPTION = f"substr(r.description, 1, {SUMMARY_SCAN_CHARS})"
-"""What a summary reads of a record's description: its start, all a summary line is taken from
-(:func:`~asm_email_rules.summary_text.first_line_that_says_something`), so 50 lines of
-calls logged from 4 MB mails cost 1 MB, not 200 MB."""
 
 PRUNE_BATCH = 1_000
 """Ledger entries one statement of :meth:`SqlRepository.prune_ledger` forgets at most (a few
@@ -386,7 +379,10 @@ class SqlRepository(abc.ABC):
     ) -> tuple[int, Sequence[Sequence[Any]]]:
         """How many rows of ``table`` (aliased ``r``) match ``where`` and the newest
         ``params["limit"]`` of them as (number, status, description, last_update, group_name,
-        owner name, owner email, ``subject``), read in one snapshot."""
+        owner name, owner email, ``subject``), read in one snapshot. The description and the
+        subject are cut to their first :data:`~asm_email_rules.summary_text.SUMMARY_SCAN_CHARS`
+        characters (all a summary line is taken from) in the rows returned only: the cost is
+        the records', not the size of every matching record's text."""
 
     @abc.abstractmethod
     def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
@@ -616,7 +612,7 @@ class SqlRepository(abc.ABC):
             case SummaryKind.CALLS:
                 ref_kind = EntityKind.CALL
                 where = "r.owner_id = :p AND r.status = 'open'"
-                subject = f"substr(r.subject, 1, {SUMMARY_SCAN_CHARS})"
+                subject = "r.subject"
             case SummaryKind.REQUESTS:
                 ref_kind = EntityKind.REQUEST
                 where = (
