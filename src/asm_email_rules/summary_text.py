@@ -14,6 +14,7 @@ import unicodedata
 
 __all__ = [
     "SUMMARY_DESCRIPTION_LENGTH",
+    "SUMMARY_SCAN_CHARS",
     "first_line_that_says_something",
     "is_greeting",
     "summary_description",
@@ -171,8 +172,9 @@ def is_greeting(line: str) -> bool:
     return all(word[0].isupper() or word.lower() in _ADDRESSEES for word in words)
 
 
-_SCAN_CHARS = 20_000
-"""Only the start of a text is searched: a summary line needs its first words, nothing more."""
+SUMMARY_SCAN_CHARS = 20_000
+"""Only the start of a text is searched: a summary line needs its first words, nothing more.
+A store may read no more of a description than this (the SQL stores do not)."""
 
 _SCAN_LINES = 200
 """At most this many lines are looked at before giving up on finding one that says something."""
@@ -187,7 +189,7 @@ def first_line_that_says_something(text: str, *, marker: str = "") -> str:
     cut there), so the cost is bounded whatever the size of the text.
     """
     fallback = ""
-    for raw in text[:_SCAN_CHARS].splitlines()[:_SCAN_LINES]:
+    for raw in text[:SUMMARY_SCAN_CHARS].splitlines()[:_SCAN_LINES]:
         line = raw.strip()
         if not line:
             continue

@@ -25,6 +25,7 @@ from asm_email_rules.errors import MailboxError, StoreUnavailableError
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import PollingService
 from asm_email_rules.settings import SystemSettings
+from asm_email_rules.testing import check_ledger_retention
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -219,3 +220,77 @@ def test_a_store_that_fails_to_prune_costs_one_error_and_the_poll_goes_on(
     report = make_service(store, folder, clock).poll_once()["helpdesk"]
     assert (report.errors, report.pruned) == (0, 1)
     assert ledger_rows(store) == 0
+
+
+def _old_ledger_rows(store: SqliteRepository, count: int) -> None:
+    """``count`` entries of mailbox "box" processed a year before T0, each a second apart,
+    then one with a pending reply, one quarantine record and one seen yesterday."""
+    year_ago = T0 - 365 * DAY
+    rows = [
+        (f"<m{i}@x>", f"{i:064x}", "{}", "none", (year_ago + i * timedelta(seconds=1)).isoformat())
+        for i in range(count)
+    ]
+    rows.append(("<pending@x>", "p" * 64, "{}", "pending", year_ago.isoformat()))
+    rows.append(("", "q" * 64, '{"quarantined": "x"}', "none", year_ago.isoformat()))
+    rows.append(("<fresh@x>", "f" * 64, "{}", "none", (T0 - DAY).isoformat()))
+    with store.transaction():
+        store._executemany(
+            "INSERT INTO ledger (mailbox, message_id, sha256, decision_json, reply_status,"
+            " processed_at) VALUES ('box', ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+def test_pruning_a_large_backlog_lets_other_writers_in_between_batches(tmp_path: Path) -> None:
+    """Issue 10, "Growth": a desk switching retention on after two years has a million entries
+    to forget. One DELETE of them all held SQLite's write lock for seconds (5.5 s for 900,000
+    on a test machine): a poller of another account on the same store waited that long, past
+    its busy timeout, and backed off as if the store were down. Pruning goes in bounded
+    batches, each committed alone, so another writer gets the lock between them."""
+    path = tmp_path / "store.sqlite3"
+    with SqliteRepository(path) as store:
+        _old_ledger_rows(store, 350)
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        written: list[int] = []
+        deletes = 0
+
+        def other_poller_writes(statement: str) -> None:
+            nonlocal deletes
+            if statement.startswith("DELETE"):
+                deletes += 1
+            if deletes == 0:
+                return
+            try:  # a poller of another account records a message, without waiting
+                other.execute(
+                    "INSERT INTO ledger (mailbox, message_id, sha256, decision_json,"
+                    " reply_status, processed_at) VALUES ('other', ?, 's', '{}', 'none', ?)",
+                    (f"<o{len(written)}@x>", T0.isoformat()),
+                )
+            except sqlite3.OperationalError:  # locked: the prune holds the write lock
+                return
+            written.append(len(written))
+
+        store._conn.set_trace_callback(other_poller_writes)
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr("asm_email_rules.adapters._sql.PRUNE_BATCH", 100, raising=False)
+                pruned = store.prune_ledger("box", T0 - 30 * DAY)
+        finally:
+            store._conn.set_trace_callback(None)
+            other.close()
+        assert pruned == 350
+        left = store._execute("SELECT message_id FROM ledger WHERE mailbox = 'box'").fetchall()
+        assert sorted(row[0] for row in left) == ["", "<fresh@x>", "<pending@x>"]
+        assert len(written) >= 3, "another poller got the write lock only after the whole prune"
+        count = store._one("SELECT COUNT(*) FROM ledger WHERE mailbox = 'other'")[0]
+        assert count == len(written)
+
+
+def test_ledger_retention_holds_when_every_batch_is_one_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The conformance kit's retention check (entries sharing one age among them) with
+    batches of one entry: batching changes what is forgotten in no way."""
+    monkeypatch.setattr("asm_email_rules.adapters._sql.PRUNE_BATCH", 1)
+    with SqliteRepository() as fresh:
+        check_ledger_retention(fresh)

@@ -136,3 +136,24 @@ def test_the_outbox_columns_are_indexed(tmp_path: Path) -> None:
             " WHERE reply_status = 'pending' AND next_attempt_at <= 'z'"
         ).fetchall()
         assert "ledger_replies_due" in json.dumps(plan)
+
+
+def test_counting_the_waiting_replies_reads_the_pending_index_not_the_whole_ledger(
+    tmp_path: Path,
+) -> None:
+    """`poll --once` counts each account's waiting replies after every pass
+    (``list_replies([PENDING], mailbox=...)``). Its statement named no status, so SQLite read
+    every entry of the ledger for it: 0.25 s and the whole file for a million entries, at
+    every cron run. It reads the partial index of pending replies; other lists still work."""
+    with SqliteRepository(tmp_path / "plan.db") as repo:
+        statements: list[str] = []
+        repo._conn.set_trace_callback(statements.append)
+        try:
+            assert list(repo.list_replies([ReplyStatus.PENDING], mailbox="helpdesk")) == []
+        finally:
+            repo._conn.set_trace_callback(None)
+        (listing,) = [s for s in statements if s.startswith("SELECT")]
+        plan = json.dumps(repo._execute(f"EXPLAIN QUERY PLAN {listing}").fetchall())
+        assert "ledger_replies_due" in plan, plan
+        assert list(repo.list_replies([])) == []
+        assert list(repo.list_replies([ReplyStatus.SENT, ReplyStatus.FAILED])) == []

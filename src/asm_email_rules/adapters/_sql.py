@@ -175,6 +175,11 @@ def reply_from_json(text: str) -> OutgoingEmail:
     )
 
 
+PRUNE_BATCH = 1_000
+"""Ledger entries one statement of :meth:`SqlRepository.prune_ledger` forgets at most (a few
+milliseconds of SQLite's write lock): a backlog of a million entries is a thousand short
+commits that other writers interleave with, not one DELETE holding the lock for seconds."""
+
 _REMEMBERED_REPLY_CHARS = 4096
 """The longest stored reply text :func:`_stored_reply` remembers: a template reply's JSON is
 well under 2,000 characters; a notification quoting a long message is parsed each time. The
@@ -212,6 +217,11 @@ class SqlRepository(abc.ABC):
     _FOR_UPDATE: ClassVar[str] = ""
     """Appended to a read of a row the same transaction then changes: ``" FOR UPDATE"`` where
     writers do not hold a lock on the whole database (PostgreSQL), empty in SQLite."""
+
+    _PENDING_REPLIES: ClassVar[str] = ""
+    """Appended to ``FROM ledger`` when only pending replies are listed: SQLite, whose
+    planner has no statistics, takes the mailbox's age index for ``mailbox = ?`` and reads
+    every entry of the mailbox unless told (``" INDEXED BY ledger_replies_due"``)."""
 
     # -- what a store supplies ----------------------------------------------------------------
     @abc.abstractmethod
@@ -375,7 +385,10 @@ class SqlRepository(abc.ABC):
     ) -> tuple[int, Sequence[Sequence[Any]]]:
         """How many rows of ``table`` (aliased ``r``) match ``where`` and the newest
         ``params["limit"]`` of them as (number, status, description, last_update, group_name,
-        owner name, owner email, ``subject``), read in one snapshot."""
+        owner name, owner email, ``subject``), read in one snapshot. The description and the
+        subject are cut to their first :data:`~asm_email_rules.summary_text.SUMMARY_SCAN_CHARS`
+        characters (all a summary line is taken from) in the rows returned only: the cost is
+        the records', not the size of every matching record's text."""
 
     @abc.abstractmethod
     def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
@@ -793,15 +806,32 @@ class SqlRepository(abc.ABC):
         mailbox: str | None = None,
         limit: int = 100,
     ) -> Sequence[OutboxEntry]:
-        """Outbox entries with one of ``statuses`` (all when None), newest queued first."""
-        wanted = [status.value for status in (statuses or ())]
-        marks = ", ".join("?" for _ in wanted) or "NULL"
+        """Outbox entries with one of ``statuses`` (all when None), newest queued first.
+
+        Only the conditions asked for are in the statement, the statuses written out (values
+        of :class:`ReplyStatus`, never outside text): ``[PENDING]`` alone, what ``poll
+        --once`` counts after every pass, then reads the outbox's partial index of pending
+        replies, not every entry of the ledger.
+        """
+        where = ["reply_message_id IS NOT NULL"]
+        params: list[Any] = []
+        pending = ""
+        if statuses is not None:
+            wanted = sorted({ReplyStatus(status).value for status in statuses})
+            if wanted == [ReplyStatus.PENDING.value]:
+                pending = self._PENDING_REPLIES
+            if len(wanted) == 1:
+                where.append(f"reply_status = '{wanted[0]}'")
+            else:
+                listed = ", ".join(f"'{value}'" for value in wanted) or "NULL"
+                where.append(f"reply_status IN ({listed})")
+        if mailbox is not None:
+            where.append("mailbox = ?")
+            params.append(mailbox)
         rows = self._execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger WHERE reply_message_id IS NOT NULL"
-            f" AND (? OR reply_status IN ({marks}))"
-            " AND (CAST(? AS TEXT) IS NULL OR mailbox = ?)"
+            f"SELECT {self._OUTBOX_COLUMNS} FROM ledger{pending} WHERE {' AND '.join(where)}"
             " ORDER BY queued_at DESC, reply_message_id DESC LIMIT ?",
-            (statuses is None, *wanted, mailbox, mailbox, max(limit, 0)),
+            (*params, max(limit, 0)),
         ).fetchall()
         return [self._outbox(row) for row in rows]
 
@@ -1080,19 +1110,38 @@ class SqlRepository(abc.ABC):
 
     def prune_ledger(self, mailbox: str, before: datetime) -> int:
         """Forget ``mailbox``'s entries last seen before ``before`` (their outbox entries live in
-        the same rows), except those with a PENDING reply and quarantine records; how many."""
-        cursor = self._execute(
-            "DELETE FROM ledger WHERE mailbox = ? AND COALESCE(seen_at, processed_at) < ?"
-            " AND reply_status <> 'pending'"
-            " AND NOT (message_id = '' AND substr(decision_json, 1, ?) = ?)",
-            (
-                mailbox,
-                self._ts(before),
-                len(QUARANTINE_RECORD_PREFIX),
-                QUARANTINE_RECORD_PREFIX,
-            ),
+        the same rows), except those with a PENDING reply and quarantine records; how many.
+
+        The entries go oldest first in batches of about :data:`PRUNE_BATCH` (more only when
+        entries share one age), one statement each: outside a transaction each batch commits
+        alone, so other writers wait for one batch, never for a whole backlog. Each batch
+        reads only its own range of the ``ledger_by_age`` index: linear in what is pruned.
+        """
+        age = "COALESCE(seen_at, processed_at)"
+        keep = (
+            "reply_status <> 'pending'"
+            " AND NOT (message_id = '' AND substr(decision_json, 1, ?) = ?)"
         )
-        return max(cursor.rowcount, 0)
+        quarantine = (len(QUARANTINE_RECORD_PREFIX), QUARANTINE_RECORD_PREFIX)
+        limit = self._ts(before)
+        low: Any = None  # the age the previous batch went up to (inclusive)
+        pruned = 0
+        while True:
+            after, low_params = ("", ()) if low is None else (f" AND {age} > ?", (low,))
+            row = self._one(
+                f"SELECT {age} FROM ledger WHERE mailbox = ? AND {age} < ?{after}"
+                f" ORDER BY {age} LIMIT 1 OFFSET ?",
+                (mailbox, limit, *low_params, PRUNE_BATCH - 1),
+            )
+            upto, last = (f"{age} < ?", limit) if row is None else (f"{age} <= ?", row[0])
+            cursor = self._execute(
+                f"DELETE FROM ledger WHERE mailbox = ? AND {upto}{after} AND {keep}",
+                (mailbox, last, *low_params, *quarantine),
+            )
+            pruned += max(cursor.rowcount, 0)
+            if row is None:
+                return pruned
+            low = last
 
     def set_reply_status(
         self,

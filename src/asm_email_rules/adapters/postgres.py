@@ -84,6 +84,7 @@ from asm_email_rules.model import (
 )
 from asm_email_rules.quarantine import QuarantineState
 from asm_email_rules.settings import CallTemplate
+from asm_email_rules.summary_text import SUMMARY_SCAN_CHARS
 
 __all__ = ["MIGRATIONS", "PostgresRepository", "describe_conninfo"]
 
@@ -743,10 +744,13 @@ class PostgresRepository(SqlRepository):
         self, table: str, where: str, subject: str, params: Mapping[str, Any]
     ) -> tuple[int, Sequence[Sequence[Any]]]:
         rows = self._execute(
+            # The texts are cut in the outer SELECT, for the rows kept only: in the CTE they
+            # stay TOAST pointers, not decompressed for every matching record.
             f"WITH matched AS (SELECT r.number, r.status, r.description, r.last_update,"
             f" r.group_name, r.owner_id, {subject} AS subject FROM {table} r WHERE {where})"
-            " SELECT t.total, m.number, m.status, m.description, m.last_update, m.group_name,"
-            " o.name, o.email, m.subject"
+            f" SELECT t.total, m.number, m.status, substr(m.description, 1, {SUMMARY_SCAN_CHARS}),"
+            " m.last_update, m.group_name, o.name, o.email,"
+            f" substr(m.subject, 1, {SUMMARY_SCAN_CHARS})"
             " FROM (SELECT COUNT(*) AS total FROM matched) t"
             " LEFT JOIN LATERAL (SELECT * FROM matched"
             " ORDER BY last_update DESC NULLS LAST, number DESC LIMIT :limit) m ON true"

@@ -58,6 +58,7 @@ from asm_email_rules.model import (
 from asm_email_rules.protocols import SentJournal
 from asm_email_rules.quarantine import QuarantineState
 from asm_email_rules.settings import CallTemplate
+from asm_email_rules.summary_text import SUMMARY_SCAN_CHARS
 
 __all__ = ["MIGRATIONS", "SqliteRepository", "reply_from_json", "reply_to_json"]
 
@@ -753,6 +754,7 @@ class SqliteRepository(SqlRepository):
         return rows[0] if rows else None
 
     _ts = staticmethod(_text)
+    _PENDING_REPLIES = " INDEXED BY ledger_replies_due"
 
     # -- reads in one snapshot ----------------------------------------------------------------
     def _people(self, table: str, column: str, number: int) -> tuple[int, ...]:
@@ -801,8 +803,9 @@ class SqliteRepository(SqlRepository):
         with self._snapshot():
             total = int(self._one(f"SELECT COUNT(*) FROM {table} r WHERE {where}", params)[0])
             rows = self._execute(
-                f"SELECT r.number, r.status, r.description, r.last_update, r.group_name,"
-                f" o.name, o.email, {subject} FROM {table} r"
+                f"SELECT r.number, r.status, substr(r.description, 1, {SUMMARY_SCAN_CHARS}),"
+                f" r.last_update, r.group_name, o.name, o.email,"
+                f" substr({subject}, 1, {SUMMARY_SCAN_CHARS}) FROM {table} r"
                 " LEFT JOIN persons o ON o.id = r.owner_id"
                 f" WHERE {where}"
                 " ORDER BY r.last_update IS NULL, r.last_update DESC, r.number DESC"
