@@ -36,7 +36,7 @@ from asm_email_rules.actions import ApproveTask, CloseCall, LogCall, RejectTask,
 from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.classify import MailKind
 from asm_email_rules.config import AccountConfig, Config
-from asm_email_rules.decision import require_aware
+from asm_email_rules.decision import require_aware, utc_clock
 from asm_email_rules.errors import (
     AuthenticationError,
     MailboxError,
@@ -660,7 +660,7 @@ class PollingService:
         self.mailer = mailer
         self.mailbox_factory = mailbox_factory
         require_aware(now(), "the service's clock (now)")  # a naive one is the host's mistake
-        self.now = now
+        self.now = utc_clock(now, "the service's clock (now)")  # a local zone's too, in UTC
         self.random_token = random_token
         self.owner = owner or default_owner()
         self._store_failures: dict[tuple[str, str], int] = {}
