@@ -1355,9 +1355,13 @@ def _reader_zone(email: InboundEmail) -> tzinfo:
 
 def _shown(moment: datetime, zone: tzinfo) -> str:
     """``moment`` as ``2026-11-20 14:30 +0530`` in ``zone`` (``... UTC`` at offset zero); a
-    naive ``moment`` (a host store's) is taken as UTC, like the stores do."""
+    naive ``moment`` (a host store's) is taken as UTC, like the stores do; one at the very
+    end of the calendar, which ``zone`` cannot hold, is shown in its own offset."""
     aware = moment.replace(tzinfo=UTC) if moment.utcoffset() is None else moment
-    local = aware.astimezone(zone)
+    try:
+        local = aware.astimezone(zone)
+    except OverflowError:
+        local = aware
     label = "UTC" if local.utcoffset() == timedelta(0) else local.strftime("%z")
     return f"{local:%Y-%m-%d %H:%M} {label}"
 
