@@ -307,6 +307,21 @@ def _four_digit_year(match: re.Match[str]) -> str:
     return f"{match.group(1)}{year}"
 
 
+_FILLERS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
+"""Two moments that share no year, month or day, for dateutil to fill a missing part from."""
+
+
+def _whole_date(text: str) -> datetime | None:
+    """dateutil's reading of ``text`` when it names a year, a month and a day, else None.
+
+    dateutil fills what the text lacks from today's date (the host's clock, in its local
+    zone), so ``Date: 10:42`` was today and ``Date: 1 Dec`` this year: a decision that read
+    the clock, different on another day. Read with two fillers, a text that lacks a part
+    reads as two different days. Raises what dateutil raises."""
+    first, second = (date_parser.parse(text, default=filler) for filler in _FILLERS)
+    return first if first.date() == second.date() else None
+
+
 def parse_date(value: str | None, notes: list[IntakeNote]) -> datetime | None:
     """RFC 5322 date, else a bounded dateutil parse, else None (noted).
 
@@ -342,7 +357,7 @@ def parse_date(value: str | None, notes: list[IntakeNote]) -> datetime | None:
         pass
     if len(text) <= _MAX_DATE:
         try:
-            parsed: datetime | None = date_parser.parse(text)
+            parsed: datetime | None = _whole_date(text)
             if parsed is not None:
                 parsed.utcoffset()  # dateutil keeps a zone of 24 hours or more; datetime cannot
         except (ValueError, OverflowError, TypeError, LookupError):

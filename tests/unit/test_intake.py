@@ -459,6 +459,16 @@ def test_lenient_date_is_read_with_a_note() -> None:
     assert kinds(email.notes) == [IntakeNoteKind.LENIENT_DATE]
 
 
+@pytest.mark.parametrize("date", ["10:42", "Tuesday 10:42", "1 Dec 10:42 +0100", "Dec 2026"])
+def test_a_date_missing_its_year_month_or_day_is_unreadable_not_made_up(date: str) -> None:
+    """DESIGN 1: above apply, "no clock or network inside": dateutil filled the missing part
+    from the host's clock, so the same message read on another day had another Date (and
+    the reply-age guard another answer)."""
+    email = parse_message(mail("From: a@b.example", f"Date: {date}"))
+    assert email.date is None
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_DATE]
+
+
 def test_garbage_date_is_none_with_a_note() -> None:
     email = parse_message(mail("From: a@b.example", "Date: the day after tomorrow-ish ???"))
     assert email.date is None
