@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.errors import SendError
+from asm_email_rules.gather import gather_facts
+from asm_email_rules.intake import parse_message
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.pipeline import process
 from asm_email_rules.sample import ALICE, DESK_ADDRESS, sample_mailbox, seed_sample_desk
@@ -49,6 +51,19 @@ def test_reply_budget_counts_the_real_hour_when_the_clocks_go_forward() -> None:
         now = (SPRING_FORWARD + timedelta(minutes=minutes)).astimezone(BERLIN)
         process(_summary_request(n), repo, mailer, mailbox, system, now)
     assert len(mailer.sent) == 1
+
+
+def test_gather_facts_counts_the_real_hour_when_the_clocks_go_forward() -> None:
+    """docs/integrators.md, step 3 (gather_facts, then decide): the same hour, when a host
+    gathers the facts itself with its local clock."""
+    repo = InMemoryRepository()
+    seed_sample_desk(repo)
+    sent = SPRING_FORWARD + timedelta(minutes=10)  # 03:10 CEST
+    repo.record_sent("<asm.reply.1@desk.example>", None, ALICE.email, sent)
+    now = (SPRING_FORWARD + timedelta(minutes=30)).astimezone(BERLIN)  # 03:30 CEST
+    email = parse_message(_summary_request(1))
+    facts = gather_facts(email, repo, sample_mailbox(), SystemSettings(), now)
+    assert facts.replies_last_hour == 1
 
 
 def test_a_retry_one_minute_later_is_one_minute_later_when_the_clocks_go_back() -> None:
