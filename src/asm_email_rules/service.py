@@ -674,7 +674,7 @@ class PollingService:
         self._backoff: dict[str, Backoff] = {}
         self._pruned_at: dict[str, datetime] = {}
         self._unattempted: dict[str, list[OutboxEntry]] = {}
-        self._journal_retry_at: float | None = None  # time.monotonic(): a step of the clock
+        self._journal_retry_at: float | None = None  # a time.monotonic() reading (no NTP step)
         self._reply_pace: float | None = None
 
     # -- one message ------------------------------------------------------------------------
