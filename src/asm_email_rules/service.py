@@ -674,7 +674,7 @@ class PollingService:
         self._backoff: dict[str, Backoff] = {}
         self._pruned_at: dict[str, datetime] = {}
         self._unattempted: dict[str, list[OutboxEntry]] = {}
-        self._journal_retry_at: float | None = None  # a time.monotonic() reading (no NTP step)
+        self._journal_retry_at: tuple[datetime, float] | None = None  # by now() and monotonic()
         self._reply_pace: float | None = None
 
     # -- one message ------------------------------------------------------------------------
@@ -1046,10 +1046,13 @@ class PollingService:
     def _journal_writes(self) -> bool:
         """False for :data:`JOURNAL_RETRY` after a pump's journal failed: the pumps then use
         their journals to settle only, and send ``replies_in_flight`` ahead without them.
-        Counted on the monotonic clock: a wall clock stepped back a day must not keep the
-        journals (what saves a reply from a second sending after a crash) off for a day."""
-        if self._journal_retry_at is not None and time.monotonic() < self._journal_retry_at:
-            return False
+        The pause ends when either the service's clock or the monotonic clock says it has
+        passed: a wall clock stepped back a day must not keep the journals (what saves a reply
+        from a second sending after a crash) off for a day."""
+        if self._journal_retry_at is not None:
+            wall, monotonic = self._journal_retry_at
+            if self.now() < wall and time.monotonic() < monotonic:
+                return False
         self._journal_retry_at = None
         return True
 
@@ -1057,7 +1060,10 @@ class PollingService:
         """After a pump closed: when its journal failed, write none for a while; keep the
         server's pace it measured for the next pump (how far ahead it claims)."""
         if pump.journal_failed:
-            self._journal_retry_at = time.monotonic() + JOURNAL_RETRY.total_seconds()
+            self._journal_retry_at = (
+                self.now() + JOURNAL_RETRY,
+                time.monotonic() + JOURNAL_RETRY.total_seconds(),
+            )
         self._reply_pace = pump.pace
 
     def _offer_due(
