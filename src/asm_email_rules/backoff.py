@@ -118,10 +118,13 @@ class Backoff:
         return self.retry_at is None or now >= self.retry_at
 
     def seconds_left(self, now: datetime) -> float:
-        """Seconds from ``now`` until :attr:`retry_at` (0 when it may be tried now)."""
+        """Seconds from ``now`` until :attr:`retry_at` (0 when it may be tried now), never more
+        than :attr:`delay`: a wall clock stepped back (NTP, an operator) after the failure
+        puts ``retry_at`` further ahead than any wait, and the account must not fall silent
+        for the size of the step."""
         if self.retry_at is None:
             return 0.0
-        return max(0.0, (self.retry_at - now).total_seconds())
+        return min(self.delay, max(0.0, (self.retry_at - now).total_seconds()))
 
 
 def change(before: Backoff, after: Backoff) -> BackoffChange | None:

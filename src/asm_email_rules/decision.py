@@ -11,7 +11,8 @@ import enum
 import functools
 import json
 import re
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -54,17 +55,37 @@ def for_operators(spec: str) -> str:
 
 
 def require_aware(now: datetime, what: str = "now") -> datetime:
-    """``now`` itself when it is timezone-aware; else TypeError naming ``what``.
+    """``now`` as the same moment in UTC when it is timezone-aware; else TypeError naming
+    ``what``.
 
     A naive ``datetime.now()`` is the host's local time with no offset: the rules compare it
     with the message's Date (the reply-age guard, ``max_reply_age_days``) and the stores keep
-    it as UTC, so it is refused rather than guessed at (``datetime.now(UTC)`` is meant)."""
+    it as UTC, so it is refused rather than guessed at (``datetime.now(UTC)`` is meant).
+
+    An aware time in a zone with daylight saving time (``datetime.now(ZoneInfo(...))``) is
+    converted: Python adds a ``timedelta`` to such a time on the wall clock, and compares and
+    subtracts two times of one zone by their wall-clock readings, so a window computed in it
+    (the reply budget's hour, a lease, a retry delay) is an hour short or long across a DST
+    change. In UTC every window is its length."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise TypeError(
             f"{what} must be a timezone-aware datetime, e.g. datetime.now(UTC); got the naive "
             f"{now.isoformat()}"
         )
-    return now
+    return now.astimezone(UTC)
+
+
+def utc_clock(clock: Callable[[], datetime], what: str = "now") -> Callable[[], datetime]:
+    """``clock`` giving UTC (:func:`require_aware` of each reading): a host's clock in its
+    local zone counts windows in real time across DST changes too."""
+    return lambda: require_aware(clock(), what)
+
+
+def _utc_if_aware(value: datetime) -> datetime:
+    """An aware ``value`` in UTC; a naive one unchanged, for :func:`_aware_now` to refuse."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value
+    return value.astimezone(UTC)
 
 
 def _aware_now(_: object, __: attrs.Attribute[datetime], value: datetime) -> None:
@@ -94,7 +115,7 @@ class Facts:
     email: InboundEmail
     command: SubjectCommand
     sender: SenderResolution
-    now: datetime = attrs.field(validator=_aware_now)
+    now: datetime = attrs.field(converter=_utc_if_aware, validator=_aware_now)
     mail_kind: MailKind = MailKind.NORMAL
     mail_kind_reasons: tuple[str, ...] = ()
     receipt: bool = False

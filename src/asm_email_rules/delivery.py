@@ -112,7 +112,7 @@ def deliver_message(
     ``system.reply_retry_hours`` it is recorded as failed (``replies list``) and the message
     is handled.
     """
-    require_aware(now)  # a host's mistake: raised, never blamed on the message
+    now = require_aware(now)  # naive: a host's mistake, raised, never blamed on the message
     sha256 = hashlib.sha256(raw).hexdigest()
     try:
         before = quarantine_reason(repository, mailbox.name, sha256)

@@ -13,7 +13,7 @@ import attrs
 
 from asm_email_rules.auth import AuthVerdict, authenticate_sender
 from asm_email_rules.classify import Classification, MailKind, classify
-from asm_email_rules.decision import Facts
+from asm_email_rules.decision import Facts, require_aware
 from asm_email_rules.model import (
     Call,
     EntityKind,
@@ -137,7 +137,10 @@ def gather_facts(
     system: SystemSettings,
     now: datetime,
 ) -> Facts:
-    """Read everything ``decide`` needs; the only place the rules touch the repository."""
+    """Read everything ``decide`` needs; the only place the rules touch the repository.
+    TypeError for a naive ``now``; an aware one is taken in UTC (the reply budget's hour is
+    counted back from it: see :func:`~asm_email_rules.decision.require_aware`)."""
+    now = require_aware(now)
     classification = classify(
         email,
         own_addresses=mailbox.addresses,

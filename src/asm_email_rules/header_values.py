@@ -50,6 +50,9 @@ _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*(?:"|$)|[^;]*)')
 _QUOTED_PAIR = re.compile(r"\\(.)")
 _B64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _MAX_DATE = 200  # characters of Date given to dateutil
+_OBS_YEAR = re.compile(r"(?<!\d)(\d{1,2} [A-Za-z]{3} )(\d{2,3})(?= )")
+"""A day, a month and a year of two or three digits (RFC 5322 4.3 obs-year), in a Date whose
+white space is single spaces."""
 
 
 # --------------------------------------------------------------------------- text decoding
@@ -294,6 +297,31 @@ def parse_msg_ids(value: str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- dates
 
 
+def _four_digit_year(match: re.Match[str]) -> str:
+    """RFC 5322 4.3: "a two digit year ... between 00 and 49 ... by adding 2000 ... between 50
+    and 99, or any three digit year ... by adding 1900" (the stdlib adds 1900 from 69 only,
+    and takes a three-digit year as it stands: ``126`` for 2026 was read as the year 126)."""
+    digits = match.group(2)
+    year = int(digits)
+    year += 2000 if len(digits) == 2 and year < 50 else 1900
+    return f"{match.group(1)}{year}"
+
+
+_FILLERS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
+"""Two moments that share no year, month or day, for dateutil to fill a missing part from."""
+
+
+def _whole_date(text: str) -> datetime | None:
+    """dateutil's reading of ``text`` when it names a year, a month and a day, else None.
+
+    dateutil fills what the text lacks from today's date (the host's clock, in its local
+    zone), so ``Date: 10:42`` was today and ``Date: 1 Dec`` this year: a decision that read
+    the clock, different on another day. Read with two fillers, a text that lacks a part
+    reads as two different days. Raises what dateutil raises."""
+    first, second = (date_parser.parse(text, default=filler) for filler in _FILLERS)
+    return first if first.date() == second.date() else None
+
+
 def parse_date(value: str | None, notes: list[IntakeNote]) -> datetime | None:
     """RFC 5322 date, else a bounded dateutil parse, else None (noted).
 
@@ -321,7 +349,7 @@ def parse_date(value: str | None, notes: list[IntakeNote]) -> datetime | None:
                 )
             except ValueError:
                 pass
-    text = " ".join(clean_text(value).split())
+    text = _OBS_YEAR.sub(_four_digit_year, " ".join(clean_text(value).split()), count=1)
     try:
         strict = parsedate_to_datetime(text)
         return strict if strict.tzinfo is not None else strict.replace(tzinfo=UTC)  # -0000
@@ -329,7 +357,7 @@ def parse_date(value: str | None, notes: list[IntakeNote]) -> datetime | None:
         pass
     if len(text) <= _MAX_DATE:
         try:
-            parsed: datetime | None = date_parser.parse(text)
+            parsed: datetime | None = _whole_date(text)
             if parsed is not None:
                 parsed.utcoffset()  # dateutil keeps a zone of 24 hours or more; datetime cannot
         except (ValueError, OverflowError, TypeError, LookupError):

@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from asm_email_rules.decision import utc_clock
 from asm_email_rules.errors import RepositoryError
 from asm_email_rules.model import OutboxEntry, SentEntry
 from asm_email_rules.protocols import Mailer, Repository, SentJournal
@@ -140,7 +141,7 @@ class ReplyPump:
         self._mailer = mailer
         self._system = system
         self._owner = owner
-        self._clock = clock
+        self._clock = utc_clock(clock, "the sender's clock")  # windows in real time (DST)
         self.keep_going = keep_going
         self._depth = max(0, depth)
         self._journal = journal  # with depth 0 only settled: each outcome recorded at once

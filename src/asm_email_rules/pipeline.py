@@ -140,7 +140,7 @@ def explain(
     naive ``now`` (:func:`~asm_email_rules.decision.require_aware`) or a ``mailbox`` or
     ``system`` that is not a settings value."""
     _require_settings("explain", "raw, repository, mailbox, system, now", mailbox, system)
-    require_aware(now)
+    now = require_aware(now)  # UTC: windows counted from it are their length across DST
     email = parse_message(raw, limits=system.limits)
     return decide(gather_facts(email, repository, mailbox, system, now), mailbox, system)
 
@@ -174,7 +174,7 @@ def process(
     ledger's refusal rolled our writes back.
     """
     _require_settings("process", "raw, repository, mailer, mailbox, system, now", mailbox, system)
-    require_aware(now)
+    now = require_aware(now)  # UTC: windows counted from it are their length across DST
     email = parse_message(raw, limits=system.limits, raw_sha256=raw_sha256)
     message_id = email.message_id or ""
     existing = find_ledger_entry(repository, mailbox.name, email)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import attrs
 
@@ -1339,18 +1339,47 @@ def _summary_kind(ctx: _Context) -> SummaryKind:
     return kind
 
 
-def format_summary(items: tuple[SummaryItem, ...], total: int) -> str:
+_LONGEST_OFFSET = timedelta(hours=14)
+"""The widest UTC offset a place keeps (Kiribati +14:00; the far west is -12:00)."""
+
+
+def _reader_zone(email: InboundEmail) -> tzinfo:
+    """The zone to show times in to the writer of ``email``: the UTC offset of its Date (its
+    writer's clock, RFC 5322 3.3), else UTC. A Date without an offset (read leniently),
+    ``-0000`` (zone unknown), or an offset no place keeps (beyond +-14:00, or not a whole
+    quarter hour) gives UTC."""
+    offset = email.date.utcoffset() if email.date is not None else None
+    if offset is None or abs(offset) > _LONGEST_OFFSET or offset % timedelta(minutes=15):
+        return UTC
+    return timezone(offset)
+
+
+def _shown(moment: datetime, zone: tzinfo) -> str:
+    """``moment`` as ``2026-11-20 14:30 +0530`` in ``zone`` (``... UTC`` at offset zero); a
+    naive ``moment`` (a host store's) is taken as UTC, like the stores do; one at the very
+    end of the calendar, which ``zone`` cannot hold, is shown in its own offset."""
+    aware = moment.replace(tzinfo=UTC) if moment.utcoffset() is None else moment
+    try:
+        local = aware.astimezone(zone)
+    except OverflowError:
+        local = aware
+    label = "UTC" if local.utcoffset() == timedelta(0) else local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M} {label}"
+
+
+def format_summary(items: tuple[SummaryItem, ...], total: int, zone: tzinfo = UTC) -> str:
     """One line per item (reference, state, description, last update, assignee), newest first.
 
-    Each field is made one line (its white space runs, line breaks included, as one space)
-    and the description is cut to
-    :data:`~asm_email_rules.summary_text.SUMMARY_DESCRIPTION_LENGTH` characters, whatever a
-    host's store hands over: an item is one line (DESIGN 4, summaries)."""
+    The last update is shown in ``zone`` with its offset (``2026-11-20 14:30 +0530``), so a
+    reader anywhere knows which hour it means (see :func:`_reader_zone`). Each field is made
+    one line (its white space runs, line breaks included, as one space) and the description
+    is cut to :data:`~asm_email_rules.summary_text.SUMMARY_DESCRIPTION_LENGTH` characters,
+    whatever a host's store hands over: an item is one line (DESIGN 4, summaries)."""
     if not items:
         return "You have no open items."
     lines = []
     for item in items:
-        when = item.last_update.strftime("%Y-%m-%d %H:%M") if item.last_update else "-"
+        when = _shown(item.last_update, zone) if item.last_update else "-"
         token = bracket_token(item.ref)
         text = item.description.lstrip()[: 2 * SUMMARY_DESCRIPTION_LENGTH]  # bounded work
         description = _one_line(text)[:SUMMARY_DESCRIPTION_LENGTH].rstrip()
@@ -1372,7 +1401,7 @@ def _summary(ctx: _Context) -> _Plan:
     kind = _summary_kind(ctx)
     items = ctx.facts.summary_items
     action = SendSummary(kind, person.id, len(items), ctx.facts.summary_total)
-    body = format_summary(items, ctx.facts.summary_total)
+    body = format_summary(items, ctx.facts.summary_total, _reader_zone(ctx.facts.email))
     return _Plan((action,), "summary", {"what": kind.label, "summary": body})
 
 

@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from asm_email_rules.decision import require_aware, utc_clock
 from asm_email_rules.errors import PermanentSendError, SendError
 from asm_email_rules.model import LedgerEntry, OutboxEntry, OutgoingEmail, ReplyStatus
 from asm_email_rules.protocols import Mailer, Repository
@@ -183,7 +184,7 @@ def claim(
 ) -> OutboxEntry | None:
     """Claim one reply for ``owner`` for ``system.lease_seconds``; the claimed entry, or None
     (see :meth:`~asm_email_rules.protocols.Repository.claim_reply`)."""
-    now = clock()
+    now = require_aware(clock(), "the sender's clock")
     return repository.claim_reply(reply_message_id, owner, now, now + _lease(system))
 
 
@@ -300,6 +301,7 @@ def record_attempt(
     FAILED). The outcome is LOST_CLAIM when the claim expired meanwhile and another sender
     took the reply over. Raises only what the repository raises.
     """
+    clock = utc_clock(clock, "the sender's clock")  # retry delays in real time across DST
     reply, attempts = entry.reply, entry.attempts + 1
     if error is None:
         outcome = SendOutcome(reply.message_id, reply.to, SendResult.SENT, attempts)

@@ -36,7 +36,7 @@ from asm_email_rules.actions import ApproveTask, CloseCall, LogCall, RejectTask,
 from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.classify import MailKind
 from asm_email_rules.config import AccountConfig, Config
-from asm_email_rules.decision import require_aware
+from asm_email_rules.decision import require_aware, utc_clock
 from asm_email_rules.errors import (
     AuthenticationError,
     MailboxError,
@@ -660,7 +660,7 @@ class PollingService:
         self.mailer = mailer
         self.mailbox_factory = mailbox_factory
         require_aware(now(), "the service's clock (now)")  # a naive one is the host's mistake
-        self.now = now
+        self.now = utc_clock(now, "the service's clock (now)")  # a local zone's too, in UTC
         self.random_token = random_token
         self.owner = owner or default_owner()
         self._store_failures: dict[tuple[str, str], int] = {}
@@ -674,7 +674,7 @@ class PollingService:
         self._backoff: dict[str, Backoff] = {}
         self._pruned_at: dict[str, datetime] = {}
         self._unattempted: dict[str, list[OutboxEntry]] = {}
-        self._journal_retry_at: datetime | None = None
+        self._journal_retry_at: tuple[datetime, float] | None = None  # by now() and monotonic()
         self._reply_pace: float | None = None
 
     # -- one message ------------------------------------------------------------------------
@@ -1052,9 +1052,14 @@ class PollingService:
 
     def _journal_writes(self) -> bool:
         """False for :data:`JOURNAL_RETRY` after a pump's journal failed: the pumps then use
-        their journals to settle only, and send ``replies_in_flight`` ahead without them."""
-        if self._journal_retry_at is not None and self.now() < self._journal_retry_at:
-            return False
+        their journals to settle only, and send ``replies_in_flight`` ahead without them.
+        The pause ends when either the service's clock or the monotonic clock says it has
+        passed: a wall clock stepped back a day must not keep the journals (what saves a reply
+        from a second sending after a crash) off for a day."""
+        if self._journal_retry_at is not None:
+            wall, monotonic = self._journal_retry_at
+            if self.now() < wall and time.monotonic() < monotonic:
+                return False
         self._journal_retry_at = None
         return True
 
@@ -1062,7 +1067,10 @@ class PollingService:
         """After a pump closed: when its journal failed, write none for a while; keep the
         server's pace it measured for the next pump (how far ahead it claims)."""
         if pump.journal_failed:
-            self._journal_retry_at = self.now() + JOURNAL_RETRY
+            self._journal_retry_at = (
+                self.now() + JOURNAL_RETRY,
+                time.monotonic() + JOURNAL_RETRY.total_seconds(),
+            )
         self._reply_pace = pump.pace
 
     def _offer_due(

@@ -29,13 +29,14 @@ def make_raw(
     headers: Sequence[tuple[str, str]] = (),
     attachments: Sequence[tuple[str, bytes]] = (),
     message_id: str | None = None,
+    date: str = "Fri, 27 Nov 2026 11:00:00 +0000",
 ) -> bytes:
     """A real RFC 5322 message as bytes, the way a mail server would hand it over."""
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = DESK_ADDRESS
     msg["Subject"] = subject
-    msg["Date"] = "Fri, 27 Nov 2026 11:00:00 +0000"
+    msg["Date"] = date
     msg["Message-ID"] = message_id or f"<{abs(hash((subject, sender, body)))}@client.example>"
     for name, value in headers:
         msg[name] = value

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from asm_email_rules.model import EntityKind, EntityRef, SummaryItem
+from asm_email_rules.pipeline import process
 from asm_email_rules.rules import format_summary
 from asm_email_rules.sample import ALICE, UMA
 from asm_email_rules.summary_text import SUMMARY_DESCRIPTION_LENGTH
 
-from .conftest import Desk
+from .conftest import NOW, Desk, make_raw
 
 
 def test_my_calls_lists_the_analysts_calls(desk: Desk) -> None:
@@ -22,6 +23,33 @@ def test_my_calls_lists_the_analysts_calls(desk: Desk) -> None:
     assert "[CALL#101]" not in reply.body  # closed
     assert "[CALL#102]" not in reply.body  # Bob's
     assert reply.to == ALICE.email
+
+
+@pytest.mark.parametrize(
+    ("date", "shown"),
+    [
+        ("Fri, 27 Nov 2026 16:30:00 +0530", "2026-11-20 14:30 +0530"),
+        ("Fri, 27 Nov 2026 07:30:00 -0330", "2026-11-20 05:30 -0330"),
+        ("Fri, 27 Nov 2026 11:00:00 +0000", "2026-11-20 09:00 UTC"),
+        ("Fri, 27 Nov 2026 11:00:00 -0000", "2026-11-20 09:00 UTC"),  # zone unknown
+        ("Fri, 27 Nov 2026 06:00:00 EST", "2026-11-20 04:00 -0500"),
+        ("Fri, 27 Nov 2026 11:00:00 +2300", "2026-11-20 09:00 UTC"),  # no place keeps it
+        ("27 Nov 2026 11:00", "2026-11-20 09:00 UTC"),  # no offset at all
+        ("next Friday, probably", "2026-11-20 09:00 UTC"),
+    ],
+)
+def test_summary_times_are_in_the_readers_zone_and_say_which(
+    desk: Desk, date: str, shown: str
+) -> None:
+    """ "A support analyst can check a summary of their calls by sending an email ... [MyCalls]"
+    (DESIGN 4: each line shows the last update): in the zone of the analyst's own Date, with
+    its offset, so an analyst in India or Newfoundland reads the hour right; UTC, said so,
+    when the Date gives no usable offset."""
+    raw = make_raw("[MyCalls]", sender=ALICE.email, date=date)
+    process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
+    (reply,) = desk.replies
+    line = next(line for line in reply.body.splitlines() if "[CALL#100]" in line)
+    assert f"  {shown}  " in line
 
 
 def test_my_requests(desk: Desk) -> None:

@@ -47,6 +47,16 @@ def test_each_failure_moves_the_retry_time_and_success_ends_it() -> None:
     assert healthy.seconds_left(NOW) == 0
 
 
+@pytest.mark.parametrize("step", [timedelta(hours=1), timedelta(days=1), timedelta(days=366)])
+def test_a_clock_stepped_back_after_a_failure_does_not_stretch_the_wait(step: timedelta) -> None:
+    """DESIGN 4: the account "backs off and retries later": the wait the service sleeps
+    (``seconds_left``) is at most the backoff's delay, however far the wall clock was stepped
+    back after the failure; forward, the wait is over."""
+    failed = Backoff(BackoffPolicy(initial=15, maximum=900)).failure("store unavailable", "x", NOW)
+    assert failed.seconds_left(NOW - step) == 15
+    assert failed.seconds_left(NOW + step) == 0
+
+
 def test_change_of_state_is_reported_once_not_at_each_repeat() -> None:
     healthy = Backoff()
     failing = healthy.failure("store unavailable", "locked", NOW)

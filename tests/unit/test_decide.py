@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -17,11 +17,12 @@ from asm_email_rules.model import (
     EntityKind,
     EntityRef,
     InboundEmail,
+    SummaryItem,
     Task,
     TaskKind,
     TaskStatus,
 )
-from asm_email_rules.rules import Facts, Outcome, decide
+from asm_email_rules.rules import Facts, Outcome, decide, format_summary
 from asm_email_rules.sample import ALICE, UMA, sample_mailbox
 from asm_email_rules.sender import resolve_sender
 from asm_email_rules.settings import SystemSettings
@@ -393,3 +394,17 @@ def test_no_reply_to_a_non_ascii_address_that_could_not_be_sent_as_written(sende
     decision = decide(facts("Printer broken", sender=sender), anonymous, SYSTEM)
     assert decision.reply is None
     assert "not a deliverable" in decision.reply_suppressed
+
+
+def test_a_summary_time_at_the_end_of_the_calendar_is_shown_not_a_crash() -> None:
+    """A host store's last update of 9999-12-31 23:59 UTC cannot be moved to +05:30; the line
+    shows it in UTC instead of the whole summary failing."""
+    item = SummaryItem(
+        EntityRef(EntityKind.CALL, 7),
+        "open",
+        "Badge reader",
+        datetime.max.replace(tzinfo=UTC),
+        "Dana",
+    )
+    text = format_summary((item,), 1, timezone(timedelta(hours=5, minutes=30)))
+    assert "9999-12-31 23:59 UTC" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
 
 import pytest
@@ -484,6 +484,16 @@ def test_lenient_date_is_read_with_a_note() -> None:
     assert kinds(email.notes) == [IntakeNoteKind.LENIENT_DATE]
 
 
+@pytest.mark.parametrize("date", ["10:42", "Tuesday 10:42", "1 Dec 10:42 +0100", "Dec 2026"])
+def test_a_date_missing_its_year_month_or_day_is_unreadable_not_made_up(date: str) -> None:
+    """DESIGN 1: above apply, "no clock or network inside": dateutil filled the missing part
+    from the host's clock, so the same message read on another day had another Date (and
+    the reply-age guard another answer)."""
+    email = parse_message(mail("From: a@b.example", f"Date: {date}"))
+    assert email.date is None
+    assert kinds(email.notes) == [IntakeNoteKind.INVALID_DATE]
+
+
 def test_garbage_date_is_none_with_a_note() -> None:
     email = parse_message(mail("From: a@b.example", "Date: the day after tomorrow-ish ???"))
     assert email.date is None
@@ -532,6 +542,32 @@ def test_a_zone_no_datetime_can_hold_makes_the_date_unreadable_not_a_later_crash
     assert email.received_at is None
     assert email.date is None
     assert kinds(email.notes) == [IntakeNoteKind.INVALID_DATE]
+
+
+@pytest.mark.parametrize(
+    ("written", "year"),
+    [
+        ("49", 2049),
+        ("50", 1950),
+        ("68", 1968),
+        ("69", 1969),
+        ("99", 1999),
+        ("00", 2000),
+        ("126", 2026),
+        ("099", 1999),
+        ("2026", 2026),
+    ],
+)
+def test_obsolete_years_are_read_as_rfc_5322_says(written: str, year: int) -> None:
+    """RFC 5322 4.3: "If a two digit year is encountered whose value is between 00 and 49, the
+    year is interpreted by adding 2000 ... between 50 and 99, or any three digit year is
+    encountered, the year is interpreted by adding 1900." The reply-age guard reads the Date
+    when no Received field says when mail arrived: a message of 1950 was taken for 2050 and
+    answered, one of 2026 written "126" for 126 and never answered."""
+    email = parse_message(mail("From: a@b.example", f"Date: Tue, 1 Dec {written} 10:00 +0100"))
+    assert email.date is not None
+    assert (email.date.year, email.date.month, email.date.day) == (year, 12, 1)
+    assert email.date.utcoffset() == timedelta(hours=1)
 
 
 def test_minus_zero_zone_is_utc() -> None:

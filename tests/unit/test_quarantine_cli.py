@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,3 +121,20 @@ def test_release_gives_a_maildir_message_back_to_the_next_poll(
     assert entry.state is QuarantineState.RELEASED
     code, out, _ = run(capsys, "quarantine", "show", "1", "--raw", "--config", str(desk))
     assert out.encode() == raw
+
+
+def test_listings_say_their_times_are_utc(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/operators.md: the store keeps UTC; on a server set to Europe/Berlin, a listing
+    that printed 12:00 unmarked read as noon local time, an hour off (two in summer)."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    with store(desk) as repo:
+        set_aside(repo, "helpdesk", mail("Scanner jammed", 2), "store full", NOW, source="pop3")
+    code, out, _ = run(capsys, "quarantine", "list", "--config", str(desk))
+    assert code == 0
+    assert "2026-11-27 12:00Z" in out
+    assert run(capsys, "quarantine", "replay", "1", "--config", str(desk))[0] == 0
+    code, out, _ = run(capsys, "calls", "list", "--config", str(desk))
+    assert code == 0
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\dZ", out), out

@@ -1000,6 +1000,28 @@ def test_the_lease_is_renewed_while_working_and_a_lost_lease_stops_the_pass(
     assert desk.waiting() == 2
 
 
+def test_sent_journals_resume_after_their_pause_though_the_clock_was_stepped_back(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pump whose sent journal failed (a full disk) makes the service write none for
+    JOURNAL_RETRY (15 minutes), then try again: the journal is what keeps a reply the server
+    accepted from a second sending after a crash. The pause was counted on the wall clock, so
+    NTP stepping it back a day kept the journals off for a day and 15 minutes."""
+    service = desk.service()
+    ticks = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: ticks[0])
+    failed: Any = attrs.make_class(
+        "FailedPump",
+        {"journal_failed": attrs.field(default=True), "pace": attrs.field(default=None)},
+    )()
+    service._after_pump(failed)
+    assert not service._journal_writes()
+    desk.clock.now -= timedelta(days=1)  # stepped back
+    ticks[0] += 16 * 60
+    desk.clock.advance(minutes=16)
+    assert service._journal_writes()
+
+
 def test_reply_retry_delays_double_up_to_an_hour() -> None:
     from asm_email_rules.send import retry_delay
 

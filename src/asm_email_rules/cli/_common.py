@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn, TextIO
 
+from asm_email_rules.adapters._repository import to_utc
 from asm_email_rules.adapters._sql import SqlRepository
 from asm_email_rules.config import Config, load_config, store_location
 from asm_email_rules.model import OutgoingEmail, Person
@@ -146,6 +147,13 @@ def every_person(repository: SeedableRepository) -> list[Person]:
         if not page:
             return people
         people.extend(page)
+
+
+def utc_minute(moment: datetime | None) -> str:
+    """A stored moment as the listings print it: UTC to the minute, marked ``Z``
+    (``2026-11-20 09:00Z``), as ``replies list`` marks its times, so an operator on a server
+    set to local time does not read it as local; ``-`` for none (a naive moment is UTC)."""
+    return "-" if moment is None else f"{to_utc(moment):%Y-%m-%d %H:%M}Z"
 
 
 def outbox_when(moment: datetime | None) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from asm_email_rules.adapters._sql import SqlRepository
-from asm_email_rules.cli._common import EXIT_OK, UsageError, print_table, store_for
+from asm_email_rules.cli._common import EXIT_OK, UsageError, print_table, store_for, utc_minute
 from asm_email_rules.model import Call, CallStatus, EntityKind, EntityRef
 
 NAME = "calls"
@@ -46,7 +46,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
+    return utc_minute(moment)
 
 
 def _who(repo: SqlRepository, person_id: int | None) -> str:

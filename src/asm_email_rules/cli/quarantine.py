@@ -28,6 +28,7 @@ from asm_email_rules.cli._common import (
     UsageError,
     print_table,
     store_for,
+    utc_minute,
 )
 from asm_email_rules.cli.process import describe_result
 from asm_email_rules.config import (
@@ -133,7 +134,7 @@ def run_list(args: argparse.Namespace) -> int:
         rows.append(
             (
                 str(entry.id),
-                entry.quarantined_at.strftime("%Y-%m-%d %H:%M"),
+                utc_minute(entry.quarantined_at),
                 f"{entry.account} ({entry.source})",
                 entry.state.value,
                 _short(sender or "-", 30),
