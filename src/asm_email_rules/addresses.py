@@ -95,6 +95,14 @@ def address_problem(address: str) -> str | None:
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         return "not local-part@domain"
+    if (  # nearly every address: printable ASCII, short labels, no A-label
+        address.isascii()
+        and address.isprintable()
+        and len(domain) <= _MAX_DOMAIN
+        and "xn--" not in domain.lower()
+        and max(map(len, domain.split("."))) <= _MAX_LABEL
+    ):
+        return None
     if not address.isprintable():
         bad = next(c for c in address if not c.isprintable())
         return f"holds the invisible or control character U+{ord(bad):04X}"
@@ -147,6 +155,10 @@ def normalise_address(address: str) -> str:
     :func:`_fold_char`): ``ÖMER`` is ``ömer``, but ``straße`` is not ``strasse`` and the
     dotless ``ı`` is not ``i``. Accents are never dropped; NFC and NFD spellings are one.
     """
+    if address.isascii():  # nearly every address: NFKC leaves ASCII as it is
+        text = address.strip().lower()
+        if "xn--" not in text:
+            return text
     text = unicodedata.normalize("NFKC", address).strip()
     local, at, domain = text.rpartition("@")
     if at and (not domain.isascii() or "xn--" in domain.lower()):

@@ -67,6 +67,8 @@ def require_aware(now: datetime, what: str = "now") -> datetime:
     subtracts two times of one zone by their wall-clock readings, so a window computed in it
     (the reply budget's hour, a lease, a retry delay) is an hour short or long across a DST
     change. In UTC every window is its length."""
+    if now.tzinfo is UTC:  # the usual reading: nothing to check or convert
+        return now
     if now.tzinfo is None or now.utcoffset() is None:
         raise TypeError(
             f"{what} must be a timezone-aware datetime, e.g. datetime.now(UTC); got the naive "
