@@ -628,3 +628,40 @@ def test_a_key_whose_file_could_not_be_unlinked_is_still_listed_from_the_keys_ke
     scans = _CountingScans(monkeypatch)
     assert list(MaildirMailbox(root).list_keys(limit=3)) == keys[:3]  # the next pass
     assert scans.count == 0
+
+
+def test_a_quarantined_message_is_copied_whole_though_fetches_are_bounded(tmp_path: Path) -> None:
+    # A fetch keeps the first max_message_size bytes (the intake reads no more); the copy
+    # set aside must be the message itself, since the original file is removed.
+    raw = b"From: a@example.org\r\nSubject: big\r\n\r\n" + b"0123456789\r\n" * 10_000
+    with MaildirMailbox(tmp_path / "Maildir", max_message_size=1_000) as box:
+        key = box.add(raw)
+        assert len(box.fetch(key)) == 1_000
+        box.quarantine(key, "failed")
+    (copy,) = (tmp_path / "Maildir" / ".Quarantine" / "new").iterdir()
+    assert copy.read_bytes().endswith(raw)
+
+
+def test_a_quarantine_cut_off_after_its_copy_leaves_one_copy_when_done_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process killed between the copy and the removal of the original: the next session
+    # finds the message and sets it aside again; the folder must not get a second copy.
+    raw = b"From: a@example.org\r\nSubject: unreadable\r\n\r\n\x00\r\n"
+    with MaildirMailbox(tmp_path / "Maildir") as box:
+        key = box.add(raw)
+
+        def killed(self: MaildirMailbox, key: str) -> None:
+            raise OSError("killed")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(MaildirMailbox, "_unlink", killed)
+            with pytest.raises(MailboxError):
+                box.quarantine(key, "first try")
+        assert list(box.list_keys()) == [key]  # the original is still there
+        box.quarantine(key, "second try")
+        assert list(box.list_keys()) == []
+    folder = tmp_path / "Maildir" / ".Quarantine"
+    copies = list((folder / "new").iterdir()) + list((folder / "cur").iterdir())
+    assert len(copies) == 1
+    assert copies[0].read_bytes().endswith(raw)

@@ -11,6 +11,7 @@ duplicate, never a loss.
 from __future__ import annotations
 
 import contextlib
+import glob
 import heapq
 import logging
 import mailbox
@@ -54,6 +55,15 @@ def annotate(raw: bytes, reason: str) -> bytes:
     field = format_header_field(QUARANTINE_HEADER, sanitize_header_text(reason) or "unspecified")
     line_end = "\r\n" if crlf else "\n"
     return (field.replace("\r\n", line_end) + line_end).encode("ascii") + raw
+
+
+def _bounded_read(handle: BinaryIO, limit: int | None) -> bytes:
+    """All of ``handle``, or its first ``limit`` bytes when it is longer (a ``read(n)``
+    allocates ``n`` bytes first, so a file known to be shorter is read whole: 40 µs a message
+    less with the service's bound of 100 MiB)."""
+    if limit is None or os.fstat(handle.fileno()).st_size <= limit:
+        return handle.read()
+    return handle.read(limit)
 
 
 def _order(key: str) -> tuple[int, int, int, str]:
@@ -464,12 +474,12 @@ class MaildirMailbox(KeyedMailbox):
         pathlib), and the interned-string table grows by a megabyte over a backlog."""
         return os.path.join(self._root, name)
 
-    def _read(self, key: str) -> bytes:
+    def _read(self, key: str, limit: int | None) -> bytes:
         name = self._files.get(key)
         if name is not None:
             try:
                 with open(self._file(name), "rb") as handle:
-                    return self._bounded_read(handle)
+                    return _bounded_read(handle, limit)
             except FileNotFoundError:
                 pass  # moved (new -> cur) or gone since the listing: ask the Maildir
             except OSError as exc:  # this file (its permissions, say): the folder still works
@@ -477,25 +487,19 @@ class MaildirMailbox(KeyedMailbox):
                     f"Maildir {self.path}: cannot read {key!r}: {exc}"
                 ) from exc
         with self._maildir.get_file(key) as moved:  # rare: moved since the listing
-            return moved.read(self.max_message_size)
-
-    def _bounded_read(self, handle: BinaryIO) -> bytes:
-        """All of ``handle``, or its first ``max_message_size`` bytes when it is longer (a
-        ``read(n)`` allocates ``n`` bytes first, so a file known to be shorter is read whole:
-        40 µs a message less with the service's bound of 100 MiB)."""
-        limit = self.max_message_size
-        if limit is None:
-            return handle.read()
-        return handle.read() if os.fstat(handle.fileno()).st_size <= limit else handle.read(limit)
+            return moved.read(limit)
 
     def fetch(self, key: str) -> bytes:
         """The exact bytes of the message file, or its first ``max_message_size`` bytes. A
         file that cannot be read (its permissions, an I/O error) raises
         MessageUnreadableError; one gone since the listing, MessageGoneError."""
+        return self._fetch(key, self.max_message_size)
+
+    def _fetch(self, key: str, limit: int | None) -> bytes:
         if key in self._deleted:
             raise MailboxError(f"Maildir {self.path}: no message {key!r} (deleted)")
         try:
-            return self._read(key)
+            return self._read(key, limit)
         except KeyError as exc:
             raise MessageGoneError(f"Maildir {self.path}: no message {key!r}") from exc
         except OSError as exc:
@@ -526,35 +530,45 @@ class MaildirMailbox(KeyedMailbox):
             self._maildir.discard(key)
         _KEPT_AHEAD.forget(self._root, key)
 
-    def _quarantine_box(self) -> mailbox.Maildir:
+    def _quarantine_folder(self) -> Path:
+        """The Maildir++ quarantine folder (``<path>/.<name>``), created if missing."""
         name = self.quarantine_folder.lstrip(".")
         if not name or "/" in name:
             raise MailboxError(
                 f"Maildir {self.path}: bad quarantine folder {self.quarantine_folder!r}"
             )
         try:
-            self._maildir.add_folder(name)  # Maildir++: <path>/.<name>, created if missing
-            return _Maildir(self.path / f".{name}", factory=None, create=False)
+            self._maildir.add_folder(name)
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot create folder .{name}: {exc}") from exc
+        return self.path / f".{name}"
 
     def quarantine(self, key: str, reason: str) -> None:
-        """Copy the message, with the reason header, into the quarantine folder; then remove it."""
-        raw = self.fetch(key)
-        box = self._quarantine_box()
+        """Copy the whole message (not cut at ``max_message_size``), with the reason header,
+        into the quarantine folder under its own key; then remove it.
+
+        The copy is written in the folder's ``tmp`` and renamed into its ``new`` (the Maildir
+        delivery), replacing a copy an earlier attempt left there, and not made when one is
+        already in its ``cur``: a process killed between the copy and the removal leaves the
+        message to be set aside again, never a second copy in the folder."""
+        raw = self._fetch(key, None)
+        folder = self._quarantine_folder()
+        target = folder / "new" / key
         try:
-            new_key = box.add(annotate(raw, reason))
+            if not glob.glob(glob.escape(str(folder / "cur" / key)) + ":*"):
+                scratch = folder / "tmp" / f"{key}.{os.getpid()}.{threading.get_ident()}"
+                try:
+                    scratch.write_bytes(annotate(raw, reason))
+                    os.replace(scratch, target)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        scratch.unlink()  # left only when the write or the rename failed
             self._unlink(key)
         except OSError as exc:
             raise MailboxError(f"Maildir {self.path}: cannot quarantine {key!r}: {exc}") from exc
         log.info(
             "message quarantined",
-            extra={
-                "maildir": str(self.path),
-                "key": key,
-                "new_key": new_key,
-                "reason": reason,
-            },
+            extra={"maildir": str(self.path), "key": key, "new_key": key, "reason": reason},
         )
 
     def add(self, raw: bytes) -> str:
