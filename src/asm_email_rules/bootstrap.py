@@ -77,7 +77,10 @@ def open_store(
 
     if must_exist and not location.exists():
         raise ConfigError(
-            "store not found (create one with `asm-email-rules init`)", source=str(location)
+            "store not found: no such file (a relative `store` in the configuration is taken "
+            "from the configuration file's folder, not the current one; `asm-email-rules init "
+            "DIR` writes a new configuration and an empty store)",
+            source=str(location),
         )
     if not location.parent.is_dir():  # not a store to wait for: a folder to create, or a typo
         raise ConfigError(

@@ -122,3 +122,22 @@ def test_the_mailbox_factory_opens_the_account_s_maildir(tmp_path: Path) -> None
     assert box.path == tmp_path / "Maildir"
     assert list(box.list_keys()) == []
     box.close()
+
+
+def test_a_missing_store_says_where_a_relative_store_is_looked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A config.toml moved out of the folder init wrote it in (to /etc, say) keeps its
+    # relative 'store = "helpdesk.sqlite3"', which then names a file beside the moved config.
+    # The error only said "create one with `asm-email-rules init`", which init had just done.
+    from asm_email_rules.cli import main
+
+    assert main(["init", str(tmp_path / "desk")]) == 0
+    moved = tmp_path / "etc" / "config.toml"
+    moved.parent.mkdir()
+    (tmp_path / "desk" / "config.toml").rename(moved)
+    capsys.readouterr()
+    assert main(["people", "list", "--config", str(moved)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'etc' / 'helpdesk.sqlite3'}: store not found" in err
+    assert "taken from the configuration file's folder" in err
