@@ -597,3 +597,14 @@ def test_init_writes_the_packaged_starter_config_which_agrees_with_the_reference
     # first (IMAP) account and the Maildir-only "path" on its maildir one
     maildir = next(a for a in reference["accounts"] if a["protocol"] == "maildir")
     same_keys(starter["accounts"][0], {**reference["accounts"][0], "path": maildir["path"]}, "")
+
+
+def test_demo_ends_by_saying_how_to_set_up_a_desk(capsys: pytest.CaptureFixture[str]) -> None:
+    # The README's first command ran the demo and ended on the last reply's body: a new user
+    # was left with no next step. The last lines now name init and the commands after it.
+    code, out, err = run(capsys, "demo")
+    assert code == 0, err
+    tail = out.rstrip("\n").splitlines()[-6:]
+    assert tail[0].startswith("Next, a desk of your own")
+    assert "  asm-email-rules init DIR" in tail
+    assert "  asm-email-rules check --config DIR/config.toml" in tail
