@@ -105,3 +105,12 @@ def test_the_install_comment_leaves_a_config_that_finds_the_store(tmp_path: Path
     config = load_config(etc / "config.toml")
     assert config.store == state / "helpdesk.sqlite3"
     assert config.accounts[0].path == state / "Maildir"
+
+
+def test_the_unit_documentation_is_the_guide_in_the_clone() -> None:
+    # Documentation= named a PyPI page, where the project is not published (README, "Install"):
+    # 'systemctl help asm-email-rules' sent the operator to a page that is not this program's.
+    documentation = sections()["Unit"]["Documentation"]
+    assert "pypi.org" not in documentation
+    assert documentation == "file:///opt/asm-email-rules/src/docs/operators.md"
+    assert (UNIT.parents[1] / "docs" / "operators.md").is_file()
