@@ -15,6 +15,7 @@ is missing, and closes only what it opened.
 from __future__ import annotations
 
 import enum
+import logging
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -43,9 +44,12 @@ __all__ = [
     "bootstrap",
     "mailbox_factory",
     "make_mailer",
+    "open_configured_store",
     "open_sample_store",
     "open_store",
 ]
+
+_log = logging.getLogger("asm_email_rules")
 
 
 class _FromConfig(enum.Enum):
@@ -77,7 +81,10 @@ def open_store(
 
     if must_exist and not location.exists():
         raise ConfigError(
-            "store not found (create one with `asm-email-rules init`)", source=str(location)
+            "store not found: no such file (a relative `store` in the configuration is taken "
+            "from the configuration file's folder, not the current one; `asm-email-rules init "
+            "DIR` writes a new configuration and an empty store)",
+            source=str(location),
         )
     if not location.parent.is_dir():  # not a store to wait for: a folder to create, or a typo
         raise ConfigError(
@@ -110,6 +117,25 @@ def _open_postgres(store: PostgresStore, *, migrate: bool = True) -> PostgresRep
         raise
     except RepositoryError as exc:
         raise ConfigError(f"cannot open the store: {exc}") from None
+
+
+def open_configured_store(config: Config) -> SqliteRepository | PostgresRepository:
+    """:func:`open_store` for the configuration's ``store``, creating a SQLite file that is
+    not there, as ``poll`` and ``process`` do; a WARNING names the file created, so a typo in
+    ``store`` (or a relative path read from another folder) is not a new, empty desk in
+    silence that knows nobody."""
+    location = config.require_store()
+    created = isinstance(location, Path) and not location.exists()
+    repository = open_store(location)
+    if created:
+        _log.warning(
+            "store %s did not exist: created a new, empty one (if the desk's store is "
+            "elsewhere, correct `store` in %s; a relative path is taken from that file's "
+            "folder)",
+            location,
+            config.source,
+        )
+    return repository
 
 
 def schema_behind(repository: object) -> str | None:
@@ -304,7 +330,7 @@ def bootstrap(
     when no repository is passed and the configuration names no store.
     """
     owns = repository is None
-    store = open_store(config.require_store()) if repository is None else repository
+    store = open_configured_store(config) if repository is None else repository
     chosen_mailer = make_mailer(config) if isinstance(mailer, _FromConfig) else mailer
     factory = mailboxes if mailboxes is not None else mailbox_factory(config.system.limits)
     service = PollingService(

@@ -122,3 +122,43 @@ def test_the_mailbox_factory_opens_the_account_s_maildir(tmp_path: Path) -> None
     assert box.path == tmp_path / "Maildir"
     assert list(box.list_keys()) == []
     box.close()
+
+
+def test_a_missing_store_says_where_a_relative_store_is_looked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A config.toml moved out of the folder init wrote it in (to /etc, say) keeps its
+    # relative 'store = "helpdesk.sqlite3"', which then names a file beside the moved config.
+    # The error only said "create one with `asm-email-rules init`", which init had just done.
+    from asm_email_rules.cli import main
+
+    assert main(["init", str(tmp_path / "desk")]) == 0
+    moved = tmp_path / "etc" / "config.toml"
+    moved.parent.mkdir()
+    (tmp_path / "desk" / "config.toml").rename(moved)
+    capsys.readouterr()
+    assert main(["people", "list", "--config", str(moved)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'etc' / 'helpdesk.sqlite3'}: store not found" in err
+    assert "taken from the configuration file's folder" in err
+
+
+def test_poll_says_when_it_created_the_store_the_configuration_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A typo in 'store' (helpdsk.sqlite3) made poll create a new, empty store in silence: with
+    # no default_logging_analyst_id set it then discarded every sender as unknown, and with
+    # one it refused "person 1 does not exist", naming the id rather than the store.
+    from asm_email_rules.cli import main
+
+    assert main(["init", str(tmp_path)]) == 0
+    config = tmp_path / "config.toml"
+    config.write_text(
+        config.read_text().replace('store = "helpdesk.sqlite3"', 'store = "helpdsk.sqlite3"')
+    )
+    capsys.readouterr()
+    assert main(["poll", "--once", "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert f"store {tmp_path / 'helpdsk.sqlite3'} did not exist: created a new, empty one" in err
+    assert main(["poll", "--once", "--config", str(config)]) == 0
+    assert "did not exist" not in capsys.readouterr().err  # said once, when it was made

@@ -9,6 +9,7 @@ analysts."
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -149,3 +150,32 @@ def test_check_and_explain_leave_an_older_store_as_it_is(
     code, out, err = run(capsys, "poll", "--once", "--config", str(desk))
     assert code == 0, err
     assert version() == len(sqlite_adapter.MIGRATIONS)  # the service migrates, as before
+
+
+def test_check_is_not_ready_when_this_user_cannot_write_the_store(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store created by root and polled by the service's user: 'check' (run as that user)
+    # said "ready", and 'poll' then backed off at every pass with "attempt to write a
+    # readonly database". The test runs as root, who may write anything, so the kernel's
+    # answer for the store file is replaced by the one another user gets.
+    run(capsys, "people", "add", "dana@example.org", "--analyst", "--config", str(desk))
+    set_ids(desk, 1)
+    store = desk.parent / "helpdesk.sqlite3"
+    real_access = os.access
+
+    def access(path: object, mode: int, **kwargs: bool) -> bool:
+        if Path(str(path)) == store and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+    code, out, _ = run(capsys, "check", "--config", str(desk), "--no-sign-in")
+    assert code == 2, out
+    assert "error: store: not writable by this user" in out
+    assert f"{store} (owner " in out
+    assert "check: not ready (1 errors" in out
+    monkeypatch.setattr(os, "access", real_access)
+    code, out, _ = run(capsys, "check", "--config", str(desk), "--no-sign-in")
+    assert code == 0, out
+    assert "not writable" not in out

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -597,3 +598,43 @@ def test_init_writes_the_packaged_starter_config_which_agrees_with_the_reference
     # first (IMAP) account and the Maildir-only "path" on its maildir one
     maildir = next(a for a in reference["accounts"] if a["protocol"] == "maildir")
     same_keys(starter["accounts"][0], {**reference["accounts"][0], "path": maildir["path"]}, "")
+
+
+def test_demo_ends_by_saying_how_to_set_up_a_desk(capsys: pytest.CaptureFixture[str]) -> None:
+    # The README's first command ran the demo and ended on the last reply's body: a new user
+    # was left with no next step. The last lines now name init and the commands after it.
+    code, out, err = run(capsys, "demo")
+    assert code == 0, err
+    tail = out.rstrip("\n").splitlines()[-6:]
+    assert tail[0].startswith("Next, a desk of your own")
+    assert "  asm-email-rules init DIR" in tail
+    assert "  asm-email-rules check --config DIR/config.toml" in tail
+
+
+def test_people_list_lines_up_names_in_wide_and_combining_scripts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A name in Chinese (two terminal columns a character) pushed every later column of its
+    # row to the right in 'people list' and 'calls list'; a name written with a combining
+    # accent (e + U+0301) pulled it left.
+    def columns(text: str) -> int:  # as a terminal shows them
+        wide = sum(1 for c in text if unicodedata.east_asian_width(c) == "W")
+        marks = sum(1 for c in text if unicodedata.combining(c))
+        return len(text) + wide - marks
+
+    assert main(["init", str(tmp_path)]) == 0
+    config = str(tmp_path / "config.toml")
+    for address, name in (
+        ("li@example.cn", "李小龙"),
+        ("jose@example.com", "Jose\u0301 Perez"),
+        ("ann@example.org", "Ann"),
+    ):
+        assert main(["people", "add", address, "--name", name, "--user", "--config", config]) == 0
+    capsys.readouterr()
+    assert main(["people", "list", "--config", config]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0]
+    column = header.index("analyst")
+    for line in lines[2:]:
+        name_part = line[: line.index("no  ")]  # every one of them is not an analyst
+        assert columns(name_part) == column, line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -162,11 +163,26 @@ def outbox_when(moment: datetime | None) -> str:
     return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: two for a wide (East Asian) character, none for a
+    combining mark or a format character, one for any other."""
+    width = 0
+    for char in text:
+        if unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
 def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    """Left-aligned columns, the first row as a header underlined with dashes."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    """Left-aligned columns, the first row as a header underlined with dashes; aligned by
+    terminal columns, so names in Chinese or Japanese do not push the next column along."""
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        cells = [
+            cell + " " * (width - display_width(cell))
+            for cell, width in zip(row, widths, strict=True)
+        ]
         print("  ".join(cells).rstrip(), file=out)
         if index == 0:
             print("  ".join("-" * width for width in widths), file=out)

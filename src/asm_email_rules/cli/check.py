@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from asm_email_rules.bootstrap import mailbox_factory, make_mailer, open_store, schema_behind
@@ -82,6 +83,43 @@ def _store_summary(repository: SeedableRepository) -> str:
     return "; ".join(parts)
 
 
+def _user(uid: int) -> str:
+    """``asm-desk (uid 998)``: a user by name where the system knows it."""
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def store_write_findings(store: Path) -> list[Finding]:
+    """A SQLite store this user cannot write: the file, its ``-wal``/``-shm`` files, or its
+    folder (SQLite creates those files there, a poller its sent journal). ``poll`` would open
+    it and back off at every pass (``attempt to write a readonly database``), so ``check``
+    says so instead of ``ready``."""
+    blocked = [
+        path
+        for path in (store, Path(f"{store}-wal"), Path(f"{store}-shm"))
+        if path.exists() and not os.access(path, os.W_OK)
+    ]
+    if not os.access(store.parent, os.W_OK | os.X_OK):
+        blocked.append(store.parent)
+    if not blocked:
+        return []
+    names = ", ".join(f"{path} (owner {_user(path.stat().st_uid)})" for path in blocked)
+    return [
+        Finding(
+            Level.ERROR,
+            "store",
+            f"not writable by this user, {_user(os.geteuid())}: {names}; `poll`, `deliver` "
+            "and `people` would fail (attempt to write a readonly database): run them as the "
+            "store's owner, or give the store, its -wal/-shm files and its folder to the user "
+            "that runs the service (chown)",
+        )
+    ]
+
+
 def _sign_in(account: AccountConfig) -> str:
     """Open the account's mailbox, count the waiting messages, close; what was found."""
     if account.protocol is MailProtocol.MAILDIR:
@@ -135,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
             findings = [Finding(Level.WARNING, "store", behind)]
     finally:
         repository.close()
+    if isinstance(store, Path):
+        findings = store_write_findings(store) + findings
     if not active:
         findings.append(Finding(Level.WARNING, "accounts", "no active account: nothing to poll"))
     if config.smtp is None:

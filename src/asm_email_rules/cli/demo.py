@@ -182,6 +182,16 @@ def _print_text(rows: list[DemoRow], where: str, out: TextIO) -> None:
             print(f"\n--- {row.name} ({label})", file=out)
             print(f"To: {sent.to}\nSubject: {sent.subject}\n", file=out)
             print(sent.body.rstrip("\n"), file=out)
+    print(_NEXT, file=out)
+
+
+_NEXT = """
+Next, a desk of your own (docs/operators.md, "First steps"): init writes a configuration that
+reads a local Maildir and an empty store; add your people, then drop .eml files into its new/.
+  asm-email-rules init DIR
+  asm-email-rules people import people.csv --config DIR/config.toml   (email,name,analyst,user)
+  asm-email-rules check --config DIR/config.toml
+  asm-email-rules poll --once --config DIR/config.toml"""
 
 
 def _id(value: int | None) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from asm_email_rules.bootstrap import make_mailer, open_store
+from asm_email_rules.bootstrap import make_mailer, open_configured_store
 from asm_email_rules.cli._common import (
     EXIT_MESSAGE,
     EXIT_OK,
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             "no [smtp] section: replies are recorded in the store as pending, not sent",
             file=sys.stderr,
         )
-    repository = open_store(config.require_store())
+    repository = open_configured_store(config)
     code = EXIT_OK
     try:
         for name in args.files:
