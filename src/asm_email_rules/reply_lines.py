@@ -657,10 +657,27 @@ def _header_label(stripped: str) -> str | None:
 
 
 def header_block_at(stripped: list[str], i: int) -> int | None:
-    """If an Outlook-style header block starts at ``i``, return the index after its last label."""
-    if len(stripped[i]) > 2000 or _header_label(stripped[i]) is None:
+    """If an Outlook-style header block starts at ``i``, return the index after its last label.
+
+    Two label kinds within ``_HEADER_WINDOW`` lines, one of them From or Sent/Date, and what
+    every mail program writes in such a block: an address, or a Sent/Date value with a year or
+    a time next to a From or Subject label. A From label after another From label or after
+    a line that is no label starts another block, and a
+    block opening with a To, Cc or other label has a label on its next line. So a
+    person's own labelled lines ("From: Saturday 22:00" over "To: Sunday 02:00", "Sent: 3
+    jobs") are never a block, also right above a real one.
+    """
+    if len(stripped[i]) > 2000:
         return None
+    first = _header_label(stripped[i])
+    if first is None:
+        return None
+    if first not in (_FROM, _DATE, _SUBJECT) and (
+        i + 1 >= len(stripped) or _header_label(stripped[i + 1]) is None
+    ):
+        return None  # a block opens with From, Sent/Date or Subject, or is all labels
     labels_seen: set[str] = set()
+    dated = prose = False
     last = i
     blanks = 0
     n = len(stripped)
@@ -675,13 +692,29 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
             if _is_quoted(text):
                 break
             label = _header_label(text)
+            if label == _FROM and (_FROM in labels_seen or prose):
+                break  # the next message's header block
+            prose = prose or label is None
             if label is not None:
                 labels_seen.add(label)
                 last = j
+                if label == _DATE:
+                    dated = dated or _dated_value(text)
         j += 1
-    if len(labels_seen) >= 2 and labels_seen & {_FROM, _DATE}:
+    if len(labels_seen) < 2 or not labels_seen & {_FROM, _DATE}:
+        return None
+    if any("@" in stripped[k][:_MAX_FLATTENED] for k in range(i, last + 1)):
+        return last + 1
+    if dated and labels_seen & {_FROM, _SUBJECT}:
         return last + 1
     return None
+
+
+def _dated_value(text: str) -> bool:
+    """True when a Sent/Date label line holds a year or a time ("2026", "16:02", "2026年")."""
+    head = text[:_MAX_PROBE]
+    value = head[head.find(":") + 1 :] if ":" in head[:60] else head[head.find("：") + 1 :]
+    return _YEAR_RE.search(value) is not None or _TIME_RE.search(value) is not None
 
 
 def _notes_label(line: str) -> str | None:

@@ -139,6 +139,40 @@ def test_to_and_subject_lines_without_from_or_date_are_kept() -> None:
     assert _kept(body) == body
 
 
+PERSONS_LABELLED_LINES = {
+    "time window": "Please do the maintenance in this window:\nFrom: Saturday 22:00\n"
+    "To: Sunday 02:00\nThanks, Uma",
+    "leave dates": "I am on leave, please call my deputy.\nFrom: 01/12/2026\nTo: 05/12/2026",
+    "error report": "Error details\nFrom: printer PRN-02\nSent: 3 jobs, all failed\n"
+    "Status: offline",
+}
+DESK_HISTORY = (
+    "From: Service Desk <helpdesk@desk.example>\nSent: Thursday, November 26, 2026 4:02 PM\n"
+    "To: Uma User <uma@corp.example>\nSubject: Call 100 has been updated [CALL#100]\n\n"
+    f"{MARKER}\n\nCall 100 has been updated.\n"
+)
+
+
+@pytest.mark.parametrize("marker", [MARKER, None], ids=["marker", "heuristic"])
+@pytest.mark.parametrize("shape", sorted(PERSONS_LABELLED_LINES))
+def test_persons_labelled_lines_above_a_header_block_are_kept(
+    shape: str, marker: str | None
+) -> None:
+    """ "From: Saturday 22:00" over "To: Sunday 02:00" is the person's instruction, not the
+    header block of an older message: no address, no dated Sent line. Only the real Outlook
+    block under it (and our message) goes."""
+    reply = PERSONS_LABELLED_LINES[shape]
+    result = truncate_reply(f"{reply}\n\n{DESK_HISTORY}", marker=marker)
+    assert result.kept == reply
+    assert result.elided.startswith("From: Service Desk")
+
+
+@pytest.mark.parametrize("shape", sorted(PERSONS_LABELLED_LINES))
+def test_persons_labelled_lines_alone_are_not_a_header_block(shape: str) -> None:
+    body = PERSONS_LABELLED_LINES[shape] + "\n\nThanks again."
+    assert truncate_reply(body).method is TruncationMethod.NONE
+
+
 def test_leading_header_block_of_the_message_itself_is_dropped() -> None:
     body = "Od: Jan <jan@example.com>\nWysłano: 1 marca 2023\nTemat: Test\n\nCześć Anno,\nJak?\n"
     assert _kept(body) == "Cześć Anno,\nJak?"
