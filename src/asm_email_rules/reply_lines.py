@@ -78,6 +78,9 @@ _END_TAIL_MAX = 150
 _EVIDENCE_RE = re.compile(r"[@\d]")
 _TIME_RE = re.compile(r"\d[:.]\d\d")
 _YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)|\d年")
+#: a date as attributions write it: a year ("2026", "2026年") or all numbers ("26/11/26",
+#: "26.11.26", "2026-11-26")
+_DATE_RE = re.compile(_YEAR_RE.pattern + r"|(?<!\d)\d{1,4}[./\-]\d{1,2}[./\-]\d{2,4}(?!\d)")
 _END_SEARCH_RE = re.compile("|".join(sorted(_END_WORDS, key=len, reverse=True)))
 # Words that open an attribution; used to split "reply On <date> ... wrote:" lines.
 _START_WORDS = r"On|Am|Le|El|Em|Il|Op|Den|På|Vào|Dnia|Dne|Dňa|Dana|Pada|În|Στις|W\s+dniu"
@@ -547,7 +550,7 @@ def _classify_attribution(text: str, one_line: bool = False) -> str | None:
         return None
     ends_colon = core[-1] in ":："
     if (ends_colon or decorated) and _end_match(core):
-        if "@" in core or _TIME_RE.search(core) or (START_RE.match(core) and _has_evidence(core)):
+        if "@" in core or _DATE_RE.search(core):
             return "strong"
         if decorated and len(core.split()) <= 8:
             return "strong"

@@ -54,6 +54,24 @@ def test_attribution_followed_by_unquoted_history_is_cut(lang: str) -> None:
     assert _kept(body) == "My answer."
 
 
+PROSE_WITH_A_TIME = {
+    "en": "Thanks.\nOn Monday at 10:00 the server said:\nDisk full on /var\nPlease clean it.",
+    "de": "Danke.\nAm Montag um 10:00 Uhr sagte der Techniker:\nDer Toner ist leer.\nBitte!",
+    "question": "Can you come at 10:00? My colleague wrote:\nthe room is free then.",
+}
+
+
+@pytest.mark.parametrize("lang", sorted(PROSE_WITH_A_TIME))
+def test_persons_prose_with_a_time_over_unquoted_text_is_kept(lang: str) -> None:
+    """ "On Monday at 10:00 the server said:" introduces what the person quotes; a mail
+    program's attribution carries a date or an address. Only the real history goes."""
+    reply = PROSE_WITH_A_TIME[lang]
+    history = f"{ATTRIBUTIONS['en']}\n> {MARKER}\n> Call 100 has been updated.\n"
+    result = truncate_reply(f"{reply}\n\n{history}")
+    assert result.kept == reply
+    assert result.elided.startswith(ATTRIBUTIONS["en"])
+
+
 def test_attribution_split_over_three_lines() -> None:
     body = (
         "Done.\n\nOn Dec 16, 2011, at 12:47 PM, Corey Donohoe\n<reply@example.com>\nwrote:\n\n"
