@@ -191,6 +191,21 @@ def test_persons_labelled_lines_alone_are_not_a_header_block(shape: str) -> None
     assert truncate_reply(body).method is TruncationMethod.NONE
 
 
+@pytest.mark.parametrize("cc", ["", "Cc: Ops <ops@corp.example>\n\n"], ids=["no-cc", "cc"])
+def test_header_block_with_blank_lines_between_labels_goes_whole(cc: str) -> None:
+    """Outlook's HTML as text puts each label in its own paragraph: the whole block over our
+    marker is history, its rule line and From line included."""
+    body = (
+        "Tray 2.\n\n\n\n________________________________\n\n"
+        "From: Service Desk <helpdesk@desk.example>\n\n"
+        "Sent: Thursday, November 26, 2026 4:02 PM\n\nTo: Uma User <uma@corp.example>\n\n"
+        f"{cc}Subject: Call 100 has been updated\n\n\n{MARKER}\n\nCall 100 has been updated.\n"
+    )
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == "Tray 2."
+    assert result.elided.startswith("________________________________\n\nFrom: Service Desk")
+
+
 def test_leading_header_block_of_the_message_itself_is_dropped() -> None:
     body = "Od: Jan <jan@example.com>\nWysłano: 1 marca 2023\nTemat: Test\n\nCześć Anno,\nJak?\n"
     assert _kept(body) == "Cześć Anno,\nJak?"
