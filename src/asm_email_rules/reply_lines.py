@@ -22,6 +22,7 @@ __all__ = [
     "has_announcement_words",
     "header_block_at",
     "inline_answers_announced",
+    "is_bare_separator",
     "is_device_line",
     "is_rule",
     "is_separator",
@@ -232,6 +233,22 @@ _SEPARATOR_KEYWORDS = (
     "переслане",
     "προωθημένο",
 )
+#: words of the separator phrases ("original", "forwarded", "message" in the display
+#: languages); a framed line of other words is a separator only over a header block or quote
+_SEPARATOR_WORDS = frozenset(
+    " ".join(
+        (
+            " ".join(_SEPARATOR_KEYWORDS),
+            "message messages original originale originál origine d'origine reply antwort",
+            "ursprüngliche ursprüngliches weitergeleitete oprindelig opprinnelig ursprungligt",
+            "alkuperäinen eredeti özgün αρχικό 원본 původní pôvodná izvorna оригинално",
+            "оригинальное исходное оригінальне asli oorspronkelijk oryginalna forward fwd",
+            "transféré réexpédié doorgestuurde meddelelse melding meddelande välitetty",
+            "proslijeđena diteruskan 전달된 mail e-mail email the of de du del da la le el il",
+        )
+    ).split()
+)
+_SEPARATOR_MAX_WORDS = 4
 #: Tobit David's separator line, "Original Message processed by david®" (or in brackets)
 TOBIT_SEPARATOR = "original message processed by"
 _FORWARD_INTROS = frozenset(
@@ -800,6 +817,34 @@ def is_separator(stripped: str) -> bool:
     if TOBIT_SEPARATOR in low:  # Tobit David: "[Original Message processed by david]"
         return True
     return stripped[-1] in ":：" and low in _FORWARD_INTROS
+
+
+def is_bare_separator(stripped: str) -> bool:
+    """A separator that starts the history with no header block or quote under it.
+
+    Outlook's ``-----Original Message-----`` (dashes touching the words; also
+    ``-----Ursprüngliche Nachricht-----``), a framed line of separator words only
+    (``----- Original Message -----``, ``-------- Messaggio inoltrato --------``), Tobit
+    David's line and a forward intro ("Begin forwarded message:"). Other framed lines
+    (``--- Original plan ---``, ``==== Fehlerbericht ====``) are separators only over a
+    header block or a quote: alone they are the person's own headings.
+    """
+    if not is_separator(stripped):
+        return False
+    if stripped[-1] in ":：" or TOBIT_SEPARATOR in stripped.casefold():
+        return True
+    core = stripped.strip("-")
+    if stripped[:3] == "---" and stripped[-3:] == "---" and core == core.strip():
+        return True
+    words = _deco_strip(stripped)[0].casefold().split()
+    return len(words) <= _SEPARATOR_MAX_WORDS and all(map(_is_separator_word, words))
+
+
+def _is_separator_word(word: str) -> bool:
+    """A word of a separator phrase; a word of a script without spaces holding a keyword."""
+    if word in _SEPARATOR_WORDS:
+        return True
+    return all(ord(ch) >= 0x2E80 for ch in word) and any(k in word for k in _SEPARATOR_KEYWORDS)
 
 
 def is_rule(stripped: str) -> bool:

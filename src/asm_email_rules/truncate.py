@@ -29,6 +29,7 @@ from asm_email_rules.reply_lines import (
     has_announcement_words,
     header_block_at,
     inline_answers_announced,
+    is_bare_separator,
     is_device_line,
     is_rule,
     is_separator,
@@ -209,6 +210,8 @@ def _mark_splitters(stripped: list[str], roles: list[str], reasons: list[str]) -
             continue
         if kind == "attribution" and splitter.strength != "strong":
             continue
+        if kind == "separator" and end == i + 1 and not is_bare_separator(stripped[i]):
+            continue  # a heading of the person's ("--- Original plan ---") over their text
         if i == lead and kind in ("header block", "separator") and next_line < n:
             # Headers of the message itself (a forward without comment): drop them, go on.
             while end < n and stripped[end]:

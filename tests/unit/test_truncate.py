@@ -236,6 +236,27 @@ def test_original_message_and_forward_separators_cut(separator: str) -> None:
     assert separator in result.elided
 
 
+@pytest.mark.parametrize(
+    "heading",
+    [
+        "==== Fehlerbericht ====",
+        "--- Original plan ---",
+        "*** Nachricht an alle ***",
+        "-- forwarded to the vendor --",
+        "---- Hata mesajı ----",
+    ],
+)
+@pytest.mark.parametrize("above", ["Update:\n", ""], ids=["text-above", "at-top"])
+def test_persons_framed_heading_over_their_text_is_kept(heading: str, above: str) -> None:
+    """A framed heading the person typed is no "Original Message" separator: it holds other
+    words than a separator's and no header block or quote follows it."""
+    reply = f"{above}{heading}\nPrinter reports E42 on tray 2.\nPlease replace it."
+    history = f"{ATTRIBUTIONS['en']}\n> {MARKER}\n> Call 100 has been updated.\n"
+    result = truncate_reply(f"{reply}\n\n{history}")
+    assert result.kept == reply
+    assert result.elided.startswith(ATTRIBUTIONS["en"])
+
+
 def test_tobit_david_separator_without_brackets_cuts() -> None:
     body = (
         "New text.\n\nOriginal Message processed by david\u00ae\nFW: Printer 9. August 2026\n"
