@@ -72,7 +72,8 @@ _END_WORDS = frozenset(" ".join(_END_WORDS_TEXT).split()) | frozenset(
 )
 #: end words of scripts written without spaces: matched as substrings of the line's end
 _END_CJK = (
-    "写道", "寫道", "のメッセージ", "は書きました", "書きました", "書き込みました", "작성", "เขียน",
+    "写道", "寫道", "のメッセージ", "のメール", "は書きました", "書きました", "書き込みました",
+    "작성", "เขียน",
 )  # fmt: skip
 #: characters after the end word ("<name> <addr>:") an attribution may still carry
 _END_TAIL_MAX = 150

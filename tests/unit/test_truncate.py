@@ -34,6 +34,7 @@ ATTRIBUTIONS = {
     "cs": "Dne po 3. 5. 2021 10:00 uživatel Bob Smith <bob@example.com> napsal:",
     "zh": "在 2021年5月3日 10:00，Bob Smith <bob@example.com> 写道：",
     "ja": "2021年5月3日(月) 10:00 Bob Smith <bob@example.com>のメッセージ:",
+    "ja-ios": "2021/05/03 10:00、Bob Smith <bob@example.com>のメール:",
     "vi": "Vào 10:00 3 tháng 5, 2021, Bob Smith <bob@example.com> đã viết:",
     "gmail-date": "2021-05-03 10:00 GMT+02:00 Bob Smith <bob@example.com>:",
 }
