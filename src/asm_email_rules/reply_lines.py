@@ -22,6 +22,7 @@ __all__ = [
     "has_announcement_words",
     "header_block_at",
     "inline_answers_announced",
+    "is_bare_separator",
     "is_device_line",
     "is_rule",
     "is_separator",
@@ -71,13 +72,17 @@ _END_WORDS = frozenset(" ".join(_END_WORDS_TEXT).split()) | frozenset(
 )
 #: end words of scripts written without spaces: matched as substrings of the line's end
 _END_CJK = (
-    "写道", "寫道", "のメッセージ", "は書きました", "書きました", "書き込みました", "작성", "เขียน",
+    "写道", "寫道", "のメッセージ", "のメール", "は書きました", "書きました", "書き込みました",
+    "작성", "เขียน",
 )  # fmt: skip
 #: characters after the end word ("<name> <addr>:") an attribution may still carry
 _END_TAIL_MAX = 150
 _EVIDENCE_RE = re.compile(r"[@\d]")
 _TIME_RE = re.compile(r"\d[:.]\d\d")
 _YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)|\d年")
+#: a date as attributions write it: a year ("2026", "2026年") or all numbers ("26/11/26",
+#: "26.11.26", "2026-11-26")
+_DATE_RE = re.compile(_YEAR_RE.pattern + r"|(?<!\d)\d{1,4}[./\-]\d{1,2}[./\-]\d{2,4}(?!\d)")
 _END_SEARCH_RE = re.compile("|".join(sorted(_END_WORDS, key=len, reverse=True)))
 # Words that open an attribution; used to split "reply On <date> ... wrote:" lines.
 _START_WORDS = r"On|Am|Le|El|Em|Il|Op|Den|På|Vào|Dnia|Dne|Dňa|Dana|Pada|În|Στις|W\s+dniu"
@@ -229,6 +234,22 @@ _SEPARATOR_KEYWORDS = (
     "переслане",
     "προωθημένο",
 )
+#: words of the separator phrases ("original", "forwarded", "message" in the display
+#: languages); a framed line of other words is a separator only over a header block or quote
+_SEPARATOR_WORDS = frozenset(
+    " ".join(
+        (
+            " ".join(_SEPARATOR_KEYWORDS),
+            "message messages original originale originál origine d'origine reply antwort",
+            "ursprüngliche ursprüngliches weitergeleitete oprindelig opprinnelig ursprungligt",
+            "alkuperäinen eredeti özgün αρχικό 원본 původní pôvodná izvorna оригинално",
+            "оригинальное исходное оригінальне asli oorspronkelijk oryginalna forward fwd",
+            "transféré réexpédié doorgestuurde meddelelse melding meddelande välitetty",
+            "proslijeđena diteruskan 전달된 mail e-mail email the of de du del da la le el il",
+        )
+    ).split()
+)
+_SEPARATOR_MAX_WORDS = 4
 #: Tobit David's separator line, "Original Message processed by david®" (or in brackets)
 TOBIT_SEPARATOR = "original message processed by"
 _FORWARD_INTROS = frozenset(
@@ -547,7 +568,7 @@ def _classify_attribution(text: str, one_line: bool = False) -> str | None:
         return None
     ends_colon = core[-1] in ":："
     if (ends_colon or decorated) and _end_match(core):
-        if "@" in core or _TIME_RE.search(core) or (START_RE.match(core) and _has_evidence(core)):
+        if "@" in core or _DATE_RE.search(core):
             return "strong"
         if decorated and len(core.split()) <= 8:
             return "strong"
@@ -657,10 +678,27 @@ def _header_label(stripped: str) -> str | None:
 
 
 def header_block_at(stripped: list[str], i: int) -> int | None:
-    """If an Outlook-style header block starts at ``i``, return the index after its last label."""
-    if len(stripped[i]) > 2000 or _header_label(stripped[i]) is None:
+    """If an Outlook-style header block starts at ``i``, return the index after its last label.
+
+    Two label kinds within ``_HEADER_WINDOW`` lines, one of them From or Sent/Date, and what
+    every mail program writes in such a block: an address, or a Sent/Date value with a year or
+    a time next to a From or Subject label. A From label after another From label or after
+    a line that is no label starts another block, and a
+    block opening with a To, Cc or other label has a label on its next line. So a
+    person's own labelled lines ("From: Saturday 22:00" over "To: Sunday 02:00", "Sent: 3
+    jobs") are never a block, also right above a real one.
+    """
+    if len(stripped[i]) > 2000:
         return None
+    first = _header_label(stripped[i])
+    if first is None:
+        return None
+    if first not in (_FROM, _DATE, _SUBJECT) and (
+        i + 1 >= len(stripped) or _header_label(stripped[i + 1]) is None
+    ):
+        return None  # a block opens with From, Sent/Date or Subject, or is all labels
     labels_seen: set[str] = set()
+    dated = prose = False
     last = i
     blanks = 0
     n = len(stripped)
@@ -675,13 +713,29 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
             if _is_quoted(text):
                 break
             label = _header_label(text)
+            if label == _FROM and (_FROM in labels_seen or prose):
+                break  # the next message's header block
+            prose = prose or label is None
             if label is not None:
                 labels_seen.add(label)
                 last = j
+                if label == _DATE:
+                    dated = dated or _dated_value(text)
         j += 1
-    if len(labels_seen) >= 2 and labels_seen & {_FROM, _DATE}:
+    if len(labels_seen) < 2 or not labels_seen & {_FROM, _DATE}:
+        return None
+    if any("@" in stripped[k][:_MAX_FLATTENED] for k in range(i, last + 1)):
+        return last + 1
+    if dated and labels_seen & {_FROM, _SUBJECT}:
         return last + 1
     return None
+
+
+def _dated_value(text: str) -> bool:
+    """True when a Sent/Date label line holds a year or a time ("2026", "16:02", "2026年")."""
+    head = text[:_MAX_PROBE]
+    value = head[head.find(":") + 1 :] if ":" in head[:60] else head[head.find("：") + 1 :]
+    return _YEAR_RE.search(value) is not None or _TIME_RE.search(value) is not None
 
 
 def _notes_label(line: str) -> str | None:
@@ -764,6 +818,34 @@ def is_separator(stripped: str) -> bool:
     if TOBIT_SEPARATOR in low:  # Tobit David: "[Original Message processed by david]"
         return True
     return stripped[-1] in ":：" and low in _FORWARD_INTROS
+
+
+def is_bare_separator(stripped: str) -> bool:
+    """A separator that starts the history with no header block or quote under it.
+
+    Outlook's ``-----Original Message-----`` (dashes touching the words; also
+    ``-----Ursprüngliche Nachricht-----``), a framed line of separator words only
+    (``----- Original Message -----``, ``-------- Messaggio inoltrato --------``), Tobit
+    David's line and a forward intro ("Begin forwarded message:"). Other framed lines
+    (``--- Original plan ---``, ``==== Fehlerbericht ====``) are separators only over a
+    header block or a quote: alone they are the person's own headings.
+    """
+    if not is_separator(stripped):
+        return False
+    if stripped[-1] in ":：" or TOBIT_SEPARATOR in stripped.casefold():
+        return True
+    core = stripped.strip("-")
+    if stripped[:3] == "---" and stripped[-3:] == "---" and core == core.strip():
+        return True
+    words = _deco_strip(stripped)[0].casefold().split()
+    return len(words) <= _SEPARATOR_MAX_WORDS and all(map(_is_separator_word, words))
+
+
+def _is_separator_word(word: str) -> bool:
+    """A word of a separator phrase; a word of a script without spaces holding a keyword."""
+    if word in _SEPARATOR_WORDS:
+        return True
+    return all(ord(ch) >= 0x2E80 for ch in word) and any(k in word for k in _SEPARATOR_KEYWORDS)
 
 
 def is_rule(stripped: str) -> bool:

@@ -29,6 +29,7 @@ from asm_email_rules.reply_lines import (
     has_announcement_words,
     header_block_at,
     inline_answers_announced,
+    is_bare_separator,
     is_device_line,
     is_rule,
     is_separator,
@@ -209,6 +210,8 @@ def _mark_splitters(stripped: list[str], roles: list[str], reasons: list[str]) -
             continue
         if kind == "attribution" and splitter.strength != "strong":
             continue
+        if kind == "separator" and end == i + 1 and not is_bare_separator(stripped[i]):
+            continue  # a heading of the person's ("--- Original plan ---") over their text
         if i == lead and kind in ("header block", "separator") and next_line < n:
             # Headers of the message itself (a forward without comment): drop them, go on.
             while end < n and stripped[end]:
@@ -469,7 +472,9 @@ def _intro_above(stripped: list[str], first: int) -> tuple[int, str] | None:
     At most ``_INTRO_WINDOW`` lines up are tried, never across a quoted line; the topmost start
     wins, so a separator over a header block counts from the separator, and a splitter that
     ends where the one found starts joins it: an attribution a mail program wrapped ("On ...
-    Service Desk <helpdesk@desk.example>" over "wrote:") counts from its first line.
+    Service Desk <helpdesk@desk.example>" over "wrote:") counts from its first line. A header
+    block also joins one it overlaps: with blank lines between its labels (Outlook's HTML as
+    text) a block counts from its From line, though the Subject is past its eight lines.
     """
     last = first - 1
     while last >= 0 and not stripped[last]:
@@ -479,7 +484,14 @@ def _intro_above(stripped: list[str], first: int) -> tuple[int, str] | None:
     while k >= 0 and k > last - _INTRO_WINDOW and stripped[k][:1] != ">":
         if stripped[k]:
             splitter = _splitter_at(stripped, k)
-            joins = found is not None and splitter is not None and splitter.end == found[0]
+            joins = (
+                found is not None
+                and splitter is not None
+                and (
+                    splitter.end == found[0]
+                    or (splitter.kind == "header block" and splitter.end > found[0])
+                )
+            )
             if splitter is not None and (last < splitter.end <= first or joins):
                 start = _rule_above(stripped, k) if splitter.kind == "header block" else k
                 found = (start, splitter.kind)

@@ -34,6 +34,7 @@ ATTRIBUTIONS = {
     "cs": "Dne po 3. 5. 2021 10:00 uživatel Bob Smith <bob@example.com> napsal:",
     "zh": "在 2021年5月3日 10:00，Bob Smith <bob@example.com> 写道：",
     "ja": "2021年5月3日(月) 10:00 Bob Smith <bob@example.com>のメッセージ:",
+    "ja-ios": "2021/05/03 10:00、Bob Smith <bob@example.com>のメール:",
     "vi": "Vào 10:00 3 tháng 5, 2021, Bob Smith <bob@example.com> đã viết:",
     "gmail-date": "2021-05-03 10:00 GMT+02:00 Bob Smith <bob@example.com>:",
 }
@@ -52,6 +53,24 @@ def test_attribution_and_quote_are_cut_in_every_language(lang: str) -> None:
 def test_attribution_followed_by_unquoted_history_is_cut(lang: str) -> None:
     body = f"My answer.\n\n{ATTRIBUTIONS[lang]}\n\nThe old message, not quoted.\n"
     assert _kept(body) == "My answer."
+
+
+PROSE_WITH_A_TIME = {
+    "en": "Thanks.\nOn Monday at 10:00 the server said:\nDisk full on /var\nPlease clean it.",
+    "de": "Danke.\nAm Montag um 10:00 Uhr sagte der Techniker:\nDer Toner ist leer.\nBitte!",
+    "question": "Can you come at 10:00? My colleague wrote:\nthe room is free then.",
+}
+
+
+@pytest.mark.parametrize("lang", sorted(PROSE_WITH_A_TIME))
+def test_persons_prose_with_a_time_over_unquoted_text_is_kept(lang: str) -> None:
+    """ "On Monday at 10:00 the server said:" introduces what the person quotes; a mail
+    program's attribution carries a date or an address. Only the real history goes."""
+    reply = PROSE_WITH_A_TIME[lang]
+    history = f"{ATTRIBUTIONS['en']}\n> {MARKER}\n> Call 100 has been updated.\n"
+    result = truncate_reply(f"{reply}\n\n{history}")
+    assert result.kept == reply
+    assert result.elided.startswith(ATTRIBUTIONS["en"])
 
 
 def test_attribution_split_over_three_lines() -> None:
@@ -139,6 +158,55 @@ def test_to_and_subject_lines_without_from_or_date_are_kept() -> None:
     assert _kept(body) == body
 
 
+PERSONS_LABELLED_LINES = {
+    "time window": "Please do the maintenance in this window:\nFrom: Saturday 22:00\n"
+    "To: Sunday 02:00\nThanks, Uma",
+    "leave dates": "I am on leave, please call my deputy.\nFrom: 01/12/2026\nTo: 05/12/2026",
+    "error report": "Error details\nFrom: printer PRN-02\nSent: 3 jobs, all failed\n"
+    "Status: offline",
+}
+DESK_HISTORY = (
+    "From: Service Desk <helpdesk@desk.example>\nSent: Thursday, November 26, 2026 4:02 PM\n"
+    "To: Uma User <uma@corp.example>\nSubject: Call 100 has been updated [CALL#100]\n\n"
+    f"{MARKER}\n\nCall 100 has been updated.\n"
+)
+
+
+@pytest.mark.parametrize("marker", [MARKER, None], ids=["marker", "heuristic"])
+@pytest.mark.parametrize("shape", sorted(PERSONS_LABELLED_LINES))
+def test_persons_labelled_lines_above_a_header_block_are_kept(
+    shape: str, marker: str | None
+) -> None:
+    """ "From: Saturday 22:00" over "To: Sunday 02:00" is the person's instruction, not the
+    header block of an older message: no address, no dated Sent line. Only the real Outlook
+    block under it (and our message) goes."""
+    reply = PERSONS_LABELLED_LINES[shape]
+    result = truncate_reply(f"{reply}\n\n{DESK_HISTORY}", marker=marker)
+    assert result.kept == reply
+    assert result.elided.startswith("From: Service Desk")
+
+
+@pytest.mark.parametrize("shape", sorted(PERSONS_LABELLED_LINES))
+def test_persons_labelled_lines_alone_are_not_a_header_block(shape: str) -> None:
+    body = PERSONS_LABELLED_LINES[shape] + "\n\nThanks again."
+    assert truncate_reply(body).method is TruncationMethod.NONE
+
+
+@pytest.mark.parametrize("cc", ["", "Cc: Ops <ops@corp.example>\n\n"], ids=["no-cc", "cc"])
+def test_header_block_with_blank_lines_between_labels_goes_whole(cc: str) -> None:
+    """Outlook's HTML as text puts each label in its own paragraph: the whole block over our
+    marker is history, its rule line and From line included."""
+    body = (
+        "Tray 2.\n\n\n\n________________________________\n\n"
+        "From: Service Desk <helpdesk@desk.example>\n\n"
+        "Sent: Thursday, November 26, 2026 4:02 PM\n\nTo: Uma User <uma@corp.example>\n\n"
+        f"{cc}Subject: Call 100 has been updated\n\n\n{MARKER}\n\nCall 100 has been updated.\n"
+    )
+    result = truncate_reply(body, marker=MARKER)
+    assert result.kept == "Tray 2."
+    assert result.elided.startswith("________________________________\n\nFrom: Service Desk")
+
+
 def test_leading_header_block_of_the_message_itself_is_dropped() -> None:
     body = "Od: Jan <jan@example.com>\nWysłano: 1 marca 2023\nTemat: Test\n\nCześć Anno,\nJak?\n"
     assert _kept(body) == "Cześć Anno,\nJak?"
@@ -167,6 +235,27 @@ def test_original_message_and_forward_separators_cut(separator: str) -> None:
     result = truncate_reply(f"Test reply\n\n{separator}\n\nolder text\n")
     assert result.kept == "Test reply"
     assert separator in result.elided
+
+
+@pytest.mark.parametrize(
+    "heading",
+    [
+        "==== Fehlerbericht ====",
+        "--- Original plan ---",
+        "*** Nachricht an alle ***",
+        "-- forwarded to the vendor --",
+        "---- Hata mesajı ----",
+    ],
+)
+@pytest.mark.parametrize("above", ["Update:\n", ""], ids=["text-above", "at-top"])
+def test_persons_framed_heading_over_their_text_is_kept(heading: str, above: str) -> None:
+    """A framed heading the person typed is no "Original Message" separator: it holds other
+    words than a separator's and no header block or quote follows it."""
+    reply = f"{above}{heading}\nPrinter reports E42 on tray 2.\nPlease replace it."
+    history = f"{ATTRIBUTIONS['en']}\n> {MARKER}\n> Call 100 has been updated.\n"
+    result = truncate_reply(f"{reply}\n\n{history}")
+    assert result.kept == reply
+    assert result.elided.startswith(ATTRIBUTIONS["en"])
 
 
 def test_tobit_david_separator_without_brackets_cuts() -> None:
