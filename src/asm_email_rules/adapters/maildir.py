@@ -464,12 +464,15 @@ class MaildirMailbox(KeyedMailbox):
         pathlib), and the interned-string table grows by a megabyte over a backlog."""
         return os.path.join(self._root, name)
 
-    def _read(self, key: str) -> bytes:
+    def _read(self, key: str, *, whole: bool = False) -> bytes:
+        """The bytes of ``key``'s file: its first ``max_message_size``, or all of them when
+        ``whole``."""
+        limit = None if whole else self.max_message_size
         name = self._files.get(key)
         if name is not None:
             try:
                 with open(self._file(name), "rb") as handle:
-                    return self._bounded_read(handle)
+                    return self._bounded_read(handle, limit)
             except FileNotFoundError:
                 pass  # moved (new -> cur) or gone since the listing: ask the Maildir
             except OSError as exc:  # this file (its permissions, say): the folder still works
@@ -477,13 +480,13 @@ class MaildirMailbox(KeyedMailbox):
                     f"Maildir {self.path}: cannot read {key!r}: {exc}"
                 ) from exc
         with self._maildir.get_file(key) as moved:  # rare: moved since the listing
-            return moved.read(self.max_message_size)
+            return moved.read(limit)
 
-    def _bounded_read(self, handle: BinaryIO) -> bytes:
-        """All of ``handle``, or its first ``max_message_size`` bytes when it is longer (a
-        ``read(n)`` allocates ``n`` bytes first, so a file known to be shorter is read whole:
-        40 µs a message less with the service's bound of 100 MiB)."""
-        limit = self.max_message_size
+    @staticmethod
+    def _bounded_read(handle: BinaryIO, limit: int | None) -> bytes:
+        """All of ``handle``, or its first ``limit`` bytes when it is longer (a ``read(n)``
+        allocates ``n`` bytes first, so a file known to be shorter is read whole: 40 µs a
+        message less with the service's bound of 100 MiB)."""
         if limit is None:
             return handle.read()
         return handle.read() if os.fstat(handle.fileno()).st_size <= limit else handle.read(limit)
@@ -492,10 +495,14 @@ class MaildirMailbox(KeyedMailbox):
         """The exact bytes of the message file, or its first ``max_message_size`` bytes. A
         file that cannot be read (its permissions, an I/O error) raises
         MessageUnreadableError; one gone since the listing, MessageGoneError."""
+        return self._fetch(key)
+
+    def _fetch(self, key: str, *, whole: bool = False) -> bytes:
+        """:meth:`fetch`, or all of the file when ``whole``."""
         if key in self._deleted:
             raise MailboxError(f"Maildir {self.path}: no message {key!r} (deleted)")
         try:
-            return self._read(key)
+            return self._read(key, whole=whole)
         except KeyError as exc:
             raise MessageGoneError(f"Maildir {self.path}: no message {key!r}") from exc
         except OSError as exc:
@@ -539,8 +546,12 @@ class MaildirMailbox(KeyedMailbox):
             raise MailboxError(f"Maildir {self.path}: cannot create folder .{name}: {exc}") from exc
 
     def quarantine(self, key: str, reason: str) -> None:
-        """Copy the message, with the reason header, into the quarantine folder; then remove it."""
-        raw = self.fetch(key)
+        """Copy the message, with the reason header, into the quarantine folder; then remove it.
+
+        The copy is of the whole file, past ``max_message_size`` too: the original is removed,
+        so a copy of what :meth:`fetch` reads would lose the rest of a long message for good
+        (the whole file is read into memory, as an IMAP quarantine fetches it whole)."""
+        raw = self._fetch(key, whole=True)
         box = self._quarantine_box()
         try:
             new_key = box.add(annotate(raw, reason))
