@@ -292,7 +292,11 @@ _V5: Migration = (
 _V6: Migration = (REKEY_ADDRESSES,)
 """Addresses compared in a new form (IDN domains in Unicode, no ``ß`` -> ``ss`` fold)."""
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+_V7: Migration = (REKEY_ADDRESSES,)
+"""Addresses compared in lower case, not case-folded (``ς`` is not ``σ``): keys schema 6
+wrote with the fold are recomputed."""
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """Schema steps; the file's ``PRAGMA user_version`` is how many of them it has applied."""
 
 
