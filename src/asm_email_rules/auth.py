@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from asm_email_rules.addresses import normalise_address
 from asm_email_rules.errors import ConfigError
 
 __all__ = [
@@ -360,6 +361,18 @@ def _normalize_domain(domain: str) -> str:
     return text
 
 
+def _identified_domain(from_domain: str) -> str:
+    """The domain of ``from_domain`` (an address or a bare domain) as the sender is identified
+    by it: in :func:`~asm_email_rules.addresses.normalise_address` form (NFKC, lower case,
+    A-labels as U-labels). A From domain the identity reads as another (``ｂücher`` with a
+    full-width ``b``, an A-label of ``bÜcher``: both ``bücher``) is another DNS name, which
+    someone else may hold: only the identified domain's signature may vouch for the person."""
+    domain = from_domain.rpartition("@")[2]
+    if not domain or (domain.isascii() and "xn--" not in domain.lower()):
+        return domain  # nearly every domain: the comparison form is the lower case
+    return normalise_address(f"x@{domain}").rpartition("@")[2]
+
+
 def organizational_domain(domain: str) -> str:
     """Approximate the DMARC organisational domain: the last two labels, or three under a
     two-letter country TLD whose second level is a common public suffix (``example.co.uk``)."""
@@ -459,7 +472,8 @@ def authenticate_sender(
     ``headers`` are the header values in message order (topmost first), as given by
     ``InboundEmail.header_all("Authentication-Results")``. Headers with another id are ignored;
     trusted-id headers below the first are ignored too, since the sender could have added them.
-    ``from_domain`` may be a bare domain or a full address (the part after the last ``@``).
+    ``from_domain`` may be a bare domain or a full address (the part after the last ``@``),
+    judged in the form the sender is identified by (:func:`_identified_domain`).
     """
     wanted = authserv_id.strip()
     if not wanted:
@@ -492,7 +506,7 @@ def authenticate_sender(
             f"the Authentication-Results from {shown_id} could not be read{extra}",
             count,
         )
-    domain = _normalize_domain(from_domain.rpartition("@")[2])
+    domain = _normalize_domain(_identified_domain(from_domain))
     if not domain:
         return SenderAuthentication(
             AuthVerdict.NONE, f"no From domain to authenticate{extra}", count
