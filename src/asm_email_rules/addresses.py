@@ -26,6 +26,7 @@ from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 
 __all__ = [
     "address_problem",
+    "comparison_domain",
     "mailbox_key",
     "normalise_address",
     "parse_address",
@@ -169,6 +170,17 @@ def normalise_address(address: str) -> str:
         )
         text = f"{local}@{domain}"
     return _fold(text)
+
+
+def comparison_domain(domain: str) -> str:
+    """``domain`` in the form :func:`normalise_address` compares it in (NFKC, lower case one
+    character to one, A-labels as U-labels): the domain a person is identified by. Where a
+    domain is checked or written for that person (the From domain a signature must align
+    with, the domain a reply is sent to), this is the one, never another DNS name that the
+    domain as written would be (``Σ`` -> ``ς`` by ``str.lower()``, ``ｂ`` kept full-width)."""
+    if domain.isascii() and "xn--" not in domain.lower():
+        return domain.lower()  # nearly every domain
+    return normalise_address(f"x@{domain}").rpartition("@")[2]
 
 
 def mailbox_key(address: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from asm_email_rules.addresses import normalise_address
+from asm_email_rules.addresses import comparison_domain
 from asm_email_rules.errors import ConfigError
 
 __all__ = [
@@ -363,14 +363,12 @@ def _normalize_domain(domain: str) -> str:
 
 def _identified_domain(from_domain: str) -> str:
     """The domain of ``from_domain`` (an address or a bare domain) as the sender is identified
-    by it: in :func:`~asm_email_rules.addresses.normalise_address` form (NFKC, lower case,
-    A-labels as U-labels). A From domain the identity reads as another (``ｂücher`` with a
-    full-width ``b``, an A-label of ``bÜcher``: both ``bücher``) is another DNS name, which
-    someone else may hold: only the identified domain's signature may vouch for the person."""
+    by it (:func:`~asm_email_rules.addresses.comparison_domain`). A From domain the identity
+    reads as another (``ｂücher`` with a full-width ``b``, an A-label of ``bÜcher``: both
+    ``bücher``) is another DNS name, which someone else may hold: only the identified
+    domain's signature may vouch for the person."""
     domain = from_domain.rpartition("@")[2]
-    if not domain or (domain.isascii() and "xn--" not in domain.lower()):
-        return domain  # nearly every domain: the comparison form is the lower case
-    return normalise_address(f"x@{domain}").rpartition("@")[2]
+    return comparison_domain(domain) if domain else ""
 
 
 def organizational_domain(domain: str) -> str:
