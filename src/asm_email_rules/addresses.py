@@ -26,6 +26,7 @@ from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 
 __all__ = [
     "address_problem",
+    "comparison_domain",
     "mailbox_key",
     "normalise_address",
     "parse_address",
@@ -126,12 +127,12 @@ def address_problem(address: str) -> str | None:
 
 
 def _fold_char(char: str) -> str:
-    """``char`` case-folded one-to-one (Unicode's simple case folding, approximated): a fold
-    that would change the length (``ß`` -> ``ss``, ``İ`` -> ``i̇``) is not made, so two
+    """``char`` in lower case, one character to one (Unicode's simple lowercase mapping): a
+    mapping that would change the length (``İ`` -> ``i̇``) is not made. Not case *folding*,
+    which also maps lower-case letters onto others (the final ``ς`` onto ``σ``, the old
+    Cyrillic forms such as U+1C82 onto ``о``, ``ß`` onto ``ss``): ``σας.example`` and
+    ``σασ.example`` are two IDNA 2008 domains (RFC 5892 2.6) with two owners, and two
     addresses that differ in more than case (``straße``, ``strasse``) stay two."""
-    folded = char.casefold()
-    if len(folded) == 1:
-        return folded
     lowered = char.lower()
     return lowered if len(lowered) == 1 else char
 
@@ -151,9 +152,10 @@ def normalise_address(address: str) -> str:
     stores all compare ``normalise_address(a) == normalise_address(b)``. A domain's A-labels
     (``xn--bcher-kva``) become their U-labels (``bücher``), so ``anna@xn--bcher-kva.example``
     and ``anna@Bücher.example`` are one address (RFC 5890: one domain, two spellings); an
-    invalid A-label stays as written. Case folding is one character to one (see
-    :func:`_fold_char`): ``ÖMER`` is ``ömer``, but ``straße`` is not ``strasse`` and the
-    dotless ``ı`` is not ``i``. Accents are never dropped; NFC and NFD spellings are one.
+    invalid A-label stays as written. Case is changed one character to one, never folded
+    (see :func:`_fold_char`): ``ÖMER`` is ``ömer``, but ``straße`` is not ``strasse``,
+    ``σας`` is not ``σασ`` and the dotless ``ı`` is not ``i``. Accents are never dropped;
+    NFC and NFD spellings are one.
     """
     if address.isascii():  # nearly every address: NFKC leaves ASCII as it is
         text = address.strip().lower()
@@ -168,6 +170,17 @@ def normalise_address(address: str) -> str:
         )
         text = f"{local}@{domain}"
     return _fold(text)
+
+
+def comparison_domain(domain: str) -> str:
+    """``domain`` in the form :func:`normalise_address` compares it in (NFKC, lower case one
+    character to one, A-labels as U-labels): the domain a person is identified by. Where a
+    domain is checked or written for that person (the From domain a signature must align
+    with, the domain a reply is sent to), this is the one, never another DNS name that the
+    domain as written would be (``Σ`` -> ``ς`` by ``str.lower()``, ``ｂ`` kept full-width)."""
+    if domain.isascii() and "xn--" not in domain.lower():
+        return domain.lower()  # nearly every domain
+    return normalise_address(f"x@{domain}").rpartition("@")[2]
 
 
 def mailbox_key(address: str) -> str:

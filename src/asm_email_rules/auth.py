@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from asm_email_rules.addresses import comparison_domain
 from asm_email_rules.errors import ConfigError
 
 __all__ = [
@@ -360,6 +361,16 @@ def _normalize_domain(domain: str) -> str:
     return text
 
 
+def _identified_domain(from_domain: str) -> str:
+    """The domain of ``from_domain`` (an address or a bare domain) as the sender is identified
+    by it (:func:`~asm_email_rules.addresses.comparison_domain`). A From domain the identity
+    reads as another (``ｂücher`` with a full-width ``b``, an A-label of ``bÜcher``: both
+    ``bücher``) is another DNS name, which someone else may hold: only the identified
+    domain's signature may vouch for the person."""
+    domain = from_domain.rpartition("@")[2]
+    return comparison_domain(domain) if domain else ""
+
+
 def organizational_domain(domain: str) -> str:
     """Approximate the DMARC organisational domain: the last two labels, or three under a
     two-letter country TLD whose second level is a common public suffix (``example.co.uk``)."""
@@ -459,7 +470,8 @@ def authenticate_sender(
     ``headers`` are the header values in message order (topmost first), as given by
     ``InboundEmail.header_all("Authentication-Results")``. Headers with another id are ignored;
     trusted-id headers below the first are ignored too, since the sender could have added them.
-    ``from_domain`` may be a bare domain or a full address (the part after the last ``@``).
+    ``from_domain`` may be a bare domain or a full address (the part after the last ``@``),
+    judged in the form the sender is identified by (:func:`_identified_domain`).
     """
     wanted = authserv_id.strip()
     if not wanted:
@@ -492,7 +504,7 @@ def authenticate_sender(
             f"the Authentication-Results from {shown_id} could not be read{extra}",
             count,
         )
-    domain = _normalize_domain(from_domain.rpartition("@")[2])
+    domain = _normalize_domain(_identified_domain(from_domain))
     if not domain:
         return SenderAuthentication(
             AuthVerdict.NONE, f"no From domain to authenticate{extra}", count

@@ -22,6 +22,7 @@ from email.utils import format_datetime
 
 import attrs
 
+from asm_email_rules.addresses import comparison_domain
 from asm_email_rules.errors import AsmEmailError
 from asm_email_rules.model import OutgoingEmail
 
@@ -252,14 +253,18 @@ _DOMAIN_DOTS_RE = re.compile("[.\u3002\uff0e\uff61]")  # RFC 3490 3.1: full stop
 def _ascii_domain(field: str, address: str, domain: str) -> str:
     """``domain`` with each Unicode label as its A-label (``bücher`` -> ``xn--bcher-kva``,
     RFC 5890 2.3.2.1, Punycode RFC 3492), which any SMTP server takes without SMTPUTF8
-    (RFC 5891 4.2). Raises OutgoingMessageError for a label that cannot be one: controls,
-    spaces or format characters (bidi overrides among them), or longer than 63 octets."""
+    (RFC 5891 4.2). The domain is first taken in the form its person is identified by
+    (:func:`~asm_email_rules.addresses.comparison_domain`: NFKC, lower case one character to
+    one), so a reply never goes to another DNS name than that person's: ``str.lower()`` of
+    ``ΣΑΣ`` is ``σας``, another domain than ``σασ``. Raises OutgoingMessageError for a label
+    that cannot be one: controls, spaces or format characters (bidi overrides among them),
+    or longer than 63 octets."""
     labels = []
-    for label in _DOMAIN_DOTS_RE.split(domain):
+    for label in _DOMAIN_DOTS_RE.split(comparison_domain(domain)):
         if label.isascii():
             labels.append(label)
             continue
-        text = unicodedata.normalize("NFC", label).lower()
+        text = label
         if not text.isprintable() or " " in text:
             raise OutgoingMessageError(f"{field}: invalid domain label {label!r} in {address!r}")
         # each code point gives at least one octet: a long label is refused before encoding

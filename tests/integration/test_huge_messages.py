@@ -157,3 +157,21 @@ def test_pop3_keeps_the_start_of_a_message_over_the_bound_and_reads_the_rest_pas
         assert [box.fetch(key) for key in box.list_keys()] == [raw[:limit] for raw in sent]
     with Pop3Mailbox(dovecot.pop3_config(mail_user)) as box:  # unbounded, as before
         assert [box.fetch(key) for key in box.list_keys()] == sent
+
+
+def test_a_maildir_quarantines_the_whole_of_a_message_over_the_bound(tmp_path: Path) -> None:
+    """intake.md, "Limits": "the mailbox keeps the whole of it until then, and so does its
+    quarantine folder if it is set aside". The original file is removed when its quarantine
+    copy is made, so a copy of only the bytes a fetch reads would lose the rest for good."""
+    raw = huge_message(200_000)
+    with MaildirMailbox(tmp_path / "Maildir", max_message_size=5_000) as box:
+        key = box.add(raw)
+        list(box.list_keys())
+        assert len(box.fetch(key)) == 5_000
+        box.quarantine(key, "a fault of ours while processing it")
+    quarantined = MaildirMailbox(tmp_path / "Maildir" / ".Quarantine")
+    (copy,) = list(quarantined.list_keys())
+    kept = quarantined.fetch(copy)
+    assert kept.endswith(raw)
+    assert kept.startswith(b"X-ASM-Quarantine-Reason:")
+    assert not list(MaildirMailbox(tmp_path / "Maildir").list_keys())

@@ -191,6 +191,29 @@ def test_people_stored_before_the_idn_fold_are_found_after_the_upgrade(
         assert [p.id for p in repo.persons_by_address("anna@bücher.example")] == [2]
 
 
+def test_people_keyed_by_the_earlier_case_fold_are_found_after_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DESIGN 4b: addresses match case-insensitively, and nothing more. Schema 5 keyed
+    ``boss@σας.example`` as ``boss@σασ.example`` (case folding maps the final sigma); the
+    person is still found by their own address after the upgrade, and not by the other's."""
+    path = tmp_path / "v5.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_adapter, "MIGRATIONS", MIGRATIONS[:5])
+        with SqliteRepository(path):
+            pass
+    raw = sqlite3.connect(path)  # the key as schema 5's case fold wrote it
+    with raw:
+        raw.execute(
+            "INSERT INTO persons (id, email, email_key, name, is_user) VALUES (?, ?, ?, ?, 1)",
+            (1, "boss@σας.example", "boss@σασ.example", "Boss"),
+        )
+    raw.close()
+    with SqliteRepository(path) as repo:
+        assert [p.id for p in repo.persons_by_address("boss@σας.example")] == [1]
+        assert repo.persons_by_address("boss@σασ.example") == []
+
+
 def test_a_version_1_file_is_upgraded_and_keeps_its_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from asm_email_rules.addresses import normalise_address
 from asm_email_rules.auth import (
     MAX_HEADER_LENGTH,
     AuthVerdict,
@@ -369,5 +370,34 @@ def test_a_signature_for_another_idn_domain_is_not_aligned(signer: str, from_dom
 def test_a_unicode_from_domain_aligns_with_its_a_label_signature() -> None:
     verdict, _, _ = judge(
         "mx.example.net; dkim=pass header.d=xn--bcher-kva.example", from_domain="Bücher.example"
+    )
+    assert verdict is AuthVerdict.PASS
+
+
+def _a_label(text: str) -> str:
+    return "xn--" + text.encode("punycode").decode("ascii")
+
+
+@pytest.mark.parametrize(
+    "sent_from",
+    [
+        "boss@\uff42ücher.example",  # a full-width b: NFKC reads it as bücher.example
+        f"boss@{_a_label('bÜcher')}.example",  # an A-label of an upper-case Ü: bücher too
+    ],
+)
+def test_only_a_signature_of_the_identified_domain_aligns(sent_from: str) -> None:
+    """docs/sender-authentication.md: close, approve and reject need the From domain
+    authenticated. The sender is identified by the address's comparison form
+    (``normalise_address``: NFKC, lower case, A-labels as U-labels), so ``sent_from`` is the
+    person ``boss@bücher.example``. A signature for the domain as written there (another DNS
+    name, whoever holds it) must not authenticate them: only ``bücher.example``'s does."""
+    assert normalise_address(sent_from) == normalise_address("boss@bücher.example")
+    written = sent_from.rpartition("@")[2].split(".")[0]
+    own = written if written.isascii() else _a_label(written)
+    for header in (f"dkim=pass header.d={own}.example", f"dmarc=pass header.from={own}.example"):
+        verdict, _, _ = judge(f"mx.example.net; {header}", from_domain=sent_from)
+        assert verdict is not AuthVerdict.PASS, header
+    verdict, _, _ = judge(
+        "mx.example.net; dkim=pass header.d=xn--bcher-kva.example", from_domain=sent_from
     )
     assert verdict is AuthVerdict.PASS

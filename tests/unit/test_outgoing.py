@@ -9,6 +9,7 @@ from email.parser import BytesParser
 
 import pytest
 
+from asm_email_rules.addresses import normalise_address
 from asm_email_rules.errors import AsmEmailError
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.outgoing import (
@@ -18,6 +19,7 @@ from asm_email_rules.outgoing import (
     make_message_id,
     normalize_msg_id,
     render_outgoing,
+    render_reply,
     sanitize_header_text,
 )
 
@@ -186,3 +188,24 @@ def test_normalize_msg_id() -> None:
 def test_sanitize_header_text_flattens_controls_for_our_own_text() -> None:
     assert sanitize_header_text("boom:\r\n  Traceback\x00 here\t!") == "boom: Traceback here !"
     assert len(sanitize_header_text("x" * 5000, max_length=100)) == 100
+
+
+def _a_label(text: str) -> str:
+    return "xn--" + text.encode("punycode").decode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("stored", "domain"),
+    [
+        ("boss@ΣΑΣ.example", "σασ"),  # str.lower() gives the final sigma: σας, another domain
+        ("boss@ΣＡΣ.example", "σaσ"),  # a full-width A, as the person is identified
+        ("boss@σας.example", "σας"),  # a final sigma written as such stays one
+    ],
+)
+def test_a_reply_goes_to_the_domain_its_person_is_identified_by(stored: str, domain: str) -> None:
+    """DESIGN 4, "Replies we send": one recipient, the identified person's stored address.
+    A Unicode domain goes out as A-labels of the domain that person is identified by
+    (``normalise_address``), never of another DNS name with its own owner."""
+    assert normalise_address(stored) == f"boss@{domain}.example"
+    rendered = render_reply(_reply(to=stored), now=NOW)
+    assert rendered.recipient == f"boss@{_a_label(domain)}.example"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from asm_email_rules.classify import MailKind, classify
 from asm_email_rules.model import InboundEmail, Person, PersonCase
 from asm_email_rules.sender import normalise_address, resolve_sender
@@ -108,3 +110,24 @@ def test_a_look_alike_in_another_script_is_another_person() -> None:
     anna = Person(11, "anna@example.com", is_analyst=True)
     assert resolve_sender("\u0430nna@example.com", [anna]).case is PersonCase.UNKNOWN
     assert resolve_sender("anna@ex\u0430mple.com", [anna]).case is PersonCase.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("stored", "sent"),
+    [
+        ("boss@σασ.example", "boss@σας.example"),  # two IDNA 2008 domains (RFC 5892 2.6: ς)
+        ("boss@σας.example", "boss@σασ.example"),
+        ("σοφοσ@example.gr", "σοφος@example.gr"),
+        ("\u043eleg@example.ru", "\u1c82leg@example.ru"),  # о and the narrow о, U+1C82
+    ],
+)
+def test_a_fold_that_is_not_a_case_change_does_not_merge_two_addresses(
+    stored: str, sent: str
+) -> None:
+    """DESIGN 4b: "Addresses match case-insensitively": only a change of case. Case
+    *folding* also maps a lower-case letter onto another one (the final ``ς`` onto ``σ``,
+    the old Cyrillic letter forms onto plain ones); ``σας.example`` and ``σασ.example`` are
+    two domains with two owners, so the owner of one must not act as a person of the other."""
+    person = Person(12, stored, is_analyst=True)
+    assert resolve_sender(sent, [person]).case is PersonCase.UNKNOWN
+    assert resolve_sender(stored, [person]).person == person

@@ -89,8 +89,9 @@ Migration = tuple[str, ...]
 
 REKEY_ADDRESSES = "-- recompute persons.email_key"
 """A migration statement run in Python, not SQL: every person's ``email_key`` recomputed with
-today's :func:`~asm_email_rules.adapters._repository.address_key` (its fold changed in schema
-6: IDN domains in Unicode, one-to-one case folding), so people stored before are still found."""
+today's :func:`~asm_email_rules.adapters._repository.address_key` (its form changed in schema
+6: IDN domains in Unicode, lower case one character to one instead of case folding), so people
+stored before are still found."""
 
 Params = Sequence[Any] | Mapping[str, Any]
 """Statement parameters: a sequence for ``?`` marks, a mapping for ``:name`` marks."""

@@ -311,7 +311,8 @@ _V5: Migration = (
 )
 
 _V6: Migration = (REKEY_ADDRESSES,)
-"""Addresses compared in a new form (IDN domains in Unicode, no ``ß`` -> ``ss`` fold)."""
+"""Addresses compared in a new form (IDN domains in Unicode, lower case one character to one:
+no ``ß`` -> ``ss``, ``ς`` -> ``σ`` fold)."""
 
 MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
