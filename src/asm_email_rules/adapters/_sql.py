@@ -68,7 +68,12 @@ from asm_email_rules.model import (
     TaskKind,
     TaskStatus,
 )
-from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState
+from asm_email_rules.quarantine import (
+    LISTING_HEAD_BYTES,
+    QuarantinedMessage,
+    QuarantineListing,
+    QuarantineState,
+)
 from asm_email_rules.settings import CallTemplate
 
 __all__ = [
@@ -1334,10 +1339,10 @@ class SqlRepository(abc.ABC):
         )
         return int(row[0])
 
-    def quarantined(
-        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
-    ) -> Sequence[QuarantinedMessage]:
-        """The entries in ``state`` (every state when None), oldest first."""
+    @staticmethod
+    def _quarantine_where(
+        state: QuarantineState | None, account: str | None
+    ) -> tuple[str, list[Any]]:
         clauses, params = [], []
         if state is not None:
             clauses.append("state = ?")
@@ -1345,11 +1350,54 @@ class SqlRepository(abc.ABC):
         if account is not None:
             clauses.append("account = ?")
             params.append(account)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+    def quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantinedMessage]:
+        """The entries in ``state`` (every state when None), oldest first."""
+        where, params = self._quarantine_where(state, account)
         rows = self._execute(
             f"SELECT {self._QUARANTINE_COLUMNS} FROM quarantine {where} ORDER BY id", params
         ).fetchall()
         return [self._quarantined(row) for row in rows]
+
+    def count_quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> int:
+        """How many entries :meth:`quarantined` would return, without reading one message."""
+        where, params = self._quarantine_where(state, account)
+        return int(self._one(f"SELECT COUNT(*) FROM quarantine {where}", params)[0])
+
+    def quarantine_listing(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantineListing]:
+        """:meth:`quarantined` for a listing: the first 64 KiB of each message and its size,
+        never the whole message (each may be up to 25 MB)."""
+        where, params = self._quarantine_where(state, account)
+        rows = self._execute(
+            "SELECT id, account, source, sha256, reason, substr(raw, 1, ?), length(raw),"
+            " quarantined_at, mailbox_key, state, resolved_at, resolution"
+            f" FROM quarantine {where} ORDER BY id",
+            (LISTING_HEAD_BYTES, *params),
+        ).fetchall()
+        return [
+            QuarantineListing(
+                id=row[0],
+                account=row[1],
+                source=row[2],
+                sha256=row[3],
+                reason=row[4],
+                head=bytes(row[5]),
+                size=int(row[6]),
+                quarantined_at=_moment(row[7]),
+                mailbox_key=row[8],
+                state=QuarantineState(row[9]),
+                resolved_at=read_moment(row[10]),
+                resolution=row[11],
+            )
+            for row in rows
+        ]
 
     def quarantined_message(self, entry_id: int) -> QuarantinedMessage | None:
         """The entry with this id, or None."""

@@ -53,7 +53,7 @@ from asm_email_rules.model import (
     Task,
     TaskStatus,
 )
-from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState
+from asm_email_rules.quarantine import QuarantinedMessage, QuarantineListing, QuarantineState
 from asm_email_rules.settings import CallTemplate
 
 __all__ = [
@@ -780,6 +780,20 @@ class InMemoryRepository:
             for _, entry in sorted(self._quarantine.items())
             if (state is None or entry.state is state)
             and (account is None or entry.account == account)
+        ]
+
+    def count_quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> int:
+        """How many entries :meth:`quarantined` would return."""
+        return len(self.quarantined(state=state, account=account))
+
+    def quarantine_listing(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantineListing]:
+        """:meth:`quarantined` for a listing (the first 64 KiB of each message, its size)."""
+        return [
+            QuarantineListing.of(entry) for entry in self.quarantined(state=state, account=account)
         ]
 
     def quarantined_message(self, entry_id: int) -> QuarantinedMessage | None:
