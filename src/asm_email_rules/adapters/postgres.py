@@ -313,7 +313,17 @@ _V5: Migration = (
 _V6: Migration = (REKEY_ADDRESSES,)
 """Addresses compared in a new form (IDN domains in Unicode, no ``ß`` -> ``ss`` fold)."""
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+_V7: Migration = (
+    # ``replies list --failed`` / ``--sent`` / ``--all`` (newest queued first, at most --limit):
+    # without these the whole ledger was read and sorted for the newest hundred replies. Each
+    # reads the newest entries of its status (or of all replies) in order and stops at LIMIT.
+    "CREATE INDEX ledger_replies_by_status ON ledger (reply_status, queued_at, reply_message_id)"
+    " WHERE reply_message_id IS NOT NULL",
+    "CREATE INDEX ledger_replies_by_queue ON ledger (queued_at, reply_message_id)"
+    " WHERE reply_message_id IS NOT NULL",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
 
 
