@@ -35,7 +35,12 @@ from asm_email_rules.settings import MailboxSettings, SystemSettings
 from asm_email_rules.subject import CommandKind, MatchSource, SubjectCommand, parse_subject
 from asm_email_rules.tokens import TokenStatus, verify_approval_token
 
-__all__ = ["domain_of", "gather_facts"]
+__all__ = ["REPLY_BUDGET_WINDOW", "domain_of", "gather_facts"]
+
+REPLY_BUDGET_WINDOW = timedelta(hours=1)
+"""The per-sender reply budget counts our replies sent in this last stretch of time; a
+Message-ID of ours about no record is read for nothing else, so the store may forget it after
+this (``prune_sent_messages``)."""
 
 _UPDATE_FOR: dict[EntityKind, CommandKind] = {
     EntityKind.CALL: CommandKind.UPDATE_CALL,
@@ -184,7 +189,7 @@ def gather_facts(
     if summary_kind is not None and person is not None and sender.case.is_analyst:
         found, total = repository.summary(summary_kind, person.id, system.summary_limit)
         items = tuple(found)
-    since = now - timedelta(hours=1)
+    since = now - REPLY_BUDGET_WINDOW
     recipients = {reply_address(email, person), contact_address(email)} - {""}
     recent = max((repository.replies_sent_since(to, since) for to in recipients), default=0)
     authenticated: bool | None = None

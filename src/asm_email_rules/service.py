@@ -48,6 +48,7 @@ from asm_email_rules.errors import (
     StoreUnavailableError,
     raised_inside,
 )
+from asm_email_rules.gather import REPLY_BUDGET_WINDOW
 from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import cut_over, find_ledger_entry
 from asm_email_rules.model import EntityRef, Lease, OutboxEntry, ReplyStatus
@@ -1265,6 +1266,32 @@ class PollingService:
             return
         store.touch_ledger(entry.mailbox, entry.message_id, entry.sha256, now)
 
+    def _prune_sent(self, now: datetime) -> None:
+        """Forget our Message-IDs about no record older than the reply budget's window (only
+        the budget reads them), with a store that can (the optional ``prune_sent_messages``).
+        Housekeeping: a failure is logged, and the next prune tries again."""
+        prune = getattr(self.repository, "prune_sent_messages", None)
+        if not callable(prune):
+            return
+        before = now - REPLY_BUDGET_WINDOW
+        try:
+            pruned = int(prune(before))
+        except RepositoryError as exc:
+            log.warning(
+                "could not forget old sent Message-IDs (tried again at the next prune): %s",
+                exc,
+                extra={"error": str(exc)},
+            )
+            return
+        if pruned:
+            log.info(
+                "forgot %d sent Message-ID%s about no record, sent before %s",
+                pruned,
+                "" if pruned == 1 else "s",
+                before.isoformat(timespec="seconds"),
+                extra={"pruned_sent": pruned},
+            )
+
     def _prune_ledger(self, account: AccountConfig, counts: _Counts) -> None:
         """After a complete poll (every message listed was handled, each one still in the
         ledger touched on the way), forget the entries of this mailbox last seen more than
@@ -1289,6 +1316,7 @@ class PollingService:
             )
             return
         self._pruned_at[account.name] = now
+        self._prune_sent(now)
         if counts.pruned:
             log.info(
                 "ledger pruned: %d entr%s last seen before %s",

@@ -22,6 +22,7 @@ from asm_email_rules.adapters import sqlite as sqlite_adapter
 from asm_email_rules.adapters.sqlite import MIGRATIONS, SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
 from asm_email_rules.errors import MailboxError, StoreUnavailableError
+from asm_email_rules.model import EntityKind, EntityRef
 from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import PollingService
 from asm_email_rules.settings import SystemSettings
@@ -29,6 +30,8 @@ from asm_email_rules.testing import check_ledger_retention
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 
 
 def mail(number: int) -> bytes:
@@ -294,3 +297,28 @@ def test_ledger_retention_holds_when_every_batch_is_one_entry(
     monkeypatch.setattr("asm_email_rules.adapters._sql.PRUNE_BATCH", 1)
     with SqliteRepository() as fresh:
         check_ledger_retention(fresh)
+
+
+def sent_rows(store: SqliteRepository) -> int:
+    return int(store._one("SELECT COUNT(*) FROM sent_messages")[0])
+
+
+def test_a_complete_poll_forgets_old_message_ids_only_the_reply_budget_reads(
+    store: SqliteRepository,
+) -> None:
+    """sent_messages grew for ever. A Message-ID of ours about no record (a summary, a refusal)
+    is read only by the reply budget (the last hour): it goes. One about a record is what an
+    answer's In-Reply-To finds the record by, however late: it stays."""
+    call = EntityRef(EntityKind.CALL, 1)
+    with store.transaction():
+        for number in range(3):
+            store.record_sent(f"<asm.none.{number}@desk>", None, "ann@corp.example", T0)
+        store.record_sent("<asm.call-1.a@desk>", call, "ann@corp.example", T0)
+    folder = SharedFolder({})
+    clock = Clock(T0 + 200 * DAY)
+    store.record_sent("<asm.none.recent@desk>", None, "ann@corp.example", clock.moment - MINUTE)
+    make_service(store, folder, clock).poll_once()
+    assert sent_rows(store) == 2
+    assert store.entity_for_message_id("<asm.call-1.a@desk>") == call
+    assert store.replies_sent_since("ann@corp.example", clock.moment - HOUR) == 1
+    assert store.entity_for_message_id("<asm.none.0@desk>") is None

@@ -6,20 +6,27 @@ well under a second, rather than through the repository one message at a time.""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from asm_email_rules.adapters import _sql
 from asm_email_rules.adapters._sql import SqlRepository
+from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
-from asm_email_rules.model import ReplyStatus
+from asm_email_rules.model import EntityKind, EntityRef, ReplyStatus
+from asm_email_rules.protocols import SeedableRepository
 
 if TYPE_CHECKING:
     from postgres_fixtures import PgDatabase
 
 pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
 
 _SQLITE_REPLIES = """
 WITH RECURSIVE k(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM k WHERE i < ?)
@@ -138,3 +145,44 @@ def test_postgres_replies_list_reads_an_index_in_order(
         assert len(repo.list_replies(statuses, limit=101)) == 101
     assert "Sort" not in plan, plan
     assert "Seq Scan" not in plan, plan
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SeedableRepository]:
+    """An empty store of each bundled kind."""
+    if request.param == "memory":
+        yield InMemoryRepository()
+        return
+    if request.param == "sqlite":
+        with SqliteRepository(tmp_path / "store.sqlite3") as sqlite_repo:
+            yield sqlite_repo
+        return
+    from asm_email_rules.adapters.postgres import PostgresRepository
+
+    db: PgDatabase = request.getfixturevalue("pg_database")
+    with PostgresRepository(db.conninfo, password=db.password, schema=db.schema) as pg_repo:
+        yield pg_repo
+
+
+def test_pruning_sent_message_ids_keeps_the_threads_and_the_last_hour(
+    any_store: SeedableRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In batches (three here), oldest first: the Message-IDs about no record sent before the
+    cut go; those about a record, and the later ones, stay."""
+    monkeypatch.setattr(_sql, "PRUNE_BATCH", 2)
+    call = EntityRef(EntityKind.CALL, 4)
+    with any_store.transaction():
+        for minute in range(5):
+            any_store.record_sent(
+                f"<asm.none.{minute}@desk>", None, "ann@corp.example", T0 + minute * MINUTE
+            )
+            any_store.record_sent(
+                f"<asm.call-4.{minute}@desk>", call, "ann@corp.example", T0 + minute * MINUTE
+            )
+    assert isinstance(any_store, InMemoryRepository | SqlRepository)
+    prune = any_store.prune_sent_messages
+    assert prune(T0 + 4 * MINUTE) == 4
+    assert prune(T0 + 4 * MINUTE) == 0
+    assert any_store.entity_for_message_id("<asm.call-4.0@desk>") == call
+    assert any_store.replies_sent_since("ann@corp.example", T0) == 6
+    assert any_store.replies_sent_since("ann@corp.example", T0 + 4 * MINUTE) == 2

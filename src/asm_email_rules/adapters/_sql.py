@@ -1264,6 +1264,27 @@ class SqlRepository(abc.ABC):
             ),
         )
 
+    def prune_sent_messages(self, before: datetime) -> int:
+        """Forget our Message-IDs about no record sent before ``before``; how many went.
+
+        Only the reply budget reads those rows (:meth:`replies_sent_since`, the last hour). A
+        Message-ID about a record is kept: an answer to it, however late, finds its record by
+        its In-Reply-To (:meth:`entity_for_message_id`). Oldest first, in batches of
+        :data:`PRUNE_BATCH` (one statement each, reading the ``sent_unthreaded_by_age`` index).
+        """
+        limit, pruned = self._ts(before), 0
+        while True:
+            cursor = self._execute(
+                "DELETE FROM sent_messages WHERE message_id IN (SELECT message_id"
+                " FROM sent_messages WHERE entity_kind IS NULL AND sent_at < ?"
+                " ORDER BY sent_at LIMIT ?)",
+                (limit, PRUNE_BATCH),
+            )
+            went = max(cursor.rowcount, 0)
+            pruned += went
+            if went < PRUNE_BATCH:
+                return pruned
+
     def use_token(self, token_id: str, now: datetime) -> None:
         """Spend an approval token; spending it again keeps the first time."""
         self._execute(

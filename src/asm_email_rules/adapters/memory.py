@@ -740,6 +740,15 @@ class InMemoryRepository:
         sent = _Sent(ref, recipient_key(to), to_utc(now))
         self._set(self._sent, message_id_key(message_id), sent)
 
+    def prune_sent_messages(self, before: datetime) -> int:
+        """Forget our Message-IDs about no record sent before ``before`` (only the reply budget
+        reads them, for the last hour); those about a record stay, for threading."""
+        limit = to_utc(before)
+        doomed = [key for key, sent in self._sent.items() if sent.ref is None and sent.at < limit]
+        for key in doomed:
+            self._delete(self._sent, key)
+        return len(doomed)
+
     def use_token(self, token_id: str, now: datetime) -> None:
         """Spend an approval token; spending it again keeps the first time."""
         if token_id not in self._tokens:

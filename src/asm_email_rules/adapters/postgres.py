@@ -321,6 +321,9 @@ _V7: Migration = (
     " WHERE reply_message_id IS NOT NULL",
     "CREATE INDEX ledger_replies_by_queue ON ledger (queued_at, reply_message_id)"
     " WHERE reply_message_id IS NOT NULL",
+    # Our Message-IDs about no record are read only by the reply budget (the last hour);
+    # prune_sent_messages forgets the older ones oldest first through this index.
+    "CREATE INDEX sent_unthreaded_by_age ON sent_messages (sent_at) WHERE entity_kind IS NULL",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
