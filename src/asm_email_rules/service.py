@@ -1266,31 +1266,31 @@ class PollingService:
             return
         store.touch_ledger(entry.mailbox, entry.message_id, entry.sha256, now)
 
-    def _prune_sent(self, now: datetime) -> None:
-        """Forget our Message-IDs about no record older than the reply budget's window (only
-        the budget reads them), with a store that can (the optional ``prune_sent_messages``).
+    def _prune_store(self, now: datetime) -> None:
+        """Forget what nothing reads any more, with a store that can (optional methods): our
+        Message-IDs about no record older than the reply budget's window (only the budget
+        reads them), and approval tokens used and expired (a replay is refused as expired).
         Housekeeping: a failure is logged, and the next prune tries again."""
-        prune = getattr(self.repository, "prune_sent_messages", None)
-        if not callable(prune):
-            return
-        before = now - REPLY_BUDGET_WINDOW
-        try:
-            pruned = int(prune(before))
-        except RepositoryError as exc:
-            log.warning(
-                "could not forget old sent Message-IDs (tried again at the next prune): %s",
-                exc,
-                extra={"error": str(exc)},
-            )
-            return
-        if pruned:
-            log.info(
-                "forgot %d sent Message-ID%s about no record, sent before %s",
-                pruned,
-                "" if pruned == 1 else "s",
-                before.isoformat(timespec="seconds"),
-                extra={"pruned_sent": pruned},
-            )
+        chores = (
+            ("prune_sent_messages", now - REPLY_BUDGET_WINDOW, "sent Message-IDs about no record"),
+            ("prune_used_tokens", now, "used approval tokens that have expired"),
+        )
+        for method, moment, what in chores:
+            prune = getattr(self.repository, method, None)
+            if not callable(prune):
+                continue
+            try:
+                pruned = int(prune(moment))
+            except RepositoryError as exc:
+                log.warning(
+                    "could not forget %s (tried again at the next prune): %s",
+                    what,
+                    exc,
+                    extra={"error": str(exc)},
+                )
+                continue
+            if pruned:
+                log.info("forgot %d %s", pruned, what, extra={"pruned": pruned, "what": method})
 
     def _prune_ledger(self, account: AccountConfig, counts: _Counts) -> None:
         """After a complete poll (every message listed was handled, each one still in the
@@ -1316,7 +1316,7 @@ class PollingService:
             )
             return
         self._pruned_at[account.name] = now
-        self._prune_sent(now)
+        self._prune_store(now)
         if counts.pruned:
             log.info(
                 "ledger pruned: %d entr%s last seen before %s",

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
+DAY = timedelta(days=1)
 
 _SQLITE_REPLIES = """
 WITH RECURSIVE k(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM k WHERE i < ?)
@@ -186,3 +187,22 @@ def test_pruning_sent_message_ids_keeps_the_threads_and_the_last_hour(
     assert any_store.entity_for_message_id("<asm.call-4.0@desk>") == call
     assert any_store.replies_sent_since("ann@corp.example", T0) == 6
     assert any_store.replies_sent_since("ann@corp.example", T0 + 4 * MINUTE) == 2
+
+
+def test_pruning_used_tokens_forgets_the_expired_and_keeps_the_unknown(
+    any_store: SeedableRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In batches (three here): a token expired at the cut goes (a replay is refused as expired
+    anyway); one still valid, or used without an expiry (before schema 7), stays used."""
+    monkeypatch.setattr(_sql, "PRUNE_BATCH", 2)
+    assert isinstance(any_store, InMemoryRepository | SqlRepository)
+    with any_store.transaction():
+        for minute in range(6):
+            any_store.use_token_until(f"tok-{minute}", T0, T0 + minute * MINUTE)
+        any_store.use_token("tok-old", T0)
+        any_store.use_token_until("tok-0", T0, T0 + DAY)  # spent again: the first one holds
+    assert any_store.prune_used_tokens(T0 + 4 * MINUTE) == 5
+    assert any_store.prune_used_tokens(T0 + 4 * MINUTE) == 0
+    used = [token for token in ("tok-4", "tok-5", "tok-old") if any_store.is_token_used(token)]
+    assert used == ["tok-5", "tok-old"]
+    assert not any_store.is_token_used("tok-0")

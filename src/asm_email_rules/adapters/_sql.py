@@ -1293,6 +1293,31 @@ class SqlRepository(abc.ABC):
             (token_id, self._ts(now)),
         )
 
+    def use_token_until(self, token_id: str, now: datetime, expires_at: datetime) -> None:
+        """:meth:`use_token` for a token that is refused anyway from ``expires_at`` on, so
+        :meth:`prune_used_tokens` may forget it then; spending it again keeps the first time."""
+        self._execute(
+            "INSERT INTO used_tokens (token_id, used_at, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (token_id) DO NOTHING",
+            (token_id, self._ts(now), self._ts(expires_at)),
+        )
+
+    def prune_used_tokens(self, now: datetime) -> int:
+        """Forget the used approval tokens expired at ``now`` (a replay of one is refused as
+        expired); how many went. Tokens of unknown expiry stay. Oldest first, in batches of
+        :data:`PRUNE_BATCH` (one statement each, reading ``used_tokens_by_expiry``)."""
+        limit, pruned = self._ts(now), 0
+        while True:
+            cursor = self._execute(
+                "DELETE FROM used_tokens WHERE token_id IN (SELECT token_id FROM used_tokens"
+                " WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)",
+                (limit, PRUNE_BATCH),
+            )
+            went = max(cursor.rowcount, 0)
+            pruned += went
+            if went < PRUNE_BATCH:
+                return pruned
+
     # -- the desk: people and calls for the command line (not in the protocol) ------------------
     def next_person_id(self) -> int:
         """The id a new person gets: one more than the highest in use (1 in an empty store)."""

@@ -131,6 +131,7 @@ class InMemoryRepository:
         self._ledger: dict[tuple[str, str, str], LedgerEntry] = {}
         self._sent: dict[str, _Sent] = {}
         self._tokens: dict[str, datetime] = {}
+        self._token_expiry: dict[str, datetime] = {}
         self._outbox: dict[str, OutboxEntry] = {}
         self._leases: dict[str, Lease] = {}
         self._counters: dict[str, int] = {"next_call_number": 1, "next_person_id": 1}
@@ -753,6 +754,22 @@ class InMemoryRepository:
         """Spend an approval token; spending it again keeps the first time."""
         if token_id not in self._tokens:
             self._set(self._tokens, token_id, to_utc(now))
+
+    def use_token_until(self, token_id: str, now: datetime, expires_at: datetime) -> None:
+        """:meth:`use_token` for a token refused anyway from ``expires_at`` on (then
+        :meth:`prune_used_tokens` forgets it); spending it again keeps the first time."""
+        if token_id not in self._tokens:
+            self._set(self._tokens, token_id, to_utc(now))
+            self._set(self._token_expiry, token_id, to_utc(expires_at))
+
+    def prune_used_tokens(self, now: datetime) -> int:
+        """Forget the used approval tokens expired at ``now``; those of unknown expiry stay."""
+        limit = to_utc(now)
+        doomed = [key for key, expiry in self._token_expiry.items() if expiry <= limit]
+        for key in doomed:
+            self._delete(self._token_expiry, key)
+            self._delete(self._tokens, key)
+        return len(doomed)
 
     # -- quarantine (asm_email_rules.quarantine.QuarantineStore) -----------------------------
     def quarantine_message(

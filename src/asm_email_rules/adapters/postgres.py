@@ -324,6 +324,10 @@ _V7: Migration = (
     # Our Message-IDs about no record are read only by the reply budget (the last hour);
     # prune_sent_messages forgets the older ones oldest first through this index.
     "CREATE INDEX sent_unthreaded_by_age ON sent_messages (sent_at) WHERE entity_kind IS NULL",
+    # A used approval token is refused anyway once it expires: its expiry (NULL for tokens
+    # used before this step, unknown, kept) lets prune_used_tokens forget it then.
+    "ALTER TABLE used_tokens ADD COLUMN expires_at timestamptz",
+    "CREATE INDEX used_tokens_by_expiry ON used_tokens (expires_at) WHERE expires_at IS NOT NULL",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
