@@ -7,6 +7,7 @@ a new action that nobody applies is a type error, not a silent no-op.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 import attrs
@@ -175,10 +176,12 @@ class RejectTask:
 
 @attrs.frozen
 class SpendToken:
-    """Mark an approval token used so a replay does nothing."""
+    """Mark an approval token used so a replay does nothing (until it expires, when it is
+    refused anyway and the store may forget it)."""
 
     kind: ClassVar[str] = "spend_token"
     token_id: str
+    expires_at: datetime | None = None
 
 
 @attrs.frozen

@@ -242,11 +242,21 @@ class _Writes:
             case RejectTask():
                 repository.set_task_status(action.number, TaskStatus.REJECTED, action.by, now)
             case SpendToken():
-                repository.use_token(action.token_id, now)
+                _spend_token(repository, action, now)
             case SendSummary() | Discard():
                 pass  # nothing to write: the reply and the ledger entry carry them
             case _:
                 assert_never(action)
+
+
+def _spend_token(repository: Repository, action: SpendToken, now: datetime) -> None:
+    """``use_token``; with a store that has the optional ``use_token_until`` (the bundled
+    ones), the token's expiry goes with it, so the store can forget it once it has passed."""
+    until = getattr(repository, "use_token_until", None)
+    if action.expires_at is not None and callable(until):
+        until(action.token_id, now, action.expires_at)
+    else:
+        repository.use_token(action.token_id, now)
 
 
 def apply(

@@ -138,6 +138,7 @@ class Facts:
     token_ok: bool | None = None
     token_reason: str = ""
     token_id: str | None = None
+    token_expires_at: datetime | None = None
     analyst_role: SecurityRole | None = None
     user_role: SecurityRole | None = None
     notify_people: tuple[Person, ...] = ()
@@ -357,6 +358,8 @@ def _jsonable(value: object) -> object:
         return {"kind": value.kind.value, "number": None}
     if isinstance(value, tuple):
         return [_jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
     return value
 
 

@@ -35,7 +35,12 @@ from asm_email_rules.settings import MailboxSettings, SystemSettings
 from asm_email_rules.subject import CommandKind, MatchSource, SubjectCommand, parse_subject
 from asm_email_rules.tokens import TokenStatus, verify_approval_token
 
-__all__ = ["domain_of", "gather_facts"]
+__all__ = ["REPLY_BUDGET_WINDOW", "domain_of", "gather_facts"]
+
+REPLY_BUDGET_WINDOW = timedelta(hours=1)
+"""The per-sender reply budget counts our replies sent in this last stretch of time; a
+Message-ID of ours about no record is read for nothing else, so the store may forget it after
+this (``prune_sent_messages``)."""
 
 _UPDATE_FOR: dict[EntityKind, CommandKind] = {
     EntityKind.CALL: CommandKind.UPDATE_CALL,
@@ -184,7 +189,7 @@ def gather_facts(
     if summary_kind is not None and person is not None and sender.case.is_analyst:
         found, total = repository.summary(summary_kind, person.id, system.summary_limit)
         items = tuple(found)
-    since = now - timedelta(hours=1)
+    since = now - REPLY_BUDGET_WINDOW
     recipients = {reply_address(email, person), contact_address(email)} - {""}
     recent = max((repository.replies_sent_since(to, since) for to in recipients), default=0)
     authenticated: bool | None = None
@@ -206,7 +211,7 @@ def gather_facts(
         )
         authenticated = verdict.verdict is AuthVerdict.PASS
         auth_reason = verdict.reason
-    token_ok, token_reason, token_id = _check_token(
+    token_ok, token_reason, token_id, token_expires_at = _check_token(
         command, person, repository, mailbox, system, now
     )
     notify_people, notify_groups = _notify_targets(call, repository, mailbox, system)
@@ -237,6 +242,7 @@ def gather_facts(
         token_ok=token_ok,
         token_reason=token_reason,
         token_id=token_id,
+        token_expires_at=token_expires_at,
         analyst_role=_role(repository, person.analyst_role) if person is not None else None,
         user_role=_role(repository, person.user_role) if person is not None else None,
         notify_people=notify_people,
@@ -278,17 +284,18 @@ def _check_token(
     mailbox: MailboxSettings,
     system: SystemSettings,
     now: datetime,
-) -> tuple[bool | None, str, str | None]:
-    """Verify the approval token when the mailbox requires one; None when not required."""
+) -> tuple[bool | None, str, str | None, datetime | None]:
+    """Verify the approval token when the mailbox requires one; None when not required.
+    With a valid token, its id and when it expires."""
     if not mailbox.require_approval_token or command.kind not in (
         CommandKind.APPROVE,
         CommandKind.REJECT,
     ):
-        return None, "", None
+        return None, "", None, None
     if command.token is None:
-        return False, "no approval token in the subject", None
+        return False, "no approval token in the subject", None, None
     if person is None or command.number is None or not system.approval_token_secret:
-        return False, "the token cannot be checked for this sender", None
+        return False, "the token cannot be checked for this sender", None, None
     check = verify_approval_token(
         system.approval_token_secret,
         command.token,
@@ -298,7 +305,7 @@ def _check_token(
         action=command.kind.value,
     )
     if check.status is not TokenStatus.VALID:
-        return False, check.reason, None
+        return False, check.reason, None, None
     if check.token_id is not None and repository.is_token_used(check.token_id):
-        return False, "this approval token was already used", None
-    return True, check.reason, check.token_id
+        return False, "this approval token was already used", None, None
+    return True, check.reason, check.token_id, check.expires_at

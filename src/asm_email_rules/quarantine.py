@@ -26,10 +26,14 @@ import attrs
 from asm_email_rules.protocols import Repository
 
 __all__ = [
+    "LISTING_HEAD_BYTES",
+    "QuarantineListing",
     "QuarantineState",
     "QuarantineStore",
     "QuarantinedMessage",
+    "count_quarantined",
     "headline",
+    "list_quarantined",
     "quarantine_reason",
     "set_aside",
 ]
@@ -110,8 +114,84 @@ class QuarantineStore(Protocol):
         ...
 
 
-_MAX_HEADLINE_BYTES = 64 * 1024
+LISTING_HEAD_BYTES = 64 * 1024
 """Only this much of a message is read to find its From and Subject for a listing."""
+
+
+@attrs.frozen
+class QuarantineListing:
+    """One quarantined message as a listing shows it: what :class:`QuarantinedMessage` says,
+    but only the first 64 KiB of the bytes (``head``, enough for :func:`headline`) and the
+    whole message's ``size``. A store lists these without reading the messages whole (each
+    may be up to 25 MB), so ``check`` and ``quarantine list`` stay small with hundreds held."""
+
+    id: int
+    account: str
+    source: str
+    sha256: str
+    reason: str
+    head: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
+    size: int
+    quarantined_at: datetime
+    mailbox_key: str = ""
+    state: QuarantineState = QuarantineState.HELD
+    resolved_at: datetime | None = None
+    resolution: str = ""
+
+    @classmethod
+    def of(cls, entry: QuarantinedMessage) -> QuarantineListing:
+        """The listing of an entry read whole."""
+        return cls(
+            id=entry.id,
+            account=entry.account,
+            source=entry.source,
+            sha256=entry.sha256,
+            reason=entry.reason,
+            head=entry.raw[:LISTING_HEAD_BYTES],
+            size=len(entry.raw),
+            quarantined_at=entry.quarantined_at,
+            mailbox_key=entry.mailbox_key,
+            state=entry.state,
+            resolved_at=entry.resolved_at,
+            resolution=entry.resolution,
+        )
+
+
+def count_quarantined(
+    store: QuarantineStore,
+    *,
+    state: QuarantineState | None = QuarantineState.HELD,
+    account: str | None = None,
+) -> int:
+    """How many entries :meth:`QuarantineStore.quarantined` would return.
+
+    A store with the optional ``count_quarantined`` method (the bundled ones) counts without
+    reading a message; a host's store without it is asked for the entries, as before.
+    """
+    counter = getattr(store, "count_quarantined", None)
+    if callable(counter):
+        return int(counter(state=state, account=account))
+    return len(store.quarantined(state=state, account=account))
+
+
+def list_quarantined(
+    store: QuarantineStore,
+    *,
+    state: QuarantineState | None = QuarantineState.HELD,
+    account: str | None = None,
+) -> Sequence[QuarantineListing]:
+    """The entries in ``state`` (every state when None), oldest first, as listings.
+
+    A store with the optional ``quarantine_listing`` method (the bundled ones) reads only the
+    first 64 KiB of each message; a host's store without it is asked for the entries whole.
+    """
+    lister = getattr(store, "quarantine_listing", None)
+    if callable(lister):
+        listed: Sequence[QuarantineListing] = lister(state=state, account=account)
+        return listed
+    return [
+        QuarantineListing.of(entry) for entry in store.quarantined(state=state, account=account)
+    ]
 
 
 def headline(raw: bytes) -> tuple[str, str]:
@@ -121,7 +201,7 @@ def headline(raw: bytes) -> tuple[str, str]:
     and never raises on broken ones.
     """
     try:
-        head = BytesHeaderParser(policy=default_policy).parsebytes(raw[:_MAX_HEADLINE_BYTES])
+        head = BytesHeaderParser(policy=default_policy).parsebytes(raw[:LISTING_HEAD_BYTES])
         sender = str(head.get("From", "") or "")
         subject = str(head.get("Subject", "") or "")
     except Exception:  # a listing must show broken mail too

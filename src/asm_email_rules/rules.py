@@ -1316,7 +1316,7 @@ def _approve(ctx: _Context) -> _Plan:
     history, reasons = ctx.command_history(ref)
     actions: tuple[Action, ...] = (*history, action)
     if ctx.facts.token_id is not None and ctx.facts.token_ok:
-        actions = (*actions, SpendToken(ctx.facts.token_id))
+        actions = (*actions, SpendToken(ctx.facts.token_id, ctx.facts.token_expires_at))
     template = "task_rejected" if ctx.facts.command.kind is CommandKind.REJECT else "task_approved"
     return _Plan(actions, template, {"number": ctx.number}, ref, reasons)
 

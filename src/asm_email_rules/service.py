@@ -48,6 +48,7 @@ from asm_email_rules.errors import (
     StoreUnavailableError,
     raised_inside,
 )
+from asm_email_rules.gather import REPLY_BUDGET_WINDOW
 from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import cut_over, find_ledger_entry
 from asm_email_rules.model import EntityRef, Lease, OutboxEntry, ReplyStatus
@@ -1265,6 +1266,32 @@ class PollingService:
             return
         store.touch_ledger(entry.mailbox, entry.message_id, entry.sha256, now)
 
+    def _prune_store(self, now: datetime) -> None:
+        """Forget what nothing reads any more, with a store that can (optional methods): our
+        Message-IDs about no record older than the reply budget's window (only the budget
+        reads them), and approval tokens used and expired (a replay is refused as expired).
+        Housekeeping: a failure is logged, and the next prune tries again."""
+        chores = (
+            ("prune_sent_messages", now - REPLY_BUDGET_WINDOW, "sent Message-IDs about no record"),
+            ("prune_used_tokens", now, "used approval tokens that have expired"),
+        )
+        for method, moment, what in chores:
+            prune = getattr(self.repository, method, None)
+            if not callable(prune):
+                continue
+            try:
+                pruned = int(prune(moment))
+            except RepositoryError as exc:
+                log.warning(
+                    "could not forget %s (tried again at the next prune): %s",
+                    what,
+                    exc,
+                    extra={"error": str(exc)},
+                )
+                continue
+            if pruned:
+                log.info("forgot %d %s", pruned, what, extra={"pruned": pruned, "what": method})
+
     def _prune_ledger(self, account: AccountConfig, counts: _Counts) -> None:
         """After a complete poll (every message listed was handled, each one still in the
         ledger touched on the way), forget the entries of this mailbox last seen more than
@@ -1289,6 +1316,7 @@ class PollingService:
             )
             return
         self._pruned_at[account.name] = now
+        self._prune_store(now)
         if counts.pruned:
             log.info(
                 "ledger pruned: %d entr%s last seen before %s",

@@ -88,6 +88,9 @@ class TokenCheck:
     status: TokenStatus
     token_id: str | None
     reason: str
+    expires_at: datetime | None = None
+    """When the token stops being accepted (UTC, to the minute), once it was correctly signed:
+    a used token needs remembering only until then."""
 
     @property
     def ok(self) -> bool:
@@ -337,20 +340,26 @@ def _check_issue(
     decoded: _Decoded, token_id: str, task_number: int, approver_id: int, now: datetime
 ) -> TokenCheck:
     """A correctly signed token checked against the task, the approver and the time."""
+    expires_at = _minute_start(decoded.minutes)
     if decoded.task_number != task_number:
         return TokenCheck(
             TokenStatus.WRONG_TASK,
             token_id,
             f"the approval token was issued for task {decoded.task_number}, not {task_number}",
+            expires_at,
         )
     if decoded.approver_id != approver_id:
         return TokenCheck(
             TokenStatus.WRONG_APPROVER,
             token_id,
             "the approval token was issued to a different approver",
+            expires_at,
         )
-    expires_at = _minute_start(decoded.minutes)
     when = expires_at.strftime("%Y-%m-%d %H:%M UTC")
     if _utc(now) >= expires_at:
-        return TokenCheck(TokenStatus.EXPIRED, token_id, f"the approval token expired at {when}")
-    return TokenCheck(TokenStatus.VALID, token_id, f"the approval token is valid until {when}")
+        return TokenCheck(
+            TokenStatus.EXPIRED, token_id, f"the approval token expired at {when}", expires_at
+        )
+    return TokenCheck(
+        TokenStatus.VALID, token_id, f"the approval token is valid until {when}", expires_at
+    )

@@ -22,13 +22,17 @@ from asm_email_rules.adapters import sqlite as sqlite_adapter
 from asm_email_rules.adapters.sqlite import MIGRATIONS, SqliteRepository
 from asm_email_rules.config import AccountConfig, Config, MailProtocol
 from asm_email_rules.errors import MailboxError, StoreUnavailableError
-from asm_email_rules.sample import DESK_ADDRESS, sample_mailbox, seed_sample_desk
+from asm_email_rules.model import EntityKind, EntityRef, TaskStatus
+from asm_email_rules.sample import ALICE, DESK_ADDRESS, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import PollingService
 from asm_email_rules.settings import SystemSettings
 from asm_email_rules.testing import check_ledger_retention
+from asm_email_rules.tokens import make_approval_token
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 
 
 def mail(number: int) -> bytes:
@@ -294,3 +298,83 @@ def test_ledger_retention_holds_when_every_batch_is_one_entry(
     monkeypatch.setattr("asm_email_rules.adapters._sql.PRUNE_BATCH", 1)
     with SqliteRepository() as fresh:
         check_ledger_retention(fresh)
+
+
+def sent_rows(store: SqliteRepository) -> int:
+    return int(store._one("SELECT COUNT(*) FROM sent_messages")[0])
+
+
+def test_a_complete_poll_forgets_old_message_ids_only_the_reply_budget_reads(
+    store: SqliteRepository,
+) -> None:
+    """sent_messages grew for ever. A Message-ID of ours about no record (a summary, a refusal)
+    is read only by the reply budget (the last hour): it goes. One about a record is what an
+    answer's In-Reply-To finds the record by, however late: it stays."""
+    call = EntityRef(EntityKind.CALL, 1)
+    with store.transaction():
+        for number in range(3):
+            store.record_sent(f"<asm.none.{number}@desk>", None, "ann@corp.example", T0)
+        store.record_sent("<asm.call-1.a@desk>", call, "ann@corp.example", T0)
+    folder = SharedFolder({})
+    clock = Clock(T0 + 200 * DAY)
+    store.record_sent("<asm.none.recent@desk>", None, "ann@corp.example", clock.moment - MINUTE)
+    make_service(store, folder, clock).poll_once()
+    assert sent_rows(store) == 2
+    assert store.entity_for_message_id("<asm.call-1.a@desk>") == call
+    assert store.replies_sent_since("ann@corp.example", clock.moment - HOUR) == 1
+    assert store.entity_for_message_id("<asm.none.0@desk>") is None
+
+
+def approval(token: str, number: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = ALICE.email
+    msg["To"] = DESK_ADDRESS
+    msg["Subject"] = f"[APPROVE#500-{token}]"
+    msg["Message-ID"] = f"<approve-{number}@desk.example>"
+    msg.set_content("Approved.")
+    return msg.as_bytes()
+
+
+def test_a_used_approval_token_is_forgotten_once_it_has_expired(store: SqliteRepository) -> None:
+    """used_tokens grew for ever. A used token matters only while it could still be accepted:
+    after its expiry a replay is refused as expired, so the store may forget it then."""
+    secret = "s3cret-for-tests"
+    token = make_approval_token(
+        secret, task_number=500, approver_id=ALICE.id, expires_at=T0 + 3 * DAY, nonce="0a1b2c3d"
+    ).token
+    account = AccountConfig(
+        name="helpdesk",
+        protocol=MailProtocol.MAILDIR,
+        mailbox=sample_mailbox(name="helpdesk", require_approval_token=True),
+    )
+    system = SystemSettings(ledger_retention_days=90, approval_token_secret=secret)
+    config = Config(Path("unused"), system, None, (account,))
+    folder = SharedFolder({"1": approval(token, 1)})
+    clock = Clock()
+
+    def poll() -> None:
+        PollingService(config, store, None, lambda _: folder, now=clock).poll_once()
+
+    def tokens() -> int:
+        return int(store._one("SELECT COUNT(*) FROM used_tokens")[0])
+
+    def status() -> TaskStatus:
+        task = store.get_task(500)
+        assert task is not None
+        return task.status
+
+    poll()
+    assert status() is TaskStatus.APPROVED
+    task = store.get_task(500)
+    assert task is not None
+    store.put_task(attrs.evolve(task, status=TaskStatus.PENDING))  # a host reused the task
+    clock.moment = T0 + 2 * DAY
+    folder.messages["2"] = approval(token, 2)  # a replay before the expiry: already used
+    poll()
+    assert tokens() == 1
+    assert status() is TaskStatus.PENDING
+    clock.moment = T0 + 3 * DAY + MINUTE
+    folder.messages["3"] = approval(token, 3)  # a replay after it: expired
+    poll()
+    assert tokens() == 0
+    assert status() is TaskStatus.PENDING

@@ -5,6 +5,7 @@ PostgreSQL (a throwaway cluster, ``postgres_fixtures.py``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,14 @@ import pytest
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.protocols import SeedableRepository
-from asm_email_rules.quarantine import QuarantineStore
+from asm_email_rules.quarantine import (
+    LISTING_HEAD_BYTES,
+    QuarantineListing,
+    QuarantineState,
+    QuarantineStore,
+    count_quarantined,
+    list_quarantined,
+)
 from asm_email_rules.testing import Check, check_quarantine_store, quarantine_checks
 
 if TYPE_CHECKING:
@@ -84,3 +92,41 @@ def test_a_store_without_a_quarantine_fails_the_checks() -> None:
     failures = check_quarantine_store(NoQuarantine)
     assert [name for name, _ in failures] == [c.name for c in CHECKS]
     assert all("no QuarantineStore" in message for _, message in failures)
+
+
+def test_a_listing_and_a_count_read_the_head_and_size_not_the_message(
+    open_store: Callable[[], SeedableRepository],
+) -> None:
+    """What ``quarantine list`` and ``check`` read: every field, the first 64 KiB, the size."""
+    store = open_store()
+    assert isinstance(store, QuarantineStore)
+    at = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    big = b"Subject: big\r\n\r\n" + bytes(range(256)) * 1024  # NUL bytes too
+    first = store.quarantine_message("a", big, "too big", at, source="pop3", mailbox_key="7")
+    small = b"Subject: small\r\n\r\nhi"
+    second = store.quarantine_message("b", small, "bad", at, source="imap")
+    store.resolve_quarantined(second, QuarantineState.RELEASED, "back in INBOX", at)
+    assert count_quarantined(store) == 1
+    assert count_quarantined(store, state=None) == 2
+    assert count_quarantined(store, state=None, account="b") == 1
+    listed = list_quarantined(store, state=None)
+    assert listed == [QuarantineListing.of(entry) for entry in store.quarantined(state=None)]
+    assert [(e.id, e.size, len(e.head)) for e in listed] == [
+        (first, len(big), LISTING_HEAD_BYTES),
+        (second, len(small), len(small)),
+    ]
+    assert listed[0].head == big[:LISTING_HEAD_BYTES]
+    assert [e.id for e in list_quarantined(store, account="a")] == [first]
+
+
+def test_a_host_store_without_the_listing_methods_is_read_the_old_way() -> None:
+    class HostStore(InMemoryRepository):
+        count_quarantined = None  # type: ignore[assignment]
+        quarantine_listing = None  # type: ignore[assignment]
+
+    store = HostStore()
+    at = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    store.quarantine_message("a", b"Subject: x\r\n\r\nbody", "bad", at, source="pop3")
+    assert count_quarantined(store) == 1
+    [listed] = list_quarantined(store)
+    assert (listed.size, listed.head, listed.reason) == (18, b"Subject: x\r\n\r\nbody", "bad")

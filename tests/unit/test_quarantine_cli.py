@@ -138,3 +138,44 @@ def test_listings_say_their_times_are_utc(
     code, out, _ = run(capsys, "calls", "list", "--config", str(desk))
     assert code == 0
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\dZ", out), out
+
+
+def big_mail(number: int, size: int) -> bytes:
+    """A held message of about ``size`` bytes: a short header, then a long body."""
+    head = mail(f"Scanner log {number}", number)
+    return head + b"x" * (size - len(head) - 2) + b"\r\n"
+
+
+def test_list_and_check_do_not_read_every_held_message_whole(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hundreds of held messages of up to 25 MB each are gigabytes: ``quarantine list`` (From,
+    Subject, size) and ``check`` (a count) read the first 64 KiB of each, or nothing."""
+    import tracemalloc
+
+    held, size = 12, 2 * 1024 * 1024
+    with store(desk) as repo, repo.transaction():
+        for number in range(held):
+            set_aside(repo, "helpdesk", big_mail(number, size), "too big", NOW, source="pop3")
+    commands = (
+        ("quarantine", "list", "--config", str(desk)),
+        ("quarantine", "list", "--json", "--config", str(desk)),
+        ("check", "--config", str(desk)),
+    )
+    for argv in commands:
+        tracemalloc.start()
+        try:
+            main(list(argv))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        out, _ = capsys.readouterr()
+        assert peak < held * size // 4, f"{argv[:2]}: {peak} bytes at the peak"
+        if argv[0] == "check":
+            assert f"{held} held in quarantine" in out
+        elif "--json" in argv:
+            listed = json.loads(out)
+            assert [entry["subject"] for entry in listed][:2] == ["Scanner log 0", "Scanner log 1"]
+            assert {entry["size"] for entry in listed} == {size}
+        else:
+            assert "Scanner log 11" in out

@@ -68,7 +68,12 @@ from asm_email_rules.model import (
     TaskKind,
     TaskStatus,
 )
-from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState
+from asm_email_rules.quarantine import (
+    LISTING_HEAD_BYTES,
+    QuarantinedMessage,
+    QuarantineListing,
+    QuarantineState,
+)
 from asm_email_rules.settings import CallTemplate
 
 __all__ = [
@@ -1260,6 +1265,27 @@ class SqlRepository(abc.ABC):
             ),
         )
 
+    def prune_sent_messages(self, before: datetime) -> int:
+        """Forget our Message-IDs about no record sent before ``before``; how many went.
+
+        Only the reply budget reads those rows (:meth:`replies_sent_since`, the last hour). A
+        Message-ID about a record is kept: an answer to it, however late, finds its record by
+        its In-Reply-To (:meth:`entity_for_message_id`). Oldest first, in batches of
+        :data:`PRUNE_BATCH` (one statement each, reading the ``sent_unthreaded_by_age`` index).
+        """
+        limit, pruned = self._ts(before), 0
+        while True:
+            cursor = self._execute(
+                "DELETE FROM sent_messages WHERE message_id IN (SELECT message_id"
+                " FROM sent_messages WHERE entity_kind IS NULL AND sent_at < ?"
+                " ORDER BY sent_at LIMIT ?)",
+                (limit, PRUNE_BATCH),
+            )
+            went = max(cursor.rowcount, 0)
+            pruned += went
+            if went < PRUNE_BATCH:
+                return pruned
+
     def use_token(self, token_id: str, now: datetime) -> None:
         """Spend an approval token; spending it again keeps the first time."""
         self._execute(
@@ -1267,6 +1293,31 @@ class SqlRepository(abc.ABC):
             " ON CONFLICT (token_id) DO NOTHING",
             (token_id, self._ts(now)),
         )
+
+    def use_token_until(self, token_id: str, now: datetime, expires_at: datetime) -> None:
+        """:meth:`use_token` for a token that is refused anyway from ``expires_at`` on, so
+        :meth:`prune_used_tokens` may forget it then; spending it again keeps the first time."""
+        self._execute(
+            "INSERT INTO used_tokens (token_id, used_at, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (token_id) DO NOTHING",
+            (token_id, self._ts(now), self._ts(expires_at)),
+        )
+
+    def prune_used_tokens(self, now: datetime) -> int:
+        """Forget the used approval tokens expired at ``now`` (a replay of one is refused as
+        expired); how many went. Tokens of unknown expiry stay. Oldest first, in batches of
+        :data:`PRUNE_BATCH` (one statement each, reading ``used_tokens_by_expiry``)."""
+        limit, pruned = self._ts(now), 0
+        while True:
+            cursor = self._execute(
+                "DELETE FROM used_tokens WHERE token_id IN (SELECT token_id FROM used_tokens"
+                " WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)",
+                (limit, PRUNE_BATCH),
+            )
+            went = max(cursor.rowcount, 0)
+            pruned += went
+            if went < PRUNE_BATCH:
+                return pruned
 
     # -- the desk: people and calls for the command line (not in the protocol) ------------------
     def next_person_id(self) -> int:
@@ -1335,10 +1386,10 @@ class SqlRepository(abc.ABC):
         )
         return int(row[0])
 
-    def quarantined(
-        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
-    ) -> Sequence[QuarantinedMessage]:
-        """The entries in ``state`` (every state when None), oldest first."""
+    @staticmethod
+    def _quarantine_where(
+        state: QuarantineState | None, account: str | None
+    ) -> tuple[str, list[Any]]:
         clauses, params = [], []
         if state is not None:
             clauses.append("state = ?")
@@ -1346,11 +1397,54 @@ class SqlRepository(abc.ABC):
         if account is not None:
             clauses.append("account = ?")
             params.append(account)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+    def quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantinedMessage]:
+        """The entries in ``state`` (every state when None), oldest first."""
+        where, params = self._quarantine_where(state, account)
         rows = self._execute(
             f"SELECT {self._QUARANTINE_COLUMNS} FROM quarantine {where} ORDER BY id", params
         ).fetchall()
         return [self._quarantined(row) for row in rows]
+
+    def count_quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> int:
+        """How many entries :meth:`quarantined` would return, without reading one message."""
+        where, params = self._quarantine_where(state, account)
+        return int(self._one(f"SELECT COUNT(*) FROM quarantine {where}", params)[0])
+
+    def quarantine_listing(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantineListing]:
+        """:meth:`quarantined` for a listing: the first 64 KiB of each message and its size,
+        never the whole message (each may be up to 25 MB)."""
+        where, params = self._quarantine_where(state, account)
+        rows = self._execute(
+            "SELECT id, account, source, sha256, reason, substr(raw, 1, ?), length(raw),"
+            " quarantined_at, mailbox_key, state, resolved_at, resolution"
+            f" FROM quarantine {where} ORDER BY id",
+            (LISTING_HEAD_BYTES, *params),
+        ).fetchall()
+        return [
+            QuarantineListing(
+                id=row[0],
+                account=row[1],
+                source=row[2],
+                sha256=row[3],
+                reason=row[4],
+                head=bytes(row[5]),
+                size=int(row[6]),
+                quarantined_at=_moment(row[7]),
+                mailbox_key=row[8],
+                state=QuarantineState(row[9]),
+                resolved_at=read_moment(row[10]),
+                resolution=row[11],
+            )
+            for row in rows
+        ]
 
     def quarantined_message(self, entry_id: int) -> QuarantinedMessage | None:
         """The entry with this id, or None."""

@@ -53,7 +53,7 @@ from asm_email_rules.model import (
     Task,
     TaskStatus,
 )
-from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState
+from asm_email_rules.quarantine import QuarantinedMessage, QuarantineListing, QuarantineState
 from asm_email_rules.settings import CallTemplate
 
 __all__ = [
@@ -131,6 +131,7 @@ class InMemoryRepository:
         self._ledger: dict[tuple[str, str, str], LedgerEntry] = {}
         self._sent: dict[str, _Sent] = {}
         self._tokens: dict[str, datetime] = {}
+        self._token_expiry: dict[str, datetime] = {}
         self._outbox: dict[str, OutboxEntry] = {}
         self._leases: dict[str, Lease] = {}
         self._counters: dict[str, int] = {"next_call_number": 1, "next_person_id": 1}
@@ -740,10 +741,35 @@ class InMemoryRepository:
         sent = _Sent(ref, recipient_key(to), to_utc(now))
         self._set(self._sent, message_id_key(message_id), sent)
 
+    def prune_sent_messages(self, before: datetime) -> int:
+        """Forget our Message-IDs about no record sent before ``before`` (only the reply budget
+        reads them, for the last hour); those about a record stay, for threading."""
+        limit = to_utc(before)
+        doomed = [key for key, sent in self._sent.items() if sent.ref is None and sent.at < limit]
+        for key in doomed:
+            self._delete(self._sent, key)
+        return len(doomed)
+
     def use_token(self, token_id: str, now: datetime) -> None:
         """Spend an approval token; spending it again keeps the first time."""
         if token_id not in self._tokens:
             self._set(self._tokens, token_id, to_utc(now))
+
+    def use_token_until(self, token_id: str, now: datetime, expires_at: datetime) -> None:
+        """:meth:`use_token` for a token refused anyway from ``expires_at`` on (then
+        :meth:`prune_used_tokens` forgets it); spending it again keeps the first time."""
+        if token_id not in self._tokens:
+            self._set(self._tokens, token_id, to_utc(now))
+            self._set(self._token_expiry, token_id, to_utc(expires_at))
+
+    def prune_used_tokens(self, now: datetime) -> int:
+        """Forget the used approval tokens expired at ``now``; those of unknown expiry stay."""
+        limit = to_utc(now)
+        doomed = [key for key, expiry in self._token_expiry.items() if expiry <= limit]
+        for key in doomed:
+            self._delete(self._token_expiry, key)
+            self._delete(self._tokens, key)
+        return len(doomed)
 
     # -- quarantine (asm_email_rules.quarantine.QuarantineStore) -----------------------------
     def quarantine_message(
@@ -780,6 +806,20 @@ class InMemoryRepository:
             for _, entry in sorted(self._quarantine.items())
             if (state is None or entry.state is state)
             and (account is None or entry.account == account)
+        ]
+
+    def count_quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> int:
+        """How many entries :meth:`quarantined` would return."""
+        return len(self.quarantined(state=state, account=account))
+
+    def quarantine_listing(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantineListing]:
+        """:meth:`quarantined` for a listing (the first 64 KiB of each message, its size)."""
+        return [
+            QuarantineListing.of(entry) for entry in self.quarantined(state=state, account=account)
         ]
 
     def quarantined_message(self, entry_id: int) -> QuarantinedMessage | None:

@@ -314,7 +314,24 @@ _V6: Migration = (REKEY_ADDRESSES,)
 """Addresses compared in a new form (IDN domains in Unicode, lower case one character to one:
 no ``ß`` -> ``ss``, ``ς`` -> ``σ`` fold)."""
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+_V7: Migration = (
+    # ``replies list --failed`` / ``--sent`` / ``--all`` (newest queued first, at most --limit):
+    # without these the whole ledger was read and sorted for the newest hundred replies. Each
+    # reads the newest entries of its status (or of all replies) in order and stops at LIMIT.
+    "CREATE INDEX ledger_replies_by_status ON ledger (reply_status, queued_at, reply_message_id)"
+    " WHERE reply_message_id IS NOT NULL",
+    "CREATE INDEX ledger_replies_by_queue ON ledger (queued_at, reply_message_id)"
+    " WHERE reply_message_id IS NOT NULL",
+    # Our Message-IDs about no record are read only by the reply budget (the last hour);
+    # prune_sent_messages forgets the older ones oldest first through this index.
+    "CREATE INDEX sent_unthreaded_by_age ON sent_messages (sent_at) WHERE entity_kind IS NULL",
+    # A used approval token is refused anyway once it expires: its expiry (NULL for tokens
+    # used before this step, unknown, kept) lets prune_used_tokens forget it then.
+    "ALTER TABLE used_tokens ADD COLUMN expires_at timestamptz",
+    "CREATE INDEX used_tokens_by_expiry ON used_tokens (expires_at) WHERE expires_at IS NOT NULL",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """Schema steps; ``asm_schema_version`` holds one row per step applied (the highest is current)."""
 
 

@@ -20,7 +20,7 @@ from asm_email_rules.config import AccountConfig, Config, MailProtocol, load_con
 from asm_email_rules.desk_check import Finding, Level, check_mailbox
 from asm_email_rules.errors import AsmEmailError, MailboxError, SendError
 from asm_email_rules.protocols import Repository, SeedableRepository
-from asm_email_rules.quarantine import QuarantineStore
+from asm_email_rules.quarantine import QuarantineStore, count_quarantined
 
 __all__ = ["account_label", "known_senders", "settings_findings"]
 
@@ -79,7 +79,7 @@ def _store_summary(repository: SeedableRepository) -> str:
         _, total = recent_calls(limit=1)
         parts.append(f"{total} calls")
     if isinstance(repository, QuarantineStore):
-        parts.append(f"{len(repository.quarantined())} held in quarantine")
+        parts.append(f"{count_quarantined(repository)} held in quarantine")
     return "; ".join(parts)
 
 

@@ -40,7 +40,13 @@ from asm_email_rules.config import (
 )
 from asm_email_rules.errors import AsmEmailError
 from asm_email_rules.pipeline import process
-from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState, headline
+from asm_email_rules.quarantine import (
+    QuarantinedMessage,
+    QuarantineListing,
+    QuarantineState,
+    headline,
+    list_quarantined,
+)
 
 NAME = "quarantine"
 
@@ -98,8 +104,8 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _entry_dict(entry: QuarantinedMessage) -> dict[str, Any]:
-    sender, subject = headline(entry.raw)
+def _entry_dict(entry: QuarantineListing) -> dict[str, Any]:
+    sender, subject = headline(entry.head)
     return {
         "id": entry.id,
         "account": entry.account,
@@ -113,7 +119,7 @@ def _entry_dict(entry: QuarantinedMessage) -> dict[str, Any]:
         "resolution": entry.resolution,
         "from": sender,
         "subject": subject,
-        "size": len(entry.raw),
+        "size": entry.size,
     }
 
 
@@ -121,7 +127,7 @@ def run_list(args: argparse.Namespace) -> int:
     """The held messages (``--all``: every one), oldest first."""
     state = None if args.all else QuarantineState.HELD
     with store_for(args) as repo:
-        entries = list(repo.quarantined(state=state, account=args.account))
+        entries = list(list_quarantined(repo, state=state, account=args.account))
     if args.json:
         print(json.dumps([_entry_dict(e) for e in entries], ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -130,7 +136,7 @@ def run_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows: list[Sequence[str]] = [("id", "when", "account", "state", "from", "subject", "reason")]
     for entry in entries:
-        sender, subject = headline(entry.raw)
+        sender, subject = headline(entry.head)
         rows.append(
             (
                 str(entry.id),
@@ -155,7 +161,7 @@ def run_show(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(entry.raw)
         sys.stdout.buffer.flush()
         return EXIT_OK
-    data = _entry_dict(entry)
+    data = _entry_dict(QuarantineListing.of(entry))
     for key in ("id", "account", "source", "mailbox_key", "quarantined_at", "state", "reason"):
         if data[key] not in ("", None):
             print(f"{key}: {data[key]}")
