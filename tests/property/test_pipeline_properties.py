@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.errors import MessageParseError
-from asm_email_rules.outgoing import render_outgoing
+from asm_email_rules.outgoing import render_reply
 from asm_email_rules.pipeline import process
 from asm_email_rules.sample import sample_mailbox, seed_sample_desk
 from asm_email_rules.settings import SystemSettings
@@ -97,7 +97,10 @@ def _run(raw: bytes) -> None:
     sent = len(mailer.sent)
     assert sent <= 1
     for reply in mailer.sent:
-        wire = render_outgoing(reply, now=NOW)
+        # a reply to a non-ASCII mailbox (RFC 6531) renders for a server offering SMTPUTF8
+        rendered = render_reply(reply, now=NOW, smtputf8=True)
+        assert rendered.smtputf8 == (not reply.to.rpartition("@")[0].isascii())
+        wire = rendered.raw
         parsed = BytesParser(policy=policy.default).parsebytes(wire)
         names = [name.lower() for name in parsed]
         assert set(names) <= OUR_HEADERS, names
