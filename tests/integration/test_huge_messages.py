@@ -163,15 +163,43 @@ def test_a_maildir_quarantines_the_whole_of_a_message_over_the_bound(tmp_path: P
     """intake.md, "Limits": "the mailbox keeps the whole of it until then, and so does its
     quarantine folder if it is set aside". The original file is removed when its quarantine
     copy is made, so a copy of only the bytes a fetch reads would lose the rest for good."""
-    raw = huge_message(200_000)
+    raw = huge_message(30_000_000)
     with MaildirMailbox(tmp_path / "Maildir", max_message_size=5_000) as box:
         key = box.add(raw)
         list(box.list_keys())
         assert len(box.fetch(key)) == 5_000
-        box.quarantine(key, "a fault of ours while processing it")
+        tracemalloc.start()
+        try:
+            box.quarantine(key, "a fault of ours while processing it")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 4_000_000, f"{peak} bytes held to set aside a message of {len(raw)}"
     quarantined = MaildirMailbox(tmp_path / "Maildir" / ".Quarantine")
     (copy,) = list(quarantined.list_keys())
     kept = quarantined.fetch(copy)
     assert kept.endswith(raw)
     assert kept.startswith(b"X-ASM-Quarantine-Reason:")
     assert not list(MaildirMailbox(tmp_path / "Maildir").list_keys())
+
+
+def test_imap_moves_a_message_over_the_bound_to_quarantine_without_fetching_it(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes]
+) -> None:
+    # The reason header means fetching the message whole and appending it again; past
+    # max_message_size the server moves it as it is (the reason is logged), so a message of
+    # gigabytes is never held here, and the folder still gets all of it.
+    big, small = make_message(1, size=300_000), make_message(2)
+    for raw in (big, small):
+        dovecot.append(mail_user, raw)
+    with ImapMailbox(dovecot.imap_config(mail_user, max_message_size=50_000)) as box:
+        first, second = box.list_keys()
+        assert len(box.fetch(first)) == 50_000
+        box.quarantine(first, "a fault of ours")
+        box.fetch(second)
+        box.quarantine(second, "another fault")
+    folder = dovecot.imap_config(mail_user, folder="Quarantine")
+    with ImapMailbox(folder) as quarantine:
+        kept = sorted((quarantine.fetch(key) for key in quarantine.list_keys()), key=len)
+    assert kept[0].startswith(b"X-ASM-Quarantine-Reason: another fault")  # small: annotated
+    assert kept[1] == big  # over the bound: moved as it is, whole

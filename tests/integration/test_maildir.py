@@ -630,18 +630,6 @@ def test_a_key_whose_file_could_not_be_unlinked_is_still_listed_from_the_keys_ke
     assert scans.count == 0
 
 
-def test_a_quarantined_message_is_copied_whole_though_fetches_are_bounded(tmp_path: Path) -> None:
-    # A fetch keeps the first max_message_size bytes (the intake reads no more); the copy
-    # set aside must be the message itself, since the original file is removed.
-    raw = b"From: a@example.org\r\nSubject: big\r\n\r\n" + b"0123456789\r\n" * 10_000
-    with MaildirMailbox(tmp_path / "Maildir", max_message_size=1_000) as box:
-        key = box.add(raw)
-        assert len(box.fetch(key)) == 1_000
-        box.quarantine(key, "failed")
-    (copy,) = (tmp_path / "Maildir" / ".Quarantine" / "new").iterdir()
-    assert copy.read_bytes().endswith(raw)
-
-
 def test_a_quarantine_cut_off_after_its_copy_leaves_one_copy_when_done_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

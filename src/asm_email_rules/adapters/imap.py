@@ -1252,11 +1252,18 @@ class ImapMailbox(ServerSession):
             del self._unflagged[:size]
 
     def quarantine(self, key: str, reason: str) -> None:
-        """File the message in the quarantine folder (created when missing) and drop it here."""
+        """File the message in the quarantine folder (created when missing) and drop it here.
+
+        With ``quarantine_annotate`` the copy carries the reason header, which means fetching
+        the message whole and appending it; a message known (``RFC822.SIZE``) to be longer than
+        ``max_message_size`` is moved or copied on the server instead, as without it, and the
+        reason only logged: a message of gigabytes is never held here whole."""
         client = self._client()
         target = encode_mailbox_name(self.config.quarantine_folder)
         self._ensure_quarantine(target)
-        if self.config.quarantine_annotate:
+        limit = self.config.max_message_size
+        too_big = limit is not None and self._sizes.get(key, 0) > limit
+        if self.config.quarantine_annotate and not too_big:
             head, raw = self._fetch(key, "(FLAGS INTERNALDATE BODY.PEEK[])")
             flags = _FLAGS_RE.search(head)
             kept = [

@@ -17,13 +17,14 @@ import logging
 import mailbox
 import os
 import re
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, Protocol, Self
 
 import attrs
 
@@ -55,6 +56,30 @@ def annotate(raw: bytes, reason: str) -> bytes:
     field = format_header_field(QUARANTINE_HEADER, sanitize_header_text(reason) or "unspecified")
     line_end = "\r\n" if crlf else "\n"
     return (field.replace("\r\n", line_end) + line_end).encode("ascii") + raw
+
+
+class _Readable(Protocol):
+    """A message file open for reading (a file, or the Maildir's proxy of one)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> object: ...
+
+
+_ANNOTATED_HEAD = 64 << 10
+"""Bytes of a message read before its quarantine copy's reason header is written (the header
+takes the line end of the message's first line)."""
+
+_COPY_CHUNK = 1 << 20
+"""Bytes copied at a time into a quarantine copy."""
 
 
 def _bounded_read(handle: BinaryIO, limit: int | None) -> bytes:
@@ -495,6 +520,23 @@ class MaildirMailbox(KeyedMailbox):
         MessageUnreadableError; one gone since the listing, MessageGoneError."""
         return self._fetch(key, self.max_message_size)
 
+    def _open(self, key: str) -> _Readable:
+        """The message file of ``key``, open for reading; errors as :meth:`fetch`'s."""
+        if key in self._deleted:
+            raise MailboxError(f"Maildir {self.path}: no message {key!r} (deleted)")
+        name = self._files.get(key)
+        try:
+            if name is not None:
+                with contextlib.suppress(FileNotFoundError):  # moved since the listing
+                    return open(self._file(name), "rb")
+            return self._maildir.get_file(key)
+        except KeyError as exc:
+            raise MessageGoneError(f"Maildir {self.path}: no message {key!r}") from exc
+        except OSError as exc:
+            raise MessageUnreadableError(
+                f"Maildir {self.path}: cannot read {key!r}: {exc}"
+            ) from exc
+
     def _fetch(self, key: str, limit: int | None) -> bytes:
         if key in self._deleted:
             raise MailboxError(f"Maildir {self.path}: no message {key!r} (deleted)")
@@ -544,32 +586,44 @@ class MaildirMailbox(KeyedMailbox):
         return self.path / f".{name}"
 
     def quarantine(self, key: str, reason: str) -> None:
-        """Copy the whole message (not cut at ``max_message_size``), with the reason header,
-        into the quarantine folder under its own key; then remove it.
+        """Copy the whole message (not cut at ``max_message_size``, and streamed: never held
+        whole), with the reason header, into the quarantine folder under its own key; then
+        remove it.
 
         The copy is written in the folder's ``tmp`` and renamed into its ``new`` (the Maildir
         delivery), replacing a copy an earlier attempt left there, and not made when one is
         already in its ``cur``: a process killed between the copy and the removal leaves the
         message to be set aside again, never a second copy in the folder."""
-        raw = self._fetch(key, None)
         folder = self._quarantine_folder()
         target = folder / "new" / key
-        try:
-            if not glob.glob(glob.escape(str(folder / "cur" / key)) + ":*"):
-                scratch = folder / "tmp" / f"{key}.{os.getpid()}.{threading.get_ident()}"
-                try:
-                    scratch.write_bytes(annotate(raw, reason))
-                    os.replace(scratch, target)
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        scratch.unlink()  # left only when the write or the rename failed
-            self._unlink(key)
-        except OSError as exc:
-            raise MailboxError(f"Maildir {self.path}: cannot quarantine {key!r}: {exc}") from exc
+        with self._open(key) as source:
+            try:
+                if not glob.glob(glob.escape(str(folder / "cur" / key)) + ":*"):
+                    self._copy_annotated(source, folder / "tmp", target, reason)
+                self._unlink(key)
+            except OSError as exc:
+                raise MailboxError(
+                    f"Maildir {self.path}: cannot quarantine {key!r}: {exc}"
+                ) from exc
         log.info(
             "message quarantined",
             extra={"maildir": str(self.path), "key": key, "new_key": key, "reason": reason},
         )
+
+    @staticmethod
+    def _copy_annotated(source: _Readable, tmp: Path, target: Path, reason: str) -> None:
+        """Write ``source`` with the reason header into ``tmp``, then rename it to ``target``
+        (replacing what is there), a megabyte at a time; nothing is left in ``tmp``."""
+        scratch = tmp / f"{target.name}.{os.getpid()}.{threading.get_ident()}"
+        try:
+            with open(scratch, "wb") as out:
+                head = source.read(_ANNOTATED_HEAD)
+                out.write(annotate(head, reason))
+                shutil.copyfileobj(source, out, _COPY_CHUNK)
+            os.replace(scratch, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                scratch.unlink()  # left only when the write or the rename failed
 
     def add(self, raw: bytes) -> str:
         """Deliver ``raw`` into ``new`` (for tests and tools); returns its key."""
