@@ -24,7 +24,7 @@ import time
 from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self
 
 import attrs
 
@@ -82,11 +82,14 @@ _COPY_CHUNK = 1 << 20
 """Bytes copied at a time into a quarantine copy."""
 
 
-def _bounded_read(handle: BinaryIO, limit: int | None) -> bytes:
+def _bounded_read(handle: _Readable, limit: int | None) -> bytes:
     """All of ``handle``, or its first ``limit`` bytes when it is longer (a ``read(n)``
     allocates ``n`` bytes first, so a file known to be shorter is read whole: 40 µs a message
     less with the service's bound of 100 MiB)."""
-    if limit is None or os.fstat(handle.fileno()).st_size <= limit:
+    if limit is None:
+        return handle.read()
+    fileno = getattr(handle, "fileno", None)  # a file; not the Maildir's proxy of one
+    if fileno is not None and os.fstat(fileno()).st_size <= limit:
         return handle.read()
     return handle.read(limit)
 
@@ -499,26 +502,17 @@ class MaildirMailbox(KeyedMailbox):
         pathlib), and the interned-string table grows by a megabyte over a backlog."""
         return os.path.join(self._root, name)
 
-    def _read(self, key: str, limit: int | None) -> bytes:
-        name = self._files.get(key)
-        if name is not None:
-            try:
-                with open(self._file(name), "rb") as handle:
-                    return _bounded_read(handle, limit)
-            except FileNotFoundError:
-                pass  # moved (new -> cur) or gone since the listing: ask the Maildir
-            except OSError as exc:  # this file (its permissions, say): the folder still works
-                raise MessageUnreadableError(
-                    f"Maildir {self.path}: cannot read {key!r}: {exc}"
-                ) from exc
-        with self._maildir.get_file(key) as moved:  # rare: moved since the listing
-            return moved.read(limit)
-
     def fetch(self, key: str) -> bytes:
         """The exact bytes of the message file, or its first ``max_message_size`` bytes. A
         file that cannot be read (its permissions, an I/O error) raises
         MessageUnreadableError; one gone since the listing, MessageGoneError."""
-        return self._fetch(key, self.max_message_size)
+        with self._open(key) as handle:
+            try:
+                return _bounded_read(handle, self.max_message_size)
+            except OSError as exc:  # this file (an I/O error): the folder still works
+                raise MessageUnreadableError(
+                    f"Maildir {self.path}: cannot read {key!r}: {exc}"
+                ) from exc
 
     def _open(self, key: str) -> _Readable:
         """The message file of ``key``, open for reading; errors as :meth:`fetch`'s."""
@@ -530,18 +524,6 @@ class MaildirMailbox(KeyedMailbox):
                 with contextlib.suppress(FileNotFoundError):  # moved since the listing
                     return open(self._file(name), "rb")
             return self._maildir.get_file(key)
-        except KeyError as exc:
-            raise MessageGoneError(f"Maildir {self.path}: no message {key!r}") from exc
-        except OSError as exc:
-            raise MessageUnreadableError(
-                f"Maildir {self.path}: cannot read {key!r}: {exc}"
-            ) from exc
-
-    def _fetch(self, key: str, limit: int | None) -> bytes:
-        if key in self._deleted:
-            raise MailboxError(f"Maildir {self.path}: no message {key!r} (deleted)")
-        try:
-            return self._read(key, limit)
         except KeyError as exc:
             raise MessageGoneError(f"Maildir {self.path}: no message {key!r}") from exc
         except OSError as exc:
