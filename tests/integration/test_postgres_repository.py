@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -820,29 +819,6 @@ def test_ledger_retention_holds_when_every_batch_is_one_entry(
     holds on PostgreSQL, whose times come back as datetimes, not text."""
     monkeypatch.setattr("asm_email_rules.adapters._sql.PRUNE_BATCH", 1)
     check_ledger_retention(repo)
-
-
-def test_a_summary_reads_the_start_of_each_description_not_all_of_it(
-    repo: PostgresRepository,
-) -> None:
-    """DESIGN 4, "Summaries": one line per item. 50 calls logged from mails quoting a whole
-    history (half a megabyte each) cost 25 MB of memory read in full; the store reads only the
-    start a summary line is taken from."""
-    filler = "> an earlier message of the thread, quoted once more\n" * 10_000  # 530 KB
-    repo.put_person(Person(1, "ana@desk.example", "Ana", is_analyst=True))
-    with repo.transaction():
-        for number in range(1, 51):
-            description = f"Hi,\nPrinter {number} jams on tray 2\n{filler}"
-            repo.put_call(Call(number, owner_id=1, description=description, last_update=NOW))
-    tracemalloc.start()
-    try:
-        items, total = repo.summary(SummaryKind.CALLS, 1, 50)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert total == 50
-    assert items[0].description == "Printer 50 jams on tray 2"
-    assert peak < 5_000_000, f"a summary of 50 lines took {peak / 1e6:.0f} MB"
 
 
 def test_a_summary_decompresses_only_the_descriptions_it_shows(

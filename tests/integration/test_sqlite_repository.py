@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -711,27 +710,3 @@ def test_after_an_upkeep_the_store_sees_other_processes_and_they_see_it(tmp_path
         )
         assert elsewhere.stdout.strip() == "3"  # our writes, seen by another process
     assert _first_call_reopened(path) == "ours 0"
-
-
-def test_a_summary_reads_the_start_of_each_description_not_all_of_it() -> None:
-    """DESIGN 4, "Summaries": one line per item, a short description. A desk after two years
-    has calls logged from mails quoting a whole history: read in full, 50 such descriptions of
-    half a megabyte cost 25 MB of memory for a reply of 50 lines (200 MB for 4 MB mails). The
-    store reads only the start a summary line is taken from."""
-    filler = "> an earlier message of the thread, quoted once more\n" * 10_000  # 530 KB
-    with SqliteRepository() as repo:
-        repo.put_person(Person(1, "ana@desk.example", "Ana", is_analyst=True))
-        with repo.transaction():
-            for number in range(1, 51):
-                description = f"Hi,\nPrinter {number} jams on tray 2\n{filler}"
-                call = Call(number, owner_id=1, description=description, last_update=NOW)
-                repo.put_call(call)
-        tracemalloc.start()
-        try:
-            items, total = repo.summary(SummaryKind.CALLS, 1, 50)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-    assert total == 50
-    assert items[0].description == "Printer 50 jams on tray 2"
-    assert peak < 5_000_000, f"a summary of 50 lines took {peak / 1e6:.0f} MB"

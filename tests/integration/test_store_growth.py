@@ -6,6 +6,7 @@ well under a second, rather than through the repository one message at a time.""
 from __future__ import annotations
 
 import sqlite3
+import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from asm_email_rules.adapters import _sql
 from asm_email_rules.adapters._sql import SqlRepository
 from asm_email_rules.adapters.memory import InMemoryRepository
 from asm_email_rules.adapters.sqlite import SqliteRepository
-from asm_email_rules.model import EntityKind, EntityRef, ReplyStatus
+from asm_email_rules.model import Call, EntityKind, EntityRef, Person, ReplyStatus, SummaryKind
 from asm_email_rules.protocols import SeedableRepository
 
 if TYPE_CHECKING:
@@ -200,3 +201,42 @@ def test_pruning_used_tokens_forgets_the_expired_and_keeps_the_unknown(
     used = [token for token in ("tok-4", "tok-5", "tok-old") if any_store.is_token_used(token)]
     assert used == ["tok-5", "tok-old"]
     assert not any_store.is_token_used("tok-0")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRepository]:
+    """An empty SQL store of each bundled kind."""
+    if request.param == "sqlite":
+        with SqliteRepository(tmp_path / "store.sqlite3") as sqlite_repo:
+            yield sqlite_repo
+        return
+    from asm_email_rules.adapters.postgres import PostgresRepository
+
+    db: PgDatabase = request.getfixturevalue("pg_database")
+    with PostgresRepository(db.conninfo, password=db.password, schema=db.schema) as pg_repo:
+        yield pg_repo
+
+
+def test_a_summary_reads_the_start_of_each_description_not_all_of_it(
+    sql_store: SqlRepository,
+) -> None:
+    """DESIGN 4, "Summaries": one line per item. 50 calls logged from mails quoting a whole
+    history (half a megabyte each) cost 25 MB of memory read in full; the store reads only the
+    start a summary line is taken from."""
+    filler = "> an earlier message of the thread, quoted once more\n" * 10_000  # 530 KB
+    when = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+    sql_store.put_person(Person(1, "ana@desk.example", "Ana", is_analyst=True))
+    with sql_store.transaction():
+        for number in range(1, 51):
+            description = f"Hi,\nPrinter {number} jams on tray 2\n{filler}"
+            call = Call(number, owner_id=1, description=description, last_update=when)
+            sql_store.put_call(call)
+    tracemalloc.start()
+    try:
+        items, total = sql_store.summary(SummaryKind.CALLS, 1, 50)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == 50
+    assert items[0].description == "Printer 50 jams on tray 2"
+    assert peak < 5_000_000, f"a summary of 50 lines took {peak / 1e6:.0f} MB"
