@@ -285,6 +285,49 @@ def test_integrators_guide_gives_every_method_with_its_signature(protocol: type)
         assert documented == parameters, f"{name}: documented {documented}, code {parameters}"
 
 
+OPTIONAL_STORE_METHODS = (
+    "touch_ledger",
+    "prune_ledger",
+    "use_token_until",
+    "prune_used_tokens",
+    "prune_sent_messages",
+    "count_quarantined",
+    "quarantine_listing",
+)
+"""The methods the library looks up by name on a store (``getattr``), outside the protocols."""
+
+
+@pytest.mark.parametrize("name", OPTIONAL_STORE_METHODS)
+def test_integrators_guide_gives_every_optional_store_method_with_its_signature(
+    name: str,
+) -> None:
+    """A host writing its store from docs/integrators.md finds each optional method the
+    library calls, with the parameters the reference store has (names in order), in the
+    guide's table of optional methods (they were only in storage.md's prose, or nowhere)."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("#### Optional methods\n", 1)[-1].split("\n### ", 1)[0]
+    match = re.search(rf"`{name}\(([^`]*)\)", section)
+    assert match is not None, f"{name} is missing from integrators.md, Optional methods"
+    parameters = [
+        p for p in inspect.signature(getattr(InMemoryRepository, name)).parameters if p != "self"
+    ]
+    documented = [
+        part.split(":")[0].split("=")[0].strip().lstrip("*")
+        for part in re.sub(r"\[[^]]*\]", "", match.group(1)).split(",")
+        if part.strip() and part.strip() != "*"
+    ]
+    assert documented == parameters, f"{name}: documented {documented}, code {parameters}"
+
+
+def test_integrators_guide_says_how_the_reply_budget_compares_addresses() -> None:
+    """The conformance kit counts ``bob+desk@`` in ``bob@``'s reply budget: the guide's
+    reference must say so, or a host comparing by ``normalise_address`` (as for persons)
+    fails ``sent_messages`` with nothing in the docs to tell it why."""
+    text = DOCS.read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `replies_sent_since("))
+    assert "addresses.mailbox_key" in row
+
+
 def _signature_as_documented(function: Callable[..., object]) -> list[str]:
     """``function``'s parameters as the guide writes them: names, ``*`` before the keyword-only
     ones, ``=`` after a name with a default."""
