@@ -465,3 +465,17 @@ def test_the_types_the_guide_names_for_hosts_are_exported() -> None:
     assert result.sent.result is SendResult.SENT
     assert isinstance(repository, LedgerRetention)
     assert not isinstance(mailer, ExpungingMailbox)
+
+
+def test_integrators_guide_says_which_template_create_call_gets() -> None:
+    """``apply`` passes ``MailboxSettings.template_for_new_calls`` (the mailbox's partition
+    when the template names none) to ``create_call``, and MailboxSettings refuses a template
+    in another partition: a host mapping LogCall to its own writes reads this in the guide."""
+    text = " ".join(DOCS.read_text(encoding="utf-8").split())
+    assert "create_call(template=mailbox.template_for_new_calls" in text
+    assert "create_call(template=mailbox.call_template" not in text
+    assert "MailboxSettings.call_template.partition" in text
+    with pytest.raises(ValueError, match=r"MailboxSettings\.call_template\.partition"):
+        MailboxSettings(name="eu", partition="EU", call_template=CallTemplate(partition="US"))
+    mailbox = MailboxSettings(name="eu", partition="EU", call_template=CallTemplate(name="Mail"))
+    assert mailbox.template_for_new_calls == CallTemplate(name="Mail", partition="EU")
