@@ -41,7 +41,13 @@ from asm_email_rules.model import (
     TaskStatus,
 )
 from asm_email_rules.protocols import SeedableRepository
-from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState, QuarantineStore
+from asm_email_rules.quarantine import (
+    LISTING_HEAD_BYTES,
+    QuarantinedMessage,
+    QuarantineListing,
+    QuarantineState,
+    QuarantineStore,
+)
 from asm_email_rules.settings import CallTemplate
 
 __all__ = [
@@ -1826,3 +1832,40 @@ def check_forget_quarantine_record(repo: SeedableRepository) -> None:
     _equal(repo.ledger_entry("box", "", "q"), None, "the forgotten quarantine record")
     _expect(repo.ledger_entry("other", "", "q") is not None, "another mailbox's record was lost")
     _expect(repo.ledger_entry("box", "", "n") is not None, "a record of another decision was lost")
+
+
+@_quarantine_check
+def check_quarantine_count_and_listing_agree_with_quarantined(repo: SeedableRepository) -> None:
+    """Optional ``count_quarantined`` and ``quarantine_listing`` (a store without them passes:
+    the library reads ``quarantined()`` instead): for every state and account filter, the
+    count is ``len(quarantined(...))`` and the listing is ``QuarantineListing.of`` each entry,
+    only the first 64 KiB of the bytes with the whole message's size."""
+    store = _quarantine(repo)
+    counter = getattr(store, "count_quarantined", None)
+    lister = getattr(store, "quarantine_listing", None)
+    if not callable(counter) and not callable(lister):
+        return
+    big = b"Subject: big\r\n\r\n" + b"x" * (LISTING_HEAD_BYTES + 10)
+    ids = [
+        store.quarantine_message(account, raw, "why", _at(n), source="imap", mailbox_key=str(n))
+        for n, (account, raw) in enumerate([("a", big), ("b", _RAW), ("a", b"m")])
+    ]
+    store.resolve_quarantined(ids[2], QuarantineState.RELEASED, "back in INBOX", _at(5))
+    filters: list[tuple[QuarantineState | None, str | None]] = [
+        (QuarantineState.HELD, None),
+        (None, None),
+        (QuarantineState.HELD, "a"),
+        (QuarantineState.RELEASED, "a"),
+        (None, "b"),
+        (QuarantineState.REPLAYED, None),
+    ]
+    for state, account in filters:
+        whole = store.quarantined(state=state, account=account)
+        what = f"state={state}, account={account!r}"
+        if callable(counter):
+            _equal(int(counter(state=state, account=account)), len(whole), f"count ({what})")
+        if callable(lister):
+            listed = list(lister(state=state, account=account))
+            _equal(listed, [QuarantineListing.of(e) for e in whole], f"listing ({what})")
+    if callable(counter):
+        _equal(int(counter()), 2, "count_quarantined() (held entries by default)")
