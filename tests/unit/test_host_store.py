@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import mailbox as maildirs
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,10 +14,19 @@ from zoneinfo import ZoneInfo
 import pytest
 from host_store import HostStore
 
-from asm_email_rules import LedgerRetention, ReplyStatus, SystemSettings, TaskStatus
+from asm_email_rules import (
+    LedgerRetention,
+    OutboxEntry,
+    ReplyStatus,
+    SendResult,
+    SystemSettings,
+    TaskStatus,
+    process,
+)
 from asm_email_rules.adapters.maildir import MaildirMailbox
 from asm_email_rules.adapters.recording import RecordingMailer
 from asm_email_rules.sample import ALICE, UMA, sample_mailbox, seed_sample_desk
+from asm_email_rules.send import send_due
 from asm_email_rules.service import PollingService
 from asm_email_rules.testing import Check, repository_checks
 from asm_email_rules.tokens import make_approval_token, new_nonce
@@ -150,3 +160,37 @@ def test_a_host_stores_unwrapped_error_in_a_prune_does_not_make_poll_once_raise(
         assert (report.errors, store.prunes) == (0, 1)
     else:
         assert report.errors == 1
+
+
+class TextTimesHostStore(HostStore):
+    """Compares times as ISO-8601 text, as a host's SQL store whose times are UTC text does
+    (storage.md: text order is time order when every time is UTC)."""
+
+    def due_replies(
+        self, now: datetime, *, mailbox: str | None = None, limit: int = 100
+    ) -> Sequence[OutboxEntry]:
+        return [
+            entry
+            for entry in self.outbox.values()
+            if entry.status is ReplyStatus.PENDING
+            and entry.next_attempt_at.isoformat() <= now.isoformat()
+        ][:limit]
+
+
+def test_send_due_hands_the_store_a_utc_time_from_a_local_clock() -> None:
+    """integrators.md: a time in a local zone is converted to UTC on the way in. send_due
+    asked ``due_replies`` with the host's clock as it was, so a store comparing UTC text found
+    nothing due at 07:00-05:00 (12:00 UTC) and the reply queued at 12:00 UTC was not sent."""
+    store = TextTimesHostStore()
+    seed_sample_desk(store)
+    raw = _message(UMA.email, "The printer is broken", 1)
+    process(raw, store, None, sample_mailbox(auto_reply=True), SystemSettings(), NOW)
+    mailer = RecordingMailer()
+    new_york = ZoneInfo("America/New_York")
+
+    report = send_due(
+        store, mailer, SystemSettings(), owner="host", clock=lambda: NOW.astimezone(new_york)
+    )
+
+    assert [m.subject for m in mailer.sent] == ["Call 103 has been logged [CALL#103]"]
+    assert report.count(SendResult.SENT) == 1
