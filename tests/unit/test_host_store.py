@@ -15,12 +15,18 @@ import pytest
 from host_store import HostStore
 
 from asm_email_rules import (
+    EntityRef,
     LedgerRetention,
     OutboxEntry,
+    OutgoingEmail,
     ReplyStatus,
     SendResult,
     SystemSettings,
     TaskStatus,
+    apply,
+    decide,
+    gather_facts,
+    parse_message,
     process,
 )
 from asm_email_rules.adapters.maildir import MaildirMailbox
@@ -194,3 +200,47 @@ def test_send_due_hands_the_store_a_utc_time_from_a_local_clock() -> None:
 
     assert [m.subject for m in mailer.sent] == ["Call 103 has been logged [CALL#103]"]
     assert report.count(SendResult.SENT) == 1
+
+
+class TimesAsGivenHostStore(HostStore):
+    """Keeps the times the library hands it as they come (a host's store that trusts the
+    guide: 'Every time the library stores or hands back is UTC')."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: list[datetime] = []
+
+    def record_processed(
+        self,
+        mailbox: str,
+        message_id: str,
+        sha256: str,
+        decision_json: str,
+        reply: OutgoingEmail | None,
+        now: datetime,
+    ) -> None:
+        self.given.append(now)
+        super().record_processed(mailbox, message_id, sha256, decision_json, reply, now)
+
+    def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:
+        self.given.append(now)
+        super().record_sent(message_id, ref, to, now)
+
+
+def test_apply_hands_the_store_utc_times_from_a_local_now() -> None:
+    """``apply``, the core's write step, is exported for a host that runs the steps itself
+    (parse, gather_facts, decide, apply): it handed its ``now`` to the store as given, so a
+    Berlin time reached ``record_processed`` and ``record_sent``, and a naive one was kept."""
+    store = TimesAsGivenHostStore()
+    seed_sample_desk(store)
+    mailbox, system = sample_mailbox(auto_reply=True), SystemSettings()
+    berlin = NOW.astimezone(ZoneInfo("Europe/Berlin"))
+    email = parse_message(_message(UMA.email, "The printer is broken", 1))
+    decision = decide(gather_facts(email, store, mailbox, system, berlin), mailbox, system)
+
+    apply(decision, email, store, mailbox, system, berlin)
+
+    assert store.given == [NOW, NOW]
+    assert all(moment.utcoffset() == timedelta(0) for moment in store.given)
+    with pytest.raises(TypeError, match="timezone-aware"):
+        apply(decision, email, store, mailbox, system, NOW.replace(tzinfo=None))
