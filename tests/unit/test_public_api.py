@@ -328,6 +328,20 @@ def test_integrators_guide_says_how_the_reply_budget_compares_addresses() -> Non
     assert "addresses.mailbox_key" in row
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda p: p.__name__)
+def test_integrators_guide_gives_every_read_with_its_return_type(protocol: type) -> None:
+    """The Returns column of the guide's tables is the protocol's return annotation: a host
+    that typed ``summary`` from the guide's ``(items, total)`` as ``tuple[Sequence[...], int]``
+    (as every other read returns a Sequence) failed ``mypy --strict`` against Repository."""
+    text = DOCS.read_text(encoding="utf-8")
+    for name in _own_methods(protocol):
+        row = re.search(rf"^\| `{name}\([^`]*\)` \| `([^`]*)` \|", text, re.MULTILINE)
+        if row is None:  # a write: its table has no Returns column
+            continue
+        documented = row.group(1).replace("\\|", "|")
+        assert documented == getattr(protocol, name).__annotations__["return"], name
+
+
 def _signature_as_documented(function: Callable[..., object]) -> list[str]:
     """``function``'s parameters as the guide writes them: names, ``*`` before the keyword-only
     ones, ``=`` after a name with a default."""
