@@ -41,7 +41,7 @@ from asm_email_rules.actions import (
     SpendToken,
     Target,
 )
-from asm_email_rules.decision import Decision, Reply
+from asm_email_rules.decision import Decision, Reply, require_aware
 from asm_email_rules.gather import domain_of
 from asm_email_rules.ledger_key import ledger_key
 from asm_email_rules.model import (
@@ -273,8 +273,11 @@ def apply(
 
     The reply is stored (status PENDING) but not sent: :func:`~asm_email_rules.send.send_pending`
     sends it after the commit, so a failed send never undoes the actions and is retried instead.
-    An exception from the repository rolls back every write of the decision.
+    An exception from the repository rolls back every write of the decision. ``now`` is
+    made UTC before any write (TypeError when naive), as :func:`~asm_email_rules.pipeline.process`
+    does: the store keeps and hands back UTC.
     """
+    now = require_aware(now)
     with repository.transaction():
         writes = _Writes(repository, email, mailbox, now)
         for action in decision.actions:

@@ -424,6 +424,7 @@ def send_due(
     from asm_email_rules.outbox_pump import ReplyPump  # it builds on this module's steps
     from asm_email_rules.sent_journal import open_sent_journal
 
+    clock = utc_clock(clock, "the sender's clock")  # the store gets UTC (due_replies too)
     with ReplyPump(
         repository,
         mailer,

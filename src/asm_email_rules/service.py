@@ -1270,7 +1270,9 @@ class PollingService:
         """Forget what nothing reads any more, with a store that can (optional methods): our
         Message-IDs about no record older than the reply budget's window (only the budget
         reads them), and approval tokens used and expired (a replay is refused as expired).
-        Housekeeping: a failure is logged, and the next prune tries again."""
+        Housekeeping: a failure is logged, and the next prune tries again; a host store's
+        error it did not wrap in RepositoryError too (with its traceback), since the poll's
+        messages are done and a prune must not make ``poll_once`` raise."""
         chores = (
             ("prune_sent_messages", now - REPLY_BUDGET_WINDOW, "sent Message-IDs about no record"),
             ("prune_used_tokens", now, "used approval tokens that have expired"),
@@ -1281,11 +1283,12 @@ class PollingService:
                 continue
             try:
                 pruned = int(prune(moment))
-            except RepositoryError as exc:
+            except Exception as exc:
                 log.warning(
                     "could not forget %s (tried again at the next prune): %s",
                     what,
                     exc,
+                    exc_info=not isinstance(exc, RepositoryError),
                     extra={"error": str(exc)},
                 )
                 continue
@@ -1307,11 +1310,12 @@ class PollingService:
         before = now - timedelta(days=self.config.system.ledger_retention_days)
         try:
             counts.pruned += store.prune_ledger(account.mailbox.name, before)
-        except RepositoryError as exc:  # housekeeping: the next complete poll prunes
+        except Exception as exc:  # housekeeping (a host's unwrapped error too): next poll prunes
             counts.error(exc)
             log.warning(
                 "could not prune the ledger (tried again after the next complete poll): %s",
                 exc,
+                exc_info=not isinstance(exc, RepositoryError),
                 extra={"account": account.name, "error": str(exc)},
             )
             return

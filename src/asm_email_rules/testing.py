@@ -41,7 +41,13 @@ from asm_email_rules.model import (
     TaskStatus,
 )
 from asm_email_rules.protocols import SeedableRepository
-from asm_email_rules.quarantine import QuarantinedMessage, QuarantineState, QuarantineStore
+from asm_email_rules.quarantine import (
+    LISTING_HEAD_BYTES,
+    QuarantinedMessage,
+    QuarantineListing,
+    QuarantineState,
+    QuarantineStore,
+)
 from asm_email_rules.settings import CallTemplate
 
 __all__ = [
@@ -280,6 +286,34 @@ def check_persons_by_address_lowest_id_first(repo: SeedableRepository) -> None:
     )
     found = [p.id for p in repo.persons_by_address("shared@example.com")]
     _equal(found, [10, 20, 30], "ids of persons sharing an address")
+
+
+@_check
+def check_persons_by_address_compares_in_normalise_address_form(repo: SeedableRepository) -> None:
+    """persons_by_address compares in ``addresses.normalise_address`` form: a domain's
+    A-labels and its Unicode spelling are one, NFC and NFD are one, lower case is one letter
+    to one (``ÖMER`` is ``ömer``), but nothing is case-folded (``straße`` is not ``strasse``,
+    a final ``ς`` is not ``σ``)."""
+    _seed(
+        repo,
+        Person(id=41, email="Anna@Bücher.example", name="IDN"),
+        Person(id=42, email="ÖMER@example.com", name="Upper"),
+        Person(id=43, email="jos\u00e9@example.com", name="NFC"),
+        Person(id=44, email="straße@example.com", name="Sharp s"),
+        Person(id=45, email="info@σας.example", name="Final sigma"),
+    )
+    cases = [
+        ("anna@xn--bcher-kva.example", [41], "a domain written in A-labels"),
+        ("ANNA@BÜCHER.EXAMPLE", [41], "a Unicode domain in upper case"),
+        ("ömer@example.com", [42], "a lower-case non-ASCII local part"),
+        ("jose\u0301@example.com", [43], "the NFD spelling of an NFC address"),
+        ("STRAẞE@example.com", [44], "a capital sharp s"),
+        ("strasse@example.com", [], "ss for ß (case folding, not lower case)"),
+        ("info@σασ.example", [], "σ for a final ς (case folding, not lower case)"),
+    ]
+    for address, expected, what in cases:
+        found = [p.id for p in repo.persons_by_address(address)]
+        _equal(found, expected, f"persons_by_address({address!r}): {what}")
 
 
 @_check
@@ -1206,6 +1240,79 @@ def check_tokens(repo: SeedableRepository) -> None:
     _equal(repo.is_token_used("tok-1"), True, "token after a replayed use")
 
 
+@_check
+def check_reply_budget_compares_addresses_like_persons_by_address(
+    repo: SeedableRepository,
+) -> None:
+    """replies_sent_since counts by ``addresses.mailbox_key``: the address in
+    ``normalise_address`` form (a domain's A-labels and Unicode spelling are one) without a
+    ``+tag``, so a sender who writes their domain either way has one reply budget."""
+    with repo.transaction():
+        repo.record_sent("<asm.none.f@example.com>", None, "Anna@Bücher.example", _at(0))
+        repo.record_sent("<asm.none.g@example.com>", None, "anna+x@xn--bcher-kva.example", _at(1))
+        repo.record_sent("<asm.none.h@example.com>", None, "anna@bucher.example", _at(2))
+    _equal(
+        repo.replies_sent_since("anna@xn--bcher-kva.example", _at(-1)),
+        2,
+        "replies to anna@Bücher.example, counted for its A-label spelling (+tag too)",
+    )
+    _equal(repo.replies_sent_since("ANNA@BÜCHER.EXAMPLE", _at(-1)), 2, "in upper case")
+
+
+def _optional(repo: SeedableRepository, *names: str) -> bool:
+    """Whether ``repo`` has every optional method ``names`` (a check of them passes without)."""
+    return all(callable(getattr(repo, name, None)) for name in names)
+
+
+@_check
+def check_used_tokens_with_an_expiry_are_pruned(repo: SeedableRepository) -> None:
+    """Optional ``use_token_until(token_id, now, expires_at)`` and ``prune_used_tokens(now)``
+    (a store without them passes): a token spent with its expiry is used at once and forgotten
+    by a prune at or after that expiry; a replay keeps the first expiry; a token spent with
+    ``use_token`` (expiry unknown) is never pruned; the count of tokens forgotten is returned."""
+    if not _optional(repo, "use_token_until", "prune_used_tokens"):
+        return
+    store: Any = repo
+    with repo.transaction():
+        store.use_token_until("tok-a", T0, _at(10))
+        store.use_token_until("tok-a", _at(1), _at(500))  # a replay keeps the first expiry
+        store.use_token_until("tok-b", T0, _at(20))
+        repo.use_token("tok-c", T0)
+    _equal(repo.is_token_used("tok-a"), True, "a token spent with its expiry")
+    _equal(int(store.prune_used_tokens(_at(9))), 0, "tokens pruned before any expiry")
+    _equal(int(store.prune_used_tokens(_at(10))), 1, "tokens pruned at the first expiry")
+    _equal(
+        [repo.is_token_used(t) for t in ("tok-a", "tok-b", "tok-c")],
+        [False, True, True],
+        "tokens used after a prune at the first expiry (a, b, c of unknown expiry)",
+    )
+    _equal(int(store.prune_used_tokens(_at(10_000))), 1, "tokens pruned long after")
+    _equal(repo.is_token_used("tok-c"), True, "a token of unknown expiry after every prune")
+
+
+@_check
+def check_sent_messages_about_no_record_are_pruned(repo: SeedableRepository) -> None:
+    """Optional ``prune_sent_messages(before)`` (a store without it passes): forgets our
+    Message-IDs about no record sent before ``before`` (the reply budget no longer counts
+    them) and returns how many; a Message-ID about a record is kept for threading."""
+    if not _optional(repo, "prune_sent_messages"):
+        return
+    store: Any = repo
+    call = EntityRef(EntityKind.CALL, 7)
+    with repo.transaction():
+        repo.record_sent("<asm.none.p@example.com>", None, "uma@example.com", _at(0))
+        repo.record_sent("<asm.call-7.q@example.com>", call, "uma@example.com", _at(0))
+        repo.record_sent("<asm.none.r@example.com>", None, "uma@example.com", _at(60))
+    _equal(int(store.prune_sent_messages(_at(60))), 1, "Message-IDs pruned before minute 60")
+    _equal(repo.replies_sent_since("uma@example.com", _at(-1)), 2, "replies counted after")
+    _equal(
+        repo.entity_for_message_id("<asm.call-7.q@example.com>"),
+        call,
+        "a Message-ID about a call after a prune",
+    )
+    _equal(int(store.prune_sent_messages(_at(60))), 0, "a second prune")
+
+
 # -- reply outbox and leases (DESIGN 4: "Replies are an outbox", "One poller per account") -----
 def _reply(number: int, minute: int = 0) -> OutgoingEmail:
     """A distinct reply (its own Message-ID) for message ``number``."""
@@ -1725,3 +1832,40 @@ def check_forget_quarantine_record(repo: SeedableRepository) -> None:
     _equal(repo.ledger_entry("box", "", "q"), None, "the forgotten quarantine record")
     _expect(repo.ledger_entry("other", "", "q") is not None, "another mailbox's record was lost")
     _expect(repo.ledger_entry("box", "", "n") is not None, "a record of another decision was lost")
+
+
+@_quarantine_check
+def check_quarantine_count_and_listing_agree_with_quarantined(repo: SeedableRepository) -> None:
+    """Optional ``count_quarantined`` and ``quarantine_listing`` (a store without them passes:
+    the library reads ``quarantined()`` instead): for every state and account filter, the
+    count is ``len(quarantined(...))`` and the listing is ``QuarantineListing.of`` each entry,
+    only the first 64 KiB of the bytes with the whole message's size."""
+    store = _quarantine(repo)
+    counter = getattr(store, "count_quarantined", None)
+    lister = getattr(store, "quarantine_listing", None)
+    if not callable(counter) and not callable(lister):
+        return
+    big = b"Subject: big\r\n\r\n" + b"x" * (LISTING_HEAD_BYTES + 10)
+    ids = [
+        store.quarantine_message(account, raw, "why", _at(n), source="imap", mailbox_key=str(n))
+        for n, (account, raw) in enumerate([("a", big), ("b", _RAW), ("a", b"m")])
+    ]
+    store.resolve_quarantined(ids[2], QuarantineState.RELEASED, "back in INBOX", _at(5))
+    filters: list[tuple[QuarantineState | None, str | None]] = [
+        (QuarantineState.HELD, None),
+        (None, None),
+        (QuarantineState.HELD, "a"),
+        (QuarantineState.RELEASED, "a"),
+        (None, "b"),
+        (QuarantineState.REPLAYED, None),
+    ]
+    for state, account in filters:
+        whole = store.quarantined(state=state, account=account)
+        what = f"state={state}, account={account!r}"
+        if callable(counter):
+            _equal(int(counter(state=state, account=account)), len(whole), f"count ({what})")
+        if callable(lister):
+            listed = list(lister(state=state, account=account))
+            _equal(listed, [QuarantineListing.of(e) for e in whole], f"listing ({what})")
+    if callable(counter):
+        _equal(int(counter()), 2, "count_quarantined() (held entries by default)")

@@ -4,7 +4,7 @@ PostgreSQL (a throwaway cluster, ``postgres_fixtures.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,6 +92,36 @@ def test_a_store_without_a_quarantine_fails_the_checks() -> None:
     failures = check_quarantine_store(NoQuarantine)
     assert [name for name, _ in failures] == [c.name for c in CHECKS]
     assert all("no QuarantineStore" in message for _, message in failures)
+
+
+class CountIgnoresAccount(InMemoryRepository):
+    def count_quarantined(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> int:
+        return super().count_quarantined(state=state)
+
+
+class ListingIgnoresState(InMemoryRepository):
+    def quarantine_listing(
+        self, *, state: QuarantineState | None = QuarantineState.HELD, account: str | None = None
+    ) -> Sequence[QuarantineListing]:
+        return super().quarantine_listing(state=None, account=account)
+
+
+@pytest.mark.parametrize(
+    ("broken", "fault"),
+    [
+        (CountIgnoresAccount, "count (state=QuarantineState.HELD, account='a')"),
+        (ListingIgnoresState, "listing (state=QuarantineState.HELD, account=None)"),
+    ],
+)
+def test_the_kit_checks_the_optional_count_and_listing(
+    broken: type[InMemoryRepository], fault: str
+) -> None:
+    """``check`` and ``quarantine list`` trust these two methods when a store has them: a
+    host's that ignores a filter passed the kit and showed other accounts' messages."""
+    failures = dict(check_quarantine_store(broken))
+    assert fault in failures.get("quarantine_count_and_listing_agree_with_quarantined", "")
 
 
 def test_a_listing_and_a_count_read_the_head_and_size_not_the_message(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -70,6 +71,68 @@ def test_checks_have_unique_names_and_docs() -> None:
 class CaseSensitiveLookup(InMemoryRepository):
     def persons_by_address(self, address: str) -> Sequence[Person]:
         return [p for p in super().persons_by_address(address) if p.email == address]
+
+
+class NfkcLowerLookup(InMemoryRepository):
+    """Compares addresses the way storage.md once said: NFKC, then ``str.lower()``; a domain
+    in A-labels is then another address than its Unicode spelling."""
+
+    def persons_by_address(self, address: str) -> Sequence[Person]:
+        def key(text: str) -> str:
+            return unicodedata.normalize("NFKC", text).strip().lower()
+
+        return [p for p in self.list_persons(limit=10_000) if key(p.email) == key(address)]
+
+
+class CaseFoldedLookup(InMemoryRepository):
+    """Compares case-folded addresses: ``straße`` and ``strasse`` become one person."""
+
+    def persons_by_address(self, address: str) -> Sequence[Person]:
+        def key(text: str) -> str:
+            return unicodedata.normalize("NFKC", text.casefold()).strip()
+
+        return [p for p in self.list_persons(limit=10_000) if key(p.email) == key(address)]
+
+
+class BudgetByLowerCase(InMemoryRepository):
+    """Counts replies by the address in lower case without its ``+tag``, not by
+    ``addresses.mailbox_key``: a domain in A-labels has a budget of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recipients: list[tuple[str, datetime]] = []
+
+    def record_sent(self, message_id: str, ref: EntityRef | None, to: str, now: datetime) -> None:
+        super().record_sent(message_id, ref, to, now)
+        self.recipients.append((to, now))
+
+    def replies_sent_since(self, address: str, since: datetime) -> int:
+        def key(text: str) -> str:
+            local, _, domain = text.lower().rpartition("@")
+            return f"{local.partition('+')[0]}@{domain}"
+
+        return sum(1 for to, at in self.recipients if key(to) == key(address) and at >= since)
+
+
+class PrunesTokensOfUnknownExpiry(InMemoryRepository):
+    """Forgets every used token at a prune, those spent by ``use_token`` too."""
+
+    def prune_used_tokens(self, now: datetime) -> int:
+        pruned = super().prune_used_tokens(now)
+        unknown = list(self._tokens)
+        for token in unknown:
+            self._delete(self._tokens, token)
+        return pruned + len(unknown)
+
+
+class PrunesThreadedMessageIds(InMemoryRepository):
+    """Forgets every Message-ID sent before the moment, those about a call too."""
+
+    def prune_sent_messages(self, before: datetime) -> int:
+        doomed = [key for key, sent in self._sent.items() if sent.at < before]
+        for key in doomed:
+            self._delete(self._sent, key)
+        return len(doomed)
 
 
 class NoRollback(InMemoryRepository):
@@ -538,6 +601,11 @@ def test_kit_names_the_fault_of_a_broken_repository(
         (LeaseAlwaysGranted, "leases"),
         (ForgetsTheOutbox, "outbox_holds_the_reply_recorded_with_the_decision"),
         (CaseSensitiveLookup, "persons_by_address_case_insensitive"),
+        (NfkcLowerLookup, "persons_by_address_compares_in_normalise_address_form"),
+        (CaseFoldedLookup, "persons_by_address_compares_in_normalise_address_form"),
+        (BudgetByLowerCase, "reply_budget_compares_addresses_like_persons_by_address"),
+        (PrunesTokensOfUnknownExpiry, "used_tokens_with_an_expiry_are_pruned"),
+        (PrunesThreadedMessageIds, "sent_messages_about_no_record_are_pruned"),
         (NoRollback, "transaction_rollback_leaves_no_trace"),
         (NoRollback, "nested_transaction_joins_outer"),
         (ReusesCallNumbers, "create_call"),

@@ -285,6 +285,63 @@ def test_integrators_guide_gives_every_method_with_its_signature(protocol: type)
         assert documented == parameters, f"{name}: documented {documented}, code {parameters}"
 
 
+OPTIONAL_STORE_METHODS = (
+    "touch_ledger",
+    "prune_ledger",
+    "use_token_until",
+    "prune_used_tokens",
+    "prune_sent_messages",
+    "count_quarantined",
+    "quarantine_listing",
+)
+"""The methods the library looks up by name on a store (``getattr``), outside the protocols."""
+
+
+@pytest.mark.parametrize("name", OPTIONAL_STORE_METHODS)
+def test_integrators_guide_gives_every_optional_store_method_with_its_signature(
+    name: str,
+) -> None:
+    """A host writing its store from docs/integrators.md finds each optional method the
+    library calls, with the parameters the reference store has (names in order), in the
+    guide's table of optional methods (they were only in storage.md's prose, or nowhere)."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("#### Optional methods\n", 1)[-1].split("\n### ", 1)[0]
+    match = re.search(rf"`{name}\(([^`]*)\)", section)
+    assert match is not None, f"{name} is missing from integrators.md, Optional methods"
+    parameters = [
+        p for p in inspect.signature(getattr(InMemoryRepository, name)).parameters if p != "self"
+    ]
+    documented = [
+        part.split(":")[0].split("=")[0].strip().lstrip("*")
+        for part in re.sub(r"\[[^]]*\]", "", match.group(1)).split(",")
+        if part.strip() and part.strip() != "*"
+    ]
+    assert documented == parameters, f"{name}: documented {documented}, code {parameters}"
+
+
+def test_integrators_guide_says_how_the_reply_budget_compares_addresses() -> None:
+    """The conformance kit counts ``bob+desk@`` in ``bob@``'s reply budget: the guide's
+    reference must say so, or a host comparing by ``normalise_address`` (as for persons)
+    fails ``sent_messages`` with nothing in the docs to tell it why."""
+    text = DOCS.read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `replies_sent_since("))
+    assert "addresses.mailbox_key" in row
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda p: p.__name__)
+def test_integrators_guide_gives_every_read_with_its_return_type(protocol: type) -> None:
+    """The Returns column of the guide's tables is the protocol's return annotation: a host
+    that typed ``summary`` from the guide's ``(items, total)`` as ``tuple[Sequence[...], int]``
+    (as every other read returns a Sequence) failed ``mypy --strict`` against Repository."""
+    text = DOCS.read_text(encoding="utf-8")
+    for name in _own_methods(protocol):
+        row = re.search(rf"^\| `{name}\([^`]*\)` \| `([^`]*)` \|", text, re.MULTILINE)
+        if row is None:  # a write: its table has no Returns column
+            continue
+        documented = row.group(1).replace("\\|", "|")
+        assert documented == getattr(protocol, name).__annotations__["return"], name
+
+
 def _signature_as_documented(function: Callable[..., object]) -> list[str]:
     """``function``'s parameters as the guide writes them: names, ``*`` before the keyword-only
     ones, ``=`` after a name with a default."""
@@ -422,3 +479,17 @@ def test_the_types_the_guide_names_for_hosts_are_exported() -> None:
     assert result.sent.result is SendResult.SENT
     assert isinstance(repository, LedgerRetention)
     assert not isinstance(mailer, ExpungingMailbox)
+
+
+def test_integrators_guide_says_which_template_create_call_gets() -> None:
+    """``apply`` passes ``MailboxSettings.template_for_new_calls`` (the mailbox's partition
+    when the template names none) to ``create_call``, and MailboxSettings refuses a template
+    in another partition: a host mapping LogCall to its own writes reads this in the guide."""
+    text = " ".join(DOCS.read_text(encoding="utf-8").split())
+    assert "create_call(template=mailbox.template_for_new_calls" in text
+    assert "create_call(template=mailbox.call_template" not in text
+    assert "MailboxSettings.call_template.partition" in text
+    with pytest.raises(ValueError, match=r"MailboxSettings\.call_template\.partition"):
+        MailboxSettings(name="eu", partition="EU", call_template=CallTemplate(partition="US"))
+    mailbox = MailboxSettings(name="eu", partition="EU", call_template=CallTemplate(name="Mail"))
+    assert mailbox.template_for_new_calls == CallTemplate(name="Mail", partition="EU")
