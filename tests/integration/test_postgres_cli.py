@@ -87,7 +87,7 @@ def test_check_reports_the_store_and_its_quarantine(
     assert code == 0, out + err
     [line] = [line for line in out.splitlines() if line.startswith("store ")]
     assert line.startswith(f"store PostgreSQL server 127.0.0.1:{pg_database.cluster.port}")
-    assert "schema 7; 2 people (1 analysts, 1 Users); 0 calls; 2 held in quarantine" in line
+    assert "schema 8; 2 people (1 analysts, 1 Users); 0 calls; 2 held in quarantine" in line
     assert pg_database.password not in out + err
 
 

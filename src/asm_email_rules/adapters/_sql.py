@@ -70,6 +70,7 @@ from asm_email_rules.model import (
 )
 from asm_email_rules.quarantine import (
     LISTING_HEAD_BYTES,
+    RESOLVED_STATES,
     QuarantinedMessage,
     QuarantineListing,
     QuarantineState,
@@ -1463,6 +1464,41 @@ class SqlRepository(abc.ABC):
         )
         if cursor.rowcount == 0:
             raise NotFoundError(f"no quarantined message {entry_id}")
+
+    def purge_quarantined(
+        self,
+        before: datetime,
+        *,
+        states: Collection[QuarantineState] = RESOLVED_STATES,
+        account: str | None = None,
+    ) -> int:
+        """Forget the entries in ``states`` last changed (``COALESCE(resolved_at,
+        quarantined_at)``) before ``before``, of ``account`` only when given; how many went.
+        The ledger is not touched: a held message's quarantine record keeps it set aside.
+
+        Oldest first in batches of :data:`PRUNE_BATCH`, one statement each (outside a
+        transaction each commits alone), reading the ``quarantine_by_age`` index: each batch
+        starts where the previous one ended, so the purge is linear in what it reads.
+        """
+        age = "COALESCE(resolved_at, quarantined_at)"
+        limit, purged = self._ts(before), 0
+        for state in sorted(states, key=lambda s: s.value):
+            where, params = f"state = ? AND {age} < ?", [state.value, limit]
+            if account is not None:
+                where, params = f"{where} AND account = ?", [*params, account]
+            low: Any = None  # the age the previous batch went up to (inclusive)
+            while True:
+                after, low_params = ("", ()) if low is None else (f" AND {age} >= ?", (low,))
+                rows = self._execute(
+                    f"DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine"
+                    f" WHERE {where}{after} ORDER BY {age} LIMIT ?) RETURNING {age}",
+                    (*params, *low_params, PRUNE_BATCH),
+                ).fetchall()
+                purged += len(rows)
+                if len(rows) < PRUNE_BATCH:
+                    break
+                low = max(row[0] for row in rows)
+        return purged
 
     def forget_quarantine_record(self, mailbox: str, sha256: str) -> None:
         """Drop the ledger's quarantine record of these bytes (message id empty)."""
