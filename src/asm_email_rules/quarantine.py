@@ -29,6 +29,7 @@ __all__ = [
     "LISTING_HEAD_BYTES",
     "RESOLVED_STATES",
     "QuarantineListing",
+    "QuarantineOutline",
     "QuarantineState",
     "QuarantineStore",
     "QuarantinedMessage",
@@ -36,6 +37,7 @@ __all__ = [
     "headline",
     "last_change",
     "list_quarantined",
+    "outline_quarantined",
     "purge_quarantined",
     "quarantine_reason",
     "set_aside",
@@ -201,6 +203,48 @@ def list_quarantined(
     return [
         QuarantineListing.of(entry) for entry in store.quarantined(state=state, account=account)
     ]
+
+
+@attrs.frozen
+class QuarantineOutline:
+    """What a purge says of an entry it forgets: never the message (there may be thousands
+    of entries, each up to 25 MB; a SQL store reads these without reading a message)."""
+
+    id: int
+    account: str
+    source: str
+    state: QuarantineState
+    changed: datetime
+    """The entry's last change (:func:`last_change`)."""
+    size: int
+
+
+def outline_quarantined(
+    store: QuarantineStore,
+    before: datetime,
+    *,
+    states: Collection[QuarantineState] = RESOLVED_STATES,
+    account: str | None = None,
+) -> list[QuarantineOutline]:
+    """The entries :func:`purge_quarantined` would forget, by id.
+
+    A store with the optional ``quarantine_outline`` method (the bundled ones) reads no
+    message; a host's store without it is listed (:func:`list_quarantined`) one state at a
+    time.
+    """
+    outline = getattr(store, "quarantine_outline", None)
+    if callable(outline):
+        found: Sequence[QuarantineOutline] = outline(
+            before, states=frozenset(states), account=account
+        )
+        return sorted(found, key=lambda entry: entry.id)
+    listed = [
+        QuarantineOutline(e.id, e.account, e.source, e.state, last_change(e), e.size)
+        for state in states
+        for e in list_quarantined(store, state=state, account=account)
+        if last_change(e) < before
+    ]
+    return sorted(listed, key=lambda entry: entry.id)
 
 
 def last_change(entry: QuarantinedMessage | QuarantineListing) -> datetime:

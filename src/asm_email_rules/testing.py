@@ -1731,7 +1731,8 @@ def check_forget_quarantine_record(repo: SeedableRepository) -> None:
 def check_purge_quarantined(repo: SeedableRepository) -> None:
     """``purge_quarantined(before)`` (optional) forgets the released and replayed entries last
     changed before ``before``; held ones only when asked (``states``); ``account`` narrows;
-    the ledger's quarantine record stays; a purged entry's id is never given again."""
+    the ledger's quarantine record stays; a purged entry's id is never given again.
+    ``quarantine_outline`` (optional) says which entries a purge would forget."""
     store = _quarantine(repo)
     purge = getattr(store, "purge_quarantined", None)
     if not callable(purge):
@@ -1750,6 +1751,22 @@ def check_purge_quarantined(repo: SeedableRepository) -> None:
     with repo.transaction():
         repo.record_processed("a", "", "q", '{"quarantined": "cannot parse"}', None, T0)
     before = T0 + 10 * day
+    outline = getattr(store, "quarantine_outline", None)
+    if callable(outline):  # optional too: what a purge would forget, without the messages
+        _equal(
+            sorted((e.id, e.state, e.changed, e.size) for e in outline(before)),
+            [
+                (released_old, QuarantineState.RELEASED, T0 + day, 1),
+                (replayed_old_b, QuarantineState.REPLAYED, T0 + day, 1),
+                (released_old_2, QuarantineState.RELEASED, T0 + day, 1),
+            ],
+            "the outline of a purge",
+        )
+        _equal(
+            [e.id for e in outline(before, states=frozenset({QuarantineState.HELD}))],
+            [held_old],
+            "the outline of a purge of held entries",
+        )
     _equal(purge(before, account="b"), 1, "resolved entries of b purged")
     _equal(purge(before), 2, "resolved entries purged (the old ones)")
     _equal(

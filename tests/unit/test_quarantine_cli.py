@@ -263,3 +263,32 @@ def test_purge_says_when_the_store_cannot(
     assert "this store cannot purge" in err
     with store(desk) as repo:
         assert len(repo.quarantined(state=None)) == 1
+
+
+def test_purge_does_not_read_the_messages_it_forgets(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Years of released messages are gigabytes: a purge and its dry run read no message, not
+    even the first 64 KiB a listing reads of each."""
+    import tracemalloc
+
+    released, size = 200, 100 * 1024
+    old = datetime.now(UTC) - timedelta(days=200)
+    with store(desk) as repo, repo.transaction():
+        for number in range(released):
+            entry = set_aside(repo, "helpdesk", big_mail(number, size), "bug", old, source="imap")
+            assert entry is not None
+            repo.resolve_quarantined(entry, QuarantineState.RELEASED, "back", old)
+    for dry_run in (("--dry-run",), ()):
+        tracemalloc.start()
+        try:
+            code = main(["quarantine", "purge", *dry_run, "--config", str(desk)])
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        out, _ = capsys.readouterr()
+        assert code == 0
+        assert f"forget {released} entries" in out or f"forgot {released} " in out
+        assert peak < released * 64 * 1024 // 4, f"{dry_run}: {peak} bytes at the peak"
+    with store(desk) as repo:
+        assert repo.quarantined(state=None) == []

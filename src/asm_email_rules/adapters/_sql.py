@@ -73,6 +73,7 @@ from asm_email_rules.quarantine import (
     RESOLVED_STATES,
     QuarantinedMessage,
     QuarantineListing,
+    QuarantineOutline,
     QuarantineState,
 )
 from asm_email_rules.settings import CallTemplate
@@ -1464,6 +1465,33 @@ class SqlRepository(abc.ABC):
         )
         if cursor.rowcount == 0:
             raise NotFoundError(f"no quarantined message {entry_id}")
+
+    def quarantine_outline(
+        self,
+        before: datetime,
+        *,
+        states: Collection[QuarantineState] = RESOLVED_STATES,
+        account: str | None = None,
+    ) -> Sequence[QuarantineOutline]:
+        """The entries :meth:`purge_quarantined` would forget, oldest first, through the
+        ``quarantine_by_age`` index: the columns before the message and its length only (in
+        SQLite, a column stored after a message of 25 MB is reached by reading the message)."""
+        age = "COALESCE(resolved_at, quarantined_at)"
+        found: list[QuarantineOutline] = []
+        for state in sorted(states, key=lambda s: s.value):
+            where, params = f"state = ? AND {age} < ?", [state.value, self._ts(before)]
+            if account is not None:
+                where, params = f"{where} AND account = ?", [*params, account]
+            rows = self._execute(
+                f"SELECT id, account, source, {age}, length(raw) FROM quarantine"
+                f" WHERE {where} ORDER BY {age}",
+                params,
+            ).fetchall()
+            found.extend(
+                QuarantineOutline(row[0], row[1], row[2], state, _moment(row[3]), int(row[4]))
+                for row in rows
+            )
+        return found
 
     def purge_quarantined(
         self,

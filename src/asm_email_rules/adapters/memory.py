@@ -57,6 +57,7 @@ from asm_email_rules.quarantine import (
     RESOLVED_STATES,
     QuarantinedMessage,
     QuarantineListing,
+    QuarantineOutline,
     QuarantineState,
     last_change,
 )
@@ -843,6 +844,23 @@ class InMemoryRepository:
             raise NotFoundError(f"no quarantined message {entry_id}")
         changed = attrs.evolve(entry, state=state, resolution=resolution, resolved_at=to_utc(now))
         self._set(self._quarantine, entry_id, changed)
+
+    def quarantine_outline(
+        self,
+        before: datetime,
+        *,
+        states: Collection[QuarantineState] = RESOLVED_STATES,
+        account: str | None = None,
+    ) -> Sequence[QuarantineOutline]:
+        """The entries :meth:`purge_quarantined` would forget (no message read)."""
+        limit = to_utc(before)
+        return [
+            QuarantineOutline(e.id, e.account, e.source, e.state, last_change(e), len(e.raw))
+            for _, e in sorted(self._quarantine.items())
+            if e.state in states
+            and (account is None or e.account == account)
+            and last_change(e) < limit
+        ]
 
     def purge_quarantined(
         self,

@@ -23,8 +23,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
-
 from asm_email_rules.adapters._sql import SqlRepository
 from asm_email_rules.bootstrap import make_mailer
 from asm_email_rules.cli._common import (
@@ -50,11 +48,12 @@ from asm_email_rules.quarantine import (
     RESOLVED_STATES,
     QuarantinedMessage,
     QuarantineListing,
+    QuarantineOutline,
     QuarantineState,
     count_quarantined,
     headline,
-    last_change,
     list_quarantined,
+    outline_quarantined,
     purge_quarantined,
 )
 
@@ -298,46 +297,7 @@ def run_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@attrs.frozen
-class _Doomed:
-    """An entry a purge forgets, as its report needs it (not its bytes: there may be many)."""
-
-    id: int
-    account: str
-    source: str
-    state: QuarantineState
-    changed: datetime
-    size: int
-    sender: str
-    subject: str
-
-
-def _doomed(
-    repo: SqlRepository, states: frozenset[QuarantineState], before: datetime, account: str | None
-) -> list[_Doomed]:
-    """The entries in ``states`` last changed before ``before``, oldest first; one state's
-    listing (64 KiB of each message at most) is read at a time."""
-    found: list[_Doomed] = []
-    for state in sorted(states, key=lambda s: s.value):
-        for entry in list_quarantined(repo, state=state, account=account):
-            if last_change(entry) < before:
-                sender, subject = headline(entry.head)
-                found.append(
-                    _Doomed(
-                        entry.id,
-                        entry.account,
-                        entry.source,
-                        entry.state,
-                        last_change(entry),
-                        entry.size,
-                        sender,
-                        subject,
-                    )
-                )
-    return sorted(found, key=lambda e: e.id)
-
-
-def _purge_notes(doomed: Sequence[_Doomed]) -> list[str]:
+def _purge_notes(doomed: Sequence[QuarantineOutline]) -> list[str]:
     """Where else the messages of ``doomed`` are, which an operator must know."""
     held = [e for e in doomed if e.state is QuarantineState.HELD]
     in_folder = [e for e in held if e.source in _MAILBOX_SOURCES]
@@ -373,13 +333,13 @@ def _purge_notes(doomed: Sequence[_Doomed]) -> list[str]:
     return notes
 
 
-def _ids(entries: Sequence[_Doomed]) -> str:
+def _ids(entries: Sequence[QuarantineOutline]) -> str:
     shown = ", ".join(str(e.id) for e in entries[:10])
     more = f" and {len(entries) - 10} more" if len(entries) > 10 else ""
     return f"{'entry' if len(entries) == 1 else 'entries'} {shown}{more}"
 
 
-def _accounts(entries: Sequence[_Doomed]) -> str:
+def _accounts(entries: Sequence[QuarantineOutline]) -> str:
     names = sorted({e.account for e in entries})
     return ("account " if len(names) == 1 else "accounts ") + ", ".join(names)
 
@@ -395,18 +355,17 @@ def run_purge(args: argparse.Namespace) -> int:
     what = "released, replayed" + (" or held" if args.held else "")
     age = f"unchanged for {args.older_than} days" if args.older_than else "of any age"
     with store_for(args) as repo:
-        doomed = _doomed(repo, states, before, args.account)
+        doomed = outline_quarantined(repo, before, states=states, account=args.account)
         size = sum(entry.size for entry in doomed)
         if args.dry_run:
-            rows: list[Sequence[str]] = [("id", "changed", "account", "state", "from", "subject")]
+            rows: list[Sequence[str]] = [("id", "changed", "account", "state", "bytes")]
             rows.extend(
                 (
                     str(e.id),
                     utc_minute(e.changed),
                     f"{e.account} ({e.source})",
                     e.state.value,
-                    _short(e.sender or "-", 30),
-                    _short(e.subject or "-", 40),
+                    str(e.size),
                 )
                 for e in doomed
             )
