@@ -468,6 +468,9 @@ def _system(table: _Table) -> SystemSettings:
         ledger_retention_days=table.integer(
             "ledger_retention_days", d.ledger_retention_days, minimum=0
         ),
+        quarantine_retention_days=table.integer(
+            "quarantine_retention_days", d.quarantine_retention_days, minimum=0
+        ),
         approval_token_secret=secret or None,
         loop_header=table.string("loop_header", d.loop_header),
         limits=_limits(table.table("limits")),

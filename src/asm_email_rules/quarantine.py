@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -27,13 +27,18 @@ from asm_email_rules.protocols import Repository
 
 __all__ = [
     "LISTING_HEAD_BYTES",
+    "RESOLVED_STATES",
     "QuarantineListing",
+    "QuarantineOutline",
     "QuarantineState",
     "QuarantineStore",
     "QuarantinedMessage",
     "count_quarantined",
     "headline",
+    "last_change",
     "list_quarantined",
+    "outline_quarantined",
+    "purge_quarantined",
     "quarantine_reason",
     "set_aside",
 ]
@@ -49,6 +54,12 @@ class QuarantineState(enum.Enum):
     HELD = "held"
     RELEASED = "released"
     REPLAYED = "replayed"
+
+
+RESOLVED_STATES: frozenset[QuarantineState] = frozenset(
+    {QuarantineState.RELEASED, QuarantineState.REPLAYED}
+)
+"""The states of an entry the operator has dealt with: what a purge forgets by default."""
 
 
 @attrs.frozen
@@ -192,6 +203,76 @@ def list_quarantined(
     return [
         QuarantineListing.of(entry) for entry in store.quarantined(state=state, account=account)
     ]
+
+
+@attrs.frozen
+class QuarantineOutline:
+    """What a purge says of an entry it forgets: never the message (there may be thousands
+    of entries, each up to 25 MB; a SQL store reads these without reading a message)."""
+
+    id: int
+    account: str
+    source: str
+    state: QuarantineState
+    changed: datetime
+    """The entry's last change (:func:`last_change`)."""
+    size: int
+
+
+def outline_quarantined(
+    store: QuarantineStore,
+    before: datetime,
+    *,
+    states: Collection[QuarantineState] = RESOLVED_STATES,
+    account: str | None = None,
+) -> list[QuarantineOutline]:
+    """The entries :func:`purge_quarantined` would forget, by id.
+
+    A store with the optional ``quarantine_outline`` method (the bundled ones) reads no
+    message; a host's store without it is listed (:func:`list_quarantined`) one state at a
+    time.
+    """
+    outline = getattr(store, "quarantine_outline", None)
+    if callable(outline):
+        found: Sequence[QuarantineOutline] = outline(
+            before, states=frozenset(states), account=account
+        )
+        return sorted(found, key=lambda entry: entry.id)
+    listed = [
+        QuarantineOutline(e.id, e.account, e.source, e.state, last_change(e), e.size)
+        for state in states
+        for e in list_quarantined(store, state=state, account=account)
+        if last_change(e) < before
+    ]
+    return sorted(listed, key=lambda entry: entry.id)
+
+
+def last_change(entry: QuarantinedMessage | QuarantineListing) -> datetime:
+    """When the entry last changed: resolved (or held again), else quarantined. A purge's
+    ``before`` is compared with this."""
+    return entry.resolved_at if entry.resolved_at is not None else entry.quarantined_at
+
+
+def purge_quarantined(
+    store: QuarantineStore,
+    before: datetime,
+    *,
+    states: Collection[QuarantineState] = RESOLVED_STATES,
+    account: str | None = None,
+) -> int | None:
+    """Forget the entries in ``states`` (by default the resolved ones) whose last change
+    (:func:`last_change`) is before ``before``, with their bytes; how many went, or None when
+    the store cannot purge.
+
+    ``purge_quarantined`` is an optional method of a :class:`QuarantineStore` (the bundled
+    stores have it; they delete in batches, each committed alone outside a transaction). Only
+    the stored copies go: the ledger's ``{"quarantined": ...}`` record of a held message stays,
+    so the same bytes read again are still set aside, never processed.
+    """
+    purge = getattr(store, "purge_quarantined", None)
+    if not callable(purge):
+        return None
+    return int(purge(before, states=frozenset(states), account=account))
 
 
 def headline(raw: bytes) -> tuple[str, str]:

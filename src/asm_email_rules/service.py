@@ -61,7 +61,12 @@ from asm_email_rules.protocols import (
     Mailer,
     Repository,
 )
-from asm_email_rules.quarantine import quarantine_reason, set_aside
+from asm_email_rules.quarantine import (
+    QuarantineStore,
+    purge_quarantined,
+    quarantine_reason,
+    set_aside,
+)
 from asm_email_rules.send import OutboxReport, SendResult, default_owner
 from asm_email_rules.sent_journal import open_sent_journal
 from asm_email_rules.session_end import (
@@ -674,6 +679,7 @@ class PollingService:
         self._single_pass = False
         self._backoff: dict[str, Backoff] = {}
         self._pruned_at: dict[str, datetime] = {}
+        self._quarantine_purged_at: datetime | None = None
         self._unattempted: dict[str, list[OutboxEntry]] = {}
         self._journal_retry_at: tuple[datetime, float] | None = None  # by now() and monotonic()
         self._reply_pace: float | None = None
@@ -938,6 +944,7 @@ class PollingService:
             self._account_succeeded(account)
             if not counts.errors:  # every message listed was handled, so touched: safe
                 self._prune_ledger(account, counts)
+            self._purge_quarantine()
         return self._freeze(account, counts)
 
     def _freeze(self, account: AccountConfig, counts: _Counts) -> AccountReport:
@@ -1328,6 +1335,39 @@ class PollingService:
                 "y" if counts.pruned == 1 else "ies",
                 before.isoformat(timespec="seconds"),
                 extra={"account": account.name, "pruned": counts.pruned},
+            )
+
+    def _purge_quarantine(self) -> None:
+        """Forget the quarantined messages released or replayed more than
+        ``quarantine_retention_days`` ago (held ones stay: nobody dealt with them; the ledger
+        is not touched), with a store that can (optional ``purge_quarantined``). At most once
+        a day per service; a failure is logged and tried again after the next poll."""
+        days = self.config.system.quarantine_retention_days
+        now = self.now()
+        last = self._quarantine_purged_at
+        store = self.repository
+        if not isinstance(store, QuarantineStore) or days <= 0:
+            return
+        if last is not None and now - last < timedelta(days=1):
+            return
+        before = now - timedelta(days=days)
+        try:
+            purged = purge_quarantined(store, before)
+        except RepositoryError as exc:  # housekeeping: the next poll tries again
+            log.warning(
+                "could not forget old quarantine entries (tried again after the next poll): %s",
+                exc,
+                extra={"error": str(exc)},
+            )
+            return
+        self._quarantine_purged_at = now
+        if purged:
+            log.info(
+                "forgot %d quarantine entr%s released or replayed before %s",
+                purged,
+                "y" if purged == 1 else "ies",
+                before.isoformat(timespec="seconds"),
+                extra={"purged": purged, "what": "purge_quarantined"},
             )
 
     # -- backoff: our failures are the account's, not the message's --------------------------

@@ -267,6 +267,7 @@ _SYSTEM_RANGES: dict[str, _Range] = {
     "backoff_initial_seconds": _POSITIVE,
     "backoff_max_seconds": _POSITIVE,
     "ledger_retention_days": _NOT_NEGATIVE,
+    "quarantine_retention_days": _NOT_NEGATIVE,
 }
 """The bounds of SystemSettings' numbers: those of its config keys (``messages_per_commit``
 has attrs validators of its own)."""
@@ -286,6 +287,9 @@ class SystemSettings:
     doubled at each failure in a row up to the cap (DESIGN 4, "Nothing is lost").
     ``ledger_retention_days`` is how long the ledger remembers a message after it was last seen
     in a mailbox (0: for ever); a message still in a mailbox is never forgotten.
+    ``quarantine_retention_days`` is how long the store keeps a quarantined message released
+    or replayed (its bytes) after that was done (0: for ever); held ones are kept until the
+    operator deals with them or runs ``quarantine purge --held``.
     ``replies_in_flight`` is how many replies a poller sends ahead on a thread of its own while
     it reads the next messages (:class:`~asm_email_rules.outbox_pump.ReplyPump`), in one write
     where the server allows, so also how many accepted replies a crash can leave unrecorded,
@@ -326,6 +330,7 @@ class SystemSettings:
     backoff_initial_seconds: float = 15.0
     backoff_max_seconds: float = 900.0
     ledger_retention_days: int = 90
+    quarantine_retention_days: int = 90
     approval_token_secret: str | None = None
     loop_header: str = "X-ASM-Email-Rules-Loop"
     limits: Limits = Limits()

@@ -1869,3 +1869,63 @@ def check_quarantine_count_and_listing_agree_with_quarantined(repo: SeedableRepo
             _equal(listed, [QuarantineListing.of(e) for e in whole], f"listing ({what})")
     if callable(counter):
         _equal(int(counter()), 2, "count_quarantined() (held entries by default)")
+
+
+@_quarantine_check
+def check_purge_quarantined(repo: SeedableRepository) -> None:
+    """``purge_quarantined(before)`` (optional) forgets the released and replayed entries last
+    changed before ``before``; held ones only when asked (``states``); ``account`` narrows;
+    the ledger's quarantine record stays; a purged entry's id is never given again.
+    ``quarantine_outline`` (optional) says which entries a purge would forget."""
+    store = _quarantine(repo)
+    purge = getattr(store, "purge_quarantined", None)
+    if not callable(purge):
+        return  # optional: `quarantine purge` says the store cannot purge
+    day = timedelta(days=1)
+    ids = [
+        store.quarantine_message(account, b"m", "why", T0, source="imap")
+        for account in ("a", "a", "b", "a", "a", "a")
+    ]
+    held_old, released_old, replayed_old_b, released_new, held_again, released_old_2 = ids
+    store.resolve_quarantined(released_old, QuarantineState.RELEASED, "back", T0 + day)
+    store.resolve_quarantined(replayed_old_b, QuarantineState.REPLAYED, "done", T0 + day)
+    store.resolve_quarantined(released_new, QuarantineState.RELEASED, "back", T0 + 20 * day)
+    store.resolve_quarantined(held_again, QuarantineState.HELD, "failed again", T0 + 20 * day)
+    store.resolve_quarantined(released_old_2, QuarantineState.RELEASED, "back", T0 + day)
+    with repo.transaction():
+        repo.record_processed("a", "", "q", '{"quarantined": "cannot parse"}', None, T0)
+    before = T0 + 10 * day
+    outline = getattr(store, "quarantine_outline", None)
+    if callable(outline):  # optional too: what a purge would forget, without the messages
+        _equal(
+            sorted((e.id, e.state, e.changed, e.size) for e in outline(before)),
+            [
+                (released_old, QuarantineState.RELEASED, T0 + day, 1),
+                (replayed_old_b, QuarantineState.REPLAYED, T0 + day, 1),
+                (released_old_2, QuarantineState.RELEASED, T0 + day, 1),
+            ],
+            "the outline of a purge",
+        )
+        _equal(
+            [e.id for e in outline(before, states=frozenset({QuarantineState.HELD}))],
+            [held_old],
+            "the outline of a purge of held entries",
+        )
+    _equal(purge(before, account="b"), 1, "resolved entries of b purged")
+    _equal(purge(before), 2, "resolved entries purged (the old ones)")
+    _equal(
+        [e.id for e in store.quarantined(state=None)],
+        [held_old, released_new, held_again],
+        "entries kept (held ones, one resolved lately)",
+    )
+    _equal(purge(before, states=frozenset({QuarantineState.HELD})), 1, "old held entries")
+    _equal(
+        [e.id for e in store.quarantined(state=None)],
+        [released_new, held_again],
+        "entries kept (one held again lately: its last change is new)",
+    )
+    _expect(repo.ledger_entry("a", "", "q") is not None, "a purge lost a quarantine record")
+    _equal(purge(T0 + 30 * day, states=frozenset(QuarantineState)), 2, "every entry purged")
+    _equal(purge(T0 + 30 * day, states=frozenset(QuarantineState)), 0, "a second purge")
+    newest = store.quarantine_message("a", b"m", "why", T0, source="imap")
+    _expect(newest > max(ids), f"a purged entry's id given again: {newest}")

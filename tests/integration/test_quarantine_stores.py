@@ -5,7 +5,7 @@ PostgreSQL (a throwaway cluster, ``postgres_fixtures.py``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from asm_email_rules.quarantine import (
     QuarantineStore,
     count_quarantined,
     list_quarantined,
+    purge_quarantined,
 )
 from asm_email_rules.testing import Check, check_quarantine_store, quarantine_checks
 
@@ -160,3 +161,40 @@ def test_a_host_store_without_the_listing_methods_is_read_the_old_way() -> None:
     assert count_quarantined(store) == 1
     [listed] = list_quarantined(store)
     assert (listed.size, listed.head, listed.reason) == (18, b"Subject: x\r\n\r\nbody", "bad")
+
+
+def test_a_purge_goes_in_batches_and_leaves_other_accounts_and_held_entries(
+    open_store: Callable[[], SeedableRepository], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Years of resolved entries go in several batches (here of 3), oldest first; entries of
+    another account, held ones and recent ones stay, whatever their place in the order."""
+    from asm_email_rules.adapters import _sql
+
+    monkeypatch.setattr(_sql, "PRUNE_BATCH", 3)
+    store = open_store()
+    assert isinstance(store, QuarantineStore)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    kept: list[int] = []
+    for n in range(20):
+        account = "a" if n % 3 else "b"
+        entry_id = store.quarantine_message(account, b"m", "why", at, source="maildir")
+        if n % 5 == 4:
+            kept.append(entry_id)  # held
+            continue
+        when = at + timedelta(days=n % 4 if n != 7 else 200)  # one resolved lately
+        store.resolve_quarantined(entry_id, QuarantineState.RELEASED, "back", when)
+        if account == "b" or n == 7:
+            kept.append(entry_id)
+    purged = purge_quarantined(store, at + timedelta(days=100), account="a")
+    assert purged == 20 - len(kept)
+    assert sorted(e.id for e in store.quarantined(state=None)) == sorted(kept)
+
+
+def test_a_host_store_without_purge_says_so() -> None:
+    class HostStore(InMemoryRepository):
+        purge_quarantined = None  # type: ignore[assignment]
+
+    store = HostStore()
+    store.quarantine_message("a", b"m", "bad", datetime(2026, 1, 1, tzinfo=UTC), source="pop3")
+    assert purge_quarantined(store, datetime(2027, 1, 1, tzinfo=UTC)) is None
+    assert len(store.quarantined(state=None)) == 1

@@ -7,7 +7,7 @@ import io
 import json
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -179,3 +179,116 @@ def test_list_and_check_do_not_read_every_held_message_whole(
             assert {entry["size"] for entry in listed} == {size}
         else:
             assert "Scanner log 11" in out
+
+
+def test_purge_forgets_old_released_and_replayed_entries_only(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a few years a store is mostly quarantine: ``quarantine purge`` forgets the entries
+    dealt with (released, replayed) and unchanged for 90 days; held and recent ones stay."""
+    now = datetime.now(UTC)
+    day = timedelta(days=1)
+    with store(desk) as repo:
+        old = now - 200 * day
+        ids = [
+            set_aside(repo, "helpdesk", mail(f"Old {n}", n), "bug", old, source=source)
+            for n, source in enumerate(["maildir", "pop3", "pop3", "maildir"])
+        ]
+        assert ids == [1, 2, 3, 4]
+        repo.resolve_quarantined(1, QuarantineState.RELEASED, "back in Maildir", now - 150 * day)
+        repo.resolve_quarantined(2, QuarantineState.REPLAYED, "call 7", now - 100 * day)
+        repo.resolve_quarantined(4, QuarantineState.RELEASED, "back in Maildir", now - 10 * day)
+    code, out, err = run(capsys, "quarantine", "purge", "--config", str(desk))
+    assert code == 0, err
+    assert "forgot 2 quarantine entries (released, replayed, unchanged for 90 days" in out
+    assert "entry 1 dealt with: a copy with the reason header may still be in the" in out
+    assert "1 held entries kept: --held forgets them too" in out
+    code, out, _ = run(capsys, "quarantine", "list", "--all", "--json", "--config", str(desk))
+    assert [(e["id"], e["state"]) for e in json.loads(out)] == [(3, "held"), (4, "released")]
+    with store(desk) as repo:
+        new = set_aside(repo, "helpdesk", mail("New", 9), "bug", now, source="pop3")
+    assert new == 5  # a purged entry's id is never given again
+
+
+def test_purge_forgets_held_ones_only_when_asked_and_they_stay_set_aside(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A held message is forgotten only with --held; --dry-run lists it, changes nothing and
+    says the message is still in the Maildir's quarantine folder; once forgotten, the same
+    bytes read again are still set aside by the ledger's record, never processed."""
+    garbage = b"\r\n\r\n"
+    inbox = desk.parent / "Maildir" / "new"
+    (inbox / "1.garbage").write_bytes(garbage)
+    code, out, err = run(capsys, "poll", "--once", "--config", str(desk))
+    assert code == 0, err
+    assert "quarantined 1" in out
+    code, out, _ = run(capsys, "quarantine", "purge", "--older-than", "0", "--config", str(desk))
+    assert code == 0
+    assert "forgot 0 quarantine entries" in out
+    assert "1 held entries kept" in out
+    argv = ("quarantine", "purge", "--held", "--older-than", "0", "--config", str(desk))
+    code, out, _ = run(capsys, *argv, "--dry-run")
+    assert code == 0
+    assert "would forget 1 entries (released, replayed or held, of any age" in out
+    assert "dry run: nothing changed" in out
+    assert "helpdesk (maildir)" in out
+    assert "entry 1 held: the message is still in the quarantine folder of account" in out
+    with store(desk) as repo:
+        assert [e.id for e in repo.quarantined()] == [1]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert "forgot 1 quarantine entries" in out
+    assert "still in the quarantine folder of account helpdesk" in out
+    code, out, _ = run(capsys, "quarantine", "list", "--all", "--config", str(desk))
+    assert "nothing was ever quarantined" in out
+    (inbox / "2.garbage-again").write_bytes(garbage)
+    code, out, err = run(capsys, "poll", "--once", "--config", str(desk))
+    assert code == 0, err
+    assert "processed 0" in out
+    assert "quarantined 1" in out  # set aside again: the ledger still knows it
+    assert not list(inbox.iterdir())
+
+
+def test_purge_says_when_the_store_cannot(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asm_email_rules.adapters._sql import SqlRepository
+
+    monkeypatch.setattr(SqlRepository, "purge_quarantined", None)
+    with store(desk) as repo:
+        set_aside(repo, "helpdesk", mail("Old", 1), "bug", NOW, source="pop3")
+        repo.resolve_quarantined(1, QuarantineState.REPLAYED, "call 7", NOW)
+    code, _, err = run(capsys, "quarantine", "purge", "--older-than", "0", "--config", str(desk))
+    assert code == 2
+    assert "this store cannot purge" in err
+    with store(desk) as repo:
+        assert len(repo.quarantined(state=None)) == 1
+
+
+def test_purge_does_not_read_the_messages_it_forgets(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Years of released messages are gigabytes: a purge and its dry run read no message, not
+    even the first 64 KiB a listing reads of each."""
+    import tracemalloc
+
+    released, size = 200, 100 * 1024
+    old = datetime.now(UTC) - timedelta(days=200)
+    with store(desk) as repo, repo.transaction():
+        for number in range(released):
+            entry = set_aside(repo, "helpdesk", big_mail(number, size), "bug", old, source="imap")
+            assert entry is not None
+            repo.resolve_quarantined(entry, QuarantineState.RELEASED, "back", old)
+    for dry_run in (("--dry-run",), ()):
+        tracemalloc.start()
+        try:
+            code = main(["quarantine", "purge", *dry_run, "--config", str(desk)])
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        out, _ = capsys.readouterr()
+        assert code == 0
+        assert f"forget {released} entries" in out or f"forgot {released} " in out
+        assert peak < released * 64 * 1024 // 4, f"{dry_run}: {peak} bytes at the peak"
+    with store(desk) as repo:
+        assert repo.quarantined(state=None) == []

@@ -70,8 +70,10 @@ from asm_email_rules.model import (
 )
 from asm_email_rules.quarantine import (
     LISTING_HEAD_BYTES,
+    RESOLVED_STATES,
     QuarantinedMessage,
     QuarantineListing,
+    QuarantineOutline,
     QuarantineState,
 )
 from asm_email_rules.settings import CallTemplate
@@ -1273,18 +1275,12 @@ class SqlRepository(abc.ABC):
         its In-Reply-To (:meth:`entity_for_message_id`). Oldest first, in batches of
         :data:`PRUNE_BATCH` (one statement each, reading the ``sent_unthreaded_by_age`` index).
         """
-        limit, pruned = self._ts(before), 0
-        while True:
-            cursor = self._execute(
-                "DELETE FROM sent_messages WHERE message_id IN (SELECT message_id"
-                " FROM sent_messages WHERE entity_kind IS NULL AND sent_at < ?"
-                " ORDER BY sent_at LIMIT ?)",
-                (limit, PRUNE_BATCH),
-            )
-            went = max(cursor.rowcount, 0)
-            pruned += went
-            if went < PRUNE_BATCH:
-                return pruned
+        return self._delete_in_batches(
+            "DELETE FROM sent_messages WHERE message_id IN (SELECT message_id"
+            " FROM sent_messages WHERE entity_kind IS NULL AND sent_at < ?"
+            " ORDER BY sent_at LIMIT ?)",
+            self._ts(before),
+        )
 
     def use_token(self, token_id: str, now: datetime) -> None:
         """Spend an approval token; spending it again keeps the first time."""
@@ -1307,17 +1303,22 @@ class SqlRepository(abc.ABC):
         """Forget the used approval tokens expired at ``now`` (a replay of one is refused as
         expired); how many went. Tokens of unknown expiry stay. Oldest first, in batches of
         :data:`PRUNE_BATCH` (one statement each, reading ``used_tokens_by_expiry``)."""
-        limit, pruned = self._ts(now), 0
+        return self._delete_in_batches(
+            "DELETE FROM used_tokens WHERE token_id IN (SELECT token_id FROM used_tokens"
+            " WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)",
+            self._ts(now),
+        )
+
+    def _delete_in_batches(self, delete: str, *params: Any) -> int:
+        """Run ``delete`` (its last mark the batch's ``LIMIT``) with ``params`` and
+        :data:`PRUNE_BATCH` until a batch deletes fewer; how many rows went in all. Outside
+        a transaction each batch commits alone: other writers wait for one batch at most."""
+        deleted = 0
         while True:
-            cursor = self._execute(
-                "DELETE FROM used_tokens WHERE token_id IN (SELECT token_id FROM used_tokens"
-                " WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)",
-                (limit, PRUNE_BATCH),
-            )
-            went = max(cursor.rowcount, 0)
-            pruned += went
+            went = max(self._execute(delete, (*params, PRUNE_BATCH)).rowcount, 0)
+            deleted += went
             if went < PRUNE_BATCH:
-                return pruned
+                return deleted
 
     # -- the desk: people and calls for the command line (not in the protocol) ------------------
     def next_person_id(self) -> int:
@@ -1463,6 +1464,68 @@ class SqlRepository(abc.ABC):
         )
         if cursor.rowcount == 0:
             raise NotFoundError(f"no quarantined message {entry_id}")
+
+    def quarantine_outline(
+        self,
+        before: datetime,
+        *,
+        states: Collection[QuarantineState] = RESOLVED_STATES,
+        account: str | None = None,
+    ) -> Sequence[QuarantineOutline]:
+        """The entries :meth:`purge_quarantined` would forget, oldest first, through the
+        ``quarantine_by_age`` index: the columns before the message and its length only (in
+        SQLite, a column stored after a message of 25 MB is reached by reading the message)."""
+        age = "COALESCE(resolved_at, quarantined_at)"
+        found: list[QuarantineOutline] = []
+        for state in sorted(states, key=lambda s: s.value):
+            where, params = f"state = ? AND {age} < ?", [state.value, self._ts(before)]
+            if account is not None:
+                where, params = f"{where} AND account = ?", [*params, account]
+            rows = self._execute(
+                f"SELECT id, account, source, {age}, length(raw) FROM quarantine"
+                f" WHERE {where} ORDER BY {age}",
+                params,
+            ).fetchall()
+            found.extend(
+                QuarantineOutline(row[0], row[1], row[2], state, _moment(row[3]), int(row[4]))
+                for row in rows
+            )
+        return found
+
+    def purge_quarantined(
+        self,
+        before: datetime,
+        *,
+        states: Collection[QuarantineState] = RESOLVED_STATES,
+        account: str | None = None,
+    ) -> int:
+        """Forget the entries in ``states`` last changed (``COALESCE(resolved_at,
+        quarantined_at)``) before ``before``, of ``account`` only when given; how many went.
+        The ledger is not touched: a held message's quarantine record keeps it set aside.
+
+        Oldest first in batches of :data:`PRUNE_BATCH`, one statement each (outside a
+        transaction each commits alone), reading the ``quarantine_by_age`` index: each batch
+        starts where the previous one ended, so the purge is linear in what it reads.
+        """
+        age = "COALESCE(resolved_at, quarantined_at)"
+        limit, purged = self._ts(before), 0
+        for state in sorted(states, key=lambda s: s.value):
+            where, params = f"state = ? AND {age} < ?", [state.value, limit]
+            if account is not None:
+                where, params = f"{where} AND account = ?", [*params, account]
+            low: Any = None  # the age the previous batch went up to (inclusive)
+            while True:
+                after, low_params = ("", ()) if low is None else (f" AND {age} >= ?", (low,))
+                rows = self._execute(
+                    f"DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine"
+                    f" WHERE {where}{after} ORDER BY {age} LIMIT ?) RETURNING {age}",
+                    (*params, *low_params, PRUNE_BATCH),
+                ).fetchall()
+                purged += len(rows)
+                if len(rows) < PRUNE_BATCH:
+                    break
+                low = max(row[0] for row in rows)
+        return purged
 
     def forget_quarantine_record(self, mailbox: str, sha256: str) -> None:
         """Drop the ledger's quarantine record of these bytes (message id empty)."""

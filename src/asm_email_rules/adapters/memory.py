@@ -53,7 +53,14 @@ from asm_email_rules.model import (
     Task,
     TaskStatus,
 )
-from asm_email_rules.quarantine import QuarantinedMessage, QuarantineListing, QuarantineState
+from asm_email_rules.quarantine import (
+    RESOLVED_STATES,
+    QuarantinedMessage,
+    QuarantineListing,
+    QuarantineOutline,
+    QuarantineState,
+    last_change,
+)
 from asm_email_rules.settings import CallTemplate
 
 __all__ = [
@@ -782,8 +789,10 @@ class InMemoryRepository:
         source: str,
         mailbox_key: str = "",
     ) -> int:
-        """Keep ``raw`` with ``reason``; returns the new entry's id (1, 2, ...)."""
-        entry_id = len(self._quarantine) + 1
+        """Keep ``raw`` with ``reason``; returns the new entry's id (1, 2, ...; an id is never
+        given again, also after its entry was purged)."""
+        entry_id = self._counters.get("next_quarantine_id", 1)
+        self._set(self._counters, "next_quarantine_id", entry_id + 1)
         entry = QuarantinedMessage(
             id=entry_id,
             account=account,
@@ -835,6 +844,44 @@ class InMemoryRepository:
             raise NotFoundError(f"no quarantined message {entry_id}")
         changed = attrs.evolve(entry, state=state, resolution=resolution, resolved_at=to_utc(now))
         self._set(self._quarantine, entry_id, changed)
+
+    def quarantine_outline(
+        self,
+        before: datetime,
+        *,
+        states: Collection[QuarantineState] = RESOLVED_STATES,
+        account: str | None = None,
+    ) -> Sequence[QuarantineOutline]:
+        """The entries :meth:`purge_quarantined` would forget (no message read)."""
+        limit = to_utc(before)
+        return [
+            QuarantineOutline(e.id, e.account, e.source, e.state, last_change(e), len(e.raw))
+            for _, e in sorted(self._quarantine.items())
+            if e.state in states
+            and (account is None or e.account == account)
+            and last_change(e) < limit
+        ]
+
+    def purge_quarantined(
+        self,
+        before: datetime,
+        *,
+        states: Collection[QuarantineState] = RESOLVED_STATES,
+        account: str | None = None,
+    ) -> int:
+        """Forget the entries in ``states`` last changed before ``before`` (of ``account``
+        only, when given); how many went. The ledger is not touched."""
+        limit = to_utc(before)
+        doomed = [
+            entry_id
+            for entry_id, entry in self._quarantine.items()
+            if entry.state in states
+            and (account is None or entry.account == account)
+            and last_change(entry) < limit
+        ]
+        for entry_id in doomed:
+            self._delete(self._quarantine, entry_id)
+        return len(doomed)
 
     def forget_quarantine_record(self, mailbox: str, sha256: str) -> None:
         """Drop the ledger's quarantine record of these bytes (message id empty)."""

@@ -9,6 +9,9 @@ the polling service filed it in the mailbox's quarantine folder). After fixing t
   account gets the original bytes back in its inbox; a POP3 message never left the server and
   is read again once the service restarts (or at the next ``poll --once``). A message that
   came from ``deliver`` has no mailbox to go back to: replay it.
+
+And ``purge`` forgets entries for good, with their bytes: by default the released and replayed
+ones unchanged for 90 days; held ones only with ``--held`` (``--dry-run`` lists what would go).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asm_email_rules.adapters._sql import SqlRepository
 from asm_email_rules.bootstrap import make_mailer
 from asm_email_rules.cli._common import (
+    EXIT_CONFIG,
     EXIT_MESSAGE,
     EXIT_OK,
     UsageError,
@@ -41,14 +45,25 @@ from asm_email_rules.config import (
 from asm_email_rules.errors import AsmEmailError
 from asm_email_rules.pipeline import process
 from asm_email_rules.quarantine import (
+    RESOLVED_STATES,
     QuarantinedMessage,
     QuarantineListing,
+    QuarantineOutline,
     QuarantineState,
+    count_quarantined,
     headline,
     list_quarantined,
+    outline_quarantined,
+    purge_quarantined,
 )
 
 NAME = "quarantine"
+
+PURGE_AFTER_DAYS = 90
+"""``quarantine purge`` forgets entries unchanged for this many days unless told otherwise."""
+
+_MAILBOX_SOURCES = frozenset({"imap", "maildir"})
+"""Sources whose message the service also filed in the mailbox's quarantine folder."""
 
 
 def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
@@ -87,9 +102,31 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         "its account's settings; the reply goes out through [smtp].",
     )
     replay.add_argument("id", metavar="ID", type=int)
-    for sub in (listing, show, release, replay):
+    purge = actions.add_parser(
+        "purge",
+        help="forget old entries and their bytes (released and replayed ones by default)",
+        description="Forget quarantine entries, with their bytes, for good: by default the "
+        f"released and replayed ones unchanged for {PURGE_AFTER_DAYS} days. Held ones only "
+        "with --held: a message from IMAP or Maildir stays in the mailbox's quarantine "
+        "folder, one from POP3 on the server (the ledger keeps setting it aside either way), "
+        "and one from deliver had no other copy.",
+    )
+    purge.add_argument(
+        "--older-than",
+        metavar="DAYS",
+        type=int,
+        default=PURGE_AFTER_DAYS,
+        help=f"only entries unchanged for this many days (default {PURGE_AFTER_DAYS}; "
+        "0: every one)",
+    )
+    purge.add_argument("--held", action="store_true", help="also held ones (not dealt with)")
+    purge.add_argument("--account", metavar="NAME", help="only this account's")
+    purge.add_argument(
+        "--dry-run", action="store_true", help="list what would be forgotten; change nothing"
+    )
+    for sub in (listing, show, release, replay, purge):
         sub.add_argument("--config", metavar="F", help="configuration file (its store)")
-        if sub in (listing, show):
+        if sub in (listing, show, purge):
             sub.add_argument("--store", metavar="DB", help="the SQLite store (instead of --config)")
 
 
@@ -260,6 +297,102 @@ def run_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _purge_notes(doomed: Sequence[QuarantineOutline]) -> list[str]:
+    """Where else the messages of ``doomed`` are, which an operator must know."""
+    held = [e for e in doomed if e.state is QuarantineState.HELD]
+    in_folder = [e for e in held if e.source in _MAILBOX_SOURCES]
+    on_server = [e for e in held if e.source == "pop3"]
+    only_copy = [e for e in held if e.source not in _MAILBOX_SOURCES and e.source != "pop3"]
+    copies = [
+        e for e in doomed if e.state is not QuarantineState.HELD and e.source in _MAILBOX_SOURCES
+    ]
+    notes = []
+    if in_folder:
+        notes.append(
+            f"{_ids(in_folder)} held: the message is still in the quarantine folder of "
+            f"{_accounts(in_folder)}, with its reason header (delete it there by hand once "
+            "dealt with); the same message arriving again is still set aside (the ledger "
+            "remembers it)."
+        )
+    if on_server:
+        notes.append(
+            f"{_ids(on_server)} held: the message is still on the POP3 server of "
+            f"{_accounts(on_server)}, skipped as before (the ledger remembers it); delete it "
+            "there with a mail client."
+        )
+    if only_copy:
+        notes.append(
+            f"{_ids(only_copy)} held: the store's copy was the only one (no mailbox): gone for "
+            "good (to keep one, `quarantine show ID --raw > file.eml` before purging)."
+        )
+    if copies:
+        notes.append(
+            f"{_ids(copies)} dealt with: a copy with the reason header may still be in the "
+            f"quarantine folder of {_accounts(copies)} (delete it there by hand)."
+        )
+    return notes
+
+
+def _ids(entries: Sequence[QuarantineOutline]) -> str:
+    shown = ", ".join(str(e.id) for e in entries[:10])
+    more = f" and {len(entries) - 10} more" if len(entries) > 10 else ""
+    return f"{'entry' if len(entries) == 1 else 'entries'} {shown}{more}"
+
+
+def _accounts(entries: Sequence[QuarantineOutline]) -> str:
+    names = sorted({e.account for e in entries})
+    return ("account " if len(names) == 1 else "accounts ") + ", ".join(names)
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    """Forget the entries unchanged for ``--older-than`` days (held ones only with
+    ``--held``), saying where else their messages are; ``--dry-run`` lists them. Exit 2 when
+    the store cannot purge."""
+    if args.older_than < 0:
+        raise UsageError("--older-than: a number of days, 0 or more")
+    states = RESOLVED_STATES | ({QuarantineState.HELD} if args.held else frozenset())
+    before = datetime.now(UTC) - timedelta(days=args.older_than)
+    what = "released, replayed" + (" or held" if args.held else "")
+    age = f"unchanged for {args.older_than} days" if args.older_than else "of any age"
+    with store_for(args) as repo:
+        doomed = outline_quarantined(repo, before, states=states, account=args.account)
+        size = sum(entry.size for entry in doomed)
+        if args.dry_run:
+            rows: list[Sequence[str]] = [("id", "changed", "account", "state", "bytes")]
+            rows.extend(
+                (
+                    str(e.id),
+                    utc_minute(e.changed),
+                    f"{e.account} ({e.source})",
+                    e.state.value,
+                    str(e.size),
+                )
+                for e in doomed
+            )
+            if doomed:
+                print_table(rows, sys.stdout)
+            print(
+                f"would forget {len(doomed)} entries ({what}, {age}; {size} bytes); "
+                "dry run: nothing changed"
+            )
+        else:
+            count = purge_quarantined(repo, before, states=states, account=args.account)
+            if count is None:
+                print(
+                    "quarantine purge: this store cannot purge (it has no purge_quarantined); "
+                    "nothing was forgotten",
+                    file=sys.stderr,
+                )
+                return EXIT_CONFIG
+            print(f"forgot {count} quarantine entries ({what}, {age}; {size} bytes)")
+        kept_held = 0 if args.held else count_quarantined(repo, account=args.account)
+    for note in _purge_notes(doomed):
+        print(f"  {note}")
+    if kept_held:
+        print(f"  {kept_held} held entries kept: --held forgets them too (see --dry-run first)")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the action named on the command line."""
     actions: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -267,5 +400,6 @@ def run(args: argparse.Namespace) -> int:
         "show": run_show,
         "release": run_release,
         "replay": run_replay,
+        "purge": run_purge,
     }
     return actions[args.action](args)

@@ -1,0 +1,132 @@
+"""``quarantine_retention_days``: the polling service forgets quarantined messages released or
+replayed long ago, so a store kept for years does not become mostly quarantine; held ones and
+the ledger's quarantine records stay (docs/operators.md, "Forgetting old entries")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import attrs
+import pytest
+
+from asm_email_rules.adapters.memory import InMemoryRepository
+from asm_email_rules.config import AccountConfig, Config, MailProtocol
+from asm_email_rules.quarantine import QuarantineState
+from asm_email_rules.sample import sample_mailbox, seed_sample_desk
+from asm_email_rules.service import PollingService
+from asm_email_rules.settings import SystemSettings
+
+T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+GARBAGE = b"\r\n\r\n"  # an empty message: quarantined as "cannot parse"
+
+
+@attrs.define
+class Folder:
+    messages: dict[str, bytes]
+    set_aside: list[str] = attrs.field(factory=list)
+
+    def list_keys(self) -> Iterator[str]:
+        return iter(sorted(self.messages))
+
+    def fetch(self, key: str) -> bytes:
+        return self.messages[key]
+
+    def delete(self, key: str) -> None:
+        del self.messages[key]
+
+    def quarantine(self, key: str, reason: str) -> None:
+        del self.messages[key]
+        self.set_aside.append(reason)
+
+    def close(self) -> None:
+        pass
+
+
+@attrs.define
+class Clock:
+    moment: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def service(
+    store: InMemoryRepository, folder: Folder, clock: Clock, retention_days: int = 90
+) -> PollingService:
+    account = AccountConfig(
+        name="helpdesk", protocol=MailProtocol.MAILDIR, mailbox=sample_mailbox(name="helpdesk")
+    )
+    config = Config(
+        Path("unused"), SystemSettings(quarantine_retention_days=retention_days), None, (account,)
+    )
+    return PollingService(config, store, None, lambda _: folder, now=clock)
+
+
+def old_entries(store: InMemoryRepository) -> list[int]:
+    """A held entry quarantined 200 days ago, one released 100 days ago, one replayed 10 days
+    ago (from another mailbox's poll: 'pop3')."""
+    ids = [
+        store.quarantine_message(
+            "helpdesk", f"Subject: {n}\r\n\r\n".encode(), "bug", T0 - 200 * DAY, source="pop3"
+        )
+        for n in range(3)
+    ]
+    store.resolve_quarantined(ids[1], QuarantineState.RELEASED, "back", T0 - 100 * DAY)
+    store.resolve_quarantined(ids[2], QuarantineState.REPLAYED, "call 9", T0 - 10 * DAY)
+    return ids
+
+
+def test_a_poll_forgets_entries_released_or_replayed_over_90_days_ago() -> None:
+    store = InMemoryRepository()
+    seed_sample_desk(store)
+    held, _released, replayed = old_entries(store)
+    folder = Folder({"1": GARBAGE})
+    clock = Clock()
+    poller = service(store, folder, clock)
+    poller.poll_once()
+    assert [e.id for e in store.quarantined(state=None)] == [held, replayed, 4]
+    clock.moment += 100 * DAY  # the replayed one is 110 days old now, the new held one 100
+    folder.messages["2"] = GARBAGE  # the same bytes again: the ledger still sets them aside
+    poller.poll_once()
+    assert [e.id for e in store.quarantined(state=None)] == [held, 4]
+    assert folder.set_aside == [
+        "cannot parse: empty message",
+        "quarantined before: cannot parse: empty message",
+    ]
+
+
+def test_zero_keeps_every_entry_and_a_store_without_purge_still_polls() -> None:
+    store = InMemoryRepository()
+    seed_sample_desk(store)
+    old_entries(store)
+    service(store, Folder({}), Clock(), retention_days=0).poll_once()
+    assert len(store.quarantined(state=None)) == 3
+
+    class HostStore(InMemoryRepository):
+        purge_quarantined = None  # type: ignore[assignment]
+
+    host = HostStore()
+    seed_sample_desk(host)
+    old_entries(host)
+    folder = Folder({"1": GARBAGE})
+    report = service(host, folder, Clock()).poll_once()
+    assert len(host.quarantined(state=None)) == 4
+    assert folder.set_aside == ["cannot parse: empty message"]
+    assert not any(account.errors for account in report.accounts)
+
+
+def test_the_setting_is_read_from_system_and_never_negative(tmp_path: Path) -> None:
+    from asm_email_rules.config import load_config
+    from asm_email_rules.errors import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text("[system]\nquarantine_retention_days = 30\n")
+    assert load_config(path).system.quarantine_retention_days == 30
+    path.write_text("[system]\n")
+    assert load_config(path).system.quarantine_retention_days == 90
+    path.write_text("[system]\nquarantine_retention_days = -1\n")
+    with pytest.raises(ConfigError, match="quarantine_retention_days"):
+        load_config(path)
