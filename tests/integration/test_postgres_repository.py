@@ -889,3 +889,46 @@ def test_a_summary_decompresses_only_the_descriptions_it_shows(
 
         shown_10, shown_200 = toast_blocks_read_by(10), toast_blocks_read_by(200)
     assert shown_10 * 4 < shown_200, (shown_10, shown_200)
+
+
+@pytest.mark.parametrize(
+    ("table", "fill", "prune"),
+    [
+        (
+            "used_tokens",
+            "INSERT INTO used_tokens (token_id, used_at, expires_at)"
+            " SELECT 'token-' || i, %(now)s, %(now)s + i * interval '1 second'"
+            " FROM generate_series(1, 50000) i",
+            lambda repo: repo.prune_used_tokens(NOW + timedelta(seconds=3_000)),
+        ),
+        (
+            "sent_messages",
+            "INSERT INTO sent_messages (message_id, recipient, recipient_key, sent_at)"
+            " SELECT 'reply-' || i || '@desk.example', 'ana@corp.example', 'ana@corp.example',"
+            " %(now)s + i * interval '1 second' FROM generate_series(1, 50000) i",
+            lambda repo: repo.prune_sent_messages(NOW + timedelta(seconds=3_001)),
+        ),
+    ],
+)
+def test_pruning_a_backlog_reads_what_it_prunes_not_the_whole_table_per_batch(
+    repo: PostgresRepository,
+    pg_database: PgDatabase,
+    table: str,
+    fill: str,
+    prune: Callable[[PostgresRepository], int],
+) -> None:
+    """prune_used_tokens / prune_sent_messages forget a backlog in batches of PRUNE_BATCH.
+    Their ``DELETE ... WHERE key IN (SELECT ... LIMIT n)`` was planned by PostgreSQL as a hash
+    semi-join over the whole table, once per batch: 300,000 expired tokens took 300 batches of
+    50 ms each, quadratic in the backlog. Each batch now looks its keys up in the index."""
+    with _raw(pg_database) as conn:
+        conn.execute(fill, {"now": NOW})
+        conn.execute(f"ANALYZE {table}")
+    with repo.transaction():  # the statistics of this transaction's statements, read in it
+        assert prune(repo) == 3_000
+        row = repo._one(
+            "SELECT seq_tup_read FROM pg_stat_xact_user_tables"
+            " WHERE relname = ? AND schemaname = current_schema()",
+            (table,),
+        )
+    assert row[0] <= 50_000, f"4 batches read {row[0]} rows of a table of 50,000"

@@ -1273,18 +1273,13 @@ class SqlRepository(abc.ABC):
         its In-Reply-To (:meth:`entity_for_message_id`). Oldest first, in batches of
         :data:`PRUNE_BATCH` (one statement each, reading the ``sent_unthreaded_by_age`` index).
         """
-        limit, pruned = self._ts(before), 0
-        while True:
-            cursor = self._execute(
-                "DELETE FROM sent_messages WHERE message_id IN (SELECT message_id"
-                " FROM sent_messages WHERE entity_kind IS NULL AND sent_at < ?"
-                " ORDER BY sent_at LIMIT ?)",
-                (limit, PRUNE_BATCH),
-            )
-            went = max(cursor.rowcount, 0)
-            pruned += went
-            if went < PRUNE_BATCH:
-                return pruned
+        return self._prune_batches(
+            "sent_messages",
+            "message_id",
+            "entity_kind IS NULL AND sent_at < ?",
+            "sent_at",
+            self._ts(before),
+        )
 
     def use_token(self, token_id: str, now: datetime) -> None:
         """Spend an approval token; spending it again keeps the first time."""
@@ -1307,14 +1302,29 @@ class SqlRepository(abc.ABC):
         """Forget the used approval tokens expired at ``now`` (a replay of one is refused as
         expired); how many went. Tokens of unknown expiry stay. Oldest first, in batches of
         :data:`PRUNE_BATCH` (one statement each, reading ``used_tokens_by_expiry``)."""
-        limit, pruned = self._ts(now), 0
+        return self._prune_batches(
+            "used_tokens",
+            "token_id",
+            "expires_at IS NOT NULL AND expires_at <= ?",
+            "expires_at",
+            self._ts(now),
+        )
+
+    _BATCH_OF_KEYS = "{key} IN ({batch})"
+    """How a batch delete names the rows its subquery ``batch`` picked by their ``key``.
+    PostgreSQL's override reads them from an array, so each is an index lookup."""
+
+    def _prune_batches(self, table: str, key: str, where: str, order: str, limit: Any) -> int:
+        """Delete the rows of ``table`` matching ``where`` (one ``?``: ``limit``) in batches of
+        :data:`PRUNE_BATCH`, lowest ``order`` first, one statement each; how many went.
+
+        Each batch reads its rows through the index on ``order`` and deletes them by their
+        primary ``key``: the work is linear in the rows pruned, not in the table's size."""
+        batch = f"SELECT {key} FROM {table} WHERE {where} ORDER BY {order} LIMIT ?"
+        statement = f"DELETE FROM {table} WHERE " + self._BATCH_OF_KEYS.format(key=key, batch=batch)
+        pruned = 0
         while True:
-            cursor = self._execute(
-                "DELETE FROM used_tokens WHERE token_id IN (SELECT token_id FROM used_tokens"
-                " WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)",
-                (limit, PRUNE_BATCH),
-            )
-            went = max(cursor.rowcount, 0)
+            went = max(self._execute(statement, (limit, PRUNE_BATCH)).rowcount, 0)
             pruned += went
             if went < PRUNE_BATCH:
                 return pruned

@@ -706,6 +706,10 @@ class PostgresRepository(SqlRepository):
 
     _ts = staticmethod(to_utc)
 
+    # ``key IN (subquery)`` is planned as a hash semi-join that reads the whole table once per
+    # batch (quadratic over a backlog); ``= ANY(ARRAY(...))`` looks each key up in its index.
+    _BATCH_OF_KEYS = "{key} = ANY(ARRAY({batch}))"
+
     _FOR_UPDATE = " FOR UPDATE"
 
     @contextmanager
