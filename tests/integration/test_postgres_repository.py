@@ -249,6 +249,28 @@ def test_people_stored_before_the_idn_fold_are_found_after_the_upgrade(
         assert [p.id for p in repo.persons_by_address("anna@bücher.example")] == [2]
 
 
+def test_people_an_older_poller_writes_after_the_upgrade_are_found(
+    pg_database: PgDatabase,
+) -> None:
+    """DESIGN 4b: addresses match as one whole address. A poller of a version before schema 6
+    still running while another host migrates the store (its connection is open: it is never
+    refused) goes on adding people with its own key (``ß`` folded to ``ss``, A-labels kept).
+    Those people were unknown senders to the new version, which logged their mail as from
+    strangers; they are found, and the fold still merges no two addresses."""
+    with _open(pg_database) as repo, _raw(pg_database) as old_poller:
+        assert repo.schema_version == len(MIGRATIONS)
+        old_poller.execute(  # what that version's create_person writes
+            "INSERT INTO persons (id, email, email_key, name, is_user) VALUES"
+            " (7, 'Große@Corp.example', 'grosse@corp.example', 'Seven', true),"
+            " (8, 'lena@xn--mnchen-3ya.example', 'lena@xn--mnchen-3ya.example', 'Lena', true),"
+            " (9, 'grosse@corp.example', 'grosse@corp.example', 'Nine', true)"
+        )
+        assert [p.id for p in repo.persons_by_address("GROẞE@corp.example")] == [7]
+        assert [p.id for p in repo.persons_by_address("grosse@corp.example")] == [9]
+        assert [p.id for p in repo.persons_by_address("lena@münchen.example")] == [8]
+        assert [p.id for p in repo.persons_by_address("Lena@XN--MNCHEN-3YA.example")] == [8]
+
+
 def test_a_schema_1_database_is_upgraded_and_keeps_its_rows(
     pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:

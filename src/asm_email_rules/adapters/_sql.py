@@ -36,6 +36,7 @@ from asm_email_rules.adapters._repository import (
     TASK_DONE_STATUSES,
     address_key,
     check_finish,
+    legacy_address_keys,
     message_id_key,
     recipient_key,
     short_description,
@@ -482,12 +483,18 @@ class SqlRepository(abc.ABC):
             self._execute(statement)
 
     def persons_by_address(self, address: str) -> Sequence[Person]:
-        """Every person whose email matches ``address`` case-insensitively, lowest id first."""
+        """Every person whose email matches ``address`` case-insensitively, lowest id first.
+
+        A person written with the key of a version before schema 6 (a poller of that version
+        still running after the migration re-keyed the table) is found too: both keys are
+        looked up in the index, and a row is kept when its address matches ``address`` today.
+        """
+        key = address_key(address)
         rows = self._execute(
-            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE email_key = ? ORDER BY id",
-            (address_key(address),),
+            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE email_key IN (?, ?, ?) ORDER BY id",
+            (key, *legacy_address_keys(address)),
         ).fetchall()
-        return [self._person(row) for row in rows]
+        return [self._person(row) for row in rows if address_key(row[1]) == key]
 
     def get_person(self, person_id: int) -> Person | None:
         """The person with this id, or ``None``."""
