@@ -326,6 +326,31 @@ def test_a_newer_schema_is_refused(pg_database: PgDatabase) -> None:
         _open(pg_database)
 
 
+def test_a_schema_made_for_a_role_that_may_not_create_schemas_is_created_and_upgraded(
+    pg_cluster: TemporaryCluster,
+    new_database: Callable[[], PgDatabase],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/storage.md, "Schema": our tables in ``store_schema``, created if missing. A DBA
+    who creates that schema for the desk's role, without the right to create schemas in the
+    database (PostgreSQL's default for a new role), got "permission denied for database" on
+    every opening: CREATE SCHEMA IF NOT EXISTS asks for that right even when the schema is
+    there. A schema that exists is used as it is, for the first tables and for an upgrade."""
+    db = new_database()
+    role = f"desk_{db.schema}"
+    pg_cluster.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    pg_cluster.psql(f"CREATE SCHEMA {db.schema} AUTHORIZATION {role}", database=db.name)
+    conninfo = db.conninfo.replace(f"//{pg_cluster.role}@", f"//{role}@")
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres_adapter, "MIGRATIONS", MIGRATIONS[:5])
+        with PostgresRepository(conninfo, password=f"pw-{role}", schema=db.schema) as repo:
+            assert repo.schema_version == 5
+    with PostgresRepository(conninfo, password=f"pw-{role}", schema=db.schema) as repo:
+        assert repo.schema_version == len(MIGRATIONS)
+        person = repo.create_person("ana@corp.example", "Ana", is_user=True)
+        assert repo.persons_by_address("ANA@corp.example") == [person]
+
+
 def test_processes_starting_at_once_migrate_once(pg_database: PgDatabase) -> None:
     """Eight pollers started together on an empty database: one migrates, all open it."""
     errors: list[BaseException] = []

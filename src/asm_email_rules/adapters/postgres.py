@@ -563,12 +563,17 @@ class PostgresRepository(SqlRepository):
         )
         try:
             with self.transaction():
-                if self._schema is not None:
-                    self._native(
-                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                            sql.Identifier(self._schema)
-                        )
-                    )
+                if (
+                    self._schema is not None
+                    and not self._native_one(
+                        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)",
+                        (self._schema,),
+                    )[0]
+                ):
+                    # only when missing: CREATE SCHEMA IF NOT EXISTS asks for the right to
+                    # create in the database even when the schema is there (a schema a DBA
+                    # made for a role that may not create schemas could never be migrated)
+                    self._native(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self._schema)))
                 version = self._version()  # another process may have migrated meanwhile
                 self._refuse_newer(version, known)
                 for target in range(version + 1, known + 1):
