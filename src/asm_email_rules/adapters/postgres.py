@@ -447,6 +447,8 @@ class PostgresRepository(SqlRepository):
         self._application_name = application_name
         self._where = describe_conninfo(conninfo)
         self._depth = 0
+        self.created = False
+        """True when this opening created our tables (the schema had none: a new desk)."""
         self._conn = self._connect(opening=True)
         try:
             self._migrate()
@@ -587,6 +589,7 @@ class PostgresRepository(SqlRepository):
                         "PostgreSQL schema migrated",
                         extra={"store": self._where, "version": target},
                     )
+                self.created = version == 0
         finally:
             if not self._conn.closed:
                 self._conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
