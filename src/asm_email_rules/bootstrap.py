@@ -66,9 +66,10 @@ def open_store(
     """The store ``location`` names: a SQLite file, or a PostgreSQL database.
 
     A SQLite file is created with the current schema unless ``must_exist``. A PostgreSQL
-    database must exist (we never create databases); its tables are created or migrated on
-    opening. ``migrate=False`` leaves an older schema as it is (its ``schema_version`` below
-    its ``schema_latest``), for commands that promise to change nothing. Raises ConfigError
+    database must exist (we never create databases); its tables are created (with a WARNING:
+    a typo in ``store_schema`` is a new, empty desk) or migrated on opening. ``migrate=False``
+    leaves an older schema as it is (its ``schema_version`` below its ``schema_latest``), for
+    commands that promise to change nothing. Raises ConfigError
     naming the file or the server and database (never the password) when the store is
     missing (``must_exist``), is not a store of ours (not a database, a newer schema),
     refuses the login, or psycopg is not installed; and
@@ -110,20 +111,28 @@ def _open_postgres(store: PostgresStore, *, migrate: bool = True) -> PostgresRep
             source=str(store),
         ) from None
     try:
-        return PostgresRepository(
+        repository = PostgresRepository(
             store.url, password=store.password, schema=store.schema, migrate=migrate
         )
     except StoreUnavailableError:
         raise
     except RepositoryError as exc:
         raise ConfigError(f"cannot open the store: {exc}") from None
+    if repository.created:  # a new desk, or a typo in store / store_schema: say which
+        _log.warning(
+            "store %s%s had none of our tables: created them, empty (if the desk's store is "
+            "elsewhere, correct `store` or `store_schema` in the configuration)",
+            store,
+            f", schema {store.schema}" if store.schema else "",
+        )
+    return repository
 
 
 def open_configured_store(config: Config) -> SqliteRepository | PostgresRepository:
     """:func:`open_store` for the configuration's ``store``, creating a SQLite file that is
     not there, as ``poll`` and ``process`` do; a WARNING names the file created, so a typo in
     ``store`` (or a relative path read from another folder) is not a new, empty desk in
-    silence that knows nobody."""
+    silence that knows nobody (for PostgreSQL, :func:`open_store` says it)."""
     location = config.require_store()
     created = isinstance(location, Path) and not location.exists()
     repository = open_store(location)
@@ -145,6 +154,12 @@ def schema_behind(repository: object) -> str | None:
     latest = getattr(repository, "schema_latest", None)
     if not isinstance(version, int) or not isinstance(latest, int) or version >= latest:
         return None
+    if version == 0:  # a database (or store_schema) where no version ever created our tables
+        return (
+            "the store has no tables of ours (no people, no ledger): the next poll, process "
+            "or deliver creates them, empty; if the desk's store is elsewhere, correct "
+            "`store` or `store_schema` first"
+        )
     return (
         f"the store's schema is version {version}, older than this version's {latest}: the "
         "next poll, process or deliver migrates it, after which older versions cannot open "

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,6 +91,47 @@ def test_check_reports_the_store_and_its_quarantine(
     assert line.startswith(f"store PostgreSQL server 127.0.0.1:{pg_database.cluster.port}")
     assert "schema 7; 2 people (1 analysts, 1 Users); 0 calls; 2 held in quarantine" in line
     assert pg_database.password not in out + err
+
+
+def test_check_and_explain_say_a_store_schema_without_our_tables_is_empty_not_older(
+    desk: Path,
+    new_database: Callable[[], PgDatabase],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``check`` and ``explain`` open the store without migrating it. A ``store_schema``
+    nobody created tables in (a typo, or a new desk) was reported as a store of schema 0 to
+    back up before an upgrade ("older versions cannot open it"): the next poll would create
+    an empty desk that knows nobody, in silence. They now say the store has none of our
+    tables, and the command that creates them says it did."""
+    other = new_database()
+    text = desk.read_text(encoding="utf-8")
+    config = desk.parent / "typo.toml"
+    config.write_text(
+        re.sub(r'store_schema = "[^"]*"', f'store_schema = "{other.schema}"', text),
+        encoding="utf-8",
+    )
+    code, out, err = run(capsys, "check", "--no-sign-in", "--config", str(config))
+    assert code == 0, out + err
+    assert "the store has no tables of ours (no people, no ledger)" in out
+    assert "correct `store` or `store_schema`" in out
+    assert "back it up" not in out
+    message = desk.parent / "m.eml"
+    message.write_bytes(mail("Printer", 1))
+    code, out, err = run(capsys, "explain", str(message), "--config", str(config))
+    assert code == 2
+    assert "the store has no tables of ours" in err
+    with PostgresRepository(
+        other.conninfo, password=other.password, schema=other.schema, migrate=False
+    ) as repo:
+        assert repo.schema_version == 0  # still nothing created
+    # The first command that does create them (a poll) says so, once; here it then stops
+    # at the configured analyst, whom the new, empty desk does not know.
+    code, out, err = run(capsys, "poll", "--once", "--config", str(config))
+    assert code == 2, out + err
+    assert f"schema {other.schema} had none of our tables: created them, empty" in err
+    assert "correct `store` or `store_schema`" in err
+    code, out, err = run(capsys, "people", "list", "--config", str(config))
+    assert "had none of our tables" not in err
 
 
 def test_list_show_release_a_maildir_message_then_poll_processes_it(

@@ -7,6 +7,7 @@ Message-IDs, store times and shape summary lines the same way (the conformance k
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 
 from asm_email_rules.addresses import mailbox_key
@@ -23,6 +24,7 @@ __all__ = [
     "address_key",
     "check_finish",
     "is_quarantine_record",
+    "legacy_address_keys",
     "message_id_key",
     "recipient_key",
     "short_description",
@@ -52,6 +54,28 @@ def is_quarantine_record(message_id: str, decision_json: str) -> bool:
 
 address_key = normalise_address
 """The form addresses are compared in (the rules' own: NFKC, trimmed, case-folded)."""
+
+
+def legacy_address_keys(address: str) -> tuple[str, str]:
+    """The keys versions before schema 6 stored for ``address`` in its two spellings (NFKC,
+    trimmed, full case folding, the domain as written: in Unicode, and in A-labels).
+
+    A poller of such a version still running while the store is migrated (or a host's own
+    code) goes on writing people with them, so a lookup by :func:`address_key` also tries
+    these and keeps the rows whose address matches."""
+    written = unicodedata.normalize("NFKC", address).strip().casefold()
+    local, at, domain = address_key(address).rpartition("@")
+    if not at or domain.isascii():
+        return written, written
+    try:
+        labels = [
+            label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+            for label in domain.split(".")
+        ]
+    except UnicodeError:
+        return written, written
+    return written, f"{local}@{'.'.join(labels)}".casefold()
+
 
 recipient_key = mailbox_key
 """The form reply recipients are counted in for the reply budget: ``address_key`` without a

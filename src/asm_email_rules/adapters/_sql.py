@@ -36,6 +36,7 @@ from asm_email_rules.adapters._repository import (
     TASK_DONE_STATUSES,
     address_key,
     check_finish,
+    legacy_address_keys,
     message_id_key,
     recipient_key,
     short_description,
@@ -484,12 +485,18 @@ class SqlRepository(abc.ABC):
             self._execute(statement)
 
     def persons_by_address(self, address: str) -> Sequence[Person]:
-        """Every person whose email matches ``address`` case-insensitively, lowest id first."""
+        """Every person whose email matches ``address`` case-insensitively, lowest id first.
+
+        A person written with the key of a version before schema 6 (a poller of that version
+        still running after the migration re-keyed the table) is found too: both keys are
+        looked up in the index, and a row is kept when its address matches ``address`` today.
+        """
+        key = address_key(address)
         rows = self._execute(
-            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE email_key = ? ORDER BY id",
-            (address_key(address),),
+            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE email_key IN (?, ?, ?) ORDER BY id",
+            (key, *legacy_address_keys(address)),
         ).fetchall()
-        return [self._person(row) for row in rows]
+        return [self._person(row) for row in rows if address_key(row[1]) == key]
 
     def get_person(self, person_id: int) -> Person | None:
         """The person with this id, or ``None``."""
@@ -1275,10 +1282,11 @@ class SqlRepository(abc.ABC):
         its In-Reply-To (:meth:`entity_for_message_id`). Oldest first, in batches of
         :data:`PRUNE_BATCH` (one statement each, reading the ``sent_unthreaded_by_age`` index).
         """
-        return self._delete_in_batches(
-            "DELETE FROM sent_messages WHERE message_id IN (SELECT message_id"
-            " FROM sent_messages WHERE entity_kind IS NULL AND sent_at < ?"
-            " ORDER BY sent_at LIMIT ?)",
+        return self._prune_batches(
+            "sent_messages",
+            "message_id",
+            "entity_kind IS NULL AND sent_at < ?",
+            "sent_at",
             self._ts(before),
         )
 
@@ -1303,22 +1311,32 @@ class SqlRepository(abc.ABC):
         """Forget the used approval tokens expired at ``now`` (a replay of one is refused as
         expired); how many went. Tokens of unknown expiry stay. Oldest first, in batches of
         :data:`PRUNE_BATCH` (one statement each, reading ``used_tokens_by_expiry``)."""
-        return self._delete_in_batches(
-            "DELETE FROM used_tokens WHERE token_id IN (SELECT token_id FROM used_tokens"
-            " WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)",
+        return self._prune_batches(
+            "used_tokens",
+            "token_id",
+            "expires_at IS NOT NULL AND expires_at <= ?",
+            "expires_at",
             self._ts(now),
         )
 
-    def _delete_in_batches(self, delete: str, *params: Any) -> int:
-        """Run ``delete`` (its last mark the batch's ``LIMIT``) with ``params`` and
-        :data:`PRUNE_BATCH` until a batch deletes fewer; how many rows went in all. Outside
-        a transaction each batch commits alone: other writers wait for one batch at most."""
-        deleted = 0
+    _BATCH_OF_KEYS = "{key} IN ({batch})"
+    """How a batch delete names the rows its subquery ``batch`` picked by their ``key``.
+    PostgreSQL's override reads them from an array, so each is an index lookup."""
+
+    def _prune_batches(self, table: str, key: str, where: str, order: str, limit: Any) -> int:
+        """Delete the rows of ``table`` matching ``where`` (one ``?``: ``limit``) in batches of
+        :data:`PRUNE_BATCH`, lowest ``order`` first, one statement each; how many went.
+
+        Each batch reads its rows through the index on ``order`` and deletes them by their
+        primary ``key``: the work is linear in the rows pruned, not in the table's size."""
+        batch = f"SELECT {key} FROM {table} WHERE {where} ORDER BY {order} LIMIT ?"
+        statement = f"DELETE FROM {table} WHERE " + self._BATCH_OF_KEYS.format(key=key, batch=batch)
+        pruned = 0
         while True:
-            went = max(self._execute(delete, (*params, PRUNE_BATCH)).rowcount, 0)
-            deleted += went
+            went = max(self._execute(statement, (limit, PRUNE_BATCH)).rowcount, 0)
+            pruned += went
             if went < PRUNE_BATCH:
-                return deleted
+                return pruned
 
     # -- the desk: people and calls for the command line (not in the protocol) ------------------
     def next_person_id(self) -> int:
@@ -1516,9 +1534,10 @@ class SqlRepository(abc.ABC):
             low: Any = None  # the age the previous batch went up to (inclusive)
             while True:
                 after, low_params = ("", ()) if low is None else (f" AND {age} >= ?", (low,))
+                batch = f"SELECT id FROM quarantine WHERE {where}{after} ORDER BY {age} LIMIT ?"
+                chosen = self._BATCH_OF_KEYS.format(key="id", batch=batch)
                 rows = self._execute(
-                    f"DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine"
-                    f" WHERE {where}{after} ORDER BY {age} LIMIT ?) RETURNING {age}",
+                    f"DELETE FROM quarantine WHERE {chosen} RETURNING {age}",
                     (*params, *low_params, PRUNE_BATCH),
                 ).fetchall()
                 purged += len(rows)

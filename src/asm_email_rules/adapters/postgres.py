@@ -449,6 +449,8 @@ class PostgresRepository(SqlRepository):
         self._application_name = application_name
         self._where = describe_conninfo(conninfo)
         self._depth = 0
+        self.created = False
+        """True when this opening created our tables (the schema had none: a new desk)."""
         self._conn = self._connect(opening=True)
         try:
             self._migrate()
@@ -565,12 +567,17 @@ class PostgresRepository(SqlRepository):
         )
         try:
             with self.transaction():
-                if self._schema is not None:
-                    self._native(
-                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                            sql.Identifier(self._schema)
-                        )
-                    )
+                if (
+                    self._schema is not None
+                    and not self._native_one(
+                        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)",
+                        (self._schema,),
+                    )[0]
+                ):
+                    # only when missing: CREATE SCHEMA IF NOT EXISTS asks for the right to
+                    # create in the database even when the schema is there (a schema a DBA
+                    # made for a role that may not create schemas could never be migrated)
+                    self._native(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self._schema)))
                 version = self._version()  # another process may have migrated meanwhile
                 self._refuse_newer(version, known)
                 for target in range(version + 1, known + 1):
@@ -584,6 +591,7 @@ class PostgresRepository(SqlRepository):
                         "PostgreSQL schema migrated",
                         extra={"store": self._where, "version": target},
                     )
+                self.created = version == 0
         finally:
             if not self._conn.closed:
                 self._conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
@@ -707,6 +715,10 @@ class PostgresRepository(SqlRepository):
             raise self._error("PostgreSQL error", exc) from exc
 
     _ts = staticmethod(to_utc)
+
+    # ``key IN (subquery)`` is planned as a hash semi-join that reads the whole table once per
+    # batch (quadratic over a backlog); ``= ANY(ARRAY(...))`` looks each key up in its index.
+    _BATCH_OF_KEYS = "{key} = ANY(ARRAY({batch}))"
 
     _FOR_UPDATE = " FOR UPDATE"
 
