@@ -272,10 +272,18 @@ UPDATE_CALL: tuple[Row, ...] = (
         "However, if the Update Calls Anonymously option is selected ..., the call is updated.)",
     ),
     Row(
+        "UC-4a",
+        {"automatic": True, "update_closed": True},
+        _O.NOTE_CLOSED_CALL,
+        "DESIGN 4: machine-generated mail updates calls like any mail but never reopens: with "
+        "Update Closed Calls the call remains closed but a note is added (no reply)",
+    ),
+    Row(
         "UC-5",
         {"automatic": True},
         _O.DISCARD,
-        "DESIGN 4: machine-generated mail never reopens a call, nor notes a closed one",
+        "DESIGN 4: machine-generated mail never reopens a call (and without Update Closed Calls "
+        "it gets no reply)",
         why="machine-generated mail on a closed call",
     ),
     Row(

@@ -122,6 +122,28 @@ def test_machine_generated_mail_updates_an_open_call_but_never_closes(desk: Desk
     assert approve.rule == "AP-2"
 
 
+def test_machine_generated_mail_notes_a_closed_call_with_update_closed_calls(desk: Desk) -> None:
+    """DESIGN 4: machine-generated mail "logs and updates calls like any mail, but never gets a
+    reply and never closes, reopens"; spec: "If Update Closed Calls is selected on the incoming
+    email server, the call remains closed but a note is added to the call with the details of
+    the email." An alert on a closed call is kept as that note (no reply, no reopen), as list
+    mail's is; without the option it is discarded with its reason."""
+    desk.set(auto_reply=True, update_closed_calls=True, reopen_closed_calls=True)
+    desk.set_system(self_service_reopen_closed_calls=True)
+    decision = desk.mail("[CALL#101] PROBLEM again", headers=ALERT, body="Disk full again.")
+    assert decision.outcome.value == "note_closed_call"
+    assert decision.reply is None
+    assert desk.call(101).status.value == "closed"
+    (note,) = desk.texts(EntityKind.CALL, 101, EntryKind.NOTE)
+    assert note.strip() == "Disk full again."
+    assert desk.replies == []
+
+    desk.set(update_closed_calls=False)
+    dropped = desk.mail("[CALL#101] PROBLEM still", headers=ALERT, body="Disk still full.")
+    assert dropped.rule == "UC-5"
+    assert dropped.discard_reason == "machine-generated mail on a closed call"
+
+
 def test_a_mailbox_option_turns_calls_from_machine_mail_off(desk: Desk) -> None:
     """ "a mailbox option turns this off" """
     desk.set(calls_from_machine_mail=False)
