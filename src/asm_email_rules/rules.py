@@ -1053,9 +1053,10 @@ class _Context:
         return actions, reasons
 
     def command_history(self, ref: EntityRef) -> tuple[tuple[Action, ...], tuple[str, ...]]:
-        """The history entry a successful close, approve or reject adds: the words of the
-        subject after the command token ("[REJECT#501] Wrong cost centre.") and the body,
-        truncated to its reply portion as an update's would be. Nothing without words."""
+        """What a successful close, approve or reject adds to its record: a history entry with
+        the words of the subject after the command token ("[REJECT#501] Wrong cost centre.")
+        and the body, truncated to its reply portion as an update's would be (none without
+        words), and the mail's attachments as objects (Unspecified profile), as an update's."""
         command = self.facts.command
         rest = command.stripped
         for token in (command.matched, *command.ignored):
@@ -1063,9 +1064,10 @@ class _Context:
         rest = " ".join(rest.split())
         body, reasons = self.history_text()
         parts = [part for part in (rest, body.strip()) if part]
+        files = self.attach(ref)
         if not parts:
-            return (), ("the mail holds no words besides the command: no history entry",)
-        return (AddHistory(ref, "\n\n".join(parts), self.author),), reasons
+            return files, ("the mail holds no words besides the command: no history entry",)
+        return (AddHistory(ref, "\n\n".join(parts), self.author), *files), reasons
 
     def notify(
         self,

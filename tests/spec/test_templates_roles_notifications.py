@@ -20,6 +20,7 @@ from asm_email_rules.model import (
     Call,
     CallStatus,
     EntityKind,
+    EntityRef,
     EntryKind,
     Group,
     Person,
@@ -356,6 +357,34 @@ def test_an_approval_keeps_its_words_and_a_refusal_writes_nothing(desk: Desk) ->
     assert text == "ok for Q4\n\nBudget confirmed."
     desk.mail("[CLOSE#102] done", sender=UMA.email, body="closing")
     assert desk.entries(EntityKind.CALL, 102) == []
+
+
+def test_a_close_or_approval_keeps_its_attachments(desk: Desk) -> None:
+    """ "If there are any attachments to the email, they are attached to the call as objects"
+    and "Any objects attached to an incoming email will use the Unspecified security profile":
+    a close, approval or rejection that succeeds keeps its words on the record, so it keeps
+    its files too (they were dropped without a word); a refused command attaches nothing."""
+    desk.mail("[CLOSE#100] fixed", sender=UMA.email, attachments=[("cable.jpg", b"\xff\xd8")])
+    assert desk.call(100).status is CallStatus.CLOSED
+    (attached,) = desk.repo.attachments(EntityRef(EntityKind.CALL, 100))
+    assert attached.filename == "cable.jpg"
+    (entry,) = desk.texts(EntityKind.CALL, 100, EntryKind.ATTACHMENT)
+    assert entry == "cable.jpg"
+    assert [
+        e.security_profile
+        for e in desk.entries(EntityKind.CALL, 100)
+        if e.kind is EntryKind.ATTACHMENT
+    ] == ["Unspecified"]
+
+    desk.mail("[REJECT#501]", sender=UMA.email, body="", attachments=[("quote.pdf", b"%PDF")])
+    assert desk.task(501).status is TaskStatus.REJECTED
+    assert [a.filename for a in desk.repo.attachments(EntityRef(EntityKind.TASK, 501))] == [
+        "quote.pdf"
+    ]
+
+    desk.mail("[APPROVE#500]", sender=UMA.email, attachments=[("x.pdf", b"%PDF")])
+    assert desk.task(500).status is TaskStatus.PENDING
+    assert desk.repo.attachments(EntityRef(EntityKind.TASK, 500)) == []
 
 
 # -- summary lines ------------------------------------------------------------------------------
