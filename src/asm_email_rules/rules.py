@@ -1230,6 +1230,13 @@ def _reopen(ctx: _Context) -> _Plan:
         owner, group = None, call.group
     else:
         owner, group = call.owner_id, call.group
+    assigned = f"reopened and assigned by the '{assignment.value}' setting"
+    if owner is None and not group and (call.owner_id is not None or call.group):
+        owner, group = call.owner_id, call.group
+        assigned = (
+            f"the '{assignment.value}' reopen setting names nobody for this call: reopened "
+            "with the analyst and group it had, so it is not left unassigned"
+        )
     ref = EntityRef(EntityKind.CALL, call.number)
     update, reasons = ctx.update(ref, note=True)
     notify, emails, why = _notify_call(ctx, ref, owner, group, "call_reopened_notification")
@@ -1238,7 +1245,7 @@ def _reopen(ctx: _Context) -> _Plan:
         "call_reopened",
         {"number": call.number},
         ref,
-        (*reasons, f"reopened and assigned by the '{assignment.value}' setting", *why),
+        (*reasons, assigned, *why),
         emails,
     )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from asm_email_rules.model import CallStatus, EntityKind, EntryKind
+import attrs
+
+from asm_email_rules.model import Call, CallStatus, EntityKind, EntryKind
 from asm_email_rules.sample import ALICE, BOB, TOM, UMA
 from asm_email_rules.settings import ReopenAssignment
 
@@ -152,3 +154,30 @@ def test_reopen_assignment_follows_the_email_setting(desk: Desk) -> None:
     desk.mail("[CALL#101]")
     call = desk.call(101)
     assert (call.owner_id, call.group) == (None, "Service Desk")
+
+
+def test_a_reopened_call_is_never_left_with_nobody_assigned(desk: Desk) -> None:
+    """ "The analyst or group assigned to the call depends on the setting chosen in the Email
+    Settings." A setting that names nobody for this call (its group, when it has none; the
+    template's, when the template has neither) keeps the analyst it had, says why, and the
+    notification reaches that analyst instead of nobody."""
+    _reopen_ready(desk)
+    desk.set_system(reopen_assignment=ReopenAssignment.GROUP, email_at_update_via_email_in=True)
+    desk.repo.put_call(Call(104, CallStatus.CLOSED, user_id=UMA.id, owner_id=ALICE.id))
+    decision = desk.mail("[CALL#104] it is back", body="Still broken")
+    assert decision.rule == "UC-9"
+    call = desk.call(104)
+    assert call.status is CallStatus.OPEN
+    assert (call.owner_id, call.group) == (ALICE.id, "")
+    assert any("names nobody for this call" in reason for reason in decision.reasons)
+    assert [n.to for n in decision.notifications] == [ALICE.email]
+
+    empty = attrs.evolve(desk.mailbox.call_template, assigned_analyst_id=None, assigned_group="")
+    desk.set(call_template=empty)
+    desk.set_system(reopen_assignment=ReopenAssignment.TEMPLATE)
+    desk.repo.put_call(
+        Call(105, CallStatus.CLOSED, user_id=UMA.id, owner_id=BOB.id, group="Network")
+    )
+    desk.mail("[CALL#105] again")
+    call = desk.call(105)
+    assert (call.status, call.owner_id, call.group) == (CallStatus.OPEN, BOB.id, "Network")
