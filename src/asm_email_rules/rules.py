@@ -1077,6 +1077,7 @@ class _Context:
         group: str,
         template_id: str,
         text: str,
+        status: str = "",
     ) -> tuple[tuple[Action, ...], tuple[Reply, ...], tuple[str, ...]]:
         """Email at Update via Email In: the email to the call's assigned analyst, else its
         group's address; the action that records it on the call; the reasons.
@@ -1085,6 +1086,7 @@ class _Context:
         updated by incoming email, ensure that the Email at Update via Email In option is
         selected". No email to the analyst who sent the update, to one of our own addresses
         or to an address SMTP cannot take; the notification is then recorded only.
+        ``status`` is the call's status after the update (default: the status it has now).
         """
         if not self.system.email_at_update_via_email_in:
             return (), (), ()
@@ -1122,7 +1124,8 @@ class _Context:
         if not to:
             reasons.append("the notification is recorded on the call, no email is sent")
             return (action,), (), tuple(reasons)
-        status = facts.call.status.value if facts.call is not None else "open"
+        if not status:
+            status = facts.call.status.value if facts.call is not None else "open"
         params = {"number": ref.number, "author": self.author, "text": text, "status": status}
         email = compose_reply(to, template_id, params, ref, self.mailbox, self.system)
         reasons.append(f"Email at Update via Email In: notification to the {recipient} ({to})")
@@ -1185,10 +1188,17 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
 
 
 def _notify_call(
-    ctx: _Context, ref: EntityRef, owner_id: int | None, group: str, template_id: str
+    ctx: _Context,
+    ref: EntityRef,
+    owner_id: int | None,
+    group: str,
+    template_id: str,
+    status: str = "",
 ) -> tuple[tuple[Action, ...], tuple[Reply, ...], tuple[str, ...]]:
     text, _ = ctx.history_text()
-    return ctx.notify(ref, owner_id=owner_id, group=group, template_id=template_id, text=text)
+    return ctx.notify(
+        ref, owner_id=owner_id, group=group, template_id=template_id, text=text, status=status
+    )
 
 
 def _update_call(ctx: _Context) -> _Plan:
@@ -1239,7 +1249,9 @@ def _reopen(ctx: _Context) -> _Plan:
         )
     ref = EntityRef(EntityKind.CALL, call.number)
     update, reasons = ctx.update(ref, note=True)
-    notify, emails, why = _notify_call(ctx, ref, owner, group, "call_reopened_notification")
+    notify, emails, why = _notify_call(
+        ctx, ref, owner, group, "call_reopened_notification", CallStatus.OPEN.value
+    )
     return _Plan(
         (ReopenCall(call.number, owner, group), *update, *notify),
         "call_reopened",

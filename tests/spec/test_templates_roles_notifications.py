@@ -215,6 +215,23 @@ def test_a_closed_call_note_and_a_reopen_notify_too(desk: Desk) -> None:
     assert reopened.to == ALICE.email
 
 
+def test_a_reopen_notification_gives_the_status_the_call_now_has(desk: Desk) -> None:
+    """ "To have email notifications sent to the assigned analyst or group when a call is
+    updated by incoming email": the notification's ``$status`` (docs/integrators.md: `open`,
+    `closed`) is the call's status after the update, so a reopen's says open, not closed."""
+    desk.set_system(email_at_update_via_email_in=True, self_service_reopen_closed_calls=True)
+    desk.set(
+        reopen_closed_calls=True,
+        reply_templates={"call_reopened_notification.body": "Call $number is now $status."},
+    )
+    desk.repo.put_role(SecurityRole("Self Service Users", frozenset({Right.REOPEN_CLOSED_CALLS})))
+    desk.mail("Re: Call 101", body="VPN still broken, please reopen")
+    assert desk.call(101).status is CallStatus.OPEN
+    notification = desk.replies[-1]
+    assert notification.to == ALICE.email
+    assert "Call 101 is now open." in notification.body
+
+
 def test_the_notification_goes_through_the_outbox_like_a_reply(desk: Desk) -> None:
     """DESIGN 4 "Replies are an outbox": the notification is stored with the decision, in the
     same transaction, and sent afterwards; a temporary failure keeps it in the outbox (not the
