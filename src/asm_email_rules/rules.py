@@ -42,6 +42,7 @@ from asm_email_rules.actions import (
     SpendToken,
     Target,
 )
+from asm_email_rules.addresses import normalise_address
 from asm_email_rules.classify import MailKind
 from asm_email_rules.decision import Decision, Facts, Outcome, Reply, for_operators
 from asm_email_rules.model import (
@@ -1084,8 +1085,9 @@ class _Context:
 
         "To have email notifications sent to the assigned analyst or group when a call is
         updated by incoming email, ensure that the Email at Update via Email In option is
-        selected". No email to the analyst who sent the update, to one of our own addresses
-        or to an address SMTP cannot take; the notification is then recorded only.
+        selected". No email to the analyst who sent the update, to the address it came from
+        (a group's shared mailbox), to one of our own addresses or to an address SMTP cannot
+        take; the notification is then recorded only.
         ``status`` is the call's status after the update (default: the status it has now).
         """
         if not self.system.email_at_update_via_email_in:
@@ -1114,7 +1116,10 @@ class _Context:
                 reasons.append(f"the group {group!r} has no address in the store")
         if not recipient:
             reasons.append("the call has no assigned analyst or group")
-        if to and self.mailbox.is_own_address(to):
+        if to and normalise_address(to) == normalise_address(facts.sender.address):
+            reasons.append(f"{to} sent this update: its own words are not emailed back to it")
+            to = ""
+        elif to and self.mailbox.is_own_address(to):
             reasons.append(f"{to} is one of our own addresses (loop guard): not emailed")
             to = ""
         elif to and not _sendable_address(to):

@@ -195,6 +195,23 @@ def test_the_analyst_who_sent_the_update_is_not_notified(desk: Desk) -> None:
     assert "the assigned analyst sent this update: no notification" in decision.reasons
 
 
+def test_a_group_that_sent_the_update_is_not_emailed_its_own_words(desk: Desk) -> None:
+    """ "To have email notifications sent to the assigned analyst or group when a call is
+    updated by incoming email": the update came from the group's own address (a team's shared
+    mailbox answering on the call), so emailing that address its own words helps nobody; the
+    notification is recorded on the call and the decision says why (docs/operators.md:
+    "nobody is emailed about their own update")."""
+    desk.set(update_calls_anonymously=True)
+    desk.set_system(email_at_update_via_email_in=True)
+    desk.repo.put_call(Call(120, user_id=UMA.id, group="Network", description="Switch"))
+    decision = desk.mail("[CALL#120] port replaced", sender="Network-Team@desk.example")
+    assert decision.rule == "UC-4"
+    assert desk.replies == []
+    assert any("sent this update" in reason for reason in decision.reasons)
+    (entry,) = desk.texts(EntityKind.CALL, 120, EntryKind.NOTIFICATION)
+    assert "no email to the group Network" in entry
+
+
 def test_a_closed_call_note_and_a_reopen_notify_too(desk: Desk) -> None:
     """Same sentence: a note on a closed call ("a note is added to the call with the details of
     the email") and a reopen are updates by incoming email; a reopen notifies whoever the
