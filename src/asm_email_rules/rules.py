@@ -301,6 +301,20 @@ UPDATE_CALL: tuple[Row, ...] = (
         why="list mail on a closed call",
     ),
     Row(
+        "UC-8a",
+        {
+            "reopen_option": True,
+            "self_service_reopen": True,
+            "role_reopen": True,
+            "authenticated": False,
+            "update_closed": True,
+        },
+        _O.NOTE_CLOSED_CALL,
+        "DESIGN 4: with both options on, reopen wins when all its conditions hold, else "
+        "update-closed: reopening needs authentication (Issue 5), a note does not, so an "
+        "unauthenticated mail leaves the call closed with a note",
+    ),
+    Row(
         "UC-8",
         {
             "reopen_option": True,

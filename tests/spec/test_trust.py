@@ -191,3 +191,26 @@ def test_duplicate_delivery_acts_once(desk: Desk) -> None:
     again = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
     assert again.duplicate
     assert len(desk.replies) == 1
+
+
+def test_an_unauthenticated_mail_on_a_closed_call_is_a_note_when_update_closed_is_on(
+    desk: Desk,
+) -> None:
+    """DESIGN 4: "Both Update Closed Calls and Reopen Closed Calls on: reopen wins when all its
+    conditions hold ...; else update-closed". Reopening needs authentication with a trusted
+    authserv-id; a note does not, so switching Reopen on no longer loses the mail."""
+    desk.set(trusted_authserv_id=MX, reopen_closed_calls=True, update_closed_calls=True)
+    desk.set_system(self_service_reopen_closed_calls=True)
+    person = desk.repo.get_person(UMA.id)
+    assert person is not None
+    import attrs
+
+    desk.repo.put_person(attrs.evolve(person, user_can_reopen=True))
+    decision = desk.mail("[CALL#101] back again", sender=UMA.email, headers=[_auth("fail")])
+    assert decision.rule == "UC-8a"
+    assert desk.call(101).status is CallStatus.CLOSED
+    assert desk.texts(EntityKind.CALL, 101, EntryKind.NOTE) != []
+    aligned = _auth("pass", domain=UMA.email.rpartition("@")[2])
+    passed = desk.mail("[CALL#101] really back", sender=UMA.email, headers=[aligned])
+    assert passed.rule == "UC-9"  # authenticated: reopened, as before
+    assert desk.call(101).status is not CallStatus.CLOSED
