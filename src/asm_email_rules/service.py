@@ -1341,7 +1341,9 @@ class PollingService:
         """Forget the quarantined messages released or replayed more than
         ``quarantine_retention_days`` ago (held ones stay: nobody dealt with them; the ledger
         is not touched), with a store that can (optional ``purge_quarantined``). At most once
-        a day per service; a failure is logged and tried again after the next poll."""
+        a day per service; a failure is logged and tried again after the next poll, a host
+        store's error it did not wrap in RepositoryError too (with its traceback), as for the
+        other prunes: ``poll_account`` never raises."""
         days = self.config.system.quarantine_retention_days
         now = self.now()
         last = self._quarantine_purged_at
@@ -1353,10 +1355,11 @@ class PollingService:
         before = now - timedelta(days=days)
         try:
             purged = purge_quarantined(store, before)
-        except RepositoryError as exc:  # housekeeping: the next poll tries again
+        except Exception as exc:  # housekeeping (a host's unwrapped error too): next poll
             log.warning(
                 "could not forget old quarantine entries (tried again after the next poll): %s",
                 exc,
+                exc_info=not isinstance(exc, RepositoryError),
                 extra={"error": str(exc)},
             )
             return

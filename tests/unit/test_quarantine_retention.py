@@ -130,3 +130,36 @@ def test_the_setting_is_read_from_system_and_never_negative(tmp_path: Path) -> N
     path.write_text("[system]\nquarantine_retention_days = -1\n")
     with pytest.raises(ConfigError, match="quarantine_retention_days"):
         load_config(path)
+
+
+def test_a_host_stores_unwrapped_error_in_the_purge_does_not_make_poll_once_raise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The daily purge is housekeeping after the poll's messages are handled, like the other
+    prunes: an error a host's ``purge_quarantined`` did not wrap in RepositoryError (a driver's
+    OSError) is logged with its traceback and tried again after the next poll, and the host's
+    own loop around ``poll_once`` goes on."""
+
+    class FlakyHostStore(InMemoryRepository):
+        attempts = 0
+
+        def purge_quarantined(self, before: datetime, **_: object) -> int:
+            self.attempts += 1
+            if self.attempts == 1:
+                raise OSError("driver: connection reset by peer")
+            return 0
+
+    store = FlakyHostStore()
+    seed_sample_desk(store)
+    folder = Folder({"1": GARBAGE})
+    poller = service(store, folder, Clock())
+    with caplog.at_level("WARNING", logger="asm_email_rules.service"):
+        report = poller.poll_once()
+    assert [(account.account, account.quarantined) for account in report.accounts] == [
+        ("helpdesk", 1)
+    ]
+    assert folder.set_aside == ["cannot parse: empty message"]
+    assert "connection reset by peer" in caplog.text
+    assert any(record.exc_info for record in caplog.records)
+    poller.poll_once()  # not a day later: the failed purge is tried again
+    assert store.attempts == 2
