@@ -190,6 +190,35 @@ def test_people_stored_before_the_idn_fold_are_found_after_the_upgrade(
         assert [p.id for p in repo.persons_by_address("anna@bücher.example")] == [2]
 
 
+def test_people_an_older_poller_writes_are_found_by_either_spelling_of_their_domain(
+    tmp_path: Path,
+) -> None:
+    """DESIGN 4b: addresses match as one whole address (a domain's A-labels and Unicode
+    spelling are one domain). A poller of a version before schema 6 still running after the
+    upgrade keys a person as written, case-folded (``ß`` as ``ss``): one it wrote with a
+    Unicode domain is found when the sender writes the domain in A-labels, and one written in
+    A-labels when the sender writes it in Unicode."""
+    path = tmp_path / "store.db"
+    with SqliteRepository(path):
+        pass
+    raw = sqlite3.connect(path)  # what that version's create_person writes
+    with raw:
+        raw.executemany(
+            "INSERT INTO persons (id, email, email_key, name, is_user) VALUES (?, ?, ?, ?, 1)",
+            [
+                (7, "Große@Bücher.example", "grosse@bücher.example", "Unicode domain"),
+                (8, "Weiß@xn--mnchen-3ya.example", "weiss@xn--mnchen-3ya.example", "A-labels"),
+            ],
+        )
+    raw.close()
+    with SqliteRepository(path) as repo:
+        assert [p.id for p in repo.persons_by_address("große@xn--bcher-kva.example")] == [7]
+        assert [p.id for p in repo.persons_by_address("GROẞE@bücher.example")] == [7]
+        assert [p.id for p in repo.persons_by_address("weiß@münchen.example")] == [8]
+        assert [p.id for p in repo.persons_by_address("Weiß@XN--MNCHEN-3YA.example")] == [8]
+        assert repo.persons_by_address("grosse@xn--bcher-kva.example") == []
+
+
 def test_people_keyed_by_the_earlier_case_fold_are_found_after_the_upgrade(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

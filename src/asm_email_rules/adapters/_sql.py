@@ -488,12 +488,14 @@ class SqlRepository(abc.ABC):
         """Every person whose email matches ``address`` case-insensitively, lowest id first.
 
         A person written with the key of a version before schema 6 (a poller of that version
-        still running after the migration re-keyed the table) is found too: both keys are
-        looked up in the index, and a row is kept when its address matches ``address`` today.
+        still running after the migration re-keyed the table) is found too, whichever spelling
+        of its domain either side wrote: those keys are looked up in the index, and a row is
+        kept when its address matches ``address`` today.
         """
         key = address_key(address)
         rows = self._execute(
-            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE email_key IN (?, ?, ?) ORDER BY id",
+            f"SELECT {self._PERSON_COLUMNS} FROM persons"
+            " WHERE email_key IN (?, ?, ?, ?) ORDER BY id",
             (key, *legacy_address_keys(address)),
         ).fetchall()
         return [self._person(row) for row in rows if address_key(row[1]) == key]
