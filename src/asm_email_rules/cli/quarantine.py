@@ -32,6 +32,7 @@ from asm_email_rules.cli._common import (
     UsageError,
     print_table,
     store_for,
+    terminal_text,
     utc_minute,
 )
 from asm_email_rules.cli.process import describe_result
@@ -201,13 +202,14 @@ def run_show(args: argparse.Namespace) -> int:
     data = _entry_dict(QuarantineListing.of(entry))
     for key in ("id", "account", "source", "mailbox_key", "quarantined_at", "state", "reason"):
         if data[key] not in ("", None):
-            print(f"{key}: {data[key]}")
+            print(f"{key}: {terminal_text(str(data[key]))}")
     if entry.resolution:
-        print(f"resolution: {entry.resolution} ({data['resolved_at']})")
+        print(f"resolution: {terminal_text(entry.resolution)} ({data['resolved_at']})")
     print(f"size: {len(entry.raw)} bytes; sha256: {entry.sha256}")
     head, _, _ = entry.raw.partition(b"\r\n\r\n" if b"\r\n\r\n" in entry.raw else b"\n\n")
     print("--- header")
-    print(head[:8192].decode("utf-8", "replace").rstrip())
+    header = head[:8192].decode("utf-8", "replace").rstrip().replace("\r\n", "\n")
+    print(terminal_text(header, keep="\n\t"))  # a sender's bytes: escapes shown escaped
     print(f"--- (the whole message: `quarantine show {entry.id} --raw`)")
     return EXIT_OK
 
