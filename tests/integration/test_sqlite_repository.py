@@ -739,3 +739,30 @@ def test_after_an_upkeep_the_store_sees_other_processes_and_they_see_it(tmp_path
         )
         assert elsewhere.stdout.strip() == "3"  # our writes, seen by another process
     assert _first_call_reopened(path) == "ours 0"
+
+
+def test_a_quarantine_purge_waits_for_a_reader_like_every_write(tmp_path: Path) -> None:
+    """A purge deletes with ``RETURNING``, whose commit SQLite makes while the rows are
+    fetched: a reader holding the file (a rollback journal, where SQLite refused WAL mode: a
+    network file system) made it raise sqlite3's own OperationalError, not a RepositoryError,
+    and it was never tried again; now it waits for the lock as every other write does."""
+    from asm_email_rules.quarantine import QuarantineState, purge_quarantined
+
+    path = tmp_path / "store.db"
+    old = datetime(2026, 1, 1, tzinfo=UTC)
+    with SqliteRepository(path, timeout=5.0) as repo:
+        repo._conn.execute("PRAGMA journal_mode = DELETE")  # as where WAL is refused
+        entry = repo.quarantine_message("helpdesk", b"m", "why", old, source="pop3")
+        repo.resolve_quarantined(entry, QuarantineState.RELEASED, "back", old)
+        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM quarantine").fetchone()  # holds a shared lock
+        timer = threading.Timer(0.5, reader.rollback)
+        timer.start()
+        try:
+            purged = purge_quarantined(repo, old + timedelta(days=1))
+        finally:
+            timer.join()
+            reader.close()
+        assert purged == 1
+        assert repo.quarantined(state=None) == []

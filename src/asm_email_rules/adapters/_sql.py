@@ -443,8 +443,14 @@ class SqlRepository(abc.ABC):
     def _returning(self, sql: str, params: Params = ()) -> Any:
         """The one row of a ``RETURNING`` statement, or None; the statement is run to its end
         (SQLite keeps an autocommit write open until its statement finishes)."""
-        rows = self._execute(sql, params).fetchall()
+        rows = self._returning_rows(sql, params)
         return rows[0] if rows else None
+
+    def _returning_rows(self, sql: str, params: Params = ()) -> list[Any]:
+        """Every row of a ``RETURNING`` statement, the statement run to its end (SQLite
+        commits an autocommit write, and meets a lock or an I/O error, while its rows are
+        fetched: its override retries and maps those as any statement's)."""
+        return list(self._execute(sql, params).fetchall())
 
     def _opt_ts(self, moment: datetime | None) -> Any:
         return None if moment is None else self._ts(moment)
@@ -1538,10 +1544,10 @@ class SqlRepository(abc.ABC):
                 after, low_params = ("", ()) if low is None else (f" AND {age} >= ?", (low,))
                 batch = f"SELECT id FROM quarantine WHERE {where}{after} ORDER BY {age} LIMIT ?"
                 chosen = self._BATCH_OF_KEYS.format(key="id", batch=batch)
-                rows = self._execute(
+                rows = self._returning_rows(
                     f"DELETE FROM quarantine WHERE {chosen} RETURNING {age}",
                     (*params, *low_params, PRUNE_BATCH),
-                ).fetchall()
+                )
                 purged += len(rows)
                 if len(rows) < PRUNE_BATCH:
                     break
