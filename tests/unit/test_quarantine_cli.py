@@ -317,3 +317,19 @@ def test_a_hostile_header_cannot_drive_the_operators_terminal(
     assert "hi\\x1b[2J there" in listed
     assert "Eve\\x1b]0;owned\\x07" in listed
     assert "X-Note: raw \\x1b[31mred" in shown
+
+
+def test_purge_older_than_more_days_than_the_calendar_holds_forgets_nothing(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--older-than 1000000`` went below the year 1: an OverflowError traceback."""
+    with store(desk) as repo:
+        entry = set_aside(repo, "helpdesk", mail("Old", 1), "bug", NOW, source="pop3")
+        assert entry is not None
+        repo.resolve_quarantined(entry, QuarantineState.REPLAYED, "call 7", NOW)
+    argv = ("quarantine", "purge", "--older-than", "1000000", "--config", str(desk))
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "forgot 0 quarantine entries" in out
+    with store(desk) as repo:
+        assert len(repo.quarantined(state=None)) == 1

@@ -163,3 +163,24 @@ def test_a_host_stores_unwrapped_error_in_the_purge_does_not_make_poll_once_rais
     assert any(record.exc_info for record in caplog.records)
     poller.poll_once()  # not a day later: the failed purge is tried again
     assert store.attempts == 2
+
+
+def test_a_retention_of_more_days_than_the_calendar_holds_keeps_everything() -> None:
+    """An operator writing a huge number of days (for 'keep them for ever', say 1000000)
+    gets what it says: nothing is that old, so nothing is forgotten. ``now - timedelta(days)``
+    went below the year 1 and raised OverflowError out of ``poll_once`` at every poll."""
+    store = InMemoryRepository()
+    seed_sample_desk(store)
+    old_entries(store)
+    folder = Folder({"1": GARBAGE})
+    account = AccountConfig(
+        name="helpdesk", protocol=MailProtocol.MAILDIR, mailbox=sample_mailbox(name="helpdesk")
+    )
+    huge = 1_000_000_000  # beyond timedelta's range too
+    system = SystemSettings(quarantine_retention_days=huge, ledger_retention_days=huge)
+    poller = PollingService(
+        Config(Path("unused"), system, None, (account,)), store, None, lambda _: folder, now=Clock()
+    )
+    report = poller.poll_once()
+    assert [(a.account, a.quarantined, a.errors) for a in report.accounts] == [("helpdesk", 1, 0)]
+    assert len(store.quarantined(state=None)) == 4

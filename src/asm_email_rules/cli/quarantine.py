@@ -353,7 +353,10 @@ def run_purge(args: argparse.Namespace) -> int:
     if args.older_than < 0:
         raise UsageError("--older-than: a number of days, 0 or more")
     states = RESOLVED_STATES | ({QuarantineState.HELD} if args.held else frozenset())
-    before = datetime.now(UTC) - timedelta(days=args.older_than)
+    try:
+        before = datetime.now(UTC) - timedelta(days=args.older_than)
+    except OverflowError:  # more days than the calendar holds: no entry is that old
+        before = datetime.min.replace(tzinfo=UTC)
     what = "released, replayed" + (" or held" if args.held else "")
     age = f"unchanged for {args.older_than} days" if args.older_than else "of any age"
     with store_for(args) as repo:
