@@ -184,3 +184,15 @@ def test_a_retention_of_more_days_than_the_calendar_holds_keeps_everything() -> 
     report = poller.poll_once()
     assert [(a.account, a.quarantined, a.errors) for a in report.accounts] == [("helpdesk", 1, 0)]
     assert len(store.quarantined(state=None)) == 4
+
+
+def test_the_upgrade_guide_says_the_first_poll_forgets_old_resolved_entries() -> None:
+    """An operator upgrading reads 'What carries over' before the first ``poll --once``: the
+    default of 90 days means that poll forgets every entry released or replayed before then
+    (an INFO line says so afterwards); the guide must say it, and how to keep them."""
+    guide = Path(__file__).parents[2] / "docs" / "operators.md"
+    text = guide.read_text(encoding="utf-8")
+    section = text.split("## Upgrading to a newer version", 1)[1].split("\n## ", 1)[0]
+    section = " ".join(section.split())
+    assert "quarantine_retention_days = 0" in section
+    assert "released or replayed more than 90 days ago" in section
