@@ -261,6 +261,11 @@ def test_purge_says_when_the_store_cannot(
     code, _, err = run(capsys, "quarantine", "purge", "--older-than", "0", "--config", str(desk))
     assert code == 2
     assert "this store cannot purge" in err
+    argv = ("quarantine", "purge", "--older-than", "0", "--dry-run", "--config", str(desk))
+    code, out, err = run(capsys, *argv)  # a dry run does not promise what the purge cannot do
+    assert code == 2
+    assert "this store cannot purge" in err
+    assert "would forget" not in out
     with store(desk) as repo:
         assert len(repo.quarantined(state=None)) == 1
 

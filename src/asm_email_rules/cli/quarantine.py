@@ -346,6 +346,15 @@ def _accounts(entries: Sequence[QuarantineOutline]) -> str:
     return ("account " if len(names) == 1 else "accounts ") + ", ".join(names)
 
 
+def _cannot_purge() -> int:
+    print(
+        "quarantine purge: this store cannot purge (it has no purge_quarantined); "
+        "nothing was forgotten",
+        file=sys.stderr,
+    )
+    return EXIT_CONFIG
+
+
 def run_purge(args: argparse.Namespace) -> int:
     """Forget the entries unchanged for ``--older-than`` days (held ones only with
     ``--held``), saying where else their messages are; ``--dry-run`` lists them. Exit 2 when
@@ -360,6 +369,8 @@ def run_purge(args: argparse.Namespace) -> int:
     what = "released, replayed" + (" or held" if args.held else "")
     age = f"unchanged for {args.older_than} days" if args.older_than else "of any age"
     with store_for(args) as repo:
+        if not callable(getattr(repo, "purge_quarantined", None)):  # --dry-run too: it would
+            return _cannot_purge()  # list entries the purge then cannot forget
         doomed = outline_quarantined(repo, before, states=states, account=args.account)
         size = sum(entry.size for entry in doomed)
         if args.dry_run:
@@ -383,12 +394,7 @@ def run_purge(args: argparse.Namespace) -> int:
         else:
             count = purge_quarantined(repo, before, states=states, account=args.account)
             if count is None:
-                print(
-                    "quarantine purge: this store cannot purge (it has no purge_quarantined); "
-                    "nothing was forgotten",
-                    file=sys.stderr,
-                )
-                return EXIT_CONFIG
+                return _cannot_purge()
             print(f"forgot {count} quarantine entries ({what}, {age}; {size} bytes)")
         kept_held = 0 if args.held else count_quarantined(repo, account=args.account)
     for note in _purge_notes(doomed):
