@@ -1559,7 +1559,7 @@ def _too_old(email: InboundEmail, now: datetime, max_days: int) -> bool:
         return False
     if arrived.tzinfo is None:  # a time without a zone (read leniently): taken as UTC
         arrived = arrived.replace(tzinfo=UTC)
-    return now - arrived > timedelta(days=max_days)
+    return now - arrived > timedelta(days=min(max_days, timedelta.max.days))  # any int of days
 
 
 def _suppression(facts: Facts, to: str, mailbox: MailboxSettings, system: SystemSettings) -> str:

@@ -234,6 +234,16 @@ class _Counts:
                 self.last_error = f"reply to {outcome.to}: {outcome.error}"
 
 
+def _days_before(now: datetime, days: int) -> datetime:
+    """``now`` less ``days`` days, or the earliest time there is when that is before the year 1:
+    a retention of more days than the calendar holds (``1000000`` for "for ever") forgets
+    nothing, where ``now - timedelta(days=days)`` raised OverflowError out of the poll."""
+    try:
+        return now - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 def _outbox_order(entry: OutboxEntry) -> tuple[datetime, datetime, str]:
     """The order ``due_replies`` lists replies in: the longest due first."""
     return entry.next_attempt_at, entry.queued_at, entry.reply.message_id
@@ -1257,8 +1267,8 @@ class PollingService:
     def _touch_every(self) -> timedelta:
         """How stale ``seen_at`` may get before a sighting writes it again (a day at most, so
         a message seen at every poll costs one write a day, not one a poll)."""
-        retention = timedelta(days=self.config.system.ledger_retention_days)
-        return min(timedelta(days=1), retention / 4)
+        days = self.config.system.ledger_retention_days
+        return timedelta(days=min(days, 4)) / 4  # min(a day, retention / 4), any days
 
     def _seen_again(self, account: AccountConfig, result: ProcessResult) -> None:
         """A message already in the ledger is still in the mailbox: refresh its ``seen_at``."""
@@ -1314,7 +1324,7 @@ class PollingService:
         last = self._pruned_at.get(account.name)
         if last is not None and now - last < self._touch_every():
             return
-        before = now - timedelta(days=self.config.system.ledger_retention_days)
+        before = _days_before(now, self.config.system.ledger_retention_days)
         try:
             counts.pruned += store.prune_ledger(account.mailbox.name, before)
         except Exception as exc:  # housekeeping (a host's unwrapped error too): next poll prunes
@@ -1341,7 +1351,9 @@ class PollingService:
         """Forget the quarantined messages released or replayed more than
         ``quarantine_retention_days`` ago (held ones stay: nobody dealt with them; the ledger
         is not touched), with a store that can (optional ``purge_quarantined``). At most once
-        a day per service; a failure is logged and tried again after the next poll."""
+        a day per service; a failure is logged and tried again after the next poll, a host
+        store's error it did not wrap in RepositoryError too (with its traceback), as for the
+        other prunes: ``poll_account`` never raises."""
         days = self.config.system.quarantine_retention_days
         now = self.now()
         last = self._quarantine_purged_at
@@ -1350,13 +1362,14 @@ class PollingService:
             return
         if last is not None and now - last < timedelta(days=1):
             return
-        before = now - timedelta(days=days)
+        before = _days_before(now, days)
         try:
             purged = purge_quarantined(store, before)
-        except RepositoryError as exc:  # housekeeping: the next poll tries again
+        except Exception as exc:  # housekeeping (a host's unwrapped error too): next poll
             log.warning(
                 "could not forget old quarantine entries (tried again after the next poll): %s",
                 exc,
+                exc_info=not isinstance(exc, RepositoryError),
                 extra={"error": str(exc)},
             )
             return

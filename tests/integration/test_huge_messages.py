@@ -203,3 +203,22 @@ def test_imap_moves_a_message_over_the_bound_to_quarantine_without_fetching_it(
         kept = sorted((quarantine.fetch(key) for key in quarantine.list_keys()), key=len)
     assert kept[0].startswith(b"X-ASM-Quarantine-Reason: another fault")  # small: annotated
     assert kept[1] == big  # over the bound: moved as it is, whole
+
+
+@pytest.mark.parametrize("batch_messages", [1, 20])
+def test_imap_moves_a_lone_message_over_the_bound_without_fetching_it(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes], batch_messages: int
+) -> None:
+    # The sizes were known only when a batch asked for them: a message over the bound that
+    # is alone in the mailbox (or read one at a time, batch_messages = 1) had no size, so it
+    # was fetched whole to be appended with the reason header. Its size is asked first now.
+    big = make_message(1, size=300_000)
+    dovecot.append(mail_user, big)
+    config = dovecot.imap_config(mail_user, max_message_size=50_000, batch_messages=batch_messages)
+    with ImapMailbox(config) as box:
+        (key,) = box.list_keys()
+        assert len(box.fetch(key)) == 50_000
+        box.quarantine(key, "a fault of ours")
+    with ImapMailbox(dovecot.imap_config(mail_user, folder="Quarantine")) as quarantine:
+        kept = [quarantine.fetch(uid) for uid in quarantine.list_keys()]
+    assert kept == [big]  # moved as it is, whole: never fetched here

@@ -190,6 +190,35 @@ def test_people_stored_before_the_idn_fold_are_found_after_the_upgrade(
         assert [p.id for p in repo.persons_by_address("anna@bücher.example")] == [2]
 
 
+def test_people_an_older_poller_writes_are_found_by_either_spelling_of_their_domain(
+    tmp_path: Path,
+) -> None:
+    """DESIGN 4b: addresses match as one whole address (a domain's A-labels and Unicode
+    spelling are one domain). A poller of a version before schema 6 still running after the
+    upgrade keys a person as written, case-folded (``ß`` as ``ss``): one it wrote with a
+    Unicode domain is found when the sender writes the domain in A-labels, and one written in
+    A-labels when the sender writes it in Unicode."""
+    path = tmp_path / "store.db"
+    with SqliteRepository(path):
+        pass
+    raw = sqlite3.connect(path)  # what that version's create_person writes
+    with raw:
+        raw.executemany(
+            "INSERT INTO persons (id, email, email_key, name, is_user) VALUES (?, ?, ?, ?, 1)",
+            [
+                (7, "Große@Bücher.example", "grosse@bücher.example", "Unicode domain"),
+                (8, "Weiß@xn--mnchen-3ya.example", "weiss@xn--mnchen-3ya.example", "A-labels"),
+            ],
+        )
+    raw.close()
+    with SqliteRepository(path) as repo:
+        assert [p.id for p in repo.persons_by_address("große@xn--bcher-kva.example")] == [7]
+        assert [p.id for p in repo.persons_by_address("GROẞE@bücher.example")] == [7]
+        assert [p.id for p in repo.persons_by_address("weiß@münchen.example")] == [8]
+        assert [p.id for p in repo.persons_by_address("Weiß@XN--MNCHEN-3YA.example")] == [8]
+        assert repo.persons_by_address("grosse@xn--bcher-kva.example") == []
+
+
 def test_people_keyed_by_the_earlier_case_fold_are_found_after_the_upgrade(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -710,3 +739,30 @@ def test_after_an_upkeep_the_store_sees_other_processes_and_they_see_it(tmp_path
         )
         assert elsewhere.stdout.strip() == "3"  # our writes, seen by another process
     assert _first_call_reopened(path) == "ours 0"
+
+
+def test_a_quarantine_purge_waits_for_a_reader_like_every_write(tmp_path: Path) -> None:
+    """A purge deletes with ``RETURNING``, whose commit SQLite makes while the rows are
+    fetched: a reader holding the file (a rollback journal, where SQLite refused WAL mode: a
+    network file system) made it raise sqlite3's own OperationalError, not a RepositoryError,
+    and it was never tried again; now it waits for the lock as every other write does."""
+    from asm_email_rules.quarantine import QuarantineState, purge_quarantined
+
+    path = tmp_path / "store.db"
+    old = datetime(2026, 1, 1, tzinfo=UTC)
+    with SqliteRepository(path, timeout=5.0) as repo:
+        repo._conn.execute("PRAGMA journal_mode = DELETE")  # as where WAL is refused
+        entry = repo.quarantine_message("helpdesk", b"m", "why", old, source="pop3")
+        repo.resolve_quarantined(entry, QuarantineState.RELEASED, "back", old)
+        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM quarantine").fetchone()  # holds a shared lock
+        timer = threading.Timer(0.5, reader.rollback)
+        timer.start()
+        try:
+            purged = purge_quarantined(repo, old + timedelta(days=1))
+        finally:
+            timer.join()
+            reader.close()
+        assert purged == 1
+        assert repo.quarantined(state=None) == []

@@ -179,6 +179,7 @@ def test_old_mail_gets_no_reply() -> None:
         (0, 10, 7, False),  # a backlog: arrived ten days ago, whatever its Date says
         (10, None, 7, False),  # no Received field: its Date is all there is
         (400, 400, 0, True),  # 0: no age limit
+        (400, 400, 1_000_000_000, True),  # more days than timedelta holds: no OverflowError
         (0, -10, 7, False),  # a received time without a zone (read leniently): taken as UTC
     ],
 )

@@ -293,6 +293,8 @@ OPTIONAL_STORE_METHODS = (
     "prune_sent_messages",
     "count_quarantined",
     "quarantine_listing",
+    "quarantine_outline",
+    "purge_quarantined",
 )
 """The methods the library looks up by name on a store (``getattr``), outside the protocols."""
 

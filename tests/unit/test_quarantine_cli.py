@@ -261,6 +261,11 @@ def test_purge_says_when_the_store_cannot(
     code, _, err = run(capsys, "quarantine", "purge", "--older-than", "0", "--config", str(desk))
     assert code == 2
     assert "this store cannot purge" in err
+    argv = ("quarantine", "purge", "--older-than", "0", "--dry-run", "--config", str(desk))
+    code, out, err = run(capsys, *argv)  # a dry run does not promise what the purge cannot do
+    assert code == 2
+    assert "this store cannot purge" in err
+    assert "would forget" not in out
     with store(desk) as repo:
         assert len(repo.quarantined(state=None)) == 1
 
@@ -292,3 +297,44 @@ def test_purge_does_not_read_the_messages_it_forgets(
         assert peak < released * 64 * 1024 // 4, f"{dry_run}: {peak} bytes at the peak"
     with store(desk) as repo:
         assert repo.quarantined(state=None) == []
+
+
+def test_a_hostile_header_cannot_drive_the_operators_terminal(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sender controls From and Subject (RFC 2047 encoded words decode to any character):
+    ``quarantine list`` and ``show`` print terminal control characters escaped (``\\x1b``),
+    never raw, so a held message cannot clear the operator's screen, retitle the window or
+    hide a row of the listing; the text around them is still shown."""
+    hostile = (
+        b"From: =?utf-8?q?Eve=1B]0;owned=07?= <eve@example.org>\r\n"
+        b"To: helpdesk@example.org\r\nSubject: =?utf-8?q?hi=1B[2J=0Dthere?=\r\n"
+        b"X-Note: raw \x1b[31mred\r\nMessage-ID: <hostile@example.org>\r\n\r\nbody\r\n"
+    )
+    with store(desk) as repo:
+        set_aside(repo, "helpdesk", hostile, "bug", NOW, source="pop3")
+    code, listed, _ = run(capsys, "quarantine", "list", "--config", str(desk))
+    assert code == 0
+    code, shown, _ = run(capsys, "quarantine", "show", "1", "--config", str(desk))
+    assert code == 0
+    for out in (listed, shown):
+        assert not any((ord(c) < 32 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in out), out
+    assert "hi\\x1b[2J there" in listed
+    assert "Eve\\x1b]0;owned\\x07" in listed
+    assert "X-Note: raw \\x1b[31mred" in shown
+
+
+def test_purge_older_than_more_days_than_the_calendar_holds_forgets_nothing(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--older-than 1000000`` went below the year 1: an OverflowError traceback."""
+    with store(desk) as repo:
+        entry = set_aside(repo, "helpdesk", mail("Old", 1), "bug", NOW, source="pop3")
+        assert entry is not None
+        repo.resolve_quarantined(entry, QuarantineState.REPLAYED, "call 7", NOW)
+    argv = ("quarantine", "purge", "--older-than", "1000000", "--config", str(desk))
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "forgot 0 quarantine entries" in out
+    with store(desk) as repo:
+        assert len(repo.quarantined(state=None)) == 1

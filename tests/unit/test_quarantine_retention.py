@@ -130,3 +130,69 @@ def test_the_setting_is_read_from_system_and_never_negative(tmp_path: Path) -> N
     path.write_text("[system]\nquarantine_retention_days = -1\n")
     with pytest.raises(ConfigError, match="quarantine_retention_days"):
         load_config(path)
+
+
+def test_a_host_stores_unwrapped_error_in_the_purge_does_not_make_poll_once_raise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The daily purge is housekeeping after the poll's messages are handled, like the other
+    prunes: an error a host's ``purge_quarantined`` did not wrap in RepositoryError (a driver's
+    OSError) is logged with its traceback and tried again after the next poll, and the host's
+    own loop around ``poll_once`` goes on."""
+
+    class FlakyHostStore(InMemoryRepository):
+        attempts = 0
+
+        def purge_quarantined(self, before: datetime, **_: object) -> int:
+            self.attempts += 1
+            if self.attempts == 1:
+                raise OSError("driver: connection reset by peer")
+            return 0
+
+    store = FlakyHostStore()
+    seed_sample_desk(store)
+    folder = Folder({"1": GARBAGE})
+    poller = service(store, folder, Clock())
+    with caplog.at_level("WARNING", logger="asm_email_rules.service"):
+        report = poller.poll_once()
+    assert [(account.account, account.quarantined) for account in report.accounts] == [
+        ("helpdesk", 1)
+    ]
+    assert folder.set_aside == ["cannot parse: empty message"]
+    assert "connection reset by peer" in caplog.text
+    assert any(record.exc_info for record in caplog.records)
+    poller.poll_once()  # not a day later: the failed purge is tried again
+    assert store.attempts == 2
+
+
+def test_a_retention_of_more_days_than_the_calendar_holds_keeps_everything() -> None:
+    """An operator writing a huge number of days (for 'keep them for ever', say 1000000)
+    gets what it says: nothing is that old, so nothing is forgotten. ``now - timedelta(days)``
+    went below the year 1 and raised OverflowError out of ``poll_once`` at every poll."""
+    store = InMemoryRepository()
+    seed_sample_desk(store)
+    old_entries(store)
+    folder = Folder({"1": GARBAGE})
+    account = AccountConfig(
+        name="helpdesk", protocol=MailProtocol.MAILDIR, mailbox=sample_mailbox(name="helpdesk")
+    )
+    huge = 1_000_000_000  # beyond timedelta's range too
+    system = SystemSettings(quarantine_retention_days=huge, ledger_retention_days=huge)
+    poller = PollingService(
+        Config(Path("unused"), system, None, (account,)), store, None, lambda _: folder, now=Clock()
+    )
+    report = poller.poll_once()
+    assert [(a.account, a.quarantined, a.errors) for a in report.accounts] == [("helpdesk", 1, 0)]
+    assert len(store.quarantined(state=None)) == 4
+
+
+def test_the_upgrade_guide_says_the_first_poll_forgets_old_resolved_entries() -> None:
+    """An operator upgrading reads 'What carries over' before the first ``poll --once``: the
+    default of 90 days means that poll forgets every entry released or replayed before then
+    (an INFO line says so afterwards); the guide must say it, and how to keep them."""
+    guide = Path(__file__).parents[2] / "docs" / "operators.md"
+    text = guide.read_text(encoding="utf-8")
+    section = text.split("## Upgrading to a newer version", 1)[1].split("\n## ", 1)[0]
+    section = " ".join(section.split())
+    assert "quarantine_retention_days = 0" in section
+    assert "released or replayed more than 90 days ago" in section

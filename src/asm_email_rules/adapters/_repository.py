@@ -56,9 +56,10 @@ address_key = normalise_address
 """The form addresses are compared in (the rules' own: NFKC, trimmed, case-folded)."""
 
 
-def legacy_address_keys(address: str) -> tuple[str, str]:
-    """The keys versions before schema 6 stored for ``address`` in its two spellings (NFKC,
-    trimmed, full case folding, the domain as written: in Unicode, and in A-labels).
+def legacy_address_keys(address: str) -> tuple[str, str, str]:
+    """The keys versions before schema 6 stored for ``address`` (NFKC, trimmed, full case
+    folding, the domain as written): as ``address`` writes it, with its domain in Unicode, and
+    in A-labels (a person written in either spelling, whichever the lookup uses).
 
     A poller of such a version still running while the store is migrated (or a host's own
     code) goes on writing people with them, so a lookup by :func:`address_key` also tries
@@ -66,15 +67,19 @@ def legacy_address_keys(address: str) -> tuple[str, str]:
     written = unicodedata.normalize("NFKC", address).strip().casefold()
     local, at, domain = address_key(address).rpartition("@")
     if not at or domain.isascii():
-        return written, written
+        return written, written, written
     try:
         labels = [
             label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
             for label in domain.split(".")
         ]
     except UnicodeError:
-        return written, written
-    return written, f"{local}@{'.'.join(labels)}".casefold()
+        return written, written, written
+    # ``domain`` is in Unicode (address_key's form) however ``address`` wrote it, so both
+    # spellings are keyed from it: a sender writing A-labels finds a person written in Unicode
+    in_unicode = unicodedata.normalize("NFKC", f"{local}@{domain}").casefold()
+    in_a_labels = f"{local}@{'.'.join(labels)}".casefold()
+    return written, in_unicode, in_a_labels
 
 
 recipient_key = mailbox_key

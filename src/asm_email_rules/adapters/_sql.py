@@ -443,8 +443,14 @@ class SqlRepository(abc.ABC):
     def _returning(self, sql: str, params: Params = ()) -> Any:
         """The one row of a ``RETURNING`` statement, or None; the statement is run to its end
         (SQLite keeps an autocommit write open until its statement finishes)."""
-        rows = self._execute(sql, params).fetchall()
+        rows = self._returning_rows(sql, params)
         return rows[0] if rows else None
+
+    def _returning_rows(self, sql: str, params: Params = ()) -> list[Any]:
+        """Every row of a ``RETURNING`` statement, the statement run to its end (SQLite
+        commits an autocommit write, and meets a lock or an I/O error, while its rows are
+        fetched: its override retries and maps those as any statement's)."""
+        return list(self._execute(sql, params).fetchall())
 
     def _opt_ts(self, moment: datetime | None) -> Any:
         return None if moment is None else self._ts(moment)
@@ -488,12 +494,14 @@ class SqlRepository(abc.ABC):
         """Every person whose email matches ``address`` case-insensitively, lowest id first.
 
         A person written with the key of a version before schema 6 (a poller of that version
-        still running after the migration re-keyed the table) is found too: both keys are
-        looked up in the index, and a row is kept when its address matches ``address`` today.
+        still running after the migration re-keyed the table) is found too, whichever spelling
+        of its domain either side wrote: those keys are looked up in the index, and a row is
+        kept when its address matches ``address`` today.
         """
         key = address_key(address)
         rows = self._execute(
-            f"SELECT {self._PERSON_COLUMNS} FROM persons WHERE email_key IN (?, ?, ?) ORDER BY id",
+            f"SELECT {self._PERSON_COLUMNS} FROM persons"
+            " WHERE email_key IN (?, ?, ?, ?) ORDER BY id",
             (key, *legacy_address_keys(address)),
         ).fetchall()
         return [self._person(row) for row in rows if address_key(row[1]) == key]
@@ -1536,10 +1544,10 @@ class SqlRepository(abc.ABC):
                 after, low_params = ("", ()) if low is None else (f" AND {age} >= ?", (low,))
                 batch = f"SELECT id FROM quarantine WHERE {where}{after} ORDER BY {age} LIMIT ?"
                 chosen = self._BATCH_OF_KEYS.format(key="id", batch=batch)
-                rows = self._execute(
+                rows = self._returning_rows(
                     f"DELETE FROM quarantine WHERE {chosen} RETURNING {age}",
                     (*params, *low_params, PRUNE_BATCH),
-                ).fetchall()
+                )
                 purged += len(rows)
                 if len(rows) < PRUNE_BATCH:
                     break

@@ -1256,13 +1256,16 @@ class ImapMailbox(ServerSession):
 
         With ``quarantine_annotate`` the copy carries the reason header, which means fetching
         the message whole and appending it; a message known (``RFC822.SIZE``) to be longer than
-        ``max_message_size`` is moved or copied on the server instead, as without it, and the
-        reason only logged: a message of gigabytes is never held here whole."""
+        ``max_message_size`` (asked for when no batch did), or of a size the server does not
+        say, is moved or copied on the server instead, as without it, and the reason only
+        logged: a message of gigabytes is never held here whole."""
         client = self._client()
         target = encode_mailbox_name(self.config.quarantine_folder)
         self._ensure_quarantine(target)
         limit = self.config.max_message_size
-        too_big = limit is not None and self._sizes.get(key, 0) > limit
+        too_big = (
+            limit is not None and self.config.quarantine_annotate and self._too_big(key, limit)
+        )
         if self.config.quarantine_annotate and not too_big:
             head, raw = self._fetch(key, "(FLAGS INTERNALDATE BODY.PEEK[])")
             flags = _FLAGS_RE.search(head)
@@ -1292,6 +1295,17 @@ class ImapMailbox(ServerSession):
             "message quarantined",
             extra={"imap_server": self._where(), "uid": key, "reason": reason},
         )
+
+    def _too_big(self, key: str, limit: int) -> bool:
+        """Whether ``key`` is longer than ``limit`` by its ``RFC822.SIZE``, asked for now when
+        no batch did (a message alone in the mailbox, or ``batch_messages = 1``); one whose
+        size the server does not say counts as too big: it is never fetched whole to find out."""
+        if key not in self._sized:
+            start = self._position.get(key)
+            if start is not None:
+                self._sizes_from(start, [key])
+        size = self._sizes.get(key)
+        return size is None or size > limit
 
     def _mark_quarantined(self, key: str) -> None:
         """Mark ``key`` ``\\Deleted`` now, once its copy is in the quarantine folder (expunged

@@ -768,10 +768,9 @@ class SqliteRepository(SqlRepository):
         kept = list(rows)  # tried again as they are when the database was locked
         self._run(lambda: self._conn.executemany(sql, kept))
 
-    def _returning(self, sql: str, params: Params = ()) -> Any:
+    def _returning_rows(self, sql: str, params: Params = ()) -> list[Any]:
         # A RETURNING statement does its work while its rows are fetched: errors come then.
-        rows = self._run(lambda: self._conn.execute(sql, params).fetchall())
-        return rows[0] if rows else None
+        return self._run(lambda: self._conn.execute(sql, params).fetchall())
 
     _ts = staticmethod(_text)
     _PENDING_REPLIES = " INDEXED BY ledger_replies_due"

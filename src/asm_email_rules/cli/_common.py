@@ -163,6 +163,19 @@ def outbox_when(moment: datetime | None) -> str:
     return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+"""Terminal control characters (C0, DEL, C1) as ``str.translate`` escapes them: ``\\x1b``."""
+
+
+def terminal_text(text: str, *, keep: str = "") -> str:
+    """``text`` with every terminal control character but those in ``keep`` written as an
+    escape (``\\x1b``), for printing text a sender controls (a header, a subject, a
+    description): an ESC sequence in a mail must not clear the operator's screen, retitle the
+    window or hide a row. Linear in ``text``."""
+    table = _CONTROLS if not keep else {k: v for k, v in _CONTROLS.items() if chr(k) not in keep}
+    return text.translate(table)
+
+
 def display_width(text: str) -> int:
     """Columns ``text`` takes on a terminal: two for a wide (East Asian) character, none for a
     combining mark or a format character, one for any other."""
@@ -176,7 +189,9 @@ def display_width(text: str) -> int:
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
     """Left-aligned columns, the first row as a header underlined with dashes; aligned by
-    terminal columns, so names in Chinese or Japanese do not push the next column along."""
+    terminal columns, so names in Chinese or Japanese do not push the next column along.
+    Control characters in a cell are printed escaped (:func:`terminal_text`)."""
+    rows = [[terminal_text(cell) for cell in row] for row in rows]
     widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
         cells = [

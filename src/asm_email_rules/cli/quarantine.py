@@ -32,6 +32,7 @@ from asm_email_rules.cli._common import (
     UsageError,
     print_table,
     store_for,
+    terminal_text,
     utc_minute,
 )
 from asm_email_rules.cli.process import describe_result
@@ -201,13 +202,14 @@ def run_show(args: argparse.Namespace) -> int:
     data = _entry_dict(QuarantineListing.of(entry))
     for key in ("id", "account", "source", "mailbox_key", "quarantined_at", "state", "reason"):
         if data[key] not in ("", None):
-            print(f"{key}: {data[key]}")
+            print(f"{key}: {terminal_text(str(data[key]))}")
     if entry.resolution:
-        print(f"resolution: {entry.resolution} ({data['resolved_at']})")
+        print(f"resolution: {terminal_text(entry.resolution)} ({data['resolved_at']})")
     print(f"size: {len(entry.raw)} bytes; sha256: {entry.sha256}")
     head, _, _ = entry.raw.partition(b"\r\n\r\n" if b"\r\n\r\n" in entry.raw else b"\n\n")
     print("--- header")
-    print(head[:8192].decode("utf-8", "replace").rstrip())
+    header = head[:8192].decode("utf-8", "replace").rstrip().replace("\r\n", "\n")
+    print(terminal_text(header, keep="\n\t"))  # a sender's bytes: escapes shown escaped
     print(f"--- (the whole message: `quarantine show {entry.id} --raw`)")
     return EXIT_OK
 
@@ -344,6 +346,15 @@ def _accounts(entries: Sequence[QuarantineOutline]) -> str:
     return ("account " if len(names) == 1 else "accounts ") + ", ".join(names)
 
 
+def _cannot_purge() -> int:
+    print(
+        "quarantine purge: this store cannot purge (it has no purge_quarantined); "
+        "nothing was forgotten",
+        file=sys.stderr,
+    )
+    return EXIT_CONFIG
+
+
 def run_purge(args: argparse.Namespace) -> int:
     """Forget the entries unchanged for ``--older-than`` days (held ones only with
     ``--held``), saying where else their messages are; ``--dry-run`` lists them. Exit 2 when
@@ -351,10 +362,15 @@ def run_purge(args: argparse.Namespace) -> int:
     if args.older_than < 0:
         raise UsageError("--older-than: a number of days, 0 or more")
     states = RESOLVED_STATES | ({QuarantineState.HELD} if args.held else frozenset())
-    before = datetime.now(UTC) - timedelta(days=args.older_than)
+    try:
+        before = datetime.now(UTC) - timedelta(days=args.older_than)
+    except OverflowError:  # more days than the calendar holds: no entry is that old
+        before = datetime.min.replace(tzinfo=UTC)
     what = "released, replayed" + (" or held" if args.held else "")
     age = f"unchanged for {args.older_than} days" if args.older_than else "of any age"
     with store_for(args) as repo:
+        if not callable(getattr(repo, "purge_quarantined", None)):  # --dry-run too: it would
+            return _cannot_purge()  # list entries the purge then cannot forget
         doomed = outline_quarantined(repo, before, states=states, account=args.account)
         size = sum(entry.size for entry in doomed)
         if args.dry_run:
@@ -378,12 +394,7 @@ def run_purge(args: argparse.Namespace) -> int:
         else:
             count = purge_quarantined(repo, before, states=states, account=args.account)
             if count is None:
-                print(
-                    "quarantine purge: this store cannot purge (it has no purge_quarantined); "
-                    "nothing was forgotten",
-                    file=sys.stderr,
-                )
-                return EXIT_CONFIG
+                return _cannot_purge()
             print(f"forgot {count} quarantine entries ({what}, {age}; {size} bytes)")
         kept_held = 0 if args.held else count_quarantined(repo, account=args.account)
     for note in _purge_notes(doomed):
