@@ -15,6 +15,7 @@ import pytest
 from cpu_timing import ALLOWED, assert_linear
 
 from asm_email_rules import classify, parse_message, parse_subject
+from asm_email_rules.adapters._repository import legacy_address_keys
 from asm_email_rules.html_text import html_to_text
 from asm_email_rules.mime_tree import content_type
 from asm_email_rules.truncate import truncate_reply
@@ -143,6 +144,17 @@ CASES: dict[str, tuple[Callable[[int], Callable[[], object]], int, float]] = {
     "options never closed": (_html("<select><option>Printer HP 4000 in room 3"), _MB // 40, LINEAR),
     # subject.py: a reply prefix with its counter
     "prefix and blanks": (lambda n: lambda: parse_subject("Re" + " " * n), 2_000, LINEAR),
+    # adapters/_repository.py: the keys older versions wrote, for a domain label of n distinct
+    # CJK characters (Punycode is quadratic in them: 16,000 took 23 s; no domain holds one)
+    "huge non-ASCII domain label": (
+        lambda n: (
+            lambda: legacy_address_keys(
+                "boss@" + "".join(map(chr, range(0x4E00, 0x4E00 + n))) + ".example"
+            )
+        ),
+        1_000,
+        LINEAR,
+    ),
 }
 
 

@@ -56,6 +56,12 @@ address_key = normalise_address
 """The form addresses are compared in (the rules' own: NFKC, trimmed, case-folded)."""
 
 
+_MAX_LABEL = 63
+"""Characters in a domain label, at most (RFC 1035 2.3.4: octets; a Unicode label is longer
+as A-label): Punycode's time grows with the square of a label's length, so a longer one, which
+no domain can hold, is not encoded."""
+
+
 def legacy_address_keys(address: str) -> tuple[str, str, str]:
     """The keys versions before schema 6 stored for ``address`` (NFKC, trimmed, full case
     folding, the domain as written): as ``address`` writes it, with its domain in Unicode, and
@@ -66,8 +72,8 @@ def legacy_address_keys(address: str) -> tuple[str, str, str]:
     these and keeps the rows whose address matches."""
     written = unicodedata.normalize("NFKC", address).strip().casefold()
     local, at, domain = address_key(address).rpartition("@")
-    if not at or domain.isascii():
-        return written, written, written
+    if not at or domain.isascii() or any(len(label) > _MAX_LABEL for label in domain.split(".")):
+        return written, written, written  # a label over 63 characters is no DNS name anyway
     try:
         labels = [
             label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
