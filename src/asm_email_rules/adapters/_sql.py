@@ -1491,6 +1491,20 @@ class SqlRepository(abc.ABC):
         if cursor.rowcount == 0:
             raise NotFoundError(f"no quarantined message {entry_id}")
 
+    _QUARANTINE_AGE = "COALESCE(resolved_at, quarantined_at)"
+    """An entry's last change (:func:`~asm_email_rules.quarantine.last_change`), as the
+    ``quarantine_by_age`` index holds it."""
+
+    def _purgeable(
+        self, state: QuarantineState, before: datetime, account: str | None
+    ) -> tuple[str, list[Any]]:
+        """The ``WHERE`` condition (and its parameters) of the entries in ``state`` last
+        changed before ``before``, of ``account`` when given: what a purge forgets."""
+        where, params = f"state = ? AND {self._QUARANTINE_AGE} < ?", [state.value, self._ts(before)]
+        if account is not None:
+            where, params = f"{where} AND account = ?", [*params, account]
+        return where, params
+
     def quarantine_outline(
         self,
         before: datetime,
@@ -1501,12 +1515,10 @@ class SqlRepository(abc.ABC):
         """The entries :meth:`purge_quarantined` would forget, oldest first, through the
         ``quarantine_by_age`` index: the columns before the message and its length only (in
         SQLite, a column stored after a message of 25 MB is reached by reading the message)."""
-        age = "COALESCE(resolved_at, quarantined_at)"
+        age = self._QUARANTINE_AGE
         found: list[QuarantineOutline] = []
         for state in sorted(states, key=lambda s: s.value):
-            where, params = f"state = ? AND {age} < ?", [state.value, self._ts(before)]
-            if account is not None:
-                where, params = f"{where} AND account = ?", [*params, account]
+            where, params = self._purgeable(state, before, account)
             rows = self._execute(
                 f"SELECT id, account, source, {age}, length(raw) FROM quarantine"
                 f" WHERE {where} ORDER BY {age}",
@@ -1533,12 +1545,9 @@ class SqlRepository(abc.ABC):
         transaction each commits alone), reading the ``quarantine_by_age`` index: each batch
         starts where the previous one ended, so the purge is linear in what it reads.
         """
-        age = "COALESCE(resolved_at, quarantined_at)"
-        limit, purged = self._ts(before), 0
+        age, purged = self._QUARANTINE_AGE, 0
         for state in sorted(states, key=lambda s: s.value):
-            where, params = f"state = ? AND {age} < ?", [state.value, limit]
-            if account is not None:
-                where, params = f"{where} AND account = ?", [*params, account]
+            where, params = self._purgeable(state, before, account)
             low: Any = None  # the age the previous batch went up to (inclusive)
             while True:
                 after, low_params = ("", ()) if low is None else (f" AND {age} >= ?", (low,))

@@ -871,16 +871,9 @@ class InMemoryRepository:
     ) -> int:
         """Forget the entries in ``states`` last changed before ``before`` (of ``account``
         only, when given); how many went. The ledger is not touched."""
-        limit = to_utc(before)
-        doomed = [
-            entry_id
-            for entry_id, entry in self._quarantine.items()
-            if entry.state in states
-            and (account is None or entry.account == account)
-            and last_change(entry) < limit
-        ]
-        for entry_id in doomed:
-            self._delete(self._quarantine, entry_id)
+        doomed = self.quarantine_outline(before, states=states, account=account)
+        for entry in doomed:
+            self._delete(self._quarantine, entry.id)
         return len(doomed)
 
     def forget_quarantine_record(self, mailbox: str, sha256: str) -> None:
