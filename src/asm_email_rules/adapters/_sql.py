@@ -31,6 +31,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, assert_never
 
+import attrs
+
 from asm_email_rules.adapters._repository import (
     QUARANTINE_RECORD_PREFIX,
     TASK_DONE_STATUSES,
@@ -1449,27 +1451,14 @@ class SqlRepository(abc.ABC):
         """:meth:`quarantined` for a listing: the first 64 KiB of each message and its size,
         never the whole message (each may be up to 25 MB)."""
         where, params = self._quarantine_where(state, account)
-        rows = self._execute(
-            "SELECT id, account, source, sha256, reason, substr(raw, 1, ?), length(raw),"
-            " quarantined_at, mailbox_key, state, resolved_at, resolution"
+        rows = self._execute(  # the columns of _quarantined, the message's start for it
+            "SELECT id, account, source, sha256, reason, substr(raw, 1, ?), quarantined_at,"
+            " mailbox_key, state, resolved_at, resolution, length(raw)"
             f" FROM quarantine {where} ORDER BY id",
             (LISTING_HEAD_BYTES, *params),
         ).fetchall()
         return [
-            QuarantineListing(
-                id=row[0],
-                account=row[1],
-                source=row[2],
-                sha256=row[3],
-                reason=row[4],
-                head=bytes(row[5]),
-                size=int(row[6]),
-                quarantined_at=_moment(row[7]),
-                mailbox_key=row[8],
-                state=QuarantineState(row[9]),
-                resolved_at=read_moment(row[10]),
-                resolution=row[11],
-            )
+            attrs.evolve(QuarantineListing.of(self._quarantined(row)), size=int(row[11]))
             for row in rows
         ]
 
