@@ -25,6 +25,8 @@ from asm_email_rules.header_values import clean_text, decode_header_text
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 
 __all__ = [
+    "DOMAIN_DOTS",
+    "a_label",
     "address_problem",
     "comparison_domain",
     "mailbox_key",
@@ -53,10 +55,21 @@ _MAX_PIECE = 2048  # one address given to the (quadratic) header registry
 _MAX_ADDRESSES = 1000  # addresses kept per address header
 
 
-_DOMAIN_DOTS = re.compile("[.\u3002\uff0e\uff61]")
+DOMAIN_DOTS = re.compile("[.\u3002\uff0e\uff61]")
 """Label separators of a domain (RFC 3490 3.1): the full stop and its ideographic, full-width
 and half-width forms, which mail programs write in Unicode domains."""
 _MAX_LABEL = 63  # octets in a DNS label (RFC 1035 2.3.4), an A-label's ``xn--`` included
+
+
+def a_label(label: str) -> str:
+    """The A-label of the Unicode domain label ``label`` (``bücher`` -> ``xn--bcher-kva``: its
+    Punycode, RFC 3492, after ``xn--``), as given; an ASCII label, or one longer than any DNS
+    label (63), comes back as it is (Punycode's time grows with the square of a label's
+    length). No mapping is made (no IDNA 2003 nameprep: ``ß`` stays ``ß``): the caller puts
+    the label in the form it compares in first."""
+    if label.isascii() or len(label) > _MAX_LABEL:
+        return label
+    return "xn--" + label.encode("punycode").decode("ascii")
 
 
 def u_label(label: str) -> str | None:
@@ -112,12 +125,10 @@ def address_problem(address: str) -> str | None:
     if len(domain) > _MAX_DOMAIN:
         return f"its domain is longer than {_MAX_DOMAIN} characters"
     octets = 0
-    for label in _DOMAIN_DOTS.split(domain):
+    for label in DOMAIN_DOTS.split(domain):
         if label[:4].lower() == "xn--" and u_label(label) is None:
             return f"{label!r} is not a valid IDNA A-label"
-        size = len(label)
-        if size <= _MAX_LABEL and not label.isascii():
-            size = 4 + len(label.lower().encode("punycode"))
+        size = len(a_label(label.lower()))
         if size > _MAX_LABEL:
             return f"the domain label {label[:20]!r}... is longer than {_MAX_LABEL} octets"
         octets += size + 1
@@ -164,7 +175,7 @@ def normalise_address(address: str) -> str:
     text = unicodedata.normalize("NFKC", address).strip()
     local, at, domain = text.rpartition("@")
     if at and (not domain.isascii() or "xn--" in domain.lower()):
-        labels = _DOMAIN_DOTS.split(domain)
+        labels = DOMAIN_DOTS.split(domain)
         domain = ".".join(
             (u_label(label) or label) if label[:4].lower() == "xn--" else label for label in labels
         )

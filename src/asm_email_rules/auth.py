@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from asm_email_rules.addresses import comparison_domain
+from asm_email_rules.addresses import DOMAIN_DOTS, a_label, comparison_domain
 from asm_email_rules.errors import ConfigError
 
 __all__ = [
@@ -336,9 +336,6 @@ def _peek_authserv_id(value: str) -> str | None:
 # -- alignment ----------------------------------------------------------------------------------
 
 
-_DOMAIN_DOTS = re.compile("[.\u3002\uff0e\uff61]")  # RFC 3490 3.1: full stops
-
-
 def _a_label(label: str) -> str:
     """``label`` as its A-label (RFC 5891 4.4: NFC, then Punycode; ``faß`` is ``xn--fa-hia``).
     Not IDNA 2003's ``encodings.idna``, whose nameprep maps ``ß`` to ``ss``, the final ``ς`` to
@@ -348,16 +345,14 @@ def _a_label(label: str) -> str:
     if label.isascii():
         return label
     text = unicodedata.normalize("NFC", label)
-    if len(text) > 63 or not text.isprintable():
-        return text
-    return "xn--" + text.encode("punycode").decode("ascii")
+    return a_label(text) if text.isprintable() else text
 
 
 def _normalize_domain(domain: str) -> str:
     """Lower-case, drop a trailing dot and turn a Unicode domain into its A-label form."""
     text = domain.strip().rstrip(".").lower()
     if not text.isascii():
-        text = ".".join(_a_label(label) for label in _DOMAIN_DOTS.split(text))
+        text = ".".join(_a_label(label) for label in DOMAIN_DOTS.split(text))
     return text
 
 

@@ -22,7 +22,7 @@ from email.utils import format_datetime
 
 import attrs
 
-from asm_email_rules.addresses import comparison_domain
+from asm_email_rules.addresses import DOMAIN_DOTS, a_label, comparison_domain
 from asm_email_rules.errors import AsmEmailError
 from asm_email_rules.model import OutgoingEmail
 
@@ -247,9 +247,6 @@ def make_message_id(kind: str, number: int | None, host: str, random_token: str)
     return f"<asm.{label}.{random_token}@{host}>"
 
 
-_DOMAIN_DOTS_RE = re.compile("[.\u3002\uff0e\uff61]")  # RFC 3490 3.1: full stops
-
-
 def _ascii_domain(field: str, address: str, domain: str) -> str:
     """``domain`` with each Unicode label as its A-label (``bücher`` -> ``xn--bcher-kva``,
     RFC 5890 2.3.2.1, Punycode RFC 3492), which any SMTP server takes without SMTPUTF8
@@ -260,16 +257,15 @@ def _ascii_domain(field: str, address: str, domain: str) -> str:
     that cannot be one: controls, spaces or format characters (bidi overrides among them),
     or longer than 63 octets."""
     labels = []
-    for label in _DOMAIN_DOTS_RE.split(comparison_domain(domain)):
+    for label in DOMAIN_DOTS.split(comparison_domain(domain)):
         if label.isascii():
             labels.append(label)
             continue
         text = label
         if not text.isprintable() or " " in text:
             raise OutgoingMessageError(f"{field}: invalid domain label {label!r} in {address!r}")
-        # each code point gives at least one octet: a long label is refused before encoding
-        ace = "" if len(text) > 63 else "xn--" + text.encode("punycode").decode("ascii")
-        if not ace or len(ace) > 63:
+        ace = a_label(text)  # a label over 63 characters comes back as it is: refused
+        if not ace.isascii() or len(ace) > 63:
             raise OutgoingMessageError(f"{field}: domain label {label!r} too long in {address!r}")
         labels.append(ace)
     return ".".join(labels)

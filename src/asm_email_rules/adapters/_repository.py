@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import UTC, datetime
 
-from asm_email_rules.addresses import mailbox_key
+from asm_email_rules.addresses import a_label, mailbox_key
 from asm_email_rules.errors import RepositoryError
 from asm_email_rules.model import ReplyStatus, SummaryKind, TaskStatus
 from asm_email_rules.sender import normalise_address
@@ -74,13 +74,7 @@ def legacy_address_keys(address: str) -> tuple[str, str, str]:
     local, at, domain = address_key(address).rpartition("@")
     if not at or domain.isascii() or any(len(label) > _MAX_LABEL for label in domain.split(".")):
         return written, written, written  # a label over 63 characters is no DNS name anyway
-    try:
-        labels = [
-            label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
-            for label in domain.split(".")
-        ]
-    except UnicodeError:
-        return written, written, written
+    labels = [a_label(label) for label in domain.split(".")]
     # ``domain`` is in Unicode (address_key's form) however ``address`` wrote it, so both
     # spellings are keyed from it: a sender writing A-labels finds a person written in Unicode
     in_unicode = unicodedata.normalize("NFKC", f"{local}@{domain}").casefold()
