@@ -12,7 +12,7 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -75,6 +75,16 @@ def require_aware(now: datetime, what: str = "now") -> datetime:
             f"{now.isoformat()}"
         )
     return now.astimezone(UTC)
+
+
+def days_before(now: datetime, days: int) -> datetime:
+    """``now`` less ``days`` days, or the earliest time there is when that is before the year 1:
+    a retention of more days than the calendar holds (``1000000`` for "for ever") forgets
+    nothing, where ``now - timedelta(days=days)`` raises OverflowError."""
+    try:
+        return now - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def utc_clock(clock: Callable[[], datetime], what: str = "now") -> Callable[[], datetime]:

@@ -36,7 +36,7 @@ from asm_email_rules.actions import ApproveTask, CloseCall, LogCall, RejectTask,
 from asm_email_rules.backoff import Backoff, BackoffPolicy, change
 from asm_email_rules.classify import MailKind
 from asm_email_rules.config import AccountConfig, Config
-from asm_email_rules.decision import require_aware, utc_clock
+from asm_email_rules.decision import days_before, require_aware, utc_clock
 from asm_email_rules.errors import (
     AuthenticationError,
     MailboxError,
@@ -232,16 +232,6 @@ class _Counts:
         for outcome in report.outcomes:
             if outcome.result is not SendResult.SENT and outcome.error:
                 self.last_error = f"reply to {outcome.to}: {outcome.error}"
-
-
-def _days_before(now: datetime, days: int) -> datetime:
-    """``now`` less ``days`` days, or the earliest time there is when that is before the year 1:
-    a retention of more days than the calendar holds (``1000000`` for "for ever") forgets
-    nothing, where ``now - timedelta(days=days)`` raised OverflowError out of the poll."""
-    try:
-        return now - timedelta(days=days)
-    except OverflowError:
-        return datetime.min.replace(tzinfo=UTC)
 
 
 def _outbox_order(entry: OutboxEntry) -> tuple[datetime, datetime, str]:
@@ -1324,7 +1314,7 @@ class PollingService:
         last = self._pruned_at.get(account.name)
         if last is not None and now - last < self._touch_every():
             return
-        before = _days_before(now, self.config.system.ledger_retention_days)
+        before = days_before(now, self.config.system.ledger_retention_days)
         try:
             counts.pruned += store.prune_ledger(account.mailbox.name, before)
         except Exception as exc:  # housekeeping (a host's unwrapped error too): next poll prunes
@@ -1362,7 +1352,7 @@ class PollingService:
             return
         if last is not None and now - last < timedelta(days=1):
             return
-        before = _days_before(now, days)
+        before = days_before(now, days)
         try:
             purged = purge_quarantined(store, before)
         except Exception as exc:  # housekeeping (a host's unwrapped error too): next poll

@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from asm_email_rules.adapters._sql import SqlRepository
@@ -43,6 +43,7 @@ from asm_email_rules.config import (
     no_account,
     only_account,
 )
+from asm_email_rules.decision import days_before
 from asm_email_rules.errors import AsmEmailError
 from asm_email_rules.pipeline import process
 from asm_email_rules.quarantine import (
@@ -362,10 +363,7 @@ def run_purge(args: argparse.Namespace) -> int:
     if args.older_than < 0:
         raise UsageError("--older-than: a number of days, 0 or more")
     states = RESOLVED_STATES | ({QuarantineState.HELD} if args.held else frozenset())
-    try:
-        before = datetime.now(UTC) - timedelta(days=args.older_than)
-    except OverflowError:  # more days than the calendar holds: no entry is that old
-        before = datetime.min.replace(tzinfo=UTC)
+    before = days_before(datetime.now(UTC), args.older_than)  # any days: none is too many
     what = "released, replayed" + (" or held" if args.held else "")
     age = f"unchanged for {args.older_than} days" if args.older_than else "of any age"
     with store_for(args) as repo:
