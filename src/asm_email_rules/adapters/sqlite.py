@@ -366,8 +366,10 @@ a second, and a writer that commits often (the polling service commits every few
 milliseconds and takes the lock again at once) leaves it only short gaps: polled that
 seldom, another writer (``people add``, a second poller) could wait for seconds or time out."""
 
-SQLITE_WAIT_MS = 10
-"""How long SQLite's own busy handler waits before :data:`BUSY_POLL_SECONDS` takes over."""
+SQLITE_WAIT_MS = 1
+"""How long SQLite's own busy handler waits before :data:`BUSY_POLL_SECONDS` takes over. One
+millisecond: within its wait SQLite looks again after 1, 3 and 8 ms, so a longer wait would
+leave gaps of up to 5 ms between looks, longer than the gaps a busy poller leaves."""
 
 _T = TypeVar("_T")
 
