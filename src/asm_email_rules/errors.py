@@ -40,6 +40,14 @@ class NotFoundError(RepositoryError):
     """A call, task, request or person that an action names does not exist."""
 
 
+class StaleRecordError(RepositoryError):
+    """A record changed between the rules' read and the write that relied on it: a call
+    closed, reopened, or an approval decided by another poller first. Nothing was written;
+    :func:`~asm_email_rules.pipeline.process` decides the message again on what is there.
+    Raised by ``close_call``, ``reopen_call`` and ``set_task_status``
+    (:class:`~asm_email_rules.protocols.Repository`)."""
+
+
 class StoreUnavailableError(RepositoryError):
     """The store cannot work right now: locked by another writer past the timeout, read-only,
     disk full, an I/O error, the connection lost. Our failure, never the message's.

@@ -367,6 +367,11 @@ class TaskStatus(enum.Enum):
     COMPLETED = "completed"
 
 
+DECIDED_TASK_STATUSES = frozenset({TaskStatus.APPROVED, TaskStatus.REJECTED})
+"""The statuses that decide an approval: a store sets one only on a PENDING task (DESIGN 4b:
+an approval no longer pending is not changed again)."""
+
+
 @attrs.frozen
 class Task:
     """A task or approval. ``approver_ids`` are those allowed to approve or reject it.

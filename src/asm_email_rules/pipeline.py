@@ -27,7 +27,7 @@ from asm_email_rules.applying import (
     notification_key,
 )
 from asm_email_rules.decision import Decision, require_aware
-from asm_email_rules.errors import RepositoryError
+from asm_email_rules.errors import RepositoryError, StaleRecordError
 from asm_email_rules.gather import gather_facts
 from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry, ledger_key
@@ -38,6 +38,11 @@ from asm_email_rules.send import Disposition, SendOutcome, default_owner, send_p
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 logger = logging.getLogger("asm_email_rules")
+
+STALE_RETRIES = 2
+"""How many times :func:`process` decides a message again after
+:class:`~asm_email_rules.errors.StaleRecordError` (each time another worker changed a record
+the decision relied on first: more than twice in a row means something else is wrong)."""
 
 
 @attrs.frozen
@@ -171,7 +176,10 @@ def process(
     sender (:func:`~asm_email_rules.send.send_due`); with a mailer each is claimed as ``owner``
     (default: :func:`~asm_email_rules.send.default_owner`) and sent at once. A message another
     worker recorded between our ledger check and our commit comes back as a duplicate: the
-    ledger's refusal rolled our writes back.
+    ledger's refusal rolled our writes back. A record another worker changed between the
+    rules' read and our write (:class:`~asm_email_rules.errors.StaleRecordError`: a call
+    closed, an approval decided) rolls our writes back too, and the message is decided again
+    on what is there, up to :data:`STALE_RETRIES` times (then the error is raised).
     """
     _require_settings("process", "raw, repository, mailer, mailbox, system, now", mailbox, system)
     now = require_aware(now)  # UTC: windows counted from it are their length across DST
@@ -180,15 +188,27 @@ def process(
     existing = find_ledger_entry(repository, mailbox.name, email)
     if existing is not None:
         return _duplicate(email, existing, repository, mailer, mailbox, system, now, owner)
-    facts = gather_facts(email, repository, mailbox, system, now)
-    decision = decide(facts, mailbox, system)
-    try:
-        result = apply(decision, email, repository, mailbox, system, now, random_token=random_token)
-    except RepositoryError:
-        raced = find_ledger_entry(repository, mailbox.name, email)
-        if raced is None:
-            raise
-        return _duplicate(email, raced, repository, mailer, mailbox, system, now, owner)
+    stale = 0
+    while True:
+        facts = gather_facts(email, repository, mailbox, system, now)
+        decision = decide(facts, mailbox, system)
+        try:
+            result = apply(
+                decision, email, repository, mailbox, system, now, random_token=random_token
+            )
+        except RepositoryError as exc:
+            raced = find_ledger_entry(repository, mailbox.name, email)
+            if raced is not None:
+                return _duplicate(email, raced, repository, mailer, mailbox, system, now, owner)
+            if not isinstance(exc, StaleRecordError) or stale == STALE_RETRIES:
+                raise
+            stale += 1
+            logger.info(
+                "a record changed since the rules read it: deciding again",
+                extra={"mailbox": mailbox.name, "message_id": message_id, "change": str(exc)},
+            )
+            continue
+        break
     status, sent = ReplyStatus.NONE, None
     if result.reply is not None:
         status = ReplyStatus.PENDING  # just recorded so; nothing to read back without a mailer

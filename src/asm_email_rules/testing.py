@@ -820,6 +820,29 @@ def check_set_task_status(repo: SeedableRepository) -> None:
     _equal(rejected and rejected.status, TaskStatus.REJECTED, "status of rejected task")
 
 
+@_check
+def check_set_task_status_decides_an_approval_once(repo: SeedableRepository) -> None:
+    """Approving or rejecting a task no longer PENDING raises RepositoryError, changing
+    nothing: of two pollers that both read an approval as pending, only the first decides it
+    (DESIGN 4b: an approval no longer pending is not changed again)."""
+    approved = Task(number=4, kind=TaskKind.APPROVAL, status=TaskStatus.APPROVED)
+    _seed(repo, approved, Task(number=5, kind=TaskKind.APPROVAL, status=TaskStatus.REJECTED))
+    _raises(
+        RepositoryError,
+        "rejecting an approved task",
+        lambda: repo.set_task_status(4, TaskStatus.REJECTED, "x", T0),
+        repo,
+    )
+    _raises(
+        RepositoryError,
+        "approving a rejected task",
+        lambda: repo.set_task_status(5, TaskStatus.APPROVED, "x", T0),
+        repo,
+    )
+    _equal(repo.get_task(4), approved, "approved task after a refused reject")
+    _equal(list(repo.entries(EntityRef(EntityKind.TASK, 4))), [], "log of the refused reject")
+
+
 def _writes_on(
     repo: SeedableRepository, ref: EntityRef, attachment: Attachment
 ) -> list[tuple[str, Callable[[], object]]]:

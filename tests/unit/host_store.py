@@ -37,6 +37,7 @@ from asm_email_rules import (
     Request,
     RequestStatus,
     SecurityRole,
+    StaleRecordError,
     SummaryItem,
     SummaryKind,
     Task,
@@ -398,7 +399,7 @@ class HostStore:
         if call is None:
             raise NotFoundError(f"no call {number}")
         if call.status is CallStatus.CLOSED:
-            raise RepositoryError(f"call {number} is already closed")
+            raise StaleRecordError(f"call {number} is already closed")
         self._log(EntityRef(EntityKind.CALL, number), EntryKind.STATUS, "closed", by, now)
         self.calls[number] = attrs.evolve(self.calls[number], status=CallStatus.CLOSED)
 
@@ -407,7 +408,7 @@ class HostStore:
         if call is None:
             raise NotFoundError(f"no call {number}")
         if call.status is CallStatus.OPEN:
-            raise RepositoryError(f"call {number} is open")
+            raise StaleRecordError(f"call {number} is open")
         self._log(EntityRef(EntityKind.CALL, number), EntryKind.STATUS, "reopened", "", now)
         self.calls[number] = attrs.evolve(
             self.calls[number], status=CallStatus.OPEN, owner_id=owner_id, group=group
@@ -416,6 +417,9 @@ class HostStore:
     def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
         if number not in self.tasks:
             raise NotFoundError(f"no task {number}")
+        decides = status in (TaskStatus.APPROVED, TaskStatus.REJECTED)
+        if decides and self.tasks[number].status is not TaskStatus.PENDING:
+            raise StaleRecordError(f"task {number} is no longer pending")
         self._log(EntityRef(EntityKind.TASK, number), EntryKind.STATUS, status.value, by, now)
         self.tasks[number] = attrs.evolve(self.tasks[number], status=status)
 

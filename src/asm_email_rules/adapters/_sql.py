@@ -45,8 +45,14 @@ from asm_email_rules.adapters._repository import (
     summary_kind,
     to_utc,
 )
-from asm_email_rules.errors import NotFoundError, RepositoryError, StoreUnavailableError
+from asm_email_rules.errors import (
+    NotFoundError,
+    RepositoryError,
+    StaleRecordError,
+    StoreUnavailableError,
+)
 from asm_email_rules.model import (
+    DECIDED_TASK_STATUSES,
     Attachment,
     Call,
     CallStatus,
@@ -1063,7 +1069,7 @@ class SqlRepository(abc.ABC):
             when_status=CallStatus.OPEN.value,
         )
         if was != CallStatus.OPEN.value:
-            raise RepositoryError(f"{ref} is already closed")
+            raise StaleRecordError(f"{ref} is already closed")
 
     def reopen_call(self, number: int, owner_id: int | None, group: str, now: datetime) -> None:
         """Reopen a closed call and assign it to ``owner_id`` and ``group``."""
@@ -1078,17 +1084,24 @@ class SqlRepository(abc.ABC):
             group=group,
         )
         if was != CallStatus.CLOSED.value:
-            raise RepositoryError(f"{ref} is not closed")
+            raise StaleRecordError(f"{ref} is not closed")
 
     def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
-        """Set a task's or approval's status (approve, reject, complete)."""
-        self._write_on(
-            EntityRef(EntityKind.TASK, number),
+        """Set a task's or approval's status (approve, reject, complete); approving or
+        rejecting one that is no longer pending is refused (the row is checked and changed
+        under one lock, so of two pollers deciding on one approval only the first writes)."""
+        ref = EntityRef(EntityKind.TASK, number)
+        decides = status in DECIDED_TASK_STATUSES
+        was = self._write_on(
+            ref,
             (EntryKind.STATUS, status.value, by),
             "status = :status, last_update = :at",
             at=now,
+            when_status=TaskStatus.PENDING.value if decides else None,
             status=status.value,
         )
+        if decides and was != TaskStatus.PENDING.value:
+            raise StaleRecordError(f"{ref} is no longer pending")
 
     def record_notification(self, ref: EntityRef, text: str, now: datetime) -> None:
         """Write a NOTIFICATION log entry (the library sends the notification email itself)."""

@@ -29,8 +29,9 @@ from asm_email_rules.adapters._repository import (
     summary_kind,
     to_utc,
 )
-from asm_email_rules.errors import NotFoundError, RepositoryError
+from asm_email_rules.errors import NotFoundError, RepositoryError, StaleRecordError
 from asm_email_rules.model import (
+    DECIDED_TASK_STATUSES,
     Attachment,
     Call,
     CallStatus,
@@ -521,7 +522,7 @@ class InMemoryRepository:
         ref = EntityRef(EntityKind.CALL, number)
         call = self._record(ref)
         if call.status is not CallStatus.OPEN:
-            raise RepositoryError(f"{ref} is already closed")
+            raise StaleRecordError(f"{ref} is already closed")
         at = to_utc(now)
         self._log(LogEntry(ref, EntryKind.STATUS, "closed", author=by, at=at))
         self._change(ref, status=CallStatus.CLOSED, last_update=at)
@@ -531,15 +532,18 @@ class InMemoryRepository:
         ref = EntityRef(EntityKind.CALL, number)
         call = self._record(ref)
         if call.status is not CallStatus.CLOSED:
-            raise RepositoryError(f"{ref} is not closed")
+            raise StaleRecordError(f"{ref} is not closed")
         at = to_utc(now)
         self._log(LogEntry(ref, EntryKind.STATUS, "reopened", at=at))
         self._change(ref, status=CallStatus.OPEN, owner_id=owner_id, group=group, last_update=at)
 
     def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
-        """Set a task's or approval's status (approve, reject, complete)."""
+        """Set a task's or approval's status (approve, reject, complete); approving or
+        rejecting one that is no longer pending is refused."""
         ref = EntityRef(EntityKind.TASK, number)
-        self._record(ref)
+        task = self._record(ref)
+        if status in DECIDED_TASK_STATUSES and task.status is not TaskStatus.PENDING:
+            raise StaleRecordError(f"{ref} is no longer pending")
         at = to_utc(now)
         self._log(LogEntry(ref, EntryKind.STATUS, status.value, author=by, at=at))
         self._change(ref, status=status, last_update=at)
