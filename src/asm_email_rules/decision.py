@@ -19,6 +19,7 @@ import attrs
 
 from asm_email_rules.actions import Action
 from asm_email_rules.classify import MailKind
+from asm_email_rules.errors import FactsError
 from asm_email_rules.model import (
     Call,
     EntityKind,
@@ -122,6 +123,9 @@ class Facts:
     ``default_analyst_ok`` is whether the mailbox's ``default_logging_analyst_id`` names an
     analyst in the store (None: not set, or not looked up); a call is never logged with a
     customer as its logging analyst.
+
+    Raises :class:`~asm_email_rules.errors.FactsError` when ``call``, ``task`` or ``request``
+    is of the kind the command names but not its number.
     """
 
     email: InboundEmail
@@ -155,6 +159,27 @@ class Facts:
     notify_groups: tuple[Group, ...] = ()
     sender_reasons: tuple[str, ...] = ()
     default_analyst_ok: bool | None = None
+
+    def __attrs_post_init__(self) -> None:
+        """:class:`~asm_email_rules.errors.FactsError` when ``call``, ``task`` or ``request``
+        is of the kind ``command`` names but another number (``[CLOSE#12]`` with call 99):
+        the rules would judge that record's owner, User, status or approvers and act on the
+        number in the subject. A record of a kind the command does not name is not looked
+        at by the rules for that command."""
+        ref = self.command.ref
+        if ref is None:
+            return
+        record = {
+            EntityKind.CALL: self.call,
+            EntityKind.TASK: self.task,
+            EntityKind.REQUEST: self.request,
+        }[ref.kind]
+        if record is not None and record.number != ref.number:
+            raise FactsError(
+                f"Facts.{ref.kind.value} is {ref.kind.value} {record.number}, but the command "
+                f"{self.command.kind.value!r} names {ref}: pass the record the command names "
+                f"(command.ref), or None when there is no such record"
+            )
 
 
 @attrs.frozen

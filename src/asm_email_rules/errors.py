@@ -16,6 +16,23 @@ class MessageParseError(AsmEmailError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+class ArgumentTypeError(AsmEmailError, TypeError):
+    """A public function was given a value of the wrong type (``None`` or ``bytes`` where it
+    takes a ``str``, a bare ``str`` where it takes a sequence of them, a naive ``datetime``
+    where it takes an aware one). The message names the argument and what it got.
+
+    A :class:`TypeError` too, so code written against the plain ``TypeError`` these checks
+    raised before still catches it. A programming error of the host, never the message's
+    fault: nothing is quarantined for it.
+    """
+
+
+class FactsError(AsmEmailError, ValueError):
+    """:class:`~asm_email_rules.decision.Facts` that contradict themselves: a record that is
+    not the one the subject command names (``[CLOSE#12]`` with the call 99), so ``decide``
+    would judge one record's permissions and act on another. The message names both."""
+
+
 class DerError(AsmEmailError):
     """BER/DER bytes (an S/MIME ``smime.p7m``) the bounded reader of
     :mod:`~asm_email_rules.smime` refuses: broken, of another shape than it reads, or nested
