@@ -19,7 +19,7 @@ import attrs
 
 from asm_email_rules.actions import Action
 from asm_email_rules.classify import MailKind
-from asm_email_rules.errors import FactsError
+from asm_email_rules.errors import ArgumentTypeError, FactsError, require_type
 from asm_email_rules.model import (
     Call,
     EntityKind,
@@ -56,8 +56,9 @@ def for_operators(spec: str) -> str:
 
 
 def require_aware(now: datetime, what: str = "now") -> datetime:
-    """``now`` as the same moment in UTC when it is timezone-aware; else TypeError naming
-    ``what``.
+    """``now`` as the same moment in UTC when it is timezone-aware; else
+    :class:`~asm_email_rules.errors.ArgumentTypeError` (a TypeError) naming ``what``, for a
+    naive datetime or a value that is not a datetime at all (``None``).
 
     A naive ``datetime.now()`` is the host's local time with no offset: the rules compare it
     with the message's Date (the reply-age guard, ``max_reply_age_days``) and the stores keep
@@ -68,10 +69,11 @@ def require_aware(now: datetime, what: str = "now") -> datetime:
     subtracts two times of one zone by their wall-clock readings, so a window computed in it
     (the reply budget's hour, a lease, a retry delay) is an hour short or long across a DST
     change. In UTC every window is its length."""
-    if now.tzinfo is UTC:  # the usual reading: nothing to check or convert
+    if type(now) is datetime and now.tzinfo is UTC:  # the usual reading: nothing to check
         return now
+    require_type(now, datetime, "", what, "a timezone-aware datetime")
     if now.tzinfo is None or now.utcoffset() is None:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{what} must be a timezone-aware datetime, e.g. datetime.now(UTC); got the naive "
             f"{now.isoformat()}"
         )
@@ -96,6 +98,7 @@ def utc_clock(clock: Callable[[], datetime], what: str = "now") -> Callable[[], 
 
 def _utc_if_aware(value: datetime) -> datetime:
     """An aware ``value`` in UTC; a naive one unchanged, for :func:`_aware_now` to refuse."""
+    require_type(value, datetime, "Facts", "now", "a timezone-aware datetime")
     if value.tzinfo is None or value.utcoffset() is None:
         return value
     return value.astimezone(UTC)

@@ -183,12 +183,14 @@ def require_type(
     value: object, kind: type | tuple[type, ...], where: str, name: str, expected: str = ""
 ) -> None:
     """:class:`ArgumentTypeError` naming ``where``'s argument ``name`` when ``value`` is not a
-    ``kind`` (``expected`` says what it must be, when the class name alone does not)."""
+    ``kind`` (``expected`` says what it must be, when the class name alone does not; an
+    empty ``where`` names the argument alone)."""
     if not isinstance(value, kind):
         wanted = expected or (
             kind.__name__ if isinstance(kind, type) else "/".join(item.__name__ for item in kind)
         )
-        raise ArgumentTypeError(f"{where}(): {name} must be {wanted}, got {_shown(value)}")
+        place = f"{where}(): " if where else ""
+        raise ArgumentTypeError(f"{place}{name} must be {wanted}, got {_shown(value)}")
 
 
 def require_strings(value: object, where: str, name: str) -> tuple[str, ...]:

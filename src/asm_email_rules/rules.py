@@ -45,6 +45,7 @@ from asm_email_rules.actions import (
 from asm_email_rules.addresses import normalise_address
 from asm_email_rules.classify import MailKind
 from asm_email_rules.decision import Decision, Facts, Outcome, Reply, for_operators
+from asm_email_rules.errors import require_type
 from asm_email_rules.model import (
     CallStatus,
     EntityKind,
@@ -1686,7 +1687,14 @@ def _base_reasons(facts: Facts) -> list[str]:
 
 
 def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> Decision:
-    """Decide what to do with one message. Pure: the same facts give the same Decision."""
+    """Decide what to do with one message. Pure: the same facts give the same Decision.
+
+    :class:`~asm_email_rules.errors.ArgumentTypeError` when ``facts``, ``mailbox`` or
+    ``system`` is not a :class:`Facts`, :class:`MailboxSettings` or :class:`SystemSettings`.
+    """
+    require_type(facts, Facts, "decide", "facts")
+    require_type(mailbox, MailboxSettings, "decide", "mailbox")
+    require_type(system, SystemSettings, "decide", "system")
     conditions = evaluate_conditions(facts, mailbox, system)
     fired: list[Row] = [first_match(GATE, conditions)]
     if fired[0].outcome is _O.CONTINUE:
