@@ -127,6 +127,13 @@ class Facts:
     analyst in the store (None: not set, or not looked up); a call is never logged with a
     customer as its logging analyst.
 
+    Built by hand (without :func:`~asm_email_rules.gather.gather_facts`), every default says
+    "a person wrote this straight to us": ``mail_kind``, ``receipt``, ``bounce_*`` and
+    ``may_auto_reply`` come from :func:`~asm_email_rules.classify.classify` (left NORMAL, a
+    bounce or an auto-reply is treated as a person's mail), and ``replies_to_us`` must be set
+    for Truncate Incoming Emails to cut. Two From headers refuse a privileged command even
+    with ``authenticated`` left None.
+
     Raises :class:`~asm_email_rules.errors.FactsError` when ``call``, ``task`` or ``request``
     is of the kind the command names but not its number.
     """
