@@ -30,9 +30,11 @@ from asm_email_rules.actions import (
 from asm_email_rules.classify import Classification, MailKind, classify
 from asm_email_rules.decision import Decision, Facts, Outcome, Reply
 from asm_email_rules.errors import (
+    ArgumentTypeError,
     AsmEmailError,
     AuthenticationError,
     ConfigError,
+    FactsError,
     MailboxError,
     MailboxHungUpError,
     MessageGoneError,
@@ -115,6 +117,7 @@ __all__ = [
     "AddHistory",
     "AddNote",
     "ApproveTask",
+    "ArgumentTypeError",
     "AsmEmailError",
     "AttachObjects",
     "Attachment",
@@ -136,6 +139,7 @@ __all__ = [
     "EntryKind",
     "ExpungingMailbox",
     "Facts",
+    "FactsError",
     "Group",
     "InboundEmail",
     "Lease",

@@ -31,6 +31,7 @@ import attrs
 
 from asm_email_rules import classify_text as text
 from asm_email_rules.addresses import normalise_address
+from asm_email_rules.errors import require_strings, require_type
 from asm_email_rules.header_values import parse_msg_ids
 from asm_email_rules.model import Attachment, InboundEmail
 from asm_email_rules.settings import FATAL_SMTP_CODES
@@ -1253,8 +1254,15 @@ def classify(
     """Classify a parsed message by weighing every signal (own mail outranks everything).
 
     Returns the kind, the evidence and its reasons, and for a bounce its :class:`BounceInfo`.
-    Never raises: an unexpected failure inside gives AUTO_GENERATED with a reason saying so.
+    ``own_addresses`` are the desk's own addresses (a message from one is OWN_MAIL): a
+    sequence of str, ``("help@desk.example",)``; a bare str is refused with
+    :class:`~asm_email_rules.errors.ArgumentTypeError`, since read one character at a time it
+    would recognise none of them and the desk's mail would loop back as new calls.
+    Never raises for any message: an unexpected failure inside gives AUTO_GENERATED with a
+    reason saying so. Arguments of the wrong type raise ArgumentTypeError.
     """
+    require_type(email, InboundEmail, "classify", "email")
+    own_addresses = require_strings(own_addresses, "classify", "own_addresses")
     try:
         return _classify(email, own_addresses, loop_header, fatal_codes)
     except Exception as exc:  # classification must never stop the pipeline

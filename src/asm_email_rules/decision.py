@@ -19,6 +19,7 @@ import attrs
 
 from asm_email_rules.actions import Action
 from asm_email_rules.classify import MailKind
+from asm_email_rules.errors import ArgumentTypeError, FactsError, require_type
 from asm_email_rules.model import (
     Call,
     EntityKind,
@@ -55,8 +56,9 @@ def for_operators(spec: str) -> str:
 
 
 def require_aware(now: datetime, what: str = "now") -> datetime:
-    """``now`` as the same moment in UTC when it is timezone-aware; else TypeError naming
-    ``what``.
+    """``now`` as the same moment in UTC when it is timezone-aware; else
+    :class:`~asm_email_rules.errors.ArgumentTypeError` (a TypeError) naming ``what``, for a
+    naive datetime or a value that is not a datetime at all (``None``).
 
     A naive ``datetime.now()`` is the host's local time with no offset: the rules compare it
     with the message's Date (the reply-age guard, ``max_reply_age_days``) and the stores keep
@@ -67,10 +69,11 @@ def require_aware(now: datetime, what: str = "now") -> datetime:
     subtracts two times of one zone by their wall-clock readings, so a window computed in it
     (the reply budget's hour, a lease, a retry delay) is an hour short or long across a DST
     change. In UTC every window is its length."""
-    if now.tzinfo is UTC:  # the usual reading: nothing to check or convert
+    if type(now) is datetime and now.tzinfo is UTC:  # the usual reading: nothing to check
         return now
+    require_type(now, datetime, "", what, "a timezone-aware datetime")
     if now.tzinfo is None or now.utcoffset() is None:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{what} must be a timezone-aware datetime, e.g. datetime.now(UTC); got the naive "
             f"{now.isoformat()}"
         )
@@ -95,6 +98,7 @@ def utc_clock(clock: Callable[[], datetime], what: str = "now") -> Callable[[], 
 
 def _utc_if_aware(value: datetime) -> datetime:
     """An aware ``value`` in UTC; a naive one unchanged, for :func:`_aware_now` to refuse."""
+    require_type(value, datetime, "Facts", "now", "a timezone-aware datetime")
     if value.tzinfo is None or value.utcoffset() is None:
         return value
     return value.astimezone(UTC)
@@ -122,6 +126,16 @@ class Facts:
     ``default_analyst_ok`` is whether the mailbox's ``default_logging_analyst_id`` names an
     analyst in the store (None: not set, or not looked up); a call is never logged with a
     customer as its logging analyst.
+
+    Built by hand (without :func:`~asm_email_rules.gather.gather_facts`), every default says
+    "a person wrote this straight to us": ``mail_kind``, ``receipt``, ``bounce_*`` and
+    ``may_auto_reply`` come from :func:`~asm_email_rules.classify.classify` (left NORMAL, a
+    bounce or an auto-reply is treated as a person's mail), and ``replies_to_us`` must be set
+    for Truncate Incoming Emails to cut. Two From headers refuse a privileged command even
+    with ``authenticated`` left None.
+
+    Raises :class:`~asm_email_rules.errors.FactsError` when ``call``, ``task`` or ``request``
+    is of the kind the command names but not its number.
     """
 
     email: InboundEmail
@@ -155,6 +169,27 @@ class Facts:
     notify_groups: tuple[Group, ...] = ()
     sender_reasons: tuple[str, ...] = ()
     default_analyst_ok: bool | None = None
+
+    def __attrs_post_init__(self) -> None:
+        """:class:`~asm_email_rules.errors.FactsError` when ``call``, ``task`` or ``request``
+        is of the kind ``command`` names but another number (``[CLOSE#12]`` with call 99):
+        the rules would judge that record's owner, User, status or approvers and act on the
+        number in the subject. A record of a kind the command does not name is not looked
+        at by the rules for that command."""
+        ref = self.command.ref
+        if ref is None:
+            return
+        record = {
+            EntityKind.CALL: self.call,
+            EntityKind.TASK: self.task,
+            EntityKind.REQUEST: self.request,
+        }[ref.kind]
+        if record is not None and record.number != ref.number:
+            raise FactsError(
+                f"Facts.{ref.kind.value} is {ref.kind.value} {record.number}, but the command "
+                f"{self.command.kind.value!r} names {ref}: pass the record the command names "
+                f"(command.ref), or None when there is no such record"
+            )
 
 
 @attrs.frozen

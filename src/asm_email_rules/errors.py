@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class AsmEmailError(Exception):
     """Base class of every error raised by asm_email_rules."""
@@ -14,6 +16,23 @@ class MessageParseError(AsmEmailError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class ArgumentTypeError(AsmEmailError, TypeError):
+    """A public function was given a value of the wrong type (``None`` or ``bytes`` where it
+    takes a ``str``, a bare ``str`` where it takes a sequence of them, a naive ``datetime``
+    where it takes an aware one). The message names the argument and what it got.
+
+    A :class:`TypeError` too, so code written against the plain ``TypeError`` these checks
+    raised before still catches it. A programming error of the host, never the message's
+    fault: nothing is quarantined for it.
+    """
+
+
+class FactsError(AsmEmailError, ValueError):
+    """:class:`~asm_email_rules.decision.Facts` that contradict themselves: a record that is
+    not the one the subject command names (``[CLOSE#12]`` with the call 99), so ``decide``
+    would judge one record's permissions and act on another. The message names both."""
 
 
 class DerError(AsmEmailError):
@@ -156,3 +175,49 @@ class SendAuthenticationError(AuthenticationError, TransientSendError):
     ) -> None:
         TransientSendError.__init__(self, message, code=code)
         self.server, self.user, self.mechanism = server, user, mechanism
+
+
+def _shown(value: object) -> str:
+    """How an argument's wrong value is named in a message: ``None``, else its type and,
+    for a short text, the value itself."""
+    if value is None:
+        return "None"
+    if isinstance(value, str | bytes) and len(value) <= 60:
+        return f"{type(value).__name__} {value!r}"
+    return type(value).__name__
+
+
+def require_type(
+    value: object, kind: type | tuple[type, ...], where: str, name: str, expected: str = ""
+) -> None:
+    """:class:`ArgumentTypeError` naming ``where``'s argument ``name`` when ``value`` is not a
+    ``kind`` (``expected`` says what it must be, when the class name alone does not; an
+    empty ``where`` names the argument alone)."""
+    if not isinstance(value, kind):
+        wanted = expected or (
+            kind.__name__ if isinstance(kind, type) else "/".join(item.__name__ for item in kind)
+        )
+        place = f"{where}(): " if where else ""
+        raise ArgumentTypeError(f"{place}{name} must be {wanted}, got {_shown(value)}")
+
+
+def require_strings(value: object, where: str, name: str) -> tuple[str, ...]:
+    """``value`` as a tuple of str, or :class:`ArgumentTypeError` naming the argument.
+
+    A bare ``str`` is refused, not read as one text per character: ``("help@desk.example")``
+    without its trailing comma is a str, and a sequence of its characters would silently
+    match nothing (or, as separators, every line holding one of them). Linear in the items.
+    """
+    if isinstance(value, str | bytes):
+        raise ArgumentTypeError(
+            f"{where}(): {name} must be a sequence of str, got {_shown(value)} "
+            f"(a tuple of one needs a trailing comma: ({value!r},))"
+        )
+    if not isinstance(value, Iterable):
+        raise ArgumentTypeError(f"{where}(): {name} must be a sequence of str, got {_shown(value)}")
+    items: list[str] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ArgumentTypeError(f"{where}(): {name}[{index}] must be a str, got {_shown(item)}")
+        items.append(item)
+    return tuple(items)

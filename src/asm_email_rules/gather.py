@@ -24,7 +24,7 @@ from asm_email_rules.model import (
     SummaryItem,
 )
 from asm_email_rules.protocols import Repository
-from asm_email_rules.rules import reply_address
+from asm_email_rules.rules import PRIVILEGED_COMMANDS, TWO_FROM_HEADERS, reply_address
 from asm_email_rules.sender import (
     actor_address,
     contact_address,
@@ -194,15 +194,10 @@ def gather_facts(
     recent = max((repository.replies_sent_since(to, since) for to in recipients), default=0)
     authenticated: bool | None = None
     auth_reason = ""
-    privileged = command.kind in (
-        CommandKind.CLOSE,
-        CommandKind.APPROVE,
-        CommandKind.REJECT,
-        CommandKind.UPDATE_CALL,
-    )
+    privileged = command.kind in PRIVILEGED_COMMANDS
     if privileged and has_two_from_headers(email):
         authenticated = False
-        auth_reason = "two From headers: nobody is authenticated"
+        auth_reason = TWO_FROM_HEADERS
     elif privileged and mailbox.trusted_authserv_id:
         verdict = authenticate_sender(
             email.header_all("Authentication-Results"),

@@ -34,7 +34,7 @@ from asm_email_rules.addresses import (
     visible_name,
 )
 from asm_email_rules.charsets import Hints, codec_name, decode_text, html_meta_charset
-from asm_email_rules.errors import MessageParseError
+from asm_email_rules.errors import MessageParseError, require_type
 from asm_email_rules.flowed import unflow
 from asm_email_rules.header_values import (
     clean_text,
@@ -1019,8 +1019,11 @@ def parse_message(
     it becomes :attr:`InboundEmail.raw_sha256` as given, unchecked, and saves hashing ``raw``
     again (about 0.5 ms for a 700 KB message). Raises :class:`MessageParseError` only for
     input that is not bytes or is empty, and wraps any unexpected failure in it (nothing else
-    escapes).
+    escapes for any input). ``limits`` that is not a :class:`Limits`, or a ``raw_sha256``
+    that is not a str, is the caller's slip, not the message's: :class:`ArgumentTypeError`.
     """
+    require_type(limits, Limits, "parse_message", "limits")
+    require_type(raw_sha256, (str, type(None)), "parse_message", "raw_sha256", "a str or None")
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise MessageParseError("input is not bytes", detail=type(raw).__name__)
     data = bytes(raw)

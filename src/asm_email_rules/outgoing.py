@@ -23,7 +23,7 @@ from email.utils import format_datetime
 import attrs
 
 from asm_email_rules.addresses import DOMAIN_DOTS, a_label, comparison_domain
-from asm_email_rules.errors import AsmEmailError
+from asm_email_rules.errors import AsmEmailError, require_strings, require_type
 from asm_email_rules.model import OutgoingEmail
 
 __all__ = [
@@ -379,9 +379,19 @@ def render_outgoing(
     ``<asm.reply.{random}@{sender domain}>``. Raises :class:`OutgoingMessageError` (or its
     :class:`HeaderInjectionError`) when any value cannot be written safely.
     """
+    _check_message(message, "render_outgoing")
     return render_reply(
         message, now=now, default_sender=default_sender, random_token=random_token
     ).raw
+
+
+def _check_message(message: OutgoingEmail, where: str) -> None:
+    """ArgumentTypeError when ``message`` is not an OutgoingEmail or a text field of it is not
+    a str (``to=None``): said at the call, not as an AttributeError from inside."""
+    require_type(message, OutgoingEmail, where, "message")
+    for name in ("to", "subject", "body", "sender", "message_id"):
+        require_type(getattr(message, name), str, where, f"message.{name}")
+    require_strings(message.references, where, "message.references")
 
 
 def render_reply(
@@ -399,6 +409,7 @@ def render_reply(
     SMTPUTF8): then its To is written in UTF-8 (RFC 6532 3.2) and the result says
     ``smtputf8``. Every other header stays ASCII (encoded-words) either way.
     """
+    _check_message(message, "render_reply")
     display_name, sender = parse_sender(message.sender or default_sender or "")
     to = _addr_spec("To", message.to, smtputf8=smtputf8)
     when = now if now is not None else datetime.now(UTC)

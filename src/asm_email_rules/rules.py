@@ -45,6 +45,7 @@ from asm_email_rules.actions import (
 from asm_email_rules.addresses import normalise_address
 from asm_email_rules.classify import MailKind
 from asm_email_rules.decision import Decision, Facts, Outcome, Reply, for_operators
+from asm_email_rules.errors import require_type
 from asm_email_rules.model import (
     CallStatus,
     EntityKind,
@@ -61,7 +62,7 @@ from asm_email_rules.model import (
 )
 from asm_email_rules.outgoing import OutgoingMessageError, check_address
 from asm_email_rules.replies import Text, merge_text, place_token, render
-from asm_email_rules.sender import caller_name, contact_address
+from asm_email_rules.sender import caller_name, contact_address, has_two_from_headers
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
 from asm_email_rules.subject import CommandKind, MatchSource, bracket_token, bracket_token_parts
 from asm_email_rules.summary_text import SUMMARY_DESCRIPTION_LENGTH
@@ -69,7 +70,9 @@ from asm_email_rules.summary_text import SUMMARY_DESCRIPTION_LENGTH
 __all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from actions.py, decision.py
     "CONDITIONS",
     "NEW_CALL",
+    "PRIVILEGED_COMMANDS",
     "TABLES",
+    "TWO_FROM_HEADERS",
     "Action",
     "AddAutomaticEntry",
     "AddHistory",
@@ -100,6 +103,7 @@ __all__ = [  # Action, Decision, Facts, Outcome, Reply...: re-exported from acti
     "format_summary",
     "render_tables_markdown",
     "reply_address",
+    "sender_authenticated",
 ]
 
 
@@ -700,6 +704,31 @@ class Condition:
     values: tuple[object, ...] = _YES_NO
 
 
+PRIVILEGED_COMMANDS = frozenset(
+    {CommandKind.CLOSE, CommandKind.APPROVE, CommandKind.REJECT, CommandKind.UPDATE_CALL}
+)
+"""Commands that need an authenticated sender: close, approve, reject, and an update that may
+reopen a closed call (DESIGN 4, "Sender identity")."""
+
+TWO_FROM_HEADERS = "two From headers: nobody is authenticated"
+"""The reason a message with two From headers runs no privileged command (DESIGN 4)."""
+
+
+def sender_authenticated(facts: Facts) -> tuple[bool | None, str]:
+    """``(facts.authenticated, facts.auth_reason)``, except that a message with two From
+    headers is unauthenticated for a :data:`PRIVILEGED_COMMANDS` command whatever ``Facts``
+    says when it says nothing (``authenticated`` None): DESIGN 4, "Two From headers: nobody is
+    authenticated and no privileged command (close, reopen, approve, reject) runs". ``Facts``
+    a host builds by hand leave ``authenticated`` None; the rule holds for them too."""
+    if (
+        facts.authenticated is None
+        and facts.command.kind in PRIVILEGED_COMMANDS
+        and has_two_from_headers(facts.email)
+    ):
+        return False, TWO_FROM_HEADERS
+    return facts.authenticated, facts.auth_reason
+
+
 def _found(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> bool:
     ref = facts.command.ref
     if ref is None or not facts.in_partition:
@@ -911,7 +940,7 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition(
         "authenticated",
         "sender authentication passed, or is not required by the mailbox",
-        lambda facts, mailbox, system: facts.authenticated is not False,
+        lambda facts, mailbox, system: sender_authenticated(facts)[0] is not False,
     ),
     Condition(
         "conflict",
@@ -1334,7 +1363,7 @@ def _approval_reply(template: str) -> Callable[[_Context], _Plan]:
             "verb": _verb(ctx),
             "state": task.status.value if task is not None else "",
             "what": _what(ctx),
-            "detail": ctx.facts.auth_reason
+            "detail": sender_authenticated(ctx.facts)[1]
             if template == "not_authenticated"
             else ctx.facts.token_reason,
             "action": _refused_action(ctx),
@@ -1645,8 +1674,9 @@ def _base_reasons(facts: Facts) -> list[str]:
         )
     if not facts.in_partition:
         reasons.append("the referenced record is outside this mailbox's partition")
-    if facts.authenticated is not None:
-        reasons.append(f"sender authentication: {facts.auth_reason}")
+    authenticated, auth_reason = sender_authenticated(facts)
+    if authenticated is not None:
+        reasons.append(f"sender authentication: {auth_reason}")
     if facts.token_ok is not None:
         reasons.append(f"approval token: {facts.token_reason}")
     reasons.extend(str(note) for note in facts.email.notes)
@@ -1657,7 +1687,14 @@ def _base_reasons(facts: Facts) -> list[str]:
 
 
 def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> Decision:
-    """Decide what to do with one message. Pure: the same facts give the same Decision."""
+    """Decide what to do with one message. Pure: the same facts give the same Decision.
+
+    :class:`~asm_email_rules.errors.ArgumentTypeError` when ``facts``, ``mailbox`` or
+    ``system`` is not a :class:`Facts`, :class:`MailboxSettings` or :class:`SystemSettings`.
+    """
+    require_type(facts, Facts, "decide", "facts")
+    require_type(mailbox, MailboxSettings, "decide", "mailbox")
+    require_type(system, SystemSettings, "decide", "system")
     conditions = evaluate_conditions(facts, mailbox, system)
     fired: list[Row] = [first_match(GATE, conditions)]
     if fired[0].outcome is _O.CONTINUE:

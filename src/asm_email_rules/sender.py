@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import attrs
 
 from asm_email_rules.addresses import normalise_address, parse_address_list
+from asm_email_rules.errors import ArgumentTypeError, require_type
 from asm_email_rules.intake_notes import IntakeNoteKind
 from asm_email_rules.model import InboundEmail, NamedAddress, Person, PersonCase
 
@@ -111,18 +112,37 @@ class SenderResolution:
         return self.case.is_known
 
 
+def _email_of(person: Person) -> str:
+    """``person.email``, or ArgumentTypeError naming the record when it is not a str."""
+    require_type(person, Person, "resolve_sender", "each of persons")
+    if not isinstance(person.email, str):
+        raise ArgumentTypeError(
+            f"resolve_sender(): person {person.id} has email {person.email!r}, not a str "
+            '(leave a person without an address out, or give it "")'
+        )
+    return person.email
+
+
 def resolve_sender(address: str, persons: Iterable[Person]) -> SenderResolution:
     """Find the person records whose email is ``address``; the lowest id wins.
 
     A record with neither the analyst nor the User flag does not identify anyone: the spec
     only knows Users and analysts, so such an address is case 1 (unknown); the record comes
     back as ``contact`` so that a call it logs can flag it as a User (DESIGN 4b).
+
+    ``address`` is an addr-spec (``InboundEmail.sender``; "" for none: case 1), ``persons``
+    any iterable of :class:`Person` (the records your directory holds for it, or all of
+    them). An ``address`` that is not a str, ``persons`` that is not an iterable of
+    ``Person``, or a person whose ``email`` is not a str (a NULL column) raises
+    :class:`~asm_email_rules.errors.ArgumentTypeError` naming it.
     """
+    require_type(address, str, "resolve_sender", "address")
+    require_type(persons, Iterable, "resolve_sender", "persons", "an iterable of Person")
     wanted = normalise_address(address)
     if not wanted:
         return SenderResolution(address=address, case=PersonCase.UNKNOWN)
     same = sorted(
-        (person for person in persons if normalise_address(person.email) == wanted),
+        (person for person in persons if normalise_address(_email_of(person)) == wanted),
         key=lambda person: person.id,
     )
     matching = [person for person in same if person.case.is_known]

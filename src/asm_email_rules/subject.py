@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import attrs
 
+from asm_email_rules.errors import require_type
 from asm_email_rules.model import EntityKind, EntityRef, NewCall, SummaryKind
 
 MAX_NUMBER_DIGITS = 12
@@ -339,11 +340,15 @@ def _choose(found: list[SubjectCommand]) -> tuple[SubjectCommand, list[SubjectCo
 
 
 def parse_subject(subject: str) -> SubjectCommand:
-    """Recognise the command or reference in a subject line; never raises.
+    """Recognise the command or reference in a subject line; never raises for any text.
 
     Bracket tokens are found anywhere; the reply phrasing ("Call 12 ...") only at the start
-    after prefixes. Unrecognised or malformed subjects give ``CommandKind.NONE``.
+    after prefixes. Unrecognised or malformed subjects give ``CommandKind.NONE``. A
+    ``subject`` that is not a str (None, bytes) raises
+    :class:`~asm_email_rules.errors.ArgumentTypeError`: ``InboundEmail.subject`` is "" when
+    the message has none.
     """
+    require_type(subject, str, "parse_subject", "subject")
     normalised = normalise_subject(subject)
     stripped, reply, forward = strip_prefixes(normalised)
     found = [_bracket_command(match) for match in _BRACKET.finditer(normalised)]

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from asm_email_rules.errors import require_strings, require_type
 from asm_email_rules.reply_lines import (
     ATTR_LAST_CHARS,
     COLON_ENDS,
@@ -680,7 +681,17 @@ def truncate_reply(
     ``KEPT_WHOLE``). Only the first ``max_scan_chars`` characters are examined, so a huge body
     costs no more than a large one; when a boundary is found there, everything after the
     examined start counts as quoted history.
+
+    ``separators`` is a sequence of str, each a text whose first line locates the history
+    (``("-----Original Message-----",)``). A bare str is refused with
+    :class:`~asm_email_rules.errors.ArgumentTypeError`: read one character at a time it would
+    cut at the first line holding any of them (a hyphen in "well-known"). A ``body`` or
+    ``marker`` that is not a str raises ArgumentTypeError too.
     """
+    require_type(body, str, "truncate_reply", "body")
+    require_type(marker, (str, type(None)), "truncate_reply", "marker", "a str or None")
+    require_type(max_scan_chars, int, "truncate_reply", "max_scan_chars")
+    separators = require_strings(separators, "truncate_reply", "separators")
     if len(body) <= max_scan_chars:
         return _truncate_all(body, marker, separators, strip_signature)
     end = body.rfind("\n", 0, max_scan_chars)

@@ -8,7 +8,17 @@ pass speaks for one of the two, and nothing says which one the reader sees.
 
 from __future__ import annotations
 
-from asm_email_rules.model import CallStatus, TaskStatus
+from asm_email_rules import (
+    Facts,
+    MailboxSettings,
+    Outcome,
+    SystemSettings,
+    decide,
+    parse_message,
+    parse_subject,
+    resolve_sender,
+)
+from asm_email_rules.model import Call, CallStatus, Person, TaskStatus
 from asm_email_rules.pipeline import process
 from asm_email_rules.sample import ALICE, UMA
 
@@ -47,3 +57,34 @@ def test_two_from_headers_with_a_passing_dmarc_approve_nothing(desk: Desk) -> No
     assert result.decision is not None
     assert desk.task(500).status is TaskStatus.PENDING
     assert "approve_task" not in result.decision.action_kinds()
+
+
+def test_hand_built_facts_with_two_from_headers_close_nothing() -> None:
+    """DESIGN 4, "Sender identity": "Two From headers: nobody is authenticated and no
+    privileged command (close, reopen, approve, reject) runs."
+
+    A host using the pure core builds ``Facts`` itself (README: "build Facts yourself and call
+    decide") and leaves ``authenticated`` at its default. Before, ``decide`` then closed the
+    call for the first From; the rule belongs to ``decide``, not to ``gather_facts`` alone.
+    """
+    owner = Person(id=7, email="owner@client.example", is_analyst=True)
+    raw = (
+        b"From: owner@client.example\r\nFrom: mallory@evil.example\r\n"
+        b"To: helpdesk@desk.example\r\nSubject: [CLOSE#12]\r\n"
+        b"Message-ID: <hand-built@x.example>\r\n\r\nDone, thanks.\r\n"
+    )
+    email = parse_message(raw)
+    facts = Facts(
+        email=email,
+        command=parse_subject(email.subject),
+        sender=resolve_sender(email.sender, [owner]),
+        now=NOW,
+        call=Call(number=12, owner_id=7),
+    )
+    mailbox = MailboxSettings(name="helpdesk", addresses=("helpdesk@desk.example",))
+    decision = decide(facts, mailbox, SystemSettings())
+    assert "close_call" not in decision.action_kinds()
+    assert decision.outcome is Outcome.REFUSE_UNAUTHENTICATED
+    assert "sender authentication: two From headers: nobody is authenticated" in (decision.reasons)
+    assert decision.reply is not None
+    assert "two From headers: nobody is authenticated" in decision.reply.body

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asm_email_rules.classify import MailKind, classify, parse_delivery_status
+from asm_email_rules.errors import ArgumentTypeError
 from asm_email_rules.intake import parse_message
 from asm_email_rules.model import InboundEmail
 
@@ -541,3 +542,15 @@ def test_classify_never_raises_on_odd_values() -> None:
     result = classify(email)  # a report with no type still says "a machine wrote this"
     assert result.kind is MailKind.AUTO_GENERATED
     assert classify(InboundEmail(sender="@@", subject="\x00" * 5000)).kind is MailKind.NORMAL
+
+
+def test_own_addresses_given_as_one_str_are_refused_not_read_per_character() -> None:
+    """``own_addresses="help@desk.example"`` (a str is a Sequence[str], so mypy lets it
+    through) was read one character at a time and matched nothing: the desk's own mail came
+    back NORMAL, a new call from ourselves (a loop). Now it is refused, saying how."""
+    own = mail("From: help@desk.example", "To: help@desk.example", "Subject: Call 5")
+    with pytest.raises(ArgumentTypeError, match=r"own_addresses must be a sequence of str"):
+        classify(own, own_addresses="help@desk.example")
+    assert classify(own, own_addresses=("help@desk.example",)).kind is MailKind.OWN_MAIL
+    with pytest.raises(ArgumentTypeError, match=r"email must be InboundEmail, got None"):
+        classify(None, own_addresses=("help@desk.example",))  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 from asm_email_rules.classify import MailKind
+from asm_email_rules.errors import FactsError
 from asm_email_rules.model import (
     NEW_CALL,
     Call,
@@ -409,3 +410,19 @@ def test_a_summary_time_at_the_end_of_the_calendar_is_shown_not_a_crash() -> Non
     )
     text = format_summary((item,), 1, timezone(timedelta(hours=5, minutes=30)))
     assert "9999-12-31 23:59 UTC" in text
+
+
+def test_facts_refuse_a_record_that_is_not_the_one_the_command_names() -> None:
+    """A host that builds Facts and hands over the wrong call (a look-up by another number)
+    got call 99's permissions judged and call 100 closed: UMA is the User of call 99, not of
+    call 100. Now the Facts are refused, naming both numbers."""
+    not_hers = Call(100, user_id=ALICE.id, owner_id=ALICE.id)
+    assert decide(facts("[CLOSE#100]", call=not_hers), MAILBOX, SYSTEM).outcome is not (
+        Outcome.CLOSE_CALL
+    )
+    with pytest.raises(FactsError, match=r"Facts\.call is call 99, but .* names call 100"):
+        facts("[CLOSE#100]", call=attrs.evolve(OPEN_CALL, number=99))
+    with pytest.raises(FactsError, match=r"Facts\.task is task 501, but .* names task 500"):
+        facts("[APPROVE#500]", sender=ALICE.email, task=attrs.evolve(APPROVAL, number=501))
+    # A record of a kind the command does not name is not looked at: still accepted.
+    assert facts("[MyCalls]", sender=ALICE.email, call=OPEN_CALL).call == OPEN_CALL

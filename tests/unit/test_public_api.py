@@ -12,6 +12,7 @@ import typing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -495,3 +496,76 @@ def test_integrators_guide_says_which_template_create_call_gets() -> None:
         MailboxSettings(name="eu", partition="EU", call_template=CallTemplate(partition="US"))
     mailbox = MailboxSettings(name="eu", partition="EU", call_template=CallTemplate(name="Mail"))
     assert mailbox.template_for_new_calls == CallTemplate(name="Mail", partition="EU")
+
+
+def _wrong_arguments() -> list[tuple[str, Callable[[], object], str]]:
+    """Each public core function with an argument a host's own data can get wrong (a NULL
+    column read as None, bytes from a driver), and the words that name it."""
+    from asm_email_rules import (
+        Facts,
+        OutgoingEmail,
+        Person,
+        decide,
+        parse_message,
+        parse_subject,
+        resolve_sender,
+        truncate_reply,
+    )
+
+    email = parse_message(b"From: uma@corp.example\r\nSubject: [CLOSE#1]\r\n\r\nDone.\r\n")
+    anything: Any = None
+    return [
+        ("parse_subject", lambda: parse_subject(anything), "parse_subject(): subject must be str"),
+        ("parse_subject bytes", lambda: parse_subject(b"[CLOSE#1]"), "got bytes b'[CLOSE#1]'"),  # type: ignore[arg-type]
+        ("resolve_sender", lambda: resolve_sender(anything, []), "address must be str, got None"),
+        (
+            "resolve_sender email",
+            lambda: resolve_sender("uma@corp.example", [Person(id=3, email=anything)]),
+            "person 3 has email None, not a str",
+        ),
+        ("truncate_reply", lambda: truncate_reply(anything), "body must be str, got None"),
+        (
+            "render_outgoing",
+            lambda: render_outgoing(OutgoingEmail(to=anything, subject="s", body="b")),
+            "render_outgoing(): message.to must be str, got None",
+        ),
+        (
+            "parse_message limits",
+            lambda: parse_message(b"From: a@b.example\r\n\r\nx", limits=anything),
+            "parse_message(): limits must be Limits, got None",
+        ),
+        (
+            "decide",
+            lambda: decide(anything, MailboxSettings(name="m"), SystemSettings()),
+            "decide(): facts must be Facts, got None",
+        ),
+        (
+            "Facts now",
+            lambda: Facts(
+                email=email,
+                command=parse_subject(email.subject),
+                sender=resolve_sender(email.sender, []),
+                now=anything,
+            ),
+            "now must be a timezone-aware datetime, got None",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [pytest.param(call, says, id=name) for name, call, says in _wrong_arguments()],
+)
+def test_a_wrong_argument_is_named_by_a_typed_error_of_ours(
+    call: Callable[[], object], says: str
+) -> None:
+    """A host feeding its own data to the core got AttributeError or a bare TypeError from
+    deep inside (``'NoneType' object has no attribute 'isascii'``), and ``parse_message``
+    blamed the message for a wrong ``limits`` (MessageParseError, logged as an intake
+    failure). Now each raises ArgumentTypeError, an AsmEmailError and a TypeError, naming
+    the argument."""
+    with pytest.raises(asm_email_rules.ArgumentTypeError) as caught:
+        call()
+    assert says in str(caught.value)
+    assert isinstance(caught.value, asm_email_rules.AsmEmailError)
+    assert isinstance(caught.value, TypeError)

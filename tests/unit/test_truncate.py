@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from asm_email_rules.errors import ArgumentTypeError
 from asm_email_rules.truncate import Truncation, TruncationMethod, truncate_reply
 
 MARKER = "##- Please type your reply above this line -##"
@@ -742,3 +743,15 @@ def test_huge_body_without_a_boundary_is_kept_whole() -> None:
     cut = truncate_reply(body, max_scan_chars=4096)
     assert cut.kept == body
     assert cut.method in (TruncationMethod.NONE, TruncationMethod.KEPT_WHOLE)
+
+
+def test_separators_given_as_one_str_are_refused_not_read_per_character() -> None:
+    """``separators="-----Original Message-----"`` (a str is a Sequence[str], so mypy lets it
+    through) was read one character at a time: every line holding a hyphen was a separator,
+    and "the well-known fix" cut the customer's reply there. Now it is refused, saying how."""
+    body = "Thanks,\nthe well-known fix worked.\n\n-----Original Message-----\nold text"
+    with pytest.raises(ArgumentTypeError, match=r"separators must be a sequence of str.*comma"):
+        truncate_reply(body, separators="-----Original Message-----")
+    kept = truncate_reply(body, separators=("-----Original Message-----",))
+    assert kept.kept == "Thanks,\nthe well-known fix worked."
+    assert kept.method is TruncationMethod.SEPARATOR
