@@ -95,6 +95,7 @@ from asm_email_rules.protocols import (
     Mailbox,
     Mailer,
     Repository,
+    RuleReader,
     SeedableRepository,
 )
 from asm_email_rules.rules import decide
@@ -179,6 +180,7 @@ __all__ = [
     "RequestStatus",
     "Right",
     "RoleKind",
+    "RuleReader",
     "SecurityRole",
     "SeedableRepository",
     "SendError",

@@ -23,7 +23,7 @@ from asm_email_rules.model import (
     SecurityRole,
     SummaryItem,
 )
-from asm_email_rules.protocols import Repository
+from asm_email_rules.protocols import RuleReader
 from asm_email_rules.rules import PRIVILEGED_COMMANDS, TWO_FROM_HEADERS, reply_address
 from asm_email_rules.sender import (
     actor_address,
@@ -50,7 +50,7 @@ _UPDATE_FOR: dict[EntityKind, CommandKind] = {
 
 
 def _thread_command(
-    email: InboundEmail, command: SubjectCommand, repository: Repository
+    email: InboundEmail, command: SubjectCommand, repository: RuleReader
 ) -> tuple[SubjectCommand, bool]:
     """Apply the thread key: a reply to one of our Message-IDs updates what that mail was about.
 
@@ -97,13 +97,13 @@ def _bounce_summary(classification: Classification, system: SystemSettings) -> s
     return text
 
 
-def _role(repository: Repository, name: str | None) -> SecurityRole | None:
+def _role(repository: RuleReader, name: str | None) -> SecurityRole | None:
     return repository.get_role(name) if name else None
 
 
 def _notify_targets(
     call: Call | None,
-    repository: Repository,
+    repository: RuleReader,
     mailbox: MailboxSettings,
     system: SystemSettings,
 ) -> tuple[tuple[Person, ...], tuple[Group, ...]]:
@@ -137,7 +137,7 @@ def domain_of(address: str) -> str:
 
 def gather_facts(
     email: InboundEmail,
-    repository: Repository,
+    repository: RuleReader,
     mailbox: MailboxSettings,
     system: SystemSettings,
     now: datetime,
@@ -257,7 +257,7 @@ Default Logging Analyst is not looked up for them."""
 
 
 def _default_analyst_ok(
-    repository: Repository, mailbox: MailboxSettings, sender: Person | None
+    repository: RuleReader, mailbox: MailboxSettings, sender: Person | None
 ) -> bool | None:
     """Whether ``default_logging_analyst_id`` names an analyst (None when it is not set).
 
@@ -275,7 +275,7 @@ def _default_analyst_ok(
 def _check_token(
     command: SubjectCommand,
     person: Person | None,
-    repository: Repository,
+    repository: RuleReader,
     mailbox: MailboxSettings,
     system: SystemSettings,
     now: datetime,

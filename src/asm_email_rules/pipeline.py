@@ -32,7 +32,7 @@ from asm_email_rules.gather import gather_facts
 from asm_email_rules.intake import parse_message
 from asm_email_rules.ledger_key import find_ledger_entry, ledger_key
 from asm_email_rules.model import InboundEmail, LedgerEntry, ReplyStatus
-from asm_email_rules.protocols import Mailer, Repository
+from asm_email_rules.protocols import Mailer, Repository, RuleReader
 from asm_email_rules.rules import decide, reply_address
 from asm_email_rules.send import Disposition, SendOutcome, default_owner, send_pending, send_reply
 from asm_email_rules.settings import MailboxSettings, SystemSettings
@@ -136,12 +136,14 @@ def _require_settings(where: str, order: str, mailbox: object, system: object) -
 
 def explain(
     raw: bytes,
-    repository: Repository,
+    repository: RuleReader,
     mailbox: MailboxSettings,
     system: SystemSettings,
     now: datetime,
 ) -> Decision:
-    """Dry run: the decision for ``raw`` without writing or sending anything. TypeError for a
+    """Dry run: the decision for ``raw`` without writing or sending anything; ``repository``
+    is read only, and needs no more than a :class:`~asm_email_rules.protocols.RuleReader`
+    (a :class:`~asm_email_rules.protocols.Repository` is one). TypeError for a
     naive ``now`` (:func:`~asm_email_rules.decision.require_aware`) or a ``mailbox`` or
     ``system`` that is not a settings value."""
     _require_settings("explain", "raw, repository, mailbox, system, now", mailbox, system)

@@ -62,25 +62,14 @@ class Directory(Protocol):
 
 
 @runtime_checkable
-class Repository(Directory, Protocol):
-    """Everything the rules read and write. Writes happen only inside :meth:`transaction`,
-    except the outbox and lease writes, which must also work outside one (each then a small
-    unit of work of its own); the reply pump makes one unit of a step's records, claims and
-    lease renewal (:meth:`transaction`).
-
-    Optional, looked up by name: ``sync()`` makes every commit so far durable against a power
-    loss (a store that commits lazily; the polling service calls it before a session's
-    deletions take effect), and ``detached_sync()`` returns a function doing the same that
-    may run on another thread while the store is in use (then a session's end can run behind
-    the next session: :mod:`~asm_email_rules.session_end`); ``detached_upkeep()`` returns one
-    run on that thread after a durable end, the next session going on meanwhile (SQLite
-    copies its WAL back into the database file there). ``nested_rollback = True`` says a
-    nested :meth:`transaction` whose block raises undoes only its own writes, the outer unit
-    going on (an SQL ``SAVEPOINT``); the polling service then commits several messages in one
-    unit of work (``messages_per_commit``), else one per message.
+class RuleReader(Directory, Protocol):
+    """What the rules read to decide a message: the people (:class:`Directory`), the record a
+    subject names, summaries, our own sent Message-IDs, the reply budget and spent approval
+    tokens. :func:`~asm_email_rules.gather.gather_facts` and
+    :func:`~asm_email_rules.pipeline.explain` need no more, so a host with its own data model
+    can ask what a message means by implementing these alone (a :class:`Repository` is one).
     """
 
-    # -- reads ------------------------------------------------------------------------------
     def get_call(self, number: int) -> Call | None:
         """The call with this number, or ``None``."""
         ...
@@ -109,6 +98,38 @@ class Repository(Directory, Protocol):
         """The record one of our own sent Message-IDs was about, or ``None``."""
         ...
 
+    def replies_sent_since(self, address: str, since: datetime) -> int:
+        """How many replies went to ``address`` since ``since`` (for the reply budget).
+
+        Addresses are counted by mailbox (``addresses.mailbox_key``): case-insensitive, and
+        ``victim+1@x`` and ``victim+2@x`` are one mailbox, so sub-addresses share a budget."""
+        ...
+
+    def is_token_used(self, token_id: str) -> bool:
+        """True when this approval token was already spent."""
+        ...
+
+
+@runtime_checkable
+class Repository(RuleReader, Protocol):
+    """Everything the rules read and write. Writes happen only inside :meth:`transaction`,
+    except the outbox and lease writes, which must also work outside one (each then a small
+    unit of work of its own); the reply pump makes one unit of a step's records, claims and
+    lease renewal (:meth:`transaction`).
+
+    Optional, looked up by name: ``sync()`` makes every commit so far durable against a power
+    loss (a store that commits lazily; the polling service calls it before a session's
+    deletions take effect), and ``detached_sync()`` returns a function doing the same that
+    may run on another thread while the store is in use (then a session's end can run behind
+    the next session: :mod:`~asm_email_rules.session_end`); ``detached_upkeep()`` returns one
+    run on that thread after a durable end, the next session going on meanwhile (SQLite
+    copies its WAL back into the database file there). ``nested_rollback = True`` says a
+    nested :meth:`transaction` whose block raises undoes only its own writes, the outer unit
+    going on (an SQL ``SAVEPOINT``); the polling service then commits several messages in one
+    unit of work (``messages_per_commit``), else one per message.
+    """
+
+    # -- reads ------------------------------------------------------------------------------
     def ledger_entry(self, mailbox: str, message_id: str, sha256: str) -> LedgerEntry | None:
         """The ledger entry of this message (Message-ID and content hash), or ``None``."""
         ...
@@ -121,17 +142,6 @@ class Repository(Directory, Protocol):
         """The files attached to a record as objects, oldest first, bytes exactly as given to
         :meth:`attach` (one per ATTACHMENT entry of :meth:`entries`); [] for an unknown
         record."""
-        ...
-
-    def replies_sent_since(self, address: str, since: datetime) -> int:
-        """How many replies went to ``address`` since ``since`` (for the reply budget).
-
-        Addresses are counted by mailbox (``addresses.mailbox_key``): case-insensitive, and
-        ``victim+1@x`` and ``victim+2@x`` are one mailbox, so sub-addresses share a budget."""
-        ...
-
-    def is_token_used(self, token_id: str) -> bool:
-        """True when this approval token was already spent."""
         ...
 
     # -- reply outbox: reads ------------------------------------------------------------------

@@ -37,7 +37,13 @@ from asm_email_rules.config import load_config
 from asm_email_rules.desk_check import check_mailbox
 from asm_email_rules.errors import ConfigError
 from asm_email_rules.model import Attachment, EntityRef
-from asm_email_rules.protocols import Directory, Mailbox, Repository, SeedableRepository
+from asm_email_rules.protocols import (
+    Directory,
+    Mailbox,
+    Repository,
+    RuleReader,
+    SeedableRepository,
+)
 from asm_email_rules.sample import DESK_ADDRESS, UMA, sample_mailbox, seed_sample_desk
 from asm_email_rules.service import PollingService
 
@@ -256,7 +262,7 @@ def test_host_code_type_checks_without_the_projects_mypy_configuration(tmp_path:
 
 
 # -- docs/integrators.md is a complete reference --------------------------------------------------
-PROTOCOLS = (Directory, Repository, SeedableRepository)
+PROTOCOLS = (Directory, RuleReader, Repository, SeedableRepository)
 
 
 def _own_methods(protocol: type) -> list[str]:
