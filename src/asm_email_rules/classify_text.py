@@ -1107,15 +1107,6 @@ _TICKET_ACK = (
     "we received your",
     "has been received",
     "your request has been",
-    "your ticket",
-    "ticket number",
-    "ticket #",
-    "ticket id",
-    "case number",
-    "reference number",
-    "a ticket has been created",
-    "a ticket has been opened",
-    "a support ticket",
     "thank you for contacting",
     "thanks for contacting",
     "thank you for your e-mail",
@@ -1129,7 +1120,6 @@ _TICKET_ACK = (
     "one of our",
     "vielen dank für ihre",
     "ihre anfrage",
-    "ticketnummer",
     "merci pour votre",
     "nous avons bien reçu",
     "gracias por su",
@@ -1140,6 +1130,34 @@ _TICKET_ACK = (
     "wij hebben uw",
     "obrigado pelo",
     "recebemos",
+)
+# The ticket a desk opened for the message: a ticket system's acknowledgement names it along
+# with saying it received the message ("We have received your request. Your ticket number is
+# 4521"), two features; either alone is what a person writes too.
+_TICKET_REFERENCE = (
+    "your ticket",
+    "ticket number",
+    "ticket #",
+    "ticket id",
+    "ticket no",
+    "case number",
+    "case #",
+    "reference number",
+    "request number",
+    "a ticket has been created",
+    "a ticket has been opened",
+    "a support ticket",
+    "has been assigned an id",
+    "has been assigned ticket",
+    "has been assigned the ticket",
+    "ticketnummer",
+    "vorgangsnummer",
+    "numéro de ticket",
+    "número de ticket",
+    "número de caso",
+    "numero di ticket",
+    "チケット番号",
+    "受付番号",
 )
 _CHALLENGE_VERIFY = (
     "verify that you are a human",
@@ -1183,6 +1201,7 @@ _AUTO_REPLY_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("contact", _CONTACT),
     ("limited", _LIMITED),
     ("acknowledgement", _TICKET_ACK),
+    ("ticket", _TICKET_REFERENCE),
     ("challenge", _CHALLENGE_VERIFY),
     ("confirmation", _CHALLENGE_ACTION),
 )
@@ -1197,8 +1216,9 @@ def auto_reply_features(text: str) -> dict[str, str]:
     Keys: ``absence`` ("I am out of the office"), ``return`` ("back on Monday"), ``contact``
     ("for urgent matters please contact"), ``limited`` ("limited access to email", "this is
     an automatic reply"), ``acknowledgement`` (a ticket system's "we have received your
-    message"), ``challenge`` ("verify that you are a human") and ``confirmation`` ("click
-    the link to have your message delivered"); values are the matched phrase.
+    message"), ``ticket`` (the ticket it opened: "your ticket number is"), ``challenge``
+    ("verify that you are a human") and ``confirmation`` ("click the link to have your message
+    delivered"); values are the matched phrase.
     One feature alone is ordinary prose; an auto-reply shows two or more.
     """
     found: dict[str, str] = {}
