@@ -386,6 +386,8 @@ _ROBOT_WORDS = frozenset(
     {
         *("notify", "robot", "bounce", "bounces", "nagios", "zabbix", "icinga", "cron", "root"),
         *("system", "sysadmin", "auto", "aviso", "avisos", "avis", "www-data", "wwwrun"),
+        *("logwatch", "grafana", "prometheus", "datadog", "pagerduty", "opsgenie", "veeam"),
+        *("smartd", "mdadm"),
     }
 )
 # Word beginnings of machine senders in several languages: notification / notificación /
@@ -1071,10 +1073,12 @@ def _text_receipt_signals(email: InboundEmail, structure: Sequence[Signal]) -> l
 
 def _subject_signals(subject: str) -> list[Signal]:
     """Clues from the subject (one weak source; a forwarded subject gives none)."""
-    if strip_prefixes(subject[: text.SUBJECT_WINDOW])[2]:
+    _, reply, forward = strip_prefixes(subject[: text.SUBJECT_WINDOW])
+    if forward:
         return []
     signals: list[Signal] = []
-    machine = text.machine_notice_subject(subject)
+    # "Re: ** PROBLEM Service Alert ..." is a person answering an alert: no tool sends a reply
+    machine = None if reply else text.machine_notice_subject(subject)
     if machine is not None:
         signals.append(
             Signal(
