@@ -187,6 +187,9 @@ _FAILURE_PHRASES = (
     "was not delivered",
     "wasn't delivered",
     "were not delivered",
+    "message not delivered",
+    "not delivered yet",
+    "temporary problem delivering",
     "not been delivered",
     "has not yet been delivered",
     "not yet been delivered",
@@ -406,6 +409,8 @@ _DELAY_PHRASES = (
     "has not yet been delivered",
     "not yet been delivered",
     "not been delivered yet",
+    "not delivered yet",
+    "temporary problem delivering",
     "delivery attempts will continue",
     "will continue to retry",
     "will continue trying",
@@ -561,6 +566,9 @@ def bounce_subject(subject: str) -> str | None:
 # Localised out-of-office subjects (Outlook's ~40 display languages, Gmail, Apple, Notes...).
 _AUTO_REPLY_SUBJECT_PHRASES = (
     "out of office",
+    "out of office autoreply",
+    "out of office auto reply",
+    "out of office reply",
     "out of the office",
     "ooo",
     "automatic reply",

@@ -170,3 +170,55 @@ def test_a_monitoring_alert_is_machine_mail(sender: str, subject: str, body: str
 )
 def test_a_person_writing_about_alerts_is_a_person(sender: str, subject: str, body: str) -> None:
     assert kind_of(sender, f"Subject: {subject}", body=body) is NORMAL
+
+
+# =========================================================================== phrase gaps
+# DESIGN 4: "bounces never act"; "auto-replies ... never log a call". RFC 3464 delay notices
+# (status 4.x.x) from Gmail say "Message not delivered yet" / "There was a temporary problem
+# delivering your message": not delivery-failure phrases, so its Auto-Submitted: auto-replied
+# named it an auto-reply. Exchange 2003's "Out of Office AutoReply:" subject was no phrase.
+
+
+def test_gmail_delay_notice_is_a_delay_bounce_not_an_auto_reply() -> None:
+    email = parse_message(
+        b"From: Mail Delivery Subsystem <mailer-daemon@googlemail.example>\n"
+        b"To: help@desk.example\n"
+        b"Subject: Delivery Status Notification (Delay)\n"
+        b"Auto-Submitted: auto-replied\n\n"
+        b"** Message not delivered yet **\n\n"
+        b"There was a temporary problem delivering your message to slow@example.org. "
+        b"The mail service will retry for 46 more hours.\n"
+    )
+    result = classify(email)
+    assert result.kind is MailKind.BOUNCE
+    assert result.bounce is not None
+    assert result.bounce.status_class == 4
+
+
+def test_exchange_2003_out_of_office_autoreply_subject() -> None:
+    kind = kind_of(
+        "From: Ed <ed@corp.example>",
+        "Subject: Out of Office AutoReply: Call 4 has been logged",
+        body="I'm out of the office until Thursday with no access to email.\n",
+    )
+    assert kind is AUTO_REPLY
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        pytest.param(
+            "Out of office reply keeps going to customers",
+            "My out of office reply goes to customers even though I am back. Please help.\n",
+            id="guard: a person asking about their out-of-office reply",
+        ),
+        pytest.param(
+            "Mail to Berlin",
+            "My message was not delivered yet after an hour, is there a temporary problem "
+            "delivering mail to the Berlin office?\n",
+            id="guard: a person asking why mail is slow",
+        ),
+    ],
+)
+def test_people_using_the_new_phrases_stay_people(subject: str, body: str) -> None:
+    assert kind_of("From: Pia <pia@client.example>", f"Subject: {subject}", body=body) is NORMAL
