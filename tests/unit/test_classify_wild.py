@@ -222,3 +222,53 @@ def test_exchange_2003_out_of_office_autoreply_subject() -> None:
 )
 def test_people_using_the_new_phrases_stay_people(subject: str, body: str) -> None:
     assert kind_of("From: Pia <pia@client.example>", f"Subject: {subject}", body=body) is NORMAL
+
+
+# =========================================================================== Precedence: bulk
+# DESIGN 4: machine-generated mail "never ... closes, reopens, approves or rejects" and "a
+# mailbox option turns this off" (calls_from_machine_mail); list mail is a post to a list.
+# An alert from a robot's address that also says "Precedence: bulk" (Datadog, Jira) was
+# named list mail: Precedence's list default outranked the weaker robot From.
+
+
+@pytest.mark.parametrize(
+    ("sender", "precedence"),
+    [
+        pytest.param("From: Datadog Alerting <alert@dtdg.example>", "bulk", id="fix: Datadog"),
+        pytest.param("From: Jira <jira-notifications@it.example>", "bulk", id="fix: Jira"),
+        pytest.param("From: Backup <no-reply@backup.example>", "junk", id="fix: a no-reply"),
+    ],
+)
+def test_a_robots_notice_with_precedence_bulk_is_machine_mail(sender: str, precedence: str) -> None:
+    kind = kind_of(
+        sender,
+        "Subject: [Triggered] checkout latency is high",
+        f"Precedence: {precedence}",
+        body="Service checkout latency crossed 2s for 5 minutes.\n",
+    )
+    assert kind is GENERATED
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(
+            (
+                "From: Kim <kim@uni.example>",
+                "Sender: users-bounces@lists.example.org",
+                "Precedence: list",
+            ),
+            id="guard: a list post",
+        ),
+        pytest.param(
+            (
+                "From: Shop News <noreply@shop.example>",
+                "List-Unsubscribe: <https://shop.example/unsub?u=1>",
+                "Precedence: bulk",
+            ),
+            id="guard: a newsletter from a no-reply address",
+        ),
+    ],
+)
+def test_list_mail_with_precedence_stays_list_mail(headers: tuple[str, ...]) -> None:
+    assert kind_of(*headers, "Subject: News", body="Spring news.\n") is MailKind.LIST
