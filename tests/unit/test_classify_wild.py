@@ -272,3 +272,58 @@ def test_a_robots_notice_with_precedence_bulk_is_machine_mail(sender: str, prece
 )
 def test_list_mail_with_precedence_stays_list_mail(headers: tuple[str, ...]) -> None:
     assert kind_of(*headers, "Subject: News", body="Spring news.\n") is MailKind.LIST
+
+
+# =========================================================================== localised delays
+# DESIGN 4: a bounce "never acts"; status class 4 is a delay (RFC 3463). A Japanese or
+# Chinese delay notice from MAILER-DAEMON had no bounce phrase (only failures were listed),
+# so it was machine mail, which logs a call; German and Spanish Exchange delay subjects
+# ("Zustellung verzögert:", "Entrega retrasada:") were no bounce subjects either.
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        pytest.param(
+            "配送遅延のお知らせ",
+            "メールの配送が遅延しています。引き続き配送を試みます。\n",
+            id="fix: Japanese delay notice",
+        ),
+        pytest.param("邮件投递延迟", "您的邮件投递延迟，系统将继续尝试。\n", id="fix: Chinese"),
+        pytest.param(
+            "Zustellung verzögert: Call 12 has been logged",
+            "Hinweis des Servers mx.firma.example.\n",
+            id="fix: German Exchange delay subject",
+        ),
+    ],
+)
+def test_localised_delay_notices_are_delay_bounces(subject: str, body: str) -> None:
+    email = parse_message(
+        (
+            f"From: MAILER-DAEMON@mail.example.jp\nTo: help@desk.example\nSubject: {subject}\n"
+            f"Content-Type: text/plain; charset=utf-8\n\n{body}"
+        ).encode()
+    )
+    result = classify(email)
+    assert result.kind is MailKind.BOUNCE
+    assert result.bounce is not None
+    assert result.bounce.status_class == 4
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        pytest.param(
+            "新しいPCの配送遅延について",
+            "新しいPCの配送が遅延しています。いつ届きますか。\n",
+            id="guard: a person asking about a delayed PC shipment (配送 is also a parcel)",
+        ),
+        pytest.param(
+            "Zustellung verzögert sich - neuer Laptop",
+            "Die Zustellung meines Laptops ist verzögert, wann kommt er?\n",
+            id="guard: a person writing about a delayed laptop",
+        ),
+    ],
+)
+def test_a_person_writing_about_a_delayed_shipment_is_a_person(subject: str, body: str) -> None:
+    assert kind_of("From: Mika <mika@client.example>", f"Subject: {subject}", body=body) is NORMAL
