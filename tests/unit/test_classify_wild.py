@@ -327,3 +327,66 @@ def test_localised_delay_notices_are_delay_bounces(subject: str, body: str) -> N
 )
 def test_a_person_writing_about_a_delayed_shipment_is_a_person(subject: str, body: str) -> None:
     assert kind_of("From: Mika <mika@client.example>", f"Subject: {subject}", body=body) is NORMAL
+
+
+# =========================================================================== people (guards)
+# DESIGN 4: "a subject phrase alone ... never makes a message automatic"; a person's mail
+# taken for automatic mail is lost or unanswered. Each passed before these fixes and must
+# keep passing: the reverse direction of every phrase added above.
+
+PEOPLE = [
+    pytest.param(
+        ("Subject: My out of office doesn't switch off",),
+        "I set an out of office reply while I was away, now I am back and it still replies.\n",
+        id="out of office in a sentence",
+    ),
+    pytest.param(
+        ("Subject: Fwd: Undelivered Mail Returned to Sender",),
+        "My mail to a supplier bounced, see below.\n\n---------- Forwarded message ---------\n"
+        "From: Mail Delivery System <MAILER-DAEMON@mx1.example.net>\n\n"
+        "This is the mail system at host mx1.example.net.\n<buyer@supplier.example>: 550 5.1.1\n",
+        id="a person forwarding a bounce",
+    ),
+    pytest.param(
+        ("Subject: Re: Call 88 has been updated",),
+        "Still broken, this came back again:\n\n"
+        "> This is the mail system at host mx1.example.net.\n"
+        "> your message could not be delivered\n> <boss@client.example>: 550 5.1.1 unknown user\n",
+        id="a reply quoting a DSN",
+    ),
+    pytest.param(
+        ("Subject: Re: [users] How to rotate logs?", "In-Reply-To: <post1@lists.example.org>"),
+        "I saw your post on the users list; we have the same problem. Can you log a call?\n",
+        id="a person replying to a list post directly",
+    ),
+    pytest.param(
+        ("Subject: Please reset the kiosk PC", "Sender: it-notifications@client.example"),
+        "Hi desk, Wendy from facilities, writing from the shared mailbox. Please reset it.\n",
+        id="a person writing from a notifications shared mailbox",
+    ),
+    pytest.param(
+        ("Subject: Keyboard missing keys", "Auto-Submitted: no"),
+        "My keyboard is missing the F key.\n",
+        id="Auto-Submitted: no",
+    ),
+    pytest.param(
+        ("Subject: Printer in room 4 jams", "X-Auto-Response-Suppress: All"),
+        "The printer in room 4 jams on every second page.\n",
+        id="Outlook's X-Auto-Response-Suppress",
+    ),
+    pytest.param(
+        ("Subject: RE: Automatic reply: Call 31 has been updated",),
+        "Dana is away; I am covering for her. The issue is still there.\n",
+        id="a person replying to an out-of-office",
+    ),
+    pytest.param(
+        ("Subject: =?UTF-8?B?6Ieq5YuV5b+c562U44Gu6Kit5a6a5pa55rOV?=",),
+        "不在時の自動応答の設定方法を教えてください。\n",
+        id="a Japanese question about out-of-office settings",
+    ),
+]
+
+
+@pytest.mark.parametrize(("headers", "body"), PEOPLE)
+def test_people_stay_people(headers: tuple[str, ...], body: str) -> None:
+    assert kind_of("From: Pat <pat@client.example>", *headers, body=body) is NORMAL
