@@ -17,7 +17,8 @@ a bounce: a person asking about mail that bounced is not a bounce (:func:`_score
 The kind is the first of bounce > auto-reply > auto-generated > list whose own clues reach the
 threshold; failing that, the kind with the most own clues; failing that, the default of the
 strongest generic clue (``Auto-Submitted: auto-generated`` and a null return path say "a
-machine", not which kind: auto-generated; ``Precedence: bulk`` says list).
+machine", not which kind: auto-generated; ``Precedence: bulk`` says list, unless From or
+Sender is a robot's address).
 """
 
 from __future__ import annotations
@@ -387,6 +388,8 @@ _ROBOT_WORDS = frozenset(
     {
         *("notify", "robot", "bounce", "bounces", "nagios", "zabbix", "icinga", "cron", "root"),
         *("system", "sysadmin", "auto", "aviso", "avisos", "avis", "www-data", "wwwrun"),
+        *("logwatch", "grafana", "prometheus", "datadog", "pagerduty", "opsgenie", "veeam"),
+        *("smartd", "mdadm"),
     }
 )
 # Word beginnings of machine senders in several languages: notification / notificación /
@@ -1072,10 +1075,12 @@ def _text_receipt_signals(email: InboundEmail, structure: Sequence[Signal]) -> l
 
 def _subject_signals(subject: str) -> list[Signal]:
     """Clues from the subject (one weak source; a forwarded subject gives none)."""
-    if strip_prefixes(subject[: text.SUBJECT_WINDOW])[2]:
+    _, reply, forward = strip_prefixes(subject[: text.SUBJECT_WINDOW])
+    if forward:
         return []
     signals: list[Signal] = []
-    machine = text.machine_notice_subject(subject)
+    # "Re: ** PROBLEM Service Alert ..." is a person answering an alert: no tool sends a reply
+    machine = None if reply else text.machine_notice_subject(subject)
     if machine is not None:
         signals.append(
             Signal(
@@ -1228,6 +1233,11 @@ def _score(signals: Sequence[Signal], kind: MailKind | None = None) -> int:
     return sum(best.values())
 
 
+_ROBOT_SOURCES = frozenset({"sender", "Sender"})
+"""The sources that say who wrote a message (From, Sender): a robot's address there names
+machine mail, which a generic list default (``Precedence: bulk``) does not outrank."""
+
+
 def _choose(signals: Sequence[Signal]) -> MailKind:
     """The kind named by the evidence (see the module docstring for the order)."""
     weights = {kind: _score(signals, kind) for kind in _ORDER}
@@ -1238,6 +1248,10 @@ def _choose(signals: Sequence[Signal]) -> MailKind:
     if weights[best] > 0:
         return best
     generic = [s for s in signals if not s.specific and s.kind in _ORDER]
+    if any(s.source in _ROBOT_SOURCES and s.kind is MailKind.AUTO_GENERATED for s in generic):
+        # an alert or notice from a robot's address with "Precedence: bulk" (Datadog, Jira):
+        # Precedence only asks not to be answered, the From says a system wrote it
+        return MailKind.AUTO_GENERATED
     if generic:
         top = max(generic, key=lambda s: (s.weight, -_ORDER.index(s.kind)))
         return top.kind

@@ -187,6 +187,9 @@ _FAILURE_PHRASES = (
     "was not delivered",
     "wasn't delivered",
     "were not delivered",
+    "message not delivered",
+    "not delivered yet",
+    "temporary problem delivering",
     "not been delivered",
     "has not yet been delivered",
     "not yet been delivered",
@@ -357,6 +360,9 @@ _FAILURE_PHRASES = (
     "送信できませんでした",
     "届きませんでした",
     "配送できませんでした",
+    "配送が遅延",
+    "配信が遅延",
+    "送信が遅延",
     "配信に失敗",
     "送信に失敗",
     "宛先不明",
@@ -406,6 +412,8 @@ _DELAY_PHRASES = (
     "has not yet been delivered",
     "not yet been delivered",
     "not been delivered yet",
+    "not delivered yet",
+    "temporary problem delivering",
     "delivery attempts will continue",
     "will continue to retry",
     "will continue trying",
@@ -464,6 +472,8 @@ _BOUNCE_SUBJECTS = (
     "delayed mail",
     "delivery delay",
     "message delayed",
+    "zustellung verzögert",
+    "entrega retrasada",
     "mail delivery failed",
     "mail delivery failure",
     "mail delivery system",
@@ -525,6 +535,8 @@ _BOUNCE_SUBJECTS = (
     "iletilemedi",
     "teslim edilemedi",
     "メールエラー",
+    "配送遅延",
+    "配信遅延",
     "配信エラー",
     "送信エラー",
     "エラー通知",
@@ -533,6 +545,8 @@ _BOUNCE_SUBJECTS = (
     "返送",
     "退信",
     "投递失败",
+    "投递延迟",
+    "延迟投递",
     "未送达",
     "無法傳遞",
     "반송",
@@ -561,6 +575,9 @@ def bounce_subject(subject: str) -> str | None:
 # Localised out-of-office subjects (Outlook's ~40 display languages, Gmail, Apple, Notes...).
 _AUTO_REPLY_SUBJECT_PHRASES = (
     "out of office",
+    "out of office autoreply",
+    "out of office auto reply",
+    "out of office reply",
     "out of the office",
     "ooo",
     "automatic reply",
@@ -1107,15 +1124,6 @@ _TICKET_ACK = (
     "we received your",
     "has been received",
     "your request has been",
-    "your ticket",
-    "ticket number",
-    "ticket #",
-    "ticket id",
-    "case number",
-    "reference number",
-    "a ticket has been created",
-    "a ticket has been opened",
-    "a support ticket",
     "thank you for contacting",
     "thanks for contacting",
     "thank you for your e-mail",
@@ -1129,7 +1137,6 @@ _TICKET_ACK = (
     "one of our",
     "vielen dank für ihre",
     "ihre anfrage",
-    "ticketnummer",
     "merci pour votre",
     "nous avons bien reçu",
     "gracias por su",
@@ -1140,6 +1147,34 @@ _TICKET_ACK = (
     "wij hebben uw",
     "obrigado pelo",
     "recebemos",
+)
+# The ticket a desk opened for the message: a ticket system's acknowledgement names it along
+# with saying it received the message ("We have received your request. Your ticket number is
+# 4521"), two features; either alone is what a person writes too.
+_TICKET_REFERENCE = (
+    "your ticket",
+    "ticket number",
+    "ticket #",
+    "ticket id",
+    "ticket no",
+    "case number",
+    "case #",
+    "reference number",
+    "request number",
+    "a ticket has been created",
+    "a ticket has been opened",
+    "a support ticket",
+    "has been assigned an id",
+    "has been assigned ticket",
+    "has been assigned the ticket",
+    "ticketnummer",
+    "vorgangsnummer",
+    "numéro de ticket",
+    "número de ticket",
+    "número de caso",
+    "numero di ticket",
+    "チケット番号",
+    "受付番号",
 )
 _CHALLENGE_VERIFY = (
     "verify that you are a human",
@@ -1183,6 +1218,7 @@ _AUTO_REPLY_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("contact", _CONTACT),
     ("limited", _LIMITED),
     ("acknowledgement", _TICKET_ACK),
+    ("ticket", _TICKET_REFERENCE),
     ("challenge", _CHALLENGE_VERIFY),
     ("confirmation", _CHALLENGE_ACTION),
 )
@@ -1197,8 +1233,9 @@ def auto_reply_features(text: str) -> dict[str, str]:
     Keys: ``absence`` ("I am out of the office"), ``return`` ("back on Monday"), ``contact``
     ("for urgent matters please contact"), ``limited`` ("limited access to email", "this is
     an automatic reply"), ``acknowledgement`` (a ticket system's "we have received your
-    message"), ``challenge`` ("verify that you are a human") and ``confirmation`` ("click
-    the link to have your message delivered"); values are the matched phrase.
+    message"), ``ticket`` (the ticket it opened: "your ticket number is"), ``challenge``
+    ("verify that you are a human") and ``confirmation`` ("click the link to have your message
+    delivered"); values are the matched phrase.
     One feature alone is ordinary prose; an auto-reply shows two or more.
     """
     found: dict[str, str] = {}
@@ -1253,6 +1290,19 @@ _NOTICE_PHRASES = (
     "you received this email because",
     "you have received this email because",
     "you received this notification",
+    # monitoring and system tools' own templates (Nagios, Icinga, Zabbix, Alertmanager and
+    # Grafana, smartd, logwatch): a person does not write these lines
+    "notification type: problem",
+    "notification type: recovery",
+    "***** nagios *****",
+    "***** icinga",
+    "***** host monitoring",
+    "***** service monitoring",
+    "original problem id:",
+    "alertname =",
+    "alertname:",
+    "this message was generated by the",
+    "processing initiated:",
     "bitte antworten sie nicht",
     "nicht auf diese e-mail",
     "nicht auf diese nachricht",
@@ -1592,15 +1642,17 @@ def read_receipt_body(text: str) -> str | None:
 
 # Subjects that cron and monitoring systems write and people do not: cron's "Cron
 # <user@host> command", Nagios/Icinga's "** PROBLEM Service Alert: web01/HTTP is CRITICAL **",
-# Prometheus Alertmanager's "[FIRING:2] InstanceDown". Each starts with a literal, so the
-# search is linear. Alertmanager's firing subject always carries its count; a bare
-# "[RESOLVED]" or "[Firing]" is how people tag their own subjects, so it is no clue.
+# Prometheus Alertmanager's "[FIRING:2] InstanceDown", logwatch's "Logwatch for host (Linux)"
+# (at the start only). Each starts with a literal, so the search is linear. Alertmanager's
+# firing subject always carries its count; a bare "[RESOLVED]" or "[Firing]" is how people tag
+# their own subjects, so it is no clue.
 _MACHINE_NOTICE_SUBJECT = re.compile(
     r"cron <[^\s<>@]{1,64}@[^\s<>]{1,255}>"
     r"|\*\* ?(?:problem|recovery|acknowledgement|flappingstart|flappingstop|flappingdisabled|"
     r"downtimestart|downtimeend|downtimecancelled|custom) (?:service|host) "
     r"(?:alert|notification)\b"
-    r"|\[firing:[0-9]{1,6}\]",
+    r"|\[firing:[0-9]{1,6}\]"
+    r"|^logwatch for ",
     re.IGNORECASE,
 )
 
