@@ -686,11 +686,16 @@ def truncate_reply(
     (``("-----Original Message-----",)``). A bare str is refused with
     :class:`~asm_email_rules.errors.ArgumentTypeError`: read one character at a time it would
     cut at the first line holding any of them (a hyphen in "well-known"). A ``body`` or
-    ``marker`` that is not a str raises ArgumentTypeError too.
+    ``marker`` that is not a str raises ArgumentTypeError too; a ``max_scan_chars`` under 1
+    raises ValueError (nothing examined would keep every body whole without saying why).
     """
     require_type(body, str, "truncate_reply", "body")
     require_type(marker, (str, type(None)), "truncate_reply", "marker", "a str or None")
     require_type(max_scan_chars, int, "truncate_reply", "max_scan_chars")
+    if max_scan_chars < 1:
+        raise ValueError(
+            f"truncate_reply(): max_scan_chars must be 1 or more, got {max_scan_chars}"
+        )
     separators = require_strings(separators, "truncate_reply", "separators")
     if len(body) <= max_scan_chars:
         return _truncate_all(body, marker, separators, strip_signature)

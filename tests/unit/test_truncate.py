@@ -755,3 +755,11 @@ def test_separators_given_as_one_str_are_refused_not_read_per_character() -> Non
     kept = truncate_reply(body, separators=("-----Original Message-----",))
     assert kept.kept == "Thanks,\nthe well-known fix worked."
     assert kept.method is TruncationMethod.SEPARATOR
+
+
+@pytest.mark.parametrize("scan", [0, -1])
+def test_a_scan_of_no_characters_is_refused(scan: int) -> None:
+    """``max_scan_chars=0`` examined nothing and kept every reply whole ("cut would leave
+    nothing"); -1 examined all but the last line. A bound under 1 is the caller's slip."""
+    with pytest.raises(ValueError, match="max_scan_chars must be 1 or more"):
+        truncate_reply("Fixed, thanks.\n\nOn Mon, Bob wrote:\n> hi\n", max_scan_chars=scan)
