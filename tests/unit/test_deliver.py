@@ -14,6 +14,7 @@ import re
 import sqlite3
 import sys
 import tracemalloc
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,7 +26,7 @@ from asm_email_rules.cli import main
 from asm_email_rules.config import Config
 from asm_email_rules.delivery import Verdict, deliver_message
 from asm_email_rules.errors import NotFoundError
-from asm_email_rules.model import TaskStatus
+from asm_email_rules.model import OutgoingEmail, ReplyStatus, TaskStatus
 from asm_email_rules.pipeline import explain, process
 from asm_email_rules.protocols import Mailbox, Repository
 from asm_email_rules.quarantine import QuarantineState
@@ -304,6 +305,46 @@ def test_deliver_asks_the_mail_server_to_retry_when_the_store_fails_not_the_mess
     task = store.inner.get_task(500)
     assert task is not None
     assert task.status is TaskStatus.APPROVED
+
+
+def test_a_store_that_fails_after_the_server_took_the_reply_does_not_send_it_twice(
+    tmp_path: Path,
+) -> None:
+    """DESIGN 4, "Replies are an outbox": "The only duplicate left is a crash between the
+    server's 250 and our commit". Here nothing crashed: the store was locked past its
+    timeout right after the server took the reply, so ``deliver`` said 75; the mail server's
+    retry, once the reply's claim had expired, sent the customer a second copy. The reply
+    is kept in the sent journal, and the retry records it sent instead."""
+    path = tmp_path / "desk.sqlite3"
+    with SqliteRepository(path) as repo:
+        seed_sample_desk(repo)
+    holder = sqlite3.connect(path, isolation_level=None)
+    sent: list[str] = []
+
+    class LockedAfterTheServerAnswered:
+        def send(self, message: OutgoingEmail) -> None:
+            sent.append(message.message_id)
+            if len(sent) == 1:  # a long writer takes the store as the server says 250
+                holder.execute("BEGIN IMMEDIATE")
+
+    mailbox, system = sample_mailbox(), SystemSettings()
+    mailer = LockedAfterTheServerAnswered()
+    try:
+        with SqliteRepository(path, timeout=0.2) as repo:
+            first = deliver_message(APPROVE, repo, mailer, mailbox, system, DEMO_NOW)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert first.exit_code == 75, first.detail
+    later = DEMO_NOW + timedelta(seconds=system.lease_seconds + 1)  # the claim has expired
+    with SqliteRepository(path, timeout=0.2) as repo:
+        retry = deliver_message(APPROVE, repo, mailer, mailbox, system, later)
+        outbox = repo.outbox_entry(sent[0])
+    assert retry.exit_code == 0, retry.detail
+    assert len(sent) == 1
+    assert outbox is not None
+    assert outbox.status is ReplyStatus.SENT
+    assert not list((tmp_path / "desk.sqlite3.sent").glob("*.sent"))  # settled, forgotten
 
 
 def _no_mailbox(account: object) -> Mailbox:
