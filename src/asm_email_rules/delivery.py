@@ -234,11 +234,16 @@ def _verdict(
     waiting: bool = False,
 ) -> Delivered:
     """HANDLED, TRY_LATER (reply to retry) or a quarantine, from the processing result."""
-    if result.decision is None:
+    decision = result.decision
+    if decision is None:
         what = "already processed (ledger)"
     else:
-        what = f"rule {result.decision.rule}: {result.decision.outcome.value}"
+        what = f"rule {decision.rule}: {decision.outcome.value}"
+        if decision.discard_reason:  # the line the mail server logs is all an operator sees
+            what += f" ({decision.discard_reason})"
     detail = f"{what}; reply {result.reply_status.value}"
+    if decision is not None and decision.reply_suppressed:
+        detail += f" (held back: {decision.reply_suppressed})"
     if waiting or result.disposition is Disposition.RETRY:
         return Delivered(Verdict.TRY_LATER, f"{detail}: the reply will be retried", result)
     if result.disposition is Disposition.QUARANTINE:

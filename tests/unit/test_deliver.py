@@ -347,6 +347,46 @@ def test_a_store_that_fails_after_the_server_took_the_reply_does_not_send_it_twi
     assert not list((tmp_path / "desk.sqlite3.sent").glob("*.sent"))  # settled, forgotten
 
 
+def test_the_line_the_mail_server_logs_says_why_a_reply_was_held_back(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DESIGN 4: "A per-sender reply budget stops reply storms", and nothing is dropped in
+    silence. A mail server logs what ``deliver`` printed and drops its other output after
+    exit 0; the line said ``reply none`` for a call whose acknowledgement the budget held
+    back, as for a rule that sends none, so an operator could not tell why the customer got
+    no answer."""
+    text = desk.read_text().replace("[system]\n", "[system]\nreply_budget_per_hour = 1\n")
+    desk.write_text(text)
+    lines = []
+    for number in (1, 2):
+        raw = (
+            "From: Alice Analyst <alice@desk.example>\r\nTo: helpdesk@desk.example\r\n"
+            f"Subject: Printer {number} jams\r\nMessage-ID: <budget{number}@desk.example>\r\n"
+            "\r\nIt jams again.\r\n"
+        ).encode()
+        code, out, _ = run(capsys, monkeypatch, raw, "deliver", "--config", str(desk))
+        assert code == 0
+        lines.append(out)
+    assert "reply pending" in lines[0]
+    assert "held back: reply budget" in lines[1], lines[1]
+    assert "(limit 1)" in lines[1]
+
+
+def test_the_line_the_mail_server_logs_says_why_a_message_was_discarded(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spec: "If the Create New Calls Anonymously option is not selected for the
+    incoming email account, a call is not created." The line the mail server keeps says
+    why, not only the rule's id."""
+    raw = (
+        b"From: Stranger <stranger@elsewhere.example>\r\nTo: helpdesk@desk.example\r\n"
+        b"Subject: Hello\r\nMessage-ID: <stranger1@elsewhere.example>\r\n\r\nHi.\r\n"
+    )
+    code, out, _ = run(capsys, monkeypatch, raw, "deliver", "--config", str(desk))
+    assert code == 0
+    assert "discard (unknown sender without Create New Calls Anonymously)" in out, out
+
+
 def _no_mailbox(account: object) -> Mailbox:
     raise AssertionError("no mailbox is opened")
 
