@@ -241,9 +241,10 @@ def _verdict(
         what = f"rule {decision.rule}: {decision.outcome.value}"
         if decision.discard_reason:  # the line the mail server logs is all an operator sees
             what += f" ({decision.discard_reason})"
-    detail = f"{what}; reply {result.reply_status.value}"
-    if decision is not None and decision.reply_suppressed:
-        detail += f" (held back: {decision.reply_suppressed})"
+    reply = result.reply_status.value
+    if decision is not None and decision.reply_suppressed:  # Postfix logs 100 characters
+        reply = f"held back: {decision.reply_suppressed}"
+    detail = f"{what}; reply {reply}"
     if waiting or result.disposition is Disposition.RETRY:
         return Delivered(Verdict.TRY_LATER, f"{detail}: the reply will be retried", result)
     if result.disposition is Disposition.QUARANTINE:
