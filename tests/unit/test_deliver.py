@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import socket
 import sqlite3
 import sys
+import time
 import tracemalloc
 from datetime import timedelta
 from pathlib import Path
@@ -385,6 +387,38 @@ def test_the_line_the_mail_server_logs_says_why_a_message_was_discarded(
     code, out, _ = run(capsys, monkeypatch, raw, "deliver", "--config", str(desk))
     assert code == 0
     assert "discard (unknown sender without Create New Calls Anonymously)" in out, out
+
+
+def test_deliver_stops_at_its_time_limit_with_75_before_the_mail_server_bounces(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mail server kills a command that runs past its limit and bounces the message
+    (Postfix: ``status=bounced (Command time limit exceeded)``), though its call was logged:
+    the customer hears both "Call n has been logged" and "undeliverable". An SMTP server
+    that never answers held ``deliver`` for its whole SMTP timeout per reply. It now stops at
+    its own limit and says 75: the mail server retries, and the retry acts on nothing again."""
+    with socket.socket() as silent:  # accepts connections (the kernel does) but never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        text = desk.read_text().replace(
+            "# [smtp]", f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "plain"\n'
+        )
+        desk.write_text(text)
+        argv = ("deliver", "--config", str(desk), "--time-limit", "1")
+        started = time.monotonic()
+        code, out, err = run(capsys, monkeypatch, APPROVE, *argv)
+        took = time.monotonic() - started
+        assert (code, out) == (75, ""), err
+        assert took < 10  # the SMTP timeout is 30 s
+        assert "time limit (1 s) passed" in err
+        assert "Traceback" not in err
+        code, _, err = run(capsys, monkeypatch, APPROVE, *argv)  # the mail server's retry
+    assert code == 75, err  # the reply is still claimed by the first run
+    with SqliteRepository(desk.parent / "helpdesk.sqlite3") as repo:
+        task = repo.get_task(500)
+        assert task is not None
+        assert task.status is TaskStatus.APPROVED  # acted on by the first run, once
 
 
 def _no_mailbox(account: object) -> Mailbox:
