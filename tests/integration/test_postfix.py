@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import smtplib
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -430,3 +431,41 @@ def test_a_burst_through_postfix_acts_once_each_and_its_log_says_which_replies_w
     assert len(answered) == len(set(answered)) >= BUDGET
     held = [line for line in log.splitlines() if "held back: reply budget" in line]
     assert len(held) == BURST - len(answered) > 0, log
+
+
+@pytest.fixture
+def postfix_time_limit(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Postfix:
+    """:func:`postfix` whose pipe transport has a ``time_limit`` of 6 s and whose
+    ``deliver`` keeps a limit of 2 s."""
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "MAIN_CF", MAIN_CF + "asmdesk_time_limit = 6s\n")
+    monkeypatch.setattr(
+        module, "DELIVER_SH", DELIVER_SH.replace("--config", "--time-limit 2 --config")
+    )
+    server: Postfix = request.getfixturevalue("postfix")
+    return server
+
+
+def test_a_deliver_held_up_by_the_smtp_server_is_deferred_by_postfix_not_bounced(
+    postfix_time_limit: Postfix,
+) -> None:
+    """Postfix kills a pipe command past its ``time_limit`` and bounces the message to its
+    sender (``status=bounced (Command time limit exceeded)``), although ``deliver`` had
+    logged the call: the customer heard "undeliverable". With an SMTP server for replies
+    that accepts connections and never answers, ``deliver`` waited the SMTP timeout (30 s)
+    for the reply. It stops at its own time limit with 75 instead: Postfix defers the
+    message and keeps it."""
+    postfix = postfix_time_limit
+    with socket.socket() as silent:  # the kernel accepts the connection; nobody greets
+        silent.bind((HOST, 0))
+        silent.listen(8)
+        config = postfix.root / "config.toml"
+        smtp = f'[smtp]\nhost = "{HOST}"\nport = {silent.getsockname()[1]}\nsecurity = "plain"\n'
+        config.write_text(CONFIG.replace("[[accounts]]", smtp + "\n[[accounts]]"), encoding="utf-8")
+        postfix.send(_mail("Monitor stuck", "The monitor shows nothing."), "alice@desk.example")
+        _wait_for(lambda: "status=" in postfix.log(), 120, "Postfix's verdict", postfix.log)
+        log = postfix.log()
+    assert "status=bounced" not in log, log
+    assert "status=deferred" in log, log
+    assert "time limit (2 s) passed" in log, log
+    assert [d for d in postfix.calls() if "monitor shows nothing" in d], log
