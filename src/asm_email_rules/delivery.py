@@ -11,6 +11,13 @@ verdicts, as the mail server understands them (``sysexits.h``):
   down, or the reply could not be sent yet); the mail server keeps the message and retries.
 
 A message is never blamed for our own failure: a store fault is a retry, not a quarantine.
+
+Like every sender on the store, ``deliver`` keeps each reply the SMTP server accepted in the
+store's sent journal (:mod:`~asm_email_rules.sent_journal`, where the store offers one) until
+the store has recorded it, and records first what the journals of stopped senders hold: a
+store that fails between the server's 250 and our record (locked past its timeout, full)
+makes the mail server retry, and the retry records the reply sent instead of sending it again
+once its claim expires.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ import attrs
 from asm_email_rules.decision import require_aware
 from asm_email_rules.errors import MessageParseError, RepositoryError, raised_inside
 from asm_email_rules.ledger_key import find_ledger_entry
-from asm_email_rules.model import ReplyStatus
+from asm_email_rules.model import OutgoingEmail, ReplyStatus, SentEntry
 from asm_email_rules.pipeline import Disposition, ProcessResult, process
-from asm_email_rules.protocols import Mailer, Repository
+from asm_email_rules.protocols import Mailer, Repository, SentJournal
 from asm_email_rules.quarantine import QuarantineStore, quarantine_reason, set_aside
+from asm_email_rules.send import default_owner
+from asm_email_rules.sent_journal import open_sent_journal, settle
 from asm_email_rules.settings import MailboxSettings, SystemSettings
 
 __all__ = ["EX_OK", "EX_TEMPFAIL", "Delivered", "Verdict", "deliver_message"]
@@ -92,6 +101,47 @@ def _set_aside(
     return Delivered(Verdict.HANDLED, f"quarantined as {entry}: {reason}", quarantine_id=entry)
 
 
+@attrs.define
+class _Journaled:
+    """A mailer that keeps each reply the server accepted in the sent journal, the moment
+    the server answered: a journal that cannot be written is logged, never taken for a
+    failed send (the server has the reply; counting it as failed would send it again)."""
+
+    mailer: Mailer
+    journal: SentJournal
+    owner: str
+    now: datetime
+
+    def send(self, message: OutgoingEmail) -> None:
+        self.mailer.send(message)
+        try:
+            self.journal.add([SentEntry(message.message_id, self.owner, self.now)])
+        except RepositoryError as exc:
+            log.warning(
+                "cannot write the sent journal; if the store fails before it records the "
+                "reply, it is sent again: %s",
+                exc,
+                extra={"reply_message_id": message.message_id, "error": str(exc)},
+            )
+
+
+def _settle_stopped(journal: SentJournal, repository: Repository) -> None:
+    """Record sent what the journals of stopped senders hold (raises what the store raises;
+    journals that cannot be read or cleared are logged and left to the next sender)."""
+    try:
+        leftovers = journal.leftovers()
+    except RepositoryError as exc:
+        log.warning("cannot read the sent journals of stopped senders: %s", exc)
+        return
+    if not leftovers:
+        return
+    settle(leftovers, repository)
+    try:
+        journal.forget()
+    except RepositoryError as exc:
+        log.warning("could not clear the sent journals of stopped senders: %s", exc)
+
+
 def deliver_message(
     raw: bytes,
     repository: Repository,
@@ -113,6 +163,39 @@ def deliver_message(
     is handled.
     """
     now = require_aware(now)  # naive: a host's mistake, raised, never blamed on the message
+    owner = default_owner()
+    journal = None if mailer is None else open_sent_journal(repository, owner)
+    if journal is None:
+        return _deliver(raw, repository, mailer, mailbox, system, now, owner, random_token)
+    handled = False
+    try:
+        try:
+            _settle_stopped(journal, repository)
+        except Exception as exc:  # any failure of the store (a host store's unwrapped one too)
+            return Delivered(Verdict.TRY_LATER, f"store not ready: {exc}")
+        journaled = _Journaled(mailer, journal, owner, now) if mailer is not None else None
+        outcome = _deliver(raw, repository, journaled, mailbox, system, now, owner, random_token)
+        handled = outcome.verdict is Verdict.HANDLED
+        return outcome
+    finally:
+        try:  # not handled: what the server accepted waits for the next sender's settle
+            journal.close(recorded=handled)
+        except RepositoryError as exc:
+            log.warning("cannot close the sent journal: %s", exc)
+
+
+def _deliver(
+    raw: bytes,
+    repository: Repository,
+    mailer: Mailer | None,
+    mailbox: MailboxSettings,
+    system: SystemSettings,
+    now: datetime,
+    owner: str,
+    random_token: Callable[[], str],
+) -> Delivered:
+    """:func:`deliver_message` once the sent journal is settled (the replies sent as
+    ``owner``)."""
     sha256 = hashlib.sha256(raw).hexdigest()
     try:
         before = quarantine_reason(repository, mailbox.name, sha256)
@@ -121,7 +204,9 @@ def deliver_message(
     if before is not None:
         return Delivered(Verdict.HANDLED, f"quarantined before: {before}")
     try:
-        result = process(raw, repository, mailer, mailbox, system, now, random_token=random_token)
+        result = process(
+            raw, repository, mailer, mailbox, system, now, random_token=random_token, owner=owner
+        )
     except MessageParseError as exc:
         return _set_aside(repository, mailbox, raw, f"cannot parse: {exc}", now)
     except RepositoryError as exc:  # NotFoundError too: the retry decides on what is there
@@ -149,11 +234,17 @@ def _verdict(
     waiting: bool = False,
 ) -> Delivered:
     """HANDLED, TRY_LATER (reply to retry) or a quarantine, from the processing result."""
-    if result.decision is None:
+    decision = result.decision
+    if decision is None:
         what = "already processed (ledger)"
     else:
-        what = f"rule {result.decision.rule}: {result.decision.outcome.value}"
-    detail = f"{what}; reply {result.reply_status.value}"
+        what = f"rule {decision.rule}: {decision.outcome.value}"
+        if decision.discard_reason:  # the line the mail server logs is all an operator sees
+            what += f" ({decision.discard_reason})"
+    reply = result.reply_status.value
+    if decision is not None and decision.reply_suppressed:  # Postfix logs 100 characters
+        reply = f"held back: {decision.reply_suppressed}"
+    detail = f"{what}; reply {reply}"
     if waiting or result.disposition is Disposition.RETRY:
         return Delivered(Verdict.TRY_LATER, f"{detail}: the reply will be retried", result)
     if result.disposition is Disposition.QUARANTINE:

@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import smtplib
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,12 +26,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 import pytest
 from loopback import HOST, free_port
 from loopback import _missing as missing
+
+if TYPE_CHECKING:
+    from conftest import SmtpFactory
 
 from asm_email_rules.adapters.sqlite import SqliteRepository
 from asm_email_rules.sample import seed_sample_desk
@@ -383,3 +387,85 @@ def test_replies_go_to_postfix_pipelined_and_chunked_on_one_session(
     assert _wait_for(lambda: recorded() == ids, 90, "both replies at the desk", postfix.log)
     _wait_for(lambda: "Mail queue is empty" in postfix.queue(), 90, "an empty queue", postfix.log)
     assert postfix.log().count("status=sent (delivered via asmdesk service") == 2
+
+
+BURST = 30
+BUDGET = 5
+"""Low enough that replies are held back even when every ``deliver`` Postfix runs at once
+(its default concurrency, 20) read the budget before any of them recorded its reply: the
+budget is counted before the message's transaction, so parallel deliveries can overshoot it
+by up to that many."""
+
+
+def test_a_burst_through_postfix_acts_once_each_and_its_log_says_which_replies_were_held(
+    postfix: Postfix, smtp_server: SmtpFactory
+) -> None:
+    """Postfix hands a burst to as many ``deliver``s at once as its concurrency allows, all
+    on one SQLite store: each message is acted on once, none deferred for a lock, no reply
+    sent twice, and the sender's reply budget holds replies back (DESIGN 4: "A per-sender
+    reply budget stops reply storms"). Postfix logs what ``deliver`` printed, its only trace
+    once it exits 0: a message whose reply the budget held back said only ``reply none``
+    there, as if no rule answered it."""
+    smtp = smtp_server()
+    config = postfix.root / "config.toml"
+    settings = (
+        f"[system]\nreply_budget_per_hour = {BUDGET}\n\n"
+        f'[smtp]\nhost = "{HOST}"\nport = {smtp.port}\nsecurity = "plain"\n\n[[accounts]]'
+    )
+    config.write_text(CONFIG.replace("[[accounts]]", settings), encoding="utf-8")
+    with smtplib.SMTP(HOST, postfix.port, timeout=30) as client:
+        for number in range(BURST):
+            raw = _mail(f"Burst {number}", f"Burst message number {number}.")
+            client.sendmail("alice@desk.example", ["helpdesk@desk.test"], raw)
+    _wait_for(
+        lambda: postfix.log().count("status=sent (delivered via asmdesk") == BURST,
+        300,
+        "the burst to be delivered",
+        postfix.log,
+    )
+    log = postfix.log()
+    assert "status=deferred" not in log, log
+    acted = [d.strip() for d in postfix.calls() if d.startswith("Burst message number")]
+    assert sorted(acted) == sorted(f"Burst message number {n}." for n in range(BURST))
+    answered = [e.content.split(b"In-Reply-To: ")[1].split(b"\r\n")[0] for e in smtp.envelopes]
+    assert len(answered) == len(set(answered)) >= BUDGET
+    held = [line for line in log.splitlines() if "held back: reply budget" in line]
+    assert len(held) == BURST - len(answered) > 0, log
+
+
+@pytest.fixture
+def postfix_time_limit(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Postfix:
+    """:func:`postfix` whose pipe transport has a ``time_limit`` of 6 s and whose
+    ``deliver`` keeps a limit of 2 s."""
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "MAIN_CF", MAIN_CF + "asmdesk_time_limit = 6s\n")
+    monkeypatch.setattr(
+        module, "DELIVER_SH", DELIVER_SH.replace("--config", "--time-limit 2 --config")
+    )
+    server: Postfix = request.getfixturevalue("postfix")
+    return server
+
+
+def test_a_deliver_held_up_by_the_smtp_server_is_deferred_by_postfix_not_bounced(
+    postfix_time_limit: Postfix,
+) -> None:
+    """Postfix kills a pipe command past its ``time_limit`` and bounces the message to its
+    sender (``status=bounced (Command time limit exceeded)``), although ``deliver`` had
+    logged the call: the customer heard "undeliverable". With an SMTP server for replies
+    that accepts connections and never answers, ``deliver`` waited the SMTP timeout (30 s)
+    for the reply. It stops at its own time limit with 75 instead: Postfix defers the
+    message and keeps it."""
+    postfix = postfix_time_limit
+    with socket.socket() as silent:  # the kernel accepts the connection; nobody greets
+        silent.bind((HOST, 0))
+        silent.listen(8)
+        config = postfix.root / "config.toml"
+        smtp = f'[smtp]\nhost = "{HOST}"\nport = {silent.getsockname()[1]}\nsecurity = "plain"\n'
+        config.write_text(CONFIG.replace("[[accounts]]", smtp + "\n[[accounts]]"), encoding="utf-8")
+        postfix.send(_mail("Monitor stuck", "The monitor shows nothing."), "alice@desk.example")
+        _wait_for(lambda: "status=" in postfix.log(), 120, "Postfix's verdict", postfix.log)
+        log = postfix.log()
+    assert "status=bounced" not in log, log
+    assert "status=deferred" in log, log
+    assert "time limit (2 s) passed" in log, log
+    assert [d for d in postfix.calls() if "monitor shows nothing" in d], log

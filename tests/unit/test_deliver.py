@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import socket
 import sqlite3
 import sys
+import time
 import tracemalloc
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,7 +28,7 @@ from asm_email_rules.cli import main
 from asm_email_rules.config import Config
 from asm_email_rules.delivery import Verdict, deliver_message
 from asm_email_rules.errors import NotFoundError
-from asm_email_rules.model import TaskStatus
+from asm_email_rules.model import OutgoingEmail, ReplyStatus, TaskStatus
 from asm_email_rules.pipeline import explain, process
 from asm_email_rules.protocols import Mailbox, Repository
 from asm_email_rules.quarantine import QuarantineState
@@ -304,6 +307,118 @@ def test_deliver_asks_the_mail_server_to_retry_when_the_store_fails_not_the_mess
     task = store.inner.get_task(500)
     assert task is not None
     assert task.status is TaskStatus.APPROVED
+
+
+def test_a_store_that_fails_after_the_server_took_the_reply_does_not_send_it_twice(
+    tmp_path: Path,
+) -> None:
+    """DESIGN 4, "Replies are an outbox": "The only duplicate left is a crash between the
+    server's 250 and our commit". Here nothing crashed: the store was locked past its
+    timeout right after the server took the reply, so ``deliver`` said 75; the mail server's
+    retry, once the reply's claim had expired, sent the customer a second copy. The reply
+    is kept in the sent journal, and the retry records it sent instead."""
+    path = tmp_path / "desk.sqlite3"
+    with SqliteRepository(path) as repo:
+        seed_sample_desk(repo)
+    holder = sqlite3.connect(path, isolation_level=None)
+    sent: list[str] = []
+
+    class LockedAfterTheServerAnswered:
+        def send(self, message: OutgoingEmail) -> None:
+            sent.append(message.message_id)
+            if len(sent) == 1:  # a long writer takes the store as the server says 250
+                holder.execute("BEGIN IMMEDIATE")
+
+    mailbox, system = sample_mailbox(), SystemSettings()
+    mailer = LockedAfterTheServerAnswered()
+    try:
+        with SqliteRepository(path, timeout=0.2) as repo:
+            first = deliver_message(APPROVE, repo, mailer, mailbox, system, DEMO_NOW)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert first.exit_code == 75, first.detail
+    later = DEMO_NOW + timedelta(seconds=system.lease_seconds + 1)  # the claim has expired
+    with SqliteRepository(path, timeout=0.2) as repo:
+        retry = deliver_message(APPROVE, repo, mailer, mailbox, system, later)
+        outbox = repo.outbox_entry(sent[0])
+    assert retry.exit_code == 0, retry.detail
+    assert len(sent) == 1
+    assert outbox is not None
+    assert outbox.status is ReplyStatus.SENT
+    assert not list((tmp_path / "desk.sqlite3.sent").glob("*.sent"))  # settled, forgotten
+
+
+def test_the_line_the_mail_server_logs_says_why_a_reply_was_held_back(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DESIGN 4: "A per-sender reply budget stops reply storms", and nothing is dropped in
+    silence. A mail server logs what ``deliver`` printed and drops its other output after
+    exit 0; the line said ``reply none`` for a call whose acknowledgement the budget held
+    back, as for a rule that sends none, so an operator could not tell why the customer got
+    no answer."""
+    text = desk.read_text().replace("[system]\n", "[system]\nreply_budget_per_hour = 1\n")
+    desk.write_text(text)
+    lines = []
+    for number in (1, 2):
+        raw = (
+            "From: Alice Analyst <alice@desk.example>\r\nTo: helpdesk@desk.example\r\n"
+            f"Subject: Printer {number} jams\r\nMessage-ID: <budget{number}@desk.example>\r\n"
+            "\r\nIt jams again.\r\n"
+        ).encode()
+        code, out, _ = run(capsys, monkeypatch, raw, "deliver", "--config", str(desk))
+        assert code == 0
+        lines.append(out)
+    assert "reply pending" in lines[0]
+    assert "held back: reply budget" in lines[1], lines[1]
+    assert "(limit 1)" in lines[1]
+
+
+def test_the_line_the_mail_server_logs_says_why_a_message_was_discarded(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spec: "If the Create New Calls Anonymously option is not selected for the
+    incoming email account, a call is not created." The line the mail server keeps says
+    why, not only the rule's id."""
+    raw = (
+        b"From: Stranger <stranger@elsewhere.example>\r\nTo: helpdesk@desk.example\r\n"
+        b"Subject: Hello\r\nMessage-ID: <stranger1@elsewhere.example>\r\n\r\nHi.\r\n"
+    )
+    code, out, _ = run(capsys, monkeypatch, raw, "deliver", "--config", str(desk))
+    assert code == 0
+    assert "discard (unknown sender without Create New Calls Anonymously)" in out, out
+
+
+def test_deliver_stops_at_its_time_limit_with_75_before_the_mail_server_bounces(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mail server kills a command that runs past its limit and bounces the message
+    (Postfix: ``status=bounced (Command time limit exceeded)``), though its call was logged:
+    the customer hears both "Call n has been logged" and "undeliverable". An SMTP server
+    that never answers held ``deliver`` for its whole SMTP timeout per reply. It now stops at
+    its own limit and says 75: the mail server retries, and the retry acts on nothing again."""
+    with socket.socket() as silent:  # accepts connections (the kernel does) but never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        text = desk.read_text().replace(
+            "# [smtp]", f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "plain"\n'
+        )
+        desk.write_text(text)
+        argv = ("deliver", "--config", str(desk), "--time-limit", "1")
+        started = time.monotonic()
+        code, out, err = run(capsys, monkeypatch, APPROVE, *argv)
+        took = time.monotonic() - started
+        assert (code, out) == (75, ""), err
+        assert took < 10  # the SMTP timeout is 30 s
+        assert "time limit (1 s) passed" in err
+        assert "Traceback" not in err
+        code, _, err = run(capsys, monkeypatch, APPROVE, *argv)  # the mail server's retry
+    assert code == 75, err  # the reply is still claimed by the first run
+    with SqliteRepository(desk.parent / "helpdesk.sqlite3") as repo:
+        task = repo.get_task(500)
+        assert task is not None
+        assert task.status is TaskStatus.APPROVED  # acted on by the first run, once
 
 
 def _no_mailbox(account: object) -> Mailbox:

@@ -77,6 +77,25 @@ def test_a_message_from_deliver_is_listed_shown_and_cannot_be_released(
     assert held.resolution.startswith("replay failed")
 
 
+def test_an_empty_message_from_deliver_is_listed_not_a_traceback(
+    desk: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty standard input (a pipe that handed over nothing, a 0-byte file) is kept in
+    the quarantine; SQLite's substr() of an empty blob is NULL, and ``quarantine list``
+    ended in a traceback for every entry as long as that one was held."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    assert main(["deliver", "--config", str(desk)]) == 0
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\r\n\r\n")))
+    assert main(["deliver", "--config", str(desk)]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "quarantine", "list", "--config", str(desk))
+    assert (code, err) == (0, "")
+    assert out.count("cannot parse: empty message") == 2
+    code, out, _ = run(capsys, "quarantine", "show", "1", "--config", str(desk))
+    assert code == 0
+    assert "reason: cannot parse" in out
+
+
 def test_replay_processes_a_held_message_once(
     desk: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
