@@ -73,6 +73,11 @@ class TokenEndpoint:
     """Refresh tokens rotated away -> (client_id, username)."""
     delay: float = 0.0
     """Seconds each refresh grant takes (a slow endpoint, for races)."""
+    throttle: int = 0
+    """The next this many token requests are throttled: HTTP 429, ``temporarily_unavailable``
+    and ``Retry-After: retry_after`` (what Microsoft Entra answers a client that asks too
+    often); nothing is issued or rotated for them."""
+    retry_after: int = 30
 
     @property
     def token_url(self) -> str:
@@ -160,6 +165,9 @@ class TokenEndpoint:
         else:
             client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
         with self.lock:
+            if self.throttle > 0:
+                self.throttle -= 1
+                return 429, {"error": "temporarily_unavailable", "error_description": "slow down"}
             if self.clients.get(client_id) != secret or not secret:
                 return 401, {"error": "invalid_client", "error_description": "bad secret"}
             return self._grant(form, client_id)
@@ -182,6 +190,8 @@ def serve(endpoint: TokenEndpoint) -> Iterator[TokenEndpoint]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Cache-Control", "no-store")
+            if status == 429:
+                self.send_header("Retry-After", str(endpoint.retry_after))
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

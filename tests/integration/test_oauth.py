@@ -370,6 +370,32 @@ def test_after_a_failed_write_back_the_newer_token_held_in_memory_goes_first(
         endpoint.reuse_revokes = False
 
 
+def test_a_throttled_refresh_never_presents_the_refresh_token_rotated_away(
+    endpoint: TokenEndpoint, user: str, tmp_path: Path
+) -> None:
+    # `check` rotated the shared refresh token; the service, holding the old one, refreshed
+    # while the endpoint throttled it (429 temporarily_unavailable). Any refused request moved
+    # on to the other token, the rotated-away one, and a server that detects reuse revoked
+    # every token of the grant: the desk stopped until someone consented again. Only
+    # invalid_grant says a refresh token is refused; anything else is the endpoint's state.
+    endpoint.reuse_revokes = True
+    try:
+        spec, path, _ = file_grant(endpoint, user, tmp_path)
+        service, check = make_source(spec), make_source(spec)
+        service.fetch()
+        check.fetch()  # the file's token is now the only live one; the service holds the old
+        endpoint.throttle = 1
+        with pytest.raises(TokenError, match="temporarily_unavailable"):
+            service.fetch()
+        live = path.read_text(encoding="utf-8").strip()
+        assert live in endpoint.refresh  # not revoked
+        service.fetch()  # the throttling is over: the service goes on by itself
+        assert path.read_text(encoding="utf-8").strip() in endpoint.refresh
+    finally:
+        endpoint.reuse_revokes = False
+        endpoint.throttle = 0
+
+
 def test_two_processes_refreshing_at_once_both_get_a_token(
     endpoint: TokenEndpoint, user: str, tmp_path: Path
 ) -> None:

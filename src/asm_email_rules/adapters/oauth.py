@@ -324,9 +324,12 @@ class ClientCredentialsSource:
         return token
 
 
-_CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
-"""OAuth error codes (RFC 6749 5.2) about the client, not the refresh token: another refresh
-token would fare no better."""
+_REFRESH_TOKEN_REFUSED = "invalid_grant"
+"""The one OAuth error code (RFC 6749 5.2) that says the refresh token itself was refused
+(revoked, expired, rotated away), so the other one known may fare better. Every other answer
+(``invalid_client``, ``temporarily_unavailable`` with a 429, ``server_error``, a network
+failure) is about the client or the endpoint: presenting another token then would only show a
+server that detects reuse a token rotated away, and it revokes the whole grant."""
 
 
 def _sync_folder(folder: Path) -> None:
@@ -409,8 +412,9 @@ class RefreshTokenSource:
                 )
             return [held], None
         self._file_warned = False
-        changed = on_file != self._file_seen  # another process rotated it (or first read)
-        self._file_seen = on_file
+        # Another process rotated it (or first read). Seen only once a refresh has worked: the
+        # file's newer token stays first after a throttled or failed request.
+        changed = on_file != self._file_seen
         order = [on_file, held] if changed else [held, on_file]
         return [token for n, token in enumerate(order) if token and token not in order[:n]], on_file
 
@@ -487,11 +491,13 @@ class RefreshTokenSource:
                     )
             except _grant_errors() as exc:
                 error = getattr(exc, "error", None)
-                refused = isinstance(error, str) and error not in _CLIENT_ERRORS
+                refused = error == _REFRESH_TOKEN_REFUSED
                 if refused and number < len(candidates):
                     continue  # this refresh token is refused: the other one may not be
                 raise TokenError(f"{where}: {_describe_error(exc)}") from None
             token, rotated = _token_from_response(data, now, where)
+            if on_file is not None:
+                self._file_seen = on_file
             kept = rotated if rotated is not None else refresh_token
             if kept != self._refresh_token or (on_file is not None and kept != on_file):
                 self._keep(kept)
