@@ -396,6 +396,29 @@ def test_a_throttled_refresh_never_presents_the_refresh_token_rotated_away(
         endpoint.throttle = 0
 
 
+@pytest.mark.parametrize("grant", ["client_credentials", "refresh_token"])
+def test_a_token_endpoint_asking_to_wait_is_not_asked_again_before_retry_after(
+    endpoint: TokenEndpoint, user: str, grant: str
+) -> None:
+    # Microsoft Entra answers a client that asks too often with 429 and Retry-After. The
+    # poller asked again at every sign-in (IMAP, then SMTP, then at each backoff step), so it
+    # stayed throttled; the error did not say how long to wait.
+    spec = client_credentials(endpoint, user) if grant == "client_credentials" else None
+    now = [time.time()]
+    provider = TokenProvider.from_spec(spec or refresh_grant(endpoint, user), clock=lambda: now[0])
+    endpoint.throttle, endpoint.retry_after = 1, 120
+    requests_before = len(endpoint.grants)
+    with pytest.raises(TokenError, match=r"temporarily_unavailable.*HTTP 429, Retry-After 120 s"):
+        provider.token()
+    with pytest.raises(TokenError, match=r"not asked again before"):
+        provider.token()  # no request: the endpoint said when
+    assert endpoint.throttle == 0
+    assert len(endpoint.grants) == requests_before
+    now[0] += 121
+    assert provider.token().value in endpoint.access  # asked again, after the wait
+    assert len(endpoint.grants) == requests_before + 1
+
+
 def test_two_processes_refreshing_at_once_both_get_a_token(
     endpoint: TokenEndpoint, user: str, tmp_path: Path
 ) -> None:

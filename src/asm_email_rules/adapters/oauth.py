@@ -26,6 +26,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -72,11 +74,16 @@ Clock = Callable[[], float]
 REFRESH_MARGIN = 300.0
 """Seconds before expiry at which a cached token is replaced (at most half its lifetime)."""
 
+RETRY_AFTER_MAX = 900.0
+"""The longest a token endpoint's ``Retry-After`` holds its next request back (15 minutes, the
+polling service's longest backoff): a server asking for a day must not silence a desk."""
+
 OAUTHBEARER_ABORT = b"\x01"
 """The client's answer to an OAUTHBEARER error challenge (RFC 7628 3.2.3: a lone ``%x01``)."""
 
 # RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_DELAY_SECONDS_RE = re.compile(r"[0-9]{1,12}")
 _MAX_OUTPUT = 1_000_000
 
 
@@ -221,6 +228,48 @@ def _grant_errors() -> tuple[type[BaseException], ...]:
     return (AuthlibBaseError, RequestException, ValueError, KeyError, TypeError)
 
 
+def _utc(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _retry_after(response: Any, now: float) -> float | None:
+    """The seconds a 429 or 503 answer's ``Retry-After`` asks for (RFC 9110 10.2.3: seconds
+    or an HTTP date), at most :data:`RETRY_AFTER_MAX`; None for another answer or none."""
+    if response is None or getattr(response, "status_code", None) not in (429, 503):
+        return None
+    raw = str(response.headers.get("Retry-After", "")).strip()[:64]
+    if _DELAY_SECONDS_RE.fullmatch(raw):
+        seconds = float(raw)
+    else:
+        try:
+            seconds = parsedate_to_datetime(raw).timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+def _request_failed(where: str, exc: BaseException, answers: list[Any], now: float) -> TokenError:
+    """The TokenError for a failed grant request; with the wait the endpoint asked for."""
+    message = f"{where}: {_describe_error(exc)}"
+    answer = answers[-1] if answers else None
+    wait = _retry_after(answer, now)
+    if wait is None:
+        return TokenError(message)
+    status = getattr(answer, "status_code", "?")
+    return TokenError(f"{message} (HTTP {status}, Retry-After {wait:g} s)", retry_after=wait)
+
+
+def _recording(session: Any) -> list[Any]:
+    """The HTTP answers ``session`` receives, in order (for their status and headers)."""
+    answers: list[Any] = []
+
+    def record(response: Any, *args: Any, **kwargs: Any) -> None:
+        answers.append(response)
+
+    session.hooks["response"].append(record)
+    return answers
+
+
 def _describe_error(exc: BaseException) -> str:
     """The OAuth error code and description (RFC 6749 5.2), or the network failure."""
     error = getattr(exc, "error", None)
@@ -310,6 +359,7 @@ class ClientCredentialsSource:
     def _fetch(self) -> AccessToken:
         spec, where = self.spec, self.describe()
         session = _session(spec.client_id, spec.client_secret, spec.client_auth.value, spec.scope)
+        answers = _recording(session)
         now = self._clock()
         try:
             with session:
@@ -319,7 +369,7 @@ class ClientCredentialsSource:
                     timeout=spec.timeout,
                 )
         except _grant_errors() as exc:
-            raise TokenError(f"{where}: {_describe_error(exc)}") from None
+            raise _request_failed(where, exc, answers, now) from None
         token, _ = _token_from_response(data, now, where)
         return token
 
@@ -483,6 +533,7 @@ class RefreshTokenSource:
             session = _session(
                 spec.client_id, spec.client_secret, spec.client_auth.value, spec.scope
             )
+            answers = _recording(session)
             now = self._clock()
             try:
                 with session:
@@ -494,7 +545,7 @@ class RefreshTokenSource:
                 refused = error == _REFRESH_TOKEN_REFUSED
                 if refused and number < len(candidates):
                     continue  # this refresh token is refused: the other one may not be
-                raise TokenError(f"{where}: {_describe_error(exc)}") from None
+                raise _request_failed(where, exc, answers, now) from None
             token, rotated = _token_from_response(data, now, where)
             if on_file is not None:
                 self._file_seen = on_file
@@ -535,6 +586,7 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._cached: AccessToken | None = None
         self._renew_at = 0.0
+        self._hold: tuple[float, str] | None = None  # Retry-After: until when, and why
         self.fetches = 0
         """How many times the source was asked (for reports and tests)."""
 
@@ -552,7 +604,20 @@ class TokenProvider:
             now = self._clock()
             if self._cached is not None and now < self._renew_at:
                 return self._cached
-            token = self.source.fetch()
+            if self._hold is not None and now < self._hold[0]:
+                raise TokenError(self._hold[1], retry_after=self._hold[0] - now)
+            try:
+                token = self.source.fetch()
+            except TokenError as exc:
+                if exc.retry_after is None:
+                    raise
+                # The endpoint said when to ask again (429, 503): asking sooner, at the next
+                # sign-in or for SMTP, only keeps the desk throttled.
+                until = now + exc.retry_after
+                why = f"{exc}; not asked again before {_utc(until)}"
+                self._hold = (until, why)
+                raise TokenError(why, retry_after=exc.retry_after) from None
+            self._hold = None
             self.fetches += 1
             if token.expires_at is not None and token.expires_at > now:
                 lifetime = token.expires_at - now
