@@ -733,3 +733,61 @@ def test_a_token_endpoint_that_dribbles_its_answer_is_waited_for_timeout_seconds
     assert endpoint.requests == 1
     assert refresh_file.read_text(encoding="utf-8").strip() == "rt-rotated"
     endpoint.listener.close()
+
+
+# --------------------------------------------------------------------------------------------
+# `check`: what is wrong with the OAuth2 setup, and what to do about it
+# --------------------------------------------------------------------------------------------
+
+
+def test_check_says_what_to_do_about_a_revoked_refresh_token_and_a_wrong_secret(
+    endpoint: TokenEndpoint,
+    oauth_dovecot: OAuthDovecot,
+    xoauth2_smtp: tuple[int, XOAuth2Handler],
+    user: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `check` said "invalid_grant: unknown token" and "invalid_client: bad secret": the
+    # endpoint's words, not what the operator has to do (a new consent; a new client secret).
+    from asm_email_rules.cli import main
+
+    smtp_port, _ = xoauth2_smtp
+    imap_client, imap_secret = register_app(endpoint, user)
+    smtp_client, _ = register_app(endpoint, DESK_ADDRESS)
+    monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
+    monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", "an-expired-secret")
+    refresh_file = tmp_path / "refresh_token"
+    refresh_file.write_text("rt-revoked-long-ago\n", encoding="utf-8")
+    store = tmp_path / "desk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        CONFIG.format(
+            store=store.name,
+            host=HOST,
+            smtp_port=smtp_port,
+            imap_port=oauth_dovecot.imap_port,
+            desk=DESK_ADDRESS,
+            user=user,
+            token_url=endpoint.token_url,
+            imap_client=imap_client,
+            smtp_client=smtp_client,
+        ),
+        encoding="utf-8",
+    )
+    code = main(["check", "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 3, out + err
+    imap_line = next(line for line in out.splitlines() if line.startswith("accounts[1]"))
+    smtp_line = next(line for line in out.splitlines() if line.startswith("smtp:"))
+    assert "invalid_grant" in imap_line  # the endpoint's words, then what to do
+    assert "obtain a new refresh token" in imap_line
+    assert str(refresh_file) in imap_line
+    assert "invalid_client" in smtp_line
+    assert "client_id" in smtp_line
+    assert "client secret" in smtp_line
+    assert "an-expired-secret" not in out + err
+    assert "rt-revoked-long-ago" not in out + err

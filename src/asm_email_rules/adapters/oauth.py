@@ -248,9 +248,51 @@ def _retry_after(response: Any, now: float) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_MAX)
 
 
-def _request_failed(where: str, exc: BaseException, answers: list[Any], now: float) -> TokenError:
-    """The TokenError for a failed grant request; with the wait the endpoint asked for."""
+def _what_to_do(error: object, spec: ClientCredentialsGrant | RefreshTokenGrant) -> str:
+    """What the operator does about an OAuth error code (RFC 6749 5.2) of ``spec``'s grant;
+    ``""`` for an error no setting of ours can cure (the endpoint's state, the network)."""
+    if error == "invalid_grant" and isinstance(spec, RefreshTokenGrant):
+        where = (
+            f"write it to {str(spec.refresh_token_file)!r}"
+            if spec.refresh_token_file is not None
+            else "put it in refresh_token (or refresh_token_env)"
+        )
+        return (
+            "the refresh token is revoked, expired or was replaced: obtain a new refresh token "
+            f"by signing in as the mailbox once more (docs/oauth.md) and {where}"
+        )
+    if error == "invalid_client":
+        return (
+            f"the endpoint does not accept client_id {spec.client_id!r} with this client secret:"
+            " check both; a client secret that expired needs a new one from the provider"
+            " (Microsoft Entra: the app registration's Certificates & secrets)"
+        )
+    if error == "unauthorized_client":
+        return (
+            "this client may not use this grant: check the app registration (Microsoft 365 "
+            "app-only: the application permissions and the admin consent)"
+        )
+    if error == "invalid_scope":
+        return (
+            f"scope {spec.scope!r} is not allowed for this client (Microsoft 365 app-only: "
+            "https://outlook.office365.com/.default; Google: https://mail.google.com/)"
+        )
+    return ""
+
+
+def _request_failed(
+    where: str,
+    exc: BaseException,
+    answers: list[Any],
+    now: float,
+    spec: ClientCredentialsGrant | RefreshTokenGrant,
+) -> TokenError:
+    """The TokenError for a failed grant request: the endpoint's answer, what to do about it,
+    and the wait the endpoint asked for."""
     message = f"{where}: {_describe_error(exc)}"
+    hint = _what_to_do(getattr(exc, "error", None), spec)
+    if hint:
+        message += f" (what to do: {hint})"
     answer = answers[-1] if answers else None
     wait = _retry_after(answer, now)
     if wait is None:
@@ -369,7 +411,7 @@ class ClientCredentialsSource:
                     timeout=spec.timeout,
                 )
         except _grant_errors() as exc:
-            raise _request_failed(where, exc, answers, now) from None
+            raise _request_failed(where, exc, answers, now, spec) from None
         token, _ = _token_from_response(data, now, where)
         return token
 
@@ -545,7 +587,7 @@ class RefreshTokenSource:
                 refused = error == _REFRESH_TOKEN_REFUSED
                 if refused and number < len(candidates):
                     continue  # this refresh token is refused: the other one may not be
-                raise _request_failed(where, exc, answers, now) from None
+                raise _request_failed(where, exc, answers, now, spec) from None
             token, rotated = _token_from_response(data, now, where)
             if on_file is not None:
                 self._file_seen = on_file
