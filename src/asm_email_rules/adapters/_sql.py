@@ -1380,7 +1380,7 @@ class SqlRepository(abc.ABC):
             source=row[2],
             sha256=row[3],
             reason=row[4],
-            raw=bytes(row[5]),
+            raw=bytes(row[5] or b""),  # SQLite's substr of an empty blob (listing) is NULL
             quarantined_at=_moment(row[6]),
             mailbox_key=row[7],
             state=QuarantineState(row[8]),
