@@ -73,6 +73,10 @@ class TokenEndpoint:
     """Refresh tokens rotated away -> (client_id, username)."""
     delay: float = 0.0
     """Seconds each refresh grant takes (a slow endpoint, for races)."""
+    public: set[str] = attrs.field(factory=set)
+    """Public clients (no secret: a desktop or device sign-in, RFC 6749 2.1): they send their
+    ``client_id`` only; one that presents a ``client_secret`` or HTTP Basic, even an empty
+    one, is refused as Microsoft Entra does (AADSTS700025)."""
     throttle: int = 0
     """The next this many token requests are throttled: HTTP 429, ``temporarily_unavailable``
     and ``Retry-After: retry_after`` (what Microsoft Entra answers a client that asks too
@@ -159,6 +163,15 @@ class TokenEndpoint:
         if path != "/token":
             return 404, {"error": "not_found"}
         auth = headers.get("Authorization", "")
+        if form.get("client_id", "") in self.public:
+            with self.lock:
+                if "client_secret" in form or auth:
+                    return 401, {
+                        "error": "invalid_client",
+                        "error_description": "Client is public so neither 'client_assertion'"
+                        " nor 'client_secret' should be presented.",
+                    }
+                return self._grant(form, form["client_id"])
         if auth.startswith("Basic "):
             raw = base64.b64decode(auth[6:]).decode()
             client_id, _, secret = (urllib.parse.unquote_plus(p) for p in raw.partition(":"))
@@ -184,7 +197,7 @@ def serve(endpoint: TokenEndpoint) -> Iterator[TokenEndpoint]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode()
-            form = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
+            form = {k: v[0] for k, v in urllib.parse.parse_qs(raw, keep_blank_values=True).items()}
             status, body = endpoint.handle(self.path.split("?")[0], self.headers, form)
             data = json.dumps(body).encode()
             self.send_response(status)

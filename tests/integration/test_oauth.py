@@ -50,6 +50,7 @@ from asm_email_rules.errors import (
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.sample import DESK_ADDRESS, seed_sample_desk
 from asm_email_rules.signin import (
+    ClientAuth,
     ClientCredentialsGrant,
     FileTokens,
     RefreshTokenGrant,
@@ -417,6 +418,26 @@ def test_a_token_endpoint_asking_to_wait_is_not_asked_again_before_retry_after(
     now[0] += 121
     assert provider.token().value in endpoint.access  # asked again, after the wait
     assert len(endpoint.grants) == requests_before + 1
+
+
+@pytest.mark.parametrize("client_auth", [ClientAuth.POST, ClientAuth.BASIC])
+def test_a_public_client_without_a_secret_refreshes_its_token(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, client_auth: ClientAuth
+) -> None:
+    # oauth.md: client_secret is optional for the refresh-token grant (a delegated sign-in by
+    # a public client: Microsoft 365 "mobile and desktop" apps have no secret). The request
+    # carried an empty client_secret (or HTTP Basic "id:"), which Microsoft refuses from a
+    # public client; RFC 6749 3.2.1 has it send its client_id alone.
+    client_id = f"public-app-for-{user}"
+    endpoint.public.add(client_id)
+    spec = RefreshTokenGrant(
+        endpoint.token_url,
+        client_id,
+        refresh_token=endpoint.issue_refresh_token(client_id, user),
+        client_auth=client_auth,
+    )
+    with imap(oauth_dovecot, user, login(spec)) as box:
+        assert list(box.list_keys()) == []
 
 
 def test_two_processes_refreshing_at_once_both_get_a_token(

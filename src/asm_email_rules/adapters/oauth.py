@@ -215,7 +215,9 @@ def _session(client_id: str, client_secret: str, auth_method: str, scope: str) -
     return OAuth2Session(
         client_id,
         client_secret or None,
-        token_endpoint_auth_method=auth_method,
+        # A public client (no secret: a desktop or device sign-in) sends its client_id alone
+        # (RFC 6749 3.2.1); an empty client_secret or Basic "id:" is refused by Microsoft.
+        token_endpoint_auth_method=auth_method if client_secret else "none",
         scope=scope or None,
     )
 
