@@ -812,3 +812,53 @@ def test_check_says_what_to_do_about_a_revoked_refresh_token_and_a_wrong_secret(
     assert "client secret" in smtp_line
     assert "an-expired-secret" not in out + err
     assert "rt-revoked-long-ago" not in out + err
+
+
+def test_a_token_endpoint_that_is_down_is_logged_as_no_access_token_not_a_refusal(
+    endpoint: TokenEndpoint,
+    oauth_dovecot: OAuthDovecot,
+    xoauth2_smtp: tuple[int, XOAuth2Handler],
+    user: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The token endpoint refused the connection, and the service's one line said "sign-in
+    # refused": the operator looks at the mailbox's password or permissions, not the network.
+    smtp_port, _ = xoauth2_smtp
+    imap_client, imap_secret = register_app(endpoint, user)
+    smtp_client, smtp_secret = register_app(endpoint, DESK_ADDRESS)
+    monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
+    monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", smtp_secret)
+    (tmp_path / "refresh_token").write_text(endpoint.issue_refresh_token(imap_client, user))
+    store = tmp_path / "desk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind((HOST, 0))
+        down = f"http://{HOST}:{closed.getsockname()[1]}/token"
+    path = tmp_path / "config.toml"
+    path.write_text(
+        CONFIG.format(
+            store=store.name,
+            host=HOST,
+            smtp_port=smtp_port,
+            imap_port=oauth_dovecot.imap_port,
+            desk=DESK_ADDRESS,
+            user=user,
+            token_url=down,
+            imap_client=imap_client,
+            smtp_client=smtp_client,
+        ),
+        encoding="utf-8",
+    )
+    oauth_dovecot.deliver(user, message(41), 41)
+    with bootstrap(load_config(path)) as wiring, caplog.at_level("WARNING"):
+        report = wiring.service.poll_once()
+    assert report.total("errors") == 1
+    assert report.total("processed") == 0  # the message waits in the mailbox ...
+    assert report.total("quarantined") == 0  # ... and is not blamed
+    lines = [r.getMessage() for r in caplog.records if r.name == "asm_email_rules.service"]
+    assert len(lines) == 1
+    assert lines[0].startswith("account backing off: no access token: IMAP")
+    assert "Connection refused" in lines[0]
