@@ -82,6 +82,9 @@ class TokenEndpoint:
     and ``Retry-After: retry_after`` (what Microsoft Entra answers a client that asks too
     often); nothing is issued or rotated for them."""
     retry_after: int = 30
+    html_page: str = ""
+    """When set, ``POST /token`` answers 200 with this HTML page (what a wrong ``token_url``,
+    such as the authorize URL, or a proxy's sign-in page gives)."""
 
     @property
     def token_url(self) -> str:
@@ -198,7 +201,16 @@ def serve(endpoint: TokenEndpoint) -> Iterator[TokenEndpoint]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode()
             form = {k: v[0] for k, v in urllib.parse.parse_qs(raw, keep_blank_values=True).items()}
-            status, body = endpoint.handle(self.path.split("?")[0], self.headers, form)
+            path = self.path.split("?")[0]
+            if path == "/token" and endpoint.html_page:
+                page = endpoint.html_page.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
+            status, body = endpoint.handle(path, self.headers, form)
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -440,6 +440,26 @@ def test_a_public_client_without_a_secret_refreshes_its_token(
         assert list(box.list_keys()) == []
 
 
+def test_a_token_endpoint_answering_with_a_web_page_says_to_check_the_token_url(
+    endpoint: TokenEndpoint, user: str
+) -> None:
+    # A token_url copied from the wrong place (the authorize URL, the tenant's sign-in page)
+    # or a proxy's page answers 200 with HTML: the error said only "ValueError: Token endpoint
+    # response is not a JSON object (HTTP 200)".
+    provider = TokenProvider.from_spec(client_credentials(endpoint, user))
+    endpoint.html_page = "<html><body>Sign in to your account</body></html>"
+    try:
+        with pytest.raises(TokenError) as caught:
+            provider.token()
+    finally:
+        endpoint.html_page = ""
+    said = str(caught.value)
+    assert "text/html, not JSON" in said
+    assert "check token_url" in said
+    assert "https://login.microsoftonline.com/<tenant-id>/oauth2/v2.0/token" in said
+    assert provider.token().value in endpoint.access  # the right answer again: it goes on
+
+
 def test_two_processes_refreshing_at_once_both_get_a_token(
     endpoint: TokenEndpoint, user: str, tmp_path: Path
 ) -> None:

@@ -282,6 +282,22 @@ def _what_to_do(error: object, spec: ClientCredentialsGrant | RefreshTokenGrant)
     return ""
 
 
+def _not_json(answer: Any) -> str:
+    """What to do about an answer below 500 that is not JSON (a web page: the wrong URL, or a
+    proxy's page), else ``""``."""
+    status = getattr(answer, "status_code", None)
+    if not isinstance(status, int) or status >= 500:
+        return ""
+    kind = str(answer.headers.get("Content-Type", "")).split(";")[0].strip()[:80].lower()
+    if kind == "application/json" or kind.endswith("+json"):
+        return ""
+    return (
+        f"the endpoint answered with {kind or 'no content type'}, not JSON: check token_url "
+        "(Microsoft 365: https://login.microsoftonline.com/<tenant-id>/oauth2/v2.0/token; "
+        "Google: https://oauth2.googleapis.com/token) and any proxy in between"
+    )
+
+
 def _request_failed(
     where: str,
     exc: BaseException,
@@ -292,10 +308,11 @@ def _request_failed(
     """The TokenError for a failed grant request: the endpoint's answer, what to do about it,
     and the wait the endpoint asked for."""
     message = f"{where}: {_describe_error(exc)}"
-    hint = _what_to_do(getattr(exc, "error", None), spec)
+    answer = answers[-1] if answers else None
+    error = getattr(exc, "error", None)  # an OAuth error code: the answer was JSON after all
+    hint = _what_to_do(error, spec) if error else _not_json(answer)
     if hint:
         message += f" (what to do: {hint})"
-    answer = answers[-1] if answers else None
     wait = _retry_after(answer, now)
     if wait is None:
         return TokenError(message)
