@@ -882,3 +882,74 @@ def test_a_token_endpoint_that_is_down_is_logged_as_no_access_token_not_a_refusa
     assert len(lines) == 1
     assert lines[0].startswith("account backing off: no access token: IMAP")
     assert "Connection refused" in lines[0]
+
+
+def test_check_refuses_a_refresh_token_file_it_could_not_write_back_and_keeps_the_token(
+    endpoint: TokenEndpoint,
+    oauth_dovecot: OAuthDovecot,
+    xoauth2_smtp: tuple[int, XOAuth2Handler],
+    user: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The service's user could read its refresh_token_file but not write its folder (root
+    # had put it there). `check` signed in, the server rotated the refresh token, the new one
+    # could not be written and died with `check`: "check: ready", and the next process was
+    # refused (invalid_grant) until someone consented again. The test runs as root, who may
+    # write anything, so the kernel's answer for the folder is the one another user gets.
+    from asm_email_rules.cli import main
+
+    smtp_port, _ = xoauth2_smtp
+    imap_client, imap_secret = register_app(endpoint, user)
+    smtp_client, smtp_secret = register_app(endpoint, DESK_ADDRESS)
+    monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
+    monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", smtp_secret)
+    folder = tmp_path / "tokens"
+    folder.mkdir()
+    refresh_file = folder / "refresh_token"
+    first = endpoint.issue_refresh_token(imap_client, user)
+    refresh_file.write_text(first + "\n", encoding="utf-8")
+    store = tmp_path / "desk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        CONFIG.format(
+            store=store.name,
+            host=HOST,
+            smtp_port=smtp_port,
+            imap_port=oauth_dovecot.imap_port,
+            desk=DESK_ADDRESS,
+            user=user,
+            token_url=endpoint.token_url,
+            imap_client=imap_client,
+            smtp_client=smtp_client,
+        ).replace(
+            'refresh_token_file = "refresh_token"', 'refresh_token_file = "tokens/refresh_token"'
+        ),
+        encoding="utf-8",
+    )
+    real_access = os.access
+
+    def access(path: object, mode: int, **kwargs: bool) -> bool:
+        if Path(str(path)) == folder and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as other_user:
+        other_user.setattr(os, "access", access)
+        code = main(["check", "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert f"error: accounts[1] (google): oauth2.refresh_token_file: {folder}" in out
+    assert "not writable by this user" in out
+    assert "accounts[1] (google): not signed in" in out
+    assert "check: not ready (1 errors" in out
+    assert refresh_file.read_text(encoding="utf-8").strip() == first  # still the live one
+    assert first in endpoint.refresh
+
+    code = main(["check", "--config", str(config)])  # the folder fixed: ready, token rotated
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert refresh_file.read_text(encoding="utf-8").strip() in endpoint.refresh
