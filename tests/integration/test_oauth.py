@@ -953,3 +953,45 @@ def test_check_refuses_a_refresh_token_file_it_could_not_write_back_and_keeps_th
     out, err = capsys.readouterr()
     assert code == 0, out + err
     assert refresh_file.read_text(encoding="utf-8").strip() in endpoint.refresh
+
+
+def test_check_warns_that_a_refresh_token_from_the_environment_is_not_kept_when_rotated(
+    endpoint: TokenEndpoint,
+    user: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # With refresh_token_env (or refresh_token) a token the server rotates lives only in the
+    # poller's memory: a restart, `check` or `deliver` present the configured one, which a
+    # server that rotates may no longer accept. Nothing said so.
+    from asm_email_rules.cli import main
+
+    imap_client, imap_secret = register_app(endpoint, user)
+    monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
+    monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", "unused")
+    monkeypatch.setenv("TEST_OAUTH_RT", endpoint.issue_refresh_token(imap_client, user))
+    store = tmp_path / "desk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        CONFIG.format(
+            store=store.name,
+            host=HOST,
+            smtp_port=free_port(),
+            imap_port=free_port(),
+            desk=DESK_ADDRESS,
+            user=user,
+            token_url=endpoint.token_url,
+            imap_client=imap_client,
+            smtp_client="unused",
+        ).replace('refresh_token_file = "refresh_token"', 'refresh_token_env = "TEST_OAUTH_RT"'),
+        encoding="utf-8",
+    )
+    code = main(["check", "--no-sign-in", "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err  # a warning: it works until the token is rotated
+    assert "warning: accounts[1] (google): oauth2.refresh_token:" in out
+    assert "use refresh_token_file" in out
+    assert os.environ["TEST_OAUTH_RT"] not in out + err

@@ -121,30 +121,42 @@ def store_write_findings(store: Path) -> list[Finding]:
     ]
 
 
-def _token_files(config: Config) -> list[tuple[str, Path]]:
-    """``(where, refresh_token_file)`` of every active account's and SMTP's refresh-token
-    grant that keeps its token in a file (``where`` as a finding names it)."""
-    found: list[tuple[str, Path]] = []
+def _refresh_grants(config: Config) -> list[tuple[str, RefreshTokenGrant]]:
+    """``(label, grant)`` of every active account's and SMTP's refresh-token grant."""
+    found: list[tuple[str, RefreshTokenGrant]] = []
     sections = [(account_label(config, a), a.oauth2) for a in config.accounts if a.active]
     if config.smtp is not None:
         sections.append(("smtp", config.smtp.oauth2))
     for label, oauth2 in sections:
-        source = oauth2.source if oauth2 is not None else None
-        if isinstance(source, RefreshTokenGrant) and source.refresh_token_file is not None:
-            found.append((label, source.refresh_token_file))
+        if oauth2 is not None and isinstance(oauth2.source, RefreshTokenGrant):
+            found.append((label, oauth2.source))
     return found
 
 
 def token_file_findings(config: Config) -> tuple[list[Finding], set[str]]:
-    """A ``refresh_token_file`` whose folder this user cannot write: a refresh token the
-    server rotates (Microsoft does at every refresh) would live only in the memory of the
-    process that received it, and the next one would present the old token and be refused
-    (``invalid_grant``: a new consent). The findings, and the labels (``smtp`` or an
-    account's) whose sign-in ``check`` must not try, lest it rotate the token away itself."""
+    """A refresh token from the configuration or the environment (WARNING: a rotated one is
+    not kept across processes), and a ``refresh_token_file`` whose folder this user cannot
+    write (ERROR). Either way a refresh token the server rotates (Microsoft does at every
+    refresh) lives only in the memory of the process that received it, and the next one
+    presents the old token and may be refused (``invalid_grant``: a new consent). The
+    findings, and the labels (``smtp`` or an account's) whose sign-in ``check`` must not
+    try, lest it rotate the token away itself."""
     findings: list[Finding] = []
     blocked: set[str] = set()
-    for label, path in _token_files(config):
-        folder = path.parent
+    for label, grant in _refresh_grants(config):
+        if grant.refresh_token_file is None:
+            findings.append(
+                Finding(
+                    Level.WARNING,
+                    f"{label}: oauth2.refresh_token",
+                    "comes from the configuration or the environment: a refresh token the "
+                    "server rotates (Microsoft does) is kept only in the poller's memory, and "
+                    "a restart, `check` or `deliver` present the configured one, which the "
+                    "server may refuse (invalid_grant); use refresh_token_file",
+                )
+            )
+            continue
+        folder = grant.refresh_token_file.parent
         if os.access(folder, os.W_OK | os.X_OK):
             continue
         blocked.add(label)
