@@ -272,14 +272,21 @@ def test_wrong_token_is_refused(
         opener(oauth_dovecot, user, login(FileTokens(path))).list_keys()
 
 
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
 def test_token_of_another_mailbox_is_refused(
-    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, protocol: str
 ) -> None:
     # Dovecot compares the SASL user with the token's username (as Exchange does with the
-    # mailbox permission): an app allowed into one mailbox cannot open another.
+    # mailbox permission): an app allowed into one mailbox cannot open another. The error
+    # said only the server's "Authentication failed.": now also where to look (the token
+    # was issued, so the grant works; the mailbox's permission for the app does not).
     spec = client_credentials(endpoint, "someone-else@example.test")
-    with pytest.raises(MailboxAuthenticationError, match="refused"):
-        imap(oauth_dovecot, user, login(spec)).list_keys()
+    opener = imap if protocol == "imap" else pop3
+    with pytest.raises(MailboxAuthenticationError, match="refused") as caught:
+        opener(oauth_dovecot, user, login(spec)).list_keys()
+    assert "what to do:" in str(caught.value)
+    assert "mailbox permission" in str(caught.value)
+    assert "https://mail.google.com/" in str(caught.value)
 
 
 def test_endpoint_refusing_the_client_secret_is_a_sign_in_error(
@@ -608,6 +615,7 @@ def test_smtp_refusal_is_a_transient_sign_in_error(
     assert DESK_ADDRESS in str(error)
     assert token not in str(error)
     assert handler.refusals == 2  # tried, refused, retried once with the file read again
+    assert "what to do:" in str(error)
     assert handler.received == []
 
 

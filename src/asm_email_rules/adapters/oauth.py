@@ -53,6 +53,7 @@ except ImportError:  # pragma: no cover - Windows: each process refreshes on its
 
 __all__ = [
     "OAUTHBEARER_ABORT",
+    "REFUSED_WHAT_TO_DO",
     "AccessToken",
     "OAuth2Login",
     "TokenProvider",
@@ -77,6 +78,15 @@ REFRESH_MARGIN = 300.0
 RETRY_AFTER_MAX = 900.0
 """The longest a token endpoint's ``Retry-After`` holds its next request back (15 minutes, the
 polling service's longest backoff): a server asking for a day must not silence a desk."""
+
+REFUSED_WHAT_TO_DO = (
+    " (what to do: the server refused the access token it was given; the grant itself works."
+    " Microsoft 365: the app's IMAP/POP/SMTP permissions and admin consent, its service"
+    " principal in Exchange Online and its mailbox permission for this address (up to an hour"
+    " to apply), SMTP AUTH enabled for the mailbox; Google: the scope https://mail.google.com/"
+    " and IMAP/POP enabled for the mailbox; see docs/oauth.md)"
+)
+"""Appended to an OAuth2 sign-in that the mail server refused (never to a password's)."""
 
 OAUTHBEARER_ABORT = b"\x01"
 """The client's answer to an OAUTHBEARER error challenge (RFC 7628 3.2.3: a lone ``%x01``)."""
