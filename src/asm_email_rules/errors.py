@@ -143,7 +143,13 @@ class TokenError(AsmEmailError):
 
     The message names the source (token URL, command or file) and the reason the endpoint gave
     (``invalid_client``, ``invalid_grant``, ...); it never contains a token or a secret.
+    ``retry_after``: the seconds a throttled or unavailable endpoint (HTTP 429 or 503) asked
+    us to wait before the next request (its ``Retry-After``), else None.
     """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class AuthenticationError(AsmEmailError):

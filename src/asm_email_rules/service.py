@@ -46,6 +46,7 @@ from asm_email_rules.errors import (
     MessageUnreadableError,
     RepositoryError,
     StoreUnavailableError,
+    TokenError,
     raised_inside,
 )
 from asm_email_rules.gather import REPLY_BUDGET_WINDOW
@@ -1925,7 +1926,9 @@ def _failure_kind(exc: BaseException) -> str:
     if isinstance(exc, StoreUnavailableError):
         return "store unavailable"
     if isinstance(exc, AuthenticationError):
-        return "sign-in refused"
+        # No OAuth2 token could be had (the token endpoint down, throttled, refusing the
+        # client): the mailbox server was never asked, so it refused nothing.
+        return "no access token" if isinstance(exc.__cause__, TokenError) else "sign-in refused"
     return "mailbox unreachable"
 
 

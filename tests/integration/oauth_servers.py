@@ -73,6 +73,18 @@ class TokenEndpoint:
     """Refresh tokens rotated away -> (client_id, username)."""
     delay: float = 0.0
     """Seconds each refresh grant takes (a slow endpoint, for races)."""
+    public: set[str] = attrs.field(factory=set)
+    """Public clients (no secret: a desktop or device sign-in, RFC 6749 2.1): they send their
+    ``client_id`` only; one that presents a ``client_secret`` or HTTP Basic, even an empty
+    one, is refused as Microsoft Entra does (AADSTS700025)."""
+    throttle: int = 0
+    """The next this many token requests are throttled: HTTP 429, ``temporarily_unavailable``
+    and ``Retry-After: retry_after`` (what Microsoft Entra answers a client that asks too
+    often); nothing is issued or rotated for them."""
+    retry_after: int = 30
+    html_page: str = ""
+    """When set, ``POST /token`` answers 200 with this HTML page (what a wrong ``token_url``,
+    such as the authorize URL, or a proxy's sign-in page gives)."""
 
     @property
     def token_url(self) -> str:
@@ -154,12 +166,24 @@ class TokenEndpoint:
         if path != "/token":
             return 404, {"error": "not_found"}
         auth = headers.get("Authorization", "")
+        if form.get("client_id", "") in self.public:
+            with self.lock:
+                if "client_secret" in form or auth:
+                    return 401, {
+                        "error": "invalid_client",
+                        "error_description": "Client is public so neither 'client_assertion'"
+                        " nor 'client_secret' should be presented.",
+                    }
+                return self._grant(form, form["client_id"])
         if auth.startswith("Basic "):
             raw = base64.b64decode(auth[6:]).decode()
             client_id, _, secret = (urllib.parse.unquote_plus(p) for p in raw.partition(":"))
         else:
             client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
         with self.lock:
+            if self.throttle > 0:
+                self.throttle -= 1
+                return 429, {"error": "temporarily_unavailable", "error_description": "slow down"}
             if self.clients.get(client_id) != secret or not secret:
                 return 401, {"error": "invalid_client", "error_description": "bad secret"}
             return self._grant(form, client_id)
@@ -176,12 +200,23 @@ def serve(endpoint: TokenEndpoint) -> Iterator[TokenEndpoint]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode()
-            form = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
-            status, body = endpoint.handle(self.path.split("?")[0], self.headers, form)
+            form = {k: v[0] for k, v in urllib.parse.parse_qs(raw, keep_blank_values=True).items()}
+            path = self.path.split("?")[0]
+            if path == "/token" and endpoint.html_page:
+                page = endpoint.html_page.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
+            status, body = endpoint.handle(path, self.headers, form)
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Cache-Control", "no-store")
+            if status == 429:
+                self.send_header("Retry-After", str(endpoint.retry_after))
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

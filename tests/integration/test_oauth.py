@@ -50,6 +50,7 @@ from asm_email_rules.errors import (
 from asm_email_rules.model import OutgoingEmail
 from asm_email_rules.sample import DESK_ADDRESS, seed_sample_desk
 from asm_email_rules.signin import (
+    ClientAuth,
     ClientCredentialsGrant,
     FileTokens,
     RefreshTokenGrant,
@@ -271,14 +272,21 @@ def test_wrong_token_is_refused(
         opener(oauth_dovecot, user, login(FileTokens(path))).list_keys()
 
 
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
 def test_token_of_another_mailbox_is_refused(
-    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, protocol: str
 ) -> None:
     # Dovecot compares the SASL user with the token's username (as Exchange does with the
-    # mailbox permission): an app allowed into one mailbox cannot open another.
+    # mailbox permission): an app allowed into one mailbox cannot open another. The error
+    # said only the server's "Authentication failed.": now also where to look (the token
+    # was issued, so the grant works; the mailbox's permission for the app does not).
     spec = client_credentials(endpoint, "someone-else@example.test")
-    with pytest.raises(MailboxAuthenticationError, match="refused"):
-        imap(oauth_dovecot, user, login(spec)).list_keys()
+    opener = imap if protocol == "imap" else pop3
+    with pytest.raises(MailboxAuthenticationError, match="refused") as caught:
+        opener(oauth_dovecot, user, login(spec)).list_keys()
+    assert "what to do:" in str(caught.value)
+    assert "mailbox permission" in str(caught.value)
+    assert "https://mail.google.com/" in str(caught.value)
 
 
 def test_endpoint_refusing_the_client_secret_is_a_sign_in_error(
@@ -368,6 +376,95 @@ def test_after_a_failed_write_back_the_newer_token_held_in_memory_goes_first(
         assert path.read_text(encoding="utf-8").strip() in endpoint.refresh  # healed
     finally:
         endpoint.reuse_revokes = False
+
+
+def test_a_throttled_refresh_never_presents_the_refresh_token_rotated_away(
+    endpoint: TokenEndpoint, user: str, tmp_path: Path
+) -> None:
+    # `check` rotated the shared refresh token; the service, holding the old one, refreshed
+    # while the endpoint throttled it (429 temporarily_unavailable). Any refused request moved
+    # on to the other token, the rotated-away one, and a server that detects reuse revoked
+    # every token of the grant: the desk stopped until someone consented again. Only
+    # invalid_grant says a refresh token is refused; anything else is the endpoint's state.
+    endpoint.reuse_revokes = True
+    try:
+        spec, path, _ = file_grant(endpoint, user, tmp_path)
+        service, check = make_source(spec), make_source(spec)
+        service.fetch()
+        check.fetch()  # the file's token is now the only live one; the service holds the old
+        endpoint.throttle = 1
+        with pytest.raises(TokenError, match="temporarily_unavailable"):
+            service.fetch()
+        live = path.read_text(encoding="utf-8").strip()
+        assert live in endpoint.refresh  # not revoked
+        service.fetch()  # the throttling is over: the service goes on by itself
+        assert path.read_text(encoding="utf-8").strip() in endpoint.refresh
+    finally:
+        endpoint.reuse_revokes = False
+        endpoint.throttle = 0
+
+
+@pytest.mark.parametrize("grant", ["client_credentials", "refresh_token"])
+def test_a_token_endpoint_asking_to_wait_is_not_asked_again_before_retry_after(
+    endpoint: TokenEndpoint, user: str, grant: str
+) -> None:
+    # Microsoft Entra answers a client that asks too often with 429 and Retry-After. The
+    # poller asked again at every sign-in (IMAP, then SMTP, then at each backoff step), so it
+    # stayed throttled; the error did not say how long to wait.
+    spec = client_credentials(endpoint, user) if grant == "client_credentials" else None
+    now = [time.time()]
+    provider = TokenProvider.from_spec(spec or refresh_grant(endpoint, user), clock=lambda: now[0])
+    endpoint.throttle, endpoint.retry_after = 1, 120
+    requests_before = len(endpoint.grants)
+    with pytest.raises(TokenError, match=r"temporarily_unavailable.*HTTP 429, Retry-After 120 s"):
+        provider.token()
+    with pytest.raises(TokenError, match=r"not asked again before"):
+        provider.token()  # no request: the endpoint said when
+    assert endpoint.throttle == 0
+    assert len(endpoint.grants) == requests_before
+    now[0] += 121
+    assert provider.token().value in endpoint.access  # asked again, after the wait
+    assert len(endpoint.grants) == requests_before + 1
+
+
+@pytest.mark.parametrize("client_auth", [ClientAuth.POST, ClientAuth.BASIC])
+def test_a_public_client_without_a_secret_refreshes_its_token(
+    endpoint: TokenEndpoint, oauth_dovecot: OAuthDovecot, user: str, client_auth: ClientAuth
+) -> None:
+    # oauth.md: client_secret is optional for the refresh-token grant (a delegated sign-in by
+    # a public client: Microsoft 365 "mobile and desktop" apps have no secret). The request
+    # carried an empty client_secret (or HTTP Basic "id:"), which Microsoft refuses from a
+    # public client; RFC 6749 3.2.1 has it send its client_id alone.
+    client_id = f"public-app-for-{user}"
+    endpoint.public.add(client_id)
+    spec = RefreshTokenGrant(
+        endpoint.token_url,
+        client_id,
+        refresh_token=endpoint.issue_refresh_token(client_id, user),
+        client_auth=client_auth,
+    )
+    with imap(oauth_dovecot, user, login(spec)) as box:
+        assert list(box.list_keys()) == []
+
+
+def test_a_token_endpoint_answering_with_a_web_page_says_to_check_the_token_url(
+    endpoint: TokenEndpoint, user: str
+) -> None:
+    # A token_url copied from the wrong place (the authorize URL, the tenant's sign-in page)
+    # or a proxy's page answers 200 with HTML: the error said only "ValueError: Token endpoint
+    # response is not a JSON object (HTTP 200)".
+    provider = TokenProvider.from_spec(client_credentials(endpoint, user))
+    endpoint.html_page = "<html><body>Sign in to your account</body></html>"
+    try:
+        with pytest.raises(TokenError) as caught:
+            provider.token()
+    finally:
+        endpoint.html_page = ""
+    said = str(caught.value)
+    assert "text/html, not JSON" in said
+    assert "check token_url" in said
+    assert "https://login.microsoftonline.com/<tenant-id>/oauth2/v2.0/token" in said
+    assert provider.token().value in endpoint.access  # the right answer again: it goes on
 
 
 def test_two_processes_refreshing_at_once_both_get_a_token(
@@ -518,6 +615,7 @@ def test_smtp_refusal_is_a_transient_sign_in_error(
     assert DESK_ADDRESS in str(error)
     assert token not in str(error)
     assert handler.refusals == 2  # tried, refused, retried once with the file read again
+    assert "what to do:" in str(error)
     assert handler.received == []
 
 
@@ -684,3 +782,224 @@ def test_a_token_endpoint_that_dribbles_its_answer_is_waited_for_timeout_seconds
     assert endpoint.requests == 1
     assert refresh_file.read_text(encoding="utf-8").strip() == "rt-rotated"
     endpoint.listener.close()
+
+
+# --------------------------------------------------------------------------------------------
+# `check`: what is wrong with the OAuth2 setup, and what to do about it
+# --------------------------------------------------------------------------------------------
+
+
+def test_check_says_what_to_do_about_a_revoked_refresh_token_and_a_wrong_secret(
+    endpoint: TokenEndpoint,
+    oauth_dovecot: OAuthDovecot,
+    xoauth2_smtp: tuple[int, XOAuth2Handler],
+    user: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `check` said "invalid_grant: unknown token" and "invalid_client: bad secret": the
+    # endpoint's words, not what the operator has to do (a new consent; a new client secret).
+    from asm_email_rules.cli import main
+
+    smtp_port, _ = xoauth2_smtp
+    imap_client, imap_secret = register_app(endpoint, user)
+    smtp_client, _ = register_app(endpoint, DESK_ADDRESS)
+    monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
+    monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", "an-expired-secret")
+    refresh_file = tmp_path / "refresh_token"
+    refresh_file.write_text("rt-revoked-long-ago\n", encoding="utf-8")
+    store = tmp_path / "desk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        CONFIG.format(
+            store=store.name,
+            host=HOST,
+            smtp_port=smtp_port,
+            imap_port=oauth_dovecot.imap_port,
+            desk=DESK_ADDRESS,
+            user=user,
+            token_url=endpoint.token_url,
+            imap_client=imap_client,
+            smtp_client=smtp_client,
+        ),
+        encoding="utf-8",
+    )
+    code = main(["check", "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 3, out + err
+    imap_line = next(line for line in out.splitlines() if line.startswith("accounts[1]"))
+    smtp_line = next(line for line in out.splitlines() if line.startswith("smtp:"))
+    assert "invalid_grant" in imap_line  # the endpoint's words, then what to do
+    assert "obtain a new refresh token" in imap_line
+    assert str(refresh_file) in imap_line
+    assert "invalid_client" in smtp_line
+    assert "client_id" in smtp_line
+    assert "client secret" in smtp_line
+    assert "an-expired-secret" not in out + err
+    assert "rt-revoked-long-ago" not in out + err
+
+
+def test_a_token_endpoint_that_is_down_is_logged_as_no_access_token_not_a_refusal(
+    endpoint: TokenEndpoint,
+    oauth_dovecot: OAuthDovecot,
+    xoauth2_smtp: tuple[int, XOAuth2Handler],
+    user: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The token endpoint refused the connection, and the service's one line said "sign-in
+    # refused": the operator looks at the mailbox's password or permissions, not the network.
+    smtp_port, _ = xoauth2_smtp
+    imap_client, imap_secret = register_app(endpoint, user)
+    smtp_client, smtp_secret = register_app(endpoint, DESK_ADDRESS)
+    monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
+    monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", smtp_secret)
+    (tmp_path / "refresh_token").write_text(endpoint.issue_refresh_token(imap_client, user))
+    store = tmp_path / "desk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind((HOST, 0))
+        down = f"http://{HOST}:{closed.getsockname()[1]}/token"
+    path = tmp_path / "config.toml"
+    path.write_text(
+        CONFIG.format(
+            store=store.name,
+            host=HOST,
+            smtp_port=smtp_port,
+            imap_port=oauth_dovecot.imap_port,
+            desk=DESK_ADDRESS,
+            user=user,
+            token_url=down,
+            imap_client=imap_client,
+            smtp_client=smtp_client,
+        ),
+        encoding="utf-8",
+    )
+    oauth_dovecot.deliver(user, message(41), 41)
+    with bootstrap(load_config(path)) as wiring, caplog.at_level("WARNING"):
+        report = wiring.service.poll_once()
+    assert report.total("errors") == 1
+    assert report.total("processed") == 0  # the message waits in the mailbox ...
+    assert report.total("quarantined") == 0  # ... and is not blamed
+    lines = [r.getMessage() for r in caplog.records if r.name == "asm_email_rules.service"]
+    assert len(lines) == 1
+    assert lines[0].startswith("account backing off: no access token: IMAP")
+    assert "Connection refused" in lines[0]
+
+
+def test_check_refuses_a_refresh_token_file_it_could_not_write_back_and_keeps_the_token(
+    endpoint: TokenEndpoint,
+    oauth_dovecot: OAuthDovecot,
+    xoauth2_smtp: tuple[int, XOAuth2Handler],
+    user: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The service's user could read its refresh_token_file but not write its folder (root
+    # had put it there). `check` signed in, the server rotated the refresh token, the new one
+    # could not be written and died with `check`: "check: ready", and the next process was
+    # refused (invalid_grant) until someone consented again. The test runs as root, who may
+    # write anything, so the kernel's answer for the folder is the one another user gets.
+    from asm_email_rules.cli import main
+
+    smtp_port, _ = xoauth2_smtp
+    imap_client, imap_secret = register_app(endpoint, user)
+    smtp_client, smtp_secret = register_app(endpoint, DESK_ADDRESS)
+    monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
+    monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", smtp_secret)
+    folder = tmp_path / "tokens"
+    folder.mkdir()
+    refresh_file = folder / "refresh_token"
+    first = endpoint.issue_refresh_token(imap_client, user)
+    refresh_file.write_text(first + "\n", encoding="utf-8")
+    store = tmp_path / "desk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        CONFIG.format(
+            store=store.name,
+            host=HOST,
+            smtp_port=smtp_port,
+            imap_port=oauth_dovecot.imap_port,
+            desk=DESK_ADDRESS,
+            user=user,
+            token_url=endpoint.token_url,
+            imap_client=imap_client,
+            smtp_client=smtp_client,
+        ).replace(
+            'refresh_token_file = "refresh_token"', 'refresh_token_file = "tokens/refresh_token"'
+        ),
+        encoding="utf-8",
+    )
+    real_access = os.access
+
+    def access(path: object, mode: int, **kwargs: bool) -> bool:
+        if Path(str(path)) == folder and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as other_user:
+        other_user.setattr(os, "access", access)
+        code = main(["check", "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert f"error: accounts[1] (google): oauth2.refresh_token_file: {folder}" in out
+    assert "not writable by this user" in out
+    assert "accounts[1] (google): not signed in" in out
+    assert "check: not ready (1 errors" in out
+    assert refresh_file.read_text(encoding="utf-8").strip() == first  # still the live one
+    assert first in endpoint.refresh
+
+    code = main(["check", "--config", str(config)])  # the folder fixed: ready, token rotated
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert refresh_file.read_text(encoding="utf-8").strip() in endpoint.refresh
+
+
+def test_check_warns_that_a_refresh_token_from_the_environment_is_not_kept_when_rotated(
+    endpoint: TokenEndpoint,
+    user: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # With refresh_token_env (or refresh_token) a token the server rotates lives only in the
+    # poller's memory: a restart, `check` or `deliver` present the configured one, which a
+    # server that rotates may no longer accept. Nothing said so.
+    from asm_email_rules.cli import main
+
+    imap_client, imap_secret = register_app(endpoint, user)
+    monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
+    monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", "unused")
+    monkeypatch.setenv("TEST_OAUTH_RT", endpoint.issue_refresh_token(imap_client, user))
+    store = tmp_path / "desk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        CONFIG.format(
+            store=store.name,
+            host=HOST,
+            smtp_port=free_port(),
+            imap_port=free_port(),
+            desk=DESK_ADDRESS,
+            user=user,
+            token_url=endpoint.token_url,
+            imap_client=imap_client,
+            smtp_client="unused",
+        ).replace('refresh_token_file = "refresh_token"', 'refresh_token_env = "TEST_OAUTH_RT"'),
+        encoding="utf-8",
+    )
+    code = main(["check", "--no-sign-in", "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err  # a warning: it works until the token is rotated
+    assert "warning: accounts[1] (google): oauth2.refresh_token:" in out
+    assert "use refresh_token_file" in out
+    assert os.environ["TEST_OAUTH_RT"] not in out + err

@@ -37,7 +37,13 @@ from asm_email_rules.adapters._session import (
     shown_text,
 )
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER, annotate
-from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
+from asm_email_rules.adapters.oauth import (
+    REFUSED_WHAT_TO_DO,
+    OAuth2Login,
+    error_detail,
+    error_reply,
+    sign_in,
+)
 from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import (
     MailboxAuthenticationError,
@@ -761,7 +767,7 @@ class ImapMailbox(ServerSession):
         except TokenError as exc:
             raise failed(f"no access token: {exc}") from exc
         if refusal is not None:
-            raise failed(f"refused: {refusal}")
+            raise failed(f"refused: {refusal}{REFUSED_WHAT_TO_DO}")
         return answered
 
     def _drop(self) -> None:

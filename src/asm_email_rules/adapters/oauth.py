@@ -26,6 +26,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -51,6 +53,7 @@ except ImportError:  # pragma: no cover - Windows: each process refreshes on its
 
 __all__ = [
     "OAUTHBEARER_ABORT",
+    "REFUSED_WHAT_TO_DO",
     "AccessToken",
     "OAuth2Login",
     "TokenProvider",
@@ -72,11 +75,25 @@ Clock = Callable[[], float]
 REFRESH_MARGIN = 300.0
 """Seconds before expiry at which a cached token is replaced (at most half its lifetime)."""
 
+RETRY_AFTER_MAX = 900.0
+"""The longest a token endpoint's ``Retry-After`` holds its next request back (15 minutes, the
+polling service's longest backoff): a server asking for a day must not silence a desk."""
+
+REFUSED_WHAT_TO_DO = (
+    " (what to do: the server refused the access token it was given; the grant itself works."
+    " Microsoft 365: the app's IMAP/POP/SMTP permissions and admin consent, its service"
+    " principal in Exchange Online and its mailbox permission for this address (up to an hour"
+    " to apply), SMTP AUTH enabled for the mailbox; Google: the scope https://mail.google.com/"
+    " and IMAP/POP enabled for the mailbox; see docs/oauth.md)"
+)
+"""Appended to an OAuth2 sign-in that the mail server refused (never to a password's)."""
+
 OAUTHBEARER_ABORT = b"\x01"
 """The client's answer to an OAUTHBEARER error challenge (RFC 7628 3.2.3: a lone ``%x01``)."""
 
 # RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_DELAY_SECONDS_RE = re.compile(r"[0-9]{1,12}")
 _MAX_OUTPUT = 1_000_000
 
 
@@ -208,7 +225,9 @@ def _session(client_id: str, client_secret: str, auth_method: str, scope: str) -
     return OAuth2Session(
         client_id,
         client_secret or None,
-        token_endpoint_auth_method=auth_method,
+        # A public client (no secret: a desktop or device sign-in) sends its client_id alone
+        # (RFC 6749 3.2.1); an empty client_secret or Basic "id:" is refused by Microsoft.
+        token_endpoint_auth_method=auth_method if client_secret else "none",
         scope=scope or None,
     )
 
@@ -219,6 +238,107 @@ def _grant_errors() -> tuple[type[BaseException], ...]:
     from requests import RequestException
 
     return (AuthlibBaseError, RequestException, ValueError, KeyError, TypeError)
+
+
+def _utc(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _retry_after(response: Any, now: float) -> float | None:
+    """The seconds a 429 or 503 answer's ``Retry-After`` asks for (RFC 9110 10.2.3: seconds
+    or an HTTP date), at most :data:`RETRY_AFTER_MAX`; None for another answer or none."""
+    if response is None or getattr(response, "status_code", None) not in (429, 503):
+        return None
+    raw = str(response.headers.get("Retry-After", "")).strip()[:64]
+    if _DELAY_SECONDS_RE.fullmatch(raw):
+        seconds = float(raw)
+    else:
+        try:
+            seconds = parsedate_to_datetime(raw).timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+def _what_to_do(error: object, spec: ClientCredentialsGrant | RefreshTokenGrant) -> str:
+    """What the operator does about an OAuth error code (RFC 6749 5.2) of ``spec``'s grant;
+    ``""`` for an error no setting of ours can cure (the endpoint's state, the network)."""
+    if error == "invalid_grant" and isinstance(spec, RefreshTokenGrant):
+        where = (
+            f"write it to {str(spec.refresh_token_file)!r}"
+            if spec.refresh_token_file is not None
+            else "put it in refresh_token (or refresh_token_env)"
+        )
+        return (
+            "the refresh token is revoked, expired or was replaced: obtain a new refresh token "
+            f"by signing in as the mailbox once more (docs/oauth.md) and {where}"
+        )
+    if error == "invalid_client":
+        return (
+            f"the endpoint does not accept client_id {spec.client_id!r} with this client secret:"
+            " check both; a client secret that expired needs a new one from the provider"
+            " (Microsoft Entra: the app registration's Certificates & secrets)"
+        )
+    if error == "unauthorized_client":
+        return (
+            "this client may not use this grant: check the app registration (Microsoft 365 "
+            "app-only: the application permissions and the admin consent)"
+        )
+    if error == "invalid_scope":
+        return (
+            f"scope {spec.scope!r} is not allowed for this client (Microsoft 365 app-only: "
+            "https://outlook.office365.com/.default; Google: https://mail.google.com/)"
+        )
+    return ""
+
+
+def _not_json(answer: Any) -> str:
+    """What to do about an answer below 500 that is not JSON (a web page: the wrong URL, or a
+    proxy's page), else ``""``."""
+    status = getattr(answer, "status_code", None)
+    if not isinstance(status, int) or status >= 500:
+        return ""
+    kind = str(answer.headers.get("Content-Type", "")).split(";")[0].strip()[:80].lower()
+    if kind == "application/json" or kind.endswith("+json"):
+        return ""
+    return (
+        f"the endpoint answered with {kind or 'no content type'}, not JSON: check token_url "
+        "(Microsoft 365: https://login.microsoftonline.com/<tenant-id>/oauth2/v2.0/token; "
+        "Google: https://oauth2.googleapis.com/token) and any proxy in between"
+    )
+
+
+def _request_failed(
+    where: str,
+    exc: BaseException,
+    answers: list[Any],
+    now: float,
+    spec: ClientCredentialsGrant | RefreshTokenGrant,
+) -> TokenError:
+    """The TokenError for a failed grant request: the endpoint's answer, what to do about it,
+    and the wait the endpoint asked for."""
+    message = f"{where}: {_describe_error(exc)}"
+    answer = answers[-1] if answers else None
+    error = getattr(exc, "error", None)  # an OAuth error code: the answer was JSON after all
+    hint = _what_to_do(error, spec) if error else _not_json(answer)
+    if hint:
+        message += f" (what to do: {hint})"
+    wait = _retry_after(answer, now)
+    if wait is None:
+        return TokenError(message)
+    status = getattr(answer, "status_code", "?")
+    return TokenError(f"{message} (HTTP {status}, Retry-After {wait:g} s)", retry_after=wait)
+
+
+def _recording(session: Any) -> list[Any]:
+    """The HTTP answers ``session`` receives, in order (for their status and headers)."""
+    answers: list[Any] = []
+
+    def record(response: Any, *args: Any, **kwargs: Any) -> None:
+        answers.append(response)
+
+    session.hooks["response"].append(record)
+    return answers
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -310,6 +430,7 @@ class ClientCredentialsSource:
     def _fetch(self) -> AccessToken:
         spec, where = self.spec, self.describe()
         session = _session(spec.client_id, spec.client_secret, spec.client_auth.value, spec.scope)
+        answers = _recording(session)
         now = self._clock()
         try:
             with session:
@@ -319,14 +440,17 @@ class ClientCredentialsSource:
                     timeout=spec.timeout,
                 )
         except _grant_errors() as exc:
-            raise TokenError(f"{where}: {_describe_error(exc)}") from None
+            raise _request_failed(where, exc, answers, now, spec) from None
         token, _ = _token_from_response(data, now, where)
         return token
 
 
-_CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
-"""OAuth error codes (RFC 6749 5.2) about the client, not the refresh token: another refresh
-token would fare no better."""
+_REFRESH_TOKEN_REFUSED = "invalid_grant"
+"""The one OAuth error code (RFC 6749 5.2) that says the refresh token itself was refused
+(revoked, expired, rotated away), so the other one known may fare better. Every other answer
+(``invalid_client``, ``temporarily_unavailable`` with a 429, ``server_error``, a network
+failure) is about the client or the endpoint: presenting another token then would only show a
+server that detects reuse a token rotated away, and it revokes the whole grant."""
 
 
 def _sync_folder(folder: Path) -> None:
@@ -409,8 +533,9 @@ class RefreshTokenSource:
                 )
             return [held], None
         self._file_warned = False
-        changed = on_file != self._file_seen  # another process rotated it (or first read)
-        self._file_seen = on_file
+        # Another process rotated it (or first read). Seen only once a refresh has worked: the
+        # file's newer token stays first after a throttled or failed request.
+        changed = on_file != self._file_seen
         order = [on_file, held] if changed else [held, on_file]
         return [token for n, token in enumerate(order) if token and token not in order[:n]], on_file
 
@@ -479,6 +604,7 @@ class RefreshTokenSource:
             session = _session(
                 spec.client_id, spec.client_secret, spec.client_auth.value, spec.scope
             )
+            answers = _recording(session)
             now = self._clock()
             try:
                 with session:
@@ -487,11 +613,13 @@ class RefreshTokenSource:
                     )
             except _grant_errors() as exc:
                 error = getattr(exc, "error", None)
-                refused = isinstance(error, str) and error not in _CLIENT_ERRORS
+                refused = error == _REFRESH_TOKEN_REFUSED
                 if refused and number < len(candidates):
                     continue  # this refresh token is refused: the other one may not be
-                raise TokenError(f"{where}: {_describe_error(exc)}") from None
+                raise _request_failed(where, exc, answers, now, spec) from None
             token, rotated = _token_from_response(data, now, where)
+            if on_file is not None:
+                self._file_seen = on_file
             kept = rotated if rotated is not None else refresh_token
             if kept != self._refresh_token or (on_file is not None and kept != on_file):
                 self._keep(kept)
@@ -529,6 +657,7 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._cached: AccessToken | None = None
         self._renew_at = 0.0
+        self._hold: tuple[float, str] | None = None  # Retry-After: until when, and why
         self.fetches = 0
         """How many times the source was asked (for reports and tests)."""
 
@@ -546,7 +675,20 @@ class TokenProvider:
             now = self._clock()
             if self._cached is not None and now < self._renew_at:
                 return self._cached
-            token = self.source.fetch()
+            if self._hold is not None and now < self._hold[0]:
+                raise TokenError(self._hold[1], retry_after=self._hold[0] - now)
+            try:
+                token = self.source.fetch()
+            except TokenError as exc:
+                if exc.retry_after is None:
+                    raise
+                # The endpoint said when to ask again (429, 503): asking sooner, at the next
+                # sign-in or for SMTP, only keeps the desk throttled.
+                until = now + exc.retry_after
+                why = f"{exc}; not asked again before {_utc(until)}"
+                self._hold = (until, why)
+                raise TokenError(why, retry_after=exc.retry_after) from None
+            self._hold = None
             self.fetches += 1
             if token.expires_at is not None and token.expires_at > now:
                 lifetime = token.expires_at - now

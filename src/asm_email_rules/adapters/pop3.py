@@ -25,7 +25,13 @@ from asm_email_rules.adapters._session import (
     error_text,
     refuses_only_what_was_asked,
 )
-from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
+from asm_email_rules.adapters.oauth import (
+    REFUSED_WHAT_TO_DO,
+    OAuth2Login,
+    error_detail,
+    error_reply,
+    sign_in,
+)
 from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import (
     MailboxAuthenticationError,
@@ -298,7 +304,7 @@ class Pop3Mailbox(ServerSession):
         except TokenError as exc:
             raise failed(f"no access token: {exc}") from exc
         if refusal is not None:
-            raise failed(f"refused: {refusal}")
+            raise failed(f"refused: {refusal}{REFUSED_WHAT_TO_DO}")
 
     def list_keys(self) -> Iterator[str]:
         """UIDLs in maildrop order (oldest first), without skipped or deleted ones."""

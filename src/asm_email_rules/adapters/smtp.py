@@ -17,7 +17,13 @@ from datetime import datetime
 
 import attrs
 
-from asm_email_rules.adapters.oauth import OAuth2Login, error_detail, error_reply, sign_in
+from asm_email_rules.adapters.oauth import (
+    REFUSED_WHAT_TO_DO,
+    OAuth2Login,
+    error_detail,
+    error_reply,
+    sign_in,
+)
 from asm_email_rules.connection import Security, SmtpConfig
 from asm_email_rules.errors import (
     PermanentSendError,
@@ -709,7 +715,7 @@ class SmtpMailer:
         except TokenError as exc:
             raise failed(f"no access token: {exc}") from exc
         if refusal is not None:
-            raise failed(f"refused: {refusal}", codes[-1] if codes else None)
+            raise failed(f"refused: {refusal}{REFUSED_WHAT_TO_DO}", codes[-1] if codes else None)
 
 
 def _read_timeout(client: smtplib.SMTP, seconds: float) -> None:

@@ -21,8 +21,9 @@ from asm_email_rules.desk_check import Finding, Level, check_mailbox
 from asm_email_rules.errors import AsmEmailError, MailboxError, SendError
 from asm_email_rules.protocols import Repository, SeedableRepository
 from asm_email_rules.quarantine import QuarantineStore, count_quarantined
+from asm_email_rules.signin import RefreshTokenGrant
 
-__all__ = ["account_label", "known_senders", "settings_findings"]
+__all__ = ["account_label", "known_senders", "settings_findings", "token_file_findings"]
 
 NAME = "check"
 
@@ -120,6 +121,59 @@ def store_write_findings(store: Path) -> list[Finding]:
     ]
 
 
+def _refresh_grants(config: Config) -> list[tuple[str, RefreshTokenGrant]]:
+    """``(label, grant)`` of every active account's and SMTP's refresh-token grant."""
+    found: list[tuple[str, RefreshTokenGrant]] = []
+    sections = [(account_label(config, a), a.oauth2) for a in config.accounts if a.active]
+    if config.smtp is not None:
+        sections.append(("smtp", config.smtp.oauth2))
+    for label, oauth2 in sections:
+        if oauth2 is not None and isinstance(oauth2.source, RefreshTokenGrant):
+            found.append((label, oauth2.source))
+    return found
+
+
+def token_file_findings(config: Config) -> tuple[list[Finding], set[str]]:
+    """A refresh token from the configuration or the environment (WARNING: a rotated one is
+    not kept across processes), and a ``refresh_token_file`` whose folder this user cannot
+    write (ERROR). Either way a refresh token the server rotates (Microsoft does at every
+    refresh) lives only in the memory of the process that received it, and the next one
+    presents the old token and may be refused (``invalid_grant``: a new consent). The
+    findings, and the labels (``smtp`` or an account's) whose sign-in ``check`` must not
+    try, lest it rotate the token away itself."""
+    findings: list[Finding] = []
+    blocked: set[str] = set()
+    for label, grant in _refresh_grants(config):
+        if grant.refresh_token_file is None:
+            findings.append(
+                Finding(
+                    Level.WARNING,
+                    f"{label}: oauth2.refresh_token",
+                    "comes from the configuration or the environment: a refresh token the "
+                    "server rotates (Microsoft does) is kept only in the poller's memory, and "
+                    "a restart, `check` or `deliver` present the configured one, which the "
+                    "server may refuse (invalid_grant); use refresh_token_file",
+                )
+            )
+            continue
+        folder = grant.refresh_token_file.parent
+        if os.access(folder, os.W_OK | os.X_OK):
+            continue
+        blocked.add(label)
+        findings.append(
+            Finding(
+                Level.ERROR,
+                f"{label}: oauth2.refresh_token_file: {folder}",
+                f"not writable by this user, {_user(os.geteuid())}: a refresh token the "
+                "server rotates could not be written back, and the next process would "
+                "present the old one (invalid_grant: a new consent). Give the folder to the "
+                "user that runs the service (chown), or move the file to a folder it owns; "
+                "the sign-in was not tried, so the token in the file is still good",
+            )
+        )
+    return findings, blocked
+
+
 def _sign_in(account: AccountConfig) -> str:
     """Open the account's mailbox, count the waiting messages, close; what was found."""
     if account.protocol is MailProtocol.MAILDIR:
@@ -181,9 +235,11 @@ def run(args: argparse.Namespace) -> int:
         findings.append(
             Finding(Level.WARNING, "smtp", "no [smtp] section: replies are recorded, not sent")
         )
+    token_findings, blocked = token_file_findings(config)
+    findings = token_findings + findings
     failed = 0  # servers that refused us, or could not be reached
     if not args.no_sign_in:
-        failed = _check_sign_ins(config, active)
+        failed = _check_sign_ins(config, active, blocked)
         if failed:
             code = max(code, EXIT_TRANSPORT)
     for finding in findings:
@@ -198,17 +254,26 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _check_sign_ins(config: Config, active: list[AccountConfig]) -> int:
+_NOT_TRIED = "not signed in: its refresh_token_file could not be written back (see below)"
+
+
+def _check_sign_ins(config: Config, active: list[AccountConfig], blocked: set[str]) -> int:
     """Sign in to every active account's server and the SMTP server, a line for each; how
-    many failed (refused, or not reached)."""
+    many failed (refused, or not reached). Those ``blocked`` are named, not tried."""
     failed = 0
     for account in active:
         label = account_label(config, account)
+        if label in blocked:
+            print(f"{label}: {_NOT_TRIED}")
+            continue
         try:
             print(f"{label}: {_sign_in(account)}")
         except (MailboxError, OSError) as exc:
             print(f"{label}: FAILED: {exc}")
             failed += 1
+    if "smtp" in blocked:
+        print(f"smtp: {_NOT_TRIED}")
+        return failed
     mailer = make_mailer(config)
     if mailer is not None:
         verify = getattr(mailer, "verify", None)
