@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from pathlib import Path
 
 import pytest
 
+from asm_email_rules.adapters.sqlite import SqliteRepository
+from asm_email_rules.cli.poll import refuse_misconfigured
 from asm_email_rules.config import Config, load_config
 from asm_email_rules.errors import ConfigError
 from asm_email_rules.signin import (
@@ -207,3 +211,31 @@ def test_the_configurations_in_docs_oauth_md_load(tmp_path: Path) -> None:
         assert config.smtp is not None
         assert config.smtp.oauth2 is not None
         assert config.accounts[0].auth is AuthMethod.OAUTH2
+
+
+def test_poll_says_at_start_up_that_a_rotated_refresh_token_would_be_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``check`` reports a refresh token the service cannot keep when Microsoft rotates it (a
+    ``refresh_token_file`` whose folder this user cannot write); the service itself said
+    nothing until the next process met ``invalid_grant`` and needed a new consent. Now its
+    start-up logs what ``check`` says, and it runs on (the token works until it exits). The
+    tests run as root, who may write anything: the kernel's answer for the folder is made the
+    one another user gets."""
+    config = load(tmp_path, GOOGLE)
+    folder = tmp_path / "secrets"
+    real_access = os.access
+
+    def access(path: object, mode: int, **kwargs: bool) -> bool:
+        if Path(str(path)) == folder and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+    caplog.set_level(logging.WARNING, logger="asm_email_rules")
+    with SqliteRepository(tmp_path / "desk.sqlite3") as repository:
+        refuse_misconfigured(config, repository)  # runs on: no ConfigError
+
+    logged = [r for r in caplog.records if "oauth2.refresh_token_file" in r.getMessage()]
+    assert [r.levelno for r in logged] == [logging.ERROR]
+    assert str(folder) in logged[0].getMessage()

@@ -17,7 +17,7 @@ from asm_email_rules.cli._common import (
     EXIT_TRANSPORT,
     outbox_when,
 )
-from asm_email_rules.cli.check import settings_findings
+from asm_email_rules.cli.check import settings_findings, token_file_findings
 from asm_email_rules.config import Config, load_config
 from asm_email_rules.desk_check import Level
 from asm_email_rules.errors import ConfigError, StoreUnavailableError
@@ -90,15 +90,24 @@ def exit_code(report: PollReport) -> int:
 def refuse_misconfigured(config: Config, repository: Repository, *, warn: bool = True) -> None:
     """Log the settings' warnings; raise ConfigError on the first error (ids naming nobody or
     a non-analyst), so the service never runs with a desk that logs calls wrongly.
-    ``warn=False`` (``deliver``, run once per message) skips the warnings."""
+    ``warn=False`` (``deliver``, run once per message) skips the warnings.
+
+    A refresh token the service could not keep when the server rotates it (a
+    ``refresh_token_file`` in a folder this user cannot write, or one from the configuration)
+    is logged too, as ``check`` reports it, but does not stop the service: the token works
+    until the process ends, and the operator learns at start-up, not from the next
+    ``invalid_grant``."""
     findings = settings_findings(config, repository)
     errors = [finding for finding in findings if finding.level is Level.ERROR]
     if errors:
         more = f" (and {len(errors) - 1} more: see `asm-email-rules check`)" if errors[1:] else ""
         first = errors[0]
         raise ConfigError(f"{first.where}: {first.message}{more}", source=str(config.source or ""))
-    for finding in findings if warn else ():
-        log.warning("%s: %s", finding.where, finding.message)
+    if not warn:
+        return
+    for finding in [*findings, *token_file_findings(config)[0]]:
+        level = logging.ERROR if finding.level is Level.ERROR else logging.WARNING
+        log.log(level, "%s: %s", finding.where, finding.message)
 
 
 WAITING_SHOWN = 1000
