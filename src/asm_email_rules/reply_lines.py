@@ -79,6 +79,8 @@ _END_CJK = (
 _END_TAIL_MAX = 150
 _EVIDENCE_RE = re.compile(r"[@\d]")
 _TIME_RE = re.compile(r"\d[:.]\d\d")
+#: a clock time standing alone ("16:02", "kl. 10.00"), not a piece of a dotted date ("26.11.2026")
+_CLOCK_RE = re.compile(r"(?<![\d.])\d{1,2}[:.]\d\d(?![\d.])")
 _YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)|\d年")
 #: a date as attributions write it: a year ("2026", "2026年") or all numbers ("26/11/26",
 #: "26.11.26", "2026-11-26")
@@ -568,7 +570,9 @@ def _classify_attribution(text: str, one_line: bool = False) -> str | None:
         return None
     ends_colon = core[-1] in ":："
     if (ends_colon or decorated) and _end_match(core):
-        if "@" in core or _DATE_RE.search(core):
+        # Mail programs write an address or a date with its time; a date alone ("On
+        # 25/11/2026 the technician wrote:") is how a person reports what someone said.
+        if "@" in core or (_DATE_RE.search(core) and _CLOCK_RE.search(core)):
             return "strong"
         if decorated and len(core.split()) <= 8:
             return "strong"

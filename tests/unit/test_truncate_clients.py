@@ -1,0 +1,69 @@
+"""Truncate Incoming Emails across mail clients and reply shapes (round three).
+
+Spec: "If the incoming email is a reply to an outgoing email from the system, and Truncate
+Incoming Emails is selected in System Administration, only the reply portion of the email is
+added to the history of the call." Each row is a reply as a mail client writes it (the client
+and its format named in the id), with the exact text that must be kept: the person's own text
+whole, our quoted history gone. Names and addresses are made up.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from asm_email_rules.truncate import truncate_reply
+
+MARKER = "##- Please type your reply above this line -##"
+DESK = "helpdesk@desk.example"
+REPLY = "The printer in room 4 still jams on tray 2."
+OURS = f"{MARKER}\n\nCall 100 has been updated.\nPlease reply to this message.\n"
+QUOTED_OURS = "".join(f"> {line}\n" if line else ">\n" for line in OURS.splitlines())
+OUTLOOK = (
+    f"From: Service Desk <{DESK}>\nSent: Thursday, November 26, 2026 4:02 PM\n"
+    "To: Uma User <uma@corp.example>\nSubject: Call 100 has been updated\n"
+)
+
+
+def _row(case_id: str, body: str, kept: str, marker: str | None = None) -> object:
+    return pytest.param(body, kept, marker, id=case_id)
+
+
+#: (body, exact kept text, marker passed) per client format and reply shape
+CASES = [
+    # ---- the person's own text: a report of what someone said, with a date but no time or
+    # address (mail programs write both), stays, also over our located history
+    _row(
+        "person-dated-report-over-nothing",
+        f"{REPLY}\nOn 26/11/2026 the technician wrote:\nthe roller is worn.\n",
+        f"{REPLY}\nOn 26/11/2026 the technician wrote:\nthe roller is worn.",
+    ),
+    _row(
+        "person-dated-report-de",
+        f"{REPLY}\n\nAm 26.11.2026 schrieb der Techniker:\nDie Rolle ist abgenutzt.\n",
+        f"{REPLY}\n\nAm 26.11.2026 schrieb der Techniker:\nDie Rolle ist abgenutzt.",
+    ),
+    _row(
+        "person-dated-report-over-our-marker",
+        f"Hi,\n\nOn 25/11/2026 the technician wrote:\nthe roller is worn.\n\n{OURS}",
+        "Hi,\n\nOn 25/11/2026 the technician wrote:\nthe roller is worn.",
+        MARKER,
+    ),
+    # ... while a dated attribution with a time (Thunderbird) still cuts unquoted history
+    _row(
+        "thunderbird-date-and-time-unquoted",
+        f"{REPLY}\n\nOn 26/11/2026 16:02, Service Desk wrote:\n\nCall 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "thunderbird-dotted-date-and-time-de",
+        f"{REPLY}\n\nAm 26.11.2026 um 16.02 schrieb Service Desk:\n\nCall 100 has been updated.\n",
+        REPLY,
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "kept", "marker"), CASES)
+def test_reply_portion_is_kept_whole_and_history_goes(
+    body: str, kept: str, marker: str | None
+) -> None:
+    assert truncate_reply(body, marker=marker).kept == kept
