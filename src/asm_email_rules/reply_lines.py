@@ -688,7 +688,8 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
     every mail program writes in such a block: an address, or a Sent/Date value with a year or
     a time next to a From or Subject label. A From label after another From label or after
     a line that is no label starts another block, and a
-    block opening with a To, Cc or other label has a label on its next line. So a
+    block opening with a To, Cc or other label has a label on its next line, and a lone
+    label line whose kind comes again after a blank line is not the block's start. So a
     person's own labelled lines ("From: Saturday 22:00" over "To: Sunday 02:00", "Sent: 3
     jobs") are never a block, also right above a real one.
     """
@@ -703,6 +704,7 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
         return None  # a block opens with From, Sent/Date or Subject, or is all labels
     labels_seen: set[str] = set()
     dated = prose = False
+    lone = i + 1 < len(stripped) and not stripped[i + 1]  # a blank line under the first label
     last = i
     blanks = 0
     n = len(stripped)
@@ -719,6 +721,10 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
             label = _header_label(text)
             if label == _FROM and (_FROM in labels_seen or prose):
                 break  # the next message's header block
+            if label == first and j > i and lone:
+                # "Date: 26/11/2026 it started." over a blank line and a block with its own
+                # Sent/Date: the lone label line is the person's, the block starts below it
+                return None
             prose = prose or label is None
             if label is not None:
                 labels_seen.add(label)

@@ -59,6 +59,26 @@ CASES = [
         f"{REPLY}\n\nAm 26.11.2026 um 16.02 schrieb Service Desk:\n\nCall 100 has been updated.\n",
         REPLY,
     ),
+    # ---- a labelled line of the person's right above an Outlook block (its own Sent/Date or
+    # Subject under it) is their text, not the block's first line
+    _row(
+        "person-date-line-over-outlook-block-marker",
+        f"{REPLY}\nDate: 26/11/2026 it started.\n\n{OUTLOOK}\n{OURS}",
+        f"{REPLY}\nDate: 26/11/2026 it started.",
+        MARKER,
+    ),
+    _row(
+        "person-subject-line-over-outlook-block",
+        f"{REPLY}\nSubject: tray 2, since 26/11/2026\n\n{OUTLOOK}\nCall 100 has been updated.\n",
+        f"{REPLY}\nSubject: tray 2, since 26/11/2026",
+    ),
+    _row(
+        "gmx-html-as-text-blank-lines-between-labels",
+        f"{REPLY}\n\nGesendet: Donnerstag, 26. November 2026 um 16:02 Uhr\n\n"
+        f'Von: "Service Desk" <{DESK}>\n\nAn: uma@corp.example\n\nBetreff: Call 100\n\n{OURS}',
+        REPLY,
+        MARKER,
+    ),
 ]
 
 
