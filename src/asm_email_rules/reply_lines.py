@@ -859,8 +859,19 @@ def _is_separator_word(word: str) -> bool:
 
 
 def is_rule(stripped: str) -> bool:
-    """A line of dashes, underscores or equals signs (at least five)."""
-    return len(stripped) >= 5 and not stripped.strip("-_=")
+    """A line of dashes, underscores or equals signs (at least five), or such a line framing
+    a few words ("----- Ursprüngliche Mail -----", "----- 원본 메일 -----"): over a header block
+    it is the block's separator, whatever language its words are in."""
+    if len(stripped) < 5 or len(stripped) > _MAX_FRAMED:
+        return False
+    if not stripped.strip("-_="):
+        return True
+    return stripped[:2] in _FRAMES and stripped[-2:] in _FRAMES and bool(stripped.strip("-_=* "))
+
+
+#: longest framed separator line, and the two-character frames that open and close one
+_MAX_FRAMED = 120
+_FRAMES = frozenset(("--", "__", "==", "**"))
 
 
 def is_sig_delimiter(stripped: str) -> bool:

@@ -229,7 +229,8 @@ def _mark_splitters(stripped: list[str], roles: list[str], reasons: list[str]) -
 
 
 def _rule_above(stripped: list[str], i: int) -> int:
-    """The line of a horizontal rule just above a header block at ``i`` (blanks between), or i."""
+    """The rule or framed separator line just above a header block at ``i`` (blanks between),
+    or ``i``."""
     back = i - 1
     while back >= 0 and back >= i - 4 and not stripped[back]:
         back -= 1

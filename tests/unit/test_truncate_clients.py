@@ -79,6 +79,35 @@ CASES = [
         REPLY,
         MARKER,
     ),
+    # ---- a framed separator line over a header block goes with it in any wording (Zimbra
+    # "----- Ursprüngliche Mail -----", Daum "----- 원본 메일 -----")
+    _row(
+        "zimbra-de-separator-over-block",
+        f'{REPLY}\n\n----- Ursprüngliche Mail -----\nVon: "Service Desk" <{DESK}>\n'
+        'An: "Uma User" <uma@corp.example>\nGesendet: Donnerstag, 26. November 2026 16:02:11\n'
+        "Betreff: Call 100\n\nCall 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "daum-ko-separator-over-block-marker",
+        f"{REPLY}\n\n----- 원본 메일 -----\n보낸사람: Service Desk <{DESK}>\n"
+        "받는사람: Uma <uma@corp.example>\n날짜: 2026년 11월 26일 목요일, 16시 02분 11초 +0900\n"
+        f"제목: Call 100\n\n{OURS}",
+        REPLY,
+        MARKER,
+    ),
+    _row(
+        "zimbra-fr-separator-over-block",
+        f'{REPLY}\n\n----- Mail original -----\nDe: "Service Desk" <{DESK}>\n'
+        'À: "Uma User" <uma@corp.example>\nEnvoyé: Jeudi 26 Novembre 2026 16:02:11\n'
+        "Objet: Call 100\n\nCall 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "person-framed-heading-over-own-text",
+        f"==== Fehlerbericht ====\n{REPLY}\n\n{OUTLOOK}\nCall 100 has been updated.\n",
+        f"==== Fehlerbericht ====\n{REPLY}",
+    ),
 ]
 
 
