@@ -24,6 +24,7 @@ __all__ = [
     "inline_answers_announced",
     "is_bare_separator",
     "is_device_line",
+    "is_groupwise_header",
     "is_rule",
     "is_separator",
     "is_sig_delimiter",
@@ -812,8 +813,28 @@ def notes_header_start(lines: list[str], last: int) -> int | None:
     return start
 
 
+def is_groupwise_header(stripped: str) -> bool:
+    """GroupWise's one-line header over the unquoted original: ``>>> "Name" <addr> 26/11/2026
+    16:02 >>>`` (name and/or address, a date and a time, between ``>>>`` marks).
+
+    It starts like a quoted line but is a separator; a person's ``>>> Update 26/11/2026 >>>``
+    (no time) or ``>>> http://example.com <<<`` is not one.
+    """
+    if len(stripped) > _MAX_PROBE or stripped[:3] != ">>>" or stripped[-3:] != ">>>":
+        return False
+    inner = stripped[3:-3]
+    return (
+        len(inner) > 8
+        and inner[:1] in (" ", "\t")
+        and _DATE_RE.search(inner) is not None
+        and _CLOCK_RE.search(inner) is not None
+    )
+
+
 def is_separator(stripped: str) -> bool:
     """An "-----Original Message-----" / forward separator or intro line."""
+    if stripped[:3] == ">>>" and is_groupwise_header(stripped):
+        return True
     if len(stripped) < 5 or len(stripped) > 120:
         return False
     if stripped[: len(TOBIT_SEPARATOR)].casefold() == TOBIT_SEPARATOR:
@@ -842,7 +863,7 @@ def is_bare_separator(stripped: str) -> bool:
     """
     if not is_separator(stripped):
         return False
-    if stripped[-1] in ":：" or TOBIT_SEPARATOR in stripped.casefold():
+    if stripped[-1] in ":：" or stripped[:3] == ">>>" or TOBIT_SEPARATOR in stripped.casefold():
         return True
     core = stripped.strip("-")
     if stripped[:3] == "---" and stripped[-3:] == "---" and core == core.strip():

@@ -32,6 +32,7 @@ from asm_email_rules.reply_lines import (
     inline_answers_announced,
     is_bare_separator,
     is_device_line,
+    is_groupwise_header,
     is_rule,
     is_separator,
     is_sig_delimiter,
@@ -113,7 +114,7 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     their quotes); then, when asked, trim a closing signature.
     """
     stripped = _stripped_lines(lines)
-    roles = [_B if not text else (_Q if text[0] == ">" else _T) for text in stripped]
+    roles = [_B if not text else (_Q if _is_quote_line(text) else _T) for text in stripped]
     reasons: list[str] = []
     cut = _mark_splitters(stripped, roles, reasons)
     verdicts, quote_blocks = _mark_quote_blocks(roles, cut, stripped)
@@ -124,6 +125,12 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     if strip_signature:
         _trim_tail(stripped, keep, reasons)
     return _Cut(keep=keep, reasons=reasons)
+
+
+def _is_quote_line(text: str) -> bool:
+    """A ``>``-quoted line (stripped); GroupWise's ``>>> Name 26/11/2026 16:02 >>>`` header
+    is a separator line, not a quote."""
+    return text[0] == ">" and not (text[:3] == ">>>" and is_groupwise_header(text))
 
 
 def _stripped_lines(lines: list[str]) -> list[str]:
@@ -152,7 +159,7 @@ def _splitter_candidates(stripped: list[str]) -> list[int]:
         k
         for k, text in enumerate(stripped)
         if text
-        and text[0] != ">"
+        and not _is_quote_line(text)
         and (
             tail_ok[k]
             or tail_ok[k + 1]
@@ -483,7 +490,7 @@ def _intro_above(stripped: list[str], first: int) -> tuple[int, str] | None:
         last -= 1
     found: tuple[int, str] | None = None
     k = last
-    while k >= 0 and k > last - _INTRO_WINDOW and stripped[k][:1] != ">":
+    while k >= 0 and k > last - _INTRO_WINDOW and not (stripped[k] and _is_quote_line(stripped[k])):
         if stripped[k]:
             splitter = _splitter_at(stripped, k)
             joins = (

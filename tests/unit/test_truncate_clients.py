@@ -108,6 +108,28 @@ CASES = [
         f"==== Fehlerbericht ====\n{REPLY}\n\n{OUTLOOK}\nCall 100 has been updated.\n",
         f"==== Fehlerbericht ====\n{REPLY}",
     ),
+    # ---- GroupWise: a ">>> name date time >>>" line over the unquoted original is its header
+    _row(
+        "groupwise-header-line",
+        f'{REPLY}\n\n>>> "Service Desk" <{DESK}> 26/11/2026 16:02 >>>\nCall 100 was updated.\n',
+        REPLY,
+    ),
+    _row(
+        "groupwise-header-line-us-date",
+        f"{REPLY}\n\n>>> Service Desk<{DESK}> 11/26/2026 4:02 PM >>>\nCall 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "groupwise-header-line-marker",
+        f"{REPLY}\n\n>>> Service Desk 26.11.2026 16:02 >>>\n{OURS}",
+        REPLY,
+        MARKER,
+    ),
+    _row(
+        "person-arrow-heading-stays",
+        f"{REPLY}\n>>> Update 26/11/2026 >>>\nThe tray was fixed.\n",
+        f"{REPLY}\n>>> Update 26/11/2026 >>>\nThe tray was fixed.",
+    ),
 ]
 
 
