@@ -590,9 +590,33 @@ def _classify_attribution(text: str, one_line: bool = False) -> str | None:
         if one_line and _TIME_RE.search(core) and _YEAR_RE.search(core):
             return "strong"
         return "weak"
+    # Tutanota's "26. Nov. 2026, 16:02 von <addr>:" / "Nov 26, 2026, 16:02 by <addr>:": a bare
+    # address ends it, one word ("von", "by") after the time (and its "PM"); only as one line
+    # with a year ("write to a@b:", "at 16:02 write to a@b:" are prose)
+    if one_line and ends_colon and "@" in core[-80:] and _YEAR_RE.search(core):
+        words = core.rstrip(" \t:：").rsplit(None, 4)[1:]
+        if words[-1:] and _is_address(words[-1]) and _clock_before_address(words):
+            return "strong"
     if ends_colon and core.casefold().startswith(_QUOTING_OPENERS):
         return "weak"  # Horde: "Quoting Name <addr>:"
     return None
+
+
+def _clock_before_address(words: list[str]) -> bool:
+    """The last words of a line end "<time> <word> <address>" or "<time> AM <word> <address>"."""
+    if len(words) >= 3 and _CLOCK_RE.fullmatch(words[-3]):
+        return True
+    return (
+        len(words) >= 4
+        and _CLOCK_RE.fullmatch(words[-4]) is not None
+        and words[-3].casefold().strip(".") in ("am", "pm")
+    )
+
+
+def _is_address(word: str) -> bool:
+    """A bare e-mail address ("helpdesk@desk.example"), maybe in parentheses."""
+    local, at, domain = word.strip("()").partition("@")
+    return bool(at and local and "." in domain and "@" not in domain and "<" not in word)
 
 
 def _without_bracketed_date(core: str) -> str:

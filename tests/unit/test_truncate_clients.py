@@ -130,6 +130,23 @@ CASES = [
         f"{REPLY}\n>>> Update 26/11/2026 >>>\nThe tray was fixed.\n",
         f"{REPLY}\n>>> Update 26/11/2026 >>>\nThe tray was fixed.",
     ),
+    # ---- Tutanota: "<date>, <time> von/by <bare address>:" with no verb
+    _row(
+        "tutanota-de-over-quote-marker",
+        f"{REPLY}\n\n\n26. Nov. 2026, 16:02 von {DESK}:\n\n{QUOTED_OURS}",
+        REPLY,
+        MARKER,
+    ),
+    _row(
+        "tutanota-en-unquoted",
+        f"{REPLY}\n\n\nNov 26, 2026, 4:02 PM by {DESK}:\n\nCall 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "person-time-and-address-in-a-sentence-stays",
+        f"{REPLY}\nOn 26/11/2026 at 16:02 write to ops@corp.example:\nthe error list\n",
+        f"{REPLY}\nOn 26/11/2026 at 16:02 write to ops@corp.example:\nthe error list",
+    ),
 ]
 
 
