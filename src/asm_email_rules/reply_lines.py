@@ -868,11 +868,37 @@ def is_separator(stripped: str) -> bool:
     core, decorated = _deco_strip(stripped)
     low = core.rstrip(" :：").casefold().replace("\u0307", "")  # Turkish "İ" folds to i + dot
     framed = decorated and (stripped[0] in "-_=*" or stripped[-1] in "-_=*")
+    if framed and _is_notes_forward(low):
+        return True
     if framed and len(low) <= 60 and any(k in low for k in _SEPARATOR_KEYWORDS):
         return True
     if TOBIT_SEPARATOR in low:  # Tobit David: "[Original Message processed by david]"
         return True
     return stripped[-1] in ":：" and low in _FORWARD_INTROS
+
+
+#: how Lotus Notes opens its forward line, "----- Forwarded by Name/Org on 26/11/2026 16:10 -----"
+_NOTES_FORWARD_OPENERS = (
+    "forwarded by ",
+    "weitergeleitet von ",
+    "réacheminé par ",
+    "transféré par ",
+    "inoltrato da ",
+    "reenviado por ",
+    "encaminhado por ",
+    "doorgestuurd door ",
+    "videresendt af ",
+    "vidarebefordrat av ",
+)
+
+
+def _is_notes_forward(low: str) -> bool:
+    """Casefolded framed words of Lotus Notes' forward line: an opener, a date and a time."""
+    return (
+        low.startswith(_NOTES_FORWARD_OPENERS)
+        and _DATE_RE.search(low) is not None
+        and _CLOCK_RE.search(low) is not None
+    )
 
 
 def is_bare_separator(stripped: str) -> bool:
@@ -888,6 +914,8 @@ def is_bare_separator(stripped: str) -> bool:
     if not is_separator(stripped):
         return False
     if stripped[-1] in ":：" or stripped[:3] == ">>>" or TOBIT_SEPARATOR in stripped.casefold():
+        return True
+    if _is_notes_forward(_deco_strip(stripped)[0].casefold()):
         return True
     core = stripped.strip("-")
     if stripped[:3] == "---" and stripped[-3:] == "---" and core == core.strip():

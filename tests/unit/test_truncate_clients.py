@@ -147,6 +147,24 @@ CASES = [
         f"{REPLY}\nOn 26/11/2026 at 16:02 write to ops@corp.example:\nthe error list\n",
         f"{REPLY}\nOn 26/11/2026 at 16:02 write to ops@corp.example:\nthe error list",
     ),
+    # ---- Lotus Notes' forward line: "----- Forwarded by Name/Org on <date> <time> -----"
+    _row(
+        "notes-forwarded-by",
+        f"{REPLY}\n\n----- Forwarded by Uma User/Corp on 26/11/2026 16:10 -----\n\n"
+        "Call 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "notes-weitergeleitet-von",
+        f"{REPLY}\n\n----- Weitergeleitet von Uma User/Corp am 26.11.2026 16:10 -----\n\n"
+        "Call 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "person-forwarded-heading-without-time-stays",
+        f"{REPLY}\n--- Forwarded by the vendor on 26/11/2026 ---\nReplace the roller.\n",
+        f"{REPLY}\n--- Forwarded by the vendor on 26/11/2026 ---\nReplace the roller.",
+    ),
 ]
 
 
