@@ -769,7 +769,9 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
 def _dated_value(text: str) -> bool:
     """True when a Sent/Date label line holds a year or a time ("2026", "16:02", "2026年")."""
     head = text[:_MAX_PROBE]
-    value = head[head.find(":") + 1 :] if ":" in head[:60] else head[head.find("：") + 1 :]
+    # the label's colon is the first one, ASCII or full-width ("发送时间： 2026-11-26 16:02")
+    colons = [at for at in (head.find(":", 0, 60), head.find("：", 0, 60)) if at >= 0]
+    value = head[min(colons) + 1 :] if colons else head
     return _YEAR_RE.search(value) is not None or _TIME_RE.search(value) is not None
 
 

@@ -165,6 +165,21 @@ CASES = [
         f"{REPLY}\n--- Forwarded by the vendor on 26/11/2026 ---\nReplace the roller.\n",
         f"{REPLY}\n--- Forwarded by the vendor on 26/11/2026 ---\nReplace the roller.",
     ),
+    # ---- Foxmail / Outlook with full-width colons and no address: the Sent value's time has
+    # an ASCII colon, the label a full-width one
+    _row(
+        "foxmail-zh-full-width-labels",
+        f"{REPLY}\n\n\n发件人： Service Desk\n发送时间： 2026-11-26 16:02\n收件人： uma\n"
+        "主题： Call 100\nCall 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "outlook-ja-full-width-labels-marker",
+        f"{REPLY}\n\n差出人： Service Desk\n送信日時： 2026年11月26日 16:02\n宛先： Uma User\n"
+        f"件名： Call 100\n\n{OURS}",
+        REPLY,
+        MARKER,
+    ),
 ]
 
 
