@@ -288,15 +288,24 @@ _FORWARD_INTROS = frozenset(
     )
 )
 
+_DEVICES = r"(?:iphone|ipad|android|samsung|galaxy|huawei|xiaomi|outlook|yahoo|mobile)"
 _DEVICE_RE = re.compile(
     r"(?:sent\s+from\s+my|sent\s+with|sent\s+from\s+(?:outlook|mail|yahoo|samsung|aol)"
     r"|get\s+outlook\s+for|envoyé\s+de\s+mon|envoyé\s+depuis\s+mon|von\s+meinem"
     r"|gesendet\s+von\s+meinem|enviado\s+desde\s+mi|enviado\s+do\s+meu|enviado\s+de\s+meu"
     r"|inviato\s+da(?:l)?\s+mio|verzonden\s+met|verzonden\s+vanaf\s+mijn|verstuurd\s+vanaf"
     r"|sendt\s+fra\s+min|skickat\s+från\s+min|wysłane\s+z\s+mojego|отправлено\s+с\s+моего"
-    r"|надіслано\s+з\s+мого|odesláno\s+z\s+mého|lähetetty\s+iphonesta)\b",
+    r"|надіслано\s+з\s+мого|odesláno\s+z\s+mého|lähetetty\s+iphonesta"
+    # the forms without "my" that iOS and Android mail apps write in their languages
+    rf"|inviato\s+da\s+{_DEVICES}|отправлено\s+с\s+{_DEVICES}|gesendet\s+von\s+{_DEVICES}"
+    rf"|envoyé\s+de\s+(?:l'|mon\s+)?{_DEVICES}|enviado\s+desde\s+{_DEVICES}"
+    rf"|wysłane\s+z\s+{_DEVICES}|надіслано\s+з\s+{_DEVICES})\b",
     re.IGNORECASE,
 )
+#: a device line of a language that puts the verb last ("iPhoneから送信", "从我的iPhone发送",
+#: "나의 iPhone에서 보냄", "iPhone'umdan gönderildi"): a device name and one of these endings
+_DEVICE_LAST_VERBS = ("から送信", "发送", "發送", "傳送", "에서 보냄", "gönderildi")
+_DEVICE_NAME_RE = re.compile(_DEVICES, re.IGNORECASE)
 _VALEDICTIONS = frozenset(
     (
         "regards",
@@ -959,7 +968,13 @@ def is_device_line(stripped: str) -> bool:
     if len(stripped) > 80 or "," in stripped:
         return False
     m = _DEVICE_RE.match(stripped)
-    return m is not None and len(stripped[m.end() :].split()) <= 6
+    if m is not None:
+        return len(stripped[m.end() :].split()) <= 6
+    return (
+        len(stripped) <= 40
+        and stripped.endswith(_DEVICE_LAST_VERBS)
+        and _DEVICE_NAME_RE.search(stripped) is not None
+    )
 
 
 def is_valediction(stripped: str) -> bool:

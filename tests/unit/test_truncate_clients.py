@@ -188,3 +188,36 @@ def test_reply_portion_is_kept_whole_and_history_goes(
     body: str, kept: str, marker: str | None
 ) -> None:
     assert truncate_reply(body, marker=marker).kept == kept
+
+
+#: device signatures as iOS and Android mail apps write them, per display language; signature
+#: mode (strip_signature=True) drops them from the end of the reply
+DEVICE_LINES = {
+    "en": "Sent from my iPhone",
+    "de": "Von meinem iPhone gesendet",
+    "fr": "Envoyé de mon iPhone",
+    "it": "Inviato da iPhone",
+    "ru": "Отправлено с iPhone",
+    "pl": "Wysłane z iPhone'a",
+    "es-android": "Enviado desde Outlook para Android",
+    "ja": "iPhoneから送信",
+    "zh": "从我的iPhone发送",
+    "zh-TW": "從我的 iPhone 傳送",
+    "ko": "나의 iPhone에서 보냄",
+    "tr": "iPhone'umdan gönderildi",
+}
+
+
+@pytest.mark.parametrize("device", DEVICE_LINES.values(), ids=DEVICE_LINES.keys())
+def test_device_signature_goes_in_signature_mode(device: str) -> None:
+    body = f"{REPLY}\n\n{device}\n\nOn Thu, Nov 26, 2026 at 4:02 PM Service Desk <{DESK}> wrote:\n"
+    body += "> Call 100 has been updated.\n"
+    assert truncate_reply(body, strip_signature=True).kept == REPLY
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["My Galaxy phone crashed, so I sent it from the iPad", "Outlook 発送 ist kaputt"],
+)
+def test_a_sentence_about_a_device_stays_in_signature_mode(line: str) -> None:
+    assert truncate_reply(f"{REPLY}\n\n{line}\n", strip_signature=True).kept == f"{REPLY}\n\n{line}"
