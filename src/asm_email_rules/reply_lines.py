@@ -582,7 +582,9 @@ def _classify_attribution(text: str, one_line: bool = False) -> str | None:
     if (ends_colon or decorated) and _end_match(core):
         # Mail programs write an address or a date with its time; a date alone ("On
         # 25/11/2026 the technician wrote:") is how a person reports what someone said.
-        if "@" in core or (_DATE_RE.search(core) and _CLOCK_RE.search(core)):
+        if "@" in core or (
+            _DATE_RE.search(core) and _CLOCK_RE.search(core) and not _reported(core)
+        ):
             return "strong"
         if decorated and len(core.split()) <= 8:
             return "strong"
@@ -620,6 +622,33 @@ def _clock_before_address(words: list[str]) -> bool:
         and _CLOCK_RE.fullmatch(words[-4]) is not None
         and words[-3].casefold().strip(".") in ("am", "pm")
     )
+
+
+#: a speaker named with a lowercase possessive or "the" before the verb ("my manager wrote:",
+#: "mon chef a écrit :"), or an article or possessive after it ("schrieb der Techniker:"), is
+#: the person reporting, not a mail program's display name
+_REPORTING_BEFORE = _words(
+    (
+        "my our the his her their your mein meine unser unsere mon ma notre votre mi nuestro",
+        "nuestra mio mia mijn onze min mitt vår",
+    )
+)
+_REPORTING_AFTER = _REPORTING_BEFORE | _words(("der die das ein eine le la un une",))
+#: a verb's auxiliary before it ("a écrit", "ha scritto") that the speaker comes before
+_AUXILIARIES = frozenset(("a", "ha", "va", "heeft", "hat"))
+
+
+def _reported(core: str) -> bool:
+    """True when the speaker next to the attribution verb is named as in prose ("On 26 Nov
+    2026 at 10:00, my manager wrote:"). Only the last 20 words are read."""
+    words = [word.strip(",;:()") for word in core.split()[-20:]]
+    for k in range(len(words) - 1, -1, -1):
+        if words[k].casefold() in _END_WORDS:
+            before = k - 1 if k and words[k - 1] in _AUXILIARIES else k
+            return (before >= 2 and words[before - 2] in _REPORTING_BEFORE) or (
+                k + 1 < len(words) and words[k + 1] in _REPORTING_AFTER
+            )
+    return False
 
 
 def _is_address(word: str) -> bool:

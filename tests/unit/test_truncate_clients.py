@@ -180,6 +180,29 @@ CASES = [
         REPLY,
         MARKER,
     ),
+    # ---- the person reporting with date and time, the speaker named as in prose ("my
+    # manager", "der Techniker", "mon chef"): their text, not a mail program's attribution
+    _row(
+        "person-reports-manager-with-time-over-our-marker",
+        f"Hi,\n\nOn 26 Nov 2026 at 10:00, my manager wrote:\nplease escalate this.\n\n{OURS}",
+        "Hi,\n\nOn 26 Nov 2026 at 10:00, my manager wrote:\nplease escalate this.",
+        MARKER,
+    ),
+    _row(
+        "person-reports-technician-de",
+        f"{REPLY}\n\nAm 26.11.2026 um 10:00 schrieb der Techniker:\nDie Rolle ist abgenutzt.\n",
+        f"{REPLY}\n\nAm 26.11.2026 um 10:00 schrieb der Techniker:\nDie Rolle ist abgenutzt.",
+    ),
+    _row(
+        "person-reports-chef-fr",
+        f"{REPLY}\n\nLe 26/11/2026 à 10:00, mon chef a écrit :\nil faut escalader.\n",
+        f"{REPLY}\n\nLe 26/11/2026 à 10:00, mon chef a écrit :\nil faut escalader.",
+    ),
+    _row(
+        "thunderbird-name-with-particles-still-cut",
+        f"{REPLY}\n\nOn 26/11/2026 16:02, Dirk van der Berg wrote:\n\nCall 100 has been updated.\n",
+        REPLY,
+    ),
 ]
 
 
