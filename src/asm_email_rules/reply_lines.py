@@ -799,9 +799,22 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
         return None
     if any("@" in stripped[k][:_MAX_FLATTENED] for k in range(i, last + 1)):
         return last + 1
-    if dated and labels_seen & {_FROM, _SUBJECT}:
+    if dated and labels_seen & {_FROM, _SUBJECT} and not _introduced_list(stripped, i):
         return last + 1
     return None
+
+
+def _introduced_list(stripped: list[str], i: int) -> bool:
+    """True when the line right above the label lines at ``i`` (no blank between) is the
+    person's own intro ending with a colon ("Details:" over "From: building A", "To: building
+    B", "Date: ..."); a separator or forward intro ("Begin forwarded message:") is not one."""
+    top = i  # the first of the label lines right above and including ``i``
+    while top > 0 and top > i - _HEADER_WINDOW and _header_label(stripped[top - 1]) is not None:
+        top -= 1
+    if top == 0 or not stripped[top - 1]:
+        return False
+    above = stripped[top - 1]
+    return above[-1] in ":：" and not _is_quoted(above) and not is_separator(above)
 
 
 def _dated_value(text: str) -> bool:

@@ -203,6 +203,29 @@ CASES = [
         f"{REPLY}\n\nOn 26/11/2026 16:02, Dirk van der Berg wrote:\n\nCall 100 has been updated.\n",
         REPLY,
     ),
+    # ---- the person's own labelled list under their intro line (no address in it) stays
+    _row(
+        "person-labelled-list-under-intro",
+        "Please move the printers.\nDetails:\nFrom: building A\nTo: building B\n"
+        "Date: 26/11/2026 16:00\nSubject: printer move\n\n"
+        f"On Thu, Nov 26, 2026 at 4:02 PM Service Desk <{DESK}> wrote:\n> Call 100.\n",
+        "Please move the printers.\nDetails:\nFrom: building A\nTo: building B\n"
+        "Date: 26/11/2026 16:00\nSubject: printer move",
+    ),
+    _row(
+        "person-labelled-list-under-intro-marker",
+        "Details:\nFrom: building A\nTo: building B\nDate: 26/11/2026 16:00\n"
+        f"Subject: printer move\n\n{OURS}",
+        "Details:\nFrom: building A\nTo: building B\nDate: 26/11/2026 16:00\nSubject: printer move",
+        MARKER,
+    ),
+    _row(
+        "blackberry-block-under-device-line-still-cut",
+        f"{REPLY}\n\nSent from my BlackBerry 10 smartphone.\nFrom: Service Desk\n"
+        "Sent: Thursday, November 26, 2026 16:02\nTo: Uma User\nSubject: Call 100\n\n"
+        "Call 100 has been updated.\n",
+        f"{REPLY}\n\nSent from my BlackBerry 10 smartphone.",
+    ),
 ]
 
 
