@@ -226,6 +226,166 @@ CASES = [
         "Call 100 has been updated.\n",
         f"{REPLY}\n\nSent from my BlackBerry 10 smartphone.",
     ),
+    # ---- clients and shapes that already worked, kept as guards (format per client)
+    _row(
+        "outlook-ios-banner-rule-block",
+        f"{REPLY}\n\nGet Outlook for iOS\n________________________________\n{OUTLOOK}\n{OURS}",
+        f"{REPLY}\n\nGet Outlook for iOS",
+        MARKER,
+    ),
+    _row(
+        "new-outlook-bold-labels",
+        f"{REPLY}\n\n*From:* Service Desk <{DESK}>\n*Sent:* Thursday, November 26, 2026 16:02\n"
+        "*To:* Uma User <uma@corp.example>\n*Subject:* Call 100\n\nCall 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "outlook-mac-labels-on-own-lines-marker",
+        f"{REPLY}\n\nFrom:\nService Desk <{DESK}>\nSent:\nThursday, November 26, 2026 4:02 PM\n"
+        f"To:\nUma User\nSubject:\nCall 100\n\n{OURS}",
+        REPLY,
+        MARKER,
+    ),
+    _row(
+        "gmail-ar-rtl",
+        f"{REPLY}\n\nفي الخميس، 26 نوفمبر 2026 في 4:02 م، \u200fService Desk <{DESK}> كتب:\n"
+        f"{QUOTED_OURS}",
+        REPLY,
+        MARKER,
+    ),
+    _row(
+        "gmail-he-rtl-bidi-marks-unquoted",
+        f"{REPLY}\n\n\u202bבתאריך יום ה׳, 26 בנוב׳ 2026 ב-16:02 מאת \u202aService Desk\u202c\u200f "
+        f"<\u202a{DESK}\u202c\u200f>:\u202c\n\nCall 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "gmail-ko-wrapped-address",
+        f"{REPLY}\n\n2026년 11월 26일 (목) 오후 4:02, Service Desk Team of Example Corporation <\n"
+        f"{DESK}>님이 작성:\n\n> Call 100.\n",
+        REPLY,
+    ),
+    _row(
+        "gmail-en-attribution-over-three-lines-marker",
+        f"{REPLY}\n\nOn Thursday, November 26, 2026 at 4:02:11 PM Central European\n"
+        f"Standard Time, Service Desk Team of Example Corporation IT <\n{DESK}> wrote:\n\n"
+        f"{QUOTED_OURS}",
+        REPLY,
+        MARKER,
+    ),
+    _row(
+        "gmail-address-broken-after-at-unquoted",
+        f"{REPLY}\n\nOn Thu, Nov 26, 2026 at 4:02 PM Service Desk <helpdesk@\ndesk.example> "
+        "wrote:\n\nCall 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "apple-mail-de-quoted-attribution",
+        f"{REPLY}\n\nVon meinem iPhone gesendet\n\n> Am 26.11.2026 um 16:02 schrieb Service Desk "
+        f"<{DESK}>:\n>\n{QUOTED_OURS}",
+        f"{REPLY}\n\nVon meinem iPhone gesendet",
+        MARKER,
+    ),
+    _row(
+        "yahoo-indented-attribution",
+        f"{REPLY}\n\n    On Thursday, November 26, 2026, 04:02:11 PM GMT+1, Service Desk <{DESK}> "
+        "wrote:  \n \n Call 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "aol-original-message",
+        f"{REPLY}\n\n\n-----Original Message-----\nFrom: Service Desk <{DESK}>\n"
+        "To: uma@corp.example\nSent: Thu, Nov 26, 2026 4:02 pm\nSubject: Call 100\n\nCall 100.\n",
+        REPLY,
+    ),
+    _row(
+        "gmx-sent-first",
+        f"{REPLY}\n\n\nGesendet: Donnerstag, 26. November 2026 um 16:02 Uhr\n"
+        f'Von: "Service Desk" <{DESK}>\nAn: uma@corp.example\nBetreff: Call 100\n\n{OURS}',
+        REPLY,
+        MARKER,
+    ),
+    _row(
+        "mailru-quoted-verbless",
+        f"{REPLY}\n\n\n>Четверг, 26 ноября 2026, 16:02 +03:00 от Service Desk <{DESK}>:\n"
+        ">\n>Call 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "qq-original-separator-block",
+        f"{REPLY}\n\n\n------------------ 原始邮件 ------------------\n"
+        f'发件人: "Service Desk"<{DESK}>;\n发送时间: 2026年11月26日(星期四) 下午4:02\n'
+        f'收件人: "Uma"<uma@corp.example>;\n主题: Call 100\n\n{OURS}',
+        REPLY,
+        MARKER,
+    ),
+    _row(
+        "netease-unquoted",
+        f'{REPLY}\n\n\n\n在 2026-11-26 16:02:11，"Service Desk" <{DESK}> 写道：\n\nCall 100.\n',
+        REPLY,
+    ),
+    _row(
+        "naver-original-message",
+        f'{REPLY}\n\n-----Original Message-----\nFrom: "Service Desk"<{DESK}>\n'
+        'To: "Uma"<uma@corp.example>;\nCc:\nSent: 2026-11-26 (목) 16:02:11 (GMT+09:00)\n'
+        "Subject: Call 100\n\nCall 100.\n",
+        REPLY,
+    ),
+    _row(
+        "protonmail-separator-and-attribution",
+        f"{REPLY}\n\n------- Original Message -------\nOn Thursday, November 26th, 2026 at 16:02, "
+        f"Service Desk <{DESK}> wrote:\n\n{QUOTED_OURS}",
+        REPLY,
+        MARKER,
+    ),
+    _row(
+        "samsung-separator-block",
+        f"{REPLY}\n\n\nSent from my Galaxy\n\n\n-------- Original message --------\n"
+        f"From: Service Desk <{DESK}>\nDate: 26/11/2026 16:02 (GMT+01:00)\n"
+        "To: uma@corp.example\nSubject: Call 100\n\nCall 100.\n",
+        f"{REPLY}\n\n\nSent from my Galaxy",
+    ),
+    _row(
+        "horde-quoting-intro",
+        f"{REPLY}\n\nZitat von Service Desk <{DESK}>:\n\n> Call 100 has been updated.\n",
+        REPLY,
+    ),
+    _row(
+        "bottom-posted-under-quoted-marker",
+        f"On 2026-11-26 16:02, Service Desk wrote:\n{QUOTED_OURS}\nIt still jams.\n",
+        "It still jams.",
+        MARKER,
+    ),
+    _row(
+        "inline-answers-between-quotes",
+        "Hi,\n\nOn Thu, Nov 26, 2026 at 4:02 PM Service Desk <helpdesk@desk.example> wrote:\n"
+        "> Which tray jams?\n\nTray 2.\n\n> Since when?\n\nSince Monday.\n\n> Thanks, Desk\n",
+        "Hi,\n\nOn Thu, Nov 26, 2026 at 4:02 PM Service Desk <helpdesk@desk.example> wrote:\n"
+        "> Which tray jams?\n\nTray 2.\n\n> Since when?\n\nSince Monday.",
+    ),
+    _row(
+        "person-quote-with-said-kept",
+        "The vendor said:\n> replace the roller\nWe did, it still jams.\n\n"
+        f"On Thu, Nov 26, 2026 at 4:02 PM Service Desk <{DESK}> wrote:\n> Call 100\n",
+        "The vendor said:\n> replace the roller\nWe did, it still jams.",
+    ),
+    _row(
+        "top-posted-forward-kept-over-our-marker",
+        f"{REPLY} Vendor says:\n\n---------- Forwarded message ---------\n"
+        "From: Vendor <v@vendor.example>\nDate: Thu, Nov 26, 2026 at 4:02 PM\nSubject: Tray\n"
+        "To: <uma@corp.example>\n\nReplace the roller.\n\n"
+        f"On Thu, Nov 26, 2026 at 3:00 PM Service Desk <{DESK}> wrote:\n{QUOTED_OURS}",
+        f"{REPLY} Vendor says:\n\n---------- Forwarded message ---------\n"
+        "From: Vendor <v@vendor.example>\nDate: Thu, Nov 26, 2026 at 4:02 PM\nSubject: Tray\n"
+        "To: <uma@corp.example>\n\nReplace the roller.",
+        MARKER,
+    ),
+    _row(
+        "signature-dash-dash-space-kept-by-default",
+        f"{REPLY}\n-- \nUma User\nFloor 3\n\n"
+        f"On Thu, Nov 26, 2026 at 4:02 PM Service Desk <{DESK}> wrote:\n> Call 100.\n",
+        f"{REPLY}\n-- \nUma User\nFloor 3",
+    ),
 ]
 
 
