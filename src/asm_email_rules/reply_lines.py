@@ -67,6 +67,10 @@ _END_WORDS_TEXT = (
     "відповіла пише написа отговори έγραψε απάντησε написао написала",
     # Indonesian, Malay, Vietnamese, Hebrew, Arabic, Persian, Hindi
     "menulis viết כתב כתבה كتب نوشت लिखा",
+    # Swahili, Afrikaans, Albanian, Basque, Galician, Welsh, Zulu (Gmail display languages)
+    "aliandika geskryf shkroi idatzi escribiu ysgrifennodd wabhala",
+    # Bengali, Urdu, Marathi, Gujarati, Punjabi, Tamil, Telugu, Kannada, Malayalam
+    "লিখেছেন لکھا लिहिले લખ્યું ਲਿਖਿਆ எழுதினார் రాశారు ಬರೆದಿದ್ದಾರೆ എഴുതി",
 )
 _END_WORDS = frozenset(" ".join(_END_WORDS_TEXT).split()) | frozenset(
     ("a dit", "a répondu", "ha detto", "ha dicho", "ha escrito", "va escriure")
@@ -74,8 +78,11 @@ _END_WORDS = frozenset(" ".join(_END_WORDS_TEXT).split()) | frozenset(
 #: end words of scripts written without spaces: matched as substrings of the line's end
 _END_CJK = (
     "写道", "寫道", "のメッセージ", "のメール", "は書きました", "書きました", "書き込みました",
-    "작성", "เขียน",
+    "작성", "쓴 글", "เขียน",
 )  # fmt: skip
+#: attributions that open with their verb, the name and date after it (Apple Mail Polish:
+#: "Wiadomość napisana przez <name> <addr> w dniu 26.11.2026, o godz. 16:02:")
+_VERB_FIRST_OPENERS = ("wiadomość napisana przez ",)
 #: characters after the end word ("<name> <addr>:") an attribution may still carry
 _END_TAIL_MAX = 150
 _EVIDENCE_RE = re.compile(r"[@\d]")
@@ -610,6 +617,10 @@ def _classify_attribution(text: str, one_line: bool = False) -> str | None:
             return "strong"
     if ends_colon and core.casefold().startswith(_QUOTING_OPENERS):
         return "weak"  # Horde: "Quoting Name <addr>:"
+    if ends_colon and core.casefold().startswith(_VERB_FIRST_OPENERS):
+        if "@" in core or (_DATE_RE.search(core) and _CLOCK_RE.search(core)):
+            return "strong"
+        return "weak"
     return None
 
 

@@ -427,3 +427,35 @@ def test_device_signature_goes_in_signature_mode(device: str) -> None:
 )
 def test_a_sentence_about_a_device_stays_in_signature_mode(line: str) -> None:
     assert truncate_reply(f"{REPLY}\n\n{line}\n", strip_signature=True).kept == f"{REPLY}\n\n{line}"
+
+
+#: attributions as Thunderbird, Apple Mail and Gmail write them in more display languages
+#: (over a quote, over unquoted history, over our quoted marker: the same cut each time)
+LOCALISED_ATTRIBUTIONS = {
+    "thunderbird-ko": "2026-11-26 오후 4:02에 Service Desk 이(가) 쓴 글:",
+    "apple-mail-pl": f"Wiadomość napisana przez Service Desk <{DESK}> w dniu 26.11.2026, "
+    "o godz. 16:02:",
+    "gmail-sw": f"Mnamo Alh, 26 Nov 2026 saa 16:02, Service Desk <{DESK}> aliandika:",
+    "gmail-bn": f"বৃহঃ, ২৬ নভেম্বর, ২০২৬ এ ৪:০২ PM এ Service Desk <{DESK}> লিখেছেন:",
+    "gmail-ur": f"جمعرات، 26 نومبر، 2026 کو 4:02 PM پر Service Desk <{DESK}> نے لکھا:",
+    "apple-mail-fi": f"Service Desk <{DESK}> kirjoitti 26.11.2026 kello 16.02:",
+    "apple-mail-hu": f"Service Desk <{DESK}> írta (2026. nov. 26. 16:02):",
+    "apple-mail-ar": f"في ٢٦\u200f/١١\u200f/٢٠٢٦، الساعة ٤:٠٢ م، كتب Service Desk <{DESK}>:",
+    "apple-mail-he": f"ב-26 בנוב׳ 2026, בשעה 16:02, \u200fService Desk <{DESK}> כתב/ה:",
+    "thunderbird-tr": "26.11.2026 16:02 tarihinde Service Desk yazdı:",
+    "thunderbird-el": "Στις 26/11/2026 16:02, ο/η Service Desk έγραψε:",
+}
+
+
+@pytest.mark.parametrize(
+    "attribution", LOCALISED_ATTRIBUTIONS.values(), ids=LOCALISED_ATTRIBUTIONS.keys()
+)
+@pytest.mark.parametrize("history", ["quoted", "unquoted", "our quoted marker"])
+def test_localised_attribution_starts_the_history(attribution: str, history: str) -> None:
+    under = {
+        "quoted": "> Call 100 has been updated.\n",
+        "unquoted": "\nCall 100 has been updated.\n",
+        "our quoted marker": QUOTED_OURS,
+    }[history]
+    marker = MARKER if history == "our quoted marker" else None
+    assert truncate_reply(f"{REPLY}\n\n{attribution}\n{under}", marker=marker).kept == REPLY
