@@ -91,8 +91,11 @@ _TIME_RE = re.compile(r"\d[:.]\d\d")
 _CLOCK_RE = re.compile(r"(?<![\d.])\d{1,2}[:.]\d\d(?![\d.])")
 _YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)|\d年")
 #: a date as attributions write it: a year ("2026", "2026年") or all numbers ("26/11/26",
-#: "26.11.26", "2026-11-26")
-_DATE_RE = re.compile(_YEAR_RE.pattern + r"|(?<!\d)\d{1,4}[./\-]\d{1,2}[./\-]\d{2,4}(?!\d)")
+#: "26.11.26", "2026-11-26", Czech and Slovak "26. 11. 26")
+_DATE_RE = re.compile(
+    _YEAR_RE.pattern
+    + r"|(?<!\d)\d{1,4}[./\-]\d{1,2}[./\-]\d{2,4}(?!\d)|(?<!\d)\d{1,2}\. \d{1,2}\. \d{2,4}(?!\d)"
+)
 _END_SEARCH_RE = re.compile("|".join(sorted(_END_WORDS, key=len, reverse=True)))
 # Words that open an attribution; used to split "reply On <date> ... wrote:" lines.
 _START_WORDS = r"On|Am|Le|El|Em|Il|Op|Den|På|Vào|Dnia|Dne|Dňa|Dana|Pada|În|Στις|W\s+dniu"

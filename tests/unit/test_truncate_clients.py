@@ -444,6 +444,7 @@ LOCALISED_ATTRIBUTIONS = {
     "apple-mail-he": f"ב-26 בנוב׳ 2026, בשעה 16:02, \u200fService Desk <{DESK}> כתב/ה:",
     "thunderbird-tr": "26.11.2026 16:02 tarihinde Service Desk yazdı:",
     "thunderbird-el": "Στις 26/11/2026 16:02, ο/η Service Desk έγραψε:",
+    "thunderbird-cs-two-digit-year": "Dne 26. 11. 26 v 16:02 Service Desk napsal(a):",
 }
 
 
