@@ -123,7 +123,7 @@ _LABEL_WORDS = (
         "from|von|de|da|fra|från|od|van|lähettäjä|от|від|fram|feladó|kimden|expéditeur|remitente|"
         "mittente|afzender|avsändare|nadawca|odesílatel|发件人|寄件者|寄件人|差出人|送信者|从|"
         "từ|보낸 사람|보낸사람|šalje|pošiljatelj|pošiljalac|pošiljatelj|frá|saatja|nuo|no|dari|"
-        "daripada|από|מאת|من|จาก|प्रेषक|از|de la|nork|odosielateľ",
+        "daripada|από|מאת|من|จาก|प्रेषक|از|de la|nork|odosielateľ|шаље|од|кімнен",
     ),
     (
         _DATE,
@@ -133,26 +133,28 @@ _LABEL_WORDS = (
         "送信日時|gönderildi|gönderme tarihi|tarih|dátum|elküldve|ngày|ngày gửi|đã gửi|"
         "보낸 날짜|보낸날짜|날짜|寄件日期|poslano|poslato|odoslané|trimis|dată|изпратено|"
         "αποστολή|ημερομηνία|נשלח|תאריך|تم الإرسال|التاريخ|ส่ง|วันที่|भेजा गया|dikirim|"
-        "tanggal|dihantar|tarikh|išsiųsta|nosūtīts|saadetud|kuupäev|dagsetning|noiz|fecha",
+        "tanggal|dihantar|tarikh|išsiųsta|nosūtīts|saadetud|kuupäev|dagsetning|noiz|fecha|"
+        "ارسال شده|послато|испратено|жіберілді",
     ),
     (
         _TO,
         "to|an|à|a|para|per|aan|til|till|do|komu|кому|vastaanottaja|收件人|收件者|宛先|đến|"
         "kime|címzett|pour|destinatario|destinataire|받는 사람|받는사람|prima|za|către|до|προς|"
         "אל|إلى|ถึง|प्रति|kepada|kam|adressaat|per a|nori|reply-to|répondre à|antwort an|"
-        "responder a|rispondi a|komu/to",
+        "responder a|rispondi a|komu/to|به|прима|кімге",
     ),
     (
         _CC,
         "cc|kopie|kopia|копия|копія|抄送|副本|bcc|dw|kopi|kopio|másolatot kap|másolat|bilgi|"
         "kópia|kopija|κοιν.|κοιν|עותק|نسخة|สำเนา|प्रतिलिपि|tembusan|sk|koopia|afrit|a/c|"
-        "cco|ccn|참조|숨은 참조",
+        "cco|ccn|참조|숨은 참조|копие",
     ),
     (
         _SUBJECT,
         "subject|betreff|objet|asunto|assunto|oggetto|onderwerp|emne|ämne|temat|předmět|тема|"
         "aihe|主题|主題|主旨|件名|konu|tárgy|sujet|제목|predmet|subiect|θέμα|נושא|الموضوع|เรื่อง|"
-        "विषय|perihal|subjek|tēma|teema|efni|assumpte|gaia|tema|chủ đề",
+        "विषय|perihal|subjek|tēma|teema|efni|assumpte|gaia|tema|chủ đề|zadeva|относно|موضوع|"
+        "тақырып",
     ),
     (
         _OTHER,

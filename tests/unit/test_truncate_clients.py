@@ -460,3 +460,25 @@ def test_localised_attribution_starts_the_history(attribution: str, history: str
     }[history]
     marker = MARKER if history == "our quoted marker" else None
     assert truncate_reply(f"{REPLY}\n\n{attribution}\n{under}", marker=marker).kept == REPLY
+
+
+#: Outlook header labels (From, Sent, To, Subject) in display languages whose labels were missing
+OUTLOOK_LABELS = {
+    "fa": ("از", "ارسال شده", "به", "موضوع"),
+    "sr-cyrillic": ("Шаље", "Послато", "Прима", "Тема"),
+    "mk": ("Од", "Испратено", "До", "Тема"),
+    "kk": ("Кімнен", "Жіберілді", "Кімге", "Тақырып"),
+    "sl": ("Od", "Poslano", "Za", "Zadeva"),
+    "bg": ("От", "Изпратено", "До", "Относно"),
+}
+
+
+@pytest.mark.parametrize("labels", OUTLOOK_LABELS.values(), ids=OUTLOOK_LABELS.keys())
+def test_localised_outlook_block_without_address_starts_the_history(
+    labels: tuple[str, str, str, str],
+) -> None:
+    sender, sent, to, subject = labels
+    block = (
+        f"{sender}: Service Desk\n{sent}: 26.11.2026 16:02\n{to}: Uma User\n{subject}: Call 100\n"
+    )
+    assert truncate_reply(f"{REPLY}\n\n{block}\nCall 100 has been updated.\n").kept == REPLY
