@@ -706,7 +706,11 @@ def attribution_at(stripped: list[str], i: int) -> tuple[int, str] | None:
         acc = _join_piece(acc, piece)
         if len(acc) > _MAX_PROBE:
             break
-        kind = _classify_attribution(acc, one_line=j == i)
+        # one line, or one a mail program wrapped inside its "<address>" ("... Name <" over
+        # "helpdesk@desk.example>:"): Gmail's verb-less form may be strong
+        kind = _classify_attribution(
+            acc, one_line=j == i or (j == i + 1 and stripped[i].endswith("<"))
+        )
         if kind is not None:
             if j > i and _starts_later(stripped, i + 1, j):
                 return weak  # line i is reply text; the attribution starts below it

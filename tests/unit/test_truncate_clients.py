@@ -482,3 +482,24 @@ def test_localised_outlook_block_without_address_starts_the_history(
         f"{sender}: Service Desk\n{sent}: 26.11.2026 16:02\n{to}: Uma User\n{subject}: Call 100\n"
     )
     assert truncate_reply(f"{REPLY}\n\n{block}\nCall 100 has been updated.\n").kept == REPLY
+
+
+#: Gmail's verb-less attribution (date, name, address) wrapped inside its "<address>"
+WRAPPED_VERBLESS = {
+    "ja": f"2026年11月26日(木) 16:02 Service Desk Team of Example Corporation <\n{DESK}>:",
+    "ru": f"чт, 26 нояб. 2026 г. в 16:02, Service Desk Team of Example Corporation <\n{DESK}>:",
+    "he": "\u202bבתאריך יום ה׳, 26 בנוב׳ 2026 ב-16:02 מאת \u202aService Desk Team of Example "
+    f"Corporation\u202c\u200f <\u202a\n{DESK}\u202c\u200f>:\u202c",
+    "iso-date": f"2026-11-26 16:02 GMT+01:00 Service Desk Team of Example Corporation <\n{DESK}>:",
+}
+
+
+@pytest.mark.parametrize("attribution", WRAPPED_VERBLESS.values(), ids=WRAPPED_VERBLESS.keys())
+def test_wrapped_verbless_attribution_cuts_unquoted_history(attribution: str) -> None:
+    body = f"{REPLY}\n\n{attribution}\n\nCall 100 has been updated.\n"
+    assert truncate_reply(body).kept == REPLY
+
+
+def test_person_line_ending_in_an_open_angle_bracket_stays() -> None:
+    body = f"{REPLY}\nThe error reads <\nmissing value>: see the log.\n"
+    assert truncate_reply(body).kept == f"{REPLY}\nThe error reads <\nmissing value>: see the log."
