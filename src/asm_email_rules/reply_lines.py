@@ -817,9 +817,11 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
         j += 1
     if len(labels_seen) < 2 or not labels_seen & {_FROM, _DATE}:
         return None
+    if _introduced_list(stripped, i):
+        return None  # "The bounce said:" over the headers the person pasted
     if any("@" in stripped[k][:_MAX_FLATTENED] for k in range(i, last + 1)):
         return last + 1
-    if dated and labels_seen & {_FROM, _SUBJECT} and not _introduced_list(stripped, i):
+    if dated and labels_seen & {_FROM, _SUBJECT}:
         return last + 1
     return None
 

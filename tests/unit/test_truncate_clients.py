@@ -220,6 +220,14 @@ CASES = [
         MARKER,
     ),
     _row(
+        "person-pasted-headers-with-address-under-intro",
+        "The bounce said:\nFrom: Mail Delivery System <mailer-daemon@corp.example>\n"
+        "Date: 26/11/2026 16:02\nSubject: Undeliverable\n\nSo the printer cannot mail scans.\n\n"
+        f"On Thu, Nov 26, 2026 at 4:02 PM Service Desk <{DESK}> wrote:\n> Call 100.\n",
+        "The bounce said:\nFrom: Mail Delivery System <mailer-daemon@corp.example>\n"
+        "Date: 26/11/2026 16:02\nSubject: Undeliverable\n\nSo the printer cannot mail scans.",
+    ),
+    _row(
         "blackberry-block-under-device-line-still-cut",
         f"{REPLY}\n\nSent from my BlackBerry 10 smartphone.\nFrom: Service Desk\n"
         "Sent: Thursday, November 26, 2026 16:02\nTo: Uma User\nSubject: Call 100\n\n"
