@@ -262,10 +262,22 @@ def _mark_quote_blocks(roles: list[str], cut: int, stripped: list[str]) -> tuple
     for match in _BLOCK_RE.finditer(role_string):
         block = match.group()
         start, end = match.span()
+        if _A not in block and start and _introduces_own_quote(role_string, stripped, start):
+            continue  # "I ran:" over "> ping 10.0.0.1": the person's own quote
         if _A in block or block.count(_Q) >= 2 or last_text < end:
             verdicts[start:end] = _X * (end - start)
             quote_blocks += 1
     return [(_T if verdict in "TcQA" else verdict) for verdict in verdicts], quote_blocks
+
+
+def _introduces_own_quote(role_string: str, stripped: list[str], start: int) -> bool:
+    """True when the reply line right above a quote block (no blank line between) ends with a
+    colon and carries nothing of an attribution (no digit, no address): the person introduces
+    lines they quote themselves ("I ran:", "The error says:"), which are their reply."""
+    if role_string[start - 1] != _T:
+        return False
+    above = stripped[start - 1]
+    return above[-1:] in (":", "：") and not any(ch.isdigit() or ch == "@" for ch in above)
 
 
 def _ends_sentence(quoted: str) -> bool:

@@ -227,6 +227,24 @@ CASES = [
         "The bounce said:\nFrom: Mail Delivery System <mailer-daemon@corp.example>\n"
         "Date: 26/11/2026 16:02\nSubject: Undeliverable\n\nSo the printer cannot mail scans.",
     ),
+    # ---- ">" lines the person introduces with their own colon line are their reply
+    _row(
+        "person-quoted-commands-under-own-intro",
+        "I ran:\n> ping printer4.corp.example\n> tracert printer4.corp.example\nBoth time out.\n",
+        "I ran:\n> ping printer4.corp.example\n> tracert printer4.corp.example\nBoth time out.",
+    ),
+    _row(
+        "person-quoted-commands-under-own-intro-over-our-marker",
+        "I ran:\n> ping printer4.corp.example\n> tracert printer4.corp.example\nBoth time out."
+        f"\n\n{OURS}",
+        "I ran:\n> ping printer4.corp.example\n> tracert printer4.corp.example\nBoth time out.",
+        MARKER,
+    ),
+    _row(
+        "bottom-posted-answer-under-bare-quote-still-cut",
+        "> Call 100 has been updated.\n> Please reply to this message.\n\nIt still jams.\n",
+        "It still jams.",
+    ),
     _row(
         "blackberry-block-under-device-line-still-cut",
         f"{REPLY}\n\nSent from my BlackBerry 10 smartphone.\nFrom: Service Desk\n"
