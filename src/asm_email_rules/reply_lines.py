@@ -24,6 +24,7 @@ __all__ = [
     "inline_answers_announced",
     "is_bare_separator",
     "is_device_line",
+    "is_groupwise_header",
     "is_rule",
     "is_separator",
     "is_sig_delimiter",
@@ -66,6 +67,10 @@ _END_WORDS_TEXT = (
     "відповіла пише написа отговори έγραψε απάντησε написао написала",
     # Indonesian, Malay, Vietnamese, Hebrew, Arabic, Persian, Hindi
     "menulis viết כתב כתבה كتب نوشت लिखा",
+    # Swahili, Afrikaans, Albanian, Basque, Galician, Welsh, Zulu (Gmail display languages)
+    "aliandika geskryf shkroi idatzi escribiu ysgrifennodd wabhala",
+    # Bengali, Urdu, Marathi, Gujarati, Punjabi, Tamil, Telugu, Kannada, Malayalam
+    "লিখেছেন لکھا लिहिले લખ્યું ਲਿਖਿਆ எழுதினார் రాశారు ಬರೆದಿದ್ದಾರೆ എഴുതി",
 )
 _END_WORDS = frozenset(" ".join(_END_WORDS_TEXT).split()) | frozenset(
     ("a dit", "a répondu", "ha detto", "ha dicho", "ha escrito", "va escriure")
@@ -73,16 +78,24 @@ _END_WORDS = frozenset(" ".join(_END_WORDS_TEXT).split()) | frozenset(
 #: end words of scripts written without spaces: matched as substrings of the line's end
 _END_CJK = (
     "写道", "寫道", "のメッセージ", "のメール", "は書きました", "書きました", "書き込みました",
-    "작성", "เขียน",
+    "작성", "쓴 글", "เขียน",
 )  # fmt: skip
+#: attributions that open with their verb, the name and date after it (Apple Mail Polish:
+#: "Wiadomość napisana przez <name> <addr> w dniu 26.11.2026, o godz. 16:02:")
+_VERB_FIRST_OPENERS = ("wiadomość napisana przez ",)
 #: characters after the end word ("<name> <addr>:") an attribution may still carry
 _END_TAIL_MAX = 150
 _EVIDENCE_RE = re.compile(r"[@\d]")
 _TIME_RE = re.compile(r"\d[:.]\d\d")
+#: a clock time standing alone ("16:02", "kl. 10.00"), not a piece of a dotted date ("26.11.2026")
+_CLOCK_RE = re.compile(r"(?<![\d.])\d{1,2}[:.]\d\d(?![\d.])")
 _YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)|\d年")
 #: a date as attributions write it: a year ("2026", "2026年") or all numbers ("26/11/26",
-#: "26.11.26", "2026-11-26")
-_DATE_RE = re.compile(_YEAR_RE.pattern + r"|(?<!\d)\d{1,4}[./\-]\d{1,2}[./\-]\d{2,4}(?!\d)")
+#: "26.11.26", "2026-11-26", Czech and Slovak "26. 11. 26")
+_DATE_RE = re.compile(
+    _YEAR_RE.pattern
+    + r"|(?<!\d)\d{1,4}[./\-]\d{1,2}[./\-]\d{2,4}(?!\d)|(?<!\d)\d{1,2}\. \d{1,2}\. \d{2,4}(?!\d)"
+)
 _END_SEARCH_RE = re.compile("|".join(sorted(_END_WORDS, key=len, reverse=True)))
 # Words that open an attribution; used to split "reply On <date> ... wrote:" lines.
 _START_WORDS = r"On|Am|Le|El|Em|Il|Op|Den|På|Vào|Dnia|Dne|Dňa|Dana|Pada|În|Στις|W\s+dniu"
@@ -110,7 +123,7 @@ _LABEL_WORDS = (
         "from|von|de|da|fra|från|od|van|lähettäjä|от|від|fram|feladó|kimden|expéditeur|remitente|"
         "mittente|afzender|avsändare|nadawca|odesílatel|发件人|寄件者|寄件人|差出人|送信者|从|"
         "từ|보낸 사람|보낸사람|šalje|pošiljatelj|pošiljalac|pošiljatelj|frá|saatja|nuo|no|dari|"
-        "daripada|από|מאת|من|จาก|प्रेषक|از|de la|nork|odosielateľ",
+        "daripada|από|מאת|من|จาก|प्रेषक|از|de la|nork|odosielateľ|шаље|од|кімнен",
     ),
     (
         _DATE,
@@ -120,26 +133,28 @@ _LABEL_WORDS = (
         "送信日時|gönderildi|gönderme tarihi|tarih|dátum|elküldve|ngày|ngày gửi|đã gửi|"
         "보낸 날짜|보낸날짜|날짜|寄件日期|poslano|poslato|odoslané|trimis|dată|изпратено|"
         "αποστολή|ημερομηνία|נשלח|תאריך|تم الإرسال|التاريخ|ส่ง|วันที่|भेजा गया|dikirim|"
-        "tanggal|dihantar|tarikh|išsiųsta|nosūtīts|saadetud|kuupäev|dagsetning|noiz|fecha",
+        "tanggal|dihantar|tarikh|išsiųsta|nosūtīts|saadetud|kuupäev|dagsetning|noiz|fecha|"
+        "ارسال شده|послато|испратено|жіберілді",
     ),
     (
         _TO,
         "to|an|à|a|para|per|aan|til|till|do|komu|кому|vastaanottaja|收件人|收件者|宛先|đến|"
         "kime|címzett|pour|destinatario|destinataire|받는 사람|받는사람|prima|za|către|до|προς|"
         "אל|إلى|ถึง|प्रति|kepada|kam|adressaat|per a|nori|reply-to|répondre à|antwort an|"
-        "responder a|rispondi a|komu/to",
+        "responder a|rispondi a|komu/to|به|прима|кімге",
     ),
     (
         _CC,
         "cc|kopie|kopia|копия|копія|抄送|副本|bcc|dw|kopi|kopio|másolatot kap|másolat|bilgi|"
         "kópia|kopija|κοιν.|κοιν|עותק|نسخة|สำเนา|प्रतिलिपि|tembusan|sk|koopia|afrit|a/c|"
-        "cco|ccn|참조|숨은 참조",
+        "cco|ccn|참조|숨은 참조|копие",
     ),
     (
         _SUBJECT,
         "subject|betreff|objet|asunto|assunto|oggetto|onderwerp|emne|ämne|temat|předmět|тема|"
         "aihe|主题|主題|主旨|件名|konu|tárgy|sujet|제목|predmet|subiect|θέμα|נושא|الموضوع|เรื่อง|"
-        "विषय|perihal|subjek|tēma|teema|efni|assumpte|gaia|tema|chủ đề",
+        "विषय|perihal|subjek|tēma|teema|efni|assumpte|gaia|tema|chủ đề|zadeva|относно|موضوع|"
+        "тақырып",
     ),
     (
         _OTHER,
@@ -285,15 +300,24 @@ _FORWARD_INTROS = frozenset(
     )
 )
 
+_DEVICES = r"(?:iphone|ipad|android|samsung|galaxy|huawei|xiaomi|outlook|yahoo|mobile)"
 _DEVICE_RE = re.compile(
     r"(?:sent\s+from\s+my|sent\s+with|sent\s+from\s+(?:outlook|mail|yahoo|samsung|aol)"
     r"|get\s+outlook\s+for|envoyé\s+de\s+mon|envoyé\s+depuis\s+mon|von\s+meinem"
     r"|gesendet\s+von\s+meinem|enviado\s+desde\s+mi|enviado\s+do\s+meu|enviado\s+de\s+meu"
     r"|inviato\s+da(?:l)?\s+mio|verzonden\s+met|verzonden\s+vanaf\s+mijn|verstuurd\s+vanaf"
     r"|sendt\s+fra\s+min|skickat\s+från\s+min|wysłane\s+z\s+mojego|отправлено\s+с\s+моего"
-    r"|надіслано\s+з\s+мого|odesláno\s+z\s+mého|lähetetty\s+iphonesta)\b",
+    r"|надіслано\s+з\s+мого|odesláno\s+z\s+mého|lähetetty\s+iphonesta"
+    # the forms without "my" that iOS and Android mail apps write in their languages
+    rf"|inviato\s+da\s+{_DEVICES}|отправлено\s+с\s+{_DEVICES}|gesendet\s+von\s+{_DEVICES}"
+    rf"|envoyé\s+de\s+(?:l'|mon\s+)?{_DEVICES}|enviado\s+desde\s+{_DEVICES}"
+    rf"|wysłane\s+z\s+{_DEVICES}|надіслано\s+з\s+{_DEVICES})\b",
     re.IGNORECASE,
 )
+#: a device line of a language that puts the verb last ("iPhoneから送信", "从我的iPhone发送",
+#: "나의 iPhone에서 보냄", "iPhone'umdan gönderildi"): a device name and one of these endings
+_DEVICE_LAST_VERBS = ("から送信", "发送", "發送", "傳送", "에서 보냄", "gönderildi")
+_DEVICE_NAME_RE = re.compile(_DEVICES, re.IGNORECASE)
 _VALEDICTIONS = frozenset(
     (
         "regards",
@@ -568,7 +592,11 @@ def _classify_attribution(text: str, one_line: bool = False) -> str | None:
         return None
     ends_colon = core[-1] in ":："
     if (ends_colon or decorated) and _end_match(core):
-        if "@" in core or _DATE_RE.search(core):
+        # Mail programs write an address or a date with its time; a date alone ("On
+        # 25/11/2026 the technician wrote:") is how a person reports what someone said.
+        if "@" in core or (
+            _DATE_RE.search(core) and _CLOCK_RE.search(core) and not _reported(core)
+        ):
             return "strong"
         if decorated and len(core.split()) <= 8:
             return "strong"
@@ -585,9 +613,64 @@ def _classify_attribution(text: str, one_line: bool = False) -> str | None:
         if one_line and _TIME_RE.search(core) and _YEAR_RE.search(core):
             return "strong"
         return "weak"
+    # Tutanota's "26. Nov. 2026, 16:02 von <addr>:" / "Nov 26, 2026, 16:02 by <addr>:": a bare
+    # address ends it, one word ("von", "by") after the time (and its "PM"); only as one line
+    # with a year ("write to a@b:", "at 16:02 write to a@b:" are prose)
+    if one_line and ends_colon and "@" in core[-80:] and _YEAR_RE.search(core):
+        words = core.rstrip(" \t:：").rsplit(None, 4)[1:]
+        if words[-1:] and _is_address(words[-1]) and _clock_before_address(words):
+            return "strong"
     if ends_colon and core.casefold().startswith(_QUOTING_OPENERS):
         return "weak"  # Horde: "Quoting Name <addr>:"
+    if ends_colon and core.casefold().startswith(_VERB_FIRST_OPENERS):
+        if "@" in core or (_DATE_RE.search(core) and _CLOCK_RE.search(core)):
+            return "strong"
+        return "weak"
     return None
+
+
+def _clock_before_address(words: list[str]) -> bool:
+    """The last words of a line end "<time> <word> <address>" or "<time> AM <word> <address>"."""
+    if len(words) >= 3 and _CLOCK_RE.fullmatch(words[-3]):
+        return True
+    return (
+        len(words) >= 4
+        and _CLOCK_RE.fullmatch(words[-4]) is not None
+        and words[-3].casefold().strip(".") in ("am", "pm")
+    )
+
+
+#: a speaker named with a lowercase possessive or "the" before the verb ("my manager wrote:",
+#: "mon chef a écrit :"), or an article or possessive after it ("schrieb der Techniker:"), is
+#: the person reporting, not a mail program's display name
+_REPORTING_BEFORE = _words(
+    (
+        "my our the his her their your mein meine unser unsere mon ma notre votre mi nuestro",
+        "nuestra mio mia mijn onze min mitt vår",
+    )
+)
+_REPORTING_AFTER = _REPORTING_BEFORE | _words(("der die das ein eine le la un une",))
+#: a verb's auxiliary before it ("a écrit", "ha scritto") that the speaker comes before
+_AUXILIARIES = frozenset(("a", "ha", "va", "heeft", "hat"))
+
+
+def _reported(core: str) -> bool:
+    """True when the speaker next to the attribution verb is named as in prose ("On 26 Nov
+    2026 at 10:00, my manager wrote:"). Only the last 20 words are read."""
+    words = [word.strip(",;:()") for word in core.split()[-20:]]
+    for k in range(len(words) - 1, -1, -1):
+        if words[k].casefold() in _END_WORDS:
+            before = k - 1 if k and words[k - 1] in _AUXILIARIES else k
+            return (before >= 2 and words[before - 2] in _REPORTING_BEFORE) or (
+                k + 1 < len(words) and words[k + 1] in _REPORTING_AFTER
+            )
+    return False
+
+
+def _is_address(word: str) -> bool:
+    """A bare e-mail address ("helpdesk@desk.example"), maybe in parentheses."""
+    local, at, domain = word.strip("()").partition("@")
+    return bool(at and local and "." in domain and "@" not in domain and "<" not in word)
 
 
 def _without_bracketed_date(core: str) -> str:
@@ -623,7 +706,11 @@ def attribution_at(stripped: list[str], i: int) -> tuple[int, str] | None:
         acc = _join_piece(acc, piece)
         if len(acc) > _MAX_PROBE:
             break
-        kind = _classify_attribution(acc, one_line=j == i)
+        # one line, or one a mail program wrapped inside its "<address>" ("... Name <" over
+        # "helpdesk@desk.example>:"): Gmail's verb-less form may be strong
+        kind = _classify_attribution(
+            acc, one_line=j == i or (j == i + 1 and stripped[i].endswith("<"))
+        )
         if kind is not None:
             if j > i and _starts_later(stripped, i + 1, j):
                 return weak  # line i is reply text; the attribution starts below it
@@ -684,7 +771,8 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
     every mail program writes in such a block: an address, or a Sent/Date value with a year or
     a time next to a From or Subject label. A From label after another From label or after
     a line that is no label starts another block, and a
-    block opening with a To, Cc or other label has a label on its next line. So a
+    block opening with a To, Cc or other label has a label on its next line, and a lone
+    label line whose kind comes again after a blank line is not the block's start. So a
     person's own labelled lines ("From: Saturday 22:00" over "To: Sunday 02:00", "Sent: 3
     jobs") are never a block, also right above a real one.
     """
@@ -699,6 +787,7 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
         return None  # a block opens with From, Sent/Date or Subject, or is all labels
     labels_seen: set[str] = set()
     dated = prose = False
+    lone = i + 1 < len(stripped) and not stripped[i + 1]  # a blank line under the first label
     last = i
     blanks = 0
     n = len(stripped)
@@ -715,6 +804,10 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
             label = _header_label(text)
             if label == _FROM and (_FROM in labels_seen or prose):
                 break  # the next message's header block
+            if label == first and j > i and lone:
+                # "Date: 26/11/2026 it started." over a blank line and a block with its own
+                # Sent/Date: the lone label line is the person's, the block starts below it
+                return None
             prose = prose or label is None
             if label is not None:
                 labels_seen.add(label)
@@ -724,6 +817,8 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
         j += 1
     if len(labels_seen) < 2 or not labels_seen & {_FROM, _DATE}:
         return None
+    if _introduced_list(stripped, i):
+        return None  # "The bounce said:" over the headers the person pasted
     if any("@" in stripped[k][:_MAX_FLATTENED] for k in range(i, last + 1)):
         return last + 1
     if dated and labels_seen & {_FROM, _SUBJECT}:
@@ -731,10 +826,25 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
     return None
 
 
+def _introduced_list(stripped: list[str], i: int) -> bool:
+    """True when the line right above the label lines at ``i`` (no blank between) is the
+    person's own intro ending with a colon ("Details:" over "From: building A", "To: building
+    B", "Date: ..."); a separator or forward intro ("Begin forwarded message:") is not one."""
+    top = i  # the first of the label lines right above and including ``i``
+    while top > 0 and top > i - _HEADER_WINDOW and _header_label(stripped[top - 1]) is not None:
+        top -= 1
+    if top == 0 or not stripped[top - 1]:
+        return False
+    above = stripped[top - 1]
+    return above[-1] in ":：" and not _is_quoted(above) and not is_separator(above)
+
+
 def _dated_value(text: str) -> bool:
     """True when a Sent/Date label line holds a year or a time ("2026", "16:02", "2026年")."""
     head = text[:_MAX_PROBE]
-    value = head[head.find(":") + 1 :] if ":" in head[:60] else head[head.find("：") + 1 :]
+    # the label's colon is the first one, ASCII or full-width ("发送时间： 2026-11-26 16:02")
+    colons = [at for at in (head.find(":", 0, 60), head.find("：", 0, 60)) if at >= 0]
+    value = head[min(colons) + 1 :] if colons else head
     return _YEAR_RE.search(value) is not None or _TIME_RE.search(value) is not None
 
 
@@ -802,8 +912,28 @@ def notes_header_start(lines: list[str], last: int) -> int | None:
     return start
 
 
+def is_groupwise_header(stripped: str) -> bool:
+    """GroupWise's one-line header over the unquoted original: ``>>> "Name" <addr> 26/11/2026
+    16:02 >>>`` (name and/or address, a date and a time, between ``>>>`` marks).
+
+    It starts like a quoted line but is a separator; a person's ``>>> Update 26/11/2026 >>>``
+    (no time) or ``>>> http://example.com <<<`` is not one.
+    """
+    if len(stripped) > _MAX_PROBE or stripped[:3] != ">>>" or stripped[-3:] != ">>>":
+        return False
+    inner = stripped[3:-3]
+    return (
+        len(inner) > 8
+        and inner[:1] in (" ", "\t")
+        and _DATE_RE.search(inner) is not None
+        and _CLOCK_RE.search(inner) is not None
+    )
+
+
 def is_separator(stripped: str) -> bool:
     """An "-----Original Message-----" / forward separator or intro line."""
+    if stripped[:3] == ">>>" and is_groupwise_header(stripped):
+        return True
     if len(stripped) < 5 or len(stripped) > 120:
         return False
     if stripped[: len(TOBIT_SEPARATOR)].casefold() == TOBIT_SEPARATOR:
@@ -813,11 +943,37 @@ def is_separator(stripped: str) -> bool:
     core, decorated = _deco_strip(stripped)
     low = core.rstrip(" :：").casefold().replace("\u0307", "")  # Turkish "İ" folds to i + dot
     framed = decorated and (stripped[0] in "-_=*" or stripped[-1] in "-_=*")
+    if framed and _is_notes_forward(low):
+        return True
     if framed and len(low) <= 60 and any(k in low for k in _SEPARATOR_KEYWORDS):
         return True
     if TOBIT_SEPARATOR in low:  # Tobit David: "[Original Message processed by david]"
         return True
     return stripped[-1] in ":：" and low in _FORWARD_INTROS
+
+
+#: how Lotus Notes opens its forward line, "----- Forwarded by Name/Org on 26/11/2026 16:10 -----"
+_NOTES_FORWARD_OPENERS = (
+    "forwarded by ",
+    "weitergeleitet von ",
+    "réacheminé par ",
+    "transféré par ",
+    "inoltrato da ",
+    "reenviado por ",
+    "encaminhado por ",
+    "doorgestuurd door ",
+    "videresendt af ",
+    "vidarebefordrat av ",
+)
+
+
+def _is_notes_forward(low: str) -> bool:
+    """Casefolded framed words of Lotus Notes' forward line: an opener, a date and a time."""
+    return (
+        low.startswith(_NOTES_FORWARD_OPENERS)
+        and _DATE_RE.search(low) is not None
+        and _CLOCK_RE.search(low) is not None
+    )
 
 
 def is_bare_separator(stripped: str) -> bool:
@@ -832,7 +988,9 @@ def is_bare_separator(stripped: str) -> bool:
     """
     if not is_separator(stripped):
         return False
-    if stripped[-1] in ":：" or TOBIT_SEPARATOR in stripped.casefold():
+    if stripped[-1] in ":：" or stripped[:3] == ">>>" or TOBIT_SEPARATOR in stripped.casefold():
+        return True
+    if _is_notes_forward(_deco_strip(stripped)[0].casefold()):
         return True
     core = stripped.strip("-")
     if stripped[:3] == "---" and stripped[-3:] == "---" and core == core.strip():
@@ -849,8 +1007,19 @@ def _is_separator_word(word: str) -> bool:
 
 
 def is_rule(stripped: str) -> bool:
-    """A line of dashes, underscores or equals signs (at least five)."""
-    return len(stripped) >= 5 and not stripped.strip("-_=")
+    """A line of dashes, underscores or equals signs (at least five), or such a line framing
+    a few words ("----- Ursprüngliche Mail -----", "----- 원본 메일 -----"): over a header block
+    it is the block's separator, whatever language its words are in."""
+    if len(stripped) < 5 or len(stripped) > _MAX_FRAMED:
+        return False
+    if not stripped.strip("-_="):
+        return True
+    return stripped[:2] in _FRAMES and stripped[-2:] in _FRAMES and bool(stripped.strip("-_=* "))
+
+
+#: longest framed separator line, and the two-character frames that open and close one
+_MAX_FRAMED = 120
+_FRAMES = frozenset(("--", "__", "==", "**"))
 
 
 def is_sig_delimiter(stripped: str) -> bool:
@@ -863,7 +1032,13 @@ def is_device_line(stripped: str) -> bool:
     if len(stripped) > 80 or "," in stripped:
         return False
     m = _DEVICE_RE.match(stripped)
-    return m is not None and len(stripped[m.end() :].split()) <= 6
+    if m is not None:
+        return len(stripped[m.end() :].split()) <= 6
+    return (
+        len(stripped) <= 40
+        and stripped.endswith(_DEVICE_LAST_VERBS)
+        and _DEVICE_NAME_RE.search(stripped) is not None
+    )
 
 
 def is_valediction(stripped: str) -> bool:

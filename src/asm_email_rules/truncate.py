@@ -32,6 +32,7 @@ from asm_email_rules.reply_lines import (
     inline_answers_announced,
     is_bare_separator,
     is_device_line,
+    is_groupwise_header,
     is_rule,
     is_separator,
     is_sig_delimiter,
@@ -113,7 +114,7 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     their quotes); then, when asked, trim a closing signature.
     """
     stripped = _stripped_lines(lines)
-    roles = [_B if not text else (_Q if text[0] == ">" else _T) for text in stripped]
+    roles = [_B if not text else (_Q if _is_quote_line(text) else _T) for text in stripped]
     reasons: list[str] = []
     cut = _mark_splitters(stripped, roles, reasons)
     verdicts, quote_blocks = _mark_quote_blocks(roles, cut, stripped)
@@ -124,6 +125,12 @@ def _heuristic(lines: list[str], strip_signature: bool) -> _Cut:
     if strip_signature:
         _trim_tail(stripped, keep, reasons)
     return _Cut(keep=keep, reasons=reasons)
+
+
+def _is_quote_line(text: str) -> bool:
+    """A ``>``-quoted line (stripped); GroupWise's ``>>> Name 26/11/2026 16:02 >>>`` header
+    is a separator line, not a quote."""
+    return text[0] == ">" and not (text[:3] == ">>>" and is_groupwise_header(text))
 
 
 def _stripped_lines(lines: list[str]) -> list[str]:
@@ -152,7 +159,7 @@ def _splitter_candidates(stripped: list[str]) -> list[int]:
         k
         for k, text in enumerate(stripped)
         if text
-        and text[0] != ">"
+        and not _is_quote_line(text)
         and (
             tail_ok[k]
             or tail_ok[k + 1]
@@ -229,7 +236,8 @@ def _mark_splitters(stripped: list[str], roles: list[str], reasons: list[str]) -
 
 
 def _rule_above(stripped: list[str], i: int) -> int:
-    """The line of a horizontal rule just above a header block at ``i`` (blanks between), or i."""
+    """The rule or framed separator line just above a header block at ``i`` (blanks between),
+    or ``i``."""
     back = i - 1
     while back >= 0 and back >= i - 4 and not stripped[back]:
         back -= 1
@@ -254,10 +262,22 @@ def _mark_quote_blocks(roles: list[str], cut: int, stripped: list[str]) -> tuple
     for match in _BLOCK_RE.finditer(role_string):
         block = match.group()
         start, end = match.span()
+        if _A not in block and start and _introduces_own_quote(role_string, stripped, start):
+            continue  # "I ran:" over "> ping 10.0.0.1": the person's own quote
         if _A in block or block.count(_Q) >= 2 or last_text < end:
             verdicts[start:end] = _X * (end - start)
             quote_blocks += 1
     return [(_T if verdict in "TcQA" else verdict) for verdict in verdicts], quote_blocks
+
+
+def _introduces_own_quote(role_string: str, stripped: list[str], start: int) -> bool:
+    """True when the reply line right above a quote block (no blank line between) ends with a
+    colon and carries nothing of an attribution (no digit, no address): the person introduces
+    lines they quote themselves ("I ran:", "The error says:"), which are their reply."""
+    if role_string[start - 1] != _T:
+        return False
+    above = stripped[start - 1]
+    return above[-1:] in (":", "：") and not any(ch.isdigit() or ch == "@" for ch in above)
 
 
 def _ends_sentence(quoted: str) -> bool:
@@ -482,7 +502,7 @@ def _intro_above(stripped: list[str], first: int) -> tuple[int, str] | None:
         last -= 1
     found: tuple[int, str] | None = None
     k = last
-    while k >= 0 and k > last - _INTRO_WINDOW and stripped[k][:1] != ">":
+    while k >= 0 and k > last - _INTRO_WINDOW and not (stripped[k] and _is_quote_line(stripped[k])):
         if stripped[k]:
             splitter = _splitter_at(stripped, k)
             joins = (
