@@ -28,6 +28,20 @@ def free_port() -> int:
         return port
 
 
+def stop_listening(listener: socket.socket) -> None:
+    """Close ``listener`` so that a thread blocked in its ``accept()`` returns (an OSError).
+
+    ``close()`` alone does not wake that thread (Linux), and frees the descriptor number for
+    the next socket, often the next test's listener: when the blocked call is restarted (after
+    the process was paused: SIGSTOP and SIGCONT, a frozen container or VM) it runs again on
+    that number and the old server takes the new server's connection (seen as a client that
+    got answers its server never counted). ``shutdown()`` first ends the wait.
+    """
+    with suppress(OSError):  # not listening (never was, or shut down already)
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+
+
 def _missing(what: str) -> NoReturn:
     """Skip locally, but fail in CI, where a missing server would hide broken adapters."""
     if os.environ.get("CI") == "true":

@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from loopback import HOST, free_port
+from loopback import HOST, free_port, stop_listening
 from loopback import _missing as missing
 from oauth_servers import (
     OAuthDovecot,
@@ -683,4 +683,4 @@ def test_a_token_endpoint_that_dribbles_its_answer_is_waited_for_timeout_seconds
     assert provider.token().value == "tok-late"  # the late answer, not a second request
     assert endpoint.requests == 1
     assert refresh_file.read_text(encoding="utf-8").strip() == "rt-rotated"
-    endpoint.listener.close()
+    stop_listening(endpoint.listener)
