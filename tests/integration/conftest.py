@@ -423,13 +423,13 @@ def dovecot() -> Iterator[Dovecot]:
     process = subprocess.Popen([str(binary), "-c", str(conf), "-F"], stdout=output, stderr=output)
     server = Dovecot(host=HOST, imap_port=imap_port, pop3_port=pop3_port, root=root)
     try:
-        ready = _wait_for_greeting(HOST, imap_port, b"* OK", process) and _wait_for_greeting(
+        problem = _wait_for_greeting(HOST, imap_port, b"* OK", process) or _wait_for_greeting(
             HOST, pop3_port, b"+OK", process
         )
-        if not ready:
+        if problem:
             output.flush()
             details = (root / "stdout.log").read_text(errors="replace") + server.log()
-            pytest.fail(f"dovecot did not start:\n{details}")
+            pytest.fail(f"dovecot did not start: {problem}\n{details}")
         yield server
     finally:
         process.terminate()

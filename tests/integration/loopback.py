@@ -28,6 +28,20 @@ def free_port() -> int:
         return port
 
 
+def stop_listening(listener: socket.socket) -> None:
+    """Close ``listener`` so that a thread blocked in its ``accept()`` returns (an OSError).
+
+    ``close()`` alone does not wake that thread (Linux), and frees the descriptor number for
+    the next socket, often the next test's listener: when the blocked call is restarted (after
+    the process was paused: SIGSTOP and SIGCONT, a frozen container or VM) it runs again on
+    that number and the old server takes the new server's connection (seen as a client that
+    got answers its server never counted). ``shutdown()`` first ends the wait.
+    """
+    with suppress(OSError):  # not listening (never was, or shut down already)
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+
+
 def _missing(what: str) -> NoReturn:
     """Skip locally, but fail in CI, where a missing server would hide broken adapters."""
     if os.environ.get("CI") == "true":
@@ -35,18 +49,38 @@ def _missing(what: str) -> NoReturn:
     pytest.skip(f"{what} is not installed")
 
 
+STARTUP_SECONDS = 60.0
+"""How long a server started for the tests may take to greet: Dovecot's start (master, config,
+log and auth processes) took seconds on a loaded two-core machine, where 10 s was tight."""
+
+
 def _wait_for_greeting(
-    host: str, port: int, expected: bytes, process: subprocess.Popen[bytes]
-) -> bool:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        with suppress(OSError), socket.create_connection((host, port), timeout=1) as sock:
-            if sock.recv(64).startswith(expected):
-                return True
+    host: str,
+    port: int,
+    expected: bytes,
+    process: subprocess.Popen[bytes],
+    seconds: float = STARTUP_SECONDS,
+) -> str:
+    """Wait until the server ``process`` greets with ``expected`` on ``port``: "" once it
+    does, else why not (it exited, with its code; or no greeting in ``seconds``, with the
+    last thing seen), for the fixture's failure message."""
+    deadline = time.monotonic() + seconds
+    last = "nothing tried"
+    while True:
+        code = process.poll()
+        if code is not None:
+            return f"the server exited with code {code} before greeting on port {port}"
+        try:
+            with socket.create_connection((host, port), timeout=1) as sock:
+                greeting = sock.recv(64)
+            if greeting.startswith(expected):
+                return ""
+            last = f"greeted {greeting[:40]!r}"
+        except OSError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            return f"no greeting {expected!r} on port {port} within {seconds:g} s (last: {last})"
         time.sleep(0.05)
-    return False
 
 
 class Pipelining:

@@ -34,8 +34,9 @@ import attrs
 from loopback import HOST, _wait_for_greeting
 
 
-def wait_for_greeting(port: int, expected: bytes, process: subprocess.Popen[bytes]) -> bool:
-    """True once the server on loopback ``port`` greets with ``expected`` (10 s at most)."""
+def wait_for_greeting(port: int, expected: bytes, process: subprocess.Popen[bytes]) -> str:
+    """An empty string once the server on loopback ``port`` greets with ``expected``, else why
+    not (:func:`loopback._wait_for_greeting`)."""
     return _wait_for_greeting(HOST, port, expected, process)
 
 
@@ -346,12 +347,12 @@ def run_oauth_dovecot(
     process = subprocess.Popen([binary, "-c", str(conf), "-F"], stdout=output, stderr=output)
     server = OAuthDovecot(imap_port=imap_port, pop3_port=pop3_port, root=root)
     try:
-        ready = wait_for_greeting(imap_port, b"* OK", process) and wait_for_greeting(
+        problem = wait_for_greeting(imap_port, b"* OK", process) or wait_for_greeting(
             pop3_port, b"+OK", process
         )
-        if not ready:
+        if problem:
             output.flush()
-            yield (root / "stdout.log").read_text(errors="replace") + server.log()
+            yield f"{problem}\n" + (root / "stdout.log").read_text(errors="replace") + server.log()
         else:
             yield server
     finally:

@@ -12,7 +12,7 @@ from email.parser import BytesParser
 from typing import TYPE_CHECKING
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asm_email_rules.adapters import imap
@@ -490,6 +490,7 @@ def test_a_connection_lost_with_a_batch_asked_ahead_is_a_mailbox_error(
     assert dovecot.messages(mail_user) == sent  # nothing marked, nothing expunged
 
 
+@settings(deadline=None)
 @given(st.sets(st.integers(min_value=1, max_value=400), max_size=60))
 def test_a_uid_set_names_exactly_the_uids_given(uids: set[int]) -> None:
     # RFC 3501 9: sequence-set = (seq-number / seq-range) *("," ...); a range a:b includes

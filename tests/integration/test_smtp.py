@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
-from loopback import Pipelining
+from loopback import Pipelining, stop_listening
 
 from asm_email_rules.adapters.smtp import Security, SmtpConfig, SmtpMailer
 from asm_email_rules.adapters.sqlite import SqliteRepository
@@ -354,10 +354,13 @@ class _WireServer:
         self.starttls: str | None = None  # set: STARTTLS offered, and answered this
         self._listener = socket.create_server((HOST, 0))
         self.port = int(self._listener.getsockname()[1])
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
-        self._listener.close()
+        """Stop listening: :func:`stop_listening` (a close alone left the serving thread
+        blocked in ``accept``, later serving another test's connections)."""
+        stop_listening(self._listener)
 
     def _serve(self) -> None:
         while True:
@@ -530,6 +533,21 @@ def wire_server() -> Iterator[Callable[..., _WireServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+def test_a_closed_wire_server_leaves_no_thread_waiting_for_connections(
+    wire_server: Callable[..., _WireServer],
+) -> None:
+    # A thread left in accept() on a closed listener served the next test's connections
+    # once the process had been paused (SIGSTOP/SIGCONT): that test's server counted one
+    # connection where its client had opened two.
+    server = wire_server(pipelining=True)
+    mailer = _mailer(server.port)
+    mailer.send(REPLY)
+    mailer.close()
+    server.close()
+    server._thread.join(10)
+    assert not server._thread.is_alive()
 
 
 DOTTED = attrs.evolve(REPLY, body=".a line that starts with a dot\n..and one with two\n.\nend\n")

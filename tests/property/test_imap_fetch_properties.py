@@ -8,7 +8,7 @@ import imaplib
 import io
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asm_email_rules.adapters import imap
@@ -40,6 +40,7 @@ _BODIES = st.binary(max_size=300) | st.lists(
 ).map(b"".join)
 
 
+@settings(deadline=None)
 @given(
     body=_BODIES,
     uid=st.integers(min_value=1, max_value=2**32 - 1),
@@ -67,6 +68,7 @@ def test_the_message_and_its_uid_are_read_whatever_the_order_of_the_items(
     assert wire.rest() == b"ZA1 OK done\r\n" + after  # nothing read past the response
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=200), st.integers(min_value=1, max_value=50))
 def test_a_literal_cut_short_is_an_error_not_a_message(body: bytes, missing: int) -> None:
     # RFC 3501 4.3: a literal is exactly n octets; a connection that ends before them is lost,
@@ -107,6 +109,7 @@ def test_a_literal_announced_larger_than_the_piece_size_is_read_in_pieces(
     assert sum(reads) == len(body)
 
 
+@settings(deadline=None)
 @given(
     body=_BODIES, uid=st.integers(min_value=1, max_value=2**32 - 1), after=st.binary(max_size=40)
 )

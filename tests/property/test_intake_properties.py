@@ -51,20 +51,20 @@ def check(raw: bytes, limits: Limits = Limits()) -> None:  # noqa: B008
     assert isinstance(classify(email), Classification)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes(raw: bytes) -> None:
     check(raw)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(min_value=0, max_value=len(VALID)))
 def test_truncated_valid_message(cut: int) -> None:
     check(VALID[:cut])
     check(VALID[:cut], SMALL)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     st.lists(
         st.tuples(st.integers(min_value=0, max_value=len(VALID) - 1), st.binary(max_size=8)),
@@ -80,14 +80,14 @@ def test_mutated_valid_message(edits: list[tuple[int, bytes]]) -> None:
     check(bytes(raw), SMALL)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.sampled_from([b"outer", b"inner"]), st.binary(max_size=12))
 def test_bad_boundaries_and_nul_bytes(boundary: bytes, junk: bytes) -> None:
     check(VALID.replace(boundary, junk))
     check(VALID.replace(b"\r\n", b"\r\n\x00", 3))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_header_decoding_never_yields_line_breaks(text: str) -> None:
     decoded = decode_header_text(text)
@@ -110,7 +110,7 @@ header_names = st.sampled_from(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     sender=st.text(max_size=40),
     subject=st.text(max_size=80),
@@ -208,20 +208,20 @@ def messages(draw: st.DrawFn) -> bytes:
     return head + body + tail
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages())
 def test_every_text_field_encodes_as_utf8(raw: bytes) -> None:
     assert_all_text_encodes(parse_message(raw))
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2000))
 def test_every_text_field_of_arbitrary_bytes_encodes_as_utf8(raw: bytes) -> None:
     if raw.strip():
         assert_all_text_encodes(parse_message(raw))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.one_of(st.just(b"\n"), st.just(b"\r\n"), st.binary(max_size=12), st.just(b"x" * 40)),
@@ -266,7 +266,7 @@ PADDING = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     text=st.text(alphabet=st.sampled_from("ab .!\n[]:HTMLhtml"), max_size=80),
     before=PADDING,
@@ -292,7 +292,7 @@ CONTENT_TYPE = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(CONTENT_TYPE)
 def test_content_type_always_gives_a_type_and_agrees_with_valid_values(value: str) -> None:
     # Field trial, fault 3: any value gives type/subtype (text/plain when it names none); a

@@ -62,7 +62,7 @@ def message(header: list[bytes], body: bytes = BODY) -> bytes:
     return b"".join(header) + body
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, len(HEADER)), trace_field()), max_size=6))
 def test_trace_fields_anywhere_in_the_header_leave_the_key_unchanged(
     insertions: list[tuple[int, bytes]],
@@ -73,7 +73,7 @@ def test_trace_fields_anywhere_in_the_header_leave_the_key_unchanged(
     assert ledger_sha256(message(header)) == ledger_sha256(message(HEADER))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.integers(0, len(HEADER) - 1),
     st.binary(min_size=1, max_size=20).filter(lambda b: b"\n" not in b and b"\r" not in b),
@@ -84,13 +84,13 @@ def test_any_other_header_byte_changes_the_key(line: int, extra: bytes) -> None:
     assert ledger_sha256(message(header)) != ledger_sha256(message(HEADER))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(min_size=1, max_size=200))
 def test_any_body_change_changes_the_key(extra: bytes) -> None:
     assert ledger_sha256(message(HEADER, BODY + extra)) != ledger_sha256(message(HEADER))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=3000))
 def test_any_bytes_give_a_key_and_without_a_field_it_is_the_raw_hash(raw: bytes) -> None:
     key = ledger_sha256(raw)
@@ -150,7 +150,7 @@ def test_a_leading_mbox_from_line_is_left_out_but_an_obsolete_from_field_counts(
     assert ledger_sha256(obsolete) != ledger_sha256(raw)
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(0, len(HEADER)), trace_field()), max_size=6),
     st.integers(0, 400),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asm_email_rules.summary_text import (
@@ -24,6 +24,7 @@ LINES = st.lists(
 )
 
 
+@settings(deadline=None)
 @given(LINES)
 def test_the_line_chosen_is_a_line_of_the_text(lines: list[str]) -> None:
     text = "\n".join(lines)
@@ -36,6 +37,7 @@ def test_the_line_chosen_is_a_line_of_the_text(lines: list[str]) -> None:
     assert len(chosen) <= 20_000
 
 
+@settings(deadline=None)
 @given(LINES, st.text(max_size=120))
 def test_a_description_never_exceeds_the_limit(lines: list[str], subject: str) -> None:
     text = summary_description("\n".join(lines), subject)
@@ -43,6 +45,7 @@ def test_a_description_never_exceeds_the_limit(lines: list[str], subject: str) -
     assert "\n" not in text
 
 
+@settings(deadline=None)
 @given(st.text(max_size=200))
 def test_greeting_detection_never_raises(line: str) -> None:
     assert is_greeting(line) in (True, False)

@@ -451,10 +451,12 @@ def test_a_store_that_cannot_be_used_now_is_waited_for_not_a_configuration_error
     assert "trying again in 0.1 s" in err
 
     def never(*args: Any, **kwargs: Any) -> Any:
+        # SIGTERM comes while the service waits for the store (its handler is set by then);
+        # a timer started before `poll` could fire first and end pytest itself
+        os.kill(os.getpid(), signal.SIGTERM)
         raise StoreUnavailableError("helpdesk.sqlite3: disk I/O error")
 
     monkeypatch.setattr(wiring, "open_store", never)
-    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
     code, _, err = run(capsys, "poll", "--config", str(config))  # stopped while waiting
     assert code == 3  # not "all is well"
     assert "stopped before the store could be used" in err

@@ -64,9 +64,12 @@ def test_the_service_backs_off_a_refused_sign_in_and_logs_each_change_once(
     )
     config = Config(store=Path(":memory:"), system=SystemSettings(), smtp=None, accounts=(account,))
     attempts: list[float] = []
+    fifth = threading.Event()
 
     def factory(_: AccountConfig) -> Mailbox:
         attempts.append(time.monotonic())
+        if len(attempts) == 5:
+            fifth.set()
         return RefusingMailbox()
 
     service = PollingService(
@@ -76,12 +79,16 @@ def test_the_service_backs_off_a_refused_sign_in_and_logs_each_change_once(
     caplog.set_level(logging.INFO, logger="asm_email_rules")
     worker = threading.Thread(target=service.run, args=(stop,))
     worker.start()
-    time.sleep(1.0)  # waits of 0.05, 0.1, 0.2, 0.4 s: five attempts, not twenty
+    assert fifth.wait(30), attempts
     stop.set()
-    worker.join(timeout=5)
-    assert 4 <= len(attempts) <= 6, attempts
+    worker.join(timeout=30)
+    assert len(attempts) == 5, attempts
+    # Waits of 0.05, 0.1, 0.2 and 0.4 s (without backoff: 0.05 s each, twenty attempts a
+    # second). Each gap is at least its wait: a loaded machine can only make it longer, so
+    # no upper bound (a gap of 0.05 s stretched to 0.14 s by a pause once failed a test of
+    # "each gap longer than the one before").
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
-    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
+    assert all(gap >= 0.9 * 0.05 * 2**n for n, gap in enumerate(gaps)), gaps
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1  # the third failure in a row: persistent
     assert errors[0].getMessage().startswith("account failing persistently: sign-in refused")

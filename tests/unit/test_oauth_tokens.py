@@ -12,7 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asm_email_rules.adapters.oauth import (
@@ -107,6 +107,7 @@ _USER = st.text(
 _TOKEN = st.from_regex(r"[A-Za-z0-9\-._~+/]{1,60}={0,2}", fullmatch=True)
 
 
+@settings(deadline=None)
 @given(user=_USER, token=_TOKEN, port=st.integers(min_value=1, max_value=65535))
 def test_oauthbearer_reads_back_exactly(user: str, token: str, port: int) -> None:
     authzid, fields = _parse_oauthbearer(oauthbearer_response(user, token, "imap.example", port))

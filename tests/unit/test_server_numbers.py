@@ -49,6 +49,10 @@ def _serve(greeting: bytes, answer: Answer) -> tuple[int, Callable[[], None]]:
     thread.start()
 
     def stop() -> None:
+        # shutdown() first: a close alone leaves the thread blocked in accept(), where a
+        # restart after a pause of the process takes the descriptor's next owner
+        with suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         thread.join(5)
 
