@@ -766,3 +766,27 @@ def test_a_quarantine_purge_waits_for_a_reader_like_every_write(tmp_path: Path) 
             reader.close()
         assert purged == 1
         assert repo.quarantined(state=None) == []
+
+
+def test_a_summary_line_keeps_the_text_after_a_nul_character() -> None:
+    """SQLite's ``substr`` of a text stops at a NUL character: a call described as
+    "Printer\\0 jams on floor 2" (a host's import, a message's stray byte) was summarised as
+    "Printer" on SQLite and whole in memory; the summaries' property test found it."""
+    description = "Printer\x00 jams on floor 2"
+    call = Call(
+        7, owner_id=1, description=description, last_update=datetime(2026, 12, 1, tzinfo=UTC)
+    )
+    reference, sqlite_repo = InMemoryRepository(), SqliteRepository()
+    try:
+        for repo in (reference, sqlite_repo):
+            with repo.transaction():
+                repo.put_person(Person(id=1, email="p1@x", name="P1"))
+                repo.put_call(call)
+        [item], total = sqlite_repo.summary(SummaryKind.CALLS, 1, 5)
+        assert total == 1
+        assert "jams on floor 2" in item.description
+        assert sqlite_repo.summary(SummaryKind.CALLS, 1, 5) == reference.summary(
+            SummaryKind.CALLS, 1, 5
+        )
+    finally:
+        sqlite_repo.close()

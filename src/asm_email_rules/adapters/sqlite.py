@@ -374,6 +374,28 @@ leave gaps of up to 5 ms between looks, longer than the gaps a busy poller leave
 _T = TypeVar("_T")
 
 
+def _text_head(column: str) -> str:
+    """SQL for the first :data:`SUMMARY_SCAN_CHARS` characters of a text ``column`` (:func:`_head`
+    reads the value). SQLite's ``substr`` of a text stops at a NUL character, so "Printer\\0
+    jams" came back as "Printer": a text holding one is read as the UTF-8 bytes that hold
+    those characters instead (``instr`` of a blob looks at bytes; the common text costs no
+    more than before, about ``SUMMARY_SCAN_CHARS`` characters)."""
+    blob = f"CAST({column} AS BLOB)"
+    return (
+        f"CASE WHEN instr({blob}, x'00') > 0 THEN substr({blob}, 1, {4 * SUMMARY_SCAN_CHARS})"
+        f" ELSE substr({column}, 1, {SUMMARY_SCAN_CHARS}) END"
+    )
+
+
+def _head(value: bytes | str | None) -> str:
+    """What :func:`_text_head` read, as text of at most :data:`SUMMARY_SCAN_CHARS` characters
+    (a character the byte cut split is dropped)."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else bytes(value).decode("utf-8", "ignore")
+    return text[:SUMMARY_SCAN_CHARS]
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
     """True for SQLITE_BUSY: another connection holds the lock (nothing was done)."""
     return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_BUSY
@@ -824,16 +846,16 @@ class SqliteRepository(SqlRepository):
         with self._snapshot():
             total = int(self._one(f"SELECT COUNT(*) FROM {table} r WHERE {where}", params)[0])
             rows = self._execute(
-                f"SELECT r.number, r.status, substr(r.description, 1, {SUMMARY_SCAN_CHARS}),"
+                f"SELECT r.number, r.status, {_text_head('r.description')},"
                 f" r.last_update, r.group_name, o.name, o.email,"
-                f" substr({subject}, 1, {SUMMARY_SCAN_CHARS}) FROM {table} r"
+                f" {_text_head(subject)} FROM {table} r"
                 " LEFT JOIN persons o ON o.id = r.owner_id"
                 f" WHERE {where}"
                 " ORDER BY r.last_update IS NULL, r.last_update DESC, r.number DESC"
                 " LIMIT :limit",
                 params,
             ).fetchall()
-        return total, rows
+        return total, [(*row[:2], _head(row[2]), *row[3:7], _head(row[7])) for row in rows]
 
     # -- writes -----------------------------------------------------------------------------
     def create_person(self, email: str, name: str, *, is_user: bool) -> Person:
