@@ -63,7 +63,7 @@ class Plan:
     kill_at_event: int | None = None  # die at the n-th event (1-based)
     kill_after_sent: int | None = None  # die right after the n-th 250 from the SMTP server
     clock_offset: float = 0.0  # seconds added to real time
-    deadline: float = 120.0  # give up (exit 3) after this many real seconds
+    deadline: float = 120.0  # give up (exit 3) after this many real seconds without progress
     idle_wait: float = 0.02  # real seconds between polls while another poller holds the account
     exit_if_waiting: bool = False  # exit 4 at once when another poller holds the account
     send_many: bool = False  # the mailer's send_many is used (else each reply goes to send)
@@ -275,6 +275,9 @@ def poller_main(plan: Plan) -> None:
             time.sleep(plan.idle_wait)
         elif _busy(report):
             idle = 0
+            # the deadline is for a poller that waits (the account held by a dead one): one
+            # doing work on a slow machine is not cut off before its kill event
+            end = time.monotonic() + plan.deadline
         else:
             idle += 1
     os._exit(0)  # no interpreter teardown in a forked child
