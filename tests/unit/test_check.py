@@ -179,3 +179,32 @@ def test_check_is_not_ready_when_this_user_cannot_write_the_store(
     code, out, _ = run(capsys, "check", "--config", str(desk), "--no-sign-in")
     assert code == 0, out
     assert "not writable" not in out
+
+
+def test_replies_left_by_a_renamed_account_are_not_left_in_silence(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An operator renames [[accounts]] name = "helpdesk" to "it-desk". The outbox is keyed by
+    # the account's name and a poller sends only its accounts' replies, so the reply the old
+    # name left pending was never sent, and neither check nor poll said a word.
+    run(capsys, "people", "add", "dana@example.org", "--analyst", "--config", str(desk))
+    run(capsys, "people", "add", "uma@example.org", "--user", "--config", str(desk))
+    set_ids(desk, logging_analyst=1)
+    (desk.parent / "Maildir" / "new" / "1.eml").write_bytes(
+        b"From: uma@example.org\r\nTo: helpdesk@example.org\r\nSubject: Printer down\r\n"
+        b"Message-ID: <rename-1@client.example>\r\n\r\nThe printer is down.\r\n"
+    )
+    code, _, err = run(capsys, "poll", "--once", "--config", str(desk))
+    assert code == 0, err
+    desk.write_text(desk.read_text().replace('name = "helpdesk"', 'name = "it-desk"'))
+    code, out, _ = run(capsys, "check", "--no-sign-in", "--config", str(desk))
+    assert code == 0
+    assert "warning: outbox: 1 reply of mailbox 'helpdesk' waits" in out
+    assert "was the account renamed?" in out
+    code, _, err = run(capsys, "poll", "--once", "--config", str(desk))
+    assert code == 0
+    assert "WARNING asm_email_rules.cli: outbox: 1 reply of mailbox 'helpdesk'" in err
+    # with the old name back, nothing is said
+    desk.write_text(desk.read_text().replace('name = "it-desk"', 'name = "helpdesk"'))
+    code, out, _ = run(capsys, "check", "--no-sign-in", "--config", str(desk))
+    assert "outbox" not in out

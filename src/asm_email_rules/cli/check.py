@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from asm_email_rules.errors import AsmEmailError, MailboxError, SendError
 from asm_email_rules.protocols import Repository, SeedableRepository
 from asm_email_rules.quarantine import QuarantineStore, count_quarantined
 
-__all__ = ["account_label", "known_senders", "settings_findings"]
+__all__ = ["account_label", "known_senders", "settings_findings", "stranded_replies"]
 
 NAME = "check"
 
@@ -58,6 +60,38 @@ def settings_findings(config: Config, repository: Repository) -> list[Finding]:
             label = account_label(config, account)
             findings += check_mailbox(label, account.mailbox, repository, known_senders=known)
     return findings
+
+
+STRANDED_SCAN = 1000
+"""At most this many due replies are read to find those of mailboxes no account names."""
+
+
+def stranded_replies(
+    config: Config, repository: Repository, now: datetime | None = None
+) -> list[Finding]:
+    """A WARNING for each mailbox with replies due in the outbox that no ``[[accounts]]`` entry
+    of this configuration names. The ledger, the outbox and the quarantine are keyed by the
+    account's ``name``; a poller sends only its own accounts' replies, so after a rename the
+    replies the old name left pending are never sent, and nothing else would say so.
+
+    Reads the ``STRANDED_SCAN`` longest-due replies (a stranded reply is never claimed, so
+    it stays among the longest due): one bounded query, whatever the outbox holds."""
+    known = {account.mailbox.name for account in config.accounts}
+    due = repository.due_replies(now or datetime.now(UTC), limit=STRANDED_SCAN)
+    counts = Counter(entry.mailbox for entry in due if entry.mailbox not in known)
+    return [
+        Finding(
+            Level.WARNING,
+            "outbox",
+            f"{count} repl{'y' if count == 1 else 'ies'} of mailbox {mailbox!r} "
+            f"wait{'s' if count == 1 else ''} in the outbox, and no [[accounts]] entry "
+            "of this configuration is named so: no poller of it will send them (the "
+            "ledger, the outbox and the quarantine are keyed by the account's name; was "
+            "the account renamed?). Give the account its old name back; ignore this if "
+            "another poller's configuration has that account",
+        )
+        for mailbox, count in sorted(counts.items())
+    ]
 
 
 def known_senders(repository: Repository) -> int | None:
@@ -168,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         if behind is None:
             print(f"store {store}: {_store_summary(repository)}")
             findings = settings_findings(config, repository)
+            findings += stranded_replies(config, repository)
         else:  # its tables are read only once migrated
             print(f"store {store}: schema {getattr(repository, 'schema_version', '?')}")
             findings = [Finding(Level.WARNING, "store", behind)]

@@ -17,7 +17,7 @@ from asm_email_rules.cli._common import (
     EXIT_TRANSPORT,
     outbox_when,
 )
-from asm_email_rules.cli.check import settings_findings
+from asm_email_rules.cli.check import settings_findings, stranded_replies
 from asm_email_rules.config import Config, load_config
 from asm_email_rules.desk_check import Level
 from asm_email_rules.errors import ConfigError, StoreUnavailableError
@@ -172,6 +172,8 @@ def _print_report(report: PollReport) -> None:
 def _start(config: Config, wiring: Wiring) -> None:
     """Refuse a misconfigured desk; say that replies are not sent without ``[smtp]``."""
     refuse_misconfigured(config, wiring.repository)
+    for finding in stranded_replies(config, wiring.repository):
+        log.warning("%s: %s", finding.where, finding.message)
     if wiring.mailer is None:
         log.warning("no [smtp] section: replies are recorded in the store as pending, not sent")
 
