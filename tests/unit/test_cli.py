@@ -638,3 +638,69 @@ def test_people_list_lines_up_names_in_wide_and_combining_scripts(
     for line in lines[2:]:
         name_part = line[: line.index("no  ")]  # every one of them is not an analyst
         assert columns(name_part) == column, line
+
+
+def test_sighup_reloads_the_configuration_and_the_service_goes_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # `kill -HUP` (the usual "reload your configuration") ended the service at once: Python's
+    # default for SIGHUP, exit 129, not a line in the log, and an account added to the file was
+    # read only after a restart. Now the message in hand is finished, the file read again and
+    # the service goes on with it; a file broken while editing leaves the running one in place.
+    import signal
+    import time
+
+    config = _initialised(capsys, tmp_path)
+    run(capsys, "people", "add", "dana@example.org", "--analyst", "--config", str(config))
+    run(capsys, "people", "add", "uma@example.org", "--user", "--config", str(config))
+    text = config.read_text(encoding="utf-8")
+    text = text.replace("# default_logging_analyst_id = 1", "default_logging_analyst_id = 1")
+    config.write_text(text.replace("interval_seconds = 60", "interval_seconds = 1"), "utf-8")
+    log_path = tmp_path / "poll.log"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    with log_path.open("wb") as log_file:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "asm_email_rules", "poll", "--config", str(config)],
+            stderr=log_file,
+            env=env,
+        )
+    try:
+
+        def wait_for(words: str) -> str:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                logged = log_path.read_text(encoding="utf-8")
+                if words in logged:
+                    return logged
+                assert service.poll() is None, logged
+                time.sleep(0.05)
+            raise AssertionError(f"{words!r} not logged: {log_path.read_text(encoding='utf-8')}")
+
+        wait_for("account polled")
+        second = config.read_text(encoding="utf-8") + (
+            '\n[[accounts]]\nname = "sales"\nprotocol = "maildir"\npath = "Sales"\n'
+            'interval_seconds = 1\n[accounts.mailbox]\naddresses = ["sales@example.org"]\n'
+            "default_logging_analyst_id = 1\n"
+        )
+        config.write_text(second, "utf-8")
+        service.send_signal(signal.SIGHUP)
+        wait_for("configuration reloaded")
+        wait_for("account polled account=sales")
+        (tmp_path / "desk" / "Sales" / "new" / "1.eml").write_bytes(
+            b"From: uma@example.org\r\nTo: sales@example.org\r\nSubject: Quote\r\n"
+            b"Message-ID: <hup-1@client.example>\r\n\r\nA quote, please.\r\n"
+        )
+        wait_for("message handled account=sales")
+        config.write_text(second + "this is not TOML\n", "utf-8")
+        service.send_signal(signal.SIGHUP)
+        logged = wait_for("configuration not reloaded")
+        assert service.poll() is None, logged
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=30) == 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+    logged = log_path.read_text(encoding="utf-8")
+    assert logged.count("polling service started") == 3
+    assert "Traceback" not in logged
