@@ -704,3 +704,53 @@ def test_sighup_reloads_the_configuration_and_the_service_goes_on(
     logged = log_path.read_text(encoding="utf-8")
     assert logged.count("polling service started") == 3
     assert "Traceback" not in logged
+
+
+def test_after_restoring_a_backup_new_calls_do_not_take_numbers_customers_hold(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A store restored from a backup gave the numbers logged since the backup to new calls
+    # again: Uma's answer to "[CALL#3]" (logged after the backup) was written into Ulf's new
+    # call 3. `calls next-number --at-least N` moves the numbering past them (operators.md,
+    # "Backing up and restoring the store").
+    import sqlite3
+
+    config = _initialised(capsys, tmp_path)
+    desk = config.parent
+    for who in ("dana@example.org --analyst", "uma@example.org --user", "ulf@example.org --user"):
+        address, flag = who.split()
+        run(capsys, "people", "add", address, flag, "--config", str(config))
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("# default_logging_analyst_id", "default_logging_analyst_id"))
+
+    def arrives(sender: str, key: str, subject: str) -> None:
+        (desk / "Maildir" / "new" / f"{key}.eml").write_bytes(
+            f"From: {sender}\r\nTo: helpdesk@example.org\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{key}@client.example>\r\n\r\nAbout {subject}.\r\n".encode()
+        )
+        assert run(capsys, "poll", "--once", "--config", str(config))[0] == 0
+
+    arrives("uma@example.org", "u1", "Printer")
+    store = desk / "helpdesk.sqlite3"
+    with sqlite3.connect(store) as live, sqlite3.connect(tmp_path / "backup.sqlite3") as copy:
+        live.backup(copy)  # what `sqlite3 helpdesk.sqlite3 ".backup ..."` does
+    arrives("uma@example.org", "u2", "Scanner")
+    arrives("uma@example.org", "u3", "Monitor")  # call 3: Uma holds "[CALL#3]"
+    for name in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
+        name.unlink(missing_ok=True)
+    (tmp_path / "backup.sqlite3").rename(store)  # the restore
+    assert run(capsys, "calls", "next-number", "--config", str(config))[1] == (
+        "the next call will be number 2\n"
+    )
+    code, out, _ = run(capsys, "calls", "next-number", "--at-least", "100", "--config", str(config))
+    assert (code, out) == (0, "the next call will be number 100 (was 2)\n")
+    code, out, _ = run(capsys, "calls", "next-number", "--at-least", "50", "--config", str(config))
+    assert (code, out) == (0, "the next call will be number 100\n")  # never down
+    arrives("ulf@example.org", "f1", "Keyboard")
+    arrives("uma@example.org", "u4", "Re: Call 3 has been logged [CALL#3]")
+    code, out, _ = run(capsys, "calls", "list", "--json", "--config", str(config))
+    calls = {call["number"]: call for call in json.loads(out)}
+    assert sorted(calls) == [1, 100]  # Ulf's call is 100; [CALL#3] names no call now
+    code, out, _ = run(capsys, "calls", "show", "100", "--config", str(config))
+    assert "Keyboard" in out
+    assert "Uma" not in out

@@ -870,6 +870,24 @@ class SqliteRepository(SqlRepository):
             self.put_call(call)
         return call
 
+    _NEXT_CALL_NUMBER = (
+        "SELECT max(value, (SELECT COALESCE(MAX(number), 0) + 1 FROM calls))"
+        " FROM counters WHERE name = 'next_call_number'"
+    )
+
+    def next_call_number(self) -> int:
+        """The number the next call logged will get."""
+        return int(self._one(self._NEXT_CALL_NUMBER)[0])
+
+    def raise_next_call_number(self, number: int) -> int:
+        """The counter moved up to ``number`` if it is below; the next number."""
+        with self.transaction():
+            self._execute(
+                "UPDATE counters SET value = max(value, ?) WHERE name = 'next_call_number'",
+                (number,),
+            )
+            return int(self._one(self._NEXT_CALL_NUMBER)[0])
+
     def _require(self, ref: EntityRef) -> str:
         """The status of record ``ref``; :class:`NotFoundError` when there is none."""
         row = self._one(
