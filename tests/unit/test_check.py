@@ -208,3 +208,32 @@ def test_replies_left_by_a_renamed_account_are_not_left_in_silence(
     desk.write_text(desk.read_text().replace('name = "it-desk"', 'name = "helpdesk"'))
     code, out, _ = run(capsys, "check", "--no-sign-in", "--config", str(desk))
     assert "outbox" not in out
+
+
+def test_check_says_when_replies_stopped_going_out(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `check` as a monitoring probe: a desk whose service had stopped for hours, its customers'
+    # replies waiting in the outbox, still said "ready" with nothing about the outbox.
+    run(capsys, "people", "add", "dana@example.org", "--analyst", "--config", str(desk))
+    run(capsys, "people", "add", "uma@example.org", "--user", "--config", str(desk))
+    set_ids(desk, logging_analyst=1)
+    (desk.parent / "Maildir" / "new" / "1.eml").write_bytes(
+        b"From: uma@example.org\r\nTo: helpdesk@example.org\r\nSubject: Printer down\r\n"
+        b"Message-ID: <stalled-1@client.example>\r\n\r\nThe printer is down.\r\n"
+    )
+    assert run(capsys, "poll", "--once", "--config", str(desk))[0] == 0  # no [smtp]: pending
+    with desk.open("a", encoding="utf-8") as handle:
+        handle.write('\n[smtp]\nhost = "127.0.0.1"\nport = 2525\nsecurity = "plain"\n')
+    code, out, _ = run(capsys, "check", "--no-sign-in", "--config", str(desk))
+    assert (code, "replies are not going out" in out) == (0, False)  # due now: not late
+    with sqlite3.connect(desk.parent / "helpdesk.sqlite3") as db:  # the service down 3 hours
+        db.execute(
+            "UPDATE ledger SET next_attempt_at = '2026-01-01T09:00:00.000000+00:00',"
+            " queued_at = '2026-01-01T09:00:00.000000+00:00' WHERE reply_message_id IS NOT NULL"
+        )
+    code, out, _ = run(capsys, "check", "--no-sign-in", "--config", str(desk))
+    assert code == 0
+    assert "warning: outbox: replies are not going out: a reply of mailbox 'helpdesk'" in out
+    assert "due since 2026-01-01 09:00:00Z" in out
+    assert "check: ready (0 errors, 1 warnings)" in out

@@ -12,19 +12,31 @@ from __future__ import annotations
 import argparse
 import os
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from asm_email_rules.bootstrap import mailbox_factory, make_mailer, open_store, schema_behind
-from asm_email_rules.cli._common import EXIT_CONFIG, EXIT_OK, EXIT_TRANSPORT, every_person
+from asm_email_rules.cli._common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_TRANSPORT,
+    every_person,
+    outbox_when,
+)
 from asm_email_rules.config import AccountConfig, Config, MailProtocol, load_config
 from asm_email_rules.desk_check import Finding, Level, check_mailbox
 from asm_email_rules.errors import AsmEmailError, MailboxError, SendError
 from asm_email_rules.protocols import Repository, SeedableRepository
 from asm_email_rules.quarantine import QuarantineStore, count_quarantined
 
-__all__ = ["account_label", "known_senders", "settings_findings", "stranded_replies"]
+__all__ = [
+    "account_label",
+    "known_senders",
+    "outbox_stalled",
+    "settings_findings",
+    "stranded_replies",
+]
 
 NAME = "check"
 
@@ -91,6 +103,41 @@ def stranded_replies(
             "another poller's configuration has that account",
         )
         for mailbox, count in sorted(counts.items())
+    ]
+
+
+STALLED_AFTER = timedelta(hours=1)
+"""A reply due this long (or two poll intervals, if longer) and not tried is a stalled outbox:
+retries are never more than an hour apart, and a running poller tries its due replies after
+each poll of its account."""
+
+
+def outbox_stalled(
+    config: Config, repository: Repository, now: datetime | None = None
+) -> list[Finding]:
+    """A WARNING when a reply has been due for longer than :data:`STALLED_AFTER` (or two of
+    the longest poll interval) without a sender trying it: no poller runs, or none sends (its
+    SMTP server down, its pass never ending). ``check`` is a monitoring probe, and a store
+    whose replies stopped going out looked "ready". One indexed read of one reply. Nothing to
+    say without ``[smtp]`` (replies wait by design, and that has its own warning)."""
+    if config.smtp is None:
+        return []
+    now = now or datetime.now(UTC)
+    longest = max((a.interval_seconds for a in config.accounts if a.active), default=0)
+    late = max(STALLED_AFTER, timedelta(seconds=2 * longest))
+    overdue = repository.due_replies(now - late, limit=1)
+    if not overdue:
+        return []
+    entry = overdue[0]
+    hours = (now - entry.next_attempt_at).total_seconds() / 3600
+    return [
+        Finding(
+            Level.WARNING,
+            "outbox",
+            f"replies are not going out: a reply of mailbox {entry.mailbox!r} has been due "
+            f"since {outbox_when(entry.next_attempt_at)} ({hours:.1f} h) and no sender has "
+            "tried it; is the polling service running? (`replies list --pending`)",
+        )
     ]
 
 
@@ -203,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"store {store}: {_store_summary(repository)}")
             findings = settings_findings(config, repository)
             findings += stranded_replies(config, repository)
+            findings += outbox_stalled(config, repository)
         else:  # its tables are read only once migrated
             print(f"store {store}: schema {getattr(repository, 'schema_version', '?')}")
             findings = [Finding(Level.WARNING, "store", behind)]
