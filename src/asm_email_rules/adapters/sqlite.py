@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -356,7 +357,33 @@ def _store_error(where: str, what: str, exc: sqlite3.Error) -> RepositoryError:
         unavailable = True
     name = getattr(exc, "sqlite_errorname", "")
     message = f"{where}: {what}: {exc}" + (f" ({name})" if name else "")
+    if code is not None and (code & 0xFF) in _SPACE_CODES:
+        message += _full_disk_note(where)
     return (StoreUnavailableError if unavailable else RepositoryError)(message)
+
+
+_SPACE_CODES = frozenset({10, 13})  # SQLITE_IOERR, SQLITE_FULL
+"""Result codes a full file system gives: SQLITE_FULL, or an I/O error (SQLITE_IOERR_SHMSIZE,
+_WRITE, _FSYNC) when the ``-shm`` or ``-wal`` file cannot grow, as at start on a full disk."""
+
+FULL_DISK_BYTES = 1 << 20
+"""Below this much free space on the store's file system the error says the disk is full."""
+
+
+def _full_disk_note(path: str) -> str:
+    """``"; the file system of /srv/helpdesk has 0 bytes free"`` when the store's file system
+    is (nearly) full, else ``""``: SQLite says "disk I/O error" when a full disk stops its
+    ``-shm`` file growing, which reads as failing hardware. One ``statvfs``, on an error only."""
+    if path == ":memory:" or path.startswith("file:"):
+        return ""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    if free >= FULL_DISK_BYTES:
+        return ""
+    return f"; the file system of {folder} is full ({free} bytes free): free some space"
 
 
 BUSY_POLL_SECONDS = 0.001
