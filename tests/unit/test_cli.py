@@ -691,6 +691,13 @@ def test_sighup_reloads_the_configuration_and_the_service_goes_on(
             b"Message-ID: <hup-1@client.example>\r\n\r\nA quote, please.\r\n"
         )
         wait_for("message handled account=sales")
+        deadline = time.monotonic() + 30  # the old account too, at once: its lease let go
+        while (
+            "account polled account=helpdesk"
+            not in wait_for("configuration reloaded").split("configuration reloaded", 1)[1]
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         config.write_text(second + "this is not TOML\n", "utf-8")
         service.send_signal(signal.SIGHUP)
         logged = wait_for("configuration not reloaded")
@@ -704,6 +711,7 @@ def test_sighup_reloads_the_configuration_and_the_service_goes_on(
     logged = log_path.read_text(encoding="utf-8")
     assert logged.count("polling service started") == 3
     assert "Traceback" not in logged
+    assert "another poller" not in logged  # the leases were let go at each reload
 
 
 def test_after_restoring_a_backup_new_calls_do_not_take_numbers_customers_hold(
