@@ -237,3 +237,26 @@ def test_check_says_when_replies_stopped_going_out(
     assert "warning: outbox: replies are not going out: a reply of mailbox 'helpdesk'" in out
     assert "due since 2026-01-01 09:00:00Z" in out
     assert "check: ready (0 errors, 1 warnings)" in out
+
+
+def test_check_json_gives_a_monitoring_probe_one_object(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A probe had only the exit code, or lines of prose to grep: check had no machine-readable
+    # output. --json prints one object with the verdict, the findings and the lines checked.
+    import json
+
+    code, out, _ = run(capsys, "check", "--json", "--config", str(desk))
+    report = json.loads(out)
+    assert (code, report["ready"], report["exit_code"], report["errors"]) == (0, True, 0, 0)
+    assert report["warnings"] == len(report["findings"]) == 3
+    assert {f["where"] for f in report["findings"]} >= {"smtp"}
+    assert report["checked"][0].startswith("configuration ")
+    assert any("Maildir" in line for line in report["checked"])
+    set_ids(desk, logging_analyst=1)  # names nobody: not ready
+    code, out, _ = run(capsys, "check", "--json", "--no-sign-in", "--config", str(desk))
+    report = json.loads(out)
+    assert (code, report["ready"], report["exit_code"], report["errors"]) == (2, False, 2, 1)
+    [error] = [f for f in report["findings"] if f["level"] == "error"]
+    assert error["where"].endswith("mailbox.default_logging_analyst_id")
+    assert "person 1 does not exist" in error["message"]

@@ -10,8 +10,10 @@ or the store is wrong, 3 when a mailbox or SMTP sign-in failed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,11 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--config", metavar="F", required=True, help="configuration file")
     parser.add_argument(
         "--no-sign-in", action="store_true", help="skip the mailbox and SMTP sign-ins"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (ready, exit_code, findings, the lines checked)",
     )
     parser.set_defaults(handler=run)
 
@@ -233,11 +240,49 @@ def _sign_in(account: AccountConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one line per thing checked, then the findings; the exit code says the worst."""
+    """Print one line per thing checked, then the findings; the exit code says the worst.
+    ``--json``: one JSON object instead, for a monitoring probe."""
+    checked: list[str] = []
+    as_json = bool(getattr(args, "json", False))
+    code, findings, failed = _check(args, checked.append if as_json else print)
+    errors = sum(1 for f in findings if f.level is Level.ERROR)
+    warnings = len(findings) - errors
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ready": code == EXIT_OK,
+                    "exit_code": code,
+                    "errors": errors,
+                    "warnings": warnings,
+                    "sign_ins_failed": failed,
+                    "findings": [
+                        {"level": f.level.value, "where": f.where, "message": f.message}
+                        for f in findings
+                    ],
+                    "checked": checked,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return code
+    for finding in findings:
+        print(finding)
+    verdict = "not ready" if code else "ready"
+    refused = f", {failed} sign-in{'s' if failed > 1 else ''} failed" if failed else ""
+    print(f"check: {verdict} ({errors} errors, {warnings} warnings{refused})")
+    return code
+
+
+def _check(
+    args: argparse.Namespace, say: Callable[[str], object]
+) -> tuple[int, list[Finding], int]:
+    """Check everything, ``say`` a line per thing checked; the exit code, the findings and
+    how many sign-ins failed."""
     config = load_config(args.config)
     active = [a for a in config.accounts if a.active]
     smtp = f"SMTP {config.smtp.host}:{config.smtp.port}" if config.smtp else "no [smtp]"
-    print(
+    say(
         f"configuration {config.source}: valid ({len(config.accounts)} accounts, "
         f"{len(active)} active; {smtp})"
     )
@@ -247,12 +292,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         behind = schema_behind(repository)
         if behind is None:
-            print(f"store {store}: {_store_summary(repository)}")
+            say(f"store {store}: {_store_summary(repository)}")
             findings = settings_findings(config, repository)
             findings += stranded_replies(config, repository)
             findings += outbox_stalled(config, repository)
         else:  # its tables are read only once migrated
-            print(f"store {store}: schema {getattr(repository, 'schema_version', '?')}")
+            say(f"store {store}: schema {getattr(repository, 'schema_version', '?')}")
             findings = [Finding(Level.WARNING, "store", behind)]
     finally:
         repository.close()
@@ -266,38 +311,33 @@ def run(args: argparse.Namespace) -> int:
         )
     failed = 0  # servers that refused us, or could not be reached
     if not args.no_sign_in:
-        failed = _check_sign_ins(config, active)
+        failed = _check_sign_ins(config, active, say)
         if failed:
             code = max(code, EXIT_TRANSPORT)
-    for finding in findings:
-        print(finding)
-    errors = sum(1 for f in findings if f.level is Level.ERROR)
-    warnings = len(findings) - errors
-    if errors:
+    if any(f.level is Level.ERROR for f in findings):
         code = EXIT_CONFIG
-    verdict = "not ready" if code else "ready"
-    refused = f", {failed} sign-in{'s' if failed > 1 else ''} failed" if failed else ""
-    print(f"check: {verdict} ({errors} errors, {warnings} warnings{refused})")
-    return code
+    return code, findings, failed
 
 
-def _check_sign_ins(config: Config, active: list[AccountConfig]) -> int:
+def _check_sign_ins(
+    config: Config, active: list[AccountConfig], say: Callable[[str], object]
+) -> int:
     """Sign in to every active account's server and the SMTP server, a line for each; how
     many failed (refused, or not reached)."""
     failed = 0
     for account in active:
         label = account_label(config, account)
         try:
-            print(f"{label}: {_sign_in(account)}")
+            say(f"{label}: {_sign_in(account)}")
         except (MailboxError, OSError) as exc:
-            print(f"{label}: FAILED: {exc}")
+            say(f"{label}: FAILED: {exc}")
             failed += 1
     mailer = make_mailer(config)
     if mailer is not None:
         verify = getattr(mailer, "verify", None)
         try:
-            print(f"smtp: {verify() if verify is not None else 'cannot be checked'}")
+            say(f"smtp: {verify() if verify is not None else 'cannot be checked'}")
         except (SendError, AsmEmailError) as exc:
-            print(f"smtp: FAILED: {exc}")
+            say(f"smtp: FAILED: {exc}")
             failed += 1
     return failed
