@@ -762,3 +762,18 @@ def test_after_restoring_a_backup_new_calls_do_not_take_numbers_customers_hold(
     code, out, _ = run(capsys, "calls", "show", "100", "--config", str(config))
     assert "Keyboard" in out
     assert "Uma" not in out
+
+
+def test_vv_shows_the_debug_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # An operator chasing a problem had no way to see the library's DEBUG lines from the
+    # command line: -v was INFO and nothing went further. -vv is DEBUG, before or after the
+    # command; -v stays INFO.
+    message = tmp_path / "quoted.eml"
+    message.write_bytes(b"From: a@example.org\r\nSubject: Re: x\r\n\r\n> quoted only\r\n")
+    said = "DEBUG asm_email_rules.truncate: truncation would leave nothing"
+    for argv in (["truncate", "-vv", str(message)], ["-vv", "truncate", str(message)]):
+        code, out, err = run(capsys, *argv)
+        assert (code, said in err) == (0, True), err
+        assert "> quoted only" in out
+    code, _, err = run(capsys, "truncate", "-v", str(message))
+    assert (code, "DEBUG" in err) == (0, False)
