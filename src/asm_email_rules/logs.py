@@ -18,10 +18,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "KeyValueFormatter", "install_handler", "remove_handler"]
+__all__ = [
+    "JsonFormatter",
+    "KeyValueFormatter",
+    "SyslogPrefixFormatter",
+    "install_handler",
+    "remove_handler",
+    "writes_to_journal",
+]
 
 _STANDARD_RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -72,16 +80,54 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
+class SyslogPrefixFormatter(logging.Formatter):
+    """Another formatter's line behind the record's syslog priority, ``<4>`` for a WARNING
+    (sd-daemon(3)): journald, reading a service's stderr, takes the prefix off and files the
+    line at that priority (``SyslogLevelPrefix=yes``, its default), so ``journalctl -p
+    warning`` shows the warnings and errors. Without it every line is filed at ``info``."""
+
+    PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4))
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((p for level, p in self.PRIORITIES if record.levelno >= level), None)
+        if priority is None:
+            priority = 6 if record.levelno >= logging.INFO else 7
+        return f"<{priority}>{self.inner.format(record)}"
+
+
+def writes_to_journal(stream: TextIO) -> bool:
+    """True when ``stream`` is the journal stream systemd gave this service: ``JOURNAL_STREAM``
+    (``device:inode``, set by systemd for a unit whose output goes to the journal) names
+    the file ``stream`` writes to. Its inherited value in a child writing elsewhere does not."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # a stream with no file (StringIO)
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
 def install_handler(
     stream: TextIO, level: int, *, as_json: bool = False, logger: str = "asm_email_rules"
 ) -> logging.Handler:
-    """Send ``logger``'s records at ``level`` and above to ``stream`` in one of the formats.
+    """Send ``logger``'s records at ``level`` and above to ``stream`` in one of the formats;
+    each line behind its syslog priority (:class:`SyslogPrefixFormatter`) when ``stream`` is
+    the journal's (:func:`writes_to_journal`).
 
     The logger stops propagating to the root logger (so no line is printed twice); undo with
     :func:`remove_handler`. Returns the handler.
     """
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter() if as_json else KeyValueFormatter())
+    formatter: logging.Formatter = JsonFormatter() if as_json else KeyValueFormatter()
+    if writes_to_journal(stream):
+        formatter = SyslogPrefixFormatter(formatter)
+    handler.setFormatter(formatter)
     target = logging.getLogger(logger)
     target.addHandler(handler)
     target.setLevel(level)

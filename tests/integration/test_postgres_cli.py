@@ -222,3 +222,25 @@ def test_replay_processes_a_held_message_once(
     assert entry.state is QuarantineState.REPLAYED
     assert total == 1
     assert calls[0].description.startswith("Printer offline since this morning.")
+
+
+def test_calls_next_number_moves_the_sequence_up_never_down(
+    desk: Path, pg_database: PgDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # After a restore (pg_restore of a dump taken before calls were logged), the numbers
+    # handed out since are moved past with `calls next-number --at-least N`.
+    maildir = desk.parent / "Maildir"
+    MaildirMailbox(maildir).close()
+    (maildir / "new" / "1.eml").write_bytes(mail("Printer down", 1))
+    assert run(capsys, "poll", "--once", "--config", str(desk))[0] == 0
+    assert run(capsys, "calls", "next-number", "--config", str(desk))[1] == (
+        "the next call will be number 2\n"
+    )
+    code, out, _ = run(capsys, "calls", "next-number", "--at-least", "500", "--config", str(desk))
+    assert (code, out) == (0, "the next call will be number 500 (was 2)\n")
+    code, out, _ = run(capsys, "calls", "next-number", "--at-least", "7", "--config", str(desk))
+    assert (code, out) == (0, "the next call will be number 500\n")
+    (maildir / "new" / "2.eml").write_bytes(mail("Scanner down", 2))
+    assert run(capsys, "poll", "--once", "--config", str(desk))[0] == 0
+    with store(pg_database) as repo:
+        assert [call.number for call in repo.recent_calls()[0]] == [500, 1]

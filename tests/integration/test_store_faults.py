@@ -719,3 +719,24 @@ def test_unreadable_messages_never_hold_up_the_good_ones_behind_them(
     assert all(any(key in line for line in said) for key in unreadable)
     report = desk.poll()["helpdesk"]
     assert (report.processed, report.errors, report.quarantined) == (0, 3, 0)
+
+
+def test_a_store_on_a_full_disk_is_said_to_be_on_a_full_disk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The service started on a full disk said "disk I/O error (SQLITE_IOERR_SHMSIZE)" and
+    # nothing else: that reads as failing hardware, not as a disk to clean up.
+    from asm_email_rules.cli import main
+
+    with small_disk(tmp_path / "disk") as disk:
+        if disk is None:
+            pytest.skip("no tmpfs can be mounted here")
+        assert main(["init", str(disk / "desk")]) == 0
+        config = disk / "desk" / "config.toml"
+        filler = fill(disk)
+        capsys.readouterr()
+        assert main(["poll", "--once", "--config", str(config)]) == 3
+        said = capsys.readouterr().err
+        assert f"the file system of {disk / 'desk'} is full" in said
+        filler.unlink()
+        assert main(["poll", "--once", "--config", str(config)]) == 0

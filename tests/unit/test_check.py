@@ -179,3 +179,84 @@ def test_check_is_not_ready_when_this_user_cannot_write_the_store(
     code, out, _ = run(capsys, "check", "--config", str(desk), "--no-sign-in")
     assert code == 0, out
     assert "not writable" not in out
+
+
+def test_replies_left_by_a_renamed_account_are_not_left_in_silence(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An operator renames [[accounts]] name = "helpdesk" to "it-desk". The outbox is keyed by
+    # the account's name and a poller sends only its accounts' replies, so the reply the old
+    # name left pending was never sent, and neither check nor poll said a word.
+    run(capsys, "people", "add", "dana@example.org", "--analyst", "--config", str(desk))
+    run(capsys, "people", "add", "uma@example.org", "--user", "--config", str(desk))
+    set_ids(desk, logging_analyst=1)
+    (desk.parent / "Maildir" / "new" / "1.eml").write_bytes(
+        b"From: uma@example.org\r\nTo: helpdesk@example.org\r\nSubject: Printer down\r\n"
+        b"Message-ID: <rename-1@client.example>\r\n\r\nThe printer is down.\r\n"
+    )
+    code, _, err = run(capsys, "poll", "--once", "--config", str(desk))
+    assert code == 0, err
+    desk.write_text(desk.read_text().replace('name = "helpdesk"', 'name = "it-desk"'))
+    code, out, _ = run(capsys, "check", "--no-sign-in", "--config", str(desk))
+    assert code == 0
+    assert "warning: outbox: 1 reply of mailbox 'helpdesk' waits" in out
+    assert "was the account renamed?" in out
+    code, _, err = run(capsys, "poll", "--once", "--config", str(desk))
+    assert code == 0
+    assert "WARNING asm_email_rules.cli: outbox: 1 reply of mailbox 'helpdesk'" in err
+    # with the old name back, nothing is said
+    desk.write_text(desk.read_text().replace('name = "it-desk"', 'name = "helpdesk"'))
+    code, out, _ = run(capsys, "check", "--no-sign-in", "--config", str(desk))
+    assert "outbox" not in out
+
+
+def test_check_says_when_replies_stopped_going_out(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `check` as a monitoring probe: a desk whose service had stopped for hours, its customers'
+    # replies waiting in the outbox, still said "ready" with nothing about the outbox.
+    run(capsys, "people", "add", "dana@example.org", "--analyst", "--config", str(desk))
+    run(capsys, "people", "add", "uma@example.org", "--user", "--config", str(desk))
+    set_ids(desk, logging_analyst=1)
+    (desk.parent / "Maildir" / "new" / "1.eml").write_bytes(
+        b"From: uma@example.org\r\nTo: helpdesk@example.org\r\nSubject: Printer down\r\n"
+        b"Message-ID: <stalled-1@client.example>\r\n\r\nThe printer is down.\r\n"
+    )
+    assert run(capsys, "poll", "--once", "--config", str(desk))[0] == 0  # no [smtp]: pending
+    with desk.open("a", encoding="utf-8") as handle:
+        handle.write('\n[smtp]\nhost = "127.0.0.1"\nport = 2525\nsecurity = "plain"\n')
+    code, out, _ = run(capsys, "check", "--no-sign-in", "--config", str(desk))
+    assert (code, "replies are not going out" in out) == (0, False)  # due now: not late
+    with sqlite3.connect(desk.parent / "helpdesk.sqlite3") as db:  # the service down 3 hours
+        db.execute(
+            "UPDATE ledger SET next_attempt_at = '2026-01-01T09:00:00.000000+00:00',"
+            " queued_at = '2026-01-01T09:00:00.000000+00:00' WHERE reply_message_id IS NOT NULL"
+        )
+    code, out, _ = run(capsys, "check", "--no-sign-in", "--config", str(desk))
+    assert code == 0
+    assert "warning: outbox: replies are not going out: a reply of mailbox 'helpdesk'" in out
+    assert "due since 2026-01-01 09:00:00Z" in out
+    assert "check: ready (0 errors, 1 warnings)" in out
+
+
+def test_check_json_gives_a_monitoring_probe_one_object(
+    desk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A probe had only the exit code, or lines of prose to grep: check had no machine-readable
+    # output. --json prints one object with the verdict, the findings and the lines checked.
+    import json
+
+    code, out, _ = run(capsys, "check", "--json", "--config", str(desk))
+    report = json.loads(out)
+    assert (code, report["ready"], report["exit_code"], report["errors"]) == (0, True, 0, 0)
+    assert report["warnings"] == len(report["findings"]) == 3
+    assert {f["where"] for f in report["findings"]} >= {"smtp"}
+    assert report["checked"][0].startswith("configuration ")
+    assert any("Maildir" in line for line in report["checked"])
+    set_ids(desk, logging_analyst=1)  # names nobody: not ready
+    code, out, _ = run(capsys, "check", "--json", "--no-sign-in", "--config", str(desk))
+    report = json.loads(out)
+    assert (code, report["ready"], report["exit_code"], report["errors"]) == (2, False, 2, 1)
+    [error] = [f for f in report["findings"] if f["level"] == "error"]
+    assert error["where"].endswith("mailbox.default_logging_analyst_id")
+    assert "person 1 does not exist" in error["message"]

@@ -640,3 +640,142 @@ def test_people_list_lines_up_names_in_wide_and_combining_scripts(
     for line in lines[2:]:
         name_part = line[: line.index("no  ")]  # every one of them is not an analyst
         assert columns(name_part) == column, line
+
+
+def test_sighup_reloads_the_configuration_and_the_service_goes_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # `kill -HUP` (the usual "reload your configuration") ended the service at once: Python's
+    # default for SIGHUP, exit 129, not a line in the log, and an account added to the file was
+    # read only after a restart. Now the message in hand is finished, the file read again and
+    # the service goes on with it; a file broken while editing leaves the running one in place.
+    import signal
+    import time
+
+    config = _initialised(capsys, tmp_path)
+    run(capsys, "people", "add", "dana@example.org", "--analyst", "--config", str(config))
+    run(capsys, "people", "add", "uma@example.org", "--user", "--config", str(config))
+    text = config.read_text(encoding="utf-8")
+    text = text.replace("# default_logging_analyst_id = 1", "default_logging_analyst_id = 1")
+    config.write_text(text.replace("interval_seconds = 60", "interval_seconds = 1"), "utf-8")
+    log_path = tmp_path / "poll.log"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    with log_path.open("wb") as log_file:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "asm_email_rules", "poll", "--config", str(config)],
+            stderr=log_file,
+            env=env,
+        )
+    try:
+
+        def wait_for(words: str) -> str:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                logged = log_path.read_text(encoding="utf-8")
+                if words in logged:
+                    return logged
+                assert service.poll() is None, logged
+                time.sleep(0.05)
+            raise AssertionError(f"{words!r} not logged: {log_path.read_text(encoding='utf-8')}")
+
+        wait_for("account polled")
+        second = config.read_text(encoding="utf-8") + (
+            '\n[[accounts]]\nname = "sales"\nprotocol = "maildir"\npath = "Sales"\n'
+            'interval_seconds = 1\n[accounts.mailbox]\naddresses = ["sales@example.org"]\n'
+            "default_logging_analyst_id = 1\n"
+        )
+        config.write_text(second, "utf-8")
+        service.send_signal(signal.SIGHUP)
+        wait_for("configuration reloaded")
+        wait_for("account polled account=sales")
+        (tmp_path / "desk" / "Sales" / "new" / "1.eml").write_bytes(
+            b"From: uma@example.org\r\nTo: sales@example.org\r\nSubject: Quote\r\n"
+            b"Message-ID: <hup-1@client.example>\r\n\r\nA quote, please.\r\n"
+        )
+        wait_for("message handled account=sales")
+        deadline = time.monotonic() + 30  # the old account too, at once: its lease let go
+        while (
+            "account polled account=helpdesk"
+            not in wait_for("configuration reloaded").split("configuration reloaded", 1)[1]
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        config.write_text(second + "this is not TOML\n", "utf-8")
+        service.send_signal(signal.SIGHUP)
+        logged = wait_for("configuration not reloaded")
+        assert service.poll() is None, logged
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=30) == 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+    logged = log_path.read_text(encoding="utf-8")
+    assert logged.count("polling service started") == 3
+    assert "Traceback" not in logged
+    assert "another poller" not in logged  # the leases were let go at each reload
+
+
+def test_after_restoring_a_backup_new_calls_do_not_take_numbers_customers_hold(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A store restored from a backup gave the numbers logged since the backup to new calls
+    # again: Uma's answer to "[CALL#3]" (logged after the backup) was written into Ulf's new
+    # call 3. `calls next-number --at-least N` moves the numbering past them (operators.md,
+    # "Backing up and restoring the store").
+    import sqlite3
+
+    config = _initialised(capsys, tmp_path)
+    desk = config.parent
+    for who in ("dana@example.org --analyst", "uma@example.org --user", "ulf@example.org --user"):
+        address, flag = who.split()
+        run(capsys, "people", "add", address, flag, "--config", str(config))
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("# default_logging_analyst_id", "default_logging_analyst_id"))
+
+    def arrives(sender: str, key: str, subject: str) -> None:
+        (desk / "Maildir" / "new" / f"{key}.eml").write_bytes(
+            f"From: {sender}\r\nTo: helpdesk@example.org\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{key}@client.example>\r\n\r\nAbout {subject}.\r\n".encode()
+        )
+        assert run(capsys, "poll", "--once", "--config", str(config))[0] == 0
+
+    arrives("uma@example.org", "u1", "Printer")
+    store = desk / "helpdesk.sqlite3"
+    with sqlite3.connect(store) as live, sqlite3.connect(tmp_path / "backup.sqlite3") as copy:
+        live.backup(copy)  # what `sqlite3 helpdesk.sqlite3 ".backup ..."` does
+    arrives("uma@example.org", "u2", "Scanner")
+    arrives("uma@example.org", "u3", "Monitor")  # call 3: Uma holds "[CALL#3]"
+    for name in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
+        name.unlink(missing_ok=True)
+    (tmp_path / "backup.sqlite3").rename(store)  # the restore
+    assert run(capsys, "calls", "next-number", "--config", str(config))[1] == (
+        "the next call will be number 2\n"
+    )
+    code, out, _ = run(capsys, "calls", "next-number", "--at-least", "100", "--config", str(config))
+    assert (code, out) == (0, "the next call will be number 100 (was 2)\n")
+    code, out, _ = run(capsys, "calls", "next-number", "--at-least", "50", "--config", str(config))
+    assert (code, out) == (0, "the next call will be number 100\n")  # never down
+    arrives("ulf@example.org", "f1", "Keyboard")
+    arrives("uma@example.org", "u4", "Re: Call 3 has been logged [CALL#3]")
+    code, out, _ = run(capsys, "calls", "list", "--json", "--config", str(config))
+    calls = {call["number"]: call for call in json.loads(out)}
+    assert sorted(calls) == [1, 100]  # Ulf's call is 100; [CALL#3] names no call now
+    code, out, _ = run(capsys, "calls", "show", "100", "--config", str(config))
+    assert "Keyboard" in out
+    assert "Uma" not in out
+
+
+def test_vv_shows_the_debug_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # An operator chasing a problem had no way to see the library's DEBUG lines from the
+    # command line: -v was INFO and nothing went further. -vv is DEBUG, before or after the
+    # command; -v stays INFO.
+    message = tmp_path / "quoted.eml"
+    message.write_bytes(b"From: a@example.org\r\nSubject: Re: x\r\n\r\n> quoted only\r\n")
+    said = "DEBUG asm_email_rules.truncate: truncation would leave nothing"
+    for argv in (["truncate", "-vv", str(message)], ["-vv", "truncate", str(message)]):
+        code, out, err = run(capsys, *argv)
+        assert (code, said in err) == (0, True), err
+        assert "> quoted only" in out
+    code, _, err = run(capsys, "truncate", "-v", str(message))
+    assert (code, "DEBUG" in err) == (0, False)

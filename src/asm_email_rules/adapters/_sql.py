@@ -424,6 +424,18 @@ class SqlRepository(abc.ABC):
         """Log an open call with a new number (above every existing one, never reused)."""
 
     @abc.abstractmethod
+    def next_call_number(self) -> int:
+        """The number the next call logged will get (the counter, or past the highest call)."""
+
+    @abc.abstractmethod
+    def raise_next_call_number(self, number: int) -> int:
+        """Make the next call's number at least ``number`` (never lower it); the next number.
+
+        For a store restored from a backup: the numbers handed out since the backup are in
+        customers' mail (``[CALL#n]``), and logging new calls under them again would put a
+        customer's answer on another customer's call."""
+
+    @abc.abstractmethod
     def record_processed(
         self,
         mailbox: str,

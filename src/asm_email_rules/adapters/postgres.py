@@ -796,6 +796,24 @@ class PostgresRepository(SqlRepository):
     _BIG_GAP = 100_000
     """A gap this wide between a sequence and its table is closed with ``setval`` (see below)."""
 
+    _NEXT_CALL_NUMBER = (
+        "SELECT GREATEST(CASE WHEN is_called THEN last_value + 1 ELSE last_value END,"
+        " (SELECT COALESCE(MAX(number), 0) + 1 FROM calls)) FROM call_numbers"
+    )
+
+    def next_call_number(self) -> int:
+        """The number the next call logged will get (the sequence, or past the highest call;
+        a number drawn by a transaction that rolled back is skipped)."""
+        return int(self._one(self._NEXT_CALL_NUMBER)[0])
+
+    def raise_next_call_number(self, number: int) -> int:
+        """The sequence moved up so that the next call gets at least ``number``; never back
+        (``setval`` to the larger of the two); the next number."""
+        with self.transaction():
+            if number > self.next_call_number():  # so the value set is at least 1
+                self._one("SELECT setval('call_numbers', ?, true)", (number - 1,))
+            return self.next_call_number()
+
     def _next_number(self, sequence: str, table: str, column: str) -> int:
         """The next value of ``sequence``, moved past any ``column`` put behind its back.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -356,7 +357,33 @@ def _store_error(where: str, what: str, exc: sqlite3.Error) -> RepositoryError:
         unavailable = True
     name = getattr(exc, "sqlite_errorname", "")
     message = f"{where}: {what}: {exc}" + (f" ({name})" if name else "")
+    if code is not None and (code & 0xFF) in _SPACE_CODES:
+        message += _full_disk_note(where)
     return (StoreUnavailableError if unavailable else RepositoryError)(message)
+
+
+_SPACE_CODES = frozenset({10, 13})  # SQLITE_IOERR, SQLITE_FULL
+"""Result codes a full file system gives: SQLITE_FULL, or an I/O error (SQLITE_IOERR_SHMSIZE,
+_WRITE, _FSYNC) when the ``-shm`` or ``-wal`` file cannot grow, as at start on a full disk."""
+
+FULL_DISK_BYTES = 1 << 20
+"""Below this much free space on the store's file system the error says the disk is full."""
+
+
+def _full_disk_note(path: str) -> str:
+    """``"; the file system of /srv/helpdesk has 0 bytes free"`` when the store's file system
+    is (nearly) full, else ``""``: SQLite says "disk I/O error" when a full disk stops its
+    ``-shm`` file growing, which reads as failing hardware. One ``statvfs``, on an error only."""
+    if path == ":memory:" or path.startswith("file:"):
+        return ""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    if free >= FULL_DISK_BYTES:
+        return ""
+    return f"; the file system of {folder} is full ({free} bytes free): free some space"
 
 
 BUSY_POLL_SECONDS = 0.001
@@ -891,6 +918,24 @@ class SqliteRepository(SqlRepository):
             call = attrs.evolve(call, number=int(number))
             self.put_call(call)
         return call
+
+    _NEXT_CALL_NUMBER = (
+        "SELECT max(value, (SELECT COALESCE(MAX(number), 0) + 1 FROM calls))"
+        " FROM counters WHERE name = 'next_call_number'"
+    )
+
+    def next_call_number(self) -> int:
+        """The number the next call logged will get."""
+        return int(self._one(self._NEXT_CALL_NUMBER)[0])
+
+    def raise_next_call_number(self, number: int) -> int:
+        """The counter moved up to ``number`` if it is below; the next number."""
+        with self.transaction():
+            self._execute(
+                "UPDATE counters SET value = max(value, ?) WHERE name = 'next_call_number'",
+                (number,),
+            )
+            return int(self._one(self._NEXT_CALL_NUMBER)[0])
 
     def _require(self, ref: EntityRef) -> str:
         """The status of record ``ref``; :class:`NotFoundError` when there is none."""

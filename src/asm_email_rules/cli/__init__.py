@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         "later (it exits 0 or 75, nothing else); 130 interrupted (Ctrl-C).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log at INFO level (-vv: DEBUG)"
+    )
     parser.add_argument(
         "--log-json", action="store_true", help="log one JSON object per line (stderr)"
     )
@@ -145,7 +147,11 @@ def _everywhere(subparsers: argparse._SubParsersAction[Any]) -> None:
     command and action; given before the command they work as always."""
     for sub in subparsers.choices.values():
         sub.add_argument(
-            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log at INFO"
+            "-v",
+            "--verbose",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="log at INFO (-vv: DEBUG)",
         )
         sub.add_argument(
             "--log-json",
@@ -216,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
-    level = logging.INFO if args.verbose else getattr(args, "log_level", logging.WARNING)
+    level = getattr(args, "log_level", logging.WARNING)
+    if args.verbose:  # -v: INFO, -vv: DEBUG (never quieter than the command's own level)
+        level = min(level, logging.DEBUG if args.verbose > 1 else logging.INFO)
     handler = install_handler(sys.stderr, level, as_json=args.log_json)
     try:
         code: int = args.handler(args)

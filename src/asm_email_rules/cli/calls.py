@@ -1,5 +1,5 @@
-"""``asm-email-rules calls list|show``: the calls in the store (SQLite or PostgreSQL), and one
-call's log.
+"""``asm-email-rules calls list|show|next-number``: the calls in the store (SQLite or
+PostgreSQL), one call's log, and the number the next call gets.
 
 What email did to the desk, without SQL: every call with its state, User, assigned analyst
 and group, and for one call its history, notes, attached objects and notifications.
@@ -40,7 +40,16 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     show = actions.add_parser("show", help="one call and its log", description="Show one call.")
     show.add_argument("number", metavar="NUMBER", type=int)
     show.add_argument("--json", action="store_true", help="print JSON")
-    for sub in (listing, show):
+    numbering = actions.add_parser(
+        "next-number",
+        help="the number the next call gets; --at-least N moves it up (after a restore)",
+        description="Print the number the next call logged by email will get. With "
+        "--at-least N, move it up to N if it is lower (never down): after restoring a backup, "
+        "so the numbers handed out since the backup, which customers hold as [CALL#n] in "
+        "our replies, are not given to new calls again.",
+    )
+    numbering.add_argument("--at-least", metavar="N", type=int, help="the lowest number to give")
+    for sub in (listing, show, numbering):
         sub.add_argument("--config", metavar="F", help="configuration file (its store)")
         sub.add_argument("--store", metavar="DB", help="the SQLite store (instead of --config)")
 
@@ -146,7 +155,25 @@ def run_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_next_number(args: argparse.Namespace) -> int:
+    """Say the next call's number; with ``--at-least N`` move it up to N first."""
+    if args.at_least is not None and args.at_least < 1:
+        raise UsageError("--at-least must be 1 or more")
+    with store_for(args) as repo:
+        before = repo.next_call_number()
+        if args.at_least is None or args.at_least <= before:
+            print(f"the next call will be number {before}")
+            return EXIT_OK
+        after = repo.raise_next_call_number(args.at_least)
+    print(f"the next call will be number {after} (was {before})")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the action named on the command line."""
-    actions: dict[str, Callable[[argparse.Namespace], int]] = {"list": run_list, "show": run_show}
+    actions: dict[str, Callable[[argparse.Namespace], int]] = {
+        "list": run_list,
+        "show": run_show,
+        "next-number": run_next_number,
+    }
     return actions[args.action](args)

@@ -10,12 +10,22 @@ or the store is wrong, 3 when a mailbox or SMTP sign-in failed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from asm_email_rules.bootstrap import mailbox_factory, make_mailer, open_store, schema_behind
-from asm_email_rules.cli._common import EXIT_CONFIG, EXIT_OK, EXIT_TRANSPORT, every_person
+from asm_email_rules.cli._common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_TRANSPORT,
+    every_person,
+    outbox_when,
+)
 from asm_email_rules.config import AccountConfig, Config, MailProtocol, load_config
 from asm_email_rules.desk_check import Finding, Level, check_mailbox
 from asm_email_rules.errors import AsmEmailError, MailboxError, SendError
@@ -23,7 +33,14 @@ from asm_email_rules.protocols import Repository, SeedableRepository
 from asm_email_rules.quarantine import QuarantineStore, count_quarantined
 from asm_email_rules.signin import RefreshTokenGrant
 
-__all__ = ["account_label", "known_senders", "settings_findings", "token_file_findings"]
+__all__ = [
+    "account_label",
+    "known_senders",
+    "outbox_stalled",
+    "settings_findings",
+    "stranded_replies",
+    "token_file_findings",
+]
 
 NAME = "check"
 
@@ -42,6 +59,11 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--no-sign-in", action="store_true", help="skip the mailbox and SMTP sign-ins"
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (ready, exit_code, findings, the lines checked)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -59,6 +81,73 @@ def settings_findings(config: Config, repository: Repository) -> list[Finding]:
             label = account_label(config, account)
             findings += check_mailbox(label, account.mailbox, repository, known_senders=known)
     return findings
+
+
+STRANDED_SCAN = 1000
+"""At most this many due replies are read to find those of mailboxes no account names."""
+
+
+def stranded_replies(
+    config: Config, repository: Repository, now: datetime | None = None
+) -> list[Finding]:
+    """A WARNING for each mailbox with replies due in the outbox that no ``[[accounts]]`` entry
+    of this configuration names. The ledger, the outbox and the quarantine are keyed by the
+    account's ``name``; a poller sends only its own accounts' replies, so after a rename the
+    replies the old name left pending are never sent, and nothing else would say so.
+
+    Reads the ``STRANDED_SCAN`` longest-due replies (a stranded reply is never claimed, so
+    it stays among the longest due): one bounded query, whatever the outbox holds."""
+    known = {account.mailbox.name for account in config.accounts}
+    due = repository.due_replies(now or datetime.now(UTC), limit=STRANDED_SCAN)
+    counts = Counter(entry.mailbox for entry in due if entry.mailbox not in known)
+    return [
+        Finding(
+            Level.WARNING,
+            "outbox",
+            f"{count} repl{'y' if count == 1 else 'ies'} of mailbox {mailbox!r} "
+            f"wait{'s' if count == 1 else ''} in the outbox, and no [[accounts]] entry "
+            "of this configuration is named so: no poller of it will send them (the "
+            "ledger, the outbox and the quarantine are keyed by the account's name; was "
+            "the account renamed?). Give the account its old name back; ignore this if "
+            "another poller's configuration has that account",
+        )
+        for mailbox, count in sorted(counts.items())
+    ]
+
+
+STALLED_AFTER = timedelta(hours=1)
+"""A reply due this long (or two poll intervals, if longer) and not tried is a stalled outbox:
+retries are never more than an hour apart, and a running poller tries its due replies after
+each poll of its account."""
+
+
+def outbox_stalled(
+    config: Config, repository: Repository, now: datetime | None = None
+) -> list[Finding]:
+    """A WARNING when a reply has been due for longer than :data:`STALLED_AFTER` (or two of
+    the longest poll interval) without a sender trying it: no poller runs, or none sends (its
+    SMTP server down, its pass never ending). ``check`` is a monitoring probe, and a store
+    whose replies stopped going out looked "ready". One indexed read of one reply. Nothing to
+    say without ``[smtp]`` (replies wait by design, and that has its own warning)."""
+    if config.smtp is None:
+        return []
+    now = now or datetime.now(UTC)
+    longest = max((a.interval_seconds for a in config.accounts if a.active), default=0)
+    late = max(STALLED_AFTER, timedelta(seconds=2 * longest))
+    overdue = repository.due_replies(now - late, limit=1)
+    if not overdue:
+        return []
+    entry = overdue[0]
+    hours = (now - entry.next_attempt_at).total_seconds() / 3600
+    return [
+        Finding(
+            Level.WARNING,
+            "outbox",
+            f"replies are not going out: a reply of mailbox {entry.mailbox!r} has been due "
+            f"since {outbox_when(entry.next_attempt_at)} ({hours:.1f} h) and no sender has "
+            "tried it; is the polling service running? (`replies list --pending`)",
+        )
+    ]
 
 
 def known_senders(repository: Repository) -> int | None:
@@ -206,11 +295,49 @@ def _sign_in(account: AccountConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one line per thing checked, then the findings; the exit code says the worst."""
+    """Print one line per thing checked, then the findings; the exit code says the worst.
+    ``--json``: one JSON object instead, for a monitoring probe."""
+    checked: list[str] = []
+    as_json = bool(getattr(args, "json", False))
+    code, findings, failed = _check(args, checked.append if as_json else print)
+    errors = sum(1 for f in findings if f.level is Level.ERROR)
+    warnings = len(findings) - errors
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ready": code == EXIT_OK,
+                    "exit_code": code,
+                    "errors": errors,
+                    "warnings": warnings,
+                    "sign_ins_failed": failed,
+                    "findings": [
+                        {"level": f.level.value, "where": f.where, "message": f.message}
+                        for f in findings
+                    ],
+                    "checked": checked,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return code
+    for finding in findings:
+        print(finding)
+    verdict = "not ready" if code else "ready"
+    refused = f", {failed} sign-in{'s' if failed > 1 else ''} failed" if failed else ""
+    print(f"check: {verdict} ({errors} errors, {warnings} warnings{refused})")
+    return code
+
+
+def _check(
+    args: argparse.Namespace, say: Callable[[str], object]
+) -> tuple[int, list[Finding], int]:
+    """Check everything, ``say`` a line per thing checked; the exit code, the findings and
+    how many sign-ins failed."""
     config = load_config(args.config)
     active = [a for a in config.accounts if a.active]
     smtp = f"SMTP {config.smtp.host}:{config.smtp.port}" if config.smtp else "no [smtp]"
-    print(
+    say(
         f"configuration {config.source}: valid ({len(config.accounts)} accounts, "
         f"{len(active)} active; {smtp})"
     )
@@ -220,10 +347,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         behind = schema_behind(repository)
         if behind is None:
-            print(f"store {store}: {_store_summary(repository)}")
+            say(f"store {store}: {_store_summary(repository)}")
             findings = settings_findings(config, repository)
+            findings += stranded_replies(config, repository)
+            findings += outbox_stalled(config, repository)
         else:  # its tables are read only once migrated
-            print(f"store {store}: schema {getattr(repository, 'schema_version', '?')}")
+            say(f"store {store}: schema {getattr(repository, 'schema_version', '?')}")
             findings = [Finding(Level.WARNING, "store", behind)]
     finally:
         repository.close()
@@ -239,47 +368,42 @@ def run(args: argparse.Namespace) -> int:
     findings = token_findings + findings
     failed = 0  # servers that refused us, or could not be reached
     if not args.no_sign_in:
-        failed = _check_sign_ins(config, active, blocked)
+        failed = _check_sign_ins(config, active, blocked, say)
         if failed:
             code = max(code, EXIT_TRANSPORT)
-    for finding in findings:
-        print(finding)
-    errors = sum(1 for f in findings if f.level is Level.ERROR)
-    warnings = len(findings) - errors
-    if errors:
+    if any(f.level is Level.ERROR for f in findings):
         code = EXIT_CONFIG
-    verdict = "not ready" if code else "ready"
-    refused = f", {failed} sign-in{'s' if failed > 1 else ''} failed" if failed else ""
-    print(f"check: {verdict} ({errors} errors, {warnings} warnings{refused})")
-    return code
+    return code, findings, failed
 
 
 _NOT_TRIED = "not signed in: its refresh_token_file could not be written back (see below)"
 
 
-def _check_sign_ins(config: Config, active: list[AccountConfig], blocked: set[str]) -> int:
+def _check_sign_ins(
+    config: Config, active: list[AccountConfig], blocked: set[str], say: Callable[[str], object]
+) -> int:
     """Sign in to every active account's server and the SMTP server, a line for each; how
     many failed (refused, or not reached). Those ``blocked`` are named, not tried."""
     failed = 0
     for account in active:
         label = account_label(config, account)
         if label in blocked:
-            print(f"{label}: {_NOT_TRIED}")
+            say(f"{label}: {_NOT_TRIED}")
             continue
         try:
-            print(f"{label}: {_sign_in(account)}")
+            say(f"{label}: {_sign_in(account)}")
         except (MailboxError, OSError) as exc:
-            print(f"{label}: FAILED: {exc}")
+            say(f"{label}: FAILED: {exc}")
             failed += 1
     if "smtp" in blocked:
-        print(f"smtp: {_NOT_TRIED}")
+        say(f"smtp: {_NOT_TRIED}")
         return failed
     mailer = make_mailer(config)
     if mailer is not None:
         verify = getattr(mailer, "verify", None)
         try:
-            print(f"smtp: {verify() if verify is not None else 'cannot be checked'}")
+            say(f"smtp: {verify() if verify is not None else 'cannot be checked'}")
         except (SendError, AsmEmailError) as exc:
-            print(f"smtp: FAILED: {exc}")
+            say(f"smtp: FAILED: {exc}")
             failed += 1
     return failed

@@ -17,10 +17,10 @@ from asm_email_rules.cli._common import (
     EXIT_TRANSPORT,
     outbox_when,
 )
-from asm_email_rules.cli.check import settings_findings, token_file_findings
+from asm_email_rules.cli.check import settings_findings, stranded_replies, token_file_findings
 from asm_email_rules.config import Config, load_config
 from asm_email_rules.desk_check import Level
-from asm_email_rules.errors import ConfigError, StoreUnavailableError
+from asm_email_rules.errors import AsmEmailError, ConfigError, StoreUnavailableError
 from asm_email_rules.model import ReplyStatus
 from asm_email_rules.protocols import Repository
 from asm_email_rules.service import PollReport
@@ -36,7 +36,8 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         NAME,
         help="run the polling service over the configured accounts",
         description="Poll every active account on its interval until SIGTERM or Ctrl-C "
-        "(the message in hand is finished first). --once polls each account once and exits.",
+        "(the message in hand is finished first); SIGHUP reads the configuration again. "
+        "--once polls each account once and exits.",
     )
     parser.add_argument("--config", metavar="F", required=True, help="configuration file")
     parser.add_argument("--once", action="store_true", help="poll each account once, then exit")
@@ -58,14 +59,34 @@ def run(args: argparse.Namespace) -> int:
             if wiring.mailer is not None:
                 _print_waiting(config, wiring.repository, report)
             return exit_code(report)
-    with _signals_set(stop):
-        waited = _bootstrap_when_ready(config, stop)
-        if waited is None:
-            log.error("stopped before the store could be used")
-            return EXIT_TRANSPORT
-        with waited as wiring:
-            wiring.service.run(stop)
-            failing = wiring.service.persistently_failing
+    reload, terminate = threading.Event(), threading.Event()
+    with _signals_set(stop, reload, terminate):
+        running = config  # the configuration the service last started with
+        while True:
+            try:
+                waited = _bootstrap_when_ready(config, stop)
+            except AsmEmailError as exc:  # the new settings, or the store they name
+                if config is running:
+                    raise
+                log.error("SIGHUP: configuration refused, going on with the previous one: %s", exc)
+                config = running
+                continue
+            running = config
+            if waited is None and not reload.is_set():
+                log.error("stopped before the store could be used")
+                return EXIT_TRANSPORT
+            failing: tuple[str, ...] = ()
+            if waited is not None:
+                with waited as wiring:
+                    wiring.service.run(stop)
+                    failing = wiring.service.persistently_failing
+            if not reload.is_set() or terminate.is_set():
+                break
+            config = _reloaded(args.config, config)
+            reload.clear()
+            stop.clear()
+            if terminate.is_set():  # SIGTERM while reloading: stop at once
+                stop.set()
         if failing:
             log.error(
                 "stopped while accounts were failing persistently: %s",
@@ -181,6 +202,8 @@ def _print_report(report: PollReport) -> None:
 def _start(config: Config, wiring: Wiring) -> None:
     """Refuse a misconfigured desk; say that replies are not sent without ``[smtp]``."""
     refuse_misconfigured(config, wiring.repository)
+    for finding in stranded_replies(config, wiring.repository):
+        log.warning("%s: %s", finding.where, finding.message)
     if wiring.mailer is None:
         log.warning("no [smtp] section: replies are recorded in the store as pending, not sent")
 
@@ -222,12 +245,45 @@ def _opened_and_started(config: Config) -> Wiring:
     return wiring
 
 
+def _reloaded(path: str, config: Config) -> Config:
+    """After SIGHUP: the configuration file read again, or ``config`` (the one running) when
+    the file is now wrong, so a typo made while editing never stops the service."""
+    try:
+        fresh = load_config(path)
+    except (ConfigError, OSError) as exc:
+        log.error("SIGHUP: configuration not reloaded, going on with the previous one: %s", exc)
+        return config
+    if not any(account.active for account in fresh.accounts):
+        log.error(
+            "SIGHUP: configuration not reloaded, going on with the previous one: "
+            "no active [[accounts]] to poll"
+        )
+        return config
+    log.info("SIGHUP: configuration reloaded from %s", path)
+    return fresh
+
+
 @contextlib.contextmanager
-def _signals_set(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop`` meanwhile; the previous handlers come back after."""
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+def _signals_set(
+    stop: threading.Event, reload: threading.Event, terminate: threading.Event
+) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` and ``terminate`` meanwhile; SIGHUP sets ``reload`` and
+    ``stop`` (the message in hand is finished, the configuration read again, the service
+    started afresh); the previous handlers come back after. Python's default for SIGHUP ends
+    the process at once, with no line in the log, which an operator reloading the
+    configuration never meant."""
+
+    def hang_up(*_: object) -> None:
+        reload.set()
+        stop.set()
+
+    def end(*_: object) -> None:
+        terminate.set()
+        stop.set()
+
+    previous = {sig: signal.signal(sig, end) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if hasattr(signal, "SIGHUP"):  # POSIX only
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
     try:
         yield
     finally:
