@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mimetypes
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -34,7 +35,7 @@ from asm_email_rules.addresses import (
     visible_name,
 )
 from asm_email_rules.charsets import Hints, codec_name, decode_text, html_meta_charset
-from asm_email_rules.errors import MessageParseError, require_type
+from asm_email_rules.errors import MessageParseError, TnefError, require_type
 from asm_email_rules.flowed import unflow
 from asm_email_rules.header_values import (
     clean_text,
@@ -56,6 +57,7 @@ from asm_email_rules.mime_tree import (
 )
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
+from asm_email_rules.tnef import TnefContents, read_tnef
 from asm_email_rules.uuencode import split_blocks
 
 __all__ = [
@@ -74,6 +76,8 @@ _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # over the same bytes, so a "=?" followed by a long run that never closes is read once.
 _WORD_CHARSET = re.compile(rb"=\?([^?*\s]{1,64})(?:\*[^?\s]{0,64})?\?[bBqQ]\?")
 _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
+_TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
+_TNEF_NAMES = ("winmail.dat", "win.dat")
 #: header fields RFC 5322 section 3.6 allows once; a repeat is noted and the first one used
 _SINGLE_FIELDS = ("from", "subject", "message-id", "date")
 _EXTENSIONS = {
@@ -230,6 +234,7 @@ class _Intake(MimeReader):
     texts: dict[int, str]  # id(leaf) -> decoded text of an inline text leaf, decoded once
     converted: dict[int, str]  # id(leaf) -> text of an inline HTML leaf, converted once
     uuencoded: dict[int, list[Attachment]]  # id(leaf) -> files uuencoded in its text
+    tnef_texts: dict[int, TnefContents]  # id(winmail.dat attachment) -> what it holds
 
     def run(self) -> InboundEmail:
         """Parse the whole message."""
@@ -326,6 +331,7 @@ class _Intake(MimeReader):
         self.texts = {}
         self.converted = {}
         self.uuencoded = {}
+        self.tnef_texts = {}
         for part, in_plain, in_html in self.leaf_views(root):
             ctype = part.ctype
             disposition = part.disposition
@@ -354,8 +360,19 @@ class _Intake(MimeReader):
             attachment = self.attachment(part, number, filename, disposition, what)
             if attachment is not None:
                 attachments.append(attachment)
+                if _is_tnef(part, attachment):
+                    attachments.extend(self.open_tnef(attachment, what))
         html = "\n".join(html_view) if html_view else None
-        found = tuple(attachments)
+        return self.chosen_body(plain, html_body, html, tuple(attachments))
+
+    def chosen_body(
+        self,
+        plain: list[str],
+        html_body: list[MimePart],
+        html: str | None,
+        found: tuple[Attachment, ...],
+    ) -> _Contents:
+        """The body from the inline text parts (see :meth:`contents`)."""
         if any(has_text(text) for text in plain):
             shown = [text for text in plain if _visible(text)]  # blank parts add nothing
             return _Contents(_joined(shown), html, "text/plain", found)
@@ -506,6 +523,52 @@ class _Intake(MimeReader):
             found.append(Attachment(filename=name, content_type=content_type, data=file.data))
         self.uuencoded[id(part)] = found
         return text
+
+    def open_tnef(self, attachment: Attachment, what: str) -> list[Attachment]:
+        """The files inside a ``winmail.dat`` (:func:`~asm_email_rules.tnef.read_tnef`),
+        each an attachment after it (the ``winmail.dat`` stays as it came), noted
+        ``TNEF_OPENED``; its text kept (``tnef_texts``). Each file counts as a part
+        against ``max_part_count``; one over ``max_attachment_size`` stays inside only.
+        A stream the reader refuses: ``TNEF_NOT_READ``, nothing taken out."""
+        limits = self.limits
+        name = attachment.filename
+        try:
+            contents = read_tnef(attachment.data, limits.max_attachment_size)
+        except TnefError as exc:
+            self.note(
+                IntakeNoteKind.TNEF_NOT_READ,
+                f"{what}: {name!r} (Outlook TNEF) not read ({exc}); kept as it came",
+            )
+            return []
+        self.tnef_texts[id(attachment)] = contents
+        room = max(limits.max_part_count - self.part_count, 0)
+        files = contents.files[:room]
+        if len(contents.files) > room:
+            self.violate(
+                LimitKind.PART_COUNT,
+                limits.max_part_count,
+                limits.max_part_count + 1,
+                f"files in {name} past the part limit left inside it",
+            )
+        found: list[Attachment] = []
+        for file in files:
+            self.part_count += 1
+            filename = self.plain_filename(file.name) or f"part-{self.part_count}.bin"
+            content_type = (
+                file.mime_type
+                if "/" in file.mime_type
+                else mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            )
+            found.append(Attachment(filename=filename, content_type=content_type, data=file.data))
+        if found:
+            names = ", ".join(repr(file.filename) for file in found[:10])
+            more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+            self.note(
+                IntakeNoteKind.TNEF_OPENED,
+                f"{what}: {len(found)} file(s) taken out of {name!r} (Outlook TNEF) and "
+                f"attached beside it: {names}{more}",
+            )
+        return found
 
     def html_converted(self, part: MimePart) -> str:
         """The text of an inline HTML leaf (its first ``_MAX_HTML_TEXT`` characters), once."""
@@ -844,6 +907,11 @@ does not display HTML mails since the update.") is not one."""
 _MAX_QUOTED = 300
 """Characters of a part passed over for having no text quoted in its note (a notice is at
 most ``_MAX_NOTICE``: never cut)."""
+
+
+def _is_tnef(part: MimePart, attachment: Attachment) -> bool:
+    """True for an Outlook ``winmail.dat``: a TNEF type, or the name Outlook gives it."""
+    return part.ctype in _TNEF_TYPES or attachment.filename.lower() in _TNEF_NAMES
 
 
 def _visible(text: str) -> bool:

@@ -92,6 +92,10 @@ class IntakeNoteKind(enum.Enum):
     SMIME_NOT_READ = "smime_not_read"
     """S/MIME signed data the bounded reader refused (broken, detached, too deep): kept as an
     attachment only."""
+    TNEF_OPENED = "tnef_opened"
+    """Files taken out of an Outlook ``winmail.dat`` (TNEF) and kept beside it as attachments."""
+    TNEF_NOT_READ = "tnef_not_read"
+    """A ``winmail.dat`` (TNEF) the bounded reader refused: kept as it came, nothing taken out."""
     HTML_BODY_CUT = "html_body_cut"
     """An HTML-only body too long to convert whole: only its start became the text body."""
     ATTACHMENT_DROPPED = "attachment_dropped"

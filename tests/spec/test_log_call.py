@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asm_email_rules.model import EntityKind, EntryKind, Person
+from asm_email_rules.model import EntityKind, EntityRef, EntryKind, Person
 from asm_email_rules.sample import ALICE, BOB, DANA, TEMPLATE, UMA
 
 from .conftest import Desk
@@ -187,3 +187,22 @@ def test_a_contact_sharing_an_analysts_address_is_recorded_as_ambiguous(desk: De
     (line,) = [reason for reason in decision.reasons if "share" in reason]
     assert line.startswith("2 person records share shared@corp.example;")
     assert "(41)" in line
+
+
+def test_files_inside_an_outlook_winmail_dat_are_attached_to_the_call(desk: Desk) -> None:
+    """ "If there are any attachments to the email, they are added as objects attached to the
+    call." Outlook's Rich Text mail carries its attachments inside one winmail.dat (TNEF) that
+    nobody at the desk can open: the files inside are attached beside it."""
+    pdf = b"%PDF-1.4\n% a made-up report\n"
+    tnef = b"\x78\x9f\x3e\x22\x00\x00"
+    for level, name, data in (
+        (2, 0x00069002, b"\0" * 14),
+        (2, 0x00018010, b"report.pdf\0"),
+        (2, 0x0006800F, pdf),
+    ):
+        tnef += bytes([level]) + name.to_bytes(4, "little") + len(data).to_bytes(4, "little")
+        tnef += data + (sum(data) % 65536).to_bytes(2, "little")
+    desk.mail("Figures", body="See attached.", attachments=[("winmail.dat", tnef)])
+    call = desk.newest_call()
+    files = desk.repo.attachments(EntityRef(EntityKind.CALL, call.number))
+    assert [(a.filename, a.data) for a in files] == [("winmail.dat", tnef), ("report.pdf", pdf)]
