@@ -35,6 +35,7 @@ from asm_email_rules.addresses import (
     visible_name,
 )
 from asm_email_rules.charsets import Hints, codec_name, decode_text, html_meta_charset
+from asm_email_rules.container_text import calendar_text, enriched_text, rtf_text
 from asm_email_rules.errors import MessageParseError, TnefError, require_type
 from asm_email_rules.flowed import unflow
 from asm_email_rules.header_values import (
@@ -57,7 +58,7 @@ from asm_email_rules.mime_tree import (
 )
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
-from asm_email_rules.tnef import TnefContents, read_tnef
+from asm_email_rules.tnef import TnefContents, decompress_rtf, read_tnef
 from asm_email_rules.uuencode import split_blocks
 
 __all__ = [
@@ -76,6 +77,8 @@ _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # over the same bytes, so a "=?" followed by a long run that never closes is read once.
 _WORD_CHARSET = re.compile(rb"=\?([^?*\s]{1,64})(?:\*[^?\s]{0,64})?\?[bBqQ]\?")
 _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
+_MAX_FORWARDS = 5  # forwarded messages read inside one another for a body that has no text
+_FORWARD_MARKER = "---------- Forwarded message ----------"
 _TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 _TNEF_NAMES = ("winmail.dat", "win.dat")
 #: header fields RFC 5322 section 3.6 allows once; a repeat is noted and the first one used
@@ -235,6 +238,7 @@ class _Intake(MimeReader):
     converted: dict[int, str]  # id(leaf) -> text of an inline HTML leaf, converted once
     uuencoded: dict[int, list[Attachment]]  # id(leaf) -> files uuencoded in its text
     tnef_texts: dict[int, TnefContents]  # id(winmail.dat attachment) -> what it holds
+    forward_depth: int = 0  # forwarded messages this one is inside (0: the message itself)
 
     def run(self) -> InboundEmail:
         """Parse the whole message."""
@@ -332,6 +336,7 @@ class _Intake(MimeReader):
         self.converted = {}
         self.uuencoded = {}
         self.tnef_texts = {}
+        wrapped: list[tuple[MimePart, Attachment]] = []  # attachments that may hold the text
         for part, in_plain, in_html in self.leaf_views(root):
             ctype = part.ctype
             disposition = part.disposition
@@ -360,10 +365,17 @@ class _Intake(MimeReader):
             attachment = self.attachment(part, number, filename, disposition, what)
             if attachment is not None:
                 attachments.append(attachment)
+                wrapped.append((part, attachment))
                 if _is_tnef(part, attachment):
                     attachments.extend(self.open_tnef(attachment, what))
         html = "\n".join(html_view) if html_view else None
-        return self.chosen_body(plain, html_body, html, tuple(attachments))
+        chosen = self.chosen_body(plain, html_body, html, tuple(attachments))
+        if has_text(chosen.body) or not wrapped:
+            return chosen
+        taken = self.wrapped_body(wrapped)
+        if taken is None:
+            return chosen
+        return attrs.evolve(chosen, body=taken[0], body_source=taken[1])
 
     def chosen_body(
         self,
@@ -527,7 +539,7 @@ class _Intake(MimeReader):
     def open_tnef(self, attachment: Attachment, what: str) -> list[Attachment]:
         """The files inside a ``winmail.dat`` (:func:`~asm_email_rules.tnef.read_tnef`),
         each an attachment after it (the ``winmail.dat`` stays as it came), noted
-        ``TNEF_OPENED``; its text kept (``tnef_texts``). Each file counts as a part
+        ``TNEF_OPENED``; its text kept for :meth:`wrapped_body`. Each file counts as a part
         against ``max_part_count``; one over ``max_attachment_size`` stays inside only.
         A stream the reader refuses: ``TNEF_NOT_READ``, nothing taken out."""
         limits = self.limits
@@ -569,6 +581,89 @@ class _Intake(MimeReader):
                 f"attached beside it: {names}{more}",
             )
         return found
+
+    def wrapped_body(self, wrapped: list[tuple[MimePart, Attachment]]) -> tuple[str, str] | None:
+        """For a message with no text of its own: the text of the first attachment that
+        holds some (document order), and its kind for ``body_source``, noted
+        ``BODY_FROM_ATTACHMENT``; None when none does. Read: a text file (no name, or a
+        ``.txt``/``.htm(l)`` one), a forwarded message (``message/rfc822``, ``message/global``
+        or a ``.eml`` file; its own header's From, Date and Subject above its text, under a
+        forward marker), ``text/enriched``, RTF, a calendar invitation, a ``winmail.dat``.
+        The attachment is kept too. At most ``max_body_bytes`` characters are kept."""
+        for part, attachment in wrapped:
+            kind, text = self.text_in(part, attachment)
+            if not kind or not has_text(text):
+                continue
+            limit = self.limits.max_body_bytes
+            text = text[:limit].replace("\r\n", "\n").replace("\r", "\n")
+            if self.cut_at:
+                text = cut_lines(text, self.cut_at)
+            self.note(
+                IntakeNoteKind.BODY_FROM_ATTACHMENT,
+                f"the message has no text of its own: the body is the text of "
+                f"{attachment.filename!r} ({kind}), which stays attached",
+            )
+            return text, kind
+        return None
+
+    def text_in(self, part: MimePart, attachment: Attachment) -> tuple[str, str]:
+        """The kind of text an attachment holds and that text, or ``("", "")``."""
+        ctype = attachment.content_type
+        name = attachment.filename.lower()
+        data = attachment.data
+        what = f"attachment {attachment.filename!r}"
+        if ctype in ("text/plain", "text/html") and (
+            not part.filename or name.endswith((".txt", ".htm", ".html"))
+        ):
+            text = decode_text(data, part.params.get("charset"), what, [], self.hints)
+            return ctype, html_to_text(text[:_MAX_HTML_TEXT]) if ctype == "text/html" else text
+        if ctype in ("message/rfc822", "message/global") or name.endswith(".eml"):
+            return "message/rfc822", self.forwarded_text(data)
+        if ctype in ("text/enriched", "text/richtext"):
+            return ctype, enriched_text(decode_text(data, part.params.get("charset"), what, []))
+        if ctype in ("text/rtf", "application/rtf") or name.endswith(".rtf"):
+            return "text/rtf", rtf_text(data)
+        if ctype == "text/calendar" or name.endswith(".ics"):
+            text = decode_text(data, part.params.get("charset"), what, [])
+            return "text/calendar", calendar_text(text)
+        tnef = self.tnef_texts.get(id(attachment))
+        if tnef is not None:
+            if has_text(tnef.text):
+                return "application/ms-tnef", tnef.text
+            if tnef.rtf:
+                try:
+                    rtf = decompress_rtf(tnef.rtf, self.limits.max_body_bytes)
+                except TnefError:
+                    rtf = b""
+                if rtf:
+                    return "application/ms-tnef", rtf_text(rtf)
+            if tnef.html:
+                return "application/ms-tnef", html_to_text(tnef.html[:_MAX_HTML_TEXT])
+        return "", ""
+
+    def forwarded_text(self, data: bytes) -> str:
+        """The text of a forwarded message, under a forward marker and its From, Date and
+        Subject (as mail programs write a forward inline), read by the same intake: a
+        forward inside it is read the same way, at most ``_MAX_FORWARDS`` deep. ``""`` when
+        it is empty, too deep, or could not be read (logged)."""
+        if self.forward_depth >= _MAX_FORWARDS or not data.strip():
+            return ""
+        reader = _Intake(data, self.limits)
+        reader.forward_depth = self.forward_depth + 1
+        try:
+            inner = reader.run()
+        except Exception:  # a forwarded message we cannot read must not lose the outer one
+            _LOG.warning("forwarded message not read; kept as an attachment", exc_info=True)
+            return ""
+        head = [_FORWARD_MARKER]
+        for label, value in (
+            ("From", inner.header("from")),
+            ("Date", inner.header("date")),
+            ("Subject", inner.subject),
+        ):
+            if value:
+                head.append(f"{label}: {value}")
+        return "\n".join(head) + "\n\n" + inner.body
 
     def html_converted(self, part: MimePart) -> str:
         """The text of an inline HTML leaf (its first ``_MAX_HTML_TEXT`` characters), once."""

@@ -206,3 +206,17 @@ def test_files_inside_an_outlook_winmail_dat_are_attached_to_the_call(desk: Desk
     call = desk.newest_call()
     files = desk.repo.attachments(EntityRef(EntityKind.CALL, call.number))
     assert [(a.filename, a.data) for a in files] == [("winmail.dat", tnef), ("report.pdf", pdf)]
+
+
+def test_a_forwarded_mail_attached_to_an_empty_mail_is_the_description(desk: Desk) -> None:
+    """ "the body of the email is automatically entered as the description": a mail whose
+    only content is a forwarded message attached (Outlook's "Forward as Attachment") has that
+    message's text as its body, not an empty description."""
+    forwarded = (
+        b"From: Robin Sample <robin@example.net>\r\nSubject: Laptop will not boot\r\n\r\n"
+        b"My laptop shows a black screen after the logo.\r\n"
+    )
+    desk.mail("FW: Laptop will not boot", body="", attachments=[("Laptop.eml", forwarded)])
+    description = desk.newest_call().description
+    assert "My laptop shows a black screen after the logo." in description
+    assert "From: Robin Sample <robin@example.net>" in description

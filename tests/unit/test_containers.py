@@ -1,6 +1,8 @@
-"""Text and files that arrive wrapped: Outlook's winmail.dat (TNEF).
+"""Text and files that arrive wrapped: Outlook's winmail.dat (TNEF), forwarded messages
+attached, a text part marked as an attachment, text/enriched, RTF and calendar invitations.
 
-Before, the files inside winmail.dat reached nobody."""
+Before, the call's description was the subject alone (the body was empty) and the files
+inside winmail.dat reached nobody."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import base64
 import struct
 import time
 
+from asm_email_rules.classify import MailKind, classify
+from asm_email_rules.container_text import calendar_text, enriched_text, rtf_text
 from asm_email_rules.intake import parse_message
 from asm_email_rules.intake_notes import IntakeNoteKind
 from asm_email_rules.settings import Limits
@@ -104,6 +108,24 @@ def test_files_inside_winmail_dat_are_attached_beside_it() -> None:
     assert IntakeNoteKind.TNEF_OPENED in [note.kind for note in email.notes]
 
 
+def test_winmail_dat_as_the_only_part_gives_its_plain_body() -> None:
+    data = tnef(body="My VPN drops every ten minutes since Monday.")
+    rest = 'Content-Type: application/ms-tnef; name="winmail.dat"\r\n'
+    rest += "Content-Transfer-Encoding: base64\r\n\r\n" + b64(data)
+    email = parse_message(message("VPN", rest))
+    assert email.body == "My VPN drops every ten minutes since Monday."
+    assert email.body_source == "application/ms-tnef"
+    assert [a.filename for a in email.attachments] == ["winmail.dat"]
+    assert IntakeNoteKind.BODY_FROM_ATTACHMENT in [note.kind for note in email.notes]
+
+
+def test_winmail_dat_with_compressed_rtf_only_gives_the_rtf_text() -> None:
+    data = tnef(rtf=COMPRESSED_RTF, files=(("card.png", b"\x89PNG made up"),))
+    email = parse_message(message("Badge printer", mixed(winmail_part(data))))
+    assert email.body == "The badge printer prints blank cards.\nBlank cards again."
+    assert [a.filename for a in email.attachments] == ["winmail.dat", "card.png"]
+
+
 def test_broken_winmail_dat_is_kept_as_it_came_with_a_note() -> None:
     data = tnef(files=(("report.pdf", PDF),))[:-40]  # cut inside the file's data
     email = parse_message(message("Figures", mixed(TEXT + "See attached.", winmail_part(data))))
@@ -135,3 +157,121 @@ def test_hostile_tnef_of_tiny_attributes_is_read_in_linear_time() -> None:
 
 def test_decompress_rtf_stops_at_the_cap() -> None:
     assert decompress_rtf(COMPRESSED_RTF, 10) == b"{\\rtf1\\ans"
+
+
+# -- forwarded messages ----------------------------------------------------------------------
+
+INNER = (
+    "From: Robin Sample <robin@example.net>\r\nSubject: Laptop will not boot\r\n"
+    "Date: Mon, 30 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+)
+
+
+def test_forwarded_message_attached_to_an_empty_mail_becomes_the_body() -> None:
+    inner = INNER + "Content-Type: text/plain\r\n\r\nMy laptop shows a black screen.\r\n"
+    rest = mixed(TEXT, "Content-Type: message/rfc822\r\n\r\n" + inner)
+    email = parse_message(message("FW: Laptop will not boot", rest))
+    assert email.body == (
+        "---------- Forwarded message ----------\n"
+        "From: Robin Sample <robin@example.net>\n"
+        "Date: Mon, 30 Nov 2026 09:00:00 +0000\n"
+        "Subject: Laptop will not boot\n\n"
+        "My laptop shows a black screen.\n"
+    )
+    assert email.body_source == "message/rfc822"
+    assert [a.content_type for a in email.attachments] == ["message/rfc822"]
+
+
+def test_forwarded_eml_file_in_another_charset_and_encoding_is_read() -> None:
+    inner = INNER + "Content-Type: text/plain; charset=koi8-r\r\n"
+    inner += "Content-Transfer-Encoding: base64\r\n\r\n"
+    inner += b64("Принтер не печатает.\r\n".encode("koi8-r"))
+    part = 'Content-Type: application/octet-stream; name="Laptop.eml"\r\n'
+    part += "Content-Transfer-Encoding: base64\r\n\r\n" + b64(inner.encode())
+    email = parse_message(message("FW: printer", mixed(TEXT, part)))
+    assert email.body.endswith("\n\nПринтер не печатает.\n")
+    assert [a.filename for a in email.attachments] == ["Laptop.eml"]
+
+
+def test_nested_forwards_are_read_to_the_text_and_a_limit_stops_the_descent() -> None:
+    inner = INNER + "Content-Type: text/plain\r\n\r\nThe badge reader rejects every card.\r\n"
+    for depth in range(3):
+        inner = f"From: fwd{depth}@example.org\r\nSubject: FW\r\n" + mixed(
+            TEXT, "Content-Type: message/rfc822\r\n\r\n" + inner, boundary=f"n{depth}"
+        )
+    email = parse_message(
+        message("FW: FW: FW: badge", "Content-Type: message/rfc822\r\n\r\n" + inner)
+    )
+    assert email.body.count("---------- Forwarded message ----------") == 4
+    assert email.body.endswith("The badge reader rejects every card.\n")
+    deep = INNER + "Content-Type: text/plain\r\n\r\ntoo deep\r\n"
+    for _ in range(12):
+        deep = "Subject: FW\r\nContent-Type: message/rfc822\r\n\r\n" + deep
+    email = parse_message(message("deep", "Content-Type: message/rfc822\r\n\r\n" + deep))
+    assert "too deep" not in email.body
+
+
+def test_a_forward_below_the_senders_own_text_leaves_the_body_as_written() -> None:
+    inner = INNER + "Content-Type: text/plain\r\n\r\nMy laptop shows a black screen.\r\n"
+    rest = mixed(TEXT + "Please look at this.", "Content-Type: message/rfc822\r\n\r\n" + inner)
+    email = parse_message(message("FW: laptop", rest))
+    assert email.body == "Please look at this."
+    assert IntakeNoteKind.BODY_FROM_ATTACHMENT not in [note.kind for note in email.notes]
+
+
+# -- text in another part or format ----------------------------------------------------------
+
+
+def test_the_only_text_part_marked_as_an_attachment_is_the_body() -> None:
+    rest = "Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment\r\n\r\n"
+    email = parse_message(message("Phone", rest + "My desk phone has no dial tone.\r\n"))
+    assert email.body == "My desk phone has no dial tone.\n"
+    assert [a.filename for a in email.attachments] == ["part-1.txt"]
+
+
+def test_a_txt_file_under_an_empty_body_is_the_body_and_a_log_file_is_not() -> None:
+    def with_file(name: str) -> str:
+        return parse_message(
+            message(
+                "Problem",
+                mixed(
+                    TEXT,
+                    f'Content-Type: text/plain; name="{name}"\r\n'
+                    f'Content-Disposition: attachment; filename="{name}"\r\n\r\n'
+                    "The shared drive S: is not mapped after login.",
+                ),
+            )
+        ).body
+
+    assert with_file("problem.txt") == "The shared drive S: is not mapped after login."
+    assert with_file("error.log") == ""
+
+
+def test_enriched_rtf_and_calendar_only_mail_give_their_text() -> None:
+    enriched = (
+        "Content-Type: text/enriched\r\n\r\n<bold>Disk</bold> is\r\nfull.\r\n\r\nUse <<C:>.\r\n"
+    )
+    assert parse_message(message("Disk", enriched)).body == "Disk is full.\nUse <C:>."
+    rtf = r"{\rtf1\ansi{\fonttbl{\f0 Arial;}}\f0 Wifi drops \'e0 3pm.\par Thanks}"
+    for ctype in ("text/rtf", "application/rtf"):
+        email = parse_message(message("Wifi", f"Content-Type: {ctype}\r\n\r\n{rtf}"))
+        assert email.body == "Wifi drops à 3pm.\nThanks"
+    ics = (
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:Server room walkthrough\r\n"
+        "DESCRIPTION:The UPS alarm in rack 3 beeps\\, please check.\\nBring the key.\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    email = parse_message(message("Invitation", "Content-Type: text/calendar\r\n\r\n" + ics))
+    assert email.body == (
+        "Subject: Server room walkthrough\n\nThe UPS alarm in rack 3 beeps, please check.\n"
+        "Bring the key."
+    )
+    # still an invitation with no text of the sender's own: classified as before
+    assert classify(email).kind is MailKind.AUTO_GENERATED
+
+
+def test_text_readers_never_raise_on_junk() -> None:
+    for junk in (b"", b"\\", b"{{{{\\u-99999999999 \\'zz\\*", b"}" * 50 + b"{" * 5000 + b"x"):
+        rtf_text(junk)
+    assert enriched_text("<<<<<param>x<") == "<<"
+    assert calendar_text("END:VEVENT\r\nBEGIN:VEVENT\r\n") == ""
