@@ -79,6 +79,7 @@ _WORD_CHARSET = re.compile(rb"=\?([^?*\s]{1,64})(?:\*[^?\s]{0,64})?\?[bBqQ]\?")
 _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
 _MAX_FORWARDS = 5  # forwarded messages read inside one another for a body that has no text
 _FORWARD_MARKER = "---------- Forwarded message ----------"
+_PGP_MESSAGE = "-----BEGIN PGP MESSAGE-----"  # RFC 4880 section 6.2: an armored encrypted message
 _TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 _TNEF_NAMES = ("winmail.dat", "win.dat")
 #: header fields RFC 5322 section 3.6 allows once; a repeat is noted and the first one used
@@ -362,6 +363,11 @@ class _Intake(MimeReader):
                     continue
             if ctype.startswith("multipart/"):
                 continue
+            if ctype == "application/pgp-encrypted":  # RFC 3156 section 4: the control part
+                self.note(
+                    IntakeNoteKind.ENCRYPTED_NOT_READ,
+                    f"{what}: PGP/MIME encrypted; kept as an attachment, not decrypted",
+                )
             attachment = self.attachment(part, number, filename, disposition, what)
             if attachment is not None:
                 attachments.append(attachment)
@@ -499,6 +505,11 @@ class _Intake(MimeReader):
             text = self.text_of(part, what, self.hints)
             if part.ctype == "text/plain" and "begin" in text:
                 text = self.take_uuencoded(part, text, what)
+            if part.ctype == "text/plain" and _PGP_MESSAGE in text:
+                self.note(
+                    IntakeNoteKind.ENCRYPTED_NOT_READ,
+                    f"{what}: an inline PGP encrypted message; kept as written, not decrypted",
+                )
             self.texts[id(part)] = text
         return text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from asm_email_rules.model import EntityKind, EntityRef, EntryKind, Person
+from asm_email_rules.rules import ENCRYPTED_NOTICE
 from asm_email_rules.sample import ALICE, BOB, DANA, TEMPLATE, UMA
 
 from .conftest import Desk
@@ -220,3 +221,13 @@ def test_a_forwarded_mail_attached_to_an_empty_mail_is_the_description(desk: Des
     description = desk.newest_call().description
     assert "My laptop shows a black screen after the logo." in description
     assert "From: Robin Sample <robin@example.net>" in description
+
+
+def test_an_encrypted_mail_logs_a_call_whose_description_says_so(desk: Desk) -> None:
+    """ "the body of the email is automatically entered as the description": the body of an
+    encrypted mail cannot be read here, and the description says so instead of giving the
+    subject alone (or ciphertext) without a word."""
+    armored = "-----BEGIN PGP MESSAGE-----\n\nhQEMA0made0up\n-----END PGP MESSAGE-----"
+    desk.mail("Password reset", body=armored)
+    description = desk.newest_call().description
+    assert ENCRYPTED_NOTICE.format(what="PGP") in description
