@@ -126,9 +126,10 @@ _MAX_RTF_GROUPS = 1000
 def rtf_text(data: bytes) -> str:
     """The text of an RTF document: groups of destinations that hold no text (font and colour
     tables, pictures, ``\\*`` destinations such as the HTML tags of Outlook's encapsulated
-    HTML) dropped, as is what ``\\htmlrtf`` marks as RTF-only; paragraphs and line breaks
-    as line breaks; ``\\'hh`` bytes read in the document's ``\\ansicpg`` (windows-1252 by
-    default); ``\\uN`` as the character, its ``\\ucN`` fallback characters skipped."""
+    HTML) dropped, as is what ``\\htmlrtf`` marks as RTF-only, and the data of ``\\binN``
+    (whose bytes could hold braces); paragraphs and line breaks as line breaks; ``\\'hh``
+    bytes read in the document's ``\\ansicpg`` (windows-1252 by default); ``\\uN`` as the
+    character, its ``\\ucN`` fallback characters skipped."""
     out: list[str] = []
     pending = bytearray()  # \'hh bytes not yet decoded (a multi-byte code page's pair)
     codec = "cp1252"
@@ -144,7 +145,12 @@ def rtf_text(data: bytes) -> str:
             out.append(pending.decode(codec, "replace"))
             pending.clear()
 
-    for match in _RTF_TOKEN.finditer(data):
+    pos, end = 0, len(data)
+    while pos < end:
+        match = _RTF_TOKEN.match(data, pos)
+        if match is None:  # a lone backslash at the end
+            break
+        pos = match.end()
         word, number, hexbyte, symbol, brace, run = match.groups()
         if brace is not None:
             flush()
@@ -160,7 +166,9 @@ def rtf_text(data: bytes) -> str:
                 skip, uc = stack.pop()
             continue
         if word is not None:
-            if word in _RTF_SKIPPED:
+            if word == b"bin" and number is not None:  # N bytes of binary data: never text
+                pos += max(int(number), 0)
+            elif word in _RTF_SKIPPED:
                 skip = True
             elif word == b"ansicpg" and number is not None:
                 codec = _rtf_codec(number.decode(), codec)

@@ -270,6 +270,10 @@ def test_enriched_rtf_and_calendar_only_mail_give_their_text() -> None:
     assert classify(email).kind is MailKind.AUTO_GENERATED
 
 
+def test_rtf_binary_data_is_skipped_even_when_it_holds_braces() -> None:
+    assert rtf_text(rb"{\rtf1 Before{\pict\bin4 }}{{x} after\par}") == "Before after"
+
+
 def test_text_readers_never_raise_on_junk() -> None:
     for junk in (b"", b"\\", b"{{{{\\u-99999999999 \\'zz\\*", b"}" * 50 + b"{" * 5000 + b"x"):
         rtf_text(junk)
