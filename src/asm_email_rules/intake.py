@@ -80,6 +80,10 @@ _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
 _MAX_FORWARDS = 5  # forwarded messages read inside one another for a body that has no text
 _FORWARD_MARKER = "---------- Forwarded message ----------"
 _PGP_MESSAGE = "-----BEGIN PGP MESSAGE-----"  # RFC 4880 section 6.2: an armored encrypted message
+_PGP_SIGNED = "-----BEGIN PGP SIGNED MESSAGE-----"  # RFC 4880 section 7: cleartext signature
+_PGP_SIGNATURE = "\n-----BEGIN PGP SIGNATURE-----"
+_PGP_SIGNATURE_END = "-----END PGP SIGNATURE-----"
+_DASH_ESCAPED = re.compile(r"^- ", re.MULTILINE)
 _TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 _TNEF_NAMES = ("winmail.dat", "win.dat")
 #: header fields RFC 5322 section 3.6 allows once; a repeat is noted and the first one used
@@ -510,6 +514,15 @@ class _Intake(MimeReader):
                     IntakeNoteKind.ENCRYPTED_NOT_READ,
                     f"{what}: an inline PGP encrypted message; kept as written, not decrypted",
                 )
+            if part.ctype == "text/plain" and _PGP_SIGNED in text:
+                text, blocks = _unarmored(text)
+                if blocks:
+                    self.note(
+                        IntakeNoteKind.SIGNATURE_NOT_CHECKED,
+                        f"{what}: inline PGP signed text ({blocks} block(s)) read without its "
+                        "armor lines and signature; the signature not checked "
+                        "(not treated as authenticated)",
+                    )
             self.texts[id(part)] = text
         return text
 
@@ -1013,6 +1026,35 @@ does not display HTML mails since the update.") is not one."""
 _MAX_QUOTED = 300
 """Characters of a part passed over for having no text quoted in its note (a notice is at
 most ``_MAX_NOTICE``: never cut)."""
+
+
+def _unarmored(text: str) -> tuple[str, int]:
+    """``text`` with each inline PGP cleartext-signed block (RFC 4880 section 7) reduced to
+    its signed text: the ``BEGIN PGP SIGNED MESSAGE`` line and its ``Hash:`` lines, and the
+    signature from ``BEGIN PGP SIGNATURE`` to its ``END`` line, taken out; dash-escaped
+    lines (``- -- ``) restored. A block without its signature is left as written. Returns
+    the text and the number of blocks read. Linear: each block is found with ``str.find``
+    from where the last one ended."""
+    out: list[str] = []
+    pos = blocks = 0
+    while True:
+        start = text.find(_PGP_SIGNED, pos)
+        if start < 0 or (start > 0 and text[start - 1] != "\n"):
+            break
+        header_end = text.find("\n\n", start)
+        signature = text.find(_PGP_SIGNATURE, max(header_end, start))
+        end = text.find(_PGP_SIGNATURE_END, signature + 1) if signature >= 0 else -1
+        if header_end < 0 or signature < 0 or end < 0:
+            break
+        after = text.find("\n", end)
+        out.append(text[pos:start])
+        out.append(_DASH_ESCAPED.sub("", text[header_end + 2 : signature + 1]))
+        pos = len(text) if after < 0 else after + 1
+        blocks += 1
+    if not blocks:
+        return text, 0
+    out.append(text[pos:])
+    return "".join(out), blocks
 
 
 def _is_tnef(part: MimePart, attachment: Attachment) -> bool:

@@ -279,3 +279,26 @@ def test_text_readers_never_raise_on_junk() -> None:
         rtf_text(junk)
     assert enriched_text("<<<<<param>x<") == "<<"
     assert calendar_text("END:VEVENT\r\nBEGIN:VEVENT\r\n") == ""
+
+
+# -- inline PGP signatures ---------------------------------------------------------------------
+
+
+def test_inline_pgp_signed_text_loses_its_armor_and_signature() -> None:
+    """Before, the description began with the armor and Hash lines and ended in the signature."""
+    signed = (
+        "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\n"
+        "My monitor flickers.\r\n- -- \r\nPat\r\n"
+        "-----BEGIN PGP SIGNATURE-----\r\n\r\niQEzBAEBCAAdFiEEmadeup\r\n=abcd\r\n"
+        "-----END PGP SIGNATURE-----\r\n"
+    )
+    email = parse_message(message("Monitor", TEXT + signed + "\r\nsent from my desk\r\n"))
+    assert email.body == "My monitor flickers.\n-- \nPat\n\nsent from my desk\n"
+    assert IntakeNoteKind.SIGNATURE_NOT_CHECKED in [note.kind for note in email.notes]
+
+
+def test_inline_pgp_armor_without_its_signature_or_inside_a_line_is_left_as_written() -> None:
+    unsigned = "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nno signature\r\n"
+    assert parse_message(message("A", TEXT + unsigned)).body == unsigned.replace("\r\n", "\n")
+    quoted = "> -----BEGIN PGP SIGNED MESSAGE-----\r\n>\r\n> quoted\r\n"
+    assert parse_message(message("B", TEXT + quoted)).body == quoted.replace("\r\n", "\n")
