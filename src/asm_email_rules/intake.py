@@ -818,6 +818,14 @@ class _Intake(MimeReader):
         filename = self.plain_filename(filename)
         if not filename:
             filename = self.default_name(part, number, data)
+        if part.ctype == "application/applefile":  # RFC 1740: the Mac header, not the file
+            renamed = f"._{filename}"
+            self.note(
+                IntakeNoteKind.ATTACHMENT_RENAMED,
+                f"attachment {filename[:120]!r} renamed {renamed[:120]!r}: it is the Mac "
+                "resource fork (application/applefile) of the file of that name, not the file",
+            )
+            filename = renamed
         content_id = part.content_id
         return Attachment(
             filename=filename,

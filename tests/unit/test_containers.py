@@ -302,3 +302,21 @@ def test_inline_pgp_armor_without_its_signature_or_inside_a_line_is_left_as_writ
     assert parse_message(message("A", TEXT + unsigned)).body == unsigned.replace("\r\n", "\n")
     quoted = "> -----BEGIN PGP SIGNED MESSAGE-----\r\n>\r\n> quoted\r\n"
     assert parse_message(message("B", TEXT + quoted)).body == quoted.replace("\r\n", "\n")
+
+
+def test_apple_double_resource_fork_does_not_take_the_files_name() -> None:
+    """Apple Mail's multipart/appledouble (RFC 1740) sends the Mac header and the file under
+    one name: before, the call had two "budget.xlsx", one of them 8 bytes nobody can open."""
+    double = mixed(
+        'Content-Type: application/applefile; name="budget.xlsx"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64(b"\x00\x05\x16\x07made up"),
+        'Content-Type: application/vnd.ms-excel; name="budget.xlsx"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64(b"PK\x03\x04made up"),
+        boundary="apple",
+        subtype="appledouble",
+    )
+    email = parse_message(message("Budget", mixed(TEXT + "It will not open.", double)))
+    assert [(a.filename, a.data[:2]) for a in email.attachments] == [
+        ("._budget.xlsx", b"\x00\x05"),
+        ("budget.xlsx", b"PK"),
+    ]
