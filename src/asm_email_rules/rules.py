@@ -1660,6 +1660,14 @@ ENCRYPTED_NOTICE = (
 """What a call's description and history say of encrypted content intake could not read."""
 
 
+ENCRYPTED_REPLY_LINE = (
+    "Your message was encrypted and could not be read here. Please send what you need "
+    "without encryption, or in a way agreed with the service desk."
+)
+"""The line an acknowledgement of encrypted mail (:data:`_ACKNOWLEDGEMENTS`) ends with."""
+_ACKNOWLEDGEMENTS = ("call_logged", "call_updated", "task_updated", "request_updated")
+
+
 def unread_notice(email: InboundEmail) -> str:
     """:data:`ENCRYPTED_NOTICE` for a message with encrypted content intake did not read
     (an ``ENCRYPTED_NOT_READ`` note: S/MIME enveloped data, PGP/MIME, an inline PGP
@@ -1752,6 +1760,11 @@ def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> De
             reply = compose_reply(
                 to, plan.reply_template, plan.reply_params, plan.reply_ref, mailbox, system
             )
+            if plan.reply_template in _ACKNOWLEDGEMENTS and unread_notice(facts.email):
+                # the sender would else believe the desk read what they wrote
+                body = merge_text(*reply.body_text, f"\n{ENCRYPTED_REPLY_LINE}\n")
+                reply = attrs.evolve(reply, body_text=body)
+                reasons.append("encrypted content not read: the acknowledgement says so")
     person = facts.sender.person
     return Decision(
         rule=" > ".join(item.id for item in fired[1:] or fired),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from asm_email_rules.model import EntityKind, EntityRef, EntryKind, Person
-from asm_email_rules.rules import ENCRYPTED_NOTICE
+from asm_email_rules.rules import ENCRYPTED_NOTICE, ENCRYPTED_REPLY_LINE
 from asm_email_rules.sample import ALICE, BOB, DANA, TEMPLATE, UMA
 
 from .conftest import Desk
@@ -226,8 +226,13 @@ def test_a_forwarded_mail_attached_to_an_empty_mail_is_the_description(desk: Des
 def test_an_encrypted_mail_logs_a_call_whose_description_says_so(desk: Desk) -> None:
     """ "the body of the email is automatically entered as the description": the body of an
     encrypted mail cannot be read here, and the description says so instead of giving the
-    subject alone (or ciphertext) without a word."""
+    subject alone (or ciphertext) without a word; the "Call <n> has been logged"
+    acknowledgement (DESIGN 4b) tells the sender."""
     armored = "-----BEGIN PGP MESSAGE-----\n\nhQEMA0made0up\n-----END PGP MESSAGE-----"
+    desk.set(auto_reply=True)
     desk.mail("Password reset", body=armored)
     description = desk.newest_call().description
     assert ENCRYPTED_NOTICE.format(what="PGP") in description
+    # the sender is told too: the acknowledgement does not let them think it was read
+    (reply,) = desk.replies
+    assert reply.body.rstrip().endswith(ENCRYPTED_REPLY_LINE)
