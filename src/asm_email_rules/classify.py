@@ -34,6 +34,7 @@ from asm_email_rules import classify_text as text
 from asm_email_rules.addresses import normalise_address
 from asm_email_rules.errors import require_strings, require_type
 from asm_email_rules.header_values import parse_msg_ids
+from asm_email_rules.intake_notes import IntakeNoteKind
 from asm_email_rules.model import Attachment, InboundEmail
 from asm_email_rules.settings import FATAL_SMTP_CODES
 from asm_email_rules.subject import strip_prefixes
@@ -1149,10 +1150,13 @@ def _body_signals(email: InboundEmail) -> list[Signal]:
     """Clues from what the body says (one weak source, read before any forwarded history)."""
     if strip_prefixes(email.subject[: text.SUBJECT_WINDOW])[2]:
         return []
-    region = text.body_region(email.body)
+    # a body read out of an attachment (a forwarded mail, a .txt, an invitation) is not the
+    # sender's own text: the message is read as having none, as it was before intake read it
+    wrapped = any(note.kind is IntakeNoteKind.BODY_FROM_ATTACHMENT for note in email.notes)
+    region = "" if wrapped else text.body_region(email.body)
     if not region.strip():
         files = [a for a in email.attachments if a.content_type not in _ORIGINAL_TYPES]
-        if files and not email.body.strip() and not (email.body_html or "").strip():
+        if files and (wrapped or not email.body.strip()) and not (email.body_html or "").strip():
             return [
                 Signal(
                     "body",

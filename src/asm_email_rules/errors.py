@@ -41,6 +41,12 @@ class DerError(AsmEmailError):
     deeper than its limit. Intake catches it, keeps the part as an attachment and notes why."""
 
 
+class TnefError(AsmEmailError):
+    """A ``winmail.dat`` (TNEF) the bounded reader of :mod:`~asm_email_rules.tnef` refuses:
+    broken, truncated, or of a shape it does not read. Intake catches it, keeps the file as
+    it came and notes why."""
+
+
 class ConfigError(AsmEmailError):
     """A configuration file or value is invalid; the message names the file and key."""
 

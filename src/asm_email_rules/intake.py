@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mimetypes
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -34,7 +35,8 @@ from asm_email_rules.addresses import (
     visible_name,
 )
 from asm_email_rules.charsets import Hints, codec_name, decode_text, html_meta_charset
-from asm_email_rules.errors import MessageParseError, require_type
+from asm_email_rules.container_text import calendar_text, enriched_text, rtf_text
+from asm_email_rules.errors import MessageParseError, TnefError, require_type
 from asm_email_rules.flowed import unflow
 from asm_email_rules.header_values import (
     clean_text,
@@ -56,6 +58,7 @@ from asm_email_rules.mime_tree import (
 )
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
+from asm_email_rules.tnef import TnefContents, decompress_rtf, read_tnef
 from asm_email_rules.uuencode import split_blocks
 
 __all__ = [
@@ -74,6 +77,15 @@ _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # over the same bytes, so a "=?" followed by a long run that never closes is read once.
 _WORD_CHARSET = re.compile(rb"=\?([^?*\s]{1,64})(?:\*[^?\s]{0,64})?\?[bBqQ]\?")
 _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
+_MAX_FORWARDS = 5  # forwarded messages read inside one another for a body that has no text
+_FORWARD_MARKER = "---------- Forwarded message ----------"
+_PGP_MESSAGE = "-----BEGIN PGP MESSAGE-----"  # RFC 4880 section 6.2: an armored encrypted message
+_PGP_SIGNED = "-----BEGIN PGP SIGNED MESSAGE-----"  # RFC 4880 section 7: cleartext signature
+_PGP_SIGNATURE = "\n-----BEGIN PGP SIGNATURE-----"
+_PGP_SIGNATURE_END = "-----END PGP SIGNATURE-----"
+_DASH_ESCAPED = re.compile(r"^- ", re.MULTILINE)
+_TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
+_TNEF_NAMES = ("winmail.dat", "win.dat")
 #: header fields RFC 5322 section 3.6 allows once; a repeat is noted and the first one used
 _SINGLE_FIELDS = ("from", "subject", "message-id", "date")
 _EXTENSIONS = {
@@ -230,6 +242,8 @@ class _Intake(MimeReader):
     texts: dict[int, str]  # id(leaf) -> decoded text of an inline text leaf, decoded once
     converted: dict[int, str]  # id(leaf) -> text of an inline HTML leaf, converted once
     uuencoded: dict[int, list[Attachment]]  # id(leaf) -> files uuencoded in its text
+    tnef_texts: dict[int, TnefContents]  # id(winmail.dat attachment) -> what it holds
+    forward_depth: int = 0  # forwarded messages this one is inside (0: the message itself)
 
     def run(self) -> InboundEmail:
         """Parse the whole message."""
@@ -326,6 +340,8 @@ class _Intake(MimeReader):
         self.texts = {}
         self.converted = {}
         self.uuencoded = {}
+        self.tnef_texts = {}
+        wrapped: list[tuple[MimePart, Attachment]] = []  # attachments that may hold the text
         for part, in_plain, in_html in self.leaf_views(root):
             ctype = part.ctype
             disposition = part.disposition
@@ -351,11 +367,34 @@ class _Intake(MimeReader):
                     continue
             if ctype.startswith("multipart/"):
                 continue
+            if ctype == "application/pgp-encrypted":  # RFC 3156 section 4: the control part
+                self.note(
+                    IntakeNoteKind.ENCRYPTED_NOT_READ,
+                    f"{what}: PGP/MIME encrypted; kept as an attachment, not decrypted",
+                )
             attachment = self.attachment(part, number, filename, disposition, what)
             if attachment is not None:
                 attachments.append(attachment)
+                wrapped.append((part, attachment))
+                if _is_tnef(part, attachment):
+                    attachments.extend(self.open_tnef(attachment, what))
         html = "\n".join(html_view) if html_view else None
-        found = tuple(attachments)
+        chosen = self.chosen_body(plain, html_body, html, tuple(attachments))
+        if has_text(chosen.body) or not wrapped:
+            return chosen
+        taken = self.wrapped_body(wrapped)
+        if taken is None:
+            return chosen
+        return attrs.evolve(chosen, body=taken[0], body_source=taken[1])
+
+    def chosen_body(
+        self,
+        plain: list[str],
+        html_body: list[MimePart],
+        html: str | None,
+        found: tuple[Attachment, ...],
+    ) -> _Contents:
+        """The body from the inline text parts (see :meth:`contents`)."""
         if any(has_text(text) for text in plain):
             shown = [text for text in plain if _visible(text)]  # blank parts add nothing
             return _Contents(_joined(shown), html, "text/plain", found)
@@ -470,6 +509,20 @@ class _Intake(MimeReader):
             text = self.text_of(part, what, self.hints)
             if part.ctype == "text/plain" and "begin" in text:
                 text = self.take_uuencoded(part, text, what)
+            if part.ctype == "text/plain" and _PGP_MESSAGE in text:
+                self.note(
+                    IntakeNoteKind.ENCRYPTED_NOT_READ,
+                    f"{what}: an inline PGP encrypted message; kept as written, not decrypted",
+                )
+            if part.ctype == "text/plain" and _PGP_SIGNED in text:
+                text, blocks = _unarmored(text)
+                if blocks:
+                    self.note(
+                        IntakeNoteKind.SIGNATURE_NOT_CHECKED,
+                        f"{what}: inline PGP signed text ({blocks} block(s)) read without its "
+                        "armor lines and signature; the signature not checked "
+                        "(not treated as authenticated)",
+                    )
             self.texts[id(part)] = text
         return text
 
@@ -506,6 +559,135 @@ class _Intake(MimeReader):
             found.append(Attachment(filename=name, content_type=content_type, data=file.data))
         self.uuencoded[id(part)] = found
         return text
+
+    def open_tnef(self, attachment: Attachment, what: str) -> list[Attachment]:
+        """The files inside a ``winmail.dat`` (:func:`~asm_email_rules.tnef.read_tnef`),
+        each an attachment after it (the ``winmail.dat`` stays as it came), noted
+        ``TNEF_OPENED``; its text kept for :meth:`wrapped_body`. Each file counts as a part
+        against ``max_part_count``; one over ``max_attachment_size`` stays inside only.
+        A stream the reader refuses: ``TNEF_NOT_READ``, nothing taken out."""
+        limits = self.limits
+        name = attachment.filename
+        try:
+            contents = read_tnef(attachment.data, limits.max_attachment_size)
+        except TnefError as exc:
+            self.note(
+                IntakeNoteKind.TNEF_NOT_READ,
+                f"{what}: {name!r} (Outlook TNEF) not read ({exc}); kept as it came",
+            )
+            return []
+        self.tnef_texts[id(attachment)] = contents
+        room = max(limits.max_part_count - self.part_count, 0)
+        files = contents.files[:room]
+        if len(contents.files) > room:
+            self.violate(
+                LimitKind.PART_COUNT,
+                limits.max_part_count,
+                limits.max_part_count + 1,
+                f"files in {name} past the part limit left inside it",
+            )
+        found: list[Attachment] = []
+        for file in files:
+            self.part_count += 1
+            filename = self.plain_filename(file.name) or f"part-{self.part_count}.bin"
+            content_type = (
+                file.mime_type
+                if "/" in file.mime_type
+                else mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            )
+            found.append(Attachment(filename=filename, content_type=content_type, data=file.data))
+        if found:
+            names = ", ".join(repr(file.filename) for file in found[:10])
+            more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+            self.note(
+                IntakeNoteKind.TNEF_OPENED,
+                f"{what}: {len(found)} file(s) taken out of {name!r} (Outlook TNEF) and "
+                f"attached beside it: {names}{more}",
+            )
+        return found
+
+    def wrapped_body(self, wrapped: list[tuple[MimePart, Attachment]]) -> tuple[str, str] | None:
+        """For a message with no text of its own: the text of the first attachment that
+        holds some (document order), and its kind for ``body_source``, noted
+        ``BODY_FROM_ATTACHMENT``; None when none does. Read: a text file (no name, or a
+        ``.txt``/``.htm(l)`` one), a forwarded message (``message/rfc822``, ``message/global``
+        or a ``.eml`` file; its own header's From, Date and Subject above its text, under a
+        forward marker), ``text/enriched``, RTF, a calendar invitation, a ``winmail.dat``.
+        The attachment is kept too. At most ``max_body_bytes`` characters are kept."""
+        for part, attachment in wrapped:
+            kind, text = self.text_in(part, attachment)
+            if not kind or not has_text(text):
+                continue
+            limit = self.limits.max_body_bytes
+            text = text[:limit].replace("\r\n", "\n").replace("\r", "\n")
+            if self.cut_at:
+                text = cut_lines(text, self.cut_at)
+            self.note(
+                IntakeNoteKind.BODY_FROM_ATTACHMENT,
+                f"the message has no text of its own: the body is the text of "
+                f"{attachment.filename!r} ({kind}), which stays attached",
+            )
+            return text, kind
+        return None
+
+    def text_in(self, part: MimePart, attachment: Attachment) -> tuple[str, str]:
+        """The kind of text an attachment holds and that text, or ``("", "")``."""
+        ctype = attachment.content_type
+        name = attachment.filename.lower()
+        data = attachment.data
+        what = f"attachment {attachment.filename!r}"
+        if ctype in ("text/plain", "text/html") and (
+            not part.filename or name.endswith((".txt", ".htm", ".html"))
+        ):
+            text = decode_text(data, part.params.get("charset"), what, [], self.hints)
+            return ctype, html_to_text(text[:_MAX_HTML_TEXT]) if ctype == "text/html" else text
+        if ctype in ("message/rfc822", "message/global") or name.endswith(".eml"):
+            return "message/rfc822", self.forwarded_text(data)
+        if ctype in ("text/enriched", "text/richtext"):
+            return ctype, enriched_text(decode_text(data, part.params.get("charset"), what, []))
+        if ctype in ("text/rtf", "application/rtf") or name.endswith(".rtf"):
+            return "text/rtf", rtf_text(data)
+        if ctype == "text/calendar" or name.endswith(".ics"):
+            text = decode_text(data, part.params.get("charset"), what, [])
+            return "text/calendar", calendar_text(text)
+        tnef = self.tnef_texts.get(id(attachment))
+        if tnef is not None:
+            if has_text(tnef.text):
+                return "application/ms-tnef", tnef.text
+            if tnef.rtf:
+                try:
+                    rtf = decompress_rtf(tnef.rtf, self.limits.max_body_bytes)
+                except TnefError:
+                    rtf = b""
+                if rtf:
+                    return "application/ms-tnef", rtf_text(rtf)
+            if tnef.html:
+                return "application/ms-tnef", html_to_text(tnef.html[:_MAX_HTML_TEXT])
+        return "", ""
+
+    def forwarded_text(self, data: bytes) -> str:
+        """The text of a forwarded message, under a forward marker and its From, Date and
+        Subject (as mail programs write a forward inline), read by the same intake: a
+        forward inside it is read the same way, at most ``_MAX_FORWARDS`` deep. ``""`` when
+        it is empty, too deep, or could not be read (logged)."""
+        if self.forward_depth >= _MAX_FORWARDS or not data.strip():
+            return ""
+        reader = _Intake(data, self.limits)
+        reader.forward_depth = self.forward_depth + 1
+        try:
+            inner = reader.run()
+        except Exception:  # a forwarded message we cannot read must not lose the outer one
+            _LOG.warning("forwarded message not read; kept as an attachment", exc_info=True)
+            return ""
+        head = [_FORWARD_MARKER]
+        for label, value in (
+            ("From", inner.header("from")),
+            ("Date", inner.header("date")),
+            ("Subject", inner.subject),
+        ):
+            if value:
+                head.append(f"{label}: {value}")
+        return "\n".join(head) + "\n\n" + inner.body
 
     def html_converted(self, part: MimePart) -> str:
         """The text of an inline HTML leaf (its first ``_MAX_HTML_TEXT`` characters), once."""
@@ -636,6 +818,14 @@ class _Intake(MimeReader):
         filename = self.plain_filename(filename)
         if not filename:
             filename = self.default_name(part, number, data)
+        if part.ctype == "application/applefile":  # RFC 1740: the Mac header, not the file
+            renamed = f"._{filename}"
+            self.note(
+                IntakeNoteKind.ATTACHMENT_RENAMED,
+                f"attachment {filename[:120]!r} renamed {renamed[:120]!r}: it is the Mac "
+                "resource fork (application/applefile) of the file of that name, not the file",
+            )
+            filename = renamed
         content_id = part.content_id
         return Attachment(
             filename=filename,
@@ -844,6 +1034,40 @@ does not display HTML mails since the update.") is not one."""
 _MAX_QUOTED = 300
 """Characters of a part passed over for having no text quoted in its note (a notice is at
 most ``_MAX_NOTICE``: never cut)."""
+
+
+def _unarmored(text: str) -> tuple[str, int]:
+    """``text`` with each inline PGP cleartext-signed block (RFC 4880 section 7) reduced to
+    its signed text: the ``BEGIN PGP SIGNED MESSAGE`` line and its ``Hash:`` lines, and the
+    signature from ``BEGIN PGP SIGNATURE`` to its ``END`` line, taken out; dash-escaped
+    lines (``- -- ``) restored. A block without its signature is left as written. Returns
+    the text and the number of blocks read. Linear: each block is found with ``str.find``
+    from where the last one ended."""
+    out: list[str] = []
+    pos = blocks = 0
+    while True:
+        start = text.find(_PGP_SIGNED, pos)
+        if start < 0 or (start > 0 and text[start - 1] != "\n"):
+            break
+        header_end = text.find("\n\n", start)
+        signature = text.find(_PGP_SIGNATURE, max(header_end, start))
+        end = text.find(_PGP_SIGNATURE_END, signature + 1) if signature >= 0 else -1
+        if header_end < 0 or signature < 0 or end < 0:
+            break
+        after = text.find("\n", end)
+        out.append(text[pos:start])
+        out.append(_DASH_ESCAPED.sub("", text[header_end + 2 : signature + 1]))
+        pos = len(text) if after < 0 else after + 1
+        blocks += 1
+    if not blocks:
+        return text, 0
+    out.append(text[pos:])
+    return "".join(out), blocks
+
+
+def _is_tnef(part: MimePart, attachment: Attachment) -> bool:
+    """True for an Outlook ``winmail.dat``: a TNEF type, or the name Outlook gives it."""
+    return part.ctype in _TNEF_TYPES or attachment.filename.lower() in _TNEF_NAMES
 
 
 def _visible(text: str) -> bool:

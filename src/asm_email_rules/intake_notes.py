@@ -92,6 +92,14 @@ class IntakeNoteKind(enum.Enum):
     SMIME_NOT_READ = "smime_not_read"
     """S/MIME signed data the bounded reader refused (broken, detached, too deep): kept as an
     attachment only."""
+    TNEF_OPENED = "tnef_opened"
+    """Files taken out of an Outlook ``winmail.dat`` (TNEF) and kept beside it as attachments."""
+    TNEF_NOT_READ = "tnef_not_read"
+    """A ``winmail.dat`` (TNEF) the bounded reader refused: kept as it came, nothing taken out."""
+    BODY_FROM_ATTACHMENT = "body_from_attachment"
+    """The message had no text of its own: the body is the text of an attached or wrapped
+    part (a forwarded message, a text file, RTF, text/enriched, an invitation, a winmail.dat),
+    which stays an attachment too."""
     HTML_BODY_CUT = "html_body_cut"
     """An HTML-only body too long to convert whole: only its start became the text body."""
     ATTACHMENT_DROPPED = "attachment_dropped"

@@ -46,6 +46,7 @@ from asm_email_rules.addresses import normalise_address
 from asm_email_rules.classify import MailKind
 from asm_email_rules.decision import Decision, Facts, Outcome, Reply, for_operators
 from asm_email_rules.errors import require_type
+from asm_email_rules.intake_notes import IntakeNoteKind
 from asm_email_rules.model import (
     CallStatus,
     EntityKind,
@@ -1059,7 +1060,12 @@ class _Context:
         """The text to add to a record: the reply part only when truncation applies; with
         the reasons. Computed once per decision."""
         if not self._history:
-            self._history.append(self._cut_history())
+            text, reasons = self._cut_history()
+            notice = unread_notice(self.facts.email)
+            if notice:  # the analyst reading the history learns why there is no text
+                text = f"{text.rstrip()}\n\n{notice}" if text.strip() else notice
+                reasons = (*reasons, "encrypted content not read: the history says so")
+            self._history.append((text, reasons))
         return self._history[0]
 
     def _cut_history(self) -> tuple[str, tuple[str, ...]]:
@@ -1224,6 +1230,10 @@ def _log_call(ctx: _Context, logging: str) -> _Plan:
     if not description or description.isspace():  # no stripped copy of a long body
         description = facts.email.subject
         reasons.append("the body is empty: the subject is the description")
+    notice = unread_notice(facts.email)
+    if notice:
+        description = f"{description.rstrip()}\n\n{notice}"
+        reasons.append("encrypted content not read: the description says so")
     actions.append(LogCall(user_id, analyst, mailbox.call_template.name, description))
     actions.extend(ctx.attach(NEW_CALL))
     return _Plan(
@@ -1643,6 +1653,35 @@ def compose_reply(
     return Reply(to, subject, body, template_id, ref)
 
 
+ENCRYPTED_NOTICE = (
+    "[This message was encrypted ({what}). It was not decrypted here, so its text could not "
+    "be read; the encrypted content is kept as it came.]"
+)
+"""What a call's description and history say of encrypted content intake could not read."""
+
+
+ENCRYPTED_REPLY_LINE = (
+    "Your message was encrypted and could not be read here. Please send what you need "
+    "without encryption, or in a way agreed with the service desk."
+)
+"""The line an acknowledgement of encrypted mail (:data:`_ACKNOWLEDGEMENTS`) ends with."""
+_ACKNOWLEDGEMENTS = ("call_logged", "call_updated", "task_updated", "request_updated")
+
+
+def unread_notice(email: InboundEmail) -> str:
+    """:data:`ENCRYPTED_NOTICE` for a message with encrypted content intake did not read
+    (an ``ENCRYPTED_NOT_READ`` note: S/MIME enveloped data, PGP/MIME, an inline PGP
+    message), else ``""``. Without it the analyst saw the subject alone, or ciphertext."""
+    kinds = [
+        "PGP" if "PGP" in note.detail else "S/MIME"
+        for note in email.notes
+        if note.kind is IntakeNoteKind.ENCRYPTED_NOT_READ
+    ]
+    if not kinds:
+        return ""
+    return ENCRYPTED_NOTICE.format(what=" and ".join(dict.fromkeys(kinds)))
+
+
 def _base_reasons(facts: Facts) -> list[str]:
     reasons: list[str] = list(facts.mail_kind_reasons)
     if facts.bounce_summary:
@@ -1721,6 +1760,11 @@ def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> De
             reply = compose_reply(
                 to, plan.reply_template, plan.reply_params, plan.reply_ref, mailbox, system
             )
+            if plan.reply_template in _ACKNOWLEDGEMENTS and unread_notice(facts.email):
+                # the sender would else believe the desk read what they wrote
+                body = merge_text(*reply.body_text, f"\n{ENCRYPTED_REPLY_LINE}\n")
+                reply = attrs.evolve(reply, body_text=body)
+                reasons.append("encrypted content not read: the acknowledgement says so")
     person = facts.sender.person
     return Decision(
         rule=" > ".join(item.id for item in fired[1:] or fired),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from asm_email_rules.model import EntityKind, EntryKind, Person
+from asm_email_rules.model import EntityKind, EntityRef, EntryKind, Person
+from asm_email_rules.rules import ENCRYPTED_NOTICE, ENCRYPTED_REPLY_LINE
 from asm_email_rules.sample import ALICE, BOB, DANA, TEMPLATE, UMA
 
 from .conftest import Desk
@@ -187,3 +188,51 @@ def test_a_contact_sharing_an_analysts_address_is_recorded_as_ambiguous(desk: De
     (line,) = [reason for reason in decision.reasons if "share" in reason]
     assert line.startswith("2 person records share shared@corp.example;")
     assert "(41)" in line
+
+
+def test_files_inside_an_outlook_winmail_dat_are_attached_to_the_call(desk: Desk) -> None:
+    """ "If there are any attachments to the email, they are added as objects attached to the
+    call." Outlook's Rich Text mail carries its attachments inside one winmail.dat (TNEF) that
+    nobody at the desk can open: the files inside are attached beside it."""
+    pdf = b"%PDF-1.4\n% a made-up report\n"
+    tnef = b"\x78\x9f\x3e\x22\x00\x00"
+    for level, name, data in (
+        (2, 0x00069002, b"\0" * 14),
+        (2, 0x00018010, b"report.pdf\0"),
+        (2, 0x0006800F, pdf),
+    ):
+        tnef += bytes([level]) + name.to_bytes(4, "little") + len(data).to_bytes(4, "little")
+        tnef += data + (sum(data) % 65536).to_bytes(2, "little")
+    desk.mail("Figures", body="See attached.", attachments=[("winmail.dat", tnef)])
+    call = desk.newest_call()
+    files = desk.repo.attachments(EntityRef(EntityKind.CALL, call.number))
+    assert [(a.filename, a.data) for a in files] == [("winmail.dat", tnef), ("report.pdf", pdf)]
+
+
+def test_a_forwarded_mail_attached_to_an_empty_mail_is_the_description(desk: Desk) -> None:
+    """ "the body of the email is automatically entered as the description": a mail whose
+    only content is a forwarded message attached (Outlook's "Forward as Attachment") has that
+    message's text as its body, not an empty description."""
+    forwarded = (
+        b"From: Robin Sample <robin@example.net>\r\nSubject: Laptop will not boot\r\n\r\n"
+        b"My laptop shows a black screen after the logo.\r\n"
+    )
+    desk.mail("FW: Laptop will not boot", body="", attachments=[("Laptop.eml", forwarded)])
+    description = desk.newest_call().description
+    assert "My laptop shows a black screen after the logo." in description
+    assert "From: Robin Sample <robin@example.net>" in description
+
+
+def test_an_encrypted_mail_logs_a_call_whose_description_says_so(desk: Desk) -> None:
+    """ "the body of the email is automatically entered as the description": the body of an
+    encrypted mail cannot be read here, and the description says so instead of giving the
+    subject alone (or ciphertext) without a word; the "Call <n> has been logged"
+    acknowledgement (DESIGN 4b) tells the sender."""
+    armored = "-----BEGIN PGP MESSAGE-----\n\nhQEMA0made0up\n-----END PGP MESSAGE-----"
+    desk.set(auto_reply=True)
+    desk.mail("Password reset", body=armored)
+    description = desk.newest_call().description
+    assert ENCRYPTED_NOTICE.format(what="PGP") in description
+    # the sender is told too: the acknowledgement does not let them think it was read
+    (reply,) = desk.replies
+    assert reply.body.rstrip().endswith(ENCRYPTED_REPLY_LINE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from asm_email_rules.model import CallStatus, EntityKind, EntityRef, EntryKind
+from asm_email_rules.rules import ENCRYPTED_NOTICE
 from asm_email_rules.sample import ALICE, TEMPLATE, UMA
 
 from .conftest import Desk
@@ -258,3 +259,12 @@ def test_a_mailbox_with_a_partition_updates_the_calls_it_logged(desk: Desk) -> N
     assert desk.texts(EntityKind.CALL, logged.number, EntryKind.HISTORY)[-1].strip() == (
         "It is back now."
     )
+
+
+def test_an_encrypted_update_says_so_in_the_history(desk: Desk) -> None:
+    """ "The body of the incoming email is added to the history of the specified call.": an
+    encrypted body cannot be read here, and the history entry says so."""
+    armored = "-----BEGIN PGP MESSAGE-----\n\nhQEMA0made0up\n-----END PGP MESSAGE-----"
+    desk.mail("[CALL#100] more detail", body=armored)
+    (text,) = desk.texts(EntityKind.CALL, 100, EntryKind.HISTORY)
+    assert text.endswith(ENCRYPTED_NOTICE.format(what="PGP"))

@@ -15,6 +15,7 @@ import pytest
 from asm_email_rules.errors import DerError
 from asm_email_rules.intake import parse_message
 from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
+from asm_email_rules.rules import ENCRYPTED_NOTICE, unread_notice
 from asm_email_rules.settings import Limits
 from asm_email_rules.smime import (
     MAX_DEPTH,
@@ -381,3 +382,31 @@ def test_a_signed_entity_with_bare_cr_line_ends_keeps_its_text() -> None:
         IntakeNoteKind.SIGNATURE_NOT_CHECKED,
         IntakeNoteKind.BARE_CR_LINE_ENDS,
     ]
+
+
+def test_encrypted_mail_says_so_in_the_description_it_logs() -> None:
+    """Before, the call's description was the subject alone: nothing told the analyst the
+    text was there, encrypted."""
+    email = parse_message(p7m_mail(ENVELOPED, 'application/pkcs7-mime; name="smime.p7m"'))
+    assert unread_notice(email) == ENCRYPTED_NOTICE.format(what="S/MIME")
+    assert "could not be read" in unread_notice(email)
+
+
+def test_pgp_mime_and_inline_pgp_encrypted_mail_are_noted() -> None:
+    pgp_mime = (
+        b'From: a@b.example\r\nContent-Type: multipart/encrypted; boundary="e"; '
+        b'protocol="application/pgp-encrypted"\r\n\r\n--e\r\n'
+        b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--e\r\n"
+        b'Content-Type: application/octet-stream; name="encrypted.asc"\r\n\r\n'
+        b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0made0up\r\n-----END PGP MESSAGE-----\r\n"
+        b"--e--\r\n"
+    )
+    inline = (
+        b"From: a@b.example\r\n\r\nHi,\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0made0up\r\n"
+        b"-----END PGP MESSAGE-----\r\n"
+    )
+    for raw in (pgp_mime, inline):
+        email = parse_message(raw)
+        assert kinds(email.notes) == [IntakeNoteKind.ENCRYPTED_NOT_READ]
+        assert unread_notice(email) == ENCRYPTED_NOTICE.format(what="PGP")
+    assert unread_notice(parse_message(b"From: a@b.example\r\n\r\nplain\r\n")) == ""

@@ -1,0 +1,322 @@
+"""Text and files that arrive wrapped: Outlook's winmail.dat (TNEF), forwarded messages
+attached, a text part marked as an attachment, text/enriched, RTF and calendar invitations.
+
+Before, the call's description was the subject alone (the body was empty) and the files
+inside winmail.dat reached nobody."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+
+from asm_email_rules.classify import MailKind, classify
+from asm_email_rules.container_text import calendar_text, enriched_text, rtf_text
+from asm_email_rules.intake import parse_message
+from asm_email_rules.intake_notes import IntakeNoteKind
+from asm_email_rules.settings import Limits
+from asm_email_rules.tnef import decompress_rtf, read_tnef
+
+HEAD = (
+    "From: Pat Example <pat@example.org>\r\nTo: desk@example.org\r\n"
+    "Subject: {subject}\r\nMessage-ID: <{subject_id}@example.org>\r\nMIME-Version: 1.0\r\n"
+)
+PDF = b"%PDF-1.4\n% a made-up report\n" + bytes(range(256))
+COMPRESSED_RTF = bytes.fromhex(
+    "600000007a0000004c5a4675d9eb0c3103000a00726370673132354e3200f401f702a220430740691662051002"
+    "807d0f62546865a0206261646710a07005103f0230049011140640026000706b2052630b11732e0aa3421228"
+    "202c61670b7112c37d1490"
+)
+"""LZFu-compressed RTF ([MS-OXRTFCP]) of a two-paragraph message about a badge printer."""
+
+
+def message(subject: str, rest: str) -> bytes:
+    return (HEAD.format(subject=subject, subject_id=abs(hash(subject))) + rest).encode()
+
+
+def mixed(*parts: str, boundary: str = "b1", subtype: str = "mixed") -> str:
+    out = f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n'
+    for part in parts:
+        out += f"--{boundary}\r\n{part}\r\n"
+    return out + f"--{boundary}--\r\n"
+
+
+def b64(data: bytes) -> str:
+    return base64.encodebytes(data).decode().replace("\n", "\r\n")
+
+
+def attribute(level: int, name: int, data: bytes) -> bytes:
+    """One TNEF attribute ([MS-OXTNEF] 2.1.3.3): level, id, length, data, checksum."""
+    return struct.pack("<BII", level, name, len(data)) + data + struct.pack("<H", sum(data) % 65536)
+
+
+def mapi(props: list[tuple[int, int, bytes]]) -> bytes:
+    """A MAPI property list of variable-size single values (type, id, bytes)."""
+    out = struct.pack("<I", len(props))
+    for kind, tag, value in props:
+        out += struct.pack("<HHII", kind, tag, 1, len(value)) + value + b"\0" * (-len(value) % 4)
+    return out
+
+
+def tnef(
+    *, body: str | None = None, rtf: bytes | None = None, files: tuple[tuple[str, bytes], ...] = ()
+) -> bytes:
+    """A winmail.dat as Outlook writes one: version, code page, message class, the body's MAPI
+    properties, then per file its rendering data, title and data."""
+    out = b"\x78\x9f\x3e\x22" + b"\x34\x12"
+    out += attribute(1, 0x00089006, struct.pack("<I", 0x00010000))
+    out += attribute(1, 0x00069007, struct.pack("<II", 1252, 0))
+    out += attribute(1, 0x00078008, b"IPM.Microsoft Mail.Note\0")
+    props = []
+    if body is not None:
+        props.append((0x001E, 0x1000, body.encode("cp1252") + b"\0"))
+    if rtf is not None:
+        props.append((0x0102, 0x1009, rtf))
+    if props:
+        out += attribute(1, 0x00069003, mapi(props))
+    for name, data in files:
+        out += attribute(2, 0x00069002, b"\0" * 14)
+        out += attribute(2, 0x00018010, name.encode("cp1252") + b"\0")
+        out += attribute(2, 0x0006800F, data)
+    return out
+
+
+def winmail_part(data: bytes) -> str:
+    return (
+        'Content-Type: application/ms-tnef; name="winmail.dat"\r\n'
+        'Content-Disposition: attachment; filename="winmail.dat"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64(data)
+    )
+
+
+TEXT = "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+
+
+# -- winmail.dat ------------------------------------------------------------------------------
+
+
+def test_files_inside_winmail_dat_are_attached_beside_it() -> None:
+    data = tnef(files=(("report.pdf", PDF), ("Grüße.txt", b"line one\r\n")))
+    email = parse_message(message("Figures", mixed(TEXT + "See attached.", winmail_part(data))))
+    assert email.body == "See attached."
+    found = [(a.filename, a.content_type, a.data) for a in email.attachments]
+    assert found == [
+        ("winmail.dat", "application/ms-tnef", data),
+        ("report.pdf", "application/pdf", PDF),
+        ("Grüße.txt", "text/plain", b"line one\r\n"),
+    ]
+    assert IntakeNoteKind.TNEF_OPENED in [note.kind for note in email.notes]
+
+
+def test_winmail_dat_as_the_only_part_gives_its_plain_body() -> None:
+    data = tnef(body="My VPN drops every ten minutes since Monday.")
+    rest = 'Content-Type: application/ms-tnef; name="winmail.dat"\r\n'
+    rest += "Content-Transfer-Encoding: base64\r\n\r\n" + b64(data)
+    email = parse_message(message("VPN", rest))
+    assert email.body == "My VPN drops every ten minutes since Monday."
+    assert email.body_source == "application/ms-tnef"
+    assert [a.filename for a in email.attachments] == ["winmail.dat"]
+    assert IntakeNoteKind.BODY_FROM_ATTACHMENT in [note.kind for note in email.notes]
+
+
+def test_winmail_dat_with_compressed_rtf_only_gives_the_rtf_text() -> None:
+    data = tnef(rtf=COMPRESSED_RTF, files=(("card.png", b"\x89PNG made up"),))
+    email = parse_message(message("Badge printer", mixed(winmail_part(data))))
+    assert email.body == "The badge printer prints blank cards.\nBlank cards again."
+    assert [a.filename for a in email.attachments] == ["winmail.dat", "card.png"]
+
+
+def test_broken_winmail_dat_is_kept_as_it_came_with_a_note() -> None:
+    data = tnef(files=(("report.pdf", PDF),))[:-40]  # cut inside the file's data
+    email = parse_message(message("Figures", mixed(TEXT + "See attached.", winmail_part(data))))
+    assert [(a.filename, a.data) for a in email.attachments] == [("winmail.dat", data)]
+    assert IntakeNoteKind.TNEF_NOT_READ in [note.kind for note in email.notes]
+
+
+def test_tnef_files_count_against_the_part_limit() -> None:
+    data = tnef(files=tuple((f"f{i}.txt", b"x") for i in range(5)))
+    raw = message("Many", mixed(TEXT + "files", winmail_part(data)))
+    email = parse_message(raw, limits=Limits(max_part_count=4))
+    assert [a.filename for a in email.attachments] == ["winmail.dat", "f0.txt", "f1.txt"]
+
+
+def test_hostile_tnef_of_tiny_attributes_is_read_in_linear_time() -> None:
+    """12-byte attributes by the hundred thousand: tnefparse copies the rest of the stream for
+    each one (quadratic); ours reads each header once."""
+    unit = attribute(1, 0x00078008, b"x")
+    small = b"\x78\x9f\x3e\x22\0\0" + unit * 20_000
+    large = b"\x78\x9f\x3e\x22\0\0" + unit * 160_000
+    started = time.perf_counter()
+    read_tnef(small, 1 << 20)
+    small_time = time.perf_counter() - started
+    started = time.perf_counter()
+    read_tnef(large, 1 << 20)
+    large_time = time.perf_counter() - started
+    assert large_time < 20 * small_time + 0.05  # 8x the input: about 8x the time
+
+
+def test_decompress_rtf_stops_at_the_cap() -> None:
+    assert decompress_rtf(COMPRESSED_RTF, 10) == b"{\\rtf1\\ans"
+
+
+# -- forwarded messages ----------------------------------------------------------------------
+
+INNER = (
+    "From: Robin Sample <robin@example.net>\r\nSubject: Laptop will not boot\r\n"
+    "Date: Mon, 30 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+)
+
+
+def test_forwarded_message_attached_to_an_empty_mail_becomes_the_body() -> None:
+    inner = INNER + "Content-Type: text/plain\r\n\r\nMy laptop shows a black screen.\r\n"
+    rest = mixed(TEXT, "Content-Type: message/rfc822\r\n\r\n" + inner)
+    email = parse_message(message("FW: Laptop will not boot", rest))
+    assert email.body == (
+        "---------- Forwarded message ----------\n"
+        "From: Robin Sample <robin@example.net>\n"
+        "Date: Mon, 30 Nov 2026 09:00:00 +0000\n"
+        "Subject: Laptop will not boot\n\n"
+        "My laptop shows a black screen.\n"
+    )
+    assert email.body_source == "message/rfc822"
+    assert [a.content_type for a in email.attachments] == ["message/rfc822"]
+
+
+def test_forwarded_eml_file_in_another_charset_and_encoding_is_read() -> None:
+    inner = INNER + "Content-Type: text/plain; charset=koi8-r\r\n"
+    inner += "Content-Transfer-Encoding: base64\r\n\r\n"
+    inner += b64("Принтер не печатает.\r\n".encode("koi8-r"))
+    part = 'Content-Type: application/octet-stream; name="Laptop.eml"\r\n'
+    part += "Content-Transfer-Encoding: base64\r\n\r\n" + b64(inner.encode())
+    email = parse_message(message("FW: printer", mixed(TEXT, part)))
+    assert email.body.endswith("\n\nПринтер не печатает.\n")
+    assert [a.filename for a in email.attachments] == ["Laptop.eml"]
+
+
+def test_nested_forwards_are_read_to_the_text_and_a_limit_stops_the_descent() -> None:
+    inner = INNER + "Content-Type: text/plain\r\n\r\nThe badge reader rejects every card.\r\n"
+    for depth in range(3):
+        inner = f"From: fwd{depth}@example.org\r\nSubject: FW\r\n" + mixed(
+            TEXT, "Content-Type: message/rfc822\r\n\r\n" + inner, boundary=f"n{depth}"
+        )
+    email = parse_message(
+        message("FW: FW: FW: badge", "Content-Type: message/rfc822\r\n\r\n" + inner)
+    )
+    assert email.body.count("---------- Forwarded message ----------") == 4
+    assert email.body.endswith("The badge reader rejects every card.\n")
+    deep = INNER + "Content-Type: text/plain\r\n\r\ntoo deep\r\n"
+    for _ in range(12):
+        deep = "Subject: FW\r\nContent-Type: message/rfc822\r\n\r\n" + deep
+    email = parse_message(message("deep", "Content-Type: message/rfc822\r\n\r\n" + deep))
+    assert "too deep" not in email.body
+
+
+def test_a_forward_below_the_senders_own_text_leaves_the_body_as_written() -> None:
+    inner = INNER + "Content-Type: text/plain\r\n\r\nMy laptop shows a black screen.\r\n"
+    rest = mixed(TEXT + "Please look at this.", "Content-Type: message/rfc822\r\n\r\n" + inner)
+    email = parse_message(message("FW: laptop", rest))
+    assert email.body == "Please look at this."
+    assert IntakeNoteKind.BODY_FROM_ATTACHMENT not in [note.kind for note in email.notes]
+
+
+# -- text in another part or format ----------------------------------------------------------
+
+
+def test_the_only_text_part_marked_as_an_attachment_is_the_body() -> None:
+    rest = "Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment\r\n\r\n"
+    email = parse_message(message("Phone", rest + "My desk phone has no dial tone.\r\n"))
+    assert email.body == "My desk phone has no dial tone.\n"
+    assert [a.filename for a in email.attachments] == ["part-1.txt"]
+
+
+def test_a_txt_file_under_an_empty_body_is_the_body_and_a_log_file_is_not() -> None:
+    def with_file(name: str) -> str:
+        return parse_message(
+            message(
+                "Problem",
+                mixed(
+                    TEXT,
+                    f'Content-Type: text/plain; name="{name}"\r\n'
+                    f'Content-Disposition: attachment; filename="{name}"\r\n\r\n'
+                    "The shared drive S: is not mapped after login.",
+                ),
+            )
+        ).body
+
+    assert with_file("problem.txt") == "The shared drive S: is not mapped after login."
+    assert with_file("error.log") == ""
+
+
+def test_enriched_rtf_and_calendar_only_mail_give_their_text() -> None:
+    enriched = (
+        "Content-Type: text/enriched\r\n\r\n<bold>Disk</bold> is\r\nfull.\r\n\r\nUse <<C:>.\r\n"
+    )
+    assert parse_message(message("Disk", enriched)).body == "Disk is full.\nUse <C:>."
+    rtf = r"{\rtf1\ansi{\fonttbl{\f0 Arial;}}\f0 Wifi drops \'e0 3pm.\par Thanks}"
+    for ctype in ("text/rtf", "application/rtf"):
+        email = parse_message(message("Wifi", f"Content-Type: {ctype}\r\n\r\n{rtf}"))
+        assert email.body == "Wifi drops à 3pm.\nThanks"
+    ics = (
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:Server room walkthrough\r\n"
+        "DESCRIPTION:The UPS alarm in rack 3 beeps\\, please check.\\nBring the key.\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    email = parse_message(message("Invitation", "Content-Type: text/calendar\r\n\r\n" + ics))
+    assert email.body == (
+        "Subject: Server room walkthrough\n\nThe UPS alarm in rack 3 beeps, please check.\n"
+        "Bring the key."
+    )
+    # still an invitation with no text of the sender's own: classified as before
+    assert classify(email).kind is MailKind.AUTO_GENERATED
+
+
+def test_rtf_binary_data_is_skipped_even_when_it_holds_braces() -> None:
+    assert rtf_text(rb"{\rtf1 Before{\pict\bin4 }}{{x} after\par}") == "Before after"
+
+
+def test_text_readers_never_raise_on_junk() -> None:
+    for junk in (b"", b"\\", b"{{{{\\u-99999999999 \\'zz\\*", b"}" * 50 + b"{" * 5000 + b"x"):
+        rtf_text(junk)
+    assert enriched_text("<<<<<param>x<") == "<<"
+    assert calendar_text("END:VEVENT\r\nBEGIN:VEVENT\r\n") == ""
+
+
+# -- inline PGP signatures ---------------------------------------------------------------------
+
+
+def test_inline_pgp_signed_text_loses_its_armor_and_signature() -> None:
+    """Before, the description began with the armor and Hash lines and ended in the signature."""
+    signed = (
+        "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\n"
+        "My monitor flickers.\r\n- -- \r\nPat\r\n"
+        "-----BEGIN PGP SIGNATURE-----\r\n\r\niQEzBAEBCAAdFiEEmadeup\r\n=abcd\r\n"
+        "-----END PGP SIGNATURE-----\r\n"
+    )
+    email = parse_message(message("Monitor", TEXT + signed + "\r\nsent from my desk\r\n"))
+    assert email.body == "My monitor flickers.\n-- \nPat\n\nsent from my desk\n"
+    assert IntakeNoteKind.SIGNATURE_NOT_CHECKED in [note.kind for note in email.notes]
+
+
+def test_inline_pgp_armor_without_its_signature_or_inside_a_line_is_left_as_written() -> None:
+    unsigned = "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nno signature\r\n"
+    assert parse_message(message("A", TEXT + unsigned)).body == unsigned.replace("\r\n", "\n")
+    quoted = "> -----BEGIN PGP SIGNED MESSAGE-----\r\n>\r\n> quoted\r\n"
+    assert parse_message(message("B", TEXT + quoted)).body == quoted.replace("\r\n", "\n")
+
+
+def test_apple_double_resource_fork_does_not_take_the_files_name() -> None:
+    """Apple Mail's multipart/appledouble (RFC 1740) sends the Mac header and the file under
+    one name: before, the call had two "budget.xlsx", one of them 8 bytes nobody can open."""
+    double = mixed(
+        'Content-Type: application/applefile; name="budget.xlsx"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64(b"\x00\x05\x16\x07made up"),
+        'Content-Type: application/vnd.ms-excel; name="budget.xlsx"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64(b"PK\x03\x04made up"),
+        boundary="apple",
+        subtype="appledouble",
+    )
+    email = parse_message(message("Budget", mixed(TEXT + "It will not open.", double)))
+    assert [(a.filename, a.data[:2]) for a in email.attachments] == [
+        ("._budget.xlsx", b"\x00\x05"),
+        ("budget.xlsx", b"PK"),
+    ]
