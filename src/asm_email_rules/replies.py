@@ -147,6 +147,14 @@ CATALOGUE: Mapping[str, ReplyText] = {
         "Summaries by email are available to analysts only.",
         "DESIGN 4b: a recognised non-analyst gets one line saying summaries are for analysts",
     ),
+    "encrypted_unread": ReplyText(
+        "",
+        "Your message was encrypted and could not be read here. Please send what you need "
+        "without encryption, or in a way agreed with the service desk.",
+        "Beyond the spec: the line an acknowledgement (call logged, call/task/request updated) "
+        "of encrypted mail ends with, so the sender does not believe the desk read it; only "
+        "its body is used",
+    ),
 }
 
 OVERRIDE_KEYS: frozenset[str] = frozenset(

@@ -62,7 +62,7 @@ from asm_email_rules.model import (
     TaskStatus,
 )
 from asm_email_rules.outgoing import OutgoingMessageError, check_address
-from asm_email_rules.replies import Text, merge_text, place_token, render
+from asm_email_rules.replies import CATALOGUE, Text, merge_text, place_token, render
 from asm_email_rules.sender import caller_name, contact_address, has_two_from_headers
 from asm_email_rules.settings import MailboxSettings, ReopenAssignment, SystemSettings
 from asm_email_rules.subject import CommandKind, MatchSource, bracket_token, bracket_token_parts
@@ -1660,11 +1660,9 @@ ENCRYPTED_NOTICE = (
 """What a call's description and history say of encrypted content intake could not read."""
 
 
-ENCRYPTED_REPLY_LINE = (
-    "Your message was encrypted and could not be read here. Please send what you need "
-    "without encryption, or in a way agreed with the service desk."
-)
-"""The line an acknowledgement of encrypted mail (:data:`_ACKNOWLEDGEMENTS`) ends with."""
+ENCRYPTED_REPLY_LINE = CATALOGUE["encrypted_unread"].body
+"""The line an acknowledgement of encrypted mail (:data:`_ACKNOWLEDGEMENTS`) ends with by
+default; a mailbox words it its own way with ``reply_templates["encrypted_unread.body"]``."""
 _ACKNOWLEDGEMENTS = ("call_logged", "call_updated", "task_updated", "request_updated")
 
 
@@ -1762,7 +1760,8 @@ def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> De
             )
             if plan.reply_template in _ACKNOWLEDGEMENTS and unread_notice(facts.email):
                 # the sender would else believe the desk read what they wrote
-                body = merge_text(*reply.body_text, f"\n{ENCRYPTED_REPLY_LINE}\n")
+                line = render("encrypted_unread", {}, mailbox.reply_templates).body
+                body = merge_text(*reply.body_text, "\n", *line, "\n")
                 reply = attrs.evolve(reply, body_text=body)
                 reasons.append("encrypted content not read: the acknowledgement says so")
     person = facts.sender.person

@@ -236,3 +236,16 @@ def test_an_encrypted_mail_logs_a_call_whose_description_says_so(desk: Desk) -> 
     # the sender is told too: the acknowledgement does not let them think it was read
     (reply,) = desk.replies
     assert reply.body.rstrip().endswith(ENCRYPTED_REPLY_LINE)
+
+
+def test_the_encrypted_mail_line_is_worded_by_the_mailbox(desk: Desk) -> None:
+    """A desk that answers in its own language words every reply text itself
+    (``reply_templates``): the line an acknowledgement of encrypted mail ends with is one of
+    them, not an English sentence fixed in the code."""
+    armored = "-----BEGIN PGP MESSAGE-----\n\nhQEMA0made0up\n-----END PGP MESSAGE-----"
+    own = "Ihre Nachricht war verschlüsselt und konnte nicht gelesen werden."
+    desk.set(auto_reply=True, reply_templates={"encrypted_unread.body": own})
+    desk.mail("Passwort", body=armored)
+    (reply,) = desk.replies
+    assert reply.body.rstrip().endswith(own)
+    assert ENCRYPTED_REPLY_LINE not in reply.body
