@@ -666,6 +666,42 @@ auto_reply = true
 """
 
 
+def desk_config(
+    folder: Path,
+    *,
+    smtp_port: int,
+    imap_port: int,
+    user: str,
+    token_url: str,
+    imap_client: str,
+    smtp_client: str,
+    replace: tuple[str, str] = ("", ""),
+) -> Path:
+    """The sample desk in ``folder/desk.sqlite3`` and ``folder/config.toml`` (:data:`CONFIG`
+    signing in with OAuth2 at ``token_url``; ``replace``: one of its lines written another
+    way); the configuration's path."""
+    with SqliteRepository(folder / "desk.sqlite3") as repo:
+        seed_sample_desk(repo)
+    text = CONFIG.format(
+        store="desk.sqlite3",
+        host=HOST,
+        smtp_port=smtp_port,
+        imap_port=imap_port,
+        desk=DESK_ADDRESS,
+        user=user,
+        token_url=token_url,
+        imap_client=imap_client,
+        smtp_client=smtp_client,
+    )
+    old, new = replace
+    if old:
+        assert old in text, f"{old!r} is not in the configuration"
+        text = text.replace(old, new)
+    path = folder / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def test_token_expiring_between_two_polls_is_renewed_before_the_second(
     endpoint: TokenEndpoint,
     oauth_dovecot: OAuthDovecot,
@@ -680,23 +716,14 @@ def test_token_expiring_between_two_polls_is_renewed_before_the_second(
     monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
     monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", smtp_secret)
     (tmp_path / "refresh_token").write_text(endpoint.issue_refresh_token(imap_client, user))
-    store = tmp_path / "desk.sqlite3"
-    with SqliteRepository(store) as repo:
-        seed_sample_desk(repo)
-    path = tmp_path / "config.toml"
-    path.write_text(
-        CONFIG.format(
-            store=store.name,
-            host=HOST,
-            smtp_port=smtp_port,
-            imap_port=oauth_dovecot.imap_port,
-            desk=DESK_ADDRESS,
-            user=user,
-            token_url=endpoint.token_url,
-            imap_client=imap_client,
-            smtp_client=smtp_client,
-        ),
-        encoding="utf-8",
+    path = desk_config(
+        tmp_path,
+        smtp_port=smtp_port,
+        imap_port=oauth_dovecot.imap_port,
+        user=user,
+        token_url=endpoint.token_url,
+        imap_client=imap_client,
+        smtp_client=smtp_client,
     )
     config = load_config(path)
     endpoint.ttl = 2.0  # every token lives two seconds
@@ -813,23 +840,14 @@ def test_check_says_what_to_do_about_a_revoked_refresh_token_and_a_wrong_secret(
     monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", "an-expired-secret")
     refresh_file = tmp_path / "refresh_token"
     refresh_file.write_text("rt-revoked-long-ago\n", encoding="utf-8")
-    store = tmp_path / "desk.sqlite3"
-    with SqliteRepository(store) as repo:
-        seed_sample_desk(repo)
-    config = tmp_path / "config.toml"
-    config.write_text(
-        CONFIG.format(
-            store=store.name,
-            host=HOST,
-            smtp_port=smtp_port,
-            imap_port=oauth_dovecot.imap_port,
-            desk=DESK_ADDRESS,
-            user=user,
-            token_url=endpoint.token_url,
-            imap_client=imap_client,
-            smtp_client=smtp_client,
-        ),
-        encoding="utf-8",
+    config = desk_config(
+        tmp_path,
+        smtp_port=smtp_port,
+        imap_port=oauth_dovecot.imap_port,
+        user=user,
+        token_url=endpoint.token_url,
+        imap_client=imap_client,
+        smtp_client=smtp_client,
     )
     code = main(["check", "--config", str(config)])
     out, err = capsys.readouterr()
@@ -863,26 +881,17 @@ def test_a_token_endpoint_that_is_down_is_logged_as_no_access_token_not_a_refusa
     monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
     monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", smtp_secret)
     (tmp_path / "refresh_token").write_text(endpoint.issue_refresh_token(imap_client, user))
-    store = tmp_path / "desk.sqlite3"
-    with SqliteRepository(store) as repo:
-        seed_sample_desk(repo)
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind((HOST, 0))
         down = f"http://{HOST}:{closed.getsockname()[1]}/token"
-    path = tmp_path / "config.toml"
-    path.write_text(
-        CONFIG.format(
-            store=store.name,
-            host=HOST,
-            smtp_port=smtp_port,
-            imap_port=oauth_dovecot.imap_port,
-            desk=DESK_ADDRESS,
-            user=user,
-            token_url=down,
-            imap_client=imap_client,
-            smtp_client=smtp_client,
-        ),
-        encoding="utf-8",
+    path = desk_config(
+        tmp_path,
+        smtp_port=smtp_port,
+        imap_port=oauth_dovecot.imap_port,
+        user=user,
+        token_url=down,
+        imap_client=imap_client,
+        smtp_client=smtp_client,
     )
     oauth_dovecot.deliver(user, message(41), 41)
     with bootstrap(load_config(path)) as wiring, caplog.at_level("WARNING"):
@@ -922,25 +931,18 @@ def test_check_refuses_a_refresh_token_file_it_could_not_write_back_and_keeps_th
     refresh_file = folder / "refresh_token"
     first = endpoint.issue_refresh_token(imap_client, user)
     refresh_file.write_text(first + "\n", encoding="utf-8")
-    store = tmp_path / "desk.sqlite3"
-    with SqliteRepository(store) as repo:
-        seed_sample_desk(repo)
-    config = tmp_path / "config.toml"
-    config.write_text(
-        CONFIG.format(
-            store=store.name,
-            host=HOST,
-            smtp_port=smtp_port,
-            imap_port=oauth_dovecot.imap_port,
-            desk=DESK_ADDRESS,
-            user=user,
-            token_url=endpoint.token_url,
-            imap_client=imap_client,
-            smtp_client=smtp_client,
-        ).replace(
-            'refresh_token_file = "refresh_token"', 'refresh_token_file = "tokens/refresh_token"'
+    config = desk_config(
+        tmp_path,
+        smtp_port=smtp_port,
+        imap_port=oauth_dovecot.imap_port,
+        user=user,
+        token_url=endpoint.token_url,
+        imap_client=imap_client,
+        smtp_client=smtp_client,
+        replace=(
+            'refresh_token_file = "refresh_token"',
+            'refresh_token_file = "tokens/refresh_token"',
         ),
-        encoding="utf-8",
     )
     real_access = os.access
 
@@ -983,23 +985,15 @@ def test_check_warns_that_a_refresh_token_from_the_environment_is_not_kept_when_
     monkeypatch.setenv("TEST_OAUTH_IMAP_SECRET", imap_secret)
     monkeypatch.setenv("TEST_OAUTH_SMTP_SECRET", "unused")
     monkeypatch.setenv("TEST_OAUTH_RT", endpoint.issue_refresh_token(imap_client, user))
-    store = tmp_path / "desk.sqlite3"
-    with SqliteRepository(store) as repo:
-        seed_sample_desk(repo)
-    config = tmp_path / "config.toml"
-    config.write_text(
-        CONFIG.format(
-            store=store.name,
-            host=HOST,
-            smtp_port=free_port(),
-            imap_port=free_port(),
-            desk=DESK_ADDRESS,
-            user=user,
-            token_url=endpoint.token_url,
-            imap_client=imap_client,
-            smtp_client="unused",
-        ).replace('refresh_token_file = "refresh_token"', 'refresh_token_env = "TEST_OAUTH_RT"'),
-        encoding="utf-8",
+    config = desk_config(
+        tmp_path,
+        smtp_port=free_port(),
+        imap_port=free_port(),
+        user=user,
+        token_url=endpoint.token_url,
+        imap_client=imap_client,
+        smtp_client="unused",
+        replace=('refresh_token_file = "refresh_token"', 'refresh_token_env = "TEST_OAUTH_RT"'),
     )
     code = main(["check", "--no-sign-in", "--config", str(config)])
     out, err = capsys.readouterr()
