@@ -1007,19 +1007,21 @@ def _is_separator_word(word: str) -> bool:
 
 
 def is_rule(stripped: str) -> bool:
-    """A line of dashes, underscores or equals signs (at least five), or such a line framing
-    a few words ("----- Ursprüngliche Mail -----", "----- 원본 메일 -----"): over a header block
-    it is the block's separator, whatever language its words are in."""
+    """A line of dashes, underscores or equals signs (at least five), or words framed by runs
+    of three or more of them ("----- Ursprüngliche Mail -----", "----- 원본 메일 -----"): over a
+    header block it is the block's separator, whatever language its words are in. A person's
+    emphasis is not a frame: "**URGENT**", "*** Note ***", "== Jane Roe, Finance ==" stay."""
     if len(stripped) < 5 or len(stripped) > _MAX_FRAMED:
         return False
     if not stripped.strip("-_="):
         return True
-    return stripped[:2] in _FRAMES and stripped[-2:] in _FRAMES and bool(stripped.strip("-_=* "))
+    return stripped[:3] in _FRAMES and stripped[-3:] in _FRAMES and bool(stripped.strip("-_= "))
 
 
-#: longest framed separator line, and the two-character frames that open and close one
+#: longest framed separator line, and the three-character runs that open and close one (mail
+#: programs frame their separators with dashes; two characters or asterisks are emphasis)
 _MAX_FRAMED = 120
-_FRAMES = frozenset(("--", "__", "==", "**"))
+_FRAMES = frozenset(("---", "___", "==="))
 
 
 def is_sig_delimiter(stripped: str) -> bool:

@@ -108,6 +108,24 @@ CASES = [
         f"==== Fehlerbericht ====\n{REPLY}\n\n{OUTLOOK}\nCall 100 has been updated.\n",
         f"==== Fehlerbericht ====\n{REPLY}",
     ),
+    # a person's emphasis right above our Outlook block (no mail program frames its separator
+    # with two characters or asterisks) is their text: only the block goes
+    _row(
+        "person-bold-line-over-outlook-block",
+        f"{REPLY}\n\n**URGENT**\n\n{OUTLOOK}\nCall 100 has been updated.\n",
+        f"{REPLY}\n\n**URGENT**",
+    ),
+    _row(
+        "person-starred-note-over-outlook-block-marker",
+        f"{REPLY}\n\n*** I am on leave from Monday ***\n\n{OUTLOOK}\n{OURS}",
+        f"{REPLY}\n\n*** I am on leave from Monday ***",
+        MARKER,
+    ),
+    _row(
+        "person-framed-signature-over-outlook-block",
+        f"{REPLY}\n\n== Uma User, Finance ==\n\n{OUTLOOK}\nCall 100 has been updated.\n",
+        f"{REPLY}\n\n== Uma User, Finance ==",
+    ),
     # ---- GroupWise: a ">>> name date time >>>" line over the unquoted original is its header
     _row(
         "groupwise-header-line",
