@@ -817,13 +817,22 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
         j += 1
     if len(labels_seen) < 2 or not labels_seen & {_FROM, _DATE}:
         return None
-    if _introduced_list(stripped, i):
+    addressed = any("@" in stripped[k][:_MAX_FLATTENED] for k in range(i, last + 1))
+    if _introduced_list(stripped, i) and not (addressed and _ends_text(stripped, last + 1)):
         return None  # "The bounce said:" over the headers the person pasted
-    if any("@" in stripped[k][:_MAX_FLATTENED] for k in range(i, last + 1)):
+    if addressed:
         return last + 1
     if dated and labels_seen & {_FROM, _SUBJECT}:
         return last + 1
     return None
+
+
+def _ends_text(stripped: list[str], end: int) -> bool:
+    """True when only blank lines (at most :data:`_HEADER_WINDOW`) follow ``end``: a block
+    with an address that nothing of the person's follows, over our marker, is our history's
+    header under an intro line we do not know ("Vidarebefordrat mejl:"), not headers the
+    person pasted to say something about them."""
+    return len(stripped) - end <= _HEADER_WINDOW and not any(stripped[end:])
 
 
 def _introduced_list(stripped: list[str], i: int) -> bool:

@@ -245,6 +245,29 @@ CASES = [
         "The bounce said:\nFrom: Mail Delivery System <mailer-daemon@corp.example>\n"
         "Date: 26/11/2026 16:02\nSubject: Undeliverable\n\nSo the printer cannot mail scans.",
     ),
+    # ... but our history's header block (with its address) right over our marker, under an
+    # intro line we do not know (a forward intro in another language), is our history's
+    _row(
+        "unknown-forward-intro-sv-over-our-block-and-marker",
+        f"{REPLY}\n\nVidarebefordrat mejl:\n{OUTLOOK}\n{OURS}",
+        f"{REPLY}\n\nVidarebefordrat mejl:",
+        MARKER,
+    ),
+    _row(
+        "person-intro-over-our-block-and-marker",
+        f"{REPLY}\n\nYour last mail:\n{OUTLOOK}\n{OURS}",
+        f"{REPLY}\n\nYour last mail:",
+        MARKER,
+    ),
+    _row(
+        "person-pasted-headers-with-address-under-intro-marker",
+        "The bounce said:\nFrom: Mail Delivery System <mailer-daemon@corp.example>\n"
+        "Date: 26/11/2026 16:02\nSubject: Undeliverable\n\nSo the printer cannot mail scans.\n\n"
+        f"{OURS}",
+        "The bounce said:\nFrom: Mail Delivery System <mailer-daemon@corp.example>\n"
+        "Date: 26/11/2026 16:02\nSubject: Undeliverable\n\nSo the printer cannot mail scans.",
+        MARKER,
+    ),
     # ---- ">" lines the person introduces with their own colon line are their reply
     _row(
         "person-quoted-commands-under-own-intro",
