@@ -318,6 +318,11 @@ _DEVICE_RE = re.compile(
 #: "나의 iPhone에서 보냄", "iPhone'umdan gönderildi"): a device name and one of these endings
 _DEVICE_LAST_VERBS = ("から送信", "发送", "發送", "傳送", "에서 보냄", "gönderildi")
 _DEVICE_NAME_RE = re.compile(_DEVICES, re.IGNORECASE)
+#: all that comes before the device name in such a line: nothing, "from", "(from) my"
+_DEVICE_LAST_OPENERS = frozenset(("", "从", "從", "我的", "从我的", "從我的", "나의", "내", "私の"))
+#: all that comes between the device name and the ending: a model ("iPhone 15"), a Turkish
+#: suffix ("'umdan "); a person's sentence ("Android手机的邮件不能发送") has more
+_DEVICE_LAST_MIDDLE_RE = re.compile(r"[A-Za-z0-9' çğıöşüÇĞİÖŞÜ]{0,12}")
 _VALEDICTIONS = frozenset(
     (
         "regards",
@@ -1045,10 +1050,17 @@ def is_device_line(stripped: str) -> bool:
     m = _DEVICE_RE.match(stripped)
     if m is not None:
         return len(stripped[m.end() :].split()) <= 6
+    verb = next((v for v in _DEVICE_LAST_VERBS if stripped.endswith(v)), "")
+    if len(stripped) > 40 or not verb:
+        return False
+    # nothing but "(from) (my) <device> <verb>": "邮件无法从Outlook发送" (mail cannot be sent
+    # from Outlook) or "会議の招待をOutlookから送信" is the person's own sentence
+    head = stripped[: len(stripped) - len(verb)]
+    name = _DEVICE_NAME_RE.search(head)
     return (
-        len(stripped) <= 40
-        and stripped.endswith(_DEVICE_LAST_VERBS)
-        and _DEVICE_NAME_RE.search(stripped) is not None
+        name is not None
+        and head[: name.start()].strip() in _DEVICE_LAST_OPENERS
+        and _DEVICE_LAST_MIDDLE_RE.fullmatch(head[name.end() :]) is not None
     )
 
 

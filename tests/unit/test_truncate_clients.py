@@ -478,6 +478,7 @@ DEVICE_LINES = {
     "zh-TW": "從我的 iPhone 傳送",
     "ko": "나의 iPhone에서 보냄",
     "tr": "iPhone'umdan gönderildi",
+    "zh-model": "从我的 iPhone 15 发送",
 }
 
 
@@ -490,7 +491,16 @@ def test_device_signature_goes_in_signature_mode(device: str) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["My Galaxy phone crashed, so I sent it from the iPad", "Outlook 発送 ist kaputt"],
+    [
+        "My Galaxy phone crashed, so I sent it from the iPad",
+        "Outlook 発送 ist kaputt",
+        # the person's problem, worded with a device name and a verb-last ending
+        "邮件无法从Outlook发送",  # mail cannot be sent from Outlook
+        "Android手机的邮件不能发送",  # the Android phone's mail cannot be sent
+        "会議の招待をOutlookから送信",  # sending the meeting invitation from Outlook
+        "파일을 Outlook에서 보냄",  # sending the file from Outlook
+        "Rapor Outlook'tan gönderildi",  # the report was sent from Outlook
+    ],
 )
 def test_a_sentence_about_a_device_stays_in_signature_mode(line: str) -> None:
     assert truncate_reply(f"{REPLY}\n\n{line}\n", strip_signature=True).kept == f"{REPLY}\n\n{line}"
