@@ -1237,6 +1237,54 @@ def _score(signals: Sequence[Signal], kind: MailKind | None = None) -> int:
     return sum(best.values())
 
 
+_TEAM_MAILBOX_NOTES = (
+    "(a robot's address)",
+    "(a robot's name)",
+    "(a system account that scripts send from)",
+)
+"""How the reasons of From clues end that a person's team mailbox or a web form shows too
+(``sysadmin@``, ``monitoring@``, ``www-data@``): they say a script or a team may have sent
+the message, not that the mail system did."""
+
+
+def _confirms_bounce(signal: Signal) -> bool:
+    """Whether ``signal`` is a clue the writer does not type that says the mail system wrote
+    the message (:func:`_score`): a delivery report or another bounce clue outside the
+    writer's words, a null or mailer-daemon Return-Path, ``Auto-Submitted``, a mailer-daemon,
+    system-mailbox, postmaster, no-reply or gateway From. A loop header, ``Precedence``, a
+    list header or a team mailbox's From (:data:`_TEAM_MAILBOX_NOTES`) say a relay, a list or
+    a team handled the message, not that it failed."""
+    if signal.kind is MailKind.BOUNCE:
+        return not _writer_source(signal)
+    if signal.source in ("Return-Path", "Auto-Submitted"):
+        return signal.weight >= STRONG
+    if signal.source == "sender":
+        return signal.weight >= STRONG or not signal.reason.endswith(_TEAM_MAILBOX_NOTES)
+    return False
+
+
+def _unconfirmed_bounce_talk(signals: list[Signal]) -> list[Signal]:
+    """``signals`` with the writer's bounce clues (subject, body, an attached message) made
+    notes of weight 0 when they are what makes the message automatic and no clue the writer
+    does not type confirms them (:func:`_confirms_bounce`): a person writing from a team
+    mailbox (``sysadmin@``) or through a forwarder that adds ``X-Loop`` about a parcel "not
+    delivered yet" or a "Message not delivered" error is no bounce, which would be deleted
+    without a call or a reply (DESIGN 4)."""
+    talk = [s for s in signals if s.kind is MailKind.BOUNCE and _writer_source(s) and s.weight]
+    if not talk or _score(signals) < THRESHOLD:
+        return signals  # a person's mail anyway: its reasons say so as before
+    if any(_confirms_bounce(s) for s in signals if s.weight):
+        return signals
+    return [
+        attrs.evolve(
+            s, weight=0, reason=f"{s.reason}; unconfirmed: nothing says a mail system wrote it"
+        )
+        if s in talk
+        else s
+        for s in signals
+    ]
+
+
 _ROBOT_SOURCES = frozenset({"sender", "Sender"})
 """The sources that say who wrote a message (From, Sender): a robot's address there names
 machine mail, which a generic list default (``Precedence: bulk``) does not outrank."""
@@ -1344,6 +1392,7 @@ def _classify(
     ]
     if _score(signals) >= 1:  # the body never decides alone: read it only to confirm or name
         signals.extend(_body_signals(email))
+    signals = _unconfirmed_bounce_talk(signals)
     score = _score(signals)
     counted = [s for s in signals if s.weight > 0]
     notes = [s.reason for s in signals if s.weight == 0]

@@ -287,17 +287,18 @@ class Repository(RuleReader, Protocol):
         ...
 
     def close_call(self, number: int, by: str, now: datetime) -> None:
-        """Close an open call. RepositoryError, changing nothing, when it is not open (the
-        rules saw it open: another poller closed it since, and the message is decided again)."""
+        """Close an open call. StaleRecordError (a RepositoryError), changing nothing, when it
+        is not open (the rules saw it open: another poller closed it since, and
+        :func:`~asm_email_rules.pipeline.process` decides the message again)."""
         ...
 
     def reopen_call(self, number: int, owner_id: int | None, group: str, now: datetime) -> None:
-        """Reopen a closed call and assign it to ``owner_id`` and ``group``. RepositoryError,
+        """Reopen a closed call and assign it to ``owner_id`` and ``group``. StaleRecordError,
         changing nothing, when it is not closed."""
         ...
 
     def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
-        """Approve or reject an approval task. RepositoryError, changing nothing, when the
+        """Approve or reject an approval task. StaleRecordError, changing nothing, when the
         status is APPROVED or REJECTED and the task is no longer PENDING: an approval is
         decided once (DESIGN 4b), and a store shared by pollers must check and write under one
         lock, or an approve and a reject read at once both win."""

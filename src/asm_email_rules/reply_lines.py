@@ -318,6 +318,11 @@ _DEVICE_RE = re.compile(
 #: "나의 iPhone에서 보냄", "iPhone'umdan gönderildi"): a device name and one of these endings
 _DEVICE_LAST_VERBS = ("から送信", "发送", "發送", "傳送", "에서 보냄", "gönderildi")
 _DEVICE_NAME_RE = re.compile(_DEVICES, re.IGNORECASE)
+#: all that comes before the device name in such a line: nothing, "from", "(from) my"
+_DEVICE_LAST_OPENERS = frozenset(("", "从", "從", "我的", "从我的", "從我的", "나의", "내", "私の"))
+#: all that comes between the device name and the ending: a model ("iPhone 15"), a Turkish
+#: suffix ("'umdan "); a person's sentence ("Android手机的邮件不能发送") has more
+_DEVICE_LAST_MIDDLE_RE = re.compile(r"[A-Za-z0-9' çğıöşüÇĞİÖŞÜ]{0,12}")
 _VALEDICTIONS = frozenset(
     (
         "regards",
@@ -817,13 +822,22 @@ def header_block_at(stripped: list[str], i: int) -> int | None:
         j += 1
     if len(labels_seen) < 2 or not labels_seen & {_FROM, _DATE}:
         return None
-    if _introduced_list(stripped, i):
+    addressed = any("@" in stripped[k][:_MAX_FLATTENED] for k in range(i, last + 1))
+    if _introduced_list(stripped, i) and not (addressed and _ends_text(stripped, last + 1)):
         return None  # "The bounce said:" over the headers the person pasted
-    if any("@" in stripped[k][:_MAX_FLATTENED] for k in range(i, last + 1)):
+    if addressed:
         return last + 1
     if dated and labels_seen & {_FROM, _SUBJECT}:
         return last + 1
     return None
+
+
+def _ends_text(stripped: list[str], end: int) -> bool:
+    """True when only blank lines (at most :data:`_HEADER_WINDOW`) follow ``end``: a block
+    with an address that nothing of the person's follows, over our marker, is our history's
+    header under an intro line we do not know ("Vidarebefordrat mejl:"), not headers the
+    person pasted to say something about them."""
+    return len(stripped) - end <= _HEADER_WINDOW and not any(stripped[end:])
 
 
 def _introduced_list(stripped: list[str], i: int) -> bool:
@@ -1007,19 +1021,21 @@ def _is_separator_word(word: str) -> bool:
 
 
 def is_rule(stripped: str) -> bool:
-    """A line of dashes, underscores or equals signs (at least five), or such a line framing
-    a few words ("----- Ursprüngliche Mail -----", "----- 원본 메일 -----"): over a header block
-    it is the block's separator, whatever language its words are in."""
+    """A line of dashes, underscores or equals signs (at least five), or words framed by runs
+    of three or more of them ("----- Ursprüngliche Mail -----", "----- 원본 메일 -----"): over a
+    header block it is the block's separator, whatever language its words are in. A person's
+    emphasis is not a frame: "**URGENT**", "*** Note ***", "== Jane Roe, Finance ==" stay."""
     if len(stripped) < 5 or len(stripped) > _MAX_FRAMED:
         return False
     if not stripped.strip("-_="):
         return True
-    return stripped[:2] in _FRAMES and stripped[-2:] in _FRAMES and bool(stripped.strip("-_=* "))
+    return stripped[:3] in _FRAMES and stripped[-3:] in _FRAMES and bool(stripped.strip("-_= "))
 
 
-#: longest framed separator line, and the two-character frames that open and close one
+#: longest framed separator line, and the three-character runs that open and close one (mail
+#: programs frame their separators with dashes; two characters or asterisks are emphasis)
 _MAX_FRAMED = 120
-_FRAMES = frozenset(("--", "__", "==", "**"))
+_FRAMES = frozenset(("---", "___", "==="))
 
 
 def is_sig_delimiter(stripped: str) -> bool:
@@ -1034,10 +1050,17 @@ def is_device_line(stripped: str) -> bool:
     m = _DEVICE_RE.match(stripped)
     if m is not None:
         return len(stripped[m.end() :].split()) <= 6
+    verb = next((v for v in _DEVICE_LAST_VERBS if stripped.endswith(v)), "")
+    if len(stripped) > 40 or not verb:
+        return False
+    # nothing but "(from) (my) <device> <verb>": "邮件无法从Outlook发送" (mail cannot be sent
+    # from Outlook) or "会議の招待をOutlookから送信" is the person's own sentence
+    head = stripped[: len(stripped) - len(verb)]
+    name = _DEVICE_NAME_RE.search(head)
     return (
-        len(stripped) <= 40
-        and stripped.endswith(_DEVICE_LAST_VERBS)
-        and _DEVICE_NAME_RE.search(stripped) is not None
+        name is not None
+        and head[: name.start()].strip() in _DEVICE_LAST_OPENERS
+        and _DEVICE_LAST_MIDDLE_RE.fullmatch(head[name.end() :]) is not None
     )
 
 

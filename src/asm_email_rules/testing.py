@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from asm_email_rules.errors import NotFoundError, RepositoryError
+from asm_email_rules.errors import NotFoundError, RepositoryError, StaleRecordError
 from asm_email_rules.model import (
     Attachment,
     Call,
@@ -822,19 +822,21 @@ def check_set_task_status(repo: SeedableRepository) -> None:
 
 @_check
 def check_set_task_status_decides_an_approval_once(repo: SeedableRepository) -> None:
-    """Approving or rejecting a task no longer PENDING raises RepositoryError, changing
-    nothing: of two pollers that both read an approval as pending, only the first decides it
-    (DESIGN 4b: an approval no longer pending is not changed again)."""
+    """Approving or rejecting a task no longer PENDING raises StaleRecordError (a
+    RepositoryError), changing nothing: of two pollers that both read an approval as pending,
+    only the first decides it (DESIGN 4b: an approval no longer pending is not changed again),
+    and ``process`` decides the other's message again at once on what it sees, which it does
+    for StaleRecordError only (a plain RepositoryError is raised to the caller)."""
     approved = Task(number=4, kind=TaskKind.APPROVAL, status=TaskStatus.APPROVED)
     _seed(repo, approved, Task(number=5, kind=TaskKind.APPROVAL, status=TaskStatus.REJECTED))
     _raises(
-        RepositoryError,
+        StaleRecordError,
         "rejecting an approved task",
         lambda: repo.set_task_status(4, TaskStatus.REJECTED, "x", T0),
         repo,
     )
     _raises(
-        RepositoryError,
+        StaleRecordError,
         "approving a rejected task",
         lambda: repo.set_task_status(5, TaskStatus.APPROVED, "x", T0),
         repo,

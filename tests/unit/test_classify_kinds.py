@@ -557,6 +557,60 @@ def test_a_person_writing_about_a_bounce_in_subject_and_body_is_a_person(
     assert any("weak evidence only (1 of 2" in reason for reason in result.reasons)
 
 
+PEOPLE_WITH_A_RELAY_CLUE_WRITING_ABOUT_DELIVERY = {
+    "team-mailbox-parcel": (
+        ("From: Sam Admin <sysadmin@corp.example>", "Subject: toner order"),
+        "Hi, the toner we ordered on Monday was not delivered yet. Can you chase it?\n",
+    ),
+    "forwarder-loop-header-gmail-error": (
+        ("From: Uma User <uma@corp.example>", "X-Loop: fwd@corp.example", "Subject: finance"),
+        "My mail to finance comes back with 'Message not delivered'. Can you check?\n",
+    ),
+    "forwarder-loop-header-temporary-problem": (
+        ("From: Uma User <uma@corp.example>", "X-Loop: fwd@corp.example", "Subject: finance"),
+        "Gmail says there was a temporary problem delivering my message. Why?\n",
+    ),
+    "team-mailbox-parcel-ja": (
+        ("From: Sam Admin <sysadmin@corp.example>", "Subject: トナー"),
+        "トナーの配送が遅延しています。確認してください。\n",
+    ),
+    "web-form-customer-text": (
+        ("From: www-data@shop.example", "Subject: Contact form"),
+        "Message: my order 7781 was not delivered, please help\n",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    PEOPLE_WITH_A_RELAY_CLUE_WRITING_ABOUT_DELIVERY.values(),
+    ids=PEOPLE_WITH_A_RELAY_CLUE_WRITING_ABOUT_DELIVERY.keys(),
+)
+def test_delivery_talk_with_only_a_relay_or_team_clue_is_no_bounce(
+    headers: tuple[str, ...], body: str
+) -> None:
+    # DESIGN 4: a bounce is deleted at once, "no call, no reply"; the person's words about a
+    # delivery, with a team mailbox's From or a forwarder's X-Loop (no null Return-Path, no
+    # mailer-daemon, no Auto-Submitted, no report), were taken for one and the request lost.
+    result = classify(mail(*headers, body=body))
+    assert result.kind is not MailKind.BOUNCE
+    assert result.bounce is None
+    assert any("unconfirmed" in reason for reason in result.reasons)
+
+
+def test_delivery_talk_from_a_team_mailbox_with_a_null_return_path_is_a_bounce() -> None:
+    # the mail system's own clue (Return-Path: <>) confirms the words: still a bounce
+    result = classify(
+        mail(
+            "Return-Path: <>",
+            "From: Mail System <system@mx.example.net>",
+            "Subject: Delivery delayed",
+            body="Your message was not delivered yet; we will keep trying for 2 days.\n",
+        )
+    )
+    assert result.kind is MailKind.BOUNCE
+
+
 @pytest.mark.parametrize(
     ("subject", "body"),
     [

@@ -14,7 +14,7 @@ import attrs
 import pytest
 
 from asm_email_rules.adapters.memory import InMemoryRepository, short_description
-from asm_email_rules.errors import RepositoryError
+from asm_email_rules.errors import RepositoryError, StaleRecordError
 from asm_email_rules.model import (
     Attachment,
     Call,
@@ -514,6 +514,17 @@ class ApproversInAList(InMemoryRepository):
         return attrs.evolve(task, approver_ids=list(task.approver_ids))  # type: ignore[arg-type]
 
 
+class DecidedApprovalPlainError(InMemoryRepository):
+    """Refuses a decided approval with a plain RepositoryError: ``process`` then raises it to
+    the caller instead of deciding the losing poller's message again."""
+
+    def set_task_status(self, number: int, status: TaskStatus, by: str, now: datetime) -> None:
+        try:
+            super().set_task_status(number, status, by, now)
+        except StaleRecordError as exc:
+            raise RepositoryError(str(exc)) from None
+
+
 @pytest.mark.parametrize(
     ("broken", "failing", "fault"),
     [
@@ -568,6 +579,11 @@ class ApproversInAList(InMemoryRepository):
             ApproversInAList,
             "put_get_round_trip",
             "Task.approver_ids is a list ([13, 12]), not the tuple",
+        ),
+        (
+            DecidedApprovalPlainError,
+            "set_task_status_decides_an_approval_once",
+            "rejecting an approved task: expected StaleRecordError, got RepositoryError",
         ),
     ],
 )

@@ -108,6 +108,24 @@ CASES = [
         f"==== Fehlerbericht ====\n{REPLY}\n\n{OUTLOOK}\nCall 100 has been updated.\n",
         f"==== Fehlerbericht ====\n{REPLY}",
     ),
+    # a person's emphasis right above our Outlook block (no mail program frames its separator
+    # with two characters or asterisks) is their text: only the block goes
+    _row(
+        "person-bold-line-over-outlook-block",
+        f"{REPLY}\n\n**URGENT**\n\n{OUTLOOK}\nCall 100 has been updated.\n",
+        f"{REPLY}\n\n**URGENT**",
+    ),
+    _row(
+        "person-starred-note-over-outlook-block-marker",
+        f"{REPLY}\n\n*** I am on leave from Monday ***\n\n{OUTLOOK}\n{OURS}",
+        f"{REPLY}\n\n*** I am on leave from Monday ***",
+        MARKER,
+    ),
+    _row(
+        "person-framed-signature-over-outlook-block",
+        f"{REPLY}\n\n== Uma User, Finance ==\n\n{OUTLOOK}\nCall 100 has been updated.\n",
+        f"{REPLY}\n\n== Uma User, Finance ==",
+    ),
     # ---- GroupWise: a ">>> name date time >>>" line over the unquoted original is its header
     _row(
         "groupwise-header-line",
@@ -226,6 +244,29 @@ CASES = [
         f"On Thu, Nov 26, 2026 at 4:02 PM Service Desk <{DESK}> wrote:\n> Call 100.\n",
         "The bounce said:\nFrom: Mail Delivery System <mailer-daemon@corp.example>\n"
         "Date: 26/11/2026 16:02\nSubject: Undeliverable\n\nSo the printer cannot mail scans.",
+    ),
+    # ... but our history's header block (with its address) right over our marker, under an
+    # intro line we do not know (a forward intro in another language), is our history's
+    _row(
+        "unknown-forward-intro-sv-over-our-block-and-marker",
+        f"{REPLY}\n\nVidarebefordrat mejl:\n{OUTLOOK}\n{OURS}",
+        f"{REPLY}\n\nVidarebefordrat mejl:",
+        MARKER,
+    ),
+    _row(
+        "person-intro-over-our-block-and-marker",
+        f"{REPLY}\n\nYour last mail:\n{OUTLOOK}\n{OURS}",
+        f"{REPLY}\n\nYour last mail:",
+        MARKER,
+    ),
+    _row(
+        "person-pasted-headers-with-address-under-intro-marker",
+        "The bounce said:\nFrom: Mail Delivery System <mailer-daemon@corp.example>\n"
+        "Date: 26/11/2026 16:02\nSubject: Undeliverable\n\nSo the printer cannot mail scans.\n\n"
+        f"{OURS}",
+        "The bounce said:\nFrom: Mail Delivery System <mailer-daemon@corp.example>\n"
+        "Date: 26/11/2026 16:02\nSubject: Undeliverable\n\nSo the printer cannot mail scans.",
+        MARKER,
     ),
     # ---- ">" lines the person introduces with their own colon line are their reply
     _row(
@@ -437,6 +478,7 @@ DEVICE_LINES = {
     "zh-TW": "從我的 iPhone 傳送",
     "ko": "나의 iPhone에서 보냄",
     "tr": "iPhone'umdan gönderildi",
+    "zh-model": "从我的 iPhone 15 发送",
 }
 
 
@@ -449,7 +491,16 @@ def test_device_signature_goes_in_signature_mode(device: str) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["My Galaxy phone crashed, so I sent it from the iPad", "Outlook 発送 ist kaputt"],
+    [
+        "My Galaxy phone crashed, so I sent it from the iPad",
+        "Outlook 発送 ist kaputt",
+        # the person's problem, worded with a device name and a verb-last ending
+        "邮件无法从Outlook发送",  # mail cannot be sent from Outlook
+        "Android手机的邮件不能发送",  # the Android phone's mail cannot be sent
+        "会議の招待をOutlookから送信",  # sending the meeting invitation from Outlook
+        "파일을 Outlook에서 보냄",  # sending the file from Outlook
+        "Rapor Outlook'tan gönderildi",  # the report was sent from Outlook
+    ],
 )
 def test_a_sentence_about_a_device_stays_in_signature_mode(line: str) -> None:
     assert truncate_reply(f"{REPLY}\n\n{line}\n", strip_signature=True).kept == f"{REPLY}\n\n{line}"
