@@ -401,15 +401,19 @@ leave gaps of up to 5 ms between looks, longer than the gaps a busy poller leave
 _T = TypeVar("_T")
 
 
+_NEWEST = " ORDER BY r.last_update IS NULL, r.last_update DESC, r.number DESC"
+"""A summary's order: newest update first, records never updated last, ties by number."""
+
+
 def _text_head(column: str) -> str:
     """SQL for the first :data:`SUMMARY_SCAN_CHARS` characters of a text ``column`` (:func:`_head`
     reads the value). SQLite's ``substr`` of a text stops at a NUL character, so "Printer\\0
     jams" came back as "Printer": a text holding one is read as the UTF-8 bytes that hold
-    those characters instead (``instr`` of a blob looks at bytes; the common text costs no
-    more than before, about ``SUMMARY_SCAN_CHARS`` characters)."""
-    blob = f"CAST({column} AS BLOB)"
+    those characters instead (``instr`` of a blob looks at bytes, and only at the head's: a
+    long description costs no more than a short one, as :meth:`_summary_rows` promises)."""
+    head = f"substr(CAST({column} AS BLOB), 1, {4 * SUMMARY_SCAN_CHARS})"
     return (
-        f"CASE WHEN instr({blob}, x'00') > 0 THEN substr({blob}, 1, {4 * SUMMARY_SCAN_CHARS})"
+        f"CASE WHEN instr({head}, x'00') > 0 THEN {head}"
         f" ELSE substr({column}, 1, {SUMMARY_SCAN_CHARS}) END"
     )
 
@@ -873,13 +877,14 @@ class SqliteRepository(SqlRepository):
         with self._snapshot():
             total = int(self._one(f"SELECT COUNT(*) FROM {table} r WHERE {where}", params)[0])
             rows = self._execute(
+                # the newest numbers first, then their texts: the heads are read for the
+                # rows shown, not for every row the sort looks at
                 f"SELECT r.number, r.status, {_text_head('r.description')},"
                 f" r.last_update, r.group_name, o.name, o.email,"
-                f" {_text_head(subject)} FROM {table} r"
-                " LEFT JOIN persons o ON o.id = r.owner_id"
-                f" WHERE {where}"
-                " ORDER BY r.last_update IS NULL, r.last_update DESC, r.number DESC"
-                " LIMIT :limit",
+                f" {_text_head(subject)}"
+                f" FROM (SELECT r.number FROM {table} r WHERE {where}{_NEWEST} LIMIT :limit)"
+                f" AS shown JOIN {table} r ON r.number = shown.number"
+                f" LEFT JOIN persons o ON o.id = r.owner_id{_NEWEST}",
                 params,
             ).fetchall()
         return total, [(*row[:2], _head(row[2]), *row[3:7], _head(row[7])) for row in rows]
