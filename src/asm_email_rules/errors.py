@@ -25,7 +25,9 @@ class ArgumentTypeError(AsmEmailError, TypeError):
 
     A :class:`TypeError` too, so code written against the plain ``TypeError`` these checks
     raised before still catches it. A programming error of the host, never the message's
-    fault: nothing is quarantined for it.
+    fault: the polling service counts it as a failure of the store (a host store that
+    handed the rules a record of the wrong shape), retries the message on later passes and
+    sets it aside only after ``max_send_attempts`` of them, with this error.
     """
 
 

@@ -38,6 +38,7 @@ from asm_email_rules.classify import MailKind
 from asm_email_rules.config import AccountConfig, Config
 from asm_email_rules.decision import days_before, require_aware, utc_clock
 from asm_email_rules.errors import (
+    ArgumentTypeError,
     AuthenticationError,
     MailboxError,
     MailboxHungUpError,
@@ -795,7 +796,11 @@ class PollingService:
                     extra={"account": message.account.name, "sha256": message.sha256},
                 )
             error = str(exc) if typed else f"{type(exc).__name__}: {exc}"
-            store_failed = typed or raised_inside(exc, self.repository)
+            # a record of the wrong shape from a host store (a person whose email is None)
+            # is named by ArgumentTypeError where the rules use it: the store's fault too
+            store_failed = (
+                typed or raised_inside(exc, self.repository) or isinstance(exc, ArgumentTypeError)
+            )
             if store_failed and not self._store_failed(message):
                 raise _RetryLaterError(f"the store failed: {error}") from exc
             reason = f"processing failed: {error}"

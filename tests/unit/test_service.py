@@ -1993,3 +1993,41 @@ def test_after_the_sent_journal_fails_the_service_sends_without_one_for_a_while(
     desk.deliver(make_raw("Issue 6", "uma@corp.example", "problem 6", "<j6@c>"))
     service.poll_once()
     assert len(adds) == 2
+
+
+class NullEmailStore:
+    """Wraps the store; ``persons_by_address`` hands back Uma with a NULL email column, as a
+    host store whose directory lost an address does."""
+
+    def __init__(self, inner: SqliteRepository) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def persons_by_address(self, address: str) -> Any:
+        return [
+            attrs.evolve(person, email=None) for person in self.inner.persons_by_address(address)
+        ]
+
+
+def test_a_host_record_of_the_wrong_shape_is_the_stores_fault_not_the_messages(
+    desk: Desk,
+) -> None:
+    """A host store handing the rules a Person whose email is None: the rules name it with
+    ArgumentTypeError. That is the store's fault, so the message is retried on later passes
+    like any store failure, and only after ``max_send_attempts`` set aside; it was
+    quarantined at once as "processing failed", blamed for our side's data."""
+    box = KeepingMailbox({"1": NEW_CALL})
+    config = Config(desk.tmp / "s", desk.system, None, desk.accounts)
+    service = PollingService(
+        config, NullEmailStore(desk.store), desk.mailer, lambda _: box, now=lambda: NOW
+    )
+    first = service.poll_once()["helpdesk"]
+    assert (first.quarantined, first.errors) == (0, 1)
+    assert "the store failed: ArgumentTypeError" in first.last_error
+    assert box.quarantine_calls == []
+    for _ in range(desk.system.max_send_attempts - 1):
+        last = service.poll_once()["helpdesk"]
+    assert last.quarantined == 1
+    assert "ArgumentTypeError" in box.quarantine_calls[0][1]
