@@ -411,6 +411,15 @@ _NOREPLY_LOCAL = re.compile(
     r"^(?:" + "|".join(rf"{'[-_.+]?'.join(w)}" for w in _NOREPLY_WORDS) + r")"
     r"|(?:" + "|".join(rf"{'[-_.+]?'.join(w)}" for w in _NOREPLY_WORDS) + r")$"
 )
+# The tools that send alerts and reports in their own templates (TOOL_TEMPLATE_LINES), and
+# the system account smartd and mdadm mail from.
+_TOOL_WORDS = frozenset(
+    {
+        *("nagios", "zabbix", "icinga", "icinga2", "cron", "root", "logwatch", "grafana"),
+        *("prometheus", "alertmanager", "datadog", "pagerduty", "opsgenie", "veeam"),
+        *("smartd", "mdadm"),
+    }
+)
 _ROBOT_LOCAL = re.compile(
     r"(?:^|[-_.+])(?:(?:" + "|".join(sorted(_ROBOT_WORDS)) + r")(?:$|[-_.+])"
     r"|(?:" + "|".join(_ROBOT_PREFIXES) + r"))"
@@ -486,6 +495,14 @@ def _robot_local(local: str) -> str | None:
     if _ROBOT_LOCAL.search(local):
         return "a robot's address"
     return None
+
+
+def _from_a_tool(email: InboundEmail) -> bool:
+    """Whether the From address names a monitoring or system tool (``zabbix@``,
+    ``alertmanager-prod@``, ``root@``): only such a sender writes a tool's template lines as
+    its own; a team address (``sysadmin@``, ``alerts@``) may be people pasting one."""
+    local = normalise_address(email.sender).rpartition("@")[0]
+    return any(word in _TOOL_WORDS for word in re.split(r"[-_.+]", local[:64]))
 
 
 def _sender_signals(email: InboundEmail) -> list[Signal]:
@@ -1181,6 +1198,8 @@ def _body_signals(email: InboundEmail) -> list[Signal]:
             Signal("body", MailKind.AUTO_REPLY, WEAK, f"body reads like an auto-reply: {quoted}")
         )
     notice = says.notice
+    if notice in text.TOOL_TEMPLATE_LINES and not _from_a_tool(email):
+        notice = None  # a person (a sysadmin team, too) pasting an alert they got
     if notice is not None:
         signals.append(
             Signal(

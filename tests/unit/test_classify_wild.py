@@ -390,3 +390,18 @@ PEOPLE = [
 @pytest.mark.parametrize(("headers", "body"), PEOPLE)
 def test_people_stay_people(headers: tuple[str, ...], body: str) -> None:
     assert kind_of("From: Pat <pat@client.example>", *headers, body=body) is NORMAL
+
+
+@pytest.mark.parametrize("sender", ["sysadmin@corp.example", "Ops Team <alerts@corp.example>"])
+def test_a_team_pasting_an_alert_to_the_desk_is_a_person(sender: str) -> None:
+    """guard (review of b8bd0af): the monitoring tools' template lines say "a machine" of mail
+    a tool sent. A sysadmin team writing from its shared address and pasting the alert it got
+    is people asking for help: taken for machine mail, they got no acknowledgement and their
+    commands did not run."""
+    body = (
+        "Hi team,\n\nsince this morning we get this alert every ten minutes:\n\n"
+        "alertname: HighMemoryUsage\ninstance: app07:9100\n\nNotification Type: PROBLEM\n\n"
+        "Can someone look at app07? It is slowing down our orders.\n"
+    )
+    kind = kind_of(f"From: {sender}", "Subject: Our dashboard shows an alert", body=body)
+    assert kind is NORMAL
