@@ -126,10 +126,16 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     purge.add_argument(
         "--dry-run", action="store_true", help="list what would be forgotten; change nothing"
     )
-    for sub in (listing, show, release, replay, purge):
+    for sub in (listing, show, purge):
         sub.add_argument("--config", metavar="F", help="configuration file (its store)")
-        if sub in (listing, show, purge):
-            sub.add_argument("--store", metavar="DB", help="the SQLite store (instead of --config)")
+        sub.add_argument("--store", metavar="DB", help="the SQLite store (instead of --config)")
+    for sub in (release, replay):  # they need the message's account, not only a store
+        sub.add_argument(
+            "--config",
+            metavar="F",
+            required=True,
+            help="configuration file (its store and the message's account)",
+        )
 
 
 def _entry(repo: SqlRepository, entry_id: int) -> QuarantinedMessage:
