@@ -779,3 +779,37 @@ def test_vv_shows_the_debug_lines(capsys: pytest.CaptureFixture[str], tmp_path: 
         assert "> quoted only" in out
     code, _, err = run(capsys, "truncate", "-v", str(message))
     assert (code, "DEBUG" in err) == (0, False)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("calls", "--config", "desk/config.toml"),
+        ("people", "--store", "desk/helpdesk.sqlite3", "list"),
+        ("replies", "-v", "--config", "desk/config.toml", "list"),
+        ("quarantine", "--json"),
+    ],
+)
+def test_an_option_before_the_action_is_told_the_action_comes_first(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    # argparse took the option's value for the action: "invalid choice: 'desk/config.toml'"
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    [line] = err.splitlines()
+    assert f"asm-email-rules {argv[0]} ACTION {argv[1] if argv[1] != '-v' else argv[2]}" in line
+    assert "the action comes first" in line
+    assert "invalid choice" not in line
+    assert "list" in line  # the actions it takes are named
+
+
+def test_other_mistakes_with_actions_keep_argparse_s_own_words(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(capsys, "calls", "lst", "--config", "x.toml")
+    assert code == 2
+    assert "invalid choice: 'lst'" in err
+    code, _, err = run(capsys, "calls", "-v")
+    assert code == 2
+    assert "required: ACTION" in err
