@@ -813,3 +813,26 @@ def test_other_mistakes_with_actions_keep_argparse_s_own_words(
     code, _, err = run(capsys, "calls", "-v")
     assert code == 2
     assert "required: ACTION" in err
+
+
+def test_demo_says_why_a_message_it_does_nothing_with_is_dropped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the out-of-office and the bounce showed "(none)" and "-": no hint why nothing happened
+    code, out, _ = run(capsys, "demo", "--json")
+    assert code == 0
+    dropped = {
+        row["file"]: row["decision"]["discard_reason"]
+        for row in json.loads(out)
+        if row["decision"] and row["decision"]["discard_reason"]
+    }
+    assert len(dropped) >= 2  # the demo inbox's auto-reply and bounce at least
+    code, out, _ = run(capsys, "demo")
+    assert code == 0
+    lines = {
+        line.split()[0]: line
+        for line in out.splitlines()
+        if line.endswith(".eml") or ".eml " in line
+    }
+    for name, reason in dropped.items():
+        assert f"(none: {reason})" in lines[name], name

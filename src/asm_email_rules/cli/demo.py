@@ -239,7 +239,7 @@ def _summary_rows(rows: list[DemoRow]) -> list[tuple[str, ...]]:
         if row.reply is None and decision.reply_suppressed:
             reply = f"(none: {decision.reply_suppressed})"
         actions = ", ".join(kind for kind in decision.action_kinds() if kind != "discard")
-        table.append(
-            (row.name, decision.person_case.value, decision.rule, actions or "(none)", reply)
-        )
+        if not actions:  # say why nothing is done (an auto-reply, a bounce), as poll logs it
+            actions = f"(none: {decision.discard_reason})" if decision.discard_reason else "(none)"
+        table.append((row.name, decision.person_case.value, decision.rule, actions, reply))
     return table
