@@ -836,3 +836,19 @@ def test_demo_says_why_a_message_it_does_nothing_with_is_dropped(
     }
     for name, reason in dropped.items():
         assert f"(none: {reason})" in lines[name], name
+
+
+def test_demo_names_the_user_it_created_for_an_unknown_sender(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the calls table showed "person 6" for the User created from an unknown sender's mail
+    (tmp_path / "new.eml").write_bytes(
+        b"From: Olga Newcomer <olga@outside.example>\r\nTo: helpdesk@desk.example\r\n"
+        b"Subject: The badge reader at gate 2 is dead\r\nMessage-ID: <n1@outside.example>\r\n"
+        b"\r\nIt beeps red for everyone since 8:00.\r\n"
+    )
+    code, out, _ = run(capsys, "demo", "--inbox", str(tmp_path))
+    assert code == 0
+    [row] = [line for line in out.splitlines() if line.startswith("103 ")]
+    assert row.split()[1:3] == ["Olga", "(new)"]
+    assert "person " not in row
