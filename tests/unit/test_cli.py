@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from asm_email_rules.adapters.sqlite import SqliteRepository
-from asm_email_rules.cli import demo_inbox, main
+from asm_email_rules.cli import build_parser, demo_inbox, main
 from asm_email_rules.model import ReplyStatus, TaskStatus
 from asm_email_rules.sample import seed_sample_desk
 
@@ -852,3 +853,19 @@ def test_demo_names_the_user_it_created_for_an_unknown_sender(
     [row] = [line for line in out.splitlines() if line.startswith("103 ")]
     assert row.split()[1:3] == ["Olga", "(new)"]
     assert "person " not in row
+
+
+def test_every_argument_of_every_command_says_what_it_is_in_help() -> None:
+    # `init --help` listed "DIR" under positional arguments with nothing after it, as did
+    # the ID of `people set` and `quarantine show|release|replay` and `calls show NUMBER`
+    def silent(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        found: list[str] = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += silent(sub, f"{path} {name}")
+            elif not action.help:
+                found.append(f"{path}: {action.metavar or action.option_strings or action.dest}")
+        return found
+
+    assert silent(build_parser(), "asm-email-rules") == []
