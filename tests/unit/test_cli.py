@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from asm_email_rules.adapters.sqlite import SqliteRepository
-from asm_email_rules.cli import demo_inbox, main
+from asm_email_rules.cli import build_parser, demo_inbox, main
 from asm_email_rules.model import ReplyStatus, TaskStatus
 from asm_email_rules.sample import seed_sample_desk
 
@@ -779,3 +780,92 @@ def test_vv_shows_the_debug_lines(capsys: pytest.CaptureFixture[str], tmp_path: 
         assert "> quoted only" in out
     code, _, err = run(capsys, "truncate", "-v", str(message))
     assert (code, "DEBUG" in err) == (0, False)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("calls", "--config", "desk/config.toml"),
+        ("people", "--store", "desk/helpdesk.sqlite3", "list"),
+        ("replies", "-v", "--config", "desk/config.toml", "list"),
+        ("quarantine", "--json"),
+    ],
+)
+def test_an_option_before_the_action_is_told_the_action_comes_first(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    # argparse took the option's value for the action: "invalid choice: 'desk/config.toml'"
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    [line] = err.splitlines()
+    assert f"asm-email-rules {argv[0]} ACTION {argv[1] if argv[1] != '-v' else argv[2]}" in line
+    assert "the action comes first" in line
+    assert "invalid choice" not in line
+    assert "list" in line  # the actions it takes are named
+
+
+def test_other_mistakes_with_actions_keep_argparse_s_own_words(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(capsys, "calls", "lst", "--config", "x.toml")
+    assert code == 2
+    assert "invalid choice: 'lst'" in err
+    code, _, err = run(capsys, "calls", "-v")
+    assert code == 2
+    assert "required: ACTION" in err
+
+
+def test_demo_says_why_a_message_it_does_nothing_with_is_dropped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the out-of-office and the bounce showed "(none)" and "-": no hint why nothing happened
+    code, out, _ = run(capsys, "demo", "--json")
+    assert code == 0
+    dropped = {
+        row["file"]: row["decision"]["discard_reason"]
+        for row in json.loads(out)
+        if row["decision"] and row["decision"]["discard_reason"]
+    }
+    assert len(dropped) >= 2  # the demo inbox's auto-reply and bounce at least
+    code, out, _ = run(capsys, "demo")
+    assert code == 0
+    lines = {
+        line.split()[0]: line
+        for line in out.splitlines()
+        if line.endswith(".eml") or ".eml " in line
+    }
+    for name, reason in dropped.items():
+        assert f"(none: {reason})" in lines[name], name
+
+
+def test_demo_names_the_user_it_created_for_an_unknown_sender(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the calls table showed "person 6" for the User created from an unknown sender's mail
+    (tmp_path / "new.eml").write_bytes(
+        b"From: Olga Newcomer <olga@outside.example>\r\nTo: helpdesk@desk.example\r\n"
+        b"Subject: The badge reader at gate 2 is dead\r\nMessage-ID: <n1@outside.example>\r\n"
+        b"\r\nIt beeps red for everyone since 8:00.\r\n"
+    )
+    code, out, _ = run(capsys, "demo", "--inbox", str(tmp_path))
+    assert code == 0
+    [row] = [line for line in out.splitlines() if line.startswith("103 ")]
+    assert row.split()[1:3] == ["Olga", "(new)"]
+    assert "person " not in row
+
+
+def test_every_argument_of_every_command_says_what_it_is_in_help() -> None:
+    # `init --help` listed "DIR" under positional arguments with nothing after it, as did
+    # the ID of `people set` and `quarantine show|release|replay` and `calls show NUMBER`
+    def silent(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        found: list[str] = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += silent(sub, f"{path} {name}")
+            elif not action.help:
+                found.append(f"{path}: {action.metavar or action.option_strings or action.dest}")
+        return found
+
+    assert silent(build_parser(), "asm-email-rules") == []

@@ -234,3 +234,26 @@ def test_a_block_not_run_says_why() -> None:
         "<!-- not run: -->\n```python\ny\n```\n"
     )
     assert [block.not_run for block in python_blocks(text)] == ["needs a server", ""]
+
+
+def test_the_snippets_type_check_with_mypy_strict(tmp_path: Path) -> None:
+    """An integrator pastes the README's embedding snippet and the guides' blocks into a
+    project checked with ``mypy --strict``, as this one is: they must pass it as written
+    (``result.decision.rule`` after ``if result.duplicate`` did not: decision is Optional;
+    the guide's pytest conformance test had no annotations)."""
+    pytest.importorskip("mypy")
+    scripts = [tmp_path / "readme_embedding.py"]
+    scripts[0].write_text(embedding_snippet(), encoding="utf-8")
+    for doc in RUNNABLE:
+        scripts.append(tmp_path / f"{doc.stem}_snippets.py")
+        scripts[-1].write_text(_script(doc), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *map(str, scripts)],
+        cwd=tmp_path,  # no project configuration: --strict alone, as a new project has it
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

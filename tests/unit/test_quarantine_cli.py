@@ -357,3 +357,25 @@ def test_purge_older_than_more_days_than_the_calendar_holds_forgets_nothing(
     assert "forgot 0 quarantine entries" in out
     with store(desk) as repo:
         assert len(repo.quarantined(state=None)) == 1
+
+
+@pytest.mark.parametrize("action", ["release", "replay"])
+def test_release_and_replay_without_config_ask_for_config_not_a_store_they_refuse(
+    desk: Path, capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    # both go through the message's account, so a store alone (--store) cannot do: the usage
+    # error used to say "--config F or --store DB", and --store was then refused
+    code, _, err = run(capsys, "quarantine", action, "1")
+    assert code == 2
+    assert "--config" in err
+    assert "--store" not in err
+    code, _, err = run(capsys, "quarantine", action, "1", "--store", str(store_path(desk)))
+    assert code == 2
+    assert "required: --config" in err
+    code, out, _ = run(capsys, "quarantine", action, "--help")
+    assert code == 0
+    assert "[--config F]" not in out  # required, as the usage line now shows
+
+
+def store_path(config: Path) -> Path:
+    return config.parent / "helpdesk.sqlite3"

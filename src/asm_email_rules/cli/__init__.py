@@ -186,7 +186,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
             said = str(exc).partition(": ")[2] if str(exc).startswith(PROG) else str(exc)
             print(f"{PROG} deliver: not ready, try later: {said}", file=sys.stderr)
             return EX_TEMPFAIL
-        print(exc, file=sys.stderr)
+        print(_action_first(parser, words) or exc, file=sys.stderr)
         return EXIT_CONFIG
     except SystemExit as exc:  # --help and --version
         code = int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_CONFIG
@@ -196,6 +196,39 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
             print(f"{PROG} deliver: not ready, try later: --help given", file=sys.stderr)
             return EX_TEMPFAIL
         return code
+
+
+_BEFORE_ANY_ACTION = frozenset({"-v", "-vv", "-vvv", "--verbose", "--log-json"})
+"""The options a command with actions takes before its action word (``calls -v list``)."""
+
+
+def _actions_of(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Any] | None:
+    """The sub-commands (or actions) ``parser`` dispatches to, if it has any."""
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
+def _action_first(parser: argparse.ArgumentParser, words: Sequence[str]) -> str | None:
+    """The usage line for a command with actions given an option first (``calls --config F``,
+    ``people --store DB list``), or ``None`` for any other mistake.
+
+    argparse skips the option it does not know at that level and takes its value for the
+    action word, so it would say "invalid choice: 'F'", naming the file as the action."""
+    command = _command_of(words)
+    commands = _actions_of(parser)
+    if command is None or commands is None or command not in commands.choices:
+        return None
+    actions = _actions_of(commands.choices[command])
+    if actions is None:
+        return None
+    rest = list(words)[list(words).index(command) + 1 :]
+    first = next((word for word in rest if word not in _BEFORE_ANY_ACTION), None)
+    if first is None or not first.startswith("-"):
+        return None
+    return (
+        f"{PROG} {command}: the action comes first, then its options: "
+        f"{PROG} {command} ACTION {first} ... (ACTION: {', '.join(actions.choices)}; "
+        "see --help)"
+    )
 
 
 def _at_terminal() -> bool:

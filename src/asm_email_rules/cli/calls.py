@@ -38,7 +38,9 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     show = actions.add_parser("show", help="one call and its log", description="Show one call.")
-    show.add_argument("number", metavar="NUMBER", type=int)
+    show.add_argument(
+        "number", metavar="NUMBER", type=int, help="the call number (see `calls list`)"
+    )
     show.add_argument("--json", action="store_true", help="print JSON")
     numbering = actions.add_parser(
         "next-number",

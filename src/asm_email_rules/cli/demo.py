@@ -47,13 +47,15 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 @attrs.frozen
 class DemoRow:
     """One demo message: its decision, the mails it sent (the reply first, then any
-    notification), the call it logged (as stored), or why it could not be parsed."""
+    notification), the call it logged (as stored) and its User's stored name, or why it could
+    not be parsed."""
 
     name: str
     decision: Decision | None
     replies: tuple[OutgoingEmail, ...]
     error: str = ""
     new_call: Call | None = None
+    new_call_user: str = ""
 
     @property
     def reply(self) -> OutgoingEmail | None:
@@ -94,8 +96,16 @@ def run_demo(inbox: list[tuple[str, bytes]]) -> list[DemoRow]:
                     continue
                 number = result.new_call_number
                 new_call = repository.get_call(number) if number is not None else None
+                user_id = new_call.user_id if new_call is not None else None
+                user = repository.get_person(user_id) if user_id is not None else None
                 rows.append(
-                    DemoRow(name, result.decision, tuple(mailer.sent[before:]), new_call=new_call)
+                    DemoRow(
+                        name,
+                        result.decision,
+                        tuple(mailer.sent[before:]),
+                        new_call=new_call,
+                        new_call_user=user.name if user is not None else "",
+                    )
                 )
         finally:
             close = getattr(repository, "close", None)
@@ -161,7 +171,7 @@ def _print_text(rows: list[DemoRow], where: str, out: TextIO) -> None:
             table.append(
                 (
                     str(call.number),
-                    _id(call.user_id),
+                    _id(call.user_id, row.new_call_user),
                     _id(call.logging_analyst_id),
                     call.partition,
                     call.call_screen_set,
@@ -194,12 +204,16 @@ reads a local Maildir and an empty store; add your people, then drop .eml files 
   asm-email-rules poll --once --config DIR/config.toml"""
 
 
-def _id(value: int | None) -> str:
-    """A sample person's first name, else "person <id>" (someone the demo created)."""
+def _id(value: int | None, stored_name: str = "") -> str:
+    """A sample person's first name; for someone the demo created (a new User), the first
+    word of the name the store gave them and "(new)", else "person <id>"."""
     if value is None:
         return "-"
     names = {person.id: person.name.split()[0] for person in PEOPLE}
-    return names.get(value, f"person {value}")
+    if value in names:
+        return names[value]
+    first = stored_name.split()[0] if stored_name.split() else f"person {value}"
+    return f"{first} (new)"
 
 
 def _print_header(count: int, where: str, out: TextIO) -> None:
@@ -239,7 +253,7 @@ def _summary_rows(rows: list[DemoRow]) -> list[tuple[str, ...]]:
         if row.reply is None and decision.reply_suppressed:
             reply = f"(none: {decision.reply_suppressed})"
         actions = ", ".join(kind for kind in decision.action_kinds() if kind != "discard")
-        table.append(
-            (row.name, decision.person_case.value, decision.rule, actions or "(none)", reply)
-        )
+        if not actions:  # say why nothing is done (an auto-reply, a bounce), as poll logs it
+            actions = f"(none: {decision.discard_reason})" if decision.discard_reason else "(none)"
+        table.append((row.name, decision.person_case.value, decision.rule, actions, reply))
     return table

@@ -32,7 +32,9 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         "DIR/helpdesk.sqlite3, or, with --store, create the tables in a PostgreSQL database. "
         "Existing files are never overwritten.",
     )
-    parser.add_argument("dir", metavar="DIR")
+    parser.add_argument(
+        "dir", metavar="DIR", help="the desk's folder (created if missing), e.g. /srv/helpdesk"
+    )
     parser.add_argument(
         "--store",
         metavar="URL",

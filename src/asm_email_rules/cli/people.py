@@ -87,7 +87,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     change = actions.add_parser(
         "set", help="change one person", description="Change the given fields of person ID."
     )
-    change.add_argument("id", metavar="ID", type=int)
+    change.add_argument("id", metavar="ID", type=int, help="the person's id (see `people list`)")
     change.add_argument("--email", metavar="ADDRESS", help="a new address")
     _flag_options(change, default=None)
 

@@ -64,6 +64,8 @@ NAME = "quarantine"
 PURGE_AFTER_DAYS = 90
 """``quarantine purge`` forgets entries unchanged for this many days unless told otherwise."""
 
+_ID_HELP = "the entry's id (the first column of `quarantine list`)"
+
 _MAILBOX_SOURCES = frozenset({"imap", "maildir"})
 """Sources whose message the service also filed in the mailbox's quarantine folder."""
 
@@ -87,7 +89,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     show = actions.add_parser(
         "show", help="one message and why", description="Show one quarantined message."
     )
-    show.add_argument("id", metavar="ID", type=int)
+    show.add_argument("id", metavar="ID", type=int, help=_ID_HELP)
     show.add_argument("--raw", action="store_true", help="print the message's exact bytes only")
     release = actions.add_parser(
         "release",
@@ -96,14 +98,14 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         "poll reads it as new mail. Maildir and IMAP get the bytes back in the inbox; POP3 "
         "reads it again from the server after a restart of the service.",
     )
-    release.add_argument("id", metavar="ID", type=int)
+    release.add_argument("id", metavar="ID", type=int, help=_ID_HELP)
     replay = actions.add_parser(
         "replay",
         help="run a message through the rules now",
         description="Process the message now against the store, as `process` would, with "
         "its account's settings; the reply goes out through [smtp].",
     )
-    replay.add_argument("id", metavar="ID", type=int)
+    replay.add_argument("id", metavar="ID", type=int, help=_ID_HELP)
     purge = actions.add_parser(
         "purge",
         help="forget old entries and their bytes (released and replayed ones by default)",
@@ -126,10 +128,16 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     purge.add_argument(
         "--dry-run", action="store_true", help="list what would be forgotten; change nothing"
     )
-    for sub in (listing, show, release, replay, purge):
+    for sub in (listing, show, purge):
         sub.add_argument("--config", metavar="F", help="configuration file (its store)")
-        if sub in (listing, show, purge):
-            sub.add_argument("--store", metavar="DB", help="the SQLite store (instead of --config)")
+        sub.add_argument("--store", metavar="DB", help="the SQLite store (instead of --config)")
+    for sub in (release, replay):  # they need the message's account, not only a store
+        sub.add_argument(
+            "--config",
+            metavar="F",
+            required=True,
+            help="configuration file (its store and the message's account)",
+        )
 
 
 def _entry(repo: SqlRepository, entry_id: int) -> QuarantinedMessage:
