@@ -959,7 +959,7 @@ def test_check_refuses_a_refresh_token_file_it_could_not_write_back_and_keeps_th
     assert f"error: accounts[1] (google): oauth2.refresh_token_file: {folder}" in out
     assert "not writable by this user" in out
     assert "accounts[1] (google): not signed in" in out
-    assert "check: not ready (1 errors" in out
+    assert "check: not ready (1 error" in out
     assert refresh_file.read_text(encoding="utf-8").strip() == first  # still the live one
     assert first in endpoint.refresh
 

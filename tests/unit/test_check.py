@@ -107,7 +107,7 @@ def test_check_refuses_ids_that_name_nobody_and_so_do_poll_and_deliver(
     run(capsys, "people", "add", "alice@example.org", "--analyst", "--config", str(desk))
     code, out, _ = run(capsys, "check", "--config", str(desk))
     assert code == 0, out
-    assert "check: ready (0 errors, 1 warnings)" in out  # only: no [smtp]
+    assert "check: ready (0 errors, 1 warning)" in out  # only: no [smtp]
 
 
 def test_poll_logs_the_warnings_at_warning_level(
@@ -174,7 +174,7 @@ def test_check_is_not_ready_when_this_user_cannot_write_the_store(
     assert code == 2, out
     assert "error: store: not writable by this user" in out
     assert f"{store} (owner " in out
-    assert "check: not ready (1 errors" in out
+    assert "check: not ready (1 error" in out
     monkeypatch.setattr(os, "access", real_access)
     code, out, _ = run(capsys, "check", "--config", str(desk), "--no-sign-in")
     assert code == 0, out
@@ -236,7 +236,7 @@ def test_check_says_when_replies_stopped_going_out(
     assert code == 0
     assert "warning: outbox: replies are not going out: a reply of mailbox 'helpdesk'" in out
     assert "due since 2026-01-01 09:00:00Z" in out
-    assert "check: ready (0 errors, 1 warnings)" in out
+    assert "check: ready (0 errors, 1 warning)" in out
 
 
 def test_check_json_gives_a_monitoring_probe_one_object(

@@ -325,8 +325,14 @@ def run(args: argparse.Namespace) -> int:
         print(finding)
     verdict = "not ready" if code else "ready"
     refused = f", {failed} sign-in{'s' if failed > 1 else ''} failed" if failed else ""
-    print(f"check: {verdict} ({errors} errors, {warnings} warnings{refused})")
+    counts = f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
+    print(f"check: {verdict} ({counts}{refused})")
     return code
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 error``, ``2 errors``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _check(
