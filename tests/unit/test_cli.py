@@ -243,6 +243,9 @@ def test_process_applies_to_the_store_and_records_replies_without_smtp(
     assert "rule AP-11" in out
     assert "Task 500 has been successfully approved" in out
     assert "not sent" in err
+    # the file stays where it is: the line says what a mailbox would do, not "delete"
+    assert out.splitlines()[0].endswith("; from a mailbox: delete")
+    assert Path(approve).exists()
     with SqliteRepository(tmp_path / "helpdesk.sqlite3") as repo:
         task = repo.get_task(500)
         assert task is not None

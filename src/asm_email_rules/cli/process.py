@@ -101,17 +101,18 @@ def _process_file(
 
 
 def describe_result(name: str, result: ProcessResult) -> str:
-    """One line: the rule and outcome (and why a discard), the reply status, the disposition."""
+    """One line: the rule and outcome (and why a discard), the reply status, and what a
+    mailbox would do with the message (``process`` and ``quarantine replay`` leave it where
+    it is: the line says "from a mailbox", not that it was deleted)."""
+    disposition = f"from a mailbox: {result.disposition.value}"
     if result.duplicate:  # the reply is the one the first processing recorded
         what = "already processed (ledger): nothing done again"
-        return f"{name}: {what}; its recorded reply {result.reply_status.value}; " + (
-            result.disposition.value
-        )
+        return f"{name}: {what}; its recorded reply {result.reply_status.value}; {disposition}"
     assert result.decision is not None  # a result that is not a duplicate has a decision
     what = f"rule {result.decision.rule}: {result.decision.outcome.value}"
     if result.decision.discard_reason:
         what += f" ({result.decision.discard_reason})"
-    return f"{name}: {what}; reply {result.reply_status.value}; {result.disposition.value}"
+    return f"{name}: {what}; reply {result.reply_status.value}; {disposition}"
 
 
 def _reply_lines(
