@@ -13,8 +13,9 @@ is kept.
 
 from __future__ import annotations
 
-import codecs
 import re
+
+from asm_email_rules.charsets import code_page_codec
 
 __all__ = ["calendar_text", "enriched_text", "rtf_text"]
 
@@ -218,12 +219,7 @@ def rtf_text(data: bytes) -> str:
 
 def _rtf_codec(number: str, default: str) -> str:
     """The Python codec of an RTF ``\\ansicpg`` code page, or ``default``."""
-    name = "utf-8" if number == "65001" else f"cp{number}"
-    try:
-        codecs.lookup(name)
-    except LookupError:
-        return default
-    return name
+    return code_page_codec(int(number), default)
 
 
 _ICS_UNFOLD = re.compile(r"\r?\n[ \t]")

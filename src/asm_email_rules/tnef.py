@@ -24,6 +24,7 @@ import struct
 
 import attrs
 
+from asm_email_rules.charsets import code_page_codec
 from asm_email_rules.errors import TnefError
 
 __all__ = ["MAX_FILES", "TnefContents", "TnefFile", "decompress_rtf", "is_tnef", "read_tnef"]
@@ -191,12 +192,7 @@ def _attachment_attribute(attachment: _Attachment, attribute: int, value: bytes,
 
 def _codec(number: int, default: str) -> str:
     """The Python codec of a Windows code page number, or ``default`` when unknown."""
-    name = "utf-8" if number == 65001 else f"cp{number}"
-    try:
-        b"".decode(name)
-    except LookupError:
-        return default
-    return name
+    return code_page_codec(number, default)
 
 
 def _properties(data: bytes, codepage: str) -> dict[int, bytes]:

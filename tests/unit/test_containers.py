@@ -59,24 +59,28 @@ def mapi(props: list[tuple[int, int, bytes]]) -> bytes:
 
 
 def tnef(
-    *, body: str | None = None, rtf: bytes | None = None, files: tuple[tuple[str, bytes], ...] = ()
+    *,
+    body: str | None = None,
+    rtf: bytes | None = None,
+    files: tuple[tuple[str, bytes], ...] = (),
+    codepage: int = 1252,
 ) -> bytes:
     """A winmail.dat as Outlook writes one: version, code page, message class, the body's MAPI
     properties, then per file its rendering data, title and data."""
     out = b"\x78\x9f\x3e\x22" + b"\x34\x12"
     out += attribute(1, 0x00089006, struct.pack("<I", 0x00010000))
-    out += attribute(1, 0x00069007, struct.pack("<II", 1252, 0))
+    out += attribute(1, 0x00069007, struct.pack("<II", codepage, 0))
     out += attribute(1, 0x00078008, b"IPM.Microsoft Mail.Note\0")
     props = []
     if body is not None:
-        props.append((0x001E, 0x1000, body.encode("cp1252") + b"\0"))
+        props.append((0x001E, 0x1000, body.encode("latin-1") + b"\0"))
     if rtf is not None:
         props.append((0x0102, 0x1009, rtf))
     if props:
         out += attribute(1, 0x00069003, mapi(props))
     for name, data in files:
         out += attribute(2, 0x00069002, b"\0" * 14)
-        out += attribute(2, 0x00018010, name.encode("cp1252") + b"\0")
+        out += attribute(2, 0x00018010, name.encode("latin-1") + b"\0")
         out += attribute(2, 0x0006800F, data)
     return out
 
@@ -131,6 +135,19 @@ def test_broken_winmail_dat_is_kept_as_it_came_with_a_note() -> None:
     email = parse_message(message("Figures", mixed(TEXT + "See attached.", winmail_part(data))))
     assert [(a.filename, a.data) for a in email.attachments] == [("winmail.dat", data)]
     assert IntakeNoteKind.TNEF_NOT_READ in [note.kind for note in email.notes]
+
+
+def test_a_winmail_dat_in_any_code_page_is_read_and_the_message_kept() -> None:
+    # Python knows only some Windows code pages as cpNNNN: a winmail.dat whose code page was
+    # 28591 (ISO-8859-1), 20127 (US-ASCII), 50220 (ISO-2022-JP) or a number naming none
+    # raised LookupError from inside the reader, and the whole message failed to parse (it
+    # went to quarantine: no call, no files). Each is read; an unknown number as cp1252.
+    for codepage, text in ((28591, "Café"), (0, "Café"), (123456, "Café"), (20127, "Caf\ufffd")):
+        data = tnef(body="Café printer", files=(("Café.txt", b"notes"),), codepage=codepage)
+        email = parse_message(message(f"Printer {codepage}", mixed(winmail_part(data))))
+        assert email.body == f"{text} printer", codepage
+        assert [a.filename for a in email.attachments] == ["winmail.dat", f"{text}.txt"]
+        assert [a.data for a in email.attachments][1] == b"notes"
 
 
 def test_tnef_files_count_against_the_part_limit() -> None:
