@@ -53,6 +53,7 @@ _PR_ATTACH_FILENAME = 0x3704
 _PR_ATTACH_LONG_FILENAME = 0x3707
 _PR_ATTACH_MIME_TAG = 0x370E
 
+_PT_LONG = 0x0003
 _PT_STRING8 = 0x001E
 _PT_UNICODE = 0x001F
 _PT_BINARY = 0x0102
@@ -148,7 +149,7 @@ def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
             text = value.decode(codepage, "replace").rstrip("\x00")
         elif attribute == _ATT_MAPI_PROPS and level == _LVL_MESSAGE:
             props = _properties(value, codepage)
-            cpid = props.get(_PR_INTERNET_CPID)
+            cpid = props.get(_PT_LONG << 16 | _PR_INTERNET_CPID)  # keys carry the type
             internet = _codec(int.from_bytes(cpid[:4], "little"), codepage) if cpid else codepage
             for key, raw in props.items():
                 if key == _PR_BODY | _PT_UNICODE << 16:

@@ -50,9 +50,12 @@ def attribute(level: int, name: int, data: bytes) -> bytes:
     return struct.pack("<BII", level, name, len(data)) + data + struct.pack("<H", sum(data) % 65536)
 
 
-def mapi(props: list[tuple[int, int, bytes]]) -> bytes:
-    """A MAPI property list of variable-size single values (type, id, bytes)."""
-    out = struct.pack("<I", len(props))
+def mapi(props: list[tuple[int, int, bytes]], longs: tuple[tuple[int, int], ...] = ()) -> bytes:
+    """A MAPI property list of variable-size single values (type, id, bytes), after the
+    PT_LONG values ``longs`` (id, value)."""
+    out = struct.pack("<I", len(props) + len(longs))
+    for tag, number in longs:
+        out += struct.pack("<HHI", 0x0003, tag, number)
     for kind, tag, value in props:
         out += struct.pack("<HHII", kind, tag, 1, len(value)) + value + b"\0" * (-len(value) % 4)
     return out
@@ -64,6 +67,7 @@ def tnef(
     rtf: bytes | None = None,
     files: tuple[tuple[str, bytes], ...] = (),
     codepage: int = 1252,
+    internet_codepage: int | None = None,
 ) -> bytes:
     """A winmail.dat as Outlook writes one: version, code page, message class, the body's MAPI
     properties, then per file its rendering data, title and data."""
@@ -77,7 +81,8 @@ def tnef(
     if rtf is not None:
         props.append((0x0102, 0x1009, rtf))
     if props:
-        out += attribute(1, 0x00069003, mapi(props))
+        cpid = () if internet_codepage is None else ((0x3FDE, internet_codepage),)
+        out += attribute(1, 0x00069003, mapi(props, cpid))
     for name, data in files:
         out += attribute(2, 0x00069002, b"\0" * 14)
         out += attribute(2, 0x00018010, name.encode("latin-1") + b"\0")
@@ -148,6 +153,15 @@ def test_a_winmail_dat_in_any_code_page_is_read_and_the_message_kept() -> None:
         assert email.body == f"{text} printer", codepage
         assert [a.filename for a in email.attachments] == ["winmail.dat", f"{text}.txt"]
         assert [a.data for a in email.attachments][1] == b"notes"
+
+
+def test_a_winmail_dat_body_is_read_in_its_internet_code_page() -> None:
+    # The body's 8-bit text is in the message's code page (PR_INTERNET_CPID), not the OEM
+    # one of the sender's console: the property was looked up by a key it never has, so a
+    # German Outlook's body (OEM 850, body in windows-1252) read "Gr³▀e" for "Grüße".
+    data = tnef(body="Grüße, the printer is down", codepage=850, internet_codepage=1252)
+    email = parse_message(message("Drucker", mixed(winmail_part(data))))
+    assert email.body == "Grüße, the printer is down"
 
 
 def test_tnef_files_count_against_the_part_limit() -> None:
