@@ -80,6 +80,9 @@ _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
 _MAX_FORWARDS = 5  # forwarded messages read inside one another for a body that has no text
 _FORWARD_MARKER = "---------- Forwarded message ----------"
 _PGP_MESSAGE = "-----BEGIN PGP MESSAGE-----"  # RFC 4880 section 6.2: an armored encrypted message
+# its Armor Header Line: a line of its own (a sentence naming it, or a quoted "> " copy, is
+# not an encrypted message); the literal anchors each try, so the search is linear
+_PGP_MESSAGE_LINE = re.compile(r"^-----BEGIN PGP MESSAGE-----[ \t\r]*$", re.MULTILINE)
 _PGP_SIGNED = "-----BEGIN PGP SIGNED MESSAGE-----"  # RFC 4880 section 7: cleartext signature
 _PGP_SIGNATURE = "\n-----BEGIN PGP SIGNATURE-----"
 _PGP_SIGNATURE_END = "-----END PGP SIGNATURE-----"
@@ -509,7 +512,11 @@ class _Intake(MimeReader):
             text = self.text_of(part, what, self.hints)
             if part.ctype == "text/plain" and "begin" in text:
                 text = self.take_uuencoded(part, text, what)
-            if part.ctype == "text/plain" and _PGP_MESSAGE in text:
+            if (
+                part.ctype == "text/plain"
+                and _PGP_MESSAGE in text
+                and _PGP_MESSAGE_LINE.search(text) is not None
+            ):
                 self.note(
                     IntakeNoteKind.ENCRYPTED_NOT_READ,
                     f"{what}: an inline PGP encrypted message; kept as written, not decrypted",
