@@ -385,7 +385,7 @@ class _Intake(MimeReader):
         chosen = self.chosen_body(plain, html_body, html, tuple(attachments))
         if has_text(chosen.body) or not wrapped:
             return chosen
-        taken = self.wrapped_body(wrapped)
+        taken = self.wrapped_body(_outside_reports(self.leaves_with_parents(root), wrapped))
         if taken is None:
             return chosen
         return attrs.evolve(chosen, body=taken[0], body_source=taken[1])
@@ -1070,6 +1070,23 @@ def _unarmored(text: str) -> tuple[str, int]:
         return text, 0
     out.append(text[pos:])
     return "".join(out), blocks
+
+
+def _outside_reports(
+    leaves: Iterable[tuple[MimePart | None, int, MimePart]],
+    wrapped: list[tuple[MimePart, Attachment]],
+) -> list[tuple[MimePart, Attachment]]:
+    """``wrapped`` without the parts of a ``multipart/report`` (RFC 6522: a DSN, an MDN, an
+    ARF complaint). The message a report returns is the one it reports on (often ours), not
+    what its sender wrote: a bounce or a read receipt whose human-readable part is empty
+    keeps an empty body, rather than our own reply's text. ``leaves`` come from
+    :meth:`~asm_email_rules.mime_tree.MimeReader.leaves_with_parents` (one walk)."""
+    reported = {
+        id(leaf)
+        for parent, _, leaf in leaves
+        if parent is not None and parent.ctype == "multipart/report"
+    }
+    return [(part, attachment) for part, attachment in wrapped if id(part) not in reported]
 
 
 def _is_tnef(part: MimePart, attachment: Attachment) -> bool:

@@ -242,6 +242,19 @@ def test_nested_forwards_are_read_to_the_text_and_a_limit_stops_the_descent() ->
     assert "too deep" not in email.body
 
 
+def test_the_message_a_report_returns_is_never_the_body() -> None:
+    # A bounce (DSN), a complaint (ARF) or a read receipt (MDN) whose own text is empty
+    # returns the message it is about: that message is not what the reporter wrote.
+    original = "Content-Type: message/rfc822\r\n\r\nFrom: x@example.org\r\n\r\nOur reply.\r\n"
+    for report in ("delivery-status", "feedback-report", "disposition-notification"):
+        fields = f"Content-Type: message/{report}\r\n\r\nFinal-Recipient: rfc822; p@example.org"
+        rest = mixed(TEXT, fields, original, subtype=f"report; report-type={report}")
+        email = parse_message(message(f"Report {report}", rest))
+        assert email.body == "", report
+        assert IntakeNoteKind.BODY_FROM_ATTACHMENT not in [note.kind for note in email.notes]
+        assert "message/rfc822" in [a.content_type for a in email.attachments]
+
+
 def test_a_forward_below_the_senders_own_text_leaves_the_body_as_written() -> None:
     inner = INNER + "Content-Type: text/plain\r\n\r\nMy laptop shows a black screen.\r\n"
     rest = mixed(TEXT + "Please look at this.", "Content-Type: message/rfc822\r\n\r\n" + inner)
