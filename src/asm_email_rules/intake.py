@@ -58,7 +58,7 @@ from asm_email_rules.mime_tree import (
 )
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
-from asm_email_rules.tnef import TnefContents, decompress_rtf, read_tnef
+from asm_email_rules.tnef import MAX_FILES, TnefContents, decompress_rtf, read_tnef
 from asm_email_rules.uuencode import split_blocks
 
 __all__ = [
@@ -603,13 +603,19 @@ class _Intake(MimeReader):
                 else mimetypes.guess_type(filename)[0] or "application/octet-stream"
             )
             found.append(Attachment(filename=filename, content_type=content_type, data=file.data))
-        if found:
+        left = (
+            f"; {contents.left_inside} more left inside it (past {MAX_FILES} files, or over "
+            "max_attachment_size)"
+            if contents.left_inside
+            else ""
+        )
+        if found or left:
             names = ", ".join(repr(file.filename) for file in found[:10])
             more = f" and {len(found) - 10} more" if len(found) > 10 else ""
             self.note(
                 IntakeNoteKind.TNEF_OPENED,
                 f"{what}: {len(found)} file(s) taken out of {name!r} (Outlook TNEF) and "
-                f"attached beside it: {names}{more}",
+                f"attached beside it: {names or '-'}{more}{left}",
             )
         return found
 

@@ -89,13 +89,15 @@ class TnefFile:
 
 @attrs.frozen
 class TnefContents:
-    """What a ``winmail.dat`` holds: the message text (plain, HTML, RTF; each may be empty)
-    and the attached files, in order."""
+    """What a ``winmail.dat`` holds: the message text (plain, HTML, RTF; each may be empty),
+    the attached files, in order, and how many files were left inside it."""
 
     text: str = ""
     html: str = ""
     rtf: bytes = b""
     files: tuple[TnefFile, ...] = ()
+    left_inside: int = 0
+    """Files not returned: past :data:`MAX_FILES`, or over the size limit."""
 
 
 def is_tnef(data: bytes) -> bool:
@@ -115,9 +117,11 @@ class _Attachment:
 def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
     """The text and files of the TNEF stream ``data`` (a decoded ``winmail.dat``).
 
-    Files over ``max_file_size`` bytes and files past :data:`MAX_FILES` are not returned
-    (the caller notes it, the ``winmail.dat`` keeps them). Raises TnefError for anything
-    that is not a well-formed TNEF stream. Linear in ``len(data)``.
+    Files over ``max_file_size`` bytes and files past :data:`MAX_FILES` are not returned,
+    only counted (``left_inside``: the caller notes it, the ``winmail.dat`` keeps them), and
+    the attributes of those past :data:`MAX_FILES` are checked but not kept: memory stays
+    bounded by the stream, not by its count of rendering records (11 bytes each). Raises
+    TnefError for anything that is not a well-formed TNEF stream. Linear in ``len(data)``.
     """
     if not is_tnef(data):
         raise TnefError("no TNEF signature")
@@ -125,6 +129,9 @@ def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
     text = html = ""
     rtf = b""
     attachments: list[_Attachment] = []
+    # an attachment past MAX_FILES is read into a scratch record, counted if it held a file
+    scratch: _Attachment | None = None
+    left = 0
     pos, end = 6, len(data)  # signature, then a 16-bit key
     while pos < end:
         if pos + 9 > end:
@@ -140,11 +147,17 @@ def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
         if attribute == _ATT_OEM_CODEPAGE and length >= 4:
             codepage = _codec(struct.unpack_from("<I", value)[0], codepage)
         elif attribute == _ATT_ATTACH_REND_DATA:
-            attachments.append(_Attachment())
+            if scratch is not None and scratch.data:
+                left += 1
+            if len(attachments) < MAX_FILES:
+                attachments.append(_Attachment())
+            else:
+                scratch = _Attachment()
         elif level == _LVL_ATTACHMENT:
             if not attachments:
                 raise TnefError("attachment attribute before its rendering data")
-            _attachment_attribute(attachments[-1], attribute, value, codepage)
+            current = attachments[-1] if scratch is None else scratch
+            _attachment_attribute(current, attribute, value, codepage)
         elif attribute == _ATT_BODY:
             text = value.decode(codepage, "replace").rstrip("\x00")
         elif attribute == _ATT_MAPI_PROPS and level == _LVL_MESSAGE:
@@ -161,12 +174,16 @@ def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
                     html = raw.decode(encoding, "replace").rstrip("\x00")
                 elif key & 0xFFFF == _PR_RTF_COMPRESSED:
                     rtf = raw
+    if scratch is not None and scratch.data:
+        left += 1
     files = []
-    for attachment in attachments[:MAX_FILES]:
+    for attachment in attachments:
         if attachment.data and len(attachment.data) <= max_file_size:
             name = attachment.long_name or attachment.title or attachment.short_name
             files.append(TnefFile(name, attachment.mime_type, attachment.data))
-    return TnefContents(text, html, rtf, tuple(files))
+        elif attachment.data:
+            left += 1
+    return TnefContents(text, html, rtf, tuple(files), left)
 
 
 def _attachment_attribute(attachment: _Attachment, attribute: int, value: bytes, cp: str) -> None:
