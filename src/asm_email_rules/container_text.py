@@ -237,20 +237,47 @@ def calendar_text(text: str) -> str:
     events: list[str] = []
     current: dict[str, str] = {}
     depth = 0
+    inner = 0  # components open inside the event (a VALARM's DESCRIPTION is its own)
     for line in unfolded.splitlines():
-        name, _, value = line.partition(":")
+        name, value = _content_line(line)
         key = name.partition(";")[0].strip().upper()
-        if key == "BEGIN" and value.strip().upper() in ("VEVENT", "VTODO"):
+        component = value.strip().upper()
+        if key == "BEGIN" and component in ("VEVENT", "VTODO"):
             depth += 1
             current = {}
-        elif key == "END" and value.strip().upper() in ("VEVENT", "VTODO") and depth:
+            inner = 0
+        elif key == "END" and component in ("VEVENT", "VTODO") and depth:
             depth -= 1
             events.append(_event_text(current))
             if len(events) >= _MAX_CALENDAR_EVENTS:
                 break
-        elif depth and key in _ICS_FIELDS and key not in current:
+        elif depth and key == "BEGIN":
+            inner += 1
+        elif depth and key == "END":
+            inner = max(inner - 1, 0)
+        elif depth and not inner and key in _ICS_FIELDS and key not in current:
             current[key] = _ICS_ESCAPE.sub(_ics_unescape, value).strip()
     return _tidy("\n\n".join(event for event in events if event))
+
+
+def _content_line(line: str) -> tuple[str, str]:
+    """The name (with its parameters) and the value of an RFC 5545 content line (section
+    3.1): the value starts at the first colon outside a quoted parameter value, as in
+    ``DESCRIPTION;ALTREP="CID:part3@example.com":text``. A line with no such colon has no
+    value. Linear: each search starts where the last one stopped."""
+    pos = 0
+    colon = line.find(":")
+    while colon >= 0:
+        quote = line.find('"', pos, colon)
+        if quote < 0:
+            return line[:colon], line[colon + 1 :]
+        close = line.find('"', quote + 1)
+        if close < 0:
+            break
+        pos = close + 1
+        if colon < pos:
+            colon = line.find(":", pos)
+    return line, ""
 
 
 def _ics_unescape(match: re.Match[str]) -> str:

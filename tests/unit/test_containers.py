@@ -340,6 +340,23 @@ def test_enriched_rtf_and_calendar_only_mail_give_their_text() -> None:
     assert classify(email).kind is MailKind.AUTO_GENERATED
 
 
+def test_an_invitation_gives_its_events_description_not_its_alarms_or_parameters() -> None:
+    # A reminder (VALARM) inside the event carries a DESCRIPTION of its own ("Reminder"),
+    # which was taken for the event's when it came first; and a quoted parameter holding a
+    # colon (RFC 5545 3.2.1's own ALTREP example) cut the value there, so the text began
+    # with the rest of the URI.
+    ics = (
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:Printer training\r\n"
+        'LOCATION;ALTREP="http://example.org/rooms/2":Room 2\r\n'
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Reminder\r\nEND:VALARM\r\n"
+        'DESCRIPTION;ALTREP="CID:part3.msg@example.org":Bring the badge printer manual.\r\n'
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    assert calendar_text(ics) == (
+        "Subject: Printer training\nLocation: Room 2\n\nBring the badge printer manual."
+    )
+
+
 def test_rtf_binary_data_is_skipped_even_when_it_holds_braces() -> None:
     assert rtf_text(rb"{\rtf1 Before{\pict\bin4 }}{{x} after\par}") == "Before after"
 
