@@ -56,6 +56,7 @@ from asm_email_rules.mime_tree import (
     has_line_over,
     longest_line,
 )
+from asm_email_rules.mime_tree import content_type as read_content_type
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
 from asm_email_rules.tnef import MAX_FILES, TnefContents, decompress_rtf, read_tnef
@@ -597,12 +598,15 @@ class _Intake(MimeReader):
         for file in files:
             self.part_count += 1
             filename = self.plain_filename(file.name) or f"part-{self.part_count}.bin"
-            content_type = (
-                file.mime_type
-                if "/" in file.mime_type
+            # the type Outlook recorded is read as a MIME header's would be: only a valid
+            # type/subtype (never control characters a host could echo), else the name's
+            recorded, _, invalid = read_content_type(file.mime_type, "")
+            kind = (
+                recorded
+                if recorded and not invalid
                 else mimetypes.guess_type(filename)[0] or "application/octet-stream"
             )
-            found.append(Attachment(filename=filename, content_type=content_type, data=file.data))
+            found.append(Attachment(filename=filename, content_type=kind, data=file.data))
         left = (
             f"; {contents.left_inside} more left inside it (past {MAX_FILES} files, or over "
             "max_attachment_size)"

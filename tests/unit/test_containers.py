@@ -165,6 +165,25 @@ def test_a_winmail_dat_body_is_read_in_its_internet_code_page() -> None:
     assert email.body == "Grüße, the printer is down"
 
 
+def test_a_type_recorded_in_winmail_dat_is_held_to_what_a_mime_header_may_say() -> None:
+    # The MIME type Outlook recorded for a file (PR_ATTACH_MIME_TAG) was kept whatever it
+    # held, line breaks included: a store or host serving the file with that type would
+    # write them into its own header. A valid type is kept (lower case, no parameters),
+    # anything else gives the type its name says.
+    files = b""
+    for name, tag in (
+        ("report.pdf", "application/pdf\r\nX-Injected: 1"),
+        ("a.png", "IMAGE/PNG; x=1"),
+    ):
+        files += attribute(2, 0x00069002, b"\0" * 14)
+        files += attribute(2, 0x00018010, name.encode() + b"\0")
+        files += attribute(2, 0x0006800F, PDF)
+        files += attribute(2, 0x00069005, mapi([(0x001E, 0x370E, tag.encode() + b"\0")]))
+    email = parse_message(message("Types", mixed(TEXT + "files", winmail_part(tnef() + files))))
+    found = [(a.filename, a.content_type) for a in email.attachments[1:]]
+    assert found == [("report.pdf", "application/pdf"), ("a.png", "image/png")]
+
+
 def test_tnef_files_count_against_the_part_limit() -> None:
     data = tnef(files=tuple((f"f{i}.txt", b"x") for i in range(5)))
     raw = message("Many", mixed(TEXT + "files", winmail_part(data)))
