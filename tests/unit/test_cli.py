@@ -717,6 +717,29 @@ def test_sighup_reloads_the_configuration_and_the_service_goes_on(
     assert "another poller" not in logged  # the leases were let go at each reload
 
 
+def test_calls_next_number_refuses_a_number_no_reply_token_could_carry(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A slip of the keyboard in --at-least (a few digits too many) was taken, and the
+    # numbering never moves down: past 12 digits a call's [CALL#n] is not read back from the
+    # customer's answer (every answer logged a new call), at 2**63 - 1 the next call could
+    # not be numbered at all, and above it the command ended in a traceback.
+    config = str(_initialised(capsys, tmp_path))
+    for number in ("1000000000000", "9223372036854775807", "100000000000000000000"):
+        code, out, err = run(
+            capsys, "calls", "next-number", "--at-least", number, "--config", config
+        )
+        assert code == 2, (number, err)
+        assert "12 digits" in err
+    assert run(capsys, "calls", "next-number", "--config", config)[1] == (
+        "the next call will be number 1\n"
+    )
+    code, out, _ = run(
+        capsys, "calls", "next-number", "--at-least", "999999999999", "--config", config
+    )
+    assert (code, out) == (0, "the next call will be number 999999999999 (was 1)\n")
+
+
 def test_a_second_sighup_while_the_first_is_read_is_not_lost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
