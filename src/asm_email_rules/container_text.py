@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from asm_email_rules.charsets import code_page_codec
+from asm_email_rules.html_text import html_to_text
 
 __all__ = ["calendar_text", "enriched_text", "rtf_text"]
 
@@ -130,15 +131,21 @@ def rtf_text(data: bytes) -> str:
     HTML) dropped, as is what ``\\htmlrtf`` marks as RTF-only, and the data of ``\\binN``
     (whose bytes could hold braces); paragraphs and line breaks as line breaks; ``\\'hh``
     bytes read in the document's ``\\ansicpg`` (windows-1252 by default); ``\\uN`` as the
-    character, its ``\\ucN`` fallback characters skipped."""
+    character, its ``\\ucN`` fallback characters skipped.
+
+    Outlook's RTF of an HTML mail (``\\fromhtml1``, [MS-OXRTFEX]) is read as the HTML it
+    encapsulates: the ``\\*\\htmltag`` groups give the tags (its paragraphs, line breaks and
+    ``&nbsp;`` are only there), the text between them the text, and the whole is read by
+    :func:`~asm_email_rules.html_text.html_to_text`."""
     out: list[str] = []
     pending = bytearray()  # \'hh bytes not yet decoded (a multi-byte code page's pair)
     codec = "cp1252"
-    # per open group: (skipped, characters to skip after \u); a deeper group shares its state
-    stack: list[tuple[bool, int]] = []
+    # per open group: (skipped, characters to skip after \u, an HTML tag); a deeper group
+    # shares its state
+    stack: list[tuple[bool, int, bool]] = []
     extra_depth = 0
-    skip, uc = False, 1
-    html_rtf = False
+    skip, uc, in_tag = False, 1, False
+    html_rtf = from_html = False
     fallback = 0  # fallback characters of a \u still to skip
 
     def flush() -> None:
@@ -158,14 +165,15 @@ def rtf_text(data: bytes) -> str:
             fallback = 0
             if brace == b"{":
                 if len(stack) < _MAX_RTF_GROUPS:
-                    stack.append((skip, uc))
+                    stack.append((skip, uc, in_tag))
                 else:
                     extra_depth += 1
             elif extra_depth:
                 extra_depth -= 1
             elif stack:
-                skip, uc = stack.pop()
+                skip, uc, in_tag = stack.pop()
             continue
+        hidden = skip or (html_rtf and not in_tag)  # an HTML tag is never RTF-only
         if word is not None:
             if word == b"bin" and number is not None:  # N bytes of binary data: never text
                 pos += max(int(number), 0)
@@ -177,7 +185,11 @@ def rtf_text(data: bytes) -> str:
                 uc = min(int(number), 10)
             elif word == b"htmlrtf":
                 html_rtf = number != b"0"
-            elif skip or html_rtf:
+            elif word == b"fromhtml":
+                from_html = number != b"0"
+            elif word == b"htmltag" and from_html and stack and not stack[-1][0]:
+                skip, in_tag = False, True  # its \* made it skipped: its text is HTML
+            elif hidden:
                 pass
             elif word == b"u" and number is not None:
                 flush()
@@ -191,14 +203,14 @@ def rtf_text(data: bytes) -> str:
         if symbol is not None:
             if symbol == b"*":  # an optional destination: its group holds no text we read
                 skip = True
-            elif not (skip or html_rtf) and symbol in _RTF_SYMBOLS:
+            elif not hidden and symbol in _RTF_SYMBOLS:
                 if fallback:
                     fallback -= 1
                     continue
                 flush()
                 out.append(_RTF_SYMBOLS[symbol])
             continue
-        if skip or html_rtf:
+        if hidden:
             continue
         if hexbyte is not None:
             if fallback:
@@ -214,6 +226,8 @@ def rtf_text(data: bytes) -> str:
                 text, fallback = text[dropped:], fallback - dropped
             out.append(text)
     flush()
+    if from_html:
+        return _tidy(html_to_text("".join(out)))
     return _tidy("".join(out))
 
 

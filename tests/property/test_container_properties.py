@@ -91,7 +91,8 @@ RTF_PIECES = st.sampled_from(
         *(b"{", b"}", b"\\", b"\\bin5 ", b"\\bin-3", b"\\u-5", b"\\u70000", b"\\uc99", b"\\'"),
         *(b"\\'zz", b"\\'e9", b"\\*", b"\\fonttbl", b"\\htmlrtf", b"\\htmlrtf0", b"\\par"),
         *(b"\\ansicpg932", b"\\ansicpg99999", b"\\ansicpg28591", b"\\cell", b"x", b"\r\n"),
-        *(b"\x81", b"\xff", b" ", b"\\~", b"\\emdash"),
+        *(b"\x81", b"\xff", b" ", b"\\~", b"\\emdash", b"\\fromhtml1", b"{\\*\\htmltag4 <p>}"),
+        *(b"<li>", b"&amp;", b"{\\*\\htmltag4 <ol><li>}", b"\\htmltag"),
     ]
 )
 ICS_LINES = st.sampled_from(

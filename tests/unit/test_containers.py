@@ -376,6 +376,28 @@ def test_an_invitation_gives_its_events_description_not_its_alarms_or_parameters
     )
 
 
+ENCAPSULATED_HTML = (
+    b"{\\rtf1\\ansi\\ansicpg1252\\fromhtml1 \\deff0{\\fonttbl{\\f0\\fswiss Arial;}}\r\n"
+    b"{\\*\\htmltag19 <html>}{\\*\\htmltag50 <body>}\\htmlrtf \\lang1033 \\htmlrtf0\r\n"
+    b"{\\*\\htmltag64 <p>}\\htmlrtf {\\htmlrtf0 Hello Desk,\\htmlrtf \\par\r\n}\\htmlrtf0\r\n"
+    b"{\\*\\htmltag72 </p>}{\\*\\htmltag64 <p>}\\htmlrtf {\\htmlrtf0 The printer says "
+    b"\\'93Paper jam\\'94{\\*\\htmltag84 &nbsp;}\\htmlrtf \\'a0\\htmlrtf0 again."
+    b"{\\*\\htmltag116 <br>}\\htmlrtf \\line\r\n\\htmlrtf0 Pat\\htmlrtf \\par\r\n}\\htmlrtf0\r\n"
+    b"{\\*\\htmltag72 </p>}{\\*\\htmltag58 </body>}{\\*\\htmltag27 </html>}}"
+)
+"""Outlook's RTF of an HTML mail ([MS-OXRTFEX]): the HTML's tags in \\*\\htmltag groups, what
+only RTF readers should show between \\htmlrtf and \\htmlrtf0."""
+
+
+def test_rtf_encapsulating_html_keeps_its_paragraphs_and_spaces() -> None:
+    # Outlook's RTF of an HTML mail (\\fromhtml1) holds its paragraphs and its &nbsp; only in
+    # the HTML tags, and their RTF copies in \\htmlrtf parts: the reader dropped both, and
+    # the text ran together ("Hello Desk,The printer ... jam\u201dagain.Pat").
+    assert rtf_text(ENCAPSULATED_HTML) == (
+        "Hello Desk,\n\nThe printer says \u201cPaper jam\u201d again.\nPat"
+    )
+
+
 def test_rtf_binary_data_is_skipped_even_when_it_holds_braces() -> None:
     assert rtf_text(rb"{\rtf1 Before{\pict\bin4 }}{{x} after\par}") == "Before after"
 
