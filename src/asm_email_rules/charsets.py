@@ -53,6 +53,7 @@ from asm_email_rules.intake_notes import IntakeNote, IntakeNoteKind
 __all__ = [
     "WHATWG_ENCODINGS",
     "Hints",
+    "code_page_codec",
     "codec_name",
     "decode_text",
     "hinted_reading",
@@ -336,6 +337,51 @@ def codec_name(name: str | None) -> str | None:
     if whatwg is not None and _SUPERSETS.get(info.name, info.name) != whatwg:
         return whatwg
     return info.name
+
+
+_CODE_PAGES = {
+    1200: "utf-16-le",
+    1201: "utf-16-be",
+    10000: "mac-roman",
+    10006: "mac-greek",
+    10007: "mac-cyrillic",
+    10029: "mac-latin2",
+    10079: "mac-iceland",
+    10081: "mac-turkish",
+    20127: "ascii",
+    20866: "koi8-r",
+    21866: "koi8-u",
+    **{28590 + n: f"iso8859-{n}" for n in range(1, 10)},
+    28603: "iso8859-13",
+    28605: "iso8859-15",
+    50220: "iso2022-jp",
+    50221: "iso2022-jp",
+    50222: "iso2022-jp",
+    51932: "euc-jp",
+    51936: "gb2312",
+    51949: "euc-kr",
+    52936: "hz",
+    54936: "gb18030",
+    65000: "utf-7",
+    65001: "utf-8",
+}
+"""Windows code page numbers Python does not know as ``cpNNNN`` ([MS-UCODEREF] names)."""
+
+
+def code_page_codec(number: int, default: str) -> str:
+    """The Python codec of the Windows code page ``number`` (a TNEF ``attOemCodepage`` or
+    ``PR_INTERNET_CPID``, an RTF ``\\ansicpg``), or ``default`` when Python has none for it.
+
+    Python knows most code pages as ``cpNNNN`` (1252, 932, 437) but not the ISO, Mac, EUC and
+    ISO-2022 ones Outlook writes as numbers (28591, 10000, 51932, 50220): those come from a
+    table. The codec is looked up, so a number read from hostile data never names a codec
+    that fails later (``b"".decode`` does not look the codec up)."""
+    name = _CODE_PAGES.get(number, f"cp{number}")
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return default
+    return name if getattr(info, "_is_text_encoding", True) else default
 
 
 def mime_name(codec: str) -> str:

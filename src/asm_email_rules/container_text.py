@@ -13,8 +13,10 @@ is kept.
 
 from __future__ import annotations
 
-import codecs
 import re
+
+from asm_email_rules.charsets import code_page_codec
+from asm_email_rules.html_text import html_to_text
 
 __all__ = ["calendar_text", "enriched_text", "rtf_text"]
 
@@ -129,15 +131,21 @@ def rtf_text(data: bytes) -> str:
     HTML) dropped, as is what ``\\htmlrtf`` marks as RTF-only, and the data of ``\\binN``
     (whose bytes could hold braces); paragraphs and line breaks as line breaks; ``\\'hh``
     bytes read in the document's ``\\ansicpg`` (windows-1252 by default); ``\\uN`` as the
-    character, its ``\\ucN`` fallback characters skipped."""
+    character, its ``\\ucN`` fallback characters skipped.
+
+    Outlook's RTF of an HTML mail (``\\fromhtml1``, [MS-OXRTFEX]) is read as the HTML it
+    encapsulates: the ``\\*\\htmltag`` groups give the tags (its paragraphs, line breaks and
+    ``&nbsp;`` are only there), the text between them the text, and the whole is read by
+    :func:`~asm_email_rules.html_text.html_to_text`."""
     out: list[str] = []
     pending = bytearray()  # \'hh bytes not yet decoded (a multi-byte code page's pair)
     codec = "cp1252"
-    # per open group: (skipped, characters to skip after \u); a deeper group shares its state
-    stack: list[tuple[bool, int]] = []
+    # per open group: (skipped, characters to skip after \u, an HTML tag); a deeper group
+    # shares its state
+    stack: list[tuple[bool, int, bool]] = []
     extra_depth = 0
-    skip, uc = False, 1
-    html_rtf = False
+    skip, uc, in_tag = False, 1, False
+    html_rtf = from_html = False
     fallback = 0  # fallback characters of a \u still to skip
 
     def flush() -> None:
@@ -157,14 +165,15 @@ def rtf_text(data: bytes) -> str:
             fallback = 0
             if brace == b"{":
                 if len(stack) < _MAX_RTF_GROUPS:
-                    stack.append((skip, uc))
+                    stack.append((skip, uc, in_tag))
                 else:
                     extra_depth += 1
             elif extra_depth:
                 extra_depth -= 1
             elif stack:
-                skip, uc = stack.pop()
+                skip, uc, in_tag = stack.pop()
             continue
+        hidden = skip or (html_rtf and not in_tag)  # an HTML tag is never RTF-only
         if word is not None:
             if word == b"bin" and number is not None:  # N bytes of binary data: never text
                 pos += max(int(number), 0)
@@ -176,7 +185,11 @@ def rtf_text(data: bytes) -> str:
                 uc = min(int(number), 10)
             elif word == b"htmlrtf":
                 html_rtf = number != b"0"
-            elif skip or html_rtf:
+            elif word == b"fromhtml":
+                from_html = number != b"0"
+            elif word == b"htmltag" and from_html and stack and not stack[-1][0]:
+                skip, in_tag = False, True  # its \* made it skipped: its text is HTML
+            elif hidden:
                 pass
             elif word == b"u" and number is not None:
                 flush()
@@ -190,14 +203,14 @@ def rtf_text(data: bytes) -> str:
         if symbol is not None:
             if symbol == b"*":  # an optional destination: its group holds no text we read
                 skip = True
-            elif not (skip or html_rtf) and symbol in _RTF_SYMBOLS:
+            elif not hidden and symbol in _RTF_SYMBOLS:
                 if fallback:
                     fallback -= 1
                     continue
                 flush()
                 out.append(_RTF_SYMBOLS[symbol])
             continue
-        if skip or html_rtf:
+        if hidden:
             continue
         if hexbyte is not None:
             if fallback:
@@ -213,17 +226,14 @@ def rtf_text(data: bytes) -> str:
                 text, fallback = text[dropped:], fallback - dropped
             out.append(text)
     flush()
+    if from_html:
+        return _tidy(html_to_text("".join(out)))
     return _tidy("".join(out))
 
 
 def _rtf_codec(number: str, default: str) -> str:
     """The Python codec of an RTF ``\\ansicpg`` code page, or ``default``."""
-    name = "utf-8" if number == "65001" else f"cp{number}"
-    try:
-        codecs.lookup(name)
-    except LookupError:
-        return default
-    return name
+    return code_page_codec(int(number), default)
 
 
 _ICS_UNFOLD = re.compile(r"\r?\n[ \t]")
@@ -241,20 +251,47 @@ def calendar_text(text: str) -> str:
     events: list[str] = []
     current: dict[str, str] = {}
     depth = 0
+    inner = 0  # components open inside the event (a VALARM's DESCRIPTION is its own)
     for line in unfolded.splitlines():
-        name, _, value = line.partition(":")
+        name, value = _content_line(line)
         key = name.partition(";")[0].strip().upper()
-        if key == "BEGIN" and value.strip().upper() in ("VEVENT", "VTODO"):
+        component = value.strip().upper()
+        if key == "BEGIN" and component in ("VEVENT", "VTODO"):
             depth += 1
             current = {}
-        elif key == "END" and value.strip().upper() in ("VEVENT", "VTODO") and depth:
+            inner = 0
+        elif key == "END" and component in ("VEVENT", "VTODO") and depth:
             depth -= 1
             events.append(_event_text(current))
             if len(events) >= _MAX_CALENDAR_EVENTS:
                 break
-        elif depth and key in _ICS_FIELDS and key not in current:
+        elif depth and key == "BEGIN":
+            inner += 1
+        elif depth and key == "END":
+            inner = max(inner - 1, 0)
+        elif depth and not inner and key in _ICS_FIELDS and key not in current:
             current[key] = _ICS_ESCAPE.sub(_ics_unescape, value).strip()
     return _tidy("\n\n".join(event for event in events if event))
+
+
+def _content_line(line: str) -> tuple[str, str]:
+    """The name (with its parameters) and the value of an RFC 5545 content line (section
+    3.1): the value starts at the first colon outside a quoted parameter value, as in
+    ``DESCRIPTION;ALTREP="CID:part3@example.com":text``. A line with no such colon has no
+    value. Linear: each search starts where the last one stopped."""
+    pos = 0
+    colon = line.find(":")
+    while colon >= 0:
+        quote = line.find('"', pos, colon)
+        if quote < 0:
+            return line[:colon], line[colon + 1 :]
+        close = line.find('"', quote + 1)
+        if close < 0:
+            break
+        pos = close + 1
+        if colon < pos:
+            colon = line.find(":", pos)
+    return line, ""
 
 
 def _ics_unescape(match: re.Match[str]) -> str:

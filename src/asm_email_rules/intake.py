@@ -56,9 +56,10 @@ from asm_email_rules.mime_tree import (
     has_line_over,
     longest_line,
 )
+from asm_email_rules.mime_tree import content_type as read_content_type
 from asm_email_rules.model import Attachment, InboundEmail, LimitKind, NamedAddress
 from asm_email_rules.settings import Limits
-from asm_email_rules.tnef import TnefContents, decompress_rtf, read_tnef
+from asm_email_rules.tnef import MAX_FILES, TnefContents, decompress_rtf, read_tnef
 from asm_email_rules.uuencode import split_blocks
 
 __all__ = [
@@ -80,6 +81,9 @@ _MAX_HTML_TEXT = 1_000_000  # characters of HTML converted to the text body
 _MAX_FORWARDS = 5  # forwarded messages read inside one another for a body that has no text
 _FORWARD_MARKER = "---------- Forwarded message ----------"
 _PGP_MESSAGE = "-----BEGIN PGP MESSAGE-----"  # RFC 4880 section 6.2: an armored encrypted message
+# its Armor Header Line: a line of its own (a sentence naming it, or a quoted "> " copy, is
+# not an encrypted message); the literal anchors each try, so the search is linear
+_PGP_MESSAGE_LINE = re.compile(r"^-----BEGIN PGP MESSAGE-----[ \t\r]*$", re.MULTILINE)
 _PGP_SIGNED = "-----BEGIN PGP SIGNED MESSAGE-----"  # RFC 4880 section 7: cleartext signature
 _PGP_SIGNATURE = "\n-----BEGIN PGP SIGNATURE-----"
 _PGP_SIGNATURE_END = "-----END PGP SIGNATURE-----"
@@ -382,7 +386,7 @@ class _Intake(MimeReader):
         chosen = self.chosen_body(plain, html_body, html, tuple(attachments))
         if has_text(chosen.body) or not wrapped:
             return chosen
-        taken = self.wrapped_body(wrapped)
+        taken = self.wrapped_body(_outside_reports(self.leaves_with_parents(root), wrapped))
         if taken is None:
             return chosen
         return attrs.evolve(chosen, body=taken[0], body_source=taken[1])
@@ -509,7 +513,11 @@ class _Intake(MimeReader):
             text = self.text_of(part, what, self.hints)
             if part.ctype == "text/plain" and "begin" in text:
                 text = self.take_uuencoded(part, text, what)
-            if part.ctype == "text/plain" and _PGP_MESSAGE in text:
+            if (
+                part.ctype == "text/plain"
+                and _PGP_MESSAGE in text
+                and _PGP_MESSAGE_LINE.search(text) is not None
+            ):
                 self.note(
                     IntakeNoteKind.ENCRYPTED_NOT_READ,
                     f"{what}: an inline PGP encrypted message; kept as written, not decrypted",
@@ -590,19 +598,28 @@ class _Intake(MimeReader):
         for file in files:
             self.part_count += 1
             filename = self.plain_filename(file.name) or f"part-{self.part_count}.bin"
-            content_type = (
-                file.mime_type
-                if "/" in file.mime_type
+            # the type Outlook recorded is read as a MIME header's would be: only a valid
+            # type/subtype (never control characters a host could echo), else the name's
+            recorded, _, invalid = read_content_type(file.mime_type, "")
+            kind = (
+                recorded
+                if recorded and not invalid
                 else mimetypes.guess_type(filename)[0] or "application/octet-stream"
             )
-            found.append(Attachment(filename=filename, content_type=content_type, data=file.data))
-        if found:
+            found.append(Attachment(filename=filename, content_type=kind, data=file.data))
+        left = (
+            f"; {contents.left_inside} more left inside it (past {MAX_FILES} files, or over "
+            "max_attachment_size)"
+            if contents.left_inside
+            else ""
+        )
+        if found or left:
             names = ", ".join(repr(file.filename) for file in found[:10])
             more = f" and {len(found) - 10} more" if len(found) > 10 else ""
             self.note(
                 IntakeNoteKind.TNEF_OPENED,
                 f"{what}: {len(found)} file(s) taken out of {name!r} (Outlook TNEF) and "
-                f"attached beside it: {names}{more}",
+                f"attached beside it: {names or '-'}{more}{left}",
             )
         return found
 
@@ -1063,6 +1080,23 @@ def _unarmored(text: str) -> tuple[str, int]:
         return text, 0
     out.append(text[pos:])
     return "".join(out), blocks
+
+
+def _outside_reports(
+    leaves: Iterable[tuple[MimePart | None, int, MimePart]],
+    wrapped: list[tuple[MimePart, Attachment]],
+) -> list[tuple[MimePart, Attachment]]:
+    """``wrapped`` without the parts of a ``multipart/report`` (RFC 6522: a DSN, an MDN, an
+    ARF complaint). The message a report returns is the one it reports on (often ours), not
+    what its sender wrote: a bounce or a read receipt whose human-readable part is empty
+    keeps an empty body, rather than our own reply's text. ``leaves`` come from
+    :meth:`~asm_email_rules.mime_tree.MimeReader.leaves_with_parents` (one walk)."""
+    reported = {
+        id(leaf)
+        for parent, _, leaf in leaves
+        if parent is not None and parent.ctype == "multipart/report"
+    }
+    return [(part, attachment) for part, attachment in wrapped if id(part) not in reported]
 
 
 def _is_tnef(part: MimePart, attachment: Attachment) -> bool:

@@ -24,6 +24,7 @@ import struct
 
 import attrs
 
+from asm_email_rules.charsets import code_page_codec
 from asm_email_rules.errors import TnefError
 
 __all__ = ["MAX_FILES", "TnefContents", "TnefFile", "decompress_rtf", "is_tnef", "read_tnef"]
@@ -52,6 +53,7 @@ _PR_ATTACH_FILENAME = 0x3704
 _PR_ATTACH_LONG_FILENAME = 0x3707
 _PR_ATTACH_MIME_TAG = 0x370E
 
+_PT_LONG = 0x0003
 _PT_STRING8 = 0x001E
 _PT_UNICODE = 0x001F
 _PT_BINARY = 0x0102
@@ -87,13 +89,15 @@ class TnefFile:
 
 @attrs.frozen
 class TnefContents:
-    """What a ``winmail.dat`` holds: the message text (plain, HTML, RTF; each may be empty)
-    and the attached files, in order."""
+    """What a ``winmail.dat`` holds: the message text (plain, HTML, RTF; each may be empty),
+    the attached files, in order, and how many files were left inside it."""
 
     text: str = ""
     html: str = ""
     rtf: bytes = b""
     files: tuple[TnefFile, ...] = ()
+    left_inside: int = 0
+    """Files not returned: past :data:`MAX_FILES`, or over the size limit."""
 
 
 def is_tnef(data: bytes) -> bool:
@@ -113,9 +117,11 @@ class _Attachment:
 def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
     """The text and files of the TNEF stream ``data`` (a decoded ``winmail.dat``).
 
-    Files over ``max_file_size`` bytes and files past :data:`MAX_FILES` are not returned
-    (the caller notes it, the ``winmail.dat`` keeps them). Raises TnefError for anything
-    that is not a well-formed TNEF stream. Linear in ``len(data)``.
+    Files over ``max_file_size`` bytes and files past :data:`MAX_FILES` are not returned,
+    only counted (``left_inside``: the caller notes it, the ``winmail.dat`` keeps them), and
+    the attributes of those past :data:`MAX_FILES` are checked but not kept: memory stays
+    bounded by the stream, not by its count of rendering records (11 bytes each). Raises
+    TnefError for anything that is not a well-formed TNEF stream. Linear in ``len(data)``.
     """
     if not is_tnef(data):
         raise TnefError("no TNEF signature")
@@ -123,6 +129,9 @@ def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
     text = html = ""
     rtf = b""
     attachments: list[_Attachment] = []
+    # an attachment past MAX_FILES is read into a scratch record, counted if it held a file
+    scratch: _Attachment | None = None
+    left = 0
     pos, end = 6, len(data)  # signature, then a 16-bit key
     while pos < end:
         if pos + 9 > end:
@@ -138,16 +147,22 @@ def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
         if attribute == _ATT_OEM_CODEPAGE and length >= 4:
             codepage = _codec(struct.unpack_from("<I", value)[0], codepage)
         elif attribute == _ATT_ATTACH_REND_DATA:
-            attachments.append(_Attachment())
+            if scratch is not None and scratch.data:
+                left += 1
+            if len(attachments) < MAX_FILES:
+                attachments.append(_Attachment())
+            else:
+                scratch = _Attachment()
         elif level == _LVL_ATTACHMENT:
             if not attachments:
                 raise TnefError("attachment attribute before its rendering data")
-            _attachment_attribute(attachments[-1], attribute, value, codepage)
+            current = attachments[-1] if scratch is None else scratch
+            _attachment_attribute(current, attribute, value, codepage)
         elif attribute == _ATT_BODY:
             text = value.decode(codepage, "replace").rstrip("\x00")
         elif attribute == _ATT_MAPI_PROPS and level == _LVL_MESSAGE:
             props = _properties(value, codepage)
-            cpid = props.get(_PR_INTERNET_CPID)
+            cpid = props.get(_PT_LONG << 16 | _PR_INTERNET_CPID)  # keys carry the type
             internet = _codec(int.from_bytes(cpid[:4], "little"), codepage) if cpid else codepage
             for key, raw in props.items():
                 if key == _PR_BODY | _PT_UNICODE << 16:
@@ -159,12 +174,16 @@ def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
                     html = raw.decode(encoding, "replace").rstrip("\x00")
                 elif key & 0xFFFF == _PR_RTF_COMPRESSED:
                     rtf = raw
+    if scratch is not None and scratch.data:
+        left += 1
     files = []
-    for attachment in attachments[:MAX_FILES]:
+    for attachment in attachments:
         if attachment.data and len(attachment.data) <= max_file_size:
             name = attachment.long_name or attachment.title or attachment.short_name
             files.append(TnefFile(name, attachment.mime_type, attachment.data))
-    return TnefContents(text, html, rtf, tuple(files))
+        elif attachment.data:
+            left += 1
+    return TnefContents(text, html, rtf, tuple(files), left)
 
 
 def _attachment_attribute(attachment: _Attachment, attribute: int, value: bytes, cp: str) -> None:
@@ -191,12 +210,7 @@ def _attachment_attribute(attachment: _Attachment, attribute: int, value: bytes,
 
 def _codec(number: int, default: str) -> str:
     """The Python codec of a Windows code page number, or ``default`` when unknown."""
-    name = "utf-8" if number == 65001 else f"cp{number}"
-    try:
-        b"".decode(name)
-    except LookupError:
-        return default
-    return name
+    return code_page_codec(number, default)
 
 
 def _properties(data: bytes, codepage: str) -> dict[int, bytes]:

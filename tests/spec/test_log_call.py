@@ -249,3 +249,20 @@ def test_the_encrypted_mail_line_is_worded_by_the_mailbox(desk: Desk) -> None:
     (reply,) = desk.replies
     assert reply.body.rstrip().endswith(own)
     assert ENCRYPTED_REPLY_LINE not in reply.body
+
+
+def test_a_mail_that_only_names_or_quotes_pgp_armor_is_not_said_to_be_encrypted(
+    desk: Desk,
+) -> None:
+    """ "the body of the email is automatically entered as the description": a person asking
+    about the armor line they see, or quoting an encrypted mail below their own text, wrote
+    in plain text. They were told their message "was encrypted and could not be read here",
+    and the description said so under the text it had just shown."""
+    desk.set(auto_reply=True)
+    asked = "Every mail from the bank starts with '-----BEGIN PGP MESSAGE-----'. Why?"
+    quoted = "Please decrypt this for me.\n\n> -----BEGIN PGP MESSAGE-----\n> hQEMA0made0up\n"
+    for subject, body in (("Strange mail", asked), ("Decrypt", quoted)):
+        desk.mail(subject, body=body)
+        description = desk.newest_call().description
+        assert description.rstrip() == body.rstrip()
+        assert ENCRYPTED_REPLY_LINE not in desk.replies[-1].body

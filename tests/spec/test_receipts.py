@@ -191,3 +191,50 @@ def test_a_dsn_with_one_recipient_delivered_and_one_failed_is_a_bounce(
     assert result.decision.discard_reason.startswith(discard_reason)
     assert result.decision.status_class == status_class
     assert desk.repo.get_call(103) is None
+
+
+def test_a_read_receipt_returning_our_reply_does_not_put_our_text_in_the_history(
+    desk: Desk,
+) -> None:
+    """DESIGN 4: an automatic reply "that answers a message of ours is added to that record's
+    history as an automatic entry". An MDN may return the message it reports on (RFC 8098
+    section 3: a third part); with its own text part empty, that returned message, our own
+    "Call 100 has been updated", was taken for the body and entered in the history as the
+    customer's automatic reply."""
+    desk.set(auto_reply=True)
+    desk.mail("[CALL#100] printer", body="Still broken.")
+    ours = desk.replies[-1]
+    raw = _raw(
+        "From: Uma User <uma@corp.example>",
+        "To: helpdesk@desk.example",
+        f"Subject: Read: {ours.subject}",
+        "Message-ID: <mdn-3@corp.example>",
+        f"In-Reply-To: {ours.message_id}",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/report; report-type=disposition-notification; boundary="r"',
+        "",
+        "--r",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        "",
+        "--r",
+        "Content-Type: message/disposition-notification",
+        "",
+        "Final-Recipient: rfc822;uma@corp.example",
+        f"Original-Message-ID: {ours.message_id}",
+        "Disposition: manual-action/MDN-sent-manually; displayed",
+        "--r",
+        "Content-Type: message/rfc822",
+        "",
+        "From: Service Desk <helpdesk@desk.example>",
+        f"Subject: {ours.subject}",
+        "",
+        "Call 100 has been updated.",
+        "--r--",
+    )
+    result = process(raw, desk.repo, desk.mailer, desk.mailbox, desk.system, NOW)
+    assert result.decision is not None
+    assert result.decision.action_kinds() == ("add_automatic_entry",)
+    last = [e for e in desk.entries(EntityKind.CALL, 100) if e.kind is EntryKind.HISTORY][-1]
+    assert last.author.endswith("(automatic reply)")
+    assert "Call 100 has been updated" not in last.text

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -718,6 +719,85 @@ def test_sighup_reloads_the_configuration_and_the_service_goes_on(
     assert logged.count("polling service started") == 3
     assert "Traceback" not in logged
     assert "another poller" not in logged  # the leases were let go at each reload
+
+
+def test_calls_next_number_refuses_a_number_no_reply_token_could_carry(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A slip of the keyboard in --at-least (a few digits too many) was taken, and the
+    # numbering never moves down: past 12 digits a call's [CALL#n] is not read back from the
+    # customer's answer (every answer logged a new call), at 2**63 - 1 the next call could
+    # not be numbered at all, and above it the command ended in a traceback.
+    config = str(_initialised(capsys, tmp_path))
+    for number in ("1000000000000", "9223372036854775807", "100000000000000000000"):
+        code, out, err = run(
+            capsys, "calls", "next-number", "--at-least", number, "--config", config
+        )
+        assert code == 2, (number, err)
+        assert "12 digits" in err
+    assert run(capsys, "calls", "next-number", "--config", config)[1] == (
+        "the next call will be number 1\n"
+    )
+    code, out, _ = run(
+        capsys, "calls", "next-number", "--at-least", "999999999999", "--config", config
+    )
+    assert (code, out) == (0, "the next call will be number 999999999999 (was 1)\n")
+
+
+def test_a_second_sighup_while_the_first_is_read_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An operator who saved the file again and sent a second SIGHUP while the service was
+    # reading it for the first one had the second forgotten: the flags were cleared after
+    # the read, so the service went on with the first edit until the next reload.
+    import argparse
+    import signal
+    import types
+
+    from asm_email_rules.cli import poll
+
+    ran: list[str] = []
+    reads: list[str] = []
+
+    class Service:
+        persistently_failing: tuple[str, ...] = ()
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def run(self, stop: threading.Event) -> None:
+            ran.append(self.name)
+            if len(ran) == 1:
+                os.kill(os.getpid(), signal.SIGHUP)  # the first reload
+            elif not stop.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)  # done: stop the service
+
+    class Wiring:
+        def __init__(self, name: str) -> None:
+            self.service = Service(name)
+
+        def __enter__(self) -> Wiring:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+    def config(name: str) -> types.SimpleNamespace:
+        account = types.SimpleNamespace(active=True)
+        return types.SimpleNamespace(name=name, accounts=[account])
+
+    def reloaded(path: str, running: types.SimpleNamespace) -> types.SimpleNamespace:
+        reads.append(path)
+        if len(reads) == 1:  # the operator's second SIGHUP, while the file is being read
+            os.kill(os.getpid(), signal.SIGHUP)
+        return config(f"edit {len(reads)}")
+
+    monkeypatch.setattr(poll, "load_config", lambda path: config("start"))
+    monkeypatch.setattr(poll, "_bootstrap_when_ready", lambda cfg, stop: Wiring(cfg.name))
+    monkeypatch.setattr(poll, "_reloaded", reloaded)
+    args = argparse.Namespace(config="desk.toml", once=False)
+    assert poll.run(args) == 0
+    assert ran == ["start", "edit 1", "edit 2"]
 
 
 def test_after_restoring_a_backup_new_calls_do_not_take_numbers_customers_hold(

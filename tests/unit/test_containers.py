@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import struct
 import time
+import tracemalloc
 
 from asm_email_rules.classify import MailKind, classify
 from asm_email_rules.container_text import calendar_text, enriched_text, rtf_text
 from asm_email_rules.intake import parse_message
 from asm_email_rules.intake_notes import IntakeNoteKind
 from asm_email_rules.settings import Limits
-from asm_email_rules.tnef import decompress_rtf, read_tnef
+from asm_email_rules.tnef import MAX_FILES, decompress_rtf, read_tnef
 
 HEAD = (
     "From: Pat Example <pat@example.org>\r\nTo: desk@example.org\r\n"
@@ -50,33 +51,42 @@ def attribute(level: int, name: int, data: bytes) -> bytes:
     return struct.pack("<BII", level, name, len(data)) + data + struct.pack("<H", sum(data) % 65536)
 
 
-def mapi(props: list[tuple[int, int, bytes]]) -> bytes:
-    """A MAPI property list of variable-size single values (type, id, bytes)."""
-    out = struct.pack("<I", len(props))
+def mapi(props: list[tuple[int, int, bytes]], longs: tuple[tuple[int, int], ...] = ()) -> bytes:
+    """A MAPI property list of variable-size single values (type, id, bytes), after the
+    PT_LONG values ``longs`` (id, value)."""
+    out = struct.pack("<I", len(props) + len(longs))
+    for tag, number in longs:
+        out += struct.pack("<HHI", 0x0003, tag, number)
     for kind, tag, value in props:
         out += struct.pack("<HHII", kind, tag, 1, len(value)) + value + b"\0" * (-len(value) % 4)
     return out
 
 
 def tnef(
-    *, body: str | None = None, rtf: bytes | None = None, files: tuple[tuple[str, bytes], ...] = ()
+    *,
+    body: str | None = None,
+    rtf: bytes | None = None,
+    files: tuple[tuple[str, bytes], ...] = (),
+    codepage: int = 1252,
+    internet_codepage: int | None = None,
 ) -> bytes:
     """A winmail.dat as Outlook writes one: version, code page, message class, the body's MAPI
     properties, then per file its rendering data, title and data."""
     out = b"\x78\x9f\x3e\x22" + b"\x34\x12"
     out += attribute(1, 0x00089006, struct.pack("<I", 0x00010000))
-    out += attribute(1, 0x00069007, struct.pack("<II", 1252, 0))
+    out += attribute(1, 0x00069007, struct.pack("<II", codepage, 0))
     out += attribute(1, 0x00078008, b"IPM.Microsoft Mail.Note\0")
     props = []
     if body is not None:
-        props.append((0x001E, 0x1000, body.encode("cp1252") + b"\0"))
+        props.append((0x001E, 0x1000, body.encode("latin-1") + b"\0"))
     if rtf is not None:
         props.append((0x0102, 0x1009, rtf))
     if props:
-        out += attribute(1, 0x00069003, mapi(props))
+        cpid = () if internet_codepage is None else ((0x3FDE, internet_codepage),)
+        out += attribute(1, 0x00069003, mapi(props, cpid))
     for name, data in files:
         out += attribute(2, 0x00069002, b"\0" * 14)
-        out += attribute(2, 0x00018010, name.encode("cp1252") + b"\0")
+        out += attribute(2, 0x00018010, name.encode("latin-1") + b"\0")
         out += attribute(2, 0x0006800F, data)
     return out
 
@@ -133,11 +143,77 @@ def test_broken_winmail_dat_is_kept_as_it_came_with_a_note() -> None:
     assert IntakeNoteKind.TNEF_NOT_READ in [note.kind for note in email.notes]
 
 
+def test_a_winmail_dat_in_any_code_page_is_read_and_the_message_kept() -> None:
+    # Python knows only some Windows code pages as cpNNNN: a winmail.dat whose code page was
+    # 28591 (ISO-8859-1), 20127 (US-ASCII), 50220 (ISO-2022-JP) or a number naming none
+    # raised LookupError from inside the reader, and the whole message failed to parse (it
+    # went to quarantine: no call, no files). Each is read; an unknown number as cp1252.
+    for codepage, text in ((28591, "Café"), (0, "Café"), (123456, "Café"), (20127, "Caf\ufffd")):
+        data = tnef(body="Café printer", files=(("Café.txt", b"notes"),), codepage=codepage)
+        email = parse_message(message(f"Printer {codepage}", mixed(winmail_part(data))))
+        assert email.body == f"{text} printer", codepage
+        assert [a.filename for a in email.attachments] == ["winmail.dat", f"{text}.txt"]
+        assert [a.data for a in email.attachments][1] == b"notes"
+
+
+def test_a_winmail_dat_body_is_read_in_its_internet_code_page() -> None:
+    # The body's 8-bit text is in the message's code page (PR_INTERNET_CPID), not the OEM
+    # one of the sender's console: the property was looked up by a key it never has, so a
+    # German Outlook's body (OEM 850, body in windows-1252) read "Gr³▀e" for "Grüße".
+    data = tnef(body="Grüße, the printer is down", codepage=850, internet_codepage=1252)
+    email = parse_message(message("Drucker", mixed(winmail_part(data))))
+    assert email.body == "Grüße, the printer is down"
+
+
+def test_a_type_recorded_in_winmail_dat_is_held_to_what_a_mime_header_may_say() -> None:
+    # The MIME type Outlook recorded for a file (PR_ATTACH_MIME_TAG) was kept whatever it
+    # held, line breaks included: a store or host serving the file with that type would
+    # write them into its own header. A valid type is kept (lower case, no parameters),
+    # anything else gives the type its name says.
+    files = b""
+    for name, tag in (
+        ("report.pdf", "application/pdf\r\nX-Injected: 1"),
+        ("a.png", "IMAGE/PNG; x=1"),
+    ):
+        files += attribute(2, 0x00069002, b"\0" * 14)
+        files += attribute(2, 0x00018010, name.encode() + b"\0")
+        files += attribute(2, 0x0006800F, PDF)
+        files += attribute(2, 0x00069005, mapi([(0x001E, 0x370E, tag.encode() + b"\0")]))
+    email = parse_message(message("Types", mixed(TEXT + "files", winmail_part(tnef() + files))))
+    found = [(a.filename, a.content_type) for a in email.attachments[1:]]
+    assert found == [("report.pdf", "application/pdf"), ("a.png", "image/png")]
+
+
 def test_tnef_files_count_against_the_part_limit() -> None:
     data = tnef(files=tuple((f"f{i}.txt", b"x") for i in range(5)))
     raw = message("Many", mixed(TEXT + "files", winmail_part(data)))
     email = parse_message(raw, limits=Limits(max_part_count=4))
     assert [a.filename for a in email.attachments] == ["winmail.dat", "f0.txt", "f1.txt"]
+
+
+def test_a_winmail_dat_of_countless_empty_files_does_not_take_memory_for_each() -> None:
+    # Each rendering record (11 bytes) made a record in memory, dropped only at the end: a
+    # 15 MB winmail.dat of them took about 8 times its size (120 MB) for nothing. Only the
+    # first MAX_FILES are kept; those past it are counted and said to be left inside.
+    records = 200_000
+    data = tnef() + attribute(2, 0x00069002, b"") * records
+    tracemalloc.start()
+    try:
+        contents = read_tnef(data, 1 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert contents.files == ()
+    assert peak < 2 * len(data), peak
+    files = tuple((f"f{i}.txt", b"x") for i in range(MAX_FILES + 3))
+    contents = read_tnef(tnef(files=files), 1 << 20)
+    assert (len(contents.files), contents.left_inside) == (MAX_FILES, 3)
+    email = parse_message(
+        message("Many", mixed(TEXT + "files", winmail_part(tnef(files=files)))),
+        limits=Limits(max_part_count=1000),
+    )
+    [note] = [note for note in email.notes if note.kind is IntakeNoteKind.TNEF_OPENED]
+    assert "3 more left inside it" in note.detail
 
 
 def test_hostile_tnef_of_tiny_attributes_is_read_in_linear_time() -> None:
@@ -211,6 +287,19 @@ def test_nested_forwards_are_read_to_the_text_and_a_limit_stops_the_descent() ->
     assert "too deep" not in email.body
 
 
+def test_the_message_a_report_returns_is_never_the_body() -> None:
+    # A bounce (DSN), a complaint (ARF) or a read receipt (MDN) whose own text is empty
+    # returns the message it is about: that message is not what the reporter wrote.
+    original = "Content-Type: message/rfc822\r\n\r\nFrom: x@example.org\r\n\r\nOur reply.\r\n"
+    for report in ("delivery-status", "feedback-report", "disposition-notification"):
+        fields = f"Content-Type: message/{report}\r\n\r\nFinal-Recipient: rfc822; p@example.org"
+        rest = mixed(TEXT, fields, original, subtype=f"report; report-type={report}")
+        email = parse_message(message(f"Report {report}", rest))
+        assert email.body == "", report
+        assert IntakeNoteKind.BODY_FROM_ATTACHMENT not in [note.kind for note in email.notes]
+        assert "message/rfc822" in [a.content_type for a in email.attachments]
+
+
 def test_a_forward_below_the_senders_own_text_leaves_the_body_as_written() -> None:
     inner = INNER + "Content-Type: text/plain\r\n\r\nMy laptop shows a black screen.\r\n"
     rest = mixed(TEXT + "Please look at this.", "Content-Type: message/rfc822\r\n\r\n" + inner)
@@ -268,6 +357,45 @@ def test_enriched_rtf_and_calendar_only_mail_give_their_text() -> None:
     )
     # still an invitation with no text of the sender's own: classified as before
     assert classify(email).kind is MailKind.AUTO_GENERATED
+
+
+def test_an_invitation_gives_its_events_description_not_its_alarms_or_parameters() -> None:
+    # A reminder (VALARM) inside the event carries a DESCRIPTION of its own ("Reminder"),
+    # which was taken for the event's when it came first; and a quoted parameter holding a
+    # colon (RFC 5545 3.2.1's own ALTREP example) cut the value there, so the text began
+    # with the rest of the URI.
+    ics = (
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:Printer training\r\n"
+        'LOCATION;ALTREP="http://example.org/rooms/2":Room 2\r\n'
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Reminder\r\nEND:VALARM\r\n"
+        'DESCRIPTION;ALTREP="CID:part3.msg@example.org":Bring the badge printer manual.\r\n'
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    assert calendar_text(ics) == (
+        "Subject: Printer training\nLocation: Room 2\n\nBring the badge printer manual."
+    )
+
+
+ENCAPSULATED_HTML = (
+    b"{\\rtf1\\ansi\\ansicpg1252\\fromhtml1 \\deff0{\\fonttbl{\\f0\\fswiss Arial;}}\r\n"
+    b"{\\*\\htmltag19 <html>}{\\*\\htmltag50 <body>}\\htmlrtf \\lang1033 \\htmlrtf0\r\n"
+    b"{\\*\\htmltag64 <p>}\\htmlrtf {\\htmlrtf0 Hello Desk,\\htmlrtf \\par\r\n}\\htmlrtf0\r\n"
+    b"{\\*\\htmltag72 </p>}{\\*\\htmltag64 <p>}\\htmlrtf {\\htmlrtf0 The printer says "
+    b"\\'93Paper jam\\'94{\\*\\htmltag84 &nbsp;}\\htmlrtf \\'a0\\htmlrtf0 again."
+    b"{\\*\\htmltag116 <br>}\\htmlrtf \\line\r\n\\htmlrtf0 Pat\\htmlrtf \\par\r\n}\\htmlrtf0\r\n"
+    b"{\\*\\htmltag72 </p>}{\\*\\htmltag58 </body>}{\\*\\htmltag27 </html>}}"
+)
+"""Outlook's RTF of an HTML mail ([MS-OXRTFEX]): the HTML's tags in \\*\\htmltag groups, what
+only RTF readers should show between \\htmlrtf and \\htmlrtf0."""
+
+
+def test_rtf_encapsulating_html_keeps_its_paragraphs_and_spaces() -> None:
+    # Outlook's RTF of an HTML mail (\\fromhtml1) holds its paragraphs and its &nbsp; only in
+    # the HTML tags, and their RTF copies in \\htmlrtf parts: the reader dropped both, and
+    # the text ran together ("Hello Desk,The printer ... jam\u201dagain.Pat").
+    assert rtf_text(ENCAPSULATED_HTML) == (
+        "Hello Desk,\n\nThe printer says \u201cPaper jam\u201d again.\nPat"
+    )
 
 
 def test_rtf_binary_data_is_skipped_even_when_it_holds_braces() -> None:

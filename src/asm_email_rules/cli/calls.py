@@ -19,6 +19,7 @@ import attrs
 from asm_email_rules.adapters._sql import SqlRepository
 from asm_email_rules.cli._common import EXIT_OK, UsageError, print_table, store_for, utc_minute
 from asm_email_rules.model import Call, CallStatus, EntityKind, EntityRef
+from asm_email_rules.subject import MAX_NUMBER_DIGITS
 
 NAME = "calls"
 
@@ -157,10 +158,20 @@ def run_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_LARGEST_NUMBER = 10**MAX_NUMBER_DIGITS - 1
+"""The largest call number a subject token (``[CALL#n]``) is read with."""
+
+
 def run_next_number(args: argparse.Namespace) -> int:
     """Say the next call's number; with ``--at-least N`` move it up to N first."""
     if args.at_least is not None and args.at_least < 1:
         raise UsageError("--at-least must be 1 or more")
+    if args.at_least is not None and args.at_least > _LARGEST_NUMBER:
+        # the numbering never moves down: a number replies cannot carry would be for good
+        raise UsageError(
+            f"--at-least must be at most {_LARGEST_NUMBER} ({MAX_NUMBER_DIGITS} digits): a "
+            "longer call number is not read back from the [CALL#n] of a customer's answer"
+        )
     with store_for(args) as repo:
         before = repo.next_call_number()
         if args.at_least is None or args.at_least <= before:

@@ -82,11 +82,13 @@ def run(args: argparse.Namespace) -> int:
                     failing = wiring.service.persistently_failing
             if not reload.is_set() or terminate.is_set():
                 break
-            config = _reloaded(args.config, config)
+            # cleared before the file is read: a SIGHUP (or SIGTERM) that comes while it is
+            # read sets them again, and is answered next, not forgotten
             reload.clear()
             stop.clear()
             if terminate.is_set():  # SIGTERM while reloading: stop at once
                 stop.set()
+            config = _reloaded(args.config, config)
         if failing:
             log.error(
                 "stopped while accounts were failing persistently: %s",
