@@ -222,6 +222,8 @@ def require_strings(value: object, where: str, name: str) -> tuple[str, ...]:
     without its trailing comma is a str, and a sequence of its characters would silently
     match nothing (or, as separators, every line holding one of them). Linear in the items.
     """
+    if type(value) is tuple and all(type(item) is str for item in value):
+        return value  # the usual: a settings tuple, returned as it is
     if isinstance(value, str | bytes):
         raise ArgumentTypeError(
             f"{where}(): {name} must be a sequence of str, got {_shown(value)} "

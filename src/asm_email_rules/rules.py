@@ -1729,9 +1729,14 @@ def decide(facts: Facts, mailbox: MailboxSettings, system: SystemSettings) -> De
     :class:`~asm_email_rules.errors.ArgumentTypeError` when ``facts``, ``mailbox`` or
     ``system`` is not a :class:`Facts`, :class:`MailboxSettings` or :class:`SystemSettings`.
     """
-    require_type(facts, Facts, "decide", "facts")
-    require_type(mailbox, MailboxSettings, "decide", "mailbox")
-    require_type(system, SystemSettings, "decide", "system")
+    if not (
+        isinstance(facts, Facts)
+        and isinstance(mailbox, MailboxSettings)
+        and isinstance(system, SystemSettings)
+    ):  # the usual case costs one test; the error names the argument
+        require_type(facts, Facts, "decide", "facts")
+        require_type(mailbox, MailboxSettings, "decide", "mailbox")
+        require_type(system, SystemSettings, "decide", "system")
     conditions = evaluate_conditions(facts, mailbox, system)
     fired: list[Row] = [first_match(GATE, conditions)]
     if fired[0].outcome is _O.CONTINUE:

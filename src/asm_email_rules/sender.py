@@ -137,7 +137,8 @@ def resolve_sender(address: str, persons: Iterable[Person]) -> SenderResolution:
     :class:`~asm_email_rules.errors.ArgumentTypeError` naming it.
     """
     require_type(address, str, "resolve_sender", "address")
-    require_type(persons, Iterable, "resolve_sender", "persons", "an iterable of Person")
+    if not isinstance(persons, list | tuple):  # the usual answers skip the slower ABC check
+        require_type(persons, Iterable, "resolve_sender", "persons", "an iterable of Person")
     wanted = normalise_address(address)
     if not wanted:
         return SenderResolution(address=address, case=PersonCase.UNKNOWN)
