@@ -260,3 +260,23 @@ def test_check_json_gives_a_monitoring_probe_one_object(
     [error] = [f for f in report["findings"] if f["level"] == "error"]
     assert error["where"].endswith("mailbox.default_logging_analyst_id")
     assert "person 1 does not exist" in error["message"]
+
+
+def test_check_json_gives_an_object_when_the_configuration_cannot_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A probe that parses ``check --json`` got nothing on stdout when the configuration (or
+    the store) could not even be opened: the worst case gave it no object to read. It now
+    gets one, not ready, with the error as its finding; stderr and the exit code as before."""
+    import json
+
+    broken = tmp_path / "config.toml"
+    broken.write_text("store = \n", encoding="utf-8")
+    code, out, err = run(capsys, "check", "--json", "--config", str(broken))
+    report = json.loads(out)
+    assert code == report["exit_code"] == 2
+    assert report["ready"] is False
+    [finding] = report["findings"]
+    assert finding["level"] == "error"
+    assert str(broken) in finding["message"]
+    assert finding["message"] in err

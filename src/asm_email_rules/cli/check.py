@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -299,7 +300,13 @@ def run(args: argparse.Namespace) -> int:
     ``--json``: one JSON object instead, for a monitoring probe."""
     checked: list[str] = []
     as_json = bool(getattr(args, "json", False))
-    code, findings, failed = _check(args, checked.append if as_json else print)
+    if as_json:
+        try:
+            code, findings, failed = _check(args, checked.append)
+        except Exception as exc:
+            return _unopened(exc, checked)
+    else:
+        code, findings, failed = _check(args, print)
     errors = sum(1 for f in findings if f.level is Level.ERROR)
     warnings = len(findings) - errors
     if as_json:
@@ -327,6 +334,36 @@ def run(args: argparse.Namespace) -> int:
     refused = f", {failed} sign-in{'s' if failed > 1 else ''} failed" if failed else ""
     counts = f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
     print(f"check: {verdict} ({counts}{refused})")
+    return code
+
+
+def _unopened(exc: Exception, checked: list[str]) -> int:
+    """``check --json`` when the configuration or the store could not even be opened: the
+    object a probe parses all the same (``ready`` false, the error as its one finding), and
+    the stderr line and exit code every command gives (2, or 3 for a store that cannot be
+    used now). Anything else is raised as it was."""
+    from asm_email_rules.cli import exit_code_for  # the command table imports this module
+
+    try:
+        code, line = exit_code_for(exc)
+    except TypeError:
+        raise exc from None
+    finding = {"level": Level.ERROR.value, "where": "check", "message": line}
+    print(
+        json.dumps(
+            {
+                "ready": False,
+                "exit_code": code,
+                "errors": 1,
+                "warnings": 0,
+                "sign_ins_failed": 0,
+                "findings": [finding],
+                "checked": checked,
+            },
+            ensure_ascii=False,
+        )
+    )
+    print(line, file=sys.stderr)
     return code
 
 
