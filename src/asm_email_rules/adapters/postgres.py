@@ -811,7 +811,13 @@ class PostgresRepository(SqlRepository):
         (``setval`` to the larger of the two); the next number."""
         with self.transaction():
             if number > self.next_call_number():  # so the value set is at least 1
-                self._one("SELECT setval('call_numbers', ?, true)", (number - 1,))
+                # the larger of the two read and set in one statement: a poller drawing a
+                # number between a read and a later setval would move the sequence back
+                self._one(
+                    "SELECT setval('call_numbers', GREATEST(last_value, ?), true)"
+                    " FROM call_numbers",
+                    (number - 1,),
+                )
             return self.next_call_number()
 
     def _next_number(self, sequence: str, table: str, column: str) -> int:
