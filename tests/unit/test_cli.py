@@ -863,6 +863,9 @@ def test_vv_shows_the_debug_lines(capsys: pytest.CaptureFixture[str], tmp_path: 
         assert "> quoted only" in out
     code, _, err = run(capsys, "truncate", "-v", str(message))
     assert (code, "DEBUG" in err) == (0, False)
+    # one -v before the command and one after add up: the command's own count replaced it
+    code, _, err = run(capsys, "-v", "truncate", "-v", str(message))
+    assert (code, said in err) == (0, True), err
 
 
 @pytest.mark.parametrize(

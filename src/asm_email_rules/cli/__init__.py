@@ -150,6 +150,7 @@ def _everywhere(subparsers: argparse._SubParsersAction[Any]) -> None:
             "-v",
             "--verbose",
             action="count",
+            dest="verbose_after",  # counted apart: a sub-parser's namespace replaces the top's
             default=argparse.SUPPRESS,
             help="log at INFO (-vv: DEBUG)",
         )
@@ -256,8 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
     level = getattr(args, "log_level", logging.WARNING)
-    if args.verbose:  # -v: INFO, -vv: DEBUG (never quieter than the command's own level)
-        level = min(level, logging.DEBUG if args.verbose > 1 else logging.INFO)
+    verbose = args.verbose + getattr(args, "verbose_after", 0)  # -v before and after the command
+    if verbose:  # -v: INFO, -vv: DEBUG (never quieter than the command's own level)
+        level = min(level, logging.DEBUG if verbose > 1 else logging.INFO)
     handler = install_handler(sys.stderr, level, as_json=args.log_json)
     try:
         code: int = args.handler(args)
