@@ -257,10 +257,25 @@ UPDATE_CALL: tuple[Row, ...] = (
     ),
     Row(
         "UC-3a",
-        {"auto_reply": True, "answers_us": True},
+        {"auto_reply": True, "answers_us": True, "closed": False},
         _O.AUTOMATIC_ENTRY,
         "DESIGN 4: an auto-reply that answers a message of ours is added to that record's "
         "history as an automatic entry (no note icon, no notification, no reply)",
+    ),
+    Row(
+        "UC-3c",
+        {"auto_reply": True, "answers_us": True, "update_closed": True},
+        _O.AUTOMATIC_ENTRY,
+        "DESIGN 4: on a closed call, with Update Closed Calls, the call remains closed and the "
+        "auto-reply is kept as an automatic entry (no note icon, no notification, no reply)",
+    ),
+    Row(
+        "UC-3d",
+        {"auto_reply": True, "answers_us": True},
+        _O.DISCARD,
+        "Update Closed Calls via email must be enabled in the Incoming email server settings "
+        "or closed calls will not be updated. (DESIGN 4: an auto-reply gets no reply)",
+        why="auto-reply on a closed call without Update Closed Calls",
     ),
     Row(
         "UC-3b",

@@ -44,6 +44,40 @@ def test_auto_reply_to_our_message_becomes_an_automatic_entry(desk: Desk) -> Non
     assert desk.replies == []
 
 
+def test_auto_reply_to_a_closed_call_leaves_it_alone_without_update_closed_calls(
+    desk: Desk,
+) -> None:
+    """ "Update Closed Calls via email must be enabled in the Incoming email server settings
+    or closed calls will not be updated." An out-of-office answer to our mail about a closed
+    call adds nothing to it unless the option is on; with it on, it is kept as the automatic
+    entry DESIGN 4 describes (the call remains closed, no reply)."""
+    desk.set(auto_reply=True)
+    desk.set_system(email_at_update_via_email_in=True)
+    away = [("Auto-Submitted", "auto-replied")]
+    decision = desk.mail(
+        "Automatic reply: Call No 101 is already closed [CALL#101]",
+        headers=away,
+        body="I am out of the office until Monday.",
+    )
+    assert decision.action_kinds() == ("discard",)
+    assert decision.discard_reason == "auto-reply on a closed call without Update Closed Calls"
+    assert desk.entries(EntityKind.CALL, 101) == []
+    assert desk.replies == []
+
+    desk.set(update_closed_calls=True)
+    kept = desk.mail(
+        "Automatic reply: Call No 101 has been updated by ASM Core. [CALL#101]",
+        headers=away,
+        body="I am still out of the office.",
+    )
+    assert kept.action_kinds() == ("add_automatic_entry",)
+    (entry,) = desk.entries(EntityKind.CALL, 101)
+    assert entry.text.strip() == "I am still out of the office."
+    assert desk.call(101).status.value == "closed"
+    assert not desk.call(101).updated  # no note icon
+    assert desk.replies == []
+
+
 def test_auto_reply_threaded_to_our_message_id_is_kept_too(desk: Desk) -> None:
     """The same rule when the only link is our Message-ID in In-Reply-To (Exchange OOF)."""
     desk.set(auto_reply=True)
