@@ -6,7 +6,9 @@ import errno
 import imaplib
 import os
 import socket
+import threading
 from collections.abc import Callable
+from contextlib import suppress
 from email import policy
 from email.parser import BytesParser
 from typing import TYPE_CHECKING
@@ -14,10 +16,11 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loopback import HOST, stop_listening
 
 from asm_email_rules.adapters import imap
 from asm_email_rules.adapters.imap import QUARANTINE_HEADER, ImapConfig, ImapMailbox, _uid_set
-from asm_email_rules.errors import MailboxError, MessageGoneError
+from asm_email_rules.errors import MailboxAuthenticationError, MailboxError, MessageGoneError
 from asm_email_rules.protocols import Mailbox
 
 if TYPE_CHECKING:
@@ -754,3 +757,71 @@ def test_a_limited_listing_never_searches_past_what_the_sessions_own_expunge_lef
         assert box.expunge(list(box.deleted_keys())) == 6
         assert list(box.list_keys(limit=3, skip=set(every[6:10]))) == every[10:12]
     assert _ranged_past(commands, 6) == []
+
+
+def _turning_away(login_answer: bytes) -> tuple[int, socket.socket]:
+    """A one-connection IMAP server on loopback that answers ``LOGIN`` with ``login_answer``
+    (after the tag), as a busy server does; (its port, its listener)."""
+    listener = socket.create_server((HOST, 0))
+    port: int = listener.getsockname()[1]
+
+    def serve() -> None:
+        with suppress(OSError):
+            conn, _ = listener.accept()
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(b"* OK [CAPABILITY IMAP4rev1] ready\r\n")
+                for line in lines:
+                    tag, _, command = line.partition(b" ")
+                    verb = command.split(b" ", 1)[0].strip().upper()
+                    if verb == b"CAPABILITY":
+                        conn.sendall(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK done\r\n")
+                    elif verb == b"LOGIN":
+                        conn.sendall(tag + b" " + login_answer + b"\r\n")
+                    elif verb == b"LOGOUT":
+                        conn.sendall(b"* BYE\r\n" + tag + b" OK done\r\n")
+                        return
+                    else:
+                        conn.sendall(tag + b" BAD unexpected\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port, listener
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # Dovecot's mail_max_userip_connections, as a real Dovecot says it
+        b"NO [LIMIT] Maximum number of connections from user+IP exceeded "
+        b"(mail_max_userip_connections=10)",
+        b"NO [UNAVAILABLE] Server Unavailable. 15",  # RFC 5530; Microsoft's words
+        b"NO [INUSE] Mailbox in use",
+        b"NO [ALERT] Too many simultaneous connections. (Failure)",  # Gmail's words
+    ],
+)
+def test_a_server_turning_the_sign_in_away_for_now_is_not_a_refused_sign_in(
+    answer: bytes,
+) -> None:
+    port, listener = _turning_away(answer)
+    box = ImapMailbox(
+        ImapConfig(HOST, port, security="plain", username="desk", password="right", timeout=5)
+    )
+    try:
+        with pytest.raises(MailboxError) as caught:
+            list(box.list_keys())
+    finally:
+        stop_listening(listener)
+    assert not isinstance(caught.value, MailboxAuthenticationError)
+    assert "the credentials were not refused" in str(caught.value)
+    assert answer.split(b" ", 1)[1].decode() in str(caught.value)
+
+
+def test_a_sign_in_refused_for_its_credentials_stays_a_refused_sign_in() -> None:
+    port, listener = _turning_away(b"NO [AUTHENTICATIONFAILED] Too many failed logins")
+    box = ImapMailbox(
+        ImapConfig(HOST, port, security="plain", username="desk", password="wrong", timeout=5)
+    )
+    try:
+        with pytest.raises(MailboxAuthenticationError, match="AUTHENTICATIONFAILED"):
+            list(box.list_keys())
+    finally:
+        stop_listening(listener)

@@ -32,6 +32,7 @@ import attrs
 from asm_email_rules.adapters._session import (
     MAX_NUMBER_DIGITS,
     ServerSession,
+    busy_at_sign_in,
     error_text,
     refuses_only_what_was_asked,
     shown_text,
@@ -167,6 +168,18 @@ tagged ``NO`` to a ``UID FETCH`` the session's trouble, not the messages': the s
 unavailable, throttling us, over a limit or a quota, the folder gone, our rights withdrawn."""
 
 _RESPONSE_CODE_RE = re.compile(r"\s*\[([A-Za-z0-9.-]+)")
+
+SIGN_IN_BUSY_CODES = frozenset({"INUSE", "LIMIT", "SERVERBUG", "THROTTLED", "UNAVAILABLE"})
+"""Response codes (RFC 5530; ``THROTTLED`` as some servers send it) that make a tagged ``NO``
+to ``LOGIN`` or ``AUTHENTICATE`` the server's trouble, not the credentials': it is
+unavailable, the mailbox in use, a limit reached (Dovecot's ``NO [LIMIT] Maximum number of
+connections from user+IP exceeded``), it throttles us or failed."""
+
+SIGN_IN_CREDENTIAL_CODES = frozenset(
+    {"AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "CONTACTADMIN", "EXPIRED", "PRIVACYREQUIRED"}
+)
+"""Response codes (RFC 5530) of a sign-in refusal that are about the credentials or the
+account, whatever the words that follow."""
 
 
 def refuses_only_the_messages(detail: str) -> bool:
@@ -726,6 +739,19 @@ class ImapMailbox(ServerSession):
                 mechanism=mechanism,
             )
 
+        def busy(said: str) -> MailboxError | None:
+            """The error for a refusal that is the server's trouble, not the credentials'
+            (:func:`~asm_email_rules.adapters._session.busy_at_sign_in`), else None."""
+            code = _RESPONSE_CODE_RE.match(said)
+            named = code.group(1) if code is not None else None
+            if not busy_at_sign_in(named, said, SIGN_IN_BUSY_CODES, SIGN_IN_CREDENTIAL_CODES):
+                return None
+            return MailboxError(
+                f"{where}: sign-in as {cfg.username!r} with {mechanism} turned away for now: "
+                f"the server cannot take the session (busy, in use, a connection limit or "
+                f"throttled), the credentials were not refused: {shown_text(said)}"
+            )
+
         if login is None:
             user = cfg.username if _ATOM_RE.fullmatch(cfg.username) else _quoted(cfg.username)
             try:
@@ -733,7 +759,8 @@ class ImapMailbox(ServerSession):
             except imaplib.IMAP4.abort as exc:
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             except imaplib.IMAP4.error as exc:
-                raise failed(f"refused: {error_text(exc)}") from exc
+                said = error_text(exc)
+                raise busy(said) or failed(f"refused: {said}") from exc
             except (OSError, UnicodeError) as exc:
                 raise MailboxError(f"{where}: LOGIN failed: {exc}") from exc
         if f"AUTH={mechanism}" not in client.capabilities:
@@ -756,6 +783,9 @@ class ImapMailbox(ServerSession):
             except imaplib.IMAP4.abort as exc:
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             except imaplib.IMAP4.error as exc:
+                turned_away = busy(error_text(exc))
+                if turned_away is not None:  # not the token's fault: it is not replaced
+                    raise turned_away from exc
                 said = error_detail(challenges[1]) if len(challenges) > 1 else ""
                 return error_text(exc) + (f" ({said})" if said else "")
             except OSError as exc:
