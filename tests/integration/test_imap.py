@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import imaplib
 import os
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -825,3 +826,74 @@ def test_a_sign_in_refused_for_its_credentials_stays_a_refused_sign_in() -> None
             list(box.list_keys())
     finally:
         stop_listening(listener)
+
+
+_UID_FIRST_RE = re.compile(rb"(\* \d+ FETCH \()UID (\d+) (.*\{(\d+)\}\r\n)\Z")
+_ENDS_IN_LITERAL_RE = re.compile(rb"\{(\d+)\}\r\n\Z")
+
+
+def _uid_last_proxy(dovecot: Dovecot) -> tuple[int, socket.socket]:
+    """A loopback proxy in front of ``dovecot`` that sends each ``FETCH`` response's ``UID``
+    after the message's literal (``* 1 FETCH (BODY[] {n}`` ... `` UID 7)``), as RFC 3501
+    7.4.2 allows a server to; (its port, its listener)."""
+    listener = socket.create_server((HOST, 0))
+    port: int = listener.getsockname()[1]
+
+    def upward(client: socket.socket, server: socket.socket) -> None:
+        with suppress(OSError):
+            while data := client.recv(65536):
+                server.sendall(data)
+        with suppress(OSError):
+            server.shutdown(socket.SHUT_WR)
+
+    def downward(server: socket.socket, client: socket.socket) -> None:
+        with suppress(OSError), server.makefile("rb") as lines:
+            while line := lines.readline():
+                moved = _UID_FIRST_RE.match(line)
+                if moved is not None:
+                    client.sendall(moved.group(1) + moved.group(3))
+                    client.sendall(lines.read(int(moved.group(4))))
+                    client.sendall(b" UID " + moved.group(2) + lines.readline())
+                    continue
+                client.sendall(line)
+                while (literal := _ENDS_IN_LITERAL_RE.search(line)) is not None:
+                    client.sendall(lines.read(int(literal.group(1))))
+                    line = lines.readline()
+                    client.sendall(line)
+        with suppress(OSError):
+            client.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        with suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                server = socket.create_connection((dovecot.host, dovecot.imap_port))
+                threading.Thread(target=upward, args=(client, server), daemon=True).start()
+                threading.Thread(target=downward, args=(server, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port, listener
+
+
+@pytest.mark.parametrize("fetch_ahead", [True, False])
+def test_a_server_sending_the_uid_after_the_message_has_every_message_read(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes], fetch_ahead: bool
+) -> None:
+    sent = [make_message(n) for n in range(1, 6)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    port, listener = _uid_last_proxy(dovecot)
+    config = dovecot.imap_config(mail_user, port=port, batch_messages=2, fetch_ahead=fetch_ahead)
+    try:
+        with ImapMailbox(config) as box:
+            keys = list(box.list_keys())
+            assert [box.fetch(key) for key in keys] == sent
+            box.quarantine(keys[0], "kept aside")  # a fetch of one message, with its flags
+            for key in keys[1:]:
+                box.delete(key)
+    finally:
+        stop_listening(listener)
+    assert dovecot.messages(mail_user) == []
+    [kept] = dovecot.messages(mail_user, "Quarantine")
+    assert kept.endswith(sent[0])
+    assert b"kept aside" in kept

@@ -391,19 +391,46 @@ def _refused_by_hang_up(
     return str(min(left)) if left else None
 
 
+def _fetch_responses(data: Iterable[object]) -> Iterator[tuple[bytes, bytes | None]]:
+    """The ``FETCH`` responses of an answer as imaplib keeps it (a response with a literal is
+    a ``(text, literal)`` tuple, then the text after the literal as bytes): each one's text
+    without its literals, and the literal of its ``BODY[]`` item (else its first literal;
+    None when it has none). RFC 3501 7.4.2 sets no order for the data items, and some servers
+    send the ``UID`` after the message (``* 1 FETCH (BODY[] {n} ... UID 7)``): it is in the
+    text either way."""
+    text: list[bytes] = []
+    body: bytes | None = None
+    exact = False  # body is the literal of a BODY[] item
+    for item in data:
+        head = item[0] if isinstance(item, tuple) else item
+        if not isinstance(head, bytes):
+            continue
+        if text and _FETCH_RESPONSE_RE.match(head):
+            yield b"".join(text), body
+            text, body, exact = [], None, False
+        text.append(head)
+        literal = item[1] if isinstance(item, tuple) and len(item) == 2 else None
+        if isinstance(literal, bytes) and not exact:
+            if _BODY_LITERAL_RE.search(head):
+                body, exact = literal, True
+            elif body is None:
+                body = literal
+    if text:
+        yield b"".join(text), body
+
+
 def _answered(data: Iterable[object]) -> tuple[set[str], str | None]:
     """The UIDs a ``UID FETCH`` answer (as imaplib keeps it) named, and the one its last
     response named without the data asked for (:func:`_bare_uid`), if it did."""
     named: set[str] = set()
     last_bare: str | None = None
-    for item in data:
-        head = item[0] if isinstance(item, tuple) else item
-        if not isinstance(head, bytes) or not _FETCH_RESPONSE_RE.match(head):
-            continue  # the rest of a response after its literal
-        uid = _UID_RE.search(head)
+    for said, body in _fetch_responses(data):
+        if not _FETCH_RESPONSE_RE.match(said):
+            continue
+        uid = _UID_RE.search(said)
         if uid is not None:
             named.add(uid.group(1).decode())
-        last_bare = None if isinstance(item, tuple) else _bare_uid(head)
+        last_bare = None if body is not None else _bare_uid(said)
     return named, last_bare
 
 
@@ -862,16 +889,15 @@ class ImapMailbox(ServerSession):
         """Put the messages of a ``UID FETCH (UID BODY.PEEK[])`` answer that are ``wanted``
         in ``_fetched``; the wanted UIDs the server answered for without their body."""
         bare: set[str] = set()
-        for part in data:
-            if isinstance(part, tuple) and len(part) == 2:
-                match = _UID_RE.search(part[0])
-                uid = match.group(1).decode() if match is not None else ""
-                if uid in wanted:
-                    self._fetched[uid] = part[1]
-            elif isinstance(part, bytes) and _FETCH_RESPONSE_RE.match(part):
-                match = _UID_RE.search(part)
-                if match is not None and match.group(1).decode() in wanted:
-                    bare.add(match.group(1).decode())
+        for said, body in _fetch_responses(data):
+            match = _UID_RE.search(said)
+            uid = match.group(1).decode() if match is not None else ""
+            if uid not in wanted:
+                continue
+            if body is not None:
+                self._fetched[uid] = body
+            elif _FETCH_RESPONSE_RE.match(said):
+                bare.add(uid)
         return bare - self._fetched.keys()
 
     # -- Mailbox protocol -------------------------------------------------------------------
@@ -975,12 +1001,10 @@ class ImapMailbox(ServerSession):
         if not key.isdigit():
             raise MailboxError(f"{self._where()}: {key!r} is not a UID")
         data, refusal = self._uid_fetch(f"UID FETCH {key}", key, items, {key})
-        for part in data:
-            if isinstance(part, tuple) and len(part) == 2:
-                head, body = part
-                match = _UID_RE.search(head)
-                if match is not None and match.group(1).decode() == key:
-                    return head, body
+        for said, body in _fetch_responses(data):
+            match = _UID_RE.search(said)
+            if body is not None and match is not None and match.group(1).decode() == key:
+                return said, body
         if refusal is not None:
             self._unreadable[key] = refusal
             raise self._refused(key)
