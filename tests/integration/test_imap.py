@@ -14,6 +14,7 @@ from email import policy
 from email.parser import BytesParser
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -897,3 +898,28 @@ def test_a_server_sending_the_uid_after_the_message_has_every_message_read(
     [kept] = dovecot.messages(mail_user, "Quarantine")
     assert kept.endswith(sent[0])
     assert b"kept aside" in kept
+
+
+@pytest.mark.parametrize("annotate", [True, False])
+def test_quarantine_on_a_server_whose_folders_live_under_inbox_dot(
+    dovecot: Dovecot, make_message: Callable[..., bytes], annotate: bool
+) -> None:
+    # Courier, Cyrus and cPanel's Dovecot keep every folder under the personal namespace
+    # "INBOX." (RFC 2342); a CREATE of "Quarantine" is refused there ("nonexistent
+    # namespace"), so each quarantine failed and the message stayed in the INBOX.
+    user = dovecot.new_user(inbox_prefix=True)
+    raw = make_message(4)
+    dovecot.append(user, raw)
+    config = dovecot.imap_config(user, quarantine_annotate=annotate)
+    with ImapMailbox(config) as box:
+        [uid] = box.list_keys()
+        box.quarantine(uid, "looping")
+    assert dovecot.messages(user) == []
+    [kept] = dovecot.messages(user, "INBOX.Quarantine")
+    assert kept.endswith(raw)
+    raw = make_message(5)  # named with the prefix already, it is used as it is
+    dovecot.append(user, raw)
+    with ImapMailbox(attrs.evolve(config, quarantine_folder="inbox.Quarantine")) as box:
+        [uid] = box.list_keys()
+        box.quarantine(uid, "looping")
+    assert len(dovecot.messages(user, "INBOX.Quarantine")) == 2

@@ -242,6 +242,20 @@ def _capabilities_said(client: imaplib.IMAP4, signed_in: list[Any]) -> bytes | N
     return listed[-1] if listed and listed[-1].strip() else None
 
 
+_PERSONAL_NAMESPACE_RE = re.compile(rb'\(\("([\x20-\x7e]*?)" ')
+"""The prefix of the first personal namespace in a ``NAMESPACE`` answer (RFC 2342 5:
+``(("INBOX." ".")) NIL NIL``), a quoted string."""
+
+
+def _under(name: str, prefix: str) -> bool:
+    """True when the mailbox ``name`` is already under the namespace ``prefix`` (``INBOX``
+    in either in any case, RFC 3501 5.1)."""
+    if name.startswith(prefix):
+        return True
+    head, rest = name[:5], prefix[:5]
+    return head.upper() == rest.upper() == "INBOX" and name[5:].startswith(prefix[5:])
+
+
 def _quoted(text: str) -> str:
     """An IMAP quoted string."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -561,6 +575,7 @@ class ImapMailbox(ServerSession):
         # of step and no command may follow
         self._broken: tuple[str, Exception] | None = None
         self._quarantine_ready = False
+        self._quarantine_name: str | None = None  # the quarantine folder's name here
         self._uidvalidity: str | None = None  # the folder's, as SELECT said it
         # the server hung up on a fetch (the UID is remembered): raised again by any command
         # of the session; close() sends the session's marks on a new connection
@@ -847,6 +862,7 @@ class ImapMailbox(ServerSession):
         self._broken = None
         self._selected = False
         self._quarantine_ready = False
+        self._quarantine_name = None
         self._uidvalidity = None
         self._hung_up_error = None
 
@@ -1320,7 +1336,7 @@ class ImapMailbox(ServerSession):
         say, is moved or copied on the server instead, as without it, and the reason only
         logged: a message of gigabytes is never held here whole."""
         client = self._client()
-        target = encode_mailbox_name(self.config.quarantine_folder)
+        target = encode_mailbox_name(self._quarantine_folder())
         self._ensure_quarantine(target)
         limit = self.config.max_message_size
         too_big = (
@@ -1336,7 +1352,7 @@ class ImapMailbox(ServerSession):
             ]
             date = _DATE_RE.search(head)
             self._call(
-                f"APPEND to {self.config.quarantine_folder!r}",
+                f"APPEND to {self._quarantine_folder()!r}",
                 lambda: client.append(
                     target,
                     f"({' '.join(kept)})" if kept else None,
@@ -1379,13 +1395,53 @@ class ImapMailbox(ServerSession):
         self._deleted.add(key)
         self._fetched.pop(key, None)
 
+    def _quarantine_folder(self) -> str:
+        """The quarantine folder's name on this server: ``quarantine_folder``, put under the
+        prefix of the server's personal namespace (RFC 2342) when it has one that the name
+        lacks: a server whose folders all live under ``INBOX.`` (Courier, Cyrus, cPanel's
+        Dovecot) refuses to create ``Quarantine`` ("nonexistent namespace"), so every
+        quarantine failed there; it is ``INBOX.Quarantine``. Asked once a session, and only
+        when a message is quarantined."""
+        if self._quarantine_name is not None:
+            return self._quarantine_name
+        name = self.config.quarantine_folder
+        prefix = self._personal_prefix() if "NAMESPACE" in self._capabilities else ""
+        if prefix and name.upper() != "INBOX" and not _under(name, prefix):
+            log.info(
+                "IMAP quarantine folder %r put under the server's personal namespace: %r",
+                name,
+                prefix + name,
+                extra={"imap_server": self._where()},
+            )
+            name = prefix + name
+        self._quarantine_name = name
+        return name
+
+    def _personal_prefix(self) -> str:
+        """The prefix of the server's first personal namespace (``NAMESPACE``), "" when it
+        has none, says none, or the answer cannot be read (a quoted ASCII string is read:
+        a prefix in modified UTF-7 or as a literal is left alone)."""
+        client = self._client()
+        try:
+            said = self._call("NAMESPACE", client.namespace)
+        except MailboxError as exc:
+            if not _refused(exc) or self._broken:
+                raise
+            return ""
+        first = said[0] if said and isinstance(said[0], bytes) else b""
+        personal = _PERSONAL_NAMESPACE_RE.match(first)
+        if personal is None or b"&" in personal.group(1) or b"\\" in personal.group(1):
+            return ""
+        return personal.group(1).decode("ascii", "replace")
+
     def _ensure_quarantine(self, target: str) -> None:
         if self._quarantine_ready:
             return
         client = self._client()
         listed = self._call("LIST", lambda: client.list('""', target))
         if not any(item for item in listed if item):
-            self._call(f"CREATE {self.config.quarantine_folder!r}", lambda: client.create(target))
+            folder = self._quarantine_folder()
+            self._call(f"CREATE {folder!r}", lambda: client.create(target))
         self._quarantine_ready = True
 
     def append(self, raw: bytes, folder: str | None = None) -> str | None:
