@@ -22,7 +22,12 @@ from loopback import HOST, stop_listening
 
 from asm_email_rules.adapters import imap
 from asm_email_rules.adapters.imap import QUARANTINE_HEADER, ImapConfig, ImapMailbox, _uid_set
-from asm_email_rules.errors import MailboxAuthenticationError, MailboxError, MessageGoneError
+from asm_email_rules.errors import (
+    MailboxAuthenticationError,
+    MailboxBusyError,
+    MailboxError,
+    MessageGoneError,
+)
 from asm_email_rules.protocols import Mailbox
 
 if TYPE_CHECKING:
@@ -812,6 +817,7 @@ def test_a_server_turning_the_sign_in_away_for_now_is_not_a_refused_sign_in(
             list(box.list_keys())
     finally:
         stop_listening(listener)
+    assert isinstance(caught.value, MailboxBusyError)
     assert not isinstance(caught.value, MailboxAuthenticationError)
     assert "the credentials were not refused" in str(caught.value)
     assert answer.split(b" ", 1)[1].decode() in str(caught.value)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
-from asm_email_rules.errors import MailboxAuthenticationError, MailboxError
+from asm_email_rules.errors import MailboxAuthenticationError, MailboxBusyError, MailboxError
 from asm_email_rules.protocols import Mailbox
 
 if TYPE_CHECKING:
@@ -126,6 +126,7 @@ def test_a_maildrop_locked_by_another_session_is_not_called_a_refused_sign_in(
             list(box.list_keys())
     finally:
         other.quit()
+    assert isinstance(caught.value, MailboxBusyError)
     assert not isinstance(caught.value, MailboxAuthenticationError)
     assert "[IN-USE]" in str(caught.value)
     assert "the credentials were not refused" in str(caught.value)

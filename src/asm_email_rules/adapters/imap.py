@@ -48,6 +48,7 @@ from asm_email_rules.adapters.oauth import (
 from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import (
     MailboxAuthenticationError,
+    MailboxBusyError,
     MailboxError,
     MailboxHungUpError,
     MessageGoneError,
@@ -781,14 +782,14 @@ class ImapMailbox(ServerSession):
                 mechanism=mechanism,
             )
 
-        def busy(said: str) -> MailboxError | None:
+        def busy(said: str) -> MailboxBusyError | None:
             """The error for a refusal that is the server's trouble, not the credentials'
             (:func:`~asm_email_rules.adapters._session.busy_at_sign_in`), else None."""
             code = _RESPONSE_CODE_RE.match(said)
             named = code.group(1) if code is not None else None
             if not busy_at_sign_in(named, said, SIGN_IN_BUSY_CODES, SIGN_IN_CREDENTIAL_CODES):
                 return None
-            return MailboxError(
+            return MailboxBusyError(
                 f"{where}: sign-in as {cfg.username!r} with {mechanism} turned away for now: "
                 f"the server cannot take the session (busy, in use, a connection limit or "
                 f"throttled), the credentials were not refused: {shown_text(said)}"

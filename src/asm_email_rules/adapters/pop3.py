@@ -37,6 +37,7 @@ from asm_email_rules.adapters.oauth import (
 from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import (
     MailboxAuthenticationError,
+    MailboxBusyError,
     MailboxError,
     MessageUnreadableError,
     TokenError,
@@ -283,8 +284,8 @@ class Pop3Mailbox(ServerSession):
                 mechanism=mechanism,
             )
 
-        def busy(said: str) -> MailboxError:
-            return MailboxError(
+        def busy(said: str) -> MailboxBusyError:
+            return MailboxBusyError(
                 f"{where}: sign-in as {cfg.username!r} with {mechanism} turned away for now: "
                 f"the server cannot take the session (the maildrop in use, too soon, or the "
                 f"system failing), the credentials were not refused: {shown_text(said)}"
