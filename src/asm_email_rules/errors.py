@@ -134,6 +134,13 @@ class MessageUnreadableError(MailboxError):
     the messages behind it; it is tried again on the next poll."""
 
 
+class MailboxBusyError(MailboxError):
+    """A server turned our session away for now, not for our credentials: the POP3 maildrop
+    locked by another session (``-ERR [IN-USE]``), too many connections (Dovecot's ``NO
+    [LIMIT]``), throttled or unavailable. Tried again later; the polling service backs the
+    account off as ``mailbox unreachable``."""
+
+
 class MailboxHungUpError(MailboxError):
     """The server closed the connection on a fetch right after answering for the message
     ``key`` without it (Dovecot's default ``imap_fetch_failure = disconnect-immediately``

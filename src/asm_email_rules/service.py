@@ -40,6 +40,7 @@ from asm_email_rules.decision import days_before, require_aware, utc_clock
 from asm_email_rules.errors import (
     ArgumentTypeError,
     AuthenticationError,
+    MailboxBusyError,
     MailboxError,
     MailboxHungUpError,
     MessageGoneError,
@@ -1492,8 +1493,19 @@ class PollingService:
         (:mod:`~asm_email_rules.session_start`).
         """
         start = None if ahead is None else ahead.take()
+        own = start is not None and not _opened(start, account)
+        if own:
+            # The server turned the connection opened ahead away (a connection limit the
+            # sessions overlapping reached, a moment's unavailability): this session
+            # connects on its own, once the end behind it has closed its connection.
+            start = None
+            if not self._settled(account, counts, behind):
+                raise _NotDurableError(_NOT_DURABLE)
         try:
-            mailbox = self.mailbox_factory(account) if start is None else start.take()
+            if own:
+                mailbox = self._open_own(account)
+            else:
+                mailbox = self.mailbox_factory(account) if start is None else start.take()
         except Exception as exc:
             if start is not None:  # it connected: a session, as one failing at its first call
                 counts.sessions += 1
@@ -1712,6 +1724,25 @@ class PollingService:
             return self._account_end(account, counts, EndOutcome(sync_error=exc))
         return True
 
+    def _open_own(self, account: AccountConfig) -> Mailbox:
+        """The session's own mailbox, opened now, after the one opened ahead was turned away
+        (:func:`_opened`): tried again :data:`OWN_OPEN_PAUSES` apart while the server turns
+        it away as well (not a refused sign-in): the end before it has only just closed its
+        connection, which a server may count a moment longer (Dovecot's anvil). The last
+        failure is raised, as a session's own connect would."""
+        for pause in (*OWN_OPEN_PAUSES, None):
+            mailbox = self.mailbox_factory(account)
+            try:
+                cast(_Opening, mailbox).open()
+            except MailboxError as exc:
+                abandon(mailbox)
+                if pause is None or not isinstance(exc, MailboxBusyError):
+                    raise
+                time.sleep(pause)
+            else:
+                return mailbox
+        raise AssertionError("unreachable: the last try raises or returns")  # pragma: no cover
+
     def _settled(self, account: AccountConfig, counts: _Counts, behind: _Behind | None) -> bool:
         """Wait for the session end left running behind (if any), count and log how it went;
         True when its records are durable (or there was none). An end that failed in a way it
@@ -1920,6 +1951,35 @@ class PollingService:
                 due[account.name] = time.monotonic() + wait
             stop.wait(max(0.0, min(due.values()) - time.monotonic()))
         log.info("polling service stopped")
+
+
+OWN_OPEN_PAUSES = (0.25, 0.5, 1.0)
+"""The pauses, in seconds, between the tries of a session that opens its own connection after
+the one opened ahead for it was turned away (:meth:`PollingService._open_own`)."""
+
+
+class _Opening(Protocol):
+    def open(self) -> None: ...
+
+
+def _opened(start: SessionStart, account: AccountConfig) -> bool:
+    """False when the server turned the mailbox opened ahead (``start``) away
+    (:class:`~asm_email_rules.errors.MailboxBusyError`, logged at INFO; the session then
+    opens its own): a server that limits the connections of a user (Dovecot's ``NO [LIMIT]
+    Maximum number of connections from user+IP exceeded``, a host's few, some held by a
+    person's mail client) refuses the one opened ahead while it still takes the sessions one
+    at a time. Any other outcome is left to ``start.take()``."""
+    error = start.failure()
+    if not isinstance(error, MailboxBusyError):
+        return True
+    start.discard()
+    log.info(
+        "the connection opened ahead for the next session failed; it connects itself once "
+        "the session before it has ended: %s",
+        error,
+        extra={"account": account.name},
+    )
+    return False
 
 
 def _from_a_person(result: ProcessResult) -> bool:

@@ -94,6 +94,16 @@ class SessionStart:
             raise self._error
         return self._mailbox
 
+    def failure(self) -> BaseException | None:
+        """Once ``open()`` has finished (waited for): what it raised, or None when it
+        opened. Interrupted while it waits (Ctrl-C), the mailbox is discarded first."""
+        try:
+            self._opened.wait()
+        except BaseException:
+            self.discard()
+            raise
+        return self._error
+
     def discard(self) -> None:
         """Give the mailbox up: abandoned here when its ``open()`` has finished (however it
         went), else by the worker thread once it has (not waited for)."""

@@ -30,6 +30,8 @@ __all__ = ["new_database", "pg_cluster", "pg_database", "pg_database_name"]  # P
 PASSWORD = "secret"
 USERS = 200  # fresh mail users available to tests (one each)
 REFUSING_USERS = 20  # fresh mail users whose FETCH failures are a tagged NO (new_user)
+LOCKING_USERS = 5  # fresh mail users whose POP3 sessions lock the maildrop (new_user)
+PREFIXED_USERS = 5  # fresh mail users whose folders all live under "INBOX." (new_user)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,6 +296,8 @@ class Dovecot:
     root: Path
     _counter: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
     _refusing: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
+    _locking: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
+    _prefixed: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
 
     def imap_config(self, user: str, **changes: Any) -> ImapConfig:
         """Our IMAP adapter's settings for ``user`` here (plain text on loopback, a 5 s
@@ -320,12 +324,30 @@ class Dovecot:
         )
         return attrs.evolve(base, **changes)
 
-    def new_user(self, *, fetch_failure: str = "disconnect-immediately") -> str:
+    def new_user(
+        self,
+        *,
+        fetch_failure: str = "disconnect-immediately",
+        pop3_lock: bool = False,
+        inbox_prefix: bool = False,
+    ) -> str:
         """A fresh mail user (password :data:`PASSWORD`) with an empty mailbox.
 
         ``fetch_failure``: what Dovecot answers to a FETCH of a message it cannot read
         (``imap_fetch_failure``): by default a ``BYE`` and the connection closed;
-        ``"no-after"``: the messages it could read and a tagged ``NO [SERVERBUG]``."""
+        ``"no-after"``: the messages it could read and a tagged ``NO [SERVERBUG]``.
+        ``pop3_lock``: a POP3 session locks the maildrop (``pop3_lock_session``), so a second
+        one is refused with ``-ERR [IN-USE]`` (RFC 2449 8.1.1) while it lasts.
+        ``inbox_prefix``: the personal namespace is ``INBOX.`` with ``.`` as the delimiter
+        (RFC 2342; Courier, Cyrus, cPanel's Dovecot): every folder is ``INBOX.name``."""
+        if inbox_prefix:
+            number = next(self._prefixed)
+            assert number <= PREFIXED_USERS, "raise PREFIXED_USERS in conftest.py"
+            return f"prefixed{number}"
+        if pop3_lock:
+            number = next(self._locking)
+            assert number <= LOCKING_USERS, "raise LOCKING_USERS in conftest.py"
+            return f"locking{number}"
         if fetch_failure == "no-after":
             number = next(self._refusing)
             assert number <= REFUSING_USERS, "raise REFUSING_USERS in conftest.py"
@@ -403,6 +425,17 @@ def dovecot() -> Iterator[Dovecot]:
     lines += [
         f"{user}:{{PLAIN}}{PASSWORD}::::::userdb_imap_fetch_failure=no-after\n"
         for user in (f"refusing{n}" for n in range(1, REFUSING_USERS + 1))
+    ]
+    # Users whose POP3 session locks the maildrop: a second one gets -ERR [IN-USE].
+    lines += [
+        f"{user}:{{PLAIN}}{PASSWORD}::::::userdb_pop3_lock_session=yes\n"
+        for user in (f"locking{n}" for n in range(1, LOCKING_USERS + 1))
+    ]
+    # Users whose folders all live under "INBOX." (Courier-like namespace).
+    lines += [
+        f"{user}:{{PLAIN}}{PASSWORD}::::::"
+        "userdb_namespace/inbox/prefix=INBOX. userdb_namespace/inbox/separator=.\n"
+        for user in (f"prefixed{n}" for n in range(1, PREFIXED_USERS + 1))
     ]
     (root / "passwd").write_text("".join(lines), encoding="utf-8")
     (root / "passwd").chmod(0o644)

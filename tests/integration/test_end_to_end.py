@@ -7,6 +7,10 @@ Dovecot folders.
 
 from __future__ import annotations
 
+import imaplib
+import socket
+import threading
+from contextlib import suppress
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from loopback import HOST, stop_listening
 
 from asm_email_rules.adapters.maildir import QUARANTINE_HEADER
 from asm_email_rules.adapters.sqlite import SqliteRepository
@@ -165,3 +170,108 @@ def test_poll_once_applies_replies_deletes_and_quarantines(
     assert code == 0
     assert "helpdesk: processed 0, duplicates 0" in out
     assert len(smtp.envelopes) == 3
+
+
+def _connection_limit(dovecot: Dovecot, limit: int) -> tuple[int, socket.socket]:
+    """A loopback proxy in front of ``dovecot``'s IMAP that lets ``limit`` connections at a
+    time through and answers the others' ``LOGIN`` as Dovecot does over its
+    ``mail_max_userip_connections``; (its port, its listener)."""
+    listener = socket.create_server((HOST, 0))
+    port: int = listener.getsockname()[1]
+    lock = threading.Lock()
+    open_now = [0]
+
+    def pipe(source: socket.socket, target: socket.socket, last: bool) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with suppress(OSError):
+            target.shutdown(socket.SHUT_RDWR)
+        if last:
+            with lock:
+                open_now[0] -= 1
+
+    def turn_away(client: socket.socket) -> None:
+        with suppress(OSError), client, client.makefile("rb") as lines:
+            client.sendall(b"* OK [CAPABILITY IMAP4rev1] ready\r\n")
+            for line in lines:
+                tag, _, command = line.partition(b" ")
+                verb = command.split(b" ", 1)[0].strip().upper()
+                if verb == b"CAPABILITY":
+                    client.sendall(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK done\r\n")
+                elif verb == b"LOGIN":
+                    client.sendall(
+                        tag + b" NO [LIMIT] Maximum number of connections from user+IP "
+                        b"exceeded (mail_max_userip_connections=%d)\r\n" % limit
+                    )
+                else:
+                    client.sendall(b"* BYE\r\n" + tag + b" OK done\r\n")
+                    return
+
+    def serve() -> None:
+        with suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                with lock:
+                    through = open_now[0] < limit
+                    open_now[0] += through
+                if not through:
+                    threading.Thread(target=turn_away, args=(client,), daemon=True).start()
+                    continue
+                server = socket.create_connection((dovecot.host, dovecot.imap_port))
+                threading.Thread(target=pipe, args=(client, server, False), daemon=True).start()
+                threading.Thread(target=pipe, args=(server, client, True), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port, listener
+
+
+def test_a_server_allowing_one_connection_more_than_a_person_uses_has_its_backlog_drained(
+    dovecot: Dovecot,
+    mail_user: str,
+    smtp_server: SmtpFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A host that allows two IMAP connections per user, one of them held by a person's mail
+    # client: the connection the service opened ahead for its next session was turned away
+    # (NO [LIMIT]) and the whole poll failed and backed off after one session's messages.
+    smtp = smtp_server()
+    store = tmp_path / "helpdesk.sqlite3"
+    with SqliteRepository(store) as repo:
+        seed_sample_desk(repo)
+    for n in range(7):
+        body = f"Printer {n} on floor 2 is broken."
+        dovecot.append(mail_user, make_raw(f"Printer {n}", f"p{n}@corp.example", body, f"<p{n}@c>"))
+    port, listener = _connection_limit(dovecot, 2)
+    config = tmp_path / "config.toml"
+    text = CONFIG.format(
+        store=store.name,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        imap_host=dovecot.host,
+        imap_port=port,
+        user=mail_user,
+        desk=DESK_ADDRESS,
+    )
+    config.write_text(
+        text.replace(
+            "timeout = 10\n\n[accounts", "timeout = 10\nmax_messages_per_session = 2\n\n[accounts"
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("E2E_IMAP_PASSWORD", "secret")
+    person = imaplib.IMAP4(HOST, port, timeout=5)
+    try:
+        person.login(mail_user, "secret")
+        person.select("INBOX")
+        code = main(["poll", "--once", "--config", str(config)])
+        person.logout()
+    finally:
+        stop_listening(listener)
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "helpdesk: processed 7" in out
+    assert "the connection opened ahead for the next session failed" in out + err
+    assert dovecot.messages(mail_user) == []

@@ -5,19 +5,29 @@ from __future__ import annotations
 import errno
 import imaplib
 import os
+import re
 import socket
+import threading
 from collections.abc import Callable
+from contextlib import suppress
 from email import policy
 from email.parser import BytesParser
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loopback import HOST, stop_listening
 
 from asm_email_rules.adapters import imap
 from asm_email_rules.adapters.imap import QUARANTINE_HEADER, ImapConfig, ImapMailbox, _uid_set
-from asm_email_rules.errors import MailboxError, MessageGoneError
+from asm_email_rules.errors import (
+    MailboxAuthenticationError,
+    MailboxBusyError,
+    MailboxError,
+    MessageGoneError,
+)
 from asm_email_rules.protocols import Mailbox
 
 if TYPE_CHECKING:
@@ -754,3 +764,168 @@ def test_a_limited_listing_never_searches_past_what_the_sessions_own_expunge_lef
         assert box.expunge(list(box.deleted_keys())) == 6
         assert list(box.list_keys(limit=3, skip=set(every[6:10]))) == every[10:12]
     assert _ranged_past(commands, 6) == []
+
+
+def _turning_away(login_answer: bytes) -> tuple[int, socket.socket]:
+    """A one-connection IMAP server on loopback that answers ``LOGIN`` with ``login_answer``
+    (after the tag), as a busy server does; (its port, its listener)."""
+    listener = socket.create_server((HOST, 0))
+    port: int = listener.getsockname()[1]
+
+    def serve() -> None:
+        with suppress(OSError):
+            conn, _ = listener.accept()
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(b"* OK [CAPABILITY IMAP4rev1] ready\r\n")
+                for line in lines:
+                    tag, _, command = line.partition(b" ")
+                    verb = command.split(b" ", 1)[0].strip().upper()
+                    if verb == b"CAPABILITY":
+                        conn.sendall(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK done\r\n")
+                    elif verb == b"LOGIN":
+                        conn.sendall(tag + b" " + login_answer + b"\r\n")
+                    elif verb == b"LOGOUT":
+                        conn.sendall(b"* BYE\r\n" + tag + b" OK done\r\n")
+                        return
+                    else:
+                        conn.sendall(tag + b" BAD unexpected\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port, listener
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # Dovecot's mail_max_userip_connections, as a real Dovecot says it
+        b"NO [LIMIT] Maximum number of connections from user+IP exceeded "
+        b"(mail_max_userip_connections=10)",
+        b"NO [UNAVAILABLE] Server Unavailable. 15",  # RFC 5530; Microsoft's words
+        b"NO [INUSE] Mailbox in use",
+        b"NO [ALERT] Too many simultaneous connections. (Failure)",  # Gmail's words
+    ],
+)
+def test_a_server_turning_the_sign_in_away_for_now_is_not_a_refused_sign_in(
+    answer: bytes,
+) -> None:
+    port, listener = _turning_away(answer)
+    box = ImapMailbox(
+        ImapConfig(HOST, port, security="plain", username="desk", password="right", timeout=5)
+    )
+    try:
+        with pytest.raises(MailboxError) as caught:
+            list(box.list_keys())
+    finally:
+        stop_listening(listener)
+    assert isinstance(caught.value, MailboxBusyError)
+    assert not isinstance(caught.value, MailboxAuthenticationError)
+    assert "the credentials were not refused" in str(caught.value)
+    assert answer.split(b" ", 1)[1].decode() in str(caught.value)
+
+
+def test_a_sign_in_refused_for_its_credentials_stays_a_refused_sign_in() -> None:
+    port, listener = _turning_away(b"NO [AUTHENTICATIONFAILED] Too many failed logins")
+    box = ImapMailbox(
+        ImapConfig(HOST, port, security="plain", username="desk", password="wrong", timeout=5)
+    )
+    try:
+        with pytest.raises(MailboxAuthenticationError, match="AUTHENTICATIONFAILED"):
+            list(box.list_keys())
+    finally:
+        stop_listening(listener)
+
+
+_UID_FIRST_RE = re.compile(rb"(\* \d+ FETCH \()UID (\d+) (.*\{(\d+)\}\r\n)\Z")
+_ENDS_IN_LITERAL_RE = re.compile(rb"\{(\d+)\}\r\n\Z")
+
+
+def _uid_last_proxy(dovecot: Dovecot) -> tuple[int, socket.socket]:
+    """A loopback proxy in front of ``dovecot`` that sends each ``FETCH`` response's ``UID``
+    after the message's literal (``* 1 FETCH (BODY[] {n}`` ... `` UID 7)``), as RFC 3501
+    7.4.2 allows a server to; (its port, its listener)."""
+    listener = socket.create_server((HOST, 0))
+    port: int = listener.getsockname()[1]
+
+    def upward(client: socket.socket, server: socket.socket) -> None:
+        with suppress(OSError):
+            while data := client.recv(65536):
+                server.sendall(data)
+        with suppress(OSError):
+            server.shutdown(socket.SHUT_WR)
+
+    def downward(server: socket.socket, client: socket.socket) -> None:
+        with suppress(OSError), server.makefile("rb") as lines:
+            while line := lines.readline():
+                moved = _UID_FIRST_RE.match(line)
+                if moved is not None:
+                    client.sendall(moved.group(1) + moved.group(3))
+                    client.sendall(lines.read(int(moved.group(4))))
+                    client.sendall(b" UID " + moved.group(2) + lines.readline())
+                    continue
+                client.sendall(line)
+                while (literal := _ENDS_IN_LITERAL_RE.search(line)) is not None:
+                    client.sendall(lines.read(int(literal.group(1))))
+                    line = lines.readline()
+                    client.sendall(line)
+        with suppress(OSError):
+            client.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        with suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                server = socket.create_connection((dovecot.host, dovecot.imap_port))
+                threading.Thread(target=upward, args=(client, server), daemon=True).start()
+                threading.Thread(target=downward, args=(server, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port, listener
+
+
+@pytest.mark.parametrize("fetch_ahead", [True, False])
+def test_a_server_sending_the_uid_after_the_message_has_every_message_read(
+    dovecot: Dovecot, mail_user: str, make_message: Callable[..., bytes], fetch_ahead: bool
+) -> None:
+    sent = [make_message(n) for n in range(1, 6)]
+    for raw in sent:
+        dovecot.append(mail_user, raw)
+    port, listener = _uid_last_proxy(dovecot)
+    config = dovecot.imap_config(mail_user, port=port, batch_messages=2, fetch_ahead=fetch_ahead)
+    try:
+        with ImapMailbox(config) as box:
+            keys = list(box.list_keys())
+            assert [box.fetch(key) for key in keys] == sent
+            box.quarantine(keys[0], "kept aside")  # a fetch of one message, with its flags
+            for key in keys[1:]:
+                box.delete(key)
+    finally:
+        stop_listening(listener)
+    assert dovecot.messages(mail_user) == []
+    [kept] = dovecot.messages(mail_user, "Quarantine")
+    assert kept.endswith(sent[0])
+    assert b"kept aside" in kept
+
+
+@pytest.mark.parametrize("annotate", [True, False])
+def test_quarantine_on_a_server_whose_folders_live_under_inbox_dot(
+    dovecot: Dovecot, make_message: Callable[..., bytes], annotate: bool
+) -> None:
+    # Courier, Cyrus and cPanel's Dovecot keep every folder under the personal namespace
+    # "INBOX." (RFC 2342); a CREATE of "Quarantine" is refused there ("nonexistent
+    # namespace"), so each quarantine failed and the message stayed in the INBOX.
+    user = dovecot.new_user(inbox_prefix=True)
+    raw = make_message(4)
+    dovecot.append(user, raw)
+    config = dovecot.imap_config(user, quarantine_annotate=annotate)
+    with ImapMailbox(config) as box:
+        [uid] = box.list_keys()
+        box.quarantine(uid, "looping")
+    assert dovecot.messages(user) == []
+    [kept] = dovecot.messages(user, "INBOX.Quarantine")
+    assert kept.endswith(raw)
+    raw = make_message(5)  # named with the prefix already, it is used as it is
+    dovecot.append(user, raw)
+    with ImapMailbox(attrs.evolve(config, quarantine_folder="inbox.Quarantine")) as box:
+        [uid] = box.list_keys()
+        box.quarantine(uid, "looping")
+    assert len(dovecot.messages(user, "INBOX.Quarantine")) == 2

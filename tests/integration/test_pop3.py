@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import poplib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
 
 from asm_email_rules.adapters.pop3 import Pop3Config, Pop3Mailbox
-from asm_email_rules.errors import MailboxError
+from asm_email_rules.errors import MailboxAuthenticationError, MailboxBusyError, MailboxError
 from asm_email_rules.protocols import Mailbox
 
 if TYPE_CHECKING:
     from conftest import Dovecot
+
+PASSWORD = "secret"  # conftest.PASSWORD
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +108,27 @@ def test_unknown_uidl_cannot_be_fetched_and_delete_ignores_it(
         box.delete("no-such-uidl")
         with pytest.raises(MailboxError, match="no-such-uidl"):
             box.fetch("no-such-uidl")
+
+
+def test_a_maildrop_locked_by_another_session_is_not_called_a_refused_sign_in(
+    dovecot: Dovecot,
+) -> None:
+    # Dovecot with pop3_lock_session answers the PASS of a session while another client's
+    # holds the maildrop with "-ERR [IN-USE] Mailbox is locked by another POP3 session."
+    # (RFC 2449 8.1.1): the password is right, so the operator must not be sent to check it.
+    user = dovecot.new_user(pop3_lock=True)
+    other = poplib.POP3(dovecot.host, dovecot.pop3_port, timeout=5)
+    try:
+        other.user(user)
+        other.pass_(PASSWORD)
+        box = Pop3Mailbox(dovecot.pop3_config(user, timeout=15))  # Dovecot waits 10 s
+        with pytest.raises(MailboxError) as caught:
+            list(box.list_keys())
+    finally:
+        other.quit()
+    assert isinstance(caught.value, MailboxBusyError)
+    assert not isinstance(caught.value, MailboxAuthenticationError)
+    assert "[IN-USE]" in str(caught.value)
+    assert "the credentials were not refused" in str(caught.value)
+    with Pop3Mailbox(dovecot.pop3_config(user)) as later:  # the lock went with the session
+        assert list(later.list_keys()) == []

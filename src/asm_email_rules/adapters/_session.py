@@ -57,6 +57,24 @@ def refuses_only_what_was_asked(code: str | None, text: str, session_codes: Set[
     return not says_session_trouble(text)
 
 
+def busy_at_sign_in(
+    code: str | None, text: str, busy_codes: Set[str], credential_codes: Set[str]
+) -> bool:
+    """True when a server's refusal of a sign-in, with response code ``code`` (None: it has
+    none) and words ``text``, says it cannot take the session now (the maildrop locked by
+    another session, too many connections, throttled, unavailable) rather than that the
+    credentials are wrong: ``code`` is one of the protocol's ``busy_codes``, or, not one of
+    its ``credential_codes``, the words say so (:func:`says_session_trouble`: Dovecot's
+    "Maximum number of connections ... exceeded", Gmail's "[ALERT] Too many simultaneous
+    connections"). Such a refusal is the server's trouble, to be tried again later, and not
+    a reason to look at the password or the token."""
+    if code is not None and code.upper() in busy_codes:
+        return True
+    if code is not None and code.upper() in credential_codes:
+        return False
+    return says_session_trouble(text)
+
+
 def error_text(exc: BaseException) -> str:
     """A server library's error as text: the server's own words (imaplib and poplib pass its
     bytes through), or the system's for a socket error ("Broken pipe", "Connection reset by

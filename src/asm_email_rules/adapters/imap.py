@@ -32,6 +32,7 @@ import attrs
 from asm_email_rules.adapters._session import (
     MAX_NUMBER_DIGITS,
     ServerSession,
+    busy_at_sign_in,
     error_text,
     refuses_only_what_was_asked,
     shown_text,
@@ -47,6 +48,7 @@ from asm_email_rules.adapters.oauth import (
 from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import (
     MailboxAuthenticationError,
+    MailboxBusyError,
     MailboxError,
     MailboxHungUpError,
     MessageGoneError,
@@ -168,6 +170,18 @@ unavailable, throttling us, over a limit or a quota, the folder gone, our rights
 
 _RESPONSE_CODE_RE = re.compile(r"\s*\[([A-Za-z0-9.-]+)")
 
+SIGN_IN_BUSY_CODES = frozenset({"INUSE", "LIMIT", "SERVERBUG", "THROTTLED", "UNAVAILABLE"})
+"""Response codes (RFC 5530; ``THROTTLED`` as some servers send it) that make a tagged ``NO``
+to ``LOGIN`` or ``AUTHENTICATE`` the server's trouble, not the credentials': it is
+unavailable, the mailbox in use, a limit reached (Dovecot's ``NO [LIMIT] Maximum number of
+connections from user+IP exceeded``), it throttles us or failed."""
+
+SIGN_IN_CREDENTIAL_CODES = frozenset(
+    {"AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "CONTACTADMIN", "EXPIRED", "PRIVACYREQUIRED"}
+)
+"""Response codes (RFC 5530) of a sign-in refusal that are about the credentials or the
+account, whatever the words that follow."""
+
 
 def refuses_only_the_messages(detail: str) -> bool:
     """True when a tagged ``NO`` to a ``UID FETCH``, whose text is ``detail``, refuses the
@@ -227,6 +241,20 @@ def _capabilities_said(client: imaplib.IMAP4, signed_in: list[Any]) -> bytes | N
             return code.group(1)
     listed = [item for item in client.response("CAPABILITY")[1] if isinstance(item, bytes)]
     return listed[-1] if listed and listed[-1].strip() else None
+
+
+_PERSONAL_NAMESPACE_RE = re.compile(rb'\(\("([\x20-\x7e]*?)" ')
+"""The prefix of the first personal namespace in a ``NAMESPACE`` answer (RFC 2342 5:
+``(("INBOX." ".")) NIL NIL``), a quoted string."""
+
+
+def _under(name: str, prefix: str) -> bool:
+    """True when the mailbox ``name`` is already under the namespace ``prefix`` (``INBOX``
+    in either in any case, RFC 3501 5.1)."""
+    if name.startswith(prefix):
+        return True
+    head, rest = name[:5], prefix[:5]
+    return head.upper() == rest.upper() == "INBOX" and name[5:].startswith(prefix[5:])
 
 
 def _quoted(text: str) -> str:
@@ -378,19 +406,46 @@ def _refused_by_hang_up(
     return str(min(left)) if left else None
 
 
+def _fetch_responses(data: Iterable[object]) -> Iterator[tuple[bytes, bytes | None]]:
+    """The ``FETCH`` responses of an answer as imaplib keeps it (a response with a literal is
+    a ``(text, literal)`` tuple, then the text after the literal as bytes): each one's text
+    without its literals, and the literal of its ``BODY[]`` item (else its first literal;
+    None when it has none). RFC 3501 7.4.2 sets no order for the data items, and some servers
+    send the ``UID`` after the message (``* 1 FETCH (BODY[] {n} ... UID 7)``): it is in the
+    text either way."""
+    text: list[bytes] = []
+    body: bytes | None = None
+    exact = False  # body is the literal of a BODY[] item
+    for item in data:
+        head = item[0] if isinstance(item, tuple) else item
+        if not isinstance(head, bytes):
+            continue
+        if text and _FETCH_RESPONSE_RE.match(head):
+            yield b"".join(text), body
+            text, body, exact = [], None, False
+        text.append(head)
+        literal = item[1] if isinstance(item, tuple) and len(item) == 2 else None
+        if isinstance(literal, bytes) and not exact:
+            if _BODY_LITERAL_RE.search(head):
+                body, exact = literal, True
+            elif body is None:
+                body = literal
+    if text:
+        yield b"".join(text), body
+
+
 def _answered(data: Iterable[object]) -> tuple[set[str], str | None]:
     """The UIDs a ``UID FETCH`` answer (as imaplib keeps it) named, and the one its last
     response named without the data asked for (:func:`_bare_uid`), if it did."""
     named: set[str] = set()
     last_bare: str | None = None
-    for item in data:
-        head = item[0] if isinstance(item, tuple) else item
-        if not isinstance(head, bytes) or not _FETCH_RESPONSE_RE.match(head):
-            continue  # the rest of a response after its literal
-        uid = _UID_RE.search(head)
+    for said, body in _fetch_responses(data):
+        if not _FETCH_RESPONSE_RE.match(said):
+            continue
+        uid = _UID_RE.search(said)
         if uid is not None:
             named.add(uid.group(1).decode())
-        last_bare = None if isinstance(item, tuple) else _bare_uid(head)
+        last_bare = None if body is not None else _bare_uid(said)
     return named, last_bare
 
 
@@ -521,6 +576,7 @@ class ImapMailbox(ServerSession):
         # of step and no command may follow
         self._broken: tuple[str, Exception] | None = None
         self._quarantine_ready = False
+        self._quarantine_name: str | None = None  # the quarantine folder's name here
         self._uidvalidity: str | None = None  # the folder's, as SELECT said it
         # the server hung up on a fetch (the UID is remembered): raised again by any command
         # of the session; close() sends the session's marks on a new connection
@@ -726,6 +782,19 @@ class ImapMailbox(ServerSession):
                 mechanism=mechanism,
             )
 
+        def busy(said: str) -> MailboxBusyError | None:
+            """The error for a refusal that is the server's trouble, not the credentials'
+            (:func:`~asm_email_rules.adapters._session.busy_at_sign_in`), else None."""
+            code = _RESPONSE_CODE_RE.match(said)
+            named = code.group(1) if code is not None else None
+            if not busy_at_sign_in(named, said, SIGN_IN_BUSY_CODES, SIGN_IN_CREDENTIAL_CODES):
+                return None
+            return MailboxBusyError(
+                f"{where}: sign-in as {cfg.username!r} with {mechanism} turned away for now: "
+                f"the server cannot take the session (busy, in use, a connection limit or "
+                f"throttled), the credentials were not refused: {shown_text(said)}"
+            )
+
         if login is None:
             user = cfg.username if _ATOM_RE.fullmatch(cfg.username) else _quoted(cfg.username)
             try:
@@ -733,7 +802,8 @@ class ImapMailbox(ServerSession):
             except imaplib.IMAP4.abort as exc:
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             except imaplib.IMAP4.error as exc:
-                raise failed(f"refused: {error_text(exc)}") from exc
+                said = error_text(exc)
+                raise busy(said) or failed(f"refused: {said}") from exc
             except (OSError, UnicodeError) as exc:
                 raise MailboxError(f"{where}: LOGIN failed: {exc}") from exc
         if f"AUTH={mechanism}" not in client.capabilities:
@@ -756,6 +826,9 @@ class ImapMailbox(ServerSession):
             except imaplib.IMAP4.abort as exc:
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             except imaplib.IMAP4.error as exc:
+                turned_away = busy(error_text(exc))
+                if turned_away is not None:  # not the token's fault: it is not replaced
+                    raise turned_away from exc
                 said = error_detail(challenges[1]) if len(challenges) > 1 else ""
                 return error_text(exc) + (f" ({said})" if said else "")
             except OSError as exc:
@@ -790,6 +863,7 @@ class ImapMailbox(ServerSession):
         self._broken = None
         self._selected = False
         self._quarantine_ready = False
+        self._quarantine_name = None
         self._uidvalidity = None
         self._hung_up_error = None
 
@@ -832,16 +906,15 @@ class ImapMailbox(ServerSession):
         """Put the messages of a ``UID FETCH (UID BODY.PEEK[])`` answer that are ``wanted``
         in ``_fetched``; the wanted UIDs the server answered for without their body."""
         bare: set[str] = set()
-        for part in data:
-            if isinstance(part, tuple) and len(part) == 2:
-                match = _UID_RE.search(part[0])
-                uid = match.group(1).decode() if match is not None else ""
-                if uid in wanted:
-                    self._fetched[uid] = part[1]
-            elif isinstance(part, bytes) and _FETCH_RESPONSE_RE.match(part):
-                match = _UID_RE.search(part)
-                if match is not None and match.group(1).decode() in wanted:
-                    bare.add(match.group(1).decode())
+        for said, body in _fetch_responses(data):
+            match = _UID_RE.search(said)
+            uid = match.group(1).decode() if match is not None else ""
+            if uid not in wanted:
+                continue
+            if body is not None:
+                self._fetched[uid] = body
+            elif _FETCH_RESPONSE_RE.match(said):
+                bare.add(uid)
         return bare - self._fetched.keys()
 
     # -- Mailbox protocol -------------------------------------------------------------------
@@ -945,12 +1018,10 @@ class ImapMailbox(ServerSession):
         if not key.isdigit():
             raise MailboxError(f"{self._where()}: {key!r} is not a UID")
         data, refusal = self._uid_fetch(f"UID FETCH {key}", key, items, {key})
-        for part in data:
-            if isinstance(part, tuple) and len(part) == 2:
-                head, body = part
-                match = _UID_RE.search(head)
-                if match is not None and match.group(1).decode() == key:
-                    return head, body
+        for said, body in _fetch_responses(data):
+            match = _UID_RE.search(said)
+            if body is not None and match is not None and match.group(1).decode() == key:
+                return said, body
         if refusal is not None:
             self._unreadable[key] = refusal
             raise self._refused(key)
@@ -1266,7 +1337,7 @@ class ImapMailbox(ServerSession):
         say, is moved or copied on the server instead, as without it, and the reason only
         logged: a message of gigabytes is never held here whole."""
         client = self._client()
-        target = encode_mailbox_name(self.config.quarantine_folder)
+        target = encode_mailbox_name(self._quarantine_folder())
         self._ensure_quarantine(target)
         limit = self.config.max_message_size
         too_big = (
@@ -1282,7 +1353,7 @@ class ImapMailbox(ServerSession):
             ]
             date = _DATE_RE.search(head)
             self._call(
-                f"APPEND to {self.config.quarantine_folder!r}",
+                f"APPEND to {self._quarantine_folder()!r}",
                 lambda: client.append(
                     target,
                     f"({' '.join(kept)})" if kept else None,
@@ -1325,13 +1396,53 @@ class ImapMailbox(ServerSession):
         self._deleted.add(key)
         self._fetched.pop(key, None)
 
+    def _quarantine_folder(self) -> str:
+        """The quarantine folder's name on this server: ``quarantine_folder``, put under the
+        prefix of the server's personal namespace (RFC 2342) when it has one that the name
+        lacks: a server whose folders all live under ``INBOX.`` (Courier, Cyrus, cPanel's
+        Dovecot) refuses to create ``Quarantine`` ("nonexistent namespace"), so every
+        quarantine failed there; it is ``INBOX.Quarantine``. Asked once a session, and only
+        when a message is quarantined."""
+        if self._quarantine_name is not None:
+            return self._quarantine_name
+        name = self.config.quarantine_folder
+        prefix = self._personal_prefix() if "NAMESPACE" in self._capabilities else ""
+        if prefix and name.upper() != "INBOX" and not _under(name, prefix):
+            log.info(
+                "IMAP quarantine folder %r put under the server's personal namespace: %r",
+                name,
+                prefix + name,
+                extra={"imap_server": self._where()},
+            )
+            name = prefix + name
+        self._quarantine_name = name
+        return name
+
+    def _personal_prefix(self) -> str:
+        """The prefix of the server's first personal namespace (``NAMESPACE``), "" when it
+        has none, says none, or the answer cannot be read (a quoted ASCII string is read:
+        a prefix in modified UTF-7 or as a literal is left alone)."""
+        client = self._client()
+        try:
+            said = self._call("NAMESPACE", client.namespace)
+        except MailboxError as exc:
+            if not _refused(exc) or self._broken:
+                raise
+            return ""
+        first = said[0] if said and isinstance(said[0], bytes) else b""
+        personal = _PERSONAL_NAMESPACE_RE.match(first)
+        if personal is None or b"&" in personal.group(1) or b"\\" in personal.group(1):
+            return ""
+        return personal.group(1).decode("ascii", "replace")
+
     def _ensure_quarantine(self, target: str) -> None:
         if self._quarantine_ready:
             return
         client = self._client()
         listed = self._call("LIST", lambda: client.list('""', target))
         if not any(item for item in listed if item):
-            self._call(f"CREATE {self.config.quarantine_folder!r}", lambda: client.create(target))
+            folder = self._quarantine_folder()
+            self._call(f"CREATE {folder!r}", lambda: client.create(target))
         self._quarantine_ready = True
 
     def append(self, raw: bytes, folder: str | None = None) -> str | None:

@@ -22,8 +22,10 @@ import attrs
 from asm_email_rules.adapters._session import (
     MAX_NUMBER_DIGITS,
     ServerSession,
+    busy_at_sign_in,
     error_text,
     refuses_only_what_was_asked,
+    shown_text,
 )
 from asm_email_rules.adapters.oauth import (
     REFUSED_WHAT_TO_DO,
@@ -35,6 +37,7 @@ from asm_email_rules.adapters.oauth import (
 from asm_email_rules.connection import Security, as_security
 from asm_email_rules.errors import (
     MailboxAuthenticationError,
+    MailboxBusyError,
     MailboxError,
     MessageUnreadableError,
     TokenError,
@@ -98,6 +101,25 @@ SESSION_CODES = frozenset({"AUTH", "IN-USE", "LOGIN-DELAY", "SYS/PERM", "SYS/TEM
 the maildrop is locked or may not be used now, the system failed, our credentials."""
 
 _RESPONSE_CODE_RE = re.compile(rb"-ERR\s+\[([A-Za-z0-9/.-]+)\]")
+
+SIGN_IN_BUSY_CODES = frozenset({"IN-USE", "LOGIN-DELAY", "SYS/PERM", "SYS/TEMP"})
+"""RFC 2449 8 and RFC 3206 response codes that make a ``-ERR`` to ``PASS`` or ``AUTH`` the
+server's trouble, not the credentials': the maildrop locked by another session (Dovecot's
+``-ERR [IN-USE] Mailbox is locked by another POP3 session.``), a sign-in too soon after the
+last one, the system failing."""
+
+SIGN_IN_CREDENTIAL_CODES = frozenset({"AUTH"})
+"""The RFC 3206 code of a sign-in refused for the credentials, whatever its words."""
+
+
+def _busy(said: bytes | str) -> bool:
+    """True when ``said``, a ``-ERR`` to a sign-in, is the server's trouble, not the
+    credentials' (:func:`~asm_email_rules.adapters._session.busy_at_sign_in`)."""
+    line = said.encode("utf-8", "replace") if isinstance(said, str) else said
+    code = _RESPONSE_CODE_RE.match(line)
+    named = code.group(1).decode("ascii") if code is not None else None
+    text = line.decode("utf-8", "replace")
+    return busy_at_sign_in(named, text, SIGN_IN_BUSY_CODES, SIGN_IN_CREDENTIAL_CODES)
 
 
 def refuses_only_the_message(exc: Exception) -> bool:
@@ -262,12 +284,22 @@ class Pop3Mailbox(ServerSession):
                 mechanism=mechanism,
             )
 
+        def busy(said: str) -> MailboxBusyError:
+            return MailboxBusyError(
+                f"{where}: sign-in as {cfg.username!r} with {mechanism} turned away for now: "
+                f"the server cannot take the session (the maildrop in use, too soon, or the "
+                f"system failing), the credentials were not refused: {shown_text(said)}"
+            )
+
         if login is None:
             try:
                 client.user(cfg.username)
                 client.pass_(cfg.password)
             except poplib.error_proto as exc:
-                raise failed(f"refused: {error_text(exc)}") from exc
+                said = error_text(exc)
+                if exc.args and isinstance(exc.args[0], bytes) and _busy(exc.args[0]):
+                    raise busy(said) from exc
+                raise failed(f"refused: {said}") from exc
             except OSError as exc:
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             return
@@ -297,6 +329,8 @@ class Pop3Mailbox(ServerSession):
                 raise MailboxError(f"{where}: connection lost during sign-in: {exc}") from exc
             if reply.startswith(b"+OK"):
                 return None
+            if _busy(reply):  # not the token's fault: it is not replaced
+                raise busy(reply.decode("utf-8", "replace"))
             return reply.decode("utf-8", "replace")
 
         try:
