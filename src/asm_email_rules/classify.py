@@ -486,14 +486,21 @@ def _split_address(value: str) -> tuple[str, str]:
     return local, domain
 
 
+_SCRIPT_ACCOUNT = "a system account that scripts send from"
+_ROBOT_ADDRESS = "a robot's address"
+_ROBOT_NAME_NOTE = "a robot's name"
+"""The notes of From clues that a person's team mailbox or a web form shows too
+(:data:`_TEAM_MAILBOX_NOTES`)."""
+
+
 def _robot_local(local: str) -> str | None:
     """Why a local part names a machine ("noreply", "notifications", "alerts"), or None."""
     if _NOREPLY_LOCAL.search(local):
         return "a no-reply address"
     if local in _SCRIPT_ACCOUNTS:
-        return "a system account that scripts send from"
+        return _SCRIPT_ACCOUNT
     if _ROBOT_LOCAL.search(local):
-        return "a robot's address"
+        return _ROBOT_ADDRESS
     return None
 
 
@@ -558,7 +565,7 @@ def _sender_signals(email: InboundEmail) -> list[Signal]:
     if robot is None and _NOREPLY_NAME.search(name[:200]):
         robot = "a no-reply name"
     if robot is None and _ROBOT_NAME.search(name[:200]):
-        robot = "a robot's name"
+        robot = _ROBOT_NAME_NOTE
     if robot is not None:
         signals.append(
             Signal(
@@ -613,7 +620,7 @@ def _envelope_signals(email: InboundEmail) -> list[Signal]:
                 "Return-Path",
                 MailKind.AUTO_GENERATED,
                 WEAK,
-                f"Return-Path: <{path[:120]}> (a system account that scripts send from)",
+                f"Return-Path: <{path[:120]}> ({_SCRIPT_ACCOUNT})",
                 specific=False,
             )
         ]
@@ -1256,10 +1263,8 @@ def _score(signals: Sequence[Signal], kind: MailKind | None = None) -> int:
     return sum(best.values())
 
 
-_TEAM_MAILBOX_NOTES = (
-    "(a robot's address)",
-    "(a robot's name)",
-    "(a system account that scripts send from)",
+_TEAM_MAILBOX_NOTES = tuple(
+    f"({note})" for note in (_ROBOT_ADDRESS, _ROBOT_NAME_NOTE, _SCRIPT_ACCOUNT)
 )
 """How the reasons of From clues end that a person's team mailbox or a web form shows too
 (``sysadmin@``, ``monitoring@``, ``www-data@``): they say a script or a team may have sent
