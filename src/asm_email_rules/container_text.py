@@ -180,7 +180,7 @@ def rtf_text(data: bytes) -> str:
             elif word in _RTF_SKIPPED:
                 skip = True
             elif word == b"ansicpg" and number is not None:
-                codec = _rtf_codec(number.decode(), codec)
+                codec = code_page_codec(int(number.decode()), codec)
             elif word == b"uc" and number is not None:
                 uc = min(int(number), 10)
             elif word == b"htmlrtf":
@@ -229,11 +229,6 @@ def rtf_text(data: bytes) -> str:
     if from_html:
         return _tidy(html_to_text("".join(out)))
     return _tidy("".join(out))
-
-
-def _rtf_codec(number: str, default: str) -> str:
-    """The Python codec of an RTF ``\\ansicpg`` code page, or ``default``."""
-    return code_page_codec(int(number), default)
 
 
 _ICS_UNFOLD = re.compile(r"\r?\n[ \t]")

@@ -145,7 +145,7 @@ def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
         value = data[start:stop]
         pos = stop + 2  # the 16-bit checksum is not checked: the bytes are read either way
         if attribute == _ATT_OEM_CODEPAGE and length >= 4:
-            codepage = _codec(struct.unpack_from("<I", value)[0], codepage)
+            codepage = code_page_codec(struct.unpack_from("<I", value)[0], codepage)
         elif attribute == _ATT_ATTACH_REND_DATA:
             if scratch is not None and scratch.data:
                 left += 1
@@ -163,7 +163,9 @@ def read_tnef(data: bytes, max_file_size: int) -> TnefContents:
         elif attribute == _ATT_MAPI_PROPS and level == _LVL_MESSAGE:
             props = _properties(value, codepage)
             cpid = props.get(_PT_LONG << 16 | _PR_INTERNET_CPID)  # keys carry the type
-            internet = _codec(int.from_bytes(cpid[:4], "little"), codepage) if cpid else codepage
+            internet = codepage
+            if cpid:
+                internet = code_page_codec(int.from_bytes(cpid[:4], "little"), codepage)
             for key, raw in props.items():
                 if key == _PR_BODY | _PT_UNICODE << 16:
                     text = raw.decode("utf-16-le", "replace").rstrip("\x00")
@@ -206,11 +208,6 @@ def _attachment_attribute(attachment: _Attachment, attribute: int, value: bytes,
                     attachment.short_name = decoded
                 else:
                     attachment.mime_type = decoded.lower()
-
-
-def _codec(number: int, default: str) -> str:
-    """The Python codec of a Windows code page number, or ``default`` when unknown."""
-    return code_page_codec(number, default)
 
 
 def _properties(data: bytes, codepage: str) -> dict[int, bytes]:
