@@ -307,27 +307,11 @@ def run(args: argparse.Namespace) -> int:
             return _unopened(exc, checked)
     else:
         code, findings, failed = _check(args, print)
+    if as_json:
+        _print_json(code, findings, failed, checked)
+        return code
     errors = sum(1 for f in findings if f.level is Level.ERROR)
     warnings = len(findings) - errors
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "ready": code == EXIT_OK,
-                    "exit_code": code,
-                    "errors": errors,
-                    "warnings": warnings,
-                    "sign_ins_failed": failed,
-                    "findings": [
-                        {"level": f.level.value, "where": f.where, "message": f.message}
-                        for f in findings
-                    ],
-                    "checked": checked,
-                },
-                ensure_ascii=False,
-            )
-        )
-        return code
     for finding in findings:
         print(finding)
     verdict = "not ready" if code else "ready"
@@ -348,23 +332,27 @@ def _unopened(exc: Exception, checked: list[str]) -> int:
         code, line = exit_code_for(exc)
     except TypeError:
         raise exc from None
-    finding = {"level": Level.ERROR.value, "where": "check", "message": line}
-    print(
-        json.dumps(
-            {
-                "ready": False,
-                "exit_code": code,
-                "errors": 1,
-                "warnings": 0,
-                "sign_ins_failed": 0,
-                "findings": [finding],
-                "checked": checked,
-            },
-            ensure_ascii=False,
-        )
-    )
+    _print_json(code, [Finding(Level.ERROR, "check", line)], 0, checked)
     print(line, file=sys.stderr)
     return code
+
+
+def _print_json(code: int, findings: list[Finding], failed: int, checked: list[str]) -> None:
+    """``check --json``'s one object: the verdict, the counts, the findings and the lines
+    checked."""
+    errors = sum(1 for f in findings if f.level is Level.ERROR)
+    report = {
+        "ready": code == EXIT_OK,
+        "exit_code": code,
+        "errors": errors,
+        "warnings": len(findings) - errors,
+        "sign_ins_failed": failed,
+        "findings": [
+            {"level": f.level.value, "where": f.where, "message": f.message} for f in findings
+        ],
+        "checked": checked,
+    }
+    print(json.dumps(report, ensure_ascii=False))
 
 
 def _count(number: int, noun: str) -> str:
